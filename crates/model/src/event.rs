@@ -1,0 +1,312 @@
+//! One record as observed: [`Event`] and the small types it is made of.
+//!
+//! An event is what `decode` makes of one envelope. It is derived data: the ledger keeps the
+//! envelope (raw bytes plus collector facts), and decoding it again always yields the same
+//! event, which is what lets `pugmark reindex` rebuild every view.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::{Received, Reported};
+
+/// Who observed an event. Decides how far it can be believed (DESIGN.md "Trust model").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Observer {
+    /// pugmark itself: time received, sender address, TLS identity.
+    Collector,
+    /// The cloud framework: OpenStack notifications and service logs, Keystone.
+    Cloud,
+    /// A hypervisor: netfilter LOG lines for VM traffic, libvirt.
+    Hypervisor,
+    /// The network: NetFlow / IPFIX from routers.
+    Network,
+    /// A VO's workload system: HTCondor history and logs, pilot logs.
+    Vo,
+    /// Syslog from inside a VM: forgeable by whoever has root there.
+    Vm,
+}
+
+impl Observer {
+    pub const ALL: [Observer; 6] = [
+        Observer::Collector,
+        Observer::Cloud,
+        Observer::Hypervisor,
+        Observer::Network,
+        Observer::Vo,
+        Observer::Vm,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Observer::Collector => "collector",
+            Observer::Cloud => "cloud",
+            Observer::Hypervisor => "hypervisor",
+            Observer::Network => "network",
+            Observer::Vo => "vo",
+            Observer::Vm => "vm",
+        }
+    }
+
+    /// Whether a user with root inside a VM can forge what this observer records.
+    pub fn forgeable_by_vm_user(self) -> bool {
+        matches!(self, Observer::Vm)
+    }
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Observer> {
+        Observer::ALL.get(usize::from(code)).copied()
+    }
+}
+
+impl fmt::Display for Observer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Observer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Observer::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown observer {s:?} (expected collector, cloud, hypervisor, network, vo or vm)")
+            })
+    }
+}
+
+/// Where the bytes of an event came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Origin {
+    /// A file import: the path as given to `ingest` (`-` for stdin) and the 1-based line number.
+    File { path: String, line: u64 },
+    /// A network listener: the peer's address and the listener's name (e.g. `syslog-tcp`).
+    Peer { addr: String, listener: String },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { path, line } => write!(f, "{path}:{line}"),
+            Origin::Peer { addr, listener } => write!(f, "{listener}://{addr}"),
+        }
+    }
+}
+
+/// What kind of happening an event records. Serialised as dotted names (`auth.login`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EventClass {
+    /// A successful login (sshd `Accepted …`).
+    #[serde(rename = "auth.login")]
+    AuthLogin,
+    /// A failed authentication (wrong password, invalid user, refused key, pam failure).
+    #[serde(rename = "auth.failure")]
+    AuthFailure,
+    /// A change of identity inside a host: su, sudo.
+    #[serde(rename = "auth.identity_change")]
+    AuthIdentityChange,
+    /// A login session opened or closed (pam_unix / systemd-logind).
+    #[serde(rename = "auth.session")]
+    AuthSession,
+    /// A network connection seen by a host or hypervisor firewall (netfilter LOG).
+    #[serde(rename = "net.connection")]
+    NetConnection,
+    /// A flow record from the network (NetFlow / IPFIX).
+    #[serde(rename = "net.flow")]
+    NetFlow,
+    /// A VM lifecycle change reported by the cloud.
+    #[serde(rename = "vm.lifecycle")]
+    VmLifecycle,
+    /// A payload job run reported by a VO.
+    #[serde(rename = "job.run")]
+    JobRun,
+    /// Anything else.
+    #[serde(rename = "other")]
+    Other,
+}
+
+impl EventClass {
+    pub const ALL: [EventClass; 9] = [
+        EventClass::AuthLogin,
+        EventClass::AuthFailure,
+        EventClass::AuthIdentityChange,
+        EventClass::AuthSession,
+        EventClass::NetConnection,
+        EventClass::NetFlow,
+        EventClass::VmLifecycle,
+        EventClass::JobRun,
+        EventClass::Other,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventClass::AuthLogin => "auth.login",
+            EventClass::AuthFailure => "auth.failure",
+            EventClass::AuthIdentityChange => "auth.identity_change",
+            EventClass::AuthSession => "auth.session",
+            EventClass::NetConnection => "net.connection",
+            EventClass::NetFlow => "net.flow",
+            EventClass::VmLifecycle => "vm.lifecycle",
+            EventClass::JobRun => "job.run",
+            EventClass::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for EventClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventClass::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = EventClass::ALL.iter().map(|c| c.as_str()).collect();
+                format!("unknown class {s:?} (expected one of {})", names.join(", "))
+            })
+    }
+}
+
+/// Something a parser could not understand, with where and what it expected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParseIssue {
+    /// Byte offset into the raw record where the problem starts.
+    pub offset: usize,
+    /// Short stable kind used for counting (`bad_pri`, `bad_timestamp`, `invalid_utf8`, …).
+    pub kind: String,
+    /// What the parser expected there, for humans.
+    pub expected: String,
+    /// Up to 32 bytes of the input at `offset`, lossily decoded.
+    pub sample: String,
+}
+
+impl ParseIssue {
+    pub fn new(raw: &[u8], offset: usize, kind: &str, expected: &str) -> ParseIssue {
+        let start = offset.min(raw.len());
+        let end = (start + 32).min(raw.len());
+        ParseIssue {
+            offset,
+            kind: kind.to_string(),
+            expected: expected.to_string(),
+            sample: String::from_utf8_lossy(&raw[start..end]).into_owned(),
+        }
+    }
+}
+
+/// One record as observed (DESIGN.md "Events and facts").
+///
+/// Claims made by the source (`host`, `app`, `pid`, `reported`, …) are kept as claimed; the
+/// trusted facts about the record (`received`, `origin`, `observer`) come from the collector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// Collector clock at reception (import time for file imports).
+    pub received: Received,
+    /// The source's own claim about the time, parsed and verbatim.
+    pub reported: Reported,
+    pub observer: Observer,
+    /// Which decoder made this event (`syslog-rfc5424`, `syslog-rfc3164`, `raw`, …).
+    pub source_kind: String,
+    pub origin: Origin,
+    /// Hostname as claimed by the record.
+    pub host: Option<String>,
+    /// Program / APP-NAME as claimed (`sshd`, `sshd(pam_unix)`, `kernel`).
+    pub app: Option<String>,
+    /// Process id as claimed; text, because sources put anything there.
+    pub pid: Option<String>,
+    /// Syslog facility code 0..=23, when the record had a PRI.
+    pub facility: Option<u8>,
+    /// Syslog severity code 0..=7, when the record had a PRI.
+    pub severity: Option<u8>,
+    /// RFC 5424 MSGID.
+    pub msgid: Option<String>,
+    /// The free-text message (lossy UTF-8 of the raw message part; BOM stripped).
+    pub message: String,
+    /// Normalised fields (names in [`crate::fields`]); RFC 5424 structured data as
+    /// `sd.<SD-ID>.<PARAM-NAME>`.
+    pub fields: BTreeMap<String, String>,
+    /// Every IP address the record mentions (fields and message), for IP search.
+    pub ips: Vec<IpAddr>,
+    pub class: EventClass,
+    /// What went wrong while parsing; empty for a clean parse.
+    pub issues: Vec<ParseIssue>,
+    /// The bytes exactly as received (line terminator excluded).
+    #[serde(with = "raw_bytes")]
+    pub raw: Vec<u8>,
+}
+
+impl Event {
+    /// The best time to order this event by: the reported time when the source gave one that
+    /// parsed, else the received time. Callers that must not trust the source (VM-internal
+    /// events in cross-checks) use `received` directly.
+    pub fn time(&self) -> jiff::Timestamp {
+        self.reported
+            .time
+            .unwrap_or_else(|| self.received.timestamp())
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+/// Raw bytes serialise as a UTF-8 string when they are valid UTF-8, else as
+/// `{"base64": "…"}`-free hex (`{"hex": "…"}`) so JSON output never lies about the bytes.
+mod raw_bytes {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Text(String),
+        Hex { hex: String },
+    }
+
+    pub fn serialize<S: Serializer>(raw: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(raw) {
+            Ok(t) => Repr::Text(t.to_string()).serialize(s),
+            Err(_) => {
+                let mut hex = String::with_capacity(raw.len() * 2);
+                for b in raw {
+                    hex.push_str(&format!("{b:02x}"));
+                }
+                Repr::Hex { hex }.serialize(s)
+            }
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        match Repr::deserialize(d)? {
+            Repr::Text(t) => Ok(t.into_bytes()),
+            Repr::Hex { hex } => {
+                let bytes = hex.as_bytes();
+                if bytes.len() % 2 != 0 {
+                    return Err(serde::de::Error::custom("odd-length hex"));
+                }
+                bytes
+                    .chunks(2)
+                    .map(|pair| {
+                        std::str::from_utf8(pair)
+                            .ok()
+                            .and_then(|p| u8::from_str_radix(p, 16).ok())
+                            .ok_or_else(|| serde::de::Error::custom("bad hex"))
+                    })
+                    .collect()
+            }
+        }
+    }
+}
