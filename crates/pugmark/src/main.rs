@@ -1,1 +1,27 @@
-fn main() {}
+//! The `pugmark` binary: command-line parsing and dispatch, nothing else.
+//!
+//! Each verb lives in its own file under `cli/`; the work itself is done by the library
+//! crates (`decode`, `ledger`, `views`, `query`) through `pipeline` and `datadir`. Errors
+//! reach `main` as `anyhow::Error` and leave as one line on stderr and a non-zero exit
+//! (STYLE.md convention 5).
+
+mod cli;
+mod datadir;
+mod imports;
+mod pipeline;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Cli::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            // One line: the chain of causes joined by ": ".
+            eprintln!("pugmark: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,554 @@
+//! `pugmark ingest`: import log files (plain, `.gz`, or `-` for stdin) into the ledger.
+//!
+//! Per file: pass 1 hashes the content at the offsets of earlier import marks (dedup, see
+//! `imports.rs`), measures it and samples its first lines to detect the format; pass 2 streams
+//! the lines that are not stored yet into durable ledger batches, each closed by an import
+//! mark. A line is never dropped: bytes that no decoder understands are stored raw with a
+//! parse issue, and lines longer than `MAX_RECORD` are split into consecutive records.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use model::envelope::{ImportMark, RecordEnvelope};
+use model::{DecodeHints, Envelope, Format, Observer, Origin, Received, YearRule};
+use serde::Serialize;
+
+use crate::cli::DataArgs;
+use crate::datadir::DataDir;
+use crate::imports::hex;
+use crate::pipeline::Pipeline;
+
+/// Records per durable ledger batch (one fsync each).
+const BATCH_RECORDS: usize = 8192;
+/// Bytes per durable ledger batch.
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// Longest single record; a longer line is split into consecutive records of this size.
+const MAX_RECORD: usize = 16 * 1024 * 1024;
+/// Lines sampled for format detection.
+const DETECT_LINES: usize = 64;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// Detect per file from its first lines.
+    Auto,
+    /// Syslog: RFC 5424, RFC 3164, rsyslog file formats, recognised per line.
+    Syslog,
+    /// Store as text lines without parsing.
+    Raw,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Files to import; `-` reads standard input; gzip is recognised by content.
+    #[arg(required = true)]
+    pub files: Vec<String>,
+    /// Format of the files.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub format: FormatArg,
+    /// Year for year-less (RFC 3164) timestamps. Default: inferred from the file's
+    /// modification time, with New-Year rollover.
+    #[arg(long)]
+    pub year: Option<i16>,
+    /// Time zone for zone-less timestamps: an IANA name (Europe/Zurich) or an offset (+02:00).
+    /// Default: UTC.
+    #[arg(long)]
+    pub tz: Option<String>,
+    /// Who observed these records; decides how far they are trusted. Syslog files from VMs
+    /// are `vm` (forgeable by the VM's root); use `hypervisor` for a hypervisor's own logs.
+    #[arg(long, default_value = "vm")]
+    pub observer: Observer,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct FileSummary {
+    path: String,
+    format: &'static str,
+    bytes: u64,
+    lines: u64,
+    stored: u64,
+    skipped_lines: u64,
+    skipped_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct IssueSummary {
+    events: u64,
+    by_kind: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Summary {
+    files: Vec<FileSummary>,
+    events: u64,
+    first_seq: Option<u64>,
+    last_seq: Option<u64>,
+    parse_issues: IssueSummary,
+    seconds: f64,
+    lines_per_sec: f64,
+    mb_per_sec: f64,
+    recovered_torn_tail: Option<String>,
+    views_caught_up: u64,
+}
+
+pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let tz = args.tz.as_deref().map(validate_tz).transpose()?;
+    let dd = DataDir::open(&args.data.data, true)?;
+    // Open every input before touching the ledger: a missing file is one clear error, not a
+    // half-done import.
+    let mut inputs = Vec::new();
+    for name in &args.files {
+        inputs.push(Input::open(name, &dd)?);
+    }
+    let mut pipeline = Pipeline::open(&dd)?;
+    let recovered = pipeline.open_report.to_string_if_any();
+    if let Some(r) = &recovered {
+        eprintln!("pugmark: ledger recovery: {r}");
+    }
+    let started = Instant::now();
+    let mut files = Vec::new();
+    let mut first_seq = None;
+    let mut last_seq = None;
+    let mut total_bytes = 0u64;
+    for input in &inputs {
+        let hints = DecodeHints {
+            year: match (args.year, input.mtime) {
+                (Some(y), _) => YearRule::Fixed(y),
+                (None, Some(m)) => YearRule::Reference(m),
+                (None, None) => YearRule::FromReceived,
+            },
+            tz: tz.clone(),
+        };
+        let s = ingest_one(&mut pipeline, input, args.format, &hints, args.observer, &mut |f, l| {
+            first_seq = first_seq.or(Some(f));
+            last_seq = Some(l);
+        })?;
+        total_bytes += s.bytes - s.skipped_bytes;
+        files.push(s);
+    }
+    let caught_up = pipeline.caught_up;
+    let stats = pipeline.finish()?;
+    let seconds = started.elapsed().as_secs_f64();
+    let lines: u64 = files.iter().map(|f| f.stored).sum();
+    let summary = Summary {
+        events: stats.events,
+        first_seq,
+        last_seq,
+        parse_issues: IssueSummary {
+            events: stats.events_with_issues,
+            by_kind: stats.issues_by_kind,
+        },
+        lines_per_sec: lines as f64 / seconds.max(1e-9),
+        mb_per_sec: total_bytes as f64 / 1e6 / seconds.max(1e-9),
+        seconds,
+        files,
+        recovered_torn_tail: recovered,
+        views_caught_up: caught_up,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print_summary(&summary);
+    }
+    for input in inputs {
+        input.cleanup();
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(s: &Summary) {
+    let mut out = io::stdout().lock();
+    for f in &s.files {
+        let _ = writeln!(
+            out,
+            "{}: {} lines ({}), {} stored, {} already stored",
+            f.path, f.lines, f.format, f.stored, f.skipped_lines
+        );
+    }
+    let range = match (s.first_seq, s.last_seq) {
+        (Some(a), Some(b)) => format!(" as #{a}..#{b}"),
+        _ => String::new(),
+    };
+    let _ = writeln!(
+        out,
+        "stored {} events{range} in {:.2} s ({:.0} lines/s, {:.1} MB/s), durable",
+        s.events, s.seconds, s.lines_per_sec, s.mb_per_sec
+    );
+    if s.parse_issues.events > 0 {
+        let kinds: Vec<String> = s
+            .parse_issues
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "parse issues in {} events (stored raw, searchable): {}",
+            s.parse_issues.events,
+            kinds.join(", ")
+        );
+    } else {
+        let _ = writeln!(out, "parse issues: none");
+    }
+    if s.views_caught_up > 0 {
+        let _ = writeln!(
+            out,
+            "views caught up with {} ledger records they had missed",
+            s.views_caught_up
+        );
+    }
+}
+
+fn validate_tz(tz: &str) -> anyhow::Result<String> {
+    if tz.starts_with('+') || tz.starts_with('-') {
+        let ok = tz.len() == 6
+            && tz.as_bytes()[3] == b':'
+            && tz[1..3].parse::<u8>().is_ok_and(|h| h < 24)
+            && tz[4..6].parse::<u8>().is_ok_and(|m| m < 60);
+        if !ok {
+            bail!("--tz {tz:?}: an offset must look like +02:00");
+        }
+    } else {
+        jiff::tz::TimeZone::get(tz)
+            .with_context(|| format!("--tz {tz:?} is not a known time zone"))?;
+    }
+    Ok(tz.to_string())
+}
+
+/// One input, ready to be read twice.
+struct Input {
+    /// Name for humans and for origins: the canonical path, or `-`.
+    name: String,
+    /// Where the bytes are (stdin is spooled to the data directory's tmp/).
+    path: PathBuf,
+    gzip: bool,
+    mtime: Option<jiff::Timestamp>,
+    spooled: bool,
+}
+
+impl Input {
+    fn open(name: &str, dd: &DataDir) -> anyhow::Result<Input> {
+        let (path, display, spooled, mtime) = if name == "-" {
+            std::fs::create_dir_all(dd.tmp())?;
+            let spool = dd.tmp().join(format!("stdin-{}.spool", std::process::id()));
+            let mut f = File::create(&spool)
+                .with_context(|| format!("creating {}", spool.display()))?;
+            io::copy(&mut io::stdin().lock(), &mut f).context("reading standard input")?;
+            f.sync_all()?;
+            (spool, "-".to_string(), true, None)
+        } else {
+            let p = Path::new(name);
+            let meta = std::fs::metadata(p).with_context(|| format!("cannot read {name}"))?;
+            if meta.is_dir() {
+                bail!("{name} is a directory, not a log file");
+            }
+            File::open(p).with_context(|| format!("cannot open {name}"))?;
+            let canonical = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| jiff::Timestamp::try_from(t).ok());
+            (
+                p.to_path_buf(),
+                canonical.display().to_string(),
+                false,
+                mtime,
+            )
+        };
+        let mut magic = [0u8; 2];
+        let n = File::open(&path)?.read(&mut magic)?;
+        Ok(Input {
+            name: display,
+            path,
+            gzip: n == 2 && magic == [0x1f, 0x8b],
+            mtime,
+            spooled,
+        })
+    }
+
+    fn reader(&self) -> anyhow::Result<Box<dyn BufRead>> {
+        let f = File::open(&self.path).with_context(|| format!("cannot open {}", self.name))?;
+        Ok(if self.gzip {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::read::MultiGzDecoder::new(BufReader::new(f)),
+            ))
+        } else {
+            Box::new(BufReader::with_capacity(1 << 20, f))
+        })
+    }
+
+    fn cleanup(self) {
+        if self.spooled {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Reads lines (without their `\n`) and splits over-long ones, tracking byte offsets.
+struct Lines<R> {
+    inner: R,
+    offset: u64,
+    line_no: u64,
+    /// The previous chunk ended a line (vs was cut at MAX_RECORD).
+    at_line_start: bool,
+}
+
+impl<R: BufRead> Lines<R> {
+    fn new(inner: R) -> Self {
+        Lines {
+            inner,
+            offset: 0,
+            line_no: 0,
+            at_line_start: true,
+        }
+    }
+
+    /// Next record into `buf`; returns false at end of input. `consumed` counts terminators.
+    fn next_into(&mut self, buf: &mut Vec<u8>, hasher: &mut blake3::Hasher) -> io::Result<bool> {
+        buf.clear();
+        loop {
+            let available = match self.inner.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if available.is_empty() {
+                if buf.is_empty() {
+                    return Ok(false);
+                }
+                self.start_line();
+                return Ok(true);
+            }
+            let room = MAX_RECORD - buf.len();
+            let window = &available[..available.len().min(room)];
+            if let Some(pos) = memchr_nl(window) {
+                buf.extend_from_slice(&window[..pos]);
+                hasher.update(&window[..=pos]);
+                self.inner.consume(pos + 1);
+                self.offset += pos as u64 + 1;
+                self.start_line();
+                self.at_line_start = true;
+                return Ok(true);
+            }
+            let n = window.len();
+            buf.extend_from_slice(window);
+            hasher.update(window);
+            self.inner.consume(n);
+            self.offset += n as u64;
+            if buf.len() >= MAX_RECORD {
+                self.start_line();
+                self.at_line_start = false;
+                return Ok(true);
+            }
+        }
+    }
+
+    fn start_line(&mut self) {
+        if self.at_line_start {
+            self.line_no += 1;
+        }
+    }
+}
+
+fn memchr_nl(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// Pass 1: content length, the longest already-stored prefix, and a sample for detection.
+struct Survey {
+    len: u64,
+    skip_bytes: u64,
+    skip_lines: u64,
+    sample: Vec<Vec<u8>>,
+}
+
+fn survey(pipeline: &Pipeline, input: &Input) -> anyhow::Result<Survey> {
+    // Offsets worth hashing at, known before reading: candidate marks' lengths. The file's
+    // length is unknown for gzip and stdin, so all marks for the path (or completed ones) are
+    // candidates and those beyond the end simply never match.
+    let candidates = pipeline.imports().candidates(&input.name, u64::MAX);
+    let mut offsets: Vec<u64> = candidates.iter().map(|m| m.bytes).collect();
+    offsets.sort_unstable();
+    offsets.dedup();
+    let mut reader = input.reader()?;
+    let mut hasher = blake3::Hasher::new();
+    let mut pos = 0u64;
+    let mut next = 0usize;
+    let mut best: Option<(u64, u64)> = None;
+    let mut sample = Vec::new();
+    let mut partial = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", input.name)),
+        };
+        let mut chunk = &buf[..n];
+        if sample.len() < DETECT_LINES {
+            let mut rest = chunk;
+            while sample.len() < DETECT_LINES {
+                match memchr_nl(rest) {
+                    Some(i) => {
+                        partial.extend_from_slice(&rest[..i]);
+                        sample.push(std::mem::take(&mut partial));
+                        rest = &rest[i + 1..];
+                    }
+                    None => {
+                        if partial.len() < 64 * 1024 {
+                            partial.extend_from_slice(&rest[..rest.len().min(64 * 1024)]);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        while !chunk.is_empty() {
+            let until = offsets.get(next).copied();
+            match until {
+                Some(off) if off <= pos + chunk.len() as u64 => {
+                    let take = (off - pos) as usize;
+                    hasher.update(&chunk[..take]);
+                    pos = off;
+                    chunk = &chunk[take..];
+                    let h = hex(hasher.finalize().as_bytes());
+                    for m in candidates.iter().filter(|m| m.bytes == off && m.prefix_hash == h) {
+                        if best.is_none_or(|(b, _)| m.bytes > b) {
+                            best = Some((m.bytes, m.lines));
+                        }
+                    }
+                    next += 1;
+                }
+                _ => {
+                    hasher.update(chunk);
+                    pos += chunk.len() as u64;
+                    chunk = &[];
+                }
+            }
+        }
+    }
+    if sample.len() < DETECT_LINES && !partial.is_empty() {
+        sample.push(partial);
+    }
+    let (skip_bytes, skip_lines) = best.unwrap_or((0, 0));
+    Ok(Survey {
+        len: pos,
+        skip_bytes,
+        skip_lines,
+        sample,
+    })
+}
+
+fn ingest_one(
+    pipeline: &mut Pipeline,
+    input: &Input,
+    format: FormatArg,
+    hints: &DecodeHints,
+    observer: Observer,
+    on_receipt: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<FileSummary> {
+    let survey = survey(pipeline, input)?;
+    let format = match format {
+        FormatArg::Syslog => Format::Syslog,
+        FormatArg::Raw => Format::Raw,
+        FormatArg::Auto => {
+            let sample: Vec<&[u8]> = survey
+                .sample
+                .iter()
+                .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                .collect();
+            decode::detect(&sample)
+        }
+    };
+    let progress = progress_bar(survey.len, &input.name);
+    let mut lines = Lines::new(input.reader()?);
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = Vec::new();
+    // Skip the prefix an earlier import already stored (its hash was checked in pass 1).
+    while lines.offset < survey.skip_bytes {
+        if !lines.next_into(&mut buf, &mut hasher)? {
+            break;
+        }
+    }
+    lines.line_no = survey.skip_lines;
+    let mut stored = 0u64;
+    let mut batch: Vec<Envelope> = Vec::with_capacity(BATCH_RECORDS + 1);
+    let mut batch_bytes = 0usize;
+    let mut received = Received::now();
+    loop {
+        let more = lines
+            .next_into(&mut buf, &mut hasher)
+            .with_context(|| format!("reading {}", input.name))?;
+        if more {
+            batch_bytes += buf.len();
+            batch.push(Envelope::Record(RecordEnvelope {
+                received,
+                observer,
+                format,
+                hints: hints.clone(),
+                origin: Origin::File {
+                    path: input.name.clone(),
+                    line: lines.line_no,
+                },
+                raw: buf.clone(),
+            }));
+        }
+        if !batch.is_empty() && (!more || batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES) {
+            let records = batch.len() as u64;
+            batch.push(Envelope::ImportMark(ImportMark {
+                received,
+                path: input.name.clone(),
+                bytes: lines.offset,
+                lines: lines.line_no,
+                prefix_hash: *hasher.clone().finalize().as_bytes(),
+                complete: !more,
+            }));
+            let receipt = pipeline.append(std::mem::take(&mut batch))?;
+            let first = receipt.first.get();
+            on_receipt(first, first + receipt.count - 1);
+            stored += records;
+            batch_bytes = 0;
+            progress.set_position(lines.offset);
+            received = Received::now();
+        }
+        if !more {
+            break;
+        }
+    }
+    progress.finish_and_clear();
+    Ok(FileSummary {
+        path: input.name.clone(),
+        format: format.name(),
+        bytes: survey.len,
+        lines: lines.line_no,
+        stored,
+        skipped_lines: survey.skip_lines,
+        skipped_bytes: survey.skip_bytes,
+    })
+}
+
+fn progress_bar(len: u64, name: &str) -> ProgressBar {
+    if !io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    ) {
+        pb.set_style(style.progress_chars("=> "));
+    }
+    pb.set_message(name.to_string());
+    pb
+}

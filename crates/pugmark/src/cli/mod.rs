@@ -1,0 +1,63 @@
+//! Command-line interface: the verbs, their flags, and dispatch. One file per verb.
+//!
+//! Flags and `--json` shapes spelled out in issues are contracts (README "Contracts"): extend,
+//! never rename.
+
+mod ingest;
+mod reindex;
+mod search;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "pugmark",
+    version,
+    about = "Traceability for cloud and grid sites: who did what, when, and where",
+    long_about = "pugmark keeps every log line a site sends it as tamper-evident evidence \
+(an append-only, hash-chained, signed ledger) and answers questions over it in milliseconds."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the data lives; shared by every verb.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Data directory: the ledger (the evidence) and the views derived from it.
+    #[arg(long, env = "PUGMARK_DATA", default_value = "./pugmark-data", global = true)]
+    pub data: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import log files into the ledger and index them (format detected per file).
+    Ingest(ingest::IngestArgs),
+    /// Search the evidence.
+    Search(search::SearchArgs),
+    /// Check every ledger segment, the hash chain and the signed checkpoints.
+    Verify(verify::VerifyArgs),
+    /// Rebuild every view (search index, imports) from the ledger.
+    Reindex(reindex::ReindexArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ingest(a) => ingest::run(a),
+        Command::Search(a) => search::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Reindex(a) => reindex::run(a),
+    }
+}
+
+/// Parse an RFC 3339 time for `--from` / `--to` / `--at`.
+pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    s.parse::<jiff::Timestamp>().map_err(|e| {
+        format!("{s:?} is not an RFC 3339 time such as 2026-10-14T08:00:00Z ({e})")
+    })
+}

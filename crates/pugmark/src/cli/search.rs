@@ -1,0 +1,114 @@
+//! `pugmark search`: full-text and field search over the evidence, in time order, each hit
+//! with its ledger position. The index finds candidates; the ledger supplies the records.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use jiff::Timestamp;
+use ledger::LedgerReader;
+use model::EventClass;
+use query::search::{SearchRequest, run as run_search};
+use views::search::SearchIndex;
+
+use crate::cli::{DataArgs, parse_time};
+use crate::datadir::DataDir;
+use crate::pipeline::LedgerFetch;
+
+#[derive(Debug, Args)]
+#[command(after_long_help = query::search::QUERY_SYNTAX_HELP)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// The query (see QUERY SYNTAX below); `*` matches everything.
+    pub query: String,
+    /// Only events at or after this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<Timestamp>,
+    /// Only events before this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<Timestamp>,
+    /// Only events claiming this host name.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Only events from this program (APP-NAME / tag).
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Only events of this class (auth.login, auth.failure, auth.identity_change,
+    /// auth.session, net.connection, net.flow, vm.lifecycle, job.run, other).
+    #[arg(long)]
+    pub class: Option<EventClass>,
+    /// Only events whose normalised field K equals V (repeatable), e.g. --field user=alice.
+    #[arg(long = "field", value_parser = parse_kv)]
+    pub fields: Vec<(String, String)>,
+    /// At most this many results, the earliest first.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    /// Print only the number of matches.
+    #[arg(long)]
+    pub count: bool,
+    /// JSON output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
+}
+
+pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::open(&args.data.data, false)?;
+    let index = SearchIndex::open_or_create(&dd.index())
+        .with_context(|| format!("opening search index in {}", dd.index().display()))?;
+    let reader = LedgerReader::open(&dd.ledger())
+        .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+    let ledger_last = reader.len();
+    let indexed = index.last_indexed_seq()?.unwrap_or(0);
+    if indexed < ledger_last {
+        eprintln!(
+            "pugmark: warning: the search index trails the ledger by {} records; \
+             the next ingest or `pugmark reindex` catches it up",
+            ledger_last - indexed
+        );
+    }
+    let req = SearchRequest {
+        query: args.query.clone(),
+        from: args.from,
+        to: args.to,
+        host: args.host.clone(),
+        app: args.app.clone(),
+        class: args.class,
+        fields: args.fields.clone(),
+        limit: args.limit,
+        count_only: args.count,
+    };
+    let mut fetch = LedgerFetch { reader };
+    let outcome = run_search(&index, &req, &mut fetch)?;
+    let mut out = io::stdout().lock();
+    if args.count {
+        if args.json {
+            writeln!(out, "{}", serde_json::json!({ "total": outcome.total }))?;
+        } else {
+            writeln!(out, "{}", outcome.total)?;
+        }
+    } else if args.json {
+        serde_json::to_writer_pretty(&mut out, &outcome.to_json())?;
+        writeln!(out)?;
+    } else {
+        for hit in &outcome.hits {
+            writeln!(out, "{}", query::search::render_line(hit))?;
+        }
+        if outcome.truncated {
+            eprintln!(
+                "pugmark: showing the first {} of {} matches (--limit)",
+                outcome.hits.len(),
+                outcome.total
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,286 @@
+//! The write path: envelopes → ledger (durable) → decode → views.
+//!
+//! Order is the invariant: a batch is appended to the ledger and fsync'd first; only with the
+//! ledger's receipt in hand are its records decoded and handed to the views, and only then does
+//! the caller report them stored. Views may trail the ledger (a crash between the two leaves
+//! them behind); `Pipeline::open` catches them up from the ledger, so nothing the ledger holds
+//! is ever missing from a view for long, and nothing is in a view that the ledger lacks.
+//!
+//! Decoding and indexing run on a second thread fed by a bounded channel, so reading and
+//! hashing/compressing (this thread) overlap with parsing and indexing (that thread) on a
+//! 2-core machine, and a slow indexer pushes back instead of buffering without bound.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use ledger::{Ledger, LedgerOptions, LedgerReader, OpenReport, Receipt};
+use model::{Envelope, Event};
+use views::search::SearchIndex;
+
+use crate::datadir::DataDir;
+use crate::imports::ImportsView;
+
+/// Memory for tantivy's indexing buffers.
+const INDEX_HEAP_BYTES: usize = 200 * 1024 * 1024;
+/// Commit the index at least this often during long imports so a crash loses little work.
+const INDEX_COMMIT_EVERY: Duration = Duration::from_secs(30);
+
+/// What decoding found, by parse-issue kind, for the summary.
+#[derive(Debug, Default, Clone)]
+pub struct DecodeStats {
+    pub events: u64,
+    pub events_with_issues: u64,
+    pub issues_by_kind: BTreeMap<String, u64>,
+}
+
+impl DecodeStats {
+    fn count(&mut self, event: &Event) {
+        self.events += 1;
+        if !event.issues.is_empty() {
+            self.events_with_issues += 1;
+        }
+        for issue in &event.issues {
+            *self.issues_by_kind.entry(issue.kind.clone()).or_default() += 1;
+        }
+    }
+}
+
+enum ToIndexer {
+    Batch {
+        first_seq: u64,
+        envelopes: Vec<Envelope>,
+        counted: bool,
+    },
+}
+
+struct Indexer {
+    tx: SyncSender<ToIndexer>,
+    handle: JoinHandle<anyhow::Result<DecodeStats>>,
+}
+
+/// The single writer of a data directory.
+pub struct Pipeline {
+    ledger: Ledger,
+    imports: ImportsView,
+    indexer: Option<Indexer>,
+    /// Ledger records the views were behind by at open, now caught up.
+    pub caught_up: u64,
+    pub open_report: OpenReport,
+}
+
+impl Pipeline {
+    pub fn open(dd: &DataDir) -> anyhow::Result<Pipeline> {
+        let opts = LedgerOptions {
+            key_path: dd.signing_key(),
+            ..LedgerOptions::default()
+        };
+        let (ledger, open_report) = Ledger::open(&dd.ledger(), opts)
+            .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+        let index = SearchIndex::open_or_create(&dd.index())
+            .with_context(|| format!("opening search index in {}", dd.index().display()))?;
+        let imports = ImportsView::open(&dd.imports())?;
+        let indexed = index.last_indexed_seq()?.unwrap_or(0);
+        let writer = index.writer(INDEX_HEAP_BYTES)?;
+        let indexer = spawn_indexer(writer);
+        let mut p = Pipeline {
+            ledger,
+            imports,
+            indexer: Some(indexer),
+            caught_up: 0,
+            open_report,
+        };
+        p.catch_up(&dd.ledger(), indexed)?;
+        Ok(p)
+    }
+
+    /// Feed the views every ledger record they have not seen (after a crash, or a deleted view).
+    fn catch_up(&mut self, ledger_dir: &Path, indexed: u64) -> anyhow::Result<()> {
+        let last = self.ledger.next_seq().saturating_sub(1);
+        let from = indexed.min(self.imports.last_seq()) + 1;
+        if from > last {
+            return Ok(());
+        }
+        let reader = LedgerReader::open(ledger_dir)?;
+        let mut batch = Vec::with_capacity(4096);
+        let mut first = from;
+        for item in reader.iter_from(from) {
+            let (seq, payload) = item?;
+            let seq = seq.get();
+            if seq > last {
+                break;
+            }
+            let env = Envelope::decode(&payload).unwrap_or_else(|_| undecodable(&payload));
+            if seq > self.imports.last_seq()
+                && let Envelope::ImportMark(m) = &env
+            {
+                self.imports.apply(seq, m);
+            }
+            // Records the index already has are skipped: re-adding would duplicate documents.
+            if seq <= indexed {
+                first = seq + 1;
+                continue;
+            }
+            if batch.is_empty() {
+                first = seq;
+            }
+            batch.push(env);
+            self.caught_up += 1;
+            if batch.len() == 4096 {
+                self.send(first, std::mem::take(&mut batch), false)?;
+            }
+        }
+        if !batch.is_empty() {
+            self.send(first, batch, false)?;
+        }
+        self.imports.advance(last);
+        Ok(())
+    }
+
+    pub fn imports(&self) -> &ImportsView {
+        &self.imports
+    }
+
+    /// Append envelopes as one durable batch, then hand them to the views.
+    pub fn append(&mut self, envelopes: Vec<Envelope>) -> anyhow::Result<Receipt> {
+        let payloads: Vec<Vec<u8>> = envelopes.iter().map(Envelope::encode).collect();
+        let receipt = self
+            .ledger
+            .append_batch(payloads.iter().map(Vec::as_slice))?;
+        let first = receipt.first.get();
+        for (i, env) in envelopes.iter().enumerate() {
+            if let Envelope::ImportMark(m) = env {
+                self.imports.apply(first + i as u64, m);
+            }
+        }
+        self.imports.advance(first + receipt.count.saturating_sub(1));
+        self.send(first, envelopes, true)?;
+        Ok(receipt)
+    }
+
+    fn send(&mut self, first_seq: u64, envelopes: Vec<Envelope>, counted: bool) -> anyhow::Result<()> {
+        let indexer = self
+            .indexer
+            .as_ref()
+            .ok_or_else(|| anyhow!("indexer already stopped"))?;
+        if indexer
+            .tx
+            .send(ToIndexer::Batch {
+                first_seq,
+                envelopes,
+                counted,
+            })
+            .is_err()
+        {
+            // The indexer thread ended: its own error is the one worth reporting.
+            return Err(self.stop_indexer().err().unwrap_or_else(|| anyhow!("indexer stopped")));
+        }
+        Ok(())
+    }
+
+    fn stop_indexer(&mut self) -> anyhow::Result<DecodeStats> {
+        let Some(Indexer { tx, handle }) = self.indexer.take() else {
+            return Ok(DecodeStats::default());
+        };
+        drop(tx);
+        handle
+            .join()
+            .map_err(|_| anyhow!("indexer thread panicked"))?
+    }
+
+    /// Commit the views and close the ledger (which writes a signed checkpoint).
+    pub fn finish(mut self) -> anyhow::Result<DecodeStats> {
+        let stats = self.stop_indexer()?;
+        self.imports.save()?;
+        self.ledger.close()?;
+        Ok(stats)
+    }
+}
+
+fn spawn_indexer(mut writer: views::search::IndexWriter) -> Indexer {
+    let (tx, rx) = sync_channel::<ToIndexer>(8);
+    let handle = std::thread::Builder::new()
+        .name("pugmark-index".into())
+        .spawn(move || -> anyhow::Result<DecodeStats> {
+            let mut stats = DecodeStats::default();
+            let mut last_seq = None;
+            let mut last_commit = Instant::now();
+            for msg in rx {
+                let ToIndexer::Batch {
+                    first_seq,
+                    envelopes,
+                    counted,
+                } = msg;
+                for (i, env) in envelopes.iter().enumerate() {
+                    let seq = first_seq + i as u64;
+                    if let Envelope::Record(r) = env {
+                        let event = decode::decode(r);
+                        if counted {
+                            stats.count(&event);
+                        }
+                        writer.add(seq, &event)?;
+                    }
+                    last_seq = Some(seq);
+                }
+                if let Some(seq) = last_seq
+                    && last_commit.elapsed() >= INDEX_COMMIT_EVERY
+                {
+                    writer.commit(seq)?;
+                    last_commit = Instant::now();
+                }
+            }
+            if let Some(seq) = last_seq {
+                writer.commit(seq)?;
+            }
+            writer.finish()?;
+            Ok(stats)
+        });
+    let handle = match handle {
+        Ok(h) => h,
+        Err(e) => std::thread::spawn(move || Err(anyhow!("cannot start indexer thread: {e}"))),
+    };
+    Indexer { tx, handle }
+}
+
+/// A ledger payload this build cannot read as an envelope (damaged, or written by a newer
+/// pugmark): still indexed, as raw text, so it stays findable.
+fn undecodable(payload: &[u8]) -> Envelope {
+    Envelope::Record(model::envelope::RecordEnvelope {
+        received: model::Received::from_stored(0),
+        observer: model::Observer::Collector,
+        format: model::Format::Unknown(0),
+        hints: model::DecodeHints::default(),
+        origin: model::Origin::File {
+            path: "<undecodable envelope>".into(),
+            line: 0,
+        },
+        raw: payload.to_vec(),
+    })
+}
+
+/// Turn a ledger payload into the event it records (None for non-record payloads such as
+/// import marks).
+pub fn event_from_payload(payload: &[u8]) -> Option<Event> {
+    match Envelope::decode(payload).unwrap_or_else(|_| undecodable(payload)) {
+        Envelope::Record(r) => Some(decode::decode(&r)),
+        Envelope::ImportMark(_) => None,
+    }
+}
+
+/// Fetches events for search results from the ledger by position.
+pub struct LedgerFetch {
+    pub reader: LedgerReader,
+}
+
+impl query::search::Fetch for LedgerFetch {
+    fn fetch(&mut self, seq: u64) -> anyhow::Result<Event> {
+        let payload = self
+            .reader
+            .get(seq)
+            .with_context(|| format!("reading ledger record #{seq}"))?;
+        event_from_payload(&payload).ok_or_else(|| anyhow!("ledger record #{seq} is not an event"))
+    }
+}
