@@ -1,0 +1,286 @@
+//! Running index queries: [`IndexQuery`] (the tree crate `query` lowers its language to) is
+//! turned into a tantivy query here, and results leave as [`DocKey`]s (event time, ledger
+//! position) in time order.
+//!
+//! Three shapes of answer, picked by the caller: a count, the first `limit` keys in time order
+//! plus the total (a top-k on the `(time, seq)` fast columns: a `*` query with a limit never
+//! materialises every match), or every matching key in time order (for callers that must check
+//! each candidate against its event).
+
+use std::net::IpAddr;
+use std::ops::Bound;
+
+use tantivy::collector::sort_key::SortByStaticFastValue;
+use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
+use tantivy::columnar::ColumnValues;
+use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::{DateTime, DocId, Order, Score, SegmentOrdinal, SegmentReader, Term};
+
+use super::SearchIndex;
+use super::schema::{ip_key, keyword_term, kv_term, text_tokens};
+use super::writer::date;
+use crate::error::{Result, SearchError};
+
+/// The exact-term fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keyword {
+    Host,
+    App,
+    /// `EventClass::as_str()` (`auth.login`).
+    Class,
+    /// `Observer::as_str()` (`vm`).
+    Observer,
+    /// `Event::source_kind` (`syslog-rfc3164`).
+    Source,
+}
+
+/// A query on the index. Leaves say what the index can answer; crate `query` decides which of
+/// them are exact and which are candidates to check on the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexQuery {
+    /// Every document.
+    All,
+    /// No document.
+    Nothing,
+    /// Documents whose `text` holds every token of this string ([`super::text_tokens`]). A
+    /// string with no token at all matches every document.
+    Text(String),
+    /// An exact keyword value (compared lower-cased, cut to [`super::KEYWORD_MAX_BYTES`]).
+    Keyword(Keyword, String),
+    /// A normalised field with this exact value (lower-cased, cut like keywords).
+    Field {
+        name: String,
+        value: String,
+    },
+    /// Events mentioning this address.
+    Ip(IpAddr),
+    /// Events mentioning an address in `first..=last` (both of one family).
+    IpRange {
+        first: IpAddr,
+        last: IpAddr,
+    },
+    /// Events whose time is in `[from, to)`; an absent bound is open.
+    Time {
+        from: Option<jiff::Timestamp>,
+        to: Option<jiff::Timestamp>,
+    },
+    And(Vec<IndexQuery>),
+    Or(Vec<IndexQuery>),
+    Not(Box<IndexQuery>),
+}
+
+/// Where one matching event sits: its time (`Event::time()`, as indexed) and ledger position.
+/// Ordered by time, then seq.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DocKey {
+    pub time: jiff::Timestamp,
+    pub seq: u64,
+}
+
+fn key(time: DateTime, seq: u64) -> DocKey {
+    let time = jiff::Timestamp::from_nanosecond(i128::from(time.into_timestamp_nanos()))
+        .unwrap_or(jiff::Timestamp::MIN);
+    DocKey { time, seq }
+}
+
+impl SearchIndex {
+    fn lower(&self, q: &IndexQuery) -> Box<dyn Query> {
+        let f = &self.fields;
+        match q {
+            IndexQuery::All => Box::new(AllQuery),
+            IndexQuery::Nothing => Box::new(EmptyQuery),
+            IndexQuery::Text(s) => {
+                let terms: Vec<Box<dyn Query>> = text_tokens(s)
+                    .into_iter()
+                    .map(|t| term_query(Term::from_field_text(f.text, &t)))
+                    .collect();
+                match terms.len() {
+                    0 => Box::new(AllQuery),
+                    1 => terms
+                        .into_iter()
+                        .next()
+                        .unwrap_or_else(|| Box::new(AllQuery)),
+                    _ => Box::new(BooleanQuery::intersection(terms)),
+                }
+            }
+            IndexQuery::Keyword(k, v) => {
+                let field = match k {
+                    Keyword::Host => f.host,
+                    Keyword::App => f.app,
+                    Keyword::Class => f.class,
+                    Keyword::Observer => f.observer,
+                    Keyword::Source => f.source,
+                };
+                keyword_query(field, &keyword_term(v))
+            }
+            IndexQuery::Field { name, value } => keyword_query(f.kv, &kv_term(name, value)),
+            IndexQuery::Ip(ip) => term_query(Term::from_field_ip_addr(f.ip, ip_key(*ip))),
+            IndexQuery::IpRange { first, last } => Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_ip_addr(f.ip, ip_key(*first))),
+                Bound::Included(Term::from_field_ip_addr(f.ip, ip_key(*last))),
+            )),
+            IndexQuery::Time { from, to } => {
+                let lower = match from {
+                    Some(t) => Bound::Included(Term::from_field_date(f.time, date(*t))),
+                    None => Bound::Unbounded,
+                };
+                let upper = match to {
+                    Some(t) => Bound::Excluded(Term::from_field_date(f.time, date(*t))),
+                    None => Bound::Unbounded,
+                };
+                if lower == Bound::Unbounded && upper == Bound::Unbounded {
+                    Box::new(AllQuery)
+                } else {
+                    Box::new(RangeQuery::new(lower, upper))
+                }
+            }
+            IndexQuery::And(parts) => {
+                let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+                for p in parts {
+                    match p {
+                        IndexQuery::All => {}
+                        IndexQuery::Not(inner) => clauses.push((Occur::MustNot, self.lower(inner))),
+                        other => clauses.push((Occur::Must, self.lower(other))),
+                    }
+                }
+                with_positive_clause(clauses)
+            }
+            IndexQuery::Or(parts) => {
+                if parts.iter().any(|p| matches!(p, IndexQuery::All)) {
+                    return Box::new(AllQuery);
+                }
+                Box::new(BooleanQuery::union(
+                    parts.iter().map(|p| self.lower(p)).collect(),
+                ))
+            }
+            IndexQuery::Not(inner) => {
+                with_positive_clause(vec![(Occur::MustNot, self.lower(inner))])
+            }
+        }
+    }
+
+    /// Number of matching events.
+    pub fn count(&self, q: &IndexQuery) -> Result<u64> {
+        let searcher = self.reader.searcher();
+        if *q == IndexQuery::All {
+            return Ok(searcher.num_docs());
+        }
+        let n = searcher
+            .search(self.lower(q).as_ref(), &Count)
+            .map_err(SearchError::engine("search"))?;
+        Ok(n as u64)
+    }
+
+    /// The first `limit` matches in time order (ties by seq) and the total number of matches.
+    pub fn first_by_time(&self, q: &IndexQuery, limit: usize) -> Result<(u64, Vec<DocKey>)> {
+        if limit == 0 {
+            return Ok((self.count(q)?, Vec::new()));
+        }
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(limit).order_by((
+            (
+                SortByStaticFastValue::<DateTime>::for_field("time"),
+                Order::Asc,
+            ),
+            (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
+        ));
+        let (total, docs) = searcher
+            .search(self.lower(q).as_ref(), &(Count, top))
+            .map_err(SearchError::engine("search"))?;
+        let keys = docs
+            .into_iter()
+            .map(|((time, seq), _addr)| {
+                key(
+                    time.unwrap_or_else(|| DateTime::from_timestamp_nanos(i64::MIN)),
+                    seq.unwrap_or(0),
+                )
+            })
+            .collect();
+        Ok((total as u64, keys))
+    }
+
+    /// Every match, in time order (ties by seq).
+    pub fn all_by_time(&self, q: &IndexQuery) -> Result<Vec<DocKey>> {
+        let searcher = self.reader.searcher();
+        let mut keys = searcher
+            .search(self.lower(q).as_ref(), &KeysCollector)
+            .map_err(SearchError::engine("search"))?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+}
+
+fn term_query(term: Term) -> Box<dyn Query> {
+    Box::new(TermQuery::new(term, IndexRecordOption::Basic))
+}
+
+fn keyword_query(field: Field, value: &str) -> Box<dyn Query> {
+    term_query(Term::from_field_text(field, value))
+}
+
+/// A boolean query made only of `MustNot` clauses matches nothing in tantivy; give it `All`.
+fn with_positive_clause(mut clauses: Vec<(Occur, Box<dyn Query>)>) -> Box<dyn Query> {
+    if clauses.is_empty() {
+        return Box::new(AllQuery);
+    }
+    if clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
+        clauses.push((Occur::Must, Box::new(AllQuery)));
+    }
+    if clauses.len() == 1 && clauses[0].0 == Occur::Must {
+        if let Some((_, q)) = clauses.pop() {
+            return q;
+        }
+    }
+    Box::new(BooleanQuery::new(clauses))
+}
+
+/// Collects the `(time, seq)` of every match from the fast columns.
+struct KeysCollector;
+
+struct KeysSegment {
+    time: std::sync::Arc<dyn ColumnValues<DateTime>>,
+    seq: std::sync::Arc<dyn ColumnValues<u64>>,
+    keys: Vec<DocKey>,
+}
+
+impl Collector for KeysCollector {
+    type Fruit = Vec<DocKey>;
+    type Child = KeysSegment;
+
+    fn for_segment(
+        &self,
+        _ord: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<KeysSegment> {
+        let ff = reader.fast_fields();
+        Ok(KeysSegment {
+            time: ff
+                .date("time")?
+                .first_or_default_col(DateTime::from_timestamp_nanos(i64::MIN)),
+            seq: ff.u64("seq")?.first_or_default_col(0),
+            keys: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Vec<DocKey>>) -> tantivy::Result<Vec<DocKey>> {
+        Ok(fruits.into_iter().flatten().collect())
+    }
+}
+
+impl SegmentCollector for KeysSegment {
+    type Fruit = Vec<DocKey>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.keys
+            .push(key(self.time.get_val(doc), self.seq.get_val(doc)));
+    }
+
+    fn harvest(self) -> Vec<DocKey> {
+        self.keys
+    }
+}

@@ -1,0 +1,150 @@
+//! The search index: one tantivy document per ledger record, answering "which ledger positions
+//! match" in event-time order.
+//!
+//! Schema (see [`schema`]): `seq` (the ledger position) and `time`/`received` as fast columns
+//! for ordering and time ranges; `host`, `app`, `class`, `observer`, `source` and `kv`
+//! (`name=value`) as lower-cased exact terms; `ip` as IP terms (IPv4 mapped into IPv6) so
+//! `ip:10.0.0.0/8` is a term range; `text` (message, host and app) as lower-cased word tokens
+//! with doc ids only — no positions, frequencies or norms, and nothing stored. Phrases and
+//! punctuated words are answered as a conjunction of their tokens: a superset that crate
+//! `query` narrows by checking the events it fetches from the ledger.
+//!
+//! Data flow: the ingest pipeline calls [`IndexWriter::add`] for each `(seq, Event)` and
+//! [`IndexWriter::commit`] with the last seq it added; after a crash it resumes from
+//! [`SearchIndex::last_indexed_seq`]. `pugmark reindex` calls [`SearchIndex::recreate`].
+//! Queries arrive as [`IndexQuery`] trees (built by crate `query`) and leave as [`DocKey`]s.
+
+mod lookup;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+
+use tantivy::directory::MmapDirectory;
+use tantivy::{Index, IndexReader, ReloadPolicy};
+
+use crate::error::{Result, SearchError};
+
+pub use lookup::{DocKey, IndexQuery, Keyword};
+pub use schema::{KEYWORD_MAX_BYTES, TOKEN_MAX_BYTES, keyword_term, kv_term, text_tokens};
+pub use writer::IndexWriter;
+
+use schema::Fields;
+
+/// The search index in one directory (`DATA/index/`).
+pub struct SearchIndex {
+    path: PathBuf,
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, creating the directory and an empty index when missing.
+    /// An index built with another schema is refused with [`SearchError::SchemaMismatch`].
+    pub fn open_or_create(dir: impl AsRef<Path>) -> Result<SearchIndex> {
+        let path = dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&path).map_err(|source| SearchError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mmap = MmapDirectory::open(&path).map_err(|e| SearchError::Open {
+            path: path.clone(),
+            source: Box::new(e),
+        })?;
+        let (schema, fields) = schema::build();
+        let index = Index::open_or_create(mmap, schema).map_err(|e| match e {
+            tantivy::TantivyError::SchemaError(_) => {
+                SearchError::SchemaMismatch { path: path.clone() }
+            }
+            other => SearchError::Open {
+                path: path.clone(),
+                source: Box::new(other),
+            },
+        })?;
+        schema::register_tokenizers(&index);
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| SearchError::Open {
+                path: path.clone(),
+                source: Box::new(e),
+            })?;
+        Ok(SearchIndex {
+            path,
+            index,
+            fields,
+            reader,
+        })
+    }
+
+    /// Deletes the index in `dir` (if any) and creates an empty one: the first step of
+    /// `pugmark reindex`. Refuses to delete a non-empty directory without `meta.json`, so a
+    /// wrong `--data` cannot wipe unrelated files.
+    pub fn recreate(dir: impl AsRef<Path>) -> Result<SearchIndex> {
+        let path = dir.as_ref();
+        let io = |source| SearchError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if path.try_exists().map_err(io)? {
+            let has_meta = path.join("meta.json").try_exists().map_err(io)?;
+            let empty = std::fs::read_dir(path).map_err(io)?.next().is_none();
+            if !has_meta && !empty {
+                return Err(SearchError::NotAnIndex {
+                    path: path.to_path_buf(),
+                });
+            }
+            std::fs::remove_dir_all(path).map_err(io)?;
+        }
+        SearchIndex::open_or_create(path)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A writer using `heap_bytes` of indexing memory (at least 15 MB) and one indexing thread,
+    /// which keeps up with ingest on a 2-core machine (see `examples/index_bench.rs`).
+    pub fn writer(&self, heap_bytes: usize) -> Result<IndexWriter> {
+        self.writer_with_threads(1, heap_bytes)
+    }
+
+    /// A writer with `threads` indexing threads sharing `heap_bytes`.
+    pub fn writer_with_threads(&self, threads: usize, heap_bytes: usize) -> Result<IndexWriter> {
+        IndexWriter::new(&self.index, self.fields.clone(), threads, heap_bytes)
+    }
+
+    /// The last ledger position whose event is in the committed index (`None` for an empty
+    /// or freshly recreated index). The pipeline re-indexes from the ledger after it.
+    pub fn last_indexed_seq(&self) -> Result<Option<u64>> {
+        let metas = self
+            .index
+            .load_metas()
+            .map_err(SearchError::engine("load metas"))?;
+        match metas.payload {
+            None => Ok(None),
+            Some(p) if p.is_empty() => Ok(None),
+            Some(p) => p
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| SearchError::BadPayload { payload: p }),
+        }
+    }
+
+    /// Makes commits made since opening (or the last reload) visible to searches.
+    pub fn reload(&self) -> Result<()> {
+        self.reader.reload().map_err(SearchError::engine("reload"))
+    }
+
+    /// Number of indexed events (as of the last reload).
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Number of segments (as of the last reload): fewer means a faster open and search.
+    pub fn num_segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+}

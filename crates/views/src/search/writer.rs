@@ -1,0 +1,136 @@
+//! Adding events to the search index: one document per `(seq, Event)`, made visible (and
+//! durable) by [`IndexWriter::commit`], which also records the last ledger position indexed.
+//!
+//! The writer does not read the ledger and does not decide batch sizes: the ingest pipeline
+//! and `pugmark reindex` drive it. Segment merging runs in the background (tantivy's log merge
+//! policy); call [`IndexWriter::finish`] after a large ingest so merges complete before exit.
+
+use std::net::IpAddr;
+
+use model::Event;
+use tantivy::indexer::LogMergePolicy;
+use tantivy::{DateTime, Index, TantivyDocument};
+
+use super::schema::{Fields, ip_key, keyword_term, kv_term};
+use crate::error::{Result, SearchError};
+
+/// Writes events into a [`super::SearchIndex`]. One per index at a time (tantivy holds a lock
+/// file while it lives).
+pub struct IndexWriter {
+    inner: tantivy::IndexWriter,
+    fields: Fields,
+}
+
+pub(crate) fn date(ts: jiff::Timestamp) -> DateTime {
+    // i64 nanoseconds cover 1677..2262; clamp anything outside instead of failing.
+    let nanos = ts.as_nanosecond();
+    let clamped = nanos.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+    DateTime::from_timestamp_nanos(i64::try_from(clamped).unwrap_or(i64::MAX))
+}
+
+impl IndexWriter {
+    pub(crate) fn new(
+        index: &Index,
+        fields: Fields,
+        threads: usize,
+        heap_bytes: usize,
+    ) -> Result<IndexWriter> {
+        let threads = threads.max(1);
+        // tantivy needs at least 15 MB per thread.
+        let heap = heap_bytes.max(threads * 16_000_000);
+        let inner: tantivy::IndexWriter = index
+            .writer_with_num_threads(threads, heap)
+            .map_err(SearchError::engine("open writer"))?;
+        let mut policy = LogMergePolicy::default();
+        // Merge eagerly enough that a big store opens with few segments.
+        policy.set_min_num_segments(4);
+        policy.set_max_docs_before_merge(20_000_000);
+        inner.set_merge_policy(Box::new(policy));
+        Ok(IndexWriter { inner, fields })
+    }
+
+    /// Adds the event at ledger position `seq`. Not visible until [`IndexWriter::commit`].
+    pub fn add(&mut self, seq: u64, event: &Event) -> Result<()> {
+        let f = &self.fields;
+        let mut doc = TantivyDocument::new();
+        doc.add_u64(f.seq, seq);
+        doc.add_date(f.time, date(event.time()));
+        doc.add_date(f.received, date(event.received.timestamp()));
+        if let Some(host) = &event.host {
+            doc.add_text(f.host, keyword_term(host));
+            doc.add_text(f.text, host);
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                doc.add_ip_addr(f.ip, ip_key(ip));
+            }
+        }
+        if let Some(app) = &event.app {
+            doc.add_text(f.app, keyword_term(app));
+            doc.add_text(f.text, app);
+        }
+        doc.add_text(f.class, event.class.as_str());
+        doc.add_text(f.observer, event.observer.as_str());
+        doc.add_text(f.source, keyword_term(&event.source_kind));
+        for (name, value) in &event.fields {
+            doc.add_text(f.kv, kv_term(name, value));
+        }
+        for ip in &event.ips {
+            doc.add_ip_addr(f.ip, ip_key(*ip));
+        }
+        doc.add_text(f.text, &event.message);
+        self.inner
+            .add_document(doc)
+            .map_err(SearchError::engine("add"))?;
+        Ok(())
+    }
+
+    /// Makes everything added so far durable and visible to newly reloaded readers, recording
+    /// `last_seq` as the last ledger position indexed ([`super::SearchIndex::last_indexed_seq`]).
+    pub fn commit(&mut self, last_seq: u64) -> Result<()> {
+        let mut prepared = self
+            .inner
+            .prepare_commit()
+            .map_err(SearchError::engine("commit"))?;
+        prepared.set_payload(&last_seq.to_string());
+        prepared.commit().map_err(SearchError::engine("commit"))?;
+        Ok(())
+    }
+
+    /// Removes every document and commits the empty index (no last indexed seq).
+    pub fn delete_all(&mut self) -> Result<()> {
+        self.inner
+            .delete_all_documents()
+            .map_err(SearchError::engine("delete all"))?;
+        let mut prepared = self
+            .inner
+            .prepare_commit()
+            .map_err(SearchError::engine("commit"))?;
+        prepared.set_payload("");
+        prepared.commit().map_err(SearchError::engine("commit"))?;
+        Ok(())
+    }
+
+    /// Merges every committed segment into one (for after `reindex` or a bulk import: one
+    /// segment opens and searches fastest), then waits for background merges.
+    pub fn merge_all(mut self) -> Result<()> {
+        let ids = self
+            .inner
+            .index()
+            .searchable_segment_ids()
+            .map_err(SearchError::engine("merge"))?;
+        if ids.len() > 1 {
+            self.inner
+                .merge(&ids)
+                .wait()
+                .map_err(SearchError::engine("merge"))?;
+        }
+        self.finish()
+    }
+
+    /// Waits for background merges to finish and releases the writer lock. Uncommitted
+    /// documents are dropped: commit first.
+    pub fn finish(self) -> Result<()> {
+        self.inner
+            .wait_merging_threads()
+            .map_err(SearchError::engine("finish merges"))
+    }
+}
