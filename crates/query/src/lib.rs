@@ -1,1 +1,13 @@
-//! placeholder
+//! pugmark's questions over the views, each answer citing ledger positions.
+//!
+//! What is here: [`lang`], the search query language (parser, help text, and the exact
+//! meaning of a query on one event), and [`search`], which runs a query on the search index,
+//! checks candidates on their events where the index alone cannot decide, orders hits by
+//! time and renders them for the CLI (text lines and JSON).
+//!
+//! What is not here: storage. The index is `views::SearchIndex`; events come from the ledger
+//! through the caller's [`search::Fetch`], so this crate depends on neither the ledger nor
+//! tantivy.
+
+pub mod lang;
+pub mod search;

@@ -1,0 +1,239 @@
+//! `pugmark search`: run a query on the search index, in time order, each hit with its ledger
+//! position and its event.
+//!
+//! Input: a [`SearchRequest`] (the query text plus the CLI's filters), the index, and a
+//! [`Fetch`] that reads events back from the ledger by seq. Output: a [`SearchOutcome`], which
+//! renders as text lines ([`render_line`]) or JSON ([`SearchOutcome::to_json`]).
+//!
+//! When the index answers the query exactly (words, fields, IPs, time), counts come straight
+//! from the index and only the hits shown are fetched. Phrases and punctuated words are
+//! answered by the index as a superset; every candidate is then fetched and checked, so totals
+//! and `--count` stay exact (at the cost of reading each candidate from the ledger).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use model::{Event, EventClass, Origin};
+use serde::Serialize;
+use views::search::{Keyword, SearchIndex};
+
+use crate::lang::{self, Expr};
+
+pub use crate::lang::QUERY_SYNTAX_HELP;
+
+/// Reads the event recorded at a ledger position.
+pub trait Fetch {
+    fn fetch(&mut self, seq: u64) -> anyhow::Result<Event>;
+}
+
+impl<F: FnMut(u64) -> anyhow::Result<Event>> Fetch for F {
+    fn fetch(&mut self, seq: u64) -> anyhow::Result<Event> {
+        self(seq)
+    }
+}
+
+/// One search, as the CLI or HTTP API asks it.
+#[derive(Debug, Clone, Default)]
+pub struct SearchRequest {
+    /// Query text ([`QUERY_SYNTAX_HELP`]); `*` for everything.
+    pub query: String,
+    /// Only events with `Event::time()` in `[from, to)`.
+    pub from: Option<jiff::Timestamp>,
+    pub to: Option<jiff::Timestamp>,
+    /// Exact host / app (case-insensitive), class.
+    pub host: Option<String>,
+    pub app: Option<String>,
+    pub class: Option<EventClass>,
+    /// Normalised fields that must equal these values (case-insensitive).
+    pub fields: Vec<(String, String)>,
+    /// At most this many hits, the earliest first.
+    pub limit: usize,
+    /// Only count: no hits are fetched unless needed to decide matches.
+    pub count_only: bool,
+}
+
+impl SearchRequest {
+    /// The query text and filters as one expression.
+    pub fn expr(&self) -> anyhow::Result<Expr> {
+        let mut parts = vec![lang::parse(&self.query)?];
+        if self.from.is_some() || self.to.is_some() {
+            parts.push(Expr::Time {
+                from: self.from,
+                to: self.to,
+            });
+        }
+        if let Some(h) = &self.host {
+            parts.push(Expr::Keyword(Keyword::Host, h.clone()));
+        }
+        if let Some(a) = &self.app {
+            parts.push(Expr::Keyword(Keyword::App, a.clone()));
+        }
+        if let Some(c) = self.class {
+            parts.push(Expr::Keyword(Keyword::Class, c.as_str().to_string()));
+        }
+        for (name, value) in &self.fields {
+            parts.push(Expr::Field {
+                name: name.to_lowercase(),
+                value: value.clone(),
+            });
+        }
+        Ok(if parts.len() == 1 {
+            parts.remove(0)
+        } else {
+            Expr::And(parts)
+        })
+    }
+}
+
+/// One hit: the ledger position (the evidence) and the event recorded there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    pub seq: u64,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchOutcome {
+    /// Number of matching events (all of them, not only those in `hits`).
+    pub total: u64,
+    /// The first `limit` matches in time order (ties by seq); empty for count-only requests.
+    pub hits: Vec<Hit>,
+    /// `total` exceeds the hits returned because of the limit.
+    pub truncated: bool,
+}
+
+/// Runs `req` on `index`, reading events through `fetch`.
+pub fn run(
+    index: &SearchIndex,
+    req: &SearchRequest,
+    fetch: &mut dyn Fetch,
+) -> anyhow::Result<SearchOutcome> {
+    let expr = req.expr()?;
+    let (iq, exact) = lang::lower(&expr);
+    let limit = if req.count_only { 0 } else { req.limit };
+    let mut hits = Vec::new();
+    let total;
+    if exact {
+        if req.count_only {
+            total = index.count(&iq)?;
+        } else {
+            let (n, keys) = index.first_by_time(&iq, limit)?;
+            total = n;
+            for k in keys {
+                let event = fetch
+                    .fetch(k.seq)
+                    .with_context(|| format!("fetching hit #{}", k.seq))?;
+                hits.push(Hit { seq: k.seq, event });
+            }
+        }
+    } else {
+        let mut n = 0u64;
+        for k in index.all_by_time(&iq)? {
+            let event = fetch
+                .fetch(k.seq)
+                .with_context(|| format!("fetching candidate #{}", k.seq))?;
+            if expr.matches(&event) {
+                n += 1;
+                if hits.len() < limit {
+                    hits.push(Hit { seq: k.seq, event });
+                }
+            }
+        }
+        total = n;
+    }
+    let truncated = !req.count_only && total > hits.len() as u64;
+    Ok(SearchOutcome {
+        total,
+        hits,
+        truncated,
+    })
+}
+
+/// One hit as a text line: `#SEQ TIME [observer] host app[pid]: message`.
+pub fn render_line(hit: &Hit) -> String {
+    let e = &hit.event;
+    let app = match (&e.app, &e.pid) {
+        (Some(a), Some(p)) => format!("{a}[{p}]"),
+        (Some(a), None) => a.clone(),
+        (None, _) => "-".to_string(),
+    };
+    format!(
+        "#{} {} [{}] {} {}: {}",
+        hit.seq,
+        e.time(),
+        e.observer,
+        e.host.as_deref().unwrap_or("-"),
+        app,
+        e.message
+    )
+}
+
+/// `--json` output: `{"total": N, "truncated": bool, "hits": [HitJson, …]}`.
+#[derive(Debug, Serialize)]
+pub struct SearchJson<'a> {
+    pub total: u64,
+    pub truncated: bool,
+    pub hits: Vec<HitJson<'a>>,
+}
+
+/// One hit in `--json` output. Times are RFC 3339; `time` is the ordering time
+/// (`reported.time` when the source gave a parsable one, else `received`).
+#[derive(Debug, Serialize)]
+pub struct HitJson<'a> {
+    /// Ledger position: the evidence to cite.
+    pub seq: u64,
+    pub time: jiff::Timestamp,
+    pub received: jiff::Timestamp,
+    /// `{"time": RFC 3339 or null, "text": as it appeared}`.
+    pub reported: &'a model::Reported,
+    pub observer: model::Observer,
+    pub source_kind: &'a str,
+    /// `{"kind": "file", "path", "line"}` or `{"kind": "peer", "addr", "listener"}`.
+    pub origin: &'a Origin,
+    pub host: Option<&'a str>,
+    pub app: Option<&'a str>,
+    pub pid: Option<&'a str>,
+    pub facility: Option<u8>,
+    pub severity: Option<u8>,
+    pub class: EventClass,
+    pub message: &'a str,
+    pub fields: &'a BTreeMap<String, String>,
+    pub ips: &'a [std::net::IpAddr],
+    /// Number of parse issues (the full list is in the ledger record).
+    pub issues: usize,
+}
+
+impl<'a> HitJson<'a> {
+    pub fn new(hit: &'a Hit) -> HitJson<'a> {
+        let e = &hit.event;
+        HitJson {
+            seq: hit.seq,
+            time: e.time(),
+            received: e.received.timestamp(),
+            reported: &e.reported,
+            observer: e.observer,
+            source_kind: &e.source_kind,
+            origin: &e.origin,
+            host: e.host.as_deref(),
+            app: e.app.as_deref(),
+            pid: e.pid.as_deref(),
+            facility: e.facility,
+            severity: e.severity,
+            class: e.class,
+            message: &e.message,
+            fields: &e.fields,
+            ips: &e.ips,
+            issues: e.issues.len(),
+        }
+    }
+}
+
+impl SearchOutcome {
+    pub fn to_json(&self) -> SearchJson<'_> {
+        SearchJson {
+            total: self.total,
+            truncated: self.truncated,
+            hits: self.hits.iter().map(HitJson::new).collect(),
+        }
+    }
+}
