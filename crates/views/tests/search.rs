@@ -19,8 +19,8 @@ fn ts(secs: i64) -> jiff::Timestamp {
 /// event is reported 1000 s earlier) so ordering by time is tested, not by insertion.
 fn event(i: u64) -> Event {
     let host = format!("vm-{:02}.Example.org", i % 10);
-    let app = if i % 3 == 0 { "sshd" } else { "CRON" };
-    let ip: IpAddr = if i % 5 == 0 {
+    let app = if i.is_multiple_of(3) { "sshd" } else { "CRON" };
+    let ip: IpAddr = if i.is_multiple_of(5) {
         format!("2001:db8:{:x}::{}", i % 4, i).parse().expect("ip")
     } else {
         format!("10.{}.0.{}", i % 4, i % 250).parse().expect("ip")
@@ -30,12 +30,12 @@ fn event(i: u64) -> Event {
     fields.insert("src_ip".to_string(), ip.to_string());
     let message = if i == 123 {
         "token ZQX-7781-NEEDLE-4402 seen".to_string()
-    } else if i % 11 == 0 {
+    } else if i.is_multiple_of(11) {
         format!("Failed password for user{} from {ip} port 22", i % 7)
     } else {
         format!("password accepted failed later for user{} from {ip}", i % 7)
     };
-    let secs = if i % 7 == 0 {
+    let secs = if i.is_multiple_of(7) {
         i as i64 - 1000
     } else {
         i as i64
@@ -43,7 +43,7 @@ fn event(i: u64) -> Event {
     Event {
         received: Received::from_stored(ts(i as i64).as_nanosecond()),
         reported: Reported::new(Some(ts(secs)), "x"),
-        observer: if i % 2 == 0 {
+        observer: if i.is_multiple_of(2) {
             Observer::Vm
         } else {
             Observer::Hypervisor
@@ -62,7 +62,7 @@ fn event(i: u64) -> Event {
         message,
         fields,
         ips: vec![ip],
-        class: if i % 11 == 0 {
+        class: if i.is_multiple_of(11) {
             EventClass::AuthFailure
         } else {
             EventClass::Other
@@ -121,13 +121,15 @@ fn oracle(pred: impl Fn(&Event) -> bool) -> Vec<u64> {
     v.into_iter().map(|(_, s)| s).collect()
 }
 
+type Pred = Box<dyn Fn(&Event) -> bool>;
+
 #[test]
 fn queries_match_the_in_memory_oracle() {
     let dir = tempfile::tempdir().expect("tempdir");
     let index = build(dir.path());
     assert_eq!(index.num_docs(), N);
 
-    let cases: Vec<(IndexQuery, Box<dyn Fn(&Event) -> bool>)> = vec![
+    let cases: Vec<(IndexQuery, Pred)> = vec![
         (IndexQuery::All, Box::new(|_| true)),
         (IndexQuery::Nothing, Box::new(|_| false)),
         (
@@ -289,5 +291,5 @@ fn recreate_refuses_a_directory_that_is_not_an_index() {
         .err()
         .expect("must refuse");
     assert!(err.to_string().contains("refusing to delete"), "{err}");
-    assert!(dir.path().join("precious.txt").exists());
+    assert!(dir.path().join("precious.txt").try_exists().expect("stat"));
 }

@@ -227,10 +227,11 @@ fn with_positive_clause(mut clauses: Vec<(Occur, Box<dyn Query>)>) -> Box<dyn Qu
     if clauses.iter().all(|(o, _)| *o == Occur::MustNot) {
         clauses.push((Occur::Must, Box::new(AllQuery)));
     }
-    if clauses.len() == 1 && clauses[0].0 == Occur::Must {
-        if let Some((_, q)) = clauses.pop() {
-            return q;
-        }
+    if clauses.len() == 1
+        && clauses[0].0 == Occur::Must
+        && let Some((_, q)) = clauses.pop()
+    {
+        return q;
     }
     Box::new(BooleanQuery::new(clauses))
 }

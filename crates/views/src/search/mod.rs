@@ -113,7 +113,7 @@ impl SearchIndex {
 
     /// A writer with `threads` indexing threads sharing `heap_bytes`.
     pub fn writer_with_threads(&self, threads: usize, heap_bytes: usize) -> Result<IndexWriter> {
-        IndexWriter::new(&self.index, self.fields.clone(), threads, heap_bytes)
+        IndexWriter::new(&self.index, self.fields, threads, heap_bytes)
     }
 
     /// The last ledger position whose event is in the committed index (`None` for an empty
