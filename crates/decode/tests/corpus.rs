@@ -5,10 +5,8 @@
 //! The corpus is found at `$CARGO_MANIFEST_DIR/../../../shared/corpus` (the CI checkout has
 //! `shared/` beside it); a missing corpus is a failure, not a skip.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use jiff::Timestamp;
 use model::envelope::{DecodeHints, Format, RecordEnvelope, YearRule};
 use model::{Event, EventClass, Observer, Origin, Received};
 
@@ -283,4 +281,125 @@ fn loghub_openssh_every_line_matches_structured_csv() {
         checked += 1;
     }
     assert!(checked > 1500, "only {checked} auth lines checked");
+}
+
+const FACILITIES: [&str; 24] = [
+    "kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "authpriv",
+    "ftp", "ntp", "audit", "alert", "clock", "local0", "local1", "local2", "local3", "local4",
+    "local5", "local6", "local7",
+];
+const SEVERITIES: [&str; 8] = [
+    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
+];
+
+/// rsyslog's parse1 pairs. Expected: `PRI,facility,severity,TIMESTAMP,HOSTNAME,programname,
+/// syslogtag,msg`. We compare PRI/facility/severity, host, app, tag and msg, with these
+/// deliberate differences, each asserted rather than skipped:
+/// - no PRI: rsyslog assumes 13 (user.notice); we record no facility/severity (the sender gave
+///   none; inventing one would be a claim nobody made).
+/// - `~H`: rsyslog fills its own hostname when the line has none; we leave host None.
+/// - a word without `:` after the host: rsyslog makes it the tag (`--` of `-- MARK --`,
+///   `AAAA…`, `tag` in `host tag This msg`, Snare's tab-joined first word); we keep it in the
+///   message (app None), so our message is rsyslog's syslogtag + msg.
+/// - msg: rsyslog keeps the space after the tag; we drop leading spaces.
+/// - RFC 5424: rsyslog's programname is empty and syslogtag is `APP[PROCID]`; we compare app with
+///   syslogtag minus `[PROCID]`.
+/// - Snare lines: the files write tabs as `\011` (input) and `#011` (rsyslog's control-char
+///   escape, expected); both are turned into real tabs first. A trailing `\` on the last input
+///   line is a continuation artefact of the file and is dropped.
+/// - TIMESTAMP is compared as the local date-time the line claims (no year in rsyslog's form).
+#[test]
+fn rsyslog_parse1_pairs() {
+    let dir = corpus().join("syslog/rsyslog_parse1");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    assert_eq!(files.len(), 23);
+    let mut pairs = 0;
+    for path in files {
+        let data = std::fs::read(&path).unwrap_or_default();
+        let ls: Vec<&[u8]> = lines(&data)
+            .into_iter()
+            .filter(|l| !l.starts_with(b"#"))
+            .collect();
+        assert!(ls.len() % 2 == 0, "{}", path.display());
+        for pair in ls.chunks(2) {
+            let input = String::from_utf8_lossy(pair[0]).replace("\\011", "\t");
+            let input = input.strip_suffix('\\').unwrap_or(&input).to_string();
+            let expected = String::from_utf8_lossy(pair[1]).replace("#011", "\t");
+            // programname, syslogtag and msg may hold commas: split off the first five
+            // columns and compare the remainder as a whole.
+            let exp: Vec<&str> = expected.splitn(6, ',').collect();
+            assert_eq!(exp.len(), 6, "{expected}");
+            let ev = dec_year(input.as_bytes(), 2010);
+            let ctx = format!(
+                "{}: {input}\n  expected {expected}\n  got {ev:?}",
+                path.display()
+            );
+            if input.starts_with('<') {
+                let pri: u8 = exp[0].parse().unwrap_or(255);
+                assert_eq!(ev.facility, Some(pri >> 3), "{ctx}");
+                assert_eq!(ev.severity, Some(pri & 7), "{ctx}");
+                assert_eq!(FACILITIES[usize::from(pri >> 3)], exp[1], "{ctx}");
+                assert_eq!(SEVERITIES[usize::from(pri & 7)], exp[2], "{ctx}");
+            } else {
+                assert_eq!(exp[0], "13", "{ctx}");
+                assert_eq!((ev.facility, ev.severity), (None, None), "{ctx}");
+            }
+            // TIMESTAMP: rsyslog's `Mmm dd hh:mm:ss` of the claimed local time.
+            let local = if ev.reported.text.contains('T') {
+                ev.reported
+                    .text
+                    .get(..19)
+                    .and_then(|t| t.parse::<jiff::civil::DateTime>().ok())
+            } else {
+                ev.reported
+                    .time
+                    .map(|t| jiff::tz::TimeZone::UTC.to_datetime(t))
+            };
+            let local = local.map(|dt| dt.strftime("%b %e %H:%M:%S").to_string());
+            assert_eq!(local.as_deref(), Some(exp[3]), "{ctx}");
+            if exp[4] == "~H" {
+                assert_eq!(ev.host, None, "{ctx}");
+            } else {
+                assert_eq!(ev.host.as_deref(), Some(exp[4]), "{ctx}");
+            }
+            let rest = exp[5];
+            let sp_msg = if ev.message.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", ev.message)
+            };
+            let pid = ev
+                .pid
+                .as_deref()
+                .map(|p| format!("[{p}]"))
+                .unwrap_or_default();
+            let app = ev.app.as_deref().unwrap_or("");
+            let candidates: Vec<String> = if ev.source_kind == "syslog-rfc5424" {
+                vec![format!(",{app}{pid},{}", ev.message)]
+            } else if ev.app.is_some() {
+                let colon = if input.contains(&format!("{app}{pid}:")) {
+                    ":"
+                } else {
+                    ""
+                };
+                vec![format!("{app},{app}{pid}{colon},{sp_msg}")]
+            } else {
+                // Colon-less first word: rsyslog's tag, our message text.
+                let w = ev.message.split(' ').next().unwrap_or("");
+                vec![
+                    format!(",,{sp_msg}"),
+                    format!("{w},{w},{}", ev.message.get(w.len()..).unwrap_or("")),
+                ]
+            };
+            assert!(
+                candidates.iter().any(|c| c == rest),
+                "{ctx}\n  remainder {rest:?}\n  candidates {candidates:?}"
+            );
+            pairs += 1;
+        }
+    }
+    assert!(pairs >= 40, "{pairs}");
 }
