@@ -1,1 +1,141 @@
-//! placeholder
+//! The ledger: pugmark's only truth. An append-only, hash-chained, compressed store of opaque
+//! records with durable batch appends, signed checkpoints and a verifier that locates damage.
+//!
+//! Input: batches of payload bytes (envelopes, which this crate never parses). Output: a
+//! durable [`Receipt`] per batch, random and streaming reads ([`LedgerReader`]) and
+//! [`verify`]. The byte format, the commit protocol and every crash point are in
+//! docs/FORMAT.md.
+//!
+//! # Invariants
+//!
+//! - Payloads are opaque: nothing here (least of all `verify`) parses a record. This crate does
+//!   not depend on `model`.
+//! - Append-only: the writer only appends to the last segment, the checkpoint file and the
+//!   sidecars. The one exception is open-time recovery, which truncates a torn tail, reports
+//!   it in [`OpenReport`], and refuses (`Corrupted`) to cut anything a checkpoint covers.
+//! - Every record is chained: `h_n = BLAKE3-keyed(K_chain, h_{n-1} || n || len || payload)`,
+//!   `h_0 = 0^32`; seqs start at 1 with no gaps, across blocks and segments.
+//! - A [`Receipt`] exists only after the batch's bytes were written and fdatasync'd (with
+//!   `sync: true`); a checkpoint is written only after the records it covers are durable.
+//! - After a failed write or sync the writer refuses appends ([`LedgerError::PreviousIo`]).
+//! - One writer per directory (flock on `LOCK`); readers take no lock and never write.
+//! - Sidecars (`seg-*.idx`) are derived: checked on load, rebuilt when they do not fit, never
+//!   needed for correctness.
+//! - Only the ledger makes [`Seq`]s.
+
+mod checkpoint;
+mod error;
+mod fileio;
+mod format;
+mod reader;
+mod segment;
+#[doc(hidden)]
+pub mod testing;
+mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use checkpoint::{CHECKPOINT_FILE, public_key_path, read_public_key};
+pub use error::LedgerError;
+pub use format::{FORMAT_VERSION, MAX_RECORD_LEN};
+pub use reader::{LedgerReader, Records};
+pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
+pub use writer::{LOCK_FILE, Ledger, OpenReport, Truncation};
+
+/// Name of the ledger directory inside the data directory.
+pub const LEDGER_DIR: &str = "ledger";
+
+/// The ledger directory of a data directory (`DATA/ledger`).
+pub fn ledger_dir(data: &Path) -> PathBuf {
+    data.join(LEDGER_DIR)
+}
+
+/// A ledger position (1-based). Only the ledger makes them: from a [`Receipt`], a
+/// [`LedgerReader`] iterator or [`LedgerReader::seq`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Seq(u64);
+
+impl Seq {
+    /// The position as a number.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Seq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// Proof that a batch is durable: records `first .. first + count` with chain head `head`
+/// after the last of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Seq of the batch's first record (for an empty batch: the next seq, with count 0).
+    pub first: Seq,
+    /// Number of records in the batch.
+    pub count: u64,
+    /// Chain head after the batch's last record.
+    pub head: [u8; 32],
+}
+
+impl Receipt {
+    /// Seq of the batch's last record, if the batch was not empty.
+    pub fn last(&self) -> Option<Seq> {
+        (self.count > 0).then(|| Seq(self.first.0 + self.count - 1))
+    }
+}
+
+/// Writer options. Defaults suit production; tests shrink blocks and segments and may turn
+/// `sync` off.
+#[derive(Debug, Clone)]
+pub struct LedgerOptions {
+    /// Checkpoint after this many records since the last one (default 10 000).
+    pub checkpoint_every_records: u64,
+    /// Checkpoint when this long has passed since the last one, checked at each append
+    /// (default 10 s).
+    pub checkpoint_every: Duration,
+    /// Start a new segment when the current one would exceed this many bytes (default 256 MiB).
+    pub segment_max_bytes: u64,
+    /// Uncompressed bytes per block before it is closed (default 128 KiB; a record larger than
+    /// this gets a block of its own).
+    pub block_max_bytes: usize,
+    /// zstd level (default 3).
+    pub zstd_level: i32,
+    /// fdatasync before returning a receipt (default true; only tests turn it off).
+    pub sync: bool,
+    /// Private key file. Empty (the default) means `<ledger dir>/../keys/ledger.ed25519`, i.e.
+    /// `DATA/keys/ledger.ed25519`; the public key goes beside it with `.pub` appended.
+    pub key_path: PathBuf,
+}
+
+impl Default for LedgerOptions {
+    fn default() -> Self {
+        LedgerOptions {
+            checkpoint_every_records: 10_000,
+            checkpoint_every: Duration::from_secs(10),
+            segment_max_bytes: 256 << 20,
+            block_max_bytes: 128 << 10,
+            zstd_level: 3,
+            sync: true,
+            key_path: PathBuf::new(),
+        }
+    }
+}
+
+impl LedgerOptions {
+    /// The key path to use for the ledger in `dir`.
+    pub fn resolved_key_path(&self, dir: &Path) -> PathBuf {
+        if !self.key_path.as_os_str().is_empty() {
+            return self.key_path.clone();
+        }
+        let data = match dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        data.join("keys").join("ledger.ed25519")
+    }
+}

@@ -1,0 +1,388 @@
+//! Read-only access: `get(seq)` for search results and a streaming iterator for reindexing.
+//!
+//! A reader takes no lock and never writes, so it can run beside the writer (even in another
+//! process). It sees the records in complete, checksummed blocks present when it was opened.
+//! Random access binary-searches the per-segment block lists (loaded from the sidecars,
+//! checked, or rebuilt in memory), reads one block, checks its header and checksum, and keeps
+//! the last decompressed block cached. The chain is not recomputed here: that is `verify`.
+
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::Seq;
+use crate::error::LedgerError;
+use crate::format::{BlockHeader, RecordsIn, SegmentHeader};
+use crate::segment::{
+    BlockAt, SegmentPath, list_segments, read_block_at, read_segment_header, scan_segment,
+};
+
+#[derive(Debug)]
+struct SegInfo {
+    seg: SegmentPath,
+    file: File,
+    hdr: SegmentHeader,
+    /// (first seq, offset) of each block.
+    blocks: Vec<(u64, u64)>,
+    /// Offset after the last good block.
+    end_offset: u64,
+}
+
+/// A decompressed block.
+#[derive(Debug, Default)]
+struct Decoded {
+    seg: usize,
+    block: usize,
+    first_seq: u64,
+    area: Vec<u8>,
+    /// (start, len) of each payload in `area`.
+    spans: Vec<(usize, usize)>,
+}
+
+impl Decoded {
+    fn payload(&self, i: usize) -> &[u8] {
+        let (s, l) = self.spans[i];
+        &self.area[s..s + l]
+    }
+}
+
+/// Reads a block into `out` (decompressed, framing split), checking the header's first seq
+/// against the block list, the checksum and the record count.
+fn load_block(
+    segs: &[SegInfo],
+    si: usize,
+    bi: usize,
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    buf: &mut Vec<u8>,
+    out: &mut Decoded,
+) -> Result<(), LedgerError> {
+    let s = &segs[si];
+    let (want, off) = s.blocks[bi];
+    let h: BlockHeader = match read_block_at(&s.file, off, s.end_offset, true, buf)
+        .map_err(LedgerError::io(&s.seg.path))?
+    {
+        BlockAt::Valid(h) if h.first_seq == want => h,
+        BlockAt::Valid(h) => {
+            return Err(LedgerError::corrupted(
+                &s.seg.name,
+                off,
+                format!(
+                    "block index says #{want} but the block starts at #{}",
+                    h.first_seq
+                ),
+            ));
+        }
+        BlockAt::Invalid { why, .. } => return Err(LedgerError::corrupted(&s.seg.name, off, why)),
+        BlockAt::End => return Err(LedgerError::corrupted(&s.seg.name, off, "block missing")),
+    };
+    out.area.clear();
+    out.area.reserve(h.uncompressed_len as usize);
+    let n = dctx
+        .decompress_to_buffer(buf.as_slice(), &mut out.area)
+        .map_err(|e| {
+            LedgerError::corrupted(&s.seg.name, off, format!("block does not decompress: {e}"))
+        })?;
+    if n != h.uncompressed_len as usize {
+        return Err(LedgerError::corrupted(
+            &s.seg.name,
+            off,
+            "block decompressed to the wrong length",
+        ));
+    }
+    out.spans.clear();
+    let mut it = RecordsIn::new(&out.area);
+    for r in it.by_ref() {
+        match r {
+            Ok((_, p)) => {
+                let start = p.as_ptr() as usize - out.area.as_ptr() as usize;
+                out.spans.push((start, p.len()));
+            }
+            Err(at) => {
+                return Err(LedgerError::corrupted(
+                    &s.seg.name,
+                    off,
+                    format!("record framing broken at byte {at} of the block"),
+                ));
+            }
+        }
+    }
+    if out.spans.len() != h.count as usize {
+        return Err(LedgerError::corrupted(
+            &s.seg.name,
+            off,
+            "block holds a different number of records than its header says",
+        ));
+    }
+    out.seg = si;
+    out.block = bi;
+    out.first_seq = h.first_seq;
+    Ok(())
+}
+
+/// Finds (segment, block) holding `seq`; the caller has checked 1 <= seq <= len.
+fn locate(segs: &[SegInfo], seq: u64) -> Option<(usize, usize)> {
+    let si = segs
+        .partition_point(|s| s.hdr.first_seq <= seq)
+        .checked_sub(1)?;
+    let bi = segs[si]
+        .blocks
+        .partition_point(|&(f, _)| f <= seq)
+        .checked_sub(1)?;
+    Some((si, bi))
+}
+
+/// Read-only view of a ledger directory as of open time.
+pub struct LedgerReader {
+    dir: PathBuf,
+    segs: Arc<Vec<SegInfo>>,
+    len: u64,
+    cache: Decoded,
+    cache_valid: bool,
+    buf: Vec<u8>,
+    dctx: zstd::bulk::Decompressor<'static>,
+}
+
+fn zstd_ctx(dir: &Path) -> Result<zstd::bulk::Decompressor<'static>, LedgerError> {
+    zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))
+}
+
+impl LedgerReader {
+    /// Opens the ledger in `dir` for reading.
+    pub fn open(dir: &Path) -> Result<LedgerReader, LedgerError> {
+        let list = list_segments(dir)?;
+        let n = list.len();
+        let mut segs = Vec::with_capacity(n);
+        let mut len = 0;
+        for (i, seg) in list.into_iter().enumerate() {
+            let last = i + 1 == n;
+            let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
+            let hdr = match read_segment_header(&file, &seg) {
+                // A last segment whose header is still being written holds no records yet.
+                Err(LedgerError::Corrupted { .. }) if last && i > 0 => break,
+                r => r?,
+            };
+            let flen = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+            let scan =
+                scan_segment(&file, &seg, &hdr, flen, last).map_err(LedgerError::io(&seg.path))?;
+            len = scan.next_seq.saturating_sub(1);
+            segs.push(SegInfo {
+                seg,
+                file,
+                hdr,
+                blocks: scan.blocks,
+                end_offset: scan.end_offset,
+            });
+        }
+        Ok(LedgerReader {
+            dir: dir.to_path_buf(),
+            segs: Arc::new(segs),
+            len,
+            cache: Decoded::default(),
+            cache_valid: false,
+            buf: Vec::new(),
+            dctx: zstd_ctx(dir)?,
+        })
+    }
+
+    /// Last seq readable (records durable when the reader was opened); 0 when empty.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the ledger holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// A `Seq` for a stored position, if the ledger holds it.
+    pub fn seq(&self, n: u64) -> Option<Seq> {
+        (1..=self.len).contains(&n).then_some(Seq(n))
+    }
+
+    /// The payload of record `seq`.
+    pub fn get(&mut self, seq: u64) -> Result<Vec<u8>, LedgerError> {
+        let not_found = LedgerError::NotFound { seq, len: self.len };
+        if seq == 0 || seq > self.len {
+            return Err(not_found);
+        }
+        let (si, bi) = locate(&self.segs, seq).ok_or(not_found)?;
+        if !(self.cache_valid && self.cache.seg == si && self.cache.block == bi) {
+            self.cache_valid = false;
+            if let Err(e) = load_block(
+                &self.segs,
+                si,
+                bi,
+                &mut self.dctx,
+                &mut self.buf,
+                &mut self.cache,
+            ) {
+                // The sidecar is never trusted blindly: rebuild this segment's block list
+                // from the segment itself and try once more.
+                if !self.rescan(si)? {
+                    return Err(e);
+                }
+                let (si, bi) =
+                    locate(&self.segs, seq).ok_or(LedgerError::NotFound { seq, len: self.len })?;
+                load_block(
+                    &self.segs,
+                    si,
+                    bi,
+                    &mut self.dctx,
+                    &mut self.buf,
+                    &mut self.cache,
+                )?;
+            }
+            self.cache_valid = true;
+        }
+        let i = (seq - self.cache.first_seq) as usize;
+        if i >= self.cache.spans.len() {
+            return Err(LedgerError::NotFound { seq, len: self.len });
+        }
+        Ok(self.cache.payload(i).to_vec())
+    }
+
+    /// Rebuilds segment `si`'s block list by scanning the segment; false if nothing changed.
+    fn rescan(&mut self, si: usize) -> Result<bool, LedgerError> {
+        // Iterators share the list; while one is alive the list stays as it is.
+        let Some(segs) = Arc::get_mut(&mut self.segs) else {
+            return Ok(false);
+        };
+        let s = &mut segs[si];
+        let mut blocks = Vec::new();
+        let mut off = crate::format::SEGMENT_HEADER_LEN as u64;
+        let mut buf = Vec::new();
+        while let BlockAt::Valid(h) = read_block_at(&s.file, off, s.end_offset, false, &mut buf)
+            .map_err(LedgerError::io(&s.seg.path))?
+        {
+            blocks.push((h.first_seq, off));
+            off += h.total_len();
+        }
+        let changed = blocks != s.blocks;
+        s.blocks = blocks;
+        Ok(changed)
+    }
+
+    /// Streams records from `seq` (clamped to 1) to the end, one block in memory at a time.
+    pub fn iter_from(&self, seq: u64) -> Records {
+        Records {
+            segs: Arc::clone(&self.segs),
+            len: self.len,
+            next: seq.max(1),
+            block: Decoded::default(),
+            loaded: false,
+            buf: Vec::new(),
+            dctx: zstd::bulk::Decompressor::new().ok(),
+            done: false,
+            dir: self.dir.clone(),
+        }
+    }
+
+    /// Calls `f` for every record from `seq` to the end without copying payloads; `f` stops
+    /// the scan by returning `ControlFlow::Break`. Returns the number of records visited.
+    pub fn scan_from<F>(&self, seq: u64, mut f: F) -> Result<u64, LedgerError>
+    where
+        F: FnMut(Seq, &[u8]) -> ControlFlow<()>,
+    {
+        let mut it = self.iter_from(seq);
+        let mut n = 0;
+        while let Some(r) = it.next_ref() {
+            let (s, p) = r?;
+            n += 1;
+            if f(s, p).is_break() {
+                break;
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Streaming iterator over records, returned by [`LedgerReader::iter_from`].
+pub struct Records {
+    segs: Arc<Vec<SegInfo>>,
+    len: u64,
+    next: u64,
+    block: Decoded,
+    loaded: bool,
+    buf: Vec<u8>,
+    dctx: Option<zstd::bulk::Decompressor<'static>>,
+    done: bool,
+    dir: PathBuf,
+}
+
+impl Records {
+    /// The next record without copying its payload.
+    pub fn next_ref(&mut self) -> Option<Result<(Seq, &[u8]), LedgerError>> {
+        if self.done || self.next > self.len {
+            return None;
+        }
+        let in_block = self.loaded
+            && self.next >= self.block.first_seq
+            && self.next - self.block.first_seq < self.block.spans.len() as u64;
+        if !in_block {
+            let loaded = match locate(&self.segs, self.next) {
+                None => Err(LedgerError::NotFound {
+                    seq: self.next,
+                    len: self.len,
+                }),
+                Some((si, bi)) => match &mut self.dctx {
+                    None => Err(LedgerError::Io {
+                        path: self.dir.clone(),
+                        source: std::io::Error::other("no zstd decompression context"),
+                    }),
+                    Some(d) => load_block(&self.segs, si, bi, d, &mut self.buf, &mut self.block),
+                },
+            };
+            if let Err(e) = loaded {
+                self.done = true;
+                return Some(Err(e));
+            }
+            self.loaded = true;
+            if self.next < self.block.first_seq {
+                self.done = true;
+                return Some(Err(LedgerError::NotFound {
+                    seq: self.next,
+                    len: self.len,
+                }));
+            }
+            if self.next - self.block.first_seq >= self.block.spans.len() as u64 {
+                self.done = true;
+                return Some(Err(LedgerError::NotFound {
+                    seq: self.next,
+                    len: self.len,
+                }));
+            }
+        }
+        let seq = self.next;
+        self.next += 1;
+        let i = (seq - self.block.first_seq) as usize;
+        Some(Ok((Seq(seq), self.block.payload(i))))
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<(Seq, Vec<u8>), LedgerError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_ref().map(|r| r.map(|(s, p)| (s, p.to_vec())))
+    }
+}
+
+impl std::fmt::Debug for LedgerReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LedgerReader")
+            .field("dir", &self.dir)
+            .field("segments", &self.segs.len())
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Records {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Records")
+            .field("next", &self.next)
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}

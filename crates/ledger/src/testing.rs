@@ -1,0 +1,108 @@
+//! Test support, hidden from the docs: fault injection for the writer and block-level
+//! surgery for the mutation tests. Not for production use: `rewrite_block` forges blocks.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::LedgerError;
+use crate::fileio::Faults;
+use crate::format::{
+    BLOCK_HEADER_LEN, BlockHeader, RecordsIn, SEGMENT_HEADER_LEN, TAG_LEN, block_checksum,
+    push_record,
+};
+use crate::segment::{BlockAt, list_segments, read_block_at};
+use crate::{Ledger, LedgerOptions, OpenReport};
+
+/// Opens a writer whose first `ops` writes/syncs succeed and every later one fails (a failing
+/// write first writes half its buffer).
+pub fn open_with_faults(
+    dir: &Path,
+    opts: LedgerOptions,
+    ops: u64,
+) -> Result<(Ledger, OpenReport), LedgerError> {
+    Ledger::open_inner(dir, opts, Some(Faults::new(ops)))
+}
+
+/// Where a block lies.
+#[derive(Debug, Clone)]
+pub struct BlockInfo {
+    /// Segment file path.
+    pub path: PathBuf,
+    /// Segment number.
+    pub segment: u32,
+    /// Offset of the block header.
+    pub offset: u64,
+    /// Header + compressed length.
+    pub len: u64,
+    /// First seq.
+    pub first_seq: u64,
+    /// Record count.
+    pub count: u32,
+}
+
+/// Every block of every segment, read from the headers.
+pub fn blocks(dir: &Path) -> Result<Vec<BlockInfo>, LedgerError> {
+    let mut out = Vec::new();
+    for s in list_segments(dir)? {
+        let f = std::fs::File::open(&s.path).map_err(LedgerError::io(&s.path))?;
+        let len = f.metadata().map_err(LedgerError::io(&s.path))?.len();
+        let mut off = SEGMENT_HEADER_LEN as u64;
+        let mut buf = Vec::new();
+        while let BlockAt::Valid(h) =
+            read_block_at(&f, off, len, false, &mut buf).map_err(LedgerError::io(&s.path))?
+        {
+            out.push(BlockInfo {
+                path: s.path.clone(),
+                segment: s.number,
+                offset: off,
+                len: h.total_len(),
+                first_seq: h.first_seq,
+                count: h.count,
+            });
+            off += h.total_len();
+        }
+    }
+    Ok(out)
+}
+
+/// Segment file paths in order.
+pub fn segment_paths(dir: &Path) -> Result<Vec<PathBuf>, LedgerError> {
+    Ok(list_segments(dir)?.into_iter().map(|s| s.path).collect())
+}
+
+/// Rewrites a block as an attacker who can recompress would: `edit` changes its (tag,
+/// payload) records, then count, lengths and checksum are fixed up; first seq and chain head
+/// in the header are kept. Later blocks shift in the file.
+pub fn rewrite_block(
+    block: &BlockInfo,
+    edit: impl FnOnce(&mut Vec<([u8; TAG_LEN], Vec<u8>)>),
+) -> Result<(), LedgerError> {
+    let io = LedgerError::io(&block.path);
+    let bytes = std::fs::read(&block.path).map_err(io)?;
+    let start = block.offset as usize;
+    let end = start + block.len as usize;
+    let mut hb = [0u8; BLOCK_HEADER_LEN];
+    hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
+    let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
+    let area = zstd::bulk::decompress(&bytes[start + BLOCK_HEADER_LEN..end], 1 << 30)
+        .map_err(LedgerError::io(&block.path))?;
+    let mut recs: Vec<([u8; TAG_LEN], Vec<u8>)> = RecordsIn::new(&area)
+        .filter_map(|r| r.ok())
+        .map(|(t, p)| (t, p.to_vec()))
+        .collect();
+    edit(&mut recs);
+    let mut new_area = Vec::new();
+    for (t, p) in &recs {
+        push_record(&mut new_area, *t, p);
+    }
+    let comp = zstd::bulk::compress(&new_area, 3).map_err(LedgerError::io(&block.path))?;
+    h.count = recs.len() as u32;
+    h.compressed_len = comp.len() as u32;
+    h.uncompressed_len = new_area.len() as u32;
+    h.checksum = block_checksum(&h.encode_fields()[..64], &comp);
+    let mut out = bytes[..start].to_vec();
+    out.extend_from_slice(&h.encode());
+    out.extend_from_slice(&comp);
+    out.extend_from_slice(&bytes[end..]);
+    std::fs::write(&block.path, out).map_err(LedgerError::io(&block.path))?;
+    Ok(())
+}

@@ -1,0 +1,531 @@
+//! `verify`: re-reads every segment, block, record and checkpoint, recomputes the chain and
+//! reports every problem, the first one being the first bad position.
+//!
+//! It streams (one block in memory at a time), never parses a payload, and trusts nothing it
+//! reads: not the sidecars (unused here), not the block headers' heads (only used to resync
+//! after a damaged block so later problems are still found), not the checkpoints' keys
+//! (unless pinned through [`VerifyOptions`]). What each kind of damage is located to is
+//! documented in docs/FORMAT.md "What verify locates".
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+use crate::checkpoint::{CHECKPOINT_FILE, public_key_path, read_checkpoints, signature_ok};
+use crate::error::LedgerError;
+use crate::format::{
+    BLOCK_HEADER_LEN, BlockHeader, FORMAT_VERSION, RecordsIn, SEGMENT_HEADER_LEN, SegmentHeader,
+    SegmentHeaderError, chain_step, from_hex32, tag_of,
+};
+use crate::segment::list_segments;
+
+/// What `verify` is told to trust.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// The checkpoint signing key, pinned out of band (from `ledger.ed25519.pub` kept
+    /// elsewhere). Without it, verify uses the public key file in the data directory and
+    /// says so in the report (`key_pinned: false`).
+    pub trusted_public_key: Option<[u8; 32]>,
+}
+
+/// One thing found wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// First record the problem concerns, when it can be named.
+    pub seq: Option<u64>,
+    /// File name inside the ledger directory.
+    pub segment: String,
+    /// Byte offset in that file (block or entry start).
+    pub offset: u64,
+    /// What is wrong.
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = self.seq {
+            write!(f, "#{s} ")?;
+        }
+        write!(
+            f,
+            "in {} at byte {}: {}",
+            self.segment, self.offset, self.what
+        )
+    }
+}
+
+/// What `verify` checked and found.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyReport {
+    /// Records whose chain tag checked out.
+    pub records: u64,
+    /// Payload bytes of those records.
+    pub bytes: u64,
+    /// Segment files read.
+    pub segments: u32,
+    /// Checkpoints whose signature checked out.
+    pub checkpoints: u32,
+    /// Highest seq a valid checkpoint covers.
+    pub last_checkpoint: Option<u64>,
+    /// The key checkpoints were checked against.
+    pub public_key: Option<[u8; 32]>,
+    /// Whether that key was pinned by the caller (otherwise it came from the data directory).
+    pub key_pinned: bool,
+    /// An incomplete last block beyond the last checkpoint: a crash's torn tail (or a write in
+    /// flight) that the next writer open truncates. Not a problem.
+    pub torn_tail: Option<Problem>,
+    /// Everything wrong, in ledger order; the first is the first bad position.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+struct Ckpt {
+    seq: u64,
+    offset: u64,
+    head: [u8; 32],
+}
+
+struct State {
+    next: u64,
+    head: [u8; 32],
+    report: VerifyReport,
+    ckpts: Vec<Ckpt>,
+    ckpt_at: usize,
+    max_ckpt: u64,
+    /// Problems in the checkpoint file itself, merged into ledger order at the end.
+    ckpt_problems: Vec<Problem>,
+    /// The last block's header could not be trusted: accept the next header's seq silently.
+    lost: bool,
+}
+
+impl State {
+    fn problem(&mut self, seq: Option<u64>, segment: &str, offset: u64, what: impl Into<String>) {
+        self.report.problems.push(Problem {
+            seq,
+            segment: segment.to_string(),
+            offset,
+            what: what.into(),
+        });
+    }
+
+    /// Checks the checkpoints that claim `seq` against the recomputed `head`.
+    fn check_ckpts(&mut self, seq: u64, head: &[u8; 32]) {
+        while self.ckpt_at < self.ckpts.len() && self.ckpts[self.ckpt_at].seq < seq {
+            self.ckpt_at += 1;
+        }
+        while self.ckpt_at < self.ckpts.len() && self.ckpts[self.ckpt_at].seq == seq {
+            let c = &self.ckpts[self.ckpt_at];
+            if c.head != *head {
+                let off = c.offset;
+                self.problem(
+                    Some(seq),
+                    CHECKPOINT_FILE,
+                    off,
+                    format!("checkpoint #{seq} does not match the recomputed chain head"),
+                );
+            }
+            self.ckpt_at += 1;
+        }
+    }
+
+    fn resync(&mut self, h: &BlockHeader) {
+        self.next = h.end_seq();
+        self.head = h.head;
+    }
+
+    fn ckpt_problem(&mut self, seq: Option<u64>, offset: u64, what: impl Into<String>) {
+        self.ckpt_problems.push(Problem {
+            seq,
+            segment: CHECKPOINT_FILE.to_string(),
+            offset,
+            what: what.into(),
+        });
+    }
+
+    /// An incomplete block at the end of a segment: a legitimate torn tail only at the end of
+    /// the last segment and beyond the last checkpoint.
+    fn truncated(&mut self, last_segment: bool, segment: &str, offset: u64, what: &str) {
+        let p = Problem {
+            seq: Some(self.next),
+            segment: segment.to_string(),
+            offset,
+            what: format!("{what} (segment truncated)"),
+        };
+        if last_segment && self.next > self.max_ckpt {
+            self.report.torn_tail = Some(p);
+        } else {
+            self.report.problems.push(p);
+        }
+    }
+}
+
+/// Verifies the ledger in `dir` (normally `DATA/ledger`). `Err` only when the ledger cannot be
+/// read at all (missing directory, another format version); damage is reported in
+/// [`VerifyReport::problems`].
+pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
+    let segs = list_segments(dir)?;
+    let mut st = State {
+        next: 1,
+        head: [0; 32],
+        report: VerifyReport::default(),
+        ckpts: Vec::new(),
+        ckpt_at: 0,
+        max_ckpt: 0,
+        ckpt_problems: Vec::new(),
+        lost: false,
+    };
+    load_checkpoints(dir, opts, &mut st)?;
+
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))?;
+    let mut comp = Vec::new();
+    let mut area = Vec::new();
+    let n = segs.len();
+    for (i, seg) in segs.iter().enumerate() {
+        let last = i + 1 == n;
+        st.report.segments += 1;
+        if seg.number as usize != i + 1 && (i == 0 || segs[i - 1].number + 1 != seg.number) {
+            st.problem(
+                Some(st.next),
+                &seg.name,
+                0,
+                format!("segment files before {} are missing", seg.name),
+            );
+        }
+        let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
+        let flen = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+        let mut rd = BufReader::with_capacity(1 << 20, file);
+        let mut hb = [0u8; SEGMENT_HEADER_LEN];
+        if flen < SEGMENT_HEADER_LEN as u64 {
+            st.truncated(last && flen == 0, &seg.name, 0, "segment header incomplete");
+            continue;
+        }
+        rd.read_exact(&mut hb).map_err(LedgerError::io(&seg.path))?;
+        match SegmentHeader::decode(&hb) {
+            Ok(h) => {
+                if h.number != seg.number {
+                    st.problem(
+                        Some(st.next),
+                        &seg.name,
+                        16,
+                        "segment header number does not match its file name",
+                    );
+                }
+                if st.lost {
+                    st.next = h.first_seq;
+                    st.head = h.prev_head;
+                    st.lost = false;
+                } else if h.first_seq != st.next {
+                    let what = format!(
+                        "segment starts at #{}, expected #{}: records missing or inserted",
+                        h.first_seq, st.next
+                    );
+                    st.problem(Some(st.next.min(h.first_seq)), &seg.name, 0, what);
+                    st.next = h.first_seq;
+                    st.head = h.prev_head;
+                } else if h.prev_head != st.head {
+                    st.problem(
+                        Some(st.next),
+                        &seg.name,
+                        32,
+                        "segment's previous chain head does not match the chain",
+                    );
+                    st.head = h.prev_head;
+                }
+            }
+            Err(SegmentHeaderError::Version(found)) if i == 0 => {
+                return Err(LedgerError::VersionMismatch {
+                    found,
+                    expected: FORMAT_VERSION,
+                });
+            }
+            Err(e) => {
+                let what = match e {
+                    SegmentHeaderError::Magic => "segment header magic damaged".to_string(),
+                    SegmentHeaderError::Version(v) => {
+                        format!(
+                            "segment header says format version {v} inside a version {FORMAT_VERSION} ledger"
+                        )
+                    }
+                    _ => "segment header checksum mismatch".to_string(),
+                };
+                st.problem(Some(st.next), &seg.name, 0, what);
+                st.lost = true;
+            }
+        }
+        let mut off = SEGMENT_HEADER_LEN as u64;
+        while off < flen {
+            if flen - off < BLOCK_HEADER_LEN as u64 {
+                st.truncated(last, &seg.name, off, "block header incomplete");
+                break;
+            }
+            let mut bh = [0u8; BLOCK_HEADER_LEN];
+            rd.read_exact(&mut bh).map_err(LedgerError::io(&seg.path))?;
+            let h = match BlockHeader::decode(&bh) {
+                Ok(h) => h,
+                Err(why) => {
+                    st.problem(
+                        Some(st.next),
+                        &seg.name,
+                        off,
+                        format!("{why}; rest of segment unreadable"),
+                    );
+                    st.lost = true;
+                    break;
+                }
+            };
+            if flen - off < h.total_len() {
+                st.truncated(
+                    last,
+                    &seg.name,
+                    off,
+                    "block extends past the end of the segment",
+                );
+                break;
+            }
+            comp.resize(h.compressed_len as usize, 0);
+            rd.read_exact(&mut comp)
+                .map_err(LedgerError::io(&seg.path))?;
+            let total = h.total_len();
+            check_block(&mut st, &h, &comp, &mut area, &mut dctx, &seg.name, off);
+            off += total;
+        }
+    }
+    let end = st.next - 1;
+    let beyond: Vec<(u64, u64)> = st
+        .ckpts
+        .iter()
+        .filter(|c| c.seq > end)
+        .map(|c| (c.seq, c.offset))
+        .collect();
+    for (seq, offset) in beyond {
+        st.problem(
+            Some(end + 1),
+            CHECKPOINT_FILE,
+            offset,
+            format!("checkpoint #{seq} is beyond the ledger end #{end}: records were removed"),
+        );
+    }
+    // Data problems stay in the order the stream found them (after a damaged block, later
+    // seqs may be noise); checkpoint-file problems go before the first data problem past them.
+    for p in std::mem::take(&mut st.ckpt_problems) {
+        let key = p.seq.unwrap_or(u64::MAX);
+        let at = st
+            .report
+            .problems
+            .iter()
+            .position(|d| d.seq.unwrap_or(u64::MAX) > key)
+            .unwrap_or(st.report.problems.len());
+        st.report.problems.insert(at, p);
+    }
+    Ok(st.report)
+}
+
+fn check_block(
+    st: &mut State,
+    h: &BlockHeader,
+    comp: &[u8],
+    area: &mut Vec<u8>,
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    seg: &str,
+    off: u64,
+) {
+    if !h.checksum_ok(comp) {
+        if !st.lost {
+            st.problem(
+                Some(st.next),
+                seg,
+                off,
+                "block checksum mismatch (block damaged)",
+            );
+        }
+        st.resync(h);
+        st.lost = true;
+        return;
+    }
+    if st.lost {
+        // The previous header was untrusted; pick the chain up again from this block.
+        st.next = h.first_seq;
+        st.lost = false;
+    } else if h.first_seq != st.next {
+        let what = format!(
+            "block starts at #{}, expected #{}: records missing or inserted",
+            h.first_seq, st.next
+        );
+        st.problem(Some(st.next.min(h.first_seq)), seg, off, what);
+        st.resync(h);
+        return;
+    }
+    area.clear();
+    area.reserve(h.uncompressed_len as usize);
+    match dctx.decompress_to_buffer(comp, area) {
+        Ok(n) if n == h.uncompressed_len as usize => {}
+        _ => {
+            st.problem(
+                Some(st.next),
+                seg,
+                off,
+                "block does not decompress to its stated length",
+            );
+            st.resync(h);
+            st.lost = true;
+            return;
+        }
+    }
+    let mut head = st.head;
+    let mut seq = st.next;
+    let mut bytes = 0u64;
+    for r in RecordsIn::new(area) {
+        match r {
+            Err(at) => {
+                st.problem(
+                    Some(seq),
+                    seg,
+                    off,
+                    format!("record framing broken at byte {at} of the block"),
+                );
+                st.resync(h);
+                return;
+            }
+            Ok((tag, payload)) => {
+                head = chain_step(&head, seq, payload);
+                if tag_of(&head) != tag {
+                    st.problem(
+                        Some(seq),
+                        seg,
+                        off,
+                        format!("record #{seq} does not match its chain tag: altered, inserted, deleted or reordered"),
+                    );
+                    st.resync(h);
+                    return;
+                }
+                bytes += payload.len() as u64;
+                if st.ckpt_at < st.ckpts.len() && st.ckpts[st.ckpt_at].seq <= seq {
+                    st.check_ckpts(seq, &head);
+                }
+                seq += 1;
+            }
+        }
+    }
+    let held = seq - st.next;
+    if held != h.count as u64 {
+        st.problem(
+            Some(seq),
+            seg,
+            off,
+            format!(
+                "block header says {} records, the block holds {held}",
+                h.count
+            ),
+        );
+        st.resync(h);
+        return;
+    }
+    if head != h.head {
+        st.problem(
+            Some(seq),
+            seg,
+            off,
+            format!("chain head after the block does not match its header: record #{seq} was removed or the head altered"),
+        );
+        st.resync(h);
+        return;
+    }
+    st.report.records += held;
+    st.report.bytes += bytes;
+    st.next = seq;
+    st.head = head;
+}
+
+fn load_checkpoints(dir: &Path, opts: &VerifyOptions, st: &mut State) -> Result<(), LedgerError> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let Some(cf) = read_checkpoints(&path)? else {
+        st.ckpt_problem(None, 0, "checkpoint file missing");
+        return Ok(());
+    };
+    let key = match opts.trusted_public_key {
+        Some(k) => {
+            st.report.key_pinned = true;
+            Some(k)
+        }
+        None => {
+            let from_dir = dir
+                .parent()
+                .map(|d| public_key_path(&d.join("keys").join("ledger.ed25519")))
+                .and_then(|p| std::fs::read_to_string(p).ok())
+                .and_then(|t| from_hex32(&t));
+            from_dir.or_else(|| {
+                cf.entries
+                    .iter()
+                    .find_map(|(_, e)| e.as_ref().ok().map(|e| e.public_key))
+            })
+        }
+    };
+    st.report.public_key = key;
+    let mut prev = 0u64;
+    for (offset, e) in &cf.entries {
+        let e = match e {
+            Ok(e) => e,
+            Err(why) => {
+                st.ckpt_problem(None, *offset, *why);
+                continue;
+            }
+        };
+        if !signature_ok(e) {
+            st.ckpt_problem(
+                Some(e.seq),
+                *offset,
+                format!(
+                    "checkpoint #{} has an invalid signature (forged or altered)",
+                    e.seq
+                ),
+            );
+            continue;
+        }
+        if Some(e.public_key) != key {
+            st.ckpt_problem(
+                Some(e.seq),
+                *offset,
+                format!("checkpoint #{} is signed by an unknown key", e.seq),
+            );
+            continue;
+        }
+        if e.seq < prev {
+            st.ckpt_problem(
+                Some(e.seq),
+                *offset,
+                format!("checkpoint #{} comes after checkpoint #{prev}", e.seq),
+            );
+            continue;
+        }
+        prev = e.seq;
+        if e.seq == 0 {
+            if e.head != [0; 32] {
+                st.ckpt_problem(Some(0), *offset, "checkpoint #0 has a non-empty head");
+            }
+        } else {
+            st.ckpts.push(Ckpt {
+                seq: e.seq,
+                offset: *offset,
+                head: e.head,
+            });
+        }
+        st.report.checkpoints += 1;
+        st.max_ckpt = st.max_ckpt.max(e.seq);
+    }
+    st.report.last_checkpoint = (st.report.checkpoints > 0).then_some(st.max_ckpt);
+    if cf.torn_bytes > 0 && st.report.torn_tail.is_none() {
+        st.report.torn_tail = Some(Problem {
+            seq: None,
+            segment: CHECKPOINT_FILE.into(),
+            offset: cf.valid_len,
+            what: format!("partial checkpoint entry of {} bytes", cf.torn_bytes),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,593 @@
+//! The single writer: open with crash recovery, durable batch append, segment rollover,
+//! periodic and final signed checkpoints.
+//!
+//! Input is a batch of opaque payloads; output is a [`Receipt`] returned only after every
+//! byte of the batch was written and fdatasync'd (protocol and crash points: docs/FORMAT.md
+//! "Commit protocol"). The writer holds an exclusive flock on `LOCK` in the ledger directory.
+//! After any failed write or sync it refuses further appends (`PreviousIo`) until reopened,
+//! because it can no longer know what is on disk; the reopen truncates the torn tail.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+
+use crate::checkpoint::{CHECKPOINT_FILE, load_or_create_key, read_checkpoints, sign};
+use crate::error::LedgerError;
+use crate::fileio::{DataFile, Faults, sync_dir};
+use crate::format::{
+    BLOCK_HEADER_LEN, BlockHeader, MAX_BLOCK_TARGET, MAX_RECORD_LEN, SEGMENT_HEADER_LEN,
+    SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
+    segment_file_name, tag_of,
+};
+use crate::segment::{SegmentPath, list_segments, read_segment_header, scan_segment, write_index};
+use crate::{LedgerOptions, Receipt, Seq};
+
+/// Name of the lock file inside the ledger directory.
+pub const LOCK_FILE: &str = "LOCK";
+
+/// What [`Ledger::open`] found and did.
+#[derive(Debug, Clone, Default)]
+pub struct OpenReport {
+    /// The ledger did not exist and was created.
+    pub created: bool,
+    /// Number of segment files.
+    pub segments: u32,
+    /// Seq the next appended record will get.
+    pub next_seq: u64,
+    /// Last checkpointed seq, if any checkpoint exists.
+    pub last_checkpoint: Option<u64>,
+    /// Torn tails removed (data segments or the checkpoint file).
+    pub truncated: Vec<Truncation>,
+    /// Block index sidecars that were rebuilt or extended.
+    pub index_rebuilt: Vec<String>,
+}
+
+/// One torn tail removed at open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    /// File name inside the ledger directory.
+    pub segment: String,
+    /// Offset the file was truncated to.
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// Records lost, when the damaged block header still said how many it held (at least).
+    pub records_lost: Option<u64>,
+    /// Why the bytes were not a complete block or entry.
+    pub why: String,
+}
+
+impl std::fmt::Display for Truncation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "truncated torn tail of {} at byte {}: {} bytes removed",
+            self.segment, self.offset, self.bytes
+        )?;
+        if let Some(n) = self.records_lost {
+            write!(f, ", at least {n} unreceipted records lost")?;
+        }
+        write!(f, " ({})", self.why)
+    }
+}
+
+/// The single writer of a ledger directory.
+#[derive(Debug)]
+pub struct Ledger {
+    dir: PathBuf,
+    opts: LedgerOptions,
+    _lock: File,
+    faults: Option<Arc<Faults>>,
+    seg: SegmentPath,
+    seg_file: DataFile,
+    seg_len: u64,
+    idx_file: Option<File>,
+    next_seq: u64,
+    head: [u8; 32],
+    key: SigningKey,
+    ckpt: DataFile,
+    last_ckpt_seq: Option<u64>,
+    last_ckpt_at: Instant,
+    records_since_ckpt: u64,
+    failed: bool,
+    level: i32,
+    area: Vec<u8>,
+    out: Vec<u8>,
+    pending_idx: Vec<(u64, u64)>,
+}
+
+fn validate(opts: &LedgerOptions) -> Result<(), LedgerError> {
+    if opts.block_max_bytes == 0 || opts.block_max_bytes > MAX_BLOCK_TARGET {
+        return Err(LedgerError::InvalidOption(format!(
+            "block_max_bytes must be 1..={MAX_BLOCK_TARGET}"
+        )));
+    }
+    if opts.segment_max_bytes < 4096 {
+        return Err(LedgerError::InvalidOption(
+            "segment_max_bytes must be at least 4096".into(),
+        ));
+    }
+    if !zstd::compression_level_range().contains(&opts.zstd_level) {
+        return Err(LedgerError::InvalidOption(format!(
+            "zstd_level {} is out of range",
+            opts.zstd_level
+        )));
+    }
+    if opts.checkpoint_every_records == 0 {
+        return Err(LedgerError::InvalidOption(
+            "checkpoint_every_records must be at least 1".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Signing time of a checkpoint. Informational only (nothing is ordered by it), and the ledger
+/// cannot use `model`'s collector clock without depending on `model`.
+#[allow(clippy::disallowed_methods)]
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn create_segment(
+    dir: &Path,
+    number: u32,
+    first_seq: u64,
+    prev_head: [u8; 32],
+    faults: &Option<Arc<Faults>>,
+) -> Result<(SegmentPath, DataFile), LedgerError> {
+    let name = segment_file_name(number);
+    let path = dir.join(&name);
+    let file = OpenOptions::new()
+        .append(true)
+        .read(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(LedgerError::io(&path))?;
+    let mut df = DataFile::new(file, faults.clone());
+    let hdr = SegmentHeader {
+        number,
+        first_seq,
+        prev_head,
+    };
+    df.write_all(&hdr.encode())
+        .and_then(|()| df.sync_data())
+        .map_err(LedgerError::io(&path))?;
+    let seg = SegmentPath { number, path, name };
+    write_index(&seg.index_path(), &[]).map_err(LedgerError::io(seg.index_path()))?;
+    sync_dir(dir).map_err(LedgerError::io(dir))?;
+    Ok((seg, df))
+}
+
+fn lock(dir: &Path) -> Result<File, LedgerError> {
+    let path = dir.join(LOCK_FILE);
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(LedgerError::io(&path))?;
+    match rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(f),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(LedgerError::Locked),
+        Err(e) => Err(LedgerError::io(&path)(e.into())),
+    }
+}
+
+impl Ledger {
+    /// Opens (creating if absent) the ledger in `dir` (normally `DATA/ledger`), recovering a
+    /// torn tail left by a crash. Fails with `Corrupted` rather than truncate anything a
+    /// checkpoint covers.
+    pub fn open(dir: &Path, opts: LedgerOptions) -> Result<(Ledger, OpenReport), LedgerError> {
+        Ledger::open_inner(dir, opts, None)
+    }
+
+    pub(crate) fn open_inner(
+        dir: &Path,
+        opts: LedgerOptions,
+        faults: Option<Arc<Faults>>,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
+        validate(&opts)?;
+        std::fs::create_dir_all(dir).map_err(LedgerError::io(dir))?;
+        let lock = lock(dir)?;
+        let mut report = OpenReport::default();
+        let key_path = opts.resolved_key_path(dir);
+        let key = load_or_create_key(&key_path)?;
+
+        // Checkpoints: create the file, or cut a torn partial entry.
+        let ckpt_path = dir.join(CHECKPOINT_FILE);
+        let mut last_ckpt: Option<(u64, [u8; 32])> = None;
+        match read_checkpoints(&ckpt_path)? {
+            None => {
+                let mut f = File::create(&ckpt_path).map_err(LedgerError::io(&ckpt_path))?;
+                std::io::Write::write_all(&mut f, &checkpoint_file_header())
+                    .and_then(|()| f.sync_all())
+                    .map_err(LedgerError::io(&ckpt_path))?;
+                sync_dir(dir).map_err(LedgerError::io(dir))?;
+            }
+            Some(cf) => {
+                if cf.torn_bytes > 0 {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&ckpt_path)
+                        .map_err(LedgerError::io(&ckpt_path))?;
+                    f.set_len(cf.valid_len)
+                        .and_then(|()| f.sync_all())
+                        .map_err(LedgerError::io(&ckpt_path))?;
+                    report.truncated.push(Truncation {
+                        segment: CHECKPOINT_FILE.into(),
+                        offset: cf.valid_len,
+                        bytes: cf.torn_bytes,
+                        records_lost: None,
+                        why: "partial checkpoint entry".into(),
+                    });
+                }
+                for (_, e) in cf.entries.iter().rev() {
+                    if let Ok(e) = e {
+                        last_ckpt = Some((e.seq, e.head));
+                        break;
+                    }
+                }
+            }
+        }
+        let ckpt_file = OpenOptions::new()
+            .append(true)
+            .open(&ckpt_path)
+            .map_err(LedgerError::io(&ckpt_path))?;
+
+        // Segments: all numbered 1..=n without gaps.
+        let mut segs = list_segments(dir)?;
+        for (i, s) in segs.iter().enumerate() {
+            if s.number as usize != i + 1 {
+                return Err(LedgerError::corrupted(
+                    &segment_file_name(i as u32 + 1),
+                    0,
+                    "segment file missing",
+                ));
+            }
+        }
+        // A segment whose header never became durable (crash while rolling over) is removed.
+        while let Some(last) = segs.last() {
+            let len = std::fs::metadata(&last.path)
+                .map_err(LedgerError::io(&last.path))?
+                .len();
+            let file = File::open(&last.path).map_err(LedgerError::io(&last.path))?;
+            match read_segment_header(&file, last) {
+                Err(LedgerError::Corrupted { .. }) if len <= SEGMENT_HEADER_LEN as u64 => {
+                    std::fs::remove_file(&last.path).map_err(LedgerError::io(&last.path))?;
+                    let _ = std::fs::remove_file(last.index_path());
+                    sync_dir(dir).map_err(LedgerError::io(dir))?;
+                    report.truncated.push(Truncation {
+                        segment: last.name.clone(),
+                        offset: 0,
+                        bytes: len,
+                        records_lost: Some(0),
+                        why: "segment header incomplete; segment removed".into(),
+                    });
+                    segs.pop();
+                }
+                Err(e) => return Err(e),
+                Ok(_) => break,
+            }
+        }
+        // Older segments: make sure their sidecars exist and fit (cheap when they do).
+        for s in segs.iter().take(segs.len().saturating_sub(1)) {
+            let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
+            let hdr = read_segment_header(&file, s)?;
+            let len = file.metadata().map_err(LedgerError::io(&s.path))?.len();
+            let scan =
+                scan_segment(&file, s, &hdr, len, false).map_err(LedgerError::io(&s.path))?;
+            if scan.index_rebuilt || scan.index_extended {
+                write_index(&s.index_path(), &scan.blocks)
+                    .map_err(LedgerError::io(s.index_path()))?;
+                report.index_rebuilt.push(s.name.clone());
+            }
+        }
+
+        let (seg, seg_file, seg_len, next_seq, head) = match segs.pop() {
+            None => {
+                report.created = true;
+                let (seg, df) = create_segment(dir, 1, 1, [0; 32], &faults)?;
+                (seg, df, SEGMENT_HEADER_LEN as u64, 1, [0u8; 32])
+            }
+            Some(seg) => {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(&seg.path)
+                    .map_err(LedgerError::io(&seg.path))?;
+                let hdr = read_segment_header(&file, &seg)?;
+                let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+                let scan = scan_segment(&file, &seg, &hdr, len, true)
+                    .map_err(LedgerError::io(&seg.path))?;
+                if let Some(stop) = &scan.stop {
+                    if let Some((c, _)) = last_ckpt
+                        && c >= scan.next_seq
+                    {
+                        return Err(LedgerError::corrupted(
+                            &seg.name,
+                            stop.offset,
+                            format!(
+                                "{} at #{} but checkpoint #{c} covers it; not a torn tail, run verify",
+                                stop.why, scan.next_seq
+                            ),
+                        ));
+                    }
+                    file.set_len(scan.end_offset)
+                        .and_then(|()| file.sync_all())
+                        .map_err(LedgerError::io(&seg.path))?;
+                    report.truncated.push(Truncation {
+                        segment: seg.name.clone(),
+                        offset: scan.end_offset,
+                        bytes: len - scan.end_offset,
+                        records_lost: stop.header.map(|h| h.count as u64),
+                        why: stop.why.clone(),
+                    });
+                }
+                if scan.index_rebuilt || scan.index_extended || scan.stop.is_some() {
+                    write_index(&seg.index_path(), &scan.blocks)
+                        .map_err(LedgerError::io(seg.index_path()))?;
+                    report.index_rebuilt.push(seg.name.clone());
+                }
+                (
+                    seg,
+                    DataFile::new(file, faults.clone()),
+                    scan.end_offset,
+                    scan.next_seq,
+                    scan.head,
+                )
+            }
+        };
+        if let Some((c, h)) = last_ckpt {
+            let end = next_seq - 1;
+            if c > end {
+                return Err(LedgerError::corrupted(
+                    CHECKPOINT_FILE,
+                    0,
+                    format!(
+                        "checkpoint #{c} is beyond the ledger end #{end}: records were removed"
+                    ),
+                ));
+            }
+            if c == end && h != head {
+                return Err(LedgerError::corrupted(
+                    CHECKPOINT_FILE,
+                    0,
+                    format!("checkpoint #{c} does not match the chain head; run verify"),
+                ));
+            }
+        }
+        let idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
+        report.segments = seg.number;
+        report.next_seq = next_seq;
+        report.last_checkpoint = last_ckpt.map(|(c, _)| c);
+        let level = opts.zstd_level;
+        let ledger = Ledger {
+            dir: dir.to_path_buf(),
+            opts,
+            _lock: lock,
+            seg,
+            seg_file,
+            seg_len,
+            idx_file,
+            next_seq,
+            head,
+            key,
+            ckpt: DataFile::new(ckpt_file, faults.clone()),
+            faults,
+            last_ckpt_seq: last_ckpt.map(|(c, _)| c),
+            last_ckpt_at: Instant::now(),
+            records_since_ckpt: 0,
+            failed: false,
+            level,
+            area: Vec::new(),
+            out: Vec::new(),
+            pending_idx: Vec::new(),
+        };
+        Ok((ledger, report))
+    }
+
+    /// Seq the next appended record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Chain head after the last appended record (zeros for an empty ledger).
+    pub fn head(&self) -> [u8; 32] {
+        self.head
+    }
+
+    /// The public key that signs this ledger's checkpoints.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// The ledger directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Appends a batch and returns once it is durable. An empty batch writes nothing.
+    pub fn append_batch<'a, I: IntoIterator<Item = &'a [u8]>>(
+        &mut self,
+        records: I,
+    ) -> Result<Receipt, LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        let recs: Vec<&[u8]> = records.into_iter().collect();
+        if let Some(r) = recs.iter().find(|r| r.len() > MAX_RECORD_LEN) {
+            return Err(LedgerError::RecordTooLarge {
+                len: r.len(),
+                max: MAX_RECORD_LEN,
+            });
+        }
+        let first = self.next_seq;
+        if recs.is_empty() {
+            return Ok(Receipt {
+                first: Seq(first),
+                count: 0,
+                head: self.head,
+            });
+        }
+        let result = self.write_batch(&recs);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result?;
+        self.records_since_ckpt += recs.len() as u64;
+        let receipt = Receipt {
+            first: Seq(first),
+            count: recs.len() as u64,
+            head: self.head,
+        };
+        if self.records_since_ckpt >= self.opts.checkpoint_every_records
+            || self.last_ckpt_at.elapsed() >= self.opts.checkpoint_every
+        {
+            self.checkpoint()?;
+        }
+        Ok(receipt)
+    }
+
+    fn write_batch(&mut self, recs: &[&[u8]]) -> Result<(), LedgerError> {
+        let mut seq = self.next_seq;
+        let mut head = self.head;
+        let mut block_first = seq;
+        let mut block_prev_head = head;
+        self.area.clear();
+        for r in recs {
+            if !self.area.is_empty() && self.area.len() + 8 + r.len() > self.opts.block_max_bytes {
+                self.finish_block(block_first, seq - block_first, block_prev_head, head)?;
+                block_first = seq;
+                block_prev_head = head;
+            }
+            head = chain_step(&head, seq, r);
+            push_record(&mut self.area, tag_of(&head), r);
+            seq += 1;
+        }
+        self.finish_block(block_first, seq - block_first, block_prev_head, head)?;
+        self.flush_out()?;
+        self.next_seq = seq;
+        self.head = head;
+        Ok(())
+    }
+
+    /// Compresses the pending record area into a block in `out`, rolling the segment first
+    /// when the block would not fit.
+    fn finish_block(
+        &mut self,
+        first: u64,
+        count: u64,
+        prev_head: [u8; 32],
+        head: [u8; 32],
+    ) -> Result<(), LedgerError> {
+        let compressed = zstd::bulk::compress(&self.area, self.level)
+            .map_err(LedgerError::io(&self.seg.path))?;
+        let mut h = BlockHeader {
+            count: count as u32,
+            first_seq: first,
+            compressed_len: compressed.len() as u32,
+            uncompressed_len: self.area.len() as u32,
+            head,
+            checksum: [0; 16],
+        };
+        h.checksum = block_checksum(&h.encode_fields()[..64], &compressed);
+        let used = self.seg_len + self.out.len() as u64;
+        if used > SEGMENT_HEADER_LEN as u64 && used + h.total_len() > self.opts.segment_max_bytes {
+            self.flush_out()?;
+            self.roll_segment(first, prev_head)?;
+        }
+        let offset = self.seg_len + self.out.len() as u64;
+        self.out.extend_from_slice(&h.encode());
+        self.out.extend_from_slice(&compressed);
+        self.pending_idx.push((first, offset));
+        self.area.clear();
+        debug_assert_eq!(BLOCK_HEADER_LEN, 80);
+        Ok(())
+    }
+
+    /// Writes and syncs `out` to the current segment, then records its blocks in the sidecar.
+    fn flush_out(&mut self) -> Result<(), LedgerError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let path = &self.seg.path;
+        self.seg_file
+            .write_all(&self.out)
+            .map_err(LedgerError::io(path))?;
+        if self.opts.sync {
+            self.seg_file.sync_data().map_err(LedgerError::io(path))?;
+        }
+        self.seg_len += self.out.len() as u64;
+        self.out.clear();
+        // The sidecar is derived and checked on every load, so it is neither synced nor fatal.
+        if let Some(f) = &mut self.idx_file {
+            let mut b = Vec::with_capacity(self.pending_idx.len() * 16);
+            for &(s, o) in &self.pending_idx {
+                b.extend_from_slice(&index_entry(s, o));
+            }
+            if std::io::Write::write_all(f, &b).is_err() {
+                self.idx_file = None;
+            }
+        }
+        self.pending_idx.clear();
+        Ok(())
+    }
+
+    fn roll_segment(&mut self, first_seq: u64, prev_head: [u8; 32]) -> Result<(), LedgerError> {
+        let (seg, df) = create_segment(
+            &self.dir,
+            self.seg.number + 1,
+            first_seq,
+            prev_head,
+            &self.faults,
+        )?;
+        self.idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
+        self.seg = seg;
+        self.seg_file = df;
+        self.seg_len = SEGMENT_HEADER_LEN as u64;
+        Ok(())
+    }
+
+    /// Signs and durably appends a checkpoint for the current end, unless the last
+    /// checkpoint already covers it.
+    pub fn checkpoint(&mut self) -> Result<(), LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        let end = self.next_seq - 1;
+        if self.last_ckpt_seq == Some(end) || (end == 0 && self.last_ckpt_seq.is_none()) {
+            self.records_since_ckpt = 0;
+            self.last_ckpt_at = Instant::now();
+            return Ok(());
+        }
+        let entry = sign(&self.key, end, self.head, unix_now());
+        let path = self.dir.join(CHECKPOINT_FILE);
+        let r = (|| {
+            if !self.opts.sync {
+                // The checkpoint must never reach disk before the records it covers.
+                self.seg_file.file().sync_data()?;
+            }
+            self.ckpt.write_all(&entry.encode())?;
+            self.ckpt.sync_data()
+        })();
+        if let Err(e) = r {
+            self.failed = true;
+            return Err(LedgerError::io(path)(e));
+        }
+        self.last_ckpt_seq = Some(end);
+        self.last_ckpt_at = Instant::now();
+        self.records_since_ckpt = 0;
+        Ok(())
+    }
+
+    /// Writes the final checkpoint and releases the lock.
+    pub fn close(mut self) -> Result<(), LedgerError> {
+        self.checkpoint()
+    }
+}
