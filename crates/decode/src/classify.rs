@@ -54,14 +54,16 @@ impl Out {
     }
 }
 
-/// Normalised text of an address (`::ffff:1.2.3.4` stays as written by std), or None.
+/// Normalised text of an address (IPv4-mapped `::ffff:1.2.3.4` becomes `1.2.3.4`), or None.
 fn ip_text(s: &str) -> Option<String> {
     let s = s.trim_matches(|c| matches!(c, '[' | ']' | '(' | ')' | ','));
     let s = s
         .strip_suffix(':')
         .filter(|t| t.parse::<IpAddr>().is_ok())
         .unwrap_or(s);
-    s.parse::<IpAddr>().ok().map(|ip| ip.to_string())
+    s.parse::<IpAddr>()
+        .ok()
+        .map(|ip| ip.to_canonical().to_string())
 }
 
 /// Set class and fields of a syslog event from its program and message.
@@ -229,7 +231,7 @@ fn sshd(msg: &str) -> Out {
         // Any other sshd line that names an address: `Unable to negotiate with IP port N`,
         // `Timeout before authentication for IP port N`, `refused connect from x (IP)`.
         if let Some(ip) = crate::ips::extract_ips(msg).first() {
-            out.set(f::SRC_IP, &ip.to_string());
+            out.set(f::SRC_IP, &ip.to_canonical().to_string());
             let after = msg.split_once(" port ").map(|(_, p)| p);
             if let Some(p) = after.and_then(|p| p.split([' ', ':', ',']).next())
                 && !p.is_empty()

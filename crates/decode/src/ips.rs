@@ -5,7 +5,8 @@
 //! are tried as IPv4 or IPv6, then with a trailing `:port` or punctuation removed. Invalid
 //! octets (`10.321.1.123`), versions (`1.4.1`), times (`06:55:46`) and MAC addresses are not
 //! addresses and are not returned. Zone suffixes (`fe80::1%eth0`) end the run, so the address
-//! before them is found.
+//! before them is found. IPv4-mapped IPv6 (`::ffff:1.2.3.4`) is returned as the IPv4 address,
+//! so a search for the address finds it however it was written.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -40,7 +41,7 @@ pub fn extract_ips(text: &str) -> Vec<IpAddr> {
         }
         // The run is ASCII, so slicing the str on these byte offsets is safe; use get() anyway.
         if let Some(run) = text.get(start..end)
-            && let Some(ip) = parse_run(run)
+            && let Some(ip) = parse_run(run).map(|ip| ip.to_canonical())
             && !out.contains(&ip)
         {
             out.push(ip);
@@ -106,7 +107,7 @@ mod tests {
         );
         assert_eq!(
             ips("refused connect from x@::ffff:192.168.1.1 (::ffff:192.168.1.1)"),
-            ["::ffff:192.168.1.1"]
+            ["192.168.1.1"]
         );
         assert_eq!(
             ips("from fe80::1%eth0 port 22, 1.2.3.4."),

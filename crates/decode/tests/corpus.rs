@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use jiff::Timestamp;
 use model::envelope::{DecodeHints, Format, RecordEnvelope, YearRule};
 use model::{Event, EventClass, Observer, Origin, Received};
 
@@ -402,4 +403,547 @@ fn rsyslog_parse1_pairs() {
         }
     }
     assert!(pairs >= 40, "{pairs}");
+}
+
+/// crowdsec hub `parser.assert` files: `results["stage"]["parser"][N].Evt.Parsed["k"] == "v"`.
+/// Entries are grouped per (stage, parser, N) and matched to our event by message; then the
+/// keys we model are compared: program, pid, message, timestamp (verbatim text), machine (host),
+/// source_ip / sshd_client_ip, sshd_client_port, and the user keys.
+#[test]
+fn crowdsec_parser_asserts() {
+    let mut checked = 0;
+    for dir in ["auth/crowdsec", "syslog/crowdsec"] {
+        let mut asserts: Vec<_> = std::fs::read_dir(corpus().join(dir))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        asserts.retain(|p| p.to_string_lossy().ends_with("__parser.assert"));
+        asserts.sort();
+        assert!(!asserts.is_empty(), "{dir}");
+        for a in asserts {
+            let name = a
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let prefix = name.trim_end_matches("__parser.assert");
+            let log = std::fs::read_dir(corpus().join(dir))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .map(|e| e.path())
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+                .into_iter()
+                .find(|p| {
+                    let n = p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    n.starts_with(&format!("{prefix}__")) && n.ends_with(".log")
+                })
+                .unwrap_or_else(|| panic!("no log for {name}"));
+            let data = std::fs::read(&log).unwrap_or_default();
+            let events: Vec<Event> = lines(&data)
+                .into_iter()
+                .filter(|l| !l.is_empty())
+                .map(|l| dec_year(l, 2024))
+                .collect();
+            for ev in &events {
+                assert!(ev.issues.is_empty(), "{ev:?}");
+            }
+            let text = std::fs::read_to_string(&a).unwrap_or_default();
+            let mut groups: std::collections::BTreeMap<String, Vec<(String, String)>> =
+                Default::default();
+            for line in text.lines() {
+                let Some((lhs, rhs)) = line.split_once(" == \"") else {
+                    continue;
+                };
+                let Some(at) = lhs.find("].Evt.") else {
+                    continue;
+                };
+                let key_part = &lhs[at + 6..];
+                let Some((_, key)) = key_part.split_once("[\"") else {
+                    continue;
+                };
+                let key = key.trim_end_matches("\"]").to_string();
+                let value = rhs.strip_suffix('"').unwrap_or(rhs).replace("\\\"", "\"");
+                groups
+                    .entry(lhs[..at].to_string())
+                    .or_default()
+                    .push((key, value));
+            }
+            for (group, kvs) in groups {
+                let get = |k: &str| {
+                    kvs.iter()
+                        .find(|(key, _)| key == k)
+                        .map(|(_, v)| v.as_str())
+                };
+                let Some(msg) = get("message") else { continue };
+                let ev = events
+                    .iter()
+                    .find(|e| {
+                        e.message == msg && get("timestamp").is_none_or(|t| e.reported.text == t)
+                    })
+                    .unwrap_or_else(|| panic!("{name} {group}: no event with message {msg:?}"));
+                let ctx = format!("{name} {group}: {ev:?}");
+                for (k, v) in &kvs {
+                    let got = match k.as_str() {
+                        "program" => ev.app.as_deref(),
+                        "pid" => ev.pid.as_deref(),
+                        "timestamp" => Some(ev.reported.text.as_str()),
+                        "machine" => ev.host.as_deref(),
+                        "source_ip" | "sshd_client_ip" => ev.field("src_ip"),
+                        "sshd_client_port" => ev.field("src_port"),
+                        "target_user" | "sshd_invalid_user" | "sshd_auth_user" | "username"
+                        | "user" => ev.field("user"),
+                        _ => continue,
+                    };
+                    assert_eq!(got, Some(v.as_str()), "{k} in {ctx}");
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 200, "{checked}");
+}
+
+/// Wazuh ruleset tests: every `log N pass|fail = <line>` parses as syslog without issues, and
+/// for the auth files our classifier extracts what wazuh's sshd/su/sudo/pam decoders would.
+#[test]
+fn wazuh_ini_lines() {
+    let mut n = 0;
+    for file in [
+        "auth/wazuh/wazuh_sshd.ini",
+        "auth/wazuh/wazuh_su.ini",
+        "auth/wazuh/wazuh_sudo.ini",
+        "auth/wazuh/wazuh_pam.ini",
+        "syslog/wazuh_syslog.ini",
+    ] {
+        let text = String::from_utf8(read(file)).unwrap_or_default();
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("log ") else {
+                continue;
+            };
+            let Some((_, raw)) = rest.split_once(" = ") else {
+                continue;
+            };
+            let ev = dec_year(raw.as_bytes(), 2024);
+            let ctx = format!("{file}: {raw}\n  {ev:?}");
+            assert!(ev.issues.is_empty(), "{ctx}");
+            assert!(ev.app.is_some() && ev.host.is_some(), "{ctx}");
+            let app = ev.app.as_deref().unwrap_or("");
+            if file.contains("_su.") || file.contains("_sudo.") {
+                assert!(ev.class != EventClass::Other, "{ctx}");
+                assert!(
+                    ev.field("from_user").is_some() || ev.field("user").is_some(),
+                    "{ctx}"
+                );
+            }
+            if file.contains("_pam.") && !ev.message.contains("check pass") {
+                assert!(ev.field("user").is_some(), "{ctx}");
+            }
+            if app.starts_with("sshd") {
+                // Wherever the line names an address, we have it as src_ip.
+                if !decode::extract_ips(&ev.message).is_empty() {
+                    assert!(ev.field("src_ip").is_some(), "{ctx}");
+                }
+                if ev.message.starts_with("Accepted ")
+                    || ev.message.starts_with("Failed ")
+                    || ev.message.starts_with("Invalid user")
+                {
+                    assert!(
+                        ev.class != EventClass::Other && ev.field("user").is_some(),
+                        "{ctx}"
+                    );
+                }
+            }
+            n += 1;
+        }
+    }
+    assert_eq!(n, 95);
+}
+
+/// rsyslog's fuzz seeds and the tcpdump syslog packets (messages from ORACLES.md §2, PRI from
+/// the facility/severity columns, NUL-terminated as sent): no panic, raw kept, parsed.
+#[test]
+fn rsyslog_fuzz_seeds_and_tcpdump_packets() {
+    let dir = corpus().join("syslog/rsyslog_fuzz_corpus");
+    let mut seeds: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    seeds.sort();
+    assert_eq!(seeds.len(), 7);
+    for seed in seeds {
+        let data = std::fs::read(&seed).unwrap_or_default();
+        let ev = dec(&data);
+        assert_eq!(ev.raw, data);
+        assert!(
+            ev.source_kind.starts_with("syslog-"),
+            "{}: {ev:?}",
+            seed.display()
+        );
+    }
+    let packets: [&[u8]; 4] = [
+        b"<5>Sep 12 19:16:12 through logger: test message 21\0",
+        b"<9>Sep 12 19:16:18 through logger: test message 22\0",
+        b"<13>2013-09-12T19:16:34.457849+04:00 localhost through rsyslog: test message 23",
+        b"<9>2013-09-12T19:16:43.513746+04:00 localhost through rsyslog: test message 24",
+    ];
+    for p in packets {
+        let ev = dec(p);
+        assert!(ev.issues.is_empty(), "{ev:?}");
+        assert!(
+            ev.message.ends_with(&format!(
+                "test message 2{}",
+                char::from(p[p.len() - if p.ends_with(b"\0") { 2 } else { 1 }])
+            )),
+            "{ev:?}"
+        );
+        assert!(!ev.message.contains('\0'));
+    }
+    let ev = dec(packets[2]);
+    assert_eq!(
+        ev.reported.time.map(|t| t.to_string()).as_deref(),
+        Some("2013-09-12T15:16:34.457849Z")
+    );
+}
+
+/// One line of text per event, for reviewed expectations.
+fn render(ev: &Event) -> String {
+    let mut s = format!(
+        "kind={} pri={} time={} text={:?} host={} app={} pid={} msgid={} class={}\nmsg={:?}\n",
+        ev.source_kind,
+        match (ev.facility, ev.severity) {
+            (Some(f), Some(s)) => format!("{f}.{s}"),
+            _ => "-".into(),
+        },
+        ev.reported.time.map_or("-".to_string(), |t| t.to_string()),
+        ev.reported.text,
+        ev.host.as_deref().unwrap_or("-"),
+        ev.app.as_deref().unwrap_or("-"),
+        ev.pid.as_deref().unwrap_or("-"),
+        ev.msgid.as_deref().unwrap_or("-"),
+        ev.class,
+        ev.message,
+    );
+    for (k, v) in &ev.fields {
+        s.push_str(&format!("field {k}={v:?}\n"));
+    }
+    for ip in &ev.ips {
+        s.push_str(&format!("ip {ip}\n"));
+    }
+    for i in &ev.issues {
+        s.push_str(&format!("issue {}@{}\n", i.kind, i.offset));
+    }
+    s
+}
+
+fn check_with(input: &[u8], hints: DecodeHints, expected: &str) {
+    let ev = decode::decode(&env_with(input, hints));
+    assert_eq!(ev.raw, input, "raw must be kept as given");
+    let got = render(&ev);
+    let want: String = expected
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(got, want, "\n--- got ---\n{got}--- want ---\n{want}");
+}
+
+fn check(input: &[u8], expected: &str) {
+    check_with(
+        input,
+        DecodeHints {
+            year: YearRule::Fixed(2026),
+            tz: None,
+        },
+        expected,
+    );
+}
+
+#[test]
+fn rfc5424_structured_data_escapes_bom_and_nil() {
+    check(
+        b"<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"App\\\"lic\\]ation\\\\\" x=\"a\\b\"][examplePriority@32473 class=\"high\"] \xEF\xBB\xBFAn application event",
+        r#"kind=syslog-rfc5424 pri=20.5 time=2003-10-11T22:14:15.003Z text="2003-10-11T22:14:15.003Z" host=mymachine.example.com app=evntslog pid=- msgid=ID47 class=other
+        msg="An application event"
+        field sd.examplePriority@32473.class="high"
+        field sd.exampleSDID@32473.eventSource="App\"lic]ation\\"
+        field sd.exampleSDID@32473.iut="3"
+        field sd.exampleSDID@32473.x="a\\b""#,
+    );
+    check(
+        b"<13>1 - - - - - - minimal",
+        r#"kind=syslog-rfc5424 pri=1.5 time=- text="" host=- app=- pid=- msgid=- class=other
+        msg="minimal""#,
+    );
+    check(
+        b"<165>1 2003-08-24T05:14:15.123456789-07:00 192.0.2.1 myproc 8710 - - %% It's time\n",
+        r#"kind=syslog-rfc5424 pri=20.5 time=2003-08-24T12:14:15.123456789Z text="2003-08-24T05:14:15.123456789-07:00" host=192.0.2.1 app=myproc pid=8710 msgid=- class=other
+        msg="%% It's time""#,
+    );
+    check(
+        b"<13>1 2024-01-01T00:00:00Z h a - - [bad",
+        r#"kind=syslog-rfc5424 pri=1.5 time=2024-01-01T00:00:00Z text="2024-01-01T00:00:00Z" host=h app=a pid=- msgid=- class=other
+        msg="[bad"
+        issue bad_sd@39"#,
+    );
+}
+
+#[test]
+fn bsd_years_zones_and_rollover() {
+    let jan2 = Timestamp::from_second(1_767_312_000).unwrap_or_default(); // 2026-01-02T00:00:00Z
+    let hints = |year, tz: Option<&str>| DecodeHints {
+        year,
+        tz: tz.map(String::from),
+    };
+    // Dec 31 in a file whose mtime is Jan 2: last year.
+    check_with(
+        b"Dec 31 23:59:59 h app: x",
+        hints(YearRule::Reference(jan2), None),
+        r#"kind=syslog-rfc3164 pri=- time=2025-12-31T23:59:59Z text="Dec 31 23:59:59" host=h app=app pid=- msgid=- class=other
+        msg="x""#,
+    );
+    // Jan 2 late in the day is still within reference + 1 day: this year.
+    check_with(
+        b"Jan  2 23:00:00 h app: x",
+        hints(YearRule::Reference(jan2), None),
+        r#"kind=syslog-rfc3164 pri=- time=2026-01-02T23:00:00Z text="Jan  2 23:00:00" host=h app=app pid=- msgid=- class=other
+        msg="x""#,
+    );
+    // IANA zone (summer time) and a fixed offset.
+    check_with(
+        b"Jul  7 12:00:00 h app: x",
+        hints(YearRule::Fixed(2026), Some("Europe/Zurich")),
+        r#"kind=syslog-rfc3164 pri=- time=2026-07-07T10:00:00Z text="Jul  7 12:00:00" host=h app=app pid=- msgid=- class=other
+        msg="x""#,
+    );
+    check_with(
+        b"Jan  7 12:00:00 h app: x",
+        hints(YearRule::Fixed(2026), Some("+05:30")),
+        r#"kind=syslog-rfc3164 pri=- time=2026-01-07T06:30:00Z text="Jan  7 12:00:00" host=h app=app pid=- msgid=- class=other
+        msg="x""#,
+    );
+    // A bad zone is an issue and UTC is used.
+    check_with(
+        b"Jan  7 12:00:00 h app: x",
+        hints(YearRule::Fixed(2026), Some("Mars/Olympus")),
+        r#"kind=syslog-rfc3164 pri=- time=2026-01-07T12:00:00Z text="Jan  7 12:00:00" host=h app=app pid=- msgid=- class=other
+        msg="x"
+        issue bad_tz@0"#,
+    );
+    // Feb 29 with a fixed non-leap year cannot exist.
+    check(
+        b"Feb 29 12:00:00 h app: x",
+        r#"kind=syslog-rfc3164 pri=- time=- text="Feb 29 12:00:00" host=h app=app pid=- msgid=- class=other
+        msg="x"
+        issue bad_timestamp@0"#,
+    );
+    // RSYSLOG_FileFormat and a file-name prefix.
+    check(
+        b"2026-10-14T08:00:01.123456+02:00 host sshd[7]: Accepted publickey for bob from 2001:db8::7 port 50000 ssh2: ED25519 SHA256:abc",
+        r#"kind=syslog-rfc3164 pri=- time=2026-10-14T06:00:01.123456Z text="2026-10-14T08:00:01.123456+02:00" host=host app=sshd pid=7 msgid=- class=auth.login
+        msg="Accepted publickey for bob from 2001:db8::7 port 50000 ssh2: ED25519 SHA256:abc"
+        field action="sshd.accepted"
+        field key_fingerprint="SHA256:abc"
+        field key_type="ED25519"
+        field method="publickey"
+        field outcome="success"
+        field src_ip="2001:db8::7"
+        field src_port="50000"
+        field user="bob"
+        ip 2001:db8::7"#,
+    );
+    check(
+        b"auth.log:Jun 14 15:16:01 combo su(pam_unix)[1]: session opened for user root by alice(uid=1000)",
+        r#"kind=syslog-rfc3164 pri=- time=2026-06-14T15:16:01Z text="Jun 14 15:16:01" host=combo app=su(pam_unix) pid=1 msgid=- class=auth.identity_change
+        msg="session opened for user root by alice(uid=1000)"
+        field action="su.session_opened"
+        field file_prefix="auth.log"
+        field from_user="alice"
+        field outcome="success"
+        field service="su"
+        field session="opened"
+        field to_user="root"
+        field user="root""#,
+    );
+}
+
+#[test]
+fn bad_bytes_are_kept_and_flagged() {
+    // CRLF: message without \r, raw as given.
+    check(
+        b"Jun 14 15:16:01 combo kernel: hello\r",
+        r#"kind=syslog-rfc3164 pri=- time=2026-06-14T15:16:01Z text="Jun 14 15:16:01" host=combo app=kernel pid=- msgid=- class=other
+        msg="hello""#,
+    );
+    check(
+        b"<14>Jun 14 15:16:01 h app: caf\xE9 \x00x",
+        r#"kind=syslog-rfc3164 pri=1.6 time=2026-06-14T15:16:01Z text="Jun 14 15:16:01" host=h app=app pid=- msgid=- class=other
+        msg="caf� \0x"
+        issue invalid_utf8@30"#,
+    );
+    check(
+        b"",
+        "kind=raw pri=- time=- text=\"\" host=- app=- pid=- msgid=- class=other\nmsg=\"\"\nissue empty@0",
+    );
+    check(
+        b"\x00\xff\x01binary",
+        "kind=raw pri=- time=- text=\"\" host=- app=- pid=- msgid=- class=other\nmsg=\"\\0�\\u{1}binary\"\nissue invalid_utf8@1\nissue not_syslog@0",
+    );
+    check(
+        b"<999>Jun 14 15:16:01 h a: b",
+        "kind=raw pri=- time=- text=\"\" host=- app=- pid=- msgid=- class=other\nmsg=\"<999>Jun 14 15:16:01 h a: b\"\nissue bad_pri@0\nissue not_syslog@0",
+    );
+    check(
+        b"<0>x",
+        "kind=syslog-rfc3164 pri=0.0 time=- text=\"\" host=- app=- pid=- msgid=- class=other\nmsg=\"x\"\nissue bad_timestamp@3",
+    );
+    // Raw format: not parsed, kept as text.
+    let env = RecordEnvelope {
+        format: Format::Raw,
+        ..env_with(b"some text 10.0.0.1", DecodeHints::default())
+    };
+    let ev = decode::decode(&env);
+    assert_eq!(
+        (
+            ev.source_kind.as_str(),
+            ev.message.as_str(),
+            ev.issues[0].kind.as_str()
+        ),
+        ("raw", "some text 10.0.0.1", "not_parsed")
+    );
+    assert_eq!(ev.ips.len(), 1);
+    let env = RecordEnvelope {
+        format: Format::Unknown(77),
+        ..env
+    };
+    assert_eq!(decode::decode(&env).issues[0].kind, "unknown_format");
+}
+
+#[test]
+fn one_megabyte_line_is_linear() {
+    let mut line = b"<13>Jun 14 15:16:01 h app: ".to_vec();
+    line.extend(std::iter::repeat_n(b'a', 1 << 20));
+    let mut sd = b"<13>1 - h a - - [x@1 k=\"".to_vec();
+    sd.extend(std::iter::repeat_n(b'\\', 1 << 20));
+    let mut colons = vec![b':'; 1 << 20];
+    colons.extend_from_slice(b" 1.2.3.4");
+    let start = std::time::Instant::now();
+    for input in [&line, &sd, &colons] {
+        let ev = dec(input);
+        assert_eq!(&ev.raw, input);
+    }
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+}
+
+#[test]
+fn auth_lines_classify() {
+    let cases: &[(&str, EventClass, &[(&str, &str)])] = &[
+        (
+            "Jun 1 01:00:00 h su: Successful su for root by alice",
+            EventClass::AuthIdentityChange,
+            &[
+                ("from_user", "alice"),
+                ("to_user", "root"),
+                ("outcome", "success"),
+            ],
+        ),
+        (
+            "Jun 1 01:00:00 h su[1]: + pts/0 alice:root",
+            EventClass::AuthIdentityChange,
+            &[
+                ("from_user", "alice"),
+                ("to_user", "root"),
+                ("tty", "pts/0"),
+            ],
+        ),
+        (
+            "Jun 1 01:00:00 h su[1]: BAD SU alice to root on /dev/pts/0",
+            EventClass::AuthIdentityChange,
+            &[("outcome", "failure"), ("tty", "/dev/pts/0")],
+        ),
+        (
+            "Jun 1 01:00:00 h sudo:    alice : TTY=pts/4 ; PWD=/home/alice ; USER=root ; COMMAND=/bin/ls -l",
+            EventClass::AuthIdentityChange,
+            &[
+                ("from_user", "alice"),
+                ("to_user", "root"),
+                ("pwd", "/home/alice"),
+                ("command", "/bin/ls -l"),
+                ("outcome", "success"),
+            ],
+        ),
+        (
+            "Jun 1 01:00:00 h sudo: alice : 3 incorrect password attempts ; TTY=pts/0 ; PWD=/root ; USER=root ; COMMAND=/bin/ls",
+            EventClass::AuthIdentityChange,
+            &[("outcome", "failure")],
+        ),
+        (
+            "Jun 1 01:00:00 h sshd[1]: pam_unix(sshd:session): session opened for user bob(uid=1000) by (uid=0)",
+            EventClass::AuthSession,
+            &[("user", "bob"), ("service", "sshd"), ("session", "opened")],
+        ),
+        (
+            "Jun 1 01:00:00 h sshd[1]: Failed password for invalid user admin from 1.2.3.4 port 22 ssh2",
+            EventClass::AuthFailure,
+            &[("user", "admin"), ("src_ip", "1.2.3.4"), ("src_port", "22")],
+        ),
+        (
+            "Jun 1 01:00:00 h sshd[1]: Connection closed by invalid user admin 1.2.3.4 port 22 [preauth]",
+            EventClass::Other,
+            &[("user", "admin"), ("src_ip", "1.2.3.4"), ("src_port", "22")],
+        ),
+        (
+            "Jun 1 01:00:00 h sshd[1]: error: maximum authentication attempts exceeded for root from 1.2.3.4 port 22 ssh2 [preauth]",
+            EventClass::AuthFailure,
+            &[("user", "root"), ("src_ip", "1.2.3.4")],
+        ),
+    ];
+    for (line, class, fields) in cases {
+        let ev = dec_year(line.as_bytes(), 2026);
+        assert_eq!(ev.class, *class, "{line}: {:?}", ev.fields);
+        for (k, v) in *fields {
+            assert_eq!(ev.field(k), Some(*v), "{line}: {k} in {:?}", ev.fields);
+        }
+    }
+}
+
+#[test]
+fn detect_guesses_format() {
+    let syslog: Vec<&[u8]> = vec![
+        b"Jun 14 15:16:01 combo kernel: x",
+        b"",
+        b"<13>1 - - - - - - m",
+    ];
+    assert_eq!(decode::detect(&syslog), Format::Syslog);
+    let raw: Vec<&[u8]> = vec![b"{\"json\": 1}", b"hello", b"Jun 14 15:16:01 h a: b"];
+    assert_eq!(decode::detect(&raw), Format::Raw);
+    assert_eq!(decode::detect(&[]), Format::Raw);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn never_panics_and_keeps_raw(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let ev = dec(&bytes);
+            prop_assert_eq!(ev.raw, bytes);
+        }
+
+        #[test]
+        fn syslog_shaped_noise_never_panics(
+            pri in proptest::option::of(0u16..300),
+            head in "(1 |Jun  7 |JUN 17 2024 |2024-02-30T25:00:00|2024-01-01T00:00:00.1234567890Z )?",
+            rest in proptest::collection::vec(prop_oneof![Just(b' '), Just(b':'), Just(b'['), Just(b']'), Just(b'"'), Just(b'\\'), Just(b'='), Just(b'-'), any::<u8>()], 0..120),
+        ) {
+            let mut line = pri.map(|p| format!("<{p}>")).unwrap_or_default().into_bytes();
+            line.extend_from_slice(head.as_bytes());
+            line.extend_from_slice(&rest);
+            let ev = dec(&line);
+            prop_assert_eq!(ev.raw, line);
+        }
+    }
 }

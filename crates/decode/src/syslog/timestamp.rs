@@ -95,13 +95,13 @@ fn small(v: i32) -> i8 {
     i8::try_from(v).unwrap_or(i8::MAX)
 }
 
-/// RFC 3339 / ISO 8601 with `T`. Returns None when the shape is not there at all.
+/// RFC 3339 / ISO 8601 with `T` (or a space, as some daemons write). Returns None when the shape is not there at all.
 pub(crate) fn parse_rfc3339(b: &[u8]) -> Option<Found> {
     let year = digits(b, 0, 4)?;
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || b.get(13) != Some(&b':') {
         return None;
     }
-    if !matches!(b.get(10), Some(b'T' | b't')) || b.get(16) != Some(&b':') {
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(16) != Some(&b':') {
         return None;
     }
     let month = digits(b, 5, 2)?;
