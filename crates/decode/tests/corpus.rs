@@ -324,7 +324,7 @@ fn rsyslog_parse1_pairs() {
             .into_iter()
             .filter(|l| !l.starts_with(b"#"))
             .collect();
-        assert!(ls.len() % 2 == 0, "{}", path.display());
+        assert!(ls.len().is_multiple_of(2), "{}", path.display());
         for pair in ls.chunks(2) {
             let input = String::from_utf8_lossy(pair[0]).replace("\\011", "\t");
             let input = input.strip_suffix('\\').unwrap_or(&input).to_string();
@@ -839,7 +839,12 @@ fn one_megabyte_line_is_linear() {
 
 #[test]
 fn auth_lines_classify() {
-    let cases: &[(&str, EventClass, &[(&str, &str)])] = &[
+    type Case = (
+        &'static str,
+        EventClass,
+        &'static [(&'static str, &'static str)],
+    );
+    let cases: &[Case] = &[
         (
             "Jun 1 01:00:00 h su: Successful su for root by alice",
             EventClass::AuthIdentityChange,
