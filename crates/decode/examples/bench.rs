@@ -26,7 +26,7 @@ fn main() {
             format: Format::Syslog,
             hints: DecodeHints {
                 year: YearRule::FromReceived,
-                tz: Some("Europe/Zurich".into()),
+                tz: std::env::var("TZ_HINT").ok(),
             },
             origin: Origin::File {
                 path: "bench.log".into(),

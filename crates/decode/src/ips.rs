@@ -29,10 +29,17 @@ pub fn extract_ips(text: &str) -> Vec<IpAddr> {
             continue;
         }
         let start = i;
+        let (mut dots, mut colons) = (0usize, 0usize);
         while i < b.len() && is_run_byte(b[i]) {
+            dots += usize::from(b[i] == b'.');
+            colons += usize::from(b[i] == b':');
             i += 1;
         }
         let end = i;
+        // Cheap filter before parsing: IPv4 needs three dots, IPv6 two colons.
+        if dots < 3 && colons < 2 {
+            continue;
+        }
         // A run glued to a word (`std::io`, `abc1.2.3.4`, `x1.2.3.4y`) is not an address.
         let glued_before = start > 0 && is_word_byte(b[start - 1]);
         let glued_after = end < b.len() && is_word_byte(b[end]) && b[end] != b'%';
