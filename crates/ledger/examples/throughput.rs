@@ -2,7 +2,8 @@
 //! syslog-like records in batches of 1000, then `verify`, then random `get`s.
 //!
 //! Run: `cargo run --release -p ledger --example throughput -- [records] [dir]`
-//! (default 1 000 000 records in a temporary directory under $TMPDIR). Input lines come from
+//! (default 1 000 000 records in a temporary directory under $TMPDIR; set WIDE=1 for
+//! ~200-byte records made of two lines). Input lines come from
 //! the OpenSSH sample in ../shared/corpus when present (so compression is realistic),
 //! otherwise they are synthesised.
 
@@ -54,11 +55,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let _ = std::fs::remove_dir_all(&root);
     let dir = root.join("ledger");
     let src = lines();
+    let wide = std::env::var_os("WIDE").is_some();
     // Vary each record a little so blocks are not trivially repetitive.
     let records: Vec<Vec<u8>> = (0..n)
         .map(|i| {
             let mut r = src[(i as usize * 7919) % src.len()].clone();
             r.extend_from_slice(format!(" seq={i}").as_bytes());
+            if wide {
+                // ~200-byte records: two different lines joined.
+                r.extend_from_slice(b" | ");
+                r.extend_from_slice(&src[(i as usize * 104_729 + 1) % src.len()]);
+                r.truncate(200);
+            }
             r
         })
         .collect();

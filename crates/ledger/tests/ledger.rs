@@ -98,6 +98,25 @@ fn round_trip_across_blocks_and_segments_and_reopen() {
 }
 
 #[test]
+fn reader_runs_beside_a_live_writer() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = t.path().join("ledger");
+    let (mut l, _) = Ledger::open(&dir, opts(t.path())).expect("open");
+    let recs: Vec<Vec<u8>> = (1..=80).map(record).collect();
+    l.append_batch(recs.iter().map(|r| r.as_slice()))
+        .expect("append");
+    let mut r = LedgerReader::open(&dir).expect("reader while writing");
+    assert_eq!(r.len(), 80);
+    assert_eq!(r.get(80).expect("get"), record(80));
+    let more: Vec<Vec<u8>> = (81..=90).map(record).collect();
+    l.append_batch(more.iter().map(|r| r.as_slice()))
+        .expect("append");
+    assert_eq!(r.len(), 80, "a reader sees the ledger as of its open");
+    assert_eq!(LedgerReader::open(&dir).expect("reader").len(), 90);
+    l.close().expect("close");
+}
+
+#[test]
 fn big_record_and_empty_batch() {
     let t = tempfile::tempdir().expect("tmp");
     let dir = t.path().join("ledger");
