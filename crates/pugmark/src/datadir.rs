@@ -77,9 +77,6 @@ impl DataDir {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
     pub fn ledger(&self) -> PathBuf {
         self.root.join("ledger")
     }

@@ -59,11 +59,6 @@ impl ImportsView {
         Ok(ImportsView { file, state })
     }
 
-    /// Forget everything (for `reindex`).
-    pub fn clear(&mut self) {
-        self.state = State::default();
-    }
-
     pub fn last_seq(&self) -> u64 {
         self.state.last_seq
     }
@@ -84,7 +79,12 @@ impl ImportsView {
             seq,
         };
         // A run of one import writes growing marks for its path; keep only its latest.
-        if let Some(last) = self.state.marks.iter_mut().rev().find(|m| m.path == mark.path)
+        if let Some(last) = self
+            .state
+            .marks
+            .iter_mut()
+            .rev()
+            .find(|m| m.path == mark.path)
             && !last.complete
             && mark.bytes >= last.bytes
         {
@@ -147,9 +147,21 @@ mod tests {
         v.apply(4, &mark("a", 5, false));
         v.apply(5, &mark("b", 30, true));
         assert_eq!(v.state.marks.len(), 3);
-        assert_eq!(v.candidates("a", 100).len(), 3, "own marks and b's completed import");
-        assert_eq!(v.candidates("c", 100).len(), 2, "only completed imports for other paths");
-        assert_eq!(v.candidates("a", 10).len(), 1, "marks longer than the file are useless");
+        assert_eq!(
+            v.candidates("a", 100).len(),
+            3,
+            "own marks and b's completed import"
+        );
+        assert_eq!(
+            v.candidates("c", 100).len(),
+            2,
+            "only completed imports for other paths"
+        );
+        assert_eq!(
+            v.candidates("a", 10).len(),
+            1,
+            "marks longer than the file are useless"
+        );
         v.save().unwrap();
         let again = ImportsView::open(dir.path()).unwrap();
         assert_eq!(again.state.marks, v.state.marks);

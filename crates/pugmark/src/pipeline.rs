@@ -156,12 +156,18 @@ impl Pipeline {
                 self.imports.apply(first + i as u64, m);
             }
         }
-        self.imports.advance(first + receipt.count.saturating_sub(1));
+        self.imports
+            .advance(first + receipt.count.saturating_sub(1));
         self.send(first, envelopes, true)?;
         Ok(receipt)
     }
 
-    fn send(&mut self, first_seq: u64, envelopes: Vec<Envelope>, counted: bool) -> anyhow::Result<()> {
+    fn send(
+        &mut self,
+        first_seq: u64,
+        envelopes: Vec<Envelope>,
+        counted: bool,
+    ) -> anyhow::Result<()> {
         let indexer = self
             .indexer
             .as_ref()
@@ -176,7 +182,10 @@ impl Pipeline {
             .is_err()
         {
             // The indexer thread ended: its own error is the one worth reporting.
-            return Err(self.stop_indexer().err().unwrap_or_else(|| anyhow!("indexer stopped")));
+            return Err(self
+                .stop_indexer()
+                .err()
+                .unwrap_or_else(|| anyhow!("indexer stopped")));
         }
         Ok(())
     }

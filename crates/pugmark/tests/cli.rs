@@ -17,7 +17,11 @@ fn corpus() -> PathBuf {
         return PathBuf::from(p);
     }
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    assert!(p.is_dir(), "corpus not found at {} (set PUGMARK_CORPUS)", p.display());
+    assert!(
+        p.is_dir(),
+        "corpus not found at {} (set PUGMARK_CORPUS)",
+        p.display()
+    );
     p
 }
 
@@ -63,12 +67,23 @@ fn lines_of(path: &Path) -> Vec<String> {
     text.split_terminator('\n').map(str::to_string).collect()
 }
 
+/// grep -ci with the phrase semantics of `pugmark search` ("starts at a word start"), written
+/// independently of the query crate: `grep -ciE '(^|[^[:alnum:]])NEEDLE'`.
 fn grep_count(paths: &[PathBuf], needle: &str) -> u64 {
     let needle = needle.to_lowercase();
     paths
         .iter()
         .flat_map(|p| lines_of(p))
-        .filter(|l| l.to_lowercase().contains(&needle))
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.match_indices(&needle).any(|(at, _)| {
+                at == 0
+                    || !l[..at]
+                        .chars()
+                        .next_back()
+                        .is_some_and(char::is_alphanumeric)
+            })
+        })
         .count() as u64
 }
 
@@ -99,7 +114,13 @@ fn loghub_files_are_stored_whole_and_searchable_like_grep() {
     assert_eq!(count(&data, &["*"]), 4000);
 
     // Substring oracle: the same count as a case-insensitive grep over the raw files.
-    for needle in ["Failed password", "POSSIBLE BREAK-IN ATTEMPT", "authentication failure", "session opened", "webmaster"] {
+    for needle in [
+        "Failed password",
+        "POSSIBLE BREAK-IN ATTEMPT",
+        "authentication failure",
+        "session opened",
+        "webmaster",
+    ] {
         assert_eq!(
             count(&data, &[&format!("\"{needle}\"")]),
             grep_count(&loghub(), needle),
@@ -107,7 +128,10 @@ fn loghub_files_are_stored_whole_and_searchable_like_grep() {
         );
     }
     // An IP as an IP: equal to the lines mentioning it (no other address contains it).
-    assert_eq!(count(&data, &["173.234.31.186"]), grep_count(&loghub(), "173.234.31.186"));
+    assert_eq!(
+        count(&data, &["173.234.31.186"]),
+        grep_count(&loghub(), "173.234.31.186")
+    );
     assert!(grep_count(&loghub(), "173.234.31.186") > 0);
     // CIDR: every line mentioning an address in 173.234.31.0/24.
     let cidr_oracle = loghub()
@@ -122,7 +146,10 @@ fn loghub_files_are_stored_whole_and_searchable_like_grep() {
     assert!(accepted > 0);
     assert_eq!(count(&data, &["*", "--class", "auth.login"]), accepted);
     assert_eq!(count(&data, &["*", "--host", "combo"]), 2000);
-    assert_eq!(count(&data, &["*", "--app", "sshd", "--host", "LabSZ"]), 2000);
+    assert_eq!(
+        count(&data, &["*", "--app", "sshd", "--host", "LabSZ"]),
+        2000
+    );
 
     // Results in time order, each with its ledger position.
     let res = json(&data, &["search", "Failed password", "--limit", "50"]);
@@ -136,7 +163,16 @@ fn loghub_files_are_stored_whole_and_searchable_like_grep() {
 
     // Time window: the OpenSSH file is Dec 10, the Linux one Jun–Jul.
     assert_eq!(
-        count(&data, &["*", "--from", "2026-12-10T00:00:00Z", "--to", "2026-12-11T00:00:00Z"]),
+        count(
+            &data,
+            &[
+                "*",
+                "--from",
+                "2026-12-10T00:00:00Z",
+                "--to",
+                "2026-12-11T00:00:00Z"
+            ]
+        ),
         2000
     );
     // Evidence intact.
@@ -169,7 +205,8 @@ fn a_growing_log_stores_only_its_new_lines() {
     let first = json(&data, &["ingest", log.to_str().unwrap(), "--year", "2026"]);
     assert_eq!(first["events"], 1200);
     let mut f = fs::OpenOptions::new().append(true).open(&log).unwrap();
-    f.write_all((all[1200..].join("\n") + "\n").as_bytes()).unwrap();
+    f.write_all((all[1200..].join("\n") + "\n").as_bytes())
+        .unwrap();
     drop(f);
     let second = json(&data, &["ingest", log.to_str().unwrap(), "--year", "2026"]);
     assert_eq!(second["events"], 800, "{second}");
@@ -193,7 +230,11 @@ fn gzip_and_stdin_are_read() {
     let gz = dir.path().join("auth.log.gz");
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!("gzip -c '{}' > '{}'", loghub()[1].display(), gz.display()))
+        .arg(format!(
+            "gzip -c '{}' > '{}'",
+            loghub()[1].display(),
+            gz.display()
+        ))
         .status()
         .unwrap();
     assert!(status.success());
@@ -228,7 +269,8 @@ fn bad_input_is_stored_raw_counted_and_never_lost() {
     let bad = dir.path().join("bad.log");
     let mut bytes = Vec::new();
     bytes.extend_from_slice(b"Dec 10 06:55:46 LabSZ sshd[24200]: ok line\n");
-    bytes.extend_from_slice(b"Dec 10 06:55:47 LabSZ sshd[24200]: invalid \xff\xfe utf8 NEEDLEUTF\n");
+    bytes
+        .extend_from_slice(b"Dec 10 06:55:47 LabSZ sshd[24200]: invalid \xff\xfe utf8 NEEDLEUTF\n");
     bytes.extend_from_slice(b"Dec 10 06:55:48 LabSZ app: nul \0 inside NEEDLENUL\n");
     bytes.extend_from_slice(b"\x00\x01\x02\x03binary garbage\x9c\x80\n");
     bytes.extend_from_slice(b"Dec 10 06:55:49 LabSZ big: ");
@@ -237,7 +279,17 @@ fn bad_input_is_stored_raw_counted_and_never_lost() {
     bytes.extend_from_slice(b"<999>not really syslog\n");
     bytes.extend_from_slice(b"Dec 10 06:55:50 LabSZ truncated[");
     fs::write(&bad, &bytes).unwrap();
-    let s = json(&data, &["ingest", bad.to_str().unwrap(), "--year", "2026", "--format", "syslog"]);
+    let s = json(
+        &data,
+        &[
+            "ingest",
+            bad.to_str().unwrap(),
+            "--year",
+            "2026",
+            "--format",
+            "syslog",
+        ],
+    );
     assert_eq!(s["events"], 7, "{s}");
     assert!(s["parse_issues"]["events"].as_u64().unwrap() >= 2, "{s}");
     assert_eq!(count(&data, &["*"]), 7);
@@ -247,11 +299,20 @@ fn bad_input_is_stored_raw_counted_and_never_lost() {
     assert_eq!(count(&data, &["garbage"]), 1);
     // The raw bytes come back exactly.
     let hit = json(&data, &["search", "garbage"]);
-    assert_eq!(hit["hits"][0]["raw"]["hex"], "0001020362696e61727920676172626167659c80");
+    assert_eq!(
+        hit["hits"][0]["raw"]["hex"],
+        "0001020362696e61727920676172626167659c80"
+    );
 
     // A file that is not syslog at all is detected as such and stored line by line.
     let notlog = dir.path().join("data.bin");
-    fs::write(&notlog, (0..5000u32).flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
+    fs::write(
+        &notlog,
+        (0..5000u32)
+            .flat_map(|i| i.to_le_bytes())
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let s = json(&data, &["ingest", notlog.to_str().unwrap()]);
     assert_eq!(s["files"][0]["format"], "raw", "{s}");
     assert!(ok(&data, &["verify"]).starts_with("ok:"));
@@ -288,7 +349,7 @@ fn verify_names_the_first_bad_record_after_tampering() {
     let seg = fs::read_dir(data.join("ledger"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|x| x == "seg"))
+        .find(|p| p.extension().is_some_and(|x| x == "dat"))
         .expect("a segment file");
     let mut bytes = fs::read(&seg).unwrap();
     let at = bytes.len() / 2;
@@ -309,7 +370,10 @@ fn reindex_rebuilds_the_same_answers_from_the_ledger() {
     let before = ok(&data, &["search", "Accepted", "--limit", "1000"]);
     fs::remove_dir_all(data.join("index")).unwrap();
     ok(&data, &["reindex"]);
-    assert_eq!(ok(&data, &["search", "Accepted", "--limit", "1000"]), before);
+    assert_eq!(
+        ok(&data, &["search", "Accepted", "--limit", "1000"]),
+        before
+    );
     assert_eq!(count(&data, &["*"]), 4000);
     // And the imports view came back too: nothing is stored twice.
     assert_eq!(ingest_loghub(&data)["events"], 0);
@@ -319,7 +383,10 @@ fn reindex_rebuilds_the_same_answers_from_the_ledger() {
 #[test]
 fn files_written_by_a_real_rsyslog_parse_back_to_what_was_sent() {
     let Some(rsyslogd) = which("rsyslogd") else {
-        assert!(std::env::var_os("CI").is_none(), "rsyslogd missing in CI: scripts/test installs it");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "rsyslogd missing in CI: scripts/test installs it"
+        );
         eprintln!("SKIPPED: rsyslogd not installed (scripts/test installs it)");
         return;
     };
@@ -358,8 +425,20 @@ ruleset(name="r") {{
     let n = 50;
     for i in 0..n {
         let status = Command::new("logger")
-            .args(["--tcp", "-n", "127.0.0.1", "-P", &port.to_string(), "-t", "sshd", "--id=4242"])
-            .arg(format!("Accepted publickey for user{i} from 198.51.100.{i} port {} ssh2", 40000 + i))
+            .args([
+                "--tcp",
+                "-n",
+                "127.0.0.1",
+                "-P",
+                &port.to_string(),
+                "-t",
+                "sshd",
+                "--id=4242",
+            ])
+            .arg(format!(
+                "Accepted publickey for user{i} from 198.51.100.{i} port {} ssh2",
+                40000 + i
+            ))
             .status()
             .unwrap();
         assert!(status.success());
@@ -367,7 +446,10 @@ ruleset(name="r") {{
     let files = ["traditional.log", "fileformat.log", "protocol23.log"];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while files.iter().any(|f| lines_of_maybe(&work.join(f)) < n) {
-        assert!(std::time::Instant::now() < deadline, "rsyslog did not write {n} lines");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rsyslog did not write {n} lines"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     let _ = child.kill();
@@ -378,20 +460,33 @@ ruleset(name="r") {{
         let s = json(&data, &["ingest", work.join(f).to_str().unwrap()]);
         assert_eq!(s["events"], n as u64, "{f}: {s}");
         assert_eq!(s["parse_issues"]["events"], 0, "{f}: {s}");
-        assert_eq!(count(&data, &["*", "--class", "auth.login"]), n as u64, "{f}");
-        assert_eq!(count(&data, &["*", "--app", "sshd", "--host", &host]), n as u64, "{f}");
+        assert_eq!(
+            count(&data, &["*", "--class", "auth.login"]),
+            n as u64,
+            "{f}"
+        );
+        assert_eq!(
+            count(&data, &["*", "--app", "sshd", "--host", &host]),
+            n as u64,
+            "{f}"
+        );
         let r = json(&data, &["search", "*", "--field", "user=user7"]);
         assert_eq!(r["total"], 1, "{f}: {r}");
         let hit = &r["hits"][0];
         assert_eq!(hit["fields"]["src_ip"], "198.51.100.7", "{f}");
         assert_eq!(hit["fields"]["src_port"], "40007", "{f}");
-        assert_eq!(hit["message"], "Accepted publickey for user7 from 198.51.100.7 port 40007 ssh2", "{f}");
+        assert_eq!(
+            hit["message"], "Accepted publickey for user7 from 198.51.100.7 port 40007 ssh2",
+            "{f}"
+        );
         assert_eq!(count(&data, &["ip:198.51.100.0/24"]), n as u64, "{f}");
     }
 }
 
 fn lines_of_maybe(p: &Path) -> usize {
-    fs::read(p).map(|b| b.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0)
+    fs::read(p)
+        .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+        .unwrap_or(0)
 }
 
 fn which(name: &str) -> Option<PathBuf> {
@@ -405,11 +500,20 @@ fn which(name: &str) -> Option<PathBuf> {
 
 fn hostname() -> String {
     let out = Command::new("hostname").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().split('.').next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .split('.')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16) {
@@ -420,4 +524,72 @@ fn wait_for_port(port: u16) {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     panic!("rsyslogd did not listen on {port}");
+}
+
+/// A full disk mid-import: one clear error and a non-zero exit, a ledger that verifies, and
+/// an import that completes once there is room again (without storing anything twice).
+/// Needs root to mount a small tmpfs; CI runs as root.
+#[test]
+fn a_full_disk_fails_cleanly_and_leaves_the_ledger_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    fs::create_dir_all(&mnt).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must mount a tmpfs"
+        );
+        eprintln!("SKIPPED: cannot mount a tmpfs (not root?)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    let data = mnt.join("data");
+    // ~4 MB of varied lines: far more than 1 MB even compressed... the generator's lines
+    // compress ~8x, so use random-ish content.
+    let big = dir.path().join("big.log");
+    let mut text = String::new();
+    let mut x: u64 = 7;
+    for i in 0..40_000u64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        text.push_str(&format!(
+            "Dec 10 06:55:46 LabSZ sshd[{i}]: Failed password for u{x:x} from 10.{}.{}.{} port {} ssh2 {x:016x}{:016x}\n",
+            x % 256,
+            (x >> 8) % 256,
+            (x >> 16) % 256,
+            x % 65000,
+            x.rotate_left(17)
+        ));
+    }
+    fs::write(&big, &text).unwrap();
+    let out = pugmark(&data, &["ingest", big.to_str().unwrap(), "--year", "2026"]);
+    assert!(!out.status.success(), "a full disk must fail the import");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let error_lines: Vec<&str> = err.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(error_lines.len(), 1, "{err}");
+    assert!(err.to_lowercase().contains("space"), "says why: {err}");
+
+    // Room again: the import completes and nothing is stored twice.
+    let grown = Command::new("mount")
+        .args(["-o", "remount,size=64m"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let s = json(&data, &["ingest", big.to_str().unwrap(), "--year", "2026"]);
+    assert_eq!(count(&data, &["*"]), 40_000, "{s}");
+    let v = ok(&data, &["verify"]);
+    assert!(v.starts_with("ok:"), "{v}");
 }

@@ -18,7 +18,9 @@ QUERY SYNTAX
   failed password        events containing both words (AND is implied); words match
                          whole words of the message, host or app, case-insensitively
   \"Failed password\"      a phrase: case-insensitive substring of the message, host or app
-  ZQX-7781-NEEDLE        a word with punctuation is matched as a substring, like a phrase
+                         that begins at a word start (\"Failed pass\" finds \"Failed
+                         password\"; \"ail\" does not find \"fail\")
+  ZQX-7781-NEEDLE        a word with punctuation is matched like a phrase
   a OR b                 either (OR binds looser than AND: `a b OR c` is `(a b) OR c`)
   -word, NOT word        exclude; AND may be written explicitly
   ( ... )                grouping
@@ -42,9 +44,10 @@ QUERY SYNTAX
 pub enum Expr {
     /// `*`: every event.
     All,
-    /// A bare word as typed: a whole-word match when it is one clean token, else a substring.
+    /// A bare word as typed: a whole-word match when it is one clean token, else like a phrase.
     Word(String),
-    /// A quoted phrase: case-insensitive substring of message, host or app.
+    /// A quoted phrase: case-insensitive substring of message, host or app, beginning at a
+    /// word start.
     Phrase(String),
     /// `host:`, `app:`, `class:`, `observer:`, `source:` with a value.
     Keyword(Keyword, String),
@@ -491,8 +494,8 @@ fn is_clean_token(word: &str) -> bool {
 pub fn lower(e: &Expr) -> (IndexQuery, bool) {
     match e {
         Expr::All => (IndexQuery::All, true),
-        Expr::Word(w) => (IndexQuery::Text(w.clone()), is_clean_token(w)),
-        Expr::Phrase(p) => (IndexQuery::Text(p.clone()), false),
+        Expr::Word(w) if is_clean_token(w) => (IndexQuery::Text(w.clone()), true),
+        Expr::Word(p) | Expr::Phrase(p) => (IndexQuery::TextPhrase(p.clone()), false),
         Expr::Keyword(k, v) => (
             IndexQuery::Keyword(*k, v.clone()),
             keyword_term(v) == v.to_lowercase(),
@@ -539,8 +542,31 @@ pub fn lower(e: &Expr) -> (IndexQuery, bool) {
     }
 }
 
+/// Case-insensitive substring that begins at a word start (the start of the text or after a
+/// non-alphanumeric character), unless the needle itself begins with punctuation. This is the
+/// meaning the index can answer exactly with whole-token and last-token-prefix terms, and it
+/// is what people mean by a phrase: `"Failed pass"` finds `Failed password`, `"ail"` does not
+/// find `fail`.
 fn contains_ci(hay: &str, needle_lower: &str) -> bool {
-    hay.to_lowercase().contains(needle_lower)
+    let hay = hay.to_lowercase();
+    let needs_boundary = needle_lower
+        .chars()
+        .next()
+        .is_some_and(char::is_alphanumeric);
+    let mut start = 0;
+    while let Some(pos) = hay[start..].find(needle_lower) {
+        let at = start + pos;
+        if !needs_boundary
+            || hay[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !c.is_alphanumeric())
+        {
+            return true;
+        }
+        start = at + hay[at..].chars().next().map_or(1, char::len_utf8);
+    }
+    false
 }
 
 fn text_parts(e: &Event) -> impl Iterator<Item = &str> {

@@ -199,8 +199,24 @@ pub struct HitJson<'a> {
     pub message: &'a str,
     pub fields: &'a BTreeMap<String, String>,
     pub ips: &'a [std::net::IpAddr],
-    /// Number of parse issues (the full list is in the ledger record).
-    pub issues: usize,
+    /// What the parser could not understand (empty for a clean parse).
+    pub issues: &'a [model::ParseIssue],
+    /// The bytes exactly as received: a string when they are UTF-8, else `{"hex": "…"}`.
+    #[serde(serialize_with = "serialize_raw")]
+    pub raw: &'a [u8],
+}
+
+fn serialize_raw<S: serde::Serializer>(raw: &&[u8], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    match std::str::from_utf8(raw) {
+        Ok(text) => s.serialize_str(text),
+        Err(_) => {
+            let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry("hex", &hex)?;
+            m.end()
+        }
+    }
 }
 
 impl<'a> HitJson<'a> {
@@ -223,7 +239,8 @@ impl<'a> HitJson<'a> {
             message: &e.message,
             fields: &e.fields,
             ips: &e.ips,
-            issues: e.issues.len(),
+            issues: &e.issues,
+            raw: &e.raw,
         }
     }
 }

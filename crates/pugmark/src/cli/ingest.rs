@@ -111,7 +111,17 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         inputs.push(Input::open(name, &dd)?);
     }
     let mut pipeline = Pipeline::open(&dd)?;
-    let recovered = pipeline.open_report.to_string_if_any();
+    let recovered = if pipeline.open_report.truncated.is_empty() {
+        None
+    } else {
+        let parts: Vec<String> = pipeline
+            .open_report
+            .truncated
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        Some(parts.join("; "))
+    };
     if let Some(r) = &recovered {
         eprintln!("pugmark: ledger recovery: {r}");
     }
@@ -129,10 +139,17 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             },
             tz: tz.clone(),
         };
-        let s = ingest_one(&mut pipeline, input, args.format, &hints, args.observer, &mut |f, l| {
-            first_seq = first_seq.or(Some(f));
-            last_seq = Some(l);
-        })?;
+        let s = ingest_one(
+            &mut pipeline,
+            input,
+            args.format,
+            &hints,
+            args.observer,
+            &mut |f, l| {
+                first_seq = first_seq.or(Some(f));
+                last_seq = Some(l);
+            },
+        )?;
         total_bytes += s.bytes - s.skipped_bytes;
         files.push(s);
     }
@@ -241,8 +258,8 @@ impl Input {
         let (path, display, spooled, mtime) = if name == "-" {
             std::fs::create_dir_all(dd.tmp())?;
             let spool = dd.tmp().join(format!("stdin-{}.spool", std::process::id()));
-            let mut f = File::create(&spool)
-                .with_context(|| format!("creating {}", spool.display()))?;
+            let mut f =
+                File::create(&spool).with_context(|| format!("creating {}", spool.display()))?;
             io::copy(&mut io::stdin().lock(), &mut f).context("reading standard input")?;
             f.sync_all()?;
             (spool, "-".to_string(), true, None)
@@ -424,7 +441,10 @@ fn survey(pipeline: &Pipeline, input: &Input) -> anyhow::Result<Survey> {
                     pos = off;
                     chunk = &chunk[take..];
                     let h = hex(hasher.finalize().as_bytes());
-                    for m in candidates.iter().filter(|m| m.bytes == off && m.prefix_hash == h) {
+                    for m in candidates
+                        .iter()
+                        .filter(|m| m.bytes == off && m.prefix_hash == h)
+                    {
                         if best.is_none_or(|(b, _)| m.bytes > b) {
                             best = Some((m.bytes, m.lines));
                         }
@@ -505,7 +525,9 @@ fn ingest_one(
                 raw: buf.clone(),
             }));
         }
-        if !batch.is_empty() && (!more || batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES) {
+        if !batch.is_empty()
+            && (!more || batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES)
+        {
             let records = batch.len() as u64;
             batch.push(Envelope::ImportMark(ImportMark {
                 received,

@@ -30,7 +30,12 @@ pub struct Cli {
 #[derive(Debug, Clone, clap::Args)]
 pub struct DataArgs {
     /// Data directory: the ledger (the evidence) and the views derived from it.
-    #[arg(long, env = "PUGMARK_DATA", default_value = "./pugmark-data", global = true)]
+    #[arg(
+        long,
+        env = "PUGMARK_DATA",
+        default_value = "./pugmark-data",
+        global = true
+    )]
     pub data: PathBuf,
 }
 
@@ -57,7 +62,6 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Parse an RFC 3339 time for `--from` / `--to` / `--at`.
 pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
-    s.parse::<jiff::Timestamp>().map_err(|e| {
-        format!("{s:?} is not an RFC 3339 time such as 2026-10-14T08:00:00Z ({e})")
-    })
+    s.parse::<jiff::Timestamp>()
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-10-14T08:00:00Z ({e})"))
 }

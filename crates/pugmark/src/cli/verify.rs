@@ -38,7 +38,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         let problems: Vec<_> = report
             .problems
             .iter()
-            .map(|p| json!({"seq": p.seq, "segment": p.segment, "offset": p.offset, "what": p.what}))
+            .map(
+                |p| json!({"seq": p.seq, "segment": p.segment, "offset": p.offset, "what": p.what}),
+            )
             .collect();
         println!(
             "{}",
@@ -89,7 +91,10 @@ fn parse_key(hex: &str) -> anyhow::Result<[u8; 32]> {
     let hex = hex.trim();
     let mut key = [0u8; 32];
     if hex.len() != 64 {
-        anyhow::bail!("--pubkey must be 64 hex digits, got {} characters", hex.len());
+        anyhow::bail!(
+            "--pubkey must be 64 hex digits, got {} characters",
+            hex.len()
+        );
     }
     for (i, byte) in key.iter_mut().enumerate() {
         *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)

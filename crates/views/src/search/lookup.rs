@@ -46,6 +46,11 @@ pub enum IndexQuery {
     /// Documents whose `text` holds every token of this string ([`super::text_tokens`]). A
     /// string with no token at all matches every document.
     Text(String),
+    /// Candidates for a phrase matched as a case-insensitive substring that begins at a word
+    /// start: every token of the string, the last one as a prefix when the string ends inside
+    /// a word (`"authentication failure"` also finds `failures`). A superset: crate `query`
+    /// checks each candidate.
+    TextPhrase(String),
     /// An exact keyword value (compared lower-cased, cut to [`super::KEYWORD_MAX_BYTES`]).
     Keyword(Keyword, String),
     /// A normalised field with this exact value (lower-cased, cut like keywords).
@@ -102,6 +107,32 @@ impl SearchIndex {
                         .next()
                         .unwrap_or_else(|| Box::new(AllQuery)),
                     _ => Box::new(BooleanQuery::intersection(terms)),
+                }
+            }
+            IndexQuery::TextPhrase(s) => {
+                let mut tokens = text_tokens(s);
+                let lower = s.to_lowercase();
+                let prefix = match tokens.last() {
+                    Some(last) if lower.ends_with(last.as_str()) => tokens.pop(),
+                    _ => None,
+                };
+                let mut parts: Vec<Box<dyn Query>> = tokens
+                    .into_iter()
+                    .map(|t| term_query(Term::from_field_text(f.text, &t)))
+                    .collect();
+                if let Some(p) = prefix {
+                    // Every token extending `p` sorts in [p, p + U+10FFFF): U+10FFFF is the
+                    // largest scalar value, so its UTF-8 bytes are above any continuation.
+                    let upper = format!("{p}\u{10FFFF}");
+                    parts.push(Box::new(RangeQuery::new(
+                        Bound::Included(Term::from_field_text(f.text, &p)),
+                        Bound::Excluded(Term::from_field_text(f.text, &upper)),
+                    )));
+                }
+                match parts.len() {
+                    0 => Box::new(AllQuery),
+                    1 => parts.pop().unwrap_or_else(|| Box::new(AllQuery)),
+                    _ => Box::new(BooleanQuery::intersection(parts)),
                 }
             }
             IndexQuery::Keyword(k, v) => {
