@@ -32,6 +32,11 @@ pub const MAX_BLOCK_LEN: u32 =
     (MAX_BLOCK_TARGET + MAX_RECORD_LEN + RECORD_PREFIX_LEN + (1 << 20)) as u32;
 /// Codec byte for zstd-compressed blocks (the only codec of format 1).
 pub const CODEC_ZSTD: u8 = 1;
+/// Block header byte 57, bit 0: this block is the last block of its batch. A batch is
+/// committed (kept by recovery, shown by readers) only once a block carrying this bit ends it.
+pub const BLOCK_FLAG_BATCH_END: u8 = 0x01;
+/// Every flag bit format 1 defines; a header with another bit set is rejected.
+pub const BLOCK_FLAGS_KNOWN: u8 = BLOCK_FLAG_BATCH_END;
 
 /// Magic of the checkpoint file header.
 pub const CHECKPOINT_FILE_MAGIC: [u8; 8] = *b"PMCKPTS\0";
@@ -191,6 +196,8 @@ pub struct BlockHeader {
     pub uncompressed_len: u32,
     /// Chain head after the block's last record.
     pub head: [u8; 32],
+    /// Last block of its batch ([`BLOCK_FLAG_BATCH_END`] in byte 57).
+    pub batch_end: bool,
     /// Checksum over header bytes 0..64 and the compressed bytes.
     pub checksum: [u8; 16],
 }
@@ -213,7 +220,12 @@ impl BlockHeader {
         b[20..24].copy_from_slice(&self.uncompressed_len.to_le_bytes());
         b[24..56].copy_from_slice(&self.head);
         b[56] = CODEC_ZSTD;
-        // 57..64 reserved, zero.
+        b[57] = if self.batch_end {
+            BLOCK_FLAG_BATCH_END
+        } else {
+            0
+        };
+        // 58..64 reserved, zero.
         b
     }
 
@@ -223,7 +235,10 @@ impl BlockHeader {
         if b[0..4] != BLOCK_MAGIC {
             return Err("bad block magic");
         }
-        if b[56] != CODEC_ZSTD || b[57..64].iter().any(|&x| x != 0) {
+        if b[56] != CODEC_ZSTD
+            || b[57] & !BLOCK_FLAGS_KNOWN != 0
+            || b[58..64].iter().any(|&x| x != 0)
+        {
             return Err("unknown block codec or flags");
         }
         let h = BlockHeader {
@@ -232,6 +247,7 @@ impl BlockHeader {
             compressed_len: le_u32(b, 16),
             uncompressed_len: le_u32(b, 20),
             head: arr32(b, 24),
+            batch_end: b[57] & BLOCK_FLAG_BATCH_END != 0,
             checksum: arr16(b, 64),
         };
         if h.count == 0 || h.first_seq == 0 {
@@ -510,14 +526,27 @@ mod tests {
             compressed_len: compressed.len() as u32,
             uncompressed_len: 40,
             head: [1; 32],
+            batch_end: true,
             checksum: [0; 16],
         };
         h.checksum = block_checksum(&h.encode_fields()[..64], compressed);
         let b = h.encode();
+        assert_eq!(b[57], BLOCK_FLAG_BATCH_END);
         let d = BlockHeader::decode(&b);
         assert_eq!(d, Ok(h));
         assert!(h.checksum_ok(compressed));
         assert!(!h.checksum_ok(b"not really zstE"));
+        // The flag is covered by the checksum.
+        let mut cleared = h;
+        cleared.batch_end = false;
+        assert!(!cleared.checksum_ok(compressed));
+        // Unknown flag bits and reserved bytes are refused.
+        let mut bad = b;
+        bad[57] |= 0x02;
+        assert!(BlockHeader::decode(&bad).is_err());
+        let mut bad = b;
+        bad[60] = 1;
+        assert!(BlockHeader::decode(&bad).is_err());
     }
 
     #[test]

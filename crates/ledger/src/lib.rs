@@ -17,6 +17,9 @@
 //!   `h_0 = 0^32`; seqs start at 1 with no gaps, across blocks and segments.
 //! - A [`Receipt`] exists only after the batch's bytes were written and fdatasync'd (with
 //!   `sync: true`); a checkpoint is written only after the records it covers are durable.
+//! - A batch is all-or-nothing: its last block carries the batch-end flag, a batch never spans
+//!   segments, and recovery and readers stop at the last batch-end block, so after a crash a
+//!   batch is either whole or absent.
 //! - After a failed write or sync the writer refuses appends ([`LedgerError::PreviousIo`]).
 //! - One writer per directory (flock on `LOCK`); readers take no lock and never write.
 //! - Sidecars (`seg-*.idx`) are derived: checked on load, rebuilt when they do not fit, never
@@ -39,6 +42,7 @@ use std::time::Duration;
 
 pub use checkpoint::{CHECKPOINT_FILE, public_key_path, read_public_key};
 pub use error::LedgerError;
+pub use format::segment_file_name;
 pub use format::{FORMAT_VERSION, MAX_RECORD_LEN};
 pub use reader::{LedgerReader, Records};
 pub use verify::{Problem, VerifyOptions, VerifyReport, verify};

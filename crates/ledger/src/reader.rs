@@ -1,7 +1,8 @@
 //! Read-only access: `get(seq)` for search results and a streaming iterator for reindexing.
 //!
 //! A reader takes no lock and never writes, so it can run beside the writer (even in another
-//! process). It sees the records in complete, checksummed blocks present when it was opened.
+//! process). It sees the records of complete batches present when it was opened: it stops at
+//! the last block that ends a batch, so it never shows part of a batch still being written.
 //! Random access binary-searches the per-segment block lists (loaded from the sidecars,
 //! checked, or rebuilt in memory), reads one block, checks its header and checksum, and keeps
 //! the last decompressed block cached. The chain is not recomputed here: that is `verify`.
@@ -163,8 +164,13 @@ impl LedgerReader {
                 r => r?,
             };
             let flen = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
-            let scan =
+            let mut scan =
                 scan_segment(&file, &seg, &hdr, flen, last).map_err(LedgerError::io(&seg.path))?;
+            if last {
+                // Blocks of a batch the writer is still writing (or that a crash cut short)
+                // are not shown: a reader stops at the last block that ends a batch.
+                let _unfinished = scan.cut_to_batch_end();
+            }
             len = scan.next_seq.saturating_sub(1);
             segs.push(SegInfo {
                 seg,
@@ -185,7 +191,8 @@ impl LedgerReader {
         })
     }
 
-    /// Last seq readable (records durable when the reader was opened); 0 when empty.
+    /// Last seq readable: the end of the last complete batch when the reader was opened (no
+    /// record of a batch still being written is counted); 0 when empty.
     pub fn len(&self) -> u64 {
         self.len
     }

@@ -184,6 +184,54 @@ pub(crate) struct Scan {
     pub index_rebuilt: bool,
     /// Blocks were found beyond the sidecar's last entry.
     pub index_extended: bool,
+    /// The committed prefix: everything up to the end of the last block that ends a batch.
+    committed: Committed,
+}
+
+/// A position just after a batch-end block (or the segment header).
+#[derive(Debug, Clone, Copy)]
+struct Committed {
+    blocks: usize,
+    end_offset: u64,
+    next_seq: u64,
+    head: [u8; 32],
+}
+
+/// Complete, intact blocks after the last block that ends a batch: the start of a batch whose
+/// last block never made it to disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unfinished {
+    /// Offset of the unfinished batch's first block.
+    pub offset: u64,
+    /// Seq of its first record.
+    pub first_seq: u64,
+    /// Number of complete blocks it has.
+    pub blocks: usize,
+    /// Records in those blocks.
+    pub records: u64,
+}
+
+impl Scan {
+    /// Cuts the scan back to the end of the last block that ends a batch, returning the
+    /// complete blocks of an unfinished batch that followed it, if any. Used for the last
+    /// segment only: a batch never spans segments, so each segment begins at a batch boundary.
+    pub(crate) fn cut_to_batch_end(&mut self) -> Option<Unfinished> {
+        let c = self.committed;
+        if c.blocks >= self.blocks.len() {
+            return None;
+        }
+        let unfinished = Unfinished {
+            offset: c.end_offset,
+            first_seq: c.next_seq,
+            blocks: self.blocks.len() - c.blocks,
+            records: self.next_seq - c.next_seq,
+        };
+        self.blocks.truncate(c.blocks);
+        self.end_offset = c.end_offset;
+        self.next_seq = c.next_seq;
+        self.head = c.head;
+        Some(unfinished)
+    }
 }
 
 fn load_index_entries(idx: &Path, hdr: &SegmentHeader, file_len: u64) -> Option<Vec<(u64, u64)>> {
@@ -222,7 +270,9 @@ pub(crate) fn scan_segment(
     let mut head = hdr.prev_head;
     if let Some(&(s, o)) = blocks.last() {
         match read_block_at(file, o, file_len, check_tail, &mut buf)? {
-            BlockAt::Valid(h) if h.first_seq == s => {
+            // The writer adds sidecar entries only for whole batches, so the last entry must
+            // point at a batch-end block; anything else is rebuilt from the segment.
+            BlockAt::Valid(h) if h.first_seq == s && h.batch_end => {
                 off = o + h.total_len();
                 next = h.end_seq();
                 head = h.head;
@@ -233,6 +283,12 @@ pub(crate) fn scan_segment(
             }
         }
     }
+    let mut committed = Committed {
+        blocks: blocks.len(),
+        end_offset: off,
+        next_seq: next,
+        head,
+    };
     let mut index_extended = false;
     let stop = loop {
         match read_block_at(file, off, file_len, check_tail, &mut buf)? {
@@ -250,6 +306,14 @@ pub(crate) fn scan_segment(
                 off += h.total_len();
                 next = h.end_seq();
                 head = h.head;
+                if h.batch_end {
+                    committed = Committed {
+                        blocks: blocks.len(),
+                        end_offset: off,
+                        next_seq: next,
+                        head,
+                    };
+                }
             }
             BlockAt::Invalid { why, header } => {
                 break Some(Stop {
@@ -268,6 +332,7 @@ pub(crate) fn scan_segment(
         stop,
         index_rebuilt,
         index_extended,
+        committed,
     })
 }
 

@@ -37,6 +37,8 @@ pub struct BlockInfo {
     pub first_seq: u64,
     /// Record count.
     pub count: u32,
+    /// Last block of its batch.
+    pub batch_end: bool,
 }
 
 /// Every block of every segment, read from the headers.
@@ -57,6 +59,7 @@ pub fn blocks(dir: &Path) -> Result<Vec<BlockInfo>, LedgerError> {
                 len: h.total_len(),
                 first_seq: h.first_seq,
                 count: h.count,
+                batch_end: h.batch_end,
             });
             off += h.total_len();
         }
@@ -104,5 +107,25 @@ pub fn rewrite_block(
     out.extend_from_slice(&comp);
     out.extend_from_slice(&bytes[end..]);
     std::fs::write(&block.path, out).map_err(LedgerError::io(&block.path))?;
+    Ok(())
+}
+
+/// Sets or clears a block's batch-end flag as an attacker who recomputes the block checksum
+/// would (nothing else changes, the file keeps its length).
+pub fn set_batch_end(block: &BlockInfo, batch_end: bool) -> Result<(), LedgerError> {
+    let io = LedgerError::io(&block.path);
+    let mut bytes = std::fs::read(&block.path).map_err(io)?;
+    let start = block.offset as usize;
+    let end = start + block.len as usize;
+    let mut hb = [0u8; BLOCK_HEADER_LEN];
+    hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
+    let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
+    h.batch_end = batch_end;
+    h.checksum = block_checksum(
+        &h.encode_fields()[..64],
+        &bytes[start + BLOCK_HEADER_LEN..end],
+    );
+    bytes[start..start + BLOCK_HEADER_LEN].copy_from_slice(&h.encode());
+    std::fs::write(&block.path, bytes).map_err(LedgerError::io(&block.path))?;
     Ok(())
 }

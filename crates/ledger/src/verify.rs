@@ -71,8 +71,10 @@ pub struct VerifyReport {
     pub public_key: Option<[u8; 32]>,
     /// Whether that key was pinned by the caller (otherwise it came from the data directory).
     pub key_pinned: bool,
-    /// An incomplete last block beyond the last checkpoint: a crash's torn tail (or a write in
-    /// flight) that the next writer open truncates. Not a problem.
+    /// The unfinished end of the last segment beyond the last checkpoint: an incomplete last
+    /// block, or complete blocks of a batch whose batch-end block is missing (located at the
+    /// batch's first block). A crash's torn tail (or a batch in flight) that the next writer
+    /// open truncates; its records are not counted in `records`. Not a problem.
     pub torn_tail: Option<Problem>,
     /// Everything wrong, in ledger order; the first is the first bad position.
     pub problems: Vec<Problem>,
@@ -102,6 +104,26 @@ struct State {
     ckpt_problems: Vec<Problem>,
     /// The last block's header could not be trusted: accept the next header's seq silently.
     lost: bool,
+    /// Blocks after the last batch-end block of the current segment.
+    open_batch: Option<OpenBatch>,
+}
+
+/// The blocks read so far of a batch whose batch-end block has not been seen.
+struct OpenBatch {
+    seq: u64,
+    offset: u64,
+    blocks: u64,
+    records: u64,
+    bytes: u64,
+}
+
+impl OpenBatch {
+    fn describe(&self) -> String {
+        format!(
+            "batch from #{} unfinished: {} complete block(s) with {} record(s) but no batch-end block",
+            self.seq, self.blocks, self.records
+        )
+    }
 }
 
 impl State {
@@ -149,18 +171,71 @@ impl State {
     }
 
     /// An incomplete block at the end of a segment: a legitimate torn tail only at the end of
-    /// the last segment and beyond the last checkpoint.
+    /// the last segment and beyond the last checkpoint. The torn tail then starts with the
+    /// complete blocks of its unfinished batch, if any: recovery removes the batch whole.
     fn truncated(&mut self, last_segment: bool, segment: &str, offset: u64, what: &str) {
-        let p = Problem {
-            seq: Some(self.next),
-            segment: segment.to_string(),
-            offset,
-            what: format!("{what} (segment truncated)"),
-        };
-        if last_segment && self.next > self.max_ckpt {
+        let open = self.open_batch.take();
+        let start = open.as_ref().map_or(self.next, |b| b.seq);
+        if last_segment && start > self.max_ckpt {
+            let p = match open {
+                Some(b) => {
+                    self.uncount(&b);
+                    Problem {
+                        seq: Some(b.seq),
+                        segment: segment.to_string(),
+                        offset: b.offset,
+                        what: format!(
+                            "{}; then {what} at byte {offset} (segment truncated)",
+                            b.describe()
+                        ),
+                    }
+                }
+                None => Problem {
+                    seq: Some(self.next),
+                    segment: segment.to_string(),
+                    offset,
+                    what: format!("{what} (segment truncated)"),
+                },
+            };
             self.report.torn_tail = Some(p);
         } else {
-            self.report.problems.push(p);
+            self.problem(
+                Some(self.next),
+                segment,
+                offset,
+                format!("{what} (segment truncated)"),
+            );
+        }
+    }
+
+    /// The records of a torn-tail batch are not part of the ledger a writer would keep.
+    fn uncount(&mut self, b: &OpenBatch) {
+        self.report.records -= b.records;
+        self.report.bytes -= b.bytes;
+    }
+
+    /// A segment that ended cleanly after complete blocks of a batch without its batch-end
+    /// block: a torn tail at the end of the last segment beyond the last checkpoint (a crash
+    /// after some of the batch's blocks were written, or a batch in flight); anywhere else
+    /// records were removed after it or its batch-end flag was cleared.
+    fn segment_ended_in_batch(&mut self, last_segment: bool, segment: &str, end: u64) {
+        let Some(b) = self.open_batch.take() else {
+            return;
+        };
+        if last_segment && b.seq > self.max_ckpt {
+            self.uncount(&b);
+            self.report.torn_tail = Some(Problem {
+                seq: Some(b.seq),
+                segment: segment.to_string(),
+                offset: b.offset,
+                what: b.describe(),
+            });
+        } else {
+            let what = format!(
+                "segment ends inside a batch ({}): records removed after it, or its batch-end flag cleared",
+                b.describe()
+            );
+            self.problem(Some(self.next), segment, end, what);
         }
     }
 }
@@ -179,6 +254,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         max_ckpt: 0,
         ckpt_problems: Vec::new(),
         lost: false,
+        open_batch: None,
     };
     load_checkpoints(dir, opts, &mut st)?;
 
@@ -200,6 +276,8 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
         let flen = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
         let mut rd = BufReader::with_capacity(1 << 20, file);
+        // A batch never spans segments: each segment starts at a batch boundary.
+        st.open_batch = None;
         let mut hb = [0u8; SEGMENT_HEADER_LEN];
         if flen < SEGMENT_HEADER_LEN as u64 {
             st.truncated(last && flen == 0, &seg.name, 0, "segment header incomplete");
@@ -276,6 +354,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
                         format!("{why}; rest of segment unreadable"),
                     );
                     st.lost = true;
+                    st.open_batch = None;
                     break;
                 }
             };
@@ -292,9 +371,25 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
             rd.read_exact(&mut comp)
                 .map_err(LedgerError::io(&seg.path))?;
             let total = h.total_len();
-            check_block(&mut st, &h, &comp, &mut area, &mut dctx, &seg.name, off);
+            let (records, bytes) =
+                check_block(&mut st, &h, &comp, &mut area, &mut dctx, &seg.name, off);
+            if h.batch_end {
+                st.open_batch = None;
+            } else {
+                let b = st.open_batch.get_or_insert(OpenBatch {
+                    seq: h.first_seq,
+                    offset: off,
+                    blocks: 0,
+                    records: 0,
+                    bytes: 0,
+                });
+                b.blocks += 1;
+                b.records += records;
+                b.bytes += bytes;
+            }
             off += total;
         }
+        st.segment_ended_in_batch(last, &seg.name, flen);
     }
     let end = st.next - 1;
     let beyond: Vec<(u64, u64)> = st
@@ -334,7 +429,7 @@ fn check_block(
     dctx: &mut zstd::bulk::Decompressor<'static>,
     seg: &str,
     off: u64,
-) {
+) -> (u64, u64) {
     if !h.checksum_ok(comp) {
         if !st.lost {
             st.problem(
@@ -346,7 +441,7 @@ fn check_block(
         }
         st.resync(h);
         st.lost = true;
-        return;
+        return (0, 0);
     }
     if st.lost {
         // The previous header was untrusted; pick the chain up again from this block.
@@ -359,7 +454,7 @@ fn check_block(
         );
         st.problem(Some(st.next.min(h.first_seq)), seg, off, what);
         st.resync(h);
-        return;
+        return (0, 0);
     }
     area.clear();
     area.reserve(h.uncompressed_len as usize);
@@ -374,7 +469,7 @@ fn check_block(
             );
             st.resync(h);
             st.lost = true;
-            return;
+            return (0, 0);
         }
     }
     let mut head = st.head;
@@ -390,7 +485,7 @@ fn check_block(
                     format!("record framing broken at byte {at} of the block"),
                 );
                 st.resync(h);
-                return;
+                return (0, 0);
             }
             Ok((tag, payload)) => {
                 head = chain_step(&head, seq, payload);
@@ -402,7 +497,7 @@ fn check_block(
                         format!("record #{seq} does not match its chain tag: altered, inserted, deleted or reordered"),
                     );
                     st.resync(h);
-                    return;
+                    return (0, 0);
                 }
                 bytes += payload.len() as u64;
                 if st.ckpt_at < st.ckpts.len() && st.ckpts[st.ckpt_at].seq <= seq {
@@ -424,7 +519,7 @@ fn check_block(
             ),
         );
         st.resync(h);
-        return;
+        return (0, 0);
     }
     if head != h.head {
         st.problem(
@@ -434,12 +529,30 @@ fn check_block(
             format!("chain head after the block does not match its header: record #{seq} was removed or the head altered"),
         );
         st.resync(h);
-        return;
+        return (0, 0);
+    }
+    // Checkpoints are written between batches only: one inside this block, or at its end
+    // when the block does not end a batch, means a batch boundary was moved.
+    let from = st.ckpts.partition_point(|c| c.seq < st.next);
+    let inside: Vec<(u64, u64)> = st.ckpts[from..]
+        .iter()
+        .take_while(|c| c.seq < seq)
+        .filter(|c| c.seq + 1 != seq || !h.batch_end)
+        .map(|c| (c.seq, c.offset))
+        .collect();
+    for (c, _) in inside {
+        st.problem(
+            Some(c),
+            seg,
+            off,
+            format!("checkpoint #{c} is not at the end of a batch: the block's batch-end flag was altered"),
+        );
     }
     st.report.records += held;
     st.report.bytes += bytes;
     st.next = seq;
     st.head = head;
+    (held, bytes)
 }
 
 fn load_checkpoints(dir: &Path, opts: &VerifyOptions, st: &mut State) -> Result<(), LedgerError> {

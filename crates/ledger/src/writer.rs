@@ -22,7 +22,9 @@ use crate::format::{
     SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
     segment_file_name, tag_of,
 };
-use crate::segment::{SegmentPath, list_segments, read_segment_header, scan_segment, write_index};
+use crate::segment::{
+    SegmentPath, Stop, Unfinished, list_segments, read_segment_header, scan_segment, write_index,
+};
 use crate::{LedgerOptions, Receipt, Seq};
 
 /// Name of the lock file inside the ledger directory.
@@ -164,6 +166,25 @@ fn create_segment(
     Ok((seg, df))
 }
 
+/// Where a torn tail starts and why it is one: the first complete block of an unfinished
+/// batch, or else the first block that is not complete and intact.
+fn torn_tail_description(unfinished: Option<&Unfinished>, stop: Option<&Stop>) -> (u64, String) {
+    match (unfinished, stop) {
+        (Some(u), stop) => {
+            let mut why = format!(
+                "batch from #{} unfinished: {} complete block(s) with {} record(s) but no batch-end block",
+                u.first_seq, u.blocks, u.records
+            );
+            if let Some(s) = stop {
+                why.push_str(&format!("; then {} at byte {}", s.why, s.offset));
+            }
+            (u.offset, why)
+        }
+        (None, Some(s)) => (s.offset, s.why.clone()),
+        (None, None) => (0, String::new()),
+    }
+}
+
 fn lock(dir: &Path) -> Result<File, LedgerError> {
     let path = dir.join(LOCK_FILE);
     let f = OpenOptions::new()
@@ -303,33 +324,47 @@ impl Ledger {
                     .map_err(LedgerError::io(&seg.path))?;
                 let hdr = read_segment_header(&file, &seg)?;
                 let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
-                let scan = scan_segment(&file, &seg, &hdr, len, true)
+                let mut scan = scan_segment(&file, &seg, &hdr, len, true)
                     .map_err(LedgerError::io(&seg.path))?;
-                if let Some(stop) = &scan.stop {
+                // Complete blocks of a batch whose last block never reached the disk are part
+                // of the torn tail: a batch is kept whole or not at all.
+                let unfinished = scan.cut_to_batch_end();
+                let torn = unfinished.is_some() || scan.stop.is_some();
+                if torn {
+                    let (at, why) = torn_tail_description(unfinished.as_ref(), scan.stop.as_ref());
                     if let Some((c, _)) = last_ckpt
                         && c >= scan.next_seq
                     {
                         return Err(LedgerError::corrupted(
                             &seg.name,
-                            stop.offset,
+                            at,
                             format!(
-                                "{} at #{} but checkpoint #{c} covers it; not a torn tail, run verify",
-                                stop.why, scan.next_seq
+                                "{why} at #{} but checkpoint #{c} covers it; not a torn tail, run verify",
+                                scan.next_seq
                             ),
                         ));
                     }
                     file.set_len(scan.end_offset)
                         .and_then(|()| file.sync_all())
                         .map_err(LedgerError::io(&seg.path))?;
+                    let stop_count = scan
+                        .stop
+                        .as_ref()
+                        .and_then(|s| s.header)
+                        .map(|h| h.count as u64);
+                    let records_lost = match (unfinished.as_ref().map(|u| u.records), stop_count) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+                    };
                     report.truncated.push(Truncation {
                         segment: seg.name.clone(),
                         offset: scan.end_offset,
                         bytes: len - scan.end_offset,
-                        records_lost: stop.header.map(|h| h.count as u64),
-                        why: stop.why.clone(),
+                        records_lost,
+                        why,
                     });
                 }
-                if scan.index_rebuilt || scan.index_extended || scan.stop.is_some() {
+                if scan.index_rebuilt || scan.index_extended || torn {
                     write_index(&seg.index_path(), &scan.blocks)
                         .map_err(LedgerError::io(seg.index_path()))?;
                     report.index_rebuilt.push(seg.name.clone());
@@ -454,37 +489,47 @@ impl Ledger {
         Ok(receipt)
     }
 
+    /// Builds the whole batch in memory (its last block flagged as the batch end), starts a
+    /// new segment first if the batch does not fit the current one, then writes it with one
+    /// write and syncs. A batch therefore never spans segments, and until its batch-end block
+    /// is on disk recovery and readers ignore every block of it.
     fn write_batch(&mut self, recs: &[&[u8]]) -> Result<(), LedgerError> {
         let mut seq = self.next_seq;
         let mut head = self.head;
         let mut block_first = seq;
-        let mut block_prev_head = head;
         self.area.clear();
+        self.out.clear();
+        self.pending_idx.clear();
         for r in recs {
             if !self.area.is_empty() && self.area.len() + 8 + r.len() > self.opts.block_max_bytes {
-                self.finish_block(block_first, seq - block_first, block_prev_head, head)?;
+                self.finish_block(block_first, seq - block_first, head, false)?;
                 block_first = seq;
-                block_prev_head = head;
             }
             head = chain_step(&head, seq, r);
             push_record(&mut self.area, tag_of(&head), r);
             seq += 1;
         }
-        self.finish_block(block_first, seq - block_first, block_prev_head, head)?;
+        self.finish_block(block_first, seq - block_first, head, true)?;
+        let used = self.seg_len;
+        if used > SEGMENT_HEADER_LEN as u64
+            && used + self.out.len() as u64 > self.opts.segment_max_bytes
+        {
+            self.roll_segment(self.next_seq, self.head)?;
+        }
         self.flush_out()?;
         self.next_seq = seq;
         self.head = head;
         Ok(())
     }
 
-    /// Compresses the pending record area into a block in `out`, rolling the segment first
-    /// when the block would not fit.
+    /// Compresses the pending record area into a block appended to `out`; the sidecar entry
+    /// keeps the block's offset relative to the start of `out`.
     fn finish_block(
         &mut self,
         first: u64,
         count: u64,
-        prev_head: [u8; 32],
         head: [u8; 32],
+        batch_end: bool,
     ) -> Result<(), LedgerError> {
         let compressed = zstd::bulk::compress(&self.area, self.level)
             .map_err(LedgerError::io(&self.seg.path))?;
@@ -494,24 +539,20 @@ impl Ledger {
             compressed_len: compressed.len() as u32,
             uncompressed_len: self.area.len() as u32,
             head,
+            batch_end,
             checksum: [0; 16],
         };
         h.checksum = block_checksum(&h.encode_fields()[..64], &compressed);
-        let used = self.seg_len + self.out.len() as u64;
-        if used > SEGMENT_HEADER_LEN as u64 && used + h.total_len() > self.opts.segment_max_bytes {
-            self.flush_out()?;
-            self.roll_segment(first, prev_head)?;
-        }
-        let offset = self.seg_len + self.out.len() as u64;
+        self.pending_idx.push((first, self.out.len() as u64));
         self.out.extend_from_slice(&h.encode());
         self.out.extend_from_slice(&compressed);
-        self.pending_idx.push((first, offset));
         self.area.clear();
         debug_assert_eq!(BLOCK_HEADER_LEN, 80);
         Ok(())
     }
 
-    /// Writes and syncs `out` to the current segment, then records its blocks in the sidecar.
+    /// Writes and syncs `out` (one whole batch) to the current segment, then records its
+    /// blocks in the sidecar.
     fn flush_out(&mut self) -> Result<(), LedgerError> {
         if self.out.is_empty() {
             return Ok(());
@@ -523,13 +564,14 @@ impl Ledger {
         if self.opts.sync {
             self.seg_file.sync_data().map_err(LedgerError::io(path))?;
         }
+        let base = self.seg_len;
         self.seg_len += self.out.len() as u64;
         self.out.clear();
         // The sidecar is derived and checked on every load, so it is neither synced nor fatal.
         if let Some(f) = &mut self.idx_file {
             let mut b = Vec::with_capacity(self.pending_idx.len() * 16);
-            for &(s, o) in &self.pending_idx {
-                b.extend_from_slice(&index_entry(s, o));
+            for &(s, rel) in &self.pending_idx {
+                b.extend_from_slice(&index_entry(s, base + rel));
             }
             if std::io::Write::write_all(f, &b).is_err() {
                 self.idx_file = None;

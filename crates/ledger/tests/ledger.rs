@@ -202,52 +202,244 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Injects a failure at every write/sync point (N = 0..40) while appending batches of 13
+/// records, with blocks of 1024 bytes (one or two blocks per batch) and of 200 bytes (every
+/// batch spans several blocks). After reopening, the ledger holds a prefix of whole batches:
+/// - every receipted batch, whole;
+/// - the failed batch either whole or not at all: not at all when the failure was a write to a
+///   segment (the batch-end block cannot have reached the disk; this is the ENOSPC case),
+///   whole when the failure was the checkpoint after the batch was durable, either when it was
+///   the segment sync (the page cache may or may not have kept the bytes);
+/// - a reader opened before the writer recovers shows exactly what recovery keeps.
 #[test]
 fn injected_io_failures_never_lose_a_receipted_record() {
-    for fail_after in 0..40u64 {
-        let t = tempfile::tempdir().expect("tmp");
-        let dir = t.path().join("ledger");
-        let mut o = opts(t.path());
-        o.sync = true;
-        o.checkpoint_every_records = 30;
-        let mut receipted = 0u64;
-        match testing::open_with_faults(&dir, o.clone(), fail_after) {
-            Err(_) => {}
-            Ok((mut l, _)) => {
-                let mut i = 1;
-                loop {
-                    let recs: Vec<Vec<u8>> = (i..i + 13).map(record).collect();
-                    match l.append_batch(recs.iter().map(|r| r.as_slice())) {
-                        Ok(r) => {
-                            receipted = r.first.get() + r.count - 1;
-                            i += 13;
+    for block_max_bytes in [1024usize, 200] {
+        let mut saw_multi_block_batches = false;
+        for fail_after in 0..40u64 {
+            let t = tempfile::tempdir().expect("tmp");
+            let dir = t.path().join("ledger");
+            let mut o = opts(t.path());
+            o.sync = true;
+            o.checkpoint_every_records = 30;
+            o.block_max_bytes = block_max_bytes;
+            let mut receipted = 0u64;
+            // (last seq of the failed batch, failed file, whether a write failed)
+            let mut failed: Option<(u64, PathBuf, String)> = None;
+            match testing::open_with_faults(&dir, o.clone(), fail_after) {
+                Err(_) => {}
+                Ok((mut l, _)) => {
+                    let mut i = 1;
+                    loop {
+                        let recs: Vec<Vec<u8>> = (i..i + 13).map(record).collect();
+                        match l.append_batch(recs.iter().map(|r| r.as_slice())) {
+                            Ok(r) => {
+                                receipted = r.first.get() + r.count - 1;
+                                i += 13;
+                            }
+                            Err(e) => {
+                                let LedgerError::Io { path, source } = e else {
+                                    panic!("fault {fail_after}: unexpected error {e}");
+                                };
+                                failed = Some((i + 12, path, source.to_string()));
+                                let again = l.append_batch([b"x".as_slice()]);
+                                assert!(matches!(again, Err(LedgerError::PreviousIo)), "{again:?}");
+                                break;
+                            }
                         }
-                        Err(_) => {
-                            let again = l.append_batch([b"x".as_slice()]);
-                            assert!(matches!(again, Err(LedgerError::PreviousIo)), "{again:?}");
-                            break;
-                        }
+                        assert!(i < 10_000, "faults never fired");
                     }
-                    assert!(i < 10_000, "faults never fired");
                 }
             }
+            let shown = LedgerReader::open(&dir).map(|r| r.len());
+            let (l, rep) = Ledger::open(&dir, o)
+                .unwrap_or_else(|e| panic!("reopen after fault {fail_after}: {e}"));
+            let n = rep.next_seq - 1;
+            let ctx = format!(
+                "block_max {block_max_bytes}, fault {fail_after}: kept {n}, receipted {receipted}, failed {failed:?}"
+            );
+            if let Ok(shown) = shown {
+                assert_eq!(
+                    shown, n,
+                    "{ctx}: a reader before recovery showed other records"
+                );
+            }
+            match &failed {
+                None => assert_eq!(n, receipted, "{ctx}"),
+                Some((end, path, what)) => {
+                    let segment = path.extension().is_some_and(|e| e == "dat");
+                    if segment && what.contains("write") {
+                        assert_eq!(n, receipted, "{ctx}: part or all of a torn batch survived");
+                    } else if !segment {
+                        assert_eq!(n, *end, "{ctx}: a durable batch was lost");
+                    } else {
+                        assert!(
+                            n == receipted || n == *end,
+                            "{ctx}: batch neither whole nor absent"
+                        );
+                    }
+                }
+            }
+            saw_multi_block_batches |= testing::blocks(&dir)
+                .expect("blocks")
+                .iter()
+                .any(|b| !b.batch_end);
+            l.close().expect("close");
+            let mut r = LedgerReader::open(&dir).expect("reader");
+            assert_eq!(r.len(), n);
+            for s in 1..=n {
+                assert_eq!(r.get(s).expect("get"), record(s));
+            }
+            let v = verified(&dir);
+            assert!(v.ok(), "{ctx}: {:?}", v.problems);
+            assert!(v.torn_tail.is_none(), "{ctx}: {:?}", v.torn_tail);
+            assert_eq!(v.records, n);
         }
-        let (l, rep) = Ledger::open(&dir, o)
-            .unwrap_or_else(|e| panic!("reopen after fault {fail_after}: {e}"));
-        assert!(
-            rep.next_seq > receipted,
-            "fault {fail_after}: lost receipted records"
-        );
-        let n = rep.next_seq - 1;
-        l.close().expect("close");
-        let mut r = LedgerReader::open(&dir).expect("reader");
-        for s in 1..=receipted {
-            assert_eq!(r.get(s).expect("get"), record(s));
-        }
-        let v = verified(&dir);
-        assert!(v.ok(), "fault {fail_after}: {:?}", v.problems);
-        assert_eq!(v.records, n);
+        assert!(saw_multi_block_batches, "block_max {block_max_bytes}");
     }
+}
+
+/// A crash after some blocks of a multi-block batch are complete: verify calls the whole
+/// batch the torn tail, a reader shows none of it, and open removes it whole and reports it.
+#[test]
+fn unfinished_multi_block_batch_is_removed_whole() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 100, 25);
+    let mut o = opts(t.path());
+    o.block_max_bytes = 256;
+    let (mut l, _) = Ledger::open(&dir, o.clone()).expect("open");
+    let recs: Vec<Vec<u8>> = (101..=140).map(record).collect();
+    l.append_batch(recs.iter().map(|r| r.as_slice()))
+        .expect("append");
+    drop(l); // a crash: no checkpoint covers the batch
+    let batch: Vec<BlockInfo> = testing::blocks(&dir)
+        .expect("blocks")
+        .into_iter()
+        .filter(|b| b.first_seq > 100)
+        .collect();
+    assert!(batch.len() >= 3, "the batch must span several blocks");
+    assert!(batch.iter().all(|b| b.path == batch[0].path), "one segment");
+    let ends: Vec<bool> = batch.iter().map(|b| b.batch_end).collect();
+    assert_eq!(ends.iter().filter(|&&e| e).count(), 1);
+    assert_eq!(ends.last(), Some(&true));
+    let start = batch[0].offset;
+    let pristine = std::fs::read(&batch[0].path).expect("read");
+    assert_eq!(
+        pristine.len() as u64,
+        batch[batch.len() - 1].offset + batch[batch.len() - 1].len
+    );
+
+    let mut cuts = Vec::new();
+    for b in &batch[1..] {
+        cuts.extend([b.offset, b.offset + 40, b.offset + 100]);
+    }
+    cuts.push(pristine.len() as u64 - 1);
+    let keep = t.path().join("keep");
+    for cut in cuts {
+        let _ = std::fs::remove_dir_all(&keep);
+        copy_dir(&dir, &keep);
+        let seg = keep.join(batch[0].path.file_name().expect("name"));
+        std::fs::write(&seg, &pristine[..cut as usize]).expect("cut");
+        // Records of complete blocks, plus the cut block's when its header survived.
+        let lost: u64 = batch
+            .iter()
+            .filter(|b| b.offset + b.len <= cut || (b.offset < cut && cut >= b.offset + 80))
+            .map(|b| b.count as u64)
+            .sum();
+
+        assert_eq!(
+            LedgerReader::open(&keep).expect("reader").len(),
+            100,
+            "cut {cut}"
+        );
+        let v = verified(&keep);
+        assert!(v.ok(), "cut {cut}: {:?}", v.problems);
+        let torn = v.torn_tail.clone().expect("torn tail");
+        assert_eq!(
+            (torn.seq, torn.offset),
+            (Some(101), start),
+            "cut {cut}: {torn}"
+        );
+        assert_eq!(v.records, 100, "cut {cut}");
+
+        let (l, rep) = Ledger::open(&keep, o.clone()).expect("open torn");
+        assert_eq!(rep.truncated.len(), 1, "cut {cut}: {:?}", rep.truncated);
+        let tr = &rep.truncated[0];
+        assert_eq!(tr.offset, start, "cut {cut}: {tr}");
+        assert_eq!(tr.bytes, cut - start, "cut {cut}: {tr}");
+        assert_eq!(tr.records_lost, Some(lost), "cut {cut}: {tr}");
+        assert!(tr.why.contains("batch from #101 unfinished"), "{tr}");
+        assert_eq!(rep.next_seq, 101);
+        l.close().expect("close");
+        check_all(&keep, 100);
+        let after = verified(&keep);
+        assert!(after.ok() && after.torn_tail.is_none(), "{:?}", after);
+    }
+
+    // Uncut, the batch is complete (though unreceipted by a checkpoint) and is kept.
+    let (l, rep) = Ledger::open(&dir, o).expect("open");
+    assert!(rep.truncated.is_empty());
+    assert_eq!(rep.next_seq, 141);
+    l.close().expect("close");
+    check_all(&dir, 140);
+}
+
+/// The batch-end flag is covered by the block checksum; an attacker who recomputes the
+/// checksum to move a batch boundary where a checkpoint sits is caught by the checkpoint.
+#[test]
+fn batch_end_flag_tampering_is_detected() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 200, 20); // checkpoints at #60, #120, #180 and #200
+    let blocks = testing::blocks(&dir).expect("blocks");
+    assert!(blocks.iter().any(|b| !b.batch_end), "batches span blocks");
+    let end_of = |b: &BlockInfo| b.first_seq + b.count as u64 - 1;
+    let keep = t.path().join("keep");
+    let fresh = || {
+        let _ = std::fs::remove_dir_all(&keep);
+        copy_dir(&dir, &keep);
+        testing::blocks(&keep).expect("blocks")
+    };
+
+    // A flipped flag bit in the middle of the ledger: the checksum fails at that block.
+    let bs = fresh();
+    let b = bs
+        .iter()
+        .find(|b| b.batch_end && end_of(b) == 100)
+        .expect("block");
+    let mut bytes = std::fs::read(&b.path).expect("read");
+    bytes[b.offset as usize + 57] ^= 1;
+    std::fs::write(&b.path, bytes).expect("write");
+    let v = verified(&keep);
+    assert!(!v.ok());
+    assert_eq!(v.problems[0].seq, Some(b.first_seq), "{}", v.problems[0]);
+    assert!(v.problems[0].what.contains("checksum"), "{}", v.problems[0]);
+
+    // Cleared with a fixed-up checksum where checkpoint #60 sits.
+    let bs = fresh();
+    let b = bs.iter().find(|b| end_of(b) == 60).expect("block");
+    assert!(b.batch_end);
+    testing::set_batch_end(b, false).expect("tamper");
+    let v = verified(&keep);
+    assert!(!v.ok());
+    assert_eq!(v.problems[0].seq, Some(60), "{}", v.problems[0]);
+    assert!(v.problems[0].what.contains("not at the end of a batch"));
+
+    // Cleared on the ledger's last block: the whole last batch would look unfinished, but
+    // checkpoint #200 covers it, so it is a problem and the writer refuses to cut it.
+    let bs = fresh();
+    let b = bs.last().expect("block");
+    testing::set_batch_end(b, false).expect("tamper");
+    let v = verified(&keep);
+    assert!(!v.ok() && v.torn_tail.is_none(), "{v:?}");
+    let e = Ledger::open(&keep, opts(t.path())).expect_err("writer must refuse");
+    assert!(matches!(e, LedgerError::Corrupted { .. }), "{e}");
+
+    // Set inside a batch with a fixed-up checksum: batch boundaries are recovery metadata,
+    // not evidence; no record, seq or head changes, so nothing is wrong with the evidence.
+    let bs = fresh();
+    let b = bs.iter().find(|b| !b.batch_end).expect("block");
+    testing::set_batch_end(b, true).expect("tamper");
+    assert!(verified(&keep).ok());
+    check_all(&keep, 200);
 }
 
 #[test]
@@ -351,6 +543,8 @@ fn committed_v1_fixture_reads_and_verifies() {
             let _ = std::fs::remove_file(p.with_extension("idx"));
         }
         let _ = std::fs::remove_file(dir.join(ledger::LOCK_FILE));
+        // Only the public key is committed.
+        let _ = std::fs::remove_file(fixture.join("keys/ledger.ed25519"));
     }
     let dir = fixture.join("ledger");
     let key = ledger::read_public_key(&fixture.join("keys/ledger.ed25519.pub")).expect("pub");
@@ -364,6 +558,15 @@ fn committed_v1_fixture_reads_and_verifies() {
     assert!(rep.ok(), "{:?}", rep.problems);
     assert_eq!(rep.records, 120);
     assert!(rep.segments >= 2);
+    // Four batches of 30 records, each several blocks with only its last one flagged.
+    let ends: Vec<u64> = testing::blocks(&dir)
+        .expect("blocks")
+        .iter()
+        .filter(|b| b.batch_end)
+        .map(|b| b.first_seq + b.count as u64 - 1)
+        .collect();
+    assert_eq!(ends, vec![30, 60, 90, 120]);
+    assert!(testing::blocks(&dir).expect("blocks").len() > 4);
     // Read through a copy: the reader must cope without sidecars, and the fixture stays untouched.
     let t = tempfile::tempdir().expect("tmp");
     copy_dir(&dir, &t.path().join("ledger"));
