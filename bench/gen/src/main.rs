@@ -30,6 +30,9 @@ impl Rng {
     fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
         items[self.below(items.len() as u64) as usize]
     }
+    fn pick_u64<'a>(&mut self, items: &'a [u64]) -> &'a u64 {
+        &items[self.below(items.len() as u64) as usize]
+    }
 }
 
 const MONTHS: [&str; 12] = [
@@ -51,14 +54,84 @@ const COMMANDS: [&str; 6] = [
     "/bin/cat /etc/shadow",
 ];
 
+/// What stays fixed for one host over the day, as on a real site: its address, MAC, tap
+/// device, the pids its daemons count up from, its kernel uptime.
+struct Host {
+    name: String,
+    ip: String,
+    mac: String,
+    tap: u32,
+    next_pid: u64,
+    uptime_us: u64,
+}
+
 fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let lines: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1_000_000);
+    let lines: u64 = args
+        .get(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
     let seed: u64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(42);
     let mut rng = Rng(seed);
     let out = io::stdout();
     let mut w = BufWriter::with_capacity(1 << 20, out.lock());
     let hosts = 1000u64;
+    let mut site: Vec<Host> = (0..hosts)
+        .map(|n| Host {
+            name: if n < 40 {
+                format!("hv{n:03}.cloud.example.org")
+            } else {
+                format!("vm-{n:04}")
+            },
+            ip: format!("10.{}.{}.{}", n / 250 % 4, n % 250, 10 + n % 200),
+            mac: format!(
+                "{:02x}:{:02x}:{:02x}",
+                rng.below(256),
+                rng.below(256),
+                rng.below(256)
+            ),
+            tap: rng.next() as u32,
+            next_pid: 1000 + rng.below(30_000),
+            uptime_us: rng.below(9_000_000_000_000),
+        })
+        .collect();
+    // Internet scanners and users' home addresses: a pool with a heavy head, as real
+    // auth logs show (a few sources make most of the noise).
+    let attackers: Vec<String> = (0..20_000)
+        .map(|_| {
+            format!(
+                "{}.{}.{}.{}",
+                11 + rng.below(200),
+                rng.below(256),
+                rng.below(256),
+                1 + rng.below(254)
+            )
+        })
+        .collect();
+    // Each user has one or two keys.
+    let keys: Vec<String> = (0..USERS.len() * 2)
+        .map(|_| {
+            format!(
+                "{:016x}{:016x}{:011x}",
+                rng.next(),
+                rng.next(),
+                rng.next() >> 20
+            )
+        })
+        .collect();
+    // Instances that live on the site today.
+    let instances: Vec<String> = (0..3000)
+        .map(|_| {
+            format!(
+                "{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}",
+                rng.next() as u32,
+                rng.below(65_536),
+                rng.below(4096),
+                rng.below(4096),
+                rng.next() & 0xffff_ffff_ffff
+            )
+        })
+        .collect();
     // One day, Oct 14, spread evenly.
     let needle_at = [lines / 3, lines / 2, lines * 9 / 10];
     let rare_ip_at = [lines / 4, lines * 3 / 5, lines * 4 / 5];
@@ -66,21 +139,15 @@ fn main() -> io::Result<()> {
         let secs = i * 86_400 / lines.max(1);
         let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
         let ts = format!("{} 14 {hh:02}:{mm:02}:{ss:02}", MONTHS[9]);
-        let hostn = rng.below(hosts);
-        let host = if hostn < 40 {
-            format!("hv{hostn:03}.cloud.example.org")
-        } else {
-            format!("vm-{hostn:04}")
-        };
-        let pid = 1000 + rng.below(60_000);
-        let ext = format!(
-            "{}.{}.{}.{}",
-            11 + rng.below(200),
-            rng.below(256),
-            rng.below(256),
-            1 + rng.below(254)
-        );
-        let int = format!("10.{}.{}.{}", rng.below(4), rng.below(256), 1 + rng.below(254));
+        let h = &mut site[rng.below(hosts) as usize];
+        h.next_pid += 1 + rng.below(3);
+        h.uptime_us += 1 + rng.below(2_000_000);
+        let (host, pid, int) = (h.name.clone(), h.next_pid, h.ip.clone());
+        let (mac, tap, uptime) = (h.mac.clone(), h.tap, h.uptime_us);
+        // Skewed pick: squaring a uniform draw favours the head of the pool.
+        let a = rng.below(attackers.len() as u64);
+        let ext = attackers[(a * a / attackers.len() as u64) as usize].clone();
+        let user_i = rng.below(USERS.len() as u64) as usize;
         let port = 1024 + rng.below(64_000);
         if needle_at.contains(&i) {
             writeln!(
@@ -100,7 +167,7 @@ fn main() -> io::Result<()> {
             0..=17 => writeln!(
                 w,
                 "{ts} {host} sshd[{pid}]: Failed password for {} from {ext} port {port} ssh2",
-                rng.pick(&USERS)
+                USERS[user_i]
             )?,
             18..=27 => writeln!(
                 w,
@@ -109,10 +176,9 @@ fn main() -> io::Result<()> {
             )?,
             28..=33 => writeln!(
                 w,
-                "{ts} {host} sshd[{pid}]: Accepted publickey for {} from {int} port {port} ssh2: RSA SHA256:{:016x}{:016x}",
-                rng.pick(&USERS),
-                rng.next(),
-                rng.next()
+                "{ts} {host} sshd[{pid}]: Accepted publickey for {} from {ext} port {port} ssh2: RSA SHA256:{}",
+                USERS[user_i],
+                keys[user_i * 2 + (rng.below(2) as usize)]
             )?,
             34..=39 => writeln!(
                 w,
@@ -138,15 +204,11 @@ fn main() -> io::Result<()> {
             )?,
             52..=69 => writeln!(
                 w,
-                "{ts} {host} kernel: [{}.{:06}] IPTABLES-IN: IN=tap{:08x} OUT=br-int MAC=fa:16:3e:{:02x}:{:02x}:{:02x}:fa:16:3e:00:00:01:08:00 SRC={ext} DST={int} LEN={} TOS=0x00 PREC=0x00 TTL={} ID={} DF PROTO=TCP SPT={port} DPT={} WINDOW=29200 RES=0x00 SYN URGP=0",
-                rng.below(9_000_000),
-                rng.below(1_000_000),
-                rng.next() as u32,
-                rng.below(256),
-                rng.below(256),
-                rng.below(256),
-                40 + rng.below(1400),
-                32 + rng.below(32),
+                "{ts} {host} kernel: [{}.{:06}] IPTABLES-IN: IN=tap{tap:08x} OUT=br-int MAC=fa:16:3e:{mac}:fa:16:3e:00:00:01:08:00 SRC={ext} DST={int} LEN={} TOS=0x00 PREC=0x00 TTL={} ID={} DF PROTO=TCP SPT={port} DPT={} WINDOW=29200 RES=0x00 SYN URGP=0",
+                uptime / 1_000_000,
+                uptime % 1_000_000,
+                *rng.pick_u64(&[44, 52, 60, 60, 60, 1500]),
+                *rng.pick_u64(&[48, 52, 56, 64]),
                 rng.below(65_536),
                 rng.pick(&["22", "443", "80", "9618", "3306", "6379"])
             )?,
@@ -167,14 +229,10 @@ fn main() -> io::Result<()> {
             )?,
             _ => writeln!(
                 w,
-                "{ts} {host} nova-compute[{pid}]: INFO nova.compute.manager [req-{:08x}-{:04x}] [instance: {:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}] Took {}.{:02} seconds to spawn the instance on the hypervisor.",
+                "{ts} {host} nova-compute[{pid}]: INFO nova.compute.manager [req-{:08x}-{:04x}] [instance: {}] Took {}.{:02} seconds to spawn the instance on the hypervisor.",
                 rng.next() as u32,
                 rng.below(65_536),
-                rng.next() as u32,
-                rng.below(65_536),
-                rng.below(4096),
-                rng.below(4096),
-                rng.next() & 0xffff_ffff_ffff,
+                instances[rng.below(instances.len() as u64) as usize],
                 rng.below(60),
                 rng.below(100)
             )?,
