@@ -593,3 +593,38 @@ fn a_full_disk_fails_cleanly_and_leaves_the_ledger_consistent() {
     let v = ok(&data, &["verify"]);
     assert!(v.starts_with("ok:"), "{v}");
 }
+
+/// Year-less stamps take their year from the file's mtime, rolling back over New Year, and
+/// zone-less stamps take `--tz`.
+#[test]
+fn year_from_mtime_with_new_year_rollover_and_tz() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("messages");
+    fs::write(
+        &log,
+        "Dec 31 23:59:58 vm-1 sshd[1]: Failed password for root from 192.0.2.1 port 22 ssh2\n\
+         Jan  1 00:00:02 vm-1 sshd[2]: Failed password for root from 192.0.2.1 port 22 ssh2\n",
+    )
+    .unwrap();
+    let status = Command::new("touch")
+        .args(["-d", "2027-01-01T12:00:00Z"])
+        .arg(&log)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    ok(&data, &["ingest", log.to_str().unwrap(), "--tz", "Europe/Zurich"]);
+    let r = json(&data, &["search", "*"]);
+    let times: Vec<&str> = r["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["time"].as_str().unwrap())
+        .collect();
+    // Zurich is UTC+1 in winter.
+    assert_eq!(times, ["2026-12-31T22:59:58Z", "2026-12-31T23:00:02Z"], "{r}");
+    assert_eq!(r["hits"][0]["reported"]["text"], "Dec 31 23:59:58");
+    let out = pugmark(&data, &["ingest", log.to_str().unwrap(), "--tz", "Mars/Olympus"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Olympus"));
+}
