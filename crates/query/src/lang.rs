@@ -10,7 +10,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use model::{Event, EventClass, Observer};
-use views::search::{IndexQuery, Keyword, keyword_term, kv_term, text_tokens};
+use views::search::{IndexQuery, Keyword, has_kv_term, keyword_term, kv_term, text_tokens};
 
 /// Printed by `pugmark search --help`.
 pub const QUERY_SYNTAX_HELP: &str = "\
@@ -37,7 +37,11 @@ QUERY SYNTAX
   user:\"john smith\"      quote values with spaces
   src_ip:10.0.0.0/8      a *_ip field inside a network
   Operators OR, AND, NOT are upper case; everything else is case-insensitive. To search
-  text containing ':' (a URL, a time), quote it: \"http://example.org\".";
+  text containing ':' (a URL, a time), quote it: \"http://example.org\".
+  Numbers inside addresses are not words: a run of digits next to '.' (10.0.0.1, 50.98,
+  2.6.32) and up to 4 hex digits next to ':' (fe80::1, fa:16:3e:00:00:01, 06:55:46) are
+  not matched by a bare word (`22` does not find 10.0.0.22 or 06:22:10); search the
+  address itself, or quote it as a phrase (\"50.98\" finds it, but reads more events).";
 
 /// A parsed query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -505,7 +509,9 @@ pub fn lower(e: &Expr) -> (IndexQuery, bool) {
                 name: name.clone(),
                 value: value.clone(),
             },
-            kv_term(name, value) == format!("{name}={value}").to_lowercase(),
+            // Fields without `kv` terms (addresses, ports of text, fingerprints, commands)
+            // get candidates from `ip` or `text`.
+            has_kv_term(name) && kv_term(name, value) == format!("{name}={value}").to_lowercase(),
         ),
         Expr::FieldNet { net, .. } => {
             let (first, last) = net.range();
@@ -761,6 +767,10 @@ mod tests {
         assert!(!exact(r#""failed password""#));
         assert!(!exact("ZQX-7781"));
         assert!(!exact("src_ip:10.0.0.0/8"));
+        // High-cardinality fields without kv terms are candidates from `ip` / `text`.
+        assert!(!exact("src_ip:10.0.0.1"));
+        assert!(!exact("key_fingerprint:SHA256:abc"));
+        assert!(exact("src_port:22 sd.origin.ip:1.2.3.4 action:sshd.failed"));
         assert!(!exact(r#"-"a b" x"#));
         assert_eq!(
             lower(&parse(r#"x -"a b""#).expect("parse")).0,

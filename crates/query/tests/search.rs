@@ -273,7 +273,11 @@ fn parse_errors_reach_the_caller_as_one_line() {
 
 const HOSTS: [&str; 3] = ["vm-01", "vm-02", "db-1"];
 const APPS: [&str; 3] = ["sshd", "cron", "sudo"];
-const WORDS: [&str; 6] = ["failed", "password", "Accepted", "root", "x-1", "session"];
+const WORDS: [&str; 9] = [
+    "failed", "password", "Accepted", "root", "x-1", "session", "22", "v1.22", "be:22",
+];
+/// Ports as sshd prints them (`port 2509:11:` on disconnects): the field holds the number.
+const PORTS: [&str; 3] = ["22", "2509:11:", "0"];
 const USERS: [&str; 3] = ["alice", "bob", "root"];
 const IPS: [&str; 4] = ["10.0.0.1", "10.0.1.2", "192.168.0.9", "2001:db8::7"];
 
@@ -282,22 +286,23 @@ fn arb_event() -> impl Strategy<Value = Event> {
         0i64..50,
         0..3usize,
         0..3usize,
-        prop::collection::vec(0..6usize, 1..5),
+        prop::collection::vec(0..WORDS.len(), 1..5),
         0..3usize,
         0..4usize,
         any::<bool>(),
+        0..PORTS.len(),
     )
-        .prop_map(|(secs, h, a, words, u, ip, fail)| {
+        .prop_map(|(secs, h, a, words, u, ip, fail, port)| {
             let message = words
                 .iter()
                 .map(|w| WORDS[*w])
                 .collect::<Vec<_>>()
                 .join(" ");
-            event(&Spec {
+            let mut e = event(&Spec {
                 secs,
                 host: HOSTS[h],
                 app: APPS[a],
-                message: format!("{message} from {}", IPS[ip]),
+                message: format!("{message} from {} port {}", IPS[ip], PORTS[port]),
                 user: USERS[u],
                 ip: IPS[ip],
                 class: if fail {
@@ -305,14 +310,23 @@ fn arb_event() -> impl Strategy<Value = Event> {
                 } else {
                     EventClass::Other
                 },
-            })
+            });
+            let p = PORTS[port].split(':').next().unwrap_or_default();
+            e.fields.insert("src_port".into(), p.to_string());
+            e
         })
 }
 
 fn arb_leaf() -> impl Strategy<Value = String> {
     prop_oneof![
-        (0..6usize).prop_map(|w| WORDS[w].to_uppercase()),
-        (0..6usize, 0..6usize).prop_map(|(a, b)| format!("\"{} {}\"", WORDS[a], WORDS[b])),
+        (0..WORDS.len()).prop_map(|w| WORDS[w].to_uppercase()),
+        (0..WORDS.len(), 0..WORDS.len())
+            .prop_map(|(a, b)| format!("\"{} {}\"", WORDS[a], WORDS[b])),
+        (0..PORTS.len()).prop_map(|p| format!("\"port {}\"", PORTS[p])),
+        prop::sample::select(vec!["22", "2509", "0", "11"]).prop_map(|p| format!("src_port:{p}")),
+        (0..4usize).prop_map(|i| format!("src_ip:{}", IPS[i])),
+        Just("\"0.1 port\"".to_string()),
+        Just("22".to_string()),
         (0..3usize).prop_map(|h| format!("host:{}", HOSTS[h])),
         (0..3usize).prop_map(|a| format!("app:{}", APPS[a])),
         (0..3usize).prop_map(|u| format!("user:{}", USERS[u])),

@@ -18,7 +18,7 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DateTime, DocId, Order, Score, SegmentOrdinal, SegmentReader, Term};
 
 use super::SearchIndex;
-use super::schema::{ip_key, keyword_term, kv_term, text_tokens};
+use super::schema::{has_kv_term, ip_key, keyword_term, kv_term, phrase_terms, text_tokens};
 use super::writer::date;
 use crate::error::{Result, SearchError};
 
@@ -48,12 +48,15 @@ pub enum IndexQuery {
     Text(String),
     /// Candidates for a phrase matched as a case-insensitive substring that begins at a word
     /// start: every token of the string, the last one as a prefix when the string ends inside
-    /// a word (`"authentication failure"` also finds `failures`). A superset: crate `query`
+    /// a word (`"authentication failure"` also finds `failures`), except edge words that might
+    /// be address parts in the text (`"port 22"` needs only `port`). A superset: crate `query`
     /// checks each candidate.
     TextPhrase(String),
     /// An exact keyword value (compared lower-cased, cut to [`super::KEYWORD_MAX_BYTES`]).
     Keyword(Keyword, String),
-    /// A normalised field with this exact value (lower-cased, cut like keywords).
+    /// A normalised field with this exact value (lower-cased, cut like keywords). Exact for
+    /// fields with `kv` terms ([`super::has_kv_term`]); for the others a superset: events
+    /// mentioning the address (a value that parses as one) or holding the value as a phrase.
     Field {
         name: String,
         value: String,
@@ -90,6 +93,31 @@ fn key(time: DateTime, seq: u64) -> DocKey {
 }
 
 impl SearchIndex {
+    /// Candidates for a phrase: its safe whole tokens ([`phrase_terms`]) and, when it ends
+    /// inside a word, every token extending that word.
+    fn phrase(&self, s: &str) -> Box<dyn Query> {
+        let f = &self.fields;
+        let (tokens, prefix) = phrase_terms(s);
+        let mut parts: Vec<Box<dyn Query>> = tokens
+            .into_iter()
+            .map(|t| term_query(Term::from_field_text(f.text, &t)))
+            .collect();
+        if let Some(p) = prefix {
+            // Every token extending `p` sorts in [p, p + U+10FFFF): U+10FFFF is the
+            // largest scalar value, so its UTF-8 bytes are above any continuation.
+            let upper = format!("{p}\u{10FFFF}");
+            parts.push(Box::new(RangeQuery::new(
+                Bound::Included(Term::from_field_text(f.text, &p)),
+                Bound::Excluded(Term::from_field_text(f.text, &upper)),
+            )));
+        }
+        match parts.len() {
+            0 => Box::new(AllQuery),
+            1 => parts.pop().unwrap_or_else(|| Box::new(AllQuery)),
+            _ => Box::new(BooleanQuery::intersection(parts)),
+        }
+    }
+
     fn lower(&self, q: &IndexQuery) -> Box<dyn Query> {
         let f = &self.fields;
         match q {
@@ -109,32 +137,7 @@ impl SearchIndex {
                     _ => Box::new(BooleanQuery::intersection(terms)),
                 }
             }
-            IndexQuery::TextPhrase(s) => {
-                let mut tokens = text_tokens(s);
-                let lower = s.to_lowercase();
-                let prefix = match tokens.last() {
-                    Some(last) if lower.ends_with(last.as_str()) => tokens.pop(),
-                    _ => None,
-                };
-                let mut parts: Vec<Box<dyn Query>> = tokens
-                    .into_iter()
-                    .map(|t| term_query(Term::from_field_text(f.text, &t)))
-                    .collect();
-                if let Some(p) = prefix {
-                    // Every token extending `p` sorts in [p, p + U+10FFFF): U+10FFFF is the
-                    // largest scalar value, so its UTF-8 bytes are above any continuation.
-                    let upper = format!("{p}\u{10FFFF}");
-                    parts.push(Box::new(RangeQuery::new(
-                        Bound::Included(Term::from_field_text(f.text, &p)),
-                        Bound::Excluded(Term::from_field_text(f.text, &upper)),
-                    )));
-                }
-                match parts.len() {
-                    0 => Box::new(AllQuery),
-                    1 => parts.pop().unwrap_or_else(|| Box::new(AllQuery)),
-                    _ => Box::new(BooleanQuery::intersection(parts)),
-                }
-            }
+            IndexQuery::TextPhrase(s) => self.phrase(s),
             IndexQuery::Keyword(k, v) => {
                 let field = match k {
                     Keyword::Host => f.host,
@@ -145,7 +148,15 @@ impl SearchIndex {
                 };
                 keyword_query(field, &keyword_term(v))
             }
-            IndexQuery::Field { name, value } => keyword_query(f.kv, &kv_term(name, value)),
+            IndexQuery::Field { name, value } => {
+                if has_kv_term(name) {
+                    keyword_query(f.kv, &kv_term(name, value))
+                } else if let Ok(ip) = value.trim().parse::<IpAddr>() {
+                    term_query(Term::from_field_ip_addr(f.ip, ip_key(ip)))
+                } else {
+                    self.phrase(value)
+                }
+            }
             IndexQuery::Ip(ip) => term_query(Term::from_field_ip_addr(f.ip, ip_key(*ip))),
             IndexQuery::IpRange { first, last } => Box::new(RangeQuery::new(
                 Bound::Included(Term::from_field_ip_addr(f.ip, ip_key(*first))),

@@ -3,11 +3,13 @@
 //!
 //! Schema (see [`schema`]): `seq` (the ledger position) and `time`/`received` as fast columns
 //! for ordering and time ranges; `host`, `app`, `class`, `observer`, `source` and `kv`
-//! (`name=value`) as lower-cased exact terms; `ip` as IP terms (IPv4 mapped into IPv6) so
-//! `ip:10.0.0.0/8` is a term range; `text` (message, host and app) as lower-cased word tokens
-//! with doc ids only — no positions, frequencies or norms, and nothing stored. Phrases and
-//! punctuated words are answered as a conjunction of their tokens: a superset that crate
-//! `query` narrows by checking the events it fetches from the ledger.
+//! (`name=value`, except the high-cardinality [`TEXT_ONLY_FIELDS`]) as lower-cased exact
+//! terms; `ip` as IP terms (IPv4 mapped into IPv6) so `ip:10.0.0.0/8` is a term range; `text`
+//! (message, host and app) as lower-cased word tokens, without the parts of addresses
+//! ([`text_tokens`]), with doc ids only — no positions, frequencies or norms, and nothing
+//! stored. Phrases, punctuated words and text-only fields are answered as a conjunction of
+//! tokens: a superset that crate `query` narrows by checking the events it fetches from the
+//! ledger.
 //!
 //! Data flow: the ingest pipeline calls [`IndexWriter::add`] for each `(seq, Event)` and
 //! [`IndexWriter::commit`] with the last seq it added; after a crash it resumes from
@@ -26,7 +28,10 @@ use tantivy::{Index, IndexReader, ReloadPolicy};
 use crate::error::{Result, SearchError};
 
 pub use lookup::{DocKey, IndexQuery, Keyword};
-pub use schema::{KEYWORD_MAX_BYTES, TOKEN_MAX_BYTES, keyword_term, kv_term, text_tokens};
+pub use schema::{
+    KEYWORD_MAX_BYTES, TEXT_ONLY_FIELDS, TOKEN_MAX_BYTES, has_kv_term, keyword_term, kv_term,
+    text_tokens,
+};
 pub use writer::IndexWriter;
 
 use schema::Fields;

@@ -11,7 +11,7 @@ use model::Event;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::{DateTime, Index, TantivyDocument};
 
-use super::schema::{Fields, ip_key, keyword_term, kv_term};
+use super::schema::{Fields, has_kv_term, ip_key, keyword_term, kv_term};
 use crate::error::{Result, SearchError};
 
 /// Writes events into a [`super::SearchIndex`]. One per index at a time (tantivy holds a lock
@@ -71,7 +71,9 @@ impl IndexWriter {
         doc.add_text(f.observer, event.observer.as_str());
         doc.add_text(f.source, keyword_term(&event.source_kind));
         for (name, value) in &event.fields {
-            doc.add_text(f.kv, kv_term(name, value));
+            if has_kv_term(name) {
+                doc.add_text(f.kv, kv_term(name, value));
+            }
         }
         for ip in &event.ips {
             doc.add_ip_addr(f.ip, ip_key(*ip));
