@@ -80,7 +80,7 @@ impl Pipeline {
         };
         let (ledger, open_report) = Ledger::open(&dd.ledger(), opts)
             .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
-        let index = SearchIndex::open_or_create(&dd.index())
+        let index = SearchIndex::open_or_create(dd.index())
             .with_context(|| format!("opening search index in {}", dd.index().display()))?;
         let imports = ImportsView::open(&dd.imports())?;
         let indexed = index.last_indexed_seq()?.unwrap_or(0);

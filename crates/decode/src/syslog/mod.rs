@@ -2,7 +2,7 @@
 //!
 //! One entry point, [`parse_into`], fills an [`Event`] from one line (one record; framing is the
 //! source's job). It recognises, in this order: an optional `<PRI>`; RFC 5424 (`<PRI>1 …`,
-//! module [`rfc5424`]); else a BSD header: a timestamp (BSD `Mmm dd hh:mm:ss` or RFC 3339, as
+//! module `rfc5424`); else a BSD header: a timestamp (BSD `Mmm dd hh:mm:ss` or RFC 3339, as
 //! rsyslog's traditional and `RSYSLOG_FileFormat` templates write), a hostname, a tag
 //! (`app[pid]:`, `app:`, or none) and the message; else a loghub/`grep -H`-style file-name
 //! prefix in front of such a line (kept in field `file_prefix`). A line that is none of these

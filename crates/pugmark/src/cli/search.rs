@@ -62,7 +62,7 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
-    let index = SearchIndex::open_or_create(&dd.index())
+    let index = SearchIndex::open_or_create(dd.index())
         .with_context(|| format!("opening search index in {}", dd.index().display()))?;
     let reader = LedgerReader::open(&dd.ledger())
         .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
