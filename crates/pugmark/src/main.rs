@@ -14,6 +14,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Per-line allocations in the ingest threads (decode, tantivy documents) spent ~15 % of CPU in
+/// glibc malloc/free; mimalloc is built for exactly this multi-threaded small-object pattern.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

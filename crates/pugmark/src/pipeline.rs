@@ -29,6 +29,16 @@ const INDEX_HEAP_BYTES: usize = 200 * 1024 * 1024;
 /// Commit the index at least this often during long imports so a crash loses little work.
 const INDEX_COMMIT_EVERY: Duration = Duration::from_secs(30);
 
+/// tantivy indexing threads. Indexing is the heaviest stage of ingest; on the 2-core
+/// reference machine two threads took 1 M lines from 8.7 s to 6.4 s (bench/, BENCHMARKS.md)
+/// even though decoding and the ledger share the same cores. More than 4 stops paying.
+fn index_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4)
+}
+
 /// What decoding found, by parse-issue kind, for the summary.
 #[derive(Debug, Default, Clone)]
 pub struct DecodeStats {
@@ -84,7 +94,7 @@ impl Pipeline {
             .with_context(|| format!("opening search index in {}", dd.index().display()))?;
         let imports = ImportsView::open(&dd.imports())?;
         let indexed = index.last_indexed_seq()?.unwrap_or(0);
-        let writer = index.writer(INDEX_HEAP_BYTES)?;
+        let writer = index.writer_with_threads(index_threads(), INDEX_HEAP_BYTES)?;
         let indexer = spawn_indexer(writer);
         let mut p = Pipeline {
             ledger,
