@@ -31,6 +31,23 @@ pub enum Format {
     Syslog,
     /// Not a known format: stored and searchable as text, with a parse issue.
     Raw,
+    /// An OpenStack notification, one JSON document per record: versioned
+    /// (`nova_object.data` payload), legacy (`compute.instance.*`), bare or wrapped in the
+    /// oslo.messaging envelope (`{"oslo.version": "2.0", "oslo.message": "…"}`).
+    OpenstackNotification,
+    /// One line of an OpenStack service log in oslo.log layout (nova-api, nova-compute,
+    /// nova-scheduler), optionally prefixed with its file name as loghub does.
+    OsloLog,
+    /// One element of a Keystone directory dump (`openstack user list --long -f json` or
+    /// `openstack project list --long -f json`).
+    KeystoneDirectory,
+    /// One job ClassAd from `condor_history -json` (an element of the JSON array).
+    CondorHistoryJson,
+    /// One job ClassAd in `Attr = value` lines, as `condor_history -l` prints them
+    /// (ads separated by blank lines).
+    CondorClassAd,
+    /// One event of an HTCondor job event log (userlog), ending with its `...` line.
+    CondorUserlog,
     /// A code written by a newer pugmark; decoded as raw with an issue.
     Unknown(u8),
 }
@@ -40,6 +57,12 @@ impl Format {
         match self {
             Format::Syslog => 1,
             Format::Raw => 2,
+            Format::OpenstackNotification => 3,
+            Format::OsloLog => 4,
+            Format::KeystoneDirectory => 5,
+            Format::CondorHistoryJson => 6,
+            Format::CondorClassAd => 7,
+            Format::CondorUserlog => 8,
             Format::Unknown(c) => c,
         }
     }
@@ -48,6 +71,12 @@ impl Format {
         match code {
             1 => Format::Syslog,
             2 => Format::Raw,
+            3 => Format::OpenstackNotification,
+            4 => Format::OsloLog,
+            5 => Format::KeystoneDirectory,
+            6 => Format::CondorHistoryJson,
+            7 => Format::CondorClassAd,
+            8 => Format::CondorUserlog,
             c => Format::Unknown(c),
         }
     }
@@ -56,7 +85,39 @@ impl Format {
         match self {
             Format::Syslog => "syslog",
             Format::Raw => "raw",
+            Format::OpenstackNotification => "openstack-notification",
+            Format::OsloLog => "oslo-log",
+            Format::KeystoneDirectory => "keystone-directory",
+            Format::CondorHistoryJson => "condor-history-json",
+            Format::CondorClassAd => "condor-classad",
+            Format::CondorUserlog => "condor-userlog",
             Format::Unknown(_) => "unknown",
+        }
+    }
+
+    /// Every format this build writes, for `--format` and detection.
+    pub const KNOWN: [Format; 8] = [
+        Format::Syslog,
+        Format::Raw,
+        Format::OpenstackNotification,
+        Format::OsloLog,
+        Format::KeystoneDirectory,
+        Format::CondorHistoryJson,
+        Format::CondorClassAd,
+        Format::CondorUserlog,
+    ];
+
+    /// Who observes records of this format when nobody says otherwise: the cloud for
+    /// OpenStack sources, the VO for HTCondor, the VM for syslog (the forgeable default).
+    pub fn default_observer(self) -> crate::Observer {
+        match self {
+            Format::OpenstackNotification | Format::OsloLog | Format::KeystoneDirectory => {
+                crate::Observer::Cloud
+            }
+            Format::CondorHistoryJson | Format::CondorClassAd | Format::CondorUserlog => {
+                crate::Observer::Vo
+            }
+            Format::Syslog | Format::Raw | Format::Unknown(_) => crate::Observer::Vm,
         }
     }
 }

@@ -130,13 +130,16 @@ pub enum EventClass {
     /// A payload job run reported by a VO.
     #[serde(rename = "job.run")]
     JobRun,
+    /// A directory entry: who a user or project id is (Keystone dumps).
+    #[serde(rename = "identity.directory")]
+    IdentityDirectory,
     /// Anything else.
     #[serde(rename = "other")]
     Other,
 }
 
 impl EventClass {
-    pub const ALL: [EventClass; 9] = [
+    pub const ALL: [EventClass; 10] = [
         EventClass::AuthLogin,
         EventClass::AuthFailure,
         EventClass::AuthIdentityChange,
@@ -145,6 +148,7 @@ impl EventClass {
         EventClass::NetFlow,
         EventClass::VmLifecycle,
         EventClass::JobRun,
+        EventClass::IdentityDirectory,
         EventClass::Other,
     ];
 
@@ -158,6 +162,7 @@ impl EventClass {
             EventClass::NetFlow => "net.flow",
             EventClass::VmLifecycle => "vm.lifecycle",
             EventClass::JobRun => "job.run",
+            EventClass::IdentityDirectory => "identity.directory",
             EventClass::Other => "other",
         }
     }

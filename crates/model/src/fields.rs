@@ -33,3 +33,73 @@ pub const ACTION: &str = "action";
 pub const RHOST: &str = "rhost";
 /// A file-name prefix found in front of the syslog line (loghub style).
 pub const FILE_PREFIX: &str = "file_prefix";
+
+// Cloud (OpenStack notifications, nova logs, Keystone).
+
+/// Instance UUID (`payload.uuid`, `[instance: UUID]`, legacy `instance_id`).
+pub const VM_UUID: &str = "vm_uuid";
+/// Instance display name (`display_name`).
+pub const VM_NAME: &str = "vm_name";
+/// Guest hostname as the cloud assigned it (`host_name`, legacy `hostname`).
+pub const VM_HOSTNAME: &str = "vm_hostname";
+/// The compute host the instance runs on, as the cloud names it (`host`): the hypervisor.
+pub const HYPERVISOR: &str = "hypervisor";
+/// The compute node (`node`).
+pub const NODE: &str = "node";
+/// Image the instance was booted from (`image_uuid`, legacy `image_ref_url`).
+pub const IMAGE: &str = "image";
+/// Keystone user id (`user_id`, request context USER).
+pub const USER_ID: &str = "user_id";
+/// Keystone user name (directory dumps).
+pub const USER_NAME: &str = "user_name";
+/// Keystone project id (`tenant_id`, `project_id`, request context PROJECT).
+pub const PROJECT_ID: &str = "project_id";
+/// Keystone project name (directory dumps).
+pub const PROJECT_NAME: &str = "project_name";
+pub const EMAIL: &str = "email";
+/// Notification event type (`instance.create.end`, `compute.instance.delete.end`).
+pub const EVENT_TYPE: &str = "event_type";
+/// Instance state after the event (`active`, `deleted`, …).
+pub const STATE: &str = "state";
+/// Addresses of the instance, comma-separated, in the order the source gives them.
+pub const VM_IPS: &str = "vm_ips";
+/// MAC addresses of the instance, comma-separated, aligned with `vm_ips` where the source
+/// pairs them.
+pub const VM_MACS: &str = "vm_macs";
+/// oslo request id (`req-…`).
+pub const REQUEST_ID: &str = "request_id";
+/// Notification message id (oslo envelope `message_id`).
+pub const MESSAGE_ID: &str = "message_id";
+
+// VO workload (HTCondor).
+
+/// `GlobalJobId`, or `ClusterId.ProcId` when that is all there is.
+pub const JOB_ID: &str = "job_id";
+/// The local account that owns the job (`Owner`).
+pub const JOB_OWNER: &str = "job_owner";
+/// The grid identity behind the payload (`x509userproxysubject`).
+pub const DN: &str = "dn";
+/// The VO (`x509UserProxyVOName`).
+pub const VO: &str = "vo";
+/// Where the job ran: the startd's address (`StartdIpAddr`) and slot host (`RemoteHost`).
+pub const EXEC_IP: &str = "exec_ip";
+pub const EXEC_HOST: &str = "exec_host";
+/// Job start and end as Unix-second instants rendered RFC 3339.
+pub const JOB_START: &str = "job_start";
+pub const JOB_END: &str = "job_end";
+/// Userlog event code (`000`, `001`, `005`, …).
+pub const CONDOR_EVENT: &str = "condor_event";
+
+// Network (netfilter LOG lines).
+
+/// Input / output interface and bridge ports (`IN=`, `OUT=`, `PHYSIN=`, `PHYSOUT=`).
+pub const IN_IF: &str = "in_if";
+pub const OUT_IF: &str = "out_if";
+pub const PHYS_IN: &str = "phys_in";
+pub const PHYS_OUT: &str = "phys_out";
+/// netfilter log prefix (`IPTABLES-DROP:`, `[UFW BLOCK]`), trimmed.
+pub const LOG_PREFIX: &str = "log_prefix";
+/// TCP flags seen (`SYN`, `ACK`, …), space-separated.
+pub const TCP_FLAGS: &str = "tcp_flags";
+/// MAC header as netfilter prints it (`MAC=dst:src:type`).
+pub const MAC_HEADER: &str = "mac_header";

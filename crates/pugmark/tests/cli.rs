@@ -98,7 +98,10 @@ fn real_grep_count(paths: &[PathBuf], needle: &str) -> u64 {
                 .arg(p)
                 .output()
                 .expect("run grep");
-            String::from_utf8_lossy(&out.stdout).trim().parse::<u64>().expect("a count")
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u64>()
+                .expect("a count")
         })
         .sum()
 }
@@ -139,7 +142,11 @@ fn loghub_files_are_stored_whole_and_searchable_like_grep() {
     ] {
         let ours = count(&data, &[&format!("\"{needle}\"")]);
         assert_eq!(ours, grep_count(&loghub(), needle), "{needle}");
-        assert_eq!(ours, real_grep_count(&loghub(), needle), "{needle} vs grep(1)");
+        assert_eq!(
+            ours,
+            real_grep_count(&loghub(), needle),
+            "{needle} vs grep(1)"
+        );
     }
     // An IP as an IP: equal to the lines mentioning it (no other address contains it).
     assert_eq!(
@@ -627,7 +634,10 @@ fn year_from_mtime_with_new_year_rollover_and_tz() {
         .status()
         .unwrap();
     assert!(status.success());
-    ok(&data, &["ingest", log.to_str().unwrap(), "--tz", "Europe/Zurich"]);
+    ok(
+        &data,
+        &["ingest", log.to_str().unwrap(), "--tz", "Europe/Zurich"],
+    );
     let r = json(&data, &["search", "*"]);
     let times: Vec<&str> = r["hits"]
         .as_array()
@@ -636,9 +646,16 @@ fn year_from_mtime_with_new_year_rollover_and_tz() {
         .map(|h| h["time"].as_str().unwrap())
         .collect();
     // Zurich is UTC+1 in winter.
-    assert_eq!(times, ["2026-12-31T22:59:58Z", "2026-12-31T23:00:02Z"], "{r}");
+    assert_eq!(
+        times,
+        ["2026-12-31T22:59:58Z", "2026-12-31T23:00:02Z"],
+        "{r}"
+    );
     assert_eq!(r["hits"][0]["reported"]["text"], "Dec 31 23:59:58");
-    let out = pugmark(&data, &["ingest", log.to_str().unwrap(), "--tz", "Mars/Olympus"]);
+    let out = pugmark(
+        &data,
+        &["ingest", log.to_str().unwrap(), "--tz", "Mars/Olympus"],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Olympus"));
 }

@@ -30,7 +30,8 @@ QUERY SYNTAX
   ip:2001:db8::/32       the same, explicitly
   host:NAME  app:NAME    exact host / program (case-insensitive)
   class:auth.login       event class: auth.login, auth.failure, auth.identity_change,
-                         auth.session, net.connection, net.flow, vm.lifecycle, job.run, other
+                         auth.session, net.connection, net.flow, vm.lifecycle, job.run,
+                         identity.directory, other
   observer:vm            who observed it: collector, cloud, hypervisor, network, vo, vm
   source:syslog-rfc5424  the decoder that made the event
   user:alice             any normalised field, exact value (src_ip, dst_port, command, ...);

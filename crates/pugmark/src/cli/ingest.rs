@@ -1,10 +1,12 @@
 //! `pugmark ingest`: import log files (plain, `.gz`, or `-` for stdin) into the ledger.
 //!
 //! Per file: pass 1 hashes the content at the offsets of earlier import marks (dedup, see
-//! `imports.rs`), measures it and samples its first lines to detect the format; pass 2 streams
-//! the lines that are not stored yet into durable ledger batches, each closed by an import
-//! mark. A line is never dropped: bytes that no decoder understands are stored raw with a
-//! parse issue, and lines longer than `MAX_RECORD` are split into consecutive records.
+//! `imports.rs`), measures it and samples its first lines to detect the format; pass 2 cuts
+//! the content that is not stored yet into records with the format's framing
+//! (`decode::framing`: lines, JSON array elements, ClassAd blocks, userlog events) and
+//! streams them into durable ledger batches, each closed by an import mark. Nothing is
+//! dropped: bytes that no decoder understands are stored raw with a parse issue, and records
+//! longer than `decode::framing::MAX_RECORD` are split into consecutive records.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read, Write};
@@ -14,6 +16,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use decode::framing::{Framer, framing};
 use indicatif::{ProgressBar, ProgressStyle};
 use model::envelope::{ImportMark, RecordEnvelope};
 use model::{DecodeHints, Envelope, Format, Observer, Origin, Received, YearRule};
@@ -28,8 +31,6 @@ use crate::pipeline::Pipeline;
 const BATCH_RECORDS: usize = 8192;
 /// Bytes per durable ledger batch.
 const BATCH_BYTES: usize = 2 * 1024 * 1024;
-/// Longest single record; a longer line is split into consecutive records of this size.
-const MAX_RECORD: usize = 16 * 1024 * 1024;
 /// Lines sampled for format detection.
 const DETECT_LINES: usize = 64;
 
@@ -41,6 +42,33 @@ pub enum FormatArg {
     Syslog,
     /// Store as text lines without parsing.
     Raw,
+    /// OpenStack notifications, one JSON document per line (bare or in the oslo envelope).
+    OpenstackNotification,
+    /// OpenStack service logs in oslo.log layout (nova-api, nova-compute, …).
+    OsloLog,
+    /// Keystone directory dump: `openstack user|project list --long -f json`.
+    KeystoneDirectory,
+    /// `condor_history -json` output.
+    CondorHistoryJson,
+    /// `condor_history -l` output (ClassAds separated by blank lines).
+    CondorClassad,
+    /// HTCondor job event log (userlog).
+    CondorUserlog,
+}
+
+impl FormatArg {
+    fn format(self) -> Format {
+        match self {
+            FormatArg::Auto | FormatArg::Syslog => Format::Syslog,
+            FormatArg::Raw => Format::Raw,
+            FormatArg::OpenstackNotification => Format::OpenstackNotification,
+            FormatArg::OsloLog => Format::OsloLog,
+            FormatArg::KeystoneDirectory => Format::KeystoneDirectory,
+            FormatArg::CondorHistoryJson => Format::CondorHistoryJson,
+            FormatArg::CondorClassad => Format::CondorClassAd,
+            FormatArg::CondorUserlog => Format::CondorUserlog,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -61,10 +89,11 @@ pub struct IngestArgs {
     /// Default: UTC.
     #[arg(long)]
     pub tz: Option<String>,
-    /// Who observed these records; decides how far they are trusted. Syslog files from VMs
-    /// are `vm` (forgeable by the VM's root); use `hypervisor` for a hypervisor's own logs.
-    #[arg(long, default_value = "vm")]
-    pub observer: Observer,
+    /// Who observed these records; decides how far they are trusted. Default by format:
+    /// syslog is `vm` (forgeable by the VM's root: use `hypervisor` for a hypervisor's own
+    /// logs), OpenStack sources `cloud`, HTCondor sources `vo`.
+    #[arg(long)]
+    pub observer: Option<Observer>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -312,79 +341,19 @@ impl Input {
     }
 }
 
-/// Reads lines (without their `\n`) and splits over-long ones, tracking byte offsets.
-struct Lines<R> {
-    inner: R,
-    offset: u64,
-    line_no: u64,
-    /// The previous chunk ended a line (vs was cut at MAX_RECORD).
-    at_line_start: bool,
-}
-
-impl<R: BufRead> Lines<R> {
-    fn new(inner: R) -> Self {
-        Lines {
-            inner,
-            offset: 0,
-            line_no: 0,
-            at_line_start: true,
-        }
-    }
-
-    /// Next record into `buf`; returns false at end of input. `consumed` counts terminators.
-    fn next_into(&mut self, buf: &mut Vec<u8>, hasher: &mut blake3::Hasher) -> io::Result<bool> {
-        buf.clear();
-        loop {
-            let available = match self.inner.fill_buf() {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if available.is_empty() {
-                if buf.is_empty() {
-                    return Ok(false);
-                }
-                self.start_line();
-                return Ok(true);
-            }
-            let room = MAX_RECORD - buf.len();
-            let window = &available[..available.len().min(room)];
-            if let Some(pos) = memchr_nl(window) {
-                buf.extend_from_slice(&window[..pos]);
-                hasher.update(&window[..=pos]);
-                self.inner.consume(pos + 1);
-                self.offset += pos as u64 + 1;
-                self.start_line();
-                self.at_line_start = true;
-                return Ok(true);
-            }
-            let n = window.len();
-            buf.extend_from_slice(window);
-            hasher.update(window);
-            self.inner.consume(n);
-            self.offset += n as u64;
-            if buf.len() >= MAX_RECORD {
-                self.start_line();
-                self.at_line_start = false;
-                return Ok(true);
-            }
-        }
-    }
-
-    fn start_line(&mut self) {
-        if self.at_line_start {
-            self.line_no += 1;
-        }
-    }
+fn memchr_count(b: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', b).count() as u64
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 /// Pass 1: content length, the longest already-stored prefix, and a sample for detection.
 struct Survey {
     len: u64,
+    /// Lines in the whole content (a last line without terminator counts).
+    lines: u64,
     skip_bytes: u64,
     skip_lines: u64,
     sample: Vec<Vec<u8>>,
@@ -406,6 +375,8 @@ fn survey(pipeline: &Pipeline, input: &Input) -> anyhow::Result<Survey> {
     let mut sample = Vec::new();
     let mut partial = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut newlines = 0u64;
+    let mut last_byte = b'\n';
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -414,6 +385,8 @@ fn survey(pipeline: &Pipeline, input: &Input) -> anyhow::Result<Survey> {
             Err(e) => return Err(e).with_context(|| format!("reading {}", input.name)),
         };
         let mut chunk = &buf[..n];
+        newlines += memchr_count(chunk);
+        last_byte = chunk[n - 1];
         if sample.len() < DETECT_LINES {
             let mut rest = chunk;
             while sample.len() < DETECT_LINES {
@@ -465,6 +438,7 @@ fn survey(pipeline: &Pipeline, input: &Input) -> anyhow::Result<Survey> {
     let (skip_bytes, skip_lines) = best.unwrap_or((0, 0));
     Ok(Survey {
         len: pos,
+        lines: newlines + u64::from(last_byte != b'\n'),
         skip_bytes,
         skip_lines,
         sample,
@@ -476,13 +450,11 @@ fn ingest_one(
     input: &Input,
     format: FormatArg,
     hints: &DecodeHints,
-    observer: Observer,
+    observer: Option<Observer>,
     on_receipt: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<FileSummary> {
     let survey = survey(pipeline, input)?;
     let format = match format {
-        FormatArg::Syslog => Format::Syslog,
-        FormatArg::Raw => Format::Raw,
         FormatArg::Auto => {
             let sample: Vec<&[u8]> = survey
                 .sample
@@ -491,28 +463,46 @@ fn ingest_one(
                 .collect();
             decode::detect(&sample)
         }
+        f => f.format(),
     };
+    let observer = observer.unwrap_or_else(|| format.default_observer());
     let progress = progress_bar(survey.len, &input.name);
-    let mut lines = Lines::new(input.reader()?);
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = Vec::new();
-    // Skip the prefix an earlier import already stored (its hash was checked in pass 1).
-    while lines.offset < survey.skip_bytes {
-        if !lines.next_into(&mut buf, &mut hasher)? {
+    let mut reader = input.reader()?;
+    let mut prefix = PrefixHasher::default();
+    let mut chunk = vec![0u8; 1 << 20];
+    // Skip the prefix an earlier import already stored (its hash was checked in pass 1), but
+    // hash it: new marks cover the whole prefix.
+    let mut to_skip = survey.skip_bytes;
+    while to_skip > 0 {
+        let want = chunk
+            .len()
+            .min(usize::try_from(to_skip).unwrap_or(usize::MAX));
+        let n = read_some(&mut reader, &mut chunk[..want], &input.name)?;
+        if n == 0 {
             break;
         }
+        prefix.feed(&chunk[..n]);
+        to_skip -= n as u64;
     }
-    lines.line_no = survey.skip_lines;
+    let mut framer = Framer::starting_at(framing(format), survey.skip_bytes, survey.skip_lines + 1);
+    let mut frames = Vec::new();
     let mut stored = 0u64;
     let mut batch: Vec<Envelope> = Vec::with_capacity(BATCH_RECORDS + 1);
     let mut batch_bytes = 0usize;
+    let mut last_end;
     let mut received = Received::now();
     loop {
-        let more = lines
-            .next_into(&mut buf, &mut hasher)
-            .with_context(|| format!("reading {}", input.name))?;
+        let n = read_some(&mut reader, &mut chunk, &input.name)?;
+        let more = n > 0;
         if more {
-            batch_bytes += buf.len();
+            prefix.feed(&chunk[..n]);
+            framer.push(&chunk[..n], &mut frames);
+        } else {
+            framer.finish(&mut frames);
+        }
+        for frame in frames.drain(..) {
+            batch_bytes += frame.raw.len();
+            last_end = frame.end;
             batch.push(Envelope::Record(RecordEnvelope {
                 received,
                 observer,
@@ -520,45 +510,141 @@ fn ingest_one(
                 hints: hints.clone(),
                 origin: Origin::File {
                     path: input.name.clone(),
-                    line: lines.line_no,
+                    line: frame.line,
                 },
-                raw: buf.clone(),
+                raw: frame.raw,
             }));
-        }
-        if !batch.is_empty()
-            && (!more || batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES)
-        {
-            let records = batch.len() as u64;
-            batch.push(Envelope::ImportMark(ImportMark {
-                received,
-                path: input.name.clone(),
-                bytes: lines.offset,
-                lines: lines.line_no,
-                prefix_hash: *hasher.clone().finalize().as_bytes(),
-                complete: !more,
-            }));
-            let receipt = pipeline.append(std::mem::take(&mut batch))?;
-            let first = receipt.first.get();
-            on_receipt(first, first + receipt.count - 1);
-            stored += records;
-            batch_bytes = 0;
-            progress.set_position(lines.offset);
-            received = Received::now();
+            if batch.len() >= BATCH_RECORDS || batch_bytes >= BATCH_BYTES {
+                stored += flush(
+                    pipeline,
+                    &mut batch,
+                    input,
+                    last_end,
+                    &mut prefix,
+                    false,
+                    received,
+                    on_receipt,
+                )?;
+                batch_bytes = 0;
+                progress.set_position(last_end);
+                received = Received::now();
+            }
         }
         if !more {
             break;
         }
+    }
+    // The last batch carries the completing mark, even when it holds no record (a file whose
+    // tail was all separators still completes its import).
+    let end = framer.framed_offset();
+    if !batch.is_empty() || end > survey.skip_bytes {
+        stored += flush(
+            pipeline,
+            &mut batch,
+            input,
+            end,
+            &mut prefix,
+            true,
+            received,
+            on_receipt,
+        )?;
     }
     progress.finish_and_clear();
     Ok(FileSummary {
         path: input.name.clone(),
         format: format.name(),
         bytes: survey.len,
-        lines: lines.line_no,
+        lines: survey.lines,
         stored,
         skipped_lines: survey.skip_lines,
         skipped_bytes: survey.skip_bytes,
     })
+}
+
+/// Append `batch` closed by an import mark for the first `end` bytes; returns records stored.
+#[allow(clippy::too_many_arguments)]
+fn flush(
+    pipeline: &mut Pipeline,
+    batch: &mut Vec<Envelope>,
+    input: &Input,
+    end: u64,
+    prefix: &mut PrefixHasher,
+    complete: bool,
+    received: Received,
+    on_receipt: &mut dyn FnMut(u64, u64),
+) -> anyhow::Result<u64> {
+    let records = batch.len() as u64;
+    let prefix_hash = prefix.hash_to(end);
+    batch.push(Envelope::ImportMark(ImportMark {
+        received,
+        path: input.name.clone(),
+        bytes: end,
+        // A completed import counts a last line that had no terminator.
+        lines: prefix.newlines + u64::from(complete && end > 0 && prefix.last_byte != b'\n'),
+        prefix_hash,
+        complete,
+    }));
+    let receipt = pipeline.append(std::mem::take(batch))?;
+    let first = receipt.first.get();
+    on_receipt(first, first + receipt.count - 1);
+    Ok(records)
+}
+
+fn read_some(reader: &mut dyn BufRead, buf: &mut [u8], name: &str) -> anyhow::Result<usize> {
+    loop {
+        match reader.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {name}")),
+        }
+    }
+}
+
+/// BLAKE3 of the content read so far, up to any offset at or behind the read position: the
+/// bytes not yet covered are kept until a mark asks for them.
+struct PrefixHasher {
+    hasher: blake3::Hasher,
+    /// Stream offset up to which `hasher` has been fed.
+    pos: u64,
+    /// Bytes from `pos` on, read but not yet hashed.
+    unhashed: Vec<u8>,
+    /// Line terminators in the first `pos` bytes: the mark's line count, so a resumed import
+    /// numbers its lines on from there.
+    newlines: u64,
+    /// The last byte hashed (`\n` before any).
+    last_byte: u8,
+}
+
+impl Default for PrefixHasher {
+    fn default() -> Self {
+        PrefixHasher {
+            hasher: blake3::Hasher::new(),
+            pos: 0,
+            unhashed: Vec::new(),
+            newlines: 0,
+            last_byte: b'\n',
+        }
+    }
+}
+
+impl PrefixHasher {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.unhashed.extend_from_slice(bytes);
+    }
+
+    fn hash_to(&mut self, end: u64) -> [u8; 32] {
+        let n = usize::try_from(end.saturating_sub(self.pos))
+            .unwrap_or(usize::MAX)
+            .min(self.unhashed.len());
+        self.hasher.update(&self.unhashed[..n]);
+        self.newlines += memchr_count(&self.unhashed[..n]);
+        if n > 0 {
+            self.last_byte = self.unhashed[n - 1];
+        }
+        self.unhashed.drain(..n);
+        self.pos += n as u64;
+        *self.hasher.clone().finalize().as_bytes()
+    }
 }
 
 fn progress_bar(len: u64, name: &str) -> ProgressBar {

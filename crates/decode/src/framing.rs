@@ -1,0 +1,498 @@
+//! Framing: where one record ends and the next begins, for each format's files.
+//!
+//! Syslog and service logs are one record per line; a Keystone dump or `condor_history -json`
+//! is one JSON array whose elements are the records; `condor_history -l` separates ads with
+//! blank lines; a userlog event ends with a line `...`. [`Framer`] is fed bytes in chunks of any
+//! size (streaming: a file is never held whole) and hands back complete records with the line
+//! they start on and the byte offset just past them, which the ingest's import marks use.
+//!
+//! Pure: no I/O. It never drops content: bytes that belong to no record are only the
+//! separators themselves (line terminators, blank lines, the array's `[` `,` `]` and the
+//! whitespace between elements); anything else — a JSON file that is not an array, text
+//! after the array — becomes a record of its own, which its decoder then reports as not
+//! understood. Records longer than [`MAX_RECORD`] are cut into consecutive records.
+
+use model::Format;
+
+/// Longest single record; longer content is cut into consecutive records of this size.
+pub const MAX_RECORD: usize = 16 * 1024 * 1024;
+
+/// How a format's files are cut into records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// One record per line (`\n`; a `\r` before it stays in the record, as received).
+    Lines,
+    /// The elements of one top-level JSON array.
+    JsonArray,
+    /// Blocks of lines separated by blank lines.
+    Blocks,
+    /// Blocks of lines each ending with a line equal to the terminator (userlog `...`).
+    Terminated(&'static [u8]),
+}
+
+pub fn framing(format: Format) -> Framing {
+    match format {
+        Format::KeystoneDirectory | Format::CondorHistoryJson => Framing::JsonArray,
+        Format::CondorClassAd => Framing::Blocks,
+        Format::CondorUserlog => Framing::Terminated(b"..."),
+        Format::Syslog
+        | Format::Raw
+        | Format::OpenstackNotification
+        | Format::OsloLog
+        | Format::Unknown(_) => Framing::Lines,
+    }
+}
+
+/// One record cut from the stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub raw: Vec<u8>,
+    /// 1-based line number of the record's first byte.
+    pub line: u64,
+    /// Byte offset just past the record and its separator: everything before it is framed.
+    pub end: u64,
+}
+
+/// Streaming framer. Feed with [`Framer::push`], close with [`Framer::finish`].
+#[derive(Debug)]
+pub struct Framer {
+    framing: Framing,
+    /// Bytes not yet framed, starting at stream offset `base`.
+    pending: Vec<u8>,
+    base: u64,
+    /// Line number at `base`.
+    base_line: u64,
+    /// JSON state, carried across pushes.
+    json: JsonState,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct JsonState {
+    /// Scan position inside `pending`.
+    pos: usize,
+    /// Saw the top-level `[`.
+    opened: bool,
+    /// The array closed: everything after it is trailing content.
+    closed: bool,
+    /// Not an array at all: the rest is one record (per MAX_RECORD).
+    not_array: bool,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// Start of the current element inside `pending`, if one is open.
+    elem_start: Option<usize>,
+}
+
+impl Framer {
+    pub fn new(framing: Framing) -> Framer {
+        Framer::starting_at(framing, 0, 1)
+    }
+
+    /// A framer for a stream whose first `offset` bytes (lines up to `line - 1`) were already
+    /// framed by an earlier import: offsets and line numbers continue from there.
+    pub fn starting_at(framing: Framing, offset: u64, line: u64) -> Framer {
+        Framer {
+            framing,
+            pending: Vec::new(),
+            base: offset,
+            base_line: line,
+            // Records end inside the array, so a resumed JSON stream is inside it too.
+            json: JsonState {
+                opened: offset > 0,
+                ..JsonState::default()
+            },
+        }
+    }
+
+    /// Offset just past the last byte handed out in a frame or skipped as a separator.
+    pub fn framed_offset(&self) -> u64 {
+        self.base
+    }
+
+    /// Add bytes; complete records are appended to `out`.
+    pub fn push(&mut self, chunk: &[u8], out: &mut Vec<Frame>) {
+        self.pending.extend_from_slice(chunk);
+        match self.framing {
+            Framing::Lines => self.lines(out, false),
+            Framing::Blocks => self.blocks(out, None, false),
+            Framing::Terminated(t) => self.blocks(out, Some(t), false),
+            Framing::JsonArray => self.json_array(out, false),
+        }
+    }
+
+    /// End of input: whatever is left becomes the last record(s).
+    pub fn finish(&mut self, out: &mut Vec<Frame>) {
+        match self.framing {
+            Framing::Lines => self.lines(out, true),
+            Framing::Blocks => self.blocks(out, None, true),
+            Framing::Terminated(t) => self.blocks(out, Some(t), true),
+            Framing::JsonArray => self.json_array(out, true),
+        }
+    }
+
+    /// Hand out `pending[start..end]` as a record and consume `pending[..consumed]`.
+    fn emit(&mut self, start: usize, end: usize, consumed: usize, out: &mut Vec<Frame>) {
+        let line = self.base_line + count_lines(&self.pending[..start]);
+        let mut s = start;
+        loop {
+            let e = (s + MAX_RECORD).min(end);
+            out.push(Frame {
+                raw: self.pending[s..e].to_vec(),
+                line,
+                end: self.base + if e == end { consumed } else { e } as u64,
+            });
+            s = e;
+            if s >= end {
+                break;
+            }
+        }
+        self.consume(consumed);
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.base_line += count_lines(&self.pending[..n]);
+        self.base += n as u64;
+        self.pending.drain(..n);
+    }
+
+    fn lines(&mut self, out: &mut Vec<Frame>, at_end: bool) {
+        loop {
+            match memchr::memchr(b'\n', &self.pending) {
+                Some(nl) => self.emit(0, nl, nl + 1, out),
+                None if self.pending.len() >= MAX_RECORD => {
+                    self.emit(0, MAX_RECORD, MAX_RECORD, out)
+                }
+                None => break,
+            }
+        }
+        if at_end && !self.pending.is_empty() {
+            let n = self.pending.len();
+            self.emit(0, n, n, out);
+        }
+    }
+
+    /// Blank-line separated blocks, or blocks ended by a terminator line (kept in the record).
+    fn blocks(&mut self, out: &mut Vec<Frame>, terminator: Option<&[u8]>, at_end: bool) {
+        let mut line_start = 0;
+        let mut block_start: Option<usize> = None;
+        // Re-scans pending from the start each push: blocks are small (an ad, an event), and
+        // pending never holds more than one unfinished block plus one chunk.
+        while let Some(rel) = memchr::memchr(b'\n', &self.pending[line_start..]) {
+            let nl = line_start + rel;
+            let line = strip_cr(&self.pending[line_start..nl]);
+            let blank = line.iter().all(u8::is_ascii_whitespace);
+            match terminator {
+                None if blank => {
+                    if let Some(s) = block_start.take() {
+                        self.emit(s, line_start.saturating_sub(1).max(s), nl + 1, out);
+                        line_start = 0;
+                        continue;
+                    }
+                    // Blank lines between blocks are separators.
+                    self.consume(nl + 1);
+                    line_start = 0;
+                    continue;
+                }
+                Some(t) if line == t => {
+                    let s = block_start.take().unwrap_or(line_start);
+                    self.emit(s, nl, nl + 1, out);
+                    line_start = 0;
+                    continue;
+                }
+                Some(_) if blank && block_start.is_none() => {
+                    self.consume(nl + 1);
+                    line_start = 0;
+                    continue;
+                }
+                _ => {
+                    block_start.get_or_insert(line_start);
+                }
+            }
+            line_start = nl + 1;
+            if nl + 1 - block_start.unwrap_or(0) >= MAX_RECORD {
+                let s = block_start.take().unwrap_or(0);
+                self.emit(s, nl, nl + 1, out);
+                line_start = 0;
+            }
+        }
+        if self.pending.len() >= MAX_RECORD {
+            let n = self.pending.len();
+            self.emit(0, n, n, out);
+            return;
+        }
+        if at_end {
+            let rest = &self.pending;
+            if rest.iter().all(u8::is_ascii_whitespace) {
+                let n = rest.len();
+                self.consume(n);
+            } else {
+                let start = block_start.unwrap_or(0);
+                let mut end = self.pending.len();
+                while end > start && self.pending[end - 1].is_ascii_whitespace() {
+                    end -= 1;
+                }
+                let n = self.pending.len();
+                self.emit(start, end, n, out);
+            }
+        }
+    }
+
+    fn json_array(&mut self, out: &mut Vec<Frame>, at_end: bool) {
+        let mut st = self.json;
+        let mut i = st.pos;
+        while i < self.pending.len() {
+            let b = self.pending[i];
+            if st.not_array || st.closed {
+                break;
+            }
+            if !st.opened {
+                if b.is_ascii_whitespace() || (i == 0 && self.base == 0 && b == 0xEF) {
+                    i += 1;
+                    continue;
+                }
+                if b == b'[' {
+                    st.opened = true;
+                    i += 1;
+                    self.json = JsonState { pos: i, ..st };
+                    self.consume(i);
+                    st = self.json;
+                    st.pos = 0;
+                    i = 0;
+                    continue;
+                }
+                st.not_array = true;
+                break;
+            }
+            if st.in_string {
+                if st.escaped {
+                    st.escaped = false;
+                } else if b == b'\\' {
+                    st.escaped = true;
+                } else if b == b'"' {
+                    st.in_string = false;
+                }
+                i += 1;
+                continue;
+            }
+            match b {
+                b'"' => {
+                    st.in_string = true;
+                    st.elem_start.get_or_insert(i);
+                }
+                b'{' | b'[' => {
+                    st.depth += 1;
+                    st.elem_start.get_or_insert(i);
+                }
+                b'}' | b']' if st.depth > 0 => st.depth -= 1,
+                b']' => {
+                    // End of the top-level array.
+                    if let Some(s) = st.elem_start.take() {
+                        let end = trim_end(&self.pending, s, i);
+                        self.json = JsonState { pos: 0, ..st };
+                        self.emit(s, end, i + 1, out);
+                    } else {
+                        self.consume(i + 1);
+                    }
+                    st = self.json;
+                    st.closed = true;
+                    st.elem_start = None;
+                    i = 0;
+                    continue;
+                }
+                b',' if st.depth == 0 => {
+                    if let Some(s) = st.elem_start.take() {
+                        let end = trim_end(&self.pending, s, i);
+                        self.json = JsonState { pos: 0, ..st };
+                        self.emit(s, end, i + 1, out);
+                        st = self.json;
+                        st.elem_start = None;
+                    } else {
+                        self.consume(i + 1);
+                    }
+                    i = 0;
+                    continue;
+                }
+                c if c.is_ascii_whitespace() => {}
+                _ => {
+                    st.elem_start.get_or_insert(i);
+                }
+            }
+            i += 1;
+            if let Some(s) = st.elem_start
+                && i - s >= MAX_RECORD
+            {
+                self.json = JsonState { pos: 0, ..st };
+                self.emit(s, i, i, out);
+                st = self.json;
+                st.elem_start = Some(0);
+                i = 0;
+            }
+        }
+        st.pos = i;
+        self.json = st;
+        if (st.not_array || st.closed) && !self.pending.is_empty() {
+            // Content outside the array: kept, as lines, for its decoder to report.
+            if self.pending.iter().all(u8::is_ascii_whitespace) {
+                let n = self.pending.len();
+                self.consume(n);
+            } else if at_end || self.pending.len() >= MAX_RECORD {
+                let n = self.pending.len();
+                let end = trim_end(&self.pending, 0, n);
+                let start = self
+                    .pending
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(0);
+                self.emit(start, end.max(start), n, out);
+            }
+        } else if at_end && !self.pending.is_empty() {
+            // An array that never closed: the open element (if any) is the last record.
+            let n = self.pending.len();
+            let start = st.elem_start.unwrap_or(0);
+            let end = trim_end(&self.pending, start, n);
+            if end > start {
+                self.emit(start, end, n, out);
+            } else {
+                self.consume(n);
+            }
+        }
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn trim_end(b: &[u8], start: usize, mut end: usize) -> usize {
+    while end > start && b[end - 1].is_ascii_whitespace() {
+        end -= 1;
+    }
+    end
+}
+
+fn count_lines(b: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', b).count() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frame `input` fed in chunks of every size from 1 to 7 and whole: the result must not
+    /// depend on how the bytes arrived.
+    fn frames(framing: Framing, input: &[u8]) -> Vec<(String, u64, u64)> {
+        let mut reference = None;
+        for chunk in [1usize, 2, 3, 5, 7, input.len().max(1)] {
+            let mut f = Framer::new(framing);
+            let mut out = Vec::new();
+            for c in input.chunks(chunk) {
+                f.push(c, &mut out);
+            }
+            f.finish(&mut out);
+            let got: Vec<(String, u64, u64)> = out
+                .into_iter()
+                .map(|fr| {
+                    (
+                        String::from_utf8_lossy(&fr.raw).into_owned(),
+                        fr.line,
+                        fr.end,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                f.framed_offset(),
+                input.len() as u64,
+                "chunk {chunk}: all framed"
+            );
+            match &reference {
+                None => reference = Some(got),
+                Some(r) => assert_eq!(&got, r, "chunk size {chunk} changed the framing"),
+            }
+        }
+        reference.unwrap_or_default()
+    }
+
+    #[test]
+    fn lines_keep_cr_and_a_last_line_without_terminator() {
+        assert_eq!(
+            frames(Framing::Lines, b"a\r\nbb\n\nc"),
+            [
+                ("a\r".into(), 1, 3),
+                ("bb".into(), 2, 6),
+                ("".into(), 3, 7),
+                ("c".into(), 4, 8)
+            ]
+        );
+    }
+
+    #[test]
+    fn json_array_elements_with_nested_brackets_and_strings() {
+        let input = br#"[
+  {"ID": "u1", "Name": "a,]}b", "x": [1, {"y": "\"]"}]},
+  {"ID": "u2"}
+]
+"#;
+        assert_eq!(
+            frames(Framing::JsonArray, input),
+            [
+                (
+                    r#"{"ID": "u1", "Name": "a,]}b", "x": [1, {"y": "\"]"}]}"#.into(),
+                    2,
+                    58
+                ),
+                (r#"{"ID": "u2"}"#.into(), 3, 75),
+            ]
+        );
+    }
+
+    #[test]
+    fn json_that_is_not_an_array_is_one_record_and_an_empty_array_none() {
+        assert_eq!(
+            frames(Framing::JsonArray, b"  {\"a\": 1}\n"),
+            [("{\"a\": 1}".into(), 1, 11)]
+        );
+        assert!(frames(Framing::JsonArray, b"[ ]\n").is_empty());
+        assert_eq!(
+            frames(Framing::JsonArray, b"[{\"a\":1}, {\"b\""),
+            [("{\"a\":1}".into(), 1, 9), ("{\"b\"".into(), 1, 14)]
+        );
+        assert_eq!(
+            frames(Framing::JsonArray, b"[1,2] trailing"),
+            [
+                ("1".into(), 1, 3),
+                ("2".into(), 1, 5),
+                ("trailing".into(), 1, 14)
+            ]
+        );
+    }
+
+    #[test]
+    fn classad_blocks_split_on_blank_lines() {
+        let input = b"\nA = 1\nB = \"x\"\n\n\nC = 2\r\n\r\nD = 3";
+        assert_eq!(
+            frames(Framing::Blocks, input),
+            [
+                ("A = 1\nB = \"x\"".into(), 2, 16),
+                ("C = 2\r".into(), 6, 26),
+                ("D = 3".into(), 8, 31)
+            ]
+        );
+    }
+
+    #[test]
+    fn userlog_events_end_with_their_terminator_line() {
+        let input = b"000 (1.0.0) 01/02 03:04:05 Job submitted\n\tfrom host\n...\n001 (1.0.0) x\n...\ntrailing";
+        assert_eq!(
+            frames(Framing::Terminated(b"..."), input),
+            [
+                (
+                    "000 (1.0.0) 01/02 03:04:05 Job submitted\n\tfrom host\n...".into(),
+                    1,
+                    56
+                ),
+                ("001 (1.0.0) x\n...".into(), 4, 74),
+                ("trailing".into(), 6, 82),
+            ]
+        );
+    }
+}
