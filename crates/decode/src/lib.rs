@@ -13,7 +13,10 @@
 
 pub mod classify;
 pub mod framing;
+pub mod htcondor;
 pub mod ips;
+pub mod netfilter;
+pub mod openstack;
 pub mod syslog;
 mod text;
 
@@ -50,18 +53,15 @@ pub fn decode(env: &RecordEnvelope) -> Event {
         Format::Syslog => {
             syslog::parse_into(&mut ev, &env.hints);
             classify::classify(&mut ev);
+            netfilter::classify(&mut ev);
         }
+        Format::OpenstackNotification => openstack::notification::parse_into(&mut ev, &env.hints),
+        Format::OsloLog => openstack::oslo_log::parse_into(&mut ev, &env.hints),
+        Format::KeystoneDirectory => openstack::keystone::parse_into(&mut ev, &env.hints),
+        Format::CondorHistoryJson => htcondor::history_json::parse_into(&mut ev, &env.hints),
+        Format::CondorClassAd => htcondor::classad::parse_into(&mut ev, &env.hints),
+        Format::CondorUserlog => htcondor::userlog::parse_into(&mut ev, &env.hints),
         Format::Raw => decode_raw(&mut ev, "not_parsed", "a known format (format is raw)"),
-        Format::OpenstackNotification
-        | Format::OsloLog
-        | Format::KeystoneDirectory
-        | Format::CondorHistoryJson
-        | Format::CondorClassAd
-        | Format::CondorUserlog => decode_raw(
-            &mut ev,
-            "unsupported_format",
-            "a format this build decodes (its decoder is not written yet)",
-        ),
         Format::Unknown(_) => decode_raw(
             &mut ev,
             "unknown_format",
@@ -75,6 +75,11 @@ pub fn decode(env: &RecordEnvelope) -> Event {
 /// Guess the format of a file from its first lines (already split, terminators stripped).
 /// Syslog if most non-empty lines parse as some syslog shape, else Raw.
 pub fn detect(sample_lines: &[&[u8]]) -> Format {
+    if let Some(f) =
+        openstack::looks_like(sample_lines).or_else(|| htcondor::looks_like(sample_lines))
+    {
+        return f;
+    }
     let mut non_empty = 0usize;
     let mut syslog_like = 0usize;
     for line in sample_lines {
@@ -95,7 +100,7 @@ pub fn detect(sample_lines: &[&[u8]]) -> Format {
 }
 
 /// Raw and unknown formats: the whole record is the message, with one issue saying why.
-fn decode_raw(ev: &mut Event, kind: &str, expected: &str) {
+pub(crate) fn decode_raw(ev: &mut Event, kind: &str, expected: &str) {
     ev.source_kind = "raw".to_string();
     let line = text::strip_terminators(&ev.raw);
     ev.message = text::lossy(line);
