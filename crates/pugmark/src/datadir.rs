@@ -7,6 +7,7 @@
 //! DATA/ledger/         the evidence: segments, block indexes, checkpoints
 //! DATA/index/          view: tantivy search index
 //! DATA/imports/        view: what each file import already stored (dedup)
+//! DATA/facts/          view: SQLite fact store (VMs, leases, directory, payload jobs)
 //! DATA/tmp/            spool for stdin imports
 //! ```
 //! Views hold nothing that is not in the ledger; deleting them loses no evidence.
@@ -82,6 +83,9 @@ impl DataDir {
     }
     pub fn index(&self) -> PathBuf {
         self.root.join("index")
+    }
+    pub fn facts(&self) -> PathBuf {
+        self.root.join("facts")
     }
     pub fn imports(&self) -> PathBuf {
         self.root.join("imports")

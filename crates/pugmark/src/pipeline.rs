@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 use ledger::{Ledger, LedgerOptions, LedgerReader, OpenReport, Receipt};
 use model::{Envelope, Event};
+use views::facts::FactStore;
 use views::search::SearchIndex;
 
 use crate::datadir::DataDir;
@@ -64,6 +65,10 @@ enum ToIndexer {
         first_seq: u64,
         envelopes: Vec<Envelope>,
         counted: bool,
+        /// Records at or below these positions are already in the search index / fact store
+        /// (catch-up after a crash can overlap one view and not the other).
+        index_has: u64,
+        facts_has: u64,
     },
 }
 
@@ -93,9 +98,12 @@ impl Pipeline {
         let index = SearchIndex::open_or_create(dd.index())
             .with_context(|| format!("opening search index in {}", dd.index().display()))?;
         let imports = ImportsView::open(&dd.imports())?;
+        let facts = FactStore::open(dd.facts())
+            .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
         let indexed = index.last_indexed_seq()?.unwrap_or(0);
+        let facts_has = facts.last_seq()?.unwrap_or(0);
         let writer = index.writer_with_threads(index_threads(), INDEX_HEAP_BYTES)?;
-        let indexer = spawn_indexer(writer);
+        let indexer = spawn_indexer(writer, facts);
         let mut p = Pipeline {
             ledger,
             imports,
@@ -103,14 +111,14 @@ impl Pipeline {
             caught_up: 0,
             open_report,
         };
-        p.catch_up(&dd.ledger(), indexed)?;
+        p.catch_up(&dd.ledger(), indexed, facts_has)?;
         Ok(p)
     }
 
     /// Feed the views every ledger record they have not seen (after a crash, or a deleted view).
-    fn catch_up(&mut self, ledger_dir: &Path, indexed: u64) -> anyhow::Result<()> {
+    fn catch_up(&mut self, ledger_dir: &Path, indexed: u64, facts_has: u64) -> anyhow::Result<()> {
         let last = self.ledger.next_seq().saturating_sub(1);
-        let from = indexed.min(self.imports.last_seq()) + 1;
+        let from = indexed.min(facts_has).min(self.imports.last_seq()) + 1;
         if from > last {
             return Ok(());
         }
@@ -129,8 +137,8 @@ impl Pipeline {
             {
                 self.imports.apply(seq, m);
             }
-            // Records the index already has are skipped: re-adding would duplicate documents.
-            if seq <= indexed {
+            // Records both views already have are skipped: re-adding would duplicate documents.
+            if seq <= indexed.min(facts_has) {
                 first = seq + 1;
                 continue;
             }
@@ -140,11 +148,11 @@ impl Pipeline {
             batch.push(env);
             self.caught_up += 1;
             if batch.len() == 4096 {
-                self.send(first, std::mem::take(&mut batch), false)?;
+                self.send(first, std::mem::take(&mut batch), false, indexed, facts_has)?;
             }
         }
         if !batch.is_empty() {
-            self.send(first, batch, false)?;
+            self.send(first, batch, false, indexed, facts_has)?;
         }
         self.imports.advance(last);
         Ok(())
@@ -168,7 +176,7 @@ impl Pipeline {
         }
         self.imports
             .advance(first + receipt.count.saturating_sub(1));
-        self.send(first, envelopes, true)?;
+        self.send(first, envelopes, true, 0, 0)?;
         Ok(receipt)
     }
 
@@ -177,6 +185,8 @@ impl Pipeline {
         first_seq: u64,
         envelopes: Vec<Envelope>,
         counted: bool,
+        index_has: u64,
+        facts_has: u64,
     ) -> anyhow::Result<()> {
         let indexer = self
             .indexer
@@ -188,6 +198,8 @@ impl Pipeline {
                 first_seq,
                 envelopes,
                 counted,
+                index_has,
+                facts_has,
             })
             .is_err()
         {
@@ -219,7 +231,7 @@ impl Pipeline {
     }
 }
 
-fn spawn_indexer(mut writer: views::search::IndexWriter) -> Indexer {
+fn spawn_indexer(mut writer: views::search::IndexWriter, mut facts: FactStore) -> Indexer {
     let (tx, rx) = sync_channel::<ToIndexer>(8);
     let handle = std::thread::Builder::new()
         .name("pugmark-index".into())
@@ -232,7 +244,10 @@ fn spawn_indexer(mut writer: views::search::IndexWriter) -> Indexer {
                     first_seq,
                     envelopes,
                     counted,
+                    index_has,
+                    facts_has,
                 } = msg;
+                let mut fact_events = Vec::new();
                 for (i, env) in envelopes.iter().enumerate() {
                     let seq = first_seq + i as u64;
                     if let Envelope::Record(r) = env {
@@ -240,9 +255,17 @@ fn spawn_indexer(mut writer: views::search::IndexWriter) -> Indexer {
                         if counted {
                             stats.count(&event);
                         }
-                        writer.add(seq, &event)?;
+                        if seq > index_has {
+                            writer.add(seq, &event)?;
+                        }
+                        if seq > facts_has && FactStore::is_fact_source(&event) {
+                            fact_events.push((seq, event));
+                        }
                     }
                     last_seq = Some(seq);
+                }
+                if let Some(seq) = last_seq {
+                    facts.apply(&fact_events, seq)?;
                 }
                 if let Some(seq) = last_seq
                     && last_commit.elapsed() >= INDEX_COMMIT_EVERY

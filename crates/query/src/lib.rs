@@ -11,3 +11,4 @@
 
 pub mod lang;
 pub mod search;
+pub mod who;

@@ -7,9 +7,14 @@
 //!
 //! What is not here: the query language (crate `query` parses it and lowers it to
 //! [`search::IndexQuery`]), ledger access (the caller feeds `(seq, Event)` pairs and catches up
-//! from [`search::SearchIndex::last_indexed_seq`]), and the fact store (later).
+//! from [`search::SearchIndex::last_indexed_seq`]).
+//!
+//! Also here: [`facts::FactStore`] (SQLite, fenced here like tantivy): observations about VMs,
+//! address leases, directory entries and payload jobs, from which crate `query` derives the
+//! intervals `who`, `timeline` and `report` answer with.
 
 pub mod error;
+pub mod facts;
 pub mod search;
 
 pub use error::SearchError;

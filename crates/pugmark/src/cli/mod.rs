@@ -7,6 +7,7 @@ mod ingest;
 mod reindex;
 mod search;
 mod verify;
+mod who;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,8 +48,10 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Check every ledger segment, the hash chain and the signed checkpoints.
     Verify(verify::VerifyArgs),
-    /// Rebuild every view (search index, imports) from the ledger.
+    /// Rebuild every view (search index, fact store, imports) from the ledger.
     Reindex(reindex::ReindexArgs),
+    /// Which VM held an IP, MAC or hostname at a moment: owner, payload users, hypervisor.
+    Who(who::WhoArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Search(a) => search::run(a),
         Command::Verify(a) => verify::run(a),
         Command::Reindex(a) => reindex::run(a),
+        Command::Who(a) => who::run(a),
     }
 }
 

@@ -20,7 +20,7 @@ pub struct ReindexArgs {
 pub fn run(args: ReindexArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
     let started = Instant::now();
-    for dir in [dd.index(), dd.imports()] {
+    for dir in [dd.index(), dd.imports(), dd.facts()] {
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

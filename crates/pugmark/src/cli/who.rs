@@ -1,0 +1,129 @@
+//! `pugmark who`: which VM held an IP, MAC or hostname at a moment, its owner, the payload
+//! users the VO names, its hypervisor — with the evidence. The answer comes from
+//! `query::who` over the fact store; this file only parses flags and prints.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use jiff::Timestamp;
+use query::who::{AddrKind, WhoQuery, who};
+use views::facts::FactStore;
+
+use crate::cli::{DataArgs, parse_time};
+use crate::datadir::DataDir;
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("address").required(true).args(["ip", "host", "mac"])))]
+pub struct WhoArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// An IP address (v4 or v6).
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// A hostname as the cloud assigned it to a VM.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// A MAC address (any case).
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// The moment (RFC 3339, e.g. 2026-10-14T10:05:00Z).
+    #[arg(long, value_parser = parse_time)]
+    pub at: Timestamp,
+    /// JSON output (the contract: query, matches[vm, owner, payload_users, lease, evidence,
+    /// ambiguous]).
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::open(&args.data.data, false)?;
+    let (kind, value) = match (&args.ip, &args.host, &args.mac) {
+        (Some(ip), _, _) => (AddrKind::Ip, ip.to_string()),
+        (_, Some(h), _) => (AddrKind::Host, h.clone()),
+        (_, _, Some(m)) => {
+            let ok = m.split(':').count() == 6
+                && m.split(':')
+                    .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok());
+            if !ok {
+                bail!("--mac {m:?} is not a MAC address such as fa:16:3e:4c:2c:30");
+            }
+            (AddrKind::Mac, m.to_lowercase())
+        }
+        _ => bail!("one of --ip, --host or --mac is required"),
+    };
+    let store = FactStore::open(dd.facts())
+        .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
+    let answer = who(
+        &store,
+        &WhoQuery {
+            kind,
+            value: value.clone(),
+            at: args.at,
+        },
+    )?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &answer)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if answer.matches.is_empty() {
+        writeln!(out, "no VM held {value} at {}", args.at)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if answer.matches.len() > 1 {
+        writeln!(
+            out,
+            "AMBIGUOUS: {} VMs held {value} at {}; all are listed",
+            answer.matches.len(),
+            args.at
+        )?;
+    }
+    let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
+    for m in &answer.matches {
+        writeln!(
+            out,
+            "VM {} ({}, hostname {}) on hypervisor {}, image {}",
+            m.vm.uuid,
+            or_unknown(&m.vm.name),
+            or_unknown(&m.vm.hostname),
+            or_unknown(&m.vm.hypervisor),
+            or_unknown(&m.vm.image)
+        )?;
+        writeln!(
+            out,
+            "  owner: user {} ({}), project {} ({})",
+            or_unknown(&m.owner.user_id),
+            or_unknown(&m.owner.user_name),
+            or_unknown(&m.owner.project_id),
+            or_unknown(&m.owner.project_name)
+        )?;
+        writeln!(
+            out,
+            "  held {value} from {} to {}",
+            m.lease.from,
+            m.lease.to.clone().unwrap_or_else(|| "now".into())
+        )?;
+        for p in &m.payload_users {
+            writeln!(
+                out,
+                "  payload: job {} of {} ({}) from {} to {}",
+                p.job_id,
+                or_unknown(&p.owner),
+                or_unknown(&p.dn),
+                or_unknown(&p.from),
+                or_unknown(&p.to)
+            )?;
+        }
+        for e in &m.evidence {
+            writeln!(
+                out,
+                "  evidence #{} [{}] {} {}: {}",
+                e.seq, e.observer, e.time, e.source, e.summary
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

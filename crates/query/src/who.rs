@@ -1,0 +1,420 @@
+//! `who`: which VM held an address (IP, MAC or hostname) at a moment, who owned it, whose
+//! payload ran there, on which hypervisor — with the evidence, and without ever guessing.
+//!
+//! Intervals are derived here from the fact store's observations (DESIGN.md "Events and
+//! facts"): walking one VM's observations in time order, a lease of the address opens at the
+//! first observation that lists it and closes at the first later one whose (non-empty) list
+//! no longer has it, or at the VM's deletion. A VM deleted before the moment or created after
+//! it therefore never matches. Placement is the hypervisor of the last observation at or
+//! before the moment; owner the last user/project at or before it, named through the
+//! directory whenever a directory entry exists (whenever it arrived). Payload runs are the
+//! VO's jobs that executed on the address and started inside the lease. Several VMs holding
+//! the address at once are all returned, marked ambiguous. Unknown → null, never a guess.
+//!
+//! The JSON shape of [`WhoAnswer`] is a contract (issue 3): keep the names.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use model::Observer;
+use serde::Serialize;
+use views::facts::{FactStore, JobObs, VmObs};
+
+/// What is asked: an address of one kind, at one moment.
+#[derive(Debug, Clone, Serialize)]
+pub struct WhoQuery {
+    /// `ip`, `mac` or `host`.
+    pub kind: AddrKind,
+    pub value: String,
+    pub at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AddrKind {
+    Ip,
+    Mac,
+    Host,
+}
+
+impl AddrKind {
+    fn store_kind(self) -> &'static str {
+        match self {
+            AddrKind::Ip => "ip",
+            AddrKind::Mac => "mac",
+            AddrKind::Host => "hostname",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct WhoAnswer {
+    pub query: QueryJson,
+    pub matches: Vec<Match>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct QueryJson {
+    pub kind: AddrKind,
+    pub value: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Match {
+    pub vm: VmJson,
+    pub owner: OwnerJson,
+    pub payload_users: Vec<PayloadJson>,
+    pub lease: LeaseJson,
+    pub evidence: Vec<EvidenceJson>,
+    pub ambiguous: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct VmJson {
+    pub uuid: String,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    /// The compute host as the cloud names it (the notification's `host`).
+    pub hypervisor: Option<String>,
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OwnerJson {
+    pub user_id: Option<String>,
+    pub user_name: Option<String>,
+    pub project_id: Option<String>,
+    pub project_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PayloadJson {
+    pub dn: Option<String>,
+    pub owner: Option<String>,
+    pub job_id: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LeaseJson {
+    pub from: String,
+    /// Null while the lease is still open.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EvidenceJson {
+    pub time: String,
+    pub seq: u64,
+    pub observer: Observer,
+    pub source: String,
+    pub summary: String,
+}
+
+/// A half-open interval in nanoseconds; `to == None` is open-ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub from: i64,
+    pub to: Option<i64>,
+    /// Ledger positions of the observations that opened and closed it.
+    pub opened_by: u64,
+    pub closed_by: Option<u64>,
+}
+
+impl Lease {
+    pub fn covers(&self, t: i64) -> bool {
+        self.from <= t && self.to.is_none_or(|to| t < to)
+    }
+}
+
+fn is_deletion(o: &VmObs) -> bool {
+    let ty = o.event_type.as_deref().unwrap_or("");
+    ty.ends_with("delete.end") || o.state.as_deref() == Some("deleted")
+}
+
+fn values_of(o: &VmObs, kind: AddrKind) -> Vec<&str> {
+    match kind {
+        AddrKind::Ip => o.ips.iter().map(String::as_str).collect(),
+        AddrKind::Mac => o.macs.iter().map(String::as_str).collect(),
+        AddrKind::Host => o.hostname.as_deref().into_iter().collect(),
+    }
+}
+
+/// The intervals during which one VM held `value`, from its observations in time order.
+pub fn leases(obs: &[VmObs], kind: AddrKind, value: &str) -> Vec<Lease> {
+    let value = value.to_lowercase();
+    let mut out = Vec::new();
+    let mut open: Option<(i64, u64)> = None;
+    for o in obs {
+        if is_deletion(o) {
+            if let Some((from, by)) = open.take() {
+                out.push(Lease {
+                    from,
+                    to: Some(o.time_ns),
+                    opened_by: by,
+                    closed_by: Some(o.seq),
+                });
+            }
+            continue;
+        }
+        let values = values_of(o, kind);
+        if values.is_empty() {
+            continue;
+        }
+        let holds = values.iter().any(|v| v.eq_ignore_ascii_case(&value));
+        match (holds, open) {
+            (true, None) => open = Some((o.time_ns, o.seq)),
+            (false, Some((from, by))) => {
+                out.push(Lease {
+                    from,
+                    to: Some(o.time_ns),
+                    opened_by: by,
+                    closed_by: Some(o.seq),
+                });
+                open = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some((from, by)) = open {
+        out.push(Lease {
+            from,
+            to: None,
+            opened_by: by,
+            closed_by: None,
+        });
+    }
+    out
+}
+
+fn rfc3339(ns: i64) -> String {
+    Timestamp::from_nanosecond(i128::from(ns))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn ts_ns(t: Timestamp) -> i64 {
+    i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX)
+}
+
+fn evidence(o: &VmObs) -> EvidenceJson {
+    EvidenceJson {
+        time: rfc3339(o.time_ns),
+        seq: o.seq,
+        observer: o.observer,
+        source: o.event_type.clone().unwrap_or_else(|| "vm".into()),
+        summary: o.summary.clone(),
+    }
+}
+
+/// The last non-empty value of `get` among observations at or before `t`.
+fn last_at(obs: &[VmObs], t: i64, get: impl Fn(&VmObs) -> Option<&String>) -> Option<&VmObs> {
+    obs.iter().rfind(|o| o.time_ns <= t && get(o).is_some())
+}
+
+/// Answer `who`.
+pub fn who(store: &FactStore, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
+    let t = ts_ns(q.at);
+    let mut matches = Vec::new();
+    for uuid in store.vms_with(q.kind.store_kind(), &q.value)? {
+        let obs = store.vm_observations(&uuid)?;
+        let Some(lease) = leases(&obs, q.kind, &q.value)
+            .into_iter()
+            .find(|l| l.covers(t))
+        else {
+            continue;
+        };
+        let mut ev: BTreeMap<u64, EvidenceJson> = BTreeMap::new();
+        for seq in std::iter::once(lease.opened_by).chain(lease.closed_by) {
+            if let Some(o) = obs.iter().find(|o| o.seq == seq) {
+                ev.insert(o.seq, evidence(o));
+            }
+        }
+        let mut pick = |get: fn(&VmObs) -> Option<&String>| {
+            let o = last_at(&obs, t, get);
+            if let Some(o) = o {
+                ev.insert(o.seq, evidence(o));
+            }
+            o.and_then(get).cloned()
+        };
+        let hypervisor = pick(|o| o.hypervisor.as_ref());
+        let name = pick(|o| o.name.as_ref());
+        let hostname = pick(|o| o.hostname.as_ref());
+        let image = pick(|o| o.image.as_ref());
+        let user_id = pick(|o| o.user_id.as_ref());
+        let project_id = pick(|o| o.project_id.as_ref());
+        let user = match &user_id {
+            Some(id) => store.user(id)?,
+            None => None,
+        };
+        let project = match &project_id {
+            Some(id) => store.project(id)?,
+            None => None,
+        };
+        // Payload runs: jobs that executed on this address (or this VM's hostname) and started
+        // inside the lease, running at `t`.
+        let ip = (q.kind == AddrKind::Ip).then_some(q.value.as_str());
+        let jobs = store.jobs_at(ip, hostname.as_deref())?;
+        let payload_users = payload_runs(&jobs, &lease, t);
+        let mut evidence_list: Vec<EvidenceJson> = ev.into_values().collect();
+        for j in jobs
+            .iter()
+            .filter(|j| payload_users.iter().any(|p| p.job_id == j.job_id))
+        {
+            evidence_list.push(EvidenceJson {
+                time: rfc3339(j.time_ns),
+                seq: j.seq,
+                observer: Observer::Vo,
+                source: "job".into(),
+                summary: j.summary.clone(),
+            });
+        }
+        for d in [&user, &project].into_iter().flatten() {
+            evidence_list.push(EvidenceJson {
+                time: String::new(),
+                seq: d.seq,
+                observer: Observer::Cloud,
+                source: "directory".into(),
+                summary: format!("{} is {}", d.id, d.name.clone().unwrap_or_default()),
+            });
+        }
+        evidence_list.sort_by_key(|e| e.seq);
+        matches.push(Match {
+            vm: VmJson {
+                uuid: uuid.clone(),
+                name,
+                hostname,
+                hypervisor,
+                image,
+            },
+            owner: OwnerJson {
+                user_id,
+                user_name: user.and_then(|u| u.name),
+                project_id,
+                project_name: project.and_then(|p| p.name),
+            },
+            payload_users,
+            lease: LeaseJson {
+                from: rfc3339(lease.from),
+                to: lease.to.map(rfc3339),
+            },
+            evidence: evidence_list,
+            ambiguous: false,
+        });
+    }
+    let ambiguous = matches.len() > 1;
+    for m in &mut matches {
+        m.ambiguous = ambiguous;
+    }
+    Ok(WhoAnswer {
+        query: QueryJson {
+            kind: q.kind,
+            value: q.value.clone(),
+            at: q.at.to_string(),
+        },
+        matches,
+    })
+}
+
+/// One job's observations folded: (start, end, dn, owner).
+type JobSpan<'a> = (Option<i64>, Option<i64>, Option<&'a str>, Option<&'a str>);
+
+/// Group job observations by job, keep those that started inside `lease` and run at `t`.
+fn payload_runs(jobs: &[JobObs], lease: &Lease, t: i64) -> Vec<PayloadJson> {
+    let mut by_job: BTreeMap<&str, JobSpan<'_>> = BTreeMap::new();
+    for j in jobs {
+        let e = by_job.entry(&j.job_id).or_default();
+        e.0 = match (e.0, j.start_ns) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        e.1 = match (e.1, j.end_ns) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        e.2 = e.2.or(j.dn.as_deref());
+        e.3 = e.3.or(j.owner.as_deref()).or(j.user.as_deref());
+    }
+    by_job
+        .into_iter()
+        .filter(|(_, (start, end, _, _))| {
+            start.is_some_and(|s| lease.covers(s) && s <= t && end.is_none_or(|e| t < e))
+        })
+        .map(|(job, (start, end, dn, owner))| PayloadJson {
+            dn: dn.map(str::to_string),
+            owner: owner.map(str::to_string),
+            job_id: job.to_string(),
+            from: start.map(rfc3339),
+            to: end.map(rfc3339),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(seq: u64, t: i64, ty: &str, ips: &[&str]) -> VmObs {
+        VmObs {
+            seq,
+            time_ns: t,
+            observer: Observer::Cloud,
+            uuid: "u".into(),
+            event_type: Some(ty.into()),
+            state: None,
+            hypervisor: Some("cmp1".into()),
+            name: None,
+            hostname: None,
+            user_id: None,
+            project_id: None,
+            image: None,
+            ips: ips.iter().map(|s| s.to_string()).collect(),
+            macs: vec![],
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn leases_open_on_first_listing_close_on_detach_or_delete_and_reopen() {
+        let o = vec![
+            obs(1, 10, "instance.create.start", &[]),
+            obs(2, 20, "instance.create.end", &["10.0.0.5"]),
+            obs(3, 30, "instance.interface_detach.end", &["10.0.0.9"]),
+            obs(
+                4,
+                40,
+                "instance.interface_attach.end",
+                &["10.0.0.9", "10.0.0.5"],
+            ),
+            obs(5, 50, "instance.delete.start", &["10.0.0.9", "10.0.0.5"]),
+            obs(6, 60, "instance.delete.end", &[]),
+        ];
+        let l = leases(&o, AddrKind::Ip, "10.0.0.5");
+        assert_eq!(
+            l,
+            [
+                Lease {
+                    from: 20,
+                    to: Some(30),
+                    opened_by: 2,
+                    closed_by: Some(3)
+                },
+                Lease {
+                    from: 40,
+                    to: Some(60),
+                    opened_by: 4,
+                    closed_by: Some(6)
+                },
+            ]
+        );
+        assert!(!l.iter().any(|x| x.covers(10)), "not before creation");
+        assert!(!l.iter().any(|x| x.covers(35)), "not in the detached gap");
+        assert!(
+            !l.iter().any(|x| x.covers(60)),
+            "half-open: not at deletion"
+        );
+        assert!(l.iter().any(|x| x.covers(59)));
+    }
+}

@@ -1,0 +1,496 @@
+//! The fact store: what the cloud, the directory and the VOs said about VMs, addresses,
+//! people and jobs, as rows in SQLite, each citing the ledger position it came from.
+//!
+//! It stores *observations* — one row per event that says something about a VM, an address
+//! lease, a directory entry or a payload job — and lets crate `query` derive the half-open
+//! intervals (`[from, to)`) of DESIGN.md's facts from them at read time: lifecycles, placement
+//! on hypervisors, IP/MAC/hostname leases, owners, payload runs. Deriving on read keeps the
+//! store append-only and order-independent (a directory dump that arrives after the events
+//! still names their owners; a delete that arrives before its create is kept and shown as a
+//! conflict, never silently resolved), and a who-query touches a few dozen rows through
+//! indexes.
+//!
+//! Like every view it holds nothing that is not in the ledger: `pugmark reindex` rebuilds it,
+//! and [`FactStore::last_seq`] tells the pipeline where to catch up after a crash.
+//! Times are stored as i64 nanoseconds since the Unix epoch (UTC).
+
+use std::path::{Path, PathBuf};
+
+use model::{Event, EventClass, Observer, fields};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Schema version; a store of another version is rebuilt by `pugmark reindex`.
+const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FactError {
+    #[error("fact store at {path}: {source}")]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("fact store directory {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "fact store at {path} has schema version {found}, this pugmark uses {SCHEMA_VERSION}; run `pugmark reindex`"
+    )]
+    Schema { path: PathBuf, found: i64 },
+}
+
+pub type Result<T, E = FactError> = std::result::Result<T, E>;
+
+/// One VM lifecycle observation (a notification or a lifecycle log line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmObs {
+    pub seq: u64,
+    pub time_ns: i64,
+    pub observer: Observer,
+    pub uuid: String,
+    /// `instance.create.end`, `compute.instance.delete.end`, or a log line's action.
+    pub event_type: Option<String>,
+    pub state: Option<String>,
+    pub hypervisor: Option<String>,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub user_id: Option<String>,
+    pub project_id: Option<String>,
+    pub image: Option<String>,
+    /// The VM's addresses as this observation lists them (`ip`, `mac` pairs kept in order).
+    pub ips: Vec<String>,
+    pub macs: Vec<String>,
+    pub summary: String,
+}
+
+/// A payload job observation (a condor_history ad or a userlog event).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobObs {
+    pub seq: u64,
+    pub time_ns: i64,
+    pub job_id: String,
+    pub owner: Option<String>,
+    pub user: Option<String>,
+    pub dn: Option<String>,
+    pub vo: Option<String>,
+    pub exec_ip: Option<String>,
+    pub exec_host: Option<String>,
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    pub summary: String,
+}
+
+/// A directory entry for a user or a project.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub seq: u64,
+    pub id: String,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub project_id: Option<String>,
+}
+
+pub struct FactStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn ns(ts: jiff::Timestamp) -> i64 {
+    i64::try_from(ts.as_nanosecond()).unwrap_or(if ts.as_nanosecond() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+fn parse_ns(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>().ok().map(ns)
+}
+
+fn opt(v: Option<&str>) -> Option<String> {
+    v.filter(|s| !s.is_empty()).map(str::to_string)
+}
+
+fn list(v: Option<&str>) -> Vec<String> {
+    v.map(|s| {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+impl FactStore {
+    /// Open (or create) the store in `dir` (`DATA/facts`).
+    pub fn open(dir: impl AsRef<Path>) -> Result<FactStore> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir).map_err(|source| FactError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("facts.sqlite");
+        let sql = |source| FactError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sql)?;
+        // WAL + NORMAL: a crash can lose the last transactions, never corrupt; the pipeline
+        // catches up from the ledger using last_seq.
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS vm_obs (
+                seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, observer TEXT NOT NULL,
+                uuid TEXT NOT NULL, event_type TEXT, state TEXT, hypervisor TEXT, name TEXT,
+                hostname TEXT, user_id TEXT, project_id TEXT, image TEXT, ips TEXT, macs TEXT,
+                summary TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS vm_obs_uuid ON vm_obs (uuid, time_ns);
+             CREATE INDEX IF NOT EXISTS vm_obs_hostname ON vm_obs (hostname);
+             CREATE INDEX IF NOT EXISTS vm_obs_user ON vm_obs (user_id);
+             CREATE TABLE IF NOT EXISTS vm_addr (
+                seq INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, uuid TEXT NOT NULL,
+                PRIMARY KEY (kind, value, seq));
+             CREATE INDEX IF NOT EXISTS vm_addr_uuid ON vm_addr (uuid);
+             CREATE TABLE IF NOT EXISTS job_obs (
+                seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, job_id TEXT NOT NULL,
+                owner TEXT, user TEXT, dn TEXT, vo TEXT, exec_ip TEXT, exec_host TEXT,
+                start_ns INTEGER, end_ns INTEGER, summary TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS job_obs_job ON job_obs (job_id);
+             CREATE INDEX IF NOT EXISTS job_obs_ip ON job_obs (exec_ip);
+             CREATE INDEX IF NOT EXISTS job_obs_host ON job_obs (exec_host);
+             CREATE INDEX IF NOT EXISTS job_obs_dn ON job_obs (dn);
+             CREATE TABLE IF NOT EXISTS dir_user (
+                seq INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT, email TEXT, project_id TEXT);
+             CREATE INDEX IF NOT EXISTS dir_user_id ON dir_user (id);
+             CREATE INDEX IF NOT EXISTS dir_user_name ON dir_user (name);
+             CREATE TABLE IF NOT EXISTS dir_project (
+                seq INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT);
+             CREATE INDEX IF NOT EXISTS dir_project_id ON dir_project (id);",
+        )
+        .map_err(sql)?;
+        let version: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)?;
+        match version {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?1)",
+                    params![SCHEMA_VERSION],
+                )
+                .map_err(sql)?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(found) => return Err(FactError::Schema { path, found }),
+        }
+        Ok(FactStore { conn, path })
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> FactError + '_ {
+        |source| FactError::Sql {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The last ledger position whose events are in the store.
+    pub fn last_seq(&self) -> Result<Option<u64>> {
+        let v: Option<i64> = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'last_seq'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.sql())?;
+        Ok(v.and_then(|v| u64::try_from(v).ok()))
+    }
+
+    /// Whether an event says anything the store keeps (cheap: decided by class and fields).
+    pub fn is_fact_source(event: &Event) -> bool {
+        match event.class {
+            EventClass::VmLifecycle => event.field(fields::VM_UUID).is_some(),
+            EventClass::IdentityDirectory => true,
+            EventClass::JobRun => event.field(fields::JOB_ID).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Add the observations of `events` (ledger position, event) and record `last_seq`, in one
+    /// transaction. Events that say nothing the store keeps are skipped. Re-adding a seq
+    /// replaces its rows, so a catch-up that overlaps is harmless.
+    pub fn apply(&mut self, events: &[(u64, Event)], last_seq: u64) -> Result<()> {
+        let path = self.path.clone();
+        let sql = |source| FactError::Sql {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        for (seq, e) in events {
+            let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
+            let time = ns(e.time());
+            let summary = summarize(e);
+            match e.class {
+                EventClass::VmLifecycle => {
+                    let Some(uuid) = e.field(fields::VM_UUID) else {
+                        continue;
+                    };
+                    let uuid = uuid.to_lowercase();
+                    let ips = list(e.field(fields::VM_IPS));
+                    let macs: Vec<String> = list(e.field(fields::VM_MACS))
+                        .into_iter()
+                        .map(|m| m.to_lowercase())
+                        .collect();
+                    tx.execute(
+                        "INSERT OR REPLACE INTO vm_obs (seq, time_ns, observer, uuid, event_type,
+                         state, hypervisor, name, hostname, user_id, project_id, image, ips, macs,
+                         summary) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                        params![
+                            seq,
+                            time,
+                            e.observer.as_str(),
+                            uuid,
+                            opt(e.field(fields::EVENT_TYPE).or(e.field(fields::ACTION))),
+                            opt(e.field(fields::STATE)),
+                            opt(e.field(fields::HYPERVISOR)),
+                            opt(e.field(fields::VM_NAME)),
+                            opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase()),
+                            opt(e.field(fields::USER_ID)),
+                            opt(e.field(fields::PROJECT_ID)),
+                            opt(e.field(fields::IMAGE)),
+                            ips.join(","),
+                            macs.join(","),
+                            summary,
+                        ],
+                    )
+                    .map_err(sql)?;
+                    tx.execute("DELETE FROM vm_addr WHERE seq = ?1", params![seq])
+                        .map_err(sql)?;
+                    let hostname = opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase());
+                    let addrs = ips
+                        .iter()
+                        .map(|v| ("ip", v.clone()))
+                        .chain(macs.iter().map(|v| ("mac", v.clone())))
+                        .chain(hostname.map(|h| ("hostname", h)));
+                    for (kind, value) in addrs {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO vm_addr (seq, kind, value, uuid)
+                             VALUES (?1, ?2, ?3, ?4)",
+                            params![seq, kind, value, uuid],
+                        )
+                        .map_err(sql)?;
+                    }
+                }
+                EventClass::IdentityDirectory => {
+                    if e.field("directory") == Some("project") {
+                        if let Some(id) = e.field(fields::PROJECT_ID) {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO dir_project (seq, id, name) VALUES (?1,?2,?3)",
+                                params![seq, id, opt(e.field(fields::PROJECT_NAME))],
+                            )
+                            .map_err(sql)?;
+                        }
+                    } else if let Some(id) = e.field(fields::USER_ID) {
+                        tx.execute(
+                            "INSERT OR REPLACE INTO dir_user (seq, id, name, email, project_id)
+                             VALUES (?1,?2,?3,?4,?5)",
+                            params![
+                                seq,
+                                id,
+                                opt(e.field(fields::USER_NAME)),
+                                opt(e.field(fields::EMAIL)),
+                                opt(e.field(fields::PROJECT_ID)),
+                            ],
+                        )
+                        .map_err(sql)?;
+                    }
+                }
+                EventClass::JobRun => {
+                    let Some(job) = e.field(fields::JOB_ID) else {
+                        continue;
+                    };
+                    tx.execute(
+                        "INSERT OR REPLACE INTO job_obs (seq, time_ns, job_id, owner, user, dn, vo,
+                         exec_ip, exec_host, start_ns, end_ns, summary)
+                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                        params![
+                            seq,
+                            time,
+                            job,
+                            opt(e.field(fields::JOB_OWNER)),
+                            opt(e.field(fields::USER)),
+                            opt(e.field(fields::DN)),
+                            opt(e.field(fields::VO)),
+                            opt(e.field(fields::EXEC_IP)),
+                            opt(e.field(fields::EXEC_HOST)).map(|h| h.to_lowercase()),
+                            e.field(fields::JOB_START).and_then(parse_ns),
+                            e.field(fields::JOB_END).and_then(parse_ns),
+                            summary,
+                        ],
+                    )
+                    .map_err(sql)?;
+                }
+                _ => {}
+            }
+        }
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = max(value, excluded.value)",
+            params![i64::try_from(last_seq).unwrap_or(i64::MAX)],
+        )
+        .map_err(sql)?;
+        tx.commit().map_err(sql)?;
+        Ok(())
+    }
+
+    /// VMs that ever held this address (`kind`: `ip`, `mac` or `hostname`; compared lower-case).
+    pub fn vms_with(&self, kind: &str, value: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT uuid FROM vm_addr WHERE kind = ?1 AND value = ?2")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map(params![kind, value.to_lowercase()], |r| r.get(0))
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// Every observation of one VM, in time order (ties by ledger position).
+    pub fn vm_observations(&self, uuid: &str) -> Result<Vec<VmObs>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, time_ns, observer, uuid, event_type, state, hypervisor, name,
+                 hostname, user_id, project_id, image, ips, macs, summary
+                 FROM vm_obs WHERE uuid = ?1 ORDER BY time_ns, seq",
+            )
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map(params![uuid.to_lowercase()], |r| {
+                let observer: String = r.get(2)?;
+                let ips: Option<String> = r.get(12)?;
+                let macs: Option<String> = r.get(13)?;
+                Ok(VmObs {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    time_ns: r.get(1)?,
+                    observer: observer.parse().unwrap_or(Observer::Collector),
+                    uuid: r.get(3)?,
+                    event_type: r.get(4)?,
+                    state: r.get(5)?,
+                    hypervisor: r.get(6)?,
+                    name: r.get(7)?,
+                    hostname: r.get(8)?,
+                    user_id: r.get(9)?,
+                    project_id: r.get(10)?,
+                    image: r.get(11)?,
+                    ips: list(ips.as_deref()),
+                    macs: list(macs.as_deref()),
+                    summary: r.get(14)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// Job observations whose execution address is `ip` or whose execution host is `host`.
+    pub fn jobs_at(&self, ip: Option<&str>, host: Option<&str>) -> Result<Vec<JobObs>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, time_ns, job_id, owner, user, dn, vo, exec_ip, exec_host, start_ns,
+                 end_ns, summary FROM job_obs WHERE job_id IN (
+                   SELECT job_id FROM job_obs WHERE exec_ip = ?1 OR exec_host = ?2)
+                 ORDER BY time_ns, seq",
+            )
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map(
+                params![
+                    ip.unwrap_or("\u{0}"),
+                    host.map(str::to_lowercase).unwrap_or_default()
+                ],
+                |r| {
+                    Ok(JobObs {
+                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        time_ns: r.get(1)?,
+                        job_id: r.get(2)?,
+                        owner: r.get(3)?,
+                        user: r.get(4)?,
+                        dn: r.get(5)?,
+                        vo: r.get(6)?,
+                        exec_ip: r.get(7)?,
+                        exec_host: r.get(8)?,
+                        start_ns: r.get(9)?,
+                        end_ns: r.get(10)?,
+                        summary: r.get(11)?,
+                    })
+                },
+            )
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// The latest directory entry for a user id.
+    pub fn user(&self, id: &str) -> Result<Option<DirEntry>> {
+        self.conn
+            .query_row(
+                "SELECT seq, id, name, email, project_id FROM dir_user WHERE id = ?1
+                 ORDER BY seq DESC LIMIT 1",
+                params![id],
+                |r| {
+                    Ok(DirEntry {
+                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        id: r.get(1)?,
+                        name: r.get(2)?,
+                        email: r.get(3)?,
+                        project_id: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sql())
+    }
+
+    /// The latest directory entry for a project id.
+    pub fn project(&self, id: &str) -> Result<Option<DirEntry>> {
+        self.conn
+            .query_row(
+                "SELECT seq, id, name FROM dir_project WHERE id = ?1 ORDER BY seq DESC LIMIT 1",
+                params![id],
+                |r| {
+                    Ok(DirEntry {
+                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        id: r.get(1)?,
+                        name: r.get(2)?,
+                        email: None,
+                        project_id: None,
+                    })
+                },
+            )
+            .optional()
+            .map_err(self.sql())
+    }
+}
+
+/// One line for evidence lists: what the event says, shortly.
+fn summarize(e: &Event) -> String {
+    let mut s = e.message.clone();
+    if s.len() > 200 {
+        let mut cut = 200;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
