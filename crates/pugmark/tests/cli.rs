@@ -659,3 +659,256 @@ fn year_from_mtime_with_new_year_rollover_and_tz() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("Mars/Olympus"));
 }
+
+/// A small site story in the real formats: an IP reused by two VMs with a gap between them,
+/// a live migration, a payload the VO log names, hostnames held by two VMs at once, and a
+/// directory dump that arrives after the events. `who` must name exactly the right VM,
+/// hypervisor, owner and payload person at each moment, and nothing in the gaps.
+#[test]
+fn who_follows_leases_migrations_payloads_and_reuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vm_a = "aaaaaaaa-0000-4000-8000-000000000001";
+    let vm_b = "bbbbbbbb-0000-4000-8000-000000000002";
+    let vm_c = "cccccccc-0000-4000-8000-000000000003";
+    let vm_d = "dddddddd-0000-4000-8000-000000000004";
+    let notif = |event: &str,
+                 time: &str,
+                 uuid: &str,
+                 host: &str,
+                 hostname: &str,
+                 user: &str,
+                 state: &str,
+                 ips: &[(&str, &str)]| {
+        let ips: Vec<Value> = ips
+            .iter()
+            .map(|(ip, mac)| serde_json::json!({"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": mac, "version": 4}}))
+            .collect();
+        let message = serde_json::json!({
+            "event_type": event,
+            "priority": "INFO",
+            "publisher_id": format!("nova-compute:{host}"),
+            "timestamp": time,
+            "message_id": format!("m-{uuid}-{time}"),
+            "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova", "nova_object.version": "1.8",
+                "nova_object.data": {"uuid": uuid, "host": host, "node": host, "host_name": hostname, "display_name": hostname,
+                    "user_id": user, "tenant_id": format!("proj-{user}"), "image_uuid": "img-1", "state": state, "ip_addresses": ips}}
+        });
+        // As a bus listener sees it: inside the oslo.messaging envelope.
+        serde_json::json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
+    };
+    let ip_a = [("10.0.0.5", "fa:16:3e:00:00:0a")];
+    let ip_b = [("10.0.0.5", "fa:16:3e:00:00:0b")];
+    let lines = [
+        notif(
+            "instance.create.end",
+            "2026-10-14 08:00:00.000000",
+            vm_a,
+            "cmp1",
+            "vm-a",
+            "u1",
+            "active",
+            &ip_a,
+        ),
+        notif(
+            "instance.live_migration_post_dest.end",
+            "2026-10-14 09:00:00.000000",
+            vm_a,
+            "cmp2",
+            "vm-a",
+            "u1",
+            "active",
+            &ip_a,
+        ),
+        notif(
+            "instance.delete.end",
+            "2026-10-14 10:00:00.000000",
+            vm_a,
+            "cmp2",
+            "vm-a",
+            "u1",
+            "deleted",
+            &[],
+        ),
+        notif(
+            "instance.create.end",
+            "2026-10-14 10:30:00.000000",
+            vm_b,
+            "cmp3",
+            "vm-b",
+            "u2",
+            "active",
+            &ip_b,
+        ),
+        notif(
+            "instance.create.end",
+            "2026-10-14 11:00:00.000000",
+            vm_c,
+            "cmp1",
+            "slot1",
+            "u1",
+            "active",
+            &[("10.0.1.1", "fa:16:3e:00:00:0c")],
+        ),
+        notif(
+            "instance.create.end",
+            "2026-10-14 11:10:00.000000",
+            vm_d,
+            "cmp2",
+            "slot1",
+            "u2",
+            "active",
+            &[("10.0.1.2", "fa:16:3e:00:00:0d")],
+        ),
+    ];
+    let notifications = dir.path().join("notifications.jsonl");
+    fs::write(&notifications, lines.join("\n") + "\n").unwrap();
+    // 09:30–09:50 on 10.0.0.5 (VM A), and 10:40– on 10.0.0.5 (VM B).
+    let history = dir.path().join("history.json");
+    fs::write(
+        &history,
+        serde_json::json!([
+            {"ClusterId": 11, "ProcId": 0, "GlobalJobId": "ce1#11.0#1", "Owner": "cmsprd", "User": "cmsprd@cms",
+             "x509userproxysubject": "/DC=org/CN=Carol Payload", "x509UserProxyVOName": "cms",
+             "StartdIpAddr": "<10.0.0.5:9618?addrs=10.0.0.5-9618&alias=vm-a>", "RemoteHost": "slot1@vm-a",
+             "JobCurrentStartDate": 1_791_970_200, "CompletionDate": 1_791_971_400, "JobStatus": 4},
+            {"ClusterId": 12, "ProcId": 0, "GlobalJobId": "ce1#12.0#2", "Owner": "atlasprd", "User": "atlasprd@atlas",
+             "x509userproxysubject": "/DC=org/CN=Dave Payload", "x509UserProxyVOName": "atlas",
+             "StartdIpAddr": "<10.0.0.5:9618?addrs=10.0.0.5-9618&alias=vm-b>", "RemoteHost": "slot1@vm-b",
+             "JobCurrentStartDate": 1_791_974_400, "JobStatus": 2}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let users = dir.path().join("users.json");
+    fs::write(
+        &users,
+        r#"[{"ID": "u1", "Name": "alice", "Project": "proj-u1", "Domain": "default", "Description": "", "Email": "alice@example.org", "Enabled": true},
+            {"ID": "u2", "Name": "bob", "Project": "proj-u2", "Domain": "default", "Description": "", "Email": "bob@example.org", "Enabled": true}]"#,
+    )
+    .unwrap();
+    let s = json(
+        &data,
+        &[
+            "ingest",
+            notifications.to_str().unwrap(),
+            history.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s["parse_issues"]["events"], 0, "{s}");
+    assert_eq!(s["files"][0]["format"], "openstack-notification", "{s}");
+    assert_eq!(s["files"][1]["format"], "condor-history-json", "{s}");
+    // The directory arrives later and still names the owners.
+    let s = json(&data, &["ingest", users.to_str().unwrap()]);
+    assert_eq!(s["files"][0]["format"], "keystone-directory", "{s}");
+
+    let who = |args: &[&str]| {
+        let mut a = vec!["who"];
+        a.extend_from_slice(args);
+        json(&data, &a)
+    };
+    // Before VM A existed, in the gap between A and B: nothing. Never a guess.
+    for at in [
+        "2026-10-14T07:59:59Z",
+        "2026-10-14T10:00:00Z",
+        "2026-10-14T10:15:00Z",
+    ] {
+        let r = who(&["--ip", "10.0.0.5", "--at", at]);
+        assert_eq!(r["matches"].as_array().unwrap().len(), 0, "{at}: {r}");
+    }
+    let r = who(&["--ip", "10.0.0.5", "--at", "2026-10-14T08:30:00Z"]);
+    let m = &r["matches"][0];
+    assert_eq!(m["vm"]["uuid"], vm_a);
+    assert_eq!(m["vm"]["hypervisor"], "cmp1", "before the migration");
+    assert_eq!(m["vm"]["hostname"], "vm-a");
+    assert_eq!(m["owner"]["user_id"], "u1");
+    assert_eq!(m["owner"]["user_name"], "alice");
+    assert_eq!(m["owner"]["project_id"], "proj-u1");
+    assert_eq!(m["payload_users"].as_array().unwrap().len(), 0);
+    assert_eq!(m["lease"]["from"], "2026-10-14T08:00:00Z");
+    assert_eq!(m["lease"]["to"], "2026-10-14T10:00:00Z");
+    assert_eq!(m["ambiguous"], false);
+    assert!(!m["evidence"].as_array().unwrap().is_empty());
+
+    let r = who(&["--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"]);
+    let m = &r["matches"][0];
+    assert_eq!(r["matches"].as_array().unwrap().len(), 1);
+    assert_eq!(m["vm"]["hypervisor"], "cmp2", "after the live migration");
+    assert_eq!(
+        m["payload_users"][0]["dn"], "/DC=org/CN=Carol Payload",
+        "{r}"
+    );
+    assert_eq!(m["payload_users"][0]["job_id"], "ce1#11.0#1");
+
+    let r = who(&["--ip", "10.0.0.5", "--at", "2026-10-14T11:00:00Z"]);
+    let m = &r["matches"][0];
+    assert_eq!(m["vm"]["uuid"], vm_b, "the address was reused by VM B");
+    assert_eq!(m["owner"]["user_name"], "bob");
+    assert_eq!(
+        m["payload_users"][0]["dn"], "/DC=org/CN=Dave Payload",
+        "{r}"
+    );
+    assert_eq!(m["lease"]["to"], Value::Null);
+
+    let r = who(&["--mac", "FA:16:3E:00:00:0A", "--at", "2026-10-14T08:30:00Z"]);
+    assert_eq!(r["matches"][0]["vm"]["uuid"], vm_a, "{r}");
+
+    // Two VMs named slot1 at once: both, marked ambiguous.
+    let r = who(&["--host", "slot1", "--at", "2026-10-14T11:30:00Z"]);
+    let uuids: Vec<&str> = r["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["vm"]["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(uuids.len(), 2, "{r}");
+    assert!(uuids.contains(&vm_c) && uuids.contains(&vm_d));
+    assert!(
+        r["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["ambiguous"] == true)
+    );
+    let r = who(&["--host", "slot1", "--at", "2026-10-14T11:05:00Z"]);
+    assert_eq!(
+        r["matches"].as_array().unwrap().len(),
+        1,
+        "only C before D existed: {r}"
+    );
+
+    // The timeline of VM A: its lifecycle, its placement change, the payload on its address
+    // while it held it — and not VM B's payload on the same address later.
+    let t = json(&data, &["timeline", "--vm", vm_a]);
+    let text = t.to_string();
+    assert!(
+        text.contains("moves from hypervisor cmp1 to cmp2"),
+        "{text}"
+    );
+    assert!(text.contains("job 11.0 of cmsprd"), "{text}");
+    assert!(
+        text.contains("holds ip 10.0.0.5 until 2026-10-14T10:00:00Z"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("job 12.0"),
+        "VM B's payload is not VM A's: {text}"
+    );
+    let times: Vec<&str> = t["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["time"].as_str().unwrap())
+        .collect();
+    let mut sorted = times.clone();
+    sorted.sort();
+    assert_eq!(times, sorted, "time order");
+
+    // Rebuilt from the ledger, the answers are the same.
+    let before = who(&["--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"]);
+    ok(&data, &["reindex"]);
+    assert_eq!(
+        who(&["--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"]),
+        before
+    );
+}

@@ -11,4 +11,5 @@
 
 pub mod lang;
 pub mod search;
+pub mod timeline;
 pub mod who;

@@ -6,6 +6,7 @@
 mod ingest;
 mod reindex;
 mod search;
+mod timeline;
 mod verify;
 mod who;
 
@@ -52,6 +53,8 @@ pub enum Command {
     Reindex(reindex::ReindexArgs),
     /// Which VM held an IP, MAC or hostname at a moment: owner, payload users, hypervisor.
     Who(who::WhoArgs),
+    /// Everything about a VM, IP, hostname or user, all sources merged in time order.
+    Timeline(timeline::TimelineArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a),
         Command::Reindex(a) => reindex::run(a),
         Command::Who(a) => who::run(a),
+        Command::Timeline(a) => timeline::run(a),
     }
 }
 

@@ -242,6 +242,9 @@ impl FactStore {
                         continue;
                     };
                     let uuid = uuid.to_lowercase();
+                    // Service log lines carry the *requester's* ids in their context, not the
+                    // owner's: only notifications say who owns a VM.
+                    let owner_source = e.source_kind != "oslo-log";
                     let ips = list(e.field(fields::VM_IPS));
                     let macs: Vec<String> = list(e.field(fields::VM_MACS))
                         .into_iter()
@@ -261,8 +264,8 @@ impl FactStore {
                             opt(e.field(fields::HYPERVISOR)),
                             opt(e.field(fields::VM_NAME)),
                             opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase()),
-                            opt(e.field(fields::USER_ID)),
-                            opt(e.field(fields::PROJECT_ID)),
+                            opt(e.field(fields::USER_ID)).filter(|_| owner_source),
+                            opt(e.field(fields::PROJECT_ID)).filter(|_| owner_source),
                             opt(e.field(fields::IMAGE)),
                             ips.join(","),
                             macs.join(","),
@@ -436,6 +439,32 @@ impl FactStore {
             )
             .map_err(self.sql())?;
         rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// VMs whose observations name this user id as owner.
+    pub fn vms_owned_by(&self, user_id: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT uuid FROM vm_obs WHERE user_id = ?1")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map(params![user_id], |r| r.get(0))
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// User ids whose latest directory entry has this name (names are not unique).
+    pub fn user_ids_named(&self, name: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT id FROM dir_user WHERE name = ?1")
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map(params![name], |r| r.get(0))
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<String>, _>>()
             .map_err(self.sql())
     }
 
