@@ -904,6 +904,61 @@ fn who_follows_leases_migrations_payloads_and_reuse() {
     sorted.sort();
     assert_eq!(times, sorted, "time order");
 
+    // The incident report says who, what, when, where, in each format.
+    let md = ok(
+        &data,
+        &["report", "--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"],
+    );
+    for needle in [
+        "alice",
+        "/DC=org/CN=Carol Payload",
+        "hypervisor cmp2",
+        vm_a,
+        "held 10.0.0.5 from 2026-10-14T08:00:00Z to 2026-10-14T10:00:00Z",
+    ] {
+        assert!(md.contains(needle), "{needle} missing from:\n{md}");
+    }
+    assert!(
+        md.contains("cloud (") && md.contains("vo ("),
+        "observers that back it: {md}"
+    );
+    let rj: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "report",
+            "--ip",
+            "10.0.0.5",
+            "--at",
+            "2026-10-14T09:40:00Z",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(rj["who"]["matches"][0]["vm"]["uuid"], vm_a);
+    assert!(!rj["vms"][0]["jobs"].as_array().unwrap().is_empty(), "{rj}");
+    let html = ok(
+        &data,
+        &[
+            "report",
+            "--host",
+            "slot1",
+            "--at",
+            "2026-10-14T11:30:00Z",
+            "--format",
+            "html",
+        ],
+    );
+    assert!(
+        html.starts_with("<!doctype html>") && html.contains("Ambiguous"),
+        "{html}"
+    );
+    let none = ok(
+        &data,
+        &["report", "--ip", "10.0.0.5", "--at", "2026-10-14T10:15:00Z"],
+    );
+    assert!(none.contains("No VM held 10.0.0.5"), "{none}");
+
     // Rebuilt from the ledger, the answers are the same.
     let before = who(&["--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"]);
     ok(&data, &["reindex"]);

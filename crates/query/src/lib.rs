@@ -10,6 +10,7 @@
 //! tantivy.
 
 pub mod lang;
+pub mod report;
 pub mod search;
 pub mod timeline;
 pub mod who;

@@ -60,6 +60,16 @@ pub struct QueryJson {
     pub at: String,
 }
 
+impl QueryJson {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            AddrKind::Ip => "IP",
+            AddrKind::Mac => "MAC",
+            AddrKind::Host => "host",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Match {
     pub vm: VmJson,

@@ -5,6 +5,7 @@
 
 mod ingest;
 mod reindex;
+mod report;
 mod search;
 mod timeline;
 mod verify;
@@ -55,6 +56,8 @@ pub enum Command {
     Who(who::WhoArgs),
     /// Everything about a VM, IP, hostname or user, all sources merged in time order.
     Timeline(timeline::TimelineArgs),
+    /// The incident answer for an IP or hostname at a moment: who, what, when, where.
+    Report(report::ReportArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -65,6 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Reindex(a) => reindex::run(a),
         Command::Who(a) => who::run(a),
         Command::Timeline(a) => timeline::run(a),
+        Command::Report(a) => report::run(a),
     }
 }
 

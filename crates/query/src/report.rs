@@ -1,0 +1,306 @@
+//! `report`: the incident answer for an address at a moment — who (owner, VO, payload
+//! person), what (sessions, connections, jobs and lifecycle around the moment), when (the
+//! intervals), where (VM, hypervisor, address) — with evidence and the observers that back it.
+//!
+//! Built from the same parts as the CLI's `who` and `timeline`, so the three never disagree:
+//! [`crate::who::who`] picks the VMs, [`crate::timeline::timeline`] gives each VM's events
+//! inside its lease, restricted to a window around the moment. Rendered as JSON, Markdown or
+//! a self-contained HTML page.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use jiff::{SignedDuration, Timestamp};
+use model::Observer;
+use serde::Serialize;
+use views::SearchIndex;
+use views::facts::FactStore;
+
+use crate::search::Fetch;
+use crate::timeline::{Entry, Subject, TimelineRequest, timeline};
+use crate::who::{Match, WhoAnswer, WhoQuery, who};
+
+/// How far around the moment the "what" section looks.
+pub const WINDOW: SignedDuration = SignedDuration::from_hours(1);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub who: WhoAnswer,
+    pub vms: Vec<VmReport>,
+    pub window: Window,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VmReport {
+    pub uuid: String,
+    /// Observers whose records back this answer, and what each says.
+    pub observers: Vec<ObserverNote>,
+    pub sessions: Vec<Entry>,
+    pub connections: Vec<Entry>,
+    pub jobs: Vec<Entry>,
+    pub lifecycle: Vec<Entry>,
+    pub other: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ObserverNote {
+    pub observer: Observer,
+    pub forgeable_by_vm_user: bool,
+    pub records: usize,
+}
+
+/// Build the report for `q`.
+pub fn report(
+    index: &SearchIndex,
+    store: &FactStore,
+    fetch: &mut dyn Fetch,
+    q: &WhoQuery,
+) -> anyhow::Result<Report> {
+    let answer = who(store, q)?;
+    let from = q.at.checked_sub(WINDOW).unwrap_or(q.at);
+    let to = q.at.checked_add(WINDOW).unwrap_or(q.at);
+    let mut vms = Vec::new();
+    for m in &answer.matches {
+        vms.push(vm_report(index, store, fetch, m, from, to)?);
+    }
+    Ok(Report {
+        who: answer,
+        vms,
+        window: Window {
+            from: from.to_string(),
+            to: to.to_string(),
+        },
+    })
+}
+
+fn vm_report(
+    index: &SearchIndex,
+    store: &FactStore,
+    fetch: &mut dyn Fetch,
+    m: &Match,
+    from: Timestamp,
+    to: Timestamp,
+) -> anyhow::Result<VmReport> {
+    let t = timeline(
+        index,
+        store,
+        fetch,
+        &TimelineRequest {
+            subject: Subject::Vm(m.vm.uuid.clone()),
+            from: Some(from),
+            to: Some(to),
+            limit: 2000,
+        },
+    )?;
+    let mut r = VmReport {
+        uuid: m.vm.uuid.clone(),
+        observers: Vec::new(),
+        sessions: Vec::new(),
+        connections: Vec::new(),
+        jobs: Vec::new(),
+        lifecycle: Vec::new(),
+        other: Vec::new(),
+    };
+    let mut seen: BTreeSet<(Observer, u64)> =
+        m.evidence.iter().map(|e| (e.observer, e.seq)).collect();
+    for e in t.entries {
+        seen.insert((e.observer, e.seq));
+        let bucket = match e.source.as_str() {
+            s if s.starts_with("condor") => &mut r.jobs,
+            "openstack-notification" | "oslo-log" | "lease" | "placement" | "owner" => {
+                &mut r.lifecycle
+            }
+            _ if e.summary.contains("SRC=") || e.observer == Observer::Hypervisor => {
+                &mut r.connections
+            }
+            _ if e.observer == Observer::Vm => &mut r.sessions,
+            _ => &mut r.other,
+        };
+        bucket.push(e);
+    }
+    for o in Observer::ALL {
+        let records = seen.iter().filter(|(ob, _)| *ob == o).count();
+        if records > 0 {
+            r.observers.push(ObserverNote {
+                observer: o,
+                forgeable_by_vm_user: o.forgeable_by_vm_user(),
+                records,
+            });
+        }
+    }
+    Ok(r)
+}
+
+fn or_unknown(v: &Option<String>) -> &str {
+    v.as_deref().unwrap_or("unknown")
+}
+
+/// Markdown rendering.
+pub fn to_markdown(r: &Report) -> String {
+    let mut s = String::new();
+    let q = &r.who.query;
+    let _ = writeln!(
+        s,
+        "# Incident report: {} {} at {}\n",
+        q.kind_name(),
+        q.value,
+        q.at
+    );
+    if r.who.matches.is_empty() {
+        let _ = writeln!(
+            s,
+            "No VM held {} at {}: no lease covers that moment in the evidence.",
+            q.value, q.at
+        );
+        return s;
+    }
+    if r.who.matches.len() > 1 {
+        let _ = writeln!(
+            s,
+            "**Ambiguous:** {} VMs held {} at that moment; all are reported.\n",
+            r.who.matches.len(),
+            q.value
+        );
+    }
+    for (m, v) in r.who.matches.iter().zip(&r.vms) {
+        let _ = writeln!(s, "## VM {}\n", m.vm.uuid);
+        let _ = writeln!(
+            s,
+            "- **Who**: user {} ({}), project {} ({})",
+            or_unknown(&m.owner.user_id),
+            or_unknown(&m.owner.user_name),
+            or_unknown(&m.owner.project_id),
+            or_unknown(&m.owner.project_name)
+        );
+        for p in &m.payload_users {
+            let _ = writeln!(
+                s,
+                "- **Payload**: job {} of {} — {} ({} to {})",
+                p.job_id,
+                or_unknown(&p.owner),
+                or_unknown(&p.dn),
+                or_unknown(&p.from),
+                or_unknown(&p.to)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "- **Where**: VM {} ({}), hostname {}, hypervisor {}, image {}",
+            m.vm.uuid,
+            or_unknown(&m.vm.name),
+            or_unknown(&m.vm.hostname),
+            or_unknown(&m.vm.hypervisor),
+            or_unknown(&m.vm.image)
+        );
+        let _ = writeln!(
+            s,
+            "- **When**: held {} from {} to {}",
+            q.value,
+            m.lease.from,
+            m.lease.to.as_deref().unwrap_or("now")
+        );
+        let obs: Vec<String> = v
+            .observers
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} ({} records{})",
+                    o.observer,
+                    o.records,
+                    if o.forgeable_by_vm_user {
+                        ", forgeable by the VM's root"
+                    } else {
+                        ""
+                    }
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "- **Backed by**: {}\n", obs.join(", "));
+        for (title, list) in [
+            ("Sessions", &v.sessions),
+            ("Connections", &v.connections),
+            ("Jobs", &v.jobs),
+            ("Lifecycle", &v.lifecycle),
+            ("Other", &v.other),
+        ] {
+            if list.is_empty() {
+                continue;
+            }
+            let _ = writeln!(s, "### {title} ({} to {})\n", r.window.from, r.window.to);
+            for e in list {
+                let _ = writeln!(
+                    s,
+                    "- {} [{}] #{} {}",
+                    e.time,
+                    e.observer,
+                    e.seq,
+                    e.summary.replace('\n', " ")
+                );
+            }
+            let _ = writeln!(s);
+        }
+        let _ = writeln!(s, "### Evidence\n");
+        for e in &m.evidence {
+            let _ = writeln!(
+                s,
+                "- #{} [{}] {} {}: {}",
+                e.seq, e.observer, e.time, e.source, e.summary
+            );
+        }
+        let _ = writeln!(s);
+    }
+    s
+}
+
+fn html_escape(t: &str) -> String {
+    t.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A self-contained HTML page (the Markdown, escaped, with headings and lists).
+pub fn to_html(r: &Report) -> String {
+    let mut out = String::from(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>pugmark report</title>\
+         <style>body{font-family:sans-serif;max-width:60em;margin:2em auto}li{margin:.2em 0}\
+         code{background:#eee}</style></head><body>\n",
+    );
+    let mut in_list = false;
+    for line in to_markdown(r).lines() {
+        let (tag, text) = if let Some(t) = line.strip_prefix("### ") {
+            ("h3", t)
+        } else if let Some(t) = line.strip_prefix("## ") {
+            ("h2", t)
+        } else if let Some(t) = line.strip_prefix("# ") {
+            ("h1", t)
+        } else if let Some(t) = line.strip_prefix("- ") {
+            ("li", t)
+        } else {
+            ("p", line)
+        };
+        if tag == "li" && !in_list {
+            out.push_str("<ul>\n");
+            in_list = true;
+        } else if tag != "li" && in_list {
+            out.push_str("</ul>\n");
+            in_list = false;
+        }
+        if text.is_empty() {
+            continue;
+        }
+        let body = html_escape(text).replace("**", "");
+        let _ = writeln!(out, "<{tag}>{body}</{tag}>");
+    }
+    if in_list {
+        out.push_str("</ul>\n");
+    }
+    out.push_str("</body></html>\n");
+    out
+}
