@@ -326,3 +326,27 @@ impl query::search::Fetch for LedgerFetch {
         event_from_payload(&payload).ok_or_else(|| anyhow!("ledger record #{seq} is not an event"))
     }
 }
+
+/// What the read-only verbs (`timeline`, `report`) open: the search index, the fact store and
+/// the ledger (to turn positions into events).
+pub struct Readers {
+    pub index: SearchIndex,
+    pub facts: FactStore,
+    pub fetch: LedgerFetch,
+}
+
+impl Readers {
+    pub fn open(dd: &DataDir) -> anyhow::Result<Readers> {
+        let index = SearchIndex::open_or_create(dd.index())
+            .with_context(|| format!("opening search index in {}", dd.index().display()))?;
+        let facts = FactStore::open(dd.facts())
+            .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
+        let reader = LedgerReader::open(&dd.ledger())
+            .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+        Ok(Readers {
+            index,
+            facts,
+            fetch: LedgerFetch { reader },
+        })
+    }
+}

@@ -4,18 +4,15 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::{Args, ValueEnum};
 use jiff::Timestamp;
-use ledger::LedgerReader;
 use query::report::{report, to_html, to_markdown};
 use query::who::{AddrKind, WhoQuery};
-use views::SearchIndex;
-use views::facts::FactStore;
 
 use crate::cli::{DataArgs, parse_time};
 use crate::datadir::DataDir;
-use crate::pipeline::LedgerFetch;
+use crate::pipeline::Readers;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum ReportFormat {
@@ -50,17 +47,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         (_, Some(h)) => (AddrKind::Host, h.clone()),
         _ => bail!("one of --ip or --host is required"),
     };
-    let index = SearchIndex::open_or_create(dd.index())
-        .with_context(|| format!("opening search index in {}", dd.index().display()))?;
-    let store = FactStore::open(dd.facts())
-        .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
-    let reader = LedgerReader::open(&dd.ledger())
-        .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
-    let mut fetch = LedgerFetch { reader };
-    let r = report(
-        &index,
-        &store,
-        &mut fetch,
+    let mut r = Readers::open(&dd)?;
+    let rep = report(
+        &r.index,
+        &r.facts,
+        &mut r.fetch,
         &WhoQuery {
             kind,
             value,
@@ -70,11 +61,11 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     match args.format {
         ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &r)?;
+            serde_json::to_writer_pretty(&mut out, &rep)?;
             writeln!(out)?;
         }
-        ReportFormat::Md => out.write_all(to_markdown(&r).as_bytes())?,
-        ReportFormat::Html => out.write_all(to_html(&r).as_bytes())?,
+        ReportFormat::Md => out.write_all(to_markdown(&rep).as_bytes())?,
+        ReportFormat::Html => out.write_all(to_html(&rep).as_bytes())?,
     }
     Ok(ExitCode::SUCCESS)
 }

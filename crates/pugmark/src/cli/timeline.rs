@@ -4,17 +4,14 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use jiff::Timestamp;
-use ledger::LedgerReader;
 use query::timeline::{Subject, TimelineRequest, timeline};
-use views::SearchIndex;
-use views::facts::FactStore;
 
 use crate::cli::{DataArgs, parse_time};
 use crate::datadir::DataDir;
-use crate::pipeline::LedgerFetch;
+use crate::pipeline::Readers;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["vm", "ip", "host", "user"])))]
@@ -57,17 +54,11 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
         (.., Some(u)) => Subject::User(u.clone()),
         _ => bail!("one of --vm, --ip, --host or --user is required"),
     };
-    let index = SearchIndex::open_or_create(dd.index())
-        .with_context(|| format!("opening search index in {}", dd.index().display()))?;
-    let store = FactStore::open(dd.facts())
-        .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
-    let reader = LedgerReader::open(&dd.ledger())
-        .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
-    let mut fetch = LedgerFetch { reader };
+    let mut r = Readers::open(&dd)?;
     let t = timeline(
-        &index,
-        &store,
-        &mut fetch,
+        &r.index,
+        &r.facts,
+        &mut r.fetch,
         &TimelineRequest {
             subject,
             from: args.from,
