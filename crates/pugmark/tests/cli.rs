@@ -967,3 +967,103 @@ fn who_follows_leases_migrations_payloads_and_reuse() {
         before
     );
 }
+
+fn challenge(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pugmark"))
+        .arg("challenge")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pugmark challenge")
+}
+
+#[test]
+fn a_generated_challenge_is_answered_all_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = dir.path().join("ch");
+    let out = challenge(&[
+        "generate",
+        "--seed",
+        "7",
+        "--vms",
+        "30",
+        "--hours",
+        "6",
+        "--out",
+        ch.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = challenge(&["run", ch.to_str().unwrap(), "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r["wrong"], 0, "{r}");
+    assert!(r["right"].as_u64().unwrap() >= 40, "{r}");
+    assert!(r["events"].as_u64().unwrap() > 1000, "{r}");
+    // The hypervisor's netfilter lines were ingested as the hypervisor's.
+    let data = ch.join("run-store");
+    assert_eq!(
+        count(&data, &["observer:hypervisor 198.51.100.23"]),
+        1,
+        "the C2 connection, seen only at the hypervisor"
+    );
+}
+
+#[test]
+fn a_wrong_ground_truth_fails_the_run_and_names_the_question() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = dir.path().join("ch");
+    let out = challenge(&[
+        "generate",
+        "--seed",
+        "7",
+        "--vms",
+        "30",
+        "--hours",
+        "6",
+        "--out",
+        ch.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let path = ch.join("answers.json");
+    let mut qs: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let q = qs
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|q| !q["expect"]["matches"].as_array().unwrap().is_empty())
+        .unwrap();
+    let id = q["id"].as_str().unwrap().to_string();
+    q["expect"]["matches"][0]["vm_uuid"] = "00000000-0000-4000-8000-000000000000".into();
+    fs::write(&path, qs.to_string()).unwrap();
+    let data = dir.path().join("fresh");
+    let out = challenge(&[
+        "run",
+        ch.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with(&format!("{id} ")) && l.contains("WRONG")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("00000000-0000-4000-8000-000000000000"),
+        "expected vs got: {stdout}"
+    );
+    assert!(stderr.contains(&id), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}

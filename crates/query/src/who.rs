@@ -267,6 +267,20 @@ pub fn who(store: &FactStore, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
         // inside the lease, running at `t`.
         let ip = (q.kind == AddrKind::Ip).then_some(q.value.as_str());
         let jobs = store.jobs_at(ip, hostname.as_deref())?;
+        // A job whose ad names its execution address ran on the VM holding that address when
+        // it started, whatever its hostname: same-named VMs must not get each other's payloads.
+        let foreign: std::collections::BTreeSet<String> = jobs
+            .iter()
+            .filter(|j| match (&j.exec_ip, j.start_ns) {
+                (Some(ip), Some(s)) => !leases(&obs, AddrKind::Ip, ip).iter().any(|l| l.covers(s)),
+                _ => false,
+            })
+            .map(|j| j.job_id.clone())
+            .collect();
+        let jobs: Vec<JobObs> = jobs
+            .into_iter()
+            .filter(|j| !foreign.contains(&j.job_id))
+            .collect();
         let payload_users = payload_runs(&jobs, &lease, t);
         let mut evidence_list: Vec<EvidenceJson> = ev.into_values().collect();
         for j in jobs

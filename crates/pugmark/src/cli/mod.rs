@@ -3,6 +3,7 @@
 //! Flags and `--json` shapes spelled out in issues are contracts (README "Contracts"): extend,
 //! never rename.
 
+mod challenge;
 mod ingest;
 mod reindex;
 mod report;
@@ -58,6 +59,8 @@ pub enum Command {
     Timeline(timeline::TimelineArgs),
     /// The incident answer for an IP or hostname at a moment: who, what, when, where.
     Report(report::ReportArgs),
+    /// The traceability challenge: generate a site day with ground truth, or run and score one.
+    Challenge(challenge::ChallengeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,6 +72,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Who(a) => who::run(a),
         Command::Timeline(a) => timeline::run(a),
         Command::Report(a) => report::run(a),
+        Command::Challenge(a) => challenge::run(a),
     }
 }
 

@@ -1,0 +1,1326 @@
+//! `pugmark challenge generate`: a seeded site day in the real formats, with its ground truth.
+//!
+//! [`build`] draws a [`Site`] — hypervisors, Keystone users and projects, VMs with their
+//! lifetimes, placements (live migrations split them), IP/MAC holdings (addresses are reused
+//! after a gap; one VM attaches and detaches a second port), hostnames (reused, and once held
+//! by two VMs at the same time), and the VO's payload jobs on each VM. [`Site::truth`] answers
+//! a who-question from that model alone (never from pugmark), and [`questions`] picks the
+//! moments that matter: random ones, gaps, before creation, at and after deletion, either side
+//! of a migration, the duplicate hostname, an address never assigned, the C2 connection, the
+//! payload only the VO names. [`write`] renders the model as the sources would:
+//! oslo-enveloped versioned nova notifications, `openstack user|project list --long -f json`,
+//! `condor_history -json`, RFC 3164 VM syslog (hostnames as the VMs claim them) and the
+//! hypervisors' netfilter LOG lines. Incidents: a SYN from one VM's address to a C2 server
+//! that only a hypervisor logged, and a job whose DN appears nowhere but in the VO's history.
+//!
+//! Times in the model are whole Unix seconds; leases are half-open `[from, to)` as in
+//! `query::who`, so at exactly a migration the VM is on its new hypervisor and at exactly a
+//! deletion it no longer holds anything.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::{ANSWERS, Expect, ExpectedMatch, MANIFEST, Manifest, ManifestFile, Question};
+
+/// SplitMix64, written here instead of using the `rand` crate (as bench/gen does): a seed must
+/// give byte-identical files across dependency upgrades, or a challenge's answers.json and a
+/// benchmark's figures would silently stop being comparable.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        if n == 0 { 0 } else { self.next_u64() % n }
+    }
+    /// Uniform in `lo..hi` (`lo` when the range is empty).
+    pub fn range(&mut self, lo: i64, hi: i64) -> i64 {
+        if hi <= lo {
+            return lo;
+        }
+        lo + i64::try_from(self.below(u64::try_from(hi - lo).unwrap_or(0))).unwrap_or(0)
+    }
+    pub fn chance(&mut self, num: u64, den: u64) -> bool {
+        self.below(den) < num
+    }
+    pub fn index(&mut self, len: usize) -> usize {
+        usize::try_from(self.below(len as u64)).unwrap_or(0)
+    }
+    fn hex(&mut self, digits: usize) -> String {
+        let mut s = String::with_capacity(digits);
+        while s.len() < digits {
+            s.push_str(&format!("{:016x}", self.next_u64()));
+        }
+        s.truncate(digits);
+        s
+    }
+    fn uuid(&mut self) -> String {
+        let h = self.hex(32);
+        format!(
+            "{}-{}-4{}-{}{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[13..16],
+            ["8", "9", "a", "b"][self.index(4)],
+            &h[17..20],
+            &h[20..32]
+        )
+    }
+}
+
+/// 2026-10-14T00:00:00Z: the generated day starts here.
+pub const DAY_START: i64 = 1_791_936_000;
+/// An address or hostname is given out again only this long after its release.
+const REUSE_GAP: i64 = 300;
+/// The C2 server (TEST-NET-2) and its port.
+pub const C2_ADDR: &str = "198.51.100.23";
+const C2_PORT: u16 = 4444;
+
+const VOS: [&str; 5] = ["atlas", "cms", "lhcb", "alice", "belle"];
+const FIRST: [&str; 10] = [
+    "alice", "bruno", "chen", "dana", "emil", "farah", "goran", "hana", "ivan", "julia",
+];
+const PEOPLE: [(&str, &str); 6] = [
+    ("jdoe", "Jane Doe"),
+    ("rpatel", "Ravi Patel"),
+    ("lwei", "Li Wei"),
+    ("asouza", "Ana Souza"),
+    ("tberg", "Tom Berg"),
+    ("enovak", "Eva Novak"),
+];
+/// Site services the VMs talk to all day (CVMFS squid, the CE, a web endpoint).
+const SERVICES: [(&str, u16); 4] = [
+    ("10.40.0.10", 3128),
+    ("10.40.0.20", 9618),
+    ("188.184.21.108", 443),
+    ("10.40.0.30", 8443),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub struct Params {
+    pub seed: u64,
+    pub vms: usize,
+    pub hours: u32,
+}
+
+impl Params {
+    pub fn check(&self) -> Result<()> {
+        if self.vms < 8 {
+            bail!(
+                "--vms {} is too few for every complication (at least 8)",
+                self.vms
+            );
+        }
+        if !(4..=24 * 14).contains(&self.hours) {
+            bail!("--hours {} must be between 4 and 336", self.hours);
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: String,
+    pub name: String,
+    pub project: usize,
+    /// False for the user removed from Keystone: the answer must say null, not guess.
+    pub in_directory: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    pub vo: &'static str,
+}
+
+/// One address the VM held: `[from, to)`, `to == None` while held at the end of the day.
+#[derive(Debug, Clone)]
+pub struct Holding {
+    pub ip: String,
+    pub mac: String,
+    pub from: i64,
+    pub to: Option<i64>,
+}
+
+impl Holding {
+    fn covers(&self, t: i64) -> bool {
+        self.from <= t && self.to.is_none_or(|to| t < to)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub cluster: u64,
+    pub dn: String,
+    pub vo: &'static str,
+    pub start: i64,
+    /// None: still running when the history was taken.
+    pub end: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Vm {
+    pub uuid: String,
+    pub hostname: String,
+    /// What the VM calls itself in its own syslog (the image default for some).
+    pub claimed: String,
+    pub user: usize,
+    pub created: i64,
+    pub deleted: Option<i64>,
+    /// (from, hypervisor index), in time order.
+    pub placements: Vec<(i64, usize)>,
+    /// The primary port first; an attached port after it.
+    pub holdings: Vec<Holding>,
+    pub jobs: Vec<Job>,
+}
+
+impl Vm {
+    pub fn alive_at(&self, t: i64) -> bool {
+        self.created <= t && self.deleted.is_none_or(|d| t < d)
+    }
+    pub fn hypervisor_at(&self, t: i64) -> usize {
+        self.placements
+            .iter()
+            .rfind(|(from, _)| *from <= t)
+            .or(self.placements.first())
+            .map_or(0, |p| p.1)
+    }
+    fn primary(&self) -> &Holding {
+        &self.holdings[0]
+    }
+    /// Until when the VM exists within the day.
+    fn until(&self, day_end: i64) -> i64 {
+        self.deleted.unwrap_or(day_end)
+    }
+}
+
+/// The incidents and complications the questions point at (VM indexes).
+#[derive(Debug, Clone)]
+pub struct Specials {
+    /// (earlier holder, later VM given the same hostname while the first is alive).
+    pub dup_host: (usize, usize),
+    pub migrated: Vec<usize>,
+    /// (VM, attach time, detach time) of the second port.
+    pub attach: Option<(usize, i64, i64)>,
+    /// The VM that opened the C2 connection and when.
+    pub c2: (usize, i64),
+    /// (VM, job index) of the payload only the VO history names.
+    pub vo_only: (usize, usize),
+    pub never_assigned: String,
+    pub never_assigned_host: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub params: Params,
+    pub start: i64,
+    pub end: i64,
+    pub hypervisors: Vec<String>,
+    pub users: Vec<User>,
+    pub projects: Vec<Project>,
+    pub vms: Vec<Vm>,
+    pub specials: Specials,
+}
+
+fn pool_ip(i: usize) -> String {
+    format!("10.42.{}.{}", i / 200, i % 200 + 10)
+}
+
+fn mac(port: usize) -> String {
+    format!(
+        "fa:16:3e:{:02x}:{:02x}:{:02x}",
+        (port >> 16) & 0xff,
+        (port >> 8) & 0xff,
+        port & 0xff
+    )
+}
+
+/// A pool of names or addresses handed out again after [`REUSE_GAP`]: the lowest free one is
+/// taken, so reuse is the rule, as with DHCP-less OpenStack fixed IPs and Vac slot names.
+#[derive(Default)]
+struct Pool {
+    free_from: Vec<i64>,
+}
+
+impl Pool {
+    fn take(&mut self, t: i64, until: Option<i64>) -> usize {
+        let until = until.unwrap_or(i64::MAX);
+        match self
+            .free_from
+            .iter()
+            .position(|f| f.saturating_add(REUSE_GAP) <= t)
+        {
+            Some(i) => {
+                self.free_from[i] = until;
+                i
+            }
+            None => {
+                self.free_from.push(until);
+                self.free_from.len() - 1
+            }
+        }
+    }
+    fn extend(&mut self, i: usize, until: Option<i64>) {
+        let until = until.unwrap_or(i64::MAX);
+        if let Some(f) = self.free_from.get_mut(i) {
+            *f = (*f).max(until);
+        }
+    }
+}
+
+/// Draw the site day.
+pub fn build(p: Params) -> Site {
+    let mut rng = Rng::new(p.seed);
+    let start = DAY_START;
+    let dur = i64::from(p.hours) * 3600;
+    let end = start + dur;
+    let n_hv = (p.vms / 8).clamp(2, 64);
+    let hypervisors: Vec<String> = (1..=n_hv).map(|i| format!("cmp-{i:03}")).collect();
+    let n_proj = (p.vms / 15).clamp(2, 12);
+    let projects: Vec<Project> = (0..n_proj)
+        .map(|i| {
+            let vo = VOS[i % VOS.len()];
+            Project {
+                id: rng.hex(32),
+                name: format!("{vo}-{}", i / VOS.len() + 1),
+                vo,
+            }
+        })
+        .collect();
+    let n_users = (p.vms / 6).clamp(3, 60);
+    let users: Vec<User> = (0..n_users)
+        .map(|i| User {
+            id: rng.hex(32),
+            name: format!("{}{}", FIRST[i % FIRST.len()], i / FIRST.len() + 1),
+            project: i % n_proj,
+            in_directory: i + 1 != n_users,
+        })
+        .collect();
+
+    let mut created: Vec<i64> = (0..p.vms)
+        .map(|i| {
+            if i < p.vms / 4 {
+                start + rng.range(0, 1800)
+            } else {
+                start + rng.range(0, dur * 85 / 100)
+            }
+        })
+        .collect();
+    created.sort_unstable();
+
+    let mut ips = Pool::default();
+    let mut hosts = Pool::default();
+    let mut host_index: Vec<usize> = Vec::new();
+    let mut port = 0usize;
+    let mut vms: Vec<Vm> = Vec::with_capacity(p.vms);
+    let dup_target = p.vms / 3;
+    let mut dup_host = None;
+    let mut attach = None;
+    let mut migrated = Vec::new();
+    for (i, &t) in created.iter().enumerate() {
+        let life = rng.range((dur / 8).max(3600), dur * 9 / 10 + 1);
+        let deleted = Some(t + life).filter(|d| *d < end - 60);
+        let until = deleted.unwrap_or(end);
+        let user = rng.index(n_users);
+        let mut hv = rng.index(n_hv);
+        let mut placements = vec![(t, hv)];
+        // Hostname: the pool, except one VM that is given a name another live VM still has.
+        let earlier = (i >= dup_target && dup_host.is_none() && until - t >= 1800)
+            .then(|| {
+                (0..i).find(|&k| {
+                    vms[k].hostname.starts_with("wn-")
+                        && vms[k].deleted.is_none_or(|d| d >= t + 1800)
+                })
+            })
+            .flatten();
+        let hidx = match earlier {
+            Some(k) => {
+                dup_host = Some((k, i));
+                hosts.extend(host_index[k], deleted);
+                host_index[k]
+            }
+            None => hosts.take(t, deleted),
+        };
+        host_index.push(hidx);
+        let hostname = format!("wn-{:03}", hidx + 1);
+        let claimed = if rng.chance(1, 10) {
+            "centos-stream-9".to_string()
+        } else {
+            hostname.clone()
+        };
+        let ip = pool_ip(ips.take(t, deleted));
+        let mut holdings = vec![Holding {
+            ip,
+            mac: mac(port),
+            from: t,
+            to: deleted,
+        }];
+        port += 1;
+        // A second port for an hour and a half, on the first VM that lives long enough.
+        if attach.is_none() && until - t > 3 * 3600 {
+            let (ta, td) = (t + 1800, t + 5400);
+            holdings.push(Holding {
+                ip: pool_ip(ips.take(ta, Some(td))),
+                mac: mac(port),
+                from: ta,
+                to: Some(td),
+            });
+            port += 1;
+            attach = Some((i, ta, td));
+        }
+        if until - t > 3600 && (rng.chance(1, 5) || migrated.is_empty()) {
+            let tm = t + rng.range(900, until - t - 900);
+            hv = (hv + 1 + rng.index(n_hv - 1)) % n_hv;
+            placements.push((tm, hv));
+            migrated.push(i);
+        }
+        // The VO's payload jobs, one after another, each killed before the VM goes.
+        let vo = projects[users[user].project].vo;
+        let limit = deleted.map_or(i64::MAX, |d| d - 120);
+        let mut jobs = Vec::new();
+        let mut cursor = t + rng.range(120, 600);
+        while cursor < end && cursor < limit - 600 {
+            let e = (cursor + rng.range(1200, 10800)).min(limit);
+            let (login, name) = PEOPLE[rng.index(PEOPLE.len())];
+            jobs.push(Job {
+                cluster: 0,
+                dn: format!(
+                    "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN={login}/CN={}/CN={name}",
+                    700_000 + PEOPLE.iter().position(|p| p.0 == login).unwrap_or(0)
+                ),
+                vo,
+                start: cursor,
+                end: Some(e).filter(|e| *e < end),
+            });
+            cursor = e + rng.range(60, 600);
+        }
+        vms.push(Vm {
+            uuid: rng.uuid(),
+            hostname,
+            claimed,
+            user,
+            created: t,
+            deleted,
+            placements,
+            holdings,
+            jobs,
+        });
+    }
+    // Cluster ids in start order, as a schedd hands them out.
+    let mut all: Vec<(i64, usize, usize)> = vms
+        .iter()
+        .enumerate()
+        .flat_map(|(v, vm)| {
+            vm.jobs
+                .iter()
+                .enumerate()
+                .map(move |(j, job)| (job.start, v, j))
+        })
+        .collect();
+    all.sort_unstable();
+    for (n, (_, v, j)) in all.into_iter().enumerate() {
+        vms[v].jobs[j].cluster = 4000 + n as u64;
+    }
+    // The payload only the VO names: a second job on a VM in the middle of the list.
+    let vo_only = (p.vms / 2..p.vms)
+        .chain(0..p.vms / 2)
+        .find(|&v| vms[v].jobs.len() >= 2)
+        .map_or((0, 0), |v| (v, 1));
+    if let Some(job) = vms
+        .get_mut(vo_only.0)
+        .and_then(|vm| vm.jobs.get_mut(vo_only.1))
+    {
+        job.dn = format!("/DC=org/DC=incognito/CN=Mallory Unlisted {}", p.seed);
+    }
+    // The C2 connection: from the later holder of a reused address, half-way through.
+    let reused_later = (0..vms.len()).rev().find(|&v| {
+        let ip = &vms[v].primary().ip;
+        vms[..v].iter().any(|o| &o.primary().ip == ip)
+    });
+    let c2_vm = reused_later.unwrap_or(vms.len() / 2);
+    let c2_at = {
+        let vm = &vms[c2_vm];
+        vm.created + (vm.until(end) - vm.created) / 2 + 17
+    };
+    let used = ips.free_from.len();
+    Site {
+        params: p,
+        start,
+        end,
+        hypervisors,
+        users,
+        projects,
+        specials: Specials {
+            dup_host: dup_host.unwrap_or((0, 0)),
+            migrated,
+            attach,
+            c2: (c2_vm, c2_at),
+            vo_only,
+            never_assigned: pool_ip(used + 7),
+            never_assigned_host: format!("wn-{:03}", hosts.free_from.len() + 7),
+        },
+        vms,
+    }
+}
+
+/// What a who-question is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ip,
+    Host,
+    Mac,
+}
+
+impl Site {
+    /// The ground truth for "who held `value` at `t`", from the model alone.
+    pub fn truth(&self, kind: Kind, value: &str, t: i64) -> Expect {
+        let mut matches = Vec::new();
+        for vm in &self.vms {
+            let lease_from = match kind {
+                Kind::Ip => vm
+                    .holdings
+                    .iter()
+                    .find(|h| h.ip == value && h.covers(t))
+                    .map(|h| h.from),
+                Kind::Mac => vm
+                    .holdings
+                    .iter()
+                    .find(|h| h.mac == value && h.covers(t))
+                    .map(|h| h.from),
+                Kind::Host => (vm.hostname == value && vm.alive_at(t)).then_some(vm.created),
+            };
+            let Some(lease_from) = lease_from else {
+                continue;
+            };
+            let user = &self.users[vm.user];
+            // Payload: jobs on this VM running at `t` that started while it held the address.
+            let mut dns: Vec<String> = vm
+                .jobs
+                .iter()
+                .filter(|j| lease_from <= j.start && j.start <= t && j.end.is_none_or(|e| t < e))
+                .map(|j| j.dn.clone())
+                .collect();
+            dns.sort();
+            dns.dedup();
+            matches.push(ExpectedMatch {
+                vm_uuid: vm.uuid.clone(),
+                hypervisor: Some(self.hypervisors[vm.hypervisor_at(t)].clone()),
+                user_id: Some(user.id.clone()),
+                user_name: user.in_directory.then(|| user.name.clone()),
+                project_id: Some(self.projects[user.project].id.clone()),
+                payload_dns: dns,
+            });
+        }
+        matches.sort();
+        Expect {
+            ambiguous: matches.len() > 1,
+            matches,
+        }
+    }
+}
+
+fn rfc3339(t: i64) -> String {
+    Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
+}
+
+fn strftime(t: i64, fmt: &str) -> String {
+    Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.strftime(fmt).to_string())
+}
+
+/// The questions, each with its ground truth from [`Site::truth`].
+pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
+    let mut qs: Vec<(String, Kind, String, i64)> = Vec::new();
+    let mut ask = |why: &str, kind: Kind, value: &str, t: i64| {
+        qs.push((why.to_string(), kind, value.to_string(), t));
+    };
+    let vms = &site.vms;
+    let n = vms.len();
+    // Random moments inside random VMs' lives, and random addresses at random moments.
+    for _ in 0..n.min(12) {
+        let vm = &vms[rng.index(n)];
+        let t = rng.range(vm.created, vm.until(site.end));
+        ask(
+            "an address at a moment of its VM's life",
+            Kind::Ip,
+            &vm.primary().ip,
+            t,
+        );
+    }
+    for _ in 0..n.min(6) {
+        let vm = &vms[rng.index(n)];
+        let t = rng.range(site.start, site.end);
+        ask(
+            "an address at any moment of the day",
+            Kind::Ip,
+            &vm.primary().ip,
+            t,
+        );
+    }
+    // IP reuse: the first holder just before release, the gap, the release itself, the next.
+    if let Some((a, b)) = reuse_pair(vms) {
+        let (ha, hb) = (vms[a].primary(), vms[b].primary());
+        if let Some(released) = ha.to {
+            ask(
+                "reused address: the first holder's last second",
+                Kind::Ip,
+                &ha.ip,
+                released - 1,
+            );
+            ask(
+                "reused address: at the first holder's deletion (half-open)",
+                Kind::Ip,
+                &ha.ip,
+                released,
+            );
+            ask(
+                "reused address: in the gap between the leases",
+                Kind::Ip,
+                &ha.ip,
+                (released + hb.from) / 2,
+            );
+            ask(
+                "reused address: at the second holder's creation",
+                Kind::Ip,
+                &hb.ip,
+                hb.from,
+            );
+            ask(
+                "reused address: before the second VM was created",
+                Kind::Ip,
+                &hb.ip,
+                hb.from - 1,
+            );
+        }
+    }
+    // A VM deleted before the moment, one created after it.
+    if let Some(vm) = vms.iter().find(|v| v.deleted.is_some()) {
+        let d = vm.deleted.unwrap_or(site.end);
+        ask(
+            "after the VM's deletion",
+            Kind::Ip,
+            &vm.primary().ip,
+            d + 60,
+        );
+        ask(
+            "after the VM's deletion (by MAC)",
+            Kind::Mac,
+            &vm.primary().mac,
+            d + 1,
+        );
+    }
+    let (dup_a, dup_b) = site.specials.dup_host;
+    if let Some(vm) = vms
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(i, v)| v.created > site.start + 3600 && *i != dup_a && *i != dup_b)
+        .map(|(_, v)| v)
+    {
+        ask(
+            "before the VM's creation",
+            Kind::Ip,
+            &vm.primary().ip,
+            vm.created - 1,
+        );
+        ask(
+            "before the VM's creation (hostname)",
+            Kind::Host,
+            &vm.hostname,
+            vm.created - 1,
+        );
+        ask("at the VM's creation", Kind::Host, &vm.hostname, vm.created);
+    }
+    // Live migration: the old host before, the new one at exactly the move and after.
+    for &m in site.specials.migrated.iter().take(3) {
+        let vm = &vms[m];
+        if let Some(&(tm, _)) = vm.placements.get(1) {
+            ask(
+                "one second before a live migration",
+                Kind::Ip,
+                &vm.primary().ip,
+                tm - 1,
+            );
+            ask(
+                "at exactly the live migration: the new host",
+                Kind::Ip,
+                &vm.primary().ip,
+                tm,
+            );
+            ask(
+                "after a live migration (hostname)",
+                Kind::Host,
+                &vm.hostname,
+                tm + 600,
+            );
+        }
+    }
+    // Hostname held by two VMs at once, and a hostname reused later.
+    let (a, b) = site.specials.dup_host;
+    if a != b {
+        let t = vms[b].created + 600;
+        ask(
+            "a hostname two VMs hold at once",
+            Kind::Host,
+            &vms[a].hostname,
+            t,
+        );
+        ask(
+            "the address of one of the same-named VMs",
+            Kind::Ip,
+            &vms[b].primary().ip,
+            t + 1,
+        );
+        ask(
+            "the address of the other same-named VM",
+            Kind::Ip,
+            &vms[a].primary().ip,
+            t + 2,
+        );
+    }
+    if let Some((x, y)) = (0..n).find_map(|y| {
+        (0..y)
+            .find(|&x| {
+                vms[x].hostname == vms[y].hostname
+                    && vms[x].deleted.is_some_and(|d| d <= vms[y].created)
+            })
+            .map(|x| (x, y))
+    }) {
+        ask(
+            "a reused hostname: its later VM",
+            Kind::Host,
+            &vms[y].hostname,
+            vms[y].created + 30,
+        );
+        ask(
+            "a reused hostname: its earlier VM",
+            Kind::Host,
+            &vms[x].hostname,
+            vms[x].created + 30,
+        );
+    }
+    // Second port: while attached, and after its detach.
+    if let Some((v, ta, td)) = site.specials.attach
+        && let Some(h) = vms[v].holdings.get(1)
+    {
+        ask(
+            "an attached second port's address",
+            Kind::Ip,
+            &h.ip,
+            ta + 60,
+        );
+        ask("an attached second port's MAC", Kind::Mac, &h.mac, td - 1);
+        ask(
+            "the second port's address after its detach",
+            Kind::Ip,
+            &h.ip,
+            td,
+        );
+    }
+    ask(
+        "an address never assigned",
+        Kind::Ip,
+        &site.specials.never_assigned,
+        site.start + (site.end - site.start) / 2,
+    );
+    ask(
+        "a hostname never assigned",
+        Kind::Host,
+        &site.specials.never_assigned_host,
+        site.start + 3600,
+    );
+    // Incidents.
+    let (c2_vm, c2_at) = site.specials.c2;
+    ask(
+        "which VM talked to the C2 server (seen only by the hypervisor)",
+        Kind::Ip,
+        &vms[c2_vm].primary().ip,
+        c2_at,
+    );
+    let (v, j) = site.specials.vo_only;
+    if let Some(job) = vms[v].jobs.get(j) {
+        ask(
+            "a payload only the VO's history names",
+            Kind::Ip,
+            &vms[v].primary().ip,
+            job.start + 60,
+        );
+        ask(
+            "a payload only the VO's history names (hostname)",
+            Kind::Host,
+            &vms[v].hostname,
+            job.start + 61,
+        );
+    }
+    qs.into_iter()
+        .enumerate()
+        .map(|(i, (why, kind, value, t))| {
+            let (ip, host, mac) = match kind {
+                Kind::Ip => (Some(value.clone()), None, None),
+                Kind::Host => (None, Some(value.clone()), None),
+                Kind::Mac => (None, None, Some(value.clone())),
+            };
+            Question {
+                id: format!("q{:02}", i + 1),
+                kind: "who".into(),
+                ip,
+                host,
+                mac,
+                at: rfc3339(t),
+                why: Some(why),
+                expect: site.truth(kind, &value, t),
+            }
+        })
+        .collect()
+}
+
+/// Two VMs that held the same primary address one after the other.
+fn reuse_pair(vms: &[Vm]) -> Option<(usize, usize)> {
+    (0..vms.len()).find_map(|b| {
+        (0..b)
+            .rev()
+            .find(|&a| vms[a].primary().ip == vms[b].primary().ip)
+            .map(|a| (a, b))
+    })
+}
+
+/// What `write` produced.
+#[derive(Debug)]
+pub struct Written {
+    pub questions: usize,
+    pub notifications: usize,
+    pub jobs: usize,
+    pub syslog_lines: usize,
+    pub netfilter_lines: usize,
+}
+
+fn notification(
+    site: &Site,
+    vm: &Vm,
+    event: &str,
+    t: i64,
+    state: &str,
+    ips: &[&Holding],
+) -> String {
+    let user = &site.users[vm.user];
+    let host = &site.hypervisors[vm.hypervisor_at(t)];
+    let ips: Vec<Value> = ips
+        .iter()
+        .map(|h| {
+            json!({"nova_object.name": "IpPayload", "nova_object.namespace": "nova",
+                   "nova_object.version": "1.0",
+                   "nova_object.data": {"address": h.ip, "mac": h.mac, "version": 4,
+                       "port_uuid": format!("{}-port", &vm.uuid[..23]),
+                       "device_name": format!("tap{}", &vm.uuid[..11]), "label": "private"}})
+        })
+        .collect();
+    let stamp = format!("{}.000000", strftime(t, "%Y-%m-%d %H:%M:%S"));
+    let message = json!({
+        "event_type": event,
+        "priority": "INFO",
+        "publisher_id": format!("nova-compute:{host}"),
+        "timestamp": stamp,
+        "message_id": format!("{}-{t}-{event}", vm.uuid),
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+            "nova_object.version": "1.8",
+            "nova_object.data": {"uuid": vm.uuid, "host": host, "node": format!("{host}.cloud.example.org"),
+                "host_name": vm.hostname, "display_name": vm.hostname,
+                "user_id": user.id, "tenant_id": site.projects[user.project].id,
+                "image_uuid": "5e1d4c2a-7b9f-4e3a-9d1c-0a2b3c4d5e6f", "state": state,
+                "created_at": rfc3339(vm.created), "ip_addresses": ips}}
+    });
+    json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
+}
+
+fn put(path: &Path, lines: impl IntoIterator<Item = String>) -> Result<usize> {
+    let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut w = BufWriter::with_capacity(1 << 20, f);
+    let mut n = 0;
+    for l in lines {
+        w.write_all(l.as_bytes())?;
+        w.write_all(b"\n")?;
+        n += 1;
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(n)
+}
+
+/// Render `site` and its questions into `out`.
+pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written> {
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // Notifications, in time order.
+    let mut notes: Vec<(i64, String)> = Vec::new();
+    for vm in &site.vms {
+        let p = vm.primary();
+        notes.push((
+            vm.created,
+            notification(site, vm, "instance.create.end", vm.created, "active", &[p]),
+        ));
+        if let Some(a) = vm.holdings.get(1) {
+            notes.push((
+                a.from,
+                notification(
+                    site,
+                    vm,
+                    "instance.interface_attach.end",
+                    a.from,
+                    "active",
+                    &[p, a],
+                ),
+            ));
+            if let Some(td) = a.to {
+                notes.push((
+                    td,
+                    notification(
+                        site,
+                        vm,
+                        "instance.interface_detach.end",
+                        td,
+                        "active",
+                        &[p],
+                    ),
+                ));
+            }
+        }
+        for &(tm, _) in vm.placements.iter().skip(1) {
+            let held: Vec<&Holding> = vm.holdings.iter().filter(|h| h.covers(tm)).collect();
+            notes.push((
+                tm,
+                notification(
+                    site,
+                    vm,
+                    "instance.live_migration_post_dest.end",
+                    tm,
+                    "active",
+                    &held,
+                ),
+            ));
+        }
+        if let Some(d) = vm.deleted {
+            notes.push((
+                d,
+                notification(site, vm, "instance.delete.end", d, "deleted", &[]),
+            ));
+        }
+    }
+    notes.sort();
+    let notifications = put(
+        &out.join("notifications.jsonl"),
+        notes.into_iter().map(|n| n.1),
+    )?;
+
+    // Keystone dumps (the removed user is missing from the user list).
+    let users: Vec<Value> = site
+        .users
+        .iter()
+        .filter(|u| u.in_directory)
+        .map(|u| {
+            json!({"ID": u.id, "Name": u.name, "Project": site.projects[u.project].id,
+                   "Domain": "default", "Description": "", "Email": format!("{}@example.org", u.name),
+                   "Enabled": true})
+        })
+        .collect();
+    fs::write(
+        out.join("keystone_users.json"),
+        serde_json::to_string_pretty(&users)? + "\n",
+    )?;
+    let projects: Vec<Value> = site
+        .projects
+        .iter()
+        .map(|p| {
+            json!({"ID": p.id, "Name": p.name, "Domain ID": "default",
+                   "Description": format!("{} pilots", p.vo), "Enabled": true})
+        })
+        .collect();
+    fs::write(
+        out.join("keystone_projects.json"),
+        serde_json::to_string_pretty(&projects)? + "\n",
+    )?;
+
+    // condor_history -json: newest first.
+    let mut ads: Vec<(i64, Value)> = Vec::new();
+    for vm in &site.vms {
+        let ip = &vm.primary().ip;
+        for j in &vm.jobs {
+            let owner = format!("{}plt", j.vo);
+            let mut ad = json!({
+                "GlobalJobId": format!("ce01.example.org#{}.0#{}", j.cluster, j.start - 90),
+                "ClusterId": j.cluster, "ProcId": 0,
+                "Owner": owner, "User": format!("{owner}@example.org"),
+                "x509userproxysubject": j.dn, "x509UserProxyVOName": j.vo,
+                "StartdIpAddr": format!("<{ip}:9618?addrs={ip}-9618&alias={}>", vm.hostname),
+                "RemoteHost": format!("slot1@{}", vm.hostname),
+                "QDate": j.start - 90,
+                "JobCurrentStartDate": j.start,
+                "Cmd": "/usr/libexec/condor/glidein_startup.sh",
+                "JobStatus": if j.end.is_some() { 4 } else { 2 },
+            });
+            if let (Some(e), Some(obj)) = (j.end, ad.as_object_mut()) {
+                obj.insert("CompletionDate".into(), json!(e));
+                obj.insert("EnteredCurrentStatus".into(), json!(e));
+            }
+            ads.push((j.end.unwrap_or(i64::MAX), ad));
+        }
+    }
+    ads.sort_by_key(|a| std::cmp::Reverse(a.0));
+    let jobs = ads.len();
+    let ads: Vec<Value> = ads.into_iter().map(|a| a.1).collect();
+    fs::write(
+        out.join("condor_history.json"),
+        serde_json::to_string_pretty(&ads)? + "\n",
+    )?;
+
+    // VM syslog and hypervisor netfilter lines, each file in time order.
+    let mut rng = Rng::new(site.params.seed ^ 0x5157_4C4F_4721);
+    let (vo_vm, vo_job) = site.specials.vo_only;
+    let mut syslog: Vec<(i64, String)> = Vec::new();
+    let mut netf: Vec<(i64, String)> = Vec::new();
+    let boot = site.start - 86_400 * 3;
+    for (v, vm) in site.vms.iter().enumerate() {
+        let until = vm.until(site.end);
+        let me = &vm.claimed;
+        let line = |t: i64, prog: &str, pid: i64, msg: &str| {
+            format!(
+                "{} {me} {prog}[{pid}]: {msg}",
+                strftime(t, "%b %e %H:%M:%S")
+            )
+        };
+        let mut pid = 900 + rng.range(0, 400);
+        let mut t = vm.created + rng.range(20, 60);
+        while t < until {
+            pid += rng.range(1, 30);
+            match rng.below(4) {
+                0 => {
+                    let who = ["cloud-user", "root", "pilot"][rng.index(3)];
+                    let from = format!("192.0.2.{}", 10 + rng.below(200));
+                    let port = 40_000 + rng.below(20_000);
+                    syslog.push((t, line(t, "sshd", pid, &format!("Accepted publickey for {who} from {from} port {port} ssh2: ED25519 SHA256:q3Xf{pid}"))));
+                    syslog.push((t, line(t, "sshd", pid, &format!("pam_unix(sshd:session): session opened for user {who}(uid=1000) by (uid=0)"))));
+                    let close = t + rng.range(30, 900);
+                    if close < until {
+                        syslog.push((
+                            close,
+                            line(
+                                close,
+                                "sshd",
+                                pid,
+                                &format!("pam_unix(sshd:session): session closed for user {who}"),
+                            ),
+                        ));
+                    }
+                }
+                1 => syslog.push((
+                    t,
+                    line(
+                        t,
+                        "CROND",
+                        pid,
+                        "(root) CMD (/usr/sbin/condor_reconfig -quiet)",
+                    ),
+                )),
+                2 => syslog.push((
+                    t,
+                    line(t, "condor_startd", 2211, "Changing activity: Idle -> Busy"),
+                )),
+                _ => {
+                    let from = format!("203.0.113.{}", 1 + rng.below(250));
+                    syslog.push((
+                        t,
+                        line(
+                            t,
+                            "sshd",
+                            pid,
+                            &format!(
+                                "Invalid user admin from {from} port {}",
+                                30_000 + rng.below(30_000)
+                            ),
+                        ),
+                    ));
+                }
+            }
+            t += rng.range(30, 120);
+        }
+        for (j, job) in vm.jobs.iter().enumerate() {
+            if (v, j) != (vo_vm, vo_job) {
+                syslog.push((
+                    job.start,
+                    line(
+                        job.start,
+                        "condor_starter",
+                        3000 + (job.cluster % 5000) as i64,
+                        &format!("Starting job {}.0 for {}", job.cluster, job.dn),
+                    ),
+                ));
+            }
+        }
+        // The hypervisor's view: the VM's outgoing SYNs through its tap device.
+        let tap = format!("tap{}", &vm.uuid[..11]);
+        let ip = &vm.primary().ip;
+        let mac = &vm.primary().mac;
+        let syn = |t: i64, dst: &str, dport: u16, sport: u64, id: u64| {
+            let hv = &site.hypervisors[vm.hypervisor_at(t)];
+            format!(
+                "{} {hv} kernel: [{:>6}.{:06}] pugmark-egress IN={tap} OUT=bond0 MAC=00:00:5e:00:01:01:{mac}:08:00 SRC={ip} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID={id} DF PROTO=TCP SPT={sport} DPT={dport} WINDOW=64240 RES=0x00 SYN URGP=0",
+                strftime(t, "%b %e %H:%M:%S"),
+                t - boot,
+                id % 1_000_000
+            )
+        };
+        let mut t = vm.created + rng.range(10, 60);
+        while t < until {
+            let (dst, dport) = SERVICES[rng.index(SERVICES.len())];
+            let (sport, id) = (32_768 + rng.below(28_000), rng.below(65_536));
+            netf.push((t, syn(t, dst, dport, sport, id)));
+            t += rng.range(20, 100);
+        }
+        if site.specials.c2.0 == v {
+            let t = site.specials.c2.1;
+            netf.push((t, syn(t, C2_ADDR, C2_PORT, 51_515, 4242)));
+        }
+    }
+    syslog.sort();
+    netf.sort();
+    let syslog_lines = put(&out.join("vm-syslog.log"), syslog.into_iter().map(|l| l.1))?;
+    let netfilter_lines = put(
+        &out.join("hypervisor-netfilter.log"),
+        netf.into_iter().map(|l| l.1),
+    )?;
+
+    let year: i16 = strftime(site.start, "%Y").parse().unwrap_or(2026);
+    let manifest = Manifest {
+        seed: site.params.seed,
+        vms: site.params.vms,
+        hours: site.params.hours,
+        start: rfc3339(site.start),
+        year,
+        files: [
+            "notifications.jsonl",
+            "keystone_users.json",
+            "keystone_projects.json",
+            "condor_history.json",
+            "vm-syslog.log",
+        ]
+        .into_iter()
+        .map(|p| ManifestFile {
+            path: p.into(),
+            observer: None,
+        })
+        .chain(std::iter::once(ManifestFile {
+            path: "hypervisor-netfilter.log".into(),
+            observer: Some("hypervisor".into()),
+        }))
+        .collect(),
+    };
+    fs::write(
+        out.join(MANIFEST),
+        serde_json::to_string_pretty(&manifest)? + "\n",
+    )?;
+    fs::write(
+        out.join(ANSWERS),
+        serde_json::to_string_pretty(questions)? + "\n",
+    )?;
+    Ok(Written {
+        questions: questions.len(),
+        notifications,
+        jobs,
+        syslog_lines,
+        netfilter_lines,
+    })
+}
+
+/// Build, ask, write: the whole of `challenge generate`.
+pub fn generate(p: Params, out: &Path) -> Result<Written> {
+    p.check()?;
+    let site = build(p);
+    let qs = questions(&site, &mut Rng::new(p.seed.rotate_left(17) ^ 0xA11CE));
+    write(&site, &qs, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Site {
+        build(Params {
+            seed: 7,
+            vms: 30,
+            hours: 6,
+        })
+    }
+
+    #[test]
+    fn no_address_or_mac_is_held_by_two_vms_at_once() {
+        for p in [
+            Params {
+                seed: 7,
+                vms: 30,
+                hours: 6,
+            },
+            Params {
+                seed: 1,
+                vms: 200,
+                hours: 24,
+            },
+            Params {
+                seed: 99,
+                vms: 8,
+                hours: 4,
+            },
+        ] {
+            let s = build(p);
+            let all: Vec<(usize, &Holding)> = s
+                .vms
+                .iter()
+                .enumerate()
+                .flat_map(|(v, vm)| vm.holdings.iter().map(move |h| (v, h)))
+                .collect();
+            for (i, (va, a)) in all.iter().enumerate() {
+                for (vb, b) in &all[i + 1..] {
+                    let overlap =
+                        a.from < b.to.unwrap_or(i64::MAX) && b.from < a.to.unwrap_or(i64::MAX);
+                    assert!(
+                        !(a.ip == b.ip && overlap),
+                        "{} held by VMs {va} and {vb} at once",
+                        a.ip
+                    );
+                    assert_ne!(a.mac, b.mac, "MACs are per port");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_complication_is_present() {
+        let s = site();
+        assert!(reuse_pair(&s.vms).is_some(), "an address is reused");
+        let (a, b) = s.specials.dup_host;
+        assert_ne!(a, b, "a duplicate hostname");
+        assert_eq!(s.vms[a].hostname, s.vms[b].hostname);
+        assert!(!s.specials.migrated.is_empty());
+        assert!(s.specials.attach.is_some());
+        assert!(s.vms.iter().any(|v| v.deleted.is_some()));
+        assert!(
+            s.vms
+                .iter()
+                .all(|v| !v.holdings.iter().any(|h| h.ip == s.specials.never_assigned))
+        );
+    }
+
+    #[test]
+    fn ground_truth_comes_from_the_model() {
+        let s = site();
+        let qs = questions(&s, &mut Rng::new(3));
+        assert!(qs.len() >= 30, "{}", qs.len());
+        for q in &qs {
+            let t = q.at.parse::<Timestamp>().unwrap().as_second();
+            let (kind, value) = match (&q.ip, &q.host, &q.mac) {
+                (Some(ip), _, _) => (Kind::Ip, ip),
+                (_, Some(h), _) => (Kind::Host, h),
+                (_, _, Some(m)) => (Kind::Mac, m),
+                _ => panic!("no address"),
+            };
+            // Recomputed independently from the model: every VM alive and holding it.
+            let holders: Vec<&Vm> = s
+                .vms
+                .iter()
+                .filter(|vm| match kind {
+                    Kind::Ip => vm.holdings.iter().any(|h| &h.ip == value && h.covers(t)),
+                    Kind::Mac => vm.holdings.iter().any(|h| &h.mac == value && h.covers(t)),
+                    Kind::Host => &vm.hostname == value && vm.alive_at(t),
+                })
+                .collect();
+            assert_eq!(q.expect.matches.len(), holders.len(), "{q:?}");
+            assert_eq!(q.expect.ambiguous, holders.len() > 1);
+            for vm in holders {
+                assert!(vm.alive_at(t), "a held address implies a live VM");
+                let m = q
+                    .expect
+                    .matches
+                    .iter()
+                    .find(|m| m.vm_uuid == vm.uuid)
+                    .unwrap();
+                assert_eq!(
+                    m.hypervisor.as_deref(),
+                    Some(s.hypervisors[vm.hypervisor_at(t)].as_str())
+                );
+            }
+            let why = q.why.as_deref().unwrap_or("");
+            if why.contains("never assigned")
+                || why.contains("gap")
+                || why.contains("half-open")
+                || why.contains("before the VM")
+                || why.contains("after the VM")
+            {
+                assert!(q.expect.matches.is_empty(), "{q:?}");
+            }
+            if why.contains("two VMs hold at once") {
+                assert_eq!(q.expect.matches.len(), 2);
+                assert!(q.expect.ambiguous);
+            }
+            if why.contains("exactly the live migration") {
+                let vm = s
+                    .vms
+                    .iter()
+                    .find(|v| v.uuid == q.expect.matches[0].vm_uuid)
+                    .unwrap();
+                assert_eq!(vm.placements[1].0, t);
+                assert_eq!(
+                    q.expect.matches[0].hypervisor.as_deref(),
+                    Some(s.hypervisors[vm.placements[1].1].as_str())
+                );
+            }
+            if why.contains("only the VO") {
+                assert!(
+                    q.expect.matches[0]
+                        .payload_dns
+                        .iter()
+                        .any(|d| d.contains("Mallory")),
+                    "{q:?}"
+                );
+            }
+            if why.contains("C2") {
+                assert_eq!(q.expect.matches[0].vm_uuid, s.vms[s.specials.c2.0].uuid);
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_bytes() {
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let p = Params {
+            seed: 11,
+            vms: 12,
+            hours: 4,
+        };
+        generate(p, a.path()).unwrap();
+        generate(p, b.path()).unwrap();
+        for f in [
+            "notifications.jsonl",
+            "condor_history.json",
+            "vm-syslog.log",
+            "hypervisor-netfilter.log",
+            "answers.json",
+        ] {
+            assert_eq!(
+                fs::read(a.path().join(f)).unwrap(),
+                fs::read(b.path().join(f)).unwrap(),
+                "{f}"
+            );
+        }
+    }
+}
