@@ -7,7 +7,7 @@
 //! a who-question from that model alone (never from pugmark), and [`questions`] picks the
 //! moments that matter: random ones, gaps, before creation, at and after deletion, either side
 //! of a migration, the duplicate hostname, an address never assigned, the C2 connection, the
-//! payload only the VO names. [`write`] renders the model as the sources would:
+//! payload only the VO names. [`write()`] renders the model as the sources would:
 //! oslo-enveloped versioned nova notifications, `openstack user|project list --long -f json`,
 //! `condor_history -json`, RFC 3164 VM syslog (hostnames as the VMs claim them) and the
 //! hypervisors' netfilter LOG lines. Incidents: a SYN from one VM's address to a C2 server
