@@ -26,12 +26,8 @@ use std::net::IpAddr;
 
 use model::{Event, EventClass, ParseIssue, Reported, fields};
 
-/// ICMP type and code (`TYPE=8 CODE=0`).
-pub const ICMP_TYPE: &str = "icmp_type";
-pub const ICMP_CODE: &str = "icmp_code";
-/// Proxmox: the VM id the rule belongs to (`0` for the host) and the firewall chain.
-pub const VMID: &str = "vmid";
-pub const FW_CHAIN: &str = "fw_chain";
+/// Field names this decoder sets (the vocabulary lives in `model::fields`).
+pub use model::fields::{FW_CHAIN, ICMP_CODE, ICMP_TYPE, VMID};
 
 const KIND_PVE: &str = "pve-firewall";
 

@@ -66,6 +66,12 @@ pub const VM_IPS: &str = "vm_ips";
 /// MAC addresses of the instance, comma-separated, aligned with `vm_ips` where the source
 /// pairs them.
 pub const VM_MACS: &str = "vm_macs";
+/// Neutron port ids and tap devices, aligned with `vm_ips`.
+pub const VM_PORTS: &str = "vm_ports";
+pub const VM_DEVICES: &str = "vm_devices";
+/// Floating (public, NATed) addresses of the instance (legacy notifications' `fixed_ips[].
+/// floating_ips`), comma-separated. They are leases of the VM like its fixed addresses.
+pub const VM_FLOATING_IPS: &str = "vm_floating_ips";
 /// oslo request id (`req-…`).
 pub const REQUEST_ID: &str = "request_id";
 /// Notification message id (oslo envelope `message_id`).
@@ -89,6 +95,23 @@ pub const JOB_START: &str = "job_start";
 pub const JOB_END: &str = "job_end";
 /// Userlog event code (`000`, `001`, `005`, …).
 pub const CONDOR_EVENT: &str = "condor_event";
+/// Host name the startd gives itself (`alias=` of its sinful string).
+pub const EXEC_ALIAS: &str = "exec_alias";
+/// Every address of the startd (`addrs=`), comma-separated, when there are several.
+pub const EXEC_ADDRS: &str = "exec_addrs";
+/// The slot the job ran in (`slot1_1`), from `RemoteHost`.
+pub const EXEC_SLOT: &str = "exec_slot";
+/// `JobStatus` by name: idle, running, removed, completed, held, transferring_output,
+/// suspended.
+pub const JOB_STATUS: &str = "job_status";
+/// The submit side: schedd name from `GlobalJobId`, and the submit host's address.
+pub const SCHEDD: &str = "schedd";
+pub const SUBMIT_IP: &str = "submit_ip";
+/// The DAG node a job belongs to (userlog `DAG Node: A` body line).
+pub const DAG_NODE: &str = "dag_node";
+/// Job exit: return value of a normal termination, or the signal of an abnormal one.
+pub const EXIT_CODE: &str = "exit_code";
+pub const EXIT_SIGNAL: &str = "exit_signal";
 
 // Network (netfilter LOG lines).
 
@@ -103,3 +126,9 @@ pub const LOG_PREFIX: &str = "log_prefix";
 pub const TCP_FLAGS: &str = "tcp_flags";
 /// MAC header as netfilter prints it (`MAC=dst:src:type`).
 pub const MAC_HEADER: &str = "mac_header";
+/// ICMP type and code (`TYPE=8 CODE=0`).
+pub const ICMP_TYPE: &str = "icmp_type";
+pub const ICMP_CODE: &str = "icmp_code";
+/// Proxmox: the VM id the rule belongs to (`0` for the host) and the firewall chain.
+pub const VMID: &str = "vmid";
+pub const FW_CHAIN: &str = "fw_chain";

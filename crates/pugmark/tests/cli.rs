@@ -1067,3 +1067,193 @@ fn a_wrong_ground_truth_fails_the_run_and_names_the_question() {
     assert!(stderr.contains(&id), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
+
+/// Issue 3 "Bad input": truncated JSON, an unknown notification type or version, a ClassAd
+/// with a missing attribute, an address that is not an address, conflicting sources — each
+/// record stored raw and counted, nothing turned into a wrong fact, conflicts shown.
+#[test]
+fn bad_cloud_and_vo_input_is_kept_counted_and_conflicts_are_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let note = |event: &str, time: &str, uuid: &str, user: &str, state: &str, ip: &str| {
+        serde_json::json!({
+            "event_type": event, "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+            "timestamp": time, "message_id": format!("m-{uuid}-{time}-{event}"),
+            "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+                "nova_object.version": "1.8", "nova_object.data": {"uuid": uuid, "host": "cmp1",
+                "host_name": "vm-x", "user_id": user, "tenant_id": "p1", "state": state,
+                "ip_addresses": [{"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:01"}}]}}
+        })
+        .to_string()
+    };
+    let two_owners = "11111111-0000-4000-8000-000000000001";
+    let undead = "22222222-0000-4000-8000-000000000002";
+    let bad_ip = "33333333-0000-4000-8000-000000000003";
+    let lines = [
+        note(
+            "instance.create.end",
+            "2026-10-14 08:00:00.000000",
+            two_owners,
+            "alice",
+            "active",
+            "10.9.0.1",
+        ),
+        note(
+            "instance.update",
+            "2026-10-14 09:00:00.000000",
+            two_owners,
+            "mallory",
+            "active",
+            "10.9.0.1",
+        ),
+        // The delete arrives stamped before the create.
+        note(
+            "instance.delete.end",
+            "2026-10-14 07:00:00.000000",
+            undead,
+            "bob",
+            "deleted",
+            "10.9.0.2",
+        ),
+        note(
+            "instance.create.end",
+            "2026-10-14 08:00:00.000000",
+            undead,
+            "bob",
+            "active",
+            "10.9.0.2",
+        ),
+        note(
+            "instance.create.end",
+            "2026-10-14 08:00:00.000000",
+            bad_ip,
+            "carol",
+            "active",
+            "10.9.0.999",
+        ),
+        // Unknown event type and an unknown payload version: kept, not turned into facts.
+        note(
+            "instance.frobnicate.end",
+            "2026-10-14 08:30:00.000000",
+            bad_ip,
+            "carol",
+            "active",
+            "10.9.0.3",
+        )
+        .replace("\"1.8\"", "\"99.0\""),
+        // Truncated JSON.
+        r#"{"event_type": "instance.create.end", "payload": {"nova_object.data": {"uuid": "4444"#
+            .to_string(),
+    ];
+    let notes = dir.path().join("notifications.json");
+    fs::write(&notes, lines.join("\n") + "\n").unwrap();
+    let s = json(
+        &data,
+        &[
+            "ingest",
+            "--format",
+            "openstack-notification",
+            notes.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s["events"], lines.len(), "every line stored: {s}");
+    assert!(s["parse_issues"]["events"].as_u64().unwrap() >= 2, "{s}");
+    assert_eq!(count(&data, &["*"]), lines.len() as u64);
+    // The truncated document is there, raw.
+    assert_eq!(count(&data, &["4444"]), 1);
+
+    // A job ad with nothing that identifies the job, and one without its execution address.
+    let history = dir.path().join("history.json");
+    fs::write(
+        &history,
+        r#"[
+{"Owner": "pilot", "x509userproxysubject": "/DC=ch/CN=nobody", "JobCurrentStartDate": 1791964800},
+{"GlobalJobId": "schedd1#7.0#1791960000", "ClusterId": 7, "ProcId": 0, "Owner": "pilot", "JobCurrentStartDate": 1791964800, "StartdIpAddr": "<not-an-address:9618>"}
+]"#,
+    )
+    .unwrap();
+    let s = json(
+        &data,
+        &[
+            "ingest",
+            "--format",
+            "condor-history-json",
+            history.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(s["events"], 2, "{s}");
+    assert!(s["parse_issues"]["events"].as_u64().unwrap() >= 1, "{s}");
+
+    // No fact from the address that is not an address, nor from the unknown event.
+    let w = json(
+        &data,
+        &["who", "--ip", "10.9.0.3", "--at", "2026-10-14T08:45:00Z"],
+    );
+    assert_eq!(w["matches"], serde_json::json!([]), "{w}");
+
+    // Two owners: both named, the conflict shown — not resolved silently.
+    let w = json(
+        &data,
+        &["who", "--ip", "10.9.0.1", "--at", "2026-10-14T09:30:00Z"],
+    );
+    let m = &w["matches"][0];
+    assert_eq!(m["vm"]["uuid"], two_owners, "{w}");
+    assert_eq!(m["conflicts"][0]["kind"], "owner", "{w}");
+    let summary = m["conflicts"][0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("alice") && summary.contains("mallory"),
+        "{summary}"
+    );
+    let text = ok(
+        &data,
+        &["who", "--ip", "10.9.0.1", "--at", "2026-10-14T09:30:00Z"],
+    );
+    assert!(text.contains("CONFLICT (owner)"), "{text}");
+
+    // A delete before its create: a lifecycle conflict, in who, timeline and report.
+    let w = json(
+        &data,
+        &["who", "--ip", "10.9.0.2", "--at", "2026-10-14T08:30:00Z"],
+    );
+    assert_eq!(w["matches"][0]["conflicts"][0]["kind"], "lifecycle", "{w}");
+    let t = ok(&data, &["timeline", "--vm", undead]);
+    assert!(t.contains("CONFLICT (lifecycle)"), "{t}");
+    let r = ok(
+        &data,
+        &[
+            "report",
+            "--ip",
+            "10.9.0.2",
+            "--at",
+            "2026-10-14T08:30:00Z",
+            "--format",
+            "md",
+        ],
+    );
+    assert!(r.contains("**CONFLICT** (lifecycle)"), "{r}");
+
+    // A floating address (legacy `fixed_ips[].floating_ips`) is a lease of the VM too.
+    let legacy = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../decode/testdata/nova_legacy_notifications.jsonl");
+    ok(&data, &["ingest", legacy.to_str().unwrap()]);
+    for (ip, at, held) in [
+        ("203.0.113.7", "2026-10-14T09:00:00Z", true),
+        ("10.1.2.3", "2026-10-14T09:00:00Z", true),
+        ("203.0.113.7", "2026-10-14T10:06:00Z", false),
+    ] {
+        let w = json(&data, &["who", "--ip", ip, "--at", at]);
+        let uuids: Vec<&str> = w["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["vm"]["uuid"].as_str())
+            .collect();
+        let want: &[&str] = if held {
+            &["b9000564-fe1a-409b-b8cc-1e88b294cd1d"]
+        } else {
+            &[]
+        };
+        assert_eq!(uuids, want, "{ip} at {at}: {w}");
+    }
+    assert!(ok(&data, &["verify"]).starts_with("ok:"));
+}

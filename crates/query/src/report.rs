@@ -113,9 +113,12 @@ fn vm_report(
         seen.insert((e.observer, e.seq));
         let bucket = match e.source.as_str() {
             s if s.starts_with("condor") => &mut r.jobs,
-            "openstack-notification" | "oslo-log" | "lease" | "placement" | "owner" => {
-                &mut r.lifecycle
-            }
+            "openstack-notification"
+            | "oslo-log"
+            | "lease"
+            | "placement"
+            | "owner"
+            | "conflict" => &mut r.lifecycle,
             _ if e.summary.contains("SRC=") || e.observer == Observer::Hypervisor => {
                 &mut r.connections
             }
@@ -221,6 +224,13 @@ pub fn to_markdown(r: &Report) -> String {
                 )
             })
             .collect();
+        for c in &m.conflicts {
+            let _ = writeln!(
+                s,
+                "- **CONFLICT** ({}): {} — the sources disagree; both are kept",
+                c.kind, c.summary
+            );
+        }
         let _ = writeln!(s, "- **Backed by**: {}\n", obs.join(", "));
         for (title, list) in [
             ("Sessions", &v.sessions),

@@ -17,7 +17,7 @@ use views::SearchIndex;
 use views::facts::{FactStore, VmObs};
 
 use crate::search::{Fetch, SearchRequest, run};
-use crate::who::{AddrKind, Lease, leases};
+use crate::who::{AddrKind, Lease, conflicts, leases};
 
 /// Whose timeline.
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +183,21 @@ impl Builder<'_> {
             }
         }
         self.placements(uuid, &obs);
+        // Disagreements are facts too: shown where the later of their records stands.
+        for c in conflicts(&obs) {
+            if let Some(o) = obs
+                .iter()
+                .filter(|o| c.seqs.contains(&o.seq))
+                .max_by_key(|o| (o.time_ns, o.seq))
+            {
+                self.fact(
+                    o.time_ns,
+                    o.seq,
+                    "conflict",
+                    format!("CONFLICT ({}) on VM {uuid}: {}", c.kind, c.summary),
+                );
+            }
+        }
         Ok(())
     }
 

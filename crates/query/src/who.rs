@@ -78,6 +78,21 @@ pub struct Match {
     pub lease: LeaseJson,
     pub evidence: Vec<EvidenceJson>,
     pub ambiguous: bool,
+    /// Where this VM's sources disagree (two owners, a deletion before the creation, …):
+    /// kept and shown, never resolved silently. An extension of the issue-3 contract; empty
+    /// when the sources agree.
+    pub conflicts: Vec<ConflictJson>,
+}
+
+/// Two records about one VM that cannot both be right.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ConflictJson {
+    /// `owner` (two user ids), `project` (two project ids), `lifecycle` (deleted before
+    /// created, or seen alive after its deletion).
+    pub kind: String,
+    pub summary: String,
+    /// Ledger positions of the records on each side.
+    pub seqs: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -219,6 +234,86 @@ fn evidence(o: &VmObs) -> EvidenceJson {
     }
 }
 
+fn is_creation(o: &VmObs) -> bool {
+    let ty = o.event_type.as_deref().unwrap_or("");
+    ty.contains("create.")
+}
+
+/// Disagreements among one VM's observations. A VM has one owner for its whole life in
+/// OpenStack, so two user (or project) ids are a conflict whatever their times; a deletion
+/// earlier than a creation, or a cloud record showing the VM alive after its deletion, is a
+/// lifecycle conflict. Deterministic: ordered by kind, then by the first record involved.
+pub fn conflicts(obs: &[VmObs]) -> Vec<ConflictJson> {
+    let mut out = Vec::new();
+    for (kind, get) in [
+        (
+            "owner",
+            (|o: &VmObs| o.user_id.as_deref()) as fn(&VmObs) -> Option<&str>,
+        ),
+        ("project", |o: &VmObs| o.project_id.as_deref()),
+    ] {
+        // First record naming each distinct value, in time order.
+        let mut firsts: Vec<(&str, &VmObs)> = Vec::new();
+        for o in obs {
+            if let Some(v) = get(o)
+                && !firsts.iter().any(|(f, _)| *f == v)
+            {
+                firsts.push((v, o));
+            }
+        }
+        if firsts.len() > 1 {
+            let said: Vec<String> = firsts
+                .iter()
+                .map(|(v, o)| format!("{v} (#{} at {})", o.seq, rfc3339(o.time_ns)))
+                .collect();
+            out.push(ConflictJson {
+                kind: kind.into(),
+                summary: format!("sources name {} {kind}s: {}", firsts.len(), said.join(", ")),
+                seqs: firsts.iter().map(|(_, o)| o.seq).collect(),
+            });
+        }
+    }
+    if let Some(del) = obs.iter().find(|o| is_deletion(o)) {
+        let late_create = obs
+            .iter()
+            .find(|o| is_creation(o) && o.time_ns > del.time_ns);
+        let alive_after = obs.iter().find(|o| {
+            o.time_ns > del.time_ns
+                && !is_deletion(o)
+                && o.state
+                    .as_deref()
+                    .is_some_and(|s| s == "active" || s == "running")
+        });
+        if let Some(c) = late_create {
+            out.push(ConflictJson {
+                kind: "lifecycle".into(),
+                summary: format!(
+                    "deleted at {} (#{}) before created at {} (#{})",
+                    rfc3339(del.time_ns),
+                    del.seq,
+                    rfc3339(c.time_ns),
+                    c.seq
+                ),
+                seqs: vec![del.seq, c.seq],
+            });
+        } else if let Some(a) = alive_after {
+            out.push(ConflictJson {
+                kind: "lifecycle".into(),
+                summary: format!(
+                    "deleted at {} (#{}) but {} at {} (#{})",
+                    rfc3339(del.time_ns),
+                    del.seq,
+                    a.state.as_deref().unwrap_or("alive"),
+                    rfc3339(a.time_ns),
+                    a.seq
+                ),
+                seqs: vec![del.seq, a.seq],
+            });
+        }
+    }
+    out
+}
+
 /// The last non-empty value of `get` among observations at or before `t`.
 fn last_at(obs: &[VmObs], t: i64, get: impl Fn(&VmObs) -> Option<&String>) -> Option<&VmObs> {
     obs.iter().rfind(|o| o.time_ns <= t && get(o).is_some())
@@ -266,7 +361,8 @@ pub fn who(store: &FactStore, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
         // Payload runs: jobs that executed on this address (or this VM's hostname) and started
         // inside the lease, running at `t`.
         let ip = (q.kind == AddrKind::Ip).then_some(q.value.as_str());
-        let jobs = store.jobs_at(ip, hostname.as_deref())?;
+        let mut jobs = store.jobs_at(ip, hostname.as_deref())?;
+        join_userlog_ids(&mut jobs);
         // A job whose ad names its execution address ran on the VM holding that address when
         // it started, whatever its hostname: same-named VMs must not get each other's payloads.
         let foreign: std::collections::BTreeSet<String> = jobs
@@ -326,6 +422,7 @@ pub fn who(store: &FactStore, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
             },
             evidence: evidence_list,
             ambiguous: false,
+            conflicts: conflicts(&obs),
         });
     }
     let ambiguous = matches.len() > 1;
@@ -340,6 +437,48 @@ pub fn who(store: &FactStore, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
         },
         matches,
     })
+}
+
+/// A userlog names a job `cluster.proc`, the history ad `schedd#cluster.proc#qdate`: give the
+/// userlog observations the ad's id when exactly one ad among `jobs` has that `cluster.proc`
+/// (two schedds with the same numbers → left apart: never a guess).
+pub fn join_userlog_ids(jobs: &mut [JobObs]) {
+    let mut globals: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for j in jobs.iter() {
+        let mut parts = j.job_id.split('#');
+        if let (Some(_schedd), Some(short), Some(_qdate)) =
+            (parts.next(), parts.next(), parts.next())
+        {
+            let short = short_id(short);
+            globals
+                .entry(short)
+                .and_modify(|g| {
+                    if g.as_deref() != Some(j.job_id.as_str()) {
+                        *g = None;
+                    }
+                })
+                .or_insert_with(|| Some(j.job_id.clone()));
+        }
+    }
+    for j in jobs.iter_mut() {
+        if !j.job_id.contains('#')
+            && let Some(Some(g)) = globals.get(&short_id(&j.job_id))
+        {
+            j.job_id = g.clone();
+        }
+    }
+}
+
+/// `2758.0` and `2758.000` name the same job.
+fn short_id(id: &str) -> String {
+    let mut it = id.split('.');
+    let c = it.next().unwrap_or("").trim_start_matches('0');
+    let p = it.next().unwrap_or("0").trim_start_matches('0');
+    format!(
+        "{}.{}",
+        if c.is_empty() { "0" } else { c },
+        if p.is_empty() { "0" } else { p }
+    )
 }
 
 /// One job's observations folded: (start, end, dn, owner).
@@ -440,5 +579,66 @@ mod tests {
             "half-open: not at deletion"
         );
         assert!(l.iter().any(|x| x.covers(59)));
+    }
+
+    #[test]
+    fn two_owners_and_a_delete_before_create_are_conflicts_not_resolved() {
+        let mut a = obs(1, 10, "instance.create.end", &["10.0.0.5"]);
+        a.user_id = Some("alice".into());
+        let mut b = obs(2, 20, "instance.update", &["10.0.0.5"]);
+        b.user_id = Some("mallory".into());
+        let c = conflicts(&[a.clone(), b.clone()]);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].kind, "owner");
+        assert_eq!(c[0].seqs, [1, 2]);
+        assert!(c[0].summary.contains("alice") && c[0].summary.contains("mallory"));
+
+        // Same owner twice: no conflict.
+        b.user_id = Some("alice".into());
+        assert!(conflicts(&[a.clone(), b]).is_empty());
+
+        let del = obs(7, 5, "instance.delete.end", &[]);
+        let c = conflicts(&[del, a]);
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].kind, "lifecycle");
+        assert_eq!(c[0].seqs, [7, 1]);
+    }
+
+    fn job(seq: u64, id: &str) -> JobObs {
+        JobObs {
+            seq,
+            time_ns: 0,
+            job_id: id.into(),
+            owner: None,
+            user: None,
+            dn: None,
+            vo: None,
+            exec_ip: None,
+            exec_host: None,
+            start_ns: None,
+            end_ns: None,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn userlog_ids_join_the_one_history_ad_with_their_cluster_proc() {
+        let mut j = vec![
+            job(1, "schedd1#2758.0#1700000000"),
+            job(2, "2758.0"),
+            job(3, "2759.0"),
+        ];
+        join_userlog_ids(&mut j);
+        assert_eq!(j[1].job_id, "schedd1#2758.0#1700000000");
+        assert_eq!(j[2].job_id, "2759.0", "no ad: left alone");
+
+        // Two schedds with the same numbers: never a guess.
+        let mut j = vec![
+            job(1, "schedd1#2758.0#1700000000"),
+            job(2, "schedd2#2758.0#1700000500"),
+            job(3, "2758.0"),
+        ];
+        join_userlog_ids(&mut j);
+        assert_eq!(j[2].job_id, "2758.0");
     }
 }

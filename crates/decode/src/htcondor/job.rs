@@ -15,18 +15,8 @@ use model::{Event, EventClass, ParseIssue, Reported, fields};
 use super::classad::{Ad, Attr};
 use super::sinful;
 
-/// Host name the startd gives itself (`alias=` of its sinful string).
-pub const EXEC_ALIAS: &str = "exec_alias";
-/// Every address of the startd (`addrs=`), comma-separated, when there are several.
-pub const EXEC_ADDRS: &str = "exec_addrs";
-/// The slot the job ran in (`slot1_1`), from `RemoteHost`.
-pub const EXEC_SLOT: &str = "exec_slot";
-/// `JobStatus` by name: idle, running, removed, completed, held, transferring_output,
-/// suspended.
-pub const JOB_STATUS: &str = "job_status";
-/// The submit side: schedd name from `GlobalJobId`, and the submit host's address.
-pub const SCHEDD: &str = "schedd";
-pub const SUBMIT_IP: &str = "submit_ip";
+/// Field names this decoder sets (the vocabulary lives in `model::fields`).
+pub use model::fields::{EXEC_ADDRS, EXEC_ALIAS, EXEC_SLOT, JOB_STATUS, SCHEDD, SUBMIT_IP};
 
 fn status_name(code: i64) -> Option<&'static str> {
     Some(match code {

@@ -26,11 +26,8 @@ use crate::text::{lossy, strip_terminators};
 
 pub(crate) const KIND: &str = "condor-userlog";
 
-/// The DAG node a job belongs to (`DAG Node: A` body line).
-pub const DAG_NODE: &str = "dag_node";
-/// Job exit: return value of a normal termination, or the signal of an abnormal one.
-pub const EXIT_CODE: &str = "exit_code";
-pub const EXIT_SIGNAL: &str = "exit_signal";
+/// Field names this decoder sets (the vocabulary lives in `model::fields`).
+pub use model::fields::{DAG_NODE, EXIT_CODE, EXIT_SIGNAL};
 
 /// Event names by code (HTCondor's ULogEventNumber, lower-cased without `ULOG_`).
 const EVENT_NAMES: [&str; 46] = [

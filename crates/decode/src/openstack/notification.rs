@@ -281,6 +281,21 @@ fn notification(ev: &mut Event, raw: &[u8], msg: &Object) {
     if let Some(Value::String(name)) = payload.get("nova_object.name") {
         ev.fields.insert("payload_class".to_string(), name.clone());
     }
+    // Nova's instance payloads are at major version 1 or 2 (InstanceExistsPayload 2.1 in the
+    // samples); a later major may move or rename what we read, so the event is kept and
+    // flagged (and the fact store takes no facts from it).
+    if let Some(Value::String(v)) = payload.get("nova_object.version")
+        && !matches!(v.split('.').next(), Some("1" | "2"))
+    {
+        let expected = format!("payload nova_object.version 1.x or 2.x, not {v:?}");
+        issue(
+            ev,
+            raw,
+            key_offset(raw, "nova_object.version"),
+            "unknown_version",
+            &expected,
+        );
+    }
     let data = nova_data(payload);
     if legacy {
         legacy_payload(ev, raw, data);
@@ -458,7 +473,7 @@ fn legacy_payload(ev: &mut Event, raw: &[u8], d: &Object) {
             }
             if !floating.is_empty() {
                 ev.fields
-                    .insert("vm_floating_ips".to_string(), floating.join(","));
+                    .insert(fields::VM_FLOATING_IPS.to_string(), floating.join(","));
             }
         }
         Some(Value::Null) | None => {}
@@ -494,7 +509,12 @@ fn addresses(ev: &mut Event, raw: &[u8], entries: &[&Object], mac_key: &str, pat
             cols[i + 1].push(v);
         }
     }
-    let names = [fields::VM_IPS, fields::VM_MACS, "vm_ports", "vm_devices"];
+    let names = [
+        fields::VM_IPS,
+        fields::VM_MACS,
+        fields::VM_PORTS,
+        fields::VM_DEVICES,
+    ];
     for (name, col) in names.into_iter().zip(cols) {
         if col.iter().any(|v| !v.is_empty()) {
             ev.fields.insert(name.to_string(), col.join(","));

@@ -115,6 +115,10 @@ pub struct Params {
     pub seed: u64,
     pub vms: usize,
     pub hours: u32,
+    /// VM syslog and hypervisor lines per VM-hour, as a multiple of the default mix
+    /// (1 = about one syslog line and one SYN a minute). The benchmark raises it to reach a
+    /// site day of several million events; the questions and their answers do not change.
+    pub density: u32,
 }
 
 impl Params {
@@ -991,6 +995,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
     let mut syslog: Vec<(i64, String)> = Vec::new();
     let mut netf: Vec<(i64, String)> = Vec::new();
     let boot = site.start - 86_400 * 3;
+    let dens = i64::from(site.params.density.max(1));
     for (v, vm) in site.vms.iter().enumerate() {
         let until = vm.until(site.end);
         let me = &vm.claimed;
@@ -1053,7 +1058,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
                     ));
                 }
             }
-            t += rng.range(30, 120);
+            t += (rng.range(30, 120) / dens).max(1);
         }
         for (j, job) in vm.jobs.iter().enumerate() {
             if (v, j) != (vo_vm, vo_job) {
@@ -1086,7 +1091,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             let (dst, dport) = SERVICES[rng.index(SERVICES.len())];
             let (sport, id) = (32_768 + rng.below(28_000), rng.below(65_536));
             netf.push((t, syn(t, dst, dport, sport, id)));
-            t += rng.range(20, 100);
+            t += (rng.range(20, 100) / dens).max(1);
         }
         if site.specials.c2.0 == v {
             let t = site.specials.c2.1;
@@ -1160,6 +1165,7 @@ mod tests {
             seed: 7,
             vms: 30,
             hours: 6,
+            density: 1,
         })
     }
 
@@ -1170,16 +1176,19 @@ mod tests {
                 seed: 7,
                 vms: 30,
                 hours: 6,
+                density: 1,
             },
             Params {
                 seed: 1,
                 vms: 200,
                 hours: 24,
+                density: 1,
             },
             Params {
                 seed: 99,
                 vms: 8,
                 hours: 4,
+                density: 1,
             },
         ] {
             let s = build(p);
@@ -1306,6 +1315,7 @@ mod tests {
             seed: 11,
             vms: 12,
             hours: 4,
+            density: 1,
         };
         generate(p, a.path()).unwrap();
         generate(p, b.path()).unwrap();

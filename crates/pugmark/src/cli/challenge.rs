@@ -36,6 +36,10 @@ pub struct GenerateArgs {
     /// Length of the day in hours.
     #[arg(long, default_value_t = 24)]
     pub hours: u32,
+    /// VM syslog and hypervisor lines per VM-hour, as a multiple of the default mix (about
+    /// one of each a minute); the questions do not change.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub density: u32,
     /// Directory to write into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
@@ -61,6 +65,7 @@ pub fn run(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
                     seed: a.seed,
                     vms: a.vms,
                     hours: a.hours,
+                    density: a.density,
                 },
                 &a.out,
             )?;

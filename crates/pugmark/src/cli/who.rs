@@ -117,6 +117,9 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
                 or_unknown(&p.to)
             )?;
         }
+        for c in &m.conflicts {
+            writeln!(out, "  CONFLICT ({}): {}", c.kind, c.summary)?;
+        }
         for e in &m.evidence {
             writeln!(
                 out,

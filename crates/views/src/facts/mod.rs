@@ -241,11 +241,26 @@ impl FactStore {
                     let Some(uuid) = e.field(fields::VM_UUID) else {
                         continue;
                     };
+                    // A verb or payload version the decoder does not know may mean anything
+                    // (its address list could be a release, not a lease): kept in the ledger
+                    // and the index, counted, but never a fact.
+                    if e.issues
+                        .iter()
+                        .any(|i| i.kind == "unknown_event_type" || i.kind == "unknown_version")
+                    {
+                        continue;
+                    }
                     let uuid = uuid.to_lowercase();
                     // Service log lines carry the *requester's* ids in their context, not the
                     // owner's: only notifications say who owns a VM.
                     let owner_source = e.source_kind != "oslo-log";
-                    let ips = list(e.field(fields::VM_IPS));
+                    // A floating address is NATed to the VM: a lease of it like a fixed one.
+                    let mut ips = list(e.field(fields::VM_IPS));
+                    for f in list(e.field(fields::VM_FLOATING_IPS)) {
+                        if !ips.contains(&f) {
+                            ips.push(f);
+                        }
+                    }
                     let macs: Vec<String> = list(e.field(fields::VM_MACS))
                         .into_iter()
                         .map(|m| m.to_lowercase())
