@@ -4,6 +4,7 @@
 //! never rename.
 
 mod challenge;
+mod check;
 mod ingest;
 mod reindex;
 mod report;
@@ -61,6 +62,9 @@ pub enum Command {
     Report(report::ReportArgs),
     /// The traceability challenge: generate a site day with ground truth, or run and score one.
     Challenge(challenge::ChallengeArgs),
+    /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
+    /// clock trouble, orphan payloads, conflicts.
+    Check(check::CheckArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Timeline(a) => timeline::run(a),
         Command::Report(a) => report::run(a),
         Command::Challenge(a) => challenge::run(a),
+        Command::Check(a) => check::run(a),
     }
 }
 

@@ -457,6 +457,50 @@ impl FactStore {
             .map_err(self.sql())
     }
 
+    /// Every VM the store has observations of (lower-case uuids, sorted).
+    pub fn all_vms(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT DISTINCT uuid FROM vm_obs ORDER BY uuid")
+            .map_err(self.sql())?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<String>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// Every job observation, in time order (cross-checks walk them all).
+    pub fn all_jobs(&self) -> Result<Vec<JobObs>> {
+        self.jobs_where("1 = 1", params![])
+    }
+
+    fn jobs_where(&self, cond: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<JobObs>> {
+        let sql = format!(
+            "SELECT seq, time_ns, job_id, owner, user, dn, vo, exec_ip, exec_host, start_ns,
+             end_ns, summary FROM job_obs WHERE {cond} ORDER BY time_ns, seq"
+        );
+        let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
+        let rows = st
+            .query_map(p, |r| {
+                Ok(JobObs {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    time_ns: r.get(1)?,
+                    job_id: r.get(2)?,
+                    owner: r.get(3)?,
+                    user: r.get(4)?,
+                    dn: r.get(5)?,
+                    vo: r.get(6)?,
+                    exec_ip: r.get(7)?,
+                    exec_host: r.get(8)?,
+                    start_ns: r.get(9)?,
+                    end_ns: r.get(10)?,
+                    summary: r.get(11)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
     /// VMs whose observations name this user id as owner.
     pub fn vms_owned_by(&self, user_id: &str) -> Result<Vec<String>> {
         let mut st = self

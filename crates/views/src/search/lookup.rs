@@ -220,6 +220,10 @@ impl SearchIndex {
             return Ok((self.count(q)?, Vec::new()));
         }
         let searcher = self.reader.searcher();
+        // tantivy's top-N buffer is twice the limit: a huge `--limit` (or "all") would
+        // overflow it. More than the number of documents never changes the answer.
+        let docs_here = usize::try_from(searcher.num_docs()).unwrap_or(usize::MAX);
+        let limit = limit.min(docs_here.max(1));
         let top = TopDocs::with_limit(limit).order_by((
             (
                 SortByStaticFastValue::<DateTime>::for_field("time"),

@@ -1,0 +1,109 @@
+//! `pugmark check`: the sources held against each other (`query::check`); this file parses
+//! flags and prints. Exit status 0 whatever is found (findings are answers, not failures);
+//! scripts read `by_kind` from `--json`.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Args;
+use jiff::{SignedDuration, Timestamp};
+use query::check::{CheckRequest, check};
+use query::lang::Net;
+
+use crate::cli::{DataArgs, parse_time};
+use crate::datadir::DataDir;
+use crate::pipeline::Readers;
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Start of the range (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<Timestamp>,
+    /// End of the range, exclusive.
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<Timestamp>,
+    /// Clock skew and backward steps beyond this are findings (e.g. 5m, 90s).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub tolerance: SignedDuration,
+    /// A VM that logged nothing for this long while its address was active is silent.
+    #[arg(long, default_value = "30m", value_parser = parse_duration)]
+    pub silence: SignedDuration,
+    /// The site's address space for unknown hosts (repeatable CIDR). Default: every /24 or
+    /// /64 holding an address some VM leased.
+    #[arg(long = "site-net", value_parser = parse_net)]
+    pub site_nets: Vec<Net>,
+    /// JSON: {"from", "to", "by_kind", "findings": [{"kind", "time", "entities", "summary",
+    /// "count", "evidence": [{"seq", "observer", "source", "time", "summary"}]}], "examined"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_duration(s: &str) -> Result<SignedDuration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration such as 90s, 5m or 2h"))?;
+    match unit {
+        "s" | "" => Ok(SignedDuration::from_secs(n)),
+        "m" => Ok(SignedDuration::from_mins(n)),
+        "h" => Ok(SignedDuration::from_hours(n)),
+        _ => Err(format!("{s:?} is not a duration such as 90s, 5m or 2h")),
+    }
+}
+
+fn parse_net(s: &str) -> Result<Net, String> {
+    Net::parse(s).ok_or_else(|| format!("{s:?} is not a network such as 10.1.0.0/16"))
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::open(&args.data.data, false)?;
+    let mut r = Readers::open(&dd)?;
+    let report = check(
+        &r.index,
+        &r.facts,
+        &mut r.fetch,
+        &CheckRequest {
+            from: args.from,
+            to: args.to,
+            tolerance: args.tolerance,
+            silence: args.silence,
+            site_nets: args.site_nets,
+        },
+    )?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for f in &report.findings {
+        let times = if f.count > 1 {
+            format!(" (×{})", f.count)
+        } else {
+            String::new()
+        };
+        writeln!(out, "{} {}{}: {}", f.time, f.kind, times, f.summary)?;
+        for e in &f.evidence {
+            writeln!(
+                out,
+                "  evidence #{} [{}] {} {}: {}",
+                e.seq, e.observer, e.time, e.source, e.summary
+            )?;
+        }
+    }
+    let kinds: Vec<String> = report
+        .by_kind
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+    writeln!(
+        out,
+        "{} findings{}{}",
+        report.findings.len(),
+        if kinds.is_empty() { "" } else { ": " },
+        kinds.join(", ")
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,750 @@
+//! `check`: the sources held against each other (issue 5 "Cross-checks"). No one source is
+//! trusted in itself; a VM's own syslog (forgeable by whoever is root in it) is checked against
+//! the cloud's leases and the hypervisor's and network's view of its traffic, and every
+//! sender's clock against the collector's.
+//!
+//! Findings, each with its kind, the entities, the time and the evidence on both sides:
+//! - `forged_hostname`: VM syslog from an address whose lease then belongs to a VM with
+//!   another hostname (live senders), or claiming a hostname no VM held then;
+//! - `silent_vm`: a VM that logged, then fell silent while alive, while the hypervisor or the
+//!   network still saw its address active;
+//! - `unknown_host`: hypervisor or network connections from a site address no VM held then;
+//! - `clock_skew`, `clock_backwards`, `clock_future`, `clock_jump`: per sender;
+//! - `orphan_payload`: a VO payload run on an address no VM held at its start;
+//! - `conflict`: sources disagreeing on a fact (owner, lifecycle — [`crate::who::conflicts`] —
+//!   and one address leased to two VMs at once).
+//!
+//! Time of VM-internal events: a live sender's events are placed by the received time (the
+//! collector's clock, which the VM cannot set), with the reported time shown beside it; file
+//! imports have no trustworthy receipt time (it is the import's), so they use the reported time.
+//! Findings of one kind about one entity are folded into one finding with a count, the first
+//! and last occurrences as evidence.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use jiff::{SignedDuration, Timestamp};
+use model::{Event, EventClass, Observer, Origin};
+use serde::Serialize;
+use views::SearchIndex;
+use views::facts::{FactStore, VmObs};
+
+use crate::lang::Net;
+use crate::search::{Fetch, SearchRequest, run};
+use crate::who::{AddrKind, EvidenceJson, Lease, conflicts, leases};
+
+/// What to check and how strictly.
+#[derive(Debug, Clone)]
+pub struct CheckRequest {
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    /// Clock skew (reported vs received) and backwards steps beyond this are findings.
+    pub tolerance: SignedDuration,
+    /// A VM that logged nothing for this long while its address was active is silent.
+    pub silence: SignedDuration,
+    /// The site's address space for `unknown_host`. Empty: every /24 (IPv4) or /64 (IPv6)
+    /// holding an address some VM ever leased.
+    pub site_nets: Vec<Net>,
+}
+
+impl Default for CheckRequest {
+    fn default() -> Self {
+        CheckRequest {
+            from: None,
+            to: None,
+            tolerance: SignedDuration::from_mins(5),
+            silence: SignedDuration::from_mins(30),
+            site_nets: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: &'static str,
+    /// RFC 3339, the first occurrence.
+    pub time: String,
+    /// The VMs, addresses, hostnames, senders or jobs involved.
+    pub entities: Vec<String>,
+    pub summary: String,
+    /// Occurrences folded into this finding.
+    pub count: u64,
+    /// Records on each side (first and last occurrence, and what contradicts them).
+    pub evidence: Vec<EvidenceJson>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub by_kind: BTreeMap<&'static str, u64>,
+    pub findings: Vec<Finding>,
+    /// Events examined, by what they were examined for.
+    pub examined: BTreeMap<&'static str, u64>,
+}
+
+fn ns(t: Timestamp) -> i64 {
+    i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX)
+}
+
+fn rfc3339(n: i64) -> String {
+    Timestamp::from_nanosecond(i128::from(n))
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+fn ev_json(seq: u64, e: &Event, time_ns: i64) -> EvidenceJson {
+    let mut summary = match &e.host {
+        Some(h) => format!("{h}: {}", e.message),
+        None => e.message.clone(),
+    };
+    if summary.len() > 200 {
+        let mut cut = 200;
+        while !summary.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        summary.truncate(cut);
+        summary.push('…');
+    }
+    EvidenceJson {
+        time: rfc3339(time_ns),
+        seq,
+        observer: e.observer,
+        source: e.source_kind.clone(),
+        summary,
+    }
+}
+
+fn obs_json(o: &VmObs) -> EvidenceJson {
+    EvidenceJson {
+        time: rfc3339(o.time_ns),
+        seq: o.seq,
+        observer: o.observer,
+        source: o.event_type.clone().unwrap_or_else(|| "vm".into()),
+        summary: o.summary.clone(),
+    }
+}
+
+/// A lease with the VM that held it.
+#[derive(Debug, Clone)]
+struct Held {
+    lease: Lease,
+    uuid: String,
+}
+
+/// Every VM's leases of every address and hostname, and its life span.
+#[derive(Default)]
+struct Site {
+    ip: BTreeMap<IpAddr, Vec<Held>>,
+    host: BTreeMap<String, Vec<Held>>,
+    obs: BTreeMap<String, Vec<VmObs>>,
+}
+
+/// Hostnames compare by their first label, case-insensitively: a VM's syslog often says
+/// `wn-0042` where the cloud says `wn-0042.example.org`, or the reverse.
+fn short(h: &str) -> String {
+    h.split('.').next().unwrap_or(h).to_ascii_lowercase()
+}
+
+impl Site {
+    fn load(store: &FactStore) -> anyhow::Result<Site> {
+        let mut s = Site::default();
+        for uuid in store.all_vms()? {
+            let obs = store.vm_observations(&uuid)?;
+            let ips: BTreeSet<&String> = obs.iter().flat_map(|o| &o.ips).collect();
+            for ip in ips {
+                let Ok(addr) = ip.parse::<IpAddr>() else {
+                    continue;
+                };
+                for lease in leases(&obs, AddrKind::Ip, ip) {
+                    s.ip.entry(addr).or_default().push(Held {
+                        lease,
+                        uuid: uuid.clone(),
+                    });
+                }
+            }
+            let hosts: BTreeSet<&String> = obs.iter().filter_map(|o| o.hostname.as_ref()).collect();
+            for h in hosts {
+                for lease in leases(&obs, AddrKind::Host, h) {
+                    s.host.entry(short(h)).or_default().push(Held {
+                        lease,
+                        uuid: uuid.clone(),
+                    });
+                }
+            }
+            s.obs.insert(uuid, obs);
+        }
+        Ok(s)
+    }
+
+    fn ip_at(&self, ip: IpAddr, t: i64) -> Vec<&Held> {
+        let ip = canonical(ip);
+        self.ip
+            .get(&ip)
+            .map(|v| v.iter().filter(|h| h.lease.covers(t)).collect())
+            .unwrap_or_default()
+    }
+
+    fn host_at(&self, host: &str, t: i64) -> Vec<&Held> {
+        self.host
+            .get(&short(host))
+            .map(|v| v.iter().filter(|h| h.lease.covers(t)).collect())
+            .unwrap_or_default()
+    }
+
+    fn hostname_of(&self, uuid: &str, t: i64) -> Option<&str> {
+        self.obs
+            .get(uuid)?
+            .iter()
+            .rfind(|o| o.time_ns <= t && o.hostname.is_some())
+            .and_then(|o| o.hostname.as_deref())
+    }
+
+    fn evidence_for(&self, held: &Held) -> Option<EvidenceJson> {
+        self.obs
+            .get(&held.uuid)?
+            .iter()
+            .find(|o| o.seq == held.lease.opened_by)
+            .map(obs_json)
+    }
+
+    /// The site's networks when none are given: the /24 or /64 of every leased address.
+    fn default_nets(&self) -> Vec<Net> {
+        let mut nets = BTreeSet::new();
+        for ip in self.ip.keys() {
+            let net = match ip {
+                IpAddr::V4(_) => Net::parse(&format!("{ip}/24")),
+                IpAddr::V6(_) => Net::parse(&format!("{ip}/64")),
+            };
+            if let Some(n) = net {
+                let (first, _) = n.range();
+                nets.insert((first, n.prefix));
+            }
+        }
+        nets.into_iter()
+            .map(|(addr, prefix)| Net { addr, prefix })
+            .collect()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are their IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// The sender's address of a live record.
+fn peer_ip(e: &Event) -> Option<IpAddr> {
+    match &e.origin {
+        Origin::Peer { addr, .. } => addr
+            .parse::<std::net::SocketAddr>()
+            .map(|s| s.ip())
+            .or_else(|_| addr.parse::<IpAddr>())
+            .ok()
+            .map(canonical),
+        Origin::File { .. } => None,
+    }
+}
+
+/// Where a VM-internal event stands in time (see the module docs).
+fn vm_time(e: &Event) -> i64 {
+    match e.origin {
+        Origin::Peer { .. } => ns(e.received.timestamp()),
+        Origin::File { .. } => ns(e.time()),
+    }
+}
+
+/// Folds occurrences of one (kind, key) into one finding: the first occurrence with its
+/// counter-evidence, and the latest one.
+#[derive(Default)]
+struct Folder {
+    open: BTreeMap<(&'static str, String), (Finding, usize)>,
+}
+
+impl Folder {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        kind: &'static str,
+        key: String,
+        time_ns: i64,
+        entities: impl FnOnce() -> Vec<String>,
+        summary: impl FnOnce() -> String,
+        this: EvidenceJson,
+        other: impl FnOnce() -> Vec<EvidenceJson>,
+    ) {
+        match self.open.get_mut(&(kind, key.clone())) {
+            Some((f, first_len)) => {
+                f.count += 1;
+                f.evidence.truncate(*first_len);
+                f.evidence.push(this);
+            }
+            None => {
+                let mut evidence = vec![this];
+                evidence.extend(other());
+                let first_len = evidence.len();
+                self.open.insert(
+                    (kind, key),
+                    (
+                        Finding {
+                            kind,
+                            time: rfc3339(time_ns),
+                            entities: entities(),
+                            summary: summary(),
+                            count: 1,
+                            evidence,
+                        },
+                        first_len,
+                    ),
+                );
+            }
+        }
+    }
+
+    fn push(&mut self, f: Finding) {
+        let key = (f.kind, format!("{}#{}", f.entities.join(","), f.time));
+        let n = f.evidence.len();
+        self.open.entry(key).or_insert((f, n));
+    }
+}
+
+fn all(
+    index: &SearchIndex,
+    fetch: &mut dyn Fetch,
+    query: &str,
+    class: Option<EventClass>,
+    req: &CheckRequest,
+    slack: SignedDuration,
+) -> anyhow::Result<Vec<(u64, Event)>> {
+    // VM-internal events may be placed by their received time while the index orders by the
+    // reported one: widen the window by the tolerance and filter exactly afterwards.
+    let out = run(
+        index,
+        &SearchRequest {
+            query: query.to_string(),
+            from: req.from.and_then(|f| f.checked_sub(slack).ok()),
+            to: req.to.and_then(|t| t.checked_add(slack).ok()),
+            class,
+            limit: usize::MAX,
+            ..SearchRequest::default()
+        },
+        fetch,
+    )?;
+    let mut v: Vec<(u64, Event)> = out.hits.into_iter().map(|h| (h.seq, h.event)).collect();
+    v.sort_by_key(|(seq, _)| *seq);
+    Ok(v)
+}
+
+/// Run every cross-check over `[from, to)`.
+pub fn check(
+    index: &SearchIndex,
+    store: &FactStore,
+    fetch: &mut dyn Fetch,
+    req: &CheckRequest,
+) -> anyhow::Result<CheckReport> {
+    let site = Site::load(store)?;
+    let in_range =
+        |t: i64| req.from.is_none_or(|f| t >= ns(f)) && req.to.is_none_or(|to| t < ns(to));
+    let tol = i64::try_from(req.tolerance.as_nanos()).unwrap_or(i64::MAX);
+    let slack = req
+        .tolerance
+        .checked_add(SignedDuration::from_hours(24))
+        .unwrap_or(req.tolerance);
+    let mut folder = Folder::default();
+    let mut examined: BTreeMap<&'static str, u64> = BTreeMap::new();
+
+    // 1. VM syslog against the leases; 4. every sender's clock.
+    let vm_events = all(index, fetch, "observer:vm", None, req, slack)?;
+    examined.insert("vm_syslog", vm_events.len() as u64);
+    // Last VM-internal record per VM, for silence.
+    let mut last_said: BTreeMap<String, i64> = BTreeMap::new();
+    for (seq, e) in &vm_events {
+        let t = vm_time(e);
+        if !in_range(t) {
+            continue;
+        }
+        let Some(claimed) = e.host.as_deref() else {
+            continue;
+        };
+        let by_host = site.host_at(claimed, t);
+        for h in &by_host {
+            let l = last_said.entry(h.uuid.clone()).or_insert(t);
+            *l = (*l).max(t);
+        }
+        if let Some(ip) = peer_ip(e) {
+            let holders = site.ip_at(ip, t);
+            for h in &holders {
+                let l = last_said.entry(h.uuid.clone()).or_insert(t);
+                *l = (*l).max(t);
+            }
+            let real: Vec<(&Held, Option<&str>)> = holders
+                .iter()
+                .map(|h| (*h, site.hostname_of(&h.uuid, t)))
+                .collect();
+            if !real.is_empty()
+                && !real
+                    .iter()
+                    .any(|(_, name)| name.is_some_and(|n| short(n) == short(claimed)))
+            {
+                let names: Vec<String> = real
+                    .iter()
+                    .map(|(h, n)| format!("{} ({})", h.uuid, n.unwrap_or("no hostname")))
+                    .collect();
+                folder.add(
+                    "forged_hostname",
+                    format!("{ip}|{}", short(claimed)),
+                    t,
+                    || {
+                        let mut v = vec![ip.to_string(), claimed.to_string()];
+                        v.extend(real.iter().map(|(h, _)| h.uuid.clone()));
+                        v
+                    },
+                    || {
+                        format!(
+                            "syslog from {ip} claims to be {claimed}, but {ip} was leased to {}",
+                            names.join(", ")
+                        )
+                    },
+                    ev_json(*seq, e, t),
+                    || {
+                        real.iter()
+                            .filter_map(|(h, _)| site.evidence_for(h))
+                            .collect()
+                    },
+                );
+                continue;
+            }
+        }
+        if by_host.is_empty() && peer_ip(e).is_none_or(|ip| site.ip_at(ip, t).is_empty()) {
+            folder.add(
+                "forged_hostname",
+                format!("|{}", short(claimed)),
+                t,
+                || vec![claimed.to_string()],
+                || format!("VM syslog claims hostname {claimed}, which no VM held at that time"),
+                ev_json(*seq, e, t),
+                Vec::new,
+            );
+        }
+    }
+
+    // Clocks, per sender: the live peer's address, or the claimed host within one file.
+    let mut senders: BTreeMap<String, Vec<(u64, &Event)>> = BTreeMap::new();
+    for (seq, e) in &vm_events {
+        let key = match &e.origin {
+            Origin::Peer { addr, listener } => format!(
+                "{}@{listener}",
+                peer_ip(e)
+                    .map(|i| i.to_string())
+                    .unwrap_or_else(|| addr.clone())
+            ),
+            Origin::File { path, .. } => {
+                format!("{}@{path}", e.host.as_deref().unwrap_or("-"))
+            }
+        };
+        senders.entry(key).or_default().push((*seq, e));
+    }
+    for (sender, evs) in &senders {
+        let mut high: Option<(i64, u64)> = None;
+        let mut last_skew: Option<i64> = None;
+        for (seq, e) in evs {
+            let Some(rep) = e.reported.time.map(ns) else {
+                continue;
+            };
+            let rec = ns(e.received.timestamp());
+            let t = vm_time(e);
+            if !in_range(t) {
+                continue;
+            }
+            let live = matches!(e.origin, Origin::Peer { .. });
+            if rep > rec.saturating_add(tol) {
+                folder.add(
+                    "clock_future",
+                    sender.clone(),
+                    t,
+                    || vec![sender.clone()],
+                    || {
+                        format!(
+                            "{sender} reports {} — later than pugmark received it ({})",
+                            rfc3339(rep),
+                            rfc3339(rec)
+                        )
+                    },
+                    ev_json(*seq, e, t),
+                    Vec::new,
+                );
+            }
+            if let Some((h, hseq)) = high
+                && rep < h.saturating_sub(tol)
+            {
+                folder.add(
+                    "clock_backwards",
+                    sender.clone(),
+                    t,
+                    || vec![sender.clone()],
+                    || {
+                        format!(
+                            "{sender}'s time goes backwards: {} after {} (#{hseq})",
+                            rfc3339(rep),
+                            rfc3339(h)
+                        )
+                    },
+                    ev_json(*seq, e, t),
+                    Vec::new,
+                );
+            }
+            high = Some(match high {
+                Some((h, s)) if h >= rep => (h, s),
+                _ => (rep, *seq),
+            });
+            if live {
+                let skew = rep.saturating_sub(rec);
+                if skew.abs() > tol {
+                    folder.add(
+                        "clock_skew",
+                        sender.clone(),
+                        t,
+                        || vec![sender.clone()],
+                        || {
+                            format!(
+                                "{sender}'s clock is {}s off the collector's",
+                                skew / 1_000_000_000
+                            )
+                        },
+                        ev_json(*seq, e, t),
+                        Vec::new,
+                    );
+                }
+                if let Some(prev) = last_skew
+                    && (skew - prev).abs() > tol
+                {
+                    folder.add(
+                        "clock_jump",
+                        sender.clone(),
+                        t,
+                        || vec![sender.clone()],
+                        || {
+                            format!(
+                                "{sender}'s skew jumps from {}s to {}s (a reset or a tampered clock)",
+                                prev / 1_000_000_000,
+                                skew / 1_000_000_000
+                            )
+                        },
+                        ev_json(*seq, e, t),
+                        Vec::new,
+                    );
+                }
+                last_skew = Some(skew);
+            }
+        }
+    }
+
+    // 2, 3. What the hypervisors and the network saw.
+    let nets = if req.site_nets.is_empty() {
+        site.default_nets()
+    } else {
+        req.site_nets.clone()
+    };
+    let mut net_events = all(
+        index,
+        fetch,
+        "observer:hypervisor OR observer:network",
+        Some(EventClass::NetConnection),
+        req,
+        SignedDuration::ZERO,
+    )?;
+    // NetFlow records, where this build knows them.
+    if let Ok(flow) = "net.flow".parse::<EventClass>() {
+        net_events.extend(all(
+            index,
+            fetch,
+            "*",
+            Some(flow),
+            req,
+            SignedDuration::ZERO,
+        )?);
+    }
+    examined.insert("connections", net_events.len() as u64);
+    // Activity per VM after it last spoke: (first such seq, time, count).
+    let mut active_after: BTreeMap<String, (u64, i64, u64)> = BTreeMap::new();
+    for (seq, e) in &net_events {
+        let t = ns(e.time());
+        if !in_range(t) {
+            continue;
+        }
+        let Some(src) = e
+            .field(model::fields::SRC_IP)
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .map(canonical)
+        else {
+            continue;
+        };
+        let holders = site.ip_at(src, t);
+        if holders.is_empty() {
+            if nets.iter().any(|n| n.contains(src)) {
+                folder.add(
+                    "unknown_host",
+                    src.to_string(),
+                    t,
+                    || vec![src.to_string()],
+                    || {
+                        format!(
+                            "{} saw traffic from site address {src}, which no VM held at that time",
+                            e.observer
+                        )
+                    },
+                    ev_json(*seq, e, t),
+                    Vec::new,
+                );
+            }
+            continue;
+        }
+        for h in holders {
+            let Some(&said) = last_said.get(&h.uuid) else {
+                continue; // never logged: not configured to, not silenced
+            };
+            if t > said.saturating_add(i64::try_from(req.silence.as_nanos()).unwrap_or(i64::MAX)) {
+                let a = active_after.entry(h.uuid.clone()).or_insert((*seq, t, 0));
+                a.2 += 1;
+            }
+        }
+    }
+    for (uuid, (seq, t, n)) in active_after {
+        let said = last_said.get(&uuid).copied().unwrap_or(0);
+        let mut evidence = Vec::new();
+        if let Some((_, e)) = net_events.iter().find(|(s, _)| *s == seq) {
+            evidence.push(ev_json(seq, e, t));
+        }
+        if let Some((s, e)) = vm_events.iter().rev().find(|(_, e)| vm_time(e) == said) {
+            evidence.push(ev_json(*s, e, said));
+        }
+        folder.push(Finding {
+            kind: "silent_vm",
+            time: rfc3339(t),
+            entities: vec![uuid.clone()],
+            summary: format!(
+                "VM {uuid} last logged at {}, but its address was active {n} times after {}",
+                rfc3339(said),
+                req.silence
+            ),
+            count: n,
+            evidence,
+        });
+    }
+
+    // 5. Payload runs with no VM under them.
+    let jobs = store.all_jobs()?;
+    examined.insert("jobs", jobs.len() as u64);
+    let mut seen_jobs = BTreeSet::new();
+    for j in &jobs {
+        let (Some(ip), Some(start)) = (&j.exec_ip, j.start_ns) else {
+            continue;
+        };
+        if !in_range(start) || !seen_jobs.insert(j.job_id.clone()) {
+            continue;
+        }
+        let Ok(addr) = ip.parse::<IpAddr>() else {
+            continue;
+        };
+        if site.ip_at(addr, start).is_empty() {
+            folder.push(Finding {
+                kind: "orphan_payload",
+                time: rfc3339(start),
+                entities: vec![j.job_id.clone(), ip.clone()],
+                summary: format!(
+                    "job {} of {} ran on {ip} at {}, an address no VM held then",
+                    j.job_id,
+                    j.dn.as_deref().or(j.owner.as_deref()).unwrap_or("unknown"),
+                    rfc3339(start)
+                ),
+                count: 1,
+                evidence: vec![EvidenceJson {
+                    time: rfc3339(j.time_ns),
+                    seq: j.seq,
+                    observer: Observer::Vo,
+                    source: "job".into(),
+                    summary: j.summary.clone(),
+                }],
+            });
+        }
+    }
+
+    // 6. Conflicts: a VM's own records, and one address leased to two VMs at once.
+    for (uuid, obs) in &site.obs {
+        for c in conflicts(obs) {
+            let first = obs
+                .iter()
+                .filter(|o| c.seqs.contains(&o.seq))
+                .map(|o| o.time_ns)
+                .max();
+            let t = first.unwrap_or(0);
+            if !in_range(t) {
+                continue;
+            }
+            folder.push(Finding {
+                kind: "conflict",
+                time: rfc3339(t),
+                entities: vec![uuid.clone(), c.kind.clone()],
+                summary: format!("VM {uuid}: {}", c.summary),
+                count: 1,
+                evidence: obs
+                    .iter()
+                    .filter(|o| c.seqs.contains(&o.seq))
+                    .map(obs_json)
+                    .collect(),
+            });
+        }
+    }
+    for (ip, held) in &site.ip {
+        for (i, a) in held.iter().enumerate() {
+            for b in &held[i + 1..] {
+                if a.uuid == b.uuid {
+                    continue;
+                }
+                let start = a.lease.from.max(b.lease.from);
+                let end = match (a.lease.to, b.lease.to) {
+                    (Some(x), Some(y)) => Some(x.min(y)),
+                    (x, y) => x.or(y),
+                };
+                if end.is_some_and(|e| e <= start) || !in_range(start) {
+                    continue;
+                }
+                folder.push(Finding {
+                    kind: "conflict",
+                    time: rfc3339(start),
+                    entities: vec![ip.to_string(), a.uuid.clone(), b.uuid.clone()],
+                    summary: format!(
+                        "{ip} leased to two VMs at once from {}: {} and {}",
+                        rfc3339(start),
+                        a.uuid,
+                        b.uuid
+                    ),
+                    count: 1,
+                    evidence: [a, b]
+                        .into_iter()
+                        .filter_map(|h| site.evidence_for(h))
+                        .collect(),
+                });
+            }
+        }
+    }
+
+    let mut findings: Vec<Finding> = folder.open.into_values().map(|(f, _)| f).collect();
+    findings.sort_by(|a, b| (&a.time, a.kind, &a.entities).cmp(&(&b.time, b.kind, &b.entities)));
+    let mut by_kind = BTreeMap::new();
+    for f in &findings {
+        *by_kind.entry(f.kind).or_insert(0) += 1;
+    }
+    Ok(CheckReport {
+        from: req.from.map(|t| t.to_string()),
+        to: req.to.map(|t| t.to_string()),
+        by_kind,
+        findings,
+        examined,
+    })
+}
