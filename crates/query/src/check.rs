@@ -29,8 +29,8 @@ use serde::Serialize;
 use views::SearchIndex;
 use views::facts::{FactStore, VmObs};
 
-use crate::lang::Net;
-use crate::search::{Fetch, SearchRequest, run};
+use crate::lang::{self, Expr, Net};
+use crate::search::{Fetch, SearchRequest};
 use crate::who::{AddrKind, EvidenceJson, Lease, conflicts, leases};
 
 /// What to check and how strictly.
@@ -313,31 +313,50 @@ impl Folder {
     }
 }
 
-fn all(
+/// The ledger positions of the events matching `query` (and `class`) in the window widened by
+/// `slack`, in ledger order, with the expression to confirm candidates when the index alone is
+/// not exact. Only positions are held: events are fetched one at a time while walking, so a
+/// day of millions of events is walked in bounded memory (the ledger reader keeps the current
+/// block, so walking in ledger order decompresses each block once).
+fn positions(
     index: &SearchIndex,
-    fetch: &mut dyn Fetch,
     query: &str,
     class: Option<EventClass>,
     req: &CheckRequest,
     slack: SignedDuration,
-) -> anyhow::Result<Vec<(u64, Event)>> {
-    // VM-internal events may be placed by their received time while the index orders by the
-    // reported one: widen the window by the tolerance and filter exactly afterwards.
-    let out = run(
-        index,
-        &SearchRequest {
-            query: query.to_string(),
-            from: req.from.and_then(|f| f.checked_sub(slack).ok()),
-            to: req.to.and_then(|t| t.checked_add(slack).ok()),
-            class,
-            limit: usize::MAX,
-            ..SearchRequest::default()
-        },
-        fetch,
-    )?;
-    let mut v: Vec<(u64, Event)> = out.hits.into_iter().map(|h| (h.seq, h.event)).collect();
-    v.sort_by_key(|(seq, _)| *seq);
-    Ok(v)
+) -> anyhow::Result<(Vec<u64>, Option<Expr>)> {
+    let sreq = SearchRequest {
+        query: query.to_string(),
+        from: req.from.and_then(|f| f.checked_sub(slack).ok()),
+        to: req.to.and_then(|t| t.checked_add(slack).ok()),
+        class,
+        ..SearchRequest::default()
+    };
+    let expr = sreq.expr()?;
+    let (iq, exact) = lang::lower(&expr);
+    let mut seqs: Vec<u64> = index.all_by_time(&iq)?.into_iter().map(|k| k.seq).collect();
+    seqs.sort_unstable();
+    Ok((seqs, (!exact).then_some(expr)))
+}
+
+/// Per-sender clock state while walking its records in ledger order.
+#[derive(Default)]
+struct Clock {
+    /// The latest reported time so far, and where.
+    high: Option<(i64, u64)>,
+    last_skew: Option<i64>,
+}
+
+fn sender_key(e: &Event) -> String {
+    match &e.origin {
+        Origin::Peer { addr, listener } => format!(
+            "{}@{listener}",
+            peer_ip(e)
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| addr.clone())
+        ),
+        Origin::File { path, .. } => format!("{}@{path}", e.host.as_deref().unwrap_or("-")),
+    }
 }
 
 /// Run every cross-check over `[from, to)`.
@@ -351,6 +370,8 @@ pub fn check(
     let in_range =
         |t: i64| req.from.is_none_or(|f| t >= ns(f)) && req.to.is_none_or(|to| t < ns(to));
     let tol = i64::try_from(req.tolerance.as_nanos()).unwrap_or(i64::MAX);
+    // VM-internal events may be placed by their received time while the index orders by the
+    // reported one: widen the window and filter exactly afterwards.
     let slack = req
         .tolerance
         .checked_add(SignedDuration::from_hours(24))
@@ -359,28 +380,47 @@ pub fn check(
     let mut examined: BTreeMap<&'static str, u64> = BTreeMap::new();
 
     // 1. VM syslog against the leases; 4. every sender's clock.
-    let vm_events = all(index, fetch, "observer:vm", None, req, slack)?;
-    examined.insert("vm_syslog", vm_events.len() as u64);
-    // Last VM-internal record per VM, for silence.
-    let mut last_said: BTreeMap<String, i64> = BTreeMap::new();
-    for (seq, e) in &vm_events {
-        let t = vm_time(e);
+    let (vm_seqs, vm_expr) = positions(index, "observer:vm", None, req, slack)?;
+    let mut n_vm = 0u64;
+    // Last VM-internal record per VM (time, seq), for silence.
+    let mut last_said: BTreeMap<String, (i64, u64)> = BTreeMap::new();
+    let mut clocks: BTreeMap<String, Clock> = BTreeMap::new();
+    for seq in vm_seqs {
+        let e = fetch.fetch(seq)?;
+        if vm_expr.as_ref().is_some_and(|x| !x.matches(&e)) {
+            continue;
+        }
+        let t = vm_time(&e);
         if !in_range(t) {
             continue;
         }
+        n_vm += 1;
+        clock(
+            &mut folder,
+            clocks.entry(sender_key(&e)).or_default(),
+            seq,
+            &e,
+            t,
+            tol,
+        );
         let Some(claimed) = e.host.as_deref() else {
             continue;
         };
+        let mut said = |uuid: &str| {
+            let l = last_said.entry(uuid.to_string()).or_insert((t, seq));
+            if t >= l.0 {
+                *l = (t, seq);
+            }
+        };
         let by_host = site.host_at(claimed, t);
         for h in &by_host {
-            let l = last_said.entry(h.uuid.clone()).or_insert(t);
-            *l = (*l).max(t);
+            said(&h.uuid);
         }
-        if let Some(ip) = peer_ip(e) {
+        let peer = peer_ip(&e);
+        if let Some(ip) = peer {
             let holders = site.ip_at(ip, t);
             for h in &holders {
-                let l = last_said.entry(h.uuid.clone()).or_insert(t);
-                *l = (*l).max(t);
+                said(&h.uuid);
             }
             let real: Vec<(&Held, Option<&str>)> = holders
                 .iter()
@@ -410,7 +450,7 @@ pub fn check(
                             names.join(", ")
                         )
                     },
-                    ev_json(*seq, e, t),
+                    ev_json(seq, &e, t),
                     || {
                         real.iter()
                             .filter_map(|(h, _)| site.evidence_for(h))
@@ -420,129 +460,19 @@ pub fn check(
                 continue;
             }
         }
-        if by_host.is_empty() && peer_ip(e).is_none_or(|ip| site.ip_at(ip, t).is_empty()) {
+        if by_host.is_empty() && peer.is_none_or(|ip| site.ip_at(ip, t).is_empty()) {
             folder.add(
                 "forged_hostname",
                 format!("|{}", short(claimed)),
                 t,
                 || vec![claimed.to_string()],
                 || format!("VM syslog claims hostname {claimed}, which no VM held at that time"),
-                ev_json(*seq, e, t),
+                ev_json(seq, &e, t),
                 Vec::new,
             );
         }
     }
-
-    // Clocks, per sender: the live peer's address, or the claimed host within one file.
-    let mut senders: BTreeMap<String, Vec<(u64, &Event)>> = BTreeMap::new();
-    for (seq, e) in &vm_events {
-        let key = match &e.origin {
-            Origin::Peer { addr, listener } => format!(
-                "{}@{listener}",
-                peer_ip(e)
-                    .map(|i| i.to_string())
-                    .unwrap_or_else(|| addr.clone())
-            ),
-            Origin::File { path, .. } => {
-                format!("{}@{path}", e.host.as_deref().unwrap_or("-"))
-            }
-        };
-        senders.entry(key).or_default().push((*seq, e));
-    }
-    for (sender, evs) in &senders {
-        let mut high: Option<(i64, u64)> = None;
-        let mut last_skew: Option<i64> = None;
-        for (seq, e) in evs {
-            let Some(rep) = e.reported.time.map(ns) else {
-                continue;
-            };
-            let rec = ns(e.received.timestamp());
-            let t = vm_time(e);
-            if !in_range(t) {
-                continue;
-            }
-            let live = matches!(e.origin, Origin::Peer { .. });
-            if rep > rec.saturating_add(tol) {
-                folder.add(
-                    "clock_future",
-                    sender.clone(),
-                    t,
-                    || vec![sender.clone()],
-                    || {
-                        format!(
-                            "{sender} reports {} — later than pugmark received it ({})",
-                            rfc3339(rep),
-                            rfc3339(rec)
-                        )
-                    },
-                    ev_json(*seq, e, t),
-                    Vec::new,
-                );
-            }
-            if let Some((h, hseq)) = high
-                && rep < h.saturating_sub(tol)
-            {
-                folder.add(
-                    "clock_backwards",
-                    sender.clone(),
-                    t,
-                    || vec![sender.clone()],
-                    || {
-                        format!(
-                            "{sender}'s time goes backwards: {} after {} (#{hseq})",
-                            rfc3339(rep),
-                            rfc3339(h)
-                        )
-                    },
-                    ev_json(*seq, e, t),
-                    Vec::new,
-                );
-            }
-            high = Some(match high {
-                Some((h, s)) if h >= rep => (h, s),
-                _ => (rep, *seq),
-            });
-            if live {
-                let skew = rep.saturating_sub(rec);
-                if skew.abs() > tol {
-                    folder.add(
-                        "clock_skew",
-                        sender.clone(),
-                        t,
-                        || vec![sender.clone()],
-                        || {
-                            format!(
-                                "{sender}'s clock is {}s off the collector's",
-                                skew / 1_000_000_000
-                            )
-                        },
-                        ev_json(*seq, e, t),
-                        Vec::new,
-                    );
-                }
-                if let Some(prev) = last_skew
-                    && (skew - prev).abs() > tol
-                {
-                    folder.add(
-                        "clock_jump",
-                        sender.clone(),
-                        t,
-                        || vec![sender.clone()],
-                        || {
-                            format!(
-                                "{sender}'s skew jumps from {}s to {}s (a reset or a tampered clock)",
-                                prev / 1_000_000_000,
-                                skew / 1_000_000_000
-                            )
-                        },
-                        ev_json(*seq, e, t),
-                        Vec::new,
-                    );
-                }
-                last_skew = Some(skew);
-            }
-        }
-    }
+    examined.insert("vm_syslog", n_vm);
 
     // 2, 3. What the hypervisors and the network saw.
     let nets = if req.site_nets.is_empty() {
@@ -550,78 +480,85 @@ pub fn check(
     } else {
         req.site_nets.clone()
     };
-    let mut net_events = all(
+    let mut walks = vec![positions(
         index,
-        fetch,
         "observer:hypervisor OR observer:network",
         Some(EventClass::NetConnection),
         req,
         SignedDuration::ZERO,
-    )?;
+    )?];
     // NetFlow records, where this build knows them.
     if let Ok(flow) = "net.flow".parse::<EventClass>() {
-        net_events.extend(all(
+        walks.push(positions(
             index,
-            fetch,
             "*",
             Some(flow),
             req,
             SignedDuration::ZERO,
         )?);
     }
-    examined.insert("connections", net_events.len() as u64);
+    let silence = i64::try_from(req.silence.as_nanos()).unwrap_or(i64::MAX);
+    let mut n_net = 0u64;
     // Activity per VM after it last spoke: (first such seq, time, count).
     let mut active_after: BTreeMap<String, (u64, i64, u64)> = BTreeMap::new();
-    for (seq, e) in &net_events {
-        let t = ns(e.time());
-        if !in_range(t) {
-            continue;
-        }
-        let Some(src) = e
-            .field(model::fields::SRC_IP)
-            .and_then(|s| s.parse::<IpAddr>().ok())
-            .map(canonical)
-        else {
-            continue;
-        };
-        let holders = site.ip_at(src, t);
-        if holders.is_empty() {
-            if nets.iter().any(|n| n.contains(src)) {
-                folder.add(
-                    "unknown_host",
-                    src.to_string(),
-                    t,
-                    || vec![src.to_string()],
-                    || {
-                        format!(
-                            "{} saw traffic from site address {src}, which no VM held at that time",
-                            e.observer
-                        )
-                    },
-                    ev_json(*seq, e, t),
-                    Vec::new,
-                );
+    for (seqs, expr) in walks {
+        for seq in seqs {
+            let e = fetch.fetch(seq)?;
+            if expr.as_ref().is_some_and(|x| !x.matches(&e)) {
+                continue;
             }
-            continue;
-        }
-        for h in holders {
-            let Some(&said) = last_said.get(&h.uuid) else {
-                continue; // never logged: not configured to, not silenced
+            let t = ns(e.time());
+            if !in_range(t) {
+                continue;
+            }
+            n_net += 1;
+            let Some(src) = e
+                .field(model::fields::SRC_IP)
+                .and_then(|s| s.parse::<IpAddr>().ok())
+                .map(canonical)
+            else {
+                continue;
             };
-            if t > said.saturating_add(i64::try_from(req.silence.as_nanos()).unwrap_or(i64::MAX)) {
-                let a = active_after.entry(h.uuid.clone()).or_insert((*seq, t, 0));
-                a.2 += 1;
+            let holders = site.ip_at(src, t);
+            if holders.is_empty() {
+                if nets.iter().any(|n| n.contains(src)) {
+                    folder.add(
+                        "unknown_host",
+                        src.to_string(),
+                        t,
+                        || vec![src.to_string()],
+                        || {
+                            format!(
+                                "{} saw traffic from site address {src}, which no VM held at that time",
+                                e.observer
+                            )
+                        },
+                        ev_json(seq, &e, t),
+                        Vec::new,
+                    );
+                }
+                continue;
+            }
+            for h in holders {
+                let Some(&(said, _)) = last_said.get(&h.uuid) else {
+                    continue; // never logged: not configured to, not silenced
+                };
+                if t > said.saturating_add(silence) {
+                    let a = active_after.entry(h.uuid.clone()).or_insert((seq, t, 0));
+                    a.2 += 1;
+                }
             }
         }
     }
+    examined.insert("connections", n_net);
     for (uuid, (seq, t, n)) in active_after {
-        let said = last_said.get(&uuid).copied().unwrap_or(0);
+        let (said, said_seq) = last_said.get(&uuid).copied().unwrap_or((0, 0));
         let mut evidence = Vec::new();
-        if let Some((_, e)) = net_events.iter().find(|(s, _)| *s == seq) {
-            evidence.push(ev_json(seq, e, t));
+        if let Ok(e) = fetch.fetch(seq) {
+            evidence.push(ev_json(seq, &e, t));
         }
-        if let Some((s, e)) = vm_events.iter().rev().find(|(_, e)| vm_time(e) == said) {
-            evidence.push(ev_json(*s, e, said));
+        if let Ok(e) = fetch.fetch(said_seq) {
+            evidence.push(ev_json(said_seq, &e, said));
         }
         folder.push(Finding {
             kind: "silent_vm",
@@ -747,4 +684,93 @@ pub fn check(
         findings,
         examined,
     })
+}
+
+/// Cross-check 4: one record of a sender against its clock state (reported in the future, going
+/// backwards, and for live senders, whose received time is the collector's clock, skew and jumps).
+fn clock(folder: &mut Folder, c: &mut Clock, seq: u64, e: &Event, t: i64, tol: i64) {
+    let Some(rep) = e.reported.time.map(ns) else {
+        return;
+    };
+    let sender = sender_key(e);
+    let rec = ns(e.received.timestamp());
+    if rep > rec.saturating_add(tol) {
+        folder.add(
+            "clock_future",
+            sender.clone(),
+            t,
+            || vec![sender.clone()],
+            || {
+                format!(
+                    "{sender} reports {} — later than pugmark received it ({})",
+                    rfc3339(rep),
+                    rfc3339(rec)
+                )
+            },
+            ev_json(seq, e, t),
+            Vec::new,
+        );
+    }
+    if let Some((h, hseq)) = c.high
+        && rep < h.saturating_sub(tol)
+    {
+        folder.add(
+            "clock_backwards",
+            sender.clone(),
+            t,
+            || vec![sender.clone()],
+            || {
+                format!(
+                    "{sender}'s time goes backwards: {} after {} (#{hseq})",
+                    rfc3339(rep),
+                    rfc3339(h)
+                )
+            },
+            ev_json(seq, e, t),
+            Vec::new,
+        );
+    }
+    c.high = Some(match c.high {
+        Some((h, s)) if h >= rep => (h, s),
+        _ => (rep, seq),
+    });
+    if matches!(e.origin, Origin::Peer { .. }) {
+        let skew = rep.saturating_sub(rec);
+        if skew.abs() > tol {
+            folder.add(
+                "clock_skew",
+                sender.clone(),
+                t,
+                || vec![sender.clone()],
+                || {
+                    format!(
+                        "{sender}'s clock is {}s off the collector's",
+                        skew / 1_000_000_000
+                    )
+                },
+                ev_json(seq, e, t),
+                Vec::new,
+            );
+        }
+        if let Some(prev) = c.last_skew
+            && (skew - prev).abs() > tol
+        {
+            folder.add(
+                "clock_jump",
+                sender.clone(),
+                t,
+                || vec![sender.clone()],
+                || {
+                    format!(
+                        "{sender}'s skew jumps from {}s to {}s (a reset or a tampered clock)",
+                        prev / 1_000_000_000,
+                        skew / 1_000_000_000
+                    )
+                },
+                ev_json(seq, e, t),
+                Vec::new,
+            );
+        }
+        c.last_skew = Some(skew);
+    }
 }
