@@ -810,6 +810,23 @@ pub struct Written {
     pub jobs: usize,
     pub syslog_lines: usize,
     pub netfilter_lines: usize,
+    pub nova_log_lines: usize,
+}
+
+/// One nova-compute log line in oslo.log's default layout, in the owner's request context
+/// (the requester is the owner here; the fact store never takes owners from log lines anyway).
+fn nova_log(site: &Site, vm: &Vm, t: i64, n: usize, msg: &str) -> String {
+    let user = &site.users[vm.user];
+    format!(
+        "{}.{:03} {} INFO nova.compute.manager [req-{}-{n:012x} {} {} - - -] [instance: {}] {msg}",
+        strftime(t, "%Y-%m-%d %H:%M:%S"),
+        (n * 37) % 1000,
+        2900 + vm.hypervisor_at(t),
+        &vm.uuid[..23],
+        user.id,
+        site.projects[user.project].id,
+        vm.uuid
+    )
 }
 
 fn notification(
@@ -923,6 +940,48 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         }
     }
     notes.sort();
+    // The compute hosts' nova-compute logs: claim, spawn, terminate, destroy.
+    let mut nova: Vec<(i64, String)> = Vec::new();
+    for (i, vm) in site.vms.iter().enumerate() {
+        let host = &site.hypervisors[vm.hypervisor_at(vm.created)];
+        let spawn = vm.created - 15;
+        nova.push((
+            spawn,
+            nova_log(
+                site,
+                vm,
+                spawn,
+                4 * i,
+                &format!("Claim successful on node {host}.cloud.example.org"),
+            ),
+        ));
+        nova.push((
+            vm.created,
+            nova_log(
+                site,
+                vm,
+                vm.created,
+                4 * i + 1,
+                &format!(
+                    "Took {}.{:02} seconds to spawn the instance on the hypervisor.",
+                    10 + i % 20,
+                    i % 100
+                ),
+            ),
+        ));
+        if let Some(d) = vm.deleted {
+            nova.push((
+                d - 4,
+                nova_log(site, vm, d - 4, 4 * i + 2, "Terminating instance"),
+            ));
+            nova.push((
+                d,
+                nova_log(site, vm, d, 4 * i + 3, "Instance destroyed successfully."),
+            ));
+        }
+    }
+    nova.sort();
+    let nova_log_lines = put(&out.join("nova-compute.log"), nova.into_iter().map(|n| n.1))?;
     let notifications = put(
         &out.join("notifications.jsonl"),
         notes.into_iter().map(|n| n.1),
@@ -1115,6 +1174,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         year,
         files: [
             "notifications.jsonl",
+            "nova-compute.log",
             "keystone_users.json",
             "keystone_projects.json",
             "condor_history.json",
@@ -1145,6 +1205,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         jobs,
         syslog_lines,
         netfilter_lines,
+        nova_log_lines,
     })
 }
 

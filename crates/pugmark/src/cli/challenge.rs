@@ -70,13 +70,14 @@ pub fn run(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
                 &a.out,
             )?;
             println!(
-                "wrote {}: {} questions, {} notifications, {} jobs, {} VM syslog lines, {} netfilter lines",
+                "wrote {}: {} questions, {} notifications, {} jobs, {} VM syslog lines, {} netfilter lines, {} nova-compute log lines",
                 a.out.display(),
                 w.questions,
                 w.notifications,
                 w.jobs,
                 w.syslog_lines,
-                w.netfilter_lines
+                w.netfilter_lines,
+                w.nova_log_lines
             );
             Ok(ExitCode::SUCCESS)
         }
