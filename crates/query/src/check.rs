@@ -106,6 +106,12 @@ fn ev_json(seq: u64, e: &Event, time_ns: i64) -> EvidenceJson {
         summary.truncate(cut);
         summary.push('…');
     }
+    // Placed by one clock, the other shown beside it.
+    if let Some(rep) = e.reported.time
+        && ns(rep) != time_ns
+    {
+        summary.push_str(&format!(" [reported {rep}]"));
+    }
     EvidenceJson {
         time: rfc3339(time_ns),
         seq,
