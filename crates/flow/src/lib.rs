@@ -127,17 +127,16 @@ pub struct FlowDecoder {
     stats: Stats,
 }
 
-/// Whether bytes look like the start of a NetFlow v5/v9 or IPFIX datagram (for format
-/// detection of bare payload files).
+/// Whether bytes (a datagram, or the first bytes of a payload file) look like the start of a
+/// NetFlow v5/v9 or IPFIX export: the version, a non-zero count or a sane IPFIX length, and
+/// for v9/IPFIX a first set id that is a template, options template or data set.
 pub fn looks_like_datagram(b: &[u8]) -> bool {
-    let Some(v) = b.get(0..2).map(|v| u16::from_be_bytes([v[0], v[1]])) else {
-        return false;
-    };
-    let count = b.get(2..4).map_or(0, |c| u16::from_be_bytes([c[0], c[1]]));
-    match v {
-        5 => b.len() >= 24 + 48 && count > 0,
-        9 => b.len() >= 24 && count > 0,
-        10 => b.len() >= 20 && usize::from(count) >= 20 && usize::from(count) <= b.len(),
+    let be16 = |at: usize| b.get(at..at + 2).map(|v| u16::from_be_bytes([v[0], v[1]]));
+    let set_id_ok = |id: Option<u16>| id.is_some_and(|id| id <= 3 || id >= 256);
+    match (be16(0), be16(2)) {
+        (Some(5), Some(count)) => b.len() >= 24 && count > 0,
+        (Some(9), Some(count)) => b.len() >= 24 && count > 0 && set_id_ok(be16(20)),
+        (Some(10), Some(len)) => b.len() >= 20 && len >= 20 && set_id_ok(be16(16)),
         _ => false,
     }
 }

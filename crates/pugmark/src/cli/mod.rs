@@ -5,6 +5,7 @@
 
 mod challenge;
 mod ingest;
+mod ingest_flow;
 mod reindex;
 mod report;
 mod search;
