@@ -491,3 +491,128 @@ fn softflowd_exports_equal_nfdump() {
         eprintln!("v{v}: {} flows equal nfdump's", ours.len());
     }
 }
+
+/// A NetFlow v5 datagram with one TCP flow `src:40000 -> dst:22` whose first and last packet
+/// are at the export time `unix_secs`.
+fn v5_datagram(unix_secs: u32, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    let mut d = Vec::new();
+    d.extend_from_slice(&[0, 5, 0, 1]);
+    d.extend_from_slice(&1000u32.to_be_bytes()); // sysUptime
+    d.extend_from_slice(&unix_secs.to_be_bytes());
+    d.extend_from_slice(&[0; 4]); // nsecs
+    d.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // sequence, engine, sampling
+    d.extend_from_slice(&src);
+    d.extend_from_slice(&dst);
+    d.extend_from_slice(&[0; 8]); // next hop, interfaces
+    d.extend_from_slice(&10u32.to_be_bytes()); // packets
+    d.extend_from_slice(&1000u32.to_be_bytes()); // bytes
+    d.extend_from_slice(&1000u32.to_be_bytes()); // first (= uptime)
+    d.extend_from_slice(&1000u32.to_be_bytes()); // last
+    d.extend_from_slice(&40000u16.to_be_bytes());
+    d.extend_from_slice(&22u16.to_be_bytes());
+    d.extend_from_slice(&[0, 0x1b, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    d
+}
+
+/// A flow is resolved to the VM holding its address at the flow's time: the VM's report lists
+/// it as a connection, and the next holder of the address does not get it.
+#[test]
+fn flows_belong_to_the_vm_holding_the_address_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let notif = |event: &str, time: &str, uuid: &str, ips: &[&str]| {
+        let ips: Vec<Value> = ips
+            .iter()
+            .map(|ip| serde_json::json!({"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:0a", "version": 4}}))
+            .collect();
+        serde_json::json!({
+            "event_type": event, "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+            "timestamp": time, "message_id": format!("m-{uuid}-{time}"),
+            "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova", "nova_object.version": "1.8",
+                "nova_object.data": {"uuid": uuid, "host": "cmp1", "node": "cmp1", "host_name": "vm", "display_name": "vm",
+                    "user_id": "u1", "tenant_id": "p1", "image_uuid": "img-1", "state": "active", "ip_addresses": ips}}
+        })
+        .to_string()
+    };
+    let vm_a = "aaaaaaaa-0000-4000-8000-000000000001";
+    let vm_b = "bbbbbbbb-0000-4000-8000-000000000002";
+    let lines = [
+        notif(
+            "instance.create.end",
+            "2026-10-14 08:00:00.000000",
+            vm_a,
+            &["10.0.0.5"],
+        ),
+        notif(
+            "instance.delete.end",
+            "2026-10-14 10:00:00.000000",
+            vm_a,
+            &[],
+        ),
+        notif(
+            "instance.create.end",
+            "2026-10-14 10:30:00.000000",
+            vm_b,
+            &["10.0.0.5"],
+        ),
+    ];
+    let notifs = dir.path().join("notifications.jsonl");
+    std::fs::write(&notifs, lines.join("\n") + "\n").unwrap();
+    // 09:40 (VM a holds 10.0.0.5) and 10:45 (VM b does).
+    let f1 = dir.path().join("flow-0940.dat");
+    let f2 = dir.path().join("flow-1045.dat");
+    std::fs::write(
+        &f1,
+        v5_datagram(1_791_970_800, [10, 0, 0, 5], [198, 51, 100, 7]),
+    )
+    .unwrap();
+    std::fs::write(
+        &f2,
+        v5_datagram(1_791_974_700, [10, 0, 0, 5], [198, 51, 100, 8]),
+    )
+    .unwrap();
+    ok(
+        &data,
+        &[
+            "ingest",
+            notifs.to_str().unwrap(),
+            f1.to_str().unwrap(),
+            f2.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(count(&data, &["*", "--class", "net.flow"]), 2);
+    let rj: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "report",
+            "--ip",
+            "10.0.0.5",
+            "--at",
+            "2026-10-14T09:40:00Z",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(rj["who"]["matches"][0]["vm"]["uuid"], vm_a, "{rj}");
+    let conns = rj["vms"][0]["connections"].as_array().unwrap();
+    let flows: Vec<&Value> = conns.iter().filter(|e| e["source"] == "netflow").collect();
+    assert_eq!(flows.len(), 1, "{rj}");
+    assert!(
+        flows[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("198.51.100.7")
+    );
+    let tl: Value =
+        serde_json::from_str(&ok(&data, &["timeline", "--vm", vm_b, "--json"])).unwrap();
+    let summaries: Vec<&str> = tl["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["source"] == "netflow")
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(summaries.len(), 1, "{tl}");
+    assert!(summaries[0].contains("198.51.100.8"), "{summaries:?}");
+}
