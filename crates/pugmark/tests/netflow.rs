@@ -615,4 +615,60 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
         .collect();
     assert_eq!(summaries.len(), 1, "{tl}");
     assert!(summaries[0].contains("198.51.100.8"), "{summaries:?}");
+    // hunt: an indicator list names the outside address; the hit is the 09:40 flow, answered
+    // like who (VM a held 10.0.0.5 then).
+    let iocs = dir.path().join("iocs.txt");
+    std::fs::write(
+        &iocs,
+        "# CSIRT list\n198.51.100.7\n203.0.113.0/24 # unused\n",
+    )
+    .unwrap();
+    let h: Value = serde_json::from_str(&ok(
+        &data,
+        &["hunt", "--iocs", iocs.to_str().unwrap(), "--json"],
+    ))
+    .unwrap();
+    let hits = h["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{h}");
+    assert_eq!(hits[0]["indicator"], "198.51.100.7");
+    assert_eq!(hits[0]["observer"], "network");
+    assert!(hits[0]["seq"].as_u64().is_some());
+    assert_eq!(hits[0]["matches"][0]["vm"]["uuid"], vm_a, "{h}");
+    // A network indicator finds both flows; --from/--to narrow it.
+    std::fs::write(&iocs, "198.51.100.0/24\n").unwrap();
+    let h: Value = serde_json::from_str(&ok(
+        &data,
+        &["hunt", "--iocs", iocs.to_str().unwrap(), "--json"],
+    ))
+    .unwrap();
+    assert_eq!(h["hits"].as_array().unwrap().len(), 2, "{h}");
+    assert_eq!(h["hits"][1]["matches"][0]["vm"]["uuid"], vm_b, "{h}");
+    let h: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "hunt",
+            "--iocs",
+            iocs.to_str().unwrap(),
+            "--from",
+            "2026-10-14T10:00:00Z",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(h["hits"].as_array().unwrap().len(), 1, "{h}");
+    // The corpus's real MISP and STIX files are read (malformed values counted, not fatal).
+    let mut args = vec!["hunt".to_string(), "--iocs".to_string()];
+    for sub in ["iocs/misp", "iocs/stix21"] {
+        for e in std::fs::read_dir(corpus().join(sub)).unwrap() {
+            args.push(e.unwrap().path().display().to_string());
+        }
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = pugmark(&data, &args);
+    assert!(out.status.success(), "{out:?}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, "{\"Event\": [1, 2").unwrap();
+    let out = pugmark(&data, &["hunt", "--iocs", bad.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
 }

@@ -4,6 +4,7 @@
 //! never rename.
 
 mod challenge;
+mod hunt;
 mod ingest;
 mod ingest_flow;
 mod reindex;
@@ -60,6 +61,9 @@ pub enum Command {
     Timeline(timeline::TimelineArgs),
     /// The incident answer for an IP or hostname at a moment: who, what, when, where.
     Report(report::ReportArgs),
+    /// Search indicators of compromise (plain lists, MISP, STIX 2.1) over flows, connections
+    /// and logs; each hit answered like `who`.
+    Hunt(hunt::HuntArgs),
     /// The traceability challenge: generate a site day with ground truth, or run and score one.
     Challenge(challenge::ChallengeArgs),
 }
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Who(a) => who::run(a),
         Command::Timeline(a) => timeline::run(a),
         Command::Report(a) => report::run(a),
+        Command::Hunt(a) => hunt::run(a),
         Command::Challenge(a) => challenge::run(a),
     }
 }
