@@ -177,11 +177,28 @@ fn corpus_captures_and_payloads_become_flow_events() {
 fn truncated_capture_and_garbage_payload_are_stored_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let full = std::fs::read(ak("nfv5.pcap")).unwrap();
+    // Two frames (template, then data: same link type), the second cut short.
+    let mut full = std::fs::read(ak("template.pcap")).unwrap();
+    full.extend_from_slice(&std::fs::read(ak("data.pcap")).unwrap()[24..]);
     let cut = dir.path().join("cut.pcap");
     std::fs::write(&cut, &full[..full.len() - 100]).unwrap();
     let out = ok(&data, &["ingest", cut.to_str().unwrap()]);
     assert!(out.contains("cut short"), "{out}");
+    assert!(out.contains("1 export datagrams"), "{out}");
+    // One frame only, cut: nothing parses as a capture, so it is stored as raw lines.
+    let one = std::fs::read(ak("nfv5.pcap")).unwrap();
+    let cut1 = dir.path().join("cut1.pcap");
+    std::fs::write(&cut1, &one[..one.len() - 100]).unwrap();
+    let out = pugmark(&data, &["ingest", cut1.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stored as raw lines"));
+    // Capture magic and a damaged header: stored raw, with a message, never lost.
+    let broken = dir.path().join("broken.pcap");
+    std::fs::write(&broken, b"\xd4\xc3\xb2\xa1garbage after the magic\n").unwrap();
+    let out = pugmark(&data, &["ingest", broken.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("stored as raw lines"));
+    assert_eq!(count(&data, &["garbage"]), 1);
     // A v9 payload whose template lies (field lengths flipped): stored, counted.
     let mut bad = std::fs::read(ld("netflow9_test_cisco_1941K9.dat")).unwrap();
     bad[27] ^= 0xff;

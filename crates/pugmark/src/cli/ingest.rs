@@ -192,14 +192,28 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             last_seq = Some(l);
         };
         let s = match flow_input(input, args.format)? {
-            Some(kind) => ingest_flow::ingest(
+            Some(kind) => match ingest_flow::ingest(
                 &mut pipeline,
                 &mut flows,
                 input,
                 kind,
                 args.observer,
                 &mut on_receipt,
-            )?,
+            ) {
+                Ok(s) => s,
+                Err(e) if e.is::<ingest_flow::NotACapture>() => {
+                    eprintln!("pugmark: {e:#}; stored as raw lines instead");
+                    ingest_one(
+                        &mut pipeline,
+                        input,
+                        FormatArg::Raw,
+                        &hints,
+                        args.observer,
+                        &mut on_receipt,
+                    )?
+                }
+                Err(e) => return Err(e),
+            },
             None => ingest_one(
                 &mut pipeline,
                 input,

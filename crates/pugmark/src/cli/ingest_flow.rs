@@ -9,6 +9,10 @@
 //! datagram's source address; a bare payload file has none (its origin is the file).
 //! Other UDP traffic in a capture is counted and not stored.
 //!
+//! A file that starts like a capture but of which not one frame parses is stored as raw text
+//! lines instead (with a message). Known gap: bytes after the last frame that parses in a
+//! damaged capture are reported ("cut short"), not stored.
+//!
 //! Dedup: the whole content is hashed; a content already imported completely stores nothing.
 //! Marks are written only at the end (binary content has no line boundaries to resume at), so
 //! an import interrupted half-way stores its first batches again when repeated.
@@ -48,6 +52,19 @@ impl FlowInput {
         }
     }
 }
+
+/// A file that starts like a capture but whose header does not parse: the caller stores it
+/// as raw text lines instead (never lost).
+#[derive(Debug)]
+pub struct NotACapture(pub String);
+
+impl std::fmt::Display for NotACapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotACapture {}
 
 /// Flow figures for one file, in the ingest summary.
 #[derive(Debug, Default, Serialize)]
@@ -127,7 +144,14 @@ pub(super) fn ingest(
         )],
         FlowInput::Capture => {
             let (grams, cs) = flow::pcap::udp_datagrams(&content)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", input.name))?;
+                .map_err(|e| NotACapture(format!("{}: {e}", input.name)))?;
+            if cs.damaged && cs.frames == 0 {
+                return Err(NotACapture(format!(
+                    "{}: starts like a capture but not one frame parses",
+                    input.name
+                ))
+                .into());
+            }
             fsum.frames = cs.frames;
             fsum.other_frames = cs.not_udp + cs.fragments + cs.undecodable;
             fsum.capture_damaged = cs.damaged;
