@@ -39,6 +39,10 @@ pub fn framing(format: Format) -> Framing {
         | Format::Raw
         | Format::OpenstackNotification
         | Format::OsloLog
+        // Binary NetFlow is never framed as text: ingest stores it per datagram
+        // (cli/ingest_flow.rs); as lines it would at least stay stored.
+        | Format::NetflowDatagram
+        | Format::NetflowRecord
         | Format::Unknown(_) => Framing::Lines,
     }
 }

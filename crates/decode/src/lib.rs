@@ -16,6 +16,7 @@ pub mod framing;
 pub mod htcondor;
 pub mod ips;
 pub mod netfilter;
+pub mod netflow;
 pub mod openstack;
 pub mod syslog;
 mod text;
@@ -61,6 +62,8 @@ pub fn decode(env: &RecordEnvelope) -> Event {
         Format::CondorHistoryJson => htcondor::history_json::parse_into(&mut ev, &env.hints),
         Format::CondorClassAd => htcondor::classad::parse_into(&mut ev, &env.hints),
         Format::CondorUserlog => htcondor::userlog::parse_into(&mut ev, &env.hints),
+        Format::NetflowRecord => netflow::record_into(&mut ev),
+        Format::NetflowDatagram => netflow::datagram_into(&mut ev),
         Format::Raw => decode_raw(&mut ev, "not_parsed", "a known format (format is raw)"),
         Format::Unknown(_) => decode_raw(
             &mut ev,
@@ -69,6 +72,9 @@ pub fn decode(env: &RecordEnvelope) -> Event {
         ),
     }
     collect_ips(&mut ev);
+    if env.format == Format::NetflowRecord {
+        netflow::keep_flow_ips(&mut ev);
+    }
     ev
 }
 

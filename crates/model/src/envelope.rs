@@ -48,6 +48,14 @@ pub enum Format {
     CondorClassAd,
     /// One event of an HTCondor job event log (userlog), ending with its `...` line.
     CondorUserlog,
+    /// One NetFlow v5/v9 or IPFIX export datagram (the UDP payload) exactly as received: the
+    /// evidence. Decoded alone into a summary event (its flows need templates from earlier
+    /// datagrams, so they are stored beside it as `netflow-record`s).
+    NetflowDatagram,
+    /// One flow, normalised at ingest from a `netflow-datagram` (crate `flow`) into the
+    /// compact encoding of [`crate::flow::FlowRecord`], naming the datagram's ledger seq and
+    /// the record's place in it. Decodes without template state.
+    NetflowRecord,
     /// A code written by a newer pugmark; decoded as raw with an issue.
     Unknown(u8),
 }
@@ -63,6 +71,8 @@ impl Format {
             Format::CondorHistoryJson => 6,
             Format::CondorClassAd => 7,
             Format::CondorUserlog => 8,
+            Format::NetflowDatagram => 9,
+            Format::NetflowRecord => 10,
             Format::Unknown(c) => c,
         }
     }
@@ -77,6 +87,8 @@ impl Format {
             6 => Format::CondorHistoryJson,
             7 => Format::CondorClassAd,
             8 => Format::CondorUserlog,
+            9 => Format::NetflowDatagram,
+            10 => Format::NetflowRecord,
             c => Format::Unknown(c),
         }
     }
@@ -91,12 +103,14 @@ impl Format {
             Format::CondorHistoryJson => "condor-history-json",
             Format::CondorClassAd => "condor-classad",
             Format::CondorUserlog => "condor-userlog",
+            Format::NetflowDatagram => "netflow-datagram",
+            Format::NetflowRecord => "netflow-record",
             Format::Unknown(_) => "unknown",
         }
     }
 
     /// Every format this build writes, for `--format` and detection.
-    pub const KNOWN: [Format; 8] = [
+    pub const KNOWN: [Format; 10] = [
         Format::Syslog,
         Format::Raw,
         Format::OpenstackNotification,
@@ -105,6 +119,8 @@ impl Format {
         Format::CondorHistoryJson,
         Format::CondorClassAd,
         Format::CondorUserlog,
+        Format::NetflowDatagram,
+        Format::NetflowRecord,
     ];
 
     /// Who observes records of this format when nobody says otherwise: the cloud for
@@ -117,6 +133,7 @@ impl Format {
             Format::CondorHistoryJson | Format::CondorClassAd | Format::CondorUserlog => {
                 crate::Observer::Vo
             }
+            Format::NetflowDatagram | Format::NetflowRecord => crate::Observer::Network,
             Format::Syslog | Format::Raw | Format::Unknown(_) => crate::Observer::Vm,
         }
     }

@@ -132,3 +132,24 @@ pub const ICMP_CODE: &str = "icmp_code";
 /// Proxmox: the VM id the rule belongs to (`0` for the host) and the firewall chain.
 pub const VMID: &str = "vmid";
 pub const FW_CHAIN: &str = "fw_chain";
+
+// Network flows (NetFlow / IPFIX; SRC_IP … PROTO, TCP_FLAGS, IN_IF and OUT_IF as above, the
+// interfaces as SNMP indexes).
+
+/// Packets and bytes of a flow with the sampling rate applied.
+pub const PACKETS: &str = "packets";
+pub const BYTES: &str = "bytes";
+/// 1 in N packets sampled (present only when N > 1).
+pub const SAMPLING_RATE: &str = "sampling_rate";
+/// First and last packet of a flow, RFC 3339.
+pub const FLOW_START: &str = "flow_start";
+pub const FLOW_END: &str = "flow_end";
+/// The exporting router / probe (`ip:port`), and its source id / observation domain.
+pub const EXPORTER: &str = "exporter";
+pub const OBSERVATION_DOMAIN: &str = "observation_domain";
+/// NetFlow version of the export (`5`, `9`, `10` for IPFIX).
+pub const FLOW_VERSION: &str = "flow_version";
+/// Ledger seq of the export datagram a flow record was derived from, and the record's place
+/// in it (`flowset.record`).
+pub const DATAGRAM_SEQ: &str = "datagram_seq";
+pub const DATAGRAM_RECORD: &str = "datagram_record";

@@ -13,8 +13,10 @@
 pub mod envelope;
 pub mod event;
 pub mod fields;
+pub mod flow;
 pub mod time;
 
 pub use envelope::{DecodeHints, Envelope, EnvelopeError, Format, YearRule};
 pub use event::{Event, EventClass, Observer, Origin, ParseIssue};
+pub use flow::FlowRecord;
 pub use time::{Received, Reported};

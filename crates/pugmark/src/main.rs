@@ -9,6 +9,7 @@ mod challenge;
 mod cli;
 mod datadir;
 mod imports;
+mod netflow;
 mod pipeline;
 
 use std::process::ExitCode;

@@ -158,6 +158,12 @@ impl Pipeline {
         Ok(())
     }
 
+    /// The ledger position the next appended record will take (NetFlow flow records name
+    /// their datagram's position before the batch is appended: `crate::netflow`).
+    pub fn next_seq(&self) -> u64 {
+        self.ledger.next_seq()
+    }
+
     pub fn imports(&self) -> &ImportsView {
         &self.imports
     }

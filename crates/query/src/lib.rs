@@ -10,6 +10,7 @@
 //! tantivy.
 
 pub mod check;
+pub mod hunt;
 pub mod lang;
 pub mod report;
 pub mod search;

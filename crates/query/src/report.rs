@@ -119,6 +119,8 @@ fn vm_report(
             | "placement"
             | "owner"
             | "conflict" => &mut r.lifecycle,
+            // NetFlow / IPFIX flows (net.flow) are connections too, seen by the network.
+            "netflow" => &mut r.connections,
             _ if e.summary.contains("SRC=") || e.observer == Observer::Hypervisor => {
                 &mut r.connections
             }

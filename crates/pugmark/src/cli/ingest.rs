@@ -25,7 +25,10 @@ use serde::Serialize;
 use crate::cli::DataArgs;
 use crate::datadir::DataDir;
 use crate::imports::hex;
+use crate::netflow::FlowIngest;
 use crate::pipeline::Pipeline;
+
+use super::ingest_flow::{self, FlowInput, FlowSummary};
 
 /// Records per durable ledger batch (one fsync each).
 const BATCH_RECORDS: usize = 8192;
@@ -54,6 +57,10 @@ pub enum FormatArg {
     CondorClassad,
     /// HTCondor job event log (userlog).
     CondorUserlog,
+    /// A packet capture (pcap / pcapng) of NetFlow v5/v9 or IPFIX export datagrams.
+    Pcap,
+    /// One bare NetFlow / IPFIX export datagram (a UDP payload) per file.
+    Netflow,
 }
 
 impl FormatArg {
@@ -67,6 +74,7 @@ impl FormatArg {
             FormatArg::CondorHistoryJson => Format::CondorHistoryJson,
             FormatArg::CondorClassad => Format::CondorClassAd,
             FormatArg::CondorUserlog => Format::CondorUserlog,
+            FormatArg::Pcap | FormatArg::Netflow => Format::NetflowDatagram,
         }
     }
 }
@@ -100,14 +108,17 @@ pub struct IngestArgs {
 }
 
 #[derive(Debug, Serialize)]
-struct FileSummary {
-    path: String,
-    format: &'static str,
-    bytes: u64,
-    lines: u64,
-    stored: u64,
-    skipped_lines: u64,
-    skipped_bytes: u64,
+pub(super) struct FileSummary {
+    pub path: String,
+    pub format: &'static str,
+    pub bytes: u64,
+    /// Lines; for NetFlow input, export datagrams.
+    pub lines: u64,
+    pub stored: u64,
+    pub skipped_lines: u64,
+    pub skipped_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub netflow: Option<FlowSummary>,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +139,13 @@ struct Summary {
     mb_per_sec: f64,
     recovered_torn_tail: Option<String>,
     views_caught_up: u64,
+    /// NetFlow v9/IPFIX data sets whose template never came during this run (dropped).
+    #[serde(skip_serializing_if = "is_zero")]
+    flow_sets_without_template: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -159,6 +177,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut first_seq = None;
     let mut last_seq = None;
     let mut total_bytes = 0u64;
+    let mut flows = FlowIngest::new(flow::Limits::default());
     for input in &inputs {
         let hints = DecodeHints {
             year: match (args.year, input.mtime) {
@@ -168,20 +187,46 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             },
             tz: tz.clone(),
         };
-        let s = ingest_one(
-            &mut pipeline,
-            input,
-            args.format,
-            &hints,
-            args.observer,
-            &mut |f, l| {
-                first_seq = first_seq.or(Some(f));
-                last_seq = Some(l);
+        let mut on_receipt = |f, l| {
+            first_seq = first_seq.or(Some(f));
+            last_seq = Some(l);
+        };
+        let s = match flow_input(input, args.format)? {
+            Some(kind) => match ingest_flow::ingest(
+                &mut pipeline,
+                &mut flows,
+                input,
+                kind,
+                args.observer,
+                &mut on_receipt,
+            ) {
+                Ok(s) => s,
+                Err(e) if e.is::<ingest_flow::NotACapture>() => {
+                    eprintln!("pugmark: {e:#}; stored as raw lines instead");
+                    ingest_one(
+                        &mut pipeline,
+                        input,
+                        FormatArg::Raw,
+                        &hints,
+                        args.observer,
+                        &mut on_receipt,
+                    )?
+                }
+                Err(e) => return Err(e),
             },
-        )?;
+            None => ingest_one(
+                &mut pipeline,
+                input,
+                args.format,
+                &hints,
+                args.observer,
+                &mut on_receipt,
+            )?,
+        };
         total_bytes += s.bytes - s.skipped_bytes;
         files.push(s);
     }
+    let flow_sets_without_template = flows.finish();
     let caught_up = pipeline.caught_up;
     let stats = pipeline.finish()?;
     let seconds = started.elapsed().as_secs_f64();
@@ -200,6 +245,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         files,
         recovered_torn_tail: recovered,
         views_caught_up: caught_up,
+        flow_sets_without_template,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -215,10 +261,46 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 fn print_summary(s: &Summary) {
     let mut out = io::stdout().lock();
     for f in &s.files {
+        match &f.netflow {
+            Some(n) if f.skipped_bytes == f.bytes && f.bytes > 0 => {
+                let _ = writeln!(out, "{}: ({}) already stored", f.path, f.format);
+            }
+            Some(n) => {
+                let mut line = format!(
+                    "{}: {} export datagrams ({}), {} flows, {} records stored",
+                    f.path, n.datagrams, f.format, n.flows, f.stored
+                );
+                if n.other_udp + n.other_frames > 0 {
+                    line.push_str(&format!(
+                        "; {} other frames not stored",
+                        n.other_udp + n.other_frames
+                    ));
+                }
+                if n.capture_damaged {
+                    line.push_str("; capture damaged or cut short (stored what was read)");
+                }
+                if !n.problems.is_empty() {
+                    let kinds: Vec<String> =
+                        n.problems.iter().map(|(k, c)| format!("{k} {c}")).collect();
+                    line.push_str(&format!("; bad input counted: {}", kinds.join(", ")));
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{}: {} lines ({}), {} stored, {} already stored",
+                    f.path, f.lines, f.format, f.stored, f.skipped_lines
+                );
+            }
+        }
+    }
+    if s.flow_sets_without_template > 0 {
         let _ = writeln!(
             out,
-            "{}: {} lines ({}), {} stored, {} already stored",
-            f.path, f.lines, f.format, f.stored, f.skipped_lines
+            "{} NetFlow/IPFIX data sets never got their template and were not decoded \
+             (their datagrams are stored)",
+            s.flow_sets_without_template
         );
     }
     let range = match (s.first_seq, s.last_seq) {
@@ -271,10 +353,33 @@ fn validate_tz(tz: &str) -> anyhow::Result<String> {
     Ok(tz.to_string())
 }
 
+/// NetFlow input (capture or bare payload) by the format asked for, or sniffed.
+fn flow_input(input: &Input, format: FormatArg) -> anyhow::Result<Option<FlowInput>> {
+    match format {
+        FormatArg::Pcap => Ok(Some(FlowInput::Capture)),
+        FormatArg::Netflow => Ok(Some(FlowInput::Payload)),
+        FormatArg::Auto => {
+            let mut head = [0u8; 64];
+            let mut reader = input.reader()?;
+            let mut n = 0;
+            while n < head.len() {
+                let k = read_some(&mut *reader, &mut head[n..], &input.name)?;
+                if k == 0 {
+                    break;
+                }
+                n += k;
+            }
+            // A payload file is one datagram: its header must fit what the file holds.
+            Ok(FlowInput::sniff(&head[..n]))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// One input, ready to be read twice.
-struct Input {
+pub(super) struct Input {
     /// Name for humans and for origins: the canonical path, or `-`.
-    name: String,
+    pub name: String,
     /// Where the bytes are (stdin is spooled to the data directory's tmp/).
     path: PathBuf,
     gzip: bool,
@@ -322,7 +427,7 @@ impl Input {
         })
     }
 
-    fn reader(&self) -> anyhow::Result<Box<dyn BufRead>> {
+    pub(super) fn reader(&self) -> anyhow::Result<Box<dyn BufRead>> {
         let f = File::open(&self.path).with_context(|| format!("cannot open {}", self.name))?;
         Ok(if self.gzip {
             Box::new(BufReader::with_capacity(
@@ -558,6 +663,7 @@ fn ingest_one(
         stored,
         skipped_lines: survey.skip_lines,
         skipped_bytes: survey.skip_bytes,
+        netflow: None,
     })
 }
 

@@ -5,7 +5,9 @@
 
 mod challenge;
 mod check;
+mod hunt;
 mod ingest;
+mod ingest_flow;
 mod reindex;
 mod report;
 mod search;
@@ -60,6 +62,9 @@ pub enum Command {
     Timeline(timeline::TimelineArgs),
     /// The incident answer for an IP or hostname at a moment: who, what, when, where.
     Report(report::ReportArgs),
+    /// Search indicators of compromise (plain lists, MISP, STIX 2.1) over flows, connections
+    /// and logs; each hit answered like `who`.
+    Hunt(hunt::HuntArgs),
     /// The traceability challenge: generate a site day with ground truth, or run and score one.
     Challenge(challenge::ChallengeArgs),
     /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
@@ -76,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Who(a) => who::run(a),
         Command::Timeline(a) => timeline::run(a),
         Command::Report(a) => report::run(a),
+        Command::Hunt(a) => hunt::run(a),
         Command::Challenge(a) => challenge::run(a),
         Command::Check(a) => check::run(a),
     }

@@ -1,0 +1,103 @@
+//! `pugmark hunt --iocs FILE...`: indicators from CSIRTs (plain lists, MISP, STIX 2.1) searched
+//! over flows, netfilter connections and syslog text, each hit answered like `who`
+//! (`query::hunt`).
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use jiff::Timestamp;
+use query::hunt::{hunt, parse_iocs};
+
+use crate::cli::{DataArgs, parse_time};
+use crate::datadir::DataDir;
+use crate::pipeline::Readers;
+
+#[derive(Debug, Args)]
+pub struct HuntArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Indicator files: plain lists (IPs, CIDRs, domains, URLs; `#` comments), MISP event or
+    /// feed JSON, STIX 2.1 bundles.
+    #[arg(long, required = true, num_args = 1..)]
+    pub iocs: Vec<String>,
+    /// From this time (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub from: Option<Timestamp>,
+    /// Until this time, exclusive (RFC 3339).
+    #[arg(long, value_parser = parse_time)]
+    pub to: Option<Timestamp>,
+    /// At most this many hits per indicator.
+    #[arg(long, default_value_t = 10_000)]
+    pub limit: usize,
+    /// JSON output: {"hits": [{"indicator", "time", "observer", "summary", "seq", "matches":
+    /// [who match objects]}], "truncated"}.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::open(&args.data.data, false)?;
+    let mut indicators = Vec::new();
+    for path in &args.iocs {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+        let f = parse_iocs(&bytes);
+        if !f.skipped.is_empty() {
+            eprintln!(
+                "pugmark: {path} ({}): {} indicators, {} values not searchable (first: {})",
+                f.kind,
+                f.indicators.len(),
+                f.skipped.len(),
+                f.skipped[0]
+            );
+        }
+        indicators.extend(f.indicators);
+    }
+    indicators.dedup();
+    let mut r = Readers::open(&dd)?;
+    let answer = hunt(
+        &r.index,
+        &r.facts,
+        &mut r.fetch,
+        &indicators,
+        args.from,
+        args.to,
+        args.limit,
+    )?;
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &answer)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for h in &answer.hits {
+        let who: Vec<String> = h
+            .matches
+            .iter()
+            .map(|m| {
+                let owner = m
+                    .owner
+                    .user_name
+                    .clone()
+                    .or_else(|| m.owner.user_id.clone())
+                    .unwrap_or_else(|| "?".into());
+                format!("VM {} (owner {owner})", m.vm.uuid)
+            })
+            .collect();
+        let who = if who.is_empty() {
+            "no VM".to_string()
+        } else {
+            who.join(", ")
+        };
+        writeln!(
+            out,
+            "{} {} [{}] #{} {} -> {who}",
+            h.time, h.indicator, h.observer, h.seq, h.summary
+        )?;
+    }
+    if answer.hits.is_empty() {
+        writeln!(out, "no hits for {} indicators", indicators.len())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

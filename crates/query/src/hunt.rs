@@ -1,0 +1,316 @@
+//! `hunt`: indicators of compromise from CSIRTs (plain lists, MISP, STIX 2.1) searched over
+//! the evidence, each hit answered like `who`.
+//!
+//! [`parse_iocs`] reads one indicator file: JSON is MISP (an event, `{"Event": …}`, a list of
+//! them, or a bare `Attribute` list; attribute types ip-src, ip-dst, ip-dst|port, ip-src|port,
+//! domain, hostname, url, also inside `Object`s) or a STIX 2.1 bundle (indicator patterns on
+//! ipv4-addr / ipv6-addr / domain-name / url, every `= '…'` comparison of the pattern); other
+//! text is a plain list (IPs, CIDRs, domains, URLs, one per line, `#` comments). What cannot be
+//! used is counted with the reason, never fatal.
+//!
+//! [`hunt`] searches flows, netfilter connections and syslog text: addresses and networks as
+//! `ip:` queries (the index's IP field, exact and CIDR), domains and URLs as phrases. For each
+//! hit the event's endpoint addresses (src/dst, else every address it names) are resolved with
+//! [`crate::who::who`] at the event's time, so a hit says which VM, owner, payload person and
+//! hypervisor were behind the address then.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use model::{Observer, fields};
+use serde::Serialize;
+use serde_json::Value;
+use views::SearchIndex;
+use views::facts::FactStore;
+
+use crate::search::{Fetch, SearchRequest, run};
+use crate::who::{AddrKind, Match, WhoQuery, who};
+
+/// One indicator, as read from a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Indicator {
+    Ip(IpAddr),
+    Cidr(IpAddr, u8),
+    Domain(String),
+    Url(String),
+}
+
+impl Indicator {
+    /// As shown in hits (`10.0.0.0/8`, `evil.example`).
+    pub fn text(&self) -> String {
+        match self {
+            Indicator::Ip(ip) => ip.to_string(),
+            Indicator::Cidr(ip, len) => format!("{ip}/{len}"),
+            Indicator::Domain(d) | Indicator::Url(d) => d.clone(),
+        }
+    }
+
+    fn query(&self) -> String {
+        match self {
+            Indicator::Ip(_) | Indicator::Cidr(..) => format!("ip:{}", self.text()),
+            Indicator::Domain(d) | Indicator::Url(d) => {
+                format!("\"{}\"", d.replace('\\', "\\\\").replace('"', "\\\""))
+            }
+        }
+    }
+
+    /// Read one value: an address, a network, a URL or a domain name.
+    pub fn parse(s: &str) -> Option<Indicator> {
+        let s = s.trim().trim_matches(|c| c == '[' || c == ']');
+        if s.is_empty() {
+            return None;
+        }
+        if let Ok(ip) = s.parse::<IpAddr>() {
+            return Some(Indicator::Ip(ip));
+        }
+        if let Some((a, l)) = s.split_once('/')
+            && let (Ok(ip), Ok(len)) = (a.parse::<IpAddr>(), l.parse::<u8>())
+        {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            return (len <= max).then_some(Indicator::Cidr(ip, len));
+        }
+        if s.contains("://") {
+            return Some(Indicator::Url(s.to_string()));
+        }
+        let domain_like = s.contains('.')
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+        domain_like.then(|| Indicator::Domain(s.to_lowercase()))
+    }
+}
+
+/// What one file gave: indicators, and values skipped with why.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct IocFile {
+    #[serde(skip)]
+    pub indicators: Vec<Indicator>,
+    /// `misp`, `stix`, `plain`.
+    pub kind: &'static str,
+    pub skipped: Vec<String>,
+}
+
+/// Parse one indicator file (see the module docs).
+pub fn parse_iocs(bytes: &[u8]) -> IocFile {
+    let mut out = IocFile::default();
+    let text = String::from_utf8_lossy(bytes);
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        match serde_json::from_str::<Value>(trimmed) {
+            Ok(v) if v.get("type").and_then(Value::as_str) == Some("bundle") => {
+                out.kind = "stix";
+                stix(&v, &mut out);
+            }
+            Ok(v) => {
+                out.kind = "misp";
+                misp(&v, &mut out);
+            }
+            Err(e) => {
+                out.kind = "json";
+                out.skipped.push(format!("not valid JSON: {e}"));
+            }
+        }
+        return out;
+    }
+    out.kind = "plain";
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        match Indicator::parse(line) {
+            Some(i) => out.indicators.push(i),
+            None => out.skipped.push(format!("line {}: {line:?}", n + 1)),
+        }
+    }
+    out
+}
+
+fn misp_attribute(a: &Value, out: &mut IocFile) {
+    let (Some(ty), Some(value)) = (
+        a.get("type").and_then(Value::as_str),
+        a.get("value").and_then(Value::as_str),
+    ) else {
+        return;
+    };
+    let v = match ty {
+        "ip-src" | "ip-dst" | "domain" | "hostname" | "url" => value,
+        "ip-dst|port" | "ip-src|port" | "domain|ip" => value.split('|').next().unwrap_or(""),
+        _ => return,
+    };
+    match Indicator::parse(v) {
+        Some(i) => out.indicators.push(i),
+        None => out.skipped.push(format!("MISP {ty} {value:?}")),
+    }
+}
+
+fn misp(v: &Value, out: &mut IocFile) {
+    match v {
+        Value::Array(items) => items.iter().for_each(|i| misp(i, out)),
+        Value::Object(o) => {
+            if let Some(e) = o.get("Event") {
+                misp(e, out);
+            }
+            if let Some(Value::Array(attrs)) = o.get("Attribute") {
+                attrs.iter().for_each(|a| misp_attribute(a, out));
+            }
+            if let Some(Value::Array(objs)) = o.get("Object") {
+                objs.iter().for_each(|ob| misp(ob, out));
+            }
+            if o.contains_key("type") && o.contains_key("value") {
+                misp_attribute(v, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn stix(v: &Value, out: &mut IocFile) {
+    let Some(objects) = v.get("objects").and_then(Value::as_array) else {
+        out.skipped.push("STIX bundle without objects".into());
+        return;
+    };
+    for o in objects {
+        if o.get("type").and_then(Value::as_str) != Some("indicator") {
+            continue;
+        }
+        let Some(p) = o.get("pattern").and_then(Value::as_str) else {
+            continue;
+        };
+        // Every `object:value = '…'` comparison of the pattern on the kinds we can search.
+        let mut rest = p;
+        while let Some(at) = rest.find(":value") {
+            let object = rest[..at].rsplit(['[', ' ', '(']).next().unwrap_or("");
+            let after = &rest[at + 6..];
+            let Some(q1) = after.find('\'') else { break };
+            let Some(q2) = after[q1 + 1..].find('\'') else {
+                break;
+            };
+            let value = &after[q1 + 1..q1 + 1 + q2];
+            let ok = matches!(object, "ipv4-addr" | "ipv6-addr" | "domain-name" | "url");
+            match (ok, Indicator::parse(value)) {
+                (true, Some(i)) => out.indicators.push(i),
+                _ => out.skipped.push(format!("STIX {object} {value:?}")),
+            }
+            rest = &after[q1 + 1 + q2 + 1..];
+        }
+        if !p.contains(":value") {
+            out.skipped.push(format!("STIX pattern {p:?}"));
+        }
+    }
+}
+
+/// One hit of `hunt --json` (issue 5: `{"hits": [{"indicator", "time", "observer", "summary",
+/// "seq", "matches"}]}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct HuntHit {
+    pub indicator: String,
+    pub time: String,
+    pub observer: Observer,
+    pub summary: String,
+    pub seq: u64,
+    /// `who` match objects for the event's endpoint addresses at its time.
+    pub matches: Vec<Match>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HuntAnswer {
+    pub hits: Vec<HuntHit>,
+    /// True when an indicator had more hits than the limit.
+    pub truncated: bool,
+}
+
+/// Search every indicator inside `[from, to)`; at most `limit` hits per indicator.
+pub fn hunt(
+    index: &SearchIndex,
+    store: &FactStore,
+    fetch: &mut dyn Fetch,
+    indicators: &[Indicator],
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    limit: usize,
+) -> anyhow::Result<HuntAnswer> {
+    let mut hits = Vec::new();
+    let mut truncated = false;
+    for ind in indicators {
+        let out = run(
+            index,
+            &SearchRequest {
+                query: ind.query(),
+                from,
+                to,
+                limit,
+                ..SearchRequest::default()
+            },
+            fetch,
+        )?;
+        truncated |= out.truncated;
+        for h in out.hits {
+            let e = &h.event;
+            let at = e.time();
+            let mut addrs: Vec<IpAddr> = [fields::SRC_IP, fields::DST_IP]
+                .iter()
+                .filter_map(|f| e.field(f).and_then(|v| v.parse().ok()))
+                .collect();
+            if addrs.is_empty() {
+                addrs = e.ips.clone();
+            }
+            addrs.dedup();
+            let mut matches = Vec::new();
+            for ip in addrs {
+                let a = who(
+                    store,
+                    &WhoQuery {
+                        kind: AddrKind::Ip,
+                        value: ip.to_string(),
+                        at,
+                    },
+                )?;
+                matches.extend(a.matches);
+            }
+            let summary = match (&e.host, &e.app) {
+                (Some(host), Some(app)) => format!("{host} {app}: {}", e.message),
+                (Some(host), None) => format!("{host}: {}", e.message),
+                (None, Some(app)) => format!("{app}: {}", e.message),
+                (None, None) => e.message.clone(),
+            };
+            hits.push(HuntHit {
+                indicator: ind.text(),
+                time: at.to_string(),
+                observer: e.observer,
+                summary,
+                seq: h.seq,
+                matches,
+            });
+        }
+    }
+    hits.sort_by(|a, b| (&a.time, a.seq).cmp(&(&b.time, b.seq)));
+    Ok(HuntAnswer { hits, truncated })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_list() {
+        let f = parse_iocs(
+            b"# feed\n10.0.0.5\n192.0.2.0/24 # net\nevil.example\nhttp://x.example/a\nnot valid!\n",
+        );
+        assert_eq!(f.indicators.len(), 4);
+        assert_eq!(f.skipped.len(), 1);
+    }
+
+    #[test]
+    fn stix_pattern_values() {
+        let b = br#"{"type":"bundle","objects":[{"type":"indicator","pattern":"[ipv4-addr:value = '198.51.100.1'] OR [domain-name:value = 'c2.example']"},{"type":"indicator","pattern":"[file:hashes.'SHA-256' = 'ab']"}]}"#;
+        let f = parse_iocs(b);
+        assert_eq!(
+            f.indicators,
+            vec![
+                Indicator::Ip("198.51.100.1".parse().unwrap()),
+                Indicator::Domain("c2.example".into())
+            ]
+        );
+        assert_eq!(f.kind, "stix");
+    }
+}
