@@ -89,6 +89,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn open(dd: &DataDir) -> anyhow::Result<Pipeline> {
+        Pipeline::open_with(dd, INDEX_COMMIT_EVERY)
+    }
+
+    /// Like [`Pipeline::open`], committing the views at least every `commit_every` — also
+    /// when no more records arrive, so a live server's last records become searchable
+    /// without waiting for the next ones (`pugmark serve` uses a short interval).
+    pub fn open_with(dd: &DataDir, commit_every: Duration) -> anyhow::Result<Pipeline> {
         let opts = LedgerOptions {
             key_path: dd.signing_key(),
             ..LedgerOptions::default()
@@ -103,7 +110,7 @@ impl Pipeline {
         let indexed = index.last_indexed_seq()?.unwrap_or(0);
         let facts_has = facts.last_seq()?.unwrap_or(0);
         let writer = index.writer_with_threads(index_threads(), INDEX_HEAP_BYTES)?;
-        let indexer = spawn_indexer(writer, facts);
+        let indexer = spawn_indexer(writer, facts, commit_every);
         let mut p = Pipeline {
             ledger,
             imports,
@@ -156,6 +163,11 @@ impl Pipeline {
         }
         self.imports.advance(last);
         Ok(())
+    }
+
+    /// The position the next appended record will get.
+    pub fn next_seq(&self) -> u64 {
+        self.ledger.next_seq()
     }
 
     pub fn imports(&self) -> &ImportsView {
@@ -231,7 +243,11 @@ impl Pipeline {
     }
 }
 
-fn spawn_indexer(mut writer: views::search::IndexWriter, mut facts: FactStore) -> Indexer {
+fn spawn_indexer(
+    mut writer: views::search::IndexWriter,
+    mut facts: FactStore,
+    commit_every: Duration,
+) -> Indexer {
     let (tx, rx) = sync_channel::<ToIndexer>(8);
     let handle = std::thread::Builder::new()
         .name("pugmark-index".into())
@@ -239,7 +255,23 @@ fn spawn_indexer(mut writer: views::search::IndexWriter, mut facts: FactStore) -
             let mut stats = DecodeStats::default();
             let mut last_seq = None;
             let mut last_commit = Instant::now();
-            for msg in rx {
+            let mut committed = None;
+            loop {
+                let msg = match rx.recv_timeout(commit_every) {
+                    Ok(m) => m,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        // Quiet: make what arrived last searchable.
+                        if let Some(seq) = last_seq
+                            && committed != last_seq
+                        {
+                            writer.commit(seq)?;
+                            committed = last_seq;
+                            last_commit = Instant::now();
+                        }
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
                 let ToIndexer::Batch {
                     first_seq,
                     envelopes,
@@ -268,9 +300,10 @@ fn spawn_indexer(mut writer: views::search::IndexWriter, mut facts: FactStore) -
                     facts.apply(&fact_events, seq)?;
                 }
                 if let Some(seq) = last_seq
-                    && last_commit.elapsed() >= INDEX_COMMIT_EVERY
+                    && last_commit.elapsed() >= commit_every
                 {
                     writer.commit(seq)?;
+                    committed = last_seq;
                     last_commit = Instant::now();
                 }
             }

@@ -8,6 +8,7 @@ mod ingest;
 mod reindex;
 mod report;
 mod search;
+mod serve;
 mod timeline;
 mod verify;
 mod who;
@@ -59,6 +60,10 @@ pub enum Command {
     Timeline(timeline::TimelineArgs),
     /// The incident answer for an IP or hostname at a moment: who, what, when, where.
     Report(report::ReportArgs),
+    /// Run the live collector: syslog UDP/TCP/TLS, RELP and HTTP into the ledger.
+    Serve(serve::ServeArgs),
+    /// What a running `pugmark serve` has received, per listener and per sender.
+    Status(serve::StatusArgs),
     /// The traceability challenge: generate a site day with ground truth, or run and score one.
     Challenge(challenge::ChallengeArgs),
 }
@@ -73,6 +78,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Timeline(a) => timeline::run(a),
         Command::Report(a) => report::run(a),
         Command::Challenge(a) => challenge::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Status(a) => serve::status(a),
     }
 }
 
