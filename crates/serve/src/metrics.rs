@@ -75,6 +75,9 @@ pub struct ListenerMetrics {
 /// Upper bound on remembered senders, so a spoofed-source UDP flood cannot grow memory.
 const MAX_SENDERS: usize = 65_536;
 
+/// Picks one counter out of a listener's set.
+type Field = fn(&ListenerMetrics) -> &AtomicU64;
+
 #[derive(Debug, Default)]
 pub struct Metrics {
     listeners: [ListenerMetrics; 6],
@@ -132,7 +135,7 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let families: [(&str, &str, fn(&ListenerMetrics) -> &AtomicU64); 8] = [
+        let families: [(&str, &str, Field); 8] = [
             (
                 "pugmark_messages_total",
                 "Records received and handed to the ledger writer.",

@@ -216,3 +216,122 @@ pub fn run(
 pub fn note_start(metrics: &Metrics, last_seq: u64) {
     metrics.ledger_last_seq.store(last_seq, Relaxed);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{DecodeHints, Format, Observer, Origin, Received};
+    use std::sync::Mutex;
+
+    #[derive(Default)]
+    struct Mem {
+        records: Arc<Mutex<Vec<RecordEnvelope>>>,
+        batches: Arc<Mutex<usize>>,
+        fail: bool,
+    }
+
+    impl Store for Mem {
+        fn append(&mut self, records: Vec<Envelope>) -> anyhow::Result<u64> {
+            if self.fail {
+                anyhow::bail!("disk full");
+            }
+            let mut all = self.records.lock().unwrap();
+            for e in records {
+                if let Envelope::Record(r) = e {
+                    all.push(r);
+                }
+            }
+            *self.batches.lock().unwrap() += 1;
+            Ok(all.len() as u64)
+        }
+        fn recent_peer_records(&mut self, _n: usize) -> anyhow::Result<Vec<RecordEnvelope>> {
+            Ok(self.records.lock().unwrap().clone())
+        }
+        fn finish(self: Box<Self>) -> anyhow::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn rec(listener: Listener, raw: &str) -> RecordEnvelope {
+        RecordEnvelope {
+            received: Received::from_stored(1),
+            observer: Observer::Vm,
+            format: Format::Syslog,
+            hints: DecodeHints::default(),
+            origin: Origin::Peer {
+                addr: "127.0.0.1:1".into(),
+                listener: listener.name().into(),
+            },
+            raw: raw.as_bytes().to_vec(),
+        }
+    }
+
+    /// Runs the writer over `subs` (all queued before it starts, so they form one group).
+    fn run_with(store: Mem, subs: Vec<Submission>) -> anyhow::Result<()> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        for s in subs {
+            tx.try_send(s).ok().unwrap();
+        }
+        drop(tx);
+        run(Box::new(store), rx, Arc::new(Metrics::new()))
+    }
+
+    #[test]
+    fn group_commit_then_acks_and_relp_resends_are_not_stored_twice() {
+        let records = Arc::new(Mutex::new(vec![rec(Listener::Relp, "<13>1 - a")]));
+        let batches = Arc::new(Mutex::new(0));
+        let store = Mem {
+            records: records.clone(),
+            batches: batches.clone(),
+            fail: false,
+        };
+        let (a1, mut w1) = oneshot::channel();
+        let (a2, mut w2) = oneshot::channel();
+        let subs = vec![
+            // A resend of what the ledger already holds (after a crash), and a new record.
+            Submission {
+                listener: Listener::Relp,
+                records: vec![
+                    rec(Listener::Relp, "<13>1 - a"),
+                    rec(Listener::Relp, "<13>1 - b"),
+                ],
+                ack: Some(a1),
+            },
+            // Plain TCP has no resends: identical lines are distinct events.
+            Submission {
+                listener: Listener::SyslogTcp,
+                records: vec![
+                    rec(Listener::SyslogTcp, "<13>1 - a"),
+                    rec(Listener::SyslogTcp, "<13>1 - a"),
+                ],
+                ack: Some(a2),
+            },
+        ];
+        run_with(store, subs).unwrap();
+        let d1 = w1.try_recv().unwrap().unwrap();
+        assert_eq!((d1.stored(), d1.duplicates()), (1, 1));
+        let d2 = w2.try_recv().unwrap().unwrap();
+        assert_eq!((d2.stored(), d2.duplicates()), (2, 0));
+        assert_eq!(*batches.lock().unwrap(), 1, "one group, one durable batch");
+        assert_eq!(records.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn a_failed_append_acknowledges_nothing() {
+        let store = Mem {
+            fail: true,
+            ..Mem::default()
+        };
+        let (a, mut w) = oneshot::channel();
+        let r = run_with(
+            store,
+            vec![Submission {
+                listener: Listener::Http,
+                records: vec![rec(Listener::Http, "{}")],
+                ack: Some(a),
+            }],
+        );
+        assert!(r.is_err());
+        assert!(w.try_recv().unwrap().is_err());
+    }
+}

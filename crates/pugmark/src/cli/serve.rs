@@ -36,7 +36,7 @@ SIGTERM or SIGINT flushes everything to the ledger and exits; restarting resumes
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// TOML configuration (listeners, [tls] cert/key/client_ca, [tcp] idle_timeout_secs).
+    /// TOML configuration (listeners, tls.cert / tls.key / tls.client_ca, tcp.idle_timeout_secs).
     /// Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -47,7 +47,7 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:5514].
     #[arg(long, value_name = "ADDR|none")]
     pub syslog_tcp: Option<String>,
-    /// Syslog TLS listener, ADDR:PORT or none [default: 127.0.0.1:6514 when [tls] is
+    /// Syslog TLS listener, ADDR:PORT or none [default: 127.0.0.1:6514 when tls.cert is
     /// configured, else none].
     #[arg(long, value_name = "ADDR|none")]
     pub syslog_tls: Option<String>,

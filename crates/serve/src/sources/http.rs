@@ -2,7 +2,7 @@
 //! document, or NDJSON: one per line), answered 200 only once the records are durable.
 //!
 //! Thin on purpose (STYLE.md convention 14): [`app`] builds the router from the shared state;
-//! the handlers only cut the body into records and wait for the writer's [`Durable`].
+//! the handlers only cut the body into records and wait for the writer's [`crate::writer::Durable`].
 //! Records are stored as OpenStack notifications (the JSON the cloud sends); a line that is
 //! not JSON is stored all the same — raw bytes are evidence — counted as a parse error and
 //! reported in the answer.

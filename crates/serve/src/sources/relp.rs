@@ -6,7 +6,7 @@
 //! `syslog` frames to the writer as one submission with an ack; the frames' transaction
 //! numbers and the ack's receiver go, in arrival order, to a responder task that awaits each
 //! ack and writes the `rsp`s. librelp pipelines up to its window (128 frames by default)
-//! before waiting; the responder queue ([`IN_FLIGHT`]) bounds how far we read ahead, so a
+//! before waiting; the responder queue (`IN_FLIGHT`) bounds how far we read ahead, so a
 //! slow disk stops our reads and thus the sender.
 //!
 //! A malformed frame ends the session (RELP cannot resynchronise): responses owed are sent,
