@@ -840,3 +840,282 @@ fn restart_resumes_the_same_ledger() {
     assert_eq!(seqs, (1..=30).collect());
     assert!(pugmark(&data, &["verify"]).status.success());
 }
+
+/// A RabbitMQ broker of the test's own (PEERS.md §7): its own epmd, node name, ports and
+/// directories, all on loopback; stopped by PID.
+struct Rabbit {
+    env: Vec<(String, String)>,
+    server: Child,
+    epmd: Child,
+    port: u16,
+}
+
+impl Rabbit {
+    fn start(dir: &Path) -> Rabbit {
+        let (port, dist, epmd_port) = (free_port(), free_port(), free_port());
+        fs::create_dir_all(dir.join("log")).unwrap();
+        fs::write(
+            dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.1 = 127.0.0.1:{port}\nloopback_users.guest = true\n"),
+        )
+        .unwrap();
+        fs::write(dir.join("enabled_plugins"), "[].\n").unwrap();
+        let d = dir.display();
+        let node = format!("pugmarktest{port}@localhost");
+        let env: Vec<(String, String)> = [
+            ("HOME", format!("{d}")),
+            ("RABBITMQ_NODENAME", node),
+            ("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1".into()),
+            ("RABBITMQ_NODE_PORT", port.to_string()),
+            ("RABBITMQ_DIST_PORT", dist.to_string()),
+            ("ERL_EPMD_ADDRESS", "127.0.0.1".into()),
+            ("ERL_EPMD_PORT", epmd_port.to_string()),
+            ("RABBITMQ_CONFIG_FILE", format!("{d}/rabbitmq.conf")),
+            (
+                "RABBITMQ_ENABLED_PLUGINS_FILE",
+                format!("{d}/enabled_plugins"),
+            ),
+            ("RABBITMQ_MNESIA_BASE", format!("{d}/mnesia")),
+            ("RABBITMQ_LOG_BASE", format!("{d}/log")),
+            ("RABBITMQ_PID_FILE", format!("{d}/rabbit.pid")),
+            (
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1}".into(),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let epmd = Command::new("epmd")
+            .args(["-port", &epmd_port.to_string(), "-address", "127.0.0.1"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Command::new("/usr/lib/rabbitmq/bin/rabbitmq-server")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(fs::File::create(dir.join("stdout.log")).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // Owned first, so a failed start still stops both (Drop).
+        let rabbit = Rabbit {
+            env,
+            server,
+            epmd,
+            port,
+        };
+        for _ in 0..600 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return rabbit;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "rabbitmq did not listen: {}",
+            fs::read_to_string(dir.join("stdout.log")).unwrap_or_default()
+        );
+    }
+
+    /// For pugmark (AMQP 0-9-1 URL, default vhost).
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/", self.port)
+    }
+
+    /// For oslo.messaging (its rabbit driver; `amqp://` would be its AMQP 1.0 driver).
+    fn oslo_url(&self) -> String {
+        format!("rabbit://guest:guest@127.0.0.1:{}/", self.port)
+    }
+
+    /// (ready, unacknowledged) messages in `queue`.
+    fn queue(&self, queue: &str) -> (u64, u64) {
+        let out = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .args([
+                "-q",
+                "list_queues",
+                "name",
+                "messages_ready",
+                "messages_unacknowledged",
+            ])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.first() == Some(&queue) && f.len() == 3 {
+                return (f[1].parse().unwrap(), f[2].parse().unwrap());
+            }
+        }
+        panic!("queue {queue} not found: {text}");
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        let _ = Command::new("/usr/lib/rabbitmq/bin/rabbitmqctl")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .arg("shutdown")
+            .output();
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+        let _ = self.epmd.kill();
+        let _ = self.epmd.wait();
+    }
+}
+
+fn venv_python() -> Option<PathBuf> {
+    let p = PathBuf::from(
+        std::env::var("PUGMARK_VENV").unwrap_or_else(|_| "/var/cache/pugmark-venv".into()),
+    )
+    .join("bin/python");
+    let ok = Command::new(&p)
+        .args(["-c", "import oslo_messaging, kombu"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then_some(p)
+}
+
+fn oslo_notify(python: &Path, url: &str, count: usize, prefix: &str, raw: Option<&str>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oslo_notify.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .args([url, &count.to_string(), prefix])
+        .stdout(Stdio::null());
+    if let Some(r) = raw {
+        cmd.args(["--raw", r]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "oslo.messaging publisher failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// nova's own notifier library publishes to the `nova` exchange; pugmark's durable queue
+/// receives it, every notification is stored once with its oslo envelope, messages published
+/// while pugmark is down wait in the queue, kill -9 cycles mid-stream lose and duplicate
+/// nothing, and the queue is drained only of what was stored.
+#[test]
+fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
+    if require(
+        "rabbitmq-server",
+        Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")).filter(|p| p.is_file()),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(python) = require("python venv with oslo.messaging", venv_python()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = Rabbit::start(&dir.path().join("rmq"));
+    let data = dir.path().join("data");
+    let config = dir.path().join("pugmark.toml");
+    fs::write(
+        &config,
+        format!("version = 1\n[amqp]\nurl = \"{}\"\n", rabbit.url()),
+    )
+    .unwrap();
+    let (tcp, relp, http) = (free_port(), free_port(), free_port());
+    let start = || Server::start_on(&data, Some(&config), tcp, tcp, relp, http, None);
+    // First start declares and binds pugmark's queue.
+    let s = start();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs::read_to_string(&s.stderr)
+        .unwrap_or_default()
+        .contains("amqp: consuming")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "amqp consumer did not start: {}",
+            fs::read_to_string(&s.stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    oslo_notify(
+        &python,
+        &rabbit.oslo_url(),
+        300,
+        "live",
+        Some("this is not json"),
+    );
+    s.wait_ledger(301, 60);
+    assert_eq!(
+        s.metric("pugmark_parse_errors_total{listener=\"amqp\"}"),
+        1.0
+    );
+    s.stop();
+    // Published while pugmark is down: kept by the broker in pugmark's durable queue.
+    oslo_notify(&python, &rabbit.oslo_url(), 200, "offline", None);
+    assert_eq!(rabbit.queue("pugmark.notifications"), (200, 0));
+    // A stream with kill -9 cycles.
+    let n_stream = 3000;
+    let url = rabbit.oslo_url();
+    let py = python.clone();
+    let publisher = std::thread::spawn(move || {
+        for chunk in 0..10 {
+            oslo_notify(&py, &url, n_stream / 10, &format!("stream{chunk}"), None);
+        }
+    });
+    for _ in 0..5 {
+        let s = start();
+        std::thread::sleep(Duration::from_millis(1500));
+        s.kill9();
+    }
+    publisher.join().unwrap();
+    let s = start();
+    let total = 300 + 1 + 200 + n_stream as u64;
+    s.wait_ledger(total, 120);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while rabbit.queue("pugmark.notifications") != (0, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "queue not drained: {:?}",
+            rabbit.queue("pugmark.notifications")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    s.stop();
+
+    let all = hits(&data, "*");
+    assert_eq!(all.len() as u64, total, "each notification stored once");
+    let names: BTreeSet<String> = all
+        .iter()
+        .filter_map(|h| {
+            let raw = h["raw"].as_str()?;
+            let i = raw.find("display_name")?;
+            Some(
+                raw[i..]
+                    .split('"')
+                    .nth(2)?
+                    .trim_end_matches('\\')
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(names.len() as u64, total - 1, "distinct notifications");
+    for h in &all {
+        assert_eq!(h["origin"]["listener"], "amqp");
+        let raw = h["raw"].as_str().unwrap();
+        if raw != "this is not json" {
+            assert!(
+                raw.starts_with("{\"oslo.version\": \"2.0\""),
+                "oslo envelope kept: {raw}"
+            );
+            assert!(
+                h["origin"]["addr"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/nova/versioned_notifications.info"),
+                "{}",
+                h["origin"]
+            );
+        }
+    }
+    assert!(pugmark(&data, &["verify"]).status.success());
+    drop(rabbit);
+}

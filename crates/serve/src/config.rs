@@ -105,6 +105,8 @@ pub struct Overrides {
     pub syslog_tls: Option<String>,
     pub relp: Option<String>,
     pub http: Option<String>,
+    /// AMQP broker URL (or `none`), replacing `[amqp] url`.
+    pub amqp: Option<String>,
 }
 
 /// TLS settings, validated: files read and parsed.
@@ -194,7 +196,23 @@ impl Config {
             (None, Some(_)) => bail!("syslog_tls is on but [tls] cert and key are not configured"),
             (None, None) => None,
         };
-        let amqp = raw.amqp.map(|a| AmqpConfig {
+        let raw_amqp = match over.amqp.as_deref() {
+            Some(v) if v.eq_ignore_ascii_case("none") => None,
+            Some(url) => Some(match raw.amqp {
+                Some(a) => RawAmqp {
+                    url: url.to_string(),
+                    ..a
+                },
+                None => RawAmqp {
+                    url: url.to_string(),
+                    exchanges: None,
+                    routing_keys: None,
+                    queue: None,
+                },
+            }),
+            None => raw.amqp,
+        };
+        let amqp = raw_amqp.map(|a| AmqpConfig {
             url: a.url,
             exchanges: a.exchanges.unwrap_or_else(|| vec!["nova".into()]),
             routing_keys: a.routing_keys.unwrap_or_else(|| {

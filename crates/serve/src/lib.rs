@@ -1,6 +1,6 @@
 //! `pugmark serve`: the live collector.
 //!
-//! Listeners (`sources/`: syslog UDP, TCP, TLS, RELP, HTTP) run as tokio tasks and send what
+//! Listeners (`sources/`: syslog UDP, TCP, TLS, RELP, HTTP, and an AMQP consumer) run as tokio tasks and send what
 //! they receive to one writer thread (`writer.rs`) that owns the store — the binary's
 //! `Pipeline` — and group-commits: everything waiting becomes one durable ledger batch, then
 //! every acknowledgement owed for it is sent. Nothing is acknowledged before it is durable;
@@ -156,6 +156,14 @@ async fn serve(
                 eprintln!("pugmark serve: http: {e}");
             }
         });
+    }
+    if let Some(a) = config.amqp.clone() {
+        listening.push(format!(
+            "amqp {} queue {}",
+            sources::amqp::broker(&a.url),
+            a.queue
+        ));
+        tasks.spawn(sources::amqp::serve(a, ctx.clone()));
     }
     drop(ctx);
     eprintln!("pugmark serve: listening: {}", listening.join(", "));

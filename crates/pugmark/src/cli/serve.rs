@@ -31,6 +31,7 @@ const SERVE_INDEX_COMMIT: Duration = Duration::from_secs(1);
   --syslog-tls   127.0.0.1:6514  syslog over TLS (RFC 5425), on only when [tls] is configured
   --relp         127.0.0.1:2514  RELP (rsyslog omrelp); acks only once durable
   --http         127.0.0.1:9514  GET /metrics, POST /api/v1/events (JSON or NDJSON)
+  --amqp         none            RabbitMQ URL: OpenStack notifications, acked once durable
 SIGTERM or SIGINT flushes everything to the ledger and exits; restarting resumes the same ledger."
 )]
 pub struct ServeArgs {
@@ -57,6 +58,12 @@ pub struct ServeArgs {
     /// HTTP listener (/metrics, /api/v1/events), ADDR:PORT or none [default: 127.0.0.1:9514].
     #[arg(long, value_name = "ADDR|none")]
     pub http: Option<String>,
+    /// Consume OpenStack notifications from this AMQP broker, e.g.
+    /// amqp://guest:guest@127.0.0.1:5672/%2f (exchanges, routing keys and queue from the
+    /// config, defaults nova / versioned_notifications.info, notifications.info /
+    /// pugmark.notifications) [default: none].
+    #[arg(long, value_name = "URL|none")]
+    pub amqp: Option<String>,
 }
 
 struct PipelineStore {
@@ -107,6 +114,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         syslog_tls: args.syslog_tls,
         relp: args.relp,
         http: args.http,
+        amqp: args.amqp,
     };
     let config = serve::Config::load(args.config.as_deref(), &over)?;
     let dd = DataDir::open(&args.data.data, true)?;

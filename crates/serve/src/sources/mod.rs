@@ -3,6 +3,7 @@
 //! submits them to the writer (`crate::writer`); those that acknowledge (RELP, HTTP, AMQP) do
 //! so only with the writer's [`crate::writer::Durable`] in hand.
 
+pub mod amqp;
 pub mod http;
 pub mod relp;
 pub mod syslog_tcp;
