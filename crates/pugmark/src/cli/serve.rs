@@ -118,7 +118,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let config = serve::Config::load(args.config.as_deref(), &over)?;
     let dd = DataDir::open(&args.data.data, true)?;
-    let pipeline = Pipeline::open_with(&dd, SERVE_INDEX_COMMIT)?;
+    let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
     for t in &pipeline.open_report.truncated {
         eprintln!("pugmark: ledger recovery: {t}");
     }
