@@ -254,6 +254,16 @@ impl Envelope {
                         put_str(out, addr);
                         put_str(out, listener);
                     }
+                    Origin::AuthenticatedPeer {
+                        addr,
+                        listener,
+                        identity,
+                    } => {
+                        out.push(3);
+                        put_str(out, addr);
+                        put_str(out, listener);
+                        put_str(out, identity);
+                    }
                 }
                 put_bytes(out, &r.raw);
             }
@@ -318,6 +328,16 @@ impl Envelope {
                         let addr = r.string()?;
                         let listener = r.string()?;
                         Origin::Peer { addr, listener }
+                    }
+                    3 => {
+                        let addr = r.string()?;
+                        let listener = r.string()?;
+                        let identity = r.string()?;
+                        Origin::AuthenticatedPeer {
+                            addr,
+                            listener,
+                            identity,
+                        }
                     }
                     _ => {
                         return Err(EnvelopeError::Invalid {
@@ -447,6 +467,31 @@ mod tests {
             complete: true,
         });
         assert_eq!(Envelope::decode(&m.encode()), Ok(m));
+    }
+
+    #[test]
+    fn peer_origins_round_trip() {
+        for origin in [
+            Origin::Peer {
+                addr: "192.0.2.7:5140".into(),
+                listener: "syslog-tcp".into(),
+            },
+            Origin::AuthenticatedPeer {
+                addr: "192.0.2.7:5141".into(),
+                listener: "syslog-tls".into(),
+                identity: "CN=client.test".into(),
+            },
+        ] {
+            let e = Envelope::Record(RecordEnvelope {
+                received: Received::from_stored(1),
+                observer: Observer::Vm,
+                format: Format::Syslog,
+                hints: DecodeHints::default(),
+                origin,
+                raw: b"<13>1 - - - - - - x".to_vec(),
+            });
+            assert_eq!(Envelope::decode(&e.encode()), Ok(e));
+        }
     }
 
     #[test]

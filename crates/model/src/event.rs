@@ -92,6 +92,15 @@ pub enum Origin {
     File { path: String, line: u64 },
     /// A network listener: the peer's address and the listener's name (e.g. `syslog-tcp`).
     Peer { addr: String, listener: String },
+    /// A network listener whose sender proved who it is (a TLS client certificate verified
+    /// against the configured CA): the address, the listener and the certificate subject
+    /// (`CN=vm1.example.org,O=Site`). A separate variant so ledgers written before it read
+    /// unchanged (envelope origin tag 3).
+    AuthenticatedPeer {
+        addr: String,
+        listener: String,
+        identity: String,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -99,6 +108,11 @@ impl fmt::Display for Origin {
         match self {
             Origin::File { path, line } => write!(f, "{path}:{line}"),
             Origin::Peer { addr, listener } => write!(f, "{listener}://{addr}"),
+            Origin::AuthenticatedPeer {
+                addr,
+                listener,
+                identity,
+            } => write!(f, "{listener}://{addr} ({identity})"),
         }
     }
 }

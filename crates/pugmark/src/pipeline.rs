@@ -70,6 +70,9 @@ enum ToIndexer {
         index_has: u64,
         facts_has: u64,
     },
+    /// Records `from..=to` are in the ledger but were not sent (trailing mode, the indexer
+    /// was behind): read them back from the ledger.
+    Range { from: u64, to: u64 },
 }
 
 struct Indexer {
@@ -85,10 +88,38 @@ pub struct Pipeline {
     /// Ledger records the views were behind by at open, now caught up.
     pub caught_up: u64,
     pub open_report: OpenReport,
+    /// Trailing mode (`pugmark serve`): `append` never waits for the views; batches the
+    /// indexer has no room for are read back from the ledger later (`gap`).
+    trailing: bool,
+    gap: Option<(u64, u64)>,
 }
 
 impl Pipeline {
     pub fn open(dd: &DataDir) -> anyhow::Result<Pipeline> {
+        Pipeline::open_with(dd, INDEX_COMMIT_EVERY)
+    }
+
+    /// For a live server: views committed at least every `commit_every`, and `append` never
+    /// waits for them. When the indexer is behind, durable batches are not queued for it
+    /// (memory stays bounded); it reads them back from the ledger when it gets there, so
+    /// the views trail the ledger (searchable later) while acknowledgements do not wait for
+    /// indexing.
+    pub fn open_trailing(dd: &DataDir, commit_every: Duration) -> anyhow::Result<Pipeline> {
+        Pipeline::open_inner(dd, commit_every, true)
+    }
+
+    /// Like [`Pipeline::open`], committing the views at least every `commit_every` — also
+    /// when no more records arrive, so a live server's last records become searchable
+    /// without waiting for the next ones (`pugmark serve` uses a short interval).
+    pub fn open_with(dd: &DataDir, commit_every: Duration) -> anyhow::Result<Pipeline> {
+        Pipeline::open_inner(dd, commit_every, false)
+    }
+
+    fn open_inner(
+        dd: &DataDir,
+        commit_every: Duration,
+        trailing: bool,
+    ) -> anyhow::Result<Pipeline> {
         let opts = LedgerOptions {
             key_path: dd.signing_key(),
             ..LedgerOptions::default()
@@ -103,13 +134,17 @@ impl Pipeline {
         let indexed = index.last_indexed_seq()?.unwrap_or(0);
         let facts_has = facts.last_seq()?.unwrap_or(0);
         let writer = index.writer_with_threads(index_threads(), INDEX_HEAP_BYTES)?;
-        let indexer = spawn_indexer(writer, facts);
+        // In trailing mode an idle indexer reads what it has not seen from the ledger.
+        let idle_catch_up = trailing.then(|| indexed.min(facts_has));
+        let indexer = spawn_indexer(writer, facts, commit_every, dd.ledger(), idle_catch_up);
         let mut p = Pipeline {
             ledger,
             imports,
             indexer: Some(indexer),
             caught_up: 0,
             open_report,
+            trailing,
+            gap: None,
         };
         p.catch_up(&dd.ledger(), indexed, facts_has)?;
         Ok(p)
@@ -180,10 +215,62 @@ impl Pipeline {
                 self.imports.apply(first + i as u64, m);
             }
         }
-        self.imports
-            .advance(first + receipt.count.saturating_sub(1));
-        self.send(first, envelopes, true, 0, 0)?;
+        let last = first + receipt.count.saturating_sub(1);
+        self.imports.advance(last);
+        if self.trailing {
+            self.send_trailing(first, last, envelopes)?;
+        } else {
+            self.send(first, envelopes, true, 0, 0)?;
+        }
         Ok(receipt)
+    }
+
+    /// Hand a durable batch to the indexer if it has room, else remember it as a gap the
+    /// indexer reads back from the ledger (gaps are sent first, so the order is kept).
+    fn send_trailing(
+        &mut self,
+        first: u64,
+        last: u64,
+        envelopes: Vec<Envelope>,
+    ) -> anyhow::Result<()> {
+        use std::sync::mpsc::TrySendError;
+        let tx = &self
+            .indexer
+            .as_ref()
+            .ok_or_else(|| anyhow!("indexer already stopped"))?
+            .tx;
+        let mut dead = false;
+        if let Some((from, to)) = self.gap {
+            match tx.try_send(ToIndexer::Range { from, to }) {
+                Ok(()) => self.gap = None,
+                Err(TrySendError::Full(_)) => {
+                    self.gap = Some((from, last));
+                    return Ok(());
+                }
+                Err(TrySendError::Disconnected(_)) => dead = true,
+            }
+        }
+        if !dead {
+            let batch = ToIndexer::Batch {
+                first_seq: first,
+                envelopes,
+                counted: true,
+                index_has: 0,
+                facts_has: 0,
+            };
+            match tx.try_send(batch) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Full(_)) => {
+                    self.gap = Some((first, last));
+                    return Ok(());
+                }
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+        Err(self
+            .stop_indexer()
+            .err()
+            .unwrap_or_else(|| anyhow!("indexer stopped")))
     }
 
     fn send(
@@ -230,6 +317,10 @@ impl Pipeline {
 
     /// Commit the views and close the ledger (which writes a signed checkpoint).
     pub fn finish(mut self) -> anyhow::Result<DecodeStats> {
+        if let (Some((from, to)), Some(indexer)) = (self.gap.take(), self.indexer.as_ref()) {
+            // Blocking: the views must hold everything the ledger holds when we return.
+            let _ = indexer.tx.send(ToIndexer::Range { from, to });
+        }
         let stats = self.stop_indexer()?;
         self.imports.save()?;
         self.ledger.close()?;
@@ -237,46 +328,124 @@ impl Pipeline {
     }
 }
 
-fn spawn_indexer(mut writer: views::search::IndexWriter, mut facts: FactStore) -> Indexer {
+fn spawn_indexer(
+    mut writer: views::search::IndexWriter,
+    mut facts: FactStore,
+    commit_every: Duration,
+    ledger_dir: std::path::PathBuf,
+    idle_catch_up: Option<u64>,
+) -> Indexer {
     let (tx, rx) = sync_channel::<ToIndexer>(8);
     let handle = std::thread::Builder::new()
         .name("pugmark-index".into())
         .spawn(move || -> anyhow::Result<DecodeStats> {
             let mut stats = DecodeStats::default();
-            let mut last_seq = None;
+            // Trailing mode: everything up to here is in the views already.
+            let mut last_seq = idle_catch_up.filter(|&s| s > 0);
             let mut last_commit = Instant::now();
-            for msg in rx {
-                let ToIndexer::Batch {
-                    first_seq,
-                    envelopes,
-                    counted,
-                    index_has,
-                    facts_has,
-                } = msg;
-                let mut fact_events = Vec::new();
-                for (i, env) in envelopes.iter().enumerate() {
-                    let seq = first_seq + i as u64;
-                    if let Envelope::Record(r) = env {
-                        let event = decode::decode(r);
-                        if counted {
-                            stats.count(&event);
-                        }
-                        if seq > index_has {
-                            writer.add(seq, &event)?;
-                        }
-                        if seq > facts_has && FactStore::is_fact_source(&event) {
-                            fact_events.push((seq, event));
+            let mut committed = last_seq;
+            loop {
+                let msg = match rx.recv_timeout(commit_every) {
+                    Ok(m) => m,
+                    // Trailing mode, quiet: read what the writer did not queue (the views
+                    // must not wait for the next append to catch up).
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) if idle_catch_up.is_some() => {
+                        ToIndexer::Range {
+                            from: last_seq.or(idle_catch_up).unwrap_or(0) + 1,
+                            to: u64::MAX,
                         }
                     }
-                    last_seq = Some(seq);
-                }
-                if let Some(seq) = last_seq {
-                    facts.apply(&fact_events, seq)?;
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        // Quiet: make what arrived last searchable.
+                        if let Some(seq) = last_seq
+                            && committed != last_seq
+                        {
+                            writer.commit(seq)?;
+                            committed = last_seq;
+                            last_commit = Instant::now();
+                        }
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                };
+                let mut index = |first_seq: u64,
+                                 envelopes: &[Envelope],
+                                 counted: bool,
+                                 index_has: u64,
+                                 facts_has: u64|
+                 -> anyhow::Result<()> {
+                    let mut fact_events = Vec::new();
+                    for (i, env) in envelopes.iter().enumerate() {
+                        let seq = first_seq + i as u64;
+                        // A gap read back from the ledger can overlap what an idle catch-up
+                        // already read: positions only move forward.
+                        if idle_catch_up.is_some()
+                            && let Some(done) = last_seq
+                            && seq <= done
+                        {
+                            continue;
+                        }
+                        if let Envelope::Record(r) = env {
+                            let event = decode::decode(r);
+                            if counted {
+                                stats.count(&event);
+                            }
+                            if seq > index_has {
+                                writer.add(seq, &event)?;
+                            }
+                            if seq > facts_has && FactStore::is_fact_source(&event) {
+                                fact_events.push((seq, event));
+                            }
+                        }
+                        last_seq = Some(seq);
+                    }
+                    if let Some(seq) = last_seq {
+                        facts.apply(&fact_events, seq)?;
+                    }
+                    Ok(())
+                };
+                match msg {
+                    ToIndexer::Batch {
+                        first_seq,
+                        envelopes,
+                        counted,
+                        index_has,
+                        facts_has,
+                    } => index(first_seq, &envelopes, counted, index_has, facts_has)?,
+                    ToIndexer::Range { from, to } => {
+                        // Durable records the writer did not queue: read them back.
+                        let reader = LedgerReader::open(&ledger_dir)?;
+                        let mut chunk = Vec::with_capacity(4096);
+                        let mut first = from;
+                        for item in reader.iter_from(from) {
+                            let (seq, payload) = item?;
+                            let seq = seq.get();
+                            if seq > to {
+                                break;
+                            }
+                            if chunk.is_empty() {
+                                first = seq;
+                            }
+                            chunk.push(
+                                Envelope::decode(&payload)
+                                    .unwrap_or_else(|_| undecodable(&payload)),
+                            );
+                            if chunk.len() == 4096 {
+                                index(first, &chunk, true, 0, 0)?;
+                                chunk.clear();
+                            }
+                        }
+                        if !chunk.is_empty() {
+                            index(first, &chunk, true, 0, 0)?;
+                        }
+                    }
                 }
                 if let Some(seq) = last_seq
-                    && last_commit.elapsed() >= INDEX_COMMIT_EVERY
+                    && committed != last_seq
+                    && last_commit.elapsed() >= commit_every
                 {
                     writer.commit(seq)?;
+                    committed = last_seq;
                     last_commit = Instant::now();
                 }
             }

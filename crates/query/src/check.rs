@@ -247,7 +247,7 @@ fn canonical(ip: IpAddr) -> IpAddr {
 /// The sender's address of a live record.
 fn peer_ip(e: &Event) -> Option<IpAddr> {
     match &e.origin {
-        Origin::Peer { addr, .. } => addr
+        Origin::Peer { addr, .. } | Origin::AuthenticatedPeer { addr, .. } => addr
             .parse::<std::net::SocketAddr>()
             .map(|s| s.ip())
             .or_else(|_| addr.parse::<IpAddr>())
@@ -260,7 +260,7 @@ fn peer_ip(e: &Event) -> Option<IpAddr> {
 /// Where a VM-internal event stands in time (see the module docs).
 fn vm_time(e: &Event) -> i64 {
     match e.origin {
-        Origin::Peer { .. } => ns(e.received.timestamp()),
+        Origin::Peer { .. } | Origin::AuthenticatedPeer { .. } => ns(e.received.timestamp()),
         Origin::File { .. } => ns(e.time()),
     }
 }
@@ -361,6 +361,10 @@ fn sender_key(e: &Event) -> String {
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| addr.clone())
         ),
+        // A TLS client is known by its certificate, whatever address it comes from.
+        Origin::AuthenticatedPeer {
+            identity, listener, ..
+        } => format!("{identity}@{listener}"),
         Origin::File { path, .. } => format!("{}@{path}", e.host.as_deref().unwrap_or("-")),
     }
 }
@@ -740,7 +744,10 @@ fn clock(folder: &mut Folder, c: &mut Clock, seq: u64, e: &Event, t: i64, tol: i
         Some((h, s)) if h >= rep => (h, s),
         _ => (rep, seq),
     });
-    if matches!(e.origin, Origin::Peer { .. }) {
+    if matches!(
+        e.origin,
+        Origin::Peer { .. } | Origin::AuthenticatedPeer { .. }
+    ) {
         let skew = rep.saturating_sub(rec);
         if skew.abs() > tol {
             folder.add(

@@ -11,6 +11,7 @@ mod ingest_flow;
 mod reindex;
 mod report;
 mod search;
+mod serve;
 mod timeline;
 mod verify;
 mod who;
@@ -65,6 +66,10 @@ pub enum Command {
     /// Search indicators of compromise (plain lists, MISP, STIX 2.1) over flows, connections
     /// and logs; each hit answered like `who`.
     Hunt(hunt::HuntArgs),
+    /// Run the live collector: syslog UDP/TCP/TLS, RELP and HTTP into the ledger.
+    Serve(serve::ServeArgs),
+    /// What a running `pugmark serve` has received, per listener and per sender.
+    Status(serve::StatusArgs),
     /// The traceability challenge: generate a site day with ground truth, or run and score one.
     Challenge(challenge::ChallengeArgs),
     /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
@@ -84,6 +89,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hunt(a) => hunt::run(a),
         Command::Challenge(a) => challenge::run(a),
         Command::Check(a) => check::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Status(a) => serve::status(a),
     }
 }
 

@@ -1,0 +1,167 @@
+//! `pugmark serve`: run the live collector (crate `serve`) over this data directory, and
+//! `pugmark status`: what a running server's `/metrics` says.
+//!
+//! The binary's part is small: parse flags, open the `Pipeline` (the single writer of the
+//! data directory; its lock keeps a second writer out), and hand it to `serve::run` behind
+//! the `serve::Store` trait, which the writer thread drives with group-committed batches.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use ledger::LedgerReader;
+use model::Envelope;
+use model::envelope::RecordEnvelope;
+
+use crate::cli::DataArgs;
+use crate::datadir::DataDir;
+use crate::pipeline::Pipeline;
+
+/// Views are committed (made searchable) at least this often while serving.
+const SERVE_INDEX_COMMIT: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Args)]
+#[command(
+    after_long_help = "Default listeners (all on loopback; set ADDR:PORT or none):
+  --syslog-udp   127.0.0.1:5514  syslog over UDP (RFC 5426)
+  --syslog-tcp   127.0.0.1:5514  syslog over TCP, LF or octet-counted framing (RFC 6587)
+  --syslog-tls   127.0.0.1:6514  syslog over TLS (RFC 5425), on only when [tls] is configured
+  --relp         127.0.0.1:2514  RELP (rsyslog omrelp); acks only once durable
+  --http         127.0.0.1:9514  GET /metrics, POST /api/v1/events (JSON or NDJSON)
+  --amqp         none            RabbitMQ URL: OpenStack notifications, acked once durable
+SIGTERM or SIGINT flushes everything to the ledger and exits; restarting resumes the same ledger."
+)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// TOML configuration (listeners, tls.cert / tls.key / tls.client_ca, tcp.idle_timeout_secs).
+    /// Flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Syslog UDP listener, ADDR:PORT or none [default: 127.0.0.1:5514].
+    #[arg(long, value_name = "ADDR|none")]
+    pub syslog_udp: Option<String>,
+    /// Syslog TCP listener (LF or octet-counted, detected per frame), ADDR:PORT or none
+    /// [default: 127.0.0.1:5514].
+    #[arg(long, value_name = "ADDR|none")]
+    pub syslog_tcp: Option<String>,
+    /// Syslog TLS listener, ADDR:PORT or none [default: 127.0.0.1:6514 when tls.cert is
+    /// configured, else none].
+    #[arg(long, value_name = "ADDR|none")]
+    pub syslog_tls: Option<String>,
+    /// RELP listener, ADDR:PORT or none [default: 127.0.0.1:2514].
+    #[arg(long, value_name = "ADDR|none")]
+    pub relp: Option<String>,
+    /// HTTP listener (/metrics, /api/v1/events), ADDR:PORT or none [default: 127.0.0.1:9514].
+    #[arg(long, value_name = "ADDR|none")]
+    pub http: Option<String>,
+    /// Consume OpenStack notifications from this AMQP broker, e.g.
+    /// amqp://guest:guest@127.0.0.1:5672/%2f (exchanges, routing keys and queue from the
+    /// config, defaults nova / versioned_notifications.info, notifications.info /
+    /// pugmark.notifications) [default: none].
+    #[arg(long, value_name = "URL|none")]
+    pub amqp: Option<String>,
+}
+
+struct PipelineStore {
+    pipeline: Pipeline,
+    ledger_dir: PathBuf,
+}
+
+impl serve::Store for PipelineStore {
+    fn append(&mut self, records: Vec<Envelope>) -> anyhow::Result<u64> {
+        let receipt = self.pipeline.append(records)?;
+        Ok(receipt.last().map_or(0, |s| s.get()))
+    }
+
+    fn recent_peer_records(&mut self, n: usize) -> anyhow::Result<Vec<RecordEnvelope>> {
+        let next = self.pipeline.next_seq();
+        if next <= 1 {
+            return Ok(Vec::new());
+        }
+        let from = next.saturating_sub(n as u64).max(1);
+        let reader = LedgerReader::open(&self.ledger_dir)?;
+        let mut out = Vec::new();
+        for item in reader.iter_from(from) {
+            let (seq, payload) = item?;
+            if seq.get() >= next {
+                break;
+            }
+            if let Ok(Envelope::Record(r)) = Envelope::decode(&payload)
+                && matches!(
+                    r.origin,
+                    model::Origin::Peer { .. } | model::Origin::AuthenticatedPeer { .. }
+                )
+            {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        self.pipeline.finish().map(|_| ())
+    }
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let over = serve::Overrides {
+        syslog_udp: args.syslog_udp,
+        syslog_tcp: args.syslog_tcp,
+        syslog_tls: args.syslog_tls,
+        relp: args.relp,
+        http: args.http,
+        amqp: args.amqp,
+    };
+    let config = serve::Config::load(args.config.as_deref(), &over)?;
+    let dd = DataDir::open(&args.data.data, true)?;
+    let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
+    for t in &pipeline.open_report.truncated {
+        eprintln!("pugmark: ledger recovery: {t}");
+    }
+    let last = pipeline.next_seq().saturating_sub(1);
+    eprintln!(
+        "pugmark serve: data {} (ledger at #{last})",
+        args.data.data.display()
+    );
+    let store = PipelineStore {
+        pipeline,
+        ledger_dir: dd.ledger(),
+    };
+    let summary = serve::run(config, Box::new(store), last)?;
+    eprintln!(
+        "pugmark serve: stopped; {} records stored in {} durable batches, ledger closed",
+        summary.records, summary.batches
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The HTTP listener of the running `pugmark serve`.
+    #[arg(long, default_value = serve::config::DEFAULT_HTTP)]
+    pub http: SocketAddr,
+    /// Mark senders not heard from for this many seconds as SILENT.
+    #[arg(long, default_value_t = 300)]
+    pub silent_after: u64,
+    /// Print the raw Prometheus text instead of the summary.
+    #[arg(long)]
+    pub raw: bool,
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let text = serve::status::fetch(args.http).context("is pugmark serve running?")?;
+    if args.raw {
+        print!("{text}");
+    } else {
+        let now = model::Received::now().as_unix_nanos() as f64 / 1e9;
+        print!(
+            "{}",
+            serve::status::render(&text, now, args.silent_after as f64)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,356 @@
+//! `pugmark serve` configuration: the TOML file as written (`RawConfig`, unknown keys refused),
+//! then validated into [`Config`] whose listener addresses are parsed and whose TLS material
+//! is loaded, so a bad config fails at start with one clear message instead of at the first
+//! connection.
+//!
+//! ```toml
+//! version = 1
+//! [listeners]
+//! syslog_udp = "127.0.0.1:5514"     # "none" turns a listener off
+//! syslog_tcp = "127.0.0.1:5514"
+//! syslog_tls = "none"
+//! relp = "127.0.0.1:2514"
+//! http = "127.0.0.1:9514"
+//! [tls]
+//! cert = "server.pem"               # PEM chain, needed when syslog_tls is on
+//! key = "server.key"
+//! client_ca = "ca.pem"              # optional: require client certificates signed by it
+//! [tcp]
+//! idle_timeout_secs = 60            # a stalled half frame is kept after this long
+//! [amqp]
+//! url = "amqp://guest:guest@127.0.0.1:5672/%2f"   # absent: no AMQP consumer
+//! exchanges = ["nova"]
+//! routing_keys = ["versioned_notifications.info", "notifications.info"]
+//! queue = "pugmark.notifications"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+/// Default loopback ports for the quick start. 5514 (UDP and TCP) and 2514 (RELP) are the
+/// customary unprivileged stand-ins for 514 and rsyslog's RELP examples; 6514 is RFC 5425's
+/// port for syslog over TLS; 9514 is ours, for HTTP (`/metrics`, `/api/v1/events`).
+pub const DEFAULT_SYSLOG_UDP: &str = "127.0.0.1:5514";
+pub const DEFAULT_SYSLOG_TCP: &str = "127.0.0.1:5514";
+pub const DEFAULT_SYSLOG_TLS: &str = "127.0.0.1:6514";
+pub const DEFAULT_RELP: &str = "127.0.0.1:2514";
+pub const DEFAULT_HTTP: &str = "127.0.0.1:9514";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Config format version; only 1 exists.
+    pub version: Option<u32>,
+    #[serde(default)]
+    pub listeners: RawListeners,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub tcp: RawTcp,
+    pub amqp: Option<RawAmqp>,
+}
+
+/// Each listener: `ADDR:PORT`, or `none`. Absent: the loopback default.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListeners {
+    pub syslog_udp: Option<String>,
+    pub syslog_tcp: Option<String>,
+    /// Default off unless `[tls]` is configured (then 127.0.0.1:6514).
+    pub syslog_tls: Option<String>,
+    pub relp: Option<String>,
+    pub http: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Server certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA bundle, PEM. When set, every TLS sender must present a certificate it signed
+    /// (mutual TLS); the certificate subject is recorded as the sender's identity.
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTcp {
+    /// Seconds a connection may stay silent with a half frame buffered before it is closed
+    /// and the half frame stored as incomplete. Default 60.
+    pub idle_timeout_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAmqp {
+    pub url: String,
+    /// Topic exchanges to bind to. Default `["nova"]`.
+    pub exchanges: Option<Vec<String>>,
+    /// Routing keys. Default `versioned_notifications.info`, `notifications.info`.
+    pub routing_keys: Option<Vec<String>>,
+    /// pugmark's own durable queue. Default `pugmark.notifications`.
+    pub queue: Option<String>,
+}
+
+/// Command-line overrides (each `Some` replaces the config value).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub syslog_udp: Option<String>,
+    pub syslog_tcp: Option<String>,
+    pub syslog_tls: Option<String>,
+    pub relp: Option<String>,
+    pub http: Option<String>,
+    /// AMQP broker URL (or `none`), replacing `[amqp] url`.
+    pub amqp: Option<String>,
+}
+
+/// TLS settings, validated: files read and parsed.
+#[derive(Clone)]
+pub struct TlsConfig {
+    pub server: std::sync::Arc<rustls::ServerConfig>,
+    pub mutual: bool,
+}
+
+impl std::fmt::Debug for TlsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsConfig")
+            .field("mutual", &self.mutual)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AmqpConfig {
+    pub url: String,
+    pub exchanges: Vec<String>,
+    pub routing_keys: Vec<String>,
+    pub queue: String,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub syslog_udp: Option<SocketAddr>,
+    pub syslog_tcp: Option<SocketAddr>,
+    pub syslog_tls: Option<SocketAddr>,
+    pub relp: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub tls: Option<TlsConfig>,
+    pub idle_timeout: Duration,
+    pub amqp: Option<AmqpConfig>,
+}
+
+fn addr(
+    what: &str,
+    value: Option<&str>,
+    default: Option<&str>,
+) -> anyhow::Result<Option<SocketAddr>> {
+    match value.or(default) {
+        None => Ok(None),
+        Some(v) if v.eq_ignore_ascii_case("none") => Ok(None),
+        Some(v) => v
+            .parse::<SocketAddr>()
+            .map(Some)
+            .with_context(|| format!("{what}: {v:?} is not ADDR:PORT (or none)")),
+    }
+}
+
+impl Config {
+    /// Read the config file (if any), apply overrides, validate.
+    pub fn load(path: Option<&Path>, over: &Overrides) -> anyhow::Result<Config> {
+        let raw = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("reading config {}", p.display()))?;
+                let raw: RawConfig = toml::from_str(&text)
+                    .with_context(|| format!("parsing config {}", p.display()))?;
+                raw
+            }
+            None => RawConfig::default(),
+        };
+        let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+        Config::validate(raw, over, base)
+    }
+
+    pub fn validate(raw: RawConfig, over: &Overrides, base: &Path) -> anyhow::Result<Config> {
+        if let Some(v) = raw.version
+            && v != 1
+        {
+            bail!("config version {v} is not supported by this pugmark (expected 1)");
+        }
+        let l = &raw.listeners;
+        let pick = |o: &Option<String>, c: &Option<String>| o.clone().or_else(|| c.clone());
+        let tls_default = raw.tls.as_ref().map(|_| DEFAULT_SYSLOG_TLS);
+        let syslog_tls = addr(
+            "syslog_tls",
+            pick(&over.syslog_tls, &l.syslog_tls).as_deref(),
+            tls_default,
+        )?;
+        let tls = match (&raw.tls, syslog_tls) {
+            (Some(t), _) => Some(load_tls(t, base)?),
+            (None, Some(_)) => bail!("syslog_tls is on but [tls] cert and key are not configured"),
+            (None, None) => None,
+        };
+        let raw_amqp = match over.amqp.as_deref() {
+            Some(v) if v.eq_ignore_ascii_case("none") => None,
+            Some(url) => Some(match raw.amqp {
+                Some(a) => RawAmqp {
+                    url: url.to_string(),
+                    ..a
+                },
+                None => RawAmqp {
+                    url: url.to_string(),
+                    exchanges: None,
+                    routing_keys: None,
+                    queue: None,
+                },
+            }),
+            None => raw.amqp,
+        };
+        let amqp = raw_amqp.map(|a| AmqpConfig {
+            url: a.url,
+            exchanges: a.exchanges.unwrap_or_else(|| vec!["nova".into()]),
+            routing_keys: a.routing_keys.unwrap_or_else(|| {
+                vec![
+                    "versioned_notifications.info".into(),
+                    "notifications.info".into(),
+                ]
+            }),
+            queue: a.queue.unwrap_or_else(|| "pugmark.notifications".into()),
+        });
+        Ok(Config {
+            syslog_udp: addr(
+                "syslog_udp",
+                pick(&over.syslog_udp, &l.syslog_udp).as_deref(),
+                Some(DEFAULT_SYSLOG_UDP),
+            )?,
+            syslog_tcp: addr(
+                "syslog_tcp",
+                pick(&over.syslog_tcp, &l.syslog_tcp).as_deref(),
+                Some(DEFAULT_SYSLOG_TCP),
+            )?,
+            syslog_tls,
+            relp: addr(
+                "relp",
+                pick(&over.relp, &l.relp).as_deref(),
+                Some(DEFAULT_RELP),
+            )?,
+            http: addr(
+                "http",
+                pick(&over.http, &l.http).as_deref(),
+                Some(DEFAULT_HTTP),
+            )?,
+            tls,
+            idle_timeout: Duration::from_secs(raw.tcp.idle_timeout_secs.unwrap_or(60).max(1)),
+            amqp,
+        })
+    }
+}
+
+fn read_pem(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn load_tls(t: &RawTls, base: &Path) -> anyhow::Result<TlsConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let resolve = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        }
+    };
+    let cert_path = resolve(&t.cert);
+    let key_path = resolve(&t.key);
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(&read_pem(&cert_path)?)
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("parsing certificates in {}", cert_path.display()))?;
+    if certs.is_empty() {
+        bail!("no certificate in {}", cert_path.display());
+    }
+    let key = PrivateKeyDer::from_pem_slice(&read_pem(&key_path)?)
+        .with_context(|| format!("parsing private key in {}", key_path.display()))?;
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?;
+    let (builder, mutual) = match &t.client_ca {
+        Some(ca) => {
+            let ca_path = resolve(ca);
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_slice_iter(&read_pem(&ca_path)?) {
+                let c = c.with_context(|| format!("parsing CA in {}", ca_path.display()))?;
+                roots
+                    .add(c)
+                    .with_context(|| format!("adding CA from {}", ca_path.display()))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                std::sync::Arc::new(roots),
+                provider,
+            )
+            .build()
+            .context("building the client certificate verifier")?;
+            (builder.with_client_cert_verifier(verifier), true)
+        }
+        None => (builder.with_no_client_auth(), false),
+    };
+    let server = builder
+        .with_single_cert(certs, key)
+        .context("server certificate and key do not match")?;
+    Ok(TlsConfig {
+        server: std::sync::Arc::new(server),
+        mutual,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_loopback_and_tls_off() {
+        let c =
+            Config::validate(RawConfig::default(), &Overrides::default(), Path::new(".")).unwrap();
+        assert_eq!(c.syslog_tcp, Some("127.0.0.1:5514".parse().unwrap()));
+        assert_eq!(c.relp, Some("127.0.0.1:2514".parse().unwrap()));
+        assert_eq!(c.http, Some("127.0.0.1:9514".parse().unwrap()));
+        assert!(c.syslog_tls.is_none() && c.amqp.is_none());
+    }
+
+    #[test]
+    fn flags_override_and_none_disables() {
+        let raw: RawConfig =
+            toml::from_str("version = 1\n[listeners]\nrelp = \"127.0.0.1:1\"\n").unwrap();
+        let over = Overrides {
+            relp: Some("none".into()),
+            syslog_udp: Some("127.0.0.1:7".into()),
+            ..Overrides::default()
+        };
+        let c = Config::validate(raw, &over, Path::new(".")).unwrap();
+        assert!(c.relp.is_none());
+        assert_eq!(c.syslog_udp, Some("127.0.0.1:7".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_addresses_are_refused() {
+        assert!(toml::from_str::<RawConfig>("[listeners]\nsyslog = \"x\"\n").is_err());
+        let over = Overrides {
+            http: Some("localhost".into()),
+            ..Overrides::default()
+        };
+        let e = Config::validate(RawConfig::default(), &over, Path::new(".")).unwrap_err();
+        assert!(format!("{e:#}").contains("not ADDR:PORT"), "{e:#}");
+        let over = Overrides {
+            syslog_tls: Some("127.0.0.1:6514".into()),
+            ..Overrides::default()
+        };
+        assert!(Config::validate(RawConfig::default(), &over, Path::new(".")).is_err());
+    }
+}

@@ -1,0 +1,312 @@
+//! What the collector counts, per listener and per sender, and its Prometheus text rendering
+//! (`GET /metrics`, read back by `pugmark status`).
+//!
+//! Counters are plain atomics bumped on the hot path; one happening bumps its counter and,
+//! for problems, logs through [`Metrics::problem`], which prints the first occurrence of each
+//! (listener, kind) and then only every 10 000th, so a flood of garbage cannot flood stderr
+//! while every case stays counted (STYLE.md convention 13).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use model::Received;
+
+/// The listeners, in a fixed order (the metrics array index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listener {
+    SyslogUdp,
+    SyslogTcp,
+    SyslogTls,
+    Relp,
+    Http,
+    Amqp,
+}
+
+impl Listener {
+    pub const ALL: [Listener; 6] = [
+        Listener::SyslogUdp,
+        Listener::SyslogTcp,
+        Listener::SyslogTls,
+        Listener::Relp,
+        Listener::Http,
+        Listener::Amqp,
+    ];
+
+    /// The name stored in every event's origin (`Origin::Peer.listener`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Listener::SyslogUdp => "syslog-udp",
+            Listener::SyslogTcp => "syslog-tcp",
+            Listener::SyslogTls => "syslog-tls",
+            Listener::Relp => "relp",
+            Listener::Http => "http",
+            Listener::Amqp => "amqp",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Counters of one listener.
+#[derive(Debug, Default)]
+pub struct ListenerMetrics {
+    /// Records handed to the writer.
+    pub messages: AtomicU64,
+    /// Payload bytes of those records (framing excluded).
+    pub bytes: AtomicU64,
+    /// Frames that were not clean messages (stored raw all the same), bad RELP frames,
+    /// HTTP/AMQP bodies that are not JSON.
+    pub parse_errors: AtomicU64,
+    /// Messages lost before the ledger: UDP datagrams dropped because the writer queue was
+    /// full. Kernel-side UDP drops are read from /proc at render time.
+    pub drops: AtomicU64,
+    /// Records recognised as resends of records already in the ledger (RELP, AMQP
+    /// redeliveries): acknowledged, not stored twice.
+    pub duplicates: AtomicU64,
+    pub connections: AtomicU64,
+    pub connections_open: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+}
+
+/// Upper bound on remembered senders, so a spoofed-source UDP flood cannot grow memory.
+const MAX_SENDERS: usize = 65_536;
+
+/// Picks one counter out of a listener's set.
+type Field = fn(&ListenerMetrics) -> &AtomicU64;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    listeners: [ListenerMetrics; 6],
+    /// (listener, sender) → (last seen, unix seconds; messages).
+    senders: Mutex<HashMap<(Listener, String), (f64, u64)>>,
+    problems: Mutex<HashMap<(Listener, &'static str), u64>>,
+    pub ledger_batches: AtomicU64,
+    pub ledger_records: AtomicU64,
+    pub ledger_last_seq: AtomicU64,
+    /// Bound UDP port (for kernel drop counts), 0 if none.
+    pub udp_port: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        Metrics::default()
+    }
+
+    pub fn listener(&self, l: Listener) -> &ListenerMetrics {
+        &self.listeners[l.index()]
+    }
+
+    /// Count `messages` records from `sender` (an address without port, or a TLS identity).
+    pub fn seen(&self, l: Listener, sender: &str, messages: u64, at: Received) {
+        let secs = at.as_unix_nanos() as f64 / 1e9;
+        let Ok(mut map) = self.senders.lock() else {
+            return;
+        };
+        if let Some(e) = map.get_mut(&(l, sender.to_string())) {
+            e.0 = secs;
+            e.1 += messages;
+        } else if map.len() < MAX_SENDERS {
+            map.insert((l, sender.to_string()), (secs, messages));
+        }
+    }
+
+    /// Log a problem the first time it happens on a listener (and every 10 000th time after).
+    pub fn problem(&self, l: Listener, kind: &'static str, detail: &str) {
+        let n = match self.problems.lock() {
+            Ok(mut map) => {
+                let n = map.entry((l, kind)).or_default();
+                *n += 1;
+                *n
+            }
+            Err(_) => 1,
+        };
+        if n == 1 || n % 10_000 == 0 {
+            eprintln!(
+                "pugmark serve: {}: {kind}: {detail} (occurrence {n}; all are counted in /metrics)",
+                l.name()
+            );
+        }
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let families: [(&str, &str, Field); 8] = [
+            (
+                "pugmark_messages_total",
+                "Records received and handed to the ledger writer.",
+                |m| &m.messages,
+            ),
+            (
+                "pugmark_bytes_total",
+                "Payload bytes of those records.",
+                |m| &m.bytes,
+            ),
+            (
+                "pugmark_parse_errors_total",
+                "Frames or bodies that were not clean messages (stored raw).",
+                |m| &m.parse_errors,
+            ),
+            (
+                "pugmark_drops_total",
+                "Messages dropped before the ledger (UDP, writer queue full).",
+                |m| &m.drops,
+            ),
+            (
+                "pugmark_duplicates_total",
+                "Resent records already in the ledger: acknowledged, not stored twice.",
+                |m| &m.duplicates,
+            ),
+            ("pugmark_connections_total", "Connections accepted.", |m| {
+                &m.connections
+            }),
+            ("pugmark_connections_open", "Connections open now.", |m| {
+                &m.connections_open
+            }),
+            (
+                "pugmark_tls_handshake_failures_total",
+                "TLS handshakes that failed (including refused client certificates).",
+                |m| &m.tls_handshake_failures,
+            ),
+        ];
+        for (name, help, get) in families {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for l in Listener::ALL {
+                let v = get(self.listener(l)).load(Relaxed);
+                let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", l.name());
+            }
+        }
+        let port = self.udp_port.load(Relaxed);
+        if port != 0 {
+            let _ = writeln!(
+                out,
+                "# HELP pugmark_udp_kernel_drops Datagrams the kernel dropped on the syslog UDP socket (receive buffer full).\n# TYPE pugmark_udp_kernel_drops gauge\npugmark_udp_kernel_drops{{listener=\"syslog-udp\"}} {}",
+                udp_kernel_drops(port as u16).unwrap_or(0)
+            );
+        }
+        for (name, help, v) in [
+            (
+                "pugmark_ledger_batches_total",
+                "Durable ledger batches (one fsync each) written by serve.",
+                &self.ledger_batches,
+            ),
+            (
+                "pugmark_ledger_records_total",
+                "Records made durable by serve.",
+                &self.ledger_records,
+            ),
+            (
+                "pugmark_ledger_last_seq",
+                "Ledger position of the last durable record.",
+                &self.ledger_last_seq,
+            ),
+        ] {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_sender_last_seen_seconds Unix time of the last record from each sender.\n# TYPE pugmark_sender_last_seen_seconds gauge"
+        );
+        let mut senders: Vec<_> = match self.senders.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            Err(_) => Vec::new(),
+        };
+        senders.sort_by(|a, b| (a.0.0.name(), &a.0.1).cmp(&(b.0.0.name(), &b.0.1)));
+        for ((l, s), (t, _)) in &senders {
+            let _ = writeln!(
+                out,
+                "pugmark_sender_last_seen_seconds{{listener=\"{}\",sender=\"{}\"}} {t:.3}",
+                l.name(),
+                escape_label(s)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_sender_messages_total Records from each sender.\n# TYPE pugmark_sender_messages_total counter"
+        );
+        for ((l, s), (_, n)) in &senders {
+            let _ = writeln!(
+                out,
+                "pugmark_sender_messages_total{{listener=\"{}\",sender=\"{}\"}} {n}",
+                l.name(),
+                escape_label(s)
+            );
+        }
+        out
+    }
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The `drops` column of /proc/net/udp (and udp6) for sockets bound to `port`.
+fn udp_kernel_drops(port: u16) -> Option<u64> {
+    let mut total = 0;
+    for f in ["/proc/net/udp", "/proc/net/udp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let Some(local) = cols.get(1) else { continue };
+            let Some(p) = local.rsplit(':').next() else {
+                continue;
+            };
+            if u16::from_str_radix(p, 16).ok() == Some(port) {
+                total += cols.last().and_then(|d| d.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text_with_senders() {
+        let m = Metrics::new();
+        m.listener(Listener::Relp).messages.fetch_add(3, Relaxed);
+        m.seen(
+            Listener::Relp,
+            "127.0.0.1",
+            3,
+            Received::from_stored(1_700_000_000_000_000_000),
+        );
+        m.seen(
+            Listener::SyslogTls,
+            "CN=a \"b\"",
+            1,
+            Received::from_stored(0),
+        );
+        let t = m.render();
+        assert!(
+            t.contains("pugmark_messages_total{listener=\"relp\"} 3\n"),
+            "{t}"
+        );
+        assert!(t.contains("pugmark_sender_last_seen_seconds{listener=\"relp\",sender=\"127.0.0.1\"} 1700000000.000\n"));
+        assert!(t.contains("sender=\"CN=a \\\"b\\\"\""));
+    }
+}

@@ -1,0 +1,188 @@
+//! Syslog over TCP (RFC 6587) and over TLS (RFC 5425): one task per connection, framing
+//! decided per frame by `crate::framing` (octet counting or LF).
+//!
+//! Each read's frames go to the writer as one submission; waiting for room in the writer
+//! queue stops this connection's reads, so a slow disk slows senders down (TCP window)
+//! instead of growing memory, and the writer queue serves waiting connections in turn, so one
+//! flooding sender cannot starve the others. Plain syslog has no acknowledgement, so nothing
+//! is acknowledged here.
+//!
+//! A connection silent for the idle timeout with a half frame buffered is closed and the half
+//! frame stored raw, marked incomplete (an idle connection with nothing buffered stays open,
+//! as rsyslog keeps its forwarding connections). TLS: when a client CA is configured, rustls
+//! refuses a sender without a certificate it signed during the handshake; the certificate
+//! subject becomes the sender identity stored in each record's origin.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use model::{Format, Received};
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::config::TlsConfig;
+use crate::framing::StreamFramer;
+use crate::metrics::Listener;
+use crate::sources::{Ctx, OpenConn, Sender, record};
+use crate::writer::Submission;
+
+const READ_BUF: usize = 256 * 1024;
+
+pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
+    let l = if tls.is_some() {
+        Listener::SyslogTls
+    } else {
+        Listener::SyslogTcp
+    };
+    let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server));
+    // Owned here: when this task is aborted (shutdown), every connection task goes with it.
+    let mut conns = JoinSet::new();
+    loop {
+        let (stream, addr) = tokio::select! {
+            a = listener.accept() => match a {
+                Ok(x) => x,
+                Err(e) => {
+                    ctx.metrics.problem(l, "accept error", &e.to_string());
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx = ctx.clone();
+        let acceptor = acceptor.clone();
+        conns.spawn(async move {
+            let _open = OpenConn::new(&ctx.metrics, l);
+            match acceptor {
+                None => {
+                    let sender = Sender {
+                        addr,
+                        identity: None,
+                    };
+                    read_stream(stream, sender, l, &ctx).await;
+                }
+                Some(acc) => {
+                    let handshake =
+                        tokio::time::timeout(ctx.idle_timeout, acc.accept(stream)).await;
+                    let tls = match handshake {
+                        Ok(Ok(s)) => s,
+                        Ok(Err(e)) => {
+                            ctx.metrics
+                                .listener(l)
+                                .tls_handshake_failures
+                                .fetch_add(1, Relaxed);
+                            ctx.metrics
+                                .problem(l, "TLS handshake failed", &format!("{addr}: {e}"));
+                            return;
+                        }
+                        Err(_) => {
+                            ctx.metrics
+                                .listener(l)
+                                .tls_handshake_failures
+                                .fetch_add(1, Relaxed);
+                            ctx.metrics
+                                .problem(l, "TLS handshake timed out", &addr.to_string());
+                            return;
+                        }
+                    };
+                    let identity = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| subject(c.as_ref()));
+                    let sender = Sender { addr, identity };
+                    read_stream(tls, sender, l, &ctx).await;
+                }
+            }
+        });
+    }
+}
+
+/// The subject of a DER certificate in RFC 4514 form; the hex of its hash if unparsable
+/// (rustls already verified it, so that would be a parser gap, not an attack).
+pub fn subject(der: &[u8]) -> String {
+    match x509_parser::parse_x509_certificate(der) {
+        Ok((_, cert)) => cert.subject().to_string(),
+        Err(_) => format!("certificate-blake3:{}", blake3::hash(der).to_hex()),
+    }
+}
+
+async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener, ctx: &Ctx) {
+    let origin = sender.origin(l);
+    let key = sender.key();
+    let mut framer = StreamFramer::new();
+    let mut buf = vec![0u8; READ_BUF];
+    loop {
+        let n = match tokio::time::timeout(ctx.idle_timeout, s.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                if framer.buffered() > 0 {
+                    ctx.metrics.problem(
+                        l,
+                        "connection error inside a frame",
+                        &format!("{}: {e}", sender.addr),
+                    );
+                }
+                break;
+            }
+            Err(_) if framer.buffered() > 0 => {
+                ctx.metrics.problem(
+                    l,
+                    "stalled inside a frame, closed",
+                    &sender.addr.to_string(),
+                );
+                break;
+            }
+            Err(_) => continue,
+        };
+        let received = Received::now();
+        framer.push(&buf[..n]);
+        let mut records = Vec::new();
+        while let Some(f) = framer.next_frame() {
+            let format = match f.issue {
+                None => Format::Syslog,
+                Some(issue) => {
+                    ctx.metrics.listener(l).parse_errors.fetch_add(1, Relaxed);
+                    ctx.metrics.problem(
+                        l,
+                        issue.as_str(),
+                        &format!("from {}, stored raw", sender.addr),
+                    );
+                    Format::Raw
+                }
+            };
+            records.push(record(ctx, l, &origin, received, format, f.data));
+        }
+        if !records.is_empty() {
+            ctx.metrics.seen(l, &key, records.len() as u64, received);
+            if ctx
+                .tx
+                .send(Submission {
+                    listener: l,
+                    records,
+                    ack: None,
+                })
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    }
+    if let Some(f) = framer.finish() {
+        let received = Received::now();
+        ctx.metrics.listener(l).parse_errors.fetch_add(1, Relaxed);
+        let rec = record(ctx, l, &origin, received, Format::Raw, f.data);
+        let _ = ctx
+            .tx
+            .send(Submission {
+                listener: l,
+                records: vec![rec],
+                ack: None,
+            })
+            .await;
+    }
+}

@@ -1,0 +1,191 @@
+//! `pugmark status`: read a running server's `/metrics` and summarise it — per listener
+//! counts, and every sender with how long ago it was last heard from, so a sender that fell
+//! silent stands out.
+//!
+//! A minimal HTTP/1.0 GET over a blocking `TcpStream` (loopback, one request) keeps the CLI
+//! free of an async runtime and an HTTP client dependency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+/// GET `/metrics` from `addr`.
+pub fn fetch(addr: SocketAddr) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to pugmark serve's http listener at {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)?;
+    let text = String::from_utf8_lossy(&resp);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        bail!("malformed HTTP answer from {addr}");
+    };
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!(
+            "{addr} answered {}",
+            head.lines().next().unwrap_or_default()
+        );
+    }
+    Ok(body.to_string())
+}
+
+/// One sample: metric name, labels, value.
+pub fn samples(text: &str) -> Vec<(String, BTreeMap<String, String>, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some((lhs, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let Ok(value) = value.parse::<f64>() else {
+            continue;
+        };
+        let (name, labels) = match lhs.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+            None => (lhs, BTreeMap::new()),
+        };
+        out.push((name.to_string(), labels, value));
+    }
+    out
+}
+
+fn parse_labels(s: &str) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    let mut rest = s;
+    while let Some((k, after)) = rest.split_once("=\"") {
+        let mut v = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, n)) = chars.next() {
+                        v.push(if n == 'n' { '\n' } else { n });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => v.push(c),
+            }
+        }
+        m.insert(k.trim_start_matches(',').to_string(), v);
+        rest = &after[end..];
+    }
+    m
+}
+
+/// Render the status table. `now` is Unix seconds; senders silent for longer than
+/// `silent_after` seconds are marked SILENT.
+pub fn render(text: &str, now: f64, silent_after: f64) -> String {
+    let s = samples(text);
+    let mut per: BTreeMap<String, BTreeMap<&str, f64>> = BTreeMap::new();
+    let mut senders = Vec::new();
+    let mut ledger = BTreeMap::new();
+    for (name, labels, v) in &s {
+        let short = name
+            .trim_start_matches("pugmark_")
+            .trim_end_matches("_total");
+        match (name.as_str(), labels.get("listener")) {
+            ("pugmark_sender_last_seen_seconds", Some(l)) => {
+                let sender = labels.get("sender").cloned().unwrap_or_default();
+                let n = s
+                    .iter()
+                    .find(|(n2, l2, _)| {
+                        n2 == "pugmark_sender_messages_total"
+                            && l2.get("listener") == Some(l)
+                            && l2.get("sender") == Some(&sender)
+                    })
+                    .map_or(0.0, |x| x.2);
+                senders.push((l.clone(), sender, *v, n));
+            }
+            ("pugmark_sender_messages_total", _) => {}
+            (_, Some(l)) => {
+                per.entry(l.clone()).or_default().insert(short, *v);
+            }
+            (_, None) => {
+                ledger.insert(short.to_string(), *v);
+            }
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "ledger: {} records in {} batches this run, last position #{}",
+        ledger.get("ledger_records").copied().unwrap_or(0.0),
+        ledger.get("ledger_batches").copied().unwrap_or(0.0),
+        ledger.get("ledger_last_seq").copied().unwrap_or(0.0)
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9}",
+        "listener", "messages", "bytes", "errors", "drops", "dups", "open", "tls-fail"
+    );
+    for (l, m) in &per {
+        let g = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        let _ = writeln!(
+            out,
+            "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9}",
+            l,
+            g("messages"),
+            g("bytes"),
+            g("parse_errors"),
+            g("drops") + g("udp_kernel_drops"),
+            g("duplicates"),
+            g("connections_open"),
+            g("tls_handshake_failures")
+        );
+    }
+    if senders.is_empty() {
+        let _ = writeln!(out, "senders: none yet");
+    } else {
+        let _ = writeln!(out, "senders (last heard):");
+        senders.sort_by(|a, b| b.2.total_cmp(&a.2));
+        for (l, sender, t, n) in senders {
+            let age = (now - t).max(0.0);
+            let mark = if age > silent_after { "  SILENT" } else { "" };
+            let _ = writeln!(
+                out,
+                "  {l:<12} {sender:<40} {n:>10} msgs  {age:>8.0} s ago{mark}"
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_marks_silent_senders() {
+        let m = crate::metrics::Metrics::new();
+        use crate::metrics::Listener;
+        m.seen(
+            Listener::Relp,
+            "10.0.0.1",
+            5,
+            model::Received::from_stored(1_000_000_000_000),
+        );
+        m.seen(
+            Listener::SyslogTls,
+            "CN=vm2,O=x",
+            2,
+            model::Received::from_stored(1_900_000_000_000),
+        );
+        let out = render(&m.render(), 2000.0, 600.0);
+        assert!(out.contains("10.0.0.1"), "{out}");
+        let line = out.lines().find(|l| l.contains("10.0.0.1")).unwrap();
+        assert!(line.ends_with("SILENT"), "{line}");
+        let line = out.lines().find(|l| l.contains("CN=vm2,O=x")).unwrap();
+        assert!(!line.contains("SILENT"), "{line}");
+    }
+}
