@@ -575,7 +575,7 @@ pub fn check(
             time: rfc3339(t),
             entities: vec![uuid.clone()],
             summary: format!(
-                "VM {uuid} last logged at {}, but its address was active {n} times after {}",
+                "VM {uuid} last logged at {}, but its address was active {n} times more than {:#} later",
                 rfc3339(said),
                 req.silence
             ),
