@@ -31,7 +31,7 @@ use views::facts::{FactStore, VmObs};
 
 use crate::lang::{self, Expr, Net};
 use crate::search::{Fetch, SearchRequest};
-use crate::who::{AddrKind, EvidenceJson, Lease, conflicts, leases};
+use crate::who::{AddrKind, EvidenceJson, Lease, conflicts, leases, rfc3339, ts_ns as ns};
 
 /// What to check and how strictly.
 #[derive(Debug, Clone)]
@@ -81,16 +81,6 @@ pub struct CheckReport {
     pub findings: Vec<Finding>,
     /// Events examined, by what they were examined for.
     pub examined: BTreeMap<&'static str, u64>,
-}
-
-fn ns(t: Timestamp) -> i64 {
-    i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX)
-}
-
-fn rfc3339(n: i64) -> String {
-    Timestamp::from_nanosecond(i128::from(n))
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }
 
 fn ev_json(seq: u64, e: &Event, time_ns: i64) -> EvidenceJson {

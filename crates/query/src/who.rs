@@ -214,13 +214,13 @@ pub fn leases(obs: &[VmObs], kind: AddrKind, value: &str) -> Vec<Lease> {
     out
 }
 
-fn rfc3339(ns: i64) -> String {
+pub(crate) fn rfc3339(ns: i64) -> String {
     Timestamp::from_nanosecond(i128::from(ns))
         .map(|t| t.to_string())
         .unwrap_or_default()
 }
 
-fn ts_ns(t: Timestamp) -> i64 {
+pub(crate) fn ts_ns(t: Timestamp) -> i64 {
     i64::try_from(t.as_nanosecond()).unwrap_or(i64::MAX)
 }
 

@@ -420,41 +420,13 @@ impl FactStore {
 
     /// Job observations whose execution address is `ip` or whose execution host is `host`.
     pub fn jobs_at(&self, ip: Option<&str>, host: Option<&str>) -> Result<Vec<JobObs>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, time_ns, job_id, owner, user, dn, vo, exec_ip, exec_host, start_ns,
-                 end_ns, summary FROM job_obs WHERE job_id IN (
-                   SELECT job_id FROM job_obs WHERE exec_ip = ?1 OR exec_host = ?2)
-                 ORDER BY time_ns, seq",
-            )
-            .map_err(self.sql())?;
-        let rows = st
-            .query_map(
-                params![
-                    ip.unwrap_or("\u{0}"),
-                    host.map(str::to_lowercase).unwrap_or_default()
-                ],
-                |r| {
-                    Ok(JobObs {
-                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
-                        time_ns: r.get(1)?,
-                        job_id: r.get(2)?,
-                        owner: r.get(3)?,
-                        user: r.get(4)?,
-                        dn: r.get(5)?,
-                        vo: r.get(6)?,
-                        exec_ip: r.get(7)?,
-                        exec_host: r.get(8)?,
-                        start_ns: r.get(9)?,
-                        end_ns: r.get(10)?,
-                        summary: r.get(11)?,
-                    })
-                },
-            )
-            .map_err(self.sql())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(self.sql())
+        self.jobs_where(
+            "job_id IN (SELECT job_id FROM job_obs WHERE exec_ip = ?1 OR exec_host = ?2)",
+            params![
+                ip.unwrap_or("\u{0}"),
+                host.map(str::to_lowercase).unwrap_or_default()
+            ],
+        )
     }
 
     /// Every VM the store has observations of (lower-case uuids, sorted).
