@@ -952,3 +952,83 @@ mod props {
         }
     }
 }
+
+/// A central logger's archive line (`RECEIVED SENDER-IP <PRI>…`) decodes to exactly what the
+/// message alone decodes to, plus the two collector facts: checked on every corpus syslog line
+/// (the plain decode is the oracle), with issue offsets moved by the prefix.
+#[test]
+fn relay_archive_lines_decode_as_their_message_plus_the_relay_facts() {
+    let mut inputs: Vec<Vec<u8>> = Vec::new();
+    for f in ["syslog/loghub_Linux_2k.log", "auth/loghub_OpenSSH_2k.log"] {
+        inputs.extend(lines(&read(f)).into_iter().map(|l| {
+            let mut v = b"<38>".to_vec();
+            v.extend_from_slice(l);
+            v
+        }));
+    }
+    let dir = corpus().join("syslog/rsyslog_parse1");
+    for entry in std::fs::read_dir(&dir).expect("rsyslog_parse1") {
+        let data = std::fs::read(entry.expect("entry").path()).expect("read");
+        if let Some(first) = lines(&data).first().filter(|l| l.starts_with(b"<")) {
+            inputs.push(first.to_vec());
+        }
+    }
+    assert!(inputs.len() > 4000, "{} inputs", inputs.len());
+    // The logger's receive time equals the envelope's, so year-less stamps resolve alike.
+    let prefix = b"2026-05-28T22:26:40.000001+02:00 2001:db8::44 ";
+    for plain in &inputs {
+        let mut relayed = prefix.to_vec();
+        relayed.extend_from_slice(plain);
+        let want = dec(plain);
+        let mut got = dec(&relayed);
+        assert_eq!(got.raw, relayed);
+        assert_eq!(
+            got.fields.remove("relay_received").as_deref(),
+            Some("2026-05-28T20:26:40.000001Z"),
+            "{}",
+            String::from_utf8_lossy(&relayed)
+        );
+        assert_eq!(
+            got.fields.remove("relay_from").as_deref(),
+            Some("2001:db8::44")
+        );
+        // The sender's address is searchable like any address of the record.
+        let sender: std::net::IpAddr = "2001:db8::44".parse().expect("ip");
+        assert!(got.ips.contains(&sender));
+        got.ips.retain(|i| *i != sender);
+        let shifted: Vec<(String, usize)> = want
+            .issues
+            .iter()
+            .map(|i| (i.kind.clone(), i.offset + prefix.len()))
+            .collect();
+        let issues: Vec<(String, usize)> = got
+            .issues
+            .iter()
+            .map(|i| (i.kind.clone(), i.offset))
+            .collect();
+        assert_eq!(issues, shifted, "{}", String::from_utf8_lossy(plain));
+        got.issues.clear();
+        let mut want = want;
+        want.issues.clear();
+        assert_eq!(
+            render(&got),
+            render(&want),
+            "{}",
+            String::from_utf8_lossy(plain)
+        );
+    }
+    // What is not an archive prefix stays what it was: a file-format line whose host is an
+    // address (no PRI after it), a prefix without an offset.
+    let ev = dec(b"2026-05-28T10:00:00+00:00 10.0.0.5 sshd[1]: Accepted publickey for x");
+    assert_eq!(ev.host.as_deref(), Some("10.0.0.5"));
+    assert_eq!(ev.field("relay_from"), None);
+    let ev = dec(b"2026-05-28T10:00:00 10.0.0.5 <13>May 28 10:00:00 h app: m");
+    assert_eq!(ev.field("relay_from"), None);
+    // A year-less stamp takes its year from the archive's receive time, not the import's.
+    let ev = dec(b"2031-01-01T00:00:05Z 10.0.0.5 <13>Dec 31 23:59:58 h app: m");
+    assert_eq!(ev.field("relay_from"), Some("10.0.0.5"));
+    assert_eq!(
+        ev.reported.time.map(|t| t.to_string()).as_deref(),
+        Some("2030-12-31T23:59:58Z")
+    );
+}

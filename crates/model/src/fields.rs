@@ -33,6 +33,11 @@ pub const ACTION: &str = "action";
 pub const RHOST: &str = "rhost";
 /// A file-name prefix found in front of the syslog line (loghub style).
 pub const FILE_PREFIX: &str = "file_prefix";
+/// A central logger's archive line (`RECEIVED SENDER-IP <PRI>…`, the rsyslog template in
+/// docs/SITES.md): when that logger received the message (RFC 3339, its clock, not the sender's)…
+pub const RELAY_RECEIVED: &str = "relay_received";
+/// …and the address it came from (the socket's peer, which the sender cannot choose freely).
+pub const RELAY_FROM: &str = "relay_from";
 
 // Cloud (OpenStack notifications, nova logs, Keystone).
 

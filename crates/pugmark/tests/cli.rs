@@ -1008,6 +1008,13 @@ fn a_generated_challenge_is_answered_all_right() {
     assert_eq!(r["wrong"], 0, "{r}");
     assert!(r["right"].as_u64().unwrap() >= 40, "{r}");
     assert!(r["events"].as_u64().unwrap() > 1000, "{r}");
+    // Issue 5: `check` finds every planted problem (forged hostnames, a silenced VM, skewed
+    // and tampered clocks, an unknown host, an orphan payload) and nothing else.
+    let c = &r["check"];
+    assert!(c["planted"].as_u64().unwrap() >= 12, "{c}");
+    assert_eq!(c["found"], c["planted"], "{c}");
+    assert_eq!(c["unexplained"].as_array().unwrap().len(), 0, "{c}");
+    assert!(c["controls"].as_u64().unwrap() >= 20, "{c}");
     // The hypervisor's netfilter lines were ingested as the hypervisor's.
     let data = ch.join("run-store");
     assert_eq!(
@@ -1066,6 +1073,58 @@ fn a_wrong_ground_truth_fails_the_run_and_names_the_question() {
     );
     assert!(stderr.contains(&id), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+}
+
+/// The check half of the score can fail too: a planted problem `check` did not report (here
+/// one the ground truth invents) is named as missed, and a finding the ground truth does not
+/// explain (here: the silenced VM, once dropped from the truth) is named as a false alarm.
+#[test]
+fn a_wrong_check_ground_truth_fails_the_run_and_says_what_was_missed_or_false() {
+    let dir = tempfile::tempdir().unwrap();
+    let ch = dir.path().join("ch");
+    let out = challenge(&[
+        "generate",
+        "--seed",
+        "7",
+        "--vms",
+        "30",
+        "--hours",
+        "6",
+        "--out",
+        ch.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let path = ch.join("findings.json");
+    let mut t: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    let expect = t["expect"].as_array_mut().unwrap();
+    let silent = expect
+        .iter()
+        .position(|e| e["kind"] == "silent_vm")
+        .unwrap();
+    let vm = expect.remove(silent)["entities"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    expect.push(
+        serde_json::json!({"kind": "unknown_host", "entities": ["10.42.0.249"], "why": "invented"}),
+    );
+    fs::write(&path, t.to_string()).unwrap();
+    let out = challenge(&["run", ch.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("check  MISSED unknown_host [10.42.0.249]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("check  FALSE") && l.contains("silent_vm") && l.contains(&vm)),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check missed 1"));
 }
 
 /// Issue 3 "Bad input": truncated JSON, an unknown notification type or version, a ClassAd

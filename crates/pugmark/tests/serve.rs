@@ -1120,6 +1120,133 @@ fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
     drop(rabbit);
 }
 
+/// A site's central rsyslog archives what VMs send with pugmark's archive template
+/// (`%timegenerated:::date-rfc3339% %fromhost-ip% %rawmsg%`, docs/SITES.md); `ingest` of that
+/// file keeps the logger's receive time and the sender's address, so `check` holds the VM's
+/// claims against them exactly as for live senders: a foreign hostname from a leased address,
+/// a clock set back, skew and its jump.
+#[test]
+fn check_holds_a_central_rsyslog_archive_against_leases_and_the_loggers_clock() {
+    if !tools_for_rsyslog(&[]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // rsyslog stamps what it receives with the real time, so the lease must cover now.
+    #[allow(clippy::disallowed_methods)]
+    let now = jiff::Timestamp::now();
+    let created = now - jiff::SignedDuration::from_hours(1);
+    let note = serde_json::json!({
+        "event_type": "instance.create.end", "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+        "timestamp": created.strftime("%Y-%m-%d %H:%M:%S%.6f").to_string(), "message_id": "m-arch-1",
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+            "nova_object.version": "1.8", "nova_object.data": {"uuid": "a0000000-0000-4000-8000-00000000000a",
+            "host": "cmp1", "host_name": "real-1", "user_id": "u1", "tenant_id": "p1", "state": "active",
+            "ip_addresses": [{"nova_object.name": "IpPayload", "nova_object.data": {"address": "127.0.0.1", "mac": "fa:16:3e:00:00:0a"}}]}}
+    });
+    let nf = dir.path().join("notifications.json");
+    fs::write(&nf, format!("{note}\n")).unwrap();
+    ok(&data, &["ingest", nf.to_str().unwrap()]);
+
+    let port = free_port();
+    let archive = dir.path().join("archive.log");
+    let _rsyslog = Rsyslog::start(
+        dir.path(),
+        &format!(
+            r#"module(load="imtcp")
+template(name="pugmark-archive" type="string" string="%timegenerated:::date-rfc3339% %fromhost-ip% %rawmsg%\n")
+input(type="imtcp" address="127.0.0.1" port="{port}" ruleset="archive")
+ruleset(name="archive") {{ action(type="omfile" file="{file}" template="pugmark-archive") }}
+"#,
+            file = archive.display()
+        ),
+        port,
+    );
+    // RFC 3164 as a VM's rsyslog forwards it by default: zone-less local (UTC here) stamps.
+    let bsd = |t: jiff::Timestamp| t.strftime("%b %e %H:%M:%S").to_string();
+    let lines = [
+        format!("<86>{} evil-host sshd[7]: I am someone else", bsd(now)),
+        format!("<86>{} real-1 sshd[7]: all is well", bsd(now)),
+        format!(
+            "<86>{} real-1 sshd[7]: my clock was set back",
+            bsd(now - jiff::SignedDuration::from_hours(2))
+        ),
+    ];
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for l in &lines {
+        s.write_all(format!("{l}\n").as_bytes()).unwrap();
+    }
+    drop(s);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_to_string(&archive).map_or(0, |t| t.lines().count()) < lines.len() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslog did not write the archive"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let written = fs::read_to_string(&archive).unwrap();
+    for (got, sent) in written.lines().zip(&lines) {
+        assert!(got.ends_with(&format!(" 127.0.0.1 {sent}")), "{got}");
+    }
+    ok(
+        &data,
+        &["ingest", "--observer", "vm", archive.to_str().unwrap()],
+    );
+
+    let out = ok(&data, &["check", "--json"]);
+    let r: Value = serde_json::from_str(&out).unwrap();
+    let findings = r["findings"].as_array().unwrap();
+    let has = |kind: &str, needle: &str| {
+        findings.iter().any(|f| {
+            f["kind"] == kind
+                && f["entities"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|e| e.as_str().unwrap() == needle)
+        })
+    };
+    assert!(has("forged_hostname", "evil-host"), "{r:#}");
+    assert!(has("forged_hostname", "127.0.0.1"), "{r:#}");
+    for kind in ["clock_skew", "clock_backwards", "clock_jump"] {
+        assert!(has(kind, "127.0.0.1@archive"), "{kind}: {r:#}");
+        assert!(
+            has(kind, "a0000000-0000-4000-8000-00000000000a"),
+            "{kind}: {r:#}"
+        );
+    }
+    assert!(
+        !findings.iter().any(|f| f["kind"] == "forged_hostname"
+            && f["summary"]
+                .as_str()
+                .unwrap()
+                .contains("claims to be real-1")),
+        "{r:#}"
+    );
+    // Without the archive's two collector facts the same lines prove nothing of the kind.
+    let plain = dir.path().join("plain.log");
+    let stripped: Vec<String> = written
+        .lines()
+        .map(|l| l.splitn(3, ' ').nth(2).unwrap_or_default().to_string())
+        .collect();
+    fs::write(&plain, stripped.join("\n") + "\n").unwrap();
+    let data2 = dir.path().join("data2");
+    ok(&data2, &["ingest", nf.to_str().unwrap()]);
+    ok(
+        &data2,
+        &["ingest", "--observer", "vm", plain.to_str().unwrap()],
+    );
+    let r: Value = serde_json::from_str(&ok(&data2, &["check", "--json"])).unwrap();
+    let kinds: Vec<&str> = r["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap())
+        .collect();
+    assert!(!kinds.contains(&"clock_skew"), "{r:#}");
+}
+
 /// Issue 5 cross-checks on live senders: the sender's address is held against the cloud's
 /// lease of it, and its clock against the collector's.
 #[test]

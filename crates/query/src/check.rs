@@ -15,8 +15,10 @@
 //!   and one address leased to two VMs at once).
 //!
 //! Time of VM-internal events: a live sender's events are placed by the received time (the
-//! collector's clock, which the VM cannot set), with the reported time shown beside it; file
-//! imports have no trustworthy receipt time (it is the import's), so they use the reported time.
+//! collector's clock, which the VM cannot set), with the reported time shown beside it; so are
+//! the lines of a central logger's archive (`relay_received`, `relay_from`: that logger's clock
+//! and the peer address it saw). Other file imports have no trustworthy receipt time (it is the
+//! import's), so they use the reported time, and have no sender address to hold a hostname to.
 //! Findings of one kind about one entity are folded into one finding with a count, the first
 //! and last occurrences as evidence.
 
@@ -234,7 +236,8 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The sender's address of a live record.
+/// The sender's address of a live record, or of a record from a central logger's archive
+/// (the `relay_from` its logger wrote; see decode's syslog module).
 fn peer_ip(e: &Event) -> Option<IpAddr> {
     match &e.origin {
         Origin::Peer { addr, .. } | Origin::AuthenticatedPeer { addr, .. } => addr
@@ -243,16 +246,28 @@ fn peer_ip(e: &Event) -> Option<IpAddr> {
             .or_else(|_| addr.parse::<IpAddr>())
             .ok()
             .map(canonical),
-        Origin::File { .. } => None,
+        Origin::File { .. } => e
+            .field(model::fields::RELAY_FROM)
+            .and_then(|a| a.parse::<IpAddr>().ok())
+            .map(canonical),
+    }
+}
+
+/// When a collector received the record: ours for live records, the archive's logger's for
+/// archive lines. `None` for other file imports: their received time is the import's.
+fn collected_at(e: &Event) -> Option<i64> {
+    match e.origin {
+        Origin::Peer { .. } | Origin::AuthenticatedPeer { .. } => Some(ns(e.received.timestamp())),
+        Origin::File { .. } => e
+            .field(model::fields::RELAY_RECEIVED)
+            .and_then(|t| t.parse::<Timestamp>().ok())
+            .map(ns),
     }
 }
 
 /// Where a VM-internal event stands in time (see the module docs).
 fn vm_time(e: &Event) -> i64 {
-    match e.origin {
-        Origin::Peer { .. } | Origin::AuthenticatedPeer { .. } => ns(e.received.timestamp()),
-        Origin::File { .. } => ns(e.time()),
-    }
+    collected_at(e).unwrap_or_else(|| ns(e.time()))
 }
 
 /// Folds occurrences of one (kind, key) into one finding: the first occurrence with its
@@ -355,6 +370,14 @@ fn sender_key(e: &Event) -> String {
         Origin::AuthenticatedPeer {
             identity, listener, ..
         } => format!("{identity}@{listener}"),
+        // An archive line is known by the address its logger saw, whichever file holds it.
+        Origin::File { .. } if e.field(model::fields::RELAY_FROM).is_some() => format!(
+            "{}@archive",
+            peer_ip(e)
+                .map(|i| i.to_string())
+                .or_else(|| e.field(model::fields::RELAY_FROM).map(str::to_string))
+                .unwrap_or_default()
+        ),
         Origin::File { path, .. } => format!("{}@{path}", e.host.as_deref().unwrap_or("-")),
     }
 }
@@ -395,13 +418,23 @@ pub fn check(
             continue;
         }
         n_vm += 1;
+        // A sender is its address (or certificate), and an address passes from VM to VM
+        // all day: each holder's clock is its own, so clock state is per (sender, holder).
+        let holder = peer_ip(&e).and_then(|ip| match site.ip_at(ip, t).as_slice() {
+            [one] => Some(one.uuid.clone()),
+            _ => None,
+        });
+        let sender = sender_key(&e);
         clock(
             &mut folder,
-            clocks.entry(sender_key(&e)).or_default(),
+            clocks
+                .entry(format!("{sender}#{}", holder.as_deref().unwrap_or("")))
+                .or_default(),
             seq,
             &e,
             t,
             tol,
+            holder.as_deref(),
         );
         let Some(claimed) = e.host.as_deref() else {
             continue;
@@ -688,18 +721,34 @@ pub fn check(
 
 /// Cross-check 4: one record of a sender against its clock state (reported in the future, going
 /// backwards, and for live senders, whose received time is the collector's clock, skew and jumps).
-fn clock(folder: &mut Folder, c: &mut Clock, seq: u64, e: &Event, t: i64, tol: i64) {
+/// `vm`: the VM that held the sender's address then, named in the findings beside the sender.
+fn clock(
+    folder: &mut Folder,
+    c: &mut Clock,
+    seq: u64,
+    e: &Event,
+    t: i64,
+    tol: i64,
+    vm: Option<&str>,
+) {
     let Some(rep) = e.reported.time.map(ns) else {
         return;
     };
     let sender = sender_key(e);
-    let rec = ns(e.received.timestamp());
+    let key = format!("{sender}#{}", vm.unwrap_or(""));
+    let entities = || {
+        let mut v = vec![sender.clone()];
+        v.extend(vm.map(str::to_string));
+        v
+    };
+    let collected = collected_at(e);
+    let rec = collected.unwrap_or_else(|| ns(e.received.timestamp()));
     if rep > rec.saturating_add(tol) {
         folder.add(
             "clock_future",
-            sender.clone(),
+            key.clone(),
             t,
-            || vec![sender.clone()],
+            entities,
             || {
                 format!(
                     "{sender} reports {} — later than pugmark received it ({})",
@@ -716,9 +765,9 @@ fn clock(folder: &mut Folder, c: &mut Clock, seq: u64, e: &Event, t: i64, tol: i
     {
         folder.add(
             "clock_backwards",
-            sender.clone(),
+            key.clone(),
             t,
-            || vec![sender.clone()],
+            entities,
             || {
                 format!(
                     "{sender}'s time goes backwards: {} after {} (#{hseq})",
@@ -734,17 +783,14 @@ fn clock(folder: &mut Folder, c: &mut Clock, seq: u64, e: &Event, t: i64, tol: i
         Some((h, s)) if h >= rep => (h, s),
         _ => (rep, seq),
     });
-    if matches!(
-        e.origin,
-        Origin::Peer { .. } | Origin::AuthenticatedPeer { .. }
-    ) {
+    if collected.is_some() {
         let skew = rep.saturating_sub(rec);
         if skew.abs() > tol {
             folder.add(
                 "clock_skew",
-                sender.clone(),
+                key.clone(),
                 t,
-                || vec![sender.clone()],
+                entities,
                 || {
                     format!(
                         "{sender}'s clock is {}s off the collector's",
@@ -760,9 +806,9 @@ fn clock(folder: &mut Folder, c: &mut Clock, seq: u64, e: &Event, t: i64, tol: i
         {
             folder.add(
                 "clock_jump",
-                sender.clone(),
+                key.clone(),
                 t,
-                || vec![sender.clone()],
+                entities,
                 || {
                     format!(
                         "{sender}'s skew jumps from {}s to {}s (a reset or a tampered clock)",

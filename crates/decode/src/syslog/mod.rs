@@ -8,6 +8,12 @@
 //! prefix in front of such a line (kept in field `file_prefix`). A line that is none of these
 //! keeps its whole text as message, with an issue.
 //!
+//! A central logger's archive line — `RECEIVED SENDER-IP <PRI>…`: the logger's RFC 3339 receive
+//! time, the peer address and the message exactly as received, what the rsyslog template
+//! `%timegenerated:::date-rfc3339% %fromhost-ip% %rawmsg%` writes (docs/SITES.md) — is the
+//! message parsed as above, with the two collector facts kept in fields `relay_received` and
+//! `relay_from`: evidence the sender did not write, which `check` holds its claims against.
+//!
 //! Why our own parser and not the `syslog_loose` crate (0.23, evaluated on the corpus): it takes
 //! `&str` (no byte input, so no byte offsets for issues on invalid UTF-8), resolves year-less
 //! stamps against the machine's clock by default (decoding must depend on the envelope only),
@@ -74,16 +80,26 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
         return;
     }
     let mut pos = 0;
+    if let Some((received, from, start)) = relay_prefix(line) {
+        ev.fields.insert(
+            model::fields::RELAY_RECEIVED.to_string(),
+            received.to_string(),
+        );
+        ev.fields
+            .insert(model::fields::RELAY_FROM.to_string(), from.to_string());
+        pos = start;
+    }
+    let relayed = pos > 0;
     let mut had_pri = false;
-    if line[0] == b'<' {
-        match pri(line) {
+    if line[pos] == b'<' {
+        match pri(&line[pos..]) {
             Some((value, len)) => {
                 ev.facility = Some(value >> 3);
                 ev.severity = Some(value & 7);
-                pos = len;
+                pos += len;
                 had_pri = true;
             }
-            None => issue(ev, raw, 0, "bad_pri", "<PRI> with PRI 0..=191"),
+            None => issue(ev, raw, pos, "bad_pri", "<PRI> with PRI 0..=191"),
         }
     }
     if had_pri && line.get(pos) == Some(&b'1') && matches!(line.get(pos + 1), None | Some(b' ')) {
@@ -95,7 +111,10 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
         bsd(ev, raw, line, start, found, hints);
         return;
     }
-    if !had_pri && let Some((prefix, ts_start, found)) = file_prefix(line) {
+    if !had_pri
+        && !relayed
+        && let Some((prefix, ts_start, found)) = file_prefix(line)
+    {
         ev.fields
             .insert(model::fields::FILE_PREFIX.to_string(), lossy(prefix));
         bsd(ev, raw, line, ts_start, found, hints);
@@ -122,6 +141,30 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
         );
         ev.message = lossy(line);
     }
+}
+
+/// How far into a line an archive prefix (`RECEIVED SENDER-IP `) may reach.
+const MAX_RELAY_PREFIX: usize = 96;
+
+/// A central logger's archive prefix: an RFC 3339 instant with its offset, one space, an IP
+/// address, one space, then a `<PRI>`. The PRI is required so a plain `RSYSLOG_FileFormat` line
+/// whose host happens to be an address (`2026-… 10.0.0.5 sshd[1]: …`) is not taken for one.
+/// Returns (received, sender, start of the message).
+fn relay_prefix(line: &[u8]) -> Option<(jiff::Timestamp, std::net::IpAddr, usize)> {
+    let head = &line[..line.len().min(MAX_RELAY_PREFIX)];
+    let sp1 = memchr::memchr(b' ', head)?;
+    let stamp = std::str::from_utf8(&head[..sp1]).ok()?;
+    if stamp.as_bytes().get(10) != Some(&b'T') {
+        return None;
+    }
+    let received: jiff::Timestamp = stamp.parse().ok()?;
+    let sp2 = sp1 + 1 + memchr::memchr(b' ', &head[sp1 + 1..])?;
+    let from: std::net::IpAddr = std::str::from_utf8(&head[sp1 + 1..sp2])
+        .ok()?
+        .parse()
+        .ok()?;
+    pri(&line[sp2 + 1..])?;
+    Some((received, from, sp2 + 1))
 }
 
 /// `<PRI>` at the start: (value, bytes used).
@@ -188,7 +231,13 @@ fn set_reported(
     } else {
         TimeZone::UTC
     };
-    let time = match timestamp::resolve(stamp, &tz, hints.year, ev.received.timestamp()) {
+    // A year-less stamp takes its year from when the message was received: the archive's
+    // logger's receive time when there is one, else ours (an import of last year's archive).
+    let reference = ev
+        .field(model::fields::RELAY_RECEIVED)
+        .and_then(|r| r.parse::<jiff::Timestamp>().ok())
+        .unwrap_or_else(|| ev.received.timestamp());
+    let time = match timestamp::resolve(stamp, &tz, hints.year, reference) {
         Ok(ts) => Some(ts),
         Err(_) => {
             issue(

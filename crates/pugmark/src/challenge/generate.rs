@@ -25,6 +25,7 @@ use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use super::inject::{FINDINGS, Injected, ORPHAN_ADDR, ORPHAN_CLUSTER, UNKNOWN_HOST};
 use super::{ANSWERS, Expect, ExpectedMatch, MANIFEST, Manifest, ManifestFile, Question};
 
 /// SplitMix64, written here instead of using the `rand` crate (as bench/gen does): a seed must
@@ -538,7 +539,7 @@ impl Site {
     }
 }
 
-fn rfc3339(t: i64) -> String {
+pub(crate) fn rfc3339(t: i64) -> String {
     Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
 }
 
@@ -811,6 +812,8 @@ pub struct Written {
     pub syslog_lines: usize,
     pub netfilter_lines: usize,
     pub nova_log_lines: usize,
+    /// Problems `check` must find (findings.json).
+    pub expected_findings: usize,
 }
 
 /// One nova-compute log line in oslo.log's default layout, in the owner's request context
@@ -1040,6 +1043,28 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             ads.push((j.end.unwrap_or(i64::MAX), ad));
         }
     }
+    // The orphan payload (inject.rs): a run on an address no VM held, by a real pilot owner.
+    let inj = Injected::choose(site);
+    {
+        let vo = site.projects[0].vo;
+        let owner = format!("{vo}plt");
+        let (t, ip) = (inj.orphan_at, ORPHAN_ADDR);
+        ads.push((
+            t + 1800,
+            json!({
+                "GlobalJobId": format!("ce01.example.org#{ORPHAN_CLUSTER}.0#{}", t - 90),
+                "ClusterId": ORPHAN_CLUSTER, "ProcId": 0,
+                "Owner": owner, "User": format!("{owner}@example.org"),
+                "x509userproxysubject": "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=jdoe/CN=700000/CN=Jane Doe",
+                "x509UserProxyVOName": vo,
+                "StartdIpAddr": format!("<{ip}:9618?addrs={ip}-9618&alias=wn-ghost>"),
+                "RemoteHost": "slot1@wn-ghost",
+                "QDate": t - 90, "JobCurrentStartDate": t,
+                "Cmd": "/usr/libexec/condor/glidein_startup.sh",
+                "JobStatus": 4, "CompletionDate": t + 1800, "EnteredCurrentStatus": t + 1800,
+            }),
+        ));
+    }
     ads.sort_by_key(|a| std::cmp::Reverse(a.0));
     let jobs = ads.len();
     let ads: Vec<Value> = ads.into_iter().map(|a| a.1).collect();
@@ -1057,11 +1082,23 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
     let dens = i64::from(site.params.density.max(1));
     for (v, vm) in site.vms.iter().enumerate() {
         let until = vm.until(site.end);
-        let me = &vm.claimed;
+        let first_line = syslog.len();
+        // As the site's central rsyslog archives it: its receive time (a few ms after the
+        // true time), the VM's address, then the message as the VM sent it — with the VM's
+        // clock and the name it claims (inject.rs may have made either wrong).
+        let sent_from = &vm.primary().ip;
         let line = |t: i64, prog: &str, pid: i64, msg: &str| {
+            let pri = match prog {
+                "sshd" => 86,
+                "CROND" => 78,
+                _ => 30,
+            };
             format!(
-                "{} {me} {prog}[{pid}]: {msg}",
-                strftime(t, "%b %e %H:%M:%S")
+                "{}.{:06}+00:00 {sent_from} <{pri}>{} {} {prog}[{pid}]: {msg}",
+                strftime(t, "%Y-%m-%dT%H:%M:%S"),
+                (t.unsigned_abs() * 7919 + pid.unsigned_abs() * 31) % 900_000 + 1000,
+                strftime(t + inj.clock_offset(v, t), "%b %e %H:%M:%S"),
+                inj.claimed(site, v, t)
             )
         };
         let mut pid = 900 + rng.range(0, 400);
@@ -1132,6 +1169,13 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
                 ));
             }
         }
+        // A silenced VM says nothing from its moment on (drawn all the same, so the random
+        // stream and every other VM's lines stay as they were).
+        if inj.silent(v, until) {
+            let mut mine = syslog.split_off(first_line);
+            mine.retain(|(t, _)| !inj.silent(v, *t));
+            syslog.extend(mine);
+        }
         // The hypervisor's view: the VM's outgoing SYNs through its tap device.
         let tap = format!("tap{}", &vm.uuid[..11]);
         let ip = &vm.primary().ip;
@@ -1156,6 +1200,22 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             let t = site.specials.c2.1;
             netf.push((t, syn(t, C2_ADDR, C2_PORT, 51_515, 4242)));
         }
+    }
+    // The unknown host: SYNs from a site address no VM held, through a tap no VM owns.
+    let hv = &site.hypervisors[0];
+    for k in 0..3i64 {
+        let t = inj.unknown_at + k * 240;
+        netf.push((
+            t,
+            format!(
+                "{} {hv} kernel: [{:>6}.{:06}] pugmark-egress IN=tap0badc0ffee OUT=bond0 MAC=00:00:5e:00:01:01:fa:16:3e:ff:ff:0{k}:08:00 SRC={UNKNOWN_HOST} DST=203.0.113.77 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID={} DF PROTO=TCP SPT={} DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0",
+                strftime(t, "%b %e %H:%M:%S"),
+                t - boot,
+                k * 1013,
+                7000 + k,
+                41_000 + k
+            ),
+        ));
     }
     syslog.sort();
     netf.sort();
@@ -1199,6 +1259,11 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         out.join(ANSWERS),
         serde_json::to_string_pretty(questions)? + "\n",
     )?;
+    let truth = inj.truth(site);
+    fs::write(
+        out.join(FINDINGS),
+        serde_json::to_string_pretty(&truth)? + "\n",
+    )?;
     Ok(Written {
         questions: questions.len(),
         notifications,
@@ -1206,6 +1271,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         syslog_lines,
         netfilter_lines,
         nova_log_lines,
+        expected_findings: truth.expect.len(),
     })
 }
 

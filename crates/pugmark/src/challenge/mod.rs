@@ -9,6 +9,7 @@
 //! observer, plus the seed and the day they were generated for).
 
 pub mod generate;
+pub mod inject;
 pub mod run;
 
 use serde::{Deserialize, Serialize};

@@ -7,6 +7,12 @@
 //! site would run. A question is right when the set of VMs matches and, for each, the
 //! hypervisor, user id and name, project id and payload DNs are as expected, and the
 //! ambiguity flag is set exactly when more than one VM matches.
+//!
+//! When the directory has `findings.json` (the problems `generate` planted, inject.rs), the run
+//! also asks `pugmark check --json` (again this executable, as a site would run it) and scores
+//! it: every planted problem must be reported (a finding of its kind naming its entities), and
+//! every finding must be one of them — a finding that explains nothing is a false alarm, and
+//! one naming a clean control doubly so.
 
 use std::fs;
 use std::io::{self, Write};
@@ -20,6 +26,7 @@ use query::who::{AddrKind, WhoAnswer, WhoQuery, who};
 use serde::Serialize;
 use views::facts::FactStore;
 
+use super::inject::{CheckTruth, ExpectedFinding, FINDINGS};
 use super::{ANSWERS, ExpectedMatch, MANIFEST, Manifest, Question};
 use crate::datadir::DataDir;
 
@@ -52,6 +59,100 @@ struct Report {
     ingest_seconds: f64,
     who_p50_ms: f64,
     who_p99_ms: f64,
+    /// `pugmark check` against the planted problems; absent for a directory without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    check: Option<CheckScore>,
+}
+
+/// A finding as `check --json` reports it (the parts scored).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+struct GotFinding {
+    kind: String,
+    time: String,
+    entities: Vec<String>,
+    summary: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CheckScore {
+    planted: usize,
+    found: usize,
+    /// Planted problems no finding reported.
+    missed: Vec<ExpectedFinding>,
+    /// Findings that match no planted problem (false alarms).
+    unexplained: Vec<GotFinding>,
+    /// Of those, the ones naming a clean control.
+    on_controls: usize,
+    controls: usize,
+    findings: usize,
+    seconds: f64,
+}
+
+impl CheckScore {
+    fn right(&self) -> bool {
+        self.missed.is_empty() && self.unexplained.is_empty()
+    }
+}
+
+/// Whether `got` reports `want`: same kind, and it names every entity `want` names.
+fn reports(got: &GotFinding, want: &ExpectedFinding) -> bool {
+    got.kind == want.kind && want.entities.iter().all(|e| got.entities.contains(e))
+}
+
+fn score_check(truth: &CheckTruth, got: Vec<GotFinding>, seconds: f64) -> CheckScore {
+    let missed: Vec<ExpectedFinding> = truth
+        .expect
+        .iter()
+        .filter(|w| !got.iter().any(|g| reports(g, w)))
+        .cloned()
+        .collect();
+    let findings = got.len();
+    let unexplained: Vec<GotFinding> = got
+        .into_iter()
+        .filter(|g| !truth.expect.iter().any(|w| reports(g, w)))
+        .collect();
+    let on_controls = unexplained
+        .iter()
+        .filter(|g| g.entities.iter().any(|e| truth.controls.contains(e)))
+        .count();
+    CheckScore {
+        planted: truth.expect.len(),
+        found: truth.expect.len() - missed.len(),
+        missed,
+        unexplained,
+        on_controls,
+        controls: truth.controls.len(),
+        findings,
+        seconds,
+    }
+}
+
+/// Run `pugmark check --json` over the store; returns its findings and the seconds it took.
+fn run_check(data: &Path) -> Result<(Vec<GotFinding>, f64)> {
+    #[derive(serde::Deserialize)]
+    struct Out {
+        findings: Vec<GotFinding>,
+    }
+    let exe = std::env::current_exe().context("locating the pugmark executable")?;
+    let t0 = Instant::now();
+    let out = Command::new(exe)
+        .arg("check")
+        .arg("--data")
+        .arg(data)
+        .arg("--json")
+        .stdin(Stdio::null())
+        .output()
+        .context("running pugmark check")?;
+    let seconds = t0.elapsed().as_secs_f64();
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "check failed: {}",
+            err.lines().next().unwrap_or("no message")
+        );
+    }
+    let parsed: Out = serde_json::from_slice(&out.stdout).context("check's --json report")?;
+    Ok((parsed.findings, seconds))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
@@ -230,6 +331,14 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
             got: (!right).then(|| brief(&got, got_ambiguous)),
         });
     }
+    let findings_path = opts.dir.join(FINDINGS);
+    let check = if findings_path.try_exists()? {
+        let truth: CheckTruth = read_json(&findings_path)?;
+        let (got, seconds) = run_check(&data)?;
+        Some(score_check(&truth, got, seconds))
+    } else {
+        None
+    };
     let mut times: Vec<f64> = scored.iter().map(|s| s.ms).collect();
     times.sort_by(f64::total_cmp);
     let right = scored.iter().filter(|s| s.right).count();
@@ -242,6 +351,7 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
         who_p50_ms: percentile(&times, 50.0),
         who_p99_ms: percentile(&times, 99.0),
         questions: scored,
+        check,
     };
     let mut out = io::stdout().lock();
     if opts.json {
@@ -272,6 +382,41 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
             report.who_p50_ms,
             report.who_p99_ms
         )?;
+        if let Some(c) = &report.check {
+            for m in &c.missed {
+                writeln!(
+                    out,
+                    "check  MISSED {} [{}]: {}",
+                    m.kind,
+                    m.entities.join(", "),
+                    m.why
+                )?;
+            }
+            for g in &c.unexplained {
+                writeln!(out, "check  FALSE  {} {}: {}", g.time, g.kind, g.summary)?;
+            }
+            writeln!(
+                out,
+                "check: {}/{} planted problems found; {} findings explain nothing ({} name one of {} clean controls); {} findings in {:.2} s",
+                c.found,
+                c.planted,
+                c.unexplained.len(),
+                c.on_controls,
+                c.controls,
+                c.findings,
+                c.seconds
+            )?;
+        }
+    }
+    if let Some(c) = report.check.as_ref().filter(|c| !c.right()) {
+        eprintln!(
+            "pugmark: challenge: check missed {} planted problems and raised {} false alarms",
+            c.missed.len(),
+            c.unexplained.len()
+        );
+        if report.wrong == 0 {
+            return Ok(ExitCode::FAILURE);
+        }
     }
     if report.wrong > 0 {
         let ids: Vec<&str> = report

@@ -70,14 +70,15 @@ pub fn run(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
                 &a.out,
             )?;
             println!(
-                "wrote {}: {} questions, {} notifications, {} jobs, {} VM syslog lines, {} netfilter lines, {} nova-compute log lines",
+                "wrote {}: {} questions, {} notifications, {} jobs, {} VM syslog lines, {} netfilter lines, {} nova-compute log lines; {} problems for check",
                 a.out.display(),
                 w.questions,
                 w.notifications,
                 w.jobs,
                 w.syslog_lines,
                 w.netfilter_lines,
-                w.nova_log_lines
+                w.nova_log_lines,
+                w.expected_findings
             );
             Ok(ExitCode::SUCCESS)
         }
