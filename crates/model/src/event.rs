@@ -278,6 +278,21 @@ impl Event {
             .unwrap_or_else(|| self.received.timestamp())
     }
 
+    /// When a collector the site controls received this record: ours for records from a network
+    /// listener, the central logger's for a line of its archive (field `relay_received`).
+    /// `None` for other file imports, whose received time is only the import's. This, not the
+    /// reported time, places VM-internal events wherever their own clock cannot be trusted.
+    pub fn collected(&self) -> Option<jiff::Timestamp> {
+        match self.origin {
+            Origin::Peer { .. } | Origin::AuthenticatedPeer { .. } => {
+                Some(self.received.timestamp())
+            }
+            Origin::File { .. } => self
+                .field(crate::fields::RELAY_RECEIVED)
+                .and_then(|t| t.parse().ok()),
+        }
+    }
+
     pub fn field(&self, name: &str) -> Option<&str> {
         self.fields.get(name).map(String::as_str)
     }

@@ -1224,6 +1224,38 @@ ruleset(name="archive") {{ action(type="omfile" file="{file}" template="pugmark-
                 .contains("claims to be real-1")),
         "{r:#}"
     );
+    // The timeline places the VM's lines by the logger's clock, the VM's claim beside it:
+    // the line stamped two hours back (before the VM existed) is inside its life.
+    let tl = ok(
+        &data,
+        &[
+            "timeline",
+            "--vm",
+            "a0000000-0000-4000-8000-00000000000a",
+            "--json",
+        ],
+    );
+    let tl: Value = serde_json::from_str(&tl).unwrap();
+    let entry = tl["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["summary"]
+                .as_str()
+                .unwrap()
+                .contains("my clock was set back")
+        })
+        .unwrap_or_else(|| panic!("{tl:#}"));
+    assert!(
+        entry["summary"].as_str().unwrap().contains("[reported "),
+        "{entry}"
+    );
+    let placed: jiff::Timestamp = entry["time"].as_str().unwrap().parse().unwrap();
+    assert!(
+        placed > created && placed < now + jiff::SignedDuration::from_mins(5),
+        "{entry}"
+    );
     // Without the archive's two collector facts the same lines prove nothing of the kind.
     let plain = dir.path().join("plain.log");
     let stripped: Vec<String> = written

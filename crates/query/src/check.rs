@@ -253,16 +253,9 @@ fn peer_ip(e: &Event) -> Option<IpAddr> {
     }
 }
 
-/// When a collector received the record: ours for live records, the archive's logger's for
-/// archive lines. `None` for other file imports: their received time is the import's.
+/// When a collector received the record ([`Event::collected`]), in nanoseconds.
 fn collected_at(e: &Event) -> Option<i64> {
-    match e.origin {
-        Origin::Peer { .. } | Origin::AuthenticatedPeer { .. } => Some(ns(e.received.timestamp())),
-        Origin::File { .. } => e
-            .field(model::fields::RELAY_RECEIVED)
-            .and_then(|t| t.parse::<Timestamp>().ok())
-            .map(ns),
-    }
+    e.collected().map(ns)
 }
 
 /// Where a VM-internal event stands in time (see the module docs).

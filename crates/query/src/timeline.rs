@@ -102,12 +102,15 @@ impl Builder<'_> {
         {
             return Ok(());
         }
+        // The index orders by reported time, which a VM's clock may have moved: search a day
+        // wider and keep what is placed inside the window (below).
+        let slack = jiff::SignedDuration::from_hours(24);
         let out = run(
             self.index,
             &SearchRequest {
                 query,
-                from,
-                to,
+                from: from.and_then(|f| f.checked_sub(slack).ok()),
+                to: to.and_then(|t| t.checked_add(slack).ok()),
                 limit: self.req.limit,
                 ..SearchRequest::default()
             },
@@ -116,13 +119,29 @@ impl Builder<'_> {
         self.truncated |= out.truncated;
         for h in out.hits {
             let e = &h.event;
-            let time = e.time().to_string();
-            let summary = match (&e.host, &e.app) {
+            let mut summary = match (&e.host, &e.app) {
                 (Some(host), Some(app)) => format!("{host} {app}: {}", e.message),
                 (Some(host), None) => format!("{host}: {}", e.message),
                 (None, Some(app)) => format!("{app}: {}", e.message),
                 (None, None) => e.message.clone(),
             };
+            // A VM's own clock is its user's to set: where a collector's receive time exists,
+            // the VM's events stand there, with what the VM claimed beside it.
+            let placed = match (e.observer.forgeable_by_vm_user(), e.collected()) {
+                (true, Some(c)) => {
+                    if let Some(rep) = e.reported.time
+                        && rep.duration_since(c).abs() >= jiff::SignedDuration::from_secs(1)
+                    {
+                        summary.push_str(&format!(" [reported {rep}]"));
+                    }
+                    c
+                }
+                _ => e.time(),
+            };
+            if from.is_some_and(|f| placed < f) || to.is_some_and(|t| placed >= t) {
+                continue;
+            }
+            let time = placed.to_string();
             self.entries.insert(
                 (time.clone(), h.seq, "event", String::new()),
                 Entry {
