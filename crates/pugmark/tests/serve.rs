@@ -146,6 +146,9 @@ impl Server {
         cmd.args(["--syslog-tcp", &a(tcp), "--syslog-udp", &a(udp)])
             .args(["--relp", &a(relp), "--http", &a(http)])
             .args(["--syslog-tls", &tls.map_or("none".to_string(), a)])
+            // Off here (the default ports would collide between tests run in parallel);
+            // tests/netflow.rs serves NetFlow on a port of its own.
+            .args(["--netflow", "none"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(fs::File::create(&stderr).unwrap());

@@ -41,6 +41,9 @@ pub trait Store: Send + 'static {
     fn recent_peer_records(&mut self, n: usize) -> anyhow::Result<Vec<RecordEnvelope>>;
     /// Commit views and close the ledger with a signed checkpoint.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
+    /// The live counters, given once before serving, for what the store itself derives
+    /// (NetFlow: flows decoded from datagrams, decoder problems, derived records stored).
+    fn attach_metrics(&mut self, _metrics: Arc<Metrics>) {}
 }
 
 /// Proof that a submission's records are durable in the ledger. Only the writer makes one.
