@@ -980,15 +980,15 @@ fn venv_python() -> Option<PathBuf> {
     ok.then_some(p)
 }
 
-fn oslo_notify(python: &Path, url: &str, count: usize, prefix: &str, raw: Option<&str>) {
+/// oslo.messaging publishes `count` notifications named `prefix-NNNNNN` (`extra`: the
+/// script's `--raw TEXT`, `--pace N:MS`).
+fn oslo_notify(python: &Path, url: &str, count: usize, prefix: &str, extra: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oslo_notify.py");
     let mut cmd = Command::new(python);
     cmd.arg(script)
         .args([url, &count.to_string(), prefix])
+        .args(extra)
         .stdout(Stdio::null());
-    if let Some(r) = raw {
-        cmd.args(["--raw", r]);
-    }
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -999,8 +999,9 @@ fn oslo_notify(python: &Path, url: &str, count: usize, prefix: &str, raw: Option
 
 /// nova's own notifier library publishes to the `nova` exchange; pugmark's durable queue
 /// receives it, every notification is stored once with its oslo envelope, messages published
-/// while pugmark is down wait in the queue, kill -9 cycles mid-stream lose and duplicate
-/// nothing, and the queue is drained only of what was stored.
+/// while pugmark is down wait in the queue, 20 kill -9 cycles during a paced stream lose and
+/// duplicate nothing (redeliveries of what was durable are recognised), and the queue is
+/// drained only of what was stored.
 #[test]
 fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
     if require(
@@ -1044,7 +1045,7 @@ fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
         &rabbit.oslo_url(),
         300,
         "live",
-        Some("this is not json"),
+        &["--raw", "this is not json"],
     );
     s.wait_ledger(301, 60);
     assert_eq!(
@@ -1053,20 +1054,22 @@ fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
     );
     s.stop();
     // Published while pugmark is down: kept by the broker in pugmark's durable queue.
-    oslo_notify(&python, &rabbit.oslo_url(), 200, "offline", None);
+    oslo_notify(&python, &rabbit.oslo_url(), 200, "offline", &[]);
     assert_eq!(rabbit.queue("pugmark.notifications"), (200, 0));
-    // A stream with kill -9 cycles.
+    // One paced publisher (~20 s) and 20 kill -9 cycles of pugmark while it runs.
     let n_stream = 3000;
     let url = rabbit.oslo_url();
     let py = python.clone();
     let publisher = std::thread::spawn(move || {
-        for chunk in 0..10 {
-            oslo_notify(&py, &url, n_stream / 10, &format!("stream{chunk}"), None);
-        }
+        oslo_notify(&py, &url, n_stream, "stream", &["--pace", "100:300"]);
     });
-    for _ in 0..5 {
+    let cycles = 20;
+    let (mut dups, mut at_kill) = (0.0, Vec::new());
+    for c in 0..cycles {
         let s = start();
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(350 + 83 * (c % 6)));
+        dups += s.metric("pugmark_duplicates_total{listener=\"amqp\"}");
+        at_kill.push(s.metric("pugmark_ledger_last_seq") as u64);
         s.kill9();
     }
     publisher.join().unwrap();
@@ -1082,7 +1085,20 @@ fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    dups += s.metric("pugmark_duplicates_total{listener=\"amqp\"}");
+    assert_eq!(
+        s.metric("pugmark_ledger_last_seq") as u64,
+        total,
+        "nothing stored after the queue drained"
+    );
     s.stop();
+    eprintln!("ledger position at each kill: {at_kill:?}; redeliveries recognised: {dups}");
+    // The kills landed mid-stream: the ledger moved between most of them.
+    let moving = at_kill
+        .windows(2)
+        .filter(|w| w[0] < w[1] && w[1] < total)
+        .count();
+    assert!(moving >= 10, "{at_kill:?}");
 
     let all = hits(&data, "*");
     assert_eq!(all.len() as u64, total, "each notification stored once");
@@ -1188,4 +1204,276 @@ fn check_holds_live_syslog_against_the_lease_of_its_address_and_the_collector_cl
                 .contains("claims to be real-1")),
         "{r:#}"
     );
+}
+
+/// A TCP relay between pugmark and the broker that forwards the broker's frames always and
+/// pugmark's only while `hold` is off: with it on, pugmark's `basic.ack`s never reach the
+/// broker, so a kill -9 lands exactly between "durable in the ledger" and "acknowledged".
+struct AckGate {
+    port: u16,
+    hold: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AckGate {
+    fn start(upstream: u16) -> AckGate {
+        use std::sync::atomic::Ordering::SeqCst;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hold = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let h = hold.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let Ok(mut client) = c else { continue };
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c2, mut up2) = (client.try_clone().unwrap(), up.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Both);
+                });
+                let h = h.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 65536];
+                    loop {
+                        match client.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) if !h.load(SeqCst) => {
+                                if up.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            Ok(_) => {} // held back: never delivered
+                        }
+                    }
+                    let _ = up.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        AckGate { port, hold }
+    }
+
+    fn hold(&self, on: bool) {
+        self.hold.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Resend recognition observed live over AMQP: notifications made durable whose acks never
+/// reached RabbitMQ (held back by a relay), then kill -9; the broker redelivers them to the
+/// restarted pugmark, which acknowledges them without storing them again and counts each as
+/// a duplicate; the queue drains and `verify` passes.
+#[test]
+fn amqp_redelivery_after_a_crash_between_fsync_and_ack_is_stored_once_and_counted() {
+    if require(
+        "rabbitmq-server",
+        Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")).filter(|p| p.is_file()),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(python) = require("python venv with oslo.messaging", venv_python()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = Rabbit::start(&dir.path().join("rmq"));
+    let gate = AckGate::start(rabbit.port);
+    let data = dir.path().join("data");
+    let config = dir.path().join("pugmark.toml");
+    fs::write(
+        &config,
+        format!(
+            "version = 1\n[amqp]\nurl = \"amqp://guest:guest@127.0.0.1:{}/\"\n",
+            gate.port
+        ),
+    )
+    .unwrap();
+    let (tcp, relp, http) = (free_port(), free_port(), free_port());
+    let start = || {
+        let s = Server::start_on(&data, Some(&config), tcp, tcp, relp, http, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !fs::read_to_string(&s.stderr)
+            .unwrap_or_default()
+            .contains("amqp: consuming")
+        {
+            assert!(Instant::now() < deadline, "amqp consumer did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    };
+    let queue = "pugmark.notifications";
+    let wait_queue = |want: (u64, u64)| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rabbit.queue(queue) != want {
+            assert!(
+                Instant::now() < deadline,
+                "queue {:?}, expected {want:?}",
+                rabbit.queue(queue)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let s = start();
+    oslo_notify(&python, &rabbit.oslo_url(), 100, "acked", &[]);
+    s.wait_ledger(100, 60);
+    wait_queue((0, 0));
+    // Acks held back: durable in the ledger, unacknowledged at the broker.
+    gate.hold(true);
+    let held = 50;
+    oslo_notify(&python, &rabbit.oslo_url(), held, "held", &[]);
+    s.wait_ledger(100 + held as u64, 60);
+    wait_queue((0, held as u64));
+    assert_eq!(s.metric("pugmark_duplicates_total{listener=\"amqp\"}"), 0.0);
+    s.kill9();
+    // The broker takes them back (connection gone) and redelivers them after the restart.
+    wait_queue((held as u64, 0));
+    gate.hold(false);
+    let s = start();
+    wait_queue((0, 0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while s.metric("pugmark_duplicates_total{listener=\"amqp\"}") < held as f64 {
+        assert!(Instant::now() < deadline, "{:?}", s.metrics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        s.metric("pugmark_duplicates_total{listener=\"amqp\"}"),
+        held as f64
+    );
+    assert_eq!(
+        s.metric("pugmark_messages_total{listener=\"amqp\"}"),
+        held as f64
+    );
+    // New notifications after the redelivery are stored as usual.
+    oslo_notify(&python, &rabbit.oslo_url(), 10, "after", &[]);
+    s.wait_ledger(100 + held as u64 + 10, 60);
+    wait_queue((0, 0));
+    let status = Command::new(bin())
+        .args(["status", "--http", &format!("127.0.0.1:{}", s.http)])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    s.stop();
+    assert_eq!(count(&data, "*"), 100 + held as u64 + 10, "{status}");
+    assert_eq!(count(&data, "held"), held as u64);
+    assert!(pugmark(&data, &["verify"]).status.success());
+    drop(rabbit);
+}
+
+/// A RELP client speaking exactly what librelp 1.11 puts on the wire (PEERS.md §1): `open`
+/// with its offers, wait for the `rsp`, then a window of `syslog` frames pipelined without
+/// waiting. Returns the stream.
+fn relp_open(port: u16) -> TcpStream {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let offers =
+        "relp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog";
+    write!(c, "1 open {} {offers}\n", offers.len()).unwrap();
+    let rsp = relp_read_frames(&mut c, 1);
+    assert!(
+        rsp[0].starts_with("1 rsp ") && rsp[0].contains("200 OK"),
+        "{rsp:?}"
+    );
+    c
+}
+
+/// `n` whole RELP frames (as text, without the trailing LF) read from `c`.
+fn relp_read_frames(c: &mut TcpStream, n: usize) -> Vec<String> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while out.len() < n {
+        // TXNR SP COMMAND SP DATALEN [SP DATA] LF
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let mut spaces = text.match_indices(' ').map(|(i, _)| i);
+            let (Some(_), Some(s2)) = (spaces.next(), spaces.next()) else {
+                break;
+            };
+            let digits = text[s2 + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            let head = s2 + 1 + digits;
+            if head >= text.len() {
+                break;
+            }
+            let dlen: usize = text[s2 + 1..head].parse().unwrap();
+            // DATALEN 0: "… 0\n"; otherwise "… DATALEN SP DATA\n".
+            let end = if dlen == 0 {
+                head + 1
+            } else {
+                head + 1 + dlen + 1
+            };
+            if buf.len() < end {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&buf[..end - 1]).into_owned());
+            buf.drain(..end);
+            if out.len() == n {
+                return out;
+            }
+        }
+        let k = c.read(&mut chunk).unwrap();
+        assert!(k > 0, "connection closed after {out:?}");
+        buf.extend_from_slice(&chunk[..k]);
+    }
+    out
+}
+
+/// Resend recognition observed live over RELP: a client sends a window, pugmark makes it
+/// durable and is killed -9 before the client reads a single `rsp`; the client reconnects
+/// and resends the window (renumbered, as librelp does) → every frame answered `200 OK`,
+/// stored once, each resend counted as a duplicate in /metrics; new frames are stored.
+#[test]
+fn relp_window_resent_after_a_crash_before_the_rsp_is_stored_once_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (tcp, relp, http) = (free_port(), free_port(), free_port());
+    let server = Server::start_on(&data, None, tcp, tcp, relp, http, None);
+    let window = 100usize;
+    let msg = |i: usize| {
+        format!("<13>1 2026-12-02T22:00:00.000000+00:00 vm relpwin - - - window-{i:04} payload\n")
+    };
+    let send = |c: &mut TcpStream, first_txnr: usize, range: std::ops::Range<usize>| {
+        let mut out = String::new();
+        for (k, i) in range.enumerate() {
+            let m = msg(i);
+            out.push_str(&format!("{} syslog {} {m}\n", first_txnr + k, m.len()));
+        }
+        c.write_all(out.as_bytes()).unwrap();
+    };
+    let mut c = relp_open(relp);
+    send(&mut c, 2, 0..window);
+    server.wait_ledger(window as u64, 30);
+    // Durable, and not one rsp read by the client: a crash now leaves it all unacknowledged.
+    server.kill9();
+    drop(c);
+    let server = Server::start_on(&data, None, tcp, tcp, relp, http, None);
+    let mut c = relp_open(relp);
+    send(&mut c, 2, 0..window);
+    send(&mut c, 2 + window, window..window + 5);
+    let rsps = relp_read_frames(&mut c, window + 5);
+    for (k, r) in rsps.iter().enumerate() {
+        assert_eq!(r, &format!("{} rsp 6 200 OK", 2 + k), "{rsps:?}");
+    }
+    write!(c, "{} close 0\n", 2 + window + 5).unwrap();
+    let end = relp_read_frames(&mut c, 2);
+    assert_eq!(end[0], format!("{} rsp 0", 2 + window + 5));
+    assert_eq!(end[1], "0 serverclose 0");
+    let m = server.metrics();
+    assert_eq!(
+        m["pugmark_duplicates_total{listener=\"relp\"}"],
+        window as f64
+    );
+    assert_eq!(
+        m["pugmark_messages_total{listener=\"relp\"}"],
+        (window + 5) as f64
+    );
+    assert_eq!(m["pugmark_ledger_last_seq"], (window + 5) as f64);
+    server.stop();
+    let h = hits(&data, "relpwin");
+    let msgs: BTreeSet<String> = messages_of(&h).into_iter().collect();
+    assert_eq!(h.len(), window + 5, "stored once each");
+    assert_eq!(msgs.len(), window + 5);
+    assert!(pugmark(&data, &["verify"]).status.success());
 }
