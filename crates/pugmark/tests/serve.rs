@@ -1477,3 +1477,158 @@ fn relp_window_resent_after_a_crash_before_the_rsp_is_stored_once_and_counted() 
     assert_eq!(msgs.len(), window + 5);
     assert!(pugmark(&data, &["verify"]).status.success());
 }
+
+/// Fair sharing under a flood (issue 4): one TCP connection sends as fast as it can and one
+/// UDP socket floods; meanwhile a RELP client (each message waits for its durable `rsp`) and
+/// three TCP senders keep flowing with bounded delay, and every flood datagram is accounted
+/// for: stored, or counted as dropped by pugmark or by the kernel — never silently lost.
+#[test]
+fn a_flooding_sender_does_not_starve_the_others_and_udp_drops_are_counted() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, None, false);
+    let stop = Arc::new(AtomicBool::new(false));
+    // The TCP flood: whole buffers of LF-framed lines, as fast as the socket takes them.
+    let lines_per_buf = 4096u64;
+    let tcp_flood = {
+        let (stop, port) = (stop.clone(), server.tcp);
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            for i in 0..lines_per_buf {
+                writeln!(
+                    buf,
+                    "<13>1 - flooder app - - - tcpflood line {i:05} {:x<60}",
+                    ""
+                )
+                .unwrap();
+            }
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let mut bufs = 0u64;
+            // Capped so a regression cannot make the test run for ever.
+            while !stop.load(SeqCst) && bufs < 400 {
+                s.write_all(&buf).unwrap();
+                bufs += 1;
+            }
+            bufs * lines_per_buf
+        })
+    };
+    let udp_sent = Arc::new(AtomicU64::new(0));
+    let udp_flood = {
+        let (stop, port, sent) = (stop.clone(), server.udp, udp_sent.clone());
+        std::thread::spawn(move || {
+            let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let d = format!("<13>1 - udpflooder app - - - udpflood {:x<120}", "");
+            // Bursts with a 1 ms pause: a flood well beyond what is stored, without taking a
+            // whole core of this 2-core machine from the server under test.
+            while !stop.load(SeqCst) {
+                for _ in 0..500 {
+                    if u.send_to(d.as_bytes(), ("127.0.0.1", port)).is_ok() {
+                        sent.fetch_add(1, SeqCst);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    let flood_at_start = server.metric("pugmark_messages_total{listener=\"syslog-tcp\"}");
+    // The others, while the flood goes on.
+    let (n_relp, n_tcp, senders) = (30usize, 30usize, 3usize);
+    let relp_port = server.relp;
+    let relp = std::thread::spawn(move || {
+        let mut c = relp_open(relp_port);
+        let mut worst = Duration::ZERO;
+        for i in 0..n_relp {
+            let m = format!("<13>1 - relpother app - - - relp-other {i:03}\n");
+            let t = Instant::now();
+            write!(c, "{} syslog {} {m}\n", i + 2, m.len()).unwrap();
+            let r = relp_read_frames(&mut c, 1);
+            assert_eq!(r[0], format!("{} rsp 6 200 OK", i + 2));
+            worst = worst.max(t.elapsed());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        worst
+    });
+    let others: Vec<_> = (0..senders)
+        .map(|k| {
+            let port = server.tcp;
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                for i in 0..n_tcp {
+                    // The sender's clock in the message: received − reported is the delay.
+                    #[allow(clippy::disallowed_methods)]
+                    let now = jiff::Timestamp::now();
+                    writeln!(s, "<13>1 {now} other{k} app - - - tcp-other {k} {i:03}").unwrap();
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        })
+        .collect();
+    let relp_worst = relp.join().unwrap();
+    for o in others {
+        o.join().unwrap();
+    }
+    let flood_during =
+        server.metric("pugmark_messages_total{listener=\"syslog-tcp\"}") - flood_at_start;
+    stop.store(true, SeqCst);
+    let tcp_lines = tcp_flood.join().unwrap();
+    udp_flood.join().unwrap();
+    let udp_sent = udp_sent.load(SeqCst);
+    // Everything the TCP flood wrote arrives; then the books must balance.
+    let tcp_total = tcp_lines + (senders * n_tcp) as u64;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while (server.metric("pugmark_messages_total{listener=\"syslog-tcp\"}") as u64) < tcp_total {
+        assert!(Instant::now() < deadline, "{:?}", server.metrics());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let m = server.metrics();
+    let udp_msgs = m["pugmark_messages_total{listener=\"syslog-udp\"}"] as u64;
+    let udp_drops = m["pugmark_drops_total{listener=\"syslog-udp\"}"] as u64;
+    let kernel_drops = m["pugmark_udp_kernel_drops{listener=\"syslog-udp\"}"] as u64;
+    let stored_total = tcp_total + n_relp as u64 + udp_msgs - udp_drops;
+    server.wait_ledger(stored_total, 120);
+    server.stop();
+    eprintln!(
+        "flood: tcp {tcp_lines} lines ({flood_during} while the others sent), udp {udp_sent} sent, {udp_drops} dropped by pugmark, {kernel_drops} by the kernel; worst RELP round trip {relp_worst:?}"
+    );
+    assert_eq!(
+        udp_msgs + kernel_drops,
+        udp_sent,
+        "every UDP datagram read by pugmark or counted as dropped by the kernel"
+    );
+    assert!(
+        flood_during > 10_000.0,
+        "the flood really went on: {flood_during}"
+    );
+    // Bounded delay for the others (debug build, shared 2-core machine: generous bounds).
+    assert!(
+        relp_worst < Duration::from_secs(2),
+        "RELP round trip {relp_worst:?}"
+    );
+    let h = hits(&data, "tcp-other");
+    assert_eq!(h.len(), senders * n_tcp);
+    let mut worst_ms = 0;
+    for x in &h {
+        let ms = |k: &str| {
+            x[k].as_str()
+                .unwrap()
+                .parse::<jiff::Timestamp>()
+                .unwrap()
+                .as_millisecond()
+        };
+        let reported = x["reported"]["time"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+            .as_millisecond();
+        worst_ms = worst_ms.max(ms("received") - reported);
+    }
+    eprintln!("worst TCP delay (received - sent) of the other senders: {worst_ms} ms");
+    assert!(worst_ms < 2000, "{worst_ms} ms");
+    assert_eq!(count(&data, "relp-other"), n_relp as u64);
+    assert_eq!(count(&data, "udpflood"), udp_msgs - udp_drops);
+    assert_eq!(count(&data, "tcpflood"), tcp_lines);
+}

@@ -14,6 +14,7 @@ pub mod config;
 pub mod framing;
 pub mod metrics;
 pub mod relp_frame;
+pub mod share;
 pub mod sources;
 pub mod status;
 pub mod writer;
