@@ -543,7 +543,7 @@ fn tls_with_client_certificates_identifies_senders_and_refuses_the_rest() {
     let config = dir.path().join("pugmark.toml");
     fs::write(
         &config,
-        "version = 1\n[tls]\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\nclient_ca = \"pki/ca.pem\"\n",
+        "version = 1\n[tls]\ncert = \"pki/server.pem\"\nkey = \"pki/server.key\"\nclient_ca = \"pki/ca.pem\"\n[tcp]\nidle_timeout_secs = 3\n",
     )
     .unwrap();
     let data = dir.path().join("data");
@@ -579,8 +579,13 @@ fn tls_with_client_certificates_identifies_senders_and_refuses_the_rest() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+    // Plain text where a ClientHello belongs, and a connection that never says anything (its
+    // handshake times out): both refused, neither holds up the sender below.
+    let mut plain = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    plain.write_all(b"<13>1 - h a - - - not tls\n").unwrap();
+    let _silent = TcpStream::connect(("127.0.0.1", tls)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while server.metric("pugmark_tls_handshake_failures_total{listener=\"syslog-tls\"}") < 2.0 {
+    while server.metric("pugmark_tls_handshake_failures_total{listener=\"syslog-tls\"}") < 3.0 {
         assert!(
             Instant::now() < deadline,
             "handshake failures not counted: {:?}",
@@ -614,7 +619,13 @@ ruleset(name="fwd") {{
     logger_tcp(input, "tlstest", &sent, &[]);
     server.wait_ledger(n as u64, 60);
     drop(rsyslog);
-    server.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("pugmark_tls_handshake_failures_total{listener=\"syslog-tls\"}") < 4.0 {
+        assert!(Instant::now() < deadline, "silent handshake not timed out");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = server.stop();
+    assert!(log.contains("TLS handshake timed out"), "{log}");
 
     let h = hits(&data, "*");
     assert_eq!(
@@ -754,13 +765,19 @@ fn bad_input_is_stored_raw_counted_and_never_stalls_others() {
         .unwrap();
     bad.write_all(invalid).unwrap();
     bad.write_all(b"40 <13>1 - h a - - - half").unwrap();
+    // The same again on a second connection: counted again, not logged again.
+    let mut bad2 = TcpStream::connect(("127.0.0.1", server.tcp)).unwrap();
+    bad2.write_all(
+        b"\x00\x01garbage\n99999999999 <13>1 - h a - - - huge\n40 <13>1 - h a - - - half",
+    )
+    .unwrap();
     // Meanwhile another sender is not held up.
     let mut good = TcpStream::connect(("127.0.0.1", server.tcp)).unwrap();
     good.write_all(b"<13>1 - h a - - - good one\n<13>1 - h a - - - good two\n")
         .unwrap();
-    server.wait_ledger(5, 10);
-    // The half frame is kept once the connection has been silent for the idle timeout.
-    server.wait_ledger(6, 10);
+    server.wait_ledger(7, 10);
+    // The half frames are kept once the connections have been silent for the idle timeout.
+    server.wait_ledger(9, 10);
     let mut buf = [0u8; 1];
     bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     assert_eq!(
@@ -787,9 +804,29 @@ fn bad_input_is_stored_raw_counted_and_never_stalls_others() {
         "{resp}"
     );
     let m = server.metrics();
+    // The garbage line (no PRI), the absurd count, the stalled half frame; again on a
+    // second connection: counted each time, logged once per kind.
     assert_eq!(
-        m["pugmark_parse_errors_total{listener=\"syslog-tcp\"}"], 2.0,
+        m["pugmark_parse_errors_total{listener=\"syslog-tcp\"}"], 6.0,
         "{m:?}"
+    );
+    // RELP: a frame that is not RELP ends the session (serverclose), its bytes stored raw,
+    // while a well-behaved RELP session goes on.
+    let mut good_relp = relp_open(server.relp);
+    let mut bad_relp = TcpStream::connect(("127.0.0.1", server.relp)).unwrap();
+    bad_relp
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    bad_relp
+        .write_all(b"hello relp, this is no frame\n")
+        .unwrap();
+    assert_eq!(relp_read_frames(&mut bad_relp, 1), ["0 serverclose 0"]);
+    let m5 = "<13>1 - h a - - - relp still flowing";
+    write!(good_relp, "2 syslog {} {m5}\n", m5.len()).unwrap();
+    assert_eq!(relp_read_frames(&mut good_relp, 1), ["2 rsp 6 200 OK"]);
+    assert_eq!(
+        server.metric("pugmark_parse_errors_total{listener=\"relp\"}"),
+        1.0
     );
     assert_eq!(m["pugmark_parse_errors_total{listener=\"http\"}"], 1.0);
     let status = Command::new(bin())
@@ -802,9 +839,23 @@ fn bad_input_is_stored_raw_counted_and_never_stalls_others() {
         "{status}"
     );
     let log = server.stop();
-    assert!(log.contains("octet count too large"), "{log}");
+    for kind in [
+        "octet count too large",
+        "frame without a syslog PRI",
+        "stalled inside a frame",
+        "malformed RELP frame",
+    ] {
+        assert_eq!(log.matches(kind).count(), 1, "{kind} logged once: {log}");
+    }
 
-    assert_eq!(count(&data, "*"), 8);
+    assert_eq!(count(&data, "*"), 8 + 3 + 2);
+    assert_eq!(count(&data, "relp still flowing"), 1);
+    assert!(
+        hits(&data, "*")
+            .iter()
+            .any(|h| h["raw"] == "hello relp, this is no frame\n"),
+        "the RELP garbage is stored raw"
+    );
     let all = hits(&data, "*");
     let raws: Vec<&Value> = all.iter().map(|h| &h["raw"]).collect();
     assert!(

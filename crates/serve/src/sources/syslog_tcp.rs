@@ -145,6 +145,17 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
         let mut records = Vec::new();
         while let Some(f) = framer.next_frame() {
             let format = match f.issue {
+                // Stored as syslog all the same (the decoder keeps what it cannot parse), but
+                // a frame with no PRI is garbage more often than a syslog message: counted.
+                None if !f.data.starts_with(b"<") => {
+                    ctx.metrics.listener(l).parse_errors.fetch_add(1, Relaxed);
+                    ctx.metrics.problem(
+                        l,
+                        "frame without a syslog PRI",
+                        &format!("from {}, stored as received", sender.addr),
+                    );
+                    Format::Syslog
+                }
                 None => Format::Syslog,
                 Some(issue) => {
                     ctx.metrics.listener(l).parse_errors.fetch_add(1, Relaxed);
