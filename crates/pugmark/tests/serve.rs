@@ -822,7 +822,7 @@ fn bad_input_is_stored_raw_counted_and_never_stalls_others() {
         .unwrap();
     assert_eq!(relp_read_frames(&mut bad_relp, 1), ["0 serverclose 0"]);
     let m5 = "<13>1 - h a - - - relp still flowing";
-    write!(good_relp, "2 syslog {} {m5}\n", m5.len()).unwrap();
+    writeln!(good_relp, "2 syslog {} {m5}", m5.len()).unwrap();
     assert_eq!(relp_read_frames(&mut good_relp, 1), ["2 rsp 6 200 OK"]);
     assert_eq!(
         server.metric("pugmark_parse_errors_total{listener=\"relp\"}"),
@@ -1103,7 +1103,8 @@ fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
         s.metric("pugmark_parse_errors_total{listener=\"amqp\"}"),
         1.0
     );
-    s.stop();
+    let log = s.stop();
+    assert_eq!(log.matches("message is not JSON").count(), 1, "{log}");
     // Published while pugmark is down: kept by the broker in pugmark's durable queue.
     oslo_notify(&python, &rabbit.oslo_url(), 200, "offline", &[]);
     assert_eq!(rabbit.queue("pugmark.notifications"), (200, 0));
@@ -1418,7 +1419,7 @@ fn relp_open(port: u16) -> TcpStream {
     c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let offers =
         "relp_version=0\nrelp_software=librelp,1.11.0,http://librelp.adiscon.com\ncommands=syslog";
-    write!(c, "1 open {} {offers}\n", offers.len()).unwrap();
+    writeln!(c, "1 open {} {offers}", offers.len()).unwrap();
     let rsp = relp_read_frames(&mut c, 1);
     assert!(
         rsp[0].starts_with("1 rsp ") && rsp[0].contains("200 OK"),
@@ -1507,7 +1508,7 @@ fn relp_window_resent_after_a_crash_before_the_rsp_is_stored_once_and_counted() 
     for (k, r) in rsps.iter().enumerate() {
         assert_eq!(r, &format!("{} rsp 6 200 OK", 2 + k), "{rsps:?}");
     }
-    write!(c, "{} close 0\n", 2 + window + 5).unwrap();
+    writeln!(c, "{} close 0", 2 + window + 5).unwrap();
     let end = relp_read_frames(&mut c, 2);
     assert_eq!(end[0], format!("{} rsp 0", 2 + window + 5));
     assert_eq!(end[1], "0 serverclose 0");
@@ -1594,7 +1595,7 @@ fn a_flooding_sender_does_not_starve_the_others_and_udp_drops_are_counted() {
         for i in 0..n_relp {
             let m = format!("<13>1 - relpother app - - - relp-other {i:03}\n");
             let t = Instant::now();
-            write!(c, "{} syslog {} {m}\n", i + 2, m.len()).unwrap();
+            writeln!(c, "{} syslog {} {m}", i + 2, m.len()).unwrap();
             let r = relp_read_frames(&mut c, 1);
             assert_eq!(r[0], format!("{} rsp 6 200 OK", i + 2));
             worst = worst.max(t.elapsed());
