@@ -84,6 +84,12 @@ impl FlowIngest {
         n
     }
 
+    /// Relearn templates from a datagram stored by an earlier run (`flow::FlowDecoder::relearn`).
+    pub fn relearn(&mut self, exporter: SocketAddr, datagram: &RecordEnvelope) {
+        let ms = i64::try_from(datagram.received.as_unix_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        self.decoder.relearn(exporter, &datagram.raw, ms);
+    }
+
     /// End of input: data still waiting for a template is counted as dropped.
     pub fn finish(&mut self) -> u64 {
         self.decoder.finish()

@@ -926,3 +926,106 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
 }
+
+/// `pugmark serve --netflow` on free ports; returns the child and its HTTP port.
+fn serve_netflow(data: &Path, nf_port: u16, log: &Path) -> (Killed, u16) {
+    let http = free_tcp_port();
+    let a = |p: u16| format!("127.0.0.1:{p}");
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_pugmark"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args([
+                "--syslog-udp",
+                "none",
+                "--syslog-tcp",
+                "none",
+                "--relp",
+                "none",
+            ])
+            .args(["--http", &a(http), "--netflow", &a(nf_port)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", http)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, http)
+}
+
+fn serve_metric(http: u16, name: &str) -> f64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_pugmark"))
+        .args(["status", "--raw", "--http", &format!("127.0.0.1:{http}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// An IPFIX exporter's template reaches `serve`, then serve is killed -9 and restarted; the
+/// data sets sent after the restart decode at once with the template relearnt from the
+/// ledger (ORACLES.md §1d: 46 flows), instead of waiting for the exporter's next template.
+#[test]
+fn templates_survive_a_kill_9_of_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let nf = free_udp_port();
+    let log = dir.path().join("serve.log");
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |f: &str| {
+        let bytes = std::fs::read(ld(f)).unwrap();
+        u.send_to(&bytes, ("127.0.0.1", nf)).unwrap();
+    };
+    let wait = |http: u16, name: &str, want: f64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while serve_metric(http, name) < want {
+            assert!(std::time::Instant::now() < deadline, "{name} < {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (mut s, http) = serve_netflow(&data, nf, &log);
+    send("ipfix_test_mikrotik_tpl.dat");
+    wait(http, "pugmark_ledger_last_seq", 1.0);
+    assert!(
+        serve_metric(
+            http,
+            "pugmark_netflow_templates_total{listener=\"netflow\"}"
+        ) >= 1.0
+    );
+    let _ = s.0.kill();
+    let _ = s.0.wait();
+    let (s, http) = serve_netflow(&data, nf, &log);
+    send("ipfix_test_mikrotik_data258.dat");
+    send("ipfix_test_mikrotik_data259.dat");
+    wait(
+        http,
+        "pugmark_netflow_flows_total{listener=\"netflow\"}",
+        46.0,
+    );
+    assert_eq!(
+        serve_metric(
+            http,
+            "pugmark_netflow_pending_decoded_total{listener=\"netflow\"}"
+        ),
+        0.0,
+        "decoded on arrival, not held"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &s.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut s = s;
+    assert!(s.0.wait().unwrap().success());
+    assert_eq!(count(&data, &["*", "--class", "net.flow"]), 46);
+    assert!(pugmark(&data, &["verify"]).status.success());
+}

@@ -83,6 +83,18 @@ struct PipelineStore {
     metrics: Option<Arc<serve::metrics::Metrics>>,
 }
 
+/// The exporter of a datagram the live NetFlow listener stored (its origin's address).
+fn netflow_exporter(origin: &model::Origin) -> Option<SocketAddr> {
+    match origin {
+        model::Origin::Peer { addr, listener }
+            if listener == serve::metrics::Listener::Netflow.name() =>
+        {
+            addr.parse().ok()
+        }
+        _ => None,
+    }
+}
+
 impl PipelineStore {
     /// Each datagram of the netflow listener is followed by the flow records derived from
     /// it, as `pugmark ingest` stores a capture; everything else passes unchanged. The
@@ -104,11 +116,8 @@ impl PipelineStore {
                     if r.format == model::Format::NetflowDatagram
                         && matches!(&r.origin, model::Origin::Peer { listener, .. } if listener == netflow) =>
                 {
-                    let exporter = match &r.origin {
-                        model::Origin::Peer { addr, .. } => addr.parse().ok(),
-                        _ => None,
-                    }
-                    .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let exporter =
+                        netflow_exporter(&r.origin).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
                     let seq = base + out.len() as u64;
                     flows += self.flows.record(exporter, r, seq, &mut out) as u64;
                 }
@@ -171,6 +180,14 @@ impl serve::Store for PipelineStore {
                     model::Origin::Peer { .. } | model::Origin::AuthenticatedPeer { .. }
                 )
             {
+                // The live NetFlow listener's datagrams teach the decoder its templates
+                // again: a restart (even after kill -9) does not wait for the next refresh.
+                if r.format == model::Format::NetflowDatagram
+                    && let Some(exporter) = netflow_exporter(&r.origin)
+                {
+                    self.flows.relearn(exporter, &r);
+                    continue;
+                }
                 out.push(r);
             }
         }
