@@ -91,7 +91,7 @@ fn datagram(ctx: &Ctx, raw: &[u8], addr: SocketAddr, received: Received) -> Reco
         ctx.metrics.problem(
             L,
             "not a NetFlow v5/v9 or IPFIX datagram",
-            &format!("from {addr}, stored raw"),
+            &format!("from {addr}, stored as received"),
         );
     }
     ctx.metrics.seen(L, &sender.key(), 1, received);
