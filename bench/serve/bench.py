@@ -131,7 +131,7 @@ class Serve:
         self.tcp, self.relp, self.http = free_port(), free_port(), free_port()
         a = lambda p: f"127.0.0.1:{p}"
         self.p = subprocess.Popen(
-            [PM, "serve", "--data", self.data, "--syslog-udp", "none", "--syslog-tcp", a(self.tcp),
+            [PM, "serve", "--data", self.data, "--syslog-udp", "none", "--netflow", "none", "--syslog-tcp", a(self.tcp),
              "--relp", a(self.relp), "--http", a(self.http)],
             stdout=subprocess.DEVNULL, stderr=open(self.data + ".log", "w"))
         wait_port(self.http)

@@ -187,6 +187,21 @@ impl FlowDecoder {
         out
     }
 
+    /// Learn again what a datagram stored by an earlier run taught (templates, options
+    /// templates, sampling rates, system init time), without producing flows or counting
+    /// anything: its flows are in the ledger already. For a collector restarting after a
+    /// crash, so data from exporters that refresh templates rarely (Cisco: every 30 min) is
+    /// decoded at once instead of waiting for the next template. Call before any `feed`.
+    pub fn relearn(&mut self, exporter: SocketAddr, datagram: &[u8], received_ms: i64) {
+        let stats = self.stats.clone();
+        let _ = self.feed(exporter, 0, datagram, received_ms);
+        for st in self.exporters.values_mut() {
+            st.pending.clear();
+        }
+        self.pending_bytes = 0;
+        self.stats = stats;
+    }
+
     /// Count every data set still waiting for a template as dropped (end of an import).
     pub fn finish(&mut self) -> u64 {
         let mut n = 0u64;

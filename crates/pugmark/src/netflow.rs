@@ -3,10 +3,10 @@
 //! flow (derived by `flow::FlowDecoder`, naming the datagram's ledger seq).
 //!
 //! Used by `pugmark ingest` for captures and bare payload files (`cli/ingest_flow.rs`), and
-//! meant for the UDP listener of `pugmark serve` (ports 2055 / 4739): per received datagram,
-//! call [`FlowIngest::datagram`] with the position the datagram will take (the ledger's next
-//! seq plus what is already in the batch) and append the envelopes as one durable batch
-//! before acknowledging anything. Flows of an earlier datagram that waited for their template
+//! by the UDP listener of `pugmark serve` (`cli/serve.rs` expands each batch's datagrams in
+//! `Store::append`): per datagram, call [`FlowIngest::datagram`] (or [`FlowIngest::record`])
+//! with the position the datagram will take (the ledger's next seq plus what is already in
+//! the batch) and append the envelopes as one durable batch. Flows of an earlier datagram that waited for their template
 //! come out with a later datagram and still name their own.
 
 use std::net::SocketAddr;
@@ -42,19 +42,35 @@ impl FlowIngest {
         datagram_seq: u64,
         out: &mut Vec<Envelope>,
     ) -> usize {
-        let received_ms = i64::try_from(received.as_unix_nanos() / 1_000_000).unwrap_or(i64::MAX);
-        out.push(Envelope::Record(RecordEnvelope {
+        let env = RecordEnvelope {
             received,
             observer,
             format: Format::NetflowDatagram,
             hints: DecodeHints::default(),
             origin: origin.clone(),
             raw: payload.to_vec(),
-        }));
+        };
+        self.record(exporter, env, datagram_seq, out)
+    }
+
+    /// [`FlowIngest::datagram`] for a `netflow-datagram` envelope already made (the live
+    /// listener's): pushes it, then the flow records derived from it (same received time,
+    /// observer and origin). Returns the number of flow records pushed.
+    pub fn record(
+        &mut self,
+        exporter: SocketAddr,
+        datagram: RecordEnvelope,
+        datagram_seq: u64,
+        out: &mut Vec<Envelope>,
+    ) -> usize {
+        let received = datagram.received;
+        let received_ms = i64::try_from(received.as_unix_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let flows = self
             .decoder
-            .feed(exporter, datagram_seq, payload, received_ms);
+            .feed(exporter, datagram_seq, &datagram.raw, received_ms);
         let n = flows.len();
+        let (observer, origin) = (datagram.observer, datagram.origin.clone());
+        out.push(Envelope::Record(datagram));
         for f in flows {
             out.push(Envelope::Record(RecordEnvelope {
                 received,
@@ -66,6 +82,12 @@ impl FlowIngest {
             }));
         }
         n
+    }
+
+    /// Relearn templates from a datagram stored by an earlier run (`flow::FlowDecoder::relearn`).
+    pub fn relearn(&mut self, exporter: SocketAddr, datagram: &RecordEnvelope) {
+        let ms = i64::try_from(datagram.received.as_unix_nanos() / 1_000_000).unwrap_or(i64::MAX);
+        self.decoder.relearn(exporter, &datagram.raw, ms);
     }
 
     /// End of input: data still waiting for a template is counted as dropped.

@@ -218,6 +218,9 @@ struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.0.id().to_string())
@@ -430,6 +433,30 @@ fn pugmark_flows(data: &Path, version: &str) -> BTreeMap<Key, Counts> {
     m
 }
 
+/// Real traffic on loopback (`make_traffic`), captured to `w/traffic.pcap`.
+fn capture_traffic(tcpdump_bin: &Path, w: &Path) -> PathBuf {
+    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tport = tcp.local_addr().unwrap().port();
+    let uport = free_udp_port();
+    let traffic = w.join("traffic.pcap");
+    {
+        let _cap = tcpdump(
+            tcpdump_bin,
+            &traffic,
+            // Only our ICMP: port unreachables quoting a datagram to our UDP port (ICMP header
+            // 8 + quoted IPv4 header 20 + UDP destination port at 2), not other loopback users'.
+            &format!(
+                "(tcp port {tport}) or (udp port {uport}) or (icmp and icmp[30:2] == {uport})"
+            ),
+        );
+        make_traffic(&tcp, uport, 12);
+        // The UDP datagrams are the last traffic sent (under parallel load one of the three
+        // is sometimes missing from the capture; the flows compared below come from it alike).
+        wait_for_capture(&traffic, |g| g.iter().any(|d| d.dst.port() == uport));
+    }
+    traffic
+}
+
 #[test]
 fn softflowd_exports_equal_nfdump() {
     let (Some(tcpdump_bin), Some(softflowd), Some(nfcapd), Some(nfdump)) = (
@@ -443,25 +470,7 @@ fn softflowd_exports_equal_nfdump() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     // 1. Real traffic, captured.
-    let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-    let tport = tcp.local_addr().unwrap().port();
-    let uport = free_udp_port();
-    let traffic = w.join("traffic.pcap");
-    {
-        let _cap = tcpdump(
-            &tcpdump_bin,
-            &traffic,
-            // Only our ICMP: port unreachables quoting a datagram to our UDP port (ICMP header
-            // 8 + quoted IPv4 header 20 + UDP destination port at 2), not other loopback users'.
-            &format!(
-                "(tcp port {tport}) or (udp port {uport}) or (icmp and icmp[30:2] == {uport})"
-            ),
-        );
-        make_traffic(&tcp, uport, 12);
-        // The UDP datagrams are the last traffic sent (under parallel load one of the three
-        // is sometimes missing from the capture; the flows compared below come from it alike).
-        wait_for_capture(&traffic, |g| g.iter().any(|d| d.dst.port() == uport));
-    }
+    let traffic = capture_traffic(&tcpdump_bin, w);
     // 2. nfcapd per version, the export captured, softflowd per version (no -c with -r:
     //    softflowd 1.1 hangs; nfcapd takes its directory as -w).
     let versions = [
@@ -526,31 +535,215 @@ fn softflowd_exports_equal_nfdump() {
     for (v, _) in &versions {
         let theirs = nfdump_flows(&nfdump, &w.join(format!("nf{v}")));
         let ours = pugmark_flows(&data, v);
-        assert!(
-            // 12 connections (24 flows), UDP and ICMP were sent; under heavy load a capture
-            // may start late, and equality below is the oracle either way.
-            theirs.len() >= 5,
-            "v{v}: nfdump saw only {} flows",
-            theirs.len()
-        );
-        assert_eq!(
-            ours.keys().collect::<Vec<_>>(),
-            theirs.keys().collect::<Vec<_>>(),
-            "v{v}: flow 5-tuples differ"
-        );
-        for (k, t) in &theirs {
-            let o = &ours[k];
-            assert_eq!((o.packets, o.bytes), (t.packets, t.bytes), "v{v} {k:?}");
-            if *v != "9" {
-                assert_eq!(
-                    (o.first_ms, o.last_ms),
-                    (t.first_ms, t.last_ms),
-                    "v{v} {k:?}: first/last seen"
-                );
-            }
-        }
-        eprintln!("v{v}: {} flows equal nfdump's", ours.len());
+        assert_same_flows(v, &ours, &theirs);
     }
+}
+
+/// The oracle comparison: the same 5-tuples, packets and bytes, and (but for v9, whose times
+/// nfdump 1.7 reads ~49.7 days off) the same first/last seen.
+fn assert_same_flows(v: &str, ours: &BTreeMap<Key, Counts>, theirs: &BTreeMap<Key, Counts>) {
+    assert!(
+        // 12 connections (24 flows), UDP and ICMP were sent; under heavy load a capture
+        // may start late, and equality below is the oracle either way.
+        theirs.len() >= 5,
+        "v{v}: nfdump saw only {} flows",
+        theirs.len()
+    );
+    assert_eq!(
+        ours.keys().collect::<Vec<_>>(),
+        theirs.keys().collect::<Vec<_>>(),
+        "v{v}: flow 5-tuples differ"
+    );
+    for (k, t) in theirs {
+        let o = &ours[k];
+        assert_eq!((o.packets, o.bytes), (t.packets, t.bytes), "v{v} {k:?}");
+        if v != "9" {
+            assert_eq!(
+                (o.first_ms, o.last_ms),
+                (t.first_ms, t.last_ms),
+                "v{v} {k:?}: first/last seen"
+            );
+        }
+    }
+    eprintln!("v{v}: {} flows equal nfdump's", ours.len());
+}
+
+/// `pugmark serve --netflow`: softflowd exports v5, v9 and IPFIX live, every datagram to
+/// nfcapd and to pugmark's listener at once (`-n A,B`); the flows pugmark stores equal
+/// nfdump's and are searchable as `net.flow`; each datagram is stored too, the counters in
+/// /metrics add up, and a datagram that is not NetFlow and a truncated v9 header are stored
+/// and counted, not fatal.
+#[test]
+fn softflowd_live_to_serve_equals_nfdump() {
+    let (Some(tcpdump_bin), Some(softflowd), Some(nfcapd), Some(nfdump)) = (
+        need("tcpdump"),
+        need("softflowd"),
+        need("nfcapd"),
+        need("nfdump"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path();
+    let traffic = capture_traffic(&tcpdump_bin, w);
+    let data = w.join("data");
+    let (nf_port, http) = (free_udp_port(), free_tcp_port());
+    let a = |p: u16| format!("127.0.0.1:{p}");
+    let serve_log = w.join("serve.log");
+    let serve = Killed(
+        Command::new(env!("CARGO_BIN_EXE_pugmark"))
+            .arg("serve")
+            .arg("--data")
+            .arg(&data)
+            .args([
+                "--syslog-udp",
+                "none",
+                "--syslog-tcp",
+                "none",
+                "--relp",
+                "none",
+            ])
+            .args(["--http", &a(http), "--netflow", &a(nf_port)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&serve_log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", http)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let versions = [
+        ("5", free_udp_port()),
+        ("9", free_udp_port()),
+        ("10", free_udp_port()),
+    ];
+    let mut collectors = Vec::new();
+    for (v, port) in &versions {
+        let nf = w.join(format!("nf{v}"));
+        std::fs::create_dir_all(&nf).unwrap();
+        let child = Command::new(&nfcapd)
+            .arg("-w")
+            .arg(&nf)
+            .args(["-b", "127.0.0.1", "-p", &port.to_string(), "-P"])
+            .arg(w.join(format!("nfcapd{v}.pid")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        collectors.push(Killed(child));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    for (v, port) in &versions {
+        let mut cmd = Command::new(&softflowd);
+        // Both collectors get every datagram (without -l, softflowd copies to each).
+        cmd.arg("-r")
+            .arg(&traffic)
+            .args(["-n", &format!("127.0.0.1:{port},127.0.0.1:{nf_port}")])
+            .args(["-v", v]);
+        if *v == "10" {
+            cmd.args(["-A", "milli"]);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "softflowd -v {v}: {out:?}");
+    }
+    // Bad input on the same socket: not NetFlow at all, and a v9 header cut short.
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.send_to(b"hello, not a flow", ("127.0.0.1", nf_port))
+        .unwrap();
+    u.send_to(&[0, 9, 0, 3, 0, 0], ("127.0.0.1", nf_port))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    drop(collectors); // SIGTERM: nfcapd closes its file
+    let theirs: Vec<BTreeMap<Key, Counts>> = versions
+        .iter()
+        .map(|(v, _)| nfdump_flows(&nfdump, &w.join(format!("nf{v}"))))
+        .collect();
+    let expected: usize = theirs.iter().map(BTreeMap::len).sum();
+    let metrics = |name: &str| -> f64 {
+        let out = Command::new(env!("CARGO_BIN_EXE_pugmark"))
+            .args(["status", "--raw", "--http", &a(http)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metrics("pugmark_netflow_flows_total{listener=\"netflow\"}") < expected as f64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve decoded {} flows, nfdump {expected}: {}",
+            metrics("pugmark_netflow_flows_total{listener=\"netflow\"}"),
+            std::fs::read_to_string(&serve_log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let datagrams = metrics("pugmark_messages_total{listener=\"netflow\"}");
+    let flows = metrics("pugmark_netflow_flows_total{listener=\"netflow\"}");
+    assert_eq!(flows, expected as f64);
+    assert_eq!(
+        metrics("pugmark_parse_errors_total{listener=\"netflow\"}"),
+        1.0
+    );
+    assert_eq!(metrics("pugmark_drops_total{listener=\"netflow\"}"), 0.0);
+    assert_eq!(
+        metrics("pugmark_udp_kernel_drops{listener=\"netflow\"}"),
+        0.0
+    );
+    assert!(metrics("pugmark_netflow_templates_total{listener=\"netflow\"}") >= 2.0);
+    assert!(
+        metrics(
+            "pugmark_netflow_decode_errors_total{listener=\"netflow\",kind=\"unknown_version\"}"
+        ) + metrics(
+            "pugmark_netflow_decode_errors_total{listener=\"netflow\",kind=\"truncated_header\"}"
+        ) >= 2.0
+    );
+    // Every datagram and every flow is one ledger record.
+    assert_eq!(
+        metrics("pugmark_ledger_last_seq"),
+        datagrams + flows,
+        "datagrams {datagrams} + flows {flows}"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &serve.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut serve = serve;
+    assert!(serve.0.wait().unwrap().success());
+    for ((v, _), theirs) in versions.iter().zip(&theirs) {
+        let ours = pugmark_flows(&data, v);
+        assert_same_flows(v, &ours, theirs);
+    }
+    assert_eq!(count(&data, &["*", "--class", "net.flow"]), expected as u64);
+    // The flows name the exporter and the listener; the datagrams are there as evidence.
+    let f = flows_of(&data);
+    assert!(f.iter().all(|h| {
+        h["origin"]["listener"] == "netflow"
+            && h["origin"]["addr"]
+                .as_str()
+                .unwrap()
+                .starts_with("127.0.0.1:")
+            && h["observer"] == "network"
+    }));
+    assert!(pugmark(&data, &["verify"]).status.success());
+}
+
+fn flows_of(data: &Path) -> Vec<Value> {
+    flows(data, &[])
+}
+
+fn free_tcp_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A NetFlow v5 datagram with one TCP flow `src:40000 -> dst:22` whose first and last packet
@@ -732,4 +925,107 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
     let out = pugmark(&data, &["hunt", "--iocs", bad.to_str().unwrap()]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("not valid JSON"));
+}
+
+/// `pugmark serve --netflow` on free ports; returns the child and its HTTP port.
+fn serve_netflow(data: &Path, nf_port: u16, log: &Path) -> (Killed, u16) {
+    let http = free_tcp_port();
+    let a = |p: u16| format!("127.0.0.1:{p}");
+    let child = Killed(
+        Command::new(env!("CARGO_BIN_EXE_pugmark"))
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args([
+                "--syslog-udp",
+                "none",
+                "--syslog-tcp",
+                "none",
+                "--relp",
+                "none",
+            ])
+            .args(["--http", &a(http), "--netflow", &a(nf_port)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", http)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, http)
+}
+
+fn serve_metric(http: u16, name: &str) -> f64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_pugmark"))
+        .args(["status", "--raw", "--http", &format!("127.0.0.1:{http}")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// An IPFIX exporter's template reaches `serve`, then serve is killed -9 and restarted; the
+/// data sets sent after the restart decode at once with the template relearnt from the
+/// ledger (ORACLES.md §1d: 46 flows), instead of waiting for the exporter's next template.
+#[test]
+fn templates_survive_a_kill_9_of_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let nf = free_udp_port();
+    let log = dir.path().join("serve.log");
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |f: &str| {
+        let bytes = std::fs::read(ld(f)).unwrap();
+        u.send_to(&bytes, ("127.0.0.1", nf)).unwrap();
+    };
+    let wait = |http: u16, name: &str, want: f64| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while serve_metric(http, name) < want {
+            assert!(std::time::Instant::now() < deadline, "{name} < {want}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let (mut s, http) = serve_netflow(&data, nf, &log);
+    send("ipfix_test_mikrotik_tpl.dat");
+    wait(http, "pugmark_ledger_last_seq", 1.0);
+    assert!(
+        serve_metric(
+            http,
+            "pugmark_netflow_templates_total{listener=\"netflow\"}"
+        ) >= 1.0
+    );
+    let _ = s.0.kill();
+    let _ = s.0.wait();
+    let (s, http) = serve_netflow(&data, nf, &log);
+    send("ipfix_test_mikrotik_data258.dat");
+    send("ipfix_test_mikrotik_data259.dat");
+    wait(
+        http,
+        "pugmark_netflow_flows_total{listener=\"netflow\"}",
+        46.0,
+    );
+    assert_eq!(
+        serve_metric(
+            http,
+            "pugmark_netflow_pending_decoded_total{listener=\"netflow\"}"
+        ),
+        0.0,
+        "decoded on arrival, not held"
+    );
+    let st = Command::new("kill")
+        .args(["-TERM", &s.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut s = s;
+    assert!(s.0.wait().unwrap().success());
+    assert_eq!(count(&data, &["*", "--class", "net.flow"]), 46);
+    assert!(pugmark(&data, &["verify"]).status.success());
 }

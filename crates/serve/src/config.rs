@@ -11,6 +11,7 @@
 //! syslog_tls = "none"
 //! relp = "127.0.0.1:2514"
 //! http = "127.0.0.1:9514"
+//! netflow = "127.0.0.1:2055,127.0.0.1:4739"   # or a list; NetFlow v5/v9 and IPFIX over UDP
 //! [tls]
 //! cert = "server.pem"               # PEM chain, needed when syslog_tls is on
 //! key = "server.key"
@@ -39,6 +40,9 @@ pub const DEFAULT_SYSLOG_TCP: &str = "127.0.0.1:5514";
 pub const DEFAULT_SYSLOG_TLS: &str = "127.0.0.1:6514";
 pub const DEFAULT_RELP: &str = "127.0.0.1:2514";
 pub const DEFAULT_HTTP: &str = "127.0.0.1:9514";
+/// NetFlow v5/v9 and IPFIX over UDP: 2055 is the customary NetFlow port (Cisco's examples,
+/// softflowd's docs), 4739 is IANA's IPFIX port; one listener takes every version on both.
+pub const DEFAULT_NETFLOW: &str = "127.0.0.1:2055,127.0.0.1:4739";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +67,26 @@ pub struct RawListeners {
     pub syslog_tls: Option<String>,
     pub relp: Option<String>,
     pub http: Option<String>,
+    /// NetFlow / IPFIX UDP sockets: `"ADDR:PORT,ADDR:PORT"`, a list of them, or `none`.
+    pub netflow: Option<AddrList>,
+}
+
+/// One address string (commas allowed) or a TOML list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum AddrList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl AddrList {
+    fn joined(&self) -> String {
+        match self {
+            AddrList::One(s) => s.clone(),
+            AddrList::Many(v) if v.is_empty() => "none".into(),
+            AddrList::Many(v) => v.join(","),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +131,8 @@ pub struct Overrides {
     pub http: Option<String>,
     /// AMQP broker URL (or `none`), replacing `[amqp] url`.
     pub amqp: Option<String>,
+    /// NetFlow / IPFIX sockets, `ADDR:PORT[,ADDR:PORT…]` or `none`.
+    pub netflow: Option<String>,
 }
 
 /// TLS settings, validated: files read and parsed.
@@ -143,6 +169,28 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub idle_timeout: Duration,
     pub amqp: Option<AmqpConfig>,
+    /// NetFlow / IPFIX UDP sockets (empty: no NetFlow listener).
+    pub netflow: Vec<SocketAddr>,
+}
+
+/// `ADDR:PORT[,ADDR:PORT…]` or `none` (an empty list).
+fn addrs(what: &str, value: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    if value.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for v in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+        let a = v
+            .parse::<SocketAddr>()
+            .with_context(|| format!("{what}: {v:?} is not ADDR:PORT (or none)"))?;
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    if out.is_empty() {
+        bail!("{what}: no address given (write none to turn it off)");
+    }
+    Ok(out)
 }
 
 fn addr(
@@ -248,6 +296,14 @@ impl Config {
             tls,
             idle_timeout: Duration::from_secs(raw.tcp.idle_timeout_secs.unwrap_or(60).max(1)),
             amqp,
+            netflow: addrs(
+                "netflow",
+                &over
+                    .netflow
+                    .clone()
+                    .or_else(|| l.netflow.as_ref().map(AddrList::joined))
+                    .unwrap_or_else(|| DEFAULT_NETFLOW.to_string()),
+            )?,
         })
     }
 }
@@ -322,6 +378,35 @@ mod tests {
         assert_eq!(c.relp, Some("127.0.0.1:2514".parse().unwrap()));
         assert_eq!(c.http, Some("127.0.0.1:9514".parse().unwrap()));
         assert!(c.syslog_tls.is_none() && c.amqp.is_none());
+        assert_eq!(
+            c.netflow,
+            vec![
+                "127.0.0.1:2055".parse().unwrap(),
+                "127.0.0.1:4739".parse().unwrap()
+            ]
+        );
+    }
+
+    #[test]
+    fn netflow_takes_a_string_a_list_or_none() {
+        let raw: RawConfig =
+            toml::from_str("[listeners]\nnetflow = [\"0.0.0.0:2055\", \"[::1]:4739\"]\n").unwrap();
+        let c = Config::validate(raw, &Overrides::default(), Path::new(".")).unwrap();
+        assert_eq!(c.netflow.len(), 2);
+        let raw: RawConfig = toml::from_str("[listeners]\nnetflow = \"none\"\n").unwrap();
+        let c = Config::validate(raw, &Overrides::default(), Path::new(".")).unwrap();
+        assert!(c.netflow.is_empty());
+        let over = Overrides {
+            netflow: Some("127.0.0.1:9995".into()),
+            ..Overrides::default()
+        };
+        let c = Config::validate(RawConfig::default(), &over, Path::new(".")).unwrap();
+        assert_eq!(c.netflow, vec!["127.0.0.1:9995".parse().unwrap()]);
+        let over = Overrides {
+            netflow: Some("127.0.0.1:1,nonsense".into()),
+            ..Overrides::default()
+        };
+        assert!(Config::validate(RawConfig::default(), &over, Path::new(".")).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `pugmark serve`: the live collector.
 //!
-//! Listeners (`sources/`: syslog UDP, TCP, TLS, RELP, HTTP, and an AMQP consumer) run as tokio tasks and send what
+//! Listeners (`sources/`: syslog UDP, TCP, TLS, RELP, HTTP, NetFlow / IPFIX, and an AMQP consumer) run as tokio tasks and send what
 //! they receive to one writer thread (`writer.rs`) that owns the store — the binary's
 //! `Pipeline` — and group-commits: everything waiting becomes one durable ledger batch, then
 //! every acknowledgement owed for it is sent. Nothing is acknowledged before it is durable;
@@ -14,6 +14,7 @@ pub mod config;
 pub mod framing;
 pub mod metrics;
 pub mod relp_frame;
+pub mod share;
 pub mod sources;
 pub mod status;
 pub mod writer;
@@ -53,6 +54,8 @@ pub fn run(config: Config, store: Box<dyn Store>, last_seq: u64) -> anyhow::Resu
         .context("starting the async runtime")?;
     let metrics = Arc::new(Metrics::new());
     writer::note_start(&metrics, last_seq);
+    let mut store = store;
+    store.attach_metrics(metrics.clone());
     let (tx, rx) = mpsc::channel(writer::QUEUE);
     let writer_metrics = metrics.clone();
     let (writer_done_tx, writer_done_rx) = tokio::sync::oneshot::channel::<()>();
@@ -119,11 +122,20 @@ async fn serve(
         Some(a) => Some(bind_tcp("http", a).await?),
         None => None,
     };
+    let mut netflow = Vec::new();
+    for a in &config.netflow {
+        netflow.push(
+            UdpSocket::bind(a)
+                .await
+                .with_context(|| format!("netflow: cannot listen on {a}"))?,
+        );
+    }
     let mut tasks = JoinSet::new();
     let mut listening = Vec::new();
     if let Some(s) = udp {
         let a = s.local_addr()?;
-        ctx.metrics.udp_port.store(u64::from(a.port()), Relaxed);
+        ctx.metrics
+            .udp_bound(metrics::Listener::SyslogUdp, a.port());
         listening.push(format!("syslog-udp {a}"));
         tasks.spawn(sources::syslog_udp::serve(s, ctx.clone()));
     }
@@ -156,6 +168,12 @@ async fn serve(
                 eprintln!("pugmark serve: http: {e}");
             }
         });
+    }
+    for s in netflow {
+        let a = s.local_addr()?;
+        ctx.metrics.udp_bound(metrics::Listener::Netflow, a.port());
+        listening.push(format!("netflow {a}"));
+        tasks.spawn(sources::netflow::serve(s, ctx.clone()));
     }
     if let Some(a) = config.amqp.clone() {
         listening.push(format!(

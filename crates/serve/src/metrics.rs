@@ -6,7 +6,7 @@
 //! (listener, kind) and then only every 10 000th, so a flood of garbage cannot flood stderr
 //! while every case stays counted (STYLE.md convention 13).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -22,16 +22,18 @@ pub enum Listener {
     Relp,
     Http,
     Amqp,
+    Netflow,
 }
 
 impl Listener {
-    pub const ALL: [Listener; 6] = [
+    pub const ALL: [Listener; 7] = [
         Listener::SyslogUdp,
         Listener::SyslogTcp,
         Listener::SyslogTls,
         Listener::Relp,
         Listener::Http,
         Listener::Amqp,
+        Listener::Netflow,
     ];
 
     /// The name stored in every event's origin (`Origin::Peer.listener`).
@@ -43,6 +45,7 @@ impl Listener {
             Listener::Relp => "relp",
             Listener::Http => "http",
             Listener::Amqp => "amqp",
+            Listener::Netflow => "netflow",
         }
     }
 
@@ -78,17 +81,34 @@ const MAX_SENDERS: usize = 65_536;
 /// Picks one counter out of a listener's set.
 type Field = fn(&ListenerMetrics) -> &AtomicU64;
 
+/// What the NetFlow / IPFIX decoder (run by the store, beside the ledger writer) saw, as
+/// cumulative totals the store sets after each batch (`flow::Stats`).
+#[derive(Debug, Default)]
+pub struct FlowMetrics {
+    /// Flow records derived and stored (one `net.flow` event each).
+    pub flows: AtomicU64,
+    /// Templates and options templates learnt.
+    pub templates: AtomicU64,
+    /// Data sets that waited for their template and were decoded when it came …
+    pub pending_decoded: AtomicU64,
+    /// … or dropped (no template in time, or the pending cache full).
+    pub dropped_sets: AtomicU64,
+    /// Bad input by decoder problem kind (`truncated_header`, `flowset_length`, …).
+    pub problems: Mutex<BTreeMap<String, u64>>,
+}
+
 #[derive(Debug, Default)]
 pub struct Metrics {
-    listeners: [ListenerMetrics; 6],
+    listeners: [ListenerMetrics; 7],
+    pub netflow: FlowMetrics,
     /// (listener, sender) → (last seen, unix seconds; messages).
     senders: Mutex<HashMap<(Listener, String), (f64, u64)>>,
     problems: Mutex<HashMap<(Listener, &'static str), u64>>,
     pub ledger_batches: AtomicU64,
     pub ledger_records: AtomicU64,
     pub ledger_last_seq: AtomicU64,
-    /// Bound UDP port (for kernel drop counts), 0 if none.
-    pub udp_port: AtomicU64,
+    /// Bound UDP sockets (for kernel drop counts from /proc).
+    pub udp_ports: Mutex<Vec<(Listener, u16)>>,
 }
 
 impl Metrics {
@@ -129,6 +149,13 @@ impl Metrics {
                 "pugmark serve: {}: {kind}: {detail} (occurrence {n}; all are counted in /metrics)",
                 l.name()
             );
+        }
+    }
+
+    /// Remember a bound UDP socket, whose kernel-side drops `/metrics` reports.
+    pub fn udp_bound(&self, l: Listener, port: u16) {
+        if let Ok(mut v) = self.udp_ports.lock() {
+            v.push((l, port));
         }
     }
 
@@ -185,13 +212,61 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{listener=\"{}\"}} {v}", l.name());
             }
         }
-        let port = self.udp_port.load(Relaxed);
-        if port != 0 {
+        let ports = self.udp_ports.lock().map(|v| v.clone()).unwrap_or_default();
+        if !ports.is_empty() {
             let _ = writeln!(
                 out,
-                "# HELP pugmark_udp_kernel_drops Datagrams the kernel dropped on the syslog UDP socket (receive buffer full).\n# TYPE pugmark_udp_kernel_drops gauge\npugmark_udp_kernel_drops{{listener=\"syslog-udp\"}} {}",
-                udp_kernel_drops(port as u16).unwrap_or(0)
+                "# HELP pugmark_udp_kernel_drops Datagrams the kernel dropped on a listener's UDP sockets (receive buffer full).\n# TYPE pugmark_udp_kernel_drops gauge"
             );
+            let mut per: BTreeMap<&str, u64> = BTreeMap::new();
+            for (l, port) in &ports {
+                *per.entry(l.name()).or_default() += udp_kernel_drops(*port).unwrap_or(0);
+            }
+            for (l, n) in per {
+                let _ = writeln!(out, "pugmark_udp_kernel_drops{{listener=\"{l}\"}} {n}");
+            }
+        }
+        let f = &self.netflow;
+        for (name, help, v) in [
+            (
+                "pugmark_netflow_flows_total",
+                "Flow records decoded from NetFlow / IPFIX datagrams and stored.",
+                &f.flows,
+            ),
+            (
+                "pugmark_netflow_templates_total",
+                "NetFlow v9 / IPFIX templates and options templates received.",
+                &f.templates,
+            ),
+            (
+                "pugmark_netflow_pending_decoded_total",
+                "Data sets that arrived before their template and were decoded when it came.",
+                &f.pending_decoded,
+            ),
+            (
+                "pugmark_netflow_dropped_sets_total",
+                "Data sets dropped: their template never came in time, or the pending cache was full.",
+                &f.dropped_sets,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{listener=\"netflow\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_netflow_decode_errors_total Bad NetFlow / IPFIX input met by the decoder, by kind.\n# TYPE pugmark_netflow_decode_errors_total counter"
+        );
+        if let Ok(p) = f.problems.lock() {
+            for (kind, n) in p.iter() {
+                let _ = writeln!(
+                    out,
+                    "pugmark_netflow_decode_errors_total{{listener=\"netflow\",kind=\"{}\"}} {n}",
+                    escape_label(kind)
+                );
+            }
         }
         for (name, help, v) in [
             (

@@ -41,6 +41,9 @@ pub trait Store: Send + 'static {
     fn recent_peer_records(&mut self, n: usize) -> anyhow::Result<Vec<RecordEnvelope>>;
     /// Commit views and close the ledger with a signed checkpoint.
     fn finish(self: Box<Self>) -> anyhow::Result<()>;
+    /// The live counters, given once before serving, for what the store itself derives
+    /// (NetFlow: flows decoded from datagrams, decoder problems, derived records stored).
+    fn attach_metrics(&mut self, _metrics: Arc<Metrics>) {}
 }
 
 /// Proof that a submission's records are durable in the ledger. Only the writer makes one.
@@ -70,6 +73,9 @@ pub struct Submission {
     pub listener: Listener,
     pub records: Vec<RecordEnvelope>,
     pub ack: Option<Ack>,
+    /// The sender's share of this queue (`crate::share`), returned when the writer takes
+    /// the submission into a batch (dropped with it).
+    pub share: Option<crate::share::Permit>,
 }
 
 impl Submission {
@@ -296,6 +302,7 @@ mod tests {
                     rec(Listener::Relp, "<13>1 - b"),
                 ],
                 ack: Some(a1),
+                share: None,
             },
             // Plain TCP has no resends: identical lines are distinct events.
             Submission {
@@ -305,6 +312,7 @@ mod tests {
                     rec(Listener::SyslogTcp, "<13>1 - a"),
                 ],
                 ack: Some(a2),
+                share: None,
             },
         ];
         run_with(store, subs).unwrap();
@@ -329,6 +337,7 @@ mod tests {
                 listener: Listener::Http,
                 records: vec![rec(Listener::Http, "{}")],
                 ack: Some(a),
+                share: None,
             }],
         );
         assert!(r.is_err());

@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,6 +19,7 @@ use model::envelope::RecordEnvelope;
 
 use crate::cli::DataArgs;
 use crate::datadir::DataDir;
+use crate::netflow::FlowIngest;
 use crate::pipeline::Pipeline;
 
 /// Views are committed (made searchable) at least this often while serving.
@@ -31,6 +33,7 @@ const SERVE_INDEX_COMMIT: Duration = Duration::from_secs(1);
   --syslog-tls   127.0.0.1:6514  syslog over TLS (RFC 5425), on only when [tls] is configured
   --relp         127.0.0.1:2514  RELP (rsyslog omrelp); acks only once durable
   --http         127.0.0.1:9514  GET /metrics, POST /api/v1/events (JSON or NDJSON)
+  --netflow      127.0.0.1:2055,127.0.0.1:4739  NetFlow v5/v9 and IPFIX over UDP (any version on each)
   --amqp         none            RabbitMQ URL: OpenStack notifications, acked once durable
 SIGTERM or SIGINT flushes everything to the ledger and exits; restarting resumes the same ledger."
 )]
@@ -64,17 +67,98 @@ pub struct ServeArgs {
     /// pugmark.notifications) [default: none].
     #[arg(long, value_name = "URL|none")]
     pub amqp: Option<String>,
+    /// NetFlow v5/v9 and IPFIX UDP listener, ADDR:PORT[,ADDR:PORT...] or none; every datagram
+    /// is stored with the flows decoded from it (class net.flow)
+    /// [default: 127.0.0.1:2055,127.0.0.1:4739].
+    #[arg(long, value_name = "ADDR[,ADDR]|none")]
+    pub netflow: Option<String>,
 }
 
 struct PipelineStore {
     pipeline: Pipeline,
     ledger_dir: PathBuf,
+    /// The NetFlow / IPFIX decoder of the live listener: templates per exporter, bounded
+    /// by `flow::Limits` (exporters, templates, pending sets and bytes).
+    flows: FlowIngest,
+    metrics: Option<Arc<serve::metrics::Metrics>>,
+}
+
+/// The exporter of a datagram the live NetFlow listener stored (its origin's address).
+fn netflow_exporter(origin: &model::Origin) -> Option<SocketAddr> {
+    match origin {
+        model::Origin::Peer { addr, listener }
+            if listener == serve::metrics::Listener::Netflow.name() =>
+        {
+            addr.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+impl PipelineStore {
+    /// Each datagram of the netflow listener is followed by the flow records derived from
+    /// it, as `pugmark ingest` stores a capture; everything else passes unchanged. The
+    /// positions are known here: the ledger's next seq plus what precedes in the batch.
+    fn expand_netflow(&mut self, records: Vec<Envelope>) -> (Vec<Envelope>, u64) {
+        let netflow = serve::metrics::Listener::Netflow.name();
+        if !records
+            .iter()
+            .any(|e| matches!(e, Envelope::Record(r) if r.format == model::Format::NetflowDatagram))
+        {
+            return (records, 0);
+        }
+        let base = self.pipeline.next_seq();
+        let mut out = Vec::with_capacity(records.len() * 8);
+        let mut flows = 0u64;
+        for e in records {
+            match e {
+                Envelope::Record(r)
+                    if r.format == model::Format::NetflowDatagram
+                        && matches!(&r.origin, model::Origin::Peer { listener, .. } if listener == netflow) =>
+                {
+                    let exporter =
+                        netflow_exporter(&r.origin).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+                    let seq = base + out.len() as u64;
+                    flows += self.flows.record(exporter, r, seq, &mut out) as u64;
+                }
+                other => out.push(other),
+            }
+        }
+        (out, flows)
+    }
+
+    fn publish_flow_stats(&self, derived: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let Some(m) = &self.metrics else { return };
+        let st = self.flows.stats();
+        let f = &m.netflow;
+        f.flows.store(st.flows, Relaxed);
+        f.templates
+            .store(st.templates + st.options_templates, Relaxed);
+        f.pending_decoded.store(st.pending_decoded, Relaxed);
+        f.dropped_sets.store(st.dropped_sets, Relaxed);
+        if let Ok(mut p) = f.problems.lock() {
+            for (k, n) in &st.problems {
+                p.insert((*k).to_string(), *n);
+            }
+        }
+        // The writer counts the records it handed over; the derived ones are added here.
+        m.ledger_records.fetch_add(derived, Relaxed);
+    }
 }
 
 impl serve::Store for PipelineStore {
     fn append(&mut self, records: Vec<Envelope>) -> anyhow::Result<u64> {
+        let (records, derived) = self.expand_netflow(records);
         let receipt = self.pipeline.append(records)?;
+        if self.metrics.is_some() && self.flows.stats().datagrams > 0 {
+            self.publish_flow_stats(derived);
+        }
         Ok(receipt.last().map_or(0, |s| s.get()))
+    }
+
+    fn attach_metrics(&mut self, metrics: Arc<serve::metrics::Metrics>) {
+        self.metrics = Some(metrics);
     }
 
     fn recent_peer_records(&mut self, n: usize) -> anyhow::Result<Vec<RecordEnvelope>> {
@@ -96,13 +180,27 @@ impl serve::Store for PipelineStore {
                     model::Origin::Peer { .. } | model::Origin::AuthenticatedPeer { .. }
                 )
             {
+                // The live NetFlow listener's datagrams teach the decoder its templates
+                // again: a restart (even after kill -9) does not wait for the next refresh.
+                if r.format == model::Format::NetflowDatagram
+                    && let Some(exporter) = netflow_exporter(&r.origin)
+                {
+                    self.flows.relearn(exporter, &r);
+                    continue;
+                }
                 out.push(r);
             }
         }
         Ok(out)
     }
 
-    fn finish(self: Box<Self>) -> anyhow::Result<()> {
+    fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        let waiting = self.flows.finish();
+        if waiting > 0 {
+            eprintln!(
+                "pugmark serve: netflow: {waiting} data sets still waiting for their template were dropped at shutdown (their datagrams are stored)"
+            );
+        }
         self.pipeline.finish().map(|_| ())
     }
 }
@@ -115,6 +213,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         relp: args.relp,
         http: args.http,
         amqp: args.amqp,
+        netflow: args.netflow,
     };
     let config = serve::Config::load(args.config.as_deref(), &over)?;
     let dd = DataDir::open(&args.data.data, true)?;
@@ -130,6 +229,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = PipelineStore {
         pipeline,
         ledger_dir: dd.ledger(),
+        flows: FlowIngest::new(flow::Limits::default()),
+        metrics: None,
     };
     let summary = serve::run(config, Box::new(store), last)?;
     eprintln!(

@@ -2,11 +2,13 @@
 messagingv2 driver (the oslo envelope) on the `nova` control exchange, topic
 `versioned_notifications` (routing key versioned_notifications.info).
 
-usage: oslo_notify.py URL COUNT PREFIX [--raw TEXT]
+usage: oslo_notify.py URL COUNT PREFIX [--raw TEXT] [--pace N:MS]
   --raw TEXT also publishes one message whose body is TEXT (not JSON), with kombu, to
   nova / notifications.info.
+  --pace N:MS sleeps MS milliseconds after every N notifications (a stream that lasts).
 """
 import sys
+import time
 import uuid
 import warnings
 
@@ -28,7 +30,13 @@ def main():
         driver="messagingv2",
         topics=["versioned_notifications"],
     )
+    pace_n, pace_ms = 0, 0
+    if "--pace" in sys.argv:
+        n, ms = sys.argv[sys.argv.index("--pace") + 1].split(":")
+        pace_n, pace_ms = int(n), int(ms)
     for i in range(count):
+        if pace_n and i and i % pace_n == 0:
+            time.sleep(pace_ms / 1000)
         payload = {
             "nova_object.name": "InstanceCreatePayload",
             "nova_object.namespace": "nova",

@@ -162,6 +162,7 @@ async fn consume(cfg: &AmqpConfig, ctx: &Ctx, broker: &str) -> lapin::Result<()>
                 listener: L,
                 records: vec![rec],
                 ack: Some(ack),
+                share: None,
             })
             .await
             .is_err()

@@ -119,6 +119,7 @@ async fn events(
             listener: L,
             records,
             ack: Some(ack),
+            share: None,
         })
         .await
         .is_err()

@@ -5,6 +5,7 @@
 
 pub mod amqp;
 pub mod http;
+pub mod netflow;
 pub mod relp;
 pub mod syslog_tcp;
 pub mod syslog_udp;

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::Listener;
 use crate::relp_frame::{RelpParser, encode};
+use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
 use crate::writer::{Durable, Submission};
 
@@ -85,6 +86,7 @@ async fn read(
     let key = sender.key();
     let mut parser = RelpParser::new();
     let mut buf = vec![0u8; READ_BUF];
+    let share = Share::new();
     loop {
         let n = match tokio::time::timeout(ctx.idle_timeout, rd.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
@@ -157,12 +159,16 @@ async fn read(
         if !records.is_empty() {
             ctx.metrics.seen(L, &key, records.len() as u64, received);
             let (ack, wait) = oneshot::channel();
+            let permit = share
+                .acquire(records.iter().map(|r| r.raw.len()).sum())
+                .await;
             if ctx
                 .tx
                 .send(Submission {
                     listener: L,
                     records,
                     ack: Some(ack),
+                    share: Some(permit),
                 })
                 .await
                 .is_err()
@@ -188,6 +194,7 @@ async fn read(
                 listener: L,
                 records: vec![rec],
                 ack: None,
+                share: None,
             })
             .await;
     }

@@ -3,8 +3,8 @@
 //!
 //! Each read's frames go to the writer as one submission; waiting for room in the writer
 //! queue stops this connection's reads, so a slow disk slows senders down (TCP window)
-//! instead of growing memory, and the writer queue serves waiting connections in turn, so one
-//! flooding sender cannot starve the others. Plain syslog has no acknowledgement, so nothing
+//! instead of growing memory. Each connection may have only its share of the writer queue
+//! queued (`crate::share`), so one flooding sender cannot starve the others. Plain syslog has no acknowledgement, so nothing
 //! is acknowledged here.
 //!
 //! A connection silent for the idle timeout with a half frame buffered is closed and the half
@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use crate::config::TlsConfig;
 use crate::framing::StreamFramer;
 use crate::metrics::Listener;
+use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
 use crate::writer::Submission;
 
@@ -114,6 +115,7 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
     let key = sender.key();
     let mut framer = StreamFramer::new();
     let mut buf = vec![0u8; READ_BUF];
+    let share = Share::new();
     loop {
         let n = match tokio::time::timeout(ctx.idle_timeout, s.read(&mut buf)).await {
             Ok(Ok(0)) => break,
@@ -143,6 +145,17 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
         let mut records = Vec::new();
         while let Some(f) = framer.next_frame() {
             let format = match f.issue {
+                // Stored as syslog all the same (the decoder keeps what it cannot parse), but
+                // a frame with no PRI is garbage more often than a syslog message: counted.
+                None if !f.data.starts_with(b"<") => {
+                    ctx.metrics.listener(l).parse_errors.fetch_add(1, Relaxed);
+                    ctx.metrics.problem(
+                        l,
+                        "frame without a syslog PRI",
+                        &format!("from {}, stored as received", sender.addr),
+                    );
+                    Format::Syslog
+                }
                 None => Format::Syslog,
                 Some(issue) => {
                     ctx.metrics.listener(l).parse_errors.fetch_add(1, Relaxed);
@@ -158,12 +171,17 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
         }
         if !records.is_empty() {
             ctx.metrics.seen(l, &key, records.len() as u64, received);
+            // This connection's share of the writer queue first: a flood waits for itself.
+            let permit = share
+                .acquire(records.iter().map(|r| r.raw.len()).sum())
+                .await;
             if ctx
                 .tx
                 .send(Submission {
                     listener: l,
                     records,
                     ack: None,
+                    share: Some(permit),
                 })
                 .await
                 .is_err()
@@ -182,6 +200,7 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
                 listener: l,
                 records: vec![rec],
                 ack: None,
+                share: None,
             })
             .await;
     }

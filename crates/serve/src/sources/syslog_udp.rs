@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc::error::TrySendError;
 
 use crate::metrics::Listener;
+use crate::share::Share;
 use crate::sources::{Ctx, Sender, record};
 use crate::writer::Submission;
 
@@ -21,6 +22,9 @@ const GATHER: usize = 512;
 
 pub async fn serve(sock: UdpSocket, ctx: Ctx) {
     let mut buf = vec![0u8; 65_536];
+    // This socket's share of the writer queue: a flood of datagrams drops (counted) once
+    // its share is queued, instead of filling the queue other senders need.
+    let share = Share::new();
     loop {
         let (n, addr) = match sock.recv_from(&mut buf).await {
             Ok(x) => x,
@@ -39,10 +43,20 @@ pub async fn serve(sock: UdpSocket, ctx: Ctx) {
             }
         }
         let count = records.len() as u64;
+        let Some(permit) = share.try_acquire(records.iter().map(|r| r.raw.len()).sum()) else {
+            ctx.metrics.listener(L).drops.fetch_add(count, Relaxed);
+            ctx.metrics.problem(
+                L,
+                "dropped datagrams",
+                "this socket's share of the ledger writer queue is full",
+            );
+            continue;
+        };
         match ctx.tx.try_send(Submission {
             listener: L,
             records,
             ack: None,
+            share: Some(permit),
         }) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {

@@ -1,0 +1,111 @@
+//! NetFlow v5 / v9 and IPFIX over UDP (default 127.0.0.1:2055 and :4739): one datagram, one
+//! `netflow-datagram` record, bytes as received, the exporter's address in its origin.
+//!
+//! This listener does not decode: flows can only be read with templates from earlier
+//! datagrams, and each derived flow record names the ledger position of its datagram, which
+//! only the writer knows. So the store (the binary's `Pipeline` side, `pugmark::netflow`)
+//! runs the one template-keeping decoder as it appends a batch: each datagram is followed in
+//! the ledger by its flows, exactly as `pugmark ingest` stores a capture. The exporter's
+//! address (IP; source id / observation domain from the header) scopes its templates.
+//!
+//! Like syslog UDP it cannot push back: a full writer queue drops what was read, counted in
+//! `pugmark_drops_total{listener="netflow"}`; kernel drops come from /proc. A datagram that
+//! does not look like NetFlow / IPFIX is still stored (evidence) and counted as a parse
+//! error; decoder problems are counted by kind by the store.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+
+use model::envelope::RecordEnvelope;
+use model::{Format, Received};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc::error::TrySendError;
+
+use crate::metrics::Listener;
+use crate::share::Share;
+use crate::sources::{Ctx, Sender, record};
+use crate::writer::Submission;
+
+const L: Listener = Listener::Netflow;
+/// Datagrams gathered into one submission at most (each becomes ~30 flow records).
+const GATHER: usize = 256;
+
+pub async fn serve(sock: UdpSocket, ctx: Ctx) {
+    let mut buf = vec![0u8; 65_536];
+    // This socket's share of the writer queue: a flood of datagrams drops (counted) once
+    // its share is queued, instead of filling the queue other senders need.
+    let share = Share::new();
+    loop {
+        let (n, addr) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                ctx.metrics.problem(L, "receive error", &e.to_string());
+                continue;
+            }
+        };
+        let received = Received::now();
+        let mut records = vec![datagram(&ctx, &buf[..n], addr, received)];
+        while records.len() < GATHER {
+            match sock.try_recv_from(&mut buf) {
+                Ok((n, addr)) => records.push(datagram(&ctx, &buf[..n], addr, received)),
+                Err(_) => break,
+            }
+        }
+        let count = records.len() as u64;
+        let Some(permit) = share.try_acquire(records.iter().map(|r| r.raw.len()).sum()) else {
+            ctx.metrics.listener(L).drops.fetch_add(count, Relaxed);
+            ctx.metrics.problem(
+                L,
+                "dropped datagrams",
+                "this socket's share of the ledger writer queue is full",
+            );
+            continue;
+        };
+        match ctx.tx.try_send(Submission {
+            listener: L,
+            records,
+            ack: None,
+            share: Some(permit),
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                ctx.metrics.listener(L).drops.fetch_add(count, Relaxed);
+                ctx.metrics.problem(
+                    L,
+                    "dropped datagrams",
+                    "the ledger writer is behind (queue full)",
+                );
+            }
+            Err(TrySendError::Closed(_)) => return,
+        }
+    }
+}
+
+fn datagram(ctx: &Ctx, raw: &[u8], addr: SocketAddr, received: Received) -> RecordEnvelope {
+    let sender = Sender {
+        addr,
+        identity: None,
+    };
+    if !looks_like_export(raw) {
+        ctx.metrics.listener(L).parse_errors.fetch_add(1, Relaxed);
+        ctx.metrics.problem(
+            L,
+            "not a NetFlow v5/v9 or IPFIX datagram",
+            &format!("from {addr}, stored as received"),
+        );
+    }
+    ctx.metrics.seen(L, &sender.key(), 1, received);
+    record(
+        ctx,
+        L,
+        &sender.origin(L),
+        received,
+        Format::NetflowDatagram,
+        raw.to_vec(),
+    )
+}
+
+/// The version field says 5, 9 or 10 (the decoder judges the rest and counts what is wrong).
+fn looks_like_export(b: &[u8]) -> bool {
+    matches!(b, [0, 5 | 9 | 10, ..])
+}
