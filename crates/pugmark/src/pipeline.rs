@@ -337,9 +337,10 @@ impl Pipeline {
             .ok_or_else(|| anyhow!("indexer already stopped"))?;
         let tx = &indexer.tx;
         let bytes = approx_bytes(&envelopes);
-        let room = indexer.shared.as_ref().is_none_or(|sh| {
-            sh.queued_bytes.load(Relaxed) + bytes <= SERVE_INDEX_QUEUE_BYTES
-        });
+        let room = indexer
+            .shared
+            .as_ref()
+            .is_none_or(|sh| sh.queued_bytes.load(Relaxed) + bytes <= SERVE_INDEX_QUEUE_BYTES);
         let mut dead = false;
         if let Some((from, to)) = self.gap {
             match tx.try_send(ToIndexer::Range { from, to }) {
@@ -546,8 +547,7 @@ fn spawn_indexer(
                     } => {
                         index(first_seq, &envelopes, counted, index_has, facts_has)?;
                         if let Some(sh) = &sh {
-                            sh.queued_bytes
-                                .fetch_sub(approx_bytes(&envelopes), Relaxed);
+                            sh.queued_bytes.fetch_sub(approx_bytes(&envelopes), Relaxed);
                         }
                     }
                     ToIndexer::Range { from, to } => {
@@ -580,9 +580,9 @@ fn spawn_indexer(
                 }
                 // Trailing mode: while the ledger is ahead, commit only every
                 // SERVE_COMMIT_WHILE_BEHIND; once caught up, every `commit_every`.
-                let behind = sh.as_ref().is_some_and(|sh| {
-                    sh.durable_last.load(Relaxed) > last_seq.unwrap_or(0)
-                });
+                let behind = sh
+                    .as_ref()
+                    .is_some_and(|sh| sh.durable_last.load(Relaxed) > last_seq.unwrap_or(0));
                 let interval = if behind {
                     SERVE_COMMIT_WHILE_BEHIND
                 } else {
@@ -617,11 +617,7 @@ fn spawn_indexer(
             });
         }
     }
-    Ok(Indexer {
-        tx,
-        handle,
-        shared,
-    })
+    Ok(Indexer { tx, handle, shared })
 }
 
 /// A ledger payload this build cannot read as an envelope (damaged, or written by a newer

@@ -111,7 +111,11 @@ pub fn channel() -> (WriterTx, mpsc::Receiver<Queued>) {
 /// Bytes a submission counts against [`QUEUE_BYTES`] (capped, so a submission larger than
 /// the whole budget waits for an empty queue instead of forever).
 fn cost(s: &Submission) -> u32 {
-    let b: usize = s.records.iter().map(|r| r.raw.len() + RECORD_OVERHEAD).sum();
+    let b: usize = s
+        .records
+        .iter()
+        .map(|r| r.raw.len() + RECORD_OVERHEAD)
+        .sum();
     u32::try_from(b.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX)
 }
 
@@ -123,10 +127,7 @@ impl WriterTx {
             Err(_) => return Err(SendError(sub)),
         };
         self.tx
-            .send(Queued {
-                sub,
-                permit,
-            })
+            .send(Queued { sub, permit })
             .await
             .map_err(|e| SendError(e.0.sub))
     }
@@ -139,10 +140,7 @@ impl WriterTx {
             Err(TryAcquireError::Closed) => return Err(TrySendError::Closed(sub)),
         };
         self.tx
-            .try_send(Queued {
-                sub,
-                permit,
-            })
+            .try_send(Queued { sub, permit })
             .map_err(|e| match e {
                 TrySendError::Full(q) => TrySendError::Full(q.sub),
                 TrySendError::Closed(q) => TrySendError::Closed(q.sub),
