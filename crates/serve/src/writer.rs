@@ -391,6 +391,27 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_is_bounded_by_bytes_until_the_writer_takes_them() {
+        let (tx, mut rx) = channel();
+        let big = || Submission {
+            listener: Listener::SyslogTcp,
+            records: vec![rec(Listener::SyslogTcp, &"x".repeat(12 << 20))],
+            ack: None,
+        };
+        // Two 12 MiB submissions fit the 32 MiB budget, a third does not, though the
+        // queue has slots for 256.
+        assert!(tx.try_send(big()).is_ok());
+        assert!(tx.try_send(big()).is_ok());
+        assert!(matches!(tx.try_send(big()), Err(TrySendError::Full(_))));
+        // The writer holds the permits until it has appended the records; dropping them
+        // (after the append) makes room again.
+        let taken = rx.try_recv().ok().unwrap();
+        assert!(matches!(tx.try_send(big()), Err(TrySendError::Full(_))));
+        drop(taken);
+        assert!(tx.try_send(big()).is_ok());
+    }
+
+    #[test]
     fn a_failed_append_acknowledges_nothing() {
         let store = Mem {
             fail: true,
