@@ -46,8 +46,8 @@ const SERVE_COMMIT_WHILE_BEHIND: Duration = Duration::from_secs(10);
 const SERVE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Trailing mode: the nice value of the indexer thread and of the tantivy threads it starts.
 /// Acknowledgements wait for the ledger only, so under load the ledger path gets the CPU
-/// first and the views use what is left (they catch up when the load drops; the lag is
-/// reported by `search`'s freshness and BENCHMARKS.md). Linux nice values are per thread.
+/// first and the views use what is left (they catch up when the load drops; BENCHMARKS.md
+/// measures the lag). Linux nice values are per thread.
 const SERVE_INDEXER_NICE: i32 = 10;
 /// Commit the index at least this often during long imports so a crash loses little work.
 const INDEX_COMMIT_EVERY: Duration = Duration::from_secs(30);
