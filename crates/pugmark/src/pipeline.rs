@@ -12,6 +12,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +30,25 @@ use crate::imports::ImportsView;
 
 /// Memory for tantivy's indexing buffers.
 const INDEX_HEAP_BYTES: usize = 200 * 1024 * 1024;
+/// Trailing mode (`serve`): tantivy's indexing buffers. A long-running server flushes
+/// segments often anyway (commits every second when caught up), and memory at load is what
+/// issue 4 bounds (RSS ≤ 300 MB); BENCHMARKS.md has the measurement.
+const SERVE_INDEX_HEAP_BYTES: usize = 96 * 1024 * 1024;
+/// Trailing mode: durable batches waiting for the indexer, at most this many bytes (estimated
+/// by [`approx_bytes`]); beyond it a batch becomes a gap the indexer reads back from the
+/// ledger, so memory stays bounded however far behind the views are.
+const SERVE_INDEX_QUEUE_BYTES: u64 = 24 * 1024 * 1024;
+/// Trailing mode: while the indexer is behind the ledger it commits at most this often
+/// (each commit flushes small segments that tantivy must merge later; committing once it has
+/// caught up makes everything searchable with fewer segments).
+const SERVE_COMMIT_WHILE_BEHIND: Duration = Duration::from_secs(10);
+/// Trailing mode: how often the ledger signs a checkpoint (docs/FORMAT.md "Checkpoint file").
+const SERVE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// Trailing mode: the nice value of the indexer thread and of the tantivy threads it starts.
+/// Acknowledgements wait for the ledger only, so under load the ledger path gets the CPU
+/// first and the views use what is left (they catch up when the load drops; BENCHMARKS.md
+/// measures the lag). Linux nice values are per thread.
+const SERVE_INDEXER_NICE: i32 = 10;
 /// Commit the index at least this often during long imports so a crash loses little work.
 const INDEX_COMMIT_EVERY: Duration = Duration::from_secs(30);
 
@@ -78,6 +100,39 @@ enum ToIndexer {
 struct Indexer {
     tx: SyncSender<ToIndexer>,
     handle: JoinHandle<anyhow::Result<DecodeStats>>,
+    /// Trailing mode only: what the writer and the indexer share.
+    shared: Option<Arc<Shared>>,
+}
+
+/// Trailing mode: the writer side tells the indexer how far the ledger is; the indexer tells
+/// the writer side how many bytes of batches it has not consumed yet.
+#[derive(Default)]
+struct Shared {
+    /// Last durable ledger position.
+    durable_last: AtomicU64,
+    /// Estimated bytes of `ToIndexer::Batch`es sent and not yet indexed.
+    queued_bytes: AtomicU64,
+}
+
+/// Rough memory held by a batch of envelopes (raw bytes plus the per-record structures:
+/// envelope, origin strings, the vector slot).
+fn approx_bytes(envelopes: &[Envelope]) -> u64 {
+    envelopes
+        .iter()
+        .map(|e| match e {
+            Envelope::Record(r) => r.raw.len() as u64 + 192,
+            Envelope::ImportMark(_) => 256,
+        })
+        .sum()
+}
+
+/// How the indexer thread makes its tantivy writer: inside the thread, so that in trailing
+/// mode the tantivy threads inherit its (lowered) priority.
+struct WriterSpec {
+    index: SearchIndex,
+    threads: usize,
+    heap: usize,
+    nice: Option<i32>,
 }
 
 /// The single writer of a data directory.
@@ -92,6 +147,8 @@ pub struct Pipeline {
     /// indexer has no room for are read back from the ledger later (`gap`).
     trailing: bool,
     gap: Option<(u64, u64)>,
+    /// The encoded envelopes of the batch being appended (reused).
+    encode_buf: Vec<u8>,
 }
 
 impl Pipeline {
@@ -120,10 +177,18 @@ impl Pipeline {
         commit_every: Duration,
         trailing: bool,
     ) -> anyhow::Result<Pipeline> {
-        let opts = LedgerOptions {
+        let mut opts = LedgerOptions {
             key_path: dd.signing_key(),
             ..LedgerOptions::default()
         };
+        if trailing {
+            // A live server signs a checkpoint every second (each is a signature and an
+            // fsync of its own), whatever the rate: at low rates that is more often than the
+            // default (10 s), at 600 k records/s far less often than every 10 000 records,
+            // which was an extra fsync for nearly every group commit.
+            opts.checkpoint_every = SERVE_CHECKPOINT_EVERY;
+            opts.checkpoint_every_records = u64::MAX;
+        }
         let (ledger, open_report) = Ledger::open(&dd.ledger(), opts)
             .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
         let index = SearchIndex::open_or_create(dd.index())
@@ -133,10 +198,23 @@ impl Pipeline {
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
         let indexed = index.last_indexed_seq()?.unwrap_or(0);
         let facts_has = facts.last_seq()?.unwrap_or(0);
-        let writer = index.writer_with_threads(index_threads(), INDEX_HEAP_BYTES)?;
+        let spec = WriterSpec {
+            index,
+            threads: index_threads(),
+            heap: if trailing {
+                SERVE_INDEX_HEAP_BYTES
+            } else {
+                INDEX_HEAP_BYTES
+            },
+            nice: trailing.then_some(SERVE_INDEXER_NICE),
+        };
         // In trailing mode an idle indexer reads what it has not seen from the ledger.
         let idle_catch_up = trailing.then(|| indexed.min(facts_has));
-        let indexer = spawn_indexer(writer, facts, commit_every, dd.ledger(), idle_catch_up);
+        let indexer = spawn_indexer(spec, facts, commit_every, dd.ledger(), idle_catch_up)?;
+        if let Some(sh) = &indexer.shared {
+            sh.durable_last
+                .store(ledger.next_seq().saturating_sub(1), Relaxed);
+        }
         let mut p = Pipeline {
             ledger,
             imports,
@@ -145,6 +223,7 @@ impl Pipeline {
             open_report,
             trailing,
             gap: None,
+            encode_buf: Vec::new(),
         };
         p.catch_up(&dd.ledger(), indexed, facts_has)?;
         Ok(p)
@@ -205,10 +284,25 @@ impl Pipeline {
 
     /// Append envelopes as one durable batch, then hand them to the views.
     pub fn append(&mut self, envelopes: Vec<Envelope>) -> anyhow::Result<Receipt> {
-        let payloads: Vec<Vec<u8>> = envelopes.iter().map(Envelope::encode).collect();
-        let receipt = self
-            .ledger
-            .append_batch(payloads.iter().map(Vec::as_slice))?;
+        // One buffer for the whole batch, not one allocation per record.
+        let mut buf = std::mem::take(&mut self.encode_buf);
+        buf.clear();
+        let mut ends = Vec::with_capacity(envelopes.len());
+        for env in &envelopes {
+            env.encode_into(&mut buf);
+            ends.push(buf.len());
+        }
+        let mut start = 0;
+        let receipt = self.ledger.append_batch(ends.iter().map(|&end| {
+            let s = &buf[start..end];
+            start = end;
+            s
+        }));
+        // Keep the buffer for the next batch unless one batch made it huge.
+        if buf.capacity() <= 16 << 20 {
+            self.encode_buf = buf;
+        }
+        let receipt = receipt?;
         let first = receipt.first.get();
         for (i, env) in envelopes.iter().enumerate() {
             if let Envelope::ImportMark(m) = env {
@@ -217,6 +311,9 @@ impl Pipeline {
         }
         let last = first + receipt.count.saturating_sub(1);
         self.imports.advance(last);
+        if let Some(sh) = self.indexer.as_ref().and_then(|i| i.shared.as_ref()) {
+            sh.durable_last.store(last, Relaxed);
+        }
         if self.trailing {
             self.send_trailing(first, last, envelopes)?;
         } else {
@@ -234,11 +331,16 @@ impl Pipeline {
         envelopes: Vec<Envelope>,
     ) -> anyhow::Result<()> {
         use std::sync::mpsc::TrySendError;
-        let tx = &self
+        let indexer = self
             .indexer
             .as_ref()
-            .ok_or_else(|| anyhow!("indexer already stopped"))?
-            .tx;
+            .ok_or_else(|| anyhow!("indexer already stopped"))?;
+        let tx = &indexer.tx;
+        let bytes = approx_bytes(&envelopes);
+        let room = indexer
+            .shared
+            .as_ref()
+            .is_none_or(|sh| sh.queued_bytes.load(Relaxed) + bytes <= SERVE_INDEX_QUEUE_BYTES);
         let mut dead = false;
         if let Some((from, to)) = self.gap {
             match tx.try_send(ToIndexer::Range { from, to }) {
@@ -250,7 +352,14 @@ impl Pipeline {
                 Err(TrySendError::Disconnected(_)) => dead = true,
             }
         }
+        if !dead && !room {
+            self.gap = Some((first, last));
+            return Ok(());
+        }
         if !dead {
+            if let Some(sh) = &indexer.shared {
+                sh.queued_bytes.fetch_add(bytes, Relaxed);
+            }
             let batch = ToIndexer::Batch {
                 first_seq: first,
                 envelopes,
@@ -261,6 +370,9 @@ impl Pipeline {
             match tx.try_send(batch) {
                 Ok(()) => return Ok(()),
                 Err(TrySendError::Full(_)) => {
+                    if let Some(sh) = &indexer.shared {
+                        sh.queued_bytes.fetch_sub(bytes, Relaxed);
+                    }
                     self.gap = Some((first, last));
                     return Ok(());
                 }
@@ -306,7 +418,7 @@ impl Pipeline {
     }
 
     fn stop_indexer(&mut self) -> anyhow::Result<DecodeStats> {
-        let Some(Indexer { tx, handle }) = self.indexer.take() else {
+        let Some(Indexer { tx, handle, .. }) = self.indexer.take() else {
             return Ok(DecodeStats::default());
         };
         drop(tx);
@@ -329,16 +441,37 @@ impl Pipeline {
 }
 
 fn spawn_indexer(
-    mut writer: views::search::IndexWriter,
+    spec: WriterSpec,
     mut facts: FactStore,
     commit_every: Duration,
     ledger_dir: std::path::PathBuf,
     idle_catch_up: Option<u64>,
-) -> Indexer {
+) -> anyhow::Result<Indexer> {
     let (tx, rx) = sync_channel::<ToIndexer>(8);
+    let shared = idle_catch_up.map(|_| Arc::new(Shared::default()));
+    let sh = shared.clone();
+    let (ready_tx, ready_rx) = sync_channel::<anyhow::Result<()>>(1);
     let handle = std::thread::Builder::new()
         .name("pugmark-index".into())
         .spawn(move || -> anyhow::Result<DecodeStats> {
+            if let Some(nice) = spec.nice {
+                // Best effort: without it the views compete with the ledger for the CPU,
+                // which costs throughput, not correctness.
+                if let Err(e) = rustix::process::setpriority_process(None, nice) {
+                    eprintln!("pugmark: cannot lower the indexer's priority: {e}");
+                }
+            }
+            let mut writer = match spec.index.writer_with_threads(spec.threads, spec.heap) {
+                Ok(w) => {
+                    let _ = ready_tx.send(Ok(()));
+                    w
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(anyhow::Error::new(e)));
+                    return Ok(DecodeStats::default());
+                }
+            };
+            drop(spec.index);
             let mut stats = DecodeStats::default();
             // Trailing mode: everything up to here is in the views already.
             let mut last_seq = idle_catch_up.filter(|&s| s > 0);
@@ -411,7 +544,12 @@ fn spawn_indexer(
                         counted,
                         index_has,
                         facts_has,
-                    } => index(first_seq, &envelopes, counted, index_has, facts_has)?,
+                    } => {
+                        index(first_seq, &envelopes, counted, index_has, facts_has)?;
+                        if let Some(sh) = &sh {
+                            sh.queued_bytes.fetch_sub(approx_bytes(&envelopes), Relaxed);
+                        }
+                    }
                     ToIndexer::Range { from, to } => {
                         // Durable records the writer did not queue: read them back.
                         let reader = LedgerReader::open(&ledger_dir)?;
@@ -440,9 +578,19 @@ fn spawn_indexer(
                         }
                     }
                 }
+                // Trailing mode: while the ledger is ahead, commit only every
+                // SERVE_COMMIT_WHILE_BEHIND; once caught up, every `commit_every`.
+                let behind = sh
+                    .as_ref()
+                    .is_some_and(|sh| sh.durable_last.load(Relaxed) > last_seq.unwrap_or(0));
+                let interval = if behind {
+                    SERVE_COMMIT_WHILE_BEHIND
+                } else {
+                    commit_every
+                };
                 if let Some(seq) = last_seq
                     && committed != last_seq
-                    && last_commit.elapsed() >= commit_every
+                    && last_commit.elapsed() >= interval
                 {
                     writer.commit(seq)?;
                     committed = last_seq;
@@ -455,11 +603,21 @@ fn spawn_indexer(
             writer.finish()?;
             Ok(stats)
         });
-    let handle = match handle {
-        Ok(h) => h,
-        Err(e) => std::thread::spawn(move || Err(anyhow!("cannot start indexer thread: {e}"))),
-    };
-    Indexer { tx, handle }
+    let handle = handle.map_err(|e| anyhow!("cannot start indexer thread: {e}"))?;
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = handle.join();
+            return Err(e.context("opening the search index writer"));
+        }
+        Err(_) => {
+            return Err(match handle.join() {
+                Ok(Err(e)) => e,
+                _ => anyhow!("indexer thread ended while starting"),
+            });
+        }
+    }
+    Ok(Indexer { tx, handle, shared })
 }
 
 /// A ledger payload this build cannot read as an envelope (damaged, or written by a newer

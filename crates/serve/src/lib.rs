@@ -26,7 +26,6 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 pub use config::{Config, Overrides};
@@ -56,7 +55,7 @@ pub fn run(config: Config, store: Box<dyn Store>, last_seq: u64) -> anyhow::Resu
     writer::note_start(&metrics, last_seq);
     let mut store = store;
     store.attach_metrics(metrics.clone());
-    let (tx, rx) = mpsc::channel(writer::QUEUE);
+    let (tx, rx) = writer::channel();
     let writer_metrics = metrics.clone();
     let (writer_done_tx, writer_done_rx) = tokio::sync::oneshot::channel::<()>();
     let writer = std::thread::Builder::new()

@@ -1,8 +1,10 @@
 //! The one writer: group commit from every listener into the ledger, then the acks.
 //!
-//! Listeners send [`Submission`]s (records, and optionally a oneshot to complete) into one
-//! bounded channel; when it is full their `send().await` waits, which stops them reading
-//! their sockets — TCP, RELP and AMQP push back instead of buffering (UDP counts a drop). The
+//! Listeners send [`Submission`]s (records, and optionally a oneshot to complete) through a
+//! [`WriterTx`]: a channel bounded by count ([`QUEUE`]) and by bytes ([`QUEUE_BYTES`]; a
+//! semaphore of byte permits, released only once the writer has appended the records); when
+//! it is full their `send().await` waits, which stops them reading their sockets — TCP, RELP
+//! and AMQP push back instead of buffering (UDP counts a drop). The
 //! writer thread takes everything waiting (up to [`MAX_BATCH_RECORDS`] / [`MAX_BATCH_BYTES`]),
 //! appends it as ONE durable ledger batch (one fsync), and only then completes each
 //! submission's ack with a [`Durable`] — a value only this module can make, so a listener
@@ -19,7 +21,8 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use model::Envelope;
 use model::envelope::RecordEnvelope;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc::error::{SendError, TrySendError};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 
 use crate::metrics::{Listener, Metrics};
 
@@ -29,6 +32,12 @@ pub const MAX_BATCH_RECORDS: usize = 16_384;
 pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Submissions waiting for the writer at most (each is one read's worth of frames).
 pub const QUEUE: usize = 256;
+/// Bytes of submissions waiting for the writer (or inside its current batch) at most, as
+/// estimated by [`cost`]. Bounded by bytes, not only by count: 256 reads of 256 KiB each
+/// were ~130 MB of records in memory at full load (BENCHMARKS.md, issue 4's RSS target).
+pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
+/// Memory a queued record holds beyond its raw bytes (envelope, origin strings, slot).
+const RECORD_OVERHEAD: usize = 192;
 /// Record hashes remembered for resend detection.
 pub const DEDUP_WINDOW: usize = 1 << 18;
 
@@ -85,6 +94,66 @@ impl Submission {
     }
 }
 
+/// What the writer receives: a submission and the byte permits it holds.
+pub struct Queued {
+    sub: Submission,
+    permit: OwnedSemaphorePermit,
+}
+
+/// The listeners' end of the writer queue (cheap to clone).
+#[derive(Clone)]
+pub struct WriterTx {
+    tx: mpsc::Sender<Queued>,
+    budget: Arc<Semaphore>,
+}
+
+/// The writer queue: bounded by [`QUEUE`] submissions and [`QUEUE_BYTES`] bytes.
+pub fn channel() -> (WriterTx, mpsc::Receiver<Queued>) {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
+    (WriterTx { tx, budget }, rx)
+}
+
+/// Bytes a submission counts against [`QUEUE_BYTES`] (capped, so a submission larger than
+/// the whole budget waits for an empty queue instead of forever).
+fn cost(s: &Submission) -> u32 {
+    let b: usize = s
+        .records
+        .iter()
+        .map(|r| r.raw.len() + RECORD_OVERHEAD)
+        .sum();
+    u32::try_from(b.clamp(1, QUEUE_BYTES)).unwrap_or(u32::MAX)
+}
+
+impl WriterTx {
+    /// Waits for room (by count and by bytes), then queues. Fails only when the writer is gone.
+    pub async fn send(&self, sub: Submission) -> Result<(), SendError<Submission>> {
+        let permit = match self.budget.clone().acquire_many_owned(cost(&sub)).await {
+            Ok(p) => p,
+            Err(_) => return Err(SendError(sub)),
+        };
+        self.tx
+            .send(Queued { sub, permit })
+            .await
+            .map_err(|e| SendError(e.0.sub))
+    }
+
+    /// Queues if there is room now (UDP: a full queue is a counted drop).
+    pub fn try_send(&self, sub: Submission) -> Result<(), TrySendError<Submission>> {
+        let permit = match self.budget.clone().try_acquire_many_owned(cost(&sub)) {
+            Ok(p) => p,
+            Err(TryAcquireError::NoPermits) => return Err(TrySendError::Full(sub)),
+            Err(TryAcquireError::Closed) => return Err(TrySendError::Closed(sub)),
+        };
+        self.tx
+            .try_send(Queued { sub, permit })
+            .map_err(|e| match e {
+                TrySendError::Full(q) => TrySendError::Full(q.sub),
+                TrySendError::Closed(q) => TrySendError::Closed(q.sub),
+            })
+    }
+}
+
 struct Seen {
     set: HashSet<[u8; 16]>,
     order: VecDeque<[u8; 16]>,
@@ -115,7 +184,7 @@ impl Seen {
 /// failed append nothing more is accepted (the ledger refuses appends after a failed fsync).
 pub fn run(
     mut store: Box<dyn Store>,
-    mut rx: mpsc::Receiver<Submission>,
+    mut rx: mpsc::Receiver<Queued>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<()> {
     let mut seen = Seen {
@@ -132,15 +201,19 @@ pub fn run(
     }
     let mut failure: Option<anyhow::Error> = None;
     while let Some(first) = rx.blocking_recv() {
-        let mut subs = vec![first];
+        // The byte permits are held until the batch is appended: what the queue bound
+        // counts is memory, and the records stay in memory until then.
+        let mut permits = vec![first.permit];
+        let mut subs = vec![first.sub];
         let mut records = subs[0].records.len();
         let mut bytes: usize = subs[0].records.iter().map(|r| r.raw.len()).sum();
         while records < MAX_BATCH_RECORDS && bytes < MAX_BATCH_BYTES {
             match rx.try_recv() {
-                Ok(s) => {
-                    records += s.records.len();
-                    bytes += s.records.iter().map(|r| r.raw.len()).sum::<usize>();
-                    subs.push(s);
+                Ok(q) => {
+                    records += q.sub.records.len();
+                    bytes += q.sub.records.iter().map(|r| r.raw.len()).sum::<usize>();
+                    subs.push(q.sub);
+                    permits.push(q.permit);
                 }
                 Err(_) => break,
             }
@@ -187,6 +260,7 @@ pub fn run(
                 metrics.ledger_last_seq.store(last, Relaxed);
             })
         };
+        drop(permits);
         match result {
             Ok(last_seq) => {
                 for (ack, (stored, duplicates)) in acks.into_iter().zip(counts) {
@@ -274,7 +348,7 @@ mod tests {
 
     /// Runs the writer over `subs` (all queued before it starts, so they form one group).
     fn run_with(store: Mem, subs: Vec<Submission>) -> anyhow::Result<()> {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = channel();
         for s in subs {
             tx.try_send(s).ok().unwrap();
         }
@@ -322,6 +396,27 @@ mod tests {
         assert_eq!((d2.stored(), d2.duplicates()), (2, 0));
         assert_eq!(*batches.lock().unwrap(), 1, "one group, one durable batch");
         assert_eq!(records.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn the_queue_is_bounded_by_bytes_until_the_writer_takes_them() {
+        let (tx, mut rx) = channel();
+        let big = || Submission {
+            listener: Listener::SyslogTcp,
+            records: vec![rec(Listener::SyslogTcp, &"x".repeat(12 << 20))],
+            ack: None,
+        };
+        // Two 12 MiB submissions fit the 32 MiB budget, a third does not, though the
+        // queue has slots for 256.
+        assert!(tx.try_send(big()).is_ok());
+        assert!(tx.try_send(big()).is_ok());
+        assert!(matches!(tx.try_send(big()), Err(TrySendError::Full(_))));
+        // The writer holds the permits until it has appended the records; dropping them
+        // (after the append) makes room again.
+        let taken = rx.try_recv().ok().unwrap();
+        assert!(matches!(tx.try_send(big()), Err(TrySendError::Full(_))));
+        drop(taken);
+        assert!(tx.try_send(big()).is_ok());
     }
 
     #[test]

@@ -16,15 +16,14 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use model::envelope::RecordEnvelope;
 use model::{DecodeHints, Format, Origin, Received};
-use tokio::sync::mpsc;
 
 use crate::metrics::{Listener, Metrics};
-use crate::writer::Submission;
+use crate::writer::WriterTx;
 
 /// What every listener task holds.
 #[derive(Clone)]
 pub struct Ctx {
-    pub tx: mpsc::Sender<Submission>,
+    pub tx: WriterTx,
     pub metrics: Arc<Metrics>,
     pub idle_timeout: std::time::Duration,
 }
