@@ -91,6 +91,9 @@ enum ToIndexer {
         /// (catch-up after a crash can overlap one view and not the other).
         index_has: u64,
         facts_has: u64,
+        /// Bytes this batch added to `queued_bytes` (trailing mode), which the indexer gives
+        /// back; 0 for batches sent outside that budget (blocking mode, catch-up at open).
+        queued: u64,
     },
     /// Records `from..=to` are in the ledger but were not sent (trailing mode, the indexer
     /// was behind): read them back from the ledger.
@@ -337,10 +340,9 @@ impl Pipeline {
             .ok_or_else(|| anyhow!("indexer already stopped"))?;
         let tx = &indexer.tx;
         let bytes = approx_bytes(&envelopes);
-        let room = indexer
-            .shared
-            .as_ref()
-            .is_none_or(|sh| sh.queued_bytes.load(Relaxed) + bytes <= SERVE_INDEX_QUEUE_BYTES);
+        let room = indexer.shared.as_ref().is_none_or(|sh| {
+            sh.queued_bytes.load(Relaxed).saturating_add(bytes) <= SERVE_INDEX_QUEUE_BYTES
+        });
         let mut dead = false;
         if let Some((from, to)) = self.gap {
             match tx.try_send(ToIndexer::Range { from, to }) {
@@ -366,6 +368,7 @@ impl Pipeline {
                 counted: true,
                 index_has: 0,
                 facts_has: 0,
+                queued: bytes,
             };
             match tx.try_send(batch) {
                 Ok(()) => return Ok(()),
@@ -405,6 +408,7 @@ impl Pipeline {
                 counted,
                 index_has,
                 facts_has,
+                queued: 0,
             })
             .is_err()
         {
@@ -544,10 +548,16 @@ fn spawn_indexer(
                         counted,
                         index_has,
                         facts_has,
+                        queued,
                     } => {
                         index(first_seq, &envelopes, counted, index_has, facts_has)?;
-                        if let Some(sh) = &sh {
-                            sh.queued_bytes.fetch_sub(approx_bytes(&envelopes), Relaxed);
+                        // Only what was added: catch-up batches at open were never counted,
+                        // and subtracting them wrapped the counter (a restart after kill -9
+                        // with views behind the ledger then overflowed in `send_trailing`).
+                        if let Some(sh) = &sh
+                            && queued > 0
+                        {
+                            sh.queued_bytes.fetch_sub(queued, Relaxed);
                         }
                     }
                     ToIndexer::Range { from, to } => {

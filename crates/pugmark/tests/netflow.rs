@@ -951,8 +951,12 @@ fn serve_netflow(data: &Path, nf_port: u16, log: &Path) -> (Killed, u16) {
             .spawn()
             .unwrap(),
     );
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", http)).is_ok() {
+    // Every listener is bound once serve says "listening:" (the HTTP port alone can be up
+    // before the NetFlow socket, and a datagram sent to an unbound port is simply lost).
+    for _ in 0..400 {
+        if TcpStream::connect(("127.0.0.1", http)).is_ok()
+            && std::fs::read_to_string(log).is_ok_and(|l| l.contains("listening:"))
+        {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -988,7 +992,11 @@ fn templates_survive_a_kill_9_of_serve() {
     let wait = |http: u16, name: &str, want: f64| {
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while serve_metric(http, name) < want {
-            assert!(std::time::Instant::now() < deadline, "{name} < {want}");
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} < {want}; serve log:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
