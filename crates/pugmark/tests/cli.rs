@@ -12,53 +12,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-fn corpus() -> PathBuf {
-    if let Ok(p) = std::env::var("PUGMARK_CORPUS") {
-        return PathBuf::from(p);
-    }
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
-    assert!(
-        p.is_dir(),
-        "corpus not found at {} (set PUGMARK_CORPUS)",
-        p.display()
-    );
-    p
-}
-
-fn pugmark(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pugmark"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pugmark")
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = pugmark(data, args);
-    assert!(
-        out.status.success(),
-        "pugmark {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn json(data: &Path, args: &[&str]) -> Value {
-    let mut a = args.to_vec();
-    a.push("--json");
-    let text = ok(data, &a);
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn count(data: &Path, args: &[&str]) -> u64 {
-    let mut a = vec!["search"];
-    a.extend_from_slice(args);
-    a.push("--count");
-    ok(data, &a).trim().parse().expect("a count")
-}
+mod common;
+use common::*;
 
 /// Lines of a file as an oracle: `\n`-separated, the last one counted even without `\n`.
 fn lines_of(path: &Path) -> Vec<String> {
@@ -442,7 +397,7 @@ ruleset(name="r") {{
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_port(port);
+    wait_for_port(port, "rsyslogd");
     let n = 50;
     for i in 0..n {
         let status = Command::new("logger")
@@ -510,15 +465,6 @@ fn lines_of_maybe(p: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .chain(["/usr/sbin", "/sbin"])
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
 fn hostname() -> String {
     let out = Command::new("hostname").output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -527,24 +473,6 @@ fn hostname() -> String {
         .next()
         .unwrap()
         .to_string()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("rsyslogd did not listen on {port}");
 }
 
 /// A full disk mid-import: one clear error and a non-zero exit, a ledger that verifies, and

@@ -17,45 +17,13 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-fn corpus() -> PathBuf {
-    if let Ok(p) = std::env::var("PUGMARK_CORPUS") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus")
-}
-
-fn pugmark(data: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pugmark"))
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run pugmark")
-}
-
-fn ok(data: &Path, args: &[&str]) -> String {
-    let out = pugmark(data, args);
-    assert!(
-        out.status.success(),
-        "pugmark {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn count(data: &Path, args: &[&str]) -> u64 {
-    let mut a = vec!["search"];
-    a.extend_from_slice(args);
-    a.push("--count");
-    ok(data, &a).trim().parse().expect("a count")
-}
+mod common;
+use common::*;
 
 fn flows(data: &Path, extra: &[&str]) -> Vec<Value> {
     let mut a = vec![
@@ -64,27 +32,6 @@ fn flows(data: &Path, extra: &[&str]) -> Vec<Value> {
     a.extend_from_slice(extra);
     let v: Value = serde_json::from_str(&ok(data, &a)).unwrap();
     v["hits"].as_array().cloned().unwrap_or_default()
-}
-
-fn which(tool: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/sbin", "/sbin", "/usr/bin"])
-        .map(|d| Path::new(d).join(tool))
-        .find(|p| p.is_file())
-}
-
-/// The tool, or None (a skip) outside CI; a failure in CI.
-fn need(tool: &str) -> Option<PathBuf> {
-    let found = which(tool);
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{tool} missing in CI: scripts/test installs it"
-        );
-        eprintln!("SKIPPED: {tool} not installed (scripts/test installs it)");
-    }
-    found
 }
 
 fn ld(rel: &str) -> String {
@@ -287,14 +234,6 @@ fn wait_for_capture(path: &Path, done: impl Fn(&[flow::pcap::UdpDatagram]) -> bo
         path.display(),
         last
     );
-}
-
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Real traffic on loopback: `conns` TCP connections that each send a request and read a
@@ -587,7 +526,7 @@ fn softflowd_live_to_serve_equals_nfdump() {
     let w = dir.path();
     let traffic = capture_traffic(&tcpdump_bin, w);
     let data = w.join("data");
-    let (nf_port, http) = (free_udp_port(), free_tcp_port());
+    let (nf_port, http) = (free_udp_port(), free_port());
     let a = |p: u16| format!("127.0.0.1:{p}");
     let serve_log = w.join("serve.log");
     let serve = Killed(
@@ -736,14 +675,6 @@ fn softflowd_live_to_serve_equals_nfdump() {
 
 fn flows_of(data: &Path) -> Vec<Value> {
     flows(data, &[])
-}
-
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A NetFlow v5 datagram with one TCP flow `src:40000 -> dst:22` whose first and last packet
@@ -929,7 +860,7 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
 
 /// `pugmark serve --netflow` on free ports; returns the child and its HTTP port.
 fn serve_netflow(data: &Path, nf_port: u16, log: &Path) -> (Killed, u16) {
-    let http = free_tcp_port();
+    let http = free_port();
     let a = |p: u16| format!("127.0.0.1:{p}");
     let child = Killed(
         Command::new(env!("CARGO_BIN_EXE_pugmark"))

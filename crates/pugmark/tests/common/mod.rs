@@ -1,0 +1,122 @@
+//! Helpers every end-to-end test binary shares (`mod common;` in each): run the real
+//! `pugmark` against a data directory, find the corpus and the real peers, pick free ports.
+//! Each test binary uses a subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The pugmark executable under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pugmark")
+}
+
+/// ../shared/corpus beside the checkout, or `$PUGMARK_CORPUS`; missing is a failure.
+pub fn corpus() -> PathBuf {
+    if let Ok(p) = std::env::var("PUGMARK_CORPUS") {
+        return PathBuf::from(p);
+    }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus");
+    assert!(
+        p.is_dir(),
+        "corpus not found at {} (set PUGMARK_CORPUS)",
+        p.display()
+    );
+    p
+}
+
+/// `pugmark ARGS --data DATA`, stdin closed.
+pub fn pugmark(data: &Path, args: &[&str]) -> Output {
+    Command::new(bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run pugmark")
+}
+
+/// As [`pugmark`], which must succeed; its stdout.
+pub fn ok(data: &Path, args: &[&str]) -> String {
+    let out = pugmark(data, args);
+    assert!(
+        out.status.success(),
+        "pugmark {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// As [`ok`] with `--json`, parsed.
+pub fn json(data: &Path, args: &[&str]) -> Value {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let text = ok(data, &a);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// `pugmark search ARGS --count`.
+pub fn count(data: &Path, args: &[&str]) -> u64 {
+    let mut a = vec!["search"];
+    a.extend_from_slice(args);
+    a.push("--count");
+    ok(data, &a).trim().parse().expect("a count")
+}
+
+/// A program on PATH (or in the sbin directories, where Debian puts daemons).
+pub fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/bin"])
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+/// The component, or: a failure under CI (scripts/test installs it), a skip elsewhere.
+pub fn require(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{name} missing in CI: scripts/test installs it"
+        );
+        eprintln!("SKIPPED: {name} not installed (scripts/test installs it)");
+    }
+    found
+}
+
+/// [`which`] under [`require`]'s rule.
+pub fn need(tool: &str) -> Option<PathBuf> {
+    require(tool, which(tool))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Wait (up to 10 s) until something accepts TCP connections on loopback `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    for _ in 0..200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {port}");
+}
