@@ -405,6 +405,7 @@ mod tests {
             listener: Listener::SyslogTcp,
             records: vec![rec(Listener::SyslogTcp, &"x".repeat(12 << 20))],
             ack: None,
+            share: None,
         };
         // Two 12 MiB submissions fit the 32 MiB budget, a third does not, though the
         // queue has slots for 256.

@@ -102,3 +102,66 @@ impl Drop for OpenConn {
             .fetch_sub(1, Relaxed);
     }
 }
+
+/// The receive loop both UDP listeners share (syslog, NetFlow): read a datagram, gather what
+/// else is already waiting (up to `gather`) into one submission, and queue it without
+/// waiting — UDP cannot push back, so what does not fit this socket's share of the writer
+/// queue, or a full queue, is dropped and counted, never silent and never blocking.
+pub(crate) async fn receive_datagrams(
+    sock: tokio::net::UdpSocket,
+    ctx: Ctx,
+    l: Listener,
+    gather: usize,
+    make: fn(&Ctx, &[u8], SocketAddr, Received) -> RecordEnvelope,
+) {
+    use tokio::sync::mpsc::error::TrySendError;
+    let mut buf = vec![0u8; 65_536];
+    // This socket's share of the writer queue: a flood of datagrams drops (counted) once
+    // its share is queued, instead of filling the queue other senders need.
+    let share = crate::share::Share::new();
+    loop {
+        let (n, addr) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                ctx.metrics.problem(l, "receive error", &e.to_string());
+                continue;
+            }
+        };
+        let received = Received::now();
+        let mut records = vec![make(&ctx, &buf[..n], addr, received)];
+        // Take what else is already waiting without blocking: one submission per burst.
+        while records.len() < gather {
+            match sock.try_recv_from(&mut buf) {
+                Ok((n, addr)) => records.push(make(&ctx, &buf[..n], addr, received)),
+                Err(_) => break,
+            }
+        }
+        let count = records.len() as u64;
+        let Some(permit) = share.try_acquire(records.iter().map(|r| r.raw.len()).sum()) else {
+            ctx.metrics.listener(l).drops.fetch_add(count, Relaxed);
+            ctx.metrics.problem(
+                l,
+                "dropped datagrams",
+                "this socket's share of the ledger writer queue is full",
+            );
+            continue;
+        };
+        match ctx.tx.try_send(crate::writer::Submission {
+            listener: l,
+            records,
+            ack: None,
+            share: Some(permit),
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                ctx.metrics.listener(l).drops.fetch_add(count, Relaxed);
+                ctx.metrics.problem(
+                    l,
+                    "dropped datagrams",
+                    "the ledger writer is behind (queue full)",
+                );
+            }
+            Err(TrySendError::Closed(_)) => return,
+        }
+    }
+}
