@@ -77,10 +77,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             net_from_events: args.from_events,
         },
     )?;
-    let mut out = io::stdout().lock();
+    // Buffered: stdout is line-buffered, and the pretty JSON of a day runs to many lines.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     for f in &report.findings {
@@ -110,5 +112,6 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         if kinds.is_empty() { "" } else { ": " },
         kinds.join(", ")
     )?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

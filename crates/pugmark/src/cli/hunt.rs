@@ -74,10 +74,12 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         args.to,
         args.limit,
     )?;
-    let mut out = io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a hunt's pretty JSON runs to millions of lines.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &answer)?;
         writeln!(out)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     for h in &answer.hits {
@@ -108,5 +110,6 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     if answer.hits.is_empty() {
         writeln!(out, "no hits for {} indicators", indicators.len())?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
