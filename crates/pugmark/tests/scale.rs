@@ -3,6 +3,7 @@
 //! generate`, NetFlow v9 derived from its netfilter log and an indicator file, both by the
 //! benchmark's own generator (`bench/gen/src/hunt.rs`, compiled in here), so the test runs
 //! what the benchmark measures, at a size CI can afford.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
