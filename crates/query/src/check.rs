@@ -22,7 +22,7 @@
 //! Findings of one kind about one entity are folded into one finding with a count, the first
 //! and last occurrences as evidence.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
 use jiff::{SignedDuration, Timestamp};
@@ -47,6 +47,10 @@ pub struct CheckRequest {
     /// The site's address space for `unknown_host`. Empty: every /24 (IPv4) or /64 (IPv6)
     /// holding an address some VM ever leased.
     pub site_nets: Vec<Net>,
+    /// Read flows and connections by fetching and decoding every event from the ledger
+    /// instead of from the index's fast columns: slower by orders of magnitude, same answer
+    /// (the oracle the fast path is tested against).
+    pub net_from_events: bool,
 }
 
 impl Default for CheckRequest {
@@ -57,6 +61,7 @@ impl Default for CheckRequest {
             tolerance: SignedDuration::from_mins(5),
             silence: SignedDuration::from_mins(30),
             site_nets: Vec::new(),
+            net_from_events: false,
         }
     }
 }
@@ -343,6 +348,76 @@ fn positions(
     Ok((seqs, (!exact).then_some(expr)))
 }
 
+/// One kind of occurrence folded: the first and last in walk order (walk, seq, time) and how
+/// many. Order-independent, so rows may arrive in any order (the index's segments) and the
+/// answer is still what a walk in ledger order gives.
+#[derive(Clone, Copy)]
+struct Occ {
+    first: (u8, u64, i64),
+    last: (u8, u64, i64),
+    count: u64,
+}
+
+impl Occ {
+    fn new(at: (u8, u64, i64)) -> Occ {
+        Occ {
+            first: at,
+            last: at,
+            count: 1,
+        }
+    }
+
+    fn add(&mut self, at: (u8, u64, i64)) {
+        if (at.0, at.1) < (self.first.0, self.first.1) {
+            self.first = at;
+        }
+        if (at.0, at.1) > (self.last.0, self.last.1) {
+            self.last = at;
+        }
+        self.count += 1;
+    }
+}
+
+/// Cross-checks 2 and 3 over flows and connections, one row at a time.
+struct NetAgg<'a> {
+    /// Per address: the leases, each with the time after which its VM counts as silent
+    /// (`None`: the VM never logged).
+    holders: HashMap<IpAddr, Vec<(&'a Held, Option<i64>)>>,
+    nets: &'a [Net],
+    /// Site addresses nobody held, per address.
+    unknown: HashMap<IpAddr, Occ>,
+    /// Activity on a VM's address after it fell silent, per VM.
+    active: HashMap<&'a str, Occ>,
+    n: u64,
+}
+
+impl NetAgg<'_> {
+    fn note(&mut self, walk: u8, seq: u64, t: i64, src: Option<IpAddr>) {
+        self.n += 1;
+        let Some(src) = src else { return };
+        let at = (walk, seq, t);
+        let mut held = false;
+        for (h, quiet_from) in self.holders.get(&src).map(Vec::as_slice).unwrap_or(&[]) {
+            if !h.lease.covers(t) {
+                continue;
+            }
+            held = true;
+            if quiet_from.is_some_and(|q| t > q) {
+                self.active
+                    .entry(h.uuid.as_str())
+                    .and_modify(|o| o.add(at))
+                    .or_insert_with(|| Occ::new(at));
+            }
+        }
+        if !held && self.nets.iter().any(|n| n.contains(src)) {
+            self.unknown
+                .entry(src)
+                .and_modify(|o| o.add(at))
+                .or_insert_with(|| Occ::new(at));
+        }
+    }
+}
+
 /// Per-sender clock state while walking its records in ledger order.
 #[derive(Default)]
 struct Clock {
@@ -506,77 +581,111 @@ pub fn check(
     } else {
         req.site_nets.clone()
     };
-    let mut walks = vec![positions(
-        index,
+    let silence = i64::try_from(req.silence.as_nanos()).unwrap_or(i64::MAX);
+    // Who held each address, and from when on each VM counts as silent.
+    let mut holders: HashMap<IpAddr, Vec<(&Held, Option<i64>)>> = HashMap::new();
+    for (ip, held) in &site.ip {
+        holders.insert(
+            *ip,
+            held.iter()
+                .map(|h| {
+                    let quiet_from = last_said
+                        .get(&h.uuid)
+                        .map(|&(said, _)| said.saturating_add(silence));
+                    (h, quiet_from)
+                })
+                .collect(),
+        );
+    }
+    let mut agg = NetAgg {
+        holders,
+        nets: &nets,
+        unknown: HashMap::new(),
+        active: HashMap::new(),
+        n: 0,
+    };
+    let mut walks = vec![(
         "observer:hypervisor OR observer:network",
         Some(EventClass::NetConnection),
-        req,
-        SignedDuration::ZERO,
-    )?];
+    )];
     // NetFlow records, where this build knows them.
     if let Ok(flow) = "net.flow".parse::<EventClass>() {
-        walks.push(positions(
-            index,
-            "*",
-            Some(flow),
-            req,
-            SignedDuration::ZERO,
-        )?);
+        walks.push(("*", Some(flow)));
     }
-    let silence = i64::try_from(req.silence.as_nanos()).unwrap_or(i64::MAX);
-    let mut n_net = 0u64;
-    // Activity per VM after it last spoke: (first such seq, time, count).
-    let mut active_after: BTreeMap<String, (u64, i64, u64)> = BTreeMap::new();
-    for (seqs, expr) in walks {
-        for seq in seqs {
-            let e = fetch.fetch(seq)?;
-            if expr.as_ref().is_some_and(|x| !x.matches(&e)) {
-                continue;
-            }
-            let t = ns(e.time());
-            if !in_range(t) {
-                continue;
-            }
-            n_net += 1;
-            let Some(src) = e
-                .field(model::fields::SRC_IP)
-                .and_then(|s| s.parse::<IpAddr>().ok())
-                .map(canonical)
-            else {
-                continue;
-            };
-            let holders = site.ip_at(src, t);
-            if holders.is_empty() {
-                if nets.iter().any(|n| n.contains(src)) {
-                    folder.add(
-                        "unknown_host",
-                        src.to_string(),
-                        t,
-                        || vec![src.to_string()],
-                        || {
-                            format!(
-                                "{} saw traffic from site address {src}, which no VM held at that time",
-                                e.observer
-                            )
-                        },
-                        ev_json(seq, &e, t),
-                        Vec::new,
-                    );
+    for (walk, (query, class)) in walks.into_iter().enumerate() {
+        let walk = u8::try_from(walk).unwrap_or(u8::MAX);
+        let sreq = SearchRequest {
+            query: query.to_string(),
+            from: req.from,
+            to: req.to,
+            class,
+            ..SearchRequest::default()
+        };
+        let expr = sreq.expr()?;
+        let (iq, exact) = lang::lower(&expr);
+        if exact && !req.net_from_events {
+            // The fast path: seq, time and source address from the index's fast columns.
+            index.scan_src(&iq, &mut |row| {
+                if in_range(row.time_ns) {
+                    agg.note(walk, row.seq, row.time_ns, row.src.map(canonical));
                 }
-                continue;
-            }
-            for h in holders {
-                let Some(&(said, _)) = last_said.get(&h.uuid) else {
-                    continue; // never logged: not configured to, not silenced
-                };
-                if t > said.saturating_add(silence) {
-                    let a = active_after.entry(h.uuid.clone()).or_insert((seq, t, 0));
-                    a.2 += 1;
+            })?;
+        } else {
+            // Every event fetched and decoded (the oracle for the fast path, and the way for
+            // queries the index cannot answer exactly).
+            let mut seqs: Vec<u64> = index.all_by_time(&iq)?.into_iter().map(|k| k.seq).collect();
+            seqs.sort_unstable();
+            for seq in seqs {
+                let e = fetch.fetch(seq)?;
+                if !exact && !expr.matches(&e) {
+                    continue;
                 }
+                let t = ns(e.time());
+                if !in_range(t) {
+                    continue;
+                }
+                let src = e
+                    .field(model::fields::SRC_IP)
+                    .and_then(|s| s.parse::<IpAddr>().ok())
+                    .map(canonical);
+                agg.note(walk, seq, t, src);
             }
         }
     }
-    examined.insert("connections", n_net);
+    examined.insert("connections", agg.n);
+    let mut unknown: Vec<(IpAddr, Occ)> = agg.unknown.into_iter().collect();
+    unknown.sort_by_key(|(ip, _)| *ip);
+    for (src, occ) in unknown {
+        let (_, seq, t) = occ.first;
+        let e = fetch.fetch(seq)?;
+        let mut evidence = vec![ev_json(seq, &e, t)];
+        if occ.count > 1 {
+            let (_, lseq, lt) = occ.last;
+            evidence.push(ev_json(lseq, &fetch.fetch(lseq)?, lt));
+        }
+        folder.open.insert(
+            ("unknown_host", src.to_string()),
+            (
+                Finding {
+                    kind: "unknown_host",
+                    time: rfc3339(t),
+                    entities: vec![src.to_string()],
+                    summary: format!(
+                        "{} saw traffic from site address {src}, which no VM held at that time",
+                        e.observer
+                    ),
+                    count: occ.count,
+                    evidence,
+                },
+                1,
+            ),
+        );
+    }
+    let active_after: BTreeMap<String, (u64, i64, u64)> = agg
+        .active
+        .into_iter()
+        .map(|(uuid, occ)| (uuid.to_string(), (occ.first.1, occ.first.2, occ.count)))
+        .collect();
     for (uuid, (seq, t, n)) in active_after {
         let (said, said_seq) = last_said.get(&uuid).copied().unwrap_or((0, 0));
         let mut evidence = Vec::new();

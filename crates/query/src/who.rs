@@ -13,12 +13,13 @@
 //!
 //! The JSON shape of [`WhoAnswer`] is a contract (issue 3): keep the names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use jiff::Timestamp;
 use model::Observer;
 use serde::Serialize;
-use views::facts::{FactStore, JobObs, VmObs};
+use views::facts::{DirEntry, FactStore, JobObs, VmObs};
 
 /// What is asked: an address of one kind, at one moment.
 #[derive(Debug, Clone, Serialize)]
@@ -319,8 +320,110 @@ fn last_at(obs: &[VmObs], t: i64, get: impl Fn(&VmObs) -> Option<&String>) -> Op
     obs.iter().rfind(|o| o.time_ns <= t && get(o).is_some())
 }
 
+/// What [`who`] reads from the fact store. [`FactCache`] memoises it for callers that ask
+/// thousands of times about a few hundred addresses (`hunt`); the answer is the same.
+pub trait Facts {
+    fn vms_with(&mut self, kind: &str, value: &str) -> anyhow::Result<Vec<String>>;
+    fn vm_observations(&mut self, uuid: &str) -> anyhow::Result<Rc<Vec<VmObs>>>;
+    fn user(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>>;
+    fn project(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>>;
+    fn jobs_at(&mut self, ip: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<JobObs>>;
+}
+
+impl Facts for &FactStore {
+    fn vms_with(&mut self, kind: &str, value: &str) -> anyhow::Result<Vec<String>> {
+        Ok(FactStore::vms_with(self, kind, value)?)
+    }
+    fn vm_observations(&mut self, uuid: &str) -> anyhow::Result<Rc<Vec<VmObs>>> {
+        Ok(Rc::new(FactStore::vm_observations(self, uuid)?))
+    }
+    fn user(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>> {
+        Ok(FactStore::user(self, id)?)
+    }
+    fn project(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>> {
+        Ok(FactStore::project(self, id)?)
+    }
+    fn jobs_at(&mut self, ip: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<JobObs>> {
+        Ok(FactStore::jobs_at(self, ip, host)?)
+    }
+}
+
+/// The fact store's answers, kept for the life of one query (the store does not change under
+/// a reader). Memory grows with the distinct addresses, VMs and jobs asked about.
+pub struct FactCache<'a> {
+    store: &'a FactStore,
+    vms: HashMap<(String, String), Vec<String>>,
+    obs: HashMap<String, Rc<Vec<VmObs>>>,
+    users: HashMap<String, Option<DirEntry>>,
+    projects: HashMap<String, Option<DirEntry>>,
+    jobs: HashMap<(Option<String>, Option<String>), Vec<JobObs>>,
+}
+
+impl<'a> FactCache<'a> {
+    pub fn new(store: &'a FactStore) -> FactCache<'a> {
+        FactCache {
+            store,
+            vms: HashMap::new(),
+            obs: HashMap::new(),
+            users: HashMap::new(),
+            projects: HashMap::new(),
+            jobs: HashMap::new(),
+        }
+    }
+}
+
+impl Facts for FactCache<'_> {
+    fn vms_with(&mut self, kind: &str, value: &str) -> anyhow::Result<Vec<String>> {
+        let key = (kind.to_string(), value.to_string());
+        if let Some(v) = self.vms.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = self.store.vms_with(kind, value)?;
+        self.vms.insert(key, v.clone());
+        Ok(v)
+    }
+    fn vm_observations(&mut self, uuid: &str) -> anyhow::Result<Rc<Vec<VmObs>>> {
+        if let Some(v) = self.obs.get(uuid) {
+            return Ok(Rc::clone(v));
+        }
+        let v = Rc::new(self.store.vm_observations(uuid)?);
+        self.obs.insert(uuid.to_string(), Rc::clone(&v));
+        Ok(v)
+    }
+    fn user(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>> {
+        if let Some(v) = self.users.get(id) {
+            return Ok(v.clone());
+        }
+        let v = self.store.user(id)?;
+        self.users.insert(id.to_string(), v.clone());
+        Ok(v)
+    }
+    fn project(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>> {
+        if let Some(v) = self.projects.get(id) {
+            return Ok(v.clone());
+        }
+        let v = self.store.project(id)?;
+        self.projects.insert(id.to_string(), v.clone());
+        Ok(v)
+    }
+    fn jobs_at(&mut self, ip: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<JobObs>> {
+        let key = (ip.map(str::to_string), host.map(str::to_string));
+        if let Some(v) = self.jobs.get(&key) {
+            return Ok(v.clone());
+        }
+        let v = self.store.jobs_at(ip, host)?;
+        self.jobs.insert(key, v.clone());
+        Ok(v)
+    }
+}
+
 /// Answer `who`.
 pub fn who(store: &FactStore, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
+    who_in(&mut &*store, q)
+}
+
+/// Answer `who` from any [`Facts`] (the store itself, or a [`FactCache`] over it).
+pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
     let t = ts_ns(q.at);
     let mut matches = Vec::new();
     for uuid in store.vms_with(q.kind.store_kind(), &q.value)? {

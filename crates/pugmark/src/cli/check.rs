@@ -34,6 +34,10 @@ pub struct CheckArgs {
     /// /64 holding an address some VM leased.
     #[arg(long = "site-net", value_parser = parse_net)]
     pub site_nets: Vec<Net>,
+    /// Read flows and connections from the ledger event by event instead of the index's fast
+    /// columns (slow; the oracle the fast path is tested against).
+    #[arg(long, hide = true)]
+    pub from_events: bool,
     /// JSON: {"from", "to", "by_kind", "findings": [{"kind", "time", "entities", "summary",
     /// "count", "evidence": [{"seq", "observer", "source", "time", "summary"}]}], "examined"}.
     #[arg(long)]
@@ -70,12 +74,15 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             tolerance: args.tolerance,
             silence: args.silence,
             site_nets: args.site_nets,
+            net_from_events: args.from_events,
         },
     )?;
-    let mut out = io::stdout().lock();
+    // Buffered: stdout is line-buffered, and the pretty JSON of a day runs to many lines.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     for f in &report.findings {
@@ -105,5 +112,6 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         if kinds.is_empty() { "" } else { ": " },
         kinds.join(", ")
     )?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

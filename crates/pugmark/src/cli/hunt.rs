@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 use jiff::Timestamp;
-use query::hunt::{hunt, parse_iocs};
+use query::hunt::{hunt, hunt_each, parse_iocs};
 
 use crate::cli::{DataArgs, parse_time};
 use crate::datadir::DataDir;
@@ -35,6 +35,10 @@ pub struct HuntArgs {
     /// [who match objects]}], "truncated"}.
     #[arg(long)]
     pub json: bool,
+    /// One search per indicator, each hit resolved on its own (slow; the oracle the default
+    /// path is tested and benchmarked against).
+    #[arg(long, hide = true)]
+    pub one_query_per_indicator: bool,
 }
 
 pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
@@ -56,7 +60,12 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     }
     indicators.dedup();
     let mut r = Readers::open(&dd)?;
-    let answer = hunt(
+    let how = if args.one_query_per_indicator {
+        hunt_each
+    } else {
+        hunt
+    };
+    let answer = how(
         &r.index,
         &r.facts,
         &mut r.fetch,
@@ -65,10 +74,12 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         args.to,
         args.limit,
     )?;
-    let mut out = io::stdout().lock();
+    // Buffered: stdout is line-buffered, and a hunt's pretty JSON runs to millions of lines.
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &answer)?;
         writeln!(out)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
     for h in &answer.hits {
@@ -99,5 +110,6 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     if answer.hits.is_empty() {
         writeln!(out, "no hits for {} indicators", indicators.len())?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

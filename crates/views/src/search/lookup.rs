@@ -78,6 +78,17 @@ pub enum IndexQuery {
     Not(Box<IndexQuery>),
 }
 
+/// One matching event as the fast columns know it, for scans over millions of events that
+/// need no more than this ([`SearchIndex::scan_src`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SrcRow {
+    pub seq: u64,
+    /// `Event::time()` in ns since the epoch, as indexed.
+    pub time_ns: i64,
+    /// The event's `src_ip` field (IPv4-mapped IPv6 turned back into IPv4).
+    pub src: Option<IpAddr>,
+}
+
 /// Where one matching event sits: its time (`Event::time()`, as indexed) and ledger position.
 /// Ordered by time, then seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -244,6 +255,133 @@ impl SearchIndex {
             })
             .collect();
         Ok((total as u64, keys))
+    }
+
+    /// Whether `q` may match any document, from the term dictionaries alone (no posting list
+    /// is read): `false` means certainly no match. Addresses, networks and phrase tokens are
+    /// looked up; every other leaf counts as "may match". What `hunt` uses to drop the many
+    /// indicators a site never saw for the cost of a dictionary lookup per segment.
+    pub fn may_match(&self, q: &IndexQuery) -> Result<bool> {
+        let f = &self.fields;
+        let searcher = self.reader.searcher();
+        // Some segment holds a term of `field` in `[lo, hi]` (or exactly `lo` when `hi` is None).
+        let any_term = |field: Field, lo: &Term, hi: Option<&Term>| -> Result<bool> {
+            for reader in searcher.segment_readers() {
+                let inv = reader
+                    .inverted_index(field)
+                    .map_err(SearchError::engine("term dictionary"))?;
+                let found = match hi {
+                    None => inv
+                        .terms()
+                        .get(lo.serialized_value_bytes())
+                        .map_err(|e| SearchError::engine("term dictionary")(e.into()))?
+                        .is_some(),
+                    Some(hi) => inv
+                        .terms()
+                        .range()
+                        .ge(lo.serialized_value_bytes())
+                        .le(hi.serialized_value_bytes())
+                        .into_stream()
+                        .map_err(|e| SearchError::engine("term dictionary")(e.into()))?
+                        .advance(),
+                };
+                if found {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        };
+        Ok(match q {
+            IndexQuery::Nothing => false,
+            IndexQuery::Ip(ip) => {
+                any_term(f.ip, &Term::from_field_ip_addr(f.ip, ip_key(*ip)), None)?
+            }
+            IndexQuery::IpRange { first, last } => any_term(
+                f.ip,
+                &Term::from_field_ip_addr(f.ip, ip_key(*first)),
+                Some(&Term::from_field_ip_addr(f.ip, ip_key(*last))),
+            )?,
+            IndexQuery::TextPhrase(s) => {
+                let (tokens, prefix) = phrase_terms(s);
+                for t in &tokens {
+                    if !any_term(f.text, &Term::from_field_text(f.text, t), None)? {
+                        return Ok(false);
+                    }
+                }
+                match prefix {
+                    Some(p) => any_term(
+                        f.text,
+                        &Term::from_field_text(f.text, &p),
+                        Some(&Term::from_field_text(f.text, &format!("{p}\u{10FFFF}"))),
+                    )?,
+                    None => true,
+                }
+            }
+            IndexQuery::And(parts) => {
+                for p in parts {
+                    if !matches!(p, IndexQuery::Not(_)) && !self.may_match(p)? {
+                        return Ok(false);
+                    }
+                }
+                true
+            }
+            IndexQuery::Or(parts) => {
+                for p in parts {
+                    if self.may_match(p)? {
+                        return Ok(true);
+                    }
+                }
+                false
+            }
+            _ => true,
+        })
+    }
+
+    /// Calls `f` for every match with its seq, time and source address, read from the fast
+    /// columns: no event is fetched and nothing is collected, so memory stays flat however
+    /// many events match. Order: segment by segment, doc id order inside a segment (not
+    /// time or seq order); callers that need an order-independent answer aggregate.
+    pub fn scan_src(&self, q: &IndexQuery, f: &mut dyn FnMut(SrcRow)) -> Result<()> {
+        let searcher = self.reader.searcher();
+        let query = self.lower(q);
+        let weight = query
+            .weight(tantivy::query::EnableScoring::disabled_from_searcher(
+                &searcher,
+            ))
+            .map_err(SearchError::engine("search"))?;
+        for reader in searcher.segment_readers() {
+            let ff = reader.fast_fields();
+            let time = ff
+                .date("time")
+                .map_err(SearchError::engine("fast field time"))?
+                .first_or_default_col(DateTime::from_timestamp_nanos(i64::MIN));
+            let seq = ff
+                .u64("seq")
+                .map_err(SearchError::engine("fast field seq"))?
+                .first_or_default_col(0);
+            let src = ff.ip_addr("src").ok();
+            let alive = reader.alive_bitset();
+            weight
+                .for_each_no_score(reader, &mut |docs: &[DocId]| {
+                    for &doc in docs {
+                        if alive.is_some_and(|a| !a.is_alive(doc)) {
+                            continue;
+                        }
+                        let src = src.as_ref().and_then(|c| c.first(doc)).map(|v6| {
+                            v6.to_ipv4_mapped()
+                                .map(IpAddr::V4)
+                                .unwrap_or(IpAddr::V6(v6))
+                        });
+                        f(SrcRow {
+                            seq: seq.get_val(doc),
+                            time_ns: time.get_val(doc).into_timestamp_nanos(),
+                            src,
+                        });
+                    }
+                })
+                .map_err(SearchError::engine("search"))?;
+        }
+        Ok(())
     }
 
     /// Every match, in time order (ties by seq).

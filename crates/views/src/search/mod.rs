@@ -27,7 +27,7 @@ use tantivy::{Index, IndexReader, ReloadPolicy};
 
 use crate::error::{Result, SearchError};
 
-pub use lookup::{DocKey, IndexQuery, Keyword};
+pub use lookup::{DocKey, IndexQuery, Keyword, SrcRow};
 pub use schema::{
     KEYWORD_MAX_BYTES, TEXT_ONLY_FIELDS, TOKEN_MAX_BYTES, has_kv_term, keyword_term, kv_term,
     text_tokens,

@@ -78,6 +78,12 @@ impl IndexWriter {
         for ip in &event.ips {
             doc.add_ip_addr(f.ip, ip_key(*ip));
         }
+        if let Some(src) = event
+            .field(model::fields::SRC_IP)
+            .and_then(|v| v.parse::<IpAddr>().ok())
+        {
+            doc.add_ip_addr(f.src, ip_key(src));
+        }
         doc.add_text(f.text, &event.message);
         self.inner
             .add_document(doc)
