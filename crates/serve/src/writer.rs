@@ -33,7 +33,7 @@ pub const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Submissions waiting for the writer at most (each is one read's worth of frames).
 pub const QUEUE: usize = 256;
 /// Bytes of submissions waiting for the writer (or inside its current batch) at most, as
-/// estimated by [`cost`]. Bounded by bytes, not only by count: 256 reads of 256 KiB each
+/// estimated by `cost`. Bounded by bytes, not only by count: 256 reads of 256 KiB each
 /// were ~130 MB of records in memory at full load (BENCHMARKS.md, issue 4's RSS target).
 pub const QUEUE_BYTES: usize = 32 * 1024 * 1024;
 /// Memory a queued record holds beyond its raw bytes (envelope, origin strings, slot).
