@@ -488,22 +488,16 @@ pub fn check(
         n_vm += 1;
         // A sender is its address (or certificate), and an address passes from VM to VM
         // all day: each holder's clock is its own, so clock state is per (sender, holder).
-        let holder = peer_ip(&e).and_then(|ip| match site.ip_at(ip, t).as_slice() {
-            [one] => Some(one.uuid.clone()),
+        let peer = peer_ip(&e);
+        let holders: Vec<&Held> = peer.map(|ip| site.ip_at(ip, t)).unwrap_or_default();
+        let holder = match holders.as_slice() {
+            [one] => Some(one.uuid.as_str()),
             _ => None,
-        });
+        };
         let sender = sender_key(&e);
-        clock(
-            &mut folder,
-            clocks
-                .entry(format!("{sender}#{}", holder.as_deref().unwrap_or("")))
-                .or_default(),
-            seq,
-            &e,
-            t,
-            tol,
-            holder.as_deref(),
-        );
+        let key = format!("{sender}#{}", holder.unwrap_or(""));
+        let state = clocks.entry(key.clone()).or_default();
+        clock(&mut folder, state, seq, &e, t, tol, (&sender, &key, holder));
         let Some(claimed) = e.host.as_deref() else {
             continue;
         };
@@ -517,9 +511,7 @@ pub fn check(
         for h in &by_host {
             said(&h.uuid);
         }
-        let peer = peer_ip(&e);
         if let Some(ip) = peer {
-            let holders = site.ip_at(ip, t);
             for h in &holders {
                 said(&h.uuid);
             }
@@ -823,7 +815,8 @@ pub fn check(
 
 /// Cross-check 4: one record of a sender against its clock state (reported in the future, going
 /// backwards, and for live senders, whose received time is the collector's clock, skew and jumps).
-/// `vm`: the VM that held the sender's address then, named in the findings beside the sender.
+/// `who`: the sender ([`sender_key`]), the key of its clock state, and the VM that held the
+/// sender's address then (named in the findings beside the sender).
 fn clock(
     folder: &mut Folder,
     c: &mut Clock,
@@ -831,15 +824,13 @@ fn clock(
     e: &Event,
     t: i64,
     tol: i64,
-    vm: Option<&str>,
+    (sender, key, vm): (&str, &str, Option<&str>),
 ) {
     let Some(rep) = e.reported.time.map(ns) else {
         return;
     };
-    let sender = sender_key(e);
-    let key = format!("{sender}#{}", vm.unwrap_or(""));
     let entities = || {
-        let mut v = vec![sender.clone()];
+        let mut v = vec![sender.to_string()];
         v.extend(vm.map(str::to_string));
         v
     };
@@ -848,7 +839,7 @@ fn clock(
     if rep > rec.saturating_add(tol) {
         folder.add(
             "clock_future",
-            key.clone(),
+            key.to_string(),
             t,
             entities,
             || {
@@ -867,7 +858,7 @@ fn clock(
     {
         folder.add(
             "clock_backwards",
-            key.clone(),
+            key.to_string(),
             t,
             entities,
             || {
@@ -890,7 +881,7 @@ fn clock(
         if skew.abs() > tol {
             folder.add(
                 "clock_skew",
-                key.clone(),
+                key.to_string(),
                 t,
                 entities,
                 || {
@@ -908,7 +899,7 @@ fn clock(
         {
             folder.add(
                 "clock_jump",
-                key.clone(),
+                key.to_string(),
                 t,
                 entities,
                 || {

@@ -372,48 +372,45 @@ impl<'a> FactCache<'a> {
     }
 }
 
+/// The cached answer for `key`, or `load`'s (kept for the next time).
+fn memo<K: std::hash::Hash + Eq, V: Clone>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    load: impl FnOnce() -> anyhow::Result<V>,
+) -> anyhow::Result<V> {
+    if let Some(v) = map.get(&key) {
+        return Ok(v.clone());
+    }
+    let v = load()?;
+    map.insert(key, v.clone());
+    Ok(v)
+}
+
 impl Facts for FactCache<'_> {
     fn vms_with(&mut self, kind: &str, value: &str) -> anyhow::Result<Vec<String>> {
-        let key = (kind.to_string(), value.to_string());
-        if let Some(v) = self.vms.get(&key) {
-            return Ok(v.clone());
-        }
-        let v = self.store.vms_with(kind, value)?;
-        self.vms.insert(key, v.clone());
-        Ok(v)
+        let store = self.store;
+        memo(&mut self.vms, (kind.into(), value.into()), || {
+            Ok(store.vms_with(kind, value)?)
+        })
     }
     fn vm_observations(&mut self, uuid: &str) -> anyhow::Result<Rc<Vec<VmObs>>> {
-        if let Some(v) = self.obs.get(uuid) {
-            return Ok(Rc::clone(v));
-        }
-        let v = Rc::new(self.store.vm_observations(uuid)?);
-        self.obs.insert(uuid.to_string(), Rc::clone(&v));
-        Ok(v)
+        let store = self.store;
+        memo(&mut self.obs, uuid.into(), || {
+            Ok(Rc::new(store.vm_observations(uuid)?))
+        })
     }
     fn user(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>> {
-        if let Some(v) = self.users.get(id) {
-            return Ok(v.clone());
-        }
-        let v = self.store.user(id)?;
-        self.users.insert(id.to_string(), v.clone());
-        Ok(v)
+        let store = self.store;
+        memo(&mut self.users, id.into(), || Ok(store.user(id)?))
     }
     fn project(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>> {
-        if let Some(v) = self.projects.get(id) {
-            return Ok(v.clone());
-        }
-        let v = self.store.project(id)?;
-        self.projects.insert(id.to_string(), v.clone());
-        Ok(v)
+        let store = self.store;
+        memo(&mut self.projects, id.into(), || Ok(store.project(id)?))
     }
     fn jobs_at(&mut self, ip: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<JobObs>> {
+        let store = self.store;
         let key = (ip.map(str::to_string), host.map(str::to_string));
-        if let Some(v) = self.jobs.get(&key) {
-            return Ok(v.clone());
-        }
-        let v = self.store.jobs_at(ip, host)?;
-        self.jobs.insert(key, v.clone());
-        Ok(v)
+        memo(&mut self.jobs, key, || Ok(store.jobs_at(ip, host)?))
     }
 }
 
