@@ -1024,11 +1024,26 @@ fn relay_archive_lines_decode_as_their_message_plus_the_relay_facts() {
     assert_eq!(ev.field("relay_from"), None);
     let ev = dec(b"2026-05-28T10:00:00 10.0.0.5 <13>May 28 10:00:00 h app: m");
     assert_eq!(ev.field("relay_from"), None);
-    // A year-less stamp takes its year from the archive's receive time, not the import's.
-    let ev = dec(b"2031-01-01T00:00:05Z 10.0.0.5 <13>Dec 31 23:59:58 h app: m");
+    // A year-less stamp takes its year from the archive's receive time, not the import's nor
+    // the file's mtime; a year the user gave stands.
+    let line = b"2031-01-01T00:00:05Z 10.0.0.5 <13>Dec 31 23:59:58 h app: m";
+    let ev = dec(line);
     assert_eq!(ev.field("relay_from"), Some("10.0.0.5"));
     assert_eq!(
         ev.reported.time.map(|t| t.to_string()).as_deref(),
         Some("2030-12-31T23:59:58Z")
+    );
+    let reported = |year: YearRule| {
+        let ev = decode::decode(&env_with(line, DecodeHints { year, tz: None }));
+        ev.reported.time.map(|t| t.to_string())
+    };
+    let mtime = Timestamp::from_second(1_700_000_000).expect("ts"); // 2023-11-14
+    assert_eq!(
+        reported(YearRule::Reference(mtime)).as_deref(),
+        Some("2030-12-31T23:59:58Z")
+    );
+    assert_eq!(
+        reported(YearRule::Fixed(2029)).as_deref(),
+        Some("2029-12-31T23:59:58Z")
     );
 }

@@ -33,7 +33,7 @@ pub(crate) mod rfc5424;
 pub(crate) mod timestamp;
 
 use jiff::tz::TimeZone;
-use model::envelope::DecodeHints;
+use model::envelope::{DecodeHints, YearRule};
 use model::{Event, ParseIssue, Reported};
 
 use crate::text::{lossy, skip_spaces, strip_terminators, token_end};
@@ -80,6 +80,8 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
         return;
     }
     let mut pos = 0;
+    let relay_hints;
+    let mut hints = hints;
     if let Some((received, from, start)) = relay_prefix(line) {
         ev.fields.insert(
             model::fields::RELAY_RECEIVED.to_string(),
@@ -88,6 +90,16 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
         ev.fields
             .insert(model::fields::RELAY_FROM.to_string(), from.to_string());
         pos = start;
+        // A year-less stamp takes its year from when the message was received: the archive
+        // logger's receive time beats our guesses (the import's time, the file's mtime);
+        // only a year the user gave (`--year`) stands above it.
+        if !matches!(hints.year, YearRule::Fixed(_)) {
+            relay_hints = DecodeHints {
+                year: YearRule::Reference(received),
+                tz: hints.tz.clone(),
+            };
+            hints = &relay_hints;
+        }
     }
     let relayed = pos > 0;
     let mut had_pri = false;
@@ -231,13 +243,7 @@ fn set_reported(
     } else {
         TimeZone::UTC
     };
-    // A year-less stamp takes its year from when the message was received: the archive's
-    // logger's receive time when there is one, else ours (an import of last year's archive).
-    let reference = ev
-        .field(model::fields::RELAY_RECEIVED)
-        .and_then(|r| r.parse::<jiff::Timestamp>().ok())
-        .unwrap_or_else(|| ev.received.timestamp());
-    let time = match timestamp::resolve(stamp, &tz, hints.year, reference) {
+    let time = match timestamp::resolve(stamp, &tz, hints.year, ev.received.timestamp()) {
         Ok(ts) => Some(ts),
         Err(_) => {
             issue(

@@ -335,11 +335,23 @@ mod tests {
             ] {
                 assert!(kinds.contains(k), "seed {seed}: no {k}");
             }
-            // The planted problems are on distinct VMs, none of them a control.
-            let mut bad = inj.problem_vms(&site);
-            let n = bad.len();
-            bad.dedup();
-            assert_eq!(bad.len(), n);
+            // The planted problems are on distinct VMs (so each finding has one cause), none of
+            // them a control.
+            let mut planted: Vec<usize> = inj.skewed.iter().map(|s| s.0).collect();
+            planted.extend(inj.tampered.map(|t| t.0));
+            planted.extend(inj.silenced.map(|s| s.0));
+            planted.extend(inj.impostor.map(|i| i.0));
+            let n = planted.len();
+            planted.sort_unstable();
+            planted.dedup();
+            assert_eq!(
+                planted.len(),
+                n,
+                "seed {seed}: a VM has two planted problems"
+            );
+            for v in &planted {
+                assert!(!truth.controls.contains(&site.vms[*v].uuid));
+            }
             assert!(truth.controls.len() >= vms / 2, "seed {seed}");
             for e in &truth.expect {
                 for ent in &e.entities {
