@@ -44,10 +44,11 @@ const SERVE_INDEX_QUEUE_BYTES: u64 = 24 * 1024 * 1024;
 const SERVE_COMMIT_WHILE_BEHIND: Duration = Duration::from_secs(10);
 /// Trailing mode: how often the ledger signs a checkpoint (docs/FORMAT.md "Checkpoint file").
 const SERVE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Trailing mode: the nice value of the indexer thread and of the tantivy threads it starts.
-/// Acknowledgements wait for the ledger only, so under load the ledger path gets the CPU
-/// first and the views use what is left (they catch up when the load drops; BENCHMARKS.md
-/// measures the lag). Linux nice values are per thread.
+/// Trailing mode: the nice value of the indexer thread and of the tantivy threads it starts,
+/// which also run under SCHED_IDLE ([`idle_policy`]; the nice value is the fallback where
+/// that is refused). Acknowledgements wait for the ledger only, so under load the ledger path
+/// gets the CPU first and the views use what is left (they catch up when the load drops;
+/// BENCHMARKS.md measures the lag). Linux nice values and policies are per thread.
 const SERVE_INDEXER_NICE: i32 = 10;
 /// Commit the index at least this often during long imports so a crash loses little work.
 const INDEX_COMMIT_EVERY: Duration = Duration::from_secs(30);
@@ -464,6 +465,7 @@ fn spawn_indexer(
                 if let Err(e) = rustix::process::setpriority_process(None, nice) {
                     eprintln!("pugmark: cannot lower the indexer's priority: {e}");
                 }
+                idle_policy();
             }
             let mut writer = match spec.index.writer_with_threads(spec.threads, spec.heap) {
                 Ok(w) => {
@@ -670,6 +672,46 @@ impl query::search::Fetch for LedgerFetch {
     }
 }
 
+/// The ledger records past the index's last position, for a search that must cover them
+/// ([`query::search::Tail`]). Decodes them exactly as the indexer does.
+pub struct LedgerTail {
+    records: ledger::Records,
+    last: u64,
+}
+
+impl LedgerTail {
+    /// Records `indexed + 1 ..= last` of `reader`.
+    pub fn new(reader: &LedgerReader, indexed: u64, last: u64) -> LedgerTail {
+        LedgerTail {
+            records: reader.iter_from(indexed + 1),
+            last,
+        }
+    }
+}
+
+impl query::search::Tail for LedgerTail {
+    fn scan(
+        &mut self,
+        decode: bool,
+        visit: &mut dyn FnMut(u64, Option<Event>),
+    ) -> anyhow::Result<()> {
+        for item in self.records.by_ref() {
+            let (seq, payload) = item.context("reading the ledger past the index")?;
+            if seq.get() > self.last {
+                break;
+            }
+            if decode {
+                if let Some(e) = event_from_payload(&payload) {
+                    visit(seq.get(), Some(e));
+                }
+            } else if !matches!(Envelope::decode(&payload), Ok(Envelope::ImportMark(_))) {
+                visit(seq.get(), None);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// What the read-only verbs (`timeline`, `report`) open: the search index, the fact store and
 /// the ledger (to turn positions into events).
 pub struct Readers {
@@ -691,5 +733,23 @@ impl Readers {
             facts,
             fetch: LedgerFetch { reader },
         })
+    }
+}
+
+/// Puts the calling thread (and the threads it starts later, which inherit the policy) under
+/// SCHED_IDLE: it runs only on a CPU nothing else wants. Nice 10 alone still gave the views
+/// about a tenth of a contended core, and on 2 cores that was a quarter of the ledger path's
+/// throughput (durable 583k → 758k msgs/s, bench/serve, 2026-12-03). Best effort.
+fn idle_policy() {
+    use thread_priority::unix::{
+        NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
+        thread_native_id,
+    };
+    if let Err(e) = set_thread_priority_and_policy(
+        thread_native_id(),
+        thread_priority::ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    ) {
+        eprintln!("pugmark: cannot set SCHED_IDLE: {e:?}");
     }
 }

@@ -102,8 +102,71 @@ pub struct SearchOutcome {
     pub truncated: bool,
 }
 
+/// The events the ledger holds past the index's last position: a live server acknowledges
+/// a record once it is durable, and its index trails (BENCHMARKS.md reports the lag). A search
+/// that also scans this tail finds every acknowledged record, only more slowly while the
+/// index is behind.
+pub trait Tail {
+    /// Calls `visit(seq, event)` for every event past the index, in ledger order. With
+    /// `decode` false the caller only counts (the query matches everything) and `event` is
+    /// `None`: records are not decoded.
+    fn scan(
+        &mut self,
+        decode: bool,
+        visit: &mut dyn FnMut(u64, Option<Event>),
+    ) -> anyhow::Result<()>;
+}
+
 /// Runs `req` on `index`, reading events through `fetch`.
 pub fn run(
+    index: &SearchIndex,
+    req: &SearchRequest,
+    fetch: &mut dyn Fetch,
+) -> anyhow::Result<SearchOutcome> {
+    run_with_tail(index, req, fetch, None)
+}
+
+/// [`run`], plus the events of `tail` (those the index does not hold yet), checked one by
+/// one with the query's exact meaning ([`Expr::matches`]) and merged in time order.
+pub fn run_with_tail(
+    index: &SearchIndex,
+    req: &SearchRequest,
+    fetch: &mut dyn Fetch,
+    tail: Option<&mut dyn Tail>,
+) -> anyhow::Result<SearchOutcome> {
+    let mut out = run_index(index, req, fetch)?;
+    let Some(tail) = tail else {
+        return Ok(out);
+    };
+    let expr = req.expr()?;
+    let limit = if req.count_only { 0 } else { req.limit };
+    let everything = matches!(expr, Expr::All);
+    let mut extra = 0u64;
+    let mut more = Vec::new();
+    tail.scan(
+        !(everything && req.count_only),
+        &mut |seq, event| match event {
+            None => extra += 1,
+            Some(e) if expr.matches(&e) => {
+                extra += 1;
+                if limit > 0 {
+                    more.push(Hit { seq, event: e });
+                }
+            }
+            Some(_) => {}
+        },
+    )?;
+    if !more.is_empty() {
+        out.hits.extend(more);
+        out.hits.sort_by_key(|h| (h.event.time(), h.seq));
+        out.hits.truncate(limit);
+    }
+    out.total += extra;
+    out.truncated = !req.count_only && out.total > out.hits.len() as u64;
+    Ok(out)
+}
+
+fn run_index(
     index: &SearchIndex,
     req: &SearchRequest,
     fetch: &mut dyn Fetch,
