@@ -8,7 +8,8 @@
 2. rsyslog imptcp -> omfile: one TCP connection, socket.sendfile() of the payload, clock stops
    when N lines are on disk.
 3. pugmark serve (syslog-tcp): same sender; "durable" when /metrics says the ledger holds N
-   records (what an ack means), "searchable" when `pugmark search '*' --count` says N; RSS
+   records (what an ack means), "searchable" when `pugmark search '*' --count` says N (it scans
+   the ledger past the index), "indexed" when /metrics says the index has committed N; RSS
    sampled from /proc every 50 ms (peak = VmHWM).
 4. RELP: rsyslog imptcp -> omrelp -> pugmark serve; clock stops when pugmark's ledger holds N.
 5. loggen (syslog-ng's, extracted from the .deb, see PEERS.md) against both, if LOGGEN is set.
@@ -223,10 +224,18 @@ res["pugmark_cpu_until_durable_s"] = s.cpu_s() - c0
 # from the indexer it measures. Every 250 ms: the searchable time is late by < 0.25 s.
 until(lambda: s.searchable() >= N, "pugmark searchable", every=0.25)
 res["pugmark_searchable_s"] = time.time() - t0
-res["pugmark_cpu_until_searchable_s"] = s.cpu_s() - c0
+# `search` scans the ledger past the index, so "searchable" follows "durable"; the index
+# itself catches up later (its committed position is on /metrics).
+until(lambda: metric(s.http, "pugmark_index_last_seq") >= N, "pugmark index caught up", every=0.05)
+res["pugmark_indexed_s"] = time.time() - t0
+res["pugmark_cpu_until_indexed_s"] = s.cpu_s() - c0
 res["pugmark_durable_rate"] = N / res["pugmark_durable_s"]
 res["pugmark_searchable_rate"] = N / res["pugmark_searchable_s"]
-res["index_lag_s"] = res["pugmark_searchable_s"] - res["pugmark_durable_s"]
+res["pugmark_indexed_rate"] = N / res["pugmark_indexed_s"]
+res["index_lag_s"] = res["pugmark_indexed_s"] - res["pugmark_durable_s"]
+t = time.time()
+s.searchable()
+res["search_count_at_end_s"] = time.time() - t
 res["pugmark_rss_peak_mb"] = s.rss_peak / 1024
 res["pugmark_shutdown_s"] = s.stop()
 res["pugmark_count_after"] = s.searchable()
@@ -300,6 +309,7 @@ if loggen:
 res["load_after"] = load()
 res["durable_ratio"] = res["pugmark_durable_rate"] / res["rsyslog_omfile_rate"]
 res["searchable_ratio"] = res["pugmark_searchable_rate"] / res["rsyslog_omfile_rate"]
+res["indexed_ratio"] = res["pugmark_indexed_rate"] / res["rsyslog_omfile_rate"]
 with open(OUT + ".json", "w") as f:
     json.dump(res, f, indent=2)
 k = lambda v: f"{v / 1000:.0f}k"
@@ -307,10 +317,11 @@ md = [f"N = {N:,} RFC 5424 messages, 199 B + LF, octet-counted, one TCP connecti
       f"Load average before {res['load_before']} (before pugmark's TCP run {res['load_before_pugmark']}), after {res['load_after']}.", "",
       "| measure | rsyslog | pugmark | ratio |", "|---|---|---|---|",
       f"| imptcp → omfile vs durable in ledger (msg/s) | {k(res['rsyslog_omfile_rate'])} | {k(res['pugmark_durable_rate'])} | {res['durable_ratio']:.2f}× |",
-      f"| searchable (msg/s, index lag {res['index_lag_s']:.1f} s) | | {k(res['pugmark_searchable_rate'])} | {res['searchable_ratio']:.2f}× |",
+      f"| searchable by `search '*' --count` (index + ledger tail scan; polled every 0.25 s) (msg/s) | | {k(res['pugmark_searchable_rate'])} | {res['searchable_ratio']:.2f}× |",
+      f"| index caught up, no tail left (msg/s, index lag {res['index_lag_s']:.1f} s) | | {k(res['pugmark_indexed_rate'])} | {res['indexed_ratio']:.2f}× |",
       f"| RELP: rsyslog omrelp (dequeueBatchSize, windowSize 1024) → pugmark, durable (msg/s) | | {k(res['relp_rate'])} | |",
       f"| RELP: rsyslog omrelp with its defaults, {res['relp_defaults_n']:,} msgs (msg/s) | | {res['relp_defaults_rate'] / 1000:.1f}k | |",
-      f"| pugmark process CPU for N (until durable / until searchable) | | {res['pugmark_cpu_until_durable_s']:.1f} s / {res['pugmark_cpu_until_searchable_s']:.1f} s | |",
+      f"| pugmark process CPU for N (until durable / until indexed) | | {res['pugmark_cpu_until_durable_s']:.1f} s / {res['pugmark_cpu_until_indexed_s']:.1f} s | |",
       f"| pugmark peak RSS (TCP run / RELP run) | | {res['pugmark_rss_peak_mb']:.0f} MB / {res['relp_rss_peak_mb']:.0f} MB | |",
       f"| pugmark SIGTERM → exit (flush, commit, checkpoint) | | {res['pugmark_shutdown_s']:.1f} s | |"]
 if "loggen_rsyslog_rate" in res:

@@ -116,6 +116,8 @@ struct Shared {
     durable_last: AtomicU64,
     /// Estimated bytes of `ToIndexer::Batch`es sent and not yet indexed.
     queued_bytes: AtomicU64,
+    /// Last ledger position the index has committed (for /metrics).
+    indexed_last: Arc<AtomicU64>,
 }
 
 /// Rough memory held by a batch of envelopes (raw bytes plus the per-record structures:
@@ -278,6 +280,13 @@ impl Pipeline {
 
     /// The ledger position the next appended record will take (NetFlow flow records name
     /// their datagram's position before the batch is appended: `crate::netflow`).
+    /// Trailing mode: the last ledger position the search index has committed, kept current
+    /// by the indexer thread.
+    pub fn index_position(&self) -> Option<Arc<AtomicU64>> {
+        let sh = self.indexer.as_ref()?.shared.as_ref()?;
+        Some(sh.indexed_last.clone())
+    }
+
     pub fn next_seq(&self) -> u64 {
         self.ledger.next_seq()
     }
@@ -453,7 +462,11 @@ fn spawn_indexer(
     idle_catch_up: Option<u64>,
 ) -> anyhow::Result<Indexer> {
     let (tx, rx) = sync_channel::<ToIndexer>(8);
-    let shared = idle_catch_up.map(|_| Arc::new(Shared::default()));
+    let shared = idle_catch_up.map(|indexed| {
+        let sh = Shared::default();
+        sh.indexed_last.store(indexed, Relaxed);
+        Arc::new(sh)
+    });
     let sh = shared.clone();
     let (ready_tx, ready_rx) = sync_channel::<anyhow::Result<()>>(1);
     let handle = std::thread::Builder::new()
@@ -502,6 +515,9 @@ fn spawn_indexer(
                             writer.commit(seq)?;
                             committed = last_seq;
                             last_commit = Instant::now();
+                            if let Some(sh) = &sh {
+                                sh.indexed_last.store(seq, Relaxed);
+                            }
                         }
                         continue;
                     }
@@ -607,6 +623,9 @@ fn spawn_indexer(
                     writer.commit(seq)?;
                     committed = last_seq;
                     last_commit = Instant::now();
+                    if let Some(sh) = &sh {
+                        sh.indexed_last.store(seq, Relaxed);
+                    }
                 }
             }
             if let Some(seq) = last_seq {

@@ -107,6 +107,9 @@ pub struct Metrics {
     pub ledger_batches: AtomicU64,
     pub ledger_records: AtomicU64,
     pub ledger_last_seq: AtomicU64,
+    /// Ledger position of the last record the search index has committed, given by the
+    /// store (the index trails the ledger under load).
+    pub index_last_seq: std::sync::OnceLock<std::sync::Arc<AtomicU64>>,
     /// Bound UDP sockets (for kernel drop counts from /proc).
     pub udp_ports: Mutex<Vec<(Listener, u16)>>,
 }
@@ -294,6 +297,13 @@ impl Metrics {
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
                 v.load(Relaxed)
+            );
+        }
+        if let Some(g) = self.index_last_seq.get() {
+            let _ = writeln!(
+                out,
+                "# HELP pugmark_index_last_seq Ledger position of the last record the search index has committed (searches scan the ledger past it).\n# TYPE pugmark_index_last_seq gauge\npugmark_index_last_seq {}",
+                g.load(Relaxed)
             );
         }
         let _ = writeln!(

@@ -158,6 +158,9 @@ impl serve::Store for PipelineStore {
     }
 
     fn attach_metrics(&mut self, metrics: Arc<serve::metrics::Metrics>) {
+        if let Some(pos) = self.pipeline.index_position() {
+            let _ = metrics.index_last_seq.set(pos);
+        }
         self.metrics = Some(metrics);
     }
 
