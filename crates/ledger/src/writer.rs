@@ -125,20 +125,22 @@ impl std::fmt::Debug for Zstd {
     }
 }
 
-/// Compresses each block's area with `cx` (created on first use).
-fn compress_blocks(cx: &mut Zstd, level: i32, blocks: &mut [PendingBlock]) -> std::io::Result<()> {
+/// A compressed block back from the helper: its position in the batch, the block, and
+/// whether compression worked.
+type Compressed = (usize, PendingBlock, std::io::Result<()>);
+
+/// Compresses a block's area with `cx` (created on first use).
+fn compress_one(cx: &mut Zstd, level: i32, b: &mut PendingBlock) -> std::io::Result<()> {
     if cx.0.is_none() {
         cx.0 = Some(zstd::bulk::Compressor::new(level)?);
     }
     let Some(c) = cx.0.as_mut() else {
         return Ok(());
     };
-    for b in blocks {
-        b.compressed.clear();
-        b.compressed
-            .reserve(zstd::zstd_safe::compress_bound(b.area.len()));
-        c.compress_to_buffer(&b.area, &mut b.compressed)?;
-    }
+    b.compressed.clear();
+    b.compressed
+        .reserve(zstd::zstd_safe::compress_bound(b.area.len()));
+    c.compress_to_buffer(&b.area, &mut b.compressed)?;
     Ok(())
 }
 
@@ -536,56 +538,87 @@ impl Ledger {
     /// write and syncs. A batch therefore never spans segments, and until its batch-end block
     /// is on disk recovery and readers ignore every block of it.
     ///
-    /// The chain is sequential, compression is not: a batch of several blocks has half of
-    /// its blocks compressed on a scoped helper thread while this one does the other half
-    /// (the bytes written are the same either way).
+    /// The chain is sequential, compression is not: while this thread chains the records
+    /// block by block, each full block goes to a scoped helper thread that compresses it;
+    /// once the chain is done this thread compresses what the helper has not taken yet. The
+    /// two overlap, so a batch costs about the chain plus half of the compression instead of
+    /// both (the bytes written are the same either way).
     fn write_batch(&mut self, recs: &[&[u8]]) -> Result<(), LedgerError> {
         let mut seq = self.next_seq;
         let mut head = self.head;
-        let mut used = 0;
         self.out.clear();
         self.pending_idx.clear();
         let max = self.opts.block_max_bytes;
-        let mut open = false;
-        for r in recs {
-            if open && self.areas[used - 1].area.len() + 8 + r.len() > max {
-                open = false;
-            }
-            if !open {
-                if self.areas.len() == used {
-                    self.areas.push(PendingBlock::default());
-                }
-                let b = &mut self.areas[used];
-                b.first = seq;
-                b.count = 0;
-                b.area.clear();
-                used += 1;
-                open = true;
-            }
-            head = chain_step(&head, seq, r);
-            let b = &mut self.areas[used - 1];
-            push_record(&mut b.area, tag_of(&head), r);
-            b.count += 1;
-            b.head = head;
-            seq += 1;
-        }
         let level = self.level;
-        let blocks = &mut self.areas[..used];
-        let compressed = if blocks.len() >= 2 {
-            let mid = blocks.len() / 2;
-            let (mine, theirs) = blocks.split_at_mut(mid);
-            let [cx0, cx1] = &mut self.zstd;
-            std::thread::scope(|sc| {
-                let helper = sc.spawn(move || compress_blocks(cx1, level, theirs));
-                let a = compress_blocks(cx0, level, mine);
-                let b = helper
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("compression thread panicked")));
-                a.and(b)
-            })
-        } else {
-            compress_blocks(&mut self.zstd[0], level, blocks)
-        };
+        // Spare blocks from earlier batches: their buffers are reused.
+        let mut pool = std::mem::take(&mut self.areas);
+        let several_blocks = recs.iter().map(|r| r.len() + 8).sum::<usize>() > max;
+        let [cx0, cx1] = &mut self.zstd;
+        let (blocks, compressed) = std::thread::scope(|sc| {
+            let (job_tx, job_rx) = crossbeam_channel::unbounded::<(usize, PendingBlock)>();
+            let (done_tx, done_rx) = crossbeam_channel::unbounded::<Compressed>();
+            let helper = several_blocks.then(|| {
+                let (jobs, done) = (job_rx.clone(), done_tx.clone());
+                sc.spawn(move || {
+                    for (i, mut b) in jobs {
+                        let r = compress_one(cx1, level, &mut b);
+                        if done.send((i, b, r)).is_err() {
+                            break;
+                        }
+                    }
+                })
+            });
+            let mut cur: Option<PendingBlock> = None;
+            let mut sealed = 0;
+            for r in recs {
+                if let Some(b) = cur.take_if(|b| b.area.len() + 8 + r.len() > max) {
+                    // The receiver lives until the end of this scope.
+                    let _ = job_tx.send((sealed, b));
+                    sealed += 1;
+                }
+                let b = cur.get_or_insert_with(|| {
+                    let mut b = pool.pop().unwrap_or_default();
+                    b.first = seq;
+                    b.count = 0;
+                    b.area.clear();
+                    b
+                });
+                head = chain_step(&head, seq, r);
+                push_record(&mut b.area, tag_of(&head), r);
+                b.count += 1;
+                b.head = head;
+                seq += 1;
+            }
+            if let Some(b) = cur.take() {
+                let _ = job_tx.send((sealed, b));
+                sealed += 1;
+            }
+            drop(job_tx);
+            let mut slots: Vec<Option<PendingBlock>> = (0..sealed).map(|_| None).collect();
+            let mut result = Ok(());
+            // This thread's share: whatever the helper has not taken.
+            while let Ok((i, mut b)) = job_rx.try_recv() {
+                let r = compress_one(cx0, level, &mut b);
+                result = result.and(r);
+                slots[i] = Some(b);
+            }
+            drop(done_tx);
+            for (i, b, r) in done_rx {
+                result = result.and(r);
+                slots[i] = Some(b);
+            }
+            if helper.is_some_and(|h| h.join().is_err()) {
+                result = Err(std::io::Error::other("compression thread panicked"));
+            }
+            let blocks: Vec<PendingBlock> = slots.into_iter().flatten().collect();
+            if result.is_ok() && blocks.len() != sealed {
+                result = Err(std::io::Error::other("a block was lost in compression"));
+            }
+            (blocks, result)
+        });
+        let used = blocks.len();
+        self.areas = blocks;
+        self.areas.append(&mut pool);
         compressed.map_err(LedgerError::io(&self.seg.path))?;
         for i in 0..used {
             self.finish_block(i, i + 1 == used);
