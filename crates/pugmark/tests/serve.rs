@@ -818,6 +818,15 @@ fn restart_resumes_the_same_ledger() {
         }
         drop(s);
         server.wait_ledger(10 * (round + 1), 10);
+        // Found as soon as it is durable, indexed or not (search scans the ledger past the
+        // index's committed position)...
+        assert_eq!(count(&data, &["round"]), 10 * (round + 1));
+        // ...and the index itself catches up once the stream stops (its position on /metrics).
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.metric("pugmark_index_last_seq") < (10 * (round + 1)) as f64 {
+            assert!(Instant::now() < deadline, "the index never caught up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         server.stop();
     }
     assert_eq!(count(&data, &["round"]), 30);
