@@ -124,6 +124,18 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
         ledger.get("ledger_batches").copied().unwrap_or(0.0),
         ledger.get("ledger_last_seq").copied().unwrap_or(0.0)
     );
+    if let Some(&indexed) = ledger.get("index_last_seq") {
+        let behind = (ledger.get("ledger_last_seq").copied().unwrap_or(0.0) - indexed).max(0.0);
+        let _ = writeln!(
+            out,
+            "index: committed up to #{indexed}, {behind} records behind the ledger{}",
+            if behind > 0.0 {
+                " (search reads them from the ledger)"
+            } else {
+                ""
+            }
+        );
+    }
     let _ = writeln!(
         out,
         "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9}",
@@ -187,5 +199,27 @@ mod tests {
         assert!(line.ends_with("SILENT"), "{line}");
         let line = out.lines().find(|l| l.contains("CN=vm2,O=x")).unwrap();
         assert!(!line.contains("SILENT"), "{line}");
+    }
+
+    #[test]
+    fn status_shows_how_far_the_index_trails_the_ledger() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+        let m = crate::metrics::Metrics::new();
+        // Without a store that reports an index position, no index line.
+        assert!(!render(&m.render(), 0.0, 600.0).contains("index:"));
+        m.ledger_last_seq.store(1500, Relaxed);
+        let pos = Arc::new(AtomicU64::new(1000));
+        m.index_last_seq.set(pos.clone()).unwrap();
+        let out = render(&m.render(), 0.0, 600.0);
+        let line = out.lines().find(|l| l.starts_with("index:")).unwrap();
+        assert!(line.contains("#1000, 500 records behind"), "{line}");
+        pos.store(1500, Relaxed);
+        let out = render(&m.render(), 0.0, 600.0);
+        let line = out.lines().find(|l| l.starts_with("index:")).unwrap();
+        assert!(
+            line.contains("0 records behind the ledger") && !line.contains("search reads"),
+            "{line}"
+        );
     }
 }

@@ -103,7 +103,8 @@ async fn read(
         };
         let received = Received::now();
         parser.push(&buf[..n]);
-        let mut records = Vec::new();
+        // Sized up front, as in syslog_tcp.rs (growing from empty reallocates onto fresh pages).
+        let mut records = Vec::with_capacity(n / 128 + 1);
         let mut txnrs = Vec::new();
         let mut end: Option<Owed> = None;
         let mut now = Vec::new();

@@ -142,7 +142,10 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
         };
         let received = Received::now();
         framer.push(&buf[..n]);
-        let mut records = Vec::new();
+        // Sized for this read's frames up front (a frame is rarely under 128 bytes): growing
+        // from empty reallocated ~10 times per 256 KiB read, each time onto fresh pages the
+        // kernel had to zero (a fifth of the reader's CPU in perf).
+        let mut records = Vec::with_capacity(n / 128 + 1);
         while let Some(f) = framer.next_frame() {
             let format = match f.issue {
                 // Stored as syslog all the same (the decoder keeps what it cannot parse), but
