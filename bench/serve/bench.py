@@ -197,14 +197,20 @@ res = {"n": N, "message_bytes": 199, "framing": "octet-counted, LF inside the co
        "load_before": load(), "nproc": os.cpu_count()}
 path = payload()
 
-def rsyslog_round():
-    """rsyslog imptcp -> omfile: seconds until N lines are in the file."""
+def rsyslog_omfile(name):
+    """A fresh rsyslog imptcp -> omfile on a free port: (process, port, output file)."""
     port = free_port()
-    out_file = os.path.join(WORK, "rsyslog-out.log")
+    out_file = os.path.join(WORK, f"{name}.log")
     if os.path.exists(out_file):
         os.remove(out_file)
     rs, _ = rsyslog(f'module(load="imptcp")\ninput(type="imptcp" address="127.0.0.1" port="{port}" ruleset="r")\n'
-                    f'ruleset(name="r") {{ action(type="omfile" file="{out_file}") }}\n', "rsyslog-omfile", port)
+                    f'ruleset(name="r") {{ action(type="omfile" file="{out_file}") }}\n', name, port)
+    return rs, port, out_file
+
+
+def rsyslog_round():
+    """rsyslog imptcp -> omfile: seconds until N lines are in the file."""
+    rs, port, out_file = rsyslog_omfile("rsyslog-omfile")
     t0 = time.time()
     threading.Thread(target=send, args=(port, path), daemon=True).start()
     until(lambda: lines(out_file) >= N, "rsyslog omfile")
@@ -314,12 +320,7 @@ if loggen:
     root = os.path.dirname(os.path.dirname(os.path.dirname(loggen)))
     env = dict(os.environ, SYSLOGNG_PREFIX=os.path.join(root, "usr"),
                LD_LIBRARY_PATH=os.path.join(root, "usr/lib/syslog-ng"))
-    port = free_port()
-    out_file = os.path.join(WORK, "rsyslog-loggen.log")
-    if os.path.exists(out_file):
-        os.remove(out_file)
-    rs, _ = rsyslog(f'module(load="imptcp")\ninput(type="imptcp" address="127.0.0.1" port="{port}" ruleset="r")\n'
-                    f'ruleset(name="r") {{ action(type="omfile" file="{out_file}") }}\n', "rsyslog-loggen", port)
+    rs, port, out_file = rsyslog_omfile("rsyslog-loggen")
     cmd = [loggen, "-i", "-S", "-P", "-s", "200", "-n", str(N), "-r", "1000000000", "-Q", "127.0.0.1"]
     t0 = time.time()
     subprocess.run(cmd + [str(port)], env=env, capture_output=True)
