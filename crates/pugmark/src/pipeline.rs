@@ -50,11 +50,11 @@ const SERVE_COMMIT_WHILE_BEHIND: Duration = Duration::from_secs(10);
 const SERVE_ZSTD_LEVEL: i32 = 1;
 /// Trailing mode: how often the ledger signs a checkpoint (docs/FORMAT.md "Checkpoint file").
 const SERVE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// Trailing mode: the nice value of the indexer thread and of the tantivy threads it starts,
-/// which also run under SCHED_IDLE ([`idle_policy`]; the nice value is the fallback where
-/// that is refused). Acknowledgements wait for the ledger only, so under load the ledger path
-/// gets the CPU first and the views use what is left (they catch up when the load drops;
-/// BENCHMARKS.md measures the lag). Linux nice values and policies are per thread.
+/// Trailing mode: the nice value of the indexer thread while it opens the index; then it and
+/// the tantivy threads run under SCHED_IDLE ([`set_idle`]). Acknowledgements wait for the
+/// ledger only, so under load the ledger path gets the CPU first and the views use what is
+/// left (they catch up when the load drops; BENCHMARKS.md measures the lag). Linux nice values
+/// and policies are per thread.
 const SERVE_INDEXER_NICE: i32 = 10;
 /// Commit the index at least this often during long imports so a crash loses little work.
 const INDEX_COMMIT_EVERY: Duration = Duration::from_secs(30);
@@ -124,6 +124,8 @@ struct Shared {
     queued_bytes: AtomicU64,
     /// Last ledger position the index has committed (for /metrics).
     indexed_last: Arc<AtomicU64>,
+    /// `finish` has begun: the indexer leaves SCHED_IDLE to flush.
+    flushing: std::sync::atomic::AtomicBool,
 }
 
 /// Rough memory held by a batch of envelopes (raw bytes plus the per-record structures:
@@ -223,7 +225,14 @@ impl Pipeline {
         };
         // In trailing mode an idle indexer reads what it has not seen from the ledger.
         let idle_catch_up = trailing.then(|| indexed.min(facts_has));
-        let indexer = spawn_indexer(spec, facts, commit_every, dd.ledger(), idle_catch_up)?;
+        let indexer = spawn_indexer(
+            spec,
+            facts,
+            commit_every,
+            dd.ledger(),
+            idle_catch_up,
+            (indexed, facts_has),
+        )?;
         if let Some(sh) = &indexer.shared {
             sh.durable_last
                 .store(ledger.next_seq().saturating_sub(1), Relaxed);
@@ -247,6 +256,33 @@ impl Pipeline {
         let last = self.ledger.next_seq().saturating_sub(1);
         let from = indexed.min(facts_has).min(self.imports.last_seq()) + 1;
         if from > last {
+            return Ok(());
+        }
+        if self.trailing {
+            // `serve` must not wait for the views before it listens (after a kill -9 they
+            // can be millions of records behind, and the indexer runs at idle priority): the
+            // imports view is brought up to date here, the rest is a gap the indexer reads
+            // back from the ledger before anything appended later (`send_trailing` sends
+            // gaps first), skipping per view what each already holds.
+            let imports_from = self.imports.last_seq() + 1;
+            if imports_from <= last {
+                let reader = LedgerReader::open(ledger_dir)?;
+                for item in reader.iter_from(imports_from) {
+                    let (seq, payload) = item?;
+                    let seq = seq.get();
+                    if seq > last {
+                        break;
+                    }
+                    if let Ok(Envelope::ImportMark(m)) = Envelope::decode(&payload) {
+                        self.imports.apply(seq, &m);
+                    }
+                }
+            }
+            self.imports.advance(last);
+            let views_from = indexed.min(facts_has) + 1;
+            if views_from <= last {
+                self.gap = Some((views_from, last));
+            }
             return Ok(());
         }
         let reader = LedgerReader::open(ledger_dir)?;
@@ -285,8 +321,6 @@ impl Pipeline {
         Ok(())
     }
 
-    /// The ledger position the next appended record will take (NetFlow flow records name
-    /// their datagram's position before the batch is appended: `crate::netflow`).
     /// Trailing mode: the last ledger position the search index has committed, kept current
     /// by the indexer thread.
     pub fn index_position(&self) -> Option<Arc<AtomicU64>> {
@@ -294,6 +328,8 @@ impl Pipeline {
         Some(sh.indexed_last.clone())
     }
 
+    /// The ledger position the next appended record will take (NetFlow flow records name
+    /// their datagram's position before the batch is appended: `crate::netflow`).
     pub fn next_seq(&self) -> u64 {
         self.ledger.next_seq()
     }
@@ -450,6 +486,9 @@ impl Pipeline {
 
     /// Commit the views and close the ledger (which writes a signed checkpoint).
     pub fn finish(mut self) -> anyhow::Result<DecodeStats> {
+        if let Some(sh) = self.indexer.as_ref().and_then(|i| i.shared.as_ref()) {
+            sh.flushing.store(true, Relaxed);
+        }
         if let (Some((from, to)), Some(indexer)) = (self.gap.take(), self.indexer.as_ref()) {
             // Blocking: the views must hold everything the ledger holds when we return.
             let _ = indexer.tx.send(ToIndexer::Range { from, to });
@@ -467,6 +506,9 @@ fn spawn_indexer(
     commit_every: Duration,
     ledger_dir: std::path::PathBuf,
     idle_catch_up: Option<u64>,
+    // What the index and the fact store held at open: ranges read back from the ledger skip,
+    // per view, what that view already has (they may differ after a crash).
+    (index_had, facts_had): (u64, u64),
 ) -> anyhow::Result<Indexer> {
     let (tx, rx) = sync_channel::<ToIndexer>(8);
     let shared = idle_catch_up.map(|indexed| {
@@ -485,8 +527,9 @@ fn spawn_indexer(
                 if let Err(e) = rustix::process::setpriority_process(None, nice) {
                     eprintln!("pugmark: cannot lower the indexer's priority: {e}");
                 }
-                idle_policy();
             }
+            // Opened before this thread goes SCHED_IDLE: `serve`'s start waits for it, and a
+            // thread under SCHED_IDLE may wait seconds for a CPU on a busy machine.
             let mut writer = match spec.index.writer_with_threads(spec.threads, spec.heap) {
                 Ok(w) => {
                     let _ = ready_tx.send(Ok(()));
@@ -498,12 +541,26 @@ fn spawn_indexer(
                 }
             };
             drop(spec.index);
+            if spec.nice.is_some() {
+                // From now on this thread runs only on a CPU nothing else wants, and so do
+                // tantivy's threads once restarted from here (they inherit the policy).
+                set_idle(true);
+                if let Err(e) = writer.restart_threads() {
+                    eprintln!("pugmark: the index threads keep their priority: {e}");
+                }
+            }
             let mut stats = DecodeStats::default();
             // Trailing mode: everything up to here is in the views already.
             let mut last_seq = idle_catch_up.filter(|&s| s > 0);
             let mut last_commit = Instant::now();
             let mut committed = last_seq;
+            let mut idle = spec.nice.is_some();
             loop {
+                if idle && sh.as_ref().is_some_and(|sh| sh.flushing.load(Relaxed)) {
+                    // Shutting down: the flush must not wait for an idle CPU.
+                    set_idle(false);
+                    idle = false;
+                }
                 let msg = match rx.recv_timeout(commit_every) {
                     Ok(m) => m,
                     // Trailing mode, quiet: read what the writer did not queue (the views
@@ -604,12 +661,12 @@ fn spawn_indexer(
                                     .unwrap_or_else(|_| undecodable(&payload)),
                             );
                             if chunk.len() == 4096 {
-                                index(first, &chunk, true, 0, 0)?;
+                                index(first, &chunk, true, index_had, facts_had)?;
                                 chunk.clear();
                             }
                         }
                         if !chunk.is_empty() {
-                            index(first, &chunk, true, 0, 0)?;
+                            index(first, &chunk, true, index_had, facts_had)?;
                         }
                     }
                 }
@@ -762,20 +819,28 @@ impl Readers {
     }
 }
 
-/// Puts the calling thread (and the threads it starts later, which inherit the policy) under
-/// SCHED_IDLE: it runs only on a CPU nothing else wants. Nice 10 alone still gave the views
-/// about a tenth of a contended core, and on 2 cores that was a quarter of the ledger path's
-/// throughput (durable 583k → 758k msgs/s, bench/serve, 2026-12-03). Best effort.
-fn idle_policy() {
+/// Puts the calling thread under SCHED_IDLE (`idle`), or back under SCHED_OTHER: it runs only
+/// on a CPU nothing else wants, and threads it starts inherit that. Nice 10 alone still gave
+/// the views about a tenth of a contended core, and on 2 cores that was a quarter of the
+/// ledger path's throughput (durable 583k → 758k msgs/s, bench/serve, 2026-12-03). The
+/// indexer opens the index writer first (`serve` waits for that, and a SCHED_IDLE thread
+/// waits for an idle CPU), then restarts tantivy's threads from here; the flush at shutdown
+/// leaves SCHED_IDLE. Best effort.
+fn set_idle(idle: bool) {
     use thread_priority::unix::{
         NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
         thread_native_id,
     };
+    let policy = if idle {
+        NormalThreadSchedulePolicy::Idle
+    } else {
+        NormalThreadSchedulePolicy::Other
+    };
     if let Err(e) = set_thread_priority_and_policy(
         thread_native_id(),
         thread_priority::ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+        ThreadSchedulePolicy::Normal(policy),
     ) {
-        eprintln!("pugmark: cannot set SCHED_IDLE: {e:?}");
+        eprintln!("pugmark: cannot set the indexer's scheduling policy: {e:?}");
     }
 }

@@ -836,6 +836,50 @@ fn restart_resumes_the_same_ledger() {
     assert!(pugmark(&data, &["verify"]).status.success());
 }
 
+/// After a kill -9 with the views far behind the ledger, a restart listens without waiting for
+/// them (they are read back from the ledger at idle priority) and they catch up exactly: every
+/// record indexed once, as `reindex` from the ledger alone agrees.
+#[test]
+fn a_restart_with_views_far_behind_listens_at_once_and_catches_up_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let n: u64 = 100_000;
+    let server = Server::start(&data, None, false);
+    let mut s = TcpStream::connect(("127.0.0.1", server.tcp)).unwrap();
+    let mut buf = Vec::new();
+    for i in 0..n {
+        writeln!(buf, "<13>1 - h app - - - behind {i}").unwrap();
+    }
+    s.write_all(&buf).unwrap();
+    drop(s);
+    server.wait_ledger(n, 60);
+    let indexed_at_kill = server.metric("pugmark_index_last_seq");
+    server.kill9();
+    let started = Instant::now();
+    let server = Server::start(&data, None, false);
+    let listening = started.elapsed();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while server.metric("pugmark_index_last_seq") < n as f64 {
+        assert!(Instant::now() < deadline, "the index never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "index at #{indexed_at_kill} of {n} at the kill; listening again after {listening:?}, \
+         caught up after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(count(&data, &["behind"]), n);
+    server.stop();
+    let out = pugmark(&data, &["search", "*", "--count"]);
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("trails"),
+        "caught up at shutdown"
+    );
+    assert_eq!(count(&data, &["*"]), n, "each record indexed once");
+    ok(&data, &["reindex"]);
+    assert_eq!(count(&data, &["*"]), n);
+}
+
 /// A RabbitMQ broker of the test's own (PEERS.md §7): its own epmd, node name, ports and
 /// directories, all on loopback; stopped by PID.
 struct Rabbit {

@@ -14,6 +14,14 @@ use tantivy::{DateTime, Index, TantivyDocument};
 use super::schema::{Fields, has_kv_term, ip_key, keyword_term, kv_term};
 use crate::error::{Result, SearchError};
 
+fn set_policy(inner: &tantivy::IndexWriter) {
+    let mut policy = LogMergePolicy::default();
+    // Merge eagerly enough that a big store opens with few segments.
+    policy.set_min_num_segments(4);
+    policy.set_max_docs_before_merge(20_000_000);
+    inner.set_merge_policy(Box::new(policy));
+}
+
 /// Writes events into a [`super::SearchIndex`]. One per index at a time (tantivy holds a lock
 /// file while it lives).
 pub struct IndexWriter {
@@ -41,12 +49,20 @@ impl IndexWriter {
         let inner: tantivy::IndexWriter = index
             .writer_with_num_threads(threads, heap)
             .map_err(SearchError::engine("open writer"))?;
-        let mut policy = LogMergePolicy::default();
-        // Merge eagerly enough that a big store opens with few segments.
-        policy.set_min_num_segments(4);
-        policy.set_max_docs_before_merge(20_000_000);
-        inner.set_merge_policy(Box::new(policy));
+        set_policy(&inner);
         Ok(IndexWriter { inner, fields })
+    }
+
+    /// Starts the writer's threads (indexing workers, merge pool, segment updater) again from
+    /// the calling thread, so they inherit its scheduling policy and nice value (Linux threads
+    /// take them from the thread that starts them). Whatever was added and not committed is
+    /// dropped: call it before adding anything.
+    pub fn restart_threads(&mut self) -> Result<()> {
+        self.inner
+            .rollback()
+            .map_err(SearchError::engine("restart writer threads"))?;
+        set_policy(&self.inner);
+        Ok(())
     }
 
     /// Adds the event at ledger position `seq`. Not visible until [`IndexWriter::commit`].
