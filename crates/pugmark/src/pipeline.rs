@@ -829,18 +829,24 @@ impl Readers {
 fn set_idle(idle: bool) {
     use thread_priority::unix::{
         NormalThreadSchedulePolicy, ThreadSchedulePolicy, set_thread_priority_and_policy,
-        thread_native_id,
+        thread_native_id, thread_schedule_policy,
     };
-    let policy = if idle {
+    let policy = ThreadSchedulePolicy::Normal(if idle {
         NormalThreadSchedulePolicy::Idle
     } else {
         NormalThreadSchedulePolicy::Other
-    };
-    if let Err(e) = set_thread_priority_and_policy(
+    });
+    // The crate then also sets a nice value (0 for SCHED_IDLE, 19 for SCHED_OTHER with `Min`);
+    // an unprivileged process may not lower 10 to 0, which fails the call after the policy
+    // itself has changed: what matters is the policy.
+    let set = set_thread_priority_and_policy(
         thread_native_id(),
         thread_priority::ThreadPriority::Min,
-        ThreadSchedulePolicy::Normal(policy),
-    ) {
+        policy,
+    );
+    if let Err(e) = set
+        && thread_schedule_policy().ok() != Some(policy)
+    {
         eprintln!("pugmark: cannot set the indexer's scheduling policy: {e:?}");
     }
 }
