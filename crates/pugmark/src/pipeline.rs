@@ -254,35 +254,24 @@ impl Pipeline {
     /// Feed the views every ledger record they have not seen (after a crash, or a deleted view).
     fn catch_up(&mut self, ledger_dir: &Path, indexed: u64, facts_has: u64) -> anyhow::Result<()> {
         let last = self.ledger.next_seq().saturating_sub(1);
-        let from = indexed.min(facts_has).min(self.imports.last_seq()) + 1;
-        if from > last {
-            return Ok(());
+        // Records both views already have are skipped: re-adding would duplicate documents.
+        let views_from = indexed.min(facts_has) + 1;
+        // Trailing mode (`serve`) must not wait for the views before it listens (after a
+        // kill -9 they can be millions of records behind, and the indexer runs at idle
+        // priority): their part is a gap the indexer reads back from the ledger before
+        // anything appended later (`send_trailing` sends gaps first), skipping per view what
+        // each already holds. Only the imports view is brought up to date here.
+        let feed_views = !self.trailing;
+        if !feed_views && views_from <= last {
+            self.gap = Some((views_from, last));
         }
-        if self.trailing {
-            // `serve` must not wait for the views before it listens (after a kill -9 they
-            // can be millions of records behind, and the indexer runs at idle priority): the
-            // imports view is brought up to date here, the rest is a gap the indexer reads
-            // back from the ledger before anything appended later (`send_trailing` sends
-            // gaps first), skipping per view what each already holds.
-            let imports_from = self.imports.last_seq() + 1;
-            if imports_from <= last {
-                let reader = LedgerReader::open(ledger_dir)?;
-                for item in reader.iter_from(imports_from) {
-                    let (seq, payload) = item?;
-                    let seq = seq.get();
-                    if seq > last {
-                        break;
-                    }
-                    if let Ok(Envelope::ImportMark(m)) = Envelope::decode(&payload) {
-                        self.imports.apply(seq, &m);
-                    }
-                }
-            }
-            self.imports.advance(last);
-            let views_from = indexed.min(facts_has) + 1;
-            if views_from <= last {
-                self.gap = Some((views_from, last));
-            }
+        let imports_from = self.imports.last_seq() + 1;
+        let from = if feed_views {
+            views_from.min(imports_from)
+        } else {
+            imports_from
+        };
+        if from > last {
             return Ok(());
         }
         let reader = LedgerReader::open(ledger_dir)?;
@@ -300,9 +289,7 @@ impl Pipeline {
             {
                 self.imports.apply(seq, m);
             }
-            // Records both views already have are skipped: re-adding would duplicate documents.
-            if seq <= indexed.min(facts_has) {
-                first = seq + 1;
+            if !feed_views || seq < views_from {
                 continue;
             }
             if batch.is_empty() {
@@ -511,9 +498,9 @@ fn spawn_indexer(
     (index_had, facts_had): (u64, u64),
 ) -> anyhow::Result<Indexer> {
     let (tx, rx) = sync_channel::<ToIndexer>(8);
-    let shared = idle_catch_up.map(|indexed| {
+    let shared = idle_catch_up.map(|_| {
         let sh = Shared::default();
-        sh.indexed_last.store(indexed, Relaxed);
+        sh.indexed_last.store(index_had, Relaxed);
         Arc::new(sh)
     });
     let sh = shared.clone();

@@ -134,11 +134,11 @@ pub fn run_with_tail(
     fetch: &mut dyn Fetch,
     tail: Option<&mut dyn Tail>,
 ) -> anyhow::Result<SearchOutcome> {
-    let mut out = run_index(index, req, fetch)?;
+    let expr = req.expr()?;
+    let mut out = run_index(index, req, &expr, fetch)?;
     let Some(tail) = tail else {
         return Ok(out);
     };
-    let expr = req.expr()?;
     let limit = if req.count_only { 0 } else { req.limit };
     let everything = matches!(expr, Expr::All);
     let mut extra = 0u64;
@@ -169,10 +169,10 @@ pub fn run_with_tail(
 fn run_index(
     index: &SearchIndex,
     req: &SearchRequest,
+    expr: &Expr,
     fetch: &mut dyn Fetch,
 ) -> anyhow::Result<SearchOutcome> {
-    let expr = req.expr()?;
-    let (iq, exact) = lang::lower(&expr);
+    let (iq, exact) = lang::lower(expr);
     let limit = if req.count_only { 0 } else { req.limit };
     let mut hits = Vec::new();
     let total;

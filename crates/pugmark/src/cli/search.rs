@@ -81,8 +81,9 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     };
     // What the index does not hold yet (a live `serve` indexes behind the ledger; an
     // interrupted ingest too) is read from the ledger itself, so every stored record is found.
-    let mut tail = (indexed < ledger_last).then(|| LedgerTail::new(&reader, indexed, ledger_last));
+    let mut tail = None;
     if indexed < ledger_last {
+        tail = Some(LedgerTail::new(&reader, indexed, ledger_last));
         eprintln!(
             "pugmark: the search index trails the ledger by {} records; they were scanned \
              directly (slower until the index catches up)",
