@@ -114,6 +114,10 @@ pub struct LedgerOptions {
     /// Private key file. Empty (the default) means `<ledger dir>/../keys/ledger.ed25519`, i.e.
     /// `DATA/keys/ledger.ed25519`; the public key goes beside it with `.pub` appended.
     pub key_path: PathBuf,
+    /// Trust no block index sidecar (`.idx`) at open: rebuild each from its segment's block
+    /// headers and rewrite it when it differs (default false: only the last entry is checked).
+    /// `pugmark reindex` sets it, so the damaged sidecars `verify` reports are rewritten.
+    pub check_sidecars: bool,
 }
 
 impl Default for LedgerOptions {
@@ -126,6 +130,7 @@ impl Default for LedgerOptions {
             zstd_level: 3,
             sync: true,
             key_path: PathBuf::new(),
+            check_sidecars: false,
         }
     }
 }

@@ -344,8 +344,8 @@ impl Ledger {
             let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
             let hdr = read_segment_header(&file, s)?;
             let len = file.metadata().map_err(LedgerError::io(&s.path))?.len();
-            let scan =
-                scan_segment(&file, s, &hdr, len, false).map_err(LedgerError::io(&s.path))?;
+            let scan = scan_segment(&file, s, &hdr, len, false, !opts.check_sidecars)
+                .map_err(LedgerError::io(&s.path))?;
             if scan.index_rebuilt || scan.index_extended {
                 write_index(&s.index_path(), &scan.blocks)
                     .map_err(LedgerError::io(s.index_path()))?;
@@ -367,7 +367,7 @@ impl Ledger {
                     .map_err(LedgerError::io(&seg.path))?;
                 let hdr = read_segment_header(&file, &seg)?;
                 let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
-                let mut scan = scan_segment(&file, &seg, &hdr, len, true)
+                let mut scan = scan_segment(&file, &seg, &hdr, len, true, !opts.check_sidecars)
                     .map_err(LedgerError::io(&seg.path))?;
                 // Complete blocks of a batch whose last block never reached the disk are part
                 // of the torn tail: a batch is kept whole or not at all.
