@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 mod common;
+mod views;
 use common::*;
 
 /// Lines of a file as an oracle: `\n`-separated, the last one counted even without `\n`.

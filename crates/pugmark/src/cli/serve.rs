@@ -107,7 +107,9 @@ impl PipelineStore {
         {
             return (records, 0);
         }
-        let base = self.pipeline.next_seq();
+        // The next position in the ledger: an over-long record before a datagram takes more
+        // than one (`Pipeline::append` splits it).
+        let mut seq = self.pipeline.next_seq();
         let mut out = Vec::with_capacity(records.len() * 8);
         let mut flows = 0u64;
         for e in records {
@@ -118,10 +120,17 @@ impl PipelineStore {
                 {
                     let exporter =
                         netflow_exporter(&r.origin).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-                    let seq = base + out.len() as u64;
+                    let before = out.len();
                     flows += self.flows.record(exporter, r, seq, &mut out) as u64;
+                    seq += out[before..]
+                        .iter()
+                        .map(crate::pipeline::ledger_parts)
+                        .sum::<u64>();
                 }
-                other => out.push(other),
+                other => {
+                    seq += crate::pipeline::ledger_parts(&other);
+                    out.push(other);
+                }
             }
         }
         (out, flows)
