@@ -270,7 +270,7 @@ fn one_on_each(s: &Server, tag: &str) -> u64 {
         .unwrap();
     let mut r = relp_open(s.relp);
     let m = line("relp");
-    write!(r, "2 syslog {} {m}\n", m.len()).unwrap();
+    writeln!(r, "2 syslog {} {m}", m.len()).unwrap();
     let rsp = read_until(&mut r, "2 rsp");
     assert!(rsp.contains("2 rsp 6 200 OK"), "{rsp}");
     let (st, body) = post_events(

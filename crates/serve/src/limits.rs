@@ -88,7 +88,7 @@ impl Limits {
 pub fn raise_nofile() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let cur = getrlimit(Resource::Nofile);
-    let mut want = cur.clone();
+    let mut want = cur;
     want.current = cur.maximum;
     if want.current != cur.current && setrlimit(Resource::Nofile, want).is_ok() {
         return getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
