@@ -42,6 +42,7 @@ use std::time::Duration;
 
 pub use checkpoint::{CHECKPOINT_FILE, public_key_path, read_public_key};
 pub use error::LedgerError;
+pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
 pub use format::{FORMAT_VERSION, MAX_RECORD_LEN};
 pub use reader::{LedgerReader, Records};

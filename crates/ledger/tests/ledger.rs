@@ -294,6 +294,16 @@ fn injected_io_failures_never_lose_a_receipted_record() {
                                 receipted = r.first.get() + r.count - 1;
                                 i += 13;
                             }
+                            // A failed checkpoint after a durable batch: the batch was
+                            // receipted, the writer refuses the next one.
+                            Err(LedgerError::PreviousIo) => {
+                                failed = Some((
+                                    receipted,
+                                    dir.join(ledger::CHECKPOINT_FILE),
+                                    "checkpoint".into(),
+                                ));
+                                break;
+                            }
                             Err(e) => {
                                 let LedgerError::Io { path, source } = e else {
                                     panic!("fault {fail_after}: unexpected error {e}");
@@ -358,6 +368,61 @@ fn injected_io_failures_never_lose_a_receipted_record() {
 
 /// A crash after some blocks of a multi-block batch are complete: verify calls the whole
 /// batch the torn tail, a reader shows none of it, and open removes it whole and reports it.
+/// Transient faults (1 or 3 failing writes/syncs at every point N = 0..40): the writer's
+/// `recover` cuts what the failed batch left and reopens under its lock; appending the
+/// failed batch again stores it once. At the end the ledger holds every batch exactly once,
+/// in order, and verifies.
+#[test]
+fn recover_after_transient_faults_stores_every_batch_once() {
+    for failures in [1u64, 3] {
+        for fail_after in 0..40u64 {
+            let t = tempfile::tempdir().expect("tmp");
+            let dir = t.path().join("ledger");
+            let mut o = opts(t.path());
+            o.sync = true;
+            o.checkpoint_every_records = 30;
+            o.block_max_bytes = 200;
+            o.segment_max_bytes = 4096;
+            let Ok((mut l, _)) =
+                testing::open_with_transient_faults(&dir, o.clone(), fail_after, failures)
+            else {
+                continue;
+            };
+            let ctx = format!("{failures} failure(s) after {fail_after} ops");
+            let mut i = 1;
+            let mut recoveries = 0;
+            while i < 13 * 20 {
+                let recs: Vec<Vec<u8>> = (i..i + 13).map(record).collect();
+                match l.append_batch(recs.iter().map(|r| r.as_slice())) {
+                    Ok(r) => {
+                        assert_eq!(r.first.get(), i, "{ctx}");
+                        i += 13;
+                    }
+                    Err(_) => {
+                        assert!(l.failed(), "{ctx}");
+                        // The fault passes after a few attempts.
+                        let mut tries = 0;
+                        while l.recover().is_err() {
+                            tries += 1;
+                            assert!(tries < 10, "{ctx}: recover never succeeded");
+                        }
+                        assert!(!l.failed(), "{ctx}");
+                        recoveries += 1;
+                    }
+                }
+            }
+            // The last checkpoint may have failed after its batch was durable.
+            if l.failed() {
+                l.recover().expect("recover");
+            }
+            l.close().unwrap_or_else(|e| panic!("{ctx}: close: {e}"));
+            assert!(recoveries > 0 || fail_after > 30, "{ctx}: no fault fired");
+            check_all(&dir, i - 1);
+            assert!(verified(&dir).problems.is_empty(), "{ctx}");
+        }
+    }
+}
+
 #[test]
 fn unfinished_multi_block_batch_is_removed_whole() {
     let t = tempfile::tempdir().expect("tmp");

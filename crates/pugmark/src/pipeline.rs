@@ -176,6 +176,30 @@ pub struct Pipeline {
     gap: Option<(u64, u64)>,
     /// The encoded envelopes of the batch being appended (reused).
     encode_buf: Vec<u8>,
+    /// Trailing mode: why the views stopped, if they did (the ledger goes on without them).
+    views_failed: Option<String>,
+}
+
+/// A record no append can ever store (its collector facts alone exceed the ledger's record
+/// limit): refused, not retried.
+#[derive(Debug)]
+pub struct RecordRefused(pub String);
+
+impl std::fmt::Display for RecordRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot store a record: {}", self.0)
+    }
+}
+
+impl std::error::Error for RecordRefused {}
+
+/// A batch [`Pipeline::try_append`] could not complete.
+#[derive(Debug)]
+pub struct NotAppended {
+    pub error: anyhow::Error,
+    /// The batch, when the ledger did not make it durable; empty when it is durable and
+    /// only the views failed after (it must not be appended again).
+    pub envelopes: Vec<Envelope>,
 }
 
 impl Pipeline {
@@ -307,6 +331,7 @@ impl Pipeline {
             trailing,
             gap: None,
             encode_buf: Vec::new(),
+            views_failed: None,
         };
         p.catch_up(&dd.ledger(), indexed, facts_has)?;
         Ok(p)
@@ -416,6 +441,91 @@ impl Pipeline {
 
     /// Append envelopes as one durable batch, then hand them to the views.
     pub fn append(&mut self, envelopes: Vec<Envelope>) -> anyhow::Result<Receipt> {
+        self.try_append(envelopes).map_err(|f| f.error)
+    }
+
+    /// Like [`Pipeline::append`], for a caller that retries (`serve`): a batch the ledger
+    /// did not make durable comes back with the error, to be appended again after
+    /// [`Pipeline::recover`]. In trailing mode a failure of the views after the batch is
+    /// durable is not an append error (the batch must not be appended twice): it is kept
+    /// in [`Pipeline::views_failed`], later batches go to the ledger only, and the views
+    /// catch up from the ledger at the next open.
+    pub fn try_append(&mut self, envelopes: Vec<Envelope>) -> Result<Receipt, NotAppended> {
+        let (receipt, offsets) = match self.append_ledger_only(&envelopes) {
+            Ok(r) => r,
+            Err(error) => {
+                // A record the ledger can never take comes back empty: appending it again
+                // cannot succeed, and the caller refuses that submission only.
+                let envelopes = if error.downcast_ref::<RecordRefused>().is_some() {
+                    Vec::new()
+                } else {
+                    envelopes
+                };
+                return Err(NotAppended { error, envelopes });
+            }
+        };
+        if self.trailing && self.indexer.is_none() {
+            return Ok(receipt);
+        }
+        let first = receipt.first.get();
+        let last = first + receipt.count.saturating_sub(1);
+        if let Some(sh) = self.indexer.as_ref().and_then(|i| i.shared.as_ref()) {
+            sh.durable_last.store(last, Relaxed);
+        }
+        // Each envelope at the position of its first part (a split record is one event).
+        let envelopes: Vec<(u64, Envelope)> = offsets
+            .into_iter()
+            .map(|off| first + off)
+            .zip(envelopes)
+            .collect();
+        let head = Some(receipt.head);
+        let sent = if self.trailing {
+            self.send_trailing(first, last, head, envelopes)
+        } else {
+            self.send(envelopes, last, head, true, 0, 0)
+        };
+        match sent {
+            Ok(()) => Ok(receipt),
+            Err(e) if self.trailing => {
+                eprintln!(
+                    "pugmark: the views stopped ({e:#}); the ledger goes on, the views catch up from it at the next start"
+                );
+                self.indexer = None;
+                self.views_failed = Some(format!("{e:#}"));
+                Ok(receipt)
+            }
+            Err(e) => Err(NotAppended {
+                error: e,
+                envelopes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Whether a failed ledger write left the ledger refusing appends until [`Pipeline::recover`].
+    pub fn ledger_failed(&self) -> bool {
+        self.ledger.failed()
+    }
+
+    /// After a failed append: cut what the failed batch left in the ledger and reopen it
+    /// (`ledger::Ledger::recover`), so the batch can be appended again.
+    pub fn recover(&mut self) -> anyhow::Result<()> {
+        for t in self.ledger.recover()?.truncated {
+            eprintln!("pugmark: ledger recovery: {t}");
+        }
+        Ok(())
+    }
+
+    /// Why the views stopped while serving (trailing mode), if they did.
+    pub fn views_failed(&self) -> Option<&str> {
+        self.views_failed.as_deref()
+    }
+
+    /// The ledger part of an append: one durable batch, then the imports view (which is
+    /// kept in step with the ledger, not trailing).
+    fn append_ledger_only(
+        &mut self,
+        envelopes: &[Envelope],
+    ) -> anyhow::Result<(Receipt, Vec<u64>)> {
         // One buffer for the whole batch, not one allocation per record.
         let mut buf = std::mem::take(&mut self.encode_buf);
         buf.clear();
@@ -423,13 +533,13 @@ impl Pipeline {
         // Each envelope's offset from the batch's first position: its parts are contiguous,
         // in this one batch, so no other sender's record can come between them.
         let mut offsets = Vec::with_capacity(envelopes.len());
-        for env in &envelopes {
+        for env in envelopes {
             offsets.push(ends.len() as u64);
             if let Err(e) = env.encode_parts_into(MAX_PAYLOAD, &mut buf, &mut ends) {
                 // Only the collector's own facts (a path or listener name of megabytes) can
                 // do this; the batch is refused before anything is written.
                 self.encode_buf = Vec::new();
-                return Err(anyhow!("cannot store a record: {e}"));
+                return Err(anyhow::Error::new(RecordRefused(e.to_string())));
             }
         }
         let mut start = 0;
@@ -444,28 +554,14 @@ impl Pipeline {
         }
         let receipt = receipt?;
         let first = receipt.first.get();
-        for (off, env) in offsets.iter().zip(&envelopes) {
+        for (off, env) in offsets.iter().zip(envelopes) {
             if let Envelope::ImportMark(m) = env {
                 self.imports.apply(first + off, m);
             }
         }
-        let last = first + receipt.count.saturating_sub(1);
-        self.imports.advance(last);
-        if let Some(sh) = self.indexer.as_ref().and_then(|i| i.shared.as_ref()) {
-            sh.durable_last.store(last, Relaxed);
-        }
-        let envelopes: Vec<(u64, Envelope)> = offsets
-            .into_iter()
-            .map(|off| first + off)
-            .zip(envelopes)
-            .collect();
-        let head = Some(receipt.head);
-        if self.trailing {
-            self.send_trailing(first, last, head, envelopes)?;
-        } else {
-            self.send(envelopes, last, head, true, 0, 0)?;
-        }
-        Ok(receipt)
+        self.imports
+            .advance(first + receipt.count.saturating_sub(1));
+        Ok((receipt, offsets))
     }
 
     /// Hand a durable batch to the indexer if it has room, else remember it as a gap the

@@ -18,6 +18,8 @@
 //! client_ca = "ca.pem"              # optional: require client certificates signed by it
 //! [tcp]
 //! idle_timeout_secs = 60            # a stalled half frame is kept after this long
+//! [limits]                          # see crate::limits
+//! max_connections = 20000           # per TCP listener
 //! [amqp]
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"   # absent: no AMQP consumer
 //! exchanges = ["nova"]
@@ -55,6 +57,9 @@ pub struct RawConfig {
     #[serde(default)]
     pub tcp: RawTcp,
     pub amqp: Option<RawAmqp>,
+    /// Connection limits and HTTP timeouts (`crate::limits`).
+    #[serde(default)]
+    pub limits: crate::limits::RawLimits,
 }
 
 /// Each listener: `ADDR:PORT`, or `none`. Absent: the loopback default.
@@ -171,6 +176,7 @@ pub struct Config {
     pub amqp: Option<AmqpConfig>,
     /// NetFlow / IPFIX UDP sockets (empty: no NetFlow listener).
     pub netflow: Vec<SocketAddr>,
+    pub limits: crate::limits::Limits,
 }
 
 /// `ADDR:PORT[,ADDR:PORT…]` or `none` (an empty list).
@@ -304,6 +310,7 @@ impl Config {
                     .or_else(|| l.netflow.as_ref().map(AddrList::joined))
                     .unwrap_or_else(|| DEFAULT_NETFLOW.to_string()),
             )?,
+            limits: crate::limits::Limits::from_raw(&raw.limits),
         })
     }
 }

@@ -12,6 +12,8 @@
 
 pub mod config;
 pub mod framing;
+pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod relp_frame;
 pub mod share;
@@ -66,12 +68,18 @@ pub fn run(config: Config, store: Box<dyn Store>, last_seq: u64) -> anyhow::Resu
             r
         })
         .context("starting the writer thread")?;
+    // Idle senders cost a descriptor each: take what the hard limit allows.
+    let nofile = limits::raise_nofile();
     let ctx = Ctx {
         tx,
         metrics: metrics.clone(),
         idle_timeout: config.idle_timeout,
+        limits: Arc::new(config.limits.clone()),
+        all_slots: limits::process_slots(nofile),
     };
     let served = rt.block_on(serve(config, ctx, writer_done_rx));
+    // A writer retrying a storage fault gives up now instead of holding the shutdown.
+    metrics.store.stopping.store(true, Relaxed);
     // Dropping the tasks drops every sender: the writer drains what is queued and finishes.
     rt.shutdown_timeout(Duration::from_secs(5));
     let written = writer
@@ -160,13 +168,7 @@ async fn serve(
     }
     if let Some(l) = http {
         listening.push(format!("http {}", l.local_addr()?));
-        let app =
-            sources::http::app(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                eprintln!("pugmark serve: http: {e}");
-            }
-        });
+        tasks.spawn(sources::http::serve(l, ctx.clone()));
     }
     for s in netflow {
         let a = s.local_addr()?;

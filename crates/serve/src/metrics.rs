@@ -73,6 +73,11 @@ pub struct ListenerMetrics {
     pub connections: AtomicU64,
     pub connections_open: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    /// Connections refused at accept: the listener's connection limit was reached.
+    pub connections_refused: AtomicU64,
+    /// Submissions refused for what they contain (too large for the store): answered with
+    /// the protocol's error (HTTP 413, RELP `rsp 500`), nothing stored.
+    pub rejected: AtomicU64,
 }
 
 /// Upper bound on remembered senders, so a spoofed-source UDP flood cannot grow memory.
@@ -112,6 +117,8 @@ pub struct Metrics {
     pub index_last_seq: std::sync::OnceLock<std::sync::Arc<AtomicU64>>,
     /// Bound UDP sockets (for kernel drop counts from /proc).
     pub udp_ports: Mutex<Vec<(Listener, u16)>>,
+    /// The store's faults and retries (`crate::health`).
+    pub store: crate::health::StoreHealth,
 }
 
 impl Metrics {
@@ -165,7 +172,7 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let families: [(&str, &str, Field); 8] = [
+        let families: [(&str, &str, Field); 10] = [
             (
                 "pugmark_messages_total",
                 "Records received and handed to the ledger writer.",
@@ -201,6 +208,16 @@ impl Metrics {
                 "pugmark_tls_handshake_failures_total",
                 "TLS handshakes that failed (including refused client certificates).",
                 |m| &m.tls_handshake_failures,
+            ),
+            (
+                "pugmark_connections_refused_total",
+                "Connections refused at accept: the listener's connection limit was reached.",
+                |m| &m.connections_refused,
+            ),
+            (
+                "pugmark_rejected_total",
+                "Submissions refused for what they contain (HTTP 413, RELP rsp 500): nothing stored.",
+                |m| &m.rejected,
             ),
         ];
         for (name, help, get) in families {
@@ -299,6 +316,7 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        self.store.render(&mut out);
         if let Some(g) = self.index_last_seq.get() {
             let _ = writeln!(
                 out,
@@ -339,7 +357,7 @@ impl Metrics {
     }
 }
 
-fn escape_label(s: &str) -> String {
+pub(crate) fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -136,16 +136,17 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
             }
         );
     }
+    store_line(&s, &ledger, &mut out);
     let _ = writeln!(
         out,
-        "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9}",
-        "listener", "messages", "bytes", "errors", "drops", "dups", "open", "tls-fail"
+        "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8}",
+        "listener", "messages", "bytes", "errors", "drops", "dups", "open", "tls-fail", "refused"
     );
     for (l, m) in &per {
         let g = |k: &str| m.get(k).copied().unwrap_or(0.0);
         let _ = writeln!(
             out,
-            "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9}",
+            "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8}",
             l,
             g("messages"),
             g("bytes"),
@@ -153,7 +154,8 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
             g("drops") + g("udp_kernel_drops"),
             g("duplicates"),
             g("connections_open"),
-            g("tls_handshake_failures")
+            g("tls_handshake_failures"),
+            g("connections_refused") + g("rejected")
         );
     }
     if senders.is_empty() {
@@ -173,8 +175,67 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
     out
 }
 
+/// The storage line: retrying a fault or not, faults by kind, the last error.
+fn store_line(
+    s: &[(String, BTreeMap<String, String>, f64)],
+    ledger: &BTreeMap<String, f64>,
+    out: &mut String,
+) {
+    let retrying = ledger.get("store_retrying").copied().unwrap_or(0.0) > 0.0;
+    let faults: Vec<String> = s
+        .iter()
+        .filter(|(n, _, _)| n == "pugmark_store_faults_total")
+        .map(|(_, l, v)| format!("{} {v}", l.get("kind").map_or("?", |k| k.as_str())))
+        .collect();
+    let _ = writeln!(
+        out,
+        "storage: {}; faults: {}; recoveries {}, submissions refused {}",
+        if retrying {
+            "RETRYING a fault (listeners pushed back)"
+        } else {
+            "ok"
+        },
+        if faults.is_empty() {
+            "none".to_string()
+        } else {
+            faults.join(", ")
+        },
+        ledger.get("store_recoveries").copied().unwrap_or(0.0),
+        ledger.get("store_refused").copied().unwrap_or(0.0),
+    );
+    if let Some((_, l, _)) = s
+        .iter()
+        .find(|(n, _, _)| n == "pugmark_store_last_error_seconds")
+    {
+        let _ = writeln!(
+            out,
+            "  last store error ({}): {}",
+            l.get("kind").map_or("?", |k| k.as_str()),
+            l.get("error").map_or("", |e| e.as_str())
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_shows_a_store_retrying_a_fault() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = crate::metrics::Metrics::new();
+        let out = render(&m.render(), 0.0, 600.0);
+        assert!(out.contains("storage: ok; faults: none"), "{out}");
+        m.store
+            .fault("space", "ledger i/o error: No space left on device");
+        m.store.retrying.store(true, Relaxed);
+        let out = render(&m.render(), 0.0, 600.0);
+        let line = out.lines().find(|l| l.starts_with("storage:")).unwrap();
+        assert!(
+            line.contains("RETRYING") && line.contains("space 1"),
+            "{line}"
+        );
+        assert!(out.contains("No space left on device"), "{out}");
+    }
+
     use super::*;
 
     #[test]

@@ -81,6 +81,9 @@ struct PipelineStore {
     /// by `flow::Limits` (exporters, templates, pending sets and bytes).
     flows: FlowIngest,
     metrics: Option<Arc<serve::metrics::Metrics>>,
+    /// The batch handed back by a failed append already holds its derived flow records:
+    /// appended again as it is (decoding the datagrams twice would store their flows twice).
+    expanded: bool,
 }
 
 /// The exporter of a datagram the live NetFlow listener stored (its origin's address).
@@ -157,13 +160,42 @@ impl PipelineStore {
 }
 
 impl serve::Store for PipelineStore {
-    fn append(&mut self, records: Vec<Envelope>) -> anyhow::Result<u64> {
-        let (records, derived) = self.expand_netflow(records);
-        let receipt = self.pipeline.append(records)?;
-        if self.metrics.is_some() && self.flows.stats().datagrams > 0 {
-            self.publish_flow_stats(derived);
+    fn append(&mut self, records: Vec<Envelope>) -> Result<u64, serve::writer::NotStored> {
+        let (records, derived) = if std::mem::take(&mut self.expanded) {
+            (records, 0)
+        } else {
+            self.expand_netflow(records)
+        };
+        match self.pipeline.try_append(records) {
+            Ok(receipt) => {
+                if self.metrics.is_some() && self.flows.stats().datagrams > 0 {
+                    self.publish_flow_stats(derived);
+                }
+                if let (Some(m), Some(why)) = (&self.metrics, self.pipeline.views_failed()) {
+                    m.store.views_stopped(why);
+                }
+                Ok(receipt.last().map_or(0, |s| s.get()))
+            }
+            Err(e) => {
+                let refused = matches!(
+                    e.error.downcast_ref::<ledger::LedgerError>(),
+                    Some(ledger::LedgerError::RecordTooLarge { .. })
+                ) || e
+                    .error
+                    .downcast_ref::<crate::pipeline::RecordRefused>()
+                    .is_some();
+                self.expanded = !e.envelopes.is_empty() && !refused;
+                Err(serve::writer::NotStored {
+                    error: e.error,
+                    records: e.envelopes,
+                    refused,
+                })
+            }
         }
-        Ok(receipt.last().map_or(0, |s| s.get()))
+    }
+
+    fn recover(&mut self) -> anyhow::Result<()> {
+        self.pipeline.recover()
     }
 
     fn attach_metrics(&mut self, metrics: Arc<serve::metrics::Metrics>) {
@@ -207,6 +239,11 @@ impl serve::Store for PipelineStore {
     }
 
     fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        // Stopped during a storage fault: the ledger is cut back to its last durable batch
+        // so that it closes with a checkpoint (else the next start recovers it).
+        if self.pipeline.ledger_failed() {
+            self.pipeline.recover()?;
+        }
         let waiting = self.flows.finish();
         if waiting > 0 {
             eprintln!(
@@ -243,6 +280,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ledger_dir: dd.ledger(),
         flows: FlowIngest::new(flow::Limits::default()),
         metrics: None,
+        expanded: false,
     };
     let summary = serve::run(config, Box::new(store), last)?;
     eprintln!(

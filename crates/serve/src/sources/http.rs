@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -20,19 +20,65 @@ use model::{Format, Received};
 use tokio::sync::oneshot;
 
 use crate::metrics::Listener;
-use crate::sources::{Ctx, Sender, record};
-use crate::writer::Submission;
+use crate::sources::{Ctx, OpenConn, Sender, record};
+use crate::writer::{NotDurable, Submission};
 
 const L: Listener = Listener::Http;
-/// Largest request body accepted.
-pub const MAX_BODY: usize = 32 * 1024 * 1024;
+/// Largest request body accepted by default: what one ledger record holds
+/// (`[limits] http_max_body_bytes` may lower it, never raise it above this).
+pub const MAX_BODY: usize = crate::limits::DEFAULT_HTTP_MAX_BODY;
+/// Longest wait for the writer's answer before a 503.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+/// What a 503 tells the client to wait before retrying, in seconds.
+const RETRY_AFTER: &str = "1";
 
 pub fn app(ctx: Ctx) -> Router {
+    let limit = ctx.limits.http_max_body;
     Router::new()
         .route("/metrics", get(metrics))
         .route("/api/v1/events", post(events))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(DefaultBodyLimit::max(limit))
         .with_state(Arc::new(ctx))
+}
+
+/// Serve HTTP connections with hyper directly (what `axum::serve` does, plus bounds): a
+/// connection slot per connection (`crate::limits`), and a header-read timeout that also
+/// closes keep-alive connections left idle.
+pub async fn serve(listener: tokio::net::TcpListener, ctx: Ctx) {
+    let app = app(ctx.clone());
+    let slots = ctx.slots();
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let (stream, addr, slot) = tokio::select! {
+            a = crate::limits::accept(&listener, &slots, L, &ctx.metrics) => a,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+        };
+        let svc = hyper_util::service::TowerToHyperService::new(
+            app.clone().layer(axum::Extension(ConnectInfo(addr))),
+        );
+        let metrics = ctx.metrics.clone();
+        let header_timeout = ctx.limits.http_header_timeout;
+        conns.spawn(async move {
+            let _slot = slot;
+            let _open = OpenConn::new(&metrics, L);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            let _ = conn.await;
+        });
+    }
+}
+
+fn unavailable(why: &str) -> Response {
+    let mut r = json(
+        StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({"error": why}),
+    );
+    if let Ok(v) = header::HeaderValue::from_str(RETRY_AFTER) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
 }
 
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
@@ -80,8 +126,34 @@ pub fn documents(body: &[u8]) -> (Vec<Vec<u8>>, usize) {
 async fn events(
     State(ctx): State<Arc<Ctx>>,
     ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    // The store is retrying a fault: say so now rather than hold the request.
+    if ctx.metrics.store.retrying.load(Relaxed) {
+        return unavailable("storage is recovering from a fault; retry");
+    }
+    let limit = ctx.limits.http_max_body;
+    let body = match tokio::time::timeout(
+        ctx.limits.http_body_timeout,
+        axum::body::to_bytes(body, limit),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(_)) => {
+            ctx.metrics.listener(L).rejected.fetch_add(1, Relaxed);
+            return json(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                serde_json::json!({"error": format!("body larger than {limit} bytes (one ledger record); send NDJSON in smaller requests")}),
+            );
+        }
+        Err(_) => {
+            return json(
+                StatusCode::REQUEST_TIMEOUT,
+                serde_json::json!({"error": "body not received in time"}),
+            );
+        }
+    };
     let received = Received::now();
     let sender = Sender {
         addr,
@@ -124,24 +196,25 @@ async fn events(
         .await
         .is_err()
     {
-        return json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "shutting down"}),
-        );
+        return unavailable("shutting down");
     }
-    match wait.await {
+    // Bounded: a request queued just before a storage fault is not held for the fault's
+    // whole length. It may still be stored after the 503 (the client's retry then stores
+    // it again: HTTP has no resend detection; the window is this long wait only).
+    let Ok(answer) = tokio::time::timeout(ACK_WAIT, wait).await else {
+        return unavailable("not durable yet (storage is recovering from a fault); retry");
+    };
+    match answer {
         Ok(Ok(d)) => json(
             StatusCode::OK,
             serde_json::json!({"stored": d.stored(), "duplicates": d.duplicates(), "not_json": bad, "last_seq": d.last_seq()}),
         ),
-        Ok(Err(msg)) => json(
-            StatusCode::INTERNAL_SERVER_ERROR,
+        Ok(Err(NotDurable::Refused(msg))) => json(
+            StatusCode::PAYLOAD_TOO_LARGE,
             serde_json::json!({"error": msg}),
         ),
-        Err(_) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"error": "shutting down"}),
-        ),
+        Ok(Err(NotDurable::Unavailable(msg))) => unavailable(&msg),
+        Err(_) => unavailable("shutting down"),
     }
 }
 

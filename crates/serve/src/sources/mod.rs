@@ -26,6 +26,16 @@ pub struct Ctx {
     pub tx: WriterTx,
     pub metrics: Arc<Metrics>,
     pub idle_timeout: std::time::Duration,
+    pub limits: Arc<crate::limits::Limits>,
+    /// Connection slots shared by every listener (from the descriptor limit).
+    pub all_slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Ctx {
+    /// The connection slots of one listener.
+    pub fn slots(&self) -> crate::limits::Slots {
+        crate::limits::Slots::new(self.limits.max_connections, self.all_slots.clone())
+    }
 }
 
 /// Who sent a record: the socket address, and for mutual TLS the certificate subject.

@@ -27,18 +27,19 @@ use crate::metrics::Listener;
 use crate::relp_frame::{RelpParser, encode};
 use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
-use crate::writer::{Durable, Submission};
+use crate::writer::{Durable, NotDurable, Submission};
 
 const L: Listener = Listener::Relp;
 /// Responses owed (acks outstanding) per connection before we stop reading.
 const IN_FLIGHT: usize = 64;
+/// Largest read buffer of a busy connection (they start at `limits::READ_BUF_START`).
 const READ_BUF: usize = 256 * 1024;
 
 enum Owed {
     /// Send now (in order): the rsp to `open`, errors.
     Now(Vec<u8>),
     /// `200 OK` for each txnr once durable.
-    Durable(Vec<u64>, oneshot::Receiver<Result<Durable, String>>),
+    Durable(Vec<u64>, oneshot::Receiver<Result<Durable, NotDurable>>),
     /// The rsp to `close`, then `serverclose`, then end.
     Close(u64),
     /// `serverclose` (after a protocol error), then end.
@@ -47,21 +48,16 @@ enum Owed {
 
 pub async fn serve(listener: TcpListener, ctx: Ctx) {
     let mut conns = JoinSet::new();
+    let slots = ctx.slots();
     loop {
-        let (stream, addr) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(e) => {
-                    ctx.metrics.problem(L, "accept error", &e.to_string());
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, addr, slot) = tokio::select! {
+            a = crate::limits::accept(&listener, &slots, L, &ctx.metrics) => a,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let _open = OpenConn::new(&ctx.metrics, L);
             let (rd, wr) = stream.into_split();
             let (owed_tx, owed_rx) = mpsc::channel(IN_FLIGHT);
@@ -85,7 +81,7 @@ async fn read(
     let origin = sender.origin(L);
     let key = sender.key();
     let mut parser = RelpParser::new();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; crate::limits::READ_BUF_START];
     let share = Share::new();
     loop {
         let n = match tokio::time::timeout(ctx.idle_timeout, rd.read(&mut buf)).await {
@@ -99,10 +95,14 @@ async fn read(
                 );
                 break;
             }
-            Err(_) => continue,
+            Err(_) => {
+                crate::limits::shrink_read_buf(&mut buf);
+                continue;
+            }
         };
         let received = Received::now();
         parser.push(&buf[..n]);
+        crate::limits::grow_read_buf(&mut buf, n, READ_BUF);
         // Sized up front, as in syslog_tcp.rs (growing from empty reallocates onto fresh pages).
         let mut records = Vec::with_capacity(n / 128 + 1);
         let mut txnrs = Vec::new();
@@ -202,7 +202,8 @@ async fn read(
 }
 
 async fn respond(mut wr: OwnedWriteHalf, mut owed: mpsc::Receiver<Owed>) {
-    let mut out = Vec::with_capacity(64 * 1024);
+    // Small at first: idle sessions hold it (it grows with the acks owed).
+    let mut out = Vec::with_capacity(1024);
     while let Some(first) = owed.recv().await {
         let mut next = Some(first);
         // Write everything owed that is ready in one syscall.
@@ -230,6 +231,18 @@ async fn respond(mut wr: OwnedWriteHalf, mut owed: mpsc::Receiver<Owed>) {
                         Some(Ok(_)) => {
                             for t in txnrs {
                                 encode(&mut out, t, "rsp", b"200 OK");
+                            }
+                        }
+                        // Refused for what the frames hold: RELP's error for them, and
+                        // the session goes on (a per-record problem stays per-record).
+                        Some(Err(NotDurable::Refused(msg))) => {
+                            for t in txnrs {
+                                encode(
+                                    &mut out,
+                                    t,
+                                    "rsp",
+                                    format!("500 refused: {msg}").as_bytes(),
+                                );
                             }
                         }
                         // Not durable: say so (librelp will resend), then end the session.

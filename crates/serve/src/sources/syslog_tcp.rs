@@ -27,6 +27,7 @@ use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
 use crate::writer::Submission;
 
+/// Largest read buffer of a busy connection (they start at `limits::READ_BUF_START`).
 const READ_BUF: usize = 256 * 1024;
 
 pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
@@ -38,22 +39,17 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server));
     // Owned here: when this task is aborted (shutdown), every connection task goes with it.
     let mut conns = JoinSet::new();
+    let slots = ctx.slots();
     loop {
-        let (stream, addr) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(e) => {
-                    ctx.metrics.problem(l, "accept error", &e.to_string());
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, addr, slot) = tokio::select! {
+            a = crate::limits::accept(&listener, &slots, l, &ctx.metrics) => a,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let acceptor = acceptor.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let _open = OpenConn::new(&ctx.metrics, l);
             match acceptor {
                 None => {
@@ -114,7 +110,7 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
     let origin = sender.origin(l);
     let key = sender.key();
     let mut framer = StreamFramer::new();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; crate::limits::READ_BUF_START];
     let share = Share::new();
     loop {
         let n = match tokio::time::timeout(ctx.idle_timeout, s.read(&mut buf)).await {
@@ -138,10 +134,14 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
                 );
                 break;
             }
-            Err(_) => continue,
+            Err(_) => {
+                crate::limits::shrink_read_buf(&mut buf);
+                continue;
+            }
         };
         let received = Received::now();
         framer.push(&buf[..n]);
+        crate::limits::grow_read_buf(&mut buf, n, READ_BUF);
         // Sized for this read's frames up front (a frame is rarely under 128 bytes): growing
         // from empty reallocated ~10 times per 256 KiB read, each time onto fresh pages the
         // kernel had to zero (a fifth of the reader's CPU in perf).
