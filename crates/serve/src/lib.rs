@@ -14,6 +14,7 @@ pub mod config;
 pub mod framing;
 pub mod metrics;
 pub mod relp_frame;
+pub mod senders;
 pub mod share;
 pub mod sources;
 pub mod status;
@@ -70,6 +71,7 @@ pub fn run(config: Config, store: Box<dyn Store>, last_seq: u64) -> anyhow::Resu
         tx,
         metrics: metrics.clone(),
         idle_timeout: config.idle_timeout,
+        senders: config.senders.clone(),
     };
     let served = rt.block_on(serve(config, ctx, writer_done_rx));
     // Dropping the tasks drops every sender: the writer drains what is queued and finishes.
@@ -121,6 +123,10 @@ async fn serve(
         Some(a) => Some(bind_tcp("http", a).await?),
         None => None,
     };
+    let metrics_listener = match config.metrics {
+        Some(a) => Some(bind_tcp("metrics", a).await?),
+        None => None,
+    };
     let mut netflow = Vec::new();
     for a in &config.netflow {
         netflow.push(
@@ -160,11 +166,26 @@ async fn serve(
     }
     if let Some(l) = http {
         listening.push(format!("http {}", l.local_addr()?));
-        let app =
-            sources::http::app(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // /metrics moves to its own address when one is configured, so the port opened to
+        // a Prometheus scraper does not also open ingestion.
+        let app = if metrics_listener.is_some() {
+            sources::http::events_app(ctx.clone())
+        } else {
+            sources::http::app(ctx.clone())
+        }
+        .into_make_service_with_connect_info::<SocketAddr>();
         tasks.spawn(async move {
             if let Err(e) = axum::serve(l, app).await {
                 eprintln!("pugmark serve: http: {e}");
+            }
+        });
+    }
+    if let Some(l) = metrics_listener {
+        listening.push(format!("metrics {}", l.local_addr()?));
+        let app = sources::http::metrics_app(ctx.clone());
+        tasks.spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                eprintln!("pugmark serve: metrics: {e}");
             }
         });
     }
