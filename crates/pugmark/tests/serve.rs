@@ -2131,15 +2131,15 @@ fn http_ingestion_needs_a_token_and_each_token_maps_to_its_observer() {
     assert!(ok_nova.starts_with("HTTP/1.1 200"), "{ok_nova}");
     let ok_vo = post_events(server.http, Some(&vo), &note("from-vo"));
     assert!(ok_vo.starts_with("HTTP/1.1 200"), "{ok_vo}");
-    server.wait_ledger(2, 30);
+    // 200 is answered once durable: both are in the ledger now.
 
     // /metrics lives on its own address only; ingestion is not there.
     assert!(
-        http_get(server.http, "/metrics").starts_with("HTTP/1.1 404"),
+        http_get(server.http, "/metrics").starts_with("HTTP/1.0 404"),
         "/metrics must not be on the ingestion listener"
     );
     let m = http_get(metrics_port, "/metrics");
-    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(m.starts_with("HTTP/1.0 200"), "{m}");
     assert!(
         m.contains("pugmark_refused_total{listener=\"http\"} 3"),
         "{m}"
