@@ -35,13 +35,18 @@ const SERVE_INDEX_COMMIT: Duration = Duration::from_secs(1);
   --http         127.0.0.1:9514  GET /metrics, POST /api/v1/events (JSON or NDJSON)
   --netflow      127.0.0.1:2055,127.0.0.1:4739  NetFlow v5/v9 and IPFIX over UDP (any version on each)
   --amqp         none            RabbitMQ URL: OpenStack notifications, acked once durable
+  --metrics      none            GET /metrics on its own address (then not on --http)
+Senders: [senders] in the config maps each sender (listener, CIDR, TLS client certificate
+subject/SAN, HTTP bearer token) to an observer; unmatched senders are `vm` (or refused with
+--unmatched refuse). POST /api/v1/events needs a token (`pugmark token`). --check-config
+prints the listeners and the sender map in matching order, and exits.
 SIGTERM or SIGINT flushes everything to the ledger and exits; restarting resumes the same ledger."
 )]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// TOML configuration (listeners, tls.cert / tls.key / tls.client_ca, tcp.idle_timeout_secs).
-    /// Flags override it.
+    /// TOML configuration (listeners, tls.cert / tls.key / tls.client_ca, tcp.idle_timeout_secs,
+    /// amqp, senders). Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Syslog UDP listener, ADDR:PORT or none [default: 127.0.0.1:5514].
@@ -72,6 +77,18 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:2055,127.0.0.1:4739].
     #[arg(long, value_name = "ADDR[,ADDR]|none")]
     pub netflow: Option<String>,
+    /// GET /metrics on an address of its own, ADDR:PORT or none; when set, the HTTP
+    /// listener serves ingestion only [default: none, /metrics on --http].
+    #[arg(long, value_name = "ADDR|none")]
+    pub metrics: Option<String>,
+    /// Senders no [[senders.map]] entry matches: stored as observer vm, or refused
+    /// (connections closed, datagrams dropped, counted) [default: vm, or [senders] unmatched].
+    #[arg(long, value_name = "vm|refuse", value_parser = ["vm", "refuse"])]
+    pub unmatched: Option<String>,
+    /// Validate the configuration (TLS files included), print the listeners and the sender
+    /// map in matching order, and exit without opening the data directory.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 struct PipelineStore {
@@ -263,8 +280,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         http: args.http,
         amqp: args.amqp,
         netflow: args.netflow,
+        metrics: args.metrics,
+        unmatched: args.unmatched,
     };
     let config = serve::Config::load(args.config.as_deref(), &over)?;
+    if args.check_config {
+        print!("{}", config.describe());
+        return Ok(ExitCode::SUCCESS);
+    }
     let dd = DataDir::open(&args.data.data, true)?;
     let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
     for t in &pipeline.open_report.truncated {
@@ -292,7 +315,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The HTTP listener of the running `pugmark serve`.
+    /// The address serving the running `pugmark serve`'s /metrics: its HTTP listener, or
+    /// its --metrics address when it has one.
     #[arg(long, default_value = serve::config::DEFAULT_HTTP)]
     pub http: SocketAddr,
     /// Mark senders not heard from for this many seconds as SILENT.

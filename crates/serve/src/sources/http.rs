@@ -6,6 +6,12 @@
 //! Records are stored as OpenStack notifications (the JSON the cloud sends); a line that is
 //! not JSON is stored all the same — raw bytes are evidence — counted as a parse error and
 //! reported in the answer.
+//!
+//! Ingestion needs a credential: an `Authorization: Bearer` token whose SHA-256 a
+//! `[[senders.map]]` entry holds; the entry gives the observer (a nova token `cloud`, a VO's
+//! `vo`) and its name, stored as the origin identity `bearer:NAME`. Without any token entry
+//! `POST /api/v1/events` answers 404; a missing or wrong token 401. Every refusal is counted
+//! (`pugmark_refused_total{listener="http"}`) and nothing of its body is stored.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -13,13 +19,14 @@ use std::sync::atomic::Ordering::Relaxed;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use model::{Format, Received};
 use tokio::sync::oneshot;
 
 use crate::metrics::Listener;
+use crate::senders::{Proof, Verdict};
 use crate::sources::{Ctx, OpenConn, Sender, record};
 use crate::writer::{NotDurable, Submission};
 
@@ -32,6 +39,7 @@ const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// What a 503 tells the client to wait before retrying, in seconds.
 const RETRY_AFTER: &str = "1";
 
+/// `/metrics` and `/api/v1/events` on one listener (no separate metrics address).
 pub fn app(ctx: Ctx) -> Router {
     let limit = ctx.limits.http_max_body;
     Router::new()
@@ -44,8 +52,10 @@ pub fn app(ctx: Ctx) -> Router {
 /// Serve HTTP connections with hyper directly (what `axum::serve` does, plus bounds): a
 /// connection slot per connection (`crate::limits`), and a header-read timeout that also
 /// closes keep-alive connections left idle.
-pub async fn serve(listener: tokio::net::TcpListener, ctx: Ctx) {
-    let app = app(ctx.clone());
+///
+/// `app` is [`app`], or [`events_app`] and [`metrics_app`] on two listeners when `/metrics`
+/// has an address of its own.
+pub async fn serve(listener: tokio::net::TcpListener, ctx: Ctx, app: Router) {
     let slots = ctx.slots();
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -79,6 +89,22 @@ fn unavailable(why: &str) -> Response {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
+}
+
+/// `/api/v1/events` only: the HTTP listener when `/metrics` has an address of its own.
+pub fn events_app(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/api/v1/events", post(events))
+        .layer(DefaultBodyLimit::max(ctx.limits.http_max_body))
+        .with_state(Arc::new(ctx))
+}
+
+/// `/metrics` only (`--metrics ADDR`): what a Prometheus scraper may reach without reaching
+/// ingestion.
+pub fn metrics_app(ctx: Ctx) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(Arc::new(ctx))
 }
 
 async fn metrics(State(ctx): State<Arc<Ctx>>) -> Response {
@@ -123,11 +149,76 @@ pub fn documents(body: &[u8]) -> (Vec<Vec<u8>>, usize) {
     (docs, bad)
 }
 
+/// The token of an `Authorization: Bearer TOKEN` header (scheme without case, RFC 6750).
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = v.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// A refusal at the door: counted, logged once per kind, answered with a JSON error.
+fn refuse(
+    ctx: &Ctx,
+    status: StatusCode,
+    kind: &'static str,
+    addr: std::net::SocketAddr,
+) -> Response {
+    ctx.metrics.listener(L).refused.fetch_add(1, Relaxed);
+    ctx.metrics.problem(L, kind, &addr.to_string());
+    let mut r = json(status, serde_json::json!({ "error": kind }));
+    if status == StatusCode::UNAUTHORIZED
+        && let Ok(v) = header::HeaderValue::from_str("Bearer realm=\"pugmark\"")
+    {
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    r
+}
+
 async fn events(
     State(ctx): State<Arc<Ctx>>,
     ConnectInfo(addr): ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // The door first: the body is not even read before the sender proved who it is (an
+    // unauthenticated client must not make us buffer up to MAX_BODY).
+    if !ctx.senders.http_open() {
+        return refuse(
+            &ctx,
+            StatusCode::NOT_FOUND,
+            "HTTP ingestion is off: no token is configured ([[senders.map]] with token_sha256; see pugmark token)",
+            addr,
+        );
+    }
+    let Some(token) = bearer(&headers) else {
+        return refuse(
+            &ctx,
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required (Authorization: Bearer TOKEN)",
+            addr,
+        );
+    };
+    let decided = ctx.senders.decide(&Proof {
+        listener: L,
+        ip: Some(addr.ip()),
+        cert: None,
+        token: Some(token),
+    });
+    let Verdict::Accept(who) = decided else {
+        return refuse(
+            &ctx,
+            StatusCode::UNAUTHORIZED,
+            "the bearer token is not valid",
+            addr,
+        );
+    };
+    // The token's entry name is the proven identity, stored in every record's origin.
+    let sender = Sender {
+        addr,
+        identity: Some(format!("bearer:{}", who.name.as_deref().unwrap_or("-"))),
+    };
+    let origin = sender.origin(L);
     // The store is retrying a fault: say so now rather than hold the request.
     if ctx.metrics.store.retrying.load(Relaxed) {
         return unavailable("storage is recovering from a fault; retry");
@@ -155,11 +246,6 @@ async fn events(
         }
     };
     let received = Received::now();
-    let sender = Sender {
-        addr,
-        identity: None,
-    };
-    let origin = sender.origin(L);
     let (docs, bad) = documents(&body);
     if docs.is_empty() {
         return json(
@@ -180,10 +266,20 @@ async fn events(
     }
     let records: Vec<_> = docs
         .into_iter()
-        .map(|d| record(&ctx, L, &origin, received, Format::OpenstackNotification, d))
+        .map(|d| {
+            record(
+                &ctx,
+                L,
+                &origin,
+                who.observer,
+                received,
+                Format::OpenstackNotification,
+                d,
+            )
+        })
         .collect();
     ctx.metrics
-        .seen(L, &sender.key(), records.len() as u64, received);
+        .seen_as(L, &sender.key(), &who, records.len() as u64, received);
     let (ack, wait) = oneshot::channel();
     if ctx
         .tx

@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 
 use crate::metrics::Listener;
 use crate::relp_frame::{RelpParser, encode};
+use crate::senders::{Mapped, Proof};
 use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
 use crate::writer::{Durable, NotDurable, Submission};
@@ -59,6 +60,19 @@ pub async fn serve(listener: TcpListener, ctx: Ctx) {
         conns.spawn(async move {
             let _slot = slot;
             let _open = OpenConn::new(&ctx.metrics, L);
+            let Some(who) = ctx.door(&Proof {
+                listener: L,
+                ip: Some(addr.ip()),
+                cert: None,
+                token: None,
+            }) else {
+                // Refused: RELP's way to end a session from the server side, then close.
+                let mut stream = stream;
+                let mut out = Vec::new();
+                encode(&mut out, 0, "serverclose", b"");
+                let _ = stream.write_all(&out).await;
+                return;
+            };
             let (rd, wr) = stream.into_split();
             let (owed_tx, owed_rx) = mpsc::channel(IN_FLIGHT);
             let responder = tokio::spawn(respond(wr, owed_rx));
@@ -66,7 +80,7 @@ pub async fn serve(listener: TcpListener, ctx: Ctx) {
                 addr,
                 identity: None,
             };
-            read(rd, sender, &ctx, owed_tx).await;
+            read(rd, sender, who, &ctx, owed_tx).await;
             let _ = responder.await;
         });
     }
@@ -75,11 +89,13 @@ pub async fn serve(listener: TcpListener, ctx: Ctx) {
 async fn read(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     sender: Sender,
+    who: Mapped,
     ctx: &Ctx,
     owed: mpsc::Sender<Owed>,
 ) {
     let origin = sender.origin(L);
     let key = sender.key();
+    let observer = who.observer;
     let mut parser = RelpParser::new();
     let mut buf = vec![0u8; crate::limits::READ_BUF_START];
     let share = Share::new();
@@ -117,7 +133,15 @@ async fn read(
                         if data.last() == Some(&b'\n') {
                             data.pop();
                         }
-                        records.push(record(ctx, L, &origin, received, Format::Syslog, data));
+                        records.push(record(
+                            ctx,
+                            L,
+                            &origin,
+                            observer,
+                            received,
+                            Format::Syslog,
+                            data,
+                        ));
                         txnrs.push(f.txnr);
                     }
                     "open" => {
@@ -147,7 +171,15 @@ async fn read(
                         "malformed RELP frame, session closed",
                         &format!("{e} from {}; bytes stored raw", sender.addr),
                     );
-                    records.push(record(ctx, L, &origin, received, Format::Raw, rest));
+                    records.push(record(
+                        ctx,
+                        L,
+                        &origin,
+                        observer,
+                        received,
+                        Format::Raw,
+                        rest,
+                    ));
                     end = Some(Owed::Abort);
                     break;
                 }
@@ -158,7 +190,8 @@ async fn read(
             return;
         }
         if !records.is_empty() {
-            ctx.metrics.seen(L, &key, records.len() as u64, received);
+            ctx.metrics
+                .seen_as(L, &key, &who, records.len() as u64, received);
             let (ack, wait) = oneshot::channel();
             let permit = share
                 .acquire(records.iter().map(|r| r.raw.len()).sum())
@@ -188,7 +221,15 @@ async fn read(
     if parser.buffered() > 0 {
         let rest = parser.take_rest();
         ctx.metrics.listener(L).parse_errors.fetch_add(1, Relaxed);
-        let rec = record(ctx, L, &origin, Received::now(), Format::Raw, rest);
+        let rec = record(
+            ctx,
+            L,
+            &origin,
+            observer,
+            Received::now(),
+            Format::Raw,
+            rest,
+        );
         let _ = ctx
             .tx
             .send(Submission {
