@@ -227,6 +227,10 @@ impl ParseIssue {
     }
 }
 
+/// The listener name prefix of datagrams read from a packet capture (`pcap:FILE#FRAME`): their
+/// origin names the exporter, but nothing received them live.
+pub const PCAP_LISTENER_PREFIX: &str = "pcap:";
+
 /// One record as observed (DESIGN.md "Events and facts").
 ///
 /// Claims made by the source (`host`, `app`, `pid`, `reported`, …) are kept as claimed; the
@@ -282,8 +286,13 @@ impl Event {
     /// listener, the central logger's for a line of its archive (field `relay_received`).
     /// `None` for other file imports, whose received time is only the import's. This, not the
     /// reported time, places VM-internal events wherever their own clock cannot be trusted.
+    ///
+    /// A datagram read from a packet capture (`pugmark ingest` of a pcap: listener
+    /// `pcap:FILE#FRAME`) names its exporter as a peer, but its received time is the import's:
+    /// not a receipt, so `None` too.
     pub fn collected(&self) -> Option<jiff::Timestamp> {
-        match self.origin {
+        match &self.origin {
+            Origin::Peer { listener, .. } if listener.starts_with(PCAP_LISTENER_PREFIX) => None,
             Origin::Peer { .. } | Origin::AuthenticatedPeer { .. } => {
                 Some(self.received.timestamp())
             }
@@ -291,6 +300,61 @@ impl Event {
                 .field(crate::fields::RELAY_RECEIVED)
                 .and_then(|t| t.parse().ok()),
         }
+    }
+
+    /// Where every query places this record in time (`--from/--to`, `--at`, ordering; the
+    /// search index's `placed` column).
+    ///
+    /// A record whose source a VM's user controls (observer `vm`: its clock is theirs to set)
+    /// stands at the collector's time ([`Event::collected`]) where one exists, else its reported
+    /// time, else the received time. Every other record stands at its reported time, else the
+    /// collector's, else the received time: those sources' clocks are the site's (or a
+    /// partner's) and say when the thing happened, while a receipt can come hours later (a
+    /// forwarder's disk queue draining after an outage, a RabbitMQ backlog), and placing a
+    /// hypervisor's connection or a cloud notification at its delivery would resolve it
+    /// against the wrong lease. Renderers show the reported time beside the placed one when
+    /// they differ ([`Event::reported_aside`]).
+    pub fn placed(&self) -> jiff::Timestamp {
+        let (first, second) = if self.observer.forgeable_by_vm_user() {
+            (self.collected(), self.reported.time)
+        } else {
+            (self.reported.time, self.collected())
+        };
+        first
+            .or(second)
+            .unwrap_or_else(|| self.received.timestamp())
+    }
+
+    /// The reported time when it differs from [`Event::placed`] by a second or more: what a
+    /// renderer shows beside the placed time (`[reported …]`). Sub-second differences are
+    /// transit and stamp precision, not a clock to question.
+    pub fn reported_aside(&self) -> Option<jiff::Timestamp> {
+        let rep = self.reported.time?;
+        (rep.duration_since(self.placed()).abs() >= jiff::SignedDuration::from_secs(1))
+            .then_some(rep)
+    }
+
+    /// The address of the sender that delivered this record: the peer of a live record, or the
+    /// sender a central logger wrote into its archive line (field `relay_from`). IPv4-mapped
+    /// IPv6 addresses come out as IPv4. `None` for other file imports and pcap imports.
+    pub fn sender_ip(&self) -> Option<std::net::IpAddr> {
+        let ip = match &self.origin {
+            Origin::Peer { listener, .. } if listener.starts_with(PCAP_LISTENER_PREFIX) => None,
+            Origin::Peer { addr, .. } | Origin::AuthenticatedPeer { addr, .. } => addr
+                .parse::<std::net::SocketAddr>()
+                .map(|s| s.ip())
+                .or_else(|_| addr.parse::<std::net::IpAddr>())
+                .ok(),
+            Origin::File { .. } => self
+                .field(crate::fields::RELAY_FROM)
+                .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok()),
+        }?;
+        Some(match ip {
+            std::net::IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+            v4 => v4,
+        })
     }
 
     pub fn field(&self, name: &str) -> Option<&str> {
@@ -342,5 +406,128 @@ mod raw_bytes {
                     .collect()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fields;
+
+    fn ts(s: &str) -> jiff::Timestamp {
+        s.parse().expect("timestamp")
+    }
+
+    /// A syslog line whose source claims `reported`, received at `received`, from `origin`.
+    fn line(observer: Observer, origin: Origin, reported: Option<&str>, received: &str) -> Event {
+        Event {
+            received: Received::from_stored(ts(received).as_nanosecond()),
+            reported: Reported::new(reported.map(ts), reported.unwrap_or("-")),
+            observer,
+            source_kind: "syslog-rfc3164".into(),
+            origin,
+            host: Some("vm1".into()),
+            app: Some("sshd".into()),
+            pid: None,
+            facility: None,
+            severity: None,
+            msgid: None,
+            message: "m".into(),
+            fields: BTreeMap::new(),
+            ips: Vec::new(),
+            class: EventClass::Other,
+            issues: Vec::new(),
+            raw: Vec::new(),
+        }
+    }
+
+    fn peer(addr: &str, listener: &str) -> Origin {
+        Origin::Peer {
+            addr: addr.into(),
+            listener: listener.into(),
+        }
+    }
+
+    fn file() -> Origin {
+        Origin::File {
+            path: "archive.log".into(),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn a_vm_set_back_two_hours_is_placed_at_the_collectors_time() {
+        let live = line(
+            Observer::Vm,
+            peer("[::ffff:10.0.0.5]:41000", "tcp"),
+            Some("2026-10-14T08:00:00Z"),
+            "2026-10-14T10:00:00.2Z",
+        );
+        assert_eq!(live.placed(), ts("2026-10-14T10:00:00.2Z"));
+        assert_eq!(live.reported_aside(), Some(ts("2026-10-14T08:00:00Z")));
+        assert_eq!(live.sender_ip(), Some("10.0.0.5".parse().expect("ip")));
+        // An archive line: the central logger's receipt, not the import's.
+        let mut archived = line(
+            Observer::Vm,
+            file(),
+            Some("2026-10-14T08:00:00Z"),
+            "2026-12-01T00:00:00Z",
+        );
+        archived
+            .fields
+            .insert(fields::RELAY_RECEIVED.into(), "2026-10-14T10:00:00Z".into());
+        archived
+            .fields
+            .insert(fields::RELAY_FROM.into(), "10.0.0.5".into());
+        assert_eq!(archived.placed(), ts("2026-10-14T10:00:00Z"));
+        assert_eq!(archived.sender_ip(), Some("10.0.0.5".parse().expect("ip")));
+        // A plain file: no collector saw it; the claim is all there is.
+        let plain = line(
+            Observer::Vm,
+            file(),
+            Some("2026-10-14T08:00:00Z"),
+            "2026-12-01T00:00:00Z",
+        );
+        assert_eq!(plain.placed(), ts("2026-10-14T08:00:00Z"));
+        assert_eq!(plain.reported_aside(), None);
+        assert_eq!(plain.sender_ip(), None);
+        // Within a second: transit, not a clock to show.
+        let close = line(
+            Observer::Vm,
+            peer("10.0.0.5:514", "udp"),
+            Some("2026-10-14T10:00:00Z"),
+            "2026-10-14T10:00:00.6Z",
+        );
+        assert_eq!(close.reported_aside(), None);
+    }
+
+    #[test]
+    fn trusted_sources_stand_at_their_own_time_and_pcap_imports_were_not_collected() {
+        // A hypervisor's line delivered an hour late (a forwarder's queue drained): it
+        // happened when the hypervisor says.
+        let late = line(
+            Observer::Hypervisor,
+            peer("192.0.2.1:514", "relp"),
+            Some("2026-10-14T09:00:00Z"),
+            "2026-10-14T10:00:00Z",
+        );
+        assert_eq!(late.collected(), Some(ts("2026-10-14T10:00:00Z")));
+        assert_eq!(late.placed(), ts("2026-10-14T09:00:00Z"));
+        let unparsed = line(
+            Observer::Hypervisor,
+            peer("192.0.2.1:514", "relp"),
+            None,
+            "2026-10-14T10:00:00Z",
+        );
+        assert_eq!(unparsed.placed(), ts("2026-10-14T10:00:00Z"));
+        let pcap = line(
+            Observer::Vm,
+            peer("192.0.2.9:2055", &format!("{PCAP_LISTENER_PREFIX}x.pcap#3")),
+            Some("2026-10-14T09:00:00Z"),
+            "2026-12-01T00:00:00Z",
+        );
+        assert_eq!(pcap.collected(), None);
+        assert_eq!(pcap.sender_ip(), None);
+        assert_eq!(pcap.placed(), ts("2026-10-14T09:00:00Z"));
     }
 }

@@ -4,7 +4,7 @@
 //! times an event carries ([`Received`], made only by the collector clock, and [`Reported`],
 //! made only by parsers), the [`Observer`] that decides how far an event can be believed,
 //! [`Origin`] (where the bytes came from), [`EventClass`], normalised field names
-//! ([`fields`]) and the [`Envelope`]: the collector-side record that the ledger stores.
+//! ([`fields`]), [`escape_controls`] (record text for a terminal) and the [`Envelope`]: the collector-side record that the ledger stores.
 //!
 //! What is not here: I/O of any kind, parsing of source formats (crate `decode`), storage
 //! (crates `ledger`, `views`). Everything is plain data with serde derives so that the CLI and
@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod event;
 pub mod fields;
 pub mod flow;
+pub mod text;
 pub mod time;
 
 pub use envelope::{
@@ -21,4 +22,5 @@ pub use envelope::{
 };
 pub use event::{Event, EventClass, Observer, Origin, ParseIssue};
 pub use flow::FlowRecord;
+pub use text::escape_controls;
 pub use time::{Received, Reported};

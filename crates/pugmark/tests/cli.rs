@@ -1432,3 +1432,99 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Bytes that act on a terminal: ESC, BEL, backspace, CR, DEL.
+fn raw_controls(out: &[u8]) -> Vec<u8> {
+    out.iter()
+        .copied()
+        .filter(|b| matches!(b, 0x1b | 0x07 | 0x08 | b'\r' | 0x7f))
+        .collect()
+}
+
+/// A VM's log line that would clear the analyst's screen (`ESC[2J`), retitle the terminal
+/// (`ESC]0;pwned BEL`) and overwrite what was printed (CR, backspace), and a VM name that
+/// does the same, are shown escaped by every text renderer — search, hunt, timeline, who,
+/// report (Markdown and HTML), check — while `--json` round-trips the original strings.
+#[test]
+fn control_characters_from_a_vm_never_reach_the_terminal_raw() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let uuid = "e0000000-0000-4000-8000-00000000000e";
+    let name = "vm-e\x1b]0;pwned\x07";
+    let note = serde_json::json!({
+        "event_type": "instance.create.end", "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+        "timestamp": "2026-10-14 08:00:00.000000", "message_id": "m-esc",
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+            "nova_object.version": "1.8", "nova_object.data": {"uuid": uuid, "host": "cmp1",
+            "host_name": "vm-e", "display_name": name, "user_id": "u1", "tenant_id": "p1", "state": "active",
+            "ip_addresses": [{"nova_object.name": "IpPayload", "nova_object.data": {"address": "10.0.0.7", "mac": "fa:16:3e:00:00:0e"}}]}}
+    });
+    let nf = dir.path().join("notifications.json");
+    fs::write(&nf, format!("{note}\n")).unwrap();
+    let evil = "Accepted password for root from 10.0.0.7 port 22 \x1b[2J\x1b]0;pwned\x07 over\rwrite back\x08\x7f";
+    let log = dir.path().join("vm.log");
+    fs::write(
+        &log,
+        format!(
+            "<38>1 2026-10-14T09:00:00Z vm-e sshd 7 - - {evil}\n\
+             <38>1 2026-10-14T09:05:00Z evil\x1b[2J sshd 7 - - tick from 10.0.0.7\n"
+        ),
+    )
+    .unwrap();
+    ok(&data, &["ingest", nf.to_str().unwrap()]);
+    ok(
+        &data,
+        &["ingest", "--observer", "vm", log.to_str().unwrap()],
+    );
+
+    // --json keeps the original strings (JSON escapes on the wire).
+    let s = json(&data, &["search", "pwned", "--class", "auth.login"]);
+    assert_eq!(s["hits"][0]["message"], evil, "{s:#}");
+    assert_eq!(
+        s["hits"][0]["raw"].as_str().unwrap(),
+        format!("<38>1 2026-10-14T09:00:00Z vm-e sshd 7 - - {evil}")
+    );
+    let w = json(
+        &data,
+        &["who", "--ip", "10.0.0.7", "--at", "2026-10-14T09:00:00Z"],
+    );
+    assert_eq!(w["matches"][0]["vm"]["name"], name, "{w:#}");
+
+    let iocs = dir.path().join("iocs.txt");
+    fs::write(&iocs, "10.0.0.7\n").unwrap();
+    let iocs = iocs.to_str().unwrap();
+    let runs: [&[&str]; 8] = [
+        &["search", "pwned"],
+        &["search", "*"],
+        &["hunt", "--iocs", iocs],
+        &["timeline", "--vm", uuid],
+        &["who", "--ip", "10.0.0.7", "--at", "2026-10-14T09:00:00Z"],
+        &["report", "--ip", "10.0.0.7", "--at", "2026-10-14T09:00:00Z"],
+        &[
+            "report",
+            "--ip",
+            "10.0.0.7",
+            "--at",
+            "2026-10-14T09:00:00Z",
+            "--format",
+            "html",
+        ],
+        &["check"],
+    ];
+    for args in runs {
+        let out = pugmark(&data, args);
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            raw_controls(&out.stdout),
+            Vec::<u8>::new(),
+            "{args:?}: {text}"
+        );
+        let shown = match args[0] {
+            "who" => "vm-e\\x1b]0;pwned\\x07",
+            "check" => "evil\\x1b[2J",
+            _ => "\\x1b[2J\\x1b]0;pwned\\x07 over\\rwrite back\\x08\\x7f",
+        };
+        assert!(text.contains(shown), "{args:?}: {text}");
+    }
+}

@@ -2334,3 +2334,271 @@ fn the_sites_doc_sender_config_is_accepted_as_written() {
     assert!(pos("nova") < pos("routers"), "{text}");
     assert!(text.contains("unmatched:"), "{text}");
 }
+
+/// Every verb, asked about the real time of a line from a VM whose clock was set back two
+/// hours, finds it there and shows both times; asked about the time the VM claimed, finds
+/// nothing. `data` holds the line live (`serve`) or from a central rsyslog's archive.
+/// `vm_a` held 127.0.0.1 at the claimed time, `vm_b` (the sender) holds it now.
+fn found_at_its_real_time(data: &Path, dir: &Path, label: &str, now: jiff::Timestamp) {
+    let (vm_a, vm_b) = (
+        "a0000000-0000-4000-8000-0000000000c1",
+        "b0000000-0000-4000-8000-0000000000c2",
+    );
+    let min = jiff::SignedDuration::from_mins;
+    let claimed = now - jiff::SignedDuration::from_hours(2);
+    let (from, to) = ((now - min(10)).to_string(), (now + min(10)).to_string());
+    let (cfrom, cto) = (
+        (claimed - min(10)).to_string(),
+        (claimed + min(10)).to_string(),
+    );
+    let window = |t: &Value| {
+        let t: jiff::Timestamp = t.as_str().unwrap().parse().unwrap();
+        t >= now - min(10) && t < now + min(10)
+    };
+    let claimed_time = |t: &Value| {
+        let t: jiff::Timestamp = t.as_str().unwrap().parse().unwrap();
+        (t - claimed).abs() < min(2)
+    };
+    let needle = "203.0.113.66";
+
+    // search: in the window of its real time, with the claim beside it.
+    let s = json(data, &["search", needle, "--from", &from, "--to", &to]);
+    let hits = s["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 1, "{label}: {s:#}");
+    assert!(window(&hits[0]["time"]), "{label}: {s:#}");
+    assert!(claimed_time(&hits[0]["reported"]["time"]), "{label}: {s:#}");
+    assert!(window(&hits[0]["collected"]), "{label}: {s:#}");
+    let text = ok(data, &["search", needle, "--from", &from, "--to", &to]);
+    assert!(
+        text.contains("Accepted password") && text.contains("[reported "),
+        "{label}: {text}"
+    );
+    assert_eq!(
+        count(data, &[needle, "--from", &cfrom, "--to", &cto]),
+        0,
+        "{label}: placed by the VM's claim"
+    );
+
+    // hunt: the line came from the VM holding the sender's address when it was received.
+    let iocs = dir.join(format!("iocs-{label}.txt"));
+    fs::write(&iocs, format!("{needle}\n")).unwrap();
+    let iocs = iocs.to_str().unwrap();
+    let h = json(
+        data,
+        &["hunt", "--iocs", iocs, "--from", &from, "--to", &to],
+    );
+    let hh = h["hits"].as_array().unwrap();
+    assert_eq!(hh.len(), 1, "{label}: {h:#}");
+    assert!(window(&hh[0]["time"]), "{label}: {h:#}");
+    assert!(claimed_time(&hh[0]["reported"]), "{label}: {h:#}");
+    assert_eq!(hh[0]["sender"], "127.0.0.1", "{label}: {h:#}");
+    let vms: Vec<&str> = hh[0]["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["vm"]["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(vms, [vm_b], "{label}: {h:#}");
+    let text = ok(
+        data,
+        &["hunt", "--iocs", iocs, "--from", &from, "--to", &to],
+    );
+    assert!(
+        text.contains(&format!("VM {vm_b}")) && text.contains("[reported "),
+        "{label}: {text}"
+    );
+    let h = json(
+        data,
+        &["hunt", "--iocs", iocs, "--from", &cfrom, "--to", &cto],
+    );
+    assert_eq!(h["hits"].as_array().unwrap().len(), 0, "{label}: {h:#}");
+
+    // timeline of the sender's VM in the window of the real time.
+    let tl = json(
+        data,
+        &["timeline", "--vm", vm_b, "--from", &from, "--to", &to],
+    );
+    let entry = tl["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["summary"].as_str().unwrap().contains(needle))
+        .unwrap_or_else(|| panic!("{label}: {tl:#}"));
+    assert!(window(&entry["time"]), "{label}: {entry}");
+    assert!(
+        entry["summary"].as_str().unwrap().contains("[reported "),
+        "{label}: {entry}"
+    );
+
+    // check: the clock findings stand in the window of the real time, both times shown.
+    let c = json(data, &["check", "--from", &from, "--to", &to]);
+    let ev = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"].as_str().unwrap().starts_with("clock_"))
+        .flat_map(|f| f["evidence"].as_array().unwrap())
+        .find(|e| e["summary"].as_str().unwrap().contains(needle))
+        .unwrap_or_else(|| panic!("{label}: {c:#}"));
+    assert!(window(&ev["time"]), "{label}: {ev}");
+    assert!(
+        ev["summary"].as_str().unwrap().contains("[reported "),
+        "{label}: {ev}"
+    );
+
+    // who and report at the real time name the sender's VM, and the report holds the line.
+    let at = now.to_string();
+    let w = json(data, &["who", "--ip", "127.0.0.1", "--at", &at]);
+    assert_eq!(w["matches"][0]["vm"]["uuid"], vm_b, "{label}: {w:#}");
+    let w = json(
+        data,
+        &["who", "--ip", "127.0.0.1", "--at", &claimed.to_string()],
+    );
+    assert_eq!(w["matches"][0]["vm"]["uuid"], vm_a, "{label}: {w:#}");
+    let r: Value = serde_json::from_str(&ok(
+        data,
+        &[
+            "report",
+            "--ip",
+            "127.0.0.1",
+            "--at",
+            &at,
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(r["who"]["matches"][0]["vm"]["uuid"], vm_b, "{label}: {r:#}");
+    let r = r.to_string();
+    assert!(
+        r.contains(needle) && r.contains("[reported "),
+        "{label}: {r}"
+    );
+    let md = ok(
+        data,
+        &["report", "--ip", "127.0.0.1", "--at", &at, "--format", "md"],
+    );
+    assert!(
+        md.contains(needle) && md.contains("[reported "),
+        "{label}: {md}"
+    );
+}
+
+/// The oracle of "one clock for windows": a VM whose clock was set back two hours sends
+/// through its rsyslog, which forwards to `pugmark serve` (octet-counted TCP) and writes the
+/// central archive (docs/SITES.md's template) at once. The address the VM sends from belonged
+/// to another VM at the time the line claims. Every verb — search, hunt, timeline, check,
+/// who, report — finds the line in the window of its real time, with both times shown, in
+/// the live ledger and in the ingested archive alike; none finds it at the claimed time, and
+/// hunt names the sender's VM, not the one that held the address two hours earlier.
+#[test]
+fn a_vm_clock_set_back_two_hours_is_found_by_every_verb_at_its_real_time() {
+    if !tools_for_rsyslog(&[]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (live, archived) = (dir.path().join("live"), dir.path().join("archived"));
+    // rsyslog stamps what it receives with the real time: the leases must be around now.
+    #[allow(clippy::disallowed_methods)]
+    let now = jiff::Timestamp::now();
+    let hours = |h: i64| jiff::SignedDuration::from_mins(h * 60);
+    let note = |event: &str, at: jiff::Timestamp, uuid: &str, host: &str, ip: Option<&str>| {
+        let ips: Vec<Value> = ip
+            .iter()
+            .map(|a| serde_json::json!({"nova_object.name": "IpPayload", "nova_object.data": {"address": a, "mac": "fa:16:3e:00:00:c1"}}))
+            .collect();
+        serde_json::json!({
+            "event_type": event, "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+            "timestamp": at.strftime("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+            "message_id": format!("m-{uuid}-{event}"),
+            "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+                "nova_object.version": "1.8", "nova_object.data": {"uuid": uuid, "host": "cmp1",
+                "host_name": host, "user_id": "u1", "tenant_id": "p1",
+                "state": if ip.is_some() { "active" } else { "deleted" }, "ip_addresses": ips}}
+        })
+        .to_string()
+    };
+    let (vm_a, vm_b) = (
+        "a0000000-0000-4000-8000-0000000000c1",
+        "b0000000-0000-4000-8000-0000000000c2",
+    );
+    let notes = [
+        note(
+            "instance.create.end",
+            now - hours(5),
+            vm_a,
+            "old-a",
+            Some("127.0.0.1"),
+        ),
+        note(
+            "instance.delete.end",
+            now - hours(1) - hours(1) / 2,
+            vm_a,
+            "old-a",
+            None,
+        ),
+        note(
+            "instance.create.end",
+            now - hours(1),
+            vm_b,
+            "real-b",
+            Some("127.0.0.1"),
+        ),
+    ];
+    let nf = dir.path().join("notifications.json");
+    fs::write(&nf, notes.join("\n") + "\n").unwrap();
+    ok(&live, &["ingest", nf.to_str().unwrap()]);
+    ok(&archived, &["ingest", nf.to_str().unwrap()]);
+
+    let server = Server::start(&live, None, false);
+    let input = free_port();
+    let archive = dir.path().join("archive.log");
+    let work = dir.path().join("rsyslog");
+    let _rsyslog = Rsyslog::start(
+        &work,
+        &format!(
+            r#"module(load="imtcp")
+template(name="pugmark-archive" type="string" string="%timegenerated:::date-rfc3339% %fromhost-ip% %rawmsg%\n")
+input(type="imtcp" address="127.0.0.1" port="{input}" ruleset="vm")
+ruleset(name="vm") {{
+  action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp"
+         TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+  action(type="omfile" file="{file}" template="pugmark-archive")
+}}
+"#,
+            tcp = server.tcp,
+            file = archive.display()
+        ),
+        input,
+    );
+    // RFC 3164 with the VM's own (zone-less, UTC here) stamps: right, then two hours back.
+    let bsd = |t: jiff::Timestamp| t.strftime("%b %e %H:%M:%S").to_string();
+    let lines = [
+        format!("<86>{} real-b sshd[7]: all is well", bsd(now)),
+        format!(
+            "<86>{} real-b sshd[7]: Accepted password for root from 203.0.113.66 port 4242 ssh2",
+            bsd(now - hours(2))
+        ),
+    ];
+    let mut s = TcpStream::connect(("127.0.0.1", input)).unwrap();
+    for l in &lines {
+        s.write_all(format!("{l}\n").as_bytes()).unwrap();
+    }
+    drop(s);
+    server.wait_ledger((notes.len() + lines.len()) as u64, 30);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fs::read_to_string(&archive).map_or(0, |t| t.lines().count()) < lines.len() {
+        assert!(
+            Instant::now() < deadline,
+            "rsyslog did not write the archive"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server.stop();
+    ok(
+        &archived,
+        &["ingest", "--observer", "vm", archive.to_str().unwrap()],
+    );
+    found_at_its_real_time(&live, dir.path(), "live", now);
+    found_at_its_real_time(&archived, dir.path(), "archive", now);
+}

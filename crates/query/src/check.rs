@@ -244,20 +244,9 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 /// The sender's address of a live record, or of a record from a central logger's archive
-/// (the `relay_from` its logger wrote; see decode's syslog module).
+/// (the `relay_from` its logger wrote; see decode's syslog module): [`Event::sender_ip`].
 fn peer_ip(e: &Event) -> Option<IpAddr> {
-    match &e.origin {
-        Origin::Peer { addr, .. } | Origin::AuthenticatedPeer { addr, .. } => addr
-            .parse::<std::net::SocketAddr>()
-            .map(|s| s.ip())
-            .or_else(|_| addr.parse::<IpAddr>())
-            .ok()
-            .map(canonical),
-        Origin::File { .. } => e
-            .field(model::fields::RELAY_FROM)
-            .and_then(|a| a.parse::<IpAddr>().ok())
-            .map(canonical),
-    }
+    e.sender_ip()
 }
 
 /// When a collector received the record ([`Event::collected`]), in nanoseconds.
@@ -267,7 +256,7 @@ fn collected_at(e: &Event) -> Option<i64> {
 
 /// Where a VM-internal event stands in time (see the module docs).
 fn vm_time(e: &Event) -> i64 {
-    collected_at(e).unwrap_or_else(|| ns(e.time()))
+    ns(e.placed())
 }
 
 /// Folds occurrences of one (kind, key) into one finding: the first occurrence with its
@@ -635,7 +624,7 @@ pub fn check(
                 if !exact && !expr.matches(&e) {
                     continue;
                 }
-                let t = ns(e.time());
+                let t = ns(e.placed());
                 if !in_range(t) {
                     continue;
                 }

@@ -11,8 +11,12 @@
 //! [`hunt`] searches flows, netfilter connections and syslog text: addresses and networks as
 //! `ip:` queries (the index's IP field, exact and CIDR), domains and URLs as phrases. For each
 //! hit the event's endpoint addresses (src/dst, else every address it names) are resolved with
-//! [`crate::who::who`] at the event's time, so a hit says which VM, owner, payload person and
-//! hypervisor were behind the address then.
+//! [`crate::who::who`] at the time the event is placed ([`Event::placed`]: the collector's time
+//! where one exists), so a hit says which VM, owner, payload person and hypervisor were behind
+//! the address then. A VM's own syslog (observer `vm`) names its sender too: the VM that held
+//! the sender's address when the collector received the line (a live peer, or an archive's
+//! `relay_from` at its `relay_received`) is the VM the line came from, and is in `matches`
+//! even though the line's text names no address of its own.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -211,8 +215,18 @@ pub struct HuntHit {
     pub observer: Observer,
     pub summary: String,
     pub seq: u64,
-    /// `who` match objects for the event's endpoint addresses at its time.
+    /// `who` match objects for the event's endpoint addresses at its time, and for a VM's own
+    /// syslog the VM that held its sender's address when the collector received it.
     pub matches: Vec<Match>,
+    /// What the source claimed, when it differs from `time` by a second or more (`time` is
+    /// where the hit is placed: the collector's time where one exists). An extension of the
+    /// issue-5 contract; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported: Option<String>,
+    /// The address that sent a VM's own syslog line (live peer or an archive's `relay_from`),
+    /// resolved into `matches` at the collected time. An extension; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -223,9 +237,10 @@ pub struct HuntAnswer {
 }
 
 /// One hit: the event's endpoint addresses (src/dst, else every address it names) resolved
-/// with `who` at the event's time.
+/// with `who` at the time the event is placed, and for a VM's own syslog its sender's address
+/// at the collected time.
 fn resolve(facts: &mut dyn Facts, ind: &Indicator, seq: u64, e: &Event) -> anyhow::Result<HuntHit> {
-    let at = e.time();
+    let at = e.placed();
     let mut addrs: Vec<IpAddr> = [fields::SRC_IP, fields::DST_IP]
         .iter()
         .filter_map(|f| e.field(f).and_then(|v| v.parse().ok()))
@@ -246,6 +261,27 @@ fn resolve(facts: &mut dyn Facts, ind: &Indicator, seq: u64, e: &Event) -> anyho
         )?;
         matches.extend(a.matches);
     }
+    // The sender of a VM's own line, where a collector received it: the VM leasing that
+    // address then wrote it, whatever the line says about itself.
+    let sender = e
+        .sender_ip()
+        .zip(e.collected())
+        .filter(|_| e.observer.forgeable_by_vm_user());
+    if let Some((ip, collected)) = sender {
+        let a = who_in(
+            facts,
+            &WhoQuery {
+                kind: AddrKind::Ip,
+                value: ip.to_string(),
+                at: collected,
+            },
+        )?;
+        for m in a.matches {
+            if !matches.iter().any(|x| x.vm.uuid == m.vm.uuid) {
+                matches.push(m);
+            }
+        }
+    }
     let summary = match (&e.host, &e.app) {
         (Some(host), Some(app)) => format!("{host} {app}: {}", e.message),
         (Some(host), None) => format!("{host}: {}", e.message),
@@ -259,6 +295,8 @@ fn resolve(facts: &mut dyn Facts, ind: &Indicator, seq: u64, e: &Event) -> anyho
         summary,
         seq,
         matches,
+        reported: e.reported_aside().map(|t| t.to_string()),
+        sender: sender.map(|(ip, _)| ip.to_string()),
     })
 }
 

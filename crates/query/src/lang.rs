@@ -68,7 +68,7 @@ pub enum Expr {
     },
     /// Events mentioning an address inside `net` (a single address is a /32 or /128).
     Ip(Net),
-    /// Time filter `[from, to)` (from the CLI flags, not the query text).
+    /// Time filter `[from, to)` on `Event::placed()` (from the CLI flags, not the query text).
     Time {
         from: Option<jiff::Timestamp>,
         to: Option<jiff::Timestamp>,
@@ -622,7 +622,7 @@ impl Expr {
                         .is_some_and(|ip| net.contains(ip))
             }
             Expr::Time { from, to } => {
-                let t = e.time();
+                let t = e.placed();
                 from.is_none_or(|f| t >= f) && to.is_none_or(|x| t < x)
             }
             Expr::And(xs) => xs.iter().all(|x| x.matches(e)),

@@ -7,11 +7,12 @@
 //! inside its lease, restricted to a window around the moment. Rendered as JSON, Markdown or
 //! a self-contained HTML page.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use jiff::{SignedDuration, Timestamp};
-use model::Observer;
+use model::{Observer, escape_controls};
 use serde::Serialize;
 use views::SearchIndex;
 use views::facts::FactStore;
@@ -142,11 +143,14 @@ fn vm_report(
     Ok(r)
 }
 
-fn or_unknown(v: &Option<String>) -> &str {
-    v.as_deref().unwrap_or("unknown")
+/// A value from the records, for text: control characters escaped ([`escape_controls`]).
+fn or_unknown(v: &Option<String>) -> Cow<'_, str> {
+    escape_controls(v.as_deref().unwrap_or("unknown"))
 }
 
-/// Markdown rendering.
+/// Markdown rendering. Every value that came from a record (names, summaries, sources) is
+/// written with its control characters escaped ([`escape_controls`]): Markdown is read in a
+/// terminal too.
 pub fn to_markdown(r: &Report) -> String {
     let mut s = String::new();
     let q = &r.who.query;
@@ -154,14 +158,15 @@ pub fn to_markdown(r: &Report) -> String {
         s,
         "# Incident report: {} {} at {}\n",
         q.kind_name(),
-        q.value,
+        escape_controls(&q.value),
         q.at
     );
     if r.who.matches.is_empty() {
         let _ = writeln!(
             s,
             "No VM held {} at {}: no lease covers that moment in the evidence.",
-            q.value, q.at
+            escape_controls(&q.value),
+            q.at
         );
         return s;
     }
@@ -170,11 +175,11 @@ pub fn to_markdown(r: &Report) -> String {
             s,
             "**Ambiguous:** {} VMs held {} at that moment; all are reported.\n",
             r.who.matches.len(),
-            q.value
+            escape_controls(&q.value)
         );
     }
     for (m, v) in r.who.matches.iter().zip(&r.vms) {
-        let _ = writeln!(s, "## VM {}\n", m.vm.uuid);
+        let _ = writeln!(s, "## VM {}\n", escape_controls(&m.vm.uuid));
         let _ = writeln!(
             s,
             "- **Who**: user {} ({}), project {} ({})",
@@ -187,7 +192,7 @@ pub fn to_markdown(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "- **Payload**: job {} of {} — {} ({} to {})",
-                p.job_id,
+                escape_controls(&p.job_id),
                 or_unknown(&p.owner),
                 or_unknown(&p.dn),
                 or_unknown(&p.from),
@@ -197,7 +202,7 @@ pub fn to_markdown(r: &Report) -> String {
         let _ = writeln!(
             s,
             "- **Where**: VM {} ({}), hostname {}, hypervisor {}, image {}",
-            m.vm.uuid,
+            escape_controls(&m.vm.uuid),
             or_unknown(&m.vm.name),
             or_unknown(&m.vm.hostname),
             or_unknown(&m.vm.hypervisor),
@@ -206,7 +211,7 @@ pub fn to_markdown(r: &Report) -> String {
         let _ = writeln!(
             s,
             "- **When**: held {} from {} to {}",
-            q.value,
+            escape_controls(&q.value),
             m.lease.from,
             m.lease.to.as_deref().unwrap_or("now")
         );
@@ -230,7 +235,8 @@ pub fn to_markdown(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "- **CONFLICT** ({}): {} — the sources disagree; both are kept",
-                c.kind, c.summary
+                escape_controls(&c.kind),
+                escape_controls(&c.summary)
             );
         }
         let _ = writeln!(s, "- **Backed by**: {}\n", obs.join(", "));
@@ -252,7 +258,7 @@ pub fn to_markdown(r: &Report) -> String {
                     e.time,
                     e.observer,
                     e.seq,
-                    e.summary.replace('\n', " ")
+                    escape_controls(&e.summary)
                 );
             }
             let _ = writeln!(s);
@@ -262,7 +268,11 @@ pub fn to_markdown(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "- #{} [{}] {} {}: {}",
-                e.seq, e.observer, e.time, e.source, e.summary
+                e.seq,
+                e.observer,
+                e.time,
+                escape_controls(&e.source),
+                escape_controls(&e.summary)
             );
         }
         let _ = writeln!(s);

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use model::{Event, EventClass, Origin};
+use model::{Event, EventClass, Origin, escape_controls};
 use serde::Serialize;
 use views::search::{Keyword, SearchIndex};
 
@@ -37,7 +37,8 @@ impl<F: FnMut(u64) -> anyhow::Result<Event>> Fetch for F {
 pub struct SearchRequest {
     /// Query text ([`QUERY_SYNTAX_HELP`]); `*` for everything.
     pub query: String,
-    /// Only events with `Event::time()` in `[from, to)`.
+    /// Only events placed (`Event::placed()`: the collector's time where one exists, else the
+    /// reported time) in `[from, to)`.
     pub from: Option<jiff::Timestamp>,
     pub to: Option<jiff::Timestamp>,
     /// Exact host / app (case-insensitive), class.
@@ -158,7 +159,7 @@ pub fn run_with_tail(
     )?;
     if !more.is_empty() {
         out.hits.extend(more);
-        out.hits.sort_by_key(|h| (h.event.time(), h.seq));
+        out.hits.sort_by_key(|h| (h.event.placed(), h.seq));
         out.hits.truncate(limit);
     }
     out.total += extra;
@@ -212,23 +213,31 @@ fn run_index(
     })
 }
 
-/// One hit as a text line: `#SEQ TIME [observer] host app[pid]: message`.
+/// One hit as a text line: `#SEQ TIME [observer] host app[pid]: message`, TIME being where
+/// the event is placed (`Event::placed()`), followed by ` [reported …]` when the source's own
+/// time differs from it. Host, app, pid and message come from the record: control characters
+/// are shown escaped ([`model::escape_controls`]), never sent to the terminal.
 pub fn render_line(hit: &Hit) -> String {
     let e = &hit.event;
+    let esc = |s: &str| escape_controls(s).into_owned();
     let app = match (&e.app, &e.pid) {
-        (Some(a), Some(p)) => format!("{a}[{p}]"),
-        (Some(a), None) => a.clone(),
+        (Some(a), Some(p)) => format!("{}[{}]", esc(a), esc(p)),
+        (Some(a), None) => esc(a),
         (None, _) => "-".to_string(),
     };
-    format!(
+    let mut line = format!(
         "#{} {} [{}] {} {}: {}",
         hit.seq,
-        e.time(),
+        e.placed(),
         e.observer,
-        e.host.as_deref().unwrap_or("-"),
+        e.host.as_deref().map_or_else(|| "-".to_string(), esc),
         app,
-        e.message
-    )
+        escape_controls(&e.message)
+    );
+    if let Some(rep) = e.reported_aside() {
+        line.push_str(&format!(" [reported {rep}]"));
+    }
+    line
 }
 
 /// `--json` output: `{"total": N, "truncated": bool, "hits": [HitJson, …]}`.
@@ -239,14 +248,18 @@ pub struct SearchJson<'a> {
     pub hits: Vec<HitJson<'a>>,
 }
 
-/// One hit in `--json` output. Times are RFC 3339; `time` is the ordering time
-/// (`reported.time` when the source gave a parsable one, else `received`).
+/// One hit in `--json` output. Times are RFC 3339; `time` is the ordering time, where the hit
+/// is placed (`Event::placed()`: `collected` when there is one, else `reported.time` when the
+/// source gave a parsable one, else `received`); `reported.time` keeps the source's claim.
 #[derive(Debug, Serialize)]
 pub struct HitJson<'a> {
     /// Ledger position: the evidence to cite.
     pub seq: u64,
     pub time: jiff::Timestamp,
     pub received: jiff::Timestamp,
+    /// When a collector the site controls received the record (`Event::collected()`): ours
+    /// for live records, the central logger's for archive lines; null for other imports.
+    pub collected: Option<jiff::Timestamp>,
     /// `{"time": RFC 3339 or null, "text": as it appeared}`.
     pub reported: &'a model::Reported,
     pub observer: model::Observer,
@@ -287,8 +300,9 @@ impl<'a> HitJson<'a> {
         let e = &hit.event;
         HitJson {
             seq: hit.seq,
-            time: e.time(),
+            time: e.placed(),
             received: e.received.timestamp(),
+            collected: e.collected(),
             reported: &e.reported,
             observer: e.observer,
             source_kind: &e.source_kind,

@@ -102,15 +102,14 @@ impl Builder<'_> {
         {
             return Ok(());
         }
-        // The index orders by reported time, which a VM's clock may have moved: search a day
-        // wider and keep what is placed inside the window (below).
-        let slack = jiff::SignedDuration::from_hours(24);
+        // The index places events where every query does (`Event::placed`: the collector's
+        // time where one exists), so the window is the search's window.
         let out = run(
             self.index,
             &SearchRequest {
                 query,
-                from: from.and_then(|f| f.checked_sub(slack).ok()),
-                to: to.and_then(|t| t.checked_add(slack).ok()),
+                from,
+                to,
                 limit: self.req.limit,
                 ..SearchRequest::default()
             },
@@ -125,19 +124,12 @@ impl Builder<'_> {
                 (None, Some(app)) => format!("{app}: {}", e.message),
                 (None, None) => e.message.clone(),
             };
-            // A VM's own clock is its user's to set: where a collector's receive time exists,
-            // the VM's events stand there, with what the VM claimed beside it.
-            let placed = match (e.observer.forgeable_by_vm_user(), e.collected()) {
-                (true, Some(c)) => {
-                    if let Some(rep) = e.reported.time
-                        && rep.duration_since(c).abs() >= jiff::SignedDuration::from_secs(1)
-                    {
-                        summary.push_str(&format!(" [reported {rep}]"));
-                    }
-                    c
-                }
-                _ => e.time(),
-            };
+            // A source's own clock is its operator's to set (a VM's is its user's): where a
+            // collector's receive time exists, events stand there, with the claim beside it.
+            let placed = e.placed();
+            if let Some(rep) = e.reported_aside() {
+                summary.push_str(&format!(" [reported {rep}]"));
+            }
             if from.is_some_and(|f| placed < f) || to.is_some_and(|t| placed >= t) {
                 continue;
             }

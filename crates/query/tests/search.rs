@@ -103,7 +103,7 @@ impl Store {
             .events
             .iter()
             .filter(|(_, e)| expr.matches(e))
-            .map(|(s, e)| (e.time(), *s))
+            .map(|(s, e)| (e.placed(), *s))
             .collect();
         m.sort();
         let total = m.len() as u64;
@@ -263,6 +263,52 @@ fn rendering_text_and_json() {
     assert_eq!(json["hits"][0]["ips"][0], "2001:db8::5");
 }
 
+/// A VM's live line, stamped two hours before it arrived and holding terminal sequences:
+/// the text line stands at the receipt with the claim beside it and shows the sequences
+/// escaped; `--json` places it the same way and keeps the message exactly.
+#[test]
+fn a_live_line_renders_at_its_receipt_escaped_and_json_keeps_it_exact() {
+    let mut e = event(&Spec {
+        secs: 0,
+        host: "vm-1",
+        app: "sshd",
+        message: "hi \x1b[2J\x1b]0;pwned\x07 x\ry".into(),
+        user: "root",
+        ip: "10.0.0.1",
+        class: EventClass::Other,
+    });
+    e.origin = Origin::Peer {
+        addr: "10.0.0.1:41000".into(),
+        listener: "tcp".into(),
+    };
+    e.received = Received::from_stored(ts(7200).as_nanosecond());
+    let s = store(vec![e.clone()]);
+    let mut fetch = |seq: u64| -> anyhow::Result<Event> {
+        s.events
+            .get(&seq)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no #{seq}"))
+    };
+    let mut r = req("pwned", 5);
+    r.from = Some(ts(7000));
+    r.to = Some(ts(7400));
+    let out = run(&s.index, &r, &mut fetch).expect("search");
+    assert_eq!(out.total, 1);
+    assert_eq!(
+        query::search::render_line(&out.hits[0]),
+        "#1 2023-11-15T00:13:20Z [vm] vm-1 sshd[42]: hi \\x1b[2J\\x1b]0;pwned\\x07 x\\ry \
+         [reported 2023-11-14T22:13:20Z]"
+    );
+    let json = serde_json::to_value(out.to_json()).expect("json");
+    assert_eq!(json["hits"][0]["time"], "2023-11-15T00:13:20Z");
+    assert_eq!(json["hits"][0]["collected"], "2023-11-15T00:13:20Z");
+    assert_eq!(json["hits"][0]["reported"]["time"], "2023-11-14T22:13:20Z");
+    assert_eq!(json["hits"][0]["message"], e.message);
+    r.from = Some(ts(-100));
+    r.to = Some(ts(100));
+    assert_eq!(run(&s.index, &r, &mut fetch).expect("search").total, 0);
+}
+
 #[test]
 fn parse_errors_reach_the_caller_as_one_line() {
     let s = fixture();
@@ -291,8 +337,9 @@ fn arb_event() -> impl Strategy<Value = Event> {
         0..4usize,
         any::<bool>(),
         0..PORTS.len(),
+        prop::option::of(0i64..50),
     )
-        .prop_map(|(secs, h, a, words, u, ip, fail, port)| {
+        .prop_map(|(secs, h, a, words, u, ip, fail, port, live)| {
             let message = words
                 .iter()
                 .map(|w| WORDS[*w])
@@ -313,6 +360,14 @@ fn arb_event() -> impl Strategy<Value = Event> {
             });
             let p = PORTS[port].split(':').next().unwrap_or_default();
             e.fields.insert("src_port".into(), p.to_string());
+            // Received live at another time than the VM claims: placed at the receipt.
+            if let Some(at) = live {
+                e.origin = Origin::Peer {
+                    addr: "10.0.0.9:514".into(),
+                    listener: "tcp".into(),
+                };
+                e.received = Received::from_stored(ts(at).as_nanosecond());
+            }
             e
         })
 }

@@ -115,7 +115,7 @@ fn oracle(pred: impl Fn(&Event) -> bool) -> Vec<u64> {
     let mut v: Vec<(jiff::Timestamp, u64)> = events()
         .into_iter()
         .filter(|(_, e)| pred(e))
-        .map(|(s, e)| (e.time(), s))
+        .map(|(s, e)| (e.placed(), s))
         .collect();
     v.sort();
     v.into_iter().map(|(_, s)| s).collect()
@@ -200,14 +200,14 @@ fn queries_match_the_in_memory_oracle() {
                 from: Some(ts(10)),
                 to: Some(ts(20)),
             },
-            Box::new(|e| e.time() >= ts(10) && e.time() < ts(20)),
+            Box::new(|e| e.placed() >= ts(10) && e.placed() < ts(20)),
         ),
         (
             IndexQuery::Time {
                 from: None,
                 to: Some(ts(0)),
             },
-            Box::new(|e| e.time() < ts(0)),
+            Box::new(|e| e.placed() < ts(0)),
         ),
         (
             IndexQuery::And(vec![
@@ -292,4 +292,88 @@ fn recreate_refuses_a_directory_that_is_not_an_index() {
         .expect("must refuse");
     assert!(err.to_string().contains("refusing to delete"), "{err}");
     assert!(dir.path().join("precious.txt").try_exists().expect("stat"));
+}
+
+/// Windows and order run on where a record is placed (`Event::placed`): a VM's line received
+/// live stands at its receipt, not at the two-hours-earlier time its clock claimed; a plain
+/// file's line at its claim; a hypervisor's line received an hour late at its own time.
+#[test]
+fn windows_and_order_use_the_placed_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let index = SearchIndex::open_or_create(dir.path()).expect("open");
+    let mut live_vm = event(0);
+    live_vm.observer = Observer::Vm;
+    live_vm.origin = Origin::Peer {
+        addr: "10.0.0.5:40000".into(),
+        listener: "tcp".into(),
+    };
+    live_vm.received = Received::from_stored(ts(7200).as_nanosecond());
+    live_vm.reported = Reported::new(Some(ts(0)), "x");
+    let mut file_vm = event(2);
+    file_vm.observer = Observer::Vm;
+    file_vm.reported = Reported::new(Some(ts(100)), "x");
+    let mut late_hv = event(1);
+    late_hv.origin = Origin::Peer {
+        addr: "192.0.2.1:514".into(),
+        listener: "relp".into(),
+    };
+    late_hv.received = Received::from_stored(ts(7300).as_nanosecond());
+    late_hv.reported = Reported::new(Some(ts(3700)), "x");
+    let mut w = index.writer(50_000_000).expect("writer");
+    for (seq, e) in [(1, &live_vm), (2, &file_vm), (3, &late_hv)] {
+        w.add(seq, e).expect("add");
+    }
+    w.commit(3).expect("commit");
+    w.finish().expect("finish");
+    index.reload().expect("reload");
+    let window = |from: i64, to: i64| {
+        seqs(
+            &index,
+            &IndexQuery::Time {
+                from: Some(ts(from)),
+                to: Some(ts(to)),
+            },
+        )
+    };
+    assert_eq!(window(7000, 7400), [1]);
+    assert_eq!(window(-100, 200), [2]);
+    assert_eq!(window(3600, 3800), [3]);
+    let all = index.all_by_time(&IndexQuery::All).expect("all");
+    assert_eq!(
+        all,
+        [
+            DocKey {
+                time: ts(100),
+                seq: 2
+            },
+            DocKey {
+                time: ts(3700),
+                seq: 3
+            },
+            DocKey {
+                time: ts(7200),
+                seq: 1
+            },
+        ]
+    );
+}
+
+/// An index whose time column held `Event::time` (the schema before `placed`) would answer
+/// windows by the VM's claim: it is refused with the remedy, and `reindex` rebuilds it.
+#[test]
+fn an_index_from_before_the_placed_column_is_refused_until_reindex() {
+    use tantivy::schema::{DateOptions, NumericOptions, Schema};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("index");
+    std::fs::create_dir_all(&path).expect("mkdir");
+    let mut b = Schema::builder();
+    b.add_u64_field("seq", NumericOptions::default().set_fast());
+    b.add_date_field("time", DateOptions::default().set_fast());
+    tantivy::Index::create_in_dir(&path, b.build()).expect("old index");
+    let err = SearchIndex::open_or_create(&path)
+        .err()
+        .expect("an old index is refused");
+    assert!(err.to_string().contains("run `pugmark reindex`"), "{err}");
+    let index = SearchIndex::recreate(&path).expect("reindex");
+    assert_eq!(index.num_docs(), 0);
 }

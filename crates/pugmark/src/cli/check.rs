@@ -91,12 +91,17 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
         } else {
             String::new()
         };
-        writeln!(out, "{} {}{}: {}", f.time, f.kind, times, f.summary)?;
+        super::text_line(
+            &mut out,
+            &format!("{} {}{}: {}", f.time, f.kind, times, f.summary),
+        )?;
         for e in &f.evidence {
-            writeln!(
-                out,
-                "  evidence #{} [{}] {} {}: {}",
-                e.seq, e.observer, e.time, e.source, e.summary
+            super::text_line(
+                &mut out,
+                &format!(
+                    "  evidence #{} [{}] {} {}: {}",
+                    e.seq, e.observer, e.time, e.source, e.summary
+                ),
             )?;
         }
     }

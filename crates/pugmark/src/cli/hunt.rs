@@ -101,10 +101,22 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         } else {
             who.join(", ")
         };
-        writeln!(
-            out,
-            "{} {} [{}] #{} {} -> {who}",
-            h.time, h.indicator, h.observer, h.seq, h.summary
+        let reported = h
+            .reported
+            .as_ref()
+            .map(|r| format!(" [reported {r}]"))
+            .unwrap_or_default();
+        let sender = h
+            .sender
+            .as_ref()
+            .map(|s| format!(" (sent from {s})"))
+            .unwrap_or_default();
+        super::text_line(
+            &mut out,
+            &format!(
+                "{} {} [{}] #{} {}{reported} -> {who}{sender}",
+                h.time, h.indicator, h.observer, h.seq, h.summary
+            ),
         )?;
     }
     if answer.hits.is_empty() {

@@ -164,7 +164,12 @@ pub(super) fn ingest(
                 // The exporter is in the origin (the listener name cites file and frame).
                 let origin = Origin::Peer {
                     addr: g.src.to_string(),
-                    listener: format!("pcap:{}#{}", input.name, g.frame),
+                    listener: format!(
+                        "{}{}#{}",
+                        model::event::PCAP_LISTENER_PREFIX,
+                        input.name,
+                        g.frame
+                    ),
                 };
                 out.push((g.src, origin, g.payload));
             }

@@ -104,3 +104,12 @@ pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
     s.parse::<jiff::Timestamp>()
         .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-10-14T08:00:00Z ({e})"))
 }
+
+/// Writes one line of text output with the control characters of record text shown escaped
+/// ([`model::escape_controls`]): a VM's log line must not clear, retitle or overwrite the
+/// analyst's terminal, nor print a line of its own. Every text renderer writes through this;
+/// `--json` does not (serde writes JSON escapes).
+pub(crate) fn text_line(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
+    out.write_all(model::escape_controls(line).as_bytes())?;
+    out.write_all(b"\n")
+}

@@ -114,6 +114,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         for hit in &outcome.hits {
+            // render_line escapes what came from the record.
             writeln!(out, "{}", query::search::render_line(hit))?;
         }
         if outcome.truncated {

@@ -329,14 +329,16 @@ pub struct StatusArgs {
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let text = serve::status::fetch(args.http).context("is pugmark serve running?")?;
-    if args.raw {
-        print!("{text}");
+    let shown = if args.raw {
+        text
     } else {
         let now = model::Received::now().as_unix_nanos() as f64 / 1e9;
-        print!(
-            "{}",
-            serve::status::render(&text, now, args.silent_after as f64)
-        );
+        serve::status::render(&text, now, args.silent_after as f64)
+    };
+    // Sender names and certificate subjects come from the peers: escaped like record text.
+    let mut out = std::io::stdout().lock();
+    for line in shown.lines() {
+        super::text_line(&mut out, line)?;
     }
     Ok(ExitCode::SUCCESS)
 }

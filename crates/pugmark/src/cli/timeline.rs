@@ -72,10 +72,12 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         for e in &t.entries {
-            writeln!(
-                out,
-                "{} [{}] {} #{} {}: {}",
-                e.time, e.observer, e.kind, e.seq, e.source, e.summary
+            super::text_line(
+                &mut out,
+                &format!(
+                    "{} [{}] {} #{} {}: {}",
+                    e.time, e.observer, e.kind, e.seq, e.source, e.summary
+                ),
             )?;
         }
         if t.entries.is_empty() {

@@ -72,61 +72,73 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if answer.matches.is_empty() {
-        writeln!(out, "no VM held {value} at {}", args.at)?;
+        super::text_line(&mut out, &format!("no VM held {value} at {}", args.at))?;
         return Ok(ExitCode::SUCCESS);
     }
     if answer.matches.len() > 1 {
-        writeln!(
-            out,
-            "AMBIGUOUS: {} VMs held {value} at {}; all are listed",
-            answer.matches.len(),
-            args.at
+        super::text_line(
+            &mut out,
+            &format!(
+                "AMBIGUOUS: {} VMs held {value} at {}; all are listed",
+                answer.matches.len(),
+                args.at
+            ),
         )?;
     }
     let or_unknown = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".into());
     for m in &answer.matches {
-        writeln!(
-            out,
-            "VM {} ({}, hostname {}) on hypervisor {}, image {}",
-            m.vm.uuid,
-            or_unknown(&m.vm.name),
-            or_unknown(&m.vm.hostname),
-            or_unknown(&m.vm.hypervisor),
-            or_unknown(&m.vm.image)
+        super::text_line(
+            &mut out,
+            &format!(
+                "VM {} ({}, hostname {}) on hypervisor {}, image {}",
+                m.vm.uuid,
+                or_unknown(&m.vm.name),
+                or_unknown(&m.vm.hostname),
+                or_unknown(&m.vm.hypervisor),
+                or_unknown(&m.vm.image)
+            ),
         )?;
-        writeln!(
-            out,
-            "  owner: user {} ({}), project {} ({})",
-            or_unknown(&m.owner.user_id),
-            or_unknown(&m.owner.user_name),
-            or_unknown(&m.owner.project_id),
-            or_unknown(&m.owner.project_name)
+        super::text_line(
+            &mut out,
+            &format!(
+                "  owner: user {} ({}), project {} ({})",
+                or_unknown(&m.owner.user_id),
+                or_unknown(&m.owner.user_name),
+                or_unknown(&m.owner.project_id),
+                or_unknown(&m.owner.project_name)
+            ),
         )?;
-        writeln!(
-            out,
-            "  held {value} from {} to {}",
-            m.lease.from,
-            m.lease.to.clone().unwrap_or_else(|| "now".into())
+        super::text_line(
+            &mut out,
+            &format!(
+                "  held {value} from {} to {}",
+                m.lease.from,
+                m.lease.to.clone().unwrap_or_else(|| "now".into())
+            ),
         )?;
         for p in &m.payload_users {
-            writeln!(
-                out,
-                "  payload: job {} of {} ({}) from {} to {}",
-                p.job_id,
-                or_unknown(&p.owner),
-                or_unknown(&p.dn),
-                or_unknown(&p.from),
-                or_unknown(&p.to)
+            super::text_line(
+                &mut out,
+                &format!(
+                    "  payload: job {} of {} ({}) from {} to {}",
+                    p.job_id,
+                    or_unknown(&p.owner),
+                    or_unknown(&p.dn),
+                    or_unknown(&p.from),
+                    or_unknown(&p.to)
+                ),
             )?;
         }
         for c in &m.conflicts {
-            writeln!(out, "  CONFLICT ({}): {}", c.kind, c.summary)?;
+            super::text_line(&mut out, &format!("  CONFLICT ({}): {}", c.kind, c.summary))?;
         }
         for e in &m.evidence {
-            writeln!(
-                out,
-                "  evidence #{} [{}] {} {}: {}",
-                e.seq, e.observer, e.time, e.source, e.summary
+            super::text_line(
+                &mut out,
+                &format!(
+                    "  evidence #{} [{}] {} {}: {}",
+                    e.seq, e.observer, e.time, e.source, e.summary
+                ),
             )?;
         }
     }

@@ -18,7 +18,9 @@ use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::{DateTime, DocId, Order, Score, SegmentOrdinal, SegmentReader, Term};
 
 use super::SearchIndex;
-use super::schema::{has_kv_term, ip_key, keyword_term, kv_term, phrase_terms, text_tokens};
+use super::schema::{
+    PLACED, has_kv_term, ip_key, keyword_term, kv_term, phrase_terms, text_tokens,
+};
 use super::writer::date;
 use crate::error::{Result, SearchError};
 
@@ -68,7 +70,7 @@ pub enum IndexQuery {
         first: IpAddr,
         last: IpAddr,
     },
-    /// Events whose time is in `[from, to)`; an absent bound is open.
+    /// Events placed (`Event::placed()`) in `[from, to)`; an absent bound is open.
     Time {
         from: Option<jiff::Timestamp>,
         to: Option<jiff::Timestamp>,
@@ -83,13 +85,13 @@ pub enum IndexQuery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SrcRow {
     pub seq: u64,
-    /// `Event::time()` in ns since the epoch, as indexed.
+    /// `Event::placed()` in ns since the epoch, as indexed.
     pub time_ns: i64,
     /// The event's `src_ip` field (IPv4-mapped IPv6 turned back into IPv4).
     pub src: Option<IpAddr>,
 }
 
-/// Where one matching event sits: its time (`Event::time()`, as indexed) and ledger position.
+/// Where one matching event sits: its time (`Event::placed()`, as indexed) and ledger position.
 /// Ordered by time, then seq.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DocKey {
@@ -175,11 +177,11 @@ impl SearchIndex {
             )),
             IndexQuery::Time { from, to } => {
                 let lower = match from {
-                    Some(t) => Bound::Included(Term::from_field_date(f.time, date(*t))),
+                    Some(t) => Bound::Included(Term::from_field_date(f.placed, date(*t))),
                     None => Bound::Unbounded,
                 };
                 let upper = match to {
-                    Some(t) => Bound::Excluded(Term::from_field_date(f.time, date(*t))),
+                    Some(t) => Bound::Excluded(Term::from_field_date(f.placed, date(*t))),
                     None => Bound::Unbounded,
                 };
                 if lower == Bound::Unbounded && upper == Bound::Unbounded {
@@ -237,7 +239,7 @@ impl SearchIndex {
         let limit = limit.min(docs_here.max(1));
         let top = TopDocs::with_limit(limit).order_by((
             (
-                SortByStaticFastValue::<DateTime>::for_field("time"),
+                SortByStaticFastValue::<DateTime>::for_field(PLACED),
                 Order::Asc,
             ),
             (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
@@ -352,8 +354,8 @@ impl SearchIndex {
         for reader in searcher.segment_readers() {
             let ff = reader.fast_fields();
             let time = ff
-                .date("time")
-                .map_err(SearchError::engine("fast field time"))?
+                .date(PLACED)
+                .map_err(SearchError::engine("fast field placed"))?
                 .first_or_default_col(DateTime::from_timestamp_nanos(i64::MIN));
             let seq = ff
                 .u64("seq")
@@ -441,7 +443,7 @@ impl Collector for KeysCollector {
         let ff = reader.fast_fields();
         Ok(KeysSegment {
             time: ff
-                .date("time")?
+                .date(PLACED)?
                 .first_or_default_col(DateTime::from_timestamp_nanos(i64::MIN)),
             seq: ff.u64("seq")?.first_or_default_col(0),
             keys: Vec::new(),

@@ -1,7 +1,7 @@
 //! The search index: one tantivy document per ledger record, answering "which ledger positions
-//! match" in event-time order.
+//! match" in placed-time order (`Event::placed()`).
 //!
-//! Schema (see `schema.rs`): `seq` (the ledger position) and `time`/`received` as fast columns
+//! Schema (see `schema.rs`): `seq` (the ledger position) and `placed` (`Event::placed()`: collector time, else reported)/`received` as fast columns
 //! for ordering and time ranges; `host`, `app`, `class`, `observer`, `source` and `kv`
 //! (`name=value`, except the high-cardinality [`TEXT_ONLY_FIELDS`]) as lower-cased exact
 //! terms; `ip` as IP terms (IPv4 mapped into IPv6) so `ip:10.0.0.0/8` is a term range; `text`

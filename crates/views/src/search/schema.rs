@@ -3,9 +3,12 @@
 //!
 //! Fields:
 //! - `seq`: u64, fast. The ledger position; read back from every hit.
-//! - `time`: date (ns), fast. `Event::time()`; ordering and `[from, to)` ranges run on the
+//! - `placed`: date (ns), fast. `Event::placed()`: the collector's time where one exists (live
+//!   receipt, an archive's `relay_received`), else `Event::time()`, so a VM whose clock was set
+//!   back stays in the windows of its real time. Ordering and `[from, to)` ranges run on the
 //!   fast column, so it is not in the inverted index (a term per distinct instant would cost
-//!   space and be slower for ranges than the column).
+//!   space and be slower for ranges than the column). Called `time` (holding `Event::time()`)
+//!   before: an index of that schema is refused with "run `pugmark reindex`".
 //! - `received`: date (ns), fast. The collector clock, for later trust checks.
 //! - `host`, `app`, `class`, `observer`, `source`: one exact lower-cased term each.
 //! - `kv`: `name=value` per normalised field, lower-cased, except the high-cardinality fields
@@ -72,10 +75,13 @@ pub fn has_kv_term(name: &str) -> bool {
 pub(crate) const TEXT_TOKENIZER: &str = "pm_text_v2";
 pub(crate) const KEYWORD_TOKENIZER: &str = "pm_keyword";
 
+/// The fast column records are placed and ordered by (`Event::placed()`).
+pub(crate) const PLACED: &str = "placed";
+
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Fields {
     pub seq: Field,
-    pub time: Field,
+    pub placed: Field,
     pub received: Field,
     pub host: Field,
     pub app: Field,
@@ -107,7 +113,7 @@ pub(crate) fn build() -> (Schema, Fields) {
     );
     let fields = Fields {
         seq: b.add_u64_field("seq", NumericOptions::default().set_fast()),
-        time: b.add_date_field("time", date.clone()),
+        placed: b.add_date_field(PLACED, date.clone()),
         received: b.add_date_field("received", date),
         host: b.add_text_field("host", keyword.clone()),
         app: b.add_text_field("app", keyword.clone()),

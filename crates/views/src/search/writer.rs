@@ -70,7 +70,7 @@ impl IndexWriter {
         let f = &self.fields;
         let mut doc = TantivyDocument::new();
         doc.add_u64(f.seq, seq);
-        doc.add_date(f.time, date(event.time()));
+        doc.add_date(f.placed, date(event.placed()));
         doc.add_date(f.received, date(event.received.timestamp()));
         if let Some(host) = &event.host {
             doc.add_text(f.host, keyword_term(host));
