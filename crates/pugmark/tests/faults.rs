@@ -64,9 +64,16 @@ impl Server {
             None => Command::new(bin()),
         };
         cmd.arg("serve").arg("--data").arg(data);
-        if let Some(c) = &o.config {
-            cmd.arg("--config").arg(c);
-        }
+        // HTTP ingestion needs a credential: every server here takes the suite's token.
+        let mut config = match &o.config {
+            Some(c) => fs::read_to_string(c).unwrap(),
+            None => "version = 1\n".to_string(),
+        };
+        config.push('\n');
+        config.push_str(&token().1);
+        let config_path = std::env::temp_dir().join(format!("pugmark-faults-serve-{http}.toml"));
+        fs::write(&config_path, config).unwrap();
+        cmd.arg("--config").arg(&config_path);
         if o.eio_hook {
             cmd.env(ledger_fault_env(), "1");
         }
@@ -182,13 +189,35 @@ fn ports() -> (u16, u16, u16) {
     (free_port(), free_port(), free_port())
 }
 
-/// One HTTP POST of `body` to /api/v1/events: (status, response body). The one place a
-/// request is built, so that a credential header is added in one line.
+/// The suite's bearer token and its `[[senders.map]]` entry, made once by `pugmark token`.
+fn token() -> &'static (String, String) {
+    static TOKEN: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let out = Command::new(bin())
+            .args(["token", "--name", "faults", "--observer", "cloud", "--json"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            v["token"].as_str().unwrap().to_string(),
+            v["toml"].as_str().unwrap().to_string(),
+        )
+    })
+}
+
+/// One HTTP POST of `body` to /api/v1/events with the suite's token: (status, response
+/// body). The one place a request is built.
 fn post_events(port: u16, body: &[u8]) -> (u16, String) {
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let head = format!(
-        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        token().0,
         body.len()
     );
     c.write_all(head.as_bytes()).unwrap();
