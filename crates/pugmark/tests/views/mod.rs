@@ -241,6 +241,9 @@ fn query_verbs_hold_the_views_against_the_ledger_and_never_answer_silently() {
     assert_eq!(w["matches"][0]["vm"]["uuid"], vm, "{w}");
     assert_eq!(standing(&w, "facts"), "current", "{w}");
     let at = ["--at", "2026-10-14T09:00:00Z"];
+    let iocs = dir.path().join("iocs.txt");
+    fs::write(&iocs, "10.0.0.5\n").unwrap();
+    let iocs = iocs.display().to_string();
     let verbs: Vec<Vec<&str>> = vec![
         vec!["who", "--ip", "10.0.0.5", at[0], at[1]],
         vec!["search", "*"],
@@ -255,7 +258,7 @@ fn query_verbs_hold_the_views_against_the_ledger_and_never_answer_silently() {
         ],
         vec!["report", "--ip", "10.0.0.5", at[0], at[1]],
         vec!["check"],
-        vec!["hunt", "10.0.0.5"],
+        vec!["hunt", "--iocs", &iocs],
     ];
     for v in &verbs {
         let out = pugmark(&data, v);
