@@ -126,11 +126,11 @@ impl DataDir {
             .with_context(|| format!("creating {}", replaced.display()))?;
         for name in VIEW_DIRS {
             let new = aside.join(name);
-            if !new.exists() {
+            if !exists(&new)? {
                 continue;
             }
             let live = self.root.join(name);
-            if live.exists() {
+            if exists(&live)? {
                 let old = replaced.join(name);
                 remove_dir(&old)?;
                 fs::rename(&live, &old)
@@ -157,7 +157,7 @@ impl DataDir {
                 .with_context(|| format!("creating {}", self.views.display()));
         }
         let aside = self.root.join(ASIDE);
-        if aside.join(COMPLETE).exists() {
+        if exists(&aside.join(COMPLETE))? {
             return self.finish_swap();
         }
         remove_dir(&aside)?;
@@ -199,4 +199,9 @@ fn remove_dir(dir: &Path) -> anyhow::Result<()> {
 /// Makes renames and creations in `dir` durable.
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     fs::File::open(dir)?.sync_all()
+}
+
+fn exists(p: &Path) -> anyhow::Result<bool> {
+    p.try_exists()
+        .with_context(|| format!("looking for {}", p.display()))
 }

@@ -12,8 +12,9 @@
 //!   seconds behind on purpose; an interrupted ingest leaves them behind until the next
 //!   `ingest`/`serve` catches them up). The verb answers, with a note on stderr and the
 //!   standing in `--json` (`views`);
-//! - **missing**: the view's files are absent, or it holds nothing while the ledger does. The
-//!   verb refuses (non-zero exit): an answer from it would be a silent "nothing";
+//! - **missing**: the view's files are absent while the ledger holds records. The verb refuses
+//!   (non-zero exit): an answer from it would be a silent "nothing". A view that exists and
+//!   holds nothing yet (a `serve` just started) is trailing by the whole ledger;
 //! - **foreign**: the view is ahead of the ledger or its recorded head differs from the
 //!   ledger's at that position: it was built from another ledger. The verb refuses.
 //!
@@ -186,20 +187,14 @@ fn judge(reader: &mut LedgerReader, ledger_last: u64, view: View, pos: Position)
     }
     if at < ledger_last {
         st.behind = ledger_last - at;
-        if position.is_none() {
-            st.standing = Standing::Missing;
-            st.why = Some(format!(
-                "the {} is empty while the ledger holds {ledger_last} records",
-                view.name()
-            ));
-        } else {
-            st.standing = Standing::Trailing;
-            st.why = Some(format!(
-                "the {} trails the ledger by {} records (#{at} of #{ledger_last})",
-                view.name(),
-                st.behind
-            ));
-        }
+        // An existing view that holds nothing yet (a `serve` just started on it) trails by
+        // the whole ledger: noted, not refused.
+        st.standing = Standing::Trailing;
+        st.why = Some(format!(
+            "the {} trails the ledger by {} records (#{at} of #{ledger_last})",
+            view.name(),
+            st.behind
+        ));
     }
     st
 }

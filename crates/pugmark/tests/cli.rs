@@ -281,7 +281,8 @@ fn bad_input_is_stored_raw_counted_and_never_lost() {
         "0001020362696e61727920676172626167659c80"
     );
 
-    // A file that is not syslog at all is detected as such and stored line by line.
+    // A file that is not text at all is refused (issue 10), unless asked for as raw: then it
+    // is stored line by line.
     let notlog = dir.path().join("data.bin");
     fs::write(
         &notlog,
@@ -290,7 +291,13 @@ fn bad_input_is_stored_raw_counted_and_never_lost() {
             .collect::<Vec<u8>>(),
     )
     .unwrap();
-    let s = json(&data, &["ingest", notlog.to_str().unwrap()]);
+    let out = pugmark(&data, &["ingest", notlog.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not text"));
+    let s = json(
+        &data,
+        &["ingest", notlog.to_str().unwrap(), "--format", "raw"],
+    );
     assert_eq!(s["files"][0]["format"], "raw", "{s}");
     assert!(ok(&data, &["verify"]).starts_with("ok:"));
 }
@@ -1408,7 +1415,20 @@ fn search_covers_records_the_index_has_not_caught_up_with() {
         &["search", "ip:173.234.31.0/24", "--count"],
         &["search", "*", "--limit", "7"],
     ];
-    let trailing: Vec<String> = queries.iter().map(|q| ok(&data, q)).collect();
+    // The answers, without where the views stood (`views`, which says the index trailed).
+    let answer = |q: &[&str]| {
+        let text = ok(&data, q);
+        match serde_json::from_str::<Value>(&text) {
+            Ok(mut v) => {
+                if let Some(m) = v.as_object_mut() {
+                    m.remove("views");
+                }
+                v.to_string()
+            }
+            Err(_) => text,
+        }
+    };
+    let trailing: Vec<String> = queries.iter().map(|q| answer(q)).collect();
     let out = pugmark(&data, &["search", "*", "--count"]);
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("trails the ledger"),
@@ -1417,7 +1437,7 @@ fn search_covers_records_the_index_has_not_caught_up_with() {
     assert_eq!(trailing[0].trim(), "4000");
     ok(&data, &["reindex"]);
     for (q, before) in queries.iter().zip(&trailing) {
-        assert_eq!(&ok(&data, q), before, "{q:?}");
+        assert_eq!(&answer(q), before, "{q:?}");
     }
 }
 

@@ -269,6 +269,8 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 total_bytes += s.bytes - s.skipped_bytes;
                 files.push(s);
             }
+            // The ledger failed (a full disk, an I/O error): nothing more can be stored.
+            Err(e) if e.chain().any(|c| c.is::<ledger::LedgerError>()) => return Err(e),
             // A file that fails part-way (it shrank, a read error) keeps what its durable
             // batches stored; a re-import resumes after them. The next file goes on.
             Err(e) => {

@@ -107,7 +107,7 @@ fn write_png(path: &Path) {
         .is_ok_and(|s| s.success());
     if !made {
         let mut b = b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00\x00\x40\x00\x00\x00\x40\x08\x02\x00\x00\x00".to_vec();
-        b.extend((0..4096u32).map(|i| (i * 2654435761u32 >> 24) as u8));
+        b.extend((0..4096u32).map(|i| ((i * 2654435761u32) >> 24) as u8));
         fs::write(path, b).unwrap();
     }
 }
@@ -241,6 +241,9 @@ fn query_verbs_hold_the_views_against_the_ledger_and_never_answer_silently() {
     assert_eq!(w["matches"][0]["vm"]["uuid"], vm, "{w}");
     assert_eq!(standing(&w, "facts"), "current", "{w}");
     let at = ["--at", "2026-10-14T09:00:00Z"];
+    let iocs = dir.path().join("iocs.txt");
+    fs::write(&iocs, "10.0.0.5\n").unwrap();
+    let iocs = iocs.display().to_string();
     let verbs: Vec<Vec<&str>> = vec![
         vec!["who", "--ip", "10.0.0.5", at[0], at[1]],
         vec!["search", "*"],
@@ -255,7 +258,7 @@ fn query_verbs_hold_the_views_against_the_ledger_and_never_answer_silently() {
         ],
         vec!["report", "--ip", "10.0.0.5", at[0], at[1]],
         vec!["check"],
-        vec!["hunt", "10.0.0.5"],
+        vec!["hunt", "--iocs", &iocs],
     ];
     for v in &verbs {
         let out = pugmark(&data, v);
@@ -494,7 +497,10 @@ fn reindex_builds_aside_and_a_half_built_leftover_is_removed_at_open() {
     let extra = dir.path().join("extra.log");
     fs::write(&extra, "<13>Oct 14 10:00:00 host1 app: extraline\n").unwrap();
     json(&data, &["ingest", &extra.display().to_string()]);
-    assert!(!data.join("views.new").exists(), "leftover removed at open");
+    assert!(
+        !data.join("views.new").try_exists().unwrap(),
+        "leftover removed at open"
+    );
     assert_eq!(count(&data, &["extraline"]), 1);
     // A reindex that fails (here: views.new cannot be made) leaves the old views in place.
     fs::write(data.join("views.new"), b"not a directory").unwrap();
@@ -515,7 +521,7 @@ fn reindex_builds_aside_and_a_half_built_leftover_is_removed_at_open() {
     fs::write(aside.join("COMPLETE"), b"complete\n").unwrap();
     fs::remove_dir_all(&index).unwrap();
     json(&data, &["ingest", &extra.display().to_string()]);
-    assert!(!aside.exists() && index.exists());
+    assert!(!aside.try_exists().unwrap() && index.try_exists().unwrap());
     assert_eq!(count(&data, &["*"]), 4001);
     assert_eq!(
         ok(&data, &["search", "Accepted", "--limit", "1000"]),
