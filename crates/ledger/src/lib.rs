@@ -42,6 +42,7 @@ use std::time::Duration;
 
 pub use checkpoint::{CHECKPOINT_FILE, public_key_path, read_public_key};
 pub use error::LedgerError;
+pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
 pub use format::{FORMAT_VERSION, MAX_RECORD_LEN};
 pub use reader::{LedgerReader, Records};
@@ -114,6 +115,10 @@ pub struct LedgerOptions {
     /// Private key file. Empty (the default) means `<ledger dir>/../keys/ledger.ed25519`, i.e.
     /// `DATA/keys/ledger.ed25519`; the public key goes beside it with `.pub` appended.
     pub key_path: PathBuf,
+    /// Trust no block index sidecar (`.idx`) at open: rebuild each from its segment's block
+    /// headers and rewrite it when it differs (default false: only the last entry is checked).
+    /// `pugmark reindex` sets it, so the damaged sidecars `verify` reports are rewritten.
+    pub check_sidecars: bool,
 }
 
 impl Default for LedgerOptions {
@@ -126,6 +131,7 @@ impl Default for LedgerOptions {
             zstd_level: 3,
             sync: true,
             key_path: PathBuf::new(),
+            check_sidecars: false,
         }
     }
 }

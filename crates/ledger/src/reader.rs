@@ -19,10 +19,10 @@ use crate::segment::{
     BlockAt, SegmentPath, list_segments, read_block_at, read_segment_header, scan_segment,
 };
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct SegInfo {
     seg: SegmentPath,
-    file: File,
+    file: Arc<File>,
     hdr: SegmentHeader,
     /// (first seq, offset) of each block.
     blocks: Vec<(u64, u64)>,
@@ -121,6 +121,27 @@ fn load_block(
     Ok(())
 }
 
+/// Rebuilds segment `si`'s block list from the segment itself (the sidecar `.idx` is derived
+/// data: a damaged one must cost a scan, never a read error). The list is shared with
+/// iterators; one that rescans gets its own copy. False if nothing changed.
+fn rescan(segs: &mut Arc<Vec<SegInfo>>, si: usize) -> Result<bool, LedgerError> {
+    let s = &segs[si];
+    let mut blocks = Vec::new();
+    let mut off = crate::format::SEGMENT_HEADER_LEN as u64;
+    let mut buf = Vec::new();
+    while let BlockAt::Valid(h) = read_block_at(&s.file, off, s.end_offset, false, &mut buf)
+        .map_err(LedgerError::io(&s.seg.path))?
+    {
+        blocks.push((h.first_seq, off));
+        off += h.total_len();
+    }
+    if blocks == s.blocks {
+        return Ok(false);
+    }
+    Arc::make_mut(segs)[si].blocks = blocks;
+    Ok(true)
+}
+
 /// Finds (segment, block) holding `seq`; the caller has checked 1 <= seq <= len.
 fn locate(segs: &[SegInfo], seq: u64) -> Option<(usize, usize)> {
     let si = segs
@@ -164,8 +185,8 @@ impl LedgerReader {
                 r => r?,
             };
             let flen = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
-            let mut scan =
-                scan_segment(&file, &seg, &hdr, flen, last).map_err(LedgerError::io(&seg.path))?;
+            let mut scan = scan_segment(&file, &seg, &hdr, flen, last, true)
+                .map_err(LedgerError::io(&seg.path))?;
             if last {
                 // Blocks of a batch the writer is still writing (or that a crash cut short)
                 // are not shown: a reader stops at the last block that ends a batch.
@@ -174,7 +195,7 @@ impl LedgerReader {
             len = scan.next_seq.saturating_sub(1);
             segs.push(SegInfo {
                 seg,
-                file,
+                file: Arc::new(file),
                 hdr,
                 blocks: scan.blocks,
                 end_offset: scan.end_offset,
@@ -249,25 +270,45 @@ impl LedgerReader {
         Ok(self.cache.payload(i).to_vec())
     }
 
+    /// The chain head after record `seq` (all zeros for 0): what a view records beside its
+    /// position, so that a view built from another ledger is told apart (DESIGN.md
+    /// "Views"). Reads one block and chains its records up to `seq` from the head the block
+    /// before it ends with; like [`LedgerReader::get`] it does not verify the chain.
+    pub fn head_at(&mut self, seq: u64) -> Result<[u8; 32], LedgerError> {
+        if seq == 0 {
+            return Ok([0; 32]);
+        }
+        // Loads (and caches) the block holding `seq`.
+        self.get(seq)?;
+        let (si, bi) = (self.cache.seg, self.cache.block);
+        let s = &self.segs[si];
+        let mut head = if bi == 0 {
+            s.hdr.prev_head
+        } else {
+            let off = s.blocks[bi - 1].1;
+            match read_block_at(&s.file, off, s.end_offset, false, &mut self.buf)
+                .map_err(LedgerError::io(&s.seg.path))?
+            {
+                BlockAt::Valid(h) => h.head,
+                _ => {
+                    return Err(LedgerError::corrupted(
+                        &s.seg.name,
+                        off,
+                        "block header unreadable",
+                    ));
+                }
+            }
+        };
+        for i in 0..=(seq - self.cache.first_seq) as usize {
+            let at = self.cache.first_seq + i as u64;
+            head = crate::format::chain_step(&head, at, self.cache.payload(i));
+        }
+        Ok(head)
+    }
+
     /// Rebuilds segment `si`'s block list by scanning the segment; false if nothing changed.
     fn rescan(&mut self, si: usize) -> Result<bool, LedgerError> {
-        // Iterators share the list; while one is alive the list stays as it is.
-        let Some(segs) = Arc::get_mut(&mut self.segs) else {
-            return Ok(false);
-        };
-        let s = &mut segs[si];
-        let mut blocks = Vec::new();
-        let mut off = crate::format::SEGMENT_HEADER_LEN as u64;
-        let mut buf = Vec::new();
-        while let BlockAt::Valid(h) = read_block_at(&s.file, off, s.end_offset, false, &mut buf)
-            .map_err(LedgerError::io(&s.seg.path))?
-        {
-            blocks.push((h.first_seq, off));
-            off += h.total_len();
-        }
-        let changed = blocks != s.blocks;
-        s.blocks = blocks;
-        Ok(changed)
+        rescan(&mut self.segs, si)
     }
 
     /// Streams records from `seq` (clamped to 1) to the end, one block in memory at a time.
@@ -327,19 +368,18 @@ impl Records {
             && self.next >= self.block.first_seq
             && self.next - self.block.first_seq < self.block.spans.len() as u64;
         if !in_block {
-            let loaded = match locate(&self.segs, self.next) {
-                None => Err(LedgerError::NotFound {
-                    seq: self.next,
-                    len: self.len,
-                }),
-                Some((si, bi)) => match &mut self.dctx {
-                    None => Err(LedgerError::Io {
-                        path: self.dir.clone(),
-                        source: std::io::Error::other("no zstd decompression context"),
-                    }),
-                    Some(d) => load_block(&self.segs, si, bi, d, &mut self.buf, &mut self.block),
-                },
-            };
+            let mut loaded = self.load(self.next);
+            // As `LedgerReader::get`: a block list from a damaged sidecar is rebuilt from the
+            // segment, and the read tried once more.
+            if loaded.is_err()
+                && let Some((si, _)) = locate(&self.segs, self.next)
+            {
+                match rescan(&mut self.segs, si) {
+                    Ok(true) => loaded = self.load(self.next),
+                    Ok(false) => {}
+                    Err(e) => loaded = Err(e),
+                }
+            }
             if let Err(e) = loaded {
                 self.done = true;
                 return Some(Err(e));
@@ -364,6 +404,22 @@ impl Records {
         self.next += 1;
         let i = (seq - self.block.first_seq) as usize;
         Some(Ok((Seq(seq), self.block.payload(i))))
+    }
+}
+
+impl Records {
+    /// Loads the block holding `seq` into `self.block`.
+    fn load(&mut self, seq: u64) -> Result<(), LedgerError> {
+        match locate(&self.segs, seq) {
+            None => Err(LedgerError::NotFound { seq, len: self.len }),
+            Some((si, bi)) => match &mut self.dctx {
+                None => Err(LedgerError::Io {
+                    path: self.dir.clone(),
+                    source: std::io::Error::other("no zstd decompression context"),
+                }),
+                Some(d) => load_block(&self.segs, si, bi, d, &mut self.buf, &mut self.block),
+            },
+        }
     }
 }
 

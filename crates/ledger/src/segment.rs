@@ -260,9 +260,16 @@ pub(crate) fn scan_segment(
     hdr: &SegmentHeader,
     file_len: u64,
     check_tail: bool,
+    trust_sidecar: bool,
 ) -> io::Result<Scan> {
     let mut buf = Vec::new();
     let loaded = load_index_entries(&seg.index_path(), hdr, file_len);
+    // Distrusted, the sidecar is only compared with the block list read from the segment.
+    let (loaded, distrusted) = if trust_sidecar {
+        (loaded, None)
+    } else {
+        (None, Some(loaded))
+    };
     let mut index_rebuilt = loaded.is_none();
     let mut blocks = loaded.unwrap_or_default();
     let mut off = SEGMENT_HEADER_LEN as u64;
@@ -324,6 +331,9 @@ pub(crate) fn scan_segment(
             }
         }
     };
+    if let Some(found) = distrusted {
+        index_rebuilt = found.as_ref() != Some(&blocks);
+    }
     Ok(Scan {
         blocks,
         end_offset: off,

@@ -22,6 +22,17 @@ pub fn open_with_faults(
     Ledger::open_inner(dir, opts, Some(Faults::new(ops)))
 }
 
+/// Opens a writer whose first `ops` writes/syncs succeed, the next `failures` fail, and
+/// later ones succeed again: a transient fault, for [`Ledger::recover`].
+pub fn open_with_transient_faults(
+    dir: &Path,
+    opts: LedgerOptions,
+    ops: u64,
+    failures: u64,
+) -> Result<(Ledger, OpenReport), LedgerError> {
+    Ledger::open_inner(dir, opts, Some(Faults::transient(ops, failures)))
+}
+
 /// Where a block lies.
 #[derive(Debug, Clone)]
 pub struct BlockInfo {

@@ -78,12 +78,59 @@ pub struct VerifyReport {
     pub torn_tail: Option<Problem>,
     /// Everything wrong, in ledger order; the first is the first bad position.
     pub problems: Vec<Problem>,
+    /// Derived files (the per-segment block index sidecars, `.idx`) that do not match their
+    /// segment. Not evidence and not a problem: readers rebuild the block list from the
+    /// segment in memory, and the next writer open rewrites the file
+    /// (`LedgerOptions::check_sidecars`, used by `pugmark reindex`).
+    pub derived: Vec<Problem>,
 }
 
 impl VerifyReport {
     /// True when nothing is wrong.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+}
+
+/// Holds segment `seg`'s sidecar against the blocks the segment holds: it must list a prefix
+/// of them (the writer adds entries per batch; a reader scans past the last one).
+fn check_sidecar(
+    report: &mut VerifyReport,
+    seg: &crate::segment::SegmentPath,
+    blocks: &[(u64, u64)],
+) {
+    let idx = seg.index_path();
+    let name = idx
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let what = match std::fs::read(&idx) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("missing".to_string()),
+        Err(e) => Some(format!("unreadable: {e}")),
+        Ok(bytes) => match crate::format::parse_index(&bytes) {
+            None => Some("damaged (header or length)".to_string()),
+            Some(entries) => {
+                let bad = entries
+                    .iter()
+                    .zip(blocks)
+                    .position(|(e, b)| e != b)
+                    .or((entries.len() > blocks.len()).then_some(blocks.len()));
+                bad.map(|i| {
+                    let (seq, off) = entries[i];
+                    format!(
+                        "entry {i} says block #{seq} at byte {off}, which is not where the segment has it"
+                    )
+                })
+            }
+        },
+    };
+    if let Some(what) = what {
+        report.derived.push(Problem {
+            seq: None,
+            segment: name,
+            offset: 0,
+            what: format!("block index {what}; not evidence: readers rebuild it from the segment"),
+        });
     }
 }
 
@@ -337,6 +384,9 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
             }
         }
         let mut off = SEGMENT_HEADER_LEN as u64;
+        // (first seq, offset) of every block, to hold the sidecar against; None once a
+        // block header is unreadable (the sidecar cannot be judged past damaged evidence).
+        let mut blocks_seen = Some(Vec::new());
         while off < flen {
             if flen - off < BLOCK_HEADER_LEN as u64 {
                 st.truncated(last, &seg.name, off, "block header incomplete");
@@ -355,9 +405,13 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
                     );
                     st.lost = true;
                     st.open_batch = None;
+                    blocks_seen = None;
                     break;
                 }
             };
+            if let Some(b) = &mut blocks_seen {
+                b.push((h.first_seq, off));
+            }
             if flen - off < h.total_len() {
                 st.truncated(
                     last,
@@ -390,6 +444,9 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
             off += total;
         }
         st.segment_ended_in_batch(last, &seg.name, flen);
+        if let Some(blocks) = blocks_seen {
+            check_sidecar(&mut st.report, seg, &blocks);
+        }
     }
     let end = st.next - 1;
     let beyond: Vec<(u64, u64)> = st

@@ -248,7 +248,7 @@ impl Ledger {
     /// torn tail left by a crash. Fails with `Corrupted` rather than truncate anything a
     /// checkpoint covers.
     pub fn open(dir: &Path, opts: LedgerOptions) -> Result<(Ledger, OpenReport), LedgerError> {
-        Ledger::open_inner(dir, opts, None)
+        Ledger::open_inner(dir, opts, Faults::from_env(dir))
     }
 
     pub(crate) fn open_inner(
@@ -259,6 +259,16 @@ impl Ledger {
         validate(&opts)?;
         std::fs::create_dir_all(dir).map_err(LedgerError::io(dir))?;
         let lock = lock(dir)?;
+        Ledger::open_locked(dir, opts, faults, lock)
+    }
+
+    /// Opens with the directory's lock already held (`open`, and `recover`, which keeps it).
+    fn open_locked(
+        dir: &Path,
+        opts: LedgerOptions,
+        faults: Option<Arc<Faults>>,
+        lock: File,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
         let mut report = OpenReport::default();
         let key_path = opts.resolved_key_path(dir);
         let key = load_or_create_key(&key_path)?;
@@ -344,8 +354,8 @@ impl Ledger {
             let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
             let hdr = read_segment_header(&file, s)?;
             let len = file.metadata().map_err(LedgerError::io(&s.path))?.len();
-            let scan =
-                scan_segment(&file, s, &hdr, len, false).map_err(LedgerError::io(&s.path))?;
+            let scan = scan_segment(&file, s, &hdr, len, false, !opts.check_sidecars)
+                .map_err(LedgerError::io(&s.path))?;
             if scan.index_rebuilt || scan.index_extended {
                 write_index(&s.index_path(), &scan.blocks)
                     .map_err(LedgerError::io(s.index_path()))?;
@@ -367,7 +377,7 @@ impl Ledger {
                     .map_err(LedgerError::io(&seg.path))?;
                 let hdr = read_segment_header(&file, &seg)?;
                 let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
-                let mut scan = scan_segment(&file, &seg, &hdr, len, true)
+                let mut scan = scan_segment(&file, &seg, &hdr, len, true, !opts.check_sidecars)
                     .map_err(LedgerError::io(&seg.path))?;
                 // Complete blocks of a batch whose last block never reached the disk are part
                 // of the torn tail: a batch is kept whole or not at all.
@@ -471,6 +481,57 @@ impl Ledger {
         Ok((ledger, report))
     }
 
+    /// Whether an earlier write or sync failed: appends are refused until [`Ledger::recover`]
+    /// succeeds.
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Makes a writer usable again after a failed write or sync, without giving up the lock.
+    ///
+    /// Nothing the failed batch left is trusted, complete or not: after a failed fdatasync
+    /// the page cache may show bytes the disk does not hold. So the current segment is cut
+    /// back to the end of the last batch that was durable (and that cut synced), then the
+    /// ledger is opened again as [`Ledger::open`] does — a half-made next segment removed, a
+    /// partial checkpoint entry cut, the chain head read back from disk — and that head must
+    /// be the one this writer last receipted. The caller appends the failed batch again: it
+    /// is stored once, and nothing receipted is lost. On error the writer stays failed and
+    /// `recover` may be called again (the resource may come back later).
+    pub fn recover(&mut self) -> Result<OpenReport, LedgerError> {
+        if !self.failed {
+            return Ok(OpenReport {
+                segments: self.seg.number,
+                next_seq: self.next_seq,
+                last_checkpoint: self.last_ckpt_seq,
+                ..OpenReport::default()
+            });
+        }
+        let f = self.seg_file.file();
+        f.set_len(self.seg_len)
+            .and_then(|()| f.sync_all())
+            .map_err(LedgerError::io(&self.seg.path))?;
+        // A second descriptor of the same open file: the flock stays held throughout.
+        let lock = self
+            ._lock
+            .try_clone()
+            .map_err(LedgerError::io(self.dir.join(LOCK_FILE)))?;
+        let (fresh, report) =
+            Ledger::open_locked(&self.dir, self.opts.clone(), self.faults.clone(), lock)?;
+        if fresh.next_seq != self.next_seq || fresh.head != self.head {
+            return Err(LedgerError::corrupted(
+                &fresh.seg.name,
+                fresh.seg_len,
+                format!(
+                    "after a failed write the ledger ends at #{} but #{} was the last record receipted; run verify",
+                    fresh.next_seq - 1,
+                    self.next_seq - 1
+                ),
+            ));
+        }
+        *self = fresh;
+        Ok(report)
+    }
+
     /// Seq the next appended record will get.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -528,7 +589,10 @@ impl Ledger {
         if self.records_since_ckpt >= self.opts.checkpoint_every_records
             || self.last_ckpt_at.elapsed() >= self.opts.checkpoint_every
         {
-            self.checkpoint()?;
+            // The batch is durable whatever happens to its checkpoint: a failure here must
+            // not make the caller append it again. The writer is marked failed (the next
+            // append is refused until `recover`) and the checkpoint is signed later.
+            let _ = self.checkpoint();
         }
         Ok(receipt)
     }

@@ -18,6 +18,7 @@ fn opts(dir: &Path) -> LedgerOptions {
         zstd_level: 3,
         sync: false,
         key_path: dir.join("keys/ledger.ed25519"),
+        check_sidecars: false,
     }
 }
 
@@ -152,6 +153,63 @@ fn sidecar_index_missing_or_wrong_is_rebuilt() {
     check_all(&dir, 300);
 }
 
+/// A byte flipped anywhere in a sidecar (header, any entry's seq or offset, the last entry) is
+/// derived damage: every read still works (the reader rebuilds the block list from the
+/// segment, also inside an iterator), `verify` passes and names the sidecar as derived, and a
+/// writer opened with `check_sidecars` rewrites it.
+#[test]
+fn flipped_bytes_in_a_sidecar_never_fail_a_read() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 300, 20);
+    let seg = testing::segment_paths(&dir).expect("segs")[0].clone();
+    let idx = seg.with_extension("idx");
+    let pristine = std::fs::read(&idx).expect("read idx");
+    assert!(pristine.len() >= 16 + 3 * 16, "test needs several entries");
+    let len = pristine.len();
+    for at in [
+        0,
+        5,
+        16,
+        17,
+        24,
+        31,
+        32 + 3,
+        32 + 9,
+        len / 2,
+        len - 16,
+        len - 9,
+        len - 1,
+    ] {
+        for bit in [0x01u8, 0x40] {
+            let mut bytes = pristine.clone();
+            bytes[at] ^= bit;
+            std::fs::write(&idx, &bytes).expect("write idx");
+            check_all(&dir, 300);
+            let rep = verified(&dir);
+            assert!(
+                rep.ok(),
+                "byte {at}: evidence is intact: {:?}",
+                rep.problems
+            );
+            assert!(
+                rep.derived.iter().any(|p| p.segment.ends_with(".idx")),
+                "byte {at} ^ {bit:#x}: verify reports the sidecar as derived"
+            );
+        }
+    }
+    // A writer that checks its sidecars rewrites the damaged one.
+    let mut bytes = pristine.clone();
+    bytes[len / 2] ^= 0x40;
+    std::fs::write(&idx, &bytes).expect("write idx");
+    let mut o = opts(t.path());
+    o.check_sidecars = true;
+    let (l, rep) = Ledger::open(&dir, o).expect("reopen");
+    assert!(!rep.index_rebuilt.is_empty());
+    l.close().expect("close");
+    assert_eq!(std::fs::read(&idx).expect("read idx"), pristine);
+    assert!(verified(&dir).derived.is_empty());
+}
+
 #[test]
 fn torn_tail_is_truncated_reported_and_verifies() {
     let t = tempfile::tempdir().expect("tmp");
@@ -236,6 +294,16 @@ fn injected_io_failures_never_lose_a_receipted_record() {
                                 receipted = r.first.get() + r.count - 1;
                                 i += 13;
                             }
+                            // A failed checkpoint after a durable batch: the batch was
+                            // receipted, the writer refuses the next one.
+                            Err(LedgerError::PreviousIo) => {
+                                failed = Some((
+                                    receipted,
+                                    dir.join(ledger::CHECKPOINT_FILE),
+                                    "checkpoint".into(),
+                                ));
+                                break;
+                            }
                             Err(e) => {
                                 let LedgerError::Io { path, source } = e else {
                                     panic!("fault {fail_after}: unexpected error {e}");
@@ -300,6 +368,61 @@ fn injected_io_failures_never_lose_a_receipted_record() {
 
 /// A crash after some blocks of a multi-block batch are complete: verify calls the whole
 /// batch the torn tail, a reader shows none of it, and open removes it whole and reports it.
+/// Transient faults (1 or 3 failing writes/syncs at every point N = 0..40): the writer's
+/// `recover` cuts what the failed batch left and reopens under its lock; appending the
+/// failed batch again stores it once. At the end the ledger holds every batch exactly once,
+/// in order, and verifies.
+#[test]
+fn recover_after_transient_faults_stores_every_batch_once() {
+    for failures in [1u64, 3] {
+        for fail_after in 0..40u64 {
+            let t = tempfile::tempdir().expect("tmp");
+            let dir = t.path().join("ledger");
+            let mut o = opts(t.path());
+            o.sync = true;
+            o.checkpoint_every_records = 30;
+            o.block_max_bytes = 200;
+            o.segment_max_bytes = 4096;
+            let Ok((mut l, _)) =
+                testing::open_with_transient_faults(&dir, o.clone(), fail_after, failures)
+            else {
+                continue;
+            };
+            let ctx = format!("{failures} failure(s) after {fail_after} ops");
+            let mut i = 1;
+            let mut recoveries = 0;
+            while i < 13 * 20 {
+                let recs: Vec<Vec<u8>> = (i..i + 13).map(record).collect();
+                match l.append_batch(recs.iter().map(|r| r.as_slice())) {
+                    Ok(r) => {
+                        assert_eq!(r.first.get(), i, "{ctx}");
+                        i += 13;
+                    }
+                    Err(_) => {
+                        assert!(l.failed(), "{ctx}");
+                        // The fault passes after a few attempts.
+                        let mut tries = 0;
+                        while l.recover().is_err() {
+                            tries += 1;
+                            assert!(tries < 10, "{ctx}: recover never succeeded");
+                        }
+                        assert!(!l.failed(), "{ctx}");
+                        recoveries += 1;
+                    }
+                }
+            }
+            // The last checkpoint may have failed after its batch was durable.
+            if l.failed() {
+                l.recover().expect("recover");
+            }
+            l.close().unwrap_or_else(|e| panic!("{ctx}: close: {e}"));
+            assert!(recoveries > 0 || fail_after > 30, "{ctx}: no fault fired");
+            check_all(&dir, i - 1);
+            assert!(verified(&dir).problems.is_empty(), "{ctx}");
+        }
+    }
+}
+
 #[test]
 fn unfinished_multi_block_batch_is_removed_whole() {
     let t = tempfile::tempdir().expect("tmp");

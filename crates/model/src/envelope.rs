@@ -17,11 +17,20 @@ use thiserror::Error;
 use crate::event::{Observer, Origin};
 use crate::time::Received;
 
-/// Envelope format version written by this build.
-pub const ENVELOPE_VERSION: u8 = 1;
+/// Envelope format version written by this build. Version 2 added the split record (kinds 3
+/// and 4: [`Stored::Head`], [`Stored::Continuation`]); its kinds 1 and 2 are laid out exactly
+/// as in version 1, which this build still reads byte for byte (docs/FORMAT.md).
+pub const ENVELOPE_VERSION: u8 = 2;
 
 const KIND_RECORD: u8 = 1;
 const KIND_IMPORT_MARK: u8 = 2;
+/// Version 2: the first part of a record split over several ledger records.
+const KIND_RECORD_HEAD: u8 = 3;
+/// Version 2: a further part of a split record; continues the previous ledger record.
+const KIND_CONTINUATION: u8 = 4;
+/// Bytes a continuation adds around its part of the raw bytes: version, kind, part, parts,
+/// length.
+const CONTINUATION_OVERHEAD: usize = 1 + 1 + 4 + 4 + 4;
 
 /// Which decoder turns the raw bytes into an event. Stored as one byte; codes never change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,6 +223,144 @@ pub enum EnvelopeError {
     Kind(u8),
     #[error("invalid {what} in envelope at byte {offset}")]
     Invalid { what: &'static str, offset: usize },
+    #[error("envelope is one part of a split record (part {part} of {parts})")]
+    Part { part: u32, parts: u32 },
+    #[error("the collector facts of a record take {len} bytes, over the {max}-byte record limit")]
+    TooLarge { len: usize, max: usize },
+}
+
+/// What one ledger payload holds: a whole envelope, or one part of a record too large for one
+/// ledger record (envelope version 2). The parts of a split record are consecutive ledger
+/// records of one batch: the head (part 0, with every collector fact and the first bytes of
+/// the raw record), then continuations 1..parts-1 carrying the rest of the raw bytes in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    Whole(Envelope),
+    Head { record: RecordEnvelope, parts: u32 },
+    Continuation { part: u32, parts: u32, raw: Vec<u8> },
+}
+
+/// Turns ledger payloads read in order back into whole envelopes: a split record comes out
+/// once, when its last part has been read, with the position of its first part (the one
+/// search hits and views cite) and of its last.
+#[derive(Debug, Default)]
+pub struct Reassembler {
+    pending: Option<Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    first: u64,
+    last: u64,
+    record: RecordEnvelope,
+    parts: u32,
+}
+
+/// One envelope put back together by a [`Reassembler`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assembled {
+    /// Ledger position of the envelope (of its first part).
+    pub first: u64,
+    /// Ledger position of its last part (`first` unless split).
+    pub last: u64,
+    pub envelope: Envelope,
+    /// False when parts were missing (a damaged ledger; `verify` reports it): the envelope
+    /// holds the bytes that were found.
+    pub complete: bool,
+}
+
+impl Reassembler {
+    pub fn new() -> Reassembler {
+        Reassembler::default()
+    }
+
+    /// True while a split record has been started and not finished.
+    pub fn in_split(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Position of the first part of the split record being read, if any.
+    pub fn pending_first(&self) -> Option<u64> {
+        self.pending.as_ref().map(|p| p.first)
+    }
+
+    /// Feed the payload at `seq` (positions in increasing order). Whatever became whole is
+    /// passed to `emit`: nothing while a split record is incomplete, its pieces as one envelope
+    /// once complete. A part out of place (a damaged ledger) ends the split record before it
+    /// as incomplete; a continuation without its head comes out as a raw record of the least
+    /// trusted observer, so its bytes stay findable.
+    pub fn push(&mut self, seq: u64, stored: Stored, emit: &mut dyn FnMut(Assembled)) {
+        match stored {
+            Stored::Continuation { part, parts, raw } => {
+                if let Some(p) = &mut self.pending
+                    && p.parts == parts
+                    && p.last + 1 == seq
+                    && part == (p.last - p.first) as u32 + 1
+                {
+                    p.record.raw.extend_from_slice(&raw);
+                    p.last = seq;
+                    if part + 1 == parts
+                        && let Some(p) = self.pending.take()
+                    {
+                        emit(Assembled {
+                            first: p.first,
+                            last: p.last,
+                            envelope: Envelope::Record(p.record),
+                            complete: true,
+                        });
+                    }
+                    return;
+                }
+                self.flush(emit);
+                emit(Assembled {
+                    first: seq,
+                    last: seq,
+                    envelope: Envelope::Record(RecordEnvelope {
+                        received: Received::from_stored(0),
+                        observer: Observer::Vm,
+                        format: Format::Raw,
+                        hints: DecodeHints::default(),
+                        origin: Origin::File {
+                            path: "<continuation without its first part>".into(),
+                            line: 0,
+                        },
+                        raw,
+                    }),
+                    complete: false,
+                });
+            }
+            Stored::Head { record, parts } => {
+                self.flush(emit);
+                self.pending = Some(Pending {
+                    first: seq,
+                    last: seq,
+                    record,
+                    parts,
+                });
+            }
+            Stored::Whole(envelope) => {
+                self.flush(emit);
+                emit(Assembled {
+                    first: seq,
+                    last: seq,
+                    envelope,
+                    complete: true,
+                });
+            }
+        }
+    }
+
+    /// End an incomplete split record: it comes out with the parts found.
+    pub fn flush(&mut self, emit: &mut dyn FnMut(Assembled)) {
+        if let Some(p) = self.pending.take() {
+            emit(Assembled {
+                first: p.first,
+                last: p.last,
+                envelope: Envelope::Record(p.record),
+                complete: false,
+            });
+        }
+    }
 }
 
 impl Envelope {
@@ -228,43 +375,7 @@ impl Envelope {
         match self {
             Envelope::Record(r) => {
                 out.push(KIND_RECORD);
-                put_i64(out, received_nanos(r.received));
-                out.push(r.observer.code());
-                out.push(r.format.code());
-                match r.hints.year {
-                    YearRule::FromReceived => out.push(0),
-                    YearRule::Fixed(y) => {
-                        out.push(1);
-                        out.extend_from_slice(&y.to_le_bytes());
-                    }
-                    YearRule::Reference(ts) => {
-                        out.push(2);
-                        put_i64(out, ts.as_second());
-                    }
-                }
-                put_str(out, r.hints.tz.as_deref().unwrap_or(""));
-                match &r.origin {
-                    Origin::File { path, line } => {
-                        out.push(1);
-                        put_str(out, path);
-                        out.extend_from_slice(&line.to_le_bytes());
-                    }
-                    Origin::Peer { addr, listener } => {
-                        out.push(2);
-                        put_str(out, addr);
-                        put_str(out, listener);
-                    }
-                    Origin::AuthenticatedPeer {
-                        addr,
-                        listener,
-                        identity,
-                    } => {
-                        out.push(3);
-                        put_str(out, addr);
-                        put_str(out, listener);
-                        put_str(out, identity);
-                    }
-                }
+                put_record_fields(out, r);
                 put_bytes(out, &r.raw);
             }
             Envelope::ImportMark(m) => {
@@ -279,82 +390,135 @@ impl Envelope {
         }
     }
 
+    /// Encode for a store whose records hold at most `max` bytes: one payload when the
+    /// envelope fits, else a split record (a [`Stored::Head`] and as many
+    /// [`Stored::Continuation`]s as the raw bytes need, every payload at most `max` bytes).
+    /// Appends the payloads to `out` and the end offset of each in `out` to `ends`; returns
+    /// how many payloads it wrote. Fails only when the collector facts alone (origin path,
+    /// zone…) leave no room for raw bytes.
+    pub fn encode_parts_into(
+        &self,
+        max: usize,
+        out: &mut Vec<u8>,
+        ends: &mut Vec<usize>,
+    ) -> Result<u32, EnvelopeError> {
+        let start = out.len();
+        self.encode_into(out);
+        let r = match self {
+            Envelope::Record(r) if out.len() - start > max => r,
+            _ => {
+                ends.push(out.len());
+                return Ok(1);
+            }
+        };
+        out.truncate(start);
+        // The head: version, kind, part count, the record's facts, then as many raw bytes as fit.
+        let mut head = vec![ENVELOPE_VERSION, KIND_RECORD_HEAD, 0, 0, 0, 0];
+        put_record_fields(&mut head, r);
+        let head_room = max.checked_sub(head.len() + 4).filter(|&n| n > 0);
+        let cont_room = max.saturating_sub(CONTINUATION_OVERHEAD);
+        let (Some(head_room), true) = (head_room, cont_room > 0) else {
+            return Err(EnvelopeError::TooLarge {
+                len: head.len() + 4,
+                max,
+            });
+        };
+        let raw = &r.raw;
+        let first = head_room.min(raw.len());
+        let rest = raw.len() - first;
+        let parts = 1 + rest.div_ceil(cont_room);
+        let parts32 = u32::try_from(parts).map_err(|_| EnvelopeError::TooLarge {
+            len: raw.len(),
+            max,
+        })?;
+        head[2..6].copy_from_slice(&parts32.to_le_bytes());
+        out.extend_from_slice(&head);
+        put_bytes(out, &raw[..first]);
+        ends.push(out.len());
+        for (i, chunk) in raw[first..].chunks(cont_room).enumerate() {
+            out.push(ENVELOPE_VERSION);
+            out.push(KIND_CONTINUATION);
+            out.extend_from_slice(&(i as u32 + 1).to_le_bytes());
+            out.extend_from_slice(&parts32.to_le_bytes());
+            put_bytes(out, chunk);
+            ends.push(out.len());
+        }
+        Ok(parts32)
+    }
+
+    /// How many payloads [`Envelope::encode_parts_into`] writes for this envelope: the ledger
+    /// positions it takes (a batch's later positions are known before it is appended).
+    pub fn stored_parts(&self, max: usize) -> u64 {
+        let mut out = Vec::new();
+        match self {
+            // Only the facts are encoded to measure; the raw bytes' length is known.
+            Envelope::Record(r) => {
+                put_record_fields(&mut out, r);
+                if 2 + out.len() + 4 + r.raw.len() <= max {
+                    return 1;
+                }
+                let head_room = max.saturating_sub(6 + out.len() + 4);
+                let cont_room = max.saturating_sub(CONTINUATION_OVERHEAD);
+                if head_room == 0 || cont_room == 0 {
+                    return 1;
+                }
+                1 + r.raw.len().saturating_sub(head_room).div_ceil(cont_room) as u64
+            }
+            Envelope::ImportMark(_) => 1,
+        }
+    }
+
+    /// Decode a whole envelope. One part of a split record is refused with
+    /// [`EnvelopeError::Part`]: read those with [`Envelope::decode_stored`] and a
+    /// [`Reassembler`].
     pub fn decode(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
+        match Envelope::decode_stored(bytes)? {
+            Stored::Whole(e) => Ok(e),
+            Stored::Head { parts, .. } => Err(EnvelopeError::Part { part: 0, parts }),
+            Stored::Continuation { part, parts, .. } => Err(EnvelopeError::Part { part, parts }),
+        }
+    }
+
+    /// Decode one ledger payload: a whole envelope (versions 1 and 2) or one part of a split
+    /// record (version 2).
+    pub fn decode_stored(bytes: &[u8]) -> Result<Stored, EnvelopeError> {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u8()?;
-        if version != ENVELOPE_VERSION {
+        if version == 0 || version > ENVELOPE_VERSION {
             return Err(EnvelopeError::Version(version));
         }
-        match r.u8()? {
+        let kind = r.u8()?;
+        match kind {
             KIND_RECORD => {
-                let received = Received::from_stored(i128::from(r.i64()?));
+                let mut record = read_record_fields(&mut r)?;
+                record.raw = r.bytes()?.to_vec();
+                Ok(Stored::Whole(Envelope::Record(record)))
+            }
+            KIND_RECORD_HEAD if version >= 2 => {
                 let at = r.pos;
-                let observer = Observer::from_code(r.u8()?).ok_or(EnvelopeError::Invalid {
-                    what: "observer",
-                    offset: at,
-                })?;
-                let format = Format::from_code(r.u8()?);
+                let parts = u32::from_le_bytes(r.array()?);
+                if parts < 2 {
+                    return Err(EnvelopeError::Invalid {
+                        what: "part count",
+                        offset: at,
+                    });
+                }
+                let mut record = read_record_fields(&mut r)?;
+                record.raw = r.bytes()?.to_vec();
+                Ok(Stored::Head { record, parts })
+            }
+            KIND_CONTINUATION if version >= 2 => {
                 let at = r.pos;
-                let year = match r.u8()? {
-                    0 => YearRule::FromReceived,
-                    1 => YearRule::Fixed(i16::from_le_bytes(r.array()?)),
-                    2 => {
-                        let at = r.pos;
-                        let secs = r.i64()?;
-                        YearRule::Reference(Timestamp::from_second(secs).map_err(|_| {
-                            EnvelopeError::Invalid {
-                                what: "year reference",
-                                offset: at,
-                            }
-                        })?)
-                    }
-                    _ => {
-                        return Err(EnvelopeError::Invalid {
-                            what: "year rule",
-                            offset: at,
-                        });
-                    }
-                };
-                let tz = r.string()?;
-                let tz = if tz.is_empty() { None } else { Some(tz) };
-                let at = r.pos;
-                let origin = match r.u8()? {
-                    1 => {
-                        let path = r.string()?;
-                        let line = u64::from_le_bytes(r.array()?);
-                        Origin::File { path, line }
-                    }
-                    2 => {
-                        let addr = r.string()?;
-                        let listener = r.string()?;
-                        Origin::Peer { addr, listener }
-                    }
-                    3 => {
-                        let addr = r.string()?;
-                        let listener = r.string()?;
-                        let identity = r.string()?;
-                        Origin::AuthenticatedPeer {
-                            addr,
-                            listener,
-                            identity,
-                        }
-                    }
-                    _ => {
-                        return Err(EnvelopeError::Invalid {
-                            what: "origin",
-                            offset: at,
-                        });
-                    }
-                };
+                let part = u32::from_le_bytes(r.array()?);
+                let parts = u32::from_le_bytes(r.array()?);
+                if part == 0 || part >= parts {
+                    return Err(EnvelopeError::Invalid {
+                        what: "part number",
+                        offset: at,
+                    });
+                }
                 let raw = r.bytes()?.to_vec();
-                Ok(Envelope::Record(RecordEnvelope {
-                    received,
-                    observer,
-                    format,
-                    hints: DecodeHints { year, tz },
-                    origin,
-                    raw,
-                }))
+                Ok(Stored::Continuation { part, parts, raw })
             }
             KIND_IMPORT_MARK => {
                 let received = Received::from_stored(i128::from(r.i64()?));
@@ -363,18 +527,130 @@ impl Envelope {
                 let lines = u64::from_le_bytes(r.array()?);
                 let prefix_hash = r.array()?;
                 let complete = r.u8()? != 0;
-                Ok(Envelope::ImportMark(ImportMark {
+                Ok(Stored::Whole(Envelope::ImportMark(ImportMark {
                     received,
                     path,
                     bytes,
                     lines,
                     prefix_hash,
                     complete,
-                }))
+                })))
             }
             k => Err(EnvelopeError::Kind(k)),
         }
     }
+}
+
+/// Every field of a record but its raw bytes (kinds 1 and 3).
+fn put_record_fields(out: &mut Vec<u8>, r: &RecordEnvelope) {
+    put_i64(out, received_nanos(r.received));
+    out.push(r.observer.code());
+    out.push(r.format.code());
+    match r.hints.year {
+        YearRule::FromReceived => out.push(0),
+        YearRule::Fixed(y) => {
+            out.push(1);
+            out.extend_from_slice(&y.to_le_bytes());
+        }
+        YearRule::Reference(ts) => {
+            out.push(2);
+            put_i64(out, ts.as_second());
+        }
+    }
+    put_str(out, r.hints.tz.as_deref().unwrap_or(""));
+    match &r.origin {
+        Origin::File { path, line } => {
+            out.push(1);
+            put_str(out, path);
+            out.extend_from_slice(&line.to_le_bytes());
+        }
+        Origin::Peer { addr, listener } => {
+            out.push(2);
+            put_str(out, addr);
+            put_str(out, listener);
+        }
+        Origin::AuthenticatedPeer {
+            addr,
+            listener,
+            identity,
+        } => {
+            out.push(3);
+            put_str(out, addr);
+            put_str(out, listener);
+            put_str(out, identity);
+        }
+    }
+}
+
+/// Every field of a record but its raw bytes (kinds 1 and 3); `raw` is left empty.
+fn read_record_fields(r: &mut Reader<'_>) -> Result<RecordEnvelope, EnvelopeError> {
+    let received = Received::from_stored(i128::from(r.i64()?));
+    let at = r.pos;
+    let observer = Observer::from_code(r.u8()?).ok_or(EnvelopeError::Invalid {
+        what: "observer",
+        offset: at,
+    })?;
+    let format = Format::from_code(r.u8()?);
+    let at = r.pos;
+    let year = match r.u8()? {
+        0 => YearRule::FromReceived,
+        1 => YearRule::Fixed(i16::from_le_bytes(r.array()?)),
+        2 => {
+            let at = r.pos;
+            let secs = r.i64()?;
+            YearRule::Reference(Timestamp::from_second(secs).map_err(|_| {
+                EnvelopeError::Invalid {
+                    what: "year reference",
+                    offset: at,
+                }
+            })?)
+        }
+        _ => {
+            return Err(EnvelopeError::Invalid {
+                what: "year rule",
+                offset: at,
+            });
+        }
+    };
+    let tz = r.string()?;
+    let tz = if tz.is_empty() { None } else { Some(tz) };
+    let at = r.pos;
+    let origin = match r.u8()? {
+        1 => {
+            let path = r.string()?;
+            let line = u64::from_le_bytes(r.array()?);
+            Origin::File { path, line }
+        }
+        2 => {
+            let addr = r.string()?;
+            let listener = r.string()?;
+            Origin::Peer { addr, listener }
+        }
+        3 => {
+            let addr = r.string()?;
+            let listener = r.string()?;
+            let identity = r.string()?;
+            Origin::AuthenticatedPeer {
+                addr,
+                listener,
+                identity,
+            }
+        }
+        _ => {
+            return Err(EnvelopeError::Invalid {
+                what: "origin",
+                offset: at,
+            });
+        }
+    };
+    Ok(RecordEnvelope {
+        received,
+        observer,
+        format,
+        hints: DecodeHints { year, tz },
+        origin,
+        raw: Vec::new(),
+    })
 }
 
 fn received_nanos(r: Received) -> i64 {
@@ -501,7 +777,140 @@ mod tests {
         assert_eq!(Envelope::decode(&b), Err(EnvelopeError::Version(9)));
     }
 
+    /// Every payload of `env` split for records of at most `max` bytes, read back in order.
+    fn split_and_join(env: &Envelope, max: usize) -> (Vec<Vec<u8>>, Vec<Assembled>) {
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        let n = env.encode_parts_into(max, &mut out, &mut ends).unwrap();
+        assert_eq!(n as usize, ends.len());
+        assert_eq!(u64::from(n), env.stored_parts(max));
+        let mut payloads = Vec::new();
+        let mut start = 0;
+        for end in ends {
+            payloads.push(out[start..end].to_vec());
+            start = end;
+        }
+        let mut re = Reassembler::new();
+        let mut got = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            re.push(
+                10 + i as u64,
+                Envelope::decode_stored(p).unwrap(),
+                &mut |a| got.push(a),
+            );
+        }
+        assert!(!re.in_split());
+        (payloads, got)
+    }
+
+    #[test]
+    fn version_1_records_still_read_byte_for_byte() {
+        // A version-1 record as pugmark wrote it before split records existed.
+        let e = record(
+            b"hello".to_vec(),
+            3,
+            YearRule::Fixed(2024),
+            Some("UTC".into()),
+        );
+        let mut v1 = e.encode();
+        assert_eq!(v1[0], 2);
+        v1[0] = 1;
+        assert_eq!(Envelope::decode(&v1), Ok(e));
+        // Kinds 3 and 4 do not exist in version 1.
+        v1[1] = KIND_RECORD_HEAD;
+        assert_eq!(Envelope::decode(&v1), Err(EnvelopeError::Kind(3)));
+    }
+
+    #[test]
+    fn an_over_long_record_is_split_and_put_back_together() {
+        let raw: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let e = record(raw, 7, YearRule::FromReceived, None);
+        let (payloads, got) = split_and_join(&e, 1000);
+        assert!(payloads.len() > 10);
+        assert!(payloads.iter().all(|p| p.len() <= 1000));
+        assert_eq!(
+            Envelope::decode(&payloads[1]),
+            Err(EnvelopeError::Part {
+                part: 1,
+                parts: payloads.len() as u32
+            })
+        );
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].first, 10);
+        assert_eq!(got[0].last, 10 + payloads.len() as u64 - 1);
+        assert!(got[0].complete);
+        assert_eq!(got[0].envelope, e);
+    }
+
+    #[test]
+    fn a_damaged_split_comes_out_incomplete_not_lost() {
+        let e = record(vec![b'x'; 5000], 7, YearRule::FromReceived, None);
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        e.encode_parts_into(1000, &mut out, &mut ends).unwrap();
+        let mut payloads = Vec::new();
+        let mut start = 0;
+        for end in ends {
+            payloads.push(out[start..end].to_vec());
+            start = end;
+        }
+        let whole = record(b"next".to_vec(), 8, YearRule::FromReceived, None).encode();
+        let mut re = Reassembler::new();
+        let mut got = Vec::new();
+        // Head, part 1, then (part 2 missing) part 3, then a whole record.
+        for (seq, p) in [
+            (1, &payloads[0]),
+            (2, &payloads[1]),
+            (4, &payloads[3]),
+            (5, &whole),
+        ] {
+            re.push(seq, Envelope::decode_stored(p).unwrap(), &mut |a| {
+                got.push(a)
+            });
+        }
+        assert_eq!(got.len(), 3);
+        assert!(!got[0].complete);
+        assert_eq!((got[0].first, got[0].last), (1, 2));
+        assert!(!got[1].complete, "orphan continuation kept as raw");
+        assert_eq!(got[1].first, 4);
+        assert!(got[2].complete);
+    }
+
+    #[test]
+    fn facts_too_large_for_any_record_are_an_error() {
+        let mut e = record(vec![b'x'; 10], 1, YearRule::FromReceived, None);
+        if let Envelope::Record(r) = &mut e {
+            r.origin = Origin::File {
+                path: "p".repeat(2000),
+                line: 1,
+            };
+            r.raw = vec![b'x'; 5000];
+        }
+        let mut out = Vec::new();
+        let mut ends = Vec::new();
+        assert!(matches!(
+            e.encode_parts_into(1000, &mut out, &mut ends),
+            Err(EnvelopeError::TooLarge { .. })
+        ));
+    }
+
     proptest! {
+        #[test]
+        fn split_records_reassemble(raw in proptest::collection::vec(any::<u8>(), 0..5000),
+                                    max in 120usize..2000,
+                                    tz in proptest::option::of("[A-Za-z/_+:0-9]{1,20}")) {
+            let e = record(raw.clone(), 42, YearRule::FromReceived, tz);
+            let (payloads, got) = split_and_join(&e, max);
+            prop_assert!(payloads.iter().all(|p| p.len() <= max));
+            prop_assert_eq!(got.len(), 1);
+            prop_assert_eq!(got[0].first, 10);
+            prop_assert_eq!(got[0].last, 10 + payloads.len() as u64 - 1);
+            prop_assert_eq!(&got[0].envelope, &e);
+            if payloads.len() == 1 {
+                prop_assert_eq!(&payloads[0], &e.encode());
+            }
+        }
+
         #[test]
         fn record_round_trips(raw in proptest::collection::vec(any::<u8>(), 0..300),
                               line in any::<u64>(), y in any::<i16>(), secs in -1_000_000_000i64..4_000_000_000,

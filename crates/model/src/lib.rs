@@ -17,7 +17,9 @@ pub mod flow;
 pub mod text;
 pub mod time;
 
-pub use envelope::{DecodeHints, Envelope, EnvelopeError, Format, YearRule};
+pub use envelope::{
+    Assembled, DecodeHints, Envelope, EnvelopeError, Format, Reassembler, Stored, YearRule,
+};
 pub use event::{Event, EventClass, Observer, Origin, ParseIssue};
 pub use flow::FlowRecord;
 pub use text::escape_controls;

@@ -9,6 +9,9 @@
 //! DATA/imports/        view: what each file import already stored (dedup)
 //! DATA/facts/          view: SQLite fact store (VMs, leases, directory, payload jobs)
 //! DATA/tmp/            spool for stdin imports
+//! DATA/views.new/      `reindex` only: new views being built aside (index, facts, imports),
+//!                      swapped in when complete (`COMPLETE` marker), else removed at open
+//! DATA/views.old/      `reindex` only: the replaced views during the swap
 //! ```
 //! Views hold nothing that is not in the ledger; deleting them loses no evidence.
 
@@ -24,7 +27,15 @@ const MARKER_PREFIX: &str = "pugmark-data ";
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    /// Where the views live: `root`, or `root/views.new` while `reindex` builds aside.
+    views: PathBuf,
 }
+
+/// The view directories, in the order they are swapped.
+const VIEW_DIRS: [&str; 3] = ["index", "facts", "imports"];
+const ASIDE: &str = "views.new";
+const REPLACED: &str = "views.old";
+const COMPLETE: &str = "COMPLETE";
 
 impl DataDir {
     /// Open an existing data directory, or create it when `create` is set.
@@ -75,20 +86,95 @@ impl DataDir {
         }
         Ok(DataDir {
             root: root.to_path_buf(),
+            views: root.to_path_buf(),
         })
+    }
+
+    /// The same data directory with its views in `DATA/views.new/`: where `reindex` builds
+    /// new views while the old ones stay in place ([`DataDir::recover_views`] empties it).
+    pub fn aside(&self) -> DataDir {
+        DataDir {
+            root: self.root.clone(),
+            views: self.root.join(ASIDE),
+        }
+    }
+
+    /// Whether this is the aside copy made by [`DataDir::aside`].
+    pub fn is_aside(&self) -> bool {
+        self.views != self.root
+    }
+
+    /// The views built aside are complete: mark them so (durably) and swap them in for the
+    /// old ones, which are then deleted. Call with the ledger's lock held (no writer runs);
+    /// a crash part-way is finished by [`DataDir::recover_views`] at the next open.
+    pub fn swap_in_aside(&self) -> anyhow::Result<()> {
+        let aside = self.root.join(ASIDE);
+        let marker = aside.join(COMPLETE);
+        fs::write(&marker, b"complete\n")
+            .and_then(|()| fs::File::open(&marker)?.sync_all())
+            .and_then(|()| sync_dir(&aside))
+            .with_context(|| format!("writing {}", marker.display()))?;
+        self.finish_swap()
+    }
+
+    /// Moves each view from `views.new` into place (the old one to `views.old` first), then
+    /// deletes `views.old` and `views.new`. Idempotent: a view already moved is skipped.
+    fn finish_swap(&self) -> anyhow::Result<()> {
+        let aside = self.root.join(ASIDE);
+        let replaced = self.root.join(REPLACED);
+        fs::create_dir_all(&replaced)
+            .with_context(|| format!("creating {}", replaced.display()))?;
+        for name in VIEW_DIRS {
+            let new = aside.join(name);
+            if !new.exists() {
+                continue;
+            }
+            let live = self.root.join(name);
+            if live.exists() {
+                let old = replaced.join(name);
+                remove_dir(&old)?;
+                fs::rename(&live, &old)
+                    .with_context(|| format!("moving {} aside", live.display()))?;
+            }
+            fs::rename(&new, &live)
+                .with_context(|| format!("moving {} into place", new.display()))?;
+        }
+        sync_dir(&self.root).with_context(|| format!("syncing {}", self.root.display()))?;
+        remove_dir(&replaced)?;
+        remove_dir(&aside)?;
+        sync_dir(&self.root).with_context(|| format!("syncing {}", self.root.display()))?;
+        Ok(())
+    }
+
+    /// At open, with the ledger's lock held: finish a swap that a crash interrupted (the new
+    /// views were complete), or delete views a failed or killed `reindex` left half-built
+    /// (the old ones were never touched).
+    /// For the aside copy: empty `views.new` (what an earlier `reindex` left there).
+    pub fn recover_views(&self) -> anyhow::Result<()> {
+        if self.is_aside() {
+            remove_dir(&self.views)?;
+            return fs::create_dir_all(&self.views)
+                .with_context(|| format!("creating {}", self.views.display()));
+        }
+        let aside = self.root.join(ASIDE);
+        if aside.join(COMPLETE).exists() {
+            return self.finish_swap();
+        }
+        remove_dir(&aside)?;
+        remove_dir(&self.root.join(REPLACED))
     }
 
     pub fn ledger(&self) -> PathBuf {
         self.root.join("ledger")
     }
     pub fn index(&self) -> PathBuf {
-        self.root.join("index")
+        self.views.join("index")
     }
     pub fn facts(&self) -> PathBuf {
-        self.root.join("facts")
+        self.views.join("facts")
     }
     pub fn imports(&self) -> PathBuf {
-        self.root.join("imports")
+        self.views.join("imports")
     }
     pub fn keys(&self) -> PathBuf {
         self.root.join("keys")
@@ -99,4 +185,18 @@ impl DataDir {
     pub fn signing_key(&self) -> PathBuf {
         self.keys().join("ledger.ed25519")
     }
+}
+
+/// Deletes a directory tree if it exists.
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("removing {}", dir.display())),
+    }
+}
+
+/// Makes renames and creations in `dir` durable.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    fs::File::open(dir)?.sync_all()
 }

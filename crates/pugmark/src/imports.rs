@@ -35,6 +35,10 @@ pub struct StoredMark {
 struct State {
     /// The view is current up to and including this ledger seq.
     last_seq: u64,
+    /// Hex chain head of the ledger at `last_seq`, when saved by a build that records it:
+    /// tells a view of another ledger apart (`crate::viewcheck`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_head: Option<String>,
     marks: Vec<StoredMark>,
 }
 
@@ -61,6 +65,17 @@ impl ImportsView {
 
     pub fn last_seq(&self) -> u64 {
         self.state.last_seq
+    }
+
+    /// The position the view is current to and the ledger's chain head there, if recorded.
+    pub fn position(&self) -> (u64, Option<[u8; 32]>) {
+        let head = self.state.last_head.as_deref().and_then(unhex32);
+        (self.state.last_seq, head)
+    }
+
+    /// Forget everything: the view is rebuilt from the ledger (it was built from another).
+    pub fn reset(&mut self) {
+        self.state = State::default();
     }
 
     /// Note that the view has seen the ledger up to `seq`.
@@ -104,6 +119,12 @@ impl ImportsView {
             .collect()
     }
 
+    /// Write the view, recording `head`, the ledger's chain head at [`ImportsView::last_seq`].
+    pub fn save_at(&mut self, head: [u8; 32]) -> anyhow::Result<()> {
+        self.state.last_head = Some(hex(&head));
+        self.save()
+    }
+
     pub fn save(&self) -> anyhow::Result<()> {
         let tmp = self.file.with_extension("json.tmp");
         let bytes = serde_json::to_vec(&self.state)?;
@@ -111,6 +132,19 @@ impl ImportsView {
         fs::rename(&tmp, &self.file).with_context(|| format!("renaming {}", tmp.display()))?;
         Ok(())
     }
+}
+
+/// 64 hex digits as 32 bytes.
+pub fn unhex32(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        out[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 pub fn hex(bytes: &[u8]) -> String {

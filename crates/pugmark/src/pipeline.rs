@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
 use ledger::{Ledger, LedgerOptions, LedgerReader, OpenReport, Receipt};
-use model::{Envelope, Event};
+use model::{Assembled, Envelope, Event, Reassembler, Stored};
 use views::facts::FactStore;
 use views::search::SearchIndex;
 
@@ -69,6 +69,16 @@ fn index_threads() -> usize {
         .clamp(1, 4)
 }
 
+/// Every envelope takes at most this many bytes in one ledger record; a larger one is stored
+/// as a split record (a head and continuations, docs/FORMAT.md "Split records").
+pub const MAX_PAYLOAD: usize = ledger::MAX_RECORD_LEN;
+
+/// The ledger positions `env` takes when appended ([`Pipeline::append`] splits envelopes over
+/// [`MAX_PAYLOAD`]): for callers that name a record's position before appending its batch.
+pub fn ledger_parts(env: &Envelope) -> u64 {
+    env.stored_parts(MAX_PAYLOAD)
+}
+
 /// What decoding found, by parse-issue kind, for the summary.
 #[derive(Debug, Default, Clone)]
 pub struct DecodeStats {
@@ -91,8 +101,12 @@ impl DecodeStats {
 
 enum ToIndexer {
     Batch {
-        first_seq: u64,
-        envelopes: Vec<Envelope>,
+        /// Each envelope with its ledger position (of its first part when split).
+        envelopes: Vec<(u64, Envelope)>,
+        /// The batch's last ledger position (a split record's last part).
+        last: u64,
+        /// The ledger's chain head at `last`, recorded by the views with their position.
+        head: Option<[u8; 32]>,
         counted: bool,
         /// Records at or below these positions are already in the search index / fact store
         /// (catch-up after a crash can overlap one view and not the other).
@@ -130,9 +144,8 @@ struct Shared {
 
 /// Rough memory held by a batch of envelopes (raw bytes plus the per-record structures:
 /// envelope, origin strings, the vector slot).
-fn approx_bytes(envelopes: &[Envelope]) -> u64 {
+fn approx_bytes<'a>(envelopes: impl Iterator<Item = &'a Envelope>) -> u64 {
     envelopes
-        .iter()
         .map(|e| match e {
             Envelope::Record(r) => r.raw.len() as u64 + 192,
             Envelope::ImportMark(_) => 256,
@@ -163,6 +176,30 @@ pub struct Pipeline {
     gap: Option<(u64, u64)>,
     /// The encoded envelopes of the batch being appended (reused).
     encode_buf: Vec<u8>,
+    /// Trailing mode: why the views stopped, if they did (the ledger goes on without them).
+    views_failed: Option<String>,
+}
+
+/// A record no append can ever store (its collector facts alone exceed the ledger's record
+/// limit): refused, not retried.
+#[derive(Debug)]
+pub struct RecordRefused(pub String);
+
+impl std::fmt::Display for RecordRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot store a record: {}", self.0)
+    }
+}
+
+impl std::error::Error for RecordRefused {}
+
+/// A batch [`Pipeline::try_append`] could not complete.
+#[derive(Debug)]
+pub struct NotAppended {
+    pub error: anyhow::Error,
+    /// The batch, when the ledger did not make it durable; empty when it is durable and
+    /// only the views failed after (it must not be appended again).
+    pub envelopes: Vec<Envelope>,
 }
 
 impl Pipeline {
@@ -176,23 +213,32 @@ impl Pipeline {
     /// the views trail the ledger (searchable later) while acknowledgements do not wait for
     /// indexing.
     pub fn open_trailing(dd: &DataDir, commit_every: Duration) -> anyhow::Result<Pipeline> {
-        Pipeline::open_inner(dd, commit_every, true)
+        Pipeline::open_inner(dd, commit_every, true, false)
+    }
+
+    /// For `reindex`: like [`Pipeline::open`] on `dd` (whose views are built aside, empty),
+    /// and the ledger's block index sidecars are all checked against their segments and
+    /// rewritten where they differ.
+    pub fn open_rebuild(dd: &DataDir) -> anyhow::Result<Pipeline> {
+        Pipeline::open_inner(dd, INDEX_COMMIT_EVERY, false, true)
     }
 
     /// Like [`Pipeline::open`], committing the views at least every `commit_every` — also
     /// when no more records arrive, so a live server's last records become searchable
     /// without waiting for the next ones (`pugmark serve` uses a short interval).
     pub fn open_with(dd: &DataDir, commit_every: Duration) -> anyhow::Result<Pipeline> {
-        Pipeline::open_inner(dd, commit_every, false)
+        Pipeline::open_inner(dd, commit_every, false, false)
     }
 
     fn open_inner(
         dd: &DataDir,
         commit_every: Duration,
         trailing: bool,
+        check_sidecars: bool,
     ) -> anyhow::Result<Pipeline> {
         let mut opts = LedgerOptions {
             key_path: dd.signing_key(),
+            check_sidecars,
             ..LedgerOptions::default()
         };
         if trailing {
@@ -206,13 +252,52 @@ impl Pipeline {
         }
         let (ledger, open_report) = Ledger::open(&dd.ledger(), opts)
             .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+        // The ledger's lock is held: no other writer, no `reindex` under way.
+        dd.recover_views()?;
         let index = SearchIndex::open_or_create(dd.index())
             .with_context(|| format!("opening search index in {}", dd.index().display()))?;
-        let imports = ImportsView::open(&dd.imports())?;
+        let mut imports = ImportsView::open(&dd.imports())?;
         let facts = FactStore::open(dd.facts())
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
-        let indexed = index.last_indexed_seq()?.unwrap_or(0);
-        let facts_has = facts.last_seq()?.unwrap_or(0);
+        let index_pos = index.last_position()?;
+        let facts_pos = facts.last_position()?;
+        // Views of another ledger are never extended: the search index and fact store are
+        // refused (reindex rebuilds them aside), the imports view (which decides what an
+        // ingest skips as already stored) is rebuilt here from this ledger.
+        let ledger_last = ledger.next_seq().saturating_sub(1);
+        let mut reader = LedgerReader::open(&dd.ledger())?;
+        let mut foreign = |pos: Option<(u64, Option<[u8; 32]>)>| -> bool {
+            match pos {
+                None => false,
+                Some((seq, _)) if seq > ledger_last => true,
+                Some((seq, Some(h))) => reader.head_at(seq).map_or(true, |a| a != h),
+                Some((_, None)) => false,
+            }
+        };
+        for (what, dir, pos) in [
+            ("search index", dd.index(), index_pos),
+            ("fact store", dd.facts(), facts_pos),
+        ] {
+            if foreign(pos) {
+                anyhow::bail!(
+                    "the {what} in {} was built from another ledger than the one in {}; run \
+                     `pugmark reindex` to rebuild the views from this ledger",
+                    dir.display(),
+                    dd.ledger().display()
+                );
+            }
+        }
+        let (imp_seq, imp_head) = imports.position();
+        if imp_seq > 0 && foreign(Some((imp_seq, imp_head))) {
+            eprintln!(
+                "pugmark: the imports view in {} was built from another ledger; rebuilding it",
+                dd.imports().display()
+            );
+            imports.reset();
+        }
+        drop(reader);
+        let indexed = index_pos.map_or(0, |p| p.0);
+        let facts_has = facts_pos.map_or(0, |p| p.0);
         let spec = WriterSpec {
             index,
             threads: index_threads(),
@@ -246,6 +331,7 @@ impl Pipeline {
             trailing,
             gap: None,
             encode_buf: Vec::new(),
+            views_failed: None,
         };
         p.catch_up(&dd.ledger(), indexed, facts_has)?;
         Ok(p)
@@ -274,38 +360,66 @@ impl Pipeline {
         if from > last {
             return Ok(());
         }
-        let reader = LedgerReader::open(ledger_dir)?;
+        let mut reader = LedgerReader::open(ledger_dir)?;
         let mut batch = Vec::with_capacity(4096);
-        let mut first = from;
+        let mut batch_last = from;
+        let mut re = Reassembler::new();
+        let mut whole = Vec::new();
         for item in reader.iter_from(from) {
             let (seq, payload) = item?;
-            let seq = seq.get();
-            if seq > last {
+            if seq.get() > last {
                 break;
             }
-            let env = Envelope::decode(&payload).unwrap_or_else(|_| undecodable(&payload));
-            if seq > self.imports.last_seq()
-                && let Envelope::ImportMark(m) = &env
-            {
-                self.imports.apply(seq, m);
-            }
-            if !feed_views || seq < views_from {
-                continue;
-            }
-            if batch.is_empty() {
-                first = seq;
-            }
-            batch.push(env);
-            self.caught_up += 1;
-            if batch.len() == 4096 {
-                self.send(first, std::mem::take(&mut batch), false, indexed, facts_has)?;
+            re.push(seq.get(), stored(&payload), &mut |a| whole.push(a));
+            for a in whole.drain(..) {
+                self.catch_up_one(a, views_from, &mut batch, &mut batch_last);
+                if batch.len() == 4096 {
+                    let head = reader.head_at(batch_last).ok();
+                    self.send(
+                        std::mem::take(&mut batch),
+                        batch_last,
+                        head,
+                        false,
+                        indexed,
+                        facts_has,
+                    )?;
+                }
             }
         }
+        // The durable end never cuts a split record (a batch is atomic): what is left is
+        // damage, kept as found.
+        re.flush(&mut |a| whole.push(a));
+        for a in whole.drain(..) {
+            self.catch_up_one(a, views_from, &mut batch, &mut batch_last);
+        }
         if !batch.is_empty() {
-            self.send(first, batch, false, indexed, facts_has)?;
+            let head = reader.head_at(batch_last).ok();
+            self.send(batch, batch_last, head, false, indexed, facts_has)?;
         }
         self.imports.advance(last);
         Ok(())
+    }
+
+    /// One envelope read back at open: the imports view applies its marks, and the views get
+    /// it unless they already hold it (or, trailing, read it themselves later).
+    fn catch_up_one(
+        &mut self,
+        a: Assembled,
+        views_from: u64,
+        batch: &mut Vec<(u64, Envelope)>,
+        batch_last: &mut u64,
+    ) {
+        if a.first > self.imports.last_seq()
+            && let Envelope::ImportMark(m) = &a.envelope
+        {
+            self.imports.apply(a.first, m);
+        }
+        if self.trailing || a.first < views_from {
+            return;
+        }
+        batch.push((a.first, a.envelope));
+        *batch_last = a.last;
+        self.caught_up += 1;
     }
 
     /// Trailing mode: the last ledger position the search index has committed, kept current
@@ -327,13 +441,106 @@ impl Pipeline {
 
     /// Append envelopes as one durable batch, then hand them to the views.
     pub fn append(&mut self, envelopes: Vec<Envelope>) -> anyhow::Result<Receipt> {
+        self.try_append(envelopes).map_err(|f| f.error)
+    }
+
+    /// Like [`Pipeline::append`], for a caller that retries (`serve`): a batch the ledger
+    /// did not make durable comes back with the error, to be appended again after
+    /// [`Pipeline::recover`]. In trailing mode a failure of the views after the batch is
+    /// durable is not an append error (the batch must not be appended twice): it is kept
+    /// in [`Pipeline::views_failed`], later batches go to the ledger only, and the views
+    /// catch up from the ledger at the next open.
+    pub fn try_append(&mut self, envelopes: Vec<Envelope>) -> Result<Receipt, NotAppended> {
+        let (receipt, offsets) = match self.append_ledger_only(&envelopes) {
+            Ok(r) => r,
+            Err(error) => {
+                // A record the ledger can never take comes back empty: appending it again
+                // cannot succeed, and the caller refuses that submission only.
+                let envelopes = if error.downcast_ref::<RecordRefused>().is_some() {
+                    Vec::new()
+                } else {
+                    envelopes
+                };
+                return Err(NotAppended { error, envelopes });
+            }
+        };
+        if self.trailing && self.indexer.is_none() {
+            return Ok(receipt);
+        }
+        let first = receipt.first.get();
+        let last = first + receipt.count.saturating_sub(1);
+        if let Some(sh) = self.indexer.as_ref().and_then(|i| i.shared.as_ref()) {
+            sh.durable_last.store(last, Relaxed);
+        }
+        // Each envelope at the position of its first part (a split record is one event).
+        let envelopes: Vec<(u64, Envelope)> = offsets
+            .into_iter()
+            .map(|off| first + off)
+            .zip(envelopes)
+            .collect();
+        let head = Some(receipt.head);
+        let sent = if self.trailing {
+            self.send_trailing(first, last, head, envelopes)
+        } else {
+            self.send(envelopes, last, head, true, 0, 0)
+        };
+        match sent {
+            Ok(()) => Ok(receipt),
+            Err(e) if self.trailing => {
+                eprintln!(
+                    "pugmark: the views stopped ({e:#}); the ledger goes on, the views catch up from it at the next start"
+                );
+                self.indexer = None;
+                self.views_failed = Some(format!("{e:#}"));
+                Ok(receipt)
+            }
+            Err(e) => Err(NotAppended {
+                error: e,
+                envelopes: Vec::new(),
+            }),
+        }
+    }
+
+    /// Whether a failed ledger write left the ledger refusing appends until [`Pipeline::recover`].
+    pub fn ledger_failed(&self) -> bool {
+        self.ledger.failed()
+    }
+
+    /// After a failed append: cut what the failed batch left in the ledger and reopen it
+    /// (`ledger::Ledger::recover`), so the batch can be appended again.
+    pub fn recover(&mut self) -> anyhow::Result<()> {
+        for t in self.ledger.recover()?.truncated {
+            eprintln!("pugmark: ledger recovery: {t}");
+        }
+        Ok(())
+    }
+
+    /// Why the views stopped while serving (trailing mode), if they did.
+    pub fn views_failed(&self) -> Option<&str> {
+        self.views_failed.as_deref()
+    }
+
+    /// The ledger part of an append: one durable batch, then the imports view (which is
+    /// kept in step with the ledger, not trailing).
+    fn append_ledger_only(
+        &mut self,
+        envelopes: &[Envelope],
+    ) -> anyhow::Result<(Receipt, Vec<u64>)> {
         // One buffer for the whole batch, not one allocation per record.
         let mut buf = std::mem::take(&mut self.encode_buf);
         buf.clear();
         let mut ends = Vec::with_capacity(envelopes.len());
-        for env in &envelopes {
-            env.encode_into(&mut buf);
-            ends.push(buf.len());
+        // Each envelope's offset from the batch's first position: its parts are contiguous,
+        // in this one batch, so no other sender's record can come between them.
+        let mut offsets = Vec::with_capacity(envelopes.len());
+        for env in envelopes {
+            offsets.push(ends.len() as u64);
+            if let Err(e) = env.encode_parts_into(MAX_PAYLOAD, &mut buf, &mut ends) {
+                // Only the collector's own facts (a path or listener name of megabytes) can
+                // do this; the batch is refused before anything is written.
+                self.encode_buf = Vec::new();
+                return Err(anyhow::Error::new(RecordRefused(e.to_string())));
+            }
         }
         let mut start = 0;
         let receipt = self.ledger.append_batch(ends.iter().map(|&end| {
@@ -347,22 +554,14 @@ impl Pipeline {
         }
         let receipt = receipt?;
         let first = receipt.first.get();
-        for (i, env) in envelopes.iter().enumerate() {
+        for (off, env) in offsets.iter().zip(envelopes) {
             if let Envelope::ImportMark(m) = env {
-                self.imports.apply(first + i as u64, m);
+                self.imports.apply(first + off, m);
             }
         }
-        let last = first + receipt.count.saturating_sub(1);
-        self.imports.advance(last);
-        if let Some(sh) = self.indexer.as_ref().and_then(|i| i.shared.as_ref()) {
-            sh.durable_last.store(last, Relaxed);
-        }
-        if self.trailing {
-            self.send_trailing(first, last, envelopes)?;
-        } else {
-            self.send(first, envelopes, true, 0, 0)?;
-        }
-        Ok(receipt)
+        self.imports
+            .advance(first + receipt.count.saturating_sub(1));
+        Ok((receipt, offsets))
     }
 
     /// Hand a durable batch to the indexer if it has room, else remember it as a gap the
@@ -371,7 +570,8 @@ impl Pipeline {
         &mut self,
         first: u64,
         last: u64,
-        envelopes: Vec<Envelope>,
+        head: Option<[u8; 32]>,
+        envelopes: Vec<(u64, Envelope)>,
     ) -> anyhow::Result<()> {
         use std::sync::mpsc::TrySendError;
         let indexer = self
@@ -379,7 +579,7 @@ impl Pipeline {
             .as_ref()
             .ok_or_else(|| anyhow!("indexer already stopped"))?;
         let tx = &indexer.tx;
-        let bytes = approx_bytes(&envelopes);
+        let bytes = approx_bytes(envelopes.iter().map(|(_, e)| e));
         let room = indexer.shared.as_ref().is_none_or(|sh| {
             sh.queued_bytes.load(Relaxed).saturating_add(bytes) <= SERVE_INDEX_QUEUE_BYTES
         });
@@ -403,8 +603,9 @@ impl Pipeline {
                 sh.queued_bytes.fetch_add(bytes, Relaxed);
             }
             let batch = ToIndexer::Batch {
-                first_seq: first,
                 envelopes,
+                last,
+                head,
                 counted: true,
                 index_has: 0,
                 facts_has: 0,
@@ -430,8 +631,9 @@ impl Pipeline {
 
     fn send(
         &mut self,
-        first_seq: u64,
-        envelopes: Vec<Envelope>,
+        envelopes: Vec<(u64, Envelope)>,
+        last: u64,
+        head: Option<[u8; 32]>,
         counted: bool,
         index_has: u64,
         facts_has: u64,
@@ -443,8 +645,9 @@ impl Pipeline {
         if indexer
             .tx
             .send(ToIndexer::Batch {
-                first_seq,
                 envelopes,
+                last,
+                head,
                 counted,
                 index_has,
                 facts_has,
@@ -472,7 +675,16 @@ impl Pipeline {
     }
 
     /// Commit the views and close the ledger (which writes a signed checkpoint).
-    pub fn finish(mut self) -> anyhow::Result<DecodeStats> {
+    pub fn finish(self) -> anyhow::Result<DecodeStats> {
+        self.finish_then(|| Ok(()))
+    }
+
+    /// [`Pipeline::finish`], running `then` once the views are complete and before the
+    /// ledger's lock is released (`reindex` swaps its new views in there).
+    pub fn finish_then(
+        mut self,
+        then: impl FnOnce() -> anyhow::Result<()>,
+    ) -> anyhow::Result<DecodeStats> {
         if let Some(sh) = self.indexer.as_ref().and_then(|i| i.shared.as_ref()) {
             sh.flushing.store(true, Relaxed);
         }
@@ -481,7 +693,9 @@ impl Pipeline {
             let _ = indexer.tx.send(ToIndexer::Range { from, to });
         }
         let stats = self.stop_indexer()?;
-        self.imports.save()?;
+        let head = self.ledger.head();
+        self.imports.save_at(head)?;
+        then()?;
         self.ledger.close()?;
         Ok(stats)
     }
@@ -539,6 +753,8 @@ fn spawn_indexer(
             let mut stats = DecodeStats::default();
             // Trailing mode: everything up to here is in the views already.
             let mut last_seq = idle_catch_up.filter(|&s| s > 0);
+            // The ledger's chain head at `last_seq`, when known.
+            let mut last_head: Option<[u8; 32]> = None;
             let mut last_commit = Instant::now();
             let mut committed = last_seq;
             let mut idle = spec.nice.is_some();
@@ -563,7 +779,7 @@ fn spawn_indexer(
                         if let Some(seq) = last_seq
                             && committed != last_seq
                         {
-                            writer.commit(seq)?;
+                            writer.commit_at(seq, last_head)?;
                             committed = last_seq;
                             last_commit = Instant::now();
                             if let Some(sh) = &sh {
@@ -574,15 +790,17 @@ fn spawn_indexer(
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
                 };
-                let mut index = |first_seq: u64,
-                                 envelopes: &[Envelope],
+                // Indexes envelopes (each at its ledger position, the first part's when split)
+                // up to the ledger position `batch_last`.
+                let mut index = |envelopes: &[(u64, Envelope)],
+                                 batch_last: u64,
+                                 head: Option<[u8; 32]>,
                                  counted: bool,
                                  index_has: u64,
                                  facts_has: u64|
                  -> anyhow::Result<()> {
                     let mut fact_events = Vec::new();
-                    for (i, env) in envelopes.iter().enumerate() {
-                        let seq = first_seq + i as u64;
+                    for &(seq, ref env) in envelopes {
                         // A gap read back from the ledger can overlap what an idle catch-up
                         // already read: positions only move forward.
                         if idle_catch_up.is_some()
@@ -604,22 +822,28 @@ fn spawn_indexer(
                             }
                         }
                         last_seq = Some(seq);
+                        last_head = None;
+                    }
+                    if !envelopes.is_empty() && last_seq.is_none_or(|s| s <= batch_last) {
+                        last_seq = Some(batch_last);
+                        last_head = head;
                     }
                     if let Some(seq) = last_seq {
-                        facts.apply(&fact_events, seq)?;
+                        facts.apply_at(&fact_events, seq, last_head)?;
                     }
                     Ok(())
                 };
                 match msg {
                     ToIndexer::Batch {
-                        first_seq,
                         envelopes,
+                        last,
+                        head,
                         counted,
                         index_has,
                         facts_has,
                         queued,
                     } => {
-                        index(first_seq, &envelopes, counted, index_has, facts_has)?;
+                        index(&envelopes, last, head, counted, index_has, facts_has)?;
                         // Only what was added: catch-up batches at open were never counted,
                         // and subtracting them wrapped the counter (a restart after kill -9
                         // with views behind the ledger then overflowed in `send_trailing`).
@@ -631,29 +855,42 @@ fn spawn_indexer(
                     }
                     ToIndexer::Range { from, to } => {
                         // Durable records the writer did not queue: read them back.
-                        let reader = LedgerReader::open(&ledger_dir)?;
+                        let mut reader = LedgerReader::open(&ledger_dir)?;
                         let mut chunk = Vec::with_capacity(4096);
-                        let mut first = from;
+                        let mut chunk_last = from;
+                        let mut re = Reassembler::new();
+                        let mut whole = Vec::new();
                         for item in reader.iter_from(from) {
                             let (seq, payload) = item?;
                             let seq = seq.get();
                             if seq > to {
                                 break;
                             }
-                            if chunk.is_empty() {
-                                first = seq;
+                            re.push(seq, stored(&payload), &mut |a| whole.push(a));
+                            for a in whole.drain(..) {
+                                chunk.push((a.first, a.envelope));
+                                chunk_last = a.last;
                             }
-                            chunk.push(
-                                Envelope::decode(&payload)
-                                    .unwrap_or_else(|_| undecodable(&payload)),
-                            );
-                            if chunk.len() == 4096 {
-                                index(first, &chunk, true, index_had, facts_had)?;
+                            if chunk.len() >= 4096 {
+                                let head = reader.head_at(chunk_last).ok();
+                                index(&chunk, chunk_last, head, true, index_had, facts_had)?;
                                 chunk.clear();
                             }
                         }
+                        // A bounded range is durable: a split record left open is damage,
+                        // kept as found. An open-ended one (idle catch-up) may have read a
+                        // batch still being written: its split record is read again next
+                        // time, whole.
+                        if to != u64::MAX {
+                            re.flush(&mut |a| whole.push(a));
+                            for a in whole.drain(..) {
+                                chunk.push((a.first, a.envelope));
+                                chunk_last = a.last;
+                            }
+                        }
                         if !chunk.is_empty() {
-                            index(first, &chunk, true, index_had, facts_had)?;
+                            let head = reader.head_at(chunk_last).ok();
+                            index(&chunk, chunk_last, head, true, index_had, facts_had)?;
                         }
                     }
                 }
@@ -671,7 +908,7 @@ fn spawn_indexer(
                     && committed != last_seq
                     && last_commit.elapsed() >= interval
                 {
-                    writer.commit(seq)?;
+                    writer.commit_at(seq, last_head)?;
                     committed = last_seq;
                     last_commit = Instant::now();
                     if let Some(sh) = &sh {
@@ -680,7 +917,7 @@ fn spawn_indexer(
                 }
             }
             if let Some(seq) = last_seq {
-                writer.commit(seq)?;
+                writer.commit_at(seq, last_head)?;
             }
             writer.finish()?;
             Ok(stats)
@@ -718,10 +955,15 @@ fn undecodable(payload: &[u8]) -> Envelope {
     })
 }
 
-/// Turn a ledger payload into the event it records (None for non-record payloads such as
-/// import marks).
-pub fn event_from_payload(payload: &[u8]) -> Option<Event> {
-    match Envelope::decode(payload).unwrap_or_else(|_| undecodable(payload)) {
+/// One ledger payload as stored: a whole envelope or one part of a split record; what this
+/// build cannot read is a whole raw record ([`undecodable`]).
+pub fn stored(payload: &[u8]) -> Stored {
+    Envelope::decode_stored(payload).unwrap_or_else(|_| Stored::Whole(undecodable(payload)))
+}
+
+/// The event an envelope records (None for non-record payloads such as import marks).
+fn event_from_envelope(env: Envelope) -> Option<Event> {
+    match env {
         Envelope::Record(r) => Some(decode::decode(&r)),
         Envelope::ImportMark(_) => None,
     }
@@ -738,7 +980,30 @@ impl query::search::Fetch for LedgerFetch {
             .reader
             .get(seq)
             .with_context(|| format!("reading ledger record #{seq}"))?;
-        event_from_payload(&payload).ok_or_else(|| anyhow!("ledger record #{seq} is not an event"))
+        let env = match stored(&payload) {
+            Stored::Whole(e) => e,
+            // A split record: its continuations follow it.
+            Stored::Head { record, parts } => {
+                let mut re = Reassembler::new();
+                let mut got = None;
+                re.push(seq, Stored::Head { record, parts }, &mut |a| got = Some(a));
+                for item in self.reader.iter_from(seq + 1).take(parts as usize - 1) {
+                    let (s, p) = item.with_context(|| format!("reading ledger record #{seq}"))?;
+                    re.push(s.get(), stored(&p), &mut |a| got = got.take().or(Some(a)));
+                }
+                re.flush(&mut |a| got = got.take().or(Some(a)));
+                got.map(|a| a.envelope)
+                    .ok_or_else(|| anyhow!("ledger record #{seq}: split record unreadable"))?
+            }
+            Stored::Continuation { part, parts, .. } => {
+                return Err(anyhow!(
+                    "ledger record #{seq} is part {} of {parts} of the split record at #{}",
+                    part + 1,
+                    seq - u64::from(part)
+                ));
+            }
+        };
+        event_from_envelope(env).ok_or_else(|| anyhow!("ledger record #{seq} is not an event"))
     }
 }
 
@@ -747,6 +1012,7 @@ impl query::search::Fetch for LedgerFetch {
 pub struct LedgerTail {
     records: ledger::Records,
     last: u64,
+    re: Reassembler,
 }
 
 impl LedgerTail {
@@ -755,6 +1021,7 @@ impl LedgerTail {
         LedgerTail {
             records: reader.iter_from(indexed + 1),
             last,
+            re: Reassembler::new(),
         }
     }
 }
@@ -765,33 +1032,50 @@ impl query::search::Tail for LedgerTail {
         decode: bool,
         visit: &mut dyn FnMut(u64, Option<Event>),
     ) -> anyhow::Result<()> {
+        let mut whole = Vec::new();
+        let emit = |whole: &mut Vec<Assembled>, visit: &mut dyn FnMut(u64, Option<Event>)| {
+            for a in whole.drain(..) {
+                if decode {
+                    if let Some(e) = event_from_envelope(a.envelope) {
+                        visit(a.first, Some(e));
+                    }
+                } else if !matches!(a.envelope, Envelope::ImportMark(_)) {
+                    visit(a.first, None);
+                }
+            }
+        };
         for item in self.records.by_ref() {
             let (seq, payload) = item.context("reading the ledger past the index")?;
             if seq.get() > self.last {
                 break;
             }
-            if decode {
-                if let Some(e) = event_from_payload(&payload) {
-                    visit(seq.get(), Some(e));
-                }
-            } else if !matches!(Envelope::decode(&payload), Ok(Envelope::ImportMark(_))) {
-                visit(seq.get(), None);
-            }
+            self.re
+                .push(seq.get(), stored(&payload), &mut |a| whole.push(a));
+            emit(&mut whole, visit);
         }
+        // The tail ends at a durable position, never inside a split record.
+        self.re.flush(&mut |a| whole.push(a));
+        emit(&mut whole, visit);
         Ok(())
     }
 }
 
-/// What the read-only verbs (`timeline`, `report`) open: the search index, the fact store and
-/// the ledger (to turn positions into events).
+/// What the read-only verbs (`timeline`, `report`, `check`, `hunt`) open: the search index,
+/// the fact store and the ledger (to turn positions into events), after holding both views
+/// against the ledger ([`crate::viewcheck`]: a missing or foreign view is refused, a
+/// trailing one noted).
 pub struct Readers {
     pub index: SearchIndex,
     pub facts: FactStore,
     pub fetch: LedgerFetch,
+    /// Where the views stood when opened (`--json` adds it as `views`).
+    pub views: crate::viewcheck::ViewsCheck,
 }
 
 impl Readers {
     pub fn open(dd: &DataDir) -> anyhow::Result<Readers> {
+        use crate::viewcheck::{View, check};
+        let views = check(dd, &[View::Index, View::Facts])?.require("the query")?;
         let index = SearchIndex::open_or_create(dd.index())
             .with_context(|| format!("opening search index in {}", dd.index().display()))?;
         let facts = FactStore::open(dd.facts())
@@ -802,6 +1086,7 @@ impl Readers {
             index,
             facts,
             fetch: LedgerFetch { reader },
+            views,
         })
     }
 }

@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 mod common;
+mod views;
 use common::*;
 
 /// Lines of a file as an oracle: `\n`-separated, the last one counted even without `\n`.
@@ -1514,7 +1515,11 @@ fn control_characters_from_a_vm_never_reach_the_terminal_raw() {
         let out = pugmark(&data, args);
         assert!(out.status.success(), "{args:?}: {out:?}");
         let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(raw_controls(&out.stdout), Vec::<u8>::new(), "{args:?}: {text}");
+        assert_eq!(
+            raw_controls(&out.stdout),
+            Vec::<u8>::new(),
+            "{args:?}: {text}"
+        );
         let shown = match args[0] {
             "who" => "vm-e\\x1b]0;pwned\\x07",
             "check" => "evil\\x1b[2J",

@@ -237,6 +237,49 @@ fn logger_tcp(port: u16, tag: &str, lines: &[String], extra: &[&str]) {
     assert!(child.wait().unwrap().success());
 }
 
+/// A new bearer token from `pugmark token` and its `[[senders.map]]` entry (TOML).
+fn new_token(name: &str, observer: &str) -> (String, String) {
+    let out = Command::new(bin())
+        .args(["token", "--name", name, "--observer", observer, "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let toml = v["toml"].as_str().unwrap().to_string();
+    // The config holds the hash, never the token.
+    assert!(!toml.contains(v["token"].as_str().unwrap()), "{toml}");
+    (v["token"].as_str().unwrap().to_string(), toml)
+}
+
+/// POST `body` to `/api/v1/events`, with `Authorization: Bearer TOKEN` when given; the
+/// whole answer (status line, headers, body).
+fn post_events(port: u16, token: Option<&str>, body: &str) -> String {
+    let mut http = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        http,
+        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    http.read_to_string(&mut resp).unwrap();
+    resp
+}
+
+/// GET `path` over HTTP/1.0; the whole answer.
+fn http_get(port: u16, path: &str) -> String {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(c, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut resp = String::new();
+    c.read_to_string(&mut resp).unwrap();
+    resp
+}
+
 fn messages_of(hits: &[Value]) -> Vec<String> {
     hits.iter()
         .map(|h| h["message"].as_str().unwrap_or_default().to_string())
@@ -394,7 +437,8 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA and server/client leaves as in PEERS.md, plus a second CA with its own "client".
+/// A CA and server/client leaves as in PEERS.md, a hypervisor's leaf (`CN=hv01.test`, SAN
+/// `DNS:hv01.test`), plus a second CA with its own "client".
 fn make_pki(dir: &Path) {
     for (ca, cn) in [("ca", "test-ca"), ("rogue-ca", "rogue-ca")] {
         openssl(
@@ -416,7 +460,12 @@ fn make_pki(dir: &Path) {
             ],
         );
     }
-    for (n, ca) in [("server", "ca"), ("client", "ca"), ("rogue", "rogue-ca")] {
+    for (n, ca) in [
+        ("server", "ca"),
+        ("client", "ca"),
+        ("rogue", "rogue-ca"),
+        ("hv01", "ca"),
+    ] {
         openssl(
             dir,
             &[
@@ -686,7 +735,12 @@ ruleset(name="fwd") {{
 fn bad_input_is_stored_raw_counted_and_never_stalls_others() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("pugmark.toml");
-    fs::write(&config, "version = 1\n[tcp]\nidle_timeout_secs = 1\n").unwrap();
+    let (token, entry) = new_token("nova", "cloud");
+    fs::write(
+        &config,
+        format!("version = 1\n[tcp]\nidle_timeout_secs = 1\n{entry}"),
+    )
+    .unwrap();
     let data = dir.path().join("data");
     let server = Server::start(&data, Some(&config), false);
     let mut bad = TcpStream::connect(("127.0.0.1", server.tcp)).unwrap();
@@ -721,15 +775,7 @@ fn bad_input_is_stored_raw_counted_and_never_stalls_others() {
 
     // HTTP: NDJSON with one line that is not JSON.
     let body = "{\"event_type\":\"compute.instance.create.end\",\"payload\":{}}\nnot json at all\n";
-    let mut http = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
-    write!(
-        http,
-        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    http.read_to_string(&mut resp).unwrap();
+    let resp = post_events(server.http, Some(&token), body);
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(
         resp.contains("\"stored\":2") && resp.contains("\"not_json\":1"),
@@ -1827,6 +1873,466 @@ fn a_flooding_sender_does_not_starve_the_others_and_udp_drops_are_counted() {
     assert_eq!(count(&data, &["relp-other"]), n_relp as u64);
     assert_eq!(count(&data, &["udpflood"]), udp_msgs - udp_drops);
     assert_eq!(count(&data, &["tcpflood"]), tcp_lines);
+}
+
+/// A nova notification that gives VM `real-1` the address `addr`, an hour ago (what `check`
+/// knows the site's VMs and their addresses by); ingested before serving.
+fn ingest_vm_lease(dir: &Path, data: &Path, addr: &str) {
+    // The collector's clock is the reference here, so the test needs the real time.
+    #[allow(clippy::disallowed_methods)]
+    let created = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    let stamp = created.strftime("%Y-%m-%d %H:%M:%S%.6f").to_string();
+    let note = serde_json::json!({
+        "event_type": "instance.create.end", "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+        "timestamp": stamp, "message_id": "m-doors-1",
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+            "nova_object.version": "1.8", "nova_object.data": {"uuid": "d0000000-0000-4000-8000-0000000000a1",
+            "host": "cmp1", "host_name": "real-1", "user_id": "u1", "tenant_id": "p1", "state": "active",
+            "ip_addresses": [{"nova_object.name": "IpPayload", "nova_object.data": {"address": addr, "mac": "fa:16:3e:00:00:a1"}}]}}
+    });
+    let nf = dir.join("notifications.json");
+    fs::write(&nf, format!("{note}\n")).unwrap();
+    ok(data, &["ingest", nf.to_str().unwrap()]);
+}
+
+/// A netfilter LOG line as a hypervisor's kernel writes it for a VM's traffic from `src`.
+fn netfilter_line(src: &str) -> String {
+    format!(
+        "[12345.678] vm-egress: IN=brq1 OUT=eth0 PHYSIN=tap1 SRC={src} DST=192.0.2.10 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40000 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0"
+    )
+}
+
+fn findings(data: &Path) -> Vec<Value> {
+    let r: Value = serde_json::from_str(&ok(data, &["check", "--json"])).unwrap();
+    r["findings"].as_array().cloned().unwrap_or_default()
+}
+
+fn has_finding(findings: &[Value], kind: &str, entity: &str) -> bool {
+    findings.iter().any(|f| {
+        f["kind"] == kind
+            && f["entities"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x == entity))
+    })
+}
+
+/// Issue 10, the door decides the observer: rsyslog forwarding a hypervisor's netfilter log
+/// over mutual TLS with the hypervisor's certificate (mapped by its SAN) is stored as
+/// `hypervisor`, and `check` finds the unknown host that hypervisor saw. The same kind of line
+/// forged from inside a VM — over TLS with a certificate the CA signed but nobody mapped, and
+/// over plain TCP — is stored as `vm` (the format is the same; the sender is not), and `check`
+/// does not take it as hypervisor evidence. Before the sender map, all three were `vm`.
+#[test]
+fn a_hypervisor_proven_by_its_certificate_is_hypervisor_and_a_vm_forging_its_lines_stays_vm() {
+    if !tools_for_rsyslog(&["lmnsd_gtls"]) || require("openssl", which("openssl")).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let config = dir.path().join("pugmark.toml");
+    fs::write(
+        &config,
+        r#"version = 1
+[tls]
+cert = "pki/server.pem"
+key = "pki/server.key"
+client_ca = "pki/ca.pem"
+[[senders.map]]
+name = "hv01"
+observer = "hypervisor"
+san = "hv01.test"
+listener = "syslog-tls"
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    ingest_vm_lease(dir.path(), &data, "10.20.30.5");
+    let server = Server::start(&data, Some(&config), true);
+    let tls = server.tls.unwrap();
+
+    // The hypervisor: rsyslog with hv01's certificate.
+    let input = free_port();
+    let work = dir.path().join("rsyslog");
+    let conf = format!(
+        r#"global(defaultNetstreamDriverCAFile="{p}/ca.pem"
+       defaultNetstreamDriverCertFile="{p}/hv01.pem"
+       defaultNetstreamDriverKeyFile="{p}/hv01.key")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{input}" ruleset="fwd")
+ruleset(name="fwd") {{
+  action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp"
+         StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
+         StreamDriverPermittedPeers="server.test"
+         TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+}}
+"#,
+        p = pki.display()
+    );
+    let rsyslog = Rsyslog::start(&work, &conf, input);
+    logger_tcp(input, "kernel", &[netfilter_line("10.20.30.99")], &[]);
+    server.wait_ledger(2, 60);
+
+    // A VM over TLS with a certificate nobody mapped.
+    #[allow(clippy::disallowed_methods)]
+    let now = jiff::Timestamp::now();
+    let mut child = Command::new("openssl")
+        .current_dir(&pki)
+        .args([
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{tls}"),
+            "-CAfile",
+            "ca.pem",
+            "-cert",
+            "client.pem",
+            "-key",
+            "client.key",
+            "-quiet",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(
+        stdin,
+        "<4>1 {now} vm-1 kernel - - - {}",
+        netfilter_line("10.20.30.77")
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    server.wait_ledger(3, 30);
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    // A VM over plain TCP.
+    let mut plain = TcpStream::connect(("127.0.0.1", server.tcp)).unwrap();
+    writeln!(
+        plain,
+        "<4>1 {now} vm-2 kernel - - - {}",
+        netfilter_line("10.20.30.66")
+    )
+    .unwrap();
+    drop(plain);
+    server.wait_ledger(4, 30);
+    drop(rsyslog);
+    // status names the sender and its observer.
+    let status = Command::new(bin())
+        .args(["status", "--http", &format!("127.0.0.1:{}", server.http)])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    let line = status
+        .lines()
+        .find(|l| l.contains("CN=hv01.test"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(line.contains("hypervisor hv01"), "{status}");
+    let line = status
+        .lines()
+        .find(|l| l.contains("CN=client.test"))
+        .unwrap_or_else(|| panic!("{status}"));
+    assert!(line.contains("vm -"), "{status}");
+    server.stop();
+
+    let h = hits(&data, "class:net.connection");
+    assert_eq!(h.len(), 3, "{h:#?}");
+    let by_src = |src: &str| {
+        h.iter()
+            .find(|x| x["fields"]["src_ip"] == src)
+            .unwrap_or_else(|| panic!("no hit from {src}: {h:#?}"))
+    };
+    let hv = by_src("10.20.30.99");
+    assert_eq!(hv["observer"], "hypervisor", "{hv:#}");
+    assert_eq!(hv["origin"]["listener"], "syslog-tls");
+    assert!(
+        hv["origin"]["identity"]
+            .as_str()
+            .unwrap()
+            .contains("CN=hv01.test")
+    );
+    let forged_tls = by_src("10.20.30.77");
+    assert_eq!(forged_tls["observer"], "vm", "{forged_tls:#}");
+    assert!(
+        forged_tls["origin"]["identity"]
+            .as_str()
+            .unwrap()
+            .contains("CN=client.test")
+    );
+    let forged_tcp = by_src("10.20.30.66");
+    assert_eq!(forged_tcp["observer"], "vm", "{forged_tcp:#}");
+    assert_eq!(forged_tcp["origin"]["listener"], "syslog-tcp");
+
+    let f = findings(&data);
+    assert!(has_finding(&f, "unknown_host", "10.20.30.99"), "{f:#?}");
+    for forged in ["10.20.30.77", "10.20.30.66"] {
+        assert!(
+            !f.iter()
+                .any(|x| x["kind"] == "unknown_host" && x.to_string().contains(forged)),
+            "a VM's forged line is no hypervisor evidence: {f:#?}"
+        );
+    }
+}
+
+/// Issue 10, HTTP needs a credential: a POST without a token and one with a wrong token are
+/// answered 401 and store nothing (counted as refused); each configured token maps its
+/// requests to its own observer (nova → `cloud`, a VO → `vo`) with `bearer:NAME` as the
+/// proven identity. `/metrics` on its own address (`--metrics`) is not on the HTTP listener,
+/// and ingestion is not on the metrics address.
+#[test]
+fn http_ingestion_needs_a_token_and_each_token_maps_to_its_observer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nova, nova_entry) = new_token("nova", "cloud");
+    let (vo, vo_entry) = new_token("atlas-pilots", "vo");
+    let config = dir.path().join("pugmark.toml");
+    let metrics_port = free_port();
+    fs::write(
+        &config,
+        format!(
+            "version = 1\n[listeners]\nmetrics = \"127.0.0.1:{metrics_port}\"\n{nova_entry}{vo_entry}"
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, Some(&config), false);
+    wait_for_port(metrics_port, "metrics listener");
+    let note = |id: &str| {
+        format!(
+            "{{\"event_type\":\"compute.instance.create.end\",\"message_id\":\"{id}\",\"payload\":{{\"instance_id\":\"{id}\"}}}}\n"
+        )
+    };
+
+    let none = post_events(server.http, None, &note("no-token"));
+    assert!(none.starts_with("HTTP/1.1 401"), "{none}");
+    assert!(
+        none.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{none}"
+    );
+    assert!(none.contains("bearer token is required"), "{none}");
+    let wrong = post_events(server.http, Some("pmk_not-a-token"), &note("wrong-token"));
+    assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+    // The right token in the wrong scheme is no token.
+    let mut c = TcpStream::connect(("127.0.0.1", server.http)).unwrap();
+    let body = note("basic");
+    write!(
+        c,
+        "POST /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {nova}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut basic = String::new();
+    c.read_to_string(&mut basic).unwrap();
+    assert!(basic.starts_with("HTTP/1.1 401"), "{basic}");
+
+    let ok_nova = post_events(server.http, Some(&nova), &note("from-nova"));
+    assert!(ok_nova.starts_with("HTTP/1.1 200"), "{ok_nova}");
+    let ok_vo = post_events(server.http, Some(&vo), &note("from-vo"));
+    assert!(ok_vo.starts_with("HTTP/1.1 200"), "{ok_vo}");
+    // 200 is answered once durable: both are in the ledger now.
+
+    // /metrics lives on its own address only; ingestion is not there.
+    assert!(
+        http_get(server.http, "/metrics").starts_with("HTTP/1.0 404"),
+        "/metrics must not be on the ingestion listener"
+    );
+    let m = http_get(metrics_port, "/metrics");
+    assert!(m.starts_with("HTTP/1.0 200"), "{m}");
+    assert!(
+        m.contains("pugmark_refused_total{listener=\"http\"} 3"),
+        "{m}"
+    );
+    assert!(
+        m.contains("observer=\"cloud\",name=\"nova\"")
+            && m.contains("observer=\"vo\",name=\"atlas-pilots\""),
+        "{m}"
+    );
+    let on_metrics = post_events(metrics_port, Some(&nova), &note("via-metrics"));
+    assert!(!on_metrics.starts_with("HTTP/1.1 200"), "{on_metrics}");
+    let status = Command::new(bin())
+        .args(["status", "--http", &format!("127.0.0.1:{metrics_port}")])
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    let status = String::from_utf8_lossy(&status.stdout).to_string();
+    assert!(
+        status.contains("bearer:nova") && status.contains("cloud nova"),
+        "{status}"
+    );
+    let log = server.stop();
+    assert!(log.contains("bearer token is required"), "{log}");
+
+    let h = hits(&data, "*");
+    assert_eq!(
+        h.len(),
+        2,
+        "only the two authenticated posts are stored: {h:#?}"
+    );
+    let by_id = |id: &str| {
+        h.iter()
+            .find(|x| x["raw"].as_str().unwrap_or_default().contains(id))
+            .unwrap_or_else(|| panic!("{id} not stored: {h:#?}"))
+    };
+    let n = by_id("from-nova");
+    assert_eq!(n["observer"], "cloud");
+    assert_eq!(n["origin"]["kind"], "authenticatedpeer");
+    assert_eq!(n["origin"]["identity"], "bearer:nova");
+    let v = by_id("from-vo");
+    assert_eq!(v["observer"], "vo");
+    assert_eq!(v["origin"]["identity"], "bearer:atlas-pilots");
+}
+
+/// Issue 10, CIDR entries and `unmatched = "refuse"`: a UDP sender from 127.0.0.2 mapped by
+/// its address is stored under its entry's observer; from 127.0.0.1 (unmatched) its datagrams
+/// are dropped, its TCP connection closed unread, its RELP session ended with `serverclose`,
+/// each counted as refused and logged once; with no token configured `POST /api/v1/events`
+/// is off (404). Nothing from the refused sender reaches the ledger.
+#[test]
+fn cidr_entries_map_senders_and_unmatched_refuse_closes_the_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pugmark.toml");
+    fs::write(
+        &config,
+        r#"version = 1
+[senders]
+unmatched = "refuse"
+[[senders.map]]
+name = "hv-udp"
+observer = "hypervisor"
+cidr = "127.0.0.2/32"
+"#,
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Server::start(&data, Some(&config), false);
+
+    let mapped = std::net::UdpSocket::bind("127.0.0.2:0").unwrap();
+    let line = format!(
+        "<4>Dec  6 00:00:00 hv-udp kernel: {}",
+        netfilter_line("10.9.9.9")
+    );
+    mapped
+        .send_to(line.as_bytes(), ("127.0.0.1", server.udp))
+        .unwrap();
+    server.wait_ledger(1, 30);
+    let refused = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for _ in 0..3 {
+        refused
+            .send_to(
+                b"<13>1 - vm a - - - refused datagram",
+                ("127.0.0.1", server.udp),
+            )
+            .unwrap();
+    }
+    let mut tcp = TcpStream::connect(("127.0.0.1", server.tcp)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = tcp.write_all(b"<13>1 - vm a - - - refused over tcp\n");
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        tcp.read(&mut buf).unwrap_or(0),
+        0,
+        "refused connection closed"
+    );
+    let mut relp = TcpStream::connect(("127.0.0.1", server.relp)).unwrap();
+    relp.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(relp_read_frames(&mut relp, 1), ["0 serverclose 0"]);
+    let post = post_events(server.http, Some("pmk_anything"), "{\"a\":1}");
+    assert!(post.starts_with("HTTP/1.1 404"), "{post}");
+    assert!(post.contains("HTTP ingestion is off"), "{post}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.metric("pugmark_refused_total{listener=\"syslog-udp\"}") < 3.0 {
+        assert!(Instant::now() < deadline, "{:?}", server.metrics());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let m = server.metrics();
+    assert_eq!(m["pugmark_refused_total{listener=\"syslog-tcp\"}"], 1.0);
+    assert_eq!(m["pugmark_refused_total{listener=\"relp\"}"], 1.0);
+    assert_eq!(m["pugmark_refused_total{listener=\"http\"}"], 1.0);
+    assert_eq!(
+        m["pugmark_sender_info{listener=\"syslog-udp\",sender=\"127.0.0.2\",observer=\"hypervisor\",name=\"hv-udp\"}"],
+        1.0,
+        "{m:?}"
+    );
+    let log = server.stop();
+    assert_eq!(
+        log.matches("syslog-udp: sender refused by the sender map")
+            .count(),
+        1,
+        "logged once: {log}"
+    );
+
+    let h = hits(&data, "*");
+    assert_eq!(h.len(), 1, "{h:#?}");
+    assert_eq!(h[0]["observer"], "hypervisor");
+    assert_eq!(
+        h[0]["origin"]["addr"].as_str().unwrap().split(':').next(),
+        Some("127.0.0.2")
+    );
+    assert_eq!(h[0]["class"], "net.connection");
+}
+
+/// docs/SITES.md's complete sender-map example is exactly what `pugmark serve` accepts: the
+/// TOML block is extracted from the doc and checked by the real program (`--check-config`),
+/// so the doc and the code cannot drift apart.
+#[test]
+fn the_sites_doc_sender_config_is_accepted_as_written() {
+    if require("openssl", which("openssl")).is_none() {
+        return;
+    }
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SITES.md"))
+        .unwrap();
+    let section = doc
+        .split_once("## Senders and trust")
+        .expect("docs/SITES.md has a \"Senders and trust\" section")
+        .1;
+    let block = section
+        .split_once("```toml\n")
+        .expect("the section shows a TOML config")
+        .1
+        .split_once("```")
+        .unwrap()
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let config = dir.path().join("pugmark.toml");
+    fs::write(&config, block).unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "the doc's config is refused: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every entry the doc shows is in the map, certificates and tokens first.
+    let order: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.trim().split_once(". ").map(|(_, rest)| rest))
+        .collect();
+    let pos = |name: &str| {
+        order
+            .iter()
+            .position(|l| l.starts_with(&format!("{name} →")))
+            .unwrap_or_else(|| panic!("{name} missing from {text}"))
+    };
+    for name in block
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .map(|n| n.trim_end_matches('"'))
+    {
+        pos(name);
+    }
+    assert!(pos("hv01") < pos("routers"), "{text}");
+    assert!(pos("nova") < pos("routers"), "{text}");
+    assert!(text.contains("unmatched:"), "{text}");
 }
 
 /// Every verb, asked about the real time of a line from a VM whose clock was set back two

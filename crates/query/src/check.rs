@@ -8,7 +8,9 @@
 //!   another hostname (live senders), or claiming a hostname no VM held then;
 //! - `silent_vm`: a VM that logged, then fell silent while alive, while the hypervisor or the
 //!   network still saw its address active;
-//! - `unknown_host`: hypervisor or network connections from a site address no VM held then;
+//! - `unknown_host`: hypervisor or network connections (and flows) from a site address no VM
+//!   held then; records stored under another observer (a sender the collector's sender map
+//!   did not vouch for) are no such evidence;
 //! - `clock_skew`, `clock_backwards`, `clock_future`, `clock_jump`: per sender;
 //! - `orphan_payload`: a VO payload run on an address no VM held at its start;
 //! - `conflict`: sources disagreeing on a fact (owner, lifecycle — [`crate::who::conflicts`] —
@@ -589,9 +591,10 @@ pub fn check(
         "observer:hypervisor OR observer:network",
         Some(EventClass::NetConnection),
     )];
-    // NetFlow records, where this build knows them.
+    // NetFlow records, where this build knows them; only flows from exporters the sender
+    // map trusts (a flow stored as `vm` came from a sender nobody vouched for).
     if let Ok(flow) = "net.flow".parse::<EventClass>() {
-        walks.push(("*", Some(flow)));
+        walks.push(("observer:network OR observer:hypervisor", Some(flow)));
     }
     for (walk, (query, class)) in walks.into_iter().enumerate() {
         let walk = u8::try_from(walk).unwrap_or(u8::MAX);

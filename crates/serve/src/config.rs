@@ -10,7 +10,8 @@
 //! syslog_tcp = "127.0.0.1:5514"
 //! syslog_tls = "none"
 //! relp = "127.0.0.1:2514"
-//! http = "127.0.0.1:9514"
+//! http = "127.0.0.1:9514"             # POST /api/v1/events (needs a token), and /metrics
+//! metrics = "127.0.0.1:9515"          # optional: /metrics on its own address (then not on http)
 //! netflow = "127.0.0.1:2055,127.0.0.1:4739"   # or a list; NetFlow v5/v9 and IPFIX over UDP
 //! [tls]
 //! cert = "server.pem"               # PEM chain, needed when syslog_tls is on
@@ -18,11 +19,19 @@
 //! client_ca = "ca.pem"              # optional: require client certificates signed by it
 //! [tcp]
 //! idle_timeout_secs = 60            # a stalled half frame is kept after this long
+//! [limits]                          # see crate::limits
+//! max_connections = 20000           # per TCP listener
 //! [amqp]
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"   # absent: no AMQP consumer
 //! exchanges = ["nova"]
 //! routing_keys = ["versioned_notifications.info", "notifications.info"]
 //! queue = "pugmark.notifications"
+//! [senders]                         # who each sender is taken to be (crate::senders)
+//! unmatched = "vm"                  # or "refuse"
+//! [[senders.map]]
+//! name = "hv01"
+//! observer = "hypervisor"           # hypervisor, vm, cloud, network, vo, collector
+//! subject = "CN=hv01.example.org"   # or san, cidr, listener, token_sha256
 //! ```
 
 use std::net::SocketAddr;
@@ -31,6 +40,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
+
+use crate::senders::{RawSenders, SenderMap};
 
 /// Default loopback ports for the quick start. 5514 (UDP and TCP) and 2514 (RELP) are the
 /// customary unprivileged stand-ins for 514 and rsyslog's RELP examples; 6514 is RFC 5425's
@@ -55,6 +66,11 @@ pub struct RawConfig {
     #[serde(default)]
     pub tcp: RawTcp,
     pub amqp: Option<RawAmqp>,
+    /// Connection limits and HTTP timeouts (`crate::limits`).
+    #[serde(default)]
+    pub limits: crate::limits::RawLimits,
+    /// The sender map: observers by listener, CIDR, certificate, token.
+    pub senders: Option<RawSenders>,
 }
 
 /// Each listener: `ADDR:PORT`, or `none`. Absent: the loopback default.
@@ -69,6 +85,9 @@ pub struct RawListeners {
     pub http: Option<String>,
     /// NetFlow / IPFIX UDP sockets: `"ADDR:PORT,ADDR:PORT"`, a list of them, or `none`.
     pub netflow: Option<AddrList>,
+    /// `/metrics` on an address of its own (then the HTTP listener serves ingestion only).
+    /// Default none: `/metrics` is served on the HTTP listener.
+    pub metrics: Option<String>,
 }
 
 /// One address string (commas allowed) or a TOML list of them.
@@ -133,6 +152,10 @@ pub struct Overrides {
     pub amqp: Option<String>,
     /// NetFlow / IPFIX sockets, `ADDR:PORT[,ADDR:PORT…]` or `none`.
     pub netflow: Option<String>,
+    /// `/metrics` on its own address, or `none`.
+    pub metrics: Option<String>,
+    /// `vm` or `refuse`, replacing `[senders] unmatched`.
+    pub unmatched: Option<String>,
 }
 
 /// TLS settings, validated: files read and parsed.
@@ -171,6 +194,11 @@ pub struct Config {
     pub amqp: Option<AmqpConfig>,
     /// NetFlow / IPFIX UDP sockets (empty: no NetFlow listener).
     pub netflow: Vec<SocketAddr>,
+    pub limits: crate::limits::Limits,
+    /// `/metrics` on its own address (None: on the HTTP listener).
+    pub metrics: Option<SocketAddr>,
+    /// Who each sender is taken to be.
+    pub senders: std::sync::Arc<SenderMap>,
 }
 
 /// `ADDR:PORT[,ADDR:PORT…]` or `none` (an empty list).
@@ -271,7 +299,13 @@ impl Config {
             }),
             queue: a.queue.unwrap_or_else(|| "pugmark.notifications".into()),
         });
+        let senders = SenderMap::from_raw(
+            &raw.senders.clone().unwrap_or_default(),
+            over.unmatched.as_deref(),
+        )?;
         Ok(Config {
+            metrics: addr("metrics", pick(&over.metrics, &l.metrics).as_deref(), None)?,
+            senders: std::sync::Arc::new(senders),
             syslog_udp: addr(
                 "syslog_udp",
                 pick(&over.syslog_udp, &l.syslog_udp).as_deref(),
@@ -304,7 +338,77 @@ impl Config {
                     .or_else(|| l.netflow.as_ref().map(AddrList::joined))
                     .unwrap_or_else(|| DEFAULT_NETFLOW.to_string()),
             )?,
+            limits: crate::limits::Limits::from_raw(&raw.limits),
         })
+    }
+}
+
+impl Config {
+    /// What this configuration does, for `pugmark serve --check-config`: each listener, and
+    /// the sender map in matching order.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let a = |x: Option<SocketAddr>| x.map_or("off".to_string(), |a| a.to_string());
+        let _ = writeln!(out, "listeners:");
+        let _ = writeln!(out, "  syslog-udp  {}", a(self.syslog_udp));
+        let _ = writeln!(out, "  syslog-tcp  {}", a(self.syslog_tcp));
+        let _ = writeln!(
+            out,
+            "  syslog-tls  {}{}",
+            a(self.syslog_tls),
+            match &self.tls {
+                Some(t) if t.mutual => " (client certificates required)",
+                _ => "",
+            }
+        );
+        let _ = writeln!(out, "  relp        {}", a(self.relp));
+        let _ = writeln!(
+            out,
+            "  http        {}{}",
+            a(self.http),
+            if self.senders.http_open() {
+                " (POST /api/v1/events with a bearer token)"
+            } else {
+                " (POST /api/v1/events off: no token configured)"
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  metrics     {}",
+            self.metrics
+                .map_or("on the http listener".to_string(), |m| m.to_string())
+        );
+        let nf: Vec<String> = self.netflow.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "  netflow     {}",
+            if nf.is_empty() {
+                "off".into()
+            } else {
+                nf.join(", ")
+            }
+        );
+        let _ = writeln!(
+            out,
+            "  amqp        {}",
+            self.amqp
+                .as_ref()
+                .map_or("off".to_string(), |c| crate::sources::amqp::broker(&c.url))
+        );
+        let _ = writeln!(out, "senders, in matching order:");
+        for (i, e) in self.senders.entries().iter().enumerate() {
+            let _ = writeln!(out, "  {}. {}", i + 1, e.describe());
+        }
+        let _ = writeln!(
+            out,
+            "  unmatched: {}",
+            match self.senders.unmatched {
+                crate::senders::Unmatched::Vm => "vm (the least trust)",
+                crate::senders::Unmatched::Refuse => "refused",
+            }
+        );
+        out
     }
 }
 
@@ -421,6 +525,33 @@ mod tests {
         let c = Config::validate(raw, &over, Path::new(".")).unwrap();
         assert!(c.relp.is_none());
         assert_eq!(c.syslog_udp, Some("127.0.0.1:7".parse().unwrap()));
+    }
+
+    #[test]
+    fn senders_and_metrics_address_from_file_and_flags() {
+        let raw: RawConfig = toml::from_str(
+            "version = 1\n[listeners]\nmetrics = \"127.0.0.1:9515\"\n[senders]\nunmatched = \"refuse\"\n[[senders.map]]\nname = \"hv\"\nobserver = \"hypervisor\"\ncidr = \"10.0.0.0/8\"\n",
+        )
+        .unwrap();
+        let c = Config::validate(raw, &Overrides::default(), Path::new(".")).unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9515".parse().unwrap()));
+        assert_eq!(c.senders.unmatched, crate::senders::Unmatched::Refuse);
+        assert_eq!(c.senders.entries()[0].name.as_ref(), "hv");
+        assert!(!c.senders.http_open());
+        let d = c.describe();
+        assert!(d.contains("1. hv → hypervisor (from 10.0.0.0/8)"), "{d}");
+        assert!(d.contains("POST /api/v1/events off"), "{d}");
+        // Defaults: /metrics on the HTTP listener, unmatched senders are vm.
+        let over = Overrides {
+            unmatched: Some("vm".into()),
+            metrics: Some("none".into()),
+            ..Overrides::default()
+        };
+        let raw: RawConfig = toml::from_str("[senders]\nunmatched = \"refuse\"\n").unwrap();
+        let c = Config::validate(raw, &over, Path::new(".")).unwrap();
+        assert!(c.metrics.is_none());
+        assert_eq!(c.senders.unmatched, crate::senders::Unmatched::Vm);
+        assert!(toml::from_str::<RawConfig>("[senders]\nunknown = 1\n").is_err());
     }
 
     #[test]

@@ -12,8 +12,11 @@
 
 pub mod config;
 pub mod framing;
+pub mod health;
+pub mod limits;
 pub mod metrics;
 pub mod relp_frame;
+pub mod senders;
 pub mod share;
 pub mod sources;
 pub mod status;
@@ -66,12 +69,19 @@ pub fn run(config: Config, store: Box<dyn Store>, last_seq: u64) -> anyhow::Resu
             r
         })
         .context("starting the writer thread")?;
+    // Idle senders cost a descriptor each: take what the hard limit allows.
+    let nofile = limits::raise_nofile();
     let ctx = Ctx {
         tx,
         metrics: metrics.clone(),
         idle_timeout: config.idle_timeout,
+        limits: Arc::new(config.limits.clone()),
+        all_slots: limits::process_slots(nofile),
+        senders: config.senders.clone(),
     };
     let served = rt.block_on(serve(config, ctx, writer_done_rx));
+    // A writer retrying a storage fault gives up now instead of holding the shutdown.
+    metrics.store.stopping.store(true, Relaxed);
     // Dropping the tasks drops every sender: the writer drains what is queued and finishes.
     rt.shutdown_timeout(Duration::from_secs(5));
     let written = writer
@@ -121,6 +131,10 @@ async fn serve(
         Some(a) => Some(bind_tcp("http", a).await?),
         None => None,
     };
+    let metrics_listener = match config.metrics {
+        Some(a) => Some(bind_tcp("metrics", a).await?),
+        None => None,
+    };
     let mut netflow = Vec::new();
     for a in &config.netflow {
         netflow.push(
@@ -160,13 +174,19 @@ async fn serve(
     }
     if let Some(l) = http {
         listening.push(format!("http {}", l.local_addr()?));
-        let app =
-            sources::http::app(ctx.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        tasks.spawn(async move {
-            if let Err(e) = axum::serve(l, app).await {
-                eprintln!("pugmark serve: http: {e}");
-            }
-        });
+        // /metrics moves to its own address when one is configured, so the port opened to
+        // a Prometheus scraper does not also open ingestion.
+        let app = if metrics_listener.is_some() {
+            sources::http::events_app(ctx.clone())
+        } else {
+            sources::http::app(ctx.clone())
+        };
+        tasks.spawn(sources::http::serve(l, ctx.clone(), app));
+    }
+    if let Some(l) = metrics_listener {
+        listening.push(format!("metrics {}", l.local_addr()?));
+        let app = sources::http::metrics_app(ctx.clone());
+        tasks.spawn(sources::http::serve(l, ctx.clone(), app));
     }
     for s in netflow {
         let a = s.local_addr()?;

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use model::Received;
 
+use crate::senders::Mapped;
+
 /// The listeners, in a fixed order (the metrics array index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Listener {
@@ -49,6 +51,11 @@ impl Listener {
         }
     }
 
+    /// The listener of a name as [`Listener::name`] gives it.
+    pub fn from_name(name: &str) -> Option<Listener> {
+        Listener::ALL.into_iter().find(|l| l.name() == name)
+    }
+
     fn index(self) -> usize {
         self as usize
     }
@@ -73,6 +80,14 @@ pub struct ListenerMetrics {
     pub connections: AtomicU64,
     pub connections_open: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    /// Connections refused at accept: the listener's connection limit was reached.
+    pub connections_refused: AtomicU64,
+    /// Submissions refused for what they contain (too large for the store): answered with
+    /// the protocol's error (HTTP 413, RELP `rsp 500`), nothing stored.
+    pub rejected: AtomicU64,
+    /// Senders refused at the door (the sender map): connections closed, datagrams dropped,
+    /// HTTP requests without a valid token.
+    pub refused: AtomicU64,
 }
 
 /// Upper bound on remembered senders, so a spoofed-source UDP flood cannot grow memory.
@@ -103,6 +118,8 @@ pub struct Metrics {
     pub netflow: FlowMetrics,
     /// (listener, sender) → (last seen, unix seconds; messages).
     senders: Mutex<HashMap<(Listener, String), (f64, u64)>>,
+    /// (listener, sender) → who the sender map took it to be (observer, entry name).
+    sender_info: Mutex<HashMap<(Listener, String), Mapped>>,
     problems: Mutex<HashMap<(Listener, &'static str), u64>>,
     pub ledger_batches: AtomicU64,
     pub ledger_records: AtomicU64,
@@ -112,6 +129,8 @@ pub struct Metrics {
     pub index_last_seq: std::sync::OnceLock<std::sync::Arc<AtomicU64>>,
     /// Bound UDP sockets (for kernel drop counts from /proc).
     pub udp_ports: Mutex<Vec<(Listener, u16)>>,
+    /// The store's faults and retries (`crate::health`).
+    pub store: crate::health::StoreHealth,
 }
 
 impl Metrics {
@@ -134,6 +153,23 @@ impl Metrics {
             e.1 += messages;
         } else if map.len() < MAX_SENDERS {
             map.insert((l, sender.to_string()), (secs, messages));
+        }
+    }
+
+    /// Count records like [`Metrics::seen`] and remember who the sender map took the sender
+    /// to be (shown by `/metrics` as `pugmark_sender_info` and by `pugmark status`).
+    pub fn seen_as(&self, l: Listener, sender: &str, info: &Mapped, messages: u64, at: Received) {
+        self.seen(l, sender, messages, at);
+        let Ok(mut map) = self.sender_info.lock() else {
+            return;
+        };
+        let key = (l, sender.to_string());
+        if let Some(i) = map.get_mut(&key) {
+            if i != info {
+                *i = info.clone();
+            }
+        } else if map.len() < MAX_SENDERS {
+            map.insert(key, info.clone());
         }
     }
 
@@ -165,7 +201,7 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let families: [(&str, &str, Field); 8] = [
+        let families: [(&str, &str, Field); 11] = [
             (
                 "pugmark_messages_total",
                 "Records received and handed to the ledger writer.",
@@ -201,6 +237,21 @@ impl Metrics {
                 "pugmark_tls_handshake_failures_total",
                 "TLS handshakes that failed (including refused client certificates).",
                 |m| &m.tls_handshake_failures,
+            ),
+            (
+                "pugmark_connections_refused_total",
+                "Connections refused at accept: the listener's connection limit was reached.",
+                |m| &m.connections_refused,
+            ),
+            (
+                "pugmark_rejected_total",
+                "Submissions refused for what they contain (HTTP 413, RELP rsp 500): nothing stored.",
+                |m| &m.rejected,
+            ),
+            (
+                "pugmark_refused_total",
+                "Senders refused by the sender map: connections closed, datagrams dropped, HTTP requests without a valid token.",
+                |m| &m.refused,
             ),
         ];
         for (name, help, get) in families {
@@ -299,6 +350,7 @@ impl Metrics {
                 v.load(Relaxed)
             );
         }
+        self.store.render(&mut out);
         if let Some(g) = self.index_last_seq.get() {
             let _ = writeln!(
                 out,
@@ -335,11 +387,30 @@ impl Metrics {
                 escape_label(s)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_sender_info Who the sender map took each sender to be: the observer its records are stored under and the map entry's name (\"-\": unmatched).\n# TYPE pugmark_sender_info gauge"
+        );
+        let mut info: Vec<_> = match self.sender_info.lock() {
+            Ok(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => Vec::new(),
+        };
+        info.sort_by(|a, b| (a.0.0.name(), &a.0.1).cmp(&(b.0.0.name(), &b.0.1)));
+        for ((l, s), i) in &info {
+            let _ = writeln!(
+                out,
+                "pugmark_sender_info{{listener=\"{}\",sender=\"{}\",observer=\"{}\",name=\"{}\"}} 1",
+                l.name(),
+                escape_label(s),
+                i.observer,
+                escape_label(i.name.as_deref().unwrap_or("-"))
+            );
+        }
         out
     }
 }
 
-fn escape_label(s: &str) -> String {
+pub(crate) fn escape_label(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

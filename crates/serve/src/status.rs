@@ -105,9 +105,25 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
                             && l2.get("sender") == Some(&sender)
                     })
                     .map_or(0.0, |x| x.2);
-                senders.push((l.clone(), sender, *v, n));
+                // Who the sender map took it to be (absent from servers before the map).
+                let who = s
+                    .iter()
+                    .find(|(n2, l2, _)| {
+                        n2 == "pugmark_sender_info"
+                            && l2.get("listener") == Some(l)
+                            && l2.get("sender") == Some(&sender)
+                    })
+                    .map(|(_, l2, _)| {
+                        format!(
+                            "{} {}",
+                            l2.get("observer").map_or("?", String::as_str),
+                            l2.get("name").map_or("-", String::as_str)
+                        )
+                    })
+                    .unwrap_or_default();
+                senders.push((l.clone(), sender, who, *v, n));
             }
-            ("pugmark_sender_messages_total", _) => {}
+            ("pugmark_sender_messages_total" | "pugmark_sender_info", _) => {}
             (_, Some(l)) => {
                 per.entry(l.clone()).or_default().insert(short, *v);
             }
@@ -136,16 +152,17 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
             }
         );
     }
+    store_line(&s, &ledger, &mut out);
     let _ = writeln!(
         out,
-        "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9}",
-        "listener", "messages", "bytes", "errors", "drops", "dups", "open", "tls-fail"
+        "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8}",
+        "listener", "messages", "bytes", "errors", "drops", "dups", "open", "tls-fail", "refused"
     );
     for (l, m) in &per {
         let g = |k: &str| m.get(k).copied().unwrap_or(0.0);
         let _ = writeln!(
             out,
-            "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9}",
+            "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8}",
             l,
             g("messages"),
             g("bytes"),
@@ -153,28 +170,88 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
             g("drops") + g("udp_kernel_drops"),
             g("duplicates"),
             g("connections_open"),
-            g("tls_handshake_failures")
+            g("tls_handshake_failures"),
+            g("connections_refused") + g("rejected") + g("refused")
         );
     }
     if senders.is_empty() {
         let _ = writeln!(out, "senders: none yet");
     } else {
-        let _ = writeln!(out, "senders (last heard):");
-        senders.sort_by(|a, b| b.2.total_cmp(&a.2));
-        for (l, sender, t, n) in senders {
+        let _ = writeln!(out, "senders (last heard; observer and sender-map name):");
+        senders.sort_by(|a, b| b.3.total_cmp(&a.3));
+        for (l, sender, who, t, n) in senders {
             let age = (now - t).max(0.0);
             let mark = if age > silent_after { "  SILENT" } else { "" };
             let _ = writeln!(
                 out,
-                "  {l:<12} {sender:<40} {n:>10} msgs  {age:>8.0} s ago{mark}"
+                "  {l:<12} {sender:<40} {who:<24} {n:>10} msgs  {age:>8.0} s ago{mark}"
             );
         }
     }
     out
 }
 
+/// The storage line: retrying a fault or not, faults by kind, the last error.
+fn store_line(
+    s: &[(String, BTreeMap<String, String>, f64)],
+    ledger: &BTreeMap<String, f64>,
+    out: &mut String,
+) {
+    let retrying = ledger.get("store_retrying").copied().unwrap_or(0.0) > 0.0;
+    let faults: Vec<String> = s
+        .iter()
+        .filter(|(n, _, _)| n == "pugmark_store_faults_total")
+        .map(|(_, l, v)| format!("{} {v}", l.get("kind").map_or("?", |k| k.as_str())))
+        .collect();
+    let _ = writeln!(
+        out,
+        "storage: {}; faults: {}; recoveries {}, submissions refused {}",
+        if retrying {
+            "RETRYING a fault (listeners pushed back)"
+        } else {
+            "ok"
+        },
+        if faults.is_empty() {
+            "none".to_string()
+        } else {
+            faults.join(", ")
+        },
+        ledger.get("store_recoveries").copied().unwrap_or(0.0),
+        ledger.get("store_refused").copied().unwrap_or(0.0),
+    );
+    if let Some((_, l, _)) = s
+        .iter()
+        .find(|(n, _, _)| n == "pugmark_store_last_error_seconds")
+    {
+        let _ = writeln!(
+            out,
+            "  last store error ({}): {}",
+            l.get("kind").map_or("?", |k| k.as_str()),
+            l.get("error").map_or("", |e| e.as_str())
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_shows_a_store_retrying_a_fault() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let m = crate::metrics::Metrics::new();
+        let out = render(&m.render(), 0.0, 600.0);
+        assert!(out.contains("storage: ok; faults: none"), "{out}");
+        m.store
+            .fault("space", "ledger i/o error: No space left on device");
+        m.store.retrying.store(true, Relaxed);
+        let out = render(&m.render(), 0.0, 600.0);
+        let line = out.lines().find(|l| l.starts_with("storage:")).unwrap();
+        assert!(
+            line.contains("RETRYING") && line.contains("space 1"),
+            "{line}"
+        );
+        assert!(out.contains("No space left on device"), "{out}");
+    }
+
     use super::*;
 
     #[test]
@@ -193,8 +270,20 @@ mod tests {
             2,
             model::Received::from_stored(1_900_000_000_000),
         );
+        m.seen_as(
+            Listener::SyslogTls,
+            "CN=hv01",
+            &crate::senders::Mapped {
+                observer: model::Observer::Hypervisor,
+                name: Some("hv01".into()),
+            },
+            1,
+            model::Received::from_stored(1_900_000_000_000),
+        );
         let out = render(&m.render(), 2000.0, 600.0);
         assert!(out.contains("10.0.0.1"), "{out}");
+        let line = out.lines().find(|l| l.contains("CN=hv01")).unwrap();
+        assert!(line.contains("hypervisor hv01"), "{line}");
         let line = out.lines().find(|l| l.contains("10.0.0.1")).unwrap();
         assert!(line.ends_with("SILENT"), "{line}");
         let line = out.lines().find(|l| l.contains("CN=vm2,O=x")).unwrap();

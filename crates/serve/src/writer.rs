@@ -18,6 +18,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
 
 use model::Envelope;
 use model::envelope::RecordEnvelope;
@@ -41,10 +42,26 @@ const RECORD_OVERHEAD: usize = 192;
 /// Record hashes remembered for resend detection.
 pub const DEDUP_WINDOW: usize = 1 << 18;
 
+/// An append the store could not make durable.
+#[derive(Debug)]
+pub struct NotStored {
+    pub error: anyhow::Error,
+    /// The batch, handed back to be appended again (empty when the store cannot).
+    pub records: Vec<Envelope>,
+    /// The records themselves were refused (e.g. too large for the ledger): appending them
+    /// again cannot succeed. Otherwise the error is a resource fault, retried.
+    pub refused: bool,
+}
+
 /// Where records go: the binary implements this over its `Pipeline`.
 pub trait Store: Send + 'static {
     /// Append the records as one durable batch; return the position of the last one.
-    fn append(&mut self, records: Vec<Envelope>) -> anyhow::Result<u64>;
+    fn append(&mut self, records: Vec<Envelope>) -> Result<u64, NotStored>;
+    /// Make the store usable again after a failed append (the ledger cut back to its last
+    /// durable batch and reopened), so the batch can be appended again.
+    fn recover(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// The last `n` records (at most) received from a network listener, oldest first, to
     /// recognise resends after a restart.
     fn recent_peer_records(&mut self, n: usize) -> anyhow::Result<Vec<RecordEnvelope>>;
@@ -75,7 +92,26 @@ impl Durable {
     }
 }
 
-pub type Ack = oneshot::Sender<Result<Durable, String>>;
+/// Why a submission was not made durable.
+#[derive(Debug, Clone)]
+pub enum NotDurable {
+    /// Refused for what it contains (too large for the store): resending cannot help.
+    /// HTTP answers 413, RELP `rsp 500`.
+    Refused(String),
+    /// Not stored (serve stopping during a storage fault); the sender may resend.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for NotDurable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotDurable::Refused(m) => write!(f, "refused: {m}"),
+            NotDurable::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+pub type Ack = oneshot::Sender<Result<Durable, NotDurable>>;
 
 /// Records from one listener, one read's worth.
 pub struct Submission {
@@ -165,6 +201,11 @@ impl Seen {
         k.copy_from_slice(&blake3::hash(&r.raw).as_bytes()[..16]);
         k
     }
+    /// A key whose record was not stored after all: a resend must be stored.
+    fn forget(&mut self, k: &[u8; 16]) {
+        // Left in `order`; it ages out from there harmlessly.
+        self.set.remove(k);
+    }
     fn insert(&mut self, k: [u8; 16]) -> bool {
         if !self.set.insert(k) {
             return false;
@@ -180,8 +221,16 @@ impl Seen {
 }
 
 /// Run the writer until every sender is gone, then finish the store. Blocking: call on a
-/// thread of its own. Returns the store's error if an append or the finish failed; after a
-/// failed append nothing more is accepted (the ledger refuses appends after a failed fsync).
+/// thread of its own. Returns the store's error if the finish failed.
+///
+/// Never stops on an append error (issue 10, "never stop, never lose"): an error about the
+/// records themselves (`NotStored::refused`) fails only the submissions that hold them
+/// (the batch is split by submission to find them) and the writer goes on; any other error
+/// is a resource fault (EMFILE, ENOSPC, EIO, a failed fsync…): the store is recovered and
+/// the same batch appended again, with backoff ([`RETRY_FIRST`] doubling to [`RETRY_MAX`]),
+/// until it is durable. Meanwhile the queue fills and the listeners push back. Only when
+/// serve stops during a fault are the held submissions answered "not durable" (nothing of
+/// them was acknowledged; senders that resend do so).
 pub fn run(
     mut store: Box<dyn Store>,
     mut rx: mpsc::Receiver<Queued>,
@@ -199,7 +248,6 @@ pub fn run(
             seen.insert(Seen::key(&r));
         }
     }
-    let mut failure: Option<anyhow::Error> = None;
     while let Some(first) = rx.blocking_recv() {
         // The byte permits are held until the batch is appended: what the queue bound
         // counts is memory, and the records stay in memory until then.
@@ -218,25 +266,20 @@ pub fn run(
                 Err(_) => break,
             }
         }
-        if let Some(e) = &failure {
-            let msg = format!("ledger unavailable: {e:#}");
-            for s in subs {
-                if let Some(a) = s.ack {
-                    let _ = a.send(Err(msg.clone()));
-                }
-            }
-            continue;
-        }
         let mut batch = Vec::with_capacity(records);
-        let mut counts = Vec::with_capacity(subs.len());
-        let mut acks = Vec::with_capacity(subs.len());
+        let mut parts = Vec::with_capacity(subs.len());
         for s in subs {
             let resends = s.resends();
             let (mut stored, mut dups) = (0, 0);
+            let mut keys = Vec::new();
             for r in s.records {
-                if resends && !seen.insert(Seen::key(&r)) {
-                    dups += 1;
-                    continue;
+                if resends {
+                    let k = Seen::key(&r);
+                    if !seen.insert(k) {
+                        dups += 1;
+                        continue;
+                    }
+                    keys.push(k);
                 }
                 stored += 1;
                 batch.push(Envelope::Record(r));
@@ -247,48 +290,171 @@ pub fn run(
                     .duplicates
                     .fetch_add(dups as u64, Relaxed);
             }
-            counts.push((stored, dups));
-            acks.push(s.ack);
+            parts.push(Part {
+                listener: s.listener,
+                stored,
+                duplicates: dups,
+                keys,
+                ack: s.ack,
+            });
         }
-        let result = if batch.is_empty() {
-            Ok(metrics.ledger_last_seq.load(Relaxed))
-        } else {
-            let n = batch.len() as u64;
-            store.append(batch).inspect(|&last| {
-                metrics.ledger_batches.fetch_add(1, Relaxed);
-                metrics.ledger_records.fetch_add(n, Relaxed);
-                metrics.ledger_last_seq.store(last, Relaxed);
-            })
-        };
+        commit(store.as_mut(), batch, parts, &metrics, &mut seen);
         drop(permits);
-        match result {
-            Ok(last_seq) => {
-                for (ack, (stored, duplicates)) in acks.into_iter().zip(counts) {
-                    if let Some(a) = ack {
-                        let _ = a.send(Ok(Durable {
-                            last_seq,
-                            stored,
-                            duplicates,
-                        }));
-                    }
-                }
+    }
+    store.finish()
+}
+
+/// First wait before retrying a failed append.
+pub const RETRY_FIRST: Duration = Duration::from_millis(50);
+/// Longest wait between retries: storage resumes within this of the fault's end (the
+/// target is 1 s), and a failed attempt costs one failed write.
+pub const RETRY_MAX: Duration = Duration::from_millis(500);
+
+/// One submission's share of a batch.
+struct Part {
+    listener: Listener,
+    /// Records of the batch that are this submission's (in order), resends excluded.
+    stored: usize,
+    duplicates: usize,
+    /// Resend keys of its stored records: forgotten again if they are not stored.
+    keys: Vec<[u8; 16]>,
+    ack: Option<Ack>,
+}
+
+impl Part {
+    fn answer(self, r: Result<Durable, NotDurable>) {
+        if let Some(a) = self.ack {
+            let _ = a.send(r);
+        }
+    }
+}
+
+/// Append `batch` (the records of `parts`, in order) and answer every part.
+fn commit(
+    store: &mut dyn Store,
+    batch: Vec<Envelope>,
+    parts: Vec<Part>,
+    metrics: &Metrics,
+    seen: &mut Seen,
+) {
+    let result = if batch.is_empty() {
+        Ok(metrics.ledger_last_seq.load(Relaxed))
+    } else {
+        append_retrying(store, batch, metrics)
+    };
+    match result {
+        Ok(last_seq) => {
+            for p in parts {
+                let d = Durable {
+                    last_seq,
+                    stored: p.stored,
+                    duplicates: p.duplicates,
+                };
+                p.answer(Ok(d));
             }
-            Err(e) => {
-                eprintln!(
-                    "pugmark serve: ledger append failed, nothing more is acknowledged: {e:#}"
-                );
-                let msg = format!("ledger append failed: {e:#}");
-                for a in acks.into_iter().flatten() {
-                    let _ = a.send(Err(msg.clone()));
+        }
+        // Refused for what some records contain: one part alone is the culprit; several
+        // are appended one by one so that only the culprits fail.
+        Err(Unstored::Refused(e, records))
+            if parts.len() > 1
+                && records.len() == parts.iter().map(|p| p.stored).sum::<usize>() =>
+        {
+            let mut records = records.into_iter();
+            for p in parts {
+                let mine: Vec<Envelope> = records.by_ref().take(p.stored).collect();
+                commit(store, mine, vec![p], metrics, seen);
+            }
+            drop(e);
+        }
+        Err(Unstored::Refused(e, _)) => {
+            metrics.store.refused.fetch_add(parts.len() as u64, Relaxed);
+            let msg = format!("{e:#}");
+            eprintln!("pugmark serve: records refused by the store (the writer goes on): {msg}");
+            for p in parts {
+                metrics.listener(p.listener).rejected.fetch_add(1, Relaxed);
+                for k in &p.keys {
+                    seen.forget(k);
                 }
-                failure = Some(e);
+                p.answer(Err(NotDurable::Refused(msg.clone())));
+            }
+        }
+        Err(Unstored::Unavailable(msg)) => {
+            for p in parts {
+                for k in &p.keys {
+                    seen.forget(k);
+                }
+                p.answer(Err(NotDurable::Unavailable(msg.clone())));
             }
         }
     }
-    let finished = store.finish();
-    match failure {
-        Some(e) => Err(e),
-        None => finished,
+}
+
+enum Unstored {
+    /// The records themselves were refused (handed back when the store could).
+    Refused(anyhow::Error, Vec<Envelope>),
+    /// Not stored, and not for what they contain: serve is stopping during a fault.
+    Unavailable(String),
+}
+
+/// Append, retrying resource faults with backoff until the batch is durable, refused, or
+/// serve stops.
+fn append_retrying(
+    store: &mut dyn Store,
+    mut batch: Vec<Envelope>,
+    metrics: &Metrics,
+) -> Result<u64, Unstored> {
+    let n = batch.len() as u64;
+    let health = &metrics.store;
+    let mut wait = RETRY_FIRST;
+    loop {
+        match store.append(batch) {
+            Ok(last) => {
+                metrics.ledger_batches.fetch_add(1, Relaxed);
+                metrics.ledger_records.fetch_add(n, Relaxed);
+                metrics.ledger_last_seq.store(last, Relaxed);
+                if health.retrying.swap(false, Relaxed) {
+                    eprintln!("pugmark serve: storage resumed");
+                }
+                return Ok(last);
+            }
+            Err(f) if f.refused => return Err(Unstored::Refused(f.error, f.records)),
+            Err(f) => {
+                let kind = crate::health::fault_kind(&f.error);
+                let msg = format!("{:#}", f.error);
+                health.fault(kind, &msg);
+                if !health.retrying.swap(true, Relaxed) {
+                    eprintln!(
+                        "pugmark serve: ledger append failed ({kind}), retrying until it succeeds; listeners push back meanwhile: {msg}"
+                    );
+                }
+                if f.records.is_empty() {
+                    // The store could not hand the batch back: it cannot be appended again.
+                    health.retrying.store(false, Relaxed);
+                    return Err(Unstored::Unavailable(format!(
+                        "ledger append failed: {msg}"
+                    )));
+                }
+                batch = f.records;
+            }
+        }
+        // Recover (reopen the ledger), waiting longer each time, until it works.
+        loop {
+            if health.stopping.load(Relaxed) {
+                health.retrying.store(false, Relaxed);
+                return Err(Unstored::Unavailable(
+                    "shutting down during a storage fault: not stored".into(),
+                ));
+            }
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(RETRY_MAX);
+            match store.recover() {
+                Ok(()) => {
+                    health.recoveries.fetch_add(1, Relaxed);
+                    break;
+                }
+                Err(e) => health.fault(crate::health::fault_kind(&e), &format!("{e:#}")),
+            }
+        }
     }
 }
 
@@ -307,13 +473,31 @@ mod tests {
     struct Mem {
         records: Arc<Mutex<Vec<RecordEnvelope>>>,
         batches: Arc<Mutex<usize>>,
-        fail: bool,
+        /// Appends that fail with ENOSPC before they succeed again.
+        faults: usize,
+        /// Records longer than this are refused (as the ledger refuses a too-large record).
+        max_len: Option<usize>,
+        recovered: Arc<Mutex<usize>>,
     }
 
     impl Store for Mem {
-        fn append(&mut self, records: Vec<Envelope>) -> anyhow::Result<u64> {
-            if self.fail {
-                anyhow::bail!("disk full");
+        fn append(&mut self, records: Vec<Envelope>) -> Result<u64, NotStored> {
+            if self.faults > 0 {
+                self.faults -= 1;
+                return Err(NotStored {
+                    error: anyhow::Error::new(std::io::Error::from_raw_os_error(28))
+                        .context("ledger i/o error"),
+                    records,
+                    refused: false,
+                });
+            }
+            let too_long = |e: &Envelope| matches!(e, Envelope::Record(r) if self.max_len.is_some_and(|m| r.raw.len() > m));
+            if records.iter().any(too_long) {
+                return Err(NotStored {
+                    error: anyhow::anyhow!("record too large"),
+                    records,
+                    refused: true,
+                });
             }
             let mut all = self.records.lock().unwrap();
             for e in records {
@@ -323,6 +507,10 @@ mod tests {
             }
             *self.batches.lock().unwrap() += 1;
             Ok(all.len() as u64)
+        }
+        fn recover(&mut self) -> anyhow::Result<()> {
+            *self.recovered.lock().unwrap() += 1;
+            Ok(())
         }
         fn recent_peer_records(&mut self, _n: usize) -> anyhow::Result<Vec<RecordEnvelope>> {
             Ok(self.records.lock().unwrap().clone())
@@ -347,13 +535,31 @@ mod tests {
     }
 
     /// Runs the writer over `subs` (all queued before it starts, so they form one group).
-    fn run_with(store: Mem, subs: Vec<Submission>) -> anyhow::Result<()> {
+    fn run_with(store: Mem, subs: Vec<Submission>) -> anyhow::Result<Arc<Metrics>> {
         let (tx, rx) = channel();
         for s in subs {
             tx.try_send(s).ok().unwrap();
         }
         drop(tx);
-        run(Box::new(store), rx, Arc::new(Metrics::new()))
+        let m = Arc::new(Metrics::new());
+        run(Box::new(store), rx, m.clone())?;
+        Ok(m)
+    }
+
+    fn sub(
+        listener: Listener,
+        raws: &[&str],
+    ) -> (Submission, oneshot::Receiver<Result<Durable, NotDurable>>) {
+        let (a, w) = oneshot::channel();
+        (
+            Submission {
+                listener,
+                records: raws.iter().map(|r| rec(listener, r)).collect(),
+                ack: Some(a),
+                share: None,
+            },
+            w,
+        )
     }
 
     #[test]
@@ -363,7 +569,7 @@ mod tests {
         let store = Mem {
             records: records.clone(),
             batches: batches.clone(),
-            fail: false,
+            ..Mem::default()
         };
         let (a1, mut w1) = oneshot::channel();
         let (a2, mut w2) = oneshot::channel();
@@ -421,22 +627,99 @@ mod tests {
     }
 
     #[test]
-    fn a_failed_append_acknowledges_nothing() {
+    fn a_resource_fault_is_retried_until_durable_and_stored_once() {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let recovered = Arc::new(Mutex::new(0));
         let store = Mem {
-            fail: true,
+            records: records.clone(),
+            recovered: recovered.clone(),
+            faults: 3,
             ..Mem::default()
         };
-        let (a, mut w) = oneshot::channel();
-        let r = run_with(
-            store,
-            vec![Submission {
-                listener: Listener::Http,
-                records: vec![rec(Listener::Http, "{}")],
-                ack: Some(a),
-                share: None,
-            }],
+        let (s1, mut w1) = sub(Listener::Relp, &["<13>1 - a", "<13>1 - b"]);
+        let (s2, mut w2) = sub(Listener::Http, &["{}"]);
+        let t = std::time::Instant::now();
+        let m = run_with(store, vec![s1, s2]).unwrap();
+        // 50 + 100 + 200 ms of backoff.
+        assert!(
+            t.elapsed() >= Duration::from_millis(350),
+            "{:?}",
+            t.elapsed()
         );
-        assert!(r.is_err());
-        assert!(w.try_recv().unwrap().is_err());
+        assert_eq!(w1.try_recv().unwrap().unwrap().stored(), 2);
+        assert_eq!(w2.try_recv().unwrap().unwrap().stored(), 1);
+        assert_eq!(records.lock().unwrap().len(), 3, "stored once");
+        assert_eq!(*recovered.lock().unwrap(), 3);
+        assert_eq!(m.store.faults("space"), 3);
+        assert!(!m.store.retrying.load(Relaxed));
+        assert_eq!(m.store.recoveries.load(Relaxed), 3);
+    }
+
+    #[test]
+    fn a_refused_record_fails_its_submission_only_and_the_writer_goes_on() {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let store = Mem {
+            records: records.clone(),
+            max_len: Some(100),
+            ..Mem::default()
+        };
+        let big = "x".repeat(200);
+        let (s1, mut w1) = sub(Listener::Relp, &["<13>1 - a"]);
+        let (s2, mut w2) = sub(Listener::Relp, &["<13>1 - b", &big]);
+        let (s3, mut w3) = sub(Listener::Http, &["{}"]);
+        let m = run_with(store, vec![s1, s2, s3]).unwrap();
+        assert_eq!(w1.try_recv().unwrap().unwrap().stored(), 1);
+        assert!(matches!(
+            w2.try_recv().unwrap(),
+            Err(NotDurable::Refused(_))
+        ));
+        assert_eq!(w3.try_recv().unwrap().unwrap().stored(), 1);
+        let raws: Vec<_> = records
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r.raw.clone())
+            .collect();
+        assert_eq!(raws, vec![b"<13>1 - a".to_vec(), b"{}".to_vec()]);
+        assert_eq!(m.listener(Listener::Relp).rejected.load(Relaxed), 1);
+        assert_eq!(m.store.refused.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn a_refused_resend_is_not_remembered_as_stored() {
+        // A RELP frame refused once must be stored when it comes again smaller... or, as
+        // here, when the store takes it later: its hash must not count as already stored.
+        let mut seen = Seen {
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        };
+        let r = rec(Listener::Relp, "<13>1 - a");
+        let k = Seen::key(&r);
+        assert!(seen.insert(k));
+        seen.forget(&k);
+        assert!(seen.insert(k), "forgotten: a resend is stored");
+    }
+
+    #[test]
+    fn stopping_during_a_fault_answers_not_durable_and_finishes() {
+        let store = Mem {
+            faults: usize::MAX,
+            ..Mem::default()
+        };
+        let (tx, rx) = channel();
+        let (s1, mut w1) = sub(Listener::Relp, &["<13>1 - a"]);
+        tx.try_send(s1).ok().unwrap();
+        drop(tx);
+        let m = Arc::new(Metrics::new());
+        let m2 = m.clone();
+        let h = std::thread::spawn(move || run(Box::new(store), rx, m2));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(m.store.retrying.load(Relaxed));
+        m.store.stopping.store(true, Relaxed);
+        h.join().unwrap().unwrap();
+        assert!(matches!(
+            w1.try_recv().unwrap(),
+            Err(NotDurable::Unavailable(_))
+        ));
     }
 }

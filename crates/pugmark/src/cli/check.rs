@@ -80,7 +80,7 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
     // Buffered: stdout is line-buffered, and the pretty JSON of a day runs to many lines.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        serde_json::to_writer_pretty(&mut out, &r.views.annotate(&report)?)?;
         writeln!(out)?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);

@@ -77,7 +77,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     // Buffered: stdout is line-buffered, and a hunt's pretty JSON runs to millions of lines.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &answer)?;
+        serde_json::to_writer_pretty(&mut out, &r.views.annotate(&answer)?)?;
         writeln!(out)?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);

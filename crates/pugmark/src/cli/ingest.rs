@@ -36,6 +36,11 @@ const BATCH_RECORDS: usize = 8192;
 const BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Lines sampled for format detection.
 const DETECT_LINES: usize = 64;
+/// Bytes at the start of a file (after gzip) that decide whether it is text ([`not_text`]).
+const TEXT_SNIFF_BYTES: usize = 64 * 1024;
+/// More than this share of non-text bytes in [`TEXT_SNIFF_BYTES`] makes a file binary
+/// ([`not_text`]).
+const MAX_NON_TEXT_SHARE: f64 = 0.10;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FormatArg {
@@ -139,9 +144,19 @@ struct Summary {
     mb_per_sec: f64,
     recovered_torn_tail: Option<String>,
     views_caught_up: u64,
+    /// Inputs that were not stored (missing, unreadable, a directory, not text), each with
+    /// why; the exit status is non-zero when there is any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    failed: Vec<FailedInput>,
     /// NetFlow v9/IPFIX data sets whose template never came during this run (dropped).
     #[serde(skip_serializing_if = "is_zero")]
     flow_sets_without_template: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct FailedInput {
+    path: String,
+    why: String,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -151,11 +166,37 @@ fn is_zero(n: &u64) -> bool {
 pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let tz = args.tz.as_deref().map(validate_tz).transpose()?;
     let dd = DataDir::open(&args.data.data, true)?;
-    // Open every input before touching the ledger: a missing file is one clear error, not a
-    // half-done import.
+    // Open every input before touching the ledger. One that cannot be read, or that is not
+    // text (unless `--format raw` says to store it anyway), is reported in one line and
+    // skipped; the others are stored, and the exit status says that something was not.
     let mut inputs = Vec::new();
+    let mut failed = Vec::new();
     for name in &args.files {
-        inputs.push(Input::open(name, &dd)?);
+        let checked = Input::open(name, &dd).and_then(|input| {
+            if flow_input(&input, args.format)?.is_none()
+                && !matches!(args.format, FormatArg::Raw)
+                && let Some(why) = not_text(&input)?
+            {
+                input.cleanup();
+                bail!("{why}; pass --format raw to store it anyway");
+            }
+            Ok(input)
+        });
+        match checked {
+            Ok(input) => inputs.push(input),
+            Err(e) => failed.push(FailedInput {
+                path: name.clone(),
+                why: format!("{e:#}"),
+            }),
+        }
+    }
+    if inputs.is_empty() {
+        // Nothing to store: the reasons are the error (one line).
+        let why: Vec<String> = failed.iter().map(|f| f.why.clone()).collect();
+        bail!("{}", why.join("; "));
+    }
+    for f in &failed {
+        eprintln!("pugmark: skipped {}: {}", f.path, f.why);
     }
     let mut pipeline = Pipeline::open(&dd)?;
     let recovered = if pipeline.open_report.truncated.is_empty() {
@@ -191,8 +232,8 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             first_seq = first_seq.or(Some(f));
             last_seq = Some(l);
         };
-        let s = match flow_input(input, args.format)? {
-            Some(kind) => match ingest_flow::ingest(
+        let stored = match flow_input(input, args.format) {
+            Ok(Some(kind)) => match ingest_flow::ingest(
                 &mut pipeline,
                 &mut flows,
                 input,
@@ -200,7 +241,6 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 args.observer,
                 &mut on_receipt,
             ) {
-                Ok(s) => s,
                 Err(e) if e.is::<ingest_flow::NotACapture>() => {
                     eprintln!("pugmark: {e:#}; stored as raw lines instead");
                     ingest_one(
@@ -210,21 +250,35 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                         &hints,
                         args.observer,
                         &mut on_receipt,
-                    )?
+                    )
                 }
-                Err(e) => return Err(e),
+                other => other,
             },
-            None => ingest_one(
+            Ok(None) => ingest_one(
                 &mut pipeline,
                 input,
                 args.format,
                 &hints,
                 args.observer,
                 &mut on_receipt,
-            )?,
+            ),
+            Err(e) => Err(e),
         };
-        total_bytes += s.bytes - s.skipped_bytes;
-        files.push(s);
+        match stored {
+            Ok(s) => {
+                total_bytes += s.bytes - s.skipped_bytes;
+                files.push(s);
+            }
+            // A file that fails part-way (it shrank, a read error) keeps what its durable
+            // batches stored; a re-import resumes after them. The next file goes on.
+            Err(e) => {
+                eprintln!("pugmark: skipped the rest of {}: {e:#}", input.name);
+                failed.push(FailedInput {
+                    path: input.name.clone(),
+                    why: format!("{e:#}"),
+                });
+            }
+        }
     }
     let flow_sets_without_template = flows.finish();
     let caught_up = pipeline.caught_up;
@@ -246,6 +300,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         recovered_torn_tail: recovered,
         views_caught_up: caught_up,
         flow_sets_without_template,
+        failed,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -255,7 +310,58 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     for input in inputs {
         input.cleanup();
     }
+    if !summary.failed.is_empty() {
+        eprintln!(
+            "pugmark: {} of {} inputs not stored (see above)",
+            summary.failed.len(),
+            args.files.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Why `input` is not a text log, judged on its first [`TEXT_SNIFF_BYTES`] (after gzip):
+/// more than [`MAX_NON_TEXT_SHARE`] of them are NUL, other control characters than tab, line
+/// feed, carriage return, form feed and escape, or bytes that are not UTF-8. Executables,
+/// images, archives and databases are far above it; a log in a legacy 8-bit encoding, or one
+/// with a run of NULs a crash left in it, stays below. NetFlow captures and payloads never
+/// get here (recognised before); gzip is judged on what it decompresses to.
+fn not_text(input: &Input) -> anyhow::Result<Option<String>> {
+    let mut head = vec![0u8; TEXT_SNIFF_BYTES];
+    let mut reader = input.reader()?;
+    let mut n = 0;
+    while n < head.len() {
+        let k = read_some(&mut *reader, &mut head[n..], &input.name)?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+    }
+    Ok(binary_reason(&head[..n]))
+}
+
+/// The heuristic of [`not_text`] on a sample.
+fn binary_reason(head: &[u8]) -> Option<String> {
+    let control = |b: &u8| *b < 0x20 && !matches!(*b, b'\t' | b'\n' | b'\r' | 0x0c | 0x1b);
+    let mut non_text = 0usize;
+    for chunk in head.utf8_chunks() {
+        non_text += chunk.invalid().len();
+        non_text += chunk
+            .valid()
+            .as_bytes()
+            .iter()
+            .filter(|b| control(b))
+            .count();
+    }
+    let share = non_text as f64 / head.len().max(1) as f64;
+    (share > MAX_NON_TEXT_SHARE).then(|| {
+        format!(
+            "not text: {:.0} % of its first {} bytes are NUL, control characters or not UTF-8",
+            share * 100.0,
+            head.len()
+        )
+    })
 }
 
 fn print_summary(s: &Summary) {

@@ -180,17 +180,26 @@ pub(super) fn ingest(
     let mut batch: Vec<Envelope> = Vec::with_capacity(BATCH + 64);
     let mut received = Received::now();
     let total = grams.len();
+    // Ledger positions the batch takes so far (a payload file over the record limit is
+    // split by `Pipeline::append` and takes more than one).
+    let mut batch_parts = 0u64;
     for (i, (exporter, origin, payload)) in grams.into_iter().enumerate() {
-        let seq = pipeline.next_seq() + batch.len() as u64;
+        let seq = pipeline.next_seq() + batch_parts;
+        let before = batch.len();
         let flows = fi.datagram(
             exporter, &payload, &origin, observer, received, seq, &mut batch,
         );
+        batch_parts += batch[before..]
+            .iter()
+            .map(crate::pipeline::ledger_parts)
+            .sum::<u64>();
         fsum.datagrams += 1;
         fsum.flows += flows as u64;
         let last = i + 1 == total;
         if batch.len() >= BATCH && !last {
             summary.stored += batch.len() as u64;
             let receipt = pipeline.append(std::mem::take(&mut batch))?;
+            batch_parts = 0;
             let first = receipt.first.get();
             on_receipt(first, first + receipt.count - 1);
             received = Received::now();

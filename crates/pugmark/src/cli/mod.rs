@@ -13,6 +13,7 @@ mod report;
 mod search;
 mod serve;
 mod timeline;
+mod token;
 mod verify;
 mod who;
 
@@ -70,6 +71,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// What a running `pugmark serve` has received, per listener and per sender.
     Status(serve::StatusArgs),
+    /// Make a bearer token for `POST /api/v1/events` and the [[senders.map]] entry that
+    /// maps it to an observer (the config keeps only its SHA-256).
+    Token(token::TokenArgs),
     /// The traceability challenge: generate a site day with ground truth, or run and score one.
     Challenge(challenge::ChallengeArgs),
     /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
@@ -91,6 +95,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(a) => check::run(a),
         Command::Serve(a) => serve::run(a),
         Command::Status(a) => serve::status(a),
+        Command::Token(a) => token::run(a),
     }
 }
 

@@ -1,5 +1,6 @@
-//! `pugmark reindex`: throw every view away and rebuild it from the ledger. Views are derived
-//! data; this is how a parser fix reaches old evidence and how a lost view comes back.
+//! `pugmark reindex`: rebuild every view from the ledger, aside, and swap the new views in
+//! only when complete. Views are derived data; this is how a parser fix reaches old evidence,
+//! how a lost or foreign view comes back, and how damaged block index sidecars are rewritten.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -20,17 +21,20 @@ pub struct ReindexArgs {
 pub fn run(args: ReindexArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
     let started = Instant::now();
-    for dir in [dd.index(), dd.imports(), dd.facts()] {
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", dir.display())),
-        }
-    }
-    // Opening the pipeline on empty views catches them up from the whole ledger.
-    let pipeline = Pipeline::open(&dd)?;
+    // The new views are built in DATA/views.new while the old ones stay in place: a failure
+    // (a damaged record, a full disk, a kill) leaves the old views answering, and the next
+    // open deletes the half-built ones. Only complete views are swapped in, under the
+    // ledger's lock.
+    let aside = dd.aside();
+    let pipeline = Pipeline::open_rebuild(&aside).context("building new views")?;
     let records = pipeline.caught_up;
-    pipeline.finish()?;
+    let rebuilt = pipeline.open_report.index_rebuilt.clone();
+    pipeline
+        .finish_then(|| dd.swap_in_aside())
+        .context("building new views")?;
+    for seg in &rebuilt {
+        eprintln!("pugmark: rewrote the block index of {seg} from the segment");
+    }
     let secs = started.elapsed().as_secs_f64();
     println!(
         "reindexed {records} records in {secs:.2} s ({:.0} records/s)",

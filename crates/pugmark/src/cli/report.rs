@@ -61,7 +61,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     match args.format {
         ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &rep)?;
+            serde_json::to_writer_pretty(&mut out, &r.views.annotate(&rep)?)?;
             writeln!(out)?;
         }
         ReportFormat::Md => out.write_all(to_markdown(&rep).as_bytes())?,

@@ -62,6 +62,9 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 
 pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
+    // The records past the index are scanned below; a missing or foreign index is refused.
+    let views = crate::viewcheck::check(&dd, &[crate::viewcheck::View::Index])?
+        .refuse_unusable("search")?;
     let index = SearchIndex::open_or_create(dd.index())
         .with_context(|| format!("opening search index in {}", dd.index().display()))?;
     let reader = LedgerReader::open(&dd.ledger())
@@ -100,12 +103,14 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::stdout().lock();
     if args.count {
         if args.json {
-            writeln!(out, "{}", serde_json::json!({ "total": outcome.total }))?;
+            let mut v = serde_json::json!({ "total": outcome.total });
+            views.add_to(&mut v)?;
+            writeln!(out, "{v}")?;
         } else {
             writeln!(out, "{}", outcome.total)?;
         }
     } else if args.json {
-        serde_json::to_writer_pretty(&mut out, &outcome.to_json())?;
+        serde_json::to_writer_pretty(&mut out, &views.annotate(&outcome.to_json())?)?;
         writeln!(out)?;
     } else {
         for hit in &outcome.hits {

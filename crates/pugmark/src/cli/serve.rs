@@ -35,13 +35,18 @@ const SERVE_INDEX_COMMIT: Duration = Duration::from_secs(1);
   --http         127.0.0.1:9514  GET /metrics, POST /api/v1/events (JSON or NDJSON)
   --netflow      127.0.0.1:2055,127.0.0.1:4739  NetFlow v5/v9 and IPFIX over UDP (any version on each)
   --amqp         none            RabbitMQ URL: OpenStack notifications, acked once durable
+  --metrics      none            GET /metrics on its own address (then not on --http)
+Senders: [senders] in the config maps each sender (listener, CIDR, TLS client certificate
+subject/SAN, HTTP bearer token) to an observer; unmatched senders are `vm` (or refused with
+--unmatched refuse). POST /api/v1/events needs a token (`pugmark token`). --check-config
+prints the listeners and the sender map in matching order, and exits.
 SIGTERM or SIGINT flushes everything to the ledger and exits; restarting resumes the same ledger."
 )]
 pub struct ServeArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// TOML configuration (listeners, tls.cert / tls.key / tls.client_ca, tcp.idle_timeout_secs).
-    /// Flags override it.
+    /// TOML configuration (listeners, tls.cert / tls.key / tls.client_ca, tcp.idle_timeout_secs,
+    /// amqp, senders). Flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Syslog UDP listener, ADDR:PORT or none [default: 127.0.0.1:5514].
@@ -72,6 +77,18 @@ pub struct ServeArgs {
     /// [default: 127.0.0.1:2055,127.0.0.1:4739].
     #[arg(long, value_name = "ADDR[,ADDR]|none")]
     pub netflow: Option<String>,
+    /// GET /metrics on an address of its own, ADDR:PORT or none; when set, the HTTP
+    /// listener serves ingestion only [default: none, /metrics on --http].
+    #[arg(long, value_name = "ADDR|none")]
+    pub metrics: Option<String>,
+    /// Senders no [[senders.map]] entry matches: stored as observer vm, or refused
+    /// (connections closed, datagrams dropped, counted) [default: vm, or [senders] unmatched].
+    #[arg(long, value_name = "vm|refuse", value_parser = ["vm", "refuse"])]
+    pub unmatched: Option<String>,
+    /// Validate the configuration (TLS files included), print the listeners and the sender
+    /// map in matching order, and exit without opening the data directory.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 struct PipelineStore {
@@ -81,6 +98,9 @@ struct PipelineStore {
     /// by `flow::Limits` (exporters, templates, pending sets and bytes).
     flows: FlowIngest,
     metrics: Option<Arc<serve::metrics::Metrics>>,
+    /// The batch handed back by a failed append already holds its derived flow records:
+    /// appended again as it is (decoding the datagrams twice would store their flows twice).
+    expanded: bool,
 }
 
 /// The exporter of a datagram the live NetFlow listener stored (its origin's address).
@@ -107,7 +127,9 @@ impl PipelineStore {
         {
             return (records, 0);
         }
-        let base = self.pipeline.next_seq();
+        // The next position in the ledger: an over-long record before a datagram takes more
+        // than one (`Pipeline::append` splits it).
+        let mut seq = self.pipeline.next_seq();
         let mut out = Vec::with_capacity(records.len() * 8);
         let mut flows = 0u64;
         for e in records {
@@ -118,10 +140,17 @@ impl PipelineStore {
                 {
                     let exporter =
                         netflow_exporter(&r.origin).unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
-                    let seq = base + out.len() as u64;
+                    let before = out.len();
                     flows += self.flows.record(exporter, r, seq, &mut out) as u64;
+                    seq += out[before..]
+                        .iter()
+                        .map(crate::pipeline::ledger_parts)
+                        .sum::<u64>();
                 }
-                other => out.push(other),
+                other => {
+                    seq += crate::pipeline::ledger_parts(&other);
+                    out.push(other);
+                }
             }
         }
         (out, flows)
@@ -148,13 +177,42 @@ impl PipelineStore {
 }
 
 impl serve::Store for PipelineStore {
-    fn append(&mut self, records: Vec<Envelope>) -> anyhow::Result<u64> {
-        let (records, derived) = self.expand_netflow(records);
-        let receipt = self.pipeline.append(records)?;
-        if self.metrics.is_some() && self.flows.stats().datagrams > 0 {
-            self.publish_flow_stats(derived);
+    fn append(&mut self, records: Vec<Envelope>) -> Result<u64, serve::writer::NotStored> {
+        let (records, derived) = if std::mem::take(&mut self.expanded) {
+            (records, 0)
+        } else {
+            self.expand_netflow(records)
+        };
+        match self.pipeline.try_append(records) {
+            Ok(receipt) => {
+                if self.metrics.is_some() && self.flows.stats().datagrams > 0 {
+                    self.publish_flow_stats(derived);
+                }
+                if let (Some(m), Some(why)) = (&self.metrics, self.pipeline.views_failed()) {
+                    m.store.views_stopped(why);
+                }
+                Ok(receipt.last().map_or(0, |s| s.get()))
+            }
+            Err(e) => {
+                let refused = matches!(
+                    e.error.downcast_ref::<ledger::LedgerError>(),
+                    Some(ledger::LedgerError::RecordTooLarge { .. })
+                ) || e
+                    .error
+                    .downcast_ref::<crate::pipeline::RecordRefused>()
+                    .is_some();
+                self.expanded = !e.envelopes.is_empty() && !refused;
+                Err(serve::writer::NotStored {
+                    error: e.error,
+                    records: e.envelopes,
+                    refused,
+                })
+            }
         }
-        Ok(receipt.last().map_or(0, |s| s.get()))
+    }
+
+    fn recover(&mut self) -> anyhow::Result<()> {
+        self.pipeline.recover()
     }
 
     fn attach_metrics(&mut self, metrics: Arc<serve::metrics::Metrics>) {
@@ -198,6 +256,11 @@ impl serve::Store for PipelineStore {
     }
 
     fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        // Stopped during a storage fault: the ledger is cut back to its last durable batch
+        // so that it closes with a checkpoint (else the next start recovers it).
+        if self.pipeline.ledger_failed() {
+            self.pipeline.recover()?;
+        }
         let waiting = self.flows.finish();
         if waiting > 0 {
             eprintln!(
@@ -217,8 +280,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         http: args.http,
         amqp: args.amqp,
         netflow: args.netflow,
+        metrics: args.metrics,
+        unmatched: args.unmatched,
     };
     let config = serve::Config::load(args.config.as_deref(), &over)?;
+    if args.check_config {
+        print!("{}", config.describe());
+        return Ok(ExitCode::SUCCESS);
+    }
     let dd = DataDir::open(&args.data.data, true)?;
     let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
     for t in &pipeline.open_report.truncated {
@@ -234,6 +303,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ledger_dir: dd.ledger(),
         flows: FlowIngest::new(flow::Limits::default()),
         metrics: None,
+        expanded: false,
     };
     let summary = serve::run(config, Box::new(store), last)?;
     eprintln!(
@@ -245,7 +315,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The HTTP listener of the running `pugmark serve`.
+    /// The address serving the running `pugmark serve`'s /metrics: its HTTP listener, or
+    /// its --metrics address when it has one.
     #[arg(long, default_value = serve::config::DEFAULT_HTTP)]
     pub http: SocketAddr,
     /// Mark senders not heard from for this many seconds as SILENT.

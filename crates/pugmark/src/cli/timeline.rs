@@ -68,7 +68,7 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
     )?;
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &t)?;
+        serde_json::to_writer_pretty(&mut out, &r.views.annotate(&t)?)?;
         writeln!(out)?;
     } else {
         for e in &t.entries {

@@ -42,6 +42,11 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 |p| json!({"seq": p.seq, "segment": p.segment, "offset": p.offset, "what": p.what}),
             )
             .collect();
+        let derived: Vec<_> = report
+            .derived
+            .iter()
+            .map(|p| json!({"file": p.segment, "what": p.what}))
+            .collect();
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
@@ -53,6 +58,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 "seconds": secs,
                 "mb_per_sec": mb_s,
                 "problems": problems,
+                "derived": derived,
             }))?
         );
     } else if report.ok() {
@@ -78,6 +84,15 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         );
         for p in report.problems.iter().skip(1).take(20) {
             println!("  also: {p}");
+        }
+    }
+    if !args.json {
+        // Derived files are not evidence: reported, never a failure.
+        for p in &report.derived {
+            println!(
+                "derived: {}: {} (rewritten by `pugmark reindex`)",
+                p.segment, p.what
+            );
         }
     }
     Ok(if report.ok() {

@@ -53,6 +53,8 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
         }
         _ => bail!("one of --ip, --host or --mac is required"),
     };
+    // A missing, empty or foreign fact store would answer "no VM": refused instead.
+    let views = crate::viewcheck::check(&dd, &[crate::viewcheck::View::Facts])?.require("who")?;
     let store = FactStore::open(dd.facts())
         .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
     let answer = who(
@@ -65,7 +67,7 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
     )?;
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &answer)?;
+        serde_json::to_writer_pretty(&mut out, &views.annotate(&answer)?)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }

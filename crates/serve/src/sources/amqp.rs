@@ -30,6 +30,7 @@ use tokio::sync::oneshot;
 
 use crate::config::AmqpConfig;
 use crate::metrics::Listener;
+use crate::senders::{Mapped, Proof};
 use crate::sources::{Ctx, record};
 use crate::writer::Submission;
 
@@ -58,8 +59,19 @@ pub fn lapin_url(url: &str) -> String {
 pub async fn serve(cfg: AmqpConfig, ctx: Ctx) {
     let mut backoff = Duration::from_secs(1);
     let broker = broker(&cfg.url);
+    // The broker is the sender: the admin configured it and we log in with its credentials
+    // (the built-in entry maps it to `cloud`; the site's map may say otherwise or refuse it).
+    let Some(who) = ctx.door(&Proof {
+        listener: L,
+        ip: None,
+        cert: None,
+        token: None,
+    }) else {
+        eprintln!("pugmark serve: amqp: the sender map refuses the broker {broker}; not consuming");
+        return;
+    };
     loop {
-        match consume(&cfg, &ctx, &broker).await {
+        match consume(&cfg, &ctx, &broker, &who).await {
             Ok(()) => {
                 ctx.metrics
                     .problem(L, "consumer ended", &format!("{broker}: reconnecting"));
@@ -78,7 +90,7 @@ pub async fn serve(cfg: AmqpConfig, ctx: Ctx) {
     }
 }
 
-async fn consume(cfg: &AmqpConfig, ctx: &Ctx, broker: &str) -> lapin::Result<()> {
+async fn consume(cfg: &AmqpConfig, ctx: &Ctx, broker: &str, who: &Mapped) -> lapin::Result<()> {
     let conn = Connection::connect(&lapin_url(&cfg.url), ConnectionProperties::default()).await?;
     let ch = conn.create_channel().await?;
     ch.basic_qos(PREFETCH, BasicQosOptions::default()).await?;
@@ -146,11 +158,12 @@ async fn consume(cfg: &AmqpConfig, ctx: &Ctx, broker: &str) -> lapin::Result<()>
             delivery.exchange.as_str(),
             delivery.routing_key.as_str()
         );
-        ctx.metrics.seen(L, &sender, 1, received);
+        ctx.metrics.seen_as(L, &sender, who, 1, received);
         let rec = record(
             ctx,
             L,
             &origin,
+            who.observer,
             received,
             Format::OpenstackNotification,
             delivery.data,

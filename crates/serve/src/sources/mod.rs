@@ -2,6 +2,11 @@
 //! [`RecordEnvelope`]s (raw bytes plus sender address, listener name and received time) and
 //! submits them to the writer (`crate::writer`); those that acknowledge (RELP, HTTP, AMQP) do
 //! so only with the writer's [`crate::writer::Durable`] in hand.
+//!
+//! The observer of every record is decided at the door by the sender map
+//! ([`crate::senders`]): each listener builds the sender's proof (address, verified
+//! certificate, token), asks [`Ctx::door`], and either stores the records under the observer it
+//! answers or refuses the sender (counted, logged once per listener).
 
 pub mod amqp;
 pub mod http;
@@ -15,9 +20,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use model::envelope::RecordEnvelope;
-use model::{DecodeHints, Format, Origin, Received};
+use model::{DecodeHints, Format, Observer, Origin, Received};
 
 use crate::metrics::{Listener, Metrics};
+use crate::senders::{Mapped, Proof, SenderMap, Verdict};
 use crate::writer::WriterTx;
 
 /// What every listener task holds.
@@ -26,6 +32,45 @@ pub struct Ctx {
     pub tx: WriterTx,
     pub metrics: Arc<Metrics>,
     pub idle_timeout: std::time::Duration,
+    pub limits: Arc<crate::limits::Limits>,
+    /// Connection slots shared by every listener (from the descriptor limit).
+    pub all_slots: Arc<tokio::sync::Semaphore>,
+    /// Who each sender is taken to be.
+    pub senders: Arc<SenderMap>,
+}
+
+impl Ctx {
+    /// The connection slots of one listener.
+    pub fn slots(&self) -> crate::limits::Slots {
+        crate::limits::Slots::new(self.limits.max_connections, self.all_slots.clone())
+    }
+
+    /// The door: the sender map's answer for `p`; a refusal is counted on the listener and
+    /// logged (first occurrence, then every 10 000th).
+    pub fn door(&self, p: &Proof<'_>) -> Option<Mapped> {
+        match self.senders.decide(p) {
+            Verdict::Accept(m) => Some(m),
+            Verdict::Refuse => {
+                self.metrics
+                    .listener(p.listener)
+                    .refused
+                    .fetch_add(1, Relaxed);
+                let who =
+                    p.ip.map_or_else(|| "the broker".to_string(), |ip| ip.to_string());
+                self.metrics.problem(
+                    p.listener,
+                    "sender refused by the sender map",
+                    &format!(
+                        "{who}{}",
+                        p.cert
+                            .map(|c| format!(" ({})", c.subject))
+                            .unwrap_or_default()
+                    ),
+                );
+                None
+            }
+        }
+    }
 }
 
 /// Who sent a record: the socket address, and for mutual TLS the certificate subject.
@@ -60,11 +105,13 @@ impl Sender {
     }
 }
 
-/// One record as received, counted on its listener.
+/// One record as received, counted on its listener, stored under the observer the door
+/// decided.
 pub fn record(
     ctx: &Ctx,
     l: Listener,
     origin: &Origin,
+    observer: Observer,
     received: Received,
     format: Format,
     raw: Vec<u8>,
@@ -74,7 +121,7 @@ pub fn record(
     m.bytes.fetch_add(raw.len() as u64, Relaxed);
     RecordEnvelope {
         received,
-        observer: format.default_observer(),
+        observer,
         format,
         hints: DecodeHints::default(),
         origin: origin.clone(),
@@ -112,7 +159,7 @@ pub(crate) async fn receive_datagrams(
     ctx: Ctx,
     l: Listener,
     gather: usize,
-    make: fn(&Ctx, &[u8], SocketAddr, Received) -> RecordEnvelope,
+    make: fn(&Ctx, &[u8], SocketAddr, Received) -> Option<RecordEnvelope>,
 ) {
     use tokio::sync::mpsc::error::TrySendError;
     let mut buf = vec![0u8; 65_536];
@@ -128,13 +175,22 @@ pub(crate) async fn receive_datagrams(
             }
         };
         let received = Received::now();
-        let mut records = vec![make(&ctx, &buf[..n], addr, received)];
+        // A datagram from a refused sender is dropped (`make` counted it).
+        let mut records: Vec<RecordEnvelope> =
+            make(&ctx, &buf[..n], addr, received).into_iter().collect();
         // Take what else is already waiting without blocking: one submission per burst.
-        while records.len() < gather {
+        let mut read = 1;
+        while read < gather {
             match sock.try_recv_from(&mut buf) {
-                Ok((n, addr)) => records.push(make(&ctx, &buf[..n], addr, received)),
+                Ok((n, addr)) => {
+                    read += 1;
+                    records.extend(make(&ctx, &buf[..n], addr, received));
+                }
                 Err(_) => break,
             }
+        }
+        if records.is_empty() {
+            continue;
         }
         let count = records.len() as u64;
         let Some(permit) = share.try_acquire(records.iter().map(|r| r.raw.len()).sum()) else {

@@ -12,6 +12,10 @@
 //! `pugmark_drops_total{listener="netflow"}`; kernel drops come from /proc. A datagram that
 //! does not look like NetFlow / IPFIX is still stored (evidence) and counted as a parse
 //! error; decoder problems are counted by kind by the store.
+//!
+//! The observer comes from the sender map: `network` for loopback exporters by default (a
+//! built-in entry), else what a CIDR entry says; UDP source addresses can be spoofed, so map
+//! only exporters on a network that filters spoofed sources.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,6 +25,7 @@ use model::{Format, Received};
 use tokio::net::UdpSocket;
 
 use crate::metrics::Listener;
+use crate::senders::Proof;
 use crate::sources::{Ctx, Sender, record};
 
 const L: Listener = Listener::Netflow;
@@ -31,11 +36,18 @@ pub async fn serve(sock: UdpSocket, ctx: Ctx) {
     super::receive_datagrams(sock, ctx, L, GATHER, datagram).await;
 }
 
-fn datagram(ctx: &Ctx, raw: &[u8], addr: SocketAddr, received: Received) -> RecordEnvelope {
+fn datagram(ctx: &Ctx, raw: &[u8], addr: SocketAddr, received: Received) -> Option<RecordEnvelope> {
     let sender = Sender {
         addr,
         identity: None,
     };
+    // The observer of the datagram is the observer of every flow derived from it.
+    let who = ctx.door(&Proof {
+        listener: L,
+        ip: Some(addr.ip()),
+        cert: None,
+        token: None,
+    })?;
     if !looks_like_export(raw) {
         ctx.metrics.listener(L).parse_errors.fetch_add(1, Relaxed);
         ctx.metrics.problem(
@@ -44,15 +56,16 @@ fn datagram(ctx: &Ctx, raw: &[u8], addr: SocketAddr, received: Received) -> Reco
             &format!("from {addr}, stored as received"),
         );
     }
-    ctx.metrics.seen(L, &sender.key(), 1, received);
-    record(
+    ctx.metrics.seen_as(L, &sender.key(), &who, 1, received);
+    Some(record(
         ctx,
         L,
         &sender.origin(L),
+        who.observer,
         received,
         Format::NetflowDatagram,
         raw.to_vec(),
-    )
+    ))
 }
 
 /// The version field says 5, 9 or 10 (the decoder judges the rest and counts what is wrong).

@@ -25,20 +25,22 @@ use tokio::task::JoinSet;
 
 use crate::metrics::Listener;
 use crate::relp_frame::{RelpParser, encode};
+use crate::senders::{Mapped, Proof};
 use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
-use crate::writer::{Durable, Submission};
+use crate::writer::{Durable, NotDurable, Submission};
 
 const L: Listener = Listener::Relp;
 /// Responses owed (acks outstanding) per connection before we stop reading.
 const IN_FLIGHT: usize = 64;
+/// Largest read buffer of a busy connection (they start at `limits::READ_BUF_START`).
 const READ_BUF: usize = 256 * 1024;
 
 enum Owed {
     /// Send now (in order): the rsp to `open`, errors.
     Now(Vec<u8>),
     /// `200 OK` for each txnr once durable.
-    Durable(Vec<u64>, oneshot::Receiver<Result<Durable, String>>),
+    Durable(Vec<u64>, oneshot::Receiver<Result<Durable, NotDurable>>),
     /// The rsp to `close`, then `serverclose`, then end.
     Close(u64),
     /// `serverclose` (after a protocol error), then end.
@@ -47,22 +49,30 @@ enum Owed {
 
 pub async fn serve(listener: TcpListener, ctx: Ctx) {
     let mut conns = JoinSet::new();
+    let slots = ctx.slots();
     loop {
-        let (stream, addr) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(e) => {
-                    ctx.metrics.problem(L, "accept error", &e.to_string());
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, addr, slot) = tokio::select! {
+            a = crate::limits::accept(&listener, &slots, L, &ctx.metrics) => a,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let _open = OpenConn::new(&ctx.metrics, L);
+            let Some(who) = ctx.door(&Proof {
+                listener: L,
+                ip: Some(addr.ip()),
+                cert: None,
+                token: None,
+            }) else {
+                // Refused: RELP's way to end a session from the server side, then close.
+                let mut stream = stream;
+                let mut out = Vec::new();
+                encode(&mut out, 0, "serverclose", b"");
+                let _ = stream.write_all(&out).await;
+                return;
+            };
             let (rd, wr) = stream.into_split();
             let (owed_tx, owed_rx) = mpsc::channel(IN_FLIGHT);
             let responder = tokio::spawn(respond(wr, owed_rx));
@@ -70,7 +80,7 @@ pub async fn serve(listener: TcpListener, ctx: Ctx) {
                 addr,
                 identity: None,
             };
-            read(rd, sender, &ctx, owed_tx).await;
+            read(rd, sender, who, &ctx, owed_tx).await;
             let _ = responder.await;
         });
     }
@@ -79,13 +89,15 @@ pub async fn serve(listener: TcpListener, ctx: Ctx) {
 async fn read(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     sender: Sender,
+    who: Mapped,
     ctx: &Ctx,
     owed: mpsc::Sender<Owed>,
 ) {
     let origin = sender.origin(L);
     let key = sender.key();
+    let observer = who.observer;
     let mut parser = RelpParser::new();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; crate::limits::READ_BUF_START];
     let share = Share::new();
     loop {
         let n = match tokio::time::timeout(ctx.idle_timeout, rd.read(&mut buf)).await {
@@ -99,10 +111,14 @@ async fn read(
                 );
                 break;
             }
-            Err(_) => continue,
+            Err(_) => {
+                crate::limits::shrink_read_buf(&mut buf);
+                continue;
+            }
         };
         let received = Received::now();
         parser.push(&buf[..n]);
+        crate::limits::grow_read_buf(&mut buf, n, READ_BUF);
         // Sized up front, as in syslog_tcp.rs (growing from empty reallocates onto fresh pages).
         let mut records = Vec::with_capacity(n / 128 + 1);
         let mut txnrs = Vec::new();
@@ -117,7 +133,15 @@ async fn read(
                         if data.last() == Some(&b'\n') {
                             data.pop();
                         }
-                        records.push(record(ctx, L, &origin, received, Format::Syslog, data));
+                        records.push(record(
+                            ctx,
+                            L,
+                            &origin,
+                            observer,
+                            received,
+                            Format::Syslog,
+                            data,
+                        ));
                         txnrs.push(f.txnr);
                     }
                     "open" => {
@@ -147,7 +171,15 @@ async fn read(
                         "malformed RELP frame, session closed",
                         &format!("{e} from {}; bytes stored raw", sender.addr),
                     );
-                    records.push(record(ctx, L, &origin, received, Format::Raw, rest));
+                    records.push(record(
+                        ctx,
+                        L,
+                        &origin,
+                        observer,
+                        received,
+                        Format::Raw,
+                        rest,
+                    ));
                     end = Some(Owed::Abort);
                     break;
                 }
@@ -158,7 +190,8 @@ async fn read(
             return;
         }
         if !records.is_empty() {
-            ctx.metrics.seen(L, &key, records.len() as u64, received);
+            ctx.metrics
+                .seen_as(L, &key, &who, records.len() as u64, received);
             let (ack, wait) = oneshot::channel();
             let permit = share
                 .acquire(records.iter().map(|r| r.raw.len()).sum())
@@ -188,7 +221,15 @@ async fn read(
     if parser.buffered() > 0 {
         let rest = parser.take_rest();
         ctx.metrics.listener(L).parse_errors.fetch_add(1, Relaxed);
-        let rec = record(ctx, L, &origin, Received::now(), Format::Raw, rest);
+        let rec = record(
+            ctx,
+            L,
+            &origin,
+            observer,
+            Received::now(),
+            Format::Raw,
+            rest,
+        );
         let _ = ctx
             .tx
             .send(Submission {
@@ -202,7 +243,8 @@ async fn read(
 }
 
 async fn respond(mut wr: OwnedWriteHalf, mut owed: mpsc::Receiver<Owed>) {
-    let mut out = Vec::with_capacity(64 * 1024);
+    // Small at first: idle sessions hold it (it grows with the acks owed).
+    let mut out = Vec::with_capacity(1024);
     while let Some(first) = owed.recv().await {
         let mut next = Some(first);
         // Write everything owed that is ready in one syscall.
@@ -230,6 +272,18 @@ async fn respond(mut wr: OwnedWriteHalf, mut owed: mpsc::Receiver<Owed>) {
                         Some(Ok(_)) => {
                             for t in txnrs {
                                 encode(&mut out, t, "rsp", b"200 OK");
+                            }
+                        }
+                        // Refused for what the frames hold: RELP's error for them, and
+                        // the session goes on (a per-record problem stays per-record).
+                        Some(Err(NotDurable::Refused(msg))) => {
+                            for t in txnrs {
+                                encode(
+                                    &mut out,
+                                    t,
+                                    "rsp",
+                                    format!("500 refused: {msg}").as_bytes(),
+                                );
                             }
                         }
                         // Not durable: say so (librelp will resend), then end the session.

@@ -12,6 +12,10 @@
 //! as rsyslog keeps its forwarding connections). TLS: when a client CA is configured, rustls
 //! refuses a sender without a certificate it signed during the handshake; the certificate
 //! subject becomes the sender identity stored in each record's origin.
+//!
+//! The sender map decides each connection's observer once, at accept (plain TCP: by address)
+//! or after the handshake (TLS: by certificate subject / SANs, then address); a refused sender's
+//! connection is closed before anything is read from it.
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -23,10 +27,12 @@ use tokio::task::JoinSet;
 use crate::config::TlsConfig;
 use crate::framing::StreamFramer;
 use crate::metrics::Listener;
+use crate::senders::{CertId, Mapped, Proof};
 use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
 use crate::writer::Submission;
 
+/// Largest read buffer of a busy connection (they start at `limits::READ_BUF_START`).
 const READ_BUF: usize = 256 * 1024;
 
 pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
@@ -38,22 +44,17 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server));
     // Owned here: when this task is aborted (shutdown), every connection task goes with it.
     let mut conns = JoinSet::new();
+    let slots = ctx.slots();
     loop {
-        let (stream, addr) = tokio::select! {
-            a = listener.accept() => match a {
-                Ok(x) => x,
-                Err(e) => {
-                    ctx.metrics.problem(l, "accept error", &e.to_string());
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+        let (stream, addr, slot) = tokio::select! {
+            a = crate::limits::accept(&listener, &slots, l, &ctx.metrics) => a,
             Some(_) = conns.join_next(), if !conns.is_empty() => continue,
         };
         let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         let acceptor = acceptor.clone();
         conns.spawn(async move {
+            let _slot = slot;
             let _open = OpenConn::new(&ctx.metrics, l);
             match acceptor {
                 None => {
@@ -61,7 +62,15 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
                         addr,
                         identity: None,
                     };
-                    read_stream(stream, sender, l, &ctx).await;
+                    let Some(who) = ctx.door(&Proof {
+                        listener: l,
+                        ip: Some(addr.ip()),
+                        cert: None,
+                        token: None,
+                    }) else {
+                        return; // refused: the connection is closed unread
+                    };
+                    read_stream(stream, sender, who, l, &ctx).await;
                 }
                 Some(acc) => {
                     let handshake =
@@ -87,14 +96,24 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
                             return;
                         }
                     };
-                    let identity = tls
+                    // rustls verified the chain (mutual TLS); what it proves is read here.
+                    let cert = tls
                         .get_ref()
                         .1
                         .peer_certificates()
                         .and_then(|c| c.first())
-                        .map(|c| subject(c.as_ref()));
+                        .map(|c| CertId::from_der(c.as_ref()));
+                    let Some(who) = ctx.door(&Proof {
+                        listener: l,
+                        ip: Some(addr.ip()),
+                        cert: cert.as_ref(),
+                        token: None,
+                    }) else {
+                        return; // refused: closed after the handshake, nothing read
+                    };
+                    let identity = cert.map(|c| c.subject);
                     let sender = Sender { addr, identity };
-                    read_stream(tls, sender, l, &ctx).await;
+                    read_stream(tls, sender, who, l, &ctx).await;
                 }
             }
         });
@@ -104,17 +123,21 @@ pub async fn serve(listener: TcpListener, tls: Option<TlsConfig>, ctx: Ctx) {
 /// The subject of a DER certificate in RFC 4514 form; the hex of its hash if unparsable
 /// (rustls already verified it, so that would be a parser gap, not an attack).
 pub fn subject(der: &[u8]) -> String {
-    match x509_parser::parse_x509_certificate(der) {
-        Ok((_, cert)) => cert.subject().to_string(),
-        Err(_) => format!("certificate-blake3:{}", blake3::hash(der).to_hex()),
-    }
+    CertId::from_der(der).subject
 }
 
-async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener, ctx: &Ctx) {
+async fn read_stream<S: AsyncRead + Unpin>(
+    mut s: S,
+    sender: Sender,
+    who: Mapped,
+    l: Listener,
+    ctx: &Ctx,
+) {
     let origin = sender.origin(l);
     let key = sender.key();
+    let observer = who.observer;
     let mut framer = StreamFramer::new();
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; crate::limits::READ_BUF_START];
     let share = Share::new();
     loop {
         let n = match tokio::time::timeout(ctx.idle_timeout, s.read(&mut buf)).await {
@@ -138,10 +161,14 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
                 );
                 break;
             }
-            Err(_) => continue,
+            Err(_) => {
+                crate::limits::shrink_read_buf(&mut buf);
+                continue;
+            }
         };
         let received = Received::now();
         framer.push(&buf[..n]);
+        crate::limits::grow_read_buf(&mut buf, n, READ_BUF);
         // Sized for this read's frames up front (a frame is rarely under 128 bytes): growing
         // from empty reallocated ~10 times per 256 KiB read, each time onto fresh pages the
         // kernel had to zero (a fifth of the reader's CPU in perf).
@@ -170,10 +197,11 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
                     Format::Raw
                 }
             };
-            records.push(record(ctx, l, &origin, received, format, f.data));
+            records.push(record(ctx, l, &origin, observer, received, format, f.data));
         }
         if !records.is_empty() {
-            ctx.metrics.seen(l, &key, records.len() as u64, received);
+            ctx.metrics
+                .seen_as(l, &key, &who, records.len() as u64, received);
             // This connection's share of the writer queue first: a flood waits for itself.
             let permit = share
                 .acquire(records.iter().map(|r| r.raw.len()).sum())
@@ -196,7 +224,7 @@ async fn read_stream<S: AsyncRead + Unpin>(mut s: S, sender: Sender, l: Listener
     if let Some(f) = framer.finish() {
         let received = Received::now();
         ctx.metrics.listener(l).parse_errors.fetch_add(1, Relaxed);
-        let rec = record(ctx, l, &origin, received, Format::Raw, f.data);
+        let rec = record(ctx, l, &origin, observer, received, Format::Raw, f.data);
         let _ = ctx
             .tx
             .send(Submission {

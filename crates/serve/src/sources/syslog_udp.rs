@@ -3,12 +3,15 @@
 //! UDP cannot push back, so when the writer queue is full the datagrams read are dropped and
 //! counted (`pugmark_drops_total{listener="syslog-udp"}`); what the kernel drops before we
 //! read is reported from /proc (`pugmark_udp_kernel_drops`). Never silent, never blocking.
-//! One trailing LF is removed (rsyslog ends RFC 5424 datagrams with one).
+//! One trailing LF is removed (rsyslog ends RFC 5424 datagrams with one). The source address
+//! is all a datagram shows the sender map (and it can be spoofed): a refused sender's
+//! datagrams are dropped and counted (`pugmark_refused_total`).
 
 use model::{Format, Received};
 use tokio::net::UdpSocket;
 
 use crate::metrics::Listener;
+use crate::senders::Proof;
 use crate::sources::{Ctx, Sender, record};
 
 const L: Listener = Listener::SyslogUdp;
@@ -24,21 +27,28 @@ fn datagram(
     mut raw: &[u8],
     addr: std::net::SocketAddr,
     received: Received,
-) -> model::envelope::RecordEnvelope {
+) -> Option<model::envelope::RecordEnvelope> {
     let sender = Sender {
         addr,
         identity: None,
     };
+    let who = ctx.door(&Proof {
+        listener: L,
+        ip: Some(addr.ip()),
+        cert: None,
+        token: None,
+    })?;
     if let [rest @ .., b'\n'] = raw {
         raw = rest;
     }
-    ctx.metrics.seen(L, &sender.key(), 1, received);
-    record(
+    ctx.metrics.seen_as(L, &sender.key(), &who, 1, received);
+    Some(record(
         ctx,
         L,
         &sender.origin(L),
+        who.observer,
         received,
         Format::Syslog,
         raw.to_vec(),
-    )
+    ))
 }

@@ -170,7 +170,9 @@ impl FactStore {
              CREATE INDEX IF NOT EXISTS dir_user_name ON dir_user (name);
              CREATE TABLE IF NOT EXISTS dir_project (
                 seq INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT);
-             CREATE INDEX IF NOT EXISTS dir_project_id ON dir_project (id);",
+             CREATE INDEX IF NOT EXISTS dir_project_id ON dir_project (id);
+             CREATE TABLE IF NOT EXISTS ledger_head (
+                one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL, head BLOB NOT NULL);",
         )
         .map_err(sql)?;
         let version: Option<i64> = conn
@@ -212,6 +214,26 @@ impl FactStore {
         Ok(v.and_then(|v| u64::try_from(v).ok()))
     }
 
+    /// The last ledger position in the store and, when recorded, the ledger's chain head at
+    /// that position (stores written before heads were recorded have none): what
+    /// `pugmark`'s view check holds against the ledger.
+    pub fn last_position(&self) -> Result<Option<(u64, Option<[u8; 32]>)>> {
+        let Some(seq) = self.last_seq()? else {
+            return Ok(None);
+        };
+        let head: Option<(i64, Vec<u8>)> = self
+            .conn
+            .query_row("SELECT seq, head FROM ledger_head WHERE one = 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(self.sql())?;
+        let head = head
+            .filter(|(s, _)| u64::try_from(*s).ok() == Some(seq))
+            .and_then(|(_, h)| <[u8; 32]>::try_from(h.as_slice()).ok());
+        Ok(Some((seq, head)))
+    }
+
     /// Whether an event says anything the store keeps (cheap: decided by class and fields).
     pub fn is_fact_source(event: &Event) -> bool {
         match event.class {
@@ -226,6 +248,16 @@ impl FactStore {
     /// transaction. Events that say nothing the store keeps are skipped. Re-adding a seq
     /// replaces its rows, so a catch-up that overlaps is harmless.
     pub fn apply(&mut self, events: &[(u64, Event)], last_seq: u64) -> Result<()> {
+        self.apply_at(events, last_seq, None)
+    }
+
+    /// [`FactStore::apply`], also recording `head`, the ledger's chain head at `last_seq`.
+    pub fn apply_at(
+        &mut self,
+        events: &[(u64, Event)],
+        last_seq: u64,
+        head: Option<[u8; 32]>,
+    ) -> Result<()> {
         let path = self.path.clone();
         let sql = |source| FactError::Sql {
             path: path.clone(),
@@ -363,6 +395,15 @@ impl FactStore {
             params![i64::try_from(last_seq).unwrap_or(i64::MAX)],
         )
         .map_err(sql)?;
+        if let Some(head) = head {
+            tx.execute(
+                "INSERT INTO ledger_head (one, seq, head) VALUES (1, ?1, ?2)
+                 ON CONFLICT(one) DO UPDATE SET seq = excluded.seq, head = excluded.head
+                 WHERE excluded.seq >= ledger_head.seq",
+                params![i64::try_from(last_seq).unwrap_or(i64::MAX), &head[..]],
+            )
+            .map_err(sql)?;
+        }
         tx.commit().map_err(sql)?;
         Ok(())
     }

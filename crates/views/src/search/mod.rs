@@ -124,18 +124,34 @@ impl SearchIndex {
     /// The last ledger position whose event is in the committed index (`None` for an empty
     /// or freshly recreated index). The pipeline re-indexes from the ledger after it.
     pub fn last_indexed_seq(&self) -> Result<Option<u64>> {
+        Ok(self.last_position()?.map(|(seq, _)| seq))
+    }
+
+    /// The last ledger position in the committed index and, when recorded, the ledger's chain
+    /// head at that position. The commit payload is `SEQ` or `SEQ HEAD` (64 hex digits;
+    /// indexes committed before heads were recorded have none).
+    pub fn last_position(&self) -> Result<Option<(u64, Option<[u8; 32]>)>> {
         let metas = self
             .index
             .load_metas()
             .map_err(SearchError::engine("load metas"))?;
-        match metas.payload {
-            None => Ok(None),
-            Some(p) if p.is_empty() => Ok(None),
-            Some(p) => p
-                .parse::<u64>()
-                .map(Some)
-                .map_err(|_| SearchError::BadPayload { payload: p }),
+        let Some(p) = metas.payload.filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let mut words = p.split(' ');
+        let seq = words.next().and_then(|w| w.parse::<u64>().ok());
+        let head = words.next().map(parse_head);
+        match (seq, head, words.next()) {
+            (Some(seq), None, None) => Ok(Some((seq, None))),
+            (Some(seq), Some(Some(h)), None) => Ok(Some((seq, Some(h)))),
+            _ => Err(SearchError::BadPayload { payload: p }),
         }
+    }
+
+    /// Whether `dir` holds an index at all (a `meta.json`): a missing index is not the same
+    /// as an empty one.
+    pub fn exists(dir: impl AsRef<Path>) -> bool {
+        dir.as_ref().join("meta.json").is_file()
     }
 
     /// Makes commits made since opening (or the last reload) visible to searches.
@@ -152,4 +168,23 @@ impl SearchIndex {
     pub fn num_segments(&self) -> usize {
         self.reader.searcher().segment_readers().len()
     }
+}
+
+/// 64 hex digits as 32 bytes.
+fn parse_head(hex: &str) -> Option<[u8; 32]> {
+    let b = hex.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// 32 bytes as 64 lower-case hex digits.
+pub(crate) fn head_hex(head: &[u8; 32]) -> String {
+    head.iter().map(|b| format!("{b:02x}")).collect()
 }

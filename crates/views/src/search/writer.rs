@@ -110,11 +110,21 @@ impl IndexWriter {
     /// Makes everything added so far durable and visible to newly reloaded readers, recording
     /// `last_seq` as the last ledger position indexed ([`super::SearchIndex::last_indexed_seq`]).
     pub fn commit(&mut self, last_seq: u64) -> Result<()> {
+        self.commit_at(last_seq, None)
+    }
+
+    /// [`IndexWriter::commit`], also recording `head`, the ledger's chain head at `last_seq`
+    /// ([`super::SearchIndex::last_position`]).
+    pub fn commit_at(&mut self, last_seq: u64, head: Option<[u8; 32]>) -> Result<()> {
         let mut prepared = self
             .inner
             .prepare_commit()
             .map_err(SearchError::engine("commit"))?;
-        prepared.set_payload(&last_seq.to_string());
+        let payload = match head {
+            Some(h) => format!("{last_seq} {}", super::head_hex(&h)),
+            None => last_seq.to_string(),
+        };
+        prepared.set_payload(&payload);
         prepared.commit().map_err(SearchError::engine("commit"))?;
         Ok(())
     }
