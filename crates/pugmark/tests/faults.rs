@@ -48,6 +48,8 @@ struct Opts {
     /// Arm the ledger's EIO-on-sync test hook (`ledger::FAULT_ENV`).
     eio_hook: bool,
     config: Option<PathBuf>,
+    /// The syslog TLS listener's port (the config must have `[tls]`).
+    tls_port: Option<u16>,
 }
 
 impl Server {
@@ -80,7 +82,8 @@ impl Server {
         let a = |p: u16| format!("127.0.0.1:{p}");
         cmd.args(["--syslog-tcp", &a(tcp), "--syslog-udp", &a(tcp)])
             .args(["--relp", &a(relp), "--http", &a(http)])
-            .args(["--syslog-tls", "none", "--netflow", "none"])
+            .args(["--syslog-tls", &o.tls_port.map_or("none".to_string(), a)])
+            .args(["--netflow", "none"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(
@@ -310,15 +313,24 @@ fn one_on_each(s: &Server, tag: &str) -> u64 {
     4
 }
 
-/// An oversized record on every listener (HTTP 17 MB document, TCP LF 3 MiB line, TCP
+/// An oversized record on every listener (HTTP 17 MB document, TCP and TLS 3 MiB line, TCP
 /// octet count above the cap, UDP 65 000 bytes, RELP frame above its cap): each answered
-/// the protocol's way, and afterwards every listener stores again — the writer is never
+/// the protocol's way (413, cut into frames, raw, stored, `rsp 500` in the same session), and afterwards every listener stores again — the writer is never
 /// poisoned.
 #[test]
 fn an_oversized_record_on_every_listener_leaves_every_listener_storing() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let s = Server::start(&data, ports(), &Opts::default());
+    let pki = dir.path().join("pki");
+    let opts = match self_signed(&pki) {
+        Some(config) => Opts {
+            config: Some(config),
+            tls_port: Some(free_port()),
+            ..Opts::default()
+        },
+        None => Opts::default(),
+    };
+    let s = Server::start(&data, ports(), &opts);
     // HTTP: one JSON document bigger than a ledger record.
     let mut doc = b"{\"event_type\":\"big\",\"payload\":\"".to_vec();
     doc.resize(doc.len() + 17_000_000, b'x');
@@ -340,31 +352,128 @@ fn an_oversized_record_on_every_listener_leaves_every_listener_storing() {
     let mut dg = b"<13>1 - vm bigudp - - - ".to_vec();
     dg.resize(65_000, b'z');
     u.send_to(&dg, ("127.0.0.1", s.tcp)).unwrap();
-    // RELP: a frame above the cap is RELP's error: the session is closed by the server.
-    // (Only the start of its data is sent: the server answers on the header, and data it
-    // never reads would make its close a reset.)
+    // TLS: the same 3 MiB line and a normal one, through openssl s_client.
+    if let Some(port) = opts.tls_port {
+        let mut line = b"<13>1 - vm bigtls - - - ".to_vec();
+        line.resize(3 << 20, b't');
+        line.extend_from_slice(b"\n<13>1 - vm afterbig - - - afterbig-tls\n");
+        tls_send(&pki, port, &line);
+    }
+    // RELP: a frame above the cap is answered with RELP's error, and the session goes on.
     let mut r = relp_open(s.relp);
-    let _ = write!(r, "2 syslog {} ", 2 << 20);
-    let _ = r.write_all(&[b'r'; 1000]);
-    let end = read_until(&mut r, "serverclose");
-    assert!(end.contains("serverclose"), "{end}");
+    let mut frame = format!("2 syslog {} ", 2 << 20).into_bytes();
+    frame.resize(frame.len() + (2 << 20), b'r');
+    frame.extend_from_slice(b"\n");
+    let m = "<13>1 2026-12-06T00:00:00Z vm afterbig - - - afterbig-relp-same-session";
+    frame.extend_from_slice(format!("3 syslog {} {m}\n", m.len()).as_bytes());
+    r.write_all(&frame).unwrap();
+    let rsps = read_until(&mut r, "3 rsp");
+    assert!(rsps.contains("2 rsp ") && rsps.contains(" 500 "), "{rsps}");
+    assert!(rsps.contains("3 rsp 6 200 OK"), "{rsps}");
     // Every listener stores afterwards, and the writer never failed.
     let n = one_on_each(&s, "afterbig");
+    // Everything received is durable: the ledger holds as many records as were handed over
+    // (the TLS sender may still be in flight when its client has exited).
     s.wait("the records after the oversized ones", 30, |m| {
-        m.get("pugmark_messages_total{listener=\"syslog-udp\"}")
-            .copied()
-            .unwrap_or(0.0)
-            >= 2.0
+        let got = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        let handed: f64 = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("pugmark_messages_total{"))
+            .map(|(_, v)| v)
+            .sum();
+        got("pugmark_messages_total{listener=\"syslog-udp\"}") >= 2.0
+            && (opts.tls_port.is_none()
+                || got("pugmark_messages_total{listener=\"syslog-tls\"}") >= 4.0)
+            && got("pugmark_ledger_last_seq") >= handed
     });
     let m = s.metrics();
     assert_eq!(m["pugmark_rejected_total{listener=\"http\"}"], 1.0);
+    assert_eq!(m["pugmark_rejected_total{listener=\"relp\"}"], 1.0);
     assert_eq!(m["pugmark_store_retrying"], 0.0);
     s.stop();
     assert_eq!(n, 4);
     let after = messages_of(&hits(&data, "afterbig"));
-    assert!(after.len() >= 3, "{after:?}");
+    assert!(after.len() >= 4, "{after:?}");
+    assert!(
+        after
+            .iter()
+            .any(|m| m.contains("afterbig-relp-same-session")),
+        "{after:?}"
+    );
+    if opts.tls_port.is_some() {
+        assert!(
+            after.iter().any(|m| m.contains("afterbig-tls")),
+            "{after:?}"
+        );
+        assert!(count(&data, &["bigtls"]) >= 1);
+    }
     assert!(count(&data, &["biglf"]) >= 1);
     verify_ok(&data);
+}
+
+/// A self-signed server certificate in `dir` and a config naming it; None (skipped, or a
+/// failure under CI) without openssl.
+fn self_signed(dir: &Path) -> Option<PathBuf> {
+    need("openssl")?;
+    fs::create_dir_all(dir).unwrap();
+    let st = Command::new("openssl")
+        .current_dir(dir)
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args([
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl req failed");
+    let config = dir.join("pugmark.toml");
+    fs::write(
+        &config,
+        "version = 1\n[tls]\ncert = \"server.pem\"\nkey = \"server.key\"\n",
+    )
+    .unwrap();
+    Some(config)
+}
+
+/// Send `bytes` over TLS with openssl s_client, which closes when its input ends.
+fn tls_send(pki: &Path, port: u16, bytes: &[u8]) {
+    let mut child = Command::new("openssl")
+        .current_dir(pki)
+        .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+        .args(["-CAfile", "server.pem", "-quiet", "-no_ign_eof"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(bytes).unwrap();
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "s_client did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// 5 000 idle connections against a serve limited to 1 024 descriptors: the excess is
@@ -654,9 +763,20 @@ fn a_full_disk_during_a_relp_stream_pauses_it_then_it_resumes_with_nothing_lost(
     let n = 5000 * cycles();
     let feeder = rsyslog.feed("diskfull", n, 6 * cycles() as u64);
     let mut resumes = Vec::new();
-    for _ in 0..cycles() {
+    for c in 0..cycles() {
         let filler = fs_.fill();
         let r = fault_then_resume(&s, Duration::from_millis(1500), || {
+            if c == 0 {
+                // Meanwhile HTTP is told to come back, not held.
+                let t = Instant::now();
+                let (st, text) = post_events(s.http, b"{\"event_type\":\"during\"}");
+                assert_eq!(st, 503, "{text}");
+                assert!(
+                    text.to_ascii_lowercase().contains("retry-after: 1"),
+                    "{text}"
+                );
+                assert!(t.elapsed() < Duration::from_secs(2));
+            }
             fs::remove_file(&filler).unwrap();
         });
         resumes.push(r);

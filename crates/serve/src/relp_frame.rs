@@ -32,8 +32,10 @@ pub enum RelpError {
     Command,
     #[error("invalid data length")]
     DataLen,
-    #[error("data length {0} above the cap of {MAX_DATA}")]
-    TooLarge(usize),
+    /// Not fatal: the parser skips the frame's data (as it arrives) and goes on with the
+    /// next frame, so the session answers this one with an error `rsp` and continues.
+    #[error("data length {len} above the cap of {MAX_DATA}")]
+    TooLarge { txnr: u64, len: usize },
     #[error("frame not terminated by LF")]
     Trailer,
 }
@@ -42,6 +44,8 @@ pub enum RelpError {
 pub struct RelpParser {
     buf: Vec<u8>,
     pos: usize,
+    /// Bytes of an oversized frame still to be discarded as they arrive.
+    skip: usize,
 }
 
 /// Parse `digits` starting at `i`, ending at a space (or LF if `lf_ok`). Returns value and
@@ -82,7 +86,12 @@ impl RelpParser {
         RelpParser::default()
     }
 
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        if self.skip > 0 {
+            let k = self.skip.min(bytes.len());
+            self.skip -= k;
+            bytes = &bytes[k..];
+        }
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
@@ -125,8 +134,12 @@ impl RelpParser {
             return Ok(None);
         };
         let len = usize::try_from(len).map_err(|_| RelpError::DataLen)?;
-        if len > MAX_DATA {
-            return Err(RelpError::TooLarge(len));
+        if len > MAX_DATA && b[term] == b' ' {
+            // Skip its data and the trailing LF: what is here now, the rest as it comes.
+            let here = (b.len() - (term + 1)).min(len + 1);
+            self.pos += term + 1 + here;
+            self.skip = len + 1 - here;
+            return Err(RelpError::TooLarge { txnr, len });
         }
         let (data_start, end) = if b[term] == b'\n' {
             if len != 0 {
@@ -220,7 +233,13 @@ mod tests {
             (&b"x open 0\n"[..], RelpError::Txnr),
             (b"1 op3n 0\n", RelpError::Command),
             (b"1 syslog 99999999999 x\n", RelpError::DataLen),
-            (b"1 syslog 2000000 x", RelpError::TooLarge(2_000_000)),
+            (
+                b"1 syslog 2000000 x",
+                RelpError::TooLarge {
+                    txnr: 1,
+                    len: 2_000_000,
+                },
+            ),
             (b"1 syslog 3 abcX", RelpError::Trailer),
             (b"1234567890 syslog 1 a\n", RelpError::Txnr),
         ] {
@@ -230,6 +249,33 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(wire)
             );
+        }
+    }
+
+    #[test]
+    fn an_oversized_frame_is_skipped_and_the_next_one_parses() {
+        let big = MAX_DATA + 10;
+        let mut wire = format!("2 syslog {big} ").into_bytes();
+        wire.resize(wire.len() + big, b'x');
+        wire.extend_from_slice(b"\n3 syslog 3 abc\n");
+        for chunk in [7usize, 4096, wire.len()] {
+            let mut p = RelpParser::new();
+            let mut frames = Vec::new();
+            let mut errors = Vec::new();
+            for c in wire.chunks(chunk) {
+                p.push(c);
+                loop {
+                    match p.next_frame() {
+                        Ok(Some(f)) => frames.push(f),
+                        Ok(None) => break,
+                        Err(e) => errors.push(e),
+                    }
+                }
+            }
+            assert_eq!(errors, vec![RelpError::TooLarge { txnr: 2, len: big }]);
+            assert_eq!(frames.len(), 1, "chunk {chunk}");
+            assert_eq!((frames[0].txnr, &frames[0].data[..]), (3, &b"abc"[..]));
+            assert_eq!(p.buffered(), 0);
         }
     }
 

@@ -9,7 +9,8 @@
 //! before waiting; the responder queue (`IN_FLIGHT`) bounds how far we read ahead, so a
 //! slow disk stops our reads and thus the sender.
 //!
-//! A malformed frame ends the session (RELP cannot resynchronise): responses owed are sent,
+//! A frame above the size cap is answered `rsp 500` and skipped; the session goes on. A
+//! malformed frame ends the session (RELP cannot resynchronise): responses owed are sent,
 //! the bytes not understood are stored raw and counted, then `serverclose`. On our crash the
 //! sender resends what it did not see acknowledged; the writer recognises resends of records
 //! already in the ledger and acknowledges them without storing them twice.
@@ -24,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 
 use crate::metrics::Listener;
-use crate::relp_frame::{RelpParser, encode};
+use crate::relp_frame::{MAX_DATA, RelpError, RelpParser, encode};
 use crate::senders::{Mapped, Proof};
 use crate::share::Share;
 use crate::sources::{Ctx, OpenConn, Sender, record};
@@ -163,6 +164,22 @@ async fn read(
                         encode(&mut now, f.txnr, "rsp", b"500 unknown command");
                     }
                 },
+                // A frame above the cap: RELP's error for it, the session goes on (the
+                // parser skips its data).
+                Err(RelpError::TooLarge { txnr, len }) => {
+                    ctx.metrics.listener(L).rejected.fetch_add(1, Relaxed);
+                    ctx.metrics.problem(
+                        L,
+                        "RELP frame above the cap, refused",
+                        &format!("{len} bytes from {}", sender.addr),
+                    );
+                    encode(
+                        &mut now,
+                        txnr,
+                        "rsp",
+                        format!("500 frame of {len} bytes above the cap of {MAX_DATA}").as_bytes(),
+                    );
+                }
                 Err(e) => {
                     let rest = parser.take_rest();
                     ctx.metrics.listener(L).parse_errors.fetch_add(1, Relaxed);
