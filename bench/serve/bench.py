@@ -126,6 +126,26 @@ def metric(http, key):
     return 0.0
 
 
+def sender_config():
+    """Issue 10: the sender map and tokens on, as a site runs it: two bearer tokens (HTTP),
+    a hypervisor network and the loopback sender mapped by CIDR, unmatched senders refused.
+    The benchmark's sender (127.0.0.1) goes through the map's CIDR match like any site's."""
+    path = os.path.join(WORK, "senders.toml")
+    entries = []
+    for name, obs in (("nova", "cloud"), ("atlas-pilots", "vo")):
+        out = subprocess.run([PM, "token", "--name", name, "--observer", obs, "--json"],
+                             check=True, capture_output=True, text=True).stdout
+        entries.append(json.loads(out)["toml"])
+    entries.append('[[senders.map]]\nname = "hypervisors"\nobserver = "hypervisor"\ncidr = "10.1.0.0/16"\n')
+    entries.append('[[senders.map]]\nname = "bench-sender"\nobserver = "hypervisor"\ncidr = "127.0.0.0/8"\n')
+    with open(path, "w") as f:
+        f.write('version = 1\n[senders]\nunmatched = "refuse"\n\n' + "\n".join(entries))
+    return path
+
+
+SENDERS = sender_config()
+
+
 class Serve:
     def __init__(self, name):
         self.data = os.path.join(WORK, name)
@@ -134,7 +154,7 @@ class Serve:
         a = lambda p: f"127.0.0.1:{p}"
         self.p = subprocess.Popen(
             [PM, "serve", "--data", self.data, "--syslog-udp", "none", "--netflow", "none", "--syslog-tcp", a(self.tcp),
-             "--relp", a(self.relp), "--http", a(self.http)],
+             "--relp", a(self.relp), "--http", a(self.http), "--config", SENDERS],
             stdout=subprocess.DEVNULL, stderr=open(self.data + ".log", "w"))
         wait_port(self.http)
         self.rss_peak = 0
