@@ -73,7 +73,13 @@ impl Server {
         };
         config.push('\n');
         config.push_str(&token().1);
-        let config_path = std::env::temp_dir().join(format!("pugmark-faults-serve-{http}.toml"));
+        // Beside the given config: its relative paths (TLS material) resolve from there.
+        let config_path = o
+            .config
+            .as_ref()
+            .and_then(|c| c.parent())
+            .map_or_else(std::env::temp_dir, Path::to_path_buf)
+            .join(format!("pugmark-faults-serve-{http}.toml"));
         fs::write(&config_path, config).unwrap();
         cmd.arg("--config").arg(&config_path);
         if o.eio_hook {
