@@ -2602,3 +2602,83 @@ ruleset(name="vm") {{
     found_at_its_real_time(&live, dir.path(), "live", now);
     found_at_its_real_time(&archived, dir.path(), "archive", now);
 }
+
+/// Every rsyslog configuration docs/SITES.md shows is fed, exactly as written, to the real
+/// `rsyslogd -N1`, so the site documentation cannot drift from what rsyslog accepts (it had:
+/// the archive snippet used its file-name template before defining it, and rsyslog disabled
+/// the action). Certificate paths under `/etc/pki/pugmark/` point at a test PKI; a snippet
+/// that defines a ruleset without an input gets one bound to it, since `-N1` refuses a
+/// configuration whose actions nothing feeds.
+#[test]
+fn every_rsyslog_config_in_the_sites_doc_passes_rsyslogd_n1() {
+    let (Some(rsyslogd), Some(_)) = (
+        require("rsyslogd", which("rsyslogd")),
+        require("openssl", which("openssl")),
+    ) else {
+        return;
+    };
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SITES.md"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in doc.lines() {
+        if let Some(lang) = line.strip_prefix("```") {
+            match current.take() {
+                Some(b) => blocks.push(b),
+                None => current = Some((lang.trim().to_string(), String::new())),
+            }
+        } else if let Some((_, body)) = current.as_mut() {
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    let rsyslog: Vec<String> = blocks
+        .into_iter()
+        .filter(|(lang, body)| {
+            lang.is_empty() && (body.contains("action(") || body.contains("template("))
+        })
+        .map(|(_, body)| body)
+        .collect();
+    assert!(
+        rsyslog.len() >= 3,
+        "docs/SITES.md shows the VM/hypervisor RELP forwarding, the hypervisor's TLS forwarding \
+         and the archive template: found {}",
+        rsyslog.len()
+    );
+    for (i, body) in rsyslog.iter().enumerate() {
+        let mut conf = format!("global(workDirectory=\"{}\")\n", dir.path().display());
+        conf.push_str(&body.replace("/etc/pki/pugmark/", &format!("{}/", pki.display())));
+        if !body.contains("input(") {
+            for name in body
+                .split("ruleset(name=\"")
+                .skip(1)
+                .filter_map(|r| r.split('"').next())
+            {
+                conf.push_str(&format!(
+                    "module(load=\"imtcp\")\ninput(type=\"imtcp\" port=\"{}\" ruleset=\"{name}\")\n",
+                    free_port()
+                ));
+            }
+        }
+        let path = dir.path().join(format!("sites-{i}.conf"));
+        fs::write(&path, &conf).unwrap();
+        let out = Command::new(&rsyslogd)
+            .args(["-N1", "-f"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.status.success() && !said.contains("error"),
+            "docs/SITES.md rsyslog block {i} is refused by rsyslogd -N1:\n{said}\n--- config ---\n{conf}"
+        );
+    }
+}
