@@ -82,7 +82,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR|none")]
     pub metrics: Option<String>,
     /// Senders no [[senders.map]] entry matches: stored as observer vm, or refused
-    /// (connections closed, datagrams dropped, counted) [default: vm, or [senders] unmatched].
+    /// (connections closed, datagrams dropped, counted) [default: vm, or the config's senders.unmatched].
     #[arg(long, value_name = "vm|refuse", value_parser = ["vm", "refuse"])]
     pub unmatched: Option<String>,
     /// Validate the configuration (TLS files included), print the listeners and the sender
