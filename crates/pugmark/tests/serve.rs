@@ -2682,3 +2682,75 @@ fn every_rsyslog_config_in_the_sites_doc_passes_rsyslogd_n1() {
         );
     }
 }
+
+/// Issue 10, never lose: an AMQP message larger than a ledger record (17 MB published by
+/// kombu to nova's exchange) cannot be refused without losing it — nacking drops it or loops
+/// it forever — so it is stored as a split record (head + continuation in one batch), acked,
+/// found whole by `search`, and the consumer goes on with the notifications after it.
+#[test]
+fn an_amqp_message_larger_than_a_record_is_stored_split_and_the_consumer_goes_on() {
+    if require(
+        "rabbitmq-server",
+        Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")).filter(|p| p.is_file()),
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(python) = require("python venv with oslo.messaging", venv_python()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = Rabbit::start(&dir.path().join("rmq"));
+    let data = dir.path().join("data");
+    let config = dir.path().join("pugmark.toml");
+    fs::write(
+        &config,
+        format!("version = 1\n[amqp]\nurl = \"{}\"\n", rabbit.url()),
+    )
+    .unwrap();
+    let (tcp, relp, http) = (free_port(), free_port(), free_port());
+    let s = Server::start_on(&data, Some(&config), tcp, tcp, relp, http, None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs::read_to_string(&s.stderr)
+        .unwrap_or_default()
+        .contains("amqp: consuming")
+    {
+        assert!(Instant::now() < deadline, "amqp consumer did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let big = dir.path().join("big.txt");
+    let mut body = "amqpbighead ".to_string();
+    while body.len() < 17_000_000 {
+        body.push_str("filler ");
+    }
+    body.push_str("amqpbigtail");
+    fs::write(&big, &body).unwrap();
+    oslo_notify(
+        &python,
+        &rabbit.oslo_url(),
+        3,
+        "before",
+        &["--raw-file", big.to_str().unwrap()],
+    );
+    oslo_notify(&python, &rabbit.oslo_url(), 5, "after", &[]);
+    // 3 + 5 notifications and the big message in two parts.
+    s.wait_ledger(10, 120);
+    assert_eq!(
+        s.metric("pugmark_store_refused_total"),
+        0.0,
+        "nothing refused"
+    );
+    s.stop();
+    let hits = json(&data, &["search", "amqpbigtail"]);
+    let hits = hits["hits"].as_array().cloned().unwrap_or_default();
+    assert_eq!(hits.len(), 1, "the big message is found once");
+    assert_eq!(
+        hits[0]["raw"].as_str().map(str::len),
+        Some(body.len()),
+        "and whole"
+    );
+    assert_eq!(count(&data, &["amqpbighead"]), 1);
+    assert_eq!(count(&data, &["after"]), 5);
+    ok(&data, &["verify"]);
+}

@@ -2,9 +2,10 @@
 messagingv2 driver (the oslo envelope) on the `nova` control exchange, topic
 `versioned_notifications` (routing key versioned_notifications.info).
 
-usage: oslo_notify.py URL COUNT PREFIX [--raw TEXT] [--pace N:MS]
+usage: oslo_notify.py URL COUNT PREFIX [--raw TEXT | --raw-file PATH] [--pace N:MS]
   --raw TEXT also publishes one message whose body is TEXT (not JSON), with kombu, to
-  nova / notifications.info.
+  nova / notifications.info; --raw-file PATH the same with the file's bytes as the body
+  (bodies larger than an argument may be).
   --pace N:MS sleeps MS milliseconds after every N notifications (a stream that lasts).
 """
 import sys
@@ -53,14 +54,19 @@ def main():
             },
         }
         notifier.info({}, "instance.create.end", payload)
+    body = None
     if "--raw" in sys.argv:
+        body = sys.argv[sys.argv.index("--raw") + 1].encode()
+    if "--raw-file" in sys.argv:
+        with open(sys.argv[sys.argv.index("--raw-file") + 1], "rb") as f:
+            body = f.read()
+    if body is not None:
         from kombu import Connection, Exchange, Producer
 
-        text = sys.argv[sys.argv.index("--raw") + 1]
         # kombu spells the transport amqp:// (py-amqp, AMQP 0-9-1); oslo calls it rabbit://.
         with Connection(url.replace("rabbit://", "amqp://", 1)) as c:
             Producer(c).publish(
-                text.encode(),
+                body,
                 exchange=Exchange("nova", type="topic", durable=False),
                 routing_key="notifications.info",
                 content_type="application/octet-stream",
