@@ -162,6 +162,51 @@ impl Server {
     }
 }
 
+/// rsyslog relaying what its imtcp `input` port receives to pugmark's TLS port `tls` over
+/// mutual TLS (gtls, octet-counted RFC 5424), with the certificate `PKI/CERT.pem`.
+fn gtls_forwarder(pki: &Path, cert: &str, input: u16, tls: u16) -> String {
+    format!(
+        r#"global(defaultNetstreamDriverCAFile="{p}/ca.pem"
+       defaultNetstreamDriverCertFile="{p}/{cert}.pem"
+       defaultNetstreamDriverKeyFile="{p}/{cert}.key")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="{input}" ruleset="fwd")
+ruleset(name="fwd") {{
+  action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp"
+         StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
+         StreamDriverPermittedPeers="server.test"
+         TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+}}
+"#,
+        p = pki.display()
+    )
+}
+
+/// RabbitMQ and the venv with oslo.messaging, or None (the test is skipped, as `require` says).
+fn amqp_peers() -> Option<PathBuf> {
+    require(
+        "rabbitmq-server",
+        Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")).filter(|p| p.is_file()),
+    )?;
+    require("python venv with oslo.messaging", venv_python())
+}
+
+/// Waits until `s`'s AMQP consumer has declared its queue and consumes.
+fn wait_amqp_consuming(s: &Server) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs::read_to_string(&s.stderr)
+        .unwrap_or_default()
+        .contains("amqp: consuming")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "amqp consumer did not start: {}",
+            fs::read_to_string(&s.stderr).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 struct Rsyslog {
     child: Child,
 }
@@ -577,21 +622,7 @@ fn tls_with_client_certificates_identifies_senders_and_refuses_the_rest() {
 
     let input = free_port();
     let work = dir.path().join("rsyslog");
-    let conf = format!(
-        r#"global(defaultNetstreamDriverCAFile="{p}/ca.pem"
-       defaultNetstreamDriverCertFile="{p}/client.pem"
-       defaultNetstreamDriverKeyFile="{p}/client.key")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="{input}" ruleset="fwd")
-ruleset(name="fwd") {{
-  action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp"
-         StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
-         StreamDriverPermittedPeers="server.test"
-         TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
-}}
-"#,
-        p = pki.display()
-    );
+    let conf = gtls_forwarder(&pki, "client", input, tls);
     let rsyslog = Rsyslog::start(&work, &conf, input);
     let n = 200;
     let sent: Vec<String> = (0..n)
@@ -1086,15 +1117,7 @@ fn oslo_notify(python: &Path, url: &str, count: usize, prefix: &str, extra: &[&s
 /// drained only of what was stored.
 #[test]
 fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
-    if require(
-        "rabbitmq-server",
-        Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")).filter(|p| p.is_file()),
-    )
-    .is_none()
-    {
-        return;
-    }
-    let Some(python) = require("python venv with oslo.messaging", venv_python()) else {
+    let Some(python) = amqp_peers() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1110,18 +1133,7 @@ fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
     let start = || Server::start_on(&data, Some(&config), tcp, tcp, relp, http, None);
     // First start declares and binds pugmark's queue.
     let s = start();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !fs::read_to_string(&s.stderr)
-        .unwrap_or_default()
-        .contains("amqp: consuming")
-    {
-        assert!(
-            Instant::now() < deadline,
-            "amqp consumer did not start: {}",
-            fs::read_to_string(&s.stderr).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_amqp_consuming(&s);
     oslo_notify(
         &python,
         &rabbit.oslo_url(),
@@ -1506,15 +1518,7 @@ impl AckGate {
 /// a duplicate; the queue drains and `verify` passes.
 #[test]
 fn amqp_redelivery_after_a_crash_between_fsync_and_ack_is_stored_once_and_counted() {
-    if require(
-        "rabbitmq-server",
-        Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")).filter(|p| p.is_file()),
-    )
-    .is_none()
-    {
-        return;
-    }
-    let Some(python) = require("python venv with oslo.messaging", venv_python()) else {
+    let Some(python) = amqp_peers() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1533,14 +1537,7 @@ fn amqp_redelivery_after_a_crash_between_fsync_and_ack_is_stored_once_and_counte
     let (tcp, relp, http) = (free_port(), free_port(), free_port());
     let start = || {
         let s = Server::start_on(&data, Some(&config), tcp, tcp, relp, http, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !fs::read_to_string(&s.stderr)
-            .unwrap_or_default()
-            .contains("amqp: consuming")
-        {
-            assert!(Instant::now() < deadline, "amqp consumer did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_amqp_consuming(&s);
         s
     };
     let queue = "pugmark.notifications";
@@ -1955,21 +1952,7 @@ listener = "syslog-tls"
     // The hypervisor: rsyslog with hv01's certificate.
     let input = free_port();
     let work = dir.path().join("rsyslog");
-    let conf = format!(
-        r#"global(defaultNetstreamDriverCAFile="{p}/ca.pem"
-       defaultNetstreamDriverCertFile="{p}/hv01.pem"
-       defaultNetstreamDriverKeyFile="{p}/hv01.key")
-module(load="imtcp")
-input(type="imtcp" address="127.0.0.1" port="{input}" ruleset="fwd")
-ruleset(name="fwd") {{
-  action(type="omfwd" target="127.0.0.1" port="{tls}" protocol="tcp"
-         StreamDriver="gtls" StreamDriverMode="1" StreamDriverAuthMode="x509/name"
-         StreamDriverPermittedPeers="server.test"
-         TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
-}}
-"#,
-        p = pki.display()
-    );
+    let conf = gtls_forwarder(&pki, "hv01", input, tls);
     let rsyslog = Rsyslog::start(&work, &conf, input);
     logger_tcp(input, "kernel", &[netfilter_line("10.20.30.99")], &[]);
     server.wait_ledger(2, 60);
@@ -2689,15 +2672,7 @@ fn every_rsyslog_config_in_the_sites_doc_passes_rsyslogd_n1() {
 /// found whole by `search`, and the consumer goes on with the notifications after it.
 #[test]
 fn an_amqp_message_larger_than_a_record_is_stored_split_and_the_consumer_goes_on() {
-    if require(
-        "rabbitmq-server",
-        Some(PathBuf::from("/usr/lib/rabbitmq/bin/rabbitmq-server")).filter(|p| p.is_file()),
-    )
-    .is_none()
-    {
-        return;
-    }
-    let Some(python) = require("python venv with oslo.messaging", venv_python()) else {
+    let Some(python) = amqp_peers() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -2711,14 +2686,7 @@ fn an_amqp_message_larger_than_a_record_is_stored_split_and_the_consumer_goes_on
     .unwrap();
     let (tcp, relp, http) = (free_port(), free_port(), free_port());
     let s = Server::start_on(&data, Some(&config), tcp, tcp, relp, http, None);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !fs::read_to_string(&s.stderr)
-        .unwrap_or_default()
-        .contains("amqp: consuming")
-    {
-        assert!(Instant::now() < deadline, "amqp consumer did not start");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_amqp_consuming(&s);
     let big = dir.path().join("big.txt");
     let mut body = "amqpbighead ".to_string();
     while body.len() < 17_000_000 {
