@@ -330,17 +330,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
 /// with a run of NULs a crash left in it, stays below. NetFlow captures and payloads never
 /// get here (recognised before); gzip is judged on what it decompresses to.
 fn not_text(input: &Input) -> anyhow::Result<Option<String>> {
-    let mut head = vec![0u8; TEXT_SNIFF_BYTES];
-    let mut reader = input.reader()?;
-    let mut n = 0;
-    while n < head.len() {
-        let k = read_some(&mut *reader, &mut head[n..], &input.name)?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    Ok(binary_reason(&head[..n]))
+    Ok(binary_reason(&input.head(TEXT_SNIFF_BYTES)?))
 }
 
 /// The heuristic of [`not_text`] on a sample.
@@ -467,18 +457,8 @@ fn flow_input(input: &Input, format: FormatArg) -> anyhow::Result<Option<FlowInp
         FormatArg::Pcap => Ok(Some(FlowInput::Capture)),
         FormatArg::Netflow => Ok(Some(FlowInput::Payload)),
         FormatArg::Auto => {
-            let mut head = [0u8; 64];
-            let mut reader = input.reader()?;
-            let mut n = 0;
-            while n < head.len() {
-                let k = read_some(&mut *reader, &mut head[n..], &input.name)?;
-                if k == 0 {
-                    break;
-                }
-                n += k;
-            }
             // A payload file is one datagram: its header must fit what the file holds.
-            Ok(FlowInput::sniff(&head[..n]))
+            Ok(FlowInput::sniff(&input.head(64)?))
         }
         _ => Ok(None),
     }
@@ -496,6 +476,22 @@ pub(super) struct Input {
 }
 
 impl Input {
+    /// The first `len` bytes (fewer when the input is shorter), decompressed when gzip.
+    fn head(&self, len: usize) -> anyhow::Result<Vec<u8>> {
+        let mut head = vec![0u8; len];
+        let mut reader = self.reader()?;
+        let mut n = 0;
+        while n < head.len() {
+            let k = read_some(&mut *reader, &mut head[n..], &self.name)?;
+            if k == 0 {
+                break;
+            }
+            n += k;
+        }
+        head.truncate(n);
+        Ok(head)
+    }
+
     fn open(name: &str, dd: &DataDir) -> anyhow::Result<Input> {
         let (path, display, spooled, mtime) = if name == "-" {
             std::fs::create_dir_all(dd.tmp())?;
