@@ -2722,3 +2722,41 @@ fn an_amqp_message_larger_than_a_record_is_stored_split_and_the_consumer_goes_on
     assert_eq!(count(&data, &["after"]), 5);
     ok(&data, &["verify"]);
 }
+
+/// README's serve configuration, exactly as written there, is accepted by the real program
+/// (`pugmark serve --check-config`, which loads the TLS material too) and means what it says:
+/// the listed limits, the NetFlow addresses and the hypervisor entry are in effect.
+#[test]
+fn the_readme_serve_config_is_accepted_as_written() {
+    if require("openssl", which("openssl")).is_none() {
+        return;
+    }
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let block = readme
+        .split_once("```toml\n")
+        .expect("README shows the serve config as TOML")
+        .1
+        .split_once("```")
+        .unwrap()
+        .0;
+    let dir = tempfile::tempdir().unwrap();
+    // Its TLS paths are relative to the config: the config sits beside the test PKI.
+    make_pki(dir.path());
+    let config = dir.path().join("pugmark.toml");
+    fs::write(&config, block).unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "README's config is refused: {}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for shown in ["0.0.0.0:2055", "0.0.0.0:4739", "hv01 →"] {
+        assert!(text.contains(shown), "{shown} missing from:\n{text}");
+    }
+}
