@@ -453,16 +453,10 @@ impl Pipeline {
     pub fn try_append(&mut self, envelopes: Vec<Envelope>) -> Result<Receipt, NotAppended> {
         let (receipt, offsets) = match self.append_ledger_only(&envelopes) {
             Ok(r) => r,
-            Err(error) => {
-                // A record the ledger can never take comes back empty: appending it again
-                // cannot succeed, and the caller refuses that submission only.
-                let envelopes = if error.downcast_ref::<RecordRefused>().is_some() {
-                    Vec::new()
-                } else {
-                    envelopes
-                };
-                return Err(NotAppended { error, envelopes });
-            }
+            // The batch comes back whole either way: after a resource fault to be appended
+            // again, after a refusal (`RecordRefused`) so that the caller can find the
+            // records at fault and store the others.
+            Err(error) => return Err(NotAppended { error, envelopes }),
         };
         if self.trailing && self.indexer.is_none() {
             return Ok(receipt);
