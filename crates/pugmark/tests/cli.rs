@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 mod common;
+mod dist;
 mod views;
 use common::*;
 
