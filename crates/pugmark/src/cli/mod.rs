@@ -8,6 +8,7 @@ mod check;
 mod hunt;
 mod ingest;
 mod ingest_flow;
+mod man;
 mod reindex;
 mod report;
 mod search;
@@ -79,6 +80,12 @@ pub enum Command {
     /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
     /// clock trouble, orphan payloads, conflicts.
     Check(check::CheckArgs),
+    /// Write the man pages (pugmark.1, pugmark-VERB.1) into a directory; for packaging.
+    #[command(hide = true)]
+    Man(man::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish); for packaging.
+    #[command(hide = true)]
+    Completions(man::CompletionsArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -96,6 +103,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(a),
         Command::Status(a) => serve::status(a),
         Command::Token(a) => token::run(a),
+        Command::Man(a) => man::man(a),
+        Command::Completions(a) => man::completions(a),
     }
 }
 

@@ -120,3 +120,181 @@ fn the_unit_command_line_and_the_default_config_pass_check_config() {
         assert!(stdout.contains(want), "{want:?} not in:\n{stdout}");
     }
 }
+
+/// The verbs `pugmark --help` lists (without `help`), and for a verb with verbs of its own
+/// (`challenge`), those as `challenge-generate`: the names of the man pages there must be.
+fn verbs_from_help(args: &[&str]) -> Vec<String> {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--help")
+        .output()
+        .expect("run pugmark --help");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut verbs = Vec::new();
+    let mut in_commands = false;
+    for line in text.lines() {
+        if line == "Commands:" {
+            in_commands = true;
+            continue;
+        }
+        if in_commands {
+            let Some(name) = line
+                .strip_prefix("  ")
+                .and_then(|l| l.split_whitespace().next())
+            else {
+                break;
+            };
+            if name == "help" {
+                continue;
+            }
+            let mut sub = args.to_vec();
+            sub.push(name);
+            verbs.push(sub.join("-"));
+            verbs.extend(verbs_from_help(&sub));
+        }
+    }
+    verbs
+}
+
+/// Every verb the binary offers has a man page made from the same clap definition (a verb
+/// added later gets one without anyone remembering), the pages are clean roff (`groff -ww`
+/// warns about nothing), and no page exists for a verb that is not there (the hidden
+/// packaging verbs `man` and `completions` stay out of sight).
+#[test]
+fn every_verb_has_a_man_page_that_groff_reads_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(bin())
+        .args(["man", "--out"])
+        .arg(dir.path().join("man1"))
+        .output()
+        .expect("run pugmark man");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let verbs = verbs_from_help(&[]);
+    assert!(
+        verbs.len() >= 13 && verbs.iter().any(|v| v == "challenge-run"),
+        "{verbs:?}"
+    );
+    let mut want: Vec<String> = verbs.iter().map(|v| format!("pugmark-{v}.1")).collect();
+    want.push("pugmark.1".into());
+    want.sort();
+    let mut have: Vec<String> = fs::read_dir(dir.path().join("man1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    have.sort();
+    assert_eq!(have, want);
+    let serve = fs::read_to_string(dir.path().join("man1/pugmark-serve.1")).unwrap();
+    assert!(serve.contains("check\\-config") && serve.contains("unmatched"));
+    let Some(groff) = need("groff") else {
+        return;
+    };
+    for page in &have {
+        // -k: preconv, as man(1) does, for the UTF-8 in the help texts.
+        let out = Command::new(&groff)
+            .args(["-k", "-t", "-man", "-ww", "-z"])
+            .arg(dir.path().join("man1").join(page))
+            .output()
+            .expect("run groff");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stderr.is_empty(),
+            "{page}: {stderr}"
+        );
+    }
+}
+
+fn completions(shell: &str, dir: &Path) -> PathBuf {
+    let out = Command::new(bin())
+        .args(["completions", shell])
+        .output()
+        .expect("run pugmark completions");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.join(format!("pugmark.{shell}"));
+    fs::write(&path, &out.stdout).unwrap();
+    path
+}
+
+/// The completion scripts are read by the real shells and complete what the CLI has: a
+/// verb from its prefix, a flag of `serve`, and the values `--unmatched` takes — in bash
+/// (the function bash-completion calls) and fish (`complete -C`, what fish does on TAB);
+/// zsh's is checked for syntax (`zsh -n`: driving compsys needs a terminal).
+#[test]
+fn completions_for_bash_zsh_and_fish_complete_the_real_verbs_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Some(bash) = need("bash") {
+        let script = completions("bash", dir.path());
+        let ask = |words: &str| {
+            let line = format!("pugmark {words}");
+            let probe = format!(
+                "source {}; COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; \
+                 read -ra COMP_WORDS <<< \"$COMP_LINE\"; \
+                 [[ $COMP_LINE == *' ' ]] && COMP_WORDS+=(''); \
+                 COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 _pugmark pugmark \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script.display()
+            );
+            let out = Command::new(&bash).args(["-c", &probe]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert_eq!(ask("ser").trim(), "serve");
+        assert!(ask("serve --unm").lines().any(|l| l == "--unmatched"));
+        let values = ask("serve --unmatched ");
+        assert!(values.lines().any(|l| l == "refuse"), "{values}");
+        // (clap_complete's bash script also offers the hidden `man` and `completions`.)
+        assert!(ask("").lines().any(|l| l == "check"));
+    }
+    if let Some(fish) = need("fish") {
+        let script = completions("fish", dir.path());
+        let ask = |words: &str| {
+            let probe = format!("source {}; complete -C 'pugmark {words}'", script.display());
+            let out = Command::new(&fish).args(["-c", &probe]).output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        assert!(ask("ser").starts_with("serve\t"), "{}", ask("ser"));
+        assert!(
+            ask("serve --unm")
+                .lines()
+                .any(|l| l.starts_with("--unmatched"))
+        );
+        assert!(
+            ask("serve --unmatched ")
+                .lines()
+                .any(|l| l.starts_with("refuse"))
+        );
+    }
+    if let Some(zsh) = need("zsh") {
+        let script = completions("zsh", dir.path());
+        let text = fs::read_to_string(&script).unwrap();
+        assert!(
+            text.starts_with("#compdef pugmark"),
+            "{}",
+            &text[..40.min(text.len())]
+        );
+        let out = Command::new(&zsh).arg("-n").arg(&script).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text.contains("'--unmatched=[") && text.contains("refuse"));
+    }
+}
