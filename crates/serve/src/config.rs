@@ -71,6 +71,34 @@ pub struct RawConfig {
     pub limits: crate::limits::RawLimits,
     /// The sender map: observers by listener, CIDR, certificate, token.
     pub senders: Option<RawSenders>,
+    /// Directories whose new files are ingested once, by content (`[spool] dirs`).
+    pub spool: Option<RawSpool>,
+}
+
+/// `[spool]`: `dirs = [{ path = "/var/spool/pugmark/cloud", observer = "cloud" }, …]`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpool {
+    #[serde(default)]
+    pub dirs: Vec<RawSpoolDir>,
+    /// How often the directories are looked at (default 10 s).
+    pub interval_secs: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSpoolDir {
+    pub path: PathBuf,
+    /// The observer every file of this directory is stored under: the directory's
+    /// permissions (only that feed may write there) are the proof.
+    pub observer: String,
+}
+
+/// One spool directory, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolDir {
+    pub path: PathBuf,
+    pub observer: model::Observer,
 }
 
 /// Each listener: `ADDR:PORT`, or `none`. Absent: the loopback default.
@@ -199,6 +227,10 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Who each sender is taken to be.
     pub senders: std::sync::Arc<SenderMap>,
+    /// Spool directories (`[spool] dirs`); the binary watches them.
+    pub spool: Vec<SpoolDir>,
+    /// How often the spool directories are looked at.
+    pub spool_interval: Duration,
 }
 
 /// `ADDR:PORT[,ADDR:PORT…]` or `none` (an empty list).
@@ -303,7 +335,29 @@ impl Config {
             &raw.senders.clone().unwrap_or_default(),
             over.unmatched.as_deref(),
         )?;
+        let mut spool = Vec::new();
+        let raw_spool = raw.spool.clone().unwrap_or_default();
+        for d in &raw_spool.dirs {
+            let observer: model::Observer = d.observer.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "[spool] {}: observer {:?} is not one of hypervisor, cloud, network, vo, vm, collector",
+                    d.path.display(),
+                    d.observer
+                )
+            })?;
+            let path = if d.path.is_absolute() {
+                d.path.clone()
+            } else {
+                base.join(&d.path)
+            };
+            if spool.iter().any(|s: &SpoolDir| s.path == path) {
+                bail!("[spool] {} is listed twice", path.display());
+            }
+            spool.push(SpoolDir { path, observer });
+        }
         Ok(Config {
+            spool,
+            spool_interval: Duration::from_secs(raw_spool.interval_secs.unwrap_or(10).max(1)),
             metrics: addr("metrics", pick(&over.metrics, &l.metrics).as_deref(), None)?,
             senders: std::sync::Arc::new(senders),
             syslog_udp: addr(
@@ -396,6 +450,16 @@ impl Config {
                 .as_ref()
                 .map_or("off".to_string(), |c| crate::sources::amqp::broker(&c.url))
         );
+        if !self.spool.is_empty() {
+            let _ = writeln!(
+                out,
+                "spool (every {} s; new files ingested once, by content):",
+                self.spool_interval.as_secs()
+            );
+            for d in &self.spool {
+                let _ = writeln!(out, "  {}  as {}", d.path.display(), d.observer);
+            }
+        }
         let _ = writeln!(out, "senders, in matching order:");
         for (i, e) in self.senders.entries().iter().enumerate() {
             let _ = writeln!(out, "  {}. {}", i + 1, e.describe());

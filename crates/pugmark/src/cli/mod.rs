@@ -13,6 +13,7 @@ mod reindex;
 mod report;
 mod search;
 mod serve;
+mod site_config;
 mod timeline;
 mod token;
 mod verify;
@@ -75,6 +76,10 @@ pub enum Command {
     /// Make a bearer token for `POST /api/v1/events` and the [[senders.map]] entry that
     /// maps it to an observer (the config keeps only its SHA-256).
     Token(token::TokenArgs),
+    /// Write a site's recommended configuration: VM images (cloud-init, the instance UUID in
+    /// every message), hypervisors (nftables/iptables LOG, TLS forwarding), the central
+    /// logger, OpenStack, OpenNebula, HTCondor feeds and `serve` itself.
+    SiteConfig(site_config::SiteConfigArgs),
     /// The traceability challenge: generate a site day with ground truth, or run and score one.
     Challenge(challenge::ChallengeArgs),
     /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
@@ -105,6 +110,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(a) => token::run(a),
         Command::Man(a) => man::man(a),
         Command::Completions(a) => man::completions(a),
+        Command::SiteConfig(a) => site_config::run(a),
     }
 }
 
