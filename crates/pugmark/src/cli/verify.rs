@@ -28,7 +28,10 @@ pub struct VerifyArgs {
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
     let trusted_public_key = args.pubkey.as_deref().map(parse_key).transpose()?;
-    let opts = ledger::VerifyOptions { trusted_public_key };
+    let opts = ledger::VerifyOptions {
+        trusted_public_key,
+        ..ledger::VerifyOptions::default()
+    };
     let started = Instant::now();
     let report = ledger::verify(&dd.ledger(), &opts)
         .with_context(|| format!("verifying {}", dd.ledger().display()))?;
