@@ -54,6 +54,22 @@ pub(crate) fn load_key(path: &Path) -> Result<Option<SigningKey>, LedgerError> {
     }
 }
 
+/// Creates a new signing key at `path` (refusing to replace an existing file) and its public
+/// key file beside it; returns the public key. `pugmark keys init` / `keys rotate`.
+pub fn create_key(path: &Path) -> Result<[u8; 32], LedgerError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => {
+            return Err(LedgerError::Key {
+                path: path.to_path_buf(),
+                what: "already exists; a key is never replaced".into(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LedgerError::io(path)(e)),
+    }
+    Ok(load_or_create_key(path)?.verifying_key().to_bytes())
+}
+
 /// Parses a key as written in a key file (64 hex digits of the seed).
 pub fn parse_key(text: &str) -> Option<SigningKey> {
     from_hex32(text).map(|s| SigningKey::from_bytes(&s))

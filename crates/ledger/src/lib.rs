@@ -42,7 +42,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use checkpoint::{CHECKPOINT_FILE, parse_key, public_key_path, read_public_key};
+pub use checkpoint::{CHECKPOINT_FILE, create_key, parse_key, public_key_path, read_public_key};
 pub use error::LedgerError;
 pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
@@ -57,7 +57,10 @@ pub use note::{
     read_origin, valid_origin, verifier_key, verify_note,
 };
 pub use reader::{LedgerReader, Records};
-pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
+pub use verify::{
+    PREVIOUS_KEYS_SUFFIX, Problem, VerifyOptions, VerifyReport, add_previous_key,
+    read_previous_keys, verify,
+};
 pub use writer::{LOCK_FILE, Ledger, OpenReport, Truncation};
 
 /// Name of the ledger directory inside the data directory.

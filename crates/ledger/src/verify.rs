@@ -34,6 +34,51 @@ pub struct VerifyOptions {
     /// appended behind the writer's back are found); without it they are reported as
     /// unauthenticated (`VerifyReport::unsigned_records`).
     pub mac_key: Option<[u8; 32]>,
+    /// Keys the ledger was signed with before a rotation, each with the last seq (tree size)
+    /// it may sign. Without them, those of `DATA/keys/ledger.ed25519.pub.previous` are used
+    /// ([`read_previous_keys`]).
+    pub previous_keys: Vec<([u8; 32], u64)>,
+}
+
+/// Suffix of the previous-keys file beside the public key file: lines `<64 hex> <last seq>`.
+pub const PREVIOUS_KEYS_SUFFIX: &str = ".previous";
+
+/// Reads a previous-keys file (`Ok(vec![])` if absent); malformed lines are an error.
+pub fn read_previous_keys(path: &Path) -> Result<Vec<([u8; 32], u64)>, LedgerError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LedgerError::io(path)(e)),
+    };
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = line.split_whitespace();
+        let key = it.next().and_then(from_hex32);
+        let upto = it.next().and_then(|n| n.parse::<u64>().ok());
+        match (key, upto) {
+            (Some(k), Some(u)) => out.push((k, u)),
+            _ => {
+                return Err(LedgerError::Key {
+                    path: path.to_path_buf(),
+                    what: format!("bad line {line:?} (expected 64 hex digits and a seq)"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Appends a previous key to the file (`pugmark migrate --new-key`, key rotation).
+pub fn add_previous_key(path: &Path, key: &[u8; 32], upto: u64) -> Result<(), LedgerError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(LedgerError::io(path))?;
+    f.write_all(format!("{} {upto}\n", crate::format::to_hex(key)).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(LedgerError::io(path))
 }
 
 /// One thing found wrong.
@@ -185,6 +230,7 @@ struct State {
     /// Blocks ending after this seq must carry this ledger's MAC (format 2).
     mac_after: u64,
     mac_key: Option<[u8; 32]>,
+    previous_keys: Vec<([u8; 32], u64)>,
 }
 
 /// The blocks read so far of a batch whose batch-end block has not been seen.
@@ -365,6 +411,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         note_problems: Vec::new(),
         mac_after: 0,
         mac_key: opts.mac_key,
+        previous_keys: Vec::new(),
     };
     load_checkpoints(dir, opts, &mut st)?;
     load_notes(dir, &mut st)?;
@@ -729,6 +776,19 @@ fn load_checkpoints(dir: &Path, opts: &VerifyOptions, st: &mut State) -> Result<
         st.ckpt_problem(None, 0, "checkpoint file missing");
         return Ok(());
     };
+    st.previous_keys = if opts.previous_keys.is_empty() && opts.trusted_public_key.is_none() {
+        let p = dir.parent().map(|d| {
+            let mut s = d.join("keys").join("ledger.ed25519.pub").into_os_string();
+            s.push(PREVIOUS_KEYS_SUFFIX);
+            std::path::PathBuf::from(s)
+        });
+        match p {
+            Some(p) => read_previous_keys(&p)?,
+            None => Vec::new(),
+        }
+    } else {
+        opts.previous_keys.clone()
+    };
     let key = match opts.trusted_public_key {
         Some(k) => {
             st.report.key_pinned = true;
@@ -768,7 +828,11 @@ fn load_checkpoints(dir: &Path, opts: &VerifyOptions, st: &mut State) -> Result<
             );
             continue;
         }
-        if Some(e.public_key) != key {
+        let previous_ok = st
+            .previous_keys
+            .iter()
+            .any(|(k, upto)| *k == e.public_key && e.seq <= *upto);
+        if Some(e.public_key) != key && !previous_ok {
             st.ckpt_problem(
                 Some(e.seq),
                 *offset,
@@ -847,10 +911,17 @@ fn load_notes(dir: &Path, st: &mut State) -> Result<(), LedgerError> {
             what: format!("checkpoint note unreadable: {why}"),
         });
     }
+    let mut previous = Vec::new();
+    for (k, upto) in &st.previous_keys {
+        previous.push((verifier_key(&origin, k)?, *upto));
+    }
     for n in &nf.notes {
         let ok = vkey
             .as_deref()
-            .is_some_and(|v| verify_note(&n.note, v).is_ok());
+            .is_some_and(|v| verify_note(&n.note, v).is_ok())
+            || previous
+                .iter()
+                .any(|(v, upto)| n.checkpoint.size <= *upto && verify_note(&n.note, v).is_ok());
         let size = n.checkpoint.size;
         let what = if !ok {
             Some(format!(

@@ -120,6 +120,8 @@ pub struct Ledger {
     notes: File,
     /// The secret block MAC key, derived from the signing key's seed.
     mac_key: [u8; 32],
+    /// Tree size of the last signed note.
+    last_note_size: Option<u64>,
 }
 
 /// A block of the batch being written, before compression.
@@ -397,6 +399,7 @@ impl Ledger {
             }
         }
 
+        let mut last_version = crate::format::FORMAT_VERSION;
         let (seg, seg_file, seg_len, next_seq, head) = match segs.pop() {
             None => {
                 report.created = true;
@@ -410,6 +413,7 @@ impl Ledger {
                     .open(&seg.path)
                     .map_err(LedgerError::io(&seg.path))?;
                 let hdr = read_segment_header(&file, &seg)?;
+                last_version = hdr.version;
                 let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
                 let mut scan = scan_segment(&file, &seg, &hdr, len, true, !opts.check_sidecars)
                     .map_err(LedgerError::io(&seg.path))?;
@@ -488,8 +492,16 @@ impl Ledger {
         // created; a notes file that disappeared from a ledger holding records is not
         // recreated (that would let truncation pass unseen).
         let end = next_seq - 1;
-        let origin = match read_origin(dir)? {
+        let read = read_origin(dir)?;
+        let origin_existed = read.is_some();
+        let origin = match read {
             Some(o) => o,
+            None if end > 0 && last_version >= 2 => {
+                return Err(LedgerError::Refused(format!(
+                    "{} is missing but the ledger holds {end} records in format 2: it is not recreated (restore it, or run verify)",
+                    dir.join(crate::note::ORIGIN_FILE).display()
+                )));
+            }
             None => {
                 let o = match &opts.origin {
                     Some(o) => o.clone(),
@@ -505,7 +517,7 @@ impl Ledger {
         let notes_path = dir.join(NOTES_FILE);
         let mut last_note: Option<(u64, Hash)> = None;
         match read_notes(&notes_path)? {
-            None if end > 0 && last_ckpt.is_some() => {
+            None if end > 0 && origin_existed => {
                 return Err(LedgerError::Refused(format!(
                     "{} is missing but the ledger holds {end} records: it is not recreated (restore it, or run verify)",
                     notes_path.display()
@@ -653,6 +665,7 @@ impl Ledger {
             tree_touched: Vec::new(),
             notes,
             mac_key,
+            last_note_size: last_note.map(|(s, _)| s),
         };
         if needs_roll {
             // Migration: appends go to a new version-2 segment; version-1 segments are never
@@ -1007,7 +1020,9 @@ impl Ledger {
             return Err(LedgerError::PreviousIo);
         }
         let end = self.next_seq - 1;
-        if self.last_ckpt_seq == Some(end) || (end == 0 && self.last_ckpt_seq.is_none()) {
+        if (self.last_ckpt_seq == Some(end) && self.last_note_size == Some(end))
+            || (end == 0 && self.last_ckpt_seq.is_none())
+        {
             self.records_since_ckpt = 0;
             self.last_ckpt_at = Instant::now();
             return Ok(());
@@ -1040,6 +1055,7 @@ impl Ledger {
             return Err(e);
         }
         self.tree_touched.clear();
+        self.last_note_size = Some(end);
         self.last_ckpt_seq = Some(end);
         self.last_ckpt_at = Instant::now();
         self.records_since_ckpt = 0;

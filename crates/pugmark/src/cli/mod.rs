@@ -8,6 +8,8 @@ mod check;
 mod hunt;
 mod ingest;
 mod ingest_flow;
+mod keys;
+mod migrate;
 mod reindex;
 mod report;
 mod search;
@@ -79,6 +81,14 @@ pub enum Command {
     /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
     /// clock trouble, orphan payloads, conflicts.
     Check(check::CheckArgs),
+    /// Turn a version-1 data directory into version 2 (Merkle tree, signed checkpoint
+    /// notes), keeping every record's bytes: the old chain is verified first and both heads
+    /// go into a signed migration record.
+    Migrate(migrate::MigrateArgs),
+    /// The ledger's checkpoint signing key: create it (optionally outside the data directory)
+    /// or show where it is.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -96,6 +106,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(a),
         Command::Status(a) => serve::status(a),
         Command::Token(a) => token::run(a),
+        Command::Migrate(a) => migrate::run(a),
+        Command::Keys(a) => keys::run(a),
     }
 }
 
