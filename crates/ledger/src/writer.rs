@@ -294,11 +294,8 @@ impl Ledger {
         // A key is made only for a new ledger: a ledger whose key is missing never gets a
         // new one silently (the operator rotates it: `pugmark keys rotate`).
         let key = match load_key(&key_path)? {
-            Some(k) => {
-                // Keep the public key file beside it in step (as before).
-                load_or_create_key(&key_path)?;
-                k
-            }
+            // Its public key file is brought in step at the end, once the key is accepted.
+            Some(k) => k,
             None if !list_segments(dir)?.is_empty() => {
                 return Err(LedgerError::Refused(format!(
                     "the signing key {} is missing and the ledger already exists: a new key is never made silently; restore the key, or run `pugmark keys rotate`",
@@ -550,7 +547,7 @@ impl Ledger {
                     }
                     last_note = Some((n.checkpoint.size, n.checkpoint.root));
                     let vkey = crate::note::verifier_key(&origin, key.verifying_key().as_bytes())?;
-                    if crate::note::verify_note(&n.note, &vkey).is_err() {
+                    if !opts.rotating && crate::note::verify_note(&n.note, &vkey).is_err() {
                         return Err(LedgerError::Refused(format!(
                             "the last checkpoint note (tree size {}) is not signed by the key in {}: the key changed or the note was forged; restore the key, or run `pugmark keys rotate`",
                             n.checkpoint.size,
@@ -612,7 +609,7 @@ impl Ledger {
             if v1 && !opts.migrating {
                 return Err(LedgerError::NeedsMigration);
             }
-            if end > ck_seq && !v1 {
+            if end > ck_seq && !v1 && !opts.rotating {
                 let hdr = r.last_block_header()?;
                 let mac_ok = hdr.is_some_and(|h| {
                     crate::format::block_mac(&mac_key, &h.encode_fields()) == h.mac
@@ -667,6 +664,8 @@ impl Ledger {
             mac_key,
             last_note_size: last_note.map(|(s, _)| s),
         };
+        // The key is accepted: its public key file beside it says the same.
+        load_or_create_key(&key_path)?;
         if needs_roll {
             // Migration: appends go to a new version-2 segment; version-1 segments are never
             // written again.

@@ -9,7 +9,7 @@ mod hunt;
 mod ingest;
 mod ingest_flow;
 mod keys;
-mod migrate;
+pub(crate) mod migrate;
 mod reindex;
 mod report;
 mod search;
