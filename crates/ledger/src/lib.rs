@@ -62,7 +62,7 @@ pub use verify::{
     PREVIOUS_KEYS_SUFFIX, Problem, VerifyOptions, VerifyReport, add_previous_key,
     read_previous_keys, verify,
 };
-pub use writer::{LOCK_FILE, Ledger, OpenReport, Truncation};
+pub use writer::{LOCK_FILE, Ledger, OpenReport, Removal, Truncation};
 
 /// Name of the ledger directory inside the data directory.
 pub const LEDGER_DIR: &str = "ledger";

@@ -186,23 +186,7 @@ impl<'a> LedgerHashes<'a> {
         }
         let first = g * GROUP;
         let count = GROUP.min(self.size.saturating_sub(first));
-        let mut out = Vec::with_capacity(count as usize);
-        let reader = self.reader.borrow();
-        let mut it = reader.iter_from(first + 1);
-        while (out.len() as u64) < count {
-            match it.next_ref() {
-                Some(Ok((_, p))) => out.push(leaf_hash(p)),
-                Some(Err(e)) => return Err(e),
-                None => break,
-            }
-        }
-        if (out.len() as u64) < count {
-            return Err(LedgerError::Tree(format!(
-                "records #{}..#{} of the tree are not readable",
-                first + out.len() as u64 + 1,
-                first + count
-            )));
-        }
+        let out = self.reader.borrow().leaf_hashes(first + 1, count)?;
         *self.group.borrow_mut() = Some((g, out.clone()));
         Ok(out)
     }
@@ -489,17 +473,17 @@ pub(crate) fn restore(dir: &Path, size: u64, trusted: u64) -> Result<(Frontier, 
     let mut f = Frontier::load_aligned(dir, start).map_err(LedgerError::io(&tree))?;
     if start < size {
         let reader = LedgerReader::open(dir)?;
-        let mut it = reader.iter_from(start + 1);
+        if reader.len() < size {
+            return Err(LedgerError::Tree(format!(
+                "the ledger ends at #{} while rebuilding the tree to #{size}",
+                reader.len()
+            )));
+        }
+        // In chunks: a full rebuild of a large ledger must not hold every leaf at once.
         while f.size < size {
-            match it.next_ref() {
-                Some(Ok((_, p))) => f.push(leaf_hash(p)),
-                Some(Err(e)) => return Err(e),
-                None => {
-                    return Err(LedgerError::Tree(format!(
-                        "the ledger ends at #{} while rebuilding the tree to #{size}",
-                        f.size
-                    )));
-                }
+            let n = (size - f.size).min(1 << 20);
+            for l in reader.leaf_hashes(f.size + 1, n)? {
+                f.push(l);
             }
         }
     }

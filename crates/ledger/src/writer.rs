@@ -81,6 +81,23 @@ impl std::fmt::Display for Truncation {
     }
 }
 
+/// A segment whose payloads retention removed ([`Ledger::remove_segment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Segment number.
+    pub segment: u32,
+    /// First seq of its records.
+    pub first: u64,
+    /// Number of records.
+    pub count: u64,
+    /// Bytes of the segment file before removal.
+    pub bytes: u64,
+    /// Chain head after its last record.
+    pub head_after: [u8; 32],
+    /// Seq of the retention record (0 until it is appended).
+    pub record: u64,
+}
+
 /// The single writer of a ledger directory.
 #[derive(Debug)]
 pub struct Ledger {
@@ -219,6 +236,7 @@ fn create_segment(
         first_seq,
         prev_head,
         version: crate::format::FORMAT_VERSION,
+        flags: 0,
     };
     df.write_all(&hdr.encode())
         .and_then(|()| df.sync_data())
@@ -387,6 +405,11 @@ impl Ledger {
             let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
             let hdr = read_segment_header(&file, s)?;
             let len = file.metadata().map_err(LedgerError::io(&s.path))?.len();
+            if hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0 {
+                // Payloads removed by retention: only the stub (leaf hashes) is left.
+                crate::reader::read_removed_stub(&file, s, len)?;
+                continue;
+            }
             let scan = scan_segment(&file, s, &hdr, len, false, !opts.check_sidecars)
                 .map_err(LedgerError::io(&s.path))?;
             if scan.index_rebuilt || scan.index_extended {
@@ -1059,6 +1082,102 @@ impl Ledger {
         self.last_ckpt_at = Instant::now();
         self.records_since_ckpt = 0;
         Ok(())
+    }
+
+    /// Removes the payloads of segment `number` (retention): keeps its records' leaf hashes
+    /// and the chain head after it in a stub that replaces the segment file, so the tree,
+    /// every checkpoint and every proof of kept records stay verifiable. The removal is itself
+    /// a ledger record (`record(&facts)` makes its payload) that is appended and signed by a
+    /// checkpoint before anything is removed. Only segments that a signed checkpoint note
+    /// covers whole, never the current one. Crash-safe: the stub is written aside, synced and
+    /// renamed over the segment; a crash before the rename leaves the segment whole (and a
+    /// retention record that a rerun repeats).
+    pub fn remove_segment(
+        &mut self,
+        number: u32,
+        record: impl FnOnce(&Removal) -> Vec<u8>,
+    ) -> Result<Removal, LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        if number == 0 || number >= self.seg.number {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} is not an older segment (the current one is {})",
+                self.seg.number
+            )));
+        }
+        let reader = LedgerReader::open(&self.dir)?;
+        let segs = list_segments(&self.dir)?;
+        let seg = segs
+            .iter()
+            .find(|s| s.number == number)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number), 0, "segment file missing")
+            })?
+            .clone();
+        let next = segs
+            .iter()
+            .find(|s| s.number == number + 1)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number + 1), 0, "segment file missing")
+            })?;
+        let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
+        let hdr = read_segment_header(&file, &seg)?;
+        let bytes = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+        if hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0 {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} was already removed"
+            )));
+        }
+        let next_file = File::open(&next.path).map_err(LedgerError::io(&next.path))?;
+        let next_hdr = read_segment_header(&next_file, next)?;
+        let first = hdr.first_seq;
+        let count = next_hdr.first_seq - first;
+        let last = next_hdr.first_seq - 1;
+        if self.last_note_size.is_none_or(|s| s < last) {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} (records #{first}..#{last}) is not covered by a signed checkpoint note yet"
+            )));
+        }
+        let leaves = reader.leaf_hashes(first, count)?;
+        let facts = Removal {
+            segment: number,
+            first,
+            count,
+            bytes,
+            head_after: next_hdr.prev_head,
+            record: 0,
+        };
+        let payload = record(&facts);
+        let receipt = self.append_batch([payload.as_slice()])?;
+        self.checkpoint()?;
+        let facts = Removal {
+            record: receipt.first.get(),
+            ..facts
+        };
+        let stub = crate::format::RemovedStub {
+            count,
+            head_after: next_hdr.prev_head,
+            record: facts.record,
+            leaves: leaves.iter().map(|h| h.0).collect(),
+        };
+        let stub_hdr = SegmentHeader {
+            flags: crate::format::SEGMENT_FLAG_REMOVED,
+            version: crate::format::FORMAT_VERSION,
+            ..hdr
+        };
+        let tmp = seg.path.with_extension("dat.removing");
+        let r = (|| {
+            let mut f = File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &stub_hdr.encode())?;
+            std::io::Write::write_all(&mut f, &stub.encode())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &seg.path)?;
+            let _ = std::fs::remove_file(seg.index_path());
+            sync_dir(&self.dir)
+        })();
+        r.map_err(LedgerError::io(&seg.path))?;
+        Ok(facts)
     }
 
     /// Writes the final checkpoint and releases the lock.
