@@ -69,6 +69,28 @@ pub enum LedgerError {
         /// What is wrong.
         what: String,
     },
+    /// The Merkle tree could not be read or computed (a proof for a size the ledger does not
+    /// hold, unreadable records under a group).
+    #[error("ledger tree: {0}")]
+    Tree(String),
+    /// A checkpoint note is malformed, or its signature does not verify.
+    #[error("checkpoint note: {0}")]
+    Note(String),
+    /// The writer refuses to open: signing now would vouch for something it cannot (a missing
+    /// checkpoint file, records appended behind its back, a missing or changed key).
+    #[error("ledger writer refused: {0}")]
+    Refused(String),
+    /// The record's payload was removed by a retention policy (its leaf hash is kept).
+    #[error("record #{seq} was removed by policy (retention record #{record})")]
+    Removed {
+        /// The record asked for.
+        seq: u64,
+        /// The signed retention record that removed it.
+        record: u64,
+    },
+    /// A version-1 ledger: readers and `verify` read it, writers do not append to it.
+    #[error("the ledger is in format version 1: run `pugmark migrate` to turn it into version 2")]
+    NeedsMigration,
 }
 
 impl LedgerError {

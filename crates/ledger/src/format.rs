@@ -7,8 +7,15 @@
 
 use std::sync::LazyLock;
 
-/// Format version written by this build, in every segment header and the checkpoint file.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written by this build in every new segment header: 2 (Merkle tree, signed
+/// notes, block MACs). Version-1 segments are still read and verified.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest segment format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// Version of the binary checkpoint file header (unchanged since format 1).
+pub const CHECKPOINT_FILE_VERSION: u32 = 1;
+/// Version of the block index sidecar header (unchanged since format 1).
+pub const INDEX_VERSION: u32 = 1;
 
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"PUGMSEG\0";
@@ -116,6 +123,92 @@ pub struct SegmentHeader {
     pub first_seq: u64,
     /// Chain head after the previous segment's last record (zeros for the first segment).
     pub prev_head: [u8; 32],
+    /// Format version the segment was written in (1 or 2).
+    pub version: u32,
+    /// Flags (header bytes 20..24): [`SEGMENT_FLAG_REMOVED`] or 0.
+    pub flags: u32,
+}
+
+/// Segment header flag (format 2): the segment's payloads were removed by a retention policy;
+/// what follows the header is a [`RemovedStub`], not blocks.
+pub const SEGMENT_FLAG_REMOVED: u32 = 1;
+/// Magic of a removed segment's stub.
+pub const REMOVED_MAGIC: [u8; 8] = *b"PMRMVD\0\0";
+/// Fixed part of the stub, before the leaf hashes.
+pub const REMOVED_STUB_LEN: usize = 96;
+/// Context of the stub checksum key.
+const REMOVED_CONTEXT: &str = "pugmark ledger v2 removed segment";
+
+/// What is left of a segment whose payloads a retention policy removed: its records' leaf
+/// hashes (the Merkle tree and every proof of kept records stay computable), the chain head
+/// after its last record (the chain continues into the next segment) and the ledger record
+/// that removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedStub {
+    /// Number of records the segment held.
+    pub count: u64,
+    /// Chain head after the segment's last record.
+    pub head_after: [u8; 32],
+    /// Seq of the (signed) retention record that removed the payloads.
+    pub record: u64,
+    /// Leaf hashes of the records, in order.
+    pub leaves: Vec<[u8; 32]>,
+}
+
+impl RemovedStub {
+    /// Encodes the stub (the bytes after the segment header).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(REMOVED_STUB_LEN + 32 * self.leaves.len());
+        b.extend_from_slice(&REMOVED_MAGIC);
+        b.extend_from_slice(&self.count.to_le_bytes());
+        b.extend_from_slice(&self.head_after);
+        b.extend_from_slice(&self.record.to_le_bytes());
+        b.extend_from_slice(&[0u8; 8]);
+        let sum = self.checksum();
+        b.extend_from_slice(&sum);
+        for l in &self.leaves {
+            b.extend_from_slice(l);
+        }
+        b
+    }
+
+    fn checksum(&self) -> [u8; 32] {
+        let key = blake3::derive_key(REMOVED_CONTEXT, b"");
+        let mut h = blake3::Hasher::new_keyed(&key);
+        h.update(&self.count.to_le_bytes());
+        h.update(&self.head_after);
+        h.update(&self.record.to_le_bytes());
+        for l in &self.leaves {
+            h.update(l);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// Decodes a stub; `Err` says what is wrong (damage).
+    pub fn decode(b: &[u8]) -> Result<RemovedStub, &'static str> {
+        if b.len() < REMOVED_STUB_LEN || b[0..8] != REMOVED_MAGIC {
+            return Err("removed-segment stub header damaged");
+        }
+        let count = le_u64(b, 8);
+        let leaves_len = count
+            .checked_mul(32)
+            .filter(|n| *n == (b.len() - REMOVED_STUB_LEN) as u64)
+            .ok_or("removed-segment stub length does not match its record count")?;
+        let _ = leaves_len;
+        let stub = RemovedStub {
+            count,
+            head_after: arr32(b, 16),
+            record: le_u64(b, 48),
+            leaves: b[REMOVED_STUB_LEN..]
+                .chunks_exact(32)
+                .map(|c| arr32(c, 0))
+                .collect(),
+        };
+        if stub.checksum() != arr32(b, 64) {
+            return Err("removed-segment stub checksum mismatch");
+        }
+        Ok(stub)
+    }
 }
 
 /// Why a segment header could not be accepted.
@@ -136,10 +229,11 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         b[16..20].copy_from_slice(&self.number.to_le_bytes());
         // 20..24 flags, zero in format 1.
+        b[20..24].copy_from_slice(&self.flags.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_seq.to_le_bytes());
         b[32..64].copy_from_slice(&self.prev_head);
         // 64..112 reserved, zero.
@@ -158,7 +252,7 @@ impl SegmentHeader {
             return Err(SegmentHeaderError::Magic);
         }
         let version = le_u32(b, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(SegmentHeaderError::Version(version));
         }
         if b.len() < SEGMENT_HEADER_LEN {
@@ -174,6 +268,8 @@ impl SegmentHeader {
             number: le_u32(b, 16),
             first_seq: le_u64(b, 24),
             prev_head: arr32(b, 32),
+            version,
+            flags: le_u32(b, 20),
         })
     }
 }
@@ -198,6 +294,8 @@ pub struct BlockHeader {
     pub head: [u8; 32],
     /// Last block of its batch ([`BLOCK_FLAG_BATCH_END`] in byte 57).
     pub batch_end: bool,
+    /// Format 2: the block MAC (header bytes 58..64, see [`block_mac`]); zeros in format 1.
+    pub mac: [u8; MAC_LEN],
     /// Checksum over header bytes 0..64 and the compressed bytes.
     pub checksum: [u8; 16],
 }
@@ -225,7 +323,7 @@ impl BlockHeader {
         } else {
             0
         };
-        // 58..64 reserved, zero.
+        b[58..64].copy_from_slice(&self.mac);
         b
     }
 
@@ -235,10 +333,7 @@ impl BlockHeader {
         if b[0..4] != BLOCK_MAGIC {
             return Err("bad block magic");
         }
-        if b[56] != CODEC_ZSTD
-            || b[57] & !BLOCK_FLAGS_KNOWN != 0
-            || b[58..64].iter().any(|&x| x != 0)
-        {
+        if b[56] != CODEC_ZSTD || b[57] & !BLOCK_FLAGS_KNOWN != 0 {
             return Err("unknown block codec or flags");
         }
         let h = BlockHeader {
@@ -248,6 +343,7 @@ impl BlockHeader {
             uncompressed_len: le_u32(b, 20),
             head: arr32(b, 24),
             batch_end: b[57] & BLOCK_FLAG_BATCH_END != 0,
+            mac: [b[58], b[59], b[60], b[61], b[62], b[63]],
             checksum: arr16(b, 64),
         };
         if h.count == 0 || h.first_seq == 0 {
@@ -284,6 +380,27 @@ pub fn block_checksum(header_fields: &[u8], compressed: &[u8]) -> [u8; 16] {
     h.update(header_fields);
     h.update(compressed);
     arr16(h.finalize().as_bytes(), 0)
+}
+
+/// Bytes of the block MAC kept in block header bytes 58..64.
+pub const MAC_LEN: usize = 6;
+/// Context deriving the MAC key from the ledger's private key seed.
+const MAC_CONTEXT: &str = "pugmark ledger v2 block mac";
+
+/// The secret MAC key of a ledger: `derive_key("pugmark ledger v2 block mac", seed)`, where
+/// `seed` is the 32-byte Ed25519 private key seed that signs the checkpoints.
+pub fn mac_key(seed: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key(MAC_CONTEXT, seed)
+}
+
+/// The block MAC: first 6 bytes of `BLAKE3-keyed(K_mac, header bytes 0..58)`. The header holds
+/// the block's first seq, count and chain head after its last record, and the chain commits to
+/// every record before it, so a valid MAC on a block vouches for the whole ledger up to it.
+pub fn block_mac(key: &[u8; 32], header_fields: &[u8]) -> [u8; MAC_LEN] {
+    let h = blake3::keyed_hash(key, &header_fields[..58]);
+    let mut m = [0u8; MAC_LEN];
+    m.copy_from_slice(&h.as_bytes()[..MAC_LEN]);
+    m
 }
 
 /// Appends one record's framing and payload to a block's uncompressed area.
@@ -400,7 +517,7 @@ impl CheckpointEntry {
 pub fn checkpoint_file_header() -> [u8; CHECKPOINT_FILE_HEADER_LEN] {
     let mut b = [0u8; CHECKPOINT_FILE_HEADER_LEN];
     b[0..8].copy_from_slice(&CHECKPOINT_FILE_MAGIC);
-    b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    b[8..12].copy_from_slice(&CHECKPOINT_FILE_VERSION.to_le_bytes());
     b
 }
 
@@ -410,7 +527,7 @@ pub fn check_checkpoint_file_header(b: &[u8]) -> Result<(), Option<u32>> {
         return Err(None);
     }
     let v = le_u32(b, 8);
-    if v != FORMAT_VERSION {
+    if v != CHECKPOINT_FILE_VERSION {
         return Err(Some(v));
     }
     if b[12..16] != [0; 4] {
@@ -423,7 +540,7 @@ pub fn check_checkpoint_file_header(b: &[u8]) -> Result<(), Option<u32>> {
 pub fn index_header() -> [u8; INDEX_HEADER_LEN] {
     let mut b = [0u8; INDEX_HEADER_LEN];
     b[0..4].copy_from_slice(&INDEX_MAGIC);
-    b[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    b[4..8].copy_from_slice(&INDEX_VERSION.to_le_bytes());
     b
 }
 
@@ -504,16 +621,18 @@ mod tests {
             number: 3,
             first_seq: 77,
             prev_head: [9; 32],
+            version: FORMAT_VERSION,
+            flags: 0,
         };
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[30] ^= 1;
         assert_eq!(SegmentHeader::decode(&b), Err(SegmentHeaderError::Checksum));
         let mut v = h.encode();
-        v[8] = 2;
+        v[8] = 3;
         assert_eq!(
             SegmentHeader::decode(&v),
-            Err(SegmentHeaderError::Version(2))
+            Err(SegmentHeaderError::Version(3))
         );
     }
 
@@ -527,8 +646,10 @@ mod tests {
             uncompressed_len: 40,
             head: [1; 32],
             batch_end: true,
+            mac: [0; MAC_LEN],
             checksum: [0; 16],
         };
+        h.mac = block_mac(&mac_key(&[3; 32]), &h.encode_fields());
         h.checksum = block_checksum(&h.encode_fields()[..64], compressed);
         let b = h.encode();
         assert_eq!(b[57], BLOCK_FLAG_BATCH_END);
@@ -540,13 +661,14 @@ mod tests {
         let mut cleared = h;
         cleared.batch_end = false;
         assert!(!cleared.checksum_ok(compressed));
-        // Unknown flag bits and reserved bytes are refused.
+        // Unknown flag bits are refused; the MAC depends on the key and on the header.
         let mut bad = b;
         bad[57] |= 0x02;
         assert!(BlockHeader::decode(&bad).is_err());
-        let mut bad = b;
-        bad[60] = 1;
-        assert!(BlockHeader::decode(&bad).is_err());
+        assert_ne!(h.mac, block_mac(&mac_key(&[4; 32]), &h.encode_fields()));
+        let mut moved = h;
+        moved.first_seq += 1;
+        assert_ne!(h.mac, block_mac(&mac_key(&[3; 32]), &moved.encode_fields()));
     }
 
     #[test]

@@ -30,6 +30,8 @@ mod checkpoint;
 mod error;
 mod fileio;
 mod format;
+mod merkle;
+mod note;
 mod reader;
 mod segment;
 #[doc(hidden)]
@@ -40,14 +42,27 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use checkpoint::{CHECKPOINT_FILE, public_key_path, read_public_key};
+pub use checkpoint::{CHECKPOINT_FILE, create_key, parse_key, public_key_path, read_public_key};
 pub use error::LedgerError;
 pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
-pub use format::{FORMAT_VERSION, MAX_RECORD_LEN};
+pub use format::{FORMAT_VERSION, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION, block_mac, mac_key};
+pub use merkle::{
+    EMPTY_HASH, GROUP, HASH_SIZE, Hash, MAX_PROOF_LEN, RecordProof, STORED_LEVEL, TREE_DIR,
+    TreeProof, check_consistency, check_inclusion, check_record, check_tree, leaf_hash, level_path,
+    node_hash, root_of,
+};
+pub use note::{
+    COSIGNATURES_FILE, CheckpointFields, NOTES_FILE, NotesFile, ORIGIN_FILE, StoredNote,
+    append_cosigned, latest_checkpoint, merged, parse_checkpoint, parse_notes, read_notes,
+    read_origin, valid_origin, verifier_key, verify_note,
+};
 pub use reader::{LedgerReader, Records};
-pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
-pub use writer::{LOCK_FILE, Ledger, OpenReport, Truncation};
+pub use verify::{
+    PREVIOUS_KEYS_SUFFIX, Problem, VerifyOptions, VerifyReport, add_previous_key,
+    read_previous_keys, verify,
+};
+pub use writer::{LOCK_FILE, Ledger, OpenReport, Removal, Truncation};
 
 /// Name of the ledger directory inside the data directory.
 pub const LEDGER_DIR: &str = "ledger";
@@ -119,6 +134,16 @@ pub struct LedgerOptions {
     /// headers and rewrite it when it differs (default false: only the last entry is checked).
     /// `pugmark reindex` sets it, so the damaged sidecars `verify` reports are rewritten.
     pub check_sidecars: bool,
+    /// Log origin for a ledger being created (default: `pugmark.<random hex>/ledger`);
+    /// ignored once the ledger has one (`ledger/origin`).
+    pub origin: Option<String>,
+    /// Open a version-1 ledger to migrate it (`pugmark migrate`): a new version-2 segment is
+    /// started at open. Without it a version-1 ledger is refused (`NeedsMigration`).
+    pub migrating: bool,
+    /// Open with a key that did not sign the last checkpoint note, accepting records after
+    /// the last signed checkpoint that it cannot authenticate (`pugmark keys rotate` only: it
+    /// appends a rotation record naming both keys and that range, then checkpoints).
+    pub rotating: bool,
 }
 
 impl Default for LedgerOptions {
@@ -132,6 +157,9 @@ impl Default for LedgerOptions {
             sync: true,
             key_path: PathBuf::new(),
             check_sidecars: false,
+            origin: None,
+            migrating: false,
+            rotating: false,
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 
-use crate::checkpoint::{CHECKPOINT_FILE, load_or_create_key, read_checkpoints, sign};
+use crate::checkpoint::{CHECKPOINT_FILE, load_key, load_or_create_key, read_checkpoints, sign};
 use crate::error::LedgerError;
 use crate::fileio::{DataFile, Faults, sync_dir};
 use crate::format::{
@@ -22,6 +22,11 @@ use crate::format::{
     SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
     segment_file_name, tag_of,
 };
+use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, leaf_hash};
+use crate::note::{
+    NOTES_FILE, append_note, new_origin, read_notes, read_origin, sign_checkpoint, write_origin,
+};
+use crate::reader::LedgerReader;
 use crate::segment::{
     SegmentPath, Stop, Unfinished, list_segments, read_segment_header, scan_segment, write_index,
 };
@@ -76,6 +81,23 @@ impl std::fmt::Display for Truncation {
     }
 }
 
+/// A segment whose payloads retention removed ([`Ledger::remove_segment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Segment number.
+    pub segment: u32,
+    /// First seq of its records.
+    pub first: u64,
+    /// Number of records.
+    pub count: u64,
+    /// Bytes of the segment file before removal.
+    pub bytes: u64,
+    /// Chain head after its last record.
+    pub head_after: [u8; 32],
+    /// Seq of the retention record (0 until it is appended).
+    pub record: u64,
+}
+
 /// The single writer of a ledger directory.
 #[derive(Debug)]
 pub struct Ledger {
@@ -103,6 +125,20 @@ pub struct Ledger {
     areas: Vec<PendingBlock>,
     out: Vec<u8>,
     pending_idx: Vec<(u64, u64)>,
+    /// The log origin (`ledger/origin`), the name in every checkpoint note.
+    origin: String,
+    /// The Merkle tree's right edge at `next_seq - 1` leaves.
+    frontier: Frontier,
+    /// Leaf hashes of the batch being written.
+    leaves: Vec<Hash>,
+    /// Tree levels appended to since the last checkpoint (synced before the next note).
+    tree_touched: Vec<u8>,
+    /// `ledger/checkpoint-notes`, opened for appending.
+    notes: File,
+    /// The secret block MAC key, derived from the signing key's seed.
+    mac_key: [u8; 32],
+    /// Tree size of the last signed note.
+    last_note_size: Option<u64>,
 }
 
 /// A block of the batch being written, before compression.
@@ -199,6 +235,8 @@ fn create_segment(
         number,
         first_seq,
         prev_head,
+        version: crate::format::FORMAT_VERSION,
+        flags: 0,
     };
     df.write_all(&hdr.encode())
         .and_then(|()| df.sync_data())
@@ -271,7 +309,20 @@ impl Ledger {
     ) -> Result<(Ledger, OpenReport), LedgerError> {
         let mut report = OpenReport::default();
         let key_path = opts.resolved_key_path(dir);
-        let key = load_or_create_key(&key_path)?;
+        // A key is made only for a new ledger: a ledger whose key is missing never gets a
+        // new one silently (the operator rotates it: `pugmark keys rotate`).
+        let key = match load_key(&key_path)? {
+            // Its public key file is brought in step at the end, once the key is accepted.
+            Some(k) => k,
+            None if !list_segments(dir)?.is_empty() => {
+                return Err(LedgerError::Refused(format!(
+                    "the signing key {} is missing and the ledger already exists: a new key is never made silently; restore the key, or run `pugmark keys rotate`",
+                    key_path.display()
+                )));
+            }
+            None => load_or_create_key(&key_path)?,
+        };
+        let mac_key = crate::format::mac_key(&key.to_bytes());
 
         // Checkpoints: create the file, or cut a torn partial entry.
         let ckpt_path = dir.join(CHECKPOINT_FILE);
@@ -354,6 +405,11 @@ impl Ledger {
             let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
             let hdr = read_segment_header(&file, s)?;
             let len = file.metadata().map_err(LedgerError::io(&s.path))?.len();
+            if hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0 {
+                // Payloads removed by retention: only the stub (leaf hashes) is left.
+                crate::reader::read_removed_stub(&file, s, len)?;
+                continue;
+            }
             let scan = scan_segment(&file, s, &hdr, len, false, !opts.check_sidecars)
                 .map_err(LedgerError::io(&s.path))?;
             if scan.index_rebuilt || scan.index_extended {
@@ -363,6 +419,7 @@ impl Ledger {
             }
         }
 
+        let mut last_version = crate::format::FORMAT_VERSION;
         let (seg, seg_file, seg_len, next_seq, head) = match segs.pop() {
             None => {
                 report.created = true;
@@ -376,6 +433,7 @@ impl Ledger {
                     .open(&seg.path)
                     .map_err(LedgerError::io(&seg.path))?;
                 let hdr = read_segment_header(&file, &seg)?;
+                last_version = hdr.version;
                 let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
                 let mut scan = scan_segment(&file, &seg, &hdr, len, true, !opts.check_sidecars)
                     .map_err(LedgerError::io(&seg.path))?;
@@ -450,12 +508,156 @@ impl Ledger {
                 ));
             }
         }
+        // The log origin and the signed notes: a ledger's origin is chosen once, when it is
+        // created; a notes file that disappeared from a ledger holding records is not
+        // recreated (that would let truncation pass unseen).
+        let end = next_seq - 1;
+        let read = read_origin(dir)?;
+        let origin_existed = read.is_some();
+        let origin = match read {
+            Some(o) => o,
+            None if end > 0 && last_version >= 2 => {
+                return Err(LedgerError::Refused(format!(
+                    "{} is missing but the ledger holds {end} records in format 2: it is not recreated (restore it, or run verify)",
+                    dir.join(crate::note::ORIGIN_FILE).display()
+                )));
+            }
+            None => {
+                let o = match &opts.origin {
+                    Some(o) => o.clone(),
+                    None => new_origin()?,
+                };
+                if !crate::note::valid_origin(&o) {
+                    return Err(LedgerError::InvalidOption(format!("log origin {o:?}")));
+                }
+                write_origin(dir, &o)?;
+                o
+            }
+        };
+        let notes_path = dir.join(NOTES_FILE);
+        let mut last_note: Option<(u64, Hash)> = None;
+        match read_notes(&notes_path)? {
+            None if end > 0 && origin_existed => {
+                return Err(LedgerError::Refused(format!(
+                    "{} is missing but the ledger holds {end} records: it is not recreated (restore it, or run verify)",
+                    notes_path.display()
+                )));
+            }
+            None => {}
+            Some(nf) => {
+                if nf.torn_bytes > 0 {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&notes_path)
+                        .map_err(LedgerError::io(&notes_path))?;
+                    f.set_len(nf.valid_len)
+                        .and_then(|()| f.sync_all())
+                        .map_err(LedgerError::io(&notes_path))?;
+                    report.truncated.push(Truncation {
+                        segment: NOTES_FILE.into(),
+                        offset: nf.valid_len,
+                        bytes: nf.torn_bytes,
+                        records_lost: None,
+                        why: "partial checkpoint note".into(),
+                    });
+                }
+                if let Some(n) = nf.notes.last() {
+                    if n.checkpoint.origin != origin {
+                        return Err(LedgerError::Refused(format!(
+                            "the last checkpoint note names origin {:?}, the ledger is {origin:?}",
+                            n.checkpoint.origin
+                        )));
+                    }
+                    last_note = Some((n.checkpoint.size, n.checkpoint.root));
+                    let vkey = crate::note::verifier_key(&origin, key.verifying_key().as_bytes())?;
+                    if !opts.rotating && crate::note::verify_note(&n.note, &vkey).is_err() {
+                        return Err(LedgerError::Refused(format!(
+                            "the last checkpoint note (tree size {}) is not signed by the key in {}: the key changed or the note was forged; restore the key, or run `pugmark keys rotate`",
+                            n.checkpoint.size,
+                            key_path.display()
+                        )));
+                    }
+                }
+            }
+        }
+        let notes = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&notes_path)
+            .map_err(LedgerError::io(&notes_path))?;
+        if let Some((size, _)) = last_note
+            && size > end
+        {
+            return Err(LedgerError::corrupted(
+                NOTES_FILE,
+                0,
+                format!(
+                    "checkpoint note for tree size {size} is beyond the ledger end #{end}: records were removed"
+                ),
+            ));
+        }
+        // The tree: trusted up to the last signed note, recomputed from the records after it,
+        // and its root at that note must be the signed one.
+        let trusted = last_note.map_or(0, |(s, _)| s);
+        let (mut frontier, _reread) = crate::merkle::restore(dir, end, trusted)?;
+        if let Some((size, root)) = last_note {
+            let root_at = |frontier: &Frontier| -> Result<Hash, LedgerError> {
+                if size == end {
+                    return Ok(frontier.root());
+                }
+                let mut r = LedgerReader::open(dir)?;
+                let files = TreeFiles::open(dir);
+                LedgerHashes::new(&files, &mut r, size).root()
+            };
+            if root_at(&frontier)? != root {
+                // The tree files are derived: rebuild them whole from the records before
+                // concluding that the records changed.
+                frontier = crate::merkle::restore(dir, end, 0)?.0;
+                report.index_rebuilt.push(crate::merkle::TREE_DIR.into());
+                if root_at(&frontier)? != root {
+                    return Err(LedgerError::Refused(format!(
+                        "the ledger's tree at size {size} does not match the signed checkpoint note: records were changed; run verify"
+                    )));
+                }
+            }
+        }
+        // Records past the last signed checkpoint must be this writer's: the last block's MAC
+        // (secret key) must verify and the chain recomputed from the checkpoint must reach
+        // its head. Otherwise they were appended behind the writer's back and signing now
+        // would vouch for them.
+        let (ck_seq, ck_head) = last_ckpt.unwrap_or((0, [0; 32]));
+        let needs_roll = {
+            let r = LedgerReader::open(dir)?;
+            let v1 = r.last_segment_version() == Some(1);
+            if v1 && !opts.migrating {
+                return Err(LedgerError::NeedsMigration);
+            }
+            if end > ck_seq && !v1 && !opts.rotating {
+                let hdr = r.last_block_header()?;
+                let mac_ok = hdr.is_some_and(|h| {
+                    crate::format::block_mac(&mac_key, &h.encode_fields()) == h.mac
+                });
+                let mut h = ck_head;
+                let mut it = r.iter_from(ck_seq + 1);
+                while let Some(x) = it.next_ref() {
+                    let (s, p) = x?;
+                    h = chain_step(&h, s.get(), p);
+                }
+                if !mac_ok || h != head {
+                    return Err(LedgerError::Refused(format!(
+                        "records #{}..#{end} after the last signed checkpoint were not written with this ledger's key (appended behind the writer's back, or the key changed); run verify",
+                        ck_seq + 1
+                    )));
+                }
+            }
+            v1
+        };
         let idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
         report.segments = seg.number;
         report.next_seq = next_seq;
         report.last_checkpoint = last_ckpt.map(|(c, _)| c);
         let level = opts.zstd_level;
-        let ledger = Ledger {
+        let mut ledger = Ledger {
             dir: dir.to_path_buf(),
             opts,
             _lock: lock,
@@ -477,7 +679,21 @@ impl Ledger {
             areas: Vec::new(),
             out: Vec::new(),
             pending_idx: Vec::new(),
+            origin,
+            frontier,
+            leaves: Vec::new(),
+            tree_touched: Vec::new(),
+            notes,
+            mac_key,
+            last_note_size: last_note.map(|(s, _)| s),
         };
+        // The key is accepted: its public key file beside it says the same.
+        load_or_create_key(&key_path)?;
+        if needs_roll {
+            // Migration: appends go to a new version-2 segment; version-1 segments are never
+            // written again.
+            ledger.roll_segment(ledger.next_seq, ledger.head)?;
+        }
         Ok((ledger, report))
     }
 
@@ -547,6 +763,31 @@ impl Ledger {
         self.key.verifying_key().to_bytes()
     }
 
+    /// The log origin: the first line of every checkpoint note and the key name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The C2SP verifier key (`origin+keyid+base64`) of this ledger's checkpoint notes.
+    pub fn verifier_key(&self) -> Result<String, LedgerError> {
+        crate::note::verifier_key(&self.origin, &self.public_key())
+    }
+
+    /// Size of the Merkle tree (= the last seq appended).
+    pub fn tree_size(&self) -> u64 {
+        self.frontier.size
+    }
+
+    /// Root of the Merkle tree over every record appended.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// The latest checkpoint note, with every recorded cosignature merged in.
+    pub fn latest_checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        crate::note::latest_checkpoint(&self.dir)
+    }
+
     /// The ledger directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -580,6 +821,11 @@ impl Ledger {
             self.failed = true;
         }
         result?;
+        // The batch is durable: a failure to extend the tree files must not make the caller
+        // append it again. The writer is marked failed; `recover` rebuilds the tree.
+        if self.flush_tree().is_err() {
+            self.failed = true;
+        }
         self.records_since_ckpt += recs.len() as u64;
         let receipt = Receipt {
             first: Seq(first),
@@ -616,6 +862,8 @@ impl Ledger {
         let level = self.level;
         // Spare blocks from earlier batches: their buffers are reused.
         let mut pool = std::mem::take(&mut self.areas);
+        let leaves = &mut self.leaves;
+        leaves.clear();
         let several_blocks = recs.iter().map(|r| r.len() + 8).sum::<usize>() > max;
         let [cx0, cx1] = &mut self.zstd;
         let (blocks, compressed) = std::thread::scope(|sc| {
@@ -648,6 +896,7 @@ impl Ledger {
                     b
                 });
                 head = chain_step(&head, seq, r);
+                leaves.push(leaf_hash(r));
                 push_record(&mut b.area, tag_of(&head), r);
                 b.count += 1;
                 b.head = head;
@@ -696,6 +945,26 @@ impl Ledger {
         self.flush_out()?;
         self.next_seq = seq;
         self.head = head;
+        for l in self.leaves.drain(..) {
+            self.frontier.push(l);
+        }
+        Ok(())
+    }
+
+    /// Appends the tree hashes the last batch completed (derived data, written after the
+    /// batch is durable and synced before the next checkpoint note signs a root over them).
+    fn flush_tree(&mut self) -> Result<(), LedgerError> {
+        if self.frontier.dirty() {
+            let touched = self
+                .frontier
+                .flush(&self.dir)
+                .map_err(LedgerError::io(self.dir.join(crate::merkle::TREE_DIR)))?;
+            for l in touched {
+                if !self.tree_touched.contains(&l) {
+                    self.tree_touched.push(l);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -710,8 +979,10 @@ impl Ledger {
             uncompressed_len: b.area.len() as u32,
             head: b.head,
             batch_end,
+            mac: [0; crate::format::MAC_LEN],
             checksum: [0; 16],
         };
+        h.mac = crate::format::block_mac(&self.mac_key, &h.encode_fields());
         h.checksum = block_checksum(&h.encode_fields()[..64], &b.compressed);
         self.pending_idx.push((b.first, self.out.len() as u64));
         self.out.extend_from_slice(&h.encode());
@@ -771,7 +1042,9 @@ impl Ledger {
             return Err(LedgerError::PreviousIo);
         }
         let end = self.next_seq - 1;
-        if self.last_ckpt_seq == Some(end) || (end == 0 && self.last_ckpt_seq.is_none()) {
+        if (self.last_ckpt_seq == Some(end) && self.last_note_size == Some(end))
+            || (end == 0 && self.last_ckpt_seq.is_none())
+        {
             self.records_since_ckpt = 0;
             self.last_ckpt_at = Instant::now();
             return Ok(());
@@ -790,10 +1063,121 @@ impl Ledger {
             self.failed = true;
             return Err(LedgerError::io(path)(e));
         }
+        // The signed note over the Merkle root: the tree files it rests on are synced first.
+        let r = Frontier::sync(&self.dir, &self.tree_touched)
+            .map_err(LedgerError::io(self.dir.join(crate::merkle::TREE_DIR)))
+            .and_then(|()| {
+                debug_assert_eq!(self.frontier.size, end);
+                let note = sign_checkpoint(&self.origin, &self.key, end, self.frontier.root())?;
+                append_note(&mut self.notes, &note)
+                    .map_err(LedgerError::io(self.dir.join(NOTES_FILE)))
+            });
+        if let Err(e) = r {
+            self.failed = true;
+            return Err(e);
+        }
+        self.tree_touched.clear();
+        self.last_note_size = Some(end);
         self.last_ckpt_seq = Some(end);
         self.last_ckpt_at = Instant::now();
         self.records_since_ckpt = 0;
         Ok(())
+    }
+
+    /// Removes the payloads of segment `number` (retention): keeps its records' leaf hashes
+    /// and the chain head after it in a stub that replaces the segment file, so the tree,
+    /// every checkpoint and every proof of kept records stay verifiable. The removal is itself
+    /// a ledger record (`record(&facts)` makes its payload) that is appended and signed by a
+    /// checkpoint before anything is removed. Only segments that a signed checkpoint note
+    /// covers whole, never the current one. Crash-safe: the stub is written aside, synced and
+    /// renamed over the segment; a crash before the rename leaves the segment whole (and a
+    /// retention record that a rerun repeats).
+    pub fn remove_segment(
+        &mut self,
+        number: u32,
+        record: impl FnOnce(&Removal) -> Vec<u8>,
+    ) -> Result<Removal, LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        if number == 0 || number >= self.seg.number {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} is not an older segment (the current one is {})",
+                self.seg.number
+            )));
+        }
+        let reader = LedgerReader::open(&self.dir)?;
+        let segs = list_segments(&self.dir)?;
+        let seg = segs
+            .iter()
+            .find(|s| s.number == number)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number), 0, "segment file missing")
+            })?
+            .clone();
+        let next = segs
+            .iter()
+            .find(|s| s.number == number + 1)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number + 1), 0, "segment file missing")
+            })?;
+        let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
+        let hdr = read_segment_header(&file, &seg)?;
+        let bytes = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+        if hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0 {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} was already removed"
+            )));
+        }
+        let next_file = File::open(&next.path).map_err(LedgerError::io(&next.path))?;
+        let next_hdr = read_segment_header(&next_file, next)?;
+        let first = hdr.first_seq;
+        let count = next_hdr.first_seq - first;
+        let last = next_hdr.first_seq - 1;
+        if self.last_note_size.is_none_or(|s| s < last) {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} (records #{first}..#{last}) is not covered by a signed checkpoint note yet"
+            )));
+        }
+        let leaves = reader.leaf_hashes(first, count)?;
+        let facts = Removal {
+            segment: number,
+            first,
+            count,
+            bytes,
+            head_after: next_hdr.prev_head,
+            record: 0,
+        };
+        let payload = record(&facts);
+        let receipt = self.append_batch([payload.as_slice()])?;
+        self.checkpoint()?;
+        let facts = Removal {
+            record: receipt.first.get(),
+            ..facts
+        };
+        let stub = crate::format::RemovedStub {
+            count,
+            head_after: next_hdr.prev_head,
+            record: facts.record,
+            leaves: leaves.iter().map(|h| h.0).collect(),
+        };
+        let stub_hdr = SegmentHeader {
+            flags: crate::format::SEGMENT_FLAG_REMOVED,
+            version: crate::format::FORMAT_VERSION,
+            ..hdr
+        };
+        let tmp = seg.path.with_extension("dat.removing");
+        let r = (|| {
+            let mut f = File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &stub_hdr.encode())?;
+            std::io::Write::write_all(&mut f, &stub.encode())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &seg.path)?;
+            let _ = std::fs::remove_file(seg.index_path());
+            sync_dir(&self.dir)
+        })();
+        r.map_err(LedgerError::io(&seg.path))?;
+        Ok(facts)
     }
 
     /// Writes the final checkpoint and releases the lock.

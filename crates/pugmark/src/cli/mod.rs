@@ -9,6 +9,8 @@ mod hunt;
 mod ingest;
 mod ingest_flow;
 mod man;
+mod keys;
+pub(crate) mod migrate;
 mod reindex;
 mod report;
 mod search;
@@ -91,6 +93,14 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish); for packaging.
     #[command(hide = true)]
     Completions(man::CompletionsArgs),
+    /// Turn a version-1 data directory into version 2 (Merkle tree, signed checkpoint
+    /// notes), keeping every record's bytes: the old chain is verified first and both heads
+    /// go into a signed migration record.
+    Migrate(migrate::MigrateArgs),
+    /// The ledger's checkpoint signing key: create it (optionally outside the data directory)
+    /// or show where it is.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -111,6 +121,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man(a) => man::man(a),
         Command::Completions(a) => man::completions(a),
         Command::SiteConfig(a) => site_config::run(a),
+        Command::Migrate(a) => migrate::run(a),
+        Command::Keys(a) => keys::run(a),
     }
 }
 
