@@ -16,6 +16,7 @@ mod timeline;
 mod token;
 mod verify;
 mod who;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -79,6 +80,9 @@ pub enum Command {
     /// Hold the sources against each other: forged hostnames, silent VMs, unknown hosts,
     /// clock trouble, orphan payloads, conflicts.
     Check(check::CheckArgs),
+    /// Run a witness for other sites' ledgers (C2SP tlog-witness): it cosigns each new
+    /// checkpoint only if it extends the last one it saw.
+    Witness(witness::WitnessArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -96,6 +100,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(a),
         Command::Status(a) => serve::status(a),
         Command::Token(a) => token::run(a),
+        Command::Witness(a) => witness::run(a),
     }
 }
 
