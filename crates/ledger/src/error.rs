@@ -69,6 +69,17 @@ pub enum LedgerError {
         /// What is wrong.
         what: String,
     },
+    /// The Merkle tree could not be read or computed (a proof for a size the ledger does not
+    /// hold, unreadable records under a group).
+    #[error("ledger tree: {0}")]
+    Tree(String),
+    /// A checkpoint note is malformed, or its signature does not verify.
+    #[error("checkpoint note: {0}")]
+    Note(String),
+    /// The writer refuses to open: signing now would vouch for something it cannot (a missing
+    /// checkpoint file, records appended behind its back, a missing or changed key).
+    #[error("ledger writer refused: {0}")]
+    Refused(String),
 }
 
 impl LedgerError {

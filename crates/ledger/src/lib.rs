@@ -30,6 +30,8 @@ mod checkpoint;
 mod error;
 mod fileio;
 mod format;
+mod merkle;
+mod note;
 mod reader;
 mod segment;
 #[doc(hidden)]
@@ -45,6 +47,15 @@ pub use error::LedgerError;
 pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
 pub use format::{FORMAT_VERSION, MAX_RECORD_LEN};
+pub use merkle::{
+    EMPTY_HASH, GROUP, HASH_SIZE, Hash, RecordProof, STORED_LEVEL, TREE_DIR, TreeProof,
+    check_record, check_tree, leaf_hash, level_path, node_hash, root_of,
+};
+pub use note::{
+    COSIGNATURES_FILE, CheckpointFields, NOTES_FILE, NotesFile, ORIGIN_FILE, StoredNote,
+    append_cosigned, latest_checkpoint, merged, parse_checkpoint, parse_notes, read_notes,
+    read_origin, valid_origin, verifier_key, verify_note,
+};
 pub use reader::{LedgerReader, Records};
 pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
 pub use writer::{LOCK_FILE, Ledger, OpenReport, Truncation};
@@ -119,6 +130,9 @@ pub struct LedgerOptions {
     /// headers and rewrite it when it differs (default false: only the last entry is checked).
     /// `pugmark reindex` sets it, so the damaged sidecars `verify` reports are rewritten.
     pub check_sidecars: bool,
+    /// Log origin for a ledger being created (default: `pugmark.<random hex>/ledger`);
+    /// ignored once the ledger has one (`ledger/origin`).
+    pub origin: Option<String>,
 }
 
 impl Default for LedgerOptions {
@@ -132,6 +146,7 @@ impl Default for LedgerOptions {
             sync: true,
             key_path: PathBuf::new(),
             check_sidecars: false,
+            origin: None,
         }
     }
 }

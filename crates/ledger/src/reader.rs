@@ -156,7 +156,7 @@ fn locate(segs: &[SegInfo], seq: u64) -> Option<(usize, usize)> {
 
 /// Read-only view of a ledger directory as of open time.
 pub struct LedgerReader {
-    dir: PathBuf,
+    pub(crate) dir: PathBuf,
     segs: Arc<Vec<SegInfo>>,
     len: u64,
     cache: Decoded,

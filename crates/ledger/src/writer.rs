@@ -22,6 +22,11 @@ use crate::format::{
     SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
     segment_file_name, tag_of,
 };
+use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, leaf_hash};
+use crate::note::{
+    NOTES_FILE, append_note, new_origin, read_notes, read_origin, sign_checkpoint, write_origin,
+};
+use crate::reader::LedgerReader;
 use crate::segment::{
     SegmentPath, Stop, Unfinished, list_segments, read_segment_header, scan_segment, write_index,
 };
@@ -103,6 +108,16 @@ pub struct Ledger {
     areas: Vec<PendingBlock>,
     out: Vec<u8>,
     pending_idx: Vec<(u64, u64)>,
+    /// The log origin (`ledger/origin`), the name in every checkpoint note.
+    origin: String,
+    /// The Merkle tree's right edge at `next_seq - 1` leaves.
+    frontier: Frontier,
+    /// Leaf hashes of the batch being written.
+    leaves: Vec<Hash>,
+    /// Tree levels appended to since the last checkpoint (synced before the next note).
+    tree_touched: Vec<u8>,
+    /// `ledger/checkpoint-notes`, opened for appending.
+    notes: File,
 }
 
 /// A block of the batch being written, before compression.
@@ -450,6 +465,103 @@ impl Ledger {
                 ));
             }
         }
+        // The log origin and the signed notes: a ledger's origin is chosen once, when it is
+        // created; a notes file that disappeared from a ledger holding records is not
+        // recreated (that would let truncation pass unseen).
+        let end = next_seq - 1;
+        let origin = match read_origin(dir)? {
+            Some(o) => o,
+            None => {
+                let o = match &opts.origin {
+                    Some(o) => o.clone(),
+                    None => new_origin()?,
+                };
+                if !crate::note::valid_origin(&o) {
+                    return Err(LedgerError::InvalidOption(format!("log origin {o:?}")));
+                }
+                write_origin(dir, &o)?;
+                o
+            }
+        };
+        let notes_path = dir.join(NOTES_FILE);
+        let mut last_note: Option<(u64, Hash)> = None;
+        match read_notes(&notes_path)? {
+            None if end > 0 && last_ckpt.is_some() => {
+                return Err(LedgerError::Refused(format!(
+                    "{} is missing but the ledger holds {end} records: it is not recreated (restore it, or run verify)",
+                    notes_path.display()
+                )));
+            }
+            None => {}
+            Some(nf) => {
+                if nf.torn_bytes > 0 {
+                    let f = OpenOptions::new()
+                        .write(true)
+                        .open(&notes_path)
+                        .map_err(LedgerError::io(&notes_path))?;
+                    f.set_len(nf.valid_len)
+                        .and_then(|()| f.sync_all())
+                        .map_err(LedgerError::io(&notes_path))?;
+                    report.truncated.push(Truncation {
+                        segment: NOTES_FILE.into(),
+                        offset: nf.valid_len,
+                        bytes: nf.torn_bytes,
+                        records_lost: None,
+                        why: "partial checkpoint note".into(),
+                    });
+                }
+                if let Some(n) = nf.notes.last() {
+                    if n.checkpoint.origin != origin {
+                        return Err(LedgerError::Refused(format!(
+                            "the last checkpoint note names origin {:?}, the ledger is {origin:?}",
+                            n.checkpoint.origin
+                        )));
+                    }
+                    last_note = Some((n.checkpoint.size, n.checkpoint.root));
+                }
+            }
+        }
+        let notes = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&notes_path)
+            .map_err(LedgerError::io(&notes_path))?;
+        if let Some((size, _)) = last_note
+            && size > end
+        {
+            return Err(LedgerError::corrupted(
+                NOTES_FILE,
+                0,
+                format!(
+                    "checkpoint note for tree size {size} is beyond the ledger end #{end}: records were removed"
+                ),
+            ));
+        }
+        // The tree: trusted up to the last signed note, recomputed from the records after it,
+        // and its root at that note must be the signed one.
+        let trusted = last_note.map_or(0, |(s, _)| s);
+        let (mut frontier, _reread) = crate::merkle::restore(dir, end, trusted)?;
+        if let Some((size, root)) = last_note {
+            let root_at = |frontier: &Frontier| -> Result<Hash, LedgerError> {
+                if size == end {
+                    return Ok(frontier.root());
+                }
+                let mut r = LedgerReader::open(dir)?;
+                let files = TreeFiles::open(dir);
+                LedgerHashes::new(&files, &mut r, size).root()
+            };
+            if root_at(&frontier)? != root {
+                // The tree files are derived: rebuild them whole from the records before
+                // concluding that the records changed.
+                frontier = crate::merkle::restore(dir, end, 0)?.0;
+                report.index_rebuilt.push(crate::merkle::TREE_DIR.into());
+                if root_at(&frontier)? != root {
+                    return Err(LedgerError::Refused(format!(
+                        "the ledger's tree at size {size} does not match the signed checkpoint note: records were changed; run verify"
+                    )));
+                }
+            }
+        }
         let idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
         report.segments = seg.number;
         report.next_seq = next_seq;
@@ -477,6 +589,11 @@ impl Ledger {
             areas: Vec::new(),
             out: Vec::new(),
             pending_idx: Vec::new(),
+            origin,
+            frontier,
+            leaves: Vec::new(),
+            tree_touched: Vec::new(),
+            notes,
         };
         Ok((ledger, report))
     }
@@ -547,6 +664,31 @@ impl Ledger {
         self.key.verifying_key().to_bytes()
     }
 
+    /// The log origin: the first line of every checkpoint note and the key name.
+    pub fn origin(&self) -> &str {
+        &self.origin
+    }
+
+    /// The C2SP verifier key (`origin+keyid+base64`) of this ledger's checkpoint notes.
+    pub fn verifier_key(&self) -> Result<String, LedgerError> {
+        crate::note::verifier_key(&self.origin, &self.public_key())
+    }
+
+    /// Size of the Merkle tree (= the last seq appended).
+    pub fn tree_size(&self) -> u64 {
+        self.frontier.size
+    }
+
+    /// Root of the Merkle tree over every record appended.
+    pub fn root(&self) -> Hash {
+        self.frontier.root()
+    }
+
+    /// The latest checkpoint note, with every recorded cosignature merged in.
+    pub fn latest_checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError> {
+        crate::note::latest_checkpoint(&self.dir)
+    }
+
     /// The ledger directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -580,6 +722,11 @@ impl Ledger {
             self.failed = true;
         }
         result?;
+        // The batch is durable: a failure to extend the tree files must not make the caller
+        // append it again. The writer is marked failed; `recover` rebuilds the tree.
+        if self.flush_tree().is_err() {
+            self.failed = true;
+        }
         self.records_since_ckpt += recs.len() as u64;
         let receipt = Receipt {
             first: Seq(first),
@@ -616,6 +763,8 @@ impl Ledger {
         let level = self.level;
         // Spare blocks from earlier batches: their buffers are reused.
         let mut pool = std::mem::take(&mut self.areas);
+        let leaves = &mut self.leaves;
+        leaves.clear();
         let several_blocks = recs.iter().map(|r| r.len() + 8).sum::<usize>() > max;
         let [cx0, cx1] = &mut self.zstd;
         let (blocks, compressed) = std::thread::scope(|sc| {
@@ -648,6 +797,7 @@ impl Ledger {
                     b
                 });
                 head = chain_step(&head, seq, r);
+                leaves.push(leaf_hash(r));
                 push_record(&mut b.area, tag_of(&head), r);
                 b.count += 1;
                 b.head = head;
@@ -696,6 +846,26 @@ impl Ledger {
         self.flush_out()?;
         self.next_seq = seq;
         self.head = head;
+        for l in self.leaves.drain(..) {
+            self.frontier.push(l);
+        }
+        Ok(())
+    }
+
+    /// Appends the tree hashes the last batch completed (derived data, written after the
+    /// batch is durable and synced before the next checkpoint note signs a root over them).
+    fn flush_tree(&mut self) -> Result<(), LedgerError> {
+        if self.frontier.dirty() {
+            let touched = self
+                .frontier
+                .flush(&self.dir)
+                .map_err(LedgerError::io(self.dir.join(crate::merkle::TREE_DIR)))?;
+            for l in touched {
+                if !self.tree_touched.contains(&l) {
+                    self.tree_touched.push(l);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -790,6 +960,20 @@ impl Ledger {
             self.failed = true;
             return Err(LedgerError::io(path)(e));
         }
+        // The signed note over the Merkle root: the tree files it rests on are synced first.
+        let r = Frontier::sync(&self.dir, &self.tree_touched)
+            .map_err(LedgerError::io(self.dir.join(crate::merkle::TREE_DIR)))
+            .and_then(|()| {
+                debug_assert_eq!(self.frontier.size, end);
+                let note = sign_checkpoint(&self.origin, &self.key, end, self.frontier.root())?;
+                append_note(&mut self.notes, &note)
+                    .map_err(LedgerError::io(self.dir.join(NOTES_FILE)))
+            });
+        if let Err(e) = r {
+            self.failed = true;
+            return Err(e);
+        }
+        self.tree_touched.clear();
         self.last_ckpt_seq = Some(end);
         self.last_ckpt_at = Instant::now();
         self.records_since_ckpt = 0;

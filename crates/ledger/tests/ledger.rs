@@ -19,6 +19,7 @@ fn opts(dir: &Path) -> LedgerOptions {
         sync: false,
         key_path: dir.join("keys/ledger.ed25519"),
         check_sidecars: false,
+        origin: None,
     }
 }
 
@@ -256,7 +257,11 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("mkdir");
     for e in std::fs::read_dir(from).expect("readdir") {
         let e = e.expect("entry");
-        std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        if e.file_type().expect("type").is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).expect("copy");
+        }
     }
 }
 

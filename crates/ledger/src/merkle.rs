@@ -1,0 +1,482 @@
+//! The Merkle tree over the ledger (RFC 6962 / RFC 9162 hashing, C2SP tlog).
+//!
+//! Leaf `i` (0-based) is the record with seq `i + 1`: `leaf = SHA-256(0x00 || payload)`,
+//! `node = SHA-256(0x01 || left || right)`. Hashing, the stored-hash numbering and the proof
+//! algorithms come from `tlog_tiles` (Cloudflare's azul, a port of Go's `sumdb/tlog`, the code
+//! the C2SP tlog specs were written from): we do not write our own proof code.
+//!
+//! # Storage (docs/FORMAT.md "Merkle tree")
+//!
+//! Only hashes of complete subtrees at level [`STORED_LEVEL`] (256 leaves) and above are
+//! stored, one append-only file per level in `ledger/tree/` (`level-08`, `level-09`, …; entry
+//! `n` at byte `32 n`). Storing every leaf hash would cost 32 bytes a record (a stored record
+//! is ~60–120 bytes: 25–50 % of the store); from level 8 up the tree costs 64/256 = 0.25 bytes
+//! a record. A hash below level 8 is recomputed from the records of its 256-leaf group (one
+//! or two blocks read and hashed), so an inclusion or consistency proof reads O(log N) stored
+//! hashes plus at most one or two groups of records.
+//!
+//! The tree files are derived from the records, like the block index sidecars: the writer
+//! appends to them after each durable batch and syncs them before it signs a checkpoint over
+//! them; at open it recomputes everything past the last signed checkpoint from the records
+//! and checks the root against that checkpoint. `verify` recomputes the whole tree.
+
+use std::cell::RefCell;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+pub use tlog_tiles::{
+    EMPTY_HASH, HASH_SIZE, Hash, RecordProof, TreeProof, check_record, check_tree, node_hash,
+    record_hash,
+};
+use tlog_tiles::{HashReader, split_stored_hash_index};
+
+use crate::error::LedgerError;
+use crate::reader::LedgerReader;
+
+/// Directory of the tree files inside the ledger directory.
+pub const TREE_DIR: &str = "tree";
+
+/// Lowest stored level: a stored hash covers 2^8 = 256 leaves.
+pub const STORED_LEVEL: u8 = 8;
+
+/// Leaves per group (the subtree at [`STORED_LEVEL`]).
+pub const GROUP: u64 = 1 << STORED_LEVEL;
+
+/// The leaf hash of a record payload: `SHA-256(0x00 || payload)`.
+pub fn leaf_hash(payload: &[u8]) -> Hash {
+    record_hash(payload)
+}
+
+/// Path of the tree file for `level`.
+pub fn level_path(dir: &Path, level: u8) -> PathBuf {
+    dir.join(TREE_DIR).join(format!("level-{level:02}"))
+}
+
+/// The RFC 6962 root of a list of leaf hashes (any length; the empty tree's hash for none).
+pub fn root_of(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => EMPTY_HASH,
+        1 => leaves[0],
+        n => {
+            let k = largest_pow2_below(n as u64) as usize;
+            node_hash(root_of(&leaves[..k]), root_of(&leaves[k..]))
+        }
+    }
+}
+
+/// Largest power of two strictly below `n` (n ≥ 2).
+fn largest_pow2_below(n: u64) -> u64 {
+    let mut k = 1;
+    while k << 1 < n {
+        k <<= 1;
+    }
+    k
+}
+
+fn tlog_err(e: tlog_tiles::Error) -> LedgerError {
+    LedgerError::Tree(e.to_string())
+}
+
+/// The stored tree files, opened for reading (positional reads; entries past a file's end
+/// read as absent).
+#[derive(Debug, Default)]
+pub(crate) struct TreeFiles {
+    /// Indexed by `level - STORED_LEVEL`.
+    files: Vec<Option<File>>,
+}
+
+impl TreeFiles {
+    pub(crate) fn open(dir: &Path) -> TreeFiles {
+        let mut files = Vec::new();
+        for level in STORED_LEVEL..64 {
+            match File::open(level_path(dir, level)) {
+                Ok(f) => files.push(Some(f)),
+                Err(_) => break,
+            }
+        }
+        TreeFiles { files }
+    }
+
+    /// Stored hash `n` at `level`, if the file holds it.
+    pub(crate) fn get(&self, level: u8, n: u64) -> Option<Hash> {
+        let f = self
+            .files
+            .get(usize::from(level.checked_sub(STORED_LEVEL)?))?
+            .as_ref()?;
+        let mut b = [0u8; HASH_SIZE];
+        f.read_exact_at(&mut b, n.checked_mul(HASH_SIZE as u64)?)
+            .ok()?;
+        Some(Hash(b))
+    }
+}
+
+/// Answers `tlog_tiles`' stored-hash reads for a tree of `size` leaves: from the tree files
+/// where they hold the hash, else recomputed from the records (via the reader).
+pub(crate) struct LedgerHashes<'a> {
+    pub(crate) files: &'a TreeFiles,
+    pub(crate) reader: RefCell<&'a mut LedgerReader>,
+    pub(crate) size: u64,
+    /// The leaf hashes of the last group read: (group number, hashes).
+    group: RefCell<Option<(u64, Vec<Hash>)>>,
+    /// The first failure while reading (`HashReader` only reports `tlog_tiles::Error`s).
+    pub(crate) failure: RefCell<Option<LedgerError>>,
+}
+
+impl<'a> LedgerHashes<'a> {
+    pub(crate) fn new(files: &'a TreeFiles, reader: &'a mut LedgerReader, size: u64) -> Self {
+        LedgerHashes {
+            files,
+            reader: RefCell::new(reader),
+            size,
+            group: RefCell::new(None),
+            failure: RefCell::new(None),
+        }
+    }
+
+    /// Leaf hashes of group `g` (up to 256, fewer for the last group of the tree).
+    fn group_leaves(&self, g: u64) -> Result<Vec<Hash>, LedgerError> {
+        if let Some((have, h)) = self.group.borrow().as_ref()
+            && *have == g
+        {
+            return Ok(h.clone());
+        }
+        let first = g * GROUP;
+        let count = GROUP.min(self.size.saturating_sub(first));
+        let mut out = Vec::with_capacity(count as usize);
+        let reader = self.reader.borrow();
+        let mut it = reader.iter_from(first + 1);
+        while (out.len() as u64) < count {
+            match it.next_ref() {
+                Some(Ok((_, p))) => out.push(leaf_hash(p)),
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        if (out.len() as u64) < count {
+            return Err(LedgerError::Tree(format!(
+                "records #{}..#{} of the tree are not readable",
+                first + out.len() as u64 + 1,
+                first + count
+            )));
+        }
+        *self.group.borrow_mut() = Some((g, out.clone()));
+        Ok(out)
+    }
+
+    /// Hash of the complete subtree `n` at `level` (leaves `n·2^level .. (n+1)·2^level`).
+    pub(crate) fn subtree(&self, level: u8, n: u64) -> Result<Hash, LedgerError> {
+        let span = 1u64.checked_shl(u32::from(level)).unwrap_or(u64::MAX);
+        let end = n.checked_add(1).and_then(|x| x.checked_mul(span));
+        if end.is_none_or(|e| e > self.size) {
+            return Err(LedgerError::Tree(format!(
+                "subtree {n} at level {level} is not in the tree of size {}",
+                self.size
+            )));
+        }
+        if level >= STORED_LEVEL {
+            if let Some(h) = self.files.get(level, n) {
+                return Ok(h);
+            }
+            if level > STORED_LEVEL {
+                return Ok(node_hash(
+                    self.subtree(level - 1, 2 * n)?,
+                    self.subtree(level - 1, 2 * n + 1)?,
+                ));
+            }
+        }
+        let first = n * span;
+        let g = first / GROUP;
+        let leaves = self.group_leaves(g)?;
+        let at = (first - g * GROUP) as usize;
+        let leaves = leaves.get(at..at + span as usize).ok_or_else(|| {
+            LedgerError::Tree(format!("group {g} is short of leaves for subtree {n}"))
+        })?;
+        Ok(root_of(leaves))
+    }
+}
+
+impl HashReader for LedgerHashes<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, tlog_tiles::Error> {
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let (level, n) = split_stored_hash_index(i);
+            match self.subtree(level, n) {
+                Ok(h) => out.push(h),
+                Err(e) => {
+                    *self.failure.borrow_mut() = Some(e);
+                    return Err(tlog_tiles::Error::IndexesNotInTree);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl LedgerHashes<'_> {
+    fn take_failure(&self, e: tlog_tiles::Error) -> LedgerError {
+        self.failure
+            .borrow_mut()
+            .take()
+            .unwrap_or_else(|| tlog_err(e))
+    }
+
+    pub(crate) fn root(&self) -> Result<Hash, LedgerError> {
+        tlog_tiles::tree_hash(self.size, self).map_err(|e| self.take_failure(e))
+    }
+
+    pub(crate) fn prove_record(&self, leaf: u64) -> Result<RecordProof, LedgerError> {
+        tlog_tiles::prove_record(self.size, leaf, self).map_err(|e| self.take_failure(e))
+    }
+
+    pub(crate) fn prove_tree(&self, old: u64) -> Result<TreeProof, LedgerError> {
+        tlog_tiles::prove_tree(self.size, old, self).map_err(|e| self.take_failure(e))
+    }
+}
+
+impl LedgerReader {
+    /// Size of the Merkle tree this reader sees: every record it holds ([`LedgerReader::len`]).
+    pub fn tree_size(&self) -> u64 {
+        self.len()
+    }
+
+    /// The leaf hash of record `seq` (its leaf index is `seq - 1`).
+    pub fn leaf_hash(&mut self, seq: u64) -> Result<Hash, LedgerError> {
+        Ok(leaf_hash(&self.get(seq)?))
+    }
+
+    /// The root of the tree of the first `size` records (`size` ≤ [`LedgerReader::tree_size`]).
+    pub fn root(&mut self, size: u64) -> Result<Hash, LedgerError> {
+        self.check_size(size)?;
+        let files = TreeFiles::open(&self.dir);
+        LedgerHashes::new(&files, self, size).root()
+    }
+
+    /// Inclusion proof of record `seq` in the tree of `size` records, for
+    /// [`check_record`]`(proof, size, root, seq - 1, leaf)`.
+    pub fn inclusion_proof(&mut self, seq: u64, size: u64) -> Result<RecordProof, LedgerError> {
+        self.check_size(size)?;
+        if seq == 0 || seq > size {
+            return Err(LedgerError::Tree(format!(
+                "record #{seq} is not in the tree of size {size}"
+            )));
+        }
+        let files = TreeFiles::open(&self.dir);
+        LedgerHashes::new(&files, self, size).prove_record(seq - 1)
+    }
+
+    /// Consistency proof that the tree of `old` records is a prefix of the tree of `new`
+    /// records, for [`check_tree`]`(proof, new, new_root, old, old_root)`.
+    pub fn consistency_proof(&mut self, old: u64, new: u64) -> Result<TreeProof, LedgerError> {
+        self.check_size(new)?;
+        if old > new {
+            return Err(LedgerError::Tree(format!(
+                "old size {old} > new size {new}"
+            )));
+        }
+        let files = TreeFiles::open(&self.dir);
+        LedgerHashes::new(&files, self, new).prove_tree(old)
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LedgerError> {
+        if size > self.len() {
+            return Err(LedgerError::Tree(format!(
+                "tree size {size} is beyond the ledger's {} records",
+                self.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The writer's right edge of the tree: the leaf hashes of the last, incomplete group and,
+/// for every stored level, the complete subtree waiting for its right sibling. New stored
+/// hashes collect in `out` until [`Frontier::flush`] appends them to the tree files.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Frontier {
+    pub(crate) size: u64,
+    group: Vec<Hash>,
+    /// `pending[k]`: the last hash at level `STORED_LEVEL + k` when that level's count is odd.
+    pending: Vec<Option<Hash>>,
+    out: Vec<(u8, Hash)>,
+}
+
+impl Frontier {
+    /// Adds the next leaf.
+    pub(crate) fn push(&mut self, leaf: Hash) {
+        self.group.push(leaf);
+        self.size += 1;
+        if self.group.len() as u64 == GROUP {
+            let h = root_of(&self.group);
+            self.group.clear();
+            self.emit(STORED_LEVEL, h);
+        }
+    }
+
+    fn emit(&mut self, level: u8, h: Hash) {
+        self.out.push((level, h));
+        let k = usize::from(level - STORED_LEVEL);
+        if self.pending.len() <= k {
+            self.pending.resize(k + 1, None);
+        }
+        match self.pending[k].take() {
+            Some(left) => self.emit(level + 1, node_hash(left, h)),
+            None => self.pending[k] = Some(h),
+        }
+    }
+
+    /// The root of the tree of `size` leaves.
+    pub(crate) fn root(&self) -> Hash {
+        let mut acc = (!self.group.is_empty()).then(|| root_of(&self.group));
+        for p in self.pending.iter().flatten() {
+            acc = Some(match acc {
+                Some(right) => node_hash(*p, right),
+                None => *p,
+            });
+        }
+        acc.unwrap_or(EMPTY_HASH)
+    }
+
+    /// Whether hashes wait to be appended to the tree files.
+    pub(crate) fn dirty(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Appends the new stored hashes to the tree files (not synced: see [`Frontier::sync`]).
+    pub(crate) fn flush(&mut self, dir: &Path) -> std::io::Result<Vec<u8>> {
+        let mut touched = Vec::new();
+        if self.out.is_empty() {
+            return Ok(touched);
+        }
+        std::fs::create_dir_all(dir.join(TREE_DIR))?;
+        let mut by_level: Vec<Vec<u8>> = Vec::new();
+        for (level, h) in self.out.drain(..) {
+            let k = usize::from(level - STORED_LEVEL);
+            if by_level.len() <= k {
+                by_level.resize(k + 1, Vec::new());
+            }
+            by_level[k].extend_from_slice(&h.0);
+        }
+        for (k, bytes) in by_level.iter().enumerate() {
+            if bytes.is_empty() {
+                continue;
+            }
+            let level = STORED_LEVEL + k as u8;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(level_path(dir, level))?;
+            f.write_all(bytes)?;
+            touched.push(level);
+        }
+        Ok(touched)
+    }
+
+    /// fdatasyncs the tree files of `levels` (before a checkpoint signs a root over them).
+    pub(crate) fn sync(dir: &Path, levels: &[u8]) -> std::io::Result<()> {
+        for &level in levels {
+            File::open(level_path(dir, level))?.sync_data()?;
+        }
+        if !levels.is_empty() {
+            crate::fileio::sync_dir(&dir.join(TREE_DIR))?;
+        }
+        Ok(())
+    }
+
+    /// Loads the frontier for a tree of `size` leaves (a multiple of [`GROUP`]) from the tree
+    /// files, after cutting every level file to exactly `size >> level` entries.
+    fn load_aligned(dir: &Path, size: u64) -> std::io::Result<Frontier> {
+        debug_assert_eq!(size % GROUP, 0);
+        let mut f = Frontier {
+            size,
+            ..Frontier::default()
+        };
+        for level in STORED_LEVEL..64 {
+            let want = size >> level;
+            let path = level_path(dir, level);
+            let file = match OpenOptions::new().read(true).write(true).open(&path) {
+                Ok(file) => file,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && want == 0 => continue,
+                Err(e) => return Err(e),
+            };
+            let bytes = want * HASH_SIZE as u64;
+            if file.metadata()?.len() != bytes {
+                file.set_len(bytes)?;
+            }
+            if want % 2 == 1 {
+                let mut b = [0u8; HASH_SIZE];
+                file.read_exact_at(&mut b, bytes - HASH_SIZE as u64)?;
+                let k = usize::from(level - STORED_LEVEL);
+                f.pending.resize(k + 1, None);
+                f.pending[k] = Some(Hash(b));
+            }
+        }
+        Ok(f)
+    }
+}
+
+/// How far the tree files can be trusted at open: every level's entries covering leaves at
+/// or before `trusted` (the last signed checkpoint's size) and present in the files.
+/// Returns the aligned size from which the frontier is rebuilt from records.
+fn trusted_aligned(dir: &Path, trusted: u64) -> u64 {
+    let mut m = (trusted / GROUP) * GROUP;
+    for level in STORED_LEVEL..64 {
+        if m >> level == 0 {
+            break;
+        }
+        let have = std::fs::metadata(level_path(dir, level))
+            .map(|md| md.len() / HASH_SIZE as u64)
+            .unwrap_or(0);
+        if have < m >> level {
+            m = have << level;
+        }
+    }
+    m
+}
+
+/// Brings the tree files of the ledger in `dir` up to its `size` records: keeps what covers
+/// leaves up to `trusted` (a signed checkpoint's size; entries after it were written after
+/// the last sync and are recomputed), and recomputes the rest from the records. Returns the
+/// frontier at `size`, its new hashes already appended (not synced) — and how many leaves
+/// were re-read.
+pub(crate) fn restore(dir: &Path, size: u64, trusted: u64) -> Result<(Frontier, u64), LedgerError> {
+    let tree = dir.join(TREE_DIR);
+    std::fs::create_dir_all(&tree).map_err(LedgerError::io(&tree))?;
+    let start = trusted_aligned(dir, trusted.min(size));
+    let mut f = Frontier::load_aligned(dir, start).map_err(LedgerError::io(&tree))?;
+    if start < size {
+        let reader = LedgerReader::open(dir)?;
+        let mut it = reader.iter_from(start + 1);
+        while f.size < size {
+            match it.next_ref() {
+                Some(Ok((_, p))) => f.push(leaf_hash(p)),
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(LedgerError::Tree(format!(
+                        "the ledger ends at #{} while rebuilding the tree to #{size}",
+                        f.size
+                    )));
+                }
+            }
+        }
+    }
+    f.flush(dir).map_err(LedgerError::io(&tree))?;
+    Ok((f, size - start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frontier_root_matches_rfc6962_for_every_size() {
+        let leaves: Vec<Hash> = (0..700u32).map(|i| leaf_hash(&i.to_le_bytes())).collect();
+        let mut f = Frontier::default();
+        assert_eq!(f.root(), EMPTY_HASH);
+        for (i, l) in leaves.iter().enumerate() {
+            f.push(*l);
+            assert_eq!(f.root(), root_of(&leaves[..=i]), "size {}", i + 1);
+        }
+    }
+}
