@@ -23,6 +23,15 @@ pub enum WitnessCommand {
     Init(InitArgs),
     /// Serve the tlog-witness protocol: POST /add-checkpoint, GET /pugmark/v1/latest/ORIGIN.
     Serve(ServeArgs),
+    /// Print this collector's checkpoint verifier key (ORIGIN=VKEY), what a witness
+    /// operator gives `witness serve --log`.
+    LogVkey(LogVkeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogVkeyArgs {
+    #[command(flatten)]
+    pub data: crate::cli::DataArgs,
 }
 
 #[derive(Debug, Args)]
@@ -69,6 +78,11 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         WitnessCommand::Serve(a) => serve(a),
+        WitnessCommand::LogVkey(a) => {
+            let (origin, vkey) = log_vkey(&a.data.data)?;
+            println!("{origin}={vkey}");
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -112,4 +126,13 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("opening the witness in {}", data.display()))?;
     serve::witness_http::run(listen, w)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The collector's origin and checkpoint vkey.
+pub fn log_vkey(data: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let dd = crate::datadir::DataDir::open(data, false)?;
+    let origin = ledger::read_origin(&dd.ledger())?
+        .context("this ledger has no origin yet (no checkpoint was ever written)")?;
+    let pubkey = ledger::read_public_key(&ledger::public_key_path(&dd.signing_key()))?;
+    Ok((origin.clone(), ledger::verifier_key(&origin, &pubkey)?))
 }
