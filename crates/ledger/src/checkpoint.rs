@@ -16,7 +16,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 use crate::error::LedgerError;
 use crate::format::{
-    CHECKPOINT_FILE_HEADER_LEN, CHECKPOINT_LEN, CheckpointEntry, FORMAT_VERSION,
+    CHECKPOINT_FILE_HEADER_LEN, CHECKPOINT_FILE_VERSION, CHECKPOINT_LEN, CheckpointEntry,
     check_checkpoint_file_header, from_hex32, to_hex,
 };
 
@@ -37,6 +37,42 @@ pub fn read_public_key(path: &Path) -> Result<[u8; 32], LedgerError> {
         path: path.to_path_buf(),
         what: "expected 64 hex digits".into(),
     })
+}
+
+/// Loads the signing key; `Ok(None)` if the file does not exist.
+pub(crate) fn load_key(path: &Path) -> Result<Option<SigningKey>, LedgerError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let seed = from_hex32(&text).ok_or_else(|| LedgerError::Key {
+                path: path.to_path_buf(),
+                what: "expected 64 hex digits".into(),
+            })?;
+            Ok(Some(SigningKey::from_bytes(&seed)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(LedgerError::io(path)(e)),
+    }
+}
+
+/// Creates a new signing key at `path` (refusing to replace an existing file) and its public
+/// key file beside it; returns the public key. `pugmark keys init` / `keys rotate`.
+pub fn create_key(path: &Path) -> Result<[u8; 32], LedgerError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => {
+            return Err(LedgerError::Key {
+                path: path.to_path_buf(),
+                what: "already exists; a key is never replaced".into(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(LedgerError::io(path)(e)),
+    }
+    Ok(load_or_create_key(path)?.verifying_key().to_bytes())
+}
+
+/// Parses a key as written in a key file (64 hex digits of the seed).
+pub fn parse_key(text: &str) -> Option<SigningKey> {
+    from_hex32(text).map(|s| SigningKey::from_bytes(&s))
 }
 
 /// Loads the signing key, creating it (and its public key file) if absent.
@@ -125,7 +161,7 @@ pub(crate) fn read_checkpoints(path: &Path) -> Result<Option<CheckpointFile>, Le
         Err(Some(found)) => {
             return Err(LedgerError::VersionMismatch {
                 found,
-                expected: FORMAT_VERSION,
+                expected: CHECKPOINT_FILE_VERSION,
             });
         }
         Err(None) => {

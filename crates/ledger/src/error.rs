@@ -80,6 +80,9 @@ pub enum LedgerError {
     /// checkpoint file, records appended behind its back, a missing or changed key).
     #[error("ledger writer refused: {0}")]
     Refused(String),
+    /// A version-1 ledger: readers and `verify` read it, writers do not append to it.
+    #[error("the ledger is in format version 1: run `pugmark migrate` to turn it into version 2")]
+    NeedsMigration,
 }
 
 impl LedgerError {

@@ -7,8 +7,15 @@
 
 use std::sync::LazyLock;
 
-/// Format version written by this build, in every segment header and the checkpoint file.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written by this build in every new segment header: 2 (Merkle tree, signed
+/// notes, block MACs). Version-1 segments are still read and verified.
+pub const FORMAT_VERSION: u32 = 2;
+/// Oldest segment format version this build reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// Version of the binary checkpoint file header (unchanged since format 1).
+pub const CHECKPOINT_FILE_VERSION: u32 = 1;
+/// Version of the block index sidecar header (unchanged since format 1).
+pub const INDEX_VERSION: u32 = 1;
 
 /// First 8 bytes of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"PUGMSEG\0";
@@ -116,6 +123,8 @@ pub struct SegmentHeader {
     pub first_seq: u64,
     /// Chain head after the previous segment's last record (zeros for the first segment).
     pub prev_head: [u8; 32],
+    /// Format version the segment was written in (1 or 2).
+    pub version: u32,
 }
 
 /// Why a segment header could not be accepted.
@@ -136,7 +145,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_LEN] {
         let mut b = [0u8; SEGMENT_HEADER_LEN];
         b[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         b[16..20].copy_from_slice(&self.number.to_le_bytes());
         // 20..24 flags, zero in format 1.
@@ -158,7 +167,7 @@ impl SegmentHeader {
             return Err(SegmentHeaderError::Magic);
         }
         let version = le_u32(b, 8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(SegmentHeaderError::Version(version));
         }
         if b.len() < SEGMENT_HEADER_LEN {
@@ -174,6 +183,7 @@ impl SegmentHeader {
             number: le_u32(b, 16),
             first_seq: le_u64(b, 24),
             prev_head: arr32(b, 32),
+            version,
         })
     }
 }
@@ -198,6 +208,8 @@ pub struct BlockHeader {
     pub head: [u8; 32],
     /// Last block of its batch ([`BLOCK_FLAG_BATCH_END`] in byte 57).
     pub batch_end: bool,
+    /// Format 2: the block MAC (header bytes 58..64, see [`block_mac`]); zeros in format 1.
+    pub mac: [u8; MAC_LEN],
     /// Checksum over header bytes 0..64 and the compressed bytes.
     pub checksum: [u8; 16],
 }
@@ -225,7 +237,7 @@ impl BlockHeader {
         } else {
             0
         };
-        // 58..64 reserved, zero.
+        b[58..64].copy_from_slice(&self.mac);
         b
     }
 
@@ -235,10 +247,7 @@ impl BlockHeader {
         if b[0..4] != BLOCK_MAGIC {
             return Err("bad block magic");
         }
-        if b[56] != CODEC_ZSTD
-            || b[57] & !BLOCK_FLAGS_KNOWN != 0
-            || b[58..64].iter().any(|&x| x != 0)
-        {
+        if b[56] != CODEC_ZSTD || b[57] & !BLOCK_FLAGS_KNOWN != 0 {
             return Err("unknown block codec or flags");
         }
         let h = BlockHeader {
@@ -248,6 +257,7 @@ impl BlockHeader {
             uncompressed_len: le_u32(b, 20),
             head: arr32(b, 24),
             batch_end: b[57] & BLOCK_FLAG_BATCH_END != 0,
+            mac: [b[58], b[59], b[60], b[61], b[62], b[63]],
             checksum: arr16(b, 64),
         };
         if h.count == 0 || h.first_seq == 0 {
@@ -284,6 +294,27 @@ pub fn block_checksum(header_fields: &[u8], compressed: &[u8]) -> [u8; 16] {
     h.update(header_fields);
     h.update(compressed);
     arr16(h.finalize().as_bytes(), 0)
+}
+
+/// Bytes of the block MAC kept in block header bytes 58..64.
+pub const MAC_LEN: usize = 6;
+/// Context deriving the MAC key from the ledger's private key seed.
+const MAC_CONTEXT: &str = "pugmark ledger v2 block mac";
+
+/// The secret MAC key of a ledger: `derive_key("pugmark ledger v2 block mac", seed)`, where
+/// `seed` is the 32-byte Ed25519 private key seed that signs the checkpoints.
+pub fn mac_key(seed: &[u8; 32]) -> [u8; 32] {
+    blake3::derive_key(MAC_CONTEXT, seed)
+}
+
+/// The block MAC: first 6 bytes of `BLAKE3-keyed(K_mac, header bytes 0..58)`. The header holds
+/// the block's first seq, count and chain head after its last record, and the chain commits to
+/// every record before it, so a valid MAC on a block vouches for the whole ledger up to it.
+pub fn block_mac(key: &[u8; 32], header_fields: &[u8]) -> [u8; MAC_LEN] {
+    let h = blake3::keyed_hash(key, &header_fields[..58]);
+    let mut m = [0u8; MAC_LEN];
+    m.copy_from_slice(&h.as_bytes()[..MAC_LEN]);
+    m
 }
 
 /// Appends one record's framing and payload to a block's uncompressed area.
@@ -400,7 +431,7 @@ impl CheckpointEntry {
 pub fn checkpoint_file_header() -> [u8; CHECKPOINT_FILE_HEADER_LEN] {
     let mut b = [0u8; CHECKPOINT_FILE_HEADER_LEN];
     b[0..8].copy_from_slice(&CHECKPOINT_FILE_MAGIC);
-    b[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    b[8..12].copy_from_slice(&CHECKPOINT_FILE_VERSION.to_le_bytes());
     b
 }
 
@@ -410,7 +441,7 @@ pub fn check_checkpoint_file_header(b: &[u8]) -> Result<(), Option<u32>> {
         return Err(None);
     }
     let v = le_u32(b, 8);
-    if v != FORMAT_VERSION {
+    if v != CHECKPOINT_FILE_VERSION {
         return Err(Some(v));
     }
     if b[12..16] != [0; 4] {
@@ -423,7 +454,7 @@ pub fn check_checkpoint_file_header(b: &[u8]) -> Result<(), Option<u32>> {
 pub fn index_header() -> [u8; INDEX_HEADER_LEN] {
     let mut b = [0u8; INDEX_HEADER_LEN];
     b[0..4].copy_from_slice(&INDEX_MAGIC);
-    b[4..8].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    b[4..8].copy_from_slice(&INDEX_VERSION.to_le_bytes());
     b
 }
 
@@ -504,16 +535,17 @@ mod tests {
             number: 3,
             first_seq: 77,
             prev_head: [9; 32],
+            version: FORMAT_VERSION,
         };
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));
         b[30] ^= 1;
         assert_eq!(SegmentHeader::decode(&b), Err(SegmentHeaderError::Checksum));
         let mut v = h.encode();
-        v[8] = 2;
+        v[8] = 3;
         assert_eq!(
             SegmentHeader::decode(&v),
-            Err(SegmentHeaderError::Version(2))
+            Err(SegmentHeaderError::Version(3))
         );
     }
 
@@ -527,8 +559,10 @@ mod tests {
             uncompressed_len: 40,
             head: [1; 32],
             batch_end: true,
+            mac: [0; MAC_LEN],
             checksum: [0; 16],
         };
+        h.mac = block_mac(&mac_key(&[3; 32]), &h.encode_fields());
         h.checksum = block_checksum(&h.encode_fields()[..64], compressed);
         let b = h.encode();
         assert_eq!(b[57], BLOCK_FLAG_BATCH_END);
@@ -540,13 +574,14 @@ mod tests {
         let mut cleared = h;
         cleared.batch_end = false;
         assert!(!cleared.checksum_ok(compressed));
-        // Unknown flag bits and reserved bytes are refused.
+        // Unknown flag bits are refused; the MAC depends on the key and on the header.
         let mut bad = b;
         bad[57] |= 0x02;
         assert!(BlockHeader::decode(&bad).is_err());
-        let mut bad = b;
-        bad[60] = 1;
-        assert!(BlockHeader::decode(&bad).is_err());
+        assert_ne!(h.mac, block_mac(&mac_key(&[4; 32]), &h.encode_fields()));
+        let mut moved = h;
+        moved.first_seq += 1;
+        assert_ne!(h.mac, block_mac(&mac_key(&[3; 32]), &moved.encode_fields()));
     }
 
     #[test]

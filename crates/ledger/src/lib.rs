@@ -42,11 +42,11 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use checkpoint::{CHECKPOINT_FILE, public_key_path, read_public_key};
+pub use checkpoint::{CHECKPOINT_FILE, create_key, parse_key, public_key_path, read_public_key};
 pub use error::LedgerError;
 pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
-pub use format::{FORMAT_VERSION, MAX_RECORD_LEN};
+pub use format::{FORMAT_VERSION, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION, block_mac, mac_key};
 pub use merkle::{
     EMPTY_HASH, GROUP, HASH_SIZE, Hash, RecordProof, STORED_LEVEL, TREE_DIR, TreeProof,
     check_record, check_tree, leaf_hash, level_path, node_hash, root_of,
@@ -57,7 +57,10 @@ pub use note::{
     read_origin, valid_origin, verifier_key, verify_note,
 };
 pub use reader::{LedgerReader, Records};
-pub use verify::{Problem, VerifyOptions, VerifyReport, verify};
+pub use verify::{
+    PREVIOUS_KEYS_SUFFIX, Problem, VerifyOptions, VerifyReport, add_previous_key,
+    read_previous_keys, verify,
+};
 pub use writer::{LOCK_FILE, Ledger, OpenReport, Truncation};
 
 /// Name of the ledger directory inside the data directory.
@@ -133,6 +136,9 @@ pub struct LedgerOptions {
     /// Log origin for a ledger being created (default: `pugmark.<random hex>/ledger`);
     /// ignored once the ledger has one (`ledger/origin`).
     pub origin: Option<String>,
+    /// Open a version-1 ledger to migrate it (`pugmark migrate`): a new version-2 segment is
+    /// started at open. Without it a version-1 ledger is refused (`NeedsMigration`).
+    pub migrating: bool,
 }
 
 impl Default for LedgerOptions {
@@ -147,6 +153,7 @@ impl Default for LedgerOptions {
             key_path: PathBuf::new(),
             check_sidecars: false,
             origin: None,
+            migrating: false,
         }
     }
 }

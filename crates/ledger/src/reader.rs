@@ -306,6 +306,32 @@ impl LedgerReader {
         Ok(head)
     }
 
+    /// Header of the ledger's last visible block (what the writer authenticates at open).
+    pub(crate) fn last_block_header(&self) -> Result<Option<BlockHeader>, LedgerError> {
+        for s in self.segs.iter().rev() {
+            let Some(&(_, off)) = s.blocks.last() else {
+                continue;
+            };
+            let mut buf = Vec::new();
+            return match read_block_at(&s.file, off, s.end_offset, false, &mut buf)
+                .map_err(LedgerError::io(&s.seg.path))?
+            {
+                BlockAt::Valid(h) => Ok(Some(h)),
+                _ => Err(LedgerError::corrupted(
+                    &s.seg.name,
+                    off,
+                    "block header unreadable",
+                )),
+            };
+        }
+        Ok(None)
+    }
+
+    /// Format version of the last segment (the one a writer appends to); `None` when empty.
+    pub(crate) fn last_segment_version(&self) -> Option<u32> {
+        self.segs.last().map(|s| s.hdr.version)
+    }
+
     /// Rebuilds segment `si`'s block list by scanning the segment; false if nothing changed.
     fn rescan(&mut self, si: usize) -> Result<bool, LedgerError> {
         rescan(&mut self.segs, si)

@@ -140,3 +140,40 @@ pub fn set_batch_end(block: &BlockInfo, batch_end: bool) -> Result<(), LedgerErr
     std::fs::write(&block.path, bytes).map_err(LedgerError::io(&block.path))?;
     Ok(())
 }
+
+/// Appends `records` as one batch-end block to the last segment as an attacker who can write
+/// the ledger directory but holds no key would: the chain (public), tags and checksum are
+/// right, the block MAC is not (it needs the secret key; zeros here).
+pub fn append_forged(dir: &Path, records: &[&[u8]]) -> Result<(), LedgerError> {
+    let mut r = crate::LedgerReader::open(dir)?;
+    let len = r.len();
+    let mut head = r.head_at(len)?;
+    let mut area = Vec::new();
+    for (seq, p) in (len + 1..).zip(records) {
+        head = crate::format::chain_step(&head, seq, p);
+        push_record(&mut area, crate::format::tag_of(&head), p);
+    }
+    let path = list_segments(dir)?
+        .pop()
+        .map(|s| s.path)
+        .ok_or_else(|| LedgerError::corrupted("test", 0, "no segment"))?;
+    let comp = zstd::bulk::compress(&area, 3).map_err(LedgerError::io(&path))?;
+    let mut h = BlockHeader {
+        count: records.len() as u32,
+        first_seq: len + 1,
+        compressed_len: comp.len() as u32,
+        uncompressed_len: area.len() as u32,
+        head,
+        batch_end: true,
+        mac: [0; crate::format::MAC_LEN],
+        checksum: [0; 16],
+    };
+    h.checksum = block_checksum(&h.encode_fields()[..64], &comp);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(LedgerError::io(&path))?;
+    let mut out = h.encode().to_vec();
+    out.extend_from_slice(&comp);
+    std::io::Write::write_all(&mut f, &out).map_err(LedgerError::io(&path))
+}

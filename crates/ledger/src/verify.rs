@@ -13,10 +13,13 @@ use std::path::Path;
 
 use crate::checkpoint::{CHECKPOINT_FILE, public_key_path, read_checkpoints, signature_ok};
 use crate::error::LedgerError;
+use crate::format::block_mac;
 use crate::format::{
     BLOCK_HEADER_LEN, BlockHeader, FORMAT_VERSION, RecordsIn, SEGMENT_HEADER_LEN, SegmentHeader,
     SegmentHeaderError, chain_step, from_hex32, tag_of,
 };
+use crate::merkle::{Frontier, leaf_hash};
+use crate::note::{NOTES_FILE, read_notes, read_origin, verifier_key, verify_note};
 use crate::segment::list_segments;
 
 /// What `verify` is told to trust.
@@ -26,6 +29,56 @@ pub struct VerifyOptions {
     /// elsewhere). Without it, verify uses the public key file in the data directory and
     /// says so in the report (`key_pinned: false`).
     pub trusted_public_key: Option<[u8; 32]>,
+    /// The ledger's secret block MAC key ([`crate::mac_key`] of the private key seed). With
+    /// it, every block after the last signed checkpoint must carry this ledger's MAC (records
+    /// appended behind the writer's back are found); without it they are reported as
+    /// unauthenticated (`VerifyReport::unsigned_records`).
+    pub mac_key: Option<[u8; 32]>,
+    /// Keys the ledger was signed with before a rotation, each with the last seq (tree size)
+    /// it may sign. Without them, those of `DATA/keys/ledger.ed25519.pub.previous` are used
+    /// ([`read_previous_keys`]).
+    pub previous_keys: Vec<([u8; 32], u64)>,
+}
+
+/// Suffix of the previous-keys file beside the public key file: lines `<64 hex> <last seq>`.
+pub const PREVIOUS_KEYS_SUFFIX: &str = ".previous";
+
+/// Reads a previous-keys file (`Ok(vec![])` if absent); malformed lines are an error.
+pub fn read_previous_keys(path: &Path) -> Result<Vec<([u8; 32], u64)>, LedgerError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(LedgerError::io(path)(e)),
+    };
+    let mut out = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let mut it = line.split_whitespace();
+        let key = it.next().and_then(from_hex32);
+        let upto = it.next().and_then(|n| n.parse::<u64>().ok());
+        match (key, upto) {
+            (Some(k), Some(u)) => out.push((k, u)),
+            _ => {
+                return Err(LedgerError::Key {
+                    path: path.to_path_buf(),
+                    what: format!("bad line {line:?} (expected 64 hex digits and a seq)"),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Appends a previous key to the file (`pugmark migrate --new-key`, key rotation).
+pub fn add_previous_key(path: &Path, key: &[u8; 32], upto: u64) -> Result<(), LedgerError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(LedgerError::io(path))?;
+    f.write_all(format!("{} {upto}\n", crate::format::to_hex(key)).as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(LedgerError::io(path))
 }
 
 /// One thing found wrong.
@@ -78,6 +131,19 @@ pub struct VerifyReport {
     pub torn_tail: Option<Problem>,
     /// Everything wrong, in ledger order; the first is the first bad position.
     pub problems: Vec<Problem>,
+    /// The log origin (`ledger/origin`); `None` for a version-1 ledger.
+    pub origin: Option<String>,
+    /// Signed checkpoint notes whose signature checked out and whose root equals the tree
+    /// recomputed from the records.
+    pub notes: u32,
+    /// Largest tree size a valid signed note covers.
+    pub signed_size: Option<u64>,
+    /// Records after the last signed note: covered by no signed checkpoint.
+    pub unsigned_records: u64,
+    /// Whether block MACs were checked (`VerifyOptions::mac_key` given).
+    pub macs_checked: bool,
+    /// Root of the Merkle tree over every record, when every record could be read.
+    pub root: Option<crate::merkle::Hash>,
     /// Derived files (the per-segment block index sidecars, `.idx`) that do not match their
     /// segment. Not evidence and not a problem: readers rebuild the block list from the
     /// segment in memory, and the next writer open rewrites the file
@@ -153,6 +219,18 @@ struct State {
     lost: bool,
     /// Blocks after the last batch-end block of the current segment.
     open_batch: Option<OpenBatch>,
+    /// The Merkle tree recomputed from the records, while every record so far was read.
+    tree: Frontier,
+    tree_ok: bool,
+    /// Signed notes (size, root, offset), by size.
+    notes: Vec<(u64, crate::merkle::Hash, u64)>,
+    note_at: usize,
+    /// Problems in the notes file, merged like `ckpt_problems`.
+    note_problems: Vec<Problem>,
+    /// Blocks ending after this seq must carry this ledger's MAC (format 2).
+    mac_after: u64,
+    mac_key: Option<[u8; 32]>,
+    previous_keys: Vec<([u8; 32], u64)>,
 }
 
 /// The blocks read so far of a batch whose batch-end block has not been seen.
@@ -200,6 +278,30 @@ impl State {
                 );
             }
             self.ckpt_at += 1;
+        }
+    }
+
+    /// Checks the signed notes for tree size `size` against the recomputed tree.
+    fn check_notes(&mut self, size: u64) {
+        while self.note_at < self.notes.len() && self.notes[self.note_at].0 < size {
+            self.note_at += 1;
+        }
+        while self.note_at < self.notes.len() && self.notes[self.note_at].0 == size {
+            let (_, root, off) = self.notes[self.note_at];
+            if self.tree.root() == root {
+                self.report.notes += 1;
+                self.report.signed_size = Some(size);
+            } else {
+                self.note_problems.push(Problem {
+                    seq: Some(size),
+                    segment: NOTES_FILE.into(),
+                    offset: off,
+                    what: format!(
+                        "checkpoint note for tree size {size} does not match the Merkle root of the records"
+                    ),
+                });
+            }
+            self.note_at += 1;
         }
     }
 
@@ -302,8 +404,18 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         ckpt_problems: Vec::new(),
         lost: false,
         open_batch: None,
+        tree: Frontier::default(),
+        tree_ok: true,
+        notes: Vec::new(),
+        note_at: 0,
+        note_problems: Vec::new(),
+        mac_after: 0,
+        mac_key: opts.mac_key,
+        previous_keys: Vec::new(),
     };
     load_checkpoints(dir, opts, &mut st)?;
+    load_notes(dir, &mut st)?;
+    st.report.macs_checked = opts.mac_key.is_some();
 
     let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))?;
     let mut comp = Vec::new();
@@ -463,6 +575,33 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
             format!("checkpoint #{seq} is beyond the ledger end #{end}: records were removed"),
         );
     }
+    if st.tree_ok && st.tree.size == end {
+        st.report.root = Some(st.tree.root());
+    }
+    let unmatched: Vec<(u64, u64)> = st.notes[st.note_at..]
+        .iter()
+        .filter(|n| n.0 > end || !st.tree_ok)
+        .map(|n| (n.0, n.2))
+        .collect();
+    for (size, off) in unmatched {
+        let what = if size > end {
+            format!(
+                "checkpoint note for tree size {size} is beyond the ledger end #{end}: records were removed"
+            )
+        } else {
+            format!(
+                "checkpoint note for tree size {size} not checked: records before it are unreadable"
+            )
+        };
+        st.note_problems.push(Problem {
+            seq: Some(size.min(end + 1)),
+            segment: NOTES_FILE.into(),
+            offset: off,
+            what,
+        });
+    }
+    st.report.unsigned_records = end - st.report.signed_size.unwrap_or(0).min(end);
+    st.ckpt_problems.append(&mut st.note_problems);
     // Data problems stay in the order the stream found them (after a damaged block, later
     // seqs may be noise); checkpoint-file problems go before the first data problem past them.
     for p in std::mem::take(&mut st.ckpt_problems) {
@@ -560,6 +699,14 @@ fn check_block(
                 if st.ckpt_at < st.ckpts.len() && st.ckpts[st.ckpt_at].seq <= seq {
                     st.check_ckpts(seq, &head);
                 }
+                if st.tree_ok && st.tree.size + 1 == seq {
+                    st.tree.push(leaf_hash(payload));
+                    if st.note_at < st.notes.len() && st.notes[st.note_at].0 <= seq {
+                        st.check_notes(seq);
+                    }
+                } else {
+                    st.tree_ok = false;
+                }
                 seq += 1;
             }
         }
@@ -605,6 +752,17 @@ fn check_block(
             format!("checkpoint #{c} is not at the end of a batch: the block's batch-end flag was altered"),
         );
     }
+    if let Some(k) = st.mac_key
+        && h.first_seq + u64::from(h.count) - 1 > st.mac_after
+        && h.mac != block_mac(&k, &h.encode_fields())
+    {
+        st.problem(
+            Some(h.first_seq),
+            seg,
+            off,
+            "block MAC does not verify: not written by this ledger's writer (appended or rewritten behind its back), after the last signed checkpoint",
+        );
+    }
     st.report.records += held;
     st.report.bytes += bytes;
     st.next = seq;
@@ -617,6 +775,19 @@ fn load_checkpoints(dir: &Path, opts: &VerifyOptions, st: &mut State) -> Result<
     let Some(cf) = read_checkpoints(&path)? else {
         st.ckpt_problem(None, 0, "checkpoint file missing");
         return Ok(());
+    };
+    st.previous_keys = if opts.previous_keys.is_empty() && opts.trusted_public_key.is_none() {
+        let p = dir.parent().map(|d| {
+            let mut s = d.join("keys").join("ledger.ed25519.pub").into_os_string();
+            s.push(PREVIOUS_KEYS_SUFFIX);
+            std::path::PathBuf::from(s)
+        });
+        match p {
+            Some(p) => read_previous_keys(&p)?,
+            None => Vec::new(),
+        }
+    } else {
+        opts.previous_keys.clone()
     };
     let key = match opts.trusted_public_key {
         Some(k) => {
@@ -657,7 +828,11 @@ fn load_checkpoints(dir: &Path, opts: &VerifyOptions, st: &mut State) -> Result<
             );
             continue;
         }
-        if Some(e.public_key) != key {
+        let previous_ok = st
+            .previous_keys
+            .iter()
+            .any(|(k, upto)| *k == e.public_key && e.seq <= *upto);
+        if Some(e.public_key) != key && !previous_ok {
             st.ckpt_problem(
                 Some(e.seq),
                 *offset,
@@ -695,6 +870,100 @@ fn load_checkpoints(dir: &Path, opts: &VerifyOptions, st: &mut State) -> Result<
             segment: CHECKPOINT_FILE.into(),
             offset: cf.valid_len,
             what: format!("partial checkpoint entry of {} bytes", cf.torn_bytes),
+        });
+    }
+    Ok(())
+}
+
+/// Reads the signed checkpoint notes (format 2): each must verify with the checkpoint key
+/// under the ledger's origin and sizes must not decrease. Their roots are checked against the
+/// recomputed tree as the records stream by.
+fn load_notes(dir: &Path, st: &mut State) -> Result<(), LedgerError> {
+    let Some(origin) = read_origin(dir)? else {
+        // A version-1 ledger: no tree, no notes; blocks carry no MAC.
+        st.mac_key = None;
+        return Ok(());
+    };
+    st.report.origin = Some(origin.clone());
+    let path = dir.join(NOTES_FILE);
+    let nf = match read_notes(&path)? {
+        Some(nf) => nf,
+        None => {
+            st.note_problems.push(Problem {
+                seq: None,
+                segment: NOTES_FILE.into(),
+                offset: 0,
+                what: "checkpoint notes file missing".into(),
+            });
+            return Ok(());
+        }
+    };
+    let vkey = match st.report.public_key {
+        Some(k) => Some(verifier_key(&origin, &k)?),
+        None => None,
+    };
+    let mut last = 0u64;
+    for (off, why) in &nf.bad {
+        st.note_problems.push(Problem {
+            seq: None,
+            segment: NOTES_FILE.into(),
+            offset: *off,
+            what: format!("checkpoint note unreadable: {why}"),
+        });
+    }
+    let mut previous = Vec::new();
+    for (k, upto) in &st.previous_keys {
+        previous.push((verifier_key(&origin, k)?, *upto));
+    }
+    for n in &nf.notes {
+        let ok = vkey
+            .as_deref()
+            .is_some_and(|v| verify_note(&n.note, v).is_ok())
+            || previous
+                .iter()
+                .any(|(v, upto)| n.checkpoint.size <= *upto && verify_note(&n.note, v).is_ok());
+        let size = n.checkpoint.size;
+        let what = if !ok {
+            Some(format!(
+                "checkpoint note for tree size {size} is not signed by the checkpoint key (forged or altered)"
+            ))
+        } else if n.checkpoint.origin != origin {
+            Some(format!(
+                "checkpoint note for tree size {size} names origin {:?}",
+                n.checkpoint.origin
+            ))
+        } else if size < last {
+            Some(format!(
+                "checkpoint note for tree size {size} comes after one for size {last}"
+            ))
+        } else {
+            None
+        };
+        match what {
+            Some(what) => st.note_problems.push(Problem {
+                seq: Some(size),
+                segment: NOTES_FILE.into(),
+                offset: n.offset,
+                what,
+            }),
+            None => {
+                last = size;
+                if size == 0 {
+                    st.report.notes += 1;
+                } else {
+                    st.notes.push((size, n.checkpoint.root, n.offset));
+                }
+            }
+        }
+    }
+    // Blocks after the last signed note must carry the MAC: up to it signatures vouch.
+    st.mac_after = last;
+    if nf.torn_bytes > 0 && st.report.torn_tail.is_none() {
+        st.report.torn_tail = Some(Problem {
+            seq: None,
+            segment: NOTES_FILE.into(),
+            offset: nf.valid_len,
+            what: format!("partial checkpoint note of {} bytes", nf.torn_bytes),
         });
     }
     Ok(())

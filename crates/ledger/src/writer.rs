@@ -14,7 +14,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ed25519_dalek::SigningKey;
 
-use crate::checkpoint::{CHECKPOINT_FILE, load_or_create_key, read_checkpoints, sign};
+use crate::checkpoint::{CHECKPOINT_FILE, load_key, load_or_create_key, read_checkpoints, sign};
 use crate::error::LedgerError;
 use crate::fileio::{DataFile, Faults, sync_dir};
 use crate::format::{
@@ -118,6 +118,10 @@ pub struct Ledger {
     tree_touched: Vec<u8>,
     /// `ledger/checkpoint-notes`, opened for appending.
     notes: File,
+    /// The secret block MAC key, derived from the signing key's seed.
+    mac_key: [u8; 32],
+    /// Tree size of the last signed note.
+    last_note_size: Option<u64>,
 }
 
 /// A block of the batch being written, before compression.
@@ -214,6 +218,7 @@ fn create_segment(
         number,
         first_seq,
         prev_head,
+        version: crate::format::FORMAT_VERSION,
     };
     df.write_all(&hdr.encode())
         .and_then(|()| df.sync_data())
@@ -286,7 +291,23 @@ impl Ledger {
     ) -> Result<(Ledger, OpenReport), LedgerError> {
         let mut report = OpenReport::default();
         let key_path = opts.resolved_key_path(dir);
-        let key = load_or_create_key(&key_path)?;
+        // A key is made only for a new ledger: a ledger whose key is missing never gets a
+        // new one silently (the operator rotates it: `pugmark keys rotate`).
+        let key = match load_key(&key_path)? {
+            Some(k) => {
+                // Keep the public key file beside it in step (as before).
+                load_or_create_key(&key_path)?;
+                k
+            }
+            None if !list_segments(dir)?.is_empty() => {
+                return Err(LedgerError::Refused(format!(
+                    "the signing key {} is missing and the ledger already exists: a new key is never made silently; restore the key, or run `pugmark keys rotate`",
+                    key_path.display()
+                )));
+            }
+            None => load_or_create_key(&key_path)?,
+        };
+        let mac_key = crate::format::mac_key(&key.to_bytes());
 
         // Checkpoints: create the file, or cut a torn partial entry.
         let ckpt_path = dir.join(CHECKPOINT_FILE);
@@ -378,6 +399,7 @@ impl Ledger {
             }
         }
 
+        let mut last_version = crate::format::FORMAT_VERSION;
         let (seg, seg_file, seg_len, next_seq, head) = match segs.pop() {
             None => {
                 report.created = true;
@@ -391,6 +413,7 @@ impl Ledger {
                     .open(&seg.path)
                     .map_err(LedgerError::io(&seg.path))?;
                 let hdr = read_segment_header(&file, &seg)?;
+                last_version = hdr.version;
                 let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
                 let mut scan = scan_segment(&file, &seg, &hdr, len, true, !opts.check_sidecars)
                     .map_err(LedgerError::io(&seg.path))?;
@@ -469,8 +492,16 @@ impl Ledger {
         // created; a notes file that disappeared from a ledger holding records is not
         // recreated (that would let truncation pass unseen).
         let end = next_seq - 1;
-        let origin = match read_origin(dir)? {
+        let read = read_origin(dir)?;
+        let origin_existed = read.is_some();
+        let origin = match read {
             Some(o) => o,
+            None if end > 0 && last_version >= 2 => {
+                return Err(LedgerError::Refused(format!(
+                    "{} is missing but the ledger holds {end} records in format 2: it is not recreated (restore it, or run verify)",
+                    dir.join(crate::note::ORIGIN_FILE).display()
+                )));
+            }
             None => {
                 let o = match &opts.origin {
                     Some(o) => o.clone(),
@@ -486,7 +517,7 @@ impl Ledger {
         let notes_path = dir.join(NOTES_FILE);
         let mut last_note: Option<(u64, Hash)> = None;
         match read_notes(&notes_path)? {
-            None if end > 0 && last_ckpt.is_some() => {
+            None if end > 0 && origin_existed => {
                 return Err(LedgerError::Refused(format!(
                     "{} is missing but the ledger holds {end} records: it is not recreated (restore it, or run verify)",
                     notes_path.display()
@@ -518,6 +549,14 @@ impl Ledger {
                         )));
                     }
                     last_note = Some((n.checkpoint.size, n.checkpoint.root));
+                    let vkey = crate::note::verifier_key(&origin, key.verifying_key().as_bytes())?;
+                    if crate::note::verify_note(&n.note, &vkey).is_err() {
+                        return Err(LedgerError::Refused(format!(
+                            "the last checkpoint note (tree size {}) is not signed by the key in {}: the key changed or the note was forged; restore the key, or run `pugmark keys rotate`",
+                            n.checkpoint.size,
+                            key_path.display()
+                        )));
+                    }
                 }
             }
         }
@@ -562,12 +601,43 @@ impl Ledger {
                 }
             }
         }
+        // Records past the last signed checkpoint must be this writer's: the last block's MAC
+        // (secret key) must verify and the chain recomputed from the checkpoint must reach
+        // its head. Otherwise they were appended behind the writer's back and signing now
+        // would vouch for them.
+        let (ck_seq, ck_head) = last_ckpt.unwrap_or((0, [0; 32]));
+        let needs_roll = {
+            let r = LedgerReader::open(dir)?;
+            let v1 = r.last_segment_version() == Some(1);
+            if v1 && !opts.migrating {
+                return Err(LedgerError::NeedsMigration);
+            }
+            if end > ck_seq && !v1 {
+                let hdr = r.last_block_header()?;
+                let mac_ok = hdr.is_some_and(|h| {
+                    crate::format::block_mac(&mac_key, &h.encode_fields()) == h.mac
+                });
+                let mut h = ck_head;
+                let mut it = r.iter_from(ck_seq + 1);
+                while let Some(x) = it.next_ref() {
+                    let (s, p) = x?;
+                    h = chain_step(&h, s.get(), p);
+                }
+                if !mac_ok || h != head {
+                    return Err(LedgerError::Refused(format!(
+                        "records #{}..#{end} after the last signed checkpoint were not written with this ledger's key (appended behind the writer's back, or the key changed); run verify",
+                        ck_seq + 1
+                    )));
+                }
+            }
+            v1
+        };
         let idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
         report.segments = seg.number;
         report.next_seq = next_seq;
         report.last_checkpoint = last_ckpt.map(|(c, _)| c);
         let level = opts.zstd_level;
-        let ledger = Ledger {
+        let mut ledger = Ledger {
             dir: dir.to_path_buf(),
             opts,
             _lock: lock,
@@ -594,7 +664,14 @@ impl Ledger {
             leaves: Vec::new(),
             tree_touched: Vec::new(),
             notes,
+            mac_key,
+            last_note_size: last_note.map(|(s, _)| s),
         };
+        if needs_roll {
+            // Migration: appends go to a new version-2 segment; version-1 segments are never
+            // written again.
+            ledger.roll_segment(ledger.next_seq, ledger.head)?;
+        }
         Ok((ledger, report))
     }
 
@@ -880,8 +957,10 @@ impl Ledger {
             uncompressed_len: b.area.len() as u32,
             head: b.head,
             batch_end,
+            mac: [0; crate::format::MAC_LEN],
             checksum: [0; 16],
         };
+        h.mac = crate::format::block_mac(&self.mac_key, &h.encode_fields());
         h.checksum = block_checksum(&h.encode_fields()[..64], &b.compressed);
         self.pending_idx.push((b.first, self.out.len() as u64));
         self.out.extend_from_slice(&h.encode());
@@ -941,7 +1020,9 @@ impl Ledger {
             return Err(LedgerError::PreviousIo);
         }
         let end = self.next_seq - 1;
-        if self.last_ckpt_seq == Some(end) || (end == 0 && self.last_ckpt_seq.is_none()) {
+        if (self.last_ckpt_seq == Some(end) && self.last_note_size == Some(end))
+            || (end == 0 && self.last_ckpt_seq.is_none())
+        {
             self.records_since_ckpt = 0;
             self.last_ckpt_at = Instant::now();
             return Ok(());
@@ -974,6 +1055,7 @@ impl Ledger {
             return Err(e);
         }
         self.tree_touched.clear();
+        self.last_note_size = Some(end);
         self.last_ckpt_seq = Some(end);
         self.last_ckpt_at = Instant::now();
         self.records_since_ckpt = 0;

@@ -20,6 +20,7 @@ fn opts(dir: &Path) -> LedgerOptions {
         key_path: dir.join("keys/ledger.ed25519"),
         check_sidecars: false,
         origin: None,
+        migrating: false,
     }
 }
 
@@ -576,22 +577,22 @@ fn version_mismatch_is_a_clear_error() {
     let dir = make(t.path(), 10, 10);
     let seg = &testing::segment_paths(&dir).expect("segs")[0];
     let mut b = std::fs::read(seg).expect("read");
-    b[8] = 2;
+    b[8] = 3;
     std::fs::write(seg, b).expect("write");
     let e = Ledger::open(&dir, opts(t.path())).expect_err("must refuse");
     assert!(
         matches!(
             e,
             LedgerError::VersionMismatch {
-                found: 2,
-                expected: 1
+                found: 3,
+                expected: 2
             }
         ),
         "{e}"
     );
     assert_eq!(
         e.to_string(),
-        "ledger format version 2 is not supported (this build reads version 1)"
+        "ledger format version 3 is not supported (this build reads version 2)"
     );
     assert!(matches!(
         LedgerReader::open(&dir),
@@ -641,10 +642,12 @@ fn pinned_key_rejects_a_resigned_ledger() {
     let good = ledger::read_public_key(&t.path().join("keys/ledger.ed25519.pub")).expect("pub");
     let pinned = VerifyOptions {
         trusted_public_key: Some(good),
+        ..VerifyOptions::default()
     };
     assert!(verify(&dir, &pinned).expect("verify").ok());
     let other = VerifyOptions {
         trusted_public_key: Some([3; 32]),
+        ..VerifyOptions::default()
     };
     let rep = verify(&dir, &other).expect("verify");
     assert!(!rep.ok());
@@ -680,6 +683,7 @@ fn committed_v1_fixture_reads_and_verifies() {
         &dir,
         &VerifyOptions {
             trusted_public_key: Some(key),
+            ..VerifyOptions::default()
         },
     )
     .expect("verify");

@@ -20,8 +20,15 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// Format version of the directory layout written by this build.
-pub const DATA_FORMAT_VERSION: u32 = 1;
+/// Format version of the directory layout written by this build: 2 since the ledger's Merkle
+/// tree, signed checkpoint notes and block MACs (ledger format 2). Version 1 is turned into 2
+/// by `pugmark migrate`; every other verb refuses it.
+pub const DATA_FORMAT_VERSION: u32 = 2;
+/// The layout version `pugmark migrate` upgrades from.
+pub const MIGRATES_FROM: u32 = 1;
+/// In `DATA/keys/`: the path of a signing key kept outside the data directory
+/// (`pugmark keys init --key-file PATH`), one line.
+pub const KEY_LOCATION_FILE: &str = "ledger.location";
 const MARKER_PREFIX: &str = "pugmark-data ";
 
 #[derive(Debug, Clone)]
@@ -40,7 +47,21 @@ const COMPLETE: &str = "COMPLETE";
 impl DataDir {
     /// Open an existing data directory, or create it when `create` is set.
     pub fn open(root: &Path, create: bool) -> anyhow::Result<DataDir> {
+        match DataDir::open_any(root, create)? {
+            (dd, DATA_FORMAT_VERSION) => Ok(dd),
+            (_, v) => bail!(
+                "data directory {} is in format version {v}: run `pugmark migrate --data {}` to turn it into version {DATA_FORMAT_VERSION}",
+                root.display(),
+                root.display()
+            ),
+        }
+    }
+
+    /// Opens a data directory of this version or of [`MIGRATES_FROM`] (for `pugmark migrate`),
+    /// returning its version.
+    pub fn open_any(root: &Path, create: bool) -> anyhow::Result<(DataDir, u32)> {
         let marker = root.join("FORMAT");
+        let mut found = DATA_FORMAT_VERSION;
         match fs::read_to_string(&marker) {
             Ok(text) => {
                 let version = text
@@ -48,7 +69,7 @@ impl DataDir {
                     .strip_prefix(MARKER_PREFIX)
                     .and_then(|v| v.parse::<u32>().ok());
                 match version {
-                    Some(DATA_FORMAT_VERSION) => {}
+                    Some(v @ (DATA_FORMAT_VERSION | MIGRATES_FROM)) => found = v,
                     Some(v) => bail!(
                         "data directory {} has format version {v}, this pugmark reads version {DATA_FORMAT_VERSION}",
                         root.display()
@@ -84,10 +105,30 @@ impl DataDir {
             }
             Err(e) => return Err(e).with_context(|| format!("reading {}", marker.display())),
         }
-        Ok(DataDir {
-            root: root.to_path_buf(),
-            views: root.to_path_buf(),
-        })
+        Ok((
+            DataDir {
+                root: root.to_path_buf(),
+                views: root.to_path_buf(),
+            },
+            found,
+        ))
+    }
+
+    /// Marks the directory as [`DATA_FORMAT_VERSION`] (the last step of `pugmark migrate`):
+    /// written aside, synced, renamed over `FORMAT`, directory synced.
+    pub fn mark_current(&self) -> anyhow::Result<()> {
+        let marker = self.root.join("FORMAT");
+        let tmp = self.root.join("FORMAT.new");
+        fs::write(&tmp, format!("{MARKER_PREFIX}{DATA_FORMAT_VERSION}\n"))
+            .and_then(|()| fs::File::open(&tmp)?.sync_all())
+            .and_then(|()| fs::rename(&tmp, &marker))
+            .and_then(|()| sync_dir(&self.root))
+            .with_context(|| format!("writing {}", marker.display()))
+    }
+
+    /// The root of the data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The same data directory with its views in `DATA/views.new/`: where `reindex` builds
@@ -182,8 +223,18 @@ impl DataDir {
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }
+    /// The checkpoint signing key: `DATA/keys/ledger.ed25519`, or the path named in
+    /// `DATA/keys/ledger.location` when the key is kept outside the data directory.
     pub fn signing_key(&self) -> PathBuf {
-        self.keys().join("ledger.ed25519")
+        match fs::read_to_string(self.keys().join(KEY_LOCATION_FILE)) {
+            Ok(p) if !p.trim().is_empty() => PathBuf::from(p.trim_end_matches('\n')),
+            _ => self.keys().join("ledger.ed25519"),
+        }
+    }
+
+    /// The public key file that goes with [`DataDir::signing_key`].
+    pub fn public_key(&self) -> PathBuf {
+        ledger::public_key_path(&self.signing_key())
     }
 }
 

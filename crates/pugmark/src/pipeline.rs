@@ -252,6 +252,16 @@ impl Pipeline {
         }
         let (ledger, open_report) = Ledger::open(&dd.ledger(), opts)
             .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+        if open_report.created {
+            // A new ledger got its key just now: say where, once.
+            eprintln!(
+                "pugmark: new ledger {} (origin {}); its checkpoint signing key is {} and the public key {} (keep a copy of the public key away from this host)",
+                dd.ledger().display(),
+                ledger.origin(),
+                dd.signing_key().display(),
+                dd.public_key().display()
+            );
+        }
         // The ledger's lock is held: no other writer, no `reindex` under way.
         dd.recover_views()?;
         let index = SearchIndex::open_or_create(dd.index())
@@ -931,6 +941,24 @@ fn spawn_indexer(
         }
     }
     Ok(Indexer { tx, handle, shared })
+}
+
+/// The envelope of a record pugmark writes about its own ledger (a migration, a key
+/// rotation, a retention run): collector-observed raw text, origin `<pugmark ledger>`, so
+/// views index it like any record and `search` finds it.
+pub fn admin_record(text: String) -> Vec<u8> {
+    Envelope::Record(model::envelope::RecordEnvelope {
+        received: model::Received::now(),
+        observer: model::Observer::Collector,
+        format: model::Format::Raw,
+        hints: model::DecodeHints::default(),
+        origin: model::Origin::File {
+            path: "<pugmark ledger>".into(),
+            line: 0,
+        },
+        raw: text.into_bytes(),
+    })
+    .encode()
 }
 
 /// A ledger payload this build cannot read as an envelope (damaged, or written by a newer

@@ -1548,3 +1548,150 @@ fn control_characters_from_a_vm_never_reach_the_terminal_raw() {
         assert!(text.contains(shown), "{args:?}: {text}");
     }
 }
+
+/// Copies a directory tree (the committed v1 fixture into a temporary data directory).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_tree(&e.path(), &to.join(e.file_name()));
+        } else {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Issue 11: `pugmark migrate` on a copy of crates/ledger/testdata/v1 (a committed version-1
+/// ledger whose private key was never committed): other verbs refuse the v1 directory and
+/// say to migrate; migrate verifies the old chain, keeps every v1 segment byte for byte,
+/// builds the tree and signs a migration record naming the old chain head and the new root.
+#[test]
+fn migrate_turns_the_committed_v1_ledger_into_v2() {
+    let t = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ledger/testdata/v1");
+    let data = t.path().join("data");
+    copy_tree(&fixture, &data);
+    fs::write(data.join("FORMAT"), "pugmark-data 1\n").unwrap();
+    let mut old = ledger::LedgerReader::open(&fixture.join("ledger")).unwrap();
+    let n = old.len();
+    let old_head = old.head_at(n).unwrap();
+
+    let out = pugmark(&data, &["search", "record"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("run `pugmark migrate"), "{err}");
+
+    // The private key is gone: migrate does not make a new one unless told to.
+    let out = pugmark(&data, &["migrate"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--new-key"));
+    assert!(!data.join("keys/ledger.ed25519").try_exists().unwrap());
+
+    let m = json(&data, &["migrate", "--new-key"]);
+    assert_eq!(m["records"], n);
+    assert_eq!(m["migration_record"], n + 1);
+    let head_hex: String = old_head.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(m["v1_chain_head"], head_hex.as_str());
+
+    // Every v1 segment file is untouched; every record reads back the same.
+    for e in fs::read_dir(fixture.join("ledger")).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name.to_string_lossy().ends_with(".dat") {
+            assert_eq!(
+                fs::read(e.path()).unwrap(),
+                fs::read(data.join("ledger").join(&name)).unwrap(),
+                "{name:?} changed"
+            );
+        }
+    }
+    let mut new = ledger::LedgerReader::open(&data.join("ledger")).unwrap();
+    assert_eq!(new.len(), n + 1);
+    for s in 1..=n {
+        assert_eq!(new.get(s).unwrap(), old.get(s).unwrap(), "record {s}");
+    }
+    // The migration record names both heads; the signed notes cover it.
+    let rec = String::from_utf8_lossy(&new.get(n + 1).unwrap()).into_owned();
+    assert!(rec.contains(&head_hex), "{rec}");
+    let root_hex = m["merkle_root"].as_str().unwrap();
+    let root: String = new
+        .root(n)
+        .unwrap()
+        .0
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(root, root_hex);
+    assert!(rec.contains(root_hex), "{rec}");
+
+    let v = json(&data, &["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["records"], n + 1);
+    assert_eq!(v["signed_size"], n + 1);
+    assert_eq!(v["unsigned_records"], 0);
+    assert_eq!(v["macs_checked"], true);
+    // Views build on the migrated ledger (the fixture has none) and find the record.
+    ok(&data, &["reindex"]);
+    assert!(ok(&data, &["search", "v1_chain_head"]).contains("pugmark-ledger"));
+    // Running it again is a no-op.
+    assert!(ok(&data, &["migrate"]).contains("already"));
+}
+
+/// Issue 11: a new data directory says where its key is; a ledger whose key is missing is
+/// refused by writers (never a new key silently); `keys init --key-file` keeps the key
+/// outside the data directory.
+#[test]
+fn keys_are_made_once_and_never_silently_replaced() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let log = t.path().join("a.log");
+    fs::write(&log, "<13>Oct 11 22:14:15 host app: hello key\n").unwrap();
+    let out = pugmark(&data, &["ingest", log.to_str().unwrap()]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checkpoint signing key is"), "{err}");
+    assert!(err.contains("keys/ledger.ed25519"), "{err}");
+    fs::remove_file(data.join("keys/ledger.ed25519")).unwrap();
+    fs::write(&log, "<13>Oct 11 22:14:16 host app: second\n").unwrap();
+    let out = pugmark(&data, &["ingest", log.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is missing") && err.contains("keys rotate"),
+        "{err}"
+    );
+    assert!(!data.join("keys/ledger.ed25519").try_exists().unwrap());
+
+    // A key kept elsewhere.
+    let data2 = t.path().join("data2");
+    let key = t.path().join("vault/site.key");
+    fs::create_dir_all(key.parent().unwrap()).unwrap();
+    let k = json(
+        &data2,
+        &[
+            "keys",
+            "init",
+            "--key-file",
+            key.to_str().unwrap(),
+            "--origin",
+            "pugmark.test.example/ledger",
+        ],
+    );
+    assert_eq!(k["key_present"], true);
+    assert_eq!(k["origin"], "pugmark.test.example/ledger");
+    assert!(
+        k["verifier_key"]
+            .as_str()
+            .unwrap()
+            .starts_with("pugmark.test.example/ledger+")
+    );
+    assert!(!data2.join("keys/ledger.ed25519").try_exists().unwrap());
+    ok(&data2, &["ingest", log.to_str().unwrap()]);
+    let v = json(&data2, &["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["signed_size"], 2, "{v}");
+    // init never replaces.
+    let out = pugmark(&data2, &["keys", "init"]);
+    assert!(!out.status.success());
+}

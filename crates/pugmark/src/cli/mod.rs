@@ -8,6 +8,8 @@ mod check;
 mod hunt;
 mod ingest;
 mod ingest_flow;
+mod keys;
+mod migrate;
 mod reindex;
 mod report;
 mod search;
@@ -83,6 +85,14 @@ pub enum Command {
     /// Run a witness for other sites' ledgers (C2SP tlog-witness): it cosigns each new
     /// checkpoint only if it extends the last one it saw.
     Witness(witness::WitnessArgs),
+    /// Turn a version-1 data directory into version 2 (Merkle tree, signed checkpoint
+    /// notes), keeping every record's bytes: the old chain is verified first and both heads
+    /// go into a signed migration record.
+    Migrate(migrate::MigrateArgs),
+    /// The ledger's checkpoint signing key: create it (optionally outside the data directory)
+    /// or show where it is.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -101,6 +111,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => serve::status(a),
         Command::Token(a) => token::run(a),
         Command::Witness(a) => witness::run(a),
+        Command::Migrate(a) => migrate::run(a),
+        Command::Keys(a) => keys::run(a),
     }
 }
 

@@ -28,7 +28,17 @@ pub struct VerifyArgs {
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
     let trusted_public_key = args.pubkey.as_deref().map(parse_key).transpose()?;
-    let opts = ledger::VerifyOptions { trusted_public_key };
+    // The secret MAC key (from the private key, when this user can read it): records after
+    // the last signed checkpoint must then be the writer's own.
+    let mac_key = std::fs::read_to_string(dd.signing_key())
+        .ok()
+        .and_then(|t| ledger::parse_key(&t))
+        .map(|k| ledger::mac_key(&k.to_bytes()));
+    let opts = ledger::VerifyOptions {
+        trusted_public_key,
+        mac_key,
+        ..ledger::VerifyOptions::default()
+    };
     let started = Instant::now();
     let report = ledger::verify(&dd.ledger(), &opts)
         .with_context(|| format!("verifying {}", dd.ledger().display()))?;
@@ -59,6 +69,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 "mb_per_sec": mb_s,
                 "problems": problems,
                 "derived": derived,
+                "origin": report.origin,
+                "notes": report.notes,
+                "signed_size": report.signed_size,
+                "unsigned_records": report.unsigned_records,
+                "macs_checked": report.macs_checked,
+                "root": report.root.map(|h| h.0.iter().map(|b| format!("{b:02x}")).collect::<String>()),
             }))?
         );
     } else if report.ok() {
@@ -87,6 +103,19 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if !args.json {
+        if report.origin.is_some() {
+            println!(
+                "tree: {} signed checkpoint note(s), signed up to #{}; {} record(s) after it covered by no signed checkpoint{}",
+                report.notes,
+                report.signed_size.unwrap_or(0),
+                report.unsigned_records,
+                if report.unsigned_records > 0 && !report.macs_checked {
+                    " (not authenticated: the private key is not readable here)"
+                } else {
+                    ""
+                }
+            );
+        }
         // Derived files are not evidence: reported, never a failure.
         for p in &report.derived {
             println!(

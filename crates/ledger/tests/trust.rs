@@ -1,0 +1,112 @@
+//! The attacks of issue 11 that the ledger itself stops, without witnesses: records appended
+//! with the public chain key, a missing or changed signing key, a deleted notes file.
+//! (Rewriting with a stolen key and truncation of ledger + notes are what witnesses catch.)
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ledger::{Ledger, LedgerError, LedgerOptions, VerifyOptions, testing, verify};
+
+fn opts(root: &Path) -> LedgerOptions {
+    LedgerOptions {
+        checkpoint_every_records: 100,
+        checkpoint_every: Duration::from_secs(3600),
+        block_max_bytes: 2048,
+        sync: false,
+        key_path: root.join("keys/ledger.ed25519"),
+        ..LedgerOptions::default()
+    }
+}
+
+fn make(root: &Path, n: u64) -> PathBuf {
+    let dir = root.join("ledger");
+    let (mut l, _) = Ledger::open(&dir, opts(root)).expect("open");
+    for i in 0..n {
+        let r = format!("record {i}");
+        l.append_batch([r.as_bytes()]).expect("append");
+    }
+    l.close().expect("close");
+    dir
+}
+
+fn mac_key(root: &Path) -> [u8; 32] {
+    let text = std::fs::read_to_string(root.join("keys/ledger.ed25519")).expect("key");
+    let key = ledger::parse_key(&text).expect("parse");
+    ledger::mac_key(&key.to_bytes())
+}
+
+#[test]
+fn append_with_the_public_chain_key_is_refused_and_reported() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 250);
+    testing::append_forged(&dir, &[b"<13>forged hypervisor line".as_slice()]).expect("forge");
+    // Without the secret: the chain is intact, but the record is covered by no signature.
+    let rep = verify(&dir, &VerifyOptions::default()).expect("verify");
+    assert_eq!(rep.records, 251);
+    assert_eq!(rep.signed_size, Some(250));
+    assert_eq!(rep.unsigned_records, 1);
+    assert!(!rep.macs_checked);
+    // With the secret MAC key (what `pugmark verify` reads from DATA/keys): a problem at the
+    // forged record.
+    let rep = verify(
+        &dir,
+        &VerifyOptions {
+            mac_key: Some(mac_key(t.path())),
+            ..VerifyOptions::default()
+        },
+    )
+    .expect("verify");
+    assert!(!rep.ok());
+    assert_eq!(rep.problems[0].seq, Some(251), "{:?}", rep.problems);
+    assert!(rep.problems[0].what.contains("MAC"), "{:?}", rep.problems);
+    // The next writer refuses to sign it.
+    let e = Ledger::open(&dir, opts(t.path())).expect_err("refused");
+    assert!(matches!(e, LedgerError::Refused(_)), "{e}");
+    assert!(e.to_string().contains("#251..#251"), "{e}");
+}
+
+#[test]
+fn honest_unsigned_tail_after_a_crash_is_accepted() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = t.path().join("ledger");
+    let (mut l, _) = Ledger::open(&dir, opts(t.path())).expect("open");
+    for i in 0..130 {
+        let r = format!("record {i}");
+        l.append_batch([r.as_bytes()]).expect("append");
+    }
+    // Dropped without close(): records 101..130 are after the last checkpoint (a crash).
+    drop(l);
+    let rep = verify(
+        &dir,
+        &VerifyOptions {
+            mac_key: Some(mac_key(t.path())),
+            ..VerifyOptions::default()
+        },
+    )
+    .expect("verify");
+    assert!(rep.ok(), "{:?}", rep.problems);
+    assert_eq!(rep.unsigned_records, 30);
+    let (l, _) = Ledger::open(&dir, opts(t.path())).expect("the writer's own tail is accepted");
+    assert_eq!(l.next_seq(), 131);
+}
+
+#[test]
+fn missing_key_is_refused_not_recreated() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 10);
+    let key = t.path().join("keys/ledger.ed25519");
+    std::fs::remove_file(&key).expect("rm");
+    let e = Ledger::open(&dir, opts(t.path())).expect_err("refused");
+    assert!(e.to_string().contains("keys rotate"), "{e}");
+    assert!(!key.try_exists().expect("stat"), "no key was made");
+}
+
+#[test]
+fn changed_key_is_refused() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 10);
+    let key = t.path().join("keys/ledger.ed25519");
+    std::fs::write(&key, format!("{}\n", "ab".repeat(32))).expect("replace key");
+    let e = Ledger::open(&dir, opts(t.path())).expect_err("refused");
+    assert!(e.to_string().contains("key changed"), "{e}");
+}
