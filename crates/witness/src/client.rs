@@ -233,3 +233,40 @@ pub fn encode_origin(origin: &str) -> String {
     }
     out
 }
+
+/// Standard base64 (how checkpoints write hashes).
+pub fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::prelude::BASE64_STANDARD.encode(bytes)
+}
+
+/// GET a small text resource (a witness's `/pugmark/v1/vkey`).
+pub fn get_text(url: &str) -> Result<String, ClientError> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent.get(url).call().map_err(|e| ClientError::Http {
+        url: url.to_owned(),
+        err: e.to_string(),
+    })?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(64 * 1024)
+        .read_to_string()
+        .map_err(|e| ClientError::Http {
+            url: url.to_owned(),
+            err: e.to_string(),
+        })?;
+    if status != 200 {
+        return Err(ClientError::Status {
+            url: url.to_owned(),
+            status,
+            body,
+        });
+    }
+    Ok(body)
+}
