@@ -12,6 +12,7 @@ mod imports;
 mod netflow;
 mod pipeline;
 mod viewcheck;
+mod witnesses;
 
 use std::process::ExitCode;
 

@@ -73,6 +73,9 @@ pub struct RawConfig {
     pub senders: Option<RawSenders>,
     /// Directories whose new files are ingested once, by content (`[spool] dirs`).
     pub spool: Option<RawSpool>,
+    /// Witnesses every new checkpoint is pushed to (C2SP tlog-witness), issue 11.
+    #[serde(default)]
+    pub witnesses: Vec<RawWitness>,
 }
 
 /// `[spool]`: `dirs = [{ path = "/var/spool/pugmark/cloud", observer = "cloud" }, …]`.
@@ -99,6 +102,26 @@ pub struct RawSpoolDir {
 pub struct SpoolDir {
     pub path: PathBuf,
     pub observer: model::Observer,
+}
+
+/// One `[[witnesses]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWitness {
+    /// A name for status and metrics (`pugmark_witness_cosigned_size{witness="…"}`).
+    pub name: String,
+    /// The witness's URL prefix (`POST <url>/add-checkpoint`).
+    pub url: String,
+    /// The witness's verifier key (`pugmark witness init` prints it).
+    pub vkey: String,
+}
+
+/// A witness, checked.
+#[derive(Debug, Clone)]
+pub struct WitnessConfig {
+    pub name: String,
+    pub url: String,
+    pub vkey: String,
 }
 
 /// Each listener: `ADDR:PORT`, or `none`. Absent: the loopback default.
@@ -231,6 +254,8 @@ pub struct Config {
     pub spool: Vec<SpoolDir>,
     /// How often the spool directories are looked at.
     pub spool_interval: Duration,
+    /// Witnesses to push checkpoints to.
+    pub witnesses: Vec<WitnessConfig>,
 }
 
 /// `ADDR:PORT[,ADDR:PORT…]` or `none` (an empty list).
@@ -355,9 +380,33 @@ impl Config {
             }
             spool.push(SpoolDir { path, observer });
         }
+        let mut witnesses: Vec<WitnessConfig> = Vec::new();
+        for w in &raw.witnesses {
+            witness::parse_witness_vkey(&w.vkey)
+                .with_context(|| format!("[[witnesses]] {:?}: vkey", w.name))?;
+            if !(w.url.starts_with("http://") || w.url.starts_with("https://")) {
+                bail!(
+                    "[[witnesses]] {:?}: url {:?} must start with http:// or https://",
+                    w.name,
+                    w.url
+                );
+            }
+            if w.name.is_empty() || witnesses.iter().any(|o| o.name == w.name) {
+                bail!(
+                    "[[witnesses]]: names must be non-empty and distinct ({:?})",
+                    w.name
+                );
+            }
+            witnesses.push(WitnessConfig {
+                name: w.name.clone(),
+                url: w.url.clone(),
+                vkey: w.vkey.clone(),
+            });
+        }
         Ok(Config {
             spool,
             spool_interval: Duration::from_secs(raw_spool.interval_secs.unwrap_or(10).max(1)),
+            witnesses,
             metrics: addr("metrics", pick(&over.metrics, &l.metrics).as_deref(), None)?,
             senders: std::sync::Arc::new(senders),
             syslog_udp: addr(
@@ -472,6 +521,17 @@ impl Config {
                 crate::senders::Unmatched::Refuse => "refused",
             }
         );
+        if self.witnesses.is_empty() {
+            let _ = writeln!(
+                out,
+                "witnesses: none (truncation and rewriting by root on this host cannot be detected)"
+            );
+        } else {
+            let _ = writeln!(out, "witnesses (every new checkpoint pushed each second):");
+            for w in &self.witnesses {
+                let _ = writeln!(out, "  {} {} {}", w.name, w.url, w.vkey);
+            }
+        }
         out
     }
 }

@@ -20,6 +20,7 @@ pub mod senders;
 pub mod share;
 pub mod sources;
 pub mod status;
+pub mod witness_http;
 pub mod writer;
 
 use std::net::SocketAddr;

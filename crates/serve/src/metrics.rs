@@ -131,6 +131,21 @@ pub struct Metrics {
     pub udp_ports: Mutex<Vec<(Listener, u16)>>,
     /// The store's faults and retries (`crate::health`).
     pub store: crate::health::StoreHealth,
+    /// Per configured witness (by name): what it last cosigned, set by the binary's pusher.
+    pub witnesses: Mutex<BTreeMap<String, WitnessStat>>,
+}
+
+/// One witness's state as the checkpoint pusher sees it.
+#[derive(Debug, Default, Clone)]
+pub struct WitnessStat {
+    /// Tree size of the last checkpoint it cosigned (recorded in `ledger/cosignatures`).
+    pub cosigned_size: u64,
+    /// Unix time (s) of that cosignature as recorded (0: none yet).
+    pub last_cosign_unix: f64,
+    /// Pushes that failed (unreachable, refused, bad answer).
+    pub failures: u64,
+    /// The last failure, for `pugmark status`.
+    pub last_error: Option<String>,
 }
 
 impl Metrics {
@@ -358,6 +373,7 @@ impl Metrics {
                 g.load(Relaxed)
             );
         }
+        self.render_witnesses(&mut out);
         let _ = writeln!(
             out,
             "# HELP pugmark_sender_last_seen_seconds Unix time of the last record from each sender.\n# TYPE pugmark_sender_last_seen_seconds gauge"
@@ -407,6 +423,55 @@ impl Metrics {
             );
         }
         out
+    }
+}
+
+impl Metrics {
+    fn render_witnesses(&self, out: &mut String) {
+        let w: Vec<(String, WitnessStat)> = match self.witnesses.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return,
+        };
+        if w.is_empty() {
+            return;
+        }
+        let now = Received::now().as_unix_nanos() as f64 / 1e9;
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_witness_cosigned_size Tree size of the last checkpoint each witness cosigned.\n# TYPE pugmark_witness_cosigned_size gauge"
+        );
+        for (n, s) in &w {
+            let _ = writeln!(
+                out,
+                "pugmark_witness_cosigned_size{{witness=\"{}\"}} {}",
+                escape_label(n),
+                s.cosigned_size
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_witness_last_cosign_age_seconds Seconds since each witness's last cosignature (absent before the first).\n# TYPE pugmark_witness_last_cosign_age_seconds gauge"
+        );
+        for (n, s) in w.iter().filter(|(_, s)| s.last_cosign_unix > 0.0) {
+            let _ = writeln!(
+                out,
+                "pugmark_witness_last_cosign_age_seconds{{witness=\"{}\"}} {:.3}",
+                escape_label(n),
+                (now - s.last_cosign_unix).max(0.0)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_witness_failures_total Checkpoint pushes to each witness that failed.\n# TYPE pugmark_witness_failures_total counter"
+        );
+        for (n, s) in &w {
+            let _ = writeln!(
+                out,
+                "pugmark_witness_failures_total{{witness=\"{}\"}} {}",
+                escape_label(n),
+                s.failures
+            );
+        }
     }
 }
 

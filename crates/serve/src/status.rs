@@ -90,6 +90,7 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
     let mut per: BTreeMap<String, BTreeMap<&str, f64>> = BTreeMap::new();
     let mut senders = Vec::new();
     let mut ledger = BTreeMap::new();
+    let mut witnesses: BTreeMap<String, (f64, Option<f64>, f64)> = BTreeMap::new();
     for (name, labels, v) in &s {
         let short = name
             .trim_start_matches("pugmark_")
@@ -124,6 +125,16 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
                 senders.push((l.clone(), sender, who, *v, n));
             }
             ("pugmark_sender_messages_total" | "pugmark_sender_info", _) => {}
+            (n, _) if n.starts_with("pugmark_witness_") => {
+                let w = labels.get("witness").cloned().unwrap_or_default();
+                let e = witnesses.entry(w).or_insert((0.0, None, 0.0));
+                match n {
+                    "pugmark_witness_cosigned_size" => e.0 = *v,
+                    "pugmark_witness_last_cosign_age_seconds" => e.1 = Some(*v),
+                    "pugmark_witness_failures_total" => e.2 = *v,
+                    _ => {}
+                }
+            }
             (_, Some(l)) => {
                 per.entry(l.clone()).or_default().insert(short, *v);
             }
@@ -153,6 +164,16 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
         );
     }
     store_line(&s, &ledger, &mut out);
+    for (w, (size, age, failures)) in &witnesses {
+        let age = match age {
+            Some(a) => format!("{a:.0} s ago"),
+            None => "never".to_owned(),
+        };
+        let _ = writeln!(
+            out,
+            "witness {w}: cosigned tree size {size}, last cosignature {age}, {failures} failed pushes"
+        );
+    }
     let _ = writeln!(
         out,
         "{:<12} {:>12} {:>14} {:>8} {:>8} {:>8} {:>6} {:>9} {:>8}",

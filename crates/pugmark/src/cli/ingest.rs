@@ -88,6 +88,11 @@ impl FormatArg {
 pub struct IngestArgs {
     #[command(flatten)]
     pub data: DataArgs,
+    /// After storing, push the ledger's latest checkpoint to this witness (URL=VKEY, the
+    /// witness's URL prefix and verifier key) and record its cosignature; repeatable. A
+    /// witness that does not cosign makes the exit status non-zero (the records stay stored).
+    #[arg(long = "witness", value_name = "URL=VKEY")]
+    pub witnesses: Vec<String>,
     /// Files to import; `-` reads standard input; gzip is recognised by content.
     #[arg(required = true)]
     pub files: Vec<String>,
@@ -151,6 +156,19 @@ struct Summary {
     /// NetFlow v9/IPFIX data sets whose template never came during this run (dropped).
     #[serde(skip_serializing_if = "is_zero")]
     flow_sets_without_template: u64,
+    /// `--witness`: what each witness cosigned (or why not).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    witnesses: Vec<WitnessPush>,
+}
+
+#[derive(Debug, Serialize)]
+struct WitnessPush {
+    witness: String,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cosigned_size: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -165,6 +183,11 @@ fn is_zero(n: &u64) -> bool {
 
 pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let tz = args.tz.as_deref().map(validate_tz).transpose()?;
+    let mut witness_targets = args
+        .witnesses
+        .iter()
+        .map(|w| crate::witnesses::parse_url_vkey(w))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let dd = DataDir::open(&args.data.data, true)?;
     // Open every input before touching the ledger. One that cannot be read, or that is not
     // text (unless `--format raw` says to store it anyway), is reported in one line and
@@ -286,6 +309,20 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let caught_up = pipeline.caught_up;
     let stats = pipeline.finish()?;
     let seconds = started.elapsed().as_secs_f64();
+    let mut witnesses = Vec::new();
+    for t in &mut witness_targets {
+        let (cosigned_size, error) = match crate::witnesses::push(&dd.ledger(), t) {
+            Ok(crate::witnesses::Pushed::Cosigned { size, .. }) => (Some(size), None),
+            Ok(crate::witnesses::Pushed::Nothing) => (t.held, None),
+            Err(e) => (None, Some(format!("{e:#}"))),
+        };
+        witnesses.push(WitnessPush {
+            witness: t.name.clone(),
+            url: t.peer.url().to_owned(),
+            cosigned_size,
+            error,
+        });
+    }
     let lines: u64 = files.iter().map(|f| f.stored).sum();
     let summary = Summary {
         events: stats.events,
@@ -303,6 +340,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         views_caught_up: caught_up,
         flow_sets_without_template,
         failed,
+        witnesses,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
@@ -311,6 +349,25 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     }
     for input in inputs {
         input.cleanup();
+    }
+    let mut witness_failed = false;
+    for w in &summary.witnesses {
+        match (&w.error, w.cosigned_size) {
+            (Some(e), _) => {
+                witness_failed = true;
+                eprintln!(
+                    "pugmark: witness {} ({}): NOT cosigned: {e}",
+                    w.witness, w.url
+                );
+            }
+            (None, Some(n)) if !args.json => {
+                println!("witness {} ({}): cosigned tree size {n}", w.witness, w.url)
+            }
+            _ => {}
+        }
+    }
+    if witness_failed {
+        return Ok(ExitCode::FAILURE);
     }
     if !summary.failed.is_empty() {
         eprintln!(

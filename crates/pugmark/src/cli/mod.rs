@@ -20,6 +20,7 @@ mod timeline;
 mod token;
 mod verify;
 mod who;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,9 @@ pub enum Command {
     /// Print a shell completion script (bash, zsh, fish); for packaging.
     #[command(hide = true)]
     Completions(man::CompletionsArgs),
+    /// Run a witness for other sites' ledgers (C2SP tlog-witness): it cosigns each new
+    /// checkpoint only if it extends the last one it saw.
+    Witness(witness::WitnessArgs),
     /// Turn a version-1 data directory into version 2 (Merkle tree, signed checkpoint
     /// notes), keeping every record's bytes: the old chain is verified first and both heads
     /// go into a signed migration record.
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Man(a) => man::man(a),
         Command::Completions(a) => man::completions(a),
         Command::SiteConfig(a) => site_config::run(a),
+        Command::Witness(a) => witness::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Keys(a) => keys::run(a),
     }

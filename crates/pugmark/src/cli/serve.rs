@@ -101,6 +101,8 @@ struct PipelineStore {
     /// The batch handed back by a failed append already holds its derived flow records:
     /// appended again as it is (decoding the datagrams twice would store their flows twice).
     expanded: bool,
+    /// `[[witnesses]]`: the pusher thread starts once the metrics it reports to exist.
+    witnesses: Vec<crate::witnesses::Target>,
 }
 
 /// The exporter of a datagram the live NetFlow listener stored (its origin's address).
@@ -219,6 +221,10 @@ impl serve::Store for PipelineStore {
         if let Some(pos) = self.pipeline.index_position() {
             let _ = metrics.index_last_seq.set(pos);
         }
+        let targets = std::mem::take(&mut self.witnesses);
+        if let Err(e) = crate::witnesses::spawn(self.ledger_dir.clone(), targets, metrics.clone()) {
+            eprintln!("pugmark serve: cannot start the witness pusher: {e}");
+        }
         self.metrics = Some(metrics);
     }
 
@@ -288,6 +294,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         print!("{}", config.describe());
         return Ok(ExitCode::SUCCESS);
     }
+    let witnesses = config
+        .witnesses
+        .iter()
+        .map(|w| crate::witnesses::Target::new(&w.name, &w.url, &w.vkey))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let dd = DataDir::open(&args.data.data, true)?;
     let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
     for t in &pipeline.open_report.truncated {
@@ -304,6 +315,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         flows: FlowIngest::new(flow::Limits::default()),
         metrics: None,
         expanded: false,
+        witnesses,
     };
     let summary = serve::run(config, Box::new(store), last)?;
     eprintln!(

@@ -20,10 +20,21 @@ pub struct VerifyArgs {
     /// the data directory can also replace the key there.
     #[arg(long)]
     pub pubkey: Option<String>,
+    /// Check the ledger against what a witness cosigned (repeatable): `URL=VKEY` asks the
+    /// witness for the latest checkpoint it cosigned for this ledger (what catches a ledger
+    /// truncated or rewritten by root, even with every local copy gone); `URL` alone takes the
+    /// key from the witness (not authenticated); `VKEY` alone uses the cosigned notes stored
+    /// beside the ledger (ledger/cosignatures). A local tree smaller than a cosigned size, or
+    /// whose first records do not hash to the cosigned root, is a finding.
+    #[arg(long = "witness", value_name = "URL=VKEY|URL|VKEY")]
+    pub witnesses: Vec<String>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
 }
+
+/// Said when no witness is given.
+const UNWITNESSED: &str = "no --witness given: truncation of the ledger, and rewriting by whoever holds the signing key (root on the collector), cannot be detected by verify alone";
 
 pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
@@ -44,6 +55,19 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("verifying {}", dd.ledger().display()))?;
     let secs = started.elapsed().as_secs_f64();
     let mb_s = report.bytes as f64 / 1e6 / secs.max(1e-9);
+    let specs: Vec<_> = args
+        .witnesses
+        .iter()
+        .map(|w| crate::witnesses::parse_spec(w))
+        .collect();
+    let witness_checks = if specs.is_empty() {
+        Vec::new()
+    } else {
+        crate::witnesses::check_all(&dd.ledger(), &specs)
+            .context("checking the ledger against its witnesses")?
+    };
+    let witnesses_ok = witness_checks.iter().all(|w| w.ok);
+    let all_ok = report.ok() && witnesses_ok;
     if args.json {
         let problems: Vec<_> = report
             .problems
@@ -60,7 +84,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         println!(
             "{}",
             serde_json::to_string_pretty(&json!({
-                "ok": report.ok(),
+                "ok": all_ok,
                 "records": report.records,
                 "bytes": report.bytes,
                 "segments": report.segments,
@@ -75,6 +99,8 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 "unsigned_records": report.unsigned_records,
                 "macs_checked": report.macs_checked,
                 "root": report.root.map(|h| h.0.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+                "witnesses": witness_checks,
+                "unwitnessed": if specs.is_empty() { Some(UNWITNESSED) } else { None },
             }))?
         );
     } else if report.ok() {
@@ -116,6 +142,27 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 }
             );
         }
+        if specs.is_empty() {
+            println!("note: {UNWITNESSED}");
+        }
+        for w in &witness_checks {
+            match (&w.finding, w.cosigned_size) {
+                (Some(f), _) => println!("FAILED: {f}"),
+                (None, Some(size)) => println!(
+                    "witness {}{}: cosigned tree size {size} at {}; the local ledger ({} records) extends it",
+                    w.witness,
+                    w.url
+                        .as_deref()
+                        .map_or(" (stored cosignature)".to_owned(), |u| format!(" ({u})")),
+                    w.cosigned_time.as_deref().unwrap_or("?"),
+                    w.local_size
+                ),
+                (None, None) => {}
+            }
+            if let Some(n) = &w.note {
+                println!("  note: {n}");
+            }
+        }
         // Derived files are not evidence: reported, never a failure.
         for p in &report.derived {
             println!(
@@ -124,7 +171,7 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(if report.ok() {
+    Ok(if all_ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
