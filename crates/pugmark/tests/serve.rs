@@ -2760,3 +2760,243 @@ fn the_readme_serve_config_is_accepted_as_written() {
         assert!(text.contains(shown), "{shown} missing from:\n{text}");
     }
 }
+
+/// The lines of README.md's "A new site" block (between its `new-site` markers), without
+/// comments: the commands an admin types.
+fn readme_new_site_commands() -> Vec<String> {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+    let (_, rest) = readme
+        .split_once("<!-- new-site:begin -->")
+        .expect("README has the new-site block");
+    let (block, _) = rest.split_once("<!-- new-site:end -->").unwrap();
+    block
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("```"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// README "A new site: from the package to a first `who` over live RELP", run as written:
+/// the commands are read from README.md and each is run for real, with these stand-ins where
+/// this machine differs from a site (no systemd runs here, and the test must not install
+/// into the machine): the .deb that `scripts/package` makes from the tested binary is
+/// extracted into a scratch root (`dpkg-deb -x`) instead of installed, and its config's
+/// ports become free ones (parallel runs); `systemctl restart pugmark` starts the unit's own
+/// ExecStart= line from that root; `systemctl restart rsyslog` starts the real rsyslogd with
+/// the file the README wrote (plus a TCP input standing for /dev/log, which `logger` then
+/// uses); the RabbitMQ broker and the VM's address are local, and nova's notifier library
+/// (oslo.messaging) announces the VM when pugmark consumes. The RELP forwarding, the AMQP
+/// consumer, `who` and `timeline` are the real ones, and at most 10 commands get there.
+#[test]
+fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
+    let Some(python) = amqp_peers() else {
+        return;
+    };
+    if !tools_for_rsyslog(&["omrelp", "imtcp"]) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(deb) = build_deb(&dir.path().join("pkg")) else {
+        return;
+    };
+    let commands = readme_new_site_commands();
+    assert!(
+        (3..=10).contains(&commands.len()),
+        "the README promises at most 10 commands: {commands:#?}"
+    );
+    let root = dir.path().join("root");
+    let data = dir.path().join("var-lib-pugmark");
+    let vm = dir.path().join("vm");
+    fs::create_dir_all(vm.join("rsyslog.d")).unwrap();
+    let rabbit = Rabbit::start(&dir.path().join("rabbit"));
+    let (syslog, relp, http, vm_input) = (free_port(), free_port(), free_port(), free_port());
+    let pugmark_bin = root.join("usr/bin/pugmark");
+    let serve_log = dir.path().join("serve.log");
+    let mut serve: Option<Child> = None;
+    let mut rsyslog: Option<Rsyslog> = None;
+    let mut said = Vec::new();
+
+    for line in &commands {
+        let cmd = line
+            .strip_prefix("sudo -u pugmark ")
+            .or_else(|| line.strip_prefix("sudo "))
+            .unwrap_or(line);
+        if let Some(pkg) = cmd.strip_prefix("apt install ./") {
+            assert_eq!(
+                pkg,
+                deb.file_name().unwrap().to_str().unwrap(),
+                "the README names the .deb scripts/package makes"
+            );
+            let x = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&root)
+                .status()
+                .unwrap();
+            assert!(x.success());
+            let conf = root.join("etc/pugmark/serve.toml");
+            let text = fs::read_to_string(&conf).unwrap();
+            let ours = text
+                .replace("\"0.0.0.0:514\"", &format!("\"127.0.0.1:{syslog}\""))
+                .replace("\"0.0.0.0:2514\"", &format!("\"127.0.0.1:{relp}\""))
+                .replace("\"127.0.0.1:9514\"", &format!("\"127.0.0.1:{http}\""))
+                .replace("[\"0.0.0.0:2055\", \"0.0.0.0:4739\"]", "\"none\"");
+            assert_ne!(ours, text);
+            fs::write(&conf, ours).unwrap();
+            said.push(String::new());
+            continue;
+        }
+        if cmd == "apt install rsyslog-relp" {
+            assert!(rsyslog_module("omrelp").is_some());
+            said.push(String::new());
+            continue;
+        }
+        if cmd == "systemctl restart pugmark" {
+            if let Some(mut old) = serve.take() {
+                let _ = Command::new("kill")
+                    .args(["-TERM", &old.id().to_string()])
+                    .status();
+                assert!(old.wait().unwrap().success());
+            }
+            let unit =
+                fs::read_to_string(root.join("usr/lib/systemd/system/pugmark.service")).unwrap();
+            let exec = unit
+                .lines()
+                .find_map(|l| l.strip_prefix("ExecStart="))
+                .unwrap()
+                .replace("/usr/bin/pugmark", pugmark_bin.to_str().unwrap())
+                .replace("/etc/pugmark/", &format!("{}/etc/pugmark/", root.display()))
+                .replace("/var/lib/pugmark", data.to_str().unwrap());
+            let argv: Vec<&str> = exec.split_whitespace().collect();
+            serve = Some(
+                Command::new(argv[0])
+                    .args(&argv[1..])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(fs::File::create(&serve_log).unwrap())
+                    .spawn()
+                    .unwrap(),
+            );
+            wait_for_port(relp, "pugmark serve (RELP)");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !fs::read_to_string(&serve_log)
+                .unwrap_or_default()
+                .contains("amqp: consuming")
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "the AMQP consumer of the README's config did not start: {}",
+                    fs::read_to_string(&serve_log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // The site's nova: a VM is created with the address the collector will see.
+            oslo_notify(
+                &python,
+                &rabbit.oslo_url(),
+                1,
+                "first-vm",
+                &["--ip", "127.0.0.1"],
+            );
+            said.push(String::new());
+            continue;
+        }
+        if cmd == "systemctl restart rsyslog" {
+            drop(rsyslog.take());
+            let body = format!(
+                "module(load=\"imtcp\")\ninput(type=\"imtcp\" port=\"{vm_input}\")\n\
+                 include(file=\"{}/rsyslog.d/*.conf\")\n",
+                vm.display()
+            );
+            rsyslog = Some(Rsyslog::start(&vm, &body, vm_input));
+            said.push(String::new());
+            continue;
+        }
+        // Everything else runs as written, in bash, with the site's names made local.
+        let here = cmd
+            .replace(
+                "amqp://pugmark:SECRET@rabbit.example.org:5672/%%2f",
+                &rabbit.url(),
+            )
+            .replace("/etc/pugmark/", &format!("{}/etc/pugmark/", root.display()))
+            .replace("/var/lib/pugmark", data.to_str().unwrap())
+            .replace("/etc/rsyslog.d/", &format!("{}/rsyslog.d/", vm.display()))
+            .replace("collector.example.org", "127.0.0.1")
+            .replace("port=\"2514\"", &format!("port=\"{relp}\""))
+            .replace("10.0.0.5", "127.0.0.1")
+            .replace("logger ", &format!("logger -T -n 127.0.0.1 -P {vm_input} "));
+        let here = match here.strip_prefix("pugmark ") {
+            Some(rest) => format!("{} {rest}", pugmark_bin.display()),
+            None => here,
+        };
+        if here.contains(" who ") {
+            // The VM's line and nova's notification must have arrived before asking.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let arrived = |args: &[&str]| {
+                let out = Command::new(&pugmark_bin)
+                    .arg("search")
+                    .args(args)
+                    .args(["--count", "--data"])
+                    .arg(&data)
+                    .output()
+                    .unwrap();
+                String::from_utf8_lossy(&out.stdout).trim() != "0"
+            };
+            while !(arrived(&["hello"]) && arrived(&["*", "--class", "vm.lifecycle"])) {
+                assert!(
+                    Instant::now() < deadline,
+                    "the VM's line or the notification never arrived: {}",
+                    fs::read_to_string(&serve_log).unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+        let out = Command::new("bash").args(["-c", &here]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "README command failed: {line}\n(run as: {here})\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        said.push(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+
+    let who = commands
+        .iter()
+        .position(|c| c.contains(" who "))
+        .expect("the README asks who");
+    let answer = &said[who];
+    assert!(
+        answer.contains("first-vm-000000"),
+        "who names the VM nova created with that address:\n{answer}"
+    );
+    assert!(answer.contains(&"u".repeat(32)), "and its owner:\n{answer}");
+    let timeline = commands
+        .iter()
+        .position(|c| c.contains(" timeline "))
+        .expect("the README shows the timeline");
+    assert!(
+        said[timeline].contains("hello from"),
+        "the VM's own line, over RELP, is on its timeline:\n{}",
+        said[timeline]
+    );
+    drop(rsyslog);
+    if let Some(mut s) = serve {
+        let _ = Command::new("kill")
+            .args(["-TERM", &s.id().to_string()])
+            .status();
+        assert!(s.wait().unwrap().success());
+    }
+    let verify = Command::new(&pugmark_bin)
+        .args(["verify", "--data"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}

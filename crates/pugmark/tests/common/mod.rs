@@ -3,6 +3,7 @@
 //! Each test binary uses a subset, hence the `dead_code` allowance.
 #![allow(dead_code)]
 
+use std::fs;
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -119,4 +120,45 @@ pub fn wait_for_port(port: u16, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("{what} did not listen on {port}");
+}
+
+/// The checkout's `dist/` directory (the files the packages install).
+pub fn dist() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist")
+}
+
+/// The build directory the binary under test lives in (`…/debug/pugmark` → `…`).
+fn target_dir() -> PathBuf {
+    Path::new(bin())
+        .parent()
+        .and_then(Path::parent)
+        .expect("the test binary's target directory")
+        .to_path_buf()
+}
+
+/// `scripts/package deb --debug --no-build` on the binary under test (cargo holds the build
+/// directory while tests run, so nothing is built): the .deb's path in `out`.
+pub fn build_deb(out: &Path) -> Option<PathBuf> {
+    need("cargo-deb")?;
+    need("dpkg-deb")?;
+    let script = dist().join("../scripts/package");
+    let run = Command::new("bash")
+        .arg(&script)
+        .args(["deb", "--debug", "--no-build", "--out"])
+        .arg(out)
+        .env("CARGO_TARGET_DIR", target_dir())
+        .output()
+        .expect("run scripts/package");
+    assert!(
+        run.status.success(),
+        "scripts/package deb: {}{}",
+        String::from_utf8_lossy(&run.stdout),
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let deb = fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("a .deb in the output directory");
+    Some(deb)
 }

@@ -9,11 +9,6 @@ use std::process::Command;
 
 use crate::common::*;
 
-/// The checkout's `dist/` directory.
-pub fn dist() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist")
-}
-
 /// The unit as shipped, with `/usr/bin/pugmark` replaced by the binary under test and
 /// `/etc/pugmark/serve.toml` by the shipped config (this machine has neither installed), written
 /// to `dir`; its path.
@@ -296,5 +291,112 @@ fn completions_for_bash_zsh_and_fish_complete_the_real_verbs_and_flags() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(text.contains("'--unmatched=[") && text.contains("refuse"));
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The .deb holds what a site expects, in Debian's places: the binary, the unit exactly as in
+/// dist/, the sysusers and tmpfiles entries, serve.toml as a conffile, a man page per verb and
+/// the three completions; its postinst makes the user, the 0750 data directory and the
+/// config's root:pugmark 0640 *before* the generated part starts the service; lintian finds
+/// no error and no warning; and the config it carries passes the binary it carries.
+#[test]
+fn the_deb_carries_unit_user_conffile_man_pages_and_completions_and_lintian_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(deb) = build_deb(dir.path()) else {
+        return;
+    };
+    let info = run_ok(Command::new("dpkg-deb").arg("--info").arg(&deb));
+    assert!(info.contains(" Package: pugmark\n"), "{info}");
+    assert!(
+        info.contains("systemd | systemd-standalone-sysusers"),
+        "{info}"
+    );
+    let files = run_ok(Command::new("dpkg-deb").arg("--contents").arg(&deb));
+    let paths: Vec<&str> = files
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .collect();
+    let mut want = vec![
+        "./usr/bin/pugmark".to_string(),
+        "./usr/lib/systemd/system/pugmark.service".into(),
+        "./usr/lib/sysusers.d/pugmark.conf".into(),
+        "./usr/lib/tmpfiles.d/pugmark.conf".into(),
+        "./etc/pugmark/serve.toml".into(),
+        "./usr/share/man/man1/pugmark.1.gz".into(),
+        "./usr/share/bash-completion/completions/pugmark".into(),
+        "./usr/share/zsh/vendor-completions/_pugmark".into(),
+        "./usr/share/fish/vendor_completions.d/pugmark.fish".into(),
+        "./usr/share/doc/pugmark/copyright".into(),
+        "./usr/share/doc/pugmark/changelog.Debian.gz".into(),
+    ];
+    want.extend(
+        verbs_from_help(&[])
+            .iter()
+            .map(|v| format!("./usr/share/man/man1/pugmark-{v}.1.gz")),
+    );
+    for w in &want {
+        assert!(paths.contains(&w.as_str()), "{w} not in the .deb:\n{files}");
+    }
+
+    let control = dir.path().join("control");
+    run_ok(Command::new("dpkg-deb").arg("-e").arg(&deb).arg(&control));
+    let conffiles = fs::read_to_string(control.join("conffiles")).unwrap();
+    assert_eq!(conffiles.trim(), "/etc/pugmark/serve.toml");
+    let postinst = fs::read_to_string(control.join("postinst")).unwrap();
+    let at = |needle: &str| {
+        postinst
+            .find(needle)
+            .unwrap_or_else(|| panic!("{needle} not in postinst:\n{postinst}"))
+    };
+    let start = at("deb-systemd-invoke $_dh_action pugmark.service");
+    for before in [
+        "systemd-sysusers",
+        "install -d -o pugmark -g pugmark -m 0750 /var/lib/pugmark",
+        "dpkg-statoverride --update --add root pugmark 0640 /etc/pugmark/serve.toml",
+    ] {
+        assert!(
+            at(before) < start,
+            "{before} must come before the service starts"
+        );
+    }
+    let sh = run_ok(Command::new("sh").arg("-n").arg(control.join("postinst")));
+    assert!(sh.is_empty());
+
+    let root = dir.path().join("root");
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&root));
+    assert_eq!(
+        fs::read(root.join("usr/lib/systemd/system/pugmark.service")).unwrap(),
+        fs::read(dist().join("pugmark.service")).unwrap(),
+        "the unit in the .deb is dist/pugmark.service as committed"
+    );
+    run_ok(
+        Command::new(root.join("usr/bin/pugmark"))
+            .args(["serve", "--check-config", "--config"])
+            .arg(root.join("etc/pugmark/serve.toml")),
+    );
+
+    if let Some(lintian) = need("lintian") {
+        let out = Command::new(lintian)
+            .args(["--tag-display-limit", "0"])
+            .arg(&deb)
+            .output()
+            .expect("run lintian");
+        let report = String::from_utf8_lossy(&out.stdout);
+        let tags: Vec<&str> = report
+            .lines()
+            .filter(|l| l.starts_with("E: ") || l.starts_with("W: "))
+            .collect();
+        assert!(tags.is_empty(), "lintian:\n{report}");
     }
 }

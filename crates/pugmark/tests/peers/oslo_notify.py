@@ -2,11 +2,12 @@
 messagingv2 driver (the oslo envelope) on the `nova` control exchange, topic
 `versioned_notifications` (routing key versioned_notifications.info).
 
-usage: oslo_notify.py URL COUNT PREFIX [--raw TEXT | --raw-file PATH] [--pace N:MS]
+usage: oslo_notify.py URL COUNT PREFIX [--raw TEXT | --raw-file PATH] [--pace N:MS] [--ip ADDR]
   --raw TEXT also publishes one message whose body is TEXT (not JSON), with kombu, to
   nova / notifications.info; --raw-file PATH the same with the file's bytes as the body
   (bodies larger than an argument may be).
   --pace N:MS sleeps MS milliseconds after every N notifications (a stream that lasts).
+  --ip ADDR gives every instance the fixed address ADDR (the VM a test's sender is).
 """
 import sys
 import time
@@ -35,6 +36,18 @@ def main():
     if "--pace" in sys.argv:
         n, ms = sys.argv[sys.argv.index("--pace") + 1].split(":")
         pace_n, pace_ms = int(n), int(ms)
+    ips = []
+    if "--ip" in sys.argv:
+        ips = [{
+            "nova_object.name": "IpPayload",
+            "nova_object.namespace": "nova",
+            "nova_object.version": "1.0",
+            "nova_object.data": {
+                "address": sys.argv[sys.argv.index("--ip") + 1],
+                "mac": "fa:16:3e:00:00:01",
+                "version": 4,
+            },
+        }]
     for i in range(count):
         if pace_n and i and i % pace_n == 0:
             time.sleep(pace_ms / 1000)
@@ -50,7 +63,7 @@ def main():
                 "tenant_id": "p" * 32,
                 "user_id": "u" * 32,
                 "state": "active",
-                "ip_addresses": [],
+                "ip_addresses": ips,
             },
         }
         notifier.info({}, "instance.create.end", payload)
