@@ -12,6 +12,7 @@ mod keys;
 pub(crate) mod migrate;
 mod reindex;
 mod report;
+pub(crate) mod retention;
 mod search;
 mod serve;
 mod timeline;
@@ -89,6 +90,10 @@ pub enum Command {
     /// or show where it is.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Remove record payloads older than a policy (`--keep 180d`), segment by segment,
+    /// keeping their leaf hashes and signing a record of each removal; `hold` / `release`
+    /// keep records under investigation.
+    Retention(retention::RetentionArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -108,6 +113,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token(a) => token::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Keys(a) => keys::run(a),
+        Command::Retention(a) => retention::run(a),
     }
 }
 
