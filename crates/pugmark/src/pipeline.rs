@@ -448,6 +448,12 @@ impl Pipeline {
 
     /// The ledger position the next appended record will take (NetFlow flow records name
     /// their datagram's position before the batch is appended: `crate::netflow`).
+    /// The ledger writer, for maintenance between appends (`serve`'s retention timer):
+    /// records appended through it reach the views as the indexer catches up.
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
     pub fn next_seq(&self) -> u64 {
         self.ledger.next_seq()
     }
