@@ -33,7 +33,10 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
         .map(|rd| {
             rd.flatten()
                 .map(|e| {
-                    let m = e.metadata().map(|m| (m.is_dir(), m.len())).unwrap_or((false, 0));
+                    let m = e
+                        .metadata()
+                        .map(|m| (m.is_dir(), m.len()))
+                        .unwrap_or((false, 0));
                     if m.0 { dir_bytes(&e.path()) } else { m.1 }
                 })
                 .sum()
@@ -98,7 +101,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         l.close()?;
         let s = t.elapsed().as_secs_f64();
-        println!("wrote {n} records in {s:.1} s ({:.0} k records/s, tree and notes included)", n as f64 / s / 1e3);
+        println!(
+            "wrote {n} records in {s:.1} s ({:.0} k records/s, tree and notes included)",
+            n as f64 / s / 1e3
+        );
     }
     let store = dir_bytes(&dir);
     let tree = dir_bytes(&dir.join(ledger::TREE_DIR));
@@ -125,7 +131,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ledger::check_inclusion(&p, n, root_hash, seq, leaf)?;
         }
     }
-    println!("inclusion proof, tree of {n}: {} ({} hashes)", stats(times), r.inclusion_proof(n / 2, n)?.len());
+    println!(
+        "inclusion proof, tree of {n}: {} ({} hashes)",
+        stats(times),
+        r.inclusion_proof(n / 2, n)?.len()
+    );
     let mut times = Vec::new();
     for k in 0..1000 {
         let old = 1 + rng.below(n);
