@@ -228,6 +228,11 @@ impl LedgerReader {
         })
     }
 
+    /// The ledger directory this reader reads.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Last seq readable: the end of the last complete batch when the reader was opened (no
     /// record of a batch still being written is counted); 0 when empty.
     pub fn len(&self) -> u64 {
@@ -332,6 +337,24 @@ impl LedgerReader {
             .partition_point(|s| s.hdr.first_seq <= seq)
             .checked_sub(1)?;
         self.segs[si].removed.as_ref().map(|r| r.record)
+    }
+
+    /// Every segment: (number, first seq, record count, retention record if removed).
+    pub fn segments(&self) -> Vec<(u32, u64, u64, Option<u64>)> {
+        let mut out = Vec::with_capacity(self.segs.len());
+        for (i, s) in self.segs.iter().enumerate() {
+            let end = self
+                .segs
+                .get(i + 1)
+                .map_or(self.len + 1, |n| n.hdr.first_seq);
+            out.push((
+                s.seg.number,
+                s.hdr.first_seq,
+                end.saturating_sub(s.hdr.first_seq),
+                s.removed.as_ref().map(|r| r.record),
+            ));
+        }
+        out
     }
 
     /// Records whose payloads were removed by retention: (first seq, count, retention record)

@@ -329,6 +329,17 @@ impl Ledger {
         let mut last_ckpt: Option<(u64, [u8; 32])> = None;
         match read_checkpoints(&ckpt_path)? {
             None => {
+                // Made with the ledger, before its first record: missing beside records means
+                // deleted, and recreating it would hide that.
+                let holds_records = list_segments(dir)?.iter().any(|s| {
+                    std::fs::metadata(&s.path).is_ok_and(|m| m.len() > SEGMENT_HEADER_LEN as u64)
+                });
+                if holds_records {
+                    return Err(LedgerError::Refused(format!(
+                        "{} is missing but the ledger holds records: it is not recreated (restore it, or run verify)",
+                        ckpt_path.display()
+                    )));
+                }
                 let mut f = File::create(&ckpt_path).map_err(LedgerError::io(&ckpt_path))?;
                 std::io::Write::write_all(&mut f, &checkpoint_file_header())
                     .and_then(|()| f.sync_all())

@@ -13,6 +13,7 @@ mod keys;
 pub(crate) mod migrate;
 mod reindex;
 mod report;
+pub(crate) mod retention;
 mod search;
 mod serve;
 mod site_config;
@@ -105,6 +106,10 @@ pub enum Command {
     /// or show where it is.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Remove record payloads older than a policy (`--keep 180d`), segment by segment,
+    /// keeping their leaf hashes and signing a record of each removal; `hold` / `release`
+    /// keep records under investigation.
+    Retention(retention::RetentionArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -128,6 +133,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Witness(a) => witness::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Keys(a) => keys::run(a),
+        Command::Retention(a) => retention::run(a),
     }
 }
 
