@@ -523,3 +523,58 @@ fn serve_pushes_checkpoints_and_kill_9_loses_no_recorded_cosignature() {
         assert_eq!(asked["ok"], true, "cycle {cycle}: {asked}");
     }
 }
+
+/// The two TOML blocks of docs/SITES.md "Witnesses" are what the programs accept, as written:
+/// the witness config by `witness serve --check-config`, the `[[witnesses]]` block by
+/// `serve --check-config`.
+#[test]
+fn the_sites_doc_witness_configs_are_accepted_as_written() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SITES.md"))
+        .unwrap();
+    let section = doc
+        .split_once("## Witnesses")
+        .expect("docs/SITES.md has a \"Witnesses\" section")
+        .1;
+    let blocks: Vec<&str> = section
+        .split("```toml\n")
+        .skip(1)
+        .map(|b| b.split_once("```").unwrap().0)
+        .collect();
+    assert_eq!(blocks.len(), 2, "two TOML blocks");
+    let dir = tempfile::tempdir().unwrap();
+    let wconf = dir.path().join("witness.toml");
+    fs::write(&wconf, blocks[0]).unwrap();
+    let out = Command::new(bin())
+        .args(["witness", "serve", "--check-config", "--config"])
+        .arg(&wconf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("log pugmark.cloud.example.org/ledger"),
+        "{text}"
+    );
+    assert!(text.contains("listen 0.0.0.0:7380"), "{text}");
+    let sconf = dir.path().join("serve.toml");
+    fs::write(&sconf, blocks[1]).unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--check-config", "--config"])
+        .arg(&sconf)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("csirt https://witness.csirt.example"),
+        "{text}"
+    );
+}
