@@ -10,6 +10,7 @@ mod ingest;
 mod ingest_flow;
 mod keys;
 mod migrate;
+mod proof;
 mod reindex;
 mod report;
 mod search;
@@ -85,6 +86,10 @@ pub enum Command {
     /// Run a witness for other sites' ledgers (C2SP tlog-witness): it cosigns each new
     /// checkpoint only if it extends the last one it saw.
     Witness(witness::WitnessArgs),
+    /// Check the proofs a report carries, offline: record bytes in the signed (and
+    /// cosigned) tree.
+    #[command(subcommand)]
+    Proof(proof::ProofCommand),
     /// Turn a version-1 data directory into version 2 (Merkle tree, signed checkpoint
     /// notes), keeping every record's bytes: the old chain is verified first and both heads
     /// go into a signed migration record.
@@ -111,6 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(a) => serve::status(a),
         Command::Token(a) => token::run(a),
         Command::Witness(a) => witness::run(a),
+        Command::Proof(a) => proof::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Keys(a) => keys::run(a),
     }
