@@ -578,3 +578,173 @@ fn the_sites_doc_witness_configs_are_accepted_as_written() {
         "{text}"
     );
 }
+
+fn nova_create(uuid: &str, hostname: &str, ip: &str, time: &str) -> String {
+    let message = serde_json::json!({
+        "event_type": "instance.create.end",
+        "priority": "INFO",
+        "publisher_id": "nova-compute:cmp1",
+        "timestamp": time,
+        "message_id": format!("m-{uuid}"),
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+            "nova_object.version": "1.8",
+            "nova_object.data": {"uuid": uuid, "host": "cmp1", "node": "cmp1", "host_name": hostname,
+                "display_name": hostname, "user_id": "alice", "tenant_id": "proj-alice",
+                "image_uuid": "img-1", "state": "active",
+                "ip_addresses": [{"nova_object.name": "IpPayload",
+                    "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:0a", "version": 4}}]}}
+    });
+    serde_json::json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
+}
+
+fn proof_check(file: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(bin())
+        .args(["proof", "check"])
+        .arg(file)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn proof_check_accepts_real_reports_and_rejects_changed_bytes_signatures_and_missing_cosignatures()
+{
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("site");
+    ok(
+        &data,
+        &["keys", "init", "--origin", "pugmark.proof.example/ledger"],
+    );
+    let w = WitnessProc::start(&tmp.path().join("w"), &[log_vkey(&data)]);
+    let spec = format!("{}={}", w.url(), w.vkey());
+    let notes = tmp.path().join("nova.jsonl");
+    fs::write(
+        &notes,
+        format!(
+            "{}\n",
+            nova_create(
+                "aaaaaaaa-0000-4000-8000-000000000001",
+                "vm-a",
+                "10.0.0.5",
+                "2026-10-14 08:00:00.000000"
+            )
+        ),
+    )
+    .unwrap();
+    ok(
+        &data,
+        &["ingest", notes.to_str().unwrap(), "--witness", &spec],
+    );
+    let log_key = log_vkey(&data).split_once('=').unwrap().1.to_owned();
+    let hex = fs::read_to_string(data.join("keys/ledger.ed25519.pub")).unwrap();
+    let at = ["--ip", "10.0.0.5", "--at", "2026-10-14T09:00:00Z"];
+    let mut files = Vec::new();
+    for (format, ext) in [("json", "json"), ("md", "md"), ("html", "html")] {
+        let mut args = vec!["report", "--format", format];
+        args.extend_from_slice(&at);
+        let text = ok(&data, &args);
+        let f = tmp.path().join(format!("report.{ext}"));
+        fs::write(&f, &text).unwrap();
+        files.push(f);
+    }
+    let mut who_args = vec!["who"];
+    who_args.extend_from_slice(&at);
+    let who = json(&data, &who_args);
+    assert_eq!(who["integrity"]["cosignatures"], 1, "{who}");
+    let who_file = tmp.path().join("who.json");
+    fs::write(&who_file, who.to_string()).unwrap();
+    files.push(who_file);
+    let report: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&files[0]).unwrap()).unwrap();
+    let i = &report["integrity"];
+    assert!(!i["records"].as_array().unwrap().is_empty(), "{report}");
+    assert_eq!(i["witnesses"][0], "csirt.example/w1");
+    let md = fs::read_to_string(&files[1]).unwrap();
+    assert!(
+        md.contains("cosigned by 1 witness(es) (csirt.example/w1)"),
+        "{md}"
+    );
+
+    // Accepted, in every format, with the vkey or the hex public key, and the witness's key.
+    for f in &files {
+        let (good, out) = proof_check(f, &["--pubkey", &log_key, "--witness-key", &w.vkey()]);
+        assert!(good, "{}: {out}", f.display());
+        assert!(out.starts_with("ok: "), "{out}");
+    }
+    let (good, out) = proof_check(&files[2], &["--pubkey", hex.trim()]);
+    assert!(good, "{out}");
+
+    // One byte of a cited record changed: refused, naming the record.
+    let mut bad = report.clone();
+    let rec = bad["integrity"]["records"][0]["record"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut bytes = witness::client::base64_decode(&rec).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    bad["integrity"]["records"][0]["record"] = witness::client::base64(&bytes).into();
+    let f = tmp.path().join("changed-byte.json");
+    fs::write(&f, bad.to_string()).unwrap();
+    let (good, out) = proof_check(&f, &["--pubkey", &log_key]);
+    assert!(!good && out.contains("are not in the tree"), "{out}");
+
+    // A checkpoint signed by another key (a forger's): refused.
+    let other = tmp.path().join("other");
+    ok(
+        &other,
+        &["keys", "init", "--origin", "pugmark.proof.example/ledger"],
+    );
+    let other_key = log_vkey(&other).split_once('=').unwrap().1.to_owned();
+    let (good, out) = proof_check(&files[0], &["--pubkey", &other_key]);
+    assert!(!good && out.contains("signature does not verify"), "{out}");
+    // The checkpoint's signature line altered: refused.
+    let mut bad = report.clone();
+    let cp = bad["integrity"]["checkpoint"].as_str().unwrap().to_owned();
+    let sig_at = cp.find("\n\n\u{2014} ").unwrap() + 40;
+    let mut cp_bytes = cp.into_bytes();
+    cp_bytes[sig_at] = if cp_bytes[sig_at] == b'A' { b'B' } else { b'A' };
+    bad["integrity"]["checkpoint"] = String::from_utf8(cp_bytes).unwrap().into();
+    let f = tmp.path().join("bad-signature.json");
+    fs::write(&f, bad.to_string()).unwrap();
+    let (good, out) = proof_check(&f, &["--pubkey", &log_key]);
+    assert!(!good, "{out}");
+
+    // A required witness that did not cosign: refused; the cosignature removed: refused.
+    let w2 = tmp.path().join("w2");
+    let w2_key = Command::new(bin())
+        .args(["witness", "init", "--name", "other.example/w2", "--data"])
+        .arg(&w2)
+        .output()
+        .unwrap();
+    let w2_key = String::from_utf8_lossy(&w2_key.stdout).trim().to_owned();
+    let (good, out) = proof_check(&files[0], &["--pubkey", &log_key, "--witness-key", &w2_key]);
+    assert!(
+        !good && out.contains("no valid cosignature by witness other.example/w2"),
+        "{out}"
+    );
+    let mut bad = report.clone();
+    let cp = bad["integrity"]["checkpoint"].as_str().unwrap().to_owned();
+    let stripped: String = cp
+        .lines()
+        .filter(|l| !l.starts_with("\u{2014} csirt.example/w1 "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    bad["integrity"]["checkpoint"] = stripped.into();
+    let f = tmp.path().join("no-cosignature.json");
+    fs::write(&f, bad.to_string()).unwrap();
+    let (good, out) = proof_check(&f, &["--pubkey", &log_key]);
+    assert!(
+        good,
+        "without --witness-key the log signature alone is checked: {out}"
+    );
+    let (good, out) = proof_check(&f, &["--pubkey", &log_key, "--witness-key", &w.vkey()]);
+    assert!(!good && out.contains("no valid cosignature"), "{out}");
+    // No key at all: not authenticated, not accepted.
+    let (good, out) = proof_check(&files[0], &[]);
+    assert!(!good && out.contains("not authenticated"), "{out}");
+}
