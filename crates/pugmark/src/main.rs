@@ -11,6 +11,7 @@ mod datadir;
 mod imports;
 mod netflow;
 mod pipeline;
+mod proofs;
 mod viewcheck;
 mod witnesses;
 

@@ -70,6 +70,12 @@ pub trait Store: Send + 'static {
     /// The live counters, given once before serving, for what the store itself derives
     /// (NetFlow: flows decoded from datagrams, decoder problems, derived records stored).
     fn attach_metrics(&mut self, _metrics: Arc<Metrics>) {}
+
+    /// Called when no submission came for [`IDLE_TICK`]: the store may sign a checkpoint for
+    /// records a time-based checkpoint (taken only at appends) left uncovered.
+    fn idle(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Proof that a submission's records are durable in the ledger. Only the writer makes one.
@@ -144,6 +150,9 @@ pub struct WriterTx {
 }
 
 /// The writer queue: bounded by [`QUEUE`] submissions and [`QUEUE_BYTES`] bytes.
+/// How long the writer waits for a submission before calling [`Store::idle`].
+pub const IDLE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub fn channel() -> (WriterTx, mpsc::Receiver<Queued>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let budget = Arc::new(Semaphore::new(QUEUE_BYTES));
@@ -248,7 +257,25 @@ pub fn run(
             seen.insert(Seen::key(&r));
         }
     }
-    while let Some(first) = rx.blocking_recv() {
+    // A runtime of this thread's own for the receive with a timeout (the listeners run on
+    // the main runtime; this thread only waits on the queue).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()?;
+    loop {
+        let first = match rt.block_on(async { tokio::time::timeout(IDLE_TICK, rx.recv()).await }) {
+            Ok(Some(q)) => q,
+            Ok(None) => break,
+            Err(_) => {
+                if let Err(e) = store.idle() {
+                    // The ledger is failed now; the next append recovers it.
+                    metrics
+                        .store
+                        .fault(crate::health::fault_kind(&e), &format!("{e:#}"));
+                }
+                continue;
+            }
+        };
         // The byte permits are held until the batch is appended: what the queue bound
         // counts is memory, and the records stay in memory until then.
         let mut permits = vec![first.permit];

@@ -270,3 +270,9 @@ pub fn get_text(url: &str) -> Result<String, ClientError> {
     }
     Ok(body)
 }
+
+/// Standard base64 decoding; `None` when malformed.
+pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::prelude::BASE64_STANDARD.decode(s).ok()
+}

@@ -11,6 +11,7 @@ mod ingest_flow;
 mod man;
 mod keys;
 pub(crate) mod migrate;
+mod proof;
 mod reindex;
 mod report;
 pub(crate) mod retention;
@@ -98,6 +99,10 @@ pub enum Command {
     /// Run a witness for other sites' ledgers (C2SP tlog-witness): it cosigns each new
     /// checkpoint only if it extends the last one it saw.
     Witness(witness::WitnessArgs),
+    /// Check the proofs a report carries, offline: record bytes in the signed (and
+    /// cosigned) tree.
+    #[command(subcommand)]
+    Proof(proof::ProofCommand),
     /// Turn a version-1 data directory into version 2 (Merkle tree, signed checkpoint
     /// notes), keeping every record's bytes: the old chain is verified first and both heads
     /// go into a signed migration record.
@@ -131,6 +136,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions(a) => man::completions(a),
         Command::SiteConfig(a) => site_config::run(a),
         Command::Witness(a) => witness::run(a),
+        Command::Proof(a) => proof::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Keys(a) => keys::run(a),
         Command::Retention(a) => retention::run(a),

@@ -58,14 +58,38 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             at: args.at,
         },
     )?;
+    // Every cited record with its bytes and an inclusion proof (issue 11).
+    let mut v = r.views.annotate(&rep)?;
+    let mut seqs = std::collections::BTreeSet::new();
+    crate::proofs::cited(&v, &mut seqs);
+    let integrity = crate::proofs::integrity(&dd.ledger(), &seqs)?;
     let mut out = io::stdout().lock();
     match args.format {
         ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, &r.views.annotate(&rep)?)?;
+            if let serde_json::Value::Object(m) = &mut v {
+                m.insert(
+                    "integrity".into(),
+                    integrity.clone().unwrap_or(serde_json::Value::Null),
+                );
+            }
+            serde_json::to_writer_pretty(&mut out, &v)?;
             writeln!(out)?;
         }
-        ReportFormat::Md => out.write_all(to_markdown(&rep).as_bytes())?,
-        ReportFormat::Html => out.write_all(to_html(&rep).as_bytes())?,
+        ReportFormat::Md => {
+            let mut md = to_markdown(&rep);
+            if let Some(i) = &integrity {
+                md.push_str(&crate::proofs::markdown(i)?);
+            }
+            out.write_all(md.as_bytes())?
+        }
+        ReportFormat::Html => {
+            let page = to_html(&rep);
+            let page = match &integrity {
+                Some(i) => crate::proofs::html(&page, i)?,
+                None => page,
+            };
+            out.write_all(page.as_bytes())?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

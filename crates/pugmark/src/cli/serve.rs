@@ -280,6 +280,10 @@ impl serve::Store for PipelineStore {
         self.pipeline.recover()
     }
 
+    fn idle(&mut self) -> anyhow::Result<()> {
+        self.pipeline.checkpoint()
+    }
+
     fn attach_metrics(&mut self, metrics: Arc<serve::metrics::Metrics>) {
         if let Some(pos) = self.pipeline.index_position() {
             let _ = metrics.index_last_seq.set(pos);

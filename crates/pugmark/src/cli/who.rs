@@ -67,7 +67,18 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
     )?;
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &views.annotate(&answer)?)?;
+        // The cited evidence with its bytes and inclusion proofs (issue 11).
+        let mut v = views.annotate(&answer)?;
+        let mut seqs = std::collections::BTreeSet::new();
+        crate::proofs::cited(&v, &mut seqs);
+        let integrity = crate::proofs::integrity(&dd.ledger(), &seqs)?;
+        if let serde_json::Value::Object(m) = &mut v {
+            m.insert(
+                "integrity".into(),
+                integrity.unwrap_or(serde_json::Value::Null),
+            );
+        }
+        serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
