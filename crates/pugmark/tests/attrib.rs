@@ -402,3 +402,290 @@ fn without_sender_addresses_twin_lines_are_ambiguous_and_the_rest_is_unchanged()
         "{sa:?} {sb:?}"
     );
 }
+
+const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+const B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+const D: &str = "dddddddd-0000-4000-8000-000000000004";
+
+fn note(event: &str, time: &str, uuid: &str, host: &str, ip: Option<&str>) -> String {
+    let ips: Vec<Value> = ip
+        .iter()
+        .map(|ip| serde_json::json!({"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:01"}}))
+        .collect();
+    let state = if event.contains("delete") {
+        "deleted"
+    } else {
+        "active"
+    };
+    serde_json::json!({
+        "event_type": event, "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+        "timestamp": time, "message_id": format!("m-{uuid}-{event}"),
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+            "nova_object.version": "1.8", "nova_object.data": {"uuid": uuid, "host": "cmp1",
+            "host_name": host, "user_id": "u-vo", "tenant_id": "p-vo", "state": state,
+            "ip_addresses": ips}}
+    })
+    .to_string()
+}
+
+/// The day in miniature: `atlas-wn-06` held by A (10.20.0.20) and B (10.20.0.111) at
+/// once, A's syslog sometimes calling itself `centos-stream-9`, A deleted at 11:00 and its
+/// address handed to D at 11:10; VM syslog through the central logger's archive, some lines
+/// with the site kit's UUID (one of B's claiming to be A).
+fn small_day() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let notes = [
+        note(
+            "instance.create.end",
+            "2026-10-14 08:00:00.000000",
+            A,
+            "atlas-wn-06",
+            Some("10.20.0.20"),
+        ),
+        note(
+            "instance.create.end",
+            "2026-10-14 09:00:00.000000",
+            B,
+            "atlas-wn-06",
+            Some("10.20.0.111"),
+        ),
+        note(
+            "instance.delete.end",
+            "2026-10-14 11:00:00.000000",
+            A,
+            "atlas-wn-06",
+            None,
+        ),
+        note(
+            "instance.create.end",
+            "2026-10-14 11:10:00.000000",
+            D,
+            "atlas-wn-09",
+            Some("10.20.0.20"),
+        ),
+    ];
+    let nf = dir.path().join("notifications.json");
+    fs::write(&nf, notes.join("\n") + "\n").unwrap();
+    let mut lines = Vec::new();
+    for m in (0..240).step_by(10) {
+        let (h, mi) = (8 + m / 60, m % 60);
+        let recv = format!("2026-10-14T{h:02}:{mi:02}:00.5+00:00");
+        let bsd = format!("Oct 14 {h:02}:{mi:02}:00");
+        if h < 11 {
+            lines.push(format!("{recv} 10.20.0.20 <86>{bsd} atlas-wn-06 sshd[{m}]: Accepted publickey for a{m} from 192.0.2.1 port 1 ssh2"));
+            lines.push(format!(
+                "{recv} 10.20.0.20 <30>{bsd} centos-stream-9 cron[{m}]: a-tick {m}"
+            ));
+        }
+        if h >= 9 {
+            lines.push(format!("{recv} 10.20.0.111 <86>{bsd} atlas-wn-06 sshd[{m}]: Accepted publickey for b{m} from 192.0.2.2 port 1 ssh2"));
+        }
+        if h >= 11 && mi >= 20 || h >= 12 {
+            lines.push(format!("{recv} 10.20.0.20 <86>{bsd} atlas-wn-09 sshd[{m}]: Accepted publickey for d{m} from 192.0.2.4 port 1 ssh2"));
+        }
+    }
+    // The site kit's UUID: A's own, and B claiming to be A.
+    lines.push(format!("2026-10-14T09:45:00.5+00:00 10.20.0.20 <86>1 2026-10-14T09:45:00Z atlas-wn-06 sshd 7 - [pugmark@32473 vm_uuid=\"{A}\"] kit-line from A"));
+    lines.push(format!("2026-10-14T09:46:00.5+00:00 10.20.0.111 <86>1 2026-10-14T09:46:00Z atlas-wn-06 sshd 8 - [pugmark@32473 vm_uuid=\"{A}\"] kit-line from B"));
+    lines.sort();
+    let vm = dir.path().join("archive.log");
+    fs::write(&vm, lines.join("\n") + "\n").unwrap();
+    ok(
+        &data,
+        &["ingest", nf.to_str().unwrap(), vm.to_str().unwrap()],
+    );
+    (dir, data)
+}
+
+fn entries_about<'a>(t: &'a Value, text: &str) -> Vec<&'a Value> {
+    t["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["summary"].as_str().unwrap().contains(text))
+        .collect()
+}
+
+#[test]
+fn timelines_mark_hand_overs_follow_the_held_name_and_a_false_uuid_is_a_finding() {
+    let (_dir, data) = small_day();
+
+    // `who --host` and `timeline --host` agree on the held name: A and B.
+    let w = json(
+        &data,
+        &[
+            "who",
+            "--host",
+            "atlas-wn-06",
+            "--at",
+            "2026-10-14T09:30:00Z",
+        ],
+    );
+    let held: BTreeSet<&str> = w["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["vm"]["uuid"].as_str().unwrap())
+        .collect();
+    assert_eq!(held, BTreeSet::from([A, B]));
+    let t = json(&data, &["timeline", "--host", "atlas-wn-06"]);
+    assert_eq!(t["follows"], "held");
+    let mut vms = BTreeSet::new();
+    for e in t["entries"].as_array().unwrap() {
+        let a = &e["attribution"];
+        assert_ne!(a["how"], "ambiguous", "addresses tell the twins apart: {e}");
+        vms.insert(a["vm"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        vms,
+        BTreeSet::from([A.to_string(), B.to_string()]),
+        "not D: {t:#}"
+    );
+    // A's lines under its image's name belong to what A did while it held the name.
+    let centos = entries_about(&t, "centos-stream-9 cron");
+    assert_eq!(centos.len(), 18, "{t:#}");
+    assert!(centos.iter().all(|e| e["attribution"]["vm"] == A));
+    // Each VM's hold on the name: when it begins (with the owner) and when it ends.
+    assert_eq!(
+        entries_about(
+            &t,
+            &format!(
+                "VM {A} holds hostname atlas-wn-06 until 2026-10-14T11:00:00Z (owner user u-vo"
+            )
+        )
+        .len(),
+        1,
+        "{t:#}"
+    );
+    assert_eq!(
+        entries_about(
+            &t,
+            &format!(
+                "VM {A} no longer holds hostname atlas-wn-06 (held since 2026-10-14T08:00:00Z"
+            )
+        )
+        .len(),
+        1,
+        "{t:#}"
+    );
+    assert_eq!(
+        entries_about(&t, &format!("VM {B} holds hostname atlas-wn-06 until now")).len(),
+        1
+    );
+
+    // The claimed name no VM held: `who` says nobody, the held-name timeline says so, and
+    // --claimed shows the lines that say it, each given to the VM that sent it.
+    let w = json(
+        &data,
+        &[
+            "who",
+            "--host",
+            "centos-stream-9",
+            "--at",
+            "2026-10-14T09:30:00Z",
+        ],
+    );
+    assert!(w["matches"].as_array().unwrap().is_empty());
+    let text = ok(&data, &["timeline", "--host", "centos-stream-9"]);
+    assert!(
+        text.starts_with("no VM held hostname centos-stream-9"),
+        "{text}"
+    );
+    let t = json(
+        &data,
+        &["timeline", "--host", "centos-stream-9", "--claimed"],
+    );
+    assert_eq!(t["follows"], "claimed");
+    let es = t["entries"].as_array().unwrap();
+    assert_eq!(es.len(), 18);
+    assert!(
+        es.iter()
+            .all(|e| e["attribution"]["how"] == "address" && e["attribution"]["vm"] == A)
+    );
+    let text = ok(
+        &data,
+        &["timeline", "--host", "centos-stream-9", "--claimed"],
+    );
+    assert!(
+        text.lines().all(|l| l.ends_with("→ aaaaaaaa (address)")),
+        "{text}"
+    );
+
+    // --ip across the hand-over: A's hold ends, D's begins, every line tagged with its VM.
+    let t = json(&data, &["timeline", "--ip", "10.20.0.20"]);
+    assert_eq!(
+        entries_about(&t, &format!("VM {A} no longer holds ip 10.20.0.20")).len(),
+        1
+    );
+    assert_eq!(
+        entries_about(&t, &format!("VM {D} holds ip 10.20.0.20 until now")).len(),
+        1
+    );
+    for e in t["entries"].as_array().unwrap() {
+        let time = e["time"].as_str().unwrap();
+        let want = if time <= "2026-10-14T11:00:00Z" { A } else { D };
+        assert_eq!(e["attribution"]["vm"], want, "{e}");
+    }
+
+    // The site kit's UUID: A's own line is A's by its UUID; B's line claiming A is B's (by
+    // its address), shows the claim, and is a `uuid_mismatch` finding naming both.
+    let t = json(&data, &["timeline", "--vm", A]);
+    let own = entries_about(&t, "kit-line from A");
+    assert_eq!(own.len(), 1);
+    assert_eq!(own[0]["attribution"]["how"], "uuid");
+    let forged = entries_about(&t, "kit-line from B");
+    assert_eq!(
+        forged.len(),
+        1,
+        "a claim about A is shown in A's timeline: {t:#}"
+    );
+    assert_eq!(forged[0]["attribution"]["vm"], B);
+    assert_eq!(forged[0]["attribution"]["uuid_mismatch"]["claimed"], A);
+    // B's sessions never in A's report, nor A's in B's.
+    let r: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "report",
+            "--ip",
+            "10.20.0.20",
+            "--at",
+            "2026-10-14T09:30:00Z",
+            "--format",
+            "json",
+        ],
+    ))
+    .unwrap();
+    let sessions = r["vms"][0]["sessions"].as_array().unwrap();
+    assert!(!sessions.is_empty());
+    assert!(
+        sessions.iter().all(|e| e["attribution"]["vm"] == A),
+        "{r:#}"
+    );
+    assert!(
+        !sessions
+            .iter()
+            .any(|e| e["summary"].as_str().unwrap().contains("for b"))
+    );
+    let c = json(&data, &["check"]);
+    let m: Vec<&Value> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "uuid_mismatch")
+        .collect();
+    assert_eq!(m.len(), 1, "{c:#}");
+    let ents: Vec<&str> = m[0]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect();
+    assert_eq!(ents, ["10.20.0.111", A, B]);
+    assert!(
+        m[0]["evidence"][0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("kit-line from B")
+    );
+}
