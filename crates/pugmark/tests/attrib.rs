@@ -7,6 +7,8 @@
 //! whose hostname is a lie (an impostor, an image's default name), which only the address
 //! could place.
 
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
