@@ -691,3 +691,51 @@ fn timelines_mark_hand_overs_follow_the_held_name_and_a_false_uuid_is_a_finding(
             .contains("kit-line from B")
     );
 }
+
+/// The challenge with twins, a silenced twin and report questions, on more seeds than the CLI
+/// test's: every who answer, every report's sessions and connections, every planted problem.
+#[test]
+fn generated_challenges_are_answered_all_right_on_several_seeds() {
+    for (seed, vms, hours) in [("1", "40", "8"), ("3", "60", "12"), ("11", "24", "5")] {
+        let dir = tempfile::tempdir().unwrap();
+        let ch = dir.path().join("ch");
+        let run = |args: &[&str]| {
+            Command::new(bin())
+                .arg("challenge")
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        };
+        let out = run(&[
+            "generate",
+            "--seed",
+            seed,
+            "--vms",
+            vms,
+            "--hours",
+            hours,
+            "--out",
+            ch.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = run(&["run", ch.to_str().unwrap(), "--json"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "seed {seed}: {stdout}");
+        let r: Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(r["wrong"], 0, "seed {seed}: {r}");
+        let reports = r["questions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["kind"] == "report" && q["right"] == true)
+            .count();
+        assert!(reports >= 5, "seed {seed}: {reports} report questions");
+        assert_eq!(r["check"]["found"], r["check"]["planted"], "seed {seed}");
+        assert!(r["check"]["unexplained"].as_array().unwrap().is_empty());
+    }
+}
