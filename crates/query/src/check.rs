@@ -361,19 +361,23 @@ pub fn check(
         }
         n_vm += 1;
         // A sender is its address (or certificate), and an address passes from VM to VM
-        // all day: each holder's clock is its own, so clock state is per (sender, VM the
-        // record is attributed to).
+        // all day: each holder's clock is its own, so clock state is per (sender, holder).
+        // (Not per attributed VM: without a sender address a record is placed by its own
+        // clock, and a hostname lease looked up at a wrong time would split one clock.)
         let peer = peer_ip(&e);
         let holders: Vec<&Held> = peer.map(|ip| site.ip_at(ip, t)).unwrap_or_default();
-        let attributed = site.attribute_at(&e, t);
-        let holder = attributed.vm.as_deref();
+        let holder = match holders.as_slice() {
+            [one] => Some(one.uuid.as_str()),
+            _ => None,
+        };
         let sender = sender_key(&e);
         let key = format!("{sender}#{}", holder.unwrap_or(""));
         let state = clocks.entry(key.clone()).or_default();
         clock(&mut folder, state, seq, &e, t, tol, (&sender, &key, holder));
         // Only the VM a record is attributed to is alive by it: a twin's lines under the
         // same claimed name, or a line that could be either twin's, keep nobody alive.
-        if let Some(uuid) = holder {
+        let attributed = site.attribute_at(&e, t);
+        if let Some(uuid) = attributed.vm.as_deref() {
             let l = last_said.entry(uuid.to_string()).or_insert((t, seq));
             if t >= l.0 {
                 *l = (t, seq);

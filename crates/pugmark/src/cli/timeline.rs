@@ -96,7 +96,15 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
         if t.entries.is_empty() {
-            writeln!(out, "nothing known")?;
+            match (&args.host, args.claimed) {
+                (Some(h), false) => writeln!(
+                    out,
+                    "no VM held hostname {} (the cloud's name, as `pugmark who --host` answers); \
+                     --claimed shows the records that call themselves so",
+                    model::escape_controls(h)
+                )?,
+                _ => writeln!(out, "nothing known")?,
+            }
         }
         if t.truncated {
             eprintln!("pugmark: some searches hit --limit; there is more than shown");
