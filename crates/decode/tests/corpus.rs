@@ -690,6 +690,45 @@ fn rfc5424_structured_data_escapes_bom_and_nil() {
     );
 }
 
+/// The site kit's claim (issue 15/17): `[pugmark@32473 vm_uuid="…"]` becomes
+/// `claimed_vm_uuid`, normalised, also through a central logger's archive; a value that is
+/// not one UUID is an issue and only the raw SD field keeps it.
+#[test]
+fn rfc5424_pugmark_vm_uuid_claim() {
+    check(
+        b"<13>1 2026-12-06T10:00:00Z web01 sshd 123 - [pugmark@32473 vm_uuid=\"0B7C1E2A-3F4D-4A5B-8C6D-7E8F90A1B2C3\"] note",
+        r#"kind=syslog-rfc5424 pri=1.5 time=2026-12-06T10:00:00Z text="2026-12-06T10:00:00Z" host=web01 app=sshd pid=123 msgid=- class=other
+        msg="note"
+        field claimed_vm_uuid="0b7c1e2a-3f4d-4a5b-8c6d-7e8f90a1b2c3"
+        field sd.pugmark@32473.vm_uuid="0B7C1E2A-3F4D-4A5B-8C6D-7E8F90A1B2C3""#,
+    );
+    check(
+        b"2026-12-06T10:00:01.5+00:00 10.20.0.20 <13>1 2026-12-06T10:00:00Z web01 app - - [pugmark@32473 vm_uuid=\"0b7c1e2a3f4d4a5b8c6d7e8f90a1b2c3\"] hi",
+        r#"kind=syslog-rfc5424 pri=1.5 time=2026-12-06T10:00:00Z text="2026-12-06T10:00:00Z" host=web01 app=app pid=- msgid=- class=other
+        msg="hi"
+        field claimed_vm_uuid="0b7c1e2a-3f4d-4a5b-8c6d-7e8f90a1b2c3"
+        field relay_from="10.20.0.20"
+        field relay_received="2026-12-06T10:00:01.5Z"
+        field sd.pugmark@32473.vm_uuid="0b7c1e2a3f4d4a5b8c6d7e8f90a1b2c3"
+        ip 10.20.0.20"#,
+    );
+    check(
+        b"<13>1 2026-12-06T10:00:00Z web01 app - - [pugmark@32473 vm_uuid=\"web01\"] hi",
+        r#"kind=syslog-rfc5424 pri=1.5 time=2026-12-06T10:00:00Z text="2026-12-06T10:00:00Z" host=web01 app=app pid=- msgid=- class=other
+        msg="hi"
+        field sd.pugmark@32473.vm_uuid="web01"
+        issue bad_vm_uuid@41"#,
+    );
+    // Repeated: two claims joined by `, ` are not one UUID.
+    check(
+        b"<13>1 2026-12-06T10:00:00Z h a - - [pugmark@32473 vm_uuid=\"0b7c1e2a-3f4d-4a5b-8c6d-7e8f90a1b2c3\" vm_uuid=\"1b7c1e2a-3f4d-4a5b-8c6d-7e8f90a1b2c3\"] x",
+        r#"kind=syslog-rfc5424 pri=1.5 time=2026-12-06T10:00:00Z text="2026-12-06T10:00:00Z" host=h app=a pid=- msgid=- class=other
+        msg="x"
+        field sd.pugmark@32473.vm_uuid="0b7c1e2a-3f4d-4a5b-8c6d-7e8f90a1b2c3, 1b7c1e2a-3f4d-4a5b-8c6d-7e8f90a1b2c3"
+        issue bad_vm_uuid@35"#,
+    );
+}
+
 #[test]
 fn bsd_years_zones_and_rollover() {
     let jan2 = Timestamp::from_second(1_767_312_000).unwrap_or_default(); // 2026-01-02T00:00:00Z

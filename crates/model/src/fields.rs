@@ -38,6 +38,13 @@ pub const FILE_PREFIX: &str = "file_prefix";
 pub const RELAY_RECEIVED: &str = "relay_received";
 /// …and the address it came from (the socket's peer, which the sender cannot choose freely).
 pub const RELAY_FROM: &str = "relay_from";
+/// The instance UUID a VM's own record claims, from the site kit's RFC 5424 structured data
+/// `[pugmark@32473 vm_uuid="…"]` (lower-case hyphenated; set only when the value is a UUID).
+/// A claim: attribution holds it against the lease of the sender's address.
+pub const CLAIMED_VM_UUID: &str = "claimed_vm_uuid";
+/// The SD-ID and parameter of that claim (32473 is the IANA example enterprise number).
+pub const PUGMARK_SD_ID: &str = "pugmark@32473";
+pub const PUGMARK_SD_VM_UUID: &str = "vm_uuid";
 
 // Cloud (OpenStack notifications, nova logs, Keystone).
 

@@ -6,8 +6,13 @@
 //! Findings, each with its kind, the entities, the time and the evidence on both sides:
 //! - `forged_hostname`: VM syslog from an address whose lease then belongs to a VM with
 //!   another hostname (live senders), or claiming a hostname no VM held then;
+//! - `uuid_mismatch`: VM syslog claiming an instance UUID (the site kit's
+//!   `[pugmark@32473 vm_uuid=…]`) while another VM held the sender's address: both VMs, the
+//!   address and the record;
 //! - `silent_vm`: a VM that logged, then fell silent while alive, while the hypervisor or the
-//!   network still saw its address active;
+//!   network still saw its address active. Only records *attributed* to the VM
+//!   ([`crate::attrib`]) count as its logging: a same-named twin's lines, or lines that could
+//!   be either twin's (ambiguous), keep neither alive;
 //! - `unknown_host`: hypervisor or network connections (and flows) from a site address no VM
 //!   held then; records stored under another observer (a sender the collector's sender map
 //!   did not vouch for) are no such evidence;
@@ -31,11 +36,12 @@ use jiff::{SignedDuration, Timestamp};
 use model::{Event, EventClass, Observer, Origin};
 use serde::Serialize;
 use views::SearchIndex;
-use views::facts::{FactStore, VmObs};
+use views::facts::FactStore;
 
+use crate::attrib::{Held, Site, canonical, obs_json, short};
 use crate::lang::{self, Expr, Net};
 use crate::search::{Fetch, SearchRequest};
-use crate::who::{AddrKind, EvidenceJson, Lease, conflicts, leases, rfc3339, ts_ns as ns};
+use crate::who::{EvidenceJson, conflicts, rfc3339, ts_ns as ns};
 
 /// What to check and how strictly.
 #[derive(Debug, Clone)]
@@ -117,129 +123,6 @@ fn ev_json(seq: u64, e: &Event, time_ns: i64) -> EvidenceJson {
         observer: e.observer,
         source: e.source_kind.clone(),
         summary,
-    }
-}
-
-fn obs_json(o: &VmObs) -> EvidenceJson {
-    EvidenceJson {
-        time: rfc3339(o.time_ns),
-        seq: o.seq,
-        observer: o.observer,
-        source: o.event_type.clone().unwrap_or_else(|| "vm".into()),
-        summary: o.summary.clone(),
-    }
-}
-
-/// A lease with the VM that held it.
-#[derive(Debug, Clone)]
-struct Held {
-    lease: Lease,
-    uuid: String,
-}
-
-/// Every VM's leases of every address and hostname, and its life span.
-#[derive(Default)]
-struct Site {
-    ip: BTreeMap<IpAddr, Vec<Held>>,
-    host: BTreeMap<String, Vec<Held>>,
-    obs: BTreeMap<String, Vec<VmObs>>,
-}
-
-/// Hostnames compare by their first label, case-insensitively: a VM's syslog often says
-/// `wn-0042` where the cloud says `wn-0042.example.org`, or the reverse.
-fn short(h: &str) -> String {
-    h.split('.').next().unwrap_or(h).to_ascii_lowercase()
-}
-
-impl Site {
-    fn load(store: &FactStore) -> anyhow::Result<Site> {
-        let mut s = Site::default();
-        for uuid in store.all_vms()? {
-            let obs = store.vm_observations(&uuid)?;
-            let ips: BTreeSet<&String> = obs.iter().flat_map(|o| &o.ips).collect();
-            for ip in ips {
-                let Ok(addr) = ip.parse::<IpAddr>() else {
-                    continue;
-                };
-                for lease in leases(&obs, AddrKind::Ip, ip) {
-                    s.ip.entry(addr).or_default().push(Held {
-                        lease,
-                        uuid: uuid.clone(),
-                    });
-                }
-            }
-            let hosts: BTreeSet<&String> = obs.iter().filter_map(|o| o.hostname.as_ref()).collect();
-            for h in hosts {
-                for lease in leases(&obs, AddrKind::Host, h) {
-                    s.host.entry(short(h)).or_default().push(Held {
-                        lease,
-                        uuid: uuid.clone(),
-                    });
-                }
-            }
-            s.obs.insert(uuid, obs);
-        }
-        Ok(s)
-    }
-
-    fn ip_at(&self, ip: IpAddr, t: i64) -> Vec<&Held> {
-        let ip = canonical(ip);
-        self.ip
-            .get(&ip)
-            .map(|v| v.iter().filter(|h| h.lease.covers(t)).collect())
-            .unwrap_or_default()
-    }
-
-    fn host_at(&self, host: &str, t: i64) -> Vec<&Held> {
-        self.host
-            .get(&short(host))
-            .map(|v| v.iter().filter(|h| h.lease.covers(t)).collect())
-            .unwrap_or_default()
-    }
-
-    fn hostname_of(&self, uuid: &str, t: i64) -> Option<&str> {
-        self.obs
-            .get(uuid)?
-            .iter()
-            .rfind(|o| o.time_ns <= t && o.hostname.is_some())
-            .and_then(|o| o.hostname.as_deref())
-    }
-
-    fn evidence_for(&self, held: &Held) -> Option<EvidenceJson> {
-        self.obs
-            .get(&held.uuid)?
-            .iter()
-            .find(|o| o.seq == held.lease.opened_by)
-            .map(obs_json)
-    }
-
-    /// The site's networks when none are given: the /24 or /64 of every leased address.
-    fn default_nets(&self) -> Vec<Net> {
-        let mut nets = BTreeSet::new();
-        for ip in self.ip.keys() {
-            let net = match ip {
-                IpAddr::V4(_) => Net::parse(&format!("{ip}/24")),
-                IpAddr::V6(_) => Net::parse(&format!("{ip}/64")),
-            };
-            if let Some(n) = net {
-                let (first, _) = n.range();
-                nets.insert((first, n.prefix));
-            }
-        }
-        nets.into_iter()
-            .map(|(addr, prefix)| Net { addr, prefix })
-            .collect()
-    }
-}
-
-/// IPv4-mapped IPv6 addresses are their IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
     }
 }
 
@@ -486,6 +369,8 @@ pub fn check(
         n_vm += 1;
         // A sender is its address (or certificate), and an address passes from VM to VM
         // all day: each holder's clock is its own, so clock state is per (sender, holder).
+        // (Not per attributed VM: without a sender address a record is placed by its own
+        // clock, and a hostname lease looked up at a wrong time would split one clock.)
         let peer = peer_ip(&e);
         let holders: Vec<&Held> = peer.map(|ip| site.ip_at(ip, t)).unwrap_or_default();
         let holder = match holders.as_slice() {
@@ -496,23 +381,52 @@ pub fn check(
         let key = format!("{sender}#{}", holder.unwrap_or(""));
         let state = clocks.entry(key.clone()).or_default();
         clock(&mut folder, state, seq, &e, t, tol, (&sender, &key, holder));
-        let Some(claimed) = e.host.as_deref() else {
-            continue;
-        };
-        let mut said = |uuid: &str| {
+        // Only the VM a record is attributed to is alive by it: a twin's lines under the
+        // same claimed name, or a line that could be either twin's, keep nobody alive.
+        let attributed = site.attribute_at(&e, t);
+        if let Some(uuid) = attributed.vm.as_deref() {
             let l = last_said.entry(uuid.to_string()).or_insert((t, seq));
             if t >= l.0 {
                 *l = (t, seq);
             }
+        }
+        if let Some(m) = &attributed.uuid_mismatch {
+            folder.add(
+                "uuid_mismatch",
+                format!("{}|{}", m.address, m.claimed),
+                t,
+                || {
+                    let mut v = vec![m.address.clone(), m.claimed.clone()];
+                    v.extend(m.holders.iter().cloned());
+                    v
+                },
+                || {
+                    format!(
+                        "syslog from {} claims to be VM {}, but {} was leased to {}",
+                        m.address,
+                        m.claimed,
+                        m.address,
+                        m.holders.join(", ")
+                    )
+                },
+                ev_json(seq, &e, t),
+                || {
+                    let mut v: Vec<EvidenceJson> = holders
+                        .iter()
+                        .filter_map(|h| site.evidence_for(h))
+                        .collect();
+                    if let Some(o) = site.observations(&m.claimed).first() {
+                        v.push(obs_json(o));
+                    }
+                    v
+                },
+            );
+        }
+        let Some(claimed) = e.host.as_deref() else {
+            continue;
         };
         let by_host = site.host_at(claimed, t);
-        for h in &by_host {
-            said(&h.uuid);
-        }
         if let Some(ip) = peer {
-            for h in &holders {
-                said(&h.uuid);
-            }
             let real: Vec<(&Held, Option<&str>)> = holders
                 .iter()
                 .map(|h| (*h, site.hostname_of(&h.uuid, t)))

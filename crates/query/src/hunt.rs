@@ -29,6 +29,7 @@ use serde_json::Value;
 use views::SearchIndex;
 use views::facts::FactStore;
 
+use crate::attrib::{Attribution, Site};
 use crate::lang;
 use crate::search::{Fetch, SearchRequest, run};
 use crate::who::{AddrKind, FactCache, Facts, Match, WhoQuery, who_in};
@@ -227,6 +228,11 @@ pub struct HuntHit {
     /// resolved into `matches` at the collected time. An extension; absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
+    /// For a VM's own records: the VM the record is attributed to and how ([`crate::attrib`]:
+    /// by claimed UUID, sender address, or only the claimed hostname — ambiguous when two VMs
+    /// held it). An extension; absent for other observers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -239,7 +245,13 @@ pub struct HuntAnswer {
 /// One hit: the event's endpoint addresses (src/dst, else every address it names) resolved
 /// with `who` at the time the event is placed, and for a VM's own syslog its sender's address
 /// at the collected time.
-fn resolve(facts: &mut dyn Facts, ind: &Indicator, seq: u64, e: &Event) -> anyhow::Result<HuntHit> {
+fn resolve(
+    facts: &mut dyn Facts,
+    site: &Site,
+    ind: &Indicator,
+    seq: u64,
+    e: &Event,
+) -> anyhow::Result<HuntHit> {
     let at = e.placed();
     let mut addrs: Vec<IpAddr> = [fields::SRC_IP, fields::DST_IP]
         .iter()
@@ -297,6 +309,7 @@ fn resolve(facts: &mut dyn Facts, ind: &Indicator, seq: u64, e: &Event) -> anyho
         matches,
         reported: e.reported_aside().map(|t| t.to_string()),
         sender: sender.map(|(ip, _)| ip.to_string()),
+        attribution: (e.observer == Observer::Vm).then(|| site.attribute(e)),
     })
 }
 
@@ -380,13 +393,14 @@ pub fn hunt(
         events.insert(seq, e);
     }
     let mut facts = FactCache::new(store);
+    let site = Site::load(store)?;
     let mut hits = Vec::new();
     for (ind, seqs) in found {
         for seq in seqs {
             let e = events
                 .get(&seq)
                 .with_context(|| format!("hit #{seq} was not fetched"))?;
-            hits.push(resolve(&mut facts, ind, seq, e)?);
+            hits.push(resolve(&mut facts, &site, ind, seq, e)?);
         }
     }
     hits.sort_by(|a, b| (&a.time, a.seq).cmp(&(&b.time, b.seq)));
@@ -407,11 +421,12 @@ pub fn hunt_each(
 ) -> anyhow::Result<HuntAnswer> {
     let mut hits = Vec::new();
     let mut truncated = false;
+    let site = Site::load(store)?;
     for ind in indicators {
         let out = run(index, &request(ind, from, to, limit), fetch)?;
         truncated |= out.truncated;
         for h in out.hits {
-            hits.push(resolve(&mut &*store, ind, h.seq, &h.event)?);
+            hits.push(resolve(&mut &*store, &site, ind, h.seq, &h.event)?);
         }
     }
     hits.sort_by(|a, b| (&a.time, a.seq).cmp(&(&b.time, b.seq)));

@@ -9,6 +9,7 @@
 //! through the caller's [`search::Fetch`], so this crate depends on neither the ledger nor
 //! tantivy.
 
+pub mod attrib;
 pub mod check;
 pub mod hunt;
 pub mod lang;

@@ -17,8 +17,9 @@ use serde::Serialize;
 use views::SearchIndex;
 use views::facts::FactStore;
 
+use crate::attrib::Site;
 use crate::search::Fetch;
-use crate::timeline::{Entry, Subject, TimelineRequest, timeline};
+use crate::timeline::{Entry, Subject, TimelineRequest, timeline_in};
 use crate::who::{Match, WhoAnswer, WhoQuery, who};
 
 /// How far around the moment the "what" section looks.
@@ -42,8 +43,12 @@ pub struct VmReport {
     pub uuid: String,
     /// Observers whose records back this answer, and what each says.
     pub observers: Vec<ObserverNote>,
+    /// The VM's own records (observer `vm`) attributed to it ([`crate::attrib`]).
     pub sessions: Vec<Entry>,
     pub connections: Vec<Entry>,
+    /// VM records that could be this VM's or another's (a hostname two VMs held): shown
+    /// with every candidate, counted as no one's.
+    pub ambiguous: Vec<Entry>,
     pub jobs: Vec<Entry>,
     pub lifecycle: Vec<Entry>,
     pub other: Vec<Entry>,
@@ -64,11 +69,12 @@ pub fn report(
     q: &WhoQuery,
 ) -> anyhow::Result<Report> {
     let answer = who(store, q)?;
+    let site = Site::load(store)?;
     let from = q.at.checked_sub(WINDOW).unwrap_or(q.at);
     let to = q.at.checked_add(WINDOW).unwrap_or(q.at);
     let mut vms = Vec::new();
     for m in &answer.matches {
-        vms.push(vm_report(index, store, fetch, m, from, to)?);
+        vms.push(vm_report(index, store, &site, fetch, m, from, to)?);
     }
     Ok(Report {
         who: answer,
@@ -83,20 +89,23 @@ pub fn report(
 fn vm_report(
     index: &SearchIndex,
     store: &FactStore,
+    site: &Site,
     fetch: &mut dyn Fetch,
     m: &Match,
     from: Timestamp,
     to: Timestamp,
 ) -> anyhow::Result<VmReport> {
-    let t = timeline(
+    let t = timeline_in(
         index,
         store,
+        site,
         fetch,
         &TimelineRequest {
             subject: Subject::Vm(m.vm.uuid.clone()),
             from: Some(from),
             to: Some(to),
             limit: 2000,
+            claimed: false,
         },
     )?;
     let mut r = VmReport {
@@ -104,6 +113,7 @@ fn vm_report(
         observers: Vec::new(),
         sessions: Vec::new(),
         connections: Vec::new(),
+        ambiguous: Vec::new(),
         jobs: Vec::new(),
         lifecycle: Vec::new(),
         other: Vec::new(),
@@ -125,7 +135,13 @@ fn vm_report(
             _ if e.summary.contains("SRC=") || e.observer == Observer::Hypervisor => {
                 &mut r.connections
             }
-            _ if e.observer == Observer::Vm => &mut r.sessions,
+            // A VM's own records: its sessions when attributed to it; ambiguous ones apart;
+            // another VM's line naming this VM's address is that VM's, shown as other.
+            _ if e.observer == Observer::Vm => match &e.attribution {
+                Some(a) if a.is(&m.vm.uuid) => &mut r.sessions,
+                Some(a) if a.may_be(&m.vm.uuid) => &mut r.ambiguous,
+                _ => &mut r.other,
+            },
             _ => &mut r.other,
         };
         bucket.push(e);
@@ -243,6 +259,7 @@ pub fn to_markdown(r: &Report) -> String {
         for (title, list) in [
             ("Sessions", &v.sessions),
             ("Connections", &v.connections),
+            ("Ambiguous (could be this VM or another)", &v.ambiguous),
             ("Jobs", &v.jobs),
             ("Lifecycle", &v.lifecycle),
             ("Other", &v.other),
@@ -252,13 +269,20 @@ pub fn to_markdown(r: &Report) -> String {
             }
             let _ = writeln!(s, "### {title} ({} to {})\n", r.window.from, r.window.to);
             for e in list {
+                let tag = e
+                    .attribution
+                    .as_ref()
+                    .filter(|_| e.kind == "event")
+                    .map(|a| format!(" {}", a.text()))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     s,
-                    "- {} [{}] #{} {}",
+                    "- {} [{}] #{} {}{}",
                     e.time,
                     e.observer,
                     e.seq,
-                    escape_controls(&e.summary)
+                    escape_controls(&e.summary),
+                    escape_controls(&tag)
                 );
             }
             let _ = writeln!(s);

@@ -6,6 +6,16 @@
 //! VM on a hypervisor). For a VM the events are those naming its UUID plus those mentioning
 //! its addresses *while it held them* and those from its hostname while it existed: an
 //! address reused by another VM later does not leak into this VM's timeline.
+//!
+//! Every entry carries its [`Attribution`] ([`crate::attrib`]): the VM it belongs to and how
+//! that is known. A VM's own records (observer `vm`) enter a VM's timeline only when they are
+//! attributed to it (or could be it: ambiguous, shown with every candidate), or when they
+//! name its address (another VM's line about it, kept with that VM's tag): a same-named
+//! twin's lines never do. `--ip` and `--host` mark each lease: when one VM's hold begins and
+//! ends, with its owner. `--host NAME` follows the *held* name by default (what the cloud
+//! says: the VMs that held NAME, and what was attributed to them while they did — the same
+//! leases `who --host` answers from), or the *claimed* name (every record that says NAME,
+//! each tagged with the VM it is attributed to).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,8 +26,9 @@ use serde::Serialize;
 use views::SearchIndex;
 use views::facts::{FactStore, VmObs};
 
+use crate::attrib::{Attribution, How, Site};
 use crate::search::{Fetch, SearchRequest, run};
-use crate::who::{AddrKind, Lease, conflicts, leases};
+use crate::who::{AddrKind, Lease, conflicts, leases, ts_ns};
 
 /// Whose timeline.
 #[derive(Debug, Clone, Serialize)]
@@ -37,6 +48,8 @@ pub struct TimelineRequest {
     pub to: Option<Timestamp>,
     /// At most this many events per underlying search.
     pub limit: usize,
+    /// `--host`: follow the name records claim instead of the name the cloud gave.
+    pub claimed: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -49,11 +62,17 @@ pub struct Entry {
     pub seq: u64,
     pub source: String,
     pub summary: String,
+    /// The VM this entry belongs to and how that is known (absent for a fact about no VM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attribution: Option<Attribution>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Timeline {
     pub query: Subject,
+    /// For `--host`: `held` (the cloud's name, the default) or `claimed` (the records' name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub follows: Option<&'static str>,
     pub from: Option<String>,
     pub to: Option<String>,
     pub entries: Vec<Entry>,
@@ -71,10 +90,25 @@ fn ts(ns: i64) -> Option<Timestamp> {
     Timestamp::from_nanosecond(i128::from(ns)).ok()
 }
 
+/// Which events of a search enter the timeline, by their attribution.
+#[derive(Clone, Copy)]
+enum Keep<'a> {
+    /// Everything found.
+    All,
+    /// A VM's timeline, searching by something that identifies the VM (its UUID, its
+    /// address): a VM's own records only when attributed to it (or ambiguous with it among the
+    /// candidates) or, when `names_it`, naming it (another VM's line about its address).
+    Vm { uuid: &'a str, names_it: bool },
+    /// Records attributed to one of these VMs (or ambiguous among them), whatever the
+    /// observer: the held-name timeline.
+    Held(&'a [String]),
+}
+
 struct Builder<'a> {
     index: &'a SearchIndex,
     fetch: &'a mut dyn Fetch,
     req: &'a TimelineRequest,
+    site: &'a Site,
     /// Keyed by (time, seq, kind, summary) so the output is in time order, events are not
     /// repeated, and several facts opened by one record all stay.
     entries: BTreeMap<(String, u64, &'static str, String), Entry>,
@@ -82,12 +116,14 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    /// Add the events of `query` inside `[from, to)` intersected with the request's window.
+    /// Add the events of `query` inside `[from, to)` intersected with the request's window,
+    /// those `keep` lets in.
     fn events(
         &mut self,
         query: String,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
+        keep: Keep<'_>,
     ) -> anyhow::Result<()> {
         let from = match (from, self.req.from) {
             (Some(a), Some(b)) => Some(a.max(b)),
@@ -118,6 +154,23 @@ impl Builder<'_> {
         self.truncated |= out.truncated;
         for h in out.hits {
             let e = &h.event;
+            let placed = e.placed();
+            if from.is_some_and(|f| placed < f) || to.is_some_and(|t| placed >= t) {
+                continue;
+            }
+            let a = self.site.attribute(e);
+            let admitted = match keep {
+                Keep::All => true,
+                Keep::Vm { uuid, names_it } => {
+                    e.observer != Observer::Vm || a.is(uuid) || a.may_be(uuid) || names_it
+                }
+                Keep::Held(vms) => {
+                    vms.iter().any(|v| a.is(v)) || a.candidates.iter().any(|c| vms.contains(c))
+                }
+            };
+            if !admitted {
+                continue;
+            }
             let mut summary = match (&e.host, &e.app) {
                 (Some(host), Some(app)) => format!("{host} {app}: {}", e.message),
                 (Some(host), None) => format!("{host}: {}", e.message),
@@ -126,12 +179,8 @@ impl Builder<'_> {
             };
             // A source's own clock is its operator's to set (a VM's is its user's): where a
             // collector's receive time exists, events stand there, with the claim beside it.
-            let placed = e.placed();
             if let Some(rep) = e.reported_aside() {
                 summary.push_str(&format!(" [reported {rep}]"));
-            }
-            if from.is_some_and(|f| placed < f) || to.is_some_and(|t| placed >= t) {
-                continue;
             }
             let time = placed.to_string();
             self.entries.insert(
@@ -143,13 +192,14 @@ impl Builder<'_> {
                     seq: h.seq,
                     source: e.source_kind.clone(),
                     summary,
+                    attribution: Some(a),
                 },
             );
         }
         Ok(())
     }
 
-    fn fact(&mut self, time_ns: i64, seq: u64, source: &str, summary: String) {
+    fn fact(&mut self, time_ns: i64, seq: u64, source: &str, summary: String, vm: Option<&str>) {
         let in_window = ts(time_ns).is_some_and(|t| {
             self.req.from.is_none_or(|f| t >= f) && self.req.to.is_none_or(|to| t < to)
         });
@@ -166,6 +216,12 @@ impl Builder<'_> {
                 seq,
                 source: source.to_string(),
                 summary,
+                attribution: vm.map(|v| Attribution {
+                    how: How::Uuid,
+                    vm: Some(v.to_string()),
+                    candidates: Vec::new(),
+                    uuid_mismatch: None,
+                }),
             },
         );
     }
@@ -174,14 +230,35 @@ impl Builder<'_> {
     /// while it held them.
     fn vm(&mut self, store: &FactStore, uuid: &str) -> anyhow::Result<()> {
         let obs = store.vm_observations(uuid)?;
-        self.events(format!("vm_uuid:\"{uuid}\""), None, None)?;
+        let this = Keep::Vm {
+            uuid,
+            names_it: false,
+        };
+        self.events(format!("vm_uuid:\"{uuid}\""), None, None, this)?;
+        // Records claiming to be this VM (the site kit's UUID): its own, and any impostor's,
+        // tagged with the VM they are attributed to.
+        self.events(
+            format!("claimed_vm_uuid:\"{uuid}\""),
+            None,
+            None,
+            Keep::Vm {
+                uuid,
+                names_it: true,
+            },
+        )?;
         let mut ips: Vec<String> = obs.iter().flat_map(|o| o.ips.clone()).collect();
         ips.sort();
         ips.dedup();
         for ip in ips {
             for l in leases(&obs, AddrKind::Ip, &ip) {
-                self.lease_fact(uuid, "ip", &ip, &l);
-                self.events(format!("ip:{ip}"), ts(l.from), l.to.and_then(ts))?;
+                self.lease_fact(store, uuid, &obs, "ip", &ip, &l)?;
+                // The VM's own lines from this address, and records naming the address (a
+                // hypervisor's connection, another VM's login from it).
+                let names_it = Keep::Vm {
+                    uuid,
+                    names_it: true,
+                };
+                self.events(format!("ip:{ip}"), ts(l.from), l.to.and_then(ts), names_it)?;
             }
         }
         let mut hostnames: Vec<String> = obs.iter().filter_map(|o| o.hostname.clone()).collect();
@@ -189,8 +266,9 @@ impl Builder<'_> {
         hostnames.dedup();
         for h in hostnames {
             for l in leases(&obs, AddrKind::Host, &h) {
-                self.lease_fact(uuid, "hostname", &h, &l);
-                self.events(format!("host:\"{h}\""), ts(l.from), l.to.and_then(ts))?;
+                self.lease_fact(store, uuid, &obs, "hostname", &h, &l)?;
+                // A name says nothing about which VM sent a line: only lines attributed here.
+                self.events(format!("host:\"{h}\""), ts(l.from), l.to.and_then(ts), this)?;
             }
         }
         self.placements(uuid, &obs);
@@ -206,20 +284,46 @@ impl Builder<'_> {
                     o.seq,
                     "conflict",
                     format!("CONFLICT ({}) on VM {uuid}: {}", c.kind, c.summary),
+                    Some(uuid),
                 );
             }
         }
         Ok(())
     }
 
-    fn lease_fact(&mut self, uuid: &str, what: &str, value: &str, l: &Lease) {
+    /// A lease's two boundaries: where the VM's hold begins (with its owner and until when)
+    /// and where it ends.
+    fn lease_fact(
+        &mut self,
+        store: &FactStore,
+        uuid: &str,
+        obs: &[VmObs],
+        what: &str,
+        value: &str,
+        l: &Lease,
+    ) -> anyhow::Result<()> {
         let to = l.to.map(rfc3339).unwrap_or_else(|| "now".into());
+        let owner = owner_text(store, obs, l.from)?;
         self.fact(
             l.from,
             l.opened_by,
             "lease",
-            format!("VM {uuid} holds {what} {value} until {to}"),
+            format!("VM {uuid} holds {what} {value} until {to} (owner {owner})"),
+            Some(uuid),
         );
+        if let (Some(end), Some(by)) = (l.to, l.closed_by) {
+            self.fact(
+                end,
+                by,
+                "lease",
+                format!(
+                    "VM {uuid} no longer holds {what} {value} (held since {}, owner {owner})",
+                    rfc3339(l.from)
+                ),
+                Some(uuid),
+            );
+        }
+        Ok(())
     }
 
     fn placements(&mut self, uuid: &str, obs: &[VmObs]) {
@@ -232,17 +336,61 @@ impl Builder<'_> {
                     None => format!("VM {uuid} on hypervisor {h}"),
                     Some(old) => format!("VM {uuid} moves from hypervisor {old} to {h}"),
                 };
-                self.fact(o.time_ns, o.seq, "placement", summary);
+                self.fact(o.time_ns, o.seq, "placement", summary, Some(uuid));
                 current = Some(h);
             }
         }
     }
 }
 
-/// Build the timeline.
+/// `user USER_ID (NAME) / project PROJECT_ID (NAME)` as of `t` (the last ids at or before it,
+/// else the first known), names through the directory; `unknown` where nothing says.
+fn owner_text(store: &FactStore, obs: &[VmObs], t: i64) -> anyhow::Result<String> {
+    let pick = |get: fn(&VmObs) -> Option<&String>| {
+        obs.iter()
+            .rfind(|o| o.time_ns <= t && get(o).is_some())
+            .or_else(|| obs.iter().find(|o| get(o).is_some()))
+            .and_then(get)
+            .cloned()
+    };
+    let user = pick(|o| o.user_id.as_ref());
+    let project = pick(|o| o.project_id.as_ref());
+    let named = |id: Option<String>, name: Option<String>| match (id, name) {
+        (Some(id), Some(n)) => format!("{id} ({n})"),
+        (Some(id), None) => id,
+        _ => "unknown".to_string(),
+    };
+    let uname = match &user {
+        Some(id) => store.user(id)?.and_then(|d| d.name),
+        None => None,
+    };
+    let pname = match &project {
+        Some(id) => store.project(id)?.and_then(|d| d.name),
+        None => None,
+    };
+    Ok(format!(
+        "user {} / project {}",
+        named(user, uname),
+        named(project, pname)
+    ))
+}
+
+/// Build the timeline (loads the site's leases for attribution).
 pub fn timeline(
     index: &SearchIndex,
     store: &FactStore,
+    fetch: &mut dyn Fetch,
+    req: &TimelineRequest,
+) -> anyhow::Result<Timeline> {
+    let site = Site::load(store)?;
+    timeline_in(index, store, &site, fetch, req)
+}
+
+/// Build the timeline with a site already loaded (a report asks for several).
+pub fn timeline_in(
+    index: &SearchIndex,
+    store: &FactStore,
+    site: &Site,
     fetch: &mut dyn Fetch,
     req: &TimelineRequest,
 ) -> anyhow::Result<Timeline> {
@@ -250,27 +398,57 @@ pub fn timeline(
         index,
         fetch,
         req,
+        site,
         entries: BTreeMap::new(),
         truncated: false,
     };
+    let mut follows = None;
     match &req.subject {
         Subject::Vm(uuid) => b.vm(store, &uuid.to_lowercase())?,
         Subject::Ip(ip) => {
             let ip_s = ip.to_string();
-            b.events(format!("ip:{ip_s}"), None, None)?;
+            b.events(format!("ip:{ip_s}"), None, None, Keep::All)?;
             for uuid in store.vms_with("ip", &ip_s)? {
                 let obs = store.vm_observations(&uuid)?;
                 for l in leases(&obs, AddrKind::Ip, &ip_s) {
-                    b.lease_fact(&uuid, "ip", &ip_s, &l);
+                    b.lease_fact(store, &uuid, &obs, "ip", &ip_s, &l)?;
                 }
             }
         }
         Subject::Host(h) => {
-            b.events(format!("host:\"{h}\""), None, None)?;
-            for uuid in store.vms_with("hostname", h)? {
-                let obs = store.vm_observations(&uuid)?;
+            follows = Some(if req.claimed { "claimed" } else { "held" });
+            let holders = store.vms_with("hostname", h)?;
+            if req.claimed {
+                b.events(format!("host:\"{h}\""), None, None, Keep::All)?;
+            }
+            for uuid in &holders {
+                let obs = store.vm_observations(uuid)?;
                 for l in leases(&obs, AddrKind::Host, h) {
-                    b.lease_fact(&uuid, "hostname", h, &l);
+                    b.lease_fact(store, uuid, &obs, "hostname", h, &l)?;
+                    if req.claimed {
+                        continue;
+                    }
+                    // What the VM did while it held the name: lines under the name and
+                    // from its addresses, kept when attributed to it.
+                    let (from, to) = (ts(l.from), l.to.and_then(ts));
+                    let me = std::slice::from_ref(uuid);
+                    b.events(format!("host:\"{h}\""), from, to, Keep::Held(me))?;
+                    let mut ips: Vec<&String> = obs.iter().flat_map(|o| &o.ips).collect();
+                    ips.sort();
+                    ips.dedup();
+                    for ip in ips {
+                        for il in leases(&obs, AddrKind::Ip, ip) {
+                            let f = il.from.max(l.from);
+                            let t = match (il.to, l.to) {
+                                (Some(a), Some(b)) => Some(a.min(b)),
+                                (a, b) => a.or(b),
+                            };
+                            if t.is_some_and(|t| t <= f) {
+                                continue;
+                            }
+                            b.events(format!("ip:{ip}"), ts(f), t.and_then(ts), Keep::Held(me))?;
+                        }
+                    }
                 }
             }
         }
@@ -289,7 +467,7 @@ pub fn timeline(
                 let id = id.replace('"', "");
                 terms.push(format!("user_id:\"{id}\""));
             }
-            b.events(terms.join(" OR "), None, None)?;
+            b.events(terms.join(" OR "), None, None, Keep::All)?;
             for id in &ids {
                 for uuid in store.vms_owned_by(id)? {
                     let obs = store.vm_observations(&uuid)?;
@@ -299,6 +477,7 @@ pub fn timeline(
                             first.seq,
                             "owner",
                             format!("VM {uuid} owned by user {id}"),
+                            Some(&uuid),
                         );
                     }
                 }
@@ -308,9 +487,15 @@ pub fn timeline(
     let truncated = b.truncated;
     Ok(Timeline {
         query: req.subject.clone(),
+        follows,
         from: req.from.map(|t| t.to_string()),
         to: req.to.map(|t| t.to_string()),
         entries: b.entries.into_values().collect(),
         truncated,
     })
+}
+
+/// Nanoseconds of a timestamp (for callers holding [`Entry::time`] parsed back).
+pub fn entry_ns(t: Timestamp) -> i64 {
+    ts_ns(t)
 }

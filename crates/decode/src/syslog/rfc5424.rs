@@ -68,7 +68,10 @@ pub(crate) fn parse(ev: &mut Event, raw: &[u8], line: &[u8], mut pos: usize, hin
     match line[pos] {
         b'-' => pos += 1,
         b'[' => match structured_data(line, pos, ev) {
-            Ok(end) => pos = end,
+            Ok(end) => {
+                claimed_vm_uuid(ev, raw, sd_start);
+                pos = end;
+            }
             Err(at) => {
                 issue(ev, raw, at, "bad_sd", "[SD-ID PARAM=\"VALUE\" …] or -");
                 ev.message = message_text(&line[sd_start..]);
@@ -85,6 +88,35 @@ pub(crate) fn parse(ev: &mut Event, raw: &[u8], line: &[u8], mut pos: usize, hin
         pos += 1;
     }
     ev.message = message_text(&line[pos.min(line.len())..]);
+}
+
+/// The site kit's `[pugmark@32473 vm_uuid="…"]`: the instance UUID the VM claims, normalised
+/// into [`model::fields::CLAIMED_VM_UUID`] when it is one UUID (the `uuid` crate parses the
+/// hyphenated, simple, braced and URN forms). Anything else — not a UUID, or the parameter
+/// repeated — is an issue; the raw text stays in `sd.pugmark@32473.vm_uuid`.
+fn claimed_vm_uuid(ev: &mut Event, raw: &[u8], sd_start: usize) {
+    let key = format!(
+        "sd.{}.{}",
+        model::fields::PUGMARK_SD_ID,
+        model::fields::PUGMARK_SD_VM_UUID
+    );
+    let Some(value) = ev.fields.get(&key) else {
+        return;
+    };
+    match uuid::Uuid::try_parse(value.trim()) {
+        Ok(id) => {
+            let id = id.hyphenated().to_string();
+            ev.fields
+                .insert(model::fields::CLAIMED_VM_UUID.to_string(), id);
+        }
+        Err(_) => issue(
+            ev,
+            raw,
+            sd_start,
+            "bad_vm_uuid",
+            "one instance UUID in [pugmark@32473 vm_uuid=\"…\"]",
+        ),
+    }
 }
 
 fn name_end(line: &[u8], mut i: usize) -> usize {

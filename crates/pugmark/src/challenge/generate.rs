@@ -90,6 +90,8 @@ const REUSE_GAP: i64 = 300;
 /// The C2 server (TEST-NET-2) and its port.
 pub const C2_ADDR: &str = "198.51.100.23";
 const C2_PORT: u16 = 4444;
+/// How long the two VMs sharing a hostname at least live side by side.
+pub const TWIN_OVERLAP: i64 = 2 * 3600;
 
 const VOS: [&str; 5] = ["atlas", "cms", "lhcb", "alice", "belle"];
 const FIRST: [&str; 10] = [
@@ -345,11 +347,13 @@ pub fn build(p: Params) -> Site {
         let mut hv = rng.index(n_hv);
         let mut placements = vec![(t, hv)];
         // Hostname: the pool, except one VM that is given a name another live VM still has.
-        let earlier = (i >= dup_target && dup_host.is_none() && until - t >= 1800)
+        // Both twins live at least [`TWIN_OVERLAP`] together: long enough for one of them to
+        // go silent while the other keeps logging under the same name (inject.rs).
+        let earlier = (i >= dup_target && dup_host.is_none() && until - t >= TWIN_OVERLAP)
             .then(|| {
                 (0..i).find(|&k| {
                     vms[k].hostname.starts_with("wn-")
-                        && vms[k].deleted.is_none_or(|d| d >= t + 1800)
+                        && vms[k].deleted.is_none_or(|d| d >= t + TWIN_OVERLAP)
                 })
             })
             .flatten();
@@ -425,6 +429,13 @@ pub fn build(p: Params) -> Site {
             holdings,
             jobs,
         });
+    }
+    // The twins say the name they share in their syslog (not an image default): what makes
+    // their lines indistinguishable but for the sender's address.
+    if let Some((a, b)) = dup_host {
+        for v in [a, b] {
+            vms[v].claimed = vms[v].hostname.clone();
+        }
     }
     // Cluster ids in start order, as a schedd hands them out.
     let mut all: Vec<(i64, usize, usize)> = vms
@@ -771,6 +782,43 @@ pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
             job.start + 61,
         );
     }
+    // Report questions (issue 17): the sessions and connections a report lists. Each twin
+    // while the other logs under the same name and one of them has gone silent, the C2 VM,
+    // and VMs at random moments. Their lines are known only once written: `write` fills in
+    // `sessions` and `connections`.
+    let inj = Injected::choose(site);
+    if let Some((v, at)) = inj.twin_silenced {
+        let (a, b) = site.specials.dup_host;
+        let other = if v == a { b } else { a };
+        for (u, why) in [
+            (
+                v,
+                "report: the twin that went silent, beside its same-named twin",
+            ),
+            (
+                other,
+                "report: the twin that logs on, beside its silent same-named twin",
+            ),
+        ] {
+            ask(why, Kind::Ip, &vms[u].primary().ip, at + 600);
+        }
+    }
+    ask(
+        "report: the VM that talked to the C2 server",
+        Kind::Ip,
+        &vms[c2_vm].primary().ip,
+        c2_at,
+    );
+    for _ in 0..3 {
+        let vm = &vms[rng.index(n)];
+        let t = rng.range(vm.created, vm.until(site.end));
+        ask(
+            "report: a VM at a moment of its life",
+            Kind::Ip,
+            &vm.primary().ip,
+            t,
+        );
+    }
     qs.into_iter()
         .enumerate()
         .map(|(i, (why, kind, value, t))| {
@@ -779,18 +827,47 @@ pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
                 Kind::Host => (None, Some(value.clone()), None),
                 Kind::Mac => (None, None, Some(value.clone())),
             };
+            let report = why.starts_with("report: ");
             Question {
                 id: format!("q{:02}", i + 1),
-                kind: "who".into(),
+                kind: if report { "report" } else { "who" }.into(),
                 ip,
                 host,
                 mac,
                 at: rfc3339(t),
                 why: Some(why),
                 expect: site.truth(kind, &value, t),
+                sessions: report.then(Vec::new),
+                connections: report.then(Vec::new),
             }
         })
         .collect()
+}
+
+/// A VM's lines as a report lists them: (second, [`list_key`]).
+type Listed = Vec<(i64, String)>;
+
+/// [`list_key`] of an archived VM syslog line (`RECEIVED IP <PRI>STAMP HOST PROG[PID]: MSG`,
+/// STAMP 15 characters): `HOST PROG: MSG`, as a report shows it.
+fn session_key(t: i64, line: &str) -> String {
+    let rest = line
+        .find('>')
+        .and_then(|i| line.get(i + 17..))
+        .unwrap_or("");
+    let said = rest
+        .find("]: ")
+        .and_then(|close| {
+            let lb = rest[..close].rfind('[')?;
+            Some(format!("{}{}", &rest[..lb], &rest[close + 1..]))
+        })
+        .unwrap_or_else(|| rest.to_string());
+    list_key(t, &said)
+}
+
+/// A report's list entry as the challenge compares it: the second it is placed at, and what
+/// it says (`HOST APP: MESSAGE`).
+pub fn list_key(t: i64, said: &str) -> String {
+    format!("{} {said}", rfc3339(t))
 }
 
 /// Two VMs that held the same primary address one after the other.
@@ -1080,9 +1157,19 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
     let mut netf: Vec<(i64, String)> = Vec::new();
     let boot = site.start - 86_400 * 3;
     let dens = i64::from(site.params.density.max(1));
+    // The report questions' VMs: their lines, as a report lists them, for the ground truth.
+    let report_vms: Vec<usize> = questions
+        .iter()
+        .filter(|q| q.kind == "report")
+        .flat_map(|q| &q.expect.matches)
+        .filter_map(|m| site.vms.iter().position(|vm| vm.uuid == m.vm_uuid))
+        .collect();
+    let mut listed: std::collections::BTreeMap<usize, (Listed, Listed)> =
+        std::collections::BTreeMap::new();
     for (v, vm) in site.vms.iter().enumerate() {
         let until = vm.until(site.end);
         let first_line = syslog.len();
+        let first_syn = netf.len();
         // As the site's central rsyslog archives it: its receive time (a few ms after the
         // true time), the VM's address, then the message as the VM sent it — with the VM's
         // clock and the name it claims (inject.rs may have made either wrong).
@@ -1200,6 +1287,17 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             let t = site.specials.c2.1;
             netf.push((t, syn(t, C2_ADDR, C2_PORT, 51_515, 4242)));
         }
+        if report_vms.contains(&v) {
+            let sessions = syslog[first_line..]
+                .iter()
+                .map(|(t, l)| (*t, session_key(*t, l)))
+                .collect();
+            let conns = netf[first_syn..]
+                .iter()
+                .map(|(t, l)| (*t, list_key(*t, l.get(16..).unwrap_or(""))))
+                .collect();
+            listed.insert(v, (sessions, conns));
+        }
     }
     // The unknown host: SYNs from a site address no VM held, through a tap no VM owns.
     let hv = &site.hypervisors[0];
@@ -1225,6 +1323,36 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         netf.into_iter().map(|l| l.1),
     )?;
 
+    // The report questions' ground truth: every line of the VM inside the report's window.
+    let mut questions = questions.to_vec();
+    let w = query::report::WINDOW.as_secs();
+    for q in questions.iter_mut().filter(|q| q.kind == "report") {
+        let at =
+            q.at.parse::<Timestamp>()
+                .map(|t| t.as_second())
+                .unwrap_or(0);
+        let v = q
+            .expect
+            .matches
+            .first()
+            .and_then(|m| site.vms.iter().position(|vm| vm.uuid == m.vm_uuid));
+        let pick = |lines: &[(i64, String)]| {
+            let mut keys: Vec<String> = lines
+                .iter()
+                .filter(|(t, _)| at - w <= *t && *t < at + w)
+                .map(|(_, k)| k.clone())
+                .collect();
+            keys.sort();
+            keys
+        };
+        let (s, c) = v
+            .and_then(|v| listed.get(&v))
+            .map(|(s, c)| (pick(s), pick(c)))
+            .unwrap_or_default();
+        q.sessions = Some(s);
+        q.connections = Some(c);
+    }
+    let questions = &questions[..];
     let year: i16 = strftime(site.start, "%Y").parse().unwrap_or(2026);
     let manifest = Manifest {
         seed: site.params.seed,

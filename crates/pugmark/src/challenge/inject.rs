@@ -7,6 +7,10 @@
 //!   VM's hostname in its own syslog (its central logger still sees its real address);
 //! - a **silenced** VM whose syslog stops a third of the way through its life while the
 //!   hypervisor keeps logging its connections until it is deleted;
+//! - a **silenced twin** (issue 17): of the two VMs holding one hostname at once, the one
+//!   deleted first stops logging 15 minutes after the second appears, while its twin goes on
+//!   logging under the same name and the hypervisor goes on seeing its traffic — the twin's
+//!   lines must not keep it "alive";
 //! - two **skewed** clocks (21 minutes fast, 40 minutes slow, all day);
 //! - a **tampered** clock, set back two hours half-way through the VM's life;
 //! - an **unknown host**: a hypervisor logs SYNs from a site address no VM held;
@@ -61,6 +65,8 @@ pub struct Injected {
     pub impostor: Option<(usize, usize, i64)>,
     /// (VM, when its syslog stops).
     pub silenced: Option<(usize, i64)>,
+    /// (twin VM, when its syslog stops): one of the two VMs sharing a hostname.
+    pub twin_silenced: Option<(usize, i64)>,
     /// (VM, seconds its clock is off), all day.
     pub skewed: Vec<(usize, i64)>,
     /// (VM, when its clock is set, by how many seconds).
@@ -137,6 +143,12 @@ impl Injected {
                 inj.impostor = Some((v, o, from));
             }
         }
+        let (a, b) = s.dup_host;
+        if a != b {
+            let until = |v: usize| site.vms[v].deleted.unwrap_or(site.end);
+            let v = if until(b) < until(a) { b } else { a };
+            inj.twin_silenced = Some((v, site.vms[b].created + 900));
+        }
         let dur = site.end - site.start;
         inj.unknown_at = site.start + dur / 2 + 333;
         inj.orphan_at = site.start + dur / 3 + 77;
@@ -168,7 +180,10 @@ impl Injected {
 
     /// Whether VM `v`'s syslog is silenced at `t`.
     pub fn silent(&self, v: usize, t: i64) -> bool {
-        self.silenced.is_some_and(|(s, at)| s == v && t >= at)
+        [self.silenced, self.twin_silenced]
+            .into_iter()
+            .flatten()
+            .any(|(s, at)| s == v && t >= at)
     }
 
     /// Every VM with a problem, planted or from the base day.
@@ -176,6 +191,7 @@ impl Injected {
         let mut v: Vec<usize> = self.skewed.iter().map(|s| s.0).collect();
         v.extend(self.tampered.map(|t| t.0));
         v.extend(self.silenced.map(|s| s.0));
+        v.extend(self.twin_silenced.map(|s| s.0));
         v.extend(self.impostor.map(|i| i.0));
         v.extend((0..site.vms.len()).filter(|&i| site.vms[i].claimed != site.vms[i].hostname));
         v.sort_unstable();
@@ -224,6 +240,17 @@ impl Injected {
                 "silent_vm",
                 vec![site.vms[v].uuid.clone()],
                 format!("VM {}'s syslog stops at {}", site.vms[v].uuid, rfc3339(at)),
+            );
+        }
+        if let Some((v, at)) = self.twin_silenced {
+            add(
+                "silent_vm",
+                vec![site.vms[v].uuid.clone()],
+                format!(
+                    "VM {}'s syslog stops at {} while its same-named twin goes on logging",
+                    site.vms[v].uuid,
+                    rfc3339(at)
+                ),
             );
         }
         // Clock findings name the sender (its address) and the VM that held it.
@@ -320,6 +347,21 @@ mod tests {
             let inj = Injected::choose(&site);
             assert_eq!(inj.skewed.len(), 2, "seed {seed}");
             assert!(inj.tampered.is_some() && inj.silenced.is_some() && inj.impostor.is_some());
+            // Issue 17: one of the same-named twins goes silent while the other logs on.
+            let (a, b) = site.specials.dup_host;
+            let (twin, at) = inj.twin_silenced.expect("a silenced twin");
+            assert!(a != b && (twin == a || twin == b), "seed {seed}");
+            let other = if twin == a { b } else { a };
+            let gone = |v: usize| site.vms[v].deleted.unwrap_or(site.end);
+            assert!(
+                gone(twin) >= at + 3600,
+                "seed {seed}: the hypervisor sees it an hour on"
+            );
+            assert!(
+                gone(other) >= gone(twin),
+                "seed {seed}: the twin logs on meanwhile"
+            );
+            assert_eq!(site.vms[a].claimed, site.vms[b].claimed);
             let truth = inj.truth(&site);
             let kinds: std::collections::BTreeSet<&str> =
                 truth.expect.iter().map(|e| e.kind.as_str()).collect();
@@ -341,6 +383,7 @@ mod tests {
             planted.extend(inj.tampered.map(|t| t.0));
             planted.extend(inj.silenced.map(|s| s.0));
             planted.extend(inj.impostor.map(|i| i.0));
+            planted.extend(inj.twin_silenced.map(|i| i.0));
             let n = planted.len();
             planted.sort_unstable();
             planted.dedup();

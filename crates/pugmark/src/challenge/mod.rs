@@ -45,7 +45,8 @@ pub struct ManifestFile {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Question {
     pub id: String,
-    /// Always `who` for now.
+    /// `who`, or `report` (a who-question whose report's sessions and connections are scored
+    /// too).
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
@@ -59,6 +60,13 @@ pub struct Question {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
     pub expect: Expect,
+    /// `report` questions: the VM's own syslog lines the report must list as its sessions,
+    /// and the hypervisor's lines it must list as its connections, exactly (each
+    /// `SECOND HOST APP: MESSAGE`, sorted; see `run.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

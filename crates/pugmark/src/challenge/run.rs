@@ -6,7 +6,10 @@
 //! observer the manifest names, `--year` from the manifest), so the challenge measures what a
 //! site would run. A question is right when the set of VMs matches and, for each, the
 //! hypervisor, user id and name, project id and payload DNs are as expected, and the
-//! ambiguity flag is set exactly when more than one VM matches.
+//! ambiguity flag is set exactly when more than one VM matches. A `report` question is also
+//! answered through `query::report::report` (the code behind `pugmark report`), and is right
+//! only when the report's sessions (the VM's own syslog attributed to it) and connections
+//! (the hypervisor's lines of its address) are exactly the lines the ground truth lists.
 //!
 //! When the directory has `findings.json` (the problems `generate` planted, inject.rs), the run
 //! also asks `pugmark check --json` (again this executable, as a site would run it) and scores
@@ -26,9 +29,11 @@ use query::who::{AddrKind, WhoAnswer, WhoQuery, who};
 use serde::Serialize;
 use views::facts::FactStore;
 
+use super::generate::list_key;
 use super::inject::{CheckTruth, ExpectedFinding, FINDINGS};
 use super::{ANSWERS, ExpectedMatch, MANIFEST, Manifest, Question};
 use crate::datadir::DataDir;
+use crate::pipeline::Readers;
 
 pub struct RunOptions {
     pub dir: PathBuf,
@@ -59,6 +64,8 @@ struct Report {
     ingest_seconds: f64,
     who_p50_ms: f64,
     who_p99_ms: f64,
+    /// The slowest `report` (who, then each VM's timeline around the moment), ms.
+    report_max_ms: f64,
     /// `pugmark check` against the planted problems; absent for a directory without them.
     #[serde(skip_serializing_if = "Option::is_none")]
     check: Option<CheckScore>,
@@ -268,14 +275,66 @@ fn query_of(q: &Question) -> Result<WhoQuery> {
         (_, _, Some(m)) => (AddrKind::Mac, m.to_lowercase()),
         _ => bail!("question {} names no ip, host or mac", q.id),
     };
-    if q.kind != "who" {
+    if q.kind != "who" && q.kind != "report" {
         bail!(
-            "question {}: kind {:?} is not supported (only who)",
+            "question {}: kind {:?} is not supported (who, report)",
             q.id,
             q.kind
         );
     }
     Ok(WhoQuery { kind, value, at })
+}
+
+/// A report list's entries as the ground truth names them ([`list_key`]): the second each is
+/// placed at and what it says, without the `[reported …]` note a skewed clock adds.
+fn listed(entries: &[query::timeline::Entry]) -> Vec<String> {
+    let mut v: Vec<String> = entries
+        .iter()
+        .map(|e| {
+            let t = e.time.parse::<Timestamp>().map_or(0, |t| t.as_second());
+            let said = e
+                .summary
+                .rfind(" [reported ")
+                .map_or(e.summary.as_str(), |i| &e.summary[..i]);
+            list_key(t, said)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What differs between two sorted lists, in one line.
+fn list_diff(what: &str, want: &[String], got: &[String]) -> Option<String> {
+    if want == got {
+        return None;
+    }
+    let missing = want.iter().find(|w| got.binary_search(w).is_err());
+    let extra = got.iter().find(|g| want.binary_search(g).is_err());
+    Some(format!(
+        "{what}: {} expected, {} listed{}{}",
+        want.len(),
+        got.len(),
+        missing.map_or(String::new(), |m| format!("; missing {m:?}")),
+        extra.map_or(String::new(), |x| format!("; not expected {x:?}"))
+    ))
+}
+
+/// Score a report question's lists: its one VM's sessions and connections, exactly.
+fn score_report(q: &Question, r: &query::report::Report) -> Option<String> {
+    let (sessions, connections) = match r.vms.as_slice() {
+        [one] => (listed(&one.sessions), listed(&one.connections)),
+        _ => (Vec::new(), Vec::new()),
+    };
+    let want_s = q.sessions.clone().unwrap_or_default();
+    let want_c = q.connections.clone().unwrap_or_default();
+    let diffs: Vec<String> = [
+        list_diff("sessions", &want_s, &sessions),
+        list_diff("connections", &want_c, &connections),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    (!diffs.is_empty()).then(|| diffs.join("; "))
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -312,6 +371,8 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
     let store = FactStore::open(dd.facts())
         .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
     let mut scored = Vec::with_capacity(questions.len());
+    let mut readers = None;
+    let mut report_max_ms: f64 = 0.0;
     for q in &questions {
         let wq = query_of(q)?;
         let t0 = Instant::now();
@@ -321,14 +382,35 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
         let got_ambiguous = answer.matches.iter().any(|m| m.ambiguous);
         let mut want = q.expect.matches.clone();
         want.sort();
-        let right = got == want && got_ambiguous == q.expect.ambiguous;
+        let mut right = got == want && got_ambiguous == q.expect.ambiguous;
+        let mut expected = (!right).then(|| brief(&want, q.expect.ambiguous));
+        let mut said = (!right).then(|| brief(&got, got_ambiguous));
+        if q.kind == "report" {
+            if readers.is_none() {
+                readers = Some(Readers::open(&dd)?);
+            }
+            if let Some(r) = readers.as_mut() {
+                let t0 = Instant::now();
+                let rep = query::report::report(&r.index, &r.facts, &mut r.fetch, &wq)
+                    .with_context(|| format!("question {}: report", q.id))?;
+                report_max_ms = report_max_ms.max(t0.elapsed().as_secs_f64() * 1000.0);
+                if let Some(diff) = score_report(q, &rep) {
+                    right = false;
+                    expected.get_or_insert_with(|| brief(&want, q.expect.ambiguous));
+                    said = Some(match said {
+                        Some(s) => format!("{s}; {diff}"),
+                        None => diff,
+                    });
+                }
+            }
+        }
         scored.push(Scored {
             id: q.id.clone(),
             kind: q.kind.clone(),
             right,
             ms,
-            expected: (!right).then(|| brief(&want, q.expect.ambiguous)),
-            got: (!right).then(|| brief(&got, got_ambiguous)),
+            expected,
+            got: said,
         });
     }
     let findings_path = opts.dir.join(FINDINGS);
@@ -350,6 +432,7 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
         ingest_seconds,
         who_p50_ms: percentile(&times, 50.0),
         who_p99_ms: percentile(&times, 99.0),
+        report_max_ms,
         questions: scored,
         check,
     };
@@ -374,13 +457,14 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
         }
         writeln!(
             out,
-            "challenge: {}/{} right; {} events ingested in {:.2} s; who p50 {:.3} ms, p99 {:.3} ms",
+            "challenge: {}/{} right; {} events ingested in {:.2} s; who p50 {:.3} ms, p99 {:.3} ms; slowest report {:.1} ms",
             report.right,
             report.questions.len(),
             report.events,
             report.ingest_seconds,
             report.who_p50_ms,
-            report.who_p99_ms
+            report.who_p99_ms,
+            report.report_max_ms
         )?;
         if let Some(c) = &report.check {
             for m in &c.missed {

@@ -24,9 +24,14 @@ pub struct TimelineArgs {
     /// An IP address.
     #[arg(long)]
     pub ip: Option<std::net::IpAddr>,
-    /// A hostname.
+    /// A hostname. Follows the held name by default: the VMs the cloud gave NAME (the leases
+    /// `who --host` answers from) and what is attributed to them while they held it.
     #[arg(long)]
     pub host: Option<String>,
+    /// With --host: follow the claimed name instead — every record that says NAME, each
+    /// tagged with the VM it is attributed to (which may be another, or ambiguous).
+    #[arg(long, requires = "host")]
+    pub claimed: bool,
     /// A user: Keystone id or name, local account, or grid DN.
     #[arg(long)]
     pub user: Option<String>,
@@ -39,8 +44,9 @@ pub struct TimelineArgs {
     /// At most this many events from each underlying search.
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
-    /// JSON output: {"query", "from", "to", "entries": [{time, observer, kind, seq, source,
-    /// summary}], "truncated"}.
+    /// JSON output: {"query", "follows" (--host: held|claimed), "from", "to", "entries":
+    /// [{time, observer, kind, seq, source, summary, attribution: {how: uuid|address|tap|
+    /// hostname|ambiguous|none, vm, candidates, uuid_mismatch}}], "truncated"}.
     #[arg(long)]
     pub json: bool,
 }
@@ -64,6 +70,7 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
             from: args.from,
             to: args.to,
             limit: args.limit,
+            claimed: args.claimed,
         },
     )?;
     let mut out = io::stdout().lock();
@@ -72,16 +79,32 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
     } else {
         for e in &t.entries {
+            // Events carry the VM they are attributed to (short UUID and how); facts name
+            // their VM in full already.
+            let tag = e
+                .attribution
+                .as_ref()
+                .filter(|_| e.kind == "event")
+                .map(|a| format!(" {}", a.text()))
+                .unwrap_or_default();
             super::text_line(
                 &mut out,
                 &format!(
-                    "{} [{}] {} #{} {}: {}",
+                    "{} [{}] {} #{} {}: {}{tag}",
                     e.time, e.observer, e.kind, e.seq, e.source, e.summary
                 ),
             )?;
         }
         if t.entries.is_empty() {
-            writeln!(out, "nothing known")?;
+            match (&args.host, args.claimed) {
+                (Some(h), false) => writeln!(
+                    out,
+                    "no VM held hostname {} (the cloud's name, as `pugmark who --host` answers); \
+                     --claimed shows the records that call themselves so",
+                    model::escape_controls(h)
+                )?,
+                _ => writeln!(out, "nothing known")?,
+            }
         }
         if t.truncated {
             eprintln!("pugmark: some searches hit --limit; there is more than shown");

@@ -1,0 +1,565 @@
+//! Attribution: which VM a record belongs to, and how we know (issue 17). The one place the
+//! rule lives; `timeline`, `report`, `check`, `hunt` and the challenge scorer call it.
+//!
+//! A record from inside a VM (observer `vm`) is attributed, in this order:
+//! 1. **`uuid`** — by the instance UUID it carries where the site kit puts one there
+//!    (`claimed_vm_uuid`, RFC 5424 SD `[pugmark@32473 vm_uuid=…]`), *verified* against the
+//!    lease of the sender's address at the collected time. When a VM held the sender's address
+//!    and it is not the claimed one, that is a [`UuidMismatch`] (a `check` finding), not an
+//!    attribution: the record goes on to rule 2. Without a sender address, or from an address
+//!    no VM held (a relay), the claim stands only for a VM that existed at that time.
+//! 2. **`address`** — by the sender's address ([`Event::sender_ip`]: the live peer, the archive's
+//!    `relay_from`, a per-host path) through the address's lease at the collected time.
+//! 3. **`tap`** — the hypervisor's tap device (`tap` + 11 characters of the Neutron port id)
+//!    is the rule for hypervisor records once the fact store keeps port ids; it keeps none
+//!    today (`vm_ports` is decoded but not stored), so hypervisor records use rule 2 on their
+//!    `src_ip`, then `dst_ip`.
+//! 4. **`hostname`** — only then by the claimed hostname (first label, case-insensitive)
+//!    through the hostname lease at that time; when more than one VM held it then, the record
+//!    is **`ambiguous`**: every candidate is named, it is given to none.
+//!
+//! Records of other observers: a cloud record naming a VM (`vm_uuid`) is that VM's (`uuid`);
+//! network, hypervisor and VO records by the addresses they name (`src_ip`, `dst_ip`,
+//! `exec_ip`), `address`. Time is [`Event::placed`]: the collector's receive time where one
+//! exists (a VM cannot set it), else the reported one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use model::{Event, Observer, fields};
+use serde::Serialize;
+use views::facts::{FactStore, VmObs};
+
+use crate::lang::Net;
+use crate::who::{AddrKind, EvidenceJson, Lease, leases, rfc3339, ts_ns};
+
+/// How an attribution was made, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum How {
+    Uuid,
+    Address,
+    Tap,
+    Hostname,
+    /// Several VMs could have sent it (a hostname, or an address, held by two at once).
+    Ambiguous,
+    /// Nothing ties it to a VM.
+    None,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::Uuid => "uuid",
+            How::Address => "address",
+            How::Tap => "tap",
+            How::Hostname => "hostname",
+            How::Ambiguous => "ambiguous",
+            How::None => "none",
+        }
+    }
+}
+
+/// A VM claiming a UUID that is not the VM holding the sender's address then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UuidMismatch {
+    pub claimed: String,
+    pub address: String,
+    /// The VMs that held `address` at that time.
+    pub holders: Vec<String>,
+}
+
+/// Whose a record is. The JSON shape (`attribution` in timeline entries and report lists).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attribution {
+    pub how: How,
+    /// The VM, when exactly one.
+    pub vm: Option<String>,
+    /// Every VM it could be, when ambiguous (sorted).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub candidates: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid_mismatch: Option<UuidMismatch>,
+}
+
+impl Attribution {
+    fn none() -> Attribution {
+        Attribution {
+            how: How::None,
+            vm: None,
+            candidates: Vec::new(),
+            uuid_mismatch: None,
+        }
+    }
+
+    fn one(how: How, vm: &str) -> Attribution {
+        Attribution {
+            how,
+            vm: Some(vm.to_string()),
+            ..Attribution::none()
+        }
+    }
+
+    /// `how` for one holder, ambiguous for several, none for none.
+    fn of(how: How, mut vms: Vec<String>) -> Attribution {
+        vms.sort();
+        vms.dedup();
+        match vms.len() {
+            0 => Attribution::none(),
+            1 => Attribution {
+                how,
+                vm: vms.pop(),
+                ..Attribution::none()
+            },
+            _ => Attribution {
+                how: How::Ambiguous,
+                vm: None,
+                candidates: vms,
+                uuid_mismatch: None,
+            },
+        }
+    }
+
+    /// Given to exactly `uuid`.
+    pub fn is(&self, uuid: &str) -> bool {
+        self.vm.as_deref() == Some(uuid)
+    }
+
+    /// `uuid` is one of several candidates.
+    pub fn may_be(&self, uuid: &str) -> bool {
+        self.candidates.iter().any(|c| c == uuid)
+    }
+
+    /// For text: `→ 0b7c1e2a (address)`, `→ AMBIGUOUS 0b7c1e2a|1f00aa31 (hostname)`.
+    pub fn text(&self) -> String {
+        let short = |u: &str| u.get(..8).unwrap_or(u).to_string();
+        let mut s = match (&self.vm, self.how) {
+            (Some(vm), how) => format!("→ {} ({})", short(vm), how.as_str()),
+            (None, How::Ambiguous) => {
+                let c: Vec<String> = self.candidates.iter().map(|c| short(c)).collect();
+                format!("→ AMBIGUOUS {}", c.join("|"))
+            }
+            (None, _) => "→ no VM".to_string(),
+        };
+        if let Some(m) = &self.uuid_mismatch {
+            s.push_str(&format!(
+                " (claims VM {}, but {} was {}'s)",
+                short(&m.claimed),
+                m.address,
+                m.holders
+                    .iter()
+                    .map(|h| short(h))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            ));
+        }
+        s
+    }
+}
+
+/// A lease with the VM that held it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub lease: Lease,
+    pub uuid: String,
+}
+
+/// Every VM's leases of every address and hostname, and its observations: what attribution
+/// reads, loaded once per query from the fact store.
+#[derive(Default)]
+pub struct Site {
+    pub(crate) ip: BTreeMap<IpAddr, Vec<Held>>,
+    pub(crate) host: BTreeMap<String, Vec<Held>>,
+    pub(crate) obs: BTreeMap<String, Vec<VmObs>>,
+}
+
+/// Hostnames compare by their first label, case-insensitively: a VM's syslog often says
+/// `wn-0042` where the cloud says `wn-0042.example.org`, or the reverse.
+pub fn short(h: &str) -> String {
+    h.split('.').next().unwrap_or(h).to_ascii_lowercase()
+}
+
+/// IPv4-mapped IPv6 addresses are their IPv4 address.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+fn is_deletion(o: &VmObs) -> bool {
+    o.event_type
+        .as_deref()
+        .is_some_and(|t| t.ends_with("delete.end"))
+        || o.state.as_deref() == Some("deleted")
+}
+
+impl Site {
+    pub fn load(store: &FactStore) -> anyhow::Result<Site> {
+        let mut s = Site::default();
+        for uuid in store.all_vms()? {
+            let obs = store.vm_observations(&uuid)?;
+            s.insert(uuid, obs);
+        }
+        Ok(s)
+    }
+
+    /// Add one VM (its observations in time order).
+    pub fn insert(&mut self, uuid: String, obs: Vec<VmObs>) {
+        let ips: BTreeSet<&String> = obs.iter().flat_map(|o| &o.ips).collect();
+        for ip in ips {
+            let Ok(addr) = ip.parse::<IpAddr>() else {
+                continue;
+            };
+            for lease in leases(&obs, AddrKind::Ip, ip) {
+                self.ip.entry(canonical(addr)).or_default().push(Held {
+                    lease,
+                    uuid: uuid.clone(),
+                });
+            }
+        }
+        let hosts: BTreeSet<&String> = obs.iter().filter_map(|o| o.hostname.as_ref()).collect();
+        for h in hosts {
+            for lease in leases(&obs, AddrKind::Host, h) {
+                self.host.entry(short(h)).or_default().push(Held {
+                    lease,
+                    uuid: uuid.clone(),
+                });
+            }
+        }
+        self.obs.insert(uuid, obs);
+    }
+
+    /// The leases of `ip` covering `t`.
+    pub fn ip_at(&self, ip: IpAddr, t: i64) -> Vec<&Held> {
+        self.ip
+            .get(&canonical(ip))
+            .map(|v| v.iter().filter(|h| h.lease.covers(t)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every lease of `ip`, in no particular order.
+    pub fn ip_leases(&self, ip: IpAddr) -> &[Held] {
+        self.ip.get(&canonical(ip)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The leases of hostname `host` (first label) covering `t`.
+    pub fn host_at(&self, host: &str, t: i64) -> Vec<&Held> {
+        self.host
+            .get(&short(host))
+            .map(|v| v.iter().filter(|h| h.lease.covers(t)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Every lease of hostname `host` (first label).
+    pub fn host_leases(&self, host: &str) -> &[Held] {
+        self.host.get(&short(host)).map_or(&[], Vec::as_slice)
+    }
+
+    /// The hostname the cloud gave `uuid` as of `t`.
+    pub fn hostname_of(&self, uuid: &str, t: i64) -> Option<&str> {
+        self.obs
+            .get(uuid)?
+            .iter()
+            .rfind(|o| o.time_ns <= t && o.hostname.is_some())
+            .and_then(|o| o.hostname.as_deref())
+    }
+
+    /// Whether the cloud knew `uuid` at `t`: observed at or before it, not deleted by then.
+    pub fn exists_at(&self, uuid: &str, t: i64) -> bool {
+        let Some(obs) = self.obs.get(uuid) else {
+            return false;
+        };
+        obs.first().is_some_and(|o| o.time_ns <= t)
+            && !obs.iter().any(|o| o.time_ns <= t && is_deletion(o))
+    }
+
+    /// One VM's observations.
+    pub fn observations(&self, uuid: &str) -> &[VmObs] {
+        self.obs.get(uuid).map_or(&[], Vec::as_slice)
+    }
+
+    /// The cloud record that opened a lease.
+    pub fn evidence_for(&self, held: &Held) -> Option<EvidenceJson> {
+        self.obs
+            .get(&held.uuid)?
+            .iter()
+            .find(|o| o.seq == held.lease.opened_by)
+            .map(obs_json)
+    }
+
+    /// The site's networks when none are given: the /24 or /64 of every leased address.
+    pub(crate) fn default_nets(&self) -> Vec<Net> {
+        let mut nets = BTreeSet::new();
+        for ip in self.ip.keys() {
+            let net = match ip {
+                IpAddr::V4(_) => Net::parse(&format!("{ip}/24")),
+                IpAddr::V6(_) => Net::parse(&format!("{ip}/64")),
+            };
+            if let Some(n) = net {
+                let (first, _) = n.range();
+                nets.insert((first, n.prefix));
+            }
+        }
+        nets.into_iter()
+            .map(|(addr, prefix)| Net { addr, prefix })
+            .collect()
+    }
+
+    /// Whose `e` is (the rules in the module docs), at its placed time.
+    pub fn attribute(&self, e: &Event) -> Attribution {
+        self.attribute_at(e, ts_ns(e.placed()))
+    }
+
+    /// Whose `e` is at `t` (nanoseconds).
+    pub fn attribute_at(&self, e: &Event, t: i64) -> Attribution {
+        if e.observer != Observer::Vm {
+            return self.by_fields(e, t);
+        }
+        let sender = e.sender_ip();
+        let holders: Vec<String> = sender
+            .map(|ip| self.ip_at(ip, t).iter().map(|h| h.uuid.clone()).collect())
+            .unwrap_or_default();
+        let mut mismatch = None;
+        if let Some(claimed) = e.field(fields::CLAIMED_VM_UUID) {
+            let claimed = claimed.to_ascii_lowercase();
+            if holders.contains(&claimed) {
+                return Attribution::one(How::Uuid, &claimed);
+            }
+            if holders.is_empty() {
+                if self.exists_at(&claimed, t) {
+                    return Attribution::one(How::Uuid, &claimed);
+                }
+            } else if let Some(ip) = sender {
+                let mut hs = holders.clone();
+                hs.sort();
+                mismatch = Some(UuidMismatch {
+                    claimed,
+                    address: ip.to_string(),
+                    holders: hs,
+                });
+            }
+        }
+        let mut a = if holders.is_empty() {
+            match e.host.as_deref() {
+                Some(h) => Attribution::of(
+                    How::Hostname,
+                    self.host_at(h, t).iter().map(|h| h.uuid.clone()).collect(),
+                ),
+                None => Attribution::none(),
+            }
+        } else {
+            Attribution::of(How::Address, holders)
+        };
+        a.uuid_mismatch = mismatch;
+        a
+    }
+
+    /// Records not from inside a VM: the VM a cloud record names, else the holders of the
+    /// addresses it names.
+    fn by_fields(&self, e: &Event, t: i64) -> Attribution {
+        if e.observer == Observer::Cloud
+            && let Some(u) = e.field(fields::VM_UUID)
+        {
+            return Attribution::one(How::Uuid, &u.to_ascii_lowercase());
+        }
+        for f in [fields::SRC_IP, fields::DST_IP, fields::EXEC_IP] {
+            let Some(ip) = e.field(f).and_then(|s| s.trim().parse::<IpAddr>().ok()) else {
+                continue;
+            };
+            let held: Vec<String> = self.ip_at(ip, t).iter().map(|h| h.uuid.clone()).collect();
+            if !held.is_empty() {
+                return Attribution::of(How::Address, held);
+            }
+        }
+        Attribution::none()
+    }
+}
+
+pub(crate) fn obs_json(o: &VmObs) -> EvidenceJson {
+    EvidenceJson {
+        time: rfc3339(o.time_ns),
+        seq: o.seq,
+        observer: o.observer,
+        source: o.event_type.clone().unwrap_or_else(|| "vm".into()),
+        summary: o.summary.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{Origin, Received, Reported};
+
+    const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
+    const C: &str = "cccccccc-0000-4000-8000-000000000003";
+
+    fn obs(uuid: &str, seq: u64, t: i64, ty: &str, ip: &str, host: &str) -> VmObs {
+        VmObs {
+            seq,
+            time_ns: t,
+            observer: Observer::Cloud,
+            uuid: uuid.into(),
+            event_type: Some(ty.into()),
+            state: None,
+            hypervisor: Some("cmp1".into()),
+            name: None,
+            hostname: (!host.is_empty()).then(|| host.to_string()),
+            user_id: None,
+            project_id: None,
+            image: None,
+            ips: if ip.is_empty() {
+                vec![]
+            } else {
+                vec![ip.into()]
+            },
+            macs: vec![],
+            summary: String::new(),
+        }
+    }
+
+    /// A and B are both `wn-06` from 100 on (at .20 and .111); C held .20 until 50.
+    fn site() -> Site {
+        let mut s = Site::default();
+        s.insert(
+            C.into(),
+            vec![
+                obs(C, 1, 0, "instance.create.end", "10.20.0.20", "old"),
+                obs(C, 2, 50, "instance.delete.end", "", ""),
+            ],
+        );
+        s.insert(
+            A.into(),
+            vec![obs(A, 3, 60, "instance.create.end", "10.20.0.20", "wn-06")],
+        );
+        s.insert(
+            B.into(),
+            vec![obs(
+                B,
+                4,
+                100,
+                "instance.create.end",
+                "10.20.0.111",
+                "wn-06.example.org",
+            )],
+        );
+        s
+    }
+
+    /// A VM's syslog line, from `sender` (archive `relay_from`) or from a plain file.
+    fn line(host: &str, sender: Option<&str>, uuid: Option<&str>) -> Event {
+        let mut e = Event {
+            received: Received::from_stored(0),
+            reported: Reported::new(None, ""),
+            observer: Observer::Vm,
+            source_kind: "syslog-rfc3164".into(),
+            origin: Origin::File {
+                path: "vm.log".into(),
+                line: 1,
+            },
+            host: Some(host.into()),
+            app: None,
+            pid: None,
+            facility: None,
+            severity: None,
+            msgid: None,
+            message: String::new(),
+            fields: BTreeMap::new(),
+            ips: vec![],
+            class: model::EventClass::Other,
+            issues: vec![],
+            raw: vec![],
+        };
+        if let Some(s) = sender {
+            e.fields.insert(fields::RELAY_FROM.into(), s.into());
+        }
+        if let Some(u) = uuid {
+            e.fields.insert(fields::CLAIMED_VM_UUID.into(), u.into());
+        }
+        e
+    }
+
+    #[test]
+    fn the_sender_address_beats_the_claimed_hostname() {
+        let s = site();
+        let a = s.attribute_at(&line("wn-06", Some("10.20.0.111"), None), 200);
+        assert_eq!(a, Attribution::one(How::Address, B));
+        let a = s.attribute_at(&line("wn-06", Some("10.20.0.20"), None), 200);
+        assert_eq!(a, Attribution::one(How::Address, A));
+        // The same address before A: C's, whatever the line claims.
+        let a = s.attribute_at(&line("wn-06", Some("10.20.0.20"), None), 10);
+        assert_eq!(a, Attribution::one(How::Address, C));
+    }
+
+    #[test]
+    fn a_hostname_held_by_two_is_ambiguous_never_given_to_one() {
+        let s = site();
+        let a = s.attribute_at(&line("WN-06", None, None), 200);
+        assert_eq!(a.how, How::Ambiguous);
+        assert_eq!(a.vm, None);
+        assert_eq!(a.candidates, [A, B]);
+        assert!(a.may_be(A) && a.may_be(B) && !a.is(A));
+        assert!(
+            a.text().contains("AMBIGUOUS aaaaaaaa|bbbbbbbb"),
+            "{}",
+            a.text()
+        );
+        // Before B existed only A had the name.
+        let a = s.attribute_at(&line("wn-06", None, None), 80);
+        assert_eq!(a, Attribution::one(How::Hostname, A));
+        // A sender no VM held (a relay): the hostname decides.
+        let a = s.attribute_at(&line("wn-06", Some("192.0.2.9"), None), 80);
+        assert_eq!(a, Attribution::one(How::Hostname, A));
+        // Nobody's name.
+        assert_eq!(
+            s.attribute_at(&line("ghost", None, None), 80).how,
+            How::None
+        );
+    }
+
+    #[test]
+    fn a_claimed_uuid_is_verified_against_the_senders_lease() {
+        let s = site();
+        let a = s.attribute_at(&line("wn-06", Some("10.20.0.20"), Some(A)), 200);
+        assert_eq!(a, Attribution::one(How::Uuid, A));
+        // B's address claiming A: a mismatch, attributed by the address to B.
+        let a = s.attribute_at(&line("wn-06", Some("10.20.0.111"), Some(A)), 200);
+        assert_eq!(a.how, How::Address);
+        assert_eq!(a.vm.as_deref(), Some(B));
+        let m = a
+            .uuid_mismatch
+            .as_ref()
+            .map(|m| (&m.claimed[..], &m.holders[..]));
+        assert_eq!(m, Some((A, &[B.to_string()][..])));
+        // No sender address: the claim stands for a VM that existed then…
+        let a = s.attribute_at(&line("wn-06", None, Some(B)), 200);
+        assert_eq!(a, Attribution::one(How::Uuid, B));
+        // …not for a deleted one, or one not created yet: the hostname decides.
+        let a = s.attribute_at(&line("old", None, Some(C)), 60);
+        assert_eq!(a.how, How::None);
+        let a = s.attribute_at(&line("wn-06", None, Some(B)), 80);
+        assert_eq!(a, Attribution::one(How::Hostname, A));
+    }
+
+    #[test]
+    fn other_observers_by_the_vm_or_address_they_name() {
+        let s = site();
+        let mut e = line("cmp1", None, None);
+        e.observer = Observer::Hypervisor;
+        e.fields.insert(fields::SRC_IP.into(), "10.20.0.111".into());
+        assert_eq!(s.attribute_at(&e, 200), Attribution::one(How::Address, B));
+        e.fields
+            .insert(fields::SRC_IP.into(), "198.51.100.1".into());
+        e.fields.insert(fields::DST_IP.into(), "10.20.0.20".into());
+        assert_eq!(s.attribute_at(&e, 200), Attribution::one(How::Address, A));
+        // A VM cannot name itself into another VM's records by a `vm_uuid` field.
+        e.fields.insert(fields::VM_UUID.into(), C.into());
+        assert_eq!(s.attribute_at(&e, 200), Attribution::one(How::Address, A));
+        e.observer = Observer::Cloud;
+        assert_eq!(s.attribute_at(&e, 200), Attribution::one(How::Uuid, C));
+    }
+}
