@@ -579,6 +579,12 @@ fn put_record_fields(out: &mut Vec<u8>, r: &RecordEnvelope) {
             put_str(out, listener);
             put_str(out, identity);
         }
+        Origin::FileFromSender { path, line, sender } => {
+            out.push(4);
+            put_str(out, path);
+            out.extend_from_slice(&line.to_le_bytes());
+            put_str(out, sender);
+        }
     }
 }
 
@@ -635,6 +641,12 @@ fn read_record_fields(r: &mut Reader<'_>) -> Result<RecordEnvelope, EnvelopeErro
                 listener,
                 identity,
             }
+        }
+        4 => {
+            let path = r.string()?;
+            let line = u64::from_le_bytes(r.array()?);
+            let sender = r.string()?;
+            Origin::FileFromSender { path, line, sender }
         }
         _ => {
             return Err(EnvelopeError::Invalid {
@@ -756,6 +768,11 @@ mod tests {
                 addr: "192.0.2.7:5141".into(),
                 listener: "syslog-tls".into(),
                 identity: "CN=client.test".into(),
+            },
+            Origin::FileFromSender {
+                path: "/var/log/remote/2001:db8::7/2026-12-06.log".into(),
+                line: 42,
+                sender: "2001:db8::7".into(),
             },
         ] {
             let e = Envelope::Record(RecordEnvelope {

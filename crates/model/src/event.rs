@@ -101,12 +101,25 @@ pub enum Origin {
         listener: String,
         identity: String,
     },
+    /// A file import whose path names the sender (`pugmark ingest --sender-from-path`: a
+    /// central logger's per-host layout, `/var/log/remote/10.0.0.5/…`): the path, the line
+    /// and the sender's address read from the path. A separate variant so ledgers written
+    /// before it read unchanged (envelope origin tag 4). Everything that treats a file import
+    /// treats it the same; only [`Event::sender_ip`] differs.
+    #[serde(rename = "file_from_sender")]
+    FileFromSender {
+        path: String,
+        line: u64,
+        sender: String,
+    },
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Origin::File { path, line } => write!(f, "{path}:{line}"),
+            Origin::File { path, line } | Origin::FileFromSender { path, line, .. } => {
+                write!(f, "{path}:{line}")
+            }
             Origin::Peer { addr, listener } => write!(f, "{listener}://{addr}"),
             Origin::AuthenticatedPeer {
                 addr,
@@ -296,7 +309,7 @@ impl Event {
             Origin::Peer { .. } | Origin::AuthenticatedPeer { .. } => {
                 Some(self.received.timestamp())
             }
-            Origin::File { .. } => self
+            Origin::File { .. } | Origin::FileFromSender { .. } => self
                 .field(crate::fields::RELAY_RECEIVED)
                 .and_then(|t| t.parse().ok()),
         }
@@ -348,6 +361,12 @@ impl Event {
             Origin::File { .. } => self
                 .field(crate::fields::RELAY_FROM)
                 .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok()),
+            // The archive prefix, when the file has one, is the logger's own record of the
+            // sender; the path is the site's layout of the same fact.
+            Origin::FileFromSender { sender, .. } => self
+                .field(crate::fields::RELAY_FROM)
+                .and_then(|a| a.trim().parse::<std::net::IpAddr>().ok())
+                .or_else(|| sender.parse::<std::net::IpAddr>().ok()),
         }?;
         Some(match ip {
             std::net::IpAddr::V6(v6) => v6

@@ -14,6 +14,7 @@ pub mod envelope;
 pub mod event;
 pub mod fields;
 pub mod flow;
+pub mod sender_path;
 pub mod text;
 pub mod time;
 

@@ -743,8 +743,8 @@ fn every_config_in_the_sites_doc_is_accepted_by_its_program_and_matches_the_gene
         for (name, text) in site_config(&[t]) {
             // The unit is the packaging's (README); the VM's pieces are shown inside the
             // cloud-config, whose embedding of them the generator test checks.
-            let shown_elsewhere = name == "pugmark.service"
-                || (t == "vm" && name != "cloud-config.yaml");
+            let shown_elsewhere =
+                name == "pugmark.service" || (t == "vm" && name != "cloud-config.yaml");
             if shown_elsewhere {
                 continue;
             }
@@ -759,4 +759,81 @@ fn every_config_in_the_sites_doc_is_accepted_by_its_program_and_matches_the_gene
          site-config TARGET` output into it):\n{}",
         missing.join("\n")
     );
+}
+
+/// `ingest --sender-from-path`: files of a central logger's per-host layout
+/// (`remote/{ip}/…`, IPv4 and IPv6) are stored with the address their path names, shown as
+/// the origin's `sender` (`file_from_sender`); a file outside the pattern is refused with a
+/// reason and stores nothing, the others are stored; a pattern without `{ip}` is refused.
+#[test]
+fn sender_from_path_stores_the_address_of_a_per_host_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let remote = dir.path().join("remote");
+    let line = |host: &str, user: &str| {
+        format!(
+            "2026-12-06T10:00:00.123456+00:00 {host} sshd[123]: Accepted publickey for {user} from 192.0.2.50 port 5022 ssh2\n"
+        )
+    };
+    for (ip, host, user) in [
+        ("10.42.0.12", "web01", "alice"),
+        ("2001:db8::7", "web02", "bob"),
+    ] {
+        fs::create_dir_all(remote.join(ip)).unwrap();
+        fs::write(remote.join(ip).join("2026-12-06.log"), line(host, user)).unwrap();
+    }
+    fs::create_dir_all(remote.join("web03")).unwrap();
+    fs::write(remote.join("web03/2026-12-06.log"), line("web03", "carol")).unwrap();
+    let pattern = format!("{}/{{ip}}/", remote.display());
+    let files: Vec<String> = ["10.42.0.12", "2001:db8::7", "web03"]
+        .iter()
+        .map(|d| {
+            remote
+                .join(d)
+                .join("2026-12-06.log")
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let mut args = vec!["ingest", "--observer", "vm", "--sender-from-path", &pattern];
+    args.extend(files.iter().map(String::as_str));
+    let out = pugmark(&data, &args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a refused file shows in the exit status"
+    );
+    assert!(
+        err.contains("web03") && err.contains("--sender-from-path"),
+        "the refusal names the file and why: {err}"
+    );
+    for (user, sender) in [("alice", "10.42.0.12"), ("bob", "2001:db8::7")] {
+        let hits = json(&data, &["search", user]);
+        let hits = hits["hits"].as_array().unwrap();
+        assert_eq!(hits.len(), 1, "{user}: {hits:?}");
+        let origin = &hits[0]["origin"];
+        assert_eq!(origin["kind"], "file_from_sender", "{origin}");
+        assert_eq!(origin["sender"], sender, "{origin}");
+    }
+    assert_eq!(
+        count(&data, &["carol"]),
+        0,
+        "the refused file stored nothing"
+    );
+    // A plain import of the same layout keeps no sender.
+    let plain = dir.path().join("plain");
+    ok(&plain, &["ingest", "--observer", "vm", &files[0]]);
+    let hits = json(&plain, &["search", "alice"]);
+    assert_eq!(hits["hits"][0]["origin"]["kind"], "file");
+    let out = pugmark(
+        &data,
+        &[
+            "ingest",
+            "--sender-from-path",
+            "/var/log/remote/",
+            &files[0],
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("{ip}"));
 }

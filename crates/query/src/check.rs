@@ -321,6 +321,13 @@ fn sender_key(e: &Event) -> String {
                 .unwrap_or_default()
         ),
         Origin::File { path, .. } => format!("{}@{path}", e.host.as_deref().unwrap_or("-")),
+        // A per-host file is known by the address its path names.
+        Origin::FileFromSender { sender, .. } => format!(
+            "{}@archive",
+            peer_ip(e)
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| sender.clone())
+        ),
     }
 }
 

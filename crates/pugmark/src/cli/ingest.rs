@@ -112,6 +112,13 @@ pub struct IngestArgs {
     /// logs), OpenStack sources `cloud`, HTCondor sources `vo`.
     #[arg(long)]
     pub observer: Option<Observer>,
+    /// Read each file's sender address from its path: a path with one `{ip}` placeholder
+    /// standing for one path component, e.g. `/var/log/remote/{ip}/` for a central logger's
+    /// per-host directories (docs/SITES.md). The address is stored with every record (the
+    /// record's sender, as a live sender's address is); a file whose path does not match is
+    /// refused.
+    #[arg(long, value_name = "PATTERN")]
+    pub sender_from_path: Option<String>,
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -188,14 +195,29 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|w| crate::witnesses::parse_url_vkey(w))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let sender_pattern = args
+        .sender_from_path
+        .as_deref()
+        .map(model::sender_path::SenderPattern::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!(e))?;
     let dd = DataDir::open(&args.data.data, true)?;
     // Open every input before touching the ledger. One that cannot be read, or that is not
     // text (unless `--format raw` says to store it anyway), is reported in one line and
     // skipped; the others are stored, and the exit status says that something was not.
     let mut inputs = Vec::new();
+    let mut senders = Vec::new();
     let mut failed = Vec::new();
     for name in &args.files {
-        let checked = Input::open(name, &dd).and_then(|input| {
+        let sender = match &sender_pattern {
+            None => Ok(None),
+            Some(p) => sender_of(p, name).map(Some),
+        };
+        let checked = sender.and_then(|sender| {
+            senders.push(sender);
+            Input::open(name, &dd)
+        });
+        let checked = checked.and_then(|input| {
             if flow_input(&input, args.format)?.is_none()
                 && !matches!(args.format, FormatArg::Raw)
                 && let Some(why) = not_text(&input)?
@@ -207,10 +229,13 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         });
         match checked {
             Ok(input) => inputs.push(input),
-            Err(e) => failed.push(FailedInput {
-                path: name.clone(),
-                why: format!("{e:#}"),
-            }),
+            Err(e) => {
+                senders.truncate(inputs.len());
+                failed.push(FailedInput {
+                    path: name.clone(),
+                    why: format!("{e:#}"),
+                });
+            }
         }
     }
     if inputs.is_empty() {
@@ -242,7 +267,8 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut last_seq = None;
     let mut total_bytes = 0u64;
     let mut flows = FlowIngest::new(flow::Limits::default());
-    for input in &inputs {
+    for (input, sender) in inputs.iter().zip(&senders) {
+        let sender = sender.as_deref();
         let hints = DecodeHints {
             year: match (args.year, input.mtime) {
                 (Some(y), _) => YearRule::Fixed(y),
@@ -272,6 +298,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                         FormatArg::Raw,
                         &hints,
                         args.observer,
+                        sender,
                         &mut on_receipt,
                     )
                 }
@@ -283,6 +310,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 args.format,
                 &hints,
                 args.observer,
+                sender,
                 &mut on_receipt,
             ),
             Err(e) => Err(e),
@@ -711,12 +739,29 @@ fn survey(pipeline: &Pipeline, input: &Input) -> anyhow::Result<Survey> {
     })
 }
 
+/// The sender `--sender-from-path` reads from a file's path: the path as given, else its
+/// absolute form (a relative argument under the pattern's directory). Standard input has none.
+fn sender_of(p: &model::sender_path::SenderPattern, name: &str) -> anyhow::Result<String> {
+    if name != "-" {
+        if let Some(ip) = p.sender(name) {
+            return Ok(ip.to_string());
+        }
+        if let Ok(abs) = std::path::absolute(name)
+            && let Some(ip) = abs.to_str().and_then(|a| p.sender(a))
+        {
+            return Ok(ip.to_string());
+        }
+    }
+    bail!("its path does not name a sender address as --sender-from-path says")
+}
+
 fn ingest_one(
     pipeline: &mut Pipeline,
     input: &Input,
     format: FormatArg,
     hints: &DecodeHints,
     observer: Option<Observer>,
+    sender: Option<&str>,
     on_receipt: &mut dyn FnMut(u64, u64),
 ) -> anyhow::Result<FileSummary> {
     let survey = survey(pipeline, input)?;
@@ -774,9 +819,16 @@ fn ingest_one(
                 observer,
                 format,
                 hints: hints.clone(),
-                origin: Origin::File {
-                    path: input.name.clone(),
-                    line: frame.line,
+                origin: match sender {
+                    None => Origin::File {
+                        path: input.name.clone(),
+                        line: frame.line,
+                    },
+                    Some(s) => Origin::FileFromSender {
+                        path: input.name.clone(),
+                        line: frame.line,
+                        sender: s.to_string(),
+                    },
                 },
                 raw: frame.raw,
             }));
