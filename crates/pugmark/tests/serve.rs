@@ -2761,6 +2761,18 @@ fn the_readme_serve_config_is_accepted_as_written() {
     }
 }
 
+/// A `pugmark serve` child that is killed if the test fails before stopping it.
+struct ServeGuard(Option<Child>);
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The lines of README.md's "A new site" block (between its `new-site` markers), without
 /// comments: the commands an admin types.
 fn readme_new_site_commands() -> Vec<String> {
@@ -2814,7 +2826,7 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
     let (syslog, relp, http, vm_input) = (free_port(), free_port(), free_port(), free_port());
     let pugmark_bin = root.join("usr/bin/pugmark");
     let serve_log = dir.path().join("serve.log");
-    let mut serve: Option<Child> = None;
+    let mut serve = ServeGuard(None);
     let mut rsyslog: Option<Rsyslog> = None;
     let mut said = Vec::new();
 
@@ -2853,7 +2865,7 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
             continue;
         }
         if cmd == "systemctl restart pugmark" {
-            if let Some(mut old) = serve.take() {
+            if let Some(mut old) = serve.0.take() {
                 let _ = Command::new("kill")
                     .args(["-TERM", &old.id().to_string()])
                     .status();
@@ -2869,7 +2881,7 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
                 .replace("/etc/pugmark/", &format!("{}/etc/pugmark/", root.display()))
                 .replace("/var/lib/pugmark", data.to_str().unwrap());
             let argv: Vec<&str> = exec.split_whitespace().collect();
-            serve = Some(
+            serve.0 = Some(
                 Command::new(argv[0])
                     .args(&argv[1..])
                     .stdin(Stdio::null())
@@ -2987,7 +2999,7 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
         ok(&data, &["search", "hello", "--json"])
     );
     drop(rsyslog);
-    if let Some(mut s) = serve {
+    if let Some(mut s) = serve.0.take() {
         let _ = Command::new("kill")
             .args(["-TERM", &s.id().to_string()])
             .status();
