@@ -2776,6 +2776,18 @@ fn the_readme_serve_config_is_accepted_as_written() {
     }
 }
 
+/// A `pugmark serve` child that is killed if the test fails before stopping it.
+struct ServeGuard(Option<Child>);
+
+impl Drop for ServeGuard {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.as_mut() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 /// The lines of README.md's "A new site" block (between its `new-site` markers), without
 /// comments: the commands an admin types.
 fn readme_new_site_commands() -> Vec<String> {
@@ -2829,15 +2841,14 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
     let (syslog, relp, http, vm_input) = (free_port(), free_port(), free_port(), free_port());
     let pugmark_bin = root.join("usr/bin/pugmark");
     let serve_log = dir.path().join("serve.log");
-    let mut serve: Option<Child> = None;
+    let mut serve = ServeGuard(None);
     let mut rsyslog: Option<Rsyslog> = None;
     let mut said = Vec::new();
 
     for line in &commands {
-        let cmd = line
-            .strip_prefix("sudo -u pugmark ")
-            .or_else(|| line.strip_prefix("sudo "))
-            .unwrap_or(line);
+        // The test is its own user: no sudo, also not in a pipeline (`| sudo tee`).
+        let unsudo = line.replace("sudo -u pugmark ", "").replace("sudo ", "");
+        let cmd = unsudo.as_str();
         if let Some(pkg) = cmd.strip_prefix("apt install ./") {
             assert_eq!(
                 pkg,
@@ -2869,7 +2880,7 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
             continue;
         }
         if cmd == "systemctl restart pugmark" {
-            if let Some(mut old) = serve.take() {
+            if let Some(mut old) = serve.0.take() {
                 let _ = Command::new("kill")
                     .args(["-TERM", &old.id().to_string()])
                     .status();
@@ -2885,7 +2896,7 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
                 .replace("/etc/pugmark/", &format!("{}/etc/pugmark/", root.display()))
                 .replace("/var/lib/pugmark", data.to_str().unwrap());
             let argv: Vec<&str> = exec.split_whitespace().collect();
-            serve = Some(
+            serve.0 = Some(
                 Command::new(argv[0])
                     .args(&argv[1..])
                     .stdin(Stdio::null())
@@ -2941,7 +2952,11 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
             .replace("collector.example.org", "127.0.0.1")
             .replace("port=\"2514\"", &format!("port=\"{relp}\""))
             .replace("10.0.0.5", "127.0.0.1")
-            .replace("logger ", &format!("logger -T -n 127.0.0.1 -P {vm_input} "));
+            // RFC 3164 with "TAG:", as logger writes to /dev/log.
+            .replace(
+                "logger ",
+                &format!("logger -T -n 127.0.0.1 -P {vm_input} --rfc3164 "),
+            );
         let here = match here.strip_prefix("pugmark ") {
             Some(rest) => format!("{} {rest}", pugmark_bin.display()),
             None => here,
@@ -2988,17 +3003,18 @@ fn the_readme_new_site_reaches_a_first_who_over_live_relp() {
         "who names the VM nova created with that address:\n{answer}"
     );
     assert!(answer.contains(&"u".repeat(32)), "and its owner:\n{answer}");
-    let timeline = commands
+    let search = commands
         .iter()
-        .position(|c| c.contains(" timeline "))
-        .expect("the README shows the timeline");
+        .position(|c| c.contains(" search "))
+        .expect("the README shows what the VM said");
     assert!(
-        said[timeline].contains("hello from"),
-        "the VM's own line, over RELP, is on its timeline:\n{}",
-        said[timeline]
+        said[search].contains("hello from"),
+        "the VM's own line arrived over RELP:\n{}\n{}",
+        said[search],
+        ok(&data, &["search", "hello", "--json"])
     );
     drop(rsyslog);
-    if let Some(mut s) = serve {
+    if let Some(mut s) = serve.0.take() {
         let _ = Command::new("kill")
             .args(["-TERM", &s.id().to_string()])
             .status();

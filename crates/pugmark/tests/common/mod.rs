@@ -141,6 +141,10 @@ fn target_dir() -> PathBuf {
 pub fn build_deb(out: &Path) -> Option<PathBuf> {
     need("cargo-deb")?;
     need("dpkg-deb")?;
+    // One at a time: the man pages and completions are staged at one fixed place in the
+    // target directory (where the package metadata looks), remade by each build.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
     let script = dist().join("../scripts/package");
     let run = Command::new("bash")
         .arg(&script)

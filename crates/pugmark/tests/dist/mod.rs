@@ -400,3 +400,161 @@ fn the_deb_carries_unit_user_conffile_man_pages_and_completions_and_lintian_pass
         assert!(tags.is_empty(), "lintian:\n{report}");
     }
 }
+
+/// Undoes a real install of the package whatever happens in the test: purge, then the data
+/// directory and the user the purge keeps on purpose.
+struct Installed;
+
+impl Drop for Installed {
+    fn drop(&mut self) {
+        let _ = Command::new("apt-get")
+            .args(["purge", "-y", "-qq", "pugmark"])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .output();
+        let _ = fs::remove_dir_all("/var/lib/pugmark");
+        let _ = Command::new("userdel").arg("pugmark").output();
+        let _ = Command::new("groupdel").arg("pugmark").output();
+    }
+}
+
+/// Waiting for a port without panicking (a child to stop first).
+struct TcpStreamProbe;
+
+impl TcpStreamProbe {
+    fn wait(port: u16) -> Result<(), ()> {
+        for _ in 0..600 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(())
+    }
+}
+
+fn stat(path: &str) -> String {
+    run_ok(Command::new("stat").args(["-c", "%U:%G %a", path]))
+        .trim()
+        .to_string()
+}
+
+/// A real `apt install ./pugmark_….deb` and `apt purge` (only under CI, whose machine is
+/// disposable, or with PUGMARK_TEST_INSTALL=1, as root, and never where a pugmark user, data
+/// directory or package already exists): the postinst makes the `pugmark` system user, the
+/// 0750 data directory it owns, the config `root:pugmark 0640` and enables the unit; the
+/// service user can read its config and, with the unit's command line, write its ledger;
+/// purging removes the config, the permission overrides and the enablement but keeps the
+/// evidence. (No systemd runs here, so the postinst does not start the service.)
+#[test]
+fn the_deb_installs_its_user_and_directories_and_a_purge_keeps_the_evidence() {
+    if std::env::var_os("CI").is_none() && std::env::var_os("PUGMARK_TEST_INSTALL").is_none() {
+        eprintln!("SKIPPED: installs into this machine; only under CI or PUGMARK_TEST_INSTALL=1");
+        return;
+    }
+    let uid = run_ok(Command::new("id").arg("-u"));
+    let taken = Path::new("/var/lib/pugmark").try_exists().unwrap_or(true)
+        || Command::new("getent")
+            .args(["passwd", "pugmark"])
+            .status()
+            .is_ok_and(|s| s.success())
+        || Command::new("dpkg")
+            .args(["-s", "pugmark"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if uid.trim() != "0" || taken || need("apt-get").is_none() {
+        eprintln!("SKIPPED: not root, or a pugmark is already installed here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(deb) = build_deb(dir.path()) else {
+        return;
+    };
+    let _undo = Installed;
+    run_ok(
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .arg(&deb)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    let user = run_ok(Command::new("getent").args(["passwd", "pugmark"]));
+    assert!(
+        user.trim_end()
+            .ends_with(":/var/lib/pugmark:/usr/sbin/nologin"),
+        "{user}"
+    );
+    assert_eq!(stat("/var/lib/pugmark"), "pugmark:pugmark 750");
+    assert_eq!(stat("/etc/pugmark"), "root:pugmark 750");
+    assert_eq!(stat("/etc/pugmark/serve.toml"), "root:pugmark 640");
+    let wants = Path::new("/etc/systemd/system/multi-user.target.wants/pugmark.service");
+    assert!(wants.symlink_metadata().is_ok(), "the unit is enabled");
+
+    // As the service user: the config is readable, the data directory writable.
+    run_ok(Command::new("runuser").args([
+        "-u",
+        "pugmark",
+        "--",
+        "/usr/bin/pugmark",
+        "serve",
+        "--check-config",
+        "--config",
+        "/etc/pugmark/serve.toml",
+    ]));
+    let http = free_port();
+    // setpriv execs (runuser would stay as a parent and eat the SIGTERM).
+    let mut serve = Command::new("setpriv")
+        .args(["--reuid=pugmark", "--regid=pugmark", "--init-groups"])
+        .args(["--", "/usr/bin/pugmark", "serve"])
+        .args([
+            "--config",
+            "/etc/pugmark/serve.toml",
+            "--data",
+            "/var/lib/pugmark",
+        ])
+        // Unprivileged ports: runuser grants no CAP_NET_BIND_SERVICE, systemd would.
+        .args([
+            "--syslog-udp",
+            "none",
+            "--syslog-tcp",
+            "none",
+            "--netflow",
+            "none",
+        ])
+        .args(["--relp", &format!("127.0.0.1:{}", free_port())])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if TcpStreamProbe::wait(http).is_err() {
+        let _ = serve.kill();
+        let out = serve.wait_with_output().unwrap();
+        panic!(
+            "the packaged serve as user pugmark did not listen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    let out = serve.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    let ledger =
+        run_ok(Command::new("find").args(["/var/lib/pugmark", "-user", "pugmark", "-type", "f"]));
+    assert!(!ledger.trim().is_empty(), "serve wrote nothing as pugmark");
+
+    run_ok(
+        Command::new("apt-get")
+            .args(["purge", "-y", "-qq", "pugmark"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    );
+    assert!(!Path::new("/etc/pugmark").try_exists().unwrap());
+    assert!(wants.symlink_metadata().is_err(), "purge disables the unit");
+    let overrides = run_ok(Command::new("dpkg-statoverride").arg("--list"));
+    assert!(!overrides.contains("/etc/pugmark"), "{overrides}");
+    assert!(
+        Path::new("/var/lib/pugmark").is_dir(),
+        "a purge keeps the evidence"
+    );
+}
