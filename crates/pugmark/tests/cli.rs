@@ -1793,7 +1793,8 @@ fn retention_removes_old_segments_verifiably_and_respects_holds() {
     assert_eq!(count(&data, &["host2"]), 40);
     let hits = ok(&data, &["search", "host1"]);
     assert!(hits.contains("removed by policy"), "{hits}");
-    ok(&data, &["reindex"]);
+    let re = ok(&data, &["reindex"]);
+    assert!(re.contains("removed by policy"), "{re}");
     assert_eq!(count(&data, &["host1"]), 0);
     assert_eq!(count(&data, &["host2"]), 40);
     // The retention records are in the ledger and searchable.
