@@ -80,6 +80,14 @@ pub enum LedgerError {
     /// checkpoint file, records appended behind its back, a missing or changed key).
     #[error("ledger writer refused: {0}")]
     Refused(String),
+    /// The record's payload was removed by a retention policy (its leaf hash is kept).
+    #[error("record #{seq} was removed by policy (retention record #{record})")]
+    Removed {
+        /// The record asked for.
+        seq: u64,
+        /// The signed retention record that removed it.
+        record: u64,
+    },
     /// A version-1 ledger: readers and `verify` read it, writers do not append to it.
     #[error("the ledger is in format version 1: run `pugmark migrate` to turn it into version 2")]
     NeedsMigration,

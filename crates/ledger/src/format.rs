@@ -125,6 +125,90 @@ pub struct SegmentHeader {
     pub prev_head: [u8; 32],
     /// Format version the segment was written in (1 or 2).
     pub version: u32,
+    /// Flags (header bytes 20..24): [`SEGMENT_FLAG_REMOVED`] or 0.
+    pub flags: u32,
+}
+
+/// Segment header flag (format 2): the segment's payloads were removed by a retention policy;
+/// what follows the header is a [`RemovedStub`], not blocks.
+pub const SEGMENT_FLAG_REMOVED: u32 = 1;
+/// Magic of a removed segment's stub.
+pub const REMOVED_MAGIC: [u8; 8] = *b"PMRMVD\0\0";
+/// Fixed part of the stub, before the leaf hashes.
+pub const REMOVED_STUB_LEN: usize = 96;
+/// Context of the stub checksum key.
+const REMOVED_CONTEXT: &str = "pugmark ledger v2 removed segment";
+
+/// What is left of a segment whose payloads a retention policy removed: its records' leaf
+/// hashes (the Merkle tree and every proof of kept records stay computable), the chain head
+/// after its last record (the chain continues into the next segment) and the ledger record
+/// that removed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedStub {
+    /// Number of records the segment held.
+    pub count: u64,
+    /// Chain head after the segment's last record.
+    pub head_after: [u8; 32],
+    /// Seq of the (signed) retention record that removed the payloads.
+    pub record: u64,
+    /// Leaf hashes of the records, in order.
+    pub leaves: Vec<[u8; 32]>,
+}
+
+impl RemovedStub {
+    /// Encodes the stub (the bytes after the segment header).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(REMOVED_STUB_LEN + 32 * self.leaves.len());
+        b.extend_from_slice(&REMOVED_MAGIC);
+        b.extend_from_slice(&self.count.to_le_bytes());
+        b.extend_from_slice(&self.head_after);
+        b.extend_from_slice(&self.record.to_le_bytes());
+        b.extend_from_slice(&[0u8; 8]);
+        let sum = self.checksum();
+        b.extend_from_slice(&sum);
+        for l in &self.leaves {
+            b.extend_from_slice(l);
+        }
+        b
+    }
+
+    fn checksum(&self) -> [u8; 32] {
+        let key = blake3::derive_key(REMOVED_CONTEXT, b"");
+        let mut h = blake3::Hasher::new_keyed(&key);
+        h.update(&self.count.to_le_bytes());
+        h.update(&self.head_after);
+        h.update(&self.record.to_le_bytes());
+        for l in &self.leaves {
+            h.update(l);
+        }
+        *h.finalize().as_bytes()
+    }
+
+    /// Decodes a stub; `Err` says what is wrong (damage).
+    pub fn decode(b: &[u8]) -> Result<RemovedStub, &'static str> {
+        if b.len() < REMOVED_STUB_LEN || b[0..8] != REMOVED_MAGIC {
+            return Err("removed-segment stub header damaged");
+        }
+        let count = le_u64(b, 8);
+        let leaves_len = count
+            .checked_mul(32)
+            .filter(|n| *n == (b.len() - REMOVED_STUB_LEN) as u64)
+            .ok_or("removed-segment stub length does not match its record count")?;
+        let _ = leaves_len;
+        let stub = RemovedStub {
+            count,
+            head_after: arr32(b, 16),
+            record: le_u64(b, 48),
+            leaves: b[REMOVED_STUB_LEN..]
+                .chunks_exact(32)
+                .map(|c| arr32(c, 0))
+                .collect(),
+        };
+        if stub.checksum() != arr32(b, 64) {
+            return Err("removed-segment stub checksum mismatch");
+        }
+        Ok(stub)
+    }
 }
 
 /// Why a segment header could not be accepted.
@@ -149,6 +233,7 @@ impl SegmentHeader {
         b[12..16].copy_from_slice(&(SEGMENT_HEADER_LEN as u32).to_le_bytes());
         b[16..20].copy_from_slice(&self.number.to_le_bytes());
         // 20..24 flags, zero in format 1.
+        b[20..24].copy_from_slice(&self.flags.to_le_bytes());
         b[24..32].copy_from_slice(&self.first_seq.to_le_bytes());
         b[32..64].copy_from_slice(&self.prev_head);
         // 64..112 reserved, zero.
@@ -184,6 +269,7 @@ impl SegmentHeader {
             first_seq: le_u64(b, 24),
             prev_head: arr32(b, 32),
             version,
+            flags: le_u32(b, 20),
         })
     }
 }
@@ -536,6 +622,7 @@ mod tests {
             first_seq: 77,
             prev_head: [9; 32],
             version: FORMAT_VERSION,
+            flags: 0,
         };
         let mut b = h.encode();
         assert_eq!(SegmentHeader::decode(&b), Ok(h));

@@ -48,8 +48,9 @@ pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
 pub use format::{FORMAT_VERSION, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION, block_mac, mac_key};
 pub use merkle::{
-    EMPTY_HASH, GROUP, HASH_SIZE, Hash, RecordProof, STORED_LEVEL, TREE_DIR, TreeProof,
-    check_record, check_tree, leaf_hash, level_path, node_hash, root_of,
+    EMPTY_HASH, GROUP, HASH_SIZE, Hash, MAX_PROOF_LEN, RecordProof, STORED_LEVEL, TREE_DIR,
+    TreeProof, check_consistency, check_inclusion, check_record, check_tree, leaf_hash, level_path,
+    node_hash, root_of,
 };
 pub use note::{
     COSIGNATURES_FILE, CheckpointFields, NOTES_FILE, NotesFile, ORIGIN_FILE, StoredNote,
@@ -61,7 +62,7 @@ pub use verify::{
     PREVIOUS_KEYS_SUFFIX, Problem, VerifyOptions, VerifyReport, add_previous_key,
     read_previous_keys, verify,
 };
-pub use writer::{LOCK_FILE, Ledger, OpenReport, Truncation};
+pub use writer::{LOCK_FILE, Ledger, OpenReport, Removal, Truncation};
 
 /// Name of the ledger directory inside the data directory.
 pub const LEDGER_DIR: &str = "ledger";
@@ -139,6 +140,10 @@ pub struct LedgerOptions {
     /// Open a version-1 ledger to migrate it (`pugmark migrate`): a new version-2 segment is
     /// started at open. Without it a version-1 ledger is refused (`NeedsMigration`).
     pub migrating: bool,
+    /// Open with a key that did not sign the last checkpoint note, accepting records after
+    /// the last signed checkpoint that it cannot authenticate (`pugmark keys rotate` only: it
+    /// appends a rotation record naming both keys and that range, then checkpoints).
+    pub rotating: bool,
 }
 
 impl Default for LedgerOptions {
@@ -154,6 +159,7 @@ impl Default for LedgerOptions {
             check_sidecars: false,
             origin: None,
             migrating: false,
+            rotating: false,
         }
     }
 }

@@ -49,6 +49,48 @@ pub fn leaf_hash(payload: &[u8]) -> Hash {
     record_hash(payload)
 }
 
+/// Longest proof a tree of up to 2^64 leaves needs (inclusion: 64 hashes; consistency: at
+/// most 2 per level). Longer proofs are refused before `tlog_tiles` copies them per level.
+pub const MAX_PROOF_LEN: usize = 128;
+
+/// Checks that `proof` proves record `seq` (1-based; leaf `seq - 1`) with leaf hash `leaf` in
+/// the tree of `size` records with root `root`. For untrusted input (reports, witnesses):
+/// bounds the proof length, then `tlog_tiles::check_record`.
+pub fn check_inclusion(
+    proof: &[Hash],
+    size: u64,
+    root: Hash,
+    seq: u64,
+    leaf: Hash,
+) -> Result<(), LedgerError> {
+    if proof.len() > MAX_PROOF_LEN || seq == 0 || seq > size {
+        return Err(LedgerError::Tree(format!(
+            "no inclusion proof of record #{seq} in a tree of size {size} has {} hashes",
+            proof.len()
+        )));
+    }
+    check_record(&proof.to_vec(), size, root, seq - 1, leaf).map_err(tlog_err)
+}
+
+/// Checks that `proof` proves the tree of `old` records with root `old_root` is a prefix of
+/// the tree of `new` records with root `new_root` (bounded, then `tlog_tiles::check_tree`).
+/// Equal sizes need an empty proof and equal roots.
+pub fn check_consistency(
+    proof: &[Hash],
+    old: u64,
+    old_root: Hash,
+    new: u64,
+    new_root: Hash,
+) -> Result<(), LedgerError> {
+    if proof.len() > MAX_PROOF_LEN || old == 0 || old > new {
+        return Err(LedgerError::Tree(format!(
+            "no consistency proof from size {old} to size {new} has {} hashes",
+            proof.len()
+        )));
+    }
+    check_tree(&proof.to_vec(), new, new_root, old, old_root).map_err(tlog_err)
+}
+
 /// Path of the tree file for `level`.
 pub fn level_path(dir: &Path, level: u8) -> PathBuf {
     dir.join(TREE_DIR).join(format!("level-{level:02}"))
@@ -144,23 +186,7 @@ impl<'a> LedgerHashes<'a> {
         }
         let first = g * GROUP;
         let count = GROUP.min(self.size.saturating_sub(first));
-        let mut out = Vec::with_capacity(count as usize);
-        let reader = self.reader.borrow();
-        let mut it = reader.iter_from(first + 1);
-        while (out.len() as u64) < count {
-            match it.next_ref() {
-                Some(Ok((_, p))) => out.push(leaf_hash(p)),
-                Some(Err(e)) => return Err(e),
-                None => break,
-            }
-        }
-        if (out.len() as u64) < count {
-            return Err(LedgerError::Tree(format!(
-                "records #{}..#{} of the tree are not readable",
-                first + out.len() as u64 + 1,
-                first + count
-            )));
-        }
+        let out = self.reader.borrow().leaf_hashes(first + 1, count)?;
         *self.group.borrow_mut() = Some((g, out.clone()));
         Ok(out)
     }
@@ -447,17 +473,17 @@ pub(crate) fn restore(dir: &Path, size: u64, trusted: u64) -> Result<(Frontier, 
     let mut f = Frontier::load_aligned(dir, start).map_err(LedgerError::io(&tree))?;
     if start < size {
         let reader = LedgerReader::open(dir)?;
-        let mut it = reader.iter_from(start + 1);
+        if reader.len() < size {
+            return Err(LedgerError::Tree(format!(
+                "the ledger ends at #{} while rebuilding the tree to #{size}",
+                reader.len()
+            )));
+        }
+        // In chunks: a full rebuild of a large ledger must not hold every leaf at once.
         while f.size < size {
-            match it.next_ref() {
-                Some(Ok((_, p))) => f.push(leaf_hash(p)),
-                Some(Err(e)) => return Err(e),
-                None => {
-                    return Err(LedgerError::Tree(format!(
-                        "the ledger ends at #{} while rebuilding the tree to #{size}",
-                        f.size
-                    )));
-                }
+            let n = (size - f.size).min(1 << 20);
+            for l in reader.leaf_hashes(f.size + 1, n)? {
+                f.push(l);
             }
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use crate::Seq;
 use crate::error::LedgerError;
-use crate::format::{BlockHeader, RecordsIn, SegmentHeader};
+use crate::format::{BlockHeader, RecordsIn, RemovedStub, SEGMENT_FLAG_REMOVED, SegmentHeader};
 use crate::segment::{
     BlockAt, SegmentPath, list_segments, read_block_at, read_segment_header, scan_segment,
 };
@@ -28,6 +28,8 @@ struct SegInfo {
     blocks: Vec<(u64, u64)>,
     /// Offset after the last good block.
     end_offset: u64,
+    /// The stub of a segment whose payloads a retention policy removed (no blocks then).
+    removed: Option<Arc<RemovedStub>>,
 }
 
 /// A decompressed block.
@@ -185,6 +187,19 @@ impl LedgerReader {
                 r => r?,
             };
             let flen = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+            if hdr.flags & SEGMENT_FLAG_REMOVED != 0 {
+                let stub = read_removed_stub(&file, &seg, flen)?;
+                len = hdr.first_seq + stub.count - 1;
+                segs.push(SegInfo {
+                    seg,
+                    file: Arc::new(file),
+                    hdr,
+                    blocks: Vec::new(),
+                    end_offset: flen,
+                    removed: Some(Arc::new(stub)),
+                });
+                continue;
+            }
             let mut scan = scan_segment(&file, &seg, &hdr, flen, last, true)
                 .map_err(LedgerError::io(&seg.path))?;
             if last {
@@ -199,6 +214,7 @@ impl LedgerReader {
                 hdr,
                 blocks: scan.blocks,
                 end_offset: scan.end_offset,
+                removed: None,
             });
         }
         Ok(LedgerReader {
@@ -210,6 +226,11 @@ impl LedgerReader {
             buf: Vec::new(),
             dctx: zstd_ctx(dir)?,
         })
+    }
+
+    /// The ledger directory this reader reads.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Last seq readable: the end of the last complete batch when the reader was opened (no
@@ -228,11 +249,14 @@ impl LedgerReader {
         (1..=self.len).contains(&n).then_some(Seq(n))
     }
 
-    /// The payload of record `seq`.
+    /// The payload of record `seq`; [`LedgerError::Removed`] if a retention policy removed it.
     pub fn get(&mut self, seq: u64) -> Result<Vec<u8>, LedgerError> {
         let not_found = LedgerError::NotFound { seq, len: self.len };
         if seq == 0 || seq > self.len {
             return Err(not_found);
+        }
+        if let Some(record) = self.removed_by(seq) {
+            return Err(LedgerError::Removed { seq, record });
         }
         let (si, bi) = locate(&self.segs, seq).ok_or(not_found)?;
         if !(self.cache_valid && self.cache.seg == si && self.cache.block == bi) {
@@ -306,6 +330,101 @@ impl LedgerReader {
         Ok(head)
     }
 
+    /// The retention record that removed record `seq`'s payload, if one did.
+    pub fn removed_by(&self, seq: u64) -> Option<u64> {
+        let si = self
+            .segs
+            .partition_point(|s| s.hdr.first_seq <= seq)
+            .checked_sub(1)?;
+        self.segs[si].removed.as_ref().map(|r| r.record)
+    }
+
+    /// Every segment: (number, first seq, record count, retention record if removed).
+    pub fn segments(&self) -> Vec<(u32, u64, u64, Option<u64>)> {
+        let mut out = Vec::with_capacity(self.segs.len());
+        for (i, s) in self.segs.iter().enumerate() {
+            let end = self
+                .segs
+                .get(i + 1)
+                .map_or(self.len + 1, |n| n.hdr.first_seq);
+            out.push((
+                s.seg.number,
+                s.hdr.first_seq,
+                end.saturating_sub(s.hdr.first_seq),
+                s.removed.as_ref().map(|r| r.record),
+            ));
+        }
+        out
+    }
+
+    /// Records whose payloads were removed by retention: (first seq, count, retention record)
+    /// per removed segment.
+    pub fn removed_ranges(&self) -> Vec<(u64, u64, u64)> {
+        self.segs
+            .iter()
+            .filter_map(|s| {
+                s.removed
+                    .as_ref()
+                    .map(|r| (s.hdr.first_seq, r.count, r.record))
+            })
+            .collect()
+    }
+
+    /// Leaf hashes of records `first .. first + count`: hashed from the payloads, or taken
+    /// from a removed segment's stub.
+    pub fn leaf_hashes(
+        &self,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<crate::merkle::Hash>, LedgerError> {
+        let end = first.saturating_add(count);
+        if first == 0 || end > self.len + 1 {
+            return Err(LedgerError::NotFound {
+                seq: first.max(end.saturating_sub(1)),
+                len: self.len,
+            });
+        }
+        let mut out = Vec::with_capacity(count.min(1 << 20) as usize);
+        let mut seq = first;
+        while seq < end {
+            let si = self
+                .segs
+                .partition_point(|s| s.hdr.first_seq <= seq)
+                .checked_sub(1)
+                .ok_or(LedgerError::NotFound { seq, len: self.len })?;
+            let s = &self.segs[si];
+            let seg_end = self
+                .segs
+                .get(si + 1)
+                .map_or(self.len + 1, |n| n.hdr.first_seq);
+            let stop = end.min(seg_end);
+            if let Some(r) = &s.removed {
+                let from = (seq - s.hdr.first_seq) as usize;
+                let take = (stop - seq) as usize;
+                let leaves = r.leaves.get(from..from + take).ok_or_else(|| {
+                    LedgerError::corrupted(
+                        &s.seg.name,
+                        0,
+                        "removed-segment stub is short of leaves",
+                    )
+                })?;
+                out.extend(leaves.iter().map(|l| crate::merkle::Hash(*l)));
+                seq = stop;
+                continue;
+            }
+            let mut it = self.iter_from(seq);
+            while seq < stop {
+                match it.next_ref() {
+                    Some(Ok((_, p))) => out.push(crate::merkle::leaf_hash(p)),
+                    Some(Err(e)) => return Err(e),
+                    None => return Err(LedgerError::NotFound { seq, len: self.len }),
+                }
+                seq += 1;
+            }
+        }
+        Ok(out)
+    }
+
     /// Header of the ledger's last visible block (what the writer authenticates at open).
     pub(crate) fn last_block_header(&self) -> Result<Option<BlockHeader>, LedgerError> {
         for s in self.segs.iter().rev() {
@@ -349,6 +468,7 @@ impl LedgerReader {
             dctx: zstd::bulk::Decompressor::new().ok(),
             done: false,
             dir: self.dir.clone(),
+            skipped: 0,
         }
     }
 
@@ -382,13 +502,31 @@ pub struct Records {
     dctx: Option<zstd::bulk::Decompressor<'static>>,
     done: bool,
     dir: PathBuf,
+    skipped: u64,
 }
 
 impl Records {
-    /// The next record without copying its payload.
+    /// Records passed over because a retention policy removed their payloads.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// The next record without copying its payload. Records whose payloads were removed by a
+    /// retention policy are passed over (counted in [`Records::skipped`]).
     pub fn next_ref(&mut self) -> Option<Result<(Seq, &[u8]), LedgerError>> {
         if self.done || self.next > self.len {
             return None;
+        }
+        if let Some(si) = self
+            .segs
+            .partition_point(|s| s.hdr.first_seq <= self.next)
+            .checked_sub(1)
+            && let Some(r) = &self.segs[si].removed
+        {
+            let end = self.segs[si].hdr.first_seq + r.count;
+            self.skipped += end.saturating_sub(self.next);
+            self.next = end;
+            return self.next_ref();
         }
         let in_block = self.loaded
             && self.next >= self.block.first_seq
@@ -474,4 +612,18 @@ impl std::fmt::Debug for Records {
             .field("len", &self.len)
             .finish_non_exhaustive()
     }
+}
+
+/// Reads and checks the stub of a removed segment (everything after its header).
+pub(crate) fn read_removed_stub(
+    file: &File,
+    seg: &SegmentPath,
+    flen: u64,
+) -> Result<RemovedStub, LedgerError> {
+    use std::os::unix::fs::FileExt;
+    let len = flen.saturating_sub(crate::format::SEGMENT_HEADER_LEN as u64);
+    let mut b = vec![0u8; usize::try_from(len).unwrap_or(0)];
+    file.read_exact_at(&mut b, crate::format::SEGMENT_HEADER_LEN as u64)
+        .map_err(LedgerError::io(&seg.path))?;
+    RemovedStub::decode(&b).map_err(|w| LedgerError::corrupted(&seg.name, 128, w))
 }

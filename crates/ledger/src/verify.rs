@@ -13,11 +13,11 @@ use std::path::Path;
 
 use crate::checkpoint::{CHECKPOINT_FILE, public_key_path, read_checkpoints, signature_ok};
 use crate::error::LedgerError;
-use crate::format::block_mac;
 use crate::format::{
     BLOCK_HEADER_LEN, BlockHeader, FORMAT_VERSION, RecordsIn, SEGMENT_HEADER_LEN, SegmentHeader,
     SegmentHeaderError, chain_step, from_hex32, tag_of,
 };
+use crate::format::{RemovedStub, SEGMENT_FLAG_REMOVED, block_mac};
 use crate::merkle::{Frontier, leaf_hash};
 use crate::note::{NOTES_FILE, read_notes, read_origin, verifier_key, verify_note};
 use crate::segment::list_segments;
@@ -144,6 +144,10 @@ pub struct VerifyReport {
     pub macs_checked: bool,
     /// Root of the Merkle tree over every record, when every record could be read.
     pub root: Option<crate::merkle::Hash>,
+    /// Records whose payloads a retention policy removed: (first seq, count, retention
+    /// record) per removed segment. Their leaf hashes are checked against the signed notes;
+    /// not a problem ("removed by policy", unlike missing records).
+    pub removed: Vec<(u64, u64, u64)>,
     /// Derived files (the per-segment block index sidecars, `.idx`) that do not match their
     /// segment. Not evidence and not a problem: readers rebuild the block list from the
     /// segment in memory, and the next writer open rewrites the file
@@ -494,6 +498,40 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
                 st.problem(Some(st.next), &seg.name, 0, what);
                 st.lost = true;
             }
+        }
+        if let Ok(h) = SegmentHeader::decode(&hb)
+            && h.flags & SEGMENT_FLAG_REMOVED != 0
+        {
+            let mut rest = Vec::new();
+            rd.read_to_end(&mut rest)
+                .map_err(LedgerError::io(&seg.path))?;
+            match RemovedStub::decode(&rest) {
+                Ok(stub) => {
+                    for l in &stub.leaves {
+                        if st.tree_ok && st.tree.size + 1 == st.next {
+                            st.tree.push(crate::merkle::Hash(*l));
+                            let size = st.tree.size;
+                            if st.note_at < st.notes.len() && st.notes[st.note_at].0 <= size {
+                                st.check_notes(size);
+                            }
+                        } else {
+                            st.tree_ok = false;
+                        }
+                        st.next += 1;
+                    }
+                    st.head = stub.head_after;
+                    let last_seq = st.next - 1;
+                    st.check_ckpts(last_seq, &stub.head_after);
+                    st.report
+                        .removed
+                        .push((h.first_seq, stub.count, stub.record));
+                }
+                Err(why) => {
+                    st.problem(Some(st.next), &seg.name, SEGMENT_HEADER_LEN as u64, why);
+                    st.lost = true;
+                }
+            }
+            continue;
         }
         let mut off = SEGMENT_HEADER_LEN as u64;
         // (first seq, offset) of every block, to hold the sidecar against; None once a

@@ -81,6 +81,23 @@ impl std::fmt::Display for Truncation {
     }
 }
 
+/// A segment whose payloads retention removed ([`Ledger::remove_segment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Segment number.
+    pub segment: u32,
+    /// First seq of its records.
+    pub first: u64,
+    /// Number of records.
+    pub count: u64,
+    /// Bytes of the segment file before removal.
+    pub bytes: u64,
+    /// Chain head after its last record.
+    pub head_after: [u8; 32],
+    /// Seq of the retention record (0 until it is appended).
+    pub record: u64,
+}
+
 /// The single writer of a ledger directory.
 #[derive(Debug)]
 pub struct Ledger {
@@ -219,6 +236,7 @@ fn create_segment(
         first_seq,
         prev_head,
         version: crate::format::FORMAT_VERSION,
+        flags: 0,
     };
     df.write_all(&hdr.encode())
         .and_then(|()| df.sync_data())
@@ -294,11 +312,8 @@ impl Ledger {
         // A key is made only for a new ledger: a ledger whose key is missing never gets a
         // new one silently (the operator rotates it: `pugmark keys rotate`).
         let key = match load_key(&key_path)? {
-            Some(k) => {
-                // Keep the public key file beside it in step (as before).
-                load_or_create_key(&key_path)?;
-                k
-            }
+            // Its public key file is brought in step at the end, once the key is accepted.
+            Some(k) => k,
             None if !list_segments(dir)?.is_empty() => {
                 return Err(LedgerError::Refused(format!(
                     "the signing key {} is missing and the ledger already exists: a new key is never made silently; restore the key, or run `pugmark keys rotate`",
@@ -314,6 +329,17 @@ impl Ledger {
         let mut last_ckpt: Option<(u64, [u8; 32])> = None;
         match read_checkpoints(&ckpt_path)? {
             None => {
+                // Made with the ledger, before its first record: missing beside records means
+                // deleted, and recreating it would hide that.
+                let holds_records = list_segments(dir)?.iter().any(|s| {
+                    std::fs::metadata(&s.path).is_ok_and(|m| m.len() > SEGMENT_HEADER_LEN as u64)
+                });
+                if holds_records {
+                    return Err(LedgerError::Refused(format!(
+                        "{} is missing but the ledger holds records: it is not recreated (restore it, or run verify)",
+                        ckpt_path.display()
+                    )));
+                }
                 let mut f = File::create(&ckpt_path).map_err(LedgerError::io(&ckpt_path))?;
                 std::io::Write::write_all(&mut f, &checkpoint_file_header())
                     .and_then(|()| f.sync_all())
@@ -390,6 +416,11 @@ impl Ledger {
             let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
             let hdr = read_segment_header(&file, s)?;
             let len = file.metadata().map_err(LedgerError::io(&s.path))?.len();
+            if hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0 {
+                // Payloads removed by retention: only the stub (leaf hashes) is left.
+                crate::reader::read_removed_stub(&file, s, len)?;
+                continue;
+            }
             let scan = scan_segment(&file, s, &hdr, len, false, !opts.check_sidecars)
                 .map_err(LedgerError::io(&s.path))?;
             if scan.index_rebuilt || scan.index_extended {
@@ -550,7 +581,7 @@ impl Ledger {
                     }
                     last_note = Some((n.checkpoint.size, n.checkpoint.root));
                     let vkey = crate::note::verifier_key(&origin, key.verifying_key().as_bytes())?;
-                    if crate::note::verify_note(&n.note, &vkey).is_err() {
+                    if !opts.rotating && crate::note::verify_note(&n.note, &vkey).is_err() {
                         return Err(LedgerError::Refused(format!(
                             "the last checkpoint note (tree size {}) is not signed by the key in {}: the key changed or the note was forged; restore the key, or run `pugmark keys rotate`",
                             n.checkpoint.size,
@@ -612,7 +643,7 @@ impl Ledger {
             if v1 && !opts.migrating {
                 return Err(LedgerError::NeedsMigration);
             }
-            if end > ck_seq && !v1 {
+            if end > ck_seq && !v1 && !opts.rotating {
                 let hdr = r.last_block_header()?;
                 let mac_ok = hdr.is_some_and(|h| {
                     crate::format::block_mac(&mac_key, &h.encode_fields()) == h.mac
@@ -667,6 +698,8 @@ impl Ledger {
             mac_key,
             last_note_size: last_note.map(|(s, _)| s),
         };
+        // The key is accepted: its public key file beside it says the same.
+        load_or_create_key(&key_path)?;
         if needs_roll {
             // Migration: appends go to a new version-2 segment; version-1 segments are never
             // written again.
@@ -1060,6 +1093,102 @@ impl Ledger {
         self.last_ckpt_at = Instant::now();
         self.records_since_ckpt = 0;
         Ok(())
+    }
+
+    /// Removes the payloads of segment `number` (retention): keeps its records' leaf hashes
+    /// and the chain head after it in a stub that replaces the segment file, so the tree,
+    /// every checkpoint and every proof of kept records stay verifiable. The removal is itself
+    /// a ledger record (`record(&facts)` makes its payload) that is appended and signed by a
+    /// checkpoint before anything is removed. Only segments that a signed checkpoint note
+    /// covers whole, never the current one. Crash-safe: the stub is written aside, synced and
+    /// renamed over the segment; a crash before the rename leaves the segment whole (and a
+    /// retention record that a rerun repeats).
+    pub fn remove_segment(
+        &mut self,
+        number: u32,
+        record: impl FnOnce(&Removal) -> Vec<u8>,
+    ) -> Result<Removal, LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        if number == 0 || number >= self.seg.number {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} is not an older segment (the current one is {})",
+                self.seg.number
+            )));
+        }
+        let reader = LedgerReader::open(&self.dir)?;
+        let segs = list_segments(&self.dir)?;
+        let seg = segs
+            .iter()
+            .find(|s| s.number == number)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number), 0, "segment file missing")
+            })?
+            .clone();
+        let next = segs
+            .iter()
+            .find(|s| s.number == number + 1)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number + 1), 0, "segment file missing")
+            })?;
+        let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
+        let hdr = read_segment_header(&file, &seg)?;
+        let bytes = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+        if hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0 {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} was already removed"
+            )));
+        }
+        let next_file = File::open(&next.path).map_err(LedgerError::io(&next.path))?;
+        let next_hdr = read_segment_header(&next_file, next)?;
+        let first = hdr.first_seq;
+        let count = next_hdr.first_seq - first;
+        let last = next_hdr.first_seq - 1;
+        if self.last_note_size.is_none_or(|s| s < last) {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} (records #{first}..#{last}) is not covered by a signed checkpoint note yet"
+            )));
+        }
+        let leaves = reader.leaf_hashes(first, count)?;
+        let facts = Removal {
+            segment: number,
+            first,
+            count,
+            bytes,
+            head_after: next_hdr.prev_head,
+            record: 0,
+        };
+        let payload = record(&facts);
+        let receipt = self.append_batch([payload.as_slice()])?;
+        self.checkpoint()?;
+        let facts = Removal {
+            record: receipt.first.get(),
+            ..facts
+        };
+        let stub = crate::format::RemovedStub {
+            count,
+            head_after: next_hdr.prev_head,
+            record: facts.record,
+            leaves: leaves.iter().map(|h| h.0).collect(),
+        };
+        let stub_hdr = SegmentHeader {
+            flags: crate::format::SEGMENT_FLAG_REMOVED,
+            version: crate::format::FORMAT_VERSION,
+            ..hdr
+        };
+        let tmp = seg.path.with_extension("dat.removing");
+        let r = (|| {
+            let mut f = File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, &stub_hdr.encode())?;
+            std::io::Write::write_all(&mut f, &stub.encode())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &seg.path)?;
+            let _ = std::fs::remove_file(seg.index_path());
+            sync_dir(&self.dir)
+        })();
+        r.map_err(LedgerError::io(&seg.path))?;
+        Ok(facts)
     }
 
     /// Writes the final checkpoint and releases the lock.

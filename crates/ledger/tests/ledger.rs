@@ -21,6 +21,7 @@ fn opts(dir: &Path) -> LedgerOptions {
         check_sidecars: false,
         origin: None,
         migrating: false,
+        rotating: false,
     }
 }
 

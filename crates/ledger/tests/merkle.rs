@@ -192,4 +192,15 @@ fn deleted_notes_file_is_not_recreated() {
     let e = Ledger::open(&dir, opts(t.path())).expect_err("refused");
     assert!(e.to_string().contains("not recreated"), "{e}");
     assert!(!dir.join(ledger::NOTES_FILE).try_exists().expect("stat"));
+    // The same for the binary checkpoint file.
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 500, 100);
+    std::fs::remove_file(dir.join(ledger::CHECKPOINT_FILE)).expect("rm");
+    let e = Ledger::open(&dir, opts(t.path())).expect_err("refused");
+    assert!(e.to_string().contains("not recreated"), "{e}");
+    assert!(
+        !dir.join(ledger::CHECKPOINT_FILE)
+            .try_exists()
+            .expect("stat")
+    );
 }

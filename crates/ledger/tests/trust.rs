@@ -110,3 +110,103 @@ fn changed_key_is_refused() {
     let e = Ledger::open(&dir, opts(t.path())).expect_err("refused");
     assert!(e.to_string().contains("key changed"), "{e}");
 }
+
+#[test]
+fn retention_removes_payloads_and_keeps_the_tree_verifiable() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = t.path().join("ledger");
+    let mut o = opts(t.path());
+    o.segment_max_bytes = 4096;
+    let (mut l, _) = Ledger::open(&dir, o.clone()).expect("open");
+    for i in 0..600u64 {
+        let r = format!("record {i} {}", "z".repeat((i % 30) as usize));
+        l.append_batch([r.as_bytes()]).expect("append");
+    }
+    l.checkpoint().expect("checkpoint");
+    let size = l.tree_size();
+    let root = l.root();
+    let segs = testing::segment_paths(&dir).expect("segs").len();
+    assert!(segs >= 4, "{segs} segments");
+    // Remove segments 1 and 2 (the writer signs a retention record for each first).
+    let mut removed = Vec::new();
+    for n in [1u32, 2] {
+        let r = l
+            .remove_segment(n, |f| {
+                format!("retention: segment {} records #{}..", f.segment, f.first).into_bytes()
+            })
+            .expect("remove");
+        removed.push(r);
+    }
+    assert!(
+        l.remove_segment(1, |_| Vec::new()).is_err(),
+        "already removed"
+    );
+    let current = testing::segment_paths(&dir).expect("segs").len() as u32;
+    assert!(
+        l.remove_segment(current, |_| Vec::new()).is_err(),
+        "never the current segment"
+    );
+    l.close().expect("close");
+
+    let mut r = ledger::LedgerReader::open(&dir).expect("reader");
+    let gone = removed[0].first;
+    match r.get(gone) {
+        Err(LedgerError::Removed { seq, record }) => {
+            assert_eq!((seq, record), (gone, removed[0].record));
+        }
+        other => panic!("expected Removed, got {other:?}"),
+    }
+    // Iteration passes over removed payloads and counts them.
+    let mut it = r.iter_from(1);
+    let mut n = 0;
+    while let Some(x) = it.next_ref() {
+        x.expect("read");
+        n += 1;
+    }
+    let removed_count: u64 = removed.iter().map(|x| x.count).sum();
+    assert_eq!(it.skipped(), removed_count);
+    assert_eq!(n + removed_count, r.len());
+    // The tree and the old checkpoint still verify; proofs of kept records still check.
+    assert_eq!(r.root(size).expect("root"), root);
+    let kept = removed[1].first + removed[1].count + 3;
+    let proof = r.inclusion_proof(kept, size).expect("proof");
+    let leaf = r.leaf_hash(kept).expect("leaf");
+    ledger::check_inclusion(&proof, size, root, kept, leaf).expect("checks");
+    let p = r
+        .inclusion_proof(gone, size)
+        .expect("proof of a removed record, from its kept leaf");
+    let leaf = r.leaf_hashes(gone, 1).expect("kept leaf")[0];
+    ledger::check_inclusion(&p, size, root, gone, leaf).expect("checks");
+    let rep = verify(
+        &dir,
+        &VerifyOptions {
+            mac_key: Some(mac_key(t.path())),
+            ..VerifyOptions::default()
+        },
+    )
+    .expect("verify");
+    assert!(rep.ok(), "{:?}", rep.problems);
+    assert_eq!(rep.removed.len(), 2);
+    assert_eq!(
+        rep.removed[0],
+        (removed[0].first, removed[0].count, removed[0].record)
+    );
+    assert_eq!(rep.unsigned_records, 0);
+    // The writer reopens and goes on.
+    let (mut l, _) = Ledger::open(&dir, o).expect("reopen");
+    l.append_batch([b"after".as_slice()]).expect("append");
+    l.close().expect("close");
+    assert!(
+        verify(&dir, &VerifyOptions::default())
+            .expect("verify")
+            .ok()
+    );
+    // A forged stub (a changed leaf hash) no longer matches the signed notes.
+    let seg1 = &testing::segment_paths(&dir).expect("segs")[0];
+    let mut b = std::fs::read(seg1).expect("read");
+    let at = b.len() - 1;
+    b[at] ^= 1;
+    std::fs::write(seg1, &b).expect("write");
+    let rep = verify(&dir, &VerifyOptions::default()).expect("verify");
+    assert!(!rep.ok());
+}

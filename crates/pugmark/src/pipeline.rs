@@ -241,6 +241,13 @@ impl Pipeline {
             check_sidecars,
             ..LedgerOptions::default()
         };
+        // Tests only: small segments, so that retention has whole segments to remove.
+        if let Some(n) = std::env::var("PUGMARK_TEST_SEGMENT_BYTES")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            opts.segment_max_bytes = n;
+        }
         if trailing {
             // A live server signs a checkpoint every second (each is a signature and an
             // fsync of its own), whatever the rate: at low rates that is more often than the
@@ -441,6 +448,12 @@ impl Pipeline {
 
     /// The ledger position the next appended record will take (NetFlow flow records name
     /// their datagram's position before the batch is appended: `crate::netflow`).
+    /// The ledger writer, for maintenance between appends (`serve`'s retention timer):
+    /// records appended through it reach the views as the indexer catches up.
+    pub fn ledger_mut(&mut self) -> &mut Ledger {
+        &mut self.ledger
+    }
+
     pub fn next_seq(&self) -> u64 {
         self.ledger.next_seq()
     }
@@ -1001,6 +1014,24 @@ fn event_from_envelope(env: Envelope) -> Option<Event> {
     }
 }
 
+/// What a query shows for a record whose payload a retention policy removed.
+fn removed_placeholder(seq: u64, record: u64) -> model::envelope::RecordEnvelope {
+    model::envelope::RecordEnvelope {
+        received: model::Received::from_stored(0),
+        observer: model::Observer::Collector,
+        format: model::Format::Raw,
+        hints: model::DecodeHints::default(),
+        origin: model::Origin::File {
+            path: "<pugmark ledger>".into(),
+            line: 0,
+        },
+        raw: format!(
+            "record #{seq}: payload removed by policy (retention record #{record}); its leaf hash is kept"
+        )
+        .into_bytes(),
+    }
+}
+
 /// Fetches events for search results from the ledger by position.
 pub struct LedgerFetch {
     pub reader: LedgerReader,
@@ -1008,10 +1039,15 @@ pub struct LedgerFetch {
 
 impl query::search::Fetch for LedgerFetch {
     fn fetch(&mut self, seq: u64) -> anyhow::Result<Event> {
-        let payload = self
-            .reader
-            .get(seq)
-            .with_context(|| format!("reading ledger record #{seq}"))?;
+        let payload = match self.reader.get(seq) {
+            Ok(p) => p,
+            // A view built before a retention run still cites the record: answer with what is
+            // left of it (until `reindex` drops it) rather than fail the whole query.
+            Err(ledger::LedgerError::Removed { record, .. }) => {
+                return Ok(decode::decode(&removed_placeholder(seq, record)));
+            }
+            Err(e) => return Err(e).with_context(|| format!("reading ledger record #{seq}")),
+        };
         let env = match stored(&payload) {
             Stored::Whole(e) => e,
             // A split record: its continuations follow it.

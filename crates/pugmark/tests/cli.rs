@@ -1662,6 +1662,26 @@ fn keys_are_made_once_and_never_silently_replaced() {
         "{err}"
     );
     assert!(!data.join("keys/ledger.ed25519").try_exists().unwrap());
+    // The operator rotates: a new key, the old public key valid for what it signed, a
+    // signed rotation record; writers and verify work again.
+    let r = json(&data, &["keys", "rotate", "--reason", "key disk lost"]);
+    // (one ingested line is two records: the line and its import mark)
+    assert_eq!(r["previous_key_signed_upto"], 2, "{r}");
+    assert_eq!(r["rotation_record"], 3, "{r}");
+    ok(&data, &["ingest", log.to_str().unwrap()]);
+    let v = json(&data, &["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["records"].as_u64().unwrap() > 3, "{v}");
+    assert_eq!(v["signed_size"], v["records"], "{v}");
+    // A key replaced behind the ledger's back is refused too.
+    fs::write(
+        data.join("keys/ledger.ed25519"),
+        format!("{}\n", "cd".repeat(32)),
+    )
+    .unwrap();
+    let out = pugmark(&data, &["ingest", log.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key changed"));
 
     // A key kept elsewhere.
     let data2 = t.path().join("data2");
@@ -1690,8 +1710,92 @@ fn keys_are_made_once_and_never_silently_replaced() {
     ok(&data2, &["ingest", log.to_str().unwrap()]);
     let v = json(&data2, &["verify"]);
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(v["signed_size"], 2, "{v}");
+    assert_eq!(v["signed_size"], v["records"], "{v}");
     // init never replaces.
     let out = pugmark(&data2, &["keys", "init"]);
     assert!(!out.status.success());
+}
+
+/// Issue 11: `pugmark retention --keep` removes old segments' payloads verifiably: a signed
+/// retention record per segment, leaf hashes kept, holds respected, verify says "removed by
+/// policy" and stays ok, queries answer with what is left until a reindex drops them.
+#[test]
+fn retention_removes_old_segments_verifiably_and_respects_holds() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let ingest = |i: u32| {
+        let log = t.path().join(format!("f{i}.log"));
+        let mut text = String::new();
+        // Incompressible filler, so each file's batch fills a 4 KiB segment of its own.
+        let mut x = u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        for j in 0..40 {
+            let mut filler = String::new();
+            for _ in 0..6 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                filler.push_str(&format!("{x:016x}"));
+            }
+            text.push_str(&format!(
+                "<13>Oct 11 22:{:02}:{:02} host{i} app: file {i} line {j} vm 6f1c{i}e2a-0000-4000-8000-00000000000{i} {filler}\n",
+                i, j
+            ));
+        }
+        fs::write(&log, text).unwrap();
+        let out = Command::new(bin())
+            .args(["ingest", log.to_str().unwrap(), "--data"])
+            .arg(&data)
+            .env("PUGMARK_TEST_SEGMENT_BYTES", "4096")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    for i in 1..=5 {
+        ingest(i);
+    }
+    // Hold file 2's VM; everything else older than 1 s may go (but the current segment).
+    ok(
+        &data,
+        &[
+            "retention",
+            "hold",
+            "--vm",
+            "6F1C2E2A-0000-4000-8000-000000000002",
+            "--reason",
+            "incident 42",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let dry = json(&data, &["retention", "--keep", "1s", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    let planned = dry["removed"].as_array().unwrap().len();
+    assert!(planned >= 2, "{dry}");
+    let before = json(&data, &["verify"]);
+    let r = json(&data, &["retention", "--keep", "1s"]);
+    assert_eq!(r["removed"].as_array().unwrap().len(), planned, "{r}");
+    assert!(
+        !r["held"].as_array().unwrap().is_empty(),
+        "the hold kept a segment: {r}"
+    );
+    let v = json(&data, &["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    let removed = v["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), planned, "{v}");
+    assert!(removed[0]["record"].as_u64().unwrap() > before["records"].as_u64().unwrap());
+    assert_eq!(v["unsigned_records"], 0);
+    let text = ok(&data, &["verify"]);
+    assert!(text.contains("removed by policy"), "{text}");
+    // The held VM's records are all still readable; file 1's are gone.
+    assert_eq!(count(&data, &["host2"]), 40);
+    let hits = ok(&data, &["search", "host1"]);
+    assert!(hits.contains("removed by policy"), "{hits}");
+    ok(&data, &["reindex"]);
+    assert_eq!(count(&data, &["host1"]), 0);
+    assert_eq!(count(&data, &["host2"]), 40);
+    // The retention records are in the ledger and searchable.
+    assert!(ok(&data, &["search", "pugmark_ledger"]).contains("retention"));
 }

@@ -68,9 +68,24 @@ impl Server {
         http: u16,
         tls: Option<u16>,
     ) -> Server {
+        Server::start_env(data, config, tcp, udp, relp, http, tls, &[])
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_env(
+        data: &Path,
+        config: Option<&Path>,
+        tcp: u16,
+        udp: u16,
+        relp: u16,
+        http: u16,
+        tls: Option<u16>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let stderr = data.with_extension(format!("serve-{http}.log"));
         let mut cmd = Command::new(bin());
         cmd.arg("serve").arg("--data").arg(data);
+        cmd.envs(env.iter().copied());
         if let Some(c) = config {
             cmd.arg("--config").arg(c);
         }
@@ -2759,4 +2774,75 @@ fn the_readme_serve_config_is_accepted_as_written() {
     for shown in ["0.0.0.0:2055", "0.0.0.0:4739", "hv01 →"] {
         assert!(text.contains(shown), "{shown} missing from:\n{text}");
     }
+}
+
+/// Issue 11: `[retention] keep` in serve's config: serve removes old segments' payloads on its
+/// timer, each with a signed retention record, and verify stays ok and says so.
+#[test]
+fn serve_applies_the_retention_policy_of_its_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let conf = dir.path().join("serve.toml");
+    fs::write(&conf, "[retention]\nkeep = \"1s\"\n").unwrap();
+    let out = pugmark(
+        &data,
+        &[
+            "serve",
+            "--config",
+            conf.to_str().unwrap(),
+            "--check-config",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("retention: keep 1s"));
+    let (tcp, relp, http) = (free_port(), free_port(), free_port());
+    let server = Server::start_env(
+        &data,
+        Some(&conf),
+        tcp,
+        tcp,
+        relp,
+        http,
+        None,
+        &[
+            ("PUGMARK_TEST_SEGMENT_BYTES", "4096"),
+            ("PUGMARK_TEST_RETENTION_EVERY_MS", "200"),
+        ],
+    );
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut sent = 0;
+    for burst in 0..6 {
+        let mut s = TcpStream::connect(("127.0.0.1", server.tcp)).unwrap();
+        for i in 0..40 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            writeln!(
+                s,
+                "<13>1 - h app - - - burst {burst} line {i} {x:016x}{x:016x}{x:016x}"
+            )
+            .unwrap();
+        }
+        drop(s);
+        sent += 40;
+        server.wait_ledger(sent, 20);
+        std::thread::sleep(Duration::from_millis(1200));
+    }
+    // The retention records themselves are in the ledger; wait until at least one is.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let v = loop {
+        let out = pugmark(&data, &["verify", "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["removed"].as_array().is_some_and(|r| !r.is_empty()) {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "serve never applied retention: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(v["ok"], true, "{v}");
+    let log = server.stop();
+    assert!(log.contains("retention (keep 1s) removed"), "{log}");
+    assert!(pugmark(&data, &["verify"]).status.success());
 }

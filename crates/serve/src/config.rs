@@ -71,6 +71,8 @@ pub struct RawConfig {
     pub limits: crate::limits::RawLimits,
     /// The sender map: observers by listener, CIDR, certificate, token.
     pub senders: Option<RawSenders>,
+    /// Retention of record payloads (`pugmark retention`, run by serve on a timer).
+    pub retention: Option<RawRetention>,
     /// Witnesses every new checkpoint is pushed to (C2SP tlog-witness), issue 11.
     #[serde(default)]
     pub witnesses: Vec<RawWitness>,
@@ -94,6 +96,36 @@ pub struct WitnessConfig {
     pub name: String,
     pub url: String,
     pub vkey: String,
+}
+
+/// `[retention]`: `keep = "180d"` (units s m h d w).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    pub keep: String,
+}
+
+/// Seconds in a retention period such as `180d` (units s, m, h, d, w).
+pub fn retention_seconds(s: &str) -> anyhow::Result<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| anyhow::anyhow!("retention {s:?}: needs a unit (180d, 26w, 12h)"))?;
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| anyhow::anyhow!("retention {s:?}: not a number"))?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => anyhow::bail!("retention {s:?}: unit must be one of s m h d w"),
+    };
+    n.checked_mul(mult)
+        .filter(|&v| v > 0)
+        .ok_or_else(|| anyhow::anyhow!("retention {s:?} is out of range"))
 }
 
 /// Each listener: `ADDR:PORT`, or `none`. Absent: the loopback default.
@@ -220,6 +252,8 @@ pub struct Config {
     pub limits: crate::limits::Limits,
     /// `/metrics` on its own address (None: on the HTTP listener).
     pub metrics: Option<SocketAddr>,
+    /// `[retention] keep`: serve removes payloads older than this (checked hourly).
+    pub retention_keep: Option<String>,
     /// Who each sender is taken to be.
     pub senders: std::sync::Arc<SenderMap>,
     /// Witnesses to push checkpoints to.
@@ -351,8 +385,12 @@ impl Config {
                 vkey: w.vkey.clone(),
             });
         }
+        if let Some(r) = &raw.retention {
+            retention_seconds(&r.keep)?;
+        }
         Ok(Config {
             witnesses,
+            retention_keep: raw.retention.as_ref().map(|r| r.keep.clone()),
             metrics: addr("metrics", pick(&over.metrics, &l.metrics).as_deref(), None)?,
             senders: std::sync::Arc::new(senders),
             syslog_udp: addr(
@@ -445,6 +483,12 @@ impl Config {
                 .as_ref()
                 .map_or("off".to_string(), |c| crate::sources::amqp::broker(&c.url))
         );
+        if let Some(k) = &self.retention_keep {
+            let _ = writeln!(
+                out,
+                "retention: keep {k} (payloads older are removed, checked hourly)"
+            );
+        }
         let _ = writeln!(out, "senders, in matching order:");
         for (i, e) in self.senders.entries().iter().enumerate() {
             let _ = writeln!(out, "  {}. {}", i + 1, e.describe());

@@ -21,6 +21,22 @@ pub enum KeysCommand {
     Init(InitArgs),
     /// Where the key is, its public key and the C2SP verifier key of the checkpoint notes.
     Show(ShowArgs),
+    /// Replace a lost, changed or compromised key: everything the old key can still sign is
+    /// signed with it first; the old public key stays valid for what it signed; a signed
+    /// rotation record names both keys and any records no key could vouch for.
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Why (kept in the rotation record), e.g. "key disk lost".
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -53,6 +69,7 @@ pub fn run(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         KeysCommand::Init(a) => init(a),
         KeysCommand::Show(a) => show(a.data, a.json),
+        KeysCommand::Rotate(a) => rotate(a),
     }
 }
 
@@ -147,6 +164,136 @@ fn show(data: DataArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         if let Some(v) = &vkey {
             println!("verifier key (give it to witnesses and CSIRTs): {v}");
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
+    let dd = DataDir::open(&args.data.data, false)?;
+    let ledger_dir = dd.ledger();
+    let key_path = dd.signing_key();
+    let origin = ledger::read_origin(&ledger_dir)?
+        .context("the ledger has no origin (run `pugmark migrate` first)")?;
+    let opts = ledger::LedgerOptions {
+        key_path: key_path.clone(),
+        ..ledger::LedgerOptions::default()
+    };
+    // 1. Sign what the current key can still sign.
+    let mut refused = None;
+    let signed_upto = match ledger::Ledger::open(&ledger_dir, opts.clone()) {
+        Ok((mut l, _)) => {
+            l.checkpoint().context("signing with the current key")?;
+            let n = l.tree_size();
+            l.close()?;
+            n
+        }
+        Err(ledger::LedgerError::Refused(why)) => {
+            refused = Some(why);
+            ledger::read_notes(&ledger_dir.join(ledger::NOTES_FILE))?
+                .and_then(|nf| nf.notes.last().map(|n| n.checkpoint.size))
+                .unwrap_or(0)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    // 2. The key that signed the last note: the directory's public key or a previous one.
+    let pub_file = dd.keys().join("ledger.ed25519.pub");
+    let mut prev_file = pub_file.clone().into_os_string();
+    prev_file.push(ledger::PREVIOUS_KEYS_SUFFIX);
+    let prev_file = PathBuf::from(prev_file);
+    let last_note = ledger::read_notes(&ledger_dir.join(ledger::NOTES_FILE))?
+        .and_then(|nf| nf.notes.last().map(|n| n.note.clone()));
+    let mut candidates: Vec<[u8; 32]> = ledger::read_public_key(&pub_file).into_iter().collect();
+    candidates.extend(
+        ledger::read_previous_keys(&prev_file)?
+            .into_iter()
+            .map(|(k, _)| k),
+    );
+    let old_pub = match &last_note {
+        None => candidates.first().copied(),
+        Some(note) => candidates.iter().copied().find(|k| {
+            ledger::verifier_key(&origin, k)
+                .is_ok_and(|v| ledger::verify_note(note, &v).is_ok())
+        }),
+    }
+    .context("no known public key verifies the last checkpoint note: cannot tell which key signed the ledger")?;
+    // 3. The old key stays valid for what it signed; the key file is retired, not deleted.
+    if !ledger::read_previous_keys(&prev_file)?
+        .iter()
+        .any(|(k, _)| *k == old_pub)
+    {
+        ledger::add_previous_key(&prev_file, &old_pub, signed_upto)?;
+    }
+    if key_path.try_exists().unwrap_or(false) {
+        let current = std::fs::read_to_string(&key_path)
+            .ok()
+            .and_then(|t| ledger::parse_key(&t));
+        let tag = current
+            .map(|k| hex(&k.verifying_key().to_bytes()[..4]))
+            .unwrap_or_else(|| "unreadable".into());
+        let mut retired = key_path.clone().into_os_string();
+        retired.push(format!(".retired-{tag}"));
+        std::fs::rename(&key_path, &retired)
+            .with_context(|| format!("retiring {}", key_path.display()))?;
+    }
+    let new_pub = ledger::create_key(&key_path)?;
+    if ledger::public_key_path(&key_path) != pub_file {
+        std::fs::copy(ledger::public_key_path(&key_path), &pub_file)
+            .with_context(|| format!("copying the public key to {}", pub_file.display()))?;
+    }
+    // 4. The rotation record, signed by the new key's first checkpoint.
+    let (mut l, _) = ledger::Ledger::open(
+        &ledger_dir,
+        ledger::LedgerOptions {
+            rotating: true,
+            ..opts
+        },
+    )?;
+    let end = l.tree_size();
+    let unauthenticated = (end > signed_upto).then(|| json!([signed_upto + 1, end]));
+    let text = json!({
+        "pugmark_ledger": "rotate-key",
+        "previous_public_key": hex(&old_pub),
+        "public_key": hex(&new_pub),
+        "previous_key_signed_upto": signed_upto,
+        "unauthenticated": unauthenticated,
+        "why_refused": refused,
+        "reason": args.reason,
+        "by": crate::cli::migrate::whoami(),
+    });
+    let env = crate::pipeline::admin_record(format!("pugmark-ledger {text}"));
+    let receipt = l.append_batch([env.as_slice()])?;
+    l.close()?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "rotation_record": receipt.first.get(),
+                "previous_public_key": hex(&old_pub),
+                "public_key": hex(&new_pub),
+                "previous_key_signed_upto": signed_upto,
+                "unauthenticated": unauthenticated,
+                "verifier_key": ledger::verifier_key(&origin, &new_pub)?,
+            }))?
+        );
+    } else {
+        println!(
+            "rotated: new key {} (public {}), rotation record #{}; the previous key {} stays valid up to #{signed_upto}",
+            key_path.display(),
+            hex(&new_pub),
+            receipt.first.get(),
+            hex(&old_pub)
+        );
+        if end > signed_upto {
+            println!(
+                "records #{}..#{end} were not signed by the previous key and could not be authenticated; the rotation record says so",
+                signed_upto + 1
+            );
+        }
+        println!("verifier key: {}", ledger::verifier_key(&origin, &new_pub)?);
     }
     Ok(ExitCode::SUCCESS)
 }

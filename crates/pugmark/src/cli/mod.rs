@@ -9,10 +9,11 @@ mod hunt;
 mod ingest;
 mod ingest_flow;
 mod keys;
-mod migrate;
+pub(crate) mod migrate;
 mod proof;
 mod reindex;
 mod report;
+pub(crate) mod retention;
 mod search;
 mod serve;
 mod timeline;
@@ -98,6 +99,10 @@ pub enum Command {
     /// or show where it is.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Remove record payloads older than a policy (`--keep 180d`), segment by segment,
+    /// keeping their leaf hashes and signing a record of each removal; `hold` / `release`
+    /// keep records under investigation.
+    Retention(retention::RetentionArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -119,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proof(a) => proof::run(a),
         Command::Migrate(a) => migrate::run(a),
         Command::Keys(a) => keys::run(a),
+        Command::Retention(a) => retention::run(a),
     }
 }
 

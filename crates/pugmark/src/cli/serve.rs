@@ -103,6 +103,68 @@ struct PipelineStore {
     expanded: bool,
     /// `[[witnesses]]`: the pusher thread starts once the metrics it reports to exist.
     witnesses: Vec<crate::witnesses::Target>,
+    /// `[retention] keep`, its data directory and when it last ran (checked after appends).
+    retention: Option<(String, DataDir, Option<std::time::Instant>)>,
+}
+
+/// How often serve applies `[retention]` (tests: `PUGMARK_TEST_RETENTION_EVERY_MS`).
+fn retention_every() -> std::time::Duration {
+    std::env::var("PUGMARK_TEST_RETENTION_EVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(
+            std::time::Duration::from_secs(3600),
+            std::time::Duration::from_millis,
+        )
+}
+
+impl PipelineStore {
+    /// Applies the retention policy when due, in the writer thread (it owns the ledger):
+    /// segments older than the policy and not held are removed with a signed record each.
+    /// A failure is reported and retried at the next period; it never stops serving.
+    fn maintain(&mut self) {
+        let Some((keep, dd, last)) = &mut self.retention else {
+            return;
+        };
+        if last.is_some_and(|t| t.elapsed() < retention_every()) {
+            return;
+        }
+        *last = Some(std::time::Instant::now());
+        let (keep, dd) = (keep.clone(), dd.clone());
+        let r = (|| -> anyhow::Result<crate::cli::retention::Outcome> {
+            let secs = crate::cli::retention::parse_keep(&keep)?;
+            let holds = crate::cli::retention::read_holds(&dd)?;
+            let cutoff = model::Received::now().as_unix_nanos() - i128::from(secs) * 1_000_000_000;
+            let reader = ledger::LedgerReader::open(&dd.ledger())?;
+            let plan = crate::cli::retention::plan(&reader, &holds, cutoff)?;
+            let mut out = crate::cli::retention::Outcome {
+                policy: format!("keep {keep}"),
+                cutoff: model::Received::from_stored(cutoff).timestamp().to_string(),
+                ..Default::default()
+            };
+            if !plan.remove.is_empty() {
+                let (policy, cut) = (out.policy.clone(), out.cutoff.clone());
+                crate::cli::retention::remove_with(
+                    self.pipeline.ledger_mut(),
+                    &plan.remove,
+                    &policy,
+                    &cut,
+                    &mut out,
+                )?;
+            }
+            Ok(out)
+        })();
+        match r {
+            Ok(o) if !o.removed.is_empty() => eprintln!(
+                "pugmark serve: retention ({}) removed {} record(s) in {} segment(s)",
+                o.policy,
+                o.records_removed,
+                o.removed.len()
+            ),
+            Ok(_) => {}
+            Err(e) => eprintln!("pugmark serve: retention failed (retried in an hour): {e:#}"),
+        }
+    }
 }
 
 /// The exporter of a datagram the live NetFlow listener stored (its origin's address).
@@ -193,6 +255,7 @@ impl serve::Store for PipelineStore {
                 if let (Some(m), Some(why)) = (&self.metrics, self.pipeline.views_failed()) {
                     m.store.views_stopped(why);
                 }
+                self.maintain();
                 Ok(receipt.last().map_or(0, |s| s.get()))
             }
             Err(e) => {
@@ -294,6 +357,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         unmatched: args.unmatched,
     };
     let config = serve::Config::load(args.config.as_deref(), &over)?;
+    let retention = config.retention_keep.clone();
     if args.check_config {
         print!("{}", config.describe());
         return Ok(ExitCode::SUCCESS);
@@ -320,6 +384,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         metrics: None,
         expanded: false,
         witnesses,
+        retention: retention.map(|k| (k, dd.clone(), None)),
     };
     let summary = serve::run(config, Box::new(store), last)?;
     eprintln!(

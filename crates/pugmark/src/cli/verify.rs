@@ -98,6 +98,9 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 "signed_size": report.signed_size,
                 "unsigned_records": report.unsigned_records,
                 "macs_checked": report.macs_checked,
+                "removed": report.removed.iter().map(|&(first, count, record)| json!({
+                    "first": first, "last": first + count - 1, "records": count, "record": record,
+                })).collect::<Vec<_>>(),
                 "root": report.root.map(|h| h.0.iter().map(|b| format!("{b:02x}")).collect::<String>()),
                 "witnesses": witness_checks,
                 "unwitnessed": if specs.is_empty() { Some(UNWITNESSED) } else { None },
@@ -140,6 +143,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 } else {
                     ""
                 }
+            );
+        }
+        for &(first, count, record) in &report.removed {
+            println!(
+                "removed by policy (record #{record}): #{first}..#{}, {count} record(s); their leaf hashes are kept and checked",
+                first + count - 1
             );
         }
         if specs.is_empty() {
