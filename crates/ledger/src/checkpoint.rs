@@ -116,6 +116,17 @@ pub(crate) fn load_or_create_key(path: &Path) -> Result<SigningKey, LedgerError>
     Ok(key)
 }
 
+/// Writes the public key file beside `path` if it does not say `key`'s public key; errors are
+/// ignored (it is a convenience copy: verify pins the key or reads `DATA/keys`).
+pub(crate) fn sync_public_key(path: &Path, key: &SigningKey) {
+    let pub_path = public_key_path(path);
+    let want = to_hex(key.verifying_key().as_bytes());
+    let have = std::fs::read_to_string(&pub_path).unwrap_or_default();
+    if have.trim() != want {
+        let _ = std::fs::write(&pub_path, format!("{want}\n"));
+    }
+}
+
 /// Signs a checkpoint for (seq, head) at `unix_time`.
 pub(crate) fn sign(key: &SigningKey, seq: u64, head: [u8; 32], unix_time: u64) -> CheckpointEntry {
     let mut e = CheckpointEntry {

@@ -223,14 +223,12 @@ struct State {
     lost: bool,
     /// Blocks after the last batch-end block of the current segment.
     open_batch: Option<OpenBatch>,
-    /// The Merkle tree recomputed from the records, while every record so far was read.
-    tree: Frontier,
-    tree_ok: bool,
-    /// Signed notes (size, root, offset), by size.
+    /// Signed notes (size, root, offset), by size (handed to the tree thread).
     notes: Vec<(u64, crate::merkle::Hash, u64)>,
-    note_at: usize,
     /// Problems in the notes file, merged like `ckpt_problems`.
     note_problems: Vec<Problem>,
+    /// Blocks whose records checked out, to the thread that recomputes the Merkle tree.
+    tree_tx: Option<crossbeam_channel::Sender<TreeMsg>>,
     /// Blocks ending after this seq must carry this ledger's MAC (format 2).
     mac_after: u64,
     mac_key: Option<[u8; 32]>,
@@ -285,27 +283,10 @@ impl State {
         }
     }
 
-    /// Checks the signed notes for tree size `size` against the recomputed tree.
-    fn check_notes(&mut self, size: u64) {
-        while self.note_at < self.notes.len() && self.notes[self.note_at].0 < size {
-            self.note_at += 1;
-        }
-        while self.note_at < self.notes.len() && self.notes[self.note_at].0 == size {
-            let (_, root, off) = self.notes[self.note_at];
-            if self.tree.root() == root {
-                self.report.notes += 1;
-                self.report.signed_size = Some(size);
-            } else {
-                self.note_problems.push(Problem {
-                    seq: Some(size),
-                    segment: NOTES_FILE.into(),
-                    offset: off,
-                    what: format!(
-                        "checkpoint note for tree size {size} does not match the Merkle root of the records"
-                    ),
-                });
-            }
-            self.note_at += 1;
+    fn send_tree(&self, m: TreeMsg) {
+        if let Some(tx) = &self.tree_tx {
+            // The receiver lives until verify joins it.
+            let _ = tx.send(m);
         }
     }
 
@@ -408,17 +389,35 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         ckpt_problems: Vec::new(),
         lost: false,
         open_batch: None,
-        tree: Frontier::default(),
-        tree_ok: true,
         notes: Vec::new(),
-        note_at: 0,
         note_problems: Vec::new(),
+        tree_tx: None,
         mac_after: 0,
         mac_key: opts.mac_key,
         previous_keys: Vec::new(),
     };
     load_checkpoints(dir, opts, &mut st)?;
     load_notes(dir, &mut st)?;
+    // The Merkle tree is recomputed on a thread of its own, fed whole checked blocks, so the
+    // SHA-256 of every record overlaps the reading, decompression and chain.
+    let (tree_tx, tree_rx) = crossbeam_channel::bounded::<TreeMsg>(8);
+    st.tree_tx = Some(tree_tx);
+    let checker = TreeCheck {
+        tree: Frontier::default(),
+        ok: true,
+        notes: std::mem::take(&mut st.notes),
+        at: 0,
+        problems: Vec::new(),
+        matched: 0,
+        signed_size: None,
+    };
+    let tree_thread = std::thread::spawn(move || {
+        let mut c = checker;
+        for m in tree_rx {
+            c.take(m);
+        }
+        c
+    });
     st.report.macs_checked = opts.mac_key.is_some();
 
     let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))?;
@@ -507,18 +506,11 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
                 .map_err(LedgerError::io(&seg.path))?;
             match RemovedStub::decode(&rest) {
                 Ok(stub) => {
-                    for l in &stub.leaves {
-                        if st.tree_ok && st.tree.size + 1 == st.next {
-                            st.tree.push(crate::merkle::Hash(*l));
-                            let size = st.tree.size;
-                            if st.note_at < st.notes.len() && st.notes[st.note_at].0 <= size {
-                                st.check_notes(size);
-                            }
-                        } else {
-                            st.tree_ok = false;
-                        }
-                        st.next += 1;
-                    }
+                    st.send_tree(TreeMsg::Leaves {
+                        first: st.next,
+                        leaves: stub.leaves.clone(),
+                    });
+                    st.next += stub.count;
                     st.head = stub.head_after;
                     let last_seq = st.next - 1;
                     st.check_ckpts(last_seq, &stub.head_after);
@@ -613,12 +605,20 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
             format!("checkpoint #{seq} is beyond the ledger end #{end}: records were removed"),
         );
     }
-    if st.tree_ok && st.tree.size == end {
-        st.report.root = Some(st.tree.root());
+    st.tree_tx = None;
+    let mut tc = tree_thread
+        .join()
+        .map_err(|_| LedgerError::Tree("the tree thread of verify panicked".into()))?;
+    let tree_ok = tc.ok && tc.tree.size == end;
+    if tree_ok {
+        st.report.root = Some(tc.tree.root());
     }
-    let unmatched: Vec<(u64, u64)> = st.notes[st.note_at..]
+    st.report.notes += tc.matched;
+    st.report.signed_size = tc.signed_size;
+    st.note_problems.append(&mut tc.problems);
+    let unmatched: Vec<(u64, u64)> = tc.notes[tc.at..]
         .iter()
-        .filter(|n| n.0 > end || !st.tree_ok)
+        .filter(|n| n.0 > end || !tree_ok)
         .map(|n| (n.0, n.2))
         .collect();
     for (size, off) in unmatched {
@@ -737,14 +737,6 @@ fn check_block(
                 if st.ckpt_at < st.ckpts.len() && st.ckpts[st.ckpt_at].seq <= seq {
                     st.check_ckpts(seq, &head);
                 }
-                if st.tree_ok && st.tree.size + 1 == seq {
-                    st.tree.push(leaf_hash(payload));
-                    if st.note_at < st.notes.len() && st.notes[st.note_at].0 <= seq {
-                        st.check_notes(seq);
-                    }
-                } else {
-                    st.tree_ok = false;
-                }
                 seq += 1;
             }
         }
@@ -801,6 +793,10 @@ fn check_block(
             "block MAC does not verify: not written by this ledger's writer (appended or rewritten behind its back), after the last signed checkpoint",
         );
     }
+    st.send_tree(TreeMsg::Block {
+        first: st.next,
+        area: area.clone(),
+    });
     st.report.records += held;
     st.report.bytes += bytes;
     st.next = seq;
@@ -1005,4 +1001,82 @@ fn load_notes(dir: &Path, st: &mut State) -> Result<(), LedgerError> {
         });
     }
     Ok(())
+}
+
+/// What the tree thread of `verify` is fed: the records of a block that checked out, or the
+/// leaf hashes of a removed segment.
+enum TreeMsg {
+    Block { first: u64, area: Vec<u8> },
+    Leaves { first: u64, leaves: Vec<[u8; 32]> },
+}
+
+/// The Merkle tree recomputed from the records, held against the signed notes as it grows.
+struct TreeCheck {
+    tree: Frontier,
+    /// False once a record is missing (a block that did not check out): the tree stops there.
+    ok: bool,
+    /// Signed notes (size, root, offset), by size.
+    notes: Vec<(u64, crate::merkle::Hash, u64)>,
+    at: usize,
+    problems: Vec<Problem>,
+    matched: u32,
+    signed_size: Option<u64>,
+}
+
+impl TreeCheck {
+    fn take(&mut self, m: TreeMsg) {
+        match m {
+            TreeMsg::Block { first, area } => {
+                for (i, r) in RecordsIn::new(&area).enumerate() {
+                    match r {
+                        Ok((_, p)) => self.push(first + i as u64, leaf_hash(p)),
+                        Err(_) => {
+                            self.ok = false;
+                            return;
+                        }
+                    }
+                }
+            }
+            TreeMsg::Leaves { first, leaves } => {
+                for (i, l) in leaves.iter().enumerate() {
+                    self.push(first + i as u64, crate::merkle::Hash(*l));
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, seq: u64, leaf: crate::merkle::Hash) {
+        if !self.ok || self.tree.size + 1 != seq {
+            self.ok = false;
+            return;
+        }
+        self.tree.push(leaf);
+        if self.at < self.notes.len() && self.notes[self.at].0 <= seq {
+            self.check(seq);
+        }
+    }
+
+    /// Checks the signed notes for tree size `size` against the recomputed tree.
+    fn check(&mut self, size: u64) {
+        while self.at < self.notes.len() && self.notes[self.at].0 < size {
+            self.at += 1;
+        }
+        while self.at < self.notes.len() && self.notes[self.at].0 == size {
+            let (_, root, off) = self.notes[self.at];
+            if self.tree.root() == root {
+                self.matched += 1;
+                self.signed_size = Some(size);
+            } else {
+                self.problems.push(Problem {
+                    seq: Some(size),
+                    segment: NOTES_FILE.into(),
+                    offset: off,
+                    what: format!(
+                        "checkpoint note for tree size {size} does not match the Merkle root of the records"
+                    ),
+                });
+            }
+            self.at += 1;
+        }
+    }
 }

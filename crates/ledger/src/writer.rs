@@ -698,8 +698,9 @@ impl Ledger {
             mac_key,
             last_note_size: last_note.map(|(s, _)| s),
         };
-        // The key is accepted: its public key file beside it says the same.
-        load_or_create_key(&key_path)?;
+        // The key is accepted: its public key file beside it says the same (best effort: a
+        // key read from a descriptor has no directory to write beside).
+        crate::checkpoint::sync_public_key(&key_path, &ledger.key);
         if needs_roll {
             // Migration: appends go to a new version-2 segment; version-1 segments are never
             // written again.

@@ -210,3 +210,48 @@ fn retention_removes_payloads_and_keeps_the_tree_verifiable() {
     let rep = verify(&dir, &VerifyOptions::default()).expect("verify");
     assert!(!rep.ok());
 }
+
+/// A note signed by the ledger's own key over a root the records do not have (what a writer
+/// bug or a key holder's forgery would leave) is reported at that note.
+#[test]
+fn a_signed_note_over_another_root_is_reported() {
+    struct S(ed25519_dalek::SigningKey, String);
+    impl signed_note::Signer for S {
+        fn name(&self) -> &str {
+            &self.1
+        }
+        fn key_id(&self) -> u32 {
+            let mut pk = vec![1u8];
+            pk.extend_from_slice(self.0.verifying_key().as_bytes());
+            signed_note::key_id(&self.1, &pk)
+        }
+        fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
+            use ed25519_dalek::Signer as _;
+            Ok(self.0.sign(msg).to_bytes().to_vec())
+        }
+    }
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 50);
+    let text = std::fs::read_to_string(t.path().join("keys/ledger.ed25519")).expect("key");
+    let key = ledger::parse_key(&text).expect("parse");
+    let origin = ledger::read_origin(&dir).expect("origin").expect("some");
+    let ck = tlog_tiles::Checkpoint::new(&origin, 50, ledger::Hash([7; 32]), "").expect("ck");
+    let mut note = signed_note::Note::new(&ck.to_bytes(), &[]).expect("note");
+    note.add_sigs(&[&S(key, origin)]).expect("sign");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join(ledger::NOTES_FILE))
+        .expect("open");
+    let mut b = note.to_bytes();
+    b.push(b'\n');
+    std::io::Write::write_all(&mut f, &b).expect("append");
+    let rep = verify(&dir, &VerifyOptions::default()).expect("verify");
+    assert!(!rep.ok());
+    let p = rep
+        .problems
+        .iter()
+        .find(|p| p.segment == ledger::NOTES_FILE)
+        .expect("a notes problem");
+    assert_eq!(p.seq, Some(50));
+    assert!(p.what.contains("does not match the Merkle root"), "{p}");
+}

@@ -20,6 +20,19 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
+/// The signing key given on the command line (`--key-fd`), for every data directory opened.
+static KEY_OVERRIDE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Sets the key path every [`DataDir::signing_key`] returns (`--key-fd N`).
+pub fn set_key_override(path: PathBuf) {
+    let _ = KEY_OVERRIDE.set(path);
+}
+
+/// Whether the signing key comes from `--key-fd`.
+pub fn key_overridden() -> bool {
+    KEY_OVERRIDE.get().is_some()
+}
+
 /// Format version of the directory layout written by this build: 2 since the ledger's Merkle
 /// tree, signed checkpoint notes and block MACs (ledger format 2). Version 1 is turned into 2
 /// by `pugmark migrate`; every other verb refuses it.
@@ -226,14 +239,21 @@ impl DataDir {
     /// The checkpoint signing key: `DATA/keys/ledger.ed25519`, or the path named in
     /// `DATA/keys/ledger.location` when the key is kept outside the data directory.
     pub fn signing_key(&self) -> PathBuf {
+        if let Some(p) = KEY_OVERRIDE.get() {
+            return p.clone();
+        }
         match fs::read_to_string(self.keys().join(KEY_LOCATION_FILE)) {
             Ok(p) if !p.trim().is_empty() => PathBuf::from(p.trim_end_matches('\n')),
             _ => self.keys().join("ledger.ed25519"),
         }
     }
 
-    /// The public key file that goes with [`DataDir::signing_key`].
+    /// The public key file that goes with [`DataDir::signing_key`] (in `DATA/keys/` when the
+    /// key comes from a descriptor).
     pub fn public_key(&self) -> PathBuf {
+        if KEY_OVERRIDE.get().is_some() {
+            return self.keys().join("ledger.ed25519.pub");
+        }
         ledger::public_key_path(&self.signing_key())
     }
 }

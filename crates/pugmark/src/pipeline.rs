@@ -259,6 +259,20 @@ impl Pipeline {
         }
         let (ledger, open_report) = Ledger::open(&dd.ledger(), opts)
             .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+        if crate::datadir::key_overridden() {
+            // The key came from a descriptor: its public key goes to DATA/keys for verify.
+            let p = dd.public_key();
+            let want: String = ledger
+                .public_key()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            if std::fs::read_to_string(&p).unwrap_or_default().trim() != want {
+                std::fs::create_dir_all(dd.keys())
+                    .and_then(|()| std::fs::write(&p, format!("{want}\n")))
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+        }
         if open_report.created {
             // A new ledger got its key just now: say where, once.
             eprintln!(

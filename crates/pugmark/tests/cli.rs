@@ -1793,9 +1793,58 @@ fn retention_removes_old_segments_verifiably_and_respects_holds() {
     assert_eq!(count(&data, &["host2"]), 40);
     let hits = ok(&data, &["search", "host1"]);
     assert!(hits.contains("removed by policy"), "{hits}");
-    ok(&data, &["reindex"]);
+    let re = ok(&data, &["reindex"]);
+    assert!(re.contains("removed by policy"), "{re}");
     assert_eq!(count(&data, &["host1"]), 0);
     assert_eq!(count(&data, &["host2"]), 40);
     // The retention records are in the ledger and searchable.
     assert!(ok(&data, &["search", "pugmark_ledger"]).contains("retention"));
+}
+
+/// Issue 11: the signing key can come from a file descriptor (`--key-fd`), never touching the
+/// data directory; the public key lands in DATA/keys for verify.
+#[test]
+fn the_signing_key_can_come_from_a_descriptor() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    let key = t.path().join("secret.key");
+    fs::write(&key, format!("{}\n", "5a".repeat(32))).unwrap();
+    let log = t.path().join("a.log");
+    fs::write(&log, "<13>Oct 11 22:14:15 host app: from fd\n").unwrap();
+    let run = |args: &[&str]| {
+        let f = fs::File::open(&key).unwrap();
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("exec \"$0\" \"$@\" 3<\"{}\"", key.display()))
+            .arg(bin())
+            .arg("--key-fd")
+            .arg("3")
+            .args(args)
+            .arg("--data")
+            .arg(&data)
+            .stdin(Stdio::from(f))
+            .output()
+            .unwrap()
+    };
+    let out = run(&["ingest", log.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!data.join("keys/ledger.ed25519").try_exists().unwrap());
+    let v = json(&data, &["verify"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["signed_size"], v["records"]);
+    // Without the descriptor the ledger's key is missing: writers refuse.
+    let out = pugmark(&data, &["ingest", log.to_str().unwrap()]);
+    assert!(!out.status.success());
+    // With it again, fine.
+    fs::write(&log, "<13>Oct 11 22:14:16 host app: again\n").unwrap();
+    let out = run(&["ingest", log.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

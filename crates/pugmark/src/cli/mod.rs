@@ -38,6 +38,12 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Read the checkpoint signing key (64 hex digits) from this open file descriptor instead
+    /// of DATA/keys (e.g. `--key-fd 3 3</run/secrets/pugmark.key`, or a memfd from a secrets
+    /// agent). It must be a file that can be read again from the start (`/proc/self/fd/N` is
+    /// reopened at each ledger open), not a pipe.
+    #[arg(long, global = true, env = "PUGMARK_KEY_FD")]
+    pub key_fd: Option<u32>,
 }
 
 /// Where the data lives; shared by every verb.
@@ -106,6 +112,9 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(fd) = cli.key_fd {
+        crate::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
+    }
     match cli.command {
         Command::Ingest(a) => ingest::run(a),
         Command::Search(a) => search::run(a),
