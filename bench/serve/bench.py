@@ -14,6 +14,10 @@
    Steps 2 and 3 alternate REPEAT times (env, default 3); the table gives medians.
 4. RELP: rsyslog imptcp -> omrelp -> pugmark serve; clock stops when pugmark's ledger holds N.
 5. loggen (syslog-ng's, extracted from the .deb, see PEERS.md) against both, if LOGGEN is set.
+With WITNESS=1 (issue 11) every pugmark serve pushes its checkpoints (one a second) to a
+`pugmark witness serve` of its own on loopback, with the consistency proof, and records each
+cosignature (fsync) beside the ledger: the durable figures then include the Merkle tree and
+the witness push.
 Writes OUT_MD (markdown) and OUT_MD.json.
 """
 import json
@@ -144,6 +148,30 @@ def sender_config():
 
 
 SENDERS = sender_config()
+WITNESS = os.environ.get("WITNESS") == "1"
+
+
+def with_witness(data, name):
+    """A fresh ledger with a fixed origin, a witness following it, and a config that pushes
+    to it: returns (config path, witness process)."""
+    subprocess.run([PM, "keys", "init", "--data", data, "--origin", f"pugmark.bench-{name}/ledger"],
+                   check=True, capture_output=True)
+    log = subprocess.run([PM, "witness", "log-vkey", "--data", data],
+                         check=True, capture_output=True, text=True).stdout.strip()
+    wdir = data + ".witness"
+    shutil.rmtree(wdir, ignore_errors=True)
+    vkey = subprocess.run([PM, "witness", "init", "--data", wdir, "--name", "bench.example/w"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    port = free_port()
+    w = subprocess.Popen([PM, "witness", "serve", "--data", wdir, "--listen", f"127.0.0.1:{port}", "--log", log],
+                         stdout=subprocess.DEVNULL, stderr=open(wdir + ".log", "w"))
+    wait_port(port)
+    path = data + ".toml"
+    with open(SENDERS) as f:
+        base = f.read()
+    with open(path, "w") as f:
+        f.write(base + f'\n[[witnesses]]\nname = "bench"\nurl = "http://127.0.0.1:{port}"\nvkey = "{vkey}"\n')
+    return path, w
 
 
 class Serve:
@@ -152,9 +180,10 @@ class Serve:
         shutil.rmtree(self.data, ignore_errors=True)
         self.tcp, self.relp, self.http = free_port(), free_port(), free_port()
         a = lambda p: f"127.0.0.1:{p}"
+        config, self.witness = (with_witness(self.data, name) if WITNESS else (SENDERS, None))
         self.p = subprocess.Popen(
             [PM, "serve", "--data", self.data, "--syslog-udp", "none", "--netflow", "none", "--syslog-tcp", a(self.tcp),
-             "--relp", a(self.relp), "--http", a(self.http), "--config", SENDERS],
+             "--relp", a(self.relp), "--http", a(self.http), "--config", config],
             stdout=subprocess.DEVNULL, stderr=open(self.data + ".log", "w"))
         wait_port(self.http)
         self.rss_peak = 0
@@ -193,11 +222,17 @@ class Serve:
         except ValueError:
             return 0
 
+    def cosigned(self):
+        return metric(self.http, 'pugmark_witness_cosigned_size{witness="bench"}')
+
     def stop(self):
         t = time.time()
         stop(self.p)
         self.sampling = False
-        return time.time() - t
+        took = time.time() - t
+        if self.witness:
+            stop(self.witness)
+        return took
 
 
 def until(cond, what, secs=600, every=0.02):
@@ -250,6 +285,10 @@ def pugmark_round():
     until(lambda: s.durable() >= N, "pugmark durable")
     r["durable_s"] = time.time() - t0
     r["cpu_until_durable_s"] = s.cpu_s() - c0
+    if WITNESS:
+        # The witness has cosigned everything within about a second of the last batch.
+        until(lambda: s.cosigned() >= N, "witness cosigned N", every=0.05)
+        r["cosigned_s"] = time.time() - t0
     # Each `search` process costs ~10 ms of CPU; polling every 20 ms took a third of a core
     # from the indexer it measures. Every 250 ms: the searchable time is late by < 0.25 s.
     until(lambda: s.searchable() >= N, "pugmark searchable", every=0.25)
@@ -365,7 +404,8 @@ with open(OUT + ".json", "w") as f:
     json.dump(res, f, indent=2)
 k = lambda v: f"{v / 1000:.0f}k"
 rounds = ", ".join(f"{r['durable_ratio']:.2f}" for r in R)
-md = [f"N = {N:,} RFC 5424 messages, 199 B + LF, octet-counted, one TCP connection (python sendfile). "
+md = [("With the Merkle tree and a witness push every second (WITNESS=1). " if WITNESS else "") +
+      f"N = {N:,} RFC 5424 messages, 199 B + LF, octet-counted, one TCP connection (python sendfile). "
       f"Load average before {res['load_before']} (before pugmark's TCP run {res['load_before_pugmark']}), after {res['load_after']}.", "",
       "| measure | rsyslog | pugmark | ratio |", "|---|---|---|---|",
       f"| imptcp → omfile vs durable in ledger (msg/s, median of {REPEAT} alternating rounds) | {k(res['rsyslog_omfile_rate'])} | {k(res['pugmark_durable_rate'])} | {res['durable_ratio']:.2f}× |",
@@ -377,6 +417,9 @@ md = [f"N = {N:,} RFC 5424 messages, 199 B + LF, octet-counted, one TCP connecti
       f"| pugmark process CPU for N (until durable / until indexed) | | {res['pugmark_cpu_until_durable_s']:.1f} s / {res['pugmark_cpu_until_indexed_s']:.1f} s | |",
       f"| pugmark peak RSS (TCP run / RELP run) | | {res['pugmark_rss_peak_mb']:.0f} MB / {res['relp_rss_peak_mb']:.0f} MB | |",
       f"| pugmark SIGTERM → exit (flush, commit, checkpoint) | | {res['pugmark_shutdown_s']:.1f} s | |"]
+if WITNESS:
+    cos = median([r["cosigned_s"] for r in R])
+    md.append(f"| witness cosigned all N (s after the first byte; median) | | {cos:.1f} s | |")
 if "loggen_rsyslog_rate" in res:
     md.append(f"| loggen -P -s 200 (msg/s) | {k(res['loggen_rsyslog_rate'])} | {k(res['loggen_pugmark_rate'])} | "
               f"{res['loggen_pugmark_rate'] / res['loggen_rsyslog_rate']:.2f}× |")

@@ -15,6 +15,7 @@
 //! witnesses     their key names (checked by `proof check --witness-key`)
 //! records       [{seq, record (base64 of the stored bytes), proof: [base64 hashes]}]
 //! unproven      seqs cited but after the checkpoint (signed at the next one)
+//! removed       [{seq, removed_by}]: cited records whose payload a retention policy removed
 //! ```
 
 use std::collections::{BTreeSet, HashMap};
@@ -91,9 +92,15 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
     let mut reader = ledger::LedgerReader::open(ledger_dir)?;
     let mut records = Vec::new();
     let mut unproven = Vec::new();
+    let mut removed = Vec::new();
     for &seq in seqs {
         if seq > size {
             unproven.push(seq);
+            continue;
+        }
+        if let Some(by) = reader.removed_by(seq) {
+            // Its payload is gone by policy: nothing to prove the bytes of.
+            removed.push(json!({"seq": seq, "removed_by": by}));
             continue;
         }
         let bytes = reader
@@ -118,6 +125,7 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
         "witnesses": witnesses,
         "records": records,
         "unproven": unproven,
+        "removed": removed,
     })))
 }
 
@@ -301,7 +309,7 @@ pub fn check(i: &Value, log_vkey: Option<&str>, witness_vkeys: &[String]) -> Che
         match (bytes, proof) {
             (Some(bytes), Some(proof)) if seq > 0 => {
                 let leaf = ledger::leaf_hash(&bytes);
-                if ledger::check_record(&proof, size, root, seq - 1, leaf).is_ok() {
+                if ledger::check_inclusion(&proof, size, root, seq, leaf).is_ok() {
                     records_ok += 1;
                 } else {
                     problems.push(format!(

@@ -474,19 +474,19 @@ pub fn check_all(ledger_dir: &Path, specs: &[WitnessSpec]) -> anyhow::Result<Vec
         roots.insert(0, f.root());
     }
     let reader = ledger::LedgerReader::open(ledger_dir)?;
-    let max = wanted.last().copied().unwrap_or(0);
-    if max > 0 {
-        reader.scan_from(1, |_, payload| {
-            f.push(ledger::leaf_hash(payload));
+    let max = wanted.last().copied().unwrap_or(0).min(reader.len());
+    // Leaf hashes from the records (or, for segments a retention policy removed, from the
+    // leaves their stubs keep), a million at a time.
+    let mut next = 1u64;
+    while next <= max {
+        let count = (max - next + 1).min(1 << 20);
+        for leaf in reader.leaf_hashes(next, count)? {
+            f.push(leaf);
             if wanted.binary_search(&f.size()).is_ok() {
                 roots.insert(f.size(), f.root());
             }
-            if f.size() >= max {
-                std::ops::ControlFlow::Break(())
-            } else {
-                std::ops::ControlFlow::Continue(())
-            }
-        })?;
+        }
+        next += count;
     }
     let local = reader.len();
     for (i, c) in held {
@@ -525,4 +525,58 @@ pub fn check_all(ledger_dir: &Path, specs: &[WitnessSpec]) -> anyhow::Result<Vec
         w.local_size = local;
     }
     Ok(out.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The streaming root equals the RFC 6962 root of the same leaves (the ledger's
+    /// `root_of`, over `tlog_tiles`) at every size up to 300, crossing several powers of 2.
+    #[test]
+    fn frontier_root_is_the_rfc6962_root_at_every_size() {
+        let mut f = Frontier::default();
+        let mut leaves = Vec::new();
+        assert_eq!(f.root(), ledger::root_of(&leaves));
+        for i in 0u32..300 {
+            let leaf = ledger::leaf_hash(&i.to_be_bytes());
+            leaves.push(leaf);
+            f.push(leaf);
+            assert_eq!(f.root(), ledger::root_of(&leaves), "size {}", i + 1);
+        }
+    }
+
+    /// The last note read from the tail of the notes file is the one `read_notes` parses
+    /// last, also with a torn append after it and with more than 64 KiB of notes before.
+    #[test]
+    fn latest_own_reads_the_last_complete_note_from_the_tail() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(ledger::NOTES_FILE);
+        let note = |n: u64| {
+            format!(
+                "pugmark.t/ledger\n{n}\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n\n\u{2014} pugmark.t/ledger AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA{n:04}\n"
+            )
+        };
+        assert_eq!(latest_own(dir.path()).expect("read"), None);
+        let mut file = String::new();
+        for n in 1..=600 {
+            file.push_str(&note(n));
+            file.push('\n');
+        }
+        std::fs::write(&path, &file).expect("write");
+        assert!(file.len() > 64 * 1024);
+        let want = note(600).into_bytes();
+        assert_eq!(latest_own(dir.path()).expect("read"), Some(want.clone()));
+        for torn in [
+            "pugmark.t/led",
+            "pugmark.t/ledger\n601\nCQkJ\n\n\u{2014} pugm",
+        ] {
+            std::fs::write(&path, format!("{file}{torn}")).expect("write");
+            assert_eq!(
+                latest_own(dir.path()).expect("read"),
+                Some(want.clone()),
+                "{torn:?}"
+            );
+        }
+    }
 }

@@ -145,6 +145,12 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 }
             );
         }
+        for &(first, count, record) in &report.removed {
+            println!(
+                "removed by policy (record #{record}): #{first}..#{}, {count} record(s); their leaf hashes are kept and checked",
+                first + count - 1
+            );
+        }
         if specs.is_empty() {
             println!("note: {UNWITNESSED}");
         }
@@ -165,12 +171,6 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             if let Some(n) = &w.note {
                 println!("  note: {n}");
             }
-        }
-        for &(first, count, record) in &report.removed {
-            println!(
-                "removed by policy (record #{record}): #{first}..#{}, {count} record(s); their leaf hashes are kept and checked",
-                first + count - 1
-            );
         }
         // Derived files are not evidence: reported, never a failure.
         for p in &report.derived {

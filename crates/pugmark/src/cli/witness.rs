@@ -56,7 +56,7 @@ pub struct ServeArgs {
     /// (the collector's `pugmark keys` / `DATA/keys/` vkey). Repeat for more logs.
     #[arg(long = "log", value_name = "ORIGIN=VKEY")]
     pub logs: Vec<String>,
-    /// A TOML config (version = 1, listen, data, [[logs]] origin + vkey); flags add to it.
+    /// A TOML config (version = 1, listen, data, `[[logs]]` origin + vkey); flags add to it.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Check the config and flags, print what would be served, and exit.
