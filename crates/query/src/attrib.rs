@@ -200,8 +200,20 @@ fn is_deletion(o: &VmObs) -> bool {
 impl Site {
     pub fn load(store: &FactStore) -> anyhow::Result<Site> {
         let mut s = Site::default();
-        for uuid in store.all_vms()? {
-            let obs = store.vm_observations(&uuid)?;
+        // One query for the whole site (by VM, each in time order), cut into VMs.
+        let mut obs: Vec<VmObs> = Vec::new();
+        for o in store.all_vm_observations()? {
+            if let Some(uuid) = obs
+                .last()
+                .filter(|l| l.uuid != o.uuid)
+                .map(|l| l.uuid.clone())
+            {
+                s.insert(uuid, std::mem::take(&mut obs));
+            }
+            obs.push(o);
+        }
+        if let Some(first) = obs.first() {
+            let uuid = first.uuid.clone();
             s.insert(uuid, obs);
         }
         Ok(s)

@@ -32,7 +32,8 @@ pub struct HuntArgs {
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
     /// JSON output: {"hits": [{"indicator", "time", "observer", "summary", "seq", "matches":
-    /// [who match objects]}], "truncated"}.
+    /// [who match objects], "reported", "sender", "attribution" (a VM's own records: {how:
+    /// uuid|address|hostname|ambiguous|none, vm, candidates})}], "truncated"}.
     #[arg(long)]
     pub json: bool,
     /// One search per indicator, each hit resolved on its own (slow; the oracle the default
@@ -111,10 +112,15 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
             .as_ref()
             .map(|s| format!(" (sent from {s})"))
             .unwrap_or_default();
+        let by = h
+            .attribution
+            .as_ref()
+            .map(|a| format!(" {}", a.text()))
+            .unwrap_or_default();
         super::text_line(
             &mut out,
             &format!(
-                "{} {} [{}] #{} {}{reported} -> {who}{sender}",
+                "{} {} [{}] #{} {}{reported} -> {who}{sender}{by}",
                 h.time, h.indicator, h.observer, h.seq, h.summary
             ),
         )?;

@@ -423,16 +423,26 @@ impl FactStore {
 
     /// Every observation of one VM, in time order (ties by ledger position).
     pub fn vm_observations(&self, uuid: &str) -> Result<Vec<VmObs>> {
-        let mut st = self
-            .conn
-            .prepare_cached(
-                "SELECT seq, time_ns, observer, uuid, event_type, state, hypervisor, name,
-                 hostname, user_id, project_id, image, ips, macs, summary
-                 FROM vm_obs WHERE uuid = ?1 ORDER BY time_ns, seq",
-            )
-            .map_err(self.sql())?;
+        self.vm_obs_where(
+            "WHERE uuid = ?1 ORDER BY time_ns, seq",
+            params![uuid.to_lowercase()],
+        )
+    }
+
+    /// Every observation of every VM, by VM (uuid order), each VM's in time order (ties by
+    /// ledger position): one query where attribution loads the whole site's leases.
+    pub fn all_vm_observations(&self) -> Result<Vec<VmObs>> {
+        self.vm_obs_where("ORDER BY uuid, time_ns, seq", params![])
+    }
+
+    fn vm_obs_where(&self, tail: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<VmObs>> {
+        let sql = format!(
+            "SELECT seq, time_ns, observer, uuid, event_type, state, hypervisor, name,
+             hostname, user_id, project_id, image, ips, macs, summary FROM vm_obs {tail}"
+        );
+        let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
         let rows = st
-            .query_map(params![uuid.to_lowercase()], |r| {
+            .query_map(p, |r| {
                 let observer: String = r.get(2)?;
                 let ips: Option<String> = r.get(12)?;
                 let macs: Option<String> = r.get(13)?;
