@@ -13,6 +13,7 @@ mod report;
 mod search;
 mod serve;
 mod site_config;
+mod spool;
 mod timeline;
 mod token;
 mod verify;
