@@ -21,6 +21,9 @@ use std::process::{Command, Output};
 
 mod common;
 use common::*;
+#[path = "common/site_pki.rs"]
+mod site_pki;
+use site_pki::make_pki;
 
 /// The programs the checks need; `None` (a skip, or a failure under CI) when one is missing.
 struct Tools {
@@ -56,84 +59,6 @@ fn said(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-/// A test PKI as the generated configs expect it under /etc/pki/pugmark/: the site CA, the
-/// collector's certificate (names `pugmark.example.org`, `localhost`, 127.0.0.1, and the
-/// addresses the namespace test uses), a hypervisor's (`host`, SAN hv01.example.org) and a
-/// VM's.
-pub fn make_pki(openssl: &Path, dir: &Path) {
-    fs::create_dir_all(dir).unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(openssl)
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "openssl {args:?}: {}", said(&out));
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=site-ca",
-    ]);
-    for (n, cn, san) in [
-        (
-            "server",
-            "pugmark.example.org",
-            "DNS:pugmark.example.org,DNS:localhost,IP:127.0.0.1,IP:10.231.0.1",
-        ),
-        ("host", "hv01.example.org", "DNS:hv01.example.org"),
-        ("hv01", "hv01.example.org", "DNS:hv01.example.org"),
-        ("vm", "vm.example.org", "DNS:vm.example.org"),
-    ] {
-        run(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{n}.key"),
-            "-out",
-            &format!("{n}.csr"),
-            "-subj",
-            &format!("/CN={cn}/O=Site"),
-        ]);
-        fs::write(
-            dir.join(format!("{n}.ext")),
-            format!(
-                "subjectAltName={san}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth,clientAuth\n"
-            ),
-        )
-        .unwrap();
-        run(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{n}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &format!("{n}.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{n}.ext"),
-        ]);
-    }
 }
 
 /// What a file is, for the program that reads it.
@@ -836,4 +761,140 @@ fn sender_from_path_stores_the_address_of_a_per_host_directory() {
     );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("{ip}"));
+}
+
+/// `pugmark serve` with the generated config for a stopped / started collector; killed on drop.
+struct SpoolServe(std::process::Child);
+
+impl SpoolServe {
+    fn start(data: &Path, config: &Path) -> SpoolServe {
+        let relp = free_port();
+        let child = Command::new(bin())
+            .args(["serve", "--data"])
+            .arg(data)
+            .arg("--config")
+            .arg(config)
+            .args([
+                "--syslog-udp",
+                "none",
+                "--syslog-tcp",
+                "none",
+                "--http",
+                "none",
+            ])
+            .args(["--netflow", "none", "--syslog-tls", "none"])
+            .args(["--relp", &format!("127.0.0.1:{relp}")])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(data.with_extension("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(relp, "pugmark serve");
+        SpoolServe(child)
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for SpoolServe {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for(data: &Path, query: &str, want: u64) {
+    let start = std::time::Instant::now();
+    loop {
+        let out = pugmark(data, &["search", query, "--count"]);
+        let n: u64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0);
+        if n == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{query}: {n}, not {want}, after 30 s; serve log:\n{}",
+            fs::read_to_string(data.with_extension("serve.log")).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+/// `[spool] dirs`: a Keystone dump renamed into the `cloud` directory is ingested once, as
+/// observer `cloud` (the entry's, not the format's guess), and its users are found; the same
+/// content under another name stores nothing; a dot file (a dump still being written) is
+/// left alone; after a restart nothing is stored twice; the `vo` directory's files are `vo`.
+#[test]
+fn spool_files_are_ingested_once_by_content_under_their_entrys_observer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cloud, vo) = (dir.path().join("spool/cloud"), dir.path().join("spool/vo"));
+    fs::create_dir_all(&cloud).unwrap();
+    fs::create_dir_all(&vo).unwrap();
+    let config = dir.path().join("serve.toml");
+    fs::write(
+        &config,
+        format!(
+            "version = 1\n[spool]\ninterval_secs = 1\ndirs = [\n  {{ path = \"{}\", observer = \"cloud\" }},\n  {{ path = \"{}\", observer = \"vo\" }},\n]\n",
+            cloud.display(),
+            vo.display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let serve = SpoolServe::start(&data, &config);
+    let users = serde_json::json!([
+        {"ID": "u1", "Name": "spoolalice", "Project": "p1", "Domain": "default", "Description": "", "Email": "a@example.org", "Enabled": true},
+        {"ID": "u2", "Name": "spoolbob", "Project": "p1", "Domain": "default", "Description": "", "Email": "b@example.org", "Enabled": true}
+    ])
+    .to_string();
+    fs::write(cloud.join(".keystone-user-1.json"), &users).unwrap();
+    fs::rename(
+        cloud.join(".keystone-user-1.json"),
+        cloud.join("keystone-user-1.json"),
+    )
+    .unwrap();
+    fs::write(
+        cloud.join(".still-writing.json"),
+        users.replace("spool", "dot"),
+    )
+    .unwrap();
+    fs::write(
+        vo.join("history.log"),
+        "2026-12-06T10:00:00+00:00 wn1 condor_starter[1]: spoolvojob started\n",
+    )
+    .unwrap();
+    wait_for(&data, "spoolalice", 1);
+    wait_for(&data, "spoolvojob", 1);
+    let h = json(&data, &["search", "spoolalice"]);
+    assert_eq!(h["hits"][0]["observer"], "cloud", "{h:#}");
+    assert_eq!(
+        json(&data, &["search", "spoolvojob"])["hits"][0]["observer"],
+        "vo"
+    );
+    // The same dump again under another name: nothing new.
+    fs::write(cloud.join("keystone-user-2.json"), &users).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    wait_for(&data, "spoolalice", 1);
+    assert_eq!(count(&data, &["dotalice"]), 0, "dot files are skipped");
+    serve.stop();
+    let serve = SpoolServe::start(&data, &config);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    serve.stop();
+    assert_eq!(
+        count(&data, &["spoolalice"]),
+        1,
+        "a restart stores nothing twice"
+    );
+    assert_eq!(count(&data, &["spoolbob"]), 1);
+    assert_eq!(count(&data, &["spoolvojob"]), 1);
+    let log = fs::read_to_string(data.with_extension("serve.log")).unwrap();
+    assert!(!log.contains("panicked"), "{log}");
 }

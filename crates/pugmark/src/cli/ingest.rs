@@ -979,3 +979,37 @@ fn progress_bar(len: u64, name: &str) -> ProgressBar {
     pb.set_message(name.to_string());
     pb
 }
+
+/// One file of a `serve` spool directory (`[spool] dirs`), ingested as `pugmark ingest`
+/// would (format detected, the same imports dedup: content already stored is skipped) under
+/// the spool entry's observer. A file that is not text is refused (an error naming it).
+pub(super) fn ingest_spool_file(
+    pipeline: &mut Pipeline,
+    dd: &DataDir,
+    path: &Path,
+    observer: Observer,
+) -> anyhow::Result<FileSummary> {
+    let name = path.to_string_lossy().into_owned();
+    let input = Input::open(&name, dd)?;
+    if let Some(why) = not_text(&input)? {
+        input.cleanup();
+        bail!("{why}");
+    }
+    let hints = DecodeHints {
+        year: input
+            .mtime
+            .map_or(YearRule::FromReceived, YearRule::Reference),
+        tz: None,
+    };
+    let stored = ingest_one(
+        pipeline,
+        &input,
+        FormatArg::Auto,
+        &hints,
+        Some(observer),
+        None,
+        &mut |_, _| {},
+    );
+    input.cleanup();
+    stored
+}

@@ -18,6 +18,7 @@ pub(crate) mod retention;
 mod search;
 mod serve;
 mod site_config;
+mod spool;
 mod timeline;
 mod token;
 mod verify;

@@ -91,7 +91,7 @@ pub struct ServeArgs {
     pub check_config: bool,
 }
 
-struct PipelineStore {
+pub(super) struct PipelineStore {
     pipeline: Pipeline,
     ledger_dir: PathBuf,
     /// The NetFlow / IPFIX decoder of the live listener: templates per exporter, bounded
@@ -237,6 +237,59 @@ impl PipelineStore {
         }
         // The writer counts the records it handed over; the derived ones are added here.
         m.ledger_records.fetch_add(derived, Relaxed);
+    }
+}
+
+impl PipelineStore {
+    /// The pipeline, for the spool watcher (`cli/spool.rs`), which holds the store's lock.
+    pub(super) fn pipeline_mut(&mut self) -> &mut Pipeline {
+        &mut self.pipeline
+    }
+}
+
+/// The store shared between serve's writer thread and the spool watcher: each takes the lock
+/// for what it appends (a batch; a whole spool file). Used only when `[spool] dirs` is set.
+struct SharedStore {
+    inner: Arc<std::sync::Mutex<PipelineStore>>,
+    spool: Option<super::spool::Spool>,
+}
+
+impl SharedStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipelineStore> {
+        // A panic in the spool thread while it held the lock leaves the pipeline as the
+        // ledger's own recovery would: go on with it.
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl serve::Store for SharedStore {
+    fn append(&mut self, records: Vec<Envelope>) -> Result<u64, serve::writer::NotStored> {
+        self.lock().append(records)
+    }
+
+    fn recover(&mut self) -> anyhow::Result<()> {
+        self.lock().recover()
+    }
+
+    fn attach_metrics(&mut self, metrics: Arc<serve::metrics::Metrics>) {
+        self.lock().attach_metrics(metrics);
+    }
+
+    fn recent_peer_records(&mut self, n: usize) -> anyhow::Result<Vec<RecordEnvelope>> {
+        self.lock().recent_peer_records(n)
+    }
+
+    fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        if let Some(s) = self.spool.take() {
+            s.stop();
+        }
+        let inner = Arc::try_unwrap(self.inner)
+            .map_err(|_| anyhow::anyhow!("the spool watcher still holds the store"))?
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        serve::Store::finish(Box::new(inner))
     }
 }
 
@@ -386,7 +439,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         witnesses,
         retention: retention.map(|k| (k, dd.clone(), None)),
     };
-    let summary = serve::run(config, Box::new(store), last)?;
+    let summary = if config.spool.is_empty() {
+        serve::run(config, Box::new(store), last)?
+    } else {
+        let inner = Arc::new(std::sync::Mutex::new(store));
+        let spool = super::spool::Spool::start(
+            config.spool.clone(),
+            config.spool_interval,
+            inner.clone(),
+            dd.clone(),
+        )?;
+        serve::run(
+            config,
+            Box::new(SharedStore {
+                inner,
+                spool: Some(spool),
+            }),
+            last,
+        )?
+    };
     eprintln!(
         "pugmark serve: stopped; {} records stored in {} durable batches, ledger closed",
         summary.records, summary.batches
