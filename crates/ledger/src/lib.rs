@@ -25,6 +25,14 @@
 //! - Sidecars (`seg-*.idx`) are derived: checked on load, rebuilt when they do not fit, never
 //!   needed for correctness.
 //! - Only the ledger makes [`Seq`]s.
+//! - Format 2: record `seq` is leaf `seq - 1` of an RFC 6962 Merkle tree (`merkle.rs`); every
+//!   checkpoint is also a C2SP signed note over the tree (`note.rs`); every block carries a MAC
+//!   keyed from the private key seed. A writer never signs what it cannot vouch for: it refuses
+//!   ([`LedgerError::Refused`]) a missing or changed key, a missing checkpoint/notes/origin file
+//!   beside records, records after the last signed checkpoint whose MAC or chain does not check,
+//!   and a tree whose root differs from the last signed note.
+//! - Retention replaces a whole old segment by a stub of its leaf hashes only after the signed
+//!   retention record is durable ([`Ledger::remove_segment`]).
 
 mod checkpoint;
 mod error;
