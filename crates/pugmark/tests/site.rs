@@ -72,6 +72,8 @@ enum Kind {
     Shell,
     Ini,
     ServeToml,
+    /// `pugmark witness serve`'s TOML (docs/SITES.md, issue 11).
+    WitnessToml,
     /// OpenNebula's hook template: no checker here (see the module doc).
     OneHook,
 }
@@ -298,6 +300,16 @@ impl Checker {
                     .output()
                     .unwrap();
                 refused("pugmark serve --check-config", out)
+            }
+            Kind::WitnessToml => {
+                let path = work.join(name);
+                fs::write(&path, text).unwrap();
+                let out = Command::new(bin())
+                    .args(["witness", "serve", "--check-config", "--config"])
+                    .arg(&path)
+                    .output()
+                    .unwrap();
+                refused("pugmark witness serve --check-config", out)
             }
             Kind::OneHook => Ok(()),
         }
@@ -610,6 +622,7 @@ fn doc_kind(lang: &str, body: &str) -> Option<(Kind, String)> {
             (Kind::CloudConfig, "cloud-config.yaml".into())
         }
         "ini" => (Kind::Ini, named),
+        "toml" if first.contains("witness.toml") => (Kind::WitnessToml, "witness.toml".into()),
         "toml" => (Kind::ServeToml, "serve.toml".into()),
         "systemd" => (Kind::Systemd, named),
         "sh" => (Kind::Shell, "snippet.sh".into()),
