@@ -326,6 +326,9 @@ pub(crate) struct Frontier {
     /// `pending[k]`: the last hash at level `STORED_LEVEL + k` when that level's count is odd.
     pending: Vec<Option<Hash>>,
     out: Vec<(u8, Hash)>,
+    /// The tree files appended to so far, kept open (`files[k]`: level `STORED_LEVEL + k`):
+    /// `flush` runs after every batch and must not open and close each level's file each time.
+    files: Vec<Option<std::sync::Arc<File>>>,
 }
 
 impl Frontier {
@@ -389,11 +392,28 @@ impl Frontier {
                 continue;
             }
             let level = STORED_LEVEL + k as u8;
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(level_path(dir, level))?;
-            f.write_all(bytes)?;
+            if self.files.len() <= k {
+                self.files.resize(k + 1, None);
+            }
+            let f = match &self.files[k] {
+                Some(f) => f.clone(),
+                None => {
+                    let f = std::sync::Arc::new(
+                        OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(level_path(dir, level))?,
+                    );
+                    self.files[k] = Some(f.clone());
+                    f
+                }
+            };
+            if let Err(e) = (&*f).write_all(bytes) {
+                // A failed append may have written part: the next open starts afresh (the
+                // writer is marked failed and `restore` cuts the files to a whole size).
+                self.files[k] = None;
+                return Err(e);
+            }
             touched.push(level);
         }
         Ok(touched)

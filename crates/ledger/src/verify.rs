@@ -718,6 +718,7 @@ fn check_block(
                     off,
                     format!("record framing broken at byte {at} of the block"),
                 );
+                send_verified_prefix(st, area, seq);
                 st.resync(h);
                 return (0, 0);
             }
@@ -730,6 +731,7 @@ fn check_block(
                         off,
                         format!("record #{seq} does not match its chain tag: altered, inserted, deleted or reordered"),
                     );
+                    send_verified_prefix(st, area, seq);
                     st.resync(h);
                     return (0, 0);
                 }
@@ -1011,6 +1013,25 @@ enum TreeMsg {
 }
 
 /// The Merkle tree recomputed from the records, held against the signed notes as it grows.
+/// The records of a block before the first bad one (`st.next .. bad`) chained correctly:
+/// their leaves go to the tree, so that a signed note over them is still checked and the
+/// first finding is the bad record, not "note not checked" at an earlier size.
+fn send_verified_prefix(st: &State, area: &[u8], bad: u64) {
+    let n = bad.saturating_sub(st.next) as usize;
+    if n == 0 {
+        return;
+    }
+    let leaves: Vec<[u8; 32]> = RecordsIn::new(area)
+        .take(n)
+        .map_while(Result::ok)
+        .map(|(_, p)| leaf_hash(p).0)
+        .collect();
+    st.send_tree(TreeMsg::Leaves {
+        first: st.next,
+        leaves,
+    });
+}
+
 struct TreeCheck {
     tree: Frontier,
     /// False once a record is missing (a block that did not check out): the tree stops there.
