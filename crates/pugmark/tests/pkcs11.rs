@@ -160,6 +160,14 @@ fn a_token_keyed_ledger_ingests_checkpoints_and_verifies_with_the_public_key() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["records"], 4, "{v}");
     assert_eq!(v["signed_size"], v["records"], "{v}");
+    assert_eq!(v["macs_checked"], false, "no token at hand: {v}");
+    // With the token (and its PIN) verify also checks the block MACs.
+    let v = tok.json(&data, &["verify", "--pubkey", &public]);
+    assert_eq!(
+        (&v["ok"], &v["macs_checked"]),
+        (&true.into(), &true.into()),
+        "{v}"
+    );
     // DATA/keys holds the URI and the public key; no private key file anywhere in DATA.
     let mut keys: Vec<String> = fs::read_dir(data.join("keys"))
         .unwrap()
