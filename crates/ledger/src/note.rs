@@ -304,8 +304,13 @@ mod tests {
     fn sign_parse_verify_round_trip() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let origin = "pugmark.test/ledger";
-        let note = sign_checkpoint(origin, &KeySigner::File(key.clone()), 42, Hash([9; 32]))
-            .expect("sign");
+        let note = sign_checkpoint(
+            origin,
+            &KeySigner::File(Box::new(key.clone())),
+            42,
+            Hash([9; 32]),
+        )
+        .expect("sign");
         let text = String::from_utf8(note.clone()).expect("utf8");
         assert!(text.starts_with("pugmark.test/ledger\n42\n"), "{text}");
         assert!(text.contains("\n\n\u{2014} pugmark.test/ledger "), "{text}");

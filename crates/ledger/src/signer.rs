@@ -47,7 +47,8 @@ pub fn token_mac_key(signature: &[u8; 64]) -> [u8; 32] {
 /// The ledger's signing key: a seed read from a key file, or an external signer.
 #[derive(Clone)]
 pub(crate) enum KeySigner {
-    File(SigningKey),
+    // Boxed: a SigningKey (224 bytes) beside a fat pointer.
+    File(Box<SigningKey>),
     External(Arc<dyn ExternalSigner>),
 }
 
@@ -140,7 +141,7 @@ mod tests {
     #[test]
     fn token_mac_key_differs_from_the_seed_mac_key_and_is_stable() {
         let k = SigningKey::from_bytes(&[9; 32]);
-        let file = KeySigner::File(k.clone());
+        let file = KeySigner::File(Box::new(k.clone()));
         let ext = KeySigner::External(Arc::new(Soft(k)));
         assert_eq!(file.public_key(), ext.public_key());
         let (a, b) = (file.mac_key().unwrap(), ext.mac_key().unwrap());

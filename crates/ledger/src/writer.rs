@@ -318,14 +318,14 @@ impl Ledger {
             // A token: nothing is read from or written beside `key_path`.
             (Some(s), _) => KeySigner::External(s.clone()),
             // Its public key file is brought in step at the end, once the key is accepted.
-            (None, Some(k)) => KeySigner::File(k),
+            (None, Some(k)) => KeySigner::File(Box::new(k)),
             (None, None) if !list_segments(dir)?.is_empty() => {
                 return Err(LedgerError::Refused(format!(
                     "the signing key {} is missing and the ledger already exists: a new key is never made silently; restore the key, or run `pugmark keys rotate`",
                     key_path.display()
                 )));
             }
-            (None, None) => KeySigner::File(load_or_create_key(&key_path)?),
+            (None, None) => KeySigner::File(Box::new(load_or_create_key(&key_path)?)),
         };
         let key_name = key
             .describe()
