@@ -285,9 +285,13 @@ impl Token {
             Err(e) => return Err(ck(u, "initialising the module", e)),
         }
         let slot = find_slot(&ctx, uri)?;
-        let session = ctx
-            .open_rw_session(slot)
-            .map_err(|e| ck(u, "opening a session", e))?;
+        // Read-write only to make a key pair; signing needs no more than read-only.
+        let session = if generate {
+            ctx.open_rw_session(slot)
+        } else {
+            ctx.open_ro_session(slot)
+        }
+        .map_err(|e| ck(u, "opening a session", e))?;
         match session.login(UserType::User, Some(&pin)) {
             Ok(()) | Err(CkError::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
             Err(e) => return Err(ck(u, "logging in", e)),

@@ -310,3 +310,65 @@ fn rotating_from_a_key_file_to_a_token_and_back_keeps_old_checkpoints_verifiable
     assert_eq!(v["records"], 8, "{v}");
     assert_eq!(v["signed_size"], v["records"], "{v}");
 }
+
+/// `serve` takes its key where every writer does (DATA/keys): a token-keyed directory
+/// serves, signs its checkpoints in the token, and verifies after a clean stop.
+#[test]
+fn serve_signs_its_checkpoints_in_the_token() {
+    use std::io::Write as _;
+    let t = tempfile::tempdir().unwrap();
+    let Some(tok) = Token::new(t.path()) else {
+        return;
+    };
+    let data = t.path().join("data");
+    let k = tok.json(
+        &data,
+        &["keys", "init", "--pkcs11", &tok.uri("ledger"), "--generate"],
+    );
+    let public = k["public_key"].as_str().unwrap().to_string();
+    let (tcp, http) = (common::free_port(), common::free_port());
+    let a = |p: u16| format!("127.0.0.1:{p}");
+    let stderr = t.path().join("serve.log");
+    let mut child = Command::new(bin())
+        .env("SOFTHSM2_CONF", &tok.conf)
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--syslog-tcp", &a(tcp), "--syslog-udp", &a(tcp)])
+        .args(["--relp", &a(common::free_port()), "--http", &a(http)])
+        .args(["--syslog-tls", "none", "--netflow", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    common::wait_for_port(http, "pugmark serve");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", tcp)).unwrap();
+    for i in 0..10 {
+        writeln!(s, "<13>1 - h app - - - token msg {i}").unwrap();
+    }
+    drop(s);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while common::count(&data, &["token"]) < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve stored fewer than 10: {}",
+            fs::read_to_string(&stderr).unwrap_or_default()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "serve exited {status}: {}",
+        fs::read_to_string(&stderr).unwrap_or_default()
+    );
+    let v = common::json(&data, &["verify", "--pubkey", &public]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(v["records"], 10, "{v}");
+    assert_eq!(v["signed_size"], v["records"], "{v}");
+}
