@@ -226,10 +226,16 @@ fn a_token_keyed_ledger_ingests_checkpoints_and_verifies_with_the_public_key() {
     assert!(snapshot(&data) == before, "a refused writer wrote to DATA");
     fs::write(&loc, saved).unwrap();
 
-    // `--generate` never replaces a key already in the token.
+    // `--generate` never replaces a key already in the token (`--key-file URI` = `--pkcs11`).
     let err = tok.refused(
         &t.path().join("third"),
-        &["keys", "init", "--pkcs11", &tok.uri("ledger"), "--generate"],
+        &[
+            "keys",
+            "init",
+            "--key-file",
+            &tok.uri("ledger"),
+            "--generate",
+        ],
     );
     assert!(err.contains("never replaced"), "{err}");
 

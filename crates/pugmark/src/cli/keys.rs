@@ -63,7 +63,7 @@ pub struct InitArgs {
     pub pkcs11: Option<String>,
     /// With --pkcs11: generate the key pair in the token (CKA_SENSITIVE, not extractable);
     /// without it the token must already hold it.
-    #[arg(long, requires = "pkcs11")]
+    #[arg(long)]
     pub generate: bool,
     /// Log origin of the checkpoint notes (default `pugmark.<random hex>/ledger`), e.g.
     /// `pugmark.cloud.example.org/ledger`.
@@ -113,7 +113,20 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(dd.keys())
         .with_context(|| format!("creating {}", dd.keys().display()))?;
     let mut signer: Option<std::sync::Arc<dyn ledger::ExternalSigner>> = None;
-    let key_path = match (&args.pkcs11, &args.key_file) {
+    // A key location is a path or a token: `--key-file pkcs11:…` means `--pkcs11 pkcs11:…`.
+    let uri_as_path = args
+        .key_file
+        .as_ref()
+        .and_then(|p| p.to_str())
+        .filter(|s| crate::pkcs11::is_uri(s))
+        .map(str::to_string);
+    if uri_as_path.is_none() && args.generate && args.pkcs11.is_none() {
+        bail!("--generate makes a key pair in a token: give --pkcs11 URI");
+    }
+    let key_path = match (
+        args.pkcs11.as_ref().or(uri_as_path.as_ref()),
+        &args.key_file,
+    ) {
         (Some(uri), _) => {
             let (token, uri) = record_token(&dd, uri, args.generate)?;
             signer = Some(token);
