@@ -55,7 +55,7 @@ pub struct InitArgs {
     #[arg(long, conflicts_with = "pkcs11")]
     pub key_file: Option<PathBuf>,
     /// The key is in a PKCS#11 token and never leaves it: an RFC 7512 URI, e.g.
-    /// `pkcs11:token=pugmark;object=ledger?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/pugmark/pin`
+    /// `pkcs11:token=T;object=K?module-path=LIB` plus `&pin-source=file:PATH`
     /// (PIN from pin-source or PUGMARK_PKCS11_PIN, never the command line). Recorded in
     /// DATA/keys/ledger.location with the token key's public key in DATA/keys/ledger.ed25519.pub;
     /// writers refuse a token whose key is not that one.
