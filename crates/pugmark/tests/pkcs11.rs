@@ -377,4 +377,37 @@ fn serve_signs_its_checkpoints_in_the_token() {
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["records"], 10, "{v}");
     assert_eq!(v["signed_size"], v["records"], "{v}");
+
+    // With a wrong PIN serve does not start (and writes nothing).
+    let before = snapshot(&data.join("ledger"));
+    fs::write(&tok.pin_file, "0000\n").unwrap();
+    let mut child = Command::new(bin())
+        .env("SOFTHSM2_CONF", &tok.conf)
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--syslog-tcp", &a(tcp), "--syslog-udp", &a(tcp)])
+        .args(["--relp", &a(common::free_port()), "--http", &a(http)])
+        .args(["--syslog-tls", "none", "--netflow", "none"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve with a wrong PIN is still running");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let log = fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(!status.success() && log.contains("wrong PIN"), "{log}");
+    assert!(
+        snapshot(&data.join("ledger")) == before,
+        "a refused serve wrote"
+    );
 }
