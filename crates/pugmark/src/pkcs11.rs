@@ -336,6 +336,19 @@ impl Token {
                 .map_err(|e| ck(u, "generating an Ed25519 key pair", e))?;
         }
         let key = one(u, "private key", find(ObjectClass::PRIVATE_KEY)?)?;
+        if generate {
+            // What the token made is what was asked for: read back, not assumed.
+            let attrs = session
+                .get_attributes(key, &[AttributeType::Sensitive, AttributeType::Extractable])
+                .map_err(|e| ck(u, "reading the new key's attributes", e))?;
+            let sealed = attrs.contains(&Attribute::Sensitive(true))
+                && attrs.contains(&Attribute::Extractable(false));
+            if !sealed {
+                bail!(
+                    "the token made the key of {u} without CKA_SENSITIVE true and CKA_EXTRACTABLE false; destroy it and use another token"
+                );
+            }
+        }
         let pubh = one(u, "public key", find(ObjectClass::PUBLIC_KEY)?)?;
         let attrs = session
             .get_attributes(pubh, &[AttributeType::EcPoint])
