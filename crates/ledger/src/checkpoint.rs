@@ -12,13 +12,14 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 
 use crate::error::LedgerError;
 use crate::format::{
     CHECKPOINT_FILE_HEADER_LEN, CHECKPOINT_FILE_VERSION, CHECKPOINT_LEN, CheckpointEntry,
     check_checkpoint_file_header, from_hex32, to_hex,
 };
+use crate::signer::KeySigner;
 
 /// Name of the checkpoint file inside the ledger directory.
 pub const CHECKPOINT_FILE: &str = "checkpoints";
@@ -118,9 +119,9 @@ pub(crate) fn load_or_create_key(path: &Path) -> Result<SigningKey, LedgerError>
 
 /// Writes the public key file beside `path` if it does not say `key`'s public key; errors are
 /// ignored (it is a convenience copy: verify pins the key or reads `DATA/keys`).
-pub(crate) fn sync_public_key(path: &Path, key: &SigningKey) {
+pub(crate) fn sync_public_key(path: &Path, key: &[u8; 32]) {
     let pub_path = public_key_path(path);
-    let want = to_hex(key.verifying_key().as_bytes());
+    let want = to_hex(key);
     let have = std::fs::read_to_string(&pub_path).unwrap_or_default();
     if have.trim() != want {
         let _ = std::fs::write(&pub_path, format!("{want}\n"));
@@ -128,16 +129,21 @@ pub(crate) fn sync_public_key(path: &Path, key: &SigningKey) {
 }
 
 /// Signs a checkpoint for (seq, head) at `unix_time`.
-pub(crate) fn sign(key: &SigningKey, seq: u64, head: [u8; 32], unix_time: u64) -> CheckpointEntry {
+pub(crate) fn sign(
+    key: &KeySigner,
+    seq: u64,
+    head: [u8; 32],
+    unix_time: u64,
+) -> Result<CheckpointEntry, LedgerError> {
     let mut e = CheckpointEntry {
         seq,
         head,
         unix_time,
-        public_key: key.verifying_key().to_bytes(),
+        public_key: key.public_key(),
         signature: [0; 64],
     };
-    e.signature = key.sign(&e.message()).to_bytes();
-    e
+    e.signature = key.sign(&e.message())?;
+    Ok(e)
 }
 
 /// Whether the entry's signature is valid for the public key it names.

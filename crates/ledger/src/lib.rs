@@ -42,6 +42,7 @@ mod merkle;
 mod note;
 mod reader;
 mod segment;
+mod signer;
 #[doc(hidden)]
 pub mod testing;
 mod verify;
@@ -66,6 +67,7 @@ pub use note::{
     read_origin, valid_origin, verifier_key, verify_note,
 };
 pub use reader::{LedgerReader, Records};
+pub use signer::{ExternalSigner, TOKEN_MAC_MESSAGE, token_mac_key};
 pub use verify::{
     PREVIOUS_KEYS_SUFFIX, Problem, VerifyOptions, VerifyReport, add_previous_key,
     read_previous_keys, verify,
@@ -152,6 +154,11 @@ pub struct LedgerOptions {
     /// the last signed checkpoint that it cannot authenticate (`pugmark keys rotate` only: it
     /// appends a rotation record naming both keys and that range, then checkpoints).
     pub rotating: bool,
+    /// Sign with this key instead of the key file at `key_path` (a PKCS#11 token: the private
+    /// key never leaves it). The key file is then neither read nor created, the public key
+    /// file is not written (the caller keeps it), and the block MAC key is derived from a
+    /// signature (`token_mac_key`). Default none.
+    pub signer: Option<std::sync::Arc<dyn ExternalSigner>>,
 }
 
 impl Default for LedgerOptions {
@@ -168,6 +175,7 @@ impl Default for LedgerOptions {
             origin: None,
             migrating: false,
             rotating: false,
+            signer: None,
         }
     }
 }

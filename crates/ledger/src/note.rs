@@ -16,7 +16,9 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use ed25519_dalek::VerifyingKey;
+
+use crate::signer::KeySigner;
 use signed_note::{Note, StandardVerifier, VerifierList};
 use tlog_tiles::{Checkpoint, Hash};
 
@@ -88,7 +90,7 @@ pub fn verifier_key(origin: &str, public_key: &[u8; 32]) -> Result<String, Ledge
 /// The ledger key as a signed-note signer under the origin's name.
 pub(crate) struct NoteSigner<'a> {
     pub(crate) name: &'a str,
-    pub(crate) key: &'a SigningKey,
+    pub(crate) key: &'a KeySigner,
 }
 
 impl signed_note::Signer for NoteSigner<'_> {
@@ -97,18 +99,22 @@ impl signed_note::Signer for NoteSigner<'_> {
     }
     fn key_id(&self) -> u32 {
         let mut pk = vec![ALG_ED25519];
-        pk.extend_from_slice(self.key.verifying_key().as_bytes());
+        pk.extend_from_slice(&self.key.public_key());
         signed_note::key_id(self.name, &pk)
     }
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, ed25519_dalek::SignatureError> {
-        Ok(self.key.sign(msg).to_bytes().to_vec())
+        // The note API has no room for our error: the token's reason is kept as the source.
+        self.key
+            .sign(msg)
+            .map(|s| s.to_vec())
+            .map_err(ed25519_dalek::SignatureError::from_source)
     }
 }
 
 /// A signed checkpoint note for (`size`, `root`) under `origin`.
 pub(crate) fn sign_checkpoint(
     origin: &str,
-    key: &SigningKey,
+    key: &KeySigner,
     size: u64,
     root: Hash,
 ) -> Result<Vec<u8>, LedgerError> {
@@ -292,12 +298,19 @@ pub fn merged(dir: &Path, note: &[u8]) -> Result<Vec<u8>, LedgerError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ed25519_dalek::SigningKey;
 
     #[test]
     fn sign_parse_verify_round_trip() {
         let key = SigningKey::from_bytes(&[7; 32]);
         let origin = "pugmark.test/ledger";
-        let note = sign_checkpoint(origin, &key, 42, Hash([9; 32])).expect("sign");
+        let note = sign_checkpoint(
+            origin,
+            &KeySigner::File(Box::new(key.clone())),
+            42,
+            Hash([9; 32]),
+        )
+        .expect("sign");
         let text = String::from_utf8(note.clone()).expect("utf8");
         assert!(text.starts_with("pugmark.test/ledger\n42\n"), "{text}");
         assert!(text.contains("\n\n\u{2014} pugmark.test/ledger "), "{text}");

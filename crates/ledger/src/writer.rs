@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use ed25519_dalek::SigningKey;
-
 use crate::checkpoint::{CHECKPOINT_FILE, load_key, load_or_create_key, read_checkpoints, sign};
 use crate::error::LedgerError;
 use crate::fileio::{DataFile, Faults, sync_dir};
@@ -30,6 +28,7 @@ use crate::reader::LedgerReader;
 use crate::segment::{
     SegmentPath, Stop, Unfinished, list_segments, read_segment_header, scan_segment, write_index,
 };
+use crate::signer::KeySigner;
 use crate::{LedgerOptions, Receipt, Seq};
 
 /// Name of the lock file inside the ledger directory.
@@ -111,7 +110,7 @@ pub struct Ledger {
     idx_file: Option<File>,
     next_seq: u64,
     head: [u8; 32],
-    key: SigningKey,
+    key: KeySigner,
     ckpt: DataFile,
     last_ckpt_seq: Option<u64>,
     last_ckpt_at: Instant,
@@ -311,18 +310,27 @@ impl Ledger {
         let key_path = opts.resolved_key_path(dir);
         // A key is made only for a new ledger: a ledger whose key is missing never gets a
         // new one silently (the operator rotates it: `pugmark keys rotate`).
-        let key = match load_key(&key_path)? {
+        let file_key = match opts.signer {
+            Some(_) => None,
+            None => load_key(&key_path)?,
+        };
+        let key = match (&opts.signer, file_key) {
+            // A token: nothing is read from or written beside `key_path`.
+            (Some(s), _) => KeySigner::External(s.clone()),
             // Its public key file is brought in step at the end, once the key is accepted.
-            Some(k) => k,
-            None if !list_segments(dir)?.is_empty() => {
+            (None, Some(k)) => KeySigner::File(Box::new(k)),
+            (None, None) if !list_segments(dir)?.is_empty() => {
                 return Err(LedgerError::Refused(format!(
                     "the signing key {} is missing and the ledger already exists: a new key is never made silently; restore the key, or run `pugmark keys rotate`",
                     key_path.display()
                 )));
             }
-            None => load_or_create_key(&key_path)?,
+            (None, None) => KeySigner::File(Box::new(load_or_create_key(&key_path)?)),
         };
-        let mac_key = crate::format::mac_key(&key.to_bytes());
+        let key_name = key
+            .describe()
+            .unwrap_or_else(|| key_path.display().to_string());
+        let mac_key = key.mac_key()?;
 
         // Checkpoints: create the file, or cut a torn partial entry.
         let ckpt_path = dir.join(CHECKPOINT_FILE);
@@ -580,12 +588,11 @@ impl Ledger {
                         )));
                     }
                     last_note = Some((n.checkpoint.size, n.checkpoint.root));
-                    let vkey = crate::note::verifier_key(&origin, key.verifying_key().as_bytes())?;
+                    let vkey = crate::note::verifier_key(&origin, &key.public_key())?;
                     if !opts.rotating && crate::note::verify_note(&n.note, &vkey).is_err() {
                         return Err(LedgerError::Refused(format!(
                             "the last checkpoint note (tree size {}) is not signed by the key in {}: the key changed or the note was forged; restore the key, or run `pugmark keys rotate`",
-                            n.checkpoint.size,
-                            key_path.display()
+                            n.checkpoint.size, key_name
                         )));
                     }
                 }
@@ -700,7 +707,9 @@ impl Ledger {
         };
         // The key is accepted: its public key file beside it says the same (best effort: a
         // key read from a descriptor has no directory to write beside).
-        crate::checkpoint::sync_public_key(&key_path, &ledger.key);
+        if let KeySigner::File(_) = ledger.key {
+            crate::checkpoint::sync_public_key(&key_path, &ledger.key.public_key());
+        }
         if needs_roll {
             // Migration: appends go to a new version-2 segment; version-1 segments are never
             // written again.
@@ -772,7 +781,7 @@ impl Ledger {
 
     /// The public key that signs this ledger's checkpoints.
     pub fn public_key(&self) -> [u8; 32] {
-        self.key.verifying_key().to_bytes()
+        self.key.public_key()
     }
 
     /// The log origin: the first line of every checkpoint note and the key name.
@@ -1084,7 +1093,15 @@ impl Ledger {
             self.last_ckpt_at = Instant::now();
             return Ok(());
         }
-        let entry = sign(&self.key, end, self.head, unix_now());
+        // A token that refuses (unplugged, logged out) fails the checkpoint before anything is
+        // written: the records stay durable and unsigned, as after a crash.
+        let entry = match sign(&self.key, end, self.head, unix_now()) {
+            Ok(e) => e,
+            Err(e) => {
+                self.failed = true;
+                return Err(e);
+            }
+        };
         let path = self.dir.join(CHECKPOINT_FILE);
         let r = (|| {
             if !self.opts.sync {

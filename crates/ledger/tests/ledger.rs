@@ -22,6 +22,7 @@ fn opts(dir: &Path) -> LedgerOptions {
         origin: None,
         migrating: false,
         rotating: false,
+        signer: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The attacks of issue 11 that the ledger itself stops, without witnesses: records appended
-//! with the public chain key, a missing or changed signing key, a deleted notes file.
+//! with the public chain key, a missing or changed signing key (in a file or a token), a
+//! deleted notes file.
 //! (Rewriting with a stolen key and truncation of ledger + notes are what witnesses catch.)
 
 use std::path::{Path, PathBuf};
@@ -254,4 +255,127 @@ fn a_signed_note_over_another_root_is_reported() {
         .expect("a notes problem");
     assert_eq!(p.seq, Some(50));
     assert!(p.what.contains("does not match the Merkle root"), "{p}");
+}
+
+/// A stand-in for a PKCS#11 token: signs with a seed it never hands out; `salted`, it answers
+/// with a different key's signature at each call (a broken or swapped token), which a ledger
+/// must refuse.
+#[derive(Debug)]
+struct Token {
+    key: ed25519_dalek::SigningKey,
+    randomised: std::sync::atomic::AtomicU8,
+    salted: bool,
+}
+
+impl Token {
+    fn new(seed: u8, salted: bool) -> std::sync::Arc<Token> {
+        std::sync::Arc::new(Token {
+            key: ed25519_dalek::SigningKey::from_bytes(&[seed; 32]),
+            randomised: std::sync::atomic::AtomicU8::new(0),
+            salted,
+        })
+    }
+}
+
+impl ledger::ExternalSigner for Token {
+    fn public_key(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+    fn sign(&self, msg: &[u8]) -> Result<[u8; 64], String> {
+        use ed25519_dalek::Signer as _;
+        if self.salted {
+            // A different key per call.
+            let n = self
+                .randomised
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(ed25519_dalek::SigningKey::from_bytes(&[n; 32])
+                .sign(msg)
+                .to_bytes());
+        }
+        Ok(self.key.sign(msg).to_bytes())
+    }
+    fn describe(&self) -> String {
+        "pkcs11:object=test".into()
+    }
+}
+
+/// A ledger whose key is in a token: no key file, the MAC key derived from the token's
+/// signature, and the same attacks refused as with a key file.
+#[test]
+fn a_token_keyed_ledger_refuses_forged_appends_and_a_different_token_key() {
+    use ledger::ExternalSigner as _;
+    let t = tempfile::tempdir().expect("tmp");
+    let token = Token::new(5, false);
+    let with = |s: std::sync::Arc<Token>| LedgerOptions {
+        signer: Some(s),
+        ..opts(t.path())
+    };
+    let dir = t.path().join("ledger");
+    let (mut l, _) = Ledger::open(&dir, with(token.clone())).expect("open");
+    for i in 0..250 {
+        l.append_batch([format!("record {i}").as_bytes()])
+            .expect("append");
+    }
+    l.close().expect("close");
+    assert!(
+        !t.path().join("keys").try_exists().expect("stat"),
+        "nothing written beside key_path"
+    );
+    let (l, _) = Ledger::open(&dir, with(token.clone())).expect("reopens: the MAC key is stable");
+    assert_eq!(l.public_key(), token.public_key());
+    l.close().expect("close");
+    // The token's MAC key, not the seed's, is what the blocks carry.
+    let sig = token.sign(ledger::TOKEN_MAC_MESSAGE).expect("sign");
+    let token_mac = ledger::token_mac_key(&sig);
+    assert_ne!(token_mac, ledger::mac_key(&[5; 32]));
+    testing::append_forged(&dir, &[b"<13>forged hypervisor line".as_slice()]).expect("forge");
+    let rep = verify(
+        &dir,
+        &VerifyOptions {
+            mac_key: Some(token_mac),
+            ..VerifyOptions::default()
+        },
+    )
+    .expect("verify");
+    assert_eq!(rep.problems[0].seq, Some(251), "{:?}", rep.problems);
+    let e = Ledger::open(&dir, with(token.clone())).expect_err("refused");
+    assert!(e.to_string().contains("#251..#251"), "{e}");
+    // Another key in the token: refused as a changed key.
+    let t2 = tempfile::tempdir().expect("tmp");
+    let d2 = t2.path().join("ledger");
+    let (l, _) = Ledger::open(
+        &d2,
+        LedgerOptions {
+            signer: Some(Token::new(6, false)),
+            ..opts(t2.path())
+        },
+    )
+    .expect("open");
+    let mut l = l;
+    l.append_batch([b"x".as_slice()]).expect("append");
+    l.close().expect("close");
+    let e = Ledger::open(
+        &d2,
+        LedgerOptions {
+            signer: Some(Token::new(7, false)),
+            ..opts(t2.path())
+        },
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains("key changed"), "{e}");
+    assert!(e.to_string().contains("pkcs11:object=test"), "{e}");
+    // A token whose signatures its public key does not verify signs nothing, keys no MAC.
+    let e = Ledger::open(
+        &d2,
+        LedgerOptions {
+            signer: Some(Token::new(6, true)),
+            ..opts(t2.path())
+        },
+    )
+    .expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("signature its public key does not verify"),
+        "{e}"
+    );
 }

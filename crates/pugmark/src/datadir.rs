@@ -3,7 +3,8 @@
 //! Layout (docs/FORMAT.md "Data directory"):
 //! ```text
 //! DATA/FORMAT          "pugmark-data 1": refuses directories of another version
-//! DATA/keys/           ed25519 signing key for checkpoints (+ .pub)
+//! DATA/keys/           ed25519 signing key for checkpoints (+ .pub); or `ledger.location`
+//!                      naming a PKCS#11 token (`pkcs11:` URI) and the token key's `.pub`
 //! DATA/ledger/         the evidence: segments, block indexes, checkpoints
 //! DATA/index/          view: tantivy search index
 //! DATA/imports/        view: what each file import already stored (dedup)
@@ -249,13 +250,55 @@ impl DataDir {
     }
 
     /// The public key file that goes with [`DataDir::signing_key`] (in `DATA/keys/` when the
-    /// key comes from a descriptor).
+    /// key comes from a descriptor or a token).
     pub fn public_key(&self) -> PathBuf {
-        if KEY_OVERRIDE.get().is_some() {
+        if KEY_OVERRIDE.get().is_some() || self.key_uri().is_some() {
             return self.keys().join("ledger.ed25519.pub");
         }
         ledger::public_key_path(&self.signing_key())
     }
+
+    /// The PKCS#11 URI of the signing key when `DATA/keys/ledger.location` names a token
+    /// (`pugmark keys init --pkcs11`); `--key-fd` overrides it.
+    pub fn key_uri(&self) -> Option<String> {
+        if KEY_OVERRIDE.get().is_some() {
+            return None;
+        }
+        let p = self.signing_key();
+        let s = p.to_str()?;
+        crate::pkcs11::is_uri(s).then(|| s.to_string())
+    }
+
+    /// Writer options naming this directory's key: the key file, or the token (opened and
+    /// logged in here) whose public key must be the one recorded in `DATA/keys` — a
+    /// different token key is refused before the ledger is opened, so nothing is written.
+    pub fn ledger_options(&self) -> anyhow::Result<ledger::LedgerOptions> {
+        let mut opts = ledger::LedgerOptions {
+            key_path: self.signing_key(),
+            ..ledger::LedgerOptions::default()
+        };
+        if let Some(uri) = self.key_uri() {
+            let uri = crate::pkcs11::Pkcs11Uri::parse(&uri)
+                .with_context(|| format!("the key location in {}", self.keys().display()))?;
+            let token = crate::pkcs11::Token::open(&uri, false)?;
+            let recorded = ledger::read_public_key(&self.public_key())?;
+            if token.public_key() != recorded {
+                bail!(
+                    "the key in the token ({}) has public key {}, but {} records {}: a different token key; restore the token key, or run `pugmark keys rotate --pkcs11 URI`",
+                    uri.text,
+                    hex(&token.public_key()),
+                    self.public_key().display(),
+                    hex(&recorded)
+                );
+            }
+            opts.signer = Some(std::sync::Arc::new(token));
+        }
+        Ok(opts)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Deletes a directory tree if it exists.

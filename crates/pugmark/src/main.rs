@@ -11,6 +11,7 @@ mod datadir;
 mod imports;
 mod netflow;
 mod pipeline;
+mod pkcs11;
 mod proofs;
 mod viewcheck;
 mod witnesses;

@@ -237,9 +237,8 @@ impl Pipeline {
         check_sidecars: bool,
     ) -> anyhow::Result<Pipeline> {
         let mut opts = LedgerOptions {
-            key_path: dd.signing_key(),
             check_sidecars,
-            ..LedgerOptions::default()
+            ..dd.ledger_options()?
         };
         // Tests only: small segments, so that retention has whole segments to remove.
         if let Some(n) = std::env::var("PUGMARK_TEST_SEGMENT_BYTES")

@@ -34,6 +34,13 @@ pub struct RotateArgs {
     /// Why (kept in the rotation record), e.g. "key disk lost".
     #[arg(long)]
     pub reason: Option<String>,
+    /// The new key is in a PKCS#11 token (RFC 7512 URI, see `keys init --pkcs11`); without
+    /// it the new key is a file, DATA/keys/ledger.ed25519.
+    #[arg(long, value_name = "URI")]
+    pub pkcs11: Option<String>,
+    /// With --pkcs11: generate the new key pair in the token.
+    #[arg(long, requires = "pkcs11")]
+    pub generate: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -45,8 +52,19 @@ pub struct InitArgs {
     pub data: DataArgs,
     /// Keep the private key at this path, outside the data directory (recorded in
     /// DATA/keys/ledger.location; the public key is copied to DATA/keys/ledger.ed25519.pub).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pkcs11")]
     pub key_file: Option<PathBuf>,
+    /// The key is in a PKCS#11 token and never leaves it: an RFC 7512 URI, e.g.
+    /// `pkcs11:token=T;object=K?module-path=LIB` plus `&pin-source=file:PATH`
+    /// (PIN from pin-source or PUGMARK_PKCS11_PIN, never the command line). Recorded in
+    /// DATA/keys/ledger.location with the token key's public key in DATA/keys/ledger.ed25519.pub;
+    /// writers refuse a token whose key is not that one.
+    #[arg(long, value_name = "URI")]
+    pub pkcs11: Option<String>,
+    /// With --pkcs11: generate the key pair in the token (CKA_SENSITIVE, not extractable);
+    /// without it the token must already hold it.
+    #[arg(long)]
+    pub generate: bool,
     /// Log origin of the checkpoint notes (default `pugmark.<random hex>/ledger`), e.g.
     /// `pugmark.cloud.example.org/ledger`.
     #[arg(long)]
@@ -94,8 +112,27 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     }
     std::fs::create_dir_all(dd.keys())
         .with_context(|| format!("creating {}", dd.keys().display()))?;
-    let key_path = match &args.key_file {
-        Some(p) => {
+    let mut signer: Option<std::sync::Arc<dyn ledger::ExternalSigner>> = None;
+    // A key location is a path or a token: `--key-file pkcs11:…` means `--pkcs11 pkcs11:…`.
+    let uri_as_path = args
+        .key_file
+        .as_ref()
+        .and_then(|p| p.to_str())
+        .filter(|s| crate::pkcs11::is_uri(s))
+        .map(str::to_string);
+    if uri_as_path.is_none() && args.generate && args.pkcs11.is_none() {
+        bail!("--generate makes a key pair in a token: give --pkcs11 URI");
+    }
+    let key_path = match (
+        args.pkcs11.as_ref().or(uri_as_path.as_ref()),
+        &args.key_file,
+    ) {
+        (Some(uri), _) => {
+            let (token, uri) = record_token(&dd, uri, args.generate)?;
+            signer = Some(token);
+            PathBuf::from(uri)
+        }
+        (None, Some(p)) => {
             let abs =
                 std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))?;
             ledger::create_key(&abs)?;
@@ -107,7 +144,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("copying {}", public.display()))?;
             abs
         }
-        None => {
+        (None, None) => {
             let p = dd.signing_key();
             ledger::create_key(&p)?;
             p
@@ -116,6 +153,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
     let opts = ledger::LedgerOptions {
         key_path: key_path.clone(),
         origin: args.origin.clone(),
+        signer,
         ..ledger::LedgerOptions::default()
     };
     let (l, _) = ledger::Ledger::open(&ledger_dir, opts)
@@ -133,7 +171,9 @@ fn show(data: DataArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|o| ledger::verifier_key(o, &public))
         .transpose()?;
-    let present = key_path.try_exists().unwrap_or(false);
+    let in_token = dd.key_uri().is_some();
+    // A token key is not looked up here (that needs the PIN); writers check it.
+    let present = in_token || key_path.try_exists().unwrap_or(false);
     let hex: String = public.iter().map(|b| format!("{b:02x}")).collect();
     if as_json {
         println!(
@@ -141,6 +181,7 @@ fn show(data: DataArgs, as_json: bool) -> anyhow::Result<ExitCode> {
             serde_json::to_string_pretty(&json!({
                 "key_file": key_path,
                 "key_present": present,
+                "key_in_token": in_token,
                 "public_key": hex,
                 "public_key_file": dd.public_key(),
                 "origin": origin,
@@ -151,7 +192,9 @@ fn show(data: DataArgs, as_json: bool) -> anyhow::Result<ExitCode> {
         println!(
             "signing key: {}{}",
             key_path.display(),
-            if present {
+            if in_token {
+                " (PKCS#11 token)"
+            } else if present {
                 ""
             } else {
                 " (MISSING: writers refuse)"
@@ -168,6 +211,27 @@ fn show(data: DataArgs, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens (with `generate`, first makes) the token key `uri` names and records it in `DATA/keys`:
+/// `ledger.location` = the URI, `ledger.ed25519.pub` = its public key. Returns the signer and
+/// the URI as recorded.
+fn record_token(
+    dd: &DataDir,
+    uri: &str,
+    generate: bool,
+) -> anyhow::Result<(std::sync::Arc<dyn ledger::ExternalSigner>, String)> {
+    let uri = crate::pkcs11::Pkcs11Uri::parse(uri).context("--pkcs11")?;
+    let token = crate::pkcs11::Token::open(&uri, generate)?;
+    std::fs::create_dir_all(dd.keys())
+        .with_context(|| format!("creating {}", dd.keys().display()))?;
+    let public = dd.keys().join("ledger.ed25519.pub");
+    std::fs::write(&public, format!("{}\n", hex(&token.public_key())))
+        .with_context(|| format!("writing {}", public.display()))?;
+    let loc = dd.keys().join(KEY_LOCATION_FILE);
+    std::fs::write(&loc, format!("{}\n", uri.text))
+        .with_context(|| format!("writing {}", loc.display()))?;
+    Ok((std::sync::Arc::new(token), uri.text))
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
@@ -178,13 +242,15 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
     let key_path = dd.signing_key();
     let origin = ledger::read_origin(&ledger_dir)?
         .context("the ledger has no origin (run `pugmark migrate` first)")?;
-    let opts = ledger::LedgerOptions {
-        key_path: key_path.clone(),
-        ..ledger::LedgerOptions::default()
-    };
-    // 1. Sign what the current key can still sign.
+    let from_token = dd.key_uri().is_some();
+    // 1. Sign what the current key can still sign (a token key that cannot be opened, or is
+    // not the recorded one, is treated like a refused key: it signs nothing more).
     let mut refused = None;
-    let signed_upto = match ledger::Ledger::open(&ledger_dir, opts.clone()) {
+    let opened = match dd.ledger_options() {
+        Ok(opts) => ledger::Ledger::open(&ledger_dir, opts),
+        Err(e) => Err(ledger::LedgerError::Refused(format!("{e:#}"))),
+    };
+    let signed_upto = match opened {
         Ok((mut l, _)) => {
             l.checkpoint().context("signing with the current key")?;
             let n = l.tree_size();
@@ -227,7 +293,7 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
     {
         ledger::add_previous_key(&prev_file, &old_pub, signed_upto)?;
     }
-    if key_path.try_exists().unwrap_or(false) {
+    if !from_token && key_path.try_exists().unwrap_or(false) {
         let current = std::fs::read_to_string(&key_path)
             .ok()
             .and_then(|t| ledger::parse_key(&t));
@@ -239,17 +305,41 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
         std::fs::rename(&key_path, &retired)
             .with_context(|| format!("retiring {}", key_path.display()))?;
     }
-    let new_pub = ledger::create_key(&key_path)?;
-    if ledger::public_key_path(&key_path) != pub_file {
-        std::fs::copy(ledger::public_key_path(&key_path), &pub_file)
-            .with_context(|| format!("copying the public key to {}", pub_file.display()))?;
-    }
+    // The new key: in a token (recorded in DATA/keys like `keys init --pkcs11`), or a file —
+    // DATA/keys/ledger.ed25519 when the old key was in a token (the location is dropped).
+    let mut signer = None;
+    let key_path = match &args.pkcs11 {
+        Some(uri) => {
+            let (token, uri) = record_token(&dd, uri, args.generate)?;
+            signer = Some(token);
+            PathBuf::from(uri)
+        }
+        None => {
+            let key_path = if from_token {
+                let loc = dd.keys().join(KEY_LOCATION_FILE);
+                std::fs::remove_file(&loc)
+                    .with_context(|| format!("removing {}", loc.display()))?;
+                dd.keys().join("ledger.ed25519")
+            } else {
+                key_path
+            };
+            ledger::create_key(&key_path)?;
+            if ledger::public_key_path(&key_path) != pub_file {
+                std::fs::copy(ledger::public_key_path(&key_path), &pub_file)
+                    .with_context(|| format!("copying the public key to {}", pub_file.display()))?;
+            }
+            key_path
+        }
+    };
+    let new_pub = ledger::read_public_key(&pub_file)?;
     // 4. The rotation record, signed by the new key's first checkpoint.
     let (mut l, _) = ledger::Ledger::open(
         &ledger_dir,
         ledger::LedgerOptions {
+            key_path: key_path.clone(),
             rotating: true,
-            ..opts
+            signer,
+            ..ledger::LedgerOptions::default()
         },
     )?;
     let end = l.tree_size();

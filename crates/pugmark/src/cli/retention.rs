@@ -195,10 +195,7 @@ pub fn apply(dd: &DataDir, keep: &str, dry_run: bool) -> anyhow::Result<Outcome>
         }
         return Ok(out);
     }
-    let opts = ledger::LedgerOptions {
-        key_path: dd.signing_key(),
-        ..ledger::LedgerOptions::default()
-    };
+    let opts = dd.ledger_options()?;
     let (mut l, _) = ledger::Ledger::open(&dd.ledger(), opts)
         .with_context(|| format!("opening {}", dd.ledger().display()))?;
     let (policy, cutoff) = (out.policy.clone(), out.cutoff.clone());

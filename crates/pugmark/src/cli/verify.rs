@@ -41,10 +41,16 @@ pub fn run(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let trusted_public_key = args.pubkey.as_deref().map(parse_key).transpose()?;
     // The secret MAC key (from the private key, when this user can read it): records after
     // the last signed checkpoint must then be the writer's own.
-    let mac_key = std::fs::read_to_string(dd.signing_key())
-        .ok()
-        .and_then(|t| ledger::parse_key(&t))
-        .map(|k| ledger::mac_key(&k.to_bytes()));
+    let mac_key = match dd.key_uri() {
+        // A token key: its MAC key is derived from a signature only the token can make
+        // (docs/FORMAT.md "Block MAC"), so only when the PIN is at hand; without it verify
+        // goes on without MACs, as for an unreadable key file.
+        Some(uri) => token_mac_key(&uri, ledger::read_public_key(&dd.public_key()).ok()),
+        None => std::fs::read_to_string(dd.signing_key())
+            .ok()
+            .and_then(|t| ledger::parse_key(&t))
+            .map(|k| ledger::mac_key(&k.to_bytes())),
+    };
     let opts = ledger::VerifyOptions {
         trusted_public_key,
         mac_key,
@@ -201,4 +207,21 @@ fn parse_key(hex: &str) -> anyhow::Result<[u8; 32]> {
             .with_context(|| format!("--pubkey is not hex at character {}", 2 * i))?;
     }
     Ok(key)
+}
+
+/// The block MAC key of a token-held key, when the token opens (no PIN: none; the reason is
+/// printed, verify goes on).
+fn token_mac_key(uri: &str, recorded: Option<[u8; 32]>) -> Option<[u8; 32]> {
+    let token = crate::pkcs11::Pkcs11Uri::parse(uri)
+        .and_then(|u| crate::pkcs11::Token::open(&u, false))
+        .map_err(|e| eprintln!("pugmark: block MACs not checked: {e:#}"))
+        .ok()?;
+    if recorded != Some(token.public_key()) {
+        eprintln!("pugmark: block MACs not checked: the token's key is not the recorded one");
+        return None;
+    }
+    let sig = ledger::ExternalSigner::sign(&token, ledger::TOKEN_MAC_MESSAGE)
+        .map_err(|e| eprintln!("pugmark: block MACs not checked: the token did not sign: {e}"))
+        .ok()?;
+    Some(ledger::token_mac_key(&sig))
 }

@@ -133,6 +133,6 @@ pub fn log_vkey(data: &std::path::Path) -> anyhow::Result<(String, String)> {
     let dd = crate::datadir::DataDir::open(data, false)?;
     let origin = ledger::read_origin(&dd.ledger())?
         .context("this ledger has no origin yet (no checkpoint was ever written)")?;
-    let pubkey = ledger::read_public_key(&ledger::public_key_path(&dd.signing_key()))?;
+    let pubkey = ledger::read_public_key(&dd.public_key())?;
     Ok((origin.clone(), ledger::verifier_key(&origin, &pubkey)?))
 }
