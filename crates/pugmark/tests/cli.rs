@@ -1899,7 +1899,8 @@ fn who_on_a_floating_ip_follows_neutron_associations_in_any_order() {
         match v {
             Value::Object(m) => Value::Object(
                 m.iter()
-                    .filter(|(k, _)| k.as_str() != "seq" && k.as_str() != "seqs")
+                    // Ledger positions, and the proofs and view positions that cite them.
+                    .filter(|(k, _)| !["seq", "seqs", "integrity", "views"].contains(&k.as_str()))
                     .map(|(k, v)| (k.clone(), no_seqs(v)))
                     .collect(),
             ),
