@@ -154,13 +154,14 @@ fn floatingip(ev: &mut Event, raw: &[u8], obj: &Object, path: &str) {
         Some(Value::Null) => {
             ev.fields.insert(fields::FIP_PORT.to_string(), "-".into());
         }
+        Some(Value::String(p)) if p.is_empty() => {
+            ev.fields.insert(fields::FIP_PORT.to_string(), "-".into());
+        }
         Some(_) => {
+            // A port id, or a wrong type (an issue, and nothing said about the port).
             if let Some(p) = text(ev, raw, obj, "port_id", path) {
                 ev.fields
                     .insert(fields::FIP_PORT.to_string(), p.to_lowercase());
-            } else {
-                // An empty string: as null.
-                ev.fields.insert(fields::FIP_PORT.to_string(), "-".into());
             }
         }
     }
