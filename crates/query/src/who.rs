@@ -1036,4 +1036,57 @@ mod tests {
         join_userlog_ids(&mut j);
         assert_eq!(j[2].job_id, "2758.0");
     }
+
+    fn fip(seq: u64, t: i64, action: &str, port: Option<&str>) -> NetObs {
+        NetObs {
+            seq,
+            time_ns: t,
+            resource: "floatingip".into(),
+            action: action.into(),
+            id: "f1".into(),
+            vm_uuid: None,
+            device_owner: None,
+            host: None,
+            ips: vec![],
+            mac: None,
+            floating_ip: Some("203.0.113.10".into()),
+            fip_port: port.map(str::to_string),
+            fixed_ip: None,
+            router_id: None,
+            project_id: None,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn floating_ip_associations_do_not_depend_on_order_or_duplicates() {
+        let day = vec![
+            fip(1, 10, "create", Some("-")),
+            fip(2, 20, "update", Some("pa")),
+            fip(3, 25, "update", None), // says nothing about the port
+            fip(4, 30, "update", Some("-")),
+            fip(5, 40, "update", Some("pb")),
+            fip(6, 50, "update", Some("pc")), // moved straight to another port
+            fip(7, 60, "delete", Some("pc")),
+        ];
+        let spans = |a: &[Association]| -> Vec<(String, i64, Option<i64>)> {
+            a.iter()
+                .map(|x| (x.port_id.clone(), x.lease.from, x.lease.to))
+                .collect()
+        };
+        let want = vec![
+            ("pa".to_string(), 20, Some(30)),
+            ("pb".to_string(), 40, Some(50)),
+            ("pc".to_string(), 50, Some(60)),
+        ];
+        assert_eq!(spans(&associations(&day, "203.0.113.10")), want);
+        // Reversed, every record twice (later ledger positions): the same intervals.
+        let mut shuffled: Vec<NetObs> = day.iter().rev().cloned().collect();
+        for (i, o) in day.iter().enumerate() {
+            let mut d = o.clone();
+            d.seq = 100 + i as u64;
+            shuffled.push(d);
+        }
+        assert_eq!(spans(&associations(&shuffled, "203.0.113.10")), want);
+    }
 }
