@@ -2029,6 +2029,33 @@ fn who_on_a_floating_ip_follows_neutron_associations_in_any_order() {
             r.contains("was deleted at 2026-10-14T09:40:00.000001Z"),
             "{w}"
         );
+        // The router's SNAT address: recorded, named, not traced (NAT is later work).
+        let w = json(
+            &data,
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T09:30:00Z"],
+        );
+        assert_eq!(w["unresolved"][0]["kind"], "router_gateway", "{w}");
+        assert_eq!(
+            w["unresolved"][0]["router_id"], "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f",
+            "{w}"
+        );
+        assert_eq!(
+            w["unresolved"][0]["from"], "2026-10-14T08:20:00.123456Z",
+            "{w}"
+        );
+        let w = json(
+            &data,
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T08:00:00Z"],
+        );
+        assert!(w.get("unresolved").is_none(), "{w}");
+        let t = ok(
+            &data,
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T09:30:00Z"],
+        );
+        assert!(
+            t.contains("UNKNOWN (router_gateway)") && t.contains("no VM held"),
+            "{t}"
+        );
         let t = ok(
             &data,
             &[

@@ -73,8 +73,13 @@ pub struct FloatingJson {
 /// A floating-IP association that covers the moment but leads to no VM.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct UnresolvedJson {
-    pub floating_ip_id: String,
-    pub port_id: String,
+    /// `floating_ip` (an association leading to no VM) or `router_gateway` (the SNAT address
+    /// of a Neutron router: the VMs behind it share it, and only a NAT translation record
+    /// names one).
+    pub kind: String,
+    pub floating_ip_id: Option<String>,
+    pub port_id: Option<String>,
+    pub router_id: Option<String>,
     pub fixed_ip: Option<String>,
     pub from: String,
     pub to: Option<String>,
@@ -363,6 +368,8 @@ pub trait Facts {
     fn jobs_at(&mut self, ip: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<JobObs>>;
     /// Observations of the floating IPs that ever had this address.
     fn floating_ip_observations(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>>;
+    /// Observations of the routers whose gateway addresses ever included this address.
+    fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>>;
     /// Observations of one Neutron resource.
     fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>>;
 }
@@ -388,6 +395,9 @@ impl Facts for &FactStore {
     }
     fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>> {
         Ok(FactStore::net_observations(self, resource, id)?)
+    }
+    fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(FactStore::routers_with_gateway(self, address)?)
     }
 }
 
@@ -460,6 +470,9 @@ impl Facts for FactCache<'_> {
     }
     fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>> {
         Ok(self.store.net_observations(resource, id)?)
+    }
+    fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(self.store.routers_with_gateway(address)?)
     }
 }
 
@@ -722,6 +735,7 @@ fn floating(
     unresolved: &mut Vec<UnresolvedJson>,
 ) -> anyhow::Result<()> {
     let t = ts_ns(q.at);
+    gateway(store, q, unresolved)?;
     let fobs = store.floating_ip_observations(&q.value)?;
     if fobs.is_empty() {
         return Ok(());
@@ -770,8 +784,10 @@ fn floating(
         }
         let uuid = port_at.and_then(|p| p.vm_uuid.clone());
         let unknown = |reason: String, evidence: Vec<EvidenceJson>| UnresolvedJson {
-            floating_ip_id: a.fip_id.clone(),
-            port_id: a.port_id.clone(),
+            kind: "floating_ip".into(),
+            floating_ip_id: Some(a.fip_id.clone()),
+            port_id: Some(a.port_id.clone()),
+            router_id: None,
             fixed_ip: a.fixed_ip.clone(),
             from: rfc3339(lease.from),
             to: lease.to.map(rfc3339),
@@ -826,6 +842,59 @@ fn floating(
     for u in unresolved.iter_mut() {
         u.evidence.sort_by_key(|e| e.seq);
         u.evidence.dedup();
+    }
+    Ok(())
+}
+
+/// A Neutron router whose gateway (SNAT) address is `q.value` at the moment (its last record
+/// at or before the moment lists it and is no deletion): an `unresolved` entry, since which
+/// VM behind the router is meant takes a NAT translation record.
+fn gateway(
+    store: &mut dyn Facts,
+    q: &WhoQuery,
+    unresolved: &mut Vec<UnresolvedJson>,
+) -> anyhow::Result<()> {
+    let t = ts_ns(q.at);
+    let robs = store.routers_with_gateway(&q.value)?;
+    let mut by_id: BTreeMap<&str, Vec<&NetObs>> = BTreeMap::new();
+    for o in &robs {
+        by_id.entry(o.id.as_str()).or_default().push(o);
+    }
+    for (id, mut list) in by_id {
+        list.sort_by_key(|o| net_key(o));
+        let Some(last) = list.iter().rfind(|o| o.time_ns <= t) else {
+            continue;
+        };
+        if last.action == "delete" || !last.ips.contains(&q.value) {
+            continue;
+        }
+        let from = list
+            .iter()
+            .rfind(|o| {
+                o.time_ns <= last.time_ns && (o.action == "delete" || !o.ips.contains(&q.value))
+            })
+            .and_then(|gap| list.iter().find(|o| net_key(o) > net_key(gap)))
+            .or_else(|| list.first())
+            .copied()
+            .unwrap_or(last);
+        let mut evidence = vec![net_evidence(from), net_evidence(last)];
+        evidence.sort_by_key(|e| e.seq);
+        evidence.dedup();
+        unresolved.push(UnresolvedJson {
+            kind: "router_gateway".into(),
+            floating_ip_id: None,
+            port_id: None,
+            router_id: Some(id.to_string()),
+            fixed_ip: None,
+            from: rfc3339(from.time_ns),
+            to: None,
+            reason: format!(
+                "{} is the external gateway (SNAT) address of router {id}: every VM behind it \
+                 shares it; a NAT translation record is needed to name one",
+                q.value
+            ),
+            evidence,
+        });
     }
     Ok(())
 }

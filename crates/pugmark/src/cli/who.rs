@@ -83,18 +83,17 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     for u in &answer.unresolved {
-        super::text_line(
-            &mut out,
-            &format!(
-                "UNKNOWN: floating IP {value} ({}) was associated to port {} (fixed IP {}) from {} to {}, but no VM: {}",
-                u.floating_ip_id,
-                u.port_id,
+        let line = match (&u.floating_ip_id, &u.port_id) {
+            (Some(fip), Some(port)) => format!(
+                "UNKNOWN: floating IP {value} ({fip}) was associated to port {port} (fixed IP {}) from {} to {}, but no VM: {}",
                 u.fixed_ip.clone().unwrap_or_else(|| "unknown".into()),
                 u.from,
                 u.to.clone().unwrap_or_else(|| "now".into()),
                 u.reason
             ),
-        )?;
+            _ => format!("UNKNOWN ({}) since {}: {}", u.kind, u.from, u.reason),
+        };
+        super::text_line(&mut out, &line)?;
         for e in &u.evidence {
             super::text_line(
                 &mut out,

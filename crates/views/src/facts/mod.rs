@@ -552,6 +552,18 @@ impl FactStore {
         )
     }
 
+    /// Every observation of the routers whose gateway (SNAT) addresses ever included
+    /// `address`, by router id, then time (ties by ledger position).
+    pub fn routers_with_gateway(&self, address: &str) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'router' AND id IN
+             (SELECT id FROM net_obs WHERE resource = 'router'
+              AND (',' || ips || ',') LIKE ('%,' || ?1 || ',%'))
+             ORDER BY id, time_ns, seq",
+            params![address],
+        )
+    }
+
     /// Every observation of one Neutron resource (`port`, `floatingip`, `router`), in time
     /// order (ties by ledger position).
     pub fn net_observations(&self, resource: &str, id: &str) -> Result<Vec<NetObs>> {
