@@ -831,12 +831,25 @@ fn floating(
             unresolved.push(unknown(r, evidence));
             continue;
         }
-        let mut m = vm_match(store, q, &uuid, &obs, &lease, evidence)?;
-        m.floating_ip = Some(FloatingJson {
+        let via = FloatingJson {
             id: a.fip_id.clone(),
             port_id: a.port_id.clone(),
             fixed_ip: a.fixed_ip.clone(),
-        });
+        };
+        // Nova's legacy payload may already list the address for this VM: one match, both
+        // sources cited (two Neutron floating IPs on one address stay two, ambiguous).
+        if let Some(m) = matches
+            .iter_mut()
+            .find(|m| m.vm.uuid == uuid && m.floating_ip.is_none())
+        {
+            m.floating_ip = Some(via);
+            m.evidence.extend(evidence);
+            m.evidence.sort_by_key(|e| e.seq);
+            m.evidence.dedup();
+            continue;
+        }
+        let mut m = vm_match(store, q, &uuid, &obs, &lease, evidence)?;
+        m.floating_ip = Some(via);
         matches.push(m);
     }
     for u in unresolved.iter_mut() {
