@@ -531,7 +531,9 @@ fn notification_bad_input_is_explained_never_a_panic() {
             &["unknown_version"],
         ),
         // Other families are kept as class other, with no issue.
-        (br#"{"event_type": "port.create.end", "publisher_id": "network.ctl-1", "payload": {"port": {}}}"#, &[]),
+        (br#"{"event_type": "network.create.end", "publisher_id": "network.ctl-1", "payload": {"network": {}}}"#, &[]),
+        // Neutron's ports are decoded (issue 12): one without an id is explained.
+        (br#"{"event_type": "port.create.end", "publisher_id": "network.ctl-1", "payload": {"port": {}}}"#, &["missing_field"]),
     ];
     for (raw, want) in cases {
         let ev = note(raw);
@@ -869,4 +871,121 @@ mod props {
             prop_assert_eq!(&ev.raw, &log);
         }
     }
+}
+
+// ---------------------------------------------------------------- Neutron (issue 12)
+
+/// testdata/neutron_notifications.jsonl (written by neutron_notifications.gen.py): neutron's
+/// API controller shapes (neutron/api/v2/base.py: `RESOURCE.create.end` / `.update.end` carry
+/// `{RESOURCE: {…}}`, `.delete.end` `{RESOURCE_id, RESOURCE}`; the bare `{port_id}` delete of
+/// older releases and of neutron/api/rpc/agentnotifiers/dhcp_rpc_agent_api.py), publisher
+/// `network.HOST` (`n_rpc.get_notifier('network')`), bare and in the oslo 2.0 envelope.
+#[test]
+fn neutron_sample_day_decodes_every_resource() {
+    let text = testdata("neutron_notifications.jsonl");
+    let mut seen = BTreeSet::new();
+    for line in text.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let ev = note(line);
+        assert!(ev.issues.is_empty(), "{:?}: {}", ev.issues, ev.message);
+        assert!(ev.reported.time.is_some(), "{}", ev.message);
+        let Some(res) = ev.field(fields::NEUTRON_RESOURCE) else {
+            assert_eq!(ev.class, EventClass::VmLifecycle, "{}", ev.message);
+            continue;
+        };
+        assert_eq!(ev.class, EventClass::Other);
+        assert_eq!(ev.app.as_deref(), Some("network"), "{}", ev.message);
+        assert_eq!(ev.host.as_deref(), Some("controller-1"));
+        assert_eq!(f(&ev, "phase"), "end");
+        assert!(!f(&ev, fields::NEUTRON_ID).is_empty(), "{}", ev.message);
+        seen.insert(format!("{res}.{}", f(&ev, fields::ACTION)));
+        match (res, f(&ev, fields::ACTION)) {
+            ("port", "create") => {
+                assert!(f(&ev, fields::VM_UUID).starts_with("6a1b2c3d-"));
+                assert!(f(&ev, fields::PORT_IPS).starts_with("10.1.2."));
+                assert_eq!(f(&ev, fields::DEVICE_OWNER), "compute:nova");
+                assert!(f(&ev, fields::BINDING_HOST).starts_with("compute-"));
+                assert!(f(&ev, fields::PORT_MAC).starts_with("fa:16:3e:"));
+            }
+            ("port", "delete") => {
+                // The bare `{port_id}` shape: only the id.
+                assert_eq!(
+                    f(&ev, fields::NEUTRON_ID),
+                    "1d2c3b4a-0000-4b00-9b00-0000000000b1"
+                );
+                assert_eq!(ev.field(fields::PORT_IPS), None);
+            }
+            ("floatingip", _) => {
+                assert!(f(&ev, fields::FLOATING_IP).starts_with("203.0.113."));
+                let port = f(&ev, fields::FIP_PORT);
+                assert!(!port.is_empty(), "{}", ev.message);
+                if port == "-" {
+                    assert_eq!(ev.field(fields::FIP_FIXED_IP), None);
+                } else {
+                    assert!(f(&ev, fields::FIP_FIXED_IP).starts_with("10.1.2."));
+                }
+            }
+            ("router", _) => assert_eq!(f(&ev, fields::GATEWAY_IPS), "203.0.113.2"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let want = [
+        "floatingip.create",
+        "floatingip.delete",
+        "floatingip.update",
+        "port.create",
+        "port.delete",
+        "router.create",
+    ];
+    assert_eq!(seen.iter().map(String::as_str).collect::<Vec<_>>(), want);
+}
+
+#[test]
+fn neutron_bad_input_gives_issues_never_a_guess() {
+    let cases: [(&[u8], &str); 7] = [
+        (
+            br#"{"event_type": "floatingip.update.end", "payload": {"floatingip": {"id": "f", "floating_ip_address": "not-an-ip", "port_id": 5}}}"#,
+            "bad_address",
+        ),
+        (br#"{"event_type": "port.delete.end", "payload": {}}"#, "missing_field"),
+        (br#"{"event_type": "port.delete.end"}"#, "missing_field"),
+        (
+            br#"{"event_type": "router.update.end", "payload": {"router": []}}"#,
+            "wrong_type",
+        ),
+        (
+            br#"{"event_type": "router.update.end", "payload": {"router": {"id": "r", "external_gateway_info": {"external_fixed_ips": [1, {"ip_address": "fe80::1%eth0"}]}}}}"#,
+            "wrong_type",
+        ),
+        (
+            br#"{"event_type": "port.frobnicate.end", "payload": {"port": {"id": "p"}}}"#,
+            "unknown_event_type",
+        ),
+        (
+            br#"{"event_type": "port.update.end", "payload": {"port": {"id": "p", "fixed_ips": "10.0.0.1"}}}"#,
+            "wrong_type",
+        ),
+    ];
+    for (raw, kind) in cases {
+        let ev = note(raw);
+        assert!(
+            kinds(&ev).contains(&kind),
+            "{kind} not in {:?}: {}",
+            ev.issues,
+            ev.message
+        );
+        assert!(ev.field(fields::NEUTRON_RESOURCE).is_some());
+        assert_eq!(ev.field(fields::FLOATING_IP), None);
+        assert_eq!(ev.field(fields::GATEWAY_IPS), None);
+    }
+    // A number where the port id goes is not a port: nothing is associated.
+    let ev = note(cases[0].0);
+    assert_eq!(ev.field(fields::FIP_PORT), None, "{}", ev.message);
+    // port_id null: disassociated, said explicitly.
+    let ev = note(br#"{"event_type": "floatingip.update.end", "payload": {"floatingip": {"id": "F", "floating_ip_address": "203.0.113.9", "port_id": null}}}"#);
+    assert_eq!(f(&ev, fields::FIP_PORT), "-");
+    assert_eq!(f(&ev, fields::NEUTRON_ID), "f");
+    // A network port (router interface) is no instance's.
+    let ev = note(br#"{"event_type": "port.create.end", "payload": {"port": {"id": "p", "device_id": "r1", "device_owner": "network:router_interface", "fixed_ips": [{"ip_address": "10.0.0.1"}]}}}"#);
+    assert_eq!(ev.field(fields::VM_UUID), None);
+    assert_eq!(f(&ev, fields::PORT_IPS), "10.0.0.1");
 }

@@ -165,3 +165,26 @@ pub const FLOW_VERSION: &str = "flow_version";
 /// in it (`flowset.record`).
 pub const DATAGRAM_SEQ: &str = "datagram_seq";
 pub const DATAGRAM_RECORD: &str = "datagram_record";
+
+// Neutron notifications (`port.*`, `floatingip.*`, `router.*`, issue 12).
+/// Which Neutron resource a notification is about: `port`, `floatingip` or `router`.
+pub const NEUTRON_RESOURCE: &str = "neutron_resource";
+/// The resource's id (port, floating IP or router uuid).
+pub const NEUTRON_ID: &str = "neutron_id";
+/// A port's `device_owner` (`compute:nova`, `network:router_gateway`, …).
+pub const DEVICE_OWNER: &str = "device_owner";
+/// A port's `binding:host_id` (the compute host it is bound on).
+pub const BINDING_HOST: &str = "binding_host";
+/// A port's addresses (`fixed_ips[].ip_address`, comma-separated) and its MAC.
+pub const PORT_IPS: &str = "port_ips";
+pub const PORT_MAC: &str = "port_mac";
+/// A floating IP's public address.
+pub const FLOATING_IP: &str = "floating_ip";
+/// The port a floating IP is associated to; `-` when the payload says null (disassociated).
+pub const FIP_PORT: &str = "fip_port";
+/// The private address a floating IP is NATed to.
+pub const FIP_FIXED_IP: &str = "fip_fixed_ip";
+/// A floating IP's or a router's router id.
+pub const ROUTER_ID: &str = "router_id";
+/// A router's external gateway (SNAT) addresses, comma-separated.
+pub const GATEWAY_IPS: &str = "gateway_ips";

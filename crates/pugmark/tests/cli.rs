@@ -1849,3 +1849,280 @@ fn the_signing_key_can_come_from_a_descriptor() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 12, Neutron: `who` on a floating IP answers with the VM whose port it was associated
+/// to at the moment, whatever the order of the lines and however often they repeat.
+///
+/// The sample day (crates/decode/testdata/neutron_notifications.jsonl, written by
+/// neutron_notifications.gen.py beside it) uses neutron's own shapes: `RESOURCE.create.end` /
+/// `.update.end` with `{RESOURCE: {…}}` and `RESOURCE.delete.end` with `{RESOURCE_id, RESOURCE}`
+/// from neutron/api/v2/base.py (`Controller._create`, `_update`, `_delete`), the bare
+/// `{port_id}` of older releases and of neutron/api/rpc/agentnotifiers/dhcp_rpc_agent_api.py,
+/// publisher `network.HOST` (`n_rpc.get_notifier('network')`), half of them in the
+/// oslo.messaging 2.0 envelope with `_context_*` keys as the messagingv2 driver sends them.
+/// Floating IP 203.0.113.10: VM A 09:00–10:00, nobody 10:00–10:30, VM B 10:30 until B's port
+/// is deleted at 11:00, deleted itself at 11:30; .40 on VM A from 09:00 (two floating IPs on
+/// one VM); .20 on a port nobody created; .30 on VM C, which nova deletes at 09:40.
+#[test]
+fn who_on_a_floating_ip_follows_neutron_associations_in_any_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../decode/testdata/neutron_notifications.jsonl");
+    let text = fs::read_to_string(&sample).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let n = lines.len();
+    // A fixed shuffle (i * 7 mod n, n = 17 is prime) with every third line sent twice.
+    let mut shuffled: Vec<&str> = (0..n).map(|i| lines[(i * 7) % n]).collect();
+    shuffled.extend(lines.iter().step_by(3).copied());
+    shuffled.reverse();
+    let other = dir.path().join("shuffled.jsonl");
+    fs::write(&other, shuffled.join("\n") + "\n").unwrap();
+
+    let vm = |c: char| format!("6a1b2c3d-0000-4a00-8a00-00000000000{c}");
+    let cases: Vec<(&str, &str, Option<String>)> = vec![
+        ("203.0.113.10", "2026-10-14T08:45:00Z", None),
+        ("203.0.113.10", "2026-10-14T09:01:00Z", Some(vm('a'))),
+        ("203.0.113.10", "2026-10-14T09:30:00Z", Some(vm('a'))),
+        ("203.0.113.10", "2026-10-14T10:15:00Z", None),
+        ("203.0.113.10", "2026-10-14T10:45:00Z", Some(vm('b'))),
+        ("203.0.113.10", "2026-10-14T11:15:00Z", None),
+        ("203.0.113.10", "2026-10-14T12:00:00Z", None),
+        ("203.0.113.40", "2026-10-14T09:30:00Z", Some(vm('a'))),
+        ("203.0.113.40", "2026-10-14T12:00:00Z", Some(vm('a'))),
+        ("203.0.113.30", "2026-10-14T09:20:00Z", Some(vm('c'))),
+        ("203.0.113.30", "2026-10-14T09:50:00Z", None),
+        ("203.0.113.20", "2026-10-14T09:30:00Z", None),
+        ("10.1.2.10", "2026-10-14T09:30:00Z", Some(vm('a'))),
+    ];
+    // What must not depend on order or duplicates: everything but ledger positions.
+    fn no_seqs(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    // Ledger positions, and the proofs and view positions that cite them.
+                    .filter(|(k, _)| !["seq", "seqs", "integrity", "views"].contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), no_seqs(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => {
+                let mut items: Vec<Value> = a.iter().map(no_seqs).collect();
+                items.sort_by_key(|x| x.to_string());
+                items.dedup();
+                Value::Array(items)
+            }
+            Value::String(s) => {
+                // "(#12)" in a reason names a ledger position.
+                let mut out = String::new();
+                let mut it = s.chars().peekable();
+                while let Some(c) = it.next() {
+                    out.push(c);
+                    if c == '#' {
+                        while it.peek().is_some_and(char::is_ascii_digit) {
+                            it.next();
+                        }
+                    }
+                }
+                Value::String(out)
+            }
+            other => other.clone(),
+        }
+    }
+    let mut answers: Vec<Vec<Value>> = Vec::new();
+    for (i, file) in [sample.as_path(), other.as_path()].into_iter().enumerate() {
+        let data = dir.path().join(format!("data{i}"));
+        let s = json(&data, &["ingest", file.to_str().unwrap()]);
+        assert_eq!(
+            s["events"].as_u64().unwrap() as usize,
+            if i == 0 { n } else { shuffled.len() },
+            "{s}"
+        );
+        let mut got = Vec::new();
+        for (ip, at, want) in &cases {
+            let w = json(&data, &["who", "--ip", ip, "--at", at]);
+            let uuids: Vec<&str> = w["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|m| m["vm"]["uuid"].as_str())
+                .collect();
+            let want: Vec<&str> = want.iter().map(String::as_str).collect();
+            assert_eq!(uuids, want, "{ip} at {at} (file {i}): {w}");
+            got.push(no_seqs(&w));
+        }
+        // The match cites the Neutron association and the nova records, and says how.
+        let w = json(
+            &data,
+            &[
+                "who",
+                "--ip",
+                "203.0.113.10",
+                "--at",
+                "2026-10-14T09:30:00Z",
+            ],
+        );
+        let m = &w["matches"][0];
+        assert_eq!(
+            m["floating_ip"]["port_id"], "1d2c3b4a-0000-4b00-9b00-0000000000a1",
+            "{w}"
+        );
+        assert_eq!(m["floating_ip"]["fixed_ip"], "10.1.2.10", "{w}");
+        assert_eq!(m["lease"]["from"], "2026-10-14T09:00:00.123456Z", "{w}");
+        assert_eq!(m["lease"]["to"], "2026-10-14T10:00:00.123456Z", "{w}");
+        assert_eq!(
+            m["owner"]["user_id"], "113d3a99c3da401fbd62cc2caa5b96d2",
+            "{w}"
+        );
+        assert_eq!(m["vm"]["hypervisor"], "compute-1", "{w}");
+        let sources: Vec<&str> = m["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e["source"].as_str())
+            .collect();
+        for s in [
+            "floatingip.update.end",
+            "port.create.end",
+            "compute.instance.create.end",
+        ] {
+            assert!(sources.contains(&s), "{s} not cited: {w}");
+        }
+        // VM B's association ends with its port's deletion.
+        let w = json(
+            &data,
+            &[
+                "who",
+                "--ip",
+                "203.0.113.10",
+                "--at",
+                "2026-10-14T10:45:00Z",
+            ],
+        );
+        assert_eq!(
+            w["matches"][0]["lease"]["to"], "2026-10-14T11:00:00.123456Z",
+            "{w}"
+        );
+        // Unknowns, explained, never a guess.
+        let w = json(
+            &data,
+            &[
+                "who",
+                "--ip",
+                "203.0.113.20",
+                "--at",
+                "2026-10-14T09:30:00Z",
+            ],
+        );
+        let r = w["unresolved"][0]["reason"].as_str().unwrap_or_default();
+        assert!(r.contains("no Neutron record of port deadbeef"), "{w}");
+        let w = json(
+            &data,
+            &[
+                "who",
+                "--ip",
+                "203.0.113.30",
+                "--at",
+                "2026-10-14T09:50:00Z",
+            ],
+        );
+        let r = w["unresolved"][0]["reason"].as_str().unwrap_or_default();
+        assert!(
+            r.contains("was deleted at 2026-10-14T09:40:00.000001Z"),
+            "{w}"
+        );
+        // The router's SNAT address: recorded, named, not traced (NAT is later work).
+        let w = json(
+            &data,
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T09:30:00Z"],
+        );
+        assert_eq!(w["unresolved"][0]["kind"], "router_gateway", "{w}");
+        assert_eq!(
+            w["unresolved"][0]["router_id"], "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f",
+            "{w}"
+        );
+        assert_eq!(
+            w["unresolved"][0]["from"], "2026-10-14T08:20:00.123456Z",
+            "{w}"
+        );
+        let w = json(
+            &data,
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T08:00:00Z"],
+        );
+        assert!(w.get("unresolved").is_none(), "{w}");
+        let t = ok(
+            &data,
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T09:30:00Z"],
+        );
+        assert!(
+            t.contains("UNKNOWN (router_gateway)") && t.contains("no VM held"),
+            "{t}"
+        );
+        let t = ok(
+            &data,
+            &[
+                "who",
+                "--ip",
+                "203.0.113.20",
+                "--at",
+                "2026-10-14T09:30:00Z",
+            ],
+        );
+        assert!(
+            t.contains("UNKNOWN: floating IP 203.0.113.20") && t.contains("no VM held"),
+            "{t}"
+        );
+        let t = ok(
+            &data,
+            &[
+                "who",
+                "--ip",
+                "203.0.113.10",
+                "--at",
+                "2026-10-14T10:45:00Z",
+            ],
+        );
+        assert!(t.contains("through floating IP c0ffee00-0000-4000-8000-000000000001 on port 1d2c3b4a-0000-4b00-9b00-0000000000b1"), "{t}");
+        answers.push(got);
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "the answers depend on line order or duplicates"
+    );
+
+    // Bad input: stored raw, counted, no fact, no panic.
+    let bad = dir.path().join("bad.jsonl");
+    fs::write(
+        &bad,
+        concat!(
+            r#"{"event_type": "floatingip.update.end", "payload": {"floatingip": {"floating_ip_address": "not-an-ip", "port_id": 5}}}"#, "\n",
+            r#"{"event_type": "port.delete.end", "payload": {}}"#, "\n",
+            r#"{"event_type": "router.update.end", "payload": {"router": []}}"#, "\n",
+            r#"{"event_type": "floatingip.update.end", "timestamp": "2026-10-14 09:45:00", "payload": {"floatingip": {"id": "c0ffee00-0000-4000-8000-000000000009", "floating_ip_address": "203.0.113.10", "port_id": "1d2c3b4a-0000-4b00-9b00-0000000000a1"}}}"#, "\n",
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data0");
+    let s = json(
+        &data,
+        &[
+            "ingest",
+            bad.to_str().unwrap(),
+            "--format",
+            "openstack-notification",
+        ],
+    );
+    assert_eq!(s["events"], 4, "{s}");
+    assert!(s["parse_issues"]["events"].as_u64().unwrap() >= 3, "{s}");
+    // A second floating IP id claiming the address at once: both kept, marked ambiguous.
+    let w = json(
+        &data,
+        &[
+            "who",
+            "--ip",
+            "203.0.113.10",
+            "--at",
+            "2026-10-14T09:50:00Z",
+        ],
+    );
+    assert_eq!(w["matches"].as_array().unwrap().len(), 2, "{w}");
+    assert_eq!(w["matches"][0]["ambiguous"], true, "{w}");
+}

@@ -1249,6 +1249,61 @@ fn oslo_messaging_notifications_over_rabbitmq_are_stored_then_acked() {
     drop(rabbit);
 }
 
+/// Neutron's notifier (oslo.messaging, publisher `network.host`, messagingv2, exchange
+/// `neutron`, routing key `notifications.info`: tests/peers/oslo_notify_neutron.py) reaches
+/// pugmark's queue with nothing but the URL configured (the default exchanges bind `neutron`),
+/// and decodes into a floating-IP record (issue 12).
+#[test]
+fn a_neutron_notification_from_oslo_messaging_is_consumed_and_decoded() {
+    let Some(python) = amqp_peers() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rabbit = Rabbit::start(&dir.path().join("rmq"));
+    let data = dir.path().join("data");
+    let config = dir.path().join("pugmark.toml");
+    fs::write(
+        &config,
+        format!("version = 1\n[amqp]\nurl = \"{}\"\n", rabbit.url()),
+    )
+    .unwrap();
+    let (tcp, relp, http) = (free_port(), free_port(), free_port());
+    let s = Server::start_on(&data, Some(&config), tcp, tcp, relp, http, None);
+    wait_amqp_consuming(&s);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/oslo_notify_neutron.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(rabbit.oslo_url())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.wait_ledger(1, 60);
+    s.stop();
+    let all = hits(&data, "ip:203.0.113.77");
+    assert_eq!(all.len(), 1, "{all:?}");
+    let h = &all[0];
+    assert!(
+        h["origin"]["addr"]
+            .as_str()
+            .unwrap()
+            .ends_with("/neutron/notifications.info"),
+        "{}",
+        h["origin"]
+    );
+    assert_eq!(h["fields"]["neutron_resource"], "floatingip", "{h}");
+    assert_eq!(
+        h["fields"]["fip_port"], "1d2c3b4a-0000-4b00-9b00-0000000000aa",
+        "{h}"
+    );
+    assert_eq!(h["app"], "network", "{h}");
+    assert!(pugmark(&data, &["verify"]).status.success());
+    drop(rabbit);
+}
+
 /// A site's central rsyslog archives what VMs send with pugmark's archive template
 /// (`%timegenerated:::date-rfc3339% %fromhost-ip% %rawmsg%`, docs/SITES.md); `ingest` of that
 /// file keeps the logger's receive time and the sender's address, so `check` holds the VM's

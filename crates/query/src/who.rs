@@ -19,7 +19,7 @@ use std::rc::Rc;
 use jiff::Timestamp;
 use model::Observer;
 use serde::Serialize;
-use views::facts::{DirEntry, FactStore, JobObs, VmObs};
+use views::facts::{DirEntry, FactStore, JobObs, NetObs, VmObs};
 
 /// What is asked: an address of one kind, at one moment.
 #[derive(Debug, Clone, Serialize)]
@@ -52,6 +52,40 @@ impl AddrKind {
 pub struct WhoAnswer {
     pub query: QueryJson,
     pub matches: Vec<Match>,
+    /// Floating-IP associations covering the moment that no record ties to a live VM (a port
+    /// nobody created, a port whose instance was deleted, …): "unknown", with the reason and
+    /// the records, never a guess. Absent from the JSON when empty (an addition to issue 3).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<UnresolvedJson>,
+}
+
+/// Through which Neutron floating IP a match holds the asked address (issue 12).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FloatingJson {
+    /// The floating IP's Neutron id.
+    pub id: String,
+    /// The port it was associated to, the VM's.
+    pub port_id: String,
+    /// The private address it was NATed to, as Neutron said.
+    pub fixed_ip: Option<String>,
+}
+
+/// A floating-IP association that covers the moment but leads to no VM.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnresolvedJson {
+    /// `floating_ip` (an association leading to no VM) or `router_gateway` (the SNAT address
+    /// of a Neutron router: the VMs behind it share it, and only a NAT translation record
+    /// names one).
+    pub kind: String,
+    pub floating_ip_id: Option<String>,
+    pub port_id: Option<String>,
+    pub router_id: Option<String>,
+    pub fixed_ip: Option<String>,
+    pub from: String,
+    pub to: Option<String>,
+    /// Why no VM: what is missing or contradicts.
+    pub reason: String,
+    pub evidence: Vec<EvidenceJson>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -83,6 +117,10 @@ pub struct Match {
     /// kept and shown, never resolved silently. An extension of the issue-3 contract; empty
     /// when the sources agree.
     pub conflicts: Vec<ConflictJson>,
+    /// Set when the address is a Neutron floating IP associated to this VM's port at the
+    /// moment (absent from the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub floating_ip: Option<FloatingJson>,
 }
 
 /// Two records about one VM that cannot both be right.
@@ -328,6 +366,12 @@ pub trait Facts {
     fn user(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>>;
     fn project(&mut self, id: &str) -> anyhow::Result<Option<DirEntry>>;
     fn jobs_at(&mut self, ip: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<JobObs>>;
+    /// Observations of the floating IPs that ever had this address.
+    fn floating_ip_observations(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>>;
+    /// Observations of the routers whose gateway addresses ever included this address.
+    fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>>;
+    /// Observations of one Neutron resource.
+    fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>>;
 }
 
 impl Facts for &FactStore {
@@ -345,6 +389,15 @@ impl Facts for &FactStore {
     }
     fn jobs_at(&mut self, ip: Option<&str>, host: Option<&str>) -> anyhow::Result<Vec<JobObs>> {
         Ok(FactStore::jobs_at(self, ip, host)?)
+    }
+    fn floating_ip_observations(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(FactStore::floating_ip_observations(self, address)?)
+    }
+    fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(FactStore::net_observations(self, resource, id)?)
+    }
+    fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(FactStore::routers_with_gateway(self, address)?)
     }
 }
 
@@ -412,6 +465,15 @@ impl Facts for FactCache<'_> {
         let key = (ip.map(str::to_string), host.map(str::to_string));
         memo(&mut self.jobs, key, || Ok(store.jobs_at(ip, host)?))
     }
+    fn floating_ip_observations(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(self.store.floating_ip_observations(address)?)
+    }
+    fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(self.store.net_observations(resource, id)?)
+    }
+    fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
+        Ok(self.store.routers_with_gateway(address)?)
+    }
 }
 
 /// Answer `who`.
@@ -431,14 +493,50 @@ pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> 
         else {
             continue;
         };
+        matches.push(vm_match(store, q, &uuid, &obs, &lease, Vec::new())?);
+    }
+    let mut unresolved = Vec::new();
+    if q.kind == AddrKind::Ip {
+        floating(store, q, &mut matches, &mut unresolved)?;
+    }
+    let ambiguous = matches.len() > 1;
+    for m in &mut matches {
+        m.ambiguous = ambiguous;
+    }
+    Ok(WhoAnswer {
+        query: QueryJson {
+            kind: q.kind,
+            value: q.value.clone(),
+            at: q.at.to_string(),
+        },
+        matches,
+        unresolved,
+    })
+}
+
+/// The match for one VM holding the address through `lease` (its own observations `obs`),
+/// with `extra` evidence (the Neutron records of a floating IP).
+fn vm_match(
+    store: &mut dyn Facts,
+    q: &WhoQuery,
+    uuid: &str,
+    obs: &[VmObs],
+    lease: &Lease,
+    extra: Vec<EvidenceJson>,
+) -> anyhow::Result<Match> {
+    let t = ts_ns(q.at);
+    {
         let mut ev: BTreeMap<u64, EvidenceJson> = BTreeMap::new();
+        for e in extra {
+            ev.insert(e.seq, e);
+        }
         for seq in std::iter::once(lease.opened_by).chain(lease.closed_by) {
             if let Some(o) = obs.iter().find(|o| o.seq == seq) {
                 ev.insert(o.seq, evidence(o));
             }
         }
         let mut pick = |get: fn(&VmObs) -> Option<&String>| {
-            let o = last_at(&obs, t, get);
+            let o = last_at(obs, t, get);
             if let Some(o) = o {
                 ev.insert(o.seq, evidence(o));
             }
@@ -468,7 +566,7 @@ pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> 
         let foreign: std::collections::BTreeSet<String> = jobs
             .iter()
             .filter(|j| match (&j.exec_ip, j.start_ns) {
-                (Some(ip), Some(s)) => !leases(&obs, AddrKind::Ip, ip).iter().any(|l| l.covers(s)),
+                (Some(ip), Some(s)) => !leases(obs, AddrKind::Ip, ip).iter().any(|l| l.covers(s)),
                 _ => false,
             })
             .map(|j| j.job_id.clone())
@@ -477,7 +575,7 @@ pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> 
             .into_iter()
             .filter(|j| !foreign.contains(&j.job_id))
             .collect();
-        let payload_users = payload_runs(&jobs, &lease, t);
+        let payload_users = payload_runs(&jobs, lease, t);
         let mut evidence_list: Vec<EvidenceJson> = ev.into_values().collect();
         for j in jobs
             .iter()
@@ -501,9 +599,9 @@ pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> 
             });
         }
         evidence_list.sort_by_key(|e| e.seq);
-        matches.push(Match {
+        Ok(Match {
             vm: VmJson {
-                uuid: uuid.clone(),
+                uuid: uuid.to_string(),
                 name,
                 hostname,
                 hypervisor,
@@ -522,21 +620,300 @@ pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> 
             },
             evidence: evidence_list,
             ambiguous: false,
-            conflicts: conflicts(&obs),
+            conflicts: conflicts(obs),
+            floating_ip: None,
+        })
+    }
+}
+
+/// One association of a Neutron floating IP with a port, half-open `[from, to)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Association {
+    pub fip_id: String,
+    pub port_id: String,
+    pub fixed_ip: Option<String>,
+    pub lease: Lease,
+}
+
+/// Order of observations at one instant that does not depend on arrival: creation, then
+/// updates (by the port they name), then deletion; ledger position last.
+fn net_key(o: &NetObs) -> (i64, u8, String, u64) {
+    let rank = match o.action.as_str() {
+        "create" => 0,
+        "update" => 1,
+        _ => 2,
+    };
+    (
+        o.time_ns,
+        rank,
+        o.fip_port.clone().unwrap_or_default(),
+        o.seq,
+    )
+}
+
+/// A floating IP's associations with ports, from its observations (any order, duplicates
+/// allowed): one opens at the notification that sets `port_id` to a port, and closes at the
+/// one that sets another port or null, drops the address, or deletes the floating IP. A
+/// notification that does not say `port_id` changes nothing.
+pub fn associations(obs: &[NetObs], address: &str) -> Vec<Association> {
+    let mut by_id: BTreeMap<&str, Vec<&NetObs>> = BTreeMap::new();
+    for o in obs.iter().filter(|o| o.resource == "floatingip") {
+        by_id.entry(o.id.as_str()).or_default().push(o);
+    }
+    let mut out = Vec::new();
+    for (id, mut list) in by_id {
+        list.sort_by_key(|o| net_key(o));
+        let mut open: Option<(String, Option<String>, i64, u64)> = None;
+        for o in list {
+            let other_address = o.floating_ip.as_deref().is_some_and(|a| a != address);
+            let next: Option<Option<&str>> = if o.action == "delete" || other_address {
+                Some(None)
+            } else {
+                match o.fip_port.as_deref() {
+                    None => None,
+                    Some("-") => Some(None),
+                    Some(p) => Some(Some(p)),
+                }
+            };
+            let Some(next) = next else { continue };
+            if open.as_ref().map(|(p, ..)| p.as_str()) == next {
+                continue;
+            }
+            if let Some((port, fixed, from, by)) = open.take() {
+                out.push(Association {
+                    fip_id: id.to_string(),
+                    port_id: port,
+                    fixed_ip: fixed,
+                    lease: Lease {
+                        from,
+                        to: Some(o.time_ns),
+                        opened_by: by,
+                        closed_by: Some(o.seq),
+                    },
+                });
+            }
+            if let Some(p) = next {
+                open = Some((p.to_string(), o.fixed_ip.clone(), o.time_ns, o.seq));
+            }
+        }
+        if let Some((port, fixed, from, by)) = open {
+            out.push(Association {
+                fip_id: id.to_string(),
+                port_id: port,
+                fixed_ip: fixed,
+                lease: Lease {
+                    from,
+                    to: None,
+                    opened_by: by,
+                    closed_by: None,
+                },
+            });
+        }
+    }
+    out
+}
+
+fn net_evidence(o: &NetObs) -> EvidenceJson {
+    EvidenceJson {
+        time: rfc3339(o.time_ns),
+        seq: o.seq,
+        observer: Observer::Cloud,
+        source: format!("{}.{}.end", o.resource, o.action),
+        summary: o.summary.clone(),
+    }
+}
+
+/// The VMs holding `q.value` as a Neutron floating IP at the moment: the association that
+/// covers it (cut short by the port's deletion), the port's instance as of the moment (the
+/// last port record at or before it), that instance's nova records. Whatever is missing or
+/// contradicts (no record of the port, no instance on it, an instance with no nova record or
+/// deleted before the moment) goes to `unresolved` with the reason: never a guess.
+fn floating(
+    store: &mut dyn Facts,
+    q: &WhoQuery,
+    matches: &mut Vec<Match>,
+    unresolved: &mut Vec<UnresolvedJson>,
+) -> anyhow::Result<()> {
+    let t = ts_ns(q.at);
+    gateway(store, q, unresolved)?;
+    let fobs = store.floating_ip_observations(&q.value)?;
+    if fobs.is_empty() {
+        return Ok(());
+    }
+    for a in associations(&fobs, &q.value) {
+        if !a.lease.covers(t) {
+            continue;
+        }
+        let mut evidence: Vec<EvidenceJson> = fobs
+            .iter()
+            .filter(|o| o.seq == a.lease.opened_by || Some(o.seq) == a.lease.closed_by)
+            .map(net_evidence)
+            .collect();
+        let pobs = store.net_observations("port", &a.port_id)?;
+        let mut lease = a.lease;
+        // The port's deletion ends the association.
+        let deleted = pobs
+            .iter()
+            .filter(|o| o.action == "delete")
+            .min_by_key(|o| (o.time_ns, o.seq));
+        let mut reason = None;
+        if let Some(d) = deleted {
+            if d.time_ns <= t && d.time_ns > lease.from {
+                continue; // the association ended with the port, before the moment
+            }
+            if d.time_ns <= t {
+                evidence.push(net_evidence(d));
+                reason = Some(format!(
+                    "port {} was deleted at {} (#{}), before this association",
+                    a.port_id,
+                    rfc3339(d.time_ns),
+                    d.seq
+                ));
+            } else if lease.to.is_none_or(|to| d.time_ns < to) {
+                lease.to = Some(d.time_ns);
+                lease.closed_by = Some(d.seq);
+                evidence.push(net_evidence(d));
+            }
+        }
+        let port_at = pobs
+            .iter()
+            .filter(|o| o.action != "delete" && o.time_ns <= t)
+            .max_by_key(|o| (o.time_ns, o.vm_uuid.is_some(), o.seq));
+        if let Some(p) = port_at {
+            evidence.push(net_evidence(p));
+        }
+        let uuid = port_at.and_then(|p| p.vm_uuid.clone());
+        let unknown = |reason: String, evidence: Vec<EvidenceJson>| UnresolvedJson {
+            kind: "floating_ip".into(),
+            floating_ip_id: Some(a.fip_id.clone()),
+            port_id: Some(a.port_id.clone()),
+            router_id: None,
+            fixed_ip: a.fixed_ip.clone(),
+            from: rfc3339(lease.from),
+            to: lease.to.map(rfc3339),
+            reason,
+            evidence,
+        };
+        if let Some(r) = reason {
+            unresolved.push(unknown(r, evidence));
+            continue;
+        }
+        let Some(uuid) = uuid else {
+            let r = match port_at {
+                None if pobs.is_empty() => format!(
+                    "no Neutron record of port {} (never created, or created before collection)",
+                    a.port_id
+                ),
+                None => format!("no record of port {} at or before the moment", a.port_id),
+                Some(p) => format!(
+                    "port {} belonged to no instance at the moment (device_owner {})",
+                    a.port_id,
+                    p.device_owner.as_deref().unwrap_or("unknown")
+                ),
+            };
+            unresolved.push(unknown(r, evidence));
+            continue;
+        };
+        let obs = store.vm_observations(&uuid)?;
+        if obs.is_empty() {
+            let r = format!("instance {uuid} of port {} has no nova record", a.port_id);
+            unresolved.push(unknown(r, evidence));
+            continue;
+        }
+        if let Some(d) = obs.iter().find(|o| is_deletion(o) && o.time_ns <= t) {
+            evidence.push(evidence_of(d));
+            let r = format!(
+                "instance {uuid} of port {} was deleted at {} (#{}), before the moment",
+                a.port_id,
+                rfc3339(d.time_ns),
+                d.seq
+            );
+            unresolved.push(unknown(r, evidence));
+            continue;
+        }
+        let via = FloatingJson {
+            id: a.fip_id.clone(),
+            port_id: a.port_id.clone(),
+            fixed_ip: a.fixed_ip.clone(),
+        };
+        // Nova's legacy payload may already list the address for this VM: one match, both
+        // sources cited (two Neutron floating IPs on one address stay two, ambiguous).
+        if let Some(m) = matches
+            .iter_mut()
+            .find(|m| m.vm.uuid == uuid && m.floating_ip.is_none())
+        {
+            m.floating_ip = Some(via);
+            m.evidence.extend(evidence);
+            m.evidence.sort_by_key(|e| e.seq);
+            m.evidence.dedup();
+            continue;
+        }
+        let mut m = vm_match(store, q, &uuid, &obs, &lease, evidence)?;
+        m.floating_ip = Some(via);
+        matches.push(m);
+    }
+    for u in unresolved.iter_mut() {
+        u.evidence.sort_by_key(|e| e.seq);
+        u.evidence.dedup();
+    }
+    Ok(())
+}
+
+/// A Neutron router whose gateway (SNAT) address is `q.value` at the moment (its last record
+/// at or before the moment lists it and is no deletion): an `unresolved` entry, since which
+/// VM behind the router is meant takes a NAT translation record.
+fn gateway(
+    store: &mut dyn Facts,
+    q: &WhoQuery,
+    unresolved: &mut Vec<UnresolvedJson>,
+) -> anyhow::Result<()> {
+    let t = ts_ns(q.at);
+    let robs = store.routers_with_gateway(&q.value)?;
+    let mut by_id: BTreeMap<&str, Vec<&NetObs>> = BTreeMap::new();
+    for o in &robs {
+        by_id.entry(o.id.as_str()).or_default().push(o);
+    }
+    for (id, mut list) in by_id {
+        list.sort_by_key(|o| net_key(o));
+        let Some(last) = list.iter().rfind(|o| o.time_ns <= t) else {
+            continue;
+        };
+        if last.action == "delete" || !last.ips.contains(&q.value) {
+            continue;
+        }
+        let from = list
+            .iter()
+            .rfind(|o| {
+                o.time_ns <= last.time_ns && (o.action == "delete" || !o.ips.contains(&q.value))
+            })
+            .and_then(|gap| list.iter().find(|o| net_key(o) > net_key(gap)))
+            .or_else(|| list.first())
+            .copied()
+            .unwrap_or(last);
+        let mut evidence = vec![net_evidence(from), net_evidence(last)];
+        evidence.sort_by_key(|e| e.seq);
+        evidence.dedup();
+        unresolved.push(UnresolvedJson {
+            kind: "router_gateway".into(),
+            floating_ip_id: None,
+            port_id: None,
+            router_id: Some(id.to_string()),
+            fixed_ip: None,
+            from: rfc3339(from.time_ns),
+            to: None,
+            reason: format!(
+                "{} is the external gateway (SNAT) address of router {id}: every VM behind it \
+                 shares it; a NAT translation record is needed to name one",
+                q.value
+            ),
+            evidence,
         });
     }
-    let ambiguous = matches.len() > 1;
-    for m in &mut matches {
-        m.ambiguous = ambiguous;
-    }
-    Ok(WhoAnswer {
-        query: QueryJson {
-            kind: q.kind,
-            value: q.value.clone(),
-            at: q.at.to_string(),
-        },
-        matches,
-    })
+    Ok(())
+}
+
+fn evidence_of(o: &VmObs) -> EvidenceJson {
+    evidence(o)
 }
 
 /// A userlog names a job `cluster.proc`, the history ad `schedd#cluster.proc#qdate`: give the
@@ -740,5 +1117,58 @@ mod tests {
         ];
         join_userlog_ids(&mut j);
         assert_eq!(j[2].job_id, "2758.0");
+    }
+
+    fn fip(seq: u64, t: i64, action: &str, port: Option<&str>) -> NetObs {
+        NetObs {
+            seq,
+            time_ns: t,
+            resource: "floatingip".into(),
+            action: action.into(),
+            id: "f1".into(),
+            vm_uuid: None,
+            device_owner: None,
+            host: None,
+            ips: vec![],
+            mac: None,
+            floating_ip: Some("203.0.113.10".into()),
+            fip_port: port.map(str::to_string),
+            fixed_ip: None,
+            router_id: None,
+            project_id: None,
+            summary: String::new(),
+        }
+    }
+
+    #[test]
+    fn floating_ip_associations_do_not_depend_on_order_or_duplicates() {
+        let day = vec![
+            fip(1, 10, "create", Some("-")),
+            fip(2, 20, "update", Some("pa")),
+            fip(3, 25, "update", None), // says nothing about the port
+            fip(4, 30, "update", Some("-")),
+            fip(5, 40, "update", Some("pb")),
+            fip(6, 50, "update", Some("pc")), // moved straight to another port
+            fip(7, 60, "delete", Some("pc")),
+        ];
+        let spans = |a: &[Association]| -> Vec<(String, i64, Option<i64>)> {
+            a.iter()
+                .map(|x| (x.port_id.clone(), x.lease.from, x.lease.to))
+                .collect()
+        };
+        let want = vec![
+            ("pa".to_string(), 20, Some(30)),
+            ("pb".to_string(), 40, Some(50)),
+            ("pc".to_string(), 50, Some(60)),
+        ];
+        assert_eq!(spans(&associations(&day, "203.0.113.10")), want);
+        // Reversed, every record twice (later ledger positions): the same intervals.
+        let mut shuffled: Vec<NetObs> = day.iter().rev().cloned().collect();
+        for (i, o) in day.iter().enumerate() {
+            let mut d = o.clone();
+            d.seq = 100 + i as u64;
+            shuffled.push(d);
+        }
+        assert_eq!(spans(&associations(&shuffled, "203.0.113.10")), want);
     }
 }

@@ -23,7 +23,7 @@
 //! max_connections = 20000           # per TCP listener
 //! [amqp]
 //! url = "amqp://guest:guest@127.0.0.1:5672/%2f"   # absent: no AMQP consumer
-//! exchanges = ["nova"]
+//! exchanges = ["nova", "neutron"]
 //! routing_keys = ["versioned_notifications.info", "notifications.info"]
 //! queue = "pugmark.notifications"
 //! [senders]                         # who each sender is taken to be (crate::senders)
@@ -215,7 +215,8 @@ pub struct RawTcp {
 #[serde(deny_unknown_fields)]
 pub struct RawAmqp {
     pub url: String,
-    /// Topic exchanges to bind to. Default `["nova"]`.
+    /// Topic exchanges to bind to. Default `["nova", "neutron"]` (Neutron publishes its
+    /// port, floating IP and router notifications on its own exchange).
     pub exchanges: Option<Vec<String>>,
     /// Routing keys. Default `versioned_notifications.info`, `notifications.info`.
     pub routing_keys: Option<Vec<String>>,
@@ -381,7 +382,9 @@ impl Config {
         };
         let amqp = raw_amqp.map(|a| AmqpConfig {
             url: a.url,
-            exchanges: a.exchanges.unwrap_or_else(|| vec!["nova".into()]),
+            exchanges: a
+                .exchanges
+                .unwrap_or_else(|| vec!["nova".into(), "neutron".into()]),
             routing_keys: a.routing_keys.unwrap_or_else(|| {
                 vec![
                     "versioned_notifications.info".into(),

@@ -7,6 +7,7 @@
 //! two JSON decoders share. Nothing here reads files or clocks.
 
 pub mod keystone;
+pub mod neutron;
 pub mod notification;
 pub mod oslo_log;
 

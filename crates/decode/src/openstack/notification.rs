@@ -7,6 +7,9 @@
 //! them bare or wrapped in the oslo.messaging envelope
 //! (`{"oslo.version": "2.0", "oslo.message": "<the message as a JSON string>"}`).
 //!
+//! Neutron's legacy notifications (`port.*`, `floatingip.*`, `router.*`) come in the same
+//! envelopes and are decoded by [`super::neutron`].
+//!
 //! Output: `instance.*` / `compute.instance.*` events are class `vm.lifecycle` with the
 //! instance fields of [`model::fields`] (VM_UUID, VM_NAME, VM_HOSTNAME, HYPERVISOR = payload
 //! `host`, NODE, IMAGE, USER_ID / PROJECT_ID = the owner, STATE, VM_IPS / VM_MACS aligned,
@@ -151,12 +154,18 @@ fn parse(ev: &mut Event, raw: &[u8]) {
     notification(ev, raw, &msg);
 }
 
-fn issue(ev: &mut Event, raw: &[u8], offset: usize, kind: &str, expected: &str) {
+pub(super) fn issue(ev: &mut Event, raw: &[u8], offset: usize, kind: &str, expected: &str) {
     ev.issues.push(ParseIssue::new(raw, offset, kind, expected));
 }
 
 /// A string value at `obj[key]`: None when absent, null or empty; an issue when not a string.
-fn text(ev: &mut Event, raw: &[u8], obj: &Object, key: &str, path: &str) -> Option<String> {
+pub(super) fn text(
+    ev: &mut Event,
+    raw: &[u8],
+    obj: &Object,
+    key: &str,
+    path: &str,
+) -> Option<String> {
     match obj.get(key)? {
         Value::Null => None,
         Value::String(s) if s.is_empty() => None,
@@ -248,6 +257,9 @@ fn notification(ev: &mut Event, raw: &[u8], msg: &Object) {
             None
         }
     };
+    if instance.is_none() && super::neutron::decode(ev, raw, &event_type, payload) {
+        return;
+    }
     let Some(rest) = instance else {
         ev.message = event_type;
         if let Some(p) = payload
@@ -322,7 +334,7 @@ fn notification(ev: &mut Event, raw: &[u8], msg: &Object) {
 
 /// `create.end` → (`create`, Some(`end`)); legacy `live_migration._post.end` →
 /// (`live_migration_post`, Some(`end`)); `update` → (`update`, None).
-fn split_type(rest: &str) -> (String, Option<&str>) {
+pub(super) fn split_type(rest: &str) -> (String, Option<&str>) {
     let (verb, phase) = match rest.rsplit_once('.') {
         Some((v, p @ ("start" | "end" | "error"))) => (v, Some(p)),
         _ => match rest {

@@ -82,6 +82,28 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);
     }
+    for u in &answer.unresolved {
+        let line = match (&u.floating_ip_id, &u.port_id) {
+            (Some(fip), Some(port)) => format!(
+                "UNKNOWN: floating IP {value} ({fip}) was associated to port {port} (fixed IP {}) from {} to {}, but no VM: {}",
+                u.fixed_ip.clone().unwrap_or_else(|| "unknown".into()),
+                u.from,
+                u.to.clone().unwrap_or_else(|| "now".into()),
+                u.reason
+            ),
+            _ => format!("UNKNOWN ({}) since {}: {}", u.kind, u.from, u.reason),
+        };
+        super::text_line(&mut out, &line)?;
+        for e in &u.evidence {
+            super::text_line(
+                &mut out,
+                &format!(
+                    "  evidence #{} [{}] {} {}: {}",
+                    e.seq, e.observer, e.time, e.source, e.summary
+                ),
+            )?;
+        }
+    }
     if answer.matches.is_empty() {
         super::text_line(&mut out, &format!("no VM held {value} at {}", args.at))?;
         return Ok(ExitCode::SUCCESS);
@@ -119,6 +141,17 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
                 or_unknown(&m.owner.project_name)
             ),
         )?;
+        if let Some(f) = &m.floating_ip {
+            super::text_line(
+                &mut out,
+                &format!(
+                    "  through floating IP {} on port {} (fixed IP {})",
+                    f.id,
+                    f.port_id,
+                    f.fixed_ip.clone().unwrap_or_else(|| "unknown".into())
+                ),
+            )?;
+        }
         super::text_line(
             &mut out,
             &format!(

@@ -1,5 +1,5 @@
 //! OpenStack notifications from RabbitMQ (AMQP 0-9-1, lapin), as oslo.messaging publishes
-//! them: topic exchanges (default `nova`), routing keys `versioned_notifications.info` and
+//! them: topic exchanges (default `nova` and `neutron`), routing keys `versioned_notifications.info` and
 //! `notifications.info`, consumed from a durable queue of pugmark's own.
 //!
 //! Each delivery is acknowledged to the broker only once the writer returned its `Durable`:

@@ -20,7 +20,8 @@ use model::{Event, EventClass, Observer, fields};
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `net_obs` (Neutron ports, floating IPs and routers).
+const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactError {
@@ -63,6 +64,36 @@ pub struct VmObs {
     /// The VM's addresses as this observation lists them (`ip`, `mac` pairs kept in order).
     pub ips: Vec<String>,
     pub macs: Vec<String>,
+    pub summary: String,
+}
+
+/// One Neutron observation (a `port.*`, `floatingip.*` or `router.*` `.end` notification):
+/// what the resource looked like after the change (or its deletion).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetObs {
+    pub seq: u64,
+    pub time_ns: i64,
+    /// `port`, `floatingip` or `router`.
+    pub resource: String,
+    /// `create`, `update` or `delete`.
+    pub action: String,
+    /// The resource's uuid (lower-case).
+    pub id: String,
+    /// A port's instance (`device_id` of a `compute:*` port), lower-case.
+    pub vm_uuid: Option<String>,
+    pub device_owner: Option<String>,
+    pub host: Option<String>,
+    /// A port's fixed addresses, or a router's gateway (SNAT) addresses.
+    pub ips: Vec<String>,
+    pub mac: Option<String>,
+    /// A floating IP's address.
+    pub floating_ip: Option<String>,
+    /// A floating IP's port: `Some("-")` when the notification says null (disassociated),
+    /// None when it does not say.
+    pub fip_port: Option<String>,
+    pub fixed_ip: Option<String>,
+    pub router_id: Option<String>,
+    pub project_id: Option<String>,
     pub summary: String,
 }
 
@@ -156,6 +187,14 @@ impl FactStore {
                 seq INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, uuid TEXT NOT NULL,
                 PRIMARY KEY (kind, value, seq));
              CREATE INDEX IF NOT EXISTS vm_addr_uuid ON vm_addr (uuid);
+             CREATE TABLE IF NOT EXISTS net_obs (
+                seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, resource TEXT NOT NULL,
+                action TEXT NOT NULL, id TEXT NOT NULL, vm_uuid TEXT, device_owner TEXT,
+                host TEXT, ips TEXT, mac TEXT, floating_ip TEXT, fip_port TEXT, fixed_ip TEXT,
+                router_id TEXT, project_id TEXT, summary TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS net_obs_id ON net_obs (resource, id);
+             CREATE INDEX IF NOT EXISTS net_obs_fip ON net_obs (floating_ip);
+             CREATE INDEX IF NOT EXISTS net_obs_vm ON net_obs (vm_uuid);
              CREATE TABLE IF NOT EXISTS job_obs (
                 seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, job_id TEXT NOT NULL,
                 owner TEXT, user TEXT, dn TEXT, vo TEXT, exec_ip TEXT, exec_host TEXT,
@@ -236,6 +275,9 @@ impl FactStore {
 
     /// Whether an event says anything the store keeps (cheap: decided by class and fields).
     pub fn is_fact_source(event: &Event) -> bool {
+        if event.field(fields::NEUTRON_RESOURCE).is_some() {
+            return event.field(fields::NEUTRON_ID).is_some();
+        }
         match event.class {
             EventClass::VmLifecycle => event.field(fields::VM_UUID).is_some(),
             EventClass::IdentityDirectory => true,
@@ -268,6 +310,36 @@ impl FactStore {
             let seq = i64::try_from(*seq).unwrap_or(i64::MAX);
             let time = ns(e.time());
             let summary = summarize(e);
+            if e.field(fields::NEUTRON_RESOURCE).is_some() {
+                if let Some(n) = net_obs(e, seq, time, &summary) {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO net_obs (seq, time_ns, resource, action, id,
+                         vm_uuid, device_owner, host, ips, mac, floating_ip, fip_port, fixed_ip,
+                         router_id, project_id, summary)
+                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+                        params![
+                            seq,
+                            time,
+                            n.resource,
+                            n.action,
+                            n.id,
+                            n.vm_uuid,
+                            n.device_owner,
+                            n.host,
+                            n.ips.join(","),
+                            n.mac,
+                            n.floating_ip,
+                            n.fip_port,
+                            n.fixed_ip,
+                            n.router_id,
+                            n.project_id,
+                            n.summary,
+                        ],
+                    )
+                    .map_err(sql)?;
+                }
+                continue;
+            }
             match e.class {
                 EventClass::VmLifecycle => {
                     let Some(uuid) = e.field(fields::VM_UUID) else {
@@ -469,6 +541,71 @@ impl FactStore {
             .map_err(self.sql())
     }
 
+    /// Every Neutron observation of floating IPs that ever had `address`, by floating IP id,
+    /// then time (ties by ledger position; [`NetObs`] order is decided by the reader).
+    pub fn floating_ip_observations(&self, address: &str) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'floatingip' AND id IN
+             (SELECT id FROM net_obs WHERE resource = 'floatingip' AND floating_ip = ?1)
+             ORDER BY id, time_ns, seq",
+            params![address],
+        )
+    }
+
+    /// Every observation of the routers whose gateway (SNAT) addresses ever included
+    /// `address`, by router id, then time (ties by ledger position).
+    pub fn routers_with_gateway(&self, address: &str) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'router' AND id IN
+             (SELECT id FROM net_obs WHERE resource = 'router'
+              AND (',' || ips || ',') LIKE ('%,' || ?1 || ',%'))
+             ORDER BY id, time_ns, seq",
+            params![address],
+        )
+    }
+
+    /// Every observation of one Neutron resource (`port`, `floatingip`, `router`), in time
+    /// order (ties by ledger position).
+    pub fn net_observations(&self, resource: &str, id: &str) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = ?1 AND id = ?2 ORDER BY time_ns, seq",
+            params![resource, id.to_lowercase()],
+        )
+    }
+
+    fn net_obs_where(&self, tail: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<NetObs>> {
+        let sql = format!(
+            "SELECT seq, time_ns, resource, action, id, vm_uuid, device_owner, host, ips, mac,
+             floating_ip, fip_port, fixed_ip, router_id, project_id, summary FROM net_obs {tail}"
+        );
+        let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
+        let rows = st
+            .query_map(p, |r| {
+                let ips: Option<String> = r.get(8)?;
+                Ok(NetObs {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    time_ns: r.get(1)?,
+                    resource: r.get(2)?,
+                    action: r.get(3)?,
+                    id: r.get(4)?,
+                    vm_uuid: r.get(5)?,
+                    device_owner: r.get(6)?,
+                    host: r.get(7)?,
+                    ips: list(ips.as_deref()),
+                    mac: r.get(9)?,
+                    floating_ip: r.get(10)?,
+                    fip_port: r.get(11)?,
+                    fixed_ip: r.get(12)?,
+                    router_id: r.get(13)?,
+                    project_id: r.get(14)?,
+                    summary: r.get(15)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
     /// Job observations whose execution address is `ip` or whose execution host is `host`.
     pub fn jobs_at(&self, ip: Option<&str>, host: Option<&str>) -> Result<Vec<JobObs>> {
         self.jobs_where(
@@ -590,6 +727,33 @@ impl FactStore {
             .optional()
             .map_err(self.sql())
     }
+}
+
+/// The Neutron observation an event makes, if any: only `.end` notifications (what happened,
+/// not what was asked) of a known verb with the resource's id.
+fn net_obs(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NetObs> {
+    if e.field("phase") != Some("end") || e.issues.iter().any(|i| i.kind == "unknown_event_type") {
+        return None;
+    }
+    let action = e.field(fields::ACTION)?;
+    Some(NetObs {
+        seq: u64::try_from(seq).unwrap_or(0),
+        time_ns: time,
+        resource: e.field(fields::NEUTRON_RESOURCE)?.to_string(),
+        action: action.to_string(),
+        id: e.field(fields::NEUTRON_ID)?.to_lowercase(),
+        vm_uuid: opt(e.field(fields::VM_UUID)).map(|u| u.to_lowercase()),
+        device_owner: opt(e.field(fields::DEVICE_OWNER)),
+        host: opt(e.field(fields::BINDING_HOST)),
+        ips: list(e.field(fields::PORT_IPS).or(e.field(fields::GATEWAY_IPS))),
+        mac: opt(e.field(fields::PORT_MAC)),
+        floating_ip: opt(e.field(fields::FLOATING_IP)),
+        fip_port: opt(e.field(fields::FIP_PORT)).map(|p| p.to_lowercase()),
+        fixed_ip: opt(e.field(fields::FIP_FIXED_IP)),
+        router_id: opt(e.field(fields::ROUTER_ID)),
+        project_id: opt(e.field(fields::PROJECT_ID)),
+        summary: summary.to_string(),
+    })
 }
 
 /// One line for evidence lists: what the event says, shortly.
