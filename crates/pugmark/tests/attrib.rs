@@ -780,6 +780,34 @@ fn a_tap_ties_spoofed_and_unleased_sources_to_their_vm_and_check_names_the_holde
             tap_b,
         ),
     ];
+    let mut notes = notes.to_vec();
+    // D's interface is known from Neutron only (nova's legacy-style payload names no port):
+    // its port, in neutron's bare `port.create.end` / `port.delete.end` shapes
+    // (neutron/api/v2/base.py; the delete with only `port_id`).
+    notes.push(note(
+        "instance.create.end",
+        "2026-10-14 08:00:00.000000",
+        D,
+        "wn-d",
+        Some("10.20.0.30"),
+    ));
+    let port_d = "0c0d0e0f-1a2b-4c3d-8e4f-00000000000d";
+    let tap_d = "tap0c0d0e0f-1a";
+    let ports = [
+        serde_json::json!({"message_id": "p-1", "publisher_id": "network.controller-1",
+            "event_type": "port.create.end", "priority": "INFO",
+            "timestamp": "2026-10-14 07:59:55.000000",
+            "payload": {"port": {"id": port_d, "mac_address": "fa:16:3e:00:00:0d",
+                "device_id": D, "device_owner": "compute:nova",
+                "fixed_ips": [{"subnet_id": "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b",
+                    "ip_address": "10.20.0.30"}],
+                "binding:host_id": "cmp1", "project_id": "p-vo"}}}),
+        serde_json::json!({"message_id": "p-2", "publisher_id": "network.controller-1",
+            "event_type": "port.delete.end", "priority": "INFO",
+            "timestamp": "2026-10-14 10:30:00.000000", "payload": {"port_id": port_d}}),
+    ];
+    let pf = dir.path().join("ports.json");
+    fs::write(&pf, ports.map(|p| p.to_string()).join("\n") + "\n").unwrap();
     let nf = dir.path().join("notifications.json");
     fs::write(&nf, notes.join("\n") + "\n").unwrap();
     let syn = |time: &str, inif: &str, outif: &str, src: &str, dst: &str, n: u32| {
@@ -798,10 +826,17 @@ fn a_tap_ties_spoofed_and_unleased_sources_to_their_vm_and_check_names_the_holde
         syn("09:50:00", tap_b, "bond0", "10.20.0.77", "203.0.113.7", 5),
         // Inbound to A's tap (the output device).
         syn("10:00:00", "bond0", tap_a, "198.51.100.9", "10.20.0.20", 6),
+        // D's tap (Neutron's port) with A's address; after the port's deletion the tap is
+        // nobody's and the line goes by its address.
+        syn("09:55:00", tap_d, "bond0", "10.20.0.20", "203.0.113.8", 7),
+        syn("10:40:00", tap_d, "bond0", "10.20.0.20", "203.0.113.9", 8),
     ];
     let hv = dir.path().join("cmp1-kern.log");
     fs::write(&hv, lines.join("\n") + "\n").unwrap();
-    ok(&data, &["ingest", nf.to_str().unwrap()]);
+    ok(
+        &data,
+        &["ingest", nf.to_str().unwrap(), pf.to_str().unwrap()],
+    );
     ok(
         &data,
         &[
@@ -844,7 +879,7 @@ fn a_tap_ties_spoofed_and_unleased_sources_to_their_vm_and_check_names_the_holde
         .iter()
         .filter(|f| f["kind"] == "spoofed_source")
         .collect();
-    assert_eq!(spoofs.len(), 2, "{c:#}");
+    assert_eq!(spoofs.len(), 3, "{c:#}");
     assert_eq!(
         spoofs[0]["entities"],
         serde_json::json!([A, "10.20.0.111", B])
@@ -864,5 +899,18 @@ fn a_tap_ties_spoofed_and_unleased_sources_to_their_vm_and_check_names_the_holde
             .contains("held by no VM"),
         "{c:#}"
     );
-    assert_eq!(c["examined"]["tap_connections"], 5, "{c:#}");
+    assert_eq!(
+        spoofs[2]["entities"],
+        serde_json::json!([D, "10.20.0.20", A])
+    );
+    assert_eq!(spoofs[2]["count"], 1, "{c:#}");
+    let td = json(&data, &["timeline", "--vm", D]);
+    let from_d = entries_about(&td, "DST=203.0.113.8");
+    assert_eq!(from_d.len(), 1, "{td:#}");
+    assert_eq!(from_d[0]["attribution"]["how"], "tap");
+    let ta = json(&data, &["timeline", "--vm", A]);
+    let after = entries_about(&ta, "DST=203.0.113.9");
+    assert_eq!(after.len(), 1, "{ta:#}");
+    assert_eq!(after[0]["attribution"]["how"], "address", "{ta:#}");
+    assert_eq!(c["examined"]["tap_connections"], 6, "{c:#}");
 }
