@@ -181,6 +181,15 @@ pub struct Site {
     pub(crate) tap: BTreeMap<String, Vec<Held>>,
 }
 
+/// A name Linux could give a network device (at most 15 bytes) made of the characters nova
+/// and Neutron use: anything else a notification says is not a tap, and never reaches a query.
+fn is_device_name(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 15
+        && d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
 /// Which way a record crossed a VM's tap device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TapDir {
@@ -252,6 +261,9 @@ impl Site {
             }
         }
         for ((tap, uuid), t) in first {
+            if !is_device_name(tap) {
+                continue;
+            }
             let end = self.obs.get(uuid).and_then(|obs| {
                 obs.iter()
                     .find(|o| o.time_ns >= t.time_ns && is_deletion(o))
@@ -279,7 +291,7 @@ impl Site {
             let n = ports[i..].iter().take_while(|p| &p.id == id).count();
             let group = &ports[i..i + n];
             i += n;
-            let Some(tap) = tap_of_port(id) else {
+            let Some(tap) = tap_of_port(id).filter(|t| is_device_name(t)) else {
                 continue;
             };
             // A delete sorts after a create or update at the same instant.
@@ -733,6 +745,14 @@ mod tests {
             project_id: None,
             summary: String::new(),
         };
+        // A device name no kernel would give is no tap.
+        s.insert_nova_taps(&[TapObs {
+            tap: "tap\" OR *".into(),
+            uuid: B.into(),
+            seq: 4,
+            time_ns: 100,
+        }]);
+        assert_eq!(s.tap.len(), 1);
         // Delete before create in the input: the order must not matter.
         s.insert_ports(&[
             port(9, 300, "delete", None),
