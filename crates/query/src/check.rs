@@ -655,7 +655,9 @@ pub fn check(
         }
     }
 
-    // 7. Spoofed sources: a VM's tap sending from an address the VM did not hold.
+    // 7. Spoofed sources: a VM's tap sending from an address the VM did not hold. (Numbered
+    // after the conflicts, which came first; findings are sorted, so the order of steps does
+    // not change the answer.)
     if !site.tap.is_empty() {
         spoofed_sources(
             index,
