@@ -369,6 +369,18 @@ fn hand_written() {
         ],
     );
     assert_eq!(ev.field("log_prefix"), None);
+    // Nova's hybrid OVS plug: the VM's tap (`tap` + 11 characters of the port id) is the
+    // bridge port its packets come in on; both devices kept for attribution rule 3.
+    check(
+        "<4>Oct 14 08:00:01 cmp1 kernel: [ 812.000001] IN=qbr1a2b3c4d-5e OUT=qbr1a2b3c4d-5e PHYSIN=tap1a2b3c4d-5e PHYSOUT=qvb1a2b3c4d-5e MAC=fa:16:3e:00:00:02:fa:16:3e:00:00:01:08:00 SRC=10.20.0.111 DST=203.0.113.6 LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID=3 DF PROTO=TCP SPT=40003 DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0",
+        EventClass::NetConnection,
+        &[
+            ("in_if", "qbr1a2b3c4d-5e"),
+            ("phys_in", "tap1a2b3c4d-5e"),
+            ("phys_out", "qvb1a2b3c4d-5e"),
+            ("src_ip", "10.20.0.111"),
+        ],
+    );
     // Bare dmesg output: not syslog, still a connection; the syslog issue stays.
     let ev = check(
         "[50028442.088484] IN=eth0 OUT= SRC=192.0.2.1 DST=192.0.2.2 LEN=40 PROTO=UDP SPT=1 DPT=2",

@@ -739,3 +739,178 @@ fn generated_challenges_are_answered_all_right_on_several_seeds() {
         assert!(r["check"]["unexplained"].as_array().unwrap().is_empty());
     }
 }
+
+/// A nova notification listing one interface with its Neutron port and tap device.
+fn note_port(time: &str, uuid: &str, host: &str, ip: &str, port: &str, tap: &str) -> String {
+    serde_json::json!({
+        "event_type": "instance.create.end", "priority": "INFO",
+        "publisher_id": "nova-compute:cmp1", "timestamp": time,
+        "message_id": format!("m-{uuid}-create"),
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova",
+            "nova_object.version": "1.8", "nova_object.data": {"uuid": uuid, "host": "cmp1",
+            "host_name": host, "user_id": "u-vo", "tenant_id": "p-vo", "state": "active",
+            "ip_addresses": [{"nova_object.name": "IpPayload", "nova_object.namespace": "nova",
+                "nova_object.version": "1.0", "nova_object.data": {"address": ip,
+                "mac": "fa:16:3e:00:00:01", "version": 4, "port_uuid": port,
+                "device_name": tap, "label": "private"}}]}}
+    })
+    .to_string()
+}
+
+#[test]
+fn a_tap_ties_spoofed_and_unleased_sources_to_their_vm_and_check_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (tap_a, tap_b) = ("tap1a2b3c4d-5e", "tap9f8e7d6c-5b");
+    let notes = [
+        note_port(
+            "2026-10-14 08:00:00.000000",
+            A,
+            "wn-a",
+            "10.20.0.20",
+            "1a2b3c4d-5e6f-4000-8000-00000000000a",
+            tap_a,
+        ),
+        note_port(
+            "2026-10-14 08:00:00.000000",
+            B,
+            "wn-b",
+            "10.20.0.111",
+            "9f8e7d6c-5b4a-4000-8000-00000000000b",
+            tap_b,
+        ),
+    ];
+    let mut notes = notes.to_vec();
+    // D's interface is known from Neutron only (nova's legacy-style payload names no port):
+    // its port, in neutron's bare `port.create.end` / `port.delete.end` shapes
+    // (neutron/api/v2/base.py; the delete with only `port_id`).
+    notes.push(note(
+        "instance.create.end",
+        "2026-10-14 08:00:00.000000",
+        D,
+        "wn-d",
+        Some("10.20.0.30"),
+    ));
+    let port_d = "0c0d0e0f-1a2b-4c3d-8e4f-00000000000d";
+    let tap_d = "tap0c0d0e0f-1a";
+    let ports = [
+        serde_json::json!({"message_id": "p-1", "publisher_id": "network.controller-1",
+            "event_type": "port.create.end", "priority": "INFO",
+            "timestamp": "2026-10-14 07:59:55.000000",
+            "payload": {"port": {"id": port_d, "mac_address": "fa:16:3e:00:00:0d",
+                "device_id": D, "device_owner": "compute:nova",
+                "fixed_ips": [{"subnet_id": "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b",
+                    "ip_address": "10.20.0.30"}],
+                "binding:host_id": "cmp1", "project_id": "p-vo"}}}),
+        serde_json::json!({"message_id": "p-2", "publisher_id": "network.controller-1",
+            "event_type": "port.delete.end", "priority": "INFO",
+            "timestamp": "2026-10-14 10:30:00.000000", "payload": {"port_id": port_d}}),
+    ];
+    let pf = dir.path().join("ports.json");
+    fs::write(&pf, ports.map(|p| p.to_string()).join("\n") + "\n").unwrap();
+    let nf = dir.path().join("notifications.json");
+    fs::write(&nf, notes.join("\n") + "\n").unwrap();
+    let syn = |time: &str, inif: &str, outif: &str, src: &str, dst: &str, n: u32| {
+        format!(
+            "Oct 14 {time} cmp1 kernel: [{n:>6}.000001] pugmark-egress IN={inif} OUT={outif} MAC=00:00:5e:00:01:01:fa:16:3e:00:00:01:08:00 SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=64 ID={n} DF PROTO=TCP SPT={} DPT=22 WINDOW=64240 RES=0x00 SYN URGP=0",
+            40000 + n
+        )
+    };
+    let lines = [
+        // Honest: each VM from its own address.
+        syn("09:00:00", tap_a, "bond0", "10.20.0.20", "203.0.113.5", 1),
+        syn("09:05:00", tap_b, "bond0", "10.20.0.111", "203.0.113.5", 2),
+        // A sends with B's address, twice; B with an address nobody held.
+        syn("09:30:00", tap_a, "bond0", "10.20.0.111", "203.0.113.6", 3),
+        syn("09:40:00", tap_a, "bond0", "10.20.0.111", "203.0.113.6", 4),
+        syn("09:50:00", tap_b, "bond0", "10.20.0.77", "203.0.113.7", 5),
+        // Inbound to A's tap (the output device).
+        syn("10:00:00", "bond0", tap_a, "198.51.100.9", "10.20.0.20", 6),
+        // D's tap (Neutron's port) with A's address; after the port's deletion the tap is
+        // nobody's and the line goes by its address.
+        syn("09:55:00", tap_d, "bond0", "10.20.0.20", "203.0.113.8", 7),
+        syn("10:40:00", tap_d, "bond0", "10.20.0.20", "203.0.113.9", 8),
+    ];
+    let hv = dir.path().join("cmp1-kern.log");
+    fs::write(&hv, lines.join("\n") + "\n").unwrap();
+    ok(
+        &data,
+        &["ingest", nf.to_str().unwrap(), pf.to_str().unwrap()],
+    );
+    ok(
+        &data,
+        &[
+            "ingest",
+            "--year",
+            "2026",
+            "--observer",
+            "hypervisor",
+            hv.to_str().unwrap(),
+        ],
+    );
+
+    // A's timeline holds the line from its tap with B's address, attributed by the tap.
+    let t = json(&data, &["timeline", "--vm", A]);
+    let spoof = entries_about(&t, "SRC=10.20.0.111 DST=203.0.113.6");
+    assert_eq!(spoof.len(), 2, "{t:#}");
+    for e in &spoof {
+        assert_eq!(e["attribution"]["how"], "tap", "{e}");
+        assert_eq!(e["attribution"]["vm"], A, "{e}");
+    }
+    let inbound = entries_about(&t, "SRC=198.51.100.9");
+    assert_eq!(inbound.len(), 1, "{t:#}");
+    assert_eq!(inbound[0]["attribution"]["how"], "tap");
+    // B's timeline shows what used its address, given to the VM whose tap it came out of,
+    // and B's own line from an unleased address.
+    let tb = json(&data, &["timeline", "--vm", B]);
+    let used = entries_about(&tb, "DST=203.0.113.6");
+    assert_eq!(used.len(), 2, "{tb:#}");
+    assert!(used.iter().all(|e| e["attribution"]["vm"] == A), "{tb:#}");
+    let unleased = entries_about(&tb, "SRC=10.20.0.77");
+    assert_eq!(unleased.len(), 1, "{tb:#}");
+    assert_eq!(unleased[0]["attribution"]["vm"], B);
+
+    // check: one finding per (VM, address), naming the holder; honest lines give none.
+    let c = json(&data, &["check"]);
+    assert_eq!(c, json(&data, &["check", "--from-events"]));
+    let spoofs: Vec<&Value> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "spoofed_source")
+        .collect();
+    assert_eq!(spoofs.len(), 3, "{c:#}");
+    assert_eq!(
+        spoofs[0]["entities"],
+        serde_json::json!([A, "10.20.0.111", B])
+    );
+    assert_eq!(spoofs[0]["count"], 2);
+    assert_eq!(spoofs[0]["time"], "2026-10-14T09:30:00Z");
+    let s = spoofs[0]["summary"].as_str().unwrap();
+    assert!(
+        s.contains(tap_a) && s.contains(&format!("held by VM {B}")),
+        "{s}"
+    );
+    assert_eq!(spoofs[1]["entities"], serde_json::json!([B, "10.20.0.77"]));
+    assert!(
+        spoofs[1]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("held by no VM"),
+        "{c:#}"
+    );
+    assert_eq!(
+        spoofs[2]["entities"],
+        serde_json::json!([D, "10.20.0.20", A])
+    );
+    assert_eq!(spoofs[2]["count"], 1, "{c:#}");
+    let td = json(&data, &["timeline", "--vm", D]);
+    let from_d = entries_about(&td, "DST=203.0.113.8");
+    assert_eq!(from_d.len(), 1, "{td:#}");
+    assert_eq!(from_d[0]["attribution"]["how"], "tap");
+    let ta = json(&data, &["timeline", "--vm", A]);
+    let after = entries_about(&ta, "DST=203.0.113.9");
+    assert_eq!(after.len(), 1, "{ta:#}");
+    assert_eq!(after[0]["attribution"]["how"], "address", "{ta:#}");
+    assert_eq!(c["examined"]["tap_connections"], 6, "{c:#}");
+}

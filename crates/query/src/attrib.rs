@@ -10,15 +10,21 @@
 //!    no VM held (a relay), the claim stands only for a VM that existed at that time.
 //! 2. **`address`** — by the sender's address ([`Event::sender_ip`]: the live peer, the archive's
 //!    `relay_from`, a per-host path) through the address's lease at the collected time.
-//! 3. **`tap`** — the hypervisor's tap device (`tap` + 11 characters of the Neutron port id)
-//!    is the rule for hypervisor records once the fact store keeps port ids; it keeps none
-//!    today (`vm_ports` is decoded but not stored), so hypervisor records use rule 2 on their
-//!    `src_ip`, then `dst_ip`.
+//! 3. **`tap`** — for hypervisor records (below), not VM ones: the VM whose tap device the
+//!    packet came out of or went into.
 //! 4. **`hostname`** — only then by the claimed hostname (first label, case-insensitive)
 //!    through the hostname lease at that time; when more than one VM held it then, the record
 //!    is **`ambiguous`**: every candidate is named, it is given to none.
 //!
 //! Records of other observers: a cloud record naming a VM (`vm_uuid`) is that VM's (`uuid`);
+//! a hypervisor record whose `PHYSIN`/`IN` (the VM sent it: its tap is the input device) or
+//! else `PHYSOUT`/`OUT` (sent to the VM) names a tap device is the VM that tap belonged to
+//! then (`tap`), *before* any address, so traffic from a spoofed or unleased source address
+//! is still the VM's it came out of. Taps come from nova's `ip_addresses[]` (`device_name`,
+//! else `tap` + the first 11 characters of `port_uuid`; held from the first notification
+//! listing it to the VM's deletion) and from Neutron's ports (`tap` + 11 characters of the
+//! port id; the port's `device_id` from the notification naming it to the port's deletion,
+//! another `device_id`, or the VM's deletion). A tap no source names falls through. Then
 //! network, hypervisor and VO records by the addresses they name (`src_ip`, `dst_ip`,
 //! `exec_ip`), `address`. Time is [`Event::placed`]: the collector's receive time where one
 //! exists (a VM cannot set it), else the reported one.
@@ -28,7 +34,7 @@ use std::net::IpAddr;
 
 use model::{Event, Observer, fields};
 use serde::Serialize;
-use views::facts::{FactStore, VmObs};
+use views::facts::{FactStore, NetObs, TapObs, VmObs, tap_of_port};
 
 use crate::lang::Net;
 use crate::who::{AddrKind, EvidenceJson, Lease, leases, rfc3339, ts_ns};
@@ -171,6 +177,26 @@ pub struct Site {
     pub(crate) ip: BTreeMap<IpAddr, Vec<Held>>,
     pub(crate) host: BTreeMap<String, Vec<Held>>,
     pub(crate) obs: BTreeMap<String, Vec<VmObs>>,
+    /// Tap device (lower-case) → the VMs whose port it was, over the port's life.
+    pub(crate) tap: BTreeMap<String, Vec<Held>>,
+}
+
+/// A name Linux could give a network device (at most 15 bytes) made of the characters nova
+/// and Neutron use: anything else a notification says is not a tap, and never reaches a query.
+fn is_device_name(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 15
+        && d.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// Which way a record crossed a VM's tap device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapDir {
+    /// The tap was the input device: the VM sent it.
+    FromVm,
+    /// The tap was the output device: it went to the VM.
+    ToVm,
 }
 
 /// Hostnames compare by their first label, case-insensitively: a VM's syslog often says
@@ -216,7 +242,136 @@ impl Site {
             let uuid = first.uuid.clone();
             s.insert(uuid, obs);
         }
+        s.insert_nova_taps(&store.nova_taps()?);
+        s.insert_ports(&store.all_port_observations()?);
         Ok(s)
+    }
+
+    /// Nova's tap devices (after the VMs are in): a VM holds a tap it was listed with from the
+    /// first observation listing it until the VM's deletion.
+    pub fn insert_nova_taps(&mut self, taps: &[TapObs]) {
+        let mut first: BTreeMap<(&str, &str), &TapObs> = BTreeMap::new();
+        for t in taps {
+            let k = (t.tap.as_str(), t.uuid.as_str());
+            if first
+                .get(&k)
+                .is_none_or(|f| (t.time_ns, t.seq) < (f.time_ns, f.seq))
+            {
+                first.insert(k, t);
+            }
+        }
+        for ((tap, uuid), t) in first {
+            if !is_device_name(tap) {
+                continue;
+            }
+            let end = self.obs.get(uuid).and_then(|obs| {
+                obs.iter()
+                    .find(|o| o.time_ns >= t.time_ns && is_deletion(o))
+                    .map(|o| (o.time_ns, o.seq))
+            });
+            self.tap.entry(tap.to_string()).or_default().push(Held {
+                lease: Lease {
+                    from: t.time_ns,
+                    to: end.map(|e| e.0),
+                    opened_by: t.seq,
+                    closed_by: end.map(|e| e.1),
+                },
+                uuid: uuid.to_string(),
+            });
+        }
+    }
+
+    /// Neutron's ports (by port id, each in time order): the port's tap is its instance's
+    /// from the observation naming the instance until the port is deleted, its `device_id`
+    /// changes, or the instance is deleted.
+    pub fn insert_ports(&mut self, ports: &[NetObs]) {
+        let mut i = 0;
+        while i < ports.len() {
+            let id = &ports[i].id;
+            let n = ports[i..].iter().take_while(|p| &p.id == id).count();
+            let group = &ports[i..i + n];
+            i += n;
+            let Some(tap) = tap_of_port(id).filter(|t| is_device_name(t)) else {
+                continue;
+            };
+            // A delete sorts after a create or update at the same instant.
+            let mut group: Vec<&NetObs> = group.iter().collect();
+            group.sort_by_key(|p| (p.time_ns, p.action == "delete", p.seq));
+            let mut open: Option<(String, i64, u64)> = None;
+            let mut held = Vec::new();
+            for p in group {
+                let next = p.vm_uuid.clone().filter(|_| p.action != "delete");
+                if open.as_ref().map(|o| &o.0) == next.as_ref() {
+                    continue;
+                }
+                if let Some((uuid, from, seq)) = open.take() {
+                    held.push((uuid, from, seq, Some((p.time_ns, p.seq))));
+                }
+                open = next.map(|u| (u, p.time_ns, p.seq));
+            }
+            if let Some((uuid, from, seq)) = open {
+                held.push((uuid, from, seq, None));
+            }
+            for (uuid, from, seq, mut end) in held {
+                // Cut at the instance's deletion when nova said so first.
+                let deleted = self.obs.get(&uuid).and_then(|obs| {
+                    obs.iter()
+                        .find(|o| o.time_ns >= from && is_deletion(o))
+                        .map(|o| (o.time_ns, o.seq))
+                });
+                if let Some(d) = deleted
+                    && end.is_none_or(|e| d.0 < e.0)
+                {
+                    end = Some(d);
+                }
+                self.tap.entry(tap.clone()).or_default().push(Held {
+                    lease: Lease {
+                        from,
+                        to: end.map(|e| e.0),
+                        opened_by: seq,
+                        closed_by: end.map(|e| e.1),
+                    },
+                    uuid,
+                });
+            }
+        }
+    }
+
+    /// The VMs whose tap `dev` was at `t` (device names compare lower-case).
+    pub fn tap_at(&self, dev: &str, t: i64) -> Vec<&Held> {
+        self.tap
+            .get(&dev.trim().to_ascii_lowercase())
+            .map(|v| v.iter().filter(|h| h.lease.covers(t)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The tap a hypervisor record came out of or went into, and the VMs it was then:
+    /// `IN`/`PHYSIN` first (the VM's tap is the input device of what it sends), then
+    /// `OUT`/`PHYSOUT`. Interfaces not named `tap…`, or taps no source names, give None.
+    pub fn tap_of(&self, e: &Event, t: i64) -> Option<(TapDir, String, Vec<String>)> {
+        let sides = [
+            (fields::PHYS_IN, TapDir::FromVm),
+            (fields::IN_IF, TapDir::FromVm),
+            (fields::PHYS_OUT, TapDir::ToVm),
+            (fields::OUT_IF, TapDir::ToVm),
+        ];
+        for (f, dir) in sides {
+            let Some(dev) = e.field(f).map(|d| d.trim().to_ascii_lowercase()) else {
+                continue;
+            };
+            if !dev.starts_with("tap") {
+                continue;
+            }
+            let vms: Vec<String> = self
+                .tap_at(&dev, t)
+                .iter()
+                .map(|h| h.uuid.clone())
+                .collect();
+            if !vms.is_empty() {
+                return Some((dir, dev, vms));
+            }
+        }
+        None
     }
 
     /// Add one VM (its observations in time order).
@@ -377,6 +532,11 @@ impl Site {
             && let Some(u) = e.field(fields::VM_UUID)
         {
             return Attribution::one(How::Uuid, &u.to_ascii_lowercase());
+        }
+        if e.observer == Observer::Hypervisor
+            && let Some((_, _, vms)) = self.tap_of(e, t)
+        {
+            return Attribution::of(How::Tap, vms);
         }
         for f in [fields::SRC_IP, fields::DST_IP, fields::EXEC_IP] {
             let Some(ip) = e.field(f).and_then(|s| s.trim().parse::<IpAddr>().ok()) else {
@@ -555,6 +715,77 @@ mod tests {
         assert_eq!(a.how, How::None);
         let a = s.attribute_at(&line("wn-06", None, Some(B)), 80);
         assert_eq!(a, Attribution::one(How::Hostname, A));
+    }
+
+    #[test]
+    fn a_hypervisor_line_goes_to_the_vm_whose_tap_it_crossed_before_any_address() {
+        let mut s = site();
+        // Nova names A's tap; Neutron B's port (its tap derived from the port id).
+        s.insert_nova_taps(&[TapObs {
+            tap: "tapaaaa1111-22".into(),
+            uuid: A.into(),
+            seq: 3,
+            time_ns: 60,
+        }]);
+        let port = |seq, t, action: &str, vm: Option<&str>| NetObs {
+            seq,
+            time_ns: t,
+            resource: "port".into(),
+            action: action.into(),
+            id: "bbbb2222-3333-4444-5555-666677778888".into(),
+            vm_uuid: vm.map(str::to_string),
+            device_owner: None,
+            host: None,
+            ips: vec![],
+            mac: None,
+            floating_ip: None,
+            fip_port: None,
+            fixed_ip: None,
+            router_id: None,
+            project_id: None,
+            summary: String::new(),
+        };
+        // A device name no kernel would give is no tap.
+        s.insert_nova_taps(&[TapObs {
+            tap: "tap\" OR *".into(),
+            uuid: B.into(),
+            seq: 4,
+            time_ns: 100,
+        }]);
+        assert_eq!(s.tap.len(), 1);
+        // Delete before create in the input: the order must not matter.
+        s.insert_ports(&[
+            port(9, 300, "delete", None),
+            port(5, 100, "create", Some(B)),
+        ]);
+        let mut e = line("cmp1", None, None);
+        e.observer = Observer::Hypervisor;
+        // A's tap sends with B's address: A's, by tap.
+        e.fields
+            .insert(fields::PHYS_IN.into(), "TAPaaaa1111-22".into());
+        e.fields
+            .insert(fields::IN_IF.into(), "qbraaaa1111-22".into());
+        e.fields.insert(fields::SRC_IP.into(), "10.20.0.111".into());
+        assert_eq!(s.attribute_at(&e, 200), Attribution::one(How::Tap, A));
+        // Before nova named it: by address (C held .20 until 50).
+        e.fields.insert(fields::SRC_IP.into(), "10.20.0.20".into());
+        assert_eq!(s.attribute_at(&e, 40), Attribution::one(How::Address, C));
+        // Inbound to B's tap (the output device), from an unleased address.
+        let mut e = line("cmp1", None, None);
+        e.observer = Observer::Hypervisor;
+        e.fields.insert(fields::IN_IF.into(), "eth0".into());
+        e.fields
+            .insert(fields::OUT_IF.into(), "tapbbbb2222-33".into());
+        e.fields
+            .insert(fields::SRC_IP.into(), "198.51.100.7".into());
+        assert_eq!(s.attribute_at(&e, 200), Attribution::one(How::Tap, B));
+        // After the port's deletion the tap is nobody's.
+        assert_eq!(s.attribute_at(&e, 300).how, How::None);
+        // A VM cannot name a tap into its own syslog.
+        let mut v = line("x", None, None);
+        v.fields
+            .insert(fields::PHYS_IN.into(), "tapaaaa1111-22".into());
+        assert_eq!(s.attribute_at(&v, 200).how, How::None);
     }
 
     #[test]

@@ -17,6 +17,10 @@
 //!   held then; records stored under another observer (a sender the collector's sender map
 //!   did not vouch for) are no such evidence;
 //! - `clock_skew`, `clock_backwards`, `clock_future`, `clock_jump`: per sender;
+//! - `spoofed_source`: a hypervisor connection that came out of a VM's tap device
+//!   (`PHYSIN`/`IN`, [`crate::attrib`] rule 3) with a source address that VM did not hold then
+//!   (unspecified and link-local sources aside): the tap's VM, the address, and the VMs that
+//!   held it then (or none), folded per (VM, address);
 //! - `orphan_payload`: a VO payload run on an address no VM held at its start;
 //! - `conflict`: sources disagreeing on a fact (owner, lifecycle — [`crate::who::conflicts`] —
 //!   and one address leased to two VMs at once).
@@ -38,7 +42,7 @@ use serde::Serialize;
 use views::SearchIndex;
 use views::facts::FactStore;
 
-use crate::attrib::{Held, Site, canonical, obs_json, short};
+use crate::attrib::{Held, Site, TapDir, canonical, obs_json, short};
 use crate::lang::{self, Expr, Net};
 use crate::search::{Fetch, SearchRequest};
 use crate::who::{EvidenceJson, conflicts, rfc3339, ts_ns as ns};
@@ -651,6 +655,21 @@ pub fn check(
         }
     }
 
+    // 7. Spoofed sources: a VM's tap sending from an address the VM did not hold. (Numbered
+    // after the conflicts, which came first; findings are sorted, so the order of steps does
+    // not change the answer.)
+    if !site.tap.is_empty() {
+        spoofed_sources(
+            index,
+            fetch,
+            &site,
+            req,
+            &in_range,
+            &mut folder,
+            &mut examined,
+        )?;
+    }
+
     // 6. Conflicts: a VM's own records, and one address leased to two VMs at once.
     for (uuid, obs) in &site.obs {
         for c in conflicts(obs) {
@@ -724,6 +743,157 @@ pub fn check(
         findings,
         examined,
     })
+}
+
+/// A hypervisor record that came out of a VM's tap (`PHYSIN`/`IN`, [`Site::tap_of`]) with a
+/// source address that VM did not hold then: (tap, the VM, the address, who held it).
+/// Unspecified and link-local sources (DHCP, IPv6 neighbour discovery) are no claim to an
+/// address and are left out.
+fn spoof_of(site: &Site, e: &Event, t: i64) -> Option<(String, String, IpAddr, Vec<String>)> {
+    let (tap, vm) = tapped(site, e, t)?;
+    let src = canonical(
+        e.field(model::fields::SRC_IP)?
+            .trim()
+            .parse::<IpAddr>()
+            .ok()?,
+    );
+    let no_claim = match src {
+        IpAddr::V4(v4) => v4.is_unspecified() || v4.is_link_local() || v4.is_broadcast(),
+        IpAddr::V6(v6) => v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+    };
+    if no_claim {
+        return None;
+    }
+    let mut holders: Vec<String> = site.ip_at(src, t).iter().map(|h| h.uuid.clone()).collect();
+    if holders.contains(&vm) {
+        return None;
+    }
+    holders.sort();
+    holders.dedup();
+    Some((tap, vm, src, holders))
+}
+
+/// A hypervisor connection that came out of exactly one VM's tap: (tap, VM).
+fn tapped(site: &Site, e: &Event, t: i64) -> Option<(String, String)> {
+    if e.observer != Observer::Hypervisor || e.class != EventClass::NetConnection {
+        return None;
+    }
+    let (dir, tap, vms) = site.tap_of(e, t)?;
+    let [vm] = <[String; 1]>::try_from(vms).ok()?;
+    (dir == TapDir::FromVm).then_some((tap, vm))
+}
+
+/// Cross-check 7, `spoofed_source`. The fast path fetches only the hypervisor connections the
+/// index says crossed a known tap as input device (`phys_in`/`in_if` terms); `--from-events`
+/// fetches every hypervisor connection. Both decide with [`spoof_of`] and fold the occurrences
+/// per (VM, address) order-independently, so they give the same findings.
+#[allow(clippy::too_many_arguments)]
+fn spoofed_sources(
+    index: &SearchIndex,
+    fetch: &mut dyn Fetch,
+    site: &Site,
+    req: &CheckRequest,
+    in_range: &dyn Fn(i64) -> bool,
+    folder: &mut Folder,
+    examined: &mut BTreeMap<&'static str, u64>,
+) -> anyhow::Result<()> {
+    let mut queries: Vec<String> = Vec::new();
+    if req.net_from_events {
+        queries.push("observer:hypervisor".to_string());
+    } else {
+        let taps: Vec<&String> = site.tap.keys().collect();
+        for chunk in taps.chunks(128) {
+            let any: Vec<String> = chunk
+                .iter()
+                .flat_map(|t| [format!("phys_in:\"{t}\""), format!("in_if:\"{t}\"")])
+                .collect();
+            queries.push(format!("observer:hypervisor ({})", any.join(" OR ")));
+        }
+    }
+    // Candidates only: `spoof_of` decides on each fetched event.
+    let mut seqs: BTreeSet<u64> = BTreeSet::new();
+    for q in &queries {
+        let sreq = SearchRequest {
+            query: q.clone(),
+            from: req.from,
+            to: req.to,
+            class: Some(EventClass::NetConnection),
+            ..SearchRequest::default()
+        };
+        let expr = sreq.expr()?;
+        let (iq, _) = lang::lower(&expr);
+        seqs.extend(index.all_by_time(&iq)?.into_iter().map(|k| k.seq));
+    }
+    // (VM, address) → the occurrences, and the tap and holders at the first.
+    let mut found: BTreeMap<(String, IpAddr), (Occ, String, Vec<String>)> = BTreeMap::new();
+    let mut n = 0u64;
+    for seq in seqs {
+        let e = fetch.fetch(seq)?;
+        let t = ns(e.placed());
+        if !in_range(t) {
+            continue;
+        }
+        if tapped(site, &e, t).is_none() {
+            continue;
+        }
+        n += 1;
+        let Some((tap, vm, src, holders)) = spoof_of(site, &e, t) else {
+            continue;
+        };
+        let at = (0, seq, t);
+        found
+            .entry((vm, src))
+            .and_modify(|(o, ..)| o.add(at))
+            .or_insert_with(|| (Occ::new(at), tap, holders));
+    }
+    examined.insert("tap_connections", n);
+    for ((vm, src), (occ, tap, holders)) in found {
+        let (_, seq, t) = occ.first;
+        let e = fetch.fetch(seq)?;
+        let mut evidence = vec![ev_json(seq, &e, t)];
+        if occ.count > 1 {
+            let (_, lseq, lt) = occ.last;
+            evidence.push(ev_json(lseq, &fetch.fetch(lseq)?, lt));
+        }
+        // The record that made the tap the VM's, and those that leased the address.
+        if let Some(h) = site.tap_at(&tap, t).into_iter().find(|h| h.uuid == vm)
+            && let Some(o) = site
+                .observations(&vm)
+                .iter()
+                .find(|o| o.seq == h.lease.opened_by)
+        {
+            evidence.push(obs_json(o));
+        }
+        evidence.extend(
+            site.ip_at(src, t)
+                .into_iter()
+                .filter_map(|h| site.evidence_for(h)),
+        );
+        let held_by = if holders.is_empty() {
+            "no VM".to_string()
+        } else {
+            format!("VM {}", holders.join(", VM "))
+        };
+        let mut entities = vec![vm.clone(), src.to_string()];
+        entities.extend(holders.iter().cloned());
+        folder.open.insert(
+            ("spoofed_source", format!("{vm}|{src}")),
+            (
+                Finding {
+                    kind: "spoofed_source",
+                    time: rfc3339(t),
+                    entities,
+                    summary: format!(
+                        "VM {vm} sent from {src} through its tap {tap}, an address held by {held_by} at that time"
+                    ),
+                    count: occ.count,
+                    evidence,
+                },
+                1,
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Cross-check 4: one record of a sender against its clock state (reported in the future, going

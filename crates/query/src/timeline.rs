@@ -261,6 +261,25 @@ impl Builder<'_> {
                 self.events(format!("ip:{ip}"), ts(l.from), l.to.and_then(ts), names_it)?;
             }
         }
+        // What crossed the VM's tap devices while they were its (attribution rule 3): traffic
+        // from an address it did not hold, which the address searches above cannot find.
+        let me = [uuid.to_string()];
+        let taps: Vec<(String, Option<i64>, Option<i64>)> = self
+            .site
+            .tap
+            .iter()
+            .flat_map(|(tap, held)| {
+                held.iter()
+                    .filter(|h| h.uuid == uuid)
+                    .map(move |h| (tap.clone(), Some(h.lease.from), h.lease.to))
+            })
+            .collect();
+        for (tap, from, to) in taps {
+            let q = ["phys_in", "in_if", "phys_out", "out_if"]
+                .map(|f| format!("{f}:\"{tap}\""))
+                .join(" OR ");
+            self.events(q, from.and_then(ts), to.and_then(ts), Keep::Held(&me))?;
+        }
         let mut hostnames: Vec<String> = obs.iter().filter_map(|o| o.hostname.clone()).collect();
         hostnames.sort();
         hostnames.dedup();

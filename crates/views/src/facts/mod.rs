@@ -97,6 +97,51 @@ pub struct NetObs {
     pub summary: String,
 }
 
+/// A nova observation naming a VM's tap device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapObs {
+    /// The device name, lower-case (`tap` + 11 characters of the port id).
+    pub tap: String,
+    pub uuid: String,
+    pub seq: u64,
+    pub time_ns: i64,
+}
+
+/// The hypervisor tap device Nova and Neutron name after a port: `tap` + the port id's first
+/// 11 characters (nova/network/model.py `NIC_NAME_LEN` = 14).
+pub fn tap_of_port(port_id: &str) -> Option<String> {
+    let p = port_id.trim().to_lowercase();
+    p.get(..11).map(|head| format!("tap{head}"))
+}
+
+/// The (port id, tap device) pairs of a nova notification's `ip_addresses` (`vm_ports` and
+/// `vm_devices`, aligned with `vm_ips`, empty slots where an entry lacks one); the tap is the
+/// named device, else derived from the port id.
+fn nova_taps(e: &Event) -> Vec<(Option<String>, String)> {
+    let split = |f: &str| -> Vec<String> {
+        e.field(f)
+            .map(|s| s.split(',').map(|x| x.trim().to_lowercase()).collect())
+            .unwrap_or_default()
+    };
+    let ports = split(fields::VM_PORTS);
+    let devices = split(fields::VM_DEVICES);
+    let mut out: Vec<(Option<String>, String)> = Vec::new();
+    for i in 0..ports.len().max(devices.len()) {
+        let port = ports.get(i).filter(|p| !p.is_empty()).cloned();
+        let device = devices
+            .get(i)
+            .filter(|d| !d.is_empty())
+            .cloned()
+            .or_else(|| port.as_deref().and_then(tap_of_port));
+        if let Some(tap) = device
+            && !out.iter().any(|(_, t)| *t == tap)
+        {
+            out.push((port, tap));
+        }
+    }
+    out
+}
+
 /// A payload job observation (a condor_history ad or a userlog event).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobObs {
@@ -395,11 +440,17 @@ impl FactStore {
                     tx.execute("DELETE FROM vm_addr WHERE seq = ?1", params![seq])
                         .map_err(sql)?;
                     let hostname = opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase());
+                    let taps = nova_taps(e);
                     let addrs = ips
                         .iter()
                         .map(|v| ("ip", v.clone()))
                         .chain(macs.iter().map(|v| ("mac", v.clone())))
-                        .chain(hostname.map(|h| ("hostname", h)));
+                        .chain(hostname.map(|h| ("hostname", h)))
+                        .chain(taps.into_iter().flat_map(|(port, tap)| {
+                            port.map(|p| ("port", p))
+                                .into_iter()
+                                .chain(std::iter::once(("tap", tap)))
+                        }));
                     for (kind, value) in addrs {
                         tx.execute(
                             "INSERT OR REPLACE INTO vm_addr (seq, kind, value, uuid)
@@ -491,6 +542,40 @@ impl FactStore {
             .map_err(self.sql())?;
         rows.collect::<std::result::Result<Vec<String>, _>>()
             .map_err(self.sql())
+    }
+
+    /// Every tap device nova named for a VM (`device_name` in its notification's
+    /// `ip_addresses`, else `tap` + 11 characters of `port_uuid`): (tap, VM, ledger seq, time)
+    /// of each observation listing it, in time order (ties by ledger position).
+    pub fn nova_taps(&self) -> Result<Vec<TapObs>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT a.value, a.uuid, a.seq, o.time_ns FROM vm_addr a
+                 JOIN vm_obs o ON o.seq = a.seq WHERE a.kind = 'tap'
+                 ORDER BY o.time_ns, a.seq",
+            )
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(TapObs {
+                    tap: r.get(0)?,
+                    uuid: r.get(1)?,
+                    seq: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    time_ns: r.get(3)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// Every Neutron port observation, by port id, then time (ties by ledger position).
+    pub fn all_port_observations(&self) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'port' ORDER BY id, time_ns, seq",
+            params![],
+        )
     }
 
     /// Every observation of one VM, in time order (ties by ledger position).
@@ -768,4 +853,89 @@ fn summarize(e: &Event) -> String {
         s.push('…');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::{Origin, Received, Reported};
+    use std::collections::BTreeMap;
+
+    fn nova(uuid: &str, ips: &str, ports: &str, devices: &str) -> Event {
+        let mut fields = BTreeMap::new();
+        for (k, v) in [
+            (fields::VM_UUID, uuid),
+            (fields::EVENT_TYPE, "instance.create.end"),
+            (fields::VM_IPS, ips),
+            (fields::VM_PORTS, ports),
+            (fields::VM_DEVICES, devices),
+        ] {
+            if !v.is_empty() {
+                fields.insert(k.to_string(), v.to_string());
+            }
+        }
+        Event {
+            received: Received::from_stored(1_000),
+            reported: Reported::new(None, ""),
+            observer: Observer::Cloud,
+            source_kind: "nova-notification".into(),
+            origin: Origin::File {
+                path: "n.json".into(),
+                line: 1,
+            },
+            host: None,
+            app: None,
+            pid: None,
+            facility: None,
+            severity: None,
+            msgid: None,
+            message: String::new(),
+            fields,
+            ips: vec![],
+            class: EventClass::VmLifecycle,
+            issues: vec![],
+            raw: vec![],
+        }
+    }
+
+    #[test]
+    fn nova_ports_and_tap_devices_are_stored_with_their_vm() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = FactStore::open(dir.path()).expect("open");
+        let a = "aaaaaaaa-0000-4000-8000-000000000001";
+        // Two interfaces: one names its device, one only its port (the tap is derived).
+        let e = nova(
+            a,
+            "10.0.0.5,10.1.0.5",
+            "1234abcd-ef01-4000-8000-000000000001,5678ABCD-ef01-4000-8000-000000000002",
+            "tap1234abcd-ef,",
+        );
+        store.apply(&[(7, e)], 7).expect("apply");
+        let taps: Vec<(String, String, u64)> = store
+            .nova_taps()
+            .expect("taps")
+            .into_iter()
+            .map(|t| (t.tap, t.uuid, t.seq))
+            .collect();
+        assert_eq!(
+            taps,
+            [
+                ("tap1234abcd-ef".to_string(), a.to_string(), 7),
+                ("tap5678abcd-ef".to_string(), a.to_string(), 7),
+            ]
+        );
+        assert_eq!(
+            store
+                .vms_with("port", "5678abcd-ef01-4000-8000-000000000002")
+                .expect("port"),
+            [a]
+        );
+        // Without ports nothing is stored, and the addresses are unchanged.
+        store
+            .apply(&[(8, nova(a, "10.0.0.5", "", ""))], 8)
+            .expect("apply");
+        assert_eq!(store.nova_taps().expect("taps").len(), 2);
+        assert_eq!(store.vms_with("ip", "10.1.0.5").expect("ip"), [a]);
+        assert_eq!(tap_of_port("short"), None);
+    }
 }
