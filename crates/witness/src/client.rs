@@ -29,6 +29,14 @@ pub enum ClientError {
     Key(String),
 }
 
+/// The `ClientError::Http` for a failed request or body read of `url`.
+fn http_err(url: &str) -> impl Fn(ureq::Error) -> ClientError + '_ {
+    move |e| ClientError::Http {
+        url: url.to_owned(),
+        err: e.to_string(),
+    }
+}
+
 /// One witness: where it is and the key its cosignatures must verify under.
 pub struct WitnessPeer {
     url: String,
@@ -80,24 +88,18 @@ impl WitnessPeer {
     /// configured key before they are returned.
     pub fn add_checkpoint(&self, req: &AddCheckpoint) -> Result<Added, ClientError> {
         let url = format!("{}/add-checkpoint", self.url);
-        let mut resp =
-            self.agent
-                .post(&url)
-                .send(&req.encode()[..])
-                .map_err(|e| ClientError::Http {
-                    url: url.clone(),
-                    err: e.to_string(),
-                })?;
+        let mut resp = self
+            .agent
+            .post(&url)
+            .send(&req.encode()[..])
+            .map_err(http_err(&url))?;
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()
             .with_config()
             .limit(64 * 1024)
             .read_to_vec()
-            .map_err(|e| ClientError::Http {
-                url: url.clone(),
-                err: e.to_string(),
-            })?;
+            .map_err(http_err(&url))?;
         match status {
             200 => {
                 let sigs = cosignatures_in(&req.note, &body, &self.verifier);
@@ -132,20 +134,14 @@ impl WitnessPeer {
     /// the cosignature's time. `None` if the witness holds nothing for it.
     pub fn latest(&self, origin: &str) -> Result<Option<Cosigned>, ClientError> {
         let url = format!("{}{}{}", self.url, LATEST_PATH, encode_origin(origin));
-        let mut resp = self.agent.get(&url).call().map_err(|e| ClientError::Http {
-            url: url.clone(),
-            err: e.to_string(),
-        })?;
+        let mut resp = self.agent.get(&url).call().map_err(http_err(&url))?;
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()
             .with_config()
             .limit(1 << 20)
             .read_to_vec()
-            .map_err(|e| ClientError::Http {
-                url: url.clone(),
-                err: e.to_string(),
-            })?;
+            .map_err(http_err(&url))?;
         match status {
             200 => {
                 verify_cosigned(&body, &self.verifier)
@@ -247,20 +243,14 @@ pub fn get_text(url: &str) -> Result<String, ClientError> {
         .http_status_as_error(false)
         .build()
         .into();
-    let mut resp = agent.get(url).call().map_err(|e| ClientError::Http {
-        url: url.to_owned(),
-        err: e.to_string(),
-    })?;
+    let mut resp = agent.get(url).call().map_err(http_err(url))?;
     let status = resp.status().as_u16();
     let body = resp
         .body_mut()
         .with_config()
         .limit(64 * 1024)
         .read_to_string()
-        .map_err(|e| ClientError::Http {
-            url: url.to_owned(),
-            err: e.to_string(),
-        })?;
+        .map_err(http_err(url))?;
     if status != 200 {
         return Err(ClientError::Status {
             url: url.to_owned(),

@@ -32,7 +32,7 @@ use model::{Event, fields};
 use serde_json::{Map, Value};
 
 use super::key_offset;
-use super::notification::{issue, split_type, text};
+use super::notification::{issue, split_type, summary_of, text};
 
 type Object = Map<String, Value>;
 
@@ -251,29 +251,23 @@ fn addresses(
 }
 
 fn summary(ev: &Event, event_type: &str) -> String {
-    let mut s = event_type.to_string();
-    let f = |k: &str| ev.fields.get(k).map(String::as_str);
-    if let Some(id) = f(fields::NEUTRON_ID) {
-        s.push(' ');
-        s.push_str(id);
-    }
-    for (label, key) in [
-        ("floating_ip", fields::FLOATING_IP),
-        ("port", fields::FIP_PORT),
-        ("fixed_ip", fields::FIP_FIXED_IP),
-        ("ips", fields::PORT_IPS),
-        ("mac", fields::PORT_MAC),
-        ("device", fields::VM_UUID),
-        ("owner", fields::DEVICE_OWNER),
-        ("host", fields::BINDING_HOST),
-        ("gateway", fields::GATEWAY_IPS),
-        ("router", fields::ROUTER_ID),
-        ("project", fields::PROJECT_ID),
-        ("status", fields::STATE),
-    ] {
-        if let Some(v) = f(key) {
-            s.push_str(&format!(" {label}={v}"));
-        }
-    }
-    s
+    summary_of(
+        ev,
+        event_type,
+        fields::NEUTRON_ID,
+        &[
+            ("floating_ip", fields::FLOATING_IP),
+            ("port", fields::FIP_PORT),
+            ("fixed_ip", fields::FIP_FIXED_IP),
+            ("ips", fields::PORT_IPS),
+            ("mac", fields::PORT_MAC),
+            ("device", fields::VM_UUID),
+            ("owner", fields::DEVICE_OWNER),
+            ("host", fields::BINDING_HOST),
+            ("gateway", fields::GATEWAY_IPS),
+            ("router", fields::ROUTER_ID),
+            ("project", fields::PROJECT_ID),
+            ("status", fields::STATE),
+        ],
+    )
 }

@@ -602,23 +602,39 @@ fn reported(ev: &mut Event, raw: &[u8], key: &str, value: &str) {
 
 /// The message: event type and the key facts, for search hits and timelines.
 fn summary(ev: &Event, event_type: &str) -> String {
+    summary_of(
+        ev,
+        event_type,
+        fields::VM_UUID,
+        &[
+            ("name", fields::VM_NAME),
+            ("hostname", fields::VM_HOSTNAME),
+            ("host", fields::HYPERVISOR),
+            ("state", fields::STATE),
+            ("user", fields::USER_ID),
+            ("project", fields::PROJECT_ID),
+            ("ips", fields::VM_IPS),
+            ("old_host", "old_host"),
+            ("new_host", "new_host"),
+        ],
+    )
+}
+
+/// `event_type`, the record's id (`id_key`) and ` label=value` for each of `labels` the
+/// event has: the summary line of nova's and Neutron's notifications alike.
+pub(super) fn summary_of(
+    ev: &Event,
+    event_type: &str,
+    id_key: &str,
+    labels: &[(&str, &str)],
+) -> String {
     let mut s = event_type.to_string();
     let f = |k: &str| ev.fields.get(k).map(String::as_str);
-    if let Some(u) = f(fields::VM_UUID) {
+    if let Some(id) = f(id_key) {
         s.push(' ');
-        s.push_str(u);
+        s.push_str(id);
     }
-    for (label, key) in [
-        ("name", fields::VM_NAME),
-        ("hostname", fields::VM_HOSTNAME),
-        ("host", fields::HYPERVISOR),
-        ("state", fields::STATE),
-        ("user", fields::USER_ID),
-        ("project", fields::PROJECT_ID),
-        ("ips", fields::VM_IPS),
-        ("old_host", "old_host"),
-        ("new_host", "new_host"),
-    ] {
+    for &(label, key) in labels {
         if let Some(v) = f(key) {
             s.push_str(&format!(" {label}={v}"));
         }
