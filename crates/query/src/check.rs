@@ -655,21 +655,6 @@ pub fn check(
         }
     }
 
-    // 7. Spoofed sources: a VM's tap sending from an address the VM did not hold. (Numbered
-    // after the conflicts, which came first; findings are sorted, so the order of steps does
-    // not change the answer.)
-    if !site.tap.is_empty() {
-        spoofed_sources(
-            index,
-            fetch,
-            &site,
-            req,
-            &in_range,
-            &mut folder,
-            &mut examined,
-        )?;
-    }
-
     // 6. Conflicts: a VM's own records, and one address leased to two VMs at once.
     for (uuid, obs) in &site.obs {
         for c in conflicts(obs) {
@@ -728,6 +713,19 @@ pub fn check(
                 });
             }
         }
+    }
+
+    // 7. Spoofed sources: a VM's tap sending from an address the VM did not hold.
+    if !site.tap.is_empty() {
+        spoofed_sources(
+            index,
+            fetch,
+            &site,
+            req,
+            &in_range,
+            &mut folder,
+            &mut examined,
+        )?;
     }
 
     let mut findings: Vec<Finding> = folder.open.into_values().map(|(f, _)| f).collect();
