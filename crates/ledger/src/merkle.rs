@@ -16,9 +16,16 @@
 //! hashes plus at most one or two groups of records.
 //!
 //! The tree files are derived from the records, like the block index sidecars: the writer
-//! appends to them after each durable batch and syncs them before it signs a checkpoint over
-//! them; at open it recomputes everything past the last signed checkpoint from the records
-//! and checks the root against that checkpoint. `verify` recomputes the whole tree.
+//! appends to them after each durable batch; a background thread ([`TreeSyncer`]) syncs them
+//! after each checkpoint and then records how far they are durable in `tree/synced`. At open
+//! the writer trusts them up to the smaller of that mark and the last signed checkpoint,
+//! recomputes everything after it from the records and checks the root against that
+//! checkpoint. `verify` recomputes the whole tree.
+//!
+//! Why the syncs are off the writer's path: a checkpoint used to fdatasync every tree level
+//! it had appended to (~12 files, each a journal commit and a device flush) before signing,
+//! once a second under `serve`, while acknowledgements waited on the same thread; the signed
+//! root is computed in memory and never depends on those files being durable.
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -329,6 +336,9 @@ pub(crate) struct Frontier {
     /// The tree files appended to so far, kept open (`files[k]`: level `STORED_LEVEL + k`):
     /// `flush` runs after every batch and must not open and close each level's file each time.
     files: Vec<Option<std::sync::Arc<File>>>,
+    /// A level file was opened (perhaps created) since the last [`Frontier::sync_job`]: the
+    /// tree directory is synced with the files.
+    opened_since_sync: bool,
 }
 
 impl Frontier {
@@ -372,7 +382,7 @@ impl Frontier {
         !self.out.is_empty()
     }
 
-    /// Appends the new stored hashes to the tree files (not synced: see [`Frontier::sync`]).
+    /// Appends the new stored hashes to the tree files (not synced: see [`TreeSyncer`]).
     pub(crate) fn flush(&mut self, dir: &Path) -> std::io::Result<Vec<u8>> {
         let mut touched = Vec::new();
         if self.out.is_empty() {
@@ -405,6 +415,7 @@ impl Frontier {
                             .open(level_path(dir, level))?,
                     );
                     self.files[k] = Some(f.clone());
+                    self.opened_since_sync = true;
                     f
                 }
             };
@@ -419,15 +430,37 @@ impl Frontier {
         Ok(touched)
     }
 
-    /// fdatasyncs the tree files of `levels` (before a checkpoint signs a root over them).
-    pub(crate) fn sync(dir: &Path, levels: &[u8]) -> std::io::Result<()> {
-        for &level in levels {
-            File::open(level_path(dir, level))?.sync_data()?;
+    /// What the background syncer must fdatasync for the tree files of `levels` (appended to
+    /// since the last job) to be durable up to this frontier's size.
+    pub(crate) fn sync_job(&mut self, levels: &[u8]) -> SyncJob {
+        let files = levels
+            .iter()
+            .filter_map(|&l| {
+                self.files
+                    .get(usize::from(l.checked_sub(STORED_LEVEL)?))?
+                    .clone()
+            })
+            .collect();
+        let dir = std::mem::take(&mut self.opened_since_sync);
+        SyncJob {
+            files,
+            sync_dir: dir,
+            size: self.size,
         }
-        if !levels.is_empty() {
-            crate::fileio::sync_dir(&dir.join(TREE_DIR))?;
+    }
+
+    /// fdatasyncs every tree file and the tree directory, then marks the tree durable up to
+    /// `size` (`tree/synced`): what the writer does once at open, synchronously.
+    pub(crate) fn sync_all(dir: &Path, size: u64) -> std::io::Result<()> {
+        for level in STORED_LEVEL..64 {
+            match File::open(level_path(dir, level)) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        crate::fileio::sync_dir(&dir.join(TREE_DIR))?;
+        write_synced(dir, size)
     }
 
     /// Loads the frontier for a tree of `size` leaves (a multiple of [`GROUP`]) from the tree
@@ -459,6 +492,162 @@ impl Frontier {
             }
         }
         Ok(f)
+    }
+}
+
+/// `tree/synced`: how far the tree files are known durable (docs/FORMAT.md "Merkle tree").
+pub const SYNCED_FILE: &str = "synced";
+
+fn synced_path(dir: &Path) -> PathBuf {
+    dir.join(TREE_DIR).join(SYNCED_FILE)
+}
+
+fn synced_check(size: u64) -> [u8; 8] {
+    let h = blake3::hash(&size.to_le_bytes());
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&h.as_bytes()[..8]);
+    c
+}
+
+/// The `tree/synced` mark: `Ok(None)` when the file is absent (a format-2 ledger written
+/// before the mark existed synced its tree at every note), `Ok(Some(0))` when it does not
+/// check (nothing in the files is trusted).
+pub fn read_synced(dir: &Path) -> std::io::Result<Option<u64>> {
+    let b = match std::fs::read(synced_path(dir)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let size = b
+        .get(..8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_le_bytes);
+    Ok(Some(match size {
+        Some(n) if b.len() == 16 && b[8..16] == synced_check(n) => n,
+        _ => 0,
+    }))
+}
+
+/// Writes the mark in place (16 bytes at offset 0: size LE, then the first 8 bytes of its
+/// BLAKE3; a torn write fails the check and trusts nothing) and syncs it. Only ever called
+/// after the tree files were synced up to `size`.
+fn write_synced(dir: &Path, size: u64) -> std::io::Result<()> {
+    let path = synced_path(dir);
+    let created = !path.exists();
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&size.to_le_bytes());
+    b[8..].copy_from_slice(&synced_check(size));
+    f.write_all_at(&b, 0)?;
+    f.set_len(16)?;
+    f.sync_data()?;
+    if created {
+        crate::fileio::sync_dir(&dir.join(TREE_DIR))?;
+    }
+    Ok(())
+}
+
+/// One request to the [`TreeSyncer`]: files appended to, whether a level file was opened
+/// (the directory too), and the tree size they reach.
+#[derive(Debug)]
+pub(crate) struct SyncJob {
+    files: Vec<std::sync::Arc<File>>,
+    sync_dir: bool,
+    size: u64,
+}
+
+/// The thread that makes the tree files durable after each checkpoint, off the writer's
+/// path, then advances `tree/synced`. Jobs queued meanwhile are merged (one sync per file).
+/// A failed sync leaves the mark where it was (the files past it are recomputed at the next
+/// open) and is counted; the writer goes on, its notes sign roots computed in memory.
+#[derive(Debug)]
+pub(crate) struct TreeSyncer {
+    tx: Option<crossbeam_channel::Sender<SyncJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    failures: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl TreeSyncer {
+    pub(crate) fn start(dir: &Path) -> TreeSyncer {
+        let (tx, rx) = crossbeam_channel::unbounded::<SyncJob>();
+        let failures = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (dir, fails) = (dir.to_path_buf(), failures.clone());
+        let thread = std::thread::Builder::new()
+            .name("ledger-tree-sync".into())
+            .spawn(move || {
+                while let Ok(mut job) = rx.recv() {
+                    while let Ok(more) = rx.try_recv() {
+                        for f in more.files {
+                            if !job.files.iter().any(|g| std::sync::Arc::ptr_eq(g, &f)) {
+                                job.files.push(f);
+                            }
+                        }
+                        job.sync_dir |= more.sync_dir;
+                        job.size = job.size.max(more.size);
+                    }
+                    let r = job
+                        .files
+                        .iter()
+                        .try_for_each(|f| f.sync_data())
+                        .and_then(|()| {
+                            if job.sync_dir {
+                                crate::fileio::sync_dir(&dir.join(TREE_DIR))
+                            } else {
+                                Ok(())
+                            }
+                        })
+                        .and_then(|()| write_synced(&dir, job.size));
+                    if r.is_err() {
+                        fails.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+            })
+            .ok();
+        TreeSyncer {
+            tx: thread.is_some().then_some(tx),
+            thread,
+            failures,
+        }
+    }
+
+    /// Queues a job; without a thread (it could not be started) syncs here.
+    pub(crate) fn submit(&self, job: SyncJob, dir: &Path) {
+        let job = match &self.tx {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return,
+                Err(e) => e.into_inner(),
+            },
+            None => job,
+        };
+        let r = job
+            .files
+            .iter()
+            .try_for_each(|f| f.sync_data())
+            .and_then(|()| crate::fileio::sync_dir(&dir.join(TREE_DIR)))
+            .and_then(|()| write_synced(dir, job.size));
+        if r.is_err() {
+            self.failures
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Tree syncs that failed so far.
+    pub(crate) fn failures(&self) -> u64 {
+        self.failures.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for TreeSyncer {
+    /// Finishes the queued syncs (a clean close leaves the mark at the last checkpoint).
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 

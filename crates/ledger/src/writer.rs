@@ -20,7 +20,7 @@ use crate::format::{
     SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
     segment_file_name, tag_of,
 };
-use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, leaf_hash};
+use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, TreeSyncer, leaf_hash};
 use crate::note::{
     NOTES_FILE, append_note, new_origin, read_notes, read_origin, sign_checkpoint, write_origin,
 };
@@ -130,8 +130,10 @@ pub struct Ledger {
     frontier: Frontier,
     /// Leaf hashes of the batch being written.
     leaves: Vec<Hash>,
-    /// Tree levels appended to since the last checkpoint (synced before the next note).
+    /// Tree levels appended to since the last checkpoint (synced after the next note).
     tree_touched: Vec<u8>,
+    /// The thread that syncs the tree files after each checkpoint (`tree/synced`).
+    tree_sync: TreeSyncer,
     /// `ledger/checkpoint-notes`, opened for appending.
     notes: File,
     /// The secret block MAC key, derived from the signing key's seed.
@@ -614,9 +616,15 @@ impl Ledger {
                 ),
             ));
         }
-        // The tree: trusted up to the last signed note, recomputed from the records after it,
-        // and its root at that note must be the signed one.
-        let trusted = last_note.map_or(0, |(s, _)| s);
+        // The tree: trusted up to the last signed note and no further than its files are known
+        // durable (`tree/synced`; absent in a ledger whose writer synced them before every
+        // note), recomputed from the records after it; its root at that note must be the
+        // signed one.
+        let tree_dir = dir.join(crate::merkle::TREE_DIR);
+        let synced = crate::merkle::read_synced(dir).map_err(LedgerError::io(&tree_dir))?;
+        let trusted = last_note
+            .map_or(0, |(s, _)| s)
+            .min(synced.unwrap_or(u64::MAX));
         let (mut frontier, _reread) = crate::merkle::restore(dir, end, trusted)?;
         if let Some((size, root)) = last_note {
             let root_at = |frontier: &Frontier| -> Result<Hash, LedgerError> {
@@ -638,6 +646,10 @@ impl Ledger {
                     )));
                 }
             }
+        }
+        if synced != Some(end) {
+            // What open recomputed is made durable once, here, so the mark starts at the end.
+            Frontier::sync_all(dir, end).map_err(LedgerError::io(&tree_dir))?;
         }
         // Records past the last signed checkpoint must be this writer's: the last block's MAC
         // (secret key) must verify and the chain recomputed from the checkpoint must reach
@@ -701,6 +713,7 @@ impl Ledger {
             frontier,
             leaves: Vec::new(),
             tree_touched: Vec::new(),
+            tree_sync: TreeSyncer::start(dir),
             notes,
             mac_key,
             last_note_size: last_note.map(|(s, _)| s),
@@ -807,6 +820,12 @@ impl Ledger {
     /// The latest checkpoint note, with every recorded cosignature merged in.
     pub fn latest_checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError> {
         crate::note::latest_checkpoint(&self.dir)
+    }
+
+    /// Background syncs of the tree files that failed (derived data: the next open recomputes
+    /// what they did not make durable).
+    pub fn tree_sync_failures(&self) -> u64 {
+        self.tree_sync.failures()
     }
 
     /// The ledger directory.
@@ -1115,12 +1134,12 @@ impl Ledger {
             self.failed = true;
             return Err(LedgerError::io(path)(e));
         }
-        // The signed note over the Merkle root: the tree files it rests on are synced first.
-        let r = Frontier::sync(&self.dir, &self.tree_touched)
-            .map_err(LedgerError::io(self.dir.join(crate::merkle::TREE_DIR)))
-            .and_then(|()| {
-                debug_assert_eq!(self.frontier.size, end);
-                let note = sign_checkpoint(&self.origin, &self.key, end, self.frontier.root())?;
+        // The signed note over the Merkle root (computed in memory). The tree files are
+        // derived: they are synced after it, off this thread, and trusted at open only as far
+        // as `tree/synced` says.
+        debug_assert_eq!(self.frontier.size, end);
+        let r =
+            sign_checkpoint(&self.origin, &self.key, end, self.frontier.root()).and_then(|note| {
                 append_note(&mut self.notes, &note)
                     .map_err(LedgerError::io(self.dir.join(NOTES_FILE)))
             });
@@ -1128,6 +1147,8 @@ impl Ledger {
             self.failed = true;
             return Err(e);
         }
+        let job = self.frontier.sync_job(&self.tree_touched);
+        self.tree_sync.submit(job, &self.dir);
         self.tree_touched.clear();
         self.last_note_size = Some(end);
         self.last_ckpt_seq = Some(end);
