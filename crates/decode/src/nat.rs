@@ -65,8 +65,7 @@ pub fn looks_like(sample_lines: &[&[u8]]) -> bool {
         }
         non_empty += 1;
         let text = String::from_utf8_lossy(line);
-        if conntrack_head(&text).is_some() || is_ulogd_json(&text) || logemu_at(&text).is_some()
-        {
+        if conntrack_head(&text).is_some() || is_ulogd_json(&text) || logemu_at(&text).is_some() {
             hits += 1;
         }
     }
@@ -159,7 +158,9 @@ fn conntrack_head(s: &str) -> Option<usize> {
         j += 2;
     }
     let proto_ok = toks.get(j).is_some_and(|(_, t)| {
-        !t.is_empty() && t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
     }) && toks.get(j + 1).is_some_and(|(_, t)| digits(t));
     if !proto_ok || !toks.iter().any(|(_, t)| t.starts_with("src=")) {
         return None;
@@ -431,8 +432,14 @@ fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
         }
     };
     let orig = Tuple {
-        src: ip(&["src_ip", "orig.ip.saddr.str", "orig.ip.saddr"], &mut issues),
-        dst: ip(&["dest_ip", "orig.ip.daddr.str", "orig.ip.daddr"], &mut issues),
+        src: ip(
+            &["src_ip", "orig.ip.saddr.str", "orig.ip.saddr"],
+            &mut issues,
+        ),
+        dst: ip(
+            &["dest_ip", "orig.ip.daddr.str", "orig.ip.daddr"],
+            &mut issues,
+        ),
         sport: port(num("orig.l4.sport"), &mut issues),
         dport: port(num("orig.l4.dport"), &mut issues),
     };
@@ -470,7 +477,8 @@ fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
             .insert(fields::FLOW_START.to_string(), s.to_string());
     }
     if let Some(e) = end {
-        ev.fields.insert(fields::FLOW_END.to_string(), e.to_string());
+        ev.fields
+            .insert(fields::FLOW_END.to_string(), e.to_string());
     }
     // The event's moment: the end of a destroyed entry, else its start.
     let when = if event == Some("destroy") {
@@ -483,16 +491,14 @@ fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
     }
     let proto = num("orig.ip.protocol").map(proto_name);
     if orig.src.is_none() || orig.dst.is_none() || reply.src.is_none() || reply.dst.is_none() {
-        issues.push("both tuples' addresses (src_ip, dest_ip, reply.ip.saddr.str, reply.ip.daddr.str)");
+        issues.push(
+            "both tuples' addresses (src_ip, dest_ip, reply.ip.saddr.str, reply.ip.daddr.str)",
+        );
     }
     let complete = issues.is_empty();
     for expected in issues {
-        ev.issues.push(ParseIssue::new(
-            &ev.raw,
-            base + lead,
-            "bad_ulogd",
-            expected,
-        ));
+        ev.issues
+            .push(ParseIssue::new(&ev.raw, base + lead, "bad_ulogd", expected));
     }
     put_tuples(ev, proto.as_deref(), &orig, &reply, complete);
 }
@@ -522,9 +528,9 @@ fn line_col_offset(s: &str, line: usize, col: usize) -> usize {
 
 /// Where ulogd's PRINTFLOW text starts: `[EVENT] ORIG: SRC=`.
 fn logemu_at(s: &str) -> Option<usize> {
-    let at = s.find(" ORIG: SRC=").or_else(|| {
-        s.starts_with("ORIG: SRC=").then_some(0)
-    })?;
+    let at = s
+        .find(" ORIG: SRC=")
+        .or_else(|| s.starts_with("ORIG: SRC=").then_some(0))?;
     let head = s[..at].trim_end();
     let word_at = head.rfind(' ').map_or(0, |i| i + 1);
     let word = &head[word_at..];

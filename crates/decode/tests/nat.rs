@@ -271,9 +271,10 @@ fn bad_input_is_kept_with_an_issue_and_no_translation() {
         let e = dec(l);
         assert_eq!(e.raw, l.as_bytes());
         assert!(
-            e.issues
-                .iter()
-                .any(|i| matches!(i.kind.as_str(), "bad_conntrack" | "bad_ulogd" | "not_syslog")),
+            e.issues.iter().any(|i| matches!(
+                i.kind.as_str(),
+                "bad_conntrack" | "bad_ulogd" | "not_syslog"
+            )),
             "{l}: {:?}",
             e.issues
         );
