@@ -312,3 +312,76 @@ fn any_bytes_decode_without_panic() {
         }
     }
 }
+
+#[test]
+fn ipfix_nat_fields_become_a_translation() {
+    use model::flow::{FlowNat, FlowRecord};
+    let mut r = FlowRecord {
+        version: 10,
+        exporter: Some("192.0.2.1:4739".parse().unwrap()),
+        domain: 1,
+        datagram_seq: 9,
+        flowset: 0,
+        record: 0,
+        template: 256,
+        src: Some("10.0.0.12".parse().unwrap()),
+        dst: Some("198.51.100.7".parse().unwrap()),
+        src_port: 40001,
+        dst_port: 443,
+        proto: 6,
+        tcp_flags: 0,
+        tos: 0,
+        packets: 3,
+        bytes: 180,
+        sampling: 1,
+        start_ms: Some(1_796_539_857_000),
+        end_ms: Some(1_796_539_860_000),
+        export_ms: 1_796_539_861_000,
+        in_if: 1,
+        out_if: 2,
+        nat: Some(FlowNat {
+            src: Some("203.0.113.9".parse().unwrap()),
+            dst: None,
+            src_port: Some(61000),
+            dst_port: None,
+            event: Some(1),
+        }),
+    };
+    let dec = |r: &FlowRecord| {
+        decode::decode(&RecordEnvelope {
+            received: Received::from_stored(1_796_600_000_000_000_000),
+            observer: Observer::Network,
+            format: Format::NetflowRecord,
+            hints: DecodeHints::default(),
+            origin: Origin::File {
+                path: "test".into(),
+                line: 1,
+            },
+            raw: r.encode(),
+        })
+    };
+    let e = dec(&r);
+    assert_eq!(
+        nat(&e),
+        [
+            Some("flow"),
+            Some("tcp"),
+            Some("203.0.113.9"),
+            Some("61000"),
+            Some("10.0.0.12"),
+            Some("40001"),
+            Some("198.51.100.7"),
+            Some("443")
+        ]
+    );
+    assert_eq!(e.field("nat_event_code"), Some("1"));
+    // Identity (the ASA samples): elements kept, no translation.
+    r.nat = Some(FlowNat {
+        src: r.src,
+        src_port: Some(r.src_port),
+        ..FlowNat::default()
+    });
+    let e = dec(&r);
+    assert_eq!(e.field(fields::NAT_IP), None);
+    assert_eq!(e.field("post_nat_src_ip"), Some("10.0.0.12"));
+}
