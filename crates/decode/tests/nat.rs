@@ -385,3 +385,19 @@ fn ipfix_nat_fields_become_a_translation() {
     assert_eq!(e.field(fields::NAT_IP), None);
     assert_eq!(e.field("post_nat_src_ip"), Some("10.0.0.12"));
 }
+
+/// A LOG rule in a Neutron router namespace (`qrouter-…`: internal ports `qr-…`, gateway port
+/// `qg-…`) logs one packet as it is at that hook: before SNAT in POSTROUTING, after DNAT in
+/// FORWARD. It shows the inside address talking to the peer through the router, not the
+/// public address or port it was given: a connection (attributed by its source address like
+/// any other), never a translation.
+#[test]
+fn a_router_namespace_log_line_is_a_connection_not_a_translation() {
+    let l = "Dec  6 06:50:57 netnode-1 kernel: [1234.5] neutron-l3-FWD IN=qr-7f3a2b1c-9d OUT=qg-1e2d3c4b-5a MAC=fa:16:3e:11:22:33:fa:16:3e:44:55:66:08:00 SRC=10.0.0.12 DST=198.51.100.7 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT=40001 DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0";
+    let e = dec(l);
+    assert_eq!(e.class, EventClass::NetConnection);
+    assert_eq!(e.field(fields::SRC_IP), Some("10.0.0.12"));
+    assert_eq!(e.field(fields::OUT_IF), Some("qg-1e2d3c4b-5a"));
+    assert_eq!(e.field(fields::NAT_IP), None);
+    assert_eq!(e.field(fields::NAT_EVENT), None);
+}
