@@ -162,6 +162,8 @@ for line in sys.argv[1:]:
         c.sendto(name.encode(), (dst, 5353)); c.recvfrom(10); c.close()
 "#;
 
+/// docs/SITES.md's ```ulogd block, localised (log and JSON paths into the test's directory,
+/// the plugin directory of this machine's architecture): the docs' configuration is what runs.
 fn ulogd_conf(dir: &Path) -> Option<PathBuf> {
     let lib = [
         "/usr/lib/x86_64-linux-gnu/ulogd",
@@ -171,18 +173,27 @@ fn ulogd_conf(dir: &Path) -> Option<PathBuf> {
     .into_iter()
     .map(PathBuf::from)
     .find(|d| d.join("ulogd_output_JSON.so").is_file())?;
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/SITES.md"))
+        .unwrap();
+    let block = doc
+        .split("```ulogd\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("docs/SITES.md shows a ```ulogd block");
+    let text = block
+        .replace(
+            "/var/log/ulog/ulogd.log",
+            &dir.join("ulogd.log").display().to_string(),
+        )
+        .replace(
+            "/var/log/ulog/nfct.json",
+            &dir.join("nfct.json").display().to_string(),
+        )
+        .replace(
+            "/usr/lib/x86_64-linux-gnu/ulogd",
+            &lib.display().to_string(),
+        );
     let conf = dir.join("ulogd.conf");
-    let plug = |n: &str| format!("plugin=\"{}\"\n", lib.join(n).display());
-    let text = format!(
-        "[global]\nlogfile=\"{log}\"\nloglevel=3\n{}{}{}{}stack=ct1:NFCT,ip2str1:IP2STR,json1:JSON\n\
-         [ct1]\nhash_enable=0\n[json1]\nfile=\"{json}\"\nsync=1\n",
-        plug("ulogd_inpflow_NFCT.so"),
-        plug("ulogd_filter_IP2STR.so"),
-        plug("ulogd_output_JSON.so"),
-        String::new(),
-        log = dir.join("ulogd.log").display(),
-        json = dir.join("nfct.json").display(),
-    );
     fs::write(&conf, text).unwrap();
     Some(conf)
 }
