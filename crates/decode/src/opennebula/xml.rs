@@ -101,7 +101,9 @@ fn parse(ev: &mut Event, raw: &[u8], body: &[u8], nesting: u8) {
         }
         other => {
             issue(ev, raw, 0, "not_opennebula", "an OpenNebula XML document (<VM>, <VNET>, <HOOK_MESSAGE>)");
-            ev.message = format!("XML document <{other}>");
+            // Kept as text, like a raw record: what it says stays searchable.
+            let _ = other;
+            ev.message = text.to_string();
         }
     }
 }
@@ -151,7 +153,7 @@ fn vm(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
     ev.source_kind = format!("{KIND}-vm");
     let text = |name: &str| child_text(node, name);
     let Some(id) = text("ID").and_then(|v| v.parse::<u64>().ok()) else {
-        issue(ev, raw, key_offset(raw, "<ID>"), "missing_field", "the VM's numeric <ID>");
+        issue_near(ev, raw, "<ID>", "missing_field", "the VM's numeric <ID>");
         ev.message = "OpenNebula VM without a numeric ID".into();
         return;
     };
@@ -206,14 +208,14 @@ fn vm(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
                             mine.push(a);
                         }
                     }
-                    Err(why) => issue(ev, raw, key_offset(raw, &v), "bad_address", &why),
+                    Err(why) => issue_near(ev, raw, &v, "bad_address", &why),
                 }
             }
         }
         let mac = child_text(nic, "MAC").and_then(|m| match normalise_mac(&m) {
             Some(m) => Some(m),
             None => {
-                issue(ev, raw, key_offset(raw, &m), "bad_mac", "a MAC address (six hex octets)");
+                issue_near(ev, raw, &m, "bad_mac", "a MAC address (six hex octets)");
                 None
             }
         });
@@ -276,10 +278,7 @@ fn vm(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
                     current_host = (he == 0).then_some(host);
                 }
             }
-            _ => issue(
-                ev,
-                raw,
-                key_offset(raw, "<HISTORY>"),
+            _ => issue_near(ev, raw, "<HISTORY>",
                 "missing_field",
                 "a HISTORY record with SEQ, HOSTNAME and STIME",
             ),
@@ -298,7 +297,7 @@ fn vm(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
     };
     match asof.and_then(|t| jiff::Timestamp::from_second(t).ok()) {
         Some(t) => ev.reported = Reported::new(Some(t), t.to_string()),
-        None => issue(ev, raw, key_offset(raw, "<STIME>"), "missing_field", "the VM's STIME"),
+        None => issue_near(ev, raw, "<STIME>", "missing_field", "the VM's STIME"),
     }
     let join = |v: &[String]| v.join(",");
     if !ips.is_empty() {
@@ -390,13 +389,13 @@ fn hook(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
         // No VM template and no time: searchable under the VM, not a fact.
         ev.fields.insert(fields::ONE_VM_ID.into(), id.to_string());
         ev.fields.insert(fields::VM_UUID.into(), fields::opennebula_vm(id));
-        issue(ev, raw, key_offset(raw, "<RESOURCE_ID>"), "missing_field", "the <VM> template the state hook message carries");
+        issue_near(ev, raw, "<RESOURCE_ID>", "missing_field", "the <VM> template the state hook message carries");
     } else if object != "VM" {
         if let Some(id) = &id {
             ev.fields.insert("resource_id".into(), id.clone());
         }
     } else {
-        issue(ev, raw, key_offset(raw, "<RESOURCE_ID>"), "missing_field", "a numeric RESOURCE_ID");
+        issue_near(ev, raw, "<RESOURCE_ID>", "missing_field", "a numeric RESOURCE_ID");
     }
     ev.fields.insert(fields::ONE_STATE.into(), state.clone());
     if !lcm.is_empty() {
@@ -434,14 +433,14 @@ fn vnet(ev: &mut Event, raw: &[u8], node: Node) {
             if let Some(v) = child_text(lease, f) {
                 match address(&v) {
                     Ok(a) => addrs.push(a),
-                    Err(why) => issue(ev, raw, key_offset(raw, &v), "bad_address", &why),
+                    Err(why) => issue_near(ev, raw, &v, "bad_address", &why),
                 }
             }
         }
         if let Some(m) = child_text(lease, "MAC") {
             match normalise_mac(&m) {
                 Some(m) => addrs.push(m),
-                None => issue(ev, raw, key_offset(raw, &m), "bad_mac", "a MAC address (six hex octets)"),
+                None => issue_near(ev, raw, &m, "bad_mac", "a MAC address (six hex octets)"),
             }
         }
         // VM=-1 holds an address on hold; a virtual router or another VNET may hold one too.
@@ -452,7 +451,7 @@ fn vnet(ev: &mut Event, raw: &[u8], node: Node) {
             Some(Ok(v)) if v >= 0 => fields::opennebula_vm(v.unsigned_abs()),
             Some(Ok(_)) => "hold".into(),
             Some(Err(_)) => {
-                issue(ev, raw, key_offset(raw, "<VM>"), "bad_lease", "a lease's VM as a number");
+                issue_near(ev, raw, "<VM>", "bad_lease", "a lease's VM as a number");
                 continue;
             }
             None => child_text(lease, "VROUTER")
@@ -461,7 +460,7 @@ fn vnet(ev: &mut Event, raw: &[u8], node: Node) {
                 .unwrap_or_else(|| "?".into()),
         };
         if addrs.is_empty() {
-            issue(ev, raw, key_offset(raw, "<LEASE>"), "missing_field", "a lease's IP, IP6 or MAC");
+            issue_near(ev, raw, "<LEASE>", "missing_field", "a lease's IP, IP6 or MAC");
             continue;
         }
         leases.push(format!("{}={holder}", addrs.join("/")));
@@ -505,7 +504,7 @@ fn secs(ev: &mut Event, raw: &[u8], node: Node, name: &str) -> Option<i64> {
     match v.parse::<i64>() {
         Ok(s) if s >= 0 => Some(s),
         _ => {
-            issue(ev, raw, key_offset(raw, &format!("<{name}>")), "bad_time", &format!("{name} as Unix seconds"));
+            issue_near(ev, raw, &format!("<{name}>"), "bad_time", &format!("{name} as Unix seconds"));
             None
         }
     }
@@ -607,6 +606,29 @@ fn key_offset(raw: &[u8], key: &str) -> usize {
     memchr::memmem::find(raw, key.as_bytes()).unwrap_or(0)
 }
 
+/// Issues listed per record; past this they are only counted (field `issues_not_listed`), so
+/// a huge document of bad values costs linear time and bounded memory.
+pub const MAX_ISSUES: usize = 100;
+
 fn issue(ev: &mut Event, raw: &[u8], at: usize, kind: &str, expected: &str) {
+    if ev.issues.len() >= MAX_ISSUES {
+        let n = ev
+            .fields
+            .get("issues_not_listed")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        ev.fields.insert("issues_not_listed".into(), (n + 1).to_string());
+        return;
+    }
     ev.issues.push(ParseIssue::new(raw, at, kind, expected));
+}
+
+/// [`issue`] at the first mention of `needle` (searched only when the issue is listed).
+fn issue_near(ev: &mut Event, raw: &[u8], needle: &str, kind: &str, expected: &str) {
+    let at = if ev.issues.len() >= MAX_ISSUES {
+        0
+    } else {
+        key_offset(raw, needle)
+    };
+    issue(ev, raw, at, kind, expected);
 }
