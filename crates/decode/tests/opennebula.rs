@@ -77,10 +77,18 @@ fn a_vm_document_fills_the_cloud_fields_nova_fills() {
     assert_eq!(f(fields::IMAGE), "alma9-wn");
     assert_eq!(f(fields::STATE), "active");
     assert_eq!(f(fields::ONE_LCM_STATE), "RUNNING");
-    assert_eq!(f(fields::HYPERVISOR), "hv-02", "the open history record, lower-case");
+    assert_eq!(
+        f(fields::HYPERVISOR),
+        "hv-02",
+        "the open history record, lower-case"
+    );
     assert_eq!(f(fields::VM_IPS), "10.10.0.42,2001:db8:10::42,10.20.0.7");
     assert_eq!(f(fields::VM_MACS), "02:00:0a:0a:00:2a,02:00:0a:14:00:07");
-    assert_eq!(f(fields::VM_DEVICES), "one-42-0,one-42-1", "TARGET, else one-<vm>-<nic>");
+    assert_eq!(
+        f(fields::VM_DEVICES),
+        "one-42-0,one-42-1",
+        "TARGET, else one-<vm>-<nic>"
+    );
     assert_eq!(
         f(fields::ONE_HISTORY),
         "0=hv-01/1791964830/1791966600/23,1=hv-02/1791966600/0/0"
@@ -90,18 +98,21 @@ fn a_vm_document_fills_the_cloud_fields_nova_fills() {
         "0=10.10.0.42/2001:db8:10::42/02:00:0a:0a:00:2a,1=10.20.0.7/02:00:0a:14:00:07"
     );
     // As of the latest moment the document records: the migration at 1791966600.
-    assert_eq!(
-        ev.reported.time.map(|t| t.as_second()),
-        Some(1_791_966_600)
-    );
+    assert_eq!(ev.reported.time.map(|t| t.as_second()), Some(1_791_966_600));
     assert!(ev.ips.iter().any(|i| i.to_string() == "2001:db8:10::42"));
 }
 
 #[test]
 fn a_done_vm_is_a_deletion_at_its_etime() {
     let done = VM42
-        .replace("<STATE>3</STATE><LCM_STATE>3</LCM_STATE>", "<STATE>6</STATE><LCM_STATE>0</LCM_STATE>")
-        .replace("<ETIME>0</ETIME><DEPLOY_ID>", "<ETIME>1791970000</ETIME><DEPLOY_ID>");
+        .replace(
+            "<STATE>3</STATE><LCM_STATE>3</LCM_STATE>",
+            "<STATE>6</STATE><LCM_STATE>0</LCM_STATE>",
+        )
+        .replace(
+            "<ETIME>0</ETIME><DEPLOY_ID>",
+            "<ETIME>1791970000</ETIME><DEPLOY_ID>",
+        );
     let ev = xml(&done);
     assert_eq!(ev.field(fields::STATE), Some("deleted"));
     assert_eq!(ev.field(fields::ONE_STATE), Some("DONE"));
@@ -176,13 +187,19 @@ fn vnet_leases_are_searchable_with_their_holders() {
     assert_eq!(ev.source_kind, "opennebula-vnet");
     assert_eq!(
         ev.field("one_leases"),
-        Some("10.10.0.42/2001:db8:10::42/02:00:0a:0a:00:2a=one-42,10.10.0.9/02:00:0a:0a:00:09=hold")
+        Some(
+            "10.10.0.42/2001:db8:10::42/02:00:0a:0a:00:2a=one-42,10.10.0.9/02:00:0a:0a:00:09=hold"
+        )
     );
     let kinds: Vec<&str> = ev.issues.iter().map(|i| i.kind.as_str()).collect();
     // The zone id is refused (never trimmed into a site address), the lease then has no
     // address; the non-numeric VM is a bad lease.
     assert_eq!(kinds, ["bad_address", "missing_field", "bad_lease"]);
-    assert_ne!(ev.class, EventClass::VmLifecycle, "a snapshot without a moment");
+    assert_ne!(
+        ev.class,
+        EventClass::VmLifecycle,
+        "a snapshot without a moment"
+    );
     // quattor's 4.x shape: leases under the VNET, the VM in VID.
     let old = "<VNET><ID>68</ID><NAME>altaria.os</NAME><LEASES><LEASE><MAC>02:00:0a:8d:08:1e</MAC><IP>10.141.8.30</IP><IP6_LINK>fe80::400:aff:fe8d:81e</IP6_LINK><USED>1</USED><VID>55</VID></LEASE></LEASES></VNET>";
     assert_eq!(
@@ -197,10 +214,19 @@ fn bad_xml_is_kept_and_explained() {
         ("<html><body>hi</body></html>", "not_opennebula"),
         ("<VM><ID>1</ID>", "bad_xml"),
         ("<VM><NAME>x</NAME><STATE>3</STATE></VM>", "missing_field"),
-        ("<VM><ID>1</ID><STIME>1791964800</STIME></VM>", "missing_field"),
+        (
+            "<VM><ID>1</ID><STIME>1791964800</STIME></VM>",
+            "missing_field",
+        ),
         ("just text", "not_opennebula"),
-        ("<!DOCTYPE VM [<!ENTITY a \"aaaa\">]><VM><ID>&a;</ID></VM>", "bad_xml"),
-        ("<VM><ID>1</ID><STATE>3</STATE><STIME>-5</STIME></VM>", "bad_time"),
+        (
+            "<!DOCTYPE VM [<!ENTITY a \"aaaa\">]><VM><ID>&a;</ID></VM>",
+            "bad_xml",
+        ),
+        (
+            "<VM><ID>1</ID><STATE>3</STATE><STIME>-5</STIME></VM>",
+            "bad_time",
+        ),
     ];
     for (raw, kind) in cases {
         let ev = xml(raw);
@@ -218,12 +244,20 @@ fn bad_xml_is_kept_and_explained() {
     // Huge but flat: parsed, the bad NICs explained one by one.
     let mut big = String::from("<VM><ID>9</ID><STATE>3</STATE><STIME>1791964800</STIME><TEMPLATE>");
     for i in 0..20_000 {
-        big.push_str(&format!("<NIC><IP>10.{}.{}.1x</IP><NIC_ID>{i}</NIC_ID></NIC>", i / 256, i % 256));
+        big.push_str(&format!(
+            "<NIC><IP>10.{}.{}.1x</IP><NIC_ID>{i}</NIC_ID></NIC>",
+            i / 256,
+            i % 256
+        ));
     }
     big.push_str("</TEMPLATE></VM>");
     let ev = xml(&big);
     assert_eq!(ev.issues.len(), 100, "listed up to a cap…");
-    assert_eq!(ev.field("issues_not_listed"), Some("19900"), "…and counted past it");
+    assert_eq!(
+        ev.field("issues_not_listed"),
+        Some("19900"),
+        "…and counted past it"
+    );
     assert!(ev.issues.iter().all(|i| i.kind == "bad_address"));
     assert_eq!(ev.field(fields::VM_IPS), None);
     // Not UTF-8.
@@ -237,14 +271,38 @@ fn xml_bytes(raw: &[u8]) -> model::Event {
 #[test]
 fn per_vm_log_lines_take_the_vm_from_the_file_name() {
     let lines = [
-        ("Wed Oct 14 08:00:05 2026 [Z0][VM][I]: New state is ACTIVE", Some("ACTIVE"), None),
-        ("Wed Oct 14 08:00:05 2026 [Z0][VM][I]: New LCM state is PROLOG", None, Some("PROLOG")),
-        ("Wed Oct 14 08:00:40 2026 [Z0][VMM][I]: Successfully execute virtualization driver operation: deploy.", None, None),
-        ("Wed Oct 14 08:00:40 2026 [Z0][VM][I]: New LCM state is RUNNING", None, Some("RUNNING")),
-        ("Wed Oct 14 11:00:00 2026 [Z0][VM][I]: New state is DONE", Some("DONE"), None),
+        (
+            "Wed Oct 14 08:00:05 2026 [Z0][VM][I]: New state is ACTIVE",
+            Some("ACTIVE"),
+            None,
+        ),
+        (
+            "Wed Oct 14 08:00:05 2026 [Z0][VM][I]: New LCM state is PROLOG",
+            None,
+            Some("PROLOG"),
+        ),
+        (
+            "Wed Oct 14 08:00:40 2026 [Z0][VMM][I]: Successfully execute virtualization driver operation: deploy.",
+            None,
+            None,
+        ),
+        (
+            "Wed Oct 14 08:00:40 2026 [Z0][VM][I]: New LCM state is RUNNING",
+            None,
+            Some("RUNNING"),
+        ),
+        (
+            "Wed Oct 14 11:00:00 2026 [Z0][VM][I]: New state is DONE",
+            Some("DONE"),
+            None,
+        ),
     ];
     for (line, state, lcm) in lines {
-        let ev = decode::decode(&env(Format::OpennebulaLog, line.as_bytes(), "/var/log/one/42.log"));
+        let ev = decode::decode(&env(
+            Format::OpennebulaLog,
+            line.as_bytes(),
+            "/var/log/one/42.log",
+        ));
         assert!(ev.issues.is_empty(), "{line}: {:?}", ev.issues);
         assert_eq!(ev.field(fields::VM_UUID), Some("one-42"), "{line}");
         assert_eq!(ev.field(fields::ONE_STATE), state, "{line}");
@@ -255,35 +313,71 @@ fn per_vm_log_lines_take_the_vm_from_the_file_name() {
             "{line}"
         );
     }
-    let done = decode::decode(&env(Format::OpennebulaLog, lines[4].0.as_bytes(), "/var/log/one/42.log"));
+    let done = decode::decode(&env(
+        Format::OpennebulaLog,
+        lines[4].0.as_bytes(),
+        "/var/log/one/42.log",
+    ));
     assert_eq!(done.field(fields::STATE), Some("deleted"));
-    assert_eq!(done.reported.time.map(|t| t.to_string()).as_deref(), Some("2026-10-14T11:00:00Z"));
+    assert_eq!(
+        done.reported.time.map(|t| t.to_string()).as_deref(),
+        Some("2026-10-14T11:00:00Z")
+    );
     // ctime pads one-digit days with a space; the zone comes from the hints.
-    let mut e = env(Format::OpennebulaLog, b"Mon Oct  5 10:00:00 2026 [Z0][VM][I]: New state is ACTIVE", "/var/log/one/7.log");
+    let mut e = env(
+        Format::OpennebulaLog,
+        b"Mon Oct  5 10:00:00 2026 [Z0][VM][I]: New state is ACTIVE",
+        "/var/log/one/7.log",
+    );
     e.hints.tz = Some("Europe/Zurich".into());
     let ev = decode::decode(&e);
-    assert_eq!(ev.reported.time.map(|t| t.to_string()).as_deref(), Some("2026-10-05T08:00:00Z"));
+    assert_eq!(
+        ev.reported.time.map(|t| t.to_string()).as_deref(),
+        Some("2026-10-05T08:00:00Z")
+    );
     let sample: Vec<&[u8]> = lines.iter().map(|l| l.0.as_bytes()).collect();
     assert_eq!(decode::detect(&sample), Format::OpennebulaLog);
 }
 
 #[test]
 fn oned_request_lines_name_the_call_the_requester_and_the_vm() {
-    let dec = |l: &str| decode::decode(&env(Format::OpennebulaLog, l.as_bytes(), "/var/log/one/oned.log"));
-    let ev = dec("Wed Oct 14 08:00:30 2026 [Z0][ReM][D]: Req:4416 UID:0 IP:127.0.0.1 one.vm.deploy invoked , 42, 1, false, 0, \"\"");
+    let dec = |l: &str| {
+        decode::decode(&env(
+            Format::OpennebulaLog,
+            l.as_bytes(),
+            "/var/log/one/oned.log",
+        ))
+    };
+    let ev = dec(
+        "Wed Oct 14 08:00:30 2026 [Z0][ReM][D]: Req:4416 UID:0 IP:127.0.0.1 one.vm.deploy invoked , 42, 1, false, 0, \"\"",
+    );
     assert_eq!(ev.field(fields::ONE_CALL), Some("one.vm.deploy"));
     assert_eq!(ev.field(fields::REQUESTER_UID), Some("0"));
     assert_eq!(ev.field(fields::SRC_IP), Some("127.0.0.1"));
     assert_eq!(ev.field(fields::VM_UUID), Some("one-42"));
-    assert_eq!(ev.field(fields::USER_ID), None, "the requester is not the owner");
+    assert_eq!(
+        ev.field(fields::USER_ID),
+        None,
+        "the requester is not the owner"
+    );
     assert_ne!(ev.class, EventClass::VmLifecycle);
-    let ev = dec("Wed Oct 14 10:59:00 2026 [Z0][ReM][D]: Req:5120 UID:5 IP:10.1.0.4 one.vm.action invoked , \"terminate-hard\", 42");
+    let ev = dec(
+        "Wed Oct 14 10:59:00 2026 [Z0][ReM][D]: Req:5120 UID:5 IP:10.1.0.4 one.vm.action invoked , \"terminate-hard\", 42",
+    );
     assert_eq!(ev.field("one_action"), Some("terminate-hard"));
     assert_eq!(ev.field(fields::VM_UUID), Some("one-42"));
-    let ev = dec("Wed Oct 14 08:00:01 2026 [Z0][ReM][D]: Req:4400 UID:5 one.vm.allocate result SUCCESS, 42");
-    assert_eq!(ev.field(fields::VM_UUID), Some("one-42"), "allocate's result is the new VM");
+    let ev = dec(
+        "Wed Oct 14 08:00:01 2026 [Z0][ReM][D]: Req:4400 UID:5 one.vm.allocate result SUCCESS, 42",
+    );
+    assert_eq!(
+        ev.field(fields::VM_UUID),
+        Some("one-42"),
+        "allocate's result is the new VM"
+    );
     assert_eq!(ev.field(fields::OUTCOME), Some("success"));
-    let ev = dec("Wed Oct 14 08:00:02 2026 [Z0][ReM][E]: Req:4401 UID:5 one.vm.deploy result FAILURE [one.vm.deploy] Error getting virtual machine [999].");
+    let ev = dec(
+        "Wed Oct 14 08:00:02 2026 [Z0][ReM][E]: Req:4401 UID:5 one.vm.deploy result FAILURE [one.vm.deploy] Error getting virtual machine [999].",
+    );
     assert_eq!(ev.field(fields::OUTCOME), Some("failure"));
     assert_eq!(ev.severity, Some(3));
     // Not OpenNebula's: kept, explained.
@@ -294,7 +388,8 @@ fn oned_request_lines_name_the_call_the_requester_and_the_vm() {
 
 #[test]
 fn oned_in_syslog_mode_is_a_fact_only_from_the_cloud() {
-    let line = b"<30>Oct 14 08:00:40 one-fe oned[2211]: [VM 42][Z0][LCM][I]: New LCM state is RUNNING";
+    let line =
+        b"<30>Oct 14 08:00:40 one-fe oned[2211]: [VM 42][Z0][LCM][I]: New LCM state is RUNNING";
     let mut e = env(Format::Syslog, line, "syslog");
     let ev = decode::decode(&e);
     assert_eq!(ev.field(fields::VM_UUID), Some("one-42"));
@@ -302,5 +397,9 @@ fn oned_in_syslog_mode_is_a_fact_only_from_the_cloud() {
     e.observer = Observer::Vm;
     let ev = decode::decode(&e);
     assert_eq!(ev.field(fields::VM_UUID), Some("one-42"), "searchable");
-    assert_ne!(ev.class, EventClass::VmLifecycle, "a VM can send anything as oned");
+    assert_ne!(
+        ev.class,
+        EventClass::VmLifecycle,
+        "a VM can send anything as oned"
+    );
 }

@@ -156,9 +156,7 @@ impl Format {
             | Format::OsloLog
             | Format::KeystoneDirectory
             | Format::OpennebulaXml
-            | Format::OpennebulaLog => {
-                crate::Observer::Cloud
-            }
+            | Format::OpennebulaLog => crate::Observer::Cloud,
             Format::CondorHistoryJson | Format::CondorClassAd | Format::CondorUserlog => {
                 crate::Observer::Vo
             }

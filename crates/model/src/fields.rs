@@ -123,8 +123,11 @@ pub fn opennebula_vm(id: u64) -> String {
 /// [`opennebula_vm`] gives it. None for anything else (a UUID stays as typed).
 pub fn parse_opennebula_vm(text: &str) -> Option<String> {
     let t = text.trim();
-    let digits = t.get(..4).filter(|p| p.eq_ignore_ascii_case("one-")).map(|_| &t[4..])?;
-    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = t
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("one-"))
+        .map(|_| &t[4..])?;
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     digits.parse::<u64>().ok().map(opennebula_vm)

@@ -33,10 +33,23 @@ fn generated_opennebula_days_are_answered_all_right_on_several_seeds() {
         let dir = tempfile::tempdir().unwrap();
         let ch = dir.path().join("ch");
         let out = challenge(&[
-            "generate", "--seed", seed, "--vms", vms, "--hours", hours, "--cloud", "opennebula",
-            "--out", ch.to_str().unwrap(),
+            "generate",
+            "--seed",
+            seed,
+            "--vms",
+            vms,
+            "--hours",
+            hours,
+            "--cloud",
+            "opennebula",
+            "--out",
+            ch.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // The day is OpenNebula's: no nova, no Keystone.
         let manifest = fs::read_to_string(ch.join("challenge.json")).unwrap();
         assert!(manifest.contains("one-hooks.xml") && !manifest.contains("notifications"));
@@ -53,8 +66,14 @@ fn generated_opennebula_days_are_answered_all_right_on_several_seeds() {
             .filter(|q| q["kind"] == "report" && q["right"] == true)
             .count();
         assert!(reports >= 5, "seed {seed}: {reports} report questions");
-        assert_eq!(r["check"]["found"], r["check"]["planted"], "seed {seed}: {r}");
-        assert!(r["check"]["unexplained"].as_array().unwrap().is_empty(), "{r}");
+        assert_eq!(
+            r["check"]["found"], r["check"]["planted"],
+            "seed {seed}: {r}"
+        );
+        assert!(
+            r["check"]["unexplained"].as_array().unwrap().is_empty(),
+            "{r}"
+        );
     }
 }
 
@@ -121,14 +140,32 @@ fn documents_in_any_order_and_twice_give_the_same_answers() {
             vm_of(&who(&data, "10.0.0.5", "2026-10-14T09:00:00Z")),
             vm_of(&who(&data, "10.0.0.5", "2026-10-14T10:15:00Z")),
             vm_of(&who(&data, "10.0.0.5", "2026-10-14T11:00:00Z")),
-            vm_of(&json(&data, &["who", "--mac", "02:00:0A:00:00:2A", "--at", "2026-10-14T09:00:00Z"])),
+            vm_of(&json(
+                &data,
+                &[
+                    "who",
+                    "--mac",
+                    "02:00:0A:00:00:2A",
+                    "--at",
+                    "2026-10-14T09:00:00Z",
+                ],
+            )),
         ];
         answers.push(a);
     }
     let first = &answers[0];
-    assert_eq!(first[0], [("one-42".into(), "hv-01".into(), "alice".into())]);
-    assert!(first[1].is_empty(), "between 42's deletion and 43's creation: no VM");
-    assert_eq!(first[2], [("one-43".into(), "hv-02".into(), "alice".into())]);
+    assert_eq!(
+        first[0],
+        [("one-42".into(), "hv-01".into(), "alice".into())]
+    );
+    assert!(
+        first[1].is_empty(),
+        "between 42's deletion and 43's creation: no VM"
+    );
+    assert_eq!(
+        first[2],
+        [("one-43".into(), "hv-02".into(), "alice".into())]
+    );
     assert_eq!(first[3], first[0], "the MAC as the IP");
     for a in &answers[1..] {
         assert_eq!(a, first, "order and duplicates changed an answer");
@@ -155,7 +192,10 @@ fn timeline_takes_the_vm_as_an_operator_types_it_and_bad_xml_is_explained() {
     assert!(text.contains("hv-01"), "{text}");
     let issues = ok(&data, &["search", "class:other", "--count"]);
     assert!(issues.trim().parse::<u64>().unwrap() >= 2, "{issues}");
-    assert!(count(&data, &["hello"]) == 1, "the foreign XML is searchable");
+    assert!(
+        count(&data, &["hello"]) == 1,
+        "the foreign XML is searchable"
+    );
 }
 
 #[test]
@@ -171,7 +211,11 @@ fn the_site_kits_hook_writes_what_decodes() {
         .arg(&kit)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // OpenNebula's hook manager passes the VM template base64 (src/hem/onehem-server.rb).
     let doc = vm_doc(42, "10.0.0.5", "hv-01", T0, None);
     let b64 = Command::new("base64")
@@ -191,7 +235,11 @@ fn the_site_kits_hook_writes_what_decodes() {
         .arg(arg.trim())
         .output()
         .unwrap();
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let files: Vec<_> = fs::read_dir(spool.join("cloud"))
         .unwrap()
         .map(|e| e.unwrap().path())

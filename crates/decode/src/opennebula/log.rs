@@ -52,13 +52,23 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
     let text = match std::str::from_utf8(line) {
         Ok(t) => t,
         Err(e) => {
-            ev.issues.push(ParseIssue::new(raw, e.valid_up_to(), "invalid_utf8", "UTF-8 text"));
+            ev.issues.push(ParseIssue::new(
+                raw,
+                e.valid_up_to(),
+                "invalid_utf8",
+                "UTF-8 text",
+            ));
             ev.message = lossy(line);
             return;
         }
     };
     let Some((stamp, rest)) = split_stamp(text) else {
-        ev.issues.push(ParseIssue::new(raw, 0, "no_header", "`Day Mon DD HH:MM:SS YYYY [Z0][MOD][L]: `"));
+        ev.issues.push(ParseIssue::new(
+            raw,
+            0,
+            "no_header",
+            "`Day Mon DD HH:MM:SS YYYY [Z0][MOD][L]: `",
+        ));
         ev.message = text.to_string();
         return;
     };
@@ -67,7 +77,12 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
             let tz = match timestamp::zone(hints) {
                 Ok(tz) => tz,
                 Err(name) => {
-                    ev.issues.push(ParseIssue::new(raw, 0, "bad_zone", &format!("a time zone (got {name})")));
+                    ev.issues.push(ParseIssue::new(
+                        raw,
+                        0,
+                        "bad_zone",
+                        &format!("a time zone (got {name})"),
+                    ));
                     jiff::tz::TimeZone::UTC
                 }
             };
@@ -77,7 +92,12 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
             }
         }
         None => {
-            ev.issues.push(ParseIssue::new(raw, 0, "bad_time", "a ctime stamp (`Mon Feb 25 12:05:48 2019`)"));
+            ev.issues.push(ParseIssue::new(
+                raw,
+                0,
+                "bad_time",
+                "a ctime stamp (`Mon Feb 25 12:05:48 2019`)",
+            ));
             ev.reported = Reported::new(None, stamp.to_string());
         }
     }
@@ -87,7 +107,12 @@ fn parse_line(ev: &mut Event, raw: &[u8], hints: &DecodeHints) {
         _ => None,
     };
     if !fill(ev, rest, file_vm, true) {
-        ev.issues.push(ParseIssue::new(raw, text.len() - rest.len(), "no_header", "`[Z0][MOD][L]: ` after the stamp"));
+        ev.issues.push(ParseIssue::new(
+            raw,
+            text.len() - rest.len(),
+            "no_header",
+            "`[Z0][MOD][L]: ` after the stamp",
+        ));
         ev.message = rest.to_string();
     }
 }
@@ -143,8 +168,13 @@ fn fill(ev: &mut Event, s: &str, file_vm: Option<u64>, trusted: bool) -> bool {
     let Some((label_vm, zone, module, level, text)) = labels(s) else {
         return false;
     };
-    ev.app = Some(if file_vm.is_some() { "one-vm".into() } else { "oned".into() });
-    ev.fields.insert("one_zone".into(), zone.trim_start_matches('Z').to_string());
+    ev.app = Some(if file_vm.is_some() {
+        "one-vm".into()
+    } else {
+        "oned".into()
+    });
+    ev.fields
+        .insert("one_zone".into(), zone.trim_start_matches('Z').to_string());
     ev.fields.insert("one_module".into(), module.to_string());
     ev.severity = Some(match level {
         "E" => 3,
@@ -156,20 +186,27 @@ fn fill(ev: &mut Event, s: &str, file_vm: Option<u64>, trusted: bool) -> bool {
     let vm = label_vm.or(file_vm);
     if let Some(id) = vm {
         ev.fields.insert(fields::ONE_VM_ID.into(), id.to_string());
-        ev.fields.insert(fields::VM_UUID.into(), fields::opennebula_vm(id));
+        ev.fields
+            .insert(fields::VM_UUID.into(), fields::opennebula_vm(id));
     }
     if let Some(st) = text.strip_prefix("New state is ") {
         let st = st.trim().to_ascii_uppercase();
         ev.fields.insert(fields::ONE_STATE.into(), st.clone());
         ev.fields.insert(fields::STATE.into(), pugmark_state(&st));
-        ev.fields.insert(fields::EVENT_TYPE.into(), format!("one.vm.{}", st.to_ascii_lowercase()));
+        ev.fields.insert(
+            fields::EVENT_TYPE.into(),
+            format!("one.vm.{}", st.to_ascii_lowercase()),
+        );
         if vm.is_some() && trusted && ev.reported.time.is_some() {
             ev.class = EventClass::VmLifecycle;
         }
     } else if let Some(st) = text.strip_prefix("New LCM state is ") {
         let st = st.trim().to_ascii_uppercase();
         ev.fields.insert(fields::ONE_LCM_STATE.into(), st.clone());
-        ev.fields.insert(fields::EVENT_TYPE.into(), format!("one.vm.lcm.{}", st.to_ascii_lowercase()));
+        ev.fields.insert(
+            fields::EVENT_TYPE.into(),
+            format!("one.vm.lcm.{}", st.to_ascii_lowercase()),
+        );
         if vm.is_some() && trusted && ev.reported.time.is_some() {
             ev.class = EventClass::VmLifecycle;
         }
@@ -188,7 +225,8 @@ fn request(ev: &mut Event, s: &str) {
     ev.fields.insert(fields::REQUEST_ID.into(), id.to_string());
     if let Some(r) = rest.strip_prefix("UID:") {
         let end = r.find(' ').unwrap_or(r.len());
-        ev.fields.insert(fields::REQUESTER_UID.into(), r[..end].to_string());
+        ev.fields
+            .insert(fields::REQUESTER_UID.into(), r[..end].to_string());
         rest = r[end..].trim_start();
     }
     if let Some(r) = rest.strip_prefix("IP:") {
@@ -227,7 +265,8 @@ fn request(ev: &mut Event, s: &str) {
         {
             ev.fields.insert("one_action".into(), a.clone());
         }
-        ev.fields.insert(fields::ACTION.into(), "one.request".into());
+        ev.fields
+            .insert(fields::ACTION.into(), "one.request".into());
     } else if let Some(p) = after.strip_prefix("result ") {
         if let Some(ok) = p.strip_prefix("SUCCESS") {
             ev.fields.insert(fields::OUTCOME.into(), "success".into());
@@ -251,7 +290,8 @@ fn request(ev: &mut Event, s: &str) {
         && let Some(id) = vm_param.and_then(|v| v.parse::<u64>().ok())
     {
         ev.fields.insert(fields::ONE_VM_ID.into(), id.to_string());
-        ev.fields.insert(fields::VM_UUID.into(), fields::opennebula_vm(id));
+        ev.fields
+            .insert(fields::VM_UUID.into(), fields::opennebula_vm(id));
     }
 }
 

@@ -56,7 +56,13 @@ fn parse(ev: &mut Event, raw: &[u8], body: &[u8], nesting: u8) {
             parse(ev, raw, &xml, nesting + 1);
             return;
         }
-        issue(ev, raw, 0, "not_opennebula", "an OpenNebula XML document (<VM>, <VNET>, <HOOK_MESSAGE>)");
+        issue(
+            ev,
+            raw,
+            0,
+            "not_opennebula",
+            "an OpenNebula XML document (<VM>, <VNET>, <HOOK_MESSAGE>)",
+        );
         ev.message = lossy(body);
         return;
     }
@@ -69,7 +75,13 @@ fn parse(ev: &mut Event, raw: &[u8], body: &[u8], nesting: u8) {
         }
     };
     if depth(body) > MAX_DEPTH {
-        issue(ev, raw, 0, "too_deep", &format!("an XML document at most {MAX_DEPTH} elements deep"));
+        issue(
+            ev,
+            raw,
+            0,
+            "too_deep",
+            &format!("an XML document at most {MAX_DEPTH} elements deep"),
+        );
         ev.message = summary_line(text);
         return;
     }
@@ -96,11 +108,23 @@ fn parse(ev: &mut Event, raw: &[u8], body: &[u8], nesting: u8) {
             let n = root.children().filter(Node::is_element).count();
             ev.message = format!("OpenNebula {name} with {n} elements");
             if n > 0 {
-                issue(ev, raw, 0, "pool_in_one_record", "one record per pool element (ingest cuts pools)");
+                issue(
+                    ev,
+                    raw,
+                    0,
+                    "pool_in_one_record",
+                    "one record per pool element (ingest cuts pools)",
+                );
             }
         }
         other => {
-            issue(ev, raw, 0, "not_opennebula", "an OpenNebula XML document (<VM>, <VNET>, <HOOK_MESSAGE>)");
+            issue(
+                ev,
+                raw,
+                0,
+                "not_opennebula",
+                "an OpenNebula XML document (<VM>, <VNET>, <HOOK_MESSAGE>)",
+            );
             // Kept as text, like a raw record: what it says stays searchable.
             let _ = other;
             ev.message = text.to_string();
@@ -110,23 +134,56 @@ fn parse(ev: &mut Event, raw: &[u8], body: &[u8], nesting: u8) {
 
 /// `onevm` states by number (include/VirtualMachine.h `VmState`).
 const STATES: [&str; 12] = [
-    "INIT", "PENDING", "HOLD", "ACTIVE", "STOPPED", "SUSPENDED", "DONE", "FAILED", "POWEROFF",
-    "UNDEPLOYED", "CLONING", "CLONING_FAILURE",
+    "INIT",
+    "PENDING",
+    "HOLD",
+    "ACTIVE",
+    "STOPPED",
+    "SUSPENDED",
+    "DONE",
+    "FAILED",
+    "POWEROFF",
+    "UNDEPLOYED",
+    "CLONING",
+    "CLONING_FAILURE",
 ];
 
 /// LCM states by number (include/VirtualMachine.h `LcmState`), as far as names are stable.
 const LCM_STATES: [&str; 26] = [
-    "LCM_INIT", "PROLOG", "BOOT", "RUNNING", "MIGRATE", "SAVE_STOP", "SAVE_SUSPEND",
-    "SAVE_MIGRATE", "PROLOG_MIGRATE", "PROLOG_RESUME", "EPILOG_STOP", "EPILOG", "SHUTDOWN",
-    "CANCEL", "FAILURE", "CLEANUP_RESUBMIT", "UNKNOWN", "HOTPLUG", "SHUTDOWN_POWEROFF",
-    "BOOT_UNKNOWN", "BOOT_POWEROFF", "BOOT_SUSPENDED", "BOOT_STOPPED", "CLEANUP_DELETE",
-    "HOTPLUG_SNAPSHOT", "HOTPLUG_NIC",
+    "LCM_INIT",
+    "PROLOG",
+    "BOOT",
+    "RUNNING",
+    "MIGRATE",
+    "SAVE_STOP",
+    "SAVE_SUSPEND",
+    "SAVE_MIGRATE",
+    "PROLOG_MIGRATE",
+    "PROLOG_RESUME",
+    "EPILOG_STOP",
+    "EPILOG",
+    "SHUTDOWN",
+    "CANCEL",
+    "FAILURE",
+    "CLEANUP_RESUBMIT",
+    "UNKNOWN",
+    "HOTPLUG",
+    "SHUTDOWN_POWEROFF",
+    "BOOT_UNKNOWN",
+    "BOOT_POWEROFF",
+    "BOOT_SUSPENDED",
+    "BOOT_STOPPED",
+    "CLEANUP_DELETE",
+    "HOTPLUG_SNAPSHOT",
+    "HOTPLUG_NIC",
 ];
 
 /// A state given as a number (VM XML) or a name (hook message): its name.
 fn state_name(v: &str, names: &[&str]) -> String {
     match v.trim().parse::<usize>() {
-        Ok(n) => names.get(n).map_or_else(|| n.to_string(), |s| (*s).to_string()),
+        Ok(n) => names
+            .get(n)
+            .map_or_else(|| n.to_string(), |s| (*s).to_string()),
         Err(_) => v.trim().to_ascii_uppercase(),
     }
 }
@@ -263,8 +320,12 @@ fn vm(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
         let host = child_text(h, "HOSTNAME").map(|h| h.to_lowercase());
         let hs = child_text(h, "STIME").and_then(|v| v.parse::<i64>().ok());
         let he = child_text(h, "ETIME").and_then(|v| v.parse::<i64>().ok());
-        let action = child_text(h, "ACTION").and_then(|v| v.parse::<u32>().ok()).unwrap_or(0);
-        for f in ["STIME", "ETIME", "PSTIME", "PETIME", "RSTIME", "RETIME", "ESTIME", "EETIME"] {
+        let action = child_text(h, "ACTION")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0);
+        for f in [
+            "STIME", "ETIME", "PSTIME", "PETIME", "RSTIME", "RETIME", "ESTIME", "EETIME",
+        ] {
             if let Some(t) = child_text(h, f).and_then(|v| v.parse::<i64>().ok()) {
                 latest = latest.max(t);
             }
@@ -278,16 +339,17 @@ fn vm(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
                     current_host = (he == 0).then_some(host);
                 }
             }
-            _ => issue_near(ev, raw, "<HISTORY>",
+            _ => issue_near(
+                ev,
+                raw,
+                "<HISTORY>",
                 "missing_field",
                 "a HISTORY record with SEQ, HOSTNAME and STIME",
             ),
         }
     }
     let done = state.as_deref() == Some("DONE");
-    if !done
-        && let Some(h) = &current_host
-    {
+    if !done && let Some(h) = &current_host {
         ev.fields.insert(fields::HYPERVISOR.into(), h.clone());
     }
     // The moment the document speaks for.
@@ -351,7 +413,14 @@ fn vm(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
         msg.push_str(&format!(" on {h}"));
     }
     if !ips.is_empty() || !macs.is_empty() {
-        msg.push_str(&format!(": {}", ips.iter().chain(&macs).cloned().collect::<Vec<_>>().join(" ")));
+        msg.push_str(&format!(
+            ": {}",
+            ips.iter()
+                .chain(&macs)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
     }
     ev.message = msg;
 }
@@ -388,14 +457,27 @@ fn hook(ev: &mut Event, raw: &[u8], node: Node, nesting: u8) {
     {
         // No VM template and no time: searchable under the VM, not a fact.
         ev.fields.insert(fields::ONE_VM_ID.into(), id.to_string());
-        ev.fields.insert(fields::VM_UUID.into(), fields::opennebula_vm(id));
-        issue_near(ev, raw, "<RESOURCE_ID>", "missing_field", "the <VM> template the state hook message carries");
+        ev.fields
+            .insert(fields::VM_UUID.into(), fields::opennebula_vm(id));
+        issue_near(
+            ev,
+            raw,
+            "<RESOURCE_ID>",
+            "missing_field",
+            "the <VM> template the state hook message carries",
+        );
     } else if object != "VM" {
         if let Some(id) = &id {
             ev.fields.insert("resource_id".into(), id.clone());
         }
     } else {
-        issue_near(ev, raw, "<RESOURCE_ID>", "missing_field", "a numeric RESOURCE_ID");
+        issue_near(
+            ev,
+            raw,
+            "<RESOURCE_ID>",
+            "missing_field",
+            "a numeric RESOURCE_ID",
+        );
     }
     ev.fields.insert(fields::ONE_STATE.into(), state.clone());
     if !lcm.is_empty() {
@@ -426,8 +508,11 @@ fn vnet(ev: &mut Event, raw: &[u8], node: Node) {
         .into_iter()
         .flat_map(|p| children(p, "AR"))
         .chain(std::iter::once(node));
-    for lease in ranges.flat_map(|ar| child(ar, "LEASES").into_iter().flat_map(|l| children(l, "LEASE")))
-    {
+    for lease in ranges.flat_map(|ar| {
+        child(ar, "LEASES")
+            .into_iter()
+            .flat_map(|l| children(l, "LEASE"))
+    }) {
         let mut addrs: Vec<String> = Vec::new();
         for f in ["IP", "IP6", "IP6_GLOBAL", "IP6_ULA"] {
             if let Some(v) = child_text(lease, f) {
@@ -460,7 +545,13 @@ fn vnet(ev: &mut Event, raw: &[u8], node: Node) {
                 .unwrap_or_else(|| "?".into()),
         };
         if addrs.is_empty() {
-            issue_near(ev, raw, "<LEASE>", "missing_field", "a lease's IP, IP6 or MAC");
+            issue_near(
+                ev,
+                raw,
+                "<LEASE>",
+                "missing_field",
+                "a lease's IP, IP6 or MAC",
+            );
             continue;
         }
         leases.push(format!("{}={holder}", addrs.join("/")));
@@ -477,7 +568,8 @@ fn vnet(ev: &mut Event, raw: &[u8], node: Node) {
 }
 
 fn child<'a, 'i>(n: Node<'a, 'i>, name: &str) -> Option<Node<'a, 'i>> {
-    n.children().find(|c| c.is_element() && c.tag_name().name() == name)
+    n.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
 }
 
 fn children<'a, 'i: 'a>(n: Node<'a, 'i>, name: &'a str) -> impl Iterator<Item = Node<'a, 'i>> + 'a {
@@ -504,14 +596,22 @@ fn secs(ev: &mut Event, raw: &[u8], node: Node, name: &str) -> Option<i64> {
     match v.parse::<i64>() {
         Ok(s) if s >= 0 => Some(s),
         _ => {
-            issue_near(ev, raw, &format!("<{name}>"), "bad_time", &format!("{name} as Unix seconds"));
+            issue_near(
+                ev,
+                raw,
+                &format!("<{name}>"),
+                "bad_time",
+                &format!("{name} as Unix seconds"),
+            );
             None
         }
     }
 }
 
 fn rfc3339(s: i64) -> String {
-    jiff::Timestamp::from_second(s).map(|t| t.to_string()).unwrap_or_default()
+    jiff::Timestamp::from_second(s)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
 }
 
 /// An address as pugmark keeps it (canonical text). A zone id (`fe80::1%eth0`) names an
@@ -521,35 +621,53 @@ pub(crate) fn address(v: &str) -> Result<String, String> {
     if v.contains('%') {
         return Err(format!("an address without a zone id (got {v})"));
     }
-    v.parse::<IpAddr>()
-        .map(|a| a.to_string())
-        .map_err(|_| format!("an IP address (got {})", v.chars().take(64).collect::<String>()))
+    v.parse::<IpAddr>().map(|a| a.to_string()).map_err(|_| {
+        format!(
+            "an IP address (got {})",
+            v.chars().take(64).collect::<String>()
+        )
+    })
 }
 
 fn normalise_mac(m: &str) -> Option<String> {
     let m = m.trim().to_ascii_lowercase();
     let parts: Vec<&str> = m.split(':').collect();
-    (parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())))
-        .then_some(m)
+    (parts.len() == 6
+        && parts
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit())))
+    .then_some(m)
 }
 
 /// A device name the kernel could have (≤ 15 bytes of `[A-Za-z0-9._-]`).
 fn plausible_device(t: &str) -> bool {
-    !t.is_empty() && t.len() <= 15 && t.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    !t.is_empty()
+        && t.len() <= 15
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// A host name that fits the history encoding (no separators).
 fn plausible_host(h: &str) -> bool {
-    !h.is_empty() && h.len() <= 253 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    !h.is_empty()
+        && h.len() <= 253
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
 /// Decode base64 text that holds an XML document.
 fn base64_xml(b: &[u8]) -> Option<Vec<u8>> {
-    let compact: Vec<u8> = b.iter().copied().filter(|c| !c.is_ascii_whitespace()).collect();
+    let compact: Vec<u8> = b
+        .iter()
+        .copied()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
     if compact.len() < 8 {
         return None;
     }
-    let out = base64::engine::general_purpose::STANDARD.decode(&compact).ok()?;
+    let out = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .ok()?;
     (trim(&out).first() == Some(&b'<')).then_some(out)
 }
 
@@ -576,8 +694,14 @@ fn depth(b: &[u8]) -> usize {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let s = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let e = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(s, |e| e + 1);
+    let s = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let e = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(s, |e| e + 1);
     &b[s..e.max(s)]
 }
 
@@ -617,7 +741,8 @@ fn issue(ev: &mut Event, raw: &[u8], at: usize, kind: &str, expected: &str) {
             .get("issues_not_listed")
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        ev.fields.insert("issues_not_listed".into(), (n + 1).to_string());
+        ev.fields
+            .insert("issues_not_listed".into(), (n + 1).to_string());
         return;
     }
     ev.issues.push(ParseIssue::new(raw, at, kind, expected));

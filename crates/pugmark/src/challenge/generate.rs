@@ -1145,7 +1145,6 @@ fn write_site(
     out: &Path,
     cloud_files: CloudFiles,
 ) -> Result<(usize, usize, usize, usize)> {
-
     // condor_history -json: newest first.
     let mut ads: Vec<(i64, Value)> = Vec::new();
     for vm in &site.vms {
@@ -1423,10 +1422,10 @@ fn write_site(
             )
             .map(|(path, observer)| ManifestFile { path, observer })
             .chain(std::iter::once(ManifestFile {
-            path: "hypervisor-netfilter.log".into(),
-            observer: Some("hypervisor".into()),
-        }))
-        .collect(),
+                path: "hypervisor-netfilter.log".into(),
+                observer: Some("hypervisor".into()),
+            }))
+            .collect(),
     };
     fs::write(
         out.join(MANIFEST),

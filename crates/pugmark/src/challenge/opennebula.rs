@@ -173,7 +173,11 @@ fn vm_xml(site: &Site, vm: &Vm, t: i64, last_only: bool) -> String {
         x,
         "<TEMPLATE_ID><![CDATA[7]]></TEMPLATE_ID><TM_MAD_SYSTEM><![CDATA[ceph]]></TM_MAD_SYSTEM><VMID><![CDATA[{id}]]></VMID></TEMPLATE><USER_TEMPLATE/><HISTORY_RECORDS>"
     );
-    let skip = if last_only { hist.len().saturating_sub(1) } else { 0 };
+    let skip = if last_only {
+        hist.len().saturating_sub(1)
+    } else {
+        0
+    };
     for (seq, h) in hist.iter().enumerate().skip(skip) {
         let _ = write!(
             x,
@@ -215,7 +219,9 @@ pub fn write(site: &Site, out: &Path) -> Result<Written> {
         let stamp = ctime(t);
         oned.push((
             t,
-            format!("{stamp} [Z0][ReM][D]: Req:{req} UID:{uid} IP:10.0.0.10 {call} invoked {params}"),
+            format!(
+                "{stamp} [Z0][ReM][D]: Req:{req} UID:{uid} IP:10.0.0.10 {call} invoked {params}"
+            ),
         ));
         oned.push((
             t,
@@ -226,9 +232,21 @@ pub fn write(site: &Site, out: &Path) -> Result<Written> {
         let id = vm_id(vm);
         let uid = &site.users[vm.user].id;
         let mut moments = vec![vm.created];
-        request(vm.created - 5, uid, "one.vm.allocate", ", \"NAME=...\", false", &id.to_string());
+        request(
+            vm.created - 5,
+            uid,
+            "one.vm.allocate",
+            ", \"NAME=...\", false",
+            &id.to_string(),
+        );
         let hv0 = vm.placements.first().map_or(0, |p| p.1);
-        request(vm.created - 2, "0", "one.vm.deploy", &format!(", {id}, {}, false, 0, \"\"", hv0 + 1), &id.to_string());
+        request(
+            vm.created - 2,
+            "0",
+            "one.vm.deploy",
+            &format!(", {id}, {}, false, 0, \"\"", hv0 + 1),
+            &id.to_string(),
+        );
         for (t, text) in [
             (vm.created, "New state is ACTIVE"),
             (vm.created, "New LCM state is PROLOG"),
@@ -239,25 +257,49 @@ pub fn write(site: &Site, out: &Path) -> Result<Written> {
         }
         if let Some(a) = vm.holdings.get(1) {
             moments.push(a.from);
-            request(a.from, uid, "one.vm.attachnic", &format!(", {id}, \"NIC=[NETWORK=private]\""), &id.to_string());
+            request(
+                a.from,
+                uid,
+                "one.vm.attachnic",
+                &format!(", {id}, \"NIC=[NETWORK=private]\""),
+                &id.to_string(),
+            );
             vmlog.push((a.from, id, "New LCM state is HOTPLUG_NIC".into()));
             vmlog.push((a.from, id, "New LCM state is RUNNING".into()));
             if let Some(d) = a.to {
                 moments.push(d);
-                request(d, uid, "one.vm.detachnic", &format!(", {id}, 1"), &id.to_string());
+                request(
+                    d,
+                    uid,
+                    "one.vm.detachnic",
+                    &format!(", {id}, 1"),
+                    &id.to_string(),
+                );
                 vmlog.push((d, id, "New LCM state is HOTPLUG_NIC".into()));
                 vmlog.push((d, id, "New LCM state is RUNNING".into()));
             }
         }
         for &(tm, hv) in vm.placements.iter().skip(1) {
             moments.push(tm);
-            request(tm, "0", "one.vm.migrate", &format!(", {id}, {}, true, false, 0, 0", hv + 1), &id.to_string());
+            request(
+                tm,
+                "0",
+                "one.vm.migrate",
+                &format!(", {id}, {}, true, false, 0, 0", hv + 1),
+                &id.to_string(),
+            );
             vmlog.push((tm, id, "New LCM state is MIGRATE".into()));
             vmlog.push((tm, id, "New LCM state is RUNNING".into()));
         }
         if let Some(d) = vm.deleted {
             moments.push(d);
-            request(d, uid, "one.vm.action", &format!(", \"terminate-hard\", {id}"), &id.to_string());
+            request(
+                d,
+                uid,
+                "one.vm.action",
+                &format!(", \"terminate-hard\", {id}"),
+                &id.to_string(),
+            );
             vmlog.push((d, id, "New LCM state is CLEANUP_DELETE".into()));
             vmlog.push((d, id, "New state is DONE".into()));
         }

@@ -55,7 +55,9 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
     let subject = match (&args.vm, &args.ip, &args.host, &args.user) {
         // An OpenNebula VM as an operator types it (`one-42`, `ONE-042`): pugmark's identity.
-        (Some(v), ..) => Subject::Vm(model::fields::parse_opennebula_vm(v).unwrap_or_else(|| v.clone())),
+        (Some(v), ..) => {
+            Subject::Vm(model::fields::parse_opennebula_vm(v).unwrap_or_else(|| v.clone()))
+        }
         (_, Some(ip), ..) => Subject::Ip(*ip),
         (_, _, Some(h), _) => Subject::Host(h.clone()),
         (.., Some(u)) => Subject::User(u.clone()),

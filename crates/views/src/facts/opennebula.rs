@@ -163,7 +163,10 @@ mod tests {
     fn event(nics: &str, history: &str) -> Event {
         let mut f = BTreeMap::new();
         f.insert(fields::ONE_VM_ID.to_string(), "7".to_string());
-        f.insert(fields::ONE_STIME.to_string(), "2026-10-14T08:00:00Z".to_string());
+        f.insert(
+            fields::ONE_STIME.to_string(),
+            "2026-10-14T08:00:00Z".to_string(),
+        );
         f.insert(fields::ONE_NICS.to_string(), nics.to_string());
         f.insert(fields::ONE_HISTORY.to_string(), history.to_string());
         Event {
@@ -224,7 +227,13 @@ mod tests {
             T0 + 1200,
             T0 + 1200
         );
-        let obs = observations(&event("0=10.0.0.5/02:00:0a:00:00:05,1=10.0.1.9/02:00:0a:00:01:09", &h), &base());
+        let obs = observations(
+            &event(
+                "0=10.0.0.5/02:00:0a:00:00:05,1=10.0.1.9/02:00:0a:00:01:09",
+                &h,
+            ),
+            &base(),
+        );
         let got: Vec<(i64, Option<&str>, Vec<&str>)> = obs
             .iter()
             .map(|o| {
@@ -260,12 +269,19 @@ mod tests {
         let h = format!("3=hv2/{}/0/0", T0 + 7200);
         let obs = observations(&event("0=10.0.0.5,4=10.0.9.9", &h), &base());
         let ips: Vec<usize> = obs.iter().map(|o| o.ips.len()).collect();
-        assert_eq!(ips, [0, 2], "creation says nothing, the shown placement lists both");
+        assert_eq!(
+            ips,
+            [0, 2],
+            "creation says nothing, the shown placement lists both"
+        );
     }
 
     #[test]
     fn malformed_entries_are_skipped_not_guessed() {
-        let obs = observations(&event("x=1.2.3.4,0=", "a=b/c,0=hv1/notanumber/0/0"), &base());
+        let obs = observations(
+            &event("x=1.2.3.4,0=", "a=b/c,0=hv1/notanumber/0/0"),
+            &base(),
+        );
         assert_eq!(obs.len(), 1, "only the creation");
         assert!(obs[0].ips.is_empty());
     }
