@@ -28,6 +28,10 @@ pub enum Framing {
     Blocks,
     /// Blocks of lines each ending with a line equal to the terminator (userlog `...`).
     Terminated(&'static [u8]),
+    /// Top-level XML elements (OpenNebula): one record per document, and one per child of a
+    /// top-level `*_POOL` element (`VM_POOL`, `VNET_POOL`), so `onevm list -x` is cut into
+    /// one record per VM. Prologs and comments between documents are separators.
+    Xml,
 }
 
 pub fn framing(format: Format) -> Framing {
@@ -35,10 +39,12 @@ pub fn framing(format: Format) -> Framing {
         Format::KeystoneDirectory | Format::CondorHistoryJson => Framing::JsonArray,
         Format::CondorClassAd => Framing::Blocks,
         Format::CondorUserlog => Framing::Terminated(b"..."),
+        Format::OpennebulaXml => Framing::Xml,
         Format::Syslog
         | Format::Raw
         | Format::OpenstackNotification
         | Format::OsloLog
+        | Format::OpennebulaLog
         // Binary NetFlow is never framed as text: ingest stores it per datagram
         // (cli/ingest_flow.rs); as lines it would at least stay stored.
         | Format::NetflowDatagram
@@ -68,6 +74,8 @@ pub struct Framer {
     base_line: u64,
     /// JSON state, carried across pushes.
     json: JsonState,
+    /// XML: inside a top-level `*_POOL` element (its children are the records).
+    xml_in_pool: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -105,6 +113,7 @@ impl Framer {
                 opened: offset > 0,
                 ..JsonState::default()
             },
+            xml_in_pool: false,
         }
     }
 
@@ -121,6 +130,7 @@ impl Framer {
             Framing::Blocks => self.blocks(out, None, false),
             Framing::Terminated(t) => self.blocks(out, Some(t), false),
             Framing::JsonArray => self.json_array(out, false),
+            Framing::Xml => self.xml(out, false),
         }
     }
 
@@ -131,6 +141,7 @@ impl Framer {
             Framing::Blocks => self.blocks(out, None, true),
             Framing::Terminated(t) => self.blocks(out, Some(t), true),
             Framing::JsonArray => self.json_array(out, true),
+            Framing::Xml => self.xml(out, true),
         }
     }
 
@@ -363,6 +374,168 @@ impl Framer {
     }
 }
 
+/// What the XML framer found at a position.
+enum XmlStep {
+    /// More bytes are needed to decide.
+    Wait,
+    /// Skip to this offset (a separator: prolog, comment, a pool's own tags).
+    Skip(usize),
+    /// A record from the position to this offset.
+    Record(usize),
+}
+
+impl Framer {
+    /// Top-level XML elements. Re-scans the pending unfinished element each push (an element
+    /// is one VM or VNET: small; a pool's children are handed out as they complete).
+    fn xml(&mut self, out: &mut Vec<Frame>, at_end: bool) {
+        loop {
+            let Some(i) = self.pending.iter().position(|b| !b.is_ascii_whitespace()) else {
+                let n = self.pending.len();
+                self.consume(n);
+                return;
+            };
+            let step = self.xml_step(i);
+            match step {
+                XmlStep::Skip(to) => self.consume(to),
+                XmlStep::Record(end) => {
+                    let e = trim_end(&self.pending, i, end);
+                    self.emit(i, e, end, out);
+                }
+                XmlStep::Wait => {
+                    let n = self.pending.len();
+                    if at_end {
+                        let e = trim_end(&self.pending, i, n);
+                        self.emit(i, e, n, out);
+                    } else if n - i >= MAX_RECORD {
+                        self.emit(i, i + MAX_RECORD, i + MAX_RECORD, out);
+                        continue;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn xml_step(&mut self, i: usize) -> XmlStep {
+        let b = &self.pending;
+        let rest = &b[i..];
+        if rest[0] != b'<' {
+            // Text outside any element: a record of its own up to the next tag.
+            return match memchr::memchr(b'<', rest) {
+                Some(j) => XmlStep::Record(i + j),
+                None => XmlStep::Wait,
+            };
+        }
+        for (open, close) in [(&b"<?"[..], &b"?>"[..]), (b"<!--", b"-->")] {
+            if rest.len() < open.len() && open.starts_with(rest) {
+                return XmlStep::Wait;
+            }
+            if rest.starts_with(open) {
+                return match memchr::memmem::find(&rest[open.len()..], close) {
+                    Some(j) => XmlStep::Skip(i + open.len() + j + close.len()),
+                    None => XmlStep::Wait,
+                };
+            }
+        }
+        let Some(tag_end) = xml_tag_end(b, i) else {
+            return XmlStep::Wait;
+        };
+        let name = xml_tag_name(&b[i..tag_end]);
+        let is_pool = name.ends_with(b"_POOL");
+        let self_closing = tag_end >= 2 && b[tag_end - 2] == b'/';
+        if rest.get(1) == Some(&b'/') {
+            if is_pool && self.xml_in_pool {
+                self.xml_in_pool = false;
+                return XmlStep::Skip(tag_end);
+            }
+            // A stray closing tag: kept, for the decoder to report.
+            return XmlStep::Record(tag_end);
+        }
+        if is_pool && !self.xml_in_pool && !self_closing {
+            self.xml_in_pool = true;
+            return XmlStep::Skip(tag_end);
+        }
+        match xml_element_end(b, i) {
+            Some(e) => XmlStep::Record(e),
+            None => XmlStep::Wait,
+        }
+    }
+}
+
+/// The offset just past the `>` ending the tag that starts at `i` (quoted attribute values
+/// may hold `>`), or None when the buffer ends first.
+fn xml_tag_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut quote: Option<u8> = None;
+    for (k, &c) in b.iter().enumerate().skip(i + 1) {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return Some(k + 1),
+            None => {}
+        }
+    }
+    None
+}
+
+/// The element name of a tag's bytes (`<NAME attr>`, `</NAME>`).
+fn xml_tag_name(tag: &[u8]) -> &[u8] {
+    let start = tag
+        .iter()
+        .position(|&c| c != b'<' && c != b'/')
+        .unwrap_or(tag.len());
+    let end = tag[start..]
+        .iter()
+        .position(|&c| c.is_ascii_whitespace() || c == b'>' || c == b'/')
+        .map_or(tag.len(), |e| start + e);
+    &tag[start..end]
+}
+
+/// The offset just past the end of the element starting at `i` (nested elements, comments,
+/// CDATA and processing instructions skipped), or None when the buffer ends first. Depth is
+/// only counted, never recursed into, so a deep document costs no stack.
+fn xml_element_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut depth: u64 = 0;
+    let mut at = i;
+    loop {
+        let lt = at + memchr::memchr(b'<', &b[at..])?;
+        let rest = &b[lt..];
+        let mut skipped = false;
+        for (open, close) in [
+            (&b"<!--"[..], &b"-->"[..]),
+            (b"<![CDATA[", b"]]>"),
+            (b"<?", b"?>"),
+        ] {
+            if rest.len() < open.len() && open.starts_with(rest) {
+                return None;
+            }
+            if rest.starts_with(open) {
+                let j = memchr::memmem::find(&rest[open.len()..], close)?;
+                at = lt + open.len() + j + close.len();
+                skipped = true;
+                break;
+            }
+        }
+        if skipped {
+            continue;
+        }
+        let end = xml_tag_end(b, lt)?;
+        if rest.get(1) == Some(&b'/') {
+            depth = depth.saturating_sub(1);
+            if depth == 0 {
+                return Some(end);
+            }
+        } else if rest.get(1) == Some(&b'!') || b[end - 2] == b'/' {
+            if depth == 0 {
+                return Some(end);
+            }
+        } else {
+            depth += 1;
+        }
+        at = end;
+    }
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -497,6 +670,28 @@ mod tests {
                 ("001 (1.0.0) x\n...".into(), 4, 74),
                 ("trailing".into(), 6, 82),
             ]
+        );
+    }
+
+    #[test]
+    fn xml_pools_are_cut_per_child_and_documents_per_document() {
+        // `onevm list -x` (one VM_POOL), then a hook's VM document, a comment, a quoted `>`,
+        // CDATA holding a fake close tag, and stray text: every byte framed, nothing lost.
+        let input = b"<?xml version=\"1.0\"?>\n<VM_POOL>\n  <VM><ID>1</ID><T a=\"x>y\"/></VM>\n  <VM><ID>2</ID></VM>\n</VM_POOL>\n<!-- next -->\n<VM><ID>3</ID><C><![CDATA[</VM>]]></C></VM>\njunk\n<VNET><AR_POOL><AR/></AR_POOL></VNET>";
+        assert_eq!(
+            frames(Framing::Xml, input),
+            [
+                ("<VM><ID>1</ID><T a=\"x>y\"/></VM>".into(), 3, 68),
+                ("<VM><ID>2</ID></VM>".into(), 4, 90),
+                ("<VM><ID>3</ID><C><![CDATA[</VM>]]></C></VM>".into(), 7, 161),
+                ("junk".into(), 8, 167),
+                ("<VNET><AR_POOL><AR/></AR_POOL></VNET>".into(), 9, 204),
+            ]
+        );
+        // An element that never closes is the last record, whole.
+        assert_eq!(
+            frames(Framing::Xml, b"<VM><ID>4</ID>"),
+            [("<VM><ID>4</ID>".into(), 1, 14)]
         );
     }
 }

@@ -65,6 +65,14 @@ pub enum Format {
     /// compact encoding of [`crate::flow::FlowRecord`], naming the datagram's ledger seq and
     /// the record's place in it. Decodes without template state.
     NetflowRecord,
+    /// One OpenNebula XML document (code 20): a `<VM>` of `onevm show -x` / an element of
+    /// `onevm list -x`'s `VM_POOL`, what the site kit's state hook writes (the VM template
+    /// OpenNebula passes as `$TEMPLATE`), a whole `<HOOK_MESSAGE>`, or a `<VNET>` of
+    /// `onevnet show -x` with its leases.
+    OpennebulaXml,
+    /// One line of OpenNebula's own logs (code 21): `oned.log` (API request and result lines)
+    /// or a VM's `/var/log/one/<id>.log` (state changes; the VM id comes from the file name).
+    OpennebulaLog,
     /// A code written by a newer pugmark; decoded as raw with an issue.
     Unknown(u8),
 }
@@ -82,6 +90,8 @@ impl Format {
             Format::CondorUserlog => 8,
             Format::NetflowDatagram => 9,
             Format::NetflowRecord => 10,
+            Format::OpennebulaXml => 20,
+            Format::OpennebulaLog => 21,
             Format::Unknown(c) => c,
         }
     }
@@ -98,6 +108,8 @@ impl Format {
             8 => Format::CondorUserlog,
             9 => Format::NetflowDatagram,
             10 => Format::NetflowRecord,
+            20 => Format::OpennebulaXml,
+            21 => Format::OpennebulaLog,
             c => Format::Unknown(c),
         }
     }
@@ -114,12 +126,14 @@ impl Format {
             Format::CondorUserlog => "condor-userlog",
             Format::NetflowDatagram => "netflow-datagram",
             Format::NetflowRecord => "netflow-record",
+            Format::OpennebulaXml => "opennebula-xml",
+            Format::OpennebulaLog => "opennebula-log",
             Format::Unknown(_) => "unknown",
         }
     }
 
     /// Every format this build writes, for `--format` and detection.
-    pub const KNOWN: [Format; 10] = [
+    pub const KNOWN: [Format; 12] = [
         Format::Syslog,
         Format::Raw,
         Format::OpenstackNotification,
@@ -130,15 +144,19 @@ impl Format {
         Format::CondorUserlog,
         Format::NetflowDatagram,
         Format::NetflowRecord,
+        Format::OpennebulaXml,
+        Format::OpennebulaLog,
     ];
 
     /// Who observes records of this format when nobody says otherwise: the cloud for
     /// OpenStack sources, the VO for HTCondor, the VM for syslog (the forgeable default).
     pub fn default_observer(self) -> crate::Observer {
         match self {
-            Format::OpenstackNotification | Format::OsloLog | Format::KeystoneDirectory => {
-                crate::Observer::Cloud
-            }
+            Format::OpenstackNotification
+            | Format::OsloLog
+            | Format::KeystoneDirectory
+            | Format::OpennebulaXml
+            | Format::OpennebulaLog => crate::Observer::Cloud,
             Format::CondorHistoryJson | Format::CondorClassAd | Format::CondorUserlog => {
                 crate::Observer::Vo
             }

@@ -89,6 +89,50 @@ pub const REQUEST_ID: &str = "request_id";
 /// Notification message id (oslo envelope `message_id`).
 pub const MESSAGE_ID: &str = "message_id";
 
+// OpenNebula (crates/decode/src/opennebula): a VM's record also fills the cloud fields above
+// (`vm_uuid` is `one-<ID>`, see [`opennebula_vm`]; `user_id`/`user_name` are UID/UNAME,
+// `project_id`/`project_name` GID/GNAME; `vm_devices` the NICs' tap devices).
+
+/// The VM's numeric id in its oned (`ID`, `RESOURCE_ID`, a per-VM log's file name).
+pub const ONE_VM_ID: &str = "one_vm_id";
+/// OpenNebula's own state names (`ACTIVE`, `DONE`, …) and LCM state (`RUNNING`, …).
+pub const ONE_STATE: &str = "one_state";
+pub const ONE_LCM_STATE: &str = "one_lcm_state";
+/// The VM's creation (`STIME`) as RFC 3339.
+pub const ONE_STIME: &str = "one_stime";
+/// The VM's NICs, `NIC_ID=addr/addr/…/mac` entries separated by `,` (addresses first, the MAC
+/// last), for the fact store to tell NICs present at creation from those attached later.
+pub const ONE_NICS: &str = "one_nics";
+/// Placement history: `SEQ=HOSTNAME/STIME/ETIME/ACTION` entries separated by `,` (Unix
+/// seconds, `0` = still open; ACTION is OpenNebula's numeric `VMActions` code).
+pub const ONE_HISTORY: &str = "one_history";
+/// The OpenNebula API call of an `oned.log` request line (`one.vm.deploy`).
+pub const ONE_CALL: &str = "one_call";
+/// The user id that made an API request (`UID:` of `oned.log`): the requester, not the owner.
+pub const REQUESTER_UID: &str = "requester_uid";
+
+/// The VM identity pugmark gives OpenNebula VM `id`: `one-<id>`, the libvirt domain name
+/// OpenNebula deploys it as (`DEPLOY_ID`, what `virsh list` shows on the host and what its
+/// tap devices `one-<id>-<nic>` are named after). One pugmark data directory per oned (zone):
+/// ids are unique only within one.
+pub fn opennebula_vm(id: u64) -> String {
+    format!("one-{id}")
+}
+
+/// What an operator may type for an OpenNebula VM (`one-42`, `ONE-42`): the identity
+/// [`opennebula_vm`] gives it. None for anything else (a UUID stays as typed).
+pub fn parse_opennebula_vm(text: &str) -> Option<String> {
+    let t = text.trim();
+    let digits = t
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("one-"))
+        .map(|_| &t[4..])?;
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().map(opennebula_vm)
+}
+
 // VO workload (HTCondor).
 
 /// `GlobalJobId`, or `ClusterId.ProcId` when that is all there is.

@@ -26,7 +26,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::inject::{FINDINGS, Injected, ORPHAN_ADDR, ORPHAN_CLUSTER, UNKNOWN_HOST};
-use super::{ANSWERS, Expect, ExpectedMatch, MANIFEST, Manifest, ManifestFile, Question};
+use super::{
+    ANSWERS, Cloud, Expect, ExpectedMatch, MANIFEST, Manifest, ManifestFile, Question, opennebula,
+};
 
 /// SplitMix64, written here instead of using the `rand` crate (as bench/gen does): a seed must
 /// give byte-identical files across dependency upgrades, or a challenge's answers.json and a
@@ -235,6 +237,8 @@ pub struct Specials {
 #[derive(Debug, Clone)]
 pub struct Site {
     pub params: Params,
+    /// Whose records tell the day: nova and Keystone, or an OpenNebula front-end.
+    pub cloud: Cloud,
     pub start: i64,
     pub end: i64,
     pub hypervisors: Vec<String>,
@@ -476,6 +480,7 @@ pub fn build(p: Params) -> Site {
     let used = ips.free_from.len();
     Site {
         params: p,
+        cloud: Cloud::Openstack,
         start,
         end,
         hypervisors,
@@ -554,7 +559,7 @@ pub(crate) fn rfc3339(t: i64) -> String {
     Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
 }
 
-fn strftime(t: i64, fmt: &str) -> String {
+pub(crate) fn strftime(t: i64, fmt: &str) -> String {
     Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.strftime(fmt).to_string())
 }
 
@@ -947,7 +952,7 @@ fn notification(
     json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
 }
 
-fn put(path: &Path, lines: impl IntoIterator<Item = String>) -> Result<usize> {
+pub(crate) fn put(path: &Path, lines: impl IntoIterator<Item = String>) -> Result<usize> {
     let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let mut n = 0;
@@ -964,6 +969,31 @@ fn put(path: &Path, lines: impl IntoIterator<Item = String>) -> Result<usize> {
 /// Render `site` and its questions into `out`.
 pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written> {
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (notifications, nova_log_lines, cloud_files) = match site.cloud {
+        Cloud::Openstack => write_openstack(site, out)?,
+        Cloud::Opennebula => {
+            let w = opennebula::write(site, out)?;
+            (w.documents, w.log_lines, w.files)
+        }
+    };
+    let (jobs, syslog_lines, netfilter_lines, expected_findings) =
+        write_site(site, questions, out, cloud_files)?;
+    Ok(Written {
+        questions: questions.len(),
+        notifications,
+        jobs,
+        syslog_lines,
+        netfilter_lines,
+        nova_log_lines,
+        expected_findings,
+    })
+}
+
+/// Nova notifications, nova-compute logs and Keystone dumps; returns (notifications, log
+/// lines, the files to ingest).
+type CloudFiles = Vec<(String, Option<String>)>;
+
+fn write_openstack(site: &Site, out: &Path) -> Result<(usize, usize, CloudFiles)> {
     // Notifications, in time order.
     let mut notes: Vec<(i64, String)> = Vec::new();
     for vm in &site.vms {
@@ -1094,7 +1124,27 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         out.join("keystone_projects.json"),
         serde_json::to_string_pretty(&projects)? + "\n",
     )?;
+    let files = [
+        "notifications.jsonl",
+        "nova-compute.log",
+        "keystone_users.json",
+        "keystone_projects.json",
+    ]
+    .into_iter()
+    .map(|p| (p.to_string(), None))
+    .collect();
+    Ok((notifications, nova_log_lines, files))
+}
 
+/// What both clouds share: condor history, VM syslog, hypervisor lines, the manifest, the
+/// answers and the problems for `check`. Returns (jobs, syslog lines, netfilter lines,
+/// expected findings).
+fn write_site(
+    site: &Site,
+    questions: &[Question],
+    out: &Path,
+    cloud_files: CloudFiles,
+) -> Result<(usize, usize, usize, usize)> {
     // condor_history -json: newest first.
     let mut ads: Vec<(i64, Value)> = Vec::new();
     for vm in &site.vms {
@@ -1264,7 +1314,10 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             syslog.extend(mine);
         }
         // The hypervisor's view: the VM's outgoing SYNs through its tap device.
-        let tap = format!("tap{}", &vm.uuid[..11]);
+        let tap = match site.cloud {
+            Cloud::Openstack => format!("tap{}", vm.uuid.get(..11).unwrap_or(&vm.uuid)),
+            Cloud::Opennebula => opennebula::tap(vm),
+        };
         let ip = &vm.primary().ip;
         let mac = &vm.primary().mac;
         let syn = |t: i64, dst: &str, dport: u16, sport: u64, id: u64| {
@@ -1360,24 +1413,19 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         hours: site.params.hours,
         start: rfc3339(site.start),
         year,
-        files: [
-            "notifications.jsonl",
-            "nova-compute.log",
-            "keystone_users.json",
-            "keystone_projects.json",
-            "condor_history.json",
-            "vm-syslog.log",
-        ]
-        .into_iter()
-        .map(|p| ManifestFile {
-            path: p.into(),
-            observer: None,
-        })
-        .chain(std::iter::once(ManifestFile {
-            path: "hypervisor-netfilter.log".into(),
-            observer: Some("hypervisor".into()),
-        }))
-        .collect(),
+        files: cloud_files
+            .into_iter()
+            .chain(
+                ["condor_history.json", "vm-syslog.log"]
+                    .into_iter()
+                    .map(|p| (p.to_string(), None)),
+            )
+            .map(|(path, observer)| ManifestFile { path, observer })
+            .chain(std::iter::once(ManifestFile {
+                path: "hypervisor-netfilter.log".into(),
+                observer: Some("hypervisor".into()),
+            }))
+            .collect(),
     };
     fs::write(
         out.join(MANIFEST),
@@ -1392,21 +1440,18 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         out.join(FINDINGS),
         serde_json::to_string_pretty(&truth)? + "\n",
     )?;
-    Ok(Written {
-        questions: questions.len(),
-        notifications,
-        jobs,
-        syslog_lines,
-        netfilter_lines,
-        nova_log_lines,
-        expected_findings: truth.expect.len(),
-    })
+    Ok((jobs, syslog_lines, netfilter_lines, truth.expect.len()))
 }
 
-/// Build, ask, write: the whole of `challenge generate`.
-pub fn generate(p: Params, out: &Path) -> Result<Written> {
+/// Build, ask, write for a site run by `cloud`: the same day (same seed, same VMs, addresses and
+/// questions) in that cloud's identities and records.
+pub fn generate_for(p: Params, cloud: Cloud, out: &Path) -> Result<Written> {
     p.check()?;
-    let site = build(p);
+    let mut site = build(p);
+    if cloud == Cloud::Opennebula {
+        opennebula::convert(&mut site);
+        site.cloud = Cloud::Opennebula;
+    }
     let qs = questions(&site, &mut Rng::new(p.seed.rotate_left(17) ^ 0xA11CE));
     write(&site, &qs, out)
 }
@@ -1572,8 +1617,8 @@ mod tests {
             hours: 4,
             density: 1,
         };
-        generate(p, a.path()).unwrap();
-        generate(p, b.path()).unwrap();
+        generate_for(p, Cloud::Openstack, a.path()).unwrap();
+        generate_for(p, Cloud::Openstack, b.path()).unwrap();
         for f in [
             "notifications.jsonl",
             "condor_history.json",

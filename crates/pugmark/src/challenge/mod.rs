@@ -10,9 +10,20 @@
 
 pub mod generate;
 pub mod inject;
+pub mod opennebula;
 pub mod run;
 
 use serde::{Deserialize, Serialize};
+
+/// Which cloud framework runs the generated site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cloud {
+    /// Nova notifications and nova-compute logs, Keystone dumps.
+    Openstack,
+    /// OpenNebula: state-hook VM documents, `onevm list -x`, `onevnet show -x`, oned.log and
+    /// the VMs' logs (`opennebula.rs`).
+    Opennebula,
+}
 
 /// The manifest's file name inside a challenge directory.
 pub const MANIFEST: &str = "challenge.json";

@@ -66,6 +66,11 @@ pub enum FormatArg {
     Pcap,
     /// One bare NetFlow / IPFIX export datagram (a UDP payload) per file.
     Netflow,
+    /// OpenNebula XML: `onevm show -x` / `onevm list -x`, `onevnet show -x`, the state hook's
+    /// VM template or `HOOK_MESSAGE` (one record per VM, VNET or message).
+    OpennebulaXml,
+    /// OpenNebula's `oned.log` and per-VM `/var/log/one/<id>.log` lines.
+    OpennebulaLog,
 }
 
 impl FormatArg {
@@ -80,6 +85,8 @@ impl FormatArg {
             FormatArg::CondorClassad => Format::CondorClassAd,
             FormatArg::CondorUserlog => Format::CondorUserlog,
             FormatArg::Pcap | FormatArg::Netflow => Format::NetflowDatagram,
+            FormatArg::OpennebulaXml => Format::OpennebulaXml,
+            FormatArg::OpennebulaLog => Format::OpennebulaLog,
         }
     }
 }

@@ -17,11 +17,15 @@
 use std::path::{Path, PathBuf};
 
 use model::{Event, EventClass, Observer, fields};
+
+mod opennebula;
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.
 /// 2: `net_obs` (Neutron ports, floating IPs and routers).
 /// 3: `nat_obs` (NAT translation records: conntrack, ulogd2, IPFIX NAT fields; issue 12).
+///    and `vm_sub` (the observations an OpenNebula VM document holds at other moments than its
+/// own: creation, each placement of its history).
 const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -269,6 +273,13 @@ impl FactStore {
                 seq INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, uuid TEXT NOT NULL,
                 PRIMARY KEY (kind, value, seq));
              CREATE INDEX IF NOT EXISTS vm_addr_uuid ON vm_addr (uuid);
+             CREATE TABLE IF NOT EXISTS vm_sub (
+                seq INTEGER NOT NULL, idx INTEGER NOT NULL, time_ns INTEGER NOT NULL,
+                observer TEXT NOT NULL, uuid TEXT NOT NULL, event_type TEXT, state TEXT,
+                hypervisor TEXT, name TEXT, hostname TEXT, user_id TEXT, project_id TEXT,
+                image TEXT, ips TEXT, macs TEXT, summary TEXT NOT NULL,
+                PRIMARY KEY (seq, idx));
+             CREATE INDEX IF NOT EXISTS vm_sub_uuid ON vm_sub (uuid, time_ns);
              CREATE TABLE IF NOT EXISTS net_obs (
                 seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, resource TEXT NOT NULL,
                 action TEXT NOT NULL, id TEXT NOT NULL, vm_uuid TEXT, device_owner TEXT,
@@ -519,6 +530,75 @@ impl FactStore {
                     .map_err(sql)?;
                     tx.execute("DELETE FROM vm_addr WHERE seq = ?1", params![seq])
                         .map_err(sql)?;
+                    tx.execute("DELETE FROM vm_sub WHERE seq = ?1", params![seq])
+                        .map_err(sql)?;
+                    if e.field(fields::ONE_VM_ID).is_some() {
+                        let base = VmObs {
+                            seq: u64::try_from(seq).unwrap_or(0),
+                            time_ns: time,
+                            observer: e.observer,
+                            uuid: uuid.clone(),
+                            event_type: None,
+                            state: None,
+                            hypervisor: None,
+                            name: opt(e.field(fields::VM_NAME)),
+                            hostname: opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase()),
+                            user_id: opt(e.field(fields::USER_ID)),
+                            project_id: opt(e.field(fields::PROJECT_ID)),
+                            image: opt(e.field(fields::IMAGE)),
+                            ips: Vec::new(),
+                            macs: Vec::new(),
+                            summary: summary.clone(),
+                        };
+                        for (idx, o) in opennebula::observations(e, &base).into_iter().enumerate() {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO vm_sub (seq, idx, time_ns, observer, uuid,
+                                 event_type, state, hypervisor, name, hostname, user_id,
+                                 project_id, image, ips, macs, summary)
+                                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+                                params![
+                                    seq,
+                                    i64::try_from(idx + 1).unwrap_or(i64::MAX),
+                                    o.time_ns,
+                                    o.observer.as_str(),
+                                    o.uuid,
+                                    o.event_type,
+                                    o.state,
+                                    o.hypervisor,
+                                    o.name,
+                                    o.hostname,
+                                    o.user_id,
+                                    o.project_id,
+                                    o.image,
+                                    o.ips.join(","),
+                                    o.macs.join(","),
+                                    o.summary,
+                                ],
+                            )
+                            .map_err(sql)?;
+                        }
+                        // An OpenNebula VM document names its owner and group: directory
+                        // entries (UID → UNAME, GID → GNAME), as a Keystone dump would.
+                        if let (Some(uid), Some(uname)) =
+                            (e.field(fields::USER_ID), e.field(fields::USER_NAME))
+                        {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO dir_user (seq, id, name, email, project_id)
+                                 VALUES (?1,?2,?3,NULL,?4)",
+                                params![seq, uid, uname, opt(e.field(fields::PROJECT_ID))],
+                            )
+                            .map_err(sql)?;
+                        }
+                        if let (Some(gid), Some(gname)) =
+                            (e.field(fields::PROJECT_ID), e.field(fields::PROJECT_NAME))
+                        {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO dir_project (seq, id, name) VALUES (?1,?2,?3)",
+                                params![seq, gid, gname],
+                            )
+                            .map_err(sql)?;
+                        }
+                    }
                     let hostname = opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase());
                     let taps = nova_taps(e);
                     let addrs = ips
@@ -661,7 +741,7 @@ impl FactStore {
     /// Every observation of one VM, in time order (ties by ledger position).
     pub fn vm_observations(&self, uuid: &str) -> Result<Vec<VmObs>> {
         self.vm_obs_where(
-            "WHERE uuid = ?1 ORDER BY time_ns, seq",
+            "WHERE uuid = ?1 ORDER BY time_ns, seq, idx",
             params![uuid.to_lowercase()],
         )
     }
@@ -669,13 +749,17 @@ impl FactStore {
     /// Every observation of every VM, by VM (uuid order), each VM's in time order (ties by
     /// ledger position): one query where attribution loads the whole site's leases.
     pub fn all_vm_observations(&self) -> Result<Vec<VmObs>> {
-        self.vm_obs_where("ORDER BY uuid, time_ns, seq", params![])
+        self.vm_obs_where("ORDER BY uuid, time_ns, seq, idx", params![])
     }
 
     fn vm_obs_where(&self, tail: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<VmObs>> {
+        // A VM's observations are its rows in vm_obs and the ones an OpenNebula document
+        // holds for other moments (vm_sub), cited by the same ledger position.
+        let cols = "seq, time_ns, observer, uuid, event_type, state, hypervisor, name,
+             hostname, user_id, project_id, image, ips, macs, summary";
         let sql = format!(
-            "SELECT seq, time_ns, observer, uuid, event_type, state, hypervisor, name,
-             hostname, user_id, project_id, image, ips, macs, summary FROM vm_obs {tail}"
+            "SELECT {cols} FROM (SELECT {cols}, 0 AS idx FROM vm_obs
+             UNION ALL SELECT {cols}, idx FROM vm_sub) {tail}"
         );
         let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
         let rows = st
