@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.
 /// 2: `net_obs` (Neutron ports, floating IPs and routers).
-/// 3: `nat_obs` (NAT translation records: conntrack, ulogd2, IPFIX NAT fields; issue 12).
+/// 3: `nat_obs` (NAT translation records: conntrack, ulogd2, IPFIX NAT fields; issue 12)
 ///    and `vm_sub` (the observations an OpenNebula VM document holds at other moments than its
 /// own: creation, each placement of its history).
 const SCHEMA_VERSION: i64 = 3;
