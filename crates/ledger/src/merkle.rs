@@ -528,7 +528,7 @@ pub fn read_synced(dir: &Path) -> std::io::Result<Option<u64>> {
 /// after the tree files were synced up to `size`.
 fn write_synced(dir: &Path, size: u64) -> std::io::Result<()> {
     let path = synced_path(dir);
-    let created = !path.exists();
+    let created = !path.try_exists()?;
     let f = OpenOptions::new()
         .create(true)
         .truncate(false)

@@ -820,7 +820,7 @@ pub fn associations(obs: &[NetObs], address: &str) -> Vec<Association> {
     out
 }
 
-fn net_evidence(o: &NetObs) -> EvidenceJson {
+pub(crate) fn net_evidence(o: &NetObs) -> EvidenceJson {
     EvidenceJson {
         time: rfc3339(o.time_ns),
         seq: o.seq,

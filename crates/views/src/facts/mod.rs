@@ -748,6 +748,14 @@ impl FactStore {
 
     /// Every observation of every VM, by VM (uuid order), each VM's in time order (ties by
     /// ledger position): one query where attribution loads the whole site's leases.
+    /// Every Neutron floating IP observation, by floating IP id, in time order.
+    pub fn all_floating_ip_observations(&self) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'floatingip' ORDER BY id, time_ns, seq",
+            params![],
+        )
+    }
+
     pub fn all_vm_observations(&self) -> Result<Vec<VmObs>> {
         self.vm_obs_where("ORDER BY uuid, time_ns, seq, idx", params![])
     }
