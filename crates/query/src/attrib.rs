@@ -385,8 +385,7 @@ impl Site {
                 // The port's instance at the association's start, then each change inside it.
                 let mut holder: Option<(String, i64, u64)> = pobs
                     .iter()
-                    .filter(|p| p.time_ns <= a.lease.from)
-                    .next_back()
+                    .rfind(|p| p.time_ns <= a.lease.from)
                     .filter(|p| p.action != "delete")
                     .and_then(|p| p.vm_uuid.clone())
                     .map(|u| (u, a.lease.from, a.lease.opened_by));

@@ -259,7 +259,7 @@ impl Builder<'_> {
             .flat_map(|(ip, held)| {
                 held.iter()
                     .filter(|h| h.uuid == uuid)
-                    .map(move |h| (ip.to_string(), h.lease.clone()))
+                    .map(move |h| (ip.to_string(), h.lease))
             })
             .collect();
         for (ip, l) in &floating {
