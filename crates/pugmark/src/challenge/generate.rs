@@ -325,7 +325,8 @@ impl Pool {
 /// Floating IPs that move: each associated to one VM for a while, then (after a gap, or
 /// straight away) to another, the second association often ending with its VM's deletion.
 /// A VM has one port, so one floating IP at a time. Drawn from a generator of its own, so
-/// the rest of the day does not change with them.
+/// the rest of the day does not change with them; addresses from 198.51.100.110 up, which
+/// no other record of the day names (logins come from 192.0.2/24 and 203.0.113/24).
 fn floating_ips(vms: &[Vm], end: i64, seed: u64) -> Vec<Floating> {
     let mut rng = Rng::new(seed ^ 0xF10A_7000);
     let mut busy: Vec<Vec<(i64, i64)>> = vec![Vec::new(); vms.len()];
@@ -379,7 +380,7 @@ fn floating_ips(vms: &[Vm], end: i64, seed: u64) -> Vec<Floating> {
             }
         }
         out.push(Floating {
-            ip: format!("203.0.113.{}", 10 + i * 10),
+            ip: format!("198.51.100.{}", 110 + i * 10),
             id: format!("f1a70000-0000-4000-8000-{:012x}", i + 1),
             assoc,
         });
