@@ -469,11 +469,14 @@ impl Site {
             if !dev.starts_with("tap") {
                 continue;
             }
-            let vms: Vec<String> = self
+            // One VM per name: nova and Neutron both describe the same port's tap.
+            let mut vms: Vec<String> = self
                 .tap_at(&dev, t)
                 .iter()
                 .map(|h| h.uuid.clone())
                 .collect();
+            vms.sort();
+            vms.dedup();
             if !vms.is_empty() {
                 return Some((dir, dev, vms));
             }

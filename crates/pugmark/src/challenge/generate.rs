@@ -167,7 +167,7 @@ pub struct Holding {
 }
 
 impl Holding {
-    fn covers(&self, t: i64) -> bool {
+    pub fn covers(&self, t: i64) -> bool {
         self.from <= t && self.to.is_none_or(|to| t < to)
     }
 }
@@ -1581,6 +1581,17 @@ fn write_site(
         if site.specials.c2.0 == v {
             let t = site.specials.c2.1;
             netf.push((t, syn(t, C2_ADDR, C2_PORT, 51_515, 4242)));
+        }
+        // The planted spoof: out of this VM's tap, another VM's address as the source.
+        if let Some((_, victim, at)) = inj.spoofer.filter(|s| s.0 == v) {
+            let other = &site.vms[victim].primary().ip;
+            for (k, t) in [at, at + 120].into_iter().enumerate() {
+                let line = syn(t, "203.0.113.99", 443, 45_000 + k as u64, 900 + k as u64);
+                netf.push((
+                    t,
+                    line.replacen(&format!(" SRC={ip} "), &format!(" SRC={other} "), 1),
+                ));
+            }
         }
         if report_vms.contains(&v) {
             let sessions = syslog[first_line..]
