@@ -405,6 +405,106 @@ pub fn iocs(seed: u64, syslog: &str, dir: &str, n: usize) -> std::io::Result<()>
     Ok(())
 }
 
+/// Issue 12's NAT benchmark: `events` conntrack events (`conntrack -E -o
+/// timestamp,extended,id` lines, NEW and DESTROY of each connection, in time order) for the
+/// VMs of a generated day, derived from its netfilter log so every inside address is a real
+/// lease at that moment. Each VM sits behind one of four router gateways (203.0.113.1–4,
+/// chosen by its address); each gateway hands out public ports 1024–65535 in turn, so a
+/// public port is reused only hours later. A connection lives 1–300 s. Writes OUT (the
+/// conntrack log) and OUT.queries (`public port at_ns inside_ip inside_port`, 2 000 random
+/// connections asked at their middle: the oracle).
+pub fn nat(log: &str, year: i64, events: u64, seed: u64, out: &str) -> std::io::Result<()> {
+    let mut rng = Rng(seed);
+    let mut lines = Vec::new();
+    for line in BufReader::new(std::fs::File::open(log)?).lines() {
+        let line = line?;
+        let (Some(t), Some(src), Some(dst)) = (
+            bsd_ms(&line, year),
+            kv(&line, " SRC=").and_then(|s| s.parse::<Ipv4Addr>().ok()),
+            kv(&line, " DST=").and_then(|s| s.parse::<Ipv4Addr>().ok()),
+        ) else {
+            continue;
+        };
+        if src.octets()[0] != 10 {
+            continue;
+        }
+        let dport = kv(&line, " DPT=")
+            .and_then(|p| p.parse::<u16>().ok())
+            .unwrap_or(443);
+        lines.push((t, src, dst, dport));
+    }
+    lines.sort_by_key(|l| l.0);
+    if lines.is_empty() {
+        eprintln!("huntgen: no VM netfilter lines in {log}");
+        std::process::exit(1);
+    }
+    let conns = events / 2;
+    let per_line = conns.div_ceil(lines.len() as u64);
+    let mut next_port = [1024u32; 4];
+    let mut out_lines: Vec<(i64, String)> = Vec::with_capacity(events as usize);
+    let mut queries = Vec::new();
+    let mut id: u64 = 1_000_000_000;
+    'all: for &(t, src, peer, dport) in &lines {
+        for k in 0..per_line {
+            if out_lines.len() as u64 >= events {
+                break 'all;
+            }
+            let gw = (u32::from(src) % 4) as usize;
+            let public = Ipv4Addr::new(203, 0, 113, gw as u8 + 1);
+            let pport = next_port[gw];
+            next_port[gw] = if pport >= 65535 { 1024 } else { pport + 1 };
+            let sport = 32768 + rng.below(28000) as u16;
+            let udp = rng.below(4) == 0;
+            let start_us = t * 1000 + (k as i64) * 1_700_000 + rng.below(1_000_000) as i64;
+            let life_us = 1_000_000 + rng.below(299_000_000) as i64;
+            let end_us = start_us + life_us;
+            id += 1 + rng.below(1000);
+            let (p, num, head) = if udp {
+                ("udp", 17, "30".to_string())
+            } else {
+                ("tcp", 6, "120 SYN_SENT".to_string())
+            };
+            let stamp = |us: i64| format!("[{}.{:06}]", us / 1_000_000, us % 1_000_000);
+            out_lines.push((
+                start_us,
+                format!(
+                    "{}\t    [NEW] ipv4     2 {p:<8} {num} {head} src={src} dst={peer} sport={sport} dport={dport} [UNREPLIED] src={peer} dst={public} sport={dport} dport={pport} id={id}",
+                    stamp(start_us)
+                ),
+            ));
+            out_lines.push((
+                end_us,
+                format!(
+                    "{}\t[DESTROY] ipv4     2 {p:<8} {num} src={src} dst={peer} sport={sport} dport={dport} src={peer} dst={public} sport={dport} dport={pport} [ASSURED] delta-time={} id={id}",
+                    stamp(end_us),
+                    life_us / 1_000_000
+                ),
+            ));
+            if rng.below(conns.max(1)) < 2000 {
+                queries.push(format!(
+                    "{public} {pport} {} {src} {sport}",
+                    (start_us + life_us / 2) * 1000
+                ));
+            }
+        }
+    }
+    out_lines.sort_by_key(|l| l.0);
+    let mut w = BufWriter::with_capacity(1 << 20, std::fs::File::create(out)?);
+    for (_, l) in &out_lines {
+        writeln!(w, "{l}")?;
+    }
+    w.flush()?;
+    std::fs::write(format!("{out}.queries"), queries.join("\n") + "\n")?;
+    eprintln!(
+        "{} conntrack events in {out} ({} connections from {} netfilter lines), {} queries",
+        out_lines.len(),
+        out_lines.len() / 2,
+        lines.len(),
+        queries.len()
+    );
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
@@ -416,6 +516,13 @@ fn main() {
             arg(5).parse().unwrap_or(42),
             arg(6),
         ),
+        "nat" => nat(
+            arg(2),
+            arg(3).parse().unwrap_or(2026),
+            arg(4).parse().unwrap_or(1_000_000),
+            arg(5).parse().unwrap_or(42),
+            arg(6),
+        ),
         "iocs" => iocs(
             arg(2).parse().unwrap_or(42),
             arg(3),
@@ -424,7 +531,7 @@ fn main() {
         ),
         _ => {
             eprintln!(
-                "usage: huntgen flows NETFILTER_LOG YEAR PER_LINE SEED OUT.pcap | iocs SEED VM_SYSLOG OUTDIR [N]"
+                "usage: huntgen flows NETFILTER_LOG YEAR PER_LINE SEED OUT.pcap | iocs SEED VM_SYSLOG OUTDIR [N] | nat NETFILTER_LOG YEAR EVENTS SEED OUT.log"
             );
             std::process::exit(2);
         }

@@ -9,12 +9,14 @@
 //! Modules: [`syslog`] (every syslog shape, per line, from bytes), [`classify`] (auth events:
 //! sshd, su, sudo, pam), [`ips`] (IP addresses mentioned in text), [`framing`] (where records
 //! begin and end in each format's files: lines, JSON array elements, blank-line blocks,
-//! `...`-terminated events).
+//! `...`-terminated events), [`nat`] (conntrack and ulogd2 NAT records in lines: bare, or the
+//! message of a syslog line).
 
 pub mod classify;
 pub mod framing;
 pub mod htcondor;
 pub mod ips;
+pub mod nat;
 pub mod netfilter;
 pub mod netflow;
 pub mod opennebula;
@@ -56,6 +58,7 @@ pub fn decode(env: &RecordEnvelope) -> Event {
             syslog::parse_into(&mut ev, &env.hints);
             classify::classify(&mut ev);
             netfilter::classify(&mut ev);
+            nat::classify(&mut ev);
             opennebula::log::classify_syslog(&mut ev);
         }
         Format::OpenstackNotification => openstack::notification::parse_into(&mut ev, &env.hints),
@@ -90,6 +93,10 @@ pub fn detect(sample_lines: &[&[u8]]) -> Format {
         .or_else(|| opennebula::looks_like(sample_lines))
     {
         return f;
+    }
+    // conntrack / ulogd2 NAT records are lines, classified by content (`nat::classify`).
+    if nat::looks_like(sample_lines) {
+        return Format::Syslog;
     }
     let mut non_empty = 0usize;
     let mut syslog_like = 0usize;

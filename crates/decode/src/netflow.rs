@@ -122,12 +122,86 @@ pub fn record_into(ev: &mut Event) {
     if r.out_if != 0 {
         set(ev, fields::OUT_IF, r.out_if);
     }
+    if let Some(n) = &r.nat {
+        nat_fields(ev, &r, n);
+    }
     set(ev, fields::DATAGRAM_SEQ, r.datagram_seq);
     set(
         ev,
         fields::DATAGRAM_RECORD,
         format!("{}.{}", r.flowset, r.record),
     );
+}
+
+/// A NAT gateway's flow (IPFIX / v9 NAT elements): a post-NAT source that differs from the
+/// source is a source translation (public = post-NAT source and port, inside = the source);
+/// else a post-NAT destination that differs is a destination translation (public = the
+/// destination, inside = the post-NAT destination). The elements are kept as fields either
+/// way (`nat_src_ip` …, `nat_event`: natEvent's number, RFC 8158).
+fn nat_fields(ev: &mut Event, r: &FlowRecord, n: &model::flow::FlowNat) {
+    if let Some(a) = n.src {
+        set(ev, "post_nat_src_ip", a);
+    }
+    if let Some(a) = n.dst {
+        set(ev, "post_nat_dst_ip", a);
+    }
+    if let Some(p) = n.src_port {
+        set(ev, "post_nat_src_port", p);
+    }
+    if let Some(p) = n.dst_port {
+        set(ev, "post_nat_dst_port", p);
+    }
+    if let Some(e) = n.event {
+        set(ev, "nat_event_code", e);
+    }
+    set(ev, fields::NAT_EVENT, "flow");
+    let ports = r.proto == 6 || r.proto == 17 || r.proto == 132;
+    let port = |p: Option<u16>, fallback: u16| if ports { p.or(Some(fallback)) } else { None };
+    let snat = n.src.is_some_and(|s| Some(s) != r.src)
+        || (n.src.is_some() && n.src_port.is_some_and(|p| p != r.src_port));
+    let dnat = n.dst.is_some_and(|d| Some(d) != r.dst)
+        || (n.dst.is_some() && n.dst_port.is_some_and(|p| p != r.dst_port));
+    let (kind, public, pport, inside, iport, peer, peer_port) = if snat {
+        (
+            "snat",
+            n.src,
+            port(n.src_port, r.src_port),
+            r.src,
+            port(None, r.src_port),
+            n.dst.or(r.dst),
+            port(n.dst_port, r.dst_port),
+        )
+    } else if dnat {
+        (
+            "dnat",
+            r.dst,
+            port(None, r.dst_port),
+            n.dst,
+            port(n.dst_port, r.dst_port),
+            r.src,
+            port(None, r.src_port),
+        )
+    } else {
+        return;
+    };
+    let (Some(public), Some(inside)) = (public, inside) else {
+        return;
+    };
+    set(ev, fields::NAT_KIND, kind);
+    set(ev, fields::NAT_IP, public);
+    set(ev, fields::NAT_INSIDE_IP, inside);
+    if let Some(p) = pport {
+        set(ev, fields::NAT_PORT, p);
+    }
+    if let Some(p) = iport {
+        set(ev, fields::NAT_INSIDE_PORT, p);
+    }
+    if let Some(a) = peer {
+        set(ev, fields::NAT_PEER_IP, a);
+    }
+    if let Some(p) = peer_port {
+        set(ev, fields::NAT_PEER_PORT, p);
+    }
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {

@@ -358,6 +358,8 @@ struct Values {
     rate_space: Option<u32>,
     sampler: Option<u64>,
     system_init: Option<i64>,
+    /// NAT information elements (225–228, 230, 281, 282).
+    nat: model::flow::FlowNat,
 }
 
 /// NTP 64-bit timestamp (seconds since 1900, fraction) → Unix ms.
@@ -421,6 +423,22 @@ fn apply(f: &FieldSpec, v: &[u8], x: &mut Values, stats: &mut Stats) {
         306 => x.rate_space = Some(u32::try_from(n()).unwrap_or(u32::MAX)),
         48 | 302 => x.sampler = Some(n()),
         160 => x.system_init = Some(n() as i64),
+        // NAT (issue 12): post-NAT addresses and ports, and the NAT event; 40001–40004 are
+        // the same elements in older Cisco ASA NSEL v9 templates (NF_F_XLATE_*).
+        // (an unspecified address, 0.0.0.0 or ::, is "not translated": left out).
+        225 | 281 | 40001 => {
+            x.nat.src = take_ip(v, stats)
+                .filter(|a| !a.is_unspecified())
+                .or(x.nat.src);
+        }
+        226 | 282 | 40002 => {
+            x.nat.dst = take_ip(v, stats)
+                .filter(|a| !a.is_unspecified())
+                .or(x.nat.dst);
+        }
+        227 | 40003 => x.nat.src_port = Some(n() as u16),
+        228 | 40004 => x.nat.dst_port = Some(n() as u16),
+        230 => x.nat.event = Some(n() as u8),
         _ => {}
     }
 }
@@ -576,5 +594,6 @@ fn flow(
         export_ms: ctx.export_ms,
         in_if: x.in_if,
         out_if: x.out_if,
+        nat: (!x.nat.is_empty()).then(|| x.nat.clone()),
     }
 }

@@ -79,6 +79,7 @@ pub(crate) fn decode(
             export_ms,
             in_if: u32::from(be16(r, 12)),
             out_if: u32::from(be16(r, 14)),
+            nat: None,
         });
     }
 }

@@ -227,3 +227,57 @@ fn data_before_template_is_decoded_later() {
     assert!(seen.iter().all(|r| r.datagram_seq == 1));
     assert_eq!(dec.stats().pending_decoded, 1);
 }
+
+/// Cisco ASA NSEL (NetFlow v9) exports its translations: the newer templates in IEs 225–228
+/// and 281/282 (postNATSource…, postNAPT…), the older in 40001–40004 (NF_F_XLATE_*). Both
+/// logstash-codec-netflow samples decode with them; a post-NAT source that differs from the
+/// source is a translation; the fields survive the record's byte encoding.
+#[test]
+fn cisco_asa_nsel_translations_are_read() {
+    let dir = corpus().join("netflow/logstash-codec-netflow_raw_udp_payloads");
+    // (The ASA samples' flows are identity translations — xlate = original, as logstash's
+    // spec expects —: read, but no rewrite. A rewriting record is decode's test
+    // `ipfix_nat_fields_become_a_translation`.)
+    for (files, rewrites) in [
+        (
+            &[
+                "netflow9_test_cisco_asa_1_tpl.dat",
+                "netflow9_test_cisco_asa_1_data.dat",
+            ][..],
+            false,
+        ),
+        (
+            &[
+                "netflow9_test_cisco_asa_2_tpl_26x.dat",
+                "netflow9_test_cisco_asa_2_tpl_27x.dat",
+                "netflow9_test_cisco_asa_2_data.dat",
+            ][..],
+            false,
+        ),
+    ] {
+        let mut dec = FlowDecoder::new(Limits::default());
+        let unknown: SocketAddr = "0.0.0.0:0".parse().unwrap();
+        let mut flows = Vec::new();
+        for (seq, f) in files.iter().enumerate() {
+            let bytes = std::fs::read(dir.join(f)).unwrap();
+            flows.extend(dec.feed(unknown, seq as u64 + 1, &bytes, 0));
+        }
+        assert!(!flows.is_empty());
+        assert!(
+            flows.iter().all(|f| f.nat.is_some()),
+            "{files:?}: {flows:?}"
+        );
+        let translated = flows
+            .iter()
+            .filter(|f| {
+                f.nat
+                    .as_ref()
+                    .is_some_and(|n| n.src.is_some() && n.src != f.src)
+            })
+            .count();
+        assert_eq!(translated > 0, rewrites, "{files:?}: {flows:#?}");
+        for f in &flows {
+            assert_eq!(&model::FlowRecord::decode(&f.encode()).unwrap(), f);
+        }
+    }
+}

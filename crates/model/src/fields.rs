@@ -232,3 +232,34 @@ pub const FIP_FIXED_IP: &str = "fip_fixed_ip";
 pub const ROUTER_ID: &str = "router_id";
 /// A router's external gateway (SNAT) addresses, comma-separated.
 pub const GATEWAY_IPS: &str = "gateway_ips";
+
+// NAT translations (conntrack events, ulogd2 NFCT, IPFIX NAT fields; issue 12). The original
+// tuple is SRC_IP/DST_IP/SRC_PORT/DST_PORT/PROTO as for any connection.
+
+/// A conntrack event: `new`, `update` or `destroy` (`flow` for a NetFlow/IPFIX NAT record).
+pub const NAT_EVENT: &str = "nat_event";
+/// conntrack's entry id (`id=`, ulogd2's `ct.id`).
+pub const CT_ID: &str = "ct_id";
+/// Seconds the entry had left when the event was printed (conntrack's timeout column).
+pub const CT_TIMEOUT: &str = "ct_timeout";
+/// The TCP state conntrack printed (`SYN_SENT`, `ESTABLISHED`, `TIME_WAIT`, …).
+pub const CT_STATE: &str = "ct_state";
+/// A DESTROY's `delta-time=`: the entry's life in whole seconds.
+pub const CT_LIFETIME: &str = "ct_lifetime";
+/// The reply tuple as conntrack prints it (for SNAT its dst/dport are the public side).
+pub const REPLY_SRC_IP: &str = "reply_src_ip";
+pub const REPLY_DST_IP: &str = "reply_dst_ip";
+pub const REPLY_SRC_PORT: &str = "reply_src_port";
+pub const REPLY_DST_PORT: &str = "reply_dst_port";
+/// The translation a record proves: `snat` (an inside source rewritten to a public one) or
+/// `dnat` (a public destination rewritten to an inside one); absent when nothing was rewritten.
+pub const NAT_KIND: &str = "nat_kind";
+/// The public (translated) address and port.
+pub const NAT_IP: &str = "nat_ip";
+pub const NAT_PORT: &str = "nat_port";
+/// The inside (private) address and port behind it.
+pub const NAT_INSIDE_IP: &str = "nat_inside_ip";
+pub const NAT_INSIDE_PORT: &str = "nat_inside_port";
+/// The outside peer as it saw the connection.
+pub const NAT_PEER_IP: &str = "nat_peer_ip";
+pub const NAT_PEER_PORT: &str = "nat_peer_port";

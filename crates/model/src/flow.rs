@@ -16,14 +16,44 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use thiserror::Error;
 
-/// Encoding version written by this build.
+/// Encoding version written by this build for a record without NAT fields (what every
+/// earlier build wrote and reads).
 pub const FLOW_RECORD_VERSION: u8 = 1;
+/// Encoding version of a record carrying NAT fields (issue 12): version 1's bytes, flag
+/// `F_NAT` set, then the NAT block (docs/FORMAT.md "NetFlow records"). A build that knows only
+/// version 1 refuses it with "newer than this pugmark understands" instead of misreading it.
+pub const FLOW_RECORD_VERSION_NAT: u8 = 2;
 
 const F_SRC: u8 = 1;
 const F_DST: u8 = 1 << 1;
 const F_START: u8 = 1 << 2;
 const F_END: u8 = 1 << 3;
 const F_EXPORTER: u8 = 1 << 4;
+const F_NAT: u8 = 1 << 5;
+
+const N_SRC: u8 = 1;
+const N_DST: u8 = 1 << 1;
+const N_SPORT: u8 = 1 << 2;
+const N_DPORT: u8 = 1 << 3;
+const N_EVENT: u8 = 1 << 4;
+
+/// The NAT information elements of one flow (IPFIX / NetFlow v9): postNATSourceIPv4Address
+/// (225) / postNATSourceIPv6Address (281), postNATDestinationIPv4Address (226) / …IPv6 (282),
+/// postNAPTSourceTransportPort (227), postNAPTDestinationTransportPort (228), natEvent (230).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlowNat {
+    pub src: Option<IpAddr>,
+    pub dst: Option<IpAddr>,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+    pub event: Option<u8>,
+}
+
+impl FlowNat {
+    pub fn is_empty(&self) -> bool {
+        *self == FlowNat::default()
+    }
+}
 
 /// One flow as an exporter reported it, normalised across NetFlow v5, v9 and IPFIX.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,6 +94,8 @@ pub struct FlowRecord {
     pub export_ms: i64,
     pub in_if: u32,
     pub out_if: u32,
+    /// Post-NAT addresses and ports when the exporter sent them (a NAT gateway's export).
+    pub nat: Option<FlowNat>,
 }
 
 impl FlowRecord {
@@ -86,12 +118,17 @@ impl FlowRecord {
             (self.start_ms.is_some(), F_START),
             (self.end_ms.is_some(), F_END),
             (self.exporter.is_some(), F_EXPORTER),
+            (self.nat.is_some(), F_NAT),
         ] {
             if on {
                 flags |= bit;
             }
         }
-        out.push(FLOW_RECORD_VERSION);
+        out.push(if self.nat.is_some() {
+            FLOW_RECORD_VERSION_NAT
+        } else {
+            FLOW_RECORD_VERSION
+        });
         out.extend_from_slice(&self.version.to_le_bytes());
         out.push(flags);
         out.extend_from_slice(&self.datagram_seq.to_le_bytes());
@@ -124,13 +161,43 @@ impl FlowRecord {
         out.extend_from_slice(&self.export_ms.to_le_bytes());
         out.extend_from_slice(&self.in_if.to_le_bytes());
         out.extend_from_slice(&self.out_if.to_le_bytes());
+        if let Some(n) = &self.nat {
+            let mut nf = 0u8;
+            for (on, bit) in [
+                (n.src.is_some(), N_SRC),
+                (n.dst.is_some(), N_DST),
+                (n.src_port.is_some(), N_SPORT),
+                (n.dst_port.is_some(), N_DPORT),
+                (n.event.is_some(), N_EVENT),
+            ] {
+                if on {
+                    nf |= bit;
+                }
+            }
+            out.push(nf);
+            if let Some(ip) = n.src {
+                put_ip(&mut out, ip);
+            }
+            if let Some(ip) = n.dst {
+                put_ip(&mut out, ip);
+            }
+            if let Some(p) = n.src_port {
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+            if let Some(p) = n.dst_port {
+                out.extend_from_slice(&p.to_le_bytes());
+            }
+            if let Some(e) = n.event {
+                out.push(e);
+            }
+        }
         out
     }
 
     pub fn decode(bytes: &[u8]) -> Result<FlowRecord, FlowRecordError> {
         let mut r = Cursor { b: bytes, pos: 0 };
         let v = r.u8()?;
-        if v != FLOW_RECORD_VERSION {
+        if v != FLOW_RECORD_VERSION && v != FLOW_RECORD_VERSION_NAT {
             return Err(FlowRecordError::Version(v));
         }
         let version = r.u16()?;
@@ -161,6 +228,22 @@ impl FlowRecord {
         let export_ms = r.i64()?;
         let in_if = r.u32()?;
         let out_if = r.u32()?;
+        // The NAT block: only in version 2, exactly when its flag says.
+        if (v == FLOW_RECORD_VERSION_NAT) != (flags & F_NAT != 0) {
+            return Err(FlowRecordError::NatFlag(v));
+        }
+        let nat = if flags & F_NAT != 0 {
+            let nf = r.u8()?;
+            Some(FlowNat {
+                src: (nf & N_SRC != 0).then(|| r.ip()).transpose()?,
+                dst: (nf & N_DST != 0).then(|| r.ip()).transpose()?,
+                src_port: (nf & N_SPORT != 0).then(|| r.u16()).transpose()?,
+                dst_port: (nf & N_DPORT != 0).then(|| r.u16()).transpose()?,
+                event: (nf & N_EVENT != 0).then(|| r.u8()).transpose()?,
+            })
+        } else {
+            None
+        };
         if r.pos != bytes.len() {
             return Err(FlowRecordError::Trailing(r.pos));
         }
@@ -187,6 +270,7 @@ impl FlowRecord {
             export_ms,
             in_if,
             out_if,
+            nat,
         })
     }
 }
@@ -201,6 +285,8 @@ pub enum FlowRecordError {
     Family(usize),
     #[error("trailing bytes in flow record from byte {0}")]
     Trailing(usize),
+    #[error("flow record version {0} disagrees with its NAT flag")]
+    NatFlag(u8),
 }
 
 fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
@@ -302,7 +388,36 @@ mod tests {
             export_ms: 1_764_297_830_000,
             in_if: 1,
             out_if: 2,
+            nat: None,
         }
+    }
+
+    #[test]
+    fn nat_fields_round_trip_and_old_records_still_decode() {
+        // A version-1 record as every earlier build wrote it: byte for byte unchanged.
+        let old = sample().encode();
+        assert_eq!(old[0], FLOW_RECORD_VERSION);
+        assert_eq!(FlowRecord::decode(&old).unwrap(), sample());
+        let mut r = sample();
+        r.nat = Some(FlowNat {
+            src: Some("192.0.2.254".parse().unwrap()),
+            dst: None,
+            src_port: Some(50001),
+            dst_port: None,
+            event: Some(1),
+        });
+        let b = r.encode();
+        assert_eq!(b[0], FLOW_RECORD_VERSION_NAT);
+        assert_eq!(FlowRecord::decode(&b).unwrap(), r);
+        for n in 0..b.len() {
+            assert!(FlowRecord::decode(&b[..n]).is_err(), "prefix {n}");
+        }
+        // A version/flag disagreement is refused, not misread.
+        let mut lying = old.clone();
+        lying[0] = FLOW_RECORD_VERSION_NAT;
+        assert!(FlowRecord::decode(&lying).is_err());
+        r.nat = Some(FlowNat::default());
+        assert_eq!(FlowRecord::decode(&r.encode()).unwrap(), r);
     }
 
     #[test]

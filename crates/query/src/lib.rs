@@ -13,6 +13,7 @@ pub mod attrib;
 pub mod check;
 pub mod hunt;
 pub mod lang;
+pub mod nat;
 pub mod report;
 pub mod search;
 pub mod timeline;

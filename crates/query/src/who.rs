@@ -19,7 +19,9 @@ use std::rc::Rc;
 use jiff::Timestamp;
 use model::Observer;
 use serde::Serialize;
-use views::facts::{DirEntry, FactStore, JobObs, NetObs, VmObs};
+use views::facts::{DirEntry, FactStore, JobObs, NatObs, NetObs, VmObs};
+
+use crate::nat::{Translation, translations};
 
 /// What is asked: an address of one kind, at one moment.
 #[derive(Debug, Clone, Serialize)]
@@ -93,6 +95,76 @@ pub struct QueryJson {
     pub kind: AddrKind,
     pub value: String,
     pub at: String,
+    /// `--port`: the public port of a NAT translation (issue 12; absent when not asked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `--peer`: the outside peer, `IP` or `IP:PORT` (`[v6]:port`), as asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+}
+
+/// What narrows the NAT path of `who --ip` (issue 12): the public port and the outside peer.
+/// The default (nothing) lists every VM with a translation of the address at the moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatFilter {
+    pub port: Option<u16>,
+    pub peer_ip: Option<String>,
+    pub peer_port: Option<u16>,
+}
+
+impl NatFilter {
+    fn peer_text(&self) -> Option<String> {
+        let ip = self.peer_ip.as_ref()?;
+        Some(match (self.peer_port, ip.contains(':')) {
+            (Some(p), true) => format!("[{ip}]:{p}"),
+            (Some(p), false) => format!("{ip}:{p}"),
+            (None, _) => ip.clone(),
+        })
+    }
+
+    fn admits(&self, t: &Translation) -> bool {
+        self.peer_ip
+            .as_ref()
+            .is_none_or(|p| t.peer_ip.as_deref() == Some(p.as_str()))
+            && self.peer_port.is_none_or(|p| t.peer_port == Some(p))
+    }
+}
+
+/// The NAT translation through which a match holds a public address and port (issue 12):
+/// the network node's record of the connection, cited by `seqs`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NatJson {
+    /// `snat` (the VM's source rewritten) or `dnat` (a public destination rewritten to it).
+    pub kind: String,
+    pub proto: Option<String>,
+    pub public_ip: String,
+    pub public_port: Option<u16>,
+    pub inside_ip: String,
+    pub inside_port: Option<u16>,
+    pub peer_ip: Option<String>,
+    pub peer_port: Option<u16>,
+    pub from: String,
+    /// Null while open.
+    pub to: Option<String>,
+    /// How it ends: `destroy`, `flow_end`, `timeout`, `next_translation` or `open`
+    /// (query::nat explains each).
+    pub end: String,
+    pub ct_id: Option<String>,
+    /// Who reported it (exporters, senders' addresses or host names) and in which format.
+    pub senders: Vec<String>,
+    pub sources: Vec<String>,
+    /// The record that opened it (first in walk order) and the one that closed it.
+    pub seq: u64,
+    pub seqs: Vec<u64>,
+    /// How many records the translation is made of (UPDATEs, duplicates, both sources).
+    pub records: usize,
+    /// Other translations of the same VM covering the moment, when no `--port` was given.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub more: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl QueryJson {
@@ -121,6 +193,10 @@ pub struct Match {
     /// moment (absent from the JSON otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub floating_ip: Option<FloatingJson>,
+    /// Set when the VM is named through a NAT translation of the asked public address (and
+    /// port) at the moment (issue 12; absent from the JSON otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nat: Option<NatJson>,
 }
 
 /// Two records about one VM that cannot both be right.
@@ -372,6 +448,9 @@ pub trait Facts {
     fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>>;
     /// Observations of one Neutron resource.
     fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>>;
+    /// NAT translation records of a public address (and port).
+    fn nat_observations(&mut self, address: &str, port: Option<u16>)
+    -> anyhow::Result<Vec<NatObs>>;
 }
 
 impl Facts for &FactStore {
@@ -398,6 +477,13 @@ impl Facts for &FactStore {
     }
     fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
         Ok(FactStore::routers_with_gateway(self, address)?)
+    }
+    fn nat_observations(
+        &mut self,
+        address: &str,
+        port: Option<u16>,
+    ) -> anyhow::Result<Vec<NatObs>> {
+        Ok(FactStore::nat_observations(self, address, port)?)
     }
 }
 
@@ -474,6 +560,13 @@ impl Facts for FactCache<'_> {
     fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
         Ok(self.store.routers_with_gateway(address)?)
     }
+    fn nat_observations(
+        &mut self,
+        address: &str,
+        port: Option<u16>,
+    ) -> anyhow::Result<Vec<NatObs>> {
+        Ok(self.store.nat_observations(address, port)?)
+    }
 }
 
 /// Answer `who`.
@@ -483,6 +576,16 @@ pub fn who(store: &FactStore, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
 
 /// Answer `who` from any [`Facts`] (the store itself, or a [`FactCache`] over it).
 pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> {
+    who_with(store, q, &NatFilter::default())
+}
+
+/// [`who_in`] with the NAT path narrowed by a public port and an outside peer (`who --ip
+/// PUBLIC --port P [--peer IP[:PORT]]`).
+pub fn who_with(
+    store: &mut dyn Facts,
+    q: &WhoQuery,
+    nat_filter: &NatFilter,
+) -> anyhow::Result<WhoAnswer> {
     let t = ts_ns(q.at);
     let mut matches = Vec::new();
     for uuid in store.vms_with(q.kind.store_kind(), &q.value)? {
@@ -498,6 +601,7 @@ pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> 
     let mut unresolved = Vec::new();
     if q.kind == AddrKind::Ip {
         floating(store, q, &mut matches, &mut unresolved)?;
+        nat(store, q, nat_filter, &mut matches, &mut unresolved)?;
     }
     let ambiguous = matches.len() > 1;
     for m in &mut matches {
@@ -508,6 +612,8 @@ pub fn who_in(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<WhoAnswer> 
             kind: q.kind,
             value: q.value.clone(),
             at: q.at.to_string(),
+            port: nat_filter.port,
+            peer: nat_filter.peer_text(),
         },
         matches,
         unresolved,
@@ -622,6 +728,7 @@ fn vm_match(
             ambiguous: false,
             conflicts: conflicts(obs),
             floating_ip: None,
+            nat: None,
         })
     }
 }
@@ -713,7 +820,7 @@ pub fn associations(obs: &[NetObs], address: &str) -> Vec<Association> {
     out
 }
 
-fn net_evidence(o: &NetObs) -> EvidenceJson {
+pub(crate) fn net_evidence(o: &NetObs) -> EvidenceJson {
     EvidenceJson {
         time: rfc3339(o.time_ns),
         seq: o.seq,
@@ -910,6 +1017,153 @@ fn gateway(
         });
     }
     Ok(())
+}
+
+fn nat_evidence(o: &NatObs) -> EvidenceJson {
+    EvidenceJson {
+        time: rfc3339(o.time_ns),
+        seq: o.seq,
+        observer: o.observer,
+        source: format!("{}.{}", o.source, o.event),
+        summary: o.summary.clone(),
+    }
+}
+
+fn nat_json(t: &Translation) -> NatJson {
+    let mut senders: Vec<String> = t.records.iter().map(|r| r.sender.clone()).collect();
+    senders.retain(|s| !s.is_empty());
+    senders.sort();
+    senders.dedup();
+    let mut sources: Vec<String> = t.records.iter().map(|r| r.source.clone()).collect();
+    sources.sort();
+    sources.dedup();
+    let first = t.records.first().map_or(0, |r| r.seq);
+    let mut seqs = vec![first];
+    if let Some(last) = t.records.last()
+        && last.seq != first
+    {
+        seqs.push(last.seq);
+    }
+    NatJson {
+        kind: t.kind.clone(),
+        proto: t.proto.clone(),
+        public_ip: t.public_ip.clone(),
+        public_port: t.public_port,
+        inside_ip: t.inside_ip.clone(),
+        inside_port: t.inside_port,
+        peer_ip: t.peer_ip.clone(),
+        peer_port: t.peer_port,
+        from: rfc3339(t.from),
+        to: t.to.map(rfc3339),
+        end: t.end.to_string(),
+        ct_id: t.ct_id.clone(),
+        senders,
+        sources,
+        seq: first,
+        seqs,
+        records: t.records.len(),
+        more: 0,
+    }
+}
+
+/// The NAT path: translations of `q.value` (and the asked port and peer) covering the moment,
+/// each leading to the VM that held the inside address then (the lease answer, with the
+/// translation as evidence and `nat` set). An inside address no VM held goes to `unresolved`
+/// (kind `nat`). A router gateway (SNAT) address answered this way is no longer unresolved.
+/// Without `--port`, one match per VM (its earliest covering translation, `more` counting
+/// the others), marked ambiguous by the caller when there are several.
+fn nat(
+    store: &mut dyn Facts,
+    q: &WhoQuery,
+    filter: &NatFilter,
+    matches: &mut Vec<Match>,
+    unresolved: &mut Vec<UnresolvedJson>,
+) -> anyhow::Result<()> {
+    let t = ts_ns(q.at);
+    let obs = store.nat_observations(&q.value, filter.port)?;
+    if obs.is_empty() {
+        return Ok(());
+    }
+    let covering: Vec<Translation> = translations(&obs)
+        .into_iter()
+        .filter(|tr| tr.covers(t) && filter.admits(tr))
+        .collect();
+    if covering.is_empty() {
+        return Ok(());
+    }
+    unresolved.retain(|u| u.kind != "router_gateway");
+    let inner = |ip: &str| WhoQuery {
+        kind: AddrKind::Ip,
+        value: ip.to_string(),
+        at: q.at,
+    };
+    for tr in &covering {
+        let evidence: Vec<EvidenceJson> = tr.records.iter().map(nat_evidence).collect();
+        let inside = who_in_plain(store, &inner(&tr.inside_ip))?;
+        if inside.is_empty() {
+            unresolved.push(UnresolvedJson {
+                kind: "nat".into(),
+                floating_ip_id: None,
+                port_id: None,
+                router_id: None,
+                fixed_ip: Some(tr.inside_ip.clone()),
+                from: rfc3339(tr.from),
+                to: tr.to.map(rfc3339),
+                reason: format!(
+                    "translated to inside address {}{} by {}, which no VM held at the moment",
+                    tr.inside_ip,
+                    tr.inside_port
+                        .map(|p| format!(" port {p}"))
+                        .unwrap_or_default(),
+                    nat_json(tr).senders.join(", ")
+                ),
+                evidence,
+            });
+            continue;
+        }
+        for mut m in inside {
+            if let Some(existing) = matches.iter_mut().find(|x| x.vm.uuid == m.vm.uuid) {
+                match &mut existing.nat {
+                    Some(n) => n.more += 1,
+                    None => existing.nat = Some(nat_json(tr)),
+                }
+                if existing
+                    .nat
+                    .as_ref()
+                    .is_some_and(|n| n.seq == tr.records[0].seq)
+                {
+                    existing.evidence.extend(evidence.iter().cloned());
+                    existing.evidence.sort_by_key(|e| e.seq);
+                    existing.evidence.dedup();
+                }
+                continue;
+            }
+            m.nat = Some(nat_json(tr));
+            m.evidence.extend(evidence.iter().cloned());
+            m.evidence.sort_by_key(|e| e.seq);
+            m.evidence.dedup();
+            matches.push(m);
+        }
+    }
+    Ok(())
+}
+
+/// The VMs holding an inside address by lease (no floating-IP or NAT path: an inside address
+/// is a VM's own).
+fn who_in_plain(store: &mut dyn Facts, q: &WhoQuery) -> anyhow::Result<Vec<Match>> {
+    let t = ts_ns(q.at);
+    let mut out = Vec::new();
+    for uuid in store.vms_with(q.kind.store_kind(), &q.value)? {
+        let obs = store.vm_observations(&uuid)?;
+        let Some(lease) = leases(&obs, q.kind, &q.value)
+            .into_iter()
+            .find(|l| l.covers(t))
+        else {
+            continue;
+        };
+        out.push(vm_match(store, q, &uuid, &obs, &lease, Vec::new())?);
+    }
+    Ok(out)
 }
 
 fn evidence_of(o: &VmObs) -> EvidenceJson {

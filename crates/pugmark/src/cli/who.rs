@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use jiff::Timestamp;
-use query::who::{AddrKind, WhoQuery, who};
+use query::who::{AddrKind, NatFilter, WhoQuery, who_with};
 use views::facts::FactStore;
 
 use crate::cli::{DataArgs, parse_time};
@@ -28,6 +28,14 @@ pub struct WhoArgs {
     /// A MAC address (any case).
     #[arg(long)]
     pub mac: Option<String>,
+    /// With --ip: the public port of a NAT translation (a router's SNAT address, a floating
+    /// IP): names the VM behind that connection.
+    #[arg(long, requires = "ip")]
+    pub port: Option<u16>,
+    /// With --ip: the outside peer of the connection, IP or IP:PORT ([v6]:port), when many
+    /// connections share the public port.
+    #[arg(long, requires = "ip", value_parser = parse_peer)]
+    pub peer: Option<(std::net::IpAddr, Option<u16>)>,
     /// The moment (RFC 3339, e.g. 2026-10-14T10:05:00Z).
     #[arg(long, value_parser = parse_time)]
     pub at: Timestamp,
@@ -35,6 +43,16 @@ pub struct WhoArgs {
     /// ambiguous]).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--peer`: `IP`, `IPv4:PORT` or `[IPv6]:PORT`.
+fn parse_peer(s: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok((ip, None));
+    }
+    s.parse::<std::net::SocketAddr>()
+        .map(|a| (a.ip(), Some(a.port())))
+        .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
 pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
@@ -57,13 +75,19 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
     let views = crate::viewcheck::check(&dd, &[crate::viewcheck::View::Facts])?.require("who")?;
     let store = FactStore::open(dd.facts())
         .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
-    let answer = who(
-        &store,
+    let filter = NatFilter {
+        port: args.port,
+        peer_ip: args.peer.map(|(ip, _)| ip.to_string()),
+        peer_port: args.peer.and_then(|(_, p)| p),
+    };
+    let answer = who_with(
+        &mut &store,
         &WhoQuery {
             kind,
             value: value.clone(),
             at: args.at,
         },
+        &filter,
     )?;
     let mut out = io::stdout().lock();
     if args.json {
@@ -89,6 +113,12 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
                 u.fixed_ip.clone().unwrap_or_else(|| "unknown".into()),
                 u.from,
                 u.to.clone().unwrap_or_else(|| "now".into()),
+                u.reason
+            ),
+            _ if u.kind == "nat" => format!(
+                "UNKNOWN (nat) from {} to {}: {}",
+                u.from,
+                u.to.clone().unwrap_or_else(|| "open".into()),
                 u.reason
             ),
             _ => format!("UNKNOWN ({}) since {}: {}", u.kind, u.from, u.reason),
@@ -149,6 +179,37 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
                     f.id,
                     f.port_id,
                     f.fixed_ip.clone().unwrap_or_else(|| "unknown".into())
+                ),
+            )?;
+        }
+        if let Some(n) = &m.nat {
+            let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
+            super::text_line(
+                &mut out,
+                &format!(
+                    "  through {} {} {}{} -> inside {}{} (peer {}{}) from {} to {} ({}), reported by {} #{}{}",
+                    n.kind,
+                    n.proto.clone().unwrap_or_else(|| "?".into()),
+                    n.public_ip,
+                    port(n.public_port),
+                    n.inside_ip,
+                    port(n.inside_port),
+                    n.peer_ip.clone().unwrap_or_else(|| "unknown".into()),
+                    port(n.peer_port),
+                    n.from,
+                    n.to.clone().unwrap_or_else(|| "open".into()),
+                    n.end,
+                    if n.senders.is_empty() {
+                        "unknown".to_string()
+                    } else {
+                        n.senders.join(", ")
+                    },
+                    n.seq,
+                    if n.more > 0 {
+                        format!(" (+{} more translations)", n.more)
+                    } else {
+                        String::new()
+                    }
                 ),
             )?;
         }

@@ -23,7 +23,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.
 /// 2: `net_obs` (Neutron ports, floating IPs and routers).
-/// 3: `vm_sub` (the observations an OpenNebula VM document holds at other moments than its
+/// 3: `nat_obs` (NAT translation records: conntrack, ulogd2, IPFIX NAT fields; issue 12)
+///    and `vm_sub` (the observations an OpenNebula VM document holds at other moments than its
 /// own: creation, each placement of its history).
 const SCHEMA_VERSION: i64 = 3;
 
@@ -98,6 +99,42 @@ pub struct NetObs {
     pub fixed_ip: Option<String>,
     pub router_id: Option<String>,
     pub project_id: Option<String>,
+    pub summary: String,
+}
+
+/// One NAT translation record (a conntrack or ulogd2 event, an IPFIX/NetFlow v9 record with
+/// post-NAT fields): the public side, the inside side and the peer of one connection, as the
+/// network node saw it. Only records no VM user can write (observer other than `vm`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatObs {
+    pub seq: u64,
+    /// The record's time (conntrack's stamp, ulogd's flow start/end, else when received).
+    pub time_ns: i64,
+    pub observer: Observer,
+    /// Who reported it: the NetFlow exporter, else the sender's address, else the host name
+    /// the record gives; empty when none is known.
+    pub sender: String,
+    /// The decoder's source kind (`conntrack`, `ulogd-json`, `ulogd-logemu`, `netflow`).
+    pub source: String,
+    /// `new`, `update`, `destroy` or `flow`.
+    pub event: String,
+    /// `snat` or `dnat`.
+    pub kind: String,
+    pub proto: Option<String>,
+    pub public_ip: String,
+    pub public_port: Option<u16>,
+    pub inside_ip: String,
+    pub inside_port: Option<u16>,
+    pub peer_ip: Option<String>,
+    pub peer_port: Option<u16>,
+    pub ct_id: Option<String>,
+    /// Start and end of the connection when the record says (ulogd's `flow.start`, a flow's
+    /// first and last packet).
+    pub start_ns: Option<i64>,
+    pub end_ns: Option<i64>,
+    /// Seconds the entry had left (conntrack's timeout column) and a DESTROY's lifetime.
+    pub timeout_s: Option<i64>,
+    pub lifetime_s: Option<i64>,
     pub summary: String,
 }
 
@@ -251,6 +288,14 @@ impl FactStore {
              CREATE INDEX IF NOT EXISTS net_obs_id ON net_obs (resource, id);
              CREATE INDEX IF NOT EXISTS net_obs_fip ON net_obs (floating_ip);
              CREATE INDEX IF NOT EXISTS net_obs_vm ON net_obs (vm_uuid);
+             CREATE TABLE IF NOT EXISTS nat_obs (
+                seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, observer TEXT NOT NULL,
+                sender TEXT NOT NULL, source TEXT NOT NULL, event TEXT NOT NULL,
+                kind TEXT NOT NULL, proto TEXT, public_ip TEXT NOT NULL, public_port INTEGER,
+                inside_ip TEXT NOT NULL, inside_port INTEGER, peer_ip TEXT, peer_port INTEGER,
+                ct_id TEXT, start_ns INTEGER, end_ns INTEGER, timeout_s INTEGER,
+                lifetime_s INTEGER, summary TEXT NOT NULL);
+             CREATE INDEX IF NOT EXISTS nat_obs_public ON nat_obs (public_ip, public_port);
              CREATE TABLE IF NOT EXISTS job_obs (
                 seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, job_id TEXT NOT NULL,
                 owner TEXT, user TEXT, dn TEXT, vo TEXT, exec_ip TEXT, exec_host TEXT,
@@ -334,6 +379,9 @@ impl FactStore {
         if event.field(fields::NEUTRON_RESOURCE).is_some() {
             return event.field(fields::NEUTRON_ID).is_some();
         }
+        if event.field(fields::NAT_IP).is_some() {
+            return !event.observer.forgeable_by_vm_user();
+        }
         match event.class {
             EventClass::VmLifecycle => event.field(fields::VM_UUID).is_some(),
             EventClass::IdentityDirectory => true,
@@ -394,6 +442,38 @@ impl FactStore {
                     )
                     .map_err(sql)?;
                 }
+                continue;
+            }
+            if let Some(n) = nat_obs(e, seq, time, &summary) {
+                tx.execute(
+                    "INSERT OR REPLACE INTO nat_obs (seq, time_ns, observer, sender, source,
+                     event, kind, proto, public_ip, public_port, inside_ip, inside_port, peer_ip,
+                     peer_port, ct_id, start_ns, end_ns, timeout_s, lifetime_s, summary)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+                    params![
+                        seq,
+                        time,
+                        n.observer.as_str(),
+                        n.sender,
+                        n.source,
+                        n.event,
+                        n.kind,
+                        n.proto,
+                        n.public_ip,
+                        n.public_port,
+                        n.inside_ip,
+                        n.inside_port,
+                        n.peer_ip,
+                        n.peer_port,
+                        n.ct_id,
+                        n.start_ns,
+                        n.end_ns,
+                        n.timeout_s,
+                        n.lifetime_s,
+                        n.summary,
+                    ],
+                )
+                .map_err(sql)?;
                 continue;
             }
             match e.class {
@@ -668,6 +748,14 @@ impl FactStore {
 
     /// Every observation of every VM, by VM (uuid order), each VM's in time order (ties by
     /// ledger position): one query where attribution loads the whole site's leases.
+    /// Every Neutron floating IP observation, by floating IP id, in time order.
+    pub fn all_floating_ip_observations(&self) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'floatingip' ORDER BY id, time_ns, seq",
+            params![],
+        )
+    }
+
     pub fn all_vm_observations(&self) -> Result<Vec<VmObs>> {
         self.vm_obs_where("ORDER BY uuid, time_ns, seq, idx", params![])
     }
@@ -768,6 +856,57 @@ impl FactStore {
                     router_id: r.get(13)?,
                     project_id: r.get(14)?,
                     summary: r.get(15)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// Every NAT translation record whose public address is `address` (and, when given, public
+    /// port `port`), in time order (ties by ledger position).
+    pub fn nat_observations(&self, address: &str, port: Option<u16>) -> Result<Vec<NatObs>> {
+        let address = address
+            .parse::<std::net::IpAddr>()
+            .map_or_else(|_| address.to_string(), |i| i.to_string());
+        let (cond, p): (&str, Vec<Box<dyn rusqlite::ToSql>>) = match port {
+            Some(port) => (
+                "public_ip = ?1 AND public_port = ?2",
+                vec![Box::new(address), Box::new(port)],
+            ),
+            None => ("public_ip = ?1", vec![Box::new(address)]),
+        };
+        let sql = format!(
+            "SELECT seq, time_ns, observer, sender, source, event, kind, proto, public_ip,
+             public_port, inside_ip, inside_port, peer_ip, peer_port, ct_id, start_ns, end_ns,
+             timeout_s, lifetime_s, summary FROM nat_obs WHERE {cond} ORDER BY time_ns, seq"
+        );
+        let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
+        let refs: Vec<&dyn rusqlite::ToSql> = p.iter().map(|b| b.as_ref()).collect();
+        let rows = st
+            .query_map(refs.as_slice(), |r| {
+                let observer: String = r.get(2)?;
+                Ok(NatObs {
+                    seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                    time_ns: r.get(1)?,
+                    observer: observer.parse().unwrap_or(Observer::Collector),
+                    sender: r.get(3)?,
+                    source: r.get(4)?,
+                    event: r.get(5)?,
+                    kind: r.get(6)?,
+                    proto: r.get(7)?,
+                    public_ip: r.get(8)?,
+                    public_port: r.get(9)?,
+                    inside_ip: r.get(10)?,
+                    inside_port: r.get(11)?,
+                    peer_ip: r.get(12)?,
+                    peer_port: r.get(13)?,
+                    ct_id: r.get(14)?,
+                    start_ns: r.get(15)?,
+                    end_ns: r.get(16)?,
+                    timeout_s: r.get(17)?,
+                    lifetime_s: r.get(18)?,
+                    summary: r.get(19)?,
                 })
             })
             .map_err(self.sql())?;
@@ -896,6 +1035,49 @@ impl FactStore {
             .optional()
             .map_err(self.sql())
     }
+}
+
+/// The NAT translation an event proves, if any: a public and an inside address read from a
+/// record no VM user can write.
+fn nat_obs(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NatObs> {
+    if e.observer.forgeable_by_vm_user() {
+        return None;
+    }
+    let ip = |k: &str| {
+        e.field(k)
+            .and_then(|v| v.parse::<std::net::IpAddr>().ok())
+            .map(|i| i.to_string())
+    };
+    let port = |k: &str| e.field(k).and_then(|v| v.parse::<u16>().ok());
+    let int = |k: &str| e.field(k).and_then(|v| v.parse::<i64>().ok());
+    let sender = e
+        .field(fields::EXPORTER)
+        .map(str::to_string)
+        .or_else(|| e.sender_ip().map(|i| i.to_string()))
+        .or_else(|| e.host.clone())
+        .unwrap_or_default();
+    Some(NatObs {
+        seq: u64::try_from(seq).unwrap_or(0),
+        time_ns: time,
+        observer: e.observer,
+        sender,
+        source: e.source_kind.clone(),
+        event: opt(e.field(fields::NAT_EVENT)).unwrap_or_else(|| "flow".into()),
+        kind: opt(e.field(fields::NAT_KIND)).unwrap_or_else(|| "snat".into()),
+        proto: opt(e.field(fields::PROTO)),
+        public_ip: ip(fields::NAT_IP)?,
+        public_port: port(fields::NAT_PORT),
+        inside_ip: ip(fields::NAT_INSIDE_IP)?,
+        inside_port: port(fields::NAT_INSIDE_PORT),
+        peer_ip: ip(fields::NAT_PEER_IP),
+        peer_port: port(fields::NAT_PEER_PORT),
+        ct_id: opt(e.field(fields::CT_ID)),
+        start_ns: e.field(fields::FLOW_START).and_then(parse_ns),
+        end_ns: e.field(fields::FLOW_END).and_then(parse_ns),
+        timeout_s: int(fields::CT_TIMEOUT),
+        lifetime_s: int(fields::CT_LIFETIME),
+        summary: summary.to_string(),
+    })
 }
 
 /// The Neutron observation an event makes, if any: only `.end` notifications (what happened,

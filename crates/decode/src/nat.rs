@@ -1,0 +1,620 @@
+//! NAT translation records → `net.connection` events with the translation in fields (issue 12).
+//!
+//! Three line shapes, recognised by content wherever they arrive (a bare file, or the message
+//! of a syslog line when a network node forwards them through rsyslog):
+//!
+//! - **conntrack events** as `conntrack -E` prints them, with or without `-o timestamp`,
+//!   `extended` and `id`: `[1796539857.837620]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT
+//!   src=… dst=… sport=… dport=… [UNREPLIED] src=… dst=… sport=… dport=… [ASSURED] id=…`
+//!   (`[UPDATE]`, `[DESTROY]` with `delta-time=` and, from `conntrack -F`, `[USERSPACE]
+//!   portid=… progname=…`). rsyslog escapes the tab after the stamp as `#011`; both are read.
+//!   ICMP tuples carry their own `type= code= id=`: the entry id is the `id=` after the reply
+//!   tuple.
+//! - **ulogd2 NFCT → JSON** (`ulogd_output_JSON`, one object per line): `ct.event` (1 NEW, 2
+//!   UPDATE, 4 DESTROY), `ct.id`, `orig.ip.protocol`, `orig.l4.sport`/`dport`,
+//!   `reply.l4.sport`/`dport`, the original addresses as `src_ip`/`dest_ip` (the plugin's names
+//!   for `orig.ip.saddr.str`/`daddr.str`; the `.str` keys are read too), the reply addresses
+//!   as `reply.ip.saddr.str`/`reply.ip.daddr.str`, `flow.start.sec`/`usec` and
+//!   `flow.end.sec`/`usec`. Its `timestamp` is local time without a zone: not used.
+//! - **ulogd2 NFCT → PRINTFLOW → LOGEMU** (plain text, syslog-like): `[NEW] ORIG: SRC=… DST=…
+//!   PROTO=TCP SPT=… DPT=… PKTS=… BYTES=… , REPLY: SRC=… DST=… PROTO=… SPT=… DPT=… …`.
+//!
+//! Shapes are those the real programs wrote in a network namespace with nftables SNAT
+//! (`testdata/nat/`, conntrack 1.4.7 and ulogd 2.0.8 from Debian 12).
+//!
+//! The translation: when the reply's destination differs from the original source, the source
+//! was rewritten (SNAT, masquerade, a floating IP's outbound SNAT): public = the reply's dst and
+//! dport, inside = the original src and sport, peer = the reply's src and sport. When the
+//! reply's source differs from the original destination, the destination was rewritten (DNAT,
+//! a floating IP's inbound side): public = the original dst and dport, inside = the reply's src
+//! and sport, peer = the original src. SNAT wins when both were rewritten. Fields: see
+//! `model::fields` (`NAT_*`, `CT_*`, `REPLY_*`), plus the original tuple as `src_ip` … `proto`.
+//!
+//! Bad input: a line with the shape's head but a missing or unreadable tuple (an address that
+//! does not parse — an IPv6 zone id `fe80::1%eth0` included —, a port above 65535) keeps its
+//! text, gets a `bad_conntrack` / `bad_ulogd` issue at the offending offset and no
+//! translation: counted, never guessed.
+
+use std::net::IpAddr;
+
+use model::{Event, EventClass, ParseIssue, Reported, fields};
+
+pub const KIND_CONNTRACK: &str = "conntrack";
+pub const KIND_ULOGD_JSON: &str = "ulogd-json";
+pub const KIND_ULOGD_TEXT: &str = "ulogd-logemu";
+
+/// One side of a connection as printed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct Tuple {
+    src: Option<IpAddr>,
+    dst: Option<IpAddr>,
+    sport: Option<u16>,
+    dport: Option<u16>,
+}
+
+/// Whether these sample lines are NAT records (bare conntrack, ulogd JSON or LOGEMU lines):
+/// what `detect` asks before the syslog vote, so such a file is framed as lines and each line
+/// classified here.
+pub fn looks_like(sample_lines: &[&[u8]]) -> bool {
+    let mut non_empty = 0usize;
+    let mut hits = 0usize;
+    for line in sample_lines {
+        let line = crate::text::strip_terminators(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        non_empty += 1;
+        let text = String::from_utf8_lossy(line);
+        if conntrack_head(&text).is_some() || is_ulogd_json(&text) || logemu_at(&text).is_some() {
+            hits += 1;
+        }
+    }
+    non_empty > 0 && hits * 2 > non_empty
+}
+
+/// Classify a line-format event whose message (or, for a non-syslog line, whole text) is a NAT
+/// record; leaves others alone.
+pub fn classify(ev: &mut Event) {
+    if ev.class != EventClass::Other {
+        return;
+    }
+    let msg = ev.message.clone();
+    let base = memchr::memmem::find(&ev.raw, msg.as_bytes()).unwrap_or(0);
+    let done = if let Some(at) = conntrack_head(&msg) {
+        conntrack_into(ev, &msg, at, base);
+        true
+    } else if is_ulogd_json(&msg) {
+        ulogd_json_into(ev, &msg, base);
+        true
+    } else if let Some(at) = logemu_at(&msg) {
+        logemu_into(ev, &msg, at, base);
+        true
+    } else {
+        false
+    };
+    if done {
+        // A bare line of a NAT source is understood even though it is not syslog.
+        ev.issues.retain(|i| i.kind != "not_syslog");
+        ev.class = EventClass::NetConnection;
+    }
+}
+
+/// Tokens split at spaces, tabs and rsyslog's `#011` (an escaped tab), with their offsets.
+fn tokens(s: &str) -> Vec<(usize, &str)> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    let mut start = None;
+    while i < b.len() {
+        let sep = match b[i] {
+            b' ' | b'\t' => 1,
+            b'#' if b[i..].starts_with(b"#011") => 4,
+            _ => 0,
+        };
+        if sep > 0 {
+            if let Some(st) = start.take() {
+                out.push((st, &s[st..i]));
+            }
+            i += sep;
+        } else {
+            if start.is_none() {
+                start = Some(i);
+            }
+            i += 1;
+        }
+    }
+    if let Some(st) = start {
+        out.push((st, &s[st..]));
+    }
+    out
+}
+
+const EVENTS: [(&str, &str); 3] = [
+    ("[NEW]", "new"),
+    ("[UPDATE]", "update"),
+    ("[DESTROY]", "destroy"),
+];
+
+/// Where a conntrack event starts: an optional `[sec.usec]` stamp, then `[NEW]`/`[UPDATE]`/
+/// `[DESTROY]`, then (before the first `src=`) no `ORIG:` (ulogd's text). Returns the token
+/// index of the event word.
+fn conntrack_head(s: &str) -> Option<usize> {
+    let toks = tokens(s);
+    let mut i = 0;
+    if toks.first().is_some_and(|(_, t)| stamp(t).is_some()) {
+        i = 1;
+    }
+    let (_, ev) = toks.get(i)?;
+    if !EVENTS.iter().any(|(w, _)| w == ev) {
+        return None;
+    }
+    // The next tokens must be conntrack's: `[ipv4 2] tcp 6`, then key=values with a `src=`.
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    let mut j = i + 1;
+    if toks
+        .get(j)
+        .is_some_and(|(_, t)| matches!(*t, "ipv4" | "ipv6" | "unknown"))
+    {
+        j += 2;
+    }
+    let proto_ok = toks.get(j).is_some_and(|(_, t)| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    }) && toks.get(j + 1).is_some_and(|(_, t)| digits(t));
+    if !proto_ok || !toks.iter().any(|(_, t)| t.starts_with("src=")) {
+        return None;
+    }
+    Some(i)
+}
+
+/// `[1796539857.837620]` → the instant.
+fn stamp(t: &str) -> Option<jiff::Timestamp> {
+    let inner = t.strip_prefix('[')?.strip_suffix(']')?;
+    let (sec, usec) = inner.split_once('.').unwrap_or((inner, "0"));
+    if sec.is_empty() || !sec.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if usec.is_empty() || usec.len() > 9 || !usec.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let sec: i64 = sec.parse().ok()?;
+    let frac: i64 = usec.parse().ok()?;
+    let nanos = frac * 10i64.pow(9 - u32::try_from(usec.len()).ok()?);
+    jiff::Timestamp::new(sec, i32::try_from(nanos).ok()?).ok()
+}
+
+fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: usize) {
+    ev.source_kind = KIND_CONNTRACK.to_string();
+    let toks = tokens(msg);
+    let mut issues: Vec<(usize, &'static str)> = Vec::new();
+    if ev_tok == 1 {
+        let (_, text) = toks[0];
+        ev.reported = Reported::new(stamp(text), text);
+    }
+    let (_, word) = toks[ev_tok];
+    let event = EVENTS
+        .iter()
+        .find(|(w, _)| *w == word)
+        .map_or("update", |(_, e)| e);
+    ev.fields
+        .insert(fields::NAT_EVENT.to_string(), event.to_string());
+    // Head: [l3name l3num] l4name l4num [timeout] [STATE], up to the first key=value.
+    let mut i = ev_tok + 1;
+    let head: Vec<&str> = toks[i..]
+        .iter()
+        .take_while(|(_, t)| !t.contains('='))
+        .map(|(_, t)| *t)
+        .collect();
+    i += head.len();
+    let mut h = head.as_slice();
+    if let [l3, num, rest @ ..] = h
+        && matches!(*l3, "ipv4" | "ipv6" | "unknown")
+        && num.bytes().all(|b| b.is_ascii_digit())
+    {
+        h = rest;
+    }
+    let mut proto = None;
+    if let [l4, num, rest @ ..] = h
+        && num.bytes().all(|b| b.is_ascii_digit())
+        && !num.is_empty()
+    {
+        proto = Some(l4.to_ascii_lowercase());
+        h = rest;
+        if let [timeout, rest @ ..] = h
+            && !timeout.is_empty()
+            && timeout.bytes().all(|b| b.is_ascii_digit())
+        {
+            ev.fields
+                .insert(fields::CT_TIMEOUT.to_string(), timeout.to_string());
+            h = rest;
+        }
+        if let [state, ..] = h
+            && !state.starts_with('[')
+        {
+            ev.fields
+                .insert(fields::CT_STATE.to_string(), state.to_string());
+        }
+    } else {
+        let at = toks.get(ev_tok + 1).map_or(msg.len(), |(o, _)| *o);
+        issues.push((at, "a protocol name and number (tcp 6)"));
+    }
+    // Tuples, flags and trailing key=values.
+    let mut tuples = [Tuple::default(), Tuple::default()];
+    let mut which = 0usize;
+    let mut icmp_id_taken = [false, false];
+    let mut in_tuple = true;
+    let mut ct_id = None;
+    for &(at, tok) in &toks[i..] {
+        let Some((key, value)) = tok.split_once('=') else {
+            // [UNREPLIED] ends the original tuple; [ASSURED] and the rest end the reply's.
+            if tok == "[UNREPLIED]" && which == 0 {
+                which = 1;
+            } else if which == 1 && tuples[1].src.is_some() {
+                in_tuple = false;
+            }
+            continue;
+        };
+        let vat = at + key.len() + 1;
+        match key {
+            "src" => {
+                if tuples[which].src.is_some() || !in_tuple {
+                    if which == 1 {
+                        in_tuple = false;
+                        continue;
+                    }
+                    which = 1;
+                }
+                match value.parse::<IpAddr>() {
+                    Ok(ip) => tuples[which].src = Some(ip),
+                    Err(_) => issues.push((vat, "an IP address (no zone id)")),
+                }
+            }
+            "dst" if in_tuple && tuples[which].dst.is_none() => match value.parse::<IpAddr>() {
+                Ok(ip) => tuples[which].dst = Some(ip),
+                Err(_) => issues.push((vat, "an IP address (no zone id)")),
+            },
+            "sport" | "dport" if in_tuple => match value.parse::<u16>() {
+                Ok(p) if key == "sport" => tuples[which].sport = Some(p),
+                Ok(p) => tuples[which].dport = Some(p),
+                Err(_) => issues.push((vat, "a port number 0..=65535")),
+            },
+            // ICMP's identifier belongs to the tuple (after type= code=); the entry id follows
+            // the reply tuple.
+            "id" if in_tuple
+                && !icmp_id_taken[which]
+                && proto.as_deref().is_some_and(|p| p.starts_with("icmp")) =>
+            {
+                icmp_id_taken[which] = true;
+            }
+            "id" => ct_id = Some(value),
+            "delta-time" => {
+                if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
+                    ev.fields
+                        .insert(fields::CT_LIFETIME.to_string(), value.to_string());
+                }
+            }
+            _ => {
+                if which == 1 && tuples[1].src.is_some() && !matches!(key, "type" | "code") {
+                    in_tuple = false;
+                }
+            }
+        }
+    }
+    if let Some(id) = ct_id.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) {
+        ev.fields.insert(fields::CT_ID.to_string(), id.to_string());
+    }
+    if tuples[0].src.is_none() || tuples[0].dst.is_none() {
+        issues.push((msg.len(), "the original tuple (src= dst=)"));
+    } else if tuples[1].src.is_none() || tuples[1].dst.is_none() {
+        issues.push((msg.len(), "the reply tuple (src= dst=)"));
+    }
+    let bad = !issues.is_empty();
+    for (at, expected) in issues {
+        ev.issues.push(ParseIssue::new(
+            &ev.raw,
+            base + at,
+            "bad_conntrack",
+            expected,
+        ));
+    }
+    let [orig, reply] = tuples;
+    put_tuples(ev, proto.as_deref(), &orig, &reply, !bad);
+}
+
+/// The connection's fields, and the translation when both tuples are whole (`complete`).
+fn put_tuples(ev: &mut Event, proto: Option<&str>, orig: &Tuple, reply: &Tuple, complete: bool) {
+    let mut set = |k: &str, v: Option<String>| {
+        if let Some(v) = v {
+            ev.fields.insert(k.to_string(), v);
+        }
+    };
+    let s = |ip: Option<IpAddr>| ip.map(|i| i.to_string());
+    let p = |port: Option<u16>| port.map(|i| i.to_string());
+    set(fields::PROTO, proto.map(str::to_string));
+    set(fields::SRC_IP, s(orig.src));
+    set(fields::DST_IP, s(orig.dst));
+    set(fields::SRC_PORT, p(orig.sport));
+    set(fields::DST_PORT, p(orig.dport));
+    set(fields::REPLY_SRC_IP, s(reply.src));
+    set(fields::REPLY_DST_IP, s(reply.dst));
+    set(fields::REPLY_SRC_PORT, p(reply.sport));
+    set(fields::REPLY_DST_PORT, p(reply.dport));
+    if !complete {
+        return;
+    }
+    let snat = reply.dst != orig.src || reply.dport != orig.sport;
+    let dnat = reply.src != orig.dst || reply.sport != orig.dport;
+    let (kind, public, inside, peer) = if snat {
+        (
+            "snat",
+            (reply.dst, reply.dport),
+            (orig.src, orig.sport),
+            (reply.src, reply.sport),
+        )
+    } else if dnat {
+        (
+            "dnat",
+            (orig.dst, orig.dport),
+            (reply.src, reply.sport),
+            (orig.src, orig.sport),
+        )
+    } else {
+        return;
+    };
+    set(fields::NAT_KIND, Some(kind.to_string()));
+    set(fields::NAT_IP, s(public.0));
+    set(fields::NAT_PORT, p(public.1));
+    set(fields::NAT_INSIDE_IP, s(inside.0));
+    set(fields::NAT_INSIDE_PORT, p(inside.1));
+    set(fields::NAT_PEER_IP, s(peer.0));
+    set(fields::NAT_PEER_PORT, p(peer.1));
+}
+
+fn is_ulogd_json(s: &str) -> bool {
+    let t = s.trim_start();
+    t.starts_with('{') && (t.contains("\"ct.event\"") || t.contains("\"orig.l4.sport\""))
+}
+
+fn proto_name(num: u64) -> String {
+    match num {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        33 => "dccp".into(),
+        47 => "gre".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        136 => "udplite".into(),
+        n => n.to_string(),
+    }
+}
+
+fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
+    ev.source_kind = KIND_ULOGD_JSON.to_string();
+    let lead = msg.len() - msg.trim_start().len();
+    let v: serde_json::Value = match serde_json::from_str(msg.trim()) {
+        Ok(v) => v,
+        Err(e) => {
+            let at = line_col_offset(msg, e.line(), e.column());
+            ev.issues.push(ParseIssue::new(
+                &ev.raw,
+                base + at,
+                "bad_ulogd",
+                "one JSON object (ulogd2 JSON output)",
+            ));
+            return;
+        }
+    };
+    let Some(o) = v.as_object() else {
+        ev.issues.push(ParseIssue::new(
+            &ev.raw,
+            base + lead,
+            "bad_ulogd",
+            "a JSON object",
+        ));
+        return;
+    };
+    let mut issues: Vec<&'static str> = Vec::new();
+    let text = |keys: &[&str]| -> Option<String> {
+        keys.iter()
+            .find_map(|k| o.get(*k).and_then(|v| v.as_str()).map(str::to_string))
+    };
+    let num = |k: &str| o.get(k).and_then(serde_json::Value::as_u64);
+    let ip = |keys: &[&str], issues: &mut Vec<&'static str>| -> Option<IpAddr> {
+        let t = text(keys)?;
+        match t.parse::<IpAddr>() {
+            Ok(i) => Some(i),
+            Err(_) => {
+                issues.push("an IP address (no zone id)");
+                None
+            }
+        }
+    };
+    let orig = Tuple {
+        src: ip(
+            &["src_ip", "orig.ip.saddr.str", "orig.ip.saddr"],
+            &mut issues,
+        ),
+        dst: ip(
+            &["dest_ip", "orig.ip.daddr.str", "orig.ip.daddr"],
+            &mut issues,
+        ),
+        sport: port(num("orig.l4.sport"), &mut issues),
+        dport: port(num("orig.l4.dport"), &mut issues),
+    };
+    let reply = Tuple {
+        src: ip(&["reply.ip.saddr.str", "reply.ip.saddr"], &mut issues),
+        dst: ip(&["reply.ip.daddr.str", "reply.ip.daddr"], &mut issues),
+        sport: port(num("reply.l4.sport"), &mut issues),
+        dport: port(num("reply.l4.dport"), &mut issues),
+    };
+    let event = match num("ct.event") {
+        Some(e) if e & 4 != 0 => Some("destroy"),
+        Some(e) if e & 1 != 0 => Some("new"),
+        Some(e) if e & 2 != 0 => Some("update"),
+        _ => None,
+    };
+    match event {
+        Some(e) => {
+            ev.fields
+                .insert(fields::NAT_EVENT.to_string(), e.to_string());
+        }
+        None => issues.push("ct.event (1 NEW, 2 UPDATE, 4 DESTROY)"),
+    }
+    if let Some(id) = num("ct.id") {
+        ev.fields.insert(fields::CT_ID.to_string(), id.to_string());
+    }
+    let at = |sec: &str, usec: &str| -> Option<jiff::Timestamp> {
+        let s = i64::try_from(num(sec)?).ok()?;
+        let us = num(usec).unwrap_or(0).min(999_999);
+        jiff::Timestamp::new(s, i32::try_from(us * 1000).ok()?).ok()
+    };
+    let start = at("flow.start.sec", "flow.start.usec");
+    let end = at("flow.end.sec", "flow.end.usec");
+    if let Some(s) = start {
+        ev.fields
+            .insert(fields::FLOW_START.to_string(), s.to_string());
+    }
+    if let Some(e) = end {
+        ev.fields
+            .insert(fields::FLOW_END.to_string(), e.to_string());
+    }
+    // The event's moment: the end of a destroyed entry, else its start.
+    let when = if event == Some("destroy") {
+        end.or(start)
+    } else {
+        start
+    };
+    if let Some(w) = when {
+        ev.reported = Reported::new(Some(w), w.to_string());
+    }
+    let proto = num("orig.ip.protocol").map(proto_name);
+    if orig.src.is_none() || orig.dst.is_none() || reply.src.is_none() || reply.dst.is_none() {
+        issues.push(
+            "both tuples' addresses (src_ip, dest_ip, reply.ip.saddr.str, reply.ip.daddr.str)",
+        );
+    }
+    let complete = issues.is_empty();
+    for expected in issues {
+        ev.issues
+            .push(ParseIssue::new(&ev.raw, base + lead, "bad_ulogd", expected));
+    }
+    put_tuples(ev, proto.as_deref(), &orig, &reply, complete);
+}
+
+fn port(v: Option<u64>, issues: &mut Vec<&'static str>) -> Option<u16> {
+    let v = v?;
+    match u16::try_from(v) {
+        Ok(p) => Some(p),
+        Err(_) => {
+            issues.push("a port number 0..=65535");
+            None
+        }
+    }
+}
+
+/// Byte offset of serde_json's (1-based line, column) in `s`.
+fn line_col_offset(s: &str, line: usize, col: usize) -> usize {
+    let mut off = 0;
+    for (n, l) in s.split_inclusive('\n').enumerate() {
+        if n + 1 == line {
+            return (off + col.saturating_sub(1)).min(s.len());
+        }
+        off += l.len();
+    }
+    s.len()
+}
+
+/// Where ulogd's PRINTFLOW text starts: `[EVENT] ORIG: SRC=`.
+fn logemu_at(s: &str) -> Option<usize> {
+    let at = s
+        .find(" ORIG: SRC=")
+        .or_else(|| s.starts_with("ORIG: SRC=").then_some(0))?;
+    let head = s[..at].trim_end();
+    let word_at = head.rfind(' ').map_or(0, |i| i + 1);
+    let word = &head[word_at..];
+    (EVENTS.iter().any(|(w, _)| *w == word) && s[at..].contains("REPLY: SRC=")).then_some(word_at)
+}
+
+fn logemu_into(ev: &mut Event, msg: &str, at: usize, base: usize) {
+    ev.source_kind = KIND_ULOGD_TEXT.to_string();
+    let rest = &msg[at..];
+    let (word, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+    if let Some((_, e)) = EVENTS.iter().find(|(w, _)| *w == word) {
+        ev.fields
+            .insert(fields::NAT_EVENT.to_string(), (*e).to_string());
+    }
+    let body_at = at + word.len() + 1;
+    let mut issues: Vec<(usize, &'static str)> = Vec::new();
+    let (orig_text, reply_text) = match rest.split_once(", REPLY:") {
+        Some((o, r)) => (o, r),
+        None => (rest, ""),
+    };
+    let mut proto = None;
+    let mut read = |text: &str, off: usize, issues: &mut Vec<(usize, &'static str)>| {
+        let mut t = Tuple::default();
+        for (tat, tok) in tokens(text) {
+            let Some((k, v)) = tok.split_once('=') else {
+                continue;
+            };
+            let vat = off + tat + k.len() + 1;
+            match k {
+                "SRC" | "DST" => match v.parse::<IpAddr>() {
+                    Ok(ip) if k == "SRC" => t.src = Some(ip),
+                    Ok(ip) => t.dst = Some(ip),
+                    Err(_) => issues.push((vat, "an IP address (no zone id)")),
+                },
+                "SPT" | "DPT" => match v.parse::<u16>() {
+                    Ok(p) if k == "SPT" => t.sport = Some(p),
+                    Ok(p) => t.dport = Some(p),
+                    Err(_) => issues.push((vat, "a port number 0..=65535")),
+                },
+                "PROTO" => {
+                    if proto.is_none() {
+                        proto = Some(v.to_ascii_lowercase());
+                    }
+                }
+                _ => {}
+            }
+        }
+        t
+    };
+    let orig = read(orig_text, body_at, &mut issues);
+    let reply_off = body_at + orig_text.len() + ", REPLY:".len();
+    let reply = read(reply_text, reply_off, &mut issues);
+    if orig.src.is_none() || orig.dst.is_none() || reply.src.is_none() || reply.dst.is_none() {
+        issues.push((msg.len(), "ORIG: and REPLY: tuples with SRC= and DST="));
+    }
+    let complete = issues.is_empty();
+    for (off, expected) in issues {
+        ev.issues
+            .push(ParseIssue::new(&ev.raw, base + off, "bad_ulogd", expected));
+    }
+    put_tuples(ev, proto.as_deref(), &orig, &reply, complete);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_split_on_tabs_and_escaped_tabs() {
+        let t: Vec<&str> = tokens("[1.5]#011  [NEW] a\tb")
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(t, ["[1.5]", "[NEW]", "a", "b"]);
+    }
+
+    #[test]
+    fn stamps() {
+        assert_eq!(
+            stamp("[1796539857.837620]").map(|t| t.to_string()),
+            Some("2026-12-06T06:50:57.83762Z".to_string())
+        );
+        assert!(stamp("[NEW]").is_none());
+        assert!(stamp("[1.1234567890]").is_none());
+        assert!(stamp("[99999999999999999999.1]").is_none());
+    }
+}
