@@ -681,11 +681,11 @@ mod tests {
         assert_eq!(
             frames(Framing::Xml, input),
             [
-                ("<VM><ID>1</ID><T a=\"x>y\"/></VM>".into(), 3, 68),
-                ("<VM><ID>2</ID></VM>".into(), 4, 90),
-                ("<VM><ID>3</ID><C><![CDATA[</VM>]]></C></VM>".into(), 7, 161),
-                ("junk".into(), 8, 167),
-                ("<VNET><AR_POOL><AR/></AR_POOL></VNET>".into(), 9, 204),
+                ("<VM><ID>1</ID><T a=\"x>y\"/></VM>".into(), 3, 65),
+                ("<VM><ID>2</ID></VM>".into(), 4, 87),
+                ("<VM><ID>3</ID><C><![CDATA[</VM>]]></C></VM>".into(), 7, 156),
+                ("junk".into(), 8, 162),
+                ("<VNET><AR_POOL><AR/></AR_POOL></VNET>".into(), 9, 199),
             ]
         );
         // An element that never closes is the last record, whole.

@@ -196,6 +196,34 @@ fn timeline_takes_the_vm_as_an_operator_types_it_and_bad_xml_is_explained() {
         count(&data, &["hello"]) == 1,
         "the foreign XML is searchable"
     );
+    // `onevnet show -x` leasing addresses to VM 42 (known) and VM 99 (no record): `check`
+    // names the unknown holder, never the known one.
+    let vnet = dir.path().join("vnet.xml");
+    fs::write(
+        &vnet,
+        "<VNET><ID>3</ID><NAME>private</NAME><AR_POOL><AR><LEASES>\
+<LEASE><IP><![CDATA[10.0.0.5]]></IP><VM><![CDATA[42]]></VM></LEASE>\
+<LEASE><IP><![CDATA[10.0.0.99]]></IP><MAC><![CDATA[02:00:0a:00:00:63]]></MAC><VM><![CDATA[99]]></VM></LEASE>\
+</LEASES></AR></AR_POOL></VNET>\n",
+    )
+    .unwrap();
+    ok(&data, &["ingest", vnet.to_str().unwrap()]);
+    let c = json(&data, &["check"]);
+    let unknown: Vec<&Value> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "unknown_lease_holder")
+        .collect();
+    assert_eq!(unknown.len(), 1, "{c}");
+    assert_eq!(unknown[0]["entities"][0], "one-99", "{c}");
+    assert!(
+        unknown[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("10.0.0.99"),
+        "{c}"
+    );
 }
 
 #[test]

@@ -199,7 +199,7 @@ fn vm_xml(site: &Site, vm: &Vm, t: i64, last_only: bool) -> String {
     x
 }
 
-/// What [`write`] wrote.
+/// What [`write()`] wrote.
 pub struct Written {
     pub documents: usize,
     pub log_lines: usize,
