@@ -466,9 +466,8 @@ impl Site {
             let Some(dev) = e.field(f).map(|d| d.trim().to_ascii_lowercase()) else {
                 continue;
             };
-            if !dev.starts_with("tap") {
-                continue;
-            }
+            // Any device the site knows as a VM's: nova's and Neutron's `tap…`, OpenNebula's
+            // `one-<vm>-<nic>`.
             // One VM per name: nova and Neutron both describe the same port's tap.
             let mut vms: Vec<String> = self
                 .tap_at(&dev, t)
