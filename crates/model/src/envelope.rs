@@ -65,6 +65,15 @@ pub enum Format {
     /// compact encoding of [`crate::flow::FlowRecord`], naming the datagram's ledger seq and
     /// the record's place in it. Decodes without template state.
     NetflowRecord,
+    /// One resource (a User or a Group) of a SCIM 2.0 directory export (`/scim/Users`,
+    /// `/scim/Groups` ListResponse pages, INDIGO IAM or any SCIM server), or a fragment of the
+    /// ListResponse around the resources (issue 12). Codes 20–22 were chosen apart from the
+    /// ones other issue-12 sources take (11…), so merged branches do not collide.
+    ScimDirectory,
+    /// One line of an ARC CE A-REX job log (`Started - job id: …` / `Finished - job id: …`).
+    ArcJobLog,
+    /// One line of an HTCondor(-CE) schedd audit log (`SCHEDD_AUDIT_LOG`, `(D_AUDIT)` lines).
+    CondorAuditLog,
     /// A code written by a newer pugmark; decoded as raw with an issue.
     Unknown(u8),
 }
@@ -82,6 +91,9 @@ impl Format {
             Format::CondorUserlog => 8,
             Format::NetflowDatagram => 9,
             Format::NetflowRecord => 10,
+            Format::ScimDirectory => 20,
+            Format::ArcJobLog => 21,
+            Format::CondorAuditLog => 22,
             Format::Unknown(c) => c,
         }
     }
@@ -98,6 +110,9 @@ impl Format {
             8 => Format::CondorUserlog,
             9 => Format::NetflowDatagram,
             10 => Format::NetflowRecord,
+            20 => Format::ScimDirectory,
+            21 => Format::ArcJobLog,
+            22 => Format::CondorAuditLog,
             c => Format::Unknown(c),
         }
     }
@@ -114,12 +129,15 @@ impl Format {
             Format::CondorUserlog => "condor-userlog",
             Format::NetflowDatagram => "netflow-datagram",
             Format::NetflowRecord => "netflow-record",
+            Format::ScimDirectory => "scim-directory",
+            Format::ArcJobLog => "arc-job-log",
+            Format::CondorAuditLog => "condor-audit-log",
             Format::Unknown(_) => "unknown",
         }
     }
 
     /// Every format this build writes, for `--format` and detection.
-    pub const KNOWN: [Format; 10] = [
+    pub const KNOWN: [Format; 13] = [
         Format::Syslog,
         Format::Raw,
         Format::OpenstackNotification,
@@ -130,6 +148,9 @@ impl Format {
         Format::CondorUserlog,
         Format::NetflowDatagram,
         Format::NetflowRecord,
+        Format::ScimDirectory,
+        Format::ArcJobLog,
+        Format::CondorAuditLog,
     ];
 
     /// Who observes records of this format when nobody says otherwise: the cloud for
@@ -139,9 +160,14 @@ impl Format {
             Format::OpenstackNotification | Format::OsloLog | Format::KeystoneDirectory => {
                 crate::Observer::Cloud
             }
-            Format::CondorHistoryJson | Format::CondorClassAd | Format::CondorUserlog => {
-                crate::Observer::Vo
-            }
+            // The IAM is the VO's directory; an ARC CE or HTCondor-CE reports the grid jobs
+            // it accepted, like the VO's own HTCondor records.
+            Format::CondorHistoryJson
+            | Format::CondorClassAd
+            | Format::CondorUserlog
+            | Format::ScimDirectory
+            | Format::ArcJobLog
+            | Format::CondorAuditLog => crate::Observer::Vo,
             Format::NetflowDatagram | Format::NetflowRecord => crate::Observer::Network,
             Format::Syslog | Format::Raw | Format::Unknown(_) => crate::Observer::Vm,
         }
