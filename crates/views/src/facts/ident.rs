@@ -294,7 +294,7 @@ const IDENT_WINDOW_NS: i64 = 48 * 3600 * 1_000_000_000;
 
 impl FactStore {
     /// Join each payload observation with the identity lines of its source and correlation
-    /// id (nearest in time within [`IDENT_WINDOW_NS`] per field): fills DN, VO, issuer,
+    /// id (nearest in time, within 48 hours, per field): fills DN, VO, issuer,
     /// subject and FQAN where the observation itself does not say, and records the lines'
     /// seqs in `ext.ident_seqs`.
     pub fn fill_identities(&self, jobs: &mut [JobObs]) -> Result<()> {
