@@ -565,7 +565,7 @@ mod tests {
     fn dns_in_both_orders_meet() {
         assert_eq!(
             dn_key("CN=Jane Doe,OU=Users,O=Example,DC=example,DC=org"),
-            dn_key("/DC=example/DC=org/O=Example/OU=Users/CN=Jane Doe")
+            dn_key("/DC=org/DC=example/O=Example/OU=Users/CN=Jane Doe")
         );
         assert_eq!(dn_key("CN=a\\,b,O=x"), "o=x/cn=a,b");
         assert_ne!(dn_key("/CN=a"), dn_key("/CN=b"));
