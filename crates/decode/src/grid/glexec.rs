@@ -14,7 +14,8 @@
 //! Every line is one event; lines of one payload share CORRELATION (`glexec.mon:MON#ID` or
 //! `glexec:PID`), which the fact store joins per sending host. `Started` / `Terminated` are
 //! class `job.run` with JOB_ID `glexec:HOST:MON#ID`, PAYLOAD_SOURCE `glexec`, PAYLOAD_PHASE
-//! `start` / `end`, JOB_START / JOB_END (the line's time), TARGET_UID; `Used …` lines set
+//! `start` / `end`, JOB_START / JOB_END (where the line is placed: the collector's time when
+//! there is one, since the VM's clock is its user's), TARGET_UID; `Used …` lines set
 //! DN, VO, FQAN. A truncated line (no `]:`, an unclosed quote, no uid) is kept as it is with a
 //! `truncated_glexec` issue: never a guess, never a panic. Where the payload ran is the
 //! record's own host, tied to a VM by the one attribution rule (crate `query`, `attrib.rs`).
@@ -119,7 +120,11 @@ fn phase(ev: &mut Event, host: &str, id: &str, phase: &str) {
     let job = format!("glexec:{host}:{id}");
     ev.fields.insert(fields::JOB_ID.into(), job);
     ev.fields.insert(fields::PAYLOAD_PHASE.into(), phase.into());
-    if let Some(t) = ev.reported.time {
+    // When: where the record is placed (a VM's own clock is its user's to set, so a live or
+    // archived line stands at the collector's time, `Event::placed`); nothing when neither
+    // the line nor a collector says.
+    if ev.reported.time.is_some() || ev.collected().is_some() {
+        let t = ev.placed();
         let f = if phase == "start" {
             fields::JOB_START
         } else {
