@@ -446,3 +446,104 @@ pub fn text_lines(c: &ContainJson) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(
+        job: &str,
+        dn: Option<&str>,
+        token: Option<(&str, &str)>,
+        vo: Option<&str>,
+    ) -> PayloadJson {
+        PayloadJson {
+            dn: dn.map(str::to_string),
+            owner: None,
+            job_id: job.into(),
+            from: None,
+            to: None,
+            issuer: token.map(|t| t.0.to_string()),
+            subject: token.map(|t| t.1.to_string()),
+            vo: vo.map(str::to_string),
+            source: "htcondor".into(),
+            person: None,
+            person_candidates: Vec::new(),
+            seqs: vec![7],
+        }
+    }
+
+    fn vm<'a>(hv: Option<&'a str>, user: Option<&'a str>, project: Option<&'a str>) -> VmFacts<'a> {
+        VmFacts {
+            uuid: "u",
+            hypervisor: hv,
+            hypervisor_seq: hv.map(|_| 2),
+            lease_seq: 1,
+            user_id: user,
+            user_seq: user.map(|_| 3),
+            user: None,
+            project_id: project,
+            project_seq: project.map(|_| 3),
+            project: None,
+        }
+    }
+
+    /// Each source present, then each one missing: what it supports is said with its records,
+    /// what it does not is `unknown`, never filled in from elsewhere.
+    #[test]
+    fn each_source_missing_is_unknown_and_each_present_is_cited() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FactStore::open(dir.path()).expect("store");
+        let full = contain(
+            &store,
+            &vm(Some("cmp1"), Some("u1"), Some("p1")),
+            &[
+                payload("j1", None, Some(("https://iam/", "s1")), Some("atlas")),
+                payload("j2", Some("/CN=x"), None, Some("cms")),
+            ],
+        )
+        .expect("contain");
+        assert_eq!(full.vm.hypervisor.as_deref(), Some("cmp1"));
+        assert_eq!(full.vm.seqs, [1, 2]);
+        assert_eq!(full.project.seqs, [3]);
+        assert_eq!(full.payloads[0].by, "token");
+        assert_eq!(full.payloads[1].by, "dn");
+        assert_eq!(full.payloads[1].vo.as_deref(), Some("cms"));
+        assert_eq!(full.accounts.len(), 1, "the VM owner's Keystone account");
+        // No directory: the owner's e-mail and the payload people's IAM accounts are unknown.
+        assert_eq!(
+            full.unknown,
+            [
+                "project.owner_email",
+                "payload j1.iam_account",
+                "payload j2.iam_account"
+            ]
+        );
+
+        let none = contain(
+            &store,
+            &vm(None, None, None),
+            &[payload("j3", None, None, None)],
+        )
+        .expect("contain");
+        assert_eq!(none.vm.hypervisor, None);
+        assert_eq!(none.vm.seqs, [1], "only the lease says which VM");
+        assert!(none.accounts.is_empty());
+        assert_eq!(none.payloads[0].action, "unknown");
+        assert_eq!(
+            none.unknown,
+            [
+                "vm.hypervisor",
+                "project",
+                "project.owner",
+                "payload j3.identity",
+                "payload j3.vo"
+            ]
+        );
+        let text = text_lines(&none).join("\n");
+        assert!(
+            text.contains("on hypervisor unknown") && text.contains("cannot ban: unknown identity"),
+            "{text}"
+        );
+    }
+}
