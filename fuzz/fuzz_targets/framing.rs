@@ -7,14 +7,15 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
-    let framing = match sel % 5 {
+    let framing = match sel % 6 {
         0 => Framing::Lines,
         1 => Framing::JsonArray,
         2 => Framing::Blocks,
         3 => Framing::Terminated(b"..."),
-        _ => Framing::Xml,
+        4 => Framing::Xml,
+        _ => Framing::ScimList,
     };
-    let chunk = usize::from(sel / 5).max(1);
+    let chunk = usize::from(sel / 6).max(1);
     let run = |step: usize| {
         let mut f = Framer::new(framing);
         let mut out = Vec::new();

@@ -32,11 +32,17 @@ pub enum Framing {
     /// top-level `*_POOL` element (`VM_POOL`, `VNET_POOL`), so `onevm list -x` is cut into
     /// one record per VM. Prologs and comments between documents are separators.
     Xml,
+    /// SCIM exports (issue 12): a sequence of JSON values. A ListResponse object is cut into
+    /// its head (from `{` through `"Resources": [`), one record per element of `Resources`,
+    /// and its tail (from the closing `]` through `}`); any other object, and each element of
+    /// a top-level array, is one record. Text that is not JSON is one record per line.
+    ScimList,
 }
 
 pub fn framing(format: Format) -> Framing {
     match format {
         Format::KeystoneDirectory | Format::CondorHistoryJson => Framing::JsonArray,
+        Format::ScimDirectory => Framing::ScimList,
         Format::CondorClassAd => Framing::Blocks,
         Format::CondorUserlog => Framing::Terminated(b"..."),
         Format::OpennebulaXml => Framing::Xml,
@@ -49,6 +55,8 @@ pub fn framing(format: Format) -> Framing {
         // (cli/ingest_flow.rs); as lines it would at least stay stored.
         | Format::NetflowDatagram
         | Format::NetflowRecord
+        | Format::ArcJobLog
+        | Format::CondorAuditLog
         | Format::Unknown(_) => Framing::Lines,
     }
 }
@@ -76,6 +84,47 @@ pub struct Framer {
     json: JsonState,
     /// XML: inside a top-level `*_POOL` element (its children are the records).
     xml_in_pool: bool,
+    /// SCIM state, carried across pushes.
+    scim: ScimState,
+}
+
+/// Where the SCIM framer is (see [`Framing::ScimList`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ScimTop {
+    /// Between values.
+    #[default]
+    Outside,
+    /// Inside a top-level object (its head, a whole object, or a ListResponse's tail).
+    Object,
+    /// Inside a ListResponse's `Resources` array.
+    Resources,
+    /// Inside a top-level array.
+    Array,
+    /// Text that is not JSON, up to the end of its line.
+    Junk,
+}
+
+/// Looking for the `"Resources"` key among a top-level object's members.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ScimKey {
+    #[default]
+    Expect,
+    In(usize),
+    After(bool),
+    Colon(bool),
+    Value,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ScimState {
+    pos: usize,
+    top: ScimTop,
+    key: ScimKey,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// Start of the record being read inside `pending`.
+    start: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -114,6 +163,7 @@ impl Framer {
                 ..JsonState::default()
             },
             xml_in_pool: false,
+            scim: ScimState::default(),
         }
     }
 
@@ -131,6 +181,7 @@ impl Framer {
             Framing::Terminated(t) => self.blocks(out, Some(t), false),
             Framing::JsonArray => self.json_array(out, false),
             Framing::Xml => self.xml(out, false),
+            Framing::ScimList => self.scim(out, false),
         }
     }
 
@@ -142,6 +193,7 @@ impl Framer {
             Framing::Terminated(t) => self.blocks(out, Some(t), true),
             Framing::JsonArray => self.json_array(out, true),
             Framing::Xml => self.xml(out, true),
+            Framing::ScimList => self.scim(out, true),
         }
     }
 
@@ -536,6 +588,210 @@ fn xml_element_end(b: &[u8], i: usize) -> Option<usize> {
     }
 }
 
+impl Framer {
+    /// Emit `pending[start..end]`, consume through `consumed`, and rescan from 0.
+    fn scim_emit(
+        &mut self,
+        st: &mut ScimState,
+        start: usize,
+        end: usize,
+        consumed: usize,
+        out: &mut Vec<Frame>,
+    ) {
+        let end = trim_end(&self.pending, start, end);
+        if end > start {
+            self.emit(start, end, consumed, out);
+        } else {
+            self.consume(consumed);
+        }
+        st.pos = 0;
+        st.start = None;
+    }
+
+    /// The SCIM framer: a hand-written scanner (no JSON library streams *into* one member's
+    /// array while keeping every other byte), resumable across pushes like `json_array`.
+    fn scim(&mut self, out: &mut Vec<Frame>, at_end: bool) {
+        let mut st = self.scim;
+        let mut i = st.pos;
+        while i < self.pending.len() {
+            let b = self.pending[i];
+            if st.in_string {
+                if st.escaped {
+                    st.escaped = false;
+                } else if b == b'\\' {
+                    st.escaped = true;
+                } else if b == b'"' {
+                    st.in_string = false;
+                    if let ScimKey::In(k) = st.key {
+                        st.key = ScimKey::After(&self.pending[k + 1..i] == b"Resources");
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            match st.top {
+                ScimTop::Outside => match b {
+                    b'{' => {
+                        st.top = ScimTop::Object;
+                        st.key = ScimKey::Expect;
+                        st.depth = 1;
+                        st.start = Some(i);
+                    }
+                    b'[' => {
+                        st.top = ScimTop::Array;
+                        st.depth = 1;
+                        self.consume(i + 1);
+                        i = 0;
+                        continue;
+                    }
+                    c if c.is_ascii_whitespace() || (c == b',') => {}
+                    0xEF | 0xBB | 0xBF if self.base == 0 && i < 3 => {}
+                    _ => {
+                        st.top = ScimTop::Junk;
+                        st.start = Some(i);
+                    }
+                },
+                ScimTop::Junk => {
+                    if b == b'\n' {
+                        let s = st.start.unwrap_or(0);
+                        let end = if i > s && self.pending[i - 1] == b'\r' {
+                            i - 1
+                        } else {
+                            i
+                        };
+                        st.top = ScimTop::Outside;
+                        self.scim_emit(&mut st, s, end, i + 1, out);
+                        i = 0;
+                        continue;
+                    }
+                }
+                ScimTop::Object => match b {
+                    b'"' => {
+                        st.in_string = true;
+                        if st.depth == 1 && st.key == ScimKey::Expect {
+                            st.key = ScimKey::In(i);
+                        } else if st.depth == 1 {
+                            st.key = ScimKey::Value;
+                        }
+                    }
+                    b':' if st.depth == 1 => {
+                        if let ScimKey::After(r) = st.key {
+                            st.key = ScimKey::Colon(r);
+                        }
+                    }
+                    b',' if st.depth == 1 => st.key = ScimKey::Expect,
+                    b'[' if st.depth == 1 && st.key == ScimKey::Colon(true) => {
+                        // The head: `{` … `"Resources": [`.
+                        let s = st.start.unwrap_or(0);
+                        st.top = ScimTop::Resources;
+                        st.depth = 2;
+                        self.scim_emit(&mut st, s, i + 1, i + 1, out);
+                        i = 0;
+                        continue;
+                    }
+                    b'{' | b'[' => {
+                        if st.depth == 1 {
+                            st.key = ScimKey::Value;
+                        }
+                        st.depth += 1;
+                    }
+                    b'}' | b']' => {
+                        st.depth = st.depth.saturating_sub(1);
+                        if st.depth == 0 {
+                            let s = st.start.unwrap_or(0);
+                            st.top = ScimTop::Outside;
+                            self.scim_emit(&mut st, s, i + 1, i + 1, out);
+                            i = 0;
+                            continue;
+                        }
+                    }
+                    c if c.is_ascii_whitespace() => {}
+                    _ => {
+                        if st.depth == 1 && matches!(st.key, ScimKey::Colon(_)) {
+                            st.key = ScimKey::Value;
+                        }
+                    }
+                },
+                ScimTop::Resources | ScimTop::Array => {
+                    let level = if st.top == ScimTop::Resources { 2 } else { 1 };
+                    match b {
+                        b'"' => {
+                            st.in_string = true;
+                            st.start.get_or_insert(i);
+                        }
+                        b'{' | b'[' => {
+                            st.depth += 1;
+                            st.start.get_or_insert(i);
+                        }
+                        b',' if st.depth == level => {
+                            match st.start {
+                                Some(s) => self.scim_emit(&mut st, s, i, i + 1, out),
+                                None => {
+                                    self.consume(i + 1);
+                                    st.pos = 0;
+                                }
+                            }
+                            i = 0;
+                            continue;
+                        }
+                        b']' if st.depth == level => {
+                            if let Some(s) = st.start {
+                                self.scim_emit(&mut st, s, i, i, out);
+                            } else {
+                                self.consume(i);
+                                st.pos = 0;
+                            }
+                            if st.top == ScimTop::Resources {
+                                // The tail: `]` … `}`.
+                                st.top = ScimTop::Object;
+                                st.key = ScimKey::Value;
+                                st.depth = 1;
+                                st.start = Some(0);
+                                i = 1;
+                            } else {
+                                st.top = ScimTop::Outside;
+                                st.depth = 0;
+                                self.consume(1);
+                                i = 0;
+                            }
+                            continue;
+                        }
+                        b'}' | b']' => st.depth = st.depth.saturating_sub(1),
+                        c if c.is_ascii_whitespace() => {}
+                        _ => {
+                            st.start.get_or_insert(i);
+                        }
+                    }
+                }
+            }
+            i += 1;
+            if let Some(s) = st.start
+                && i - s >= MAX_RECORD
+            {
+                self.emit(s, i, i, out);
+                st.start = Some(0);
+                i = 0;
+            }
+        }
+        st.pos = i;
+        if at_end {
+            let n = self.pending.len();
+            let s = st.start.unwrap_or(0);
+            let s = (s..n)
+                .find(|&k| !self.pending[k].is_ascii_whitespace())
+                .unwrap_or(n);
+            self.scim_emit(&mut st, s, n, n, out);
+            st = ScimState::default();
+        } else if st.start.is_none() && st.top == ScimTop::Outside {
+            // Only separators so far: framed.
+            let n = self.pending.len();
+            self.consume(n);
+            st.pos = 0;
+        }
+        self.scim = st;
+    }
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -641,6 +897,45 @@ mod tests {
                 ("trailing".into(), 1, 14)
             ]
         );
+    }
+
+    /// RFC 7644 §3.4.2 ListResponse, as INDIGO IAM's `ScimListResponse` serialises it
+    /// (iam-login-service …/api/scim/model/ScimListResponse.java): head, resources, tail.
+    #[test]
+    fn scim_list_response_is_cut_into_head_resources_and_tail() {
+        let input = br#"{"totalResults": 2, "itemsPerPage": 2, "startIndex": 1,
+ "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+ "Resources": [
+  {"id": "u1", "userName": "a,]}b", "groups": [{"display": "x"}]},
+  {"id": "u2"}
+ ], "x": "Resources"}
+{"id": "u3", "userName": "alone"}
+[{"id": "u4"}, {"id": "u5"}]
+not json
+"#;
+        let got: Vec<String> = frames(Framing::ScimList, input)
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "{\"totalResults\": 2, \"itemsPerPage\": 2, \"startIndex\": 1,\n \"schemas\": [\"urn:ietf:params:scim:api:messages:2.0:ListResponse\"],\n \"Resources\": [",
+                r#"{"id": "u1", "userName": "a,]}b", "groups": [{"display": "x"}]}"#,
+                r#"{"id": "u2"}"#,
+                r#"], "x": "Resources"}"#,
+                r#"{"id": "u3", "userName": "alone"}"#,
+                r#"{"id": "u4"}"#,
+                r#"{"id": "u5"}"#,
+                "not json",
+            ]
+        );
+        // A page cut short: what was read is kept.
+        let got: Vec<String> = frames(Framing::ScimList, br#"{"Resources": [{"id": "u1"}, {"id""#)
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .collect();
+        assert_eq!(got, [r#"{"Resources": ["#, r#"{"id": "u1"}"#, r#"{"id""#]);
     }
 
     #[test]

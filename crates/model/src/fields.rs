@@ -149,6 +149,53 @@ pub const EXEC_HOST: &str = "exec_host";
 /// Job start and end as Unix-second instants rendered RFC 3339.
 pub const JOB_START: &str = "job_start";
 pub const JOB_END: &str = "job_end";
+/// WLCG / SciTokens token behind the payload (job ad `AuthTokenIssuer`, `AuthTokenSubject`,
+/// `AuthTokenId`, `AuthTokenScopes`, `AuthTokenGroups`; an HTCondor-CE audit log's
+/// `AuthMethod=SCITOKENS, AuthId=ISSUER,SUBJECT`): the person is issuer + subject.
+pub const TOKEN_ISSUER: &str = "token_issuer";
+pub const TOKEN_SUBJECT: &str = "token_subject";
+pub const TOKEN_ID: &str = "token_id";
+pub const TOKEN_SCOPES: &str = "token_scopes";
+pub const TOKEN_GROUPS: &str = "token_groups";
+/// Where a payload observation comes from when not an HTCondor job ad or userlog: `glexec`,
+/// `arc` (A-REX job log), `ce-audit` (HTCondor-CE audit log).
+pub const PAYLOAD_SOURCE: &str = "payload_source";
+/// `start` or `end` of a payload (glexec `Started`/`Terminated`, ARC `Started`/`Finished`).
+pub const PAYLOAD_PHASE: &str = "payload_phase";
+/// The local account a payload was mapped to (glexec target uid, ARC `unix user` uid:gid).
+pub const TARGET_UID: &str = "target_uid";
+/// VOMS FQAN the payload used (glexec `Used FQAN`, a proxy's first FQAN).
+pub const FQAN: &str = "fqan";
+/// A process id a multi-line source's lines share (glexec's pid), or the connection id an
+/// HTCondor audit log's lines share (`cid`).
+pub const CORRELATION: &str = "correlation";
+
+// Identity directory (SCIM: INDIGO IAM and any SCIM 2.0 server).
+
+/// `scim` for SCIM resources (Keystone entries have none: `directory` says user/project).
+pub const DIRECTORY_SOURCE: &str = "directory_source";
+/// A SCIM resource's `id` (for IAM, the `sub` of the person's tokens).
+pub const SCIM_ID: &str = "scim_id";
+/// The person's display name (`name.formatted`, else given + family, else `displayName`).
+pub const PERSON_NAME: &str = "person_name";
+/// `scheme://host` of a SCIM resource's `meta.location`: the IAM's address, which its
+/// tokens' issuer shares (the IAM's own tokens name the person by the SCIM id).
+pub const ISSUER_ORIGIN: &str = "issuer_origin";
+/// OIDC identities linked to the account, `issuer subject` pairs separated by `|`.
+pub const OIDC_IDS: &str = "oidc_ids";
+/// Certificate subjects linked to the account, separated by `|`.
+pub const CERT_DNS: &str = "cert_dns";
+/// Group names (`groups[].display`), comma-separated; for a Group, its members' ids.
+pub const GROUPS: &str = "groups";
+pub const MEMBERS: &str = "members";
+/// SSH key fingerprints linked to the account, comma-separated.
+pub const SSH_KEYS: &str = "ssh_keys";
+/// `true` / `false` (SCIM `active`).
+pub const ACTIVE: &str = "active";
+/// Keystone federated identities of a user (`federated[].protocols[].unique_id`, `idp unique`
+/// pairs separated by `|`).
+pub const FEDERATED_IDS: &str = "federated_ids";
+
 /// Userlog event code (`000`, `001`, `005`, …).
 pub const CONDOR_EVENT: &str = "condor_event";
 /// Host name the startd gives itself (`alias=` of its sinful string).

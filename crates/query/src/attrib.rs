@@ -595,12 +595,30 @@ impl Site {
         if e.observer != Observer::Vm {
             return self.by_fields(e, t);
         }
-        let sender = e.sender_ip();
+        self.attribute_vm_record(
+            e.sender_ip(),
+            e.field(fields::CLAIMED_VM_UUID),
+            e.host.as_deref(),
+            t,
+        )
+    }
+
+    /// Rules 1, 2 and 4 for a VM's record known only by its parts — what the fact store
+    /// keeps of a payload line (glexec, issue 12): the sender address, the claimed UUID and
+    /// the claimed host. [`Site::attribute_at`] calls it for every VM record, so the two
+    /// cannot disagree.
+    pub fn attribute_vm_record(
+        &self,
+        sender: Option<IpAddr>,
+        claimed: Option<&str>,
+        host: Option<&str>,
+        t: i64,
+    ) -> Attribution {
         let holders: Vec<String> = sender
             .map(|ip| self.ip_at(ip, t).iter().map(|h| h.uuid.clone()).collect())
             .unwrap_or_default();
         let mut mismatch = None;
-        if let Some(claimed) = e.field(fields::CLAIMED_VM_UUID) {
+        if let Some(claimed) = claimed {
             let claimed = claimed.to_ascii_lowercase();
             if holders.contains(&claimed) {
                 return Attribution::one(How::Uuid, &claimed);
@@ -620,7 +638,7 @@ impl Site {
             }
         }
         let mut a = if holders.is_empty() {
-            match e.host.as_deref() {
+            match host {
                 Some(h) => Attribution::of(
                     How::Hostname,
                     self.host_at(h, t).iter().map(|h| h.uuid.clone()).collect(),

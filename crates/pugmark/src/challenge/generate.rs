@@ -180,6 +180,9 @@ pub struct Job {
     pub start: i64,
     /// None: still running when the history was taken.
     pub end: Option<i64>,
+    /// A WLCG token (issuer, subject) instead of a proxy DN (issue 12): the job ad names
+    /// the person by `AuthTokenIssuer` + `AuthTokenSubject` only.
+    pub token: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -513,6 +516,7 @@ pub fn build(p: Params) -> Site {
                 vo,
                 start: cursor,
                 end: Some(e).filter(|e| *e < end),
+                token: None,
             });
             cursor = e + rng.range(60, 600);
         }
@@ -549,6 +553,16 @@ pub fn build(p: Params) -> Site {
     all.sort_unstable();
     for (n, (_, v, j)) in all.into_iter().enumerate() {
         vms[v].jobs[j].cluster = 4000 + n as u64;
+        // Every third payload carries a WLCG token from the VO's IAM instead of a proxy
+        // (no draw from the generator: the rest of the day is unchanged).
+        if n % 3 == 2 {
+            let job = &mut vms[v].jobs[j];
+            let login = job.dn.split("/CN=").nth(1).unwrap_or("someone").to_string();
+            job.token = Some((
+                format!("https://{}-auth.example.org/", job.vo),
+                format!("iam-{login}"),
+            ));
+        }
     }
     // The payload only the VO names: a second job on a VM in the middle of the list.
     let vo_only = (p.vms / 2..p.vms)
@@ -560,6 +574,7 @@ pub fn build(p: Params) -> Site {
         .and_then(|vm| vm.jobs.get_mut(vo_only.1))
     {
         job.dn = format!("/DC=org/DC=incognito/CN=Mallory Unlisted {}", p.seed);
+        job.token = None;
     }
     // The C2 connection: from the later holder of a reused address, half-way through.
     let reused_later = (0..vms.len()).rev().find(|&v| {
@@ -634,14 +649,24 @@ impl Site {
             };
             let user = &self.users[vm.user];
             // Payload: jobs on this VM running at `t` that started while it held the address.
-            let mut dns: Vec<String> = vm
+            let running: Vec<&Job> = vm
                 .jobs
                 .iter()
                 .filter(|j| lease_from <= j.start && j.start <= t && j.end.is_none_or(|e| t < e))
+                .collect();
+            let mut dns: Vec<String> = running
+                .iter()
+                .filter(|j| j.token.is_none())
                 .map(|j| j.dn.clone())
                 .collect();
             dns.sort();
             dns.dedup();
+            let mut tokens: Vec<String> = running
+                .iter()
+                .filter_map(|j| j.token.as_ref().map(|(i, s)| format!("{i} {s}")))
+                .collect();
+            tokens.sort();
+            tokens.dedup();
             matches.push(ExpectedMatch {
                 vm_uuid: vm.uuid.clone(),
                 hypervisor: Some(self.hypervisors[vm.hypervisor_at(t)].clone()),
@@ -649,6 +674,7 @@ impl Site {
                 user_name: user.in_directory.then(|| user.name.clone()),
                 project_id: Some(self.projects[user.project].id.clone()),
                 payload_dns: dns,
+                payload_tokens: tokens,
             });
         }
         matches.sort();
@@ -1408,6 +1434,19 @@ fn write_site(
             if let (Some(e), Some(obj)) = (j.end, ad.as_object_mut()) {
                 obj.insert("CompletionDate".into(), json!(e));
                 obj.insert("EnteredCurrentStatus".into(), json!(e));
+            }
+            // A token-identified payload: the ad names the token, not a proxy.
+            if let (Some((iss, sub)), Some(obj)) = (&j.token, ad.as_object_mut()) {
+                obj.remove("x509userproxysubject");
+                obj.remove("x509UserProxyVOName");
+                obj.insert("AuthTokenIssuer".into(), json!(iss));
+                obj.insert("AuthTokenSubject".into(), json!(sub));
+                obj.insert("AuthTokenId".into(), json!(format!("tok-{}", j.cluster)));
+                obj.insert(
+                    "AuthTokenScopes".into(),
+                    json!("compute.create,compute.read"),
+                );
+                obj.insert("AuthTokenGroups".into(), json!(format!("/{}", j.vo)));
             }
             ads.push((j.end.unwrap_or(i64::MAX), ad));
         }

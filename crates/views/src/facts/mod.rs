@@ -14,6 +14,8 @@
 //! and [`FactStore::last_seq`] tells the pipeline where to catch up after a crash.
 //! Times are stored as i64 nanoseconds since the Unix epoch (UTC).
 
+mod ident;
+
 use std::path::{Path, PathBuf};
 
 use model::{Event, EventClass, Observer, fields};
@@ -21,11 +23,15 @@ use model::{Event, EventClass, Observer, fields};
 mod opennebula;
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use ident::{JobExt, ScimEntry, dn_key, issuer_key, origin_key};
+
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.
 /// 2: `net_obs` (Neutron ports, floating IPs and routers).
 /// 3: `nat_obs` (NAT translation records: conntrack, ulogd2, IPFIX NAT fields; issue 12)
 ///    and `vm_sub` (the observations an OpenNebula VM document holds at other moments than its
-/// own: creation, each placement of its history).
+/// own: creation, each placement of its history);
+///    and issue 12's identities and payloads (`ident.rs`: `job_ext`, `ident_obs`, `dir_scim`,
+/// `dir_oidc`, `dir_cert`, column `dir_user.federated`) — additive.
 const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +204,8 @@ pub struct JobObs {
     pub start_ns: Option<i64>,
     pub end_ns: Option<i64>,
     pub summary: String,
+    /// Token, source and attribution inputs (issue 12; empty for rows without them).
+    pub ext: JobExt,
 }
 
 /// A directory entry for a user or a project.
@@ -305,7 +313,8 @@ impl FactStore {
              CREATE INDEX IF NOT EXISTS job_obs_host ON job_obs (exec_host);
              CREATE INDEX IF NOT EXISTS job_obs_dn ON job_obs (dn);
              CREATE TABLE IF NOT EXISTS dir_user (
-                seq INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT, email TEXT, project_id TEXT);
+                seq INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT, email TEXT, project_id TEXT,
+                federated TEXT);
              CREATE INDEX IF NOT EXISTS dir_user_id ON dir_user (id);
              CREATE INDEX IF NOT EXISTS dir_user_name ON dir_user (name);
              CREATE TABLE IF NOT EXISTS dir_project (
@@ -315,6 +324,7 @@ impl FactStore {
                 one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL, head BLOB NOT NULL);",
         )
         .map_err(sql)?;
+        conn.execute_batch(ident::SCHEMA).map_err(sql)?;
         let version: Option<i64> = conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
                 r.get(0)
@@ -384,9 +394,7 @@ impl FactStore {
         }
         match event.class {
             EventClass::VmLifecycle => event.field(fields::VM_UUID).is_some(),
-            EventClass::IdentityDirectory => true,
-            EventClass::JobRun => event.field(fields::JOB_ID).is_some(),
-            _ => false,
+            _ => ident::is_source(event),
         }
     }
 
@@ -671,6 +679,7 @@ impl FactStore {
                 }
                 _ => {}
             }
+            ident::apply(&tx, seq, time, e, &summary).map_err(sql)?;
         }
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
@@ -943,8 +952,12 @@ impl FactStore {
 
     fn jobs_where(&self, cond: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<JobObs>> {
         let sql = format!(
-            "SELECT seq, time_ns, job_id, owner, user, dn, vo, exec_ip, exec_host, start_ns,
-             end_ns, summary FROM job_obs WHERE {cond} ORDER BY time_ns, seq"
+            "SELECT j.seq, j.time_ns, j.job_id, j.owner, j.user, j.dn, j.vo, j.exec_ip,
+             j.exec_host, j.start_ns, j.end_ns, j.summary, x.issuer, x.subject, x.source,
+             x.phase, x.corr, x.origin_key, x.sender_ip, x.claimed_uuid, x.host, x.observer,
+             x.target_uid, x.fqan, x.placed_ns
+             FROM job_obs j LEFT JOIN job_ext x ON x.seq = j.seq
+             WHERE {cond} ORDER BY j.time_ns, j.seq"
         );
         let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
         let rows = st
@@ -962,6 +975,22 @@ impl FactStore {
                     start_ns: r.get(9)?,
                     end_ns: r.get(10)?,
                     summary: r.get(11)?,
+                    ext: JobExt {
+                        issuer: r.get(12)?,
+                        subject: r.get(13)?,
+                        source: r.get(14)?,
+                        phase: r.get(15)?,
+                        corr: r.get(16)?,
+                        origin_key: r.get(17)?,
+                        sender_ip: r.get(18)?,
+                        claimed_uuid: r.get(19)?,
+                        host: r.get(20)?,
+                        observer: r.get(21)?,
+                        target_uid: r.get(22)?,
+                        fqan: r.get(23)?,
+                        placed_ns: r.get(24)?,
+                        ident_seqs: Vec::new(),
+                    },
                 })
             })
             .map_err(self.sql())?;
