@@ -570,11 +570,7 @@ fn logemu_into(ev: &mut Event, msg: &str, at: usize, base: usize) {
                     Ok(p) => t.dport = Some(p),
                     Err(_) => issues.push((vat, "a port number 0..=65535")),
                 },
-                "PROTO" => {
-                    if proto.is_none() {
-                        proto = Some(v.to_ascii_lowercase());
-                    }
-                }
+                "PROTO" if proto.is_none() => proto = Some(v.to_ascii_lowercase()),
                 _ => {}
             }
         }
