@@ -78,6 +78,14 @@ pub fn classify(ev: &mut Event) {
     if ev.class != EventClass::Other {
         return;
     }
+    // Cheap gate first (every syslog line passes here): each shape has one of these words.
+    let m = ev.message.as_bytes();
+    let has = |w: &[u8]| memchr::memmem::find(m, w).is_some();
+    if !(has(b"[NEW]") || has(b"[UPDATE]") || has(b"[DESTROY]") || has(b"\"ct.event\"")
+        || has(b"\"orig.l4.sport\""))
+    {
+        return;
+    }
     let msg = ev.message.clone();
     let base = memchr::memmem::find(&ev.raw, msg.as_bytes()).unwrap_or(0);
     let done = if let Some(at) = conntrack_head(&msg) {
@@ -570,11 +578,7 @@ fn logemu_into(ev: &mut Event, msg: &str, at: usize, base: usize) {
                     Ok(p) => t.dport = Some(p),
                     Err(_) => issues.push((vat, "a port number 0..=65535")),
                 },
-                "PROTO" => {
-                    if proto.is_none() {
-                        proto = Some(v.to_ascii_lowercase());
-                    }
-                }
+                "PROTO" if proto.is_none() => proto = Some(v.to_ascii_lowercase()),
                 _ => {}
             }
         }

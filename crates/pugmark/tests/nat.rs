@@ -200,7 +200,7 @@ fn ulogd_conf(dir: &Path) -> Option<PathBuf> {
 
 fn wait_file(p: &Path) {
     for _ in 0..100 {
-        if p.exists() {
+        if p.try_exists().unwrap_or(false) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));

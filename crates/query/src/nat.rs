@@ -234,7 +234,7 @@ pub fn translations(obs: &[NatObs]) -> Vec<Translation> {
     }
     // Conntrack keeps a reply tuple unique: a translation not closed by its own DESTROY or
     // flow end ends where the next one of the same reply tuple begins.
-    out.sort_by(|a, b| (a.reply_tuple(), a.from).cmp(&(b.reply_tuple(), b.from)));
+    out.sort_by_key(|a| (a.reply_tuple(), a.from));
     for i in 0..out.len() {
         if matches!(out[i].end, END_DESTROY | END_FLOW) {
             continue;

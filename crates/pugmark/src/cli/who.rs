@@ -32,8 +32,8 @@ pub struct WhoArgs {
     /// IP): names the VM behind that connection.
     #[arg(long, requires = "ip")]
     pub port: Option<u16>,
-    /// With --ip: the outside peer of the connection, IP or IP:PORT ([v6]:port), when many
-    /// connections share the public port.
+    /// With --ip: the outside peer of the connection, IP or IP:PORT (an IPv6 address with a
+    /// port in brackets), when many connections share the public port.
     #[arg(long, requires = "ip", value_parser = parse_peer)]
     pub peer: Option<(std::net::IpAddr, Option<u16>)>,
     /// The moment (RFC 3339, e.g. 2026-10-14T10:05:00Z).
