@@ -8,6 +8,7 @@
 //! - [`policy`]: `quarantine.toml` and retention policies (site, project / VO, VM).
 //! - [`custody`]: custody records and the store's journal (what the ledger receives).
 //! - [`store`]: the [`Quarantine`]: items, holds, capture, expiry, export, verify, restore.
+//! - [`libvirt`]: libvirt domain XML and OpenNebula VM XML → disks; qcow2 backing chains.
 //! - [`file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
 //!
 //! No tokio and no ledger here: the hypervisor hook runs this code synchronously before
@@ -18,6 +19,7 @@ pub mod backend;
 pub mod custody;
 pub mod file;
 pub mod hash;
+pub mod libvirt;
 pub mod policy;
 pub mod store;
 

@@ -421,7 +421,12 @@ impl Quarantine {
                 id: id.to_string(),
                 source: source.clone(),
                 vm_uuid: vm.to_string(),
-                mode: spec.mode,
+                // A backing file may back other VMs' disks too (nova's `_base`): never taken.
+                mode: if backing_of.is_some() {
+                    CaptureMode::Copy
+                } else {
+                    spec.mode
+                },
                 keep_until,
             })
             .map_err(StoreError::from)
