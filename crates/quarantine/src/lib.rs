@@ -9,6 +9,7 @@
 //! - [`custody`]: custody records and the store's journal (what the ledger receives).
 //! - [`store`]: the [`Quarantine`]: items, holds, capture, expiry, export, verify, restore.
 //! - [`libvirt`]: libvirt domain XML and OpenNebula VM XML → disks; qcow2 backing chains.
+//! - [`inspect`]: partitions, file systems and the VM's own logs on a kept image, read-only.
 //! - [`file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
 //!
 //! No tokio and no ledger here: the hypervisor hook runs this code synchronously before
@@ -19,6 +20,7 @@ pub mod backend;
 pub mod custody;
 pub mod file;
 pub mod hash;
+pub mod inspect;
 pub mod libvirt;
 pub mod policy;
 pub mod store;
