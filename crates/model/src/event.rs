@@ -166,13 +166,17 @@ pub enum EventClass {
     /// A directory entry: who a user or project id is (Keystone dumps).
     #[serde(rename = "identity.directory")]
     IdentityDirectory,
+    /// A step of a VM disk image's custody in the quarantine (captured, held, exported,
+    /// purged, …), recorded by pugmark or a hypervisor's hook.
+    #[serde(rename = "vm.custody")]
+    VmCustody,
     /// Anything else.
     #[serde(rename = "other")]
     Other,
 }
 
 impl EventClass {
-    pub const ALL: [EventClass; 10] = [
+    pub const ALL: [EventClass; 11] = [
         EventClass::AuthLogin,
         EventClass::AuthFailure,
         EventClass::AuthIdentityChange,
@@ -182,6 +186,7 @@ impl EventClass {
         EventClass::VmLifecycle,
         EventClass::JobRun,
         EventClass::IdentityDirectory,
+        EventClass::VmCustody,
         EventClass::Other,
     ];
 
@@ -196,6 +201,7 @@ impl EventClass {
             EventClass::VmLifecycle => "vm.lifecycle",
             EventClass::JobRun => "job.run",
             EventClass::IdentityDirectory => "identity.directory",
+            EventClass::VmCustody => "vm.custody",
             EventClass::Other => "other",
         }
     }

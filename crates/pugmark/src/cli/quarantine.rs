@@ -79,6 +79,8 @@ pub enum QCommand {
     /// `opennebula` (the state hook template for `onehook create`) and
     /// `opennebula-command` (the script it runs, /var/lib/one/remotes/hooks/).
     Hook(HookArgs),
+    /// Parse the config and print the effective policies; touches nothing (no store made).
+    CheckConfig,
     /// Record that the cloud announced a VM's deletion (what `serve` does on nova's
     /// `instance.delete.start`).
     #[command(hide = true)]
@@ -287,6 +289,27 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let config = Config::load(&args.config).map_err(anyhow::Error::msg)?;
+    if let QCommand::CheckConfig = &args.command {
+        println!(
+            "{}: ok (store {}, {} root(s), hook_mode {:?})",
+            args.config.display(),
+            config.store.display(),
+            config.roots.len(),
+            config.hook_mode
+        );
+        let p = &config.policy;
+        println!(
+            "site {}",
+            p.retention.unwrap_or(quarantine::policy::DEFAULT_RETENTION)
+        );
+        for (k, v) in &p.projects {
+            println!("project {k} {v}");
+        }
+        for (k, v) in &p.vms {
+            println!("vm {k} {v}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let q = Quarantine::open(config, extra_backends()?)
         .with_context(|| format!("opening the quarantine store of {}", args.config.display()))?;
     let code = match args.command {
@@ -468,7 +491,7 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
             q.mark(&m.vm, "pugmark", &m.reason)?;
             ExitCode::SUCCESS
         }
-        QCommand::Hook(_) => ExitCode::SUCCESS,
+        QCommand::Hook(_) | QCommand::CheckConfig => ExitCode::SUCCESS,
     };
     if let Some(data) = &args.data {
         let n = ship(&q, data)?;
