@@ -660,3 +660,74 @@ fn opennebula_done_hook_template_and_command() {
     assert_eq!(v["items"][0]["by"], "opennebula-hook");
     assert!(!vmdir.join("disk.0").exists());
 }
+
+/// docs/QUARANTINE.md's blocks, fed to their programs: the quarantine config to
+/// `pugmark quarantine check-config`, the serve snippet to `pugmark serve --check-config`, the
+/// shell hooks to `sh -n` and compared with what `pugmark quarantine hook` writes, the
+/// OpenNebula template compared with the generator's.
+#[test]
+fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/QUARANTINE.md"))
+        .unwrap();
+    let mut blocks: Vec<(String, String)> = Vec::new();
+    let mut cur: Option<(String, String)> = None;
+    for line in doc.lines() {
+        if let Some(tag) = line.trim_start().strip_prefix("```") {
+            match cur.take() {
+                Some(b) => blocks.push(b),
+                None => cur = Some((tag.to_string(), String::new())),
+            }
+        } else if let Some((_, text)) = &mut cur {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hook = |kind: &str| {
+        let o = Command::new(bin()).args(["quarantine", "hook", kind]).output().unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let mut seen = Vec::new();
+    for (i, (tag, text)) in blocks.iter().enumerate() {
+        let f = dir.path().join(format!("block{i}"));
+        fs::write(&f, text).unwrap();
+        match tag.as_str() {
+            "toml" if text.contains("[quarantine]") => {
+                let out = Command::new(bin())
+                    .args(["serve", "--check-config", "--config"])
+                    .arg(&f)
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(String::from_utf8_lossy(&out.stdout).contains("quarantine: /etc/pugmark/quarantine.toml"));
+                seen.push("serve");
+            }
+            "toml" => {
+                let out = Command::new(bin())
+                    .args(["quarantine", "--config"])
+                    .arg(&f)
+                    .arg("check-config")
+                    .output()
+                    .unwrap();
+                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(String::from_utf8_lossy(&out.stdout).contains("project vo-atlas 30d"));
+                seen.push("config");
+            }
+            "sh" => {
+                assert!(Command::new("sh").arg("-n").arg(&f).status().unwrap().success());
+                assert!(
+                    *text == hook("libvirt") || *text == hook("opennebula-command"),
+                    "docs block {i} is not what `pugmark quarantine hook` writes:\n{text}"
+                );
+                seen.push("sh");
+            }
+            "" if text.starts_with("# pugmark-quarantine.tmpl") => {
+                assert_eq!(*text, hook("opennebula"));
+                seen.push("one");
+            }
+            _ => {}
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, ["config", "one", "serve", "sh", "sh"]);
+}
