@@ -258,8 +258,14 @@ fn libvirt_release_hook_keeps_the_disk_and_its_backing_chain_with_custody_in_the
     drop(lv);
 
     // The overlay was taken (moved: the VM is gone), the shared base copied (never taken).
-    assert!(!top.exists(), "the overlay should have been moved in");
-    assert!(base.exists(), "a backing file is copied, never taken");
+    assert!(
+        !top.try_exists().unwrap(),
+        "the overlay should have been moved in"
+    );
+    assert!(
+        base.try_exists().unwrap(),
+        "a backing file is copied, never taken"
+    );
     let list = s.json(&["list", "--vm", UUID]);
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{list}");
@@ -347,7 +353,7 @@ fn libvirt_release_hook_keeps_the_disk_and_its_backing_chain_with_custody_in_the
         "examination on the original host",
     ]);
     assert_eq!(sha256(&top), top_hash);
-    assert!(kept.exists());
+    assert!(kept.try_exists().unwrap());
 }
 
 fn pgrep(name: &str) -> bool {
@@ -367,20 +373,27 @@ fn expiry_purges_exactly_when_retention_ends_and_records_it() {
     let until: jiff::Timestamp = item["keep_until"].as_str().unwrap().parse().unwrap();
     // Before the end: kept.
     assert!(s.json(&["expire"])["purged"].as_array().unwrap().is_empty());
-    while jiff::Timestamp::now() < until {
+    // The test's own wall clock, to wait for the retention's end.
+    #[allow(clippy::disallowed_methods)]
+    let now = jiff::Timestamp::now;
+    while now() < until {
         std::thread::sleep(Duration::from_millis(100));
     }
     let p = s.json(&["expire"]);
     assert_eq!(p["purged"][0], item["id"]);
     assert!(s.json(&["list"])["items"].as_array().unwrap().is_empty());
-    assert!(!Path::new(item["locator"].as_str().unwrap()).exists());
+    assert!(
+        !Path::new(item["locator"].as_str().unwrap())
+            .try_exists()
+            .unwrap()
+    );
     assert_eq!(s.steps().last().map(String::as_str), Some("purged"));
     // Policy 0 = off: nothing kept, the skip recorded, the disk left alone.
     s.ok(&["policy", "set", "--site", "0"]);
     fs::write(&disk, b"again").unwrap();
     let c = s.json(&["capture", "--vm", UUID, "--disk", disk.to_str().unwrap()]);
     assert!(c["items"].as_array().unwrap().is_empty());
-    assert!(disk.exists());
+    assert!(disk.try_exists().unwrap());
     assert_eq!(s.steps().last().map(String::as_str), Some("skipped"));
 }
 
@@ -395,7 +408,7 @@ fn bad_input_is_refused_recorded_and_never_touches_the_disk() {
     for p in [&outside, &link] {
         let out = s.q(&["capture", "--vm", UUID, "--disk", p.to_str().unwrap()]);
         assert_eq!(out.status.code(), Some(1));
-        assert!(p.exists());
+        assert!(p.try_exists().unwrap());
     }
     let j = s.journal();
     let fails: Vec<&Value> = j.iter().filter(|r| r["step"] == "failed").collect();
@@ -431,7 +444,7 @@ fn bad_input_is_refused_recorded_and_never_touches_the_disk() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("declares"));
     let out = hook("other", domain_xml("liar", &q, "qcow2"));
     assert!(!out.status.success());
-    assert!(q.exists());
+    assert!(q.try_exists().unwrap());
     // Other operations are ignored at once.
     let out = Command::new(bin())
         .args(["quarantine", "--config"])
@@ -477,7 +490,7 @@ fn a_full_quarantine_volume_refuses_and_deletes_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no space"), "{err}");
     assert!(err.contains("never deleted to make room"), "{err}");
-    assert!(big.exists());
+    assert!(big.try_exists().unwrap());
     assert_eq!(s.json(&["list"])["items"].as_array().unwrap().len(), 1);
     assert_eq!(s.steps().last().map(String::as_str), Some("failed"));
 }
@@ -565,7 +578,7 @@ fn kill_9_during_a_capture_never_leaves_a_disk_without_a_kept_copy() {
             .filter(|i| i["source"] == disk.to_str().unwrap())
             .collect();
         assert!(
-            disk.exists() || !kept.is_empty(),
+            disk.try_exists().unwrap() || !kept.is_empty(),
             "cycle {cycle}: the disk is gone and nothing was kept"
         );
         for k in kept {
@@ -658,7 +671,7 @@ fn opennebula_done_hook_template_and_command() {
     assert_eq!(v["vm"], "one-42");
     assert_eq!(v["items"][0]["project"], "vo-lhcb");
     assert_eq!(v["items"][0]["by"], "opennebula-hook");
-    assert!(!vmdir.join("disk.0").exists());
+    assert!(!vmdir.join("disk.0").try_exists().unwrap());
 }
 
 /// docs/QUARANTINE.md's blocks, fed to their programs: the quarantine config to
@@ -667,8 +680,9 @@ fn opennebula_done_hook_template_and_command() {
 /// OpenNebula template compared with the generator's.
 #[test]
 fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
-    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/QUARANTINE.md"))
-        .unwrap();
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/QUARANTINE.md"))
+            .unwrap();
     let mut blocks: Vec<(String, String)> = Vec::new();
     let mut cur: Option<(String, String)> = None;
     for line in doc.lines() {
@@ -684,7 +698,10 @@ fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
     }
     let dir = tempfile::tempdir().unwrap();
     let hook = |kind: &str| {
-        let o = Command::new(bin()).args(["quarantine", "hook", kind]).output().unwrap();
+        let o = Command::new(bin())
+            .args(["quarantine", "hook", kind])
+            .output()
+            .unwrap();
         String::from_utf8(o.stdout).unwrap()
     };
     let mut seen = Vec::new();
@@ -698,8 +715,15 @@ fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
                     .arg(&f)
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-                assert!(String::from_utf8_lossy(&out.stdout).contains("quarantine: /etc/pugmark/quarantine.toml"));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                assert!(
+                    String::from_utf8_lossy(&out.stdout)
+                        .contains("quarantine: /etc/pugmark/quarantine.toml")
+                );
                 seen.push("serve");
             }
             "toml" => {
@@ -709,12 +733,23 @@ fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
                     .arg("check-config")
                     .output()
                     .unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 assert!(String::from_utf8_lossy(&out.stdout).contains("project vo-atlas 30d"));
                 seen.push("config");
             }
             "sh" => {
-                assert!(Command::new("sh").arg("-n").arg(&f).status().unwrap().success());
+                assert!(
+                    Command::new("sh")
+                        .arg("-n")
+                        .arg(&f)
+                        .status()
+                        .unwrap()
+                        .success()
+                );
                 assert!(
                     *text == hook("libvirt") || *text == hook("opennebula-command"),
                     "docs block {i} is not what `pugmark quarantine hook` writes:\n{text}"

@@ -10,7 +10,7 @@
 //! - [`store`]: the [`Quarantine`]: items, holds, capture, expiry, export, verify, restore.
 //! - [`libvirt`]: libvirt domain XML and OpenNebula VM XML → disks; qcow2 backing chains.
 //! - [`inspect`]: partitions, file systems and the VM's own logs on a kept image, read-only.
-//! - [`file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
+//! - [`mod@file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
 //!
 //! No tokio and no ledger here: the hypervisor hook runs this code synchronously before
 //! libvirt deletes a disk, and the binary turns custody steps into ledger records through the
@@ -30,3 +30,8 @@ pub use backend::{
 };
 pub use hash::Digests;
 pub use store::{CaptureSpec, Item, Quarantine, StoreError};
+
+/// The time now, from the one collector clock (`model::Received::now`).
+pub fn now() -> jiff::Timestamp {
+    model::Received::now().timestamp()
+}

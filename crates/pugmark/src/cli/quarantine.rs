@@ -19,7 +19,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use jiff::Timestamp;
 use quarantine::backend::{CaptureMode, Source};
 use quarantine::custody::Record;
 use quarantine::policy::{Config, HookMode, Retention};
@@ -477,7 +476,7 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         QCommand::Expire(j) => {
-            let purged = q.expire(Timestamp::now())?;
+            let purged = q.expire(quarantine::now())?;
             if j.json {
                 println!("{}", json!({ "purged": purged }));
             } else {
@@ -731,7 +730,7 @@ pub struct ItemJson {
 fn item_json(q: &Quarantine, i: Item) -> anyhow::Result<ItemJson> {
     let held = q.holds()?.get(&i.vm_uuid).is_some_and(|h| {
         h.iter()
-            .any(|h| h.until.is_none_or(|u| u > Timestamp::now()))
+            .any(|h| h.until.is_none_or(|u| u > quarantine::now()))
     });
     Ok(ItemJson {
         source: i.source.to_string(),

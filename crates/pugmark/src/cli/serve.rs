@@ -141,7 +141,7 @@ fn quarantine_thread(
             }
             if std::time::Instant::now() >= next {
                 next = std::time::Instant::now() + every;
-                let purged = q.expire(jiff::Timestamp::now())?;
+                let purged = q.expire(quarantine::now())?;
                 if !purged.is_empty() {
                     eprintln!("pugmark serve: quarantine purged {}", purged.join(" "));
                 }
