@@ -766,3 +766,74 @@ fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
     seen.sort();
     assert_eq!(seen, ["config", "one", "serve", "sh", "sh"]);
 }
+
+/// `inspect` reads a kept qcow2 without booting it: the GPT partition made by sfdisk, the
+/// ext4 file system made by mkfs.ext4 (populated with `-d`), the VM's auth.log on it; with
+/// `--data` those lines are stored as observer `image` and stand on the VM's timeline.
+#[test]
+fn inspect_finds_partitions_file_systems_and_the_vms_own_logs() {
+    let (Some(_), Some(_), Some(_)) = (need("qemu-img"), need("sfdisk"), need("mkfs.ext4")) else {
+        return;
+    };
+    let s = site("");
+    let tree = s.root.join("../tree");
+    fs::create_dir_all(tree.join("var/log")).unwrap();
+    fs::write(
+        tree.join("var/log/auth.log"),
+        "Dec  6 07:00:01 vm1 sshd[123]: Accepted publickey for root from 203.0.113.9 port 5555 ssh2\n\
+         Dec  6 07:00:09 vm1 sudo: root : TTY=pts/0 ; PWD=/root ; USER=root ; COMMAND=/bin/rm -rf /var/log/secure\n",
+    )
+    .unwrap();
+    let fsimg = s.root.join("../fs.img");
+    let st = Command::new(which("mkfs.ext4").unwrap())
+        .args(["-q", "-F", "-d"])
+        .arg(&tree)
+        .arg(&fsimg)
+        .arg("8M")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let raw = s.root.join("../disk.raw");
+    let f = fs::File::create(&raw).unwrap();
+    f.set_len(16 << 20).unwrap();
+    drop(f);
+    let mut c = Command::new(which("sfdisk").unwrap())
+        .arg("-q")
+        .arg(&raw)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(b"label: gpt\nstart=2048, size=16384, name=root\n")
+        .unwrap();
+    assert!(c.wait().unwrap().success());
+    let st = Command::new("dd")
+        .arg(format!("if={}", fsimg.display()))
+        .arg(format!("of={}", raw.display()))
+        .args(["bs=512", "seek=2048", "conv=notrunc", "status=none"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let disk = s.root.join("vm.qcow2");
+    qemu_img(&["convert", "-O", "qcow2", raw.to_str().unwrap(), disk.to_str().unwrap()]);
+    let c = s.json(&["capture", "--vm", UUID, "--disk", disk.to_str().unwrap()]);
+    let id = c["items"][0]["id"].as_str().unwrap().to_string();
+    let r = s.json(&["inspect", &id]);
+    assert_eq!(r["format"], "qcow2", "{r}");
+    assert_eq!(r["partitions"][0]["table"], "gpt", "{r}");
+    assert_eq!(r["partitions"][0]["label"], "root", "{r}");
+    assert_eq!(r["partitions"][0]["start"], 2048 * 512, "{r}");
+    assert_eq!(r["partitions"][0]["filesystem"], "ext4", "{r}");
+    assert_eq!(r["logs"][0]["path"], "/var/log/auth.log", "{r}");
+    assert_eq!(r["logs"][0]["lines"], 2, "{r}");
+    // The kept image was not written by the examination.
+    assert_eq!(s.json(&["verify", &id])["ok"], true);
+    assert_eq!(count(&s.data, &["observer:image"]), 2);
+    let tl = json(&s.data, &["timeline", "--vm", UUID]).to_string();
+    assert!(tl.contains("Accepted publickey for root from 203.0.113.9"), "{tl}");
+    assert!(tl.contains("\"observer\":\"image\""), "{tl}");
+}
