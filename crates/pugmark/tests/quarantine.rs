@@ -819,7 +819,13 @@ fn inspect_finds_partitions_file_systems_and_the_vms_own_logs() {
         .unwrap();
     assert!(st.success());
     let disk = s.root.join("vm.qcow2");
-    qemu_img(&["convert", "-O", "qcow2", raw.to_str().unwrap(), disk.to_str().unwrap()]);
+    qemu_img(&[
+        "convert",
+        "-O",
+        "qcow2",
+        raw.to_str().unwrap(),
+        disk.to_str().unwrap(),
+    ]);
     let c = s.json(&["capture", "--vm", UUID, "--disk", disk.to_str().unwrap()]);
     let id = c["items"][0]["id"].as_str().unwrap().to_string();
     let r = s.json(&["inspect", &id]);
@@ -834,6 +840,94 @@ fn inspect_finds_partitions_file_systems_and_the_vms_own_logs() {
     assert_eq!(s.json(&["verify", &id])["ok"], true);
     assert_eq!(count(&s.data, &["observer:image"]), 2);
     let tl = json(&s.data, &["timeline", "--vm", UUID]).to_string();
-    assert!(tl.contains("Accepted publickey for root from 203.0.113.9"), "{tl}");
+    assert!(
+        tl.contains("Accepted publickey for root from 203.0.113.9"),
+        "{tl}"
+    );
     assert!(tl.contains("\"observer\":\"image\""), "{tl}");
+}
+
+/// `serve` with `[quarantine]`: custody a hook wrote to the store's journal reaches the
+/// ledger without any `--data` run (shipped by the writer when idle), and an image whose
+/// retention ends is purged by serve's timer within one period, the purge recorded.
+#[test]
+fn serve_ships_custody_and_expires_on_its_timer() {
+    let mut s = site("[policy]\nretention = \"2s\"\n");
+    s.ship = false;
+    let serve_toml = s.root.join("../serve.toml");
+    fs::write(
+        &serve_toml,
+        format!(
+            "[quarantine]\nconfig = \"{}\"\nexpire_every_secs = 1\n",
+            s.config.display()
+        ),
+    )
+    .unwrap();
+    let http = free_port();
+    let mut child = Command::new(bin())
+        .arg("serve")
+        .arg("--data")
+        .arg(&s.data)
+        .arg("--config")
+        .arg(&serve_toml)
+        .args([
+            "--syslog-tcp",
+            "none",
+            "--syslog-udp",
+            "none",
+            "--relp",
+            "none",
+        ])
+        .args(["--syslog-tls", "none", "--netflow", "none"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill<'a>(&'a mut Child);
+    impl Drop for Kill<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _k = Kill(&mut child);
+    wait_for_port(http, "pugmark serve");
+    let disk = s.root.join("d.raw");
+    fs::write(&disk, b"evidence").unwrap();
+    let c = s.json(&["capture", "--vm", UUID, "--disk", disk.to_str().unwrap()]);
+    let id = c["items"][0]["id"].as_str().unwrap().to_string();
+    let until: jiff::Timestamp = c["items"][0]["keep_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // Purged within one period (1 s) after the retention ends, and the purge in the ledger.
+    let t = Instant::now();
+    loop {
+        let purged = s.steps().iter().any(|x| x == "purged");
+        if purged && count(&s.data, &["class:vm.custody custody_step:purged"]) >= 1 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "no purge recorded: {:?}",
+            s.steps()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let purge = s
+        .journal()
+        .into_iter()
+        .find(|r| r["step"] == "purged" && r["item"] == id.as_str())
+        .unwrap();
+    let at: jiff::Timestamp = purge["time"].as_str().unwrap().parse().unwrap();
+    assert!(at >= until, "purged before its retention ended");
+    assert!(
+        at.duration_since(until) <= jiff::SignedDuration::from_millis(1500),
+        "purged {} after the retention ended (period 1 s)",
+        at.duration_since(until)
+    );
+    assert!(count(&s.data, &["class:vm.custody custody_step:captured"]) >= 1);
 }
