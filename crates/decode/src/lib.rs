@@ -13,6 +13,7 @@
 //! message of a syslog line).
 
 pub mod classify;
+pub mod custody;
 pub mod framing;
 pub mod grid;
 pub mod htcondor;
@@ -62,6 +63,10 @@ pub fn decode(env: &RecordEnvelope) -> Event {
             nat::classify(&mut ev);
             opennebula::log::classify_syslog(&mut ev);
             grid::glexec::classify(&mut ev);
+            custody::classify(&mut ev);
+            if env.observer == model::Observer::Image {
+                custody::image_origin(&mut ev, &env.origin);
+            }
         }
         Format::OpenstackNotification => openstack::notification::parse_into(&mut ev, &env.hints),
         Format::OsloLog => openstack::oslo_log::parse_into(&mut ev, &env.hints),
