@@ -7,13 +7,15 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else { return };
-    let framing = match sel % 4 {
+    let framing = match sel % 6 {
         0 => Framing::Lines,
         1 => Framing::JsonArray,
         2 => Framing::Blocks,
-        _ => Framing::Terminated(b"..."),
+        3 => Framing::Terminated(b"..."),
+        4 => Framing::Xml,
+        _ => Framing::ScimList,
     };
-    let chunk = usize::from(sel / 4).max(1);
+    let chunk = usize::from(sel / 6).max(1);
     let run = |step: usize| {
         let mut f = Framer::new(framing);
         let mut out = Vec::new();

@@ -28,21 +28,35 @@ pub enum Framing {
     Blocks,
     /// Blocks of lines each ending with a line equal to the terminator (userlog `...`).
     Terminated(&'static [u8]),
+    /// Top-level XML elements (OpenNebula): one record per document, and one per child of a
+    /// top-level `*_POOL` element (`VM_POOL`, `VNET_POOL`), so `onevm list -x` is cut into
+    /// one record per VM. Prologs and comments between documents are separators.
+    Xml,
+    /// SCIM exports (issue 12): a sequence of JSON values. A ListResponse object is cut into
+    /// its head (from `{` through `"Resources": [`), one record per element of `Resources`,
+    /// and its tail (from the closing `]` through `}`); any other object, and each element of
+    /// a top-level array, is one record. Text that is not JSON is one record per line.
+    ScimList,
 }
 
 pub fn framing(format: Format) -> Framing {
     match format {
         Format::KeystoneDirectory | Format::CondorHistoryJson => Framing::JsonArray,
+        Format::ScimDirectory => Framing::ScimList,
         Format::CondorClassAd => Framing::Blocks,
         Format::CondorUserlog => Framing::Terminated(b"..."),
+        Format::OpennebulaXml => Framing::Xml,
         Format::Syslog
         | Format::Raw
         | Format::OpenstackNotification
         | Format::OsloLog
+        | Format::OpennebulaLog
         // Binary NetFlow is never framed as text: ingest stores it per datagram
         // (cli/ingest_flow.rs); as lines it would at least stay stored.
         | Format::NetflowDatagram
         | Format::NetflowRecord
+        | Format::ArcJobLog
+        | Format::CondorAuditLog
         | Format::Unknown(_) => Framing::Lines,
     }
 }
@@ -68,6 +82,49 @@ pub struct Framer {
     base_line: u64,
     /// JSON state, carried across pushes.
     json: JsonState,
+    /// XML: inside a top-level `*_POOL` element (its children are the records).
+    xml_in_pool: bool,
+    /// SCIM state, carried across pushes.
+    scim: ScimState,
+}
+
+/// Where the SCIM framer is (see [`Framing::ScimList`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ScimTop {
+    /// Between values.
+    #[default]
+    Outside,
+    /// Inside a top-level object (its head, a whole object, or a ListResponse's tail).
+    Object,
+    /// Inside a ListResponse's `Resources` array.
+    Resources,
+    /// Inside a top-level array.
+    Array,
+    /// Text that is not JSON, up to the end of its line.
+    Junk,
+}
+
+/// Looking for the `"Resources"` key among a top-level object's members.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ScimKey {
+    #[default]
+    Expect,
+    In(usize),
+    After(bool),
+    Colon(bool),
+    Value,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct ScimState {
+    pos: usize,
+    top: ScimTop,
+    key: ScimKey,
+    depth: u32,
+    in_string: bool,
+    escaped: bool,
+    /// Start of the record being read inside `pending`.
+    start: Option<usize>,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -105,6 +162,8 @@ impl Framer {
                 opened: offset > 0,
                 ..JsonState::default()
             },
+            xml_in_pool: false,
+            scim: ScimState::default(),
         }
     }
 
@@ -121,6 +180,8 @@ impl Framer {
             Framing::Blocks => self.blocks(out, None, false),
             Framing::Terminated(t) => self.blocks(out, Some(t), false),
             Framing::JsonArray => self.json_array(out, false),
+            Framing::Xml => self.xml(out, false),
+            Framing::ScimList => self.scim(out, false),
         }
     }
 
@@ -131,6 +192,8 @@ impl Framer {
             Framing::Blocks => self.blocks(out, None, true),
             Framing::Terminated(t) => self.blocks(out, Some(t), true),
             Framing::JsonArray => self.json_array(out, true),
+            Framing::Xml => self.xml(out, true),
+            Framing::ScimList => self.scim(out, true),
         }
     }
 
@@ -363,6 +426,372 @@ impl Framer {
     }
 }
 
+/// What the XML framer found at a position.
+enum XmlStep {
+    /// More bytes are needed to decide.
+    Wait,
+    /// Skip to this offset (a separator: prolog, comment, a pool's own tags).
+    Skip(usize),
+    /// A record from the position to this offset.
+    Record(usize),
+}
+
+impl Framer {
+    /// Top-level XML elements. Re-scans the pending unfinished element each push (an element
+    /// is one VM or VNET: small; a pool's children are handed out as they complete).
+    fn xml(&mut self, out: &mut Vec<Frame>, at_end: bool) {
+        loop {
+            let Some(i) = self.pending.iter().position(|b| !b.is_ascii_whitespace()) else {
+                let n = self.pending.len();
+                self.consume(n);
+                return;
+            };
+            let step = self.xml_step(i);
+            match step {
+                XmlStep::Skip(to) => self.consume(to),
+                XmlStep::Record(end) => {
+                    let e = trim_end(&self.pending, i, end);
+                    self.emit(i, e, end, out);
+                }
+                XmlStep::Wait => {
+                    let n = self.pending.len();
+                    if at_end {
+                        let e = trim_end(&self.pending, i, n);
+                        self.emit(i, e, n, out);
+                    } else if n - i >= MAX_RECORD {
+                        self.emit(i, i + MAX_RECORD, i + MAX_RECORD, out);
+                        continue;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    fn xml_step(&mut self, i: usize) -> XmlStep {
+        let b = &self.pending;
+        let rest = &b[i..];
+        if rest[0] != b'<' {
+            // Text outside any element: a record of its own up to the next tag.
+            return match memchr::memchr(b'<', rest) {
+                Some(j) => XmlStep::Record(i + j),
+                None => XmlStep::Wait,
+            };
+        }
+        for (open, close) in [(&b"<?"[..], &b"?>"[..]), (b"<!--", b"-->")] {
+            if rest.len() < open.len() && open.starts_with(rest) {
+                return XmlStep::Wait;
+            }
+            if rest.starts_with(open) {
+                return match memchr::memmem::find(&rest[open.len()..], close) {
+                    Some(j) => XmlStep::Skip(i + open.len() + j + close.len()),
+                    None => XmlStep::Wait,
+                };
+            }
+        }
+        let Some(tag_end) = xml_tag_end(b, i) else {
+            return XmlStep::Wait;
+        };
+        let name = xml_tag_name(&b[i..tag_end]);
+        let is_pool = name.ends_with(b"_POOL");
+        let self_closing = tag_end >= 2 && b[tag_end - 2] == b'/';
+        if rest.get(1) == Some(&b'/') {
+            if is_pool && self.xml_in_pool {
+                self.xml_in_pool = false;
+                return XmlStep::Skip(tag_end);
+            }
+            // A stray closing tag: kept, for the decoder to report.
+            return XmlStep::Record(tag_end);
+        }
+        if is_pool && !self.xml_in_pool && !self_closing {
+            self.xml_in_pool = true;
+            return XmlStep::Skip(tag_end);
+        }
+        match xml_element_end(b, i) {
+            Some(e) => XmlStep::Record(e),
+            None => XmlStep::Wait,
+        }
+    }
+}
+
+/// The offset just past the `>` ending the tag that starts at `i` (quoted attribute values
+/// may hold `>`), or None when the buffer ends first.
+fn xml_tag_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut quote: Option<u8> = None;
+    for (k, &c) in b.iter().enumerate().skip(i + 1) {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == b'"' || c == b'\'' => quote = Some(c),
+            None if c == b'>' => return Some(k + 1),
+            None => {}
+        }
+    }
+    None
+}
+
+/// The element name of a tag's bytes (`<NAME attr>`, `</NAME>`).
+fn xml_tag_name(tag: &[u8]) -> &[u8] {
+    let start = tag
+        .iter()
+        .position(|&c| c != b'<' && c != b'/')
+        .unwrap_or(tag.len());
+    let end = tag[start..]
+        .iter()
+        .position(|&c| c.is_ascii_whitespace() || c == b'>' || c == b'/')
+        .map_or(tag.len(), |e| start + e);
+    &tag[start..end]
+}
+
+/// The offset just past the end of the element starting at `i` (nested elements, comments,
+/// CDATA and processing instructions skipped), or None when the buffer ends first. Depth is
+/// only counted, never recursed into, so a deep document costs no stack.
+fn xml_element_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut depth: u64 = 0;
+    let mut at = i;
+    loop {
+        let lt = at + memchr::memchr(b'<', &b[at..])?;
+        let rest = &b[lt..];
+        let mut skipped = false;
+        for (open, close) in [
+            (&b"<!--"[..], &b"-->"[..]),
+            (b"<![CDATA[", b"]]>"),
+            (b"<?", b"?>"),
+        ] {
+            if rest.len() < open.len() && open.starts_with(rest) {
+                return None;
+            }
+            if rest.starts_with(open) {
+                let j = memchr::memmem::find(&rest[open.len()..], close)?;
+                at = lt + open.len() + j + close.len();
+                skipped = true;
+                break;
+            }
+        }
+        if skipped {
+            continue;
+        }
+        let end = xml_tag_end(b, lt)?;
+        if rest.get(1) == Some(&b'/') {
+            depth = depth.saturating_sub(1);
+            if depth == 0 {
+                return Some(end);
+            }
+        } else if rest.get(1) == Some(&b'!') || b[end - 2] == b'/' {
+            if depth == 0 {
+                return Some(end);
+            }
+        } else {
+            depth += 1;
+        }
+        at = end;
+    }
+}
+
+impl Framer {
+    /// Emit `pending[start..end]`, consume through `consumed`, and rescan from 0.
+    fn scim_emit(
+        &mut self,
+        st: &mut ScimState,
+        start: usize,
+        end: usize,
+        consumed: usize,
+        out: &mut Vec<Frame>,
+    ) {
+        let end = trim_end(&self.pending, start, end);
+        if end > start {
+            self.emit(start, end, consumed, out);
+        } else {
+            self.consume(consumed);
+        }
+        st.pos = 0;
+        st.start = None;
+    }
+
+    /// The SCIM framer: a hand-written scanner (no JSON library streams *into* one member's
+    /// array while keeping every other byte), resumable across pushes like `json_array`.
+    fn scim(&mut self, out: &mut Vec<Frame>, at_end: bool) {
+        let mut st = self.scim;
+        let mut i = st.pos;
+        while i < self.pending.len() {
+            let b = self.pending[i];
+            if st.in_string {
+                if st.escaped {
+                    st.escaped = false;
+                } else if b == b'\\' {
+                    st.escaped = true;
+                } else if b == b'"' {
+                    st.in_string = false;
+                    if let ScimKey::In(k) = st.key {
+                        st.key = ScimKey::After(&self.pending[k + 1..i] == b"Resources");
+                    }
+                }
+                i += 1;
+                continue;
+            }
+            match st.top {
+                ScimTop::Outside => match b {
+                    b'{' => {
+                        st.top = ScimTop::Object;
+                        st.key = ScimKey::Expect;
+                        st.depth = 1;
+                        st.start = Some(i);
+                    }
+                    b'[' => {
+                        st.top = ScimTop::Array;
+                        st.depth = 1;
+                        self.consume(i + 1);
+                        i = 0;
+                        continue;
+                    }
+                    c if c.is_ascii_whitespace() || (c == b',') => {}
+                    0xEF | 0xBB | 0xBF if self.base == 0 && i < 3 => {}
+                    _ => {
+                        st.top = ScimTop::Junk;
+                        st.start = Some(i);
+                    }
+                },
+                ScimTop::Junk => {
+                    if b == b'\n' {
+                        let s = st.start.unwrap_or(0);
+                        let end = if i > s && self.pending[i - 1] == b'\r' {
+                            i - 1
+                        } else {
+                            i
+                        };
+                        st.top = ScimTop::Outside;
+                        self.scim_emit(&mut st, s, end, i + 1, out);
+                        i = 0;
+                        continue;
+                    }
+                }
+                ScimTop::Object => match b {
+                    b'"' => {
+                        st.in_string = true;
+                        if st.depth == 1 && st.key == ScimKey::Expect {
+                            st.key = ScimKey::In(i);
+                        } else if st.depth == 1 {
+                            st.key = ScimKey::Value;
+                        }
+                    }
+                    b':' if st.depth == 1 => {
+                        if let ScimKey::After(r) = st.key {
+                            st.key = ScimKey::Colon(r);
+                        }
+                    }
+                    b',' if st.depth == 1 => st.key = ScimKey::Expect,
+                    b'[' if st.depth == 1 && st.key == ScimKey::Colon(true) => {
+                        // The head: `{` … `"Resources": [`.
+                        let s = st.start.unwrap_or(0);
+                        st.top = ScimTop::Resources;
+                        st.depth = 2;
+                        self.scim_emit(&mut st, s, i + 1, i + 1, out);
+                        i = 0;
+                        continue;
+                    }
+                    b'{' | b'[' => {
+                        if st.depth == 1 {
+                            st.key = ScimKey::Value;
+                        }
+                        st.depth += 1;
+                    }
+                    b'}' | b']' => {
+                        st.depth = st.depth.saturating_sub(1);
+                        if st.depth == 0 {
+                            let s = st.start.unwrap_or(0);
+                            st.top = ScimTop::Outside;
+                            self.scim_emit(&mut st, s, i + 1, i + 1, out);
+                            i = 0;
+                            continue;
+                        }
+                    }
+                    c if c.is_ascii_whitespace() => {}
+                    _ => {
+                        if st.depth == 1 && matches!(st.key, ScimKey::Colon(_)) {
+                            st.key = ScimKey::Value;
+                        }
+                    }
+                },
+                ScimTop::Resources | ScimTop::Array => {
+                    let level = if st.top == ScimTop::Resources { 2 } else { 1 };
+                    match b {
+                        b'"' => {
+                            st.in_string = true;
+                            st.start.get_or_insert(i);
+                        }
+                        b'{' | b'[' => {
+                            st.depth += 1;
+                            st.start.get_or_insert(i);
+                        }
+                        b',' if st.depth == level => {
+                            match st.start {
+                                Some(s) => self.scim_emit(&mut st, s, i, i + 1, out),
+                                None => {
+                                    self.consume(i + 1);
+                                    st.pos = 0;
+                                }
+                            }
+                            i = 0;
+                            continue;
+                        }
+                        b']' if st.depth == level => {
+                            if let Some(s) = st.start {
+                                self.scim_emit(&mut st, s, i, i, out);
+                            } else {
+                                self.consume(i);
+                                st.pos = 0;
+                            }
+                            if st.top == ScimTop::Resources {
+                                // The tail: `]` … `}`.
+                                st.top = ScimTop::Object;
+                                st.key = ScimKey::Value;
+                                st.depth = 1;
+                                st.start = Some(0);
+                                i = 1;
+                            } else {
+                                st.top = ScimTop::Outside;
+                                st.depth = 0;
+                                self.consume(1);
+                                i = 0;
+                            }
+                            continue;
+                        }
+                        b'}' | b']' => st.depth = st.depth.saturating_sub(1),
+                        c if c.is_ascii_whitespace() => {}
+                        _ => {
+                            st.start.get_or_insert(i);
+                        }
+                    }
+                }
+            }
+            i += 1;
+            if let Some(s) = st.start
+                && i - s >= MAX_RECORD
+            {
+                self.emit(s, i, i, out);
+                st.start = Some(0);
+                i = 0;
+            }
+        }
+        st.pos = i;
+        if at_end {
+            let n = self.pending.len();
+            let s = st.start.unwrap_or(0);
+            let s = (s..n)
+                .find(|&k| !self.pending[k].is_ascii_whitespace())
+                .unwrap_or(n);
+            self.scim_emit(&mut st, s, n, n, out);
+            st = ScimState::default();
+        } else if st.start.is_none() && st.top == ScimTop::Outside {
+            // Only separators so far: framed.
+            let n = self.pending.len();
+            self.consume(n);
+            st.pos = 0;
+        }
+        self.scim = st;
+    }
+}
+
 fn strip_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
@@ -470,6 +899,45 @@ mod tests {
         );
     }
 
+    /// RFC 7644 §3.4.2 ListResponse, as INDIGO IAM's `ScimListResponse` serialises it
+    /// (iam-login-service …/api/scim/model/ScimListResponse.java): head, resources, tail.
+    #[test]
+    fn scim_list_response_is_cut_into_head_resources_and_tail() {
+        let input = br#"{"totalResults": 2, "itemsPerPage": 2, "startIndex": 1,
+ "schemas": ["urn:ietf:params:scim:api:messages:2.0:ListResponse"],
+ "Resources": [
+  {"id": "u1", "userName": "a,]}b", "groups": [{"display": "x"}]},
+  {"id": "u2"}
+ ], "x": "Resources"}
+{"id": "u3", "userName": "alone"}
+[{"id": "u4"}, {"id": "u5"}]
+not json
+"#;
+        let got: Vec<String> = frames(Framing::ScimList, input)
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "{\"totalResults\": 2, \"itemsPerPage\": 2, \"startIndex\": 1,\n \"schemas\": [\"urn:ietf:params:scim:api:messages:2.0:ListResponse\"],\n \"Resources\": [",
+                r#"{"id": "u1", "userName": "a,]}b", "groups": [{"display": "x"}]}"#,
+                r#"{"id": "u2"}"#,
+                r#"], "x": "Resources"}"#,
+                r#"{"id": "u3", "userName": "alone"}"#,
+                r#"{"id": "u4"}"#,
+                r#"{"id": "u5"}"#,
+                "not json",
+            ]
+        );
+        // A page cut short: what was read is kept.
+        let got: Vec<String> = frames(Framing::ScimList, br#"{"Resources": [{"id": "u1"}, {"id""#)
+            .into_iter()
+            .map(|(r, _, _)| r)
+            .collect();
+        assert_eq!(got, [r#"{"Resources": ["#, r#"{"id": "u1"}"#, r#"{"id""#]);
+    }
+
     #[test]
     fn classad_blocks_split_on_blank_lines() {
         let input = b"\nA = 1\nB = \"x\"\n\n\nC = 2\r\n\r\nD = 3";
@@ -497,6 +965,28 @@ mod tests {
                 ("001 (1.0.0) x\n...".into(), 4, 74),
                 ("trailing".into(), 6, 82),
             ]
+        );
+    }
+
+    #[test]
+    fn xml_pools_are_cut_per_child_and_documents_per_document() {
+        // `onevm list -x` (one VM_POOL), then a hook's VM document, a comment, a quoted `>`,
+        // CDATA holding a fake close tag, and stray text: every byte framed, nothing lost.
+        let input = b"<?xml version=\"1.0\"?>\n<VM_POOL>\n  <VM><ID>1</ID><T a=\"x>y\"/></VM>\n  <VM><ID>2</ID></VM>\n</VM_POOL>\n<!-- next -->\n<VM><ID>3</ID><C><![CDATA[</VM>]]></C></VM>\njunk\n<VNET><AR_POOL><AR/></AR_POOL></VNET>";
+        assert_eq!(
+            frames(Framing::Xml, input),
+            [
+                ("<VM><ID>1</ID><T a=\"x>y\"/></VM>".into(), 3, 65),
+                ("<VM><ID>2</ID></VM>".into(), 4, 87),
+                ("<VM><ID>3</ID><C><![CDATA[</VM>]]></C></VM>".into(), 7, 156),
+                ("junk".into(), 8, 162),
+                ("<VNET><AR_POOL><AR/></AR_POOL></VNET>".into(), 9, 199),
+            ]
+        );
+        // An element that never closes is the last record, whole.
+        assert_eq!(
+            frames(Framing::Xml, b"<VM><ID>4</ID>"),
+            [("<VM><ID>4</ID>".into(), 1, 14)]
         );
     }
 }

@@ -14,11 +14,13 @@
 
 pub mod classify;
 pub mod framing;
+pub mod grid;
 pub mod htcondor;
 pub mod ips;
 pub mod nat;
 pub mod netfilter;
 pub mod netflow;
+pub mod opennebula;
 pub mod openstack;
 pub mod syslog;
 mod text;
@@ -58,6 +60,8 @@ pub fn decode(env: &RecordEnvelope) -> Event {
             classify::classify(&mut ev);
             netfilter::classify(&mut ev);
             nat::classify(&mut ev);
+            opennebula::log::classify_syslog(&mut ev);
+            grid::glexec::classify(&mut ev);
         }
         Format::OpenstackNotification => openstack::notification::parse_into(&mut ev, &env.hints),
         Format::OsloLog => openstack::oslo_log::parse_into(&mut ev, &env.hints),
@@ -67,6 +71,11 @@ pub fn decode(env: &RecordEnvelope) -> Event {
         Format::CondorUserlog => htcondor::userlog::parse_into(&mut ev, &env.hints),
         Format::NetflowRecord => netflow::record_into(&mut ev),
         Format::NetflowDatagram => netflow::datagram_into(&mut ev),
+        Format::OpennebulaXml => opennebula::xml::parse_into(&mut ev, &env.hints),
+        Format::OpennebulaLog => opennebula::log::parse_into(&mut ev, &env.hints),
+        Format::ScimDirectory => grid::scim::parse_into(&mut ev, &env.hints),
+        Format::ArcJobLog => grid::arc::parse_into(&mut ev, &env.hints),
+        Format::CondorAuditLog => grid::audit::parse_into(&mut ev, &env.hints),
         Format::Raw => decode_raw(&mut ev, "not_parsed", "a known format (format is raw)"),
         Format::Unknown(_) => decode_raw(
             &mut ev,
@@ -84,8 +93,10 @@ pub fn decode(env: &RecordEnvelope) -> Event {
 /// Guess the format of a file from its first lines (already split, terminators stripped).
 /// Syslog if most non-empty lines parse as some syslog shape, else Raw.
 pub fn detect(sample_lines: &[&[u8]]) -> Format {
-    if let Some(f) =
-        openstack::looks_like(sample_lines).or_else(|| htcondor::looks_like(sample_lines))
+    if let Some(f) = grid::looks_like(sample_lines)
+        .or_else(|| openstack::looks_like(sample_lines))
+        .or_else(|| htcondor::looks_like(sample_lines))
+        .or_else(|| opennebula::looks_like(sample_lines))
     {
         return f;
     }

@@ -15,10 +15,17 @@
 //! or two blocks read and hashed), so an inclusion or consistency proof reads O(log N) stored
 //! hashes plus at most one or two groups of records.
 //!
-//! The tree files are derived from the records, like the block index sidecars: the writer
-//! appends to them after each durable batch and syncs them before it signs a checkpoint over
-//! them; at open it recomputes everything past the last signed checkpoint from the records
-//! and checks the root against that checkpoint. `verify` recomputes the whole tree.
+//! The tree files are derived from the records, like the block index sidecars: a thread of
+//! the writer's ([`TreeWorker`]) hashes each durable batch, appends the new stored hashes,
+//! syncs them after each checkpoint and then records how far they are durable in
+//! `tree/synced`; a checkpoint waits for its root. At open
+//! the writer trusts them up to the smaller of that mark and the last signed checkpoint,
+//! recomputes everything after it from the records and checks the root against that
+//! checkpoint. `verify` recomputes the whole tree.
+//!
+//! Why all of it is off the writer's path: no acknowledgement depends on the tree (derived
+//! data), while hashing every record cost serve ~12 % of its durable rate on the writer's
+//! thread, and a checkpoint fdatasynced ~12 level files there (see [`TreeWorker`]).
 
 use std::cell::RefCell;
 use std::fs::{File, OpenOptions};
@@ -329,6 +336,9 @@ pub(crate) struct Frontier {
     /// The tree files appended to so far, kept open (`files[k]`: level `STORED_LEVEL + k`):
     /// `flush` runs after every batch and must not open and close each level's file each time.
     files: Vec<Option<std::sync::Arc<File>>>,
+    /// A level file was opened (perhaps created) since the last [`Frontier::sync_job`]: the
+    /// tree directory is synced with the files.
+    opened_since_sync: bool,
 }
 
 impl Frontier {
@@ -367,12 +377,7 @@ impl Frontier {
         acc.unwrap_or(EMPTY_HASH)
     }
 
-    /// Whether hashes wait to be appended to the tree files.
-    pub(crate) fn dirty(&self) -> bool {
-        !self.out.is_empty()
-    }
-
-    /// Appends the new stored hashes to the tree files (not synced: see [`Frontier::sync`]).
+    /// Appends the new stored hashes to the tree files (not synced: see [`TreeWorker`]).
     pub(crate) fn flush(&mut self, dir: &Path) -> std::io::Result<Vec<u8>> {
         let mut touched = Vec::new();
         if self.out.is_empty() {
@@ -405,6 +410,7 @@ impl Frontier {
                             .open(level_path(dir, level))?,
                     );
                     self.files[k] = Some(f.clone());
+                    self.opened_since_sync = true;
                     f
                 }
             };
@@ -419,15 +425,37 @@ impl Frontier {
         Ok(touched)
     }
 
-    /// fdatasyncs the tree files of `levels` (before a checkpoint signs a root over them).
-    pub(crate) fn sync(dir: &Path, levels: &[u8]) -> std::io::Result<()> {
-        for &level in levels {
-            File::open(level_path(dir, level))?.sync_data()?;
+    /// What the background syncer must fdatasync for the tree files of `levels` (appended to
+    /// since the last job) to be durable up to this frontier's size.
+    pub(crate) fn sync_job(&mut self, levels: &[u8]) -> SyncJob {
+        let files = levels
+            .iter()
+            .filter_map(|&l| {
+                self.files
+                    .get(usize::from(l.checked_sub(STORED_LEVEL)?))?
+                    .clone()
+            })
+            .collect();
+        let dir = std::mem::take(&mut self.opened_since_sync);
+        SyncJob {
+            files,
+            sync_dir: dir,
+            size: self.size,
         }
-        if !levels.is_empty() {
-            crate::fileio::sync_dir(&dir.join(TREE_DIR))?;
+    }
+
+    /// fdatasyncs every tree file and the tree directory, then marks the tree durable up to
+    /// `size` (`tree/synced`): what the writer does once at open, synchronously.
+    pub(crate) fn sync_all(dir: &Path, size: u64) -> std::io::Result<()> {
+        for level in STORED_LEVEL..64 {
+            match File::open(level_path(dir, level)) {
+                Ok(f) => f.sync_data()?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                Err(e) => return Err(e),
+            }
         }
-        Ok(())
+        crate::fileio::sync_dir(&dir.join(TREE_DIR))?;
+        write_synced(dir, size)
     }
 
     /// Loads the frontier for a tree of `size` leaves (a multiple of [`GROUP`]) from the tree
@@ -459,6 +487,360 @@ impl Frontier {
             }
         }
         Ok(f)
+    }
+}
+
+/// `tree/synced`: how far the tree files are known durable (docs/FORMAT.md "Merkle tree").
+pub const SYNCED_FILE: &str = "synced";
+
+fn synced_path(dir: &Path) -> PathBuf {
+    dir.join(TREE_DIR).join(SYNCED_FILE)
+}
+
+fn synced_check(size: u64) -> [u8; 8] {
+    let h = blake3::hash(&size.to_le_bytes());
+    let mut c = [0u8; 8];
+    c.copy_from_slice(&h.as_bytes()[..8]);
+    c
+}
+
+/// The `tree/synced` mark: `Ok(None)` when the file is absent (a format-2 ledger written
+/// before the mark existed synced its tree at every note), `Ok(Some(0))` when it does not
+/// check (nothing in the files is trusted).
+pub fn read_synced(dir: &Path) -> std::io::Result<Option<u64>> {
+    let b = match std::fs::read(synced_path(dir)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let size = b
+        .get(..8)
+        .and_then(|s| <[u8; 8]>::try_from(s).ok())
+        .map(u64::from_le_bytes);
+    Ok(Some(match size {
+        Some(n) if b.len() == 16 && b[8..16] == synced_check(n) => n,
+        _ => 0,
+    }))
+}
+
+/// Writes the mark in place (16 bytes at offset 0: size LE, then the first 8 bytes of its
+/// BLAKE3; a torn write fails the check and trusts nothing) and syncs it. Only ever called
+/// after the tree files were synced up to `size`.
+fn write_synced(dir: &Path, size: u64) -> std::io::Result<()> {
+    let path = synced_path(dir);
+    let created = !path.try_exists()?;
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&size.to_le_bytes());
+    b[8..].copy_from_slice(&synced_check(size));
+    f.write_all_at(&b, 0)?;
+    f.set_len(16)?;
+    f.sync_data()?;
+    if created {
+        crate::fileio::sync_dir(&dir.join(TREE_DIR))?;
+    }
+    Ok(())
+}
+
+/// What [`Frontier::sync_job`] hands the worker: files appended to, whether a level file was
+/// opened (the directory too), and the tree size they reach.
+#[derive(Debug)]
+pub(crate) struct SyncJob {
+    files: Vec<std::sync::Arc<File>>,
+    sync_dir: bool,
+    size: u64,
+}
+
+/// Work for the [`TreeWorker`].
+enum TreeJob {
+    /// The records of a durable batch, in order, starting at leaf `first` (0-based):
+    /// `data[ends[i-1]..ends[i]]` is one record.
+    Batch {
+        first: u64,
+        data: Vec<u8>,
+        ends: Vec<usize>,
+    },
+    /// Make the tree files durable up to what has been hashed, then advance `tree/synced`.
+    Sync,
+}
+
+/// What the worker has reached, shared with the writer.
+#[derive(Debug)]
+struct TreeState {
+    size: u64,
+    root: Hash,
+    /// The tree files could not be appended to or synced: the files stop where they are
+    /// (the in-memory tree goes on; the next open recomputes from `tree/synced`).
+    failures: u64,
+    /// The worker is gone (it could not start, or panicked): the writer computes itself.
+    dead: bool,
+}
+
+/// The tree, off the writer's path: a thread that takes each durable batch, hashes its
+/// records into leaves (SHA-256), extends the right edge ([`Frontier`]), appends the new
+/// stored hashes to the tree files, and after each checkpoint syncs them and advances
+/// `tree/synced`. The writer waits for it only when it needs a root (a checkpoint note,
+/// [`TreeWorker::wait`]).
+///
+/// Why a thread of its own: measured on `serve` (2 cores, 3 M messages), hashing every record
+/// on the writer's thread — in series with the chain, or on a helper thread joined before the
+/// batch's write — cost ~12 % of the durable rate (BENCHMARKS.md); the tree is derived data,
+/// and no acknowledgement depends on it.
+pub(crate) struct TreeWorker {
+    tx: Option<crossbeam_channel::Sender<TreeJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    state: std::sync::Arc<(std::sync::Mutex<TreeState>, std::sync::Condvar)>,
+    /// The frontier, kept here when the thread could not be started.
+    inline: Option<(Frontier, std::path::PathBuf, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for TreeWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TreeWorker")
+            .field("thread", &self.thread.is_some())
+            .finish()
+    }
+}
+
+/// Batches that may wait for the worker before the writer blocks (memory bound: each holds a
+/// copy of its batch's records).
+const TREE_QUEUE: usize = 64;
+
+/// The worker's side: the frontier and which level files were appended to since the last sync.
+struct TreeSide {
+    frontier: Frontier,
+    dir: PathBuf,
+    touched: Vec<u8>,
+    broken: bool,
+}
+
+impl TreeSide {
+    fn batch(&mut self, first: u64, data: &[u8], ends: &[usize]) -> bool {
+        debug_assert_eq!(first, self.frontier.size);
+        let mut start = 0;
+        for &end in ends {
+            self.frontier.push(leaf_hash(&data[start..end]));
+            start = end;
+        }
+        if self.broken {
+            return false;
+        }
+        match self.frontier.flush(&self.dir) {
+            Ok(levels) => {
+                for l in levels {
+                    if !self.touched.contains(&l) {
+                        self.touched.push(l);
+                    }
+                }
+                true
+            }
+            Err(_) => {
+                // A failed append may have written part of an entry: stop appending (entries
+                // after it would be misplaced); readers recompute what the files lack.
+                self.broken = true;
+                false
+            }
+        }
+    }
+
+    fn sync(&mut self) -> bool {
+        if self.broken {
+            return false;
+        }
+        let job = self.frontier.sync_job(&self.touched);
+        self.touched.clear();
+        let r = job
+            .files
+            .iter()
+            .try_for_each(|f| f.sync_data())
+            .and_then(|()| {
+                if job.sync_dir {
+                    crate::fileio::sync_dir(&self.dir.join(TREE_DIR))
+                } else {
+                    Ok(())
+                }
+            })
+            .and_then(|()| write_synced(&self.dir, job.size));
+        r.is_ok()
+    }
+}
+
+impl TreeWorker {
+    /// Starts the worker on `frontier` (the tree at the ledger's end, as open restored it).
+    pub(crate) fn start(dir: &Path, frontier: Frontier) -> TreeWorker {
+        let state = std::sync::Arc::new((
+            std::sync::Mutex::new(TreeState {
+                size: frontier.size,
+                root: frontier.root(),
+                failures: 0,
+                dead: false,
+            }),
+            std::sync::Condvar::new(),
+        ));
+        let (tx, rx) = crossbeam_channel::bounded::<TreeJob>(TREE_QUEUE);
+        let mut side = TreeSide {
+            frontier: frontier.clone(),
+            dir: dir.to_path_buf(),
+            touched: Vec::new(),
+            broken: false,
+        };
+        let shared = state.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ledger-tree".into())
+            .spawn(move || {
+                let publish = |side: &TreeSide, ok: bool| {
+                    let (m, cv) = &*shared;
+                    if let Ok(mut st) = m.lock() {
+                        st.size = side.frontier.size;
+                        st.root = side.frontier.root();
+                        if !ok {
+                            st.failures += 1;
+                        }
+                    }
+                    cv.notify_all();
+                };
+                while let Ok(job) = rx.recv() {
+                    match job {
+                        TreeJob::Batch { first, data, ends } => {
+                            let ok = side.batch(first, &data, &ends);
+                            publish(&side, ok);
+                        }
+                        TreeJob::Sync => {
+                            let ok = side.sync();
+                            if !ok {
+                                publish(&side, false);
+                            }
+                        }
+                    }
+                }
+            });
+        match spawned {
+            Ok(thread) => TreeWorker {
+                tx: Some(tx),
+                thread: Some(thread),
+                state,
+                inline: None,
+            },
+            Err(_) => TreeWorker {
+                tx: None,
+                thread: None,
+                state,
+                inline: Some((frontier, dir.to_path_buf(), Vec::new())),
+            },
+        }
+    }
+
+    /// Hands over a durable batch (its records, in order, the first being leaf `first`).
+    pub(crate) fn batch(&mut self, first: u64, recs: &[&[u8]]) {
+        let total = recs.iter().map(|r| r.len()).sum();
+        let mut data = Vec::with_capacity(total);
+        let mut ends = Vec::with_capacity(recs.len());
+        for r in recs {
+            data.extend_from_slice(r);
+            ends.push(data.len());
+        }
+        self.send(TreeJob::Batch { first, data, ends });
+    }
+
+    /// Asks for the tree files to be synced up to what has been hashed (after a note).
+    pub(crate) fn sync(&mut self) {
+        self.send(TreeJob::Sync);
+    }
+
+    fn send(&mut self, job: TreeJob) {
+        let job = match &self.tx {
+            Some(tx) => match tx.send(job) {
+                Ok(()) => return,
+                // The thread is gone (it panicked): go on here from what it published.
+                Err(e) => e.into_inner(),
+            },
+            None => job,
+        };
+        self.run_inline(job);
+    }
+
+    fn run_inline(&mut self, job: TreeJob) {
+        if self.inline.is_none() {
+            // The thread died; its published state is the tree up to `size`, but the
+            // frontier went with it: the next open rebuilds. Mark the worker dead so that
+            // `wait` does not wait for sizes it can no longer reach.
+            let (m, cv) = &*self.state;
+            if let Ok(mut st) = m.lock() {
+                st.dead = true;
+            }
+            cv.notify_all();
+            return;
+        }
+        let Some((frontier, dir, touched)) = self.inline.take() else {
+            return;
+        };
+        let mut side = TreeSide {
+            frontier,
+            dir,
+            touched,
+            broken: false,
+        };
+        let ok = match job {
+            TreeJob::Batch { first, data, ends } => side.batch(first, &data, &ends),
+            TreeJob::Sync => side.sync(),
+        };
+        {
+            let (m, _) = &*self.state;
+            if let Ok(mut st) = m.lock() {
+                st.size = side.frontier.size;
+                st.root = side.frontier.root();
+                if !ok {
+                    st.failures += 1;
+                }
+            }
+        }
+        self.inline = Some((side.frontier, side.dir, side.touched));
+    }
+
+    /// Waits until the tree holds `size` leaves and returns its root then.
+    pub(crate) fn wait(&self, size: u64) -> Result<Hash, LedgerError> {
+        let (m, cv) = &*self.state;
+        let mut st = m
+            .lock()
+            .map_err(|_| LedgerError::Tree("the tree worker's state is poisoned".into()))?;
+        loop {
+            if st.size == size {
+                return Ok(st.root);
+            }
+            if st.dead || st.size > size {
+                return Err(LedgerError::Tree(format!(
+                    "the tree worker is at {} leaves, not {size}",
+                    st.size
+                )));
+            }
+            st = cv
+                .wait(st)
+                .map_err(|_| LedgerError::Tree("the tree worker's state is poisoned".into()))?;
+        }
+    }
+
+    /// Tree-file appends or syncs that failed so far.
+    pub(crate) fn failures(&self) -> u64 {
+        self.state.0.lock().map_or(0, |st| st.failures)
+    }
+}
+
+impl Drop for TreeWorker {
+    /// Finishes the queued batches and syncs (a clean close leaves `tree/synced` at the end).
+    fn drop(&mut self) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(TreeJob::Sync);
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        if self.inline.is_some() {
+            self.run_inline(TreeJob::Sync);
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use crate::format::{
     SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
     segment_file_name, tag_of,
 };
-use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, leaf_hash};
+use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, TreeWorker};
 use crate::note::{
     NOTES_FILE, append_note, new_origin, read_notes, read_origin, sign_checkpoint, write_origin,
 };
@@ -126,12 +126,9 @@ pub struct Ledger {
     pending_idx: Vec<(u64, u64)>,
     /// The log origin (`ledger/origin`), the name in every checkpoint note.
     origin: String,
-    /// The Merkle tree's right edge at `next_seq - 1` leaves.
-    frontier: Frontier,
-    /// Leaf hashes of the batch being written.
-    leaves: Vec<Hash>,
-    /// Tree levels appended to since the last checkpoint (synced before the next note).
-    tree_touched: Vec<u8>,
+    /// The Merkle tree, kept by a thread of its own: each durable batch is handed to it, a
+    /// checkpoint waits for its root (docs/FORMAT.md "Merkle tree").
+    tree: TreeWorker,
     /// `ledger/checkpoint-notes`, opened for appending.
     notes: File,
     /// The secret block MAC key, derived from the signing key's seed.
@@ -614,9 +611,15 @@ impl Ledger {
                 ),
             ));
         }
-        // The tree: trusted up to the last signed note, recomputed from the records after it,
-        // and its root at that note must be the signed one.
-        let trusted = last_note.map_or(0, |(s, _)| s);
+        // The tree: trusted up to the last signed note and no further than its files are known
+        // durable (`tree/synced`; absent in a ledger whose writer synced them before every
+        // note), recomputed from the records after it; its root at that note must be the
+        // signed one.
+        let tree_dir = dir.join(crate::merkle::TREE_DIR);
+        let synced = crate::merkle::read_synced(dir).map_err(LedgerError::io(&tree_dir))?;
+        let trusted = last_note
+            .map_or(0, |(s, _)| s)
+            .min(synced.unwrap_or(u64::MAX));
         let (mut frontier, _reread) = crate::merkle::restore(dir, end, trusted)?;
         if let Some((size, root)) = last_note {
             let root_at = |frontier: &Frontier| -> Result<Hash, LedgerError> {
@@ -638,6 +641,10 @@ impl Ledger {
                     )));
                 }
             }
+        }
+        if synced != Some(end) {
+            // What open recomputed is made durable once, here, so the mark starts at the end.
+            Frontier::sync_all(dir, end).map_err(LedgerError::io(&tree_dir))?;
         }
         // Records past the last signed checkpoint must be this writer's: the last block's MAC
         // (secret key) must verify and the chain recomputed from the checkpoint must reach
@@ -698,9 +705,7 @@ impl Ledger {
             out: Vec::new(),
             pending_idx: Vec::new(),
             origin,
-            frontier,
-            leaves: Vec::new(),
-            tree_touched: Vec::new(),
+            tree: TreeWorker::start(dir, frontier),
             notes,
             mac_key,
             last_note_size: last_note.map(|(s, _)| s),
@@ -796,17 +801,32 @@ impl Ledger {
 
     /// Size of the Merkle tree (= the last seq appended).
     pub fn tree_size(&self) -> u64 {
-        self.frontier.size
+        self.next_seq - 1
     }
 
     /// Root of the Merkle tree over every record appended.
-    pub fn root(&self) -> Hash {
-        self.frontier.root()
+    pub fn root(&self) -> Result<Hash, LedgerError> {
+        self.tree_root(self.next_seq - 1)
+    }
+
+    /// The root at `size` (the ledger's end): from the tree worker, or — if it is gone —
+    /// recomputed from the tree files and records.
+    fn tree_root(&self, size: u64) -> Result<Hash, LedgerError> {
+        match self.tree.wait(size) {
+            Ok(r) => Ok(r),
+            Err(_) => LedgerReader::open(&self.dir)?.root(size),
+        }
     }
 
     /// The latest checkpoint note, with every recorded cosignature merged in.
     pub fn latest_checkpoint(&self) -> Result<Option<Vec<u8>>, LedgerError> {
         crate::note::latest_checkpoint(&self.dir)
+    }
+
+    /// Appends to or syncs of the tree files that failed (derived data: readers recompute
+    /// what the files lack, the next open recomputes what they did not make durable).
+    pub fn tree_failures(&self) -> u64 {
+        self.tree.failures()
     }
 
     /// The ledger directory.
@@ -842,11 +862,8 @@ impl Ledger {
             self.failed = true;
         }
         result?;
-        // The batch is durable: a failure to extend the tree files must not make the caller
-        // append it again. The writer is marked failed; `recover` rebuilds the tree.
-        if self.flush_tree().is_err() {
-            self.failed = true;
-        }
+        // The batch is durable: the tree thread hashes it while the caller goes on.
+        self.tree.batch(first - 1, &recs);
         self.records_since_ckpt += recs.len() as u64;
         let receipt = Receipt {
             first: Seq(first),
@@ -883,22 +900,9 @@ impl Ledger {
         let level = self.level;
         // Spare blocks from earlier batches: their buffers are reused.
         let mut pool = std::mem::take(&mut self.areas);
-        let mut leaves = std::mem::take(&mut self.leaves);
-        leaves.clear();
         let several_blocks = recs.iter().map(|r| r.len() + 8).sum::<usize>() > max;
         let [cx0, cx1] = &mut self.zstd;
-        let (blocks, compressed, leaves) = std::thread::scope(|sc| {
-            // The Merkle leaf hashes (SHA-256 of every record) do not depend on the chain:
-            // for a batch of several blocks they are computed on a thread of their own
-            // beside it (measured: SHA-256 was 13 % of `serve`'s writer, in series with the
-            // chain's BLAKE3, before this). A small batch hashes inline.
-            let hasher = several_blocks.then(|| {
-                let mut leaves = std::mem::take(&mut leaves);
-                sc.spawn(move || {
-                    leaves.extend(recs.iter().map(|r| leaf_hash(r)));
-                    leaves
-                })
-            });
+        let (blocks, compressed) = std::thread::scope(|sc| {
             let (job_tx, job_rx) = crossbeam_channel::unbounded::<(usize, PendingBlock)>();
             let (done_tx, done_rx) = crossbeam_channel::unbounded::<Compressed>();
             let helper = several_blocks.then(|| {
@@ -928,9 +932,6 @@ impl Ledger {
                     b
                 });
                 head = chain_step(&head, seq, r);
-                if hasher.is_none() {
-                    leaves.push(leaf_hash(r));
-                }
                 push_record(&mut b.area, tag_of(&head), r);
                 b.count += 1;
                 b.head = head;
@@ -957,22 +958,12 @@ impl Ledger {
             if helper.is_some_and(|h| h.join().is_err()) {
                 result = Err(std::io::Error::other("compression thread panicked"));
             }
-            if let Some(h) = hasher {
-                match h.join() {
-                    Ok(hashed) => leaves = hashed,
-                    Err(_) => result = Err(std::io::Error::other("leaf hashing thread panicked")),
-                }
-            }
             let blocks: Vec<PendingBlock> = slots.into_iter().flatten().collect();
             if result.is_ok() && blocks.len() != sealed {
                 result = Err(std::io::Error::other("a block was lost in compression"));
             }
-            if result.is_ok() && leaves.len() != recs.len() {
-                result = Err(std::io::Error::other("a leaf hash was lost"));
-            }
-            (blocks, result, leaves)
+            (blocks, result)
         });
-        self.leaves = leaves;
         let used = blocks.len();
         self.areas = blocks;
         self.areas.append(&mut pool);
@@ -989,26 +980,6 @@ impl Ledger {
         self.flush_out()?;
         self.next_seq = seq;
         self.head = head;
-        for l in self.leaves.drain(..) {
-            self.frontier.push(l);
-        }
-        Ok(())
-    }
-
-    /// Appends the tree hashes the last batch completed (derived data, written after the
-    /// batch is durable and synced before the next checkpoint note signs a root over them).
-    fn flush_tree(&mut self) -> Result<(), LedgerError> {
-        if self.frontier.dirty() {
-            let touched = self
-                .frontier
-                .flush(&self.dir)
-                .map_err(LedgerError::io(self.dir.join(crate::merkle::TREE_DIR)))?;
-            for l in touched {
-                if !self.tree_touched.contains(&l) {
-                    self.tree_touched.push(l);
-                }
-            }
-        }
         Ok(())
     }
 
@@ -1115,12 +1086,13 @@ impl Ledger {
             self.failed = true;
             return Err(LedgerError::io(path)(e));
         }
-        // The signed note over the Merkle root: the tree files it rests on are synced first.
-        let r = Frontier::sync(&self.dir, &self.tree_touched)
-            .map_err(LedgerError::io(self.dir.join(crate::merkle::TREE_DIR)))
-            .and_then(|()| {
-                debug_assert_eq!(self.frontier.size, end);
-                let note = sign_checkpoint(&self.origin, &self.key, end, self.frontier.root())?;
+        // The signed note over the Merkle root (the tree thread's, once it has hashed every
+        // record up to here). The tree files are derived: they are synced after the note, on
+        // that thread, and trusted at open only as far as `tree/synced` says.
+        let r = self
+            .tree_root(end)
+            .and_then(|root| sign_checkpoint(&self.origin, &self.key, end, root))
+            .and_then(|note| {
                 append_note(&mut self.notes, &note)
                     .map_err(LedgerError::io(self.dir.join(NOTES_FILE)))
             });
@@ -1128,7 +1100,7 @@ impl Ledger {
             self.failed = true;
             return Err(e);
         }
-        self.tree_touched.clear();
+        self.tree.sync();
         self.last_note_size = Some(end);
         self.last_ckpt_seq = Some(end);
         self.last_ckpt_at = Instant::now();

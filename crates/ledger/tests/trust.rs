@@ -125,7 +125,7 @@ fn retention_removes_payloads_and_keeps_the_tree_verifiable() {
     }
     l.checkpoint().expect("checkpoint");
     let size = l.tree_size();
-    let root = l.root();
+    let root = l.root().expect("root");
     let segs = testing::segment_paths(&dir).expect("segs").len();
     assert!(segs >= 4, "{segs} segments");
     // Remove segments 1 and 2 (the writer signs a retention record for each first).

@@ -65,6 +65,22 @@ pub enum Format {
     /// compact encoding of [`crate::flow::FlowRecord`], naming the datagram's ledger seq and
     /// the record's place in it. Decodes without template state.
     NetflowRecord,
+    /// One OpenNebula XML document (code 20): a `<VM>` of `onevm show -x` / an element of
+    /// `onevm list -x`'s `VM_POOL`, what the site kit's state hook writes (the VM template
+    /// OpenNebula passes as `$TEMPLATE`), a whole `<HOOK_MESSAGE>`, or a `<VNET>` of
+    /// `onevnet show -x` with its leases.
+    OpennebulaXml,
+    /// One line of OpenNebula's own logs (code 21): `oned.log` (API request and result lines)
+    /// or a VM's `/var/log/one/<id>.log` (state changes; the VM id comes from the file name).
+    OpennebulaLog,
+    /// One resource (a User or a Group) of a SCIM 2.0 directory export (`/scim/Users`,
+    /// `/scim/Groups` ListResponse pages, INDIGO IAM or any SCIM server), or a fragment of the
+    /// ListResponse around the resources (issue 12). Code 22.
+    ScimDirectory,
+    /// One line of an ARC CE A-REX job log (code 23) (`Started - job id: …` / `Finished - job id: …`).
+    ArcJobLog,
+    /// One line of an HTCondor(-CE) schedd audit log (code 24) (`SCHEDD_AUDIT_LOG`, `(D_AUDIT)` lines).
+    CondorAuditLog,
     /// A code written by a newer pugmark; decoded as raw with an issue.
     Unknown(u8),
 }
@@ -82,6 +98,11 @@ impl Format {
             Format::CondorUserlog => 8,
             Format::NetflowDatagram => 9,
             Format::NetflowRecord => 10,
+            Format::OpennebulaXml => 20,
+            Format::OpennebulaLog => 21,
+            Format::ScimDirectory => 22,
+            Format::ArcJobLog => 23,
+            Format::CondorAuditLog => 24,
             Format::Unknown(c) => c,
         }
     }
@@ -98,6 +119,11 @@ impl Format {
             8 => Format::CondorUserlog,
             9 => Format::NetflowDatagram,
             10 => Format::NetflowRecord,
+            20 => Format::OpennebulaXml,
+            21 => Format::OpennebulaLog,
+            22 => Format::ScimDirectory,
+            23 => Format::ArcJobLog,
+            24 => Format::CondorAuditLog,
             c => Format::Unknown(c),
         }
     }
@@ -114,12 +140,17 @@ impl Format {
             Format::CondorUserlog => "condor-userlog",
             Format::NetflowDatagram => "netflow-datagram",
             Format::NetflowRecord => "netflow-record",
+            Format::OpennebulaXml => "opennebula-xml",
+            Format::OpennebulaLog => "opennebula-log",
+            Format::ScimDirectory => "scim-directory",
+            Format::ArcJobLog => "arc-job-log",
+            Format::CondorAuditLog => "condor-audit-log",
             Format::Unknown(_) => "unknown",
         }
     }
 
     /// Every format this build writes, for `--format` and detection.
-    pub const KNOWN: [Format; 10] = [
+    pub const KNOWN: [Format; 15] = [
         Format::Syslog,
         Format::Raw,
         Format::OpenstackNotification,
@@ -130,18 +161,30 @@ impl Format {
         Format::CondorUserlog,
         Format::NetflowDatagram,
         Format::NetflowRecord,
+        Format::OpennebulaXml,
+        Format::OpennebulaLog,
+        Format::ScimDirectory,
+        Format::ArcJobLog,
+        Format::CondorAuditLog,
     ];
 
     /// Who observes records of this format when nobody says otherwise: the cloud for
     /// OpenStack sources, the VO for HTCondor, the VM for syslog (the forgeable default).
     pub fn default_observer(self) -> crate::Observer {
         match self {
-            Format::OpenstackNotification | Format::OsloLog | Format::KeystoneDirectory => {
-                crate::Observer::Cloud
-            }
-            Format::CondorHistoryJson | Format::CondorClassAd | Format::CondorUserlog => {
-                crate::Observer::Vo
-            }
+            Format::OpenstackNotification
+            | Format::OsloLog
+            | Format::KeystoneDirectory
+            | Format::OpennebulaXml
+            | Format::OpennebulaLog => crate::Observer::Cloud,
+            // The IAM is the VO's directory; an ARC CE or HTCondor-CE reports the grid jobs
+            // it accepted, like the VO's own HTCondor records.
+            Format::CondorHistoryJson
+            | Format::CondorClassAd
+            | Format::CondorUserlog
+            | Format::ScimDirectory
+            | Format::ArcJobLog
+            | Format::CondorAuditLog => crate::Observer::Vo,
             Format::NetflowDatagram | Format::NetflowRecord => crate::Observer::Network,
             Format::Syslog | Format::Raw | Format::Unknown(_) => crate::Observer::Vm,
         }

@@ -89,6 +89,50 @@ pub const REQUEST_ID: &str = "request_id";
 /// Notification message id (oslo envelope `message_id`).
 pub const MESSAGE_ID: &str = "message_id";
 
+// OpenNebula (crates/decode/src/opennebula): a VM's record also fills the cloud fields above
+// (`vm_uuid` is `one-<ID>`, see [`opennebula_vm`]; `user_id`/`user_name` are UID/UNAME,
+// `project_id`/`project_name` GID/GNAME; `vm_devices` the NICs' tap devices).
+
+/// The VM's numeric id in its oned (`ID`, `RESOURCE_ID`, a per-VM log's file name).
+pub const ONE_VM_ID: &str = "one_vm_id";
+/// OpenNebula's own state names (`ACTIVE`, `DONE`, …) and LCM state (`RUNNING`, …).
+pub const ONE_STATE: &str = "one_state";
+pub const ONE_LCM_STATE: &str = "one_lcm_state";
+/// The VM's creation (`STIME`) as RFC 3339.
+pub const ONE_STIME: &str = "one_stime";
+/// The VM's NICs, `NIC_ID=addr/addr/…/mac` entries separated by `,` (addresses first, the MAC
+/// last), for the fact store to tell NICs present at creation from those attached later.
+pub const ONE_NICS: &str = "one_nics";
+/// Placement history: `SEQ=HOSTNAME/STIME/ETIME/ACTION` entries separated by `,` (Unix
+/// seconds, `0` = still open; ACTION is OpenNebula's numeric `VMActions` code).
+pub const ONE_HISTORY: &str = "one_history";
+/// The OpenNebula API call of an `oned.log` request line (`one.vm.deploy`).
+pub const ONE_CALL: &str = "one_call";
+/// The user id that made an API request (`UID:` of `oned.log`): the requester, not the owner.
+pub const REQUESTER_UID: &str = "requester_uid";
+
+/// The VM identity pugmark gives OpenNebula VM `id`: `one-<id>`, the libvirt domain name
+/// OpenNebula deploys it as (`DEPLOY_ID`, what `virsh list` shows on the host and what its
+/// tap devices `one-<id>-<nic>` are named after). One pugmark data directory per oned (zone):
+/// ids are unique only within one.
+pub fn opennebula_vm(id: u64) -> String {
+    format!("one-{id}")
+}
+
+/// What an operator may type for an OpenNebula VM (`one-42`, `ONE-42`): the identity
+/// [`opennebula_vm`] gives it. None for anything else (a UUID stays as typed).
+pub fn parse_opennebula_vm(text: &str) -> Option<String> {
+    let t = text.trim();
+    let digits = t
+        .get(..4)
+        .filter(|p| p.eq_ignore_ascii_case("one-"))
+        .map(|_| &t[4..])?;
+    if digits.is_empty() || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<u64>().ok().map(opennebula_vm)
+}
+
 // VO workload (HTCondor).
 
 /// `GlobalJobId`, or `ClusterId.ProcId` when that is all there is.
@@ -105,6 +149,53 @@ pub const EXEC_HOST: &str = "exec_host";
 /// Job start and end as Unix-second instants rendered RFC 3339.
 pub const JOB_START: &str = "job_start";
 pub const JOB_END: &str = "job_end";
+/// WLCG / SciTokens token behind the payload (job ad `AuthTokenIssuer`, `AuthTokenSubject`,
+/// `AuthTokenId`, `AuthTokenScopes`, `AuthTokenGroups`; an HTCondor-CE audit log's
+/// `AuthMethod=SCITOKENS, AuthId=ISSUER,SUBJECT`): the person is issuer + subject.
+pub const TOKEN_ISSUER: &str = "token_issuer";
+pub const TOKEN_SUBJECT: &str = "token_subject";
+pub const TOKEN_ID: &str = "token_id";
+pub const TOKEN_SCOPES: &str = "token_scopes";
+pub const TOKEN_GROUPS: &str = "token_groups";
+/// Where a payload observation comes from when not an HTCondor job ad or userlog: `glexec`,
+/// `arc` (A-REX job log), `ce-audit` (HTCondor-CE audit log).
+pub const PAYLOAD_SOURCE: &str = "payload_source";
+/// `start` or `end` of a payload (glexec `Started`/`Terminated`, ARC `Started`/`Finished`).
+pub const PAYLOAD_PHASE: &str = "payload_phase";
+/// The local account a payload was mapped to (glexec target uid, ARC `unix user` uid:gid).
+pub const TARGET_UID: &str = "target_uid";
+/// VOMS FQAN the payload used (glexec `Used FQAN`, a proxy's first FQAN).
+pub const FQAN: &str = "fqan";
+/// A process id a multi-line source's lines share (glexec's pid), or the connection id an
+/// HTCondor audit log's lines share (`cid`).
+pub const CORRELATION: &str = "correlation";
+
+// Identity directory (SCIM: INDIGO IAM and any SCIM 2.0 server).
+
+/// `scim` for SCIM resources (Keystone entries have none: `directory` says user/project).
+pub const DIRECTORY_SOURCE: &str = "directory_source";
+/// A SCIM resource's `id` (for IAM, the `sub` of the person's tokens).
+pub const SCIM_ID: &str = "scim_id";
+/// The person's display name (`name.formatted`, else given + family, else `displayName`).
+pub const PERSON_NAME: &str = "person_name";
+/// `scheme://host` of a SCIM resource's `meta.location`: the IAM's address, which its
+/// tokens' issuer shares (the IAM's own tokens name the person by the SCIM id).
+pub const ISSUER_ORIGIN: &str = "issuer_origin";
+/// OIDC identities linked to the account, `issuer subject` pairs separated by `|`.
+pub const OIDC_IDS: &str = "oidc_ids";
+/// Certificate subjects linked to the account, separated by `|`.
+pub const CERT_DNS: &str = "cert_dns";
+/// Group names (`groups[].display`), comma-separated; for a Group, its members' ids.
+pub const GROUPS: &str = "groups";
+pub const MEMBERS: &str = "members";
+/// SSH key fingerprints linked to the account, comma-separated.
+pub const SSH_KEYS: &str = "ssh_keys";
+/// `true` / `false` (SCIM `active`).
+pub const ACTIVE: &str = "active";
+/// Keystone federated identities of a user (`federated[].protocols[].unique_id`, `idp unique`
+/// pairs separated by `|`).
+pub const FEDERATED_IDS: &str = "federated_ids";
+
 /// Userlog event code (`000`, `001`, `005`, …).
 pub const CONDOR_EVENT: &str = "condor_event";
 /// Host name the startd gives itself (`alias=` of its sinful string).

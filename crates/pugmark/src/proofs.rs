@@ -31,7 +31,8 @@ pub const FORMAT: &str = "pugmark-proofs/1";
 /// The Markdown fence info string and HTML script id that carry it.
 pub const EMBED_TAG: &str = "pugmark-proofs";
 
-/// Every `seq` (> 0) named anywhere in a JSON answer: the records it cites.
+/// Every `seq` (> 0) named anywhere in a JSON answer, and every element of a `seqs` list:
+/// the records it cites.
 pub fn cited(v: &Value, out: &mut BTreeSet<u64>) {
     match v {
         Value::Object(m) => {
@@ -41,6 +42,12 @@ pub fn cited(v: &Value, out: &mut BTreeSet<u64>) {
                     && n > 0
                 {
                     out.insert(n);
+                }
+                // Lists of positions (`seqs`: conflicts, `contain`, payloads) are citations too.
+                if k == "seqs"
+                    && let Some(a) = x.as_array()
+                {
+                    out.extend(a.iter().filter_map(Value::as_u64).filter(|n| *n > 0));
                 }
                 cited(x, out);
             }

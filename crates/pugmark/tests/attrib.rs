@@ -914,3 +914,79 @@ fn a_tap_ties_spoofed_and_unleased_sources_to_their_vm_and_check_names_the_holde
     assert_eq!(after[0]["attribution"]["how"], "address", "{ta:#}");
     assert_eq!(c["examined"]["tap_connections"], 6, "{c:#}");
 }
+
+/// Issue 12: a record naming a Neutron floating IP belongs to the VM whose port the address
+/// was associated to then — the facts `who --ip FLOATING` answers from. The oracle is `who`
+/// itself, asked at each line's moment: every line goes to the VM `who` names (and none when
+/// `who` names none: before the association, between two, after the port's deletion), in
+/// `timeline --vm` of each VM. Notifications: the Neutron sample of the `who` test.
+#[test]
+fn records_naming_a_floating_ip_go_to_the_vm_who_names_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../decode/testdata/neutron_notifications.jsonl");
+    ok(&data, &["ingest", sample.to_str().unwrap()]);
+    let moments = [
+        "08:45:00", "09:01:00", "09:20:00", "09:30:00", "09:50:00", "10:15:00", "10:45:00",
+        "11:15:00", "12:00:00",
+    ];
+    let addresses = [
+        "203.0.113.10",
+        "203.0.113.20",
+        "203.0.113.30",
+        "203.0.113.40",
+    ];
+    // The network node's log of traffic leaving through the router's gateway port.
+    let mut lines = Vec::new();
+    let mut want: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut nobody = 0;
+    for (i, at) in moments.iter().enumerate() {
+        for (j, ip) in addresses.iter().enumerate() {
+            let port = 40000 + i * 10 + j;
+            let t = format!("2026-10-14T{at}Z");
+            lines.push(format!(
+                "<4>1 {t} netnode kernel - - - fip-out IN=qr-1 OUT=qg-1 SRC={ip} DST=198.51.100.77 LEN=60 TOS=0x00 PREC=0x00 TTL=63 ID=1 DF PROTO=TCP SPT={port} DPT=443 WINDOW=64240 RES=0x00 SYN URGP=0"
+            ));
+            let w = json(&data, &["who", "--ip", ip, "--at", &t]);
+            let vms: Vec<String> = w["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|m| m["vm"]["uuid"].as_str().map(String::from))
+                .collect();
+            assert!(vms.len() <= 1, "{w}");
+            match vms.first() {
+                Some(vm) => {
+                    want.entry(vm.clone())
+                        .or_default()
+                        .insert(format!("SPT={port} "));
+                }
+                None => nobody += 1,
+            }
+        }
+    }
+    // The oracle covers both sides: leased moments for three VMs and moments nobody held.
+    assert_eq!(want.len(), 3, "{want:?}");
+    assert!(nobody >= 10, "{nobody}");
+    let nf = dir.path().join("netnode-kern.log");
+    fs::write(&nf, lines.join("\n") + "\n").unwrap();
+    ok(
+        &data,
+        &["ingest", "--observer", "network", nf.to_str().unwrap()],
+    );
+    for (vm, ports) in &want {
+        let t = json(&data, &["timeline", "--vm", vm]);
+        let got: BTreeSet<String> = entries_about(&t, "fip-out")
+            .iter()
+            .map(|e| {
+                assert_eq!(e["attribution"]["how"], "address", "{e}");
+                assert_eq!(e["attribution"]["vm"], vm.as_str(), "{e}");
+                let s = e["summary"].as_str().unwrap();
+                let i = s.find("SPT=").unwrap();
+                s[i..].split(' ').next().unwrap().to_string() + " "
+            })
+            .collect();
+        assert_eq!(&got, ports, "timeline --vm {vm}: {t:#}");
+    }
+}

@@ -2126,3 +2126,279 @@ fn who_on_a_floating_ip_follows_neutron_associations_in_any_order() {
     assert_eq!(w["matches"].as_array().unwrap().len(), 2, "{w}");
     assert_eq!(w["matches"][0]["ambiguous"], true, "{w}");
 }
+
+/// Issue 12, "Identities beyond Keystone and X.509" and "Containment, answered", end to end:
+/// a VM whose payloads are identified by a WLCG token (job ad), by a proxy the HTCondor-CE
+/// audit log saw on the job's connection, and by glexec inside the VM; the IAM's SCIM export
+/// names the token's person and a Keystone federated account is the same person. `who
+/// --json` gives issuer/subject/vo/person per payload (dn, owner, job_id, from, to kept) and
+/// `contain` cites its records; a VM no directory or VO source speaks of answers `unknown`.
+#[test]
+fn identities_name_payload_people_and_containment_cites_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let grid = Path::new(env!("CARGO_MANIFEST_DIR")).join("../decode/testdata/grid");
+    let vm_a = "aaaaaaaa-0000-4000-8000-00000000000a";
+    let vm_b = "bbbbbbbb-0000-4000-8000-00000000000b";
+    let jane = "73f16d93-2441-4a50-88ff-85360d78c6b5";
+    let mallory_dn = "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=mallory/CN=123456/CN=Mal Ory";
+    let notif = |uuid: &str, host: &str, hostname: &str, user: &str, ip: &str| {
+        let message = serde_json::json!({
+            "event_type": "instance.create.end", "priority": "INFO",
+            "publisher_id": "nova-compute:x", "timestamp": "2026-10-14 08:00:00.000000",
+            "message_id": format!("m-{uuid}"),
+            "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova", "nova_object.version": "1.8",
+                "nova_object.data": {"uuid": uuid, "host": host, "node": host, "host_name": hostname, "display_name": hostname,
+                    "user_id": user, "tenant_id": format!("proj-{user}"), "image_uuid": "img-1", "state": "active",
+                    "ip_addresses": [{"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:01", "version": 4}}]}}
+        });
+        message.to_string()
+    };
+    let notifications = dir.path().join("notifications.jsonl");
+    fs::write(
+        &notifications,
+        [
+            notif(vm_a, "cmp1", "atlas-wn-06", "u1", "10.0.0.5"),
+            notif(vm_b, "", "lonely", "u3", "10.0.0.9"),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .unwrap();
+    // Keystone: the VM's owner, and a federated account whose unique id is Jane's IAM id.
+    let users = dir.path().join("users.json");
+    fs::write(
+        &users,
+        format!(
+            r#"[{{"ID": "u1", "Name": "alice", "Project": "proj-u1", "Domain": "default", "Description": "", "Email": "alice@example.org", "Enabled": true}},
+                {{"ID": "u9", "Name": "jdoe", "Project": "proj-u9", "Domain": "federated", "Description": "", "Email": "", "Enabled": true,
+                  "federated": [{{"idp_id": "iam", "protocols": [{{"protocol_id": "openid", "unique_id": "{jane}"}}]}}]}}]"#
+        ),
+    )
+    .unwrap();
+    // Two payloads on 10.0.0.5: one with a token, one whose identity only the CE saw.
+    let history = dir.path().join("history.json");
+    fs::write(
+        &history,
+        serde_json::json!([
+            {"ClusterId": 2758, "ProcId": 0, "GlobalJobId": "ce01.example.org#2758.0#1791968000", "Owner": "atlasprd",
+             "AuthTokenSubject": jane, "AuthTokenIssuer": "https://iam.example.org/", "AuthTokenId": "t-1",
+             "AuthTokenScopes": "compute.create", "AuthTokenGroups": "/atlas/production",
+             "StartdIpAddr": "<10.0.0.5:9618?addrs=10.0.0.5-9618&alias=atlas-wn-06>", "RemoteHost": "slot1@atlas-wn-06",
+             "JobCurrentStartDate": 1_791_968_400_i64, "JobStatus": 2},
+            {"ClusterId": 2759, "ProcId": 0, "GlobalJobId": "ce01.example.org#2759.0#1791968005", "Owner": "atlasprd",
+             "StartdIpAddr": "<10.0.0.5:9618?addrs=10.0.0.5-9618&alias=atlas-wn-06>", "RemoteHost": "slot2@atlas-wn-06",
+             "JobCurrentStartDate": 1_791_968_700_i64, "JobStatus": 2}
+        ])
+        .to_string(),
+    )
+    .unwrap();
+    let s = json(
+        &data,
+        &[
+            "ingest",
+            "--year",
+            "2026",
+            notifications.to_str().unwrap(),
+            users.to_str().unwrap(),
+            history.to_str().unwrap(),
+            grid.join("iam-scim-users.json").to_str().unwrap(),
+            grid.join("iam-scim-groups.json").to_str().unwrap(),
+            grid.join("ce-AuditLog").to_str().unwrap(),
+            grid.join("glexec.log").to_str().unwrap(),
+            grid.join("arc-jobs.log").to_str().unwrap(),
+        ],
+    );
+    let formats: Vec<&str> = s["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            "openstack-notification",
+            "keystone-directory",
+            "condor-history-json",
+            "scim-directory",
+            "scim-directory",
+            "condor-audit-log",
+            "syslog",
+            "arc-job-log"
+        ],
+        "{s}"
+    );
+    // Bad input in the samples (a SCIM user without id, a token method without issuer, two
+    // truncated glexec lines, a cut ARC line) is stored and counted, not lost.
+    assert!(s["parse_issues"]["events"].as_u64().unwrap() >= 5, "{s}");
+
+    let r = json(
+        &data,
+        &["who", "--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"],
+    );
+    let m = &r["matches"][0];
+    assert_eq!(m["vm"]["uuid"], vm_a, "{r}");
+    let payloads = m["payload_users"].as_array().unwrap();
+    let by_job = |id: &str| {
+        payloads
+            .iter()
+            .find(|p| p["job_id"] == id)
+            .unwrap_or_else(|| panic!("no payload {id} in {r}"))
+    };
+    let t = by_job("ce01.example.org#2758.0#1791968000");
+    for key in [
+        "dn", "owner", "job_id", "from", "to", "issuer", "subject", "vo",
+    ] {
+        assert!(t.get(key).is_some(), "{key} missing: {t}");
+    }
+    assert_eq!(t["issuer"], "https://iam.example.org/");
+    assert_eq!(t["subject"], jane);
+    assert_eq!(t["vo"], "atlas");
+    assert_eq!(t["owner"], "atlasprd");
+    assert_eq!(t["person"]["user_name"], "jdoe", "{t}");
+    assert_eq!(t["person"]["email"], "jane.doe@example.org");
+    // The CE audit log's proxy on the job's connection gives the second payload its DN.
+    let c = by_job("ce01.example.org#2759.0#1791968005");
+    assert_eq!(c["dn"], mallory_dn, "{c}");
+    assert_eq!(c["vo"], "atlas");
+    assert_eq!(
+        c["person"],
+        Value::Null,
+        "mallory has no certificate in the IAM"
+    );
+    // glexec inside the VM, attributed by the one rule (its hostname; no sender address).
+    let g = by_job("glexec:atlas-wn-06:20413#20414");
+    assert_eq!(g["dn"], mallory_dn, "{g}");
+    assert_eq!(g["vo"], "atlas");
+    assert_eq!(g["source"], "glexec");
+    assert_eq!(g["from"], "2026-10-14T09:30:00Z");
+    assert_eq!(g["to"], "2026-10-14T10:15:00Z");
+
+    let ct = &m["contain"];
+    assert_eq!(ct["vm"]["action"], "suspend");
+    assert_eq!(ct["vm"]["uuid"], vm_a);
+    assert_eq!(ct["vm"]["hypervisor"], "cmp1");
+    assert!(!ct["vm"]["seqs"].as_array().unwrap().is_empty());
+    assert_eq!(ct["project"]["id"], "proj-u1");
+    assert_eq!(ct["project"]["owner_email"], "alice@example.org", "{ct}");
+    let bans = ct["payloads"].as_array().unwrap();
+    let ban = |id: &str| bans.iter().find(|b| b["job_id"] == id).unwrap();
+    assert_eq!(ban("ce01.example.org#2758.0#1791968000")["by"], "token");
+    assert_eq!(ban("glexec:atlas-wn-06:20413#20414")["by"], "dn");
+    assert_eq!(ban("glexec:atlas-wn-06:20413#20414")["vo"], "atlas");
+    let accounts = ct["accounts"].as_array().unwrap();
+    let account = |system: &str, id: &str| {
+        accounts
+            .iter()
+            .find(|a| a["system"] == system && a["id"] == id)
+            .unwrap_or_else(|| panic!("no {system} account {id}: {ct}"))
+    };
+    assert_eq!(account("keystone", "u1")["why"], "vm_owner");
+    assert_eq!(account("iam", jane)["why"], "payload_person");
+    assert_eq!(account("keystone", "u9")["why"], "federated");
+    assert!(
+        ct["unknown"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "payload glexec:atlas-wn-06:20413#20414.iam_account"),
+        "{ct}"
+    );
+    // Every seq `contain` cites is a record the answer's evidence/integrity can show.
+    let mut cited = Vec::new();
+    for part in [&ct["vm"], &ct["project"]] {
+        cited.extend(
+            part["seqs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap()),
+        );
+    }
+    for list in [bans, accounts] {
+        for x in list {
+            cited.extend(
+                x["seqs"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap()),
+            );
+        }
+    }
+    assert!(!cited.is_empty() && cited.iter().all(|s| *s > 0));
+    let proven: Vec<u64> = r["integrity"]["records"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["seq"].as_u64()).collect())
+        .unwrap_or_default();
+    if !proven.is_empty() {
+        for s in &cited {
+            assert!(proven.contains(s), "seq {s} cited by contain has no proof");
+        }
+    }
+
+    // Text shows the same.
+    let text = ok(
+        &data,
+        &["who", "--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"],
+    );
+    assert!(
+        text.contains("token 73f16d93-2441-4a50-88ff-85360d78c6b5 of https://iam.example.org/"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "contain: suspend VM aaaaaaaa-0000-4000-8000-00000000000a on hypervisor cmp1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("contain: disable iam account 73f16d93"),
+        "{text}"
+    );
+
+    // The report carries the same contain object and a Containment section.
+    let rep = ok(
+        &data,
+        &[
+            "report",
+            "--ip",
+            "10.0.0.5",
+            "--at",
+            "2026-10-14T09:40:00Z",
+            "--format",
+            "json",
+        ],
+    );
+    let rep: Value = serde_json::from_str(&rep).unwrap();
+    assert_eq!(rep["who"]["matches"][0]["contain"], *ct);
+    let md = ok(
+        &data,
+        &["report", "--ip", "10.0.0.5", "--at", "2026-10-14T09:40:00Z"],
+    );
+    assert!(
+        md.contains("### Containment") && md.contains("ban DN /DC=ch/DC=cern"),
+        "{md}"
+    );
+
+    // No hypervisor, no directory entry for the owner, no payload: "unknown", never a guess.
+    let r = json(
+        &data,
+        &["who", "--ip", "10.0.0.9", "--at", "2026-10-14T09:40:00Z"],
+    );
+    let ct = &r["matches"][0]["contain"];
+    assert_eq!(ct["vm"]["hypervisor"], Value::Null, "{ct}");
+    assert_eq!(ct["project"]["owner_email"], Value::Null);
+    let unknown: Vec<&str> = ct["unknown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        unknown,
+        ["vm.hypervisor", "project.owner_email", "payloads"],
+        "{ct}"
+    );
+}

@@ -82,13 +82,16 @@ enum Kind {
 /// so a new file cannot escape its check.
 fn kind_of(name: &str) -> Kind {
     match name {
-        "90-pugmark.conf" | "90-pugmark-kernel.conf" | "10-pugmark-central.conf" => Kind::Rsyslog,
+        "90-pugmark.conf"
+        | "90-pugmark-kernel.conf"
+        | "10-pugmark-central.conf"
+        | "90-pugmark-oned.conf" => Kind::Rsyslog,
         "nova.conf" | "neutron.conf" => Kind::Ini,
         "pugmark.nft" => Kind::Nft,
         "pugmark-iptables.rules" => Kind::Iptables,
         "cloud-config.yaml" => Kind::CloudConfig,
         "serve.toml" => Kind::ServeToml,
-        "pugmark-vm-state.tmpl" => Kind::OneHook,
+        "pugmark-vm-state.tmpl" | "pugmark-vm-done.tmpl" => Kind::OneHook,
         "pugmark-vm-uuid" | "pugmark-contextualise.sh" | "pugmark-one-hook" => Kind::Shell,
         n if n.ends_with(".service") || n.ends_with(".timer") => Kind::Systemd,
         other => panic!("site-config wrote {other}, which no test checks: add it to kind_of"),

@@ -179,6 +179,10 @@ pub struct Site {
     pub(crate) obs: BTreeMap<String, Vec<VmObs>>,
     /// Tap device (lower-case) → the VMs whose port it was, over the port's life.
     pub(crate) tap: BTreeMap<String, Vec<Held>>,
+    /// Addresses held only as Neutron floating IPs (not site networks: `default_nets` skips
+    /// them), and the Neutron records that opened such leases (their evidence).
+    pub(crate) floating: BTreeSet<IpAddr>,
+    pub(crate) net_evidence: BTreeMap<u64, EvidenceJson>,
 }
 
 /// A name Linux could give a network device (at most 15 bytes) made of the characters nova
@@ -243,7 +247,9 @@ impl Site {
             s.insert(uuid, obs);
         }
         s.insert_nova_taps(&store.nova_taps()?);
-        s.insert_ports(&store.all_port_observations()?);
+        let ports = store.all_port_observations()?;
+        s.insert_ports(&ports);
+        s.insert_floating(&store.all_floating_ip_observations()?, &ports);
         Ok(s)
     }
 
@@ -337,6 +343,107 @@ impl Site {
         }
     }
 
+    /// Neutron floating IPs (after the VMs and ports are in): a floating IP is a lease of the
+    /// VM whose port it was associated to, over the association (`who::associations`:
+    /// order-independent), cut where the port's instance changes, where the port is deleted
+    /// and where the VM is deleted — the same facts `who --ip FLOATING` answers from, so
+    /// timeline, report, check and hunt attribute a record naming a floating IP as `who` does.
+    /// A port nobody created or an instance nova never described leases nothing (`who` shows
+    /// those as `unresolved`).
+    pub fn insert_floating(&mut self, fips: &[NetObs], ports: &[NetObs]) {
+        let mut port_obs: BTreeMap<&str, Vec<&NetObs>> = BTreeMap::new();
+        for p in ports {
+            port_obs.entry(p.id.as_str()).or_default().push(p);
+        }
+        for list in port_obs.values_mut() {
+            list.sort_by_key(|p| (p.time_ns, p.action == "delete", p.seq));
+        }
+        let addresses: BTreeSet<&str> = fips
+            .iter()
+            .filter_map(|o| o.floating_ip.as_deref())
+            .collect();
+        for address in addresses {
+            let Ok(addr) = address.parse::<IpAddr>() else {
+                continue;
+            };
+            // Every observation of a floating IP id that ever had this address.
+            let ids: BTreeSet<&str> = fips
+                .iter()
+                .filter(|o| o.floating_ip.as_deref() == Some(address))
+                .map(|o| o.id.as_str())
+                .collect();
+            let obs: Vec<NetObs> = fips
+                .iter()
+                .filter(|o| ids.contains(o.id.as_str()))
+                .cloned()
+                .collect();
+            for a in crate::who::associations(&obs, address) {
+                let pobs = port_obs
+                    .get(a.port_id.as_str())
+                    .map_or(&[][..], Vec::as_slice);
+                let opened = obs.iter().find(|o| o.seq == a.lease.opened_by);
+                // The port's instance at the association's start, then each change inside it.
+                let mut holder: Option<(String, i64, u64)> = pobs
+                    .iter()
+                    .rfind(|p| p.time_ns <= a.lease.from)
+                    .filter(|p| p.action != "delete")
+                    .and_then(|p| p.vm_uuid.clone())
+                    .map(|u| (u, a.lease.from, a.lease.opened_by));
+                let mut segments = Vec::new();
+                for p in pobs.iter().filter(|p| {
+                    p.time_ns > a.lease.from && a.lease.to.is_none_or(|to| p.time_ns < to)
+                }) {
+                    let next = p.vm_uuid.clone().filter(|_| p.action != "delete");
+                    if holder.as_ref().map(|h| &h.0) == next.as_ref() {
+                        continue;
+                    }
+                    if let Some((u, from, by)) = holder.take() {
+                        segments.push((u, from, by, Some((p.time_ns, p.seq))));
+                    }
+                    holder = next.map(|u| (u, p.time_ns, p.seq));
+                }
+                if let Some((u, from, by)) = holder {
+                    segments.push((u, from, by, a.lease.to.zip(a.lease.closed_by)));
+                }
+                for (uuid, from, by, mut end) in segments {
+                    let Some(vm) = self.obs.get(&uuid) else {
+                        continue; // an instance nova never described: no guess
+                    };
+                    if let Some(d) = vm
+                        .iter()
+                        .find(|o| is_deletion(o))
+                        .map(|o| (o.time_ns, o.seq))
+                    {
+                        if d.0 <= from {
+                            continue;
+                        }
+                        if end.is_none_or(|e| d.0 < e.0) {
+                            end = Some(d);
+                        }
+                    }
+                    if let Some(o) = opened.filter(|o| o.seq == by) {
+                        self.net_evidence.insert(by, crate::who::net_evidence(o));
+                    } else if let Some(p) = pobs.iter().find(|p| p.seq == by) {
+                        self.net_evidence.insert(by, crate::who::net_evidence(p));
+                    }
+                    let addr = canonical(addr);
+                    if !self.ip.contains_key(&addr) {
+                        self.floating.insert(addr);
+                    }
+                    self.ip.entry(addr).or_default().push(Held {
+                        lease: Lease {
+                            from,
+                            to: end.map(|e| e.0),
+                            opened_by: by,
+                            closed_by: end.map(|e| e.1),
+                        },
+                        uuid,
+                    });
+                }
+            }
+        }
+    }
+
     /// The VMs whose tap `dev` was at `t` (device names compare lower-case).
     pub fn tap_at(&self, dev: &str, t: i64) -> Vec<&Held> {
         self.tap
@@ -359,14 +466,16 @@ impl Site {
             let Some(dev) = e.field(f).map(|d| d.trim().to_ascii_lowercase()) else {
                 continue;
             };
-            if !dev.starts_with("tap") {
-                continue;
-            }
-            let vms: Vec<String> = self
+            // Any device the site knows as a VM's: nova's and Neutron's `tap…`, OpenNebula's
+            // `one-<vm>-<nic>`.
+            // One VM per name: nova and Neutron both describe the same port's tap.
+            let mut vms: Vec<String> = self
                 .tap_at(&dev, t)
                 .iter()
                 .map(|h| h.uuid.clone())
                 .collect();
+            vms.sort();
+            vms.dedup();
             if !vms.is_empty() {
                 return Some((dir, dev, vms));
             }
@@ -452,16 +561,16 @@ impl Site {
     /// The cloud record that opened a lease.
     pub fn evidence_for(&self, held: &Held) -> Option<EvidenceJson> {
         self.obs
-            .get(&held.uuid)?
-            .iter()
-            .find(|o| o.seq == held.lease.opened_by)
+            .get(&held.uuid)
+            .and_then(|obs| obs.iter().find(|o| o.seq == held.lease.opened_by))
             .map(obs_json)
+            .or_else(|| self.net_evidence.get(&held.lease.opened_by).cloned())
     }
 
     /// The site's networks when none are given: the /24 or /64 of every leased address.
     pub(crate) fn default_nets(&self) -> Vec<Net> {
         let mut nets = BTreeSet::new();
-        for ip in self.ip.keys() {
+        for ip in self.ip.keys().filter(|ip| !self.floating.contains(ip)) {
             let net = match ip {
                 IpAddr::V4(_) => Net::parse(&format!("{ip}/24")),
                 IpAddr::V6(_) => Net::parse(&format!("{ip}/64")),
@@ -486,12 +595,30 @@ impl Site {
         if e.observer != Observer::Vm {
             return self.by_fields(e, t);
         }
-        let sender = e.sender_ip();
+        self.attribute_vm_record(
+            e.sender_ip(),
+            e.field(fields::CLAIMED_VM_UUID),
+            e.host.as_deref(),
+            t,
+        )
+    }
+
+    /// Rules 1, 2 and 4 for a VM's record known only by its parts — what the fact store
+    /// keeps of a payload line (glexec, issue 12): the sender address, the claimed UUID and
+    /// the claimed host. [`Site::attribute_at`] calls it for every VM record, so the two
+    /// cannot disagree.
+    pub fn attribute_vm_record(
+        &self,
+        sender: Option<IpAddr>,
+        claimed: Option<&str>,
+        host: Option<&str>,
+        t: i64,
+    ) -> Attribution {
         let holders: Vec<String> = sender
             .map(|ip| self.ip_at(ip, t).iter().map(|h| h.uuid.clone()).collect())
             .unwrap_or_default();
         let mut mismatch = None;
-        if let Some(claimed) = e.field(fields::CLAIMED_VM_UUID) {
+        if let Some(claimed) = claimed {
             let claimed = claimed.to_ascii_lowercase();
             if holders.contains(&claimed) {
                 return Attribution::one(How::Uuid, &claimed);
@@ -511,7 +638,7 @@ impl Site {
             }
         }
         let mut a = if holders.is_empty() {
-            match e.host.as_deref() {
+            match host {
                 Some(h) => Attribution::of(
                     How::Hostname,
                     self.host_at(h, t).iter().map(|h| h.uuid.clone()).collect(),

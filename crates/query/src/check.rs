@@ -728,6 +728,50 @@ pub fn check(
         )?;
     }
 
+    // 8. OpenNebula networks' leases (`onevnet show -x`) naming a VM no cloud record knows.
+    let (vnet_seqs, vnet_expr) = positions(
+        index,
+        "source:opennebula-vnet",
+        None,
+        req,
+        SignedDuration::ZERO,
+    )?;
+    examined.insert("opennebula_vnets", vnet_seqs.len() as u64);
+    for seq in vnet_seqs {
+        let e = fetch.fetch(seq)?;
+        if vnet_expr.as_ref().is_some_and(|x| !x.matches(&e)) {
+            continue;
+        }
+        let t = ns(e.placed());
+        if !in_range(t) {
+            continue;
+        }
+        for (addrs, holder) in e
+            .field("one_leases")
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|l| l.rsplit_once('='))
+        {
+            if !holder.starts_with("one-") || site.obs.contains_key(holder) {
+                continue;
+            }
+            folder.add(
+                "unknown_lease_holder",
+                format!("{holder}|{addrs}"),
+                t,
+                || vec![holder.to_string(), addrs.to_string()],
+                || {
+                    format!(
+                        "OpenNebula network {} leases {addrs} to VM {holder}, of which no VM record exists",
+                        e.field("one_vnet_name").or(e.field("one_vnet_id")).unwrap_or("?")
+                    )
+                },
+                ev_json(seq, &e, t),
+                Vec::new,
+            );
+        }
+    }
+
     let mut findings: Vec<Finding> = folder.open.into_values().map(|(f, _)| f).collect();
     findings.sort_by(|a, b| (&a.time, a.kind, &a.entities).cmp(&(&b.time, b.kind, &b.entities)));
     let mut by_kind = BTreeMap::new();

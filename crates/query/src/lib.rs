@@ -11,6 +11,7 @@
 
 pub mod attrib;
 pub mod check;
+pub mod contain;
 pub mod hunt;
 pub mod lang;
 pub mod nat;

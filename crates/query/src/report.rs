@@ -214,6 +214,11 @@ pub fn to_markdown(r: &Report) -> String {
                 or_unknown(&p.from),
                 or_unknown(&p.to)
             );
+            let _ = writeln!(
+                s,
+                "  - identity: {}",
+                escape_controls(&crate::contain::payload_identity_text(p))
+            );
         }
         let _ = writeln!(
             s,
@@ -256,6 +261,11 @@ pub fn to_markdown(r: &Report) -> String {
             );
         }
         let _ = writeln!(s, "- **Backed by**: {}\n", obs.join(", "));
+        let _ = writeln!(s, "### Containment\n");
+        for line in crate::contain::text_lines(&m.contain) {
+            let _ = writeln!(s, "- {}", escape_controls(&line));
+        }
+        let _ = writeln!(s);
         for (title, list) in [
             ("Sessions", &v.sessions),
             ("Connections", &v.connections),

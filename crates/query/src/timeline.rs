@@ -249,6 +249,27 @@ impl Builder<'_> {
         let mut ips: Vec<String> = obs.iter().flat_map(|o| o.ips.clone()).collect();
         ips.sort();
         ips.dedup();
+        // Neutron floating IPs associated to the VM's ports (`Site::insert_floating`) that
+        // nova's records do not list: the same searches over each association.
+        let floating: Vec<(String, Lease)> = self
+            .site
+            .ip
+            .iter()
+            .filter(|(ip, _)| !ips.contains(&ip.to_string()))
+            .flat_map(|(ip, held)| {
+                held.iter()
+                    .filter(|h| h.uuid == uuid)
+                    .map(move |h| (ip.to_string(), h.lease))
+            })
+            .collect();
+        for (ip, l) in &floating {
+            self.lease_fact(store, uuid, &obs, "floating ip", ip, l)?;
+            let names_it = Keep::Vm {
+                uuid,
+                names_it: true,
+            };
+            self.events(format!("ip:{ip}"), ts(l.from), l.to.and_then(ts), names_it)?;
+        }
         for ip in ips {
             for l in leases(&obs, AddrKind::Ip, &ip) {
                 self.lease_fact(store, uuid, &obs, "ip", &ip, &l)?;

@@ -19,8 +19,9 @@ use std::rc::Rc;
 use jiff::Timestamp;
 use model::Observer;
 use serde::Serialize;
-use views::facts::{DirEntry, FactStore, JobObs, NatObs, NetObs, VmObs};
+use views::facts::{DirEntry, FactStore, JobObs, NatObs, NetObs, ScimEntry, VmObs};
 
+use crate::contain::{self, ContainJson};
 use crate::nat::{Translation, translations};
 
 /// What is asked: an address of one kind, at one moment.
@@ -197,6 +198,9 @@ pub struct Match {
     /// port) at the moment (issue 12; absent from the JSON otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat: Option<NatJson>,
+    /// What to do with what the evidence supports (issue 12, "Containment, answered"):
+    /// [`crate::contain`].
+    pub contain: ContainJson,
 }
 
 /// Two records about one VM that cannot both be right.
@@ -235,6 +239,33 @@ pub struct PayloadJson {
     pub job_id: String,
     pub from: Option<String>,
     pub to: Option<String>,
+    /// The token behind the payload (issue 12): the person is issuer + subject.
+    pub issuer: Option<String>,
+    pub subject: Option<String>,
+    /// The VO (`x509UserProxyVOName`, glexec's `Used VO`, a proxy's VO, a token's groups).
+    pub vo: Option<String>,
+    /// Which records say so: `htcondor` (job ads, userlogs), `glexec`, `arc`, `ce-audit`.
+    pub source: String,
+    /// The person, named through the SCIM directory (an IAM's own token or a linked OIDC
+    /// identity, else a certificate subject), when exactly one entry says so; null otherwise.
+    pub person: Option<PersonJson>,
+    /// Every directory entry that matches, when more than one does (never a guess).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub person_candidates: Vec<String>,
+    /// Ledger positions of the payload's records (and the identity lines joined to them).
+    pub seqs: Vec<u64>,
+}
+
+/// A person as a SCIM directory (INDIGO IAM) knows them.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PersonJson {
+    pub scim_id: String,
+    pub user_name: Option<String>,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub active: Option<bool>,
+    /// The directory records that name them (the entry, the linked identity).
+    pub seqs: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -451,6 +482,9 @@ pub trait Facts {
     /// NAT translation records of a public address (and port).
     fn nat_observations(&mut self, address: &str, port: Option<u16>)
     -> anyhow::Result<Vec<NatObs>>;
+    /// Issue 12: the store itself, for the identity and payload reads (never memoised: a
+    /// few per match).
+    fn store(&self) -> &FactStore;
 }
 
 impl Facts for &FactStore {
@@ -484,6 +518,9 @@ impl Facts for &FactStore {
         port: Option<u16>,
     ) -> anyhow::Result<Vec<NatObs>> {
         Ok(FactStore::nat_observations(self, address, port)?)
+    }
+    fn store(&self) -> &FactStore {
+        self
     }
 }
 
@@ -567,6 +604,9 @@ impl Facts for FactCache<'_> {
     ) -> anyhow::Result<Vec<NatObs>> {
         Ok(self.store.nat_observations(address, port)?)
     }
+    fn store(&self) -> &FactStore {
+        self.store
+    }
 }
 
 /// Answer `who`.
@@ -646,14 +686,14 @@ fn vm_match(
             if let Some(o) = o {
                 ev.insert(o.seq, evidence(o));
             }
-            o.and_then(get).cloned()
+            (o.and_then(get).cloned(), o.map(|o| o.seq))
         };
-        let hypervisor = pick(|o| o.hypervisor.as_ref());
-        let name = pick(|o| o.name.as_ref());
-        let hostname = pick(|o| o.hostname.as_ref());
-        let image = pick(|o| o.image.as_ref());
-        let user_id = pick(|o| o.user_id.as_ref());
-        let project_id = pick(|o| o.project_id.as_ref());
+        let (hypervisor, hypervisor_seq) = pick(|o| o.hypervisor.as_ref());
+        let (name, _) = pick(|o| o.name.as_ref());
+        let (hostname, _) = pick(|o| o.hostname.as_ref());
+        let (image, _) = pick(|o| o.image.as_ref());
+        let (user_id, user_seq) = pick(|o| o.user_id.as_ref());
+        let (project_id, project_seq) = pick(|o| o.project_id.as_ref());
         let user = match &user_id {
             Some(id) => store.user(id)?,
             None => None,
@@ -677,11 +717,25 @@ fn vm_match(
             })
             .map(|j| j.job_id.clone())
             .collect();
-        let jobs: Vec<JobObs> = jobs
+        let mut jobs: Vec<JobObs> = jobs
             .into_iter()
             .filter(|j| !foreign.contains(&j.job_id))
             .collect();
-        let payload_users = payload_runs(&jobs, lease, t);
+        // Issue 12: payload records from inside the VM (glexec) tied to it by the one
+        // attribution rule, and the CE's audit records of the same jobs (by cluster.proc).
+        jobs.extend(crate::contain::attributed_payloads(
+            store.store(),
+            uuid,
+            obs,
+            t,
+        )?);
+        jobs.extend(crate::contain::audit_rows_of(store.store(), &jobs)?);
+        join_userlog_ids(&mut jobs);
+        store.store().fill_identities(&mut jobs)?;
+        let mut payload_users = payload_runs(&jobs, lease, t);
+        for p in &mut payload_users {
+            crate::contain::name_person(store.store(), p)?;
+        }
         let mut evidence_list: Vec<EvidenceJson> = ev.into_values().collect();
         for j in jobs
             .iter()
@@ -705,6 +759,22 @@ fn vm_match(
             });
         }
         evidence_list.sort_by_key(|e| e.seq);
+        let contain = contain::contain(
+            store.store(),
+            &contain::VmFacts {
+                uuid,
+                hypervisor: hypervisor.as_deref(),
+                hypervisor_seq,
+                lease_seq: lease.opened_by,
+                user_id: user_id.as_deref(),
+                user_seq,
+                user: user.as_ref(),
+                project_id: project_id.as_deref(),
+                project_seq,
+                project: project.as_ref(),
+            },
+            &payload_users,
+        )?;
         Ok(Match {
             vm: VmJson {
                 uuid: uuid.to_string(),
@@ -729,6 +799,7 @@ fn vm_match(
             conflicts: conflicts(obs),
             floating_ip: None,
             nat: None,
+            contain,
         })
     }
 }
@@ -820,7 +891,7 @@ pub fn associations(obs: &[NetObs], address: &str) -> Vec<Association> {
     out
 }
 
-fn net_evidence(o: &NetObs) -> EvidenceJson {
+pub(crate) fn net_evidence(o: &NetObs) -> EvidenceJson {
     EvidenceJson {
         time: rfc3339(o.time_ns),
         seq: o.seq,
@@ -1212,38 +1283,83 @@ fn short_id(id: &str) -> String {
     )
 }
 
-/// One job's observations folded: (start, end, dn, owner).
-type JobSpan<'a> = (Option<i64>, Option<i64>, Option<&'a str>, Option<&'a str>);
+/// One job's observations folded (observations in time order: the first that says wins).
+#[derive(Default)]
+struct JobSpan<'a> {
+    start: Option<i64>,
+    end: Option<i64>,
+    dn: Option<&'a str>,
+    owner: Option<&'a str>,
+    issuer: Option<&'a str>,
+    subject: Option<&'a str>,
+    vo: Option<&'a str>,
+    source: Option<&'a str>,
+    seqs: std::collections::BTreeSet<u64>,
+}
 
 /// Group job observations by job, keep those that started inside `lease` and run at `t`.
 fn payload_runs(jobs: &[JobObs], lease: &Lease, t: i64) -> Vec<PayloadJson> {
     let mut by_job: BTreeMap<&str, JobSpan<'_>> = BTreeMap::new();
     for j in jobs {
         let e = by_job.entry(&j.job_id).or_default();
-        e.0 = match (e.0, j.start_ns) {
+        e.start = match (e.start, j.start_ns) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        e.1 = match (e.1, j.end_ns) {
+        e.end = match (e.end, j.end_ns) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
         };
-        e.2 = e.2.or(j.dn.as_deref());
-        e.3 = e.3.or(j.owner.as_deref()).or(j.user.as_deref());
+        e.dn = e.dn.or(j.dn.as_deref());
+        e.owner = e.owner.or(j.owner.as_deref()).or(j.user.as_deref());
+        // Issuer and subject from one record, so they always belong together.
+        if e.subject.is_none() && j.ext.subject.is_some() {
+            e.issuer = j.ext.issuer.as_deref();
+            e.subject = j.ext.subject.as_deref();
+        }
+        e.vo = e.vo.or(j.vo.as_deref());
+        // A job ad's source names it best; otherwise the first record's.
+        e.source = match (e.source, j.ext.source.as_deref()) {
+            (_, None) => Some("htcondor"),
+            (None, s) => s,
+            (s, _) => s,
+        };
+        e.seqs.insert(j.seq);
+        e.seqs.extend(j.ext.ident_seqs.iter().copied());
     }
     by_job
         .into_iter()
-        .filter(|(_, (start, end, _, _))| {
-            start.is_some_and(|s| lease.covers(s) && s <= t && end.is_none_or(|e| t < e))
+        .filter(|(_, e)| {
+            e.start
+                .is_some_and(|s| lease.covers(s) && s <= t && e.end.is_none_or(|x| t < x))
         })
-        .map(|(job, (start, end, dn, owner))| PayloadJson {
-            dn: dn.map(str::to_string),
-            owner: owner.map(str::to_string),
+        .map(|(job, e)| PayloadJson {
+            dn: e.dn.map(str::to_string),
+            owner: e.owner.map(str::to_string),
             job_id: job.to_string(),
-            from: start.map(rfc3339),
-            to: end.map(rfc3339),
+            from: e.start.map(rfc3339),
+            to: e.end.map(rfc3339),
+            issuer: e.issuer.map(str::to_string),
+            subject: e.subject.map(str::to_string),
+            vo: e.vo.map(str::to_string),
+            source: e.source.unwrap_or("htcondor").to_string(),
+            person: None,
+            person_candidates: Vec::new(),
+            seqs: e.seqs.into_iter().collect(),
         })
         .collect()
+}
+
+/// A SCIM entry as a person.
+pub(crate) fn person_json(e: &ScimEntry, seqs: Vec<u64>) -> PersonJson {
+    PersonJson {
+        scim_id: e.id.clone(),
+        user_name: e.user_name.clone(),
+        name: e.name.clone(),
+        email: e.email.clone(),
+        active: e.active,
+        seqs,
+    }
 }
 
 #[cfg(test)]
@@ -1349,6 +1465,7 @@ mod tests {
             start_ns: None,
             end_ns: None,
             summary: String::new(),
+            ext: Default::default(),
         }
     }
 

@@ -3,7 +3,11 @@
 //! 028 "job ad information" events for whatever attributes they carry.
 //!
 //! Who: `Owner` (local account), `User` (`owner@uid-domain`), `x509userproxysubject` (DN),
-//! `x509UserProxyVOName` (VO). Which job: `GlobalJobId`, else `ClusterId.ProcId`. Where:
+//! `x509UserProxyVOName` (VO); a WLCG / SciTokens token (issue 12): `AuthTokenIssuer`,
+//! `AuthTokenSubject` (the person is issuer + subject), `AuthTokenId`, `AuthTokenScopes`,
+//! `AuthTokenGroups` (the VO is the first group's first path component, `/atlas/prod` →
+//! `atlas`, when the ad names no `x509UserProxyVOName`; a subject without an issuer is kept
+//! with a `token_without_issuer` issue, since a subject alone names nobody). Which job: `GlobalJobId`, else `ClusterId.ProcId`. Where:
 //! `StartdIpAddr` (a sinful string: primary IP, `addrs=`, `alias=`), `RemoteHost` /
 //! `LastRemoteHost` (`slot1@host`). When: `JobCurrentStartDate` / `JobStartDate` and
 //! `CompletionDate` / `EnteredCurrentStatus` (Unix seconds; `0` means "not yet"). A missing
@@ -124,6 +128,43 @@ fn exec_place(ev: &mut Event, raw: &[u8], ad: &Ad) -> Option<String> {
     host.or_else(|| ev.field(fields::EXEC_IP).map(str::to_string))
 }
 
+/// The token attributes HTCondor's schedd writes into job ads (AuthTokenSubject, …).
+fn tokens(ev: &mut Event, raw: &[u8], ad: &Ad) {
+    let issuer = ad.text("AuthTokenIssuer").filter(|s| !s.is_empty());
+    let subject = ad.text("AuthTokenSubject").filter(|s| !s.is_empty());
+    if subject.is_some()
+        && issuer.is_none()
+        && let Some(attr) = ad.get("AuthTokenSubject")
+    {
+        issue(
+            ev,
+            raw,
+            attr,
+            "token_without_issuer",
+            "AuthTokenIssuer beside AuthTokenSubject (a subject is unique only within its issuer)",
+        );
+    }
+    set(ev, fields::TOKEN_ISSUER, issuer);
+    set(ev, fields::TOKEN_SUBJECT, subject);
+    set(ev, fields::TOKEN_ID, ad.text("AuthTokenId"));
+    set(ev, fields::TOKEN_SCOPES, ad.text("AuthTokenScopes"));
+    let groups = ad.text("AuthTokenGroups").filter(|s| !s.is_empty());
+    if ev.field(fields::VO).is_none()
+        && let Some(vo) = groups.as_deref().and_then(vo_of_groups)
+    {
+        ev.fields.insert(fields::VO.to_string(), vo);
+    }
+    set(ev, fields::TOKEN_GROUPS, groups);
+}
+
+/// The VO a WLCG token's groups name: the first path component of the first group
+/// (`/atlas/production,/atlas` → `atlas`).
+pub fn vo_of_groups(groups: &str) -> Option<String> {
+    let first = groups.split(',').map(str::trim).find(|g| !g.is_empty())?;
+    let vo = first.trim_start_matches('/').split('/').next()?.trim();
+    (!vo.is_empty()).then(|| vo.to_string())
+}
+
 /// Map the job attributes of `ad` into `ev`'s fields, class, reported time and message.
 /// `raw` is the record, for issue samples.
 pub(crate) fn fill(ev: &mut Event, raw: &[u8], ad: &Ad) {
@@ -147,6 +188,7 @@ pub(crate) fn fill(ev: &mut Event, raw: &[u8], ad: &Ad) {
     set(ev, fields::USER, ad.text("User"));
     set(ev, fields::DN, ad.text("x509userproxysubject"));
     set(ev, fields::VO, ad.text("x509UserProxyVOName"));
+    tokens(ev, raw, ad);
     set(ev, fields::COMMAND, ad.text("Cmd"));
     let place = exec_place(ev, raw, ad);
     let status = ad.value("JobStatus").and_then(|v| v.seconds());
@@ -197,6 +239,10 @@ pub(crate) fn fill(ev: &mut Event, raw: &[u8], ad: &Ad) {
     let mut msg = format!("job {}", short.unwrap_or(job_id));
     if let Some(o) = owner {
         msg.push_str(&format!(" of {o}"));
+    }
+    if let Some(sub) = ev.field(fields::TOKEN_SUBJECT).map(str::to_string) {
+        let iss = ev.field(fields::TOKEN_ISSUER).unwrap_or("unknown issuer");
+        msg.push_str(&format!(" (token {sub} of {iss})"));
     }
     if let Some(p) = place {
         msg.push_str(&format!(" ran on {p}"));

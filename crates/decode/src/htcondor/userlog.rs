@@ -235,12 +235,14 @@ fn sinful_after(text: &str, marker: &str) -> Result<Option<sinful::Sinful>, ()> 
 }
 
 /// Job attributes of a 028 event that we map to normalised fields.
-const AD_FIELDS: [(&str, &str); 5] = [
+const AD_FIELDS: [(&str, &str); 7] = [
     ("Owner", fields::JOB_OWNER),
     ("User", fields::USER),
     ("x509userproxysubject", fields::DN),
     ("x509UserProxyVOName", fields::VO),
     ("GlobalJobId", fields::JOB_ID),
+    ("AuthTokenIssuer", fields::TOKEN_ISSUER),
+    ("AuthTokenSubject", fields::TOKEN_SUBJECT),
 ];
 
 /// Fill `ev` from one userlog event. Never fails: what is not understood becomes an issue.

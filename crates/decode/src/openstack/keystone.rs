@@ -10,6 +10,12 @@
 //! apart; a short listing (`ID`, `Name` only) cannot say whether it lists users or projects,
 //! so it stays class `other` with an `ambiguous_entry` issue rather than a guess.
 //!
+//! A user entry's `federated` list (what Keystone's API and `openstack user show -f json`
+//! give for a federated user: `[{"idp_id": …, "protocols": [{"protocol_id": "openid",
+//! "unique_id": …}]}]`) becomes FEDERATED_IDS, `idp unique_id` pairs separated by `|`
+//! (issue 12: the unique id is the `sub` an IAM gave Keystone, which ties the account to the
+//! IAM's person).
+//!
 //! A dump carries no time: the reported time stays empty and the facts layer dates entries by
 //! their received time. Observer: the cloud. Never fails; raw bytes untouched.
 
@@ -105,6 +111,30 @@ fn parse(ev: &mut Event, raw: &[u8]) {
                 message.push_str(&format!(" {field}={v}"));
             }
             ev.fields.insert((*field).to_string(), v);
+        }
+    }
+    if directory == "user" {
+        let fed = obj.get("federated").or_else(|| obj.get("Federated"));
+        if let Some(Value::Array(list)) = fed {
+            let mut pairs = Vec::new();
+            for f in list {
+                let idp = f.get("idp_id").and_then(Value::as_str).unwrap_or("-");
+                if let Some(Value::Array(protos)) = f.get("protocols") {
+                    for p in protos {
+                        if let Some(u) = p.get("unique_id").and_then(Value::as_str)
+                            && !u.trim().is_empty()
+                            && !u.contains(['|', ' '])
+                        {
+                            pairs.push(format!("{} {}", idp.replace([' ', '|'], "_"), u.trim()));
+                        }
+                    }
+                }
+            }
+            if !pairs.is_empty() {
+                message.push_str(&format!(" federated={}", pairs.len()));
+                ev.fields
+                    .insert(fields::FEDERATED_IDS.to_string(), pairs.join("|"));
+            }
         }
     }
     match obj.get("Enabled") {

@@ -26,7 +26,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::inject::{FINDINGS, Injected, ORPHAN_ADDR, ORPHAN_CLUSTER, UNKNOWN_HOST};
-use super::{ANSWERS, Expect, ExpectedMatch, MANIFEST, Manifest, ManifestFile, Question};
+use super::{
+    ANSWERS, Cloud, Expect, ExpectedMatch, MANIFEST, Manifest, ManifestFile, Question, opennebula,
+};
 
 /// SplitMix64, written here instead of using the `rand` crate (as bench/gen does): a seed must
 /// give byte-identical files across dependency upgrades, or a challenge's answers.json and a
@@ -165,7 +167,7 @@ pub struct Holding {
 }
 
 impl Holding {
-    fn covers(&self, t: i64) -> bool {
+    pub fn covers(&self, t: i64) -> bool {
         self.from <= t && self.to.is_none_or(|to| t < to)
     }
 }
@@ -178,6 +180,9 @@ pub struct Job {
     pub start: i64,
     /// None: still running when the history was taken.
     pub end: Option<i64>,
+    /// A WLCG token (issuer, subject) instead of a proxy DN (issue 12): the job ad names
+    /// the person by `AuthTokenIssuer` + `AuthTokenSubject` only.
+    pub token: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -232,9 +237,37 @@ pub struct Specials {
     pub never_assigned_host: String,
 }
 
+/// A Neutron floating IP (issue 12) and the VMs whose port it was associated to, in turn.
+#[derive(Debug, Clone)]
+pub struct Floating {
+    pub ip: String,
+    pub id: String,
+    /// (VM index, associated at, disassociated at — None: until the port's deletion with its
+    /// VM, or past the day's end).
+    pub assoc: Vec<(usize, i64, Option<i64>)>,
+}
+
+impl Floating {
+    /// The VM the floating IP leads to at `t` (the VM must be alive: its port goes with it).
+    fn holder_at(&self, vms: &[Vm], t: i64) -> Option<(usize, i64)> {
+        self.assoc
+            .iter()
+            .find(|(v, from, to)| *from <= t && to.is_none_or(|to| t < to) && vms[*v].alive_at(t))
+            .map(|(v, from, _)| (*v, *from))
+    }
+}
+
+/// The port of a VM's primary address, as nova's `ip_addresses[].port_uuid` names it (so
+/// Neutron's tap for it, `tap` + 11 characters, is nova's `device_name`).
+fn port_id(vm: &Vm) -> String {
+    format!("{}-port", &vm.uuid[..23])
+}
+
 #[derive(Debug, Clone)]
 pub struct Site {
     pub params: Params,
+    /// Whose records tell the day: nova and Keystone, or an OpenNebula front-end.
+    pub cloud: Cloud,
     pub start: i64,
     pub end: i64,
     pub hypervisors: Vec<String>,
@@ -242,6 +275,8 @@ pub struct Site {
     pub projects: Vec<Project>,
     pub vms: Vec<Vm>,
     pub specials: Specials,
+    /// Neutron floating IPs moving between VMs (OpenStack days only).
+    pub floating: Vec<Floating>,
 }
 
 fn pool_ip(i: usize) -> String {
@@ -288,6 +323,72 @@ impl Pool {
             *f = (*f).max(until);
         }
     }
+}
+
+/// Floating IPs that move: each associated to one VM for a while, then (after a gap, or
+/// straight away) to another, the second association often ending with its VM's deletion.
+/// A VM has one port, so one floating IP at a time. Drawn from a generator of its own, so
+/// the rest of the day does not change with them; addresses from 198.51.100.110 up, which
+/// no other record of the day names (logins come from 192.0.2/24 and 203.0.113/24).
+fn floating_ips(vms: &[Vm], end: i64, seed: u64) -> Vec<Floating> {
+    let mut rng = Rng::new(seed ^ 0xF10A_7000);
+    let mut busy: Vec<Vec<(i64, i64)>> = vec![Vec::new(); vms.len()];
+    let free = |busy: &[Vec<(i64, i64)>], v: usize, a: i64, b: i64| {
+        busy[v].iter().all(|&(x, y)| b <= x || y <= a)
+    };
+    let mut out = Vec::new();
+    let k = (vms.len() / 10).clamp(1, 4);
+    for i in 0..k {
+        // A long-lived VM for the first association.
+        let long: Vec<usize> = (0..vms.len())
+            .filter(|&v| vms[v].until(end) - vms[v].created >= 3 * 3600)
+            .collect();
+        if long.is_empty() {
+            break;
+        }
+        let a = long[rng.index(long.len())];
+        let a_until = vms[a].until(end);
+        let a1 = vms[a].created + rng.range(60, 600);
+        let a2 = a1 + rng.range(1800, ((a_until - a1) / 2).max(1801));
+        if !free(&busy, a, a1, a2) {
+            continue;
+        }
+        let gap = if rng.chance(1, 2) {
+            0
+        } else {
+            rng.range(300, 1800)
+        };
+        let b1_min = a2 + gap;
+        let cands: Vec<usize> = (0..vms.len())
+            .filter(|&v| {
+                v != a && vms[v].created + 60 <= b1_min && vms[v].until(end) - b1_min >= 1800
+            })
+            .collect();
+        let mut assoc = vec![(a, a1, Some(a2))];
+        busy[a].push((a1, a2));
+        if !cands.is_empty() {
+            let b = cands[rng.index(cands.len())];
+            let b1 = b1_min;
+            let b_until = vms[b].until(end);
+            // Half the time the association lasts until the VM (and its port) is deleted.
+            let b2 = if vms[b].deleted.is_some() && rng.chance(1, 2) {
+                None
+            } else {
+                Some((b1 + rng.range(1200, 3600)).min(b_until))
+            };
+            let b_end = b2.unwrap_or(b_until);
+            if free(&busy, b, b1, b_end) {
+                busy[b].push((b1, b_end));
+                assoc.push((b, b1, b2));
+            }
+        }
+        out.push(Floating {
+            ip: format!("198.51.100.{}", 110 + i * 10),
+            id: format!("f1a70000-0000-4000-8000-{:012x}", i + 1),
+            assoc,
+        });
+    }
+    out
 }
 
 /// Draw the site day.
@@ -415,6 +516,7 @@ pub fn build(p: Params) -> Site {
                 vo,
                 start: cursor,
                 end: Some(e).filter(|e| *e < end),
+                token: None,
             });
             cursor = e + rng.range(60, 600);
         }
@@ -451,6 +553,16 @@ pub fn build(p: Params) -> Site {
     all.sort_unstable();
     for (n, (_, v, j)) in all.into_iter().enumerate() {
         vms[v].jobs[j].cluster = 4000 + n as u64;
+        // Every third payload carries a WLCG token from the VO's IAM instead of a proxy
+        // (no draw from the generator: the rest of the day is unchanged).
+        if n % 3 == 2 {
+            let job = &mut vms[v].jobs[j];
+            let login = job.dn.split("/CN=").nth(1).unwrap_or("someone").to_string();
+            job.token = Some((
+                format!("https://{}-auth.example.org/", job.vo),
+                format!("iam-{login}"),
+            ));
+        }
     }
     // The payload only the VO names: a second job on a VM in the middle of the list.
     let vo_only = (p.vms / 2..p.vms)
@@ -462,6 +574,7 @@ pub fn build(p: Params) -> Site {
         .and_then(|vm| vm.jobs.get_mut(vo_only.1))
     {
         job.dn = format!("/DC=org/DC=incognito/CN=Mallory Unlisted {}", p.seed);
+        job.token = None;
     }
     // The C2 connection: from the later holder of a reused address, half-way through.
     let reused_later = (0..vms.len()).rev().find(|&v| {
@@ -474,8 +587,11 @@ pub fn build(p: Params) -> Site {
         vm.created + (vm.until(end) - vm.created) / 2 + 17
     };
     let used = ips.free_from.len();
+    let floating = floating_ips(&vms, end, p.seed);
     Site {
+        floating,
         params: p,
+        cloud: Cloud::Openstack,
         start,
         end,
         hypervisors,
@@ -512,7 +628,15 @@ impl Site {
                     .holdings
                     .iter()
                     .find(|h| h.ip == value && h.covers(t))
-                    .map(|h| h.from),
+                    .map(|h| h.from)
+                    .or_else(|| {
+                        self.floating
+                            .iter()
+                            .filter(|f| f.ip == value)
+                            .find_map(|f| f.holder_at(&self.vms, t))
+                            .filter(|(v, _)| self.vms[*v].uuid == vm.uuid)
+                            .map(|(_, from)| from)
+                    }),
                 Kind::Mac => vm
                     .holdings
                     .iter()
@@ -525,14 +649,24 @@ impl Site {
             };
             let user = &self.users[vm.user];
             // Payload: jobs on this VM running at `t` that started while it held the address.
-            let mut dns: Vec<String> = vm
+            let running: Vec<&Job> = vm
                 .jobs
                 .iter()
                 .filter(|j| lease_from <= j.start && j.start <= t && j.end.is_none_or(|e| t < e))
+                .collect();
+            let mut dns: Vec<String> = running
+                .iter()
+                .filter(|j| j.token.is_none())
                 .map(|j| j.dn.clone())
                 .collect();
             dns.sort();
             dns.dedup();
+            let mut tokens: Vec<String> = running
+                .iter()
+                .filter_map(|j| j.token.as_ref().map(|(i, s)| format!("{i} {s}")))
+                .collect();
+            tokens.sort();
+            tokens.dedup();
             matches.push(ExpectedMatch {
                 vm_uuid: vm.uuid.clone(),
                 hypervisor: Some(self.hypervisors[vm.hypervisor_at(t)].clone()),
@@ -540,6 +674,7 @@ impl Site {
                 user_name: user.in_directory.then(|| user.name.clone()),
                 project_id: Some(self.projects[user.project].id.clone()),
                 payload_dns: dns,
+                payload_tokens: tokens,
             });
         }
         matches.sort();
@@ -554,7 +689,7 @@ pub(crate) fn rfc3339(t: i64) -> String {
     Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.to_string())
 }
 
-fn strftime(t: i64, fmt: &str) -> String {
+pub(crate) fn strftime(t: i64, fmt: &str) -> String {
     Timestamp::from_second(t).map_or_else(|_| t.to_string(), |ts| ts.strftime(fmt).to_string())
 }
 
@@ -747,6 +882,47 @@ pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
             td,
         );
     }
+    // Neutron floating IPs (issue 12): during each association, at the hand-over, in a gap
+    // and after the last one.
+    for f in &site.floating {
+        for (k, &(v, from, to)) in f.assoc.iter().enumerate() {
+            let until = to.unwrap_or_else(|| vms[v].until(site.end));
+            ask(
+                "a floating IP during an association",
+                Kind::Ip,
+                &f.ip,
+                rng.range(from, until),
+            );
+            if k > 0 {
+                ask(
+                    "a floating IP at the moment it moved",
+                    Kind::Ip,
+                    &f.ip,
+                    from,
+                );
+                let prev_end = f.assoc[k - 1].2;
+                if let Some(pe) = prev_end.filter(|&pe| pe < from) {
+                    ask(
+                        "a floating IP between two associations",
+                        Kind::Ip,
+                        &f.ip,
+                        (pe + from) / 2,
+                    );
+                }
+            }
+        }
+        if let Some(&(v, _, to)) = f.assoc.last() {
+            let after = to.or(vms[v].deleted);
+            if let Some(t) = after.filter(|&t| t + 60 < site.end) {
+                ask(
+                    "a floating IP after its last association (or its VM's deletion)",
+                    Kind::Ip,
+                    &f.ip,
+                    t + 60,
+                );
+            }
+        }
+    }
     ask(
         "an address never assigned",
         Kind::Ip,
@@ -925,7 +1101,7 @@ fn notification(
             json!({"nova_object.name": "IpPayload", "nova_object.namespace": "nova",
                    "nova_object.version": "1.0",
                    "nova_object.data": {"address": h.ip, "mac": h.mac, "version": 4,
-                       "port_uuid": format!("{}-port", &vm.uuid[..23]),
+                       "port_uuid": port_id(vm),
                        "device_name": format!("tap{}", &vm.uuid[..11]), "label": "private"}})
         })
         .collect();
@@ -947,7 +1123,102 @@ fn notification(
     json!({"oslo.version": "2.0", "oslo.message": message.to_string()}).to_string()
 }
 
-fn put(path: &Path, lines: impl IntoIterator<Item = String>) -> Result<usize> {
+/// Neutron's legacy notifications for the floating IPs (issue 12), shaped as neutron's
+/// notifier sends them (neutron/api/v2/base.py: `port.create.end` with `payload.port`,
+/// `port.delete.end` with `port_id` only, `floatingip.*.end` with `payload.floatingip`), half
+/// of them in the oslo envelope. Written out of order with every third one twice: the
+/// answers must not depend on either.
+fn neutron_notifications(site: &Site) -> Vec<String> {
+    let mut notes: Vec<(i64, String)> = Vec::new();
+    let stamp = |t: i64| format!("{}.000000", strftime(t, "%Y-%m-%d %H:%M:%S"));
+    let msg = |event: &str, t: i64, payload: Value, n: usize| {
+        let m = json!({"message_id": format!("7e57{n:04x}-0000-4000-8000-{t:012x}"),
+            "publisher_id": "network.controller-1", "event_type": event, "priority": "INFO",
+            "payload": payload, "timestamp": stamp(t)});
+        if n % 2 == 0 {
+            json!({"oslo.version": "2.0", "oslo.message": m.to_string()}).to_string()
+        } else {
+            m.to_string()
+        }
+    };
+    let mut ports: Vec<usize> = site
+        .floating
+        .iter()
+        .flat_map(|f| f.assoc.iter().map(|a| a.0))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    for &v in &ports {
+        let vm = &site.vms[v];
+        let p = vm.primary();
+        let project = &site.projects[site.users[vm.user].project].id;
+        let port = json!({"port": {"id": port_id(vm), "name": "", "network_id": "8b2d7c4e-1f0a-4a3b-9c6d-2e5f8a7b0c1d",
+            "tenant_id": project, "project_id": project, "mac_address": p.mac, "admin_state_up": true,
+            "status": "ACTIVE", "device_id": vm.uuid, "device_owner": "compute:nova",
+            "fixed_ips": [{"subnet_id": "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b", "ip_address": p.ip}],
+            "binding:host_id": site.hypervisors[vm.hypervisor_at(vm.created)]}});
+        notes.push((
+            vm.created,
+            msg("port.create.end", vm.created, port, notes.len()),
+        ));
+        if let Some(d) = vm.deleted {
+            let gone = json!({"port_id": port_id(vm)});
+            notes.push((d, msg("port.delete.end", d, gone, notes.len())));
+        }
+    }
+    for f in &site.floating {
+        let Some(&(_, first, _)) = f.assoc.first() else {
+            continue;
+        };
+        let fip = |port: Option<&Vm>, status: &str| {
+            json!({"floatingip": {"id": f.id, "tenant_id": "54fadb412c4e40cdbaed9335e4c35a9e",
+                "floating_network_id": "a0b1c2d3-e4f5-4607-8809-1a2b3c4d5e6f",
+                "router_id": port.map(|_| "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f"),
+                "fixed_ip_address": port.map(|vm| vm.primary().ip.clone()),
+                "floating_ip_address": f.ip, "port_id": port.map(port_id), "status": status}})
+        };
+        notes.push((
+            first - 300,
+            msg(
+                "floatingip.create.end",
+                first - 300,
+                fip(None, "DOWN"),
+                notes.len(),
+            ),
+        ));
+        for &(v, from, to) in &f.assoc {
+            let vm = &site.vms[v];
+            notes.push((
+                from,
+                msg(
+                    "floatingip.update.end",
+                    from,
+                    fip(Some(vm), "ACTIVE"),
+                    notes.len(),
+                ),
+            ));
+            if let Some(to) = to {
+                notes.push((
+                    to,
+                    msg("floatingip.update.end", to, fip(None, "DOWN"), notes.len()),
+                ));
+            }
+        }
+    }
+    // Out of order (a fixed shuffle) and every third message twice.
+    let n = notes.len();
+    let mut out: Vec<String> = Vec::with_capacity(n + n / 3);
+    for i in 0..n {
+        out.push(notes[(i * 7 + 3) % n].1.clone());
+    }
+    if n % 7 == 0 {
+        out = notes.iter().rev().map(|x| x.1.clone()).collect();
+    }
+    out.extend(notes.iter().step_by(3).map(|x| x.1.clone()));
+    out
+}
+
+pub(crate) fn put(path: &Path, lines: impl IntoIterator<Item = String>) -> Result<usize> {
     let f = File::create(path).with_context(|| format!("creating {}", path.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, f);
     let mut n = 0;
@@ -964,6 +1235,31 @@ fn put(path: &Path, lines: impl IntoIterator<Item = String>) -> Result<usize> {
 /// Render `site` and its questions into `out`.
 pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written> {
     fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let (notifications, nova_log_lines, cloud_files) = match site.cloud {
+        Cloud::Openstack => write_openstack(site, out)?,
+        Cloud::Opennebula => {
+            let w = opennebula::write(site, out)?;
+            (w.documents, w.log_lines, w.files)
+        }
+    };
+    let (jobs, syslog_lines, netfilter_lines, expected_findings) =
+        write_site(site, questions, out, cloud_files)?;
+    Ok(Written {
+        questions: questions.len(),
+        notifications,
+        jobs,
+        syslog_lines,
+        netfilter_lines,
+        nova_log_lines,
+        expected_findings,
+    })
+}
+
+/// Nova notifications, nova-compute logs and Keystone dumps; returns (notifications, log
+/// lines, the files to ingest).
+type CloudFiles = Vec<(String, Option<String>)>;
+
+fn write_openstack(site: &Site, out: &Path) -> Result<(usize, usize, CloudFiles)> {
     // Notifications, in time order.
     let mut notes: Vec<(i64, String)> = Vec::new();
     for vm in &site.vms {
@@ -1094,7 +1390,29 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         out.join("keystone_projects.json"),
         serde_json::to_string_pretty(&projects)? + "\n",
     )?;
+    let mut names = vec![
+        "notifications.jsonl",
+        "nova-compute.log",
+        "keystone_users.json",
+        "keystone_projects.json",
+    ];
+    if !site.floating.is_empty() {
+        put(&out.join("neutron.jsonl"), neutron_notifications(site))?;
+        names.push("neutron.jsonl");
+    }
+    let files = names.into_iter().map(|p| (p.to_string(), None)).collect();
+    Ok((notifications, nova_log_lines, files))
+}
 
+/// What both clouds share: condor history, VM syslog, hypervisor lines, the manifest, the
+/// answers and the problems for `check`. Returns (jobs, syslog lines, netfilter lines,
+/// expected findings).
+fn write_site(
+    site: &Site,
+    questions: &[Question],
+    out: &Path,
+    cloud_files: CloudFiles,
+) -> Result<(usize, usize, usize, usize)> {
     // condor_history -json: newest first.
     let mut ads: Vec<(i64, Value)> = Vec::new();
     for vm in &site.vms {
@@ -1116,6 +1434,19 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             if let (Some(e), Some(obj)) = (j.end, ad.as_object_mut()) {
                 obj.insert("CompletionDate".into(), json!(e));
                 obj.insert("EnteredCurrentStatus".into(), json!(e));
+            }
+            // A token-identified payload: the ad names the token, not a proxy.
+            if let (Some((iss, sub)), Some(obj)) = (&j.token, ad.as_object_mut()) {
+                obj.remove("x509userproxysubject");
+                obj.remove("x509UserProxyVOName");
+                obj.insert("AuthTokenIssuer".into(), json!(iss));
+                obj.insert("AuthTokenSubject".into(), json!(sub));
+                obj.insert("AuthTokenId".into(), json!(format!("tok-{}", j.cluster)));
+                obj.insert(
+                    "AuthTokenScopes".into(),
+                    json!("compute.create,compute.read"),
+                );
+                obj.insert("AuthTokenGroups".into(), json!(format!("/{}", j.vo)));
             }
             ads.push((j.end.unwrap_or(i64::MAX), ad));
         }
@@ -1264,7 +1595,10 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             syslog.extend(mine);
         }
         // The hypervisor's view: the VM's outgoing SYNs through its tap device.
-        let tap = format!("tap{}", &vm.uuid[..11]);
+        let tap = match site.cloud {
+            Cloud::Openstack => format!("tap{}", vm.uuid.get(..11).unwrap_or(&vm.uuid)),
+            Cloud::Opennebula => opennebula::tap(vm),
+        };
         let ip = &vm.primary().ip;
         let mac = &vm.primary().mac;
         let syn = |t: i64, dst: &str, dport: u16, sport: u64, id: u64| {
@@ -1286,6 +1620,17 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         if site.specials.c2.0 == v {
             let t = site.specials.c2.1;
             netf.push((t, syn(t, C2_ADDR, C2_PORT, 51_515, 4242)));
+        }
+        // The planted spoof: out of this VM's tap, another VM's address as the source.
+        if let Some((_, victim, at)) = inj.spoofer.filter(|s| s.0 == v) {
+            let other = &site.vms[victim].primary().ip;
+            for (k, t) in [at, at + 120].into_iter().enumerate() {
+                let line = syn(t, "203.0.113.99", 443, 45_000 + k as u64, 900 + k as u64);
+                netf.push((
+                    t,
+                    line.replacen(&format!(" SRC={ip} "), &format!(" SRC={other} "), 1),
+                ));
+            }
         }
         if report_vms.contains(&v) {
             let sessions = syslog[first_line..]
@@ -1360,24 +1705,19 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         hours: site.params.hours,
         start: rfc3339(site.start),
         year,
-        files: [
-            "notifications.jsonl",
-            "nova-compute.log",
-            "keystone_users.json",
-            "keystone_projects.json",
-            "condor_history.json",
-            "vm-syslog.log",
-        ]
-        .into_iter()
-        .map(|p| ManifestFile {
-            path: p.into(),
-            observer: None,
-        })
-        .chain(std::iter::once(ManifestFile {
-            path: "hypervisor-netfilter.log".into(),
-            observer: Some("hypervisor".into()),
-        }))
-        .collect(),
+        files: cloud_files
+            .into_iter()
+            .chain(
+                ["condor_history.json", "vm-syslog.log"]
+                    .into_iter()
+                    .map(|p| (p.to_string(), None)),
+            )
+            .map(|(path, observer)| ManifestFile { path, observer })
+            .chain(std::iter::once(ManifestFile {
+                path: "hypervisor-netfilter.log".into(),
+                observer: Some("hypervisor".into()),
+            }))
+            .collect(),
     };
     fs::write(
         out.join(MANIFEST),
@@ -1392,21 +1732,19 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         out.join(FINDINGS),
         serde_json::to_string_pretty(&truth)? + "\n",
     )?;
-    Ok(Written {
-        questions: questions.len(),
-        notifications,
-        jobs,
-        syslog_lines,
-        netfilter_lines,
-        nova_log_lines,
-        expected_findings: truth.expect.len(),
-    })
+    Ok((jobs, syslog_lines, netfilter_lines, truth.expect.len()))
 }
 
-/// Build, ask, write: the whole of `challenge generate`.
-pub fn generate(p: Params, out: &Path) -> Result<Written> {
+/// Build, ask, write for a site run by `cloud`: the same day (same seed, same VMs, addresses and
+/// questions) in that cloud's identities and records.
+pub fn generate_for(p: Params, cloud: Cloud, out: &Path) -> Result<Written> {
     p.check()?;
-    let site = build(p);
+    let mut site = build(p);
+    if cloud == Cloud::Opennebula {
+        site.floating.clear(); // no Neutron on an OpenNebula site
+        opennebula::convert(&mut site);
+        site.cloud = Cloud::Opennebula;
+    }
     let qs = questions(&site, &mut Rng::new(p.seed.rotate_left(17) ^ 0xA11CE));
     write(&site, &qs, out)
 }
@@ -1469,6 +1807,35 @@ mod tests {
     }
 
     #[test]
+    fn floating_ips_move_and_never_lead_to_two_vms() {
+        let s = site();
+        assert!(!s.floating.is_empty());
+        assert!(
+            s.floating.iter().any(|f| f.assoc.len() == 2),
+            "a floating IP moves to a second VM"
+        );
+        for f in &s.floating {
+            for w in f.assoc.windows(2) {
+                let (a, b) = (&w[0], &w[1]);
+                assert_ne!(a.0, b.0, "moves to another VM");
+                assert!(a.2.is_some_and(|e| e <= b.1), "one association at a time");
+            }
+        }
+        // A VM's one port carries one floating IP at a time.
+        let all: Vec<(usize, i64, i64)> = s
+            .floating
+            .iter()
+            .flat_map(|f| f.assoc.iter())
+            .map(|&(v, from, to)| (v, from, to.unwrap_or(i64::MAX)))
+            .collect();
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert!(a.0 != b.0 || a.2 <= b.1 || b.2 <= a.1, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    #[test]
     fn every_complication_is_present() {
         let s = site();
         assert!(reuse_pair(&s.vms).is_some(), "an address is reused");
@@ -1502,11 +1869,22 @@ mod tests {
             let holders: Vec<&Vm> = s
                 .vms
                 .iter()
-                .filter(|vm| match kind {
-                    Kind::Ip => vm.holdings.iter().any(|h| &h.ip == value && h.covers(t)),
+                .enumerate()
+                .filter(|(v, vm)| match kind {
+                    Kind::Ip => {
+                        vm.holdings.iter().any(|h| &h.ip == value && h.covers(t))
+                            || s.floating.iter().any(|f| {
+                                &f.ip == value
+                                    && vm.alive_at(t)
+                                    && f.assoc.iter().any(|&(av, from, to)| {
+                                        av == *v && from <= t && to.is_none_or(|to| t < to)
+                                    })
+                            })
+                    }
                     Kind::Mac => vm.holdings.iter().any(|h| &h.mac == value && h.covers(t)),
                     Kind::Host => &vm.hostname == value && vm.alive_at(t),
                 })
+                .map(|(_, vm)| vm)
                 .collect();
             assert_eq!(q.expect.matches.len(), holders.len(), "{q:?}");
             assert_eq!(q.expect.ambiguous, holders.len() > 1);
@@ -1572,8 +1950,8 @@ mod tests {
             hours: 4,
             density: 1,
         };
-        generate(p, a.path()).unwrap();
-        generate(p, b.path()).unwrap();
+        generate_for(p, Cloud::Openstack, a.path()).unwrap();
+        generate_for(p, Cloud::Openstack, b.path()).unwrap();
         for f in [
             "notifications.jsonl",
             "condor_history.json",

@@ -14,7 +14,9 @@
 //! - two **skewed** clocks (21 minutes fast, 40 minutes slow, all day);
 //! - a **tampered** clock, set back two hours half-way through the VM's life;
 //! - an **unknown host**: a hypervisor logs SYNs from a site address no VM held;
-//! - an **orphan payload**: the VO's history has a job on an address no VM held.
+//! - an **orphan payload**: the VO's history has a job on an address no VM held;
+//! - a **spoofed source** (issue 12): out of one VM's tap device come SYNs whose source is
+//!   another live VM's address (the hypervisor's log; the tap says who sent them).
 //!
 //! Besides these, the base day already holds one kind of wrong hostname: about one VM in ten
 //! claims its image's default name (`centos-stream-9`) in its syslog. That is a real finding
@@ -75,6 +77,8 @@ pub struct Injected {
     pub unknown_at: i64,
     /// When the orphan payload starts.
     pub orphan_at: i64,
+    /// (VM, the VM whose address it sends with, when): two SYNs, two minutes apart.
+    pub spoofer: Option<(usize, usize, i64)>,
 }
 
 /// How a syslog sender is named in `check`'s findings for an archive line.
@@ -143,6 +147,21 @@ impl Injected {
                 inj.impostor = Some((v, o, from));
             }
         }
+        if let Some(v) = take(&|_| true, &mut used) {
+            let at = site.vms[v].created + life(v) / 4 + 101;
+            // The victim: another VM holding its primary address then, doing nothing wrong.
+            let victim = (0..site.vms.len()).find(|&o| {
+                o != v
+                    && !used.contains(&o)
+                    && !special(o)
+                    && site.vms[o].holdings[0].covers(at)
+                    && site.vms[o].holdings[0].covers(at + 120)
+            });
+            if let Some(o) = victim {
+                used.push(o);
+                inj.spoofer = Some((v, o, at));
+            }
+        }
         let (a, b) = s.dup_host;
         if a != b {
             let until = |v: usize| site.vms[v].deleted.unwrap_or(site.end);
@@ -193,6 +212,9 @@ impl Injected {
         v.extend(self.silenced.map(|s| s.0));
         v.extend(self.twin_silenced.map(|s| s.0));
         v.extend(self.impostor.map(|i| i.0));
+        // The spoofer and the VM whose address it used: both named by the finding.
+        v.extend(self.spoofer.map(|s| s.0));
+        v.extend(self.spoofer.map(|s| s.1));
         v.extend((0..site.vms.len()).filter(|&i| site.vms[i].claimed != site.vms[i].hostname));
         v.sort_unstable();
         v.dedup();
@@ -287,6 +309,19 @@ impl Injected {
             vec![UNKNOWN_HOST.into()],
             format!("a hypervisor sees connections from {UNKNOWN_HOST}, never leased"),
         );
+        if let Some((v, o, at)) = self.spoofer {
+            add(
+                "spoofed_source",
+                vec![site.vms[v].uuid.clone(), ip(o), site.vms[o].uuid.clone()],
+                format!(
+                    "VM {} sends with VM {}'s address {} from {}",
+                    site.vms[v].uuid,
+                    site.vms[o].uuid,
+                    ip(o),
+                    rfc3339(at)
+                ),
+            );
+        }
         add(
             "orphan_payload",
             vec![ORPHAN_ADDR.into()],

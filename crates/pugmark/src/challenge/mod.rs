@@ -10,9 +10,20 @@
 
 pub mod generate;
 pub mod inject;
+pub mod opennebula;
 pub mod run;
 
 use serde::{Deserialize, Serialize};
+
+/// Which cloud framework runs the generated site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Cloud {
+    /// Nova notifications and nova-compute logs, Keystone dumps.
+    Openstack,
+    /// OpenNebula: state-hook VM documents, `onevm list -x`, `onevnet show -x`, oned.log and
+    /// the VMs' logs (`opennebula.rs`).
+    Opennebula,
+}
 
 /// The manifest's file name inside a challenge directory.
 pub const MANIFEST: &str = "challenge.json";
@@ -85,6 +96,10 @@ pub struct ExpectedMatch {
     pub project_id: Option<String>,
     /// DNs of the payload jobs running on the VM at the moment (sorted, unique).
     pub payload_dns: Vec<String>,
+    /// WLCG tokens (`ISSUER SUBJECT`) of the token-identified payload jobs running on the VM
+    /// at the moment (sorted, unique; issue 12). Absent from answer files written before.
+    #[serde(default)]
+    pub payload_tokens: Vec<String>,
 }
 
 impl ExpectedMatch {
@@ -92,13 +107,14 @@ impl ExpectedMatch {
     pub fn brief(&self) -> String {
         let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "null".into());
         format!(
-            "{} on {} user {} ({}) project {} payload [{}]",
+            "{} on {} user {} ({}) project {} payload [{}] tokens [{}]",
             self.vm_uuid,
             o(&self.hypervisor),
             o(&self.user_id),
             o(&self.user_name),
             o(&self.project_id),
-            self.payload_dns.join("; ")
+            self.payload_dns.join("; "),
+            self.payload_tokens.join("; ")
         )
     }
 }

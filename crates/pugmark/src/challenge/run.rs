@@ -234,6 +234,16 @@ fn got_matches(a: &WhoAnswer) -> Vec<ExpectedMatch> {
                 .collect();
             dns.sort();
             dns.dedup();
+            let mut tokens: Vec<String> = m
+                .payload_users
+                .iter()
+                .filter_map(|p| match (&p.issuer, &p.subject) {
+                    (Some(i), Some(s)) => Some(format!("{i} {s}")),
+                    _ => None,
+                })
+                .collect();
+            tokens.sort();
+            tokens.dedup();
             ExpectedMatch {
                 vm_uuid: m.vm.uuid.clone(),
                 hypervisor: m.vm.hypervisor.clone(),
@@ -241,6 +251,7 @@ fn got_matches(a: &WhoAnswer) -> Vec<ExpectedMatch> {
                 user_name: m.owner.user_name.clone(),
                 project_id: m.owner.project_id.clone(),
                 payload_dns: dns,
+                payload_tokens: tokens,
             }
         })
         .collect();

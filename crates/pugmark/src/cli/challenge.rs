@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
 
-use crate::challenge::{generate, run};
+use crate::challenge::{Cloud, generate, run};
 
 #[derive(Debug, Args)]
 pub struct ChallengeArgs {
@@ -43,6 +43,9 @@ pub struct GenerateArgs {
     /// Directory to write into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// The cloud framework whose records tell the day.
+    #[arg(long, value_enum, default_value_t = Cloud::Openstack)]
+    pub cloud: Cloud,
 }
 
 #[derive(Debug, Args)]
@@ -60,24 +63,33 @@ pub struct RunArgs {
 pub fn run(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ChallengeCommand::Generate(a) => {
-            let w = generate::generate(
+            let w = generate::generate_for(
                 generate::Params {
                     seed: a.seed,
                     vms: a.vms,
                     hours: a.hours,
                     density: a.density,
                 },
+                a.cloud,
                 &a.out,
             )?;
             println!(
-                "wrote {}: {} questions, {} notifications, {} jobs, {} VM syslog lines, {} netfilter lines, {} nova-compute log lines; {} problems for check",
+                "wrote {}: {} questions, {} {}, {} jobs, {} VM syslog lines, {} netfilter lines, {} {} log lines; {} problems for check",
                 a.out.display(),
                 w.questions,
                 w.notifications,
+                match a.cloud {
+                    Cloud::Openstack => "notifications",
+                    Cloud::Opennebula => "hook documents",
+                },
                 w.jobs,
                 w.syslog_lines,
                 w.netfilter_lines,
                 w.nova_log_lines,
+                match a.cloud {
+                    Cloud::Openstack => "nova-compute",
+                    Cloud::Opennebula => "oned and VM",
+                },
                 w.expected_findings
             );
             Ok(ExitCode::SUCCESS)

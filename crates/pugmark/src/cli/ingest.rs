@@ -62,10 +62,21 @@ pub enum FormatArg {
     CondorClassad,
     /// HTCondor job event log (userlog).
     CondorUserlog,
+    /// SCIM 2.0 export (`/scim/Users`, `/scim/Groups` ListResponse pages; INDIGO IAM).
+    ScimDirectory,
+    /// ARC CE A-REX job log (`Started - job id: …` / `Finished - job id: …` lines).
+    ArcJobLog,
+    /// HTCondor(-CE) schedd audit log (`SCHEDD_AUDIT_LOG`, `(D_AUDIT)` lines).
+    CondorAuditLog,
     /// A packet capture (pcap / pcapng) of NetFlow v5/v9 or IPFIX export datagrams.
     Pcap,
     /// One bare NetFlow / IPFIX export datagram (a UDP payload) per file.
     Netflow,
+    /// OpenNebula XML: `onevm show -x` / `onevm list -x`, `onevnet show -x`, the state hook's
+    /// VM template or `HOOK_MESSAGE` (one record per VM, VNET or message).
+    OpennebulaXml,
+    /// OpenNebula's `oned.log` and per-VM `/var/log/one/<id>.log` lines.
+    OpennebulaLog,
 }
 
 impl FormatArg {
@@ -79,7 +90,12 @@ impl FormatArg {
             FormatArg::CondorHistoryJson => Format::CondorHistoryJson,
             FormatArg::CondorClassad => Format::CondorClassAd,
             FormatArg::CondorUserlog => Format::CondorUserlog,
+            FormatArg::ScimDirectory => Format::ScimDirectory,
+            FormatArg::ArcJobLog => Format::ArcJobLog,
+            FormatArg::CondorAuditLog => Format::CondorAuditLog,
             FormatArg::Pcap | FormatArg::Netflow => Format::NetflowDatagram,
+            FormatArg::OpennebulaXml => Format::OpennebulaXml,
+            FormatArg::OpennebulaLog => Format::OpennebulaLog,
         }
     }
 }

@@ -107,7 +107,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let old_end = l.next_seq() - 1;
     let old_head = l.head();
     l.checkpoint().context("signing the migrated tree")?;
-    let root = l.root();
+    let root = l.root().context("the migrated tree's root")?;
     // 3. The migration record: both heads, signed by the next checkpoint.
     let text = json!({
         "pugmark_ledger": "migrate",

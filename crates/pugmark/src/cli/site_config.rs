@@ -34,6 +34,9 @@ const TIMER: &str = include_str!("../site/feed.timer");
 const CONDOR_SERVICE: &str = include_str!("../site/condor-history.service");
 const ONE_HOOK_TEMPLATE: &str = include_str!("../site/one-hook.tmpl");
 const ONE_HOOK_SCRIPT: &str = include_str!("../site/one-hook.sh");
+const ONE_HOOK_DONE: &str = include_str!("../site/one-hook-done.tmpl");
+const ONEVM_LIST_SERVICE: &str = include_str!("../site/onevm-list.service");
+const ONE_RSYSLOG: &str = include_str!("../site/one-rsyslog.conf");
 const SERVE_TOML: &str = include_str!("../site/serve.toml");
 
 /// Where the generated configs expect the site CA on each host.
@@ -53,7 +56,8 @@ pub enum Target {
     Central,
     /// nova.conf and neutron.conf notification settings, a Keystone dump timer.
     Openstack,
-    /// An OpenNebula VM state hook writing into the spool.
+    /// OpenNebula: the VM state hooks (RUNNING, DONE) writing into the spool, an hourly
+    /// `onevm list -x` dump, and oned's syslog forwarded.
     Opennebula,
     /// A `condor_history -json` export timer writing into the spool.
     Htcondor,
@@ -272,7 +276,25 @@ pub fn generate(args: &SiteConfigArgs) -> Result<Vec<SiteFile>> {
         ],
         Target::Opennebula => vec![
             file("pugmark-vm-state.tmpl", fill(ONE_HOOK_TEMPLATE, &v), 0o644),
+            file("pugmark-vm-done.tmpl", fill(ONE_HOOK_DONE, &v), 0o644),
             file("pugmark-one-hook", fill(ONE_HOOK_SCRIPT, &v), 0o755),
+            file(
+                "pugmark-onevm-list.service",
+                fill(ONEVM_LIST_SERVICE, &v),
+                0o644,
+            ),
+            file(
+                "pugmark-onevm-list.timer",
+                timer(
+                    "pugmark-onevm-list",
+                    "opennebula",
+                    "hourly",
+                    "every hour",
+                    "Dump OpenNebula's VM pool into pugmark's spool",
+                ),
+                0o644,
+            ),
+            file("90-pugmark-oned.conf", fill(ONE_RSYSLOG, &v), 0o644),
         ],
         Target::Htcondor => vec![
             file(

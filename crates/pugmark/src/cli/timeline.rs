@@ -18,7 +18,7 @@ use crate::pipeline::Readers;
 pub struct TimelineArgs {
     #[command(flatten)]
     pub data: DataArgs,
-    /// A VM's UUID.
+    /// A VM's UUID (an OpenNebula VM: `one-<ID>`).
     #[arg(long)]
     pub vm: Option<String>,
     /// An IP address.
@@ -54,7 +54,10 @@ pub struct TimelineArgs {
 pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
     let subject = match (&args.vm, &args.ip, &args.host, &args.user) {
-        (Some(v), ..) => Subject::Vm(v.clone()),
+        // An OpenNebula VM as an operator types it (`one-42`, `ONE-042`): pugmark's identity.
+        (Some(v), ..) => {
+            Subject::Vm(model::fields::parse_opennebula_vm(v).unwrap_or_else(|| v.clone()))
+        }
         (_, Some(ip), ..) => Subject::Ip(*ip),
         (_, _, Some(h), _) => Subject::Host(h.clone()),
         (.., Some(u)) => Subject::User(u.clone()),

@@ -40,7 +40,7 @@ pub struct WhoArgs {
     #[arg(long, value_parser = parse_time)]
     pub at: Timestamp,
     /// JSON output (the contract: query, matches[vm, owner, payload_users, lease, evidence,
-    /// ambiguous]).
+    /// ambiguous, conflicts, contain]; README "Contracts" and "Containment").
     #[arg(long)]
     pub json: bool,
 }
@@ -233,6 +233,13 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
                     or_unknown(&p.to)
                 ),
             )?;
+            super::text_line(
+                &mut out,
+                &format!("    identity: {}", query::contain::payload_identity_text(p)),
+            )?;
+        }
+        for line in query::contain::text_lines(&m.contain) {
+            super::text_line(&mut out, &format!("  contain: {line}"))?;
         }
         for c in &m.conflicts {
             super::text_line(&mut out, &format!("  CONFLICT ({}): {}", c.kind, c.summary))?;

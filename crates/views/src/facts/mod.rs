@@ -14,14 +14,24 @@
 //! and [`FactStore::last_seq`] tells the pipeline where to catch up after a crash.
 //! Times are stored as i64 nanoseconds since the Unix epoch (UTC).
 
+mod ident;
+
 use std::path::{Path, PathBuf};
 
 use model::{Event, EventClass, Observer, fields};
+
+mod opennebula;
 use rusqlite::{Connection, OptionalExtension, params};
+
+pub use ident::{JobExt, ScimEntry, dn_key, issuer_key, origin_key};
 
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.
 /// 2: `net_obs` (Neutron ports, floating IPs and routers).
-/// 3: `nat_obs` (NAT translation records: conntrack, ulogd2, IPFIX NAT fields; issue 12).
+/// 3: `nat_obs` (NAT translation records: conntrack, ulogd2, IPFIX NAT fields; issue 12)
+///    and `vm_sub` (the observations an OpenNebula VM document holds at other moments than its
+/// own: creation, each placement of its history);
+///    and issue 12's identities and payloads (`ident.rs`: `job_ext`, `ident_obs`, `dir_scim`,
+/// `dir_oidc`, `dir_cert`, column `dir_user.federated`) — additive.
 const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
@@ -194,6 +204,8 @@ pub struct JobObs {
     pub start_ns: Option<i64>,
     pub end_ns: Option<i64>,
     pub summary: String,
+    /// Token, source and attribution inputs (issue 12; empty for rows without them).
+    pub ext: JobExt,
 }
 
 /// A directory entry for a user or a project.
@@ -269,6 +281,13 @@ impl FactStore {
                 seq INTEGER NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, uuid TEXT NOT NULL,
                 PRIMARY KEY (kind, value, seq));
              CREATE INDEX IF NOT EXISTS vm_addr_uuid ON vm_addr (uuid);
+             CREATE TABLE IF NOT EXISTS vm_sub (
+                seq INTEGER NOT NULL, idx INTEGER NOT NULL, time_ns INTEGER NOT NULL,
+                observer TEXT NOT NULL, uuid TEXT NOT NULL, event_type TEXT, state TEXT,
+                hypervisor TEXT, name TEXT, hostname TEXT, user_id TEXT, project_id TEXT,
+                image TEXT, ips TEXT, macs TEXT, summary TEXT NOT NULL,
+                PRIMARY KEY (seq, idx));
+             CREATE INDEX IF NOT EXISTS vm_sub_uuid ON vm_sub (uuid, time_ns);
              CREATE TABLE IF NOT EXISTS net_obs (
                 seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, resource TEXT NOT NULL,
                 action TEXT NOT NULL, id TEXT NOT NULL, vm_uuid TEXT, device_owner TEXT,
@@ -294,7 +313,8 @@ impl FactStore {
              CREATE INDEX IF NOT EXISTS job_obs_host ON job_obs (exec_host);
              CREATE INDEX IF NOT EXISTS job_obs_dn ON job_obs (dn);
              CREATE TABLE IF NOT EXISTS dir_user (
-                seq INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT, email TEXT, project_id TEXT);
+                seq INTEGER PRIMARY KEY, id TEXT NOT NULL, name TEXT, email TEXT, project_id TEXT,
+                federated TEXT);
              CREATE INDEX IF NOT EXISTS dir_user_id ON dir_user (id);
              CREATE INDEX IF NOT EXISTS dir_user_name ON dir_user (name);
              CREATE TABLE IF NOT EXISTS dir_project (
@@ -304,6 +324,7 @@ impl FactStore {
                 one INTEGER PRIMARY KEY CHECK (one = 1), seq INTEGER NOT NULL, head BLOB NOT NULL);",
         )
         .map_err(sql)?;
+        conn.execute_batch(ident::SCHEMA).map_err(sql)?;
         let version: Option<i64> = conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
                 r.get(0)
@@ -373,9 +394,7 @@ impl FactStore {
         }
         match event.class {
             EventClass::VmLifecycle => event.field(fields::VM_UUID).is_some(),
-            EventClass::IdentityDirectory => true,
-            EventClass::JobRun => event.field(fields::JOB_ID).is_some(),
-            _ => false,
+            _ => ident::is_source(event),
         }
     }
 
@@ -519,6 +538,75 @@ impl FactStore {
                     .map_err(sql)?;
                     tx.execute("DELETE FROM vm_addr WHERE seq = ?1", params![seq])
                         .map_err(sql)?;
+                    tx.execute("DELETE FROM vm_sub WHERE seq = ?1", params![seq])
+                        .map_err(sql)?;
+                    if e.field(fields::ONE_VM_ID).is_some() {
+                        let base = VmObs {
+                            seq: u64::try_from(seq).unwrap_or(0),
+                            time_ns: time,
+                            observer: e.observer,
+                            uuid: uuid.clone(),
+                            event_type: None,
+                            state: None,
+                            hypervisor: None,
+                            name: opt(e.field(fields::VM_NAME)),
+                            hostname: opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase()),
+                            user_id: opt(e.field(fields::USER_ID)),
+                            project_id: opt(e.field(fields::PROJECT_ID)),
+                            image: opt(e.field(fields::IMAGE)),
+                            ips: Vec::new(),
+                            macs: Vec::new(),
+                            summary: summary.clone(),
+                        };
+                        for (idx, o) in opennebula::observations(e, &base).into_iter().enumerate() {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO vm_sub (seq, idx, time_ns, observer, uuid,
+                                 event_type, state, hypervisor, name, hostname, user_id,
+                                 project_id, image, ips, macs, summary)
+                                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+                                params![
+                                    seq,
+                                    i64::try_from(idx + 1).unwrap_or(i64::MAX),
+                                    o.time_ns,
+                                    o.observer.as_str(),
+                                    o.uuid,
+                                    o.event_type,
+                                    o.state,
+                                    o.hypervisor,
+                                    o.name,
+                                    o.hostname,
+                                    o.user_id,
+                                    o.project_id,
+                                    o.image,
+                                    o.ips.join(","),
+                                    o.macs.join(","),
+                                    o.summary,
+                                ],
+                            )
+                            .map_err(sql)?;
+                        }
+                        // An OpenNebula VM document names its owner and group: directory
+                        // entries (UID → UNAME, GID → GNAME), as a Keystone dump would.
+                        if let (Some(uid), Some(uname)) =
+                            (e.field(fields::USER_ID), e.field(fields::USER_NAME))
+                        {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO dir_user (seq, id, name, email, project_id)
+                                 VALUES (?1,?2,?3,NULL,?4)",
+                                params![seq, uid, uname, opt(e.field(fields::PROJECT_ID))],
+                            )
+                            .map_err(sql)?;
+                        }
+                        if let (Some(gid), Some(gname)) =
+                            (e.field(fields::PROJECT_ID), e.field(fields::PROJECT_NAME))
+                        {
+                            tx.execute(
+                                "INSERT OR REPLACE INTO dir_project (seq, id, name) VALUES (?1,?2,?3)",
+                                params![seq, gid, gname],
+                            )
+                            .map_err(sql)?;
+                        }
+                    }
                     let hostname = opt(e.field(fields::VM_HOSTNAME)).map(|h| h.to_lowercase());
                     let taps = nova_taps(e);
                     let addrs = ips
@@ -591,6 +679,7 @@ impl FactStore {
                 }
                 _ => {}
             }
+            ident::apply(&tx, seq, time, e, &summary).map_err(sql)?;
         }
         tx.execute(
             "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
@@ -661,21 +750,33 @@ impl FactStore {
     /// Every observation of one VM, in time order (ties by ledger position).
     pub fn vm_observations(&self, uuid: &str) -> Result<Vec<VmObs>> {
         self.vm_obs_where(
-            "WHERE uuid = ?1 ORDER BY time_ns, seq",
+            "WHERE uuid = ?1 ORDER BY time_ns, seq, idx",
             params![uuid.to_lowercase()],
         )
     }
 
     /// Every observation of every VM, by VM (uuid order), each VM's in time order (ties by
     /// ledger position): one query where attribution loads the whole site's leases.
+    /// Every Neutron floating IP observation, by floating IP id, in time order.
+    pub fn all_floating_ip_observations(&self) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'floatingip' ORDER BY id, time_ns, seq",
+            params![],
+        )
+    }
+
     pub fn all_vm_observations(&self) -> Result<Vec<VmObs>> {
-        self.vm_obs_where("ORDER BY uuid, time_ns, seq", params![])
+        self.vm_obs_where("ORDER BY uuid, time_ns, seq, idx", params![])
     }
 
     fn vm_obs_where(&self, tail: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<VmObs>> {
+        // A VM's observations are its rows in vm_obs and the ones an OpenNebula document
+        // holds for other moments (vm_sub), cited by the same ledger position.
+        let cols = "seq, time_ns, observer, uuid, event_type, state, hypervisor, name,
+             hostname, user_id, project_id, image, ips, macs, summary";
         let sql = format!(
-            "SELECT seq, time_ns, observer, uuid, event_type, state, hypervisor, name,
-             hostname, user_id, project_id, image, ips, macs, summary FROM vm_obs {tail}"
+            "SELECT {cols} FROM (SELECT {cols}, 0 AS idx FROM vm_obs
+             UNION ALL SELECT {cols}, idx FROM vm_sub) {tail}"
         );
         let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
         let rows = st
@@ -851,8 +952,12 @@ impl FactStore {
 
     fn jobs_where(&self, cond: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<JobObs>> {
         let sql = format!(
-            "SELECT seq, time_ns, job_id, owner, user, dn, vo, exec_ip, exec_host, start_ns,
-             end_ns, summary FROM job_obs WHERE {cond} ORDER BY time_ns, seq"
+            "SELECT j.seq, j.time_ns, j.job_id, j.owner, j.user, j.dn, j.vo, j.exec_ip,
+             j.exec_host, j.start_ns, j.end_ns, j.summary, x.issuer, x.subject, x.source,
+             x.phase, x.corr, x.origin_key, x.sender_ip, x.claimed_uuid, x.host, x.observer,
+             x.target_uid, x.fqan, x.placed_ns
+             FROM job_obs j LEFT JOIN job_ext x ON x.seq = j.seq
+             WHERE {cond} ORDER BY j.time_ns, j.seq"
         );
         let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
         let rows = st
@@ -870,6 +975,22 @@ impl FactStore {
                     start_ns: r.get(9)?,
                     end_ns: r.get(10)?,
                     summary: r.get(11)?,
+                    ext: JobExt {
+                        issuer: r.get(12)?,
+                        subject: r.get(13)?,
+                        source: r.get(14)?,
+                        phase: r.get(15)?,
+                        corr: r.get(16)?,
+                        origin_key: r.get(17)?,
+                        sender_ip: r.get(18)?,
+                        claimed_uuid: r.get(19)?,
+                        host: r.get(20)?,
+                        observer: r.get(21)?,
+                        target_uid: r.get(22)?,
+                        fqan: r.get(23)?,
+                        placed_ns: r.get(24)?,
+                        ident_seqs: Vec::new(),
+                    },
                 })
             })
             .map_err(self.sql())?;
