@@ -1135,7 +1135,7 @@ fn neutron_notifications(site: &Site) -> Vec<String> {
         let m = json!({"message_id": format!("7e57{n:04x}-0000-4000-8000-{t:012x}"),
             "publisher_id": "network.controller-1", "event_type": event, "priority": "INFO",
             "payload": payload, "timestamp": stamp(t)});
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             json!({"oslo.version": "2.0", "oslo.message": m.to_string()}).to_string()
         } else {
             m.to_string()
@@ -1211,7 +1211,7 @@ fn neutron_notifications(site: &Site) -> Vec<String> {
     for i in 0..n {
         out.push(notes[(i * 7 + 3) % n].1.clone());
     }
-    if n % 7 == 0 {
+    if n.is_multiple_of(7) {
         out = notes.iter().rev().map(|x| x.1.clone()).collect();
     }
     out.extend(notes.iter().step_by(3).map(|x| x.1.clone()));
