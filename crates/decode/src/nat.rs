@@ -81,7 +81,10 @@ pub fn classify(ev: &mut Event) {
     // Cheap gate first (every syslog line passes here): each shape has one of these words.
     let m = ev.message.as_bytes();
     let has = |w: &[u8]| memchr::memmem::find(m, w).is_some();
-    if !(has(b"[NEW]") || has(b"[UPDATE]") || has(b"[DESTROY]") || has(b"\"ct.event\"")
+    if !(has(b"[NEW]")
+        || has(b"[UPDATE]")
+        || has(b"[DESTROY]")
+        || has(b"\"ct.event\"")
         || has(b"\"orig.l4.sport\""))
     {
         return;
