@@ -16,12 +16,10 @@ use std::ffi::OsString;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use wait_timeout::ChildExt;
-
 use crate::error::{RbdError, classify, stderr_tail};
 use crate::json::{self, Health, ImageInfo, ListEntry, SnapEntry, TrashEntry};
 use crate::spec::{ImageSpec, PoolSpec, check_name};
@@ -131,11 +129,9 @@ impl Rbd {
         let err = drain(child.stderr.take());
         // The CLIs' own timeouts fire first; this deadline is for a tool wedged elsewhere.
         let deadline = self.timeout + Duration::from_secs(15);
-        let status = match child.wait_timeout(deadline) {
+        let status = match wait_until(&mut child, deadline) {
             Ok(Some(status)) => status,
             Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
                 return Err(RbdError::Timeout {
                     program: name,
                     command: command.into(),
@@ -388,12 +384,9 @@ impl Rbd {
             .map_err(|e| RbdError::io(format!("run {name} {command}"), e))?;
         let out = drain(child.stdout.take());
         let err = drain(child.stderr.take());
-        let status = child
-            .wait_timeout(wall)
+        let status = wait_until(&mut child, wall)
             .map_err(|e| RbdError::io(format!("wait for {name} {command}"), e))?;
         let Some(status) = status else {
-            let _ = child.kill();
-            let _ = child.wait();
             return Err(RbdError::Timeout {
                 program: name,
                 command: command.into(),
@@ -601,7 +594,7 @@ impl Rbd {
 pub struct ExportStream {
     child: Option<Child>,
     stdout: ChildStdout,
-    stderr: Option<JoinHandle<Vec<u8>>>,
+    stderr: Option<Receiver<Vec<u8>>>,
     spec: String,
     pool: String,
     read: u64,
@@ -699,16 +692,39 @@ fn program_name(p: &Path) -> String {
 }
 
 /// Read a pipe to its end on a thread of its own (so neither pipe fills and blocks the child).
-fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> JoinHandle<Vec<u8>> {
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> Receiver<Vec<u8>> {
+    let (tx, rx) = sync_channel(1);
     std::thread::spawn(move || {
         let mut buf = Vec::new();
         if let Some(mut p) = pipe {
             let _ = p.read_to_end(&mut buf);
         }
-        buf
-    })
+        let _ = tx.send(buf);
+    });
+    rx
 }
 
-fn join(h: JoinHandle<Vec<u8>>) -> Vec<u8> {
-    h.join().unwrap_or_default()
+/// What a drained pipe held. Bounded wait: a pipe that some other process inherited and keeps
+/// open must not hang the caller once the child itself has exited.
+fn join(rx: Receiver<Vec<u8>>) -> Vec<u8> {
+    rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default()
+}
+
+/// Wait for `child` until `deadline` passes: Some(status), or None after killing it. Polls
+/// (1 ms growing to 50 ms) instead of relying on SIGCHLD, which a library must not take over.
+fn wait_until(child: &mut Child, deadline: Duration) -> io::Result<Option<ExitStatus>> {
+    let start = Instant::now();
+    let mut nap = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if start.elapsed() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(50));
+    }
 }
