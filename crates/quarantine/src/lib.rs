@@ -5,15 +5,26 @@
 //! - [`backend`]: the [`Backend`] trait, the seam between the core and where images are kept
 //!   (files on a hypervisor here; Ceph RBD in crate `rbd`), with its contract.
 //! - [`hash`]: BLAKE3 + SHA-256 computed while streaming, never whole in memory.
+//! - [`policy`]: `quarantine.toml` and retention policies (site, project / VO, VM).
+//! - [`custody`]: custody records and the store's journal (what the ledger receives).
+//! - [`store`]: the [`Quarantine`]: items, holds, capture, expiry, export, verify, restore.
+//! - [`libvirt`]: libvirt domain XML and OpenNebula VM XML → disks; qcow2 backing chains.
+//! - [`file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
 //!
 //! No tokio and no ledger here: the hypervisor hook runs this code synchronously before
 //! libvirt deletes a disk, and the binary turns custody steps into ledger records through the
 //! one write path (`pipeline`).
 
 pub mod backend;
+pub mod custody;
+pub mod file;
 pub mod hash;
+pub mod libvirt;
+pub mod policy;
+pub mod store;
 
 pub use backend::{
     Backend, BackendError, CaptureMode, CaptureRequest, Health, ImageRef, Kept, Listed, Source,
 };
 pub use hash::Digests;
+pub use store::{CaptureSpec, Item, Quarantine, StoreError};
