@@ -9,6 +9,8 @@
 //! - [`custody`]: custody records and the store's journal (what the ledger receives).
 //! - [`store`]: the [`Quarantine`]: items, holds, capture, expiry, export, verify, restore.
 //! - [`libvirt`]: libvirt domain XML and OpenNebula VM XML → disks; qcow2 backing chains.
+//! - [`ceph`]: the Ceph RBD backend (snapshot + clone into an evidence pool, trash with a
+//!   deferment) over crate `rbd`.
 //! - [`file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
 //!
 //! No tokio and no ledger here: the hypervisor hook runs this code synchronously before
@@ -16,6 +18,7 @@
 //! one write path (`pipeline`).
 
 pub mod backend;
+pub mod ceph;
 pub mod custody;
 pub mod file;
 pub mod hash;

@@ -19,10 +19,10 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use crate::error::{RbdError, classify, stderr_tail};
 use crate::json::{self, Health, ImageInfo, ListEntry, SnapEntry, TrashEntry};
 use crate::spec::{ImageSpec, PoolSpec, check_name};
+use jiff::Timestamp;
 
 /// Default deadline of one non-streaming call.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -149,14 +149,7 @@ impl Rbd {
         if status.success() {
             Ok(stdout)
         } else {
-            Err(classify(
-                &name,
-                command,
-                spec,
-                pool,
-                status.code(),
-                &stderr,
-            ))
+            Err(classify(&name, command, spec, pool, status.code(), &stderr))
         }
     }
 
@@ -208,7 +201,12 @@ impl Rbd {
     /// `rbd info --format json`.
     pub fn info(&self, spec: &ImageSpec) -> Result<ImageInfo, RbdError> {
         let s = spec.to_string();
-        let out = self.rbd("info", args(["info", "--format", "json", &s]), &s, &spec.pool)?;
+        let out = self.rbd(
+            "info",
+            args(["info", "--format", "json", &s]),
+            &s,
+            &spec.pool,
+        )?;
         self.parse("info", &out, json::parse_info)
     }
 
@@ -225,8 +223,30 @@ impl Rbd {
     /// `rbd ls -l --format json`: images (and snapshot rows) of a pool.
     pub fn list(&self, pool: &PoolSpec) -> Result<Vec<ListEntry>, RbdError> {
         let p = pool.to_string();
-        let out = self.rbd("ls", args(["ls", "-l", "--format", "json", &p]), &p, &pool.pool)?;
+        let out = self.rbd(
+            "ls",
+            args(["ls", "-l", "--format", "json", &p]),
+            &p,
+            &pool.pool,
+        )?;
         self.parse("ls", &out, json::parse_list)
+    }
+
+    /// `rbd rm` that really destroys, whatever `rbd_move_to_trash_on_remove` says in the
+    /// conf (pugmark's own purge of an evidence image).
+    pub fn destroy(&self, spec: &ImageSpec) -> Result<(), RbdError> {
+        let s = spec.to_string();
+        self.run_long(
+            "rm",
+            args([
+                "rm",
+                "--no-progress",
+                "--rbd_move_to_trash_on_remove=false",
+                &s,
+            ]),
+            &s,
+            &spec.pool,
+        )
     }
 
     /// `rbd rm`: what nova and OpenNebula run to delete a disk. With the client option
@@ -255,8 +275,13 @@ impl Rbd {
     pub fn snap_protect(&self, spec: &ImageSpec, snap: &str) -> Result<(), RbdError> {
         check_name("snapshot", snap)?;
         let s = spec.at(snap);
-        self.rbd("snap protect", args(["snap", "protect", &s]), &s, &spec.pool)
-            .map(drop)
+        self.rbd(
+            "snap protect",
+            args(["snap", "protect", &s]),
+            &s,
+            &spec.pool,
+        )
+        .map(drop)
     }
 
     /// `rbd snap unprotect` of an image by id (it may be in the trash).
@@ -295,13 +320,18 @@ impl Rbd {
         if command == "snap rm" {
             a.push("--no-progress".into());
         }
-        self.rbd(
-            command,
-            a,
-            &format!("{pool}/{image_id}@{snap}"),
-            &pool.pool,
-        )
-        .map(drop)
+        self.rbd(command, a, &format!("{pool}/{image_id}@{snap}"), &pool.pool)
+            .map(drop)
+    }
+
+    /// `rbd snap ls --format json` of an image by id (it may be in the trash).
+    pub fn snap_list_by_id(&self, pool: &PoolSpec, id: &str) -> Result<Vec<SnapEntry>, RbdError> {
+        check_name("image id", id)?;
+        let mut a = args(["snap", "ls", "--format", "json", "--pool", &pool.pool]);
+        push_ns(&mut a, pool);
+        a.extend(args(["--image-id", id]));
+        let out = self.rbd("snap ls", a, &format!("{pool}/{id}"), &pool.pool)?;
+        self.parse("snap ls", &out, json::parse_snaps)
     }
 
     /// `rbd snap ls --format json`.
@@ -342,12 +372,14 @@ impl Rbd {
         )
     }
 
-    /// `rbd deep cp SRC[@SNAP] DST`: a full, independent copy with its own snapshots (O(data)).
+    /// `rbd deep cp SRC[@SNAP] DST [--flatten]`: a full copy with its own snapshots (O(data));
+    /// `flatten` makes a copy of a clone stand alone.
     pub fn deep_copy(
         &self,
         src: &ImageSpec,
         snap: Option<&str>,
         dst: &ImageSpec,
+        flatten: bool,
     ) -> Result<(), RbdError> {
         let s = match snap {
             Some(sn) => {
@@ -357,12 +389,11 @@ impl Rbd {
             None => src.to_string(),
         };
         let d = dst.to_string();
-        self.run_long(
-            "deep cp",
-            args(["deep", "cp", "--no-progress", &s, &d]),
-            &d,
-            &dst.pool,
-        )
+        let mut a = args(["deep", "cp", "--no-progress", &s, &d]);
+        if flatten {
+            a.push("--flatten".into());
+        }
+        self.run_long("deep cp", a, &d, &dst.pool)
     }
 
     /// A data-moving call (flatten, deep cp): no wall-clock deadline beyond the per-operation
@@ -411,6 +442,16 @@ impl Rbd {
         expires_at: Option<Timestamp>,
     ) -> Result<String, RbdError> {
         let id = self.info(spec)?.id;
+        self.trash_move_known(spec, expires_at)?;
+        Ok(id)
+    }
+
+    /// [`Rbd::trash_move`] when the caller already knows the image id (one call fewer).
+    pub fn trash_move_known(
+        &self,
+        spec: &ImageSpec,
+        expires_at: Option<Timestamp>,
+    ) -> Result<(), RbdError> {
         let s = spec.to_string();
         let mut a = args(["trash", "mv", &s]);
         if let Some(t) = expires_at {
@@ -421,8 +462,7 @@ impl Rbd {
                 &t.strftime("%Y-%m-%d %H:%M:%S").to_string(),
             ]));
         }
-        self.rbd("trash mv", a, &s, &spec.pool)?;
-        Ok(id)
+        self.rbd("trash mv", a, &s, &spec.pool).map(drop)
     }
 
     /// `rbd trash ls --long --format json` (every source: USER, MIRRORING, MIGRATION, REMOVING).

@@ -116,7 +116,10 @@ impl RbdError {
     /// Whether the cluster itself is the problem (retry with backoff, alert), as opposed to a
     /// missing object or a refusal that will not change by waiting.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, RbdError::ClusterDown { .. } | RbdError::Timeout { .. })
+        matches!(
+            self,
+            RbdError::ClusterDown { .. } | RbdError::Timeout { .. }
+        )
     }
 
     /// Whether the object asked for does not exist (image, snapshot, trash entry or pool).
@@ -191,9 +194,9 @@ pub(crate) fn classify(
         };
     }
     match code {
-        Some(ENOENT) if lower.contains("error opening pool") => RbdError::PoolMissing {
-            pool: pool.into(),
-        },
+        Some(ENOENT) if lower.contains("error opening pool") => {
+            RbdError::PoolMissing { pool: pool.into() }
+        }
         Some(ENOENT) => RbdError::ImageMissing { spec: spec.into() },
         Some(EEXIST) => RbdError::Exists { spec: spec.into() },
         Some(EBUSY | ENOTEMPTY) => RbdError::Busy {
@@ -257,7 +260,9 @@ mod tests {
             Some(39),
             b"Removing image: 0% complete...failed.\nrbd: image has snapshots - these must be deleted with 'rbd snap purge' before the image can be removed.\n",
         );
-        assert!(matches!(snaps, RbdError::Busy { ref detail, .. } if detail.contains("has snapshots") && !detail.contains("complete")));
+        assert!(
+            matches!(snaps, RbdError::Busy { ref detail, .. } if detail.contains("has snapshots") && !detail.contains("complete"))
+        );
     }
 
     #[test]

@@ -264,7 +264,10 @@ mod tests {
             t[0].deleted_at.map(|t| t.to_string()),
             Some("2026-12-06T06:45:03Z".into())
         );
-        assert_eq!(t[1].protected_until, None, "expired entries are not protected");
+        assert_eq!(
+            t[1].protected_until, None,
+            "expired entries are not protected"
+        );
     }
 
     #[test]
@@ -273,7 +276,13 @@ mod tests {
             parse_ctime("Mon Dec 14 01:02:03 2026").map(|t| t.to_string()),
             Some("2026-12-14T01:02:03Z".into())
         );
-        for bad in ["", "Sun", "Sun Foo  6 06:45:03 2026", "a b c d e f", "Sun Dec 32 00:00:00 2026"] {
+        for bad in [
+            "",
+            "Sun",
+            "Sun Foo  6 06:45:03 2026",
+            "a b c d e f",
+            "Sun Dec 32 00:00:00 2026",
+        ] {
             assert_eq!(parse_ctime(bad), None, "{bad:?}");
         }
     }

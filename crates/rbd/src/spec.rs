@@ -148,7 +148,9 @@ mod tests {
         let nova = ImageSpec::new("vms", None, "0f6c7a4e-3c1e-4f0c-9d2a-1b2c3d4e5f60_disk");
         assert!(nova.is_ok());
         assert_eq!(
-            ImageSpec::parse("one/ns/one-7-42-0").map(|s| s.to_string()).ok(),
+            ImageSpec::parse("one/ns/one-7-42-0")
+                .map(|s| s.to_string())
+                .ok(),
             Some("one/ns/one-7-42-0".into())
         );
         assert!(ImageSpec::parse("one").is_err());

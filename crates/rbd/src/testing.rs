@@ -29,10 +29,21 @@ pub fn script() -> PathBuf {
 }
 
 impl SingleNode {
-    /// Start a cluster whose files all live under `dir` (created; must not hold one).
+    /// Start a cluster whose files all live under `dir` (created; must not hold one), with
+    /// pools `rbd` and `evidence`.
     pub fn start(dir: &Path) -> io::Result<SingleNode> {
+        SingleNode::start_with_pools(dir, &["rbd", "evidence"])
+    }
+
+    /// [`SingleNode::start`] with these replicated, `rbd pool init`ed pools.
+    pub fn start_with_pools(dir: &Path, pools: &[&str]) -> io::Result<SingleNode> {
         let t0 = Instant::now();
-        let out = Command::new("bash").arg(script()).arg("start").arg(dir).output()?;
+        let out = Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(dir)
+            .env("CEPH_POOLS", pools.join(" "))
+            .output()?;
         if !out.status.success() {
             return Err(io::Error::other(format!(
                 "ceph-single-node start failed ({}): {}",
@@ -73,12 +84,42 @@ impl SingleNode {
         self.kill_daemon("mon.a")
     }
 
+    /// Start the mon again after [`SingleNode::kill_mon`] (its data is kept) and wait until it
+    /// answers.
+    pub fn restart_mon(&self) -> io::Result<()> {
+        let st = Command::new("ceph-mon")
+            .arg("-c")
+            .arg(&self.conf)
+            .args(["--id", "a"])
+            .status()?;
+        if !st.success() {
+            return Err(io::Error::other(format!("ceph-mon: {st}")));
+        }
+        let until = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < until {
+            let ok = Command::new("ceph")
+                .arg("-c")
+                .arg(&self.conf)
+                .args(["--connect-timeout", "5", "health"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if ok {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Err(io::Error::other("mon did not answer after restart"))
+    }
+
     fn kill_daemon(&self, name: &str) -> io::Result<()> {
         let pidfile = self.dir.join("run").join(format!("{name}.pid"));
         let pid = std::fs::read_to_string(&pidfile)?;
         let pid = pid.trim();
         if pid.is_empty() || !pid.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(io::Error::other(format!("bad pid file {}", pidfile.display())));
+            return Err(io::Error::other(format!(
+                "bad pid file {}",
+                pidfile.display()
+            )));
         }
         Command::new("kill").arg("-KILL").arg(pid).status()?;
         Ok(())

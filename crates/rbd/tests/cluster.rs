@@ -56,7 +56,12 @@ fn rbd_operations_against_a_single_node_ceph() {
         cluster.started_in
     );
     let client = Rbd::new(cluster.conf(), "pugmark").with_timeout(Duration::from_secs(10));
-    assert!(client.version().expect("rbd --version").contains("ceph version"));
+    assert!(
+        client
+            .version()
+            .expect("rbd --version")
+            .contains("ceph version")
+    );
     let vms = PoolSpec::new("rbd", None).expect("pool");
 
     // Typed errors, from the real CLI's answers.
@@ -65,7 +70,10 @@ fn rbd_operations_against_a_single_node_ceph() {
         matches!(client.list(&nopool), Err(RbdError::PoolMissing { ref pool }) if pool == "nopool")
     );
     let ghost = vms.image("ghost").expect("spec");
-    assert!(matches!(client.info(&ghost), Err(RbdError::ImageMissing { .. })));
+    assert!(matches!(
+        client.info(&ghost),
+        Err(RbdError::ImageMissing { .. })
+    ));
     assert!(client.list(&vms).expect("ls").is_empty());
 
     // A VM disk with known bytes (the oracle), 12 MiB, a third of it zeros.
@@ -79,8 +87,12 @@ fn rbd_operations_against_a_single_node_ceph() {
 
     // Snapshot + protect + clone into the evidence pool: O(1) each.
     let t0 = Instant::now();
-    client.snap_create(&disk, "pugmark-q-1").expect("snap create");
-    client.snap_protect(&disk, "pugmark-q-1").expect("snap protect");
+    client
+        .snap_create(&disk, "pugmark-q-1")
+        .expect("snap create");
+    client
+        .snap_protect(&disk, "pugmark-q-1")
+        .expect("snap protect");
     let evidence = ImageSpec::new("evidence", None, "pugmark-q-1").expect("spec");
     client
         .clone_image(&disk, "pugmark-q-1", &evidence)
@@ -93,19 +105,32 @@ fn rbd_operations_against_a_single_node_ceph() {
     let id = client
         .trash_move(&disk, Some(keep_until))
         .expect("trash mv");
-    eprintln!("snapshot + protect + clone + meta + trash mv: {:?}", t0.elapsed());
+    eprintln!(
+        "snapshot + protect + clone + meta + trash mv: {:?}",
+        t0.elapsed()
+    );
     assert_eq!(id, info.id, "the trash is keyed by the image id");
-    assert!(matches!(client.info(&disk), Err(RbdError::ImageMissing { .. })));
+    assert!(matches!(
+        client.info(&disk),
+        Err(RbdError::ImageMissing { .. })
+    ));
     let trash = client.trash_list(&vms).expect("trash ls");
     let entry = trash.iter().find(|e| e.id == id).expect("in the trash");
-    assert_eq!((entry.name.as_str(), entry.source.as_str()), ("0f6c7a4e_disk", "USER"));
+    assert_eq!(
+        (entry.name.as_str(), entry.source.as_str()),
+        ("0f6c7a4e_disk", "USER")
+    );
     let until = entry.protected_until.expect("a deferment");
     assert!(
         (until.as_second() - keep_until.as_second()).abs() <= 2,
         "deferment {until} vs asked {keep_until}"
     );
     // A clone's parent may sit in the trash; the clone still reads through it.
-    let parent = client.info(&evidence).expect("info").parent.expect("parent");
+    let parent = client
+        .info(&evidence)
+        .expect("info")
+        .parent
+        .expect("parent");
     assert!(parent.trash && parent.id == id);
     assert_eq!(
         client.meta_get(&evidence, "pugmark.vm").expect("meta get"),
@@ -146,7 +171,13 @@ fn rbd_operations_against_a_single_node_ceph() {
     let refused = client.trash_remove(&vms, &id, false);
     assert!(refused.is_err(), "trash rm before expiry must be refused");
     client.trash_purge(&vms).expect("trash purge");
-    assert!(client.trash_list(&vms).expect("ls").iter().any(|e| e.id == id));
+    assert!(
+        client
+            .trash_list(&vms)
+            .expect("ls")
+            .iter()
+            .any(|e| e.id == id)
+    );
 
     // rbd_move_to_trash_on_remove: what nova's and OpenNebula's `rbd rm` becomes.
     let nova_disk = vms.image("1a2b_disk").expect("spec");
@@ -175,7 +206,13 @@ fn rbd_operations_against_a_single_node_ceph() {
     let plain_disk = vms.image("3c4d_disk").expect("spec");
     client.create(&plain_disk, 1 << 20).expect("create");
     client.remove(&plain_disk).expect("plain rm");
-    assert!(!client.trash_list(&vms).expect("ls").iter().any(|e| e.name == "3c4d_disk"));
+    assert!(
+        !client
+            .trash_list(&vms)
+            .expect("ls")
+            .iter()
+            .any(|e| e.name == "3c4d_disk")
+    );
 
     // Restore under a new name; never over an existing image.
     client
@@ -196,7 +233,9 @@ fn rbd_operations_against_a_single_node_ceph() {
         client.trash_restore(&vms, &t_id, None),
         Err(RbdError::Exists { .. })
     ));
-    client.trash_remove(&vms, &t_id, false).expect("no deferment: plain rm works");
+    client
+        .trash_remove(&vms, &t_id, false)
+        .expect("no deferment: plain rm works");
 
     // Purge the evidence chain: clone, then the parent's snapshot (by id, in the trash), then
     // the parent itself.
@@ -207,8 +246,16 @@ fn rbd_operations_against_a_single_node_ceph() {
     client
         .snap_remove_by_id(&vms, &id, "pugmark-q-1")
         .expect("snap rm in trash");
-    client.trash_remove(&vms, &id, true).expect("trash rm --force");
-    assert!(!client.trash_list(&vms).expect("ls").iter().any(|e| e.id == id));
+    client
+        .trash_remove(&vms, &id, true)
+        .expect("trash rm --force");
+    assert!(
+        !client
+            .trash_list(&vms)
+            .expect("ls")
+            .iter()
+            .any(|e| e.id == id)
+    );
 
     // The cluster is healthy enough to answer.
     let health = client.health().expect("ceph health");
@@ -224,4 +271,3 @@ fn rbd_operations_against_a_single_node_ceph() {
     assert!(short.health().is_err_and(|e| e.is_unavailable()));
     drop(cluster);
 }
-
