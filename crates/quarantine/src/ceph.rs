@@ -366,18 +366,39 @@ impl Backend for CephBackend {
         let src_pool = src.pool_spec();
         let evidence = self.evidence_spec(&req.id)?;
         let snap = format!("{PREFIX}{}", req.id);
-        let info = match self.call(|| self.rbd.info(&src)) {
-            Ok(i) => i,
-            Err(RbdError::ImageMissing { .. }) if req.mode == CaptureMode::Take => {
-                self.adopt(&src)?
+        // `info` (id and size) and `snap create` are independent: run them side by side (each
+        // is a process start plus a round trip; the capture is a handful of them).
+        let (info, snapped) = std::thread::scope(|s| {
+            let snapped = s.spawn(|| self.call(|| self.rbd.snap_create(&src, &snap)));
+            let info = self.call(|| self.rbd.info(&src));
+            (info, snapped.join())
+        });
+        let snapped = snapped.unwrap_or_else(|_| {
+            Err(RbdError::io("snap create", std::io::Error::other("thread panicked")))
+        });
+        let info = match (info, snapped) {
+            (Ok(i), Ok(())) => i,
+            (Ok(i), Err(e)) => {
+                // The snapshot may exist if only the answer was lost: undo is idempotent.
+                self.undo(&src_pool, &i.id, &snap, None);
+                return Err(backend(e));
             }
-            Err(RbdError::ImageMissing { .. }) => {
+            (Err(RbdError::ImageMissing { .. }), _) if req.mode == CaptureMode::Take => {
+                let i = self.adopt(&src)?;
+                self.call(|| self.rbd.snap_create(&src, &snap))
+                    .map_err(backend)?;
+                i
+            }
+            (Err(RbdError::ImageMissing { .. }), _) => {
                 return Err(BackendError::Refused(format!("{src}: no such image")));
             }
-            Err(e) => return Err(backend(e)),
+            (Err(e), Ok(())) => {
+                // Snapshotted but the id is unknown: remove the snapshot by name.
+                let _ = self.call(|| self.rbd.snap_remove(&src, &snap));
+                return Err(backend(e));
+            }
+            (Err(e), Err(_)) => return Err(backend(e)),
         };
-        self.call(|| self.rbd.snap_create(&src, &snap))
-            .map_err(backend)?;
         if let Err(e) = self.call(|| self.rbd.snap_protect(&src, &snap)) {
             self.undo(&src_pool, &info.id, &snap, None);
             return Err(backend(e));
@@ -415,33 +436,49 @@ impl Backend for CephBackend {
         };
         let tag_json =
             serde_json::to_string(&tag).map_err(|e| BackendError::Refused(e.to_string()))?;
-        if let Err(e) = self.call(|| self.rbd.meta_set(&evidence, META_KEY, &tag_json)) {
+        // Tag the evidence and move the source out of the deleter's way side by side.
+        let take = req.mode == CaptureMode::Take;
+        let until = self.deferment(req.keep_until);
+        let (tagged, trashed) = std::thread::scope(|s| {
+            let trashed =
+                take.then(|| s.spawn(|| self.call(|| self.rbd.trash_move_known(&src, until))));
+            let tagged = self.call(|| self.rbd.meta_set(&evidence, META_KEY, &tag_json));
+            (tagged, trashed.map(|h| h.join()))
+        });
+        let trashed = trashed.map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(RbdError::io("trash mv", std::io::Error::other("thread panicked")))
+            })
+        });
+        if let Err(e) = tagged {
+            if matches!(trashed, Some(Ok(()))) {
+                // Put the source back where the deleter expects it: the capture did not happen.
+                let _ = self.call(|| self.rbd.trash_restore(&src_pool, &info.id, None));
+            }
             self.undo(&src_pool, &info.id, &snap, Some(&evidence));
             return Err(backend(e));
         }
-        if req.mode == CaptureMode::Take {
-            let until = self.deferment(req.keep_until);
-            match self.call(|| self.rbd.trash_move_known(&src, until)) {
-                Ok(()) => method = "trash",
-                Err(e) => {
-                    // The evidence is kept; only the source is still in the deleter's way.
-                    // Report what really happened: a clone, the source untouched.
-                    if let Some(p) = loc.parent.as_mut() {
-                        p.trashed_by_us = false;
-                    }
-                    let tag = Tag {
-                        locator: loc.render(),
-                        ..tag
-                    };
-                    if let Ok(j) = serde_json::to_string(&tag) {
-                        let _ = self.call(|| self.rbd.meta_set(&evidence, META_KEY, &j));
-                    }
-                    if let Ok(mut s) = self.stats.lock() {
-                        s.last_error = Some(format!("trash mv {src}: {e}"));
-                        s.last_error_at = Some(Timestamp::now());
-                    }
+        match trashed {
+            Some(Ok(())) => method = "trash",
+            Some(Err(e)) => {
+                // The evidence is kept; only the source is still in the deleter's way.
+                // Report what really happened: a clone, the source untouched.
+                if let Some(p) = loc.parent.as_mut() {
+                    p.trashed_by_us = false;
+                }
+                let tag = Tag {
+                    locator: loc.render(),
+                    ..tag
+                };
+                if let Ok(j) = serde_json::to_string(&tag) {
+                    let _ = self.call(|| self.rbd.meta_set(&evidence, META_KEY, &j));
+                }
+                if let Ok(mut s) = self.stats.lock() {
+                    s.last_error = Some(format!("trash mv {src}: {e}"));
+                    s.last_error_at = Some(Timestamp::now());
                 }
             }
+            None => {}
         }
         Ok(Kept {
             locator: loc.render(),

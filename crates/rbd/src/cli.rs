@@ -271,6 +271,19 @@ impl Rbd {
         .map(drop)
     }
 
+    /// `rbd snap rm POOL/IMAGE@SNAP` (must not be protected).
+    pub fn snap_remove(&self, spec: &ImageSpec, snap: &str) -> Result<(), RbdError> {
+        check_name("snapshot", snap)?;
+        let s = spec.at(snap);
+        self.rbd(
+            "snap rm",
+            args(["snap", "rm", "--no-progress", &s]),
+            &s,
+            &spec.pool,
+        )
+        .map(drop)
+    }
+
     /// `rbd snap protect` (clone v1 parents must be protected).
     pub fn snap_protect(&self, spec: &ImageSpec, snap: &str) -> Result<(), RbdError> {
         check_name("snapshot", snap)?;

@@ -130,7 +130,8 @@ impl RbdError {
         )
     }
 
-    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+    /// A local I/O error with what was being done.
+    pub fn io(what: impl Into<String>, source: std::io::Error) -> Self {
         RbdError::Io {
             what: what.into(),
             source,
