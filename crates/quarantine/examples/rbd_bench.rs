@@ -7,6 +7,9 @@
 //! rbd_bench CONF export LOCATOR SIZE OUT      # rbd export … - hashed (BLAKE3 + SHA-256) into OUT (0600)
 //! ```
 
+// Deadlines relative to the wall clock (deferments, keep-until), not evidence times.
+#![allow(clippy::disallowed_methods)]
+
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -46,7 +49,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 } else {
                     CaptureMode::Copy
                 },
-                keep_until: Timestamp::now().checked_add(SignedDuration::from_hours(168)).ok(),
+                keep_until: Timestamp::now()
+                    .checked_add(SignedDuration::from_hours(168))
+                    .ok(),
             })?;
             println!(
                 "{{\"op\":\"{cmd}\",\"secs\":{:.3},\"size\":{},\"method\":\"{}\",\"locator\":\"{}\"}}",

@@ -250,16 +250,16 @@ impl CephBackend {
     fn call<T>(&self, f: impl FnMut() -> Result<T, RbdError>) -> Result<T, RbdError> {
         let r = self.retry.run(f);
         let gave_up = r.result.as_ref().err().filter(|e| e.is_unavailable());
-        if !r.failures.is_empty() || gave_up.is_some() {
-            if let Ok(mut s) = self.stats.lock() {
-                s.unavailable_total += r.failures.len() as u64 + u64::from(gave_up.is_some());
-                if let Some(e) = gave_up.or(r.failures.last()) {
-                    s.last_error = Some(e.to_string());
-                    s.last_error_at = Some(Timestamp::now());
-                }
-                if gave_up.is_some() {
-                    s.gave_up_total += 1;
-                }
+        if (!r.failures.is_empty() || gave_up.is_some())
+            && let Ok(mut s) = self.stats.lock()
+        {
+            s.unavailable_total += r.failures.len() as u64 + u64::from(gave_up.is_some());
+            if let Some(e) = gave_up.or(r.failures.last()) {
+                s.last_error = Some(e.to_string());
+                s.last_error_at = Some(wall_clock());
+            }
+            if gave_up.is_some() {
+                s.gave_up_total += 1;
             }
         }
         r.result
@@ -270,7 +270,7 @@ impl CephBackend {
     }
 
     fn deferment(&self, keep_until: Option<Timestamp>) -> Option<Timestamp> {
-        let now = Timestamp::now();
+        let now = wall_clock();
         let base = keep_until.unwrap_or_else(|| {
             now.checked_add(secs(self.config.held_deferment_secs))
                 .unwrap_or(now)
@@ -374,7 +374,10 @@ impl Backend for CephBackend {
             (info, snapped.join())
         });
         let snapped = snapped.unwrap_or_else(|_| {
-            Err(RbdError::io("snap create", std::io::Error::other("thread panicked")))
+            Err(RbdError::io(
+                "snap create",
+                std::io::Error::other("thread panicked"),
+            ))
         });
         let info = match (info, snapped) {
             (Ok(i), Ok(())) => i,
@@ -447,7 +450,10 @@ impl Backend for CephBackend {
         });
         let trashed = trashed.map(|r| {
             r.unwrap_or_else(|_| {
-                Err(RbdError::io("trash mv", std::io::Error::other("thread panicked")))
+                Err(RbdError::io(
+                    "trash mv",
+                    std::io::Error::other("thread panicked"),
+                ))
             })
         });
         if let Err(e) = tagged {
@@ -475,7 +481,7 @@ impl Backend for CephBackend {
                 }
                 if let Ok(mut s) = self.stats.lock() {
                     s.last_error = Some(format!("trash mv {src}: {e}"));
-                    s.last_error_at = Some(Timestamp::now());
+                    s.last_error_at = Some(wall_clock());
                 }
             }
             None => {}
@@ -635,6 +641,13 @@ pub fn backends(config: &crate::policy::Config) -> Result<Vec<Box<dyn Backend>>,
         out.push(Box::new(CephBackend::new(c.clone())?));
     }
     Ok(out)
+}
+
+/// The wall clock, for Ceph's own deadlines (trash deferments) and the time of the last error
+/// `status` shows; never an evidence time (custody records carry the core's times).
+#[allow(clippy::disallowed_methods)]
+fn wall_clock() -> Timestamp {
+    Timestamp::now()
 }
 
 fn secs(s: u64) -> SignedDuration {
