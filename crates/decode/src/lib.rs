@@ -12,6 +12,7 @@
 //! `...`-terminated events).
 
 pub mod classify;
+pub mod custody;
 pub mod framing;
 pub mod htcondor;
 pub mod ips;
@@ -55,6 +56,10 @@ pub fn decode(env: &RecordEnvelope) -> Event {
             syslog::parse_into(&mut ev, &env.hints);
             classify::classify(&mut ev);
             netfilter::classify(&mut ev);
+            custody::classify(&mut ev);
+            if env.observer == model::Observer::Image {
+                custody::image_origin(&mut ev, &env.origin);
+            }
         }
         Format::OpenstackNotification => openstack::notification::parse_into(&mut ev, &env.hints),
         Format::OsloLog => openstack::oslo_log::parse_into(&mut ev, &env.hints),

@@ -29,16 +29,21 @@ pub enum Observer {
     Vo,
     /// Syslog from inside a VM: forgeable by whoever has root there.
     Vm,
+    /// Logs found on a VM's disk image in the quarantine (`pugmark quarantine inspect`):
+    /// found on the disk, forgeable by the VM's root, but there even when the VM never sent
+    /// syslog.
+    Image,
 }
 
 impl Observer {
-    pub const ALL: [Observer; 6] = [
+    pub const ALL: [Observer; 7] = [
         Observer::Collector,
         Observer::Cloud,
         Observer::Hypervisor,
         Observer::Network,
         Observer::Vo,
         Observer::Vm,
+        Observer::Image,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,12 +54,13 @@ impl Observer {
             Observer::Network => "network",
             Observer::Vo => "vo",
             Observer::Vm => "vm",
+            Observer::Image => "image",
         }
     }
 
     /// Whether a user with root inside a VM can forge what this observer records.
     pub fn forgeable_by_vm_user(self) -> bool {
-        matches!(self, Observer::Vm)
+        matches!(self, Observer::Vm | Observer::Image)
     }
 
     pub fn code(self) -> u8 {
@@ -160,13 +166,17 @@ pub enum EventClass {
     /// A directory entry: who a user or project id is (Keystone dumps).
     #[serde(rename = "identity.directory")]
     IdentityDirectory,
+    /// A step of a VM disk image's custody in the quarantine (captured, held, exported,
+    /// purged, …), recorded by pugmark or a hypervisor's hook.
+    #[serde(rename = "vm.custody")]
+    VmCustody,
     /// Anything else.
     #[serde(rename = "other")]
     Other,
 }
 
 impl EventClass {
-    pub const ALL: [EventClass; 10] = [
+    pub const ALL: [EventClass; 11] = [
         EventClass::AuthLogin,
         EventClass::AuthFailure,
         EventClass::AuthIdentityChange,
@@ -176,6 +186,7 @@ impl EventClass {
         EventClass::VmLifecycle,
         EventClass::JobRun,
         EventClass::IdentityDirectory,
+        EventClass::VmCustody,
         EventClass::Other,
     ];
 
@@ -190,6 +201,7 @@ impl EventClass {
             EventClass::VmLifecycle => "vm.lifecycle",
             EventClass::JobRun => "job.run",
             EventClass::IdentityDirectory => "identity.directory",
+            EventClass::VmCustody => "vm.custody",
             EventClass::Other => "other",
         }
     }

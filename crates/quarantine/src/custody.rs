@@ -150,7 +150,7 @@ impl Record {
     pub fn new(step: Step, host: &str) -> Record {
         Record {
             step: Some(step),
-            time: jiff::Timestamp::now().to_string(),
+            time: crate::now().to_string(),
             host: host.to_string(),
             ..Record::default()
         }

@@ -408,10 +408,10 @@ mod tests {
         let disk = root.join("a.raw");
         fs::write(&disk, b"disk bytes")?;
         let k = b.capture(&req("q-1", &disk, CaptureMode::Copy))?;
-        assert!(disk.exists());
+        assert!(disk.try_exists()?);
         let k2 = b.capture(&req("q-2", &disk, CaptureMode::Take))?;
         assert_eq!(k2.method, "rename");
-        assert!(!disk.exists());
+        assert!(!disk.try_exists()?);
         let r = ImageRef {
             id: "q-2".into(),
             locator: k2.locator,
@@ -454,7 +454,7 @@ mod tests {
             let msg = e.err().map(|e| e.to_string()).unwrap_or_default();
             assert!(msg.contains(why), "{}: {msg}", p.display());
         }
-        assert!(outside.exists());
+        assert!(outside.try_exists()?);
         Ok(())
     }
 }

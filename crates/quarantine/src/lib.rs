@@ -11,7 +11,8 @@
 //! - [`libvirt`]: libvirt domain XML and OpenNebula VM XML → disks; qcow2 backing chains.
 //! - [`ceph`]: the Ceph RBD backend (snapshot + clone into an evidence pool, trash with a
 //!   deferment) over crate `rbd`.
-//! - [`file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
+//! - [`inspect`]: partitions, file systems and the VM's own logs on a kept image, read-only.
+//! - [`mod@file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
 //!
 //! No tokio and no ledger here: the hypervisor hook runs this code synchronously before
 //! libvirt deletes a disk, and the binary turns custody steps into ledger records through the
@@ -22,6 +23,7 @@ pub mod ceph;
 pub mod custody;
 pub mod file;
 pub mod hash;
+pub mod inspect;
 pub mod libvirt;
 pub mod policy;
 pub mod store;
@@ -31,3 +33,8 @@ pub use backend::{
 };
 pub use hash::Digests;
 pub use store::{CaptureSpec, Item, Quarantine, StoreError};
+
+/// The time now, from the one collector clock (`model::Received::now`).
+pub fn now() -> jiff::Timestamp {
+    model::Received::now().timestamp()
+}

@@ -191,8 +191,7 @@ pub fn one_vm_disks(xml: &str, datastores: &std::path::Path) -> Result<VmDisks, 
     let sys_ds = child(vm, "HISTORY_RECORDS")
         .and_then(|h| {
             h.children()
-                .filter(|c| c.is_element() && c.tag_name().name() == "HISTORY")
-                .last()
+                .rfind(|c| c.is_element() && c.tag_name().name() == "HISTORY")
         })
         .and_then(|h| text_of(h, "DS_ID"))
         .filter(|d| d.bytes().all(|b| b.is_ascii_digit()));

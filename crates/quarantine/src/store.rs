@@ -304,7 +304,7 @@ impl Quarantine {
     }
 
     fn new_id(&self, source: &Source, n: usize) -> String {
-        let now = Timestamp::now();
+        let now = crate::now();
         let stamp = now.strftime("%Y%m%dT%H%M%SZ").to_string();
         let mut h = blake3::Hasher::new();
         h.update(&now.as_nanosecond().to_le_bytes());
@@ -340,7 +340,7 @@ impl Quarantine {
     /// image is recorded and returned with the others' results.
     pub fn capture(&self, spec: &CaptureSpec) -> Vec<Result<Item, StoreError>> {
         let vm = spec.vm_uuid.to_ascii_lowercase();
-        let now = Timestamp::now();
+        let now = crate::now();
         let (applied, hold) = match (|| {
             Ok::<_, StoreError>((
                 self.policies()?.resolve(&vm, spec.project.as_deref()),
@@ -450,7 +450,7 @@ impl Quarantine {
             method: kept.method.clone(),
             size: kept.size,
             digests: kept.digests.clone(),
-            captured: Timestamp::now(),
+            captured: crate::now(),
             policy: policy.to_string(),
             keep_until,
             backing_of: backing_of.clone(),
@@ -559,7 +559,7 @@ impl Quarantine {
     ) -> Result<Vec<String>, StoreError> {
         let vm = vm.to_ascii_lowercase();
         let mut holds = self.holds()?;
-        let now = Timestamp::now();
+        let now = crate::now();
         let list = holds.entry(vm.clone()).or_default();
         let extends = !list.is_empty();
         list.push(Hold {
@@ -767,7 +767,7 @@ impl Quarantine {
         for (id, intent) in open {
             let mut r = intent.clone();
             r.n = 0;
-            r.time = Timestamp::now().to_string();
+            r.time = crate::now().to_string();
             r.host = self.host.clone();
             if let Some(l) = held.get(&id) {
                 r.step = Some(Step::Captured);
@@ -792,7 +792,7 @@ impl Quarantine {
                         method: "settled".into(),
                         size: l.size.unwrap_or(0),
                         digests: None,
-                        captured: Timestamp::now(),
+                        captured: crate::now(),
                         policy: intent.policy.clone().unwrap_or_default(),
                         keep_until: intent.keep_until.as_deref().and_then(|t| t.parse().ok()),
                         backing_of: intent.backing_of.clone(),

@@ -528,7 +528,12 @@ impl Site {
     /// Records not from inside a VM: the VM a cloud record names, else the holders of the
     /// addresses it names.
     fn by_fields(&self, e: &Event, t: i64) -> Attribution {
-        if e.observer == Observer::Cloud
+        // The cloud's record of a VM; a custody step about its disk (pugmark's own or a
+        // hypervisor's, decode keeps a VM's claim out of this class); a log line read from its
+        // quarantined disk (the disk is the VM's, whatever the line claims).
+        if (e.observer == Observer::Cloud
+            || e.observer == Observer::Image
+            || e.class == model::EventClass::VmCustody)
             && let Some(u) = e.field(fields::VM_UUID)
         {
             return Attribution::one(How::Uuid, &u.to_ascii_lowercase());

@@ -31,8 +31,8 @@ QUERY SYNTAX
   host:NAME  app:NAME    exact host / program (case-insensitive)
   class:auth.login       event class: auth.login, auth.failure, auth.identity_change,
                          auth.session, net.connection, net.flow, vm.lifecycle, job.run,
-                         identity.directory, other
-  observer:vm            who observed it: collector, cloud, hypervisor, network, vo, vm
+                         identity.directory, vm.custody, other
+  observer:vm            who observed it: collector, cloud, hypervisor, network, vo, vm, image
   source:syslog-rfc5424  the decoder that made the event
   user:alice             any normalised field, exact value (src_ip, dst_port, command, ...);
   user:\"john smith\"      quote values with spaces

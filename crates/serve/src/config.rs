@@ -78,6 +78,20 @@ pub struct RawConfig {
     pub witnesses: Vec<RawWitness>,
     /// Retention of record payloads (`pugmark retention`, run by serve on a timer).
     pub retention: Option<RawRetention>,
+    /// The image quarantine (`pugmark quarantine`): serve stores its custody records, expires
+    /// images on a timer and marks VMs nova announces deleted.
+    pub quarantine: Option<RawQuarantine>,
+}
+
+/// `[quarantine]`: `config = "/etc/pugmark/quarantine.toml"`, `expire_every_secs = 60`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuarantine {
+    /// The quarantine's own config file.
+    pub config: PathBuf,
+    /// How often expired images are purged (default 60 s): an image is gone within this long
+    /// after its retention ends.
+    pub expire_every_secs: Option<u64>,
 }
 
 /// `[spool]`: `dirs = [{ path = "/var/spool/pugmark/cloud", observer = "cloud" }, …]`.
@@ -283,6 +297,8 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// `[retention] keep`: serve removes payloads older than this (checked hourly).
     pub retention_keep: Option<String>,
+    /// `[quarantine]`: the quarantine config file and the expiry period.
+    pub quarantine: Option<(PathBuf, Duration)>,
     /// Who each sender is taken to be.
     pub senders: std::sync::Arc<SenderMap>,
     /// Spool directories (`[spool] dirs`); the binary watches them.
@@ -448,6 +464,12 @@ impl Config {
             spool_interval: Duration::from_secs(raw_spool.interval_secs.unwrap_or(10).max(1)),
             witnesses,
             retention_keep: raw.retention.as_ref().map(|r| r.keep.clone()),
+            quarantine: raw.quarantine.as_ref().map(|q| {
+                (
+                    q.config.clone(),
+                    Duration::from_secs(q.expire_every_secs.unwrap_or(60).max(1)),
+                )
+            }),
             metrics: addr("metrics", pick(&over.metrics, &l.metrics).as_deref(), None)?,
             senders: std::sync::Arc::new(senders),
             syslog_udp: addr(
@@ -554,6 +576,14 @@ impl Config {
             let _ = writeln!(
                 out,
                 "retention: keep {k} (payloads older are removed, checked hourly)"
+            );
+        }
+        if let Some((c, every)) = &self.quarantine {
+            let _ = writeln!(
+                out,
+                "quarantine: {} (custody stored, expiry every {}s)",
+                c.display(),
+                every.as_secs()
             );
         }
         let _ = writeln!(out, "senders, in matching order:");

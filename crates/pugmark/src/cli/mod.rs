@@ -12,6 +12,7 @@ mod keys;
 mod man;
 pub(crate) mod migrate;
 mod proof;
+pub(crate) mod quarantine;
 mod reindex;
 mod report;
 pub(crate) mod retention;
@@ -122,6 +123,10 @@ pub enum Command {
     /// keeping their leaf hashes and signing a record of each removal; `hold` / `release`
     /// keep records under investigation.
     Retention(retention::RetentionArgs),
+    /// VM disks kept as evidence after the VM is gone: capture (hypervisor hooks), hold,
+    /// release, list, show, export with a custody sheet, verify, restore, expire, policy,
+    /// inspect. Every step is a custody record in the ledger.
+    Quarantine(quarantine::QuarantineArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -150,6 +155,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate(a) => migrate::run(a),
         Command::Keys(a) => keys::run(a),
         Command::Retention(a) => retention::run(a),
+        Command::Quarantine(a) => quarantine::run(a),
     }
 }
 

@@ -105,6 +105,113 @@ pub(super) struct PipelineStore {
     witnesses: Vec<crate::witnesses::Target>,
     /// `[retention] keep`, its data directory and when it last ran (checked after appends).
     retention: Option<(String, DataDir, Option<std::time::Instant>)>,
+    /// `[quarantine]`: custody records shipped from its journal, deletions marked.
+    quarantine: Option<QuarantineLink>,
+}
+
+/// serve's side of the image quarantine: the store's journal is shipped into the ledger by
+/// the writer thread (it owns the ledger); expiry and marks run on a thread of their own
+/// (`quarantine_thread`), which takes the store's lock as every quarantine verb does.
+pub(super) struct QuarantineLink {
+    store: PathBuf,
+    /// Journal length last seen, so an idle tick costs one stat.
+    seen: u64,
+    /// VMs nova announced deleted, for the quarantine thread to mark.
+    marks: std::sync::mpsc::Sender<String>,
+}
+
+/// The quarantine thread: every `every`, purge expired images; mark each VM received.
+fn quarantine_thread(
+    config: quarantine::policy::Config,
+    every: std::time::Duration,
+    marks: std::sync::mpsc::Receiver<String>,
+) {
+    let mut next = std::time::Instant::now() + every;
+    loop {
+        let wait = next.saturating_duration_since(std::time::Instant::now());
+        let mark = match marks.recv_timeout(wait) {
+            Ok(vm) => Some(vm),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        let r = (|| -> anyhow::Result<()> {
+            let q = quarantine::Quarantine::open(config.clone(), Vec::new())?;
+            if let Some(vm) = &mark {
+                q.mark(vm, "serve", "nova instance.delete.start")?;
+            }
+            if std::time::Instant::now() >= next {
+                next = std::time::Instant::now() + every;
+                let purged = q.expire(quarantine::now())?;
+                if !purged.is_empty() {
+                    eprintln!("pugmark serve: quarantine purged {}", purged.join(" "));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            eprintln!("pugmark serve: quarantine: {e:#}");
+        }
+    }
+}
+
+impl PipelineStore {
+    /// VMs whose deletion nova announces in these records (`instance.delete.start`, seen
+    /// from a cloud observer; decoded to take the UUID from the notification itself).
+    fn deletions(&self, records: &[Envelope]) -> Vec<String> {
+        if self.quarantine.is_none() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for r in records {
+            let Envelope::Record(r) = r else { continue };
+            if r.observer != model::Observer::Cloud
+                || memchr::memmem::find(&r.raw, b"instance.delete.start").is_none()
+            {
+                continue;
+            }
+            let ev = decode::decode(r);
+            if ev
+                .field("event_type")
+                .is_some_and(|t| t.ends_with("instance.delete.start"))
+                && let Some(u) = ev.field(model::fields::VM_UUID)
+            {
+                out.push(u.to_ascii_lowercase());
+            }
+        }
+        out
+    }
+
+    /// Ships the quarantine journal's new records into the ledger (writer thread).
+    fn ship_custody(&mut self) {
+        let Some(link) = &mut self.quarantine else {
+            return;
+        };
+        let len = std::fs::metadata(link.store.join("journal.jsonl")).map_or(0, |m| m.len());
+        if len == link.seen {
+            return;
+        }
+        let store = link.store.clone();
+        let r = (|| -> anyhow::Result<()> {
+            let todo = crate::cli::quarantine::unshipped(&store)?;
+            if !todo.is_empty() {
+                let envs = todo
+                    .iter()
+                    .map(crate::cli::quarantine::custody_envelope)
+                    .collect();
+                let receipt = self.pipeline.try_append(envs).map_err(|f| f.error)?;
+                crate::cli::quarantine::record_shipped_from(&store, &todo, receipt.first.get())?;
+            }
+            Ok(())
+        })();
+        match r {
+            Ok(()) => {
+                if let Some(link) = &mut self.quarantine {
+                    link.seen = len;
+                }
+            }
+            Err(e) => eprintln!("pugmark serve: quarantine custody not stored yet: {e:#}"),
+        }
+    }
 }
 
 /// How often serve applies `[retention]` (tests: `PUGMARK_TEST_RETENTION_EVERY_MS`).
@@ -300,8 +407,15 @@ impl serve::Store for PipelineStore {
         } else {
             self.expand_netflow(records)
         };
+        let deleted = self.deletions(&records);
         match self.pipeline.try_append(records) {
             Ok(receipt) => {
+                if let Some(link) = &self.quarantine {
+                    for vm in deleted {
+                        let _ = link.marks.send(vm);
+                    }
+                }
+                self.ship_custody();
                 if self.metrics.is_some() && self.flows.stats().datagrams > 0 {
                     self.publish_flow_stats(derived);
                 }
@@ -334,6 +448,7 @@ impl serve::Store for PipelineStore {
     }
 
     fn idle(&mut self) -> anyhow::Result<()> {
+        self.ship_custody();
         self.pipeline.checkpoint()
     }
 
@@ -420,6 +535,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .iter()
         .map(|w| crate::witnesses::Target::new(&w.name, &w.url, &w.vkey))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let quarantine = match &config.quarantine {
+        Some((path, every)) => {
+            let qc = quarantine::policy::Config::load(path).map_err(anyhow::Error::msg)?;
+            let (tx, rx) = std::sync::mpsc::channel();
+            let store = qc.store.clone();
+            let every = *every;
+            std::thread::Builder::new()
+                .name("quarantine".into())
+                .spawn(move || quarantine_thread(qc, every, rx))?;
+            Some(QuarantineLink {
+                store,
+                seen: u64::MAX,
+                marks: tx,
+            })
+        }
+        None => None,
+    };
     let dd = DataDir::open(&args.data.data, true)?;
     let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
     for t in &pipeline.open_report.truncated {
@@ -438,6 +570,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         expanded: false,
         witnesses,
         retention: retention.map(|k| (k, dd.clone(), None)),
+        quarantine,
     };
     let summary = if config.spool.is_empty() {
         serve::run(config, Box::new(store), last)?
