@@ -256,7 +256,7 @@ impl CephBackend {
             s.unavailable_total += r.failures.len() as u64 + u64::from(gave_up.is_some());
             if let Some(e) = gave_up.or(r.failures.last()) {
                 s.last_error = Some(e.to_string());
-                s.last_error_at = Some(wall_clock());
+                s.last_error_at = Some(crate::now());
             }
             if gave_up.is_some() {
                 s.gave_up_total += 1;
@@ -270,7 +270,7 @@ impl CephBackend {
     }
 
     fn deferment(&self, keep_until: Option<Timestamp>) -> Option<Timestamp> {
-        let now = wall_clock();
+        let now = crate::now();
         let base = keep_until.unwrap_or_else(|| {
             now.checked_add(secs(self.config.held_deferment_secs))
                 .unwrap_or(now)
@@ -481,7 +481,7 @@ impl Backend for CephBackend {
                 }
                 if let Ok(mut s) = self.stats.lock() {
                     s.last_error = Some(format!("trash mv {src}: {e}"));
-                    s.last_error_at = Some(wall_clock());
+                    s.last_error_at = Some(crate::now());
                 }
             }
             None => {}
@@ -641,13 +641,6 @@ pub fn backends(config: &crate::policy::Config) -> Result<Vec<Box<dyn Backend>>,
         out.push(Box::new(CephBackend::new(c.clone())?));
     }
     Ok(out)
-}
-
-/// The wall clock, for Ceph's own deadlines (trash deferments) and the time of the last error
-/// `status` shows; never an evidence time (custody records carry the core's times).
-#[allow(clippy::disallowed_methods)]
-fn wall_clock() -> Timestamp {
-    Timestamp::now()
 }
 
 fn secs(s: u64) -> SignedDuration {

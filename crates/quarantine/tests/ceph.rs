@@ -358,7 +358,7 @@ fn rbd_quarantine_cycle_against_a_single_node_ceph() {
     let purged = q.expire(later).expect("expire");
     assert_eq!(
         purged,
-        [one_item.id.clone()],
+        std::slice::from_ref(&one_item.id),
         "only the unheld OpenNebula disk is due"
     );
     assert!(steps(&q, &one_item.id).contains(&Step::Purged));
@@ -377,7 +377,7 @@ fn rbd_quarantine_cycle_against_a_single_node_ceph() {
     let purged = q.expire(later).expect("expire");
     assert_eq!(
         purged,
-        [item.id.clone()],
+        std::slice::from_ref(&item.id),
         "the held-forever copy has no keep-until"
     );
     q.purge(
