@@ -6,7 +6,7 @@
 //! `client_mount_timeout` (finding a monitor), `rados_mon_op_timeout` and
 //! `rados_osd_op_timeout` (each operation, so a streaming export whose OSD goes away fails
 //! instead of hanging), and a wall-clock deadline after which the child is killed
-//! ([`RbdError::Timeout`]). Failures become typed errors ([`crate::error::classify`]).
+//! ([`RbdError::Timeout`]). Failures become typed errors (`error::classify`).
 //!
 //! What this module deliberately does not do: decide what to keep (crate `quarantine`), retry
 //! (the caller's [`crate::Retry`] does, for [`RbdError::is_unavailable`] errors only), or read

@@ -2,7 +2,7 @@
 //!
 //! The CLIs exit with the positive errno of the failed librbd/librados call (`rbd info` of a
 //! missing image exits 2 = ENOENT) and say on stderr which object was missing ("error opening
-//! pool 'x'" vs "error opening image y"). [`classify`] turns exit code and stderr into one
+//! pool 'x'" vs "error opening image y"). `classify` turns exit code and stderr into one
 //! [`RbdError`]; the tests in `tests/cluster.rs` hold each arm to the real program's answer
 //! (missing pool, missing image, a cluster that does not answer).
 
