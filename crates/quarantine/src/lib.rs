@@ -9,6 +9,8 @@
 //! - [`custody`]: custody records and the store's journal (what the ledger receives).
 //! - [`store`]: the [`Quarantine`]: items, holds, capture, expiry, export, verify, restore.
 //! - [`libvirt`]: libvirt domain XML and OpenNebula VM XML → disks; qcow2 backing chains.
+//! - [`ceph`]: the Ceph RBD backend (snapshot + clone into an evidence pool, trash with a
+//!   deferment) over crate `rbd`.
 //! - [`inspect`]: partitions, file systems and the VM's own logs on a kept image, read-only.
 //! - [`mod@file`]: the file backend (rename, reflink or hashed copy into `STORE/images`).
 //!
@@ -17,6 +19,7 @@
 //! one write path (`pipeline`).
 
 pub mod backend;
+pub mod ceph;
 pub mod custody;
 pub mod file;
 pub mod hash;

@@ -215,6 +215,9 @@ pub struct Config {
     /// Retention policies.
     #[serde(default)]
     pub policy: Policies,
+    /// The Ceph RBD backend (`[rbd]`, docs/CEPH.md); absent: no RBD backend.
+    #[serde(default)]
+    pub rbd: Option<crate::ceph::CephConfig>,
 }
 
 fn default_store() -> PathBuf {

@@ -309,7 +309,8 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let q = Quarantine::open(config, extra_backends()?)
+    let extra = extra_backends(&config)?;
+    let q = Quarantine::open(config, extra)
         .with_context(|| format!("opening the quarantine store of {}", args.config.display()))?;
     let code = match args.command {
         QCommand::Capture(c) => capture(&q, c)?,
@@ -504,9 +505,12 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     Ok(code)
 }
 
-/// Backends besides the file backend (the Ceph RBD backend plugs in here).
-fn extra_backends() -> anyhow::Result<Vec<Box<dyn quarantine::Backend>>> {
-    Ok(Vec::new())
+/// Backends besides the file backend: the Ceph RBD backend when the config has `[rbd]`
+/// (docs/CEPH.md).
+fn extra_backends(
+    config: &quarantine::policy::Config,
+) -> anyhow::Result<Vec<Box<dyn quarantine::Backend>>> {
+    Ok(quarantine::ceph::backends(config)?)
 }
 
 trait Mode0600 {

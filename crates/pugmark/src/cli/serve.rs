@@ -135,7 +135,8 @@ fn quarantine_thread(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let r = (|| -> anyhow::Result<()> {
-            let q = quarantine::Quarantine::open(config.clone(), Vec::new())?;
+            let q =
+                quarantine::Quarantine::open(config.clone(), quarantine::ceph::backends(&config)?)?;
             if let Some(vm) = &mark {
                 q.mark(vm, "serve", "nova instance.delete.start")?;
             }
