@@ -90,7 +90,8 @@ pub fn classify(ev: &mut Event) {
         return;
     }
     let msg = ev.message.clone();
-    let base = memchr::memmem::find(&ev.raw, msg.as_bytes()).unwrap_or(0);
+    let base = Pos::new(&ev.raw, &msg);
+    let base = &base;
     let done = if let Some(at) = conntrack_head(&msg) {
         conntrack_into(ev, &msg, at, base);
         true
@@ -195,7 +196,7 @@ fn stamp(t: &str) -> Option<jiff::Timestamp> {
     jiff::Timestamp::new(sec, i32::try_from(nanos).ok()?).ok()
 }
 
-fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: usize) {
+fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
     ev.source_kind = KIND_CONNTRACK.to_string();
     let toks = tokens(msg);
     let mut issues: Vec<(usize, &'static str)> = Vec::new();
@@ -324,7 +325,7 @@ fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: usize) {
     for (at, expected) in issues {
         ev.issues.push(ParseIssue::new(
             &ev.raw,
-            base + at,
+            base.raw(at),
             "bad_conntrack",
             expected,
         ));
@@ -401,7 +402,7 @@ fn proto_name(num: u64) -> String {
     }
 }
 
-fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
+fn ulogd_json_into(ev: &mut Event, msg: &str, base: &Pos) {
     ev.source_kind = KIND_ULOGD_JSON.to_string();
     let lead = msg.len() - msg.trim_start().len();
     let v: serde_json::Value = match serde_json::from_str(msg.trim()) {
@@ -410,7 +411,7 @@ fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
             let at = line_col_offset(msg, e.line(), e.column());
             ev.issues.push(ParseIssue::new(
                 &ev.raw,
-                base + at,
+                base.raw(at),
                 "bad_ulogd",
                 "one JSON object (ulogd2 JSON output)",
             ));
@@ -420,7 +421,7 @@ fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
     let Some(o) = v.as_object() else {
         ev.issues.push(ParseIssue::new(
             &ev.raw,
-            base + lead,
+            base.raw(lead),
             "bad_ulogd",
             "a JSON object",
         ));
@@ -508,8 +509,12 @@ fn ulogd_json_into(ev: &mut Event, msg: &str, base: usize) {
     }
     let complete = issues.is_empty();
     for expected in issues {
-        ev.issues
-            .push(ParseIssue::new(&ev.raw, base + lead, "bad_ulogd", expected));
+        ev.issues.push(ParseIssue::new(
+            &ev.raw,
+            base.raw(lead),
+            "bad_ulogd",
+            expected,
+        ));
     }
     put_tuples(ev, proto.as_deref(), &orig, &reply, complete);
 }
@@ -521,6 +526,51 @@ fn port(v: Option<u64>, issues: &mut Vec<&'static str>) -> Option<u16> {
         Err(_) => {
             issues.push("a port number 0..=65535");
             None
+        }
+    }
+}
+
+/// Where an offset in the decoded message lies in the raw bytes. The message is the raw
+/// bytes' tail as text; when the raw bytes are not UTF-8 it is the lossy rendering (each bad
+/// sequence one U+FFFD, 3 bytes), so offsets are mapped back through the rendering instead of
+/// added to where the message starts (found by the fuzzer: an issue past the record's end).
+struct Pos {
+    base: usize,
+    /// Lossy rendering of the raw bytes: for each of its bytes, the raw offset (plus the end).
+    map: Option<(usize, Vec<usize>)>,
+}
+
+impl Pos {
+    fn new(raw: &[u8], msg: &str) -> Pos {
+        if let Some(base) = memchr::memmem::find(raw, msg.as_bytes()) {
+            return Pos { base, map: None };
+        }
+        let mut text = String::with_capacity(raw.len() + 16);
+        let mut map = Vec::with_capacity(raw.len() + 16);
+        let mut at = 0;
+        for chunk in raw.utf8_chunks() {
+            text.push_str(chunk.valid());
+            map.extend((0..chunk.valid().len()).map(|i| at + i));
+            at += chunk.valid().len();
+            if !chunk.invalid().is_empty() {
+                text.push(char::REPLACEMENT_CHARACTER);
+                map.extend([at; 3]);
+                at += chunk.invalid().len();
+            }
+        }
+        map.push(at);
+        let start = memchr::memmem::find(text.as_bytes(), msg.as_bytes()).unwrap_or(0);
+        Pos {
+            base: 0,
+            map: Some((start, map)),
+        }
+    }
+
+    /// The raw offset of message offset `at` (never past the raw bytes' end).
+    fn raw(&self, at: usize) -> usize {
+        match &self.map {
+            None => self.base + at,
+            Some((start, map)) => map.get(start + at).or(map.last()).copied().unwrap_or(0),
         }
     }
 }
@@ -548,7 +598,7 @@ fn logemu_at(s: &str) -> Option<usize> {
     (EVENTS.iter().any(|(w, _)| *w == word) && s[at..].contains("REPLY: SRC=")).then_some(word_at)
 }
 
-fn logemu_into(ev: &mut Event, msg: &str, at: usize, base: usize) {
+fn logemu_into(ev: &mut Event, msg: &str, at: usize, base: &Pos) {
     ev.source_kind = KIND_ULOGD_TEXT.to_string();
     let rest = &msg[at..];
     let (word, rest) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -595,8 +645,12 @@ fn logemu_into(ev: &mut Event, msg: &str, at: usize, base: usize) {
     }
     let complete = issues.is_empty();
     for (off, expected) in issues {
-        ev.issues
-            .push(ParseIssue::new(&ev.raw, base + off, "bad_ulogd", expected));
+        ev.issues.push(ParseIssue::new(
+            &ev.raw,
+            base.raw(off),
+            "bad_ulogd",
+            expected,
+        ));
     }
     put_tuples(ev, proto.as_deref(), &orig, &reply, complete);
 }

@@ -401,3 +401,39 @@ fn a_router_namespace_log_line_is_a_connection_not_a_translation() {
     assert_eq!(e.field(fields::NAT_IP), None);
     assert_eq!(e.field(fields::NAT_EVENT), None);
 }
+
+/// Found by the `nat` fuzz target: a conntrack line with a byte that is not UTF-8 is decoded
+/// through its lossy rendering (one U+FFFD, 3 bytes, for the 1 bad byte), and its issues must
+/// still point into the raw bytes — at the place they name, not past the record's end.
+#[test]
+fn issues_in_a_line_that_is_not_utf8_point_into_the_raw_bytes() {
+    let mut raw =
+        b"[1796539862.381594]\t[DESTROY] ipv4     2 tcp      6 115 TIME_WAIT src=10.20.0.5"
+            .to_vec();
+    raw.push(0xff);
+    raw.extend_from_slice(b" dst=192.0.2.10 sport=40001 dport=8 80 src=192.0.2.10 dst=192.0.2.254 sport=8080 dport=40001 [ASSURED] delta-time=5 id=3170591755 [USERSPACE] portid=23999 progname=conntrack");
+    let env = RecordEnvelope {
+        received: Received::from_stored(1_760_000_000_000_000_000),
+        observer: Observer::Network,
+        format: Format::Syslog,
+        hints: DecodeHints::default(),
+        origin: Origin::File {
+            path: "fuzz".into(),
+            line: 1,
+        },
+        raw: raw.clone(),
+    };
+    let e = decode::decode(&env);
+    assert_eq!(e.raw, raw);
+    assert!(!e.issues.is_empty());
+    for i in &e.issues {
+        assert!(i.offset <= raw.len(), "{i:?}");
+    }
+    // The bad source address is named where it stands in the raw bytes.
+    let src = e
+        .issues
+        .iter()
+        .find(|i| i.kind == "bad_conntrack" && i.expected.contains("IP"))
+        .expect("the bad address is an issue");
+    assert!(raw[src.offset..].starts_with(b"10.20.0.5\xff"), "{src:?}");
+}
