@@ -829,9 +829,11 @@ impl TreeWorker {
     }
 }
 
-impl Drop for TreeWorker {
-    /// Finishes the queued batches and syncs (a clean close leaves `tree/synced` at the end).
-    fn drop(&mut self) {
+impl TreeWorker {
+    /// Finishes the queued batches and syncs, then stops (a clean close leaves `tree/synced`
+    /// at the end). Idempotent. The writer calls it before it reopens the ledger in
+    /// `recover`: nothing of the old worker may append to the tree files the reopen rebuilds.
+    pub(crate) fn finish(&mut self) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(TreeJob::Sync);
         }
@@ -840,7 +842,14 @@ impl Drop for TreeWorker {
         }
         if self.inline.is_some() {
             self.run_inline(TreeJob::Sync);
+            self.inline = None;
         }
+    }
+}
+
+impl Drop for TreeWorker {
+    fn drop(&mut self) {
+        self.finish();
     }
 }
 

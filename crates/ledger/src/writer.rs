@@ -752,6 +752,9 @@ impl Ledger {
         f.set_len(self.seg_len)
             .and_then(|()| f.sync_all())
             .map_err(LedgerError::io(&self.seg.path))?;
+        // The old tree thread's queued batches are durable records: let it finish before the
+        // reopen cuts and rebuilds the tree files, never after.
+        self.tree.finish();
         // A second descriptor of the same open file: the flock stays held throughout.
         let lock = self
             ._lock
