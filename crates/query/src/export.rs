@@ -332,7 +332,8 @@ pub fn timesketch_doc(r: &Row<'_>, names: Names) -> Map<String, Value> {
     };
     match names {
         Names::Ecs => {
-            for (k, v) in ecs_doc(r) {
+            // ECS's `message` is the row's message, already Timesketch's.
+            for (k, v) in ecs_doc(r).into_iter().filter(|(k, _)| k != "message") {
                 add(&k, v);
             }
         }
@@ -365,8 +366,8 @@ pub fn cell(v: &Value) -> String {
     }
 }
 
-/// The columns of an ECS CSV: fixed, so every row has the same ones; other names go into
-/// `labels` (compact JSON of the `labels.*` pairs).
+/// The first columns of an ECS CSV, always present; the other ECS names any row has follow,
+/// sorted.
 pub const ECS_CSV_COLUMNS: &[&str] = &[
     "@timestamp",
     "event.sequence",
@@ -393,7 +394,6 @@ pub const ECS_CSV_COLUMNS: &[&str] = &[
     "cloud.project.id",
     "related.ip",
     "message",
-    "labels",
 ];
 
 /// Write `rows` to `out` in `format` with `names`.
@@ -423,12 +423,17 @@ pub fn write(
             let mut w = csv::Writer::from_writer(out);
             match names {
                 Names::Native => {
-                    // The columns of the first row (every row of one verb has the same keys,
-                    // in the same order: serde's field order).
-                    let header: Vec<String> = rows
-                        .first()
-                        .map(|r| r.native.keys().cloned().collect())
-                        .unwrap_or_default();
+                    // Every key any row has, in order of first appearance (timeline entries
+                    // differ: facts have no attribution, connections have endpoints).
+                    let mut header: Vec<String> = Vec::new();
+                    let mut seen = std::collections::BTreeSet::new();
+                    for r in rows {
+                        for k in r.native.keys() {
+                            if seen.insert(k.clone()) {
+                                header.push(k.clone());
+                            }
+                        }
+                    }
                     w.write_record(&header)?;
                     for r in rows {
                         w.write_record(
@@ -439,21 +444,24 @@ pub fn write(
                     }
                 }
                 Names::Ecs => {
-                    w.write_record(ECS_CSV_COLUMNS)?;
-                    for r in rows {
-                        let d = ecs_doc(r);
-                        let labels: Map<String, Value> = d
-                            .iter()
-                            .filter_map(|(k, v)| {
-                                k.strip_prefix("labels.")
-                                    .map(|l| (l.to_string(), v.clone()))
-                            })
-                            .collect();
-                        w.write_record(ECS_CSV_COLUMNS.iter().map(|c| match *c {
-                            "labels" if labels.is_empty() => String::new(),
-                            "labels" => Value::Object(labels.clone()).to_string(),
-                            c => d.get(c).map(cell).unwrap_or_default(),
-                        }))?;
+                    // The fixed columns, then every other ECS name any row has (sorted): each
+                    // column is one ECS field, `labels.*` included.
+                    let docs: Vec<BTreeMap<String, Value>> = rows.iter().map(ecs_doc).collect();
+                    let mut header: Vec<String> =
+                        ECS_CSV_COLUMNS.iter().map(|c| (*c).to_string()).collect();
+                    let extra: std::collections::BTreeSet<&String> = docs
+                        .iter()
+                        .flat_map(|d| d.keys())
+                        .filter(|k| !ECS_CSV_COLUMNS.contains(&k.as_str()))
+                        .collect();
+                    header.extend(extra.into_iter().cloned());
+                    w.write_record(&header)?;
+                    for d in &docs {
+                        w.write_record(
+                            header
+                                .iter()
+                                .map(|c| d.get(c).map(cell).unwrap_or_default()),
+                        )?;
                     }
                 }
             }
