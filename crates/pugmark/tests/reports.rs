@@ -11,6 +11,7 @@
 //!   ECS's generated field list (tests/data/ecs, PROVENANCE.md);
 //! - `hunt --misp-url`: every request checked against MISP's OpenAPI description by
 //!   openapi-core in a loopback server (tests/peers/misp_sightings.py, tests/data/misp).
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
 

@@ -1,7 +1,6 @@
 //! The EGI CSIRT incident procedure a report's "what to do" follows: EGI-CSIRT's *Security
-//! Incident Response Procedure* (SEC01, approved 2016-03-31; the EGI Confluence page
-//! "SEC01 EGI CSIRT Security Incident Handling Procedure" and its Resource Centre checklist
-//! SEC01-RC). Its table of site actions, with their deadlines, is restated here in short —
+//! Incident Response Procedure* (SEC01, "EGI CSIRT Security Incident Handling Procedure",
+//! v5 approved 2016-03-31, now on EGI's Confluence; its Resource Centre checklist SEC01-RC). Its table of site actions, with their deadlines, is restated here in short —
 //! the authoritative text is EGI's; the report names the procedure and links it.
 //!
 //! Deadlines count from the *discovery* of the incident (step 1, 2), from the isolation
@@ -64,7 +63,8 @@ pub fn steps(discovered: Option<Timestamp>, notify: &[String], suspend: &[String
                 "With the local security team and the EGI CSIRT, isolate the compromised \
                  systems and contain the incident while preserving forensic data: snapshot \
                  the affected VMs, isolate them at the network level; do not reboot or power \
-                 off hosts, do not destroy VMs.{suspend}"
+                 off hosts, do not destroy VMs; disconnect physically only where nothing \
+                 else is possible.{suspend}"
             ),
             deadline: Some("within 1 day of discovery"),
             due: due(24),
