@@ -358,6 +358,10 @@ fn report_opens_with_the_answer_and_what_to_do() {
     );
     assert!(html.contains("id=\"pugmark-proofs\""), "integrity embedded");
     assert!(html.contains("class=\"decisive\""));
+    let html_file = d.ch.join("report.html");
+    fs::write(&html_file, &html).unwrap();
+    let python3 = require("python3", which("python3")).expect("python3");
+    python_ok(&python3, &[&peer("html_balanced.py"), &html_file]);
     // The same records in all three: every decisive seq, destination and timeline entry.
     for e in tl {
         let seq = e["seq"].as_u64().unwrap();

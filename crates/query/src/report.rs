@@ -745,6 +745,9 @@ pub fn to_markdown(r: &Report) -> String {
         );
     }
     for (a, m) in r.answer.iter().zip(&r.who.matches) {
+        if r.answer.len() > 1 {
+            let _ = writeln!(s, "### VM {}\n", esc(&m.vm.uuid));
+        }
         let _ = writeln!(
             s,
             "- **Who**: user {} ({}) <{}>, project {} ({}); VO {}",
@@ -798,6 +801,9 @@ pub fn to_markdown(r: &Report) -> String {
                 esc(&c.kind),
                 esc(&c.summary)
             );
+        }
+        if r.answer.len() > 1 {
+            let _ = writeln!(s);
         }
     }
     let _ = writeln!(s);
