@@ -766,6 +766,21 @@ fn hunt_hits_become_misp_sightings_as_misp_describes_them() {
                 .contains(&format!("{n} hit(s)"))
         );
     }
+    // docs/REPORTS.md shows the body sent for this day's C2 address: it is the one sent.
+    let doc =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/REPORTS.md"))
+            .unwrap();
+    let block = doc
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("a JSON block in docs/REPORTS.md");
+    let shown: Value = serde_json::from_str(block).unwrap();
+    let sent = requests
+        .iter()
+        .find(|r| r["body"]["values"][0] == c2_ip.as_str())
+        .unwrap();
+    assert_eq!(sent["body"], shown, "docs/REPORTS.md's example body");
     // A wrong key: MISP refuses, pugmark says so and fails.
     let bad_key = dir.join("bad.key");
     fs::write(&bad_key, "not-the-key\n").unwrap();
