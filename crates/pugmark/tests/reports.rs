@@ -572,6 +572,14 @@ fn exports_read_back_equal_the_json() {
             .unwrap();
         assert!(!out.status.success(), "a changed CSV passed");
     }
+    // No hit, no row: an empty file.
+    assert_eq!(
+        ok(
+            &d.data,
+            &["search", "nothing-matches-this-xyz", "--format", "csv"]
+        ),
+        ""
+    );
     // JSONL: one --json hit per line.
     let lines: Vec<Value> = fs::read_to_string(&s_jsonl)
         .unwrap()

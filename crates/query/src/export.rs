@@ -434,7 +434,10 @@ pub fn write(
                             }
                         }
                     }
-                    w.write_record(&header)?;
+                    // No record: an empty file (the columns come from the records).
+                    if !header.is_empty() {
+                        w.write_record(&header)?;
+                    }
                     for r in rows {
                         w.write_record(
                             header
