@@ -142,7 +142,7 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
 /// The integrity object as a Markdown section.
 pub fn markdown(i: &Value) -> anyhow::Result<String> {
     Ok(format!(
-        "\n## Integrity\n\n{}\n\n```{EMBED_TAG}\n{}\n```\n",
+        "\n### Ledger checkpoint and proofs\n\n{}\n\n```{EMBED_TAG}\n{}\n```\n",
         summary(i),
         serde_json::to_string_pretty(i)?
     ))
@@ -153,7 +153,7 @@ pub fn html(page: &str, i: &Value) -> anyhow::Result<String> {
     // `<` escaped so that no record text can close the script element.
     let data = serde_json::to_string(i)?.replace('<', "\\u003c");
     let section = format!(
-        "<section><h2>Integrity</h2><p>{}</p>\n<script type=\"application/json\" id=\"{EMBED_TAG}\">{data}</script></section>\n",
+        "<section><h3>Ledger checkpoint and proofs</h3><p>{}</p>\n<script type=\"application/json\" id=\"{EMBED_TAG}\">{data}</script></section>\n",
         html_escape(&summary(i))
     );
     Ok(match page.rfind("</body>") {
