@@ -52,6 +52,11 @@ L.append(neutron("08:20:00","router.create.end",{"router":{"id":R1,"name":"route
   "external_gateway_info":{"network_id":EXT,"enable_snat":True,"external_fixed_ips":[{"subnet_id":EXTSUB,"ip_address":"203.0.113.2"}]},
   "description":"","availability_zones":[],"availability_zone_hints":[],"routes":[],"flavor_id":None,"distributed":False,"ha":False,
   "tags":[],"created_at":f"{D}T08:20:00Z","updated_at":f"{D}T08:20:00Z","revision_number":1,"project_id":PROJ}},True))
+# The router's interface on the VMs' subnet (neutron/db/l3_db.py, notify_router_interface_action:
+# `router.interface.create` / `.delete`, no phase, payload {router_interface: {id: ROUTER, ...}}).
+RIF="1d2c3b4a-0000-4b00-9b00-0000000000f1"
+RI={"router_interface":{"id":R1,"tenant_id":PROJ,"port_id":RIF,"subnet_id":SUB,"subnet_ids":[SUB],"network_id":NET}}
+L.append(neutron("08:25:00","router.interface.create",RI,True))
 L.append(neutron("08:30:00","floatingip.create.end",{"floatingip":fip(F1,"203.0.113.10","08:30:00")},True))
 L.append(neutron("09:00:00","floatingip.update.end",{"floatingip":fip(F1,"203.0.113.10","09:00:00","A",2)},True))
 L.append(neutron("09:00:00","floatingip.create.end",{"floatingip":fip(F4,"203.0.113.40","09:00:00","A",1)},False))
@@ -62,4 +67,5 @@ L.append(neutron("10:00:00","floatingip.update.end",{"floatingip":fip(F1,"203.0.
 L.append(neutron("10:30:00","floatingip.update.end",{"floatingip":fip(F1,"203.0.113.10","10:30:00","B",4)},False))
 L.append(neutron("11:00:00","port.delete.end",{"port_id":VMS["B"][3]},True))
 L.append(neutron("11:30:00","floatingip.delete.end",{"floatingip_id":F1,"floatingip":fip(F1,"203.0.113.10","11:30:00",None,5)},True))
+L.append(neutron("11:45:00","router.interface.delete",RI,False))
 for l in L: print(json.dumps(l))

@@ -895,7 +895,12 @@ fn neutron_sample_day_decodes_every_resource() {
         assert_eq!(ev.class, EventClass::Other);
         assert_eq!(ev.app.as_deref(), Some("network"), "{}", ev.message);
         assert_eq!(ev.host.as_deref(), Some("controller-1"));
-        assert_eq!(f(&ev, "phase"), "end");
+        if res == "router_interface" {
+            // `router.interface.create|delete` has no phase.
+            assert_eq!(ev.field("phase"), None);
+        } else {
+            assert_eq!(f(&ev, "phase"), "end");
+        }
         assert!(!f(&ev, fields::NEUTRON_ID).is_empty(), "{}", ev.message);
         seen.insert(format!("{res}.{}", f(&ev, fields::ACTION)));
         match (res, f(&ev, fields::ACTION)) {
@@ -925,6 +930,20 @@ fn neutron_sample_day_decodes_every_resource() {
                 }
             }
             ("router", _) => assert_eq!(f(&ev, fields::GATEWAY_IPS), "203.0.113.2"),
+            ("router_interface", _) => {
+                assert_eq!(
+                    f(&ev, fields::NEUTRON_ID),
+                    "1d2c3b4a-0000-4b00-9b00-0000000000f1"
+                );
+                assert_eq!(
+                    f(&ev, fields::ROUTER_ID),
+                    "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f"
+                );
+                assert_eq!(
+                    f(&ev, fields::PORT_SUBNETS),
+                    "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b"
+                );
+            }
             other => panic!("unexpected {other:?}"),
         }
     }
@@ -935,6 +954,8 @@ fn neutron_sample_day_decodes_every_resource() {
         "port.create",
         "port.delete",
         "router.create",
+        "router_interface.create",
+        "router_interface.delete",
     ];
     assert_eq!(seen.iter().map(String::as_str).collect::<Vec<_>>(), want);
 }

@@ -279,6 +279,9 @@ pub const FIP_FIXED_IP: &str = "fip_fixed_ip";
 pub const ROUTER_ID: &str = "router_id";
 /// A router's external gateway (SNAT) addresses, comma-separated.
 pub const GATEWAY_IPS: &str = "gateway_ips";
+/// The subnets of a port's fixed addresses (`fixed_ips[].subnet_id`), or of a router
+/// interface (`router.interface.create`), comma-separated.
+pub const PORT_SUBNETS: &str = "port_subnets";
 
 // NAT translations (conntrack events, ulogd2 NFCT, IPFIX NAT fields; issue 12). The original
 // tuple is SRC_IP/DST_IP/SRC_PORT/DST_PORT/PROTO as for any connection.

@@ -1871,7 +1871,7 @@ fn who_on_a_floating_ip_follows_neutron_associations_in_any_order() {
     let text = fs::read_to_string(&sample).unwrap();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     let n = lines.len();
-    // A fixed shuffle (i * 7 mod n, n = 17 is prime) with every third line sent twice.
+    // A fixed shuffle (i * 7 mod n, n = 19 is prime) with every third line sent twice.
     let mut shuffled: Vec<&str> = (0..n).map(|i| lines[(i * 7) % n]).collect();
     shuffled.extend(lines.iter().step_by(3).copied());
     shuffled.reverse();
@@ -2029,12 +2029,62 @@ fn who_on_a_floating_ip_follows_neutron_associations_in_any_order() {
             r.contains("was deleted at 2026-10-14T09:40:00.000001Z"),
             "{w}"
         );
-        // The router's SNAT address: recorded, named, not traced (NAT is later work).
+        // The router's SNAT address without a NAT record: recorded, named, and the VMs behind
+        // it (ports in the subnets of its interfaces, held by their VMs then) as candidates.
         let w = json(
             &data,
             &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T09:30:00Z"],
         );
         assert_eq!(w["unresolved"][0]["kind"], "router_gateway", "{w}");
+        let behind = |w: &Value| -> Vec<(String, String)> {
+            let mut v: Vec<(String, String)> = w["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    assert_eq!(m["ambiguous"], w["matches"].as_array().unwrap().len() > 1);
+                    let b = &m["behind_router"];
+                    assert_eq!(
+                        b["router_id"], "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f",
+                        "{w}"
+                    );
+                    assert_eq!(b["gateway_ip"], "203.0.113.2", "{w}");
+                    (
+                        m["vm"]["uuid"].as_str().unwrap().to_string(),
+                        b["inside_ip"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let cand = |c: char, ip: &str| (vm(c), ip.to_string());
+        assert_eq!(
+            behind(&w),
+            vec![
+                cand('a', "10.1.2.10"),
+                cand('b', "10.1.2.11"),
+                cand('c', "10.1.2.12")
+            ],
+            "{w}"
+        );
+        // C deleted at 09:40; B's port deleted at 11:00; the interface removed at 11:45.
+        let at = |t: &str| json(&data, &["who", "--ip", "203.0.113.2", "--at", t]);
+        assert_eq!(
+            behind(&at("2026-10-14T10:45:00Z")),
+            vec![cand('a', "10.1.2.10"), cand('b', "10.1.2.11")]
+        );
+        assert_eq!(
+            behind(&at("2026-10-14T11:15:00Z")),
+            vec![cand('a', "10.1.2.10")]
+        );
+        let w = at("2026-10-14T12:00:00Z");
+        assert_eq!(behind(&w), vec![], "{w}");
+        assert_eq!(w["unresolved"][0]["kind"], "router_gateway", "{w}");
+        let w = json(
+            &data,
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T09:30:00Z"],
+        );
         assert_eq!(
             w["unresolved"][0]["router_id"], "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f",
             "{w}"
@@ -2050,7 +2100,7 @@ fn who_on_a_floating_ip_follows_neutron_associations_in_any_order() {
         assert!(w.get("unresolved").is_none(), "{w}");
         let t = ok(
             &data,
-            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T09:30:00Z"],
+            &["who", "--ip", "203.0.113.2", "--at", "2026-10-14T12:00:00Z"],
         );
         assert!(
             t.contains("UNKNOWN (router_gateway)") && t.contains("no VM held"),

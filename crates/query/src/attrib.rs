@@ -876,6 +876,7 @@ mod tests {
             router_id: None,
             project_id: None,
             summary: String::new(),
+            subnets: vec![],
         };
         // A device name no kernel would give is no tap.
         s.insert_nova_taps(&[TapObs {

@@ -73,6 +73,21 @@ pub struct FloatingJson {
     pub fixed_ip: Option<String>,
 }
 
+/// How a VM sits behind a router whose gateway address was asked (issue 12).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BehindRouterJson {
+    pub router_id: String,
+    /// The router's gateway address (the asked one).
+    pub gateway_ip: String,
+    /// The router's interface subnets the VM's port was in.
+    pub subnet_ids: Vec<String>,
+    /// The VM's port and its address in those subnets (the pre-NAT source).
+    pub port_id: String,
+    pub inside_ip: String,
+    /// The router interface and port records that put the VM there.
+    pub seqs: Vec<u64>,
+}
+
 /// A floating-IP association that covers the moment but leads to no VM.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct UnresolvedJson {
@@ -198,6 +213,12 @@ pub struct Match {
     /// port) at the moment (issue 12; absent from the JSON otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nat: Option<NatJson>,
+    /// Set when the asked address is a Neutron router's gateway (SNAT) address and this VM
+    /// sat behind the router at the moment (a port in one of the subnets the router had an
+    /// interface on) with no NAT translation record to say which VM it was: a candidate,
+    /// always ambiguous when the router routes more than one VM (issue 12; absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub behind_router: Option<BehindRouterJson>,
     /// What to do with what the evidence supports (issue 12, "Containment, answered"):
     /// [`crate::contain`].
     pub contain: ContainJson,
@@ -799,6 +820,7 @@ fn vm_match(
             conflicts: conflicts(obs),
             floating_ip: None,
             nat: None,
+            behind_router: None,
             contain,
         })
     }
@@ -913,7 +935,7 @@ fn floating(
     unresolved: &mut Vec<UnresolvedJson>,
 ) -> anyhow::Result<()> {
     let t = ts_ns(q.at);
-    gateway(store, q, unresolved)?;
+    gateway(store, q, matches, unresolved)?;
     let fobs = store.floating_ip_observations(&q.value)?;
     if fobs.is_empty() {
         return Ok(());
@@ -1043,6 +1065,7 @@ fn floating(
 fn gateway(
     store: &mut dyn Facts,
     q: &WhoQuery,
+    matches: &mut Vec<Match>,
     unresolved: &mut Vec<UnresolvedJson>,
 ) -> anyhow::Result<()> {
     let t = ts_ns(q.at);
@@ -1071,6 +1094,7 @@ fn gateway(
         let mut evidence = vec![net_evidence(from), net_evidence(last)];
         evidence.sort_by_key(|e| e.seq);
         evidence.dedup();
+        let behind = behind_router(store, q, id, matches)?;
         unresolved.push(UnresolvedJson {
             kind: "router_gateway".into(),
             floating_ip_id: None,
@@ -1081,13 +1105,131 @@ fn gateway(
             to: None,
             reason: format!(
                 "{} is the external gateway (SNAT) address of router {id}: every VM behind it \
-                 shares it; a NAT translation record is needed to name one",
+                 shares it ({behind} listed as candidates, from its interfaces' subnets); a NAT \
+                 translation record is needed to name one",
                 q.value
             ),
             evidence,
         });
     }
     Ok(())
+}
+
+/// The VMs behind router `router` at the moment, added to `matches` as candidates (each
+/// with [`BehindRouterJson`]); returns how many. The router's subnets at the moment: per
+/// interface port, its last `router.interface.*` record at or before the moment (create
+/// keeps it, delete drops it; order-independent: time, then delete after create, then
+/// seq). The VMs: per port with an address in one of those subnets, its last record at or
+/// before the moment (not a deletion), its instance, and that instance's lease (nova's) on
+/// the port's address in the subnet — a VM nova does not show holding the address is left
+/// out, never guessed.
+fn behind_router(
+    store: &mut dyn Facts,
+    q: &WhoQuery,
+    router: &str,
+    matches: &mut Vec<Match>,
+) -> anyhow::Result<usize> {
+    let t = ts_ns(q.at);
+    let ifaces = store.store().router_interfaces(router)?;
+    let mut last: BTreeMap<&str, &NetObs> = BTreeMap::new();
+    for o in ifaces.iter().filter(|o| o.time_ns <= t) {
+        let key = |o: &NetObs| (o.time_ns, u8::from(o.action == "delete"), o.seq);
+        match last.get(o.id.as_str()) {
+            Some(prev) if key(prev) >= key(o) => {}
+            _ => {
+                last.insert(o.id.as_str(), o);
+            }
+        }
+    }
+    let live: Vec<&NetObs> = last
+        .into_values()
+        .filter(|o| o.action != "delete")
+        .collect();
+    let subnets: Vec<String> = live
+        .iter()
+        .flat_map(|o| o.subnets.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if subnets.is_empty() {
+        return Ok(0);
+    }
+    let ports = store.store().ports_in_subnets(&subnets)?;
+    let mut by_port: BTreeMap<&str, Vec<&NetObs>> = BTreeMap::new();
+    for o in &ports {
+        by_port.entry(o.id.as_str()).or_default().push(o);
+    }
+    let mut added = 0;
+    for (port_id, mut list) in by_port {
+        list.sort_by_key(|o| net_key(o));
+        if list.iter().any(|o| o.action == "delete" && o.time_ns <= t) {
+            continue;
+        }
+        let Some(at) = list
+            .iter()
+            .filter(|o| o.time_ns <= t)
+            .max_by_key(|o| (o.time_ns, o.vm_uuid.is_some(), o.seq))
+        else {
+            continue;
+        };
+        let (Some(uuid), false) = (at.vm_uuid.clone(), at.ips.is_empty()) else {
+            continue;
+        };
+        let in_subnets: Vec<String> = at
+            .subnets
+            .iter()
+            .filter(|s| subnets.contains(s))
+            .cloned()
+            .collect();
+        if in_subnets.is_empty() {
+            continue;
+        }
+        let obs = store.vm_observations(&uuid)?;
+        // The port's address the VM held at the moment (nova's lease), the first that is.
+        let Some((inside, lease)) = at.ips.iter().find_map(|ip| {
+            leases(&obs, AddrKind::Ip, ip)
+                .into_iter()
+                .find(|l| l.covers(t))
+                .map(|l| (ip.clone(), l))
+        }) else {
+            continue;
+        };
+        if matches.iter().any(|m| m.vm.uuid == uuid) {
+            continue;
+        }
+        let mut seqs: Vec<u64> = live
+            .iter()
+            .filter(|o| o.subnets.iter().any(|s| in_subnets.contains(s)))
+            .map(|o| o.seq)
+            .chain([at.seq])
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        let evidence: Vec<EvidenceJson> = live
+            .iter()
+            .filter(|o| seqs.contains(&o.seq))
+            .copied()
+            .chain([*at])
+            .map(net_evidence)
+            .collect();
+        let inner = WhoQuery {
+            kind: AddrKind::Ip,
+            value: inside.clone(),
+            at: q.at,
+        };
+        let mut m = vm_match(store, &inner, &uuid, &obs, &lease, evidence)?;
+        m.behind_router = Some(BehindRouterJson {
+            router_id: router.to_string(),
+            gateway_ip: q.value.clone(),
+            subnet_ids: in_subnets,
+            port_id: port_id.to_string(),
+            inside_ip: inside,
+            seqs,
+        });
+        matches.push(m);
+        added += 1;
+    }
+    Ok(added)
 }
 
 fn nat_evidence(o: &NatObs) -> EvidenceJson {
@@ -1163,6 +1305,8 @@ fn nat(
         return Ok(());
     }
     unresolved.retain(|u| u.kind != "router_gateway");
+    // The translations name the VMs: the router's candidates give way to them.
+    matches.retain(|m| m.behind_router.is_none());
     let inner = |ip: &str| WhoQuery {
         kind: AddrKind::Ip,
         value: ip.to_string(),
@@ -1508,6 +1652,7 @@ mod tests {
             router_id: None,
             project_id: None,
             summary: String::new(),
+            subnets: vec![],
         }
     }
 

@@ -20,7 +20,16 @@
 //!   disassociated; absent when the payload does not say), [`fields::FIP_FIXED_IP`],
 //!   [`fields::ROUTER_ID`], `project_id`, `state` = `status`;
 //! - router: [`fields::GATEWAY_IPS`] (`external_gateway_info.external_fixed_ips[]
-//!   .ip_address`: the SNAT addresses), `project_id`.
+//!   .ip_address`: the SNAT addresses), `project_id`;
+//! - `router.interface.create` / `router.interface.delete` (no phase: sent once the interface
+//!   is added or removed; payload `{router_interface: {id: ROUTER, port_id, subnet_id,
+//!   subnet_ids, network_id, tenant_id}}` — `l3_db.py`'s `notify_router_interface_action`;
+//!   some vendor plugins spell the key `router.interface`): resource `router_interface`, id =
+//!   the interface port, [`fields::ROUTER_ID`], [`fields::PORT_SUBNETS`]: the subnets the
+//!   router now routes (and source-NATs through its gateway).
+//!
+//! A port also gives [`fields::PORT_SUBNETS`] (`fixed_ips[].subnet_id`): with the router
+//! interfaces, which VMs sit behind a router's gateway address.
 //!
 //! Bad input (a resource that is not an object, an id missing, an address that does not
 //! parse, a field of the wrong type, an unknown verb) gives issues; the fact store takes no
@@ -51,9 +60,13 @@ pub(super) fn decode(
     if !RESOURCES.contains(&resource) {
         return false;
     }
+    let (verb, phase) = split_type(rest);
+    if resource == "router" && matches!(verb.as_str(), "interface_create" | "interface_delete") {
+        router_interface(ev, raw, event_type, &verb, payload);
+        return true;
+    }
     ev.fields
         .insert(fields::NEUTRON_RESOURCE.to_string(), resource.to_string());
-    let (verb, phase) = split_type(rest);
     if !matches!(verb.as_str(), "create" | "update" | "delete") {
         let expected = format!("a known {resource} event type, not {event_type:?}");
         issue(
@@ -116,11 +129,122 @@ pub(super) fn decode(
     true
 }
 
+/// `router.interface.create|delete`: the interface port, its router and subnets.
+fn router_interface(
+    ev: &mut Event,
+    raw: &[u8],
+    event_type: &str,
+    verb: &str,
+    payload: Option<&Object>,
+) {
+    ev.fields.insert(
+        fields::NEUTRON_RESOURCE.to_string(),
+        "router_interface".to_string(),
+    );
+    let action = verb.trim_start_matches("interface_");
+    ev.fields
+        .insert(fields::ACTION.to_string(), action.to_string());
+    let empty = Object::new();
+    let obj = match payload.and_then(|p| {
+        p.get("router_interface")
+            .or_else(|| p.get("router.interface"))
+    }) {
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            issue(
+                ev,
+                raw,
+                key_offset(raw, "router_interface"),
+                "wrong_type",
+                "payload.router_interface as a JSON object",
+            );
+            &empty
+        }
+        None => {
+            issue(
+                ev,
+                raw,
+                key_offset(raw, "payload"),
+                "missing_field",
+                "payload.router_interface (the router, port and subnet of the interface)",
+            );
+            &empty
+        }
+    };
+    let path = "payload.router_interface.";
+    match text(ev, raw, obj, "port_id", path) {
+        Some(p) => {
+            ev.fields
+                .insert(fields::NEUTRON_ID.to_string(), p.to_lowercase());
+        }
+        None if obj.is_empty() => {}
+        None => issue(
+            ev,
+            raw,
+            key_offset(raw, "router_interface"),
+            "missing_field",
+            "payload.router_interface.port_id (the interface port)",
+        ),
+    }
+    if let Some(r) = text(ev, raw, obj, "id", path) {
+        ev.fields
+            .insert(fields::ROUTER_ID.to_string(), r.to_lowercase());
+    }
+    let mut subnets: Vec<String> = Vec::new();
+    if let Some(s) = text(ev, raw, obj, "subnet_id", path) {
+        subnets.push(s.to_lowercase());
+    }
+    match obj.get("subnet_ids") {
+        Some(Value::Array(ids)) => {
+            for id in ids {
+                match id.as_str() {
+                    Some(s) if !s.is_empty() => {
+                        let s = s.to_lowercase();
+                        if !subnets.contains(&s) {
+                            subnets.push(s);
+                        }
+                    }
+                    _ => issue(
+                        ev,
+                        raw,
+                        key_offset(raw, "subnet_ids"),
+                        "wrong_type",
+                        "payload.router_interface.subnet_ids as a list of subnet ids",
+                    ),
+                }
+            }
+        }
+        Some(Value::Null) | None => {}
+        Some(_) => issue(
+            ev,
+            raw,
+            key_offset(raw, "subnet_ids"),
+            "wrong_type",
+            "payload.router_interface.subnet_ids as a list",
+        ),
+    }
+    if !subnets.is_empty() {
+        ev.fields
+            .insert(fields::PORT_SUBNETS.to_string(), subnets.join(","));
+    }
+    if let Some(p) =
+        text(ev, raw, obj, "tenant_id", path).or_else(|| text(ev, raw, obj, "project_id", path))
+    {
+        ev.fields.insert(fields::PROJECT_ID.to_string(), p);
+    }
+    ev.message = summary(ev, event_type);
+}
+
 fn port(ev: &mut Event, raw: &[u8], obj: &Object, path: &str) {
     let ips = addresses(ev, raw, obj.get("fixed_ips"), "fixed_ips", path);
     if !ips.is_empty() {
         ev.fields
             .insert(fields::PORT_IPS.to_string(), ips.join(","));
+    }
+    let subnets = subnet_ids(obj.get("fixed_ips"));
+    if !subnets.is_empty() {
+        ev.fields
+            .insert(fields::PORT_SUBNETS.to_string(), subnets.join(","));
     }
     if let Some(mac) = text(ev, raw, obj, "mac_address", path) {
         ev.fields
@@ -250,6 +374,25 @@ fn addresses(
     out
 }
 
+/// The `subnet_id` of each entry of a `fixed_ips` list (entries without one are skipped:
+/// `addresses` already reports malformed entries).
+fn subnet_ids(list: Option<&Value>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(Value::Array(items)) = list {
+        for s in items
+            .iter()
+            .filter_map(|i| i.get("subnet_id").and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+        {
+            let s = s.to_lowercase();
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
 fn summary(ev: &Event, event_type: &str) -> String {
     summary_of(
         ev,
@@ -266,6 +409,7 @@ fn summary(ev: &Event, event_type: &str) -> String {
             ("host", fields::BINDING_HOST),
             ("gateway", fields::GATEWAY_IPS),
             ("router", fields::ROUTER_ID),
+            ("subnets", fields::PORT_SUBNETS),
             ("project", fields::PROJECT_ID),
             ("status", fields::STATE),
         ],

@@ -191,6 +191,20 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
                 ),
             )?;
         }
+        if let Some(b) = &m.behind_router {
+            super::text_line(
+                &mut out,
+                &format!(
+                    "  CANDIDATE behind router {} (gateway {}): port {} with {} in subnet {} — \
+                     no NAT record says which VM behind the router it was",
+                    b.router_id,
+                    b.gateway_ip,
+                    b.port_id,
+                    b.inside_ip,
+                    b.subnet_ids.join(", ")
+                ),
+            )?;
+        }
         if let Some(n) = &m.nat {
             let port = |p: Option<u16>| p.map(|p| format!(":{p}")).unwrap_or_default();
             super::text_line(

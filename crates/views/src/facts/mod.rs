@@ -32,7 +32,9 @@ pub use ident::{JobExt, ScimEntry, dn_key, issuer_key, origin_key};
 /// own: creation, each placement of its history);
 ///    and issue 12's identities and payloads (`ident.rs`: `job_ext`, `ident_obs`, `dir_scim`,
 /// `dir_oidc`, `dir_cert`, column `dir_user.federated`) — additive.
-const SCHEMA_VERSION: i64 = 3;
+/// 4: column `net_obs.subnets` and table `net_subnet` (the subnets of ports and router
+///    interfaces: which VMs sit behind a router's gateway address; issue 12).
+const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactError {
@@ -106,6 +108,8 @@ pub struct NetObs {
     pub router_id: Option<String>,
     pub project_id: Option<String>,
     pub summary: String,
+    /// A port's subnets (`fixed_ips[].subnet_id`), or a router interface's.
+    pub subnets: Vec<String>,
 }
 
 /// One NAT translation record (a conntrack or ulogd2 event, an IPFIX/NetFlow v9 record with
@@ -315,8 +319,12 @@ impl FactStore {
                 seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, resource TEXT NOT NULL,
                 action TEXT NOT NULL, id TEXT NOT NULL, vm_uuid TEXT, device_owner TEXT,
                 host TEXT, ips TEXT, mac TEXT, floating_ip TEXT, fip_port TEXT, fixed_ip TEXT,
-                router_id TEXT, project_id TEXT, summary TEXT NOT NULL);
+                router_id TEXT, project_id TEXT, summary TEXT NOT NULL, subnets TEXT);
              CREATE INDEX IF NOT EXISTS net_obs_id ON net_obs (resource, id);
+             CREATE INDEX IF NOT EXISTS net_obs_router ON net_obs (router_id);
+             CREATE TABLE IF NOT EXISTS net_subnet (subnet_id TEXT NOT NULL, seq INTEGER NOT NULL);
+             CREATE INDEX IF NOT EXISTS net_subnet_id ON net_subnet (subnet_id);
+             CREATE INDEX IF NOT EXISTS net_subnet_seq ON net_subnet (seq);
              CREATE INDEX IF NOT EXISTS net_obs_fip ON net_obs (floating_ip);
              CREATE INDEX IF NOT EXISTS net_obs_vm ON net_obs (vm_uuid);
              CREATE TABLE IF NOT EXISTS nat_obs (
@@ -451,8 +459,8 @@ impl FactStore {
                         &tx,
                         "INSERT OR REPLACE INTO net_obs (seq, time_ns, resource, action, id,
                          vm_uuid, device_owner, host, ips, mac, floating_ip, fip_port, fixed_ip,
-                         router_id, project_id, summary)
-                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16)",
+                         router_id, project_id, summary, subnets)
+                         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
                         params![
                             seq,
                             time,
@@ -470,9 +478,20 @@ impl FactStore {
                             n.router_id,
                             n.project_id,
                             n.summary,
+                            n.subnets.join(","),
                         ],
                     )
                     .map_err(sql)?;
+                    exec(&tx, "DELETE FROM net_subnet WHERE seq = ?1", params![seq])
+                        .map_err(sql)?;
+                    for sub in &n.subnets {
+                        exec(
+                            &tx,
+                            "INSERT INTO net_subnet (subnet_id, seq) VALUES (?1, ?2)",
+                            params![sub, seq],
+                        )
+                        .map_err(sql)?;
+                    }
                 }
                 continue;
             }
@@ -860,6 +879,35 @@ impl FactStore {
         )
     }
 
+    /// The interface records (`router.interface.create|delete`) of a router, in time order.
+    pub fn router_interfaces(&self, router_id: &str) -> Result<Vec<NetObs>> {
+        self.net_obs_where(
+            "WHERE resource = 'router_interface' AND router_id = ?1 ORDER BY time_ns, seq",
+            params![router_id.to_lowercase()],
+        )
+    }
+
+    /// Every observation of the ports that ever had an address in one of `subnets`, in time
+    /// order (each port's whole history, not only the records naming the subnet).
+    pub fn ports_in_subnets(&self, subnets: &[String]) -> Result<Vec<NetObs>> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for sub in subnets {
+            let ids = self.net_obs_where(
+                "WHERE resource = 'port' AND seq IN
+                 (SELECT seq FROM net_subnet WHERE subnet_id = ?1) ORDER BY time_ns, seq",
+                params![sub.to_lowercase()],
+            )?;
+            for o in ids {
+                if seen.insert(o.id.clone()) {
+                    out.extend(self.net_observations("port", &o.id)?);
+                }
+            }
+        }
+        out.sort_by_key(|o| (o.time_ns, o.seq));
+        Ok(out)
+    }
+
     /// Every observation of one Neutron resource (`port`, `floatingip`, `router`), in time
     /// order (ties by ledger position).
     pub fn net_observations(&self, resource: &str, id: &str) -> Result<Vec<NetObs>> {
@@ -872,7 +920,8 @@ impl FactStore {
     fn net_obs_where(&self, tail: &str, p: &[&dyn rusqlite::ToSql]) -> Result<Vec<NetObs>> {
         let sql = format!(
             "SELECT seq, time_ns, resource, action, id, vm_uuid, device_owner, host, ips, mac,
-             floating_ip, fip_port, fixed_ip, router_id, project_id, summary FROM net_obs {tail}"
+             floating_ip, fip_port, fixed_ip, router_id, project_id, summary, subnets
+             FROM net_obs {tail}"
         );
         let mut st = self.conn.prepare_cached(&sql).map_err(self.sql())?;
         let rows = st
@@ -895,6 +944,7 @@ impl FactStore {
                     router_id: r.get(13)?,
                     project_id: r.get(14)?,
                     summary: r.get(15)?,
+                    subnets: list(r.get::<_, Option<String>>(16)?.as_deref()),
                 })
             })
             .map_err(self.sql())?;
@@ -1142,7 +1192,10 @@ fn nat_obs(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NatObs> {
 /// The Neutron observation an event makes, if any: only `.end` notifications (what happened,
 /// not what was asked) of a known verb with the resource's id.
 fn net_obs(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NetObs> {
-    if e.field("phase") != Some("end") || e.issues.iter().any(|i| i.kind == "unknown_event_type") {
+    // `router.interface.*` has no phase: it is sent once the interface changed.
+    let done = e.field("phase") == Some("end")
+        || e.field(fields::NEUTRON_RESOURCE) == Some("router_interface");
+    if !done || e.issues.iter().any(|i| i.kind == "unknown_event_type") {
         return None;
     }
     let action = e.field(fields::ACTION)?;
@@ -1163,6 +1216,7 @@ fn net_obs(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NetObs> {
         router_id: opt(e.field(fields::ROUTER_ID)),
         project_id: opt(e.field(fields::PROJECT_ID)),
         summary: summary.to_string(),
+        subnets: list(e.field(fields::PORT_SUBNETS)),
     })
 }
 
