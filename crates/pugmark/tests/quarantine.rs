@@ -931,3 +931,230 @@ fn serve_ships_custody_and_expires_on_its_timer() {
     );
     assert!(count(&s.data, &["class:vm.custody custody_step:captured"]) >= 1);
 }
+
+/// The holds in force, per VM: `[(by, reason)]`.
+fn holds(s: &Site) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    let h = s.json(&["holds"]);
+    h["holds"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(vm, hs)| {
+            let hs = hs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    (
+                        h["by"].as_str().unwrap().to_string(),
+                        h["reason"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (vm.clone(), hs)
+        })
+        .collect()
+}
+
+/// Issue 13: "A VM named by `who`/`check`/`hunt` findings ... is kept until released." On a
+/// generated challenge day: `check` holds the VM of the planted spoofed source (not the VM
+/// whose address it used) before the VM is deleted; the capture at its deletion keeps the disk
+/// with no end while the other VM's disk expires; `hunt` and `who --hold` hold too; each hold
+/// is a custody record in the ledger; only an operator's release lets the image go, and the
+/// same finding does not hold it again.
+#[test]
+fn findings_hold_their_vms_before_capture_until_an_operator_releases_them() {
+    let s = site("[policy]\nretention = \"2s\"\n");
+    let ch = s.root.join("../ch");
+    let generated = Command::new(bin())
+        .args([
+            "challenge",
+            "generate",
+            "--seed",
+            "7",
+            "--vms",
+            "30",
+            "--hours",
+            "6",
+        ])
+        .arg("--out")
+        .arg(&ch)
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let run = Command::new(bin())
+        .args(["challenge", "run"])
+        .arg(&ch)
+        .arg("--data")
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // The ground truth of the planted spoof: [spoofer, address, the VM that held it].
+    let truth: Value =
+        serde_json::from_slice(&fs::read(ch.join("findings.json")).unwrap()).unwrap();
+    let spoof = truth["expect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "spoofed_source")
+        .expect("a planted spoofed source");
+    let spoofer = spoof["entities"][0].as_str().unwrap().to_string();
+    let addr = spoof["entities"][1].as_str().unwrap().to_string();
+    let victim = spoof["entities"][2].as_str().unwrap().to_string();
+
+    // Before any custody is stored in DATA, `check` holds nothing (no quarantine store).
+    assert!(
+        !pugmark(&s.data, &["check"])
+            .stderr
+            .windows(4)
+            .any(|w| w == b"held")
+    );
+    // The first custody stored in DATA names the store (DATA/quarantine.config).
+    s.ok(&["holds"]);
+    assert!(s.data.join("quarantine.config").exists());
+
+    // `--no-hold`, and `[auto_hold] check = false`, hold nothing.
+    ok(&s.data, &["check", "--no-hold"]);
+    let off = s.root.join("../off.toml");
+    fs::write(
+        &off,
+        format!(
+            "version = 1\nstore = \"{}\"\n[auto_hold]\ncheck = false\n",
+            s.root.join("../store-off").display()
+        ),
+    )
+    .unwrap();
+    ok(
+        &s.data,
+        &["check", "--quarantine-config", off.to_str().unwrap()],
+    );
+    assert!(holds(&s).is_empty());
+    assert!(!s.root.join("../store-off/holds.json").exists());
+
+    // `check`: the spoofer is held (by VM UUID: it is still alive, nothing is captured yet).
+    let c = json(&s.data, &["check"]);
+    let found = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "spoofed_source")
+        .unwrap()
+        .clone();
+    let h = holds(&s);
+    assert!(
+        h.get(&spoofer).is_some_and(|hs| {
+            hs.iter().any(|(by, why)| {
+                by == "auto:check" && why.starts_with("check finding spoofed_source")
+            })
+        }),
+        "{h:?}"
+    );
+    assert!(
+        !h.get(&victim)
+            .is_some_and(|hs| hs.iter().any(|(_, why)| why.contains("spoofed_source"))),
+        "the VM whose address was used is no suspect: {h:?}"
+    );
+    let held_records = count(&s.data, &["class:vm.custody custody_step:held"]);
+    assert_eq!(held_records as usize, h.len(), "each hold is in the ledger");
+    let tl = ok(&s.data, &["timeline", "--vm", &spoofer]);
+    assert!(
+        tl.contains("\"step\":\"held\"") && tl.contains("auto:check"),
+        "{tl}"
+    );
+    // Run again: the same findings hold nothing more.
+    let n = s.journal().len();
+    ok(&s.data, &["check"]);
+    assert_eq!(s.journal().len(), n);
+
+    // The VMs are deleted: their disks are captured. The held one is kept with no end.
+    let (sd, vd) = (s.root.join("spoofer.raw"), s.root.join("victim.raw"));
+    fs::write(&sd, b"spoofer's disk").unwrap();
+    fs::write(&vd, b"victim's disk").unwrap();
+    let cs = s.json(&["capture", "--vm", &spoofer, "--disk", sd.to_str().unwrap()]);
+    let kept = cs["items"][0].clone();
+    assert_eq!(kept["keep_until"], Value::Null, "{kept}");
+    assert_eq!(kept["held"], true);
+    assert!(
+        kept["policy"]
+            .as_str()
+            .unwrap()
+            .starts_with("hold (check finding spoofed_source")
+    );
+    let cv = s.json(&["capture", "--vm", &victim, "--disk", vd.to_str().unwrap()]);
+    let vuntil: jiff::Timestamp = cv["items"][0]["keep_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    #[allow(clippy::disallowed_methods)]
+    let now = jiff::Timestamp::now;
+    while now() <= vuntil {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let p = s.json(&["expire"]);
+    let h_now = holds(&s);
+    if h_now.contains_key(&victim) {
+        assert!(p["purged"].as_array().unwrap().is_empty());
+    } else {
+        assert_eq!(p["purged"][0], cv["items"][0]["id"], "{p}");
+    }
+    assert_eq!(
+        s.json(&["list", "--vm", &spoofer])["items"][0]["id"],
+        kept["id"]
+    );
+
+    // `hunt`: the VM a hit matched is held too (the challenge's C2 address).
+    let iocs = s.root.join("../iocs.txt");
+    fs::write(&iocs, "198.51.100.23\n").unwrap();
+    let hunt = json(&s.data, &["hunt", "--iocs", iocs.to_str().unwrap()]);
+    let c2vm = hunt["hits"][0]["matches"][0]["vm"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        holds(&s)[&c2vm]
+            .iter()
+            .any(|(by, why)| by == "auto:hunt" && why == "hunt indicator 198.51.100.23")
+    );
+    // `who --hold`: the operator holds whoever held the address at the finding's time.
+    let at = found["time"].as_str().unwrap();
+    let w = json(&s.data, &["who", "--ip", &addr, "--at", at, "--hold"]);
+    let named = w["matches"][0]["vm"]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(named, victim);
+    assert!(
+        holds(&s)[&victim]
+            .iter()
+            .any(|(by, _)| by.starts_with("auto:who"))
+    );
+
+    // Only an operator's release lets the spoofer's image go: it falls back to its policy
+    // (2 s from its capture, already over) and the next expiry purges it, recorded.
+    s.ok(&["release", &spoofer, "--reason", "examined"]);
+    let p = s.json(&["expire"]);
+    assert_eq!(p["purged"][0], kept["id"], "{p}");
+    let last: Vec<Value> = s
+        .journal()
+        .into_iter()
+        .filter(|r| r["item"] == kept["id"])
+        .collect();
+    let steps: Vec<&str> = last.iter().map(|r| r["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        steps[steps.len() - 2..],
+        ["released", "purged"],
+        "{steps:?}"
+    );
+    // The same findings do not hold a released VM again.
+    ok(&s.data, &["check"]);
+    assert!(!holds(&s).contains_key(&spoofer));
+    assert!(count(&s.data, &["class:vm.custody custody_step:purged"]) >= 2);
+}

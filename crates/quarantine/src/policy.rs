@@ -218,6 +218,54 @@ pub struct Config {
     /// The Ceph RBD backend (`[rbd]`, docs/CEPH.md); absent: no RBD backend.
     #[serde(default)]
     pub rbd: Option<crate::ceph::CephConfig>,
+    /// `[auto_hold]`: which findings hold the VMs they name (default: `check` and `hunt`).
+    #[serde(default)]
+    pub auto_hold: AutoHold,
+}
+
+/// `[auto_hold]`: VMs named by findings are held (kept until an operator releases them),
+/// before or after their disks are captured. A hold made before the VM is deleted is honoured
+/// by the later capture (the image is kept with no end). `who --hold` always holds: the
+/// operator asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoHold {
+    /// `pugmark check`: hold the VM a finding of one of `check_kinds` suspects (default true).
+    #[serde(default = "yes")]
+    pub check: bool,
+    /// The `check` finding kinds that hold (default: the kinds that name a suspect VM:
+    /// `spoofed_source`, `forged_hostname`, `uuid_mismatch`, `silent_vm`).
+    #[serde(default = "default_check_kinds")]
+    pub check_kinds: Vec<String>,
+    /// `pugmark hunt`: hold every VM an indicator's hit matched (default true).
+    #[serde(default = "yes")]
+    pub hunt: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `check` finding kinds that hold by default: those naming the VM that did it.
+pub const DEFAULT_CHECK_KINDS: [&str; 4] = [
+    "spoofed_source",
+    "forged_hostname",
+    "uuid_mismatch",
+    "silent_vm",
+];
+
+fn default_check_kinds() -> Vec<String> {
+    DEFAULT_CHECK_KINDS.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for AutoHold {
+    fn default() -> Self {
+        AutoHold {
+            check: true,
+            check_kinds: default_check_kinds(),
+            hunt: true,
+        }
+    }
 }
 
 fn default_store() -> PathBuf {

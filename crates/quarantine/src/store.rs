@@ -6,6 +6,7 @@
 //! STORE/journal.jsonl    custody records, numbered, fsync'd (custody.rs)
 //! STORE/items/ID.json    one item: source, where kept, hashes, policy, keep-until, holds
 //! STORE/holds.json       holds per VM (operator's and findings'), until released
+//! STORE/released.json    holds an operator released (a finding does not hold again)
 //! STORE/policy.toml      `policy set` overrides of the config's [policy]
 //! STORE/shipped          the journal number last stored in the ledger (binary)
 //! STORE/images/ID        the file backend's images
@@ -597,20 +598,93 @@ impl Quarantine {
         Ok(touched)
     }
 
-    /// Release every hold on a VM: its images fall back to their policy's keep-until.
+    /// Holds released by an operator, per VM (`STORE/released.json`): a finding whose hold
+    /// was released does not hold the VM again when the same check or hunt is run again.
+    pub fn released_holds(&self) -> Result<BTreeMap<String, Vec<Hold>>, StoreError> {
+        let p = self.dir.join("released.json");
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| StoreError::Invalid(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(ioe(format!("read {}", p.display()))(e)),
+        }
+    }
+
+    /// A hold asked by a finding (`by` = `auto:check`, `auto:hunt`, `auto:who …`; `reason`
+    /// names the finding's kind and indicator, and is the finding's identity): made unless the
+    /// VM already has this hold, or an operator released it (a release is final for that
+    /// finding; a new finding holds again). Returns None when nothing was done, else the
+    /// items held now (empty: the VM's disks are not captured yet — the capture honours it).
+    pub fn hold_for_finding(
+        &self,
+        vm: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let vm = vm.to_ascii_lowercase();
+        let now = crate::now();
+        let same = |h: &Hold| h.by == by && h.reason == reason;
+        let active = self.holds()?.remove(&vm).unwrap_or_default();
+        if active
+            .iter()
+            .any(|h| same(h) && h.until.is_none_or(|u| u > now))
+        {
+            return Ok(None);
+        }
+        let released = self.released_holds()?.remove(&vm).unwrap_or_default();
+        if released.iter().any(same) {
+            return Ok(None);
+        }
+        self.hold(&vm, None, reason, by).map(Some)
+    }
+
+    /// Release every hold on a VM: its images fall back to their policy's keep-until (an
+    /// image captured while held, which had none, is kept for its policy's retention from
+    /// its capture, and at least until now; each such change is a `released` record).
     pub fn release(&self, vm: &str, reason: &str, by: &str) -> Result<usize, StoreError> {
         let vm = vm.to_ascii_lowercase();
         let mut holds = self.holds()?;
-        let n = holds.remove(&vm).map_or(0, |h| h.len());
+        let gone = holds.remove(&vm).unwrap_or_default();
+        let n = gone.len();
+        if !gone.is_empty() {
+            let mut released = self.released_holds()?;
+            released.entry(vm.clone()).or_default().extend(gone);
+            let bytes = serde_json::to_vec_pretty(&released)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            write_atomic(&self.dir.join("released.json"), &bytes)?;
+        }
         let bytes =
             serde_json::to_vec_pretty(&holds).map_err(|e| StoreError::Invalid(e.to_string()))?;
         write_atomic(&self.dir.join("holds.json"), &bytes)?;
         let mut r = self.rec(Step::Released);
-        r.vm_uuid = Some(vm);
+        r.vm_uuid = Some(vm.clone());
         r.reason = Some(reason.into());
         r.by = Some(by.into());
         r.detail = Some(format!("{n} hold(s) released"));
         self.record(r)?;
+        let now = crate::now();
+        let policies = self.policies()?;
+        for mut item in self.items()?.into_iter().filter(|i| i.vm_uuid == vm) {
+            if item.keep_until.is_some() {
+                continue;
+            }
+            let applied = policies.resolve(&vm, item.project.as_deref());
+            let until = match applied.retention {
+                Retention::Off => now,
+                Retention::For(d) => item.captured.checked_add(d).unwrap_or(now).max(now),
+            };
+            item.keep_until = Some(until);
+            item.policy = applied.to_string();
+            let mut r = self.item_rec(Step::Released, &item);
+            r.reason = Some(reason.into());
+            r.by = Some(by.into());
+            r.policy = Some(item.policy.clone());
+            r.keep_until = Some(until.to_string());
+            r.detail = Some("held without end until now: kept for its policy".into());
+            let r = self.record(r)?;
+            item.custody.push(r.n);
+            self.save_item(&item)?;
+        }
         Ok(n)
     }
 

@@ -92,6 +92,29 @@ pub struct Finding {
     pub evidence: Vec<EvidenceJson>,
 }
 
+impl Finding {
+    /// The VMs this finding suspects of having done it (what the quarantine holds: `check`
+    /// with a quarantine store): the tap's VM of a `spoofed_source` (not the VMs whose address
+    /// it used), the VMs that held the sender's address of a `forged_hostname` or
+    /// `uuid_mismatch` (not the VM whose identity was claimed), the VM of a `silent_vm`.
+    /// Other kinds name no suspect VM (senders, jobs, addresses no VM held, disagreeing
+    /// sources).
+    pub fn suspects(&self) -> Vec<&str> {
+        let from = match self.kind {
+            "spoofed_source" | "silent_vm" => {
+                return self.entities.iter().take(1).map(String::as_str).collect();
+            }
+            "forged_hostname" | "uuid_mismatch" => 2,
+            _ => return Vec::new(),
+        };
+        self.entities
+            .iter()
+            .skip(from)
+            .map(String::as_str)
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
     pub from: Option<String>,

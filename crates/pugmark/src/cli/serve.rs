@@ -554,6 +554,10 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let dd = DataDir::open(&args.data.data, true)?;
+    if let Some((path, _)) = &config.quarantine {
+        // `check` and `hunt` on this data directory hold the VMs they find in this store.
+        super::autohold::link(&args.data.data, path);
+    }
     let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
     for t in &pipeline.open_report.truncated {
         eprintln!("pugmark: ledger recovery: {t}");
