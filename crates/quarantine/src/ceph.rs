@@ -246,6 +246,28 @@ impl CephBackend {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// One health question with one attempt and `deadline` (a monitor that polls must not
+    /// wait out the retries of a capture); a failure is counted like the others.
+    pub fn probe(&self, deadline: Duration) -> Health {
+        let rbd = self.rbd.clone().with_timeout(deadline);
+        let once = CephBackend {
+            rbd,
+            config: self.config.clone(),
+            retry: Retry::once(),
+            stats: Mutex::new(CephStats::default()),
+        };
+        let h = once.health();
+        let s = once.stats();
+        if s.unavailable_total > 0
+            && let Ok(mut mine) = self.stats.lock()
+        {
+            mine.unavailable_total += s.unavailable_total;
+            mine.last_error = s.last_error;
+            mine.last_error_at = s.last_error_at;
+        }
+        h
+    }
+
     /// One CLI operation with retry; every unavailable attempt is counted.
     fn call<T>(&self, f: impl FnMut() -> Result<T, RbdError>) -> Result<T, RbdError> {
         let r = self.retry.run(f);

@@ -221,6 +221,59 @@ pub struct Config {
     /// `[auto_hold]`: which findings hold the VMs they name (default: `check` and `hunt`).
     #[serde(default)]
     pub auto_hold: AutoHold,
+    /// `[retry]`: captures that failed because their storage did not answer.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+/// `[retry]`: a capture whose storage does not answer (a Ceph cluster that is down) is
+/// recorded as failed and tried again after `first_secs`, doubling up to `max_secs`, at most
+/// `attempts` times (defaults 30 s, 1 h, 48: about two days), by serve's quarantine timer or
+/// `pugmark quarantine expire`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// The first wait, seconds (default 30).
+    #[serde(default = "default_first")]
+    pub first_secs: u64,
+    /// The longest wait, seconds (default 3600).
+    #[serde(default = "default_max")]
+    pub max_secs: u64,
+    /// Retries before giving up (recorded; default 48).
+    #[serde(default = "default_retries")]
+    pub attempts: u32,
+}
+
+fn default_first() -> u64 {
+    30
+}
+fn default_max() -> u64 {
+    3600
+}
+fn default_retries() -> u32 {
+    48
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_secs: default_first(),
+            max_secs: default_max(),
+            attempts: default_retries(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry `n` (1, 2, …): `first_secs` doubled `n - 1` times, at most
+    /// `max_secs`.
+    pub fn backoff(&self, n: u32) -> SignedDuration {
+        let secs = self
+            .first_secs
+            .saturating_mul(1u64 << n.saturating_sub(1).min(32))
+            .min(self.max_secs.max(self.first_secs));
+        SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
 }
 
 /// `[auto_hold]`: VMs named by findings are held (kept until an operator releases them),
@@ -359,6 +412,14 @@ vms = { "0F6C0000-0000-0000-0000-000000000001" = "0" }
             "site 7d"
         );
         assert!(Config::parse("version = 2").is_err());
+        let r = RetryPolicy {
+            first_secs: 30,
+            max_secs: 3600,
+            attempts: 48,
+        };
+        let waits: Vec<i64> = (1..=9).map(|n| r.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(r.backoff(200).as_secs(), 3600);
         assert!(Config::parse("version = 1\nbogus = 1").is_err());
         Ok(())
     }

@@ -9,6 +9,7 @@
 //! STORE/released.json    holds an operator released (a finding does not hold again)
 //! STORE/policy.toml      `policy set` overrides of the config's [policy]
 //! STORE/shipped          the journal number last stored in the ledger (binary)
+//! STORE/retry.json       captures waiting for their storage to answer (Pending)
 //! STORE/images/ID        the file backend's images
 //! ```
 //! A backend is chosen per source by [`Source::backend_kind`]. Every step is journaled before
@@ -28,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, BackendError, CaptureMode, CaptureRequest, ImageRef, Source};
 use crate::custody::{Journal, Record, Step};
 use crate::hash::Digests;
-use crate::policy::{Applied, Config, Policies, Retention};
+use crate::policy::{Config, Policies, Retention};
 
 /// One kept image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,6 +125,43 @@ pub enum StoreError {
     /// No such item.
     #[error("no quarantine item {0}")]
     NoItem(String),
+    /// The storage did not answer: recorded, and the capture is tried again at `at`.
+    #[error("{error}; the capture is tried again at {at} (retry {attempt})")]
+    Retrying {
+        /// What failed.
+        error: Box<StoreError>,
+        /// When it is tried again.
+        at: Timestamp,
+        /// The retry number.
+        attempt: u32,
+    },
+}
+
+/// A capture waiting for its storage to answer again (`STORE/retry.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The VM.
+    pub vm_uuid: String,
+    /// Its project / VO.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The image.
+    pub source: Source,
+    /// Take or copy.
+    pub mode: CaptureMode,
+    /// Who asked.
+    pub by: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Hash after an O(1) capture.
+    pub hash: bool,
+    /// Retries made so far (the next is number `attempts`).
+    pub attempts: u32,
+    /// When the next one is due.
+    pub next_at: Timestamp,
+    /// The last error.
+    pub last_error: String,
 }
 
 fn ioe(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
@@ -339,7 +377,15 @@ impl Quarantine {
     /// Capture a VM's images. Images the policy does not keep (0) are skipped and the skip
     /// recorded, unless the VM is held. Each image is an item; a refusal or failure of one
     /// image is recorded and returned with the others' results.
+    /// A capture that fails because its storage does not answer ([`BackendError::retryable`])
+    /// is recorded (`failed`, with when it is tried again) and queued in `STORE/retry.json`;
+    /// [`Quarantine::retry_due`] tries it again with a bounded backoff (`[retry]`). The source
+    /// is never touched by a capture that did not keep it.
     pub fn capture(&self, spec: &CaptureSpec) -> Vec<Result<Item, StoreError>> {
+        self.capture_attempt(spec, 0)
+    }
+
+    fn capture_attempt(&self, spec: &CaptureSpec, attempt: u32) -> Vec<Result<Item, StoreError>> {
         let vm = spec.vm_uuid.to_ascii_lowercase();
         let now = crate::now();
         let (applied, hold) = match (|| {
@@ -352,7 +398,12 @@ impl Quarantine {
             Err(e) => return vec![Err(e)],
         };
         let (policy, keep_until) = match (&hold, applied.retention) {
-            (Some(h), _) => (format!("hold ({})", h.reason), h.until),
+            // A hold with an end never shortens the policy's retention.
+            (Some(h), Retention::For(d)) => (
+                format!("hold ({})", h.reason),
+                h.until.map(|u| now.checked_add(d).map_or(u, |p| p.max(u))),
+            ),
+            (Some(h), Retention::Off) => (format!("hold ({})", h.reason), h.until),
             (None, Retention::Off) => {
                 let mut r = self.rec(Step::Skipped);
                 r.vm_uuid = Some(vm.clone());
@@ -384,7 +435,7 @@ impl Quarantine {
         for (n, (source, backs)) in spec.images.iter().enumerate() {
             let backing_of = backs.and_then(|i| ids.get(i).cloned());
             out.push(self.capture_one(
-                spec, &vm, &ids[n], source, backing_of, &policy, keep_until, &applied,
+                spec, &vm, &ids[n], source, backing_of, &policy, keep_until, attempt,
             ));
         }
         out
@@ -400,7 +451,7 @@ impl Quarantine {
         backing_of: Option<String>,
         policy: &str,
         keep_until: Option<Timestamp>,
-        _applied: &Applied,
+        attempt: u32,
     ) -> Result<Item, StoreError> {
         let base = |step| {
             let mut r = self.rec(step);
@@ -436,9 +487,44 @@ impl Quarantine {
             Ok(k) => k,
             Err(e) => {
                 let mut r = base(Step::Failed);
-                r.detail = Some(e.to_string());
+                let retryable = matches!(&e, StoreError::Backend(b) if b.retryable());
+                let rc = &self.config.retry;
+                if !retryable {
+                    r.detail = Some(e.to_string());
+                    self.record(r)?;
+                    return Err(e);
+                }
+                if attempt >= rc.attempts {
+                    r.detail = Some(format!("{e}; gave up after {attempt} retries"));
+                    self.record(r)?;
+                    return Err(e);
+                }
+                let at = crate::now()
+                    .checked_add(rc.backoff(attempt + 1))
+                    .unwrap_or_else(|_| crate::now());
+                r.detail = Some(format!(
+                    "{e}; retry {} of {} at {at}",
+                    attempt + 1,
+                    rc.attempts
+                ));
                 self.record(r)?;
-                return Err(e);
+                self.queue_retry(Pending {
+                    vm_uuid: vm.to_string(),
+                    project: spec.project.clone(),
+                    source: source.clone(),
+                    mode: spec.mode,
+                    by: spec.by.clone(),
+                    reason: spec.reason.clone(),
+                    hash: spec.hash,
+                    attempts: attempt + 1,
+                    next_at: at,
+                    last_error: e.to_string(),
+                })?;
+                return Err(StoreError::Retrying {
+                    error: Box::new(e),
+                    at,
+                    attempt: attempt + 1,
+                });
             }
         };
         let mut item = Item {
@@ -474,6 +560,61 @@ impl Quarantine {
             item = self.hash_item(item)?;
         }
         Ok(item)
+    }
+
+    /// Captures waiting for their storage (`STORE/retry.json`).
+    pub fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        let p = self.dir.join("retry.json");
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| StoreError::Invalid(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(ioe(format!("read {}", p.display()))(e)),
+        }
+    }
+
+    fn save_pending(&self, list: &[Pending]) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec_pretty(list).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        write_atomic(&self.dir.join("retry.json"), &bytes)
+    }
+
+    fn queue_retry(&self, p: Pending) -> Result<(), StoreError> {
+        let mut list = self.pending()?;
+        list.retain(|x| x.source != p.source);
+        list.push(p);
+        self.save_pending(&list)
+    }
+
+    /// Try again every queued capture that is due at `now` (serve's quarantine timer, and
+    /// `pugmark quarantine expire`). One whose storage still does not answer is queued again
+    /// with a longer wait (recorded), until `[retry] attempts`; the results of those tried.
+    pub fn retry_due(&self, now: Timestamp) -> Result<Vec<Result<Item, StoreError>>, StoreError> {
+        let list = self.pending()?;
+        let (due, later): (Vec<Pending>, Vec<Pending>) =
+            list.into_iter().partition(|p| p.next_at <= now);
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Taken off the queue first: a failing attempt queues itself again.
+        self.save_pending(&later)?;
+        let mut out = Vec::new();
+        for p in due {
+            let spec = CaptureSpec {
+                vm_uuid: p.vm_uuid.clone(),
+                project: p.project.clone(),
+                images: vec![(p.source.clone(), None)],
+                mode: p.mode,
+                by: p.by.clone(),
+                reason: Some(match &p.reason {
+                    Some(r) => format!("{r} (retry {})", p.attempts),
+                    None => format!("retry {} after: {}", p.attempts, p.last_error),
+                }),
+                hash: p.hash,
+            };
+            out.extend(self.capture_attempt(&spec, p.attempts));
+        }
+        Ok(out)
     }
 
     /// Hash an item captured without hashes and record it.
@@ -850,12 +991,13 @@ impl Quarantine {
                 r.detail = Some("settled after an interrupted capture: image kept".into());
                 let r = self.record(r)?;
                 if self.item(&id).is_err() {
-                    let source = match (intent.backend.as_deref(), intent.source.as_deref()) {
-                        (Some("file"), Some(p)) => Source::Path { path: p.into() },
-                        _ => Source::Path {
+                    let source = intent
+                        .source
+                        .as_deref()
+                        .and_then(|s| Source::parse(intent.backend.as_deref()?, s))
+                        .unwrap_or_else(|| Source::Path {
                             path: intent.source.clone().unwrap_or_default().into(),
-                        },
-                    };
+                        });
                     let item = Item {
                         id: id.clone(),
                         vm_uuid: intent.vm_uuid.clone().unwrap_or_default(),

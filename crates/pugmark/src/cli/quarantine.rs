@@ -520,11 +520,33 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         QCommand::Expire(j) => {
+            // Captures whose storage did not answer are tried again first (when due).
+            let mut kept = Vec::new();
+            let mut failed = Vec::new();
+            for r in q.retry_due(quarantine::now())? {
+                match r {
+                    Ok(item) => kept.push(item.id),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            let waiting = q.pending()?.len();
             let purged = q.expire(quarantine::now())?;
             if j.json {
-                println!("{}", json!({ "purged": purged }));
+                println!(
+                    "{}",
+                    json!({ "purged": purged, "retried": kept, "retry_failed": failed, "waiting": waiting })
+                );
             } else {
                 println!("purged {} image(s)", purged.len());
+                for id in &kept {
+                    println!("kept {id} on retry");
+                }
+                for e in &failed {
+                    eprintln!("pugmark: quarantine: {e}");
+                }
+                if waiting > 0 {
+                    println!("{waiting} capture(s) waiting for their storage");
+                }
             }
             ExitCode::SUCCESS
         }
