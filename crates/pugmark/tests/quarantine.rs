@@ -1158,3 +1158,218 @@ fn findings_hold_their_vms_before_capture_until_an_operator_releases_them() {
     assert!(!holds(&s).contains_key(&spoofer));
     assert!(count(&s.data, &["class:vm.custody custody_step:purged"]) >= 2);
 }
+
+/// A `serve` with `[quarantine]` on `s.config`, its HTTP (metrics) port; killed on drop.
+struct Serve(Child, u16);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_quarantine(s: &Site, every_secs: u64) -> Serve {
+    let serve_toml = s.root.join("../serve.toml");
+    fs::write(
+        &serve_toml,
+        format!(
+            "[quarantine]\nconfig = \"{}\"\nexpire_every_secs = {every_secs}\n",
+            s.config.display()
+        ),
+    )
+    .unwrap();
+    let http = free_port();
+    let child = Command::new(bin())
+        .arg("serve")
+        .arg("--data")
+        .arg(&s.data)
+        .arg("--config")
+        .arg(&serve_toml)
+        .args([
+            "--syslog-tcp",
+            "none",
+            "--syslog-udp",
+            "none",
+            "--relp",
+            "none",
+        ])
+        .args(["--syslog-tls", "none", "--netflow", "none"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Serve(child, http);
+    wait_for_port(http, "pugmark serve");
+    s
+}
+
+/// `pugmark status`'s line about a quarantine backend.
+fn status_line(http: u16, backend: &str) -> Option<String> {
+    let out = Command::new(bin())
+        .args(["status", "--http", &format!("127.0.0.1:{http}")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&format!("quarantine {backend}:")))
+        .map(str::to_string)
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Issue 13: "a Ceph cluster that is down (retry, record, alert via /metrics and status)". A
+/// real single-node Ceph (scripts/ceph-single-node) behind a running `serve`: its health shows
+/// up; the mon is killed; a VM's RBD disk is captured at its deletion (the libvirt hook's
+/// call, domain XML on stdin) and fails — recorded `failed` with when it is retried, the
+/// hook exits 1 —; `/metrics` and `pugmark status` say the backend is down with a capture
+/// waiting; the mon comes back; serve's timer retries and keeps the disk (evidence clone, the
+/// source in the trash), both records in the ledger, status up with nothing waiting.
+#[test]
+fn ceph_down_is_recorded_alerted_and_the_capture_retried_until_it_succeeds() {
+    let Some(_) = need("ceph-mon") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = rbd::testing::SingleNode::start_with_pools(
+        &tmp.path().join("ceph"),
+        &["vms", "pugmark-evidence"],
+    )
+    .expect("start single-node ceph");
+    let conf = cluster.conf().to_path_buf();
+    let vm = "5e6f7a8b-0000-4000-8000-00000000ce9h".replace('h', "0");
+    let image = format!("{vm}_disk");
+    let raw = tmp.path().join("disk.raw");
+    fs::write(&raw, vec![0x5au8; 1 << 20]).unwrap();
+    let st = Command::new("rbd")
+        .arg("-c")
+        .arg(&conf)
+        .args(["import", "--no-progress"])
+        .arg(&raw)
+        .arg(format!("vms/{image}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut s = site(&format!(
+        "hook_mode = \"take\"\n[policy]\nretention = \"7d\"\n[retry]\nfirst_secs = 1\nmax_secs = 2\nattempts = 100\n[rbd]\nconf = {:?}\nid = \"admin\"\ntimeout_secs = 3\nattempts = 1\n",
+        conf.display().to_string()
+    ));
+    s.ship = false;
+    let serve = serve_quarantine(&s, 1);
+    let http = serve.1;
+    wait_until("status shows rbd up", 60, || {
+        status_line(http, "rbd").is_some_and(|l| l.starts_with("quarantine rbd: up"))
+    });
+
+    cluster.kill_mon().unwrap();
+    let xml = format!(
+        "<domain type='kvm'><name>instance-0000002a</name><uuid>{vm}</uuid><devices><disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='rbd' name='vms/{image}'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+    );
+    let mut hook = Command::new(bin())
+        .args(["quarantine", "--config"])
+        .arg(&s.config)
+        .args([
+            "capture",
+            "--libvirt",
+            "instance-0000002a",
+            "release",
+            "end",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        hook.stdin
+            .take()
+            .unwrap()
+            .write_all(xml.as_bytes())
+            .unwrap();
+    }
+    let out = hook.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a capture that did not happen is not a success"
+    );
+    assert!(stderr.contains("tried again at"), "{stderr}");
+    let failed = s
+        .journal()
+        .into_iter()
+        .find(|r| r["step"] == "failed")
+        .expect("the failure recorded");
+    assert!(
+        failed["detail"].as_str().unwrap().contains("unavailable")
+            && failed["detail"]
+                .as_str()
+                .unwrap()
+                .contains("; retry 1 of 100 at"),
+        "{failed}"
+    );
+    assert_eq!(failed["vm_uuid"], vm.as_str());
+    // The alert: /metrics and status.
+    wait_until("status shows rbd down with a capture waiting", 60, || {
+        status_line(http, "rbd").is_some_and(|l| {
+            l.starts_with("quarantine rbd: DOWN") && l.contains("1 captures waiting")
+        })
+    });
+    let metrics = Command::new(bin())
+        .args(["status", "--raw", "--http", &format!("127.0.0.1:{http}")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("pugmark_quarantine_backend_up{backend=\"rbd\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pugmark_quarantine_captures_waiting{backend=\"rbd\"} 1\n"));
+    assert!(!metrics.contains("pugmark_quarantine_backend_down_polls_total{backend=\"rbd\"} 0\n"));
+
+    // Back: serve's timer retries, the disk is kept, status is up with nothing waiting.
+    cluster.restart_mon().unwrap();
+    wait_until("the retry keeps the disk", 120, || {
+        s.journal()
+            .iter()
+            .any(|r| r["step"] == "captured" && r["vm_uuid"] == vm.as_str())
+    });
+    wait_until(
+        "status shows rbd up, nothing waiting, one image",
+        60,
+        || {
+            status_line(http, "rbd").is_some_and(|l| {
+                l.starts_with("quarantine rbd: up")
+                    && l.contains("0 captures waiting")
+                    && l.contains(" 1 images")
+            })
+        },
+    );
+    let items = s.json(&["list", "--vm", &vm]);
+    let item = &items["items"][0];
+    assert_eq!(item["source"], format!("vms/{image}"));
+    assert!(
+        item["locator"]
+            .as_str()
+            .unwrap()
+            .starts_with("pugmark-evidence/pugmark-q-")
+    );
+    // The disk is the one imported, through the kept image.
+    let v = s.json(&["verify", item["id"].as_str().unwrap()]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["now"]["sha256"], sha256(&raw).as_str());
+    // The failure and the capture on retry are both in the ledger.
+    wait_until("custody shipped", 30, || {
+        count(&s.data, &["class:vm.custody custody_step:failed"]) >= 1
+            && count(&s.data, &["class:vm.custody custody_step:captured"]) >= 1
+    });
+    drop(serve);
+    drop(cluster);
+}
