@@ -764,7 +764,7 @@ fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["config", "one", "serve", "sh", "sh"]);
+    assert_eq!(seen, ["config", "config", "one", "serve", "sh", "sh"]);
 }
 
 /// `inspect` reads a kept qcow2 without booting it: the GPT partition made by sfdisk, the
