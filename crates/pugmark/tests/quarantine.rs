@@ -1373,3 +1373,187 @@ fn ceph_down_is_recorded_alerted_and_the_capture_retried_until_it_succeeds() {
     drop(serve);
     drop(cluster);
 }
+
+/// `rbd ARGS` against the test cluster; its stdout.
+fn rbd_cli(conf: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("rbd")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Issue 13, "Nothing lost under faults", for RBD: kill -9 at a random moment of the libvirt
+/// hook's capture (take: snapshot, protect, clone into the evidence pool, tag, trash mv of
+/// the source) against a real single-node Ceph. After each kill the next command settles the
+/// capture: either the image is kept and recorded (the kept image hashes to the imported
+/// bytes) or it is recorded failed and the source is where it was with nothing of ours on it
+/// (no `pugmark-` snapshot). Never a source gone without a kept copy; no evidence image
+/// without its item. Cycles: `PUGMARK_QUARANTINE_KILL_CYCLES` (default 4 here, the first one
+/// not killed, to time a capture; the long run:
+/// `PUGMARK_QUARANTINE_KILL_CYCLES=50 cargo test --test quarantine kill_9_during_an_rbd`).
+#[test]
+fn kill_9_during_an_rbd_capture_leaves_it_kept_or_untouched_and_recorded() {
+    let Some(_) = need("ceph-mon") else { return };
+    let cycles: usize = std::env::var("PUGMARK_QUARANTINE_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(4)
+        .max(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = rbd::testing::SingleNode::start_with_pools(
+        &tmp.path().join("ceph"),
+        &["vms", "pugmark-evidence"],
+    )
+    .expect("start single-node ceph");
+    let conf = cluster.conf().to_path_buf();
+    let mut s = site(&format!(
+        "hook_mode = \"take\"\n[rbd]\nconf = {:?}\nid = \"admin\"\ntimeout_secs = 20\n",
+        conf.display().to_string()
+    ));
+    s.ship = false;
+    let mut seed = std::process::id() as u64 | 1;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut kept_n, mut untouched_n, mut finished_n) = (0, 0, 0);
+    let mut span = Duration::ZERO;
+    for cycle in 0..cycles {
+        let vm = format!("7a7a7a7a-0000-4000-8000-{cycle:012}");
+        let image = format!("{vm}_disk");
+        let raw = tmp.path().join(format!("disk-{cycle}.raw"));
+        let bytes: Vec<u8> = (0..(1u32 << 20))
+            .map(|i| (i % 251) as u8 ^ cycle as u8)
+            .collect();
+        fs::write(&raw, &bytes).unwrap();
+        let (ok, _) = rbd_cli(
+            &conf,
+            &[
+                "import",
+                "--no-progress",
+                raw.to_str().unwrap(),
+                &format!("vms/{image}"),
+            ],
+        );
+        assert!(ok);
+        let want = sha256(&raw);
+        let xml = format!(
+            "<domain type='kvm'><name>i-{cycle}</name><uuid>{vm}</uuid><devices><disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='rbd' name='vms/{image}'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+        );
+        let mut child = Command::new(bin())
+            .args(["quarantine", "--config"])
+            .arg(&s.config)
+            .args([
+                "capture",
+                "--no-hash",
+                "--libvirt",
+                &format!("i-{cycle}"),
+                "release",
+                "end",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let _ = child.stdin.take().unwrap().write_all(xml.as_bytes());
+        }
+        // Cycle 0 runs to its end: how long a capture takes here (a handful of CLI calls);
+        // the others are killed at a random moment within that time.
+        let t0 = Instant::now();
+        if cycle == 0 {
+            assert!(child.wait().unwrap().success(), "the calibration capture");
+            span = t0.elapsed();
+            eprintln!("an RBD capture takes {span:?} here");
+        } else {
+            let ms = span.as_millis().max(1) as u64;
+            std::thread::sleep(Duration::from_millis(rand() % ms));
+            if child.try_wait().unwrap().is_some() {
+                finished_n += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The next command settles what the kill left.
+        let items = s.json(&["list", "--vm", &vm])["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let j = s.journal();
+        let opened = j.iter().filter(|r| r["step"] == "capturing").count();
+        let closed = j
+            .iter()
+            .filter(|r| (r["step"] == "captured" || r["step"] == "failed") && r["item"].is_string())
+            .count();
+        assert_eq!(opened, closed, "cycle {cycle}: an unsettled capture");
+        let (in_pool, _) = rbd_cli(&conf, &["info", &format!("vms/{image}")]);
+        match items.as_slice() {
+            [item] => {
+                kept_n += 1;
+                let v = s.json(&["verify", item["id"].as_str().unwrap()]);
+                assert_eq!(
+                    v["now"]["sha256"],
+                    want.as_str(),
+                    "cycle {cycle}: kept image differs"
+                );
+            }
+            [] => {
+                untouched_n += 1;
+                assert!(
+                    in_pool,
+                    "cycle {cycle}: the source is gone and nothing was kept"
+                );
+                let (_, snaps) = rbd_cli(
+                    &conf,
+                    &["snap", "ls", "--format", "json", &format!("vms/{image}")],
+                );
+                assert!(
+                    !snaps.contains("pugmark-"),
+                    "cycle {cycle}: left on the source: {snaps}"
+                );
+                let last = j
+                    .iter()
+                    .rev()
+                    .find(|r| r["vm_uuid"] == vm.as_str())
+                    .unwrap();
+                if last["step"] != Value::Null {
+                    assert!(
+                        j.iter()
+                            .any(|r| r["vm_uuid"] == vm.as_str() && r["step"] == "failed")
+                            || !j.iter().any(|r| r["vm_uuid"] == vm.as_str()),
+                        "cycle {cycle}: no failure recorded"
+                    );
+                }
+            }
+            many => panic!("cycle {cycle}: {} items for one disk", many.len()),
+        }
+        // No evidence image without its item.
+        let (_, ev) = rbd_cli(&conf, &["ls", "--format", "json", "pugmark-evidence"]);
+        let ev: Vec<String> = serde_json::from_str(&ev).unwrap_or_default();
+        let all = s.json(&["list"])["items"].as_array().unwrap().clone();
+        for e in ev {
+            assert!(
+                all.iter().any(|i| i["locator"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("pugmark-evidence/{e}"))),
+                "cycle {cycle}: evidence image {e} has no item"
+            );
+        }
+    }
+    eprintln!(
+        "{cycles} cycles (the first not killed): {kept_n} kept, {untouched_n} untouched, {finished_n} finished before the kill"
+    );
+    drop(cluster);
+}

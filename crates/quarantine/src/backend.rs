@@ -318,6 +318,15 @@ pub trait Backend: Send + Sync {
 
     /// Whether captures can be made now, and free space.
     fn health(&self) -> Health;
+
+    /// Undo what an interrupted capture of item `id` may have left on `source` without
+    /// keeping anything (e.g. an RBD snapshot taken before a kill -9): called by the core
+    /// when it settles such a capture as failed, so the source is left as it was found.
+    /// Idempotent; nothing to undo is success. Default: nothing is ever left.
+    fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
+        let _ = (id, source);
+        Ok(())
+    }
 }
 
 /// A shared backend is a backend: a long-lived process (serve's quarantine timer) keeps one
@@ -353,6 +362,9 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
     }
     fn health(&self) -> Health {
         (**self).health()
+    }
+    fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
+        (**self).abandon(id, source)
     }
 }
 

@@ -349,6 +349,28 @@ impl CephBackend {
         }
     }
 
+    /// The locator of an evidence image without its tag, from `rbd info`'s parent.
+    fn untagged_locator(&self, spec: &ImageSpec) -> Result<String, BackendError> {
+        let info = self.call(|| self.rbd.info(spec)).map_err(backend)?;
+        let parent = match info.parent {
+            Some(p) if p.snapshot.starts_with(PREFIX) => {
+                let ns = (!p.pool_namespace.is_empty()).then_some(p.pool_namespace.clone());
+                Some(ParentRef {
+                    pool: PoolSpec::new(&p.pool, ns).map_err(refused)?,
+                    image_id: p.id,
+                    snap: p.snapshot,
+                    trashed_by_us: p.trash,
+                })
+            }
+            _ => None,
+        };
+        Ok(Locator {
+            evidence: spec.clone(),
+            parent,
+        }
+        .render())
+    }
+
     /// Undo the snapshot (and clone) of a capture that failed half-way: best effort, the
     /// source is left as it was found.
     fn undo(&self, src_pool: &PoolSpec, src_id: &str, snap: &str, clone: Option<&ImageSpec>) {
@@ -618,15 +640,44 @@ impl Backend for CephBackend {
                 .call(|| self.rbd.meta_get(&spec, META_KEY))
                 .map_err(backend)?
                 .and_then(|j| serde_json::from_str::<Tag>(&j).ok());
+            let locator = match tag {
+                Some(t) => t.locator,
+                // A capture killed before its tag: the clone's parent says which source it
+                // pins (and whether that source is in the trash, to be destroyed at purge).
+                None => self.untagged_locator(&spec)?,
+            };
             out.push(Listed {
-                locator: tag
-                    .as_ref()
-                    .map_or_else(|| spec.to_string(), |t| t.locator.clone()),
+                locator,
                 id: Some(id.to_string()),
                 size: Some(row.size),
             });
         }
         Ok(out)
+    }
+
+    fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
+        let Source::Rbd {
+            pool,
+            namespace,
+            image,
+            snapshot: None,
+        } = source
+        else {
+            return Ok(());
+        };
+        let src = ImageSpec::new(pool, namespace.clone(), image).map_err(refused)?;
+        let snap = format!("{PREFIX}{id}");
+        let info = match self.call(|| self.rbd.info(&src)) {
+            Ok(i) => i,
+            // Gone from the pool: nothing of this capture can be on it.
+            Err(RbdError::ImageMissing { .. }) => return Ok(()),
+            Err(e) => return Err(backend(e)),
+        };
+        let snaps = self.call(|| self.rbd.snap_list(&src)).map_err(backend)?;
+        if snaps.iter().any(|s| s.name == snap) {
+            self.undo(&src.pool_spec(), &info.id, &snap, None);
+        }
+        Ok(())
     }
 
     fn health(&self) -> Health {

@@ -972,14 +972,29 @@ impl Quarantine {
             return Ok(());
         }
         let mut held: BTreeMap<String, crate::backend::Listed> = BTreeMap::new();
+        // A backend that cannot say what it holds (a cluster that is down) has its intents
+        // left open for a later open: settling them as failed could orphan a kept image.
+        let mut unknown: Vec<&'static str> = Vec::new();
         for b in &self.backends {
-            for l in b.list().unwrap_or_default() {
-                if let Some(id) = l.id.clone() {
-                    held.insert(id, l);
+            match b.list() {
+                Ok(list) => {
+                    for l in list {
+                        if let Some(id) = l.id.clone() {
+                            held.insert(id, l);
+                        }
+                    }
                 }
+                Err(_) => unknown.push(b.kind()),
             }
         }
         for (id, intent) in open {
+            if intent
+                .backend
+                .as_deref()
+                .is_some_and(|k| unknown.contains(&k))
+            {
+                continue;
+            }
             let mut r = intent.clone();
             r.n = 0;
             r.time = crate::now().to_string();
@@ -1020,7 +1035,21 @@ impl Quarantine {
                 }
             } else {
                 r.step = Some(Step::Failed);
-                r.detail = Some("interrupted capture: nothing kept, source untouched".into());
+                // What the backend may have left on the source (an RBD snapshot) goes.
+                let undone = match (intent.backend.as_deref(), intent.source.as_deref()) {
+                    (Some(kind), Some(src)) => match (self.backend(kind), Source::parse(kind, src))
+                    {
+                        (Ok(b), Some(source)) => b.abandon(&id, &source).err(),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                r.detail = Some(match undone {
+                    None => "interrupted capture: nothing kept, source untouched".into(),
+                    Some(e) => format!(
+                        "interrupted capture: nothing kept, source untouched (left over on it, not removed: {e})"
+                    ),
+                });
                 self.record(r)?;
             }
         }
