@@ -1557,3 +1557,124 @@ fn kill_9_during_an_rbd_capture_leaves_it_kept_or_untouched_and_recorded() {
     );
     drop(cluster);
 }
+
+/// Issue 13, custody "observer `collector` or the hook's host": a hypervisor's quarantine
+/// (`syslog = true`) writes each custody record to its local syslog socket; a real rsyslogd
+/// (imuxsock on that socket, omfwd TCP octet-counted RFC 5424, as a site forwards) hands them
+/// to `serve`, whose sender map says the sender is a hypervisor: the records are in the ledger
+/// as class `vm.custody` under observer `hypervisor`, and `timeline --vm` shows them beside
+/// the VM's life.
+#[test]
+fn a_hypervisors_custody_reaches_the_ledger_through_rsyslog_as_the_hypervisor() {
+    let Some(rsyslogd) = need("rsyslogd") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let socket = w.join("log");
+    let mut s = site(&format!(
+        "syslog = true\nsyslog_socket = {:?}\n",
+        socket.display().to_string()
+    ));
+    s.ship = false;
+    // serve: syslog over TCP from 127.0.0.0/8 is a hypervisor's.
+    let tcp = free_port();
+    let http = free_port();
+    let serve_toml = w.join("serve.toml");
+    fs::write(
+        &serve_toml,
+        "version = 1\n[senders]\nunmatched = \"vm\"\n[[senders.map]]\nname = \"hv-test\"\nobserver = \"hypervisor\"\ncidr = \"127.0.0.0/8\"\n",
+    )
+    .unwrap();
+    let serve = Command::new(bin())
+        .arg("serve")
+        .arg("--data")
+        .arg(&s.data)
+        .arg("--config")
+        .arg(&serve_toml)
+        .args(["--syslog-tcp", &format!("127.0.0.1:{tcp}")])
+        .args([
+            "--syslog-udp",
+            "none",
+            "--relp",
+            "none",
+            "--syslog-tls",
+            "none",
+        ])
+        .args(["--netflow", "none", "--http", &format!("127.0.0.1:{http}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serve = Serve(serve, http);
+    wait_for_port(tcp, "pugmark serve");
+    // The hypervisor's rsyslog: its local socket forwarded to serve.
+    fs::create_dir_all(w.join("work")).unwrap();
+    let conf = w.join("rsyslog.conf");
+    fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{w}/work")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{sock}")
+*.* action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+"#,
+            w = w.display(),
+            sock = socket.display()
+        ),
+    )
+    .unwrap();
+    let rsyslog = Command::new(rsyslogd)
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .arg("-i")
+        .arg(w.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _rsyslog = Kill(rsyslog);
+    wait_until("rsyslogd's socket", 20, || socket.exists());
+    // The hook's capture on the hypervisor (no --data: nothing shipped but by syslog).
+    let disk = s.root.join("d.raw");
+    fs::write(&disk, b"the hypervisor's disk").unwrap();
+    let c = s.json(&["capture", "--vm", UUID, "--disk", disk.to_str().unwrap()]);
+    let id = c["items"][0]["id"].as_str().unwrap().to_string();
+    let steps = s.steps();
+    assert_eq!(steps, ["capturing", "captured", "hashed"], "{steps:?}");
+    wait_until("the custody in the ledger as the hypervisor's", 30, || {
+        s.data.join("FORMAT").exists()
+            && count(&s.data, &["class:vm.custody observer:hypervisor"]) >= 3
+    });
+    assert_eq!(
+        count(
+            &s.data,
+            &["class:vm.custody observer:hypervisor custody_step:captured"]
+        ),
+        1
+    );
+    assert_eq!(count(&s.data, &["class:vm.custody observer:collector"]), 0);
+    // `timeline` reads the search index, which serve commits a little behind the ledger.
+    let mut tl = String::new();
+    wait_until("the custody on the VM's timeline", 30, || {
+        tl = ok(&s.data, &["timeline", "--vm", UUID]);
+        tl.contains("\"step\":\"captured\"")
+    });
+    let line = tl
+        .lines()
+        .find(|l| l.contains("\"step\":\"captured\""))
+        .unwrap();
+    assert!(
+        line.contains("[hypervisor]") && line.contains(&id),
+        "{line}"
+    );
+    assert!(line.contains("\"host\":\"hv-test\""), "{line}");
+}

@@ -212,6 +212,9 @@ pub struct Config {
     /// hypervisor's custody reaches the ledger, observed as that hypervisor.
     #[serde(default)]
     pub syslog: bool,
+    /// The local syslog socket `syslog = true` writes to (default `/dev/log`).
+    #[serde(default = "default_syslog_socket")]
+    pub syslog_socket: PathBuf,
     /// Retention policies.
     #[serde(default)]
     pub policy: Policies,
@@ -319,6 +322,10 @@ impl Default for AutoHold {
             hunt: true,
         }
     }
+}
+
+fn default_syslog_socket() -> PathBuf {
+    PathBuf::from("/dev/log")
 }
 
 fn default_store() -> PathBuf {

@@ -273,7 +273,7 @@ impl Quarantine {
             .map_err(ioe("append to the journal"))?;
         if self.config.syslog {
             // Best effort: the journal is the durable copy; the binary ships it too.
-            let _ = send_syslog(&r);
+            let _ = send_syslog(&r, &self.config.syslog_socket);
         }
         Ok(r)
     }
@@ -1101,10 +1101,10 @@ pub fn hostname() -> String {
 }
 
 /// Send a custody record to the local syslog socket (`/dev/log`, RFC 3164 as glibc does).
-fn send_syslog(r: &Record) -> io::Result<()> {
+fn send_syslog(r: &Record, socket: &Path) -> io::Result<()> {
     let sock = std::os::unix::net::UnixDatagram::unbound()?;
     let msg = format!("<110>{}: {}", crate::custody::APP, r.syslog_message());
-    sock.send_to(msg.as_bytes(), "/dev/log")?;
+    sock.send_to(msg.as_bytes(), socket)?;
     Ok(())
 }
 
