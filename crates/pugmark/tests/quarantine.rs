@@ -1136,6 +1136,42 @@ fn findings_hold_their_vms_before_capture_until_an_operator_releases_them() {
             .iter()
             .any(|(by, _)| by.starts_with("auto:who"))
     );
+    // `report` shows the custody beside the VM's life, whenever it happened (the disk was
+    // captured and purged long after the moment asked about).
+    let rep: Value = serde_json::from_str(&ok(
+        &s.data,
+        &["report", "--ip", &addr, "--at", at, "--format", "json"],
+    ))
+    .unwrap();
+    let vmr = rep["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["uuid"] == victim.as_str())
+        .expect("the victim's report")
+        .clone();
+    let custody: Vec<&str> = vmr["custody"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    for step in ["capturing", "captured", "purged", "held"] {
+        assert!(
+            custody
+                .iter()
+                .any(|c| c.contains(&format!("\"step\":\"{step}\""))),
+            "{step} missing from the report's custody: {custody:?}"
+        );
+    }
+    let md = ok(
+        &s.data,
+        &["report", "--ip", &addr, "--at", at, "--format", "md"],
+    );
+    assert!(
+        md.contains("### Image custody (quarantine, any time)"),
+        "{md}"
+    );
 
     // Only an operator's release lets the spoofer's image go: it falls back to its policy
     // (2 s from its capture, already over) and the next expiry purges it, recorded.

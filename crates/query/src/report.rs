@@ -52,6 +52,9 @@ pub struct VmReport {
     pub jobs: Vec<Entry>,
     pub lifecycle: Vec<Entry>,
     pub other: Vec<Entry>,
+    /// The VM's image custody (issue 13: captured, held, exported, purged, …) at any time,
+    /// beside its life: a disk is kept long after the moment asked about.
+    pub custody: Vec<Entry>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -117,11 +120,15 @@ fn vm_report(
         jobs: Vec::new(),
         lifecycle: Vec::new(),
         other: Vec::new(),
+        custody: crate::timeline::custody_in(index, site, fetch, &m.vm.uuid, 2000)?.0,
     };
     let mut seen: BTreeSet<(Observer, u64)> =
         m.evidence.iter().map(|e| (e.observer, e.seq)).collect();
     for e in t.entries {
         seen.insert((e.observer, e.seq));
+        if r.custody.iter().any(|c| c.seq == e.seq) {
+            continue;
+        }
         let bucket = match e.source.as_str() {
             s if s.starts_with("condor") => &mut r.jobs,
             "openstack-notification"
@@ -293,6 +300,21 @@ pub fn to_markdown(r: &Report) -> String {
                     e.seq,
                     escape_controls(&e.summary),
                     escape_controls(&tag)
+                );
+            }
+            let _ = writeln!(s);
+        }
+        if !v.custody.is_empty() {
+            // Not limited to the window: the disk's custody, from capture to purge.
+            let _ = writeln!(s, "### Image custody (quarantine, any time)\n");
+            for e in &v.custody {
+                let _ = writeln!(
+                    s,
+                    "- {} [{}] #{} {}",
+                    e.time,
+                    e.observer,
+                    e.seq,
+                    escape_controls(&e.summary)
                 );
             }
             let _ = writeln!(s);
