@@ -493,6 +493,22 @@ fn a_full_quarantine_volume_refuses_and_deletes_nothing() {
     assert!(big.try_exists().unwrap());
     assert_eq!(s.json(&["list"])["items"].as_array().unwrap().len(), 1);
     assert_eq!(s.steps().last().map(String::as_str), Some("failed"));
+    // The finding: `check` names the VM and the disk the quarantine did not keep.
+    let c = json(&s.data, &["check"]);
+    let f: Vec<&Value> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "custody_failed")
+        .collect();
+    assert_eq!(f.len(), 1, "{c}");
+    assert_eq!(f[0]["entities"][0], UUID);
+    assert_eq!(f[0]["entities"][1], big.to_str().unwrap());
+    assert!(
+        f[0]["summary"].as_str().unwrap().contains("no space"),
+        "{}",
+        f[0]
+    );
 }
 
 fn rustix_is_root() -> bool {
@@ -1407,6 +1423,10 @@ fn ceph_down_is_recorded_alerted_and_the_capture_retried_until_it_succeeds() {
             && count(&s.data, &["class:vm.custody custody_step:captured"]) >= 1
     });
     drop(serve);
+    // Kept on retry: the failures are no finding (`check` reads the index, now committed).
+    let c = json(&s.data, &["check"]);
+    assert_eq!(c["examined"]["custody"].as_u64().unwrap() >= 3, true, "{c}");
+    assert!(c["by_kind"].get("custody_failed").is_none(), "{c}");
     drop(cluster);
 }
 
