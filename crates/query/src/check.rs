@@ -831,7 +831,8 @@ fn custody_failures(
     let (seqs, expr) = positions(index, "class:vm.custody", None, req, SignedDuration::ZERO)?;
     examined.insert("custody", seqs.len() as u64);
     // (VM, source) → the failures since the last success: (seq, time, event), in order.
-    let mut open: BTreeMap<(String, String), Vec<(u64, i64, Event)>> = BTreeMap::new();
+    type Failures = Vec<(u64, i64, Event)>;
+    let mut open: BTreeMap<(String, String), Failures> = BTreeMap::new();
     for seq in seqs {
         let e = fetch.fetch(seq)?;
         if expr.as_ref().is_some_and(|x| !x.matches(&e)) || e.class != EventClass::VmCustody {
