@@ -146,6 +146,7 @@ fn quarantine_thread(
         }
     };
     let mut stats: BTreeMap<String, serve::metrics::QuarantineStat> = BTreeMap::new();
+    let mut journal_len = u64::MAX;
     let mut next = std::time::Instant::now();
     loop {
         let wait = next.saturating_duration_since(std::time::Instant::now());
@@ -178,7 +179,7 @@ fn quarantine_thread(
                 if !purged.is_empty() {
                     eprintln!("pugmark serve: quarantine purged {}", purged.join(" "));
                 }
-                poll_quarantine(&q, ceph.as_deref(), every, &mut stats)?;
+                poll_quarantine(&q, ceph.as_deref(), every, &mut stats, &mut journal_len)?;
                 if let Some(m) = metrics.get()
                     && let Ok(mut g) = m.quarantine.lock()
                 {
@@ -199,10 +200,29 @@ fn poll_quarantine(
     ceph: Option<&quarantine::ceph::CephBackend>,
     every: std::time::Duration,
     stats: &mut BTreeMap<String, serve::metrics::QuarantineStat>,
+    journal_len: &mut u64,
 ) -> anyhow::Result<()> {
     let items = q.items()?;
     let pending = q.pending()?;
-    let journal = q.journal().read()?;
+    // Failed captures per backend, counted again only when the journal grew.
+    let len = std::fs::metadata(q.journal().path()).map_or(0, |m| m.len());
+    let failures: Option<BTreeMap<String, u64>> = if len == *journal_len {
+        None
+    } else {
+        *journal_len = len;
+        let mut n = BTreeMap::new();
+        for r in q.journal().read()? {
+            if r.step == Some(quarantine::custody::Step::Failed)
+                && r.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("; retry ") || d.contains("; gave up after"))
+                && let Some(b) = r.backend
+            {
+                *n.entry(b).or_insert(0) += 1;
+            }
+        }
+        Some(n)
+    };
     for b in q.backends() {
         let kind = b.kind();
         let h = match (kind, ceph) {
@@ -227,16 +247,9 @@ fn poll_quarantine(
             .iter()
             .filter(|p| p.source.backend_kind() == kind)
             .count() as u64;
-        st.capture_failures = journal
-            .iter()
-            .filter(|r| {
-                r.step == Some(quarantine::custody::Step::Failed)
-                    && r.backend.as_deref() == Some(kind)
-                    && r.detail
-                        .as_deref()
-                        .is_some_and(|d| d.contains("; retry ") || d.contains("; gave up after"))
-            })
-            .count() as u64;
+        if let Some(f) = &failures {
+            st.capture_failures = f.get(kind).copied().unwrap_or(0);
+        }
         if let (Some(c), "rbd") = (ceph, kind) {
             let cs = c.stats();
             st.unavailable = cs.unavailable_total;
