@@ -437,7 +437,11 @@ fn rbd_quarantine_cycle_against_a_single_node_ceph() {
     eprintln!("capture with the mon down failed after {:?}", t0.elapsed());
     // Failed, recorded, and queued to be tried again (`[retry]`).
     let err = match results.as_slice() {
-        [Err(StoreError::Retrying { error, attempt: 1, .. })] => match error.as_ref() {
+        [
+            Err(StoreError::Retrying {
+                error, attempt: 1, ..
+            }),
+        ] => match error.as_ref() {
             StoreError::Backend(e) => e.to_string(),
             other => panic!("not the backend's error: {other:?}"),
         },
