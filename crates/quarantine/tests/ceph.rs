@@ -11,7 +11,8 @@
 //! the doc and fed to the real client) is deleted by a plain `rbd rm` *before* pugmark acts:
 //! the image is found in the trash and kept all the same. A hold on a live VM copies its disk
 //! and leaves nothing on it. A dead monitor: the capture fails as unavailable after retries,
-//! is recorded as failed, health says down, and the source is untouched once the mon is back.
+//! is recorded as failed and queued for a retry, health says down, and the source is
+//! untouched once the mon is back (the retry by serve's timer: crates/pugmark/tests/quarantine.rs).
 //!
 //! Oracles: the bytes imported into each image (BLAKE3 and SHA-256 computed here), `rbd`'s own
 //! listings. Bench only (bench/rbd, BENCHMARKS.md "Ceph RBD quarantine"): 10 GiB sparse images,

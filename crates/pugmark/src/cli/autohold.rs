@@ -81,7 +81,7 @@ pub fn hold(
     let extra = quarantine::ceph::backends(&config)?;
     let q = Quarantine::open(config, extra).with_context(|| {
         format!(
-            "opening the quarantine store of {} to hold the VMs found",
+            "opening the quarantine store of {} to hold the VMs found (the findings are printed; run as the store's owner, or give --no-hold)",
             config_path.display()
         )
     })?;
