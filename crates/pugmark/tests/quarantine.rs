@@ -1185,7 +1185,7 @@ fn findings_hold_their_vms_before_capture_until_an_operator_releases_them() {
         &["report", "--ip", &addr, "--at", at, "--format", "md"],
     );
     assert!(
-        md.contains("### Image custody (quarantine, any time)"),
+        md.contains("## Image custody (quarantine, any time)"),
         "{md}"
     );
 
@@ -1422,11 +1422,18 @@ fn ceph_down_is_recorded_alerted_and_the_capture_retried_until_it_succeeds() {
         count(&s.data, &["class:vm.custody custody_step:failed"]) >= 1
             && count(&s.data, &["class:vm.custody custody_step:captured"]) >= 1
     });
-    drop(serve);
-    // Kept on retry: the failures are no finding (`check` reads the index, now committed).
-    let c = json(&s.data, &["check"]);
-    assert!(c["examined"]["custody"].as_u64().unwrap() >= 3, "{c}");
+    // Kept on retry: the failures are no finding (`check` reads the search index, which
+    // serve commits a little behind the ledger: waited for).
+    let mut c = Value::Null;
+    wait_until("the index current for check", 30, || {
+        c = json(&s.data, &["check"]);
+        c["views"]["views"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["standing"] == "current"))
+    });
+    assert!(c["examined"]["custody"].as_u64().unwrap() >= 4, "{c}");
     assert!(c["by_kind"].get("custody_failed").is_none(), "{c}");
+    drop(serve);
     drop(cluster);
 }
 
