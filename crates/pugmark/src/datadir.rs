@@ -10,6 +10,7 @@
 //! DATA/imports/        view: what each file import already stored (dedup)
 //! DATA/facts/          view: SQLite fact store (VMs, leases, directory, payload jobs)
 //! DATA/tmp/            spool for stdin imports
+//! DATA/quarantine.config  the quarantine config whose custody is stored here (`cli/autohold.rs`)
 //! DATA/views.new/      `reindex` only: new views being built aside (index, facts, imports),
 //!                      swapped in when complete (`COMPLETE` marker), else removed at open
 //! DATA/views.old/      `reindex` only: the replaced views during the swap

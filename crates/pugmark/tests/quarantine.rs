@@ -493,6 +493,22 @@ fn a_full_quarantine_volume_refuses_and_deletes_nothing() {
     assert!(big.try_exists().unwrap());
     assert_eq!(s.json(&["list"])["items"].as_array().unwrap().len(), 1);
     assert_eq!(s.steps().last().map(String::as_str), Some("failed"));
+    // The finding: `check` names the VM and the disk the quarantine did not keep.
+    let c = json(&s.data, &["check"]);
+    let f: Vec<&Value> = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["kind"] == "custody_failed")
+        .collect();
+    assert_eq!(f.len(), 1, "{c}");
+    assert_eq!(f[0]["entities"][0], UUID);
+    assert_eq!(f[0]["entities"][1], big.to_str().unwrap());
+    assert!(
+        f[0]["summary"].as_str().unwrap().contains("no space"),
+        "{}",
+        f[0]
+    );
 }
 
 fn rustix_is_root() -> bool {
@@ -764,7 +780,7 @@ fn the_docs_blocks_are_what_the_programs_accept_and_the_generators_write() {
         }
     }
     seen.sort();
-    assert_eq!(seen, ["config", "one", "serve", "sh", "sh"]);
+    assert_eq!(seen, ["config", "config", "one", "serve", "sh", "sh"]);
 }
 
 /// `inspect` reads a kept qcow2 without booting it: the GPT partition made by sfdisk, the
@@ -930,4 +946,800 @@ fn serve_ships_custody_and_expires_on_its_timer() {
         at.duration_since(until)
     );
     assert!(count(&s.data, &["class:vm.custody custody_step:captured"]) >= 1);
+}
+
+/// The holds in force, per VM: `[(by, reason)]`.
+fn holds(s: &Site) -> std::collections::BTreeMap<String, Vec<(String, String)>> {
+    let h = s.json(&["holds"]);
+    h["holds"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(vm, hs)| {
+            let hs = hs
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    (
+                        h["by"].as_str().unwrap().to_string(),
+                        h["reason"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            (vm.clone(), hs)
+        })
+        .collect()
+}
+
+/// Issue 13: "A VM named by `who`/`check`/`hunt` findings ... is kept until released." On a
+/// generated challenge day: `check` holds the VM of the planted spoofed source (not the VM
+/// whose address it used) before the VM is deleted; the capture at its deletion keeps the disk
+/// with no end while the other VM's disk expires; `hunt` and `who --hold` hold too; each hold
+/// is a custody record in the ledger; only an operator's release lets the image go, and the
+/// same finding does not hold it again.
+#[test]
+fn findings_hold_their_vms_before_capture_until_an_operator_releases_them() {
+    let s = site("[policy]\nretention = \"2s\"\n");
+    let ch = s.root.join("../ch");
+    let generated = Command::new(bin())
+        .args([
+            "challenge",
+            "generate",
+            "--seed",
+            "7",
+            "--vms",
+            "30",
+            "--hours",
+            "6",
+        ])
+        .arg("--out")
+        .arg(&ch)
+        .output()
+        .unwrap();
+    assert!(
+        generated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&generated.stderr)
+    );
+    let run = Command::new(bin())
+        .args(["challenge", "run"])
+        .arg(&ch)
+        .arg("--data")
+        .arg(&s.data)
+        .output()
+        .unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // The ground truth of the planted spoof: [spoofer, address, the VM that held it].
+    let truth: Value =
+        serde_json::from_slice(&fs::read(ch.join("findings.json")).unwrap()).unwrap();
+    let spoof = truth["expect"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "spoofed_source")
+        .expect("a planted spoofed source");
+    let spoofer = spoof["entities"][0].as_str().unwrap().to_string();
+    let addr = spoof["entities"][1].as_str().unwrap().to_string();
+    let victim = spoof["entities"][2].as_str().unwrap().to_string();
+
+    // Before any custody is stored in DATA, `check` holds nothing (no quarantine store).
+    assert!(
+        !pugmark(&s.data, &["check"])
+            .stderr
+            .windows(4)
+            .any(|w| w == b"held")
+    );
+    // The first custody stored in DATA names the store (DATA/quarantine.config).
+    s.ok(&["holds"]);
+    assert!(s.data.join("quarantine.config").try_exists().unwrap());
+
+    // `--no-hold`, and `[auto_hold] check = false`, hold nothing.
+    ok(&s.data, &["check", "--no-hold"]);
+    let off = s.root.join("../off.toml");
+    fs::write(
+        &off,
+        format!(
+            "version = 1\nstore = \"{}\"\n[auto_hold]\ncheck = false\n",
+            s.root.join("../store-off").display()
+        ),
+    )
+    .unwrap();
+    ok(
+        &s.data,
+        &["check", "--quarantine-config", off.to_str().unwrap()],
+    );
+    assert!(holds(&s).is_empty());
+    assert!(!s.root.join("../store-off/holds.json").try_exists().unwrap());
+
+    // `check`: the spoofer is held (by VM UUID: it is still alive, nothing is captured yet).
+    let c = json(&s.data, &["check"]);
+    let found = c["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "spoofed_source")
+        .unwrap()
+        .clone();
+    let h = holds(&s);
+    assert!(
+        h.get(&spoofer).is_some_and(|hs| {
+            hs.iter().any(|(by, why)| {
+                by == "auto:check" && why.starts_with("check finding spoofed_source")
+            })
+        }),
+        "{h:?}"
+    );
+    assert!(
+        !h.get(&victim)
+            .is_some_and(|hs| hs.iter().any(|(_, why)| why.contains("spoofed_source"))),
+        "the VM whose address was used is no suspect: {h:?}"
+    );
+    let held_records = count(&s.data, &["class:vm.custody custody_step:held"]);
+    assert_eq!(held_records as usize, h.len(), "each hold is in the ledger");
+    let tl = ok(&s.data, &["timeline", "--vm", &spoofer]);
+    assert!(
+        tl.contains("\"step\":\"held\"") && tl.contains("auto:check"),
+        "{tl}"
+    );
+    // Run again: the same findings hold nothing more.
+    let n = s.journal().len();
+    ok(&s.data, &["check"]);
+    assert_eq!(s.journal().len(), n);
+
+    // The VMs are deleted: their disks are captured. The held one is kept with no end.
+    let (sd, vd) = (s.root.join("spoofer.raw"), s.root.join("victim.raw"));
+    fs::write(&sd, b"spoofer's disk").unwrap();
+    fs::write(&vd, b"victim's disk").unwrap();
+    let cs = s.json(&["capture", "--vm", &spoofer, "--disk", sd.to_str().unwrap()]);
+    let kept = cs["items"][0].clone();
+    assert_eq!(kept["keep_until"], Value::Null, "{kept}");
+    assert_eq!(kept["held"], true);
+    assert!(
+        kept["policy"]
+            .as_str()
+            .unwrap()
+            .starts_with("hold (check finding spoofed_source")
+    );
+    let cv = s.json(&["capture", "--vm", &victim, "--disk", vd.to_str().unwrap()]);
+    let vuntil: jiff::Timestamp = cv["items"][0]["keep_until"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    #[allow(clippy::disallowed_methods)]
+    let now = jiff::Timestamp::now;
+    while now() <= vuntil {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let p = s.json(&["expire"]);
+    let h_now = holds(&s);
+    if h_now.contains_key(&victim) {
+        assert!(p["purged"].as_array().unwrap().is_empty());
+    } else {
+        assert_eq!(p["purged"][0], cv["items"][0]["id"], "{p}");
+    }
+    assert_eq!(
+        s.json(&["list", "--vm", &spoofer])["items"][0]["id"],
+        kept["id"]
+    );
+
+    // `hunt`: the VM a hit matched is held too (the challenge's C2 address).
+    let iocs = s.root.join("../iocs.txt");
+    fs::write(&iocs, "198.51.100.23\n").unwrap();
+    let hunt = json(&s.data, &["hunt", "--iocs", iocs.to_str().unwrap()]);
+    let c2vm = hunt["hits"][0]["matches"][0]["vm"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        holds(&s)[&c2vm]
+            .iter()
+            .any(|(by, why)| by == "auto:hunt" && why == "hunt indicator 198.51.100.23")
+    );
+    // `who --hold`: the operator holds whoever held the address at the finding's time.
+    let at = found["time"].as_str().unwrap();
+    let w = json(&s.data, &["who", "--ip", &addr, "--at", at, "--hold"]);
+    let named = w["matches"][0]["vm"]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(named, victim);
+    assert!(
+        holds(&s)[&victim]
+            .iter()
+            .any(|(by, _)| by.starts_with("auto:who"))
+    );
+    // `report` shows the custody beside the VM's life, whenever it happened (the disk was
+    // captured and purged long after the moment asked about).
+    let rep: Value = serde_json::from_str(&ok(
+        &s.data,
+        &["report", "--ip", &addr, "--at", at, "--format", "json"],
+    ))
+    .unwrap();
+    let vmr = rep["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["uuid"] == victim.as_str())
+        .expect("the victim's report")
+        .clone();
+    let custody: Vec<&str> = vmr["custody"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["summary"].as_str().unwrap())
+        .collect();
+    for step in ["capturing", "captured", "purged", "held"] {
+        assert!(
+            custody
+                .iter()
+                .any(|c| c.contains(&format!("\"step\":\"{step}\""))),
+            "{step} missing from the report's custody: {custody:?}"
+        );
+    }
+    let md = ok(
+        &s.data,
+        &["report", "--ip", &addr, "--at", at, "--format", "md"],
+    );
+    assert!(
+        md.contains("## Image custody (quarantine, any time)"),
+        "{md}"
+    );
+
+    // Only an operator's release lets the spoofer's image go: it falls back to its policy
+    // (2 s from its capture, already over) and the next expiry purges it, recorded.
+    s.ok(&["release", &spoofer, "--reason", "examined"]);
+    let p = s.json(&["expire"]);
+    assert_eq!(p["purged"][0], kept["id"], "{p}");
+    let last: Vec<Value> = s
+        .journal()
+        .into_iter()
+        .filter(|r| r["item"] == kept["id"])
+        .collect();
+    let steps: Vec<&str> = last.iter().map(|r| r["step"].as_str().unwrap()).collect();
+    assert_eq!(
+        steps[steps.len() - 2..],
+        ["released", "purged"],
+        "{steps:?}"
+    );
+    // The same findings do not hold a released VM again.
+    ok(&s.data, &["check"]);
+    assert!(!holds(&s).contains_key(&spoofer));
+    assert!(count(&s.data, &["class:vm.custody custody_step:purged"]) >= 2);
+}
+
+/// A `serve` with `[quarantine]` on `s.config`, its HTTP (metrics) port; killed on drop.
+struct Serve(Child, u16);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_quarantine(s: &Site, every_secs: u64) -> Serve {
+    let serve_toml = s.root.join("../serve.toml");
+    fs::write(
+        &serve_toml,
+        format!(
+            "[quarantine]\nconfig = \"{}\"\nexpire_every_secs = {every_secs}\n",
+            s.config.display()
+        ),
+    )
+    .unwrap();
+    let http = free_port();
+    let child = Command::new(bin())
+        .arg("serve")
+        .arg("--data")
+        .arg(&s.data)
+        .arg("--config")
+        .arg(&serve_toml)
+        .args([
+            "--syslog-tcp",
+            "none",
+            "--syslog-udp",
+            "none",
+            "--relp",
+            "none",
+        ])
+        .args(["--syslog-tls", "none", "--netflow", "none"])
+        .args(["--http", &format!("127.0.0.1:{http}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let s = Serve(child, http);
+    wait_for_port(http, "pugmark serve");
+    s
+}
+
+/// `pugmark status`'s line about a quarantine backend.
+fn status_line(http: u16, backend: &str) -> Option<String> {
+    let out = Command::new(bin())
+        .args(["status", "--http", &format!("127.0.0.1:{http}")])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&format!("quarantine {backend}:")))
+        .map(str::to_string)
+}
+
+fn wait_until(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Issue 13: "a Ceph cluster that is down (retry, record, alert via /metrics and status)". A
+/// real single-node Ceph (scripts/ceph-single-node) behind a running `serve`: its health shows
+/// up; the mon is killed; a VM's RBD disk is captured at its deletion (the libvirt hook's
+/// call, domain XML on stdin) and fails — recorded `failed` with when it is retried, the
+/// hook exits 1 —; `/metrics` and `pugmark status` say the backend is down with a capture
+/// waiting; the mon comes back; serve's timer retries and keeps the disk (evidence clone, the
+/// source in the trash), both records in the ledger, status up with nothing waiting.
+#[test]
+fn ceph_down_is_recorded_alerted_and_the_capture_retried_until_it_succeeds() {
+    let Some(_) = need("ceph-mon") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = rbd::testing::SingleNode::start_with_pools(
+        &tmp.path().join("ceph"),
+        &["vms", "pugmark-evidence"],
+    )
+    .expect("start single-node ceph");
+    let conf = cluster.conf().to_path_buf();
+    let vm = "5e6f7a8b-0000-4000-8000-00000000ce9h".replace('h', "0");
+    let image = format!("{vm}_disk");
+    let raw = tmp.path().join("disk.raw");
+    fs::write(&raw, vec![0x5au8; 1 << 20]).unwrap();
+    let st = Command::new("rbd")
+        .arg("-c")
+        .arg(&conf)
+        .args(["import", "--no-progress"])
+        .arg(&raw)
+        .arg(format!("vms/{image}"))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut s = site(&format!(
+        "hook_mode = \"take\"\n[policy]\nretention = \"7d\"\n[retry]\nfirst_secs = 1\nmax_secs = 2\nattempts = 100\n[rbd]\nconf = {:?}\nid = \"admin\"\ntimeout_secs = 3\nattempts = 1\n",
+        conf.display().to_string()
+    ));
+    s.ship = false;
+    let serve = serve_quarantine(&s, 1);
+    let http = serve.1;
+    wait_until("status shows rbd up", 60, || {
+        status_line(http, "rbd").is_some_and(|l| l.starts_with("quarantine rbd: up"))
+    });
+
+    cluster.kill_mon().unwrap();
+    let xml = format!(
+        "<domain type='kvm'><name>instance-0000002a</name><uuid>{vm}</uuid><devices><disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='rbd' name='vms/{image}'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+    );
+    let mut hook = Command::new(bin())
+        .args(["quarantine", "--config"])
+        .arg(&s.config)
+        .args([
+            "capture",
+            "--libvirt",
+            "instance-0000002a",
+            "release",
+            "end",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        hook.stdin
+            .take()
+            .unwrap()
+            .write_all(xml.as_bytes())
+            .unwrap();
+    }
+    let out = hook.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "a capture that did not happen is not a success"
+    );
+    assert!(stderr.contains("tried again at"), "{stderr}");
+    let failed = s
+        .journal()
+        .into_iter()
+        .find(|r| r["step"] == "failed")
+        .expect("the failure recorded");
+    assert!(
+        failed["detail"].as_str().unwrap().contains("unavailable")
+            && failed["detail"]
+                .as_str()
+                .unwrap()
+                .contains("; retry 1 of 100 at"),
+        "{failed}"
+    );
+    assert_eq!(failed["vm_uuid"], vm.as_str());
+    // The alert: /metrics and status.
+    wait_until("status shows rbd down with a capture waiting", 60, || {
+        status_line(http, "rbd").is_some_and(|l| {
+            l.starts_with("quarantine rbd: DOWN") && l.contains("1 captures waiting")
+        })
+    });
+    let metrics = Command::new(bin())
+        .args(["status", "--raw", "--http", &format!("127.0.0.1:{http}")])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        metrics.contains("pugmark_quarantine_backend_up{backend=\"rbd\"} 0\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("pugmark_quarantine_captures_waiting{backend=\"rbd\"} 1\n"));
+    assert!(!metrics.contains("pugmark_quarantine_backend_down_polls_total{backend=\"rbd\"} 0\n"));
+
+    // Back: serve's timer retries, the disk is kept, status is up with nothing waiting.
+    cluster.restart_mon().unwrap();
+    wait_until("the retry keeps the disk", 120, || {
+        s.journal()
+            .iter()
+            .any(|r| r["step"] == "captured" && r["vm_uuid"] == vm.as_str())
+    });
+    wait_until(
+        "status shows rbd up, nothing waiting, one image",
+        60,
+        || {
+            status_line(http, "rbd").is_some_and(|l| {
+                l.starts_with("quarantine rbd: up")
+                    && l.contains("0 captures waiting")
+                    && l.contains(" 1 images")
+            })
+        },
+    );
+    let items = s.json(&["list", "--vm", &vm]);
+    let item = &items["items"][0];
+    assert_eq!(item["source"], format!("vms/{image}"));
+    assert!(
+        item["locator"]
+            .as_str()
+            .unwrap()
+            .starts_with("pugmark-evidence/pugmark-q-")
+    );
+    // The disk is the one imported, through the kept image.
+    let v = s.json(&["verify", item["id"].as_str().unwrap()]);
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["now"]["sha256"], sha256(&raw).as_str());
+    // The failure and the capture on retry are both in the ledger.
+    wait_until("custody shipped", 30, || {
+        count(&s.data, &["class:vm.custody custody_step:failed"]) >= 1
+            && count(&s.data, &["class:vm.custody custody_step:captured"]) >= 1
+    });
+    // Kept on retry: the failures are no finding (`check` reads the search index, which
+    // serve commits a little behind the ledger: waited for).
+    let mut c = Value::Null;
+    wait_until("the index current for check", 30, || {
+        c = json(&s.data, &["check"]);
+        c["views"]["views"]
+            .as_array()
+            .is_some_and(|v| v.iter().all(|v| v["standing"] == "current"))
+    });
+    assert!(c["examined"]["custody"].as_u64().unwrap() >= 4, "{c}");
+    assert!(c["by_kind"].get("custody_failed").is_none(), "{c}");
+    drop(serve);
+    drop(cluster);
+}
+
+/// `rbd ARGS` against the test cluster; its stdout.
+fn rbd_cli(conf: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new("rbd")
+        .arg("-c")
+        .arg(conf)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Issue 13, "Nothing lost under faults", for RBD: kill -9 at a random moment of the libvirt
+/// hook's capture (take: snapshot, protect, clone into the evidence pool, tag, trash mv of
+/// the source) against a real single-node Ceph. After each kill the next command settles the
+/// capture: either the image is kept and recorded (the kept image hashes to the imported
+/// bytes) or it is recorded failed and the source is where it was with nothing of ours on it
+/// (no `pugmark-` snapshot). Never a source gone without a kept copy; no evidence image
+/// without its item. Cycles: `PUGMARK_QUARANTINE_KILL_CYCLES` (default 4 here, the first one
+/// not killed, to time a capture; the long run:
+/// `PUGMARK_QUARANTINE_KILL_CYCLES=50 cargo test --test quarantine kill_9_during_an_rbd`).
+#[test]
+fn kill_9_during_an_rbd_capture_leaves_it_kept_or_untouched_and_recorded() {
+    let Some(_) = need("ceph-mon") else { return };
+    let cycles: usize = std::env::var("PUGMARK_QUARANTINE_KILL_CYCLES")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(4)
+        .max(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let cluster = rbd::testing::SingleNode::start_with_pools(
+        &tmp.path().join("ceph"),
+        &["vms", "pugmark-evidence"],
+    )
+    .expect("start single-node ceph");
+    let conf = cluster.conf().to_path_buf();
+    let mut s = site(&format!(
+        "hook_mode = \"take\"\n[rbd]\nconf = {:?}\nid = \"admin\"\ntimeout_secs = 20\n",
+        conf.display().to_string()
+    ));
+    s.ship = false;
+    let mut seed = std::process::id() as u64 | 1;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut kept_n, mut untouched_n, mut finished_n) = (0, 0, 0);
+    let mut span = Duration::ZERO;
+    for cycle in 0..cycles {
+        let vm = format!("7a7a7a7a-0000-4000-8000-{cycle:012}");
+        let image = format!("{vm}_disk");
+        let raw = tmp.path().join(format!("disk-{cycle}.raw"));
+        let bytes: Vec<u8> = (0..(1u32 << 20))
+            .map(|i| (i % 251) as u8 ^ cycle as u8)
+            .collect();
+        fs::write(&raw, &bytes).unwrap();
+        let (ok, _) = rbd_cli(
+            &conf,
+            &[
+                "import",
+                "--no-progress",
+                raw.to_str().unwrap(),
+                &format!("vms/{image}"),
+            ],
+        );
+        assert!(ok);
+        let want = sha256(&raw);
+        let xml = format!(
+            "<domain type='kvm'><name>i-{cycle}</name><uuid>{vm}</uuid><devices><disk type='network' device='disk'><driver name='qemu' type='raw'/><source protocol='rbd' name='vms/{image}'/><target dev='vda' bus='virtio'/></disk></devices></domain>"
+        );
+        let mut child = Command::new(bin())
+            .args(["quarantine", "--config"])
+            .arg(&s.config)
+            .args([
+                "capture",
+                "--no-hash",
+                "--libvirt",
+                &format!("i-{cycle}"),
+                "release",
+                "end",
+                "-",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let _ = child.stdin.take().unwrap().write_all(xml.as_bytes());
+        }
+        // Cycle 0 runs to its end: how long a capture takes here (a handful of CLI calls);
+        // the others are killed at a random moment within that time.
+        let t0 = Instant::now();
+        if cycle == 0 {
+            assert!(child.wait().unwrap().success(), "the calibration capture");
+            span = t0.elapsed();
+            eprintln!("an RBD capture takes {span:?} here");
+        } else {
+            let ms = span.as_millis().max(1) as u64;
+            std::thread::sleep(Duration::from_millis(rand() % ms));
+            if child.try_wait().unwrap().is_some() {
+                finished_n += 1;
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // The next command settles what the kill left.
+        let items = s.json(&["list", "--vm", &vm])["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let j = s.journal();
+        let opened = j.iter().filter(|r| r["step"] == "capturing").count();
+        let closed = j
+            .iter()
+            .filter(|r| (r["step"] == "captured" || r["step"] == "failed") && r["item"].is_string())
+            .count();
+        assert_eq!(opened, closed, "cycle {cycle}: an unsettled capture");
+        let (in_pool, _) = rbd_cli(&conf, &["info", &format!("vms/{image}")]);
+        match items.as_slice() {
+            [item] => {
+                kept_n += 1;
+                let v = s.json(&["verify", item["id"].as_str().unwrap()]);
+                assert_eq!(
+                    v["now"]["sha256"],
+                    want.as_str(),
+                    "cycle {cycle}: kept image differs"
+                );
+            }
+            [] => {
+                untouched_n += 1;
+                assert!(
+                    in_pool,
+                    "cycle {cycle}: the source is gone and nothing was kept"
+                );
+                let (_, snaps) = rbd_cli(
+                    &conf,
+                    &["snap", "ls", "--format", "json", &format!("vms/{image}")],
+                );
+                assert!(
+                    !snaps.contains("pugmark-"),
+                    "cycle {cycle}: left on the source: {snaps}"
+                );
+                let last = j
+                    .iter()
+                    .rev()
+                    .find(|r| r["vm_uuid"] == vm.as_str())
+                    .unwrap();
+                if last["step"] != Value::Null {
+                    assert!(
+                        j.iter()
+                            .any(|r| r["vm_uuid"] == vm.as_str() && r["step"] == "failed")
+                            || !j.iter().any(|r| r["vm_uuid"] == vm.as_str()),
+                        "cycle {cycle}: no failure recorded"
+                    );
+                }
+            }
+            many => panic!("cycle {cycle}: {} items for one disk", many.len()),
+        }
+        // No evidence image without its item.
+        let (_, ev) = rbd_cli(&conf, &["ls", "--format", "json", "pugmark-evidence"]);
+        let ev: Vec<String> = serde_json::from_str(&ev).unwrap_or_default();
+        let all = s.json(&["list"])["items"].as_array().unwrap().clone();
+        for e in ev {
+            assert!(
+                all.iter().any(|i| i["locator"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("pugmark-evidence/{e}"))),
+                "cycle {cycle}: evidence image {e} has no item"
+            );
+        }
+    }
+    eprintln!(
+        "{cycles} cycles (the first not killed): {kept_n} kept, {untouched_n} untouched, {finished_n} finished before the kill"
+    );
+    drop(cluster);
+}
+
+/// Issue 13, custody "observer `collector` or the hook's host": a hypervisor's quarantine
+/// (`syslog = true`) writes each custody record to its local syslog socket; a real rsyslogd
+/// (imuxsock on that socket, omfwd TCP octet-counted RFC 5424, as a site forwards) hands them
+/// to `serve`, whose sender map says the sender is a hypervisor: the records are in the ledger
+/// as class `vm.custody` under observer `hypervisor`, and `timeline --vm` shows them beside
+/// the VM's life.
+#[test]
+fn a_hypervisors_custody_reaches_the_ledger_through_rsyslog_as_the_hypervisor() {
+    let Some(rsyslogd) = need("rsyslogd") else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let socket = w.join("log");
+    let mut s = site(&format!(
+        "syslog = true\nsyslog_socket = {:?}\n",
+        socket.display().to_string()
+    ));
+    s.ship = false;
+    // serve: syslog over TCP from 127.0.0.0/8 is a hypervisor's.
+    let tcp = free_port();
+    let http = free_port();
+    let serve_toml = w.join("serve.toml");
+    fs::write(
+        &serve_toml,
+        "version = 1\n[senders]\nunmatched = \"vm\"\n[[senders.map]]\nname = \"hv-test\"\nobserver = \"hypervisor\"\ncidr = \"127.0.0.0/8\"\n",
+    )
+    .unwrap();
+    let serve = Command::new(bin())
+        .arg("serve")
+        .arg("--data")
+        .arg(&s.data)
+        .arg("--config")
+        .arg(&serve_toml)
+        .args(["--syslog-tcp", &format!("127.0.0.1:{tcp}")])
+        .args([
+            "--syslog-udp",
+            "none",
+            "--relp",
+            "none",
+            "--syslog-tls",
+            "none",
+        ])
+        .args(["--netflow", "none", "--http", &format!("127.0.0.1:{http}")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _serve = Serve(serve, http);
+    wait_for_port(tcp, "pugmark serve");
+    // The hypervisor's rsyslog: its local socket forwarded to serve.
+    fs::create_dir_all(w.join("work")).unwrap();
+    let conf = w.join("rsyslog.conf");
+    fs::write(
+        &conf,
+        format!(
+            r#"global(workDirectory="{w}/work")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="{sock}")
+*.* action(type="omfwd" target="127.0.0.1" port="{tcp}" protocol="tcp" TCP_Framing="octet-counted" template="RSYSLOG_SyslogProtocol23Format")
+"#,
+            w = w.display(),
+            sock = socket.display()
+        ),
+    )
+    .unwrap();
+    let rsyslog = Command::new(rsyslogd)
+        .args(["-n", "-f"])
+        .arg(&conf)
+        .arg("-i")
+        .arg(w.join("rsyslogd.pid"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _rsyslog = Kill(rsyslog);
+    wait_until("rsyslogd's socket", 20, || {
+        socket.try_exists().unwrap_or(false)
+    });
+    // The hook's capture on the hypervisor (no --data: nothing shipped but by syslog).
+    let disk = s.root.join("d.raw");
+    fs::write(&disk, b"the hypervisor's disk").unwrap();
+    let c = s.json(&["capture", "--vm", UUID, "--disk", disk.to_str().unwrap()]);
+    let id = c["items"][0]["id"].as_str().unwrap().to_string();
+    let steps = s.steps();
+    assert_eq!(steps, ["capturing", "captured", "hashed"], "{steps:?}");
+    wait_until("the custody in the ledger as the hypervisor's", 30, || {
+        s.data.join("FORMAT").try_exists().unwrap_or(false)
+            && count(&s.data, &["class:vm.custody observer:hypervisor"]) >= 3
+    });
+    assert_eq!(
+        count(
+            &s.data,
+            &["class:vm.custody observer:hypervisor custody_step:captured"]
+        ),
+        1
+    );
+    assert_eq!(count(&s.data, &["class:vm.custody observer:collector"]), 0);
+    // `timeline` reads the search index, which serve commits a little behind the ledger.
+    let mut tl = String::new();
+    wait_until("the custody on the VM's timeline", 30, || {
+        tl = ok(&s.data, &["timeline", "--vm", UUID]);
+        tl.contains("\"step\":\"captured\"")
+    });
+    let line = tl
+        .lines()
+        .find(|l| l.contains("\"step\":\"captured\""))
+        .unwrap();
+    assert!(
+        line.contains("[hypervisor]") && line.contains(&id),
+        "{line}"
+    );
+    assert!(line.contains("\"host\":\"hv-test\""), "{line}");
 }

@@ -62,6 +62,36 @@ pub enum Source {
 }
 
 impl Source {
+    /// A source as custody records name it ([`fmt::Display`]) and its backend kind: `file`
+    /// → the path; `rbd` → `pool/[namespace/]image[@snapshot]` (None when it is not one).
+    pub fn parse(backend: &str, s: &str) -> Option<Source> {
+        match backend {
+            "file" => Some(Source::Path { path: s.into() }),
+            "rbd" => {
+                let (spec, snapshot) = match s.split_once('@') {
+                    Some((a, b)) => (a, Some(b.to_string())),
+                    None => (s, None),
+                };
+                let parts: Vec<&str> = spec.split('/').collect();
+                let (pool, namespace, image) = match parts.as_slice() {
+                    [p, i] => (*p, None, *i),
+                    [p, n, i] => (*p, Some(n.to_string()), *i),
+                    _ => return None,
+                };
+                if pool.is_empty() || image.is_empty() || namespace.as_deref() == Some("") {
+                    return None;
+                }
+                Some(Source::Rbd {
+                    pool: pool.into(),
+                    namespace,
+                    image: image.into(),
+                    snapshot,
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// The backend kind that handles this source (`file` or `rbd`).
     pub fn backend_kind(&self) -> &'static str {
         match self {
@@ -288,11 +318,87 @@ pub trait Backend: Send + Sync {
 
     /// Whether captures can be made now, and free space.
     fn health(&self) -> Health;
+
+    /// Undo what an interrupted capture of item `id` may have left on `source` without
+    /// keeping anything (e.g. an RBD snapshot taken before a kill -9): called by the core
+    /// when it settles such a capture as failed, so the source is left as it was found.
+    /// Idempotent; nothing to undo is success. Default: nothing is ever left.
+    fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
+        let _ = (id, source);
+        Ok(())
+    }
+}
+
+/// A shared backend is a backend: a long-lived process (serve's quarantine timer) keeps one
+/// backend, and its counters ([`crate::ceph::CephBackend::stats`]), across the short-lived
+/// stores it opens.
+impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    fn capture(&self, req: &CaptureRequest) -> Result<Kept, BackendError> {
+        (**self).capture(req)
+    }
+    fn hold(&self, image: &ImageRef, until: Option<Timestamp>) -> Result<(), BackendError> {
+        (**self).hold(image, until)
+    }
+    fn open(&self, image: &ImageRef) -> Result<Box<dyn Read + Send>, BackendError> {
+        (**self).open(image)
+    }
+    fn export(&self, image: &ImageRef, out: &mut dyn Write) -> Result<Digests, BackendError> {
+        (**self).export(image, out)
+    }
+    fn verify(&self, image: &ImageRef) -> Result<Digests, BackendError> {
+        (**self).verify(image)
+    }
+    fn restore(&self, image: &ImageRef, to: &Source) -> Result<(), BackendError> {
+        (**self).restore(image, to)
+    }
+    fn purge(&self, image: &ImageRef) -> Result<(), BackendError> {
+        (**self).purge(image)
+    }
+    fn list(&self) -> Result<Vec<Listed>, BackendError> {
+        (**self).list()
+    }
+    fn health(&self) -> Health {
+        (**self).health()
+    }
+    fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
+        (**self).abandon(id, source)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sources_parse_back_from_their_display() {
+        for src in [
+            Source::Path {
+                path: "/var/lib/nova/instances/x/disk".into(),
+            },
+            Source::Rbd {
+                pool: "vms".into(),
+                namespace: None,
+                image: "abc_disk".into(),
+                snapshot: None,
+            },
+            Source::Rbd {
+                pool: "one".into(),
+                namespace: Some("ns".into()),
+                image: "one-7-12-0".into(),
+                snapshot: Some("s1".into()),
+            },
+        ] {
+            let back = Source::parse(src.backend_kind(), &src.to_string());
+            assert_eq!(back.as_ref(), Some(&src));
+        }
+        assert_eq!(Source::parse("rbd", "noslash"), None);
+        assert_eq!(Source::parse("rbd", "a/b/c/d"), None);
+        assert_eq!(Source::parse("rbd", "/img"), None);
+        assert_eq!(Source::parse("s3", "x"), None);
+    }
 
     #[test]
     fn sources_display_as_their_tools_name_them() {

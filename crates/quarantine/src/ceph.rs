@@ -246,6 +246,28 @@ impl CephBackend {
         self.stats.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
+    /// One health question with one attempt and `deadline` (a monitor that polls must not
+    /// wait out the retries of a capture); a failure is counted like the others.
+    pub fn probe(&self, deadline: Duration) -> Health {
+        let rbd = self.rbd.clone().with_timeout(deadline);
+        let once = CephBackend {
+            rbd,
+            config: self.config.clone(),
+            retry: Retry::once(),
+            stats: Mutex::new(CephStats::default()),
+        };
+        let h = once.health();
+        let s = once.stats();
+        if s.unavailable_total > 0
+            && let Ok(mut mine) = self.stats.lock()
+        {
+            mine.unavailable_total += s.unavailable_total;
+            mine.last_error = s.last_error;
+            mine.last_error_at = s.last_error_at;
+        }
+        h
+    }
+
     /// One CLI operation with retry; every unavailable attempt is counted.
     fn call<T>(&self, f: impl FnMut() -> Result<T, RbdError>) -> Result<T, RbdError> {
         let r = self.retry.run(f);
@@ -325,6 +347,28 @@ impl CephBackend {
                     .join(", ")
             ))),
         }
+    }
+
+    /// The locator of an evidence image without its tag, from `rbd info`'s parent.
+    fn untagged_locator(&self, spec: &ImageSpec) -> Result<String, BackendError> {
+        let info = self.call(|| self.rbd.info(spec)).map_err(backend)?;
+        let parent = match info.parent {
+            Some(p) if p.snapshot.starts_with(PREFIX) => {
+                let ns = (!p.pool_namespace.is_empty()).then_some(p.pool_namespace.clone());
+                Some(ParentRef {
+                    pool: PoolSpec::new(&p.pool, ns).map_err(refused)?,
+                    image_id: p.id,
+                    snap: p.snapshot,
+                    trashed_by_us: p.trash,
+                })
+            }
+            _ => None,
+        };
+        Ok(Locator {
+            evidence: spec.clone(),
+            parent,
+        }
+        .render())
     }
 
     /// Undo the snapshot (and clone) of a capture that failed half-way: best effort, the
@@ -596,15 +640,44 @@ impl Backend for CephBackend {
                 .call(|| self.rbd.meta_get(&spec, META_KEY))
                 .map_err(backend)?
                 .and_then(|j| serde_json::from_str::<Tag>(&j).ok());
+            let locator = match tag {
+                Some(t) => t.locator,
+                // A capture killed before its tag: the clone's parent says which source it
+                // pins (and whether that source is in the trash, to be destroyed at purge).
+                None => self.untagged_locator(&spec)?,
+            };
             out.push(Listed {
-                locator: tag
-                    .as_ref()
-                    .map_or_else(|| spec.to_string(), |t| t.locator.clone()),
+                locator,
                 id: Some(id.to_string()),
                 size: Some(row.size),
             });
         }
         Ok(out)
+    }
+
+    fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
+        let Source::Rbd {
+            pool,
+            namespace,
+            image,
+            snapshot: None,
+        } = source
+        else {
+            return Ok(());
+        };
+        let src = ImageSpec::new(pool, namespace.clone(), image).map_err(refused)?;
+        let snap = format!("{PREFIX}{id}");
+        let info = match self.call(|| self.rbd.info(&src)) {
+            Ok(i) => i,
+            // Gone from the pool: nothing of this capture can be on it.
+            Err(RbdError::ImageMissing { .. }) => return Ok(()),
+            Err(e) => return Err(backend(e)),
+        };
+        let snaps = self.call(|| self.rbd.snap_list(&src)).map_err(backend)?;
+        if snaps.iter().any(|s| s.name == snap) {
+            self.undo(&src.pool_spec(), &info.id, &snap, None);
+        }
+        Ok(())
     }
 
     fn health(&self) -> Health {

@@ -212,12 +212,120 @@ pub struct Config {
     /// hypervisor's custody reaches the ledger, observed as that hypervisor.
     #[serde(default)]
     pub syslog: bool,
+    /// The local syslog socket `syslog = true` writes to (default `/dev/log`).
+    #[serde(default = "default_syslog_socket")]
+    pub syslog_socket: PathBuf,
     /// Retention policies.
     #[serde(default)]
     pub policy: Policies,
     /// The Ceph RBD backend (`[rbd]`, docs/CEPH.md); absent: no RBD backend.
     #[serde(default)]
     pub rbd: Option<crate::ceph::CephConfig>,
+    /// `[auto_hold]`: which findings hold the VMs they name (default: `check` and `hunt`).
+    #[serde(default)]
+    pub auto_hold: AutoHold,
+    /// `[retry]`: captures that failed because their storage did not answer.
+    #[serde(default)]
+    pub retry: RetryPolicy,
+}
+
+/// `[retry]`: a capture whose storage does not answer (a Ceph cluster that is down) is
+/// recorded as failed and tried again after `first_secs`, doubling up to `max_secs`, at most
+/// `attempts` times (defaults 30 s, 1 h, 48: about two days), by serve's quarantine timer or
+/// `pugmark quarantine expire`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// The first wait, seconds (default 30).
+    #[serde(default = "default_first")]
+    pub first_secs: u64,
+    /// The longest wait, seconds (default 3600).
+    #[serde(default = "default_max")]
+    pub max_secs: u64,
+    /// Retries before giving up (recorded; default 48).
+    #[serde(default = "default_retries")]
+    pub attempts: u32,
+}
+
+fn default_first() -> u64 {
+    30
+}
+fn default_max() -> u64 {
+    3600
+}
+fn default_retries() -> u32 {
+    48
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            first_secs: default_first(),
+            max_secs: default_max(),
+            attempts: default_retries(),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry `n` (1, 2, …): `first_secs` doubled `n - 1` times, at most
+    /// `max_secs`.
+    pub fn backoff(&self, n: u32) -> SignedDuration {
+        let secs = self
+            .first_secs
+            .saturating_mul(1u64 << n.saturating_sub(1).min(32))
+            .min(self.max_secs.max(self.first_secs));
+        SignedDuration::from_secs(i64::try_from(secs).unwrap_or(i64::MAX))
+    }
+}
+
+/// `[auto_hold]`: VMs named by findings are held (kept until an operator releases them),
+/// before or after their disks are captured. A hold made before the VM is deleted is honoured
+/// by the later capture (the image is kept with no end). `who --hold` always holds: the
+/// operator asked for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoHold {
+    /// `pugmark check`: hold the VM a finding of one of `check_kinds` suspects (default true).
+    #[serde(default = "yes")]
+    pub check: bool,
+    /// The `check` finding kinds that hold (default: the kinds that name a suspect VM:
+    /// `spoofed_source`, `forged_hostname`, `uuid_mismatch`, `silent_vm`).
+    #[serde(default = "default_check_kinds")]
+    pub check_kinds: Vec<String>,
+    /// `pugmark hunt`: hold every VM an indicator's hit matched (default true).
+    #[serde(default = "yes")]
+    pub hunt: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The `check` finding kinds that hold by default: those naming the VM that did it.
+pub const DEFAULT_CHECK_KINDS: [&str; 4] = [
+    "spoofed_source",
+    "forged_hostname",
+    "uuid_mismatch",
+    "silent_vm",
+];
+
+fn default_check_kinds() -> Vec<String> {
+    DEFAULT_CHECK_KINDS.iter().map(|s| s.to_string()).collect()
+}
+
+impl Default for AutoHold {
+    fn default() -> Self {
+        AutoHold {
+            check: true,
+            check_kinds: default_check_kinds(),
+            hunt: true,
+        }
+    }
+}
+
+fn default_syslog_socket() -> PathBuf {
+    PathBuf::from("/dev/log")
 }
 
 fn default_store() -> PathBuf {
@@ -311,6 +419,14 @@ vms = { "0F6C0000-0000-0000-0000-000000000001" = "0" }
             "site 7d"
         );
         assert!(Config::parse("version = 2").is_err());
+        let r = RetryPolicy {
+            first_secs: 30,
+            max_secs: 3600,
+            attempts: 48,
+        };
+        let waits: Vec<i64> = (1..=9).map(|n| r.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]);
+        assert_eq!(r.backoff(200).as_secs(), 3600);
         assert!(Config::parse("version = 1\nbogus = 1").is_err());
         Ok(())
     }

@@ -6,8 +6,10 @@
 //! STORE/journal.jsonl    custody records, numbered, fsync'd (custody.rs)
 //! STORE/items/ID.json    one item: source, where kept, hashes, policy, keep-until, holds
 //! STORE/holds.json       holds per VM (operator's and findings'), until released
+//! STORE/released.json    holds an operator released (a finding does not hold again)
 //! STORE/policy.toml      `policy set` overrides of the config's [policy]
 //! STORE/shipped          the journal number last stored in the ledger (binary)
+//! STORE/retry.json       captures waiting for their storage to answer (Pending)
 //! STORE/images/ID        the file backend's images
 //! ```
 //! A backend is chosen per source by [`Source::backend_kind`]. Every step is journaled before
@@ -27,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::{Backend, BackendError, CaptureMode, CaptureRequest, ImageRef, Source};
 use crate::custody::{Journal, Record, Step};
 use crate::hash::Digests;
-use crate::policy::{Applied, Config, Policies, Retention};
+use crate::policy::{Config, Policies, Retention};
 
 /// One kept image.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +125,43 @@ pub enum StoreError {
     /// No such item.
     #[error("no quarantine item {0}")]
     NoItem(String),
+    /// The storage did not answer: recorded, and the capture is tried again at `at`.
+    #[error("{error}; the capture is tried again at {at} (retry {attempt})")]
+    Retrying {
+        /// What failed.
+        error: Box<StoreError>,
+        /// When it is tried again.
+        at: Timestamp,
+        /// The retry number.
+        attempt: u32,
+    },
+}
+
+/// A capture waiting for its storage to answer again (`STORE/retry.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The VM.
+    pub vm_uuid: String,
+    /// Its project / VO.
+    #[serde(default)]
+    pub project: Option<String>,
+    /// The image.
+    pub source: Source,
+    /// Take or copy.
+    pub mode: CaptureMode,
+    /// Who asked.
+    pub by: String,
+    /// Why.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Hash after an O(1) capture.
+    pub hash: bool,
+    /// Retries made so far (the next is number `attempts`).
+    pub attempts: u32,
+    /// When the next one is due.
+    pub next_at: Timestamp,
+    /// The last error.
+    pub last_error: String,
 }
 
 fn ioe(what: impl Into<String>) -> impl FnOnce(io::Error) -> StoreError {
@@ -234,7 +273,7 @@ impl Quarantine {
             .map_err(ioe("append to the journal"))?;
         if self.config.syslog {
             // Best effort: the journal is the durable copy; the binary ships it too.
-            let _ = send_syslog(&r);
+            let _ = send_syslog(&r, &self.config.syslog_socket);
         }
         Ok(r)
     }
@@ -338,7 +377,15 @@ impl Quarantine {
     /// Capture a VM's images. Images the policy does not keep (0) are skipped and the skip
     /// recorded, unless the VM is held. Each image is an item; a refusal or failure of one
     /// image is recorded and returned with the others' results.
+    /// A capture that fails because its storage does not answer ([`BackendError::retryable`])
+    /// is recorded (`failed`, with when it is tried again) and queued in `STORE/retry.json`;
+    /// [`Quarantine::retry_due`] tries it again with a bounded backoff (`[retry]`). The source
+    /// is never touched by a capture that did not keep it.
     pub fn capture(&self, spec: &CaptureSpec) -> Vec<Result<Item, StoreError>> {
+        self.capture_attempt(spec, 0)
+    }
+
+    fn capture_attempt(&self, spec: &CaptureSpec, attempt: u32) -> Vec<Result<Item, StoreError>> {
         let vm = spec.vm_uuid.to_ascii_lowercase();
         let now = crate::now();
         let (applied, hold) = match (|| {
@@ -351,7 +398,12 @@ impl Quarantine {
             Err(e) => return vec![Err(e)],
         };
         let (policy, keep_until) = match (&hold, applied.retention) {
-            (Some(h), _) => (format!("hold ({})", h.reason), h.until),
+            // A hold with an end never shortens the policy's retention.
+            (Some(h), Retention::For(d)) => (
+                format!("hold ({})", h.reason),
+                h.until.map(|u| now.checked_add(d).map_or(u, |p| p.max(u))),
+            ),
+            (Some(h), Retention::Off) => (format!("hold ({})", h.reason), h.until),
             (None, Retention::Off) => {
                 let mut r = self.rec(Step::Skipped);
                 r.vm_uuid = Some(vm.clone());
@@ -383,7 +435,7 @@ impl Quarantine {
         for (n, (source, backs)) in spec.images.iter().enumerate() {
             let backing_of = backs.and_then(|i| ids.get(i).cloned());
             out.push(self.capture_one(
-                spec, &vm, &ids[n], source, backing_of, &policy, keep_until, &applied,
+                spec, &vm, &ids[n], source, backing_of, &policy, keep_until, attempt,
             ));
         }
         out
@@ -399,7 +451,7 @@ impl Quarantine {
         backing_of: Option<String>,
         policy: &str,
         keep_until: Option<Timestamp>,
-        _applied: &Applied,
+        attempt: u32,
     ) -> Result<Item, StoreError> {
         let base = |step| {
             let mut r = self.rec(step);
@@ -435,9 +487,44 @@ impl Quarantine {
             Ok(k) => k,
             Err(e) => {
                 let mut r = base(Step::Failed);
-                r.detail = Some(e.to_string());
+                let retryable = matches!(&e, StoreError::Backend(b) if b.retryable());
+                let rc = &self.config.retry;
+                if !retryable {
+                    r.detail = Some(e.to_string());
+                    self.record(r)?;
+                    return Err(e);
+                }
+                if attempt >= rc.attempts {
+                    r.detail = Some(format!("{e}; gave up after {attempt} retries"));
+                    self.record(r)?;
+                    return Err(e);
+                }
+                let at = crate::now()
+                    .checked_add(rc.backoff(attempt + 1))
+                    .unwrap_or_else(|_| crate::now());
+                r.detail = Some(format!(
+                    "{e}; retry {} of {} at {at}",
+                    attempt + 1,
+                    rc.attempts
+                ));
                 self.record(r)?;
-                return Err(e);
+                self.queue_retry(Pending {
+                    vm_uuid: vm.to_string(),
+                    project: spec.project.clone(),
+                    source: source.clone(),
+                    mode: spec.mode,
+                    by: spec.by.clone(),
+                    reason: spec.reason.clone(),
+                    hash: spec.hash,
+                    attempts: attempt + 1,
+                    next_at: at,
+                    last_error: e.to_string(),
+                })?;
+                return Err(StoreError::Retrying {
+                    error: Box::new(e),
+                    at,
+                    attempt: attempt + 1,
+                });
             }
         };
         let mut item = Item {
@@ -473,6 +560,61 @@ impl Quarantine {
             item = self.hash_item(item)?;
         }
         Ok(item)
+    }
+
+    /// Captures waiting for their storage (`STORE/retry.json`).
+    pub fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        let p = self.dir.join("retry.json");
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| StoreError::Invalid(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(ioe(format!("read {}", p.display()))(e)),
+        }
+    }
+
+    fn save_pending(&self, list: &[Pending]) -> Result<(), StoreError> {
+        let bytes =
+            serde_json::to_vec_pretty(list).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        write_atomic(&self.dir.join("retry.json"), &bytes)
+    }
+
+    fn queue_retry(&self, p: Pending) -> Result<(), StoreError> {
+        let mut list = self.pending()?;
+        list.retain(|x| x.source != p.source);
+        list.push(p);
+        self.save_pending(&list)
+    }
+
+    /// Try again every queued capture that is due at `now` (serve's quarantine timer, and
+    /// `pugmark quarantine expire`). One whose storage still does not answer is queued again
+    /// with a longer wait (recorded), until `[retry] attempts`; the results of those tried.
+    pub fn retry_due(&self, now: Timestamp) -> Result<Vec<Result<Item, StoreError>>, StoreError> {
+        let list = self.pending()?;
+        let (due, later): (Vec<Pending>, Vec<Pending>) =
+            list.into_iter().partition(|p| p.next_at <= now);
+        if due.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Taken off the queue first: a failing attempt queues itself again.
+        self.save_pending(&later)?;
+        let mut out = Vec::new();
+        for p in due {
+            let spec = CaptureSpec {
+                vm_uuid: p.vm_uuid.clone(),
+                project: p.project.clone(),
+                images: vec![(p.source.clone(), None)],
+                mode: p.mode,
+                by: p.by.clone(),
+                reason: Some(match &p.reason {
+                    Some(r) => format!("{r} (retry {})", p.attempts),
+                    None => format!("retry {} after: {}", p.attempts, p.last_error),
+                }),
+                hash: p.hash,
+            };
+            out.extend(self.capture_attempt(&spec, p.attempts));
+        }
+        Ok(out)
     }
 
     /// Hash an item captured without hashes and record it.
@@ -597,20 +739,93 @@ impl Quarantine {
         Ok(touched)
     }
 
-    /// Release every hold on a VM: its images fall back to their policy's keep-until.
+    /// Holds released by an operator, per VM (`STORE/released.json`): a finding whose hold
+    /// was released does not hold the VM again when the same check or hunt is run again.
+    pub fn released_holds(&self) -> Result<BTreeMap<String, Vec<Hold>>, StoreError> {
+        let p = self.dir.join("released.json");
+        match fs::read(&p) {
+            Ok(b) => serde_json::from_slice(&b)
+                .map_err(|e| StoreError::Invalid(format!("{}: {e}", p.display()))),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+            Err(e) => Err(ioe(format!("read {}", p.display()))(e)),
+        }
+    }
+
+    /// A hold asked by a finding (`by` = `auto:check`, `auto:hunt`, `auto:who …`; `reason`
+    /// names the finding's kind and indicator, and is the finding's identity): made unless the
+    /// VM already has this hold, or an operator released it (a release is final for that
+    /// finding; a new finding holds again). Returns None when nothing was done, else the
+    /// items held now (empty: the VM's disks are not captured yet — the capture honours it).
+    pub fn hold_for_finding(
+        &self,
+        vm: &str,
+        reason: &str,
+        by: &str,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let vm = vm.to_ascii_lowercase();
+        let now = crate::now();
+        let same = |h: &Hold| h.by == by && h.reason == reason;
+        let active = self.holds()?.remove(&vm).unwrap_or_default();
+        if active
+            .iter()
+            .any(|h| same(h) && h.until.is_none_or(|u| u > now))
+        {
+            return Ok(None);
+        }
+        let released = self.released_holds()?.remove(&vm).unwrap_or_default();
+        if released.iter().any(same) {
+            return Ok(None);
+        }
+        self.hold(&vm, None, reason, by).map(Some)
+    }
+
+    /// Release every hold on a VM: its images fall back to their policy's keep-until (an
+    /// image captured while held, which had none, is kept for its policy's retention from
+    /// its capture, and at least until now; each such change is a `released` record).
     pub fn release(&self, vm: &str, reason: &str, by: &str) -> Result<usize, StoreError> {
         let vm = vm.to_ascii_lowercase();
         let mut holds = self.holds()?;
-        let n = holds.remove(&vm).map_or(0, |h| h.len());
+        let gone = holds.remove(&vm).unwrap_or_default();
+        let n = gone.len();
+        if !gone.is_empty() {
+            let mut released = self.released_holds()?;
+            released.entry(vm.clone()).or_default().extend(gone);
+            let bytes = serde_json::to_vec_pretty(&released)
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            write_atomic(&self.dir.join("released.json"), &bytes)?;
+        }
         let bytes =
             serde_json::to_vec_pretty(&holds).map_err(|e| StoreError::Invalid(e.to_string()))?;
         write_atomic(&self.dir.join("holds.json"), &bytes)?;
         let mut r = self.rec(Step::Released);
-        r.vm_uuid = Some(vm);
+        r.vm_uuid = Some(vm.clone());
         r.reason = Some(reason.into());
         r.by = Some(by.into());
         r.detail = Some(format!("{n} hold(s) released"));
         self.record(r)?;
+        let now = crate::now();
+        let policies = self.policies()?;
+        for mut item in self.items()?.into_iter().filter(|i| i.vm_uuid == vm) {
+            if item.keep_until.is_some() {
+                continue;
+            }
+            let applied = policies.resolve(&vm, item.project.as_deref());
+            let until = match applied.retention {
+                Retention::Off => now,
+                Retention::For(d) => item.captured.checked_add(d).unwrap_or(now).max(now),
+            };
+            item.keep_until = Some(until);
+            item.policy = applied.to_string();
+            let mut r = self.item_rec(Step::Released, &item);
+            r.reason = Some(reason.into());
+            r.by = Some(by.into());
+            r.policy = Some(item.policy.clone());
+            r.keep_until = Some(until.to_string());
+            r.detail = Some("held without end until now: kept for its policy".into());
+            let r = self.record(r)?;
+            item.custody.push(r.n);
+            self.save_item(&item)?;
+        }
         Ok(n)
     }
 
@@ -757,14 +972,29 @@ impl Quarantine {
             return Ok(());
         }
         let mut held: BTreeMap<String, crate::backend::Listed> = BTreeMap::new();
+        // A backend that cannot say what it holds (a cluster that is down) has its intents
+        // left open for a later open: settling them as failed could orphan a kept image.
+        let mut unknown: Vec<&'static str> = Vec::new();
         for b in &self.backends {
-            for l in b.list().unwrap_or_default() {
-                if let Some(id) = l.id.clone() {
-                    held.insert(id, l);
+            match b.list() {
+                Ok(list) => {
+                    for l in list {
+                        if let Some(id) = l.id.clone() {
+                            held.insert(id, l);
+                        }
+                    }
                 }
+                Err(_) => unknown.push(b.kind()),
             }
         }
         for (id, intent) in open {
+            if intent
+                .backend
+                .as_deref()
+                .is_some_and(|k| unknown.contains(&k))
+            {
+                continue;
+            }
             let mut r = intent.clone();
             r.n = 0;
             r.time = crate::now().to_string();
@@ -776,12 +1006,13 @@ impl Quarantine {
                 r.detail = Some("settled after an interrupted capture: image kept".into());
                 let r = self.record(r)?;
                 if self.item(&id).is_err() {
-                    let source = match (intent.backend.as_deref(), intent.source.as_deref()) {
-                        (Some("file"), Some(p)) => Source::Path { path: p.into() },
-                        _ => Source::Path {
+                    let source = intent
+                        .source
+                        .as_deref()
+                        .and_then(|s| Source::parse(intent.backend.as_deref()?, s))
+                        .unwrap_or_else(|| Source::Path {
                             path: intent.source.clone().unwrap_or_default().into(),
-                        },
-                    };
+                        });
                     let item = Item {
                         id: id.clone(),
                         vm_uuid: intent.vm_uuid.clone().unwrap_or_default(),
@@ -804,7 +1035,21 @@ impl Quarantine {
                 }
             } else {
                 r.step = Some(Step::Failed);
-                r.detail = Some("interrupted capture: nothing kept, source untouched".into());
+                // What the backend may have left on the source (an RBD snapshot) goes.
+                let undone = match (intent.backend.as_deref(), intent.source.as_deref()) {
+                    (Some(kind), Some(src)) => match (self.backend(kind), Source::parse(kind, src))
+                    {
+                        (Ok(b), Some(source)) => b.abandon(&id, &source).err(),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                r.detail = Some(match undone {
+                    None => "interrupted capture: nothing kept, source untouched".into(),
+                    Some(e) => format!(
+                        "interrupted capture: nothing kept, source untouched (left over on it, not removed: {e})"
+                    ),
+                });
                 self.record(r)?;
             }
         }
@@ -856,10 +1101,10 @@ pub fn hostname() -> String {
 }
 
 /// Send a custody record to the local syslog socket (`/dev/log`, RFC 3164 as glibc does).
-fn send_syslog(r: &Record) -> io::Result<()> {
+fn send_syslog(r: &Record, socket: &Path) -> io::Result<()> {
     let sock = std::os::unix::net::UnixDatagram::unbound()?;
     let msg = format!("<110>{}: {}", crate::custody::APP, r.syslog_message());
-    sock.send_to(msg.as_bytes(), "/dev/log")?;
+    sock.send_to(msg.as_bytes(), socket)?;
     Ok(())
 }
 

@@ -23,7 +23,9 @@
 //!   held it then (or none), folded per (VM, address);
 //! - `orphan_payload`: a VO payload run on an address no VM held at its start;
 //! - `conflict`: sources disagreeing on a fact (owner, lifecycle — [`crate::who::conflicts`] —
-//!   and one address leased to two VMs at once).
+//!   and one address leased to two VMs at once);
+//! - `custody_failed`: the image quarantine recorded that it could not keep (or purge) a VM's
+//!   disk, and has not kept it since (issue 13: a full volume, refused input, storage down).
 //!
 //! Time of VM-internal events: a live sender's events are placed by the received time (the
 //! collector's clock, which the VM cannot set), with the reported time shown beside it; so are
@@ -90,6 +92,29 @@ pub struct Finding {
     pub count: u64,
     /// Records on each side (first and last occurrence, and what contradicts them).
     pub evidence: Vec<EvidenceJson>,
+}
+
+impl Finding {
+    /// The VMs this finding suspects of having done it (what the quarantine holds: `check`
+    /// with a quarantine store): the tap's VM of a `spoofed_source` (not the VMs whose address
+    /// it used), the VMs that held the sender's address of a `forged_hostname` or
+    /// `uuid_mismatch` (not the VM whose identity was claimed), the VM of a `silent_vm`.
+    /// Other kinds name no suspect VM (senders, jobs, addresses no VM held, disagreeing
+    /// sources).
+    pub fn suspects(&self) -> Vec<&str> {
+        let from = match self.kind {
+            "spoofed_source" | "silent_vm" => {
+                return self.entities.iter().take(1).map(String::as_str).collect();
+            }
+            "forged_hostname" | "uuid_mismatch" => 2,
+            _ => return Vec::new(),
+        };
+        self.entities
+            .iter()
+            .skip(from)
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -772,6 +797,11 @@ pub fn check(
         }
     }
 
+    // 9. The quarantine's failures (issue 13): a VM disk that could not be kept (a full
+    // volume, refused input, storage down and given up) or purged, and not kept (purged)
+    // since: evidence the site meant to keep and does not have.
+    custody_failures(index, fetch, req, &in_range, &mut folder, &mut examined)?;
+
     let mut findings: Vec<Finding> = folder.open.into_values().map(|(f, _)| f).collect();
     findings.sort_by(|a, b| (&a.time, a.kind, &a.entities).cmp(&(&b.time, b.kind, &b.entities)));
     let mut by_kind = BTreeMap::new();
@@ -785,6 +815,83 @@ pub fn check(
         findings,
         examined,
     })
+}
+
+/// Cross-check 9: custody records (class `vm.custody`, only ever from pugmark or a hypervisor)
+/// whose step `failed` for a VM and source with no later `captured` or `purged` of the same:
+/// one `custody_failed` finding per (VM, source), the last failure's detail in its summary.
+fn custody_failures(
+    index: &SearchIndex,
+    fetch: &mut dyn Fetch,
+    req: &CheckRequest,
+    in_range: &dyn Fn(i64) -> bool,
+    folder: &mut Folder,
+    examined: &mut BTreeMap<&'static str, u64>,
+) -> anyhow::Result<()> {
+    let (seqs, expr) = positions(index, "class:vm.custody", None, req, SignedDuration::ZERO)?;
+    examined.insert("custody", seqs.len() as u64);
+    // (VM, source) → the failures since the last success: (seq, time, event), in order.
+    type Failures = Vec<(u64, i64, Event)>;
+    let mut open: BTreeMap<(String, String), Failures> = BTreeMap::new();
+    for seq in seqs {
+        let e = fetch.fetch(seq)?;
+        if expr.as_ref().is_some_and(|x| !x.matches(&e)) || e.class != EventClass::VmCustody {
+            continue;
+        }
+        let t = ns(e.placed());
+        if !in_range(t) {
+            continue;
+        }
+        let (Some(vm), Some(step)) = (e.field("vm_uuid"), e.field("custody_step")) else {
+            continue;
+        };
+        let key = (
+            vm.to_string(),
+            e.field("custody_source").unwrap_or("-").to_string(),
+        );
+        match step {
+            "failed" => open.entry(key).or_default().push((seq, t, e)),
+            "captured" | "purged" => {
+                open.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    for ((vm, source), fails) in open {
+        let (Some((fseq, ft, first)), Some((lseq, lt, last))) = (fails.first(), fails.last())
+        else {
+            continue;
+        };
+        // The record's own words: `detail` of the custody JSON.
+        let detail = last
+            .message
+            .find('{')
+            .and_then(|i| serde_json::from_str::<serde_json::Value>(&last.message[i..]).ok())
+            .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_string))
+            .unwrap_or_else(|| "no detail".into());
+        let mut evidence = vec![ev_json(*fseq, first, *ft)];
+        if lseq != fseq {
+            evidence.push(ev_json(*lseq, last, *lt));
+        }
+        folder.open.insert(
+            ("custody_failed", format!("{vm}|{source}")),
+            (
+                Finding {
+                    kind: "custody_failed",
+                    time: rfc3339(*ft),
+                    entities: vec![vm.clone(), source.clone()],
+                    summary: format!(
+                        "the quarantine did not keep VM {vm}'s disk {source} ({} failure(s), none kept since): {detail}",
+                        fails.len()
+                    ),
+                    count: fails.len() as u64,
+                    evidence,
+                },
+                1,
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// A hypervisor record that came out of a VM's tap (`PHYSIN`/`IN`, [`Site::tap_of`]) with a

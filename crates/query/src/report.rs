@@ -115,6 +115,9 @@ pub struct VmReport {
     pub jobs: Vec<Entry>,
     pub lifecycle: Vec<Entry>,
     pub other: Vec<Entry>,
+    /// The VM's image custody (issue 13: captured, held, exported, purged, …) at any time,
+    /// beside its life: a disk is kept long after the moment asked about.
+    pub custody: Vec<Entry>,
     /// The records that match the question (see the module doc), nearest the moment first.
     pub decisive: Vec<Decisive>,
     /// Connections by peer, outside the site first.
@@ -319,6 +322,7 @@ fn vm_report(
         jobs: Vec::new(),
         lifecycle: Vec::new(),
         other: Vec::new(),
+        custody: crate::timeline::custody_in(index, site, fetch, &m.vm.uuid, 2000)?.0,
         decisive: Vec::new(),
         destinations: Vec::new(),
         timeline: FilteredTimeline {
@@ -330,6 +334,9 @@ fn vm_report(
         m.evidence.iter().map(|e| (e.observer, e.seq)).collect();
     for e in t.entries {
         seen.insert((e.observer, e.seq));
+        if r.custody.iter().any(|c| c.seq == e.seq) {
+            continue;
+        }
         let bucket = match e.source.as_str() {
             s if s.starts_with("condor") => &mut r.jobs,
             "openstack-notification"
@@ -961,6 +968,28 @@ pub fn to_markdown(r: &Report) -> String {
             }
         }
         let _ = writeln!(s);
+    }
+    // The disks' custody (issue 13), at any time: a disk is kept, and purged, long after the
+    // moment asked about. Only when there is some.
+    if r.vms.iter().any(|v| !v.custody.is_empty()) {
+        let _ = writeln!(s, "## Image custody (quarantine, any time)\n");
+        for (m, v) in r.who.matches.iter().zip(&r.vms) {
+            if v.custody.is_empty() {
+                continue;
+            }
+            vm_head(&mut s, m);
+            for e in &v.custody {
+                let _ = writeln!(
+                    s,
+                    "- {} [{}] #{} {}",
+                    e.time,
+                    e.observer,
+                    e.seq,
+                    esc(&e.summary)
+                );
+            }
+            let _ = writeln!(s);
+        }
     }
     // 6. Integrity (the binary appends the checkpoint and proofs).
     let _ = writeln!(s, "## Integrity\n");

@@ -472,6 +472,41 @@ pub fn timeline(
     timeline_in(index, store, &site, fetch, req)
 }
 
+/// A VM's image custody (class `vm.custody`: captured, held, exported, purged, …) at any
+/// time, not only inside a window: what `report` shows beside the VM's life, since a disk is
+/// kept (and purged) long after the moment asked about.
+pub fn custody_in(
+    index: &SearchIndex,
+    site: &Site,
+    fetch: &mut dyn Fetch,
+    uuid: &str,
+    limit: usize,
+) -> anyhow::Result<(Vec<Entry>, bool)> {
+    let uuid = uuid.to_lowercase();
+    let req = TimelineRequest {
+        subject: Subject::Vm(uuid.clone()),
+        from: None,
+        to: None,
+        limit,
+        claimed: false,
+    };
+    let mut b = Builder {
+        index,
+        fetch,
+        req: &req,
+        site,
+        entries: BTreeMap::new(),
+        truncated: false,
+    };
+    b.events(
+        format!("class:vm.custody vm_uuid:\"{uuid}\""),
+        None,
+        None,
+        Keep::All,
+    )?;
+    Ok((b.entries.into_values().collect(), b.truncated))
+}
+
 /// Build the timeline with a site already loaded (a report asks for several).
 pub fn timeline_in(
     index: &SearchIndex,

@@ -133,6 +133,33 @@ pub struct Metrics {
     pub store: crate::health::StoreHealth,
     /// Per configured witness (by name): what it last cosigned, set by the binary's pusher.
     pub witnesses: Mutex<BTreeMap<String, WitnessStat>>,
+    /// Per image quarantine backend (`file`, `rbd`): what serve's quarantine timer last saw.
+    pub quarantine: Mutex<BTreeMap<String, QuarantineStat>>,
+}
+
+/// One quarantine backend as serve's quarantine timer last saw it (issue 13: "a Ceph cluster
+/// that is down (retry, record, alert via /metrics and status)"). Set by the binary.
+#[derive(Debug, Default, Clone)]
+pub struct QuarantineStat {
+    /// Whether its last health poll answered (the cluster, the store's volume).
+    pub up: bool,
+    /// That poll's one line (`HEALTH_OK`, the error).
+    pub detail: String,
+    /// Free bytes where new images land, when known.
+    pub free_bytes: Option<u64>,
+    /// Images kept there, and their bytes.
+    pub images: u64,
+    pub bytes: u64,
+    /// Health polls that found it down.
+    pub down_polls: u64,
+    /// Calls the storage did not answer (each attempt; the RBD backend's counter).
+    pub unavailable: u64,
+    /// Operations that gave up after every attempt.
+    pub gave_up: u64,
+    /// Captures waiting to be tried again (`STORE/retry.json`).
+    pub captures_waiting: u64,
+    /// Captures that failed because the storage did not answer (recorded, retried).
+    pub capture_failures: u64,
 }
 
 /// One witness's state as the checkpoint pusher sees it.
@@ -374,6 +401,7 @@ impl Metrics {
             );
         }
         self.render_witnesses(&mut out);
+        self.render_quarantine(&mut out);
         let _ = writeln!(
             out,
             "# HELP pugmark_sender_last_seen_seconds Unix time of the last record from each sender.\n# TYPE pugmark_sender_last_seen_seconds gauge"
@@ -427,6 +455,89 @@ impl Metrics {
 }
 
 impl Metrics {
+    fn render_quarantine(&self, out: &mut String) {
+        let q: Vec<(String, QuarantineStat)> = match self.quarantine.lock() {
+            Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Err(_) => return,
+        };
+        if q.is_empty() {
+            return;
+        }
+        type Get = fn(&QuarantineStat) -> Option<u64>;
+        let series: [(&str, &str, Get); 9] = [
+            (
+                "pugmark_quarantine_backend_up",
+                "Whether each quarantine backend answered its last health poll (1) or not (0).",
+                |s| Some(u64::from(s.up)),
+            ),
+            (
+                "pugmark_quarantine_backend_down_polls_total",
+                "Health polls that found each quarantine backend down.",
+                |s| Some(s.down_polls),
+            ),
+            (
+                "pugmark_quarantine_backend_unavailable_total",
+                "Calls to each quarantine backend's storage that got no answer (every attempt).",
+                |s| Some(s.unavailable),
+            ),
+            (
+                "pugmark_quarantine_backend_gave_up_total",
+                "Operations on each quarantine backend that gave up after every attempt.",
+                |s| Some(s.gave_up),
+            ),
+            (
+                "pugmark_quarantine_capture_failures_total",
+                "Captures that failed because the storage did not answer (recorded; retried).",
+                |s| Some(s.capture_failures),
+            ),
+            (
+                "pugmark_quarantine_captures_waiting",
+                "Captures waiting to be tried again.",
+                |s| Some(s.captures_waiting),
+            ),
+            (
+                "pugmark_quarantine_images",
+                "Images kept by each quarantine backend.",
+                |s| Some(s.images),
+            ),
+            (
+                "pugmark_quarantine_bytes",
+                "Bytes of the images kept by each quarantine backend.",
+                |s| Some(s.bytes),
+            ),
+            (
+                "pugmark_quarantine_free_bytes",
+                "Free bytes where each quarantine backend puts new images (absent: unknown).",
+                |s| s.free_bytes,
+            ),
+        ];
+        for (name, help, get) in series {
+            let kind = if name.ends_with("_total") {
+                "counter"
+            } else {
+                "gauge"
+            };
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (b, st) in &q {
+                if let Some(v) = get(st) {
+                    let _ = writeln!(out, "{name}{{backend=\"{}\"}} {v}", escape_label(b));
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP pugmark_quarantine_backend_info The last health poll's answer of each quarantine backend.\n# TYPE pugmark_quarantine_backend_info gauge"
+        );
+        for (b, st) in &q {
+            let _ = writeln!(
+                out,
+                "pugmark_quarantine_backend_info{{backend=\"{}\",detail=\"{}\"}} 1",
+                escape_label(b),
+                escape_label(&st.detail)
+            );
+        }
+    }
+
     fn render_witnesses(&self, out: &mut String) {
         let w: Vec<(String, WitnessStat)> = match self.witnesses.lock() {
             Ok(m) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),

@@ -91,6 +91,8 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
     let mut senders = Vec::new();
     let mut ledger = BTreeMap::new();
     let mut witnesses: BTreeMap<String, (f64, Option<f64>, f64)> = BTreeMap::new();
+    // Per quarantine backend: its numbers by short name, and its last health answer.
+    let mut quarantine: BTreeMap<String, (BTreeMap<String, f64>, String)> = BTreeMap::new();
     for (name, labels, v) in &s {
         let short = name
             .trim_start_matches("pugmark_")
@@ -125,6 +127,15 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
                 senders.push((l.clone(), sender, who, *v, n));
             }
             ("pugmark_sender_messages_total" | "pugmark_sender_info", _) => {}
+            (n, _) if n.starts_with("pugmark_quarantine_") => {
+                let b = labels.get("backend").cloned().unwrap_or_default();
+                let e = quarantine.entry(b).or_default();
+                if n == "pugmark_quarantine_backend_info" {
+                    e.1 = labels.get("detail").cloned().unwrap_or_default();
+                } else {
+                    e.0.insert(n.trim_start_matches("pugmark_quarantine_").to_string(), *v);
+                }
+            }
             (n, _) if n.starts_with("pugmark_witness_") => {
                 let w = labels.get("witness").cloned().unwrap_or_default();
                 let e = witnesses.entry(w).or_insert((0.0, None, 0.0));
@@ -172,6 +183,24 @@ pub fn render(text: &str, now: f64, silent_after: f64) -> String {
         let _ = writeln!(
             out,
             "witness {w}: cosigned tree size {size}, last cosignature {age}, {failures} failed pushes"
+        );
+    }
+    for (b, (m, detail)) in &quarantine {
+        let g = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        let free = m
+            .get("free_bytes")
+            .map(|f| format!(", {f} bytes free"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "quarantine {b}: {} ({detail}), {} images ({} bytes) kept{free}, {} captures waiting for a retry ({} failed: storage down), {} health polls down, {} calls unanswered",
+            if g("backend_up") > 0.0 { "up" } else { "DOWN" },
+            g("images"),
+            g("bytes"),
+            g("captures_waiting"),
+            g("capture_failures_total"),
+            g("backend_down_polls_total"),
+            g("backend_unavailable_total"),
         );
     }
     let _ = writeln!(
@@ -274,6 +303,41 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn status_shows_a_quarantine_backend_down() {
+        let m = crate::metrics::Metrics::new();
+        assert!(!render(&m.render(), 0.0, 600.0).contains("quarantine"));
+        m.quarantine.lock().unwrap().insert(
+            "rbd".into(),
+            crate::metrics::QuarantineStat {
+                up: false,
+                detail: "unavailable: \"ceph health\" timed out".into(),
+                images: 2,
+                bytes: 4096,
+                down_polls: 3,
+                unavailable: 7,
+                captures_waiting: 1,
+                capture_failures: 1,
+                ..Default::default()
+            },
+        );
+        let t = m.render();
+        assert!(
+            t.contains("pugmark_quarantine_backend_up{backend=\"rbd\"} 0\n"),
+            "{t}"
+        );
+        assert!(!t.contains("pugmark_quarantine_free_bytes{"), "{t}");
+        let out = render(&t, 0.0, 600.0);
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("quarantine rbd:"))
+            .unwrap();
+        assert_eq!(
+            line,
+            "quarantine rbd: DOWN (unavailable: \"ceph health\" timed out), 2 images (4096 bytes) kept, 1 captures waiting for a retry (1 failed: storage down), 3 health polls down, 7 calls unanswered"
+        );
+    }
 
     #[test]
     fn status_marks_silent_senders() {

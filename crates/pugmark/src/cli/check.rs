@@ -42,6 +42,10 @@ pub struct CheckArgs {
     /// "count", "evidence": [{"seq", "observer", "source", "time", "summary"}]}], "examined"}.
     #[arg(long)]
     pub json: bool,
+    /// The quarantine (issue 13): the VM a finding suspects (`[auto_hold] check_kinds`) is
+    /// held until an operator releases it, when DATA has a quarantine store.
+    #[command(flatten)]
+    pub hold: super::autohold::HoldFlags,
 }
 
 fn parse_duration(s: &str) -> Result<SignedDuration, String> {
@@ -73,14 +77,43 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             to: args.to,
             tolerance: args.tolerance,
             silence: args.silence,
-            site_nets: args.site_nets,
+            site_nets: args.site_nets.clone(),
             net_from_events: args.from_events,
         },
     )?;
+    let code = print(&args, &report, &r)?;
+    // After the answer is out: a quarantine that cannot hold does not hide the findings.
+    if let Some((path, config)) = super::autohold::load(&args.data.data, &args.hold)?
+        && config.auto_hold.check
+    {
+        let kinds = config.auto_hold.check_kinds.clone();
+        let mut holds: Vec<(String, String)> = Vec::new();
+        for f in report
+            .findings
+            .iter()
+            .filter(|f| kinds.iter().any(|k| k == f.kind))
+        {
+            for vm in f.suspects() {
+                let reason = format!("check finding {}: {}", f.kind, f.entities.join(" "));
+                if !holds.iter().any(|(v, r)| v == vm && *r == reason) {
+                    holds.push((vm.to_string(), reason));
+                }
+            }
+        }
+        super::autohold::hold(&args.data.data, &path, config, &holds, "auto:check")?;
+    }
+    Ok(code)
+}
+
+fn print(
+    args: &CheckArgs,
+    report: &query::check::CheckReport,
+    r: &Readers,
+) -> anyhow::Result<ExitCode> {
     // Buffered: stdout is line-buffered, and the pretty JSON of a day runs to many lines.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &r.views.annotate(&report)?)?;
+        serde_json::to_writer_pretty(&mut out, &r.views.annotate(report)?)?;
         writeln!(out)?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);

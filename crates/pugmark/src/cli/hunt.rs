@@ -40,6 +40,10 @@ pub struct HuntArgs {
     /// path is tested and benchmarked against).
     #[arg(long, hide = true)]
     pub one_query_per_indicator: bool,
+    /// The quarantine (issue 13): every VM a hit matched is held until an operator releases
+    /// it, when DATA has a quarantine store (`[auto_hold] hunt`).
+    #[command(flatten)]
+    pub hold: super::autohold::HoldFlags,
     /// Send the hits to this MISP instance as sightings (`POST URL/sightings/add`): one per
     /// indicator that hit, at its latest hit, with the hit count and ledger positions as
     /// source. Needs --misp-key-file.
@@ -123,6 +127,8 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &r.views.annotate(&answer)?)?;
         writeln!(out)?;
         out.flush()?;
+        drop(out);
+        hold(&args, &answer)?;
         return Ok(code);
     }
     for h in &answer.hits {
@@ -171,5 +177,26 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "no hits for {} indicators", indicators.len())?;
     }
     out.flush()?;
+    drop(out);
+    hold(&args, &answer)?;
     Ok(code)
+}
+
+/// Hold the VMs the hits matched (after the answer is out).
+fn hold(args: &HuntArgs, answer: &query::hunt::HuntAnswer) -> anyhow::Result<()> {
+    if let Some((path, config)) = super::autohold::load(&args.data.data, &args.hold)?
+        && config.auto_hold.hunt
+    {
+        let mut holds: Vec<(String, String)> = Vec::new();
+        for h in &answer.hits {
+            for m in &h.matches {
+                let reason = format!("hunt indicator {}", h.indicator);
+                if !holds.iter().any(|(v, r)| *v == m.vm.uuid && *r == reason) {
+                    holds.push((m.vm.uuid.clone(), reason));
+                }
+            }
+        }
+        super::autohold::hold(&args.data.data, &path, config, &holds, "auto:hunt")?;
+    }
+    Ok(())
 }

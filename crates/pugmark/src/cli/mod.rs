@@ -3,6 +3,7 @@
 //! Flags and `--json` shapes spelled out in issues are contracts (README "Contracts"): extend,
 //! never rename.
 
+mod autohold;
 mod challenge;
 mod check;
 mod hunt;

@@ -56,6 +56,8 @@ pub enum QCommand {
     Hold(HoldArgs),
     /// Release every hold on a VM; its images fall back to their policy.
     Release(ReleaseArgs),
+    /// The holds in force per VM (operators' and findings'), with who asked and why.
+    Holds(JsonArgs),
     /// List kept images.
     List(ListArgs),
     /// One kept image and its custody.
@@ -266,7 +268,7 @@ pub struct MarkArgs {
 }
 
 /// The operator's name for custody records (`operator root`; `SUDO_USER` when set).
-fn operator() -> String {
+pub(crate) fn operator() -> String {
     let who = std::env::var("SUDO_USER")
         .or_else(|_| std::env::var("USER"))
         .unwrap_or_else(|_| format!("uid {}", rustix::process::getuid().as_raw()));
@@ -346,6 +348,47 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
                 );
             } else {
                 println!("released {n} hold(s) on VM {}", r.vm);
+            }
+            ExitCode::SUCCESS
+        }
+        QCommand::Holds(j) => {
+            let now = quarantine::now();
+            let holds: std::collections::BTreeMap<String, Vec<HoldJson>> = q
+                .holds()?
+                .into_iter()
+                .map(|(vm, hs)| {
+                    let hs: Vec<HoldJson> = hs
+                        .into_iter()
+                        .filter(|h| h.until.is_none_or(|u| u > now))
+                        .map(|h| HoldJson {
+                            until: h.until.map(|t| t.to_string()),
+                            reason: h.reason,
+                            by: h.by,
+                            since: h.since.to_string(),
+                        })
+                        .collect();
+                    (vm, hs)
+                })
+                .filter(|(_, hs)| !hs.is_empty())
+                .collect();
+            if j.json {
+                println!("{}", serde_json::to_string(&json!({ "holds": holds }))?);
+            } else {
+                let mut out = std::io::stdout().lock();
+                for (vm, hs) in &holds {
+                    for h in hs {
+                        crate::cli::text_line(
+                            &mut out,
+                            &format!(
+                                "vm {vm}  until {}  by {}  since {}: {}",
+                                h.until.as_deref().unwrap_or("released"),
+                                h.by,
+                                h.since,
+                                h.reason
+                            ),
+                        )?;
+                    }
+                }
             }
             ExitCode::SUCCESS
         }
@@ -477,11 +520,33 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
             ExitCode::SUCCESS
         }
         QCommand::Expire(j) => {
+            // Captures whose storage did not answer are tried again first (when due).
+            let mut kept = Vec::new();
+            let mut failed = Vec::new();
+            for r in q.retry_due(quarantine::now())? {
+                match r {
+                    Ok(item) => kept.push(item.id),
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            let waiting = q.pending()?.len();
             let purged = q.expire(quarantine::now())?;
             if j.json {
-                println!("{}", json!({ "purged": purged }));
+                println!(
+                    "{}",
+                    json!({ "purged": purged, "retried": kept, "retry_failed": failed, "waiting": waiting })
+                );
             } else {
                 println!("purged {} image(s)", purged.len());
+                for id in &kept {
+                    println!("kept {id} on retry");
+                }
+                for e in &failed {
+                    eprintln!("pugmark: quarantine: {e}");
+                }
+                if waiting > 0 {
+                    println!("{waiting} capture(s) waiting for their storage");
+                }
             }
             ExitCode::SUCCESS
         }
@@ -495,6 +560,7 @@ pub fn run(args: QuarantineArgs) -> anyhow::Result<ExitCode> {
     };
     if let Some(data) = &args.data {
         let n = ship(&q, data)?;
+        super::autohold::link(data, &args.config);
         if n > 0 {
             eprintln!(
                 "pugmark: {n} custody record(s) stored in {}",
@@ -707,6 +773,17 @@ fn decode_base64(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// `holds --json` → `{"holds": {VM: [HOLD…]}}`, one hold's shape (a contract).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HoldJson {
+    /// RFC 3339, or null: until released.
+    pub until: Option<String>,
+    pub reason: String,
+    /// `operator NAME`, `auto:check`, `auto:hunt`, `auto:who (operator NAME)`.
+    pub by: String,
+    pub since: String,
 }
 
 /// `list --json` / `show --json` item shape (a contract).

@@ -5,6 +5,7 @@
 //! data directory; its lock keeps a second writer out), and hand it to `serve::run` behind
 //! the `serve::Store` trait, which the writer thread drives with group-committed batches.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -118,15 +119,35 @@ pub(super) struct QuarantineLink {
     seen: u64,
     /// VMs nova announced deleted, for the quarantine thread to mark.
     marks: std::sync::mpsc::Sender<String>,
+    /// Where the quarantine thread publishes backend health, once the metrics exist.
+    metrics: Arc<std::sync::OnceLock<Arc<serve::metrics::Metrics>>>,
 }
 
-/// The quarantine thread: every `every`, purge expired images; mark each VM received.
+/// The quarantine thread: every `every`, try again the captures whose storage did not answer,
+/// purge expired images, poll each backend's health and publish it all to `/metrics` (once
+/// the metrics exist); mark each VM received. The RBD backend lives as long as the thread, so
+/// its counters do; the store is opened (and locked) only for the time of each tick.
 fn quarantine_thread(
     config: quarantine::policy::Config,
     every: std::time::Duration,
     marks: std::sync::mpsc::Receiver<String>,
+    metrics: Arc<std::sync::OnceLock<Arc<serve::metrics::Metrics>>>,
 ) {
-    let mut next = std::time::Instant::now() + every;
+    let ceph = match config
+        .rbd
+        .clone()
+        .map(quarantine::ceph::CephBackend::new)
+        .transpose()
+    {
+        Ok(c) => c.map(Arc::new),
+        Err(e) => {
+            eprintln!("pugmark serve: quarantine: [rbd]: {e}");
+            return;
+        }
+    };
+    let mut stats: BTreeMap<String, serve::metrics::QuarantineStat> = BTreeMap::new();
+    let mut journal_len = u64::MAX;
+    let mut next = std::time::Instant::now();
     loop {
         let wait = next.saturating_duration_since(std::time::Instant::now());
         let mark = match marks.recv_timeout(wait) {
@@ -135,16 +156,34 @@ fn quarantine_thread(
             Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
         };
         let r = (|| -> anyhow::Result<()> {
-            let q =
-                quarantine::Quarantine::open(config.clone(), quarantine::ceph::backends(&config)?)?;
+            let extra: Vec<Box<dyn quarantine::Backend>> = ceph
+                .iter()
+                .map(|c| Box::new(c.clone()) as Box<dyn quarantine::Backend>)
+                .collect();
+            let q = quarantine::Quarantine::open(config.clone(), extra)?;
             if let Some(vm) = &mark {
                 q.mark(vm, "serve", "nova instance.delete.start")?;
             }
             if std::time::Instant::now() >= next {
                 next = std::time::Instant::now() + every;
+                for r in q.retry_due(quarantine::now())? {
+                    match r {
+                        Ok(item) => eprintln!(
+                            "pugmark serve: quarantine kept {} as {} on retry",
+                            item.source, item.id
+                        ),
+                        Err(e) => eprintln!("pugmark serve: quarantine: {e}"),
+                    }
+                }
                 let purged = q.expire(quarantine::now())?;
                 if !purged.is_empty() {
                     eprintln!("pugmark serve: quarantine purged {}", purged.join(" "));
+                }
+                poll_quarantine(&q, ceph.as_deref(), every, &mut stats, &mut journal_len)?;
+                if let Some(m) = metrics.get()
+                    && let Ok(mut g) = m.quarantine.lock()
+                {
+                    *g = stats.clone();
                 }
             }
             Ok(())
@@ -153,6 +192,71 @@ fn quarantine_thread(
             eprintln!("pugmark serve: quarantine: {e:#}");
         }
     }
+}
+
+/// One health poll of each backend, with what it keeps and what waits for it.
+fn poll_quarantine(
+    q: &quarantine::Quarantine,
+    ceph: Option<&quarantine::ceph::CephBackend>,
+    every: std::time::Duration,
+    stats: &mut BTreeMap<String, serve::metrics::QuarantineStat>,
+    journal_len: &mut u64,
+) -> anyhow::Result<()> {
+    let items = q.items()?;
+    let pending = q.pending()?;
+    // Failed captures per backend, counted again only when the journal grew.
+    let len = std::fs::metadata(q.journal().path()).map_or(0, |m| m.len());
+    let failures: Option<BTreeMap<String, u64>> = if len == *journal_len {
+        None
+    } else {
+        *journal_len = len;
+        let mut n = BTreeMap::new();
+        for r in q.journal().read()? {
+            if r.step == Some(quarantine::custody::Step::Failed)
+                && r.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("; retry ") || d.contains("; gave up after"))
+                && let Some(b) = r.backend
+            {
+                *n.entry(b).or_insert(0) += 1;
+            }
+        }
+        Some(n)
+    };
+    for b in q.backends() {
+        let kind = b.kind();
+        let h = match (kind, ceph) {
+            // One attempt, a short deadline: a poll must not wait out a capture's retries.
+            ("rbd", Some(c)) => c.probe(every.clamp(
+                std::time::Duration::from_secs(1),
+                std::time::Duration::from_secs(10),
+            )),
+            _ => b.health(),
+        };
+        let st = stats.entry(kind.to_string()).or_default();
+        if !h.up {
+            st.down_polls += 1;
+        }
+        st.up = h.up;
+        st.detail = h.detail;
+        st.free_bytes = h.free_bytes;
+        let mine: Vec<&quarantine::Item> = items.iter().filter(|i| i.backend == kind).collect();
+        st.images = mine.len() as u64;
+        st.bytes = mine.iter().map(|i| i.size).sum();
+        st.captures_waiting = pending
+            .iter()
+            .filter(|p| p.source.backend_kind() == kind)
+            .count() as u64;
+        if let Some(f) = &failures {
+            st.capture_failures = f.get(kind).copied().unwrap_or(0);
+        }
+        if let (Some(c), "rbd") = (ceph, kind) {
+            let cs = c.stats();
+            st.unavailable = cs.unavailable_total;
+            st.gave_up = cs.gave_up_total;
+        }
+    }
+    Ok(())
 }
 
 impl PipelineStore {
@@ -461,6 +565,9 @@ impl serve::Store for PipelineStore {
         if let Err(e) = crate::witnesses::spawn(self.ledger_dir.clone(), targets, metrics.clone()) {
             eprintln!("pugmark serve: cannot start the witness pusher: {e}");
         }
+        if let Some(q) = &self.quarantine {
+            let _ = q.metrics.set(metrics.clone());
+        }
         self.metrics = Some(metrics);
     }
 
@@ -542,18 +649,25 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             let (tx, rx) = std::sync::mpsc::channel();
             let store = qc.store.clone();
             let every = *every;
+            let metrics = Arc::new(std::sync::OnceLock::new());
+            let m = metrics.clone();
             std::thread::Builder::new()
                 .name("quarantine".into())
-                .spawn(move || quarantine_thread(qc, every, rx))?;
+                .spawn(move || quarantine_thread(qc, every, rx, m))?;
             Some(QuarantineLink {
                 store,
                 seen: u64::MAX,
                 marks: tx,
+                metrics,
             })
         }
         None => None,
     };
     let dd = DataDir::open(&args.data.data, true)?;
+    if let Some((path, _)) = &config.quarantine {
+        // `check` and `hunt` on this data directory hold the VMs they find in this store.
+        super::autohold::link(&args.data.data, path);
+    }
     let pipeline = Pipeline::open_trailing(&dd, SERVE_INDEX_COMMIT)?;
     for t in &pipeline.open_report.truncated {
         eprintln!("pugmark: ledger recovery: {t}");

@@ -43,6 +43,14 @@ pub struct WhoArgs {
     /// ambiguous, conflicts, contain]; README "Contracts" and "Containment").
     #[arg(long)]
     pub json: bool,
+    /// Hold every VM this names in the quarantine (issue 13): kept until an operator
+    /// releases it, its disks captured later included.
+    #[arg(long)]
+    pub hold: bool,
+    /// With --hold: the quarantine's config (default: the one named by
+    /// DATA/quarantine.config).
+    #[arg(long, env = "PUGMARK_QUARANTINE_CONFIG")]
+    pub quarantine_config: Option<std::path::PathBuf>,
 }
 
 /// `--peer`: `IP`, `IPv4:PORT` or `[IPv6]:PORT`.
@@ -98,6 +106,9 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
         },
         &filter,
     )?;
+    if args.hold {
+        hold(&args, &answer, &value)?;
+    }
     let mut out = io::stdout().lock();
     if args.json {
         // The cited evidence with its bytes and inclusion proofs (issue 11).
@@ -278,4 +289,25 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--hold`: the VMs named are held, requester `auto:who (operator NAME)`.
+fn hold(args: &WhoArgs, answer: &query::who::WhoAnswer, value: &str) -> anyhow::Result<()> {
+    let path = super::autohold::config_for(&args.data.data, args.quarantine_config.as_deref())
+        .with_context(|| {
+            format!(
+                "--hold: {} has no quarantine store (give --quarantine-config)",
+                args.data.data.display()
+            )
+        })?;
+    let config = quarantine::policy::Config::load(&path).map_err(anyhow::Error::msg)?;
+    let reason = format!("who {value} at {}", args.at);
+    let holds: Vec<(String, String)> = answer
+        .matches
+        .iter()
+        .map(|m| (m.vm.uuid.clone(), reason.clone()))
+        .collect();
+    let by = format!("auto:who ({})", super::quarantine::operator());
+    super::autohold::hold(&args.data.data, &path, config, &holds, &by)?;
+    Ok(())
 }
