@@ -258,3 +258,109 @@ impl RoleMap {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// docs/API.md's "Authentication" section: its TOML block, exactly as printed.
+    fn documented_config() -> String {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md");
+        let doc = std::fs::read_to_string(path).expect("docs/API.md");
+        let section = doc
+            .split("## Authentication")
+            .nth(1)
+            .expect("Authentication section");
+        let block = section.split("```toml\n").nth(1).expect("toml block");
+        block.split("```").next().expect("closed block").to_owned()
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        auth: AuthConfig,
+    }
+
+    #[test]
+    fn the_documented_config_parses_and_validates() {
+        let f: File = toml::from_str(&documented_config()).expect("docs/API.md config parses");
+        let a = f.auth;
+        assert_eq!(
+            a.session_key_file.as_deref(),
+            Some(std::path::Path::new("/etc/pugmark/session.key"))
+        );
+        assert_eq!(a.oidc.len(), 2);
+        assert_eq!(
+            a.oidc[0].audience,
+            ["https://pugmark.site.example", WLCG_ANY_AUDIENCE]
+        );
+        assert_eq!(a.oidc[1].audience, ["https://pugmark.site.example"]);
+        assert_eq!(
+            a.oidc[1].groups_claim.as_deref(),
+            Some("eduperson_entitlement")
+        );
+        assert_eq!(
+            (a.oidc[0].leeway_seconds, a.oidc[1].leeway_seconds),
+            (60, 30)
+        );
+        a.roles.validate().expect("roles");
+        // The real consumer: Verifier::new (no network), with the secret file made real.
+        let dir = tempfile::tempdir().expect("tmp");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cret\n").expect("write");
+        let mut oidc = a.oidc.clone();
+        oidc[0].client_secret_file = Some(secret);
+        crate::Verifier::new(oidc).expect("verifier from the documented config");
+        // And what the roles give.
+        let claims = |groups: &[&str]| Claims {
+            iss: "i".into(),
+            sub: "s".into(),
+            aud: vec![],
+            exp: 0,
+            name: None,
+            preferred_username: None,
+            email: None,
+            groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+            raw: Default::default(),
+        };
+        assert_eq!(
+            a.roles.roles_for(&claims(&["/atlas", "/atlas/security"])),
+            [Role::Vo("atlas".into())]
+        );
+        assert_eq!(
+            a.roles.roles_for(&claims(&[
+                "urn:mace:egi.eu:group:cms:role=security#aai.egi.eu",
+                "/pugmark/site-security"
+            ])),
+            [Role::Site, Role::Vo("cms".into())]
+        );
+        assert!(a.roles.roles_for(&claims(&["/atlas"])).is_empty());
+    }
+
+    #[test]
+    fn config_mistakes_are_refused_at_start() {
+        let bad = [
+            // unknown key
+            "[[auth.oidc]]\nissuer = \"https://i.example/\"\naudience = \"a\"\naudiance = \"b\"\n",
+            // plain http to a remote issuer
+            "[[auth.oidc]]\nissuer = \"http://i.example/\"\naudience = \"a\"\n",
+            // no audience
+            "[[auth.oidc]]\nissuer = \"https://i.example/\"\naudience = []\n",
+            // login half configured
+            "[[auth.oidc]]\nissuer = \"https://i.example/\"\naudience = \"a\"\nclient_id = \"c\"\n",
+            // the same issuer twice
+            "[[auth.oidc]]\nissuer = \"https://i.example/\"\naudience = \"a\"\n[[auth.oidc]]\nissuer = \"https://i.example/\"\naudience = \"b\"\n",
+        ];
+        for text in bad {
+            let refused = match toml::from_str::<File>(text) {
+                Err(_) => true,
+                Ok(f) => crate::Verifier::new(f.auth.oidc).is_err(),
+            };
+            assert!(refused, "accepted: {text}");
+        }
+        for role in ["admin", "vo:", "vo:a b", "VO:atlas"] {
+            let m: RoleMap = toml::from_str(&format!("\"/g\" = \"{role}\"")).expect("toml");
+            assert!(m.validate().is_err(), "{role}");
+        }
+    }
+}

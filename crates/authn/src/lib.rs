@@ -18,6 +18,7 @@ mod error;
 mod login;
 mod session;
 pub mod token;
+pub use token::looks_like_jwt;
 mod verifier;
 
 pub use claims::{Claims, DEFAULT_GROUP_CLAIMS};

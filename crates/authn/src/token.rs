@@ -47,6 +47,19 @@ pub struct Unverified {
     pub iss: String,
 }
 
+/// Whether `token` has the shape of a JWT (three dot-separated parts, the first a base64url
+/// JSON object): how an API that also takes opaque local tokens decides which verifier to ask.
+/// Says nothing about validity.
+pub fn looks_like_jwt(token: &str) -> bool {
+    let mut parts = token.split('.');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(_), Some(_), None) => {
+            token.len() <= MAX_TOKEN_BYTES && json_part(h, "header").is_ok()
+        }
+        _ => false,
+    }
+}
+
 /// Reads the header and the payload's `iss` without verifying anything.
 pub fn peek(token: &str) -> Result<Unverified, Error> {
     if token.len() > MAX_TOKEN_BYTES {
