@@ -111,10 +111,10 @@ impl Verifier {
             .authorization_endpoint
             .as_deref()
             .ok_or_else(|| Error::Login("provider has no authorization_endpoint".into()))?;
-        if let Some(m) = &d.code_challenge_methods_supported {
-            if !m.iter().any(|m| m == "S256") {
-                return Err(Error::Login("provider does not support PKCE S256".into()));
-            }
+        if let Some(m) = &d.code_challenge_methods_supported
+            && !m.iter().any(|m| m == "S256")
+        {
+            return Err(Error::Login("provider does not support PKCE S256".into()));
         }
         let mut url = crate::config::check_url(endpoint, "authorization_endpoint")?;
         let pending = PendingLogin {
@@ -231,10 +231,10 @@ impl Verifier {
             Some(_) => return Err(Error::InvalidClaim("nonce".into())),
             None => return Err(Error::MissingClaim("nonce".into())),
         }
-        if let Some(azp) = claims.raw.get("azp") {
-            if azp.as_str() != Some(client_id.as_str()) {
-                return Err(Error::InvalidClaim("azp".into()));
-            }
+        if let Some(azp) = claims.raw.get("azp")
+            && azp.as_str() != Some(client_id.as_str())
+        {
+            return Err(Error::InvalidClaim("azp".into()));
         }
         Ok(Tokens {
             access_token: t.access_token,

@@ -73,7 +73,8 @@ pub struct IssuerStats {
 }
 
 /// Verifies OIDC bearer tokens of the configured issuers; also drives the web login
-/// (see [`crate::login`]). `Send + Sync`: share one behind an `Arc`.
+/// ([`Verifier::authorization_url`], [`Verifier::exchange`]). `Send + Sync`: share one behind an
+/// `Arc`.
 pub struct Verifier {
     pub(crate) issuers: Vec<Issuer>,
     pub(crate) agent: ureq::Agent,
@@ -222,10 +223,10 @@ impl Verifier {
         let max_age = Duration::from_secs(issuer.cfg.jwks_max_age_seconds);
         {
             let c = read(&issuer.cache);
-            if let (Some(k), Some(at), false) = (&c.keys, c.keys_at, force) {
-                if at.elapsed() < max_age {
-                    return Ok(k.clone());
-                }
+            if let (Some(k), Some(at), false) = (&c.keys, c.keys_at, force)
+                && at.elapsed() < max_age
+            {
+                return Ok(k.clone());
             }
         }
         let _g = lock(&issuer.fetching);
@@ -252,10 +253,10 @@ impl Verifier {
             (c.keys.clone(), self.tried_recently(issuer, &c))
         };
         // Another thread may have fetched the new key while we waited for the lock.
-        if let Some(k) = &cached {
-            if k.has_kid(kid) || tried_recently {
-                return Ok(k.clone());
-            }
+        if let Some(k) = &cached
+            && (k.has_kid(kid) || tried_recently)
+        {
+            return Ok(k.clone());
         }
         match self.fetch_keys(issuer) {
             Ok(k) => Ok(k),
@@ -346,6 +347,10 @@ pub fn is_any_audience(claims: &Claims) -> bool {
     claims.aud.iter().any(|a| a == WLCG_ANY_AUDIENCE)
 }
 
+/// The wall clock, for token and cookie lifetimes only (never for evidence times: nothing
+/// here is a Received or Reported time; jsonwebtoken reads the same clock for `exp`/`nbf`,
+/// and this leaf crate does not depend on `model`).
+#[allow(clippy::disallowed_methods)]
 pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

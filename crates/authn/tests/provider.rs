@@ -212,16 +212,11 @@ fn an_expired_token_is_refused_and_the_leeway_is_what_allows_skew() {
     let strict = Verifier::new(vec![strict]).expect("verifier");
     let lenient = Verifier::new(vec![cfg(&p.issuer)]).expect("verifier");
     let t = p.mint("alice-short", AUD);
-    let exp = payload(&t)["exp"].as_i64().expect("exp");
-    // The provider issues 1 s tokens to this client; wait until exp is past.
-    while std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-        <= exp
-    {
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let claims = payload(&t);
+    let lifetime = claims["exp"].as_u64().expect("exp") - claims["iat"].as_u64().expect("iat");
+    assert_eq!(lifetime, 1, "the provider's short-lived client");
+    // Received at or after iat: past exp (whole seconds) once lifetime + 1 s has gone by.
+    std::thread::sleep(Duration::from_millis(lifetime * 1000 + 1100));
     assert_eq!(strict.verify(&t), Err(Error::Expired));
     assert_eq!(Error::Expired.reason(), "expired");
     // Within the default 60 s leeway the same token still passes.
