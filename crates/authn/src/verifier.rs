@@ -237,8 +237,13 @@ impl Verifier {
         };
         match cached {
             Some(k) if fresh && !force => Ok(k),
-            // Stale but present, and a fetch just failed: keep using it until the next window.
+            // A fetch just failed: keep the stale keys, or refuse at once, until the next
+            // window (an issuer that is down must not cost every request a timeout).
             Some(k) if tried_recently && !force => Ok(k),
+            None if tried_recently && !force => Err(Error::Unavailable {
+                issuer: issuer.cfg.issuer.clone(),
+                what: "the last fetch failed; retried after jwks_refresh_min_seconds".into(),
+            }),
             _ => match self.fetch_keys(issuer) {
                 Ok(k) => Ok(k),
                 Err(e) => cached.ok_or(e),
@@ -367,4 +372,45 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 }
 fn lock(l: &Mutex<()>) -> std::sync::MutexGuard<'_, ()> {
     l.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_verifier_is_shareable_between_request_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<Verifier>();
+    }
+
+    #[test]
+    fn an_unreachable_issuer_is_unavailable_and_not_asked_again_within_the_window() {
+        // A loopback port with nothing listening.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("port");
+        let issuer = format!("http://127.0.0.1:{port}");
+        let v = Verifier::new(vec![OidcConfig::new(&issuer, "aud")]).expect("verifier");
+        let t = format!(
+            "{}.{}.AAAA",
+            token::b64_json(&json!({"alg": "RS256", "kid": "k"})),
+            token::b64_json(&json!({"iss": issuer, "sub": "s", "aud": "aud", "exp": 1}))
+        );
+        for _ in 0..5 {
+            let e = v.verify(&t).expect_err("no keys");
+            assert!(matches!(e, Error::Unavailable { .. }), "{e:?}");
+            assert!(!e.is_client_error());
+        }
+        assert_eq!(v.stats(&issuer).map(|s| s.jwks_fetches), Some(1));
+        // A token of an issuer that is not configured costs no fetch at all.
+        let other = t.replace(
+            &token::b64_json(&json!({"iss": issuer, "sub": "s", "aud": "aud", "exp": 1})),
+            &token::b64_json(&json!({"iss": "https://evil.example", "sub": "s"})),
+        );
+        assert!(matches!(v.verify(&other), Err(Error::UnknownIssuer(_))));
+        assert_eq!(v.stats(&issuer).map(|s| s.jwks_fetches), Some(1));
+    }
 }
