@@ -26,4 +26,5 @@ pub use config::{AuthConfig, OidcConfig, Role, RoleList, RoleMap, WLCG_ANY_AUDIE
 pub use error::Error;
 pub use login::{LOGIN_TTL_SECONDS, PendingLogin, Tokens, pkce_challenge};
 pub use session::{CookieKey, LOGIN_PURPOSE, SESSION_PURPOSE, Session};
+pub use url::Url;
 pub use verifier::{Discovery, IssuerStats, Verifier, is_any_audience};

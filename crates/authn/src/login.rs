@@ -99,7 +99,7 @@ impl Verifier {
     /// The provider URL to redirect the browser to, for the configured issuer `issuer` (which
     /// must have `client_id` and `redirect_uri`), and what to keep until it comes back.
     /// Fetches the issuer's discovery document on first use.
-    pub fn authorization_url(&self, issuer: &str) -> Result<(url::Url, PendingLogin), Error> {
+    pub fn authorization_url(&self, issuer: &str) -> Result<(crate::Url, PendingLogin), Error> {
         let i = self.issuer(issuer)?;
         let (Some(client_id), Some(redirect_uri)) = (&i.cfg.client_id, &i.cfg.redirect_uri) else {
             return Err(Error::Config(format!(

@@ -376,10 +376,17 @@ fn key_rotation_at_the_provider_is_picked_up_and_unknown_kids_are_rate_limited()
     assert_eq!(p.issuer, issuer);
     let new = p.mint("alice-cli", AUD);
     assert_eq!(payload(&new)["iss"], issuer);
-    let c = v
-        .verify(&new)
-        .expect("k2 token verifies after a JWKS refetch");
-    assert_eq!(c.sub, "alice-cli");
+    // Eight request threads meet the new kid at once: one refetch serves them all.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|_| s.spawn(|| v.verify(&new))).collect();
+        for h in handles {
+            let c = h
+                .join()
+                .expect("thread")
+                .expect("k2 token verifies after a JWKS refetch");
+            assert_eq!(c.sub, "alice-cli");
+        }
+    });
     assert_eq!(v.stats(&issuer).map(|s| s.jwks_fetches), Some(2));
     // The withdrawn key no longer verifies (the refetched set has k2 only).
     assert!(matches!(v.verify(&old), Err(Error::UnknownKey { .. })));
