@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use jiff::Timestamp;
-use query::report::{report, to_html, to_markdown};
+use query::report::{ReportOptions, report_with, to_html, to_markdown};
 use query::who::{AddrKind, WhoQuery};
 
 use crate::cli::{DataArgs, parse_time};
@@ -38,7 +38,14 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "md")]
     pub format: ReportFormat,
+    /// When the incident was discovered (RFC 3339): the EGI CSIRT procedure's deadlines
+    /// (inform within 4 hours, contain within 1 day) are dated from it.
+    #[arg(long, value_parser = parse_time)]
+    pub discovered: Option<Timestamp>,
 }
+
+/// The integrity section's last word when the ledger has no signed checkpoint yet.
+const NO_CHECKPOINT: &str = "No signed checkpoint of the ledger exists yet: the cited records carry no inclusion proof (`pugmark verify` checks the chain; proofs come with the first checkpoint).\n";
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
@@ -48,7 +55,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         _ => bail!("one of --ip or --host is required"),
     };
     let mut r = Readers::open(&dd)?;
-    let rep = report(
+    let rep = report_with(
         &r.index,
         &r.facts,
         &mut r.fetch,
@@ -56,6 +63,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             kind,
             value,
             at: args.at,
+        },
+        &ReportOptions {
+            discovered: args.discovered,
         },
     )?;
     // Every cited record with its bytes and an inclusion proof (issue 11).
@@ -77,8 +87,9 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         }
         ReportFormat::Md => {
             let mut md = to_markdown(&rep);
-            if let Some(i) = &integrity {
-                md.push_str(&crate::proofs::markdown(i)?);
+            match &integrity {
+                Some(i) => md.push_str(&crate::proofs::markdown(i)?),
+                None => md.push_str(NO_CHECKPOINT),
             }
             out.write_all(md.as_bytes())?
         }
@@ -86,7 +97,7 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
             let page = to_html(&rep);
             let page = match &integrity {
                 Some(i) => crate::proofs::html(&page, i)?,
-                None => page,
+                None => page.replace("</body>", &format!("<p>{NO_CHECKPOINT}</p></body>")),
             };
             out.write_all(page.as_bytes())?
         }
