@@ -13,6 +13,7 @@
 //! message of a syslog line).
 
 pub mod classify;
+pub mod audit;
 pub mod custody;
 pub mod framing;
 pub mod grid;
@@ -64,6 +65,7 @@ pub fn decode(env: &RecordEnvelope) -> Event {
             opennebula::log::classify_syslog(&mut ev);
             grid::glexec::classify(&mut ev);
             custody::classify(&mut ev);
+            audit::classify(&mut ev);
             if env.observer == model::Observer::Image {
                 custody::image_origin(&mut ev, &env.origin);
             }

@@ -61,7 +61,11 @@ fn parse_net(s: &str) -> Result<Net, String> {
     Net::parse(s).ok_or_else(|| format!("{s:?} is not a network such as 10.1.0.0/16"))
 }
 
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+/// The findings, shared by the CLI and the query API (`crate::api`): the typed report and
+/// its `--json` document.
+pub(crate) fn answer(
+    args: &CheckArgs,
+) -> anyhow::Result<(query::check::CheckReport, serde_json::Value)> {
     let dd = DataDir::open(&args.data.data, false)?;
     let mut r = Readers::open(&dd)?;
     let report = check(
@@ -73,14 +77,20 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             to: args.to,
             tolerance: args.tolerance,
             silence: args.silence,
-            site_nets: args.site_nets,
+            site_nets: args.site_nets.clone(),
             net_from_events: args.from_events,
         },
     )?;
+    let v = r.views.annotate(&report)?;
+    Ok((report, v))
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (report, v) = answer(&args)?;
     // Buffered: stdout is line-buffered, and the pretty JSON of a day runs to many lines.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &r.views.annotate(&report)?)?;
+        serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);
