@@ -107,8 +107,14 @@ fn parse_args<T: VerbArgs>(verb: &str, p: &Params, dd: &std::path::Path) -> Resu
     let mut argv: Vec<String> = Vec::new();
     let mut positional: Option<String> = None;
     for (k, v) in p {
+        if API_PARAMS.contains(&k.as_str()) {
+            continue;
+        }
         let k = k.replace('_', "-");
-        if API_PARAMS.contains(&k.as_str()) || k == "json" || (k == "format" && v == "ndjson") {
+        if API_PARAMS.contains(&k.replace('-', "_").as_str())
+            || k == "json"
+            || (k == "format" && v == "ndjson")
+        {
             continue;
         }
         if k == "data" {
