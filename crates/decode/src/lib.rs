@@ -12,8 +12,8 @@
 //! `...`-terminated events), [`nat`] (conntrack and ulogd2 NAT records in lines: bare, or the
 //! message of a syslog line).
 
-pub mod classify;
 pub mod audit;
+pub mod classify;
 pub mod custody;
 pub mod framing;
 pub mod grid;

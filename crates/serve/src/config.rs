@@ -732,7 +732,10 @@ impl Config {
             );
         }
         if self.api.enabled && self.http.is_some() {
-            let _ = writeln!(out, "query api: on the http listener (/api/v1/openapi.json)");
+            let _ = writeln!(
+                out,
+                "query api: on the http listener (/api/v1/openapi.json)"
+            );
             for (g, r) in &self.api.roles {
                 let _ = writeln!(out, "  group {g:?} -> role {r}");
             }

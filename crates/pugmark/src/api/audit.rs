@@ -118,7 +118,12 @@ pub fn list(
         if h.event.observer != model::Observer::Collector {
             continue;
         }
-        let Some(json) = h.event.message.trim_start().strip_prefix(decode::audit::PREFIX) else {
+        let Some(json) = h
+            .event
+            .message
+            .trim_start()
+            .strip_prefix(decode::audit::PREFIX)
+        else {
             continue;
         };
         let Ok(v @ Value::Object(_)) = serde_json::from_str::<Value>(json) else {

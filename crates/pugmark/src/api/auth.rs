@@ -199,7 +199,10 @@ impl ApiTokens {
             bail!("--name must be a non-empty name without control characters");
         }
         let mut f = self.read()?;
-        if f.tokens.iter().any(|t| t.name == name && t.revoked.is_none()) {
+        if f.tokens
+            .iter()
+            .any(|t| t.name == name && t.revoked.is_none())
+        {
             bail!("a token named {name:?} exists; revoke it first or pick another name");
         }
         let secret = format!("{TOKEN_PREFIX}{}", serve::senders::new_token()?);
@@ -275,7 +278,9 @@ mod tests {
     fn tokens_are_stored_hashed_and_revocation_takes_effect() {
         let d = tempfile::tempdir().expect("tempdir");
         let t = ApiTokens::new(d.path());
-        let (secret, stored) = t.create("ci", &ApiRole::Vo("atlas".into())).expect("create");
+        let (secret, stored) = t
+            .create("ci", &ApiRole::Vo("atlas".into()))
+            .expect("create");
         let file = std::fs::read_to_string(d.path().join("api/tokens.json")).expect("file");
         assert!(!file.contains(&secret), "the secret is not stored");
         let auth = Authenticators {
@@ -309,11 +314,13 @@ mod tests {
 
     #[test]
     fn oidc_groups_map_to_the_strongest_role() {
-        let mut config = ApiConfig::default();
-        config.roles = vec![
-            ("/atlas".into(), ApiRole::Vo("atlas".into())),
-            ("/site".into(), ApiRole::Site),
-        ];
+        let config = ApiConfig {
+            roles: vec![
+                ("/atlas".into(), ApiRole::Vo("atlas".into())),
+                ("/site".into(), ApiRole::Site),
+            ],
+            ..Default::default()
+        };
         let id = |groups: &[&str]| Identity {
             issuer: Some("https://iam".into()),
             subject: "s".into(),

@@ -124,7 +124,10 @@ fn parse_args<T: VerbArgs>(verb: &str, p: &Params, dd: &std::path::Path) -> Resu
             positional = Some(v.clone());
             continue;
         }
-        let Some(arg) = cmd.get_arguments().find(|a| a.get_long() == Some(k.as_str())) else {
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(k.as_str()))
+        else {
             return Err(refuse(400, format!("unknown parameter {k:?} for {verb}")));
         };
         if arg.get_action().takes_values() {
@@ -201,7 +204,10 @@ impl Service {
                 _ => None,
             })
             .collect();
-        if roles.iter().any(|r| matches!(r, ApiRole::Site | ApiRole::Csirt)) {
+        if roles
+            .iter()
+            .any(|r| matches!(r, ApiRole::Site | ApiRole::Csirt))
+        {
             return Ok(None);
         }
         if let Some(v) = vos.iter().find(|v| !self.config.vos.contains_key(*v)) {
@@ -472,13 +478,16 @@ impl Service {
                 for (k, v) in p {
                     match k.as_str() {
                         "user" => user = Some(v.clone()),
-                        "from" => from = Some(crate::cli::parse_time(v).map_err(|e| refuse(400, e))?),
+                        "from" => {
+                            from = Some(crate::cli::parse_time(v).map_err(|e| refuse(400, e))?)
+                        }
                         "to" => to = Some(crate::cli::parse_time(v).map_err(|e| refuse(400, e))?),
                         "offset" | "page_size" | "json" => {}
                         _ => return Err(refuse(400, format!("unknown parameter {k:?} for audit"))),
                     }
                 }
-                let mut list = audit::list(&self.dd()?, user.as_deref(), from, to).map_err(internal)?;
+                let mut list =
+                    audit::list(&self.dd()?, user.as_deref(), from, to).map_err(internal)?;
                 if let Some(sc) = &sc {
                     list.retain(|l| {
                         let vms = audit::vms_of(l);
@@ -497,11 +506,7 @@ impl Service {
             _ => return Err(refuse(404, format!("no endpoint {verb:?}"))),
         };
         if a.vms.is_empty() {
-            scope::vms_named(
-                &a.json,
-                sc.as_ref().map(|s| &s.all_vms),
-                &mut a.vms,
-            );
+            scope::vms_named(&a.json, sc.as_ref().map(|s| &s.all_vms), &mut a.vms);
         }
         Ok(a)
     }
@@ -693,7 +698,10 @@ pub struct PipelineAudit(pub std::sync::Mutex<Option<crate::pipeline::Pipeline>>
 
 impl AuditSink for PipelineAudit {
     fn store(&self, record: model::envelope::RecordEnvelope) -> Result<u64, String> {
-        let mut g = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let p = g.as_mut().ok_or("the ui is stopping")?;
         let r = p
             .append(vec![model::Envelope::Record(record)])
@@ -703,7 +711,11 @@ impl AuditSink for PipelineAudit {
 }
 
 /// The service and its sink for `pugmark ui`.
-pub fn service(data: PathBuf, config: ApiConfig, metrics_addr: Option<std::net::SocketAddr>) -> Arc<Service> {
+pub fn service(
+    data: PathBuf,
+    config: ApiConfig,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> Arc<Service> {
     Arc::new(Service {
         auth: auth::Authenticators {
             tokens: auth::ApiTokens::new(&data),
@@ -714,4 +726,3 @@ pub fn service(data: PathBuf, config: ApiConfig, metrics_addr: Option<std::net::
         metrics_addr,
     })
 }
-

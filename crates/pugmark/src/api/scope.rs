@@ -82,11 +82,7 @@ impl Scope {
             }
             all_vms.insert(uuid);
         }
-        Ok(Scope {
-            vms,
-            all_vms,
-            site,
-        })
+        Ok(Scope { vms, all_vms, site })
     }
 
     pub fn owns(&self, vm: &str) -> bool {
@@ -127,11 +123,9 @@ fn decide(obj: &serde_json::Map<String, Value>, s: &Scope) -> Decision {
         return yes(vm_of(vm).is_some_and(|v| s.owns(v)));
     }
     if let Some(Value::Array(m)) = obj.get("matches") {
-        return yes(m.iter().any(|x| {
-            x.get("vm")
-                .and_then(vm_of)
-                .is_some_and(|v| s.owns(v))
-        }));
+        return yes(m
+            .iter()
+            .any(|x| x.get("vm").and_then(vm_of).is_some_and(|v| s.owns(v))));
     }
     if let Some(Value::Array(ents)) = obj.get("entities") {
         let vms: Vec<&str> = ents
@@ -202,10 +196,8 @@ pub fn vms_named(v: &Value, all: Option<&HashSet<String>>, out: &mut BTreeSet<St
                             out.insert(u.to_string());
                         }
                     }
-                    ("uuid", Value::String(u)) => {
-                        if all.is_none_or(|a| a.contains(u)) {
-                            out.insert(u.clone());
-                        }
+                    ("uuid", Value::String(u)) if all.is_none_or(|a| a.contains(u)) => {
+                        out.insert(u.clone());
                     }
                     ("entities", Value::Array(e)) => {
                         if let Some(a) = all {

@@ -64,7 +64,11 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 /// views stood, and how many records past the index were scanned from the ledger.
 pub(crate) fn answer(
     args: &SearchArgs,
-) -> anyhow::Result<(query::search::SearchOutcome, crate::viewcheck::ViewsCheck, u64)> {
+) -> anyhow::Result<(
+    query::search::SearchOutcome,
+    crate::viewcheck::ViewsCheck,
+    u64,
+)> {
     let dd = DataDir::open(&args.data.data, false)?;
     // The records past the index are scanned below; a missing or foreign index is refused.
     let views = crate::viewcheck::check(&dd, &[crate::viewcheck::View::Index])?
