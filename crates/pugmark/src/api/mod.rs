@@ -693,20 +693,81 @@ impl serve::api::Api for Service {
     }
 }
 
-/// `pugmark ui`'s audit sink: its own pipeline (it owns the ledger).
-pub struct PipelineAudit(pub std::sync::Mutex<Option<crate::pipeline::Pipeline>>);
+/// `pugmark ui`'s audit sink: its own pipeline (it owns the ledger), group-committed like
+/// serve's writer — one thread appends everything waiting as one durable batch, then answers
+/// each request — so concurrent queries share an fsync instead of queueing for one each.
+pub struct PipelineAudit {
+    tx: std::sync::Mutex<Option<AuditTx>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<crate::pipeline::Pipeline>>>>,
+}
+
+type AuditReply = std::sync::mpsc::Sender<Result<u64, String>>;
+type AuditTx = std::sync::mpsc::Sender<(model::envelope::RecordEnvelope, AuditReply)>;
+
+impl PipelineAudit {
+    pub fn start(mut pipeline: crate::pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(model::envelope::RecordEnvelope, AuditReply)>();
+        let thread = std::thread::Builder::new()
+            .name("pugmark-audit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let envs = records.into_iter().map(model::Envelope::Record).collect();
+                    match pipeline.append(envs) {
+                        Ok(r) => {
+                            let first = r.first.get();
+                            for (i, reply) in replies.into_iter().enumerate() {
+                                let _ = reply.send(Ok(first + i as u64));
+                            }
+                        }
+                        Err(e) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(format!("{e:#}")));
+                            }
+                        }
+                    }
+                }
+                Some(pipeline)
+            })?;
+        Ok(PipelineAudit {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops taking records and hands the pipeline back (to be finished).
+    pub fn stop(&self) -> Option<crate::pipeline::Pipeline> {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let t = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        t.join().ok().flatten()
+    }
+}
 
 impl AuditSink for PipelineAudit {
     fn store(&self, record: model::envelope::RecordEnvelope) -> Result<u64, String> {
-        let mut g = self
-            .0
+        let (reply, wait) = std::sync::mpsc::channel();
+        let tx = self
+            .tx
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let p = g.as_mut().ok_or("the ui is stopping")?;
-        let r = p
-            .append(vec![model::Envelope::Record(record)])
-            .map_err(|e| format!("{e:#}"))?;
-        Ok(r.last().map_or(0, |s| s.get()))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or("the ui is stopping")?;
+        tx.send((record, reply))
+            .map_err(|_| "the ui is stopping".to_string())?;
+        wait.recv()
+            .map_err(|_| "the audit writer stopped".to_string())?
     }
 }
 

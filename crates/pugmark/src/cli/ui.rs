@@ -44,19 +44,12 @@ pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
             args.data.data.display()
         )
     })?;
-    let sink = Arc::new(crate::api::PipelineAudit(std::sync::Mutex::new(Some(
-        pipeline,
-    ))));
+    let sink = Arc::new(crate::api::PipelineAudit::start(pipeline)?);
     let svc = crate::api::service(args.data.data.clone(), config.api.clone(), None);
     serve::api::run_standalone(args.listen, svc, sink.clone(), |a| {
         eprintln!("pugmark ui: listening on http://{a} (/api/v1/openapi.json)");
     })?;
-    let pipeline = sink
-        .0
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
-    if let Some(p) = pipeline {
+    if let Some(p) = sink.stop() {
         p.finish()?;
     }
     eprintln!("pugmark ui: stopped; ledger closed");
