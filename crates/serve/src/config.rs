@@ -835,6 +835,30 @@ mod tests {
     use super::*;
 
     #[test]
+    fn api_roles_are_checked_against_the_vos() {
+        let parse = |t: &str| -> anyhow::Result<Config> {
+            let raw: RawConfig = toml::from_str(t)?;
+            Config::validate(raw, &Overrides::default(), Path::new("."))
+        };
+        let c = parse(
+            "[api]\n[[api.roles]]\ngroup = \"/atlas\"\nrole = \"vo:atlas\"\n[[api.vos]]\nname = \"atlas\"\nprojects = [\"p1\"]\n",
+        )
+        .unwrap();
+        assert!(c.api.enabled);
+        assert_eq!(
+            c.api.roles,
+            vec![("/atlas".to_string(), ApiRole::Vo("atlas".into()))]
+        );
+        // A VO role without its VO, an unknown role, a VO owning nothing: refused.
+        assert!(parse("[[api.roles]]\ngroup = \"/x\"\nrole = \"vo:cms\"\n").is_err());
+        assert!(parse("[[api.roles]]\ngroup = \"/x\"\nrole = \"admin\"\n").is_err());
+        assert!(parse("[[api.vos]]\nname = \"cms\"\nprojects = []\n").is_err());
+        assert!(parse("[api]\nenabled = false\n").is_ok_and(|c| !c.api.enabled));
+        assert_eq!("csirt".parse::<ApiRole>(), Ok(ApiRole::Csirt));
+        assert!("vo:".parse::<ApiRole>().is_err());
+    }
+
+    #[test]
     fn defaults_are_loopback_and_tls_off() {
         let c =
             Config::validate(RawConfig::default(), &Overrides::default(), Path::new(".")).unwrap();

@@ -47,6 +47,9 @@ pub struct Service {
     pub auth: auth::Authenticators,
     /// Where a running collector's `/metrics` is (serve), for `/api/v1/status`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// VO scopes by their VOs, with the fact store position they were loaded at: reloaded
+    /// only when the fact store moved (a VM created, a lease changed).
+    scopes: std::sync::Mutex<std::collections::HashMap<Vec<String>, (u64, Arc<scope::Scope>)>>,
 }
 
 /// A refusal or failure, answered with `{"error": …}`.
@@ -196,7 +199,7 @@ impl Service {
         DataDir::open(&self.data, false).map_err(internal)
     }
 
-    fn scope(&self, roles: &[ApiRole]) -> Result<Option<scope::Scope>, Refusal> {
+    fn scope(&self, roles: &[ApiRole]) -> Result<Option<Arc<scope::Scope>>, Refusal> {
         let vos: Vec<String> = roles
             .iter()
             .filter_map(|r| match r {
@@ -216,9 +219,22 @@ impl Service {
                 format!("role vo:{v} has no [[api.vos]] entry in this server's config"),
             ));
         }
-        Ok(Some(
-            scope::Scope::load(&self.dd()?, &self.config, &vos).map_err(internal)?,
-        ))
+        let dd = self.dd()?;
+        let at = views::facts::FactStore::open(dd.facts())
+            .and_then(|f| f.site_version())
+            .map_err(|e| internal(e.into()))?;
+        let mut cache = self
+            .scopes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((pos, s)) = cache.get(&vos)
+            && *pos == at
+        {
+            return Ok(Some(s.clone()));
+        }
+        let s = Arc::new(scope::Scope::load(&dd, &self.config, &vos).map_err(internal)?);
+        cache.insert(vos, (at, s.clone()));
+        Ok(Some(s))
     }
 
     /// Answers one verb for one role.
@@ -706,8 +722,7 @@ type AuditTx = std::sync::mpsc::Sender<(model::envelope::RecordEnvelope, AuditRe
 
 impl PipelineAudit {
     pub fn start(mut pipeline: crate::pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
-        let (tx, rx) =
-            std::sync::mpsc::channel::<(model::envelope::RecordEnvelope, AuditReply)>();
+        let (tx, rx) = std::sync::mpsc::channel::<(model::envelope::RecordEnvelope, AuditReply)>();
         let thread = std::thread::Builder::new()
             .name("pugmark-audit".into())
             .spawn(move || {
@@ -785,5 +800,6 @@ pub fn service(
         data,
         config,
         metrics_addr,
+        scopes: Default::default(),
     })
 }
