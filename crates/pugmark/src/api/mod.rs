@@ -49,8 +49,11 @@ pub struct Service {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// VO scopes by their VOs, with the fact store position they were loaded at: reloaded
     /// only when the fact store moved (a VM created, a lease changed).
-    scopes: std::sync::Mutex<std::collections::HashMap<Vec<String>, (u64, Arc<scope::Scope>)>>,
+    scopes: std::sync::Mutex<ScopeCache>,
 }
+
+/// VO scopes by their VOs, each with the site version it was loaded at.
+type ScopeCache = std::collections::HashMap<Vec<String>, (u64, Arc<scope::Scope>)>;
 
 /// A refusal or failure, answered with `{"error": …}`.
 struct Refusal {
