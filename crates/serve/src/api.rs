@@ -108,6 +108,9 @@ pub trait Api: Send + Sync + 'static {
 struct ApiState {
     api: Arc<dyn Api>,
     audit: Arc<dyn AuditSink>,
+    /// Queries running at once: twice the CPUs. More only thrash (each opens its readers,
+    /// decodes records, builds proofs); the others wait their turn in order.
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 /// The router: every method on `/api/v1/{*endpoint}` but `/api/v1/events` (ingestion keeps
@@ -116,7 +119,13 @@ pub fn router(api: Arc<dyn Api>, audit: Arc<dyn AuditSink>) -> Router {
     Router::new()
         .route("/api/v1/{*endpoint}", any(handle))
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
-        .with_state(Arc::new(ApiState { api, audit }))
+        .with_state(Arc::new(ApiState {
+            api,
+            audit,
+            running: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get() * 2),
+            )),
+        }))
 }
 
 async fn handle(
@@ -149,7 +158,14 @@ async fn handle(
         body: body.to_vec(),
     };
     let st2 = st.clone();
-    let answer = tokio::task::spawn_blocking(move || st2.api.call(req, st2.audit.as_ref())).await;
+    let Ok(permit) = st.running.clone().acquire_owned().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let answer = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        st2.api.call(req, st2.audit.as_ref())
+    })
+    .await;
     let Ok(r) = answer else {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
