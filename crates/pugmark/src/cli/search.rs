@@ -36,7 +36,8 @@ pub struct SearchArgs {
     #[arg(long)]
     pub app: Option<String>,
     /// Only events of this class (auth.login, auth.failure, auth.identity_change,
-    /// auth.session, net.connection, net.flow, vm.lifecycle, job.run, identity.directory, vm.custody, other).
+    /// auth.session, net.connection, net.flow, vm.lifecycle, job.run, identity.directory, vm.custody,
+    /// audit.query, other).
     #[arg(long)]
     pub class: Option<EventClass>,
     /// Only events whose normalised field K equals V (repeatable), e.g. --field user=alice.
