@@ -574,6 +574,35 @@ fn api_answers_equal_the_cli_json_on_a_challenge_day() {
         .collect();
     assert_eq!(lines, paged);
 
+    // What the CLI would refuse is refused (400), with the server's data directory not the
+    // client's; a wrong method 405, an unknown endpoint 404; each audited.
+    let before = common::json(&d.data, &["audit"])["total"].as_u64().unwrap();
+    for (path, want) in [
+        (
+            "/api/v1/who?ip=10.42.0.15&at=2026-10-14T02:53:05Z&data=%2Fetc",
+            400,
+        ),
+        ("/api/v1/who?ip=10.42.0.15&at=yesterday", 400),
+        ("/api/v1/who?ip=10.42.0.15", 400),
+        ("/api/v1/search?q=x&bogus=1", 400),
+        ("/api/v1/hunt?iocs=%2Fetc%2Fpasswd", 400),
+        ("/api/v1/nothing", 404),
+    ] {
+        let (s, body) = d.get(Some(&site), path);
+        assert_eq!(s, want, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    let (s, _) = request(
+        &d.base,
+        Some(&site),
+        "POST",
+        "/api/v1/who?ip=10.42.0.15&at=2026-10-14T02:53:05Z",
+        Some(b"x"),
+        None,
+    );
+    assert_eq!(s, 405);
+    let after = common::json(&d.data, &["audit"])["total"].as_u64().unwrap();
+    assert_eq!(after - before, 7, "every refusal audited");
+
     // The OpenAPI description is valid OpenAPI 3 (a real validator, when the venv has it).
     let (s, body) = d.get(None, "/api/v1/openapi.json");
     assert_eq!(s, 200);
@@ -1010,6 +1039,26 @@ fn serve_mounts_the_api_and_audits_through_its_writer() {
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
     let st: Value = serde_json::from_slice(&body).expect("json");
     assert!(st["samples"].as_array().is_some_and(|a| !a.is_empty()));
+    // The same metrics as `pugmark status --json` (values move; the series are the same).
+    let out = Command::new(bin())
+        .args(["status", "--json", "--http", &format!("127.0.0.1:{port}")])
+        .output()
+        .expect("status");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let names = |v: &Value| -> BTreeSet<String> {
+        v["samples"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| format!("{}{}", s["name"], s["labels"]))
+            .collect()
+    };
+    assert_eq!(names(&st), names(&cli));
     let (s, _) = request(
         &base,
         None,
