@@ -88,6 +88,27 @@ impl Authenticators {
     }
 }
 
+/// THE place the OIDC verifier plugs in (crate `authn`, issue 14's other half): build it from
+/// the configuration and wrap it so that a JWT becomes an [`Identity`]:
+///
+/// ```text
+/// struct Oidc(authn::Verifier);
+/// impl Authenticator for Oidc {
+///     fn authenticate(&self, token: &str) -> Option<Result<Identity, String>> {
+///         if token.split('.').count() != 3 { return None; }          // not a JWT
+///         Some(self.0.verify(token).map(|c| Identity {
+///             issuer: Some(c.iss), subject: c.sub.clone(), name: c.sub,  // or a name claim
+///             groups: c.groups, via: "oidc",
+///         }).map_err(|e| e.to_string()))
+///     }
+/// }
+/// ```
+///
+/// Until then no OIDC token is accepted (a JWT is an unknown token: 401, audited).
+pub fn oidc(_config: &ApiConfig) -> Option<Box<dyn Authenticator>> {
+    None
+}
+
 /// The group an API token's role is carried in.
 const TOKEN_ROLE_GROUP: &str = "pugmark-api-token:";
 

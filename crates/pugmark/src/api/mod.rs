@@ -798,7 +798,7 @@ pub fn service(
     Arc::new(Service {
         auth: auth::Authenticators {
             tokens: auth::ApiTokens::new(&data),
-            oidc: None,
+            oidc: auth::oidc(&config),
         },
         data,
         config,
