@@ -87,12 +87,19 @@ pub fn list(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
 ) -> anyhow::Result<Vec<Listed>> {
+    // The committed position first, then the index opened for searching: its snapshot is at
+    // least that commit, so with the ledger scanned from the position nothing is missed (a
+    // record in both is taken once below). The other order misses what a live indexer
+    // commits in between: `last_indexed_seq` reads the newest commit, the reader is older.
+    let indexed = SearchIndex::open_or_create(dd.index())
+        .and_then(|i| i.last_indexed_seq())
+        .with_context(|| format!("opening search index in {}", dd.index().display()))?
+        .unwrap_or(0);
     let index = SearchIndex::open_or_create(dd.index())
         .with_context(|| format!("opening search index in {}", dd.index().display()))?;
     let reader = LedgerReader::open(&dd.ledger())
         .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
     let ledger_last = reader.len();
-    let indexed = index.last_indexed_seq()?.unwrap_or(0);
     let req = query::search::SearchRequest {
         query: "*".into(),
         from,
@@ -113,7 +120,12 @@ pub fn list(
         tail.as_mut().map(|t| t as &mut dyn query::search::Tail),
     )?;
     let mut out = Vec::new();
+    // A record the index committed while the ledger tail was being scanned is seen twice.
+    let mut seen = BTreeSet::new();
     for h in outcome.hits {
+        if !seen.insert(h.seq) {
+            continue;
+        }
         // Only pugmark's own records (the class is given only to observer collector).
         if h.event.observer != model::Observer::Collector {
             continue;

@@ -13,7 +13,8 @@
 //! a `check` finding whose VM entities are all its own; elements that say nothing of a VM are
 //! dropped at the top of an answer and kept only inside an element already decided to be the
 //! VO's (its evidence, payload users, containment). Inside a kept element, elements that do
-//! name another VM are still dropped; `conflicts` (which name the other side) and
+//! name another VM are still dropped, as is any object (not only a list element) that names
+//! another VM (it becomes null); `conflicts` (which name the other side) and
 //! `unresolved` (leases no VM holds) are withheld, `candidates` cut to the VO's VMs.
 
 use std::collections::{BTreeSet, HashSet};
@@ -158,6 +159,14 @@ pub fn prune(v: &mut Value, s: &Scope, trusted: bool) {
                 c.retain(|x| x.as_str().is_some_and(|v| s.owns(v)));
             }
             for (_, x) in m.iter_mut() {
+                // An object that names another VM is withheld even where it is not a list
+                // element (a summary block naming the VM that answers).
+                if let Value::Object(o) = x
+                    && decide(o, s) == Decision::NotOurs
+                {
+                    *x = Value::Null;
+                    continue;
+                }
                 prune(x, s, trusted);
             }
         }
@@ -255,7 +264,8 @@ mod tests {
                 {"entities": ["a1", "c1"]},
                 {"entities": ["10.9.9.9"]}
             ],
-            "unresolved": [{"kind": "floating"}]
+            "unresolved": [{"kind": "floating"}],
+            "answer": {"vm": {"uuid": "c1"}, "owner": "someone"}
         });
         prune(&mut v, &s, false);
         let seqs: Vec<u64> = v["entries"]
@@ -270,6 +280,7 @@ mod tests {
         assert_eq!(v["matches"][0]["conflicts"], json!([]));
         assert_eq!(v["findings"].as_array().map(Vec::len), Some(1));
         assert!(v.get("unresolved").is_none());
+        assert_eq!(v["answer"], Value::Null);
         assert!(!v.to_string().contains("c1"));
     }
 }
