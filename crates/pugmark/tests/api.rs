@@ -830,6 +830,28 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
         all["total"]
     );
     assert!(own_seen > 0);
+    // check: the VO's findings only, counted as such; the site's record counts withheld.
+    let (s, body) = d.get(Some(&token), "/api/v1/check");
+    assert_eq!(s, 200);
+    let c: Value = serde_json::from_slice(&body).expect("json");
+    let n: u64 = c["by_kind"]
+        .as_object()
+        .expect("by_kind")
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert_eq!(
+        n as usize,
+        c["findings"].as_array().expect("findings").len()
+    );
+    assert_eq!(c["examined"], serde_json::json!({}));
+    let (_, body) = d.get(Some(&d.tokens["site"]), "/api/v1/check");
+    let site_check: Value = serde_json::from_slice(&body).expect("json");
+    assert!(
+        site_check["findings"].as_array().expect("findings").len()
+            > c["findings"].as_array().expect("f").len(),
+        "the site has findings the VO does not see"
+    );
     // The site sees what the VO does not.
     let (s, body) = d.get(
         Some(&d.tokens["site"]),
