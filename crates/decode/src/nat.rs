@@ -80,12 +80,12 @@ pub fn classify(ev: &mut Event) {
     }
     // Cheap gate first (every syslog line passes here): each shape has one of these words.
     let m = ev.message.as_bytes();
-    let has = |w: &[u8]| memchr::memmem::find(m, w).is_some();
-    if !(has(b"[NEW]")
-        || has(b"[UPDATE]")
-        || has(b"[DESTROY]")
-        || has(b"\"ct.event\"")
-        || has(b"\"orig.l4.sport\""))
+    use crate::text::contains;
+    if !(contains!(m, b"[NEW]")
+        || contains!(m, b"[UPDATE]")
+        || contains!(m, b"[DESTROY]")
+        || contains!(m, b"\"ct.event\"")
+        || contains!(m, b"\"orig.l4.sport\""))
     {
         return;
     }
@@ -542,7 +542,7 @@ struct Pos {
 
 impl Pos {
     fn new(raw: &[u8], msg: &str) -> Pos {
-        if let Some(base) = memchr::memmem::find(raw, msg.as_bytes()) {
+        if let Some(base) = crate::text::message_offset(raw, msg.as_bytes()) {
             return Pos { base, map: None };
         }
         let mut text = String::with_capacity(raw.len() + 16);

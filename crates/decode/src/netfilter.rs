@@ -41,15 +41,14 @@ pub fn classify(ev: &mut Event) {
     }
     let msg = ev.message.as_bytes();
     // Cheap gate first: every LOG line has both.
-    if memchr::memmem::find(msg, b"SRC=").is_none() || memchr::memmem::find(msg, b"DST=").is_none()
-    {
+    if !crate::text::contains!(msg, b"SRC=") || !crate::text::contains!(msg, b"DST=") {
         return;
     }
     let Some(kv_start) = kv_start(msg) else {
         return;
     };
     let msg = ev.message.clone();
-    let base = memchr::memmem::find(&ev.raw, msg.as_bytes()).unwrap_or(0);
+    let base = crate::text::message_offset(&ev.raw, msg.as_bytes()).unwrap_or(0);
     let mut prefix = &msg[..kv_start];
     let pve = pve_header(prefix);
     if let Some(p) = &pve {

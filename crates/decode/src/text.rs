@@ -35,3 +35,26 @@ pub(crate) fn token_end(b: &[u8], from: usize) -> usize {
         None => b.len(),
     }
 }
+
+/// Where the parsed `msg` starts inside `raw`: the message is usually the raw line's tail
+/// (checked first, no search), else the first occurrence; `None` when the message is not
+/// in the raw bytes as they are (a lossy rendering of bytes that are not UTF-8).
+pub(crate) fn message_offset(raw: &[u8], msg: &[u8]) -> Option<usize> {
+    let body = strip_terminators(raw);
+    if body.ends_with(msg) {
+        return Some(body.len() - msg.len());
+    }
+    memchr::memmem::find(raw, msg)
+}
+
+/// `memchr::memmem::find(hay, NEEDLE).is_some()` with the searcher built once per call site:
+/// the decoders' cheap gates run on every line, and building a searcher per call cost more
+/// than the search (~3 % of ingest).
+macro_rules! contains {
+    ($hay:expr, $needle:expr) => {{
+        static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new($needle));
+        FINDER.find($hay).is_some()
+    }};
+}
+pub(crate) use contains;

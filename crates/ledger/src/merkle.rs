@@ -51,6 +51,9 @@ pub const STORED_LEVEL: u8 = 8;
 /// Leaves per group (the subtree at [`STORED_LEVEL`]).
 pub const GROUP: u64 = 1 << STORED_LEVEL;
 
+/// Groups of leaf hashes one proof session keeps (a group is 256 hashes, 8 KiB).
+const GROUP_CACHE: usize = 16;
+
 /// The leaf hash of a record payload: `SHA-256(0x00 || payload)`.
 pub fn leaf_hash(payload: &[u8]) -> Hash {
     record_hash(payload)
@@ -167,8 +170,10 @@ pub(crate) struct LedgerHashes<'a> {
     pub(crate) files: &'a TreeFiles,
     pub(crate) reader: RefCell<&'a mut LedgerReader>,
     pub(crate) size: u64,
-    /// The leaf hashes of the last group read: (group number, hashes).
-    group: RefCell<Option<(u64, Vec<Hash>)>>,
+    /// The leaf hashes of the last groups read: (group number, hashes), newest last. More
+    /// than one: proofs of several records share the tree's right edge, and a proof walks
+    /// its record's group and that edge in turn.
+    groups: RefCell<Vec<(u64, Vec<Hash>)>>,
     /// The first failure while reading (`HashReader` only reports `tlog_tiles::Error`s).
     pub(crate) failure: RefCell<Option<LedgerError>>,
 }
@@ -179,22 +184,24 @@ impl<'a> LedgerHashes<'a> {
             files,
             reader: RefCell::new(reader),
             size,
-            group: RefCell::new(None),
+            groups: RefCell::new(Vec::new()),
             failure: RefCell::new(None),
         }
     }
 
     /// Leaf hashes of group `g` (up to 256, fewer for the last group of the tree).
     fn group_leaves(&self, g: u64) -> Result<Vec<Hash>, LedgerError> {
-        if let Some((have, h)) = self.group.borrow().as_ref()
-            && *have == g
-        {
+        if let Some((_, h)) = self.groups.borrow().iter().find(|(have, _)| *have == g) {
             return Ok(h.clone());
         }
         let first = g * GROUP;
         let count = GROUP.min(self.size.saturating_sub(first));
         let out = self.reader.borrow().leaf_hashes(first + 1, count)?;
-        *self.group.borrow_mut() = Some((g, out.clone()));
+        let mut groups = self.groups.borrow_mut();
+        if groups.len() >= GROUP_CACHE {
+            groups.remove(0);
+        }
+        groups.push((g, out.clone()));
         Ok(out)
     }
 
@@ -297,6 +304,24 @@ impl LedgerReader {
         }
         let files = TreeFiles::open(&self.dir);
         LedgerHashes::new(&files, self, size).prove_record(seq - 1)
+    }
+
+    /// [`LedgerReader::inclusion_proof`] of each of `seqs` in the tree of `size` records,
+    /// sharing the reads they have in common (the tree files, the right edge's leaves).
+    pub fn inclusion_proofs(
+        &mut self,
+        seqs: &[u64],
+        size: u64,
+    ) -> Result<Vec<RecordProof>, LedgerError> {
+        self.check_size(size)?;
+        if let Some(bad) = seqs.iter().find(|&&s| s == 0 || s > size) {
+            return Err(LedgerError::Tree(format!(
+                "record #{bad} is not in the tree of size {size}"
+            )));
+        }
+        let files = TreeFiles::open(&self.dir);
+        let hashes = LedgerHashes::new(&files, self, size);
+        seqs.iter().map(|&s| hashes.prove_record(s - 1)).collect()
     }
 
     /// Consistency proof that the tree of `old` records is a prefix of the tree of `new`

@@ -10,6 +10,7 @@ mod challenge;
 mod cli;
 mod datadir;
 mod imports;
+mod misp;
 mod netflow;
 mod pipeline;
 mod pkcs11;

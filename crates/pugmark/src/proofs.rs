@@ -97,25 +97,28 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
         .filter(|n| **n != chosen.checkpoint.origin)
         .collect();
     let mut reader = ledger::LedgerReader::open(ledger_dir)?;
-    let mut records = Vec::new();
     let mut unproven = Vec::new();
     let mut removed = Vec::new();
+    let mut proven = Vec::new();
     for &seq in seqs {
         if seq > size {
             unproven.push(seq);
-            continue;
-        }
-        if let Some(by) = reader.removed_by(seq) {
+        } else if let Some(by) = reader.removed_by(seq) {
             // Its payload is gone by policy: nothing to prove the bytes of.
             removed.push(json!({"seq": seq, "removed_by": by}));
-            continue;
+        } else {
+            proven.push(seq);
         }
+    }
+    // One proof session for all: the records' proofs share the tree's right edge.
+    let proofs = reader
+        .inclusion_proofs(&proven, size)
+        .with_context(|| format!("inclusion proofs of {} records", proven.len()))?;
+    let mut records = Vec::with_capacity(proven.len());
+    for (&seq, proof) in proven.iter().zip(&proofs) {
         let bytes = reader
             .get(seq)
             .with_context(|| format!("reading record #{seq}"))?;
-        let proof = reader
-            .inclusion_proof(seq, size)
-            .with_context(|| format!("inclusion proof of #{seq}"))?;
         records.push(json!({
             "seq": seq,
             "record": base64(&bytes),
@@ -139,7 +142,7 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
 /// The integrity object as a Markdown section.
 pub fn markdown(i: &Value) -> anyhow::Result<String> {
     Ok(format!(
-        "\n## Integrity\n\n{}\n\n```{EMBED_TAG}\n{}\n```\n",
+        "\n### Ledger checkpoint and proofs\n\n{}\n\n```{EMBED_TAG}\n{}\n```\n",
         summary(i),
         serde_json::to_string_pretty(i)?
     ))
@@ -150,7 +153,7 @@ pub fn html(page: &str, i: &Value) -> anyhow::Result<String> {
     // `<` escaped so that no record text can close the script element.
     let data = serde_json::to_string(i)?.replace('<', "\\u003c");
     let section = format!(
-        "<section><h2>Integrity</h2><p>{}</p>\n<script type=\"application/json\" id=\"{EMBED_TAG}\">{data}</script></section>\n",
+        "<section><h3>Ledger checkpoint and proofs</h3><p>{}</p>\n<script type=\"application/json\" id=\"{EMBED_TAG}\">{data}</script></section>\n",
         html_escape(&summary(i))
     );
     Ok(match page.rfind("</body>") {

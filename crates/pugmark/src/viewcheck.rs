@@ -122,9 +122,26 @@ pub fn check(dd: &DataDir, which: &[View]) -> anyhow::Result<ViewsCheck> {
     for &v in which {
         positions.push((v, read_position(dd, v)?));
     }
+    judge_all(dd, positions)
+}
+
+/// [`check`] of the fact store alone, read through `facts`, the store the query will use
+/// (`None`: there is none), so a short query opens it once.
+pub fn check_facts(dd: &DataDir, facts: Option<&FactStore>) -> anyhow::Result<ViewsCheck> {
+    let pos = match facts {
+        None => None,
+        Some(f) => {
+            let p = f.last_position()?;
+            Some((p.map(|p| p.0), p.and_then(|p| p.1)))
+        }
+    };
+    judge_all(dd, vec![(View::Facts, pos)])
+}
+
+fn judge_all(dd: &DataDir, positions: Vec<(View, Position)>) -> anyhow::Result<ViewsCheck> {
     let mut reader = open_reader(&dd.ledger())?;
     let ledger_last = reader.len();
-    let mut views = Vec::with_capacity(which.len());
+    let mut views = Vec::with_capacity(positions.len());
     for (view, pos) in positions {
         views.push(judge(&mut reader, ledger_last, view, pos));
     }

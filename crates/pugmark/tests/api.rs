@@ -574,6 +574,44 @@ fn api_answers_equal_the_cli_json_on_a_challenge_day() {
         .collect();
     assert_eq!(lines, paged);
 
+    // Exports: the CLI's bytes.
+    for (verb, pairs, cli_args) in [
+        (
+            "search",
+            "q=sshd&limit=20&format=csv",
+            vec!["search", "sshd", "--limit", "20", "--format", "csv"],
+        ),
+        (
+            "search",
+            "q=Accepted&format=timesketch&fields=ecs",
+            vec![
+                "search",
+                "Accepted",
+                "--format",
+                "timesketch",
+                "--fields",
+                "ecs",
+            ],
+        ),
+        (
+            "timeline",
+            "user=pilot&limit=50&format=jsonl",
+            vec![
+                "timeline", "--user", "pilot", "--limit", "50", "--format", "jsonl",
+            ],
+        ),
+    ] {
+        let cli = ok(&d.data, &cli_args);
+        let (s, body) = d.get(Some(&site), &format!("/api/v1/{verb}?{pairs}"));
+        assert_eq!(s, 200);
+        assert!(!cli.is_empty());
+        assert_eq!(
+            String::from_utf8(body).expect("utf8"),
+            cli,
+            "{verb} {pairs}"
+        );
+    }
+
     // What the CLI would refuse is refused (400), with the server's data directory not the
     // client's; a wrong method 405, an unknown endpoint 404; each audited.
     let before = common::json(&d.data, &["audit"])["total"].as_u64().unwrap();
@@ -586,6 +624,10 @@ fn api_answers_equal_the_cli_json_on_a_challenge_day() {
         ("/api/v1/who?ip=10.42.0.15", 400),
         ("/api/v1/search?q=x&bogus=1", 400),
         ("/api/v1/hunt?iocs=%2Fetc%2Fpasswd", 400),
+        (
+            "/api/v1/hunt?indicator=192.0.2.1&misp_url=http%3A%2F%2Fx&misp_key_file=%2Fetc%2Fshadow",
+            400,
+        ),
         ("/api/v1/nothing", 404),
     ] {
         let (s, body) = d.get(Some(&site), path);
@@ -601,7 +643,7 @@ fn api_answers_equal_the_cli_json_on_a_challenge_day() {
     );
     assert_eq!(s, 405);
     let after = common::json(&d.data, &["audit"])["total"].as_u64().unwrap();
-    assert_eq!(after - before, 7, "every refusal audited");
+    assert_eq!(after - before, 8, "every refusal audited");
 
     // The OpenAPI description is valid OpenAPI 3 (a real validator, when the venv has it).
     let (s, body) = d.get(None, "/api/v1/openapi.json");
@@ -701,6 +743,7 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
     for u in theirs.iter().take(6) {
         urls.push(format!("/api/v1/timeline?vm={u}"));
         urls.push(format!("/api/v1/timeline?vm={u}&format=ndjson"));
+        urls.push(format!("/api/v1/timeline?vm={u}&format=csv"));
         urls.push(format!("/api/v1/search?q={u}"));
         for id in &v.ids[*u] {
             if !own_ids.contains(id) {
@@ -761,6 +804,9 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
             "/api/v1/timeline?user=pilot&offset={o}&page_size=50&format=ndjson"
         ));
     }
+    urls.push("/api/v1/search?q=*&limit=100000&format=csv".into());
+    urls.push("/api/v1/search?q=*&limit=100000&format=timesketch&fields=ecs".into());
+    urls.push("/api/v1/timeline?user=pilot&format=jsonl".into());
     urls.push("/api/v1/check".into());
     urls.push("/api/v1/status".into());
     urls.push("/api/v1/audit".into());

@@ -12,8 +12,11 @@
 pub mod attrib;
 pub mod check;
 pub mod contain;
+pub mod egi;
+pub mod export;
 pub mod hunt;
 pub mod lang;
+pub mod misp;
 pub mod nat;
 pub mod report;
 pub mod search;

@@ -65,6 +65,48 @@ pub struct Entry {
     /// The VM this entry belongs to and how that is known (absent for a fact about no VM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attribution: Option<Attribution>,
+    /// The decoded record behind an `event` entry (not serialised: the JSON shape stays the
+    /// timeline contract); exports (`crate::export`) and reports read its fields.
+    #[serde(skip)]
+    pub event: Option<Box<model::Event>>,
+    /// A connection's or flow's endpoints (`src_ip`, `src_port`, `dst_ip`, `dst_port`,
+    /// `proto`), as keys of the entry itself: an extension of the contract (issue 14), absent
+    /// for other records.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<Connection>,
+}
+
+/// The endpoints of a connection or flow record, from its normalised fields.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Connection {
+    pub src_ip: Option<String>,
+    pub src_port: Option<u16>,
+    pub dst_ip: Option<String>,
+    pub dst_port: Option<u16>,
+    pub proto: Option<String>,
+}
+
+impl Connection {
+    /// The endpoints of `e` when it is a connection or a flow (or any record naming both a
+    /// source and a destination address).
+    pub fn of(e: &model::Event) -> Option<Connection> {
+        use model::fields::{DST_IP, DST_PORT, PROTO, SRC_IP, SRC_PORT};
+        let net = matches!(
+            e.class,
+            model::EventClass::NetConnection | model::EventClass::NetFlow
+        );
+        if !net && (e.field(SRC_IP).is_none() || e.field(DST_IP).is_none()) {
+            return None;
+        }
+        let port = |k| e.field(k).and_then(|p: &str| p.parse().ok());
+        Some(Connection {
+            src_ip: e.field(SRC_IP).map(str::to_string),
+            src_port: port(SRC_PORT),
+            dst_ip: e.field(DST_IP).map(str::to_string),
+            dst_port: port(DST_PORT),
+            proto: e.field(PROTO).map(str::to_string),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -193,6 +235,8 @@ impl Builder<'_> {
                     source: e.source_kind.clone(),
                     summary,
                     attribution: Some(a),
+                    connection: Connection::of(&h.event),
+                    event: Some(Box::new(h.event)),
                 },
             );
         }
@@ -222,6 +266,8 @@ impl Builder<'_> {
                     candidates: Vec::new(),
                     uuid_mismatch: None,
                 }),
+                event: None,
+                connection: None,
             },
         );
     }

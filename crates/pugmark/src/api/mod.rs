@@ -342,7 +342,30 @@ impl Service {
                         ));
                     }
                 }
-                let (_, mut v) = timeline::answer(&args).map_err(internal)?;
+                let (mut t, mut v) = timeline::answer(&args).map_err(internal)?;
+                if let Some(f) = args.format {
+                    // The same rule as `scope::prune`: an entry is the VO's by its attribution.
+                    if let Some(sc) = &sc {
+                        t.entries.retain(|e| {
+                            e.attribution
+                                .as_ref()
+                                .and_then(|a| a.vm.as_deref())
+                                .is_some_and(|vm| sc.owns(vm))
+                        });
+                        if t.entries.is_empty() {
+                            return Err(not_yours(BTreeSet::new()));
+                        }
+                    }
+                    let rows = query::export::timeline_rows(&t.entries).map_err(internal)?;
+                    let n = rows.len() as u64;
+                    let mut a = exported(&rows, f, args.field_names, n)?;
+                    for e in &t.entries {
+                        if let Some(vm) = e.attribution.as_ref().and_then(|a| a.vm.clone()) {
+                            a.vms.insert(vm);
+                        }
+                    }
+                    return Ok(a);
+                }
                 if let Some(sc) = &sc {
                     let before = named(&v, sc);
                     scope::prune(&mut v, sc, false);
@@ -389,6 +412,14 @@ impl Service {
             "hunt" => {
                 // GET: `indicator=V` (repeatable) is a plain list; POST: the body is an
                 // indicator file (plain, MISP or STIX). `iocs` (server paths) is refused.
+                if p.iter()
+                    .any(|(k, _)| k.starts_with("misp") || k.starts_with("misp-"))
+                {
+                    return Err(refuse(
+                        400,
+                        "MISP sightings are sent by `pugmark hunt --misp-url` on the command line, not through the API",
+                    ));
+                }
                 if p.iter().any(|(k, _)| k == "iocs") {
                     return Err(refuse(
                         400,
@@ -435,6 +466,11 @@ impl Service {
                 match &sc {
                     None => {
                         let (outcome, views, _) = search::answer(&args).map_err(internal)?;
+                        if let Some(f) = args.format {
+                            let rows =
+                                query::export::search_rows(&outcome.hits).map_err(internal)?;
+                            return Ok(exported(&rows, f, args.field_names, outcome.total)?);
+                        }
                         let v = search::to_json(&args, &outcome, &views).map_err(internal)?;
                         Answered {
                             json: v,
@@ -463,6 +499,13 @@ impl Service {
                         outcome.hits.truncate(args.limit);
                         if args.count {
                             outcome.hits.clear();
+                        }
+                        if let Some(f) = args.format {
+                            let rows =
+                                query::export::search_rows(&outcome.hits).map_err(internal)?;
+                            let mut a = exported(&rows, f, args.field_names, outcome.total)?;
+                            a.vms = vms;
+                            return Ok(a);
                         }
                         let v = search::to_json(&args, &outcome, &views).map_err(internal)?;
                         Answered {
@@ -552,6 +595,35 @@ impl Service {
             ),
         }
     }
+}
+
+/// An export (`format=csv|jsonl|timesketch`, `fields=native|ecs`) of search hits or timeline
+/// entries: the CLI's writer (`query::export`) into the body.
+fn exported(
+    rows: &[query::export::Row<'_>],
+    format: search::ExportFormat,
+    names: search::FieldNames,
+    count: u64,
+) -> Result<Answered, Refusal> {
+    use query::export::{Format, Names};
+    let (f, ct) = match format {
+        search::ExportFormat::Csv => (Format::Csv, "text/csv; charset=utf-8"),
+        search::ExportFormat::Jsonl => (Format::Jsonl, "application/x-ndjson"),
+        search::ExportFormat::Timesketch => (Format::Timesketch, "application/x-ndjson"),
+    };
+    let n = match names {
+        search::FieldNames::Native => Names::Native,
+        search::FieldNames::Ecs => Names::Ecs,
+    };
+    let mut body = Vec::new();
+    query::export::write(&mut body, rows, f, n).map_err(internal)?;
+    Ok(Answered {
+        json: Value::Null,
+        main: None,
+        raw: Some((ct, body)),
+        vms: BTreeSet::new(),
+        count,
+    })
 }
 
 /// `offset` / `page_size` over the answer's main array; adds `page`.

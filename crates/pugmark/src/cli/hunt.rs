@@ -40,6 +40,42 @@ pub struct HuntArgs {
     /// path is tested and benchmarked against).
     #[arg(long, hide = true)]
     pub one_query_per_indicator: bool,
+    /// Send the hits to this MISP instance as sightings (`POST URL/sightings/add`): one per
+    /// indicator that hit, at its latest hit, with the hit count and ledger positions as
+    /// source. Needs --misp-key-file.
+    #[arg(long, requires = "misp_key_file")]
+    pub misp_url: Option<String>,
+    /// A file whose first line is the MISP API key (sent in the Authorization header).
+    #[arg(long, requires = "misp_url")]
+    pub misp_key_file: Option<std::path::PathBuf>,
+    /// MISP sighting type: 0 sighting, 1 false positive, 2 expiration.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2), requires = "misp_url")]
+    pub misp_sighting_type: u8,
+}
+
+/// Sends the hunt's sightings to MISP; reports on stderr; false when any failed.
+fn misp(args: &HuntArgs, answer: &query::hunt::HuntAnswer) -> anyhow::Result<bool> {
+    let (Some(url), Some(key_file)) = (&args.misp_url, &args.misp_key_file) else {
+        return Ok(true);
+    };
+    let key = crate::misp::read_key(key_file)?;
+    let sightings = query::misp::sightings(answer);
+    let sent = crate::misp::send(url, &key, &sightings, args.misp_sighting_type);
+    let failed: Vec<&crate::misp::Sent> = sent.iter().filter(|s| s.error.is_some()).collect();
+    eprintln!(
+        "pugmark: MISP {url}: {} sighting(s) added, {} failed{}",
+        sent.len() - failed.len(),
+        failed.len(),
+        failed
+            .first()
+            .map(|f| format!(
+                " (first: {}: {})",
+                f.value,
+                f.error.as_deref().unwrap_or_default()
+            ))
+            .unwrap_or_default()
+    );
+    Ok(failed.is_empty())
 }
 
 /// Indicators from files' bytes (plain lists, MISP, STIX 2.1), with a note per file that
@@ -103,13 +139,19 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         eprintln!("pugmark: {n}");
     }
     let (answer, v) = answer(&args, &indicators)?;
+    let misp_ok = misp(&args, &answer)?;
+    let code = if misp_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    };
     // Buffered: stdout is line-buffered, and a hunt's pretty JSON runs to millions of lines.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         out.flush()?;
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     for h in &answer.hits {
         let who: Vec<String> = h
@@ -157,5 +199,5 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "no hits for {} indicators", indicators.len())?;
     }
     out.flush()?;
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

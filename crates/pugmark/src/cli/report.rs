@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use jiff::Timestamp;
-use query::report::{report, to_html, to_markdown};
+use query::report::{ReportOptions, report_with, to_html, to_markdown};
 use query::who::{AddrKind, WhoQuery};
 
 use crate::cli::{DataArgs, parse_time};
@@ -38,7 +38,14 @@ pub struct ReportArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "md")]
     pub format: ReportFormat,
+    /// When the incident was discovered (RFC 3339): the EGI CSIRT procedure's deadlines
+    /// (inform within 4 hours, contain within 1 day) are dated from it.
+    #[arg(long, value_parser = parse_time)]
+    pub discovered: Option<Timestamp>,
 }
+
+/// The integrity section's last word when the ledger has no signed checkpoint yet.
+const NO_CHECKPOINT: &str = "No signed checkpoint of the ledger exists yet: the cited records carry no inclusion proof (`pugmark verify` checks the chain; proofs come with the first checkpoint).\n";
 
 /// The report, shared by the CLI and the query API (`crate::api`): the typed report, its
 /// `--format json` document without `integrity` (added by the caller with
@@ -53,7 +60,7 @@ pub(crate) fn answer(
         _ => bail!("one of --ip or --host is required"),
     };
     let mut r = Readers::open(&dd)?;
-    let rep = report(
+    let rep = report_with(
         &r.index,
         &r.facts,
         &mut r.fetch,
@@ -61,6 +68,9 @@ pub(crate) fn answer(
             kind,
             value,
             at: args.at,
+        },
+        &ReportOptions {
+            discovered: args.discovered,
         },
     )?;
     // Every cited record with its bytes and an inclusion proof (issue 11).
@@ -88,8 +98,9 @@ pub(crate) fn render(
         }
         ReportFormat::Md => {
             let mut md = to_markdown(rep);
-            if let Some(i) = &integrity {
-                md.push_str(&crate::proofs::markdown(i)?);
+            match &integrity {
+                Some(i) => md.push_str(&crate::proofs::markdown(i)?),
+                None => md.push_str(NO_CHECKPOINT),
             }
             md.into_bytes()
         }
@@ -97,7 +108,7 @@ pub(crate) fn render(
             let page = to_html(rep);
             let page = match &integrity {
                 Some(i) => crate::proofs::html(&page, i)?,
-                None => page,
+                None => page.replace("</body>", &format!("<p>{NO_CHECKPOINT}</p></body>")),
             };
             page.into_bytes()
         }

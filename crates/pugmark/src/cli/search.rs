@@ -5,7 +5,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use jiff::Timestamp;
 use ledger::LedgerReader;
 use model::EventClass;
@@ -52,6 +52,57 @@ pub struct SearchArgs {
     /// JSON output.
     #[arg(long)]
     pub json: bool,
+    /// Export the hits for another tool: `csv` (one column per `--json` key), `jsonl` (one
+    /// `--json` hit per line), `timesketch` (Timesketch's JSONL: message, datetime,
+    /// timestamp_desc, plus the fields). See docs/REPORTS.md.
+    #[arg(long, value_enum, conflicts_with_all = ["json", "count"])]
+    pub format: Option<ExportFormat>,
+    /// Field names of an export: `native` (pugmark's) or `ecs` (Elastic Common Schema:
+    /// source.ip, destination.port, user.name, host.name, event.category, …).
+    #[arg(
+        long = "fields",
+        value_enum,
+        default_value = "native",
+        requires = "format"
+    )]
+    pub field_names: FieldNames,
+}
+
+/// `--format` of `search` and `timeline` (`query::export`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+    Timesketch,
+}
+
+/// `--fields` of `search` and `timeline` exports.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FieldNames {
+    Native,
+    Ecs,
+}
+
+/// Writes `rows` as `format` with `names` to stdout (buffered: exports run long).
+pub fn export(
+    rows: &[query::export::Row<'_>],
+    format: ExportFormat,
+    names: FieldNames,
+) -> anyhow::Result<()> {
+    use query::export::{Format, Names};
+    let format = match format {
+        ExportFormat::Csv => Format::Csv,
+        ExportFormat::Jsonl => Format::Jsonl,
+        ExportFormat::Timesketch => Format::Timesketch,
+    };
+    let names = match names {
+        FieldNames::Native => Names::Native,
+        FieldNames::Ecs => Names::Ecs,
+    };
+    let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
+    query::export::write(&mut out, rows, format, names)?;
+    out.flush()?;
+    Ok(())
 }
 
 fn parse_kv(s: &str) -> Result<(String, String), String> {
@@ -129,6 +180,18 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
             "pugmark: the search index trails the ledger by {trailing} records; they were scanned \
              directly (slower until the index catches up)"
         );
+    }
+    if let Some(format) = args.format {
+        let rows = query::export::search_rows(&outcome.hits)?;
+        export(&rows, format, args.field_names)?;
+        if outcome.truncated {
+            eprintln!(
+                "pugmark: exported the first {} of {} matches (--limit)",
+                outcome.hits.len(),
+                outcome.total
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let mut out = io::stdout().lock();
     if args.json {

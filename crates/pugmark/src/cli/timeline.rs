@@ -49,6 +49,18 @@ pub struct TimelineArgs {
     /// hostname|ambiguous|none, vm, candidates, uuid_mismatch}}], "truncated"}.
     #[arg(long)]
     pub json: bool,
+    /// Export the entries for another tool: `csv`, `jsonl` or `timesketch` (as for `search`;
+    /// each row also carries the record's `fields`).
+    #[arg(long, value_enum, conflicts_with = "json")]
+    pub format: Option<super::search::ExportFormat>,
+    /// Field names of an export: `native` or `ecs` (Elastic Common Schema).
+    #[arg(
+        long = "fields",
+        value_enum,
+        default_value = "native",
+        requires = "format"
+    )]
+    pub field_names: super::search::FieldNames,
 }
 
 /// The timeline, shared by the CLI and the query API (`crate::api`): the typed answer and
@@ -91,6 +103,14 @@ pub(crate) fn subject(args: &TimelineArgs) -> anyhow::Result<Subject> {
 
 pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
     let (t, v) = answer(&args)?;
+    if let Some(format) = args.format {
+        let rows = query::export::timeline_rows(&t.entries)?;
+        super::search::export(&rows, format, args.field_names)?;
+        if t.truncated {
+            eprintln!("pugmark: some searches hit --limit; there is more than exported");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut out = io::stdout().lock();
     if args.json {
         serde_json::to_writer_pretty(&mut out, &v)?;

@@ -62,9 +62,18 @@ pub(crate) fn answer(args: &WhoArgs) -> anyhow::Result<(WhoAnswer, serde_json::V
     let dd = DataDir::open(&args.data.data, false)?;
     let (kind, value) = subject(args)?;
     // A missing, empty or foreign fact store would answer "no VM": refused instead.
-    let views = crate::viewcheck::check(&dd, &[crate::viewcheck::View::Facts])?.require("who")?;
-    let store = FactStore::open(dd.facts())
-        .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
+    let store = if dd.facts().join("facts.sqlite").is_file() {
+        Some(
+            FactStore::open(dd.facts())
+                .with_context(|| format!("opening fact store in {}", dd.facts().display()))?,
+        )
+    } else {
+        None
+    };
+    let views = crate::viewcheck::check_facts(&dd, store.as_ref())?.require("who")?;
+    let Some(store) = store else {
+        bail!("no fact store in {}", dd.facts().display());
+    };
     let filter = NatFilter {
         port: args.port,
         peer_ip: args.peer.map(|(ip, _)| ip.to_string()),

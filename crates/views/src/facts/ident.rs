@@ -184,7 +184,8 @@ pub(super) fn apply(
 ) -> rusqlite::Result<()> {
     match e.class {
         EventClass::JobRun if e.field(fields::JOB_ID).is_some() => {
-            tx.execute(
+            super::exec(
+                tx,
                 "INSERT OR REPLACE INTO job_ext (seq, issuer, subject, source, phase, corr,
                  origin_key, sender_ip, claimed_uuid, host, observer, target_uid, fqan, placed_ns)
                  VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
@@ -211,7 +212,7 @@ pub(super) fn apply(
                 return Ok(());
             };
             let kind = e.field("directory").unwrap_or("user");
-            tx.execute(
+            super::exec(tx,
                 "INSERT OR REPLACE INTO dir_scim (seq, kind, id, user_name, name, email, active,
                  groups, members, issuer_origin, ssh_keys) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
                 params![
@@ -228,11 +229,12 @@ pub(super) fn apply(
                     opt(e.field(fields::SSH_KEYS)),
                 ],
             )?;
-            tx.execute("DELETE FROM dir_oidc WHERE seq = ?1", params![seq])?;
-            tx.execute("DELETE FROM dir_cert WHERE seq = ?1", params![seq])?;
+            super::exec(tx, "DELETE FROM dir_oidc WHERE seq = ?1", params![seq])?;
+            super::exec(tx, "DELETE FROM dir_cert WHERE seq = ?1", params![seq])?;
             for pair in e.field(fields::OIDC_IDS).unwrap_or("").split('|') {
                 if let Some((iss, sub)) = pair.split_once(' ') {
-                    tx.execute(
+                    super::exec(
+                        tx,
                         "INSERT OR REPLACE INTO dir_oidc (seq, issuer, subject, scim_id) VALUES (?1,?2,?3,?4)",
                         params![seq, issuer_key(iss), sub.trim(), id],
                     )?;
@@ -244,7 +246,8 @@ pub(super) fn apply(
                 .split('|')
                 .filter(|d| !d.trim().is_empty())
             {
-                tx.execute(
+                super::exec(
+                    tx,
                     "INSERT OR REPLACE INTO dir_cert (seq, dn_key, dn, scim_id) VALUES (?1,?2,?3,?4)",
                     params![seq, dn_key(dn), dn.trim(), id],
                 )?;
@@ -252,7 +255,8 @@ pub(super) fn apply(
         }
         EventClass::IdentityDirectory => {
             if let Some(fed) = e.field(fields::FEDERATED_IDS) {
-                tx.execute(
+                super::exec(
+                    tx,
                     "UPDATE dir_user SET federated = ?2 WHERE seq = ?1",
                     params![seq, fed],
                 )?;
@@ -262,7 +266,8 @@ pub(super) fn apply(
             if let Some(corr) = e.field(fields::CORRELATION)
                 && has_identity(e)
             {
-                tx.execute(
+                super::exec(
+                    tx,
                     "INSERT OR REPLACE INTO ident_obs (seq, time_ns, source, origin_key, corr,
                      issuer, subject, dn, vo, fqan, user, summary)
                      VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
