@@ -469,7 +469,7 @@ impl Service {
                         if let Some(f) = args.format {
                             let rows =
                                 query::export::search_rows(&outcome.hits).map_err(internal)?;
-                            return Ok(exported(&rows, f, args.field_names, outcome.total)?);
+                            return exported(&rows, f, args.field_names, outcome.total);
                         }
                         let v = search::to_json(&args, &outcome, &views).map_err(internal)?;
                         Answered {
