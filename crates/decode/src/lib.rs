@@ -12,6 +12,7 @@
 //! `...`-terminated events), [`nat`] (conntrack and ulogd2 NAT records in lines: bare, or the
 //! message of a syslog line).
 
+pub mod audit;
 pub mod classify;
 pub mod custody;
 pub mod framing;
@@ -64,6 +65,7 @@ pub fn decode(env: &RecordEnvelope) -> Event {
             opennebula::log::classify_syslog(&mut ev);
             grid::glexec::classify(&mut ev);
             custody::classify(&mut ev);
+            audit::classify(&mut ev);
             if env.observer == model::Observer::Image {
                 custody::image_origin(&mut ev, &env.origin);
             }

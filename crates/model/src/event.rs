@@ -170,13 +170,17 @@ pub enum EventClass {
     /// purged, …), recorded by pugmark or a hypervisor's hook.
     #[serde(rename = "vm.custody")]
     VmCustody,
+    /// A query to pugmark's API, answered or refused (issue 14): who asked what, with which
+    /// role, and how many results; recorded by pugmark itself.
+    #[serde(rename = "audit.query")]
+    AuditQuery,
     /// Anything else.
     #[serde(rename = "other")]
     Other,
 }
 
 impl EventClass {
-    pub const ALL: [EventClass; 11] = [
+    pub const ALL: [EventClass; 12] = [
         EventClass::AuthLogin,
         EventClass::AuthFailure,
         EventClass::AuthIdentityChange,
@@ -187,6 +191,7 @@ impl EventClass {
         EventClass::JobRun,
         EventClass::IdentityDirectory,
         EventClass::VmCustody,
+        EventClass::AuditQuery,
         EventClass::Other,
     ];
 
@@ -202,6 +207,7 @@ impl EventClass {
             EventClass::JobRun => "job.run",
             EventClass::IdentityDirectory => "identity.directory",
             EventClass::VmCustody => "vm.custody",
+            EventClass::AuditQuery => "audit.query",
             EventClass::Other => "other",
         }
     }

@@ -5,6 +5,7 @@
 //! reach `main` as `anyhow::Error` and leave as one line on stderr and a non-zero exit
 //! (STYLE.md convention 5).
 
+mod api;
 mod challenge;
 mod cli;
 mod datadir;

@@ -158,6 +158,8 @@ pub fn ecs_category(c: EventClass) -> Option<(&'static str, &'static str)> {
         EventClass::JobRun => ("process", "info"),
         EventClass::IdentityDirectory => ("iam", "info"),
         EventClass::VmCustody => ("host", "info"),
+        // A query to pugmark's HTTP API, answered or refused (issue 14).
+        EventClass::AuditQuery => ("api", "access"),
         EventClass::Other => return None,
     })
 }

@@ -81,6 +81,147 @@ pub struct RawConfig {
     /// The image quarantine (`pugmark quarantine`): serve stores its custody records, expires
     /// images on a timer and marks VMs nova announces deleted.
     pub quarantine: Option<RawQuarantine>,
+    /// The query API (issue 14): who may ask what (`[[api.roles]]`, `[[api.vos]]`).
+    pub api: Option<RawApi>,
+}
+
+/// `[api]`: the query API on the HTTP listener (and `pugmark ui`).
+///
+/// ```toml
+/// [api]
+/// enabled = true                     # GET /api/v1/* on the http listener (default true)
+/// [[api.roles]]
+/// group = "/pugmark/site"            # a token group (wlcg.groups, eduperson_entitlement)
+/// role = "site"                      # site | csirt | vo:NAME
+/// [[api.vos]]
+/// name = "atlas"
+/// projects = ["atlas-1", "4f2c…"]    # Keystone project ids or names, OpenNebula groups
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    pub enabled: Option<bool>,
+    #[serde(default)]
+    pub roles: Vec<RawRoleMap>,
+    #[serde(default)]
+    pub vos: Vec<RawVo>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoleMap {
+    pub group: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVo {
+    pub name: String,
+    #[serde(default)]
+    pub projects: Vec<String>,
+}
+
+/// A role of the query API: `site` (everything), `csirt` (everything, read-only), `vo:NAME`
+/// (only what concerns that VO's VMs).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ApiRole {
+    Site,
+    Csirt,
+    Vo(String),
+}
+
+impl std::fmt::Display for ApiRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ApiRole::Site => f.write_str("site"),
+            ApiRole::Csirt => f.write_str("csirt"),
+            ApiRole::Vo(n) => write!(f, "vo:{n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for ApiRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<ApiRole, String> {
+        match s {
+            "site" => Ok(ApiRole::Site),
+            "csirt" => Ok(ApiRole::Csirt),
+            _ => match s.strip_prefix("vo:") {
+                Some(n)
+                    if !n.is_empty()
+                        && n.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+                {
+                    Ok(ApiRole::Vo(n.to_string()))
+                }
+                _ => Err(format!(
+                    "role {s:?} is not site, csirt or vo:NAME (NAME of letters, digits, - _ .)"
+                )),
+            },
+        }
+    }
+}
+
+/// `[api]`, validated.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    /// Token group → role, in the file's order.
+    pub roles: Vec<(String, ApiRole)>,
+    /// VO name → the projects (ids or names) whose VMs are that VO's.
+    pub vos: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            enabled: true,
+            roles: Vec::new(),
+            vos: Default::default(),
+        }
+    }
+}
+
+impl ApiConfig {
+    pub fn from_raw(raw: &RawApi) -> anyhow::Result<ApiConfig> {
+        let mut vos = std::collections::BTreeMap::new();
+        for v in &raw.vos {
+            let role: ApiRole = format!("vo:{}", v.name)
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("[[api.vos]] {:?}: {e}", v.name))?;
+            if vos.insert(v.name.clone(), v.projects.clone()).is_some() {
+                bail!("[[api.vos]] {:?} is listed twice", v.name);
+            }
+            if v.projects.is_empty() {
+                bail!("[[api.vos]] {role}: projects is empty (no VM would be its)");
+            }
+        }
+        let mut roles = Vec::new();
+        for r in &raw.roles {
+            let role: ApiRole = r
+                .role
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!("[[api.roles]] group {:?}: {e}", r.group))?;
+            if let ApiRole::Vo(n) = &role
+                && !vos.contains_key(n)
+            {
+                bail!(
+                    "[[api.roles]] group {:?}: role {role} names a VO with no [[api.vos]] entry",
+                    r.group
+                );
+            }
+            if r.group.is_empty() {
+                bail!("[[api.roles]]: group must not be empty");
+            }
+            roles.push((r.group.clone(), role));
+        }
+        Ok(ApiConfig {
+            enabled: raw.enabled.unwrap_or(true),
+            roles,
+            vos,
+        })
+    }
 }
 
 /// `[quarantine]`: `config = "/etc/pugmark/quarantine.toml"`, `expire_every_secs = 60`.
@@ -307,6 +448,8 @@ pub struct Config {
     pub spool_interval: Duration,
     /// Witnesses to push checkpoints to.
     pub witnesses: Vec<WitnessConfig>,
+    /// The query API: on or off, roles and VOs.
+    pub api: ApiConfig,
 }
 
 /// `ADDR:PORT[,ADDR:PORT…]` or `none` (an empty list).
@@ -459,7 +602,9 @@ impl Config {
         if let Some(r) = &raw.retention {
             retention_seconds(&r.keep)?;
         }
+        let api = ApiConfig::from_raw(&raw.api.clone().unwrap_or_default())?;
         Ok(Config {
+            api,
             spool,
             spool_interval: Duration::from_secs(raw_spool.interval_secs.unwrap_or(10).max(1)),
             witnesses,
@@ -586,6 +731,20 @@ impl Config {
                 every.as_secs()
             );
         }
+        if self.api.enabled && self.http.is_some() {
+            let _ = writeln!(
+                out,
+                "query api: on the http listener (/api/v1/openapi.json)"
+            );
+            for (g, r) in &self.api.roles {
+                let _ = writeln!(out, "  group {g:?} -> role {r}");
+            }
+            for (vo, p) in &self.api.vos {
+                let _ = writeln!(out, "  vo {vo}: projects {}", p.join(", "));
+            }
+        } else {
+            let _ = writeln!(out, "query api: off");
+        }
         let _ = writeln!(out, "senders, in matching order:");
         for (i, e) in self.senders.entries().iter().enumerate() {
             let _ = writeln!(out, "  {}. {}", i + 1, e.describe());
@@ -674,6 +833,30 @@ fn load_tls(t: &RawTls, base: &Path) -> anyhow::Result<TlsConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_roles_are_checked_against_the_vos() {
+        let parse = |t: &str| -> anyhow::Result<Config> {
+            let raw: RawConfig = toml::from_str(t)?;
+            Config::validate(raw, &Overrides::default(), Path::new("."))
+        };
+        let c = parse(
+            "[api]\n[[api.roles]]\ngroup = \"/atlas\"\nrole = \"vo:atlas\"\n[[api.vos]]\nname = \"atlas\"\nprojects = [\"p1\"]\n",
+        )
+        .unwrap();
+        assert!(c.api.enabled);
+        assert_eq!(
+            c.api.roles,
+            vec![("/atlas".to_string(), ApiRole::Vo("atlas".into()))]
+        );
+        // A VO role without its VO, an unknown role, a VO owning nothing: refused.
+        assert!(parse("[[api.roles]]\ngroup = \"/x\"\nrole = \"vo:cms\"\n").is_err());
+        assert!(parse("[[api.roles]]\ngroup = \"/x\"\nrole = \"admin\"\n").is_err());
+        assert!(parse("[[api.vos]]\nname = \"cms\"\nprojects = []\n").is_err());
+        assert!(parse("[api]\nenabled = false\n").is_ok_and(|c| !c.api.enabled));
+        assert_eq!("csirt".parse::<ApiRole>(), Ok(ApiRole::Csirt));
+        assert!("vo:".parse::<ApiRole>().is_err());
+    }
 
     #[test]
     fn defaults_are_loopback_and_tls_off() {

@@ -10,6 +10,7 @@
 //! a validated [`Config`] and a [`Store`], nothing else. Framing and RELP parsing are sans
 //! I/O (`framing.rs`, `relp_frame.rs`) so they are fuzzed and tested without sockets.
 
+pub mod api;
 pub mod config;
 pub mod framing;
 pub mod health;
@@ -49,6 +50,17 @@ pub struct Summary {
 /// received is made durable and the store is finished (views committed, ledger closed with a
 /// signed checkpoint). `last_seq` is the ledger position before serving.
 pub fn run(config: Config, store: Box<dyn Store>, last_seq: u64) -> anyhow::Result<Summary> {
+    run_with_api(config, store, last_seq, None)
+}
+
+/// [`run`], with the query API ([`api::Api`], the binary's) mounted on the HTTP listener
+/// beside ingestion; its audit records go through the writer queue like every record.
+pub fn run_with_api(
+    config: Config,
+    store: Box<dyn Store>,
+    last_seq: u64,
+    query_api: Option<Arc<dyn api::Api>>,
+) -> anyhow::Result<Summary> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("pugmark-serve")
@@ -80,7 +92,7 @@ pub fn run(config: Config, store: Box<dyn Store>, last_seq: u64) -> anyhow::Resu
         all_slots: limits::process_slots(nofile),
         senders: config.senders.clone(),
     };
-    let served = rt.block_on(serve(config, ctx, writer_done_rx));
+    let served = rt.block_on(serve(config, ctx, writer_done_rx, query_api));
     // A writer retrying a storage fault gives up now instead of holding the shutdown.
     metrics.store.stopping.store(true, Relaxed);
     // Dropping the tasks drops every sender: the writer drains what is queued and finishes.
@@ -106,6 +118,7 @@ async fn serve(
     config: Config,
     ctx: Ctx,
     writer_done: tokio::sync::oneshot::Receiver<()>,
+    query_api: Option<Arc<dyn api::Api>>,
 ) -> anyhow::Result<()> {
     // Bind everything first: a port in use is one clear error before anything runs.
     let udp = match config.syslog_udp {
@@ -177,11 +190,19 @@ async fn serve(
         listening.push(format!("http {}", l.local_addr()?));
         // /metrics moves to its own address when one is configured, so the port opened to
         // a Prometheus scraper does not also open ingestion.
-        let app = if metrics_listener.is_some() {
+        let mut app = if metrics_listener.is_some() {
             sources::http::events_app(ctx.clone())
         } else {
             sources::http::app(ctx.clone())
         };
+        if let Some(q) = &query_api {
+            let audit = Arc::new(api::WriterAudit {
+                tx: ctx.tx.clone(),
+                handle: tokio::runtime::Handle::current(),
+            });
+            app = app.merge(api::router(q.clone(), audit));
+            listening.push("query api on http (/api/v1/openapi.json)".into());
+        }
         tasks.spawn(sources::http::serve(l, ctx.clone(), app));
     }
     if let Some(l) = metrics_listener {

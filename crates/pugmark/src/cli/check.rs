@@ -65,7 +65,11 @@ fn parse_net(s: &str) -> Result<Net, String> {
     Net::parse(s).ok_or_else(|| format!("{s:?} is not a network such as 10.1.0.0/16"))
 }
 
-pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+/// The findings, shared by the CLI and the query API (`crate::api`): the typed report and
+/// its `--json` document.
+pub(crate) fn answer(
+    args: &CheckArgs,
+) -> anyhow::Result<(query::check::CheckReport, serde_json::Value)> {
     let dd = DataDir::open(&args.data.data, false)?;
     let mut r = Readers::open(&dd)?;
     let report = check(
@@ -81,7 +85,13 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
             net_from_events: args.from_events,
         },
     )?;
-    let code = print(&args, &report, &r)?;
+    let v = r.views.annotate(&report)?;
+    Ok((report, v))
+}
+
+pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let (report, v) = answer(&args)?;
+    let code = print(&args, &report, &v)?;
     // After the answer is out: a quarantine that cannot hold does not hide the findings.
     if let Some((path, config)) = super::autohold::load(&args.data.data, &args.hold)?
         && config.auto_hold.check
@@ -108,12 +118,12 @@ pub fn run(args: CheckArgs) -> anyhow::Result<ExitCode> {
 fn print(
     args: &CheckArgs,
     report: &query::check::CheckReport,
-    r: &Readers,
+    v: &serde_json::Value,
 ) -> anyhow::Result<ExitCode> {
     // Buffered: stdout is line-buffered, and the pretty JSON of a day runs to many lines.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &r.views.annotate(report)?)?;
+        serde_json::to_writer_pretty(&mut out, v)?;
         writeln!(out)?;
         out.flush()?;
         return Ok(ExitCode::SUCCESS);

@@ -82,24 +82,37 @@ fn misp(args: &HuntArgs, answer: &query::hunt::HuntAnswer) -> anyhow::Result<boo
     Ok(failed.is_empty())
 }
 
-pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
-    let dd = DataDir::open(&args.data.data, false)?;
+/// Indicators from files' bytes (plain lists, MISP, STIX 2.1), with a note per file that
+/// has values that cannot be searched.
+pub(crate) fn indicators(
+    files: &[(String, Vec<u8>)],
+) -> (Vec<query::hunt::Indicator>, Vec<String>) {
     let mut indicators = Vec::new();
-    for path in &args.iocs {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
-        let f = parse_iocs(&bytes);
+    let mut notes = Vec::new();
+    for (name, bytes) in files {
+        let f = parse_iocs(bytes);
         if !f.skipped.is_empty() {
-            eprintln!(
-                "pugmark: {path} ({}): {} indicators, {} values not searchable (first: {})",
+            notes.push(format!(
+                "{name} ({}): {} indicators, {} values not searchable (first: {})",
                 f.kind,
                 f.indicators.len(),
                 f.skipped.len(),
                 f.skipped[0]
-            );
+            ));
         }
         indicators.extend(f.indicators);
     }
     indicators.dedup();
+    (indicators, notes)
+}
+
+/// The hunt, shared by the CLI and the query API (`crate::api`; its indicator file comes
+/// in the request body): the typed answer and its `--json` document.
+pub(crate) fn answer(
+    args: &HuntArgs,
+    indicators: &[query::hunt::Indicator],
+) -> anyhow::Result<(query::hunt::HuntAnswer, serde_json::Value)> {
+    let dd = DataDir::open(&args.data.data, false)?;
     let mut r = Readers::open(&dd)?;
     let how = if args.one_query_per_indicator {
         hunt_each
@@ -110,11 +123,26 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         &r.index,
         &r.facts,
         &mut r.fetch,
-        &indicators,
+        indicators,
         args.from,
         args.to,
         args.limit,
     )?;
+    let v = r.views.annotate(&answer)?;
+    Ok((answer, v))
+}
+
+pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
+    let mut files = Vec::new();
+    for path in &args.iocs {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {path}"))?;
+        files.push((path.clone(), bytes));
+    }
+    let (indicators, notes) = indicators(&files);
+    for n in &notes {
+        eprintln!("pugmark: {n}");
+    }
+    let (answer, v) = answer(&args, &indicators)?;
     let misp_ok = misp(&args, &answer)?;
     let code = if misp_ok {
         ExitCode::SUCCESS
@@ -124,7 +152,7 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
     // Buffered: stdout is line-buffered, and a hunt's pretty JSON runs to millions of lines.
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &r.views.annotate(&answer)?)?;
+        serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         out.flush()?;
         drop(out);

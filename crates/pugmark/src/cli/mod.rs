@@ -4,9 +4,11 @@
 //! never rename.
 
 mod autohold;
+mod api_token;
+mod audit;
 mod challenge;
-mod check;
-mod hunt;
+pub(crate) mod check;
+pub(crate) mod hunt;
 mod ingest;
 mod ingest_flow;
 mod keys;
@@ -15,16 +17,17 @@ pub(crate) mod migrate;
 mod proof;
 pub(crate) mod quarantine;
 mod reindex;
-mod report;
+pub(crate) mod report;
 pub(crate) mod retention;
-mod search;
-mod serve;
+pub(crate) mod search;
+pub(crate) mod serve;
 mod site_config;
 mod spool;
-mod timeline;
+pub(crate) mod timeline;
 mod token;
+mod ui;
 mod verify;
-mod who;
+pub(crate) mod who;
 mod witness;
 
 use std::path::PathBuf;
@@ -128,6 +131,14 @@ pub enum Command {
     /// release, list, show, export with a custody sheet, verify, restore, expire, policy,
     /// inspect. Every step is a custody record in the ledger.
     Quarantine(quarantine::QuarantineArgs),
+    /// The query API (and web UI) on a data directory alone: GET /api/v1/{search,who,
+    /// timeline,report,check,hunt,audit}, every query audited into the ledger.
+    Ui(ui::UiArgs),
+    /// Local bearer tokens for the query API (scripts): create (the secret is shown once),
+    /// list, revoke.
+    ApiToken(api_token::ApiTokenArgs),
+    /// The query API's audit trail: who asked what, with which role, when, how many results.
+    Audit(audit::AuditArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -157,6 +168,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(a) => keys::run(a),
         Command::Retention(a) => retention::run(a),
         Command::Quarantine(a) => quarantine::run(a),
+        Command::Ui(a) => ui::run(a),
+        Command::ApiToken(a) => api_token::run(a),
+        Command::Audit(a) => audit::run(a),
     }
 }
 

@@ -14,7 +14,7 @@ use crate::cli::{DataArgs, parse_time};
 use crate::datadir::DataDir;
 use crate::pipeline::Readers;
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {
     Md,
     Json,
@@ -47,7 +47,12 @@ pub struct ReportArgs {
 /// The integrity section's last word when the ledger has no signed checkpoint yet.
 const NO_CHECKPOINT: &str = "No signed checkpoint of the ledger exists yet: the cited records carry no inclusion proof (`pugmark verify` checks the chain; proofs come with the first checkpoint).\n";
 
-pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+/// The report, shared by the CLI and the query API (`crate::api`): the typed report, its
+/// `--format json` document without `integrity` (added by the caller with
+/// [`crate::proofs::add_integrity`] after any scoping), and the data directory.
+pub(crate) fn answer(
+    args: &ReportArgs,
+) -> anyhow::Result<(query::report::Report, serde_json::Value, DataDir)> {
     let dd = DataDir::open(&args.data.data, false)?;
     let (kind, value) = match (&args.ip, &args.host) {
         (Some(ip), _) => (AddrKind::Ip, ip.to_string()),
@@ -69,38 +74,50 @@ pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
         },
     )?;
     // Every cited record with its bytes and an inclusion proof (issue 11).
-    let mut v = r.views.annotate(&rep)?;
+    let v = r.views.annotate(&rep)?;
+    Ok((rep, v, dd))
+}
+
+/// The Markdown or HTML rendering with the integrity section (the CLI's and the API's).
+pub(crate) fn render(
+    rep: &query::report::Report,
+    v: &serde_json::Value,
+    dd: &DataDir,
+    format: ReportFormat,
+) -> anyhow::Result<Vec<u8>> {
     let mut seqs = std::collections::BTreeSet::new();
-    crate::proofs::cited(&v, &mut seqs);
+    crate::proofs::cited(v, &mut seqs);
     let integrity = crate::proofs::integrity(&dd.ledger(), &seqs)?;
-    let mut out = io::stdout().lock();
-    match args.format {
+    Ok(match format {
         ReportFormat::Json => {
-            if let serde_json::Value::Object(m) = &mut v {
-                m.insert(
-                    "integrity".into(),
-                    integrity.clone().unwrap_or(serde_json::Value::Null),
-                );
-            }
-            serde_json::to_writer_pretty(&mut out, &v)?;
-            writeln!(out)?;
+            let mut v = v.clone();
+            crate::proofs::add_integrity(dd, &mut v)?;
+            let mut b = serde_json::to_vec_pretty(&v)?;
+            b.push(b'\n');
+            b
         }
         ReportFormat::Md => {
-            let mut md = to_markdown(&rep);
+            let mut md = to_markdown(rep);
             match &integrity {
                 Some(i) => md.push_str(&crate::proofs::markdown(i)?),
                 None => md.push_str(NO_CHECKPOINT),
             }
-            out.write_all(md.as_bytes())?
+            md.into_bytes()
         }
         ReportFormat::Html => {
-            let page = to_html(&rep);
+            let page = to_html(rep);
             let page = match &integrity {
                 Some(i) => crate::proofs::html(&page, i)?,
                 None => page.replace("</body>", &format!("<p>{NO_CHECKPOINT}</p></body>")),
             };
-            out.write_all(page.as_bytes())?
+            page.into_bytes()
         }
-    }
+    })
+}
+
+pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    let (rep, v, dd) = answer(&args)?;
+    let bytes = render(&rep, &v, &dd, args.format)?;
+    io::stdout().lock().write_all(&bytes)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,7 +16,7 @@ use crate::cli::{DataArgs, parse_time};
 use crate::datadir::DataDir;
 use crate::pipeline::{LedgerFetch, LedgerTail};
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 #[command(after_long_help = query::search::QUERY_SYNTAX_HELP)]
 pub struct SearchArgs {
     #[command(flatten)]
@@ -36,7 +36,8 @@ pub struct SearchArgs {
     #[arg(long)]
     pub app: Option<String>,
     /// Only events of this class (auth.login, auth.failure, auth.identity_change,
-    /// auth.session, net.connection, net.flow, vm.lifecycle, job.run, identity.directory, vm.custody, other).
+    /// auth.session, net.connection, net.flow, vm.lifecycle, job.run, identity.directory, vm.custody,
+    /// audit.query, other).
     #[arg(long)]
     pub class: Option<EventClass>,
     /// Only events whose normalised field K equals V (repeatable), e.g. --field user=alice.
@@ -111,7 +112,15 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     }
 }
 
-pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
+/// The search, shared by the CLI and the query API (`crate::api`): the outcome, where the
+/// views stood, and how many records past the index were scanned from the ledger.
+pub(crate) fn answer(
+    args: &SearchArgs,
+) -> anyhow::Result<(
+    query::search::SearchOutcome,
+    crate::viewcheck::ViewsCheck,
+    u64,
+)> {
     let dd = DataDir::open(&args.data.data, false)?;
     // The records past the index are scanned below; a missing or foreign index is refused.
     let views = crate::viewcheck::check(&dd, &[crate::viewcheck::View::Index])?
@@ -138,11 +147,6 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
     let mut tail = None;
     if indexed < ledger_last {
         tail = Some(LedgerTail::new(&reader, indexed, ledger_last));
-        eprintln!(
-            "pugmark: the search index trails the ledger by {} records; they were scanned \
-             directly (slower until the index catches up)",
-            ledger_last - indexed
-        );
     }
     let mut fetch = LedgerFetch { reader };
     let outcome = run_with_tail(
@@ -151,6 +155,32 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         &mut fetch,
         tail.as_mut().map(|t| t as &mut dyn query::search::Tail),
     )?;
+    Ok((outcome, views, ledger_last.saturating_sub(indexed)))
+}
+
+/// The `--json` document of an outcome (`--count`: only the total).
+pub(crate) fn to_json(
+    args: &SearchArgs,
+    outcome: &query::search::SearchOutcome,
+    views: &crate::viewcheck::ViewsCheck,
+) -> anyhow::Result<serde_json::Value> {
+    if args.count {
+        let mut v = serde_json::json!({ "total": outcome.total });
+        views.add_to(&mut v)?;
+        Ok(v)
+    } else {
+        views.annotate(&outcome.to_json())
+    }
+}
+
+pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let (outcome, views, trailing) = answer(&args)?;
+    if trailing > 0 {
+        eprintln!(
+            "pugmark: the search index trails the ledger by {trailing} records; they were scanned \
+             directly (slower until the index catches up)"
+        );
+    }
     if let Some(format) = args.format {
         let rows = query::export::search_rows(&outcome.hits)?;
         export(&rows, format, args.field_names)?;
@@ -164,17 +194,16 @@ pub fn run(args: SearchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut out = io::stdout().lock();
-    if args.count {
-        if args.json {
-            let mut v = serde_json::json!({ "total": outcome.total });
-            views.add_to(&mut v)?;
+    if args.json {
+        let v = to_json(&args, &outcome, &views)?;
+        if args.count {
             writeln!(out, "{v}")?;
         } else {
-            writeln!(out, "{}", outcome.total)?;
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
         }
-    } else if args.json {
-        serde_json::to_writer_pretty(&mut out, &views.annotate(&outcome.to_json())?)?;
-        writeln!(out)?;
+    } else if args.count {
+        writeln!(out, "{}", outcome.total)?;
     } else {
         for hit in &outcome.hits {
             // render_line escapes what came from the record.

@@ -687,8 +687,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         retention: retention.map(|k| (k, dd.clone(), None)),
         quarantine,
     };
+    // The query API on the HTTP listener (issue 14; `[api] enabled = false` turns it off).
+    let query_api: Option<Arc<dyn serve::api::Api>> = (config.api.enabled && config.http.is_some())
+        .then(|| {
+            crate::api::service(
+                args.data.data.clone(),
+                config.api.clone(),
+                config.metrics.or(config.http),
+            ) as Arc<dyn serve::api::Api>
+        });
     let summary = if config.spool.is_empty() {
-        serve::run(config, Box::new(store), last)?
+        serve::run_with_api(config, Box::new(store), last, query_api)?
     } else {
         let inner = Arc::new(std::sync::Mutex::new(store));
         let spool = super::spool::Spool::start(
@@ -697,13 +706,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             inner.clone(),
             dd.clone(),
         )?;
-        serve::run(
+        serve::run_with_api(
             config,
             Box::new(SharedStore {
                 inner,
                 spool: Some(spool),
             }),
             last,
+            query_api,
         )?
     };
     eprintln!(
@@ -725,9 +735,27 @@ pub struct StatusArgs {
     /// Print the raw Prometheus text instead of the summary.
     #[arg(long)]
     pub raw: bool,
+    /// JSON: {"samples": [{"name", "labels", "value"}]} (what `GET /api/v1/status` answers).
+    #[arg(long, conflicts_with = "raw")]
+    pub json: bool,
+}
+
+/// The running collector's metrics as JSON (`status --json`, `GET /api/v1/status`).
+pub(crate) fn status_json(addr: SocketAddr) -> anyhow::Result<serde_json::Value> {
+    let text = serve::status::fetch(addr).context("is pugmark serve running?")?;
+    let samples: Vec<serde_json::Value> = serve::status::samples(&text)
+        .into_iter()
+        .map(|(name, labels, value)| serde_json::json!({"name": name, "labels": labels, "value": value}))
+        .collect();
+    Ok(serde_json::json!({ "samples": samples }))
 }
 
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    if args.json {
+        let v = status_json(args.http)?;
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let text = serve::status::fetch(args.http).context("is pugmark serve running?")?;
     let shown = if args.raw {
         text

@@ -63,18 +63,13 @@ pub struct TimelineArgs {
     pub field_names: super::search::FieldNames,
 }
 
-pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
+/// The timeline, shared by the CLI and the query API (`crate::api`): the typed answer and
+/// its `--json` document.
+pub(crate) fn answer(
+    args: &TimelineArgs,
+) -> anyhow::Result<(query::timeline::Timeline, serde_json::Value)> {
     let dd = DataDir::open(&args.data.data, false)?;
-    let subject = match (&args.vm, &args.ip, &args.host, &args.user) {
-        // An OpenNebula VM as an operator types it (`one-42`, `ONE-042`): pugmark's identity.
-        (Some(v), ..) => {
-            Subject::Vm(model::fields::parse_opennebula_vm(v).unwrap_or_else(|| v.clone()))
-        }
-        (_, Some(ip), ..) => Subject::Ip(*ip),
-        (_, _, Some(h), _) => Subject::Host(h.clone()),
-        (.., Some(u)) => Subject::User(u.clone()),
-        _ => bail!("one of --vm, --ip, --host or --user is required"),
-    };
+    let subject = subject(args)?;
     let mut r = Readers::open(&dd)?;
     let t = timeline(
         &r.index,
@@ -88,6 +83,26 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
             claimed: args.claimed,
         },
     )?;
+    let v = r.views.annotate(&t)?;
+    Ok((t, v))
+}
+
+/// What `--vm`, `--ip`, `--host` or `--user` names.
+pub(crate) fn subject(args: &TimelineArgs) -> anyhow::Result<Subject> {
+    Ok(match (&args.vm, &args.ip, &args.host, &args.user) {
+        // An OpenNebula VM as an operator types it (`one-42`, `ONE-042`): pugmark's identity.
+        (Some(v), ..) => {
+            Subject::Vm(model::fields::parse_opennebula_vm(v).unwrap_or_else(|| v.clone()))
+        }
+        (_, Some(ip), ..) => Subject::Ip(*ip),
+        (_, _, Some(h), _) => Subject::Host(h.clone()),
+        (.., Some(u)) => Subject::User(u.clone()),
+        _ => bail!("one of --vm, --ip, --host or --user is required"),
+    })
+}
+
+pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
+    let (t, v) = answer(&args)?;
     if let Some(format) = args.format {
         let rows = query::export::timeline_rows(&t.entries)?;
         super::search::export(&rows, format, args.field_names)?;
@@ -98,7 +113,7 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
     }
     let mut out = io::stdout().lock();
     if args.json {
-        serde_json::to_writer_pretty(&mut out, &r.views.annotate(&t)?)?;
+        serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
     } else {
         for e in &t.entries {

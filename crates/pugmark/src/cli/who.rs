@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use jiff::Timestamp;
-use query::who::{AddrKind, NatFilter, WhoQuery, who_with};
+use query::who::{AddrKind, NatFilter, WhoAnswer, WhoQuery, who_with};
 use views::facts::FactStore;
 
 use crate::cli::{DataArgs, parse_time};
@@ -63,22 +63,12 @@ fn parse_peer(s: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
         .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
-pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
+/// The answer, shared by the CLI and the query API (`crate::api`): the typed answer and its
+/// `--json` document (views noted; the integrity block is added by the caller with
+/// [`crate::proofs::add_integrity`], after any scoping, so it cites only what is shown).
+pub(crate) fn answer(args: &WhoArgs) -> anyhow::Result<(WhoAnswer, serde_json::Value, DataDir)> {
     let dd = DataDir::open(&args.data.data, false)?;
-    let (kind, value) = match (&args.ip, &args.host, &args.mac) {
-        (Some(ip), _, _) => (AddrKind::Ip, ip.to_string()),
-        (_, Some(h), _) => (AddrKind::Host, h.clone()),
-        (_, _, Some(m)) => {
-            let ok = m.split(':').count() == 6
-                && m.split(':')
-                    .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok());
-            if !ok {
-                bail!("--mac {m:?} is not a MAC address such as fa:16:3e:4c:2c:30");
-            }
-            (AddrKind::Mac, m.to_lowercase())
-        }
-        _ => bail!("one of --ip, --host or --mac is required"),
-    };
+    let (kind, value) = subject(args)?;
     // A missing, empty or foreign fact store would answer "no VM": refused instead.
     let store = if dd.facts().join("facts.sqlite").is_file() {
         Some(
@@ -101,27 +91,42 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
         &mut &store,
         &WhoQuery {
             kind,
-            value: value.clone(),
+            value,
             at: args.at,
         },
         &filter,
     )?;
+    let v = views.annotate(&answer)?;
+    Ok((answer, v, dd))
+}
+
+fn subject(args: &WhoArgs) -> anyhow::Result<(AddrKind, String)> {
+    Ok(match (&args.ip, &args.host, &args.mac) {
+        (Some(ip), _, _) => (AddrKind::Ip, ip.to_string()),
+        (_, Some(h), _) => (AddrKind::Host, h.clone()),
+        (_, _, Some(m)) => {
+            let ok = m.split(':').count() == 6
+                && m.split(':')
+                    .all(|p| p.len() == 2 && u8::from_str_radix(p, 16).is_ok());
+            if !ok {
+                bail!("--mac {m:?} is not a MAC address such as fa:16:3e:4c:2c:30");
+            }
+            (AddrKind::Mac, m.to_lowercase())
+        }
+        _ => bail!("one of --ip, --host or --mac is required"),
+    })
+}
+
+pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
+    let (answer, mut v, dd) = answer(&args)?;
+    let value = answer.query.value.clone();
     if args.hold {
         hold(&args, &answer, &value)?;
     }
     let mut out = io::stdout().lock();
     if args.json {
         // The cited evidence with its bytes and inclusion proofs (issue 11).
-        let mut v = views.annotate(&answer)?;
-        let mut seqs = std::collections::BTreeSet::new();
-        crate::proofs::cited(&v, &mut seqs);
-        let integrity = crate::proofs::integrity(&dd.ledger(), &seqs)?;
-        if let serde_json::Value::Object(m) = &mut v {
-            m.insert(
-                "integrity".into(),
-                integrity.unwrap_or(serde_json::Value::Null),
-            );
-        }
+        crate::proofs::add_integrity(&dd, &mut v)?;
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         return Ok(ExitCode::SUCCESS);

@@ -395,6 +395,24 @@ impl FactStore {
         Ok(v.and_then(|v| u64::try_from(v).ok()))
     }
 
+    /// The newest observation of what makes up a site's VMs and their ownership (VM, Neutron
+    /// and directory project records): it changes only when one of those does, unlike
+    /// [`FactStore::last_seq`], which every ledger record moves. Callers cache what they derive
+    /// from them (the query API's VO scopes) under it.
+    pub fn site_version(&self) -> Result<u64> {
+        let v: i64 = self
+            .conn
+            .query_row(
+                "SELECT MAX(IFNULL((SELECT MAX(seq) FROM vm_obs), 0), \
+                            IFNULL((SELECT MAX(seq) FROM net_obs), 0), \
+                            IFNULL((SELECT MAX(seq) FROM dir_project), 0))",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        Ok(u64::try_from(v).unwrap_or(0))
+    }
+
     /// The last ledger position in the store and, when recorded, the ledger's chain head at
     /// that position (stores written before heads were recorded have none): what
     /// `pugmark`'s view check holds against the ledger.

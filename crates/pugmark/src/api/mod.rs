@@ -1,0 +1,884 @@
+//! The query API (issue 14): `GET /api/v1/{search,who,timeline,report,check,hunt,status,
+//! audit}`, `POST /api/v1/hunt`, `GET /api/v1/openapi.json` — the binary's side of
+//! `serve::api` (which fences axum/tokio and calls [`Service`] on its blocking pool).
+//!
+//! One code path with the CLI: a request's query string is turned into the verb's own clap
+//! arguments (`name=value` → `--name value`, so every flag and its validation is the CLI's) and
+//! answered by the verb's `answer` function, the one `pugmark VERB --json` prints. Then, in
+//! order: authentication ([`auth`]; 401), the role ([`auth::role_of`]; 403 without one), VO
+//! scoping ([`scope`]), paging (`offset`, `page_size`), the integrity block (cited records
+//! after scoping), the audit record ([`audit`]; durable before the answer leaves), and the
+//! answer (JSON, or NDJSON lines for `search` / `timeline` with `format=ndjson` or
+//! `Accept: application/x-ndjson`).
+
+pub mod audit;
+pub mod auth;
+pub mod scope;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::FromArgMatches;
+use serde_json::{Value, json};
+use serve::api::{ApiBody, ApiRequest, ApiResponse, AuditSink};
+use serve::config::{ApiConfig, ApiRole};
+
+use crate::cli::{check, hunt, report, search, timeline, who};
+use crate::datadir::DataDir;
+
+/// The OpenAPI 3 description (hand-written: six verbs whose JSON shapes are the CLI's
+/// documented contracts; a generator would need `utoipa` derives on every query type across
+/// crates that do not depend on an HTTP stack).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Verbs of the API.
+const VERBS: [&str; 8] = [
+    "search", "who", "timeline", "report", "check", "hunt", "status", "audit",
+];
+
+/// Most hits a VO-scoped search examines before cutting (it filters after searching).
+const SCOPED_SEARCH_CAP: usize = 200_000;
+
+/// The query service over one data directory.
+pub struct Service {
+    pub data: PathBuf,
+    pub config: ApiConfig,
+    pub auth: auth::Authenticators,
+    /// Where a running collector's `/metrics` is (serve), for `/api/v1/status`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// VO scopes by their VOs, with the fact store position they were loaded at: reloaded
+    /// only when the fact store moved (a VM created, a lease changed).
+    scopes: std::sync::Mutex<ScopeCache>,
+}
+
+/// VO scopes by their VOs, each with the site version it was loaded at.
+type ScopeCache = std::collections::HashMap<Vec<String>, (u64, Arc<scope::Scope>)>;
+
+/// A refusal or failure, answered with `{"error": …}`.
+struct Refusal {
+    status: u16,
+    error: String,
+    vms: BTreeSet<String>,
+}
+
+fn refuse(status: u16, error: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        error: error.into(),
+        vms: BTreeSet::new(),
+    }
+}
+
+/// An answer before it is sent.
+struct Answered {
+    json: Value,
+    /// The array paged and streamed (`hits`, `entries`, …).
+    main: Option<&'static str>,
+    /// Pre-rendered bytes (report `format=md|html`).
+    raw: Option<(&'static str, Vec<u8>)>,
+    vms: BTreeSet<String>,
+    count: u64,
+}
+
+/// Query-string pairs, decoded.
+type Params = Vec<(String, String)>;
+
+fn params_json(p: &Params) -> Value {
+    let mut m = serde_json::Map::new();
+    for (k, v) in p {
+        match m.get_mut(k) {
+            Some(Value::Array(a)) => a.push(Value::String(v.clone())),
+            Some(x) => {
+                let first = x.take();
+                *x = Value::Array(vec![first, Value::String(v.clone())]);
+            }
+            None => {
+                m.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    Value::Object(m)
+}
+
+/// API-only parameters, not passed to the verb.
+const API_PARAMS: [&str; 3] = ["offset", "page_size", "indicator"];
+
+/// The verb's clap arguments from query-string pairs: `k=v` is `--k v` (underscores as
+/// dashes), a flag is on for `true`/`1`/`yes`/empty and off for `false`/`0`/`no`; `q` (or
+/// `query`) is search's positional query. `data` and `json` are the server's, not the
+/// client's: `data` is refused, `json` ignored.
+fn parse_args<T: VerbArgs>(verb: &str, p: &Params, dd: &std::path::Path) -> Result<T, Refusal> {
+    let cmd = T::augment_args(clap::Command::new("pugmark-api").no_binary_name(true));
+    let mut argv: Vec<String> = Vec::new();
+    let mut positional: Option<String> = None;
+    for (k, v) in p {
+        if API_PARAMS.contains(&k.as_str()) {
+            continue;
+        }
+        let k = k.replace('_', "-");
+        if API_PARAMS.contains(&k.replace('-', "_").as_str())
+            || k == "json"
+            || (k == "format" && v == "ndjson")
+        {
+            continue;
+        }
+        if k == "data" {
+            return Err(refuse(400, "data is the server's, not a parameter"));
+        }
+        if verb == "search" && (k == "q" || k == "query") {
+            positional = Some(v.clone());
+            continue;
+        }
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(k.as_str()))
+        else {
+            return Err(refuse(400, format!("unknown parameter {k:?} for {verb}")));
+        };
+        if arg.get_action().takes_values() {
+            argv.push(format!("--{k}"));
+            argv.push(v.clone());
+        } else {
+            match v.as_str() {
+                "" | "true" | "1" | "yes" => argv.push(format!("--{k}")),
+                "false" | "0" | "no" => {}
+                _ => return Err(refuse(400, format!("{k} is a flag: true or false"))),
+            }
+        }
+    }
+    if let Some(q) = positional {
+        argv.push("--".into());
+        argv.push(q);
+    }
+    let mut m = cmd
+        .try_get_matches_from(argv)
+        .map_err(|e| refuse(400, e.render().to_string()))?;
+    let mut args = T::from_arg_matches_mut(&mut m).map_err(|e| refuse(400, e.to_string()))?;
+    args.data_mut().data = dd.to_path_buf();
+    Ok(args)
+}
+
+/// The verbs' arguments, whose data directory is the server's.
+pub(crate) trait VerbArgs: clap::Args + FromArgMatches {
+    fn data_mut(&mut self) -> &mut crate::cli::DataArgs;
+}
+
+macro_rules! verb_args {
+    ($($t:ty),*) => {$(
+        impl VerbArgs for $t {
+            fn data_mut(&mut self) -> &mut crate::cli::DataArgs {
+                &mut self.data
+            }
+        }
+    )*};
+}
+verb_args!(
+    who::WhoArgs,
+    search::SearchArgs,
+    timeline::TimelineArgs,
+    report::ReportArgs,
+    check::CheckArgs,
+    hunt::HuntArgs
+);
+
+fn internal(e: anyhow::Error) -> Refusal {
+    // The CLI's refusals (views missing or foreign, bad values) are the client's to read.
+    refuse(500, format!("{e:#}"))
+}
+
+fn num(p: &Params, k: &str) -> Result<Option<usize>, Refusal> {
+    match p.iter().rev().find(|(n, _)| n == k) {
+        None => Ok(None),
+        Some((_, v)) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| refuse(400, format!("{k} must be a number"))),
+    }
+}
+
+impl Service {
+    fn dd(&self) -> Result<DataDir, Refusal> {
+        DataDir::open(&self.data, false).map_err(internal)
+    }
+
+    fn scope(&self, roles: &[ApiRole]) -> Result<Option<Arc<scope::Scope>>, Refusal> {
+        let vos: Vec<String> = roles
+            .iter()
+            .filter_map(|r| match r {
+                ApiRole::Vo(n) => Some(n.clone()),
+                _ => None,
+            })
+            .collect();
+        if roles
+            .iter()
+            .any(|r| matches!(r, ApiRole::Site | ApiRole::Csirt))
+        {
+            return Ok(None);
+        }
+        if let Some(v) = vos.iter().find(|v| !self.config.vos.contains_key(*v)) {
+            return Err(refuse(
+                403,
+                format!("role vo:{v} has no [[api.vos]] entry in this server's config"),
+            ));
+        }
+        let dd = self.dd()?;
+        let at = views::facts::FactStore::open(dd.facts())
+            .and_then(|f| f.site_version())
+            .map_err(|e| internal(e.into()))?;
+        let mut cache = self
+            .scopes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((pos, s)) = cache.get(&vos)
+            && *pos == at
+        {
+            return Ok(Some(s.clone()));
+        }
+        let s = Arc::new(scope::Scope::load(&dd, &self.config, &vos).map_err(internal)?);
+        cache.insert(vos, (at, s.clone()));
+        Ok(Some(s))
+    }
+
+    /// Answers one verb for one role.
+    fn answer(
+        &self,
+        verb: &str,
+        p: &Params,
+        req: &ApiRequest,
+        roles: &[ApiRole],
+    ) -> Result<Answered, Refusal> {
+        let data = self.data.clone();
+        let sc = self.scope(roles)?;
+        let not_yours = |vms: BTreeSet<String>| Refusal {
+            status: 403,
+            error: "not yours: nothing this role may see answers this question".into(),
+            vms,
+        };
+        // Everything an unscoped answer names (for the audit of a refusal).
+        let named = |v: &Value, sc: &scope::Scope| {
+            let mut s = BTreeSet::new();
+            scope::vms_named(v, Some(&sc.all_vms), &mut s);
+            s
+        };
+        let mut a = match verb {
+            "who" => {
+                let args: who::WhoArgs = parse_args(verb, p, &data)?;
+                let (_, mut v, dd) = who::answer(&args).map_err(internal)?;
+                if let Some(sc) = &sc {
+                    let before = named(&v, sc);
+                    scope::prune(&mut v, sc, false);
+                    if v["matches"].as_array().is_none_or(Vec::is_empty) {
+                        return Err(not_yours(before));
+                    }
+                }
+                crate::proofs::add_integrity(&dd, &mut v).map_err(internal)?;
+                let count = v["matches"].as_array().map_or(0, Vec::len) as u64;
+                Answered {
+                    json: v,
+                    main: None,
+                    raw: None,
+                    vms: BTreeSet::new(),
+                    count,
+                }
+            }
+            "report" => {
+                let mut p = p.clone();
+                if !p.iter().any(|(k, _)| k == "format") {
+                    p.push(("format".into(), "json".into()));
+                }
+                let args: report::ReportArgs = parse_args(verb, &p, &data)?;
+                let (rep, mut v, dd) = report::answer(&args).map_err(internal)?;
+                if let Some(sc) = &sc {
+                    if args.format != report::ReportFormat::Json {
+                        return Err(refuse(
+                            403,
+                            "a VO role gets the report as JSON (format=json): the md and html renderings are not scoped",
+                        ));
+                    }
+                    let before = named(&v, sc);
+                    scope::prune(&mut v, sc, false);
+                    if v["vms"].as_array().is_none_or(Vec::is_empty) {
+                        return Err(not_yours(before));
+                    }
+                }
+                let count = v["vms"].as_array().map_or(0, Vec::len) as u64;
+                let bytes = report::render(&rep, &v, &dd, args.format).map_err(internal)?;
+                match args.format {
+                    report::ReportFormat::Json => {
+                        let json: Value = serde_json::from_slice(&bytes)
+                            .map_err(|e| internal(anyhow::anyhow!(e)))?;
+                        Answered {
+                            json,
+                            main: None,
+                            raw: None,
+                            vms: BTreeSet::new(),
+                            count,
+                        }
+                    }
+                    f => Answered {
+                        json: v,
+                        main: None,
+                        raw: Some((
+                            if f == report::ReportFormat::Md {
+                                "text/markdown; charset=utf-8"
+                            } else {
+                                "text/html; charset=utf-8"
+                            },
+                            bytes,
+                        )),
+                        vms: BTreeSet::new(),
+                        count,
+                    },
+                }
+            }
+            "timeline" => {
+                let args: timeline::TimelineArgs = parse_args(verb, p, &data)?;
+                if let (Some(sc), Some(vm)) = (&sc, &args.vm) {
+                    let vm = model::fields::parse_opennebula_vm(vm).unwrap_or_else(|| vm.clone());
+                    if !sc.owns(&vm) {
+                        return Err(not_yours(
+                            sc.all_vms.get(&vm).into_iter().cloned().collect(),
+                        ));
+                    }
+                }
+                let (mut t, mut v) = timeline::answer(&args).map_err(internal)?;
+                if let Some(f) = args.format {
+                    // The same rule as `scope::prune`: an entry is the VO's by its attribution.
+                    if let Some(sc) = &sc {
+                        t.entries.retain(|e| {
+                            e.attribution
+                                .as_ref()
+                                .and_then(|a| a.vm.as_deref())
+                                .is_some_and(|vm| sc.owns(vm))
+                        });
+                        if t.entries.is_empty() {
+                            return Err(not_yours(BTreeSet::new()));
+                        }
+                    }
+                    let rows = query::export::timeline_rows(&t.entries).map_err(internal)?;
+                    let n = rows.len() as u64;
+                    let mut a = exported(&rows, f, args.field_names, n)?;
+                    for e in &t.entries {
+                        if let Some(vm) = e.attribution.as_ref().and_then(|a| a.vm.clone()) {
+                            a.vms.insert(vm);
+                        }
+                    }
+                    return Ok(a);
+                }
+                if let Some(sc) = &sc {
+                    let before = named(&v, sc);
+                    scope::prune(&mut v, sc, false);
+                    if v["entries"].as_array().is_none_or(Vec::is_empty) {
+                        return Err(not_yours(before));
+                    }
+                }
+                let count = v["entries"].as_array().map_or(0, Vec::len) as u64;
+                Answered {
+                    json: v,
+                    main: Some("entries"),
+                    raw: None,
+                    vms: BTreeSet::new(),
+                    count,
+                }
+            }
+            "check" => {
+                let args: check::CheckArgs = parse_args(verb, p, &data)?;
+                let (_, mut v) = check::answer(&args).map_err(internal)?;
+                if let Some(sc) = &sc {
+                    scope::prune(&mut v, sc, false);
+                    // The counts by kind are of what this role sees.
+                    let mut by: std::collections::BTreeMap<String, u64> = Default::default();
+                    for f in v["findings"].as_array().into_iter().flatten() {
+                        if let Some(k) = f["kind"].as_str() {
+                            *by.entry(k.to_string()).or_default() += 1;
+                        }
+                    }
+                    v["by_kind"] = json!(by);
+                    // What was examined counts the whole site's records: withheld.
+                    if v.get("examined").is_some() {
+                        v["examined"] = json!({});
+                    }
+                }
+                let count = v["findings"].as_array().map_or(0, Vec::len) as u64;
+                Answered {
+                    json: v,
+                    main: Some("findings"),
+                    raw: None,
+                    vms: BTreeSet::new(),
+                    count,
+                }
+            }
+            "hunt" => {
+                // GET: `indicator=V` (repeatable) is a plain list; POST: the body is an
+                // indicator file (plain, MISP or STIX). `iocs` (server paths) is refused.
+                if p.iter()
+                    .any(|(k, _)| k.starts_with("misp") || k.starts_with("misp-"))
+                {
+                    return Err(refuse(
+                        400,
+                        "MISP sightings are sent by `pugmark hunt --misp-url` on the command line, not through the API",
+                    ));
+                }
+                if p.iter().any(|(k, _)| k == "iocs") {
+                    return Err(refuse(
+                        400,
+                        "iocs names files on the server: POST the indicator file as the body, or give indicator=V",
+                    ));
+                }
+                let mut files = Vec::new();
+                let inline: Vec<&str> = p
+                    .iter()
+                    .filter(|(k, _)| k == "indicator")
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                if !inline.is_empty() {
+                    files.push(("indicator".to_string(), inline.join("\n").into_bytes()));
+                }
+                if req.method == "POST" {
+                    files.push(("body".to_string(), req.body.clone()));
+                }
+                if files.is_empty() {
+                    return Err(refuse(
+                        400,
+                        "no indicators: POST an indicator file, or give indicator=V",
+                    ));
+                }
+                let mut p = p.clone();
+                p.push(("iocs".into(), "-".into()));
+                let args: hunt::HuntArgs = parse_args(verb, &p, &data)?;
+                let (indicators, _) = hunt::indicators(&files);
+                let (_, mut v) = hunt::answer(&args, &indicators).map_err(internal)?;
+                if let Some(sc) = &sc {
+                    scope::prune(&mut v, sc, false);
+                }
+                let count = v["hits"].as_array().map_or(0, Vec::len) as u64;
+                Answered {
+                    json: v,
+                    main: Some("hits"),
+                    raw: None,
+                    vms: BTreeSet::new(),
+                    count,
+                }
+            }
+            "search" => {
+                let args: search::SearchArgs = parse_args(verb, p, &data)?;
+                match &sc {
+                    None => {
+                        let (outcome, views, _) = search::answer(&args).map_err(internal)?;
+                        if let Some(f) = args.format {
+                            let rows =
+                                query::export::search_rows(&outcome.hits).map_err(internal)?;
+                            return exported(&rows, f, args.field_names, outcome.total);
+                        }
+                        let v = search::to_json(&args, &outcome, &views).map_err(internal)?;
+                        Answered {
+                            json: v,
+                            main: (!args.count).then_some("hits"),
+                            raw: None,
+                            vms: BTreeSet::new(),
+                            count: outcome.total,
+                        }
+                    }
+                    Some(sc) => {
+                        // Every match examined, the VO's kept (by attribution), then cut.
+                        let mut wide = args.clone();
+                        wide.limit = SCOPED_SEARCH_CAP;
+                        wide.count = false;
+                        let (mut outcome, views, _) = search::answer(&wide).map_err(internal)?;
+                        let capped = outcome.truncated;
+                        outcome.hits.retain(|h| sc.event_is_ours(&h.event));
+                        let mut vms = BTreeSet::new();
+                        for h in &outcome.hits {
+                            if let Some(vm) = sc.site.attribute(&h.event).vm {
+                                vms.insert(vm);
+                            }
+                        }
+                        outcome.total = outcome.hits.len() as u64;
+                        outcome.truncated = capped || outcome.hits.len() > args.limit;
+                        outcome.hits.truncate(args.limit);
+                        if args.count {
+                            outcome.hits.clear();
+                        }
+                        if let Some(f) = args.format {
+                            let rows =
+                                query::export::search_rows(&outcome.hits).map_err(internal)?;
+                            let mut a = exported(&rows, f, args.field_names, outcome.total)?;
+                            a.vms = vms;
+                            return Ok(a);
+                        }
+                        let v = search::to_json(&args, &outcome, &views).map_err(internal)?;
+                        Answered {
+                            json: v,
+                            main: (!args.count).then_some("hits"),
+                            raw: None,
+                            vms,
+                            count: outcome.total,
+                        }
+                    }
+                }
+            }
+            "status" => {
+                if sc.is_some() {
+                    return Err(refuse(403, "status is the site's: not for a VO role"));
+                }
+                let Some(addr) = self.metrics_addr else {
+                    return Err(refuse(
+                        503,
+                        "no pugmark serve runs with this API (pugmark ui): no collector status",
+                    ));
+                };
+                let v = crate::cli::serve::status_json(addr).map_err(internal)?;
+                Answered {
+                    json: v,
+                    main: None,
+                    raw: None,
+                    vms: BTreeSet::new(),
+                    count: 1,
+                }
+            }
+            "audit" => {
+                let mut user = None;
+                let mut from = None;
+                let mut to = None;
+                for (k, v) in p {
+                    match k.as_str() {
+                        "user" => user = Some(v.clone()),
+                        "from" => {
+                            from = Some(crate::cli::parse_time(v).map_err(|e| refuse(400, e))?)
+                        }
+                        "to" => to = Some(crate::cli::parse_time(v).map_err(|e| refuse(400, e))?),
+                        "offset" | "page_size" | "json" => {}
+                        _ => return Err(refuse(400, format!("unknown parameter {k:?} for audit"))),
+                    }
+                }
+                let mut list =
+                    audit::list(&self.dd()?, user.as_deref(), from, to).map_err(internal)?;
+                if let Some(sc) = &sc {
+                    list.retain(|l| {
+                        let vms = audit::vms_of(l);
+                        !vms.is_empty() && vms.iter().all(|v| sc.owns(v))
+                    });
+                }
+                let total = list.len();
+                Answered {
+                    json: json!({"audits": list, "total": total}),
+                    main: Some("audits"),
+                    raw: None,
+                    vms: BTreeSet::new(),
+                    count: total as u64,
+                }
+            }
+            _ => return Err(refuse(404, format!("no endpoint {verb:?}"))),
+        };
+        if a.vms.is_empty() {
+            scope::vms_named(&a.json, sc.as_ref().map(|s| &s.all_vms), &mut a.vms);
+        }
+        Ok(a)
+    }
+
+    fn audit_and(
+        &self,
+        sink: &dyn AuditSink,
+        mut record: audit::Audit,
+        status: u16,
+        count: u64,
+        respond: ApiResponse,
+    ) -> ApiResponse {
+        record.status = status;
+        record.count = count;
+        match sink.store(record.record()) {
+            Ok(_) => respond,
+            Err(e) => ApiResponse::json(
+                503,
+                &json!({"error": format!("the query could not be audited, so it is not answered: {e}")}),
+            ),
+        }
+    }
+}
+
+/// An export (`format=csv|jsonl|timesketch`, `fields=native|ecs`) of search hits or timeline
+/// entries: the CLI's writer (`query::export`) into the body.
+fn exported(
+    rows: &[query::export::Row<'_>],
+    format: search::ExportFormat,
+    names: search::FieldNames,
+    count: u64,
+) -> Result<Answered, Refusal> {
+    use query::export::{Format, Names};
+    let (f, ct) = match format {
+        search::ExportFormat::Csv => (Format::Csv, "text/csv; charset=utf-8"),
+        search::ExportFormat::Jsonl => (Format::Jsonl, "application/x-ndjson"),
+        search::ExportFormat::Timesketch => (Format::Timesketch, "application/x-ndjson"),
+    };
+    let n = match names {
+        search::FieldNames::Native => Names::Native,
+        search::FieldNames::Ecs => Names::Ecs,
+    };
+    let mut body = Vec::new();
+    query::export::write(&mut body, rows, f, n).map_err(internal)?;
+    Ok(Answered {
+        json: Value::Null,
+        main: None,
+        raw: Some((ct, body)),
+        vms: BTreeSet::new(),
+        count,
+    })
+}
+
+/// `offset` / `page_size` over the answer's main array; adds `page`.
+fn page(v: &mut Value, main: &str, offset: Option<usize>, size: Option<usize>) {
+    if offset.is_none() && size.is_none() {
+        return;
+    }
+    let Some(arr) = v.get_mut(main).and_then(Value::as_array_mut) else {
+        return;
+    };
+    let total = arr.len();
+    let off = offset.unwrap_or(0).min(total);
+    let size = size.unwrap_or(total);
+    let end = off.saturating_add(size).min(total);
+    let kept: Vec<Value> = arr.drain(..).skip(off).take(end - off).collect();
+    *arr = kept;
+    v["page"] = json!({
+        "offset": off,
+        "page_size": size,
+        "total": total,
+        "next_offset": (end < total).then_some(end),
+    });
+}
+
+fn wants_ndjson(p: &Params, req: &ApiRequest) -> bool {
+    p.iter().any(|(k, v)| k == "format" && v == "ndjson")
+        || req
+            .accept
+            .as_deref()
+            .is_some_and(|a| a.contains("application/x-ndjson"))
+}
+
+impl serve::api::Api for Service {
+    fn call(&self, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
+        let endpoint = req.endpoint.trim_end_matches('/').to_string();
+        if endpoint == "openapi.json" && req.method == "GET" {
+            return ApiResponse {
+                status: 200,
+                content_type: "application/json",
+                body: ApiBody::Full(OPENAPI.as_bytes().to_vec()),
+            };
+        }
+        let p: Params = form_urlencoded::parse(req.query.as_deref().unwrap_or("").as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let verb = if VERBS.contains(&endpoint.as_str()) {
+            endpoint.clone()
+        } else {
+            "unknown".to_string()
+        };
+        let mut record = audit::Audit {
+            user: "-".into(),
+            subject: None,
+            issuer: None,
+            via: None,
+            role: None,
+            verb: verb.clone(),
+            params: params_json(&p),
+            status: 0,
+            count: 0,
+            vms: BTreeSet::new(),
+            peer: req.peer.map(|a| a.to_string()),
+            reason: None,
+        };
+        let id = match self.auth.authenticate(req.authorization.as_deref()) {
+            Ok(id) => id,
+            Err(e) => {
+                record.reason = Some(e.to_string());
+                let r = ApiResponse::json(401, &json!({"error": e.to_string()}));
+                return self.audit_and(sink, record, 401, 0, r);
+            }
+        };
+        record.user = id.name.clone();
+        record.subject = Some(id.subject.clone());
+        record.issuer = id.issuer.clone();
+        record.via = Some(id.via.to_string());
+        let Some(roles) = auth::role_of(&id, &self.config) else {
+            record.reason = Some("no role: no [[api.roles]] group matches".into());
+            let r = ApiResponse::json(
+                403,
+                &json!({"error": "this identity has no role here (no [[api.roles]] group matches)"}),
+            );
+            return self.audit_and(sink, record, 403, 0, r);
+        };
+        record.role = Some(
+            roles
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        let method_ok = req.method == "GET" || (req.method == "POST" && verb == "hunt");
+        let answered = if !method_ok {
+            Err(refuse(405, "GET, or POST for hunt"))
+        } else if verb == "unknown" {
+            Err(refuse(404, format!("no endpoint {endpoint:?}")))
+        } else {
+            self.answer(&verb, &p, &req, &roles)
+        };
+        let mut a = match answered {
+            Ok(a) => a,
+            Err(r) => {
+                record.reason = Some(r.error.clone());
+                record.vms = r.vms;
+                let resp = ApiResponse::json(r.status, &json!({"error": r.error}));
+                return self.audit_and(sink, record, r.status, 0, resp);
+            }
+        };
+        let (offset, size) = match (num(&p, "offset"), num(&p, "page_size")) {
+            (Ok(o), Ok(s)) => (o, s),
+            (Err(r), _) | (_, Err(r)) => {
+                record.reason = Some(r.error.clone());
+                let resp = ApiResponse::json(400, &json!({"error": r.error}));
+                return self.audit_and(sink, record, 400, 0, resp);
+            }
+        };
+        if let Some(main) = a.main {
+            page(&mut a.json, main, offset, size);
+            if offset.is_some() || size.is_some() {
+                a.count = a.json[main].as_array().map_or(0, Vec::len) as u64;
+            }
+        }
+        record.vms = std::mem::take(&mut a.vms);
+        let resp = if let Some((ct, bytes)) = a.raw.take() {
+            ApiResponse {
+                status: 200,
+                content_type: ct,
+                body: ApiBody::Full(bytes),
+            }
+        } else if wants_ndjson(&p, &req) && matches!(verb.as_str(), "search" | "timeline") {
+            let items = a
+                .main
+                .and_then(|m| a.json.get_mut(m))
+                .and_then(Value::as_array_mut)
+                .map(std::mem::take)
+                .unwrap_or_default();
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+            std::thread::spawn(move || {
+                let mut buf = Vec::with_capacity(1 << 16);
+                for it in items {
+                    if serde_json::to_writer(&mut buf, &it).is_err() {
+                        break;
+                    }
+                    buf.push(b'\n');
+                    if buf.len() >= 1 << 16 && tx.send(std::mem::take(&mut buf)).is_err() {
+                        return;
+                    }
+                }
+                if !buf.is_empty() {
+                    let _ = tx.send(buf);
+                }
+            });
+            ApiResponse {
+                status: 200,
+                content_type: "application/x-ndjson",
+                body: ApiBody::Chunks(rx),
+            }
+        } else {
+            ApiResponse::json(200, &a.json)
+        };
+        self.audit_and(sink, record, 200, a.count, resp)
+    }
+}
+
+/// `pugmark ui`'s audit sink: its own pipeline (it owns the ledger), group-committed like
+/// serve's writer — one thread appends everything waiting as one durable batch, then answers
+/// each request — so concurrent queries share an fsync instead of queueing for one each.
+pub struct PipelineAudit {
+    tx: std::sync::Mutex<Option<AuditTx>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<crate::pipeline::Pipeline>>>>,
+}
+
+type AuditReply = std::sync::mpsc::Sender<Result<u64, String>>;
+type AuditTx = std::sync::mpsc::Sender<(model::envelope::RecordEnvelope, AuditReply)>;
+
+impl PipelineAudit {
+    pub fn start(mut pipeline: crate::pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
+        let (tx, rx) = std::sync::mpsc::channel::<(model::envelope::RecordEnvelope, AuditReply)>();
+        let thread = std::thread::Builder::new()
+            .name("pugmark-audit".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut batch = vec![first];
+                    while let Ok(more) = rx.try_recv() {
+                        batch.push(more);
+                    }
+                    let (records, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+                    let envs = records.into_iter().map(model::Envelope::Record).collect();
+                    match pipeline.append(envs) {
+                        Ok(r) => {
+                            let first = r.first.get();
+                            for (i, reply) in replies.into_iter().enumerate() {
+                                let _ = reply.send(Ok(first + i as u64));
+                            }
+                        }
+                        Err(e) => {
+                            for reply in replies {
+                                let _ = reply.send(Err(format!("{e:#}")));
+                            }
+                        }
+                    }
+                }
+                Some(pipeline)
+            })?;
+        Ok(PipelineAudit {
+            tx: std::sync::Mutex::new(Some(tx)),
+            thread: std::sync::Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops taking records and hands the pipeline back (to be finished).
+    pub fn stop(&self) -> Option<crate::pipeline::Pipeline> {
+        self.tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let t = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()?;
+        t.join().ok().flatten()
+    }
+}
+
+impl AuditSink for PipelineAudit {
+    fn store(&self, record: model::envelope::RecordEnvelope) -> Result<u64, String> {
+        let (reply, wait) = std::sync::mpsc::channel();
+        let tx = self
+            .tx
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+            .ok_or("the ui is stopping")?;
+        tx.send((record, reply))
+            .map_err(|_| "the ui is stopping".to_string())?;
+        wait.recv()
+            .map_err(|_| "the audit writer stopped".to_string())?
+    }
+}
+
+/// The service and its sink for `pugmark ui`.
+pub fn service(
+    data: PathBuf,
+    config: ApiConfig,
+    metrics_addr: Option<std::net::SocketAddr>,
+) -> Arc<Service> {
+    Arc::new(Service {
+        auth: auth::Authenticators {
+            tokens: auth::ApiTokens::new(&data),
+            oidc: auth::oidc(&config),
+        },
+        data,
+        config,
+        metrics_addr,
+        scopes: Default::default(),
+    })
+}
