@@ -1158,3 +1158,176 @@ fn serve_mounts_the_api_and_audits_through_its_writer() {
     assert_eq!(verbs, ["search", "status", "who"]);
     ok(&data, &["verify"]);
 }
+
+/// The real OpenID Provider of crates/authn's tests (npm `oidc-provider`, installed by
+/// scripts/test), started on loopback; None outside CI when it is not installed.
+struct Op {
+    child: Child,
+    url: String,
+    issuer: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Op {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_op() -> Option<Op> {
+    let npm = std::env::var_os("PUGMARK_NPM")
+        .map_or_else(|| PathBuf::from("/var/cache/pugmark-npm"), PathBuf::from)
+        .join("oidc-provider");
+    if !npm
+        .join("node_modules/oidc-provider/package.json")
+        .is_file()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "oidc-provider missing in CI: scripts/test installs it into {}",
+            npm.display()
+        );
+        eprintln!("SKIPPED: npm oidc-provider not installed (scripts/test installs it)");
+        return None;
+    }
+    // ESM resolves packages beside the script: the script next to a node_modules link.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("oidc-provider.mjs");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../authn/tests/oidc-provider.mjs"),
+        &script,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(npm.join("node_modules"), dir.path().join("node_modules")).unwrap();
+    let mut child = Command::new("node")
+        .arg(&script)
+        .args(["0", "k1:RS256"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut it = line.split_whitespace();
+    assert_eq!(it.next(), Some("ready"), "provider did not start: {line:?}");
+    let port = it.next().unwrap().to_string();
+    let issuer = it.next().unwrap().to_string();
+    Some(Op {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        issuer,
+        _dir: dir,
+    })
+}
+
+impl Op {
+    /// A JWT access token by the client credentials grant, for `audience`.
+    fn mint(&self, client: &str, audience: &str) -> String {
+        let basic = witness::client::base64(format!("{client}:cli-secret").as_bytes());
+        let mut resp = agent()
+            .post(&format!("{}/token", self.url))
+            .header("Authorization", &format!("Basic {basic}"))
+            .send_form([("grant_type", "client_credentials"), ("resource", audience)])
+            .expect("token request");
+        let body: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+        body["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token: {body}"))
+            .to_string()
+    }
+}
+
+/// OIDC bearer tokens from a real provider reach the same roles and scoping as API tokens:
+/// `alice` (`wlcg.groups` `/atlas`) maps to `vo:atlas` and sees her VO's VM but is told "not
+/// yours" for the other VO's; `bob` (`groups` `cms-admins`) maps to `site`; a token for another
+/// audience and a token whose groups map to no role are refused — all audited with the
+/// token's issuer and subject.
+#[test]
+fn oidc_tokens_of_a_real_provider_get_the_roles_of_their_groups() {
+    let Some(op) = start_op() else {
+        return;
+    };
+    let aud = "https://pugmark.example.org";
+    let mut d = day(7);
+    let mut config = docs_config();
+    config.push_str(&format!(
+        "[[api.roles]]\ngroup = \"/atlas\"\nrole = \"vo:atlas\"\n\
+         [[api.roles]]\ngroup = \"cms-admins\"\nrole = \"site\"\n\
+         [auth]\n[[auth.oidc]]\nissuer = \"{}\"\naudience = \"{aud}\"\n",
+        op.issuer
+    ));
+    fs::write(&d.config, &config).unwrap();
+    d.stop();
+    d.start_ui();
+    let v = vms(&d.ch);
+    // A VM of each VO and a moment it was alive: the `who` questions of the day.
+    let mut mine = None;
+    let mut theirs = None;
+    for (_, pairs) in questions(&d.ch) {
+        let get = |k: &str| pairs.iter().find(|p| p.0 == k).map(|p| p.1.clone());
+        let (Some(ip), Some(at)) = (get("ip"), get("at")) else {
+            continue;
+        };
+        let w = cli_json(&d.data, "who", &[("ip", &ip), ("at", &at)], &["--json"]);
+        let vos: BTreeSet<String> = w["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["vm"]["uuid"].as_str())
+            .filter_map(|u| v.vo.get(u).cloned())
+            .collect();
+        if vos.len() != 1 {
+            continue;
+        }
+        let q = format!("/api/v1/who?ip={}&at={}", enc(&ip), enc(&at));
+        match vos.iter().next().map(String::as_str) {
+            Some("atlas") if mine.is_none() => mine = Some(q),
+            Some("cms") if theirs.is_none() => theirs = Some(q),
+            _ => {}
+        }
+    }
+    let (mine, theirs) = (
+        mine.expect("an atlas question"),
+        theirs.expect("a cms question"),
+    );
+    let alice = op.mint("alice-cli", aud);
+    let bob = op.mint("bob-cli", aud);
+    let (s, body) = d.get(Some(&alice), &mine);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    let (s, body) = d.get(Some(&alice), &theirs);
+    assert_eq!(s, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("not yours"));
+    for q in [&mine, &theirs] {
+        let (s, body) = d.get(Some(&bob), q);
+        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&body));
+    }
+    // Another audience: refused before any role is looked at.
+    let other = op.mint("alice-cli", "https://elsewhere.example.org");
+    let (s, _) = d.get(Some(&other), &mine);
+    assert_eq!(s, 401);
+    let audits = cli_json(&d.data, "audit", &[], &["--json"]);
+    let rows = audits["audits"].as_array().unwrap();
+    let by = |subject: &str, status: u64| {
+        rows.iter()
+            .filter(|r| r["subject"] == subject && r["status"] == status)
+            .count()
+    };
+    assert!(by("alice-cli", 200) >= 1, "{audits}");
+    assert!(by("alice-cli", 403) >= 1, "{audits}");
+    assert!(by("bob-cli", 200) >= 2, "{audits}");
+    assert!(
+        rows.iter()
+            .filter(|r| r["subject"] == "alice-cli")
+            .all(|r| r["via"] == "oidc" && r["issuer"] == op.issuer.as_str()),
+        "{audits}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r["status"] == 401
+                && r["reason"].as_str().is_some_and(|w| w.contains("audience"))),
+        "{audits}"
+    );
+}

@@ -83,6 +83,9 @@ pub struct RawConfig {
     pub quarantine: Option<RawQuarantine>,
     /// The query API (issue 14): who may ask what (`[[api.roles]]`, `[[api.vos]]`).
     pub api: Option<RawApi>,
+    /// OIDC issuers whose bearer tokens the query API accepts (`[[auth.oidc]]`, crate
+    /// `authn`); their groups map to roles through `[[api.roles]]`, like everyone's.
+    pub auth: Option<authn::AuthConfig>,
 }
 
 /// `[api]`: the query API on the HTTP listener (and `pugmark ui`).
@@ -167,6 +170,9 @@ impl std::str::FromStr for ApiRole {
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     pub enabled: bool,
+    /// The OIDC issuers (`[[auth.oidc]]`) and the UI's session key file (`[auth]`).
+    pub oidc: Vec<authn::OidcConfig>,
+    pub session_key_file: Option<PathBuf>,
     /// Token group → role, in the file's order.
     pub roles: Vec<(String, ApiRole)>,
     /// VO name → the projects (ids or names) whose VMs are that VO's.
@@ -177,6 +183,8 @@ impl Default for ApiConfig {
     fn default() -> ApiConfig {
         ApiConfig {
             enabled: true,
+            oidc: Vec::new(),
+            session_key_file: None,
             roles: Vec::new(),
             vos: Default::default(),
         }
@@ -218,6 +226,8 @@ impl ApiConfig {
         }
         Ok(ApiConfig {
             enabled: raw.enabled.unwrap_or(true),
+            oidc: Vec::new(),
+            session_key_file: None,
             roles,
             vos,
         })
@@ -602,7 +612,22 @@ impl Config {
         if let Some(r) = &raw.retention {
             retention_seconds(&r.keep)?;
         }
-        let api = ApiConfig::from_raw(&raw.api.clone().unwrap_or_default())?;
+        let mut api = ApiConfig::from_raw(&raw.api.clone().unwrap_or_default())?;
+        if let Some(auth) = &raw.auth {
+            // One mapping from groups to roles for every way of proving who one is.
+            if !auth.roles.0.is_empty() {
+                bail!(
+                    "[auth.roles] is not read by serve: map token groups to roles in [[api.roles]] \
+                     (group = \"...\", role = \"site\" | \"csirt\" | \"vo:NAME\")"
+                );
+            }
+            for o in &auth.oidc {
+                o.validate()
+                    .map_err(|e| anyhow::anyhow!("[[auth.oidc]] {}: {e}", o.issuer))?;
+            }
+            api.oidc = auth.oidc.clone();
+            api.session_key_file = auth.session_key_file.clone();
+        }
         Ok(Config {
             api,
             spool,
@@ -856,6 +881,14 @@ mod tests {
         assert!(parse("[api]\nenabled = false\n").is_ok_and(|c| !c.api.enabled));
         assert_eq!("csirt".parse::<ApiRole>(), Ok(ApiRole::Csirt));
         assert!("vo:".parse::<ApiRole>().is_err());
+        // OIDC issuers reach the API's config; their groups map through [[api.roles]] only.
+        let c = parse(
+            "[auth]\n[[auth.oidc]]\nissuer = \"https://iam.example.org/\"\naudience = \"https://pugmark.example.org\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.api.oidc.len(), 1);
+        let e = parse("[auth.roles]\n\"/atlas\" = \"vo:atlas\"\n").unwrap_err();
+        assert!(format!("{e}").contains("[[api.roles]]"), "{e}");
     }
 
     #[test]

@@ -7,10 +7,10 @@
 //!   `DATA/api/tokens.json` keeps only its SHA-256 (a high-entropy secret needs no slow hash),
 //!   the name, the role and when it was made or revoked. The file is read at each request, so
 //!   a revocation takes effect at once in a running `serve` or `ui`.
-//! - **OIDC bearer tokens** (the WLCG Common JWT profile; crate `authn`, merged later): plug a
-//!   verifier in as [`Authenticators::oidc`] — `authn::Verifier::verify(&str)` gives
-//!   `iss`, `sub`, groups (`wlcg.groups` and `eduperson_entitlement` merged); map them to an
-//!   [`Identity`] with `via: "oidc"`. Roles then come from `[[api.roles]]` (group → role).
+//! - **OIDC bearer tokens** (the WLCG Common JWT profile; crate `authn`): [`oidc`] builds
+//!   an `authn::Verifier` over the `[[auth.oidc]]` issuers; a JWT goes to it, and its `iss`,
+//!   `sub` and groups (`wlcg.groups`, `eduperson_entitlement`, merged) become an [`Identity`]
+//!   with `via: "oidc"`. Roles then come from `[[api.roles]]` (group → role).
 //!
 //! An API token carries its role itself (it was chosen at `create`): [`Identity::groups`] holds
 //! it as `pugmark-api-token:ROLE`, which [`role_of`] honours only for `via == "api-token"`.
@@ -88,25 +88,40 @@ impl Authenticators {
     }
 }
 
-/// THE place the OIDC verifier plugs in (crate `authn`, issue 14's other half): build it from
-/// the configuration and wrap it so that a JWT becomes an [`Identity`]:
-///
-/// ```text
-/// struct Oidc(authn::Verifier);
-/// impl Authenticator for Oidc {
-///     fn authenticate(&self, token: &str) -> Option<Result<Identity, String>> {
-///         if token.split('.').count() != 3 { return None; }          // not a JWT
-///         Some(self.0.verify(token).map(|c| Identity {
-///             issuer: Some(c.iss), subject: c.sub.clone(), name: c.sub,  // or a name claim
-///             groups: c.groups, via: "oidc",
-///         }).map_err(|e| e.to_string()))
-///     }
-/// }
-/// ```
-///
-/// Until then no OIDC token is accepted (a JWT is an unknown token: 401, audited).
-pub fn oidc(_config: &ApiConfig) -> Option<Box<dyn Authenticator>> {
-    None
+/// The OIDC verifier over the configured issuers (`[[auth.oidc]]`); none configured, none
+/// built (a JWT is then an unknown token: 401, audited). Fails when an issuer's client secret
+/// file cannot be read (no network here: keys are fetched at the first token).
+pub fn oidc(config: &ApiConfig) -> anyhow::Result<Option<Box<dyn Authenticator>>> {
+    if config.oidc.is_empty() {
+        return Ok(None);
+    }
+    let v = authn::Verifier::new(config.oidc.clone())
+        .map_err(|e| anyhow::anyhow!("the OIDC issuers of [[auth.oidc]]: {e}"))?;
+    Ok(Some(Box::new(Oidc(v))))
+}
+
+/// A JWT → the verified claims → an [`Identity`]. `verify` may block to fetch keys (rarely:
+/// cached, rate-limited); the API calls it on its blocking pool.
+struct Oidc(authn::Verifier);
+
+impl Authenticator for Oidc {
+    fn authenticate(&self, token: &str) -> Option<Result<Identity, String>> {
+        if !authn::looks_like_jwt(token) {
+            return None;
+        }
+        Some(
+            self.0
+                .verify(token)
+                .map(|c| Identity {
+                    issuer: Some(c.iss.clone()),
+                    subject: c.sub.clone(),
+                    name: c.display_name().to_string(),
+                    groups: c.groups.clone(),
+                    via: "oidc",
+                })
+                .map_err(|e| format!("{} ({})", e, e.reason())),
+        )
+    }
 }
 
 /// The group an API token's role is carried in.

@@ -870,15 +870,15 @@ pub fn service(
     data: PathBuf,
     config: ApiConfig,
     metrics_addr: Option<std::net::SocketAddr>,
-) -> Arc<Service> {
-    Arc::new(Service {
+) -> anyhow::Result<Arc<Service>> {
+    Ok(Arc::new(Service {
         auth: auth::Authenticators {
             tokens: auth::ApiTokens::new(&data),
-            oidc: auth::oidc(&config),
+            oidc: auth::oidc(&config)?,
         },
         data,
         config,
         metrics_addr,
         scopes: Default::default(),
-    })
+    }))
 }

@@ -3,9 +3,9 @@
 //! Flags and `--json` shapes spelled out in issues are contracts (README "Contracts"): extend,
 //! never rename.
 
-mod autohold;
 mod api_token;
 mod audit;
+mod autohold;
 mod challenge;
 pub(crate) mod check;
 pub(crate) mod hunt;

@@ -688,14 +688,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         quarantine,
     };
     // The query API on the HTTP listener (issue 14; `[api] enabled = false` turns it off).
-    let query_api: Option<Arc<dyn serve::api::Api>> = (config.api.enabled && config.http.is_some())
-        .then(|| {
-            crate::api::service(
-                args.data.data.clone(),
-                config.api.clone(),
-                config.metrics.or(config.http),
-            ) as Arc<dyn serve::api::Api>
-        });
+    let query_api: Option<Arc<dyn serve::api::Api>> = if config.api.enabled && config.http.is_some()
+    {
+        Some(crate::api::service(
+            args.data.data.clone(),
+            config.api.clone(),
+            config.metrics.or(config.http),
+        )? as Arc<dyn serve::api::Api>)
+    } else {
+        None
+    };
     let summary = if config.spool.is_empty() {
         serve::run_with_api(config, Box::new(store), last, query_api)?
     } else {

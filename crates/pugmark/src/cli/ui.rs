@@ -45,7 +45,7 @@ pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
         )
     })?;
     let sink = Arc::new(crate::api::PipelineAudit::start(pipeline)?);
-    let svc = crate::api::service(args.data.data.clone(), config.api.clone(), None);
+    let svc = crate::api::service(args.data.data.clone(), config.api.clone(), None)?;
     serve::api::run_standalone(args.listen, svc, sink.clone(), |a| {
         eprintln!("pugmark ui: listening on http://{a} (/api/v1/openapi.json)");
     })?;
