@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
-use query::who::{AddrKind, WhoAnswer, WhoQuery, who};
+use query::who::{AddrKind, NatFilter, WhoAnswer, WhoQuery, who_with};
 use serde::Serialize;
 use views::facts::FactStore;
 
@@ -387,7 +387,12 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
     for q in &questions {
         let wq = query_of(q)?;
         let t0 = Instant::now();
-        let answer = who(&store, &wq).with_context(|| format!("question {}", q.id))?;
+        let filter = NatFilter {
+            port: q.port,
+            ..NatFilter::default()
+        };
+        let answer = who_with(&mut &store, &wq, &filter)
+            .with_context(|| format!("question {}", q.id))?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let got = got_matches(&answer);
         let got_ambiguous = answer.matches.iter().any(|m| m.ambiguous);
