@@ -202,6 +202,8 @@ pub struct Vm {
     /// its MAC, held for the VM's whole life (issue 12).
     pub v6: Option<String>,
     pub jobs: Vec<Job>,
+    /// Payloads a pilot of this VM ran under another uid with glexec (issue 12).
+    pub glexec: Vec<Glexec>,
 }
 
 impl Vm {
@@ -221,6 +223,30 @@ impl Vm {
     /// Until when the VM exists within the day.
     fn until(&self, day_end: i64) -> i64 {
         self.deleted.unwrap_or(day_end)
+    }
+}
+
+/// A payload a pilot ran under another uid through glexec: LCMAPS mapped its proxy (`dn`,
+/// `vo`) to `uid`, the process-tracking plugin (`glexec.mon[mon]`) reports its start and end.
+/// It runs `[start, end]` as the collector placed the lines (a fraction of a second after
+/// each whole second): started before any later second, still running at `end`'s second.
+#[derive(Debug, Clone)]
+pub struct Glexec {
+    pub dn: String,
+    pub vo: &'static str,
+    pub uid: u32,
+    /// (the plugin's pid, the payload's pid): `glexec.mon[A#B]`.
+    pub mon: (u32, u32),
+    /// The pid of the `glexec` process that logged the LCMAPS mapping.
+    pub pid: u32,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Glexec {
+    /// Whether a `who` at `t` finds it running (see the type's note on seconds).
+    fn running(&self, t: i64) -> bool {
+        self.start < t && t <= self.end
     }
 }
 
@@ -689,6 +715,7 @@ pub fn build(p: Params) -> Site {
             holdings,
             v6: None,
             jobs,
+            glexec: Vec::new(),
         });
     }
     // The twins say the name they share in their syslog (not an image default): what makes
@@ -754,7 +781,7 @@ pub fn build(p: Params) -> Site {
         }
     }
     let snat = Some(snat_conns(&vms, end, p.seed));
-    Site {
+    let mut site = Site {
         floating,
         snat,
         params: p,
@@ -774,6 +801,66 @@ pub fn build(p: Params) -> Site {
             never_assigned_host: format!("wn-{:03}", hosts.free_from.len() + 7),
         },
         vms,
+    };
+    glexec_runs(&mut site);
+    site
+}
+
+/// Three VMs whose pilots run a payload through glexec (issue 12): VMs with no other role in
+/// the day (not a special, not one `inject.rs` makes misbehave: their syslog is the plain
+/// truth), inside one of their proxy-identified pilot jobs of at least 40 minutes, under a
+/// person other than the pilot's. Chosen without drawing from the day's generator.
+fn glexec_runs(site: &mut Site) {
+    let inj = Injected::choose(site);
+    let s = &site.specials;
+    let mut busy: Vec<usize> = vec![s.dup_host.0, s.dup_host.1, s.c2.0, s.vo_only.0];
+    busy.extend(s.attach.map(|a| a.0));
+    busy.extend(s.migrated.iter().copied());
+    busy.extend(inj.impostor.map(|i| i.0));
+    busy.extend(inj.silenced.map(|i| i.0));
+    busy.extend(inj.twin_silenced.map(|i| i.0));
+    busy.extend(inj.skewed.iter().map(|i| i.0));
+    busy.extend(inj.tampered.map(|i| i.0));
+    busy.extend(inj.spoofer.iter().flat_map(|i| [i.0, i.1]));
+    let n = site.vms.len();
+    let first = usize::try_from(site.params.seed % n as u64).unwrap_or(0);
+    let mut k = 0u32;
+    for v in (first..n).chain(0..first) {
+        if k == 3 {
+            break;
+        }
+        let vm = &site.vms[v];
+        if busy.contains(&v) || vm.claimed != vm.hostname {
+            continue;
+        }
+        let until = vm.until(site.end);
+        let Some(job) = vm.jobs.iter().find(|j| {
+            j.token.is_none() && j.end.unwrap_or(until.min(j.start + 7200)) - j.start >= 2400
+        }) else {
+            continue;
+        };
+        let job_end = job.end.unwrap_or(until.min(job.start + 7200));
+        // Someone other than the pilot's owner: glexec exists to tell them apart.
+        let Some(&(login, name)) = (0..PEOPLE.len())
+            .map(|i| &PEOPLE[(i + k as usize + 2) % PEOPLE.len()])
+            .find(|p| !job.dn.contains(&format!("/CN={}/", p.0)))
+        else {
+            continue;
+        };
+        let run = Glexec {
+            dn: format!(
+                "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN={login}/CN={}/CN={name}",
+                810_000 + k
+            ),
+            vo: job.vo,
+            uid: 40_042 + k,
+            mon: (20_413 + 100 * k, 20_414 + 100 * k),
+            pid: 20_411 + 100 * k,
+            start: job.start + 300,
+            end: job_end - 300,
+        };
+        site.vms[v].glexec.push(run);
+        k += 1;
     }
 }
 
@@ -828,6 +915,12 @@ impl Site {
                 .iter()
                 .filter(|j| j.token.is_none())
                 .map(|j| j.dn.clone())
+                .chain(
+                    vm.glexec
+                        .iter()
+                        .filter(|g| lease_from <= g.start && g.running(t))
+                        .map(|g| g.dn.clone()),
+                )
                 .collect();
             dns.sort();
             dns.dedup();
@@ -1267,6 +1360,35 @@ pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
                 c.from_us / 1_000_000 + 2,
                 None,
             ));
+        }
+    }
+    // glexec: during the payload (its DN among the VM's payloads), by address and by name,
+    // and after it terminated.
+    for vm in vms {
+        for g in &vm.glexec {
+            let mid = (g.start + g.end) / 2;
+            for (why, kind, value, t) in [
+                (
+                    "a payload run under glexec (its DN from LCMAPS)",
+                    Kind::Ip,
+                    &vm.primary().ip,
+                    mid,
+                ),
+                (
+                    "a payload run under glexec (hostname)",
+                    Kind::Host,
+                    &vm.hostname,
+                    mid + 1,
+                ),
+                (
+                    "a glexec payload's VM after the payload terminated",
+                    Kind::Ip,
+                    &vm.primary().ip,
+                    g.end + 60,
+                ),
+            ] {
+                qs.push((why.into(), kind, value.clone(), t, None));
+            }
         }
     }
     qs.into_iter()
@@ -1974,6 +2096,57 @@ fn write_site(
                 ));
             }
         }
+        // glexec / LCMAPS as lcmaps-plugins-process-tracking and glexec log them (shapes:
+        // crates/decode/testdata/grid/glexec.log): the mapping, Started and the identity the
+        // monitor reports in the same second, Terminated at the end.
+        for g in &vm.glexec {
+            let (a, b) = g.mon;
+            let vo = g.vo;
+            let fqan = format!("/{vo}/Role=NULL/Capability=NULL");
+            let mon = format!("glexec.mon[{a}#{b}]");
+            let said = |t: i64, tag: &str, msg: &str| {
+                format!(
+                    "{}.{:06}+00:00 {sent_from} <85>{} {} {tag}: {msg}",
+                    strftime(t, "%Y-%m-%dT%H:%M:%S"),
+                    (t.unsigned_abs() * 7919 + u64::from(b) * 31) % 900_000 + 1000,
+                    strftime(t, "%b %e %H:%M:%S"),
+                    vm.hostname
+                )
+            };
+            let t = g.start;
+            for (tag, msg) in [
+                (
+                    format!("glexec[{}]", g.pid),
+                    format!(
+                        "LCMAPS CRED FINAL: DN:\"{}\",FQAN:\"{fqan}\"->mapped uid:'{vo}{:03}'({}),pgid:'{vo}'(40000)",
+                        g.dn,
+                        g.uid % 1000,
+                        g.uid
+                    ),
+                ),
+                (
+                    format!("lcmaps-namespace[{a}]"),
+                    format!("{mon}: Started, target uid {}", g.uid),
+                ),
+                (mon.clone(), format!("Used DN: \"{}\"", g.dn)),
+                (mon.clone(), format!("Used VO: \"{vo}\"")),
+                (mon.clone(), format!("Used FQAN: \"{fqan}\"")),
+            ] {
+                syslog.push((t, said(t, &tag, &msg)));
+            }
+            syslog.push((
+                g.end,
+                said(
+                    g.end,
+                    &mon,
+                    &format!(
+                        "Terminated, CPU user {} system {}",
+                        (g.end - g.start) * 9 / 10,
+                        (g.end - g.start) / 60
+                    ),
+                ),
+            ));
+        }
         // A silenced VM says nothing from its moment on (drawn all the same, so the random
         // stream and every other VM's lines stay as they were).
         if inj.silent(v, until) {
@@ -2237,6 +2410,18 @@ mod tests {
         assert_eq!(s.vms[a].hostname, s.vms[b].hostname);
         assert!(!s.specials.migrated.is_empty());
         assert!(s.specials.attach.is_some());
+        assert!(
+            s.vms.iter().filter(|v| !v.glexec.is_empty()).count() >= 2,
+            "glexec payloads"
+        );
+        assert!(s.vms.iter().any(|v| v.v6.is_some()), "a dual-stack network");
+        let snat = s.snat.as_ref().unwrap();
+        assert!(
+            snat.conns
+                .iter()
+                .any(|c| snat.conns.iter().any(|o| o.vm != c.vm && o.pport == c.pport)),
+            "a public port reused by another VM"
+        );
         assert!(s.vms.iter().any(|v| v.deleted.is_some()));
         assert!(
             s.vms
@@ -2359,6 +2544,20 @@ mod tests {
                         .iter()
                         .any(|d| d.contains("Mallory")),
                     "{q:?}"
+                );
+            }
+            if why.contains("glexec") {
+                let vm = s
+                    .vms
+                    .iter()
+                    .find(|v| v.uuid == q.expect.matches[0].vm_uuid)
+                    .unwrap();
+                let g = &vm.glexec[0];
+                let named = q.expect.matches[0].payload_dns.contains(&g.dn);
+                assert_eq!(named, !why.contains("terminated"), "{q:?}");
+                assert!(
+                    vm.jobs.iter().all(|j| j.dn != g.dn),
+                    "the glexec payload is someone other than the pilot's owner"
                 );
             }
             if why.contains("C2") {
