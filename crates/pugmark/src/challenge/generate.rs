@@ -12,6 +12,11 @@
 //! `condor_history -json`, RFC 3164 VM syslog (hostnames as the VMs claim them) and the
 //! hypervisors' netfilter LOG lines. Incidents: a SYN from one VM's address to a C2 server
 //! that only a hypervisor logged, and a job whose DN appears nowhere but in the VO's history.
+//! Issue 12 adds Neutron (floating IPs that move, a router whose gateway SNATs every third
+//! VM, with the network node's conntrack log: [`Snat`]), a dual-stack network ([`slaac`]),
+//! payloads run through glexec ([`Glexec`]) or identified by a WLCG token, and nova
+//! notifications out of order and twice ([`disorder`]); each drawn from a generator of its
+//! own, so the rest of a seed's day does not move.
 //!
 //! Times in the model are whole Unix seconds; leases are half-open `[from, to)` as in
 //! `query::who`, so at exactly a migration the VM is on its new hypervisor and at exactly a
@@ -539,8 +544,7 @@ fn snat_conns(vms: &[Vm], end: i64, seed: u64) -> Snat {
                 }
             }
             let to_us = from_us + life_us;
-            if from_us < (vm.created + 60) * 1_000_000 || to_us + 100_000_000 > until * 1_000_000
-            {
+            if from_us < (vm.created + 60) * 1_000_000 || to_us + 100_000_000 > until * 1_000_000 {
                 continue;
             }
             let (peer, dport) = OUTSIDE[rng.index(OUTSIDE.len())];
@@ -1467,6 +1471,8 @@ pub struct Written {
     pub syslog_lines: usize,
     pub netfilter_lines: usize,
     pub nova_log_lines: usize,
+    /// The network node's conntrack events (router SNAT; OpenStack days).
+    pub conntrack_lines: usize,
     /// Problems `check` must find (findings.json).
     pub expected_findings: usize,
 }
@@ -1749,6 +1755,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             (w.documents, w.log_lines, w.files)
         }
     };
+    let conntrack_lines = site.snat.as_ref().map_or(0, |s| 2 * s.conns.len());
     let (jobs, syslog_lines, netfilter_lines, expected_findings) =
         write_site(site, questions, out, cloud_files)?;
     Ok(Written {
@@ -1758,6 +1765,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         syslog_lines,
         netfilter_lines,
         nova_log_lines,
+        conntrack_lines,
         expected_findings,
     })
 }
@@ -2417,9 +2425,10 @@ mod tests {
         assert!(s.vms.iter().any(|v| v.v6.is_some()), "a dual-stack network");
         let snat = s.snat.as_ref().unwrap();
         assert!(
-            snat.conns
+            snat.conns.iter().any(|c| snat
+                .conns
                 .iter()
-                .any(|c| snat.conns.iter().any(|o| o.vm != c.vm && o.pport == c.pport)),
+                .any(|o| o.vm != c.vm && o.pport == c.pport)),
             "a public port reused by another VM"
         );
         assert!(s.vms.iter().any(|v| v.deleted.is_some()));
@@ -2439,7 +2448,8 @@ mod tests {
         let nat = qs.iter().filter(|q| q.ip.as_ref() == Some(gw)).count();
         assert!(nat >= 5, "SNAT questions: {nat}");
         assert!(
-            qs.iter().any(|q| q.ip.as_ref().is_some_and(|ip| ip.contains(':'))),
+            qs.iter()
+                .any(|q| q.ip.as_ref().is_some_and(|ip| ip.contains(':'))),
             "questions on IPv6 addresses"
         );
         for q in &qs {
@@ -2462,7 +2472,12 @@ mod tests {
                     .collect();
                 want.sort_unstable();
                 want.dedup();
-                let got: Vec<&str> = q.expect.matches.iter().map(|m| m.vm_uuid.as_str()).collect();
+                let got: Vec<&str> = q
+                    .expect
+                    .matches
+                    .iter()
+                    .map(|m| m.vm_uuid.as_str())
+                    .collect();
                 assert_eq!(got, want, "{q:?}");
                 if q.why.as_deref().unwrap_or("").contains("without a port") {
                     assert!(q.expect.ambiguous, "two VMs share the gateway: {q:?}");
