@@ -966,7 +966,9 @@ fn a_generated_challenge_is_answered_all_right() {
     let lines: Vec<&str> = notes.lines().collect();
     let unique: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
     assert!(lines.len() > unique.len(), "some notifications twice");
-    assert!(ch.join("conntrack.log").exists());
+    let ct = fs::read_to_string(ch.join("conntrack.log")).unwrap();
+    let (new, destroy) = (ct.matches("[NEW]").count(), ct.matches("[DESTROY]").count());
+    assert!(new >= 10 && new == destroy, "{new} NEW, {destroy} DESTROY");
     assert!(r["events"].as_u64().unwrap() > 1000, "{r}");
     // Issue 5: `check` finds every planted problem (forged hostnames, a silenced VM, skewed
     // and tampered clocks, an unknown host, an orphan payload) and nothing else.
