@@ -42,8 +42,9 @@ fn ingest_day(ch: &Path, data: &Path, syslog: &Path) {
     let m: Value =
         serde_json::from_str(&fs::read_to_string(ch.join("challenge.json")).unwrap()).unwrap();
     let year = m["year"].to_string();
-    let mut plain = Vec::new();
-    let mut hv = Vec::new();
+    // One ingest per observer the manifest names (`hypervisor`, the network node's
+    // `network`), as `challenge run` does.
+    let mut groups: Vec<(Option<&str>, Vec<PathBuf>)> = Vec::new();
     for f in m["files"].as_array().unwrap() {
         let p = f["path"].as_str().unwrap();
         let path = if p == "vm-syslog.log" {
@@ -51,13 +52,13 @@ fn ingest_day(ch: &Path, data: &Path, syslog: &Path) {
         } else {
             ch.join(p)
         };
-        match f["observer"].as_str() {
-            Some("hypervisor") => hv.push(path),
-            None => plain.push(path),
-            Some(o) => panic!("unexpected observer {o}"),
+        let obs = f["observer"].as_str();
+        match groups.iter_mut().find(|g| g.0 == obs) {
+            Some(g) => g.1.push(path),
+            None => groups.push((obs, vec![path])),
         }
     }
-    for (obs, files) in [(None, plain), (Some("hypervisor"), hv)] {
+    for (obs, files) in groups {
         let mut args: Vec<String> = vec!["ingest".into(), "--year".into(), year.clone()];
         if let Some(o) = obs {
             args.extend(["--observer".into(), o.into()]);

@@ -944,6 +944,31 @@ fn a_generated_challenge_is_answered_all_right() {
     let r: Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(r["wrong"], 0, "{r}");
     assert!(r["right"].as_u64().unwrap() >= 40, "{r}");
+    // Issue 12's complications are asked about (and, above, answered right): the router's
+    // SNAT address by public port, SLAAC IPv6 addresses, payloads run through glexec whose DN
+    // no job ad names, with the nova notifications out of order and some twice.
+    let qs: Value =
+        serde_json::from_str(&fs::read_to_string(ch.join("answers.json")).unwrap()).unwrap();
+    let qs = qs.as_array().unwrap();
+    let with = |f: &dyn Fn(&Value) -> bool| qs.iter().filter(|q| f(q)).count();
+    assert!(with(&|q| q["port"].is_u64() && q["ip"] == "198.51.100.1") >= 5);
+    assert!(with(&|q| q["ip"].as_str().is_some_and(|ip| ip.contains(':'))) >= 2);
+    let history = fs::read_to_string(ch.join("condor_history.json")).unwrap();
+    let glexec_dns: Vec<&str> = qs
+        .iter()
+        .filter(|q| q["why"].as_str().unwrap().contains("under glexec"))
+        .flat_map(|q| q["expect"]["matches"][0]["payload_dns"].as_array().unwrap())
+        .map(|d| d.as_str().unwrap())
+        .filter(|d| !history.contains(d))
+        .collect();
+    assert!(glexec_dns.len() >= 2, "{glexec_dns:?}");
+    let notes = fs::read_to_string(ch.join("notifications.jsonl")).unwrap();
+    let lines: Vec<&str> = notes.lines().collect();
+    let unique: std::collections::BTreeSet<&str> = lines.iter().copied().collect();
+    assert!(lines.len() > unique.len(), "some notifications twice");
+    let ct = fs::read_to_string(ch.join("conntrack.log")).unwrap();
+    let (new, destroy) = (ct.matches("[NEW]").count(), ct.matches("[DESTROY]").count());
+    assert!(new >= 10 && new == destroy, "{new} NEW, {destroy} DESTROY");
     assert!(r["events"].as_u64().unwrap() > 1000, "{r}");
     // Issue 5: `check` finds every planted problem (forged hostnames, a silenced VM, skewed
     // and tampered clocks, an unknown host, an orphan payload) and nothing else.

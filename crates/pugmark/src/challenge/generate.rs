@@ -12,6 +12,11 @@
 //! `condor_history -json`, RFC 3164 VM syslog (hostnames as the VMs claim them) and the
 //! hypervisors' netfilter LOG lines. Incidents: a SYN from one VM's address to a C2 server
 //! that only a hypervisor logged, and a job whose DN appears nowhere but in the VO's history.
+//! Issue 12 adds Neutron (floating IPs that move, a router whose gateway SNATs every third
+//! VM, with the network node's conntrack log: [`Snat`]), a dual-stack network ([`slaac`]),
+//! payloads run through glexec ([`Glexec`]) or identified by a WLCG token, and nova
+//! notifications out of order and twice ([`disorder`]); each drawn from a generator of its
+//! own, so the rest of a seed's day does not move.
 //!
 //! Times in the model are whole Unix seconds; leases are half-open `[from, to)` as in
 //! `query::who`, so at exactly a migration the VM is on its new hypervisor and at exactly a
@@ -198,7 +203,12 @@ pub struct Vm {
     pub placements: Vec<(i64, usize)>,
     /// The primary port first; an attached port after it.
     pub holdings: Vec<Holding>,
+    /// On the dual-stack network: the SLAAC (EUI-64) IPv6 address of the primary port, from
+    /// its MAC, held for the VM's whole life (issue 12).
+    pub v6: Option<String>,
     pub jobs: Vec<Job>,
+    /// Payloads a pilot of this VM ran under another uid with glexec (issue 12).
+    pub glexec: Vec<Glexec>,
 }
 
 impl Vm {
@@ -218,6 +228,30 @@ impl Vm {
     /// Until when the VM exists within the day.
     fn until(&self, day_end: i64) -> i64 {
         self.deleted.unwrap_or(day_end)
+    }
+}
+
+/// A payload a pilot ran under another uid through glexec: LCMAPS mapped its proxy (`dn`,
+/// `vo`) to `uid`, the process-tracking plugin (`glexec.mon[mon]`) reports its start and end.
+/// It runs `[start, end]` as the collector placed the lines (a fraction of a second after
+/// each whole second): started before any later second, still running at `end`'s second.
+#[derive(Debug, Clone)]
+pub struct Glexec {
+    pub dn: String,
+    pub vo: &'static str,
+    pub uid: u32,
+    /// (the plugin's pid, the payload's pid): `glexec.mon[A#B]`.
+    pub mon: (u32, u32),
+    /// The pid of the `glexec` process that logged the LCMAPS mapping.
+    pub pid: u32,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl Glexec {
+    /// Whether a `who` at `t` finds it running (see the type's note on seconds).
+    fn running(&self, t: i64) -> bool {
+        self.start < t && t <= self.end
     }
 }
 
@@ -263,6 +297,16 @@ fn port_id(vm: &Vm) -> String {
     format!("{}-port", &vm.uuid[..23])
 }
 
+/// The port of one of the VM's holdings: the primary's [`port_id`], an attached port one of
+/// its own (its own tap device: `tap` + the first 11 characters of its id).
+fn port_of(vm: &Vm, h: &Holding) -> String {
+    if h.mac == vm.primary().mac {
+        return port_id(vm);
+    }
+    let m: String = h.mac.chars().filter(|c| *c != ':').collect();
+    format!("a7{}-{}", m.get(6..).unwrap_or("000000"), &vm.uuid[9..])
+}
+
 #[derive(Debug, Clone)]
 pub struct Site {
     pub params: Params,
@@ -277,6 +321,9 @@ pub struct Site {
     pub specials: Specials,
     /// Neutron floating IPs moving between VMs (OpenStack days only).
     pub floating: Vec<Floating>,
+    /// The router whose gateway address source-NATs some VMs, with their connections as
+    /// conntrack saw them (OpenStack days only).
+    pub snat: Option<Snat>,
 }
 
 fn pool_ip(i: usize) -> String {
@@ -389,6 +436,147 @@ fn floating_ips(vms: &[Vm], end: i64, seed: u64) -> Vec<Floating> {
         });
     }
     out
+}
+
+/// The Neutron router of the day (floating IPs and SNAT go through it).
+const ROUTER_ID: &str = "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f";
+/// The router's external gateway (SNAT) address: named by no other record of the day but
+/// the router's notification and the network node's conntrack log.
+pub const SNAT_GATEWAY: &str = "198.51.100.1";
+/// Where the SNATed VMs connect to (outside peers; DNS over UDP).
+const OUTSIDE: [(&str, u16); 3] = [
+    ("198.51.100.61", 443),
+    ("198.51.100.62", 22),
+    ("198.51.100.63", 53),
+];
+/// The public ports the gateway hands out first, again and again when free: a port asked
+/// about names different VMs at different moments.
+const PUBLIC_PORTS: std::ops::Range<u16> = 40_000..40_008;
+/// The dual-stack network's IPv6 prefix (documentation range).
+const V6_PREFIX: [u16; 4] = [0x2001, 0xdb8, 0x4242, 0x1];
+
+/// One outbound connection of a VM through the router's SNAT, as conntrack reports it (a
+/// NEW, then a DESTROY): `[from_us, to_us)`, microseconds.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    pub vm: usize,
+    pub sport: u16,
+    pub peer: &'static str,
+    pub dport: u16,
+    /// The public (translated) source port on the gateway address.
+    pub pport: u16,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub id: u64,
+}
+
+impl Conn {
+    pub fn covers(&self, t: i64) -> bool {
+        let t = t.saturating_mul(1_000_000);
+        self.from_us <= t && t < self.to_us
+    }
+}
+
+/// A router gateway NATing the VMs behind it (issue 12).
+#[derive(Debug, Clone)]
+pub struct Snat {
+    pub gateway: String,
+    pub router_id: String,
+    /// In the order drawn (not time order).
+    pub conns: Vec<Conn>,
+}
+
+/// The SLAAC address a MAC gives on the dual-stack network: the /64 prefix and the modified
+/// EUI-64 interface id (RFC 4291 appendix A: ff:fe in the middle, the universal/local bit
+/// flipped), in the canonical text form (RFC 5952) `who` prints.
+pub fn slaac(mac: &str) -> Option<String> {
+    let b: Vec<u8> = mac
+        .split(':')
+        .map(|x| u8::from_str_radix(x, 16))
+        .collect::<std::result::Result<_, _>>()
+        .ok()?;
+    let [m0, m1, m2, m3, m4, m5] = b[..] else {
+        return None;
+    };
+    let w = |hi: u8, lo: u8| u16::from(hi) << 8 | u16::from(lo);
+    let [p0, p1, p2, p3] = V6_PREFIX;
+    Some(
+        std::net::Ipv6Addr::new(
+            p0,
+            p1,
+            p2,
+            p3,
+            w(m0 ^ 0x02, m1),
+            w(m2, 0xff),
+            w(0xfe, m3),
+            w(m4, m5),
+        )
+        .to_string(),
+    )
+}
+
+/// The VMs behind the router (every third, up to ten) and three outbound connections each,
+/// at random moments of their lives, 30 s to 10 min long; the second VM's first connection
+/// opens while the first VM's is open (the gateway without a port names both). Public ports
+/// come from [`PUBLIC_PORTS`], the lowest free one (5 s apart), as a busy gateway reuses
+/// them. Drawn from a generator of its own: the rest of the day does not change.
+fn snat_conns(vms: &[Vm], end: i64, seed: u64) -> Snat {
+    let mut rng = Rng::new(seed ^ 0x5A7_C0DE);
+    let behind: Vec<usize> = (0..vms.len()).filter(|v| v % 3 == 1).take(10).collect();
+    let mut conns: Vec<Conn> = Vec::new();
+    let mut id = 3_100_000_000u64;
+    for (n, &v) in behind.iter().enumerate() {
+        let vm = &vms[v];
+        let until = vm.until(end);
+        for k in 0..3 {
+            let life_us = rng.range(30_000_000, 600_000_000);
+            let mut from_us =
+                rng.range(vm.created + 60, until - 700) * 1_000_000 + rng.range(0, 1_000_000);
+            if n == 1
+                && k == 0
+                && let Some(first) = conns.first()
+            {
+                let t = first.from_us + 5_000_000;
+                if vm.created * 1_000_000 + 60_000_000 <= t
+                    && t + life_us + 100_000_000 <= until * 1_000_000
+                {
+                    from_us = t;
+                }
+            }
+            let to_us = from_us + life_us;
+            if from_us < (vm.created + 60) * 1_000_000 || to_us + 100_000_000 > until * 1_000_000 {
+                continue;
+            }
+            let (peer, dport) = OUTSIDE[rng.index(OUTSIDE.len())];
+            let sport = 32_768 + u16::try_from(rng.below(28_000)).unwrap_or(0);
+            let margin = 5_000_000;
+            let free = |p: u16, conns: &[Conn]| {
+                conns.iter().all(|c| {
+                    c.pport != p || c.to_us + margin <= from_us || to_us + margin <= c.from_us
+                })
+            };
+            let pport = PUBLIC_PORTS
+                .chain(41_000..60_000)
+                .find(|&p| free(p, &conns))
+                .unwrap_or(60_000);
+            id += 1 + rng.below(500);
+            conns.push(Conn {
+                vm: v,
+                sport,
+                peer,
+                dport,
+                pport,
+                from_us,
+                to_us,
+                id,
+            });
+        }
+    }
+    Snat {
+        gateway: SNAT_GATEWAY.into(),
+        router_id: ROUTER_ID.into(),
+        conns,
+    }
 }
 
 /// Draw the site day.
@@ -529,7 +717,9 @@ pub fn build(p: Params) -> Site {
             deleted,
             placements,
             holdings,
+            v6: None,
             jobs,
+            glexec: Vec::new(),
         });
     }
     // The twins say the name they share in their syslog (not an image default): what makes
@@ -588,8 +778,16 @@ pub fn build(p: Params) -> Site {
     };
     let used = ips.free_from.len();
     let floating = floating_ips(&vms, end, p.seed);
-    Site {
+    // The dual-stack network: every fourth VM's primary port also has its SLAAC address.
+    for (v, vm) in vms.iter_mut().enumerate() {
+        if v % 4 == 2 {
+            vm.v6 = slaac(&vm.holdings[0].mac);
+        }
+    }
+    let snat = Some(snat_conns(&vms, end, p.seed));
+    let mut site = Site {
         floating,
+        snat,
         params: p,
         cloud: Cloud::Openstack,
         start,
@@ -607,6 +805,66 @@ pub fn build(p: Params) -> Site {
             never_assigned_host: format!("wn-{:03}", hosts.free_from.len() + 7),
         },
         vms,
+    };
+    glexec_runs(&mut site);
+    site
+}
+
+/// Three VMs whose pilots run a payload through glexec (issue 12): VMs with no other role in
+/// the day (not a special, not one `inject.rs` makes misbehave: their syslog is the plain
+/// truth), inside one of their proxy-identified pilot jobs of at least 40 minutes, under a
+/// person other than the pilot's. Chosen without drawing from the day's generator.
+fn glexec_runs(site: &mut Site) {
+    let inj = Injected::choose(site);
+    let s = &site.specials;
+    let mut busy: Vec<usize> = vec![s.dup_host.0, s.dup_host.1, s.c2.0, s.vo_only.0];
+    busy.extend(s.attach.map(|a| a.0));
+    busy.extend(s.migrated.iter().copied());
+    busy.extend(inj.impostor.map(|i| i.0));
+    busy.extend(inj.silenced.map(|i| i.0));
+    busy.extend(inj.twin_silenced.map(|i| i.0));
+    busy.extend(inj.skewed.iter().map(|i| i.0));
+    busy.extend(inj.tampered.map(|i| i.0));
+    busy.extend(inj.spoofer.iter().flat_map(|i| [i.0, i.1]));
+    let n = site.vms.len();
+    let first = usize::try_from(site.params.seed % n as u64).unwrap_or(0);
+    let mut k = 0u32;
+    for v in (first..n).chain(0..first) {
+        if k == 3 {
+            break;
+        }
+        let vm = &site.vms[v];
+        if busy.contains(&v) || vm.claimed != vm.hostname {
+            continue;
+        }
+        let until = vm.until(site.end);
+        let Some(job) = vm.jobs.iter().find(|j| {
+            j.token.is_none() && j.end.unwrap_or(until.min(j.start + 7200)) - j.start >= 2400
+        }) else {
+            continue;
+        };
+        let job_end = job.end.unwrap_or(until.min(job.start + 7200));
+        // Someone other than the pilot's owner: glexec exists to tell them apart.
+        let Some(&(login, name)) = (0..PEOPLE.len())
+            .map(|i| &PEOPLE[(i + k as usize + 2) % PEOPLE.len()])
+            .find(|p| !job.dn.contains(&format!("/CN={}/", p.0)))
+        else {
+            continue;
+        };
+        let run = Glexec {
+            dn: format!(
+                "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN={login}/CN={}/CN={name}",
+                810_000 + k
+            ),
+            vo: job.vo,
+            uid: 40_042 + k,
+            mon: (20_413 + 100 * k, 20_414 + 100 * k),
+            pid: 20_411 + 100 * k,
+            start: job.start + 300,
+            end: job_end - 300,
+        };
+        site.vms[v].glexec.push(run);
+        k += 1;
     }
 }
 
@@ -629,6 +887,9 @@ impl Site {
                     .iter()
                     .find(|h| h.ip == value && h.covers(t))
                     .map(|h| h.from)
+                    .or_else(|| {
+                        (vm.v6.as_deref() == Some(value) && vm.alive_at(t)).then_some(vm.created)
+                    })
                     .or_else(|| {
                         self.floating
                             .iter()
@@ -658,6 +919,12 @@ impl Site {
                 .iter()
                 .filter(|j| j.token.is_none())
                 .map(|j| j.dn.clone())
+                .chain(
+                    vm.glexec
+                        .iter()
+                        .filter(|g| lease_from <= g.start && g.running(t))
+                        .map(|g| g.dn.clone()),
+                )
                 .collect();
             dns.sort();
             dns.dedup();
@@ -683,6 +950,32 @@ impl Site {
             matches,
         }
     }
+
+    /// The ground truth for "who used the router's gateway address `value` (public `port`,
+    /// or any) at `t`": the VMs whose SNATed connections covered `t`, each as its own
+    /// address's answer at `t` (issue 12).
+    pub fn nat_truth(&self, value: &str, port: Option<u16>, t: i64) -> Expect {
+        let mut matches: Vec<ExpectedMatch> = Vec::new();
+        if let Some(s) = self.snat.as_ref().filter(|s| s.gateway == value) {
+            for c in s
+                .conns
+                .iter()
+                .filter(|c| c.covers(t) && port.is_none_or(|p| c.pport == p))
+            {
+                let inside = &self.vms[c.vm].holdings[0].ip;
+                for m in self.truth(Kind::Ip, inside, t).matches {
+                    if !matches.contains(&m) {
+                        matches.push(m);
+                    }
+                }
+            }
+        }
+        matches.sort();
+        Expect {
+            ambiguous: matches.len() > 1,
+            matches,
+        }
+    }
 }
 
 pub(crate) fn rfc3339(t: i64) -> String {
@@ -695,9 +988,9 @@ pub(crate) fn strftime(t: i64, fmt: &str) -> String {
 
 /// The questions, each with its ground truth from [`Site::truth`].
 pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
-    let mut qs: Vec<(String, Kind, String, i64)> = Vec::new();
+    let mut qs: Vec<(String, Kind, String, i64, Option<u16>)> = Vec::new();
     let mut ask = |why: &str, kind: Kind, value: &str, t: i64| {
-        qs.push((why.to_string(), kind, value.to_string(), t));
+        qs.push((why.to_string(), kind, value.to_string(), t, None));
     };
     let vms = &site.vms;
     let n = vms.len();
@@ -869,6 +1162,18 @@ pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
         && let Some(h) = vms[v].holdings.get(1)
     {
         ask(
+            "an interface attached mid-life: its address just before the attach (no VM)",
+            Kind::Ip,
+            &h.ip,
+            ta - 1,
+        );
+        ask(
+            "an interface attached mid-life: its address at the attach",
+            Kind::Ip,
+            &h.ip,
+            ta,
+        );
+        ask(
             "an attached second port's address",
             Kind::Ip,
             &h.ip,
@@ -995,24 +1300,125 @@ pub fn questions(site: &Site, rng: &mut Rng) -> Vec<Question> {
             t,
         );
     }
+    // Issue 12, appended so the questions above keep their ids. Dual stack: SLAAC addresses
+    // during, before and after their VMs' lives.
+    for vm in vms.iter().filter(|vm| vm.v6.is_some()).take(4) {
+        let Some(v6) = vm.v6.clone() else { continue };
+        let t = rng.range(vm.created, vm.until(site.end));
+        qs.push((
+            "a SLAAC (EUI-64) IPv6 address during its VM's life".into(),
+            Kind::Ip,
+            v6.clone(),
+            t,
+            None,
+        ));
+        qs.push((
+            "a SLAAC IPv6 address before the VM's creation".into(),
+            Kind::Ip,
+            v6.clone(),
+            vm.created - 1,
+            None,
+        ));
+        if let Some(d) = vm.deleted {
+            qs.push((
+                "a SLAAC IPv6 address after the VM's deletion".into(),
+                Kind::Ip,
+                v6,
+                d + 30,
+                None,
+            ));
+        }
+    }
+    // Router SNAT: the gateway and a public port during connections (a port reused by other
+    // VMs later), just after one ended, and the gateway without a port while two are open.
+    if let Some(s) = &site.snat {
+        let gw = &s.gateway;
+        for c in s.conns.iter().take(12) {
+            qs.push((
+                "a router's SNAT address and public port during a connection (conntrack)".into(),
+                Kind::Ip,
+                gw.clone(),
+                (c.from_us + c.to_us) / 2_000_000,
+                Some(c.pport),
+            ));
+        }
+        for c in s.conns.iter().take(3) {
+            qs.push((
+                "a router's SNAT address and port just after the connection ended".into(),
+                Kind::Ip,
+                gw.clone(),
+                c.to_us / 1_000_000 + 2,
+                Some(c.pport),
+            ));
+        }
+        let overlap = s.conns.iter().find(|c| {
+            s.conns
+                .iter()
+                .any(|o| o.vm != c.vm && o.covers(c.from_us / 1_000_000 + 2))
+        });
+        if let Some(c) = overlap.or(s.conns.first()) {
+            qs.push((
+                "a router's SNAT address without a port while connections are open".into(),
+                Kind::Ip,
+                gw.clone(),
+                c.from_us / 1_000_000 + 2,
+                None,
+            ));
+        }
+    }
+    // glexec: during the payload (its DN among the VM's payloads), by address and by name,
+    // and after it terminated.
+    for vm in vms {
+        for g in &vm.glexec {
+            let mid = (g.start + g.end) / 2;
+            for (why, kind, value, t) in [
+                (
+                    "a payload run under glexec (its DN from LCMAPS)",
+                    Kind::Ip,
+                    &vm.primary().ip,
+                    mid,
+                ),
+                (
+                    "a payload run under glexec (hostname)",
+                    Kind::Host,
+                    &vm.hostname,
+                    mid + 1,
+                ),
+                (
+                    "a glexec payload's VM after the payload terminated",
+                    Kind::Ip,
+                    &vm.primary().ip,
+                    g.end + 60,
+                ),
+            ] {
+                qs.push((why.into(), kind, value.clone(), t, None));
+            }
+        }
+    }
     qs.into_iter()
         .enumerate()
-        .map(|(i, (why, kind, value, t))| {
+        .map(|(i, (why, kind, value, t, port))| {
             let (ip, host, mac) = match kind {
                 Kind::Ip => (Some(value.clone()), None, None),
                 Kind::Host => (None, Some(value.clone()), None),
                 Kind::Mac => (None, None, Some(value.clone())),
             };
             let report = why.starts_with("report: ");
+            let nat = kind == Kind::Ip && site.snat.as_ref().is_some_and(|s| s.gateway == value);
             Question {
                 id: format!("q{:02}", i + 1),
                 kind: if report { "report" } else { "who" }.into(),
                 ip,
                 host,
                 mac,
+                port,
                 at: rfc3339(t),
+                expect: if nat {
+                    site.nat_truth(&value, port, t)
+                } else {
+                    site.truth(kind, &value, t)
+                },
                 why: Some(why),
-                expect: site.truth(kind, &value, t),
                 sessions: report.then(Vec::new),
                 connections: report.then(Vec::new),
             }
@@ -1065,6 +1471,8 @@ pub struct Written {
     pub syslog_lines: usize,
     pub netfilter_lines: usize,
     pub nova_log_lines: usize,
+    /// The network node's conntrack events (router SNAT; OpenStack days).
+    pub conntrack_lines: usize,
     /// Problems `check` must find (findings.json).
     pub expected_findings: usize,
 }
@@ -1095,14 +1503,31 @@ fn notification(
 ) -> String {
     let user = &site.users[vm.user];
     let host = &site.hypervisors[vm.hypervisor_at(t)];
+    let ip = |address: &str, version: u8, h: &Holding, label: &str| {
+        let port = port_of(vm, h);
+        json!({"nova_object.name": "IpPayload", "nova_object.namespace": "nova",
+               "nova_object.version": "1.0",
+               "nova_object.data": {"address": address, "mac": h.mac, "version": version,
+                   "port_uuid": port, "device_name": format!("tap{}", &port[..11]),
+                   "label": label, "meta": {}}})
+    };
+    // The primary port on the dual-stack network lists its SLAAC address too (nova's
+    // IpPayload: one entry per fixed IP of the port, `version` 6).
     let ips: Vec<Value> = ips
         .iter()
-        .map(|h| {
-            json!({"nova_object.name": "IpPayload", "nova_object.namespace": "nova",
-                   "nova_object.version": "1.0",
-                   "nova_object.data": {"address": h.ip, "mac": h.mac, "version": 4,
-                       "port_uuid": port_id(vm),
-                       "device_name": format!("tap{}", &vm.uuid[..11]), "label": "private"}})
+        .flat_map(|h| {
+            let primary = h.mac == vm.primary().mac;
+            let label = if primary && vm.v6.is_some() {
+                "dualstack"
+            } else {
+                "private"
+            };
+            let v6 = vm
+                .v6
+                .as_deref()
+                .filter(|_| primary)
+                .map(|a| ip(a, 6, h, label));
+            std::iter::once(ip(&h.ip, 4, h, label)).chain(v6)
         })
         .collect();
     let stamp = format!("{}.000000", strftime(t, "%Y-%m-%d %H:%M:%S"));
@@ -1152,10 +1577,17 @@ fn neutron_notifications(site: &Site) -> Vec<String> {
         let vm = &site.vms[v];
         let p = vm.primary();
         let project = &site.projects[site.users[vm.user].project].id;
+        let mut fixed_ips =
+            vec![json!({"subnet_id": "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b", "ip_address": p.ip})];
+        if let Some(v6) = &vm.v6 {
+            fixed_ips.push(
+                json!({"subnet_id": "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a66", "ip_address": v6}),
+            );
+        }
         let port = json!({"port": {"id": port_id(vm), "name": "", "network_id": "8b2d7c4e-1f0a-4a3b-9c6d-2e5f8a7b0c1d",
             "tenant_id": project, "project_id": project, "mac_address": p.mac, "admin_state_up": true,
             "status": "ACTIVE", "device_id": vm.uuid, "device_owner": "compute:nova",
-            "fixed_ips": [{"subnet_id": "f1e2d3c4-b5a6-4978-8a9b-0c1d2e3f4a5b", "ip_address": p.ip}],
+            "fixed_ips": fixed_ips,
             "binding:host_id": site.hypervisors[vm.hypervisor_at(vm.created)]}});
         notes.push((
             vm.created,
@@ -1173,7 +1605,7 @@ fn neutron_notifications(site: &Site) -> Vec<String> {
         let fip = |port: Option<&Vm>, status: &str| {
             json!({"floatingip": {"id": f.id, "tenant_id": "54fadb412c4e40cdbaed9335e4c35a9e",
                 "floating_network_id": "a0b1c2d3-e4f5-4607-8809-1a2b3c4d5e6f",
-                "router_id": port.map(|_| "3c4d5e6f-7a8b-4c9d-0e1f-2a3b4c5d6e7f"),
+                "router_id": port.map(|_| ROUTER_ID),
                 "fixed_ip_address": port.map(|vm| vm.primary().ip.clone()),
                 "floating_ip_address": f.ip, "port_id": port.map(port_id), "status": status}})
         };
@@ -1205,6 +1637,21 @@ fn neutron_notifications(site: &Site) -> Vec<String> {
             }
         }
     }
+    // The router with its external gateway (neutron's `router.create.end`: `payload.router`
+    // with `external_gateway_info.external_fixed_ips`), an hour before the day: the SNAT
+    // address of the VMs behind it.
+    if let Some(s) = &site.snat {
+        let t = site.start - 3600;
+        let router = json!({"router": {"id": s.router_id, "name": "router-ext",
+            "tenant_id": "54fadb412c4e40cdbaed9335e4c35a9e",
+            "project_id": "54fadb412c4e40cdbaed9335e4c35a9e", "admin_state_up": true,
+            "status": "ACTIVE", "distributed": false, "ha": false, "routes": [],
+            "external_gateway_info": {"network_id": "a0b1c2d3-e4f5-4607-8809-1a2b3c4d5e6f",
+                "enable_snat": true,
+                "external_fixed_ips": [{"subnet_id": "b1c2d3e4-f5a6-4718-9920-3a4b5c6d7e8f",
+                    "ip_address": s.gateway}]}}});
+        notes.push((t, msg("router.create.end", t, router, notes.len())));
+    }
     // Out of order (a fixed shuffle) and every third message twice.
     let n = notes.len();
     let mut out: Vec<String> = Vec::with_capacity(n + n / 3);
@@ -1215,6 +1662,72 @@ fn neutron_notifications(site: &Site) -> Vec<String> {
         out = notes.iter().rev().map(|x| x.1.clone()).collect();
     }
     out.extend(notes.iter().step_by(3).map(|x| x.1.clone()));
+    out
+}
+
+/// The network node's `conntrack -E -o timestamp,extended,id` log of the SNATed connections
+/// (issue 12): a NEW and a DESTROY each, in time order, shaped as conntrack 1.4.7 prints them
+/// (crates/decode/testdata/nat/conntrack-extended.log; bench/gen's `huntgen nat` writes the
+/// same). The reply tuple's destination is the gateway and public port.
+fn conntrack_lines(site: &Site, s: &Snat) -> Vec<String> {
+    let stamp = |us: i64| format!("[{}.{:06}]", us / 1_000_000, us % 1_000_000);
+    let mut lines: Vec<(i64, String)> = Vec::with_capacity(s.conns.len() * 2);
+    for c in &s.conns {
+        let src = &site.vms[c.vm].holdings[0].ip;
+        let (peer, gw) = (c.peer, &s.gateway);
+        let (sport, dport, pport, id) = (c.sport, c.dport, c.pport, c.id);
+        let (p, num, head, tail) = if dport == 53 {
+            ("udp", 17, "30".to_string(), "")
+        } else {
+            ("tcp", 6, "120 SYN_SENT".to_string(), " [ASSURED]")
+        };
+        lines.push((
+            c.from_us,
+            format!(
+                "{}\t    [NEW] ipv4     2 {p:<8} {num} {head} src={src} dst={peer} sport={sport} dport={dport} [UNREPLIED] src={peer} dst={gw} sport={dport} dport={pport} id={id}",
+                stamp(c.from_us)
+            ),
+        ));
+        lines.push((
+            c.to_us,
+            format!(
+                "{}\t[DESTROY] ipv4     2 {p:<8} {num} src={src} dst={peer} sport={sport} dport={dport} src={peer} dst={gw} sport={dport} dport={pport}{tail} delta-time={} id={id}",
+                stamp(c.to_us),
+                (c.to_us - c.from_us) / 1_000_000
+            ),
+        ));
+    }
+    lines.sort();
+    lines.into_iter().map(|l| l.1).collect()
+}
+
+/// How far [`disorder`] moves a notification: it shuffles within windows this many lines long.
+const DISORDER_WINDOW: usize = 16;
+/// [`disorder`] writes every this-many-th notification a second time.
+const DUPLICATE_EVERY: usize = 5;
+
+/// Nova notifications as a consumer of a busy site receives them (issue 12): several
+/// conductors and computes publish at once and AMQP redelivers after a lost ack, so the
+/// file is in time order only within bounds — shuffled within windows of
+/// [`DISORDER_WINDOW`] lines — and every [`DUPLICATE_EVERY`]-th message comes twice, the copy
+/// up to a window later. Answers must not change: attribution is order-independent. A
+/// generator of its own, so nothing else of the day moves.
+fn disorder(notes: Vec<String>, seed: u64) -> Vec<String> {
+    let mut rng = Rng::new(seed ^ 0xD150_4DE4);
+    let mut keyed: Vec<(usize, String)> = Vec::with_capacity(notes.len() + notes.len() / 4);
+    for (i, n) in notes.into_iter().enumerate() {
+        if i % DUPLICATE_EVERY == DUPLICATE_EVERY - 1 {
+            keyed.push((2 * (i + 1 + rng.index(DISORDER_WINDOW)) + 1, n.clone()));
+        }
+        keyed.push((2 * i, n));
+    }
+    keyed.sort_by_key(|k| k.0);
+    let mut out: Vec<String> = keyed.into_iter().map(|k| k.1).collect();
+    for w in out.chunks_mut(DISORDER_WINDOW) {
+        for i in (1..w.len()).rev() {
+            w.swap(i, rng.index(i + 1));
+        }
+    }
     out
 }
 
@@ -1242,6 +1755,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
             (w.documents, w.log_lines, w.files)
         }
     };
+    let conntrack_lines = site.snat.as_ref().map_or(0, |s| 2 * s.conns.len());
     let (jobs, syslog_lines, netfilter_lines, expected_findings) =
         write_site(site, questions, out, cloud_files)?;
     Ok(Written {
@@ -1251,6 +1765,7 @@ pub fn write(site: &Site, questions: &[Question], out: &Path) -> Result<Written>
         syslog_lines,
         netfilter_lines,
         nova_log_lines,
+        conntrack_lines,
         expected_findings,
     })
 }
@@ -1316,6 +1831,7 @@ fn write_openstack(site: &Site, out: &Path) -> Result<(usize, usize, CloudFiles)
         }
     }
     notes.sort();
+    let notes = disorder(notes.into_iter().map(|n| n.1).collect(), site.params.seed);
     // The compute hosts' nova-compute logs: claim, spawn, terminate, destroy.
     let mut nova: Vec<(i64, String)> = Vec::new();
     for (i, vm) in site.vms.iter().enumerate() {
@@ -1358,10 +1874,7 @@ fn write_openstack(site: &Site, out: &Path) -> Result<(usize, usize, CloudFiles)
     }
     nova.sort();
     let nova_log_lines = put(&out.join("nova-compute.log"), nova.into_iter().map(|n| n.1))?;
-    let notifications = put(
-        &out.join("notifications.jsonl"),
-        notes.into_iter().map(|n| n.1),
-    )?;
+    let notifications = put(&out.join("notifications.jsonl"), notes)?;
 
     // Keystone dumps (the removed user is missing from the user list).
     let users: Vec<Value> = site
@@ -1396,11 +1909,15 @@ fn write_openstack(site: &Site, out: &Path) -> Result<(usize, usize, CloudFiles)
         "keystone_users.json",
         "keystone_projects.json",
     ];
-    if !site.floating.is_empty() {
+    if !site.floating.is_empty() || site.snat.is_some() {
         put(&out.join("neutron.jsonl"), neutron_notifications(site))?;
         names.push("neutron.jsonl");
     }
-    let files = names.into_iter().map(|p| (p.to_string(), None)).collect();
+    let mut files: CloudFiles = names.into_iter().map(|p| (p.to_string(), None)).collect();
+    if let Some(s) = &site.snat {
+        put(&out.join("conntrack.log"), conntrack_lines(site, s))?;
+        files.push(("conntrack.log".into(), Some("network".into())));
+    }
     Ok((notifications, nova_log_lines, files))
 }
 
@@ -1587,6 +2104,57 @@ fn write_site(
                 ));
             }
         }
+        // glexec / LCMAPS as lcmaps-plugins-process-tracking and glexec log them (shapes:
+        // crates/decode/testdata/grid/glexec.log): the mapping, Started and the identity the
+        // monitor reports in the same second, Terminated at the end.
+        for g in &vm.glexec {
+            let (a, b) = g.mon;
+            let vo = g.vo;
+            let fqan = format!("/{vo}/Role=NULL/Capability=NULL");
+            let mon = format!("glexec.mon[{a}#{b}]");
+            let said = |t: i64, tag: &str, msg: &str| {
+                format!(
+                    "{}.{:06}+00:00 {sent_from} <85>{} {} {tag}: {msg}",
+                    strftime(t, "%Y-%m-%dT%H:%M:%S"),
+                    (t.unsigned_abs() * 7919 + u64::from(b) * 31) % 900_000 + 1000,
+                    strftime(t, "%b %e %H:%M:%S"),
+                    vm.hostname
+                )
+            };
+            let t = g.start;
+            for (tag, msg) in [
+                (
+                    format!("glexec[{}]", g.pid),
+                    format!(
+                        "LCMAPS CRED FINAL: DN:\"{}\",FQAN:\"{fqan}\"->mapped uid:'{vo}{:03}'({}),pgid:'{vo}'(40000)",
+                        g.dn,
+                        g.uid % 1000,
+                        g.uid
+                    ),
+                ),
+                (
+                    format!("lcmaps-namespace[{a}]"),
+                    format!("{mon}: Started, target uid {}", g.uid),
+                ),
+                (mon.clone(), format!("Used DN: \"{}\"", g.dn)),
+                (mon.clone(), format!("Used VO: \"{vo}\"")),
+                (mon.clone(), format!("Used FQAN: \"{fqan}\"")),
+            ] {
+                syslog.push((t, said(t, &tag, &msg)));
+            }
+            syslog.push((
+                g.end,
+                said(
+                    g.end,
+                    &mon,
+                    &format!(
+                        "Terminated, CPU user {} system {}",
+                        (g.end - g.start) * 9 / 10,
+                        (g.end - g.start) / 60
+                    ),
+                ),
+            ));
+        }
         // A silenced VM says nothing from its moment on (drawn all the same, so the random
         // stream and every other VM's lines stay as they were).
         if inj.silent(v, until) {
@@ -1741,7 +2309,13 @@ pub fn generate_for(p: Params, cloud: Cloud, out: &Path) -> Result<Written> {
     p.check()?;
     let mut site = build(p);
     if cloud == Cloud::Opennebula {
-        site.floating.clear(); // no Neutron on an OpenNebula site
+        // No Neutron on an OpenNebula site (floating IPs, the router's SNAT), and its
+        // virtual networks here are IPv4 only.
+        site.floating.clear();
+        site.snat = None;
+        for vm in &mut site.vms {
+            vm.v6 = None;
+        }
         opennebula::convert(&mut site);
         site.cloud = Cloud::Opennebula;
     }
@@ -1844,6 +2418,19 @@ mod tests {
         assert_eq!(s.vms[a].hostname, s.vms[b].hostname);
         assert!(!s.specials.migrated.is_empty());
         assert!(s.specials.attach.is_some());
+        assert!(
+            s.vms.iter().filter(|v| !v.glexec.is_empty()).count() >= 2,
+            "glexec payloads"
+        );
+        assert!(s.vms.iter().any(|v| v.v6.is_some()), "a dual-stack network");
+        let snat = s.snat.as_ref().unwrap();
+        assert!(
+            snat.conns.iter().any(|c| snat
+                .conns
+                .iter()
+                .any(|o| o.vm != c.vm && o.pport == c.pport)),
+            "a public port reused by another VM"
+        );
         assert!(s.vms.iter().any(|v| v.deleted.is_some()));
         assert!(
             s.vms
@@ -1857,8 +2444,46 @@ mod tests {
         let s = site();
         let qs = questions(&s, &mut Rng::new(3));
         assert!(qs.len() >= 30, "{}", qs.len());
+        let gw = &s.snat.as_ref().unwrap().gateway;
+        let nat = qs.iter().filter(|q| q.ip.as_ref() == Some(gw)).count();
+        assert!(nat >= 5, "SNAT questions: {nat}");
+        assert!(
+            qs.iter()
+                .any(|q| q.ip.as_ref().is_some_and(|ip| ip.contains(':'))),
+            "questions on IPv6 addresses"
+        );
         for q in &qs {
             let t = q.at.parse::<Timestamp>().unwrap().as_second();
+            if q.ip.as_ref() == Some(gw) {
+                // Recomputed from the connections: the VMs whose connection through the
+                // gateway (on the port, when asked) was open at `t`.
+                let mut want: Vec<&str> = s
+                    .snat
+                    .as_ref()
+                    .unwrap()
+                    .conns
+                    .iter()
+                    .filter(|c| {
+                        c.from_us <= t * 1_000_000
+                            && t * 1_000_000 < c.to_us
+                            && q.port.is_none_or(|p| p == c.pport)
+                    })
+                    .map(|c| s.vms[c.vm].uuid.as_str())
+                    .collect();
+                want.sort_unstable();
+                want.dedup();
+                let got: Vec<&str> = q
+                    .expect
+                    .matches
+                    .iter()
+                    .map(|m| m.vm_uuid.as_str())
+                    .collect();
+                assert_eq!(got, want, "{q:?}");
+                if q.why.as_deref().unwrap_or("").contains("without a port") {
+                    assert!(q.expect.ambiguous, "two VMs share the gateway: {q:?}");
+                }
+                continue;
+            }
             let (kind, value) = match (&q.ip, &q.host, &q.mac) {
                 (Some(ip), _, _) => (Kind::Ip, ip),
                 (_, Some(h), _) => (Kind::Host, h),
@@ -1873,6 +2498,7 @@ mod tests {
                 .filter(|(v, vm)| match kind {
                     Kind::Ip => {
                         vm.holdings.iter().any(|h| &h.ip == value && h.covers(t))
+                            || (vm.v6.as_ref() == Some(value) && vm.alive_at(t))
                             || s.floating.iter().any(|f| {
                                 &f.ip == value
                                     && vm.alive_at(t)
@@ -1935,6 +2561,20 @@ mod tests {
                     "{q:?}"
                 );
             }
+            if why.contains("glexec") {
+                let vm = s
+                    .vms
+                    .iter()
+                    .find(|v| v.uuid == q.expect.matches[0].vm_uuid)
+                    .unwrap();
+                let g = &vm.glexec[0];
+                let named = q.expect.matches[0].payload_dns.contains(&g.dn);
+                assert_eq!(named, !why.contains("terminated"), "{q:?}");
+                assert!(
+                    vm.jobs.iter().all(|j| j.dn != g.dn),
+                    "the glexec payload is someone other than the pilot's owner"
+                );
+            }
             if why.contains("C2") {
                 assert_eq!(q.expect.matches[0].vm_uuid, s.vms[s.specials.c2.0].uuid);
             }
@@ -1957,6 +2597,8 @@ mod tests {
             "condor_history.json",
             "vm-syslog.log",
             "hypervisor-netfilter.log",
+            "neutron.jsonl",
+            "conntrack.log",
             "answers.json",
         ] {
             assert_eq!(

@@ -65,6 +65,9 @@ pub struct Question {
     pub host: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// `who --port`: the public port of a NAT address (issue 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
     /// RFC 3339, UTC.
     pub at: String,
     /// What the question exercises, for humans.

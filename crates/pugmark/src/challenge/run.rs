@@ -6,7 +6,8 @@
 //! observer the manifest names, `--year` from the manifest), so the challenge measures what a
 //! site would run. A question is right when the set of VMs matches and, for each, the
 //! hypervisor, user id and name, project id and payload DNs are as expected, and the
-//! ambiguity flag is set exactly when more than one VM matches. A `report` question is also
+//! ambiguity flag is set exactly when more than one VM matches. A question with a `port` asks
+//! `who --ip PUBLIC --port P` (the NAT path narrowed to that public port, issue 12). A `report` question is also
 //! answered through `query::report::report` (the code behind `pugmark report`), and is right
 //! only when the report's sessions (the VM's own syslog attributed to it) and connections
 //! (the hypervisor's lines of its address) are exactly the lines the ground truth lists.
@@ -25,7 +26,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use jiff::Timestamp;
-use query::who::{AddrKind, WhoAnswer, WhoQuery, who};
+use query::who::{AddrKind, NatFilter, WhoAnswer, WhoQuery, who_with};
 use serde::Serialize;
 use views::facts::FactStore;
 
@@ -387,7 +388,12 @@ pub fn run(opts: RunOptions) -> Result<ExitCode> {
     for q in &questions {
         let wq = query_of(q)?;
         let t0 = Instant::now();
-        let answer = who(&store, &wq).with_context(|| format!("question {}", q.id))?;
+        let filter = NatFilter {
+            port: q.port,
+            ..NatFilter::default()
+        };
+        let answer =
+            who_with(&mut &store, &wq, &filter).with_context(|| format!("question {}", q.id))?;
         let ms = t0.elapsed().as_secs_f64() * 1000.0;
         let got = got_matches(&answer);
         let got_ambiguous = answer.matches.iter().any(|m| m.ambiguous);

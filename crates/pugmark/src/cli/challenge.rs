@@ -74,7 +74,7 @@ pub fn run(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
                 &a.out,
             )?;
             println!(
-                "wrote {}: {} questions, {} {}, {} jobs, {} VM syslog lines, {} netfilter lines, {} {} log lines; {} problems for check",
+                "wrote {}: {} questions, {} {}, {} jobs, {} VM syslog lines, {} netfilter lines, {} {} log lines, {} conntrack events; {} problems for check",
                 a.out.display(),
                 w.questions,
                 w.notifications,
@@ -90,6 +90,7 @@ pub fn run(args: ChallengeArgs) -> anyhow::Result<ExitCode> {
                     Cloud::Openstack => "nova-compute",
                     Cloud::Opennebula => "oned and VM",
                 },
+                w.conntrack_lines,
                 w.expected_findings
             );
             Ok(ExitCode::SUCCESS)
