@@ -7,6 +7,7 @@
 //! BLAKE3 and SHA-256 (SHA-NI where the CPU has it) costs alone. Memory is bounded by the
 //! channel depth (a few chunks per hasher).
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
@@ -56,9 +57,21 @@ pub fn copy_hashed(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<
             hex(&h.finalize())
         });
         let mut size = 0u64;
+        // Chunks the hashers may still hold, oldest first: one both have dropped is reused
+        // (a fresh zeroed 1 MiB buffer per chunk costs 256 page faults).
+        let mut inflight: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
         let copied = (|| -> io::Result<()> {
             loop {
-                let mut buf = vec![0u8; CHUNK];
+                let reusable = inflight.front().is_some_and(|a| Arc::strong_count(a) == 1);
+                let mut buf = match inflight.pop_front() {
+                    Some(a) if reusable => Arc::try_unwrap(a).unwrap_or_default(),
+                    Some(a) => {
+                        inflight.push_front(a);
+                        Vec::new()
+                    }
+                    None => Vec::new(),
+                };
+                buf.resize(CHUNK, 0);
                 let n = read_full(reader, &mut buf)?;
                 if n == 0 {
                     return Ok(());
@@ -70,7 +83,12 @@ pub fn copy_hashed(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<
                 // A hasher thread only stops by its receiver being dropped, which happens
                 // after these sends; a send error means it panicked — reported below.
                 let _ = b3_tx.send(Arc::clone(&chunk));
-                let _ = sha_tx.send(chunk);
+                let _ = sha_tx.send(Arc::clone(&chunk));
+                inflight.push_back(chunk);
+                // Bounded: never more than the channels can hold plus the ones being hashed.
+                if inflight.len() > 2 * DEPTH + 4 {
+                    inflight.pop_front();
+                }
             }
         })();
         drop(b3_tx);
