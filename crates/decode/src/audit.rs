@@ -10,7 +10,7 @@
 //! enter a VM's or a user's timeline as if it were their activity.
 //! A record that does not parse stays `other` with a parse issue; nothing panics.
 
-use model::{Event, EventClass, Observer, ParseIssue};
+use model::{Event, EventClass, Observer};
 
 /// The syslog program name of audit records.
 pub const APP: &str = "pugmark-audit";
@@ -19,38 +19,17 @@ pub const PREFIX: &str = "audit ";
 
 /// Set class and fields of an audit record (see the module docs); other events unchanged.
 pub fn classify(ev: &mut Event) {
-    if ev.app.as_deref() != Some(APP) {
-        return;
-    }
-    let Some(json) = ev.message.trim_start().strip_prefix(PREFIX) else {
+    let Some(v) = crate::text::own_json_record(
+        ev,
+        APP,
+        PREFIX,
+        "audit",
+        |o| o == Observer::Collector,
+        "an audit record from pugmark itself",
+    ) else {
         return;
     };
-    if ev.observer != Observer::Collector {
-        ev.issues.push(ParseIssue {
-            offset: 0,
-            kind: "audit_untrusted".into(),
-            expected: "an audit record from pugmark itself".into(),
-            sample: ev.observer.as_str().into(),
-        });
-        return;
-    }
-    let v: serde_json::Value = match serde_json::from_str(json) {
-        Ok(v @ serde_json::Value::Object(_)) => v,
-        _ => {
-            ev.issues.push(ParseIssue {
-                offset: 0,
-                kind: "bad_audit".into(),
-                expected: "a JSON object after `audit `".into(),
-                sample: json.chars().take(40).collect(),
-            });
-            return;
-        }
-    };
-    let text = |k: &str| match v.get(k) {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
+    let text = |k: &str| crate::text::json_text(&v, k);
     if text("verb").is_none() {
         return;
     }

@@ -9,7 +9,7 @@
 //! `custody_blake3`, `custody_sha256`, `custody_policy`, `custody_by`, `action` (= the step).
 //! A record that does not parse stays `other` with a parse issue; nothing panics.
 
-use model::{Event, EventClass, Observer, ParseIssue};
+use model::{Event, EventClass, Observer};
 
 /// The syslog program name of custody records.
 pub const APP: &str = "pugmark-quarantine";
@@ -17,38 +17,17 @@ const PREFIX: &str = "custody ";
 
 /// Set class and fields of a custody record (see the module docs); other events unchanged.
 pub fn classify(ev: &mut Event) {
-    if ev.app.as_deref() != Some(APP) {
-        return;
-    }
-    let Some(json) = ev.message.trim_start().strip_prefix(PREFIX) else {
+    let Some(v) = crate::text::own_json_record(
+        ev,
+        APP,
+        PREFIX,
+        "custody",
+        |o| matches!(o, Observer::Collector | Observer::Hypervisor),
+        "a custody record from pugmark or a hypervisor",
+    ) else {
         return;
     };
-    if !matches!(ev.observer, Observer::Collector | Observer::Hypervisor) {
-        ev.issues.push(ParseIssue {
-            offset: 0,
-            kind: "custody_untrusted".into(),
-            expected: "a custody record from pugmark or a hypervisor".into(),
-            sample: ev.observer.as_str().into(),
-        });
-        return;
-    }
-    let v: serde_json::Value = match serde_json::from_str(json) {
-        Ok(v @ serde_json::Value::Object(_)) => v,
-        _ => {
-            ev.issues.push(ParseIssue {
-                offset: 0,
-                kind: "bad_custody".into(),
-                expected: "a JSON object after `custody `".into(),
-                sample: json.chars().take(40).collect(),
-            });
-            return;
-        }
-    };
-    let text = |k: &str| match v.get(k) {
-        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
+    let text = |k: &str| crate::text::json_text(&v, k);
     if text("step").is_none() {
         return;
     }

@@ -58,3 +58,51 @@ macro_rules! contains {
     }};
 }
 pub(crate) use contains;
+
+/// One of pugmark's own JSON records inside syslog (program `app`, message `prefix {JSON}`,
+/// e.g. custody and audit records): the JSON object when `ev` is one and `trusted` accepts its
+/// observer; a parse issue when it is one but untrusted (`{what}_untrusted`: anyone can send a
+/// line with that program name) or not a JSON object (`bad_{what}`); None for other events.
+pub(crate) fn own_json_record(
+    ev: &mut model::Event,
+    app: &str,
+    prefix: &str,
+    what: &str,
+    trusted: impl Fn(model::Observer) -> bool,
+    trusted_expected: &str,
+) -> Option<serde_json::Value> {
+    if ev.app.as_deref() != Some(app) {
+        return None;
+    }
+    let json = ev.message.trim_start().strip_prefix(prefix)?.to_string();
+    if !trusted(ev.observer) {
+        ev.issues.push(model::ParseIssue {
+            offset: 0,
+            kind: format!("{what}_untrusted"),
+            expected: trusted_expected.into(),
+            sample: ev.observer.as_str().into(),
+        });
+        return None;
+    }
+    match serde_json::from_str(&json) {
+        Ok(v @ serde_json::Value::Object(_)) => Some(v),
+        _ => {
+            ev.issues.push(model::ParseIssue {
+                offset: 0,
+                kind: format!("bad_{what}"),
+                expected: format!("a JSON object after `{prefix}`"),
+                sample: json.chars().take(40).collect(),
+            });
+            None
+        }
+    }
+}
+
+/// A JSON member as text: a non-empty string, or a number written out.
+pub(crate) fn json_text(v: &serde_json::Value, k: &str) -> Option<String> {
+    match v.get(k) {
+        Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    }
+}
