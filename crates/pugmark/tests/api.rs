@@ -1036,6 +1036,33 @@ fn serve_mounts_the_api_and_audits_through_its_writer() {
         text.contains("group \"/atlas/security\" -> role vo:atlas"),
         "{text}"
     );
+    // Every other TOML block of docs/API.md (the OIDC issuers of "Authentication") is a serve
+    // configuration too: fed, exactly as written, to the program that reads it.
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"))
+        .expect("docs/API.md");
+    let blocks: Vec<&str> = doc
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert!(
+        blocks.len() >= 2,
+        "docs/API.md shows the roles and the issuers"
+    );
+    for (i, b) in blocks.iter().enumerate() {
+        let f = dir.path().join(format!("api-block{i}.toml"));
+        fs::write(&f, b).expect("block");
+        let out = Command::new(bin())
+            .args(["serve", "--check-config", "--config"])
+            .arg(&f)
+            .output()
+            .expect("check-config");
+        assert!(
+            out.status.success(),
+            "docs/API.md toml block {i}: {}\n{b}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
     let log = common::corpus().join("auth");
     let file = fs::read_dir(&log)
         .expect("corpus auth")
