@@ -297,6 +297,14 @@ pub trait Backend: Send + Sync {
             .map_err(|e| BackendError::io(format!("export {}", image.locator), e))
     }
 
+    /// [`Self::export`] into a file (`out` open for reading and writing, empty): what
+    /// `quarantine export` calls. The default writes through [`Self::export`]; the file
+    /// backend copies in the kernel and hashes the bytes written ([`hash::copy_file_hashed`]).
+    fn export_file(&self, image: &ImageRef, out: &std::fs::File) -> Result<Digests, BackendError> {
+        let mut w = out;
+        self.export(image, &mut w)
+    }
+
     /// Rehash the kept image (what `pugmark quarantine verify` compares with the custody
     /// record). The default streams [`Self::open`] into [`hash::hash_reader`].
     fn verify(&self, image: &ImageRef) -> Result<Digests, BackendError> {
@@ -347,6 +355,9 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
     }
     fn export(&self, image: &ImageRef, out: &mut dyn Write) -> Result<Digests, BackendError> {
         (**self).export(image, out)
+    }
+    fn export_file(&self, image: &ImageRef, out: &std::fs::File) -> Result<Digests, BackendError> {
+        (**self).export_file(image, out)
     }
     fn verify(&self, image: &ImageRef) -> Result<Digests, BackendError> {
         (**self).verify(image)

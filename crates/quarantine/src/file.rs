@@ -302,6 +302,16 @@ impl Backend for FileBackend {
         Ok(Box::new(io::BufReader::with_capacity(1 << 20, f)))
     }
 
+    fn export_file(&self, image: &ImageRef, out: &File) -> Result<Digests, BackendError> {
+        let p = self.kept_path(&image.id)?;
+        let f = File::open(&p).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => BackendError::NotFound(p.display().to_string()),
+            _ => BackendError::io(format!("open {}", p.display()), e),
+        })?;
+        hash::copy_file_hashed(&f, out)
+            .map_err(|e| BackendError::io(format!("export {}", p.display()), e))
+    }
+
     fn restore(&self, image: &ImageRef, to: &Source) -> Result<(), BackendError> {
         let Source::Path { path } = to else {
             return Err(BackendError::Refused(format!("{to} is not a file path")));

@@ -109,6 +109,94 @@ pub fn copy_hashed(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<
     })
 }
 
+/// Bytes one `copy_file_range` round moves before the hashers are told (8 MiB: large enough
+/// that the system calls do not count, small enough that the hashers follow closely and read
+/// the copy while it is still in the page cache).
+const FILE_ROUND: u64 = 8 << 20;
+
+/// Copy file `src` (from its current offset) to file `dst` in the kernel — `copy_file_range`
+/// through `std::io::copy`'s Linux specialisation, with its own fallbacks — and hash the bytes
+/// **as written**: a follower reads back each range of `dst` once the copier has written it
+/// and streams it through [`copy_hashed`]'s hasher threads.
+///
+/// Why not [`copy_hashed`]: on the virtual disks this runs on, a `read`/`write` copy through
+/// user buffers is 2× slower than `cp` right after a `cp` (the kernel's page-cache copies in
+/// `write` cost 3–4× more, measured with `dd` alone; BENCHMARKS.md, issue 13), while an
+/// in-kernel copy is not. Reading the fresh copy back costs one page-cache read, done while
+/// the copier goes on, on the other core. The caller syncs `dst`.
+pub fn copy_file_hashed(src: &std::fs::File, dst: &std::fs::File) -> io::Result<Digests> {
+    use std::sync::mpsc::channel;
+    std::thread::scope(|scope| {
+        // The copier reports how far `dst` is written; dropping the sender ends the stream.
+        let (progress_tx, progress_rx) = channel::<u64>();
+        let copier = scope.spawn(move || -> io::Result<u64> {
+            let mut total = 0u64;
+            loop {
+                let n = io::copy(&mut Read::take(src, FILE_ROUND), &mut &*dst)?;
+                if n == 0 {
+                    return Ok(total);
+                }
+                total += n;
+                if progress_tx.send(total).is_err() {
+                    // The follower failed; its error is the one reported.
+                    return Ok(total);
+                }
+            }
+        });
+        let mut follow = Follow {
+            file: dst,
+            pos: 0,
+            written: 0,
+            progress: progress_rx,
+        };
+        let digests = copy_hashed(&mut follow, &mut io::sink());
+        drop(follow);
+        let copied = copier
+            .join()
+            .map_err(|_| io::Error::other("copy thread panicked"))??;
+        let digests = digests?;
+        if digests.size != copied {
+            return Err(io::Error::other(format!(
+                "hashed {} bytes of the {} copied",
+                digests.size, copied
+            )));
+        }
+        Ok(digests)
+    })
+}
+
+/// Reads `file` from offset 0 no further than the copier has written (blocking until it has
+/// written more, end of stream once it stops).
+struct Follow<'a> {
+    file: &'a std::fs::File,
+    pos: u64,
+    written: u64,
+    progress: std::sync::mpsc::Receiver<u64>,
+}
+
+impl Read for Follow<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt as _;
+        while self.pos >= self.written {
+            match self.progress.recv() {
+                Ok(w) => self.written = w,
+                Err(_) => return Ok(0),
+            }
+        }
+        let room = usize::try_from(self.written - self.pos).unwrap_or(usize::MAX);
+        let n = buf.len().min(room);
+        let got = self.file.read_at(&mut buf[..n], self.pos)?;
+        if got == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the copy is shorter than written",
+            ));
+        }
+        self.pos += got as u64;
+        Ok(got)
+    }
+}
+
 /// Fill `buf` as far as the reader goes (a short read is not the end; 0 is).
 fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
@@ -181,6 +269,34 @@ mod tests {
         assert_eq!(d.size, data.len() as u64);
         assert_eq!(d.blake3, blake3::hash(&data).to_hex().to_string());
         assert_eq!(d.sha256, hex(&sha2::Sha256::digest(&data)));
+        Ok(())
+    }
+
+    /// A file-to-file copy equals its source and hashes like the one-shot hashers, from
+    /// the source's current offset (several copier rounds and a partial last one).
+    #[test]
+    fn file_copy_hashes_what_it_wrote() -> io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        let dir = std::env::temp_dir().join(format!("pugmark-hash-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let data: Vec<u8> = (0..(2 * FILE_ROUND as usize + 3 * CHUNK + 999))
+            .map(|i| (i * 131 % 253) as u8)
+            .collect();
+        std::fs::write(dir.join("src"), &data)?;
+        let mut src = std::fs::File::open(dir.join("src"))?;
+        src.seek(SeekFrom::Start(5))?;
+        let dst = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join("dst"))?;
+        let d = copy_file_hashed(&src, &dst)?;
+        let out = std::fs::read(dir.join("dst"))?;
+        std::fs::remove_dir_all(&dir)?;
+        assert_eq!(out, data[5..]);
+        assert_eq!(d.size, out.len() as u64);
+        assert_eq!(d.blake3, blake3::hash(&data[5..]).to_hex().to_string());
+        assert_eq!(d.sha256, hex(&sha2::Sha256::digest(&data[5..])));
         Ok(())
     }
 }
