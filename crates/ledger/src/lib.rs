@@ -57,10 +57,10 @@ pub use fileio::{FAULT_ENV, FAULT_FILE};
 pub use format::segment_file_name;
 pub use format::{FORMAT_VERSION, MAX_RECORD_LEN, OLDEST_FORMAT_VERSION, block_mac, mac_key};
 pub use merkle::{
-    EMPTY_HASH, GROUP, HASH_SIZE, Hash, MAX_PROOF_LEN, RecordProof, STORED_LEVEL,
-    SYNCED_FILE as TREE_SYNCED_FILE, TREE_DIR, TreeProof, check_consistency, check_inclusion,
-    check_record, check_tree, leaf_hash, level_path, node_hash, read_synced as read_tree_synced,
-    root_of,
+    EMPTY_HASH, GROUP, HASH_SIZE, Hash, MAX_PROOF_LEN, RecordProof, STORED_LEVEL, SUB_LEVEL,
+    SUBGROUP, SYNCED_FILE as TREE_SYNCED_FILE, TREE_DIR, TreeProof, check_consistency,
+    check_inclusion, check_record, check_tree, leaf_hash, level_path, node_hash,
+    read_synced as read_tree_synced, root_of,
 };
 pub use note::{
     COSIGNATURES_FILE, CheckpointFields, NOTES_FILE, NotesFile, ORIGIN_FILE, StoredNote,

@@ -156,13 +156,17 @@ fn locate(segs: &[SegInfo], seq: u64) -> Option<(usize, usize)> {
     Some((si, bi))
 }
 
+/// Decompressed blocks a reader keeps.
+const BLOCK_CACHE: usize = 4;
+
 /// Read-only view of a ledger directory as of open time.
 pub struct LedgerReader {
     pub(crate) dir: PathBuf,
     segs: Arc<Vec<SegInfo>>,
     len: u64,
-    cache: Decoded,
-    cache_valid: bool,
+    /// The last blocks read, most recent last (at most [`BLOCK_CACHE`]): a proof reads the
+    /// records of a 256-leaf group and then the cited record from the same blocks.
+    blocks: Vec<Decoded>,
     buf: Vec<u8>,
     dctx: zstd::bulk::Decompressor<'static>,
 }
@@ -221,8 +225,7 @@ impl LedgerReader {
             dir: dir.to_path_buf(),
             segs: Arc::new(segs),
             len,
-            cache: Decoded::default(),
-            cache_valid: false,
+            blocks: Vec::new(),
             buf: Vec::new(),
             dctx: zstd_ctx(dir)?,
         })
@@ -258,40 +261,79 @@ impl LedgerReader {
         if let Some(record) = self.removed_by(seq) {
             return Err(LedgerError::Removed { seq, record });
         }
-        let (si, bi) = locate(&self.segs, seq).ok_or(not_found)?;
-        if !(self.cache_valid && self.cache.seg == si && self.cache.block == bi) {
-            self.cache_valid = false;
-            if let Err(e) = load_block(
-                &self.segs,
-                si,
-                bi,
-                &mut self.dctx,
-                &mut self.buf,
-                &mut self.cache,
-            ) {
-                // The sidecar is never trusted blindly: rebuild this segment's block list
-                // from the segment itself and try once more.
-                if !self.rescan(si)? {
-                    return Err(e);
-                }
-                let (si, bi) =
-                    locate(&self.segs, seq).ok_or(LedgerError::NotFound { seq, len: self.len })?;
-                load_block(
-                    &self.segs,
-                    si,
-                    bi,
-                    &mut self.dctx,
-                    &mut self.buf,
-                    &mut self.cache,
-                )?;
-            }
-            self.cache_valid = true;
-        }
-        let i = (seq - self.cache.first_seq) as usize;
-        if i >= self.cache.spans.len() {
+        let k = self.block_of(seq).map_err(|e| match e {
+            LedgerError::NotFound { .. } => not_found,
+            e => e,
+        })?;
+        let b = &self.blocks[k];
+        let i = (seq - b.first_seq) as usize;
+        if i >= b.spans.len() {
             return Err(LedgerError::NotFound { seq, len: self.len });
         }
-        Ok(self.cache.payload(i).to_vec())
+        Ok(b.payload(i).to_vec())
+    }
+
+    /// Index in `self.blocks` of the decompressed block holding `seq` (a stored, not removed
+    /// record), read unless cached.
+    fn block_of(&mut self, seq: u64) -> Result<usize, LedgerError> {
+        let (si, bi) =
+            locate(&self.segs, seq).ok_or(LedgerError::NotFound { seq, len: self.len })?;
+        if let Some(k) = self
+            .blocks
+            .iter()
+            .position(|b| b.seg == si && b.block == bi)
+        {
+            let b = self.blocks.remove(k);
+            self.blocks.push(b);
+            return Ok(self.blocks.len() - 1);
+        }
+        let mut out = if self.blocks.len() >= BLOCK_CACHE {
+            self.blocks.remove(0)
+        } else {
+            Decoded::default()
+        };
+        if let Err(e) = load_block(&self.segs, si, bi, &mut self.dctx, &mut self.buf, &mut out) {
+            // The sidecar is never trusted blindly: rebuild this segment's block list
+            // from the segment itself and try once more.
+            if !self.rescan(si)? {
+                return Err(e);
+            }
+            // A rescan may renumber blocks: nothing cached from this segment is kept.
+            self.blocks.retain(|b| b.seg != si);
+            let (si, bi) =
+                locate(&self.segs, seq).ok_or(LedgerError::NotFound { seq, len: self.len })?;
+            load_block(&self.segs, si, bi, &mut self.dctx, &mut self.buf, &mut out)?;
+        }
+        self.blocks.push(out);
+        Ok(self.blocks.len() - 1)
+    }
+
+    /// [`LedgerReader::leaf_hashes`] of a short range (a proof's group of leaves) through the
+    /// reader's block cache and decompression context, so the cited record read next comes
+    /// from a block already in memory. Ranges touching a removed segment go the long way.
+    pub fn leaf_hashes_cached(
+        &mut self,
+        first: u64,
+        count: u64,
+    ) -> Result<Vec<crate::merkle::Hash>, LedgerError> {
+        let end = first.saturating_add(count);
+        if first == 0 || end > self.len + 1 || (first..end).any(|q| self.removed_by(q).is_some()) {
+            return self.leaf_hashes(first, count);
+        }
+        let mut out = Vec::with_capacity(count as usize);
+        let mut seq = first;
+        while seq < end {
+            let k = self.block_of(seq)?;
+            let b = &self.blocks[k];
+            let from = (seq - b.first_seq) as usize;
+            let upto = (end - b.first_seq).min(b.spans.len() as u64) as usize;
+            if from >= upto {
+                return Err(LedgerError::NotFound { seq, len: self.len });
+            }
+            out.extend((from..upto).map(|i| crate::merkle::leaf_hash(b.payload(i))));
+            seq = b.first_seq + upto as u64;
+        }
+        Ok(out)
     }
 
     /// The chain head after record `seq` (all zeros for 0): what a view records beside its
@@ -304,7 +346,9 @@ impl LedgerReader {
         }
         // Loads (and caches) the block holding `seq`.
         self.get(seq)?;
-        let (si, bi) = (self.cache.seg, self.cache.block);
+        let k = self.block_of(seq)?;
+        let cached = &self.blocks[k];
+        let (si, bi) = (cached.seg, cached.block);
         let s = &self.segs[si];
         let mut head = if bi == 0 {
             s.hdr.prev_head
@@ -323,9 +367,9 @@ impl LedgerReader {
                 }
             }
         };
-        for i in 0..=(seq - self.cache.first_seq) as usize {
-            let at = self.cache.first_seq + i as u64;
-            head = crate::format::chain_step(&head, at, self.cache.payload(i));
+        for i in 0..=(seq - cached.first_seq) as usize {
+            let at = cached.first_seq + i as u64;
+            head = crate::format::chain_step(&head, at, cached.payload(i));
         }
         Ok(head)
     }

@@ -99,6 +99,11 @@ fn roots_and_proofs_from_the_store_check_independently() {
         .expect("level 8")
         .len();
     assert_eq!(l8, 5 * 32);
+    // Level 5 (32-leaf subgroups) is stored too: 1300 >> 5 = 40 hashes.
+    let l5 = std::fs::metadata(ledger::level_path(&dir, ledger::SUB_LEVEL))
+        .expect("level 5")
+        .len();
+    assert_eq!(l5, 40 * 32);
     let sizes = [1, 2, 3, 255, 256, 257, 511, 512, 513, 1024, 1299, 1300];
     let want = python_roots(n, &sizes);
     let mut r = LedgerReader::open(&dir).expect("reader");
@@ -248,4 +253,84 @@ fn deleted_notes_file_is_not_recreated() {
             .try_exists()
             .expect("stat")
     );
+}
+
+/// Roots of sizes that cut subgroups and groups everywhere, checked against Python, and an
+/// inclusion proof of every 7th record.
+fn check_roots_and_proofs(dir: &Path, n: u64) {
+    let sizes = [1, 31, 32, 33, 255, 256, 257, 700, 703, 1024, 1299, n];
+    let want = python_roots(n, &sizes);
+    let mut r = LedgerReader::open(dir).expect("reader");
+    for (s, w) in sizes.iter().zip(&want) {
+        assert_eq!(&hex(&r.root(*s).expect("root")), w, "root of size {s}");
+    }
+    let root = r.root(n).expect("root");
+    for seq in (1..=n).step_by(7) {
+        let proof = r.inclusion_proof(seq, n).expect("proof");
+        let leaf = r.leaf_hash(seq).expect("leaf");
+        check_record(&proof, n, root, seq - 1, leaf).expect("inclusion proof checks");
+    }
+}
+
+#[test]
+fn a_tree_without_the_subgroup_level_keeps_working_and_a_rebuild_adds_it() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 700, 37);
+    let l5 = ledger::level_path(&dir, ledger::SUB_LEVEL);
+    // A tree written before level 5 existed: the file is not there.
+    std::fs::remove_file(&l5).expect("remove level 5");
+    {
+        let (mut l, _) = Ledger::open(&dir, opts(t.path())).expect("reopen");
+        let recs: Vec<Vec<u8>> = (701..=1300).map(record).collect();
+        l.append_batch(recs.iter().map(|r| r.as_slice()))
+            .expect("append");
+        l.close().expect("close");
+    }
+    assert!(
+        !l5.try_exists().expect("stat level 5"),
+        "not started mid-way: its first entries would be missing"
+    );
+    check_roots_and_proofs(&dir, 1300);
+    // A rebuild from the records (the tree directory gone) starts it.
+    std::fs::remove_dir_all(dir.join(ledger::TREE_DIR)).expect("remove tree");
+    drop(Ledger::open(&dir, opts(t.path())).expect("reopen"));
+    assert_eq!(
+        std::fs::metadata(&l5).expect("level 5").len(),
+        (1300 >> 5) * 32
+    );
+    check_roots_and_proofs(&dir, 1300);
+}
+
+#[test]
+fn a_short_or_damaged_subgroup_level_is_refilled_or_refused_by_the_proof() {
+    let t = tempfile::tempdir().expect("tmp");
+    let dir = make(t.path(), 1300, 37);
+    let l5 = ledger::level_path(&dir, ledger::SUB_LEVEL);
+    let full = std::fs::read(&l5).expect("level 5");
+    // Torn: the last entries lost and half of one written.
+    std::fs::write(&l5, &full[..full.len() - 3 * 32 - 16]).expect("cut");
+    drop(Ledger::open(&dir, opts(t.path())).expect("reopen"));
+    assert_eq!(
+        std::fs::read(&l5).expect("level 5"),
+        full,
+        "refilled in place"
+    );
+    check_roots_and_proofs(&dir, 1300);
+    // A flipped entry is not trusted blindly: the proof built from it does not check
+    // against the signed root (derived data; the writer's open rebuilds on a root mismatch).
+    let mut bad = full.clone();
+    bad[5 * 32] ^= 1;
+    std::fs::write(&l5, &bad).expect("flip");
+    let mut r = LedgerReader::open(&dir).expect("reader");
+    let good_root = {
+        std::fs::write(&l5, &full).expect("restore");
+        let root = r.root(1300).expect("root");
+        std::fs::write(&l5, &bad).expect("flip");
+        root
+    };
+    let mut r = LedgerReader::open(&dir).expect("reader");
+    let seq = 5 * 32 + 40; // under the flipped subgroup's sibling
+    let proof = r.inclusion_proof(seq, 1300).expect("proof");
+    let leaf = r.leaf_hash(seq).expect("leaf");
+    assert!(check_record(&proof, 1300, good_root, seq - 1, leaf).is_err());
 }
