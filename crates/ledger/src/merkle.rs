@@ -470,25 +470,14 @@ impl Frontier {
         let mut touched = Vec::new();
         if !self.sub_out.is_empty() {
             std::fs::create_dir_all(dir.join(TREE_DIR))?;
-            let f = match &self.sub_file {
-                Some(f) => f.clone(),
-                None => {
-                    let f = std::sync::Arc::new(
-                        OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(level_path(dir, SUB_LEVEL))?,
-                    );
-                    self.sub_file = Some(f.clone());
-                    self.opened_since_sync = true;
-                    f
-                }
-            };
             let bytes: Vec<u8> = self.sub_out.drain(..).flat_map(|h| h.0).collect();
-            if let Err(e) = (&*f).write_all(&bytes) {
-                self.sub_file = None;
-                return Err(e);
-            }
+            append_level(
+                &mut self.sub_file,
+                &mut self.opened_since_sync,
+                dir,
+                SUB_LEVEL,
+                &bytes,
+            )?;
             touched.push(SUB_LEVEL);
         }
         if self.out.is_empty() {
@@ -511,26 +500,13 @@ impl Frontier {
             if self.files.len() <= k {
                 self.files.resize(k + 1, None);
             }
-            let f = match &self.files[k] {
-                Some(f) => f.clone(),
-                None => {
-                    let f = std::sync::Arc::new(
-                        OpenOptions::new()
-                            .create(true)
-                            .append(true)
-                            .open(level_path(dir, level))?,
-                    );
-                    self.files[k] = Some(f.clone());
-                    self.opened_since_sync = true;
-                    f
-                }
-            };
-            if let Err(e) = (&*f).write_all(bytes) {
-                // A failed append may have written part: the next open starts afresh (the
-                // writer is marked failed and `restore` cuts the files to a whole size).
-                self.files[k] = None;
-                return Err(e);
-            }
+            append_level(
+                &mut self.files[k],
+                &mut self.opened_since_sync,
+                dir,
+                level,
+                bytes,
+            )?;
             touched.push(level);
         }
         Ok(touched)
@@ -626,6 +602,38 @@ impl Frontier {
         }
         Ok(f)
     }
+}
+
+/// Appends `bytes` to the tree file of `level`, opening it (created if missing) into `slot`
+/// the first time. A failed append may have written part: the slot is emptied and the error
+/// returned (the writer is then marked failed, and `restore` cuts the files to a whole size
+/// at the next open).
+fn append_level(
+    slot: &mut Option<std::sync::Arc<File>>,
+    opened: &mut bool,
+    dir: &Path,
+    level: u8,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    let f = match slot {
+        Some(f) => f.clone(),
+        None => {
+            let f = std::sync::Arc::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(level_path(dir, level))?,
+            );
+            *slot = Some(f.clone());
+            *opened = true;
+            f
+        }
+    };
+    if let Err(e) = (&*f).write_all(bytes) {
+        *slot = None;
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// `tree/synced`: how far the tree files are known durable (docs/FORMAT.md "Merkle tree").
