@@ -288,19 +288,16 @@ impl Service {
                     p.push(("format".into(), "json".into()));
                 }
                 let args: report::ReportArgs = parse_args(verb, &p, &data)?;
-                let (rep, mut v, dd) = report::answer(&args).map_err(internal)?;
+                let (mut rep, mut v, dd) = report::answer(&args).map_err(internal)?;
                 if let Some(sc) = &sc {
-                    if args.format != report::ReportFormat::Json {
-                        return Err(refuse(
-                            403,
-                            "a VO role gets the report as JSON (format=json): the md and html renderings are not scoped",
-                        ));
-                    }
                     let before = named(&v, sc);
                     scope::prune(&mut v, sc, false);
                     if v["vms"].as_array().is_none_or(Vec::is_empty) {
                         return Err(not_yours(before));
                     }
+                    // md and html are rendered from the typed report: cut it the same way
+                    // (the integrity section cites what the pruned JSON still cites).
+                    rep = scope::scope_report(&rep, sc);
                 }
                 let count = v["vms"].as_array().map_or(0, Vec::len) as u64;
                 let bytes = report::render(&rep, &v, &dd, args.format).map_err(internal)?;
