@@ -25,7 +25,7 @@ use serve::api::{ApiBody, ApiRequest, ApiResponse, AuditSink};
 use serve::config::{ApiConfig, ApiRole};
 
 use crate::cli::{check, hunt, report, search, timeline, who};
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 /// The OpenAPI 3 description (hand-written: six verbs whose JSON shapes are the CLI's
 /// documented contracts; a generator would need `utoipa` derives on every query type across
@@ -790,14 +790,14 @@ impl serve::api::Api for Service {
 /// each request — so concurrent queries share an fsync instead of queueing for one each.
 pub struct PipelineAudit {
     tx: std::sync::Mutex<Option<AuditTx>>,
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<crate::pipeline::Pipeline>>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<pipeline::Pipeline>>>>,
 }
 
 type AuditReply = std::sync::mpsc::Sender<Result<u64, String>>;
 type AuditTx = std::sync::mpsc::Sender<(model::envelope::RecordEnvelope, AuditReply)>;
 
 impl PipelineAudit {
-    pub fn start(mut pipeline: crate::pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
+    pub fn start(mut pipeline: pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
         let (tx, rx) = std::sync::mpsc::channel::<(model::envelope::RecordEnvelope, AuditReply)>();
         let thread = std::thread::Builder::new()
             .name("pugmark-audit".into())
@@ -832,7 +832,7 @@ impl PipelineAudit {
     }
 
     /// Stops taking records and hands the pipeline back (to be finished).
-    pub fn stop(&self) -> Option<crate::pipeline::Pipeline> {
+    pub fn stop(&self) -> Option<pipeline::Pipeline> {
         self.tx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -24,7 +24,7 @@ use query::attrib::Site;
 use serde_json::Value;
 use views::facts::FactStore;
 
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 /// One VO role's view of the site.
 pub struct Scope {
