@@ -15,6 +15,7 @@ mod netflow;
 mod pipeline;
 mod pkcs11;
 mod proofs;
+mod ui;
 mod viewcheck;
 mod witnesses;
 
