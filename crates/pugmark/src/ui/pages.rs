@@ -298,6 +298,10 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
         return Ok(());
     }
     let mut p = cx.pass(&keys);
+    if cx.get("q").is_none() {
+        // Filters alone (a facet, surrounding records): everything they let through.
+        p.push(("q".into(), "*".into()));
+    }
     p.push(("limit".into(), SEARCH_EXAMINED.to_string()));
     let v = cx.ask("search", p)?;
     let observer = cx.get("observer").map(str::to_string);
