@@ -68,8 +68,19 @@ fn asset(content_type: &'static str, body: &'static str) -> ApiResponse {
     }
 }
 
-/// Every `/ui/…` request.
+/// Every `/ui/…` request, with its server time in a `Server-Timing` header (`page;dur=MS`:
+/// session, query, audit record and rendering; what bench/ui/run reports).
 pub fn handle(svc: &Service, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
+    let t0 = std::time::Instant::now();
+    let mut r = route(svc, req, sink);
+    r.headers.push((
+        "server-timing",
+        format!("page;dur={:.1}", t0.elapsed().as_secs_f64() * 1000.0),
+    ));
+    r
+}
+
+fn route(svc: &Service, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
     let path = req.endpoint.trim_end_matches('/').to_string();
     match (req.method.as_str(), path.as_str()) {
         ("GET", "static/style.css") => return asset("text/css; charset=utf-8", STYLE),

@@ -541,7 +541,7 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             ((t.as_millisecond() - lo) as f64 / span * 1000.0).round() / 10.0
         })
     };
-    let mut dots = Vec::new();
+    let mut dots: BTreeMap<(usize, i64, bool, bool), (String, usize)> = BTreeMap::new();
     let mut marks = Vec::new();
     let mut rows = Vec::new();
     let mut per_lane = [0usize; LANES.len()];
@@ -569,11 +569,26 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
         if let Some(m) = mark {
             marks.push(json!({"x": pos, "kind": m, "time": e["time"], "summary": text}));
         }
-        dots.push(json!({
-            "x": pos, "lane": lane, "kind": kind, "trust": trust(obs),
-            "title": format!("{} {}: {}", e["time"].as_str().unwrap_or(""), obs, text),
-            "reported": reported.is_some(),
-        }));
+        // One mark per lane, 0.1 % of the width, kind and clock: a day of a busy VM is
+        // thousands of entries; the page stays small and the lanes look the same.
+        let key = (
+            lane,
+            (pos * 10.0) as i64,
+            kind == "fact",
+            reported.is_some(),
+        );
+        match dots.get_mut(&key) {
+            Some((_, n)) => *n += 1,
+            None => {
+                dots.insert(
+                    key,
+                    (
+                        format!("{} {}: {}", e["time"].as_str().unwrap_or(""), obs, text),
+                        1usize,
+                    ),
+                );
+            }
+        }
         if rows.len() < TIMELINE_ROWS {
             let vm = e["attribution"]["vm"].as_str().unwrap_or("");
             rows.push(json!({
@@ -613,7 +628,13 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             "first": (!entries.is_empty()).then(|| fmt(lo)),
             "last": (!entries.is_empty()).then(|| fmt(hi)),
             "lanes": lanes,
-            "dots": dots,
+            "dots": dots.into_iter().map(|((lane, x10, fact, lied), (title, n))| json!({
+                "lane": lane,
+                "x": x10 as f64 / 10.0,
+                "kind": if fact { "fact" } else { "event" },
+                "reported": lied,
+                "title": if n > 1 { format!("{title} (and {} more here)", n - 1) } else { title },
+            })).collect::<Vec<_>>(),
             "marks": marks,
             "rows": rows,
             "rows_cut": entries.len().saturating_sub(TIMELINE_ROWS),
