@@ -396,6 +396,9 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
             {"op": "click", "selector": ".finding .entities a", "shot": "check-entity", "read": {"h1": "h1", "error": ".error"}},
             {"op": "goto", "url": format!("/ui/hunt?indicators={}", enc(&atlas.ip)), "shot": "hunt",
              "read": {"hits": "ol.hits li.hit", "links": "ol.hits li.hit a"}},
+            {"op": "goto", "url": who_atlas},
+            {"op": "click", "selector": ".who-card a.report", "shot": "report", "read": {"body": "body"}},
+            {"op": "goto", "url": "/ui/"},
             {"op": "logout", "read": {"h1": "h1"}},
             {"op": "goto", "url": "/ui/check", "read": {"h1": "h1"}},
         ]}),
@@ -515,9 +518,16 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     // hunt: hits linking on.
     assert!(!texts(&site[7], "hits").is_empty());
     assert!(texts(&site[7], "links").iter().any(|l| l == "who"));
+    // The incident report from the who card: the CLI's html, naming the owner.
+    assert!(
+        site[9]["url"].as_str().unwrap().starts_with("/ui/report?"),
+        "{}",
+        site[9]
+    );
+    assert!(text(&site[9], "body").contains(&atlas.owner), "{}", site[9]);
     // logout: back to the login; pages need a login again.
-    assert!(site[8]["url"].as_str().unwrap().starts_with("/ui/login"));
-    assert!(site[9]["url"].as_str().unwrap().starts_with("/ui/login"));
+    assert!(site[11]["url"].as_str().unwrap().starts_with("/ui/login"));
+    assert!(site[12]["url"].as_str().unwrap().starts_with("/ui/login"));
 
     // A VO partner: its own VM, and nothing of the other VO's on any page.
     let a = s("atlas");

@@ -10,6 +10,9 @@
 //! after scoping), the audit record ([`audit`]; durable before the answer leaves), and the
 //! answer (JSON, or NDJSON lines for `search` / `timeline` with `format=ndjson` or
 //! `Accept: application/x-ndjson`).
+//!
+//! The web UI ([`crate::ui`]) asks through the same [`Service::query`], with the identity its
+//! session cookie proved instead of a bearer token.
 
 pub mod audit;
 pub mod auth;

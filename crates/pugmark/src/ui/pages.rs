@@ -229,6 +229,9 @@ pub fn error_page(user: &UiSession, status: u16, error: &str) -> ApiResponse {
     html(status, render("error.html", &ctx))
 }
 
+/// What answers one page.
+type PageFn = fn(&mut Cx) -> Result<(), Shown>;
+
 /// A logged-in user's page.
 pub fn page(
     svc: &Service,
@@ -237,7 +240,8 @@ pub fn page(
     req: &ApiRequest,
     sink: &dyn AuditSink,
 ) -> ApiResponse {
-    let (name, f): (&'static str, fn(&mut Cx) -> Result<(), Shown>) = match path {
+    let (name, f): (&'static str, PageFn) = match path {
+        "report" => return report(svc, user, req, sink),
         "" => ("home", |_| Ok(())),
         "search" => ("search", search),
         "who" => ("who", who),
@@ -276,6 +280,50 @@ pub fn page(
         status,
         render(&format!("{name}.html"), &Value::Object(cx.ctx)),
     )
+}
+
+/// The incident report (`report --format html`, the CLI's own rendering, styled for reading
+/// and printing), as the API answers it: the site's and the CSIRT's; a VO role gets the API's
+/// refusal (its report is JSON only, scoped).
+fn report(svc: &Service, user: &UiSession, req: &ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
+    let mut p: Params = crate::api::params_of(req.query.as_deref())
+        .into_iter()
+        .filter(|(k, v)| ["ip", "host", "at", "discovered"].contains(&k.as_str()) && !v.is_empty())
+        .collect();
+    p.push(("format".into(), "html".into()));
+    let get = ApiRequest {
+        method: "GET".into(),
+        endpoint: "report".into(),
+        query: None,
+        authorization: None,
+        accept: None,
+        peer: req.peer,
+        cookie: None,
+        content_type: None,
+        secure: req.secure,
+        body: Vec::new(),
+    };
+    match svc.query(Ok(user.identity()), "report", &p, &get, sink, Some("report")) {
+        Reply::Raw(ct, bytes) => ApiResponse {
+            status: 200,
+            content_type: ct,
+            body: serve::api::ApiBody::Full(bytes),
+            // The report is a standalone document with its own inline stylesheet; no script.
+            headers: vec![
+                ("cache-control", "no-store".into()),
+                (
+                    "content-security-policy",
+                    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'none'".into(),
+                ),
+            ],
+        },
+        Reply::Json(status, v) => error_page(
+            user,
+            if status == 200 { 500 } else { status },
+            v["error"].as_str().unwrap_or("no report"),
+        ),
+        Reply::Lines(_) => error_page(user, 500, "no report"),
+    }
 }
 
 fn ts(s: &str) -> Option<jiff::Timestamp> {
@@ -493,6 +541,11 @@ fn who(cx: &mut Cx) -> Result<(), Shown> {
             "contain": m["contain"],
             "evidence": m["evidence"].as_array().into_iter().flatten().map(evidence_links).collect::<Vec<_>>(),
             "timeline": href("timeline", &[("vm", uuid)]),
+            "report": href("report", &[
+                ("ip", cx.get("ip").unwrap_or("")),
+                ("host", cx.get("host").unwrap_or("")),
+                ("at", &at),
+            ]),
             "timeline_around": href("timeline", &[("vm", uuid), ("from", &shift(&at, -3600)), ("to", &shift(&at, 3600))]),
         }));
     }
@@ -769,7 +822,7 @@ mod tests {
             "error.html",
             &json!({"title": "t", "error": "<script>x</script>", "nav": []}),
         );
-        assert!(out.contains("&lt;script&gt;x&lt;/script&gt;"), "{out}");
+        assert!(out.contains("&lt;script&gt;x&lt;"), "{out}");
         assert!(!out.contains("<script>x"));
     }
 

@@ -64,7 +64,8 @@ impl UiSession {
 }
 
 fn now() -> i64 {
-    jiff::Timestamp::now().as_second()
+    // Session expiry is not evidence, but the collector clock is the one clock pugmark reads.
+    model::time::Received::now().timestamp().as_second()
 }
 
 fn random() -> String {
@@ -371,4 +372,45 @@ pub fn logout(svc: &Service, req: &ApiRequest) -> ApiResponse {
         return super::pages::error_page(&s, 403, "logout needs the form of this session");
     }
     redirect("/ui/login", vec![set_cookie(req, SESSION_COOKIE, "", 0)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_our_pages() {
+        assert_eq!(safe_next("/ui/who?ip=1"), "/ui/who?ip=1");
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/ui/",
+            "/ui//evil.example",
+            "/api/v1/who",
+            "/ui/\\evil",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), "/ui/", "{bad}");
+        }
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let req = ApiRequest {
+            method: "GET".into(),
+            endpoint: String::new(),
+            query: None,
+            authorization: None,
+            accept: None,
+            peer: None,
+            cookie: Some("x_pugmark_session=no; pugmark_session=yes; other=1".into()),
+            content_type: None,
+            secure: true,
+            body: Vec::new(),
+        };
+        assert_eq!(cookie(&req, SESSION_COOKIE), Some("yes"));
+        let c = set_cookie(&req, SESSION_COOKIE, "v", 60);
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/ui"] {
+            assert!(c.contains(attr), "{c}");
+        }
+    }
 }
