@@ -369,6 +369,38 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     let cms = question(&ch, "cms-1");
     let who_atlas = format!("/ui/who?ip={}&at={}", enc(&atlas.ip), enc(&atlas.at));
     let who_cms = format!("/ui/who?ip={}&at={}", enc(&cms.ip), enc(&cms.at));
+    // A VM that migrated (the placement fact "moves from hypervisor A to B"), asked of the API.
+    let migrated = {
+        let answers: Value =
+            serde_json::from_slice(&fs::read(ch.join("answers.json")).unwrap()).unwrap();
+        let mut vms: Vec<String> = answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|q| {
+                q["expect"]["matches"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|m| m["vm_uuid"].as_str().map(str::to_string))
+            .collect();
+        vms.sort();
+        vms.dedup();
+        vms.into_iter().find(|vm| {
+            let mut resp = ureq::get(&format!("{base}/api/v1/timeline?vm={vm}"))
+                .header("Authorization", &format!("Bearer {}", tokens["site"]))
+                .call()
+                .unwrap();
+            let t: Value =
+                serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+            t["entries"].as_array().unwrap().iter().any(|e| {
+                e["source"] == "placement"
+                    && e["summary"].as_str().unwrap_or("").contains(" moves from ")
+            })
+        })
+    };
+    let migrated = migrated.expect("the challenge day has a migrated VM");
     let shots = artefacts();
     // What a page answers (not the form echoing the question).
     let body = json!({"body": "main > :not(form), footer"});
@@ -391,6 +423,8 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
             {"op": "goto", "url": format!("/ui/timeline?vm={}", atlas.uuid), "shot": "timeline",
              "read": {"lanes": ".lane .lane-name", "dots": ".lane rect.dot", "marks": ".lane-cloud line.mark",
                       "rows": "table.entries tbody tr", "reported": "table.entries .reported"}},
+            {"op": "goto", "url": format!("/ui/timeline?vm={migrated}"), "shot": "timeline-migration",
+             "read": {"migrations": ".lane-cloud line.mark-migration", "rows": "table.entries tr.mark-migration"}},
             {"op": "goto", "url": "/ui/check", "shot": "check",
              "read": {"kinds": ".finding .kind", "entities": ".finding .entities a"}},
             {"op": "click", "selector": ".finding .entities a", "shot": "check-entity", "read": {"h1": "h1", "error": ".error"}},
@@ -511,23 +545,30 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     assert!(texts(tl, "dots").len() > 10);
     assert!(!texts(tl, "marks").is_empty(), "a lease drawn");
     assert!(!texts(tl, "rows").is_empty());
+    // A migration drawn across the lanes and marked in the list.
+    assert!(!texts(&site[5], "migrations").is_empty(), "{}", site[5]);
+    assert!(!texts(&site[5], "rows").is_empty());
     // check: findings with links that lead somewhere answered.
-    assert!(!texts(&site[5], "kinds").is_empty());
-    assert!(!texts(&site[5], "entities").is_empty());
-    assert!(texts(&site[6], "error").is_empty(), "{}", site[6]);
+    assert!(!texts(&site[6], "kinds").is_empty());
+    assert!(!texts(&site[6], "entities").is_empty());
+    assert!(texts(&site[7], "error").is_empty(), "{}", site[7]);
     // hunt: hits linking on.
-    assert!(!texts(&site[7], "hits").is_empty());
-    assert!(texts(&site[7], "links").iter().any(|l| l == "who"));
+    assert!(!texts(&site[8], "hits").is_empty());
+    assert!(texts(&site[8], "links").iter().any(|l| l == "who"));
     // The incident report from the who card: the CLI's html, naming the owner.
     assert!(
-        site[9]["url"].as_str().unwrap().starts_with("/ui/report?"),
+        site[10]["url"].as_str().unwrap().starts_with("/ui/report?"),
         "{}",
-        site[9]
+        site[10]
     );
-    assert!(text(&site[9], "body").contains(&atlas.owner), "{}", site[9]);
+    assert!(
+        text(&site[10], "body").contains(&atlas.owner),
+        "{}",
+        site[10]
+    );
     // logout: back to the login; pages need a login again.
-    assert!(site[11]["url"].as_str().unwrap().starts_with("/ui/login"));
     assert!(site[12]["url"].as_str().unwrap().starts_with("/ui/login"));
+    assert!(site[13]["url"].as_str().unwrap().starts_with("/ui/login"));
 
     // A VO partner: its own VM, and nothing of the other VO's on any page.
     let a = s("atlas");

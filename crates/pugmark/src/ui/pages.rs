@@ -613,7 +613,9 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
         let lower = text.to_ascii_lowercase();
         let mark = if kind == "fact" && source == "lease" {
             Some("lease")
-        } else if lower.contains("migrat") || source.contains("migrat") {
+        } else if (kind == "fact" && source == "placement" && text.contains(" moves from "))
+            || lower.contains("migrat")
+        {
             Some("migration")
         } else {
             None
