@@ -5,7 +5,7 @@
 //!
 //! To add a page: a `fn NAME(cx: &mut Cx) -> Result<(), Shown>` below, its arm in [`page`],
 //! its template `templates/NAME.html` (`{% extends "base.html" %}`, fill `content`) registered
-//! in [`env`], and a [`NAV`] entry if it belongs in the bar. The caller is `cx.user`
+//! in [`env()`], and a [`NAV`] entry if it belongs in the bar. The caller is `cx.user`
 //! (a [`UiSession`]: name, groups, via), its roles `cx.roles`; query with `cx.ask(verb, params)`.
 
 use std::collections::{BTreeMap, HashMap};
