@@ -407,6 +407,7 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     let mut sessions = vec![
         json!({"name": "anonymous", "steps": [
             {"op": "goto", "url": who_atlas, "shot": "redirected", "read": {"h1": "h1"}},
+            {"op": "login_token", "token": "pmk_not-a-token", "shot": "bad-token", "read": {"error": ".error"}},
         ]}),
         json!({"name": "site", "steps": [
             {"op": "login_token", "token": tokens["site"], "next": who_atlas, "shot": "who",
@@ -486,6 +487,8 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
         anon[0]
     );
     assert_eq!(text(&anon[0], "h1"), "Log in to pugmark");
+    assert!(anon[1]["url"].as_str().unwrap().starts_with("/ui/login"));
+    assert!(text(&anon[1], "error").contains("not valid"), "{}", anon[1]);
 
     // The site: every page.
     let site = s("site");

@@ -86,9 +86,9 @@ fn route(svc: &Service, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
         ("GET", "static/style.css") => return asset("text/css; charset=utf-8", STYLE),
         ("GET", "static/ui.js") => return asset("text/javascript; charset=utf-8", SCRIPT),
         ("GET", "login") => return session::login_page(svc, &req, None),
-        ("POST", "login") => return session::login_post(svc, &req),
+        ("POST", "login") => return session::login_post(svc, &req, sink),
         ("GET", "login/oidc") => return session::oidc_start(svc, &req),
-        ("GET", "callback") => return session::oidc_callback(svc, &req),
+        ("GET", "callback") => return session::oidc_callback(svc, &req, sink),
         ("POST", "logout") => return session::logout(svc, &req),
         _ => {}
     }

@@ -18,7 +18,7 @@
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
-use serve::api::{ApiRequest, ApiResponse};
+use serve::api::{ApiRequest, ApiResponse, AuditSink};
 
 use super::{html, redirect};
 use crate::api::Service;
@@ -149,7 +149,47 @@ pub fn current(svc: &Service, req: &ApiRequest) -> Option<UiSession> {
     Some(s)
 }
 
-fn start_session(svc: &Service, req: &ApiRequest, id: &Identity, next: &str) -> ApiResponse {
+/// A login, made or refused, into the ledger like a query (verb `login`): who, how, and why not.
+/// A login that cannot be audited is not made.
+fn audit_login(
+    sink: &dyn AuditSink,
+    req: &ApiRequest,
+    how: &str,
+    id: Option<&Identity>,
+    status: u16,
+    reason: Option<String>,
+) -> Result<(), String> {
+    let record = crate::api::audit::Audit {
+        user: id.map_or_else(|| "-".to_string(), |i| i.name.clone()),
+        subject: id.map(|i| i.subject.clone()),
+        issuer: id.and_then(|i| i.issuer.clone()),
+        via: Some(how.to_string()),
+        role: None,
+        verb: "login".into(),
+        params: serde_json::json!({"ui": "login"}),
+        status,
+        count: 0,
+        vms: Default::default(),
+        peer: req.peer.map(|a| a.to_string()),
+        reason,
+    };
+    sink.store(record.record()).map(|_| ())
+}
+
+fn start_session(
+    svc: &Service,
+    req: &ApiRequest,
+    sink: &dyn AuditSink,
+    id: &Identity,
+    next: &str,
+) -> ApiResponse {
+    if let Err(e) = audit_login(sink, req, id.via, Some(id), 200, None) {
+        return login_page(
+            svc,
+            req,
+            Some(&format!("the login could not be audited: {e}")),
+        );
+    }
     let s = UiSession {
         via: id.via.to_string(),
         issuer: id.issuer.clone(),
@@ -231,7 +271,7 @@ pub fn login_page(svc: &Service, req: &ApiRequest, error: Option<&str>) -> ApiRe
 }
 
 /// `POST /ui/login`: `token`, `csrf`, `next` (form-urlencoded).
-pub fn login_post(svc: &Service, req: &ApiRequest) -> ApiResponse {
+pub fn login_post(svc: &Service, req: &ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
     let form = crate::api::params_of(std::str::from_utf8(&req.body).ok());
     let sent = param(&form, "csrf").unwrap_or("");
     let sealed_ok = key(svc).ok().and_then(|k| {
@@ -250,15 +290,16 @@ pub fn login_post(svc: &Service, req: &ApiRequest) -> ApiResponse {
     match svc.auth.authenticate(Some(&format!("Bearer {token}"))) {
         Ok(id) => {
             if crate::api::auth::role_of(&id, &svc.config).is_none() {
-                return login_page(
-                    svc,
-                    req,
-                    Some("this identity has no role here (no [[api.roles]] group matches)"),
-                );
+                let why = "this identity has no role here (no [[api.roles]] group matches)";
+                let _ = audit_login(sink, req, id.via, Some(&id), 403, Some(why.into()));
+                return login_page(svc, req, Some(why));
             }
-            start_session(svc, req, &id, &next)
+            start_session(svc, req, sink, &id, &next)
         }
-        Err(e) => login_page(svc, req, Some(&e.to_string())),
+        Err(e) => {
+            let _ = audit_login(sink, req, "api-token", None, 401, Some(e.to_string()));
+            login_page(svc, req, Some(&e.to_string()))
+        }
     }
 }
 
@@ -313,7 +354,7 @@ pub fn oidc_start(svc: &Service, req: &ApiRequest) -> ApiResponse {
 }
 
 /// `GET /ui/callback?code=…&state=…`: the code exchanged (PKCE), the id_token verified.
-pub fn oidc_callback(svc: &Service, req: &ApiRequest) -> ApiResponse {
+pub fn oidc_callback(svc: &Service, req: &ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
     let p = crate::api::params_of(req.query.as_deref());
     if let Some(e) = param(&p, "error") {
         let d = param(&p, "error_description").unwrap_or("");
@@ -348,18 +389,19 @@ pub fn oidc_callback(svc: &Service, req: &ApiRequest) -> ApiResponse {
                 via: "oidc",
             };
             if crate::api::auth::role_of(&id, &svc.config).is_none() {
-                return login_page(
-                    svc,
-                    req,
-                    Some(&format!(
-                        "{} has no role here (no [[api.roles]] group matches {:?})",
-                        id.name, id.groups
-                    )),
+                let why = format!(
+                    "{} has no role here (no [[api.roles]] group matches {:?})",
+                    id.name, id.groups
                 );
+                let _ = audit_login(sink, req, "oidc", Some(&id), 403, Some(why.clone()));
+                return login_page(svc, req, Some(&why));
             }
-            start_session(svc, req, &id, &pu.next)
+            start_session(svc, req, sink, &id, &pu.next)
         }
-        Err(e) => login_page(svc, req, Some(&format!("login failed: {e}"))),
+        Err(e) => {
+            let _ = audit_login(sink, req, "oidc", None, 401, Some(e.clone()));
+            login_page(svc, req, Some(&format!("login failed: {e}")))
+        }
     }
 }
 
