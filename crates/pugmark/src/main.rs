@@ -11,6 +11,7 @@ mod cli;
 mod misp;
 mod netflow;
 mod proofs;
+mod ui;
 mod witnesses;
 
 use std::process::ExitCode;
