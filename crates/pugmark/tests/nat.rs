@@ -438,9 +438,13 @@ fn real_conntrack_in_a_router_namespace_names_the_vm_behind_each_public_port() {
             assert_eq!(proto, f[0]);
             let want_vm = if f[1] == "10.231.77.6" { B } else { A };
             let port = pub_port.to_string();
+            // With the protocol: the router may give the same public port to a TCP and a
+            // UDP connection at once (it did, now and then, before --proto existed).
             let v = json(
                 data,
-                &["who", "--ip", pub_ip, "--port", &port, "--at", &at_s],
+                &[
+                    "who", "--ip", pub_ip, "--port", &port, "--proto", f[0], "--at", &at_s,
+                ],
             );
             let m = v["matches"].as_array().unwrap();
             assert_eq!(m.len(), 1, "{what} {inside} via {pub_ip}:{port}: {v:#}");

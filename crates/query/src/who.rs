@@ -117,6 +117,9 @@ pub struct QueryJson {
     /// `--peer`: the outside peer, `IP` or `IP:PORT` (`[v6]:port`), as asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// `--proto`: the transport protocol of the connection (`tcp`, `udp`, …), as normalised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
 }
 
 /// What narrows the NAT path of `who --ip` (issue 12): the public port and the outside peer.
@@ -126,6 +129,10 @@ pub struct NatFilter {
     pub port: Option<u16>,
     pub peer_ip: Option<String>,
     pub peer_port: Option<u16>,
+    /// The protocol, lower-case name as the decoders write it (`tcp`, `udp`, `icmp`, or the
+    /// number): a NAT gives the same public port to a TCP and a UDP connection at once.
+    /// A translation whose protocol no record gives is kept (it cannot be excluded).
+    pub proto: Option<String>,
 }
 
 impl NatFilter {
@@ -143,6 +150,10 @@ impl NatFilter {
             .as_ref()
             .is_none_or(|p| t.peer_ip.as_deref() == Some(p.as_str()))
             && self.peer_port.is_none_or(|p| t.peer_port == Some(p))
+            && self
+                .proto
+                .as_ref()
+                .is_none_or(|p| t.proto.as_deref().is_none_or(|tp| tp == p))
     }
 }
 
@@ -675,6 +686,7 @@ pub fn who_with(
             at: q.at.to_string(),
             port: nat_filter.port,
             peer: nat_filter.peer_text(),
+            proto: nat_filter.proto.clone(),
         },
         matches,
         unresolved,
@@ -1509,6 +1521,42 @@ pub(crate) fn person_json(e: &ScimEntry, seqs: Vec<u64>) -> PersonJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One public port held by a TCP and a UDP connection at once (a NAT keeps a port space
+    /// per protocol): `--proto` picks one; a translation no record gives a protocol for is
+    /// never excluded by it.
+    #[test]
+    fn the_protocol_narrows_a_public_port_shared_by_tcp_and_udp() {
+        let t = |proto: Option<&str>, inside: &str| Translation {
+            kind: "snat".into(),
+            proto: proto.map(str::to_string),
+            public_ip: "192.0.2.254".into(),
+            public_port: Some(50016),
+            inside_ip: inside.into(),
+            inside_port: Some(41001),
+            peer_ip: Some("192.0.2.10".into()),
+            peer_port: None,
+            ct_id: None,
+            from: 0,
+            to: None,
+            end: "open",
+            records: Vec::new(),
+        };
+        let (tcp, udp, unknown) = (
+            t(Some("tcp"), "10.0.0.5"),
+            t(Some("udp"), "10.0.0.6"),
+            t(None, "10.0.0.7"),
+        );
+        let f = |proto: Option<&str>| NatFilter {
+            port: Some(50016),
+            proto: proto.map(str::to_string),
+            ..NatFilter::default()
+        };
+        assert!(f(None).admits(&tcp) && f(None).admits(&udp));
+        assert!(f(Some("tcp")).admits(&tcp) && !f(Some("tcp")).admits(&udp));
+        assert!(f(Some("udp")).admits(&udp) && !f(Some("udp")).admits(&tcp));
+        assert!(f(Some("tcp")).admits(&unknown));
+    }
 
     fn obs(seq: u64, t: i64, ty: &str, ips: &[&str]) -> VmObs {
         VmObs {

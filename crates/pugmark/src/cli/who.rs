@@ -36,6 +36,10 @@ pub struct WhoArgs {
     /// port in brackets), when many connections share the public port.
     #[arg(long, requires = "ip", value_parser = parse_peer)]
     pub peer: Option<(std::net::IpAddr, Option<u16>)>,
+    /// With --ip: the connection's protocol (tcp, udp, icmp, … or its number): a NAT may give
+    /// the same public port to a TCP and a UDP connection at the same time.
+    #[arg(long, requires = "ip", value_parser = parse_proto)]
+    pub proto: Option<String>,
     /// The moment (RFC 3339, e.g. 2026-10-14T10:05:00Z).
     #[arg(long, value_parser = parse_time)]
     pub at: Timestamp,
@@ -51,6 +55,44 @@ pub struct WhoArgs {
     /// DATA/quarantine.config).
     #[arg(long, env = "PUGMARK_QUARANTINE_CONFIG")]
     pub quarantine_config: Option<std::path::PathBuf>,
+}
+
+/// `--proto`: a protocol name or number, normalised the way the decoders write it (conntrack
+/// and netfilter names in lower case; the numbers they know by name as that name).
+fn parse_proto(s: &str) -> Result<String, String> {
+    const NAMES: [(u8, &str); 11] = [
+        (1, "icmp"),
+        (2, "igmp"),
+        (6, "tcp"),
+        (17, "udp"),
+        (33, "dccp"),
+        (47, "gre"),
+        (50, "esp"),
+        (51, "ah"),
+        (58, "icmpv6"),
+        (132, "sctp"),
+        (136, "udplite"),
+    ];
+    let s = s.trim().to_ascii_lowercase();
+    let s = if s == "ipv6-icmp" {
+        "icmpv6".to_string()
+    } else {
+        s
+    };
+    if let Ok(n) = s.parse::<u8>() {
+        return Ok(NAMES
+            .iter()
+            .find(|(k, _)| *k == n)
+            .map_or_else(|| n.to_string(), |(_, name)| (*name).to_string()));
+    }
+    if NAMES.iter().any(|(_, name)| *name == s) {
+        return Ok(s);
+    }
+    let known: Vec<&str> = NAMES.iter().map(|(_, n)| *n).collect();
+    Err(format!(
+        "unknown protocol {s:?}: one of {} or a number",
+        known.join(", ")
+    ))
 }
 
 /// `--peer`: `IP`, `IPv4:PORT` or `[IPv6]:PORT`.
@@ -86,6 +128,7 @@ pub(crate) fn answer(args: &WhoArgs) -> anyhow::Result<(WhoAnswer, serde_json::V
         port: args.port,
         peer_ip: args.peer.map(|(ip, _)| ip.to_string()),
         peer_port: args.peer.and_then(|(_, p)| p),
+        proto: args.proto.clone(),
     };
     let answer = who_with(
         &mut &store,
