@@ -1036,7 +1036,8 @@ impl Rabbit {
             epmd,
             port,
         };
-        for _ in 0..600 {
+        // ~5 s alone; over a minute on this 2-core machine under a load of 10+ (seen).
+        for _ in 0..1800 {
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return rabbit;
             }
