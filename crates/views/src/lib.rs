@@ -14,6 +14,7 @@
 //! intervals `who`, `timeline` and `report` answer with.
 
 pub mod error;
+pub mod cases;
 pub mod facts;
 pub mod search;
 

@@ -12,6 +12,7 @@
 //! `Accept: application/x-ndjson`).
 
 pub mod audit;
+mod cases;
 pub mod auth;
 pub mod scope;
 
@@ -157,6 +158,32 @@ fn parse_args<T: VerbArgs>(verb: &str, p: &Params, dd: &std::path::Path) -> Resu
     let mut args = T::from_arg_matches_mut(&mut m).map_err(|e| refuse(400, e.to_string()))?;
     args.data_mut().data = dd.to_path_buf();
     Ok(args)
+}
+
+/// [`parse_args`] for callers outside the API (saved case questions): the error as text.
+pub(crate) fn parse_verb<T: VerbArgs>(
+    verb: &str,
+    p: &[(String, String)],
+    dd: &std::path::Path,
+) -> Result<T, String> {
+    parse_args(verb, &p.to_vec(), dd).map_err(|r| r.error)
+}
+
+/// Whether `verb` accepts these parameters (the verb's own clap parser, as the API runs it).
+pub(crate) fn check_params(
+    verb: &str,
+    p: &[(String, String)],
+    dd: &std::path::Path,
+) -> Result<(), String> {
+    match verb {
+        "who" => parse_verb::<who::WhoArgs>(verb, p, dd).map(drop),
+        "report" => parse_verb::<report::ReportArgs>(verb, p, dd).map(drop),
+        "search" => parse_verb::<search::SearchArgs>(verb, p, dd).map(drop),
+        "timeline" => parse_verb::<timeline::TimelineArgs>(verb, p, dd).map(drop),
+        "check" => parse_verb::<check::CheckArgs>(verb, p, dd).map(drop),
+        "hunt" => parse_verb::<hunt::HuntArgs>(verb, p, dd).map(drop),
+        _ => Err(format!("no verb {verb:?}")),
+    }
 }
 
 /// The verbs' arguments, whose data directory is the server's.
@@ -669,8 +696,11 @@ impl serve::api::Api for Service {
         let p: Params = form_urlencoded::parse(req.query.as_deref().unwrap_or("").as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
+        let is_case = endpoint == "cases" || endpoint.starts_with("cases/");
         let verb = if VERBS.contains(&endpoint.as_str()) {
             endpoint.clone()
+        } else if is_case {
+            "case".to_string()
         } else {
             "unknown".to_string()
         };
@@ -687,6 +717,7 @@ impl serve::api::Api for Service {
             vms: BTreeSet::new(),
             peer: req.peer.map(|a| a.to_string()),
             reason: None,
+            change: None,
         };
         let id = match self.auth.authenticate(req.authorization.as_deref()) {
             Ok(id) => id,
@@ -715,6 +746,9 @@ impl serve::api::Api for Service {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        if is_case {
+            return self.cases(&req, &endpoint, &p, &id, roles, sink, record);
+        }
         let method_ok = req.method == "GET" || (req.method == "POST" && verb == "hunt");
         let answered = if !method_ok {
             Err(refuse(405, "GET, or POST for hunt"))
