@@ -26,7 +26,7 @@ use serve::api::{ApiBody, ApiRequest, ApiResponse, AuditSink};
 use serve::config::{ApiConfig, ApiRole};
 
 use crate::cli::{check, hunt, report, search, timeline, who};
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 /// The OpenAPI 3 description (hand-written: six verbs whose JSON shapes are the CLI's
 /// documented contracts; a generator would need `utoipa` derives on every query type across
@@ -315,19 +315,16 @@ impl Service {
                     p.push(("format".into(), "json".into()));
                 }
                 let args: report::ReportArgs = parse_args(verb, &p, &data)?;
-                let (rep, mut v, dd) = report::answer(&args).map_err(internal)?;
+                let (mut rep, mut v, dd) = report::answer(&args).map_err(internal)?;
                 if let Some(sc) = &sc {
-                    if args.format != report::ReportFormat::Json {
-                        return Err(refuse(
-                            403,
-                            "a VO role gets the report as JSON (format=json): the md and html renderings are not scoped",
-                        ));
-                    }
                     let before = named(&v, sc);
                     scope::prune(&mut v, sc, false);
                     if v["vms"].as_array().is_none_or(Vec::is_empty) {
                         return Err(not_yours(before));
                     }
+                    // md and html are rendered from the typed report: cut it the same way
+                    // (the integrity section cites what the pruned JSON still cites).
+                    rep = scope::scope_report(&rep, sc);
                 }
                 let count = v["vms"].as_array().map_or(0, Vec::len) as u64;
                 let bytes = report::render(&rep, &v, &dd, args.format).map_err(internal)?;
@@ -827,14 +824,14 @@ impl serve::api::Api for Service {
 /// each request — so concurrent queries share an fsync instead of queueing for one each.
 pub struct PipelineAudit {
     tx: std::sync::Mutex<Option<AuditTx>>,
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<crate::pipeline::Pipeline>>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<pipeline::Pipeline>>>>,
 }
 
 type AuditReply = std::sync::mpsc::Sender<Result<u64, String>>;
 type AuditTx = std::sync::mpsc::Sender<(model::envelope::RecordEnvelope, AuditReply)>;
 
 impl PipelineAudit {
-    pub fn start(mut pipeline: crate::pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
+    pub fn start(mut pipeline: pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
         let (tx, rx) = std::sync::mpsc::channel::<(model::envelope::RecordEnvelope, AuditReply)>();
         let thread = std::thread::Builder::new()
             .name("pugmark-audit".into())
@@ -869,7 +866,7 @@ impl PipelineAudit {
     }
 
     /// Stops taking records and hands the pipeline back (to be finished).
-    pub fn stop(&self) -> Option<crate::pipeline::Pipeline> {
+    pub fn stop(&self) -> Option<pipeline::Pipeline> {
         self.tx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

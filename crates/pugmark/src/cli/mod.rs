@@ -148,7 +148,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(fd) = cli.key_fd {
-        crate::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
+        pipeline::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
     }
     match cli.command {
         Command::Ingest(a) => ingest::run(a),

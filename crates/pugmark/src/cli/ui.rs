@@ -14,8 +14,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cli::DataArgs;
-use crate::datadir::DataDir;
-use crate::pipeline::Pipeline;
+use pipeline::Pipeline;
+use pipeline::datadir::DataDir;
 
 /// Default address of `pugmark ui` (loopback; serve's HTTP listener is 9514).
 pub const DEFAULT_UI: &str = "127.0.0.1:9516";
