@@ -27,7 +27,7 @@ use views::cases::{Case, CaseStore, Change, Made};
 
 use crate::api::scope::Scope;
 use crate::cli::report::{self, ReportFormat};
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 /// The store's file in the data directory.
 pub const FILE: &str = "cases.sqlite";
@@ -166,7 +166,7 @@ pub fn summary(c: &Case) -> Value {
 
 /// Reads records by position and says whose they are.
 pub struct Records {
-    fetch: crate::pipeline::LedgerFetch,
+    fetch: pipeline::LedgerFetch,
     len: u64,
     site: Option<query::attrib::Site>,
 }
@@ -185,7 +185,7 @@ impl Records {
             }
         };
         Ok(Records {
-            fetch: crate::pipeline::LedgerFetch { reader },
+            fetch: pipeline::LedgerFetch { reader },
             len,
             site,
         })
@@ -327,8 +327,8 @@ pub fn params_of(v: &Value) -> Result<Vec<(String, String)>, String> {
     Ok(out)
 }
 
-/// One saved `who`/`report` question answered as the incident report (JSON, scoped), with
-/// its Markdown/HTML rendering when unscoped.
+/// One saved `who`/`report` question answered as the incident report (JSON), with its
+/// Markdown/HTML rendering; both cut to a VO role's scope.
 struct Answered {
     json: Value,
     rendered: Option<Vec<u8>>,
@@ -346,16 +346,14 @@ fn answer_question(
         .collect();
     p.push(("format".into(), "json".into()));
     let args: report::ReportArgs = crate::api::parse_verb("report", &p, dd.root())?;
-    let (rep, mut v, dd2) = report::answer(&args).map_err(|e| format!("{e:#}"))?;
+    let (mut rep, mut v, dd2) = report::answer(&args).map_err(|e| format!("{e:#}"))?;
     if let Some(s) = scope {
         crate::api::scope::prune(&mut v, s, false);
         if v["vms"].as_array().is_none_or(Vec::is_empty) {
             return Err("not yours: nothing this role may see answers this question".into());
         }
-        return Ok(Answered {
-            json: v,
-            rendered: None,
-        });
+        // md and html from the typed report, cut the same way (as `GET /api/v1/report`).
+        rep = crate::api::scope::scope_report(&rep, s);
     }
     let rendered = match format {
         ReportFormat::Json => None,
@@ -367,9 +365,8 @@ fn answer_question(
 /// The case exported as the incident report: each saved `who`/`report` question answered
 /// as `pugmark report` would (the answer, what to do, evidence), then the starred records
 /// and the annotations. JSON: the [`view`] with `"questions": [{"verb", "params", "title",
-/// "report"} | {…, "error"}]`. Markdown and HTML only unscoped (as `GET /api/v1/report`: the
-/// renderings are not VO-scoped; a VO role gets JSON). Returns the content type and bytes
-/// and how many questions were answered.
+/// "report"} | {…, "error"}]`; Markdown and HTML with each question's rendering (VO-scoped
+/// like `GET /api/v1/report`'s). Returns the content type, the bytes and the JSON.
 pub fn report(
     dd: &DataDir,
     c: &Case,
@@ -429,7 +426,10 @@ fn question_label(verb: &str, params: &Value, title: Option<&str>) -> String {
     let mut s = verb.to_string();
     if let Value::Object(m) = params {
         for (k, v) in m {
-            s.push_str(&format!(" {k}={}", v.as_str().map_or(v.to_string(), str::to_string)));
+            s.push_str(&format!(
+                " {k}={}",
+                v.as_str().map_or(v.to_string(), str::to_string)
+            ));
         }
     }
     match title {

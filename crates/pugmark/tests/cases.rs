@@ -234,7 +234,13 @@ fn vo_of_vms(ch: &Path) -> BTreeMap<String, String> {
 
 /// A record of `vm` (by the site's timeline: attributed to it), not `avoid`.
 fn record_of(d: &Day, vm: &str) -> u64 {
-    let t = d.json("site", "GET", &format!("/api/v1/timeline?vm={vm}"), None, 200);
+    let t = d.json(
+        "site",
+        "GET",
+        &format!("/api/v1/timeline?vm={vm}"),
+        None,
+        200,
+    );
     t["entries"]
         .as_array()
         .expect("entries")
@@ -318,7 +324,12 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
         json!({"verb": "who", "params": {"ip": "not-an-ip", "at": at}}),
         json!({"verb": "rm", "params": {}}),
     ] {
-        let (s, _) = d.call("alice", "POST", &format!("/api/v1/cases/{a}/queries"), Some(bad));
+        let (s, _) = d.call(
+            "alice",
+            "POST",
+            &format!("/api/v1/cases/{a}/queries"),
+            Some(bad),
+        );
         assert_eq!(s, 400);
     }
     // Her VM's record: starred and annotated. The other VO's record: refused.
@@ -341,7 +352,12 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
         ("stars", json!({"seq": theirs})),
         ("annotations", json!({"seq": theirs, "text": "peek"})),
     ] {
-        let (s, b) = d.call("alice", "POST", &format!("/api/v1/cases/{a}/{what}"), Some(body));
+        let (s, b) = d.call(
+            "alice",
+            "POST",
+            &format!("/api/v1/cases/{a}/{what}"),
+            Some(body),
+        );
         assert_eq!(s, 404, "{}", String::from_utf8_lossy(&b));
     }
     // The site stars and annotates the other VO's record on her case (it may).
@@ -370,7 +386,10 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
     let (s, body) = d.call("alice", "GET", &format!("/api/v1/cases/{a}"), None);
     assert_eq!(s, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(seqs(&v["stars"], &["record", "seq"]), BTreeSet::from([ours]));
+    assert_eq!(
+        seqs(&v["stars"], &["record", "seq"]),
+        BTreeSet::from([ours])
+    );
     assert_eq!(v["annotations"].as_array().map(Vec::len), Some(2));
     let text = String::from_utf8_lossy(&body);
     assert!(!text.contains(&cms_vm) && !text.contains("cms record the site found"));
@@ -391,7 +410,12 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
         Some(json!({"text": "csirt"})),
     );
     assert_eq!(s, 403);
-    let (s, _) = d.call("carol", "POST", "/api/v1/cases", Some(json!({"title": "x"})));
+    let (s, _) = d.call(
+        "carol",
+        "POST",
+        "/api/v1/cases",
+        Some(json!({"title": "x"})),
+    );
     assert_eq!(s, 403);
 
     // Sharing: dave (atlas, not a member) cannot see the case until it is shared with atlas.
@@ -412,7 +436,10 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
         200,
     );
     let v = d.json("dave", "GET", &format!("/api/v1/cases/{a}"), None, 200);
-    assert_eq!(seqs(&v["stars"], &["record", "seq"]), BTreeSet::from([ours]));
+    assert_eq!(
+        seqs(&v["stars"], &["record", "seq"]),
+        BTreeSet::from([ours])
+    );
     // bob (cms) has case B; neither VO reaches the other's case.
     let b = d.json(
         "bob",
@@ -469,14 +496,35 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
     let rep = &r["questions"][0]["report"];
     assert!(rep.to_string().contains(&vm), "{r}");
     assert!(!r.to_string().contains(&cms_vm));
-    let (s, _) = d.call("alice", "GET", &format!("/api/v1/cases/{a}/report?format=md"), None);
-    assert_eq!(s, 403, "the md rendering is not VO-scoped");
-    let (s, md) = d.call("site", "GET", &format!("/api/v1/cases/{a}/report?format=md"), None);
+    let (s, md) = d.call(
+        "alice",
+        "GET",
+        &format!("/api/v1/cases/{a}/report?format=md"),
+        None,
+    );
     assert_eq!(s, 200);
     let md = String::from_utf8_lossy(&md);
-    assert!(md.contains(&vm) && md.contains("## Starred records"), "{md}");
+    assert!(md.contains(&vm) && !md.contains(&cms_vm), "{md}");
+    assert!(!md.contains("cms record the site found"));
+    let (s, md) = d.call(
+        "site",
+        "GET",
+        &format!("/api/v1/cases/{a}/report?format=md"),
+        None,
+    );
+    assert_eq!(s, 200);
+    let md = String::from_utf8_lossy(&md);
+    assert!(
+        md.contains(&vm) && md.contains("## Starred records"),
+        "{md}"
+    );
     assert!(md.contains("the decisive connection") && md.contains(&format!("#{ours}")));
-    let (s, html) = d.call("site", "GET", &format!("/api/v1/cases/{a}/report?format=html"), None);
+    let (s, html) = d.call(
+        "site",
+        "GET",
+        &format!("/api/v1/cases/{a}/report?format=html"),
+        None,
+    );
     assert_eq!(s, 200);
     let html = String::from_utf8_lossy(&html);
     assert!(html.starts_with("<!DOCTYPE html>") && html.contains(&vm));
@@ -506,7 +554,15 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
     // The operator's CLI on the same cases.
     let v: Value = serde_json::from_str(&ok(
         &d.data,
-        &["case", "annotate", &a, "noted at the terminal", "--as", "op", "--json"],
+        &[
+            "case",
+            "annotate",
+            &a,
+            "noted at the terminal",
+            "--as",
+            "op",
+            "--json",
+        ],
     ))
     .unwrap();
     assert!(v["change_seq"].as_u64().unwrap() > note_seq);
@@ -516,7 +572,8 @@ fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
 
     // reindex folds the case store again from the ledger alone: equal.
     let dump = |d: &Day| {
-        let mut all = vec![serde_json::from_str::<Value>(&ok(&d.data, &["case", "list", "--json"])).unwrap()];
+        let mut all =
+            vec![serde_json::from_str::<Value>(&ok(&d.data, &["case", "list", "--json"])).unwrap()];
         for id in [&a, &b] {
             all.push(serde_json::from_str(&ok(&d.data, &["case", "show", id, "--json"])).unwrap());
         }

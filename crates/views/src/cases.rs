@@ -275,11 +275,7 @@ impl CaseStore {
                     )?;
                     true
                 }
-                Change::Annotate {
-                    case,
-                    seq: r,
-                    text,
-                } => {
+                Change::Annotate { case, seq: r, text } => {
                     tx.execute(
                         "INSERT INTO items (seq, case_id, kind, record, text, time, by, subject) VALUES (?1, ?2, 'note', ?3, ?4, ?5, ?6, ?7)",
                         params![seq, case, r.map(|r| r as i64), text, m.time, m.by, m.subject],
@@ -367,7 +363,9 @@ impl CaseStore {
         let mut st = self
             .conn
             .prepare("SELECT kind, name FROM members WHERE case_id = ?1 ORDER BY kind, name")?;
-        let rows = st.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let rows = st.query_map([id], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
         for row in rows {
             let (k, n) = row?;
             if k == "vo" {

@@ -134,12 +134,14 @@ impl Service {
                 };
                 // The change is in the ledger; the answer is the case as the store folds it.
                 let answer = (|| -> anyhow::Result<Value> {
-                    let dd = crate::datadir::DataDir::open(&self.data, false)?;
+                    let dd = pipeline::datadir::DataDir::open(&self.data, false)?;
                     let store = cases::sync(&dd)?;
                     let c = store
                         .get(&case_id)?
                         .ok_or_else(|| anyhow::anyhow!("case {case_id} not in the store"))?;
-                    let sc = self.scope(&actor.roles).map_err(|r| anyhow::anyhow!(r.error))?;
+                    let sc = self
+                        .scope(&actor.roles)
+                        .map_err(|r| anyhow::anyhow!(r.error))?;
                     let mut v = cases::view(&dd, &c, sc.as_deref(), cases::access(&c, &actor))?;
                     v["change_seq"] = json!(seq);
                     Ok(v)
@@ -189,7 +191,10 @@ impl Service {
                 return Err(no_case(id));
             }
             if a < need {
-                return Err(refuse(403, "read-only: this role may read the case, not change it"));
+                return Err(refuse(
+                    403,
+                    "read-only: this role may read the case, not change it",
+                ));
             }
             Ok((c, a))
         };
@@ -252,14 +257,7 @@ impl Service {
                         _ => return Err(refuse(400, "format: md, json or html")),
                     },
                 };
-                if scope.is_some() && format != ReportFormat::Json {
-                    return Err(refuse(
-                        403,
-                        "a VO role gets the case report as JSON (format=json): the md and html renderings are not scoped",
-                    ));
-                }
-                let (ct, bytes, v) =
-                    cases::report(&dd, &c, scope, a, format).map_err(internal)?;
+                let (ct, bytes, v) = cases::report(&dd, &c, scope, a, format).map_err(internal)?;
                 let count = v["questions"].as_array().map_or(0, Vec::len) as u64;
                 Ok(Outcome::Read {
                     vms: cases::vms_named(&v, scope),
@@ -343,7 +341,10 @@ impl Service {
                         let owner = actor.name == c.owner
                             || actor.subject.is_some() && actor.subject == c.owner_subject;
                         if !owner && !actor.roles.iter().any(|r| matches!(r, ApiRole::Site)) {
-                            return Err(refuse(403, "only the case's owner (or the site) shares it"));
+                            return Err(refuse(
+                                403,
+                                "only the case's owner (or the site) shares it",
+                            ));
                         }
                         let users = strings_of(&b, "users")?;
                         let vos = strings_of(&b, "vos")?;

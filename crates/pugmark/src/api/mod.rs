@@ -12,8 +12,8 @@
 //! `Accept: application/x-ndjson`).
 
 pub mod audit;
-mod cases;
 pub mod auth;
+mod cases;
 pub mod scope;
 
 use std::collections::BTreeSet;

@@ -14,7 +14,7 @@ use views::cases::Change;
 use crate::cases::{self, Access, Actor};
 use crate::cli::DataArgs;
 use crate::cli::report::ReportFormat;
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 pub struct CaseArgs {
@@ -102,7 +102,8 @@ fn unix_user() -> String {
 
 pub fn run(args: CaseArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
-    crate::viewcheck::check(&dd, &[crate::viewcheck::View::Index])?.refuse_unusable("case")?;
+    pipeline::viewcheck::check(&dd, &[pipeline::viewcheck::View::Index])?
+        .refuse_unusable("case")?;
     let name = args.as_user.clone().unwrap_or_else(unix_user);
     let actor = Actor {
         subject: Some(format!("cli:{name}")),
@@ -279,7 +280,7 @@ fn record(dd: &DataDir, actor: &Actor, change: &Change) -> anyhow::Result<u64> {
         reason: None,
         change: Some(serde_json::to_value(change)?),
     };
-    let mut p = crate::pipeline::Pipeline::open(dd).with_context(|| {
+    let mut p = pipeline::Pipeline::open(dd).with_context(|| {
         format!(
             "a case change is a ledger record, so pugmark case needs the ledger of {}; is a \
              pugmark serve or ui running on it? Then use its API (POST /api/v1/cases…)",
@@ -300,7 +301,12 @@ fn print_case(out: &mut impl Write, v: &Value, json: bool) -> anyhow::Result<()>
     let s = |x: &Value| x.as_str().unwrap_or("-").to_string();
     let list = |x: &Value| {
         x.as_array()
-            .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .unwrap_or_default()
     };
     super::text_line(
@@ -342,7 +348,12 @@ fn print_case(out: &mut impl Write, v: &Value, json: bool) -> anyhow::Result<()>
             .map_or("the case".to_string(), |s| format!("#{s}"));
         super::text_line(
             out,
-            &format!("note on {on} by {} at {}: {}", s(&a["by"]), s(&a["time"]), s(&a["text"])),
+            &format!(
+                "note on {on} by {} at {}: {}",
+                s(&a["by"]),
+                s(&a["time"]),
+                s(&a["text"])
+            ),
         )?;
     }
     Ok(())
