@@ -96,7 +96,7 @@ pub fn access(c: &Case, a: &Actor) -> Access {
 pub fn new_id() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let t = jiff::Timestamp::now().as_nanosecond();
+    let t = model::Received::now().timestamp().as_nanosecond();
     let h = blake3::hash(format!("{t}/{}/{n}", std::process::id()).as_bytes());
     format!("case-{}", &h.to_hex()[..12])
 }
@@ -142,17 +142,6 @@ pub fn rebuild(dd: &DataDir) -> anyhow::Result<CaseStore> {
         }
     }
     sync(dd)
-}
-
-/// Every case as JSON (`pugmark case list --json` of the site, and the reindex check).
-pub fn dump(store: &CaseStore) -> anyhow::Result<Value> {
-    let mut out = Vec::new();
-    for id in store.ids()? {
-        if let Some(c) = store.get(&id)? {
-            out.push(serde_json::to_value(c)?);
-        }
-    }
-    Ok(Value::Array(out))
 }
 
 /// A case's summary for lists.
