@@ -15,7 +15,7 @@
 //! read-only; nobody else (answered like an unknown case). Whatever the access, a VO role sees
 //! only its own VO's records through a case ([`view`] applies the VO scope to every record
 //! shown: a star or annotation on another VO's record is not shown), and saved questions are
-//! answered with the asker's role ([`report`]).
+//! answered with the asker's role ([`report()`]).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
