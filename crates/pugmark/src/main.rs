@@ -6,6 +6,7 @@
 //! (STYLE.md convention 5).
 
 mod api;
+mod cases;
 mod challenge;
 mod cli;
 mod misp;

@@ -13,6 +13,7 @@
 //! address leases, directory entries and payload jobs, from which crate `query` derives the
 //! intervals `who`, `timeline` and `report` answer with.
 
+pub mod cases;
 pub mod error;
 pub mod facts;
 pub mod search;

@@ -5,7 +5,7 @@
 //!
 //! The record is an RFC 5424 line `<110>1 TIME - pugmark-audit - - - audit {JSON}` with JSON
 //! `{"user", "subject", "issuer", "via", "role", "verb", "params", "status", "count", "vms",
-//! "peer", "reason"}`; `pugmark audit` and `GET /api/v1/audit` list them ([`list`]).
+//! "peer", "reason", "change"}` (`change`: only on a case change, `crate::cases`); `pugmark audit` and `GET /api/v1/audit` list them ([`list`]).
 
 use std::collections::BTreeSet;
 
@@ -43,6 +43,10 @@ pub struct Audit {
     /// Why it was refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A change to a case (`crate::cases`: `{"op", "case", …}`), on the record of the request
+    /// that made it: the case store is the fold of these.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Value>,
 }
 
 impl Audit {

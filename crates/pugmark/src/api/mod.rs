@@ -16,6 +16,7 @@
 
 pub mod audit;
 pub mod auth;
+mod cases;
 pub mod scope;
 
 use std::collections::BTreeSet;
@@ -160,6 +161,32 @@ fn parse_args<T: VerbArgs>(verb: &str, p: &Params, dd: &std::path::Path) -> Resu
     let mut args = T::from_arg_matches_mut(&mut m).map_err(|e| refuse(400, e.to_string()))?;
     args.data_mut().data = dd.to_path_buf();
     Ok(args)
+}
+
+/// [`parse_args`] for callers outside the API (saved case questions): the error as text.
+pub(crate) fn parse_verb<T: VerbArgs>(
+    verb: &str,
+    p: &[(String, String)],
+    dd: &std::path::Path,
+) -> Result<T, String> {
+    parse_args(verb, &p.to_vec(), dd).map_err(|r| r.error)
+}
+
+/// Whether `verb` accepts these parameters (the verb's own clap parser, as the API runs it).
+pub(crate) fn check_params(
+    verb: &str,
+    p: &[(String, String)],
+    dd: &std::path::Path,
+) -> Result<(), String> {
+    match verb {
+        "who" => parse_verb::<who::WhoArgs>(verb, p, dd).map(drop),
+        "report" => parse_verb::<report::ReportArgs>(verb, p, dd).map(drop),
+        "search" => parse_verb::<search::SearchArgs>(verb, p, dd).map(drop),
+        "timeline" => parse_verb::<timeline::TimelineArgs>(verb, p, dd).map(drop),
+        "check" => parse_verb::<check::CheckArgs>(verb, p, dd).map(drop),
+        "hunt" => parse_verb::<hunt::HuntArgs>(verb, p, dd).map(drop),
+        _ => Err(format!("no verb {verb:?}")),
+    }
 }
 
 /// The verbs' arguments, whose data directory is the server's.
@@ -664,6 +691,9 @@ pub(crate) enum Reply {
     Raw(&'static str, Vec<u8>),
     /// NDJSON lines (search / timeline with `format=ndjson`).
     Lines(Vec<Value>),
+    /// A whole response made by the endpoint itself (`/api/v1/cases…`: its own methods,
+    /// statuses and audit record).
+    Response(ApiResponse),
 }
 
 impl Service {
@@ -679,8 +709,11 @@ impl Service {
         sink: &dyn AuditSink,
         ui_page: Option<&str>,
     ) -> Reply {
+        let is_case = endpoint == "cases" || endpoint.starts_with("cases/");
         let verb = if VERBS.contains(&endpoint) {
             endpoint.to_string()
+        } else if is_case {
+            "case".to_string()
         } else {
             "unknown".to_string()
         };
@@ -701,6 +734,7 @@ impl Service {
             vms: BTreeSet::new(),
             peer: req.peer.map(|a| a.to_string()),
             reason: None,
+            change: None,
         };
         let id = match who {
             Ok(id) => id,
@@ -729,6 +763,9 @@ impl Service {
                 .collect::<Vec<_>>()
                 .join(" "),
         );
+        if is_case {
+            return Reply::Response(self.cases(req, endpoint, p, &id, roles, sink, record));
+        }
         let method_ok = req.method == "GET" || (req.method == "POST" && verb == "hunt");
         let answered = if !method_ok {
             Err(refuse(405, "GET, or POST for hunt"))
@@ -806,6 +843,7 @@ impl serve::api::Api for Service {
                 body: ApiBody::Full(bytes),
                 headers: Vec::new(),
             },
+            Reply::Response(r) => r,
             Reply::Lines(items) => {
                 let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
                 std::thread::spawn(move || {

@@ -6,6 +6,7 @@
 mod api_token;
 mod audit;
 mod autohold;
+mod case;
 mod challenge;
 pub(crate) mod check;
 pub(crate) mod hunt;
@@ -139,6 +140,10 @@ pub enum Command {
     ApiToken(api_token::ApiTokenArgs),
     /// The query API's audit trail: who asked what, with which role, when, how many results.
     Audit(audit::AuditArgs),
+    /// Cases (like Timesketch's sketch): saved questions, starred and annotated records,
+    /// shared with users or VOs, exported as the incident report; every change a ledger
+    /// record.
+    Case(case::CaseArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -171,6 +176,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ui(a) => ui::run(a),
         Command::ApiToken(a) => api_token::run(a),
         Command::Audit(a) => audit::run(a),
+        Command::Case(a) => case::run(a),
     }
 }
 

@@ -32,6 +32,13 @@ pub fn run(args: ReindexArgs) -> anyhow::Result<ExitCode> {
     pipeline
         .finish_then(|| dd.swap_in_aside())
         .context("building new views")?;
+    // The case store is the fold of the ledger's case changes (crate::cases): folded again
+    // from the new views.
+    let cases = crate::cases::rebuild(&dd).context("rebuilding the case store")?;
+    let n = cases.ids()?.len();
+    if n > 0 {
+        println!("rebuilt the case store: {n} cases");
+    }
     for seg in &rebuilt {
         eprintln!("pugmark: rewrote the block index of {seg} from the segment");
     }

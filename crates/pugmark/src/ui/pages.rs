@@ -157,7 +157,7 @@ impl Cx<'_> {
                 status,
                 error: v["error"].as_str().unwrap_or("refused").to_string(),
             }),
-            Reply::Raw(..) | Reply::Lines(_) => Err(Shown {
+            Reply::Raw(..) | Reply::Lines(_) | Reply::Response(_) => Err(Shown {
                 status: 500,
                 error: "an export cannot be shown as a page".into(),
             }),
@@ -322,7 +322,7 @@ fn report(svc: &Service, user: &UiSession, req: &ApiRequest, sink: &dyn AuditSin
             if status == 200 { 500 } else { status },
             v["error"].as_str().unwrap_or("no report"),
         ),
-        Reply::Lines(_) => error_page(user, 500, "no report"),
+        Reply::Lines(_) | Reply::Response(_) => error_page(user, 500, "no report"),
     }
 }
 

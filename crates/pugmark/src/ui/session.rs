@@ -172,6 +172,7 @@ fn audit_login(
         vms: Default::default(),
         peer: req.peer.map(|a| a.to_string()),
         reason,
+        change: None,
     };
     sink.store(record.record()).map(|_| ())
 }
