@@ -738,7 +738,8 @@ fn check(cx: &mut Cx) -> Result<(), Shown> {
         .collect();
     cx.set(
         "check",
-        json!({"findings": findings, "by_kind": v["by_kind"], "examined": v["examined"]}),
+        json!({"findings": findings, "by_kind": v["by_kind"], "examined": v["examined"],
+               "computed": v["computed"], "cache_seconds": crate::api::CHECK_CACHE_SECONDS}),
     );
     Ok(())
 }
