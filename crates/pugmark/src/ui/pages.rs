@@ -756,6 +756,9 @@ fn hunt(cx: &mut Cx) -> Result<(), Shown> {
         .map(|l| ("indicator".to_string(), l.to_string()))
         .collect();
     p.extend(cx.pass(&["from", "to"]));
+    // The page lists SEARCH_SHOWN hits: asking for more per indicator only costs (each hit is
+    // attributed, a `who` apiece).
+    p.push(("limit".into(), SEARCH_SHOWN.to_string()));
     let v = cx.ask("hunt", p)?;
     let hits: Vec<Value> = v["hits"]
         .as_array()
