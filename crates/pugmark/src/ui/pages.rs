@@ -28,7 +28,7 @@ pub const NAV: [(&str, &str, &str); 5] = [
 ];
 
 /// Most search hits a page examines for its facets and histogram (one query).
-pub const SEARCH_EXAMINED: usize = 2000;
+pub const SEARCH_EXAMINED: usize = 500;
 /// Hits listed on a search page.
 pub const SEARCH_SHOWN: usize = 200;
 /// Timeline rows listed under the lanes (every entry is drawn in the lanes).
