@@ -587,6 +587,9 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
         );
     }
     assert!(!texts(&a[9], "hits").is_empty(), "atlas searches its own");
+    // The check page reused the site's answer of a minute ago — scoped for atlas all the same
+    // (asserted above: nothing of cms) — and says when it was computed.
+    assert!(text(&a[7], "body").contains("as computed at"), "{}", a[7]);
 
     if op.is_some() {
         let o = s("oidc");

@@ -54,7 +54,14 @@ pub struct Service {
     /// VO scopes by their VOs, with the fact store position they were loaded at: reloaded
     /// only when the fact store moved (a VM created, a lease changed).
     scopes: std::sync::Mutex<ScopeCache>,
+    checks: std::sync::Mutex<CheckCache>,
 }
+
+/// How long a web page may show a `check` answer computed earlier (see `Service::answer`).
+pub const CHECK_CACHE_SECONDS: u64 = 120;
+
+/// Recent `check` answers (unscoped) by their parameters, with when they were computed.
+type CheckCache = std::collections::HashMap<String, (std::time::Instant, String, Value)>;
 
 /// VO scopes by their VOs, each with the site version it was loaded at.
 type ScopeCache = std::collections::HashMap<Vec<String>, (u64, Arc<scope::Scope>)>;
@@ -270,6 +277,34 @@ impl Service {
         Ok(Some(s))
     }
 
+    /// A `check` answer for these parameters computed less than [`CHECK_CACHE_SECONDS`] ago,
+    /// with `computed` (when) added for the page.
+    fn cached_check(&self, key: &str) -> Option<Value> {
+        let c = self
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (at, when, v) = c.get(key)?;
+        if at.elapsed().as_secs() >= CHECK_CACHE_SECONDS {
+            return None;
+        }
+        let mut v = v.clone();
+        v["computed"] = json!(when);
+        Some(v)
+    }
+
+    fn keep_check(&self, key: String, v: &Value) {
+        let mut c = self
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.retain(|_, (at, ..)| at.elapsed().as_secs() < CHECK_CACHE_SECONDS);
+        if c.len() < 64 {
+            let when = model::Received::now().timestamp().to_string();
+            c.insert(key, (std::time::Instant::now(), when, v.clone()));
+        }
+    }
+
     /// Answers one verb for one role.
     fn answer(
         &self,
@@ -277,6 +312,7 @@ impl Service {
         p: &Params,
         req: &ApiRequest,
         roles: &[ApiRole],
+        ui: bool,
     ) -> Result<Answered, Refusal> {
         let data = self.data.clone();
         let sc = self.scope(roles)?;
@@ -411,7 +447,20 @@ impl Service {
             }
             "check" => {
                 let args: check::CheckArgs = parse_args(verb, p, &data)?;
-                let (_, mut v) = check::answer(&args).map_err(internal)?;
+                // The whole day's check reads every connection and syslog line (seconds on a
+                // 1000-VM day): a web page reuses an answer up to CHECK_CACHE_SECONDS old, and
+                // says how old; the API always computes. Scoping and the audit come after, per
+                // request, as for a fresh answer.
+                let key = params_json(p).to_string();
+                let cached = if ui { self.cached_check(&key) } else { None };
+                let mut v = match cached {
+                    Some(v) => v,
+                    None => {
+                        let (_, v) = check::answer(&args).map_err(internal)?;
+                        self.keep_check(key, &v);
+                        v
+                    }
+                };
                 if let Some(sc) = &sc {
                     scope::prune(&mut v, sc, false);
                     // The counts by kind are of what this role sees.
@@ -772,7 +821,7 @@ impl Service {
         } else if verb == "unknown" {
             Err(refuse(404, format!("no endpoint {endpoint:?}")))
         } else {
-            self.answer(&verb, p, req, &roles)
+            self.answer(&verb, p, req, &roles, ui_page.is_some())
         };
         let mut a = match answered {
             Ok(a) => a,
@@ -968,5 +1017,6 @@ pub fn service(
         config,
         metrics_addr,
         scopes: Default::default(),
+        checks: Default::default(),
     }))
 }

@@ -28,7 +28,7 @@ pub const NAV: [(&str, &str, &str); 5] = [
 ];
 
 /// Most search hits a page examines for its facets and histogram (one query).
-pub const SEARCH_EXAMINED: usize = 2000;
+pub const SEARCH_EXAMINED: usize = 500;
 /// Hits listed on a search page.
 pub const SEARCH_SHOWN: usize = 200;
 /// Timeline rows listed under the lanes (every entry is drawn in the lanes).
@@ -738,7 +738,8 @@ fn check(cx: &mut Cx) -> Result<(), Shown> {
         .collect();
     cx.set(
         "check",
-        json!({"findings": findings, "by_kind": v["by_kind"], "examined": v["examined"]}),
+        json!({"findings": findings, "by_kind": v["by_kind"], "examined": v["examined"],
+               "computed": v["computed"], "cache_seconds": crate::api::CHECK_CACHE_SECONDS}),
     );
     Ok(())
 }
@@ -755,6 +756,9 @@ fn hunt(cx: &mut Cx) -> Result<(), Shown> {
         .map(|l| ("indicator".to_string(), l.to_string()))
         .collect();
     p.extend(cx.pass(&["from", "to"]));
+    // The page lists SEARCH_SHOWN hits: asking for more per indicator only costs (each hit is
+    // attributed, a `who` apiece).
+    p.push(("limit".into(), SEARCH_SHOWN.to_string()));
     let v = cx.ask("hunt", p)?;
     let hits: Vec<Value> = v["hits"]
         .as_array()
