@@ -5,7 +5,7 @@
 //! for ordering and time ranges; `host`, `app`, `class`, `observer`, `source` and `kv`
 //! (`name=value`, except the high-cardinality [`TEXT_ONLY_FIELDS`]) as lower-cased exact
 //! terms; `ip` as IP terms (IPv4 mapped into IPv6) so `ip:10.0.0.0/8` is a term range; `text`
-//! (message, host and app) as lower-cased word tokens, without the parts of addresses
+//! (the message; host and app words come from their keyword terms) as lower-cased word tokens, without the parts of addresses
 //! ([`text_tokens`]), with doc ids only — no positions, frequencies or norms, and nothing
 //! stored. Phrases, punctuated words and text-only fields are answered as a conjunction of
 //! tokens: a superset that crate `query` narrows by checking the events it fetches from the
@@ -42,6 +42,8 @@ pub struct SearchIndex {
     index: Index,
     fields: Fields,
     reader: IndexReader,
+    /// Host and app names of the searcher generation they were read from (`lookup.rs`).
+    names: std::sync::Mutex<Option<(u64, std::sync::Arc<lookup::Names>)>>,
 }
 
 impl SearchIndex {
@@ -81,6 +83,7 @@ impl SearchIndex {
             index,
             fields,
             reader,
+            names: std::sync::Mutex::new(None),
         })
     }
 
