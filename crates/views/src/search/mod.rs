@@ -36,6 +36,19 @@ pub use writer::IndexWriter;
 
 use schema::Fields;
 
+/// Settings of a new index (an existing one keeps those in its `meta.json`). The document
+/// store holds nothing but tantivy's 4-byte offset per document; zstd packs those to ~2.4
+/// bytes where lz4 (the default) leaves them at ~4: the index 4 % smaller on bench/gen's day
+/// (BENCHMARKS.md, issue 16). The store is never read, so its codec costs no query time.
+fn index_settings() -> tantivy::IndexSettings {
+    tantivy::IndexSettings {
+        docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
+            compression_level: Some(1),
+        }),
+        ..tantivy::IndexSettings::default()
+    }
+}
+
 /// The search index in one directory (`DATA/index/`).
 pub struct SearchIndex {
     path: PathBuf,
@@ -60,15 +73,19 @@ impl SearchIndex {
             source: Box::new(e),
         })?;
         let (schema, fields) = schema::build();
-        let index = Index::open_or_create(mmap, schema).map_err(|e| match e {
-            tantivy::TantivyError::SchemaError(_) => {
-                SearchError::SchemaMismatch { path: path.clone() }
-            }
-            other => SearchError::Open {
-                path: path.clone(),
-                source: Box::new(other),
-            },
-        })?;
+        let index = Index::builder()
+            .schema(schema)
+            .settings(index_settings())
+            .open_or_create(mmap)
+            .map_err(|e| match e {
+                tantivy::TantivyError::SchemaError(_) => {
+                    SearchError::SchemaMismatch { path: path.clone() }
+                }
+                other => SearchError::Open {
+                    path: path.clone(),
+                    source: Box::new(other),
+                },
+            })?;
         schema::register_tokenizers(&index);
         let reader = index
             .reader_builder()
