@@ -150,6 +150,19 @@ fn queries_match_the_in_memory_oracle() {
             IndexQuery::Text("sshd".into()),
             Box::new(|e| e.app.as_deref() == Some("sshd")),
         ),
+        // Host and app words come from the names' keyword terms, not from `text` postings:
+        // alone, together, and with message words.
+        // (`03` in `vm-03.Example.org` touches a `.`: not a word, as before.)
+        (IndexQuery::Text("vm-03".into()), Box::new(|_| false)),
+        (
+            IndexQuery::Text("Example sshd user3".into()),
+            Box::new(|e| e.app.as_deref() == Some("sshd") && e.message.contains("user3")),
+        ),
+        (
+            IndexQuery::TextPhrase("CRO".into()),
+            Box::new(|e| e.app.as_deref() == Some("CRON")),
+        ),
+        (IndexQuery::TextPhrase("exam".into()), Box::new(|_| true)),
         (
             IndexQuery::Ip("10.1.0.5".parse().expect("ip")),
             Box::new(|e| e.ips.contains(&"10.1.0.5".parse().expect("ip"))),
@@ -235,6 +248,21 @@ fn queries_match_the_in_memory_oracle() {
     ];
     for (q, pred) in cases {
         assert_eq!(seqs(&index, &q), oracle(pred), "query {q:?}");
+    }
+    // Dictionary-only answers know the names' words too.
+    for (phrase, may) in [
+        ("vm-0", true),
+        ("cro", true),
+        ("sshd user3", true),
+        ("zzhost", false),
+    ] {
+        assert_eq!(
+            index
+                .may_match(&IndexQuery::TextPhrase(phrase.into()))
+                .expect("may_match"),
+            may,
+            "{phrase}"
+        );
     }
 }
 

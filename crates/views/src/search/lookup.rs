@@ -9,13 +9,14 @@
 
 use std::net::IpAddr;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Collector, Count, SegmentCollector, TopDocs};
 use tantivy::columnar::ColumnValues;
 use tantivy::query::{AllQuery, BooleanQuery, EmptyQuery, Occur, Query, RangeQuery, TermQuery};
 use tantivy::schema::{Field, IndexRecordOption};
-use tantivy::{DateTime, DocId, Order, Score, SegmentOrdinal, SegmentReader, Term};
+use tantivy::{DateTime, DocId, Order, Score, Searcher, SegmentOrdinal, SegmentReader, Term};
 
 use super::SearchIndex;
 use super::schema::{
@@ -105,52 +106,145 @@ fn key(time: DateTime, seq: u64) -> DocKey {
     DocKey { time, seq }
 }
 
-impl SearchIndex {
-    /// Candidates for a phrase: its safe whole tokens ([`phrase_terms`]) and, when it ends
-    /// inside a word, every token extending that word.
-    fn phrase(&self, s: &str) -> Box<dyn Query> {
-        let f = &self.fields;
-        let (tokens, prefix) = phrase_terms(s);
-        let mut parts: Vec<Box<dyn Query>> = tokens
-            .into_iter()
-            .map(|t| term_query(Term::from_field_text(f.text, &t)))
-            .collect();
-        if let Some(p) = prefix {
-            // Every token extending `p` sorts in [p, p + U+10FFFF): U+10FFFF is the
-            // largest scalar value, so its UTF-8 bytes are above any continuation.
-            let upper = format!("{p}\u{10FFFF}");
-            parts.push(Box::new(RangeQuery::new(
-                Bound::Included(Term::from_field_text(f.text, &p)),
-                Bound::Excluded(Term::from_field_text(f.text, &upper)),
-            )));
-        }
-        match parts.len() {
-            0 => Box::new(AllQuery),
-            1 => parts.pop().unwrap_or_else(|| Box::new(AllQuery)),
-            _ => Box::new(BooleanQuery::intersection(parts)),
+/// Host and app names as the index holds them (lower-cased `host` / `app` terms), for the
+/// words of names the `text` field does not hold (see `writer.rs`: an ASCII host or app name
+/// is indexed once, as its keyword term, not again as words of every record).
+pub(crate) struct Names {
+    host: Vec<String>,
+    app: Vec<String>,
+}
+
+/// One query being lowered against one searcher; the host and app names are read from the
+/// term dictionaries when a word first needs them, once per searcher generation.
+struct Lowering<'a> {
+    index: &'a SearchIndex,
+    searcher: &'a Searcher,
+    names: std::cell::OnceCell<Arc<Names>>,
+}
+
+/// Every term of `field` in any segment of `searcher`, each once.
+fn field_terms(searcher: &Searcher, field: Field) -> Result<Vec<String>> {
+    let mut out = std::collections::BTreeSet::new();
+    for reader in searcher.segment_readers() {
+        let inv = reader
+            .inverted_index(field)
+            .map_err(SearchError::engine("term dictionary"))?;
+        let mut stream = inv
+            .terms()
+            .stream()
+            .map_err(|e| SearchError::engine("term dictionary")(e.into()))?;
+        while stream.advance() {
+            if let Ok(t) = std::str::from_utf8(stream.key()) {
+                out.insert(t.to_string());
+            }
         }
     }
+    Ok(out.into_iter().collect())
+}
 
-    fn lower(&self, q: &IndexQuery) -> Box<dyn Query> {
-        let f = &self.fields;
-        match q {
+impl Lowering<'_> {
+    fn names(&self) -> Result<&Names> {
+        if let Some(n) = self.names.get() {
+            return Ok(n);
+        }
+        let generation = self.searcher.generation().generation_id();
+        let cache = &self.index.names;
+        let cached = cache.lock().ok().and_then(|c| {
+            c.as_ref()
+                .filter(|(g, _)| *g == generation)
+                .map(|(_, n)| n.clone())
+        });
+        let n = match cached {
+            Some(n) => n,
+            None => {
+                let f = &self.index.fields;
+                let n = Arc::new(Names {
+                    host: field_terms(self.searcher, f.host)?,
+                    app: field_terms(self.searcher, f.app)?,
+                });
+                if let Ok(mut c) = cache.lock() {
+                    *c = Some((generation, n.clone()));
+                }
+                n
+            }
+        };
+        Ok(self.names.get_or_init(|| n))
+    }
+
+    /// Host and app terms with a word token for which `want` holds; `needle` (lower-cased) is
+    /// a substring every such name must contain (a cheap test before tokenizing).
+    fn names_with(
+        &self,
+        needle: &str,
+        want: &dyn Fn(&str) -> bool,
+    ) -> Result<Vec<(Field, &String)>> {
+        let f = &self.index.fields;
+        let names = self.names()?;
+        let mut out = Vec::new();
+        for (field, terms) in [(f.host, &names.host), (f.app, &names.app)] {
+            for t in terms {
+                if t.contains(needle) && text_tokens(t).iter().any(|w| want(w)) {
+                    out.push((field, t));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records holding the word `t` (lower-cased): in their text, or as a word of their host
+    /// or app name.
+    fn word(&self, t: &str) -> Result<Box<dyn Query>> {
+        let f = &self.index.fields;
+        let mut parts = vec![term_query(Term::from_field_text(f.text, t))];
+        for (field, name) in self.names_with(t, &|w| w == t)? {
+            parts.push(keyword_query(field, name));
+        }
+        Ok(union(parts))
+    }
+
+    /// Records holding a word that starts with `p` (lower-cased).
+    fn word_prefix(&self, p: &str) -> Result<Box<dyn Query>> {
+        let f = &self.index.fields;
+        // Every token extending `p` sorts in [p, p + U+10FFFF): U+10FFFF is the
+        // largest scalar value, so its UTF-8 bytes are above any continuation.
+        let upper = format!("{p}\u{10FFFF}");
+        let mut parts: Vec<Box<dyn Query>> = vec![Box::new(RangeQuery::new(
+            Bound::Included(Term::from_field_text(f.text, p)),
+            Bound::Excluded(Term::from_field_text(f.text, &upper)),
+        ))];
+        for (field, name) in self.names_with(p, &|w| w.starts_with(p))? {
+            parts.push(keyword_query(field, name));
+        }
+        Ok(union(parts))
+    }
+
+    /// Candidates for a phrase: its safe whole tokens ([`phrase_terms`]) and, when it ends
+    /// inside a word, every token extending that word.
+    fn phrase(&self, s: &str) -> Result<Box<dyn Query>> {
+        let (tokens, prefix) = phrase_terms(s);
+        let mut parts = Vec::new();
+        for t in &tokens {
+            parts.push(self.word(t)?);
+        }
+        if let Some(p) = prefix {
+            parts.push(self.word_prefix(&p)?);
+        }
+        Ok(intersection(parts))
+    }
+
+    fn lower(&self, q: &IndexQuery) -> Result<Box<dyn Query>> {
+        let f = &self.index.fields;
+        Ok(match q {
             IndexQuery::All => Box::new(AllQuery),
             IndexQuery::Nothing => Box::new(EmptyQuery),
             IndexQuery::Text(s) => {
-                let terms: Vec<Box<dyn Query>> = text_tokens(s)
-                    .into_iter()
-                    .map(|t| term_query(Term::from_field_text(f.text, &t)))
-                    .collect();
-                match terms.len() {
-                    0 => Box::new(AllQuery),
-                    1 => terms
-                        .into_iter()
-                        .next()
-                        .unwrap_or_else(|| Box::new(AllQuery)),
-                    _ => Box::new(BooleanQuery::intersection(terms)),
+                let mut terms = Vec::new();
+                for t in text_tokens(s) {
+                    terms.push(self.word(&t)?);
                 }
+                intersection(terms)
             }
-            IndexQuery::TextPhrase(s) => self.phrase(s),
+            IndexQuery::TextPhrase(s) => self.phrase(s)?,
             IndexQuery::Keyword(k, v) => {
                 let field = match k {
                     Keyword::Host => f.host,
@@ -167,7 +261,7 @@ impl SearchIndex {
                 } else if let Ok(ip) = value.trim().parse::<IpAddr>() {
                     term_query(Term::from_field_ip_addr(f.ip, ip_key(ip)))
                 } else {
-                    self.phrase(value)
+                    self.phrase(value)?
                 }
             }
             IndexQuery::Ip(ip) => term_query(Term::from_field_ip_addr(f.ip, ip_key(*ip))),
@@ -195,24 +289,40 @@ impl SearchIndex {
                 for p in parts {
                     match p {
                         IndexQuery::All => {}
-                        IndexQuery::Not(inner) => clauses.push((Occur::MustNot, self.lower(inner))),
-                        other => clauses.push((Occur::Must, self.lower(other))),
+                        IndexQuery::Not(inner) => {
+                            clauses.push((Occur::MustNot, self.lower(inner)?))
+                        }
+                        other => clauses.push((Occur::Must, self.lower(other)?)),
                     }
                 }
                 with_positive_clause(clauses)
             }
             IndexQuery::Or(parts) => {
                 if parts.iter().any(|p| matches!(p, IndexQuery::All)) {
-                    return Box::new(AllQuery);
+                    return Ok(Box::new(AllQuery));
                 }
-                Box::new(BooleanQuery::union(
-                    parts.iter().map(|p| self.lower(p)).collect(),
-                ))
+                let mut qs = Vec::new();
+                for p in parts {
+                    qs.push(self.lower(p)?);
+                }
+                Box::new(BooleanQuery::union(qs))
             }
             IndexQuery::Not(inner) => {
-                with_positive_clause(vec![(Occur::MustNot, self.lower(inner))])
+                with_positive_clause(vec![(Occur::MustNot, self.lower(inner)?)])
             }
+        })
+    }
+}
+
+impl SearchIndex {
+    /// `q` as a tantivy query on `searcher`'s segments.
+    fn lower(&self, searcher: &Searcher, q: &IndexQuery) -> Result<Box<dyn Query>> {
+        Lowering {
+            index: self,
+            searcher,
+            names: std::cell::OnceCell::new(),
         }
+        .lower(q)
     }
 
     /// Number of matching events.
@@ -222,7 +332,7 @@ impl SearchIndex {
             return Ok(searcher.num_docs());
         }
         let n = searcher
-            .search(self.lower(q).as_ref(), &Count)
+            .search(self.lower(&searcher, q)?.as_ref(), &Count)
             .map_err(SearchError::engine("search"))?;
         Ok(n as u64)
     }
@@ -245,7 +355,7 @@ impl SearchIndex {
             (SortByStaticFastValue::<u64>::for_field("seq"), Order::Asc),
         ));
         let (total, docs) = searcher
-            .search(self.lower(q).as_ref(), &(Count, top))
+            .search(self.lower(&searcher, q)?.as_ref(), &(Count, top))
             .map_err(SearchError::engine("search"))?;
         let keys = docs
             .into_iter()
@@ -305,17 +415,26 @@ impl SearchIndex {
             )?,
             IndexQuery::TextPhrase(s) => {
                 let (tokens, prefix) = phrase_terms(s);
+                let names = Lowering {
+                    index: self,
+                    searcher: &searcher,
+                    names: std::cell::OnceCell::new(),
+                };
                 for t in &tokens {
-                    if !any_term(f.text, &Term::from_field_text(f.text, t), None)? {
+                    if !any_term(f.text, &Term::from_field_text(f.text, t), None)?
+                        && names.names_with(t, &|w| w == t)?.is_empty()
+                    {
                         return Ok(false);
                     }
                 }
                 match prefix {
-                    Some(p) => any_term(
-                        f.text,
-                        &Term::from_field_text(f.text, &p),
-                        Some(&Term::from_field_text(f.text, &format!("{p}\u{10FFFF}"))),
-                    )?,
+                    Some(p) => {
+                        any_term(
+                            f.text,
+                            &Term::from_field_text(f.text, &p),
+                            Some(&Term::from_field_text(f.text, &format!("{p}\u{10FFFF}"))),
+                        )? || !names.names_with(&p, &|w| w.starts_with(&p))?.is_empty()
+                    }
                     None => true,
                 }
             }
@@ -345,7 +464,7 @@ impl SearchIndex {
     /// time or seq order); callers that need an order-independent answer aggregate.
     pub fn scan_src(&self, q: &IndexQuery, f: &mut dyn FnMut(SrcRow)) -> Result<()> {
         let searcher = self.reader.searcher();
-        let query = self.lower(q);
+        let query = self.lower(&searcher, q)?;
         let weight = query
             .weight(tantivy::query::EnableScoring::disabled_from_searcher(
                 &searcher,
@@ -390,7 +509,7 @@ impl SearchIndex {
     pub fn all_by_time(&self, q: &IndexQuery) -> Result<Vec<DocKey>> {
         let searcher = self.reader.searcher();
         let mut keys = searcher
-            .search(self.lower(q).as_ref(), &KeysCollector)
+            .search(self.lower(&searcher, q)?.as_ref(), &KeysCollector)
             .map_err(SearchError::engine("search"))?;
         keys.sort_unstable();
         Ok(keys)
@@ -403,6 +522,24 @@ fn term_query(term: Term) -> Box<dyn Query> {
 
 fn keyword_query(field: Field, value: &str) -> Box<dyn Query> {
     term_query(Term::from_field_text(field, value))
+}
+
+/// Any of `parts` (one part as itself).
+fn union(mut parts: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    match parts.len() {
+        0 => Box::new(EmptyQuery),
+        1 => parts.pop().unwrap_or_else(|| Box::new(EmptyQuery)),
+        _ => Box::new(BooleanQuery::union(parts)),
+    }
+}
+
+/// All of `parts`; no part at all matches every document.
+fn intersection(mut parts: Vec<Box<dyn Query>>) -> Box<dyn Query> {
+    match parts.len() {
+        0 => Box::new(AllQuery),
+        1 => parts.pop().unwrap_or_else(|| Box::new(AllQuery)),
+        _ => Box::new(BooleanQuery::intersection(parts)),
+    }
 }
 
 /// A boolean query made only of `MustNot` clauses matches nothing in tantivy; give it `All`.

@@ -5,7 +5,7 @@
 //! for ordering and time ranges; `host`, `app`, `class`, `observer`, `source` and `kv`
 //! (`name=value`, except the high-cardinality [`TEXT_ONLY_FIELDS`]) as lower-cased exact
 //! terms; `ip` as IP terms (IPv4 mapped into IPv6) so `ip:10.0.0.0/8` is a term range; `text`
-//! (message, host and app) as lower-cased word tokens, without the parts of addresses
+//! (the message; host and app words come from their keyword terms) as lower-cased word tokens, without the parts of addresses
 //! ([`text_tokens`]), with doc ids only — no positions, frequencies or norms, and nothing
 //! stored. Phrases, punctuated words and text-only fields are answered as a conjunction of
 //! tokens: a superset that crate `query` narrows by checking the events it fetches from the
@@ -36,12 +36,27 @@ pub use writer::IndexWriter;
 
 use schema::Fields;
 
+/// Settings of a new index (an existing one keeps those in its `meta.json`). The document
+/// store holds nothing but tantivy's 4-byte offset per document; zstd packs those to ~2.4
+/// bytes where lz4 (the default) leaves them at ~4: the index 4 % smaller on bench/gen's day
+/// (BENCHMARKS.md, issue 16). The store is never read, so its codec costs no query time.
+fn index_settings() -> tantivy::IndexSettings {
+    tantivy::IndexSettings {
+        docstore_compression: tantivy::store::Compressor::Zstd(tantivy::store::ZstdCompressor {
+            compression_level: Some(1),
+        }),
+        ..tantivy::IndexSettings::default()
+    }
+}
+
 /// The search index in one directory (`DATA/index/`).
 pub struct SearchIndex {
     path: PathBuf,
     index: Index,
     fields: Fields,
     reader: IndexReader,
+    /// Host and app names of the searcher generation they were read from (`lookup.rs`).
+    names: std::sync::Mutex<Option<(u64, std::sync::Arc<lookup::Names>)>>,
 }
 
 impl SearchIndex {
@@ -58,15 +73,19 @@ impl SearchIndex {
             source: Box::new(e),
         })?;
         let (schema, fields) = schema::build();
-        let index = Index::open_or_create(mmap, schema).map_err(|e| match e {
-            tantivy::TantivyError::SchemaError(_) => {
-                SearchError::SchemaMismatch { path: path.clone() }
-            }
-            other => SearchError::Open {
-                path: path.clone(),
-                source: Box::new(other),
-            },
-        })?;
+        let index = Index::builder()
+            .schema(schema)
+            .settings(index_settings())
+            .open_or_create(mmap)
+            .map_err(|e| match e {
+                tantivy::TantivyError::SchemaError(_) => {
+                    SearchError::SchemaMismatch { path: path.clone() }
+                }
+                other => SearchError::Open {
+                    path: path.clone(),
+                    source: Box::new(other),
+                },
+            })?;
         schema::register_tokenizers(&index);
         let reader = index
             .reader_builder()
@@ -81,6 +100,7 @@ impl SearchIndex {
             index,
             fields,
             reader,
+            names: std::sync::Mutex::new(None),
         })
     }
 

@@ -16,8 +16,10 @@
 //! - `ip`: IP terms (v4 as mapped v6), every `Event::ips` entry plus the host when it is an
 //!   address. Indexed, not fast: a CIDR is then a term range (few distinct addresses), instead
 //!   of a scan of a fast column over every document.
-//! - `text`: message, host and app as word tokens ([`text_tokens`]: parts of addresses are
-//!   not words); doc ids only.
+//! - `text`: the message as word tokens ([`text_tokens`]: parts of addresses are not words);
+//!   doc ids only. Host and app names are words of the record too, but an ASCII name (no
+//!   longer than [`KEYWORD_MAX_BYTES`]) is not indexed again as words: a word query finds it
+//!   through the `host` / `app` terms whose words hold it (`lookup.rs`); any other name is.
 //! - `src`: the event's `src_ip` field (v4 as mapped v6), a fast column only (not indexed):
 //!   `check` reads every flow's and connection's source address from it instead of fetching
 //!   and decoding tens of millions of records from the ledger.
