@@ -15,6 +15,7 @@
 
 pub mod error;
 pub mod facts;
+pub mod flows;
 pub mod search;
 
 pub use error::SearchError;
