@@ -23,6 +23,7 @@ use anyhow::{Context, anyhow};
 use ledger::{Ledger, LedgerOptions, LedgerReader, OpenReport, Receipt};
 use model::{Assembled, Envelope, Event, Reassembler, Stored};
 use views::facts::FactStore;
+use views::flows::FlowStore;
 use views::search::SearchIndex;
 
 use crate::datadir::DataDir;
@@ -289,8 +290,11 @@ impl Pipeline {
         let mut imports = ImportsView::open(&dd.imports())?;
         let facts = FactStore::open(dd.facts())
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
+        let mut flows = FlowStore::open(dd.flows())
+            .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
         let index_pos = index.last_position()?;
         let facts_pos = facts.last_position()?;
+        let flows_pos = flows.last_position();
         // Views of another ledger are never extended: the search index and fact store are
         // refused (reindex rebuilds them aside), the imports view (which decides what an
         // ingest skips as already stored) is rebuilt here from this ledger.
@@ -307,6 +311,7 @@ impl Pipeline {
         for (what, dir, pos) in [
             ("search index", dd.index(), index_pos),
             ("fact store", dd.facts(), facts_pos),
+            ("flow store", dd.flows(), flows_pos),
         ] {
             if foreign(pos) {
                 anyhow::bail!(
@@ -325,9 +330,13 @@ impl Pipeline {
             );
             imports.reset();
         }
-        drop(reader);
         let indexed = index_pos.map_or(0, |p| p.0);
         let facts_has = facts_pos.map_or(0, |p| p.0);
+        // A flow store behind the search index (new in this build, or deleted) reads its part
+        // of the ledger here; ahead of it (a crash between the two commits), it skips what it
+        // holds when the catch-up sends it again.
+        catch_up_flows(&mut flows, &mut reader, indexed)?;
+        drop(reader);
         let spec = WriterSpec {
             index,
             threads: index_threads(),
@@ -343,6 +352,7 @@ impl Pipeline {
         let indexer = spawn_indexer(
             spec,
             facts,
+            flows,
             commit_every,
             dd.ledger(),
             idle_catch_up,
@@ -744,6 +754,7 @@ impl Pipeline {
 fn spawn_indexer(
     spec: WriterSpec,
     mut facts: FactStore,
+    mut flows: FlowStore,
     commit_every: Duration,
     ledger_dir: std::path::PathBuf,
     idle_catch_up: Option<u64>,
@@ -819,6 +830,7 @@ fn spawn_indexer(
                         if let Some(seq) = last_seq
                             && committed != last_seq
                         {
+                            flows.commit_at(seq, last_head)?;
                             writer.commit_at(seq, last_head)?;
                             committed = last_seq;
                             last_commit = Instant::now();
@@ -854,6 +866,8 @@ fn spawn_indexer(
                             if counted {
                                 stats.count(&event);
                             }
+                            // Flows go to the flow store (it skips what it holds).
+                            flows.add_event(seq, &event)?;
                             if seq > index_has {
                                 writer.add(seq, &event)?;
                             }
@@ -948,6 +962,7 @@ fn spawn_indexer(
                     && committed != last_seq
                     && last_commit.elapsed() >= interval
                 {
+                    flows.commit_at(seq, last_head)?;
                     writer.commit_at(seq, last_head)?;
                     committed = last_seq;
                     last_commit = Instant::now();
@@ -957,6 +972,7 @@ fn spawn_indexer(
                 }
             }
             if let Some(seq) = last_seq {
+                flows.commit_at(seq, last_head)?;
                 writer.commit_at(seq, last_head)?;
             }
             writer.finish()?;
@@ -977,6 +993,46 @@ fn spawn_indexer(
         }
     }
     Ok(Indexer { tx, handle, shared })
+}
+
+/// Feeds the flow store the ledger's flows past its position up to `upto` (what the search
+/// index holds, which the indexer's catch-up starts after), and commits it there.
+fn catch_up_flows(
+    flows: &mut FlowStore,
+    reader: &mut LedgerReader,
+    upto: u64,
+) -> anyhow::Result<()> {
+    let from = flows.last_position().map_or(0, |p| p.0) + 1;
+    if from > upto {
+        return Ok(());
+    }
+    let mut re = Reassembler::new();
+    let mut whole = Vec::new();
+    let feed = |a: Assembled, flows: &mut FlowStore| -> anyhow::Result<()> {
+        if let Envelope::Record(r) = &a.envelope
+            && r.format == model::envelope::Format::NetflowRecord
+        {
+            flows.add_event(a.first, &decode::decode(r))?;
+        }
+        Ok(())
+    };
+    for item in reader.iter_from(from) {
+        let (seq, payload) = item?;
+        if seq.get() > upto {
+            break;
+        }
+        re.push(seq.get(), stored(&payload), &mut |a| whole.push(a));
+        for a in whole.drain(..) {
+            feed(a, flows)?;
+        }
+    }
+    re.flush(&mut |a| whole.push(a));
+    for a in whole.drain(..) {
+        feed(a, flows)?;
+    }
+    let head = reader.head_at(upto).ok();
+    flows.commit_at(upto, head)?;
+    Ok(())
 }
 
 /// The envelope of a record pugmark writes about its own ledger (a migration, a key

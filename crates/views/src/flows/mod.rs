@@ -221,6 +221,34 @@ pub struct ScanStats {
     pub rows_read: u64,
 }
 
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let io = |source, path: &Path| FlowStoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mpath = dir.join(MANIFEST);
+    Ok(match fs::read(&mpath) {
+        Ok(b) => {
+            let m: Manifest = serde_json::from_slice(&b).map_err(|e| FlowStoreError::Manifest {
+                path: mpath.clone(),
+                msg: e.to_string(),
+            })?;
+            if m.version != MANIFEST_VERSION {
+                return Err(FlowStoreError::Manifest {
+                    path: mpath,
+                    msg: format!("version {} is not {MANIFEST_VERSION}", m.version),
+                });
+            }
+            m
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
+            version: MANIFEST_VERSION,
+            ..Manifest::default()
+        },
+        Err(e) => return Err(io(e, &mpath)),
+    })
+}
+
 /// The flow store of one data directory, for writing (the pipeline's indexer) and reading.
 pub struct FlowStore {
     dir: PathBuf,
@@ -232,7 +260,20 @@ pub struct FlowStore {
 }
 
 impl FlowStore {
-    /// Opens (creating when absent) the store in `dir`.
+    /// Opens the committed store in `dir` for reading: creates nothing, removes nothing (a
+    /// live writer's uncommitted partitions are not debris to a reader).
+    pub fn open_read(dir: impl AsRef<Path>) -> Result<FlowStore> {
+        let dir = dir.as_ref().to_path_buf();
+        let manifest = read_manifest(&dir)?;
+        Ok(FlowStore {
+            dir,
+            manifest,
+            pending: Vec::new(),
+            unlisted: Vec::new(),
+        })
+    }
+
+    /// Opens (creating when absent) the store in `dir` for writing: the one writer.
     pub fn open(dir: impl AsRef<Path>) -> Result<FlowStore> {
         let dir = dir.as_ref().to_path_buf();
         let io = |source, path: &Path| FlowStoreError::Io {
@@ -240,28 +281,7 @@ impl FlowStore {
             source,
         };
         fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
-        let mpath = dir.join(MANIFEST);
-        let manifest = match fs::read(&mpath) {
-            Ok(b) => {
-                let m: Manifest =
-                    serde_json::from_slice(&b).map_err(|e| FlowStoreError::Manifest {
-                        path: mpath.clone(),
-                        msg: e.to_string(),
-                    })?;
-                if m.version != MANIFEST_VERSION {
-                    return Err(FlowStoreError::Manifest {
-                        path: mpath,
-                        msg: format!("version {} is not {MANIFEST_VERSION}", m.version),
-                    });
-                }
-                m
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
-                version: MANIFEST_VERSION,
-                ..Manifest::default()
-            },
-            Err(e) => return Err(io(e, &mpath)),
-        };
+        let manifest = read_manifest(&dir)?;
         let s = FlowStore {
             dir,
             manifest,
