@@ -123,6 +123,8 @@ pub struct FlowJson {
     pub packets: u64,
     pub bytes: u64,
     pub exporter: Option<String>,
+    /// 5, 9 or 10 (IPFIX).
+    pub version: u16,
     pub observer: String,
 }
 
@@ -159,6 +161,7 @@ fn flow_json(r: &FlowRow) -> FlowJson {
         packets: r.rec.packets_scaled(),
         bytes: r.rec.bytes_scaled(),
         exporter: r.rec.exporter.map(|e| e.ip().to_string()),
+        version: r.rec.version,
         observer: r.observer.clone(),
     }
 }
