@@ -809,9 +809,14 @@ fn softflowd_live_to_serve_equals_nfdump() {
     assert!(st.success());
     let mut serve = serve;
     assert!(serve.0.wait().unwrap().success());
+    let listed: Value =
+        serde_json::from_str(&ok(&data, &["flows", "--limit", "0", "--json"])).unwrap();
+    let listed = listed["flows"].as_array().unwrap().clone();
     for ((v, _), theirs) in versions.iter().zip(&theirs) {
         let ours = pugmark_flows(&data, v);
         assert_same_flows(v, &ours, theirs);
+        // The live listener feeds the columnar flow store too (issue 16).
+        assert_same_flows(v, &store_flows(&listed, v), theirs);
     }
     assert_eq!(count(&data, &["*", "--class", "net.flow"]), expected as u64);
     // The flows name the exporter and the listener; the datagrams are there as evidence.
