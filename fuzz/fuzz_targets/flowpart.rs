@@ -1,14 +1,14 @@
-//! Fuzz the flow store's partition files (issue 16, `views::flows::part`): the first byte picks
+//! Fuzz the flow store's partition files (issue 16, `flowstore::part`): the first byte picks
 //! the mode. Even: the rest is a partition file — opening, the address index and decoding it
 //! never panic, and what decodes re-encodes to a file that decodes to the same rows. Odd: the
 //! rest is cut into flows (every field taken from the bytes, IPv4/IPv6/absent addresses, NAT
 //! blocks, missing times) — encoding then decoding gives them back exactly.
 //!
-//! The file is included by path rather than by depending on `views`: the partition format needs
-//! only `model` and zstd, and this keeps tantivy and SQLite out of the sanitizer build.
+//! The file is included by path (as serve_framing does) so that only the partition format is
+//! built with sanitizers, not the store's file handling.
 #![no_main]
 
-#[path = "../../crates/views/src/flows/part.rs"]
+#[path = "../../crates/flowstore/src/part.rs"]
 #[allow(dead_code)]
 mod part;
 

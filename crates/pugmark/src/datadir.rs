@@ -9,7 +9,7 @@
 //! DATA/index/          view: tantivy search index
 //! DATA/imports/        view: what each file import already stored (dedup)
 //! DATA/facts/          view: SQLite fact store (VMs, leases, directory, payload jobs)
-//! DATA/flows/          view: columnar flow store (`views::flows`, docs/FORMAT.md "Flow store")
+//! DATA/flows/          view: columnar flow store (crate `flowstore`, docs/FORMAT.md "Flow store")
 //! DATA/tmp/            spool for stdin imports
 //! DATA/quarantine.config  the quarantine config whose custody is stored here (`cli/autohold.rs`)
 //! DATA/views.new/      `reindex` only: new views being built aside (index, facts, imports),

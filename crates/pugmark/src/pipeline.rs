@@ -20,10 +20,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use flowstore::FlowStore;
 use ledger::{Ledger, LedgerOptions, LedgerReader, OpenReport, Receipt};
 use model::{Assembled, Envelope, Event, Reassembler, Stored};
 use views::facts::FactStore;
-use views::flows::FlowStore;
 use views::search::SearchIndex;
 
 use crate::datadir::DataDir;

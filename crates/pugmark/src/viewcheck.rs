@@ -116,10 +116,10 @@ fn read_position(dd: &DataDir, view: View) -> anyhow::Result<Position> {
             Some((p.map(|p| p.0), p.and_then(|p| p.1)))
         }
         View::Flows => {
-            if !views::flows::FlowStore::exists(dd.flows()) {
+            if !flowstore::FlowStore::exists(dd.flows()) {
                 return Ok(None);
             }
-            let flows = views::flows::FlowStore::open(dd.flows())
+            let flows = flowstore::FlowStore::open(dd.flows())
                 .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
             let p = flows.last_position();
             Some((p.map(|p| p.0), p.and_then(|p| p.1)))

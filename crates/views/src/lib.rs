@@ -15,7 +15,6 @@
 
 pub mod error;
 pub mod facts;
-pub mod flows;
 pub mod search;
 
 pub use error::SearchError;

@@ -1,5 +1,5 @@
 //! `pugmark flows` (issue 16): nfdump-like listing and top-N over the columnar flow store
-//! (`views::flows`), plus what nfdump cannot do: aggregation by the VM that held an address at
+//! (crate `flowstore`), plus what nfdump cannot do: aggregation by the VM that held an address at
 //! the flow's time and by that VM's owner (the fact store's leases, `query::attrib::Site`).
 //!
 //! Every row names its ledger record (`seq`) and the datagram it came from, so an answer still
@@ -12,10 +12,10 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use flowstore::{FlowFilter, FlowRow, FlowStore, Net};
 use jiff::Timestamp;
 use model::flow::proto_name;
 use serde::Serialize;
-use views::flows::{FlowFilter, FlowRow, FlowStore, Net};
 
 use crate::cli::{DataArgs, parse_time, text_line};
 use crate::datadir::DataDir;
@@ -175,7 +175,34 @@ struct Agg {
     last: i64,
 }
 
+impl From<flowstore::Agg> for Agg {
+    fn from(a: flowstore::Agg) -> Agg {
+        Agg {
+            flows: a.flows,
+            packets: a.packets,
+            bytes: a.bytes,
+            first: a.first_ms,
+            last: a.last_ms,
+        }
+    }
+}
+
 impl Agg {
+    fn merge(&mut self, o: &Agg) {
+        if o.flows == 0 {
+            return;
+        }
+        if self.flows == 0 {
+            *self = *o;
+            return;
+        }
+        self.flows += o.flows;
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.first = self.first.min(o.first);
+        self.last = self.last.max(o.last);
+    }
+
     fn add(&mut self, r: &FlowRow) {
         let t = r.time_ms();
         if self.flows == 0 {
@@ -236,56 +263,55 @@ pub(crate) fn answer(args: &FlowsArgs) -> anyhow::Result<serde_json::Value> {
                 None
             };
             let mut total = Agg::default();
-            let mut by_ip: HashMap<IpAddr, Agg> = HashMap::new();
             let mut by_str: HashMap<String, Agg> = HashMap::new();
             let mut keys: Vec<String> = Vec::with_capacity(4);
-            let scan = store.scan(&filter, &mut |r| {
-                total.add(r);
-                match args.by {
-                    By::Srcip => {
-                        if let Some(a) = r.rec.src {
-                            by_ip.entry(a).or_default().add(r);
-                        }
-                    }
-                    By::Dstip => {
-                        if let Some(a) = r.rec.dst {
-                            by_ip.entry(a).or_default().add(r);
-                        }
-                    }
-                    By::Port => {
-                        by_str.entry(r.rec.src_port.to_string()).or_default().add(r);
-                        if r.rec.dst_port != r.rec.src_port {
-                            by_str.entry(r.rec.dst_port.to_string()).or_default().add(r);
-                        }
-                    }
-                    By::Proto => by_str.entry(proto_name(r.rec.proto)).or_default().add(r),
-                    By::Vm | By::Owner => {
-                        let Some(site) = &site else { return };
-                        let t = r.time_ms().saturating_mul(1_000_000);
-                        keys.clear();
-                        for a in [r.rec.src, r.rec.dst].into_iter().flatten() {
-                            for h in site.ip_at(a, t) {
-                                let k = if args.by == By::Vm {
-                                    h.uuid.clone()
-                                } else {
-                                    owner_of(site, &h.uuid, t)
-                                };
-                                if !keys.contains(&k) {
-                                    keys.push(k);
-                                }
+            let column_key = match args.by {
+                By::Srcip => Some(flowstore::Key::Src),
+                By::Dstip => Some(flowstore::Key::Dst),
+                By::Port => Some(flowstore::Key::Port),
+                By::Proto => Some(flowstore::Key::Proto),
+                By::Vm | By::Owner => None,
+            };
+            let scan = if let Some(key) = column_key {
+                // Straight from the columns, on every core.
+                let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let (groups, t, st) = store.aggregate(&filter, key, threads)?;
+                total = Agg::from(t);
+                for (k, a) in groups {
+                    let k = match k {
+                        flowstore::KeyVal::Ip(a) => a.to_string(),
+                        flowstore::KeyVal::Port(p) => p.to_string(),
+                        flowstore::KeyVal::Proto(p) => proto_name(p),
+                    };
+                    by_str.entry(k).or_default().merge(&Agg::from(a));
+                }
+                st
+            } else {
+                let Some(site) = &site else {
+                    bail!("no fact store to attribute flows with");
+                };
+                store.scan(&filter, &mut |r| {
+                    total.add(r);
+                    let t = r.time_ms().saturating_mul(1_000_000);
+                    keys.clear();
+                    for a in [r.rec.src, r.rec.dst].into_iter().flatten() {
+                        for h in site.ip_at(a, t) {
+                            let k = if args.by == By::Vm {
+                                h.uuid.clone()
+                            } else {
+                                owner_of(site, &h.uuid, t)
+                            };
+                            if !keys.contains(&k) {
+                                keys.push(k);
                             }
                         }
-                        for k in &keys {
-                            by_str.entry(k.clone()).or_default().add(r);
-                        }
                     }
-                }
-            })?;
-            let mut rows: Vec<(String, Agg)> = by_ip
-                .into_iter()
-                .map(|(k, a)| (k.to_string(), a))
-                .chain(by_str)
-                .collect();
+                    for k in &keys {
+                        by_str.entry(k.clone()).or_default().add(r);
+                    }
+                })?
+            };
+            let mut rows: Vec<(String, Agg)> = by_str.into_iter().collect();
             let metric = |a: &Agg| match args.order {
                 Order::Bytes => a.bytes,
                 Order::Packets => a.packets,

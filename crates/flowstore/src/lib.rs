@@ -1,4 +1,4 @@
-//! The columnar flow store (issue 16): every `net.flow` event of the ledger, column by column,
+//! pugmark's columnar flow store (issue 16): every `net.flow` event of the ledger, column by column,
 //! in partition files of at most [`PART_ROWS`] flows (ledger order), each column zstd-compressed,
 //! with per partition the time range, the ledger range and the sorted set of addresses it
 //! holds, so a query for an address or a window opens only the partitions that may match.
@@ -12,8 +12,10 @@
 //! "Flow store"). A partition file not named by the manifest is debris of an interrupted
 //! commit and is deleted at open.
 
+pub mod agg;
 mod part;
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
@@ -23,6 +25,7 @@ use model::flow::FlowRecord;
 use model::{Event, EventClass};
 use serde::{Deserialize, Serialize};
 
+pub use agg::{Agg, Key, KeyVal};
 pub use part::{FlowRow, MAGIC, Part, PartError, encode};
 
 /// Flows per partition at most: 1 M rows is ~10–20 MB compressed, decoded in tens of ms.
@@ -141,7 +144,7 @@ impl Net {
 }
 
 /// IPv4-mapped IPv6 addresses are their IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6
             .to_ipv4_mapped()
@@ -512,6 +515,99 @@ impl FlowStore {
         }
         Ok(st)
     }
+}
+
+impl FlowStore {
+    /// The flows `filter` selects grouped by `key` (sums per group, and over all), straight
+    /// from the columns: only those the key, the filter and the sums need are read. Partitions
+    /// are shared among `threads` threads (the machine's cores: 2 here).
+    pub fn aggregate(
+        &self,
+        filter: &FlowFilter,
+        key: Key,
+        threads: usize,
+    ) -> Result<(HashMap<KeyVal, Agg>, Agg, ScanStats)> {
+        let parts: Vec<&PartMeta> = self.manifest.parts.iter().collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || -> Result<(HashMap<KeyVal, Agg>, Agg, ScanStats)> {
+            let mut groups = HashMap::new();
+            let mut total = Agg::default();
+            let mut st = ScanStats::default();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = parts.get(i) else { break };
+                st.partitions += 1;
+                if !filter.may_match_meta(p) {
+                    st.skipped_by_time += 1;
+                    continue;
+                }
+                let bytes = self.read_file(p)?;
+                let perr = |source| FlowStoreError::Part {
+                    path: self.dir.join(&p.file),
+                    source,
+                };
+                let part = Part::open(&bytes).map_err(perr)?;
+                if !filter.may_match_part(&part).map_err(perr)? {
+                    st.skipped_by_address += 1;
+                    continue;
+                }
+                st.rows_read += part.rows() as u64;
+                agg::aggregate_part(&part, filter, key, &mut groups, &mut total).map_err(perr)?;
+            }
+            Ok((groups, total, st))
+        };
+        let results: Vec<Result<(HashMap<KeyVal, Agg>, Agg, ScanStats)>> =
+            std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..threads.max(1)).map(|_| sc.spawn(&work)).collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(FlowStoreError::Io {
+                                path: self.dir.clone(),
+                                source: std::io::Error::other("aggregation thread panicked"),
+                            })
+                        })
+                    })
+                    .collect()
+            });
+        let mut groups: HashMap<KeyVal, Agg> = HashMap::new();
+        let mut total = Agg::default();
+        let mut st = ScanStats::default();
+        for r in results {
+            let (g, t, s) = r?;
+            if groups.is_empty() {
+                groups = g;
+            } else {
+                for (k, a) in g {
+                    groups.entry(k).or_default().merge(&a);
+                }
+            }
+            total.merge(&t);
+            st.partitions += s.partitions;
+            st.skipped_by_time += s.skipped_by_time;
+            st.skipped_by_address += s.skipped_by_address;
+            st.rows_read += s.rows_read;
+        }
+        Ok((groups, total, st))
+    }
+}
+
+/// The `n` largest groups by `metric`, ties by key: what `--top` prints.
+pub fn top_n(
+    groups: HashMap<KeyVal, Agg>,
+    metric: impl Fn(&Agg) -> u64,
+    n: usize,
+) -> Vec<(KeyVal, Agg)> {
+    let mut v: Vec<(KeyVal, Agg)> = groups.into_iter().collect();
+    let cmp = |x: &(KeyVal, Agg), y: &(KeyVal, Agg)| {
+        metric(&y.1).cmp(&metric(&x.1)).then_with(|| x.0.cmp(&y.0))
+    };
+    if v.len() > n && n > 0 {
+        v.select_nth_unstable_by(n - 1, cmp);
+        v.truncate(n);
+    }
+    v.sort_by(cmp);
+    v
 }
 
 #[cfg(test)]

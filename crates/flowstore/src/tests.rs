@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use model::flow::{FlowNat, FlowRecord};
@@ -174,4 +175,73 @@ fn nets_parse_like_cidr() {
             .unwrap()
             .contains("2001:db8:1::1".parse().unwrap())
     );
+}
+
+#[test]
+fn aggregate_from_columns_equals_rows_summed() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = rows(5000);
+    let mut s = FlowStore::open(dir.path()).unwrap();
+    for (k, r) in all.iter().enumerate() {
+        s.add(r.seq, r.observer.clone(), r.rec.clone()).unwrap();
+        if k % 700 == 0 {
+            s.commit_at(r.seq, None).unwrap();
+        }
+    }
+    s.commit_at(10_000, None).unwrap();
+    let filters = [
+        FlowFilter::default(),
+        FlowFilter {
+            ip: Net::parse("10.0.0.0/16"),
+            proto: Some(17),
+            from_ms: Some(1_700_000_005_000),
+            to_ms: Some(1_700_000_040_000),
+            ..FlowFilter::default()
+        },
+        FlowFilter {
+            dst: Net::parse("198.51.100.7"),
+            port: Some(443),
+            exporter: Some("192.0.2.1".parse().unwrap()),
+            ..FlowFilter::default()
+        },
+        FlowFilter {
+            src: Net::parse("2001:db8::/32"),
+            ..FlowFilter::default()
+        },
+    ];
+    for f in &filters {
+        for key in [Key::Src, Key::Dst, Key::Port, Key::Proto] {
+            let mut want: HashMap<KeyVal, Agg> = HashMap::new();
+            let mut total = Agg::default();
+            for r in all.iter().filter(|r| f.matches(r)) {
+                let (p, b, t) = (r.rec.packets_scaled(), r.rec.bytes_scaled(), r.time_ms());
+                total.add(p, b, t);
+                let mut keys = Vec::new();
+                match key {
+                    Key::Src => keys.extend(r.rec.src.map(KeyVal::Ip)),
+                    Key::Dst => keys.extend(r.rec.dst.map(KeyVal::Ip)),
+                    Key::Port => {
+                        keys.push(KeyVal::Port(r.rec.src_port));
+                        if r.rec.dst_port != r.rec.src_port {
+                            keys.push(KeyVal::Port(r.rec.dst_port));
+                        }
+                    }
+                    Key::Proto => keys.push(KeyVal::Proto(r.rec.proto)),
+                }
+                for k in keys {
+                    want.entry(k).or_default().add(p, b, t);
+                }
+            }
+            for threads in [1, 2, 3] {
+                let (got, got_total, _) = s.aggregate(f, key, threads).unwrap();
+                assert_eq!(got, want, "{f:?} {key:?}");
+                assert_eq!(got_total, total);
+            }
+            let top = top_n(want.clone(), |a| a.bytes, 5);
+            let mut all_sorted: Vec<_> = want.into_iter().collect();
+            all_sorted.sort_by(|x, y| y.1.bytes.cmp(&x.1.bytes).then_with(|| x.0.cmp(&y.0)));
+            all_sorted.truncate(5);
+            assert_eq!(top, all_sorted);
+        }
+    }
 }

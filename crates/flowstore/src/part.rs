@@ -57,48 +57,48 @@ pub enum PartError {
 }
 
 // Column ids (docs/FORMAT.md lists them).
-const C_SEQ: u16 = 1;
-const C_DSEQ: u16 = 2;
-const C_FLOWSET: u16 = 3;
-const C_RECORD: u16 = 4;
-const C_TEMPLATE: u16 = 5;
-const C_VERSION: u16 = 6;
-const C_DOMAIN: u16 = 7;
-const C_EXPORTER: u16 = 8;
-const C_FLAGS: u16 = 9;
-const C_SRC4: u16 = 10;
-const C_DST4: u16 = 11;
-const C_SRC6: u16 = 12;
-const C_DST6: u16 = 13;
-const C_SPORT: u16 = 14;
-const C_DPORT: u16 = 15;
-const C_PROTO: u16 = 16;
-const C_TCPFLAGS: u16 = 17;
-const C_TOS: u16 = 18;
-const C_PACKETS: u16 = 19;
-const C_BYTES: u16 = 20;
-const C_SAMPLING: u16 = 21;
-const C_START: u16 = 22;
-const C_END: u16 = 23;
-const C_EXPORT: u16 = 24;
-const C_INIF: u16 = 25;
-const C_OUTIF: u16 = 26;
-const C_NAT: u16 = 27;
-const C_OBSERVER: u16 = 28;
-const C_EXPORTER_DICT: u16 = 30;
-const C_OBSERVER_DICT: u16 = 31;
+pub const C_SEQ: u16 = 1;
+pub const C_DSEQ: u16 = 2;
+pub const C_FLOWSET: u16 = 3;
+pub const C_RECORD: u16 = 4;
+pub const C_TEMPLATE: u16 = 5;
+pub const C_VERSION: u16 = 6;
+pub const C_DOMAIN: u16 = 7;
+pub const C_EXPORTER: u16 = 8;
+pub const C_FLAGS: u16 = 9;
+pub const C_SRC4: u16 = 10;
+pub const C_DST4: u16 = 11;
+pub const C_SRC6: u16 = 12;
+pub const C_DST6: u16 = 13;
+pub const C_SPORT: u16 = 14;
+pub const C_DPORT: u16 = 15;
+pub const C_PROTO: u16 = 16;
+pub const C_TCPFLAGS: u16 = 17;
+pub const C_TOS: u16 = 18;
+pub const C_PACKETS: u16 = 19;
+pub const C_BYTES: u16 = 20;
+pub const C_SAMPLING: u16 = 21;
+pub const C_START: u16 = 22;
+pub const C_END: u16 = 23;
+pub const C_EXPORT: u16 = 24;
+pub const C_INIF: u16 = 25;
+pub const C_OUTIF: u16 = 26;
+pub const C_NAT: u16 = 27;
+pub const C_OBSERVER: u16 = 28;
+pub const C_EXPORTER_DICT: u16 = 30;
+pub const C_OBSERVER_DICT: u16 = 31;
 /// Sorted distinct IPv4 addresses (source and destination) of the partition.
 pub const C_ADDR4: u16 = 40;
 /// Sorted distinct IPv6 addresses of the partition.
 pub const C_ADDR6: u16 = 41;
 
-const R_SRC: u8 = 1;
-const R_SRC6: u8 = 1 << 1;
-const R_DST: u8 = 1 << 2;
-const R_DST6: u8 = 1 << 3;
-const R_START: u8 = 1 << 4;
-const R_END: u8 = 1 << 5;
-const R_NAT: u8 = 1 << 6;
+pub const R_SRC: u8 = 1;
+pub const R_SRC6: u8 = 1 << 1;
+pub const R_DST: u8 = 1 << 2;
+pub const R_DST6: u8 = 1 << 3;
+pub const R_START: u8 = 1 << 4;
+pub const R_END: u8 = 1 << 5;
+pub const R_NAT: u8 = 1 << 6;
 
 /// Encodes `rows` (ledger order) as one partition file.
 pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
@@ -648,7 +648,7 @@ impl<'a> Part<'a> {
     }
 }
 
-fn dict(b: &[u8]) -> Vec<String> {
+pub fn dict(b: &[u8]) -> Vec<String> {
     if b.is_empty() {
         return Vec::new();
     }
@@ -722,7 +722,7 @@ fn take<const N: usize>(b: &[u8], pos: &mut usize) -> Result<[u8; N], PartError>
 }
 
 /// A slice of known length as an array (callers slice exactly N bytes).
-fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
+pub fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
     a.copy_from_slice(&s[..N]);
     a
