@@ -2,12 +2,62 @@
 //! columns the key, the filter and the sums need are decompressed, and no row is built.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 
 use crate::part::{self, Part, PartError, arr};
 use crate::{FlowFilter, canonical};
+
+/// The groups of one aggregation. Keys are addresses, ports and protocols from the ledger's
+/// own derived records, hashed per flow tens of millions of times: SipHash's flooding
+/// resistance buys nothing here and cost a fifth of a top-N query (perf), so FxHash's
+/// multiply-rotate (rustc's hasher) with splitmix64's finaliser is used instead of adding a crate.
+pub type Groups = HashMap<KeyVal, Agg, BuildHasherDefault<FxHasher>>;
+
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn finish(&self) -> u64 {
+        // splitmix64's finaliser: the multiply-rotate leaves the low bits (which hashbrown
+        // picks buckets with) depending only on the inputs' low bits — 198.51.0.x addresses
+        // all collided without it (3 s instead of 0.4 s for a top-N over 2 M flows).
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut b = [0u8; 8];
+            b[..c.len()].copy_from_slice(c);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+impl FxHasher {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 /// What flows are grouped by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +171,7 @@ pub fn aggregate_part(
     p: &Part<'_>,
     filter: &FlowFilter,
     key: Key,
-    groups: &mut HashMap<KeyVal, Agg>,
+    groups: &mut Groups,
     total: &mut Agg,
 ) -> Result<u64, PartError> {
     let n = p.rows();
@@ -182,8 +232,14 @@ pub fn aggregate_part(
     let bytes = u64s(p, part::C_BYTES)?;
     let sampling = u32s(p, part::C_SAMPLING)?;
     let start_d = u64s(p, part::C_START)?;
-    let end_d = u64s(p, part::C_END)?;
-    let export_d = u64s(p, part::C_EXPORT)?;
+    // The last-packet and export-time columns only matter for rows without a first packet
+    // (a flow's time is its first packet): most partitions skip them.
+    let all_started = flags.iter().all(|f| f & part::R_START != 0);
+    let (end_d, export_d) = if all_started {
+        (Vec::new(), Vec::new())
+    } else {
+        (u64s(p, part::C_END)?, u64s(p, part::C_EXPORT)?)
+    };
     let (mut start, mut export) = (0i64, 0i64);
     let inside = |n: &Option<crate::Net>, a: Option<IpAddr>| match n {
         None => true,
@@ -192,7 +248,9 @@ pub fn aggregate_part(
     let mut taken = 0u64;
     for i in 0..n {
         start = start.wrapping_add(start_d[i] as i64);
-        export = export.wrapping_add(export_d[i] as i64);
+        if !all_started {
+            export = export.wrapping_add(export_d[i] as i64);
+        }
         let f = flags[i];
         // FlowRow::time_ms: first packet, else last, else the export time.
         let t = if f & part::R_START != 0 {

@@ -15,7 +15,6 @@
 pub mod agg;
 mod part;
 
-use std::collections::HashMap;
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
@@ -25,7 +24,7 @@ use model::flow::FlowRecord;
 use model::{Event, EventClass};
 use serde::{Deserialize, Serialize};
 
-pub use agg::{Agg, Key, KeyVal};
+pub use agg::{Agg, Groups, Key, KeyVal};
 pub use part::{FlowRow, MAGIC, Part, PartError, encode};
 
 /// Flows per partition at most: 1 M rows is ~10–20 MB compressed, decoded in tens of ms.
@@ -517,20 +516,18 @@ impl FlowStore {
     }
 }
 
+/// Groups, the total and the scan's counts: what [`FlowStore::aggregate`] gives.
+pub type Partial = (Groups, Agg, ScanStats);
+
 impl FlowStore {
     /// The flows `filter` selects grouped by `key` (sums per group, and over all), straight
     /// from the columns: only those the key, the filter and the sums need are read. Partitions
     /// are shared among `threads` threads (the machine's cores: 2 here).
-    pub fn aggregate(
-        &self,
-        filter: &FlowFilter,
-        key: Key,
-        threads: usize,
-    ) -> Result<(HashMap<KeyVal, Agg>, Agg, ScanStats)> {
+    pub fn aggregate(&self, filter: &FlowFilter, key: Key, threads: usize) -> Result<Partial> {
         let parts: Vec<&PartMeta> = self.manifest.parts.iter().collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || -> Result<(HashMap<KeyVal, Agg>, Agg, ScanStats)> {
-            let mut groups = HashMap::new();
+        let work = || -> Result<Partial> {
+            let mut groups = Groups::default();
             let mut total = Agg::default();
             let mut st = ScanStats::default();
             loop {
@@ -556,21 +553,20 @@ impl FlowStore {
             }
             Ok((groups, total, st))
         };
-        let results: Vec<Result<(HashMap<KeyVal, Agg>, Agg, ScanStats)>> =
-            std::thread::scope(|sc| {
-                let hs: Vec<_> = (0..threads.max(1)).map(|_| sc.spawn(&work)).collect();
-                hs.into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(FlowStoreError::Io {
-                                path: self.dir.clone(),
-                                source: std::io::Error::other("aggregation thread panicked"),
-                            })
+        let results: Vec<Result<Partial>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..threads.max(1)).map(|_| sc.spawn(work)).collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(FlowStoreError::Io {
+                            path: self.dir.clone(),
+                            source: std::io::Error::other("aggregation thread panicked"),
                         })
                     })
-                    .collect()
-            });
-        let mut groups: HashMap<KeyVal, Agg> = HashMap::new();
+                })
+                .collect()
+        });
+        let mut groups = Groups::default();
         let mut total = Agg::default();
         let mut st = ScanStats::default();
         for r in results {
@@ -593,11 +589,7 @@ impl FlowStore {
 }
 
 /// The `n` largest groups by `metric`, ties by key: what `--top` prints.
-pub fn top_n(
-    groups: HashMap<KeyVal, Agg>,
-    metric: impl Fn(&Agg) -> u64,
-    n: usize,
-) -> Vec<(KeyVal, Agg)> {
+pub fn top_n(groups: Groups, metric: impl Fn(&Agg) -> u64, n: usize) -> Vec<(KeyVal, Agg)> {
     let mut v: Vec<(KeyVal, Agg)> = groups.into_iter().collect();
     let cmp = |x: &(KeyVal, Agg), y: &(KeyVal, Agg)| {
         metric(&y.1).cmp(&metric(&x.1)).then_with(|| x.0.cmp(&y.0))

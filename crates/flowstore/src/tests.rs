@@ -1,4 +1,3 @@
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
 use model::flow::{FlowNat, FlowRecord};
@@ -6,7 +5,7 @@ use model::flow::{FlowNat, FlowRecord};
 use super::*;
 
 fn rec(i: u64) -> FlowRecord {
-    let v6 = i % 7 == 0;
+    let v6 = i.is_multiple_of(7);
     let src: IpAddr = if v6 {
         format!("2001:db8::{:x}", i % 300).parse().unwrap()
     } else {
@@ -15,29 +14,30 @@ fn rec(i: u64) -> FlowRecord {
             .unwrap()
     };
     FlowRecord {
-        version: if i % 3 == 0 { 10 } else { 9 },
-        exporter: (i % 5 != 0).then(|| SocketAddr::from(([192, 0, 2, (i % 3) as u8], 2055))),
+        version: if i.is_multiple_of(3) { 10 } else { 9 },
+        exporter: (!i.is_multiple_of(5))
+            .then(|| SocketAddr::from(([192, 0, 2, (i % 3) as u8], 2055))),
         domain: (i % 4) as u32,
         datagram_seq: i * 3 / 2,
         flowset: (i % 2) as u16,
         record: (i % 30) as u16,
         template: 256,
-        src: (i % 11 != 0).then_some(src),
+        src: (!i.is_multiple_of(11)).then_some(src),
         dst: Some("198.51.100.7".parse().unwrap()),
         src_port: (i % 60000) as u16,
         dst_port: 443,
-        proto: if i % 2 == 0 { 6 } else { 17 },
+        proto: if i.is_multiple_of(2) { 6 } else { 17 },
         tcp_flags: (i % 256) as u8,
         tos: 0,
         packets: i % 1000 + 1,
         bytes: (i % 1000 + 1) * 100,
         sampling: 1,
-        start_ms: (i % 13 != 0).then_some(1_700_000_000_000 + i as i64 * 10),
-        end_ms: (i % 17 != 0).then_some(1_700_000_000_500 + i as i64 * 10),
+        start_ms: (!i.is_multiple_of(13)).then_some(1_700_000_000_000 + i as i64 * 10),
+        end_ms: (!i.is_multiple_of(17)).then_some(1_700_000_000_500 + i as i64 * 10),
         export_ms: 1_700_000_001_000 + (i as i64 / 30) * 1000,
         in_if: 1,
         out_if: 2,
-        nat: (i % 19 == 0).then(|| FlowNat {
+        nat: (i.is_multiple_of(19)).then(|| FlowNat {
             src: Some("203.0.113.1".parse().unwrap()),
             dst: None,
             src_port: Some(40000),
@@ -51,7 +51,12 @@ fn rows(n: u64) -> Vec<FlowRow> {
     (1..=n)
         .map(|i| FlowRow {
             seq: i * 2,
-            observer: if i % 9 == 0 { "hypervisor" } else { "network" }.to_string(),
+            observer: if i.is_multiple_of(9) {
+                "hypervisor"
+            } else {
+                "network"
+            }
+            .to_string(),
             rec: rec(i),
         })
         .collect()
@@ -211,7 +216,7 @@ fn aggregate_from_columns_equals_rows_summed() {
     ];
     for f in &filters {
         for key in [Key::Src, Key::Dst, Key::Port, Key::Proto] {
-            let mut want: HashMap<KeyVal, Agg> = HashMap::new();
+            let mut want = Groups::default();
             let mut total = Agg::default();
             for r in all.iter().filter(|r| f.matches(r)) {
                 let (p, b, t) = (r.rec.packets_scaled(), r.rec.bytes_scaled(), r.time_ms());
