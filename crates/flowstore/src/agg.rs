@@ -119,22 +119,13 @@ impl Agg {
 }
 
 fn u64s(p: &Part<'_>, id: u16) -> Result<Vec<u64>, PartError> {
-    Ok(p.column(id, 8)?
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(arr(c)))
-        .collect())
+    p.ints(id)
 }
 fn u32s(p: &Part<'_>, id: u16) -> Result<Vec<u32>, PartError> {
-    Ok(p.column(id, 4)?
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(arr(c)))
-        .collect())
+    Ok(p.ints(id)?.into_iter().map(|v| v as u32).collect())
 }
 fn u16s(p: &Part<'_>, id: u16) -> Result<Vec<u16>, PartError> {
-    Ok(p.column(id, 2)?
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes(arr(c)))
-        .collect())
+    Ok(p.ints(id)?.into_iter().map(|v| v as u16).collect())
 }
 
 /// One end's addresses of every row (None: absent).
@@ -247,16 +238,16 @@ pub fn aggregate_part(
     };
     let mut taken = 0u64;
     for i in 0..n {
-        start = start.wrapping_add(start_d[i] as i64);
+        start = start.wrapping_add(part::unzigzag(start_d[i]));
         if !all_started {
-            export = export.wrapping_add(export_d[i] as i64);
+            export = export.wrapping_add(part::unzigzag(export_d[i]));
         }
         let f = flags[i];
         // FlowRow::time_ms: first packet, else last, else the export time.
         let t = if f & part::R_START != 0 {
             start
         } else if f & part::R_END != 0 {
-            end_d[i] as i64
+            part::unzigzag(end_d[i])
         } else {
             export
         };
