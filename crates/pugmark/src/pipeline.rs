@@ -290,7 +290,7 @@ impl Pipeline {
         let mut imports = ImportsView::open(&dd.imports())?;
         let facts = FactStore::open(dd.facts())
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
-        let mut flows = FlowStore::open(dd.flows())
+        let flows = FlowStore::open(dd.flows())
             .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
         let index_pos = index.last_position()?;
         let facts_pos = facts.last_position()?;
@@ -332,10 +332,10 @@ impl Pipeline {
         }
         let indexed = index_pos.map_or(0, |p| p.0);
         let facts_has = facts_pos.map_or(0, |p| p.0);
-        // A flow store behind the search index (new in this build, or deleted) reads its part
-        // of the ledger here; ahead of it (a crash between the two commits), it skips what it
-        // holds when the catch-up sends it again.
-        catch_up_flows(&mut flows, &mut reader, indexed)?;
+        // The flow store skips positions it holds itself; one behind the other views (new in
+        // this build, or deleted) moves the catch-up's start back, and the other views skip
+        // what they hold (`index_has`, `facts_has`).
+        let flows_has = flows_pos.map_or(0, |p| p.0);
         drop(reader);
         let spec = WriterSpec {
             index,
@@ -348,7 +348,7 @@ impl Pipeline {
             nice: trailing.then_some(SERVE_INDEXER_NICE),
         };
         // In trailing mode an idle indexer reads what it has not seen from the ledger.
-        let idle_catch_up = trailing.then(|| indexed.min(facts_has));
+        let idle_catch_up = trailing.then(|| indexed.min(facts_has).min(flows_has));
         let indexer = spawn_indexer(
             spec,
             facts,
@@ -373,15 +373,21 @@ impl Pipeline {
             encode_buf: Vec::new(),
             views_failed: None,
         };
-        p.catch_up(&dd.ledger(), indexed, facts_has)?;
+        p.catch_up(&dd.ledger(), indexed, facts_has, flows_has)?;
         Ok(p)
     }
 
     /// Feed the views every ledger record they have not seen (after a crash, or a deleted view).
-    fn catch_up(&mut self, ledger_dir: &Path, indexed: u64, facts_has: u64) -> anyhow::Result<()> {
+    fn catch_up(
+        &mut self,
+        ledger_dir: &Path,
+        indexed: u64,
+        facts_has: u64,
+        flows_has: u64,
+    ) -> anyhow::Result<()> {
         let last = self.ledger.next_seq().saturating_sub(1);
         // Records both views already have are skipped: re-adding would duplicate documents.
-        let views_from = indexed.min(facts_has) + 1;
+        let views_from = indexed.min(facts_has).min(flows_has) + 1;
         // Trailing mode (`serve`) must not wait for the views before it listens (after a
         // kill -9 they can be millions of records behind, and the indexer runs at idle
         // priority): their part is a gap the indexer reads back from the ledger before
@@ -993,46 +999,6 @@ fn spawn_indexer(
         }
     }
     Ok(Indexer { tx, handle, shared })
-}
-
-/// Feeds the flow store the ledger's flows past its position up to `upto` (what the search
-/// index holds, which the indexer's catch-up starts after), and commits it there.
-fn catch_up_flows(
-    flows: &mut FlowStore,
-    reader: &mut LedgerReader,
-    upto: u64,
-) -> anyhow::Result<()> {
-    let from = flows.last_position().map_or(0, |p| p.0) + 1;
-    if from > upto {
-        return Ok(());
-    }
-    let mut re = Reassembler::new();
-    let mut whole = Vec::new();
-    let feed = |a: Assembled, flows: &mut FlowStore| -> anyhow::Result<()> {
-        if let Envelope::Record(r) = &a.envelope
-            && r.format == model::envelope::Format::NetflowRecord
-        {
-            flows.add_event(a.first, &decode::decode(r))?;
-        }
-        Ok(())
-    };
-    for item in reader.iter_from(from) {
-        let (seq, payload) = item?;
-        if seq.get() > upto {
-            break;
-        }
-        re.push(seq.get(), stored(&payload), &mut |a| whole.push(a));
-        for a in whole.drain(..) {
-            feed(a, flows)?;
-        }
-    }
-    re.flush(&mut |a| whole.push(a));
-    for a in whole.drain(..) {
-        feed(a, flows)?;
-    }
-    let head = reader.head_at(upto).ok();
-    flows.commit_at(upto, head)?;
-    Ok(())
 }
 
 /// The envelope of a record pugmark writes about its own ledger (a migration, a key
