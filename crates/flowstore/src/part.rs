@@ -8,7 +8,6 @@
 //! the row count before use, and a bad file is an error, never a panic (fuzz target
 //! `flowpart`).
 
-use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use model::flow::{FlowNat, FlowRecord};
@@ -159,28 +158,49 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
         &mut |r, b| b.extend_from_slice(&r.rec.domain.to_le_bytes()),
         4,
     );
-    // Dictionaries: exporters and observers repeat across a whole partition.
-    let mut exporters: Vec<String> = Vec::new();
-    let mut observers: Vec<String> = Vec::new();
-    let dict = |d: &mut Vec<String>, s: String| -> u32 {
-        match d.iter().position(|x| *x == s) {
-            Some(i) => i as u32,
-            None => {
-                d.push(s);
-                (d.len() - 1) as u32
-            }
-        }
-    };
+    // Dictionaries: exporters and observers repeat across a whole partition (compared as
+    // values; formatting an address per flow was a third of the writer's time).
+    let mut exporters: Vec<SocketAddr> = Vec::new();
+    let mut observers: Vec<&str> = Vec::new();
     let mut exp_idx = Vec::with_capacity(n * 4);
     let mut obs_idx = Vec::with_capacity(n * 4);
+    let (mut last_e, mut last_o): (Option<(SocketAddr, u32)>, Option<(&str, u32)>) = (None, None);
     for r in rows {
         let e = match r.rec.exporter {
             None => 0,
-            Some(a) => dict(&mut exporters, a.to_string()) + 1,
+            Some(a) => match last_e {
+                Some((x, i)) if x == a => i,
+                _ => {
+                    let i = match exporters.iter().position(|x| *x == a) {
+                        Some(i) => i as u32 + 1,
+                        None => {
+                            exporters.push(a);
+                            exporters.len() as u32
+                        }
+                    };
+                    last_e = Some((a, i));
+                    i
+                }
+            },
         };
         exp_idx.extend_from_slice(&e.to_le_bytes());
-        obs_idx.extend_from_slice(&dict(&mut observers, r.observer.clone()).to_le_bytes());
+        let o = match last_o {
+            Some((x, i)) if x == r.observer => i,
+            _ => {
+                let i = match observers.iter().position(|x| *x == r.observer) {
+                    Some(i) => i as u32,
+                    None => {
+                        observers.push(&r.observer);
+                        observers.len() as u32 - 1
+                    }
+                };
+                last_o = Some((&r.observer, i));
+                i
+            }
+        };
+        obs_idx.extend_from_slice(&o.to_le_bytes());
     }
+    let exporters: Vec<String> = exporters.iter().map(SocketAddr::to_string).collect();
     cols.push((C_EXPORTER, exp_idx));
     cols.push((C_OBSERVER, obs_idx));
     cols.push((C_EXPORTER_DICT, exporters.join("\n").into_bytes()));
@@ -191,8 +211,9 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     let mut src6 = Vec::new();
     let mut dst6 = Vec::new();
     let mut nat = Vec::new();
-    let mut a4: BTreeSet<u32> = BTreeSet::new();
-    let mut a6: BTreeSet<[u8; 16]> = BTreeSet::new();
+    // Sorted and deduplicated once at the end (a tree insert per address cost 7 %).
+    let mut a4: Vec<u32> = Vec::with_capacity(n * 2);
+    let mut a6: Vec<[u8; 16]> = Vec::new();
     for r in rows {
         let mut f = 0u8;
         let mut put =
@@ -202,12 +223,12 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
                 Some(IpAddr::V4(a)) => {
                     f |= present;
                     let v = u32::from(a);
-                    a4.insert(v);
+                    a4.push(v);
                     c4.extend_from_slice(&v.to_le_bytes());
                 }
                 Some(IpAddr::V6(a)) => {
                     f |= present | six;
-                    a6.insert(a.octets());
+                    a6.push(a.octets());
                     c4.extend_from_slice(&0u32.to_le_bytes());
                     c6.extend_from_slice(&a.octets());
                 }
@@ -232,6 +253,10 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     cols.push((C_SRC6, src6));
     cols.push((C_DST6, dst6));
     cols.push((C_NAT, nat));
+    a4.sort_unstable();
+    a4.dedup();
+    a6.sort_unstable();
+    a6.dedup();
     cols.push((C_ADDR4, a4.iter().flat_map(|v| v.to_le_bytes()).collect()));
     cols.push((C_ADDR6, a6.iter().flatten().copied().collect()));
     col(
