@@ -164,7 +164,8 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     let mut observers: Vec<&str> = Vec::new();
     let mut exp_idx = Vec::with_capacity(n * 4);
     let mut obs_idx = Vec::with_capacity(n * 4);
-    let (mut last_e, mut last_o): (Option<(SocketAddr, u32)>, Option<(&str, u32)>) = (None, None);
+    let mut last_e: Option<(SocketAddr, u32)> = None;
+    let mut last_o: Option<(&str, u32)> = None;
     for r in rows {
         let e = match r.rec.exporter {
             None => 0,
