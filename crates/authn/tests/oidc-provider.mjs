@@ -13,7 +13,8 @@
 //   ISSUER  default http://127.0.0.1:PORT (another value: a provider that claims someone
 //           else's issuer, i.e. a token signed by a key that issuer never published)
 // Test users (login form with password): alice / alice-pw, bob / bob-pw.
-// Clients: pugmark-web (secret web-secret, code flow, redirect http://127.0.0.1:9/callback);
+// Clients: pugmark-web (secret web-secret, code flow, redirect http://127.0.0.1:9/callback and
+//   $PUGMARK_OIDC_REDIRECT when set);
 //   alice-cli, bob-cli, alice-es (ES256), alice-short (1 s tokens): client credentials,
 //   secret cli-secret, tokens carry that user's claims.
 import http from 'node:http';
@@ -79,7 +80,8 @@ server.listen(Number(portArg), '127.0.0.1', () => {
         client_secret: 'web-secret',
         grant_types: ['authorization_code'],
         response_types: ['code'],
-        redirect_uris: ['http://127.0.0.1:9/callback'],
+        // PUGMARK_OIDC_REDIRECT: one more (the web UI's /ui/callback in crates/pugmark/tests/ui.rs).
+        redirect_uris: ['http://127.0.0.1:9/callback', ...(process.env.PUGMARK_OIDC_REDIRECT ? [process.env.PUGMARK_OIDC_REDIRECT] : [])],
         token_endpoint_auth_method: 'client_secret_basic',
       },
       cliClient('alice-cli', 'RS256'),

@@ -1,21 +1,17 @@
 //! The `pugmark` binary: command-line parsing and dispatch, nothing else.
 //!
 //! Each verb lives in its own file under `cli/`; the work itself is done by the library
-//! crates (`decode`, `ledger`, `views`, `query`) through `pipeline` and `datadir`. Errors
+//! crates (`decode`, `ledger`, `views`, `query`) through the `pipeline` crate (the write path and `pipeline::datadir`). Errors
 //! reach `main` as `anyhow::Error` and leave as one line on stderr and a non-zero exit
 //! (STYLE.md convention 5).
 
 mod api;
 mod challenge;
 mod cli;
-mod datadir;
-mod imports;
 mod misp;
 mod netflow;
-mod pipeline;
-mod pkcs11;
 mod proofs;
-mod viewcheck;
+mod ui;
 mod witnesses;
 
 use std::process::ExitCode;

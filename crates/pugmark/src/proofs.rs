@@ -344,7 +344,7 @@ pub fn check(i: &Value, log_vkey: Option<&str>, witness_vkeys: &[String]) -> Che
 
 /// Adds `integrity` (the cited records with their bytes and inclusion proofs, or null
 /// without signed notes) to a `--json` answer: what `who`, `report` and the query API print.
-pub fn add_integrity(dd: &crate::datadir::DataDir, v: &mut Value) -> anyhow::Result<()> {
+pub fn add_integrity(dd: &pipeline::datadir::DataDir, v: &mut Value) -> anyhow::Result<()> {
     let mut seqs = BTreeSet::new();
     cited(v, &mut seqs);
     let integrity = integrity(&dd.ledger(), &seqs)?;

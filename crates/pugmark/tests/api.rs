@@ -738,8 +738,42 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
         urls.push(format!("/api/v1/who?{q}&at={at}"));
         if !q.starts_with("mac") {
             urls.push(format!("/api/v1/report?{q}&at={at}"));
+            urls.push(format!("/api/v1/report?{q}&at={at}&format=md"));
+            urls.push(format!("/api/v1/report?{q}&at={at}&format=html"));
         }
     }
+    // Reports about the VO's own addresses and about public ones (a router's SNAT address
+    // without a port names the VMs of both VOs behind it) in every rendering: answered where
+    // the VO has a VM there, and cut — checked by the leak scan below like every answer.
+    let mut own_reports = Vec::new();
+    let (mut own_asked, mut public_asked) = (0, 0);
+    for (_, pairs) in questions(&d.ch) {
+        let Some((_, ip)) = pairs.iter().find(|(k, _)| k == "ip") else {
+            continue;
+        };
+        // The router's SNAT address (198.51.100.1) among the public ones.
+        let is_public = ip.starts_with("198.51.100.") || ip.starts_with("203.0.113.");
+        if is_public && (public_asked < 3 || ip == "198.51.100.1" && public_asked < 6) {
+            public_asked += 1;
+        } else if own_ids.contains(&ip) && own_asked < 3 {
+            own_asked += 1;
+        } else {
+            continue;
+        }
+        let at = pairs
+            .iter()
+            .find(|(k, _)| k == "at")
+            .map(|p| enc(&p.1))
+            .unwrap_or_default();
+        for f in ["json", "md", "html"] {
+            own_reports.push(format!("/api/v1/report?ip={ip}&at={at}&format={f}"));
+        }
+    }
+    assert!(
+        !own_reports.is_empty(),
+        "the challenge asks about the VO's own VMs"
+    );
+    urls.extend(own_reports.iter().cloned());
     for u in theirs.iter().take(6) {
         urls.push(format!("/api/v1/timeline?vm={u}"));
         urls.push(format!("/api/v1/timeline?vm={u}&format=ndjson"));
@@ -814,9 +848,13 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
     let mut leaks = Vec::new();
     let mut by_status = BTreeMap::<u16, usize>::new();
     let mut own_seen = 0usize;
+    let mut own_answers: BTreeMap<&String, (u16, String)> = BTreeMap::new();
     for u in &urls {
         let (s, body) = d.get(Some(&token), u);
         *by_status.entry(s).or_default() += 1;
+        if own_reports.contains(u) {
+            own_answers.insert(u, (s, String::from_utf8_lossy(&body).into_owned()));
+        }
         assert!(
             s == 200 || s == 403 || s == 503,
             "{u}: {s} {}",
@@ -841,7 +879,12 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
     // The control: the site asking the same questions does see the other VO's identifiers
     // (the matrix asks about what exists, and the check above would find it).
     let mut site_sees = 0;
-    for u in urls.iter().filter(|u| !u.contains("status")).take(60) {
+    // (md and html reports mirror the JSON ones: the control counts each question once.)
+    for u in urls
+        .iter()
+        .filter(|u| !u.contains("status") && !u.contains("format=md") && !u.contains("format=html"))
+        .take(60)
+    {
         let (_, body) = d.get(Some(&d.tokens["site"]), u);
         let text = String::from_utf8_lossy(&body);
         if their_ids.iter().any(|id| occurs(&text, id)) {
@@ -876,6 +919,25 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
         all["total"]
     );
     assert!(own_seen > 0);
+    // Its own reports in md and html are answered (not refused) and name its VM.
+    for (u, (s, text)) in own_answers.iter().filter(|(u, _)| !u.ends_with("json")) {
+        let s = *s;
+        if s == 200 {
+            assert!(
+                mine.iter().any(|m| text.contains(m.as_str())),
+                "{u}: its own report names its VM"
+            );
+        } else {
+            // The address's holder at that moment was not the VO's after all.
+            assert_eq!(s, 403, "{u}: {text}");
+        }
+    }
+    assert!(
+        own_answers
+            .iter()
+            .any(|(u, (s, _))| u.ends_with("=md") && *s == 200),
+        "at least one md report of its own VM answered"
+    );
     // check: the VO's findings only, counted as such; the site's record counts withheld.
     let (s, body) = d.get(Some(&token), "/api/v1/check");
     assert_eq!(s, 200);

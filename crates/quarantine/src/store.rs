@@ -885,11 +885,24 @@ impl Quarantine {
             .mode(0o600)
             .open(out)
             .map_err(ioe(format!("create {}", out.display())))?;
-        let d = self
-            .backend(&item.backend)?
-            .export_file(&image_ref(&item), &f)?;
-        f.sync_all()
-            .map_err(ioe(format!("fsync {}", out.display())))?;
+        let written = self
+            .backend(&item.backend)
+            .and_then(|b| Ok(b.export_file(&image_ref(&item), &f)?))
+            .and_then(|d| {
+                f.sync_all()
+                    .map_err(ioe(format!("fsync {}", out.display())))?;
+                Ok(d)
+            });
+        // A failed export (a full disk, an unreadable image) leaves no partial file that
+        // could pass for the image: the file was created here, so it is ours to remove.
+        let d = match written {
+            Ok(d) => d,
+            Err(e) => {
+                drop(f);
+                let _ = std::fs::remove_file(out);
+                return Err(e);
+            }
+        };
         let mut r = self.item_rec(Step::Exported, &item).with_digests(&d);
         r.by = Some(by.into());
         r.detail = Some(format!("to {}", out.display()));

@@ -222,9 +222,26 @@ pub fn report_with(
         .iter()
         .map(|m| answer_of(m, &q.value))
         .collect();
+    let procedure = procedure(&answer.matches, opts.discovered);
+    Ok(Report {
+        who: answer,
+        vms,
+        window: Window {
+            from: from.to_string(),
+            to: to.to_string(),
+        },
+        answer: answers,
+        procedure,
+    })
+}
+
+/// The EGI procedure's steps for the VMs of `matches`: whom to notify (project owners, the
+/// payloads' VOs) and which VMs to suspend where. A report cut to a VO's VMs rebuilds it
+/// from its matches, so that no step names another VO's VM.
+pub fn procedure(matches: &[Match], discovered: Option<Timestamp>) -> Procedure {
     let mut notify = BTreeSet::new();
     let mut suspend = Vec::new();
-    for m in &answer.matches {
+    for m in matches {
         if let Some(e) = &m.contain.project.owner_email {
             notify.insert(format!("the project owner <{e}>"));
         }
@@ -240,21 +257,12 @@ pub fn report_with(
         ));
     }
     let notify: Vec<String> = notify.into_iter().collect();
-    Ok(Report {
-        who: answer,
-        vms,
-        window: Window {
-            from: from.to_string(),
-            to: to.to_string(),
-        },
-        answer: answers,
-        procedure: Procedure {
-            name: "EGI CSIRT Security Incident Response Procedure (EGI-CSIRT SEC01)",
-            url: egi::PROCEDURE_URL,
-            discovered: opts.discovered.map(|t| t.to_string()),
-            steps: egi::steps(opts.discovered, &notify, &suspend),
-        },
-    })
+    Procedure {
+        name: "EGI CSIRT Security Incident Response Procedure (EGI-CSIRT SEC01)",
+        url: egi::PROCEDURE_URL,
+        discovered: discovered.map(|t| t.to_string()),
+        steps: egi::steps(discovered, &notify, &suspend),
+    }
 }
 
 fn answer_of(m: &Match, address: &str) -> Answer {

@@ -39,6 +39,13 @@ pub struct ApiRequest {
     pub accept: Option<String>,
     /// The client's address.
     pub peer: Option<SocketAddr>,
+    /// `Cookie` header, verbatim (the web UI's session; the API ignores it).
+    pub cookie: Option<String>,
+    /// `Content-Type` header, verbatim (the web UI's form posts).
+    pub content_type: Option<String>,
+    /// Whether the client reached us over TLS (directly, or `X-Forwarded-Proto: https` from a
+    /// proxy): the web UI's cookies are then `Secure`.
+    pub secure: bool,
     pub body: Vec<u8>,
 }
 
@@ -47,6 +54,8 @@ pub struct ApiResponse {
     pub status: u16,
     pub content_type: &'static str,
     pub body: ApiBody,
+    /// Further headers (`Set-Cookie`, `Location`, `Cache-Control`, …), added as given.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// A whole body, or chunks produced by the blocking call as it goes (NDJSON exports).
@@ -64,6 +73,7 @@ impl ApiResponse {
             status,
             content_type: "application/json",
             body: ApiBody::Full(body),
+            headers: Vec::new(),
         }
     }
 }
@@ -103,6 +113,13 @@ impl AuditSink for WriterAudit {
 /// The binary's query service.
 pub trait Api: Send + Sync + 'static {
     fn call(&self, req: ApiRequest, audit: &dyn AuditSink) -> ApiResponse;
+
+    /// A web UI page: `req.endpoint` is the path after `/ui/` (empty for the start page).
+    /// Same blocking pool, same audit sink as [`Api::call`]. Without a UI: 404.
+    fn ui(&self, req: ApiRequest, audit: &dyn AuditSink) -> ApiResponse {
+        let _ = (req, audit);
+        ApiResponse::json(404, &serde_json::json!({"error": "no web UI here"}))
+    }
 }
 
 struct ApiState {
@@ -114,10 +131,18 @@ struct ApiState {
 }
 
 /// The router: every method on `/api/v1/{*endpoint}` but `/api/v1/events` (ingestion keeps
-/// its own route; axum prefers the static one when both are merged).
+/// its own route; axum prefers the static one when both are merged), the web UI's pages on
+/// `/ui` and `/ui/{*page}` ([`Api::ui`]), and `/` redirecting to `/ui/`.
 pub fn router(api: Arc<dyn Api>, audit: Arc<dyn AuditSink>) -> Router {
     Router::new()
         .route("/api/v1/{*endpoint}", any(handle))
+        .route("/ui", any(handle))
+        .route("/ui/", any(handle))
+        .route("/ui/{*page}", any(handle))
+        .route(
+            "/",
+            axum::routing::get(|| async { axum::response::Redirect::to("/ui/") }),
+        )
         .layer(DefaultBodyLimit::max(MAX_API_BODY))
         .with_state(Arc::new(ApiState {
             api,
@@ -137,11 +162,17 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let endpoint = uri
-        .path()
-        .strip_prefix("/api/v1/")
-        .unwrap_or_default()
-        .to_string();
+    let path = uri.path();
+    let (is_ui, endpoint) = match path.strip_prefix("/api/v1/") {
+        Some(e) => (false, e.to_string()),
+        None => (
+            true,
+            path.strip_prefix("/ui")
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+        ),
+    };
     let h = |n: header::HeaderName| {
         headers
             .get(n)
@@ -155,6 +186,10 @@ async fn handle(
         authorization: h(header::AUTHORIZATION),
         accept: h(header::ACCEPT),
         peer: conn.map(|c| (c.0).0),
+        cookie: h(header::COOKIE),
+        content_type: h(header::CONTENT_TYPE),
+        secure: uri.scheme_str() == Some("https")
+            || h(header::HeaderName::from_static("x-forwarded-proto")).as_deref() == Some("https"),
         body: body.to_vec(),
     };
     let st2 = st.clone();
@@ -163,7 +198,11 @@ async fn handle(
     };
     let answer = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        st2.api.call(req, st2.audit.as_ref())
+        if is_ui {
+            st2.api.ui(req, st2.audit.as_ref())
+        } else {
+            st2.api.call(req, st2.audit.as_ref())
+        }
     })
     .await;
     let Ok(r) = answer else {
@@ -197,7 +236,16 @@ async fn handle(
         }
     };
     let mut resp = (status, [(header::CONTENT_TYPE, r.content_type)], body).into_response();
+    for (name, value) in r.headers {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            header::HeaderValue::from_str(&value),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
     if status == StatusCode::UNAUTHORIZED
+        && !is_ui
         && let Ok(v) = header::HeaderValue::from_str("Bearer realm=\"pugmark\"")
     {
         resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::Value;
 use views::search::SearchIndex;
 
-use crate::datadir::DataDir;
-use crate::pipeline::{LedgerFetch, LedgerTail};
+use pipeline::datadir::DataDir;
+use pipeline::{LedgerFetch, LedgerTail};
 
 /// What one audit record says.
 #[derive(Debug, Clone, Serialize)]

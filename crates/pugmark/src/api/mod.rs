@@ -10,6 +10,9 @@
 //! after scoping), the audit record ([`audit`]; durable before the answer leaves), and the
 //! answer (JSON, or NDJSON lines for `search` / `timeline` with `format=ndjson` or
 //! `Accept: application/x-ndjson`).
+//!
+//! The web UI ([`crate::ui`]) asks through the same [`Service::query`], with the identity its
+//! session cookie proved instead of a bearer token.
 
 pub mod audit;
 pub mod auth;
@@ -25,7 +28,7 @@ use serve::api::{ApiBody, ApiRequest, ApiResponse, AuditSink};
 use serve::config::{ApiConfig, ApiRole};
 
 use crate::cli::{check, hunt, report, search, timeline, who};
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 /// The OpenAPI 3 description (hand-written: six verbs whose JSON shapes are the CLI's
 /// documented contracts; a generator would need `utoipa` derives on every query type across
@@ -82,7 +85,7 @@ struct Answered {
 }
 
 /// Query-string pairs, decoded.
-type Params = Vec<(String, String)>;
+pub(crate) type Params = Vec<(String, String)>;
 
 fn params_json(p: &Params) -> Value {
     let mut m = serde_json::Map::new();
@@ -288,19 +291,16 @@ impl Service {
                     p.push(("format".into(), "json".into()));
                 }
                 let args: report::ReportArgs = parse_args(verb, &p, &data)?;
-                let (rep, mut v, dd) = report::answer(&args).map_err(internal)?;
+                let (mut rep, mut v, dd) = report::answer(&args).map_err(internal)?;
                 if let Some(sc) = &sc {
-                    if args.format != report::ReportFormat::Json {
-                        return Err(refuse(
-                            403,
-                            "a VO role gets the report as JSON (format=json): the md and html renderings are not scoped",
-                        ));
-                    }
                     let before = named(&v, sc);
                     scope::prune(&mut v, sc, false);
                     if v["vms"].as_array().is_none_or(Vec::is_empty) {
                         return Err(not_yours(before));
                     }
+                    // md and html are rendered from the typed report: cut it the same way
+                    // (the integrity section cites what the pruned JSON still cites).
+                    rep = scope::scope_report(&rep, sc);
                 }
                 let count = v["vms"].as_array().map_or(0, Vec::len) as u64;
                 let bytes = report::render(&rep, &v, &dd, args.format).map_err(internal)?;
@@ -583,15 +583,15 @@ impl Service {
         mut record: audit::Audit,
         status: u16,
         count: u64,
-        respond: ApiResponse,
-    ) -> ApiResponse {
+        respond: Reply,
+    ) -> Reply {
         record.status = status;
         record.count = count;
         match sink.store(record.record()) {
             Ok(_) => respond,
-            Err(e) => ApiResponse::json(
+            Err(e) => Reply::Json(
                 503,
-                &json!({"error": format!("the query could not be audited, so it is not answered: {e}")}),
+                json!({"error": format!("the query could not be audited, so it is not answered: {e}")}),
             ),
         }
     }
@@ -656,24 +656,38 @@ fn wants_ndjson(p: &Params, req: &ApiRequest) -> bool {
             .is_some_and(|a| a.contains("application/x-ndjson"))
 }
 
-impl serve::api::Api for Service {
-    fn call(&self, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
-        let endpoint = req.endpoint.trim_end_matches('/').to_string();
-        if endpoint == "openapi.json" && req.method == "GET" {
-            return ApiResponse {
-                status: 200,
-                content_type: "application/json",
-                body: ApiBody::Full(OPENAPI.as_bytes().to_vec()),
-            };
-        }
-        let p: Params = form_urlencoded::parse(req.query.as_deref().unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
-        let verb = if VERBS.contains(&endpoint.as_str()) {
-            endpoint.clone()
+/// What a query came to, after authentication, scoping, paging and the audit record.
+pub(crate) enum Reply {
+    /// A JSON answer (200) or a refusal (`{"error": …}` with its status).
+    Json(u16, Value),
+    /// Pre-rendered bytes (report md/html, exports).
+    Raw(&'static str, Vec<u8>),
+    /// NDJSON lines (search / timeline with `format=ndjson`).
+    Lines(Vec<Value>),
+}
+
+impl Service {
+    /// One query by one identity (or a refused authentication), audited: the API's and the
+    /// web UI's one path. `ui_page` names the UI page asking (kept in the audit record's
+    /// params as `ui`), none for the API.
+    pub(crate) fn query(
+        &self,
+        who: Result<auth::Identity, auth::AuthError>,
+        endpoint: &str,
+        p: &Params,
+        req: &ApiRequest,
+        sink: &dyn AuditSink,
+        ui_page: Option<&str>,
+    ) -> Reply {
+        let verb = if VERBS.contains(&endpoint) {
+            endpoint.to_string()
         } else {
             "unknown".to_string()
         };
+        let mut params = params_json(p);
+        if let (Some(pg), Some(m)) = (ui_page, params.as_object_mut()) {
+            m.insert("ui".into(), Value::String(pg.to_string()));
+        }
         let mut record = audit::Audit {
             user: "-".into(),
             subject: None,
@@ -681,18 +695,18 @@ impl serve::api::Api for Service {
             via: None,
             role: None,
             verb: verb.clone(),
-            params: params_json(&p),
+            params,
             status: 0,
             count: 0,
             vms: BTreeSet::new(),
             peer: req.peer.map(|a| a.to_string()),
             reason: None,
         };
-        let id = match self.auth.authenticate(req.authorization.as_deref()) {
+        let id = match who {
             Ok(id) => id,
             Err(e) => {
                 record.reason = Some(e.to_string());
-                let r = ApiResponse::json(401, &json!({"error": e.to_string()}));
+                let r = Reply::Json(401, json!({"error": e.to_string()}));
                 return self.audit_and(sink, record, 401, 0, r);
             }
         };
@@ -702,9 +716,9 @@ impl serve::api::Api for Service {
         record.via = Some(id.via.to_string());
         let Some(roles) = auth::role_of(&id, &self.config) else {
             record.reason = Some("no role: no [[api.roles]] group matches".into());
-            let r = ApiResponse::json(
+            let r = Reply::Json(
                 403,
-                &json!({"error": "this identity has no role here (no [[api.roles]] group matches)"}),
+                json!({"error": "this identity has no role here (no [[api.roles]] group matches)"}),
             );
             return self.audit_and(sink, record, 403, 0, r);
         };
@@ -721,22 +735,22 @@ impl serve::api::Api for Service {
         } else if verb == "unknown" {
             Err(refuse(404, format!("no endpoint {endpoint:?}")))
         } else {
-            self.answer(&verb, &p, &req, &roles)
+            self.answer(&verb, p, req, &roles)
         };
         let mut a = match answered {
             Ok(a) => a,
             Err(r) => {
                 record.reason = Some(r.error.clone());
                 record.vms = r.vms;
-                let resp = ApiResponse::json(r.status, &json!({"error": r.error}));
+                let resp = Reply::Json(r.status, json!({"error": r.error}));
                 return self.audit_and(sink, record, r.status, 0, resp);
             }
         };
-        let (offset, size) = match (num(&p, "offset"), num(&p, "page_size")) {
+        let (offset, size) = match (num(p, "offset"), num(p, "page_size")) {
             (Ok(o), Ok(s)) => (o, s),
             (Err(r), _) | (_, Err(r)) => {
                 record.reason = Some(r.error.clone());
-                let resp = ApiResponse::json(400, &json!({"error": r.error}));
+                let resp = Reply::Json(400, json!({"error": r.error}));
                 return self.audit_and(sink, record, 400, 0, resp);
             }
         };
@@ -748,43 +762,79 @@ impl serve::api::Api for Service {
         }
         record.vms = std::mem::take(&mut a.vms);
         let resp = if let Some((ct, bytes)) = a.raw.take() {
-            ApiResponse {
+            Reply::Raw(ct, bytes)
+        } else if wants_ndjson(p, req) && matches!(verb.as_str(), "search" | "timeline") {
+            Reply::Lines(
+                a.main
+                    .and_then(|m| a.json.get_mut(m))
+                    .and_then(Value::as_array_mut)
+                    .map(std::mem::take)
+                    .unwrap_or_default(),
+            )
+        } else {
+            Reply::Json(200, std::mem::take(&mut a.json))
+        };
+        self.audit_and(sink, record, 200, a.count, resp)
+    }
+}
+
+/// The query string's pairs, decoded.
+pub(crate) fn params_of(query: Option<&str>) -> Params {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+impl serve::api::Api for Service {
+    fn call(&self, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
+        let endpoint = req.endpoint.trim_end_matches('/').to_string();
+        if endpoint == "openapi.json" && req.method == "GET" {
+            return ApiResponse {
+                status: 200,
+                content_type: "application/json",
+                body: ApiBody::Full(OPENAPI.as_bytes().to_vec()),
+                headers: Vec::new(),
+            };
+        }
+        let p = params_of(req.query.as_deref());
+        let who = self.auth.authenticate(req.authorization.as_deref());
+        match self.query(who, &endpoint, &p, &req, sink, None) {
+            Reply::Json(status, v) => ApiResponse::json(status, &v),
+            Reply::Raw(ct, bytes) => ApiResponse {
                 status: 200,
                 content_type: ct,
                 body: ApiBody::Full(bytes),
-            }
-        } else if wants_ndjson(&p, &req) && matches!(verb.as_str(), "search" | "timeline") {
-            let items = a
-                .main
-                .and_then(|m| a.json.get_mut(m))
-                .and_then(Value::as_array_mut)
-                .map(std::mem::take)
-                .unwrap_or_default();
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
-            std::thread::spawn(move || {
-                let mut buf = Vec::with_capacity(1 << 16);
-                for it in items {
-                    if serde_json::to_writer(&mut buf, &it).is_err() {
-                        break;
+                headers: Vec::new(),
+            },
+            Reply::Lines(items) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(64);
+                std::thread::spawn(move || {
+                    let mut buf = Vec::with_capacity(1 << 16);
+                    for it in items {
+                        if serde_json::to_writer(&mut buf, &it).is_err() {
+                            break;
+                        }
+                        buf.push(b'\n');
+                        if buf.len() >= 1 << 16 && tx.send(std::mem::take(&mut buf)).is_err() {
+                            return;
+                        }
                     }
-                    buf.push(b'\n');
-                    if buf.len() >= 1 << 16 && tx.send(std::mem::take(&mut buf)).is_err() {
-                        return;
+                    if !buf.is_empty() {
+                        let _ = tx.send(buf);
                     }
+                });
+                ApiResponse {
+                    status: 200,
+                    content_type: "application/x-ndjson",
+                    body: ApiBody::Chunks(rx),
+                    headers: Vec::new(),
                 }
-                if !buf.is_empty() {
-                    let _ = tx.send(buf);
-                }
-            });
-            ApiResponse {
-                status: 200,
-                content_type: "application/x-ndjson",
-                body: ApiBody::Chunks(rx),
             }
-        } else {
-            ApiResponse::json(200, &a.json)
-        };
-        self.audit_and(sink, record, 200, a.count, resp)
+        }
+    }
+
+    fn ui(&self, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
+        crate::ui::handle(self, req, sink)
     }
 }
 
@@ -793,14 +843,14 @@ impl serve::api::Api for Service {
 /// each request — so concurrent queries share an fsync instead of queueing for one each.
 pub struct PipelineAudit {
     tx: std::sync::Mutex<Option<AuditTx>>,
-    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<crate::pipeline::Pipeline>>>>,
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<Option<pipeline::Pipeline>>>>,
 }
 
 type AuditReply = std::sync::mpsc::Sender<Result<u64, String>>;
 type AuditTx = std::sync::mpsc::Sender<(model::envelope::RecordEnvelope, AuditReply)>;
 
 impl PipelineAudit {
-    pub fn start(mut pipeline: crate::pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
+    pub fn start(mut pipeline: pipeline::Pipeline) -> anyhow::Result<PipelineAudit> {
         let (tx, rx) = std::sync::mpsc::channel::<(model::envelope::RecordEnvelope, AuditReply)>();
         let thread = std::thread::Builder::new()
             .name("pugmark-audit".into())
@@ -835,7 +885,7 @@ impl PipelineAudit {
     }
 
     /// Stops taking records and hands the pipeline back (to be finished).
-    pub fn stop(&self) -> Option<crate::pipeline::Pipeline> {
+    pub fn stop(&self) -> Option<pipeline::Pipeline> {
         self.tx
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -24,7 +24,7 @@ use query::attrib::Site;
 use serde_json::Value;
 use views::facts::FactStore;
 
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 /// One VO role's view of the site.
 pub struct Scope {
@@ -155,8 +155,10 @@ pub fn prune(v: &mut Value, s: &Scope, trusted: bool) {
             {
                 *c = Value::Array(Vec::new());
             }
-            if let Some(Value::Array(c)) = m.get_mut("candidates") {
-                c.retain(|x| x.as_str().is_some_and(|v| s.owns(v)));
+            for key in ["candidates", "holders"] {
+                if let Some(Value::Array(c)) = m.get_mut(key) {
+                    c.retain(|x| x.as_str().is_some_and(|v| s.owns(v)));
+                }
             }
             for (_, x) in m.iter_mut() {
                 // An object that names another VM is withheld even where it is not a list
@@ -191,6 +193,62 @@ pub fn prune(v: &mut Value, s: &Scope, trusted: bool) {
         }
         _ => {}
     }
+}
+
+/// The typed report cut the way [`prune`] cuts its JSON, for the Markdown and HTML
+/// renderings (which are made from the typed report): the VO's VMs only (`who` matches, the
+/// answer lines, the per-VM sections); inside them, entries whose attribution names one of
+/// its VMs or that carry none (an attribution without one VM — ambiguous — is no one's);
+/// conflicts and unresolved associations withheld, candidate and holder lists cut to its VMs.
+/// The EGI procedure's steps are rebuilt from the matches kept (they name the VMs to suspend).
+pub fn scope_report(rep: &query::report::Report, s: &Scope) -> query::report::Report {
+    use query::timeline::Entry;
+    let mut r = rep.clone();
+    r.who.unresolved.clear();
+    r.who.matches.retain(|m| s.owns(&m.vm.uuid));
+    for m in &mut r.who.matches {
+        m.conflicts.clear();
+    }
+    r.answer.retain(|a| s.owns(&a.vm));
+    for a in &mut r.answer {
+        a.conflicts = 0;
+    }
+    r.vms.retain(|v| s.owns(&v.uuid));
+    let ours = |e: &mut Entry| -> bool {
+        let Some(a) = &mut e.attribution else {
+            return true;
+        };
+        if !a.vm.as_deref().is_some_and(|v| s.owns(v)) {
+            return false;
+        }
+        a.candidates.retain(|v| s.owns(v));
+        if let Some(u) = &mut a.uuid_mismatch {
+            u.holders.retain(|v| s.owns(v));
+        }
+        true
+    };
+    for v in &mut r.vms {
+        for list in [
+            &mut v.sessions,
+            &mut v.connections,
+            &mut v.ambiguous,
+            &mut v.jobs,
+            &mut v.lifecycle,
+            &mut v.other,
+            &mut v.custody,
+        ] {
+            list.retain_mut(ours);
+        }
+        v.decisive.retain_mut(|d| ours(&mut d.entry));
+        v.timeline.entries.retain_mut(|l| ours(&mut l.entry));
+    }
+    let discovered = r
+        .procedure
+        .discovered
+        .as_deref()
+        .and_then(|d| d.parse::<jiff::Timestamp>().ok());
+    r.procedure = query::report::procedure(&r.who.matches, discovered);
+    r
 }
 
 /// Every VM an answer names (what an audit record lists as the VMs a query concerned):

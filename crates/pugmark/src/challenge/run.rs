@@ -33,8 +33,8 @@ use views::facts::FactStore;
 use super::generate::list_key;
 use super::inject::{CheckTruth, ExpectedFinding, FINDINGS};
 use super::{ANSWERS, ExpectedMatch, MANIFEST, Manifest, Question};
-use crate::datadir::DataDir;
-use crate::pipeline::Readers;
+use pipeline::Readers;
+use pipeline::datadir::DataDir;
 
 pub struct RunOptions {
     pub dir: PathBuf,

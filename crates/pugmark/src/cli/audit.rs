@@ -9,7 +9,7 @@ use clap::Args;
 use jiff::Timestamp;
 
 use crate::cli::{DataArgs, parse_time};
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 pub struct AuditArgs {
@@ -32,7 +32,8 @@ pub struct AuditArgs {
 
 pub fn run(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let dd = DataDir::open(&args.data.data, false)?;
-    crate::viewcheck::check(&dd, &[crate::viewcheck::View::Index])?.refuse_unusable("audit")?;
+    pipeline::viewcheck::check(&dd, &[pipeline::viewcheck::View::Index])?
+        .refuse_unusable("audit")?;
     let list = crate::api::audit::list(&dd, args.user.as_deref(), args.from, args.to)?;
     let mut out = std::io::stdout().lock();
     if args.json {

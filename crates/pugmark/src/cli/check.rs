@@ -11,8 +11,8 @@ use query::check::{CheckRequest, check};
 use query::lang::Net;
 
 use crate::cli::{DataArgs, parse_time};
-use crate::datadir::DataDir;
-use crate::pipeline::Readers;
+use pipeline::Readers;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {

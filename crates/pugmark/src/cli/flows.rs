@@ -18,8 +18,8 @@ use model::flow::proto_name;
 use serde::Serialize;
 
 use crate::cli::{DataArgs, parse_time, text_line};
-use crate::datadir::DataDir;
-use crate::viewcheck::View;
+use pipeline::datadir::DataDir;
+use pipeline::viewcheck::View;
 
 #[derive(Debug, Args)]
 pub struct FlowsArgs {
@@ -224,7 +224,7 @@ pub(crate) fn answer(args: &FlowsArgs) -> anyhow::Result<serde_json::Value> {
     if matches!(args.by, By::Vm | By::Owner) && args.top.is_some() {
         which.push(View::Facts);
     }
-    let views = crate::viewcheck::check(&dd, &which)?.require("flows")?;
+    let views = pipeline::viewcheck::check(&dd, &which)?.require("flows")?;
     let store = FlowStore::open_read(dd.flows())
         .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
     let filter = FlowFilter {

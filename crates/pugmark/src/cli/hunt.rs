@@ -11,8 +11,8 @@ use jiff::Timestamp;
 use query::hunt::{hunt, hunt_each, parse_iocs};
 
 use crate::cli::{DataArgs, parse_time};
-use crate::datadir::DataDir;
-use crate::pipeline::Readers;
+use pipeline::Readers;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 pub struct HuntArgs {

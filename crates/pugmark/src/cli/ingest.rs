@@ -23,10 +23,10 @@ use model::{DecodeHints, Envelope, Format, Observer, Origin, Received, YearRule}
 use serde::Serialize;
 
 use crate::cli::DataArgs;
-use crate::datadir::DataDir;
-use crate::imports::hex;
 use crate::netflow::FlowIngest;
-use crate::pipeline::Pipeline;
+use pipeline::Pipeline;
+use pipeline::datadir::DataDir;
+use pipeline::imports::hex;
 
 use super::ingest_flow::{self, FlowInput, FlowSummary};
 

@@ -26,9 +26,9 @@ use model::{Envelope, Observer, Origin, Received};
 use serde::Serialize;
 
 use super::ingest::{FileSummary, Input};
-use crate::imports::hex;
 use crate::netflow::FlowIngest;
-use crate::pipeline::Pipeline;
+use pipeline::Pipeline;
+use pipeline::imports::hex;
 
 /// Envelopes per durable batch.
 const BATCH: usize = 8192;
@@ -191,7 +191,7 @@ pub(super) fn ingest(
         );
         batch_parts += batch[before..]
             .iter()
-            .map(crate::pipeline::ledger_parts)
+            .map(pipeline::ledger_parts)
             .sum::<u64>();
         fsum.datagrams += 1;
         fsum.flows += flows as u64;

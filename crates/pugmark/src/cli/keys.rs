@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::cli::DataArgs;
-use crate::datadir::{DataDir, KEY_LOCATION_FILE};
+use pipeline::datadir::{DataDir, KEY_LOCATION_FILE};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -118,7 +118,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
         .key_file
         .as_ref()
         .and_then(|p| p.to_str())
-        .filter(|s| crate::pkcs11::is_uri(s))
+        .filter(|s| pipeline::pkcs11::is_uri(s))
         .map(str::to_string);
     if uri_as_path.is_none() && args.generate && args.pkcs11.is_none() {
         bail!("--generate makes a key pair in a token: give --pkcs11 URI");
@@ -219,8 +219,8 @@ fn record_token(
     uri: &str,
     generate: bool,
 ) -> anyhow::Result<(std::sync::Arc<dyn ledger::ExternalSigner>, String)> {
-    let uri = crate::pkcs11::Pkcs11Uri::parse(uri).context("--pkcs11")?;
-    let token = crate::pkcs11::Token::open(&uri, generate)?;
+    let uri = pipeline::pkcs11::Pkcs11Uri::parse(uri).context("--pkcs11")?;
+    let token = pipeline::pkcs11::Token::open(&uri, generate)?;
     std::fs::create_dir_all(dd.keys())
         .with_context(|| format!("creating {}", dd.keys().display()))?;
     let public = dd.keys().join("ledger.ed25519.pub");
@@ -354,7 +354,7 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
         "reason": args.reason,
         "by": crate::cli::migrate::whoami(),
     });
-    let env = crate::pipeline::admin_record(format!("pugmark-ledger {text}"));
+    let env = pipeline::admin_record(format!("pugmark-ledger {text}"));
     let receipt = l.append_batch([env.as_slice()])?;
     l.close()?;
     if args.json {

@@ -19,7 +19,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cli::DataArgs;
-use crate::datadir::{DATA_FORMAT_VERSION, DataDir};
+use pipeline::datadir::{DATA_FORMAT_VERSION, DataDir};
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -123,7 +123,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
         "new_key": new_pub.is_some(),
         "by": whoami(),
     });
-    let env = crate::pipeline::admin_record(format!("pugmark-ledger {text}"));
+    let env = pipeline::admin_record(format!("pugmark-ledger {text}"));
     let receipt = l
         .append_batch([env.as_slice()])
         .context("appending the migration record")?;

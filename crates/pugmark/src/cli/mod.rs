@@ -136,8 +136,8 @@ pub enum Command {
     /// release, list, show, export with a custody sheet, verify, restore, expire, policy,
     /// inspect. Every step is a custody record in the ledger.
     Quarantine(quarantine::QuarantineArgs),
-    /// The query API (and web UI) on a data directory alone: GET /api/v1/{search,who,
-    /// timeline,report,check,hunt,audit}, every query audited into the ledger.
+    /// The web UI (/ui/) and the query API on a data directory alone: GET /api/v1/{search,who,
+    /// timeline,report,check,hunt,audit}, every query and page view audited into the ledger.
     Ui(ui::UiArgs),
     /// Local bearer tokens for the query API (scripts): create (the secret is shown once),
     /// list, revoke.
@@ -148,7 +148,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(fd) = cli.key_fd {
-        crate::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
+        pipeline::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
     }
     match cli.command {
         Command::Ingest(a) => ingest::run(a),

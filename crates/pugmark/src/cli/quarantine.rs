@@ -27,8 +27,8 @@ use quarantine::{CaptureSpec, Item, Quarantine};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::datadir::DataDir;
-use crate::pipeline::Pipeline;
+use pipeline::Pipeline;
+use pipeline::datadir::DataDir;
 
 /// The config file every verb reads (`--config`, `PUGMARK_QUARANTINE_CONFIG`).
 pub const DEFAULT_CONFIG: &str = "/etc/pugmark/quarantine.toml";

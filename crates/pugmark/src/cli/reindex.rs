@@ -9,8 +9,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cli::DataArgs;
-use crate::datadir::DataDir;
-use crate::pipeline::Pipeline;
+use pipeline::Pipeline;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 pub struct ReindexArgs {

@@ -11,8 +11,8 @@ use query::report::{ReportOptions, report_with, to_html, to_markdown};
 use query::who::{AddrKind, WhoQuery};
 
 use crate::cli::{DataArgs, parse_time};
-use crate::datadir::DataDir;
-use crate::pipeline::Readers;
+use pipeline::Readers;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ReportFormat {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::cli::DataArgs;
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -228,7 +228,7 @@ pub fn remove_with(
                 "cutoff": cutoff,
                 "by": crate::cli::migrate::whoami(),
             });
-            crate::pipeline::admin_record(format!("pugmark-ledger {text}"))
+            pipeline::admin_record(format!("pugmark-ledger {text}"))
         })?;
         debug_assert_eq!((r.first, r.count), (first, count));
         out.records_removed += r.count;
@@ -290,7 +290,7 @@ pub fn plan(
             let (_, p) = r?;
             seen += 1;
             if let model::envelope::Stored::Whole(model::Envelope::Record(e))
-            | model::envelope::Stored::Head { record: e, .. } = crate::pipeline::stored(p)
+            | model::envelope::Stored::Head { record: e, .. } = pipeline::stored(p)
             {
                 newest = newest.max(e.received.as_unix_nanos());
                 if held_by.is_none()

@@ -13,8 +13,8 @@ use query::search::{SearchRequest, run_with_tail};
 use views::search::SearchIndex;
 
 use crate::cli::{DataArgs, parse_time};
-use crate::datadir::DataDir;
-use crate::pipeline::{LedgerFetch, LedgerTail};
+use pipeline::datadir::DataDir;
+use pipeline::{LedgerFetch, LedgerTail};
 
 #[derive(Debug, Clone, Args)]
 #[command(after_long_help = query::search::QUERY_SYNTAX_HELP)]
@@ -118,12 +118,12 @@ pub(crate) fn answer(
     args: &SearchArgs,
 ) -> anyhow::Result<(
     query::search::SearchOutcome,
-    crate::viewcheck::ViewsCheck,
+    pipeline::viewcheck::ViewsCheck,
     u64,
 )> {
     let dd = DataDir::open(&args.data.data, false)?;
     // The records past the index are scanned below; a missing or foreign index is refused.
-    let views = crate::viewcheck::check(&dd, &[crate::viewcheck::View::Index])?
+    let views = pipeline::viewcheck::check(&dd, &[pipeline::viewcheck::View::Index])?
         .refuse_unusable("search")?;
     let index = SearchIndex::open_or_create(dd.index())
         .with_context(|| format!("opening search index in {}", dd.index().display()))?;
@@ -162,7 +162,7 @@ pub(crate) fn answer(
 pub(crate) fn to_json(
     args: &SearchArgs,
     outcome: &query::search::SearchOutcome,
-    views: &crate::viewcheck::ViewsCheck,
+    views: &pipeline::viewcheck::ViewsCheck,
 ) -> anyhow::Result<serde_json::Value> {
     if args.count {
         let mut v = serde_json::json!({ "total": outcome.total });

@@ -19,9 +19,9 @@ use model::Envelope;
 use model::envelope::RecordEnvelope;
 
 use crate::cli::DataArgs;
-use crate::datadir::DataDir;
 use crate::netflow::FlowIngest;
-use crate::pipeline::Pipeline;
+use pipeline::Pipeline;
+use pipeline::datadir::DataDir;
 
 /// Views are committed (made searchable) at least this often while serving.
 const SERVE_INDEX_COMMIT: Duration = Duration::from_secs(1);
@@ -420,11 +420,11 @@ impl PipelineStore {
                     flows += self.flows.record(exporter, r, seq, &mut out) as u64;
                     seq += out[before..]
                         .iter()
-                        .map(crate::pipeline::ledger_parts)
+                        .map(pipeline::ledger_parts)
                         .sum::<u64>();
                 }
                 other => {
-                    seq += crate::pipeline::ledger_parts(&other);
+                    seq += pipeline::ledger_parts(&other);
                     out.push(other);
                 }
             }
@@ -534,10 +534,7 @@ impl serve::Store for PipelineStore {
                 let refused = matches!(
                     e.error.downcast_ref::<ledger::LedgerError>(),
                     Some(ledger::LedgerError::RecordTooLarge { .. })
-                ) || e
-                    .error
-                    .downcast_ref::<crate::pipeline::RecordRefused>()
-                    .is_some();
+                ) || e.error.downcast_ref::<pipeline::RecordRefused>().is_some();
                 self.expanded = !e.envelopes.is_empty() && !refused;
                 Err(serve::writer::NotStored {
                     error: e.error,

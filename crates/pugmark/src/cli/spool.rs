@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 use super::serve::PipelineStore;
 

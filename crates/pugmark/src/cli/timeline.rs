@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use query::timeline::{Subject, TimelineRequest, timeline};
 
 use crate::cli::{DataArgs, parse_time};
-use crate::datadir::DataDir;
-use crate::pipeline::Readers;
+use pipeline::Readers;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("subject").required(true).args(["vm", "ip", "host", "user"])))]

@@ -1,5 +1,5 @@
-//! `pugmark ui --data DIR [--listen ADDR] [--config FILE]`: the query API (and, later, the web
-//! UI) on a data directory alone, without a collector. The ui owns the ledger while it runs —
+//! `pugmark ui --data DIR [--listen ADDR] [--config FILE]`: the query API and the web UI
+//! (`/ui/`, docs/UI.md) on a data directory alone, without a collector. The ui owns the ledger while it runs —
 //! every query's audit record is appended by it (`api::PipelineAudit`) — so it refuses to
 //! start when a `pugmark serve` (or any writer) holds the data directory: then the API is
 //! served by that `serve --http` instead.
@@ -14,8 +14,8 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::cli::DataArgs;
-use crate::datadir::DataDir;
-use crate::pipeline::Pipeline;
+use pipeline::Pipeline;
+use pipeline::datadir::DataDir;
 
 /// Default address of `pugmark ui` (loopback; serve's HTTP listener is 9514).
 pub const DEFAULT_UI: &str = "127.0.0.1:9516";
@@ -47,7 +47,7 @@ pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
     let sink = Arc::new(crate::api::PipelineAudit::start(pipeline)?);
     let svc = crate::api::service(args.data.data.clone(), config.api.clone(), None)?;
     serve::api::run_standalone(args.listen, svc, sink.clone(), |a| {
-        eprintln!("pugmark ui: listening on http://{a} (/api/v1/openapi.json)");
+        eprintln!("pugmark ui: listening on http://{a} (pages: /ui/, API: /api/v1/openapi.json)");
     })?;
     if let Some(p) = sink.stop() {
         p.finish()?;

@@ -9,7 +9,7 @@ use clap::Args;
 use serde_json::json;
 
 use crate::cli::DataArgs;
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -212,8 +212,8 @@ fn parse_key(hex: &str) -> anyhow::Result<[u8; 32]> {
 /// The block MAC key of a token-held key, when the token opens (no PIN: none; the reason is
 /// printed, verify goes on).
 fn token_mac_key(uri: &str, recorded: Option<[u8; 32]>) -> Option<[u8; 32]> {
-    let token = crate::pkcs11::Pkcs11Uri::parse(uri)
-        .and_then(|u| crate::pkcs11::Token::open(&u, false))
+    let token = pipeline::pkcs11::Pkcs11Uri::parse(uri)
+        .and_then(|u| pipeline::pkcs11::Token::open(&u, false))
         .map_err(|e| eprintln!("pugmark: block MACs not checked: {e:#}"))
         .ok()?;
     if recorded != Some(token.public_key()) {

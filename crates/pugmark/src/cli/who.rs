@@ -12,7 +12,7 @@ use query::who::{AddrKind, NatFilter, WhoAnswer, WhoQuery, who_with};
 use views::facts::FactStore;
 
 use crate::cli::{DataArgs, parse_time};
-use crate::datadir::DataDir;
+use pipeline::datadir::DataDir;
 
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("address").required(true).args(["ip", "host", "mac"])))]
@@ -78,7 +78,7 @@ pub(crate) fn answer(args: &WhoArgs) -> anyhow::Result<(WhoAnswer, serde_json::V
     } else {
         None
     };
-    let views = crate::viewcheck::check_facts(&dd, store.as_ref())?.require("who")?;
+    let views = pipeline::viewcheck::check_facts(&dd, store.as_ref())?.require("who")?;
     let Some(store) = store else {
         bail!("no fact store in {}", dd.facts().display());
     };

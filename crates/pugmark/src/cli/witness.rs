@@ -130,7 +130,7 @@ fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The collector's origin and checkpoint vkey.
 pub fn log_vkey(data: &std::path::Path) -> anyhow::Result<(String, String)> {
-    let dd = crate::datadir::DataDir::open(data, false)?;
+    let dd = pipeline::datadir::DataDir::open(data, false)?;
     let origin = ledger::read_origin(&dd.ledger())?
         .context("this ledger has no origin yet (no checkpoint was ever written)")?;
     let pubkey = ledger::read_public_key(&dd.public_key())?;

@@ -9,6 +9,17 @@
 //! Decoding and indexing run on a second thread fed by a bounded channel, so reading and
 //! hashing/compressing (this thread) overlap with parsing and indexing (that thread) on a
 //! 2-core machine, and a slow indexer pushes back instead of buffering without bound.
+//!
+//! This crate is the write path shared by every program that appends: `pugmark ingest`,
+//! `serve` (through the binary's `serve::Store` implementation), `reindex` and the benchmarks.
+//! With it live the data directory ([`datadir`]: paths, format marker, signing key — a file or
+//! a PKCS#11 token, [`pkcs11`]), the file-import marks ([`imports`]) and the views' check
+//! against the ledger ([`viewcheck`]).
+
+pub mod datadir;
+pub mod imports;
+pub mod pkcs11;
+pub mod viewcheck;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -476,7 +487,7 @@ impl Pipeline {
     }
 
     /// The ledger position the next appended record will take (NetFlow flow records name
-    /// their datagram's position before the batch is appended: `crate::netflow`).
+    /// their datagram's position before the batch is appended: the binary's `netflow`).
     /// The ledger writer, for maintenance between appends (`serve`'s retention timer):
     /// records appended through it reach the views as the indexer catches up.
     pub fn ledger_mut(&mut self) -> &mut Ledger {
@@ -1036,7 +1047,7 @@ fn undecodable(payload: &[u8]) -> Envelope {
 }
 
 /// One ledger payload as stored: a whole envelope or one part of a split record; what this
-/// build cannot read is a whole raw record ([`undecodable`]).
+/// build cannot read is a whole raw record (`undecodable`).
 pub fn stored(payload: &[u8]) -> Stored {
     Envelope::decode_stored(payload).unwrap_or_else(|_| Stored::Whole(undecodable(payload)))
 }

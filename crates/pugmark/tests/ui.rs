@@ -1,0 +1,628 @@
+//! The web UI (issue 14) in a real browser: Debian's `chromium`, headless, driven by npm's
+//! `playwright-core` (locked in `tests/ui/npm`, installed by scripts/test into
+//! `$PUGMARK_NPM/playwright`) through `tests/ui/browser.mjs`, against the real binary
+//! (`pugmark ui`) on a generated challenge day. The script only acts and reports what the
+//! pages show; the assertions are here.
+//!
+//! - log in with a local API token (the form) and with the real OpenID Provider's login form
+//!   (npm oidc-provider, authorization code + PKCE); unauthenticated pages go to the login;
+//! - every page: the who card names the challenge's expected owner, search facets filter
+//!   when clicked, hits are marked by observer and trust, surrounding records open, the timeline
+//!   draws one lane per observer, check findings and hunt hits link on;
+//! - a VO user sees nothing of another VO's VM on any page; page views are audited.
+//!
+//! Screenshots: `$PUGMARK_ARTEFACTS/ui/` when set, else `CARGO_TARGET_TMPDIR/ui-screenshots/`
+//! (under the target directory), one PNG per step that names a `shot`.
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::{bin, ok};
+use serde_json::{Value, json};
+
+fn npm_base() -> PathBuf {
+    std::env::var_os("PUGMARK_NPM")
+        .map_or_else(|| PathBuf::from("/var/cache/pugmark-npm"), PathBuf::from)
+}
+
+fn which(cmd: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(cmd))
+            .find(|f| f.is_file())
+    })
+}
+
+/// Chromium and playwright-core, or None (skipped outside CI; in CI missing is a failure).
+fn browser() -> Option<(PathBuf, PathBuf)> {
+    let pw = npm_base().join("playwright");
+    let chromium = which("chromium");
+    if let (Some(c), true, Some(_)) = (
+        chromium,
+        pw.join("node_modules/playwright-core/package.json")
+            .is_file(),
+        which("node"),
+    ) {
+        return Some((c, pw));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "chromium, node or playwright-core missing in CI: scripts/test installs them"
+    );
+    eprintln!("SKIPPED: chromium / playwright-core not installed (scripts/test installs them)");
+    None
+}
+
+fn artefacts() -> PathBuf {
+    let d = std::env::var_os("PUGMARK_ARTEFACTS").map_or_else(
+        || PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots"),
+        |a| PathBuf::from(a).join("ui"),
+    );
+    fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The real OpenID Provider of crates/authn's tests, with our callback allowed.
+struct Provider {
+    child: Child,
+    issuer: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn provider(redirect: &str) -> Option<Provider> {
+    let npm = npm_base().join("oidc-provider");
+    if !npm
+        .join("node_modules/oidc-provider/package.json")
+        .is_file()
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "oidc-provider missing in CI"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("oidc-provider.mjs");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../authn/tests/oidc-provider.mjs"),
+        &script,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(npm.join("node_modules"), dir.path().join("node_modules")).unwrap();
+    let mut child = Command::new("node")
+        .arg(&script)
+        .args(["0", "k1:RS256"])
+        .env("PUGMARK_OIDC_REDIRECT", redirect)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let mut it = line.split_whitespace();
+    assert_eq!(it.next(), Some("ready"), "provider: {line:?}");
+    let _port = it.next();
+    let issuer = it.next().unwrap().to_string();
+    Some(Provider {
+        child,
+        issuer,
+        _dir: dir,
+    })
+}
+
+/// The docs/API.md config block (roles, VOs), as the API tests use it.
+fn docs_config() -> String {
+    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"))
+        .unwrap();
+    let start = doc.find("```toml\n").unwrap() + 8;
+    let end = start + doc[start..].find("```").unwrap();
+    doc[start..end].to_string()
+}
+
+/// A free loopback port (the provider must know our callback before we start).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Ui(Child);
+
+impl Drop for Ui {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_ui(data: &Path, config: &Path, port: u16) -> (Ui, String) {
+    let mut child = Command::new(bin())
+        .args(["ui", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let base = loop {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "pugmark ui exited");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while err.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    (Ui(child), base)
+}
+
+/// A `who` question of the challenge whose VM is in `project` (by name).
+struct Asked {
+    ip: String,
+    at: String,
+    uuid: String,
+    owner: String,
+}
+
+fn question(ch: &Path, project: &str) -> Asked {
+    let projects: Value =
+        serde_json::from_slice(&fs::read(ch.join("keystone_projects.json")).unwrap()).unwrap();
+    let pid = projects
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["Name"] == project)
+        .unwrap()["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let answers: Value =
+        serde_json::from_slice(&fs::read(ch.join("answers.json")).unwrap()).unwrap();
+    let q = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|q| {
+            q["kind"] == "who"
+                && q["expect"]["ambiguous"] == false
+                && q["expect"]["matches"].as_array().map(Vec::len) == Some(1)
+                && q["expect"]["matches"][0]["project_id"] == pid.as_str()
+                && q["expect"]["matches"][0]["user_name"].is_string()
+        })
+        .unwrap_or_else(|| panic!("no who question for {project}"));
+    let m = &q["expect"]["matches"][0];
+    Asked {
+        ip: q["ip"].as_str().unwrap().to_string(),
+        at: q["at"].as_str().unwrap().to_string(),
+        uuid: m["vm_uuid"].as_str().unwrap().to_string(),
+        owner: m["user_name"].as_str().unwrap().to_string(),
+    }
+}
+
+fn enc(s: &str) -> String {
+    form_urlencoded_min(s)
+}
+
+/// Percent-encoding for a query value (what the pages' own links do).
+fn form_urlencoded_min(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn run_browser(chromium: &Path, pw: &Path, plan: &Value) -> Value {
+    // ESM resolves packages beside the script: copy it next to a node_modules link.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("browser.mjs");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/browser.mjs"),
+        &script,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(pw.join("node_modules"), dir.path().join("node_modules")).unwrap();
+    let mut plan = plan.clone();
+    plan["chromium"] = json!(chromium);
+    let mut child = Command::new("node")
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(plan.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "browser driver failed");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn texts(o: &Value, k: &str) -> Vec<String> {
+    o["read"][k]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn text(o: &Value, k: &str) -> String {
+    texts(o, k).join(" ")
+}
+
+#[test]
+fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
+    let Some((chromium, pw)) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let ch = dir.path().join("ch");
+    let out = Command::new(bin())
+        .args([
+            "challenge",
+            "generate",
+            "--seed",
+            "14",
+            "--vms",
+            "30",
+            "--hours",
+            "6",
+            "--out",
+        ])
+        .arg(&ch)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let data = dir.path().join("data");
+    let out = Command::new(bin())
+        .args(["challenge", "run"])
+        .arg(&ch)
+        .arg("--data")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut tokens = BTreeMap::new();
+    for (name, role) in [("site", "site"), ("atlas", "vo:atlas"), ("cms", "vo:cms")] {
+        let v: Value = serde_json::from_str(&ok(
+            &data,
+            &[
+                "api-token",
+                "create",
+                "--name",
+                name,
+                "--role",
+                role,
+                "--json",
+            ],
+        ))
+        .unwrap();
+        tokens.insert(name, v["token"].as_str().unwrap().to_string());
+    }
+    let port = free_port();
+    let callback = format!("http://127.0.0.1:{port}/ui/callback");
+    let op = provider(&callback);
+    // The docs' roles and VOs; the provider's alice (groups /atlas, /atlas/pilots) is an ATLAS
+    // partner here, and the provider is the UI's OIDC login.
+    let mut config = docs_config();
+    if let Some(p) = &op {
+        let secret = dir.path().join("web-secret");
+        fs::write(&secret, "web-secret\n").unwrap();
+        config.push_str(&format!(
+            "\n[[api.roles]]\ngroup = \"/atlas/pilots\"\nrole = \"vo:atlas\"\n\n[[auth.oidc]]\nissuer = \"{}\"\naudience = \"https://pugmark.example.org\"\nclient_id = \"pugmark-web\"\nclient_secret_file = \"{}\"\nredirect_uri = \"{callback}\"\n",
+            p.issuer,
+            secret.display()
+        ));
+    }
+    let cfg = dir.path().join("serve.toml");
+    fs::write(&cfg, &config).unwrap();
+    let (ui, base) = start_ui(&data, &cfg, port);
+
+    let atlas = question(&ch, "atlas-1");
+    let cms = question(&ch, "cms-1");
+    let who_atlas = format!("/ui/who?ip={}&at={}", enc(&atlas.ip), enc(&atlas.at));
+    let who_cms = format!("/ui/who?ip={}&at={}", enc(&cms.ip), enc(&cms.at));
+    // A VM that migrated (the placement fact "moves from hypervisor A to B"), asked of the API.
+    let migrated = {
+        let answers: Value =
+            serde_json::from_slice(&fs::read(ch.join("answers.json")).unwrap()).unwrap();
+        let mut vms: Vec<String> = answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|q| {
+                q["expect"]["matches"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default()
+            })
+            .filter_map(|m| m["vm_uuid"].as_str().map(str::to_string))
+            .collect();
+        vms.sort();
+        vms.dedup();
+        vms.into_iter().find(|vm| {
+            let mut resp = ureq::get(&format!("{base}/api/v1/timeline?vm={vm}"))
+                .header("Authorization", &format!("Bearer {}", tokens["site"]))
+                .call()
+                .unwrap();
+            let t: Value =
+                serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+            t["entries"].as_array().unwrap().iter().any(|e| {
+                e["source"] == "placement"
+                    && e["summary"].as_str().unwrap_or("").contains(" moves from ")
+            })
+        })
+    };
+    let migrated = migrated.expect("the challenge day has a migrated VM");
+    let shots = artefacts();
+    // What a page answers (not the form echoing the question).
+    let body = json!({"body": "main > :not(form), footer"});
+    let mut sessions = vec![
+        json!({"name": "anonymous", "steps": [
+            {"op": "goto", "url": who_atlas, "shot": "redirected", "read": {"h1": "h1"}},
+            {"op": "login_token", "token": "pmk_not-a-token", "shot": "bad-token", "read": {"error": ".error"}},
+        ]}),
+        json!({"name": "site", "steps": [
+            {"op": "login_token", "token": tokens["site"], "next": who_atlas, "shot": "who",
+             "read": {"owner": ".who-card .owner", "vo": ".who-card .vo", "hypervisor": ".who-card .hypervisor",
+                      "lease": ".who-card .lease", "evidence": ".who-card .evidence li", "role": ".whoami .role"}},
+            {"op": "goto", "url": format!("/ui/search?q={}", enc(&atlas.ip)), "shot": "search",
+             "read": {"count": "#hit-count", "bars": ".histogram .bar", "facets": ".facet h3",
+                      "observers": ".facet[data-field=observer] li a", "hits": "li.hit",
+                      "forgeable": "li.hit.trust-forgeable", "badges": "li.hit .obs"}},
+            {"op": "click", "selector": ".facet[data-field=observer] a[data-value=hypervisor]", "shot": "search-facet",
+             "read": {"active": ".facet li.active a", "badges": "li.hit .obs", "count": "#hit-count"}},
+            {"op": "click", "selector": "li.hit a.around", "wait": ".around-box ol.hits", "shot": "search-around",
+             "read": {"around": ".around-box li.hit", "here": ".around-box li.hit.here"}},
+            {"op": "goto", "url": format!("/ui/timeline?vm={}", atlas.uuid), "shot": "timeline",
+             "read": {"lanes": ".lane .lane-name", "dots": ".lane rect.dot", "marks": ".lane-cloud line.mark",
+                      "rows": "table.entries tbody tr", "reported": "table.entries .reported"}},
+            {"op": "goto", "url": format!("/ui/timeline?vm={migrated}"), "shot": "timeline-migration",
+             "read": {"migrations": ".lane-cloud line.mark-migration", "rows": "table.entries tr.mark-migration"}},
+            {"op": "goto", "url": "/ui/check", "shot": "check",
+             "read": {"kinds": ".finding .kind", "entities": ".finding .entities a"}},
+            {"op": "click", "selector": ".finding .entities a", "shot": "check-entity", "read": {"h1": "h1", "error": ".error"}},
+            {"op": "goto", "url": format!("/ui/hunt?indicators={}", enc(&atlas.ip)), "shot": "hunt",
+             "read": {"hits": "ol.hits li.hit", "links": "ol.hits li.hit a"}},
+            {"op": "goto", "url": who_atlas},
+            {"op": "click", "selector": ".who-card a.report", "shot": "report", "read": {"body": "body"}},
+            {"op": "goto", "url": "/ui/"},
+            {"op": "logout", "read": {"h1": "h1"}},
+            {"op": "goto", "url": "/ui/check", "read": {"h1": "h1"}},
+        ]}),
+        json!({"name": "atlas", "steps": [
+            {"op": "login_token", "token": tokens["atlas"], "read": {"role": ".whoami .role"}},
+            {"op": "goto", "url": who_atlas, "read": {"owner": ".who-card .owner"}},
+            {"op": "goto", "url": who_cms, "shot": "who-other-vo", "read": {"error": ".error", "body": "main > :not(form)"}},
+            {"op": "goto", "url": format!("/ui/search?q={}", enc(&cms.ip)), "shot": "search-other-vo", "read": body},
+            {"op": "goto", "url": format!("/ui/search?q={}", cms.uuid), "read": body},
+            {"op": "goto", "url": format!("/ui/timeline?vm={}", cms.uuid), "read": body},
+            {"op": "goto", "url": format!("/ui/timeline?ip={}", enc(&cms.ip)), "read": body},
+            {"op": "goto", "url": "/ui/check", "shot": "check-vo", "read": body},
+            {"op": "goto", "url": format!("/ui/hunt?indicators={}%0A{}", enc(&cms.ip), cms.uuid), "read": body},
+            {"op": "goto", "url": format!("/ui/search?q={}", enc(&atlas.ip)), "read": {"hits": "li.hit"}},
+        ]}),
+    ];
+    if op.is_some() {
+        sessions.push(json!({"name": "oidc", "steps": [
+            {"op": "login_oidc", "user": "alice", "password": "alice-pw", "shot": "oidc-home",
+             "read": {"user": ".whoami .user", "role": ".whoami .role", "error": ".error"}},
+            {"op": "goto", "url": who_atlas, "shot": "oidc-who", "read": {"owner": ".who-card .owner"}},
+            {"op": "goto", "url": who_cms, "read": {"body": "main > :not(form)"}},
+        ]}));
+    }
+    let plan = json!({"base": base, "artefacts": shots, "sessions": sessions});
+    let r = run_browser(&chromium, &pw, &plan);
+    let s = |name: &str| r["sessions"][name].as_array().cloned().unwrap();
+    for (name, steps) in r["sessions"].as_object().unwrap() {
+        for st in steps.as_array().unwrap() {
+            assert!(st["error"].is_null(), "{name}: step failed: {st}");
+        }
+    }
+    // Script errors and CSP refusals; a refused page (403 "not yours") is logged by the
+    // browser as a failed load, which is what it should be.
+    let console: Vec<&Value> = r["console_errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e.as_str().unwrap_or("").contains("Failed to load resource"))
+        .collect();
+    assert!(console.is_empty(), "no script or CSP errors: {console:?}");
+
+    // Unauthenticated: the login page.
+    let anon = s("anonymous");
+    assert!(
+        anon[0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with("/ui/login?next="),
+        "{}",
+        anon[0]
+    );
+    assert_eq!(text(&anon[0], "h1"), "Log in to pugmark");
+    assert!(anon[1]["url"].as_str().unwrap().starts_with("/ui/login"));
+    assert!(text(&anon[1], "error").contains("not valid"), "{}", anon[1]);
+
+    // The site: every page.
+    let site = s("site");
+    assert_eq!(site[0]["url"], json!(who_atlas), "login went on to next");
+    assert_eq!(
+        text(&site[0], "owner").split(' ').next().unwrap(),
+        atlas.owner,
+        "the who card names the expected owner"
+    );
+    assert_eq!(text(&site[0], "role"), "site");
+    assert_eq!(text(&site[0], "vo"), "atlas");
+    assert!(!texts(&site[0], "evidence").is_empty());
+    let search = &site[1];
+    assert!(text(search, "count").contains("match"), "{search}");
+    assert_eq!(texts(search, "bars").len(), 48, "histogram bars");
+    assert_eq!(
+        texts(search, "facets"),
+        ["observer", "class", "host", "app"]
+    );
+    let observers = texts(search, "observers");
+    assert!(observers.len() >= 2, "several observers hit: {observers:?}");
+    assert!(!texts(search, "hits").is_empty());
+    // VM lines visibly apart: every badge of a vm hit says forgeable, none other does.
+    let badges = texts(search, "badges");
+    let forgeable = texts(search, "forgeable").len();
+    assert_eq!(
+        forgeable,
+        badges.iter().filter(|b| b.starts_with("vm")).count()
+    );
+    assert!(
+        badges
+            .iter()
+            .filter(|b| b.contains("forgeable"))
+            .all(|b| b.starts_with("vm"))
+    );
+    // A facet click filters.
+    let faceted = &site[2];
+    assert_eq!(texts(faceted, "active"), ["hypervisor"]);
+    let fb = texts(faceted, "badges");
+    assert!(
+        !fb.is_empty() && fb.iter().all(|b| b == "hypervisor"),
+        "{fb:?}"
+    );
+    // Surrounding records open in place, the clicked one marked.
+    assert!(!texts(&site[3], "around").is_empty(), "{}", site[3]);
+    assert_eq!(texts(&site[3], "here").len(), 1);
+    // The timeline: one lane per observer, lease hand-overs drawn.
+    let tl = &site[4];
+    let lanes: Vec<String> = texts(tl, "lanes")
+        .iter()
+        .map(|l| l.split(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        lanes,
+        ["cloud", "hypervisor", "network", "vm", "vo", "collector"]
+    );
+    assert!(texts(tl, "dots").len() > 10);
+    assert!(!texts(tl, "marks").is_empty(), "a lease drawn");
+    assert!(!texts(tl, "rows").is_empty());
+    // A migration drawn across the lanes and marked in the list.
+    assert!(!texts(&site[5], "migrations").is_empty(), "{}", site[5]);
+    assert!(!texts(&site[5], "rows").is_empty());
+    // check: findings with links that lead somewhere answered.
+    assert!(!texts(&site[6], "kinds").is_empty());
+    assert!(!texts(&site[6], "entities").is_empty());
+    assert!(texts(&site[7], "error").is_empty(), "{}", site[7]);
+    // hunt: hits linking on.
+    assert!(!texts(&site[8], "hits").is_empty());
+    assert!(texts(&site[8], "links").iter().any(|l| l == "who"));
+    // The incident report from the who card: the CLI's html, naming the owner.
+    assert!(
+        site[10]["url"].as_str().unwrap().starts_with("/ui/report?"),
+        "{}",
+        site[10]
+    );
+    assert!(
+        text(&site[10], "body").contains(&atlas.owner),
+        "{}",
+        site[10]
+    );
+    // logout: back to the login; pages need a login again.
+    assert!(site[12]["url"].as_str().unwrap().starts_with("/ui/login"));
+    assert!(site[13]["url"].as_str().unwrap().starts_with("/ui/login"));
+
+    // A VO partner: its own VM, and nothing of the other VO's on any page.
+    let a = s("atlas");
+    assert_eq!(text(&a[0], "role"), "vo:atlas");
+    assert_eq!(text(&a[1], "owner").split(' ').next().unwrap(), atlas.owner);
+    assert!(text(&a[2], "error").contains("not yours"), "{}", a[2]);
+    for st in &a[2..9] {
+        let b = text(st, "body");
+        assert!(!b.contains(&cms.uuid), "cms VM shown to atlas: {st}");
+        assert!(
+            !b.contains(&cms.owner) || cms.owner == atlas.owner,
+            "cms owner shown to atlas: {st}"
+        );
+    }
+    assert!(!texts(&a[9], "hits").is_empty(), "atlas searches its own");
+
+    if op.is_some() {
+        let o = s("oidc");
+        assert!(texts(&o[0], "error").is_empty(), "{}", o[0]);
+        assert_eq!(
+            text(&o[0], "user"),
+            "alice",
+            "the id_token's preferred_username"
+        );
+        assert_eq!(text(&o[0], "role"), "vo:atlas");
+        assert_eq!(text(&o[1], "owner").split(' ').next().unwrap(), atlas.owner);
+        assert!(!text(&o[2], "body").contains(&cms.uuid));
+    }
+
+    // Page views are audited like API queries (the API's audit, as the site).
+    let mut resp = ureq::get(&format!("{base}/api/v1/audit"))
+        .header("Authorization", &format!("Bearer {}", tokens["site"]))
+        .call()
+        .unwrap();
+    let audit: Value = serde_json::from_str(&resp.body_mut().read_to_string().unwrap()).unwrap();
+    let audits = audit["audits"].as_array().unwrap();
+    let page_views: Vec<&Value> = audits
+        .iter()
+        .filter(|a| a["params"]["ui"].is_string())
+        .collect();
+    assert!(
+        page_views
+            .iter()
+            .any(|a| a["user"] == "atlas" && a["verb"] == "who" && a["status"] == 403),
+        "the refused cross-VO page view is audited: {page_views:?}"
+    );
+    assert!(
+        page_views
+            .iter()
+            .any(|a| a["user"] == "site" && a["verb"] == "timeline")
+    );
+    drop(ui);
+    eprintln!("screenshots in {}", shots.display());
+}
