@@ -9,6 +9,7 @@
 //! DATA/index/          view: tantivy search index
 //! DATA/imports/        view: what each file import already stored (dedup)
 //! DATA/facts/          view: SQLite fact store (VMs, leases, directory, payload jobs)
+//! DATA/flows/          view: columnar flow store (crate `flowstore`, docs/FORMAT.md "Flow store")
 //! DATA/tmp/            spool for stdin imports
 //! DATA/quarantine.config  the quarantine config whose custody is stored here (`cli/autohold.rs`)
 //! DATA/views.new/      `reindex` only: new views being built aside (index, facts, imports),
@@ -54,7 +55,7 @@ pub struct DataDir {
 }
 
 /// The view directories, in the order they are swapped.
-const VIEW_DIRS: [&str; 3] = ["index", "facts", "imports"];
+const VIEW_DIRS: [&str; 4] = ["index", "facts", "imports", "flows"];
 const ASIDE: &str = "views.new";
 const REPLACED: &str = "views.old";
 const COMPLETE: &str = "COMPLETE";
@@ -228,6 +229,9 @@ impl DataDir {
     }
     pub fn facts(&self) -> PathBuf {
         self.views.join("facts")
+    }
+    pub fn flows(&self) -> PathBuf {
+        self.views.join("flows")
     }
     pub fn imports(&self) -> PathBuf {
         self.views.join("imports")

@@ -31,6 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
+use flowstore::FlowStore;
 use ledger::{Ledger, LedgerOptions, LedgerReader, OpenReport, Receipt};
 use model::{Assembled, Envelope, Event, Reassembler, Stored};
 use views::facts::FactStore;
@@ -300,8 +301,11 @@ impl Pipeline {
         let mut imports = ImportsView::open(&dd.imports())?;
         let facts = FactStore::open(dd.facts())
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
+        let flows = FlowStore::open(dd.flows())
+            .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
         let index_pos = index.last_position()?;
         let facts_pos = facts.last_position()?;
+        let flows_pos = flows.last_position();
         // Views of another ledger are never extended: the search index and fact store are
         // refused (reindex rebuilds them aside), the imports view (which decides what an
         // ingest skips as already stored) is rebuilt here from this ledger.
@@ -318,6 +322,7 @@ impl Pipeline {
         for (what, dir, pos) in [
             ("search index", dd.index(), index_pos),
             ("fact store", dd.facts(), facts_pos),
+            ("flow store", dd.flows(), flows_pos),
         ] {
             if foreign(pos) {
                 anyhow::bail!(
@@ -336,9 +341,13 @@ impl Pipeline {
             );
             imports.reset();
         }
-        drop(reader);
         let indexed = index_pos.map_or(0, |p| p.0);
         let facts_has = facts_pos.map_or(0, |p| p.0);
+        // The flow store skips positions it holds itself; one behind the other views (new in
+        // this build, or deleted) moves the catch-up's start back, and the other views skip
+        // what they hold (`index_has`, `facts_has`).
+        let flows_has = flows_pos.map_or(0, |p| p.0);
+        drop(reader);
         let spec = WriterSpec {
             index,
             threads: index_threads(),
@@ -350,10 +359,11 @@ impl Pipeline {
             nice: trailing.then_some(SERVE_INDEXER_NICE),
         };
         // In trailing mode an idle indexer reads what it has not seen from the ledger.
-        let idle_catch_up = trailing.then(|| indexed.min(facts_has));
+        let idle_catch_up = trailing.then(|| indexed.min(facts_has).min(flows_has));
         let indexer = spawn_indexer(
             spec,
             facts,
+            flows,
             commit_every,
             dd.ledger(),
             idle_catch_up,
@@ -374,15 +384,21 @@ impl Pipeline {
             encode_buf: Vec::new(),
             views_failed: None,
         };
-        p.catch_up(&dd.ledger(), indexed, facts_has)?;
+        p.catch_up(&dd.ledger(), indexed, facts_has, flows_has)?;
         Ok(p)
     }
 
     /// Feed the views every ledger record they have not seen (after a crash, or a deleted view).
-    fn catch_up(&mut self, ledger_dir: &Path, indexed: u64, facts_has: u64) -> anyhow::Result<()> {
+    fn catch_up(
+        &mut self,
+        ledger_dir: &Path,
+        indexed: u64,
+        facts_has: u64,
+        flows_has: u64,
+    ) -> anyhow::Result<()> {
         let last = self.ledger.next_seq().saturating_sub(1);
         // Records both views already have are skipped: re-adding would duplicate documents.
-        let views_from = indexed.min(facts_has) + 1;
+        let views_from = indexed.min(facts_has).min(flows_has) + 1;
         // Trailing mode (`serve`) must not wait for the views before it listens (after a
         // kill -9 they can be millions of records behind, and the indexer runs at idle
         // priority): their part is a gap the indexer reads back from the ledger before
@@ -755,6 +771,7 @@ impl Pipeline {
 fn spawn_indexer(
     spec: WriterSpec,
     mut facts: FactStore,
+    mut flows: FlowStore,
     commit_every: Duration,
     ledger_dir: std::path::PathBuf,
     idle_catch_up: Option<u64>,
@@ -830,6 +847,7 @@ fn spawn_indexer(
                         if let Some(seq) = last_seq
                             && committed != last_seq
                         {
+                            flows.commit_at(seq, last_head)?;
                             writer.commit_at(seq, last_head)?;
                             committed = last_seq;
                             last_commit = Instant::now();
@@ -865,6 +883,8 @@ fn spawn_indexer(
                             if counted {
                                 stats.count(&event);
                             }
+                            // Flows go to the flow store (it skips what it holds).
+                            flows.add_event(seq, &event)?;
                             if seq > index_has {
                                 writer.add(seq, &event)?;
                             }
@@ -959,6 +979,7 @@ fn spawn_indexer(
                     && committed != last_seq
                     && last_commit.elapsed() >= interval
                 {
+                    flows.commit_at(seq, last_head)?;
                     writer.commit_at(seq, last_head)?;
                     committed = last_seq;
                     last_commit = Instant::now();
@@ -968,6 +989,7 @@ fn spawn_indexer(
                 }
             }
             if let Some(seq) = last_seq {
+                flows.commit_at(seq, last_head)?;
                 writer.commit_at(seq, last_head)?;
             }
             writer.finish()?;

@@ -37,6 +37,8 @@ pub enum View {
     Index,
     /// The fact store (`DATA/facts`).
     Facts,
+    /// The columnar flow store (`DATA/flows`).
+    Flows,
 }
 
 impl View {
@@ -44,6 +46,7 @@ impl View {
         match self {
             View::Index => "search index",
             View::Facts => "fact store",
+            View::Flows => "flow store",
         }
     }
 
@@ -51,6 +54,7 @@ impl View {
         match self {
             View::Index => "index",
             View::Facts => "facts",
+            View::Flows => "flows",
         }
     }
 }
@@ -109,6 +113,15 @@ fn read_position(dd: &DataDir, view: View) -> anyhow::Result<Position> {
             let facts = FactStore::open(dd.facts())
                 .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
             let p = facts.last_position()?;
+            Some((p.map(|p| p.0), p.and_then(|p| p.1)))
+        }
+        View::Flows => {
+            if !flowstore::FlowStore::exists(dd.flows()) {
+                return Ok(None);
+            }
+            let flows = flowstore::FlowStore::open(dd.flows())
+                .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
+            let p = flows.last_position();
             Some((p.map(|p| p.0), p.and_then(|p| p.1)))
         }
     })

@@ -107,11 +107,31 @@ fn corpus_captures_and_payloads_become_flow_events() {
     let again = ok(&data, &["ingest", &ak("template.pcap"), &ak("data.pcap")]);
     assert!(again.contains("already stored"), "{again}");
     assert_eq!(count(&data, &["*", "--class", "net.flow"]), 50);
-    // Reindex rebuilds the flows from the ledger alone.
+    // Reindex rebuilds the flows from the ledger alone (search index and flow store).
     let before = flows(&data, &[]);
+    let listed = |data: &Path| -> Value {
+        let mut v: Value =
+            serde_json::from_str(&ok(data, &["flows", "--limit", "0", "--json"])).unwrap();
+        v.as_object_mut().unwrap().remove("views");
+        v
+    };
+    let store_before = listed(&data);
+    assert_eq!(store_before["flows"].as_array().unwrap().len(), 50);
     ok(&data, &["reindex"]);
     let after = flows(&data, &[]);
     assert_eq!(before, after);
+    assert_eq!(listed(&data), store_before);
+    // A data directory whose flow store is gone (an older pugmark's) gets it back at the next
+    // write from the ledger, without a reindex.
+    std::fs::remove_dir_all(data.join("flows")).unwrap();
+    let out = pugmark(&data, &["flows", "--json"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("flow store is missing"),
+        "{out:?}"
+    );
+    ok(&data, &["ingest", &ak("template.pcap")]);
+    assert_eq!(listed(&data), store_before);
     // Data sets whose template never comes are stored (as datagrams) and reported.
     let d2 = dir.path().join("d2");
     let out = ok(&d2, &["ingest", &ak("data.pcap")]);
@@ -471,11 +491,145 @@ fn softflowd_exports_equal_nfdump() {
         eprintln!("kept {}", dir.keep().display());
         return;
     }
+    let listed: Value =
+        serde_json::from_str(&ok(&data, &["flows", "--limit", "0", "--json"])).unwrap();
+    let listed = listed["flows"].as_array().unwrap().clone();
+    let mut all_theirs: Vec<(Key, Counts)> = Vec::new();
     for (v, _) in &versions {
         let theirs = nfdump_flows(&nfdump, &w.join(format!("nf{v}")));
         let ours = pugmark_flows(&data, v);
         assert_same_flows(v, &ours, &theirs);
+        // The columnar flow store (issue 16) holds the same flows as nfdump reads.
+        assert_same_flows(v, &store_flows(&listed, v), &theirs);
+        all_theirs.extend(theirs);
     }
+    // … and exactly the `net.flow` events `search` finds (the old path), by ledger position.
+    let mut searched: Vec<u64> = flows(&data, &[])
+        .iter()
+        .map(|h| h["seq"].as_u64().unwrap())
+        .collect();
+    searched.sort();
+    let stored: Vec<u64> = listed.iter().map(|f| f["seq"].as_u64().unwrap()).collect();
+    assert_eq!(
+        stored, searched,
+        "flow store and search index hold other flows"
+    );
+    // Top talkers (`nfdump -s srcip/bytes -n 10`), oracle: nfdump's flows summed per source.
+    for (by, order) in [("srcip", "bytes"), ("dstip", "packets"), ("proto", "flows")] {
+        let mut agg: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+        for ((src, dst, proto, _, _), c) in &all_theirs {
+            let key = match by {
+                "srcip" => src.clone(),
+                "dstip" => dst.clone(),
+                _ => match proto {
+                    6 => "tcp".to_string(),
+                    17 => "udp".to_string(),
+                    1 => "icmp".to_string(),
+                    p => p.to_string(),
+                },
+            };
+            let e = agg.entry(key).or_default();
+            e.0 += 1;
+            e.1 += c.packets;
+            e.2 += c.bytes;
+        }
+        let mut want: Vec<(String, (u64, u64, u64))> = agg.into_iter().collect();
+        let metric = |a: &(u64, u64, u64)| match order {
+            "flows" => a.0,
+            "packets" => a.1,
+            _ => a.2,
+        };
+        want.sort_by(|x, y| metric(&y.1).cmp(&metric(&x.1)).then_with(|| x.0.cmp(&y.0)));
+        want.truncate(10);
+        let top: Value = serde_json::from_str(&ok(
+            &data,
+            &[
+                "flows", "--top", "10", "--by", by, "--order", order, "--json",
+            ],
+        ))
+        .unwrap();
+        let got: Vec<(String, (u64, u64, u64))> = top["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap().to_string(),
+                    (
+                        t["flows"].as_u64().unwrap(),
+                        t["packets"].as_u64().unwrap(),
+                        t["bytes"].as_u64().unwrap(),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "top 10 by {by}/{order}");
+    }
+    // Filters: one source address and one port select what nfdump's flows say.
+    let (k0, _) = all_theirs.iter().find(|(k, _)| k.2 == 6).unwrap();
+    let f: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "flows",
+            "--src",
+            &k0.0,
+            "--port",
+            &k0.4.to_string(),
+            "--limit",
+            "0",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    let want = all_theirs
+        .iter()
+        .filter(|((s, _, _, sp, dp), _)| *s == k0.0 && (*sp == k0.4 || *dp == k0.4))
+        .count();
+    assert_eq!(f["flows"].as_array().unwrap().len(), want, "{f}");
+    assert!(want >= 1);
+    // The text table (nfdump-like) lists them too.
+    let text = ok(&data, &["flows", "--src", &k0.0, "--limit", "0"]);
+    assert!(text.starts_with("Date first seen"), "{text}");
+    assert!(text.contains(&k0.0), "{text}");
+}
+
+/// The flows of one export version from `pugmark flows --json`, keyed like nfdump's.
+fn store_flows(listed: &[Value], version: &str) -> BTreeMap<Key, Counts> {
+    let mut m = BTreeMap::new();
+    for f in listed
+        .iter()
+        .filter(|f| f["version"].as_u64().unwrap().to_string() == version)
+    {
+        let proto: u8 = match f["proto"].as_str().unwrap() {
+            "tcp" => 6,
+            "udp" => 17,
+            "icmp" => 1,
+            p => p.parse().unwrap(),
+        };
+        let (sp, dp) = (
+            f["src_port"].as_u64().unwrap() as u16,
+            f["dst_port"].as_u64().unwrap() as u16,
+        );
+        let (sp, dp) = if proto == 1 { (0, dp) } else { (sp, dp) };
+        let key = (
+            f["src_ip"].as_str().unwrap().to_string(),
+            f["dst_ip"].as_str().unwrap().to_string(),
+            proto,
+            sp,
+            dp,
+        );
+        let c = Counts {
+            packets: f["packets"].as_u64().unwrap(),
+            bytes: f["bytes"].as_u64().unwrap(),
+            first_ms: ms_of(f["start"].as_str().unwrap()),
+            last_ms: ms_of(f["end"].as_str().unwrap()),
+        };
+        assert!(
+            m.insert(key, c).is_none(),
+            "duplicate flow in the flow store"
+        );
+    }
+    m
 }
 
 /// The oracle comparison: the same 5-tuples, packets and bytes, and (but for v9, whose times
@@ -655,9 +809,14 @@ fn softflowd_live_to_serve_equals_nfdump() {
     assert!(st.success());
     let mut serve = serve;
     assert!(serve.0.wait().unwrap().success());
+    let listed: Value =
+        serde_json::from_str(&ok(&data, &["flows", "--limit", "0", "--json"])).unwrap();
+    let listed = listed["flows"].as_array().unwrap().clone();
     for ((v, _), theirs) in versions.iter().zip(&theirs) {
         let ours = pugmark_flows(&data, v);
         assert_same_flows(v, &ours, theirs);
+        // The live listener feeds the columnar flow store too (issue 16).
+        assert_same_flows(v, &store_flows(&listed, v), theirs);
     }
     assert_eq!(count(&data, &["*", "--class", "net.flow"]), expected as u64);
     // The flows name the exporter and the listener; the datagrams are there as evidence.
@@ -800,6 +959,45 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
         .collect();
     assert_eq!(summaries.len(), 1, "{tl}");
     assert!(summaries[0].contains("198.51.100.8"), "{summaries:?}");
+    // `pugmark flows --by vm|owner` (issue 16): each flow counted for the VM holding one of its
+    // addresses at the flow's time, and for that VM's owner.
+    let top = |by: &str, extra: &[&str]| -> Vec<(String, u64, u64)> {
+        let mut a = vec!["flows", "--top", "10", "--by", by, "--json"];
+        a.extend_from_slice(extra);
+        let v: Value = serde_json::from_str(&ok(&data, &a)).unwrap();
+        v["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["key"].as_str().unwrap().to_string(),
+                    t["flows"].as_u64().unwrap(),
+                    t["bytes"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        top("vm", &[]),
+        vec![(vm_a.to_string(), 1, 1000), (vm_b.to_string(), 1, 1000)]
+    );
+    assert_eq!(top("owner", &[]), vec![("u1".to_string(), 2, 2000)]);
+    assert_eq!(
+        top("vm", &["--from", "2026-10-14T10:00:00Z"]),
+        vec![(vm_b.to_string(), 1, 1000)]
+    );
+    assert_eq!(
+        top(
+            "dstip",
+            &["--src", "10.0.0.0/24", "--proto", "tcp", "--port", "22"]
+        ),
+        vec![
+            ("198.51.100.7".to_string(), 1, 1000),
+            ("198.51.100.8".to_string(), 1, 1000)
+        ]
+    );
+    assert!(top("srcip", &["--exporter", "192.0.2.1"]).is_empty());
     // hunt: an indicator list names the outside address; the hit is the 09:40 flow, answered
     // like who (VM a held 10.0.0.5 then).
     let iocs = dir.path().join("iocs.txt");

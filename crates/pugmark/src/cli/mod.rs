@@ -9,6 +9,7 @@ mod autohold;
 mod case;
 mod challenge;
 pub(crate) mod check;
+mod flows;
 pub(crate) mod hunt;
 mod ingest;
 mod ingest_flow;
@@ -87,6 +88,10 @@ pub enum Command {
     /// Search indicators of compromise (plain lists, MISP, STIX 2.1) over flows, connections
     /// and logs; each hit answered like `who`.
     Hunt(hunt::HuntArgs),
+    /// nfdump-like flows from the columnar flow store: filter (--src, --dst, --ip, --port,
+    /// --proto, --from/--to, --exporter) and top-N (--top N --by srcip|dstip|port|proto|vm|owner
+    /// --order bytes|packets|flows).
+    Flows(flows::FlowsArgs),
     /// Run the live collector: syslog UDP/TCP/TLS, RELP and HTTP into the ledger.
     Serve(serve::ServeArgs),
     /// What a running `pugmark serve` has received, per listener and per sender.
@@ -159,6 +164,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Timeline(a) => timeline::run(a),
         Command::Report(a) => report::run(a),
         Command::Hunt(a) => hunt::run(a),
+        Command::Flows(a) => flows::run(a),
         Command::Challenge(a) => challenge::run(a),
         Command::Check(a) => check::run(a),
         Command::Serve(a) => serve::run(a),

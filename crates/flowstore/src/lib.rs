@@ -1,0 +1,609 @@
+//! pugmark's columnar flow store (issue 16): every `net.flow` event of the ledger, column by column,
+//! in partition files of at most [`PART_ROWS`] flows (ledger order), each column zstd-compressed,
+//! with per partition the time range, the ledger range and the sorted set of addresses it
+//! holds, so a query for an address or a window opens only the partitions that may match.
+//!
+//! Like every view it is derived from the ledger (the pipeline's indexer feeds it the
+//! `netflow-record` events, `reindex` rebuilds it) and holds nothing a reader cites but ledger
+//! positions: each row keeps its record's seq and the datagram's seq, flowset and index.
+//!
+//! Layout of `DATA/flows/`: `manifest.json` (the committed partitions, the ledger position and
+//! chain head there; replaced by rename) and `part-NNNNNNNNNN.pmf` files (docs/FORMAT.md
+//! "Flow store"). A partition file not named by the manifest is debris of an interrupted
+//! commit and is deleted at open.
+
+pub mod agg;
+mod part;
+
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use model::flow::FlowRecord;
+use model::{Event, EventClass};
+use serde::{Deserialize, Serialize};
+
+pub use agg::{Agg, Groups, Key, KeyVal};
+pub use part::{FlowRow, MAGIC, Part, PartError, encode};
+
+/// Flows per partition at most. The writer holds a partition's rows (~200 bytes each) until it
+/// writes them: 2^18 keeps that near 50 MB in the indexer (2^20 was ~200 MB, against
+/// `ingest`'s memory target), ~4 MB a file, and a top-N query opens four times as many files
+/// for the same flows, which costs nothing measurable.
+pub const PART_ROWS: usize = 1 << 18;
+/// Partitions smaller than this are merged with their small neighbours at a commit (a live
+/// `serve` commits every second: without merging, one tiny file per second).
+const SMALL_PART: usize = PART_ROWS / 8;
+/// How many small partitions may pile up before they are merged into one.
+const SMALL_RUN: usize = 8;
+
+const MANIFEST: &str = "manifest.json";
+const MANIFEST_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowStoreError {
+    #[error("flow store {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("flow store manifest {path}: {msg}; run `pugmark reindex`")]
+    Manifest { path: PathBuf, msg: String },
+    #[error("flow store partition {path}: {source}; run `pugmark reindex`")]
+    Part {
+        path: PathBuf,
+        #[source]
+        source: PartError,
+    },
+}
+
+type Result<T> = std::result::Result<T, FlowStoreError>;
+
+/// What the manifest says about one partition: enough to skip it without opening it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartMeta {
+    pub file: String,
+    pub rows: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    /// Earliest and latest flow time (first packet, see [`FlowRow::time_ms`]), Unix ms.
+    pub min_ms: i64,
+    pub max_ms: i64,
+    /// The file's size.
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+struct Manifest {
+    version: u32,
+    /// Last ledger position the store holds (every flow up to it), and the chain head there.
+    position: Option<u64>,
+    head: Option<String>,
+    next_file: u64,
+    parts: Vec<PartMeta>,
+}
+
+/// An address or network: the inclusive range it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Net {
+    pub lo: IpAddr,
+    pub hi: IpAddr,
+}
+
+impl Net {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.lo, self.hi, canonical(ip)) {
+            (IpAddr::V4(l), IpAddr::V4(h), IpAddr::V4(a)) => l <= a && a <= h,
+            (IpAddr::V6(l), IpAddr::V6(h), IpAddr::V6(a)) => l <= a && a <= h,
+            _ => false,
+        }
+    }
+
+    /// `a.b.c.d`, `a.b.c.d/n`, IPv6 alike.
+    pub fn parse(s: &str) -> Option<Net> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+            None => (s, None),
+        };
+        let ip = canonical(addr.parse::<IpAddr>().ok()?);
+        Some(match ip {
+            IpAddr::V4(a) => {
+                let len = len.unwrap_or(32);
+                if len > 32 {
+                    return None;
+                }
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                let v = u32::from(a) & mask;
+                Net {
+                    lo: IpAddr::V4(v.into()),
+                    hi: IpAddr::V4((v | !mask).into()),
+                }
+            }
+            IpAddr::V6(a) => {
+                let len = len.unwrap_or(128);
+                if len > 128 {
+                    return None;
+                }
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                let v = u128::from(a) & mask;
+                Net {
+                    lo: IpAddr::V6(v.into()),
+                    hi: IpAddr::V6((v | !mask).into()),
+                }
+            }
+        })
+    }
+
+    fn single(&self) -> Option<IpAddr> {
+        (self.lo == self.hi).then_some(self.lo)
+    }
+}
+
+/// IPv4-mapped IPv6 addresses are their IPv4 address.
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map(IpAddr::V4)
+            .unwrap_or(IpAddr::V6(v6)),
+        v4 => v4,
+    }
+}
+
+/// nfdump-like selection of flows; every part must hold (empty: every flow).
+#[derive(Debug, Clone, Default)]
+pub struct FlowFilter {
+    pub src: Option<Net>,
+    pub dst: Option<Net>,
+    /// Either end.
+    pub ip: Option<Net>,
+    /// Either port.
+    pub port: Option<u16>,
+    pub proto: Option<u8>,
+    /// Flow time (first packet) in `[from_ms, to_ms)`.
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    pub exporter: Option<IpAddr>,
+}
+
+impl FlowFilter {
+    pub fn matches(&self, r: &FlowRow) -> bool {
+        let t = r.time_ms();
+        let inside = |n: &Option<Net>, a: Option<IpAddr>| match n {
+            None => true,
+            Some(n) => a.is_some_and(|a| n.contains(a)),
+        };
+        inside(&self.src, r.rec.src)
+            && inside(&self.dst, r.rec.dst)
+            && self.ip.as_ref().is_none_or(|n| {
+                r.rec.src.is_some_and(|a| n.contains(a)) || r.rec.dst.is_some_and(|a| n.contains(a))
+            })
+            && self
+                .port
+                .is_none_or(|p| r.rec.src_port == p || r.rec.dst_port == p)
+            && self.proto.is_none_or(|p| r.rec.proto == p)
+            && self.from_ms.is_none_or(|f| t >= f)
+            && self.to_ms.is_none_or(|e| t < e)
+            && self.exporter.is_none_or(|x| {
+                r.rec
+                    .exporter
+                    .is_some_and(|e| canonical(e.ip()) == canonical(x))
+            })
+    }
+
+    /// Whether a partition with this summary may hold a match (no file read).
+    fn may_match_meta(&self, m: &PartMeta) -> bool {
+        self.from_ms.is_none_or(|f| m.max_ms >= f) && self.to_ms.is_none_or(|e| m.min_ms < e)
+    }
+
+    /// Whether the partition's address index admits every address part of the filter.
+    fn may_match_part(&self, p: &Part<'_>) -> std::result::Result<bool, PartError> {
+        for n in [&self.src, &self.dst, &self.ip].into_iter().flatten() {
+            let ok = match n.single() {
+                Some(a) => p.has_addr(a)?,
+                None => p.has_addr_in(n.lo, n.hi)?,
+            };
+            if !ok {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+/// How a scan went: partitions in the store, opened, skipped by summary or address index.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ScanStats {
+    pub partitions: u64,
+    pub skipped_by_time: u64,
+    pub skipped_by_address: u64,
+    pub rows_read: u64,
+}
+
+fn read_manifest(dir: &Path) -> Result<Manifest> {
+    let io = |source, path: &Path| FlowStoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mpath = dir.join(MANIFEST);
+    Ok(match fs::read(&mpath) {
+        Ok(b) => {
+            let m: Manifest = serde_json::from_slice(&b).map_err(|e| FlowStoreError::Manifest {
+                path: mpath.clone(),
+                msg: e.to_string(),
+            })?;
+            if m.version != MANIFEST_VERSION {
+                return Err(FlowStoreError::Manifest {
+                    path: mpath,
+                    msg: format!("version {} is not {MANIFEST_VERSION}", m.version),
+                });
+            }
+            m
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
+            version: MANIFEST_VERSION,
+            ..Manifest::default()
+        },
+        Err(e) => return Err(io(e, &mpath)),
+    })
+}
+
+/// The flow store of one data directory, for writing (the pipeline's indexer) and reading.
+pub struct FlowStore {
+    dir: PathBuf,
+    manifest: Manifest,
+    /// Flows added since the last partition was written.
+    pending: Vec<FlowRow>,
+    /// Partitions written since the last commit (not yet in the manifest on disk).
+    unlisted: Vec<PartMeta>,
+}
+
+impl FlowStore {
+    /// Opens the committed store in `dir` for reading: creates nothing, removes nothing (a
+    /// live writer's uncommitted partitions are not debris to a reader).
+    pub fn open_read(dir: impl AsRef<Path>) -> Result<FlowStore> {
+        let dir = dir.as_ref().to_path_buf();
+        let manifest = read_manifest(&dir)?;
+        Ok(FlowStore {
+            dir,
+            manifest,
+            pending: Vec::new(),
+            unlisted: Vec::new(),
+        })
+    }
+
+    /// Opens (creating when absent) the store in `dir` for writing: the one writer.
+    pub fn open(dir: impl AsRef<Path>) -> Result<FlowStore> {
+        let dir = dir.as_ref().to_path_buf();
+        let io = |source, path: &Path| FlowStoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
+        let manifest = read_manifest(&dir)?;
+        let s = FlowStore {
+            dir,
+            manifest,
+            pending: Vec::new(),
+            unlisted: Vec::new(),
+        };
+        s.remove_debris()?;
+        Ok(s)
+    }
+
+    /// Whether `dir` holds a flow store (a committed manifest).
+    pub fn exists(dir: impl AsRef<Path>) -> bool {
+        dir.as_ref().join(MANIFEST).is_file()
+    }
+
+    /// Partition files the manifest does not name: left by a commit that did not finish.
+    fn remove_debris(&self) -> Result<()> {
+        let rd = fs::read_dir(&self.dir).map_err(|e| FlowStoreError::Io {
+            path: self.dir.clone(),
+            source: e,
+        })?;
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            let listed = self.manifest.parts.iter().any(|p| p.file == name);
+            if (name.ends_with(".pmf") || name.ends_with(".tmp")) && !listed {
+                let _ = fs::remove_file(ent.path());
+            }
+        }
+        Ok(())
+    }
+
+    /// The last ledger position the store holds and the chain head recorded there.
+    pub fn last_position(&self) -> Option<(u64, Option<[u8; 32]>)> {
+        let seq = self.manifest.position?;
+        let head = self.manifest.head.as_deref().and_then(|h| {
+            let mut out = [0u8; 32];
+            if h.len() != 64 {
+                return None;
+            }
+            for (i, b) in out.iter_mut().enumerate() {
+                *b = u8::from_str_radix(h.get(i * 2..i * 2 + 2)?, 16).ok()?;
+            }
+            Some(out)
+        });
+        Some((seq, head))
+    }
+
+    /// The committed partitions.
+    pub fn partitions(&self) -> &[PartMeta] {
+        &self.manifest.parts
+    }
+
+    /// Flows committed.
+    pub fn rows(&self) -> u64 {
+        self.manifest.parts.iter().map(|p| p.rows).sum()
+    }
+
+    /// Bytes of the committed partition files.
+    pub fn bytes(&self) -> u64 {
+        self.manifest.parts.iter().map(|p| p.bytes).sum()
+    }
+
+    /// Takes `event` (decoded from ledger position `seq`) if it is a flow: returns whether it
+    /// did. A position the store already holds is skipped (a catch-up may send it again).
+    pub fn add_event(&mut self, seq: u64, event: &Event) -> Result<bool> {
+        if event.class != EventClass::NetFlow {
+            return Ok(false);
+        }
+        // `decode` gives class net.flow only to a record whose bytes decoded.
+        let Ok(rec) = FlowRecord::decode(&event.raw) else {
+            return Ok(false);
+        };
+        self.add(seq, event.observer.as_str().to_string(), rec)?;
+        Ok(true)
+    }
+
+    /// Adds one flow at ledger position `seq`.
+    pub fn add(&mut self, seq: u64, observer: String, rec: FlowRecord) -> Result<()> {
+        let held = self
+            .pending
+            .last()
+            .map(|r| r.seq)
+            .or(self.unlisted.last().map(|p| p.last_seq))
+            .or(self.manifest.position);
+        if held.is_some_and(|h| seq <= h) {
+            return Ok(());
+        }
+        self.pending.push(FlowRow { seq, observer, rec });
+        if self.pending.len() >= PART_ROWS {
+            self.write_pending()?;
+        }
+        Ok(())
+    }
+
+    fn write_part(&mut self, rows: &[FlowRow]) -> Result<PartMeta> {
+        let file = format!("part-{:010}.pmf", self.manifest.next_file);
+        self.manifest.next_file += 1;
+        let path = self.dir.join(&file);
+        let io = |source| FlowStoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let bytes = encode(rows).map_err(io)?;
+        let mut f = fs::File::create(&path).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        let (mut min_ms, mut max_ms) = (i64::MAX, i64::MIN);
+        for r in rows {
+            let t = r.time_ms();
+            min_ms = min_ms.min(t);
+            max_ms = max_ms.max(t);
+        }
+        Ok(PartMeta {
+            file,
+            rows: rows.len() as u64,
+            first_seq: rows.first().map_or(0, |r| r.seq),
+            last_seq: rows.last().map_or(0, |r| r.seq),
+            min_ms,
+            max_ms,
+            bytes: bytes.len() as u64,
+        })
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.pending);
+        let meta = self.write_part(&rows)?;
+        self.unlisted.push(meta);
+        Ok(())
+    }
+
+    /// Makes everything added durable and records ledger position `seq` (and its chain head):
+    /// the store holds every flow up to it.
+    pub fn commit_at(&mut self, seq: u64, head: Option<[u8; 32]>) -> Result<()> {
+        self.write_pending()?;
+        let mut parts = self.manifest.parts.clone();
+        parts.append(&mut self.unlisted);
+        let mut obsolete = Vec::new();
+        // A run of small partitions at the end (a live server's per-second commits) becomes
+        // one: the merged file is written before the manifest that names it.
+        let small = parts
+            .iter()
+            .rev()
+            .take_while(|p| (p.rows as usize) < SMALL_PART)
+            .count();
+        if small >= SMALL_RUN {
+            let run = parts.split_off(parts.len() - small);
+            let mut rows = Vec::new();
+            for p in &run {
+                rows.extend(self.read_part(p)?);
+            }
+            parts.push(self.write_part(&rows)?);
+            obsolete = run;
+        }
+        let m = Manifest {
+            version: MANIFEST_VERSION,
+            position: Some(seq.max(self.manifest.position.unwrap_or(0))),
+            head: head.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
+            next_file: self.manifest.next_file,
+            parts,
+        };
+        let tmp = self.dir.join("manifest.json.tmp");
+        let path = self.dir.join(MANIFEST);
+        let io = |source| FlowStoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let bytes = serde_json::to_vec(&m).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut f = fs::File::create(&tmp).map_err(io)?;
+        f.write_all(&bytes).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        fs::rename(&tmp, &path).map_err(io)?;
+        if let Ok(d) = fs::File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        self.manifest = m;
+        for p in obsolete {
+            let _ = fs::remove_file(self.dir.join(&p.file));
+        }
+        Ok(())
+    }
+
+    fn read_file(&self, p: &PartMeta) -> Result<Vec<u8>> {
+        let path = self.dir.join(&p.file);
+        fs::read(&path).map_err(|e| FlowStoreError::Io { path, source: e })
+    }
+
+    fn read_part(&self, p: &PartMeta) -> Result<Vec<FlowRow>> {
+        let bytes = self.read_file(p)?;
+        let perr = |source| FlowStoreError::Part {
+            path: self.dir.join(&p.file),
+            source,
+        };
+        Part::open(&bytes)
+            .and_then(|part| part.decode_all())
+            .map_err(perr)
+    }
+
+    /// Every committed flow `filter` selects, in ledger order, to `f`; partitions whose time
+    /// range or address index excludes the filter are not decoded.
+    pub fn scan(&self, filter: &FlowFilter, f: &mut dyn FnMut(&FlowRow)) -> Result<ScanStats> {
+        let mut st = ScanStats::default();
+        for p in &self.manifest.parts {
+            st.partitions += 1;
+            if !filter.may_match_meta(p) {
+                st.skipped_by_time += 1;
+                continue;
+            }
+            let bytes = self.read_file(p)?;
+            let perr = |source| FlowStoreError::Part {
+                path: self.dir.join(&p.file),
+                source,
+            };
+            let part = Part::open(&bytes).map_err(perr)?;
+            if !filter.may_match_part(&part).map_err(perr)? {
+                st.skipped_by_address += 1;
+                continue;
+            }
+            let rows = part.decode_all().map_err(perr)?;
+            st.rows_read += rows.len() as u64;
+            for r in &rows {
+                if filter.matches(r) {
+                    f(r);
+                }
+            }
+        }
+        Ok(st)
+    }
+}
+
+/// Groups, the total and the scan's counts: what [`FlowStore::aggregate`] gives.
+pub type Partial = (Groups, Agg, ScanStats);
+
+impl FlowStore {
+    /// The flows `filter` selects grouped by `key` (sums per group, and over all), straight
+    /// from the columns: only those the key, the filter and the sums need are read. Partitions
+    /// are shared among `threads` threads (the machine's cores: 2 here).
+    pub fn aggregate(&self, filter: &FlowFilter, key: Key, threads: usize) -> Result<Partial> {
+        let parts: Vec<&PartMeta> = self.manifest.parts.iter().collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || -> Result<Partial> {
+            let mut groups = Groups::default();
+            let mut total = Agg::default();
+            let mut st = ScanStats::default();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(p) = parts.get(i) else { break };
+                st.partitions += 1;
+                if !filter.may_match_meta(p) {
+                    st.skipped_by_time += 1;
+                    continue;
+                }
+                let bytes = self.read_file(p)?;
+                let perr = |source| FlowStoreError::Part {
+                    path: self.dir.join(&p.file),
+                    source,
+                };
+                let part = Part::open(&bytes).map_err(perr)?;
+                if !filter.may_match_part(&part).map_err(perr)? {
+                    st.skipped_by_address += 1;
+                    continue;
+                }
+                st.rows_read += part.rows() as u64;
+                agg::aggregate_part(&part, filter, key, &mut groups, &mut total).map_err(perr)?;
+            }
+            Ok((groups, total, st))
+        };
+        let results: Vec<Result<Partial>> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..threads.max(1)).map(|_| sc.spawn(work)).collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(FlowStoreError::Io {
+                            path: self.dir.clone(),
+                            source: std::io::Error::other("aggregation thread panicked"),
+                        })
+                    })
+                })
+                .collect()
+        });
+        let mut groups = Groups::default();
+        let mut total = Agg::default();
+        let mut st = ScanStats::default();
+        for r in results {
+            let (g, t, s) = r?;
+            if groups.is_empty() {
+                groups = g;
+            } else {
+                for (k, a) in g {
+                    groups.entry(k).or_default().merge(&a);
+                }
+            }
+            total.merge(&t);
+            st.partitions += s.partitions;
+            st.skipped_by_time += s.skipped_by_time;
+            st.skipped_by_address += s.skipped_by_address;
+            st.rows_read += s.rows_read;
+        }
+        Ok((groups, total, st))
+    }
+}
+
+/// The `n` largest groups by `metric`, ties by key: what `--top` prints.
+pub fn top_n(groups: Groups, metric: impl Fn(&Agg) -> u64, n: usize) -> Vec<(KeyVal, Agg)> {
+    let mut v: Vec<(KeyVal, Agg)> = groups.into_iter().collect();
+    let cmp = |x: &(KeyVal, Agg), y: &(KeyVal, Agg)| {
+        metric(&y.1).cmp(&metric(&x.1)).then_with(|| x.0.cmp(&y.0))
+    };
+    if v.len() > n && n > 0 {
+        v.select_nth_unstable_by(n - 1, cmp);
+        v.truncate(n);
+    }
+    v.sort_by(cmp);
+    v
+}
+
+#[cfg(test)]
+mod tests;
