@@ -508,7 +508,12 @@ fn vm_hypervisor_and_collector_in_namespaces_attribute_by_uuid_and_find_a_spoof(
 
     // The hypervisor's LOG lines: observer hypervisor (by its certificate), the VM's
     // connections as net.connection from its address through its tap.
-    let hv_hits = hits(&data, &format!("observer:hypervisor \"SRC={vm_ip}\""));
+    // With this run's tap: the kernel log is the machine's, and an earlier run's lines for
+    // the same VM address (another tap id) may still be read by this run's rsyslog.
+    let hv_hits = hits(
+        &data,
+        &format!("observer:hypervisor \"SRC={vm_ip}\" \"IN={tap}\""),
+    );
     assert!(!hv_hits.is_empty());
     for x in &hv_hits {
         assert_eq!(x["class"], "net.connection", "{x:#}");
