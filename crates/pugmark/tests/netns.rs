@@ -428,8 +428,13 @@ fn vm_hypervisor_and_collector_in_namespaces_attribute_by_uuid_and_find_a_spoof(
     fs::write(
         &hv_conf,
         format!(
-            "global(workDirectory=\"{}\")\nmodule(load=\"imkmsg\")\n{}",
+            "global(workDirectory=\"{}\")\nmodule(load=\"imkmsg\")\n{}\n{}",
             hv_work.display(),
+            // Only this run's tap: the kernel log is the machine's, and imkmsg reads what an
+            // earlier run (or another test) left in it; their lines would be this run's
+            // evidence (an `unknown_host` finding about a VM address an earlier run used).
+            // The generated file follows unchanged.
+            format_args!("if not ($msg contains \"IN={tap} \") then stop"),
             localise(
                 &fs::read_to_string(hv_dir.join("90-pugmark-kernel.conf")).unwrap(),
                 &hv_work
