@@ -330,7 +330,12 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
         String::from_utf8_lossy(&out.stderr)
     );
     let mut tokens = BTreeMap::new();
-    for (name, role) in [("site", "site"), ("atlas", "vo:atlas"), ("cms", "vo:cms")] {
+    for (name, role) in [
+        ("site", "site"),
+        ("atlas", "vo:atlas"),
+        ("cms", "vo:cms"),
+        ("dave", "vo:atlas"),
+    ] {
         let v: Value = serde_json::from_str(&ok(
             &data,
             &[
@@ -420,7 +425,8 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
             {"op": "click", "selector": ".facet[data-field=observer] a[data-value=hypervisor]", "shot": "search-facet",
              "read": {"active": ".facet li.active a", "badges": "li.hit .obs", "count": "#hit-count"}},
             {"op": "click", "selector": "li.hit a.around", "wait": ".around-box ol.hits", "shot": "search-around",
-             "read": {"around": ".around-box li.hit", "here": ".around-box li.hit.here"}},
+             "read": {"around": ".around-box li.hit", "here": ".around-box li.hit.here",
+                      "clicked": "ol.hits > li.hit:first-child > .meta .seq"}},
             {"op": "goto", "url": format!("/ui/timeline?vm={}", atlas.uuid), "shot": "timeline",
              "read": {"lanes": ".lane .lane-name", "dots": ".lane rect.dot", "marks": ".lane-cloud line.mark",
                       "rows": "table.entries tbody tr", "reported": "table.entries .reported"}},
@@ -604,6 +610,8 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
         assert!(!text(&o[2], "body").contains(&cms.uuid));
     }
 
+    let case_id = cases_in_the_browser(&chromium, &pw, &base, &shots, &tokens, &atlas, &cms);
+
     // Page views are audited like API queries (the API's audit, as the site).
     let mut resp = ureq::get(&format!("{base}/api/v1/audit"))
         .header("Authorization", &format!("Bearer {}", tokens["site"]))
@@ -626,6 +634,201 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
             .iter()
             .any(|a| a["user"] == "site" && a["verb"] == "timeline")
     );
+    // Opening a hit's surrounding records in place is an audited search: who, the page, the
+    // record it is around, and how many records it showed.
+    let around_seq = site[3]["read"]["clicked"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches('#')
+        .to_string();
+    let around = page_views
+        .iter()
+        .find(|a| a["verb"] == "search" && a["params"]["ui_around"] == around_seq.as_str())
+        .unwrap_or_else(|| panic!("no audit of the surrounding records of #{around_seq}"));
+    assert_eq!(around["user"], "site", "{around}");
+    assert_eq!(around["role"], "site", "{around}");
+    assert_eq!(around["via"], "api-token", "{around}");
+    assert_eq!(around["params"]["ui"], "search", "{around}");
+    assert_eq!(around["status"], 200, "{around}");
+    assert!(around["params"]["host"].is_string() && around["params"]["from"].is_string() && around["params"]["to"].is_string(), "{around}");
+    assert!(
+        around["count"].as_u64().unwrap() as usize >= texts(&site[3], "around").len(),
+        "{around}"
+    );
+    assert!(around["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{around}");
+    // Case changes from the pages are audited records with their change.
+    let changes: Vec<&Value> = audits
+        .iter()
+        .filter(|a| a["params"]["ui"] == "cases" && a["change"].is_object())
+        .collect();
+    let note = changes
+        .iter()
+        .find(|a| a["verb"] == "case.annotate" && a["user"] == "atlas")
+        .unwrap_or_else(|| panic!("the annotation is an audited record: {changes:?}"));
+    assert_eq!(note["change"]["case"], case_id.as_str());
+    assert_eq!(note["change"]["text"], "the decisive connection");
+    for verb in ["case.create", "case.query", "case.star", "case.share"] {
+        assert!(
+            changes.iter().any(|a| a["verb"] == verb && a["user"] == "atlas"),
+            "{verb} audited"
+        );
+    }
+    assert!(
+        audits.iter().any(|a| a["user"] == "cms" && a["verb"] == "case.star" && a["status"] == 404),
+        "the refused cross-VO star is audited"
+    );
     drop(ui);
     eprintln!("screenshots in {}", shots.display());
+}
+
+/// The case pages in the browser: atlas (vo:atlas) opens a case, saves a search, stars and
+/// annotates a hit from the search page, sees them on the case page, exports the report and
+/// shares the case with dave (vo:atlas, not a member otherwise); dave then sees it, the site
+/// sees it, and cms (vo:cms) sees neither the case nor can star into it or cite an ATLAS
+/// record in a case of its own. Returns the case's id.
+#[allow(clippy::too_many_arguments)]
+fn cases_in_the_browser(
+    chromium: &Path,
+    pw: &Path,
+    base: &str,
+    shots: &Path,
+    tokens: &BTreeMap<&str, String>,
+    atlas: &Asked,
+    cms: &Asked,
+) -> String {
+    let search = format!("/ui/search?q={}", enc(&atlas.ip));
+    let plan = json!({"base": base, "artefacts": shots, "sessions": [
+        {"name": "case-owner", "steps": [
+            {"op": "login_token", "token": tokens["atlas"], "next": "/ui/cases"},
+            {"op": "fill", "fields": {"form.new-case input[name=title]": "C2 beacon from an ATLAS VM",
+                                      "form.new-case input[name=tags]": "c2, atlas"}},
+            {"op": "click", "selector": "form.new-case button", "shot": "case-new",
+             "read": {"title": "h1.case-title", "tags": ".case-meta .tags"}},
+            {"op": "goto", "url": search, "read": {"cases": "#to-case select option", "seqs": "li.hit .seq"}},
+            {"op": "click", "selector": "#to-case button.save-query", "read": {"count": "#hit-count"}},
+            {"op": "fill", "fields": {"#to-case input[name=text]": "the decisive connection"}},
+            {"op": "click", "selector": "li.hit button.star", "shot": "case-starred"},
+            {"op": "goto", "url": "/ui/cases", "shot": "cases", "read": {"rows": "tr.case", "relation": "tr.case .relation"}},
+            {"op": "click", "selector": "tr.case a", "shot": "case",
+             "read": {"queries": "ol.queries li.query", "query_links": "ol.queries li.query a",
+                      "records": "ol.case-records li.hit", "stars": "ol.case-records li.starred .seq",
+                      "notes": "ol.case-records li.note", "members": ".case-meta .members"}},
+            {"op": "click", "selector": "ol.queries li.query a", "read": {"hits": "li.hit"}},
+            {"op": "click", "selector": "a[href='/ui/cases']"},
+            {"op": "click", "selector": "tr.case a"},
+            {"op": "fill", "fields": {"form.share input[name=users]": "dave"}},
+            {"op": "click", "selector": "form.share button", "shot": "case-shared",
+             "read": {"members": ".case-meta .members"}},
+        ]},
+    ]});
+    let r = run_browser(chromium, pw, &plan);
+    let o = r["sessions"]["case-owner"].as_array().cloned().unwrap();
+    for st in &o {
+        assert!(st["error"].is_null(), "case-owner: step failed: {st}");
+    }
+    // Created: the case page, its title and tags.
+    let case_url = o[2]["url"].as_str().unwrap().to_string();
+    assert!(case_url.starts_with("/ui/cases/case-"), "{}", o[2]);
+    let case_id = case_url.trim_start_matches("/ui/cases/").to_string();
+    assert_eq!(text(&o[2], "title"), "C2 beacon from an ATLAS VM");
+    assert_eq!(text(&o[2], "tags"), "atlas, c2");
+    // The search page offers the case; saving the question came back to the search.
+    assert_eq!(texts(&o[3], "cases"), ["C2 beacon from an ATLAS VM"]);
+    let starred = texts(&o[3], "seqs")[0].clone();
+    assert!(o[4]["url"].as_str().unwrap().starts_with("/ui/search?"), "{}", o[4]);
+    assert!(o[6]["url"].as_str().unwrap().contains(&format!("#seq-{}", starred.trim_start_matches('#'))), "{}", o[6]);
+    // The list: atlas's own case.
+    assert_eq!(texts(&o[7], "relation"), ["yours"]);
+    // The case page: the saved search (a link to the search page), the starred hit with its
+    // annotation.
+    let cp = &o[8];
+    assert_eq!(texts(cp, "queries").len(), 1, "{cp}");
+    assert!(text(cp, "queries").contains(&atlas.ip), "{cp}");
+    assert_eq!(texts(cp, "stars"), [starred.clone()], "{cp}");
+    assert!(text(cp, "notes").starts_with("the decisive connection"), "{cp}");
+    assert_eq!(text(cp, "members"), "nobody");
+    // The saved question runs on the search page.
+    assert!(o[9]["url"].as_str().unwrap().starts_with("/ui/search?"), "{}", o[9]);
+    assert!(!texts(&o[9], "hits").is_empty());
+    assert_eq!(text(&o[13], "members"), "dave", "{}", o[13]);
+
+    // Second pass: exports, the shared user, the site, the other VO.
+    let atlas_seq = starred.trim_start_matches('#').to_string();
+    let plan = json!({"base": base, "artefacts": shots, "sessions": [
+        {"name": "case-exports", "steps": [
+            {"op": "login_token", "token": tokens["atlas"], "next": case_url},
+            {"op": "fetch", "url": format!("{case_url}/report?format=md")},
+            {"op": "fetch", "url": format!("{case_url}/report?format=json")},
+            {"op": "click", "selector": "a.export-html", "shot": "case-report", "read": {"body": "body"}},
+        ]},
+        {"name": "case-member", "steps": [
+            {"op": "login_token", "token": tokens["dave"], "next": "/ui/cases"},
+            {"op": "goto", "url": "/ui/cases", "read": {"rows": "tr.case", "relation": "tr.case .relation"}},
+            {"op": "goto", "url": case_url, "shot": "case-member",
+             "read": {"title": "h1.case-title", "stars": "ol.case-records li.starred .seq", "notes": "ol.case-records li.note",
+                      "share": "form.share"}},
+        ]},
+        {"name": "case-site", "steps": [
+            {"op": "login_token", "token": tokens["site"], "next": "/ui/cases"},
+            {"op": "goto", "url": "/ui/cases", "read": {"rows": "tr.case", "relation": "tr.case .relation"}},
+        ]},
+        {"name": "case-other-vo", "steps": [
+            {"op": "login_token", "token": tokens["cms"], "next": "/ui/cases"},
+            {"op": "goto", "url": "/ui/cases", "shot": "cases-other-vo", "read": {"rows": "tr.case", "body": "main"}},
+            {"op": "goto", "url": case_url, "shot": "case-other-vo", "read": {"error": ".error", "body": "main"}},
+            {"op": "fetch", "url": format!("{case_url}/report?format=json")},
+            {"op": "goto", "url": "/ui/cases"},
+            {"op": "fetch", "url": "/ui/case/star", "form": {"case": case_id, "seq": atlas_seq}},
+            {"op": "fetch", "url": "/ui/case/annotate", "form": {"case": case_id, "text": "cms was here"}},
+            {"op": "fill", "fields": {"form.new-case input[name=title]": "cms own case"}},
+            {"op": "click", "selector": "form.new-case button"},
+            {"op": "fetch", "url": "/ui/case/star", "form": {"case": "@input[name=case]", "seq": atlas_seq}},
+            {"op": "goto", "url": format!("/ui/search?q={}", enc(&cms.ip)), "read": {"cases": "#to-case select option"}},
+            {"op": "fetch", "url": "/ui/case/star", "form": {"case": case_id, "seq": atlas_seq, "csrf": "forged"}},
+        ]},
+    ]});
+    let r = run_browser(chromium, pw, &plan);
+    let ss = |n: &str| r["sessions"][n].as_array().cloned().unwrap();
+    let ex = ss("case-exports");
+    for st in &ex {
+        assert!(st["error"].is_null(), "case-exports: step failed: {st}");
+    }
+    let md = &ex[1]["fetched"];
+    assert_eq!(md["status"], 200, "{md}");
+    assert!(md["type"].as_str().unwrap().starts_with("text/markdown"), "{md}");
+    assert!(md["text"].as_str().unwrap().contains("the decisive connection"), "{md}");
+    let js: Value = serde_json::from_str(ex[2]["fetched"]["text"].as_str().unwrap()).unwrap();
+    assert_eq!(js["id"], case_id.as_str());
+    assert_eq!(js["stars"][0]["record"]["seq"].to_string(), atlas_seq);
+    assert!(text(&ex[3], "body").contains("C2 beacon from an ATLAS VM"), "{}", ex[3]);
+    // dave sees the case shared with him (and may not share it on).
+    let m = ss("case-member");
+    assert_eq!(texts(&m[1], "relation"), ["shared with you"], "{}", m[1]);
+    assert_eq!(text(&m[2], "title"), "C2 beacon from an ATLAS VM");
+    assert_eq!(texts(&m[2], "stars"), [starred.clone()]);
+    assert!(text(&m[2], "notes").starts_with("the decisive connection"));
+    assert!(texts(&m[2], "share").is_empty(), "only the owner shares");
+    // The site sees every case.
+    let st = ss("case-site");
+    assert_eq!(texts(&st[1], "relation"), ["as the site / CSIRT"]);
+    // cms: not in its list, the page and the export refused like an unknown case, and no
+    // star or note into it; in its own case, no ATLAS record.
+    let c = ss("case-other-vo");
+    assert!(texts(&c[1], "rows").is_empty(), "{}", c[1]);
+    assert!(!text(&c[1], "body").contains("C2 beacon"));
+    assert!(text(&c[2], "error").contains("no case"), "{}", c[2]);
+    for st in &c[1..3] {
+        let b = text(st, "body");
+        assert!(!b.contains("C2 beacon") && !b.contains("decisive") && !b.contains(&atlas.uuid), "{st}");
+    }
+    assert_eq!(c[3]["fetched"]["status"], 404, "{}", c[3]);
+    assert!(!c[3]["fetched"]["text"].as_str().unwrap().contains("decisive"));
+    assert_eq!(c[5]["fetched"]["status"], 404, "{}", c[5]);
+    assert_eq!(c[6]["fetched"]["status"], 404, "{}", c[6]);
+    assert!(c[8]["url"].as_str().unwrap().starts_with("/ui/cases/case-"), "{}", c[8]);
+    assert_eq!(c[9]["fetched"]["status"], 404, "an ATLAS record cited in a cms case: {}", c[9]);
+    assert!(c[9]["fetched"]["text"].as_str().unwrap().contains("not yours"), "{}", c[9]);
+    assert_eq!(texts(&c[10], "cases"), ["cms own case"], "cms may star only into its own case");
+    assert_eq!(c[11]["fetched"]["status"], 403, "a form without the session's CSRF token: {}", c[11]);
+    case_id
 }

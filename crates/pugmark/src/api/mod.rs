@@ -747,8 +747,9 @@ pub(crate) enum Reply {
 
 impl Service {
     /// One query by one identity (or a refused authentication), audited: the API's and the
-    /// web UI's one path. `ui_page` names the UI page asking (kept in the audit record's
-    /// params as `ui`), none for the API.
+    /// web UI's one path. `ui` names the UI page asking (kept in the audit record's params as
+    /// `ui`) with what the page adds to the question (each `k` kept as `ui_k`: e.g. the
+    /// record whose surrounding records a search shows, `ui_around`), none for the API.
     pub(crate) fn query(
         &self,
         who: Result<auth::Identity, auth::AuthError>,
@@ -756,8 +757,9 @@ impl Service {
         p: &Params,
         req: &ApiRequest,
         sink: &dyn AuditSink,
-        ui_page: Option<&str>,
+        ui: Option<(&str, &Params)>,
     ) -> Reply {
+        let ui_page = ui.map(|(page, _)| page);
         let is_case = endpoint == "cases" || endpoint.starts_with("cases/");
         let verb = if VERBS.contains(&endpoint) {
             endpoint.to_string()
@@ -767,8 +769,11 @@ impl Service {
             "unknown".to_string()
         };
         let mut params = params_json(p);
-        if let (Some(pg), Some(m)) = (ui_page, params.as_object_mut()) {
+        if let (Some((pg, extra)), Some(m)) = (ui, params.as_object_mut()) {
             m.insert("ui".into(), Value::String(pg.to_string()));
+            for (k, v) in extra {
+                m.insert(format!("ui_{k}"), Value::String(v.clone()));
+            }
         }
         let mut record = audit::Audit {
             user: "-".into(),

@@ -13,6 +13,7 @@
 //! Secure over TLS). Forms that change state (login, logout) carry a CSRF token bound to a
 //! sealed cookie. Unauthenticated pages redirect to `/ui/login?next=…`.
 
+pub mod cases;
 pub mod pages;
 pub mod session;
 
@@ -104,6 +105,9 @@ fn route(svc: &Service, req: ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
         );
         return redirect(&to, Vec::new());
     };
+    if req.method == "POST" && (path == "cases" || path.starts_with("case/")) {
+        return cases::post(svc, &user, &req, sink, &path);
+    }
     if req.method != "GET" {
         return pages::error_page(&user, 405, "pages are read with GET");
     }

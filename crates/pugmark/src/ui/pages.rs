@@ -19,12 +19,13 @@ use super::session::UiSession;
 use crate::api::{Params, Reply, Service};
 
 /// The navigation bar: (page, label, href).
-pub const NAV: [(&str, &str, &str); 5] = [
+pub const NAV: [(&str, &str, &str); 6] = [
     ("search", "Search", "/ui/search"),
     ("who", "Who", "/ui/who"),
     ("timeline", "Timeline", "/ui/timeline"),
     ("check", "Check", "/ui/check"),
     ("hunt", "Hunt", "/ui/hunt"),
+    ("cases", "Cases", "/ui/cases"),
 ];
 
 /// Most search hits a page examines for its facets and histogram (one query).
@@ -55,6 +56,8 @@ fn env() -> &'static minijinja::Environment<'static> {
             ("timeline.html", include_str!("templates/timeline.html")),
             ("check.html", include_str!("templates/check.html")),
             ("hunt.html", include_str!("templates/hunt.html")),
+            ("cases.html", include_str!("templates/cases.html")),
+            ("case.html", include_str!("templates/case.html")),
             ("macros.html", include_str!("templates/macros.html")),
         ] {
             // A template that does not parse is a build-time mistake; the unit test
@@ -103,10 +106,14 @@ pub struct Cx<'a> {
     sink: &'a dyn AuditSink,
     pub user: &'a UiSession,
     pub page: &'static str,
+    /// The path after `/ui/`.
+    pub path: String,
     /// The page's own query string.
     pub params: Params,
     /// What the template gets (`user`, `nav`, `page` added by [`page`]).
     pub ctx: serde_json::Map<String, Value>,
+    /// What the page adds to its question, for the audit record (`ui_K` in its params).
+    pub audit_context: Params,
 }
 
 /// Why a page shows no answer: the API's refusal (403 "not yours", 400 bad parameter, …).
@@ -145,7 +152,7 @@ impl Cx<'_> {
             &params,
             &req,
             self.sink,
-            Some(self.page),
+            Some((self.page, &self.audit_context)),
         ) {
             Reply::Json(200, v) => {
                 if let Some(views) = v.get("views") {
@@ -173,6 +180,43 @@ impl Cx<'_> {
 
     fn set(&mut self, k: &str, v: Value) {
         self.ctx.insert(k.into(), v);
+    }
+
+    /// What the template gets under `k`.
+    pub(crate) fn set_ctx(&mut self, k: &str, v: Value) {
+        self.set(k, v);
+    }
+
+    pub(crate) fn svc(&self) -> &Service {
+        self.svc
+    }
+
+    /// A call of the case API as this user (audited, scoped: `super::cases::call`).
+    pub(crate) fn case_api(
+        &self,
+        to: (&str, &str),
+        p: &Params,
+        body: Option<&Value>,
+    ) -> ApiResponse {
+        super::cases::call(self.svc, self.user, self.req, self.sink, to, p, body)
+    }
+
+    /// The "to a case" form of a record page: the cases this user may change, the question
+    /// of this page (saved with "save this question"), and where to come back.
+    fn to_case(&mut self, verb: &str, keys: &[&str]) {
+        let cases = super::cases::writable(self.svc, self.user);
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in self.pass(keys) {
+            q.append_pair(&k, &v);
+        }
+        let next = match &self.req.query {
+            Some(qs) => format!("/ui/{}?{qs}", self.page),
+            None => format!("/ui/{}", self.page),
+        };
+        self.set(
+            "to_case",
+            json!({"cases": cases, "verb": verb, "params": q.finish(), "next": next}),
+        );
     }
 }
 
@@ -240,8 +284,17 @@ pub fn page(
     req: &ApiRequest,
     sink: &dyn AuditSink,
 ) -> ApiResponse {
+    let case_id = path.strip_prefix("cases/").map(str::to_string);
+    if let Some(id) = case_id.as_deref().and_then(|p| p.strip_suffix("/report")) {
+        return super::cases::report(svc, user, req, sink, id);
+    }
     let (name, f): (&'static str, PageFn) = match path {
         "report" => return report(svc, user, req, sink),
+        "cases" => ("cases", super::cases::list),
+        p if p.starts_with("cases/") && !p[6..].contains('/') => ("case", |cx| {
+            let id = cx.path.strip_prefix("cases/").unwrap_or_default().to_string();
+            super::cases::view(cx, &id)
+        }),
         "" => ("home", |_| Ok(())),
         "search" => ("search", search),
         "who" => ("who", who),
@@ -256,13 +309,15 @@ pub fn page(
         sink,
         user,
         page: name,
+        path: path.to_string(),
         params: crate::api::params_of(req.query.as_deref()),
         ctx: serde_json::Map::new(),
+        audit_context: Vec::new(),
     };
     let title = NAV
         .iter()
         .find(|(p, ..)| *p == name)
-        .map_or("Start", |(_, l, _)| l);
+        .map_or(if name == "case" { "Case" } else { "Start" }, |(_, l, _)| l);
     cx.set("title", json!(title));
     let form: BTreeMap<String, String> = cx.params.iter().cloned().collect();
     cx.set("form", json!(form));
@@ -303,7 +358,14 @@ fn report(svc: &Service, user: &UiSession, req: &ApiRequest, sink: &dyn AuditSin
         secure: req.secure,
         body: Vec::new(),
     };
-    match svc.query(Ok(user.identity()), "report", &p, &get, sink, Some("report")) {
+    match svc.query(
+        Ok(user.identity()),
+        "report",
+        &p,
+        &get,
+        sink,
+        Some(("report", &Vec::new())),
+    ) {
         Reply::Raw(ct, bytes) => ApiResponse {
             status: 200,
             content_type: ct,
@@ -351,6 +413,10 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
         p.push(("q".into(), "*".into()));
     }
     p.push(("limit".into(), SEARCH_EXAMINED.to_string()));
+    // The record whose surrounding records these are, into the audit record (`ui_around`).
+    if let Some(a) = cx.get("around").map(str::to_string) {
+        cx.audit_context.push(("around".into(), a));
+    }
     let v = cx.ask("search", p)?;
     let observer = cx.get("observer").map(str::to_string);
     let around: Option<u64> = cx.get("around").and_then(|s| s.parse().ok());
@@ -491,7 +557,20 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
             "clear_observer": observer.as_ref().map(|_| link_with("observer", None, &[])),
         }),
     );
+    cx.to_case("search", &keys);
     Ok(())
+}
+
+/// "Surrounding records" of a record: ±[`AROUND_SECONDS`] on its host (else its observer),
+/// this one marked.
+pub(crate) fn around_href(host: &str, time: &str, observer: &str, seq: &str) -> String {
+    let from = shift(time, -AROUND_SECONDS);
+    let to = shift(time, AROUND_SECONDS);
+    if host.is_empty() {
+        href("search", &[("from", &from), ("to", &to), ("observer", observer), ("around", seq)])
+    } else {
+        href("search", &[("host", host), ("from", &from), ("to", &to), ("around", seq)])
+    }
 }
 
 /// Links for one piece of evidence (a record by seq and time): the records around it.
@@ -556,6 +635,7 @@ fn who(cx: &mut Cx) -> Result<(), Shown> {
             "records": v["integrity"]["records"].as_array().map_or(0, Vec::len),
         }}),
     );
+    cx.to_case("who", &["ip", "host", "mac", "port", "peer", "at"]);
     Ok(())
 }
 
@@ -695,6 +775,7 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             "rows_cut": entries.len().saturating_sub(TIMELINE_ROWS),
         }),
     );
+    cx.to_case("timeline", &["vm", "ip", "host", "user", "claimed", "from", "to"]);
     Ok(())
 }
 
@@ -817,6 +898,8 @@ mod tests {
             "timeline.html",
             "check.html",
             "hunt.html",
+            "cases.html",
+            "case.html",
         ] {
             assert!(e.get_template(name).is_ok(), "{name}");
         }

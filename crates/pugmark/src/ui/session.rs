@@ -217,7 +217,7 @@ fn start_session(
 }
 
 /// Only our own pages: no open redirect.
-fn safe_next(next: &str) -> &str {
+pub(crate) fn safe_next(next: &str) -> &str {
     if next.starts_with("/ui/") && !next.starts_with("/ui//") && !next.contains('\\') {
         next
     } else {

@@ -11,7 +11,12 @@
 //   {"op": "login_oidc", "user": U, "password": P}    the OIDC button, then the provider's form
 //   {"op": "click", "selector": SEL}                  click and wait for the navigation/fetch
 //   {"op": "logout"}
-// Observation per step: {"op", "url", "status", "title", "error", "read": {KEY: [texts]}}.
+//   {"op": "fill", "fields": {SEL: VALUE, …}}         type into inputs (no navigation)
+//   {"op": "fetch", "url": U, "form": {K: V}?}        fetch() from the page (its cookies): GET,
+//                                                     or POST of the form (urlencoded) with the
+//                                                     session's csrf added from the page
+// Observation per step: {"op", "url", "status", "title", "error", "read": {KEY: [texts]},
+// "fetched": {"status", "type", "text"} for fetch}.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -33,6 +38,7 @@ try {
     let last = null;
     for (const st of s.steps) {
       let error = null;
+      let fetched = null;
       try {
         if (st.op === 'goto') {
           last = await page.goto(plan.base + st.url, { waitUntil: 'load' });
@@ -59,6 +65,26 @@ try {
           await page.click(st.selector);
           last = (await nav) || last;
           if (st.wait) await page.waitForSelector(st.wait);
+        } else if (st.op === 'fill') {
+          for (const [sel, v] of Object.entries(st.fields)) await page.fill(sel, v);
+        } else if (st.op === 'fetch') {
+          fetched = await page.evaluate(async ({ url, form }) => {
+            const init = { credentials: 'same-origin', redirect: 'manual' };
+            if (form) {
+              const csrf = document.querySelector('input[name=csrf]');
+              // A value "@SEL" is the value of the page's element SEL (e.g. a form's case id).
+              for (const [k, v] of Object.entries(form)) {
+                if (v.startsWith('@')) form[k] = document.querySelector(v.slice(1))?.value ?? '';
+              }
+              const body = new URLSearchParams(form);
+              if (csrf && !body.has('csrf')) body.set('csrf', csrf.value);
+              init.method = 'POST';
+              init.body = body;
+              init.redirect = 'follow';
+            }
+            const r = await fetch(url, init);
+            return { status: r.status, type: r.headers.get('content-type'), text: (await r.text()).slice(0, 200000) };
+          }, { url: st.url, form: st.form || null });
         } else if (st.op === 'logout') {
           [last] = await Promise.all([page.waitForNavigation(), page.click('form.logout button')]);
         }
@@ -80,6 +106,7 @@ try {
         title: await page.title().catch(() => ''),
         error,
         read,
+        fetched,
       });
     }
     out.sessions[s.name] = obs;
