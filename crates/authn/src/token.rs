@@ -45,6 +45,9 @@ pub struct Unverified {
     pub kid: Option<String>,
     /// The payload's `iss` (a string, or the token is malformed).
     pub iss: String,
+    /// The payload's `sub` when it is a string: whom the token claims to be (for counting
+    /// failed logins per claimed user; never an identity).
+    pub sub: Option<String>,
 }
 
 /// Whether `token` has the shape of a JWT (three dot-separated parts, the first a base64url
@@ -95,7 +98,11 @@ pub fn peek(token: &str) -> Result<Unverified, Error> {
         Some(_) => return Err(Error::InvalidClaim("iss".into())),
         None => return Err(Error::MissingClaim("iss".into())),
     };
-    Ok(Unverified { alg, kid, iss })
+    let sub = payload
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Ok(Unverified { alg, kid, iss, sub })
 }
 
 fn accepted_alg(alg: &str) -> Result<Algorithm, Error> {

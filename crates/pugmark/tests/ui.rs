@@ -17,7 +17,7 @@
 
 mod common;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -831,4 +831,166 @@ fn cases_in_the_browser(
     assert_eq!(texts(&c[10], "cases"), ["cms own case"], "cms may star only into its own case");
     assert_eq!(c[11]["fetched"]["status"], 403, "a form without the session's CSRF token: {}", c[11]);
     case_id
+}
+
+/// base64url without padding (the test's own JWTs: only their shape matters).
+fn b64url(b: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for c in b.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+/// A JWT claiming `sub` at an issuer, wrongly signed: it fails, and names whom it claims.
+fn claiming(sub: &str) -> String {
+    format!(
+        "{}.{}.{}",
+        b64url(br#"{"alg":"RS256","typ":"JWT","kid":"k"}"#),
+        b64url(json!({"iss": "https://idp.example", "sub": sub, "exp": 4_000_000_000u64}).to_string().as_bytes()),
+        b64url(b"not a signature")
+    )
+}
+
+/// One HTTP exchange by curl from a chosen loopback source address: status, headers
+/// (lower-case names), body.
+fn curl_from(src: &str, args: &[&str]) -> (u16, Vec<(String, String)>, String) {
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--max-time", "20", "--interface", src])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (status, headers, body.to_string())
+}
+
+/// The login form posted from `src` with `token`: status, Retry-After, whether a session
+/// cookie was set.
+fn login_from(base: &str, src: &str, token: &str) -> (u16, Option<u64>, bool) {
+    let (_, h, body) = curl_from(src, &[&format!("{base}/ui/login")]);
+    let cookie = h
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_login="))
+        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .unwrap();
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let form = format!("csrf={csrf}&next=%2Fui%2F&token={}", enc(token));
+    let (status, h, _) = curl_from(
+        src,
+        &["-H", &format!("Cookie: {cookie}"), "--data", &form, &format!("{base}/ui/login")],
+    );
+    let retry = h
+        .iter()
+        .find(|(k, _)| k == "retry-after")
+        .and_then(|(_, v)| v.parse().ok());
+    let session = h
+        .iter()
+        .any(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_session=") && !v.starts_with("pugmark_session=;"));
+    (status, retry, session)
+}
+
+#[test]
+fn failed_logins_are_limited_per_address_and_per_user() {
+    if common::require("curl", which("curl")).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("one.log");
+    fs::write(&log, "<13>Oct 14 10:00:00 host1 app: hello\n").unwrap();
+    ok(&data, &["ingest", log.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&ok(
+        &data,
+        &["api-token", "create", "--name", "site", "--role", "site", "--json"],
+    ))
+    .unwrap();
+    let good = v["token"].as_str().unwrap().to_string();
+    let cfg = dir.path().join("serve.toml");
+    fs::write(&cfg, docs_config()).unwrap();
+    let (ui, base) = start_ui(&data, &cfg, free_port());
+    let (a, b, c) = ("127.0.0.1", "127.0.0.2", "127.0.0.3");
+    // Ten failures from one address, all claiming to be mallory: each a plain refusal.
+    for i in 0..10 {
+        let (s, retry, session) = login_from(&base, a, &claiming("mallory"));
+        assert_eq!((s, retry, session), (401, None, false), "failure {i}");
+    }
+    // The eleventh: 429 with Retry-After, also for a good token from that address.
+    let (s, retry, _) = login_from(&base, a, &claiming("mallory"));
+    assert_eq!(s, 429);
+    let retry = retry.expect("Retry-After");
+    assert!((1..=300).contains(&retry), "{retry}");
+    let (s, retry, session) = login_from(&base, a, &good);
+    assert_eq!(s, 429, "the address waits, whatever the token");
+    assert!(retry.is_some() && !session);
+    // Another address: mallory still waits (per user), eve does not, the good token logs in.
+    let (s, retry, _) = login_from(&base, b, &claiming("mallory"));
+    assert_eq!(s, 429, "the claimed user waits from any address");
+    assert!(retry.is_some());
+    assert_eq!(login_from(&base, b, &claiming("eve")).0, 401);
+    let (s, _, session) = login_from(&base, b, &good);
+    assert_eq!((s, session), (303, true), "a good login from a clean address");
+    // OIDC callbacks that do not end in a session count too.
+    for i in 0..10 {
+        let (s, h, _) = curl_from(c, &[&format!("{base}/ui/callback?code=x&state=y")]);
+        assert_eq!(s, 401, "callback failure {i}");
+        assert!(!h.iter().any(|(k, _)| k == "retry-after"));
+    }
+    let (s, h, body) = curl_from(c, &[&format!("{base}/ui/callback?code=x&state=y")]);
+    assert_eq!(s, 429, "{body}");
+    assert!(h.iter().any(|(k, _)| k == "retry-after"));
+    // Refused attempts are audited: who (the address), why, 429.
+    let (_, _, body) = curl_from(
+        a,
+        &["-H", &format!("Authorization: Bearer {good}"), &format!("{base}/api/v1/audit")],
+    );
+    let audit: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let limited: Vec<&Value> = audit["audits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["verb"] == "login" && x["status"] == 429)
+        .collect();
+    let peers: BTreeSet<String> = limited
+        .iter()
+        .filter_map(|x| x["peer"].as_str())
+        .filter_map(|p| p.rsplit_once(':').map(|(ip, _)| ip.to_string()))
+        .collect();
+    assert_eq!(peers, [a, b, c].map(str::to_string).into_iter().collect(), "{limited:?}");
+    assert!(
+        limited
+            .iter()
+            .all(|x| x["reason"].as_str().unwrap().contains("too many failed logins")),
+        "{limited:?}"
+    );
+    assert!(
+        limited.iter().any(|x| x["reason"].as_str().unwrap().contains("mallory")),
+        "the per-user refusal names the user: {limited:?}"
+    );
+    assert!(
+        limited.iter().any(|x| x["via"] == "oidc"),
+        "the refused callback is audited as an OIDC login"
+    );
+    drop(ui);
 }

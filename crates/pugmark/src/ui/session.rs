@@ -149,6 +149,105 @@ pub fn current(svc: &Service, req: &ApiRequest) -> Option<UiSession> {
     Some(s)
 }
 
+/// Failed logins allowed per client address, and per user name, within
+/// [`FAILURE_WINDOW_SECONDS`]; the next attempt is refused with 429 and `Retry-After` until the
+/// oldest of them leaves the window.
+pub const MAX_FAILURES: usize = 10;
+/// The window of [`MAX_FAILURES`].
+pub const FAILURE_WINDOW_SECONDS: u64 = 300;
+/// Keys (addresses, names) remembered at most; past it, keys with no failure in the window go.
+const MAX_KEYS: usize = 100_000;
+
+type FailureLog = std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>;
+
+/// Recent failed logins by key (`addr IP`, `user NAME`), in this process. Hand-written (a few
+/// lines over a map) rather than a rate-limiting crate: the counts are of failures, recorded
+/// after the fact, not of requests admitted by a token bucket.
+fn failures() -> std::sync::MutexGuard<'static, FailureLog> {
+    static F: OnceLock<std::sync::Mutex<FailureLog>> = OnceLock::new();
+    F.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The keys a login attempt is counted under: its client address and, when known, the user
+/// it is for (the identity when it was established but refused, else the `iss`/`sub` a JWT
+/// claims — unverified, only a name to count by).
+fn limit_keys(req: &ApiRequest, user: Option<&str>, token: Option<&str>) -> Vec<String> {
+    let mut keys = Vec::new();
+    if let Some(p) = req.peer {
+        keys.push(format!("addr {}", p.ip()));
+    }
+    if let Some(u) = user {
+        keys.push(format!("user {u}"));
+    } else if let Some(t) = token.filter(|t| authn::looks_like_jwt(t))
+        && let Ok(u) = authn::token::peek(t)
+        && let Some(sub) = u.sub
+    {
+        keys.push(format!("user {} {sub}", u.iss));
+    }
+    keys
+}
+
+/// Seconds until an attempt under `keys` may be made (none: now), and the key that waits.
+fn blocked(keys: &[String]) -> Option<(u64, String)> {
+    let window = std::time::Duration::from_secs(FAILURE_WINDOW_SECONDS);
+    let now = std::time::Instant::now();
+    let mut f = failures();
+    let mut worst: Option<(u64, String)> = None;
+    for k in keys {
+        let Some(q) = f.get_mut(k) else { continue };
+        while q.front().is_some_and(|t| now.duration_since(*t) >= window) {
+            q.pop_front();
+        }
+        if q.len() >= MAX_FAILURES
+            && let Some(oldest) = q.front()
+        {
+            let left = window.saturating_sub(now.duration_since(*oldest)).as_secs() + 1;
+            if worst.as_ref().is_none_or(|(w, _)| left > *w) {
+                worst = Some((left, k.clone()));
+            }
+        }
+    }
+    worst
+}
+
+/// Counts a failed login under `keys`.
+fn failed(keys: &[String]) {
+    let window = std::time::Duration::from_secs(FAILURE_WINDOW_SECONDS);
+    let now = std::time::Instant::now();
+    let mut f = failures();
+    if f.len() >= MAX_KEYS {
+        f.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < window));
+    }
+    for k in keys {
+        let q = f.entry(k.clone()).or_default();
+        q.push_back(now);
+        while q.len() > MAX_FAILURES {
+            q.pop_front();
+        }
+    }
+}
+
+/// The refusal of a login attempt past the limit: audited, 429 with `Retry-After`.
+fn too_many(
+    svc: &Service,
+    req: &ApiRequest,
+    sink: &dyn AuditSink,
+    how: &str,
+    (wait, key): (u64, String),
+) -> ApiResponse {
+    let why = format!(
+        "too many failed logins ({MAX_FAILURES} in {} minutes) for {key}: try again in {wait} s",
+        FAILURE_WINDOW_SECONDS / 60
+    );
+    let _ = audit_login(sink, req, how, None, 429, Some(why.clone()));
+    let mut r = login_page(svc, req, Some(&why));
+    r.status = 429;
+    r.headers.push(("retry-after", wait.to_string()));
+    r
+}
+
 /// A login, made or refused, into the ledger like a query (verb `login`): who, how, and why not.
 /// A login that cannot be audited is not made.
 fn audit_login(
@@ -288,9 +387,14 @@ pub fn login_post(svc: &Service, req: &ApiRequest, sink: &dyn AuditSink) -> ApiR
     }
     let token = param(&form, "token").unwrap_or("").trim();
     let next = param(&form, "next").unwrap_or("/ui/").to_string();
+    let keys = limit_keys(req, None, Some(token));
+    if let Some(b) = blocked(&keys) {
+        return too_many(svc, req, sink, "api-token", b);
+    }
     match svc.auth.authenticate(Some(&format!("Bearer {token}"))) {
         Ok(id) => {
             if crate::api::auth::role_of(&id, &svc.config).is_none() {
+                failed(&limit_keys(req, Some(&id.name), None));
                 let why = "this identity has no role here (no [[api.roles]] group matches)";
                 let _ = audit_login(sink, req, id.via, Some(&id), 403, Some(why.into()));
                 return login_page(svc, req, Some(why));
@@ -298,6 +402,7 @@ pub fn login_post(svc: &Service, req: &ApiRequest, sink: &dyn AuditSink) -> ApiR
             start_session(svc, req, sink, &id, &next)
         }
         Err(e) => {
+            failed(&keys);
             let _ = audit_login(sink, req, "api-token", None, 401, Some(e.to_string()));
             login_page(svc, req, Some(&e.to_string()))
         }
@@ -356,24 +461,38 @@ pub fn oidc_start(svc: &Service, req: &ApiRequest) -> ApiResponse {
 
 /// `GET /ui/callback?code=…&state=…`: the code exchanged (PKCE), the id_token verified.
 pub fn oidc_callback(svc: &Service, req: &ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
+    let keys = limit_keys(req, None, None);
+    if let Some(b) = blocked(&keys) {
+        return too_many(svc, req, sink, "oidc", b);
+    }
+    let r = oidc_callback_counted(svc, req, sink);
+    if r.status != 303 {
+        // Every callback that does not end in a session is a failed login (a refused code, a
+        // forged or stale state, no role).
+        failed(&keys);
+    }
+    r
+}
+
+fn oidc_callback_counted(svc: &Service, req: &ApiRequest, sink: &dyn AuditSink) -> ApiResponse {
     let p = crate::api::params_of(req.query.as_deref());
+    let refused = |why: String| {
+        let _ = audit_login(sink, req, "oidc", None, 401, Some(why.clone()));
+        login_page(svc, req, Some(&why))
+    };
     if let Some(e) = param(&p, "error") {
         let d = param(&p, "error_description").unwrap_or("");
-        return login_page(svc, req, Some(&format!("the provider refused: {e} {d}")));
+        return refused(format!("the provider refused: {e} {d}"));
     }
     let (Some(code), Some(state)) = (param(&p, "code"), param(&p, "state")) else {
-        return login_page(svc, req, Some("the provider sent no code"));
+        return refused("the provider sent no code".into());
     };
     let pending = key(svc).ok().and_then(|k| {
         k.open::<PendingUi>("pugmark-ui-oidc", cookie(req, OIDC_COOKIE)?)
             .ok()
     });
     let Some(pu) = pending else {
-        return login_page(
-            svc,
-            req,
-            Some("this login was not started here or has expired: try again"),
-        );
+        return refused("this login was not started here or has expired: try again".into());
     };
     let tokens = verifier(svc).and_then(|v| {
         v.exchange(&pu.pending, code, state)
@@ -394,15 +513,13 @@ pub fn oidc_callback(svc: &Service, req: &ApiRequest, sink: &dyn AuditSink) -> A
                     "{} has no role here (no [[api.roles]] group matches {:?})",
                     id.name, id.groups
                 );
+                failed(&[format!("user {}", id.name)]);
                 let _ = audit_login(sink, req, "oidc", Some(&id), 403, Some(why.clone()));
                 return login_page(svc, req, Some(&why));
             }
             start_session(svc, req, sink, &id, &pu.next)
         }
-        Err(e) => {
-            let _ = audit_login(sink, req, "oidc", None, 401, Some(e.clone()));
-            login_page(svc, req, Some(&format!("login failed: {e}")))
-        }
+        Err(e) => refused(format!("login failed: {e}")),
     }
 }
 
