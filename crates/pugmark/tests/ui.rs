@@ -994,3 +994,111 @@ fn failed_logins_are_limited_per_address_and_per_user() {
     );
     drop(ui);
 }
+
+#[test]
+fn the_pages_work_under_serve_http() {
+    // serve's HTTP listener is plain HTTP (TLS is terminated by a proxy in front, which says
+    // so with X-Forwarded-Proto: docs/UI.md): the pages, a login, a case change through
+    // serve's writer, and the cookie marked Secure behind such a proxy.
+    let Some((chromium, pw)) = browser() else {
+        return;
+    };
+    if common::require("curl", which("curl")).is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = fs::read_dir(common::corpus().join("auth"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_file() && p.extension().is_some_and(|e| e == "log"))
+        .expect("an auth log in the corpus");
+    ok(&data, &["ingest", file.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&ok(
+        &data,
+        &["api-token", "create", "--name", "admin", "--role", "site", "--json"],
+    ))
+    .unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let cfg = dir.path().join("serve.toml");
+    fs::write(&cfg, docs_config()).unwrap();
+    let port = free_port();
+    let child = Command::new(bin())
+        .args(["serve", "--syslog-udp", "none", "--syslog-tcp", "none", "--relp", "none"])
+        .args(["--netflow", "none", "--http", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(&cfg)
+        .arg("--data")
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let serve = Ui(child);
+    common::wait_for_port(port, "serve http");
+    let base = format!("http://127.0.0.1:{port}");
+    // `/` leads to the pages, the pages to the login.
+    let (s, h, _) = curl_from("127.0.0.1", &[&format!("{base}/")]);
+    assert!((300..400).contains(&s), "{s}");
+    assert!(h.iter().any(|(k, v)| k == "location" && v == "/ui/"));
+    let plan = json!({"base": base, "artefacts": artefacts(), "sessions": [
+        {"name": "serve", "steps": [
+            {"op": "login_token", "token": token, "next": "/ui/search?q=sshd", "shot": "search",
+             "read": {"hits": "li.hit", "count": "#hit-count"}},
+            {"op": "goto", "url": "/ui/cases"},
+            {"op": "fill", "fields": {"form.new-case input[name=title]": "under serve"}},
+            {"op": "click", "selector": "form.new-case button", "read": {"title": "h1.case-title"}},
+            {"op": "goto", "url": "/ui/search?q=sshd"},
+            {"op": "click", "selector": "li.hit button.star"},
+            {"op": "click", "selector": "a[href='/ui/cases']"},
+            {"op": "click", "selector": "tr.case a", "read": {"stars": "ol.case-records li.starred"}},
+        ]},
+    ]});
+    let r = run_browser(&chromium, &pw, &plan);
+    let o = r["sessions"]["serve"].as_array().cloned().unwrap();
+    for st in &o {
+        assert!(st["error"].is_null(), "serve: step failed: {st}");
+    }
+    assert!(o[0]["url"].as_str().unwrap().starts_with("/ui/search"), "{}", o[0]);
+    assert!(!texts(&o[0], "hits").is_empty(), "{}", o[0]);
+    assert_eq!(text(&o[3], "title"), "under serve");
+    assert_eq!(texts(&o[7], "stars").len(), 1, "{}", o[7]);
+    // The page views and the case change are in serve's ledger, audited.
+    let (_, _, body) = curl_from(
+        "127.0.0.1",
+        &["-H", &format!("Authorization: Bearer {token}"), &format!("{base}/api/v1/audit")],
+    );
+    let audit: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    let audits = audit["audits"].as_array().unwrap();
+    assert!(audits.iter().any(|a| a["verb"] == "search" && a["params"]["ui"] == "search" && a["user"] == "admin"));
+    assert!(audits.iter().any(|a| a["verb"] == "case.star" && a["status"] == 200 && a["change"]["op"] == "star"));
+    // Behind a TLS-terminating proxy the session cookie is Secure.
+    let (_, h, page) = curl_from("127.0.0.1", &["-H", "X-Forwarded-Proto: https", &format!("{base}/ui/login")]);
+    let login_cookie = h
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_login="))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert!(login_cookie.contains("; Secure"), "{login_cookie}");
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+    let form = format!("csrf={csrf}&next=%2Fui%2F&token={}", enc(&token));
+    let (s, h, _) = curl_from(
+        "127.0.0.1",
+        &[
+            "-H", "X-Forwarded-Proto: https",
+            "-H", &format!("Cookie: {}", login_cookie.split(';').next().unwrap()),
+            "--data", &form, &format!("{base}/ui/login"),
+        ],
+    );
+    assert_eq!(s, 303);
+    let session = h
+        .iter()
+        .find(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_session="))
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    for attr in ["; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(session.contains(attr), "{session}");
+    }
+    drop(serve);
+}
