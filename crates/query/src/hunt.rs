@@ -357,6 +357,21 @@ pub fn hunt(
     to: Option<Timestamp>,
     limit: usize,
 ) -> anyhow::Result<HuntAnswer> {
+    let site = Site::load(store)?;
+    hunt_in(index, store, &site, fetch, indicators, (from, to), limit)
+}
+
+/// [`hunt`] with the site's attribution model already loaded (`Site::load` of this `store`:
+/// a server keeps it while the fact store's `site_version` stays).
+pub fn hunt_in(
+    index: &SearchIndex,
+    store: &FactStore,
+    site: &Site,
+    fetch: &mut dyn Fetch,
+    indicators: &[Indicator],
+    (from, to): (Option<Timestamp>, Option<Timestamp>),
+    limit: usize,
+) -> anyhow::Result<HuntAnswer> {
     let mut truncated = false;
     let mut events: HashMap<u64, Event> = HashMap::new();
     let mut found: Vec<(&Indicator, Vec<u64>)> = Vec::new();
@@ -393,14 +408,13 @@ pub fn hunt(
         events.insert(seq, e);
     }
     let mut facts = FactCache::new(store);
-    let site = Site::load(store)?;
     let mut hits = Vec::new();
     for (ind, seqs) in found {
         for seq in seqs {
             let e = events
                 .get(&seq)
                 .with_context(|| format!("hit #{seq} was not fetched"))?;
-            hits.push(resolve(&mut facts, &site, ind, seq, e)?);
+            hits.push(resolve(&mut facts, site, ind, seq, e)?);
         }
     }
     hits.sort_by(|a, b| (&a.time, a.seq).cmp(&(&b.time, b.seq)));

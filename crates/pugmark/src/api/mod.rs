@@ -55,6 +55,10 @@ pub struct Service {
     /// only when the fact store moved (a VM created, a lease changed).
     scopes: std::sync::Mutex<ScopeCache>,
     checks: std::sync::Mutex<CheckCache>,
+    /// The site's attribution model (`query::attrib::Site`) for `timeline` and `hunt`, with
+    /// the fact store's `site_version` it was loaded at: a 1000-VM site takes a large share of
+    /// a timeline page to load, and it changes only when a VM, port or project record does.
+    site: std::sync::Mutex<Option<(u64, Arc<query::attrib::Site>)>>,
 }
 
 /// How long a web page may show a `check` answer computed earlier (see `Service::answer`).
@@ -277,6 +281,29 @@ impl Service {
         Ok(Some(s))
     }
 
+    /// The site's attribution model as of the fact store's current `site_version`, loaded
+    /// again only when that moved.
+    fn site(&self) -> Result<Arc<query::attrib::Site>, Refusal> {
+        let dd = self.dd()?;
+        let store = views::facts::FactStore::open(dd.facts()).map_err(|e| internal(e.into()))?;
+        let at = store.site_version().map_err(|e| internal(e.into()))?;
+        if let Some((v, s)) = self
+            .site
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            && *v == at
+        {
+            return Ok(s.clone());
+        }
+        let s = Arc::new(query::attrib::Site::load(&store).map_err(internal)?);
+        *self
+            .site
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((at, s.clone()));
+        Ok(s)
+    }
+
     /// A `check` answer for these parameters computed less than [`CHECK_CACHE_SECONDS`] ago,
     /// with `computed` (when) added for the page.
     fn cached_check(&self, key: &str) -> Option<Value> {
@@ -405,7 +432,8 @@ impl Service {
                         ));
                     }
                 }
-                let (mut t, mut v) = timeline::answer(&args).map_err(internal)?;
+                let site = self.site()?;
+                let (mut t, mut v) = timeline::answer_in(&args, Some(&site)).map_err(internal)?;
                 if let Some(f) = args.format {
                     // The same rule as `scope::prune`: an entry is the VO's by its attribution.
                     if let Some(sc) = &sc {
@@ -524,7 +552,8 @@ impl Service {
                 p.push(("iocs".into(), "-".into()));
                 let args: hunt::HuntArgs = parse_args(verb, &p, &data)?;
                 let (indicators, _) = hunt::indicators(&files);
-                let (_, mut v) = hunt::answer(&args, &indicators).map_err(internal)?;
+                let site = self.site()?;
+                let (_, mut v) = hunt::answer_in(&args, &indicators, Some(&site)).map_err(internal)?;
                 if let Some(sc) = &sc {
                     scope::prune(&mut v, sc, false);
                 }
@@ -1023,5 +1052,6 @@ pub fn service(
         metrics_addr,
         scopes: Default::default(),
         checks: Default::default(),
+        site: Default::default(),
     }))
 }

@@ -112,22 +112,38 @@ pub(crate) fn answer(
     args: &HuntArgs,
     indicators: &[query::hunt::Indicator],
 ) -> anyhow::Result<(query::hunt::HuntAnswer, serde_json::Value)> {
+    answer_in(args, indicators, None)
+}
+
+/// [`answer`] with the site's attribution model when the caller keeps one (the query API:
+/// loaded once per fact-store `site_version`), else loaded here.
+pub(crate) fn answer_in(
+    args: &HuntArgs,
+    indicators: &[query::hunt::Indicator],
+    site: Option<&query::attrib::Site>,
+) -> anyhow::Result<(query::hunt::HuntAnswer, serde_json::Value)> {
     let dd = DataDir::open(&args.data.data, false)?;
     let mut r = Readers::open(&dd)?;
-    let how = if args.one_query_per_indicator {
-        hunt_each
-    } else {
-        hunt
+    let answer = match (args.one_query_per_indicator, site) {
+        (false, Some(site)) => query::hunt::hunt_in(
+            &r.index,
+            &r.facts,
+            site,
+            &mut r.fetch,
+            indicators,
+            (args.from, args.to),
+            args.limit,
+        )?,
+        (each, _) => (if each { hunt_each } else { hunt })(
+            &r.index,
+            &r.facts,
+            &mut r.fetch,
+            indicators,
+            args.from,
+            args.to,
+            args.limit,
+        )?,
     };
-    let answer = how(
-        &r.index,
-        &r.facts,
-        &mut r.fetch,
-        indicators,
-        args.from,
-        args.to,
-        args.limit,
-    )?;
     let v = r.views.annotate(&answer)?;
     Ok((answer, v))
 }

@@ -68,21 +68,31 @@ pub struct TimelineArgs {
 pub(crate) fn answer(
     args: &TimelineArgs,
 ) -> anyhow::Result<(query::timeline::Timeline, serde_json::Value)> {
+    answer_in(args, None)
+}
+
+/// [`answer`] with the site's attribution model when the caller keeps one (the query API:
+/// loaded once per fact-store `site_version`), else loaded here.
+pub(crate) fn answer_in(
+    args: &TimelineArgs,
+    site: Option<&query::attrib::Site>,
+) -> anyhow::Result<(query::timeline::Timeline, serde_json::Value)> {
     let dd = DataDir::open(&args.data.data, false)?;
     let subject = subject(args)?;
     let mut r = Readers::open(&dd)?;
-    let t = timeline(
-        &r.index,
-        &r.facts,
-        &mut r.fetch,
-        &TimelineRequest {
-            subject,
-            from: args.from,
-            to: args.to,
-            limit: args.limit,
-            claimed: args.claimed,
-        },
-    )?;
+    let req = TimelineRequest {
+        subject,
+        from: args.from,
+        to: args.to,
+        limit: args.limit,
+        claimed: args.claimed,
+    };
+    let t = match site {
+        Some(site) => {
+            query::timeline::timeline_in(&r.index, &r.facts, site, &mut r.fetch, &req)?
+        }
+        None => timeline(&r.index, &r.facts, &mut r.fetch, &req)?,
+    };
     let v = r.views.annotate(&t)?;
     Ok((t, v))
 }
