@@ -27,6 +27,7 @@ def pages(i):
         ("timeline ip", f"/ui/timeline?ip={e(q['ip'])}"),
         ("check", "/ui/check"),
         ("hunt", f"/ui/hunt?indicators={e(q['ip'])}"),
+        ("cases", "/ui/cases"),
     ]
 
 server, client, size, status = {}, {}, {}, {}

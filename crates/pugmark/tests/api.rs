@@ -10,6 +10,8 @@
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
+#[path = "common/day.rs"]
+mod day;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -18,205 +20,20 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use common::{bin, ok};
+use day::{Day, agent, docs_config, enc, request};
 use serde_json::Value;
 
-/// A generated day, ingested, with tokens and a running `pugmark ui`.
-struct Day {
-    _dir: tempfile::TempDir,
-    ch: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
-    tokens: BTreeMap<&'static str, String>,
-    ui: Option<Child>,
-    base: String,
-}
-
-impl Drop for Day {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-impl Day {
-    fn stop(&mut self) {
-        if let Some(mut c) = self.ui.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
-}
-
-/// The `toml` block of docs/API.md: the config the tests run with.
-fn docs_config() -> String {
-    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"))
-        .expect("docs/API.md");
-    let start = doc.find("```toml\n").expect("a toml block in docs/API.md") + 8;
-    let end = start + doc[start..].find("```").expect("the block ends");
-    doc[start..end].to_string()
-}
-
+/// The day the API tests ask about: tokens site, csirt, atlas (vo:atlas), cms (vo:cms).
 fn day(seed: u64) -> Day {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ch = dir.path().join("ch");
-    let out = Command::new(bin())
-        .args(["challenge", "generate", "--seed", &seed.to_string()])
-        .args(["--vms", "30", "--hours", "6", "--out"])
-        .arg(&ch)
-        .stdin(Stdio::null())
-        .output()
-        .expect("generate");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let data = dir.path().join("data");
-    let out = Command::new(bin())
-        .arg("challenge")
-        .arg("run")
-        .arg(&ch)
-        .arg("--data")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .output()
-        .expect("challenge run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let config = dir.path().join("serve.toml");
-    fs::write(&config, docs_config()).expect("config");
-    let mut tokens = BTreeMap::new();
-    for (name, role) in [
-        ("site", "site"),
-        ("csirt", "csirt"),
-        ("atlas", "vo:atlas"),
-        ("cms", "vo:cms"),
-    ] {
-        let v: Value = serde_json::from_str(&ok(
-            &data,
-            &[
-                "api-token",
-                "create",
-                "--name",
-                name,
-                "--role",
-                role,
-                "--json",
-            ],
-        ))
-        .expect("json");
-        tokens.insert(name, v["token"].as_str().expect("token").to_string());
-    }
-    let mut d = Day {
-        _dir: dir,
-        ch,
-        data,
-        config,
-        tokens,
-        ui: None,
-        base: String::new(),
-    };
-    d.start_ui();
-    d
-}
-
-impl Day {
-    fn start_ui(&mut self) {
-        let mut child = Command::new(bin())
-            .args(["ui", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&self.config)
-            .arg("--data")
-            .arg(&self.data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ui");
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(
-                err.read_line(&mut line).expect("read") > 0,
-                "pugmark ui exited before listening"
-            );
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                self.base = rest.split_whitespace().next().expect("addr").to_string();
-                break;
-            }
-        }
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while err.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        self.ui = Some(child);
-    }
-
-    fn get(&self, token: Option<&str>, path_query: &str) -> (u16, Vec<u8>) {
-        request(&self.base, token, "GET", path_query, None, None)
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into()
-}
-
-fn request(
-    base: &str,
-    token: Option<&str>,
-    method: &str,
-    path_query: &str,
-    body: Option<&[u8]>,
-    accept: Option<&str>,
-) -> (u16, Vec<u8>) {
-    let url = format!("{base}{path_query}");
-    let a = agent();
-    let auth = token.map(|t| format!("Bearer {t}"));
-    let mut resp = if method == "POST" {
-        let mut r = a.post(&url);
-        if let Some(h) = &auth {
-            r = r.header("Authorization", h);
-        }
-        r.send(body.unwrap_or_default()).expect("POST")
-    } else {
-        let mut r = a.get(&url);
-        if let Some(h) = &auth {
-            r = r.header("Authorization", h);
-        }
-        if let Some(acc) = accept {
-            r = r.header("Accept", acc);
-        }
-        r.call().expect("GET")
-    };
-    let status = resp.status().as_u16();
-    let bytes = resp
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_vec()
-        .expect("body");
-    (status, bytes)
-}
-
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    Day::new(
+        seed,
+        &[
+            ("site", "site"),
+            ("csirt", "csirt"),
+            ("atlas", "vo:atlas"),
+            ("cms", "vo:cms"),
+        ],
+    )
 }
 
 /// `?k=v&…` from CLI-style pairs.

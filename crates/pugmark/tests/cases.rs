@@ -12,149 +12,32 @@
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
+#[path = "common/day.rs"]
+mod day;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
-use common::{bin, ok};
+use common::ok;
+use day::Day;
 use serde_json::{Value, json};
 
-struct Day {
-    _dir: tempfile::TempDir,
-    ch: PathBuf,
-    data: PathBuf,
-    config: PathBuf,
-    tokens: BTreeMap<&'static str, String>,
-    ui: Option<Child>,
-    base: String,
-}
-
-impl Drop for Day {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The `toml` block of docs/API.md (the config tests/api.rs runs with).
-fn docs_config() -> String {
-    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"))
-        .expect("docs/API.md");
-    let start = doc.find("```toml\n").expect("a toml block in docs/API.md") + 8;
-    let end = start + doc[start..].find("```").expect("the block ends");
-    doc[start..end].to_string()
-}
-
-fn run_ok(cmd: &mut Command) {
-    let out = cmd.stdin(Stdio::null()).output().expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-impl Day {
-    fn new(seed: u64) -> Day {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ch = dir.path().join("ch");
-        run_ok(
-            Command::new(bin())
-                .args(["challenge", "generate", "--seed", &seed.to_string()])
-                .args(["--vms", "30", "--hours", "6", "--out"])
-                .arg(&ch),
-        );
-        let data = dir.path().join("data");
-        run_ok(
-            Command::new(bin())
-                .arg("challenge")
-                .arg("run")
-                .arg(&ch)
-                .arg("--data")
-                .arg(&data),
-        );
-        let config = dir.path().join("serve.toml");
-        fs::write(&config, docs_config()).expect("config");
-        let mut tokens = BTreeMap::new();
-        for (name, role) in [
+/// The day of the case tests: site, carol (csirt), alice and dave (vo:atlas), bob (vo:cms).
+fn day(seed: u64) -> Day {
+    Day::new(
+        seed,
+        &[
             ("site", "site"),
             ("carol", "csirt"),
             ("alice", "vo:atlas"),
             ("dave", "vo:atlas"),
             ("bob", "vo:cms"),
-        ] {
-            let v: Value = serde_json::from_str(&ok(
-                &data,
-                &[
-                    "api-token",
-                    "create",
-                    "--name",
-                    name,
-                    "--role",
-                    role,
-                    "--json",
-                ],
-            ))
-            .expect("json");
-            tokens.insert(name, v["token"].as_str().expect("token").to_string());
-        }
-        let mut d = Day {
-            _dir: dir,
-            ch,
-            data,
-            config,
-            tokens,
-            ui: None,
-            base: String::new(),
-        };
-        d.start_ui();
-        d
-    }
+        ],
+    )
+}
 
-    fn start_ui(&mut self) {
-        let mut child = Command::new(bin())
-            .args(["ui", "--listen", "127.0.0.1:0", "--config"])
-            .arg(&self.config)
-            .arg("--data")
-            .arg(&self.data)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("ui");
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut line = String::new();
-        loop {
-            line.clear();
-            assert!(
-                err.read_line(&mut line).expect("read") > 0,
-                "pugmark ui exited before listening"
-            );
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                self.base = rest.split_whitespace().next().expect("addr").to_string();
-                break;
-            }
-        }
-        std::thread::spawn(move || {
-            let mut sink = String::new();
-            while err.read_line(&mut sink).unwrap_or(0) > 0 {
-                sink.clear();
-            }
-        });
-        self.ui = Some(child);
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut c) = self.ui.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
-
+impl Day {
     /// A request as `who` (a token name); the status and the body.
     fn call(&self, who: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Vec<u8>) {
         let a: ureq::Agent = ureq::Agent::config_builder()
@@ -267,7 +150,7 @@ fn seqs(list: &Value, path: &[&str]) -> BTreeSet<u64> {
 
 #[test]
 fn a_case_is_shared_scoped_audited_reported_and_rebuilt_from_the_ledger() {
-    let mut d = Day::new(7);
+    let mut d = day(7);
     let vos = vo_of_vms(&d.ch);
     // A `who` question of the answer key about an atlas VM, unambiguous.
     let answers: Value =

@@ -16,6 +16,8 @@
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
 mod common;
+#[path = "common/day.rs"]
+mod day;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -23,20 +25,13 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{bin, ok};
+use common::{bin, free_port, ok, which};
+use day::{Day, docs_config, enc};
 use serde_json::{Value, json};
 
 fn npm_base() -> PathBuf {
     std::env::var_os("PUGMARK_NPM")
         .map_or_else(|| PathBuf::from("/var/cache/pugmark-npm"), PathBuf::from)
-}
-
-fn which(cmd: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(cmd))
-            .find(|f| f.is_file())
-    })
 }
 
 /// Chromium and playwright-core, or None (skipped outside CI; in CI missing is a failure).
@@ -125,24 +120,6 @@ fn provider(redirect: &str) -> Option<Provider> {
     })
 }
 
-/// The docs/API.md config block (roles, VOs), as the API tests use it.
-fn docs_config() -> String {
-    let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/API.md"))
-        .unwrap();
-    let start = doc.find("```toml\n").unwrap() + 8;
-    let end = start + doc[start..].find("```").unwrap();
-    doc[start..end].to_string()
-}
-
-/// A free loopback port (the provider must know our callback before we start).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Ui(Child);
 
 impl Drop for Ui {
@@ -152,35 +129,6 @@ impl Drop for Ui {
             .status();
         let _ = self.0.wait();
     }
-}
-
-fn start_ui(data: &Path, config: &Path, port: u16) -> (Ui, String) {
-    let mut child = Command::new(bin())
-        .args(["ui", "--listen", &format!("127.0.0.1:{port}"), "--config"])
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    let base = loop {
-        line.clear();
-        assert!(err.read_line(&mut line).unwrap() > 0, "pugmark ui exited");
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while err.read_line(&mut sink).unwrap_or(0) > 0 {
-            sink.clear();
-        }
-    });
-    (Ui(child), base)
 }
 
 /// A `who` question of the challenge whose VM is in `project` (by name).
@@ -224,22 +172,6 @@ fn question(ch: &Path, project: &str) -> Asked {
         uuid: m["vm_uuid"].as_str().unwrap().to_string(),
         owner: m["user_name"].as_str().unwrap().to_string(),
     }
-}
-
-fn enc(s: &str) -> String {
-    form_urlencoded_min(s)
-}
-
-/// Percent-encoding for a query value (what the pages' own links do).
-fn form_urlencoded_min(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 fn run_browser(chromium: &Path, pw: &Path, plan: &Value) -> Value {
@@ -292,65 +224,17 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     let Some((chromium, pw)) = browser() else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let ch = dir.path().join("ch");
-    let out = Command::new(bin())
-        .args([
-            "challenge",
-            "generate",
-            "--seed",
-            "14",
-            "--vms",
-            "30",
-            "--hours",
-            "6",
-            "--out",
-        ])
-        .arg(&ch)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let mut d = Day::generate(
+        14,
+        &[
+            ("site", "site"),
+            ("atlas", "vo:atlas"),
+            ("cms", "vo:cms"),
+            ("dave", "vo:atlas"),
+        ],
     );
-    let data = dir.path().join("data");
-    let out = Command::new(bin())
-        .args(["challenge", "run"])
-        .arg(&ch)
-        .arg("--data")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut tokens = BTreeMap::new();
-    for (name, role) in [
-        ("site", "site"),
-        ("atlas", "vo:atlas"),
-        ("cms", "vo:cms"),
-        ("dave", "vo:atlas"),
-    ] {
-        let v: Value = serde_json::from_str(&ok(
-            &data,
-            &[
-                "api-token",
-                "create",
-                "--name",
-                name,
-                "--role",
-                role,
-                "--json",
-            ],
-        ))
-        .unwrap();
-        tokens.insert(name, v["token"].as_str().unwrap().to_string());
-    }
+    let (ch, tokens) = (d.ch.clone(), d.tokens.clone());
+    let dir = d.dir.path().to_path_buf();
     let port = free_port();
     let callback = format!("http://127.0.0.1:{port}/ui/callback");
     let op = provider(&callback);
@@ -358,7 +242,7 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     // partner here, and the provider is the UI's OIDC login.
     let mut config = docs_config();
     if let Some(p) = &op {
-        let secret = dir.path().join("web-secret");
+        let secret = dir.join("web-secret");
         fs::write(&secret, "web-secret\n").unwrap();
         config.push_str(&format!(
             "\n[[api.roles]]\ngroup = \"/atlas/pilots\"\nrole = \"vo:atlas\"\n\n[[auth.oidc]]\nissuer = \"{}\"\naudience = \"https://pugmark.example.org\"\nclient_id = \"pugmark-web\"\nclient_secret_file = \"{}\"\nredirect_uri = \"{callback}\"\n",
@@ -366,9 +250,9 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
             secret.display()
         ));
     }
-    let cfg = dir.path().join("serve.toml");
-    fs::write(&cfg, &config).unwrap();
-    let (ui, base) = start_ui(&data, &cfg, port);
+    fs::write(&d.config, &config).unwrap();
+    d.start_ui_at(&format!("127.0.0.1:{port}"));
+    let base = d.base.clone();
 
     let atlas = question(&ch, "atlas-1");
     let cms = question(&ch, "cms-1");
@@ -677,7 +561,7 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
         audits.iter().any(|a| a["user"] == "cms" && a["verb"] == "case.star" && a["status"] == 404),
         "the refused cross-VO star is audited"
     );
-    drop(ui);
+    drop(d);
     eprintln!("screenshots in {}", shots.display());
 }
 
@@ -881,14 +765,30 @@ fn curl_from(src: &str, args: &[&str]) -> (u16, Vec<(String, String)>, String) {
     (status, headers, body.to_string())
 }
 
-/// The login form posted from `src` with `token`: status, Retry-After, whether a session
-/// cookie was set.
-fn login_from(base: &str, src: &str, token: &str) -> (u16, Option<u64>, bool) {
-    let (_, h, body) = curl_from(src, &[&format!("{base}/ui/login")]);
-    let cookie = h
+/// A login through the form, as a browser makes it.
+struct Login {
+    status: u16,
+    retry_after: Option<u64>,
+    /// The login form's CSRF cookie, as set (attributes included).
+    form_cookie: String,
+    /// The session cookie, as set, when the login made one.
+    session: Option<String>,
+}
+
+/// The login form fetched and posted from loopback address `src` with `token`, `headers`
+/// (`-H` values) on both requests.
+fn login_from(base: &str, src: &str, token: &str, headers: &[&str]) -> Login {
+    let mut get: Vec<String> = Vec::new();
+    for h in headers {
+        get.extend(["-H".to_string(), (*h).to_string()]);
+    }
+    get.push(format!("{base}/ui/login"));
+    let get: Vec<&str> = get.iter().map(String::as_str).collect();
+    let (_, h, body) = curl_from(src, &get);
+    let form_cookie = h
         .iter()
         .find(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_login="))
-        .map(|(_, v)| v.split(';').next().unwrap().to_string())
+        .map(|(_, v)| v.clone())
         .unwrap();
     let csrf = body
         .split("name=\"csrf\" value=\"")
@@ -897,18 +797,30 @@ fn login_from(base: &str, src: &str, token: &str) -> (u16, Option<u64>, bool) {
         .unwrap()
         .to_string();
     let form = format!("csrf={csrf}&next=%2Fui%2F&token={}", enc(token));
-    let (status, h, _) = curl_from(
-        src,
-        &["-H", &format!("Cookie: {cookie}"), "--data", &form, &format!("{base}/ui/login")],
-    );
-    let retry = h
-        .iter()
-        .find(|(k, _)| k == "retry-after")
-        .and_then(|(_, v)| v.parse().ok());
-    let session = h
-        .iter()
-        .any(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_session=") && !v.starts_with("pugmark_session=;"));
-    (status, retry, session)
+    let cookie = format!("Cookie: {}", form_cookie.split(';').next().unwrap());
+    let mut post: Vec<&str> = Vec::new();
+    for h in headers {
+        post.extend(["-H", h]);
+    }
+    let url = format!("{base}/ui/login");
+    post.extend(["-H", &cookie, "--data", &form, &url]);
+    let (status, h, _) = curl_from(src, &post);
+    Login {
+        status,
+        retry_after: h
+            .iter()
+            .find(|(k, _)| k == "retry-after")
+            .and_then(|(_, v)| v.parse().ok()),
+        form_cookie,
+        session: h
+            .iter()
+            .find(|(k, v)| {
+                k == "set-cookie"
+                    && v.starts_with("pugmark_session=")
+                    && !v.starts_with("pugmark_session=;")
+            })
+            .map(|(_, v)| v.clone()),
+    }
 }
 
 #[test]
@@ -929,28 +841,30 @@ fn failed_logins_are_limited_per_address_and_per_user() {
     let good = v["token"].as_str().unwrap().to_string();
     let cfg = dir.path().join("serve.toml");
     fs::write(&cfg, docs_config()).unwrap();
-    let (ui, base) = start_ui(&data, &cfg, free_port());
+    let (child, base) = day::start_ui(&data, &cfg, "127.0.0.1:0");
+    let ui = Ui(child);
     let (a, b, c) = ("127.0.0.1", "127.0.0.2", "127.0.0.3");
     // Ten failures from one address, all claiming to be mallory: each a plain refusal.
     for i in 0..10 {
-        let (s, retry, session) = login_from(&base, a, &claiming("mallory"));
-        assert_eq!((s, retry, session), (401, None, false), "failure {i}");
+        let l = login_from(&base, a, &claiming("mallory"), &[]);
+        assert_eq!((l.status, l.retry_after, l.session), (401, None, None), "failure {i}");
     }
     // The eleventh: 429 with Retry-After, also for a good token from that address.
-    let (s, retry, _) = login_from(&base, a, &claiming("mallory"));
-    assert_eq!(s, 429);
-    let retry = retry.expect("Retry-After");
+    let l = login_from(&base, a, &claiming("mallory"), &[]);
+    assert_eq!(l.status, 429);
+    let retry = l.retry_after.expect("Retry-After");
     assert!((1..=300).contains(&retry), "{retry}");
-    let (s, retry, session) = login_from(&base, a, &good);
-    assert_eq!(s, 429, "the address waits, whatever the token");
-    assert!(retry.is_some() && !session);
+    let l = login_from(&base, a, &good, &[]);
+    assert_eq!(l.status, 429, "the address waits, whatever the token");
+    assert!(l.retry_after.is_some() && l.session.is_none());
     // Another address: mallory still waits (per user), eve does not, the good token logs in.
-    let (s, retry, _) = login_from(&base, b, &claiming("mallory"));
-    assert_eq!(s, 429, "the claimed user waits from any address");
-    assert!(retry.is_some());
-    assert_eq!(login_from(&base, b, &claiming("eve")).0, 401);
-    let (s, _, session) = login_from(&base, b, &good);
-    assert_eq!((s, session), (303, true), "a good login from a clean address");
+    let l = login_from(&base, b, &claiming("mallory"), &[]);
+    assert_eq!(l.status, 429, "the claimed user waits from any address");
+    assert!(l.retry_after.is_some());
+    assert_eq!(login_from(&base, b, &claiming("eve"), &[]).status, 401);
+    let l = login_from(&base, b, &good, &[]);
+    assert_eq!(l.status, 303, "a good login from a clean address");
+    assert!(l.session.is_some());
     // OIDC callbacks that do not end in a session count too.
     for i in 0..10 {
         let (s, h, _) = curl_from(c, &[&format!("{base}/ui/callback?code=x&state=y")]);
@@ -1074,29 +988,10 @@ fn the_pages_work_under_serve_http() {
     assert!(audits.iter().any(|a| a["verb"] == "search" && a["params"]["ui"] == "search" && a["user"] == "admin"));
     assert!(audits.iter().any(|a| a["verb"] == "case.star" && a["status"] == 200 && a["change"]["op"] == "star"));
     // Behind a TLS-terminating proxy the session cookie is Secure.
-    let (_, h, page) = curl_from("127.0.0.1", &["-H", "X-Forwarded-Proto: https", &format!("{base}/ui/login")]);
-    let login_cookie = h
-        .iter()
-        .find(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_login="))
-        .map(|(_, v)| v.clone())
-        .unwrap();
-    assert!(login_cookie.contains("; Secure"), "{login_cookie}");
-    let csrf = page.split("name=\"csrf\" value=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
-    let form = format!("csrf={csrf}&next=%2Fui%2F&token={}", enc(&token));
-    let (s, h, _) = curl_from(
-        "127.0.0.1",
-        &[
-            "-H", "X-Forwarded-Proto: https",
-            "-H", &format!("Cookie: {}", login_cookie.split(';').next().unwrap()),
-            "--data", &form, &format!("{base}/ui/login"),
-        ],
-    );
-    assert_eq!(s, 303);
-    let session = h
-        .iter()
-        .find(|(k, v)| k == "set-cookie" && v.starts_with("pugmark_session="))
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let l = login_from(&base, "127.0.0.1", &token, &["X-Forwarded-Proto: https"]);
+    assert!(l.form_cookie.contains("; Secure"), "{}", l.form_cookie);
+    assert_eq!(l.status, 303);
+    let session = l.session.unwrap();
     for attr in ["; Secure", "; HttpOnly", "; SameSite=Lax"] {
         assert!(session.contains(attr), "{session}");
     }
