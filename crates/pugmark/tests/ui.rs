@@ -534,12 +534,20 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     assert_eq!(around["via"], "api-token", "{around}");
     assert_eq!(around["params"]["ui"], "search", "{around}");
     assert_eq!(around["status"], 200, "{around}");
-    assert!(around["params"]["host"].is_string() && around["params"]["from"].is_string() && around["params"]["to"].is_string(), "{around}");
+    assert!(
+        around["params"]["host"].is_string()
+            && around["params"]["from"].is_string()
+            && around["params"]["to"].is_string(),
+        "{around}"
+    );
     assert!(
         around["count"].as_u64().unwrap() as usize >= texts(&site[3], "around").len(),
         "{around}"
     );
-    assert!(around["peer"].as_str().unwrap().starts_with("127.0.0.1:"), "{around}");
+    assert!(
+        around["peer"].as_str().unwrap().starts_with("127.0.0.1:"),
+        "{around}"
+    );
     // Case changes from the pages are audited records with their change.
     let changes: Vec<&Value> = audits
         .iter()
@@ -553,12 +561,16 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
     assert_eq!(note["change"]["text"], "the decisive connection");
     for verb in ["case.create", "case.query", "case.star", "case.share"] {
         assert!(
-            changes.iter().any(|a| a["verb"] == verb && a["user"] == "atlas"),
+            changes
+                .iter()
+                .any(|a| a["verb"] == verb && a["user"] == "atlas"),
             "{verb} audited"
         );
     }
     assert!(
-        audits.iter().any(|a| a["user"] == "cms" && a["verb"] == "case.star" && a["status"] == 404),
+        audits
+            .iter()
+            .any(|a| a["user"] == "cms" && a["verb"] == "case.star" && a["status"] == 404),
         "the refused cross-VO star is audited"
     );
     drop(d);
@@ -619,8 +631,19 @@ fn cases_in_the_browser(
     // The search page offers the case; saving the question came back to the search.
     assert_eq!(texts(&o[3], "cases"), ["C2 beacon from an ATLAS VM"]);
     let starred = texts(&o[3], "seqs")[0].clone();
-    assert!(o[4]["url"].as_str().unwrap().starts_with("/ui/search?"), "{}", o[4]);
-    assert!(o[6]["url"].as_str().unwrap().contains(&format!("#seq-{}", starred.trim_start_matches('#'))), "{}", o[6]);
+    assert!(
+        o[4]["url"].as_str().unwrap().starts_with("/ui/search?"),
+        "{}",
+        o[4]
+    );
+    assert!(
+        o[6]["url"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("#seq-{}", starred.trim_start_matches('#'))),
+        "{}",
+        o[6]
+    );
     // The list: atlas's own case.
     assert_eq!(texts(&o[7], "relation"), ["yours"]);
     // The case page: the saved search (a link to the search page), the starred hit with its
@@ -629,10 +652,17 @@ fn cases_in_the_browser(
     assert_eq!(texts(cp, "queries").len(), 1, "{cp}");
     assert!(text(cp, "queries").contains(&atlas.ip), "{cp}");
     assert_eq!(texts(cp, "stars"), [starred.clone()], "{cp}");
-    assert!(text(cp, "notes").starts_with("the decisive connection"), "{cp}");
+    assert!(
+        text(cp, "notes").starts_with("the decisive connection"),
+        "{cp}"
+    );
     assert_eq!(text(cp, "members"), "nobody");
     // The saved question runs on the search page.
-    assert!(o[9]["url"].as_str().unwrap().starts_with("/ui/search?"), "{}", o[9]);
+    assert!(
+        o[9]["url"].as_str().unwrap().starts_with("/ui/search?"),
+        "{}",
+        o[9]
+    );
     assert!(!texts(&o[9], "hits").is_empty());
     assert_eq!(text(&o[13], "members"), "dave", "{}", o[13]);
 
@@ -679,12 +709,25 @@ fn cases_in_the_browser(
     }
     let md = &ex[1]["fetched"];
     assert_eq!(md["status"], 200, "{md}");
-    assert!(md["type"].as_str().unwrap().starts_with("text/markdown"), "{md}");
-    assert!(md["text"].as_str().unwrap().contains("the decisive connection"), "{md}");
+    assert!(
+        md["type"].as_str().unwrap().starts_with("text/markdown"),
+        "{md}"
+    );
+    assert!(
+        md["text"]
+            .as_str()
+            .unwrap()
+            .contains("the decisive connection"),
+        "{md}"
+    );
     let js: Value = serde_json::from_str(ex[2]["fetched"]["text"].as_str().unwrap()).unwrap();
     assert_eq!(js["id"], case_id.as_str());
     assert_eq!(js["stars"][0]["record"]["seq"].to_string(), atlas_seq);
-    assert!(text(&ex[3], "body").contains("C2 beacon from an ATLAS VM"), "{}", ex[3]);
+    assert!(
+        text(&ex[3], "body").contains("C2 beacon from an ATLAS VM"),
+        "{}",
+        ex[3]
+    );
     // dave sees the case shared with him (and may not share it on).
     let m = ss("case-member");
     assert_eq!(texts(&m[1], "relation"), ["shared with you"], "{}", m[1]);
@@ -703,17 +746,48 @@ fn cases_in_the_browser(
     assert!(text(&c[2], "error").contains("no case"), "{}", c[2]);
     for st in &c[1..3] {
         let b = text(st, "body");
-        assert!(!b.contains("C2 beacon") && !b.contains("decisive") && !b.contains(&atlas.uuid), "{st}");
+        assert!(
+            !b.contains("C2 beacon") && !b.contains("decisive") && !b.contains(&atlas.uuid),
+            "{st}"
+        );
     }
     assert_eq!(c[3]["fetched"]["status"], 404, "{}", c[3]);
-    assert!(!c[3]["fetched"]["text"].as_str().unwrap().contains("decisive"));
+    assert!(
+        !c[3]["fetched"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("decisive")
+    );
     assert_eq!(c[5]["fetched"]["status"], 404, "{}", c[5]);
     assert_eq!(c[6]["fetched"]["status"], 404, "{}", c[6]);
-    assert!(c[8]["url"].as_str().unwrap().starts_with("/ui/cases/case-"), "{}", c[8]);
-    assert_eq!(c[9]["fetched"]["status"], 404, "an ATLAS record cited in a cms case: {}", c[9]);
-    assert!(c[9]["fetched"]["text"].as_str().unwrap().contains("not yours"), "{}", c[9]);
-    assert_eq!(texts(&c[10], "cases"), ["cms own case"], "cms may star only into its own case");
-    assert_eq!(c[11]["fetched"]["status"], 403, "a form without the session's CSRF token: {}", c[11]);
+    assert!(
+        c[8]["url"].as_str().unwrap().starts_with("/ui/cases/case-"),
+        "{}",
+        c[8]
+    );
+    assert_eq!(
+        c[9]["fetched"]["status"], 404,
+        "an ATLAS record cited in a cms case: {}",
+        c[9]
+    );
+    assert!(
+        c[9]["fetched"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("not yours"),
+        "{}",
+        c[9]
+    );
+    assert_eq!(
+        texts(&c[10], "cases"),
+        ["cms own case"],
+        "cms may star only into its own case"
+    );
+    assert_eq!(
+        c[11]["fetched"]["status"], 403,
+        "a form without the session's CSRF token: {}",
+        c[11]
+    );
     case_id
 }
 
@@ -737,7 +811,11 @@ fn claiming(sub: &str) -> String {
     format!(
         "{}.{}.{}",
         b64url(br#"{"alg":"RS256","typ":"JWT","kid":"k"}"#),
-        b64url(json!({"iss": "https://idp.example", "sub": sub, "exp": 4_000_000_000u64}).to_string().as_bytes()),
+        b64url(
+            json!({"iss": "https://idp.example", "sub": sub, "exp": 4_000_000_000u64})
+                .to_string()
+                .as_bytes()
+        ),
         b64url(b"not a signature")
     )
 }
@@ -835,7 +913,15 @@ fn failed_logins_are_limited_per_address_and_per_user() {
     ok(&data, &["ingest", log.to_str().unwrap()]);
     let v: Value = serde_json::from_str(&ok(
         &data,
-        &["api-token", "create", "--name", "site", "--role", "site", "--json"],
+        &[
+            "api-token",
+            "create",
+            "--name",
+            "site",
+            "--role",
+            "site",
+            "--json",
+        ],
     ))
     .unwrap();
     let good = v["token"].as_str().unwrap().to_string();
@@ -847,7 +933,11 @@ fn failed_logins_are_limited_per_address_and_per_user() {
     // Ten failures from one address, all claiming to be mallory: each a plain refusal.
     for i in 0..10 {
         let l = login_from(&base, a, &claiming("mallory"), &[]);
-        assert_eq!((l.status, l.retry_after, l.session), (401, None, None), "failure {i}");
+        assert_eq!(
+            (l.status, l.retry_after, l.session),
+            (401, None, None),
+            "failure {i}"
+        );
     }
     // The eleventh: 429 with Retry-After, also for a good token from that address.
     let l = login_from(&base, a, &claiming("mallory"), &[]);
@@ -877,7 +967,11 @@ fn failed_logins_are_limited_per_address_and_per_user() {
     // Refused attempts are audited: who (the address), why, 429.
     let (_, _, body) = curl_from(
         a,
-        &["-H", &format!("Authorization: Bearer {good}"), &format!("{base}/api/v1/audit")],
+        &[
+            "-H",
+            &format!("Authorization: Bearer {good}"),
+            &format!("{base}/api/v1/audit"),
+        ],
     );
     let audit: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let limited: Vec<&Value> = audit["audits"]
@@ -891,15 +985,22 @@ fn failed_logins_are_limited_per_address_and_per_user() {
         .filter_map(|x| x["peer"].as_str())
         .filter_map(|p| p.rsplit_once(':').map(|(ip, _)| ip.to_string()))
         .collect();
-    assert_eq!(peers, [a, b, c].map(str::to_string).into_iter().collect(), "{limited:?}");
-    assert!(
-        limited
-            .iter()
-            .all(|x| x["reason"].as_str().unwrap().contains("too many failed logins")),
+    assert_eq!(
+        peers,
+        [a, b, c].map(str::to_string).into_iter().collect(),
         "{limited:?}"
     );
     assert!(
-        limited.iter().any(|x| x["reason"].as_str().unwrap().contains("mallory")),
+        limited.iter().all(|x| x["reason"]
+            .as_str()
+            .unwrap()
+            .contains("too many failed logins")),
+        "{limited:?}"
+    );
+    assert!(
+        limited
+            .iter()
+            .any(|x| x["reason"].as_str().unwrap().contains("mallory")),
         "the per-user refusal names the user: {limited:?}"
     );
     assert!(
@@ -931,7 +1032,15 @@ fn the_pages_work_under_serve_http() {
     ok(&data, &["ingest", file.to_str().unwrap()]);
     let v: Value = serde_json::from_str(&ok(
         &data,
-        &["api-token", "create", "--name", "admin", "--role", "site", "--json"],
+        &[
+            "api-token",
+            "create",
+            "--name",
+            "admin",
+            "--role",
+            "site",
+            "--json",
+        ],
     ))
     .unwrap();
     let token = v["token"].as_str().unwrap().to_string();
@@ -939,8 +1048,22 @@ fn the_pages_work_under_serve_http() {
     fs::write(&cfg, docs_config()).unwrap();
     let port = free_port();
     let child = Command::new(bin())
-        .args(["serve", "--syslog-udp", "none", "--syslog-tcp", "none", "--relp", "none"])
-        .args(["--netflow", "none", "--http", &format!("127.0.0.1:{port}"), "--config"])
+        .args([
+            "serve",
+            "--syslog-udp",
+            "none",
+            "--syslog-tcp",
+            "none",
+            "--relp",
+            "none",
+        ])
+        .args([
+            "--netflow",
+            "none",
+            "--http",
+            &format!("127.0.0.1:{port}"),
+            "--config",
+        ])
         .arg(&cfg)
         .arg("--data")
         .arg(&data)
@@ -974,19 +1097,35 @@ fn the_pages_work_under_serve_http() {
     for st in &o {
         assert!(st["error"].is_null(), "serve: step failed: {st}");
     }
-    assert!(o[0]["url"].as_str().unwrap().starts_with("/ui/search"), "{}", o[0]);
+    assert!(
+        o[0]["url"].as_str().unwrap().starts_with("/ui/search"),
+        "{}",
+        o[0]
+    );
     assert!(!texts(&o[0], "hits").is_empty(), "{}", o[0]);
     assert_eq!(text(&o[3], "title"), "under serve");
     assert_eq!(texts(&o[7], "stars").len(), 1, "{}", o[7]);
     // The page views and the case change are in serve's ledger, audited.
     let (_, _, body) = curl_from(
         "127.0.0.1",
-        &["-H", &format!("Authorization: Bearer {token}"), &format!("{base}/api/v1/audit")],
+        &[
+            "-H",
+            &format!("Authorization: Bearer {token}"),
+            &format!("{base}/api/v1/audit"),
+        ],
     );
     let audit: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     let audits = audit["audits"].as_array().unwrap();
-    assert!(audits.iter().any(|a| a["verb"] == "search" && a["params"]["ui"] == "search" && a["user"] == "admin"));
-    assert!(audits.iter().any(|a| a["verb"] == "case.star" && a["status"] == 200 && a["change"]["op"] == "star"));
+    assert!(
+        audits.iter().any(|a| a["verb"] == "search"
+            && a["params"]["ui"] == "search"
+            && a["user"] == "admin")
+    );
+    assert!(
+        audits
+            .iter()
+            .any(|a| a["verb"] == "case.star" && a["status"] == 200 && a["change"]["op"] == "star")
+    );
     // Behind a TLS-terminating proxy the session cookie is Secure.
     let l = login_from(&base, "127.0.0.1", &token, &["X-Forwarded-Proto: https"]);
     assert!(l.form_cookie.contains("; Secure"), "{}", l.form_cookie);

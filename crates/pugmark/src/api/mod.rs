@@ -553,7 +553,8 @@ impl Service {
                 let args: hunt::HuntArgs = parse_args(verb, &p, &data)?;
                 let (indicators, _) = hunt::indicators(&files);
                 let site = self.site()?;
-                let (_, mut v) = hunt::answer_in(&args, &indicators, Some(&site)).map_err(internal)?;
+                let (_, mut v) =
+                    hunt::answer_in(&args, &indicators, Some(&site)).map_err(internal)?;
                 if let Some(sc) = &sc {
                     scope::prune(&mut v, sc, false);
                 }

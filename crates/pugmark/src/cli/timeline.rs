@@ -88,9 +88,7 @@ pub(crate) fn answer_in(
         claimed: args.claimed,
     };
     let t = match site {
-        Some(site) => {
-            query::timeline::timeline_in(&r.index, &r.facts, site, &mut r.fetch, &req)?
-        }
+        Some(site) => query::timeline::timeline_in(&r.index, &r.facts, site, &mut r.fetch, &req)?,
         None => timeline(&r.index, &r.facts, &mut r.fetch, &req)?,
     };
     let v = r.views.annotate(&t)?;

@@ -42,7 +42,14 @@ pub(crate) fn call(
         secure: req.secure,
         body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
     };
-    match svc.query(Ok(user.identity()), endpoint, p, &r, sink, Some(("cases", &Vec::new()))) {
+    match svc.query(
+        Ok(user.identity()),
+        endpoint,
+        p,
+        &r,
+        sink,
+        Some(("cases", &Vec::new())),
+    ) {
         Reply::Response(r) => r,
         Reply::Json(status, v) => ApiResponse::json(status, &v),
         Reply::Raw(ct, bytes) => ApiResponse {
@@ -112,8 +119,18 @@ pub(crate) fn writable(svc: &Service, user: &UiSession) -> Vec<Value> {
 
 /// Whom a case is shared with, for reading: users, then `VO x`.
 fn members(c: &Value) -> String {
-    let users = c["users"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_string);
-    let vos = c["vos"].as_array().into_iter().flatten().filter_map(Value::as_str).map(|v| format!("VO {v}"));
+    let users = c["users"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string);
+    let vos = c["vos"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|v| format!("VO {v}"));
     users.chain(vos).collect::<Vec<_>>().join(", ")
 }
 
@@ -196,7 +213,9 @@ fn question_href(verb: &str, params: &Value) -> String {
         "search" => {
             let mut q: Vec<(&str, &str)> = p
                 .iter()
-                .filter(|(k, _)| ["q", "query", "from", "to", "host", "app", "class"].contains(&k.as_str()))
+                .filter(|(k, _)| {
+                    ["q", "query", "from", "to", "host", "app", "class"].contains(&k.as_str())
+                })
                 .map(|(k, v)| (if k == "query" { "q" } else { k.as_str() }, v.as_str()))
                 .collect();
             q.dedup();
@@ -326,7 +345,10 @@ pub(crate) fn view(cx: &mut super::pages::Cx, id: &str) -> Result<(), Shown> {
         .iter()
         .map(|f| json!({"format": f, "href": format!("/ui/cases/{id}/report?format={f}")}))
         .collect();
-    cx.set_ctx("title", json!(format!("Case: {}", v["title"].as_str().unwrap_or(id))));
+    cx.set_ctx(
+        "title",
+        json!(format!("Case: {}", v["title"].as_str().unwrap_or(id))),
+    );
     cx.set_ctx(
         "case",
         json!({
@@ -356,7 +378,9 @@ pub(crate) fn report(
     let endpoint = format!("cases/{id}/report");
     let mut r = call(svc, user, req, sink, ("GET", &endpoint), &p, None);
     if r.status != 200 {
-        let error = json_of(&r).err().map_or_else(|| "refused".into(), |s| s.error);
+        let error = json_of(&r)
+            .err()
+            .map_or_else(|| "refused".into(), |s| s.error);
         return error_page(user, r.status, &error);
     }
     r.headers = vec![
@@ -411,7 +435,9 @@ pub(crate) fn post(
         }
     };
     let refused = |r: &ApiResponse| {
-        let error = json_of(r).err().map_or_else(|| "refused".into(), |s| s.error);
+        let error = json_of(r)
+            .err()
+            .map_or_else(|| "refused".into(), |s| s.error);
         error_page(user, r.status.max(400), &error)
     };
     if path == "cases" {
@@ -420,9 +446,20 @@ pub(crate) fn post(
         if !tags.is_empty() {
             body["tags"] = json!(tags);
         }
-        let r = call(svc, user, req, sink, ("POST", "cases"), &Vec::new(), Some(&body));
+        let r = call(
+            svc,
+            user,
+            req,
+            sink,
+            ("POST", "cases"),
+            &Vec::new(),
+            Some(&body),
+        );
         return match json_of(&r) {
-            Ok(v) => redirect(&format!("/ui/cases/{}", v["id"].as_str().unwrap_or("")), Vec::new()),
+            Ok(v) => redirect(
+                &format!("/ui/cases/{}", v["id"].as_str().unwrap_or("")),
+                Vec::new(),
+            ),
             Err(_) => refused(&r),
         };
     }
@@ -492,7 +529,15 @@ pub(crate) fn post(
     }
     for (what, body) in calls {
         let endpoint = format!("cases/{case}/{what}");
-        let r = call(svc, user, req, sink, ("POST", &endpoint), &Vec::new(), Some(&body));
+        let r = call(
+            svc,
+            user,
+            req,
+            sink,
+            ("POST", &endpoint),
+            &Vec::new(),
+            Some(&body),
+        );
         if r.status >= 300 {
             return refused(&r);
         }
@@ -513,7 +558,10 @@ mod tests {
     #[test]
     fn saved_questions_link_to_their_pages() {
         assert_eq!(
-            question_href("who", &json!({"ip": "10.0.0.1", "at": "2026-10-14T00:00:00Z"})),
+            question_href(
+                "who",
+                &json!({"ip": "10.0.0.1", "at": "2026-10-14T00:00:00Z"})
+            ),
             "/ui/who?ip=10.0.0.1&at=2026-10-14T00%3A00%3A00Z"
         );
         assert_eq!(

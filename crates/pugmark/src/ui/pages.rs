@@ -292,7 +292,11 @@ pub fn page(
         "report" => return report(svc, user, req, sink),
         "cases" => ("cases", super::cases::list),
         p if p.starts_with("cases/") && !p[6..].contains('/') => ("case", |cx| {
-            let id = cx.path.strip_prefix("cases/").unwrap_or_default().to_string();
+            let id = cx
+                .path
+                .strip_prefix("cases/")
+                .unwrap_or_default()
+                .to_string();
             super::cases::view(cx, &id)
         }),
         "" => ("home", |_| Ok(())),
@@ -567,9 +571,25 @@ pub(crate) fn around_href(host: &str, time: &str, observer: &str, seq: &str) -> 
     let from = shift(time, -AROUND_SECONDS);
     let to = shift(time, AROUND_SECONDS);
     if host.is_empty() {
-        href("search", &[("from", &from), ("to", &to), ("observer", observer), ("around", seq)])
+        href(
+            "search",
+            &[
+                ("from", &from),
+                ("to", &to),
+                ("observer", observer),
+                ("around", seq),
+            ],
+        )
     } else {
-        href("search", &[("host", host), ("from", &from), ("to", &to), ("around", seq)])
+        href(
+            "search",
+            &[
+                ("host", host),
+                ("from", &from),
+                ("to", &to),
+                ("around", seq),
+            ],
+        )
     }
 }
 
@@ -775,7 +795,10 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             "rows_cut": entries.len().saturating_sub(TIMELINE_ROWS),
         }),
     );
-    cx.to_case("timeline", &["vm", "ip", "host", "user", "claimed", "from", "to"]);
+    cx.to_case(
+        "timeline",
+        &["vm", "ip", "host", "user", "claimed", "from", "to"],
+    );
     Ok(())
 }
 
