@@ -651,7 +651,7 @@ fn cases_in_the_browser(
     let cp = &o[8];
     assert_eq!(texts(cp, "queries").len(), 1, "{cp}");
     assert!(text(cp, "queries").contains(&atlas.ip), "{cp}");
-    assert_eq!(texts(cp, "stars"), [starred.clone()], "{cp}");
+    assert_eq!(texts(cp, "stars"), std::slice::from_ref(&starred), "{cp}");
     assert!(
         text(cp, "notes").starts_with("the decisive connection"),
         "{cp}"
@@ -732,7 +732,7 @@ fn cases_in_the_browser(
     let m = ss("case-member");
     assert_eq!(texts(&m[1], "relation"), ["shared with you"], "{}", m[1]);
     assert_eq!(text(&m[2], "title"), "C2 beacon from an ATLAS VM");
-    assert_eq!(texts(&m[2], "stars"), [starred.clone()]);
+    assert_eq!(texts(&m[2], "stars"), std::slice::from_ref(&starred));
     assert!(text(&m[2], "notes").starts_with("the decisive connection"));
     assert!(texts(&m[2], "share").is_empty(), "only the owner shares");
     // The site sees every case.

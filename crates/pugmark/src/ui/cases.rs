@@ -100,7 +100,7 @@ pub(crate) fn writable(svc: &Service, user: &UiSession) -> Vec<Value> {
         return Vec::new();
     };
     let path = crate::cases::path(&dd);
-    if !path.exists() {
+    if !path.try_exists().unwrap_or(false) {
         return Vec::new();
     }
     let Ok(store) = views::cases::CaseStore::open(&path) else {

@@ -203,7 +203,7 @@ impl Cx<'_> {
 
     /// The "to a case" form of a record page: the cases this user may change, the question
     /// of this page (saved with "save this question"), and where to come back.
-    fn to_case(&mut self, verb: &str, keys: &[&str]) {
+    fn offer_cases(&mut self, verb: &str, keys: &[&str]) {
         let cases = super::cases::writable(self.svc, self.user);
         let mut q = form_urlencoded::Serializer::new(String::new());
         for (k, v) in self.pass(keys) {
@@ -561,7 +561,7 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
             "clear_observer": observer.as_ref().map(|_| link_with("observer", None, &[])),
         }),
     );
-    cx.to_case("search", &keys);
+    cx.offer_cases("search", &keys);
     Ok(())
 }
 
@@ -655,7 +655,7 @@ fn who(cx: &mut Cx) -> Result<(), Shown> {
             "records": v["integrity"]["records"].as_array().map_or(0, Vec::len),
         }}),
     );
-    cx.to_case("who", &["ip", "host", "mac", "port", "peer", "at"]);
+    cx.offer_cases("who", &["ip", "host", "mac", "port", "peer", "at"]);
     Ok(())
 }
 
@@ -795,7 +795,7 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             "rows_cut": entries.len().saturating_sub(TIMELINE_ROWS),
         }),
     );
-    cx.to_case(
+    cx.offer_cases(
         "timeline",
         &["vm", "ip", "host", "user", "claimed", "from", "to"],
     );
