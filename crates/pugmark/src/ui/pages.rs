@@ -34,6 +34,10 @@ pub const SEARCH_EXAMINED: usize = 500;
 pub const SEARCH_SHOWN: usize = 200;
 /// Timeline rows listed under the lanes (every entry is drawn in the lanes).
 pub const TIMELINE_ROWS: usize = 1000;
+/// The timeline page's first page: at most this many entries from each underlying search.
+pub const TIMELINE_FIRST: usize = 1000;
+/// "More": the CLI's default `--limit`.
+pub const TIMELINE_ALL: usize = 10_000;
 /// Histogram bars.
 const BARS: usize = 48;
 /// "Surrounding records": this long either side of a hit.
@@ -676,10 +680,16 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
     {
         return Ok(());
     }
-    let v = cx.ask(
-        "timeline",
-        cx.pass(&["vm", "ip", "host", "user", "claimed", "from", "to"]),
-    )?;
+    // The first page: each underlying search's first TIMELINE_FIRST entries by time (the
+    // verb's own `limit`, so the API and the CLI answer the same with it); "more" asks again
+    // with the CLI's default. Fetching and attributing 10 000 records per search is what a
+    // busy VM's page spent its time on.
+    let mut p = cx.pass(&["vm", "ip", "host", "user", "claimed", "from", "to"]);
+    let limit = cx
+        .get("limit")
+        .map_or_else(|| TIMELINE_FIRST.to_string(), str::to_string);
+    p.push(("limit".into(), limit.clone()));
+    let v = cx.ask("timeline", p)?;
     let entries = v["entries"].as_array().cloned().unwrap_or_default();
     let times: Vec<Option<jiff::Timestamp>> = entries
         .iter()
@@ -793,6 +803,14 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             "marks": marks,
             "rows": rows,
             "rows_cut": entries.len().saturating_sub(TIMELINE_ROWS),
+            "limit": limit,
+            "more": (v["truncated"] == true && limit != TIMELINE_ALL.to_string()).then(|| {
+                let mut pairs = cx.pass(&["vm", "ip", "host", "user", "claimed", "from", "to"]);
+                pairs.push(("limit".into(), TIMELINE_ALL.to_string()));
+                let pairs: Vec<(&str, &str)> =
+                    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                href("timeline", &pairs)
+            }),
         }),
     );
     cx.offer_cases(
