@@ -507,6 +507,24 @@ pub fn custody_in(
     Ok((b.entries.into_values().collect(), b.truncated))
 }
 
+/// A timeline's searches overlap (a VM's line carries its UUID, its address and its name):
+/// each record is read and decoded from the ledger once per timeline, then cloned.
+struct Memo<'a> {
+    inner: &'a mut dyn Fetch,
+    seen: std::collections::HashMap<u64, model::Event>,
+}
+
+impl Fetch for Memo<'_> {
+    fn fetch(&mut self, seq: u64) -> anyhow::Result<model::Event> {
+        if let Some(e) = self.seen.get(&seq) {
+            return Ok(e.clone());
+        }
+        let e = self.inner.fetch(seq)?;
+        self.seen.insert(seq, e.clone());
+        Ok(e)
+    }
+}
+
 /// Build the timeline with a site already loaded (a report asks for several).
 pub fn timeline_in(
     index: &SearchIndex,
@@ -515,9 +533,13 @@ pub fn timeline_in(
     fetch: &mut dyn Fetch,
     req: &TimelineRequest,
 ) -> anyhow::Result<Timeline> {
+    let mut memo = Memo {
+        inner: fetch,
+        seen: std::collections::HashMap::new(),
+    };
     let mut b = Builder {
         index,
-        fetch,
+        fetch: &mut memo,
         req,
         site,
         entries: BTreeMap::new(),

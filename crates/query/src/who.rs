@@ -565,6 +565,12 @@ pub struct FactCache<'a> {
     users: HashMap<String, Option<DirEntry>>,
     projects: HashMap<String, Option<DirEntry>>,
     jobs: HashMap<(Option<String>, Option<String>), Vec<JobObs>>,
+    /// Neutron and NAT answers by their question (floating, ports, routers, conntrack):
+    /// a hunt asks them again for every hit on one address.
+    floating: HashMap<String, Vec<NetObs>>,
+    net: HashMap<(String, String), Vec<NetObs>>,
+    routers: HashMap<String, Vec<NetObs>>,
+    nat: HashMap<(String, Option<u16>), Vec<NatObs>>,
 }
 
 impl<'a> FactCache<'a> {
@@ -576,6 +582,10 @@ impl<'a> FactCache<'a> {
             users: HashMap::new(),
             projects: HashMap::new(),
             jobs: HashMap::new(),
+            floating: HashMap::new(),
+            net: HashMap::new(),
+            routers: HashMap::new(),
+            nat: HashMap::new(),
         }
     }
 }
@@ -621,20 +631,32 @@ impl Facts for FactCache<'_> {
         memo(&mut self.jobs, key, || Ok(store.jobs_at(ip, host)?))
     }
     fn floating_ip_observations(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
-        Ok(self.store.floating_ip_observations(address)?)
+        let store = self.store;
+        memo(&mut self.floating, address.into(), || {
+            Ok(store.floating_ip_observations(address)?)
+        })
     }
     fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>> {
-        Ok(self.store.net_observations(resource, id)?)
+        let store = self.store;
+        memo(&mut self.net, (resource.into(), id.into()), || {
+            Ok(store.net_observations(resource, id)?)
+        })
     }
     fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>> {
-        Ok(self.store.routers_with_gateway(address)?)
+        let store = self.store;
+        memo(&mut self.routers, address.into(), || {
+            Ok(store.routers_with_gateway(address)?)
+        })
     }
     fn nat_observations(
         &mut self,
         address: &str,
         port: Option<u16>,
     ) -> anyhow::Result<Vec<NatObs>> {
-        Ok(self.store.nat_observations(address, port)?)
+        let store = self.store;
+        memo(&mut self.nat, (address.into(), port), || {
+            Ok(store.nat_observations(address, port)?)
+        })
     }
     fn store(&self) -> &FactStore {
         self.store
