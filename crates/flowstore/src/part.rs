@@ -646,6 +646,16 @@ impl<'a> Part<'a> {
         })
     }
 
+    /// The exporters' addresses the partition's rows name (its exporter dictionary): a
+    /// search for an address also matches flows whose exporter it is (the event's host).
+    pub fn exporters(&self) -> Result<Vec<IpAddr>, PartError> {
+        Ok(dict(&self.column(C_EXPORTER_DICT, 0)?)
+            .iter()
+            .filter_map(|s| s.parse::<SocketAddr>().ok())
+            .map(|a| a.ip())
+            .collect())
+    }
+
     /// Every row, decoded whole.
     pub fn decode_all(&self) -> Result<Vec<FlowRow>, PartError> {
         let n = self.rows;

@@ -57,6 +57,9 @@ pub struct SearchIndex {
     reader: IndexReader,
     /// Host and app names of the searcher generation they were read from (`lookup.rs`).
     names: std::sync::Mutex<Option<(u64, std::sync::Arc<lookup::Names>)>>,
+    /// The flow store readers query beside the index (`net.flow` events are not documents:
+    /// crate `query`'s `flows` module reads them there), when attached.
+    flows: Option<flowstore::FlowStore>,
 }
 
 impl SearchIndex {
@@ -101,6 +104,7 @@ impl SearchIndex {
             fields,
             reader,
             names: std::sync::Mutex::new(None),
+            flows: None,
         })
     }
 
@@ -128,6 +132,17 @@ impl SearchIndex {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Attaches the data directory's flow store (opened for reading): queries through crate
+    /// `query` then find `net.flow` events there.
+    pub fn attach_flows(&mut self, flows: flowstore::FlowStore) {
+        self.flows = Some(flows);
+    }
+
+    /// The attached flow store, if any.
+    pub fn flows(&self) -> Option<&flowstore::FlowStore> {
+        self.flows.as_ref()
     }
 
     /// A writer using `heap_bytes` of indexing memory (at least 15 MB) and one indexing thread,
