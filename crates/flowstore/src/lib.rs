@@ -25,7 +25,7 @@ use model::{Event, EventClass};
 use serde::{Deserialize, Serialize};
 
 pub use agg::{Agg, Groups, Key, KeyVal};
-pub use part::{FlowRow, MAGIC, Part, PartError, encode};
+pub use part::{FlowRow, MAGIC, Part, PartError, PartSummary, encode};
 
 /// Flows per partition at most. The writer holds a partition's rows (~200 bytes each) until it
 /// writes them: 2^18 keeps that near 50 MB in the indexer (2^20 was ~200 MB, against
@@ -230,6 +230,14 @@ impl FlowFilter {
 pub trait Prune {
     fn meta(&self, m: &PartMeta) -> bool;
     fn part(&self, p: &Part<'_>) -> std::result::Result<bool, PartError>;
+    /// Whether the partition's address summary may hold a match; asked (before the file is
+    /// read again) only when [`Prune::wants_summary`]: the store keeps each summary it read.
+    fn summary(&self, _s: &PartSummary) -> bool {
+        true
+    }
+    fn wants_summary(&self) -> bool {
+        false
+    }
 }
 
 impl Prune for FlowFilter {
@@ -286,6 +294,8 @@ pub struct FlowStore {
     pending: Vec<FlowRow>,
     /// Partitions written since the last commit (not yet in the manifest on disk).
     unlisted: Vec<PartMeta>,
+    /// Address summaries of partitions read so far, by file name (a reader's cache).
+    summaries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<PartSummary>>>,
 }
 
 impl FlowStore {
@@ -299,6 +309,7 @@ impl FlowStore {
             manifest,
             pending: Vec::new(),
             unlisted: Vec::new(),
+            summaries: Default::default(),
         })
     }
 
@@ -316,6 +327,7 @@ impl FlowStore {
             manifest,
             pending: Vec::new(),
             unlisted: Vec::new(),
+            summaries: Default::default(),
         };
         s.remove_debris()?;
         Ok(s)
@@ -518,6 +530,27 @@ impl FlowStore {
             .map_err(perr)
     }
 
+    /// Partition `p`'s address summary, read once per store opened.
+    pub fn summary(&self, p: &PartMeta) -> Result<std::sync::Arc<PartSummary>> {
+        if let Ok(c) = self.summaries.lock()
+            && let Some(s) = c.get(&p.file)
+        {
+            return Ok(s.clone());
+        }
+        let bytes = self.read_file(p)?;
+        let s = Part::open(&bytes)
+            .and_then(|part| part.summary())
+            .map_err(|source| FlowStoreError::Part {
+                path: self.dir.join(&p.file),
+                source,
+            })?;
+        let s = std::sync::Arc::new(s);
+        if let Ok(mut c) = self.summaries.lock() {
+            c.insert(p.file.clone(), s.clone());
+        }
+        Ok(s)
+    }
+
     /// Opens partition `p` unless `prune` excludes it (counted in `st`) and hands it to `f`:
     /// the one place `scan`, `scan_rows` and `aggregate` skip partitions.
     fn with_part(
@@ -530,6 +563,10 @@ impl FlowStore {
         st.partitions += 1;
         if !prune.meta(p) {
             st.skipped_by_time += 1;
+            return Ok(());
+        }
+        if prune.wants_summary() && !prune.summary(&*self.summary(p)?) {
+            st.skipped_by_address += 1;
             return Ok(());
         }
         let bytes = self.read_file(p)?;

@@ -253,14 +253,14 @@ fn normalise(v: &mut Value, now: jiff::Timestamp) {
 /// they have), without a report's `integrity`, and with this run's receive times as `NOW`.
 fn answer(data: &Path, args: &[&str]) -> Value {
     let text = ok(data, args);
-    let mut v: Value = serde_json::from_str(&text)
-        .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"));
+    let mut v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"));
     if let Some(o) = v.as_object_mut() {
         o.remove("views");
         // A report's ledger checkpoint: each directory has its own key and chain.
         o.remove("integrity");
     }
-    normalise(&mut v, jiff::Timestamp::now());
+    normalise(&mut v, model::Received::now().timestamp());
     v
 }
 
@@ -332,7 +332,13 @@ fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
         vec!["*", "--class", "net.flow", "--limit", "7"],
         vec!["198.51.100.7"],
         vec!["198.51.100.7", "--limit", "3"],
-        vec!["ip:10.0.0.0/24", "--from", "2026-10-14T09:00:00Z", "--to", "2026-10-14T11:00:00Z"],
+        vec![
+            "ip:10.0.0.0/24",
+            "--from",
+            "2026-10-14T09:00:00Z",
+            "--to",
+            "2026-10-14T11:00:00Z",
+        ],
         vec!["ip:100.64.0.0/16", "--class", "net.flow"],
         vec!["dst_port:443"],
         vec!["proto:udp", "--limit", "20"],
@@ -362,7 +368,11 @@ fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
             }
             let want = answer(&old, &a);
             same(&answer(&new, &a), &want, &format!("{a:?}"));
-            same(&answer(&kept, &a), &want, &format!("{a:?} (store built before)"));
+            same(
+                &answer(&kept, &a),
+                &want,
+                &format!("{a:?} (store built before)"),
+            );
             n_compared += 1;
         }
     }
@@ -393,12 +403,22 @@ fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
         ],
         vec!["check", "--json"],
         vec!["check", "--json", "--site-net", "10.0.0.0/24"],
-        vec!["check", "--json", "--from-events", "--site-net", "10.0.0.0/24"],
+        vec![
+            "check",
+            "--json",
+            "--from-events",
+            "--site-net",
+            "10.0.0.0/24",
+        ],
     ];
     for a in &verbs {
         let want = answer(&old, a);
         same(&answer(&new, a), &want, &format!("{a:?}"));
-        same(&answer(&kept, a), &want, &format!("{a:?} (store built before)"));
+        same(
+            &answer(&kept, a),
+            &want,
+            &format!("{a:?} (store built before)"),
+        );
         n_compared += 1;
     }
     // The comparison is not vacuous: flows are in the answers.
@@ -427,7 +447,11 @@ fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
         a.extend_from_slice(q);
         a.push("--json");
         a.push("--count");
-        same(&answer(&kept, &a), &answer(&old, &a), &format!("{a:?} after reindex"));
+        same(
+            &answer(&kept, &a),
+            &answer(&old, &a),
+            &format!("{a:?} after reindex"),
+        );
     }
     // Flows are not index documents any more (in a directory built today, or reindexed):
     // without the flow store, the index alone knows none.

@@ -847,7 +847,14 @@ fn custody_failures(
     folder: &mut Folder,
     examined: &mut BTreeMap<&'static str, u64>,
 ) -> anyhow::Result<()> {
-    let (seqs, expr) = positions(index, fetch, "class:vm.custody", None, req, SignedDuration::ZERO)?;
+    let (seqs, expr) = positions(
+        index,
+        fetch,
+        "class:vm.custody",
+        None,
+        req,
+        SignedDuration::ZERO,
+    )?;
     examined.insert("custody", seqs.len() as u64);
     // (VM, source) → the failures since the last success: (seq, time, event), in order.
     type Failures = Vec<(u64, i64, Event)>;

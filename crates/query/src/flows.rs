@@ -24,7 +24,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use flowstore::{FlowRow, Part, PartError, PartMeta, Prune};
+use flowstore::{FlowRow, Part, PartError, PartMeta, PartSummary, Prune};
 use jiff::Timestamp;
 use model::envelope::RecordEnvelope;
 use model::{Event, EventClass, Observer, Origin, Received};
@@ -36,8 +36,8 @@ use crate::search::Fetch;
 /// Words of a flow's text: its message (protocol names, `packets=`, `bytes=`, `sampling=`,
 /// ICMP's `type`/`code`) and app; everything else in it is digits, addresses and punctuation.
 const FLOW_WORDS: &[&str] = &[
-    "icmp", "igmp", "tcp", "udp", "gre", "esp", "ah", "icmpv6", "sctp", "type", "code",
-    "packets", "bytes", "sampling", "netflow",
+    "icmp", "igmp", "tcp", "udp", "gre", "esp", "ah", "icmpv6", "sctp", "type", "code", "packets",
+    "bytes", "sampling", "netflow",
 ];
 
 /// The fields `decode` may give a flow (crate decode, `netflow.rs`).
@@ -175,35 +175,34 @@ impl Prune for ExprPrune {
         self.from_ms.is_none_or(|f| m.max_ms >= f) && self.to_ms.is_none_or(|t| m.min_ms <= t)
     }
 
-    fn part(&self, p: &Part<'_>) -> Result<bool, PartError> {
-        if self.nets.is_empty() {
-            return Ok(true);
-        }
-        let exporters = p.exporters()?;
-        for n in &self.nets {
-            let (lo, hi) = n.range();
-            let (lo, hi) = (canonical(lo), canonical(hi));
-            let held = if lo == hi {
-                p.has_addr(lo)?
-            } else {
-                p.has_addr_in(lo, hi)?
-            };
-            if !held && !exporters.iter().any(|e| n.contains(*e)) {
-                return Ok(false);
-            }
-        }
+    fn part(&self, _p: &Part<'_>) -> Result<bool, PartError> {
         Ok(true)
+    }
+
+    fn wants_summary(&self) -> bool {
+        !self.nets.is_empty()
+    }
+
+    fn summary(&self, s: &PartSummary) -> bool {
+        self.nets.iter().all(|n| may_hold(*n, s))
     }
 }
 
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6
-            .to_ipv4_mapped()
-            .map(IpAddr::V4)
-            .unwrap_or(IpAddr::V6(v6)),
-        v4 => v4,
-    }
+/// Whether a partition with summary `s` may hold an address inside `n` (source, destination
+/// or exporter). IPv4 and IPv4-mapped IPv6 are one address to a query ([`Net::contains`]), so
+/// both families are looked up, in the mapped space.
+fn may_hold(n: Net, s: &PartSummary) -> bool {
+    const MAPPED: u128 = 0xffff << 32;
+    let wide = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => MAPPED | u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let (lo, hi) = n.range();
+    let (l, h) = (wide(lo), wide(hi));
+    let v6 = s.has_addr_in(IpAddr::V6(l.into()), IpAddr::V6(h.into()));
+    let (a, b) = (l.max(MAPPED), h.min(MAPPED | 0xffff_ffff));
+    let v4 = a <= b && s.has_addr_in(IpAddr::V4((a as u32).into()), IpAddr::V4((b as u32).into()));
+    v6 || v4 || s.exporters.iter().any(|e| n.contains(*e))
 }
 
 /// One flow row being judged: its event decoded when a leaf first needs it.
@@ -269,10 +268,22 @@ impl RowEval<'_> {
                         .is_some_and(|e| e.ip().to_string().to_lowercase() == v),
                 }
             }
-            Expr::Ip(net) => [r.src, r.dst, r.exporter.map(|e| e.ip())]
-                .into_iter()
-                .flatten()
-                .any(|ip| net.contains(ip)),
+            // The event's `ips` are the addresses `decode` finds in its text and fields: for
+            // IPv4 and plain IPv6 ends that is each end; an IPv4-mapped or -compatible end is
+            // judged on the event itself.
+            Expr::Ip(net) => {
+                let plain = |a: Option<IpAddr>| match a {
+                    Some(IpAddr::V6(v6)) => v6.to_ipv4().is_none(),
+                    _ => true,
+                };
+                if !plain(r.src) || !plain(r.dst) {
+                    return Some(expr.matches(self.event()));
+                }
+                [r.src, r.dst, r.exporter.map(|e| e.ip())]
+                    .into_iter()
+                    .flatten()
+                    .any(|ip| net.contains(ip))
+            }
             Expr::Time { from, to } => {
                 let t = self.placed?;
                 from.is_none_or(|f| t >= f) && to.is_none_or(|x| t < x)
@@ -306,9 +317,10 @@ impl RowEval<'_> {
                 false
             }
             Expr::Not(x) => !self.eval(x)?,
-            leaf @ (Expr::Word(_) | Expr::Phrase(_) | Expr::Field { .. } | Expr::FieldNet { .. }) => {
-                leaf.matches(self.event())
-            }
+            leaf @ (Expr::Word(_)
+            | Expr::Phrase(_)
+            | Expr::Field { .. }
+            | Expr::FieldNet { .. }) => leaf.matches(self.event()),
         })
     }
 }
@@ -396,4 +408,224 @@ pub fn merge_first(index_keys: Vec<DocKey>, flows: &[FlowKey], limit: usize) -> 
     let mut all: BTreeSet<DocKey> = index_keys.into_iter().collect();
     all.extend(flows.iter().take(limit).map(|f| f.key));
     all.into_iter().take(limit).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::flow::{FlowNat, FlowRecord};
+
+    fn rec(i: u64) -> FlowRecord {
+        let v6 = i % 5 == 3;
+        FlowRecord {
+            version: [5, 9, 10][(i % 3) as usize],
+            exporter: (!i.is_multiple_of(4))
+                .then(|| format!("192.0.2.{}:2055", i % 3).parse().unwrap()),
+            domain: 7,
+            datagram_seq: 40 + i,
+            flowset: 1,
+            record: (i % 7) as u16,
+            template: 256,
+            src: Some(if v6 {
+                "2001:db8::7".parse().unwrap()
+            } else {
+                format!("10.0.0.{}", i % 9).parse().unwrap()
+            }),
+            dst: (i % 11 != 5).then(|| {
+                if i % 6 == 1 {
+                    "::ffff:198.51.100.7".parse().unwrap()
+                } else {
+                    format!("198.51.100.{}", i % 13).parse().unwrap()
+                }
+            }),
+            src_port: 40000 + (i % 3) as u16,
+            dst_port: [22, 443, 0x0800, 53][(i % 4) as usize],
+            proto: [6, 17, 1, 6, 58][(i % 5) as usize],
+            tcp_flags: 0x1b,
+            tos: 0,
+            packets: 1 + i % 4,
+            bytes: 60 * (1 + i % 50),
+            sampling: if i.is_multiple_of(8) { 10 } else { 1 },
+            start_ms: (i % 10 != 9).then_some(1_791_970_800_000 + i as i64 * 61_000),
+            end_ms: i
+                .is_multiple_of(2)
+                .then_some(1_791_970_800_000 + i as i64 * 61_000 + 500),
+            export_ms: 1_791_970_900_000,
+            in_if: (i % 3) as u32,
+            out_if: 2,
+            nat: (i % 17 == 2).then(|| FlowNat {
+                src: Some("203.0.113.5".parse().unwrap()),
+                dst: None,
+                src_port: Some(61000),
+                dst_port: None,
+                event: Some(1),
+            }),
+        }
+    }
+
+    /// The event the ledger's record decodes to, with an envelope of its own.
+    fn ledger_event(r: &FlowRecord, observer: Observer, i: u64) -> Event {
+        decode::decode(&RecordEnvelope {
+            received: Received::from_stored(1_791_980_000_000_000_000 + i128::from(i)),
+            observer,
+            format: model::envelope::Format::NetflowRecord,
+            hints: model::envelope::DecodeHints::default(),
+            origin: if i.is_multiple_of(2) {
+                Origin::Peer {
+                    addr: "192.0.2.1:2055".into(),
+                    listener: "netflow".into(),
+                }
+            } else {
+                Origin::Peer {
+                    addr: "192.0.2.1:2055".into(),
+                    listener: "pcap:/tmp/x.pcap#1".into(),
+                }
+            },
+            raw: r.encode(),
+        })
+    }
+
+    /// Judging a row leaf by leaf agrees with `Expr::matches` on the ledger's event, and a
+    /// query `possible` rules out matches no flow.
+    #[test]
+    fn rows_are_judged_as_their_events() {
+        let texts = [
+            "*",
+            "class:net.flow",
+            "class:auth.login",
+            "observer:network",
+            "observer:vm",
+            "app:netflow",
+            "source:netflow",
+            "host:192.0.2.1",
+            "198.51.100.7",
+            "ip:198.51.100.0/28",
+            "::ffff:198.51.100.7",
+            "ip:::/0",
+            "ip:::ffff:0:0/96",
+            "10.0.0.3",
+            "2001:db8::/32",
+            "192.0.2.2",
+            "tcp",
+            "udp OR icmp",
+            "icmpv6",
+            "type",
+            "\"packets=1 \"",
+            "\"bytes=6\"",
+            "sampling",
+            "netflow",
+            "failed password",
+            "evil.example.org",
+            "db8",
+            "dst_port:443",
+            "src_port:40001",
+            "proto:udp",
+            "tcp_flags:\"ACK PSH SYN FIN\"",
+            "icmp_type:8",
+            "exporter:192.0.2.1:2055",
+            "nat_kind:snat",
+            "nat_ip:203.0.113.5",
+            "src_ip:10.0.0.0/29",
+            "dst_ip:198.51.100.7",
+            "user:alice",
+            "flow_version:9",
+            "-tcp 10.0.0.1",
+            "NOT (observer:network OR 198.51.100.7)",
+        ];
+        let times = [
+            Expr::Time {
+                from: Some("2026-10-14T09:45:00Z".parse().unwrap()),
+                to: Some("2026-10-14T10:00:00Z".parse().unwrap()),
+            },
+            Expr::Time {
+                from: None,
+                to: Some("2026-10-14T09:50:00.5Z".parse().unwrap()),
+            },
+        ];
+        let mut exprs: Vec<Expr> = texts
+            .iter()
+            .map(|t| crate::lang::parse(t).unwrap())
+            .collect();
+        for t in &times {
+            exprs.push(t.clone());
+            exprs.push(Expr::And(vec![t.clone(), exprs[8].clone()]));
+            exprs.push(Expr::Or(vec![t.clone(), exprs[16].clone()]));
+            exprs.push(Expr::Not(Box::new(t.clone())));
+        }
+        let mut matched = 0;
+        for i in 0..120u64 {
+            let r = rec(i);
+            let observer = if i % 7 == 6 {
+                Observer::Vm
+            } else {
+                Observer::Network
+            };
+            let e = ledger_event(&r, observer, i);
+            assert_eq!(e.class, EventClass::NetFlow);
+            let row = FlowRow {
+                seq: 100 + i,
+                observer: observer.as_str().to_string(),
+                rec: r,
+            };
+            for x in &exprs {
+                let want = x.matches(&e);
+                matched += usize::from(want);
+                if want {
+                    assert!(possible(x), "{x} matches {e:?} but is judged impossible");
+                }
+                let mut ev = RowEval::new(&row);
+                if let Some(p) = ev.placed {
+                    assert_eq!(p, e.placed(), "{e:?}");
+                }
+                if let Some(got) = ev.eval(x) {
+                    assert_eq!(got, want, "{x} on {e:?}");
+                }
+            }
+        }
+        assert!(matched > 1000, "{matched}");
+    }
+
+    #[test]
+    fn a_partition_summary_admits_every_address_a_query_may_match() {
+        let s = PartSummary {
+            addr4: vec![0x0a00_0001, 0xc633_6407],
+            // Sorted, as the writer leaves them.
+            addr6: vec![
+                "::ffff:203.0.113.9"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+                "2001:db8::7"
+                    .parse::<std::net::Ipv6Addr>()
+                    .unwrap()
+                    .octets(),
+            ],
+            exporters: vec!["192.0.2.1".parse().unwrap()],
+        };
+        let yes = [
+            "10.0.0.1",
+            "10.0.0.0/8",
+            "198.51.100.7",
+            "::ffff:198.51.100.7",
+            "::ffff:0:0/96",
+            "::/0",
+            "2001:db8::/32",
+            "203.0.113.9",
+            "203.0.113.0/24",
+            "192.0.2.1",
+        ];
+        let no = [
+            "10.0.0.2",
+            "198.51.100.0/30",
+            "2001:db9::/32",
+            "192.0.2.2",
+            "0.0.0.0/5",
+        ];
+        for (list, want) in [(&yes[..], true), (&no[..], false)] {
+            for t in list {
+                let n = Net::parse(t).unwrap();
+                assert_eq!(may_hold(n, &s), want, "{t}");
+            }
+        }
+    }
 }
