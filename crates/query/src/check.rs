@@ -251,11 +251,7 @@ fn positions(
     let mut seqs: Vec<u64> = index.all_by_time(&iq)?.into_iter().map(|k| k.seq).collect();
     // Flows from the flow store: already exact, so confirming them again is harmless.
     let cap = index.last_indexed_seq()?;
-    seqs.extend(
-        crate::flows::flow_keys(index, &expr, cap, fetch)?
-            .into_iter()
-            .map(|f| f.key.seq),
-    );
+    crate::flows::scan(index, &expr, cap, fetch, &mut |f| seqs.push(f.key.seq))?;
     seqs.sort_unstable();
     Ok((seqs, (!exact).then_some(expr)))
 }
@@ -569,12 +565,12 @@ pub fn check(
         let iq = crate::flows::index_part(index, iq)?;
         // Flows from the flow store (exact): seq, placed time and source from the rows.
         let cap = index.last_indexed_seq()?;
-        for f in crate::flows::flow_keys(index, &expr, cap, fetch)? {
+        crate::flows::scan(index, &expr, cap, fetch, &mut |f| {
             let t = ns(f.key.time);
             if in_range(t) {
                 agg.note(walk, f.key.seq, t, f.src.map(canonical));
             }
-        }
+        })?;
         if exact && !req.net_from_events {
             // The fast path: seq, time and source address from the index's fast columns.
             index.scan_src(&iq, &mut |row| {

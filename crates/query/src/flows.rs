@@ -333,22 +333,22 @@ pub struct FlowKey {
 }
 
 /// Every flow of the index's attached flow store that `expr` matches, at ledger positions up
-/// to `cap` (the index's position, so a search's ledger tail does not count a flow twice), in
-/// time order (ties by seq). Empty without a store or when no flow can match.
-pub fn flow_keys(
+/// to `cap` (the index's position, so a search's ledger tail does not count a flow twice), to
+/// `visit`, in no particular order. Nothing without a store or when no flow can match.
+pub fn scan(
     index: &SearchIndex,
     expr: &Expr,
     cap: Option<u64>,
     fetch: &mut dyn Fetch,
-) -> anyhow::Result<Vec<FlowKey>> {
+    visit: &mut dyn FnMut(FlowKey),
+) -> anyhow::Result<()> {
     let Some(store) = index.flows() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     if !possible(expr) {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let prune = ExprPrune::new(expr, cap);
-    let mut out = Vec::new();
     let mut unsure = Vec::new();
     store.scan_rows(&prune, &mut |row| {
         if cap.is_some_and(|c| row.seq > c) {
@@ -356,7 +356,7 @@ pub fn flow_keys(
         }
         let mut ev = RowEval::new(row);
         match (ev.eval(expr), ev.placed) {
-            (Some(true), Some(t)) => out.push(FlowKey {
+            (Some(true), Some(t)) => visit(FlowKey {
                 key: DocKey {
                     time: t,
                     seq: row.seq,
@@ -367,13 +367,14 @@ pub fn flow_keys(
             _ => unsure.push(row.seq),
         }
     })?;
+    // Rows whose placed time only their envelope knows: judged on the ledger's event.
     for seq in unsure {
         let e = fetch.fetch(seq)?;
         if expr.matches(&e) {
             let src = e
                 .field(model::fields::SRC_IP)
                 .and_then(|s| s.parse::<IpAddr>().ok());
-            out.push(FlowKey {
+            visit(FlowKey {
                 key: DocKey {
                     time: e.placed(),
                     seq,
@@ -382,8 +383,40 @@ pub fn flow_keys(
             });
         }
     }
-    out.sort_by_key(|k| k.key);
-    Ok(out)
+    Ok(())
+}
+
+/// How many flows `expr` matches ([`scan`]) and the first `limit` of them in time order (ties
+/// by seq): a day of millions of flows is counted without holding their keys.
+pub fn first(
+    index: &SearchIndex,
+    expr: &Expr,
+    cap: Option<u64>,
+    fetch: &mut dyn Fetch,
+    limit: usize,
+) -> anyhow::Result<(u64, Vec<FlowKey>)> {
+    let mut total = 0u64;
+    // The `limit` earliest so far; the heap's top is the latest of them.
+    let mut heap: std::collections::BinaryHeap<(DocKey, Option<IpAddr>)> =
+        std::collections::BinaryHeap::new();
+    scan(index, expr, cap, fetch, &mut |k| {
+        total += 1;
+        if limit == 0 {
+            return;
+        }
+        if heap.len() < limit {
+            heap.push((k.key, k.src));
+        } else if heap.peek().is_some_and(|top| k.key < top.0) {
+            heap.pop();
+            heap.push((k.key, k.src));
+        }
+    })?;
+    let keys = heap
+        .into_sorted_vec()
+        .into_iter()
+        .map(|(key, src)| FlowKey { key, src })
+        .collect();
+    Ok((total, keys))
 }
 
 /// The index's part of a query: `iq` as is, or without class `net.flow` when the index was

@@ -367,13 +367,13 @@ pub fn hunt(
         let iq = crate::flows::index_part(index, iq)?;
         // Flows are not index documents: the flow store's (exact) matches join the index's.
         let cap = index.last_indexed_seq()?;
-        let flow_keys = crate::flows::flow_keys(index, &expr, cap, fetch)?;
-        if flow_keys.is_empty() && !index.may_match(&iq)? {
+        let (n_flows, flow_keys) = crate::flows::first(index, &expr, cap, fetch, limit)?;
+        if n_flows == 0 && !index.may_match(&iq)? {
             continue;
         }
         if exact {
             let (total, keys) = index.first_by_time(&iq, limit)?;
-            let total = total + flow_keys.len() as u64;
+            let total = total + n_flows;
             let keys = crate::flows::merge_first(keys, &flow_keys, limit);
             truncated |= total > keys.len() as u64;
             found.push((ind, keys.into_iter().map(|k| k.seq).collect()));

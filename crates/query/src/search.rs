@@ -179,16 +179,17 @@ fn run_index(
     // Flows come from the flow store, already judged exactly (`flows`), up to the index's
     // position: a search's ledger tail starts there.
     let cap = index.last_indexed_seq()?;
-    let flow_keys = flows::flow_keys(index, expr, cap, fetch)?;
     let limit = if req.count_only { 0 } else { req.limit };
+    // Only the first `limit` flows can be among the first `limit` hits.
+    let (n_flows, flow_keys) = flows::first(index, expr, cap, fetch, limit)?;
     let mut hits = Vec::new();
     let total;
     if exact {
         if req.count_only {
-            total = index.count(&iq)? + flow_keys.len() as u64;
+            total = index.count(&iq)? + n_flows;
         } else {
             let (n, keys) = index.first_by_time(&iq, limit)?;
-            total = n + flow_keys.len() as u64;
+            total = n + n_flows;
             for k in flows::merge_first(keys, &flow_keys, limit) {
                 let event = fetch
                     .fetch(k.seq)
@@ -197,7 +198,7 @@ fn run_index(
             }
         }
     } else {
-        let mut n = flow_keys.len() as u64;
+        let mut n = n_flows;
         let mut candidates: Vec<(DocKey, bool)> = index
             .all_by_time(&iq)?
             .into_iter()
