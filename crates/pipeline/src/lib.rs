@@ -881,6 +881,24 @@ fn spawn_indexer(
                         {
                             continue;
                         }
+                        // A flow record without NAT elements is a flow-store row and nothing
+                        // else (no index document, no fact): its bytes are read straight into
+                        // the row, without the event (message, fields) `decode` would build,
+                        // which was the indexer's largest cost per flow.
+                        if let Envelope::Record(r) = env
+                            && !flows_in_index
+                            && r.format == model::Format::NetflowRecord
+                            && let Ok(rec) = model::flow::FlowRecord::decode(&r.raw)
+                            && rec.nat.is_none()
+                        {
+                            if counted {
+                                stats.events += 1;
+                            }
+                            flows.add(seq, r.observer.as_str().to_string(), rec)?;
+                            last_seq = Some(seq);
+                            last_head = None;
+                            continue;
+                        }
                         if let Envelope::Record(r) = env {
                             let event = decode::decode(r);
                             if counted {
