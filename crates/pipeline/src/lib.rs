@@ -1231,7 +1231,9 @@ impl Readers {
         let mut index = SearchIndex::open_or_create(dd.index())
             .with_context(|| format!("opening search index in {}", dd.index().display()))?;
         if has_flows {
-            index.attach_flows(open_flows(dd)?);
+            // Flows up to the index's position, like the index's own answer.
+            let cap = index.last_indexed_seq()?;
+            index.attach_flows(open_flows(dd)?, cap);
         }
         let facts = FactStore::open(dd.facts())
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;

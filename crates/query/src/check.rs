@@ -250,7 +250,7 @@ fn positions(
     let iq = crate::flows::index_part(index, iq)?;
     let mut seqs: Vec<u64> = index.all_by_time(&iq)?.into_iter().map(|k| k.seq).collect();
     // Flows from the flow store: already exact, so confirming them again is harmless.
-    let cap = index.last_indexed_seq()?;
+    let cap = index.flows_cap();
     crate::flows::scan(index, &expr, cap, fetch, &mut |f| seqs.push(f.key.seq))?;
     seqs.sort_unstable();
     Ok((seqs, (!exact).then_some(expr)))
@@ -564,7 +564,7 @@ pub fn check(
         let (iq, exact) = lang::lower(&expr);
         let iq = crate::flows::index_part(index, iq)?;
         // Flows from the flow store (exact): seq, placed time and source from the rows.
-        let cap = index.last_indexed_seq()?;
+        let cap = index.flows_cap();
         crate::flows::scan(index, &expr, cap, fetch, &mut |f| {
             let t = ns(f.key.time);
             if in_range(t) {

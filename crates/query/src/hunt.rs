@@ -366,7 +366,7 @@ pub fn hunt(
         let (iq, exact) = lang::lower(&expr);
         let iq = crate::flows::index_part(index, iq)?;
         // Flows are not index documents: the flow store's (exact) matches join the index's.
-        let cap = index.last_indexed_seq()?;
+        let cap = index.flows_cap();
         let (n_flows, flow_keys) = crate::flows::first(index, &expr, cap, fetch, limit)?;
         if n_flows == 0 && !index.may_match(&iq)? {
             continue;

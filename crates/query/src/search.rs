@@ -178,7 +178,7 @@ fn run_index(
     let iq = flows::index_part(index, iq)?;
     // Flows come from the flow store, already judged exactly (`flows`), up to the index's
     // position: a search's ledger tail starts there.
-    let cap = index.last_indexed_seq()?;
+    let cap = index.flows_cap();
     let limit = if req.count_only { 0 } else { req.limit };
     // Only the first `limit` flows can be among the first `limit` hits.
     let (n_flows, flow_keys) = flows::first(index, expr, cap, fetch, limit)?;

@@ -137,8 +137,13 @@ pub(crate) fn answer(
     let views = pipeline::viewcheck::check(&dd, which)?.refuse_unusable("search")?;
     let mut index = SearchIndex::open_or_create(dd.index())
         .with_context(|| format!("opening search index in {}", dd.index().display()))?;
+    let reader = LedgerReader::open(&dd.ledger())
+        .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+    let ledger_last = reader.len();
+    let indexed = index.last_indexed_seq()?.unwrap_or(0);
     if has_flows {
-        index.attach_flows(pipeline::open_flows(&dd)?);
+        // Flows up to where the ledger tail below starts.
+        index.attach_flows(pipeline::open_flows(&dd)?, Some(indexed));
         // The ledger tail below starts at the index's position; a flow store behind it (an
         // interrupted commit: it commits just before the index) is only noted.
         let flows_only = pipeline::viewcheck::ViewsCheck {
@@ -152,10 +157,6 @@ pub(crate) fn answer(
         };
         flows_only.print_notes();
     }
-    let reader = LedgerReader::open(&dd.ledger())
-        .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
-    let ledger_last = reader.len();
-    let indexed = index.last_indexed_seq()?.unwrap_or(0);
     let req = SearchRequest {
         query: args.query.clone(),
         from: args.from,
