@@ -27,6 +27,7 @@ use std::net::IpAddr;
 use flowstore::{FlowRow, Part, PartError, PartMeta, PartSummary, Prune};
 use jiff::Timestamp;
 use model::envelope::RecordEnvelope;
+use model::flow::proto_name;
 use model::{Event, EventClass, Observer, Origin, Received};
 use views::search::{DocKey, IndexQuery, Keyword, SearchIndex};
 
@@ -317,12 +318,55 @@ impl RowEval<'_> {
                 false
             }
             Expr::Not(x) => !self.eval(x)?,
+            // The commonest leaves straight from the row (the event costs microseconds a
+            // flow): a protocol name or a word every flow's text holds, and the port, protocol
+            // and address fields, exactly as `decode` sets them (unit tests hold both to the
+            // event).
+            Expr::Word(w) if crate::lang::is_clean_token(w) && flow_word(w).is_some() => {
+                match flow_word(w) {
+                    Some(FlowWord::Always) => true,
+                    _ => w.eq_ignore_ascii_case(&proto_name(r.proto)),
+                }
+            }
+            Expr::Field { name, value } if row_field(r, name).is_some() => row_field(r, name)
+                .is_some_and(|f| f.is_some_and(|f| f.to_lowercase() == value.to_lowercase())),
             leaf @ (Expr::Word(_)
             | Expr::Phrase(_)
             | Expr::Field { .. }
             | Expr::FieldNet { .. }) => leaf.matches(self.event()),
         })
     }
+}
+
+enum FlowWord {
+    /// In every flow's text (`packets=`, `bytes=`, the app `netflow`).
+    Always,
+    /// A protocol name: in the text of the flows of that protocol only.
+    Proto,
+}
+
+/// What a whole word is to a flow's text, when that is known without its event.
+fn flow_word(w: &str) -> Option<FlowWord> {
+    match w.to_ascii_lowercase().as_str() {
+        "packets" | "bytes" | "netflow" => Some(FlowWord::Always),
+        "tcp" | "udp" | "icmp" | "igmp" | "gre" | "esp" | "ah" | "sctp" => Some(FlowWord::Proto),
+        _ => None,
+    }
+}
+
+/// `Some(value)` of field `name` on the flow (`Some(None)`: the flow has no such field), for
+/// the fields read from the row; `None` for the others (judged on the event).
+fn row_field(r: &model::flow::FlowRecord, name: &str) -> Option<Option<String>> {
+    let icmp = r.proto == 1 || r.proto == 58;
+    let ports = !icmp && (r.proto == 6 || r.proto == 17 || r.proto == 132 || r.src_port != 0);
+    Some(match name.to_lowercase().as_str() {
+        "src_port" => ports.then(|| r.src_port.to_string()),
+        "dst_port" => ports.then(|| r.dst_port.to_string()),
+        "proto" => Some(proto_name(r.proto)),
+        "src_ip" => r.src.map(|a| a.to_string()),
+        "dst_ip" => r.dst.map(|a| a.to_string()),
+        _ => return None,
+    })
 }
 
 /// One matching flow: where it stands and its source address (what `check` walks).
@@ -542,6 +586,12 @@ mod tests {
             "tcp",
             "udp OR icmp",
             "icmpv6",
+            "TCP",
+            "gre",
+            "sctp",
+            "packets",
+            "Bytes",
+            "esp",
             "type",
             "\"packets=1 \"",
             "\"bytes=6\"",
@@ -553,6 +603,13 @@ mod tests {
             "dst_port:443",
             "src_port:40001",
             "proto:udp",
+            "proto:UDP",
+            "proto:icmpv6",
+            "src_port:0",
+            "dst_port:2048",
+            "src_ip:10.0.0.3",
+            "dst_ip:::ffff:198.51.100.7",
+            "dst_ip:198.51.100.7",
             "tcp_flags:\"ACK PSH SYN FIN\"",
             "icmp_type:8",
             "exporter:192.0.2.1:2055",
