@@ -4,8 +4,9 @@
 //! the index's answer.
 //!
 //! Exact, like [`Expr::matches`] on the decoded event: each flow row is judged leaf by leaf —
-//! class, observer, source, app, host (the exporter), addresses and the time window straight
-//! from the row; every other leaf (words, phrases, fields) on the event the row decodes to
+//! class, observer, source, app, host (the exporter), addresses, the time window, protocol
+//! words and the port/protocol/address fields straight from the row; every other leaf (other
+//! words, phrases, fields) on the event the row decodes to
 //! (`decode` of the row's own `netflow-record` bytes: the same message, host and fields as
 //! the ledger's record, since they depend on nothing else of the envelope). Only a flow's
 //! placed time may depend on its envelope (a flow without a first packet, or one stored under
