@@ -2,7 +2,8 @@
 //! the mode. Even: the rest is a partition file — opening, the address index and decoding it
 //! never panic, and what decodes re-encodes to a file that decodes to the same rows. Odd: the
 //! rest is cut into flows (every field taken from the bytes, IPv4/IPv6/absent addresses, NAT
-//! blocks, missing times) — encoding then decoding gives them back exactly.
+//! blocks, missing times) — encoding then decoding gives them back exactly, and the partition's
+//! address summary admits every row's addresses and exporter.
 //!
 //! The file is included by path (as serve_framing does) so that only the partition format is
 //! built with sanitizers, not the store's file handling.
@@ -93,6 +94,12 @@ fuzz_target!(|data: &[u8]| {
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 0)),
             IpAddr::V4(Ipv4Addr::new(10, 255, 255, 255)),
         );
+        if let Ok(s) = p.summary() {
+            let _ = s.has_addr_in(
+                IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                IpAddr::V6(Ipv6Addr::LOCALHOST),
+            );
+        }
         if let Ok(rows) = p.decode_all() {
             let again = encode(&rows).expect("encode");
             let back = Part::open(&again).and_then(|p| p.decode_all()).expect("re-read");
@@ -109,5 +116,15 @@ fuzz_target!(|data: &[u8]| {
         let bytes = encode(&rows).expect("encode");
         let back = Part::open(&bytes).and_then(|p| p.decode_all()).expect("decode");
         assert_eq!(back, rows);
+        // The address summary a reader prunes with admits every row's addresses and exporter.
+        let s = Part::open(&bytes).and_then(|p| p.summary()).expect("summary");
+        for r in &rows {
+            for a in [r.rec.src, r.rec.dst].into_iter().flatten() {
+                assert!(s.has_addr_in(a, a), "{a} missing from the summary");
+            }
+            if let Some(e) = r.rec.exporter {
+                assert!(s.exporters.contains(&e.ip()));
+            }
+        }
     }
 });

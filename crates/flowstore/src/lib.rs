@@ -25,7 +25,7 @@ use model::{Event, EventClass};
 use serde::{Deserialize, Serialize};
 
 pub use agg::{Agg, Groups, Key, KeyVal};
-pub use part::{FlowRow, MAGIC, Part, PartError, encode};
+pub use part::{FlowRow, MAGIC, Part, PartError, PartSummary, encode};
 
 /// Flows per partition at most. The writer holds a partition's rows (~200 bytes each) until it
 /// writes them: 2^18 keeps that near 50 MB in the indexer (2^20 was ~200 MB, against
@@ -73,6 +73,13 @@ pub struct PartMeta {
     pub max_ms: i64,
     /// The file's size.
     pub bytes: u64,
+    /// Every row is placed (`Event::placed()`, where searches put it in time) at its first
+    /// packet: each has one and none has an observer a VM's user may forge (whose events
+    /// stand at the collector's time). Then `[min_ms, max_ms]` bounds the placed times too and
+    /// a search's window skips the partition unopened. Absent (false) in manifests written
+    /// before it existed: such partitions are opened.
+    #[serde(default)]
+    pub placed_is_start: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -217,6 +224,31 @@ impl FlowFilter {
     }
 }
 
+/// Which partitions a scan may skip: by the manifest's summary (no file read), then by the
+/// opened partition (its address index, its exporters). Both must be supersets: a partition
+/// holding a row the scan wants must pass.
+pub trait Prune {
+    fn meta(&self, m: &PartMeta) -> bool;
+    fn part(&self, p: &Part<'_>) -> std::result::Result<bool, PartError>;
+    /// Whether the partition's address summary may hold a match; asked (before the file is
+    /// read again) only when [`Prune::wants_summary`]: the store keeps each summary it read.
+    fn summary(&self, _s: &PartSummary) -> bool {
+        true
+    }
+    fn wants_summary(&self) -> bool {
+        false
+    }
+}
+
+impl Prune for FlowFilter {
+    fn meta(&self, m: &PartMeta) -> bool {
+        self.may_match_meta(m)
+    }
+    fn part(&self, p: &Part<'_>) -> std::result::Result<bool, PartError> {
+        self.may_match_part(p)
+    }
+}
+
 /// How a scan went: partitions in the store, opened, skipped by summary or address index.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct ScanStats {
@@ -262,6 +294,8 @@ pub struct FlowStore {
     pending: Vec<FlowRow>,
     /// Partitions written since the last commit (not yet in the manifest on disk).
     unlisted: Vec<PartMeta>,
+    /// Address summaries of partitions read so far, by file name (a reader's cache).
+    summaries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<PartSummary>>>,
 }
 
 impl FlowStore {
@@ -275,6 +309,7 @@ impl FlowStore {
             manifest,
             pending: Vec::new(),
             unlisted: Vec::new(),
+            summaries: Default::default(),
         })
     }
 
@@ -292,6 +327,7 @@ impl FlowStore {
             manifest,
             pending: Vec::new(),
             unlisted: Vec::new(),
+            summaries: Default::default(),
         };
         s.remove_debris()?;
         Ok(s)
@@ -399,6 +435,12 @@ impl FlowStore {
             min_ms = min_ms.min(t);
             max_ms = max_ms.max(t);
         }
+        let placed_is_start = rows.iter().all(|r| {
+            r.rec.start_ms.is_some()
+                && r.observer
+                    .parse::<model::Observer>()
+                    .is_ok_and(|o| !o.forgeable_by_vm_user())
+        });
         Ok(PartMeta {
             file,
             rows: rows.len() as u64,
@@ -407,6 +449,7 @@ impl FlowStore {
             min_ms,
             max_ms,
             bytes: bytes.len() as u64,
+            placed_is_start,
         })
     }
 
@@ -487,33 +530,80 @@ impl FlowStore {
             .map_err(perr)
     }
 
+    /// Partition `p`'s address summary, read once per store opened.
+    pub fn summary(&self, p: &PartMeta) -> Result<std::sync::Arc<PartSummary>> {
+        if let Ok(c) = self.summaries.lock()
+            && let Some(s) = c.get(&p.file)
+        {
+            return Ok(s.clone());
+        }
+        let bytes = self.read_file(p)?;
+        let s = Part::open(&bytes)
+            .and_then(|part| part.summary())
+            .map_err(|source| FlowStoreError::Part {
+                path: self.dir.join(&p.file),
+                source,
+            })?;
+        let s = std::sync::Arc::new(s);
+        if let Ok(mut c) = self.summaries.lock() {
+            c.insert(p.file.clone(), s.clone());
+        }
+        Ok(s)
+    }
+
+    /// Opens partition `p` unless `prune` excludes it (counted in `st`) and hands it to `f`:
+    /// the one place `scan`, `scan_rows` and `aggregate` skip partitions.
+    fn with_part(
+        &self,
+        p: &PartMeta,
+        prune: &dyn Prune,
+        st: &mut ScanStats,
+        f: impl FnOnce(&Part<'_>) -> std::result::Result<(), PartError>,
+    ) -> Result<()> {
+        st.partitions += 1;
+        if !prune.meta(p) {
+            st.skipped_by_time += 1;
+            return Ok(());
+        }
+        if prune.wants_summary() && !prune.summary(&*self.summary(p)?) {
+            st.skipped_by_address += 1;
+            return Ok(());
+        }
+        let bytes = self.read_file(p)?;
+        let perr = |source| FlowStoreError::Part {
+            path: self.dir.join(&p.file),
+            source,
+        };
+        let part = Part::open(&bytes).map_err(perr)?;
+        if !prune.part(&part).map_err(perr)? {
+            st.skipped_by_address += 1;
+            return Ok(());
+        }
+        st.rows_read += part.rows() as u64;
+        f(&part).map_err(perr)
+    }
+
     /// Every committed flow `filter` selects, in ledger order, to `f`; partitions whose time
     /// range or address index excludes the filter are not decoded.
     pub fn scan(&self, filter: &FlowFilter, f: &mut dyn FnMut(&FlowRow)) -> Result<ScanStats> {
+        self.scan_rows(filter, &mut |r| {
+            if filter.matches(r) {
+                f(r);
+            }
+        })
+    }
+
+    /// Every committed flow of the partitions `prune` lets through, in ledger order, to `f`
+    /// (the caller decides on each row).
+    pub fn scan_rows(&self, prune: &dyn Prune, f: &mut dyn FnMut(&FlowRow)) -> Result<ScanStats> {
         let mut st = ScanStats::default();
         for p in &self.manifest.parts {
-            st.partitions += 1;
-            if !filter.may_match_meta(p) {
-                st.skipped_by_time += 1;
-                continue;
-            }
-            let bytes = self.read_file(p)?;
-            let perr = |source| FlowStoreError::Part {
-                path: self.dir.join(&p.file),
-                source,
-            };
-            let part = Part::open(&bytes).map_err(perr)?;
-            if !filter.may_match_part(&part).map_err(perr)? {
-                st.skipped_by_address += 1;
-                continue;
-            }
-            let rows = part.decode_all().map_err(perr)?;
-            st.rows_read += rows.len() as u64;
-            for r in &rows {
-                if filter.matches(r) {
+            self.with_part(p, prune, &mut st, |part| {
+                for r in &part.decode_all()? {
                     f(r);
                 }
-            }
+                Ok(())
+            })?;
         }
         Ok(st)
     }
@@ -536,23 +626,9 @@ impl FlowStore {
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(p) = parts.get(i) else { break };
-                st.partitions += 1;
-                if !filter.may_match_meta(p) {
-                    st.skipped_by_time += 1;
-                    continue;
-                }
-                let bytes = self.read_file(p)?;
-                let perr = |source| FlowStoreError::Part {
-                    path: self.dir.join(&p.file),
-                    source,
-                };
-                let part = Part::open(&bytes).map_err(perr)?;
-                if !filter.may_match_part(&part).map_err(perr)? {
-                    st.skipped_by_address += 1;
-                    continue;
-                }
-                st.rows_read += part.rows() as u64;
-                agg::aggregate_part(&part, filter, key, &mut groups, &mut total).map_err(perr)?;
+                self.with_part(p, filter, &mut st, |part| {
+                    agg::aggregate_part(part, filter, key, &mut groups, &mut total).map(|_| ())
+                })?;
             }
             Ok((groups, total, st))
         };

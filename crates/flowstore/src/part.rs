@@ -486,6 +486,34 @@ fn put_nat(out: &mut Vec<u8>, n: &FlowNat) {
     }
 }
 
+/// What a partition holds of addresses: its sorted distinct source and destination addresses
+/// and its exporters ([`Part::summary`]).
+#[derive(Debug, Clone, Default)]
+pub struct PartSummary {
+    pub addr4: Vec<u32>,
+    pub addr6: Vec<[u8; 16]>,
+    pub exporters: Vec<IpAddr>,
+}
+
+impl PartSummary {
+    /// Whether a source or destination address lies in `[lo, hi]` (one family).
+    pub fn has_addr_in(&self, lo: IpAddr, hi: IpAddr) -> bool {
+        match (lo, hi) {
+            (IpAddr::V4(l), IpAddr::V4(h)) => {
+                let (l, h) = (u32::from(l), u32::from(h));
+                let i = self.addr4.partition_point(|&a| a < l);
+                self.addr4.get(i).is_some_and(|&a| a <= h)
+            }
+            (IpAddr::V6(l), IpAddr::V6(h)) => {
+                let (l, h) = (l.octets(), h.octets());
+                let i = self.addr6.partition_point(|a| *a < l);
+                self.addr6.get(i).is_some_and(|a| *a <= h)
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A partition file opened: its directory read, columns decompressed on demand.
 pub struct Part<'a> {
     bytes: &'a [u8],
@@ -644,6 +672,39 @@ impl<'a> Part<'a> {
             }
             _ => false,
         })
+    }
+
+    /// The partition's address index and exporters, decompressed once (a reader keeps it:
+    /// `hunt` asks every partition about thousands of addresses).
+    pub fn summary(&self) -> Result<PartSummary, PartError> {
+        let mut addr4: Vec<u32> = self
+            .column(C_ADDR4, 0)?
+            .chunks_exact(4)
+            .map(|x| u32::from_le_bytes(arr(x)))
+            .collect();
+        let mut addr6: Vec<[u8; 16]> = self
+            .column(C_ADDR6, 0)?
+            .chunks_exact(16)
+            .map(arr::<16>)
+            .collect();
+        // Sorted by the writer; a damaged file must not make a search miss, so sort again.
+        addr4.sort_unstable();
+        addr6.sort_unstable();
+        Ok(PartSummary {
+            addr4,
+            addr6,
+            exporters: self.exporters()?,
+        })
+    }
+
+    /// The exporters' addresses the partition's rows name (its exporter dictionary): a
+    /// search for an address also matches flows whose exporter it is (the event's host).
+    pub fn exporters(&self) -> Result<Vec<IpAddr>, PartError> {
+        Ok(dict(&self.column(C_EXPORTER_DICT, 0)?)
+            .iter()
+            .filter_map(|s| s.parse::<SocketAddr>().ok())
+            .map(|a| a.ip())
+            .collect())
     }
 
     /// Every row, decoded whole.

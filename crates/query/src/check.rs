@@ -232,6 +232,7 @@ impl Folder {
 /// block, so walking in ledger order decompresses each block once).
 fn positions(
     index: &SearchIndex,
+    fetch: &mut dyn Fetch,
     query: &str,
     class: Option<EventClass>,
     req: &CheckRequest,
@@ -246,7 +247,11 @@ fn positions(
     };
     let expr = sreq.expr()?;
     let (iq, exact) = lang::lower(&expr);
+    let iq = crate::flows::index_part(index, iq)?;
     let mut seqs: Vec<u64> = index.all_by_time(&iq)?.into_iter().map(|k| k.seq).collect();
+    // Flows from the flow store: already exact, so confirming them again is harmless.
+    let cap = index.flows_cap();
+    crate::flows::scan(index, &expr, cap, fetch, &mut |f| seqs.push(f.key.seq))?;
     seqs.sort_unstable();
     Ok((seqs, (!exact).then_some(expr)))
 }
@@ -381,7 +386,7 @@ pub fn check(
     let mut examined: BTreeMap<&'static str, u64> = BTreeMap::new();
 
     // 1. VM syslog against the leases; 4. every sender's clock.
-    let (vm_seqs, vm_expr) = positions(index, "observer:vm", None, req, slack)?;
+    let (vm_seqs, vm_expr) = positions(index, fetch, "observer:vm", None, req, slack)?;
     let mut n_vm = 0u64;
     // Last VM-internal record per VM (time, seq), for silence.
     let mut last_said: BTreeMap<String, (i64, u64)> = BTreeMap::new();
@@ -557,6 +562,15 @@ pub fn check(
         };
         let expr = sreq.expr()?;
         let (iq, exact) = lang::lower(&expr);
+        let iq = crate::flows::index_part(index, iq)?;
+        // Flows from the flow store (exact): seq, placed time and source from the rows.
+        let cap = index.flows_cap();
+        crate::flows::scan(index, &expr, cap, fetch, &mut |f| {
+            let t = ns(f.key.time);
+            if in_range(t) {
+                agg.note(walk, f.key.seq, t, f.src.map(canonical));
+            }
+        })?;
         if exact && !req.net_from_events {
             // The fast path: seq, time and source address from the index's fast columns.
             index.scan_src(&iq, &mut |row| {
@@ -756,6 +770,7 @@ pub fn check(
     // 8. OpenNebula networks' leases (`onevnet show -x`) naming a VM no cloud record knows.
     let (vnet_seqs, vnet_expr) = positions(
         index,
+        fetch,
         "source:opennebula-vnet",
         None,
         req,
@@ -828,7 +843,14 @@ fn custody_failures(
     folder: &mut Folder,
     examined: &mut BTreeMap<&'static str, u64>,
 ) -> anyhow::Result<()> {
-    let (seqs, expr) = positions(index, "class:vm.custody", None, req, SignedDuration::ZERO)?;
+    let (seqs, expr) = positions(
+        index,
+        fetch,
+        "class:vm.custody",
+        None,
+        req,
+        SignedDuration::ZERO,
+    )?;
     examined.insert("custody", seqs.len() as u64);
     // (VM, source) → the failures since the last success: (seq, time, event), in order.
     type Failures = Vec<(u64, i64, Event)>;

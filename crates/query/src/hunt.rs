@@ -379,11 +379,17 @@ pub fn hunt_in(
         let req = request(ind, from, to, limit);
         let expr = req.expr()?;
         let (iq, exact) = lang::lower(&expr);
-        if !index.may_match(&iq)? {
+        let iq = crate::flows::index_part(index, iq)?;
+        // Flows are not index documents: the flow store's (exact) matches join the index's.
+        let cap = index.flows_cap();
+        let (n_flows, flow_keys) = crate::flows::first(index, &expr, cap, fetch, limit)?;
+        if n_flows == 0 && !index.may_match(&iq)? {
             continue;
         }
         if exact {
             let (total, keys) = index.first_by_time(&iq, limit)?;
+            let total = total + n_flows;
+            let keys = crate::flows::merge_first(keys, &flow_keys, limit);
             truncated |= total > keys.len() as u64;
             found.push((ind, keys.into_iter().map(|k| k.seq).collect()));
         } else {

@@ -489,7 +489,7 @@ pub fn parse(input: &str) -> Result<Expr, ParseError> {
 }
 
 /// Whether `word` is answered exactly by the index: one clean token, as typed.
-fn is_clean_token(word: &str) -> bool {
+pub(crate) fn is_clean_token(word: &str) -> bool {
     let toks = text_tokens(word);
     toks.len() == 1 && toks[0] == word.to_lowercase()
 }

@@ -3,7 +3,9 @@
 //! What is here: [`lang`], the search query language (parser, help text, and the exact
 //! meaning of a query on one event), and [`search`], which runs a query on the search index,
 //! checks candidates on their events where the index alone cannot decide, orders hits by
-//! time and renders them for the CLI (text lines and JSON).
+//! time and renders them for the CLI (text lines and JSON). [`flows`] answers the `net.flow`
+//! part of every query from the flow store the index has attached (flows are not index
+//! documents).
 //!
 //! What is not here: storage. The index is `views::SearchIndex`; events come from the ledger
 //! through the caller's [`search::Fetch`], so this crate depends on neither the ledger nor
@@ -14,6 +16,7 @@ pub mod check;
 pub mod contain;
 pub mod egi;
 pub mod export;
+pub mod flows;
 pub mod hunt;
 pub mod lang;
 pub mod misp;

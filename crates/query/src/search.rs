@@ -15,8 +15,9 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use model::{Event, EventClass, Origin, escape_controls};
 use serde::Serialize;
-use views::search::{Keyword, SearchIndex};
+use views::search::{DocKey, Keyword, SearchIndex};
 
+use crate::flows;
 use crate::lang::{self, Expr};
 
 pub use crate::lang::QUERY_SYNTAX_HELP;
@@ -174,16 +175,22 @@ fn run_index(
     fetch: &mut dyn Fetch,
 ) -> anyhow::Result<SearchOutcome> {
     let (iq, exact) = lang::lower(expr);
+    let iq = flows::index_part(index, iq)?;
+    // Flows come from the flow store, already judged exactly (`flows`), up to the index's
+    // position: a search's ledger tail starts there.
+    let cap = index.flows_cap();
     let limit = if req.count_only { 0 } else { req.limit };
+    // Only the first `limit` flows can be among the first `limit` hits.
+    let (n_flows, flow_keys) = flows::first(index, expr, cap, fetch, limit)?;
     let mut hits = Vec::new();
     let total;
     if exact {
         if req.count_only {
-            total = index.count(&iq)?;
+            total = index.count(&iq)? + n_flows;
         } else {
             let (n, keys) = index.first_by_time(&iq, limit)?;
-            total = n;
-            for k in keys {
+            total = n + n_flows;
+            for k in flows::merge_first(keys, &flow_keys, limit) {
                 let event = fetch
                     .fetch(k.seq)
                     .with_context(|| format!("fetching hit #{}", k.seq))?;
@@ -191,12 +198,26 @@ fn run_index(
             }
         }
     } else {
-        let mut n = 0u64;
-        for k in index.all_by_time(&iq)? {
+        let mut n = n_flows;
+        let mut candidates: Vec<(DocKey, bool)> = index
+            .all_by_time(&iq)?
+            .into_iter()
+            .map(|k| (k, false))
+            .collect();
+        if !flow_keys.is_empty() {
+            candidates.extend(flow_keys.iter().map(|f| (f.key, true)));
+            candidates.sort_unstable();
+        }
+        for (k, is_flow) in candidates {
+            if is_flow && hits.len() >= limit {
+                continue;
+            }
             let event = fetch
                 .fetch(k.seq)
                 .with_context(|| format!("fetching candidate #{}", k.seq))?;
-            if expr.matches(&event) {
+            if is_flow {
+                hits.push(Hit { seq: k.seq, event });
+            } else if expr.matches(&event) {
                 n += 1;
                 if hits.len() < limit {
                     hits.push(Hit { seq: k.seq, event });

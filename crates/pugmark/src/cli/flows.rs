@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
-use flowstore::{FlowFilter, FlowRow, FlowStore, Net};
+use flowstore::{Agg, FlowFilter, FlowRow, FlowStore, Net};
 use jiff::Timestamp;
 use model::flow::proto_name;
 use serde::Serialize;
@@ -166,55 +166,9 @@ fn flow_json(r: &FlowRow) -> FlowJson {
     }
 }
 
-#[derive(Default, Clone, Copy)]
-struct Agg {
-    flows: u64,
-    packets: u64,
-    bytes: u64,
-    first: i64,
-    last: i64,
-}
-
-impl From<flowstore::Agg> for Agg {
-    fn from(a: flowstore::Agg) -> Agg {
-        Agg {
-            flows: a.flows,
-            packets: a.packets,
-            bytes: a.bytes,
-            first: a.first_ms,
-            last: a.last_ms,
-        }
-    }
-}
-
-impl Agg {
-    fn merge(&mut self, o: &Agg) {
-        if o.flows == 0 {
-            return;
-        }
-        if self.flows == 0 {
-            *self = *o;
-            return;
-        }
-        self.flows += o.flows;
-        self.packets = self.packets.saturating_add(o.packets);
-        self.bytes = self.bytes.saturating_add(o.bytes);
-        self.first = self.first.min(o.first);
-        self.last = self.last.max(o.last);
-    }
-
-    fn add(&mut self, r: &FlowRow) {
-        let t = r.time_ms();
-        if self.flows == 0 {
-            self.first = t;
-            self.last = t;
-        }
-        self.flows += 1;
-        self.packets = self.packets.saturating_add(r.rec.packets_scaled());
-        self.bytes = self.bytes.saturating_add(r.rec.bytes_scaled());
-        self.first = self.first.min(t);
-        self.last = self.last.max(t);
-    }
+/// Adds one flow row to a group's sums (flowstore's [`Agg`], the one the columns fill).
+fn add_row(a: &mut Agg, r: &FlowRow) {
+    a.add(r.rec.packets_scaled(), r.rec.bytes_scaled(), r.time_ms());
 }
 
 /// The answer, shared by the CLI (and a future API verb): the `--json` document.
@@ -276,14 +230,14 @@ pub(crate) fn answer(args: &FlowsArgs) -> anyhow::Result<serde_json::Value> {
                 // Straight from the columns, on every core.
                 let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
                 let (groups, t, st) = store.aggregate(&filter, key, threads)?;
-                total = Agg::from(t);
+                total = t;
                 for (k, a) in groups {
                     let k = match k {
                         flowstore::KeyVal::Ip(a) => a.to_string(),
                         flowstore::KeyVal::Port(p) => p.to_string(),
                         flowstore::KeyVal::Proto(p) => proto_name(p),
                     };
-                    by_str.entry(k).or_default().merge(&Agg::from(a));
+                    by_str.entry(k).or_default().merge(&a);
                 }
                 st
             } else {
@@ -291,7 +245,7 @@ pub(crate) fn answer(args: &FlowsArgs) -> anyhow::Result<serde_json::Value> {
                     bail!("no fact store to attribute flows with");
                 };
                 store.scan(&filter, &mut |r| {
-                    total.add(r);
+                    add_row(&mut total, r);
                     let t = r.time_ms().saturating_mul(1_000_000);
                     keys.clear();
                     for a in [r.rec.src, r.rec.dst].into_iter().flatten() {
@@ -307,7 +261,7 @@ pub(crate) fn answer(args: &FlowsArgs) -> anyhow::Result<serde_json::Value> {
                         }
                     }
                     for k in &keys {
-                        by_str.entry(k.clone()).or_default().add(r);
+                        add_row(by_str.entry(k.clone()).or_default(), r);
                     }
                 })?
             };
@@ -326,8 +280,8 @@ pub(crate) fn answer(args: &FlowsArgs) -> anyhow::Result<serde_json::Value> {
                     flows: a.flows,
                     packets: a.packets,
                     bytes: a.bytes,
-                    first: ms_text(a.first),
-                    last: ms_text(a.last),
+                    first: ms_text(a.first_ms),
+                    last: ms_text(a.last_ms),
                 })
                 .collect();
             serde_json::json!({

@@ -123,14 +123,40 @@ pub(crate) fn answer(
 )> {
     let dd = DataDir::open(&args.data.data, false)?;
     // The records past the index are scanned below; a missing or foreign index is refused.
-    let views = pipeline::viewcheck::check(&dd, &[pipeline::viewcheck::View::Index])?
-        .refuse_unusable("search")?;
-    let index = SearchIndex::open_or_create(dd.index())
+    // Flows are read from the flow store (when the directory has one: an older one's index
+    // still holds them).
+    let has_flows = flowstore::FlowStore::exists(dd.flows());
+    let which: &[pipeline::viewcheck::View] = if has_flows {
+        &[
+            pipeline::viewcheck::View::Index,
+            pipeline::viewcheck::View::Flows,
+        ]
+    } else {
+        &[pipeline::viewcheck::View::Index]
+    };
+    let views = pipeline::viewcheck::check(&dd, which)?.refuse_unusable("search")?;
+    let mut index = SearchIndex::open_or_create(dd.index())
         .with_context(|| format!("opening search index in {}", dd.index().display()))?;
     let reader = LedgerReader::open(&dd.ledger())
         .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
     let ledger_last = reader.len();
     let indexed = index.last_indexed_seq()?.unwrap_or(0);
+    if has_flows {
+        // Flows up to where the ledger tail below starts.
+        index.attach_flows(pipeline::open_flows(&dd)?, Some(indexed));
+        // The ledger tail below starts at the index's position; a flow store behind it (an
+        // interrupted commit: it commits just before the index) is only noted.
+        let flows_only = pipeline::viewcheck::ViewsCheck {
+            ledger_last: views.ledger_last,
+            views: views
+                .views
+                .iter()
+                .filter(|v| v.view == "flows")
+                .cloned()
+                .collect(),
+        };
+        flows_only.print_notes();
+    }
     let req = SearchRequest {
         query: args.query.clone(),
         from: args.from,

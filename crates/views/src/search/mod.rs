@@ -57,6 +57,11 @@ pub struct SearchIndex {
     reader: IndexReader,
     /// Host and app names of the searcher generation they were read from (`lookup.rs`).
     names: std::sync::Mutex<Option<(u64, std::sync::Arc<lookup::Names>)>>,
+    /// The flow store readers query beside the index (`net.flow` events are not documents:
+    /// crate `query`'s `flows` module reads them there), when attached.
+    flows: Option<flowstore::FlowStore>,
+    /// The last ledger position whose flows a query takes from `flows`.
+    flows_cap: Option<u64>,
 }
 
 impl SearchIndex {
@@ -101,6 +106,8 @@ impl SearchIndex {
             fields,
             reader,
             names: std::sync::Mutex::new(None),
+            flows: None,
+            flows_cap: None,
         })
     }
 
@@ -128,6 +135,25 @@ impl SearchIndex {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Attaches the data directory's flow store (opened for reading): queries through crate
+    /// `query` then find `net.flow` events there, those at ledger positions up to `cap` (where
+    /// the caller's reading of the ledger's tail starts, so no flow is counted twice; `None`:
+    /// all).
+    pub fn attach_flows(&mut self, flows: flowstore::FlowStore, cap: Option<u64>) {
+        self.flows = Some(flows);
+        self.flows_cap = cap;
+    }
+
+    /// The attached flow store, if any.
+    pub fn flows(&self) -> Option<&flowstore::FlowStore> {
+        self.flows.as_ref()
+    }
+
+    /// The last ledger position whose flows come from the attached store.
+    pub fn flows_cap(&self) -> Option<u64> {
+        self.flows_cap
     }
 
     /// A writer using `heap_bytes` of indexing memory (at least 15 MB) and one indexing thread,
