@@ -35,6 +35,7 @@
 //!   retention record is durable ([`Ledger::remove_segment`]).
 
 mod checkpoint;
+mod columns;
 mod error;
 mod fileio;
 mod format;

@@ -7,7 +7,7 @@ use crate::error::LedgerError;
 use crate::fileio::Faults;
 use crate::format::{
     BLOCK_HEADER_LEN, BlockHeader, RecordsIn, SEGMENT_HEADER_LEN, TAG_LEN, block_checksum,
-    push_record,
+    framed_area, push_record, stored_area,
 };
 use crate::segment::{BlockAt, list_segments, read_block_at};
 use crate::{Ledger, LedgerOptions, OpenReport};
@@ -97,17 +97,23 @@ pub fn rewrite_block(
     let mut hb = [0u8; BLOCK_HEADER_LEN];
     hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
     let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    let area = zstd::bulk::decompress(&bytes[start + BLOCK_HEADER_LEN..end], 1 << 30)
+    let stored = zstd::bulk::decompress(&bytes[start + BLOCK_HEADER_LEN..end], 1 << 30)
         .map_err(LedgerError::io(&block.path))?;
+    let mut scratch = Vec::new();
+    let area =
+        framed_area(&h, &stored, &mut scratch).map_err(|w| LedgerError::corrupted("test", 0, w))?;
     let mut recs: Vec<([u8; TAG_LEN], Vec<u8>)> = RecordsIn::new(&area)
         .filter_map(|r| r.ok())
         .map(|(t, p)| (t, p.to_vec()))
         .collect();
     edit(&mut recs);
-    let mut new_area = Vec::new();
+    let mut framed = Vec::new();
     for (t, p) in &recs {
-        push_record(&mut new_area, *t, p);
+        push_record(&mut framed, *t, p);
     }
+    let mut new_area = Vec::new();
+    stored_area(h.codec, &framed, &mut new_area)
+        .map_err(|w| LedgerError::corrupted("test", 0, w))?;
     let comp = zstd::bulk::compress(&new_area, 3).map_err(LedgerError::io(&block.path))?;
     h.count = recs.len() as u32;
     h.compressed_len = comp.len() as u32;
@@ -157,6 +163,14 @@ pub fn append_forged(dir: &Path, records: &[&[u8]]) -> Result<(), LedgerError> {
         .pop()
         .map(|s| s.path)
         .ok_or_else(|| LedgerError::corrupted("test", 0, "no segment"))?;
+    let bytes = std::fs::read(&path).map_err(LedgerError::io(&path))?;
+    let version = crate::format::SegmentHeader::decode(&bytes)
+        .map_err(|_| LedgerError::corrupted("test", 0, "segment header"))?
+        .version;
+    let codec = crate::format::codec_for_version(version);
+    let framed = area;
+    let mut area = Vec::new();
+    stored_area(codec, &framed, &mut area).map_err(|w| LedgerError::corrupted("test", 0, w))?;
     let comp = zstd::bulk::compress(&area, 3).map_err(LedgerError::io(&path))?;
     let mut h = BlockHeader {
         count: records.len() as u32,
@@ -164,6 +178,7 @@ pub fn append_forged(dir: &Path, records: &[&[u8]]) -> Result<(), LedgerError> {
         compressed_len: comp.len() as u32,
         uncompressed_len: area.len() as u32,
         head,
+        codec,
         batch_end: true,
         mac: [0; crate::format::MAC_LEN],
         checksum: [0; 16],

@@ -16,9 +16,9 @@ use crate::checkpoint::{CHECKPOINT_FILE, load_key, load_or_create_key, read_chec
 use crate::error::LedgerError;
 use crate::fileio::{DataFile, Faults, sync_dir};
 use crate::format::{
-    BLOCK_HEADER_LEN, BlockHeader, MAX_BLOCK_TARGET, MAX_RECORD_LEN, SEGMENT_HEADER_LEN,
-    SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
-    segment_file_name, tag_of,
+    BLOCK_HEADER_LEN, BlockHeader, CODEC_ZSTD_COLUMNS, MAX_BLOCK_TARGET, MAX_RECORD_LEN,
+    SEGMENT_HEADER_LEN, SegmentHeader, block_checksum, chain_step, checkpoint_file_header,
+    index_entry, push_record, segment_file_name, tag_of,
 };
 use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, TreeWorker};
 use crate::note::{
@@ -135,6 +135,9 @@ pub struct Ledger {
     mac_key: [u8; 32],
     /// Tree size of the last signed note.
     last_note_size: Option<u64>,
+    /// Format version of the segment appended to, and of the segments rolled over to: a
+    /// version-2 ledger stays version 2 until `pugmark migrate` (docs/FORMAT.md "Version 3").
+    version: u32,
 }
 
 /// A block of the batch being written, before compression.
@@ -144,6 +147,8 @@ struct PendingBlock {
     count: u64,
     head: [u8; 32],
     area: Vec<u8>,
+    /// Format 3: the area as envelope columns (what is compressed).
+    stored: Vec<u8>,
     compressed: Vec<u8>,
 }
 
@@ -161,19 +166,35 @@ impl std::fmt::Debug for Zstd {
 /// whether compression worked.
 type Compressed = (usize, PendingBlock, std::io::Result<()>);
 
-/// Compresses a block's area with `cx` (created on first use).
-fn compress_one(cx: &mut Zstd, level: i32, b: &mut PendingBlock) -> std::io::Result<()> {
+/// Compresses a block's area with `cx` (created on first use); with
+/// [`CODEC_ZSTD_COLUMNS`] the area is first cut into envelope columns (`b.stored`).
+fn compress_one(cx: &mut Zstd, level: i32, codec: u8, b: &mut PendingBlock) -> std::io::Result<()> {
     if cx.0.is_none() {
         cx.0 = Some(zstd::bulk::Compressor::new(level)?);
     }
     let Some(c) = cx.0.as_mut() else {
         return Ok(());
     };
+    let src = if codec == CODEC_ZSTD_COLUMNS {
+        crate::format::stored_area(codec, &b.area, &mut b.stored).map_err(std::io::Error::other)?;
+        &b.stored
+    } else {
+        &b.area
+    };
     b.compressed.clear();
     b.compressed
-        .reserve(zstd::zstd_safe::compress_bound(b.area.len()));
-    c.compress_to_buffer(&b.area, &mut b.compressed)?;
+        .reserve(zstd::zstd_safe::compress_bound(src.len()));
+    c.compress_to_buffer(src, &mut b.compressed)?;
     Ok(())
+}
+
+/// Length of what block `b` stores before compression under `codec`.
+fn stored_len(codec: u8, b: &PendingBlock) -> usize {
+    if codec == CODEC_ZSTD_COLUMNS {
+        b.stored.len()
+    } else {
+        b.area.len()
+    }
 }
 
 fn validate(opts: &LedgerOptions) -> Result<(), LedgerError> {
@@ -216,6 +237,7 @@ fn create_segment(
     number: u32,
     first_seq: u64,
     prev_head: [u8; 32],
+    version: u32,
     faults: &Option<Arc<Faults>>,
 ) -> Result<(SegmentPath, DataFile), LedgerError> {
     let name = segment_file_name(number);
@@ -231,7 +253,7 @@ fn create_segment(
         number,
         first_seq,
         prev_head,
-        version: crate::format::FORMAT_VERSION,
+        version,
         flags: 0,
     };
     df.write_all(&hdr.encode())
@@ -439,7 +461,8 @@ impl Ledger {
         let (seg, seg_file, seg_len, next_seq, head) = match segs.pop() {
             None => {
                 report.created = true;
-                let (seg, df) = create_segment(dir, 1, 1, [0; 32], &faults)?;
+                let (seg, df) =
+                    create_segment(dir, 1, 1, [0; 32], crate::format::FORMAT_VERSION, &faults)?;
                 (seg, df, SEGMENT_HEADER_LEN as u64, 1, [0u8; 32])
             }
             Some(seg) => {
@@ -657,6 +680,7 @@ impl Ledger {
             if v1 && !opts.migrating {
                 return Err(LedgerError::NeedsMigration);
             }
+            let older = last_version < crate::format::FORMAT_VERSION;
             if end > ck_seq && !v1 && !opts.rotating {
                 let hdr = r.last_block_header()?;
                 let mac_ok = hdr.is_some_and(|h| {
@@ -675,7 +699,7 @@ impl Ledger {
                     )));
                 }
             }
-            v1
+            opts.migrating && older
         };
         let idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
         report.segments = seg.number;
@@ -709,6 +733,7 @@ impl Ledger {
             notes,
             mac_key,
             last_note_size: last_note.map(|(s, _)| s),
+            version: last_version.max(2),
         };
         // The key is accepted: its public key file beside it says the same (best effort: a
         // key read from a descriptor has no directory to write beside).
@@ -716,8 +741,9 @@ impl Ledger {
             crate::checkpoint::sync_public_key(&key_path, &ledger.key.public_key());
         }
         if needs_roll {
-            // Migration: appends go to a new version-2 segment; version-1 segments are never
-            // written again.
+            // Migration: appends go to a new segment of this build's format; older segments
+            // are never appended to again (`upgrade_segment` may rewrite them whole).
+            ledger.version = crate::format::FORMAT_VERSION;
             ledger.roll_segment(ledger.next_seq, ledger.head)?;
         }
         Ok((ledger, report))
@@ -901,6 +927,7 @@ impl Ledger {
         self.pending_idx.clear();
         let max = self.opts.block_max_bytes;
         let level = self.level;
+        let codec = crate::format::codec_for_version(self.version);
         // Spare blocks from earlier batches: their buffers are reused.
         let mut pool = std::mem::take(&mut self.areas);
         let several_blocks = recs.iter().map(|r| r.len() + 8).sum::<usize>() > max;
@@ -912,7 +939,7 @@ impl Ledger {
                 let (jobs, done) = (job_rx.clone(), done_tx.clone());
                 sc.spawn(move || {
                     for (i, mut b) in jobs {
-                        let r = compress_one(cx1, level, &mut b);
+                        let r = compress_one(cx1, level, codec, &mut b);
                         if done.send((i, b, r)).is_err() {
                             break;
                         }
@@ -949,7 +976,7 @@ impl Ledger {
             let mut result = Ok(());
             // This thread's share: whatever the helper has not taken.
             while let Ok((i, mut b)) = job_rx.try_recv() {
-                let r = compress_one(cx0, level, &mut b);
+                let r = compress_one(cx0, level, codec, &mut b);
                 result = result.and(r);
                 slots[i] = Some(b);
             }
@@ -989,13 +1016,15 @@ impl Ledger {
     /// Appends compressed block `i` of the batch, with its header, to `out`; the sidecar
     /// entry keeps the block's offset relative to the start of `out`.
     fn finish_block(&mut self, i: usize, batch_end: bool) {
+        let codec = crate::format::codec_for_version(self.version);
         let b = &self.areas[i];
         let mut h = BlockHeader {
             count: b.count as u32,
             first_seq: b.first,
             compressed_len: b.compressed.len() as u32,
-            uncompressed_len: b.area.len() as u32,
+            uncompressed_len: stored_len(codec, b) as u32,
             head: b.head,
+            codec,
             batch_end,
             mac: [0; crate::format::MAC_LEN],
             checksum: [0; 16],
@@ -1044,6 +1073,7 @@ impl Ledger {
             self.seg.number + 1,
             first_seq,
             prev_head,
+            self.version,
             &self.faults,
         )?;
         self.idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
