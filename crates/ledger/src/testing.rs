@@ -33,6 +33,16 @@ pub fn open_with_transient_faults(
     Ledger::open_inner(dir, opts, Some(Faults::transient(ops, failures)))
 }
 
+/// Opens a writer that creates a new ledger in format `version` (2: what builds before
+/// format 3 wrote), for the migration tests; an existing ledger opens as with `Ledger::open`.
+pub fn open_creating_version(
+    dir: &Path,
+    opts: LedgerOptions,
+    version: u32,
+) -> Result<(Ledger, OpenReport), LedgerError> {
+    Ledger::open_creating(dir, opts, None, version)
+}
+
 /// Where a block lies.
 #[derive(Debug, Clone)]
 pub struct BlockInfo {

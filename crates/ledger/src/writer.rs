@@ -26,7 +26,8 @@ use crate::note::{
 };
 use crate::reader::LedgerReader;
 use crate::segment::{
-    SegmentPath, Stop, Unfinished, list_segments, read_segment_header, scan_segment, write_index,
+    BlockAt, SegmentPath, Stop, Unfinished, list_segments, read_block_at, read_segment_header,
+    scan_segment, write_index,
 };
 use crate::signer::KeySigner;
 use crate::{LedgerOptions, Receipt, Seq};
@@ -95,6 +96,47 @@ pub struct Removal {
     pub head_after: [u8; 32],
     /// Seq of the retention record (0 until it is appended).
     pub record: u64,
+}
+
+/// A segment rewritten in this build's format ([`Ledger::upgrade_segment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Segment number.
+    pub segment: u32,
+    /// Records it holds (unchanged).
+    pub records: u64,
+    /// File size before and after.
+    pub bytes_before: u64,
+    /// File size after the rewrite.
+    pub bytes_after: u64,
+}
+
+/// Segments of the ledger in `dir` that [`Ledger::upgrade_segment`] would rewrite: format 2,
+/// not removed by retention, in order (format-1 segments are kept byte for byte, as the
+/// v1 → v2 migration left them).
+pub fn upgradable_segments(dir: &Path) -> Result<Vec<u32>, LedgerError> {
+    let mut out = Vec::new();
+    for s in list_segments(dir)? {
+        let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
+        let h = read_segment_header(&file, &s)?;
+        if h.version == 2 && h.flags & crate::format::SEGMENT_FLAG_REMOVED == 0 {
+            out.push(s.number);
+        }
+    }
+    Ok(out)
+}
+
+/// Environment variable naming a crash point (`upgrade:N:written`, `upgrade:N:renamed`) at
+/// which the process kills itself with SIGKILL: the kill -9 tests of `pugmark migrate`
+/// stop it exactly between two steps of the upgrade's crash protocol. Unset, nothing happens.
+pub const KILL_AT_ENV: &str = "PUGMARK_TEST_KILL_AT";
+
+/// Kills this process with SIGKILL if [`KILL_AT_ENV`] names `point`.
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var_os(KILL_AT_ENV).is_some_and(|v| v == point) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
 }
 
 /// The single writer of a ledger directory.
@@ -312,10 +354,21 @@ impl Ledger {
         opts: LedgerOptions,
         faults: Option<Arc<Faults>>,
     ) -> Result<(Ledger, OpenReport), LedgerError> {
+        Ledger::open_creating(dir, opts, faults, crate::format::FORMAT_VERSION)
+    }
+
+    /// Opens; a new ledger is created in format `create_version` (this build's, except in
+    /// the migration tests, which make version-2 ledgers to migrate).
+    pub(crate) fn open_creating(
+        dir: &Path,
+        opts: LedgerOptions,
+        faults: Option<Arc<Faults>>,
+        create_version: u32,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
         validate(&opts)?;
         std::fs::create_dir_all(dir).map_err(LedgerError::io(dir))?;
         let lock = lock(dir)?;
-        Ledger::open_locked(dir, opts, faults, lock)
+        Ledger::open_locked(dir, opts, faults, lock, create_version)
     }
 
     /// Opens with the directory's lock already held (`open`, and `recover`, which keeps it).
@@ -324,6 +377,7 @@ impl Ledger {
         opts: LedgerOptions,
         faults: Option<Arc<Faults>>,
         lock: File,
+        create_version: u32,
     ) -> Result<(Ledger, OpenReport), LedgerError> {
         let mut report = OpenReport::default();
         let key_path = opts.resolved_key_path(dir);
@@ -403,6 +457,17 @@ impl Ledger {
             .open(&ckpt_path)
             .map_err(LedgerError::io(&ckpt_path))?;
 
+        // A segment rewrite (`upgrade_segment`) that a crash stopped before its rename: the
+        // segment itself is whole, the half-made copy goes.
+        for e in std::fs::read_dir(dir).map_err(LedgerError::io(dir))? {
+            let e = e.map_err(LedgerError::io(dir))?;
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("seg-") && n.ends_with(".dat.upgrading"))
+            {
+                std::fs::remove_file(e.path()).map_err(LedgerError::io(e.path()))?;
+            }
+        }
         // Segments: all numbered 1..=n without gaps.
         let mut segs = list_segments(dir)?;
         for (i, s) in segs.iter().enumerate() {
@@ -457,12 +522,11 @@ impl Ledger {
             }
         }
 
-        let mut last_version = crate::format::FORMAT_VERSION;
+        let mut last_version = create_version;
         let (seg, seg_file, seg_len, next_seq, head) = match segs.pop() {
             None => {
                 report.created = true;
-                let (seg, df) =
-                    create_segment(dir, 1, 1, [0; 32], crate::format::FORMAT_VERSION, &faults)?;
+                let (seg, df) = create_segment(dir, 1, 1, [0; 32], create_version, &faults)?;
                 (seg, df, SEGMENT_HEADER_LEN as u64, 1, [0u8; 32])
             }
             Some(seg) => {
@@ -786,8 +850,13 @@ impl Ledger {
             ._lock
             .try_clone()
             .map_err(LedgerError::io(self.dir.join(LOCK_FILE)))?;
-        let (fresh, report) =
-            Ledger::open_locked(&self.dir, self.opts.clone(), self.faults.clone(), lock)?;
+        let (fresh, report) = Ledger::open_locked(
+            &self.dir,
+            self.opts.clone(),
+            self.faults.clone(),
+            lock,
+            self.version,
+        )?;
         if fresh.next_seq != self.next_seq || fresh.head != self.head {
             return Err(LedgerError::corrupted(
                 &fresh.seg.name,
@@ -1235,6 +1304,156 @@ impl Ledger {
         })();
         r.map_err(LedgerError::io(&seg.path))?;
         Ok(facts)
+    }
+
+    /// Rewrites older segment `number` in this build's format (`pugmark migrate`, docs/FORMAT.md
+    /// "Version 3": "Migration from version 2"): every block is read, checked (checksum, chain
+    /// from the segment's previous head, tags, stated head) and stored again with the same
+    /// records, first seq, count, chain head and batch-end flag as envelope columns, its MAC
+    /// and checksum recomputed. What is hashed — the chain, the tags, the Merkle leaves — is
+    /// over the payloads, which do not change, so every checkpoint, note and proof stays
+    /// valid. `Ok(None)` when there is nothing to do (already current, or removed).
+    ///
+    /// Crash protocol: the new file is written beside as `seg-NNNNNNNN.dat.upgrading` and
+    /// fsync'd, the sidecar removed, the file renamed over the segment and the directory
+    /// fsync'd. A crash before the rename leaves the old segment whole (the next writer open
+    /// deletes the leftover); after it, the new one. Either is a valid segment, so a rerun
+    /// resumes with whatever is still in the old format.
+    pub fn upgrade_segment(&mut self, number: u32) -> Result<Option<Upgrade>, LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        if number == 0 || number >= self.seg.number {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} is not an older segment (the current one is {})",
+                self.seg.number
+            )));
+        }
+        let seg = list_segments(&self.dir)?
+            .into_iter()
+            .find(|s| s.number == number)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number), 0, "segment file missing")
+            })?;
+        let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
+        let hdr = read_segment_header(&file, &seg)?;
+        let to = crate::format::FORMAT_VERSION;
+        if hdr.version >= to
+            || hdr.version < 2
+            || hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0
+        {
+            return Ok(None);
+        }
+        let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+        let tmp = seg.path.with_extension("dat.upgrading");
+        let bad = |off: u64, why: String| {
+            LedgerError::corrupted(&seg.name, off, format!("{why}; not upgraded, run verify"))
+        };
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            File::create(&tmp).map_err(LedgerError::io(&tmp))?,
+        );
+        let new_hdr = SegmentHeader { version: to, ..hdr };
+        let io_tmp = |e: std::io::Error| LedgerError::io(&tmp)(e);
+        std::io::Write::write_all(&mut out, &new_hdr.encode()).map_err(io_tmp)?;
+        let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(&seg.path))?;
+        let mut cx = zstd::bulk::Compressor::new(self.level).map_err(LedgerError::io(&tmp))?;
+        let codec = crate::format::codec_for_version(to);
+        let (mut comp, mut stored, mut cols, mut back, mut newc) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = Vec::new();
+        let (mut off, mut new_len) = (SEGMENT_HEADER_LEN as u64, SEGMENT_HEADER_LEN as u64);
+        let (mut next, mut head) = (hdr.first_seq, hdr.prev_head);
+        let mut idx = Vec::new();
+        let mut last_end = true;
+        while off < len {
+            let h = match read_block_at(&file, off, len, true, &mut comp)
+                .map_err(LedgerError::io(&seg.path))?
+            {
+                BlockAt::Valid(h) => h,
+                BlockAt::Invalid { why, .. } => return Err(bad(off, why)),
+                BlockAt::End => break,
+            };
+            if h.first_seq != next {
+                return Err(bad(
+                    off,
+                    format!("block starts at #{}, expected #{next}", h.first_seq),
+                ));
+            }
+            stored.clear();
+            stored.reserve(h.uncompressed_len as usize);
+            match dctx.decompress_to_buffer(comp.as_slice(), &mut stored) {
+                Ok(n) if n == h.uncompressed_len as usize => {}
+                _ => return Err(bad(off, "block does not decompress".into())),
+            }
+            let area = crate::format::framed_area(&h, &stored, &mut scratch)
+                .map_err(|w| bad(off, w.into()))?;
+            let mut count = 0u64;
+            for r in crate::format::RecordsIn::new(area) {
+                let (tag, p) =
+                    r.map_err(|at| bad(off, format!("record framing broken at {at}")))?;
+                head = chain_step(&head, next + count, p);
+                if tag_of(&head) != tag {
+                    return Err(bad(
+                        off,
+                        format!("record #{} does not match its tag", next + count),
+                    ));
+                }
+                count += 1;
+            }
+            if count != h.count as u64 || head != h.head {
+                return Err(bad(
+                    off,
+                    "block's records do not reach its stated head".into(),
+                ));
+            }
+            crate::format::stored_area(codec, area, &mut cols).map_err(|w| bad(off, w.into()))?;
+            // Evidence is being rewritten: the new block must give back the very same records
+            // before it replaces the old one.
+            back.clear();
+            crate::columns::decode(&cols, h.count, &mut back).map_err(|w| bad(off, w.into()))?;
+            if back != area {
+                return Err(bad(off, "envelope columns did not round-trip".into()));
+            }
+            newc.clear();
+            newc.reserve(zstd::zstd_safe::compress_bound(cols.len()));
+            cx.compress_to_buffer(cols.as_slice(), &mut newc)
+                .map_err(io_tmp)?;
+            let mut nh = BlockHeader {
+                codec,
+                compressed_len: newc.len() as u32,
+                uncompressed_len: cols.len() as u32,
+                ..h
+            };
+            nh.mac = crate::format::block_mac(&self.mac_key, &nh.encode_fields());
+            nh.checksum = block_checksum(&nh.encode_fields()[..64], &newc);
+            std::io::Write::write_all(&mut out, &nh.encode()).map_err(io_tmp)?;
+            std::io::Write::write_all(&mut out, &newc).map_err(io_tmp)?;
+            idx.push((h.first_seq, new_len));
+            new_len += nh.total_len();
+            off += h.total_len();
+            next += count;
+            last_end = h.batch_end;
+        }
+        if !last_end {
+            return Err(bad(off, "segment ends inside a batch".into()));
+        }
+        let f = out.into_inner().map_err(|e| io_tmp(e.into_error()))?;
+        f.sync_all().map_err(io_tmp)?;
+        drop(f);
+        crash_point(&format!("upgrade:{number}:written"));
+        let _ = std::fs::remove_file(seg.index_path());
+        std::fs::rename(&tmp, &seg.path).map_err(LedgerError::io(&seg.path))?;
+        crash_point(&format!("upgrade:{number}:renamed"));
+        sync_dir(&self.dir).map_err(LedgerError::io(&self.dir))?;
+        // The sidecar is derived: a crash before it is written costs a rebuild at open.
+        write_index(&seg.index_path(), &idx).map_err(LedgerError::io(seg.index_path()))?;
+        Ok(Some(Upgrade {
+            segment: number,
+            records: next - hdr.first_seq,
+            bytes_before: len,
+            bytes_after: new_len,
+        }))
     }
 
     /// Writes the final checkpoint and releases the lock.
