@@ -424,41 +424,12 @@ pub fn push_record(area: &mut Vec<u8>, tag: [u8; TAG_LEN], payload: &[u8]) {
     area.extend_from_slice(payload);
 }
 
-/// The framed record area (`u32 len, tag, payload` per record, what [`RecordsIn`] walks) of a
-/// decompressed block: the bytes themselves for [`CODEC_ZSTD`], the envelope columns decoded
-/// into `scratch` for [`CODEC_ZSTD_COLUMNS`].
-pub fn framed_area<'a>(
-    h: &BlockHeader,
-    decompressed: &'a [u8],
-    scratch: &'a mut Vec<u8>,
-) -> Result<&'a [u8], &'static str> {
-    if h.codec == CODEC_ZSTD {
-        return Ok(decompressed);
-    }
-    scratch.clear();
-    crate::columns::decode(decompressed, h.count, scratch)?;
-    Ok(scratch)
-}
-
 /// The codec the blocks of a segment of format `version` use.
 pub fn codec_for_version(version: u32) -> u8 {
     if version >= 3 {
         CODEC_ZSTD_COLUMNS
     } else {
         CODEC_ZSTD
-    }
-}
-
-/// The bytes a block of `codec` stores (before compression) for a framed record area:
-/// the area itself for [`CODEC_ZSTD`], its envelope columns for [`CODEC_ZSTD_COLUMNS`].
-/// `Err` only if the area's framing is broken.
-pub fn stored_area(codec: u8, framed: &[u8], out: &mut Vec<u8>) -> Result<(), &'static str> {
-    out.clear();
-    if codec == CODEC_ZSTD_COLUMNS {
-        crate::columns::encode(framed, out)
-    } else {
-        out.extend_from_slice(framed);
-        Ok(())
     }
 }
 

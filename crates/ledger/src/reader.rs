@@ -41,8 +41,8 @@ struct Decoded {
     block: usize,
     first_seq: u64,
     area: Vec<u8>,
-    /// A format-3 block's decompressed envelope columns, decoded into `area`.
-    cols: Vec<u8>,
+    /// Buffers for a format-3 block's envelope columns, decoded into `area`.
+    scratch: crate::columns::Scratch,
     /// (start, len) of each payload in `area`.
     spans: Vec<(usize, usize)>,
 }
@@ -83,38 +83,15 @@ fn load_block(
         BlockAt::Invalid { why, .. } => return Err(LedgerError::corrupted(&s.seg.name, off, why)),
         BlockAt::End => return Err(LedgerError::corrupted(&s.seg.name, off, "block missing")),
     };
-    let columns = h.codec == CODEC_ZSTD_COLUMNS;
-    if columns != (s.hdr.version >= 3) {
+    if (h.codec == CODEC_ZSTD_COLUMNS) != (s.hdr.version >= 3) {
         return Err(LedgerError::corrupted(
             &s.seg.name,
             off,
             "block codec does not belong to the segment's format version",
         ));
     }
-    let target = if columns {
-        &mut out.cols
-    } else {
-        &mut out.area
-    };
-    target.clear();
-    target.reserve(h.uncompressed_len as usize);
-    let n = dctx
-        .decompress_to_buffer(buf.as_slice(), target)
-        .map_err(|e| {
-            LedgerError::corrupted(&s.seg.name, off, format!("block does not decompress: {e}"))
-        })?;
-    if n != h.uncompressed_len as usize {
-        return Err(LedgerError::corrupted(
-            &s.seg.name,
-            off,
-            "block decompressed to the wrong length",
-        ));
-    }
-    if columns {
-        out.area.clear();
-        crate::columns::decode(&out.cols, h.count, &mut out.area)
-            .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
-    }
+    crate::columns::unpack(&h, buf, dctx, &mut out.scratch, &mut out.area)
+        .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
     out.spans.clear();
     let mut it = RecordsIn::new(&out.area);
     for r in it.by_ref() {

@@ -7,7 +7,7 @@ use crate::error::LedgerError;
 use crate::fileio::Faults;
 use crate::format::{
     BLOCK_HEADER_LEN, BlockHeader, RecordsIn, SEGMENT_HEADER_LEN, TAG_LEN, block_checksum,
-    framed_area, push_record, stored_area,
+    push_record,
 };
 use crate::segment::{BlockAt, list_segments, read_block_at};
 use crate::{Ledger, LedgerOptions, OpenReport};
@@ -107,11 +107,16 @@ pub fn rewrite_block(
     let mut hb = [0u8; BLOCK_HEADER_LEN];
     hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
     let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    let stored = zstd::bulk::decompress(&bytes[start + BLOCK_HEADER_LEN..end], 1 << 30)
-        .map_err(LedgerError::io(&block.path))?;
-    let mut scratch = Vec::new();
-    let area =
-        framed_area(&h, &stored, &mut scratch).map_err(|w| LedgerError::corrupted("test", 0, w))?;
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(&block.path))?;
+    let mut area = Vec::new();
+    crate::columns::unpack(
+        &h,
+        &bytes[start + BLOCK_HEADER_LEN..end],
+        &mut dctx,
+        &mut crate::columns::Scratch::default(),
+        &mut area,
+    )
+    .map_err(|w| LedgerError::corrupted("test", 0, w))?;
     let mut recs: Vec<([u8; TAG_LEN], Vec<u8>)> = RecordsIn::new(&area)
         .filter_map(|r| r.ok())
         .map(|(t, p)| (t, p.to_vec()))
@@ -121,13 +126,13 @@ pub fn rewrite_block(
     for (t, p) in &recs {
         push_record(&mut framed, *t, p);
     }
-    let mut new_area = Vec::new();
-    stored_area(h.codec, &framed, &mut new_area)
-        .map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    let comp = zstd::bulk::compress(&new_area, 3).map_err(LedgerError::io(&block.path))?;
+    let mut cx = zstd::bulk::Compressor::new(3).map_err(LedgerError::io(&block.path))?;
+    let mut comp = Vec::new();
+    let u = crate::columns::pack(h.codec, &framed, &mut cx, &mut comp)
+        .map_err(LedgerError::io(&block.path))?;
     h.count = recs.len() as u32;
     h.compressed_len = comp.len() as u32;
-    h.uncompressed_len = new_area.len() as u32;
+    h.uncompressed_len = u;
     h.checksum = block_checksum(&h.encode_fields()[..64], &comp);
     let mut out = bytes[..start].to_vec();
     out.extend_from_slice(&h.encode());
@@ -178,15 +183,15 @@ pub fn append_forged(dir: &Path, records: &[&[u8]]) -> Result<(), LedgerError> {
         .map_err(|_| LedgerError::corrupted("test", 0, "segment header"))?
         .version;
     let codec = crate::format::codec_for_version(version);
-    let framed = area;
-    let mut area = Vec::new();
-    stored_area(codec, &framed, &mut area).map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    let comp = zstd::bulk::compress(&area, 3).map_err(LedgerError::io(&path))?;
+    let mut cx = zstd::bulk::Compressor::new(3).map_err(LedgerError::io(&path))?;
+    let mut comp = Vec::new();
+    let u =
+        crate::columns::pack(codec, &area, &mut cx, &mut comp).map_err(LedgerError::io(&path))?;
     let mut h = BlockHeader {
         count: records.len() as u32,
         first_seq: len + 1,
         compressed_len: comp.len() as u32,
-        uncompressed_len: area.len() as u32,
+        uncompressed_len: u,
         head,
         codec,
         batch_end: true,
@@ -201,4 +206,16 @@ pub fn append_forged(dir: &Path, records: &[&[u8]]) -> Result<(), LedgerError> {
     let mut out = h.encode().to_vec();
     out.extend_from_slice(&comp);
     std::io::Write::write_all(&mut f, &out).map_err(LedgerError::io(&path))
+}
+
+/// A framed record area cut into the envelope columns of format 3, column by column (header
+/// and dictionary, context numbers, tags, received times, line numbers, lengths, bytes): for
+/// measuring what each costs after compression.
+pub fn column_parts(framed: &[u8]) -> Result<[Vec<u8>; 7], LedgerError> {
+    crate::columns::encode_parts(framed).map_err(|w| LedgerError::corrupted("test", 0, w))
+}
+
+/// Appends one record's framing (length, tag) and payload to a framed area.
+pub fn push_framed(area: &mut Vec<u8>, tag: [u8; TAG_LEN], payload: &[u8]) {
+    push_record(area, tag, payload);
 }

@@ -235,8 +235,8 @@ struct State {
     previous_keys: Vec<([u8; 32], u64)>,
     /// Format version of the segment being read (its blocks' codec must match it).
     seg_version: u32,
-    /// A format-3 block's decompressed envelope columns.
-    cols: Vec<u8>,
+    /// Buffers for a format-3 block's envelope columns.
+    scratch: crate::columns::Scratch,
 }
 
 /// The blocks read so far of a batch whose batch-end block has not been seen.
@@ -400,7 +400,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         mac_key: opts.mac_key,
         previous_keys: Vec::new(),
         seg_version: FORMAT_VERSION,
-        cols: Vec::new(),
+        scratch: crate::columns::Scratch::default(),
     };
     load_checkpoints(dir, opts, &mut st)?;
     load_notes(dir, &mut st)?;
@@ -709,23 +709,7 @@ fn check_block(
         st.lost = true;
         return (0, 0);
     }
-    let mut cols = std::mem::take(&mut st.cols);
-    let target = if columns { &mut cols } else { &mut *area };
-    target.clear();
-    target.reserve(h.uncompressed_len as usize);
-    let decoded = match dctx.decompress_to_buffer(comp, target) {
-        Ok(n) if n == h.uncompressed_len as usize => {
-            if columns {
-                area.clear();
-                crate::columns::decode(&cols, h.count, area)
-                    .map_err(|why| format!("block's envelope columns do not decode: {why}"))
-            } else {
-                Ok(())
-            }
-        }
-        _ => Err("block does not decompress to its stated length".to_string()),
-    };
-    st.cols = cols;
+    let decoded = crate::columns::unpack(h, comp, dctx, &mut st.scratch, area);
     if let Err(why) = decoded {
         st.problem(Some(st.next), seg, off, why);
         st.resync(h);

@@ -16,9 +16,9 @@ use crate::checkpoint::{CHECKPOINT_FILE, load_key, load_or_create_key, read_chec
 use crate::error::LedgerError;
 use crate::fileio::{DataFile, Faults, sync_dir};
 use crate::format::{
-    BLOCK_HEADER_LEN, BlockHeader, CODEC_ZSTD_COLUMNS, MAX_BLOCK_TARGET, MAX_RECORD_LEN,
-    SEGMENT_HEADER_LEN, SegmentHeader, block_checksum, chain_step, checkpoint_file_header,
-    index_entry, push_record, segment_file_name, tag_of,
+    BLOCK_HEADER_LEN, BlockHeader, MAX_BLOCK_TARGET, MAX_RECORD_LEN, SEGMENT_HEADER_LEN,
+    SegmentHeader, block_checksum, chain_step, checkpoint_file_header, index_entry, push_record,
+    segment_file_name, tag_of,
 };
 use crate::merkle::{Frontier, Hash, LedgerHashes, TreeFiles, TreeWorker};
 use crate::note::{
@@ -189,8 +189,8 @@ struct PendingBlock {
     count: u64,
     head: [u8; 32],
     area: Vec<u8>,
-    /// Format 3: the area as envelope columns (what is compressed).
-    stored: Vec<u8>,
+    /// The block's uncompressed length U (the area's, or in format 3 its columns').
+    stored_len: usize,
     compressed: Vec<u8>,
 }
 
@@ -208,8 +208,8 @@ impl std::fmt::Debug for Zstd {
 /// whether compression worked.
 type Compressed = (usize, PendingBlock, std::io::Result<()>);
 
-/// Compresses a block's area with `cx` (created on first use); with
-/// [`CODEC_ZSTD_COLUMNS`] the area is first cut into envelope columns (`b.stored`).
+/// Compresses a block's area with `cx` (created on first use) as a block of `codec`
+/// (format 3: envelope columns, `columns::pack`).
 fn compress_one(cx: &mut Zstd, level: i32, codec: u8, b: &mut PendingBlock) -> std::io::Result<()> {
     if cx.0.is_none() {
         cx.0 = Some(zstd::bulk::Compressor::new(level)?);
@@ -217,26 +217,8 @@ fn compress_one(cx: &mut Zstd, level: i32, codec: u8, b: &mut PendingBlock) -> s
     let Some(c) = cx.0.as_mut() else {
         return Ok(());
     };
-    let src = if codec == CODEC_ZSTD_COLUMNS {
-        crate::format::stored_area(codec, &b.area, &mut b.stored).map_err(std::io::Error::other)?;
-        &b.stored
-    } else {
-        &b.area
-    };
-    b.compressed.clear();
-    b.compressed
-        .reserve(zstd::zstd_safe::compress_bound(src.len()));
-    c.compress_to_buffer(src, &mut b.compressed)?;
+    b.stored_len = crate::columns::pack(codec, &b.area, c, &mut b.compressed)? as usize;
     Ok(())
-}
-
-/// Length of what block `b` stores before compression under `codec`.
-fn stored_len(codec: u8, b: &PendingBlock) -> usize {
-    if codec == CODEC_ZSTD_COLUMNS {
-        b.stored.len()
-    } else {
-        b.area.len()
-    }
 }
 
 fn validate(opts: &LedgerOptions) -> Result<(), LedgerError> {
@@ -1091,7 +1073,7 @@ impl Ledger {
             count: b.count as u32,
             first_seq: b.first,
             compressed_len: b.compressed.len() as u32,
-            uncompressed_len: stored_len(codec, b) as u32,
+            uncompressed_len: b.stored_len as u32,
             head: b.head,
             codec,
             batch_end,
@@ -1359,9 +1341,9 @@ impl Ledger {
         let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(&seg.path))?;
         let mut cx = zstd::bulk::Compressor::new(self.level).map_err(LedgerError::io(&tmp))?;
         let codec = crate::format::codec_for_version(to);
-        let (mut comp, mut stored, mut cols, mut back, mut newc) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut scratch = Vec::new();
+        let (mut comp, mut area, mut newc, mut back) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = crate::columns::Scratch::default();
         let (mut off, mut new_len) = (SEGMENT_HEADER_LEN as u64, SEGMENT_HEADER_LEN as u64);
         let (mut next, mut head) = (hdr.first_seq, hdr.prev_head);
         let mut idx = Vec::new();
@@ -1380,16 +1362,10 @@ impl Ledger {
                     format!("block starts at #{}, expected #{next}", h.first_seq),
                 ));
             }
-            stored.clear();
-            stored.reserve(h.uncompressed_len as usize);
-            match dctx.decompress_to_buffer(comp.as_slice(), &mut stored) {
-                Ok(n) if n == h.uncompressed_len as usize => {}
-                _ => return Err(bad(off, "block does not decompress".into())),
-            }
-            let area = crate::format::framed_area(&h, &stored, &mut scratch)
-                .map_err(|w| bad(off, w.into()))?;
+            crate::columns::unpack(&h, &comp, &mut dctx, &mut scratch, &mut area)
+                .map_err(|w| bad(off, w))?;
             let mut count = 0u64;
-            for r in crate::format::RecordsIn::new(area) {
+            for r in crate::format::RecordsIn::new(&area) {
                 let (tag, p) =
                     r.map_err(|at| bad(off, format!("record framing broken at {at}")))?;
                 head = chain_step(&head, next + count, p);
@@ -1407,24 +1383,20 @@ impl Ledger {
                     "block's records do not reach its stated head".into(),
                 ));
             }
-            crate::format::stored_area(codec, area, &mut cols).map_err(|w| bad(off, w.into()))?;
-            // Evidence is being rewritten: the new block must give back the very same records
-            // before it replaces the old one.
-            back.clear();
-            crate::columns::decode(&cols, h.count, &mut back).map_err(|w| bad(off, w.into()))?;
-            if back != area {
-                return Err(bad(off, "envelope columns did not round-trip".into()));
-            }
-            newc.clear();
-            newc.reserve(zstd::zstd_safe::compress_bound(cols.len()));
-            cx.compress_to_buffer(cols.as_slice(), &mut newc)
-                .map_err(io_tmp)?;
+            let u = crate::columns::pack(codec, &area, &mut cx, &mut newc).map_err(io_tmp)?;
             let mut nh = BlockHeader {
                 codec,
                 compressed_len: newc.len() as u32,
-                uncompressed_len: cols.len() as u32,
+                uncompressed_len: u,
                 ..h
             };
+            // Evidence is being rewritten: the new block must give back the very same records
+            // before it replaces the old one.
+            crate::columns::unpack(&nh, &newc, &mut dctx, &mut scratch, &mut back)
+                .map_err(|w| bad(off, w))?;
+            if back != area {
+                return Err(bad(off, "envelope columns did not round-trip".into()));
+            }
             nh.mac = crate::format::block_mac(&self.mac_key, &nh.encode_fields());
             nh.checksum = block_checksum(&nh.encode_fields()[..64], &newc);
             std::io::Write::write_all(&mut out, &nh.encode()).map_err(io_tmp)?;
