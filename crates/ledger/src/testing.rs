@@ -219,3 +219,41 @@ pub fn column_parts(framed: &[u8]) -> Result<[Vec<u8>; 7], LedgerError> {
 pub fn push_framed(area: &mut Vec<u8>, tag: [u8; TAG_LEN], payload: &[u8]) {
     push_record(area, tag, payload);
 }
+
+/// Codec byte of format-3 blocks (envelope columns), for the `ledger_block` fuzz target.
+pub const CODEC_COLUMNS: u8 = crate::format::CODEC_ZSTD_COLUMNS;
+
+/// Compresses a framed record area as a block of `codec` (what the writer stores): the
+/// block's uncompressed length U and its compressed bytes.
+pub fn pack_block(codec: u8, framed: &[u8], level: i32) -> std::io::Result<(u32, Vec<u8>)> {
+    let mut cx = zstd::bulk::Compressor::new(level)?;
+    let mut out = Vec::new();
+    let u = crate::columns::pack(codec, framed, &mut cx, &mut out)?;
+    Ok((u, out))
+}
+
+/// Decodes a block's compressed bytes as a reader does, given the header fields that matter
+/// (codec, record count, U): the framed record area, or why not.
+pub fn unpack_block(codec: u8, count: u32, u: u32, comp: &[u8]) -> Result<Vec<u8>, String> {
+    let h = BlockHeader {
+        count,
+        first_seq: 1,
+        compressed_len: comp.len() as u32,
+        uncompressed_len: u,
+        head: [0; 32],
+        codec,
+        batch_end: true,
+        mac: [0; crate::format::MAC_LEN],
+        checksum: [0; 16],
+    };
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    crate::columns::unpack(
+        &h,
+        comp,
+        &mut dctx,
+        &mut crate::columns::Scratch::default(),
+        &mut out,
+    )?;
+    Ok(out)
+}
