@@ -282,7 +282,7 @@ fn decode(
         let (head, fields) = rest.split_at(RECEIVED_AT);
         let (before, after, has_line) = match line_pos {
             0 => (fields, &fields[..0], false),
-            l if l - 1 >= RECEIVED_AT && l - 1 - RECEIVED_AT <= fields.len() => {
+            l if l > RECEIVED_AT && l - 1 - RECEIVED_AT <= fields.len() => {
                 let (a, b) = fields.split_at(l - 1 - RECEIVED_AT);
                 (a, b, true)
             }
@@ -533,7 +533,11 @@ mod tests {
     fn framed(payloads: &[Vec<u8>]) -> Vec<u8> {
         let mut area = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
-            push_record(&mut area, (i as u32).wrapping_mul(2_654_435_761).to_le_bytes(), p);
+            push_record(
+                &mut area,
+                (i as u32).wrapping_mul(2_654_435_761).to_le_bytes(),
+                p,
+            );
         }
         area
     }

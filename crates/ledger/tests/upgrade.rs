@@ -30,14 +30,14 @@ fn put_str(b: &mut Vec<u8>, s: &[u8]) {
 /// Record `i`: mostly kind-1 envelopes of a file import (docs/FORMAT.md "Payloads"), some
 /// from peers, and now and then a payload that is no envelope at all (stored verbatim).
 fn record(i: u64) -> Vec<u8> {
-    if i % 97 == 0 {
+    if i.is_multiple_of(97) {
         return format!("not an envelope {i}").into_bytes();
     }
     let mut b = vec![2, 1];
     b.extend_from_slice(&(1_780_000_000_000_000_000i64 + i as i64 * 1_234_567).to_le_bytes());
     b.extend_from_slice(&[2, 1, 0]);
     put_str(&mut b, b"");
-    if i % 13 == 0 {
+    if i.is_multiple_of(13) {
         b.push(2);
         put_str(&mut b, format!("10.0.0.{}:514", i % 5).as_bytes());
         put_str(&mut b, b"syslog-udp");
@@ -265,7 +265,7 @@ fn an_interrupted_upgrade_leaves_a_valid_ledger_that_a_rerun_finishes() {
     clean(&dir, root);
     check_all(&dir, 1500);
     let (mut l, _) = Ledger::open(&dir, mig()).expect("reopen");
-    assert!(!leftover.exists());
+    assert!(!leftover.try_exists().expect("stat"));
     for n in ledger::upgradable_segments(&dir).expect("list") {
         l.upgrade_segment(n).expect("upgrade");
     }
