@@ -8,7 +8,7 @@
 use std::sync::LazyLock;
 
 /// Format version written by this build in the segments of a new (or migrated) ledger: 3
-/// (blocks store envelope columns, codec [`CODEC_ZSTD_COLUMNS`]). Version-1 and version-2
+/// (blocks store envelope columns, codec 2). Version-1 and version-2
 /// segments are still read and verified, and a version-2 ledger keeps getting version-2
 /// segments until `pugmark migrate` rewrites it.
 pub const FORMAT_VERSION: u32 = 3;
