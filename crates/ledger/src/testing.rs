@@ -162,6 +162,26 @@ pub fn set_batch_end(block: &BlockInfo, batch_end: bool) -> Result<(), LedgerErr
     Ok(())
 }
 
+/// Sets a block's codec byte as an attacker who recomputes the block checksum would (the
+/// compressed bytes stay those of the old codec).
+pub fn set_codec(block: &BlockInfo, codec: u8) -> Result<(), LedgerError> {
+    let io = LedgerError::io(&block.path);
+    let mut bytes = std::fs::read(&block.path).map_err(io)?;
+    let start = block.offset as usize;
+    let end = start + block.len as usize;
+    let mut hb = [0u8; BLOCK_HEADER_LEN];
+    hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
+    let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
+    h.codec = codec;
+    h.checksum = block_checksum(
+        &h.encode_fields()[..64],
+        &bytes[start + BLOCK_HEADER_LEN..end],
+    );
+    bytes[start..start + BLOCK_HEADER_LEN].copy_from_slice(&h.encode());
+    std::fs::write(&block.path, bytes).map_err(LedgerError::io(&block.path))?;
+    Ok(())
+}
+
 /// Appends `records` as one batch-end block to the last segment as an attacker who can write
 /// the ledger directory but holds no key would: the chain (public), tags and checksum are
 /// right, the block MAC is not (it needs the secret key; zeros here).

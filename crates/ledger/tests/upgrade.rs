@@ -310,4 +310,22 @@ fn tampering_in_an_upgraded_segment_is_located_to_the_record() {
     let first = rep.problems.first().expect("a problem");
     assert_eq!(first.seq, Some(b.first_seq), "{first}");
     assert!(first.to_string().contains("checksum"), "{first}");
+    // A format-3 block relabelled as format 2 (codec 1), checksum fixed up: the block.
+    let t3 = tempfile::tempdir().expect("tmp");
+    let dir3 = t3.path().join("ledger");
+    let (mut l, _) = Ledger::open(&dir3, opts(t3.path())).expect("open");
+    append(&mut l, 1, 800, 100);
+    l.close().expect("close");
+    let b = &testing::blocks(&dir3).expect("blocks")[4];
+    testing::set_codec(b, 1).expect("tamper");
+    let rep = verify(&dir3, &VerifyOptions::default()).expect("verify");
+    let first = rep.problems.first().expect("a problem");
+    assert_eq!(first.seq, Some(b.first_seq), "{first}");
+    assert!(first.to_string().contains("codec"), "{first}");
+    let mut r = LedgerReader::open(&dir3).expect("reader");
+    assert!(r.get(b.first_seq).is_err());
+    assert_eq!(
+        r.get(b.first_seq - 1).expect("get"),
+        record(b.first_seq - 1)
+    );
 }
