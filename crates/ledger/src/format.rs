@@ -7,9 +7,11 @@
 
 use std::sync::LazyLock;
 
-/// Format version written by this build in every new segment header: 2 (Merkle tree, signed
-/// notes, block MACs). Version-1 segments are still read and verified.
-pub const FORMAT_VERSION: u32 = 2;
+/// Format version written by this build in the segments of a new (or migrated) ledger: 3
+/// (blocks store envelope columns, codec 2). Version-1 and version-2
+/// segments are still read and verified, and a version-2 ledger keeps getting version-2
+/// segments until `pugmark migrate` rewrites it.
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest segment format version this build reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// Version of the binary checkpoint file header (unchanged since format 1).
@@ -37,8 +39,12 @@ pub const MAX_BLOCK_TARGET: usize = 64 << 20;
 /// corruption (the writer can never produce it).
 pub const MAX_BLOCK_LEN: u32 =
     (MAX_BLOCK_TARGET + MAX_RECORD_LEN + RECORD_PREFIX_LEN + (1 << 20)) as u32;
-/// Codec byte for zstd-compressed blocks (the only codec of format 1).
+/// Codec byte for zstd-compressed blocks of framed records (formats 1 and 2).
 pub const CODEC_ZSTD: u8 = 1;
+/// Codec byte of format 3: one zstd frame of envelope columns (`columns.rs`).
+pub const CODEC_ZSTD_COLUMNS: u8 = 2;
+/// Fewest bytes a record takes in a codec-2 area (context number, tag, length).
+pub const MIN_COLUMN_RECORD_LEN: usize = TAG_LEN + 2;
 /// Block header byte 57, bit 0: this block is the last block of its batch. A batch is
 /// committed (kept by recovery, shown by readers) only once a block carrying this bit ends it.
 pub const BLOCK_FLAG_BATCH_END: u8 = 0x01;
@@ -292,6 +298,8 @@ pub struct BlockHeader {
     pub uncompressed_len: u32,
     /// Chain head after the block's last record.
     pub head: [u8; 32],
+    /// Codec (byte 56): [`CODEC_ZSTD`] or, in version-3 segments, [`CODEC_ZSTD_COLUMNS`].
+    pub codec: u8,
     /// Last block of its batch ([`BLOCK_FLAG_BATCH_END`] in byte 57).
     pub batch_end: bool,
     /// Format 2: the block MAC (header bytes 58..64, see [`block_mac`]); zeros in format 1.
@@ -317,7 +325,7 @@ impl BlockHeader {
         b[16..20].copy_from_slice(&self.compressed_len.to_le_bytes());
         b[20..24].copy_from_slice(&self.uncompressed_len.to_le_bytes());
         b[24..56].copy_from_slice(&self.head);
-        b[56] = CODEC_ZSTD;
+        b[56] = self.codec;
         b[57] = if self.batch_end {
             BLOCK_FLAG_BATCH_END
         } else {
@@ -333,7 +341,7 @@ impl BlockHeader {
         if b[0..4] != BLOCK_MAGIC {
             return Err("bad block magic");
         }
-        if b[56] != CODEC_ZSTD || b[57] & !BLOCK_FLAGS_KNOWN != 0 {
+        if !matches!(b[56], CODEC_ZSTD | CODEC_ZSTD_COLUMNS) || b[57] & !BLOCK_FLAGS_KNOWN != 0 {
             return Err("unknown block codec or flags");
         }
         let h = BlockHeader {
@@ -342,6 +350,7 @@ impl BlockHeader {
             compressed_len: le_u32(b, 16),
             uncompressed_len: le_u32(b, 20),
             head: arr32(b, 24),
+            codec: b[56],
             batch_end: b[57] & BLOCK_FLAG_BATCH_END != 0,
             mac: [b[58], b[59], b[60], b[61], b[62], b[63]],
             checksum: arr16(b, 64),
@@ -352,7 +361,12 @@ impl BlockHeader {
         if h.compressed_len > MAX_BLOCK_LEN || h.uncompressed_len > MAX_BLOCK_LEN {
             return Err("block header lengths out of range");
         }
-        if (h.uncompressed_len as u64) < h.count as u64 * RECORD_PREFIX_LEN as u64 {
+        let per_record = if h.codec == CODEC_ZSTD {
+            RECORD_PREFIX_LEN
+        } else {
+            MIN_COLUMN_RECORD_LEN
+        };
+        if (h.uncompressed_len as u64) < h.count as u64 * per_record as u64 {
             return Err("block header count does not fit its length");
         }
         Ok(h)
@@ -408,6 +422,15 @@ pub fn push_record(area: &mut Vec<u8>, tag: [u8; TAG_LEN], payload: &[u8]) {
     area.extend_from_slice(&(payload.len() as u32).to_le_bytes());
     area.extend_from_slice(&tag);
     area.extend_from_slice(payload);
+}
+
+/// The codec the blocks of a segment of format `version` use.
+pub fn codec_for_version(version: u32) -> u8 {
+    if version >= 3 {
+        CODEC_ZSTD_COLUMNS
+    } else {
+        CODEC_ZSTD
+    }
 }
 
 /// Walks the records of a decompressed block area. Yields `Err(offset)` (offset in the area)
@@ -629,10 +652,10 @@ mod tests {
         b[30] ^= 1;
         assert_eq!(SegmentHeader::decode(&b), Err(SegmentHeaderError::Checksum));
         let mut v = h.encode();
-        v[8] = 3;
+        v[8] = 4;
         assert_eq!(
             SegmentHeader::decode(&v),
-            Err(SegmentHeaderError::Version(3))
+            Err(SegmentHeaderError::Version(4))
         );
     }
 
@@ -645,6 +668,7 @@ mod tests {
             compressed_len: compressed.len() as u32,
             uncompressed_len: 40,
             head: [1; 32],
+            codec: CODEC_ZSTD,
             batch_end: true,
             mac: [0; MAC_LEN],
             checksum: [0; 16],

@@ -35,6 +35,7 @@
 //!   retention record is durable ([`Ledger::remove_segment`]).
 
 mod checkpoint;
+mod columns;
 mod error;
 mod fileio;
 mod format;
@@ -73,7 +74,9 @@ pub use verify::{
     PREVIOUS_KEYS_SUFFIX, Problem, VerifyOptions, VerifyReport, add_previous_key,
     read_previous_keys, verify,
 };
-pub use writer::{LOCK_FILE, Ledger, OpenReport, Removal, Truncation};
+pub use writer::{
+    KILL_AT_ENV, LOCK_FILE, Ledger, OpenReport, Removal, Truncation, Upgrade, upgradable_segments,
+};
 
 /// Name of the ledger directory inside the data directory.
 pub const LEDGER_DIR: &str = "ledger";

@@ -14,7 +14,9 @@ use std::sync::Arc;
 
 use crate::Seq;
 use crate::error::LedgerError;
-use crate::format::{BlockHeader, RecordsIn, RemovedStub, SEGMENT_FLAG_REMOVED, SegmentHeader};
+use crate::format::{
+    BlockHeader, CODEC_ZSTD_COLUMNS, RecordsIn, RemovedStub, SEGMENT_FLAG_REMOVED, SegmentHeader,
+};
 use crate::segment::{
     BlockAt, SegmentPath, list_segments, read_block_at, read_segment_header, scan_segment,
 };
@@ -39,6 +41,8 @@ struct Decoded {
     block: usize,
     first_seq: u64,
     area: Vec<u8>,
+    /// Buffers for a format-3 block's envelope columns, decoded into `area`.
+    scratch: crate::columns::Scratch,
     /// (start, len) of each payload in `area`.
     spans: Vec<(usize, usize)>,
 }
@@ -79,20 +83,15 @@ fn load_block(
         BlockAt::Invalid { why, .. } => return Err(LedgerError::corrupted(&s.seg.name, off, why)),
         BlockAt::End => return Err(LedgerError::corrupted(&s.seg.name, off, "block missing")),
     };
-    out.area.clear();
-    out.area.reserve(h.uncompressed_len as usize);
-    let n = dctx
-        .decompress_to_buffer(buf.as_slice(), &mut out.area)
-        .map_err(|e| {
-            LedgerError::corrupted(&s.seg.name, off, format!("block does not decompress: {e}"))
-        })?;
-    if n != h.uncompressed_len as usize {
+    if (h.codec == CODEC_ZSTD_COLUMNS) != (s.hdr.version >= 3) {
         return Err(LedgerError::corrupted(
             &s.seg.name,
             off,
-            "block decompressed to the wrong length",
+            "block codec does not belong to the segment's format version",
         ));
     }
+    crate::columns::unpack(&h, buf, dctx, &mut out.scratch, &mut out.area)
+        .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
     out.spans.clear();
     let mut it = RecordsIn::new(&out.area);
     for r in it.by_ref() {

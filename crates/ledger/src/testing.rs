@@ -33,6 +33,16 @@ pub fn open_with_transient_faults(
     Ledger::open_inner(dir, opts, Some(Faults::transient(ops, failures)))
 }
 
+/// Opens a writer that creates a new ledger in format `version` (2: what builds before
+/// format 3 wrote), for the migration tests; an existing ledger opens as with `Ledger::open`.
+pub fn open_creating_version(
+    dir: &Path,
+    opts: LedgerOptions,
+    version: u32,
+) -> Result<(Ledger, OpenReport), LedgerError> {
+    Ledger::open_creating(dir, opts, None, version)
+}
+
 /// Where a block lies.
 #[derive(Debug, Clone)]
 pub struct BlockInfo {
@@ -97,21 +107,32 @@ pub fn rewrite_block(
     let mut hb = [0u8; BLOCK_HEADER_LEN];
     hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
     let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    let area = zstd::bulk::decompress(&bytes[start + BLOCK_HEADER_LEN..end], 1 << 30)
-        .map_err(LedgerError::io(&block.path))?;
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(&block.path))?;
+    let mut area = Vec::new();
+    crate::columns::unpack(
+        &h,
+        &bytes[start + BLOCK_HEADER_LEN..end],
+        &mut dctx,
+        &mut crate::columns::Scratch::default(),
+        &mut area,
+    )
+    .map_err(|w| LedgerError::corrupted("test", 0, w))?;
     let mut recs: Vec<([u8; TAG_LEN], Vec<u8>)> = RecordsIn::new(&area)
         .filter_map(|r| r.ok())
         .map(|(t, p)| (t, p.to_vec()))
         .collect();
     edit(&mut recs);
-    let mut new_area = Vec::new();
+    let mut framed = Vec::new();
     for (t, p) in &recs {
-        push_record(&mut new_area, *t, p);
+        push_record(&mut framed, *t, p);
     }
-    let comp = zstd::bulk::compress(&new_area, 3).map_err(LedgerError::io(&block.path))?;
+    let mut cx = zstd::bulk::Compressor::new(3).map_err(LedgerError::io(&block.path))?;
+    let mut comp = Vec::new();
+    let u = crate::columns::pack(h.codec, &framed, &mut cx, &mut comp)
+        .map_err(LedgerError::io(&block.path))?;
     h.count = recs.len() as u32;
     h.compressed_len = comp.len() as u32;
-    h.uncompressed_len = new_area.len() as u32;
+    h.uncompressed_len = u;
     h.checksum = block_checksum(&h.encode_fields()[..64], &comp);
     let mut out = bytes[..start].to_vec();
     out.extend_from_slice(&h.encode());
@@ -141,6 +162,26 @@ pub fn set_batch_end(block: &BlockInfo, batch_end: bool) -> Result<(), LedgerErr
     Ok(())
 }
 
+/// Sets a block's codec byte as an attacker who recomputes the block checksum would (the
+/// compressed bytes stay those of the old codec).
+pub fn set_codec(block: &BlockInfo, codec: u8) -> Result<(), LedgerError> {
+    let io = LedgerError::io(&block.path);
+    let mut bytes = std::fs::read(&block.path).map_err(io)?;
+    let start = block.offset as usize;
+    let end = start + block.len as usize;
+    let mut hb = [0u8; BLOCK_HEADER_LEN];
+    hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
+    let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
+    h.codec = codec;
+    h.checksum = block_checksum(
+        &h.encode_fields()[..64],
+        &bytes[start + BLOCK_HEADER_LEN..end],
+    );
+    bytes[start..start + BLOCK_HEADER_LEN].copy_from_slice(&h.encode());
+    std::fs::write(&block.path, bytes).map_err(LedgerError::io(&block.path))?;
+    Ok(())
+}
+
 /// Appends `records` as one batch-end block to the last segment as an attacker who can write
 /// the ledger directory but holds no key would: the chain (public), tags and checksum are
 /// right, the block MAC is not (it needs the secret key; zeros here).
@@ -157,13 +198,22 @@ pub fn append_forged(dir: &Path, records: &[&[u8]]) -> Result<(), LedgerError> {
         .pop()
         .map(|s| s.path)
         .ok_or_else(|| LedgerError::corrupted("test", 0, "no segment"))?;
-    let comp = zstd::bulk::compress(&area, 3).map_err(LedgerError::io(&path))?;
+    let bytes = std::fs::read(&path).map_err(LedgerError::io(&path))?;
+    let version = crate::format::SegmentHeader::decode(&bytes)
+        .map_err(|_| LedgerError::corrupted("test", 0, "segment header"))?
+        .version;
+    let codec = crate::format::codec_for_version(version);
+    let mut cx = zstd::bulk::Compressor::new(3).map_err(LedgerError::io(&path))?;
+    let mut comp = Vec::new();
+    let u =
+        crate::columns::pack(codec, &area, &mut cx, &mut comp).map_err(LedgerError::io(&path))?;
     let mut h = BlockHeader {
         count: records.len() as u32,
         first_seq: len + 1,
         compressed_len: comp.len() as u32,
-        uncompressed_len: area.len() as u32,
+        uncompressed_len: u,
         head,
+        codec,
         batch_end: true,
         mac: [0; crate::format::MAC_LEN],
         checksum: [0; 16],
@@ -176,4 +226,54 @@ pub fn append_forged(dir: &Path, records: &[&[u8]]) -> Result<(), LedgerError> {
     let mut out = h.encode().to_vec();
     out.extend_from_slice(&comp);
     std::io::Write::write_all(&mut f, &out).map_err(LedgerError::io(&path))
+}
+
+/// A framed record area cut into the envelope columns of format 3, column by column (header
+/// and dictionary, context numbers, tags, received times, line numbers, lengths, bytes): for
+/// measuring what each costs after compression.
+pub fn column_parts(framed: &[u8]) -> Result<[Vec<u8>; 7], LedgerError> {
+    crate::columns::encode_parts(framed).map_err(|w| LedgerError::corrupted("test", 0, w))
+}
+
+/// Appends one record's framing (length, tag) and payload to a framed area.
+pub fn push_framed(area: &mut Vec<u8>, tag: [u8; TAG_LEN], payload: &[u8]) {
+    push_record(area, tag, payload);
+}
+
+/// Codec byte of format-3 blocks (envelope columns), for the `ledger_block` fuzz target.
+pub const CODEC_COLUMNS: u8 = crate::format::CODEC_ZSTD_COLUMNS;
+
+/// Compresses a framed record area as a block of `codec` (what the writer stores): the
+/// block's uncompressed length U and its compressed bytes.
+pub fn pack_block(codec: u8, framed: &[u8], level: i32) -> std::io::Result<(u32, Vec<u8>)> {
+    let mut cx = zstd::bulk::Compressor::new(level)?;
+    let mut out = Vec::new();
+    let u = crate::columns::pack(codec, framed, &mut cx, &mut out)?;
+    Ok((u, out))
+}
+
+/// Decodes a block's compressed bytes as a reader does, given the header fields that matter
+/// (codec, record count, U): the framed record area, or why not.
+pub fn unpack_block(codec: u8, count: u32, u: u32, comp: &[u8]) -> Result<Vec<u8>, String> {
+    let h = BlockHeader {
+        count,
+        first_seq: 1,
+        compressed_len: comp.len() as u32,
+        uncompressed_len: u,
+        head: [0; 32],
+        codec,
+        batch_end: true,
+        mac: [0; crate::format::MAC_LEN],
+        checksum: [0; 16],
+    };
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    crate::columns::unpack(
+        &h,
+        comp,
+        &mut dctx,
+        &mut crate::columns::Scratch::default(),
+        &mut out,
+    )?;
+    Ok(out)
 }

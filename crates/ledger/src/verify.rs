@@ -14,8 +14,8 @@ use std::path::Path;
 use crate::checkpoint::{CHECKPOINT_FILE, public_key_path, read_checkpoints, signature_ok};
 use crate::error::LedgerError;
 use crate::format::{
-    BLOCK_HEADER_LEN, BlockHeader, FORMAT_VERSION, RecordsIn, SEGMENT_HEADER_LEN, SegmentHeader,
-    SegmentHeaderError, chain_step, from_hex32, tag_of,
+    BLOCK_HEADER_LEN, BlockHeader, CODEC_ZSTD_COLUMNS, FORMAT_VERSION, RecordsIn,
+    SEGMENT_HEADER_LEN, SegmentHeader, SegmentHeaderError, chain_step, from_hex32, tag_of,
 };
 use crate::format::{RemovedStub, SEGMENT_FLAG_REMOVED, block_mac};
 use crate::merkle::{Frontier, leaf_hash};
@@ -233,6 +233,10 @@ struct State {
     mac_after: u64,
     mac_key: Option<[u8; 32]>,
     previous_keys: Vec<([u8; 32], u64)>,
+    /// Format version of the segment being read (its blocks' codec must match it).
+    seg_version: u32,
+    /// Buffers for a format-3 block's envelope columns.
+    scratch: crate::columns::Scratch,
 }
 
 /// The blocks read so far of a batch whose batch-end block has not been seen.
@@ -395,6 +399,8 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         mac_after: 0,
         mac_key: opts.mac_key,
         previous_keys: Vec::new(),
+        seg_version: FORMAT_VERSION,
+        scratch: crate::columns::Scratch::default(),
     };
     load_checkpoints(dir, opts, &mut st)?;
     load_notes(dir, &mut st)?;
@@ -448,6 +454,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         rd.read_exact(&mut hb).map_err(LedgerError::io(&seg.path))?;
         match SegmentHeader::decode(&hb) {
             Ok(h) => {
+                st.seg_version = h.version;
                 if h.number != seg.number {
                     st.problem(
                         Some(st.next),
@@ -690,21 +697,24 @@ fn check_block(
         st.resync(h);
         return (0, 0);
     }
-    area.clear();
-    area.reserve(h.uncompressed_len as usize);
-    match dctx.decompress_to_buffer(comp, area) {
-        Ok(n) if n == h.uncompressed_len as usize => {}
-        _ => {
-            st.problem(
-                Some(st.next),
-                seg,
-                off,
-                "block does not decompress to its stated length",
-            );
-            st.resync(h);
-            st.lost = true;
-            return (0, 0);
-        }
+    let columns = h.codec == CODEC_ZSTD_COLUMNS;
+    if columns != (st.seg_version >= 3) {
+        st.problem(
+            Some(st.next),
+            seg,
+            off,
+            "block codec does not belong to the segment's format version",
+        );
+        st.resync(h);
+        st.lost = true;
+        return (0, 0);
+    }
+    let decoded = crate::columns::unpack(h, comp, dctx, &mut st.scratch, area);
+    if let Err(why) = decoded {
+        st.problem(Some(st.next), seg, off, why);
+        st.resync(h);
+        st.lost = true;
+        return (0, 0);
     }
     let mut head = st.head;
     let mut seq = st.next;

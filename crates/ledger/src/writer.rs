@@ -26,7 +26,8 @@ use crate::note::{
 };
 use crate::reader::LedgerReader;
 use crate::segment::{
-    SegmentPath, Stop, Unfinished, list_segments, read_segment_header, scan_segment, write_index,
+    BlockAt, SegmentPath, Stop, Unfinished, list_segments, read_block_at, read_segment_header,
+    scan_segment, write_index,
 };
 use crate::signer::KeySigner;
 use crate::{LedgerOptions, Receipt, Seq};
@@ -97,6 +98,47 @@ pub struct Removal {
     pub record: u64,
 }
 
+/// A segment rewritten in this build's format ([`Ledger::upgrade_segment`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upgrade {
+    /// Segment number.
+    pub segment: u32,
+    /// Records it holds (unchanged).
+    pub records: u64,
+    /// File size before and after.
+    pub bytes_before: u64,
+    /// File size after the rewrite.
+    pub bytes_after: u64,
+}
+
+/// Segments of the ledger in `dir` that [`Ledger::upgrade_segment`] would rewrite: format 2,
+/// not removed by retention, in order (format-1 segments are kept byte for byte, as the
+/// v1 → v2 migration left them).
+pub fn upgradable_segments(dir: &Path) -> Result<Vec<u32>, LedgerError> {
+    let mut out = Vec::new();
+    for s in list_segments(dir)? {
+        let file = File::open(&s.path).map_err(LedgerError::io(&s.path))?;
+        let h = read_segment_header(&file, &s)?;
+        if h.version == 2 && h.flags & crate::format::SEGMENT_FLAG_REMOVED == 0 {
+            out.push(s.number);
+        }
+    }
+    Ok(out)
+}
+
+/// Environment variable naming a crash point (`upgrade:N:written`, `upgrade:N:renamed`) at
+/// which the process kills itself with SIGKILL: the kill -9 tests of `pugmark migrate`
+/// stop it exactly between two steps of the upgrade's crash protocol. Unset, nothing happens.
+pub const KILL_AT_ENV: &str = "PUGMARK_TEST_KILL_AT";
+
+/// Kills this process with SIGKILL if [`KILL_AT_ENV`] names `point`.
+pub(crate) fn crash_point(point: &str) {
+    if std::env::var_os(KILL_AT_ENV).is_some_and(|v| v == point) {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+    }
+}
+
 /// The single writer of a ledger directory.
 #[derive(Debug)]
 pub struct Ledger {
@@ -135,6 +177,9 @@ pub struct Ledger {
     mac_key: [u8; 32],
     /// Tree size of the last signed note.
     last_note_size: Option<u64>,
+    /// Format version of the segment appended to, and of the segments rolled over to: a
+    /// version-2 ledger stays version 2 until `pugmark migrate` (docs/FORMAT.md "Version 3").
+    version: u32,
 }
 
 /// A block of the batch being written, before compression.
@@ -144,6 +189,8 @@ struct PendingBlock {
     count: u64,
     head: [u8; 32],
     area: Vec<u8>,
+    /// The block's uncompressed length U (the area's, or in format 3 its columns').
+    stored_len: usize,
     compressed: Vec<u8>,
 }
 
@@ -161,18 +208,16 @@ impl std::fmt::Debug for Zstd {
 /// whether compression worked.
 type Compressed = (usize, PendingBlock, std::io::Result<()>);
 
-/// Compresses a block's area with `cx` (created on first use).
-fn compress_one(cx: &mut Zstd, level: i32, b: &mut PendingBlock) -> std::io::Result<()> {
+/// Compresses a block's area with `cx` (created on first use) as a block of `codec`
+/// (format 3: envelope columns, `columns::pack`).
+fn compress_one(cx: &mut Zstd, level: i32, codec: u8, b: &mut PendingBlock) -> std::io::Result<()> {
     if cx.0.is_none() {
         cx.0 = Some(zstd::bulk::Compressor::new(level)?);
     }
     let Some(c) = cx.0.as_mut() else {
         return Ok(());
     };
-    b.compressed.clear();
-    b.compressed
-        .reserve(zstd::zstd_safe::compress_bound(b.area.len()));
-    c.compress_to_buffer(&b.area, &mut b.compressed)?;
+    b.stored_len = crate::columns::pack(codec, &b.area, c, &mut b.compressed)? as usize;
     Ok(())
 }
 
@@ -216,6 +261,7 @@ fn create_segment(
     number: u32,
     first_seq: u64,
     prev_head: [u8; 32],
+    version: u32,
     faults: &Option<Arc<Faults>>,
 ) -> Result<(SegmentPath, DataFile), LedgerError> {
     let name = segment_file_name(number);
@@ -231,7 +277,7 @@ fn create_segment(
         number,
         first_seq,
         prev_head,
-        version: crate::format::FORMAT_VERSION,
+        version,
         flags: 0,
     };
     df.write_all(&hdr.encode())
@@ -290,10 +336,21 @@ impl Ledger {
         opts: LedgerOptions,
         faults: Option<Arc<Faults>>,
     ) -> Result<(Ledger, OpenReport), LedgerError> {
+        Ledger::open_creating(dir, opts, faults, crate::format::FORMAT_VERSION)
+    }
+
+    /// Opens; a new ledger is created in format `create_version` (this build's, except in
+    /// the migration tests, which make version-2 ledgers to migrate).
+    pub(crate) fn open_creating(
+        dir: &Path,
+        opts: LedgerOptions,
+        faults: Option<Arc<Faults>>,
+        create_version: u32,
+    ) -> Result<(Ledger, OpenReport), LedgerError> {
         validate(&opts)?;
         std::fs::create_dir_all(dir).map_err(LedgerError::io(dir))?;
         let lock = lock(dir)?;
-        Ledger::open_locked(dir, opts, faults, lock)
+        Ledger::open_locked(dir, opts, faults, lock, create_version)
     }
 
     /// Opens with the directory's lock already held (`open`, and `recover`, which keeps it).
@@ -302,6 +359,7 @@ impl Ledger {
         opts: LedgerOptions,
         faults: Option<Arc<Faults>>,
         lock: File,
+        create_version: u32,
     ) -> Result<(Ledger, OpenReport), LedgerError> {
         let mut report = OpenReport::default();
         let key_path = opts.resolved_key_path(dir);
@@ -381,6 +439,17 @@ impl Ledger {
             .open(&ckpt_path)
             .map_err(LedgerError::io(&ckpt_path))?;
 
+        // A segment rewrite (`upgrade_segment`) that a crash stopped before its rename: the
+        // segment itself is whole, the half-made copy goes.
+        for e in std::fs::read_dir(dir).map_err(LedgerError::io(dir))? {
+            let e = e.map_err(LedgerError::io(dir))?;
+            if e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with("seg-") && n.ends_with(".dat.upgrading"))
+            {
+                std::fs::remove_file(e.path()).map_err(LedgerError::io(e.path()))?;
+            }
+        }
         // Segments: all numbered 1..=n without gaps.
         let mut segs = list_segments(dir)?;
         for (i, s) in segs.iter().enumerate() {
@@ -435,11 +504,11 @@ impl Ledger {
             }
         }
 
-        let mut last_version = crate::format::FORMAT_VERSION;
+        let mut last_version = create_version;
         let (seg, seg_file, seg_len, next_seq, head) = match segs.pop() {
             None => {
                 report.created = true;
-                let (seg, df) = create_segment(dir, 1, 1, [0; 32], &faults)?;
+                let (seg, df) = create_segment(dir, 1, 1, [0; 32], create_version, &faults)?;
                 (seg, df, SEGMENT_HEADER_LEN as u64, 1, [0u8; 32])
             }
             Some(seg) => {
@@ -657,6 +726,7 @@ impl Ledger {
             if v1 && !opts.migrating {
                 return Err(LedgerError::NeedsMigration);
             }
+            let older = last_version < crate::format::FORMAT_VERSION;
             if end > ck_seq && !v1 && !opts.rotating {
                 let hdr = r.last_block_header()?;
                 let mac_ok = hdr.is_some_and(|h| {
@@ -675,7 +745,7 @@ impl Ledger {
                     )));
                 }
             }
-            v1
+            opts.migrating && older
         };
         let idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
         report.segments = seg.number;
@@ -709,6 +779,7 @@ impl Ledger {
             notes,
             mac_key,
             last_note_size: last_note.map(|(s, _)| s),
+            version: last_version.max(2),
         };
         // The key is accepted: its public key file beside it says the same (best effort: a
         // key read from a descriptor has no directory to write beside).
@@ -716,8 +787,9 @@ impl Ledger {
             crate::checkpoint::sync_public_key(&key_path, &ledger.key.public_key());
         }
         if needs_roll {
-            // Migration: appends go to a new version-2 segment; version-1 segments are never
-            // written again.
+            // Migration: appends go to a new segment of this build's format; older segments
+            // are never appended to again (`upgrade_segment` may rewrite them whole).
+            ledger.version = crate::format::FORMAT_VERSION;
             ledger.roll_segment(ledger.next_seq, ledger.head)?;
         }
         Ok((ledger, report))
@@ -760,8 +832,13 @@ impl Ledger {
             ._lock
             .try_clone()
             .map_err(LedgerError::io(self.dir.join(LOCK_FILE)))?;
-        let (fresh, report) =
-            Ledger::open_locked(&self.dir, self.opts.clone(), self.faults.clone(), lock)?;
+        let (fresh, report) = Ledger::open_locked(
+            &self.dir,
+            self.opts.clone(),
+            self.faults.clone(),
+            lock,
+            self.version,
+        )?;
         if fresh.next_seq != self.next_seq || fresh.head != self.head {
             return Err(LedgerError::corrupted(
                 &fresh.seg.name,
@@ -901,6 +978,7 @@ impl Ledger {
         self.pending_idx.clear();
         let max = self.opts.block_max_bytes;
         let level = self.level;
+        let codec = crate::format::codec_for_version(self.version);
         // Spare blocks from earlier batches: their buffers are reused.
         let mut pool = std::mem::take(&mut self.areas);
         let several_blocks = recs.iter().map(|r| r.len() + 8).sum::<usize>() > max;
@@ -912,7 +990,7 @@ impl Ledger {
                 let (jobs, done) = (job_rx.clone(), done_tx.clone());
                 sc.spawn(move || {
                     for (i, mut b) in jobs {
-                        let r = compress_one(cx1, level, &mut b);
+                        let r = compress_one(cx1, level, codec, &mut b);
                         if done.send((i, b, r)).is_err() {
                             break;
                         }
@@ -949,7 +1027,7 @@ impl Ledger {
             let mut result = Ok(());
             // This thread's share: whatever the helper has not taken.
             while let Ok((i, mut b)) = job_rx.try_recv() {
-                let r = compress_one(cx0, level, &mut b);
+                let r = compress_one(cx0, level, codec, &mut b);
                 result = result.and(r);
                 slots[i] = Some(b);
             }
@@ -989,13 +1067,15 @@ impl Ledger {
     /// Appends compressed block `i` of the batch, with its header, to `out`; the sidecar
     /// entry keeps the block's offset relative to the start of `out`.
     fn finish_block(&mut self, i: usize, batch_end: bool) {
+        let codec = crate::format::codec_for_version(self.version);
         let b = &self.areas[i];
         let mut h = BlockHeader {
             count: b.count as u32,
             first_seq: b.first,
             compressed_len: b.compressed.len() as u32,
-            uncompressed_len: b.area.len() as u32,
+            uncompressed_len: b.stored_len as u32,
             head: b.head,
+            codec,
             batch_end,
             mac: [0; crate::format::MAC_LEN],
             checksum: [0; 16],
@@ -1044,6 +1124,7 @@ impl Ledger {
             self.seg.number + 1,
             first_seq,
             prev_head,
+            self.version,
             &self.faults,
         )?;
         self.idx_file = OpenOptions::new().append(true).open(seg.index_path()).ok();
@@ -1205,6 +1286,146 @@ impl Ledger {
         })();
         r.map_err(LedgerError::io(&seg.path))?;
         Ok(facts)
+    }
+
+    /// Rewrites older segment `number` in this build's format (`pugmark migrate`, docs/FORMAT.md
+    /// "Version 3": "Migration from version 2"): every block is read, checked (checksum, chain
+    /// from the segment's previous head, tags, stated head) and stored again with the same
+    /// records, first seq, count, chain head and batch-end flag as envelope columns, its MAC
+    /// and checksum recomputed. What is hashed — the chain, the tags, the Merkle leaves — is
+    /// over the payloads, which do not change, so every checkpoint, note and proof stays
+    /// valid. `Ok(None)` when there is nothing to do (already current, or removed).
+    ///
+    /// Crash protocol: the new file is written beside as `seg-NNNNNNNN.dat.upgrading` and
+    /// fsync'd, the sidecar removed, the file renamed over the segment and the directory
+    /// fsync'd. A crash before the rename leaves the old segment whole (the next writer open
+    /// deletes the leftover); after it, the new one. Either is a valid segment, so a rerun
+    /// resumes with whatever is still in the old format.
+    pub fn upgrade_segment(&mut self, number: u32) -> Result<Option<Upgrade>, LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        if number == 0 || number >= self.seg.number {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} is not an older segment (the current one is {})",
+                self.seg.number
+            )));
+        }
+        let seg = list_segments(&self.dir)?
+            .into_iter()
+            .find(|s| s.number == number)
+            .ok_or_else(|| {
+                LedgerError::corrupted(&segment_file_name(number), 0, "segment file missing")
+            })?;
+        let file = File::open(&seg.path).map_err(LedgerError::io(&seg.path))?;
+        let hdr = read_segment_header(&file, &seg)?;
+        let to = crate::format::FORMAT_VERSION;
+        if hdr.version >= to
+            || hdr.version < 2
+            || hdr.flags & crate::format::SEGMENT_FLAG_REMOVED != 0
+        {
+            return Ok(None);
+        }
+        let len = file.metadata().map_err(LedgerError::io(&seg.path))?.len();
+        let tmp = seg.path.with_extension("dat.upgrading");
+        let bad = |off: u64, why: String| {
+            LedgerError::corrupted(&seg.name, off, format!("{why}; not upgraded, run verify"))
+        };
+        let mut out = std::io::BufWriter::with_capacity(
+            1 << 20,
+            File::create(&tmp).map_err(LedgerError::io(&tmp))?,
+        );
+        let new_hdr = SegmentHeader { version: to, ..hdr };
+        let io_tmp = |e: std::io::Error| LedgerError::io(&tmp)(e);
+        std::io::Write::write_all(&mut out, &new_hdr.encode()).map_err(io_tmp)?;
+        let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(&seg.path))?;
+        let mut cx = zstd::bulk::Compressor::new(self.level).map_err(LedgerError::io(&tmp))?;
+        let codec = crate::format::codec_for_version(to);
+        let (mut comp, mut area, mut newc, mut back) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut scratch = crate::columns::Scratch::default();
+        let (mut off, mut new_len) = (SEGMENT_HEADER_LEN as u64, SEGMENT_HEADER_LEN as u64);
+        let (mut next, mut head) = (hdr.first_seq, hdr.prev_head);
+        let mut idx = Vec::new();
+        let mut last_end = true;
+        while off < len {
+            let h = match read_block_at(&file, off, len, true, &mut comp)
+                .map_err(LedgerError::io(&seg.path))?
+            {
+                BlockAt::Valid(h) => h,
+                BlockAt::Invalid { why, .. } => return Err(bad(off, why)),
+                BlockAt::End => break,
+            };
+            if h.first_seq != next {
+                return Err(bad(
+                    off,
+                    format!("block starts at #{}, expected #{next}", h.first_seq),
+                ));
+            }
+            crate::columns::unpack(&h, &comp, &mut dctx, &mut scratch, &mut area)
+                .map_err(|w| bad(off, w))?;
+            let mut count = 0u64;
+            for r in crate::format::RecordsIn::new(&area) {
+                let (tag, p) =
+                    r.map_err(|at| bad(off, format!("record framing broken at {at}")))?;
+                head = chain_step(&head, next + count, p);
+                if tag_of(&head) != tag {
+                    return Err(bad(
+                        off,
+                        format!("record #{} does not match its tag", next + count),
+                    ));
+                }
+                count += 1;
+            }
+            if count != h.count as u64 || head != h.head {
+                return Err(bad(
+                    off,
+                    "block's records do not reach its stated head".into(),
+                ));
+            }
+            let u = crate::columns::pack(codec, &area, &mut cx, &mut newc).map_err(io_tmp)?;
+            let mut nh = BlockHeader {
+                codec,
+                compressed_len: newc.len() as u32,
+                uncompressed_len: u,
+                ..h
+            };
+            // Evidence is being rewritten: the new block must give back the very same records
+            // before it replaces the old one.
+            crate::columns::unpack(&nh, &newc, &mut dctx, &mut scratch, &mut back)
+                .map_err(|w| bad(off, w))?;
+            if back != area {
+                return Err(bad(off, "envelope columns did not round-trip".into()));
+            }
+            nh.mac = crate::format::block_mac(&self.mac_key, &nh.encode_fields());
+            nh.checksum = block_checksum(&nh.encode_fields()[..64], &newc);
+            std::io::Write::write_all(&mut out, &nh.encode()).map_err(io_tmp)?;
+            std::io::Write::write_all(&mut out, &newc).map_err(io_tmp)?;
+            idx.push((h.first_seq, new_len));
+            new_len += nh.total_len();
+            off += h.total_len();
+            next += count;
+            last_end = h.batch_end;
+        }
+        if !last_end {
+            return Err(bad(off, "segment ends inside a batch".into()));
+        }
+        let f = out.into_inner().map_err(|e| io_tmp(e.into_error()))?;
+        f.sync_all().map_err(io_tmp)?;
+        drop(f);
+        crash_point(&format!("upgrade:{number}:written"));
+        let _ = std::fs::remove_file(seg.index_path());
+        std::fs::rename(&tmp, &seg.path).map_err(LedgerError::io(&seg.path))?;
+        crash_point(&format!("upgrade:{number}:renamed"));
+        sync_dir(&self.dir).map_err(LedgerError::io(&self.dir))?;
+        // The sidecar is derived: a crash before it is written costs a rebuild at open.
+        write_index(&seg.index_path(), &idx).map_err(LedgerError::io(seg.index_path()))?;
+        Ok(Some(Upgrade {
+            segment: number,
+            records: next - hdr.first_seq,
+            bytes_before: len,
+            bytes_after: new_len,
+        }))
     }
 
     /// Writes the final checkpoint and releases the lock.

@@ -579,22 +579,22 @@ fn version_mismatch_is_a_clear_error() {
     let dir = make(t.path(), 10, 10);
     let seg = &testing::segment_paths(&dir).expect("segs")[0];
     let mut b = std::fs::read(seg).expect("read");
-    b[8] = 3;
+    b[8] = 4;
     std::fs::write(seg, b).expect("write");
     let e = Ledger::open(&dir, opts(t.path())).expect_err("must refuse");
     assert!(
         matches!(
             e,
             LedgerError::VersionMismatch {
-                found: 3,
-                expected: 2
+                found: 4,
+                expected: 3
             }
         ),
         "{e}"
     );
     assert_eq!(
         e.to_string(),
-        "ledger format version 3 is not supported (this build reads version 2)"
+        "ledger format version 4 is not supported (this build reads version 3)"
     );
     assert!(matches!(
         LedgerReader::open(&dir),

@@ -1664,6 +1664,185 @@ fn migrate_turns_the_committed_v1_ledger_into_v2() {
     assert!(ok(&data, &["migrate"]).contains("already"));
 }
 
+/// The ledger of `data` copied, payload for payload and in the same order (so the same chain
+/// and Merkle tree), into a format-2 ledger with small segments, signed with the same key and
+/// origin: what a data directory written before format 3 holds.
+fn rewrite_ledger_as_format_2(data: &Path) {
+    let dir = data.join("ledger");
+    let aside = data.join("ledger.v3");
+    fs::rename(&dir, &aside).unwrap();
+    let mut old = ledger::LedgerReader::open(&aside).unwrap();
+    let opts = ledger::LedgerOptions {
+        segment_max_bytes: 16 << 10,
+        origin: ledger::read_origin(&aside).unwrap(),
+        key_path: data.join("keys/ledger.ed25519"),
+        ..ledger::LedgerOptions::default()
+    };
+    let (mut l, _) = ledger::testing::open_creating_version(&dir, opts, 2).unwrap();
+    let n = old.len();
+    let mut s = 1;
+    while s <= n {
+        let batch: Vec<Vec<u8>> = (s..(s + 100).min(n + 1))
+            .map(|i| old.get(i).unwrap())
+            .collect();
+        l.append_batch(batch.iter().map(Vec::as_slice)).unwrap();
+        s += batch.len() as u64;
+    }
+    l.close().unwrap();
+    assert_eq!(
+        ledger::LedgerReader::open(&dir)
+            .unwrap()
+            .head_at(n)
+            .unwrap(),
+        old.head_at(n).unwrap()
+    );
+    fs::remove_dir_all(&aside).unwrap();
+}
+
+fn segment_versions(data: &Path) -> Vec<u32> {
+    ledger::testing::segment_paths(&data.join("ledger"))
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let b = fs::read(p).unwrap();
+            u32::from_le_bytes([b[8], b[9], b[10], b[11]])
+        })
+        .collect()
+}
+
+/// Issue 16: `pugmark migrate` on a data directory whose ledger is in format 2 rewrites its
+/// segments in format 3 (envelope columns). It is killed with SIGKILL between the steps of
+/// the crash protocol (new file written and synced / renamed in) and at an arbitrary moment;
+/// after each kill the directory verifies clean and answers searches, and a rerun finishes.
+/// Afterwards every record reads back the same, the chain head, the Merkle root and every
+/// signed note made under format 2 still check (an inclusion proof made before checks
+/// against the root after), the ledger is smaller, and `migrate` again is a no-op.
+#[test]
+fn migrate_rewrites_a_format_2_ledger_in_format_3_through_kill_9() {
+    use std::os::unix::process::ExitStatusExt;
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data");
+    ingest_loghub(&data);
+    rewrite_ledger_as_format_2(&data);
+    let dir = data.join("ledger");
+    let versions = segment_versions(&data);
+    assert!(
+        versions.len() >= 6 && versions.iter().all(|v| *v == 2),
+        "{versions:?}"
+    );
+    let mut old = ledger::LedgerReader::open(&dir).unwrap();
+    let n = old.len();
+    let payloads: Vec<Vec<u8>> = (1..=n).map(|s| old.get(s).unwrap()).collect();
+    let head = old.head_at(n).unwrap();
+    let root = old.root(n).unwrap();
+    let proof = old.inclusion_proof(n / 3, n).unwrap();
+    let notes_before = fs::read(dir.join(ledger::NOTES_FILE)).unwrap();
+    let bytes = |data: &Path| -> u64 {
+        ledger::testing::segment_paths(&data.join("ledger"))
+            .unwrap()
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum()
+    };
+    let bytes_before = bytes(&data);
+    let sshd = count(&data, &["sshd"]);
+    assert!(sshd > 100, "{sshd}");
+
+    let checked = |data: &Path| {
+        let v = json(data, &["verify"]);
+        assert_eq!(v["ok"], true, "{v}");
+        assert_eq!(v["macs_checked"], true, "{v}");
+        assert_eq!(v["unsigned_records"], 0, "{v}");
+        assert_eq!(count(data, &["sshd"]), sshd);
+    };
+    // Killed right after segment 2's new file is synced (before the rename), then right
+    // after segment 4's rename (before the directory sync): each time a valid ledger.
+    for point in ["upgrade:2:written", "upgrade:4:renamed"] {
+        let out = Command::new(bin())
+            .args(["migrate", "--data"])
+            .arg(&data)
+            .env(ledger::KILL_AT_ENV, point)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "{point}: {out:?}");
+        checked(&data);
+    }
+    let v = segment_versions(&data);
+    assert!(v[0] == 3 && v.contains(&2), "part migrated: {v:?}");
+    // And killed from outside at whatever point it has reached after a few milliseconds.
+    let mut child = Command::new(bin())
+        .args(["migrate", "--data"])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    let _ = child.kill();
+    let _ = child.wait();
+    checked(&data);
+
+    // The kill may have come after the end: then there is nothing left to do.
+    let m = json(&data, &["migrate"]);
+    if m["already"] != true {
+        assert_eq!(m["to_format"], 3, "{m}");
+    }
+    assert_eq!(json(&data, &["migrate"])["already"], true);
+    assert!(segment_versions(&data).iter().all(|v| *v == 3));
+    assert!(ok(&data, &["migrate"]).contains("already"));
+    checked(&data);
+
+    // Same records, same chain and tree; the old notes are untouched and still check.
+    let mut new = ledger::LedgerReader::open(&dir).unwrap();
+    for (i, p) in payloads.iter().enumerate() {
+        assert_eq!(&new.get(i as u64 + 1).unwrap(), p, "record {}", i + 1);
+    }
+    assert_eq!(new.head_at(n).unwrap(), head);
+    assert_eq!(new.root(n).unwrap(), root);
+    let leaf = ledger::leaf_hash(&payloads[(n / 3 - 1) as usize]);
+    ledger::check_inclusion(&proof, n, root, n / 3, leaf).unwrap();
+    assert!(
+        fs::read(dir.join(ledger::NOTES_FILE))
+            .unwrap()
+            .starts_with(&notes_before)
+    );
+    // One migration record per run that got that far, each naming the chain head and the
+    // Merkle root of the ledger it found (the first: the format-2 ledger's).
+    let hex = |b: &[u8]| -> String { b.iter().map(|b| format!("{b:02x}")).collect() };
+    let mut runs = 0;
+    for s in n + 1..new.len() {
+        let p = new.get(s).unwrap();
+        let text = String::from_utf8_lossy(&p);
+        let Some(at) = text.find("pugmark-ledger {") else {
+            continue;
+        };
+        let rec: Value = serde_json::from_str(&text[at + 15..]).unwrap();
+        let size = rec["records"].as_u64().unwrap();
+        assert_eq!(size, s - 1, "{rec}");
+        assert_eq!(rec["chain_head"], hex(&new.head_at(size).unwrap()).as_str());
+        assert_eq!(rec["merkle_root"], hex(&new.root(size).unwrap().0).as_str());
+        if runs == 0 {
+            assert_eq!(rec["chain_head"], hex(&head).as_str());
+        }
+        runs += 1;
+    }
+    assert!(runs >= 2, "{runs} migration records");
+    let bytes_after = bytes(&data);
+    assert!(
+        bytes_after * 10 < bytes_before * 9,
+        "format 3 {bytes_after} bytes, format 2 {bytes_before}"
+    );
+    // Appends after the migration go to format-3 segments.
+    let log = t.path().join("more.log");
+    fs::write(&log, "<13>Oct 11 22:14:15 host app: after migration\n").unwrap();
+    ok(&data, &["ingest", log.to_str().unwrap()]);
+    assert!(segment_versions(&data).iter().all(|v| *v == 3));
+    assert_eq!(count(&data, &["\"after migration\""]), 1);
+    checked(&data);
+}
+
 /// Issue 11: a new data directory says where its key is; a ledger whose key is missing is
 /// refused by writers (never a new key silently); `keys init --key-file` keeps the key
 /// outside the data directory.

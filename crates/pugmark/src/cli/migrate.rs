@@ -1,5 +1,6 @@
-//! `pugmark migrate`: turn a version-1 data directory into version 2 (ledger format 2: Merkle
-//! tree, signed checkpoint notes, block MACs), keeping every record's bytes and proving it.
+//! `pugmark migrate`: turn a version-1 data directory into version 2 (Merkle tree, signed
+//! checkpoint notes, block MACs), keeping every record's bytes and proving it; and rewrite a
+//! format-2 ledger's segments in ledger format 3 (envelope columns; `upgrade_ledger` below).
 //!
 //! Steps (docs/FORMAT.md "Migration"), each safe to repeat after a crash:
 //! 1. verify the old ledger whole (chain, tags, checkpoints by the key in `DATA/keys`);
@@ -40,11 +41,24 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let ledger_dir = dd.ledger();
     let key_path = dd.signing_key();
     if version == DATA_FORMAT_VERSION && ledger::read_origin(&ledger_dir)?.is_some() {
-        println!(
-            "{} is already in format version {DATA_FORMAT_VERSION}",
-            dd.root().display()
-        );
-        return Ok(ExitCode::SUCCESS);
+        let todo = ledger::upgradable_segments(&ledger_dir)
+            .with_context(|| format!("reading {}", ledger_dir.display()))?;
+        if todo.is_empty() {
+            if args.json {
+                println!(
+                    "{}",
+                    json!({"already": true, "data_format": DATA_FORMAT_VERSION, "ledger_format": ledger::FORMAT_VERSION})
+                );
+            } else {
+                println!(
+                    "{} is already in format version {DATA_FORMAT_VERSION} (ledger format {})",
+                    dd.root().display(),
+                    ledger::FORMAT_VERSION
+                );
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        return upgrade_ledger(&dd, todo, args.json);
     }
     // 1. The old chain first, with the public key the directory has.
     let old_pub = ledger::read_public_key(&dd.public_key()).ok();
@@ -151,6 +165,109 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             "migrated {} to format {DATA_FORMAT_VERSION}: {old_end} records kept byte for byte; v1 chain head {} and Merkle root {} recorded in signed record #{}\nverifier key: {vkey}",
             dd.root().display(),
             hex(&old_head),
+            hex(&root.0),
+            receipt.first.get()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ledger format 2 → 3 (docs/FORMAT.md "Version 3", "Migration from version 2"): verify the
+/// whole ledger; open it in migration mode (appends go to a new format-3 segment); append
+/// and sign the migration record; then rewrite each format-2 segment block by block beside
+/// itself and swap it in by rename (`Ledger::upgrade_segment`). The chain, the tags, the
+/// Merkle leaves and every checkpoint stay what they were. A crash anywhere leaves a ledger
+/// every verb reads; running `migrate` again finishes the segments still in format 2 (with
+/// a second, equally true, migration record).
+fn upgrade_ledger(dd: &DataDir, todo: Vec<u32>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let ledger_dir = dd.ledger();
+    let public = ledger::read_public_key(&dd.public_key()).ok();
+    let report = ledger::verify(
+        &ledger_dir,
+        &ledger::VerifyOptions {
+            trusted_public_key: public,
+            ..ledger::VerifyOptions::default()
+        },
+    )
+    .with_context(|| format!("verifying {}", ledger_dir.display()))?;
+    if !report.ok() {
+        bail!(
+            "the ledger does not verify ({} problem(s), first: {}); not migrated",
+            report.problems.len(),
+            report
+                .problems
+                .first()
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        );
+    }
+    let opts = ledger::LedgerOptions {
+        migrating: true,
+        ..dd.ledger_options()?
+    };
+    let (mut l, _) = ledger::Ledger::open(&ledger_dir, opts)
+        .with_context(|| format!("opening {} to migrate it", ledger_dir.display()))?;
+    let end = l.next_seq() - 1;
+    let head = l.head();
+    l.checkpoint()
+        .context("signing the ledger before its migration")?;
+    let root = l.root().context("the ledger's root")?;
+    let text = json!({
+        "pugmark_ledger": "migrate",
+        "from_format": 2,
+        "to_format": ledger::FORMAT_VERSION,
+        "records": end,
+        "chain_head": hex(&head),
+        "merkle_root": hex(&root.0),
+        "tree_size": end,
+        "segments": todo,
+        "origin": l.origin(),
+        "public_key": hex(&l.public_key()),
+        "by": whoami(),
+    });
+    let env = pipeline::admin_record(format!("pugmark-ledger {text}"));
+    let receipt = l
+        .append_batch([env.as_slice()])
+        .context("appending the migration record")?;
+    l.checkpoint().context("signing the migration record")?;
+    let (mut before, mut after, mut records) = (0u64, 0u64, 0u64);
+    for n in &todo {
+        if let Some(u) = l.upgrade_segment(*n).with_context(|| {
+            format!("rewriting segment {n} in format {}", ledger::FORMAT_VERSION)
+        })? {
+            eprintln!(
+                "segment {}: {} records, {} -> {} bytes",
+                u.segment, u.records, u.bytes_before, u.bytes_after
+            );
+            before += u.bytes_before;
+            after += u.bytes_after;
+            records += u.records;
+        }
+    }
+    l.close().context("closing the migrated ledger")?;
+    if as_json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "migrated": dd.root(),
+                "from_format": 2,
+                "to_format": ledger::FORMAT_VERSION,
+                "segments": todo.len(),
+                "records": records,
+                "bytes_before": before,
+                "bytes_after": after,
+                "chain_head": hex(&head),
+                "merkle_root": hex(&root.0),
+                "migration_record": receipt.first.get(),
+            }))?
+        );
+    } else {
+        println!(
+            "migrated {} to ledger format {}: {} segment(s), {records} records rewritten, {before} -> {after} bytes; chain head {} and Merkle root {} unchanged, recorded in signed record #{}",
+            dd.root().display(),
+            ledger::FORMAT_VERSION,
+            todo.len(),
+            hex(&head),
             hex(&root.0),
             receipt.first.get()
         );

@@ -123,7 +123,9 @@ pub enum Command {
     Proof(proof::ProofCommand),
     /// Turn a version-1 data directory into version 2 (Merkle tree, signed checkpoint
     /// notes), keeping every record's bytes: the old chain is verified first and both heads
-    /// go into a signed migration record.
+    /// go into a signed migration record. On a ledger in format 2, rewrite its segments in
+    /// ledger format 3 (smaller; same records, chain, checkpoints and proofs), crash-safely
+    /// and resumably.
     Migrate(migrate::MigrateArgs),
     /// The ledger's checkpoint signing key: create it (optionally outside the data directory)
     /// or show where it is.

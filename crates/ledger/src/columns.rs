@@ -1,0 +1,644 @@
+//! Format 3 block area ("envelope columns", codec 2): a block's records stored column by
+//! column so that zstd sees alike bytes together, exactly as docs/FORMAT.md "Version 3"
+//! describes.
+//!
+//! Input of [`encode`]: a block's record area in the framing every format reads
+//! (`u32 length, 4-byte tag, payload` per record, [`crate::format::RecordsIn`]). Output of
+//! [`decode`]: that same framed area, byte for byte, so everything after decompression
+//! (the chain, the tags, the Merkle leaves over "the payload as stored") is computed over the
+//! same logical payload bytes as in formats 1 and 2.
+//!
+//! The ledger's payloads stay opaque in meaning: the encoder only recognises the *byte layout*
+//! of a pugmark record envelope (docs/FORMAT.md "Payloads: envelopes", kind 1) to cut each
+//! payload into a per-block dictionary entry (version, kind, observer, format, year rule,
+//! zone, origin without its line number), its received time, its line number and its raw
+//! bytes. Anything else (another kind or version, trailing bytes, a payload that is not an
+//! envelope at all) is stored verbatim. The decoder does not parse envelopes: it splices the
+//! stored pieces back in a fixed order, so a payload is always reconstructed exactly, and the
+//! chain that `verify` and the writer's open recompute over the reconstructed bytes checks it.
+//!
+//! The compressed bytes of a codec-2 block are two zstd frames around the tags ([`pack`]):
+//! the tags are hash bytes that no compressor shrinks, and text and small numbers compress
+//! better in frames of their own than mixed (measured on bench/gen's day: one frame of all
+//! columns 0.270× of raw, this layout 0.256×; BENCHMARKS.md).
+//!
+//! Hand-written rather than a columnar crate (Arrow/Parquet): the layout is six short
+//! columns of varints beside the raw bytes, and the decoder has to be fuzzable and
+//! allocation-bounded by the block header's lengths.
+
+use crate::format::{
+    BlockHeader, CODEC_ZSTD_COLUMNS, MAX_BLOCK_LEN, MAX_RECORD_LEN, RECORD_PREFIX_LEN, TAG_LEN,
+};
+
+/// Offset of the received time in a kind-1 envelope (after version and kind).
+const RECEIVED_AT: usize = 2;
+
+/// Appends `v` as an unsigned LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+/// A cursor over the stored column bytes; every read is bounds-checked.
+struct Cur<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cur<'a> {
+    fn varint(&mut self) -> Result<u64, &'static str> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&byte) = self.b.get(self.at) else {
+                return Err("envelope columns end inside a number");
+            };
+            self.at += 1;
+            v |= ((byte & 0x7f) as u64) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("envelope columns hold an overlong number")
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or("envelope columns are shorter than their lengths say")?;
+        let s = &self.b[self.at..end];
+        self.at = end;
+        Ok(s)
+    }
+
+    fn usize(&mut self, max: usize) -> Result<usize, &'static str> {
+        let v = self.varint()?;
+        usize::try_from(v)
+            .ok()
+            .filter(|v| *v <= max)
+            .ok_or("envelope columns hold a length out of range")
+    }
+}
+
+/// A kind-1 envelope cut into its pieces (byte ranges of the payload).
+struct Shaped {
+    received: i64,
+    /// End of the fields before the line number (or of all fields if there is none).
+    line_at: Option<usize>,
+    /// Start of the raw bytes' u32 length field.
+    raw_len_at: usize,
+}
+
+fn u32_at(p: &[u8], at: usize) -> Option<usize> {
+    let b = p.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// Skips a `str` (u32 length + bytes) at `at`; the position after it.
+fn skip_str(p: &[u8], at: usize) -> Option<usize> {
+    let n = u32_at(p, at)?;
+    let end = at.checked_add(4)?.checked_add(n)?;
+    (end <= p.len()).then_some(end)
+}
+
+/// Recognises the byte layout of a record envelope (versions 1 and 2, kind 1); `None` for
+/// anything else, which is then stored verbatim. Only lengths are followed: no field's
+/// meaning is checked (a UTF-8 error in a path is stored like any other byte).
+fn shape(p: &[u8]) -> Option<Shaped> {
+    if p.len() < 13 || !matches!(p[0], 1 | 2) || p[1] != 1 {
+        return None;
+    }
+    let mut r = [0u8; 8];
+    r.copy_from_slice(&p[RECEIVED_AT..RECEIVED_AT + 8]);
+    let received = i64::from_le_bytes(r);
+    // observer (10), format (11), year rule (12 + 0/2/8)
+    let mut at = 13
+        + match p[12] {
+            0 => 0,
+            1 => 2,
+            2 => 8,
+            _ => return None,
+        };
+    at = skip_str(p, at)?; // zone
+    let origin = *p.get(at)?;
+    at += 1;
+    let mut line_at = None;
+    match origin {
+        1 | 4 => {
+            at = skip_str(p, at)?;
+            line_at = Some(at);
+            at = at.checked_add(8).filter(|e| *e <= p.len())?;
+            if origin == 4 {
+                at = skip_str(p, at)?;
+            }
+        }
+        2 => at = skip_str(p, skip_str(p, at)?)?,
+        3 => at = skip_str(p, skip_str(p, skip_str(p, at)?)?)?,
+        _ => return None,
+    }
+    // The raw bytes run to the end of the payload.
+    if u32_at(p, at)? != p.len() - at - 4 {
+        return None;
+    }
+    Some(Shaped {
+        received,
+        line_at,
+        raw_len_at: at,
+    })
+}
+
+/// Cuts a framed record area (`u32 len, tag, payload` per record) into envelope columns.
+/// `Err` if the area's framing is broken (the writer never makes one).
+/// The parts [`pack`] stores: header and dictionary, context numbers, tags,
+/// received times, line numbers, lengths, bytes (separately for the size measurements in
+/// BENCHMARKS.md, through `testing::column_parts`).
+pub fn encode_parts(area: &[u8]) -> Result<[Vec<u8>; 7], &'static str> {
+    let mut dict: Vec<Vec<u8>> = Vec::new();
+    let mut ctx_col = Vec::new();
+    let mut tags = Vec::new();
+    let mut recv_col = Vec::new();
+    let mut line_col = Vec::new();
+    let mut len_col = Vec::new();
+    let mut bytes = Vec::with_capacity(area.len());
+    let (mut prev_recv, mut prev_line) = (0i64, 0i64);
+    let mut meta = Vec::new();
+    let mut count = 0u64;
+    for r in crate::format::RecordsIn::new(area) {
+        let (tag, p) = r.map_err(|_| "record framing broken")?;
+        count += 1;
+        tags.extend_from_slice(&tag);
+        let Some(s) = shape(p) else {
+            put_varint(&mut ctx_col, 0);
+            put_varint(&mut len_col, p.len() as u64);
+            bytes.extend_from_slice(p);
+            continue;
+        };
+        // The dictionary entry: line position, then the envelope without received time,
+        // line number and raw bytes.
+        meta.clear();
+        let fields = RECEIVED_AT + 8;
+        match s.line_at {
+            Some(l) => {
+                put_varint(&mut meta, (RECEIVED_AT + l - fields + 1) as u64);
+                meta.extend_from_slice(&p[..RECEIVED_AT]);
+                meta.extend_from_slice(&p[fields..l]);
+                meta.extend_from_slice(&p[l + 8..s.raw_len_at]);
+            }
+            None => {
+                put_varint(&mut meta, 0);
+                meta.extend_from_slice(&p[..RECEIVED_AT]);
+                meta.extend_from_slice(&p[fields..s.raw_len_at]);
+            }
+        }
+        // Blocks hold a handful of distinct origins: a linear search beats hashing here.
+        let idx = match dict.iter().position(|d| *d == meta) {
+            Some(i) => i,
+            None => {
+                dict.push(meta.clone());
+                dict.len() - 1
+            }
+        };
+        put_varint(&mut ctx_col, idx as u64 + 1);
+        put_varint(&mut recv_col, zigzag(s.received.wrapping_sub(prev_recv)));
+        prev_recv = s.received;
+        if let Some(l) = s.line_at {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&p[l..l + 8]);
+            let line = i64::from_le_bytes(b);
+            put_varint(&mut line_col, zigzag(line.wrapping_sub(prev_line)));
+            prev_line = line;
+        }
+        let raw = &p[s.raw_len_at + 4..];
+        put_varint(&mut len_col, raw.len() as u64);
+        bytes.extend_from_slice(raw);
+    }
+    let mut head = Vec::new();
+    put_varint(&mut head, count);
+    put_varint(&mut head, dict.len() as u64);
+    for d in &dict {
+        put_varint(&mut head, d.len() as u64);
+        head.extend_from_slice(d);
+    }
+    Ok([head, ctx_col, tags, recv_col, line_col, len_col, bytes])
+}
+
+/// One dictionary entry, split at the line number's place.
+struct Ctx<'a> {
+    /// Version and kind.
+    head: &'a [u8],
+    /// Fields between the received time and the line number (all fields without a line).
+    before: &'a [u8],
+    /// Fields after the line number.
+    after: &'a [u8],
+    has_line: bool,
+}
+
+/// Decodes envelope columns back into the framed record area, appending to `out`; the block
+/// must hold exactly `count` records. Every length is checked before use and the output is
+/// bounded by [`MAX_BLOCK_LEN`], so damaged or hostile bytes give `Err`, never a panic or a
+/// huge allocation.
+fn decode(
+    cols: &[u8],
+    tags: &[u8],
+    bytes: &[u8],
+    count: u32,
+    out: &mut Vec<u8>,
+) -> Result<(), &'static str> {
+    let mut c = Cur { b: cols, at: 0 };
+    if c.varint()? != count as u64 {
+        return Err("envelope columns hold another record count than the block header");
+    }
+    let n = count as usize;
+    // Each record takes its tag, and at least a context number and a length: a count the
+    // bytes cannot hold is refused before anything is allocated from it.
+    if tags.len() != n.saturating_mul(TAG_LEN) || n.saturating_mul(2) > cols.len() {
+        return Err("envelope columns are too short for the block's record count");
+    }
+    let d = c.usize(n)?;
+    let mut dict = Vec::with_capacity(d);
+    for _ in 0..d {
+        let len = c.usize(cols.len())?;
+        let mut e = Cur {
+            b: c.take(len)?,
+            at: 0,
+        };
+        let line_pos = e.usize(MAX_RECORD_LEN)?;
+        let rest = &e.b[e.at..];
+        if rest.len() < RECEIVED_AT {
+            return Err("envelope columns dictionary entry too short");
+        }
+        let (head, fields) = rest.split_at(RECEIVED_AT);
+        let (before, after, has_line) = match line_pos {
+            0 => (fields, &fields[..0], false),
+            l if l > RECEIVED_AT && l - 1 - RECEIVED_AT <= fields.len() => {
+                let (a, b) = fields.split_at(l - 1 - RECEIVED_AT);
+                (a, b, true)
+            }
+            _ => return Err("envelope columns line position out of range"),
+        };
+        dict.push(Ctx {
+            head,
+            before,
+            after,
+            has_line,
+        });
+    }
+    let mut ctx = Vec::with_capacity(n);
+    for _ in 0..n {
+        ctx.push(c.usize(d)?);
+    }
+    let shaped = ctx.iter().filter(|i| **i > 0).count();
+    let mut recv = Vec::with_capacity(shaped);
+    let mut prev = 0i64;
+    for _ in 0..shaped {
+        prev = prev.wrapping_add(unzigzag(c.varint()?));
+        recv.push(prev);
+    }
+    let lined = ctx
+        .iter()
+        .filter(|i| **i > 0 && dict[**i - 1].has_line)
+        .count();
+    let mut lines = Vec::with_capacity(lined);
+    let mut prev = 0i64;
+    for _ in 0..lined {
+        prev = prev.wrapping_add(unzigzag(c.varint()?));
+        lines.push(prev);
+    }
+    let mut lens = Vec::with_capacity(n);
+    for _ in 0..n {
+        lens.push(c.usize(MAX_RECORD_LEN)?);
+    }
+    if c.at != cols.len() {
+        return Err("envelope columns have trailing bytes");
+    }
+    let (mut recv, mut lines) = (recv.into_iter(), lines.into_iter());
+    let mut c = Cur { b: bytes, at: 0 };
+    let start = out.len();
+    for (i, (&k, &len)) in ctx.iter().zip(&lens).enumerate() {
+        let raw = c.take(len)?;
+        let tag = &tags[i * TAG_LEN..(i + 1) * TAG_LEN];
+        let total = if k == 0 {
+            len
+        } else {
+            let e = &dict[k - 1];
+            let line = if e.has_line { 8 } else { 0 };
+            e.head.len() + 8 + e.before.len() + line + e.after.len() + 4 + len
+        };
+        if total > MAX_RECORD_LEN
+            || (out.len() - start) + RECORD_PREFIX_LEN + total > MAX_BLOCK_LEN as usize
+        {
+            return Err("envelope columns make a record or block too large");
+        }
+        out.extend_from_slice(&(total as u32).to_le_bytes());
+        out.extend_from_slice(tag);
+        if k == 0 {
+            out.extend_from_slice(raw);
+            continue;
+        }
+        let e = &dict[k - 1];
+        out.extend_from_slice(e.head);
+        let r = recv.next().ok_or("envelope columns lost a received time")?;
+        out.extend_from_slice(&r.to_le_bytes());
+        out.extend_from_slice(e.before);
+        if e.has_line {
+            let l = lines.next().ok_or("envelope columns lost a line number")?;
+            out.extend_from_slice(&l.to_le_bytes());
+        }
+        out.extend_from_slice(e.after);
+        out.extend_from_slice(&(len as u32).to_le_bytes());
+        out.extend_from_slice(raw);
+    }
+    if c.at != bytes.len() {
+        return Err("envelope columns have trailing raw bytes");
+    }
+    Ok(())
+}
+
+fn u32_le(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Compresses a framed record area as a block of `codec`, into `out`; returns the block's
+/// uncompressed length U (header bytes 20..24).
+///
+/// [`CODEC_ZSTD`]: one zstd frame of the framed area, U its length. [`CODEC_ZSTD_COLUMNS`]:
+/// `u32 P` (length of the first frame), `u32 M` (its decompressed length), the first frame
+/// (zstd of the dictionary, context numbers, received times, line numbers and lengths), the
+/// records' tags as they are (4 × count bytes), then one zstd frame of the raw bytes to the
+/// end; U = M + 4 × count + the raw bytes' length.
+pub fn pack(
+    codec: u8,
+    framed: &[u8],
+    cx: &mut zstd::bulk::Compressor<'static>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<u32> {
+    out.clear();
+    if codec != CODEC_ZSTD_COLUMNS {
+        out.reserve(zstd::zstd_safe::compress_bound(framed.len()));
+        cx.compress_to_buffer(framed, out)?;
+        return Ok(framed.len() as u32);
+    }
+    let [head, ctx, tags, recv, line, len, bytes] =
+        encode_parts(framed).map_err(std::io::Error::other)?;
+    let mut meta = head;
+    for col in [ctx, recv, line, len] {
+        meta.extend_from_slice(&col);
+    }
+    let mut frame = Vec::with_capacity(zstd::zstd_safe::compress_bound(meta.len()));
+    cx.compress_to_buffer(meta.as_slice(), &mut frame)?;
+    out.reserve(8 + frame.len() + tags.len() + zstd::zstd_safe::compress_bound(bytes.len()));
+    out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+    out.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    out.extend_from_slice(&frame);
+    out.extend_from_slice(&tags);
+    frame.clear();
+    frame.reserve(zstd::zstd_safe::compress_bound(bytes.len()));
+    cx.compress_to_buffer(bytes.as_slice(), &mut frame)?;
+    out.extend_from_slice(&frame);
+    Ok((meta.len() + tags.len() + bytes.len()) as u32)
+}
+
+/// Reusable buffers for [`unpack`].
+#[derive(Debug, Default)]
+pub struct Scratch {
+    meta: Vec<u8>,
+    bytes: Vec<u8>,
+}
+
+/// Decompresses a block's `comp` bytes (header `h`, checksum already checked) into its
+/// framed record area `out`, whatever the codec. Every length is checked against the
+/// header's U and count before use.
+pub fn unpack(
+    h: &BlockHeader,
+    comp: &[u8],
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    let u = h.uncompressed_len as usize;
+    out.clear();
+    if h.codec != CODEC_ZSTD_COLUMNS {
+        out.reserve(u);
+        return match dctx.decompress_to_buffer(comp, out) {
+            Ok(n) if n == u => Ok(()),
+            Ok(_) => Err("block does not decompress to its stated length".into()),
+            Err(e) => Err(format!("block does not decompress: {e}")),
+        };
+    }
+    let short = || "block's envelope columns are cut short".to_string();
+    let p = u32_le(comp, 0).ok_or_else(short)? as usize;
+    let m = u32_le(comp, 4).ok_or_else(short)? as usize;
+    let tags_len = h.count as usize * TAG_LEN;
+    let frame_end = 8usize
+        .checked_add(p)
+        .filter(|e| *e <= comp.len())
+        .ok_or_else(short)?;
+    let tags_end = frame_end
+        .checked_add(tags_len)
+        .filter(|e| *e <= comp.len())
+        .ok_or_else(short)?;
+    let rest = m
+        .checked_add(tags_len)
+        .and_then(|x| u.checked_sub(x))
+        .ok_or("block's envelope column lengths exceed its stated length")?;
+    for (src, dst, want) in [
+        (&comp[8..frame_end], &mut scratch.meta, m),
+        (&comp[tags_end..], &mut scratch.bytes, rest),
+    ] {
+        dst.clear();
+        dst.reserve(want);
+        match dctx.decompress_to_buffer(src, dst) {
+            Ok(n) if n == want => {}
+            Ok(_) => return Err("block does not decompress to its stated length".into()),
+            Err(e) => return Err(format!("block does not decompress: {e}")),
+        }
+    }
+    decode(
+        &scratch.meta,
+        &comp[frame_end..tags_end],
+        &scratch.bytes,
+        h.count,
+        out,
+    )
+    .map_err(|w| format!("block's envelope columns do not decode: {w}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::push_record;
+
+    fn s(b: &mut Vec<u8>, x: &[u8]) {
+        b.extend_from_slice(&(x.len() as u32).to_le_bytes());
+        b.extend_from_slice(x);
+    }
+
+    /// A kind-1 envelope with a file origin (`origin` 1), file-from-sender (4), peer (2) or
+    /// authenticated peer (3), by hand after docs/FORMAT.md "Payloads: envelopes".
+    fn env(recv: i64, origin: u8, line: u64, raw: &[u8]) -> Vec<u8> {
+        let mut b = vec![2, 1];
+        b.extend_from_slice(&recv.to_le_bytes());
+        b.extend_from_slice(&[2, 1, 2]);
+        b.extend_from_slice(&1_700_000_000i64.to_le_bytes());
+        s(&mut b, b"Europe/Rome");
+        b.push(origin);
+        match origin {
+            1 | 4 => {
+                s(&mut b, b"/var/log/syslog");
+                b.extend_from_slice(&line.to_le_bytes());
+                if origin == 4 {
+                    s(&mut b, b"10.0.0.1");
+                }
+            }
+            2 => {
+                s(&mut b, b"10.1.1.1:514");
+                s(&mut b, b"udp");
+            }
+            _ => {
+                s(&mut b, b"10.1.1.1:6514");
+                s(&mut b, b"tls");
+                s(&mut b, b"CN=host");
+            }
+        }
+        s(&mut b, raw);
+        b
+    }
+
+    fn header(count: usize, u: u32, comp: &[u8]) -> BlockHeader {
+        BlockHeader {
+            count: count as u32,
+            first_seq: 1,
+            compressed_len: comp.len() as u32,
+            uncompressed_len: u,
+            head: [0; 32],
+            codec: CODEC_ZSTD_COLUMNS,
+            batch_end: true,
+            mac: [0; 6],
+            checksum: [0; 16],
+        }
+    }
+
+    fn framed(payloads: &[Vec<u8>]) -> Vec<u8> {
+        let mut area = Vec::new();
+        for (i, p) in payloads.iter().enumerate() {
+            push_record(
+                &mut area,
+                (i as u32).wrapping_mul(2_654_435_761).to_le_bytes(),
+                p,
+            );
+        }
+        area
+    }
+
+    fn round_trip(payloads: &[Vec<u8>]) -> usize {
+        let area = framed(payloads);
+        let mut cx = zstd::bulk::Compressor::new(3).expect("cx");
+        let mut comp = Vec::new();
+        let u = pack(CODEC_ZSTD_COLUMNS, &area, &mut cx, &mut comp).expect("pack");
+        let h = header(payloads.len(), u, &comp);
+        let mut dctx = zstd::bulk::Decompressor::new().expect("dctx");
+        let mut back = Vec::new();
+        unpack(&h, &comp, &mut dctx, &mut Scratch::default(), &mut back).expect("unpack");
+        assert_eq!(back, area);
+        comp.len()
+    }
+
+    #[test]
+    fn every_shape_round_trips_byte_for_byte() {
+        let mut ps = Vec::new();
+        for i in 0..200u64 {
+            ps.push(env(
+                1_000_000 + i as i64 * 7,
+                1,
+                i + 1,
+                b"Dec  6 host sshd[1]: hi",
+            ));
+        }
+        ps.push(env(-5, 4, u64::MAX, b""));
+        ps.push(env(3, 2, 0, b"peer line"));
+        ps.push(env(4, 3, 0, b"tls line"));
+        // Not envelopes, or envelopes of other kinds / with trailing bytes: verbatim.
+        ps.push(Vec::new());
+        ps.push(vec![2, 2, 0, 0]);
+        let mut trailing = env(9, 1, 1, b"x");
+        trailing.push(0);
+        ps.push(trailing);
+        let mut bad_len = env(9, 1, 1, b"xy");
+        let n = bad_len.len();
+        bad_len[n - 6] = 1;
+        ps.push(bad_len);
+        let packed = round_trip(&ps);
+        // The same records as format 2 stores them: the origin, received time and line number
+        // of each file record are what the columns save.
+        let mut cx = zstd::bulk::Compressor::new(3).expect("cx");
+        let mut v2 = Vec::new();
+        pack(crate::format::CODEC_ZSTD, &framed(&ps), &mut cx, &mut v2).expect("pack");
+        assert!(packed * 10 < v2.len() * 8, "{packed} vs {}", v2.len());
+        // Nothing but verbatim records, and an empty raw column, round-trip as well.
+        round_trip(&[b"a".to_vec(), Vec::new()]);
+        round_trip(&[env(1, 1, 1, b"")]);
+    }
+
+    #[test]
+    fn damaged_columns_are_errors_not_panics() {
+        let ps: Vec<_> = (0..5)
+            .map(|i| env(i, 1, i as u64, b"some raw bytes"))
+            .collect();
+        let area = framed(&ps);
+        let mut cx = zstd::bulk::Compressor::new(3).expect("cx");
+        let mut comp = Vec::new();
+        let u = pack(CODEC_ZSTD_COLUMNS, &area, &mut cx, &mut comp).expect("pack");
+        let mut dctx = zstd::bulk::Decompressor::new().expect("dctx");
+        let mut sc = Scratch::default();
+        let mut out = Vec::new();
+        let h = header(5, u, &comp);
+        let wrong_count = BlockHeader { count: 4, ..h };
+        assert!(unpack(&wrong_count, &comp, &mut dctx, &mut sc, &mut out).is_err());
+        let wrong_u = BlockHeader {
+            uncompressed_len: u + 1,
+            ..h
+        };
+        assert!(unpack(&wrong_u, &comp, &mut dctx, &mut sc, &mut out).is_err());
+        for cut in 0..comp.len() {
+            assert!(
+                unpack(&h, &comp[..cut], &mut dctx, &mut sc, &mut out).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for i in 0..comp.len() {
+            let mut c = comp.clone();
+            c[i] ^= 0x55;
+            let _ = unpack(&h, &c, &mut dctx, &mut sc, &mut out);
+        }
+        // The column decoder itself, on every cut and flip of its first part.
+        let [head, ctx, tags, recv, line, len, bytes] = encode_parts(&area).expect("parts");
+        let mut meta = head;
+        for col in [ctx, recv, line, len] {
+            meta.extend_from_slice(&col);
+        }
+        decode(&meta, &tags, &bytes, 5, &mut out).expect("decode");
+        for cut in 0..meta.len() {
+            assert!(decode(&meta[..cut], &tags, &bytes, 5, &mut out).is_err());
+        }
+        assert!(decode(&meta, &tags, &bytes[1..], 5, &mut out).is_err());
+        assert!(decode(&meta, &tags[4..], &bytes, 5, &mut out).is_err());
+        for i in 0..meta.len() {
+            let mut m = meta.clone();
+            m[i] ^= 0x55;
+            out.clear();
+            let _ = decode(&m, &tags, &bytes, 5, &mut out);
+        }
+    }
+}
