@@ -203,21 +203,25 @@ fn pairs_of(params: &Value) -> Vec<(String, String)> {
 /// Where a saved question is answered on a page.
 fn question_href(verb: &str, params: &Value) -> String {
     let p = pairs_of(params);
+    // In the order of `keys`, not the parameters' map order (which depends on serde_json's
+    // `preserve_order` feature, unified across the workspace): the same question always
+    // gives the same link.
     let pick = |keys: &[&str]| -> Vec<(&str, &str)> {
-        p.iter()
-            .filter(|(k, _)| keys.contains(&k.as_str()))
-            .map(|(k, v)| (k.as_str(), v.as_str()))
+        keys.iter()
+            .flat_map(|want| {
+                p.iter()
+                    .filter(move |(k, _)| k == want)
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+            })
             .collect()
     };
     match verb {
         "search" => {
-            let mut q: Vec<(&str, &str)> = p
-                .iter()
-                .filter(|(k, _)| {
-                    ["q", "query", "from", "to", "host", "app", "class"].contains(&k.as_str())
-                })
-                .map(|(k, v)| (if k == "query" { "q" } else { k.as_str() }, v.as_str()))
-                .collect();
+            let mut q: Vec<(&str, &str)> =
+                pick(&["q", "query", "from", "to", "host", "app", "class"])
+                    .into_iter()
+                    .map(|(k, v)| (if k == "query" { "q" } else { k }, v))
+                    .collect();
             q.dedup();
             href("search", &q)
         }
@@ -566,7 +570,7 @@ mod tests {
         );
         assert_eq!(
             question_href("search", &json!({"q": "sshd", "host": "wn-1"})),
-            "/ui/search?host=wn-1&q=sshd"
+            "/ui/search?q=sshd&host=wn-1"
         );
         assert_eq!(
             question_href("hunt", &json!({"indicator": ["1.2.3.4", "evil.example"]})),
