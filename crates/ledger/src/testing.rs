@@ -145,26 +145,20 @@ pub fn rewrite_block(
 /// Sets or clears a block's batch-end flag as an attacker who recomputes the block checksum
 /// would (nothing else changes, the file keeps its length).
 pub fn set_batch_end(block: &BlockInfo, batch_end: bool) -> Result<(), LedgerError> {
-    let io = LedgerError::io(&block.path);
-    let mut bytes = std::fs::read(&block.path).map_err(io)?;
-    let start = block.offset as usize;
-    let end = start + block.len as usize;
-    let mut hb = [0u8; BLOCK_HEADER_LEN];
-    hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
-    let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    h.batch_end = batch_end;
-    h.checksum = block_checksum(
-        &h.encode_fields()[..64],
-        &bytes[start + BLOCK_HEADER_LEN..end],
-    );
-    bytes[start..start + BLOCK_HEADER_LEN].copy_from_slice(&h.encode());
-    std::fs::write(&block.path, bytes).map_err(LedgerError::io(&block.path))?;
-    Ok(())
+    rewrite_header(block, |h| h.batch_end = batch_end)
 }
 
 /// Sets a block's codec byte as an attacker who recomputes the block checksum would (the
 /// compressed bytes stay those of the old codec).
 pub fn set_codec(block: &BlockInfo, codec: u8) -> Result<(), LedgerError> {
+    rewrite_header(block, |h| h.codec = codec)
+}
+
+/// Changes a block's header with `change` and recomputes its checksum, in place.
+fn rewrite_header(
+    block: &BlockInfo,
+    change: impl FnOnce(&mut BlockHeader),
+) -> Result<(), LedgerError> {
     let io = LedgerError::io(&block.path);
     let mut bytes = std::fs::read(&block.path).map_err(io)?;
     let start = block.offset as usize;
@@ -172,7 +166,7 @@ pub fn set_codec(block: &BlockInfo, codec: u8) -> Result<(), LedgerError> {
     let mut hb = [0u8; BLOCK_HEADER_LEN];
     hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
     let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    h.codec = codec;
+    change(&mut h);
     h.checksum = block_checksum(
         &h.encode_fields()[..64],
         &bytes[start + BLOCK_HEADER_LEN..end],

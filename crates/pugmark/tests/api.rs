@@ -965,31 +965,7 @@ fn serve_mounts_the_api_and_audits_through_its_writer() {
     .expect("json");
     let token = site["token"].as_str().expect("token").to_string();
     let port = common::free_port();
-    let mut child = Command::new(bin())
-        .args([
-            "serve",
-            "--syslog-udp",
-            "none",
-            "--syslog-tcp",
-            "none",
-            "--relp",
-            "none",
-        ])
-        .args([
-            "--netflow",
-            "none",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&config)
-        .arg("--data")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve");
+    let mut child = day::start_serve_http(&data, &config, port);
     common::wait_for_port(port, "serve http");
     let base = format!("http://127.0.0.1:{port}");
     let cli = cli_json(

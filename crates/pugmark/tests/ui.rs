@@ -25,7 +25,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use common::{bin, free_port, ok, which};
+use common::{free_port, ok, which};
 use day::{Day, docs_config, enc};
 use serde_json::{Value, json};
 
@@ -1047,31 +1047,7 @@ fn the_pages_work_under_serve_http() {
     let cfg = dir.path().join("serve.toml");
     fs::write(&cfg, docs_config()).unwrap();
     let port = free_port();
-    let child = Command::new(bin())
-        .args([
-            "serve",
-            "--syslog-udp",
-            "none",
-            "--syslog-tcp",
-            "none",
-            "--relp",
-            "none",
-        ])
-        .args([
-            "--netflow",
-            "none",
-            "--http",
-            &format!("127.0.0.1:{port}"),
-            "--config",
-        ])
-        .arg(&cfg)
-        .arg("--data")
-        .arg(&data)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let child = day::start_serve_http(&data, &cfg, port);
     let serve = Ui(child);
     common::wait_for_port(port, "serve http");
     let base = format!("http://127.0.0.1:{port}");

@@ -62,25 +62,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     }
     // 1. The old chain first, with the public key the directory has.
     let old_pub = ledger::read_public_key(&dd.public_key()).ok();
-    let report = ledger::verify(
-        &ledger_dir,
-        &ledger::VerifyOptions {
-            trusted_public_key: old_pub,
-            ..ledger::VerifyOptions::default()
-        },
-    )
-    .with_context(|| format!("verifying {}", ledger_dir.display()))?;
-    if !report.ok() {
-        bail!(
-            "the version-1 ledger does not verify ({} problem(s), first: {}); not migrated",
-            report.problems.len(),
-            report
-                .problems
-                .first()
-                .map(|p| p.to_string())
-                .unwrap_or_default()
-        );
-    }
+    let report = verified_or_refuse(&dd, "the version-1 ledger")?;
     let key_exists = key_path
         .try_exists()
         .with_context(|| format!("checking {}", key_path.display()))?;
@@ -181,26 +163,7 @@ pub fn run(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 /// a second, equally true, migration record).
 fn upgrade_ledger(dd: &DataDir, todo: Vec<u32>, as_json: bool) -> anyhow::Result<ExitCode> {
     let ledger_dir = dd.ledger();
-    let public = ledger::read_public_key(&dd.public_key()).ok();
-    let report = ledger::verify(
-        &ledger_dir,
-        &ledger::VerifyOptions {
-            trusted_public_key: public,
-            ..ledger::VerifyOptions::default()
-        },
-    )
-    .with_context(|| format!("verifying {}", ledger_dir.display()))?;
-    if !report.ok() {
-        bail!(
-            "the ledger does not verify ({} problem(s), first: {}); not migrated",
-            report.problems.len(),
-            report
-                .problems
-                .first()
-                .map(|p| p.to_string())
-                .unwrap_or_default()
-        );
-    }
+    verified_or_refuse(dd, "the ledger")?;
     let opts = ledger::LedgerOptions {
         migrating: true,
         ..dd.ledger_options()?
@@ -273,6 +236,33 @@ fn upgrade_ledger(dd: &DataDir, todo: Vec<u32>, as_json: bool) -> anyhow::Result
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Verifies the ledger with the directory's public key: a migration never rewrites a ledger
+/// that does not verify (`what` names it in the refusal). The report of a ledger that does.
+fn verified_or_refuse(dd: &DataDir, what: &str) -> anyhow::Result<ledger::VerifyReport> {
+    let ledger_dir = dd.ledger();
+    let public = ledger::read_public_key(&dd.public_key()).ok();
+    let report = ledger::verify(
+        &ledger_dir,
+        &ledger::VerifyOptions {
+            trusted_public_key: public,
+            ..ledger::VerifyOptions::default()
+        },
+    )
+    .with_context(|| format!("verifying {}", ledger_dir.display()))?;
+    if !report.ok() {
+        bail!(
+            "{what} does not verify ({} problem(s), first: {}); not migrated",
+            report.problems.len(),
+            report
+                .problems
+                .first()
+                .map(|p| p.to_string())
+                .unwrap_or_default()
+        );
+    }
+    Ok(report)
 }
 
 fn hex(b: &[u8]) -> String {

@@ -176,6 +176,23 @@ pub fn start_ui(data: &Path, config: &Path, listen: &str) -> (Child, String) {
     (child, base)
 }
 
+/// `pugmark serve` with no collector listeners, only `--http 127.0.0.1:PORT`, its `--config`
+/// and `--data`: the child (output discarded).
+pub fn start_serve_http(data: &Path, config: &Path, port: u16) -> Child {
+    Command::new(bin())
+        .args(["serve", "--syslog-udp", "none", "--syslog-tcp", "none"])
+        .args(["--relp", "none", "--netflow", "none"])
+        .args(["--http", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(config)
+        .arg("--data")
+        .arg(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve")
+}
+
 /// A ureq agent that returns error statuses as answers.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
