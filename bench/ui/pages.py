@@ -13,7 +13,7 @@ page = op.open(base + "/ui/login").read().decode()
 csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
 op.open(base + "/ui/login", urllib.parse.urlencode({"token": token, "csrf": csrf, "next": "/ui/"}).encode()).read()
 
-qs = [q for q in json.load(open(answers)) if q["kind"] == "who" and q["expect"].get("matches")]
+qs = [q for q in json.load(open(answers)) if q["kind"] == "who" and "ip" in q and q["expect"].get("matches")]
 def pages(i):
     q = qs[i % len(qs)]
     vm = q["expect"]["matches"][0]["vm_uuid"]

@@ -155,8 +155,12 @@ fn locate(segs: &[SegInfo], seq: u64) -> Option<(usize, usize)> {
     Some((si, bi))
 }
 
-/// Decompressed blocks a reader keeps.
-const BLOCK_CACHE: usize = 4;
+/// Decompressed blocks a reader keeps (least recently used goes first). Readers that fetch
+/// records in time order walk several sources' ranges of the ledger at once (a file ingest
+/// stores each source's lines together; a VM's timeline or a VO's search interleaves them):
+/// with 4 blocks every fetch decompressed a block again (a web UI page spent half its time in
+/// zstd). 64 blocks are a few MB.
+const BLOCK_CACHE: usize = 64;
 
 /// Read-only view of a ledger directory as of open time.
 pub struct LedgerReader {

@@ -342,9 +342,9 @@ pub fn audit_rows_of(store: &FactStore, jobs: &[JobObs]) -> anyhow::Result<Vec<J
         .collect();
     let ids: Vec<String> = shorts.into_iter().collect();
     Ok(store
-        .jobs_with_ids(&ids)?
+        .jobs_from_source_with_ids("ce-audit", &ids)?
         .into_iter()
-        .filter(|j| j.ext.source.as_deref() == Some("ce-audit") && !have.contains(&j.seq))
+        .filter(|j| !have.contains(&j.seq))
         .collect())
 }
 

@@ -393,9 +393,13 @@ impl FactStore {
             return Ok(Vec::new());
         }
         let short = host.map(|h| h.split('.').next().unwrap_or(h).to_lowercase());
+        // The few rows with a source, found through their index: with the OR across
+        // columns SQLite otherwise scans every job (0.46 ms a call on the 1000-VM day, and a
+        // hunt asks it for every hit: half of a hunt page's time).
         self.jobs_where(
-            "x.source IS NOT NULL AND (x.sender_ip = ?1
-              OR (x.host = ?2 OR x.host LIKE (?2 || '.%')) OR x.claimed_uuid = ?3)",
+            "j.seq IN (SELECT seq FROM job_ext INDEXED BY job_ext_source
+              WHERE source IS NOT NULL AND (sender_ip = ?1
+              OR (host = ?2 OR host LIKE (?2 || '.%')) OR claimed_uuid = ?3))",
             params![
                 sender.unwrap_or("\u{0}"),
                 short.unwrap_or_else(|| "\u{0}".into()),
@@ -405,11 +409,26 @@ impl FactStore {
         )
     }
 
-    /// Every observation of the jobs with these ids (HTCondor's short `cluster.proc` too).
-    pub fn jobs_with_ids(&self, ids: &[String]) -> Result<Vec<JobObs>> {
+    /// The observations from `source` (e.g. `ce-audit`) of the jobs with these ids (HTCondor's
+    /// short `cluster.proc` too): nothing asked per id when no record of that source exists
+    /// (one indexed probe: most sites have no CE audit log, and a hunt asks this for every
+    /// hit's VM).
+    pub fn jobs_from_source_with_ids(&self, source: &str, ids: &[String]) -> Result<Vec<JobObs>> {
+        let any: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT 1 FROM job_ext WHERE source = ?1 LIMIT 1",
+                params![source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         for id in ids {
-            out.extend(self.jobs_where("j.job_id = ?1", params![id])?);
+            out.extend(self.jobs_where("j.job_id = ?1 AND x.source = ?2", params![id, source])?);
         }
         Ok(out)
     }
