@@ -1232,7 +1232,7 @@ impl Readers {
             .with_context(|| format!("opening search index in {}", dd.index().display()))?;
         if has_flows {
             // Flows up to the index's position, like the index's own answer.
-            let cap = index.last_indexed_seq()?;
+            let cap = index.snapshot_seq();
             index.attach_flows(open_flows(dd)?, cap);
         }
         let facts = FactStore::open(dd.facts())

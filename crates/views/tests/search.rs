@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use model::{Event, EventClass, Observer, Origin, Received, Reported};
 use views::{DocKey, IndexQuery, Keyword, SearchIndex};
@@ -404,4 +405,76 @@ fn an_index_from_before_the_placed_column_is_refused_until_reindex() {
     assert!(err.to_string().contains("run `pugmark reindex`"), "{err}");
     let index = SearchIndex::recreate(&path).expect("reindex");
     assert_eq!(index.num_docs(), 0);
+}
+
+/// A reader's position is the commit its snapshot holds, not the newest one on disk: a search
+/// scans the ledger after it, so a commit landing after the reader opened must not move it
+/// (records between the snapshot and the newer commit would be in neither answer).
+#[test]
+fn snapshot_position_is_the_commit_the_reader_sees() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("index");
+    let index = SearchIndex::open_or_create(&path).expect("open");
+    let mut w = index.writer(20_000_000).expect("writer");
+    for seq in 1..=10 {
+        w.add(seq, &event(seq - 1)).expect("add");
+    }
+    w.commit(10).expect("commit");
+    let reader = SearchIndex::open_or_create(&path).expect("reader");
+    assert_eq!(reader.snapshot_seq(), Some(10));
+    assert_eq!(reader.num_docs(), 10);
+    // A live writer commits more after the reader opened.
+    for seq in 11..=25 {
+        w.add(seq, &event(seq - 1)).expect("add");
+    }
+    w.commit(25).expect("commit");
+    assert_eq!(reader.last_indexed_seq().expect("seq"), Some(25));
+    assert_eq!(reader.snapshot_seq(), Some(10), "moved past the snapshot");
+    assert_eq!(reader.count(&IndexQuery::All).expect("count"), 10);
+    reader.reload().expect("reload");
+    assert_eq!(reader.snapshot_seq(), Some(25));
+    assert_eq!(reader.count(&IndexQuery::All).expect("count"), 25);
+    w.finish().expect("finish");
+    let empty = SearchIndex::open_or_create(dir.path().join("empty")).expect("open");
+    assert_eq!(empty.snapshot_position(), None);
+}
+
+/// A search reads the index's snapshot and then the ledger after the snapshot's commit: while
+/// a writer commits, every handle opened (or reloaded) must report the position its snapshot
+/// holds, never a newer one (the records in between would be in neither part of the answer).
+#[test]
+fn snapshot_position_holds_under_a_committing_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("index");
+    let index = SearchIndex::open_or_create(&path).expect("open");
+    let mut w = index.writer(20_000_000).expect("writer");
+    let done = AtomicBool::new(false);
+    let checks = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Every position is a document, so a commit at `seq` holds exactly `seq` of them.
+            for seq in 1..=1500u64 {
+                w.add(seq, &event(seq % N)).expect("add");
+                if seq % 5 == 0 {
+                    w.commit(seq).expect("commit");
+                }
+            }
+            done.store(true, Ordering::SeqCst);
+        });
+        let mut reader: Option<SearchIndex> = None;
+        while !done.load(Ordering::SeqCst) {
+            let r = SearchIndex::open_or_create(&path).expect("reader");
+            let pos = r.snapshot_seq().unwrap_or(0);
+            assert_eq!(r.count(&IndexQuery::All).expect("count"), pos, "at open");
+            if let Some(old) = &reader {
+                old.reload().expect("reload");
+                let pos = old.snapshot_seq().unwrap_or(0);
+                assert_eq!(old.count(&IndexQuery::All).expect("count"), pos, "reload");
+            }
+            reader = Some(r);
+            checks.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    assert!(checks.load(Ordering::Relaxed) > 10, "the reader barely ran");
+    w.finish().expect("finish");
 }

@@ -91,16 +91,11 @@ pub fn list(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
 ) -> anyhow::Result<Vec<Listed>> {
-    // The committed position first, then the index opened for searching: its snapshot is at
-    // least that commit, so with the ledger scanned from the position nothing is missed (a
-    // record in both is taken once below). The other order misses what a live indexer
-    // commits in between: `last_indexed_seq` reads the newest commit, the reader is older.
-    let indexed = SearchIndex::open_or_create(dd.index())
-        .and_then(|i| i.last_indexed_seq())
-        .with_context(|| format!("opening search index in {}", dd.index().display()))?
-        .unwrap_or(0);
+    // The position of the index's snapshot (`snapshot_seq`), not the newest commit on disk,
+    // so with the ledger scanned from it nothing is missed while a live indexer commits.
     let index = SearchIndex::open_or_create(dd.index())
         .with_context(|| format!("opening search index in {}", dd.index().display()))?;
+    let indexed = index.snapshot_seq().unwrap_or(0);
     let reader = LedgerReader::open(&dd.ledger())
         .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
     let ledger_last = reader.len();

@@ -140,7 +140,10 @@ pub(crate) fn answer(
     let reader = LedgerReader::open(&dd.ledger())
         .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
     let ledger_last = reader.len();
-    let indexed = index.last_indexed_seq()?.unwrap_or(0);
+    // The position of the snapshot this search reads, not the newest commit on disk: a live
+    // `serve` committing after the index was opened would otherwise move the position past
+    // the snapshot, and the records in between would be in neither the answer nor the tail.
+    let indexed = index.snapshot_seq().unwrap_or(0);
     if has_flows {
         // Flows up to where the ledger tail below starts.
         index.attach_flows(pipeline::open_flows(&dd)?, Some(indexed));

@@ -62,7 +62,17 @@ pub struct SearchIndex {
     flows: Option<flowstore::FlowStore>,
     /// The last ledger position whose flows a query takes from `flows`.
     flows_cap: Option<u64>,
+    /// The commit payload of the commit `reader`'s snapshot holds
+    /// ([`SearchIndex::snapshot_position`]).
+    snapshot: std::sync::Mutex<Option<Position>>,
 }
+
+/// A ledger position and, when recorded, the ledger's chain head there (a commit payload).
+pub type Position = (u64, Option<[u8; 32]>);
+
+/// How many times a reader is loaded again when a commit lands while it loads, before the
+/// older position is taken (a search then scans a few records twice instead of missing some).
+const SNAPSHOT_TRIES: usize = 20;
 
 impl SearchIndex {
     /// Opens the index in `dir`, creating the directory and an empty index when missing.
@@ -92,6 +102,7 @@ impl SearchIndex {
                 },
             })?;
         schema::register_tokenizers(&index);
+        let before = last_position_of(&index)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -100,6 +111,7 @@ impl SearchIndex {
                 path: path.clone(),
                 source: Box::new(e),
             })?;
+        let snapshot = pin_snapshot(&index, &reader, Some(before))?;
         Ok(SearchIndex {
             path,
             index,
@@ -108,7 +120,21 @@ impl SearchIndex {
             names: std::sync::Mutex::new(None),
             flows: None,
             flows_cap: None,
+            snapshot: std::sync::Mutex::new(snapshot),
         })
+    }
+
+    /// The ledger position (and chain head) of the commit the searches of this handle see,
+    /// as of opening or the last [`SearchIndex::reload`]: what a search must scan the ledger
+    /// after. Unlike [`SearchIndex::last_position`], which reads the newest commit on disk, a
+    /// live writer's later commits do not move it.
+    pub fn snapshot_position(&self) -> Option<Position> {
+        self.snapshot.lock().ok().and_then(|s| *s)
+    }
+
+    /// [`SearchIndex::snapshot_position`]'s seq.
+    pub fn snapshot_seq(&self) -> Option<u64> {
+        self.snapshot_position().map(|(seq, _)| seq)
     }
 
     /// Deletes the index in `dir` (if any) and creates an empty one: the first step of
@@ -176,22 +202,8 @@ impl SearchIndex {
     /// The last ledger position in the committed index and, when recorded, the ledger's chain
     /// head at that position. The commit payload is `SEQ` or `SEQ HEAD` (64 hex digits;
     /// indexes committed before heads were recorded have none).
-    pub fn last_position(&self) -> Result<Option<(u64, Option<[u8; 32]>)>> {
-        let metas = self
-            .index
-            .load_metas()
-            .map_err(SearchError::engine("load metas"))?;
-        let Some(p) = metas.payload.filter(|p| !p.is_empty()) else {
-            return Ok(None);
-        };
-        let mut words = p.split(' ');
-        let seq = words.next().and_then(|w| w.parse::<u64>().ok());
-        let head = words.next().map(parse_head);
-        match (seq, head, words.next()) {
-            (Some(seq), None, None) => Ok(Some((seq, None))),
-            (Some(seq), Some(Some(h)), None) => Ok(Some((seq, Some(h)))),
-            _ => Err(SearchError::BadPayload { payload: p }),
-        }
+    pub fn last_position(&self) -> Result<Option<Position>> {
+        last_position_of(&self.index)
     }
 
     /// Whether `dir` holds an index at all (a `meta.json`): a missing index is not the same
@@ -202,7 +214,11 @@ impl SearchIndex {
 
     /// Makes commits made since opening (or the last reload) visible to searches.
     pub fn reload(&self) -> Result<()> {
-        self.reader.reload().map_err(SearchError::engine("reload"))
+        let snapshot = pin_snapshot(&self.index, &self.reader, None)?;
+        if let Ok(mut s) = self.snapshot.lock() {
+            *s = snapshot;
+        }
+        Ok(())
     }
 
     /// Number of indexed events (as of the last reload).
@@ -213,6 +229,57 @@ impl SearchIndex {
     /// Number of segments (as of the last reload): fewer means a faster open and search.
     pub fn num_segments(&self) -> usize {
         self.reader.searcher().segment_readers().len()
+    }
+}
+
+/// The commit `reader`'s snapshot holds, (re)loading it: `opened` is the commit payload read
+/// just before `reader` was opened (`None`: reload it here). The payload is read before and
+/// after each (re)load; equal, no commit landed in between and the snapshot is that commit
+/// (payloads only grow, and a commit is one atomic `meta.json` write). Otherwise it is
+/// loaded again. Reading the payload once after opening the reader is the race this closes:
+/// a commit in between gives a position past the snapshot, and the records between them
+/// were in neither the index's answer nor the ledger tail a search scans after it.
+fn pin_snapshot(
+    index: &Index,
+    reader: &IndexReader,
+    mut opened: Option<Option<Position>>,
+) -> Result<Option<Position>> {
+    let mut before = None;
+    for _ in 0..SNAPSHOT_TRIES {
+        let b = match opened.take() {
+            Some(b) => b,
+            None => {
+                let b = last_position_of(index)?;
+                reader.reload().map_err(SearchError::engine("reload"))?;
+                b
+            }
+        };
+        let after = last_position_of(index)?;
+        if after == b {
+            return Ok(b);
+        }
+        before = Some(b);
+    }
+    // Commits kept landing: the last payload read before a (re)load is at most the snapshot's
+    // commit, so a tail scan after it may see a few records twice, never miss one.
+    Ok(before.flatten())
+}
+
+/// The newest commit's payload on disk: `SEQ` or `SEQ HEAD` (64 hex digits).
+fn last_position_of(index: &Index) -> Result<Option<Position>> {
+    let metas = index
+        .load_metas()
+        .map_err(SearchError::engine("load metas"))?;
+    let Some(p) = metas.payload.filter(|p| !p.is_empty()) else {
+        return Ok(None);
+    };
+    let mut words = p.split(' ');
+    let seq = words.next().and_then(|w| w.parse::<u64>().ok());
+    let head = words.next().map(parse_head);
+    match (seq, head, words.next()) {
+        (Some(seq), None, None) => Ok(Some((seq, None))),
+        (Some(seq), Some(Some(h)), None) => Ok(Some((seq, Some(h)))),
+        _ => Err(SearchError::BadPayload { payload: p }),
     }
 }
 
