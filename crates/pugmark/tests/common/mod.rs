@@ -111,9 +111,11 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Wait (up to 10 s) until something accepts TCP connections on loopback `port`.
+/// Wait (up to 60 s) until something accepts TCP connections on loopback `port`. A `serve`
+/// restarted after kill -9 recovers its ledger and views before it listens: over 10 s was
+/// seen in CI with a build running beside the suite.
 pub fn wait_for_port(port: u16, what: &str) {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return;
         }
