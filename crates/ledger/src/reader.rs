@@ -234,6 +234,19 @@ impl LedgerReader {
         })
     }
 
+    /// A second reader of the same view (the same records and length, the segment files
+    /// shared) with a block cache of its own: to read records on another thread.
+    pub fn twin(&self) -> Result<LedgerReader, LedgerError> {
+        Ok(LedgerReader {
+            dir: self.dir.clone(),
+            segs: Arc::clone(&self.segs),
+            len: self.len,
+            blocks: Vec::new(),
+            buf: Vec::new(),
+            dctx: zstd_ctx(&self.dir)?,
+        })
+    }
+
     /// The ledger directory this reader reads.
     pub fn dir(&self) -> &Path {
         &self.dir

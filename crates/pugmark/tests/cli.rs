@@ -199,6 +199,56 @@ fn a_growing_log_stores_only_its_new_lines() {
         .filter_map(|h| h["origin"]["line"].as_u64())
         .max();
     assert_eq!(max_line, Some(2000));
+    // 2000 hits are read from the ledger on two threads in ledger order (`fetch_many`), then
+    // given in time order: each is the file's line it cites, and the first 100 are the hits
+    // a search of 100 (read one by one) gives.
+    let hits = last["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2000);
+    for h in hits {
+        let line = h["origin"]["line"].as_u64().unwrap() as usize;
+        let msg = h["message"].as_str().unwrap();
+        let raw = all[line - 1].trim_end_matches('\r');
+        assert!(raw.ends_with(msg), "line {line}: {msg:?} vs {raw:?}");
+    }
+    let few = json(&data, &["search", "*", "--limit", "100"]);
+    assert_eq!(few["hits"].as_array().unwrap()[..], hits[..100]);
+}
+
+/// Hits read in ledger order on two threads (`LedgerFetch::fetch_many`) come back in time
+/// order, each the line it cites: the later half of a log is ingested first, so time order
+/// and ledger order differ.
+#[test]
+fn many_hits_read_out_of_ledger_order_are_each_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let all = lines_of(&loghub()[1]);
+    let (early, late) = (dir.path().join("early.log"), dir.path().join("late.log"));
+    fs::write(&early, all[..1000].join("\n") + "\n").unwrap();
+    fs::write(&late, all[1000..].join("\n") + "\n").unwrap();
+    for f in [&late, &early] {
+        json(&data, &["ingest", f.to_str().unwrap(), "--year", "2026"]);
+    }
+    let res = json(&data, &["search", "*", "--limit", "2000"]);
+    let hits = res["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 2000);
+    let mut seqs = Vec::new();
+    for h in hits {
+        let file = h["origin"]["path"].as_str().unwrap();
+        let line = h["origin"]["line"].as_u64().unwrap() as usize;
+        let at = if file.ends_with("late.log") {
+            1000 + line
+        } else {
+            line
+        };
+        let raw = all[at - 1].trim_end_matches('\r');
+        let msg = h["message"].as_str().unwrap();
+        assert!(raw.ends_with(msg), "{file}:{line}: {msg:?} vs {raw:?}");
+        seqs.push(h["seq"].as_u64().unwrap());
+    }
+    assert!(
+        !seqs.is_sorted(),
+        "time order should differ from ledger order here"
+    );
 }
 
 #[test]

@@ -25,7 +25,17 @@ pub use crate::lang::QUERY_SYNTAX_HELP;
 /// Reads the event recorded at a ledger position.
 pub trait Fetch {
     fn fetch(&mut self, seq: u64) -> anyhow::Result<Event>;
+
+    /// The events at `seqs`, answers in the order asked. A reader may read them in another
+    /// order or on several threads (the ledger's does: hits of a day lie in thousands of
+    /// compressed blocks).
+    fn fetch_many(&mut self, seqs: &[u64]) -> Vec<anyhow::Result<Event>> {
+        seqs.iter().map(|&s| self.fetch(s)).collect()
+    }
 }
+
+/// Candidates fetched at a time when they must all be read to be judged (bounded memory).
+const FETCH_CHUNK: usize = 4096;
 
 impl<F: FnMut(u64) -> anyhow::Result<Event>> Fetch for F {
     fn fetch(&mut self, seq: u64) -> anyhow::Result<Event> {
@@ -190,11 +200,13 @@ fn run_index(
         } else {
             let (n, keys) = index.first_by_time(&iq, limit)?;
             total = n + n_flows;
-            for k in flows::merge_first(keys, &flow_keys, limit) {
-                let event = fetch
-                    .fetch(k.seq)
-                    .with_context(|| format!("fetching hit #{}", k.seq))?;
-                hits.push(Hit { seq: k.seq, event });
+            let seqs: Vec<u64> = flows::merge_first(keys, &flow_keys, limit)
+                .iter()
+                .map(|k| k.seq)
+                .collect();
+            for (seq, event) in seqs.iter().zip(fetch.fetch_many(&seqs)) {
+                let event = event.with_context(|| format!("fetching hit #{seq}"))?;
+                hits.push(Hit { seq: *seq, event });
             }
         }
     } else {
@@ -208,19 +220,32 @@ fn run_index(
             candidates.extend(flow_keys.iter().map(|f| (f.key, true)));
             candidates.sort_unstable();
         }
-        for (k, is_flow) in candidates {
-            if is_flow && hits.len() >= limit {
-                continue;
-            }
-            let event = fetch
-                .fetch(k.seq)
+        for chunk in candidates.chunks(FETCH_CHUNK) {
+            // Flows past the first `limit` hits are not read (hits only grow: a flow left out
+            // here is left out below too).
+            let seqs: Vec<u64> = chunk
+                .iter()
+                .filter(|(_, is_flow)| !(*is_flow && hits.len() >= limit))
+                .map(|(k, _)| k.seq)
+                .collect();
+            let mut events: std::collections::HashMap<u64, anyhow::Result<Event>> =
+                seqs.iter().copied().zip(fetch.fetch_many(&seqs)).collect();
+            for &(k, is_flow) in chunk {
+                if is_flow && hits.len() >= limit {
+                    continue;
+                }
+                let event = match events.remove(&k.seq) {
+                    Some(e) => e,
+                    None => fetch.fetch(k.seq),
+                }
                 .with_context(|| format!("fetching candidate #{}", k.seq))?;
-            if is_flow {
-                hits.push(Hit { seq: k.seq, event });
-            } else if expr.matches(&event) {
-                n += 1;
-                if hits.len() < limit {
+                if is_flow {
                     hits.push(Hit { seq: k.seq, event });
+                } else if expr.matches(&event) {
+                    n += 1;
+                    if hits.len() < limit {
+                        hits.push(Hit { seq: k.seq, event });
+                    }
                 }
             }
         }

@@ -523,6 +523,35 @@ impl Fetch for Memo<'_> {
         self.seen.insert(seq, e.clone());
         Ok(e)
     }
+
+    fn fetch_many(&mut self, seqs: &[u64]) -> Vec<anyhow::Result<model::Event>> {
+        let missing: Vec<u64> = seqs
+            .iter()
+            .copied()
+            .filter(|s| !self.seen.contains_key(s))
+            .collect();
+        let mut failed = std::collections::HashMap::new();
+        for (seq, e) in missing.iter().zip(self.inner.fetch_many(&missing)) {
+            match e {
+                Ok(e) => {
+                    self.seen.insert(*seq, e);
+                }
+                Err(e) => {
+                    failed.insert(*seq, e);
+                }
+            }
+        }
+        seqs.iter()
+            .map(|s| match failed.remove(s) {
+                Some(e) => Err(e),
+                None => self
+                    .seen
+                    .get(s)
+                    .cloned()
+                    .ok_or_else(|| anyhow::anyhow!("ledger record #{s} not read")),
+            })
+            .collect()
+    }
 }
 
 /// Build the timeline with a site already loaded (a report asks for several).
