@@ -1192,6 +1192,21 @@ impl Ledger {
         Ok(())
     }
 
+    /// Refuses after an I/O failure, and `number` unless it names a segment older than the
+    /// current one (what removal and upgrade may rewrite).
+    fn older_segment(&self, number: u32) -> Result<(), LedgerError> {
+        if self.failed {
+            return Err(LedgerError::PreviousIo);
+        }
+        if number == 0 || number >= self.seg.number {
+            return Err(LedgerError::InvalidOption(format!(
+                "segment {number} is not an older segment (the current one is {})",
+                self.seg.number
+            )));
+        }
+        Ok(())
+    }
+
     /// Removes the payloads of segment `number` (retention): keeps its records' leaf hashes
     /// and the chain head after it in a stub that replaces the segment file, so the tree,
     /// every checkpoint and every proof of kept records stay verifiable. The removal is itself
@@ -1205,15 +1220,7 @@ impl Ledger {
         number: u32,
         record: impl FnOnce(&Removal) -> Vec<u8>,
     ) -> Result<Removal, LedgerError> {
-        if self.failed {
-            return Err(LedgerError::PreviousIo);
-        }
-        if number == 0 || number >= self.seg.number {
-            return Err(LedgerError::InvalidOption(format!(
-                "segment {number} is not an older segment (the current one is {})",
-                self.seg.number
-            )));
-        }
+        self.older_segment(number)?;
         let reader = LedgerReader::open(&self.dir)?;
         let segs = list_segments(&self.dir)?;
         let seg = segs
@@ -1302,15 +1309,7 @@ impl Ledger {
     /// deletes the leftover); after it, the new one. Either is a valid segment, so a rerun
     /// resumes with whatever is still in the old format.
     pub fn upgrade_segment(&mut self, number: u32) -> Result<Option<Upgrade>, LedgerError> {
-        if self.failed {
-            return Err(LedgerError::PreviousIo);
-        }
-        if number == 0 || number >= self.seg.number {
-            return Err(LedgerError::InvalidOption(format!(
-                "segment {number} is not an older segment (the current one is {})",
-                self.seg.number
-            )));
-        }
+        self.older_segment(number)?;
         let seg = list_segments(&self.dir)?
             .into_iter()
             .find(|s| s.number == number)

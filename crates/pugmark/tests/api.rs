@@ -942,28 +942,11 @@ fn serve_mounts_the_api_and_audits_through_its_writer() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let log = common::corpus().join("auth");
-    let file = fs::read_dir(&log)
-        .expect("corpus auth")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_file() && p.extension().is_some_and(|e| e == "log"))
-        .expect("an auth log");
-    ok(&data, &["ingest", file.to_str().expect("path")]);
-    let site: Value = serde_json::from_str(&ok(
+    ok(
         &data,
-        &[
-            "api-token",
-            "create",
-            "--name",
-            "admin",
-            "--role",
-            "site",
-            "--json",
-        ],
-    ))
-    .expect("json");
-    let token = site["token"].as_str().expect("token").to_string();
+        &["ingest", common::corpus_auth_log().to_str().expect("path")],
+    );
+    let token = day::token(&data, "admin", "site");
     let port = common::free_port();
     let mut child = day::start_serve_http(&data, &config, port);
     common::wait_for_port(port, "serve http");

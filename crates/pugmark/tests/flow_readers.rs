@@ -133,38 +133,23 @@ fn pcap(datagrams: &[([u8; 4], u32, Vec<u8>)]) -> Vec<u8> {
 const VM_A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
 const VM_B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
 
-fn notification(event: &str, time: &str, uuid: &str, ips: &[&str]) -> String {
-    let ips: Vec<Value> = ips
-        .iter()
-        .map(|ip| serde_json::json!({"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:0a", "version": 4}}))
-        .collect();
-    serde_json::json!({
-        "event_type": event, "priority": "INFO", "publisher_id": "nova-compute:cmp1",
-        "timestamp": time, "message_id": format!("m-{uuid}-{time}"),
-        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova", "nova_object.version": "1.8",
-            "nova_object.data": {"uuid": uuid, "host": "cmp1", "node": "cmp1", "host_name": "vm", "display_name": "vm",
-                "user_id": "u1", "tenant_id": "p1", "image_uuid": "img-1", "state": "active", "ip_addresses": ips}}
-    })
-    .to_string()
-}
-
 /// The site's files: what every data directory of the test ingests, in this order.
 fn inputs(dir: &Path) -> Vec<String> {
     let notifs = dir.join("notifications.jsonl");
     let lines = [
-        notification(
+        nova_notification(
             "instance.create.end",
             "2026-10-14 08:00:00.000000",
             VM_A,
             &["10.0.0.5"],
         ),
-        notification(
+        nova_notification(
             "instance.delete.end",
             "2026-10-14 10:00:00.000000",
             VM_A,
             &[],
         ),
-        notification(
+        nova_notification(
             "instance.create.end",
             "2026-10-14 10:30:00.000000",
             VM_B,

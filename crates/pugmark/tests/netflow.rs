@@ -864,36 +864,22 @@ fn v5_datagram(unix_secs: u32, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
 fn flows_belong_to_the_vm_holding_the_address_then() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let notif = |event: &str, time: &str, uuid: &str, ips: &[&str]| {
-        let ips: Vec<Value> = ips
-            .iter()
-            .map(|ip| serde_json::json!({"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:0a", "version": 4}}))
-            .collect();
-        serde_json::json!({
-            "event_type": event, "priority": "INFO", "publisher_id": "nova-compute:cmp1",
-            "timestamp": time, "message_id": format!("m-{uuid}-{time}"),
-            "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova", "nova_object.version": "1.8",
-                "nova_object.data": {"uuid": uuid, "host": "cmp1", "node": "cmp1", "host_name": "vm", "display_name": "vm",
-                    "user_id": "u1", "tenant_id": "p1", "image_uuid": "img-1", "state": "active", "ip_addresses": ips}}
-        })
-        .to_string()
-    };
     let vm_a = "aaaaaaaa-0000-4000-8000-000000000001";
     let vm_b = "bbbbbbbb-0000-4000-8000-000000000002";
     let lines = [
-        notif(
+        common::nova_notification(
             "instance.create.end",
             "2026-10-14 08:00:00.000000",
             vm_a,
             &["10.0.0.5"],
         ),
-        notif(
+        common::nova_notification(
             "instance.delete.end",
             "2026-10-14 10:00:00.000000",
             vm_a,
             &[],
         ),
-        notif(
+        common::nova_notification(
             "instance.create.end",
             "2026-10-14 10:30:00.000000",
             vm_b,

@@ -1023,27 +1023,11 @@ fn the_pages_work_under_serve_http() {
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let file = fs::read_dir(common::corpus().join("auth"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.is_file() && p.extension().is_some_and(|e| e == "log"))
-        .expect("an auth log in the corpus");
-    ok(&data, &["ingest", file.to_str().unwrap()]);
-    let v: Value = serde_json::from_str(&ok(
+    ok(
         &data,
-        &[
-            "api-token",
-            "create",
-            "--name",
-            "admin",
-            "--role",
-            "site",
-            "--json",
-        ],
-    ))
-    .unwrap();
-    let token = v["token"].as_str().unwrap().to_string();
+        &["ingest", common::corpus_auth_log().to_str().unwrap()],
+    );
+    let token = day::token(&data, "admin", "site");
     let cfg = dir.path().join("serve.toml");
     fs::write(&cfg, docs_config()).unwrap();
     let port = free_port();

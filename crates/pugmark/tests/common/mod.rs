@@ -30,6 +30,33 @@ pub fn corpus() -> PathBuf {
     p
 }
 
+/// The first `.log` file in the corpus's `auth/` (real sshd lines: enough for a site to ask).
+pub fn corpus_auth_log() -> PathBuf {
+    fs::read_dir(corpus().join("auth"))
+        .expect("corpus auth")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.is_file() && p.extension().is_some_and(|e| e == "log"))
+        .expect("an auth log in the corpus")
+}
+
+/// A nova versioned notification (`instance.*`) of VM `uuid` on cmp1 listing `ips`, as one
+/// JSON line.
+pub fn nova_notification(event: &str, time: &str, uuid: &str, ips: &[&str]) -> String {
+    let ips: Vec<Value> = ips
+        .iter()
+        .map(|ip| serde_json::json!({"nova_object.name": "IpPayload", "nova_object.data": {"address": ip, "mac": "fa:16:3e:00:00:0a", "version": 4}}))
+        .collect();
+    serde_json::json!({
+        "event_type": event, "priority": "INFO", "publisher_id": "nova-compute:cmp1",
+        "timestamp": time, "message_id": format!("m-{uuid}-{time}"),
+        "payload": {"nova_object.name": "InstanceActionPayload", "nova_object.namespace": "nova", "nova_object.version": "1.8",
+            "nova_object.data": {"uuid": uuid, "host": "cmp1", "node": "cmp1", "host_name": "vm", "display_name": "vm",
+                "user_id": "u1", "tenant_id": "p1", "image_uuid": "img-1", "state": "active", "ip_addresses": ips}}
+    })
+    .to_string()
+}
+
 /// `pugmark ARGS --data DATA`, stdin closed.
 pub fn pugmark(data: &Path, args: &[&str]) -> Output {
     Command::new(bin())
