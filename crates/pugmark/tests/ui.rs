@@ -316,7 +316,7 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
                       "rows": "table.entries tbody tr", "reported": "table.entries .reported"}},
             {"op": "goto", "url": format!("/ui/timeline?vm={migrated}"), "shot": "timeline-migration",
              "read": {"migrations": ".lane-cloud line.mark-migration", "rows": "table.entries tr.mark-migration"}},
-            {"op": "goto", "url": "/ui/check", "shot": "check",
+            {"op": "goto", "url": "/ui/check", "wait": "p.summary", "shot": "check",
              "read": {"kinds": ".finding .kind", "entities": ".finding .entities a"}},
             {"op": "click", "selector": ".finding .entities a", "shot": "check-entity", "read": {"h1": "h1", "error": ".error"}},
             {"op": "goto", "url": format!("/ui/hunt?indicators={}", enc(&atlas.ip)), "shot": "hunt",
@@ -335,7 +335,7 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
             {"op": "goto", "url": format!("/ui/search?q={}", cms.uuid), "read": body},
             {"op": "goto", "url": format!("/ui/timeline?vm={}", cms.uuid), "read": body},
             {"op": "goto", "url": format!("/ui/timeline?ip={}", enc(&cms.ip)), "read": body},
-            {"op": "goto", "url": "/ui/check", "shot": "check-vo", "read": body},
+            {"op": "goto", "url": "/ui/check", "wait": "p.summary", "shot": "check-vo", "read": body},
             {"op": "goto", "url": format!("/ui/hunt?indicators={}%0A{}", enc(&cms.ip), cms.uuid), "read": body},
             {"op": "goto", "url": format!("/ui/search?q={}", enc(&atlas.ip)), "read": {"hits": "li.hit"}},
         ]}),
@@ -477,9 +477,13 @@ fn the_web_ui_in_a_real_browser_on_a_challenge_day() {
         );
     }
     assert!(!texts(&a[9], "hits").is_empty(), "atlas searches its own");
-    // The check page reused the site's answer of a minute ago — scoped for atlas all the same
-    // (asserted above: nothing of cms) — and says when it was computed.
-    assert!(text(&a[7], "body").contains("as computed at"), "{}", a[7]);
+    // The check page reused the site's answer (the ledger grew since only by the pages' own
+    // audit records, which check does not read) — scoped for atlas all the same (asserted
+    // above: nothing of cms) — and says when it was computed and up to where it holds.
+    let b = text(&a[7], "body");
+    assert!(b.contains("as computed at"), "{}", a[7]);
+    assert!(b.contains("holding for the ledger up to #"), "{}", a[7]);
+    assert!(!b.contains("newer records not checked yet"), "{}", a[7]);
 
     if op.is_some() {
         let o = s("oidc");

@@ -922,12 +922,20 @@ fn custody_failures(
 /// address and are left out.
 fn spoof_of(site: &Site, e: &Event, t: i64) -> Option<(String, String, IpAddr, Vec<String>)> {
     let (tap, vm) = tapped(site, e, t)?;
-    let src = canonical(
-        e.field(model::fields::SRC_IP)?
-            .trim()
-            .parse::<IpAddr>()
-            .ok()?,
-    );
+    let src = e
+        .field(model::fields::SRC_IP)?
+        .trim()
+        .parse::<IpAddr>()
+        .ok()?;
+    let (src, holders) = spoofed(site, &vm, src, t)?;
+    Some((tap, vm, src, holders))
+}
+
+/// Whether VM `vm` sending from `src` at `t` used an address it did not hold (unspecified,
+/// link-local and broadcast sources claim nothing): the canonical address and the VMs that
+/// held it then.
+fn spoofed(site: &Site, vm: &str, src: IpAddr, t: i64) -> Option<(IpAddr, Vec<String>)> {
+    let src = canonical(src);
     let no_claim = match src {
         IpAddr::V4(v4) => v4.is_unspecified() || v4.is_link_local() || v4.is_broadcast(),
         IpAddr::V6(v6) => v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80,
@@ -936,12 +944,12 @@ fn spoof_of(site: &Site, e: &Event, t: i64) -> Option<(String, String, IpAddr, V
         return None;
     }
     let mut holders: Vec<String> = site.ip_at(src, t).iter().map(|h| h.uuid.clone()).collect();
-    if holders.contains(&vm) {
+    if holders.iter().any(|h| h == vm) {
         return None;
     }
     holders.sort();
     holders.dedup();
-    Some((tap, vm, src, holders))
+    Some((src, holders))
 }
 
 /// A hypervisor connection that came out of exactly one VM's tap: (tap, VM).
@@ -952,6 +960,40 @@ fn tapped(site: &Site, e: &Event, t: i64) -> Option<(String, String)> {
     let (dir, tap, vms) = site.tap_of(e, t)?;
     let [vm] = <[String; 1]>::try_from(vms).ok()?;
     (dir == TapDir::FromVm).then_some((tap, vm))
+}
+
+/// A hypervisor connection the index says crossed a known tap as its input device.
+struct TapRow<'a> {
+    t: i64,
+    src: Option<IpAddr>,
+    /// The known taps its `phys_in` / `in_if` fields name (one each, unless the record is odd).
+    phys_in: Vec<&'a str>,
+    in_if: Vec<&'a str>,
+}
+
+/// `query` over the network connections of the checked window, lowered for the index.
+fn lowered(req: &CheckRequest, query: &str) -> anyhow::Result<views::IndexQuery> {
+    let sreq = SearchRequest {
+        query: query.to_string(),
+        from: req.from,
+        to: req.to,
+        class: Some(EventClass::NetConnection),
+        ..SearchRequest::default()
+    };
+    Ok(lang::lower(&sreq.expr()?).0)
+}
+
+/// The ledger positions of the network connections `query` matches in the checked window.
+fn candidates(
+    index: &SearchIndex,
+    req: &CheckRequest,
+    query: &str,
+) -> anyhow::Result<BTreeSet<u64>> {
+    Ok(index
+        .all_by_time(&lowered(req, query)?)?
+        .into_iter()
+        .map(|k| k.seq)
+        .collect())
 }
 
 /// Cross-check 7, `spoofed_source`. The fast path fetches only the hypervisor connections the
@@ -968,54 +1010,95 @@ fn spoofed_sources(
     folder: &mut Folder,
     examined: &mut BTreeMap<&'static str, u64>,
 ) -> anyhow::Result<()> {
-    let mut queries: Vec<String> = Vec::new();
-    if req.net_from_events {
-        queries.push("observer:hypervisor".to_string());
-    } else {
-        let taps: Vec<&String> = site.tap.keys().collect();
-        for chunk in taps.chunks(128) {
-            let any: Vec<String> = chunk
-                .iter()
-                .flat_map(|t| [format!("phys_in:\"{t}\""), format!("in_if:\"{t}\"")])
-                .collect();
-            queries.push(format!("observer:hypervisor ({})", any.join(" OR ")));
-        }
-    }
-    // Candidates only: `spoof_of` decides on each fetched event.
-    let mut seqs: BTreeSet<u64> = BTreeSet::new();
-    for q in &queries {
-        let sreq = SearchRequest {
-            query: q.clone(),
-            from: req.from,
-            to: req.to,
-            class: Some(EventClass::NetConnection),
-            ..SearchRequest::default()
-        };
-        let expr = sreq.expr()?;
-        let (iq, _) = lang::lower(&expr);
-        seqs.extend(index.all_by_time(&iq)?.into_iter().map(|k| k.seq));
-    }
     // (VM, address) → the occurrences, and the tap and holders at the first.
     let mut found: BTreeMap<(String, IpAddr), (Occ, String, Vec<String>)> = BTreeMap::new();
     let mut n = 0u64;
-    for seq in seqs {
-        let e = fetch.fetch(seq)?;
-        let t = ns(e.placed());
-        if !in_range(t) {
-            continue;
-        }
-        if tapped(site, &e, t).is_none() {
-            continue;
-        }
-        n += 1;
-        let Some((tap, vm, src, holders)) = spoof_of(site, &e, t) else {
-            continue;
+    let mut note =
+        |seq: u64, t: i64, (tap, vm, src, holders): (String, String, IpAddr, Vec<String>)| {
+            let at = (0, seq, t);
+            found
+                .entry((vm, src))
+                .and_modify(|(o, ..)| o.add(at))
+                .or_insert_with(|| (Occ::new(at), tap, holders));
         };
-        let at = (0, seq, t);
-        found
-            .entry((vm, src))
-            .and_modify(|(o, ..)| o.add(at))
-            .or_insert_with(|| (Occ::new(at), tap, holders));
+    if req.net_from_events {
+        // The oracle: every hypervisor connection fetched and decided by `spoof_of`.
+        for seq in candidates(index, req, "observer:hypervisor")? {
+            let e = fetch.fetch(seq)?;
+            let t = ns(e.placed());
+            if !in_range(t) || tapped(site, &e, t).is_none() {
+                continue;
+            }
+            n += 1;
+            if let Some(s) = spoof_of(site, &e, t) {
+                note(seq, t, s);
+            }
+        }
+    } else {
+        // The index says which known tap each record names as `phys_in` and as `in_if` (one
+        // query per tap and field), and gives its time and source from the fast columns: the
+        // same decision as `tapped` + `spoof_of` without fetching anything. A record the
+        // columns cannot decide alone (two taps in one field, no parsable source column) is
+        // fetched and decided on the event.
+        let mut rows: BTreeMap<u64, TapRow> = BTreeMap::new();
+        for tap in site.tap.keys() {
+            for (field, phys) in [("phys_in", true), ("in_if", false)] {
+                let quoted = tap.replace('\\', "\\\\").replace('"', "\\\"");
+                let iq = lowered(req, &format!("observer:hypervisor {field}:\"{quoted}\""))?;
+                index.scan_src(&iq, &mut |r| {
+                    let row = rows.entry(r.seq).or_insert_with(|| TapRow {
+                        t: r.time_ns,
+                        src: r.src,
+                        phys_in: Vec::new(),
+                        in_if: Vec::new(),
+                    });
+                    if phys {
+                        &mut row.phys_in
+                    } else {
+                        &mut row.in_if
+                    }
+                    .push(tap.as_str());
+                })?;
+            }
+        }
+        for (seq, row) in rows {
+            let t = row.t;
+            if !in_range(t) {
+                continue;
+            }
+            let (Some(src), true) = (row.src, row.phys_in.len() <= 1 && row.in_if.len() <= 1)
+            else {
+                let e = fetch.fetch(seq)?;
+                if tapped(site, &e, t).is_none() {
+                    continue;
+                }
+                n += 1;
+                if let Some(s) = spoof_of(site, &e, t) {
+                    note(seq, t, s);
+                }
+                continue;
+            };
+            // `Site::tap_of`'s order: the input device first, the first naming a VM decides.
+            let Some((tap, vms)) = row.phys_in.iter().chain(&row.in_if).find_map(|dev| {
+                let mut vms: Vec<&str> = site
+                    .tap_at(dev, t)
+                    .iter()
+                    .map(|h| h.uuid.as_str())
+                    .collect();
+                vms.sort_unstable();
+                vms.dedup();
+                (!vms.is_empty()).then_some((dev, vms))
+            }) else {
+                continue;
+            };
+            let [vm] = vms[..] else {
+                continue;
+            };
+            n += 1;
+            if let Some((src, holders)) = spoofed(site, vm, src, t) {
+                note(seq, t, (tap.to_string(), vm.to_string(), src, holders));
+            }
+        }
     }
     examined.insert("tap_connections", n);
     for ((vm, src), (occ, tap, holders)) in found {

@@ -17,6 +17,7 @@
 pub mod audit;
 pub mod auth;
 mod cases;
+pub mod checkjobs;
 pub mod scope;
 
 use std::collections::BTreeSet;
@@ -54,18 +55,13 @@ pub struct Service {
     /// VO scopes by their VOs, with the fact store position they were loaded at: reloaded
     /// only when the fact store moved (a VM created, a lease changed).
     scopes: std::sync::Mutex<ScopeCache>,
-    checks: std::sync::Mutex<CheckCache>,
+    /// `check` answers for the web pages, computed in the background ([`checkjobs`]).
+    checks: Arc<checkjobs::CheckJobs>,
     /// The site's attribution model (`query::attrib::Site`) for `timeline` and `hunt`, with
     /// the fact store's `site_version` it was loaded at: a 1000-VM site takes a large share of
     /// a timeline page to load, and it changes only when a VM, port or project record does.
     site: std::sync::Mutex<Option<(u64, Arc<query::attrib::Site>)>>,
 }
-
-/// How long a web page may show a `check` answer computed earlier (see `Service::answer`).
-pub const CHECK_CACHE_SECONDS: u64 = 120;
-
-/// Recent `check` answers (unscoped) by their parameters, with when they were computed.
-type CheckCache = std::collections::HashMap<String, (std::time::Instant, String, Value)>;
 
 /// VO scopes by their VOs, each with the site version it was loaded at.
 type ScopeCache = std::collections::HashMap<Vec<String>, (u64, Arc<scope::Scope>)>;
@@ -94,6 +90,21 @@ struct Answered {
     raw: Option<(&'static str, Vec<u8>)>,
     vms: BTreeSet<String>,
     count: u64,
+}
+
+/// Whether every ledger record in `(from, to]` is a query audit record (observer `collector`,
+/// class `audit.query`): records `check` never reads, which every page view appends.
+fn only_audits(ledger: &std::path::Path, from: u64, to: u64) -> bool {
+    use query::search::Fetch;
+    let Ok(reader) = ledger::LedgerReader::open(ledger) else {
+        return false;
+    };
+    let mut fetch = pipeline::LedgerFetch { reader };
+    (from + 1..=to).all(|seq| {
+        fetch.fetch(seq).is_ok_and(|e| {
+            e.observer == model::Observer::Collector && e.class == model::EventClass::AuditQuery
+        })
+    })
 }
 
 /// Query-string pairs, decoded.
@@ -304,32 +315,38 @@ impl Service {
         Ok(s)
     }
 
-    /// A `check` answer for these parameters computed less than [`CHECK_CACHE_SECONDS`] ago,
-    /// with `computed` (when) added for the page.
-    fn cached_check(&self, key: &str) -> Option<Value> {
-        let c = self
+    /// A `check` answer for a web page ([`checkjobs`]): the kept one while it holds, else
+    /// a fresh one if it comes within [`checkjobs::PAGE_WAIT`], else what there is, saying so.
+    fn page_check(&self, key: &str, args: check::CheckArgs) -> Result<Value, Refusal> {
+        let dd = self.dd()?;
+        let last = ledger::LedgerReader::open(&dd.ledger())
+            .map_err(|e| internal(e.into()))?
+            .len();
+        let ledger = dd.ledger();
+        let unread = |from: u64, to: u64| only_audits(&ledger, from, to);
+        let compute = move || check::answer(&args).map(|(_, v)| v);
+        match self
             .checks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (at, when, v) = c.get(key)?;
-        if at.elapsed().as_secs() >= CHECK_CACHE_SECONDS {
-            return None;
+            .answer(key, last, &unread, compute, checkjobs::PAGE_WAIT)
+        {
+            checkjobs::PageCheck::Answer(v) => Ok(v),
+            checkjobs::PageCheck::Failed(why) => Err(refuse(500, why)),
         }
-        let mut v = v.clone();
-        v["computed"] = json!(when);
-        Some(v)
     }
 
-    fn keep_check(&self, key: String, v: &Value) {
-        let mut c = self
-            .checks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.retain(|_, (at, ..)| at.elapsed().as_secs() < CHECK_CACHE_SECONDS);
-        if c.len() < 64 {
-            let when = model::Received::now().timestamp().to_string();
-            c.insert(key, (std::time::Instant::now(), when, v.clone()));
-        }
+    /// Starts the check the web UI's check page shows by default (the whole store), so its
+    /// first visit finds it done (`pugmark ui` and `serve --http` at start).
+    pub fn warm_check(&self) {
+        let key = params_json(&Params::new()).to_string();
+        let Ok(args) = parse_args::<check::CheckArgs>("check", &Params::new(), &self.data) else {
+            return;
+        };
+        let Ok(dd) = self.dd() else { return };
+        let Ok(last) = ledger::LedgerReader::open(&dd.ledger()).map(|r| r.len()) else {
+            return;
+        };
+        self.checks
+            .start(&key, last, move || check::answer(&args).map(|(_, v)| v));
     }
 
     /// Answers one verb for one role.
@@ -476,18 +493,13 @@ impl Service {
             "check" => {
                 let args: check::CheckArgs = parse_args(verb, p, &data)?;
                 // The whole day's check reads every connection and syslog line (seconds on a
-                // 1000-VM day): a web page reuses an answer up to CHECK_CACHE_SECONDS old, and
-                // says how old; the API always computes. Scoping and the audit come after, per
-                // request, as for a fresh answer.
-                let key = params_json(p).to_string();
-                let cached = if ui { self.cached_check(&key) } else { None };
-                let mut v = match cached {
-                    Some(v) => v,
-                    None => {
-                        let (_, v) = check::answer(&args).map_err(internal)?;
-                        self.keep_check(key, &v);
-                        v
-                    }
+                // 1000-VM day): a web page gets it from the background checks (`checkjobs`:
+                // kept while it holds, else trailing or pending, and said); the API always
+                // computes. Scoping and the audit come after, per request, as for a fresh one.
+                let mut v = if ui {
+                    self.page_check(&params_json(p).to_string(), args)?
+                } else {
+                    check::answer(&args).map_err(internal)?.1
                 };
                 if let Some(sc) = &sc {
                     scope::prune(&mut v, sc, false);

@@ -46,6 +46,8 @@ pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
     })?;
     let sink = Arc::new(crate::api::PipelineAudit::start(pipeline)?);
     let svc = crate::api::service(args.data.data.clone(), config.api.clone(), None)?;
+    // The check page's default answer, computed while the first pages are asked for.
+    svc.warm_check();
     serve::api::run_standalone(args.listen, svc, sink.clone(), |a| {
         eprintln!("pugmark ui: listening on http://{a} (pages: /ui/, API: /api/v1/openapi.json)");
     })?;

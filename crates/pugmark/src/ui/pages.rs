@@ -838,6 +838,9 @@ fn entity_link(entity: &str, time: &str) -> Value {
     json!({"text": entity, "href": link})
 }
 
+/// How often a check page whose answer is still being computed reloads itself.
+const CHECK_REFRESH_SECONDS: u64 = 2;
+
 /// The `check` findings, each linking to its entities and evidence.
 fn check(cx: &mut Cx) -> Result<(), Shown> {
     let v = cx.ask("check", cx.pass(&["from", "to"]))?;
@@ -858,10 +861,20 @@ fn check(cx: &mut Cx) -> Result<(), Shown> {
             })
         })
         .collect();
+    // A check still running (`api::checkjobs`): the page reloads itself until it is done.
+    let standing = v["standing"].as_str().unwrap_or("current");
+    if standing != "current" {
+        cx.set("refresh", json!(CHECK_REFRESH_SECONDS));
+    }
+    let behind = v["ledger_last"]
+        .as_u64()
+        .zip(v["holds_to"].as_u64())
+        .map_or(0, |(l, h)| l.saturating_sub(h));
     cx.set(
         "check",
         json!({"findings": findings, "by_kind": v["by_kind"], "examined": v["examined"],
-               "computed": v["computed"], "cache_seconds": crate::api::CHECK_CACHE_SECONDS}),
+               "computed": v["computed"], "standing": standing, "holds_to": v["holds_to"],
+               "behind": behind, "running_since": v["running_since"]}),
     );
     Ok(())
 }

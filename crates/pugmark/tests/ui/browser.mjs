@@ -6,7 +6,7 @@
 // plan: {"chromium": PATH, "base": "http://127.0.0.1:PORT", "artefacts": DIR,
 //        "sessions": [{"name": S, "steps": [STEP, …]}, …]}   (one browser context per session)
 // STEP (each may carry "shot": NAME → DIR/S-NAME.png, full page, and "read": {KEY: SELECTOR}):
-//   {"op": "goto", "url": "/ui/…"}
+//   {"op": "goto", "url": "/ui/…", "wait": SEL?}      SEL: wait for it (across reloads)
 //   {"op": "login_token", "token": T}                 the login form, as a user would fill it
 //   {"op": "login_oidc", "user": U, "password": P}    the OIDC button, then the provider's form
 //   {"op": "click", "selector": SEL}                  click and wait for the navigation/fetch
@@ -42,6 +42,8 @@ try {
       try {
         if (st.op === 'goto') {
           last = await page.goto(plan.base + st.url, { waitUntil: 'load' });
+          // A page that reloads itself until its answer is there (the check page): wait for it.
+          if (st.wait) await page.waitForSelector(st.wait, { timeout: 120000 });
         } else if (st.op === 'login_token') {
           last = await page.goto(plan.base + (st.next ? `/ui/login?next=${encodeURIComponent(st.next)}` : '/ui/login'));
           await page.fill('#token', st.token);
