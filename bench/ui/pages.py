@@ -2,7 +2,8 @@
 """Each web UI page's server time (its Server-Timing `page;dur`) and client time, logged in with
 an API token through the login form like a browser. Stdlib only.
 
-  pages.py BASE TOKEN ANSWERS.json ROUNDS  → one line per page: p50 / p95 / max (ms), bytes
+  pages.py BASE TOKEN ANSWERS.json ROUNDS  → one line per page: p50 / p95 / max (ms), bytes;
+  then how the check page's answers stood (current, trailing, pending: api::checkjobs)
 """
 import http.cookiejar, urllib.error, json, re, statistics, sys, time, urllib.parse, urllib.request
 
@@ -30,7 +31,7 @@ def pages(i):
         ("cases", "/ui/cases"),
     ]
 
-server, client, size, status = {}, {}, {}, {}
+server, client, size, status, standing = {}, {}, {}, {}, {}
 for i in range(rounds):
     for name, url in pages(i):
         t0 = time.perf_counter()
@@ -44,6 +45,9 @@ for i in range(rounds):
         server.setdefault(name, []).append(float(m.group(1)) if m else float("nan"))
         size.setdefault(name, []).append(len(body))
         status.setdefault(name, []).append(r.status)
+        if name == "check":  # answered from the background checks: say which standing
+            st = "pending" if b'class="pending"' in body else "trailing" if b"standing-trailing" in body else "current"
+            standing[st] = standing.get(st, 0) + 1
         assert r.status in (200, 403), (url, r.status)
 
 def q(xs, p):
@@ -54,3 +58,4 @@ for name in server:
     s, c = server[name], client[name]
     print(f"{name:13s} server p50 {q(s,.5):7.1f} p95 {q(s,.95):7.1f} max {max(s):7.1f} ms | "
           f"client p50 {q(c,.5):7.1f} ms | {int(statistics.mean(size[name]))//1024} KiB | n={len(s)}, refused {status[name].count(403)}")
+print("check page answers: " + ", ".join(f"{k} {v}" for k, v in sorted(standing.items())))

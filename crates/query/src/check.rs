@@ -1040,27 +1040,31 @@ fn spoofed_sources(
         // same decision as `tapped` + `spoof_of` without fetching anything. A record the
         // columns cannot decide alone (two taps in one field, no parsable source column) is
         // fetched and decided on the event.
-        let mut rows: BTreeMap<u64, TapRow> = BTreeMap::new();
+        // (seq, time, source, the tap and whether it was `phys_in`), grouped by seq after.
+        let mut hits: Vec<(u64, i64, Option<IpAddr>, &str, bool)> = Vec::new();
         for tap in site.tap.keys() {
             for (field, phys) in [("phys_in", true), ("in_if", false)] {
                 let quoted = tap.replace('\\', "\\\\").replace('"', "\\\"");
                 let iq = lowered(req, &format!("observer:hypervisor {field}:\"{quoted}\""))?;
                 index.scan_src(&iq, &mut |r| {
-                    let row = rows.entry(r.seq).or_insert_with(|| TapRow {
-                        t: r.time_ns,
-                        src: r.src,
-                        phys_in: Vec::new(),
-                        in_if: Vec::new(),
-                    });
-                    if phys {
-                        &mut row.phys_in
-                    } else {
-                        &mut row.in_if
-                    }
-                    .push(tap.as_str());
+                    hits.push((r.seq, r.time_ns, r.src, tap.as_str(), phys));
                 })?;
             }
         }
+        hits.sort_unstable_by_key(|h| h.0);
+        let rows = hits.chunk_by(|a, b| a.0 == b.0).map(|g| {
+            let (seq, t, src, ..) = g[0];
+            let pick = |phys: bool| g.iter().filter(|h| h.4 == phys).map(|h| h.3).collect();
+            (
+                seq,
+                TapRow {
+                    t,
+                    src,
+                    phys_in: pick(true),
+                    in_if: pick(false),
+                },
+            )
+        });
         for (seq, row) in rows {
             let t = row.t;
             if !in_range(t) {
