@@ -31,6 +31,9 @@ pub const PAGE_WAIT: Duration = Duration::from_millis(120);
 /// answer is recomputed (reading them would cost more than a page may).
 pub const HOLD_SCAN_MAX: u64 = 4096;
 
+/// The nice value of a background check's thread (Linux nice values are per thread).
+const CHECK_NICE: i32 = 10;
+
 /// Parameter sets kept (each a whole `check` answer).
 const KEPT_MAX: usize = 32;
 
