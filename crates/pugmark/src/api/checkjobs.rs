@@ -160,6 +160,9 @@ impl CheckJobs {
         let spawned = std::thread::Builder::new().name("ui-check".into()).spawn({
             let key = key.clone();
             move || {
+                // Below the pages (and a collector's ledger path) in the CPU's queue: a
+                // background answer must not slow the answers asked now. Best effort.
+                let _ = rustix::process::setpriority_process(None, CHECK_NICE);
                 let started = model::Received::now().timestamp().to_string();
                 let r = compute();
                 let mut st = jobs.lock();
