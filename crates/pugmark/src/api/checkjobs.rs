@@ -264,15 +264,19 @@ mod tests {
                 Ok(answer_at(n))
             }
         };
+        // A page asking with the ledger's last record at `last`.
+        let ask = |last: u64, unread: &dyn Fn(u64, u64) -> bool, wait_ms: u64| {
+            jobs.answer(
+                "{}",
+                last,
+                unread,
+                slow(last, &runs),
+                Duration::from_millis(wait_ms),
+            )
+        };
         let never = |_: u64, _: u64| panic!("nothing to hold yet");
         let t = std::time::Instant::now();
-        let p = jobs.answer(
-            "{}",
-            100,
-            &never,
-            slow(100, &runs),
-            Duration::from_millis(20),
-        );
+        let p = ask(100, &never, 20);
         assert!(
             t.elapsed() < Duration::from_millis(250),
             "the page did not wait it out"
@@ -282,12 +286,12 @@ mod tests {
         assert!(v["running_since"].is_string());
         assert_eq!(v["findings"].as_array().map(Vec::len), Some(0));
         // A second page while it runs starts nothing more.
-        let p = jobs.answer("{}", 100, &never, slow(100, &runs), Duration::ZERO);
+        let p = ask(100, &never, 0);
         assert_eq!(standing(&p), "pending");
         wait_idle(&jobs, "{}");
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Done: current, as computed, without computing again.
-        let p = jobs.answer("{}", 100, &never, slow(100, &runs), Duration::ZERO);
+        let p = ask(100, &never, 0);
         assert_eq!(standing(&p), "current");
         let PageCheck::Answer(v) = &p else { panic!() };
         assert_eq!(v["findings"][0]["kind"], "silent_vm");
@@ -298,36 +302,24 @@ mod tests {
             asked.lock().unwrap().push((a, b));
             true
         };
-        let p = jobs.answer("{}", 103, &audits, slow(103, &runs), Duration::ZERO);
+        let p = ask(103, &audits, 0);
         assert_eq!(standing(&p), "current");
         assert_eq!(*asked.lock().unwrap(), vec![(100, 103)]);
         assert_eq!(runs.load(Ordering::SeqCst), 1);
         // Then by evidence: the old answer, trailing, while a fresh one runs; then the fresh one.
         let evidence = |_: u64, _: u64| false;
-        let p = jobs.answer(
-            "{}",
-            110,
-            &evidence,
-            slow(110, &runs),
-            Duration::from_millis(10),
-        );
+        let p = ask(110, &evidence, 10);
         assert_eq!(standing(&p), "trailing");
         let PageCheck::Answer(v) = &p else { panic!() };
         assert_eq!(v["holds_to"], 103);
         assert_eq!(v["ledger_last"], 110);
         assert!(v["running_since"].is_string());
         wait_idle(&jobs, "{}");
-        let p = jobs.answer("{}", 110, &evidence, slow(110, &runs), Duration::ZERO);
+        let p = ask(110, &evidence, 0);
         assert_eq!(standing(&p), "current");
         assert_eq!(runs.load(Ordering::SeqCst), 2);
         // Too many newer records to read: recomputed without reading them.
-        let p = jobs.answer(
-            "{}",
-            110 + HOLD_SCAN_MAX + 1,
-            &never,
-            slow(110 + HOLD_SCAN_MAX + 1, &runs),
-            Duration::from_millis(10),
-        );
+        let p = ask(110 + HOLD_SCAN_MAX + 1, &never, 10);
         assert_eq!(standing(&p), "trailing");
     }
 
