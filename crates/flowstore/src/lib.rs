@@ -13,7 +13,8 @@
 //! commit and is deleted at open.
 
 pub mod agg;
-mod part;
+pub mod cols;
+pub(crate) mod part;
 
 use std::fs;
 use std::io::Write;
@@ -25,7 +26,8 @@ use model::{Event, EventClass};
 use serde::{Deserialize, Serialize};
 
 pub use agg::{Agg, Groups, Key, KeyVal};
-pub use part::{FlowRow, MAGIC, Part, PartError, PartSummary, encode};
+pub use cols::{Cols, RowSet};
+pub use part::{AddrIndex, FlowRow, MAGIC, Part, PartError, PartSummary, Postings, encode};
 
 /// Flows per partition at most. The writer holds a partition's rows (~200 bytes each) until it
 /// writes them: 2^18 keeps that near 50 MB in the indexer (2^20 was ~200 MB, against
@@ -530,6 +532,20 @@ impl FlowStore {
             .map_err(perr)
     }
 
+    /// Partition `p`'s file, for [`Part::open_file`] (which reads only the columns asked for).
+    pub fn part_file(&self, p: &PartMeta) -> Result<fs::File> {
+        let path = self.dir.join(&p.file);
+        fs::File::open(&path).map_err(|e| FlowStoreError::Io { path, source: e })
+    }
+
+    /// A damaged partition `p`, as the store's error.
+    pub fn part_error(&self, p: &PartMeta, source: PartError) -> FlowStoreError {
+        FlowStoreError::Part {
+            path: self.dir.join(&p.file),
+            source,
+        }
+    }
+
     /// Partition `p`'s address summary, read once per store opened.
     pub fn summary(&self, p: &PartMeta) -> Result<std::sync::Arc<PartSummary>> {
         if let Ok(c) = self.summaries.lock()
@@ -537,13 +553,10 @@ impl FlowStore {
         {
             return Ok(s.clone());
         }
-        let bytes = self.read_file(p)?;
-        let s = Part::open(&bytes)
+        let file = self.part_file(p)?;
+        let s = Part::open_file(&file)
             .and_then(|part| part.summary())
-            .map_err(|source| FlowStoreError::Part {
-                path: self.dir.join(&p.file),
-                source,
-            })?;
+            .map_err(|source| self.part_error(p, source))?;
         let s = std::sync::Arc::new(s);
         if let Ok(mut c) = self.summaries.lock() {
             c.insert(p.file.clone(), s.clone());

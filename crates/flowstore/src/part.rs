@@ -90,6 +90,12 @@ pub const C_OBSERVER_DICT: u16 = 31;
 pub const C_ADDR4: u16 = 40;
 /// Sorted distinct IPv6 addresses of the partition.
 pub const C_ADDR6: u16 = 41;
+/// Postings of column 40: for each address in its order, the rows holding it as source or
+/// destination (LEB128: the row count, the byte length of what follows, the first row, then
+/// the differences).
+pub const C_POST4: u16 = 42;
+/// Postings of column 41, the same way.
+pub const C_POST6: u16 = 43;
 
 pub const R_SRC: u8 = 1;
 pub const R_SRC6: u8 = 1 << 1;
@@ -212,10 +218,12 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     let mut src6 = Vec::new();
     let mut dst6 = Vec::new();
     let mut nat = Vec::new();
-    // Sorted and deduplicated once at the end (a tree insert per address cost 7 %).
-    let mut a4: Vec<u32> = Vec::with_capacity(n * 2);
-    let mut a6: Vec<[u8; 16]> = Vec::new();
-    for r in rows {
+    // (address, row) pairs, sorted and deduplicated once at the end (a tree insert per
+    // address cost 7 %): the address index and its postings.
+    let mut a4: Vec<u64> = Vec::with_capacity(n * 2);
+    let mut a6: Vec<([u8; 16], u32)> = Vec::new();
+    for (row, r) in rows.iter().enumerate() {
+        let row = row as u32;
         let mut f = 0u8;
         let mut put =
             |ip: Option<IpAddr>, present: u8, six: u8, c4: &mut Vec<u8>, c6: &mut Vec<u8>| match ip
@@ -224,12 +232,12 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
                 Some(IpAddr::V4(a)) => {
                     f |= present;
                     let v = u32::from(a);
-                    a4.push(v);
+                    a4.push(u64::from(v) << 32 | u64::from(row));
                     c4.extend_from_slice(&v.to_le_bytes());
                 }
                 Some(IpAddr::V6(a)) => {
                     f |= present | six;
-                    a6.push(a.octets());
+                    a6.push((a.octets(), row));
                     c4.extend_from_slice(&0u32.to_le_bytes());
                     c6.extend_from_slice(&a.octets());
                 }
@@ -258,8 +266,15 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     a4.dedup();
     a6.sort_unstable();
     a6.dedup();
-    cols.push((C_ADDR4, a4.iter().flat_map(|v| v.to_le_bytes()).collect()));
-    cols.push((C_ADDR6, a6.iter().flatten().copied().collect()));
+    let (addr4, post4) = postings(a4.iter().map(|&v| ((v >> 32) as u32, v as u32)));
+    let (addr6, post6) = postings(a6.iter().copied());
+    cols.push((
+        C_ADDR4,
+        addr4.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    ));
+    cols.push((C_ADDR6, addr6.iter().flatten().copied().collect()));
+    cols.push((C_POST4, post4));
+    cols.push((C_POST6, post6));
     col(
         &mut cols,
         rows,
@@ -383,6 +398,132 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Sorted, distinct (address, row) pairs as the distinct addresses and their postings
+/// (column 42's encoding).
+fn postings<A: PartialEq + Copy>(pairs: impl Iterator<Item = (A, u32)>) -> (Vec<A>, Vec<u8>) {
+    let mut addrs: Vec<A> = Vec::new();
+    let mut lists: Vec<Vec<u32>> = Vec::new();
+    for (a, row) in pairs {
+        match (addrs.last(), lists.last_mut()) {
+            (Some(l), Some(list)) if *l == a => list.push(row),
+            _ => {
+                addrs.push(a);
+                lists.push(vec![row]);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut deltas = Vec::new();
+    for list in &lists {
+        deltas.clear();
+        let mut prev = 0u32;
+        for (i, &r) in list.iter().enumerate() {
+            put_varint(&mut deltas, u64::from(if i == 0 { r } else { r - prev }));
+            prev = r;
+        }
+        put_varint(&mut out, list.len() as u64);
+        put_varint(&mut out, deltas.len() as u64);
+        out.extend_from_slice(&deltas);
+    }
+    (addrs, out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let x = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(x & 0x7f) << shift;
+        if x & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The postings of a partition's addresses of one family (columns 42/43), decoded list by
+/// list as a reader asks: address `i`'s list is `lists[i]` (its row count and where its
+/// row deltas lie in `raw`).
+#[derive(Debug, Clone, Default)]
+pub struct Postings {
+    raw: Vec<u8>,
+    lists: Vec<(u32, usize, usize)>,
+    rows: usize,
+    id: u16,
+}
+
+impl Postings {
+    /// The rows holding address `i` (ascending; none past the addresses).
+    pub fn rows_of(&self, i: usize) -> Result<Vec<u32>, PartError> {
+        let bad = |what: &str| PartError::Column(self.id, what.to_string());
+        let Some(&(n, start, end)) = self.lists.get(i) else {
+            return Ok(Vec::new());
+        };
+        let b = self.raw.get(start..end).ok_or_else(|| bad("short"))?;
+        let mut out = Vec::with_capacity(n as usize);
+        let mut pos = 0;
+        let mut row = 0u64;
+        for k in 0..n {
+            let d = get_varint(b, &mut pos).ok_or_else(|| bad("short"))?;
+            row = if k == 0 { d } else { row.saturating_add(d) };
+            if row >= self.rows as u64 || (k > 0 && d == 0) {
+                return Err(bad("a row outside the partition or out of order"));
+            }
+            out.push(row as u32);
+        }
+        if pos != b.len() {
+            return Err(bad("a list longer than its count"));
+        }
+        Ok(out)
+    }
+
+    /// Addresses listed.
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    fn decode(raw: Vec<u8>, addrs: usize, rows: usize, id: u16) -> Result<Postings, PartError> {
+        let bad = |what: &str| PartError::Column(id, what.to_string());
+        let mut lists = Vec::with_capacity(addrs);
+        let mut pos = 0;
+        for _ in 0..addrs {
+            let n = get_varint(&raw, &mut pos).ok_or_else(|| bad("short"))?;
+            let len = get_varint(&raw, &mut pos).ok_or_else(|| bad("short"))?;
+            if n > rows as u64 || n > len {
+                return Err(bad("a list longer than the rows"));
+            }
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| pos.checked_add(l))
+                .filter(|&e| e <= raw.len())
+                .ok_or_else(|| bad("short"))?;
+            lists.push((n as u32, pos, end));
+            pos = end;
+        }
+        if pos != raw.len() {
+            return Err(bad("longer than its addresses"));
+        }
+        Ok(Postings {
+            raw,
+            lists,
+            rows,
+            id,
+        })
+    }
+}
+
 /// Packing of a column that is not integers: its bytes as they are.
 pub const PACK_BYTES: u8 = 0xff;
 /// Packing of an integer column whose values are all equal: that one value, 8 bytes.
@@ -486,6 +627,15 @@ fn put_nat(out: &mut Vec<u8>, n: &FlowNat) {
     }
 }
 
+/// A partition's distinct addresses of each family, sorted, with the rows holding each.
+#[derive(Debug, Clone, Default)]
+pub struct AddrIndex {
+    pub addr4: Vec<u32>,
+    pub post4: Postings,
+    pub addr6: Vec<[u8; 16]>,
+    pub post6: Postings,
+}
+
 /// What a partition holds of addresses: its sorted distinct source and destination addresses
 /// and its exporters ([`Part::summary`]).
 #[derive(Debug, Clone, Default)]
@@ -514,39 +664,96 @@ impl PartSummary {
     }
 }
 
+/// Where a partition's bytes are: in memory, or in its file (read column by column: a query
+/// that needs three columns of thirty reads those).
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    Mem(&'a [u8]),
+    File(&'a std::fs::File, u64),
+}
+
+impl Src<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Src::Mem(b) => b.len() as u64,
+            Src::File(_, n) => *n,
+        }
+    }
+
+    fn get(&self, start: u64, end: u64) -> Result<std::borrow::Cow<'_, [u8]>, PartError> {
+        let trunc = || PartError::Truncated(start as usize);
+        if end < start || end > self.len() {
+            return Err(trunc());
+        }
+        match self {
+            Src::Mem(b) => b
+                .get(start as usize..end as usize)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(trunc),
+            Src::File(f, _) => {
+                use std::os::unix::fs::FileExt;
+                let mut v = vec![0u8; (end - start) as usize];
+                f.read_exact_at(&mut v, start).map_err(|_| trunc())?;
+                Ok(std::borrow::Cow::Owned(v))
+            }
+        }
+    }
+}
+
 /// A partition file opened: its directory read, columns decompressed on demand.
 pub struct Part<'a> {
-    bytes: &'a [u8],
+    src: Src<'a>,
     rows: usize,
-    dir: Vec<(u16, u8, u64, usize, usize)>,
+    dir: Vec<(u16, u8, u64, u64, u64)>,
 }
 
 impl<'a> Part<'a> {
     pub fn open(bytes: &'a [u8]) -> Result<Part<'a>, PartError> {
-        if bytes.get(..8) != Some(MAGIC.as_slice()) {
+        Part::open_src(Src::Mem(bytes))
+    }
+
+    /// Opens a partition file without reading it whole: its columns are read when asked for.
+    pub fn open_file(file: &'a std::fs::File) -> Result<Part<'a>, PartError> {
+        let len = file.metadata().map_err(|_| PartError::Truncated(0))?.len();
+        Part::open_src(Src::File(file, len))
+    }
+
+    fn open_src(src: Src<'a>) -> Result<Part<'a>, PartError> {
+        let head = src.get(0, 14.min(src.len()))?;
+        if head.get(..8) != Some(MAGIC.as_slice()) {
             return Err(PartError::Magic);
         }
         let mut pos = 8;
-        let rows = u32::from_le_bytes(take(bytes, &mut pos)?) as usize;
-        let ncols = u16::from_le_bytes(take(bytes, &mut pos)?) as usize;
+        let rows = u32::from_le_bytes(take(&head, &mut pos)?) as usize;
+        let ncols = u16::from_le_bytes(take(&head, &mut pos)?) as usize;
+        let dir_end = 14 + ncols as u64 * 19;
+        if dir_end > src.len() {
+            return Err(PartError::Truncated(src.len() as usize));
+        }
+        let dir_bytes = src.get(14, dir_end)?;
+        let mut pos = 0;
         let mut dir = Vec::with_capacity(ncols.min(256));
-        let mut data = pos
-            .checked_add(ncols * 19)
-            .ok_or(PartError::Truncated(pos))?;
+        let mut data = dir_end;
         for _ in 0..ncols {
-            let id = u16::from_le_bytes(take(bytes, &mut pos)?);
-            let code = take::<1>(bytes, &mut pos)?[0];
-            let raw = u64::from_le_bytes(take(bytes, &mut pos)?);
-            let stored = u64::from_le_bytes(take(bytes, &mut pos)?);
-            let stored = usize::try_from(stored).map_err(|_| PartError::Truncated(pos))?;
-            let end = data.checked_add(stored).ok_or(PartError::Truncated(pos))?;
-            if end > bytes.len() {
-                return Err(PartError::Truncated(bytes.len()));
+            let id = u16::from_le_bytes(take(&dir_bytes, &mut pos)?);
+            let code = take::<1>(&dir_bytes, &mut pos)?[0];
+            let raw = u64::from_le_bytes(take(&dir_bytes, &mut pos)?);
+            let stored = u64::from_le_bytes(take(&dir_bytes, &mut pos)?);
+            let end = data
+                .checked_add(stored)
+                .ok_or(PartError::Truncated(14 + pos))?;
+            if end > src.len() {
+                return Err(PartError::Truncated(src.len() as usize));
             }
             dir.push((id, code, raw, data, end));
             data = end;
         }
-        Ok(Part { bytes, rows, dir })
+        Ok(Part { src, rows, dir })
+    }
+
+    /// Whether the partition has column `id` (files written before a column existed lack it).
+    pub fn has_column(&self, id: u16) -> bool {
+        self.dir.iter().any(|d| d.0 == id)
     }
 
     pub fn rows(&self) -> usize {
@@ -564,11 +771,8 @@ impl<'a> Part<'a> {
         if raw > MAX_COLUMN_BYTES {
             return Err(PartError::Column(id, format!("claims {raw} bytes")));
         }
-        let src = self
-            .bytes
-            .get(start..end)
-            .ok_or(PartError::Truncated(start))?;
-        let out = zstd::bulk::decompress(src, raw as usize)
+        let src = self.src.get(start, end)?;
+        let out = zstd::bulk::decompress(&src, raw as usize)
             .map_err(|e| PartError::Column(id, e.to_string()))?;
         if out.len() as u64 != raw {
             return Err(PartError::Column(
@@ -707,8 +911,44 @@ impl<'a> Part<'a> {
             .collect())
     }
 
+    /// The address index with its postings (columns 40–43); `None` for a partition written
+    /// before the postings existed.
+    pub fn addr_index(&self) -> Result<Option<AddrIndex>, PartError> {
+        if !self.has_column(C_POST4) || !self.has_column(C_POST6) {
+            return Ok(None);
+        }
+        let addr4: Vec<u32> = self
+            .column(C_ADDR4, 0)?
+            .chunks_exact(4)
+            .map(|x| u32::from_le_bytes(arr(x)))
+            .collect();
+        let addr6: Vec<[u8; 16]> = self
+            .column(C_ADDR6, 0)?
+            .chunks_exact(16)
+            .map(arr::<16>)
+            .collect();
+        // Binary searches need them sorted: a damaged file is an error, never a missed row.
+        if !addr4.is_sorted() || !addr6.is_sorted() {
+            return Err(PartError::Column(C_ADDR4, "addresses out of order".into()));
+        }
+        let post4 = Postings::decode(self.column(C_POST4, 0)?, addr4.len(), self.rows, C_POST4)?;
+        let post6 = Postings::decode(self.column(C_POST6, 0)?, addr6.len(), self.rows, C_POST6)?;
+        Ok(Some(AddrIndex {
+            addr4,
+            post4,
+            addr6,
+            post6,
+        }))
+    }
+
     /// Every row, decoded whole.
     pub fn decode_all(&self) -> Result<Vec<FlowRow>, PartError> {
+        self.decode_where(&|_| true)
+    }
+
+    /// The rows `keep` selects (by row number), decoded whole; the others are only walked
+    /// past (their deltas summed), never built.
+    pub fn decode_where(&self, keep: &dyn Fn(usize) -> bool) -> Result<Vec<FlowRow>, PartError> {
         let n = self.rows;
         // A damaged file may hold wider values than a field: cut, never a panic.
         let u64s = |id| self.ints(id);
@@ -750,7 +990,7 @@ impl<'a> Part<'a> {
         let in_if = u32s(C_INIF)?;
         let out_if = u32s(C_OUTIF)?;
         let bad = |id: u16, what: &str| PartError::Column(id, what.to_string());
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::new();
         let (mut seq, mut start, mut export) = (0u64, 0i64, 0i64);
         let (mut s6, mut d6, mut np) = (0usize, 0usize, 0usize);
         for i in 0..n {
@@ -771,6 +1011,12 @@ impl<'a> Part<'a> {
             };
             let src = addr(R_SRC, R_SRC6, src4[i], &src6, &mut s6, C_SRC6)?;
             let dst = addr(R_DST, R_DST6, dst4[i], &dst6, &mut d6, C_DST6)?;
+            if !keep(i) {
+                if f & R_NAT != 0 {
+                    get_nat(&nat, &mut np).ok_or_else(|| bad(C_NAT, "short"))?;
+                }
+                continue;
+            }
             let start_ms = (f & R_START != 0).then_some(start);
             let base = start_ms.unwrap_or(0);
             let end_ms = (f & R_END != 0).then(|| base.wrapping_add(unzigzag(end_d[i])));
@@ -908,4 +1154,25 @@ pub fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
     a.copy_from_slice(&s[..N]);
     a
+}
+
+/// Partition `bytes` rewritten without columns `ids` (tests: a file from before a column).
+#[cfg(test)]
+pub fn without_columns(bytes: &[u8], ids: &[u16]) -> Vec<u8> {
+    let p = Part::open(bytes).unwrap();
+    let kept: Vec<_> = p.dir.iter().filter(|d| !ids.contains(&d.0)).collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(p.rows as u32).to_le_bytes());
+    out.extend_from_slice(&(kept.len() as u16).to_le_bytes());
+    for &&(id, code, raw, start, end) in &kept {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.push(code);
+        out.extend_from_slice(&raw.to_le_bytes());
+        out.extend_from_slice(&(end - start).to_le_bytes());
+    }
+    for &&(_, _, _, start, end) in &kept {
+        out.extend_from_slice(&bytes[start as usize..end as usize]);
+    }
+    out
 }
