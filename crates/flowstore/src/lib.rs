@@ -437,11 +437,21 @@ impl FlowStore {
             min_ms = min_ms.min(t);
             max_ms = max_ms.max(t);
         }
+        // Observers repeat: parsed once per run of equal ones, not per row.
+        let mut last: Option<(&str, bool)> = None;
         let placed_is_start = rows.iter().all(|r| {
-            r.rec.start_ms.is_some()
-                && r.observer
-                    .parse::<model::Observer>()
-                    .is_ok_and(|o| !o.forgeable_by_vm_user())
+            let trusted = match last {
+                Some((o, t)) if o == r.observer => t,
+                _ => {
+                    let t = r
+                        .observer
+                        .parse::<model::Observer>()
+                        .is_ok_and(|o| !o.forgeable_by_vm_user());
+                    last = Some((&r.observer, t));
+                    t
+                }
+            };
+            r.rec.start_ms.is_some() && trusted
         });
         Ok(PartMeta {
             file,

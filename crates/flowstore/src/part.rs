@@ -105,75 +105,58 @@ pub const R_START: u8 = 1 << 4;
 pub const R_END: u8 = 1 << 5;
 pub const R_NAT: u8 = 1 << 6;
 
+/// A column before packing: integers (packed to their narrowest width) or bytes as they are.
+enum Col {
+    Ints(Vec<u64>),
+    Bytes(Vec<u8>),
+}
+
 /// Encodes `rows` (ledger order) as one partition file.
+///
+/// One pass over the rows fills every per-row column (a pass per column read each 200-byte
+/// row twenty times: a quarter of the writer's time).
 pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     let n = rows.len();
-    let mut cols: Vec<(u16, Vec<u8>)> = Vec::new();
-    // Deltas make the sorted-ish columns (positions, times) mostly small numbers, which is
-    // what zstd compresses well.
-    let mut prev = 0u64;
-    col(
-        &mut cols,
-        rows,
-        C_SEQ,
-        &mut |r, b| {
-            b.extend_from_slice(&r.seq.wrapping_sub(prev).to_le_bytes());
-            prev = r.seq;
-        },
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_DSEQ,
-        &mut |r, b| b.extend_from_slice(&r.seq.wrapping_sub(r.rec.datagram_seq).to_le_bytes()),
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_FLOWSET,
-        &mut |r, b| b.extend_from_slice(&r.rec.flowset.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_RECORD,
-        &mut |r, b| b.extend_from_slice(&r.rec.record.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_TEMPLATE,
-        &mut |r, b| b.extend_from_slice(&r.rec.template.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_VERSION,
-        &mut |r, b| b.extend_from_slice(&r.rec.version.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_DOMAIN,
-        &mut |r, b| b.extend_from_slice(&r.rec.domain.to_le_bytes()),
-        4,
-    );
+    let ints = || Vec::<u64>::with_capacity(n);
+    let (mut seq, mut dseq, mut flowset, mut record, mut template, mut version, mut domain) =
+        (ints(), ints(), ints(), ints(), ints(), ints(), ints());
+    let (mut exp_idx, mut obs_idx) = (ints(), ints());
+    let (mut src4, mut dst4, mut sport, mut dport) = (ints(), ints(), ints(), ints());
+    let (mut packets, mut bytes_, mut sampling) = (ints(), ints(), ints());
+    let (mut start, mut end, mut export, mut in_if, mut out_if) =
+        (ints(), ints(), ints(), ints(), ints());
+    let mut flags = Vec::with_capacity(n);
+    let mut proto = Vec::with_capacity(n);
+    let mut tcpf = Vec::with_capacity(n);
+    let mut tos = Vec::with_capacity(n);
+    let mut src6 = Vec::new();
+    let mut dst6 = Vec::new();
+    let mut nat = Vec::new();
     // Dictionaries: exporters and observers repeat across a whole partition (compared as
     // values; formatting an address per flow was a third of the writer's time).
     let mut exporters: Vec<SocketAddr> = Vec::new();
     let mut observers: Vec<&str> = Vec::new();
-    let mut exp_idx = Vec::with_capacity(n * 4);
-    let mut obs_idx = Vec::with_capacity(n * 4);
     let mut last_e: Option<(SocketAddr, u32)> = None;
     let mut last_o: Option<(&str, u32)> = None;
-    for r in rows {
-        let e = match r.rec.exporter {
+    // (address, row) pairs, sorted and deduplicated once at the end (a tree insert per
+    // address cost 7 %): the address index and its postings.
+    let mut a4: Vec<u64> = Vec::with_capacity(n * 2);
+    let mut a6: Vec<([u8; 16], u32)> = Vec::new();
+    // Deltas make the sorted-ish columns (positions, times) mostly small numbers, which is
+    // what zstd compresses well.
+    let (mut prev_seq, mut prev_start, mut prev_export) = (0u64, 0i64, 0i64);
+    for (row, r) in rows.iter().enumerate() {
+        let row = row as u32;
+        let rec = &r.rec;
+        seq.push(r.seq.wrapping_sub(prev_seq));
+        prev_seq = r.seq;
+        dseq.push(r.seq.wrapping_sub(rec.datagram_seq));
+        flowset.push(u64::from(rec.flowset));
+        record.push(u64::from(rec.record));
+        template.push(u64::from(rec.template));
+        version.push(u64::from(rec.version));
+        domain.push(u64::from(rec.domain));
+        let e = match rec.exporter {
             None => 0,
             Some(a) => match last_e {
                 Some((x, i)) if x == a => i,
@@ -190,7 +173,7 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
                 }
             },
         };
-        exp_idx.extend_from_slice(&e.to_le_bytes());
+        exp_idx.push(u64::from(e));
         let o = match last_o {
             Some((x, i)) if x == r.observer => i,
             _ => {
@@ -205,168 +188,106 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
                 i
             }
         };
-        obs_idx.extend_from_slice(&o.to_le_bytes());
-    }
-    let exporters: Vec<String> = exporters.iter().map(SocketAddr::to_string).collect();
-    cols.push((C_EXPORTER, exp_idx));
-    cols.push((C_OBSERVER, obs_idx));
-    cols.push((C_EXPORTER_DICT, exporters.join("\n").into_bytes()));
-    cols.push((C_OBSERVER_DICT, observers.join("\n").into_bytes()));
-    let mut flags = Vec::with_capacity(n);
-    let mut src4 = Vec::with_capacity(n * 4);
-    let mut dst4 = Vec::with_capacity(n * 4);
-    let mut src6 = Vec::new();
-    let mut dst6 = Vec::new();
-    let mut nat = Vec::new();
-    // (address, row) pairs, sorted and deduplicated once at the end (a tree insert per
-    // address cost 7 %): the address index and its postings.
-    let mut a4: Vec<u64> = Vec::with_capacity(n * 2);
-    let mut a6: Vec<([u8; 16], u32)> = Vec::new();
-    for (row, r) in rows.iter().enumerate() {
-        let row = row as u32;
+        obs_idx.push(u64::from(o));
         let mut f = 0u8;
-        let mut put =
-            |ip: Option<IpAddr>, present: u8, six: u8, c4: &mut Vec<u8>, c6: &mut Vec<u8>| match ip
-            {
-                None => c4.extend_from_slice(&0u32.to_le_bytes()),
-                Some(IpAddr::V4(a)) => {
-                    f |= present;
-                    let v = u32::from(a);
-                    a4.push(u64::from(v) << 32 | u64::from(row));
-                    c4.extend_from_slice(&v.to_le_bytes());
-                }
-                Some(IpAddr::V6(a)) => {
-                    f |= present | six;
-                    a6.push((a.octets(), row));
-                    c4.extend_from_slice(&0u32.to_le_bytes());
-                    c6.extend_from_slice(&a.octets());
-                }
-            };
-        put(r.rec.src, R_SRC, R_SRC6, &mut src4, &mut src6);
-        put(r.rec.dst, R_DST, R_DST6, &mut dst4, &mut dst6);
-        if r.rec.start_ms.is_some() {
+        let mut put = |ip: Option<IpAddr>,
+                       present: u8,
+                       six: u8,
+                       c4: &mut Vec<u64>,
+                       c6: &mut Vec<u8>| match ip {
+            None => c4.push(0),
+            Some(IpAddr::V4(a)) => {
+                f |= present;
+                let v = u32::from(a);
+                a4.push(u64::from(v) << 32 | u64::from(row));
+                c4.push(u64::from(v));
+            }
+            Some(IpAddr::V6(a)) => {
+                f |= present | six;
+                a6.push((a.octets(), row));
+                c4.push(0);
+                c6.extend_from_slice(&a.octets());
+            }
+        };
+        put(rec.src, R_SRC, R_SRC6, &mut src4, &mut src6);
+        put(rec.dst, R_DST, R_DST6, &mut dst4, &mut dst6);
+        if rec.start_ms.is_some() {
             f |= R_START;
         }
-        if r.rec.end_ms.is_some() {
+        if rec.end_ms.is_some() {
             f |= R_END;
         }
-        if let Some(x) = &r.rec.nat {
+        if let Some(x) = &rec.nat {
             f |= R_NAT;
             put_nat(&mut nat, x);
         }
         flags.push(f);
+        sport.push(u64::from(rec.src_port));
+        dport.push(u64::from(rec.dst_port));
+        proto.push(rec.proto);
+        tcpf.push(rec.tcp_flags);
+        tos.push(rec.tos);
+        packets.push(rec.packets);
+        bytes_.push(rec.bytes);
+        sampling.push(u64::from(rec.sampling));
+        let t = rec.start_ms.unwrap_or(prev_start);
+        start.push(zigzag(t.wrapping_sub(prev_start)));
+        prev_start = t;
+        let base = rec.start_ms.unwrap_or(0);
+        end.push(zigzag(rec.end_ms.unwrap_or(base).wrapping_sub(base)));
+        export.push(zigzag(rec.export_ms.wrapping_sub(prev_export)));
+        prev_export = rec.export_ms;
+        in_if.push(u64::from(rec.in_if));
+        out_if.push(u64::from(rec.out_if));
     }
-    cols.push((C_FLAGS, flags));
-    cols.push((C_SRC4, src4));
-    cols.push((C_DST4, dst4));
-    cols.push((C_SRC6, src6));
-    cols.push((C_DST6, dst6));
-    cols.push((C_NAT, nat));
+    let exporters: Vec<String> = exporters.iter().map(SocketAddr::to_string).collect();
     a4.sort_unstable();
     a4.dedup();
     a6.sort_unstable();
     a6.dedup();
     let (addr4, post4) = postings(a4.iter().map(|&v| ((v >> 32) as u32, v as u32)));
     let (addr6, post6) = postings(a6.iter().copied());
-    cols.push((
-        C_ADDR4,
-        addr4.iter().flat_map(|v| v.to_le_bytes()).collect(),
-    ));
-    cols.push((C_ADDR6, addr6.iter().flatten().copied().collect()));
-    cols.push((C_POST4, post4));
-    cols.push((C_POST6, post6));
-    col(
-        &mut cols,
-        rows,
-        C_SPORT,
-        &mut |r, b| b.extend_from_slice(&r.rec.src_port.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_DPORT,
-        &mut |r, b| b.extend_from_slice(&r.rec.dst_port.to_le_bytes()),
-        2,
-    );
-    col(&mut cols, rows, C_PROTO, &mut |r, b| b.push(r.rec.proto), 1);
-    col(
-        &mut cols,
-        rows,
-        C_TCPFLAGS,
-        &mut |r, b| b.push(r.rec.tcp_flags),
-        1,
-    );
-    col(&mut cols, rows, C_TOS, &mut |r, b| b.push(r.rec.tos), 1);
-    col(
-        &mut cols,
-        rows,
-        C_PACKETS,
-        &mut |r, b| b.extend_from_slice(&r.rec.packets.to_le_bytes()),
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_BYTES,
-        &mut |r, b| b.extend_from_slice(&r.rec.bytes.to_le_bytes()),
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_SAMPLING,
-        &mut |r, b| b.extend_from_slice(&r.rec.sampling.to_le_bytes()),
-        4,
-    );
-    let mut prev = 0i64;
-    col(
-        &mut cols,
-        rows,
-        C_START,
-        &mut |r, b| {
-            let t = r.rec.start_ms.unwrap_or(prev);
-            b.extend_from_slice(&zigzag(t.wrapping_sub(prev)).to_le_bytes());
-            prev = t;
-        },
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_END,
-        &mut |r, b| {
-            let base = r.rec.start_ms.unwrap_or(0);
-            let t = r.rec.end_ms.unwrap_or(base);
-            b.extend_from_slice(&zigzag(t.wrapping_sub(base)).to_le_bytes());
-        },
-        8,
-    );
-    let mut prev = 0i64;
-    col(
-        &mut cols,
-        rows,
-        C_EXPORT,
-        &mut |r, b| {
-            b.extend_from_slice(&zigzag(r.rec.export_ms.wrapping_sub(prev)).to_le_bytes());
-            prev = r.rec.export_ms;
-        },
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_INIF,
-        &mut |r, b| b.extend_from_slice(&r.rec.in_if.to_le_bytes()),
-        4,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_OUTIF,
-        &mut |r, b| b.extend_from_slice(&r.rec.out_if.to_le_bytes()),
-        4,
-    );
+    use Col::{Bytes, Ints};
+    // Directory order (readers find columns by id; kept as earlier writers wrote it).
+    let cols: Vec<(u16, Col)> = vec![
+        (C_SEQ, Ints(seq)),
+        (C_DSEQ, Ints(dseq)),
+        (C_FLOWSET, Ints(flowset)),
+        (C_RECORD, Ints(record)),
+        (C_TEMPLATE, Ints(template)),
+        (C_VERSION, Ints(version)),
+        (C_DOMAIN, Ints(domain)),
+        (C_EXPORTER, Ints(exp_idx)),
+        (C_OBSERVER, Ints(obs_idx)),
+        (C_EXPORTER_DICT, Bytes(exporters.join("\n").into_bytes())),
+        (C_OBSERVER_DICT, Bytes(observers.join("\n").into_bytes())),
+        (C_FLAGS, Bytes(flags)),
+        (C_SRC4, Ints(src4)),
+        (C_DST4, Ints(dst4)),
+        (C_SRC6, Bytes(src6)),
+        (C_DST6, Bytes(dst6)),
+        (C_NAT, Bytes(nat)),
+        (
+            C_ADDR4,
+            Bytes(addr4.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ),
+        (C_ADDR6, Bytes(addr6.iter().flatten().copied().collect())),
+        (C_POST4, Bytes(post4)),
+        (C_POST6, Bytes(post6)),
+        (C_SPORT, Ints(sport)),
+        (C_DPORT, Ints(dport)),
+        (C_PROTO, Bytes(proto)),
+        (C_TCPFLAGS, Bytes(tcpf)),
+        (C_TOS, Bytes(tos)),
+        (C_PACKETS, Ints(packets)),
+        (C_BYTES, Ints(bytes_)),
+        (C_SAMPLING, Ints(sampling)),
+        (C_START, Ints(start)),
+        (C_END, Ints(end)),
+        (C_EXPORT, Ints(export)),
+        (C_INIF, Ints(in_if)),
+        (C_OUTIF, Ints(out_if)),
+    ];
 
     // Layout: magic, row count u32, column count u16, directory (id u16, packing u8, raw u64,
     // stored u64) per column, then the zstd frames in directory order. Integer columns are
@@ -374,10 +295,10 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     // what a reader decompresses is what costs, and packets, bytes and time deltas rarely
     // need 8 bytes.
     let mut frames: Vec<(u16, u8, u64, Vec<u8>)> = Vec::with_capacity(cols.len());
-    for (id, raw) in cols {
-        let (code, raw) = match int_width(id) {
-            Some(w) => pack(&raw, w),
-            None => (PACK_BYTES, raw),
+    for (id, col) in cols {
+        let (code, raw) = match col {
+            Ints(v) => pack(&v),
+            Bytes(b) => (PACK_BYTES, b),
         };
         let z = zstd::bulk::compress(&raw, ZSTD_LEVEL)?;
         frames.push((id, code, raw.len() as u64, z));
@@ -529,16 +450,6 @@ pub const PACK_BYTES: u8 = 0xff;
 /// Packing of an integer column whose values are all equal: that one value, 8 bytes.
 pub const PACK_CONST: u8 = 0;
 
-/// The natural width of integer column `id` (None: not an integer column).
-pub fn int_width(id: u16) -> Option<usize> {
-    Some(match id {
-        C_SEQ | C_DSEQ | C_PACKETS | C_BYTES | C_START | C_END | C_EXPORT => 8,
-        C_DOMAIN | C_EXPORTER | C_SRC4 | C_DST4 | C_SAMPLING | C_INIF | C_OUTIF | C_OBSERVER => 4,
-        C_FLOWSET | C_RECORD | C_TEMPLATE | C_VERSION | C_SPORT | C_DPORT => 2,
-        _ => return None,
-    })
-}
-
 /// Signed deltas as unsigned with the sign in the low bit (small either way).
 pub fn zigzag(d: i64) -> u64 {
     ((d << 1) ^ (d >> 63)) as u64
@@ -548,51 +459,35 @@ pub fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
-/// `raw` (little-endian integers of `w` bytes) packed: (packing, bytes).
-fn pack(raw: &[u8], w: usize) -> (u8, Vec<u8>) {
-    let vals: Vec<u64> = raw
-        .chunks_exact(w)
-        .map(|c| {
-            let mut b = [0u8; 8];
-            b[..w].copy_from_slice(c);
-            u64::from_le_bytes(b)
-        })
-        .collect();
+/// Integer column `vals` packed: (packing, bytes).
+fn pack(vals: &[u64]) -> (u8, Vec<u8>) {
     if let Some(&first) = vals.first()
         && vals.iter().all(|&v| v == first)
     {
         return (PACK_CONST, first.to_le_bytes().to_vec());
     }
     let max = vals.iter().copied().max().unwrap_or(0);
-    let nw: usize = if max <= 0xff {
+    let mut out;
+    let nw: u8 = if max <= 0xff {
+        out = vals.iter().map(|&v| v as u8).collect::<Vec<u8>>();
         1
     } else if max <= 0xffff {
+        out = Vec::with_capacity(vals.len() * 2);
+        vals.iter()
+            .for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes()));
         2
     } else if max <= 0xffff_ffff {
+        out = Vec::with_capacity(vals.len() * 4);
+        vals.iter()
+            .for_each(|&v| out.extend_from_slice(&(v as u32).to_le_bytes()));
         4
     } else {
+        out = Vec::with_capacity(vals.len() * 8);
+        vals.iter()
+            .for_each(|&v| out.extend_from_slice(&v.to_le_bytes()));
         8
     };
-    let mut out = Vec::with_capacity(vals.len() * nw);
-    for v in vals {
-        out.extend_from_slice(&v.to_le_bytes()[..nw]);
-    }
-    (nw as u8, out)
-}
-
-/// One fixed-width column: `f` appends each row's value.
-fn col(
-    cols: &mut Vec<(u16, Vec<u8>)>,
-    rows: &[FlowRow],
-    id: u16,
-    f: &mut dyn FnMut(&FlowRow, &mut Vec<u8>),
-    width: usize,
-) {
-    let mut b = Vec::with_capacity(rows.len() * width);
-    for r in rows {
-        f(r, &mut b);
-    }
-    cols.push((id, b));
+    (nw, out)
 }
 
 fn put_ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
