@@ -1,7 +1,8 @@
 //! pugmark's columnar flow store (issue 16): every `net.flow` event of the ledger, column by column,
 //! in partition files of at most [`PART_ROWS`] flows (ledger order), each column zstd-compressed,
 //! with per partition the time range, the ledger range and the sorted set of addresses it
-//! holds, so a query for an address or a window opens only the partitions that may match.
+//! holds with each address's rows (postings), so a query for an address or a window opens only
+//! the partitions that may match and reads only the rows and columns it needs ([`Cols`]).
 //!
 //! Like every view it is derived from the ledger (the pipeline's indexer feeds it the
 //! `netflow-record` events, `reindex` rebuilds it) and holds nothing a reader cites but ledger
