@@ -608,13 +608,56 @@ impl FlowStore {
     }
 
     /// Every committed flow `filter` selects, in ledger order, to `f`; partitions whose time
-    /// range or address index excludes the filter are not decoded.
+    /// range or address index excludes the filter are not decoded, and with an address part
+    /// only the rows its postings name are (partitions written before the postings: all).
     pub fn scan(&self, filter: &FlowFilter, f: &mut dyn FnMut(&FlowRow)) -> Result<ScanStats> {
-        self.scan_rows(filter, &mut |r| {
-            if filter.matches(r) {
-                f(r);
+        let nets: Vec<Net> = [filter.src, filter.dst, filter.ip]
+            .into_iter()
+            .flatten()
+            .collect();
+        if nets.is_empty() {
+            return self.scan_rows(filter, &mut |r| {
+                if filter.matches(r) {
+                    f(r);
+                }
+            });
+        }
+        let mut st = ScanStats::default();
+        for p in &self.manifest.parts {
+            st.partitions += 1;
+            if !filter.may_match_meta(p) {
+                st.skipped_by_time += 1;
+                continue;
             }
-        })
+            let file = self.part_file(p)?;
+            let perr = |e| self.part_error(p, e);
+            let part = Part::open_file(&file).map_err(perr)?;
+            if !filter.may_match_part(&part).map_err(perr)? {
+                st.skipped_by_address += 1;
+                continue;
+            }
+            st.rows_read += part.rows() as u64;
+            let cols = Cols::new(&part);
+            let mut sel: Option<RowSet> = None;
+            if let Some(ix) = cols.addr_index().map_err(perr)? {
+                for n in &nets {
+                    let rows = net_rows(ix, *n, part.rows()).map_err(perr)?;
+                    match sel.as_mut() {
+                        Some(s) => s.and(&rows),
+                        None => sel = Some(rows),
+                    }
+                }
+            }
+            if sel.as_ref().is_some_and(RowSet::is_empty) {
+                continue;
+            }
+            for r in cols.decode(sel.as_ref()).map_err(perr)? {
+                if filter.matches(&r) {
+                    f(&r);
+                }
+            }
+        }
+        Ok(st)
     }
 
     /// Every committed flow of the partitions `prune` lets through, in ledger order, to `f`
@@ -631,6 +674,44 @@ impl FlowStore {
         }
         Ok(st)
     }
+}
+
+/// The rows of a partition whose source or destination may lie in `n` (a superset for
+/// [`FlowFilter::matches`]: an IPv4-mapped IPv6 address counts as its IPv4 address).
+fn net_rows(ix: &AddrIndex, n: Net, rows: usize) -> std::result::Result<RowSet, PartError> {
+    let mut s = RowSet::none(rows);
+    let mut add = |list: Vec<u32>| list.iter().for_each(|&r| s.insert(r as usize));
+    match (n.lo, n.hi) {
+        (IpAddr::V4(lo), IpAddr::V4(hi)) => {
+            let (lo, hi) = (u32::from(lo), u32::from(hi));
+            let first = ix.addr4.partition_point(|&a| a < lo);
+            for (k, &a) in ix.addr4.iter().enumerate().skip(first) {
+                if a > hi {
+                    break;
+                }
+                add(ix.post4.rows_of(k)?);
+            }
+            for (k, a) in ix.addr6.iter().enumerate() {
+                if let Some(v4) = std::net::Ipv6Addr::from(*a).to_ipv4_mapped()
+                    && (lo..=hi).contains(&u32::from(v4))
+                {
+                    add(ix.post6.rows_of(k)?);
+                }
+            }
+        }
+        (IpAddr::V6(lo), IpAddr::V6(hi)) => {
+            let (lo, hi) = (lo.octets(), hi.octets());
+            let first = ix.addr6.partition_point(|a| *a < lo);
+            for (k, a) in ix.addr6.iter().enumerate().skip(first) {
+                if *a > hi {
+                    break;
+                }
+                add(ix.post6.rows_of(k)?);
+            }
+        }
+        _ => {}
+    }
+    Ok(s)
 }
 
 /// Groups, the total and the scan's counts: what [`FlowStore::aggregate`] gives.
