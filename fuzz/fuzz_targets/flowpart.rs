@@ -3,7 +3,8 @@
 //! never panic, and what decodes re-encodes to a file that decodes to the same rows. Odd: the
 //! rest is cut into flows (every field taken from the bytes, IPv4/IPv6/absent addresses, NAT
 //! blocks, missing times) — encoding then decoding gives them back exactly, and the partition's
-//! address summary admits every row's addresses and exporter.
+//! address summary admits every row's addresses and exporter, and the postings list every row
+//! under each of its addresses.
 //!
 //! The file is included by path (as serve_framing does) so that only the partition format is
 //! built with sanitizers, not the store's file handling.
@@ -100,6 +101,15 @@ fuzz_target!(|data: &[u8]| {
                 IpAddr::V6(Ipv6Addr::LOCALHOST),
             );
         }
+        if let Ok(Some(ix)) = p.addr_index() {
+            for k in 0..ix.post4.len() {
+                let _ = ix.post4.rows_of(k);
+            }
+            for k in 0..ix.post6.len() {
+                let _ = ix.post6.rows_of(k);
+            }
+        }
+        let _ = p.decode_where(&|i| i % 3 == 0);
         if let Ok(rows) = p.decode_all() {
             let again = encode(&rows).expect("encode");
             let back = Part::open(&again).and_then(|p| p.decode_all()).expect("re-read");
@@ -124,6 +134,26 @@ fuzz_target!(|data: &[u8]| {
             }
             if let Some(e) = r.rec.exporter {
                 assert!(s.exporters.contains(&e.ip()));
+            }
+        }
+        // The postings name each row under each of its addresses.
+        let ix = Part::open(&bytes)
+            .and_then(|p| p.addr_index())
+            .expect("postings")
+            .expect("written with postings");
+        for (i, r) in rows.iter().enumerate() {
+            for a in [r.rec.src, r.rec.dst].into_iter().flatten() {
+                let listed = match a {
+                    IpAddr::V4(v) => ix
+                        .addr4
+                        .binary_search(&u32::from(v))
+                        .is_ok_and(|k| ix.post4.rows_of(k).expect("list").contains(&(i as u32))),
+                    IpAddr::V6(v) => ix
+                        .addr6
+                        .binary_search(&v.octets())
+                        .is_ok_and(|k| ix.post6.rows_of(k).expect("list").contains(&(i as u32))),
+                };
+                assert!(listed, "row {i} missing from the postings of {a}");
             }
         }
     }

@@ -1,7 +1,8 @@
 //! pugmark's columnar flow store (issue 16): every `net.flow` event of the ledger, column by column,
 //! in partition files of at most [`PART_ROWS`] flows (ledger order), each column zstd-compressed,
 //! with per partition the time range, the ledger range and the sorted set of addresses it
-//! holds, so a query for an address or a window opens only the partitions that may match.
+//! holds with each address's rows (postings), so a query for an address or a window opens only
+//! the partitions that may match and reads only the rows and columns it needs ([`Cols`]).
 //!
 //! Like every view it is derived from the ledger (the pipeline's indexer feeds it the
 //! `netflow-record` events, `reindex` rebuilds it) and holds nothing a reader cites but ledger
@@ -13,7 +14,8 @@
 //! commit and is deleted at open.
 
 pub mod agg;
-mod part;
+pub mod cols;
+pub(crate) mod part;
 
 use std::fs;
 use std::io::Write;
@@ -25,7 +27,8 @@ use model::{Event, EventClass};
 use serde::{Deserialize, Serialize};
 
 pub use agg::{Agg, Groups, Key, KeyVal};
-pub use part::{FlowRow, MAGIC, Part, PartError, PartSummary, encode};
+pub use cols::{Cols, RowSet};
+pub use part::{AddrIndex, FlowRow, MAGIC, Part, PartError, PartSummary, Postings, encode};
 
 /// Flows per partition at most. The writer holds a partition's rows (~200 bytes each) until it
 /// writes them: 2^18 keeps that near 50 MB in the indexer (2^20 was ~200 MB, against
@@ -435,11 +438,21 @@ impl FlowStore {
             min_ms = min_ms.min(t);
             max_ms = max_ms.max(t);
         }
+        // Observers repeat: parsed once per run of equal ones, not per row.
+        let mut last: Option<(&str, bool)> = None;
         let placed_is_start = rows.iter().all(|r| {
-            r.rec.start_ms.is_some()
-                && r.observer
-                    .parse::<model::Observer>()
-                    .is_ok_and(|o| !o.forgeable_by_vm_user())
+            let trusted = match last {
+                Some((o, t)) if o == r.observer => t,
+                _ => {
+                    let t = r
+                        .observer
+                        .parse::<model::Observer>()
+                        .is_ok_and(|o| !o.forgeable_by_vm_user());
+                    last = Some((&r.observer, t));
+                    t
+                }
+            };
+            r.rec.start_ms.is_some() && trusted
         });
         Ok(PartMeta {
             file,
@@ -530,6 +543,20 @@ impl FlowStore {
             .map_err(perr)
     }
 
+    /// Partition `p`'s file, for [`Part::open_file`] (which reads only the columns asked for).
+    pub fn part_file(&self, p: &PartMeta) -> Result<fs::File> {
+        let path = self.dir.join(&p.file);
+        fs::File::open(&path).map_err(|e| FlowStoreError::Io { path, source: e })
+    }
+
+    /// A damaged partition `p`, as the store's error.
+    pub fn part_error(&self, p: &PartMeta, source: PartError) -> FlowStoreError {
+        FlowStoreError::Part {
+            path: self.dir.join(&p.file),
+            source,
+        }
+    }
+
     /// Partition `p`'s address summary, read once per store opened.
     pub fn summary(&self, p: &PartMeta) -> Result<std::sync::Arc<PartSummary>> {
         if let Ok(c) = self.summaries.lock()
@@ -537,13 +564,10 @@ impl FlowStore {
         {
             return Ok(s.clone());
         }
-        let bytes = self.read_file(p)?;
-        let s = Part::open(&bytes)
+        let file = self.part_file(p)?;
+        let s = Part::open_file(&file)
             .and_then(|part| part.summary())
-            .map_err(|source| FlowStoreError::Part {
-                path: self.dir.join(&p.file),
-                source,
-            })?;
+            .map_err(|source| self.part_error(p, source))?;
         let s = std::sync::Arc::new(s);
         if let Ok(mut c) = self.summaries.lock() {
             c.insert(p.file.clone(), s.clone());
@@ -584,13 +608,56 @@ impl FlowStore {
     }
 
     /// Every committed flow `filter` selects, in ledger order, to `f`; partitions whose time
-    /// range or address index excludes the filter are not decoded.
+    /// range or address index excludes the filter are not decoded, and with an address part
+    /// only the rows its postings name are (partitions written before the postings: all).
     pub fn scan(&self, filter: &FlowFilter, f: &mut dyn FnMut(&FlowRow)) -> Result<ScanStats> {
-        self.scan_rows(filter, &mut |r| {
-            if filter.matches(r) {
-                f(r);
+        let nets: Vec<Net> = [filter.src, filter.dst, filter.ip]
+            .into_iter()
+            .flatten()
+            .collect();
+        if nets.is_empty() {
+            return self.scan_rows(filter, &mut |r| {
+                if filter.matches(r) {
+                    f(r);
+                }
+            });
+        }
+        let mut st = ScanStats::default();
+        for p in &self.manifest.parts {
+            st.partitions += 1;
+            if !filter.may_match_meta(p) {
+                st.skipped_by_time += 1;
+                continue;
             }
-        })
+            let file = self.part_file(p)?;
+            let perr = |e| self.part_error(p, e);
+            let part = Part::open_file(&file).map_err(perr)?;
+            if !filter.may_match_part(&part).map_err(perr)? {
+                st.skipped_by_address += 1;
+                continue;
+            }
+            st.rows_read += part.rows() as u64;
+            let cols = Cols::new(&part);
+            let mut sel: Option<RowSet> = None;
+            if let Some(ix) = cols.addr_index().map_err(perr)? {
+                for n in &nets {
+                    let rows = net_rows(ix, *n, part.rows()).map_err(perr)?;
+                    match sel.as_mut() {
+                        Some(s) => s.and(&rows),
+                        None => sel = Some(rows),
+                    }
+                }
+            }
+            if sel.as_ref().is_some_and(RowSet::is_empty) {
+                continue;
+            }
+            for r in cols.decode(sel.as_ref()).map_err(perr)? {
+                if filter.matches(&r) {
+                    f(&r);
+                }
+            }
+        }
+        Ok(st)
     }
 
     /// Every committed flow of the partitions `prune` lets through, in ledger order, to `f`
@@ -607,6 +674,44 @@ impl FlowStore {
         }
         Ok(st)
     }
+}
+
+/// The rows of a partition whose source or destination may lie in `n` (a superset for
+/// [`FlowFilter::matches`]: an IPv4-mapped IPv6 address counts as its IPv4 address).
+fn net_rows(ix: &AddrIndex, n: Net, rows: usize) -> std::result::Result<RowSet, PartError> {
+    let mut s = RowSet::none(rows);
+    let mut add = |list: Vec<u32>| list.iter().for_each(|&r| s.insert(r as usize));
+    match (n.lo, n.hi) {
+        (IpAddr::V4(lo), IpAddr::V4(hi)) => {
+            let (lo, hi) = (u32::from(lo), u32::from(hi));
+            let first = ix.addr4.partition_point(|&a| a < lo);
+            for (k, &a) in ix.addr4.iter().enumerate().skip(first) {
+                if a > hi {
+                    break;
+                }
+                add(ix.post4.rows_of(k)?);
+            }
+            for (k, a) in ix.addr6.iter().enumerate() {
+                if let Some(v4) = std::net::Ipv6Addr::from(*a).to_ipv4_mapped()
+                    && (lo..=hi).contains(&u32::from(v4))
+                {
+                    add(ix.post6.rows_of(k)?);
+                }
+            }
+        }
+        (IpAddr::V6(lo), IpAddr::V6(hi)) => {
+            let (lo, hi) = (lo.octets(), hi.octets());
+            let first = ix.addr6.partition_point(|a| *a < lo);
+            for (k, a) in ix.addr6.iter().enumerate().skip(first) {
+                if *a > hi {
+                    break;
+                }
+                add(ix.post6.rows_of(k)?);
+            }
+        }
+        _ => {}
+    }
+    Ok(s)
 }
 
 /// Groups, the total and the scan's counts: what [`FlowStore::aggregate`] gives.

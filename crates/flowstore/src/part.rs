@@ -90,6 +90,12 @@ pub const C_OBSERVER_DICT: u16 = 31;
 pub const C_ADDR4: u16 = 40;
 /// Sorted distinct IPv6 addresses of the partition.
 pub const C_ADDR6: u16 = 41;
+/// Postings of column 40: for each address in its order, the rows holding it as source or
+/// destination (LEB128: the row count, the byte length of what follows, the first row, then
+/// the differences).
+pub const C_POST4: u16 = 42;
+/// Postings of column 41, the same way.
+pub const C_POST6: u16 = 43;
 
 pub const R_SRC: u8 = 1;
 pub const R_SRC6: u8 = 1 << 1;
@@ -99,75 +105,58 @@ pub const R_START: u8 = 1 << 4;
 pub const R_END: u8 = 1 << 5;
 pub const R_NAT: u8 = 1 << 6;
 
+/// A column before packing: integers (packed to their narrowest width) or bytes as they are.
+enum Col {
+    Ints(Vec<u64>),
+    Bytes(Vec<u8>),
+}
+
 /// Encodes `rows` (ledger order) as one partition file.
+///
+/// One pass over the rows fills every per-row column (a pass per column read each 200-byte
+/// row twenty times: a quarter of the writer's time).
 pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     let n = rows.len();
-    let mut cols: Vec<(u16, Vec<u8>)> = Vec::new();
-    // Deltas make the sorted-ish columns (positions, times) mostly small numbers, which is
-    // what zstd compresses well.
-    let mut prev = 0u64;
-    col(
-        &mut cols,
-        rows,
-        C_SEQ,
-        &mut |r, b| {
-            b.extend_from_slice(&r.seq.wrapping_sub(prev).to_le_bytes());
-            prev = r.seq;
-        },
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_DSEQ,
-        &mut |r, b| b.extend_from_slice(&r.seq.wrapping_sub(r.rec.datagram_seq).to_le_bytes()),
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_FLOWSET,
-        &mut |r, b| b.extend_from_slice(&r.rec.flowset.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_RECORD,
-        &mut |r, b| b.extend_from_slice(&r.rec.record.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_TEMPLATE,
-        &mut |r, b| b.extend_from_slice(&r.rec.template.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_VERSION,
-        &mut |r, b| b.extend_from_slice(&r.rec.version.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_DOMAIN,
-        &mut |r, b| b.extend_from_slice(&r.rec.domain.to_le_bytes()),
-        4,
-    );
+    let ints = || Vec::<u64>::with_capacity(n);
+    let (mut seq, mut dseq, mut flowset, mut record, mut template, mut version, mut domain) =
+        (ints(), ints(), ints(), ints(), ints(), ints(), ints());
+    let (mut exp_idx, mut obs_idx) = (ints(), ints());
+    let (mut src4, mut dst4, mut sport, mut dport) = (ints(), ints(), ints(), ints());
+    let (mut packets, mut bytes_, mut sampling) = (ints(), ints(), ints());
+    let (mut start, mut end, mut export, mut in_if, mut out_if) =
+        (ints(), ints(), ints(), ints(), ints());
+    let mut flags = Vec::with_capacity(n);
+    let mut proto = Vec::with_capacity(n);
+    let mut tcpf = Vec::with_capacity(n);
+    let mut tos = Vec::with_capacity(n);
+    let mut src6 = Vec::new();
+    let mut dst6 = Vec::new();
+    let mut nat = Vec::new();
     // Dictionaries: exporters and observers repeat across a whole partition (compared as
     // values; formatting an address per flow was a third of the writer's time).
     let mut exporters: Vec<SocketAddr> = Vec::new();
     let mut observers: Vec<&str> = Vec::new();
-    let mut exp_idx = Vec::with_capacity(n * 4);
-    let mut obs_idx = Vec::with_capacity(n * 4);
     let mut last_e: Option<(SocketAddr, u32)> = None;
     let mut last_o: Option<(&str, u32)> = None;
-    for r in rows {
-        let e = match r.rec.exporter {
+    // (address, row) pairs, sorted and deduplicated once at the end (a tree insert per
+    // address cost 7 %): the address index and its postings.
+    let mut a4: Vec<u64> = Vec::with_capacity(n * 2);
+    let mut a6: Vec<([u8; 16], u32)> = Vec::new();
+    // Deltas make the sorted-ish columns (positions, times) mostly small numbers, which is
+    // what zstd compresses well.
+    let (mut prev_seq, mut prev_start, mut prev_export) = (0u64, 0i64, 0i64);
+    for (row, r) in rows.iter().enumerate() {
+        let row = row as u32;
+        let rec = &r.rec;
+        seq.push(r.seq.wrapping_sub(prev_seq));
+        prev_seq = r.seq;
+        dseq.push(r.seq.wrapping_sub(rec.datagram_seq));
+        flowset.push(u64::from(rec.flowset));
+        record.push(u64::from(rec.record));
+        template.push(u64::from(rec.template));
+        version.push(u64::from(rec.version));
+        domain.push(u64::from(rec.domain));
+        let e = match rec.exporter {
             None => 0,
             Some(a) => match last_e {
                 Some((x, i)) if x == a => i,
@@ -184,7 +173,7 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
                 }
             },
         };
-        exp_idx.extend_from_slice(&e.to_le_bytes());
+        exp_idx.push(u64::from(e));
         let o = match last_o {
             Some((x, i)) if x == r.observer => i,
             _ => {
@@ -199,159 +188,106 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
                 i
             }
         };
-        obs_idx.extend_from_slice(&o.to_le_bytes());
-    }
-    let exporters: Vec<String> = exporters.iter().map(SocketAddr::to_string).collect();
-    cols.push((C_EXPORTER, exp_idx));
-    cols.push((C_OBSERVER, obs_idx));
-    cols.push((C_EXPORTER_DICT, exporters.join("\n").into_bytes()));
-    cols.push((C_OBSERVER_DICT, observers.join("\n").into_bytes()));
-    let mut flags = Vec::with_capacity(n);
-    let mut src4 = Vec::with_capacity(n * 4);
-    let mut dst4 = Vec::with_capacity(n * 4);
-    let mut src6 = Vec::new();
-    let mut dst6 = Vec::new();
-    let mut nat = Vec::new();
-    // Sorted and deduplicated once at the end (a tree insert per address cost 7 %).
-    let mut a4: Vec<u32> = Vec::with_capacity(n * 2);
-    let mut a6: Vec<[u8; 16]> = Vec::new();
-    for r in rows {
+        obs_idx.push(u64::from(o));
         let mut f = 0u8;
-        let mut put =
-            |ip: Option<IpAddr>, present: u8, six: u8, c4: &mut Vec<u8>, c6: &mut Vec<u8>| match ip
-            {
-                None => c4.extend_from_slice(&0u32.to_le_bytes()),
-                Some(IpAddr::V4(a)) => {
-                    f |= present;
-                    let v = u32::from(a);
-                    a4.push(v);
-                    c4.extend_from_slice(&v.to_le_bytes());
-                }
-                Some(IpAddr::V6(a)) => {
-                    f |= present | six;
-                    a6.push(a.octets());
-                    c4.extend_from_slice(&0u32.to_le_bytes());
-                    c6.extend_from_slice(&a.octets());
-                }
-            };
-        put(r.rec.src, R_SRC, R_SRC6, &mut src4, &mut src6);
-        put(r.rec.dst, R_DST, R_DST6, &mut dst4, &mut dst6);
-        if r.rec.start_ms.is_some() {
+        let mut put = |ip: Option<IpAddr>,
+                       present: u8,
+                       six: u8,
+                       c4: &mut Vec<u64>,
+                       c6: &mut Vec<u8>| match ip {
+            None => c4.push(0),
+            Some(IpAddr::V4(a)) => {
+                f |= present;
+                let v = u32::from(a);
+                a4.push(u64::from(v) << 32 | u64::from(row));
+                c4.push(u64::from(v));
+            }
+            Some(IpAddr::V6(a)) => {
+                f |= present | six;
+                a6.push((a.octets(), row));
+                c4.push(0);
+                c6.extend_from_slice(&a.octets());
+            }
+        };
+        put(rec.src, R_SRC, R_SRC6, &mut src4, &mut src6);
+        put(rec.dst, R_DST, R_DST6, &mut dst4, &mut dst6);
+        if rec.start_ms.is_some() {
             f |= R_START;
         }
-        if r.rec.end_ms.is_some() {
+        if rec.end_ms.is_some() {
             f |= R_END;
         }
-        if let Some(x) = &r.rec.nat {
+        if let Some(x) = &rec.nat {
             f |= R_NAT;
             put_nat(&mut nat, x);
         }
         flags.push(f);
+        sport.push(u64::from(rec.src_port));
+        dport.push(u64::from(rec.dst_port));
+        proto.push(rec.proto);
+        tcpf.push(rec.tcp_flags);
+        tos.push(rec.tos);
+        packets.push(rec.packets);
+        bytes_.push(rec.bytes);
+        sampling.push(u64::from(rec.sampling));
+        let t = rec.start_ms.unwrap_or(prev_start);
+        start.push(zigzag(t.wrapping_sub(prev_start)));
+        prev_start = t;
+        let base = rec.start_ms.unwrap_or(0);
+        end.push(zigzag(rec.end_ms.unwrap_or(base).wrapping_sub(base)));
+        export.push(zigzag(rec.export_ms.wrapping_sub(prev_export)));
+        prev_export = rec.export_ms;
+        in_if.push(u64::from(rec.in_if));
+        out_if.push(u64::from(rec.out_if));
     }
-    cols.push((C_FLAGS, flags));
-    cols.push((C_SRC4, src4));
-    cols.push((C_DST4, dst4));
-    cols.push((C_SRC6, src6));
-    cols.push((C_DST6, dst6));
-    cols.push((C_NAT, nat));
+    let exporters: Vec<String> = exporters.iter().map(SocketAddr::to_string).collect();
     a4.sort_unstable();
     a4.dedup();
     a6.sort_unstable();
     a6.dedup();
-    cols.push((C_ADDR4, a4.iter().flat_map(|v| v.to_le_bytes()).collect()));
-    cols.push((C_ADDR6, a6.iter().flatten().copied().collect()));
-    col(
-        &mut cols,
-        rows,
-        C_SPORT,
-        &mut |r, b| b.extend_from_slice(&r.rec.src_port.to_le_bytes()),
-        2,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_DPORT,
-        &mut |r, b| b.extend_from_slice(&r.rec.dst_port.to_le_bytes()),
-        2,
-    );
-    col(&mut cols, rows, C_PROTO, &mut |r, b| b.push(r.rec.proto), 1);
-    col(
-        &mut cols,
-        rows,
-        C_TCPFLAGS,
-        &mut |r, b| b.push(r.rec.tcp_flags),
-        1,
-    );
-    col(&mut cols, rows, C_TOS, &mut |r, b| b.push(r.rec.tos), 1);
-    col(
-        &mut cols,
-        rows,
-        C_PACKETS,
-        &mut |r, b| b.extend_from_slice(&r.rec.packets.to_le_bytes()),
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_BYTES,
-        &mut |r, b| b.extend_from_slice(&r.rec.bytes.to_le_bytes()),
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_SAMPLING,
-        &mut |r, b| b.extend_from_slice(&r.rec.sampling.to_le_bytes()),
-        4,
-    );
-    let mut prev = 0i64;
-    col(
-        &mut cols,
-        rows,
-        C_START,
-        &mut |r, b| {
-            let t = r.rec.start_ms.unwrap_or(prev);
-            b.extend_from_slice(&zigzag(t.wrapping_sub(prev)).to_le_bytes());
-            prev = t;
-        },
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_END,
-        &mut |r, b| {
-            let base = r.rec.start_ms.unwrap_or(0);
-            let t = r.rec.end_ms.unwrap_or(base);
-            b.extend_from_slice(&zigzag(t.wrapping_sub(base)).to_le_bytes());
-        },
-        8,
-    );
-    let mut prev = 0i64;
-    col(
-        &mut cols,
-        rows,
-        C_EXPORT,
-        &mut |r, b| {
-            b.extend_from_slice(&zigzag(r.rec.export_ms.wrapping_sub(prev)).to_le_bytes());
-            prev = r.rec.export_ms;
-        },
-        8,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_INIF,
-        &mut |r, b| b.extend_from_slice(&r.rec.in_if.to_le_bytes()),
-        4,
-    );
-    col(
-        &mut cols,
-        rows,
-        C_OUTIF,
-        &mut |r, b| b.extend_from_slice(&r.rec.out_if.to_le_bytes()),
-        4,
-    );
+    let (addr4, post4) = postings(a4.iter().map(|&v| ((v >> 32) as u32, v as u32)));
+    let (addr6, post6) = postings(a6.iter().copied());
+    use Col::{Bytes, Ints};
+    // Directory order (readers find columns by id; kept as earlier writers wrote it).
+    let cols: Vec<(u16, Col)> = vec![
+        (C_SEQ, Ints(seq)),
+        (C_DSEQ, Ints(dseq)),
+        (C_FLOWSET, Ints(flowset)),
+        (C_RECORD, Ints(record)),
+        (C_TEMPLATE, Ints(template)),
+        (C_VERSION, Ints(version)),
+        (C_DOMAIN, Ints(domain)),
+        (C_EXPORTER, Ints(exp_idx)),
+        (C_OBSERVER, Ints(obs_idx)),
+        (C_EXPORTER_DICT, Bytes(exporters.join("\n").into_bytes())),
+        (C_OBSERVER_DICT, Bytes(observers.join("\n").into_bytes())),
+        (C_FLAGS, Bytes(flags)),
+        (C_SRC4, Ints(src4)),
+        (C_DST4, Ints(dst4)),
+        (C_SRC6, Bytes(src6)),
+        (C_DST6, Bytes(dst6)),
+        (C_NAT, Bytes(nat)),
+        (
+            C_ADDR4,
+            Bytes(addr4.iter().flat_map(|v| v.to_le_bytes()).collect()),
+        ),
+        (C_ADDR6, Bytes(addr6.iter().flatten().copied().collect())),
+        (C_POST4, Bytes(post4)),
+        (C_POST6, Bytes(post6)),
+        (C_SPORT, Ints(sport)),
+        (C_DPORT, Ints(dport)),
+        (C_PROTO, Bytes(proto)),
+        (C_TCPFLAGS, Bytes(tcpf)),
+        (C_TOS, Bytes(tos)),
+        (C_PACKETS, Ints(packets)),
+        (C_BYTES, Ints(bytes_)),
+        (C_SAMPLING, Ints(sampling)),
+        (C_START, Ints(start)),
+        (C_END, Ints(end)),
+        (C_EXPORT, Ints(export)),
+        (C_INIF, Ints(in_if)),
+        (C_OUTIF, Ints(out_if)),
+    ];
 
     // Layout: magic, row count u32, column count u16, directory (id u16, packing u8, raw u64,
     // stored u64) per column, then the zstd frames in directory order. Integer columns are
@@ -359,10 +295,10 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     // what a reader decompresses is what costs, and packets, bytes and time deltas rarely
     // need 8 bytes.
     let mut frames: Vec<(u16, u8, u64, Vec<u8>)> = Vec::with_capacity(cols.len());
-    for (id, raw) in cols {
-        let (code, raw) = match int_width(id) {
-            Some(w) => pack(&raw, w),
-            None => (PACK_BYTES, raw),
+    for (id, col) in cols {
+        let (code, raw) = match col {
+            Ints(v) => pack(&v),
+            Bytes(b) => (PACK_BYTES, b),
         };
         let z = zstd::bulk::compress(&raw, ZSTD_LEVEL)?;
         frames.push((id, code, raw.len() as u64, z));
@@ -383,20 +319,136 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Sorted, distinct (address, row) pairs as the distinct addresses and their postings
+/// (column 42's encoding).
+fn postings<A: PartialEq + Copy>(pairs: impl Iterator<Item = (A, u32)>) -> (Vec<A>, Vec<u8>) {
+    let mut addrs: Vec<A> = Vec::new();
+    let mut lists: Vec<Vec<u32>> = Vec::new();
+    for (a, row) in pairs {
+        match (addrs.last(), lists.last_mut()) {
+            (Some(l), Some(list)) if *l == a => list.push(row),
+            _ => {
+                addrs.push(a);
+                lists.push(vec![row]);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut deltas = Vec::new();
+    for list in &lists {
+        deltas.clear();
+        let mut prev = 0u32;
+        for (i, &r) in list.iter().enumerate() {
+            put_varint(&mut deltas, u64::from(if i == 0 { r } else { r - prev }));
+            prev = r;
+        }
+        put_varint(&mut out, list.len() as u64);
+        put_varint(&mut out, deltas.len() as u64);
+        out.extend_from_slice(&deltas);
+    }
+    (addrs, out)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let x = *b.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(x & 0x7f) << shift;
+        if x & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+/// The postings of a partition's addresses of one family (columns 42/43), decoded list by
+/// list as a reader asks: address `i`'s list is `lists[i]` (its row count and where its
+/// row deltas lie in `raw`).
+#[derive(Debug, Clone, Default)]
+pub struct Postings {
+    raw: Vec<u8>,
+    lists: Vec<(u32, usize, usize)>,
+    rows: usize,
+    id: u16,
+}
+
+impl Postings {
+    /// The rows holding address `i` (ascending; none past the addresses).
+    pub fn rows_of(&self, i: usize) -> Result<Vec<u32>, PartError> {
+        let bad = |what: &str| PartError::Column(self.id, what.to_string());
+        let Some(&(n, start, end)) = self.lists.get(i) else {
+            return Ok(Vec::new());
+        };
+        let b = self.raw.get(start..end).ok_or_else(|| bad("short"))?;
+        let mut out = Vec::with_capacity(n as usize);
+        let mut pos = 0;
+        let mut row = 0u64;
+        for k in 0..n {
+            let d = get_varint(b, &mut pos).ok_or_else(|| bad("short"))?;
+            row = if k == 0 { d } else { row.saturating_add(d) };
+            if row >= self.rows as u64 || (k > 0 && d == 0) {
+                return Err(bad("a row outside the partition or out of order"));
+            }
+            out.push(row as u32);
+        }
+        if pos != b.len() {
+            return Err(bad("a list longer than its count"));
+        }
+        Ok(out)
+    }
+
+    /// Addresses listed.
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+
+    fn decode(raw: Vec<u8>, addrs: usize, rows: usize, id: u16) -> Result<Postings, PartError> {
+        let bad = |what: &str| PartError::Column(id, what.to_string());
+        let mut lists = Vec::with_capacity(addrs);
+        let mut pos = 0;
+        for _ in 0..addrs {
+            let n = get_varint(&raw, &mut pos).ok_or_else(|| bad("short"))?;
+            let len = get_varint(&raw, &mut pos).ok_or_else(|| bad("short"))?;
+            if n > rows as u64 || n > len {
+                return Err(bad("a list longer than the rows"));
+            }
+            let end = usize::try_from(len)
+                .ok()
+                .and_then(|l| pos.checked_add(l))
+                .filter(|&e| e <= raw.len())
+                .ok_or_else(|| bad("short"))?;
+            lists.push((n as u32, pos, end));
+            pos = end;
+        }
+        if pos != raw.len() {
+            return Err(bad("longer than its addresses"));
+        }
+        Ok(Postings {
+            raw,
+            lists,
+            rows,
+            id,
+        })
+    }
+}
+
 /// Packing of a column that is not integers: its bytes as they are.
 pub const PACK_BYTES: u8 = 0xff;
 /// Packing of an integer column whose values are all equal: that one value, 8 bytes.
 pub const PACK_CONST: u8 = 0;
-
-/// The natural width of integer column `id` (None: not an integer column).
-pub fn int_width(id: u16) -> Option<usize> {
-    Some(match id {
-        C_SEQ | C_DSEQ | C_PACKETS | C_BYTES | C_START | C_END | C_EXPORT => 8,
-        C_DOMAIN | C_EXPORTER | C_SRC4 | C_DST4 | C_SAMPLING | C_INIF | C_OUTIF | C_OBSERVER => 4,
-        C_FLOWSET | C_RECORD | C_TEMPLATE | C_VERSION | C_SPORT | C_DPORT => 2,
-        _ => return None,
-    })
-}
 
 /// Signed deltas as unsigned with the sign in the low bit (small either way).
 pub fn zigzag(d: i64) -> u64 {
@@ -407,51 +459,35 @@ pub fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
-/// `raw` (little-endian integers of `w` bytes) packed: (packing, bytes).
-fn pack(raw: &[u8], w: usize) -> (u8, Vec<u8>) {
-    let vals: Vec<u64> = raw
-        .chunks_exact(w)
-        .map(|c| {
-            let mut b = [0u8; 8];
-            b[..w].copy_from_slice(c);
-            u64::from_le_bytes(b)
-        })
-        .collect();
+/// Integer column `vals` packed: (packing, bytes).
+fn pack(vals: &[u64]) -> (u8, Vec<u8>) {
     if let Some(&first) = vals.first()
         && vals.iter().all(|&v| v == first)
     {
         return (PACK_CONST, first.to_le_bytes().to_vec());
     }
     let max = vals.iter().copied().max().unwrap_or(0);
-    let nw: usize = if max <= 0xff {
+    let mut out;
+    let nw: u8 = if max <= 0xff {
+        out = vals.iter().map(|&v| v as u8).collect::<Vec<u8>>();
         1
     } else if max <= 0xffff {
+        out = Vec::with_capacity(vals.len() * 2);
+        vals.iter()
+            .for_each(|&v| out.extend_from_slice(&(v as u16).to_le_bytes()));
         2
     } else if max <= 0xffff_ffff {
+        out = Vec::with_capacity(vals.len() * 4);
+        vals.iter()
+            .for_each(|&v| out.extend_from_slice(&(v as u32).to_le_bytes()));
         4
     } else {
+        out = Vec::with_capacity(vals.len() * 8);
+        vals.iter()
+            .for_each(|&v| out.extend_from_slice(&v.to_le_bytes()));
         8
     };
-    let mut out = Vec::with_capacity(vals.len() * nw);
-    for v in vals {
-        out.extend_from_slice(&v.to_le_bytes()[..nw]);
-    }
-    (nw as u8, out)
-}
-
-/// One fixed-width column: `f` appends each row's value.
-fn col(
-    cols: &mut Vec<(u16, Vec<u8>)>,
-    rows: &[FlowRow],
-    id: u16,
-    f: &mut dyn FnMut(&FlowRow, &mut Vec<u8>),
-    width: usize,
-) {
-    let mut b = Vec::with_capacity(rows.len() * width);
-    for r in rows {
-        f(r, &mut b);
-    }
-    cols.push((id, b));
+    (nw, out)
 }
 
 fn put_ip(out: &mut Vec<u8>, ip: Option<IpAddr>) {
@@ -486,6 +522,15 @@ fn put_nat(out: &mut Vec<u8>, n: &FlowNat) {
     }
 }
 
+/// A partition's distinct addresses of each family, sorted, with the rows holding each.
+#[derive(Debug, Clone, Default)]
+pub struct AddrIndex {
+    pub addr4: Vec<u32>,
+    pub post4: Postings,
+    pub addr6: Vec<[u8; 16]>,
+    pub post6: Postings,
+}
+
 /// What a partition holds of addresses: its sorted distinct source and destination addresses
 /// and its exporters ([`Part::summary`]).
 #[derive(Debug, Clone, Default)]
@@ -514,39 +559,96 @@ impl PartSummary {
     }
 }
 
+/// Where a partition's bytes are: in memory, or in its file (read column by column: a query
+/// that needs three columns of thirty reads those).
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    Mem(&'a [u8]),
+    File(&'a std::fs::File, u64),
+}
+
+impl Src<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Src::Mem(b) => b.len() as u64,
+            Src::File(_, n) => *n,
+        }
+    }
+
+    fn get(&self, start: u64, end: u64) -> Result<std::borrow::Cow<'_, [u8]>, PartError> {
+        let trunc = || PartError::Truncated(start as usize);
+        if end < start || end > self.len() {
+            return Err(trunc());
+        }
+        match self {
+            Src::Mem(b) => b
+                .get(start as usize..end as usize)
+                .map(std::borrow::Cow::Borrowed)
+                .ok_or_else(trunc),
+            Src::File(f, _) => {
+                use std::os::unix::fs::FileExt;
+                let mut v = vec![0u8; (end - start) as usize];
+                f.read_exact_at(&mut v, start).map_err(|_| trunc())?;
+                Ok(std::borrow::Cow::Owned(v))
+            }
+        }
+    }
+}
+
 /// A partition file opened: its directory read, columns decompressed on demand.
 pub struct Part<'a> {
-    bytes: &'a [u8],
+    src: Src<'a>,
     rows: usize,
-    dir: Vec<(u16, u8, u64, usize, usize)>,
+    dir: Vec<(u16, u8, u64, u64, u64)>,
 }
 
 impl<'a> Part<'a> {
     pub fn open(bytes: &'a [u8]) -> Result<Part<'a>, PartError> {
-        if bytes.get(..8) != Some(MAGIC.as_slice()) {
+        Part::open_src(Src::Mem(bytes))
+    }
+
+    /// Opens a partition file without reading it whole: its columns are read when asked for.
+    pub fn open_file(file: &'a std::fs::File) -> Result<Part<'a>, PartError> {
+        let len = file.metadata().map_err(|_| PartError::Truncated(0))?.len();
+        Part::open_src(Src::File(file, len))
+    }
+
+    fn open_src(src: Src<'a>) -> Result<Part<'a>, PartError> {
+        let head = src.get(0, 14.min(src.len()))?;
+        if head.get(..8) != Some(MAGIC.as_slice()) {
             return Err(PartError::Magic);
         }
         let mut pos = 8;
-        let rows = u32::from_le_bytes(take(bytes, &mut pos)?) as usize;
-        let ncols = u16::from_le_bytes(take(bytes, &mut pos)?) as usize;
+        let rows = u32::from_le_bytes(take(&head, &mut pos)?) as usize;
+        let ncols = u16::from_le_bytes(take(&head, &mut pos)?) as usize;
+        let dir_end = 14 + ncols as u64 * 19;
+        if dir_end > src.len() {
+            return Err(PartError::Truncated(src.len() as usize));
+        }
+        let dir_bytes = src.get(14, dir_end)?;
+        let mut pos = 0;
         let mut dir = Vec::with_capacity(ncols.min(256));
-        let mut data = pos
-            .checked_add(ncols * 19)
-            .ok_or(PartError::Truncated(pos))?;
+        let mut data = dir_end;
         for _ in 0..ncols {
-            let id = u16::from_le_bytes(take(bytes, &mut pos)?);
-            let code = take::<1>(bytes, &mut pos)?[0];
-            let raw = u64::from_le_bytes(take(bytes, &mut pos)?);
-            let stored = u64::from_le_bytes(take(bytes, &mut pos)?);
-            let stored = usize::try_from(stored).map_err(|_| PartError::Truncated(pos))?;
-            let end = data.checked_add(stored).ok_or(PartError::Truncated(pos))?;
-            if end > bytes.len() {
-                return Err(PartError::Truncated(bytes.len()));
+            let id = u16::from_le_bytes(take(&dir_bytes, &mut pos)?);
+            let code = take::<1>(&dir_bytes, &mut pos)?[0];
+            let raw = u64::from_le_bytes(take(&dir_bytes, &mut pos)?);
+            let stored = u64::from_le_bytes(take(&dir_bytes, &mut pos)?);
+            let end = data
+                .checked_add(stored)
+                .ok_or(PartError::Truncated(14 + pos))?;
+            if end > src.len() {
+                return Err(PartError::Truncated(src.len() as usize));
             }
             dir.push((id, code, raw, data, end));
             data = end;
         }
-        Ok(Part { bytes, rows, dir })
+        Ok(Part { src, rows, dir })
+    }
+
+    /// Whether the partition has column `id` (files written before a column existed lack it).
+    pub fn has_column(&self, id: u16) -> bool {
+        self.dir.iter().any(|d| d.0 == id)
     }
 
     pub fn rows(&self) -> usize {
@@ -564,11 +666,8 @@ impl<'a> Part<'a> {
         if raw > MAX_COLUMN_BYTES {
             return Err(PartError::Column(id, format!("claims {raw} bytes")));
         }
-        let src = self
-            .bytes
-            .get(start..end)
-            .ok_or(PartError::Truncated(start))?;
-        let out = zstd::bulk::decompress(src, raw as usize)
+        let src = self.src.get(start, end)?;
+        let out = zstd::bulk::decompress(&src, raw as usize)
             .map_err(|e| PartError::Column(id, e.to_string()))?;
         if out.len() as u64 != raw {
             return Err(PartError::Column(
@@ -707,8 +806,44 @@ impl<'a> Part<'a> {
             .collect())
     }
 
+    /// The address index with its postings (columns 40–43); `None` for a partition written
+    /// before the postings existed.
+    pub fn addr_index(&self) -> Result<Option<AddrIndex>, PartError> {
+        if !self.has_column(C_POST4) || !self.has_column(C_POST6) {
+            return Ok(None);
+        }
+        let addr4: Vec<u32> = self
+            .column(C_ADDR4, 0)?
+            .chunks_exact(4)
+            .map(|x| u32::from_le_bytes(arr(x)))
+            .collect();
+        let addr6: Vec<[u8; 16]> = self
+            .column(C_ADDR6, 0)?
+            .chunks_exact(16)
+            .map(arr::<16>)
+            .collect();
+        // Binary searches need them sorted: a damaged file is an error, never a missed row.
+        if !addr4.is_sorted() || !addr6.is_sorted() {
+            return Err(PartError::Column(C_ADDR4, "addresses out of order".into()));
+        }
+        let post4 = Postings::decode(self.column(C_POST4, 0)?, addr4.len(), self.rows, C_POST4)?;
+        let post6 = Postings::decode(self.column(C_POST6, 0)?, addr6.len(), self.rows, C_POST6)?;
+        Ok(Some(AddrIndex {
+            addr4,
+            post4,
+            addr6,
+            post6,
+        }))
+    }
+
     /// Every row, decoded whole.
     pub fn decode_all(&self) -> Result<Vec<FlowRow>, PartError> {
+        self.decode_where(&|_| true)
+    }
+
+    /// The rows `keep` selects (by row number), decoded whole; the others are only walked
+    /// past (their deltas summed), never built.
+    pub fn decode_where(&self, keep: &dyn Fn(usize) -> bool) -> Result<Vec<FlowRow>, PartError> {
         let n = self.rows;
         // A damaged file may hold wider values than a field: cut, never a panic.
         let u64s = |id| self.ints(id);
@@ -750,7 +885,7 @@ impl<'a> Part<'a> {
         let in_if = u32s(C_INIF)?;
         let out_if = u32s(C_OUTIF)?;
         let bad = |id: u16, what: &str| PartError::Column(id, what.to_string());
-        let mut out = Vec::with_capacity(n);
+        let mut out = Vec::new();
         let (mut seq, mut start, mut export) = (0u64, 0i64, 0i64);
         let (mut s6, mut d6, mut np) = (0usize, 0usize, 0usize);
         for i in 0..n {
@@ -771,6 +906,12 @@ impl<'a> Part<'a> {
             };
             let src = addr(R_SRC, R_SRC6, src4[i], &src6, &mut s6, C_SRC6)?;
             let dst = addr(R_DST, R_DST6, dst4[i], &dst6, &mut d6, C_DST6)?;
+            if !keep(i) {
+                if f & R_NAT != 0 {
+                    get_nat(&nat, &mut np).ok_or_else(|| bad(C_NAT, "short"))?;
+                }
+                continue;
+            }
             let start_ms = (f & R_START != 0).then_some(start);
             let base = start_ms.unwrap_or(0);
             let end_ms = (f & R_END != 0).then(|| base.wrapping_add(unzigzag(end_d[i])));
@@ -908,4 +1049,25 @@ pub fn arr<const N: usize>(s: &[u8]) -> [u8; N] {
     let mut a = [0u8; N];
     a.copy_from_slice(&s[..N]);
     a
+}
+
+/// Partition `bytes` rewritten without columns `ids` (tests: a file from before a column).
+#[cfg(test)]
+pub fn without_columns(bytes: &[u8], ids: &[u16]) -> Vec<u8> {
+    let p = Part::open(bytes).unwrap();
+    let kept: Vec<_> = p.dir.iter().filter(|d| !ids.contains(&d.0)).collect();
+    let mut out = Vec::new();
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(p.rows as u32).to_le_bytes());
+    out.extend_from_slice(&(kept.len() as u16).to_le_bytes());
+    for &&(id, code, raw, start, end) in &kept {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.push(code);
+        out.extend_from_slice(&raw.to_le_bytes());
+        out.extend_from_slice(&(end - start).to_le_bytes());
+    }
+    for &&(_, _, _, start, end) in &kept {
+        out.extend_from_slice(&bytes[start as usize..end as usize]);
+    }
+    out
 }

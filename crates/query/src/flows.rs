@@ -25,7 +25,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use flowstore::{FlowRow, Part, PartError, PartMeta, PartSummary, Prune};
+use flowstore::{Cols, FlowRow, Part, PartError, PartMeta, PartSummary, Prune, RowSet};
 use jiff::Timestamp;
 use model::envelope::RecordEnvelope;
 use model::flow::proto_name;
@@ -387,31 +387,139 @@ pub fn scan(
     fetch: &mut dyn Fetch,
     visit: &mut dyn FnMut(FlowKey),
 ) -> anyhow::Result<()> {
+    walk(index, expr, cap, fetch, Some(visit), true, None).map(|_| ())
+}
+
+/// [`scan`], or with `visit` `None` a count only: then a partition whose every row matches
+/// (`class:net.flow`, `*`, a window around it) is counted from the manifest unopened, and
+/// rows the address index and time column decide are counted without being decoded.
+/// Returns the flows counted without a visit. With `want_src` false, keys of rows the index
+/// decides carry no source address (`first`'s callers order and fetch, never walk sources).
+/// `later`, when it gives a time, says the caller wants no key placed after it (it holds
+/// enough earlier ones): the matches of a partition whose rows all stand later are counted
+/// without building their keys.
+#[allow(clippy::too_many_arguments)] // one walk, each a way its callers use it
+fn walk(
+    index: &SearchIndex,
+    expr: &Expr,
+    cap: Option<u64>,
+    fetch: &mut dyn Fetch,
+    mut visit: Option<&mut dyn FnMut(FlowKey)>,
+    want_src: bool,
+    later: Option<&dyn Fn() -> Option<Timestamp>>,
+) -> anyhow::Result<u64> {
     let Some(store) = index.flows() else {
-        return Ok(());
+        return Ok(0);
     };
     if !possible(expr) {
-        return Ok(());
+        return Ok(0);
     }
     let prune = ExprPrune::new(expr, cap);
+    let mut counted = 0u64;
     let mut unsure = Vec::new();
-    store.scan_rows(&prune, &mut |row| {
-        if cap.is_some_and(|c| row.seq > c) {
-            return;
+    for meta in store.partitions() {
+        if !prune.meta(meta) {
+            continue;
         }
-        let mut ev = RowEval::new(row);
-        match (ev.eval(expr), ev.placed) {
-            (Some(true), Some(t)) => visit(FlowKey {
-                key: DocKey {
-                    time: t,
-                    seq: row.seq,
+        let whole = cap.is_none_or(|c| meta.last_seq <= c);
+        match const_eval(expr, meta) {
+            Some(false) => continue,
+            Some(true) if visit.is_none() && whole => {
+                counted += meta.rows;
+                continue;
+            }
+            _ => {}
+        }
+        if prune.wants_summary() && !prune.summary(&*store.summary(meta)?) {
+            continue;
+        }
+        let file = store.part_file(meta)?;
+        let perr = |e| store.part_error(meta, e);
+        let part = flowstore::Part::open_file(&file).map_err(perr)?;
+        let cols = Cols::new(&part);
+        if let Some(set) = exact_rows(expr, meta, &cols).map_err(perr)? {
+            let all_later = meta.placed_is_start
+                && later.and_then(|f| f()).is_some_and(|t| {
+                    Timestamp::from_millisecond(meta.min_ms).is_ok_and(|first| first > t)
+                });
+            let visit = match visit.as_mut() {
+                Some(v) if !all_later => Some(v),
+                _ => None,
+            };
+            let Some(visit) = visit else {
+                if whole {
+                    counted += set.len();
+                } else {
+                    let seqs = cols.seqs().map_err(perr)?;
+                    counted += set
+                        .iter()
+                        .filter(|&i| seqs.get(i).is_some_and(|&q| cap.is_none_or(|c| q <= c)))
+                        .count() as u64;
+                }
+                continue;
+            };
+            let seqs = cols.seqs().map_err(perr)?;
+            for i in set.iter() {
+                let Some(&seq) = seqs.get(i) else { continue };
+                if cap.is_some_and(|c| seq > c) {
+                    continue;
+                }
+                let placed = if meta.placed_is_start {
+                    cols.start_ms(i).map_err(perr)?
+                } else {
+                    let forgeable = cols
+                        .observer(i)
+                        .map_err(perr)?
+                        .parse::<Observer>()
+                        .map_or(true, |o| o.forgeable_by_vm_user());
+                    if forgeable {
+                        None
+                    } else {
+                        cols.start_ms(i).map_err(perr)?
+                    }
+                }
+                .and_then(|m| Timestamp::from_millisecond(m).ok());
+                match placed {
+                    Some(time) => visit(FlowKey {
+                        key: DocKey { time, seq },
+                        src: if want_src {
+                            cols.src(i).map_err(perr)?
+                        } else {
+                            None
+                        },
+                    }),
+                    None => unsure.push(seq),
+                }
+            }
+            continue;
+        }
+        // Rows the index cannot decide: decoded (only those a conjunct's address or window
+        // admits) and judged one by one.
+        let cand = candidates(expr, meta, &cols).map_err(perr)?;
+        if cand.as_ref().is_some_and(RowSet::is_empty) {
+            continue;
+        }
+        for row in cols.decode(cand.as_ref()).map_err(perr)? {
+            if cap.is_some_and(|c| row.seq > c) {
+                continue;
+            }
+            let mut ev = RowEval::new(&row);
+            match (ev.eval(expr), ev.placed) {
+                (Some(true), Some(t)) => match visit.as_mut() {
+                    Some(v) => v(FlowKey {
+                        key: DocKey {
+                            time: t,
+                            seq: row.seq,
+                        },
+                        src: row.rec.src,
+                    }),
+                    None => counted += 1,
                 },
-                src: row.rec.src,
-            }),
-            (Some(false), _) => {}
-            _ => unsure.push(row.seq),
+                (Some(false), _) => {}
+                _ => unsure.push(row.seq),
+            }
         }
-    })?;
+    }
     // Rows whose placed time only their envelope knows: judged on the ledger's event.
     for seq in unsure {
         let e = fetch.fetch(seq)?;
@@ -419,20 +527,275 @@ pub fn scan(
             let src = e
                 .field(model::fields::SRC_IP)
                 .and_then(|s| s.parse::<IpAddr>().ok());
-            visit(FlowKey {
-                key: DocKey {
-                    time: e.placed(),
-                    seq,
-                },
-                src,
-            });
+            match visit.as_mut() {
+                Some(v) => v(FlowKey {
+                    key: DocKey {
+                        time: e.placed(),
+                        seq,
+                    },
+                    src,
+                }),
+                None => counted += 1,
+            }
         }
     }
-    Ok(())
+    Ok(counted)
+}
+
+/// What `expr` is on every row of partition `m`, when its manifest entry alone says: the
+/// class, app and source leaves, words every flow's text holds, leaves no flow can match, and
+/// a window around or apart from a partition whose rows stand at their first packet.
+fn const_eval(expr: &Expr, m: &PartMeta) -> Option<bool> {
+    match expr {
+        Expr::All => Some(true),
+        Expr::And(xs) => {
+            let mut unknown = false;
+            for x in xs {
+                match const_eval(x, m) {
+                    Some(false) => return Some(false),
+                    None => unknown = true,
+                    Some(true) => {}
+                }
+            }
+            (!unknown).then_some(true)
+        }
+        Expr::Or(xs) => {
+            let mut unknown = false;
+            for x in xs {
+                match const_eval(x, m) {
+                    Some(true) => return Some(true),
+                    None => unknown = true,
+                    Some(false) => {}
+                }
+            }
+            (!unknown).then_some(false)
+        }
+        Expr::Not(x) => const_eval(x, m).map(|b| !b),
+        leaf if !possible(leaf) => Some(false),
+        Expr::Keyword(Keyword::Class | Keyword::App | Keyword::Source, _) => Some(true),
+        Expr::Word(w)
+            if crate::lang::is_clean_token(w) && matches!(flow_word(w), Some(FlowWord::Always)) =>
+        {
+            Some(true)
+        }
+        Expr::Time { from, to } if m.placed_is_start => {
+            let lo = Timestamp::from_millisecond(m.min_ms).ok()?;
+            let hi = Timestamp::from_millisecond(m.max_ms).ok()?;
+            let inside = |t: Timestamp| from.is_none_or(|f| t >= f) && to.is_none_or(|x| t < x);
+            if inside(lo) && inside(hi) {
+                Some(true)
+            } else if from.is_some_and(|f| hi < f) || to.is_some_and(|x| lo >= x) {
+                Some(false)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The rows of partition `m` that `expr` matches, when the manifest, the address index and
+/// the time column decide every row (`None`: some leaf needs the row or its event).
+fn exact_rows(expr: &Expr, m: &PartMeta, cols: &Cols<'_, '_>) -> Result<Option<RowSet>, PartError> {
+    let n = cols.rows();
+    if let Some(b) = const_eval(expr, m) {
+        return Ok(Some(if b { RowSet::all(n) } else { RowSet::none(n) }));
+    }
+    Ok(match expr {
+        Expr::And(xs) | Expr::Or(xs) => {
+            let and = matches!(expr, Expr::And(_));
+            let mut acc = if and { RowSet::all(n) } else { RowSet::none(n) };
+            for x in xs {
+                let Some(s) = exact_rows(x, m, cols)? else {
+                    return Ok(None);
+                };
+                if and {
+                    acc.and(&s);
+                } else {
+                    acc.or(&s);
+                }
+            }
+            Some(acc)
+        }
+        Expr::Not(x) => exact_rows(x, m, cols)?.map(|mut s| {
+            s.not();
+            s
+        }),
+        Expr::Ip(net) => ip_rows(*net, cols)?,
+        // Protocol words and the port and protocol fields, from their columns exactly as
+        // `RowEval` judges them on the row.
+        Expr::Word(w) if crate::lang::is_clean_token(w) && flow_word(w).is_some() => {
+            let protos = cols.protos()?;
+            let hit: Vec<bool> = (0..=255u8)
+                .map(|p| w.eq_ignore_ascii_case(&proto_name(p)))
+                .collect();
+            let mut s = RowSet::none(n);
+            for (i, &p) in protos.iter().enumerate() {
+                if hit[usize::from(p)] {
+                    s.insert(i);
+                }
+            }
+            Some(s)
+        }
+        Expr::Field { name, value }
+            if matches!(
+                name.to_lowercase().as_str(),
+                "proto" | "src_port" | "dst_port"
+            ) =>
+        {
+            let name = name.to_lowercase();
+            let value = value.to_lowercase();
+            let protos = cols.protos()?;
+            let sports = cols.src_ports()?;
+            let mut s = RowSet::none(n);
+            if name == "proto" {
+                let hit: Vec<bool> = (0..=255u8)
+                    .map(|p| proto_name(p).to_lowercase() == value)
+                    .collect();
+                for (i, &p) in protos.iter().enumerate() {
+                    if hit[usize::from(p)] {
+                        s.insert(i);
+                    }
+                }
+                return Ok(Some(s));
+            }
+            // The port's decimal text is the value, or no row has it.
+            let Some(want) = value.parse::<u16>().ok().filter(|p| p.to_string() == value) else {
+                return Ok(Some(s));
+            };
+            let ports = if name == "src_port" {
+                sports
+            } else {
+                cols.dst_ports()?
+            };
+            for (i, (&p, &sp)) in protos.iter().zip(sports).enumerate() {
+                let icmp = p == 1 || p == 58;
+                let has = !icmp && (p == 6 || p == 17 || p == 132 || sp as u16 != 0);
+                if has && ports.get(i).is_some_and(|&x| x as u16 == want) {
+                    s.insert(i);
+                }
+            }
+            Some(s)
+        }
+        Expr::Time { from, to } if m.placed_is_start => {
+            let mut s = RowSet::none(n);
+            for i in 0..n {
+                let Some(t) = cols
+                    .start_ms(i)?
+                    .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+                else {
+                    return Ok(None);
+                };
+                if from.is_none_or(|f| t >= f) && to.is_none_or(|x| t < x) {
+                    s.insert(i);
+                }
+            }
+            Some(s)
+        }
+        _ => None,
+    })
+}
+
+/// Rows of the partition that may match `expr` (a superset; `None`: every row): the exact
+/// rows of its conjuncts that the index decides.
+fn candidates(expr: &Expr, m: &PartMeta, cols: &Cols<'_, '_>) -> Result<Option<RowSet>, PartError> {
+    if let Some(s) = exact_rows(expr, m, cols)? {
+        return Ok(Some(s));
+    }
+    Ok(match expr {
+        Expr::And(xs) => {
+            let mut acc: Option<RowSet> = None;
+            for x in xs {
+                if let Some(s) = candidates(x, m, cols)? {
+                    match acc.as_mut() {
+                        Some(a) => a.and(&s),
+                        None => acc = Some(s),
+                    }
+                }
+            }
+            acc
+        }
+        Expr::Or(xs) => {
+            let mut acc = RowSet::none(cols.rows());
+            for x in xs {
+                match candidates(x, m, cols)? {
+                    Some(s) => acc.or(&s),
+                    None => return Ok(None),
+                }
+            }
+            Some(acc)
+        }
+        _ => None,
+    })
+}
+
+/// The rows whose source, destination or exporter lies in `net` (what [`RowEval`] judges an
+/// address leaf on), from the address index; `None` for a partition without postings or with
+/// an IPv4-mapped or -compatible IPv6 end (judged on its event).
+fn ip_rows(net: Net, cols: &Cols<'_, '_>) -> Result<Option<RowSet>, PartError> {
+    let Some(ix) = cols.addr_index()? else {
+        return Ok(None);
+    };
+    if ix
+        .addr6
+        .iter()
+        .any(|a| std::net::Ipv6Addr::from(*a).to_ipv4().is_some())
+    {
+        return Ok(None);
+    }
+    const MAPPED: u128 = 0xffff << 32;
+    let wide = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => MAPPED | u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    };
+    let (lo, hi) = net.range();
+    let (l, h) = (wide(lo), wide(hi));
+    let mut s = RowSet::none(cols.rows());
+    let (a, b) = (l.max(MAPPED), h.min(MAPPED | 0xffff_ffff));
+    if a <= b {
+        let (a, b) = (a as u32, b as u32);
+        let first = ix.addr4.partition_point(|&x| x < a);
+        for (k, &x) in ix.addr4.iter().enumerate().skip(first) {
+            if x > b {
+                break;
+            }
+            ix.post4
+                .rows_of(k)?
+                .iter()
+                .for_each(|&r| s.insert(r as usize));
+        }
+    }
+    let first = ix.addr6.partition_point(|x| u128::from_be_bytes(*x) < l);
+    for (k, x) in ix.addr6.iter().enumerate().skip(first) {
+        if u128::from_be_bytes(*x) > h {
+            break;
+        }
+        ix.post6
+            .rows_of(k)?
+            .iter()
+            .for_each(|&r| s.insert(r as usize));
+    }
+    let (idx, dict) = cols.exporters()?;
+    let hit: Vec<u64> = dict
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.is_some_and(|e| net.contains(e.ip())))
+        .map(|(k, _)| k as u64 + 1)
+        .collect();
+    if !hit.is_empty() {
+        for (i, e) in idx.iter().enumerate() {
+            if hit.contains(e) {
+                s.insert(i);
+            }
+        }
+    }
+    Ok(Some(s))
 }
 
 /// How many flows `expr` matches ([`scan`]) and the first `limit` of them in time order (ties
-/// by seq): a day of millions of flows is counted without holding their keys.
+/// by seq): a day of millions of flows is counted without holding their keys. The keys' `src`
+/// may be `None` where the flow has one (what [`scan`] gives `check`; callers of `first` only
+/// order and fetch).
 pub fn first(
     index: &SearchIndex,
     expr: &Expr,
@@ -440,22 +803,40 @@ pub fn first(
     fetch: &mut dyn Fetch,
     limit: usize,
 ) -> anyhow::Result<(u64, Vec<FlowKey>)> {
+    if limit == 0 {
+        return Ok((
+            walk(index, expr, cap, fetch, None, false, None)?,
+            Vec::new(),
+        ));
+    }
     let mut total = 0u64;
     // The `limit` earliest so far; the heap's top is the latest of them.
     let mut heap: std::collections::BinaryHeap<(DocKey, Option<IpAddr>)> =
         std::collections::BinaryHeap::new();
-    scan(index, expr, cap, fetch, &mut |k| {
+    // The latest of the `limit` kept, once there are `limit`: later rows need no key.
+    let full_at = std::cell::Cell::new(None::<Timestamp>);
+    let mut visit = |k: FlowKey| {
         total += 1;
-        if limit == 0 {
-            return;
-        }
         if heap.len() < limit {
             heap.push((k.key, k.src));
         } else if heap.peek().is_some_and(|top| k.key < top.0) {
             heap.pop();
             heap.push((k.key, k.src));
         }
-    })?;
+        if heap.len() >= limit {
+            full_at.set(heap.peek().map(|top| top.0.time));
+        }
+    };
+    let later = || full_at.get();
+    total += walk(
+        index,
+        expr,
+        cap,
+        fetch,
+        Some(&mut visit),
+        false,
+        Some(&later),
+    )?;
     let keys = heap
         .into_sorted_vec()
         .into_iter()
@@ -674,6 +1055,252 @@ mod tests {
             }
         }
         assert!(matched > 1000, "{matched}");
+    }
+
+    /// What the address index, the time column and the manifest decide (`exact_rows`,
+    /// `candidates`, `const_eval`) agrees with `Expr::matches` on each row's ledger event: in
+    /// a partition with IPv4-mapped ends (addresses judged on events), one without, and one
+    /// whose rows all stand at their first packet (windows decided from the columns).
+    #[test]
+    fn the_index_decides_rows_as_their_events() {
+        let texts = [
+            "*",
+            "class:net.flow",
+            "class:auth.login",
+            "app:netflow",
+            "observer:network",
+            "198.51.100.7",
+            "ip:198.51.100.0/28",
+            "::ffff:198.51.100.7",
+            "ip:::/0",
+            "ip:::ffff:0:0/96",
+            "10.0.0.3",
+            "2001:db8::/32",
+            "192.0.2.2",
+            "ip:192.0.2.0/24",
+            "tcp",
+            "packets",
+            "10.0.0.3 tcp",
+            "10.0.0.3 OR 198.51.100.4",
+            "10.0.0.3 OR tcp",
+            "-10.0.0.3",
+            "NOT (observer:network OR 198.51.100.7)",
+            "class:net.flow 10.0.0.0/30",
+            "dst_port:443 198.51.100.0/30",
+            "udp OR icmp",
+            "TCP",
+            "icmpv6",
+            "src_port:40001",
+            "proto:udp",
+            "proto:UDP",
+            "proto:icmpv6",
+            "src_port:0",
+            "dst_port:2048",
+            "dst_port:0443",
+            "dst_port:+443",
+            "-tcp 10.0.0.1",
+        ];
+        let window = Expr::Time {
+            from: Some("2026-10-14T09:45:00Z".parse().unwrap()),
+            to: Some("2026-10-14T10:00:00Z".parse().unwrap()),
+        };
+        let mut exprs: Vec<Expr> = texts
+            .iter()
+            .map(|t| crate::lang::parse(t).unwrap())
+            .collect();
+        for x in exprs.clone() {
+            exprs.push(Expr::And(vec![window.clone(), x]));
+        }
+        exprs.push(window.clone());
+        exprs.push(Expr::Time {
+            from: None,
+            to: Some("2030-01-01T00:00:00Z".parse().unwrap()),
+        });
+        let plain = |a: Option<IpAddr>| match a {
+            Some(IpAddr::V6(v6)) => v6.to_ipv4().is_none(),
+            _ => true,
+        };
+        type Keep<'k> = &'k dyn Fn(u64, &FlowRecord) -> bool;
+        let sets: [Keep<'_>; 3] = [
+            &|_, _| true,
+            &|_, r| plain(r.src) && plain(r.dst),
+            &|i, r| plain(r.src) && plain(r.dst) && r.start_ms.is_some() && i % 7 != 6,
+        ];
+        let (mut decided, mut kept) = (0, 0);
+        for keep in sets {
+            let mut rows = Vec::new();
+            let mut events = Vec::new();
+            for i in 0..200u64 {
+                let r = rec(i);
+                if !keep(i, &r) {
+                    continue;
+                }
+                let observer = if i % 7 == 6 {
+                    Observer::Vm
+                } else {
+                    Observer::Network
+                };
+                events.push(ledger_event(&r, observer, i));
+                rows.push(FlowRow {
+                    seq: 100 + i,
+                    observer: observer.as_str().to_string(),
+                    rec: r,
+                });
+            }
+            let bytes = flowstore::encode(&rows).unwrap();
+            let part = Part::open(&bytes).unwrap();
+            let cols = Cols::new(&part);
+            let times: Vec<i64> = rows.iter().map(FlowRow::time_ms).collect();
+            let meta = PartMeta {
+                file: String::new(),
+                rows: rows.len() as u64,
+                first_seq: rows[0].seq,
+                last_seq: rows[rows.len() - 1].seq,
+                min_ms: *times.iter().min().unwrap(),
+                max_ms: *times.iter().max().unwrap(),
+                bytes: 0,
+                placed_is_start: rows
+                    .iter()
+                    .all(|r| r.rec.start_ms.is_some() && r.observer == Observer::Network.as_str()),
+            };
+            for x in &exprs {
+                let want: Vec<bool> = events.iter().map(|e| x.matches(e)).collect();
+                if let Some(b) = const_eval(x, &meta) {
+                    assert!(want.iter().all(|&w| w == b), "{x}: const {b}");
+                }
+                if let Some(set) = exact_rows(x, &meta, &cols).unwrap() {
+                    decided += 1;
+                    for (i, &w) in want.iter().enumerate() {
+                        assert_eq!(set.contains(i), w, "{x} exact, row {i}: {:?}", events[i]);
+                    }
+                }
+                if let Some(set) = candidates(x, &meta, &cols).unwrap() {
+                    kept += 1;
+                    for (i, &w) in want.iter().enumerate() {
+                        assert!(!w || set.contains(i), "{x} candidates miss row {i}");
+                    }
+                }
+                // Rows decoded for a selection are the rows themselves.
+                let cand = candidates(x, &meta, &cols).unwrap();
+                let got = cols.decode(cand.as_ref()).unwrap();
+                let want_rows: Vec<&FlowRow> = rows
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| cand.as_ref().is_none_or(|s| s.contains(*i)))
+                    .map(|(_, r)| r)
+                    .collect();
+                assert_eq!(got.iter().collect::<Vec<_>>(), want_rows, "{x}");
+            }
+            for (i, r) in rows.iter().enumerate() {
+                assert_eq!(cols.seqs().unwrap()[i], r.seq);
+                assert_eq!(cols.src(i).unwrap(), r.rec.src);
+                assert_eq!(cols.start_ms(i).unwrap(), r.rec.start_ms);
+                assert_eq!(cols.observer(i).unwrap(), r.observer);
+            }
+        }
+        // Most queries are decided by the index in the plain partitions.
+        assert!(decided >= 50 && kept > decided, "{decided} {kept}");
+    }
+
+    /// `first` and `scan` over a store of several partitions (some whose rows all stand at
+    /// their first packet, some not; a cap inside the last) give the counts and first keys of
+    /// brute force over the ledger's events: manifest counts, index-decided rows, partitions
+    /// whose keys are not built once enough earlier ones are held, and row judgement.
+    #[test]
+    fn first_and_scan_over_partitions_equal_brute_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = flowstore::FlowStore::open(dir.path().join("flows")).unwrap();
+        let mut events = std::collections::HashMap::new();
+        let mut seq = 10u64;
+        for part in 0..6u64 {
+            for i in 0..150u64 {
+                let k = part * 150 + i;
+                let mut r = rec(k);
+                // Partitions 1, 3 and 5: every row placed at its first packet.
+                let plain = part % 2 == 1;
+                if plain {
+                    // No IPv4-mapped end either: addresses decided by the postings.
+                    r.start_ms = Some(1_791_970_800_000 + k as i64 * 61_000);
+                    if r.dst.is_some_and(|d| d.is_ipv6()) {
+                        r.dst = Some("198.51.100.7".parse().unwrap());
+                    }
+                }
+                let observer = if !plain && k % 7 == 6 {
+                    Observer::Vm
+                } else {
+                    Observer::Network
+                };
+                seq += 1 + k % 3;
+                events.insert(seq, ledger_event(&r, observer, k));
+                store.add(seq, observer.as_str().to_string(), r).unwrap();
+            }
+            store.commit_at(seq, None).unwrap();
+        }
+        assert_eq!(store.partitions().len(), 6);
+        assert!(
+            store
+                .partitions()
+                .iter()
+                .filter(|p| p.placed_is_start)
+                .count()
+                >= 3
+        );
+        let cap = seq - 40;
+        let index = views::SearchIndex::open_or_create(dir.path().join("index")).unwrap();
+        let mut index = index;
+        let reader = flowstore::FlowStore::open_read(dir.path().join("flows")).unwrap();
+        index.attach_flows(reader, Some(cap));
+        let mut fetch = |s: u64| -> anyhow::Result<Event> {
+            events
+                .get(&s)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("no #{s}"))
+        };
+        for text in [
+            "*",
+            "class:net.flow",
+            "198.51.100.7",
+            "ip:198.51.100.0/28",
+            "10.0.0.3",
+            "10.0.0.3 tcp",
+            "dst_port:443",
+            "udp OR 10.0.0.4",
+            "-tcp",
+            "packets observer:network",
+            "192.0.2.1",
+        ] {
+            let expr = crate::lang::parse(text).unwrap();
+            let mut want: Vec<DocKey> = events
+                .iter()
+                .filter(|(s, e)| **s <= cap && expr.matches(e))
+                .map(|(s, e)| DocKey {
+                    time: e.placed(),
+                    seq: *s,
+                })
+                .collect();
+            want.sort();
+            for limit in [0, 1, 7, 100, 2000] {
+                let (n, keys) = first(&index, &expr, Some(cap), &mut fetch, limit).unwrap();
+                assert_eq!(n, want.len() as u64, "{text} limit {limit}");
+                let got: Vec<DocKey> = keys.iter().map(|k| k.key).collect();
+                let w: Vec<DocKey> = want.iter().take(limit).copied().collect();
+                assert_eq!(got, w, "{text} limit {limit}");
+            }
+            let mut all = Vec::new();
+            scan(&index, &expr, Some(cap), &mut fetch, &mut |k| all.push(k)).unwrap();
+            all.sort_by_key(|k| k.key);
+            assert_eq!(
+                all.iter().map(|k| k.key).collect::<Vec<_>>(),
+                want,
+                "{text}"
+            );
+            for k in all {
+                let src = events[&k.key.seq]
+                    .field(model::fields::SRC_IP)
+                    .and_then(|s| s.parse::<IpAddr>().ok());
+                assert_eq!(k.src, src, "{text} #{}", k.key.seq);
+            }
+        }
     }
 
     #[test]
