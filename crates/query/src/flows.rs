@@ -387,6 +387,8 @@ pub fn scan(
     fetch: &mut dyn Fetch,
     visit: &mut dyn FnMut(FlowKey),
 ) -> anyhow::Result<()> {
+    // NAT records are not documents either (issue 12): every reader of flows gets them here.
+    crate::natrows::scan(index, expr, index.nat_cap(), visit)?;
     let Some(store) = index.flows() else {
         return Ok(());
     };
