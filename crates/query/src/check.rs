@@ -994,6 +994,10 @@ fn spoofed_sources(
         let expr = sreq.expr()?;
         let (iq, _) = lang::lower(&expr);
         seqs.extend(index.all_by_time(&iq)?.into_iter().map(|k| k.seq));
+        // NAT records are rows of the fact store, not documents (issue 12).
+        crate::natrows::scan(index, &expr, index.nat_cap(), &mut |f| {
+            seqs.insert(f.key.seq);
+        })?;
     }
     // (VM, address) → the occurrences, and the tap and holders at the first.
     let mut found: BTreeMap<(String, IpAddr), (Occ, String, Vec<String>)> = BTreeMap::new();

@@ -1211,7 +1211,7 @@ fn nat_obs_any(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NatObs> 
     let ip = |k: &str| {
         e.field(k)
             .and_then(|v| v.parse::<std::net::IpAddr>().ok())
-            .map(|i| i.to_string())
+            .map(model::text::ip_string)
     };
     let port = |k: &str| e.field(k).and_then(|v| v.parse::<u16>().ok());
     let int = |k: &str| e.field(k).and_then(|v| v.parse::<i64>().ok());

@@ -160,16 +160,25 @@ impl NatFlush {
 /// Letter runs of `text` lower-cased (the way the query side lower-cases, so a word or phrase
 /// it matches has its runs inside these).
 fn runs(text: &str, out: &mut BTreeSet<String>) {
-    let lower;
-    let t = if text.bytes().any(|b| b.is_ascii_uppercase() || b >= 0x80) {
-        lower = text.to_lowercase();
-        lower.as_str()
-    } else {
-        text
-    };
-    for r in t.split(|c: char| !c.is_ascii_alphabetic()) {
-        if !r.is_empty() && !out.contains(r) {
-            out.insert(r.to_string());
+    if !text.is_ascii() {
+        let lower = text.to_lowercase();
+        for r in lower.split(|c: char| !c.is_ascii_alphabetic()) {
+            if !r.is_empty() && !out.contains(r) {
+                out.insert(r.to_string());
+            }
+        }
+        return;
+    }
+    // ASCII (every conntrack line): lower-cased run by run, without a copy of the text.
+    let mut run = String::new();
+    for b in text.bytes().chain(std::iter::once(b' ')) {
+        if b.is_ascii_alphabetic() {
+            run.push(char::from(b.to_ascii_lowercase()));
+        } else if !run.is_empty() {
+            if !out.contains(run.as_str()) {
+                out.insert(run.clone());
+            }
+            run.clear();
         }
     }
 }
@@ -347,14 +356,27 @@ fn encode_a(rows: &[&NatRow]) -> Vec<u8> {
 }
 
 fn encode_b(rows: &[&NatRow]) -> Vec<u8> {
-    let mut w = W(Vec::with_capacity(rows.len() * 512));
+    let mut w = W(Vec::with_capacity(rows.len() * 384));
     let empty = NatText::default();
+    // Field names once per block (every conntrack record has the same few dozen).
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows {
+        for k in r.text.as_ref().unwrap_or(&empty).fields.keys() {
+            if !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
+    }
+    w.u(names.len() as u64);
+    for n in &names {
+        w.s(n);
+    }
     for r in rows {
         let t = r.text.as_ref().unwrap_or(&empty);
         w.s(&t.message);
         w.u(t.fields.len() as u64);
         for (k, v) in &t.fields {
-            w.s(k);
+            w.u(names.iter().position(|n| *n == k).unwrap_or(0) as u64);
             w.s(v);
         }
     }
@@ -413,19 +435,30 @@ fn decode_a(public_ip: &str, b: &[u8]) -> D<Vec<NatRow>> {
     Ok(out)
 }
 
-fn decode_b(b: &[u8], rows: &mut [NatRow]) -> D<()> {
+/// Reads the text part into the rows `want` admits (by index; the others are skipped).
+fn decode_b(b: &[u8], rows: &mut [NatRow], want: &[bool]) -> D<()> {
     let mut r = R { b, at: 0 };
-    for row in rows {
+    let n_names = usize::try_from(r.u()?).map_err(|_| "count")?;
+    let mut names = Vec::with_capacity(n_names.min(4096));
+    for _ in 0..n_names {
+        names.push(r.s()?);
+    }
+    for (i, row) in rows.iter_mut().enumerate() {
+        let keep = want.get(i).copied().unwrap_or(false);
         let message = r.s()?;
         let n = usize::try_from(r.u()?).map_err(|_| "count")?;
         let mut fields = BTreeMap::new();
         for _ in 0..n {
-            let k = r.s()?;
+            let k = usize::try_from(r.u()?).map_err(|_| "name")?;
             let v = r.s()?;
-            fields.insert(k, v);
+            if keep {
+                fields.insert(names.get(k).ok_or("name")?.clone(), v);
+            }
         }
-        row.obs.summary = summarize_text(&message);
-        row.text = Some(NatText { message, fields });
+        if keep {
+            row.obs.summary = summarize_text(&message);
+            row.text = Some(NatText { message, fields });
+        }
     }
     Ok(())
 }
@@ -640,14 +673,24 @@ impl FactStore {
         while let Some(row) = q.next().map_err(self.sql())? {
             let ip: String = row.get(0).map_err(self.sql())?;
             let a: Vec<u8> = row.get(1).map_err(self.sql())?;
-            let b: Option<Vec<u8>> = row.get(2).map_err(self.sql())?;
             let a = unzip(&a).map_err(|w| self.corrupt(w))?;
             let mut rows = decode_a(&ip, &a).map_err(|w| self.corrupt(w))?;
+            let want: Vec<bool> = rows.iter().map(&keep).collect();
+            if !want.contains(&true) {
+                continue;
+            }
+            // The text only of blocks with a row wanted (`who --port`: a few of the bucket's).
+            let b: Option<Vec<u8>> = row.get(2).map_err(self.sql())?;
             if let Some(b) = b {
                 let b = unzip(&b).map_err(|w| self.corrupt(w))?;
-                decode_b(&b, &mut rows).map_err(|w| self.corrupt(w))?;
+                decode_b(&b, &mut rows, &want).map_err(|w| self.corrupt(w))?;
             }
-            out.extend(rows.into_iter().filter(|r| keep(r)));
+            out.extend(
+                rows.into_iter()
+                    .zip(want)
+                    .filter(|(_, w)| *w)
+                    .map(|(r, _)| r),
+            );
         }
         Ok(out)
     }
