@@ -323,34 +323,39 @@ impl R<'_> {
 fn encode_a(rows: &[&NatRow]) -> Vec<u8> {
     let mut w = W(Vec::with_capacity(rows.len() * 96));
     w.u(rows.len() as u64);
+    let mut row = W(Vec::with_capacity(128));
     for r in rows {
         let o = &r.obs;
-        w.u(o.seq);
-        w.i(o.time_ns);
-        w.i(r.placed_ns);
-        w.s(o.observer.as_str());
-        w.s(&o.sender);
-        w.s(&o.source);
-        w.s(&o.event);
-        w.s(&o.kind);
-        w.os(o.proto.as_deref());
-        w.op(o.public_port);
-        w.s(&o.inside_ip);
-        w.op(o.inside_port);
-        w.os(o.peer_ip.as_deref());
-        w.op(o.peer_port);
-        w.os(o.ct_id.as_deref());
-        w.oi(o.start_ns);
-        w.oi(o.end_ns);
-        w.oi(o.timeout_s);
-        w.oi(o.lifetime_s);
-        w.oip(r.src);
-        w.os(r.host.as_deref());
-        w.os(r.app.as_deref());
-        w.u(r.ips.len() as u64);
+        row.0.clear();
+        row.op(o.public_port);
+        row.u(o.seq);
+        row.i(o.time_ns);
+        row.i(r.placed_ns);
+        row.s(o.observer.as_str());
+        row.s(&o.sender);
+        row.s(&o.source);
+        row.s(&o.event);
+        row.s(&o.kind);
+        row.os(o.proto.as_deref());
+        row.s(&o.inside_ip);
+        row.op(o.inside_port);
+        row.os(o.peer_ip.as_deref());
+        row.op(o.peer_port);
+        row.os(o.ct_id.as_deref());
+        row.oi(o.start_ns);
+        row.oi(o.end_ns);
+        row.oi(o.timeout_s);
+        row.oi(o.lifetime_s);
+        row.oip(r.src);
+        row.os(r.host.as_deref());
+        row.os(r.app.as_deref());
+        row.u(r.ips.len() as u64);
         for ip in &r.ips {
-            w.ip(*ip);
+            row.ip(*ip);
         }
+        // Each row behind its length: a reader looking for one port skips the others.
+        w.u(row.0.len() as u64);
+        w.0.extend_from_slice(&row.0);
     }
     w.0
 }
@@ -371,23 +376,39 @@ fn encode_b(rows: &[&NatRow]) -> Vec<u8> {
     for n in &names {
         w.s(n);
     }
+    let mut row = W(Vec::with_capacity(512));
     for r in rows {
         let t = r.text.as_ref().unwrap_or(&empty);
-        w.s(&t.message);
-        w.u(t.fields.len() as u64);
+        row.0.clear();
+        row.s(&t.message);
+        row.u(t.fields.len() as u64);
         for (k, v) in &t.fields {
-            w.u(names.iter().position(|n| *n == k).unwrap_or(0) as u64);
-            w.s(v);
+            row.u(names.iter().position(|n| *n == k).unwrap_or(0) as u64);
+            row.s(v);
         }
+        w.u(row.0.len() as u64);
+        w.0.extend_from_slice(&row.0);
     }
     w.0
 }
 
-fn decode_a(public_ip: &str, b: &[u8]) -> D<Vec<NatRow>> {
+/// The rows of a block's typed part (with their index in the block), those of public port
+/// `port` only when given (`Some(None)`: rows without a port); the others are skipped unread.
+fn decode_a(public_ip: &str, b: &[u8], port: Option<Option<u16>>) -> D<Vec<(usize, NatRow)>> {
     let mut r = R { b, at: 0 };
     let n = usize::try_from(r.u()?).map_err(|_| "count")?;
-    let mut out = Vec::with_capacity(n.min(1 << 20));
-    for _ in 0..n {
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    for i in 0..n {
+        let len = usize::try_from(r.u()?).map_err(|_| "length")?;
+        let end = r.at.checked_add(len).ok_or("length")?;
+        if end > r.b.len() {
+            return Err("truncated");
+        }
+        let public_port = r.op()?;
+        if port.is_some_and(|p| p != public_port) {
+            r.at = end;
+            continue;
+        }
         let seq = r.u()?;
         let time_ns = r.i()?;
         let placed_ns = r.i()?;
@@ -402,7 +423,7 @@ fn decode_a(public_ip: &str, b: &[u8]) -> D<Vec<NatRow>> {
             kind: r.s()?,
             proto: r.os()?,
             public_ip: public_ip.to_string(),
-            public_port: r.op()?,
+            public_port,
             inside_ip: r.s()?,
             inside_port: r.op()?,
             peer_ip: r.os()?,
@@ -422,43 +443,63 @@ fn decode_a(public_ip: &str, b: &[u8]) -> D<Vec<NatRow>> {
         for _ in 0..k {
             ips.push(r.oip()?.ok_or("address")?);
         }
-        out.push(NatRow {
-            obs,
-            placed_ns,
-            src,
-            host,
-            app,
-            ips,
-            text: None,
-        });
+        if r.at != end {
+            return Err("row length");
+        }
+        out.push((
+            i,
+            NatRow {
+                obs,
+                placed_ns,
+                src,
+                host,
+                app,
+                ips,
+                text: None,
+            },
+        ));
     }
     Ok(out)
 }
 
-/// Reads the text part into the rows `want` admits (by index; the others are skipped).
-fn decode_b(b: &[u8], rows: &mut [NatRow], want: &[bool]) -> D<()> {
+/// Reads the text part of `rows` (each with its index in the block, ascending; the others
+/// skipped unread): the message (and the summary), and the fields when `fields`.
+fn decode_b(b: &[u8], rows: &mut [(usize, NatRow)], fields: bool) -> D<()> {
     let mut r = R { b, at: 0 };
     let n_names = usize::try_from(r.u()?).map_err(|_| "count")?;
     let mut names = Vec::with_capacity(n_names.min(4096));
     for _ in 0..n_names {
         names.push(r.s()?);
     }
-    for (i, row) in rows.iter_mut().enumerate() {
-        let keep = want.get(i).copied().unwrap_or(false);
+    let mut i = 0usize;
+    for (want, row) in rows.iter_mut() {
+        while i < *want {
+            let len = usize::try_from(r.u()?).map_err(|_| "length")?;
+            r.bytes(len)?;
+            i += 1;
+        }
+        let len = usize::try_from(r.u()?).map_err(|_| "length")?;
+        let end = r.at.checked_add(len).ok_or("length")?;
         let message = r.s()?;
-        let n = usize::try_from(r.u()?).map_err(|_| "count")?;
-        let mut fields = BTreeMap::new();
-        for _ in 0..n {
-            let k = usize::try_from(r.u()?).map_err(|_| "name")?;
-            let v = r.s()?;
-            if keep {
-                fields.insert(names.get(k).ok_or("name")?.clone(), v);
+        let mut map = BTreeMap::new();
+        if fields {
+            let n = usize::try_from(r.u()?).map_err(|_| "count")?;
+            for _ in 0..n {
+                let k = usize::try_from(r.u()?).map_err(|_| "name")?;
+                let v = r.s()?;
+                map.insert(names.get(k).ok_or("name")?.clone(), v);
+            }
+            if r.at != end {
+                return Err("row length");
             }
         }
-        if keep {
-            row.obs.summary = summarize_text(&message);
-            row.text = Some(NatText { message, fields });
-        }
+        r.at = end;
+        i += 1;
+        row.obs.summary = summarize_text(&message);
+        row.text = Some(NatText {
+            message,
+            fields: map,
+        });
     }
     Ok(())
 }
@@ -658,14 +699,17 @@ impl FactStore {
         } else {
             "SELECT public_ip, a, NULL FROM nat_block WHERE flush = ?1"
         };
-        self.nat_blocks(sql, params![id], |_| true)
+        self.nat_blocks(sql, params![id], None, true)
     }
 
+    /// The rows of the blocks `sql` selects (`public_ip`, `a`, `b` or NULL), those of public
+    /// port `port` when given; with their text when `b` is selected (fields when `fields`).
     fn nat_blocks(
         &self,
         sql: &str,
         p: impl rusqlite::Params,
-        keep: impl Fn(&NatRow) -> bool,
+        port: Option<Option<u16>>,
+        fields: bool,
     ) -> Result<Vec<NatRow>> {
         let mut st = self.conn.prepare_cached(sql).map_err(self.sql())?;
         let mut q = st.query(p).map_err(self.sql())?;
@@ -674,39 +718,36 @@ impl FactStore {
             let ip: String = row.get(0).map_err(self.sql())?;
             let a: Vec<u8> = row.get(1).map_err(self.sql())?;
             let a = unzip(&a).map_err(|w| self.corrupt(w))?;
-            let mut rows = decode_a(&ip, &a).map_err(|w| self.corrupt(w))?;
-            let want: Vec<bool> = rows.iter().map(&keep).collect();
-            if !want.contains(&true) {
+            let mut rows = decode_a(&ip, &a, port).map_err(|w| self.corrupt(w))?;
+            if rows.is_empty() {
                 continue;
             }
             // The text only of blocks with a row wanted (`who --port`: a few of the bucket's).
             let b: Option<Vec<u8>> = row.get(2).map_err(self.sql())?;
             if let Some(b) = b {
                 let b = unzip(&b).map_err(|w| self.corrupt(w))?;
-                decode_b(&b, &mut rows, &want).map_err(|w| self.corrupt(w))?;
+                decode_b(&b, &mut rows, fields).map_err(|w| self.corrupt(w))?;
             }
-            out.extend(
-                rows.into_iter()
-                    .zip(want)
-                    .filter(|(_, w)| *w)
-                    .map(|(r, _)| r),
-            );
+            out.extend(rows.into_iter().map(|(_, r)| r));
         }
         Ok(out)
     }
 
     /// The NAT records of public address `address` (and port), any observer, with text.
     pub(super) fn nat_rows_of(&self, address: &str, port: Option<u16>) -> Result<Vec<NatRow>> {
+        // `who` cites the message (the summary), never the fields.
         match port {
             Some(p) => self.nat_blocks(
                 "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1 AND bucket = ?2",
                 params![address, bucket(Some(p))],
-                |r| r.obs.public_port == Some(p),
+                Some(Some(p)),
+                false,
             ),
             None => self.nat_blocks(
                 "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1",
                 params![address],
-                |_| true,
+                None,
+                false,
             ),
         }
     }
