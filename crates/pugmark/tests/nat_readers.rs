@@ -51,7 +51,8 @@ impl Rng {
 fn conntrack_day(rng: &mut Rng, n: usize) -> Vec<(u64, String)> {
     let mut out = Vec::new();
     for i in 0..n {
-        let t = DAY + 3600 + rng.below(20 * 3600);
+        // 01:00–11:00: far from any moment this test runs at (receive times are `NOW` below).
+        let t = DAY + 3600 + rng.below(10 * 3600);
         let inside = ["10.20.0.5", "10.20.0.6", "10.20.0.7"][rng.below(3) as usize];
         let sport = 30000 + rng.below(20000);
         let peer = format!("198.51.100.{}", 1 + rng.below(20));
@@ -111,13 +112,13 @@ fn inputs(dir: &Path) -> Vec<(String, Option<&'static str>)> {
         ),
         nova_notification(
             "instance.delete.end",
-            "2026-12-06 12:00:00.000000",
+            "2026-12-06 06:00:00.000000",
             VM_A,
             &[],
         ),
         nova_notification(
             "instance.create.end",
-            "2026-12-06 12:10:00.000000",
+            "2026-12-06 06:10:00.000000",
             VM_C,
             &["10.20.0.5"],
         ),
