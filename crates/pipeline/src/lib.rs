@@ -962,7 +962,7 @@ fn spawn_indexer(
                             // not hold yet (written at the next flush or commit): a crash
                             // before then reads them again.
                             let (pos, head) = match pending_nat.first() {
-                                Some(r) if r.obs.seq <= seq => (r.obs.seq - 1, None),
+                                Some(r) if r.obs.seq <= seq => (r.obs.seq.saturating_sub(1), None),
                                 _ => (seq, last_head),
                             };
                             facts.apply_at(&fact_events, pos, head)?;
