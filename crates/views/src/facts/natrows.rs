@@ -6,7 +6,7 @@
 //! A flush (the rows the indexer gathered since the last one: at each index commit, or every
 //! [`FLUSH_ROWS`] rows) becomes one `nat_flush` row — its ledger range, placed-time range, the
 //! sorted set of addresses its rows mention and the letter runs of their texts, what a search
-//! uses to skip it unread — and one `nat_block` row per (public address, public port / 256):
+//! uses to skip it unread — and one `nat_block` row per (public address, public port / 16):
 //! two zstd frames, the typed columns (what `who` and most searches read) and the text
 //! (message, host/app aside, fields: read only by a word, phrase or field query, and for the
 //! summaries `who` cites). `who --ip --port` reads the blocks of one port bucket.
@@ -568,9 +568,9 @@ pub(super) const SCHEMA: &str = "
     CREATE INDEX IF NOT EXISTS nat_block_key ON nat_block (public_ip, bucket);
     CREATE INDEX IF NOT EXISTS nat_block_flush ON nat_block (flush);";
 
-/// A public port's bucket (-1: no port).
+/// A public port's bucket, 16 ports (-1: no port): `who --port` decompresses one block per flush.
 fn bucket(port: Option<u16>) -> i64 {
-    port.map_or(-1, |p| i64::from(p >> 8))
+    port.map_or(-1, |p| i64::from(p >> 4))
 }
 
 impl FactStore {
