@@ -341,7 +341,7 @@ fn put_tuples(ev: &mut Event, proto: Option<&str>, orig: &Tuple, reply: &Tuple, 
             ev.fields.insert(k.to_string(), v);
         }
     };
-    let s = |ip: Option<IpAddr>| ip.map(|i| i.to_string());
+    let s = |ip: Option<IpAddr>| ip.map(model::text::ip_string);
     let p = |port: Option<u16>| port.map(|i| i.to_string());
     set(fields::PROTO, proto.map(str::to_string));
     set(fields::SRC_IP, s(orig.src));

@@ -34,7 +34,7 @@ use anyhow::{Context, anyhow};
 use flowstore::FlowStore;
 use ledger::{Ledger, LedgerOptions, LedgerReader, OpenReport, Receipt};
 use model::{Assembled, Envelope, Event, Reassembler, Stored};
-use views::facts::FactStore;
+use views::facts::{FactStore, NAT_FLUSH_ROWS, NatRow};
 use views::search::SearchIndex;
 
 use crate::datadir::DataDir;
@@ -828,6 +828,11 @@ fn spawn_indexer(
             // Hidden, for the oracle tests only (`tests/flow_readers.rs`): build the views as
             // builds before issue 16 did, each flow also an index document.
             let flows_in_index = std::env::var_os("PUGMARK_INDEX_FLOWS").is_some();
+            // The same for NAT records (`tests/nat_readers.rs`): each an index document and a
+            // `nat_obs` fact row, as before they became blocks of rows.
+            let nat_in_index = std::env::var_os("PUGMARK_INDEX_NAT").is_some();
+            // NAT records not written yet (at the next commit, or every NAT_FLUSH_ROWS).
+            let mut pending_nat: Vec<NatRow> = Vec::new();
             let mut idle = spec.nice.is_some();
             loop {
                 if idle && sh.as_ref().is_some_and(|sh| sh.flushing.load(Relaxed)) {
@@ -850,6 +855,7 @@ fn spawn_indexer(
                         if let Some(seq) = last_seq
                             && committed != last_seq
                         {
+                            flush_nat(&mut facts, &mut pending_nat, seq, last_head)?;
                             flows.commit_at(seq, last_head)?;
                             writer.commit_at(seq, last_head)?;
                             committed = last_seq;
@@ -872,7 +878,10 @@ fn spawn_indexer(
                                  facts_has: u64|
                  -> anyhow::Result<()> {
                     let mut fact_events = Vec::new();
-                    for &(seq, ref env) in envelopes {
+                    // Decoded on two threads (decode is pure): it is most of what is left of
+                    // the indexer's work per record once NAT records and flows are rows.
+                    let mut decoded = decode_batch(envelopes);
+                    for (i, &(seq, ref env)) in envelopes.iter().enumerate() {
                         // A gap read back from the ledger can overlap what an idle catch-up
                         // already read: positions only move forward.
                         if idle_catch_up.is_some()
@@ -900,7 +909,10 @@ fn spawn_indexer(
                             continue;
                         }
                         if let Envelope::Record(r) = env {
-                            let event = decode::decode(r);
+                            let event = match decoded.get_mut(i).and_then(Option::take) {
+                                Some(e) => e,
+                                None => decode::decode(r),
+                            };
                             if counted {
                                 stats.count(&event);
                             }
@@ -908,6 +920,25 @@ fn spawn_indexer(
                             // readers find them there (crate query, `flows`), and a document
                             // per flow was most of the index's cost (issue 16).
                             let is_flow = flows.add_event(seq, &event)?;
+                            // A NAT record (conntrack, ulogd2) is a row of the fact store's NAT
+                            // blocks and nothing else: readers find it there (crate query,
+                            // `flows`), as they find flows in the flow store (issue 12: a
+                            // document and a fact row per event were most of its ingest cost).
+                            let event = if is_flow || nat_in_index {
+                                event
+                            } else {
+                                match NatRow::from_event(seq, event) {
+                                    Ok(row) => {
+                                        if seq > facts_has {
+                                            pending_nat.push(row);
+                                        }
+                                        last_seq = Some(seq);
+                                        last_head = None;
+                                        continue;
+                                    }
+                                    Err(event) => *event,
+                                }
+                            };
                             if (!is_flow || flows_in_index) && seq > index_has {
                                 writer.add(seq, &event)?;
                             }
@@ -923,7 +954,19 @@ fn spawn_indexer(
                         last_head = head;
                     }
                     if let Some(seq) = last_seq {
-                        facts.apply_at(&fact_events, seq, last_head)?;
+                        if pending_nat.len() >= NAT_FLUSH_ROWS {
+                            let rows = std::mem::take(&mut pending_nat);
+                            facts.apply_with_nat(&fact_events, &rows, seq, last_head)?;
+                        } else {
+                            // The store's position stays before the first NAT record it does
+                            // not hold yet (written at the next flush or commit): a crash
+                            // before then reads them again.
+                            let (pos, head) = match pending_nat.first() {
+                                Some(r) if r.obs.seq <= seq => (r.obs.seq.saturating_sub(1), None),
+                                _ => (seq, last_head),
+                            };
+                            facts.apply_at(&fact_events, pos, head)?;
+                        }
                     }
                     Ok(())
                 };
@@ -1002,6 +1045,7 @@ fn spawn_indexer(
                     && committed != last_seq
                     && last_commit.elapsed() >= interval
                 {
+                    flush_nat(&mut facts, &mut pending_nat, seq, last_head)?;
                     flows.commit_at(seq, last_head)?;
                     writer.commit_at(seq, last_head)?;
                     committed = last_seq;
@@ -1012,6 +1056,7 @@ fn spawn_indexer(
                 }
             }
             if let Some(seq) = last_seq {
+                flush_nat(&mut facts, &mut pending_nat, seq, last_head)?;
                 flows.commit_at(seq, last_head)?;
                 writer.commit_at(seq, last_head)?;
             }
@@ -1033,6 +1078,52 @@ fn spawn_indexer(
         }
     }
     Ok(Indexer { tx, handle, shared })
+}
+
+/// Below this many records a batch is decoded on the indexer's thread alone.
+const PARALLEL_DECODE_MIN: usize = 512;
+
+/// The events of `envelopes`' records (`None` for NetFlow records, which the indexer reads
+/// straight from their bytes when it can, and for other envelopes), decoded on the calling
+/// thread and one helper for a large batch: `decode` is pure, so which thread decodes a
+/// record changes nothing.
+fn decode_batch(envelopes: &[(u64, Envelope)]) -> Vec<Option<Event>> {
+    let one = |(_, env): &(u64, Envelope)| match env {
+        Envelope::Record(r) if r.format != model::Format::NetflowRecord => Some(decode::decode(r)),
+        _ => None,
+    };
+    let two = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+    if envelopes.len() < PARALLEL_DECODE_MIN || !two {
+        return envelopes.iter().map(one).collect();
+    }
+    let (a, b) = envelopes.split_at(envelopes.len() / 2);
+    std::thread::scope(|sc| {
+        let helper = sc.spawn(|| b.iter().map(one).collect::<Vec<_>>());
+        let mut out: Vec<Option<Event>> = a.iter().map(one).collect();
+        match helper.join() {
+            Ok(rest) => out.extend(rest),
+            // A panic in decode is a bug; decoded again here, it shows where.
+            Err(_) => out.extend(b.iter().map(one)),
+        }
+        out
+    })
+}
+
+/// Writes the NAT records gathered so far as one flush, at position `seq`: called before every
+/// index commit, so the fact store's NAT rows reach at least the index's position (a search
+/// takes NAT records up to there from them, and the rest from the ledger's tail).
+fn flush_nat(
+    facts: &mut FactStore,
+    pending: &mut Vec<NatRow>,
+    seq: u64,
+    head: Option<[u8; 32]>,
+) -> anyhow::Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let rows = std::mem::take(pending);
+    facts.apply_with_nat(&[], &rows, seq, head)?;
+    Ok(())
 }
 
 /// The envelope of a record pugmark writes about its own ledger (a migration, a key
@@ -1304,6 +1395,14 @@ impl Readers {
         }
         let facts = FactStore::open(dd.facts())
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
+        // NAT records (conntrack, ulogd2) are the fact store's NAT blocks, not documents:
+        // up to the index's position too (the fact store holds at least that much of them).
+        let cap = index.snapshot_seq();
+        index.attach_nat(
+            FactStore::open(dd.facts())
+                .with_context(|| format!("opening fact store in {}", dd.facts().display()))?,
+            cap,
+        );
         let reader = LedgerReader::open(&dd.ledger())
             .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
         Ok(Readers {

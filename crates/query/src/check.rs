@@ -971,29 +971,35 @@ struct TapRow<'a> {
     in_if: Vec<&'a str>,
 }
 
-/// `query` over the network connections of the checked window, lowered for the index.
-fn lowered(req: &CheckRequest, query: &str) -> anyhow::Result<views::IndexQuery> {
-    let sreq = SearchRequest {
+/// `query` over the network connections of the checked window.
+fn window_expr(req: &CheckRequest, query: &str) -> anyhow::Result<Expr> {
+    SearchRequest {
         query: query.to_string(),
         from: req.from,
         to: req.to,
         class: Some(EventClass::NetConnection),
         ..SearchRequest::default()
-    };
-    Ok(lang::lower(&sreq.expr()?).0)
+    }
+    .expr()
 }
 
-/// The ledger positions of the network connections `query` matches in the checked window.
+/// The ledger positions of the network connections `query` matches in the checked window:
+/// index documents and NAT records (rows of the fact store, not documents: issue 12).
 fn candidates(
     index: &SearchIndex,
     req: &CheckRequest,
     query: &str,
 ) -> anyhow::Result<BTreeSet<u64>> {
-    Ok(index
-        .all_by_time(&lowered(req, query)?)?
+    let expr = window_expr(req, query)?;
+    let mut seqs: BTreeSet<u64> = index
+        .all_by_time(&lang::lower(&expr).0)?
         .into_iter()
         .map(|k| k.seq)
-        .collect())
+        .collect();
+    crate::natrows::scan(index, &expr, index.nat_cap(), &mut |f| {
+        seqs.insert(f.key.seq);
+    })?;
+    Ok(seqs)
 }
 
 /// Cross-check 7, `spoofed_source`. The fast path fetches only the hypervisor connections the
@@ -1045,9 +1051,13 @@ fn spoofed_sources(
         for tap in site.tap.keys() {
             for (field, phys) in [("phys_in", true), ("in_if", false)] {
                 let quoted = tap.replace('\\', "\\\\").replace('"', "\\\"");
-                let iq = lowered(req, &format!("observer:hypervisor {field}:\"{quoted}\""))?;
-                index.scan_src(&iq, &mut |r| {
+                let expr = window_expr(req, &format!("observer:hypervisor {field}:\"{quoted}\""))?;
+                index.scan_src(&lang::lower(&expr).0, &mut |r| {
                     hits.push((r.seq, r.time_ns, r.src, tap.as_str(), phys));
+                })?;
+                // NAT records, judged exactly on their rows (issue 12).
+                crate::natrows::scan(index, &expr, index.nat_cap(), &mut |f| {
+                    hits.push((f.key.seq, ns(f.key.time), f.src, tap.as_str(), phys));
                 })?;
             }
         }

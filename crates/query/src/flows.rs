@@ -408,14 +408,21 @@ fn walk(
     want_src: bool,
     later: Option<&dyn Fn() -> Option<Timestamp>>,
 ) -> anyhow::Result<u64> {
+    // NAT records are not documents either (issue 12): every reader of flows gets them here,
+    // and a count counts them.
+    let mut nat = 0u64;
+    match visit.as_mut() {
+        Some(v) => crate::natrows::scan(index, expr, index.nat_cap(), &mut **v)?,
+        None => crate::natrows::scan(index, expr, index.nat_cap(), &mut |_| nat += 1)?,
+    }
     let Some(store) = index.flows() else {
-        return Ok(0);
+        return Ok(nat);
     };
     if !possible(expr) {
-        return Ok(0);
+        return Ok(nat);
     }
     let prune = ExprPrune::new(expr, cap);
-    let mut counted = 0u64;
+    let mut counted = nat;
     let mut unsure = Vec::new();
     for meta in store.partitions() {
         if !prune.meta(meta) {

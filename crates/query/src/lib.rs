@@ -21,6 +21,7 @@ pub mod hunt;
 pub mod lang;
 pub mod misp;
 pub mod nat;
+pub mod natrows;
 pub mod report;
 pub mod search;
 pub mod timeline;

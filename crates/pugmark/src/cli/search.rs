@@ -160,6 +160,15 @@ pub(crate) fn answer(
         };
         flows_only.print_notes();
     }
+    // NAT records (conntrack, ulogd2) are rows of the fact store, not documents (issue 12):
+    // up to where the ledger tail starts (the fact store holds at least that much of them).
+    if dd.facts().join("facts.sqlite").is_file() {
+        index.attach_nat(
+            views::facts::FactStore::open(dd.facts())
+                .with_context(|| format!("opening fact store in {}", dd.facts().display()))?,
+            Some(indexed),
+        );
+    }
     let req = SearchRequest {
         query: args.query.clone(),
         from: args.from,

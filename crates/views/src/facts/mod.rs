@@ -15,6 +15,7 @@
 //! Times are stored as i64 nanoseconds since the Unix epoch (UTC).
 
 mod ident;
+mod natrows;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,9 @@ mod opennebula;
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub use ident::{JobExt, ScimEntry, dn_key, issuer_key, origin_key};
+pub use natrows::{
+    FLUSH_ROWS as NAT_FLUSH_ROWS, NatFlush, NatReader, NatRow, NatText, wide as nat_wide,
+};
 
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.
 /// 2: `net_obs` (Neutron ports, floating IPs and routers).
@@ -34,7 +38,9 @@ pub use ident::{JobExt, ScimEntry, dn_key, issuer_key, origin_key};
 /// `dir_oidc`, `dir_cert`, column `dir_user.federated`) — additive.
 /// 4: column `net_obs.subnets` and table `net_subnet` (the subnets of ports and router
 ///    interfaces: which VMs sit behind a router's gateway address; issue 12).
-const SCHEMA_VERSION: i64 = 4;
+/// 5: `nat_flush` and `nat_block` (NAT records as compressed blocks of rows, `natrows.rs`: no
+///    longer a `nat_obs` row and a search-index document each; issue 12).
+const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FactError {
@@ -50,6 +56,8 @@ pub enum FactError {
         #[source]
         source: std::io::Error,
     },
+    #[error("fact store at {path}: NAT block: {msg}; run `pugmark reindex`")]
+    Nat { path: PathBuf, msg: String },
     #[error(
         "fact store at {path} has schema version {found}, this pugmark uses {SCHEMA_VERSION}; run `pugmark reindex`"
     )]
@@ -356,6 +364,7 @@ impl FactStore {
         )
         .map_err(sql)?;
         conn.execute_batch(ident::SCHEMA).map_err(sql)?;
+        conn.execute_batch(natrows::SCHEMA).map_err(sql)?;
         let version: Option<i64> = conn
             .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
                 r.get(0)
@@ -458,6 +467,18 @@ impl FactStore {
     pub fn apply_at(
         &mut self,
         events: &[(u64, Event)],
+        last_seq: u64,
+        head: Option<[u8; 32]>,
+    ) -> Result<()> {
+        self.apply_with_nat(events, &[], last_seq, head)
+    }
+
+    /// [`FactStore::apply_at`], also writing `nat` (NAT records, [`NatRow::of_event`]) as one
+    /// flush of blocks, in the same transaction.
+    pub fn apply_with_nat(
+        &mut self,
+        events: &[(u64, Event)],
+        nat: &[NatRow],
         last_seq: u64,
         head: Option<[u8; 32]>,
     ) -> Result<()> {
@@ -746,6 +767,7 @@ impl FactStore {
             }
             ident::apply(&tx, seq, time, e, &summary).map_err(sql)?;
         }
+        Self::write_nat(&tx, nat).map_err(sql)?;
         exec(
             &tx,
             "INSERT INTO meta (key, value) VALUES ('last_seq', ?1)
@@ -979,9 +1001,9 @@ impl FactStore {
         let (cond, p): (&str, Vec<Box<dyn rusqlite::ToSql>>) = match port {
             Some(port) => (
                 "public_ip = ?1 AND public_port = ?2",
-                vec![Box::new(address), Box::new(port)],
+                vec![Box::new(address.clone()), Box::new(port)],
             ),
-            None => ("public_ip = ?1", vec![Box::new(address)]),
+            None => ("public_ip = ?1", vec![Box::new(address.clone())]),
         };
         let sql = format!(
             "SELECT seq, time_ns, observer, sender, source, event, kind, proto, public_ip,
@@ -1017,8 +1039,19 @@ impl FactStore {
                 })
             })
             .map_err(self.sql())?;
-        rows.collect::<std::result::Result<Vec<_>, _>>()
-            .map_err(self.sql())
+        let mut out = rows
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())?;
+        // NAT records written as blocks (every conntrack/ulogd2 record since schema 5): the
+        // same rows, those no VM user can write.
+        out.extend(
+            self.nat_rows_of(&address, port)?
+                .into_iter()
+                .filter(|r| !r.obs.observer.forgeable_by_vm_user())
+                .map(|r| r.obs),
+        );
+        out.sort_by_key(|o| (o.time_ns, o.seq));
+        Ok(out)
     }
 
     /// Job observations whose execution address is `ip` or whose execution host is `host`.
@@ -1170,10 +1203,15 @@ fn nat_obs(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NatObs> {
     if e.observer.forgeable_by_vm_user() {
         return None;
     }
+    nat_obs_any(e, seq, time, summary)
+}
+
+/// [`nat_obs`] whatever the observer.
+fn nat_obs_any(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NatObs> {
     let ip = |k: &str| {
         e.field(k)
             .and_then(|v| v.parse::<std::net::IpAddr>().ok())
-            .map(|i| i.to_string())
+            .map(model::text::ip_string)
     };
     let port = |k: &str| e.field(k).and_then(|v| v.parse::<u16>().ok());
     let int = |k: &str| e.field(k).and_then(|v| v.parse::<i64>().ok());
@@ -1241,6 +1279,11 @@ fn net_obs(e: &Event, seq: i64, time: i64, summary: &str) -> Option<NetObs> {
 /// One line for evidence lists: what the event says, shortly.
 fn summarize(e: &Event) -> String {
     let mut s = e.message.clone();
+    truncate_summary(&mut s);
+    s
+}
+
+fn truncate_summary(s: &mut String) {
     if s.len() > 200 {
         let mut cut = 200;
         while !s.is_char_boundary(cut) {
@@ -1249,7 +1292,6 @@ fn summarize(e: &Event) -> String {
         s.truncate(cut);
         s.push('…');
     }
-    s
 }
 
 #[cfg(test)]

@@ -62,6 +62,10 @@ pub struct SearchIndex {
     flows: Option<flowstore::FlowStore>,
     /// The last ledger position whose flows a query takes from `flows`.
     flows_cap: Option<u64>,
+    /// The fact store's NAT records (not documents either, issue 12), when attached, and the
+    /// last position a query takes them from there.
+    nat: Option<crate::facts::NatReader>,
+    nat_cap: Option<u64>,
     /// The commit payload of the commit `reader`'s snapshot holds
     /// ([`SearchIndex::snapshot_position`]).
     snapshot: std::sync::Mutex<Option<Position>>,
@@ -120,6 +124,8 @@ impl SearchIndex {
             names: std::sync::Mutex::new(None),
             flows: None,
             flows_cap: None,
+            nat: None,
+            nat_cap: None,
             snapshot: std::sync::Mutex::new(snapshot),
         })
     }
@@ -180,6 +186,24 @@ impl SearchIndex {
     /// The last ledger position whose flows come from the attached store.
     pub fn flows_cap(&self) -> Option<u64> {
         self.flows_cap
+    }
+
+    /// Attaches the data directory's fact store for its NAT records (conntrack and ulogd2
+    /// events are not documents: crate `query` reads them from its NAT blocks), those at
+    /// ledger positions up to `cap`.
+    pub fn attach_nat(&mut self, facts: crate::facts::FactStore, cap: Option<u64>) {
+        self.nat = Some(crate::facts::NatReader::new(facts));
+        self.nat_cap = cap;
+    }
+
+    /// The attached NAT records, if any.
+    pub fn nat(&self) -> Option<&crate::facts::NatReader> {
+        self.nat.as_ref()
+    }
+
+    /// The last ledger position whose NAT records come from the attached fact store.
+    pub fn nat_cap(&self) -> Option<u64> {
+        self.nat_cap
     }
 
     /// A writer using `heap_bytes` of indexing memory (at least 15 MB) and one indexing thread,

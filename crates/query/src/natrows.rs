@@ -1,0 +1,147 @@
+//! NAT records (conntrack and ulogd2 events) for every reader, from the fact store's NAT
+//! blocks (issue 12) instead of the search index: the pipeline writes each such record as a
+//! row there and not as a document, so a query that may match one gets it here; [`scan`] is
+//! called by [`crate::flows::scan`], which every reader of flows calls, and its matches join
+//! the flows'.
+//!
+//! Exact, like [`Expr::matches`] on the decoded event: a row keeps everything a leaf reads —
+//! the message, host, app, class (`net.connection`), observer, source, fields and addresses —
+//! and its placed time, so each leaf is judged on the event the row rebuilds (time leaves on
+//! the placed time). Flushes are skipped by their placed-time range, by the ledger range past
+//! the cap, by their address set and by the letter runs of their texts (a word none of their
+//! texts holds); a flush's text (message and fields) is decompressed only for a query with a
+//! word, phrase or field leaf.
+
+use std::net::IpAddr;
+
+use jiff::Timestamp;
+use model::{Event, EventClass};
+use views::facts::{NatFlush, NatRow, nat_wide};
+use views::search::{DocKey, Keyword, SearchIndex};
+
+use crate::flows::FlowKey;
+use crate::lang::Expr;
+
+fn ns(t: Timestamp) -> i128 {
+    t.as_nanosecond()
+}
+
+/// Whether flush `f` may hold a record `expr` matches (a superset).
+fn possible(expr: &Expr, f: &NatFlush) -> bool {
+    match expr {
+        Expr::All | Expr::Not(_) | Expr::Field { .. } | Expr::FieldNet { .. } => true,
+        Expr::Time { from, to } => {
+            from.is_none_or(|x| ns(x) <= i128::from(f.max_placed_ns))
+                && to.is_none_or(|x| ns(x) > i128::from(f.min_placed_ns))
+        }
+        Expr::Ip(net) => {
+            let (lo, hi) = net.range();
+            f.has_addr_in(nat_wide(lo), nat_wide(hi))
+        }
+        Expr::Word(s) | Expr::Phrase(s) => f.text_possible(s),
+        Expr::Keyword(Keyword::Class, v) => v.to_lowercase() == EventClass::NetConnection.as_str(),
+        Expr::Keyword(..) => true,
+        Expr::And(xs) => xs.iter().all(|x| possible(x, f)),
+        Expr::Or(xs) => xs.iter().any(|x| possible(x, f)),
+    }
+}
+
+/// Whether judging `expr` needs a row's text (message and fields).
+fn needs_text(expr: &Expr) -> bool {
+    match expr {
+        Expr::Word(_) | Expr::Phrase(_) | Expr::Field { .. } | Expr::FieldNet { .. } => true,
+        Expr::All | Expr::Time { .. } | Expr::Ip(_) | Expr::Keyword(..) => false,
+        Expr::Not(x) => needs_text(x),
+        Expr::And(xs) | Expr::Or(xs) => xs.iter().any(needs_text),
+    }
+}
+
+/// One row being judged: its event rebuilt when a text leaf first needs it.
+struct RowEval<'a> {
+    row: &'a NatRow,
+    event: Option<Option<Event>>,
+}
+
+impl RowEval<'_> {
+    fn eval(&mut self, expr: &Expr) -> bool {
+        let r = self.row;
+        match expr {
+            Expr::All => true,
+            Expr::Time { from, to } => {
+                let t = i128::from(r.placed_ns);
+                from.is_none_or(|f| t >= ns(f)) && to.is_none_or(|x| t < ns(x))
+            }
+            Expr::And(xs) => xs.iter().all(|x| self.eval(x)),
+            Expr::Or(xs) => xs.iter().any(|x| self.eval(x)),
+            Expr::Not(x) => !self.eval(x),
+            // What `Expr::matches` reads, from the row (no event built).
+            Expr::Keyword(k, v) => {
+                let v = v.to_lowercase();
+                match k {
+                    Keyword::Host => r.host.as_deref().is_some_and(|h| h.to_lowercase() == v),
+                    Keyword::App => r.app.as_deref().is_some_and(|a| a.to_lowercase() == v),
+                    Keyword::Class => EventClass::NetConnection.as_str() == v,
+                    Keyword::Observer => r.obs.observer.as_str() == v,
+                    Keyword::Source => r.obs.source.to_lowercase() == v,
+                }
+            }
+            Expr::Ip(net) => {
+                r.ips.iter().any(|ip| net.contains(*ip))
+                    || r.host
+                        .as_deref()
+                        .and_then(|h| h.parse::<IpAddr>().ok())
+                        .is_some_and(|ip| net.contains(ip))
+            }
+            leaf @ (Expr::Word(_)
+            | Expr::Phrase(_)
+            | Expr::Field { .. }
+            | Expr::FieldNet { .. }) => {
+                match self.event.get_or_insert_with(|| r.event()) {
+                    Some(e) => leaf.matches(e),
+                    // Rows are read with their text whenever the query has such a leaf.
+                    None => false,
+                }
+            }
+        }
+    }
+}
+
+/// Every NAT record of the index's attached fact store that `expr` matches, at ledger
+/// positions up to `cap`, to `visit` (in no particular order); nothing when none is attached.
+pub fn scan(
+    index: &SearchIndex,
+    expr: &Expr,
+    cap: Option<u64>,
+    visit: &mut dyn FnMut(FlowKey),
+) -> anyhow::Result<()> {
+    let Some(nat) = index.nat() else {
+        return Ok(());
+    };
+    let text = needs_text(expr);
+    for f in nat.flushes()?.iter() {
+        if cap.is_some_and(|c| f.first_seq > c) || !possible(expr, f) {
+            continue;
+        }
+        for row in nat.rows(f.id, text)? {
+            if cap.is_some_and(|c| row.obs.seq > c) {
+                continue;
+            }
+            let mut ev = RowEval {
+                row: &row,
+                event: None,
+            };
+            if ev.eval(expr) {
+                let time =
+                    Timestamp::from_nanosecond(i128::from(row.placed_ns)).unwrap_or(Timestamp::MIN);
+                visit(FlowKey {
+                    key: DocKey {
+                        time,
+                        seq: row.obs.seq,
+                    },
+                    src: row.src,
+                });
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,885 @@
+//! NAT translation records as blocks of rows (issue 12): what a conntrack or ulogd2 event tells
+//! every reader, stored once per *flush* of the indexer instead of one SQLite row and one
+//! search-index document per event (a million conntrack events a day was 44 % of ingest's
+//! CPU in those two).
+//!
+//! A flush (the rows the indexer gathered since the last one: at each index commit, or every
+//! [`FLUSH_ROWS`] rows) becomes one `nat_flush` row — its ledger range, placed-time range, the
+//! sorted set of addresses its rows mention and the letter runs of their texts, what a search
+//! uses to skip it unread — and one `nat_block` row per (public address, public port / 16):
+//! two zstd frames, the typed columns (what `who` and most searches read) and the text
+//! (message, host/app aside, fields: read only by a word, phrase or field query, and for the
+//! summaries `who` cites). `who --ip --port` reads the blocks of one port bucket.
+//!
+//! Every NAT record is here, whatever its observer (a search finds them all); `who` takes only
+//! those no VM user can write ([`FactStore::nat_observations`]). NAT *flows* (`net.flow` with
+//! post-NAT fields) stay in `nat_obs`: they are rows of the flow store already.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use model::{Event, EventClass, Observer, fields};
+use rusqlite::params;
+
+use super::{FactError, FactStore, NatObs, Result, exec, nat_obs_any, ns};
+
+/// Rows gathered before the indexer writes them even without a commit (memory: ~300 bytes a
+/// row).
+pub const FLUSH_ROWS: usize = 1 << 16;
+
+/// zstd level of the blocks (1: the indexer's CPU is what ingest is bound by).
+const LEVEL: i32 = 1;
+
+/// One NAT record (a conntrack / ulogd2 event), all a reader asks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatRow {
+    /// The translation as `who` reads it (`summary` empty until the text is read).
+    pub obs: NatObs,
+    /// `Event::placed`, ns.
+    pub placed_ns: i64,
+    /// The `src_ip` field, parsed (what `check` folds per source).
+    pub src: Option<IpAddr>,
+    pub host: Option<String>,
+    pub app: Option<String>,
+    /// `Event::ips`.
+    pub ips: Vec<IpAddr>,
+    /// The text part, present when read with text.
+    pub text: Option<NatText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NatText {
+    pub message: String,
+    pub fields: BTreeMap<String, String>,
+}
+
+impl NatRow {
+    /// The row of a NAT record (a `net.connection` with a public and an inside address that
+    /// parse), any observer; every other event is handed back.
+    pub fn from_event(seq: u64, e: Event) -> std::result::Result<NatRow, Box<Event>> {
+        if e.class != EventClass::NetConnection || e.field(fields::NAT_IP).is_none() {
+            return Err(Box::new(e));
+        }
+        let seq_i = i64::try_from(seq).unwrap_or(i64::MAX);
+        let Some(obs) = nat_obs_any(&e, seq_i, ns(e.time()), "") else {
+            return Err(Box::new(e));
+        };
+        let placed_ns = ns(e.placed());
+        let src = e
+            .field(fields::SRC_IP)
+            .and_then(|v| v.parse::<IpAddr>().ok());
+        Ok(NatRow {
+            obs,
+            placed_ns,
+            src,
+            host: e.host,
+            app: e.app,
+            ips: e.ips,
+            text: Some(NatText {
+                message: e.message,
+                fields: e.fields,
+            }),
+        })
+    }
+
+    /// The event every leaf of a query but the time reads (message, host, app, class,
+    /// observer, source, fields, addresses); `None` without the text.
+    pub fn event(&self) -> Option<Event> {
+        let t = self.text.as_ref()?;
+        Some(Event {
+            received: model::Received::from_stored(0),
+            reported: model::Reported::new(None, ""),
+            observer: self.obs.observer,
+            source_kind: self.obs.source.clone(),
+            origin: model::Origin::File {
+                path: String::new(),
+                line: 0,
+            },
+            host: self.host.clone(),
+            app: self.app.clone(),
+            pid: None,
+            facility: None,
+            severity: None,
+            msgid: None,
+            message: t.message.clone(),
+            fields: t.fields.clone(),
+            ips: self.ips.clone(),
+            class: EventClass::NetConnection,
+            issues: Vec::new(),
+            raw: Vec::new(),
+        })
+    }
+}
+
+/// What a flush holds, enough to skip it unread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatFlush {
+    pub id: i64,
+    pub rows: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub min_placed_ns: i64,
+    pub max_placed_ns: i64,
+    /// Every address a row mentions (`ips`, and a host that is an address), as IPv6 (IPv4
+    /// mapped), sorted.
+    pub addrs: Vec<u128>,
+    /// The lower-cased ASCII letter runs of every row's message, host and app (sorted).
+    pub words: Vec<String>,
+}
+
+const MAPPED: u128 = 0xffff << 32;
+
+/// An address in the summary's space.
+pub fn wide(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => MAPPED | u128::from(u32::from(a)),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+impl NatFlush {
+    /// Whether an address in `[lo, hi]` (the summary's space) is in the flush.
+    pub fn has_addr_in(&self, lo: u128, hi: u128) -> bool {
+        let i = self.addrs.partition_point(|a| *a < lo);
+        self.addrs.get(i).is_some_and(|a| *a <= hi)
+    }
+
+    /// Whether some row's text may hold `s` (compared lower-cased, as a word or phrase): each
+    /// ASCII letter run of it must lie inside a letter run of the texts. A superset.
+    pub fn text_possible(&self, s: &str) -> bool {
+        let s = s.to_lowercase();
+        if !s.is_ascii() {
+            return true;
+        }
+        s.split(|c: char| !c.is_ascii_alphabetic())
+            .filter(|r| !r.is_empty())
+            .all(|r| self.words.iter().any(|w| w.contains(r)))
+    }
+}
+
+/// Letter runs of `text` lower-cased (the way the query side lower-cases, so a word or phrase
+/// it matches has its runs inside these).
+fn runs(text: &str, out: &mut BTreeSet<String>) {
+    if !text.is_ascii() {
+        let lower = text.to_lowercase();
+        for r in lower.split(|c: char| !c.is_ascii_alphabetic()) {
+            if !r.is_empty() && !out.contains(r) {
+                out.insert(r.to_string());
+            }
+        }
+        return;
+    }
+    // ASCII (every conntrack line): lower-cased run by run, without a copy of the text.
+    let mut run = String::new();
+    for b in text.bytes().chain(std::iter::once(b' ')) {
+        if b.is_ascii_alphabetic() {
+            run.push(char::from(b.to_ascii_lowercase()));
+        } else if !run.is_empty() {
+            if !out.contains(run.as_str()) {
+                out.insert(run.clone());
+            }
+            run.clear();
+        }
+    }
+}
+
+// ---- encoding ----
+
+struct W(Vec<u8>);
+
+impl W {
+    fn u(&mut self, mut v: u64) {
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                self.0.push(b);
+                return;
+            }
+            self.0.push(b | 0x80);
+        }
+    }
+    fn i(&mut self, v: i64) {
+        self.u(((v << 1) ^ (v >> 63)) as u64);
+    }
+    fn s(&mut self, s: &str) {
+        self.u(s.len() as u64);
+        self.0.extend_from_slice(s.as_bytes());
+    }
+    fn os(&mut self, s: Option<&str>) {
+        match s {
+            None => self.0.push(0),
+            Some(s) => {
+                self.0.push(1);
+                self.s(s);
+            }
+        }
+    }
+    fn oi(&mut self, v: Option<i64>) {
+        match v {
+            None => self.0.push(0),
+            Some(v) => {
+                self.0.push(1);
+                self.i(v);
+            }
+        }
+    }
+    fn op(&mut self, v: Option<u16>) {
+        self.u(v.map_or(0, |p| u64::from(p) + 1));
+    }
+    fn ip(&mut self, ip: IpAddr) {
+        match ip {
+            IpAddr::V4(a) => {
+                self.0.push(4);
+                self.0.extend_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                self.0.push(6);
+                self.0.extend_from_slice(&a.octets());
+            }
+        }
+    }
+    fn oip(&mut self, ip: Option<IpAddr>) {
+        match ip {
+            None => self.0.push(0),
+            Some(ip) => self.ip(ip),
+        }
+    }
+}
+
+struct R<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+type D<T> = std::result::Result<T, &'static str>;
+
+impl R<'_> {
+    fn byte(&mut self) -> D<u8> {
+        let v = *self.b.get(self.at).ok_or("truncated")?;
+        self.at += 1;
+        Ok(v)
+    }
+    fn u(&mut self) -> D<u64> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            v |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err("varint too long")
+    }
+    fn i(&mut self) -> D<i64> {
+        let v = self.u()?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    }
+    fn bytes(&mut self, n: usize) -> D<&[u8]> {
+        let end = self.at.checked_add(n).ok_or("length")?;
+        let s = self.b.get(self.at..end).ok_or("truncated")?;
+        self.at = end;
+        Ok(s)
+    }
+    fn s(&mut self) -> D<String> {
+        let n = usize::try_from(self.u()?).map_err(|_| "length")?;
+        let b = self.bytes(n)?;
+        String::from_utf8(b.to_vec()).map_err(|_| "not UTF-8")
+    }
+    fn os(&mut self) -> D<Option<String>> {
+        Ok(match self.byte()? {
+            0 => None,
+            _ => Some(self.s()?),
+        })
+    }
+    fn oi(&mut self) -> D<Option<i64>> {
+        Ok(match self.byte()? {
+            0 => None,
+            _ => Some(self.i()?),
+        })
+    }
+    fn op(&mut self) -> D<Option<u16>> {
+        Ok(match self.u()? {
+            0 => None,
+            v => Some(u16::try_from(v - 1).map_err(|_| "port")?),
+        })
+    }
+    fn oip(&mut self) -> D<Option<IpAddr>> {
+        Ok(match self.byte()? {
+            0 => None,
+            4 => {
+                let b: [u8; 4] = self.bytes(4)?.try_into().map_err(|_| "ip")?;
+                Some(IpAddr::from(b))
+            }
+            6 => {
+                let b: [u8; 16] = self.bytes(16)?.try_into().map_err(|_| "ip")?;
+                Some(IpAddr::from(b))
+            }
+            _ => return Err("address tag"),
+        })
+    }
+}
+
+fn encode_a(rows: &[&NatRow]) -> Vec<u8> {
+    let mut w = W(Vec::with_capacity(rows.len() * 96));
+    w.u(rows.len() as u64);
+    let mut row = W(Vec::with_capacity(128));
+    for r in rows {
+        let o = &r.obs;
+        row.0.clear();
+        row.op(o.public_port);
+        row.u(o.seq);
+        row.i(o.time_ns);
+        row.i(r.placed_ns);
+        row.s(o.observer.as_str());
+        row.s(&o.sender);
+        row.s(&o.source);
+        row.s(&o.event);
+        row.s(&o.kind);
+        row.os(o.proto.as_deref());
+        row.s(&o.inside_ip);
+        row.op(o.inside_port);
+        row.os(o.peer_ip.as_deref());
+        row.op(o.peer_port);
+        row.os(o.ct_id.as_deref());
+        row.oi(o.start_ns);
+        row.oi(o.end_ns);
+        row.oi(o.timeout_s);
+        row.oi(o.lifetime_s);
+        row.oip(r.src);
+        row.os(r.host.as_deref());
+        row.os(r.app.as_deref());
+        row.u(r.ips.len() as u64);
+        for ip in &r.ips {
+            row.ip(*ip);
+        }
+        // Each row behind its length: a reader looking for one port skips the others.
+        w.u(row.0.len() as u64);
+        w.0.extend_from_slice(&row.0);
+    }
+    w.0
+}
+
+fn encode_b(rows: &[&NatRow]) -> Vec<u8> {
+    let mut w = W(Vec::with_capacity(rows.len() * 384));
+    let empty = NatText::default();
+    // Field names once per block (every conntrack record has the same few dozen).
+    let mut names: Vec<&str> = Vec::new();
+    for r in rows {
+        for k in r.text.as_ref().unwrap_or(&empty).fields.keys() {
+            if !names.contains(&k.as_str()) {
+                names.push(k);
+            }
+        }
+    }
+    w.u(names.len() as u64);
+    for n in &names {
+        w.s(n);
+    }
+    let mut row = W(Vec::with_capacity(512));
+    for r in rows {
+        let t = r.text.as_ref().unwrap_or(&empty);
+        row.0.clear();
+        row.s(&t.message);
+        row.u(t.fields.len() as u64);
+        for (k, v) in &t.fields {
+            row.u(names.iter().position(|n| *n == k).unwrap_or(0) as u64);
+            row.s(v);
+        }
+        w.u(row.0.len() as u64);
+        w.0.extend_from_slice(&row.0);
+    }
+    w.0
+}
+
+/// The rows of a block's typed part (with their index in the block), those of public port
+/// `port` only when given (`Some(None)`: rows without a port); the others are skipped unread.
+fn decode_a(public_ip: &str, b: &[u8], port: Option<Option<u16>>) -> D<Vec<(usize, NatRow)>> {
+    let mut r = R { b, at: 0 };
+    let n = usize::try_from(r.u()?).map_err(|_| "count")?;
+    let mut out = Vec::with_capacity(n.min(1 << 16));
+    for i in 0..n {
+        let len = usize::try_from(r.u()?).map_err(|_| "length")?;
+        let end = r.at.checked_add(len).ok_or("length")?;
+        if end > r.b.len() {
+            return Err("truncated");
+        }
+        let public_port = r.op()?;
+        if port.is_some_and(|p| p != public_port) {
+            r.at = end;
+            continue;
+        }
+        let seq = r.u()?;
+        let time_ns = r.i()?;
+        let placed_ns = r.i()?;
+        let observer: Observer = r.s()?.parse().map_err(|_| "observer")?;
+        let obs = NatObs {
+            seq,
+            time_ns,
+            observer,
+            sender: r.s()?,
+            source: r.s()?,
+            event: r.s()?,
+            kind: r.s()?,
+            proto: r.os()?,
+            public_ip: public_ip.to_string(),
+            public_port,
+            inside_ip: r.s()?,
+            inside_port: r.op()?,
+            peer_ip: r.os()?,
+            peer_port: r.op()?,
+            ct_id: r.os()?,
+            start_ns: r.oi()?,
+            end_ns: r.oi()?,
+            timeout_s: r.oi()?,
+            lifetime_s: r.oi()?,
+            summary: String::new(),
+        };
+        let src = r.oip()?;
+        let host = r.os()?;
+        let app = r.os()?;
+        let k = usize::try_from(r.u()?).map_err(|_| "count")?;
+        let mut ips = Vec::with_capacity(k.min(64));
+        for _ in 0..k {
+            ips.push(r.oip()?.ok_or("address")?);
+        }
+        if r.at != end {
+            return Err("row length");
+        }
+        out.push((
+            i,
+            NatRow {
+                obs,
+                placed_ns,
+                src,
+                host,
+                app,
+                ips,
+                text: None,
+            },
+        ));
+    }
+    Ok(out)
+}
+
+/// Reads the text part of `rows` (each with its index in the block, ascending; the others
+/// skipped unread): the message (and the summary), and the fields when `fields`.
+fn decode_b(b: &[u8], rows: &mut [(usize, NatRow)], fields: bool) -> D<()> {
+    let mut r = R { b, at: 0 };
+    let n_names = usize::try_from(r.u()?).map_err(|_| "count")?;
+    let mut names = Vec::with_capacity(n_names.min(4096));
+    for _ in 0..n_names {
+        names.push(r.s()?);
+    }
+    let mut i = 0usize;
+    for (want, row) in rows.iter_mut() {
+        while i < *want {
+            let len = usize::try_from(r.u()?).map_err(|_| "length")?;
+            r.bytes(len)?;
+            i += 1;
+        }
+        let len = usize::try_from(r.u()?).map_err(|_| "length")?;
+        let end = r.at.checked_add(len).ok_or("length")?;
+        let message = r.s()?;
+        let mut map = BTreeMap::new();
+        if fields {
+            let n = usize::try_from(r.u()?).map_err(|_| "count")?;
+            for _ in 0..n {
+                let k = usize::try_from(r.u()?).map_err(|_| "name")?;
+                let v = r.s()?;
+                map.insert(names.get(k).ok_or("name")?.clone(), v);
+            }
+            if r.at != end {
+                return Err("row length");
+            }
+        }
+        r.at = end;
+        i += 1;
+        row.obs.summary = summarize_text(&message);
+        row.text = Some(NatText {
+            message,
+            fields: map,
+        });
+    }
+    Ok(())
+}
+
+fn summarize_text(message: &str) -> String {
+    let mut s = message.to_string();
+    super::truncate_summary(&mut s);
+    s
+}
+
+thread_local! {
+    /// One context each per thread: a flush compresses hundreds of small blocks, a scan
+    /// decompresses thousands (a new context per call cost more than the data).
+    static ZIP: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+    static UNZIP: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zip(b: &[u8]) -> std::io::Result<Vec<u8>> {
+    ZIP.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.is_none() {
+            *z = Some(zstd::bulk::Compressor::new(LEVEL)?);
+        }
+        match z.as_mut() {
+            Some(c) => c.compress(b),
+            None => zstd::bulk::compress(b, LEVEL),
+        }
+    })
+}
+
+/// At most this much a block may decompress to (a block is ≤ 2^16 rows of ≤ 16 MiB records
+/// in theory; in practice tens of KB).
+const MAX_BLOCK: usize = 1 << 30;
+
+fn unzip(b: &[u8]) -> D<Vec<u8>> {
+    let cap = zstd::zstd_safe::get_frame_content_size(b)
+        .ok()
+        .flatten()
+        .ok_or("frame size")?;
+    let cap = usize::try_from(cap).map_err(|_| "frame size")?;
+    if cap > MAX_BLOCK {
+        return Err("frame too large");
+    }
+    UNZIP.with(|z| {
+        let mut z = z.borrow_mut();
+        if z.is_none() {
+            *z = Some(zstd::bulk::Decompressor::new().map_err(|_| "zstd")?);
+        }
+        match z.as_mut() {
+            Some(d) => d.decompress(b, cap).map_err(|_| "zstd"),
+            None => zstd::bulk::decompress(b, cap).map_err(|_| "zstd"),
+        }
+    })
+}
+
+pub(super) const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS nat_flush (
+        id INTEGER PRIMARY KEY, rows INTEGER NOT NULL, first_seq INTEGER NOT NULL,
+        last_seq INTEGER NOT NULL, min_placed INTEGER NOT NULL, max_placed INTEGER NOT NULL,
+        addrs BLOB NOT NULL, words TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS nat_block (
+        public_ip TEXT NOT NULL, bucket INTEGER NOT NULL, flush INTEGER NOT NULL,
+        rows INTEGER NOT NULL, a BLOB NOT NULL, b BLOB NOT NULL);
+    CREATE INDEX IF NOT EXISTS nat_block_key ON nat_block (public_ip, bucket);
+    CREATE INDEX IF NOT EXISTS nat_block_flush ON nat_block (flush);";
+
+/// A public port's bucket, 16 ports (-1: no port): `who --port` decompresses one block per flush.
+fn bucket(port: Option<u16>) -> i64 {
+    port.map_or(-1, |p| i64::from(p >> 4))
+}
+
+impl FactStore {
+    fn corrupt(&self, what: &'static str) -> FactError {
+        FactError::Nat {
+            path: self.path.clone(),
+            msg: what.to_string(),
+        }
+    }
+
+    /// Writes `rows` as one flush (their blocks and summary) inside `tx`.
+    pub(super) fn write_nat(
+        tx: &rusqlite::Transaction<'_>,
+        rows: &[NatRow],
+    ) -> rusqlite::Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut addrs: Vec<u128> = Vec::new();
+        let mut words = BTreeSet::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let mut groups: BTreeMap<(&str, i64), Vec<&NatRow>> = BTreeMap::new();
+        for r in rows {
+            lo = lo.min(r.placed_ns);
+            hi = hi.max(r.placed_ns);
+            addrs.extend(r.ips.iter().map(|ip| wide(*ip)));
+            if let Some(h) = r.host.as_deref() {
+                if let Ok(ip) = h.parse::<IpAddr>() {
+                    addrs.push(wide(ip));
+                }
+                runs(h, &mut words);
+            }
+            if let Some(a) = r.app.as_deref() {
+                runs(a, &mut words);
+            }
+            if let Some(t) = &r.text {
+                runs(&t.message, &mut words);
+            }
+            groups
+                .entry((r.obs.public_ip.as_str(), bucket(r.obs.public_port)))
+                .or_default()
+                .push(r);
+        }
+        addrs.sort_unstable();
+        addrs.dedup();
+        let mut blob = Vec::with_capacity(addrs.len() * 16);
+        for a in &addrs {
+            blob.extend_from_slice(&a.to_be_bytes());
+        }
+        let words: Vec<String> = words.into_iter().collect();
+        let seqs = rows.iter().map(|r| r.obs.seq);
+        let first = seqs.clone().min().unwrap_or(0);
+        let last = seqs.max().unwrap_or(0);
+        let as_i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        exec(
+            tx,
+            "INSERT INTO nat_flush (rows, first_seq, last_seq, min_placed, max_placed, addrs, words)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                as_i(rows.len() as u64),
+                as_i(first),
+                as_i(last),
+                lo,
+                hi,
+                blob,
+                words.join(" ")
+            ],
+        )?;
+        let flush = tx.last_insert_rowid();
+        let zerr = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+        for ((ip, b), mut list) in groups {
+            list.sort_by_key(|r| (r.obs.public_port, r.obs.time_ns, r.obs.seq));
+            let a = zip(&encode_a(&list)).map_err(zerr)?;
+            let t = zip(&encode_b(&list)).map_err(zerr)?;
+            exec(
+                tx,
+                "INSERT INTO nat_block (public_ip, bucket, flush, rows, a, b)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![ip, b, flush, as_i(list.len() as u64), a, t],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The NAT flushes, in order.
+    pub fn nat_flushes(&self) -> Result<Vec<NatFlush>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT id, rows, first_seq, last_seq, min_placed, max_placed, addrs, words
+                 FROM nat_flush ORDER BY id",
+            )
+            .map_err(self.sql())?;
+        let rows = st
+            .query_map([], |r| {
+                let blob: Vec<u8> = r.get(6)?;
+                let words: String = r.get(7)?;
+                Ok(NatFlush {
+                    id: r.get(0)?,
+                    rows: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    first_seq: u64::try_from(r.get::<_, i64>(2)?).unwrap_or(0),
+                    last_seq: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+                    min_placed_ns: r.get(4)?,
+                    max_placed_ns: r.get(5)?,
+                    addrs: blob
+                        .chunks_exact(16)
+                        .filter_map(|c| <[u8; 16]>::try_from(c).ok())
+                        .map(u128::from_be_bytes)
+                        .collect(),
+                    words: words
+                        .split(' ')
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.sql())
+    }
+
+    /// Every row of flush `id` (with its text when `text`), in no particular order.
+    pub fn nat_flush_rows(&self, id: i64, text: bool) -> Result<Vec<NatRow>> {
+        let sql = if text {
+            "SELECT public_ip, a, b FROM nat_block WHERE flush = ?1"
+        } else {
+            "SELECT public_ip, a, NULL FROM nat_block WHERE flush = ?1"
+        };
+        self.nat_blocks(sql, params![id], None, true)
+    }
+
+    /// The rows of the blocks `sql` selects (`public_ip`, `a`, `b` or NULL), those of public
+    /// port `port` when given; with their text when `b` is selected (fields when `fields`).
+    fn nat_blocks(
+        &self,
+        sql: &str,
+        p: impl rusqlite::Params,
+        port: Option<Option<u16>>,
+        fields: bool,
+    ) -> Result<Vec<NatRow>> {
+        let mut st = self.conn.prepare_cached(sql).map_err(self.sql())?;
+        let mut q = st.query(p).map_err(self.sql())?;
+        let mut out = Vec::new();
+        while let Some(row) = q.next().map_err(self.sql())? {
+            let ip: String = row.get(0).map_err(self.sql())?;
+            let a: Vec<u8> = row.get(1).map_err(self.sql())?;
+            let a = unzip(&a).map_err(|w| self.corrupt(w))?;
+            let mut rows = decode_a(&ip, &a, port).map_err(|w| self.corrupt(w))?;
+            if rows.is_empty() {
+                continue;
+            }
+            // The text only of blocks with a row wanted (`who --port`: a few of the bucket's).
+            let b: Option<Vec<u8>> = row.get(2).map_err(self.sql())?;
+            if let Some(b) = b {
+                let b = unzip(&b).map_err(|w| self.corrupt(w))?;
+                decode_b(&b, &mut rows, fields).map_err(|w| self.corrupt(w))?;
+            }
+            out.extend(rows.into_iter().map(|(_, r)| r));
+        }
+        Ok(out)
+    }
+
+    /// The NAT records of public address `address` (and port), any observer, with text.
+    pub(super) fn nat_rows_of(&self, address: &str, port: Option<u16>) -> Result<Vec<NatRow>> {
+        // `who` cites the message (the summary), never the fields.
+        match port {
+            Some(p) => self.nat_blocks(
+                "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1 AND bucket = ?2",
+                params![address, bucket(Some(p))],
+                Some(Some(p)),
+                false,
+            ),
+            None => self.nat_blocks(
+                "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1",
+                params![address],
+                None,
+                false,
+            ),
+        }
+    }
+}
+
+/// The NAT blocks of a fact store opened for reading beside the search index
+/// (`SearchIndex::attach_nat`): the flush list read once.
+pub struct NatReader {
+    store: std::sync::Mutex<FactStore>,
+    flushes: std::sync::OnceLock<std::sync::Arc<Vec<NatFlush>>>,
+}
+
+impl NatReader {
+    pub fn new(store: FactStore) -> NatReader {
+        NatReader {
+            store: std::sync::Mutex::new(store),
+            flushes: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&FactStore) -> Result<T>) -> Result<T> {
+        let g = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&g)
+    }
+
+    /// Every flush, in order (read at the first call).
+    pub fn flushes(&self) -> Result<std::sync::Arc<Vec<NatFlush>>> {
+        if let Some(f) = self.flushes.get() {
+            return Ok(f.clone());
+        }
+        let list = std::sync::Arc::new(self.with(FactStore::nat_flushes)?);
+        Ok(self.flushes.get_or_init(|| list).clone())
+    }
+
+    /// The rows of flush `id` (with their text when `text`).
+    pub fn rows(&self, id: i64, text: bool) -> Result<Vec<NatRow>> {
+        self.with(|s| s.nat_flush_rows(id, text))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: u64, port: Option<u16>) -> NatRow {
+        let mut fields = BTreeMap::new();
+        fields.insert("nat_ip".to_string(), "192.0.2.254".to_string());
+        fields.insert("proto".to_string(), "tcp".to_string());
+        NatRow {
+            obs: NatObs {
+                seq,
+                time_ns: 1_000 * seq as i64,
+                observer: Observer::Network,
+                sender: "192.0.2.1".into(),
+                source: "conntrack".into(),
+                event: "new".into(),
+                kind: "snat".into(),
+                proto: Some("tcp".into()),
+                public_ip: "192.0.2.254".into(),
+                public_port: port,
+                inside_ip: "10.0.0.5".into(),
+                inside_port: Some(5000),
+                peer_ip: Some("2001:db8::1".into()),
+                peer_port: Some(443),
+                ct_id: Some("7".into()),
+                start_ns: None,
+                end_ns: Some(-5),
+                timeout_s: Some(120),
+                lifetime_s: None,
+                summary: String::new(),
+            },
+            placed_ns: 7 + seq as i64,
+            src: Some("10.0.0.5".parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))),
+            host: Some("Net-Node".into()),
+            app: None,
+            ips: vec![
+                IpAddr::from([10, 0, 0, 5]),
+                "2001:db8::1".parse().unwrap_or(IpAddr::from([0; 16])),
+            ],
+            text: Some(NatText {
+                message: format!("[NEW] tcp 6 120 SYN_SENT src=10.0.0.5 sport={seq}"),
+                fields,
+            }),
+        }
+    }
+
+    #[test]
+    fn rows_round_trip_through_blocks_and_flushes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store = FactStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<NatRow> = (1..=600u64)
+            .map(|s| row(s, (s % 7 != 0).then_some((s * 97 % 65536) as u16)))
+            .collect();
+        store
+            .apply_with_nat(&[], &rows, 600, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let flushes = store.nat_flushes().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(flushes.len(), 1);
+        assert_eq!(flushes[0].rows, 600);
+        assert!(flushes[0].text_possible("syn_sent"));
+        assert!(flushes[0].text_possible("net-node"));
+        assert!(!flushes[0].text_possible("sshd"));
+        let a = wide(IpAddr::from([10, 0, 0, 5]));
+        assert!(flushes[0].has_addr_in(a, a));
+        assert!(!flushes[0].has_addr_in(a + 1, a + 1000));
+        let mut back = store
+            .nat_flush_rows(flushes[0].id, true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        back.sort_by_key(|r| r.obs.seq);
+        let mut want = rows.clone();
+        for r in &mut want {
+            r.obs.summary = r
+                .text
+                .as_ref()
+                .map(|t| t.message.clone())
+                .unwrap_or_default();
+        }
+        assert_eq!(back, want);
+        let one = store
+            .nat_rows_of("192.0.2.254", Some(5 * 97))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(one.iter().map(|r| r.obs.seq).collect::<Vec<_>>(), [5]);
+        let none = store
+            .nat_rows_of("192.0.2.254", None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(none.len(), 600);
+        assert_eq!(
+            store.last_seq().unwrap_or_else(|e| panic!("{e}")),
+            Some(600)
+        );
+    }
+}
