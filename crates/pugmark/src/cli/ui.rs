@@ -10,7 +10,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::cli::DataArgs;
@@ -36,14 +35,26 @@ pub struct UiArgs {
 pub fn run(args: UiArgs) -> anyhow::Result<ExitCode> {
     let config = serve::Config::load(args.config.as_deref(), &serve::Overrides::default())?;
     let dd = DataDir::open(&args.data.data, false)?;
-    let pipeline = Pipeline::open_trailing(&dd, Duration::from_secs(1)).with_context(|| {
-        format!(
-            "pugmark ui appends an audit record for every query, so it needs the ledger of {} \
-             to itself; is a pugmark serve running on it? Then use the API of its --http \
-             listener instead",
-            args.data.data.display()
-        )
-    })?;
+    let pipeline = match Pipeline::open_trailing(&dd, Duration::from_secs(1)) {
+        Ok(p) => p,
+        // Another writer holds the ledger: say what to do instead.
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<ledger::LedgerError>(),
+                    Some(ledger::LedgerError::Locked)
+                )
+            }) =>
+        {
+            return Err(e.context(format!(
+                "pugmark ui appends an audit record for every query, so it needs the ledger of \
+                 {} to itself; is a pugmark serve running on it? Then use the API of its --http \
+                 listener instead",
+                args.data.data.display()
+            )));
+        }
+        Err(e) => return Err(e),
+    };
     let sink = Arc::new(crate::api::PipelineAudit::start(pipeline)?);
     let svc = crate::api::service(args.data.data.clone(), config.api.clone(), None)?;
     // The check page's default answer, computed while the first pages are asked for.
