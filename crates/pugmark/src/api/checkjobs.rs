@@ -104,6 +104,15 @@ impl CheckJobs {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+        // A check that finished while this page waited covers the ledger as it was when it
+        // started: it holds now if what came since is unread by `check` (the pages' audits).
+        if st.get(key).is_some_and(|e| e.done.is_some()) {
+            drop(st);
+            if let Some(v) = self.holding(key, last, unread) {
+                return PageCheck::Answer(v);
+            }
+            st = self.lock();
+        }
         let Some(e) = st.get(key) else {
             return PageCheck::Failed("the check's state was dropped".into());
         };
@@ -321,6 +330,35 @@ mod tests {
         // Too many newer records to read: recomputed without reading them.
         let p = ask(110 + HOLD_SCAN_MAX + 1, &never, 10);
         assert_eq!(standing(&p), "trailing");
+    }
+
+    #[test]
+    fn a_check_done_while_the_page_waits_holds_over_the_audits_since_it_started() {
+        let jobs = Arc::new(CheckJobs::default());
+        // Computed over the ledger up to #100; the page asks at #104 (its own audits since).
+        let audits = |a: u64, b: u64| a == 100 && b == 104;
+        let p = jobs.answer(
+            "{}",
+            104,
+            &audits,
+            || {
+                std::thread::sleep(Duration::from_millis(50));
+                Ok(answer_at(100))
+            },
+            Duration::from_secs(5),
+        );
+        assert_eq!(standing(&p), "current");
+        let PageCheck::Answer(v) = &p else { panic!() };
+        assert_eq!(v["holds_to"], 104);
+        let evidence = |_: u64, _: u64| false;
+        let p = jobs.answer(
+            "{\"x\":\"1\"}",
+            104,
+            &evidence,
+            || Ok(answer_at(100)),
+            Duration::from_secs(5),
+        );
+        assert_eq!(standing(&p), "trailing", "newer evidence is not held over");
     }
 
     #[test]
