@@ -19,25 +19,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-
 mod common;
+use common::oracle::*;
 use common::*;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 /// 2026-10-14T00:00:00Z.
 const DAY: u32 = 1_791_936_000;
@@ -219,72 +203,6 @@ fn ingest(data: &Path, files: &[String], flows_in_index: bool) {
 }
 
 /// Times of this run (each directory received its records at its own ingest): `NOW`.
-fn normalise(v: &mut Value, now: jiff::Timestamp) {
-    match v {
-        Value::String(s) => {
-            if let Ok(t) = s.parse::<jiff::Timestamp>()
-                && (t.as_second() - now.as_second()).abs() < 3600
-            {
-                *s = "NOW".into();
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(|x| normalise(x, now)),
-        Value::Object(o) => o.values_mut().for_each(|x| normalise(x, now)),
-        _ => {}
-    }
-}
-
-/// The answer without `views` (where each view stood: the directories differ in which views
-/// they have), without a report's `integrity`, and with this run's receive times as `NOW`.
-fn answer(data: &Path, args: &[&str]) -> Value {
-    let text = ok(data, args);
-    let mut v: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {text}"));
-    if let Some(o) = v.as_object_mut() {
-        o.remove("views");
-        // A report's ledger checkpoint: each directory has its own key and chain.
-        o.remove("integrity");
-    }
-    normalise(&mut v, model::Received::now().timestamp());
-    v
-}
-
-/// The first place two answers differ (whole answers are megabytes).
-fn first_difference(a: &Value, b: &Value, at: &str) -> Option<String> {
-    match (a, b) {
-        (Value::Array(x), Value::Array(y)) => {
-            for (i, (p, q)) in x.iter().zip(y).enumerate() {
-                if let Some(d) = first_difference(p, q, &format!("{at}[{i}]")) {
-                    return Some(d);
-                }
-            }
-            (x.len() != y.len()).then(|| format!("{at}: {} vs {} items", x.len(), y.len()))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            for (k, p) in x {
-                match y.get(k) {
-                    Some(q) => {
-                        if let Some(d) = first_difference(p, q, &format!("{at}.{k}")) {
-                            return Some(d);
-                        }
-                    }
-                    None => return Some(format!("{at}.{k}: only on the left")),
-                }
-            }
-            y.keys()
-                .find(|k| !x.contains_key(*k))
-                .map(|k| format!("{at}.{k}: only on the right"))
-        }
-        _ => (a != b).then(|| format!("{at}: {a} vs {b}")),
-    }
-}
-
-fn same(got: &Value, want: &Value, what: &str) {
-    if let Some(d) = first_difference(got, want, "") {
-        panic!("{what}: differs from the old path at {d}");
-    }
-}
-
 #[test]
 fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
     let dir = tempfile::tempdir().unwrap();

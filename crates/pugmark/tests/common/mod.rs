@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub mod oracle;
+
 /// The pugmark executable under test.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_pugmark")
