@@ -473,7 +473,7 @@ impl FactStore {
         self.apply_with_nat(events, &[], last_seq, head)
     }
 
-    /// [`FactStore::apply_at`], also writing `nat` (NAT records, [`NatRow::of_event`]) as one
+    /// [`FactStore::apply_at`], also writing `nat` (NAT records, [`NatRow::from_event`]) as one
     /// flush of blocks, in the same transaction.
     pub fn apply_with_nat(
         &mut self,
