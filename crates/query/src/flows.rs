@@ -290,34 +290,8 @@ impl RowEval<'_> {
                 let t = self.placed?;
                 from.is_none_or(|f| t >= f) && to.is_none_or(|x| t < x)
             }
-            Expr::And(xs) => {
-                let mut unknown = false;
-                for x in xs {
-                    match self.eval(x) {
-                        Some(false) => return Some(false),
-                        None => unknown = true,
-                        Some(true) => {}
-                    }
-                }
-                if unknown {
-                    return None;
-                }
-                true
-            }
-            Expr::Or(xs) => {
-                let mut unknown = false;
-                for x in xs {
-                    match self.eval(x) {
-                        Some(true) => return Some(true),
-                        None => unknown = true,
-                        Some(false) => {}
-                    }
-                }
-                if unknown {
-                    return None;
-                }
-                false
-            }
+            Expr::And(xs) => return kleene(xs, false, |x| self.eval(x)),
+            Expr::Or(xs) => return kleene(xs, true, |x| self.eval(x)),
             Expr::Not(x) => !self.eval(x)?,
             // The commonest leaves straight from the row (the event costs microseconds a
             // flow): a protocol name or a word every flow's text holds, and the port, protocol
@@ -549,34 +523,32 @@ fn walk(
     Ok(counted)
 }
 
+/// Three-valued AND (`decisive` false) or OR (`decisive` true) of `xs` under `eval`: the first
+/// part that is `decisive` decides; else unknown (`None`) if any part is; else `!decisive`.
+fn kleene(
+    xs: &[Expr],
+    decisive: bool,
+    mut eval: impl FnMut(&Expr) -> Option<bool>,
+) -> Option<bool> {
+    let mut unknown = false;
+    for x in xs {
+        match eval(x) {
+            Some(b) if b == decisive => return Some(decisive),
+            None => unknown = true,
+            Some(_) => {}
+        }
+    }
+    (!unknown).then_some(!decisive)
+}
+
 /// What `expr` is on every row of partition `m`, when its manifest entry alone says: the
 /// class, app and source leaves, words every flow's text holds, leaves no flow can match, and
 /// a window around or apart from a partition whose rows stand at their first packet.
 fn const_eval(expr: &Expr, m: &PartMeta) -> Option<bool> {
     match expr {
         Expr::All => Some(true),
-        Expr::And(xs) => {
-            let mut unknown = false;
-            for x in xs {
-                match const_eval(x, m) {
-                    Some(false) => return Some(false),
-                    None => unknown = true,
-                    Some(true) => {}
-                }
-            }
-            (!unknown).then_some(true)
-        }
-        Expr::Or(xs) => {
-            let mut unknown = false;
-            for x in xs {
-                match const_eval(x, m) {
-                    Some(true) => return Some(true),
-                    None => unknown = true,
-                    Some(false) => {}
-                }
-            }
-            (!unknown).then_some(false)
-        }
+        Expr::And(xs) => kleene(xs, false, |x| const_eval(x, m)),
+        Expr::Or(xs) => kleene(xs, true, |x| const_eval(x, m)),
         Expr::Not(x) => const_eval(x, m).map(|b| !b),
         leaf if !possible(leaf) => Some(false),
         Expr::Keyword(Keyword::Class | Keyword::App | Keyword::Source, _) => Some(true),
