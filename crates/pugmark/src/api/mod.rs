@@ -335,7 +335,8 @@ impl Service {
     }
 
     /// Starts the check the web UI's check page shows by default (the whole store), so its
-    /// first visit finds it done (`pugmark ui` and `serve --http` at start).
+    /// first visit finds it done (`pugmark ui` at start; not `serve`, whose CPU goes to
+    /// collecting and whose answer would trail within seconds).
     pub fn warm_check(&self) {
         let key = params_json(&Params::new()).to_string();
         let Ok(args) = parse_args::<check::CheckArgs>("check", &Params::new(), &self.data) else {
