@@ -53,10 +53,56 @@ struct Opts {
 }
 
 impl Server {
+    /// A serve on free ports picked here, picked again when another process (this suite opens
+    /// thousands of client sockets, each on an ephemeral port) took one between the pick and
+    /// serve's bind.
+    fn start_fresh(data: &Path, o: &Opts) -> Server {
+        Self::launch(data, None, o)
+    }
+
+    /// A serve on the ports a peer already sends to (a restart): retried while one is still
+    /// held elsewhere.
     fn start(data: &Path, ports: (u16, u16, u16), o: &Opts) -> Server {
+        Self::launch(data, Some(ports), o)
+    }
+
+    fn launch(data: &Path, fixed: Option<(u16, u16, u16)>, o: &Opts) -> Server {
+        let mut attempt = 0;
+        loop {
+            let (tcp, relp, http) = fixed.unwrap_or_else(ports);
+            let (mut child, stderr, from) = Self::spawn(data, (tcp, relp, http), o);
+            match wait_for_child_port(&mut child, http, "pugmark serve") {
+                Ok(()) => {
+                    return Server {
+                        child,
+                        tcp,
+                        relp,
+                        http,
+                        stderr,
+                    };
+                }
+                Err(status) => {
+                    let log = fs::read_to_string(&stderr).unwrap_or_default();
+                    let log = log.get(from..).unwrap_or(&log);
+                    attempt += 1;
+                    assert!(
+                        log.contains("Address already in use") && attempt < 20,
+                        "serve exited {status} before listening: {log}"
+                    );
+                    eprintln!("a port was taken ({}); serve again", log.trim_end());
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
+    }
+
+    /// Starts serve; its stderr file and the length it had before (the log is appended to
+    /// across restarts).
+    fn spawn(data: &Path, ports: (u16, u16, u16), o: &Opts) -> (Child, PathBuf, usize) {
         let (tcp, relp, http) = ports;
         // Not beside the data: on a full disk a log there could not be written.
         let stderr = std::env::temp_dir().join(format!("pugmark-faults-serve-{http}.log"));
+        let from = fs::metadata(&stderr).map_or(0, |m| m.len() as usize);
         let mut cmd = match o.nofile {
             Some(n) => {
                 let mut c = Command::new("prlimit");
@@ -99,15 +145,7 @@ impl Server {
                     .open(&stderr)
                     .unwrap(),
             );
-        let child = cmd.spawn().unwrap();
-        wait_for_port(http, "pugmark serve");
-        Server {
-            child,
-            tcp,
-            relp,
-            http,
-            stderr,
-        }
+        (cmd.spawn().unwrap(), stderr, from)
     }
 
     fn log(&self) -> String {
@@ -336,7 +374,7 @@ fn an_oversized_record_on_every_listener_leaves_every_listener_storing() {
         },
         None => Opts::default(),
     };
-    let s = Server::start(&data, ports(), &opts);
+    let s = Server::start_fresh(&data, &opts);
     // HTTP: one JSON document bigger than a ledger record.
     let mut doc = b"{\"event_type\":\"big\",\"payload\":\"".to_vec();
     doc.resize(doc.len() + 17_000_000, b'x');
@@ -499,7 +537,7 @@ fn idle_connections_beyond_the_descriptor_limit_are_refused_and_serve_goes_on() 
         ..Opts::default()
     };
     for cycle in 0..cycles() {
-        let mut s = Server::start(&data, ports(), &opts);
+        let mut s = Server::start_fresh(&data, &opts);
         let mut held = Vec::new();
         let mut failed = 0;
         for i in 0..5000 {
@@ -551,7 +589,7 @@ fn ten_thousand_idle_connections_fit_in_300_mb() {
     raise_own_nofile(12_000);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let s = Server::start(&data, ports(), &Opts::default());
+    let s = Server::start_fresh(&data, &Opts::default());
     let before = s.rss_kib();
     let mut held = Vec::new();
     for i in 0..10_000 {
@@ -776,9 +814,8 @@ fn a_full_disk_during_a_relp_stream_pauses_it_then_it_resumes_with_nothing_lost(
         return;
     };
     let data = fs_.0.join("data");
-    let p = ports();
-    let s = Server::start(&data, p, &Opts::default());
-    let rsyslog = Rsyslog::start(&dir.path().join("rsyslog"), p.1);
+    let s = Server::start_fresh(&data, &Opts::default());
+    let rsyslog = Rsyslog::start(&dir.path().join("rsyslog"), s.relp);
     let n = 5000 * cycles();
     let feeder = rsyslog.feed("diskfull", n, 6 * cycles() as u64);
     let mut resumes = Vec::new();
@@ -834,12 +871,13 @@ fn eio_on_fsync_and_kill_9_in_each_phase_lose_nothing_and_store_nothing_twice() 
     }
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let p = ports();
     let opts = Opts {
         eio_hook: true,
         ..Opts::default()
     };
-    let mut s = Some(Server::start(&data, p, &opts));
+    let first = Server::start_fresh(&data, &opts);
+    let p = (first.tcp, first.relp, first.http);
+    let mut s = Some(first);
     let rsyslog = Rsyslog::start(&dir.path().join("rsyslog"), p.1);
     // Long enough to span every phase of every cycle (~5 s each).
     let n = 5000 * cycles();

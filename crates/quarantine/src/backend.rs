@@ -327,6 +327,12 @@ pub trait Backend: Send + Sync {
     /// Whether captures can be made now, and free space.
     fn health(&self) -> Health;
 
+    /// Wait out what an interrupted capture of item `id` left running (an external tool its
+    /// killed caller did not take along): called by the core for each open intent before it
+    /// asks [`Backend::list`] what is held, so nothing lands after the settlement. Default:
+    /// a backend that runs no tool of its own leaves nothing running.
+    fn interrupted(&self, _id: &str) {}
+
     /// Undo what an interrupted capture of item `id` may have left on `source` without
     /// keeping anything (e.g. an RBD snapshot taken before a kill -9): called by the core
     /// when it settles such a capture as failed, so the source is left as it was found.
@@ -373,6 +379,9 @@ impl<T: Backend + ?Sized> Backend for std::sync::Arc<T> {
     }
     fn health(&self) -> Health {
         (**self).health()
+    }
+    fn interrupted(&self, id: &str) {
+        (**self).interrupted(id)
     }
     fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
         (**self).abandon(id, source)

@@ -655,6 +655,16 @@ impl Backend for CephBackend {
         Ok(out)
     }
 
+    fn interrupted(&self, id: &str) {
+        // Every call of a capture names its snapshot (`vms/img@pugmark-q-ID`) or its evidence
+        // image (named after the snapshot).
+        // Waited for as long as a call of ours may take.
+        self.rbd.wait_strays(
+            &format!("{PREFIX}{id}"),
+            self.rbd.timeout() + Duration::from_secs(15),
+        );
+    }
+
     fn abandon(&self, id: &str, source: &Source) -> Result<(), BackendError> {
         let Source::Rbd {
             pool,
@@ -673,11 +683,20 @@ impl Backend for CephBackend {
             Err(RbdError::ImageMissing { .. }) => return Ok(()),
             Err(e) => return Err(backend(e)),
         };
-        let snaps = self.call(|| self.rbd.snap_list(&src)).map_err(backend)?;
-        if snaps.iter().any(|s| s.name == snap) {
+        // The interrupted capture's calls were waited for (`interrupted`), but a request one sent
+        // just before it died may still land (a protect after our unprotect): undo until the
+        // snapshot is seen gone.
+        for _ in 0..10 {
+            let snaps = self.call(|| self.rbd.snap_list(&src)).map_err(backend)?;
+            if !snaps.iter().any(|s| s.name == snap) {
+                return Ok(());
+            }
             self.undo(&src.pool_spec(), &info.id, &snap, None);
+            std::thread::sleep(Duration::from_millis(200));
         }
-        Ok(())
+        Err(BackendError::Unavailable(format!(
+            "{src}@{snap}: still there after ten removals"
+        )))
     }
 
     fn health(&self) -> Health {

@@ -986,6 +986,11 @@ impl Quarantine {
         if open.is_empty() {
             return Ok(());
         }
+        for (id, intent) in &open {
+            if let Some(b) = intent.backend.as_deref().and_then(|k| self.backend(k).ok()) {
+                b.interrupted(id);
+            }
+        }
         let mut held: BTreeMap<String, crate::backend::Listed> = BTreeMap::new();
         // A backend that cannot say what it holds (a cluster that is down) has its intents
         // left open for a later open: settling them as failed could orphan a kept image.

@@ -176,6 +176,77 @@ impl Rbd {
         })
     }
 
+    /// Waits for this host's `rbd` calls that name `word` (a snapshot name) and whose caller
+    /// is gone: a killed caller does not take its calls with it, and one left running creates
+    /// or protects the snapshot after the caller's successor has settled the interrupted work.
+    /// They are waited for, not killed: a client killed halfway through a clone leaves a
+    /// half-made image. One still running after `grace` (a wedged tool) is killed. Calls of
+    /// this process are left alone. Returns how many there were.
+    pub fn wait_strays(&self, word: &str, grace: Duration) -> usize {
+        let strays = self.strays(word);
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline && strays.iter().any(|p| running(*p)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut killed = false;
+        for p in strays.iter().filter(|p| running(**p)) {
+            killed |= rustix::process::kill_process(*p, rustix::process::Signal::KILL).is_ok();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while killed && std::time::Instant::now() < deadline && strays.iter().any(|p| running(*p)) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        strays.len()
+    }
+
+    /// The pids of this host's calls of this handle's `rbd` program with `word` in an argument
+    /// whose parent is not this process.
+    fn strays(&self, word: &str) -> Vec<rustix::process::Pid> {
+        let me = rustix::process::getpid();
+        let program = self.rbd.file_name().map(|n| n.to_os_string());
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for e in dir.flatten() {
+            let Some(pid) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+                .and_then(rustix::process::Pid::from_raw)
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+                continue;
+            };
+            let mut args = cmdline.split(|b| *b == 0);
+            let argv0 = args
+                .next()
+                .map(|a| Path::new(std::str::from_utf8(a).unwrap_or("")));
+            if argv0.and_then(Path::file_name) != program.as_deref()
+                || !args.any(|a| a.windows(word.len()).any(|w| w == word.as_bytes()))
+            {
+                continue;
+            }
+            // Field 4 of /proc/PID/stat, after the parenthesised command name.
+            let ppid = std::fs::read_to_string(e.path().join("stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')?
+                        .1
+                        .split_whitespace()
+                        .nth(1)?
+                        .parse::<i32>()
+                        .ok()
+                });
+            if ppid != Some(me.as_raw_nonzero().get()) && pid != me && running(pid) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
     /// `rbd --version`: the client's Ceph version line.
     pub fn version(&self) -> Result<String, RbdError> {
         let out = Command::new(&self.rbd)
@@ -737,6 +808,14 @@ fn push_ns(a: &mut Vec<OsString>, pool: &PoolSpec) {
         a.push("--namespace".into());
         a.push(ns.into());
     }
+}
+
+/// Whether `pid` runs: not once reaped, nor as a zombie (a container's init may never reap).
+fn running(pid: rustix::process::Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.as_raw_nonzero()))
+        .ok()
+        .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
 }
 
 fn program_name(p: &Path) -> String {

@@ -153,6 +153,25 @@ pub fn wait_for_port(port: u16, what: &str) {
     panic!("{what} did not listen on {port}");
 }
 
+/// Like [`wait_for_port`] for a child just started: its exit status if it exits before it
+/// listens (a port taken meanwhile, a bad config), so the caller can say why or start it again.
+pub fn wait_for_child_port(
+    child: &mut std::process::Child,
+    port: u16,
+    what: &str,
+) -> Result<(), std::process::ExitStatus> {
+    for _ in 0..1200 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait().expect("wait on a child") {
+            return Err(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {port}");
+}
+
 /// The checkout's `dist/` directory (the files the packages install).
 pub fn dist() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist")
