@@ -16,6 +16,7 @@
 
 #![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -343,6 +344,68 @@ fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
         "{h}"
     );
     assert!(n_compared > 40);
+    // `timeline --lanes`: every record of the window counted per observer and slice from the
+    // index and the flow store, however few entries --limit fetched; the oracle is the
+    // entries of the whole timeline sliced the same way.
+    for subject in [
+        ["--ip", "10.0.0.5"],
+        ["--ip", "198.51.100.7"],
+        ["--vm", VM_A],
+    ] {
+        let whole = answer(
+            &old,
+            &[
+                "timeline", subject[0], subject[1], "--limit", "100000", "--json",
+            ],
+        );
+        assert_eq!(whole["truncated"], false);
+        let times: Vec<(i128, String)> = whole["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["kind"] == "event")
+            .map(|e| {
+                let t: jiff::Timestamp = e["time"].as_str().unwrap().parse().unwrap();
+                (
+                    t.as_nanosecond(),
+                    e["observer"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let (lo, hi) = (
+            times.iter().map(|t| t.0).min().unwrap(),
+            times.iter().map(|t| t.0).max().unwrap(),
+        );
+        let slices = 24usize;
+        let mut want: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (t, o) in &times {
+            let i = ((t - lo) * slices as i128 / (hi - lo + 1)) as usize;
+            want.entry(o.clone()).or_insert_with(|| vec![0; slices])[i] += 1;
+        }
+        for d in [&new, &kept, &old] {
+            let a = [
+                "timeline", subject[0], subject[1], "--limit", "5", "--lanes", "24", "--json",
+            ];
+            let v = answer(d, &a);
+            assert_eq!(
+                v["truncated"], true,
+                "{a:?}: the lanes must not come from the entries"
+            );
+            let lanes = &v["lanes"];
+            let got: BTreeMap<String, Vec<u64>> =
+                serde_json::from_value(lanes["counts"].clone()).unwrap();
+            assert_eq!(got, want, "{a:?} in {}", d.display());
+            assert_eq!(lanes["total"], times.len() as u64, "{a:?}");
+            assert_eq!(lanes["complete"], true);
+            assert_eq!(lanes["slices"], slices);
+        }
+    }
+    // Without --lanes the answer has no `lanes` (the JSON of the verb as it was).
+    assert!(
+        answer(&new, &["timeline", "--vm", VM_A, "--json"])
+            .get("lanes")
+            .is_none()
+    );
     // `reindex` of the old directory: flows leave the index, answers stay.
     ok(&kept, &["reindex"]);
     for q in &queries {

@@ -319,6 +319,7 @@ fn vm_report(
             to: Some(to),
             limit: 2000,
             claimed: false,
+            lanes: 0,
         },
     )?;
     let mut r = VmReport {

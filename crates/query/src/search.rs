@@ -259,6 +259,38 @@ fn run_index(
     })
 }
 
+/// Every match of `req` in its window, whatever its limit, as the index's fast columns and the
+/// flow store know it (placed time, seq) with its observer: nothing is read from the ledger.
+/// What a timeline's lanes are drawn from over a whole window while only its first entries
+/// are fetched. `None` when the index answers the query only as a superset (a phrase): its
+/// matches are known only by reading every candidate.
+pub fn keys_by_observer(
+    index: &SearchIndex,
+    req: &SearchRequest,
+    fetch: &mut dyn Fetch,
+) -> anyhow::Result<Option<Vec<(DocKey, model::Observer)>>> {
+    let expr = req.expr()?;
+    let cap = index.flows_cap();
+    let mut out = Vec::new();
+    // The observer is an indexed term, not a fast column: one pass per observer (each an
+    // intersection driven by the narrow query's postings).
+    for obs in model::Observer::ALL {
+        let e = Expr::And(vec![
+            expr.clone(),
+            Expr::Keyword(Keyword::Observer, obs.as_str().into()),
+        ]);
+        let (iq, exact) = lang::lower(&e);
+        if !exact {
+            return Ok(None);
+        }
+        let iq = flows::index_part(index, iq)?;
+        out.extend(index.all_by_time(&iq)?.into_iter().map(|k| (k, obs)));
+        let (_, flow_keys) = flows::first(index, &e, cap, fetch, usize::MAX)?;
+        out.extend(flow_keys.into_iter().map(|f| (f.key, obs)));
+    }
+    Ok(Some(out))
+}
+
 /// One hit as a text line: `#SEQ TIME [observer] host app[pid]: message`, TIME being where
 /// the event is placed (`Event::placed()`), followed by ` [reported …]` when the source's own
 /// time differs from it. Host, app, pid and message come from the record: control characters

@@ -50,6 +50,9 @@ pub struct TimelineRequest {
     pub limit: usize,
     /// `--host`: follow the name records claim instead of the name the cloud gave.
     pub claimed: bool,
+    /// `--lanes N`: also count, per observer, every record the searches match over the whole
+    /// window in N time slices ([`Lanes`]), whatever `limit` fetched. 0: no lanes.
+    pub lanes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -120,6 +123,30 @@ pub struct Timeline {
     pub entries: Vec<Entry>,
     /// True when an underlying search hit its limit: there is more than shown.
     pub truncated: bool,
+    /// With `--lanes N`: how many records each observer has in each slice of the window.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lanes: Option<Lanes>,
+}
+
+/// Per observer, the records a timeline's searches match in each of `slices` equal slices of
+/// `[first, last]`, over the whole window and not only the entries fetched: read from the
+/// index's fast columns and the flow store, nothing from the ledger, so a busy VM's day is
+/// drawn whole while its first entries are listed. Counted before attribution: a record the
+/// entries leave out as another VM's (a line under a reused name) is counted here. Each
+/// record once, though several searches find it. Facts are not counted (they are entries).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Lanes {
+    /// The earliest and latest record counted (RFC 3339); absent when none is.
+    pub first: Option<String>,
+    pub last: Option<String>,
+    pub slices: usize,
+    /// Observer → records per slice (observers with none left out).
+    pub counts: BTreeMap<String, Vec<u64>>,
+    /// Records counted.
+    pub total: u64,
+    /// False when a search's matches could be counted only from its fetched entries (a
+    /// phrase the index answers as a superset): there may be more than counted.
+    pub complete: bool,
 }
 
 fn rfc3339(ns: i64) -> String {
@@ -155,6 +182,9 @@ struct Builder<'a> {
     /// repeated, and several facts opened by one record all stay.
     entries: BTreeMap<(String, u64, &'static str, String), Entry>,
     truncated: bool,
+    /// With `--lanes`: every record the searches match (seq → placed ns, observer), and
+    /// whether each search could be counted whole.
+    density: Option<(std::collections::HashMap<u64, (i64, Observer)>, bool)>,
 }
 
 impl Builder<'_> {
@@ -182,18 +212,30 @@ impl Builder<'_> {
         }
         // The index places events where every query does (`Event::placed`: the collector's
         // time where one exists), so the window is the search's window.
-        let out = run(
-            self.index,
-            &SearchRequest {
-                query,
-                from,
-                to,
-                limit: self.req.limit,
-                ..SearchRequest::default()
-            },
-            self.fetch,
-        )?;
+        let sreq = SearchRequest {
+            query,
+            from,
+            to,
+            limit: self.req.limit,
+            ..SearchRequest::default()
+        };
+        let out = run(self.index, &sreq, self.fetch)?;
         self.truncated |= out.truncated;
+        if let Some((seen, complete)) = &mut self.density {
+            match crate::search::keys_by_observer(self.index, &sreq, self.fetch)? {
+                Some(keys) => {
+                    seen.extend(keys.into_iter().map(|(k, o)| (k.seq, (ts_ns(k.time), o))))
+                }
+                None => {
+                    *complete = false;
+                    seen.extend(
+                        out.hits
+                            .iter()
+                            .map(|h| (h.seq, (ts_ns(h.event.placed()), h.event.observer))),
+                    );
+                }
+            }
+        }
         for h in out.hits {
             let e = &h.event;
             let placed = e.placed();
@@ -489,6 +531,7 @@ pub fn custody_in(
         to: None,
         limit,
         claimed: false,
+        lanes: 0,
     };
     let mut b = Builder {
         index,
@@ -497,6 +540,7 @@ pub fn custody_in(
         site,
         entries: BTreeMap::new(),
         truncated: false,
+        density: None,
     };
     b.events(
         format!("class:vm.custody vm_uuid:\"{uuid}\""),
@@ -573,6 +617,7 @@ pub fn timeline_in(
         site,
         entries: BTreeMap::new(),
         truncated: false,
+        density: (req.lanes > 0).then(|| (std::collections::HashMap::new(), true)),
     };
     let mut follows = None;
     match &req.subject {
@@ -657,6 +702,10 @@ pub fn timeline_in(
         }
     }
     let truncated = b.truncated;
+    let lanes = b
+        .density
+        .take()
+        .map(|(seen, complete)| lanes(&seen, req.lanes, complete));
     Ok(Timeline {
         query: req.subject.clone(),
         follows,
@@ -664,7 +713,37 @@ pub fn timeline_in(
         to: req.to.map(|t| t.to_string()),
         entries: b.entries.into_values().collect(),
         truncated,
+        lanes,
     })
+}
+
+/// The records counted for [`Lanes`], sliced.
+fn lanes(
+    seen: &std::collections::HashMap<u64, (i64, Observer)>,
+    slices: usize,
+    complete: bool,
+) -> Lanes {
+    let lo = seen.values().map(|v| v.0).min();
+    let hi = seen.values().map(|v| v.0).max();
+    let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    if let (Some(lo), Some(hi)) = (lo, hi) {
+        // Slice i is [lo + i·w, lo + (i+1)·w); the latest record falls in the last.
+        let span = i128::from(hi) - i128::from(lo) + 1;
+        for &(t, o) in seen.values() {
+            let i = ((i128::from(t) - i128::from(lo)) * slices as i128 / span) as usize;
+            counts
+                .entry(o.as_str().to_string())
+                .or_insert_with(|| vec![0; slices])[i.min(slices - 1)] += 1;
+        }
+    }
+    Lanes {
+        first: lo.map(rfc3339),
+        last: hi.map(rfc3339),
+        slices,
+        counts,
+        total: seen.len() as u64,
+        complete,
+    }
 }
 
 /// Nanoseconds of a timestamp (for callers holding [`Entry::time`] parsed back).

@@ -478,6 +478,11 @@ impl Service {
                 if let Some(sc) = &sc {
                     let before = named(&v, sc);
                     scope::prune(&mut v, sc, false);
+                    // Lanes count records before attribution: another VO's among them could
+                    // not be told apart, so a VO gets none (its page draws its entries).
+                    if let Some(o) = v.as_object_mut() {
+                        o.remove("lanes");
+                    }
                     if v["entries"].as_array().is_none_or(Vec::is_empty) {
                         return Err(not_yours(before));
                     }

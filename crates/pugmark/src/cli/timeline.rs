@@ -44,9 +44,16 @@ pub struct TimelineArgs {
     /// At most this many events from each underlying search.
     #[arg(long, default_value_t = 10_000)]
     pub limit: usize,
+    /// Also count, per observer, every record the searches match over the whole window in N
+    /// time slices, however few entries --limit fetched (JSON "lanes": {first, last, slices,
+    /// counts: {observer: [n per slice]}, total, complete}; before attribution; read from
+    /// the index and the flow store, nothing from the ledger). What the web page draws.
+    #[arg(long, default_value_t = 0, value_parser = parse_lanes)]
+    pub lanes: usize,
     /// JSON output: {"query", "follows" (--host: held|claimed), "from", "to", "entries":
     /// [{time, observer, kind, seq, source, summary, attribution: {how: uuid|address|tap|
-    /// hostname|ambiguous|none, vm, candidates, uuid_mismatch}}], "truncated"}.
+    /// hostname|ambiguous|none, vm, candidates, uuid_mismatch}}], "truncated", "lanes"
+    /// (with --lanes)}.
     #[arg(long)]
     pub json: bool,
     /// Export the entries for another tool: `csv`, `jsonl` or `timesketch` (as for `search`;
@@ -86,6 +93,7 @@ pub(crate) fn answer_in(
         to: args.to,
         limit: args.limit,
         claimed: args.claimed,
+        lanes: args.lanes,
     };
     let t = match site {
         Some(site) => query::timeline::timeline_in(&r.index, &r.facts, site, &mut r.fetch, &req)?,
@@ -93,6 +101,14 @@ pub(crate) fn answer_in(
     };
     let v = r.views.annotate(&t)?;
     Ok((t, v))
+}
+
+/// `--lanes`: 0 (none) to 2000 slices (a page is at most that many pixels wide).
+fn parse_lanes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n <= 2000 => Ok(n),
+        _ => Err(format!("`{s}`: a number of slices from 0 to 2000")),
+    }
 }
 
 /// What `--vm`, `--ip`, `--host` or `--user` names.

@@ -32,11 +32,15 @@ pub const NAV: [(&str, &str, &str); 6] = [
 pub const SEARCH_EXAMINED: usize = 500;
 /// Hits listed on a search page.
 pub const SEARCH_SHOWN: usize = 200;
-/// Timeline rows listed under the lanes (every entry is drawn in the lanes).
-pub const TIMELINE_ROWS: usize = 1000;
-/// The timeline page's first page: at most this many entries from each underlying search.
-pub const TIMELINE_FIRST: usize = 1000;
-/// "More": the CLI's default `--limit`.
+/// Timeline rows listed under the lanes.
+pub const TIMELINE_ROWS: usize = 200;
+/// The timeline page's first page: at most this many entries from each underlying search
+/// (each is read from the ledger: a busy VM's day is thousands, most of a page's time). The
+/// lanes are drawn from every record of the window all the same (`timeline --lanes`).
+pub const TIMELINE_FIRST: usize = 200;
+/// Time slices of the lanes (each 0.4 % of the width).
+const LANE_SLICES: usize = 250;
+/// The deepest row a page lists (the CLI's default `--limit`).
 pub const TIMELINE_ALL: usize = 10_000;
 /// Histogram bars.
 const BARS: usize = 48;
@@ -680,23 +684,54 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
     {
         return Ok(());
     }
-    // The first page: each underlying search's first TIMELINE_FIRST entries by time (the
-    // verb's own `limit`, so the API and the CLI answer the same with it); "more" asks again
-    // with the CLI's default. Fetching and attributing 10 000 records per search is what a
-    // busy VM's page spent its time on.
+    // Rows `row..row + TIMELINE_ROWS` of the timeline: each underlying search's first
+    // `row + TIMELINE_ROWS` entries by time (the verb's own `limit`, so the API and the CLI
+    // answer the same with it) hold them exactly — an entry among the first N of the merge
+    // is among the first N of its search. Fetching and attributing thousands of records per
+    // search is what a busy VM's page spent its time on; the lanes need none of them.
     let mut p = cx.pass(&["vm", "ip", "host", "user", "claimed", "from", "to"]);
+    let row = cx
+        .get("row")
+        .and_then(|r| r.parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(TIMELINE_ALL - TIMELINE_ROWS);
     let limit = cx
         .get("limit")
-        .map_or_else(|| TIMELINE_FIRST.to_string(), str::to_string);
+        .and_then(|l| l.parse::<usize>().ok())
+        .unwrap_or(TIMELINE_FIRST)
+        .max(row + TIMELINE_ROWS)
+        .to_string();
     p.push(("limit".into(), limit.clone()));
+    p.push(("lanes".into(), LANE_SLICES.to_string()));
     let v = cx.ask("timeline", p)?;
     let entries = v["entries"].as_array().cloned().unwrap_or_default();
     let times: Vec<Option<jiff::Timestamp>> = entries
         .iter()
         .map(|e| e["time"].as_str().and_then(ts))
         .collect();
-    let lo = times.iter().flatten().min().map(|t| t.as_millisecond());
-    let hi = times.iter().flatten().max().map(|t| t.as_millisecond());
+    // The whole window's counts per observer and slice (absent for a VO, whose answer
+    // cannot carry records before attribution: its lanes are its entries).
+    let counted = v
+        .get("lanes")
+        .filter(|l| l["total"].as_u64().unwrap_or(0) > 0);
+    let bound = |k: &str| {
+        counted
+            .and_then(|l| l[k].as_str())
+            .and_then(ts)
+            .map(|t| t.as_millisecond())
+    };
+    let lo = times
+        .iter()
+        .flatten()
+        .map(|t| t.as_millisecond())
+        .chain(bound("first"))
+        .min();
+    let hi = times
+        .iter()
+        .flatten()
+        .map(|t| t.as_millisecond())
+        .chain(bound("last"))
+        .max();
     let (lo, hi) = (lo.unwrap_or(0), hi.unwrap_or(0));
     let span = (hi - lo).max(1) as f64;
     let x = |t: &Option<jiff::Timestamp>| {
@@ -708,10 +743,49 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
     let mut marks = Vec::new();
     let mut rows = Vec::new();
     let mut per_lane = [0usize; LANES.len()];
-    for (e, t) in entries.iter().zip(&times) {
+    if let Some(l) = counted {
+        let (first, last) = (bound("first").unwrap_or(lo), bound("last").unwrap_or(hi));
+        let slices = l["slices"].as_u64().unwrap_or(1).max(1) as i64;
+        let width = (last - first + 1) as f64 / slices as f64;
+        for (obs, counts) in l["counts"].as_object().into_iter().flatten() {
+            let lane = lane_of(obs);
+            for (i, n) in counts.as_array().into_iter().flatten().enumerate() {
+                let n = n.as_u64().unwrap_or(0);
+                if n == 0 {
+                    continue;
+                }
+                per_lane[lane] += n as usize;
+                let from = first + (i as f64 * width) as i64;
+                let to = first + ((i + 1) as f64 * width) as i64;
+                let pos = x(&jiff::Timestamp::from_millisecond((from + to) / 2).ok());
+                let fmt = |ms| {
+                    jiff::Timestamp::from_millisecond(ms)
+                        .map(|t| t.strftime("%H:%M:%S").to_string())
+                        .unwrap_or_default()
+                };
+                dots.insert(
+                    (lane, (pos * 10.0) as i64, false, false),
+                    (
+                        format!(
+                            "{n} {obs} record{} {}–{}",
+                            if n == 1 { "" } else { "s" },
+                            fmt(from),
+                            fmt(to)
+                        ),
+                        1,
+                    ),
+                );
+            }
+        }
+    }
+    for (k, (e, t)) in entries.iter().zip(&times).enumerate() {
         let obs = e["observer"].as_str().unwrap_or("collector");
         let lane = lane_of(obs);
-        per_lane[lane] += 1;
+        let kind = e["kind"].as_str().unwrap_or("");
+        // Counted in the lanes already, but for facts (entries only).
+        if counted.is_none() || kind == "fact" {
+            per_lane[lane] += 1;
+        }
         let summary = e["summary"].as_str().unwrap_or("");
         // The source's own claim of time, kept beside the collector's (`[reported T]`).
         let (text, reported) = match summary.rsplit_once(" [reported ") {
@@ -719,7 +793,6 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             None => (summary, None),
         };
         let source = e["source"].as_str().unwrap_or("");
-        let kind = e["kind"].as_str().unwrap_or("");
         let lower = text.to_ascii_lowercase();
         let mark = if kind == "fact" && source == "lease" {
             Some("lease")
@@ -735,26 +808,32 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             marks.push(json!({"x": pos, "kind": m, "time": e["time"], "summary": text}));
         }
         // One mark per lane, 0.1 % of the width, kind and clock: a day of a busy VM is
-        // thousands of entries; the page stays small and the lanes look the same.
-        let key = (
-            lane,
-            (pos * 10.0) as i64,
-            kind == "fact",
-            reported.is_some(),
-        );
-        match dots.get_mut(&key) {
-            Some((_, n)) => *n += 1,
-            None => {
-                dots.insert(
-                    key,
-                    (
-                        format!("{} {}: {}", e["time"].as_str().unwrap_or(""), obs, text),
-                        1usize,
-                    ),
-                );
+        // thousands of entries; the page stays small and the lanes look the same. With the
+        // window's counts drawn, an event entry adds a mark of its own only where its
+        // source's clock disagrees (shown apart).
+        if counted.is_some() && kind == "event" && reported.is_none() {
+            // Drawn by its slice.
+        } else {
+            let key = (
+                lane,
+                (pos * 10.0) as i64,
+                kind == "fact",
+                reported.is_some(),
+            );
+            match dots.get_mut(&key) {
+                Some((_, n)) => *n += 1,
+                None => {
+                    dots.insert(
+                        key,
+                        (
+                            format!("{} {}: {}", e["time"].as_str().unwrap_or(""), obs, text),
+                            1usize,
+                        ),
+                    );
+                }
             }
         }
-        if rows.len() < TIMELINE_ROWS {
+        if k >= row && rows.len() < TIMELINE_ROWS {
             let vm = e["attribution"]["vm"].as_str().unwrap_or("");
             rows.push(json!({
                 "time": e["time"],
@@ -789,6 +868,8 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             "query": v["query"],
             "follows": v["follows"],
             "count": entries.len(),
+            "records": counted.map(|l| &l["total"]),
+            "row": row + 1,
             "truncated": v["truncated"],
             "first": (!entries.is_empty()).then(|| fmt(lo)),
             "last": (!entries.is_empty()).then(|| fmt(hi)),
@@ -802,15 +883,11 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             })).collect::<Vec<_>>(),
             "marks": marks,
             "rows": rows,
-            "rows_cut": entries.len().saturating_sub(TIMELINE_ROWS),
             "limit": limit,
-            "more": (v["truncated"] == true && limit != TIMELINE_ALL.to_string()).then(|| {
-                let mut pairs = cx.pass(&["vm", "ip", "host", "user", "claimed", "from", "to"]);
-                pairs.push(("limit".into(), TIMELINE_ALL.to_string()));
-                let pairs: Vec<(&str, &str)> =
-                    pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-                href("timeline", &pairs)
-            }),
+            "previous": (row > 0).then(|| rows_at(cx, row.saturating_sub(TIMELINE_ROWS))),
+            "next": ((entries.len() > row + TIMELINE_ROWS || v["truncated"] == true)
+                && row + 2 * TIMELINE_ROWS <= TIMELINE_ALL)
+                .then(|| rows_at(cx, row + TIMELINE_ROWS)),
         }),
     );
     cx.offer_cases(
@@ -818,6 +895,19 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
         &["vm", "ip", "host", "user", "claimed", "from", "to"],
     );
     Ok(())
+}
+
+/// The timeline page listing rows from `row` on.
+fn rows_at(cx: &Cx, row: usize) -> String {
+    let mut pairs = cx.pass(&["vm", "ip", "host", "user", "claimed", "from", "to"]);
+    if row > 0 {
+        pairs.push(("row".into(), row.to_string()));
+    }
+    let pairs: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    href("timeline", &pairs)
 }
 
 fn is_uuid(s: &str) -> bool {
