@@ -274,6 +274,10 @@ fn api_answers_equal_the_cli_json_on_a_challenge_day() {
         ("timeline", vec![("vm", some_vm.as_str())]),
         (
             "timeline",
+            vec![("vm", some_vm.as_str()), ("limit", "5"), ("lanes", "48")],
+        ),
+        (
+            "timeline",
             vec![
                 ("ip", some_ip.as_str()),
                 ("from", "2026-10-14T00:00:00Z"),
@@ -726,6 +730,12 @@ fn a_vo_token_sees_nothing_of_another_vo_by_any_verb() {
         assert_eq!(s, 200);
         let t: Value = serde_json::from_slice(&body).expect("json");
         assert!(t["entries"].as_array().is_some_and(|e| !e.is_empty()));
+        // Lanes count records before attribution: never given to a VO.
+        let (s, body) = d.get(Some(&token), &format!("/api/v1/timeline?vm={u}&lanes=48"));
+        assert_eq!(s, 200);
+        let t: Value = serde_json::from_slice(&body).expect("json");
+        assert!(t["entries"].as_array().is_some_and(|e| !e.is_empty()));
+        assert!(t.get("lanes").is_none(), "lanes for a VO: {}", t["lanes"]);
     }
     let (s, body) = d.get(Some(&token), "/api/v1/search?q=*&limit=100000");
     assert_eq!(s, 200);

@@ -173,6 +173,9 @@ enum Keep<'a> {
     Held(&'a [String]),
 }
 
+/// Records counted for [`Lanes`]: seq → (placed ns, observer).
+type Counted = std::collections::HashMap<u64, (i64, Observer)>;
+
 struct Builder<'a> {
     index: &'a SearchIndex,
     fetch: &'a mut dyn Fetch,
@@ -184,7 +187,7 @@ struct Builder<'a> {
     truncated: bool,
     /// With `--lanes`: every record the searches match (seq → placed ns, observer), and
     /// whether each search could be counted whole.
-    density: Option<(std::collections::HashMap<u64, (i64, Observer)>, bool)>,
+    density: Option<(Counted, bool)>,
 }
 
 impl Builder<'_> {
@@ -718,11 +721,7 @@ pub fn timeline_in(
 }
 
 /// The records counted for [`Lanes`], sliced.
-fn lanes(
-    seen: &std::collections::HashMap<u64, (i64, Observer)>,
-    slices: usize,
-    complete: bool,
-) -> Lanes {
+fn lanes(seen: &Counted, slices: usize, complete: bool) -> Lanes {
     let lo = seen.values().map(|v| v.0).min();
     let hi = seen.values().map(|v| v.0).max();
     let mut counts: BTreeMap<String, Vec<u64>> = BTreeMap::new();
