@@ -720,18 +720,9 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
             .and_then(ts)
             .map(|t| t.as_millisecond())
     };
-    let lo = times
-        .iter()
-        .flatten()
-        .map(|t| t.as_millisecond())
-        .chain(bound("first"))
-        .min();
-    let hi = times
-        .iter()
-        .flatten()
-        .map(|t| t.as_millisecond())
-        .chain(bound("last"))
-        .max();
+    let ms = || times.iter().flatten().map(|t| t.as_millisecond());
+    let lo = ms().chain(bound("first")).min();
+    let hi = ms().chain(bound("last")).max();
     let (lo, hi) = (lo.unwrap_or(0), hi.unwrap_or(0));
     let span = (hi - lo).max(1) as f64;
     let x = |t: &Option<jiff::Timestamp>| {
