@@ -466,21 +466,28 @@ impl Site {
             let Some(dev) = e.field(f).map(|d| d.trim().to_ascii_lowercase()) else {
                 continue;
             };
-            // Any device the site knows as a VM's: nova's and Neutron's `tap…`, OpenNebula's
-            // `one-<vm>-<nic>`.
-            // One VM per name: nova and Neutron both describe the same port's tap.
-            let mut vms: Vec<String> = self
-                .tap_at(&dev, t)
-                .iter()
-                .map(|h| h.uuid.clone())
-                .collect();
-            vms.sort();
-            vms.dedup();
+            let vms = self.vms_on_tap(&dev, t);
             if !vms.is_empty() {
+                let vms = vms.into_iter().map(str::to_string).collect();
                 return Some((dir, dev, vms));
             }
         }
         None
+    }
+
+    /// The VMs device `dev` (lower-cased) was at `t`, sorted, each once: any device the site
+    /// knows as a VM's (nova's and Neutron's `tap…`, OpenNebula's `one-<vm>-<nic>`); nova and
+    /// Neutron both describe the same port's tap. What [`Site::tap_of`] decides by, and
+    /// `check`'s fast path on the index's columns with it.
+    pub fn vms_on_tap(&self, dev: &str, t: i64) -> Vec<&str> {
+        let mut vms: Vec<&str> = self
+            .tap_at(dev, t)
+            .iter()
+            .map(|h| h.uuid.as_str())
+            .collect();
+        vms.sort_unstable();
+        vms.dedup();
+        vms
     }
 
     /// Add one VM (its observations in time order).

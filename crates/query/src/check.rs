@@ -920,7 +920,7 @@ fn custody_failures(
 /// source address that VM did not hold then: (tap, the VM, the address, who held it).
 /// Unspecified and link-local sources (DHCP, IPv6 neighbour discovery) are no claim to an
 /// address and are left out.
-fn spoof_of(site: &Site, e: &Event, t: i64) -> Option<(String, String, IpAddr, Vec<String>)> {
+fn spoof_of(site: &Site, e: &Event, t: i64) -> Option<Spoof> {
     let (tap, vm) = tapped(site, e, t)?;
     let src = e
         .field(model::fields::SRC_IP)?
@@ -1002,6 +1002,16 @@ fn candidates(
     Ok(seqs)
 }
 
+/// A spoofed source: (tap, the VM, the address, who held it).
+type Spoof = (String, String, IpAddr, Vec<String>);
+
+/// A fetched hypervisor connection as cross-check 7 examines it: `None` when it crossed no
+/// tap the site knows (not examined), else its spoof if it is one.
+fn tap_connection(site: &Site, e: &Event, t: i64) -> Option<Option<Spoof>> {
+    tapped(site, e, t)?;
+    Some(spoof_of(site, e, t))
+}
+
 /// Cross-check 7, `spoofed_source`. The fast path fetches only the hypervisor connections the
 /// index says crossed a known tap as input device (`phys_in`/`in_if` terms); `--from-events`
 /// fetches every hypervisor connection. Both decide with [`spoof_of`] and fold the occurrences
@@ -1032,12 +1042,14 @@ fn spoofed_sources(
         for seq in candidates(index, req, "observer:hypervisor")? {
             let e = fetch.fetch(seq)?;
             let t = ns(e.placed());
-            if !in_range(t) || tapped(site, &e, t).is_none() {
+            if !in_range(t) {
                 continue;
             }
-            n += 1;
-            if let Some(s) = spoof_of(site, &e, t) {
-                note(seq, t, s);
+            if let Some(spoof) = tap_connection(site, &e, t) {
+                n += 1;
+                if let Some(s) = spoof {
+                    note(seq, t, s);
+                }
             }
         }
     } else {
@@ -1082,25 +1094,17 @@ fn spoofed_sources(
             }
             let (Some(src), true) = (row.src, row.phys_in.len() <= 1 && row.in_if.len() <= 1)
             else {
-                let e = fetch.fetch(seq)?;
-                if tapped(site, &e, t).is_none() {
-                    continue;
-                }
-                n += 1;
-                if let Some(s) = spoof_of(site, &e, t) {
-                    note(seq, t, s);
+                if let Some(spoof) = tap_connection(site, &fetch.fetch(seq)?, t) {
+                    n += 1;
+                    if let Some(s) = spoof {
+                        note(seq, t, s);
+                    }
                 }
                 continue;
             };
             // `Site::tap_of`'s order: the input device first, the first naming a VM decides.
             let Some((tap, vms)) = row.phys_in.iter().chain(&row.in_if).find_map(|dev| {
-                let mut vms: Vec<&str> = site
-                    .tap_at(dev, t)
-                    .iter()
-                    .map(|h| h.uuid.as_str())
-                    .collect();
-                vms.sort_unstable();
-                vms.dedup();
+                let vms = site.vms_on_tap(dev, t);
                 (!vms.is_empty()).then_some((dev, vms))
             }) else {
                 continue;
