@@ -225,7 +225,24 @@ impl Builder<'_> {
         let out = run(self.index, &sreq, self.fetch)?;
         self.truncated |= out.truncated;
         if let Some((seen, complete)) = &mut self.density {
-            match crate::search::keys_by_observer(self.index, &sreq, self.fetch)? {
+            // A search that was not cut fetched every match already.
+            let keys = if out.truncated {
+                crate::search::keys_by_observer(self.index, &sreq, self.fetch)?
+            } else {
+                Some(
+                    out.hits
+                        .iter()
+                        .map(|h| {
+                            let key = views::search::DocKey {
+                                time: h.event.placed(),
+                                seq: h.seq,
+                            };
+                            (key, h.event.observer)
+                        })
+                        .collect(),
+                )
+            };
+            match keys {
                 Some(keys) => {
                     seen.extend(keys.into_iter().map(|(k, o)| (k.seq, (ts_ns(k.time), o))))
                 }
