@@ -145,7 +145,8 @@ pub struct Lanes {
     /// Records counted.
     pub total: u64,
     /// False when a search's matches could be counted only from its fetched entries (a
-    /// phrase the index answers as a superset): there may be more than counted.
+    /// phrase the index answers as a superset, or more than 2 million records in all): there
+    /// may be more than counted.
     pub complete: bool,
 }
 
@@ -172,6 +173,11 @@ enum Keep<'a> {
     /// observer: the held-name timeline.
     Held(&'a [String]),
 }
+
+/// Most records a timeline's lanes count: each is held (seq → time, observer) while counted, a
+/// few tens of bytes, in a server answering pages; past it a search adds only its fetched
+/// entries and the lanes say `complete: false`.
+const LANES_MAX: u64 = 2_000_000;
 
 /// Records counted for [`Lanes`]: seq → (placed ns, observer).
 type Counted = std::collections::HashMap<u64, (i64, Observer)>;
@@ -225,8 +231,11 @@ impl Builder<'_> {
         let out = run(self.index, &sreq, self.fetch)?;
         self.truncated |= out.truncated;
         if let Some((seen, complete)) = &mut self.density {
-            // A search that was not cut fetched every match already.
-            let keys = if out.truncated {
+            // A search that was not cut fetched every match already; one whose matches would
+            // take the count past LANES_MAX adds only its fetched hits (lanes incomplete).
+            let keys = if seen.len() as u64 + out.total > LANES_MAX {
+                None
+            } else if out.truncated {
                 crate::search::keys_by_observer(self.index, &sreq, self.fetch)?
             } else {
                 Some(

@@ -47,7 +47,8 @@ pub struct TimelineArgs {
     /// Also count, per observer, every record the searches match over the whole window in N
     /// time slices, however few entries --limit fetched (JSON "lanes": {first, last, slices,
     /// counts: {observer: [n per slice]}, total, complete}; before attribution; read from
-    /// the index and the flow store, nothing from the ledger). What the web page draws.
+    /// the index and the flow store, nothing from the ledger; `complete` is false past 2
+    /// million records or for a phrase search). What the web page draws.
     #[arg(long, default_value_t = 0, value_parser = parse_lanes)]
     pub lanes: usize,
     /// JSON output: {"query", "follows" (--host: held|claimed), "from", "to", "entries":
