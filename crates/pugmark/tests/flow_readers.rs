@@ -280,46 +280,20 @@ fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
             n_compared += 1;
         }
     }
-    let verbs: Vec<Vec<&str>> = vec![
-        vec!["timeline", "--ip", "10.0.0.5", "--json"],
-        vec!["timeline", "--ip", "198.51.100.7", "--json"],
-        vec!["timeline", "--vm", VM_A, "--json"],
-        vec!["timeline", "--vm", VM_B, "--json"],
-        vec![
-            "report",
-            "--ip",
-            "10.0.0.5",
-            "--at",
-            "2026-10-14T09:40:00Z",
-            "--format",
-            "json",
-        ],
-        vec!["hunt", "--iocs", &iocs, "--json"],
-        vec![
-            "hunt",
-            "--iocs",
-            &iocs,
-            "--from",
-            "2026-10-14T10:00:00Z",
-            "--limit",
-            "5",
-            "--json",
-        ],
-        vec!["check", "--json"],
-        vec!["check", "--json", "--site-net", "10.0.0.0/24"],
-        vec![
-            "check",
-            "--json",
-            "--from-events",
-            "--site-net",
-            "10.0.0.0/24",
-        ],
-    ];
+    let verbs = verb_questions(
+        &["10.0.0.5", "198.51.100.7"],
+        &[VM_A, VM_B],
+        ("10.0.0.5", "2026-10-14T09:40:00Z"),
+        &iocs,
+        "2026-10-14T10:00:00Z",
+        "10.0.0.0/24",
+    );
     for a in &verbs {
-        let want = answer(&old, a);
-        same(&answer(&new, a), &want, &format!("{a:?}"));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let want = answer(&old, &a);
+        same(&answer(&new, &a), &want, &format!("{a:?}"));
         same(
-            &answer(&kept, a),
+            &answer(&kept, &a),
             &want,
             &format!("{a:?} (store built before)"),
         );

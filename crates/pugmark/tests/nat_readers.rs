@@ -329,43 +329,17 @@ fn every_verb_reads_nat_records_from_the_fact_store_as_it_read_them_from_the_ind
         n_compared += 1;
     }
     assert!(natted > 10, "{natted}");
-    let verbs: Vec<Vec<&str>> = vec![
-        vec!["timeline", "--ip", "10.20.0.5", "--json"],
-        vec!["timeline", "--ip", PUBLIC, "--json"],
-        vec!["timeline", "--vm", VM_A, "--json"],
-        vec!["timeline", "--vm", VM_C, "--json"],
-        vec![
-            "report",
-            "--ip",
-            "10.20.0.5",
-            "--at",
-            "2026-12-06T09:40:00Z",
-            "--format",
-            "json",
-        ],
-        vec!["hunt", "--iocs", &iocs, "--json"],
-        vec![
-            "hunt",
-            "--iocs",
-            &iocs,
-            "--from",
-            "2026-12-06T10:00:00Z",
-            "--limit",
-            "5",
-            "--json",
-        ],
-        vec!["check", "--json"],
-        vec!["check", "--json", "--site-net", "10.20.0.0/24"],
-        vec![
-            "check",
-            "--json",
-            "--from-events",
-            "--site-net",
-            "10.20.0.0/24",
-        ],
-    ];
+    let verbs = verb_questions(
+        &["10.20.0.5", PUBLIC],
+        &[VM_A, VM_C],
+        ("10.20.0.5", "2026-12-06T09:40:00Z"),
+        &iocs,
+        "2026-12-06T10:00:00Z",
+        "10.20.0.0/24",
+    );
     for a in &verbs {
-        same(&answer(&new, a), &answer(&old, a), &format!("{a:?}"));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        same(&answer(&new, &a), &answer(&old, &a), &format!("{a:?}"));
         n_compared += 1;
     }
     // Not vacuous: NAT records are in the answers.

@@ -686,13 +686,16 @@ impl Backend for CephBackend {
         // The interrupted capture's calls were waited for (`interrupted`), but a request one sent
         // just before it died may still land (a protect after our unprotect): undo until the
         // snapshot is seen gone.
-        for _ in 0..10 {
+        for attempt in 0..10 {
             let snaps = self.call(|| self.rbd.snap_list(&src)).map_err(backend)?;
             if !snaps.iter().any(|s| s.name == snap) {
                 return Ok(());
             }
+            if attempt > 0 {
+                // Still there after an undo: let the late request land first.
+                std::thread::sleep(Duration::from_millis(200));
+            }
             self.undo(&src.pool_spec(), &info.id, &snap, None);
-            std::thread::sleep(Duration::from_millis(200));
         }
         Err(BackendError::Unavailable(format!(
             "{src}@{snap}: still there after ten removals"

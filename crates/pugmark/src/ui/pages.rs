@@ -802,9 +802,8 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
         // thousands of entries; the page stays small and the lanes look the same. With the
         // window's counts drawn, an event entry adds a mark of its own only where its
         // source's clock disagrees (shown apart).
-        if counted.is_some() && kind == "event" && reported.is_none() {
-            // Drawn by its slice.
-        } else {
+        let drawn_by_its_slice = counted.is_some() && kind == "event" && reported.is_none();
+        if !drawn_by_its_slice {
             let key = (
                 lane,
                 (pos * 10.0) as i64,

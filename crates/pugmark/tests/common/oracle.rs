@@ -92,3 +92,36 @@ pub fn same(got: &Value, want: &Value, what: &str) {
         panic!("{what}: differs from the old path at {d}");
     }
 }
+
+/// The questions of every verb that reads the records under test, asked alike of both
+/// directories: the timelines of `ips` and `vms`, a report of `report.0` at `report.1`, the
+/// hunt of `iocs` (whole, and from `hunt_from` cut to 5), and `check` (plain, with `net` as
+/// the site's network, and that one from the events).
+pub fn verb_questions(
+    ips: &[&str],
+    vms: &[&str],
+    report: (&str, &str),
+    iocs: &str,
+    hunt_from: &str,
+    net: &str,
+) -> Vec<Vec<String>> {
+    let q = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut out = Vec::new();
+    for ip in ips {
+        out.push(q(&["timeline", "--ip", ip, "--json"]));
+    }
+    for vm in vms {
+        out.push(q(&["timeline", "--vm", vm, "--json"]));
+    }
+    out.push(q(&[
+        "report", "--ip", report.0, "--at", report.1, "--format", "json",
+    ]));
+    out.push(q(&["hunt", "--iocs", iocs, "--json"]));
+    out.push(q(&[
+        "hunt", "--iocs", iocs, "--from", hunt_from, "--limit", "5", "--json",
+    ]));
+    out.push(q(&["check", "--json"]));
+    out.push(q(&["check", "--json", "--site-net", net]));
+    out.push(q(&["check", "--json", "--from-events", "--site-net", net]));
+    out
+}
