@@ -203,7 +203,6 @@ fn ingest(data: &Path, files: &[String], flows_in_index: bool) {
     assert!(out.status.success(), "{out:?}");
 }
 
-/// Times of this run (each directory received its records at its own ingest): `NOW`.
 #[test]
 fn every_verb_reads_flows_from_the_flow_store_as_it_read_them_from_the_index() {
     let dir = tempfile::tempdir().unwrap();
