@@ -66,6 +66,15 @@ fuzz_target!(|data: &[u8]| {
         let count = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let u = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) % (1 << 22);
         let _ = ledger::testing::unpack_block(ledger::testing::CODEC_COLUMNS, count, u, &rest[8..]);
+        // A reader after one record reads only the block's first ones.
+        let want = (mode >> 1) as usize + 1;
+        let _ = ledger::testing::unpack_block_prefix(
+            ledger::testing::CODEC_COLUMNS,
+            count,
+            u,
+            &rest[8..],
+            want,
+        );
         return;
     }
     let mut framed = Vec::new();
@@ -79,4 +88,17 @@ fuzz_target!(|data: &[u8]| {
     let back = ledger::testing::unpack_block(ledger::testing::CODEC_COLUMNS, count, u, &comp)
         .expect("unpack what pack made");
     assert_eq!(back, framed);
+    // The first records alone are the same bytes as the head of the whole area.
+    let want = (mode >> 1) as usize + 1;
+    let (got, head) = ledger::testing::unpack_block_prefix(
+        ledger::testing::CODEC_COLUMNS,
+        count,
+        u,
+        &comp,
+        want,
+    )
+    .expect("unpack the first records of what pack made");
+    assert_eq!(got, want.min(count as usize));
+    assert!(framed.starts_with(&head));
+    assert_eq!(ledger::testing::framed_records(&head), Some(got));
 });

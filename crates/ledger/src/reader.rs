@@ -43,8 +43,10 @@ struct Decoded {
     area: Vec<u8>,
     /// Buffers for a format-3 block's envelope columns, decoded into `area`.
     scratch: crate::columns::Scratch,
-    /// (start, len) of each payload in `area`.
+    /// (start, len) of each payload in `area`: the block's first records, or all of them.
     spans: Vec<(usize, usize)>,
+    /// The block's record count (its header's).
+    count: usize,
 }
 
 impl Decoded {
@@ -54,15 +56,29 @@ impl Decoded {
     }
 }
 
-/// Reads a block into `out` (decompressed, framing split), checking the header's first seq
-/// against the block list, the checksum and the record count.
+/// Zstd contexts of a reader: whole frames, and a streaming one for a block's first records.
+struct Zstd {
+    bulk: zstd::bulk::Decompressor<'static>,
+    stream: zstd::zstd_safe::DCtx<'static>,
+}
+
+impl std::fmt::Debug for Zstd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Zstd")
+    }
+}
+
+/// Reads a block's first `records` records (all of them when `records` ≥ its count) into `out`
+/// (decompressed, framing split), checking the header's first seq against the block list,
+/// the checksum and the record count.
 fn load_block(
     segs: &[SegInfo],
     si: usize,
     bi: usize,
-    dctx: &mut zstd::bulk::Decompressor<'static>,
+    z: &mut Zstd,
     buf: &mut Vec<u8>,
     out: &mut Decoded,
+    records: usize,
 ) -> Result<(), LedgerError> {
     let s = &segs[si];
     let (want, off) = s.blocks[bi];
@@ -90,8 +106,16 @@ fn load_block(
             "block codec does not belong to the segment's format version",
         ));
     }
-    crate::columns::unpack(&h, buf, dctx, &mut out.scratch, &mut out.area)
-        .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
+    let got = crate::columns::unpack_prefix(
+        &h,
+        buf,
+        &mut z.bulk,
+        &mut z.stream,
+        &mut out.scratch,
+        &mut out.area,
+        records,
+    )
+    .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
     out.spans.clear();
     let mut it = RecordsIn::new(&out.area);
     for r in it.by_ref() {
@@ -109,7 +133,7 @@ fn load_block(
             }
         }
     }
-    if out.spans.len() != h.count as usize {
+    if out.spans.len() != got {
         return Err(LedgerError::corrupted(
             &s.seg.name,
             off,
@@ -119,6 +143,7 @@ fn load_block(
     out.seg = si;
     out.block = bi;
     out.first_seq = h.first_seq;
+    out.count = h.count as usize;
     Ok(())
 }
 
@@ -171,11 +196,14 @@ pub struct LedgerReader {
     /// records of a 256-leaf group and then the cited record from the same blocks.
     blocks: Vec<Decoded>,
     buf: Vec<u8>,
-    dctx: zstd::bulk::Decompressor<'static>,
+    dctx: Zstd,
 }
 
-fn zstd_ctx(dir: &Path) -> Result<zstd::bulk::Decompressor<'static>, LedgerError> {
-    zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))
+fn zstd_ctx(dir: &Path) -> Result<Zstd, LedgerError> {
+    Ok(Zstd {
+        bulk: zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))?,
+        stream: zstd::zstd_safe::DCtx::create(),
+    })
 }
 
 impl LedgerReader {
@@ -277,7 +305,7 @@ impl LedgerReader {
         if let Some(record) = self.removed_by(seq) {
             return Err(LedgerError::Removed { seq, record });
         }
-        let k = self.block_of(seq).map_err(|e| match e {
+        let k = self.block_of(seq, seq).map_err(|e| match e {
             LedgerError::NotFound { .. } => not_found,
             e => e,
         })?;
@@ -290,25 +318,47 @@ impl LedgerReader {
     }
 
     /// Index in `self.blocks` of the decompressed block holding `seq` (a stored, not removed
-    /// record), read unless cached.
-    fn block_of(&mut self, seq: u64) -> Result<usize, LedgerError> {
+    /// record) with its records read at least up to `through` (≥ `seq`; past the block's
+    /// end means all of them), read unless cached. A block is first read only as far as
+    /// asked (`columns::unpack_prefix`: a search's hits are mostly one per block); asked
+    /// for more of it later, it is read whole.
+    fn block_of(&mut self, seq: u64, through: u64) -> Result<usize, LedgerError> {
         let (si, bi) =
             locate(&self.segs, seq).ok_or(LedgerError::NotFound { seq, len: self.len })?;
-        if let Some(k) = self
+        let first = self.segs[si].blocks[bi].0;
+        let want =
+            usize::try_from(through.saturating_sub(first).saturating_add(1)).unwrap_or(usize::MAX);
+        let mut out = match self
             .blocks
             .iter()
             .position(|b| b.seg == si && b.block == bi)
         {
-            let b = self.blocks.remove(k);
-            self.blocks.push(b);
-            return Ok(self.blocks.len() - 1);
-        }
-        let mut out = if self.blocks.len() >= BLOCK_CACHE {
-            self.blocks.remove(0)
-        } else {
-            Decoded::default()
+            Some(k) => {
+                let b = self.blocks.remove(k);
+                if b.spans.len() >= want || b.spans.len() == b.count {
+                    self.blocks.push(b);
+                    return Ok(self.blocks.len() - 1);
+                }
+                b
+            }
+            None if self.blocks.len() >= BLOCK_CACHE => self.blocks.remove(0),
+            None => Decoded::default(),
         };
-        if let Err(e) = load_block(&self.segs, si, bi, &mut self.dctx, &mut self.buf, &mut out) {
+        // Read before, but not far enough: read it whole this time.
+        let want = if out.seg == si && out.block == bi && !out.spans.is_empty() {
+            usize::MAX
+        } else {
+            want
+        };
+        if let Err(e) = load_block(
+            &self.segs,
+            si,
+            bi,
+            &mut self.dctx,
+            &mut self.buf,
+            &mut out,
+            want,
+        ) {
             // The sidecar is never trusted blindly: rebuild this segment's block list
             // from the segment itself and try once more.
             if !self.rescan(si)? {
@@ -318,7 +368,15 @@ impl LedgerReader {
             self.blocks.retain(|b| b.seg != si);
             let (si, bi) =
                 locate(&self.segs, seq).ok_or(LedgerError::NotFound { seq, len: self.len })?;
-            load_block(&self.segs, si, bi, &mut self.dctx, &mut self.buf, &mut out)?;
+            load_block(
+                &self.segs,
+                si,
+                bi,
+                &mut self.dctx,
+                &mut self.buf,
+                &mut out,
+                usize::MAX,
+            )?;
         }
         self.blocks.push(out);
         Ok(self.blocks.len() - 1)
@@ -339,7 +397,7 @@ impl LedgerReader {
         let mut out = Vec::with_capacity(count as usize);
         let mut seq = first;
         while seq < end {
-            let k = self.block_of(seq)?;
+            let k = self.block_of(seq, end - 1)?;
             let b = &self.blocks[k];
             let from = (seq - b.first_seq) as usize;
             let upto = (end - b.first_seq).min(b.spans.len() as u64) as usize;
@@ -362,7 +420,7 @@ impl LedgerReader {
         }
         // Loads (and caches) the block holding `seq`.
         self.get(seq)?;
-        let k = self.block_of(seq)?;
+        let k = self.block_of(seq, seq)?;
         let cached = &self.blocks[k];
         let (si, bi) = (cached.seg, cached.block);
         let s = &self.segs[si];
@@ -525,7 +583,10 @@ impl LedgerReader {
             block: Decoded::default(),
             loaded: false,
             buf: Vec::new(),
-            dctx: zstd::bulk::Decompressor::new().ok(),
+            dctx: zstd::bulk::Decompressor::new().ok().map(|bulk| Zstd {
+                bulk,
+                stream: zstd::zstd_safe::DCtx::create(),
+            }),
             done: false,
             dir: self.dir.clone(),
             skipped: 0,
@@ -559,7 +620,7 @@ pub struct Records {
     block: Decoded,
     loaded: bool,
     buf: Vec<u8>,
-    dctx: Option<zstd::bulk::Decompressor<'static>>,
+    dctx: Option<Zstd>,
     done: bool,
     dir: PathBuf,
     skipped: u64,
@@ -641,7 +702,15 @@ impl Records {
                     path: self.dir.clone(),
                     source: std::io::Error::other("no zstd decompression context"),
                 }),
-                Some(d) => load_block(&self.segs, si, bi, d, &mut self.buf, &mut self.block),
+                Some(d) => load_block(
+                    &self.segs,
+                    si,
+                    bi,
+                    d,
+                    &mut self.buf,
+                    &mut self.block,
+                    usize::MAX,
+                ),
             },
         }
     }

@@ -229,6 +229,16 @@ pub fn column_parts(framed: &[u8]) -> Result<[Vec<u8>; 7], LedgerError> {
     crate::columns::encode_parts(framed).map_err(|w| LedgerError::corrupted("test", 0, w))
 }
 
+/// How many whole records a framed area holds (`None` if its framing is broken).
+pub fn framed_records(area: &[u8]) -> Option<usize> {
+    let mut n = 0;
+    for r in RecordsIn::new(area) {
+        r.ok()?;
+        n += 1;
+    }
+    Some(n)
+}
+
 /// Appends one record's framing (length, tag) and payload to a framed area.
 pub fn push_framed(area: &mut Vec<u8>, tag: [u8; TAG_LEN], payload: &[u8]) {
     push_record(area, tag, payload);
@@ -244,6 +254,41 @@ pub fn pack_block(codec: u8, framed: &[u8], level: i32) -> std::io::Result<(u32,
     let mut out = Vec::new();
     let u = crate::columns::pack(codec, framed, &mut cx, &mut out)?;
     Ok((u, out))
+}
+
+/// Decodes only a block's first `want` records, as a reader fetching one record does
+/// (`columns::unpack_prefix`): their framed area and how many were read, or why not.
+pub fn unpack_block_prefix(
+    codec: u8,
+    count: u32,
+    u: u32,
+    comp: &[u8],
+    want: usize,
+) -> Result<(usize, Vec<u8>), String> {
+    let h = BlockHeader {
+        count,
+        first_seq: 1,
+        compressed_len: comp.len() as u32,
+        uncompressed_len: u,
+        head: [0; 32],
+        codec,
+        batch_end: true,
+        mac: [0; crate::format::MAC_LEN],
+        checksum: [0; 16],
+    };
+    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
+    let mut stream = zstd::zstd_safe::DCtx::create();
+    let mut out = Vec::new();
+    let n = crate::columns::unpack_prefix(
+        &h,
+        comp,
+        &mut dctx,
+        &mut stream,
+        &mut crate::columns::Scratch::default(),
+        &mut out,
+        want,
+    )?;
+    Ok((n, out))
 }
 
 /// Decodes a block's compressed bytes as a reader does, given the header fields that matter
