@@ -298,6 +298,31 @@ impl LedgerReader {
 
     /// The payload of record `seq`; [`LedgerError::Removed`] if a retention policy removed it.
     pub fn get(&mut self, seq: u64) -> Result<Vec<u8>, LedgerError> {
+        self.get_through(seq, seq)
+    }
+
+    /// The last seq of the block holding stored record `seq` (`None` past the end or in a
+    /// removed segment): a reader of several records of one block says so with
+    /// [`LedgerReader::get_through`].
+    pub fn block_last(&self, seq: u64) -> Option<u64> {
+        if seq == 0 || seq > self.len || self.removed_by(seq).is_some() {
+            return None;
+        }
+        let (si, bi) = locate(&self.segs, seq)?;
+        let next = match self.segs[si].blocks.get(bi + 1) {
+            Some(&(f, _)) => f,
+            None => self
+                .segs
+                .get(si + 1)
+                .map_or(self.len + 1, |s| s.hdr.first_seq),
+        };
+        Some(next.saturating_sub(1).min(self.len))
+    }
+
+    /// [`LedgerReader::get`], saying that records up to `through` of the same block will be
+    /// read next (a sorted fetch of several hits): the block is decompressed that far at
+    /// once, not first to `seq` and then again whole.
+    pub fn get_through(&mut self, seq: u64, through: u64) -> Result<Vec<u8>, LedgerError> {
         let not_found = LedgerError::NotFound { seq, len: self.len };
         if seq == 0 || seq > self.len {
             return Err(not_found);
@@ -305,7 +330,7 @@ impl LedgerReader {
         if let Some(record) = self.removed_by(seq) {
             return Err(LedgerError::Removed { seq, record });
         }
-        let k = self.block_of(seq, seq).map_err(|e| match e {
+        let k = self.block_of(seq, through.max(seq)).map_err(|e| match e {
             LedgerError::NotFound { .. } => not_found,
             e => e,
         })?;

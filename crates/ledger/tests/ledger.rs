@@ -132,14 +132,22 @@ fn records_read_in_any_order_equal_the_stream() {
     assert_eq!(stream.len() as u64, n);
     let mut r = LedgerReader::open(&dir).expect("reader");
     for i in 1..=n {
-        assert_eq!(r.get(i).expect("get"), stream[i as usize - 1], "forward #{i}");
+        assert_eq!(
+            r.get(i).expect("get"),
+            stream[i as usize - 1],
+            "forward #{i}"
+        );
     }
     // A fixed permutation, then a record early in a block followed by ranges reaching past
     // it (a proof's group of leaves) and chain heads.
     let mut r = LedgerReader::open(&dir).expect("reader");
     for k in 0..n {
         let i = (k * 1_237) % n + 1;
-        assert_eq!(r.get(i).expect("get"), stream[i as usize - 1], "shuffled #{i}");
+        assert_eq!(
+            r.get(i).expect("get"),
+            stream[i as usize - 1],
+            "shuffled #{i}"
+        );
     }
     let mut plain = LedgerReader::open(&dir).expect("reader");
     for first in [1, 2, 700, 1_500, 2_990] {

@@ -1202,7 +1202,7 @@ const PARALLEL_FETCH_MIN: usize = 256;
 
 impl query::search::Fetch for LedgerFetch {
     fn fetch(&mut self, seq: u64) -> anyhow::Result<Event> {
-        fetch_event(&mut self.reader, seq)
+        fetch_event(&mut self.reader, seq, seq)
     }
 
     /// In ledger order (each block decompressed once), split between this thread and a second
@@ -1219,41 +1219,21 @@ impl query::search::Fetch for LedgerFetch {
         let mut out: Vec<Option<anyhow::Result<Event>>> = (0..seqs.len()).map(|_| None).collect();
         match twin {
             None => {
-                for i in order {
-                    out[i] = Some(fetch_event(&mut self.reader, seqs[i]));
+                for (i, e) in fetch_sorted(&mut self.reader, seqs, &order) {
+                    out[i] = Some(e);
                 }
             }
             Some(mut twin) => {
                 let (mine, theirs) = order.split_at(order.len() / 2);
                 let reader = &mut self.reader;
                 let (a, b) = std::thread::scope(|sc| {
-                    let other = sc.spawn(move || {
-                        theirs
-                            .iter()
-                            .map(|&i| (i, fetch_event(&mut twin, seqs[i])))
-                            .collect::<Vec<_>>()
-                    });
-                    let a: Vec<_> = mine
-                        .iter()
-                        .map(|&i| (i, fetch_event(reader, seqs[i])))
-                        .collect();
-                    (a, other.join())
+                    let other = sc.spawn(move || fetch_sorted(&mut twin, seqs, theirs));
+                    (fetch_sorted(reader, seqs, mine), other.join())
                 });
-                for (i, e) in a {
+                // The other thread panicked: read its share here.
+                let b = b.unwrap_or_else(|_| fetch_sorted(&mut self.reader, seqs, theirs));
+                for (i, e) in a.into_iter().chain(b) {
                     out[i] = Some(e);
-                }
-                match b {
-                    Ok(b) => {
-                        for (i, e) in b {
-                            out[i] = Some(e);
-                        }
-                    }
-                    // The other thread panicked: read its share here.
-                    Err(_) => {
-                        for &i in theirs {
-                            out[i] = Some(fetch_event(&mut self.reader, seqs[i]));
-                        }
-                    }
                 }
             }
         }
@@ -1264,9 +1244,33 @@ impl query::search::Fetch for LedgerFetch {
 }
 
 /// The event of ledger record `seq` (a split record reassembled), as the indexer decodes it.
-fn fetch_event(reader: &mut LedgerReader, seq: u64) -> anyhow::Result<Event> {
+/// The events of `seqs[i]` for each `i` of `share` (in ascending seq order), each block
+/// decompressed as far as the last of them it holds, once.
+fn fetch_sorted(
+    reader: &mut LedgerReader,
+    seqs: &[u64],
+    share: &[usize],
+) -> Vec<(usize, anyhow::Result<Event>)> {
+    let mut out = Vec::with_capacity(share.len());
+    for (j, &i) in share.iter().enumerate() {
+        let seq = seqs[i];
+        let through = match reader.block_last(seq) {
+            Some(last) => {
+                let rest = &share[j..];
+                rest[rest.partition_point(|&k| seqs[k] <= last).saturating_sub(1)]
+            }
+            None => i,
+        };
+        out.push((i, fetch_event(reader, seq, seqs[through].max(seq))));
+    }
+    out
+}
+
+/// The event of record `seq`; records up to `through` of its block are read next
+/// ([`LedgerReader::get_through`]).
+fn fetch_event(reader: &mut LedgerReader, seq: u64, through: u64) -> anyhow::Result<Event> {
     {
-        let payload = match reader.get(seq) {
+        let payload = match reader.get_through(seq, through) {
             Ok(p) => p,
             // A view built before a retention run still cites the record: answer with what is
             // left of it (until `reindex` drops it) rather than fail the whole query.
