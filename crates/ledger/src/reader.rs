@@ -56,10 +56,11 @@ impl Decoded {
     }
 }
 
-/// Zstd contexts of a reader: whole frames, and a streaming one for a block's first records.
+/// Zstd contexts of a reader: whole frames, and a streaming one for a block's first records
+/// (made when first needed: a short `who` process opens readers that never read one).
 struct Zstd {
     bulk: zstd::bulk::Decompressor<'static>,
-    stream: zstd::zstd_safe::DCtx<'static>,
+    stream: Option<zstd::zstd_safe::DCtx<'static>>,
 }
 
 impl std::fmt::Debug for Zstd {
@@ -110,7 +111,7 @@ fn load_block(
         &h,
         buf,
         &mut z.bulk,
-        &mut z.stream,
+        z.stream.get_or_insert_with(zstd::zstd_safe::DCtx::create),
         &mut out.scratch,
         &mut out.area,
         records,
@@ -202,7 +203,7 @@ pub struct LedgerReader {
 fn zstd_ctx(dir: &Path) -> Result<Zstd, LedgerError> {
     Ok(Zstd {
         bulk: zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))?,
-        stream: zstd::zstd_safe::DCtx::create(),
+        stream: None,
     })
 }
 
@@ -608,10 +609,9 @@ impl LedgerReader {
             block: Decoded::default(),
             loaded: false,
             buf: Vec::new(),
-            dctx: zstd::bulk::Decompressor::new().ok().map(|bulk| Zstd {
-                bulk,
-                stream: zstd::zstd_safe::DCtx::create(),
-            }),
+            dctx: zstd::bulk::Decompressor::new()
+                .ok()
+                .map(|bulk| Zstd { bulk, stream: None }),
             done: false,
             dir: self.dir.clone(),
             skipped: 0,
