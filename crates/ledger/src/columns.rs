@@ -446,13 +446,13 @@ pub fn pack(
 }
 
 /// Input bytes per zstd block of a codec-2 block's raw-bytes frame. The frame is one zstd
-/// frame as before (any reader decodes it whole); ending a zstd block every 32 KiB lets a
+/// frame as before (any reader decodes it whole); ending a zstd block every 16 KiB lets a
 /// reader that wants one record stop decompressing after the zstd block holding it
 /// ([`unpack_prefix`]): a web page's search or timeline reads thousands of records, each in
 /// a block of its own, and whole-block decompression was half its time. Measured on
-/// bench/ui's day: the ledger +1.5 %, a scattered record read ~35 % less zstd work (8 KiB
-/// blocks: +7 % for ~45 %).
-pub const RAW_ZSTD_BLOCK: usize = 32 * 1024;
+/// bench/ui's day (BENCHMARKS.md, 2026-12-07): ledger +1.3 % with 16 KiB blocks (32 KiB:
+/// +0.0 %), a VO's search page p50 190 → ~122 ms (32 KiB: ~130 ms).
+pub const RAW_ZSTD_BLOCK: usize = 16 * 1024;
 
 /// Appends one zstd frame of `src` to `out`, its zstd blocks ended every
 /// [`RAW_ZSTD_BLOCK`] input bytes (a streaming flush: matches still reach back across them).
