@@ -66,13 +66,14 @@ fuzz_target!(|data: &[u8]| {
         let count = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let u = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) % (1 << 22);
         let _ = ledger::testing::unpack_block(ledger::testing::CODEC_COLUMNS, count, u, &rest[8..]);
-        // A reader after one record reads only the block's first ones.
-        let want = (mode >> 1) as usize + 1;
+        // A reader after a few records reads only those, and the columns before them.
+        let (from, want) = ((mode >> 5) as usize, (mode >> 1) as usize + 1);
         let _ = ledger::testing::unpack_block_prefix(
             ledger::testing::CODEC_COLUMNS,
             count,
             u,
             &rest[8..],
+            from,
             want,
         );
         return;
@@ -88,17 +89,25 @@ fuzz_target!(|data: &[u8]| {
     let back = ledger::testing::unpack_block(ledger::testing::CODEC_COLUMNS, count, u, &comp)
         .expect("unpack what pack made");
     assert_eq!(back, framed);
-    // The first records alone are the same bytes as the head of the whole area.
-    let want = (mode >> 1) as usize + 1;
-    let (got, head) = ledger::testing::unpack_block_prefix(
+    // A run of records alone is the same bytes as that part of the whole area.
+    let (from, want) = ((mode >> 5) as usize, (mode >> 1) as usize + 1);
+    let ((first, end), part) = ledger::testing::unpack_block_prefix(
         ledger::testing::CODEC_COLUMNS,
         count,
         u,
         &comp,
+        from,
         want,
     )
-    .expect("unpack the first records of what pack made");
-    assert_eq!(got, want.min(count as usize));
-    assert!(framed.starts_with(&head));
-    assert_eq!(ledger::testing::framed_records(&head), Some(got));
+    .expect("unpack records of what pack made");
+    let n = count as usize;
+    let (ef, ee) = if from == 0 && want >= n {
+        (0, n)
+    } else {
+        let f = from.min(n - 1);
+        (f, want.clamp(f + 1, n))
+    };
+    assert_eq!((first, end), (ef, ee));
+    let offsets = ledger::testing::framed_offsets(&framed).expect("framing");
+    assert_eq!(part, framed[offsets[first]..offsets[end]]);
 });

@@ -338,13 +338,14 @@ fn parse<'a>(cols: &'a [u8], tags: &[u8], count: u32) -> Result<Cols<'a>, &'stat
     })
 }
 
-/// Appends the framed area of the block's first `k` records (all of them when `k` is the
-/// count) to `out`; `bytes` holds at least their raw bytes. The output is bounded by
-/// [`MAX_BLOCK_LEN`].
+/// Appends the framed area of the block's records `from..k` (all of them when `from` is 0
+/// and `k` the count) to `out`; `bytes` holds at least the first `k` records' raw bytes.
+/// The output is bounded by [`MAX_BLOCK_LEN`].
 fn emit(
     cols: &Cols<'_>,
     tags: &[u8],
     bytes: &[u8],
+    from: usize,
     k: usize,
     out: &mut Vec<u8>,
 ) -> Result<(), &'static str> {
@@ -353,6 +354,16 @@ fn emit(
     let start = out.len();
     for (i, (&x, &len)) in cols.ctx.iter().zip(&cols.lens).take(k).enumerate() {
         let raw = c.take(len)?;
+        if i < from {
+            // Not asked for: its place in the columns is passed, nothing is copied.
+            if x > 0 {
+                recv.next().ok_or("envelope columns lost a received time")?;
+                if cols.dict[x - 1].has_line {
+                    lines.next().ok_or("envelope columns lost a line number")?;
+                }
+            }
+            continue;
+        }
         let tag = &tags[i * TAG_LEN..(i + 1) * TAG_LEN];
         let total = if x == 0 {
             len
@@ -401,7 +412,7 @@ fn decode(
     out: &mut Vec<u8>,
 ) -> Result<(), &'static str> {
     let c = parse(cols, tags, count)?;
-    emit(&c, tags, bytes, count as usize, out)
+    emit(&c, tags, bytes, 0, count as usize, out)
 }
 
 fn u32_le(b: &[u8], at: usize) -> Option<u32> {
@@ -564,13 +575,14 @@ pub fn unpack(
     .map_err(|w| format!("block's envelope columns do not decode: {w}"))
 }
 
-/// Reads only a codec-2 block's first `want` records (at least one, at most the count) into
-/// their framed area `out`: all of the first frame (the columns are small and say where each
-/// record's raw bytes end), and of the raw-bytes frame only as far as the zstd block holding
-/// the last wanted byte ([`RAW_ZSTD_BLOCK`]; a block written before that was one zstd block
-/// and is decompressed whole, as by [`unpack`]). `Ok(n)`: the records read, `want` (all of
-/// them for another codec, read by [`unpack`]). The columns are checked as by [`unpack`];
-/// the raw bytes after the wanted ones are not looked at.
+/// Reads only a codec-2 block's `records`, `from..want` (`want` at least `from + 1`, at most
+/// the count) into their framed area `out`: all of the first frame (the columns are small
+/// and say where each record's raw bytes end), and of the raw-bytes frame only as far as
+/// the zstd block holding the last wanted byte ([`RAW_ZSTD_BLOCK`]; a block written before
+/// that was one zstd block and is decompressed whole); records before `from` are passed
+/// without being copied. `Ok((from, want))`: the records read (`(0, count)` for another
+/// codec, or all of a block asked from its start, read by [`unpack`]). The columns are
+/// checked as by [`unpack`]; the raw bytes after the wanted ones are not looked at.
 pub fn unpack_prefix(
     h: &BlockHeader,
     comp: &[u8],
@@ -578,14 +590,16 @@ pub fn unpack_prefix(
     stream: &mut zstd::zstd_safe::DCtx<'static>,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
-    want: usize,
-) -> Result<usize, String> {
+    records: std::ops::Range<usize>,
+) -> Result<(usize, usize), String> {
+    let (from, want) = (records.start, records.end);
     let n = h.count as usize;
-    if h.codec != CODEC_ZSTD_COLUMNS || want >= n {
+    if h.codec != CODEC_ZSTD_COLUMNS || (from == 0 && want >= n) || n == 0 {
         unpack(h, comp, dctx, scratch, out)?;
-        return Ok(n);
+        return Ok((0, n));
     }
-    let want = want.max(1);
+    let from = from.min(n - 1);
+    let want = want.clamp(from + 1, n);
     let u = h.uncompressed_len as usize;
     out.clear();
     let short = || "block's envelope columns are cut short".to_string();
@@ -644,9 +658,9 @@ pub fn unpack_prefix(
             return Err("block does not decompress to its stated length".into());
         }
     }
-    emit(&cols, tags, &scratch.bytes[..need], want, out)
+    emit(&cols, tags, &scratch.bytes[..need], from, want, out)
         .map_err(|w| format!("block's envelope columns do not decode: {w}"))?;
-    Ok(want)
+    Ok((from, want))
 }
 
 #[cfg(test)]
@@ -839,12 +853,36 @@ mod tests {
                 .collect()
         };
         for (c, hh) in [(&comp, h), (&old, header(ps.len(), u, &old))] {
-            for want in [1, 2, 50, 149, 150, 299, 300, 301, 10_000] {
+            for (from, want) in [
+                (0, 1),
+                (0, 2),
+                (0, 50),
+                (0, 149),
+                (0, 150),
+                (0, 299),
+                (0, 300),
+                (0, 301),
+                (0, 10_000),
+                (1, 2),
+                (49, 50),
+                (100, 180),
+                (299, 300),
+                (150, 10_000),
+            ] {
                 let mut out = Vec::new();
-                let got = unpack_prefix(&hh, c, &mut dctx, &mut stream, &mut sc, &mut out, want)
-                    .expect("prefix");
-                assert_eq!(got, want.min(ps.len()), "want {want}");
-                assert_eq!(out, area[..ends[got - 1]], "want {want}");
+                let got = unpack_prefix(
+                    &hh,
+                    c,
+                    &mut dctx,
+                    &mut stream,
+                    &mut sc,
+                    &mut out,
+                    from..want,
+                )
+                .expect("prefix");
+                assert_eq!(got, (from, want.min(ps.len())), "{from}..{want}");
+                let start = if from == 0 { 0 } else { ends[from - 1] };
+                assert_eq!(out, area[start..ends[got.1 - 1]], "{from}..{want}");
             }
         }
         // The point of it: the first record costs a fraction of the raw-bytes frame (the
@@ -879,7 +917,7 @@ mod tests {
                     &mut stream,
                     &mut sc,
                     &mut out,
-                    300
+                    0..300
                 )
                 .is_err()
                     || cut >= raw_at(&comp),
@@ -892,14 +930,14 @@ mod tests {
                 &mut stream,
                 &mut sc,
                 &mut out,
-                1,
+                0..1,
             );
         }
         for i in (0..comp.len()).step_by(13) {
             let mut c = comp.clone();
             c[i] ^= 0x55;
             let mut out = Vec::new();
-            let _ = unpack_prefix(&h, &c, &mut dctx, &mut stream, &mut sc, &mut out, 7);
+            let _ = unpack_prefix(&h, &c, &mut dctx, &mut stream, &mut sc, &mut out, 3..7);
         }
     }
 

@@ -43,8 +43,11 @@ struct Decoded {
     area: Vec<u8>,
     /// Buffers for a format-3 block's envelope columns, decoded into `area`.
     scratch: crate::columns::Scratch,
-    /// (start, len) of each payload in `area`: the block's first records, or all of them.
+    /// (start, len) of each payload in `area`: the block's records `from..spans.len()` (the
+    /// first `from` are placeholders, never read), or all of them.
     spans: Vec<(usize, usize)>,
+    /// The first record read (0 when the block was read from its start).
+    from: usize,
     /// The block's record count (its header's).
     count: usize,
 }
@@ -69,9 +72,9 @@ impl std::fmt::Debug for Zstd {
     }
 }
 
-/// Reads a block's first `records` records (all of them when `records` ≥ its count) into `out`
-/// (decompressed, framing split), checking the header's first seq against the block list,
-/// the checksum and the record count.
+/// Reads a block's `records` (all of them when they start at 0 and end at or past its
+/// count) into `out` (decompressed, framing split), checking the header's first seq against
+/// the block list, the checksum and the record count.
 fn load_block(
     segs: &[SegInfo],
     si: usize,
@@ -79,7 +82,7 @@ fn load_block(
     z: &mut Zstd,
     buf: &mut Vec<u8>,
     out: &mut Decoded,
-    records: usize,
+    records: std::ops::Range<usize>,
 ) -> Result<(), LedgerError> {
     let s = &segs[si];
     let (want, off) = s.blocks[bi];
@@ -107,7 +110,7 @@ fn load_block(
             "block codec does not belong to the segment's format version",
         ));
     }
-    let got = crate::columns::unpack_prefix(
+    let (first, got) = crate::columns::unpack_prefix(
         &h,
         buf,
         &mut z.bulk,
@@ -118,6 +121,7 @@ fn load_block(
     )
     .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
     out.spans.clear();
+    out.spans.resize(first, (0, 0));
     let mut it = RecordsIn::new(&out.area);
     for r in it.by_ref() {
         match r {
@@ -145,6 +149,7 @@ fn load_block(
     out.block = bi;
     out.first_seq = h.first_seq;
     out.count = h.count as usize;
+    out.from = first;
     Ok(())
 }
 
@@ -331,10 +336,12 @@ impl LedgerReader {
         if let Some(record) = self.removed_by(seq) {
             return Err(LedgerError::Removed { seq, record });
         }
-        let k = self.block_of(seq, through.max(seq)).map_err(|e| match e {
-            LedgerError::NotFound { .. } => not_found,
-            e => e,
-        })?;
+        let k = self
+            .block_of(seq, seq, through.max(seq))
+            .map_err(|e| match e {
+                LedgerError::NotFound { .. } => not_found,
+                e => e,
+            })?;
         let b = &self.blocks[k];
         let i = (seq - b.first_seq) as usize;
         if i >= b.spans.len() {
@@ -344,16 +351,18 @@ impl LedgerReader {
     }
 
     /// Index in `self.blocks` of the decompressed block holding `seq` (a stored, not removed
-    /// record) with its records read at least up to `through` (≥ `seq`; past the block's
-    /// end means all of them), read unless cached. A block is first read only as far as
-    /// asked (`columns::unpack_prefix`: a search's hits are mostly one per block); asked
-    /// for more of it later, it is read whole.
-    fn block_of(&mut self, seq: u64, through: u64) -> Result<usize, LedgerError> {
+    /// record) with its records read at least from `from` (≤ `seq`; before the block's start
+    /// means from its first record) up to `through` (≥ `seq`; past the block's end means to
+    /// its last), read unless cached. A block is first read only as far as asked
+    /// (`columns::unpack_prefix`: a search's hits are mostly one per block); asked for more of
+    /// it later, it is read whole.
+    fn block_of(&mut self, seq: u64, from: u64, through: u64) -> Result<usize, LedgerError> {
         let (si, bi) =
             locate(&self.segs, seq).ok_or(LedgerError::NotFound { seq, len: self.len })?;
         let first = self.segs[si].blocks[bi].0;
         let want =
             usize::try_from(through.saturating_sub(first).saturating_add(1)).unwrap_or(usize::MAX);
+        let from = usize::try_from(from.min(seq).saturating_sub(first)).unwrap_or(0);
         let mut out = match self
             .blocks
             .iter()
@@ -361,7 +370,7 @@ impl LedgerReader {
         {
             Some(k) => {
                 let b = self.blocks.remove(k);
-                if b.spans.len() >= want || b.spans.len() == b.count {
+                if b.from <= from && (b.spans.len() >= want || b.spans.len() == b.count) {
                     self.blocks.push(b);
                     return Ok(self.blocks.len() - 1);
                 }
@@ -370,11 +379,11 @@ impl LedgerReader {
             None if self.blocks.len() >= BLOCK_CACHE => self.blocks.remove(0),
             None => Decoded::default(),
         };
-        // Read before, but not far enough: read it whole this time.
-        let want = if out.seg == si && out.block == bi && !out.spans.is_empty() {
-            usize::MAX
+        // Read before, but not the records asked for now: read it whole this time.
+        let (from, want) = if out.seg == si && out.block == bi && !out.spans.is_empty() {
+            (0, usize::MAX)
         } else {
-            want
+            (from, want)
         };
         if let Err(e) = load_block(
             &self.segs,
@@ -383,7 +392,7 @@ impl LedgerReader {
             &mut self.dctx,
             &mut self.buf,
             &mut out,
-            want,
+            from..want,
         ) {
             // The sidecar is never trusted blindly: rebuild this segment's block list
             // from the segment itself and try once more.
@@ -401,7 +410,7 @@ impl LedgerReader {
                 &mut self.dctx,
                 &mut self.buf,
                 &mut out,
-                usize::MAX,
+                0..usize::MAX,
             )?;
         }
         self.blocks.push(out);
@@ -423,7 +432,7 @@ impl LedgerReader {
         let mut out = Vec::with_capacity(count as usize);
         let mut seq = first;
         while seq < end {
-            let k = self.block_of(seq, end - 1)?;
+            let k = self.block_of(seq, seq, end - 1)?;
             let b = &self.blocks[k];
             let from = (seq - b.first_seq) as usize;
             let upto = (end - b.first_seq).min(b.spans.len() as u64) as usize;
@@ -446,7 +455,8 @@ impl LedgerReader {
         }
         // Loads (and caches) the block holding `seq`.
         self.get(seq)?;
-        let k = self.block_of(seq, seq)?;
+        // The chain runs from the block's first record.
+        let k = self.block_of(seq, 0, seq)?;
         let cached = &self.blocks[k];
         let (si, bi) = (cached.seg, cached.block);
         let s = &self.segs[si];
@@ -734,7 +744,7 @@ impl Records {
                     d,
                     &mut self.buf,
                     &mut self.block,
-                    usize::MAX,
+                    0..usize::MAX,
                 ),
             },
         }

@@ -229,14 +229,15 @@ pub fn column_parts(framed: &[u8]) -> Result<[Vec<u8>; 7], LedgerError> {
     crate::columns::encode_parts(framed).map_err(|w| LedgerError::corrupted("test", 0, w))
 }
 
-/// How many whole records a framed area holds (`None` if its framing is broken).
-pub fn framed_records(area: &[u8]) -> Option<usize> {
-    let mut n = 0;
+/// Where each record of a framed area starts, and the area's end (`None` if its framing is
+/// broken): record i is `area[o[i]..o[i + 1]]`.
+pub fn framed_offsets(area: &[u8]) -> Option<Vec<usize>> {
+    let mut o = vec![0];
     for r in RecordsIn::new(area) {
-        r.ok()?;
-        n += 1;
+        let (_, p) = r.ok()?;
+        o.push(p.as_ptr() as usize - area.as_ptr() as usize + p.len());
     }
-    Some(n)
+    Some(o)
 }
 
 /// Appends one record's framing (length, tag) and payload to a framed area.
@@ -256,15 +257,16 @@ pub fn pack_block(codec: u8, framed: &[u8], level: i32) -> std::io::Result<(u32,
     Ok((u, out))
 }
 
-/// Decodes only a block's first `want` records, as a reader fetching one record does
-/// (`columns::unpack_prefix`): their framed area and how many were read, or why not.
+/// Decodes only a block's records `from..want`, as a reader fetching a few records does
+/// (`columns::unpack_prefix`): their framed area and which were read, or why not.
 pub fn unpack_block_prefix(
     codec: u8,
     count: u32,
     u: u32,
     comp: &[u8],
+    from: usize,
     want: usize,
-) -> Result<(usize, Vec<u8>), String> {
+) -> Result<((usize, usize), Vec<u8>), String> {
     let h = BlockHeader {
         count,
         first_seq: 1,
@@ -279,16 +281,16 @@ pub fn unpack_block_prefix(
     let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
     let mut stream = zstd::zstd_safe::DCtx::create();
     let mut out = Vec::new();
-    let n = crate::columns::unpack_prefix(
+    let got = crate::columns::unpack_prefix(
         &h,
         comp,
         &mut dctx,
         &mut stream,
         &mut crate::columns::Scratch::default(),
         &mut out,
-        want,
+        from..want,
     )?;
-    Ok((n, out))
+    Ok((got, out))
 }
 
 /// Decodes a block's compressed bytes as a reader does, given the header fields that matter
