@@ -257,6 +257,21 @@ pub fn pack_block(codec: u8, framed: &[u8], level: i32) -> std::io::Result<(u32,
     Ok((u, out))
 }
 
+/// A block header with the fields decoding reads (codec, count, U, C).
+fn bare_header(codec: u8, count: u32, u: u32, comp: &[u8]) -> BlockHeader {
+    BlockHeader {
+        count,
+        first_seq: 1,
+        compressed_len: comp.len() as u32,
+        uncompressed_len: u,
+        head: [0; 32],
+        codec,
+        batch_end: true,
+        mac: [0; crate::format::MAC_LEN],
+        checksum: [0; 16],
+    }
+}
+
 /// Decodes only a block's records `from..want`, as a reader fetching a few records does
 /// (`columns::unpack_prefix`): their framed area and which were read, or why not.
 pub fn unpack_block_prefix(
@@ -267,17 +282,7 @@ pub fn unpack_block_prefix(
     from: usize,
     want: usize,
 ) -> Result<((usize, usize), Vec<u8>), String> {
-    let h = BlockHeader {
-        count,
-        first_seq: 1,
-        compressed_len: comp.len() as u32,
-        uncompressed_len: u,
-        head: [0; 32],
-        codec,
-        batch_end: true,
-        mac: [0; crate::format::MAC_LEN],
-        checksum: [0; 16],
-    };
+    let h = bare_header(codec, count, u, comp);
     let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
     let mut stream = zstd::zstd_safe::DCtx::create();
     let mut out = Vec::new();
@@ -296,17 +301,7 @@ pub fn unpack_block_prefix(
 /// Decodes a block's compressed bytes as a reader does, given the header fields that matter
 /// (codec, record count, U): the framed record area, or why not.
 pub fn unpack_block(codec: u8, count: u32, u: u32, comp: &[u8]) -> Result<Vec<u8>, String> {
-    let h = BlockHeader {
-        count,
-        first_seq: 1,
-        compressed_len: comp.len() as u32,
-        uncompressed_len: u,
-        head: [0; 32],
-        codec,
-        batch_end: true,
-        mac: [0; crate::format::MAC_LEN],
-        checksum: [0; 16],
-    };
+    let h = bare_header(codec, count, u, comp);
     let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     crate::columns::unpack(
