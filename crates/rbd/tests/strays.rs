@@ -86,4 +86,11 @@ fn a_killed_callers_calls_naming_the_word_are_waited_for_and_a_wedged_one_killed
     for p in [unrelated, not_rbd] {
         let _ = Command::new("kill").arg(p.to_string()).status();
     }
+    // The wedged stand-in's own child (`tail -F`) outlives the SIGKILL of its `timeout`
+    // (a real `rbd` call is one process): end every process naming this test's directory,
+    // or it runs on after the suite (seen: a `tail -F …/vms@pugmark-q-def` left by CI).
+    let _ = Command::new("pkill")
+        .arg("-f")
+        .arg(missing.display().to_string())
+        .status();
 }
