@@ -547,6 +547,23 @@ fn layout(h: &BlockHeader, comp: &[u8]) -> Result<Layout, String> {
     })
 }
 
+/// Decompresses the zstd frame(s) `src` into `dst` (cleared), which must come to exactly
+/// `len` bytes.
+fn inflate(
+    dctx: &mut zstd::bulk::Decompressor<'static>,
+    src: &[u8],
+    dst: &mut Vec<u8>,
+    len: usize,
+) -> Result<(), String> {
+    dst.clear();
+    dst.reserve(len);
+    match dctx.decompress_to_buffer(src, dst) {
+        Ok(n) if n == len => Ok(()),
+        Ok(_) => Err("block does not decompress to its stated length".into()),
+        Err(e) => Err(format!("block does not decompress: {e}")),
+    }
+}
+
 /// Reusable buffers for [`unpack`].
 #[derive(Debug, Default)]
 pub struct Scratch {
@@ -564,15 +581,8 @@ pub fn unpack(
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    let u = h.uncompressed_len as usize;
-    out.clear();
     if h.codec != CODEC_ZSTD_COLUMNS {
-        out.reserve(u);
-        return match dctx.decompress_to_buffer(comp, out) {
-            Ok(n) if n == u => Ok(()),
-            Ok(_) => Err("block does not decompress to its stated length".into()),
-            Err(e) => Err(format!("block does not decompress: {e}")),
-        };
+        return inflate(dctx, comp, out, h.uncompressed_len as usize);
     }
     let Layout {
         m,
@@ -580,18 +590,9 @@ pub fn unpack(
         tags_end,
         rest,
     } = layout(h, comp)?;
-    for (src, dst, want) in [
-        (&comp[8..frame_end], &mut scratch.meta, m),
-        (&comp[tags_end..], &mut scratch.bytes, rest),
-    ] {
-        dst.clear();
-        dst.reserve(want);
-        match dctx.decompress_to_buffer(src, dst) {
-            Ok(n) if n == want => {}
-            Ok(_) => return Err("block does not decompress to its stated length".into()),
-            Err(e) => return Err(format!("block does not decompress: {e}")),
-        }
-    }
+    out.clear();
+    inflate(dctx, &comp[8..frame_end], &mut scratch.meta, m)?;
+    inflate(dctx, &comp[tags_end..], &mut scratch.bytes, rest)?;
     decode(
         &scratch.meta,
         &comp[frame_end..tags_end],
@@ -634,13 +635,7 @@ pub fn unpack_prefix(
         tags_end,
         rest,
     } = layout(h, comp)?;
-    scratch.meta.clear();
-    scratch.meta.reserve(m);
-    match dctx.decompress_to_buffer(&comp[8..frame_end], &mut scratch.meta) {
-        Ok(got) if got == m => {}
-        Ok(_) => return Err("block does not decompress to its stated length".into()),
-        Err(e) => return Err(format!("block does not decompress: {e}")),
-    }
+    inflate(dctx, &comp[8..frame_end], &mut scratch.meta, m)?;
     let tags = &comp[frame_end..tags_end];
     let cols = parse(&scratch.meta, tags, h.count)
         .map_err(|w| format!("block's envelope columns do not decode: {w}"))?;

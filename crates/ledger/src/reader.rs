@@ -66,12 +66,6 @@ struct Zstd {
     stream: Option<zstd::zstd_safe::DCtx<'static>>,
 }
 
-impl std::fmt::Debug for Zstd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Zstd")
-    }
-}
-
 /// Reads a block's `records` (all of them when they start at 0 and end at or past its
 /// count) into `out` (decompressed, framing split), checking the header's first seq against
 /// the block list, the checksum and the record count.
@@ -329,6 +323,18 @@ impl LedgerReader {
     /// read next (a sorted fetch of several hits): the block is decompressed that far at
     /// once, not first to `seq` and then again whole.
     pub fn get_through(&mut self, seq: u64, through: u64) -> Result<Vec<u8>, LedgerError> {
+        let k = self.stored_block(seq, seq, through.max(seq))?;
+        let b = &self.blocks[k];
+        let i = (seq - b.first_seq) as usize;
+        if i >= b.spans.len() {
+            return Err(LedgerError::NotFound { seq, len: self.len });
+        }
+        Ok(b.payload(i).to_vec())
+    }
+
+    /// [`LedgerReader::block_of`] for any `seq`: [`LedgerError::NotFound`] outside the
+    /// ledger, [`LedgerError::Removed`] if a retention policy removed it.
+    fn stored_block(&mut self, seq: u64, from: u64, through: u64) -> Result<usize, LedgerError> {
         let not_found = LedgerError::NotFound { seq, len: self.len };
         if seq == 0 || seq > self.len {
             return Err(not_found);
@@ -336,18 +342,10 @@ impl LedgerReader {
         if let Some(record) = self.removed_by(seq) {
             return Err(LedgerError::Removed { seq, record });
         }
-        let k = self
-            .block_of(seq, seq, through.max(seq))
-            .map_err(|e| match e {
-                LedgerError::NotFound { .. } => not_found,
-                e => e,
-            })?;
-        let b = &self.blocks[k];
-        let i = (seq - b.first_seq) as usize;
-        if i >= b.spans.len() {
-            return Err(LedgerError::NotFound { seq, len: self.len });
-        }
-        Ok(b.payload(i).to_vec())
+        self.block_of(seq, from, through).map_err(|e| match e {
+            LedgerError::NotFound { .. } => not_found,
+            e => e,
+        })
     }
 
     /// Index in `self.blocks` of the decompressed block holding `seq` (a stored, not removed
@@ -453,10 +451,8 @@ impl LedgerReader {
         if seq == 0 {
             return Ok([0; 32]);
         }
-        // Loads (and caches) the block holding `seq`.
-        self.get(seq)?;
-        // The chain runs from the block's first record.
-        let k = self.block_of(seq, 0, seq)?;
+        // The block holding `seq`, read from its first record (the chain runs from there).
+        let k = self.stored_block(seq, 0, seq)?;
         let cached = &self.blocks[k];
         let (si, bi) = (cached.seg, cached.block);
         let s = &self.segs[si];

@@ -1243,7 +1243,6 @@ impl query::search::Fetch for LedgerFetch {
     }
 }
 
-/// The event of ledger record `seq` (a split record reassembled), as the indexer decodes it.
 /// The events of `seqs[i]` for each `i` of `share` (in ascending seq order), each block
 /// decompressed as far as the last of them it holds, once.
 fn fetch_sorted(
@@ -1266,8 +1265,8 @@ fn fetch_sorted(
     out
 }
 
-/// The event of record `seq`; records up to `through` of its block are read next
-/// ([`LedgerReader::get_through`]).
+/// The event of ledger record `seq` (a split record reassembled), as the indexer decodes it;
+/// records up to `through` of its block are read next ([`LedgerReader::get_through`]).
 fn fetch_event(reader: &mut LedgerReader, seq: u64, through: u64) -> anyhow::Result<Event> {
     {
         let payload = match reader.get_through(seq, through) {
