@@ -15,7 +15,7 @@ use super::schema::{Fields, KEYWORD_MAX_BYTES, has_kv_term, ip_key, keyword_term
 use crate::error::{Result, SearchError};
 
 /// Segments with more documents than this are left out of merges (see [`set_policy`]).
-const MERGE_MAX_DOCS: usize = 2_500_000;
+const MERGE_MAX_DOCS: usize = 1_000_000;
 
 fn set_policy(inner: &tantivy::IndexWriter) {
     let mut policy = LogMergePolicy::default();
@@ -23,9 +23,10 @@ fn set_policy(inner: &tantivy::IndexWriter) {
     policy.set_min_num_segments(4);
     // But never merge segments already this large: a merge's memory grows with the documents
     // it merges (anonymous memory for its doc-id maps and columns, and every merged file
-    // mapped), and at 20 M (merged segments of ~60 M records) `ingest` of 100 M lines peaked at
-    // 2.96 GB RSS. At 2.5 M: 554 MB, 21 % less CPU (less merging), the index 3 % larger
-    // (39 segments), rare-term and IP search unchanged (BENCHMARKS.md "100 M lines").
+    // mapped). At 20 M (merged segments of ~60 M records) `ingest` of 100 M lines peaked at
+    // 2.96 GB RSS; at 2.5 M at 554 MB; at 1 M at 464–473 MB with as many segments at 100 M
+    // (38–42) and rare-term / IP search no slower (BENCHMARKS.md "100 M lines, smaller
+    // merges"). One merge at a time instead of four did not help: a single merge is the peak.
     policy.set_max_docs_before_merge(MERGE_MAX_DOCS);
     inner.set_merge_policy(Box::new(policy));
 }
