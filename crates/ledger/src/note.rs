@@ -182,6 +182,73 @@ pub fn read_notes(path: &Path) -> Result<Option<NotesFile>, LedgerError> {
     Ok(Some(parse_notes(&bytes)))
 }
 
+/// Bytes of a notes file's end read first by [`read_notes_tail`] (a note is ~200–300 bytes).
+pub const NOTES_TAIL_BYTES: u64 = 16 << 10;
+
+/// The last complete entries of a notes file, read from its end (at least `window` bytes, more
+/// until one complete entry is in), and whether they are the whole file: what a reader wanting
+/// the newest checkpoint needs. `serve` appends a note every second the ledger grows (up to
+/// ~19 MB a day), so reading the file whole per query grew with the ledger's age. The notes are
+/// a suffix of what [`read_notes`] gives (the first entry the window cuts is left out), with
+/// the same offsets; `Ok(None)` if the file does not exist.
+pub fn read_notes_tail(path: &Path, window: u64) -> Result<Option<(NotesFile, bool)>, LedgerError> {
+    use std::os::unix::fs::FileExt;
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(LedgerError::io(path)(e)),
+    };
+    let len = file.metadata().map_err(LedgerError::io(path))?.len();
+    let mut want = window.max(1);
+    loop {
+        let start = len.saturating_sub(want);
+        let n = usize::try_from(len - start)
+            .map_err(|_| LedgerError::Note("notes file too large".into()))?;
+        let mut buf = vec![0u8; n];
+        file.read_exact_at(&mut buf, start)
+            .map_err(LedgerError::io(path))?;
+        let from = if start == 0 {
+            Some(0)
+        } else {
+            entry_start(&buf)
+        };
+        if let Some(from) = from {
+            let mut nf = parse_notes(&buf[from..]);
+            if !nf.notes.is_empty() || start == 0 {
+                let base = start + from as u64;
+                for n in &mut nf.notes {
+                    n.offset += base;
+                }
+                for b in &mut nf.bad {
+                    b.0 += base;
+                }
+                nf.valid_len += base;
+                return Ok(Some((nf, start == 0)));
+            }
+        }
+        want = want.saturating_mul(4);
+    }
+}
+
+/// The offset of the first entry that starts inside `buf` after its first byte: an entry ends
+/// with an empty line, and the next begins with its text (an origin line), while the empty
+/// line inside an entry is followed by a signature line (`— `).
+fn entry_start(buf: &[u8]) -> Option<usize> {
+    let dash = "—".as_bytes();
+    let mut at = 0;
+    while let Some(i) = find(&buf[at..], b"\n\n") {
+        let p = at + i + 2;
+        match buf.get(p) {
+            None => return None,
+            Some(b'\n') => {}
+            Some(_) if !buf[p..].starts_with(dash) => return Some(p),
+            Some(_) => {}
+        }
+        at = p;
+    }
+    None
+}
+
 /// Splits the bytes of a notes file into entries. An entry is text lines, an empty line,
 /// signature lines, an empty line; anything after the last complete entry is torn.
 pub fn parse_notes(bytes: &[u8]) -> NotesFile {
@@ -264,7 +331,9 @@ pub fn append_cosigned(dir: &Path, note: &[u8]) -> Result<(), LedgerError> {
 /// The ledger's latest checkpoint note with every cosignature recorded for it merged in (our
 /// signature first, then the witnesses' lines, each once); `None` before the first checkpoint.
 pub fn latest_checkpoint(dir: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
-    let ours = read_notes(&dir.join(NOTES_FILE))?.unwrap_or_default();
+    let ours = read_notes_tail(&dir.join(NOTES_FILE), NOTES_TAIL_BYTES)?
+        .map(|(n, _)| n)
+        .unwrap_or_default();
     let Some(last) = ours.notes.last() else {
         return Ok(None);
     };
@@ -299,6 +368,61 @@ pub fn merged(dir: &Path, note: &[u8]) -> Result<Vec<u8>, LedgerError> {
 mod tests {
     use super::*;
     use ed25519_dalek::SigningKey;
+
+    /// Every window size, every cut: the tail's notes are a suffix of the whole file's, with the
+    /// same offsets and the same last note, and a torn append is seen the same way.
+    #[test]
+    fn a_notes_files_tail_is_a_suffix_of_the_whole() {
+        let key = KeySigner::File(Box::new(SigningKey::from_bytes(&[7; 32])));
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join(NOTES_FILE);
+        let mut file = Vec::new();
+        for size in 1..=40u64 {
+            let note = sign_checkpoint(
+                "pugmark.test/ledger",
+                &key,
+                size * 1000,
+                Hash([size as u8; 32]),
+            )
+            .expect("sign");
+            file.extend_from_slice(&note);
+            file.push(b'\n');
+        }
+        for torn in [0usize, 7, 120] {
+            let mut bytes = file.clone();
+            bytes.extend_from_slice(&file[..torn]);
+            std::fs::write(&path, &bytes).expect("write");
+            let whole = read_notes(&path).expect("read").expect("exists");
+            for window in (1..=bytes.len() as u64 + 10).step_by(13) {
+                let (tail, all) = read_notes_tail(&path, window)
+                    .expect("tail")
+                    .expect("exists");
+                assert!(!tail.notes.is_empty(), "window {window}");
+                // Whole when the window (perhaps grown) reached the start; then every note.
+                assert!(window < bytes.len() as u64 || all, "window {window}");
+                assert!(
+                    !all || tail.notes.len() == whole.notes.len(),
+                    "window {window}"
+                );
+                let k = whole.notes.len() - tail.notes.len();
+                for (a, b) in tail.notes.iter().zip(&whole.notes[k..]) {
+                    assert_eq!(
+                        (a.offset, &a.note, &a.checkpoint),
+                        (b.offset, &b.note, &b.checkpoint)
+                    );
+                }
+                assert_eq!(
+                    (tail.valid_len, tail.torn_bytes),
+                    (whole.valid_len, whole.torn_bytes)
+                );
+            }
+        }
+        assert!(
+            read_notes_tail(&dir.path().join("none"), 100)
+                .expect("ok")
+                .is_none()
+        );
+    }
 
     #[test]
     fn sign_parse_verify_round_trip() {

@@ -59,10 +59,14 @@ pub fn cited(v: &Value, out: &mut BTreeSet<u64>) {
 
 /// The integrity object for `seqs`, or `None` when the ledger has no signed checkpoint yet.
 pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Option<Value>> {
-    let Some(notes) = ledger::read_notes(&ledger_dir.join(ledger::NOTES_FILE))? else {
+    // The newest notes only (the file grows by a note a second under `serve`); the whole file
+    // only when a cosigned checkpoint is wanted and none is in its tail.
+    let notes_path = ledger_dir.join(ledger::NOTES_FILE);
+    let Some((tail, whole)) = ledger::read_notes_tail(&notes_path, ledger::NOTES_TAIL_BYTES)?
+    else {
         return Ok(None);
     };
-    let Some(last) = notes.notes.last() else {
+    let Some(last) = tail.notes.last().cloned() else {
         return Ok(None);
     };
     // Which checkpoint texts carry cosignatures (read once).
@@ -75,13 +79,25 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
         }
     }
     let need = seqs.last().copied().unwrap_or(0);
-    let chosen = notes
-        .notes
-        .iter()
-        .rev()
-        .filter(|n| n.checkpoint.size >= need)
-        .find(|n| Note::from_bytes(&n.note).is_ok_and(|p| cosigned.contains_key(p.text())))
-        .unwrap_or(last);
+    // The latest cosigned checkpoint that covers every cited record, else the latest.
+    let pick = |notes: &[ledger::StoredNote]| {
+        notes
+            .iter()
+            .rev()
+            .filter(|n| n.checkpoint.size >= need)
+            .find(|n| Note::from_bytes(&n.note).is_ok_and(|p| cosigned.contains_key(p.text())))
+            .cloned()
+    };
+    let found = if cosigned.is_empty() {
+        None
+    } else {
+        match pick(&tail.notes) {
+            Some(n) => Some(n),
+            None if !whole => ledger::read_notes(&notes_path)?.and_then(|all| pick(&all.notes)),
+            None => None,
+        }
+    };
+    let chosen = found.unwrap_or(last);
     let note = ledger::merged(ledger_dir, &chosen.note)?;
     let size = chosen.checkpoint.size;
     let parsed = Note::from_bytes(&note).map_err(|e| anyhow::anyhow!("checkpoint note: {e}"))?;
