@@ -65,8 +65,9 @@ pub use merkle::{
 };
 pub use note::{
     COSIGNATURES_FILE, CheckpointFields, NOTES_FILE, NOTES_TAIL_BYTES, NotesFile, ORIGIN_FILE,
-    StoredNote, append_cosigned, latest_checkpoint, merged, parse_checkpoint, parse_notes,
-    read_notes, read_notes_tail, read_origin, valid_origin, verifier_key, verify_note,
+    StoredNote, append_cosigned, last_note, latest_checkpoint, merged, merged_with,
+    parse_checkpoint, parse_notes, read_notes, read_notes_tail, read_origin, valid_origin,
+    verifier_key, verify_note,
 };
 pub use reader::{LedgerReader, Records};
 pub use signer::{ExternalSigner, TOKEN_MAC_MESSAGE, token_mac_key};

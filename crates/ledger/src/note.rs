@@ -230,6 +230,12 @@ pub fn read_notes_tail(path: &Path, window: u64) -> Result<Option<(NotesFile, bo
     }
 }
 
+/// The last checkpoint note of a notes file that parses, read from the file's end
+/// ([`read_notes_tail`]); `Ok(None)` if there is none or no file.
+pub fn last_note(path: &Path) -> Result<Option<StoredNote>, LedgerError> {
+    Ok(read_notes_tail(path, NOTES_TAIL_BYTES)?.and_then(|(mut nf, _)| nf.notes.pop()))
+}
+
 /// The offset of the first entry that starts inside `buf` after its first byte: an entry ends
 /// with an empty line, and the next begins with its text (an origin line), while the empty
 /// line inside an entry is followed by a signature line (`— `).
@@ -331,10 +337,7 @@ pub fn append_cosigned(dir: &Path, note: &[u8]) -> Result<(), LedgerError> {
 /// The ledger's latest checkpoint note with every cosignature recorded for it merged in (our
 /// signature first, then the witnesses' lines, each once); `None` before the first checkpoint.
 pub fn latest_checkpoint(dir: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
-    let ours = read_notes_tail(&dir.join(NOTES_FILE), NOTES_TAIL_BYTES)?
-        .map(|(n, _)| n)
-        .unwrap_or_default();
-    let Some(last) = ours.notes.last() else {
+    let Some(last) = last_note(&dir.join(NOTES_FILE))? else {
         return Ok(None);
     };
     merged(dir, &last.note).map(Some)
@@ -342,8 +345,13 @@ pub fn latest_checkpoint(dir: &Path) -> Result<Option<Vec<u8>>, LedgerError> {
 
 /// `note` with the signature lines of every cosigned copy of the same text appended.
 pub fn merged(dir: &Path, note: &[u8]) -> Result<Vec<u8>, LedgerError> {
-    let mut n = Note::from_bytes(note).map_err(|e| LedgerError::Note(e.to_string()))?;
     let cos = read_notes(&dir.join(COSIGNATURES_FILE))?.unwrap_or_default();
+    merged_with(note, &cos)
+}
+
+/// [`merged`] with the cosignatures file already read (`cos`).
+pub fn merged_with(note: &[u8], cos: &NotesFile) -> Result<Vec<u8>, LedgerError> {
+    let mut n = Note::from_bytes(note).map_err(|e| LedgerError::Note(e.to_string()))?;
     let mut out = n.to_bytes();
     for c in &cos.notes {
         let Ok(cn) = Note::from_bytes(&c.note) else {

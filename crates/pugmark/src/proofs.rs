@@ -69,13 +69,12 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
     let Some(last) = tail.notes.last().cloned() else {
         return Ok(None);
     };
-    // Which checkpoint texts carry cosignatures (read once).
+    // Which checkpoint texts carry cosignatures (the file read once, merged from below too).
+    let cos = ledger::read_notes(&ledger_dir.join(ledger::COSIGNATURES_FILE))?.unwrap_or_default();
     let mut cosigned: HashMap<Vec<u8>, usize> = HashMap::new();
-    if let Some(c) = ledger::read_notes(&ledger_dir.join(ledger::COSIGNATURES_FILE))? {
-        for n in &c.notes {
-            if let Ok(parsed) = Note::from_bytes(&n.note) {
-                *cosigned.entry(parsed.text().to_vec()).or_default() += 1;
-            }
+    for n in &cos.notes {
+        if let Ok(parsed) = Note::from_bytes(&n.note) {
+            *cosigned.entry(parsed.text().to_vec()).or_default() += 1;
         }
     }
     let need = seqs.last().copied().unwrap_or(0);
@@ -98,7 +97,7 @@ pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Opti
         }
     };
     let chosen = found.unwrap_or(last);
-    let note = ledger::merged(ledger_dir, &chosen.note)?;
+    let note = ledger::merged_with(&chosen.note, &cos)?;
     let size = chosen.checkpoint.size;
     let parsed = Note::from_bytes(&note).map_err(|e| anyhow::anyhow!("checkpoint note: {e}"))?;
     let text_len = parsed.text().len();

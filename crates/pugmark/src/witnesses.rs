@@ -133,43 +133,9 @@ pub fn push(ledger_dir: &Path, t: &mut Target) -> anyhow::Result<Pushed> {
 
 /// The ledger's latest own checkpoint note (its signature only), read from the end of
 /// `ledger/checkpoint-notes` (the file grows by a note a second under `serve`; reading it
-/// whole every second would not do). Entries are `text \n\n sigs \n\n`, so the last two
-/// pieces between blank lines are the last note's text and signatures.
+/// whole every second would not do).
 fn latest_own(ledger_dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let path = ledger_dir.join(ledger::NOTES_FILE);
-    let mut f = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let len = f.metadata()?.len();
-    let from = len.saturating_sub(64 * 1024);
-    f.seek(SeekFrom::Start(from))?;
-    let mut tail = Vec::new();
-    f.read_to_end(&mut tail)?;
-    // A torn append leaves bytes after the last "\n\n": cut them.
-    let Some(end) = tail.windows(2).rposition(|w| w == b"\n\n") else {
-        return Ok(None);
-    };
-    let body = &tail[..end];
-    let Some(sep) = body.windows(2).rposition(|w| w == b"\n\n") else {
-        return Ok(None);
-    };
-    let sigs = &body[sep + 2..];
-    let text_start = body[..sep]
-        .windows(2)
-        .rposition(|w| w == b"\n\n")
-        .map_or(if from == 0 { 0 } else { usize::MAX }, |i| i + 2);
-    if text_start == usize::MAX || !sigs.starts_with("—".as_bytes()) {
-        // Not a clean tail: read the file whole.
-        return Ok(ledger::read_notes(&path)?.and_then(|n| n.notes.last().map(|s| s.note.clone())));
-    }
-    let mut note = body[text_start..sep].to_vec();
-    note.extend_from_slice(b"\n\n");
-    note.extend_from_slice(sigs);
-    note.push(b'\n');
-    Ok(Some(note))
+    Ok(ledger::last_note(&ledger_dir.join(ledger::NOTES_FILE))?.map(|n| n.note))
 }
 
 fn with_sigs(note: &[u8], sigs: &[Signature]) -> anyhow::Result<Vec<u8>> {

@@ -259,9 +259,8 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
         }
         Err(ledger::LedgerError::Refused(why)) => {
             refused = Some(why);
-            ledger::read_notes(&ledger_dir.join(ledger::NOTES_FILE))?
-                .and_then(|nf| nf.notes.last().map(|n| n.checkpoint.size))
-                .unwrap_or(0)
+            ledger::last_note(&ledger_dir.join(ledger::NOTES_FILE))?
+                .map_or(0, |n| n.checkpoint.size)
         }
         Err(e) => return Err(e.into()),
     };
@@ -270,8 +269,7 @@ fn rotate(args: RotateArgs) -> anyhow::Result<ExitCode> {
     let mut prev_file = pub_file.clone().into_os_string();
     prev_file.push(ledger::PREVIOUS_KEYS_SUFFIX);
     let prev_file = PathBuf::from(prev_file);
-    let last_note = ledger::read_notes(&ledger_dir.join(ledger::NOTES_FILE))?
-        .and_then(|nf| nf.notes.last().map(|n| n.note.clone()));
+    let last_note = ledger::last_note(&ledger_dir.join(ledger::NOTES_FILE))?.map(|n| n.note);
     let mut candidates: Vec<[u8; 32]> = ledger::read_public_key(&pub_file).into_iter().collect();
     candidates.extend(
         ledger::read_previous_keys(&prev_file)?

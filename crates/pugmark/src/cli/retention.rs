@@ -250,9 +250,8 @@ pub fn plan(
     cutoff_nanos: i128,
 ) -> anyhow::Result<Plan> {
     let segs = reader.segments();
-    let signed = ledger::read_notes(&reader_dir(reader).join(ledger::NOTES_FILE))?
-        .and_then(|nf| nf.notes.last().map(|n| n.checkpoint.size))
-        .unwrap_or(0);
+    let signed = ledger::last_note(&reader_dir(reader).join(ledger::NOTES_FILE))?
+        .map_or(0, |n| n.checkpoint.size);
     let mut plan = Plan {
         remove: Vec::new(),
         held: Vec::new(),
