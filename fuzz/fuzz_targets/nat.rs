@@ -2,7 +2,8 @@
 //! text): the input is one line, decoded bare, behind a syslog header (as rsyslog forwards
 //! hv-conntrack.service's lines) and behind a conntrack stamp; and, as a flow record with NAT
 //! fields, the first 64 bytes. Never a panic; the raw bytes kept; a translation is only ever
-//! made of addresses and ports that parse.
+//! made of addresses and ports that parse. Differential: whatever the indexer's fast path
+//! (`decode::nat::conntrack_line`) reads of a line is what `decode` makes of it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,6 +36,22 @@ fn check(format: Format, raw: Vec<u8>) {
     }
     for i in &event.issues {
         assert!(i.offset <= raw.len(), "{i:?}");
+    }
+    if format == Format::Syslog
+        && let Some(ct) = decode::nat::conntrack_line(&raw)
+    {
+        assert_eq!(event.message, ct.message);
+        assert!(event.host.is_none() && event.app.is_none(), "{event:?}");
+        assert!(event.issues.is_empty(), "{:?}", event.issues);
+        assert_eq!(event.fields, decode::nat::conntrack_fields(ct.message));
+        assert_eq!(event.ips, ct.ips);
+        let reported = ct.reported.map_or((None, String::new()), |(t, text)| (t, text.to_string()));
+        assert_eq!((event.reported.time, event.reported.text.clone()), reported);
+        let s = |ip: std::net::IpAddr| model::text::ip_string(ip);
+        assert_eq!(event.field(fields::NAT_IP), Some(s(ct.public.0).as_str()));
+        assert_eq!(event.field(fields::NAT_INSIDE_IP), Some(s(ct.inside.0).as_str()));
+        assert_eq!(event.field(fields::NAT_KIND), Some(ct.kind));
+        assert_eq!(event.field(fields::NAT_EVENT), Some(ct.event));
     }
 }
 

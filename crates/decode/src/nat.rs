@@ -151,7 +151,11 @@ const EVENTS: [(&str, &str); 3] = [
 /// `[DESTROY]`, then (before the first `src=`) no `ORIG:` (ulogd's text). Returns the token
 /// index of the event word.
 fn conntrack_head(s: &str) -> Option<usize> {
-    let toks = tokens(s);
+    head_at(&tokens(s))
+}
+
+/// [`conntrack_head`] on the tokens.
+fn head_at(toks: &[(usize, &str)]) -> Option<usize> {
     let mut i = 0;
     if toks.first().is_some_and(|(_, t)| stamp(t).is_some()) {
         i = 1;
@@ -196,29 +200,37 @@ fn stamp(t: &str) -> Option<jiff::Timestamp> {
     jiff::Timestamp::new(sec, i32::try_from(nanos).ok()?).ok()
 }
 
-fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
-    ev.source_kind = KIND_CONNTRACK.to_string();
-    let toks = tokens(msg);
+/// A conntrack event as read from its tokens: what [`conntrack_into`] puts in the event's
+/// fields, and what [`conntrack_line`] hands the indexer without an event.
+struct CtParse<'a> {
+    event: &'static str,
+    proto: Option<String>,
+    timeout: Option<&'a str>,
+    state: Option<&'a str>,
+    tuples: [Tuple; 2],
+    /// The entry id (digits only).
+    ct_id: Option<&'a str>,
+    /// A DESTROY's `delta-time=` (digits only).
+    lifetime: Option<&'a str>,
+    /// (message offset, what was expected there).
+    issues: Vec<(usize, &'static str)>,
+}
+
+fn parse_ct<'a>(msg: &'a str, toks: &[(usize, &'a str)], ev_tok: usize) -> CtParse<'a> {
     let mut issues: Vec<(usize, &'static str)> = Vec::new();
-    if ev_tok == 1 {
-        let (_, text) = toks[0];
-        ev.reported = Reported::new(stamp(text), text);
-    }
     let (_, word) = toks[ev_tok];
     let event = EVENTS
         .iter()
         .find(|(w, _)| *w == word)
         .map_or("update", |(_, e)| e);
-    ev.fields
-        .insert(fields::NAT_EVENT.to_string(), event.to_string());
     // Head: [l3name l3num] l4name l4num [timeout] [STATE], up to the first key=value.
     let mut i = ev_tok + 1;
-    let head: Vec<&str> = toks[i..]
+    let n_head = toks[i..]
         .iter()
         .take_while(|(_, t)| !t.contains('='))
-        .map(|(_, t)| *t)
-        .collect();
-    i += head.len();
+        .count();
+    let head: Vec<&str> = toks[i..i + n_head].iter().map(|(_, t)| *t).collect();
+    i += n_head;
     let mut h = head.as_slice();
     if let [l3, num, rest @ ..] = h
         && matches!(*l3, "ipv4" | "ipv6" | "unknown")
@@ -227,25 +239,24 @@ fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
         h = rest;
     }
     let mut proto = None;
+    let (mut timeout, mut state) = (None, None);
     if let [l4, num, rest @ ..] = h
         && num.bytes().all(|b| b.is_ascii_digit())
         && !num.is_empty()
     {
         proto = Some(l4.to_ascii_lowercase());
         h = rest;
-        if let [timeout, rest @ ..] = h
-            && !timeout.is_empty()
-            && timeout.bytes().all(|b| b.is_ascii_digit())
+        if let [t, rest @ ..] = h
+            && !t.is_empty()
+            && t.bytes().all(|b| b.is_ascii_digit())
         {
-            ev.fields
-                .insert(fields::CT_TIMEOUT.to_string(), timeout.to_string());
+            timeout = Some(*t);
             h = rest;
         }
-        if let [state, ..] = h
-            && !state.starts_with('[')
+        if let [s, ..] = h
+            && !s.starts_with('[')
         {
-            ev.fields
-                .insert(fields::CT_STATE.to_string(), state.to_string());
+            state = Some(*s);
         }
     } else {
         let at = toks.get(ev_tok + 1).map_or(msg.len(), |(o, _)| *o);
@@ -257,6 +268,7 @@ fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
     let mut icmp_id_taken = [false, false];
     let mut in_tuple = true;
     let mut ct_id = None;
+    let mut lifetime = None;
     for &(at, tok) in &toks[i..] {
         let Some((key, value)) = tok.split_once('=') else {
             // [UNREPLIED] ends the original tuple; [ASSURED] and the rest end the reply's.
@@ -302,8 +314,7 @@ fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
             "id" => ct_id = Some(value),
             "delta-time" => {
                 if value.bytes().all(|b| b.is_ascii_digit()) && !value.is_empty() {
-                    ev.fields
-                        .insert(fields::CT_LIFETIME.to_string(), value.to_string());
+                    lifetime = Some(value);
                 }
             }
             _ => {
@@ -313,16 +324,43 @@ fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
             }
         }
     }
-    if let Some(id) = ct_id.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())) {
-        ev.fields.insert(fields::CT_ID.to_string(), id.to_string());
-    }
     if tuples[0].src.is_none() || tuples[0].dst.is_none() {
         issues.push((msg.len(), "the original tuple (src= dst=)"));
     } else if tuples[1].src.is_none() || tuples[1].dst.is_none() {
         issues.push((msg.len(), "the reply tuple (src= dst=)"));
     }
-    let bad = !issues.is_empty();
-    for (at, expected) in issues {
+    CtParse {
+        event,
+        proto,
+        timeout,
+        state,
+        tuples,
+        ct_id: ct_id.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit())),
+        lifetime,
+        issues,
+    }
+}
+
+fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
+    ev.source_kind = KIND_CONNTRACK.to_string();
+    let toks = tokens(msg);
+    if ev_tok == 1 {
+        let (_, text) = toks[0];
+        ev.reported = Reported::new(stamp(text), text);
+    }
+    let p = parse_ct(msg, &toks, ev_tok);
+    let mut set = |k: &str, v: Option<&str>| {
+        if let Some(v) = v {
+            ev.fields.insert(k.to_string(), v.to_string());
+        }
+    };
+    set(fields::NAT_EVENT, Some(p.event));
+    set(fields::CT_TIMEOUT, p.timeout);
+    set(fields::CT_STATE, p.state);
+    set(fields::CT_LIFETIME, p.lifetime);
+    set(fields::CT_ID, p.ct_id);
+    let bad = !p.issues.is_empty();
+    for (at, expected) in p.issues {
         ev.issues.push(ParseIssue::new(
             &ev.raw,
             base.raw(at),
@@ -330,8 +368,172 @@ fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
             expected,
         ));
     }
-    let [orig, reply] = tuples;
-    put_tuples(ev, proto.as_deref(), &orig, &reply, !bad);
+    let [orig, reply] = p.tuples;
+    put_tuples(ev, p.proto.as_deref(), &orig, &reply, !bad);
+}
+
+/// A bare conntrack line read straight from its bytes into what a NAT row holds, without the
+/// event `decode` builds (a map of ~20 strings, the text scanned once per field for
+/// addresses): the indexer's fast path, most of a conntrack log's ingest cost (issue 12).
+///
+/// `None` for anything but the plain shape `decode` reads the same way: a whole line of
+/// printable ASCII but its terminator (tabs allowed, no rsyslog `#011`, no syslog header) of
+/// an IPv4 conntrack event with a stamp or starting at the event word, both tuples whole, a
+/// translation, and no address in it but the tuples'. For such a line `decode` gives an event
+/// whose message is the line, without host, app or issues, whose fields are
+/// [`conntrack_fields`] of the line and whose addresses are [`ConntrackLine::ips`]: the test
+/// `fast_conntrack_rows_are_decodes` in crate views holds the two paths to each other.
+pub fn conntrack_line(raw: &[u8]) -> Option<ConntrackLine<'_>> {
+    // What the syslog reader reads of a record: the line without its terminator.
+    let raw = crate::text::strip_terminators(raw);
+    let (&first, &last) = (raw.first()?, raw.last()?);
+    if first != b'['
+        || last == b' '
+        || last == b'\t'
+        || !raw
+            .iter()
+            .all(|&b| (b' '..=b'~').contains(&b) && b != b'#' || b == b'\t')
+    {
+        return None;
+    }
+    let msg = std::str::from_utf8(raw).ok()?;
+    let toks = tokens(msg);
+    let ev_tok = head_at(&toks)?;
+    let p = parse_ct(msg, &toks, ev_tok);
+    if !p.issues.is_empty() {
+        return None;
+    }
+    let [orig, reply] = &p.tuples;
+    let v4 = |ip: Option<IpAddr>| ip.is_some_and(|ip| ip.is_ipv4());
+    if !(v4(orig.src) && v4(orig.dst) && v4(reply.src) && v4(reply.dst)) {
+        return None;
+    }
+    let (kind, public, inside, peer) = translation(orig, reply)?;
+    // The text's addresses as `extract_ips` finds them, without its scan: it considers only
+    // runs of hex digits, dots and colons with three dots or two colons, and such a run lies
+    // inside one token (tokens split at spaces and tabs, which end runs). So a line whose
+    // every token with three dots or two colons is a `src=`/`dst=` IPv4 address has exactly
+    // those addresses, in order; any other such token sends the line to the decoder.
+    let mut ips: Vec<IpAddr> = Vec::with_capacity(4);
+    for &(_, tok) in &toks {
+        let (dots, colons) = tok.bytes().fold((0, 0), |(d, c), b| {
+            (d + usize::from(b == b'.'), c + usize::from(b == b':'))
+        });
+        if dots < 3 && colons < 2 {
+            continue;
+        }
+        let ip = match tok.split_once('=') {
+            Some(("src" | "dst", v)) => IpAddr::V4(v.parse::<std::net::Ipv4Addr>().ok()?),
+            _ => return None,
+        };
+        if !ips.contains(&ip) {
+            ips.push(ip);
+        }
+    }
+    // Every address the text mentions is a tuple's: the event's addresses are these and
+    // nothing the fields would add.
+    let tuple_ips = [orig.src, orig.dst, reply.src, reply.dst];
+    if !ips.iter().all(|ip| tuple_ips.contains(&Some(*ip))) {
+        return None;
+    }
+    let stamp_text = (ev_tok == 1).then(|| toks[0].1);
+    Some(ConntrackLine {
+        message: msg,
+        reported: stamp_text.map(|t| (stamp(t), t)),
+        event: p.event,
+        proto: p.proto,
+        timeout: p.timeout,
+        lifetime: p.lifetime,
+        ct_id: p.ct_id,
+        kind,
+        public: (public.0?, public.1),
+        inside: (inside.0?, inside.1),
+        peer,
+        src: orig.src?,
+        ips,
+    })
+}
+
+/// What [`conntrack_line`] read (every text a slice of the line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConntrackLine<'a> {
+    /// The whole line: the event's message.
+    pub message: &'a str,
+    /// The stamp (`[sec.usec]`) as read and as text: the event's reported time.
+    pub reported: Option<(Option<jiff::Timestamp>, &'a str)>,
+    /// `new`, `update` or `destroy`.
+    pub event: &'static str,
+    pub proto: Option<String>,
+    pub timeout: Option<&'a str>,
+    pub lifetime: Option<&'a str>,
+    pub ct_id: Option<&'a str>,
+    /// `snat` or `dnat`.
+    pub kind: &'static str,
+    pub public: (IpAddr, Option<u16>),
+    pub inside: (IpAddr, Option<u16>),
+    pub peer: (Option<IpAddr>, Option<u16>),
+    /// The original source (field `src_ip`).
+    pub src: IpAddr,
+    /// The addresses of the text in order of first mention (`Event::ips`).
+    pub ips: Vec<IpAddr>,
+}
+
+/// The fields `decode` gives the bare conntrack line `message` (what a NAT row written by the
+/// fast path keeps instead of its fields: they are rebuilt from the message on read). Empty
+/// when the text is not a conntrack event.
+pub fn conntrack_fields(message: &str) -> std::collections::BTreeMap<String, String> {
+    let mut ev = Event {
+        received: model::Received::from_stored(0),
+        reported: Reported::none(),
+        observer: model::Observer::Collector,
+        source_kind: String::new(),
+        origin: model::Origin::File {
+            path: String::new(),
+            line: 0,
+        },
+        host: None,
+        app: None,
+        pid: None,
+        facility: None,
+        severity: None,
+        msgid: None,
+        message: message.to_string(),
+        fields: std::collections::BTreeMap::new(),
+        ips: Vec::new(),
+        class: EventClass::Other,
+        issues: Vec::new(),
+        raw: message.as_bytes().to_vec(),
+    };
+    let toks = tokens(message);
+    if let Some(at) = head_at(&toks) {
+        let base = Pos::new(message.as_bytes(), message);
+        conntrack_into(&mut ev, message, at, &base);
+    }
+    ev.fields
+}
+
+/// Which side was rewritten, and the translation: (kind, public, inside, peer).
+type Side = (Option<IpAddr>, Option<u16>);
+fn translation(orig: &Tuple, reply: &Tuple) -> Option<(&'static str, Side, Side, Side)> {
+    let snat = reply.dst != orig.src || reply.dport != orig.sport;
+    let dnat = reply.src != orig.dst || reply.sport != orig.dport;
+    if snat {
+        Some((
+            "snat",
+            (reply.dst, reply.dport),
+            (orig.src, orig.sport),
+            (reply.src, reply.sport),
+        ))
+    } else if dnat {
+        Some((
+            "dnat",
+            (orig.dst, orig.dport),
+            (reply.src, reply.sport),
+            (orig.src, orig.sport),
+        ))
+    } else {
+        None
+    }
 }
 
 /// The connection's fields, and the translation when both tuples are whole (`complete`).
@@ -355,23 +557,7 @@ fn put_tuples(ev: &mut Event, proto: Option<&str>, orig: &Tuple, reply: &Tuple, 
     if !complete {
         return;
     }
-    let snat = reply.dst != orig.src || reply.dport != orig.sport;
-    let dnat = reply.src != orig.dst || reply.sport != orig.dport;
-    let (kind, public, inside, peer) = if snat {
-        (
-            "snat",
-            (reply.dst, reply.dport),
-            (orig.src, orig.sport),
-            (reply.src, reply.sport),
-        )
-    } else if dnat {
-        (
-            "dnat",
-            (orig.dst, orig.dport),
-            (reply.src, reply.sport),
-            (orig.src, orig.sport),
-        )
-    } else {
+    let Some((kind, public, inside, peer)) = translation(orig, reply) else {
         return;
     };
     set(fields::NAT_KIND, Some(kind.to_string()));

@@ -880,7 +880,7 @@ fn spawn_indexer(
                     let mut fact_events = Vec::new();
                     // Decoded on two threads (decode is pure): it is most of what is left of
                     // the indexer's work per record once NAT records and flows are rows.
-                    let mut decoded = decode_batch(envelopes);
+                    let mut decoded = decode_batch(envelopes, !nat_in_index);
                     for (i, &(seq, ref env)) in envelopes.iter().enumerate() {
                         // A gap read back from the ledger can overlap what an idle catch-up
                         // already read: positions only move forward.
@@ -909,9 +909,21 @@ fn spawn_indexer(
                             continue;
                         }
                         if let Envelope::Record(r) = env {
-                            let event = match decoded.get_mut(i).and_then(Option::take) {
-                                Some(e) => e,
-                                None => decode::decode(r),
+                            let event = match decoded.get_mut(i).map(std::mem::take) {
+                                Some(Decoded::Event(e)) => e,
+                                // A bare conntrack line read straight into its row.
+                                Some(Decoded::Nat(row)) => {
+                                    if counted {
+                                        stats.events += 1;
+                                    }
+                                    if seq > facts_has {
+                                        pending_nat.push(row);
+                                    }
+                                    last_seq = Some(seq);
+                                    last_head = None;
+                                    continue;
+                                }
+                                _ => decode::decode(r),
                             };
                             if counted {
                                 stats.count(&event);
@@ -1083,14 +1095,31 @@ fn spawn_indexer(
 /// Below this many records a batch is decoded on the indexer's thread alone.
 const PARALLEL_DECODE_MIN: usize = 512;
 
-/// The events of `envelopes`' records (`None` for NetFlow records, which the indexer reads
-/// straight from their bytes when it can, and for other envelopes), decoded on the calling
-/// thread and one helper for a large batch: `decode` is pure, so which thread decodes a
-/// record changes nothing.
-fn decode_batch(envelopes: &[(u64, Envelope)]) -> Vec<Option<Event>> {
-    let one = |(_, env): &(u64, Envelope)| match env {
-        Envelope::Record(r) if r.format != model::Format::NetflowRecord => Some(decode::decode(r)),
-        _ => None,
+/// A record as the indexer's decode stage leaves it.
+#[derive(Default)]
+enum Decoded {
+    /// Left to the indexer: NetFlow records (read straight from their bytes when it can) and
+    /// envelopes that are not records.
+    #[default]
+    None,
+    Event(Event),
+    /// A bare conntrack line, read straight into its NAT row (`NatRow::from_conntrack`):
+    /// what `decode` and `NatRow::from_event` would make of it, without the event.
+    Nat(NatRow),
+}
+
+/// The records of `envelopes` decoded (conntrack lines into their NAT rows when `nat_rows`),
+/// on the calling thread and one helper for a large batch: decoding is pure, so which thread
+/// decodes a record changes nothing.
+fn decode_batch(envelopes: &[(u64, Envelope)], nat_rows: bool) -> Vec<Decoded> {
+    let one = |(seq, env): &(u64, Envelope)| match env {
+        Envelope::Record(r) if r.format != model::Format::NetflowRecord => {
+            match nat_rows.then(|| NatRow::from_conntrack(*seq, r)).flatten() {
+                Some(row) => Decoded::Nat(row),
+                None => Decoded::Event(decode::decode(r)),
+            }
+        }
+        _ => Decoded::None,
     };
     let two = std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
     if envelopes.len() < PARALLEL_DECODE_MIN || !two {
@@ -1099,7 +1128,7 @@ fn decode_batch(envelopes: &[(u64, Envelope)]) -> Vec<Option<Event>> {
     let (a, b) = envelopes.split_at(envelopes.len() / 2);
     std::thread::scope(|sc| {
         let helper = sc.spawn(|| b.iter().map(one).collect::<Vec<_>>());
-        let mut out: Vec<Option<Event>> = a.iter().map(one).collect();
+        let mut out: Vec<Decoded> = a.iter().map(one).collect();
         match helper.join() {
             Ok(rest) => out.extend(rest),
             // A panic in decode is a bug; decoded again here, it shows where.

@@ -27,6 +27,9 @@ use super::{FactError, FactStore, NatObs, Result, exec, nat_obs_any, ns};
 /// row).
 pub const FLUSH_ROWS: usize = 1 << 16;
 
+/// Below this many rows a flush is encoded on the indexer's thread alone.
+const PARALLEL_FLUSH_MIN: usize = 4096;
+
 /// zstd level of the blocks (1: the indexer's CPU is what ingest is bound by).
 const LEVEL: i32 = 1;
 
@@ -50,6 +53,9 @@ pub struct NatRow {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NatText {
     pub message: String,
+    /// The event's fields. Empty in a row the fast path built ([`NatRow::from_conntrack`]: a
+    /// NAT record's event always has fields) until read back, when they are rebuilt from the
+    /// message.
     pub fields: BTreeMap<String, String>,
 }
 
@@ -78,6 +84,80 @@ impl NatRow {
             text: Some(NatText {
                 message: e.message,
                 fields: e.fields,
+            }),
+        })
+    }
+
+    /// The row of a bare conntrack line read straight from its bytes
+    /// ([`decode::nat::conntrack_line`]), without the event `decode` would build: equal to
+    /// `from_event(seq, decode(env))` but for the text's fields, left empty here and rebuilt
+    /// from the message when read (the block marks such rows). `None` for any other record,
+    /// which takes the decoder's path.
+    pub fn from_conntrack(seq: u64, env: &model::envelope::RecordEnvelope) -> Option<NatRow> {
+        if env.format != model::Format::Syslog || env.observer == Observer::Image {
+            return None;
+        }
+        let ct = decode::nat::conntrack_line(&env.raw)?;
+        // The clocks and the sender as `decode`'s event has them: `Event::time`, `placed` and
+        // `sender_ip` read only these parts of it (the line has no relay prefix).
+        let skeleton = Event {
+            received: env.received,
+            reported: match ct.reported {
+                Some((t, text)) => model::Reported::new(t, text),
+                None => model::Reported::none(),
+            },
+            observer: env.observer,
+            source_kind: String::new(),
+            origin: env.origin.clone(),
+            host: None,
+            app: None,
+            pid: None,
+            facility: None,
+            severity: None,
+            msgid: None,
+            message: String::new(),
+            fields: BTreeMap::new(),
+            ips: Vec::new(),
+            class: EventClass::NetConnection,
+            issues: Vec::new(),
+            raw: Vec::new(),
+        };
+        let s = |ip: IpAddr| model::text::ip_string(ip);
+        let obs = NatObs {
+            seq,
+            time_ns: ns(skeleton.time()),
+            observer: env.observer,
+            sender: skeleton
+                .sender_ip()
+                .map(|i| i.to_string())
+                .unwrap_or_default(),
+            source: decode::nat::KIND_CONNTRACK.to_string(),
+            event: ct.event.to_string(),
+            kind: ct.kind.to_string(),
+            proto: ct.proto.filter(|p| !p.is_empty()),
+            public_ip: s(ct.public.0),
+            public_port: ct.public.1,
+            inside_ip: s(ct.inside.0),
+            inside_port: ct.inside.1,
+            peer_ip: ct.peer.0.map(s),
+            peer_port: ct.peer.1,
+            ct_id: ct.ct_id.map(str::to_string),
+            start_ns: None,
+            end_ns: None,
+            timeout_s: ct.timeout.and_then(|v| v.parse().ok()),
+            lifetime_s: ct.lifetime.and_then(|v| v.parse().ok()),
+            summary: String::new(),
+        };
+        Some(NatRow {
+            obs,
+            placed_ns: ns(skeleton.placed()),
+            src: Some(ct.src),
+            host: None,
+            app: None,
+            ips: ct.ips,
+            text: Some(NatText {
+                message: ct.message.to_string(),
+                fields: BTreeMap::new(),
             }),
         })
     }
@@ -169,16 +249,31 @@ fn runs(text: &str, out: &mut BTreeSet<String>) {
         }
         return;
     }
-    // ASCII (every conntrack line): lower-cased run by run, without a copy of the text.
-    let mut run = String::new();
-    for b in text.bytes().chain(std::iter::once(b' ')) {
-        if b.is_ascii_alphabetic() {
-            run.push(char::from(b.to_ascii_lowercase()));
-        } else if !run.is_empty() {
-            if !out.contains(run.as_str()) {
-                out.insert(run.clone());
-            }
-            run.clear();
+    // ASCII (every conntrack line): run by run, lower-cased into a buffer only when it has a
+    // capital, copied only when new.
+    let b = text.as_bytes();
+    let mut lower = String::new();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && b[i].is_ascii_alphabetic() {
+            i += 1;
+        }
+        let run = &text[start..i];
+        let key = if run.bytes().any(|c| c.is_ascii_uppercase()) {
+            lower.clear();
+            lower.push_str(run);
+            lower.make_ascii_lowercase();
+            lower.as_str()
+        } else {
+            run
+        };
+        if !out.contains(key) {
+            out.insert(key.to_string());
         }
     }
 }
@@ -360,8 +455,14 @@ fn encode_a(rows: &[&NatRow]) -> Vec<u8> {
     w.0
 }
 
+/// The text part. Layout 2 (every block written since the conntrack fast path): `0`, `2`,
+/// the field names, then per row its length, the message and `0` when its fields are those
+/// of the message read as a conntrack line ([`decode::nat::conntrack_fields`], rebuilt on
+/// read) or `n + 1` and n (name, value) pairs. Layout 1 (before; still read): the names, then
+/// per row its length, the message, `n` and the pairs — its name count is never 0, as every
+/// NAT record has fields.
 fn encode_b(rows: &[&NatRow]) -> Vec<u8> {
-    let mut w = W(Vec::with_capacity(rows.len() * 384));
+    let mut w = W(Vec::with_capacity(rows.len() * 256));
     let empty = NatText::default();
     // Field names once per block (every conntrack record has the same few dozen).
     let mut names: Vec<&str> = Vec::new();
@@ -372,6 +473,8 @@ fn encode_b(rows: &[&NatRow]) -> Vec<u8> {
             }
         }
     }
+    w.u(0);
+    w.u(2);
     w.u(names.len() as u64);
     for n in &names {
         w.s(n);
@@ -381,10 +484,14 @@ fn encode_b(rows: &[&NatRow]) -> Vec<u8> {
         let t = r.text.as_ref().unwrap_or(&empty);
         row.0.clear();
         row.s(&t.message);
-        row.u(t.fields.len() as u64);
-        for (k, v) in &t.fields {
-            row.u(names.iter().position(|n| *n == k).unwrap_or(0) as u64);
-            row.s(v);
+        if t.fields.is_empty() {
+            row.u(0);
+        } else {
+            row.u(t.fields.len() as u64 + 1);
+            for (k, v) in &t.fields {
+                row.u(names.iter().position(|n| *n == k).unwrap_or(0) as u64);
+                row.s(v);
+            }
         }
         w.u(row.0.len() as u64);
         w.0.extend_from_slice(&row.0);
@@ -466,7 +573,18 @@ fn decode_a(public_ip: &str, b: &[u8], port: Option<Option<u16>>) -> D<Vec<(usiz
 /// skipped unread): the message (and the summary), and the fields when `fields`.
 fn decode_b(b: &[u8], rows: &mut [(usize, NatRow)], fields: bool) -> D<()> {
     let mut r = R { b, at: 0 };
-    let n_names = usize::try_from(r.u()?).map_err(|_| "count")?;
+    let mut n_names = usize::try_from(r.u()?).map_err(|_| "count")?;
+    // Layout 2 starts with 0 (see `encode_b`).
+    let layout = if n_names == 0 {
+        match r.u()? {
+            2 => {}
+            _ => return Err("text layout"),
+        }
+        n_names = usize::try_from(r.u()?).map_err(|_| "count")?;
+        2
+    } else {
+        1
+    };
     let mut names = Vec::with_capacity(n_names.min(4096));
     for _ in 0..n_names {
         names.push(r.s()?);
@@ -484,6 +602,15 @@ fn decode_b(b: &[u8], rows: &mut [(usize, NatRow)], fields: bool) -> D<()> {
         let mut map = BTreeMap::new();
         if fields {
             let n = usize::try_from(r.u()?).map_err(|_| "count")?;
+            let n = match (layout, n) {
+                // Fields of the message read as a conntrack line: rebuilt.
+                (2, 0) => {
+                    map = decode::nat::conntrack_fields(&message);
+                    0
+                }
+                (2, n) => n - 1,
+                (_, n) => n,
+            };
             for _ in 0..n {
                 let k = usize::try_from(r.u()?).map_err(|_| "name")?;
                 let v = r.s()?;
@@ -590,30 +717,79 @@ impl FactStore {
             return Ok(());
         }
         let mut addrs: Vec<u128> = Vec::new();
-        let mut words = BTreeSet::new();
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         let mut groups: BTreeMap<(&str, i64), Vec<&NatRow>> = BTreeMap::new();
         for r in rows {
             lo = lo.min(r.placed_ns);
             hi = hi.max(r.placed_ns);
             addrs.extend(r.ips.iter().map(|ip| wide(*ip)));
-            if let Some(h) = r.host.as_deref() {
-                if let Ok(ip) = h.parse::<IpAddr>() {
-                    addrs.push(wide(ip));
-                }
-                runs(h, &mut words);
-            }
-            if let Some(a) = r.app.as_deref() {
-                runs(a, &mut words);
-            }
-            if let Some(t) = &r.text {
-                runs(&t.message, &mut words);
+            if let Some(h) = r.host.as_deref()
+                && let Ok(ip) = h.parse::<IpAddr>()
+            {
+                addrs.push(wide(ip));
             }
             groups
                 .entry((r.obs.public_ip.as_str(), bucket(r.obs.public_port)))
                 .or_default()
                 .push(r);
         }
+        let mut groups: Vec<((&str, i64), Vec<&NatRow>)> = groups.into_iter().collect();
+        for (_, list) in &mut groups {
+            list.sort_by_key(|r| (r.obs.public_port, r.obs.time_ns, r.obs.seq));
+        }
+        let words_of = || {
+            let mut words = BTreeSet::new();
+            for r in rows {
+                for t in [r.host.as_deref(), r.app.as_deref()].into_iter().flatten() {
+                    runs(t, &mut words);
+                }
+                if let Some(t) = &r.text {
+                    runs(&t.message, &mut words);
+                }
+            }
+            words
+        };
+        let encode = |part: &[((&str, i64), Vec<&NatRow>)]| {
+            part.iter()
+                .map(|(_, list)| Ok((zip(&encode_a(list))?, zip(&encode_b(list))?)))
+                .collect::<std::io::Result<Vec<(Vec<u8>, Vec<u8>)>>>()
+        };
+        // A large flush (a busy gateway's conntrack log) is encoded and compressed on two
+        // threads: the letter runs and half the blocks on a helper, while the indexer, which
+        // ingest waits for, does the other half. The bytes do not depend on who did what.
+        let (words, blocks) = if rows.len() >= PARALLEL_FLUSH_MIN
+            && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1)
+        {
+            let half = groups.len() / 2;
+            let (a, b) = groups.split_at(half);
+            std::thread::scope(|sc| {
+                let helper = sc.spawn(|| (words_of(), encode(b)));
+                let first = encode(a);
+                match helper.join() {
+                    Ok((w, second)) => (
+                        w,
+                        first.and_then(|mut f| {
+                            f.extend(second?);
+                            Ok(f)
+                        }),
+                    ),
+                    // A panic in the encoders is a bug; done again here, it shows where.
+                    Err(_) => (
+                        words_of(),
+                        encode(b).and_then(|second| {
+                            first.map(|mut f| {
+                                f.extend(second);
+                                f
+                            })
+                        }),
+                    ),
+                }
+            })
+        } else {
+            (words_of(), encode(&groups))
+        };
+        let zerr = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+        let blocks = blocks.map_err(zerr)?;
         addrs.sort_unstable();
         addrs.dedup();
         let mut blob = Vec::with_capacity(addrs.len() * 16);
@@ -640,11 +816,7 @@ impl FactStore {
             ],
         )?;
         let flush = tx.last_insert_rowid();
-        let zerr = |e: std::io::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
-        for ((ip, b), mut list) in groups {
-            list.sort_by_key(|r| (r.obs.public_port, r.obs.time_ns, r.obs.seq));
-            let a = zip(&encode_a(&list)).map_err(zerr)?;
-            let t = zip(&encode_b(&list)).map_err(zerr)?;
+        for (((ip, b), list), (a, t)) in groups.iter().zip(blocks) {
             exec(
                 tx,
                 "INSERT INTO nat_block (public_ip, bucket, flush, rows, a, b)
@@ -881,5 +1053,161 @@ mod tests {
             store.last_seq().unwrap_or_else(|e| panic!("{e}")),
             Some(600)
         );
+    }
+
+    /// Conntrack lines: the real ones in decode's testdata, the benchmark's shape, and their
+    /// variants (stamps, events, protocols, both translations, flags, trailing keys, bad
+    /// values, IPv6, rsyslog's `#011`, spacing), plus every single-byte deletion of some.
+    fn conntrack_lines() -> Vec<String> {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../decode/testdata/nat");
+        let mut lines = Vec::new();
+        for f in [
+            "conntrack-extended.log",
+            "conntrack-plain.log",
+            "ulogd-logemu.log",
+        ] {
+            let text = std::fs::read_to_string(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            lines.extend(text.lines().map(str::to_string));
+        }
+        let base = [
+            "[1791936038.763858]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.42.0.13 dst=10.40.0.20 sport=56181 dport=9618 [UNREPLIED] src=10.40.0.20 dst=203.0.113.2 sport=9618 dport=1024 id=1000000251",
+            "[1791936041.482005]\t [DESTROY] ipv4     2 udp      17 src=10.42.0.12 dst=188.184.21.108 sport=53693 dport=443 src=188.184.21.108 dst=203.0.113.1 sport=443 dport=1024 delta-time=31 id=1000000459",
+            "[1791936041.4]\t[UPDATE] ipv4 2 tcp 6 432000 ESTABLISHED src=10.42.0.12 dst=1.1.1.1 sport=1 dport=443 src=1.1.1.1 dst=203.0.113.1 sport=443 dport=65535 [ASSURED] mark=0 zone=3 use=1 id=77",
+            "[1791936041]    [NEW] ipv4     2 icmp     1 30 src=10.0.0.5 dst=8.8.8.8 type=8 code=0 id=1234 [UNREPLIED] src=8.8.8.8 dst=203.0.113.9 type=0 code=0 id=1234 id=99",
+            "[NEW] ipv4 2 tcp 6 120 SYN_SENT src=198.51.100.7 dst=203.0.113.5 sport=5555 dport=22 [UNREPLIED] src=10.0.0.9 dst=198.51.100.7 sport=22 dport=5555",
+            "[1791936041.482005]\t[NEW] ipv4 2 tcp 6 120 SYN_SENT src=10.0.0.9 dst=1.2.3.4 sport=5 dport=6 [UNREPLIED] src=1.2.3.4 dst=10.0.0.9 sport=6 dport=5 id=3",
+            "[1791936041.482005]\t[NEW] ipv6 10 tcp 6 120 SYN_SENT src=fd00::5 dst=2001:db8::10 sport=5 dport=6 [UNREPLIED] src=2001:db8::10 dst=2001:db8::fe sport=6 dport=5 id=3",
+            "[1791936041.482005]#011[NEW] ipv4 2 tcp 6 120 SYN_SENT src=10.0.0.9 dst=1.2.3.4 sport=5 dport=6 [UNREPLIED] src=1.2.3.4 dst=9.9.9.9 sport=6 dport=5 id=3",
+            "[1791936041.482005]\t[NEW] ipv4 2 tcp 6 99999999999999999999999 SYN_SENT src=10.0.0.9 dst=1.2.3.4 sport=5 dport=6 [UNREPLIED] src=1.2.3.4 dst=9.9.9.9 sport=6 dport=5 id=x3",
+            "[1791936041.482005]\t[NEW] ipv4 2 tcp 6 120 SYN_SENT src=10.0.0.9 dst=1.2.3.4 sport=5 dport=99999 [UNREPLIED] src=1.2.3.4 dst=9.9.9.9 sport=6 dport=5 id=3",
+            "[1791936041.482005]\t[NEW] ipv4 2 tcp 6 120 SYN_SENT src=10.0.0.9 dst=1.2.3.4 sport=5 dport=6 [UNREPLIED] src=1.2.3.4 dst=9.9.9.9 sport=6 dport=5 id=3 note=4.4.4.4",
+            "[1791936041.482005]\t[NEW] ipv4 2 tcp 6 120 SYN_SENT src=10.0.0.9 dst=1.2.3.4 sport=5 dport=6 [UNREPLIED] src=1.2.3.4 dst=9.9.9.9 sport=6 dport=5 src=7.7.7.7 id=3",
+            "[1791936041.482005]\t[NEW] ipv4 2 tcp 6 120 SYN_SENT dst=1.2.3.4 src=10.0.0.9 dport=6 sport=5 [UNREPLIED] dst=9.9.9.9 src=1.2.3.4 sport=6 dport=5 id=3 ",
+        ];
+        lines.extend(base.iter().map(|l| l.to_string()));
+        for l in base {
+            lines.push(l.replace(' ', "  "));
+            lines.push(format!(" {l}"));
+            lines.push(l.replace("[NEW]", "[DESTROY]"));
+            lines.push(
+                l.replace("tcp      6", "sctp 132")
+                    .replace("tcp 6", "udp 17"),
+            );
+            // As the line framer hands them over.
+            lines.push(format!("{l}\n"));
+            lines.push(format!("{l}\r\n"));
+            lines.push(format!("{l}\r"));
+            let b = l.as_bytes();
+            for cut in 0..b.len() {
+                let mut m = b.to_vec();
+                m.remove(cut);
+                lines.push(String::from_utf8_lossy(&m).into_owned());
+            }
+        }
+        lines
+    }
+
+    /// The fast path's row of a conntrack line is the decoder's, field for field, under every
+    /// origin and observer that changes an event's clocks or sender: the oracle that lets
+    /// the indexer skip `decode` (issue 12). Its fields are left out and rebuilt from the
+    /// message; that rebuild is held to the decoder's fields too, and through a flush.
+    #[test]
+    fn fast_conntrack_rows_are_decodes() {
+        use model::envelope::{DecodeHints, Format, RecordEnvelope, YearRule};
+        let origins = [
+            model::Origin::File {
+                path: "ct.log".into(),
+                line: 3,
+            },
+            model::Origin::Peer {
+                addr: "[::ffff:192.0.2.9]:514".into(),
+                listener: "syslog-udp".into(),
+            },
+            model::Origin::FileFromSender {
+                path: "/var/log/remote/192.0.2.7/ct.log".into(),
+                line: 1,
+                sender: "192.0.2.7".into(),
+            },
+        ];
+        let (mut fast, mut slow_only) = (0usize, 0usize);
+        let mut rows = Vec::new();
+        let mut want = Vec::new();
+        for (n, line) in conntrack_lines().iter().enumerate() {
+            for (k, origin) in origins.iter().enumerate() {
+                for observer in [Observer::Network, Observer::Vm] {
+                    let env = RecordEnvelope {
+                        received: model::Received::from_stored(
+                            1_791_936_100_000_000_000 + n as i128,
+                        ),
+                        observer,
+                        format: Format::Syslog,
+                        hints: DecodeHints {
+                            year: YearRule::Fixed(2026),
+                            tz: None,
+                        },
+                        origin: origin.clone(),
+                        raw: line.as_bytes().to_vec(),
+                    };
+                    let seq = (n * 8 + k * 2 + usize::from(observer == Observer::Vm) + 1) as u64;
+                    let event = decode::decode(&env);
+                    let slow = NatRow::from_event(seq, event.clone()).ok();
+                    let Some(mut row) = NatRow::from_conntrack(seq, &env) else {
+                        slow_only += usize::from(slow.is_some());
+                        continue;
+                    };
+                    fast += 1;
+                    assert!(event.issues.is_empty(), "{line:?}: {:?}", event.issues);
+                    let Some(slow) = slow else {
+                        panic!("fast row of a line decode makes no NAT row: {line:?}");
+                    };
+                    let rebuilt = row
+                        .text
+                        .as_ref()
+                        .map(|t| decode::nat::conntrack_fields(&t.message));
+                    assert_eq!(
+                        rebuilt.as_ref(),
+                        slow.text.as_ref().map(|t| &t.fields),
+                        "{line:?}"
+                    );
+                    rows.push(row.clone());
+                    let mut w = slow.clone();
+                    w.obs.summary = summarize_text(
+                        &w.text
+                            .as_ref()
+                            .map(|t| t.message.clone())
+                            .unwrap_or_default(),
+                    );
+                    want.push(w);
+                    if let (Some(t), Some(f)) = (row.text.as_mut(), rebuilt) {
+                        t.fields = f;
+                    }
+                    assert_eq!(row, slow, "{line:?}");
+                }
+            }
+        }
+        // The benchmark's shape, as the line framer hands it over, takes the fast path.
+        let line = "[1791936038.763858]\t    [NEW] ipv4     2 tcp      6 120 SYN_SENT src=10.42.0.13 dst=10.40.0.20 sport=56181 dport=9618 [UNREPLIED] src=10.40.0.20 dst=203.0.113.2 sport=9618 dport=1024 id=1000000251\n";
+        assert!(decode::nat::conntrack_line(line.as_bytes()).is_some());
+        // Most real and generated IPv4 lines take the fast path; the rest the decoder's.
+        assert!(fast > 2000, "{fast} fast rows");
+        assert!(slow_only > 100, "{slow_only} rows only the decoder makes");
+        // Through a flush: written without fields, read back with the decoder's.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store = FactStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let last = rows.iter().map(|r| r.obs.seq).max().unwrap_or(0);
+        store
+            .apply_with_nat(&[], &rows, last, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut back = Vec::new();
+        for f in store.nat_flushes().unwrap_or_else(|e| panic!("{e}")) {
+            back.extend(
+                store
+                    .nat_flush_rows(f.id, true)
+                    .unwrap_or_else(|e| panic!("{e}")),
+            );
+        }
+        back.sort_by_key(|r| r.obs.seq);
+        want.sort_by_key(|r| r.obs.seq);
+        assert_eq!(back, want);
     }
 }
