@@ -151,6 +151,33 @@ pub fn check_facts(dd: &DataDir, facts: Option<&FactStore>) -> anyhow::Result<Vi
     judge_all(dd, vec![(View::Facts, pos)])
 }
 
+/// [`check_facts`] with a ledger reader the caller opened (`who`: one reader for the check
+/// and the answer's proofs, handed back). The ledger must be read after the store's position
+/// (a live `serve` appends to the ledger before its views): a reader that ends before the
+/// position is opened again.
+pub fn check_facts_with(
+    dd: &DataDir,
+    facts: Option<&FactStore>,
+    reader: LedgerReader,
+) -> anyhow::Result<(ViewsCheck, LedgerReader)> {
+    let pos = match facts {
+        None => None,
+        Some(f) => {
+            let p = f.last_position()?;
+            Some((p.map(|p| p.0), p.and_then(|p| p.1)))
+        }
+    };
+    let mut reader = reader;
+    if let Some((Some(at), _)) = pos
+        && at > reader.len()
+    {
+        reader = open_reader(&dd.ledger())?;
+    }
+    let ledger_last = reader.len();
+    let views = vec![judge(&mut reader, ledger_last, View::Facts, pos)];
+    Ok((ViewsCheck { ledger_last, views }, reader))
+}
+
 fn judge_all(dd: &DataDir, positions: Vec<(View, Position)>) -> anyhow::Result<ViewsCheck> {
     let mut reader = open_reader(&dd.ledger())?;
     let ledger_last = reader.len();

@@ -17,15 +17,13 @@ mod witnesses;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// Per-line allocations in the ingest threads (decode, tantivy documents) spent ~15 % of CPU in
 /// glibc malloc/free; mimalloc is built for exactly this multi-threaded small-object pattern.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_args();
     match cli::run(args) {
         Ok(code) => code,
         Err(err) => {

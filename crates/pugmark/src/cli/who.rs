@@ -109,18 +109,37 @@ fn parse_peer(s: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
 /// `--json` document (views noted; the integrity block is added by the caller with
 /// [`crate::proofs::add_integrity`], after any scoping, so it cites only what is shown).
 pub(crate) fn answer(args: &WhoArgs) -> anyhow::Result<(WhoAnswer, serde_json::Value, DataDir)> {
+    let (answer, v, dd, _, _) = answer_with_reader(args)?;
+    Ok((answer, v, dd))
+}
+
+/// [`answer`], with the ledger reader its views check used (for the answer's proofs) and the
+/// fact store it read.
+fn answer_with_reader(
+    args: &WhoArgs,
+) -> anyhow::Result<(
+    WhoAnswer,
+    serde_json::Value,
+    DataDir,
+    ledger::LedgerReader,
+    FactStore,
+)> {
     let dd = DataDir::open(&args.data.data, false)?;
     let (kind, value) = subject(args)?;
     // A missing, empty or foreign fact store would answer "no VM": refused instead.
-    let store = if dd.facts().join("facts.sqlite").is_file() {
-        Some(
+    let has_store = dd.facts().join("facts.sqlite").is_file();
+    let store = has_store
+        .then(|| {
             FactStore::open(dd.facts())
-                .with_context(|| format!("opening fact store in {}", dd.facts().display()))?,
-        )
-    } else {
-        None
-    };
-    let views = pipeline::viewcheck::check_facts(&dd, store.as_ref())?.require("who")?;
+                .with_context(|| format!("opening fact store in {}", dd.facts().display()))
+        })
+        .transpose()?;
+    // One ledger reader for the views check and the answer's proofs.
+    let ledger_dir = dd.ledger();
+    let reader = ledger::LedgerReader::open(&ledger_dir)
+        .with_context(|| format!("opening ledger in {}", ledger_dir.display()));
+    let (views, reader) = pipeline::viewcheck::check_facts_with(&dd, store.as_ref(), reader?)?;
+    let views = views.require("who")?;
     let Some(store) = store else {
         bail!("no fact store in {}", dd.facts().display());
     };
@@ -140,7 +159,7 @@ pub(crate) fn answer(args: &WhoArgs) -> anyhow::Result<(WhoAnswer, serde_json::V
         &filter,
     )?;
     let v = views.annotate(&answer)?;
-    Ok((answer, v, dd))
+    Ok((answer, v, dd, reader, store))
 }
 
 fn subject(args: &WhoArgs) -> anyhow::Result<(AddrKind, String)> {
@@ -161,7 +180,11 @@ fn subject(args: &WhoArgs) -> anyhow::Result<(AddrKind, String)> {
 }
 
 pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
-    let (answer, mut v, dd) = answer(&args)?;
+    let (answer, mut v, dd, reader, store) = answer_with_reader(&args)?;
+    // Left open for the process's exit to close: closing a SQLite connection that may be the
+    // file's last runs WAL upkeep a reader has no need of (~3 % of a `who` process). A reader
+    // that exits without closing is what SQLite is built to survive, as after a crash.
+    std::mem::forget(store);
     let value = answer.query.value.clone();
     if args.hold {
         hold(&args, &answer, &value)?;
@@ -171,7 +194,7 @@ pub fn run(args: WhoArgs) -> anyhow::Result<ExitCode> {
     let mut out = io::BufWriter::with_capacity(1 << 16, io::stdout().lock());
     if args.json {
         // The cited evidence with its bytes and inclusion proofs (issue 11).
-        crate::proofs::add_integrity(&dd, &mut v)?;
+        crate::proofs::add_integrity_with(&dd, &mut v, Some(reader))?;
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
         out.flush()?;
