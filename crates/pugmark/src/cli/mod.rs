@@ -201,6 +201,56 @@ enum WhoOnlyCommand {
     Who(who::WhoArgs),
 }
 
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(fd) = cli.key_fd {
+        pipeline::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
+    }
+    match cli.command {
+        Command::Ingest(a) => ingest::run(a),
+        Command::Search(a) => search::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Reindex(a) => reindex::run(a),
+        Command::Who(a) => who::run(a),
+        Command::Timeline(a) => timeline::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Hunt(a) => hunt::run(a),
+        Command::Flows(a) => flows::run(a),
+        Command::Challenge(a) => challenge::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Serve(a) => serve::run(a),
+        Command::Status(a) => serve::status(a),
+        Command::Token(a) => token::run(a),
+        Command::Man(a) => man::man(a),
+        Command::Completions(a) => man::completions(a),
+        Command::SiteConfig(a) => site_config::run(a),
+        Command::Witness(a) => witness::run(a),
+        Command::Proof(a) => proof::run(a),
+        Command::Migrate(a) => migrate::run(a),
+        Command::Keys(a) => keys::run(a),
+        Command::Retention(a) => retention::run(a),
+        Command::Quarantine(a) => quarantine::run(a),
+        Command::Ui(a) => ui::run(a),
+        Command::ApiToken(a) => api_token::run(a),
+        Command::Audit(a) => audit::run(a),
+        Command::Case(a) => case::run(a),
+    }
+}
+
+/// Parse an RFC 3339 time for `--from` / `--to` / `--at`.
+pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
+    s.parse::<jiff::Timestamp>()
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-10-14T08:00:00Z ({e})"))
+}
+
+/// Writes one line of text output with the control characters of record text shown escaped
+/// ([`model::escape_controls`]): a VM's log line must not clear, retitle or overwrite the
+/// analyst's terminal, nor print a line of its own. Every text renderer writes through this;
+/// `--json` does not (serde writes JSON escapes).
+pub(crate) fn text_line(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
+    out.write_all(model::escape_controls(line).as_bytes())?;
+    out.write_all(b"\n")
+}
+
 #[cfg(test)]
 mod who_only_tests {
     use clap::CommandFactory as _;
@@ -291,54 +341,4 @@ mod who_only_tests {
                 .map_err(|e| e.to_string())
         );
     }
-}
-
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(fd) = cli.key_fd {
-        pipeline::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
-    }
-    match cli.command {
-        Command::Ingest(a) => ingest::run(a),
-        Command::Search(a) => search::run(a),
-        Command::Verify(a) => verify::run(a),
-        Command::Reindex(a) => reindex::run(a),
-        Command::Who(a) => who::run(a),
-        Command::Timeline(a) => timeline::run(a),
-        Command::Report(a) => report::run(a),
-        Command::Hunt(a) => hunt::run(a),
-        Command::Flows(a) => flows::run(a),
-        Command::Challenge(a) => challenge::run(a),
-        Command::Check(a) => check::run(a),
-        Command::Serve(a) => serve::run(a),
-        Command::Status(a) => serve::status(a),
-        Command::Token(a) => token::run(a),
-        Command::Man(a) => man::man(a),
-        Command::Completions(a) => man::completions(a),
-        Command::SiteConfig(a) => site_config::run(a),
-        Command::Witness(a) => witness::run(a),
-        Command::Proof(a) => proof::run(a),
-        Command::Migrate(a) => migrate::run(a),
-        Command::Keys(a) => keys::run(a),
-        Command::Retention(a) => retention::run(a),
-        Command::Quarantine(a) => quarantine::run(a),
-        Command::Ui(a) => ui::run(a),
-        Command::ApiToken(a) => api_token::run(a),
-        Command::Audit(a) => audit::run(a),
-        Command::Case(a) => case::run(a),
-    }
-}
-
-/// Parse an RFC 3339 time for `--from` / `--to` / `--at`.
-pub fn parse_time(s: &str) -> Result<jiff::Timestamp, String> {
-    s.parse::<jiff::Timestamp>()
-        .map_err(|e| format!("{s:?} is not an RFC 3339 time such as 2026-10-14T08:00:00Z ({e})"))
-}
-
-/// Writes one line of text output with the control characters of record text shown escaped
-/// ([`model::escape_controls`]): a VM's log line must not clear, retitle or overwrite the
-/// analyst's terminal, nor print a line of its own. Every text renderer writes through this;
-/// `--json` does not (serde writes JSON escapes).
-pub(crate) fn text_line(out: &mut impl std::io::Write, line: &str) -> std::io::Result<()> {
-    out.write_all(model::escape_controls(line).as_bytes())?;
-    out.write_all(b"\n")
 }
