@@ -720,7 +720,10 @@ impl FactStore {
         }
         let mut addrs: Vec<u128> = Vec::new();
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
-        let mut groups: BTreeMap<(&str, i64), Vec<&NatRow>> = BTreeMap::new();
+        // Hashed, not ordered, while gathering (an ordered map compared the address strings
+        // a dozen times a row); the blocks are written in (address, bucket) order all the same.
+        let mut groups: std::collections::HashMap<(&str, i64), Vec<&NatRow>> =
+            std::collections::HashMap::new();
         for r in rows {
             lo = lo.min(r.placed_ns);
             hi = hi.max(r.placed_ns);
@@ -736,6 +739,7 @@ impl FactStore {
                 .push(r);
         }
         let mut groups: Vec<((&str, i64), Vec<&NatRow>)> = groups.into_iter().collect();
+        groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for (_, list) in &mut groups {
             list.sort_by_key(|r| (r.obs.public_port, r.obs.time_ns, r.obs.seq));
         }
