@@ -27,35 +27,20 @@ pub mod openstack;
 pub mod syslog;
 mod text;
 
-use std::collections::BTreeMap;
-
 use model::envelope::{Format, RecordEnvelope};
-use model::{Event, EventClass, ParseIssue, Reported};
+use model::{Event, ParseIssue};
 
 pub use ips::extract_ips;
 
 /// Decode one record. Never fails, never panics: every envelope yields an Event with the raw
 /// bytes attached and parse issues listed.
 pub fn decode(env: &RecordEnvelope) -> Event {
-    let mut ev = Event {
-        received: env.received,
-        reported: Reported::none(),
-        observer: env.observer,
-        source_kind: String::new(),
-        origin: env.origin.clone(),
-        host: None,
-        app: None,
-        pid: None,
-        facility: None,
-        severity: None,
-        msgid: None,
-        message: String::new(),
-        fields: BTreeMap::new(),
-        ips: Vec::new(),
-        class: EventClass::Other,
-        issues: Vec::new(),
-        raw: env.raw.clone(),
-    };
+    let mut ev = Event::blank(
+        env.received,
+        env.observer,
+        env.origin.clone(),
+        env.raw.clone(),
+    );
     match env.format {
         Format::Syslog => {
             syslog::parse_into(&mut ev, &env.hints);

@@ -482,28 +482,16 @@ pub struct ConntrackLine<'a> {
 /// fast path keeps instead of its fields: they are rebuilt from the message on read). Empty
 /// when the text is not a conntrack event.
 pub fn conntrack_fields(message: &str) -> std::collections::BTreeMap<String, String> {
-    let mut ev = Event {
-        received: model::Received::from_stored(0),
-        reported: Reported::none(),
-        observer: model::Observer::Collector,
-        source_kind: String::new(),
-        origin: model::Origin::File {
+    let mut ev = Event::blank(
+        model::Received::from_stored(0),
+        model::Observer::Collector,
+        model::Origin::File {
             path: String::new(),
             line: 0,
         },
-        host: None,
-        app: None,
-        pid: None,
-        facility: None,
-        severity: None,
-        msgid: None,
-        message: message.to_string(),
-        fields: std::collections::BTreeMap::new(),
-        ips: Vec::new(),
-        class: EventClass::Other,
-        issues: Vec::new(),
-        raw: message.as_bytes().to_vec(),
-    };
+        message.as_bytes().to_vec(),
+    );
+    ev.message = message.to_string();
     let toks = tokens(message);
     if let Some(at) = head_at(&toks) {
         let base = Pos::new(message.as_bytes(), message);

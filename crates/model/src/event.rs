@@ -304,6 +304,30 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event with nothing decoded yet: the envelope's parts, class `other`, everything else
+    /// empty. What every decoder starts from.
+    pub fn blank(received: Received, observer: Observer, origin: Origin, raw: Vec<u8>) -> Event {
+        Event {
+            received,
+            reported: Reported::none(),
+            observer,
+            source_kind: String::new(),
+            origin,
+            host: None,
+            app: None,
+            pid: None,
+            facility: None,
+            severity: None,
+            msgid: None,
+            message: String::new(),
+            fields: BTreeMap::new(),
+            ips: Vec::new(),
+            class: EventClass::Other,
+            issues: Vec::new(),
+            raw,
+        }
+    }
+
     /// The best time to order this event by: the reported time when the source gave one that
     /// parsed, else the received time. Callers that must not trust the source (VM-internal
     /// events in cross-checks) use `received` directly.

@@ -703,7 +703,7 @@ pub(crate) fn obs_json(o: &VmObs) -> EvidenceJson {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{Origin, Received, Reported};
+    use model::{Origin, Received};
 
     const A: &str = "aaaaaaaa-0000-4000-8000-000000000001";
     const B: &str = "bbbbbbbb-0000-4000-8000-000000000002";
@@ -764,26 +764,17 @@ mod tests {
     /// A VM's syslog line, from `sender` (archive `relay_from`) or from a plain file.
     fn line(host: &str, sender: Option<&str>, uuid: Option<&str>) -> Event {
         let mut e = Event {
-            received: Received::from_stored(0),
-            reported: Reported::new(None, ""),
-            observer: Observer::Vm,
             source_kind: "syslog-rfc3164".into(),
-            origin: Origin::File {
-                path: "vm.log".into(),
-                line: 1,
-            },
             host: Some(host.into()),
-            app: None,
-            pid: None,
-            facility: None,
-            severity: None,
-            msgid: None,
-            message: String::new(),
-            fields: BTreeMap::new(),
-            ips: vec![],
-            class: model::EventClass::Other,
-            issues: vec![],
-            raw: vec![],
+            ..Event::blank(
+                Received::from_stored(0),
+                Observer::Vm,
+                Origin::File {
+                    path: "vm.log".into(),
+                    line: 1,
+                },
+                vec![],
+            )
         };
         if let Some(s) = sender {
             e.fields.insert(fields::RELAY_FROM.into(), s.into());

@@ -281,31 +281,17 @@ fn set_reported(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn event(raw: &[u8], tz: Option<&str>) -> Event {
-        let mut ev = Event {
-            received: model::Received::from_stored(1_780_000_000_000_000_000),
-            reported: Reported::none(),
-            observer: model::Observer::Cloud,
-            source_kind: String::new(),
-            origin: model::Origin::File {
+        let mut ev = Event::blank(
+            model::Received::from_stored(1_780_000_000_000_000_000),
+            model::Observer::Cloud,
+            model::Origin::File {
                 path: "nova.log".into(),
                 line: 1,
             },
-            host: None,
-            app: None,
-            pid: None,
-            facility: None,
-            severity: None,
-            msgid: None,
-            message: String::new(),
-            fields: BTreeMap::new(),
-            ips: Vec::new(),
-            class: EventClass::Other,
-            issues: Vec::new(),
-            raw: raw.to_vec(),
-        };
+            raw.to_vec(),
+        );
         let hints = DecodeHints {
             tz: tz.map(str::to_string),
             ..DecodeHints::default()

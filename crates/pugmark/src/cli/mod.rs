@@ -37,17 +37,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+const ABOUT: &str = "Traceability for cloud and grid sites: who did what, when, and where";
+const LONG_ABOUT: &str = "pugmark keeps every log line a site sends it as tamper-evident evidence \
+(an append-only, hash-chained, signed ledger) and answers questions over it in milliseconds.";
+
 #[derive(Debug, Parser)]
-#[command(
-    name = "pugmark",
-    version,
-    about = "Traceability for cloud and grid sites: who did what, when, and where",
-    long_about = "pugmark keeps every log line a site sends it as tamper-evident evidence \
-(an append-only, hash-chained, signed ledger) and answers questions over it in milliseconds."
-)]
+#[command(name = "pugmark", version, about = ABOUT, long_about = LONG_ABOUT)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    #[command(flatten)]
+    pub key: KeyArgs,
+}
+
+/// Options every verb takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeyArgs {
     /// Read the checkpoint signing key (64 hex digits) from this open file descriptor instead
     /// of DATA/keys (e.g. `--key-fd 3 3</run/secrets/pugmark.key`, or a memfd from a secrets
     /// agent). It must be a file that can be read again from the start (`/proc/self/fd/N` is
@@ -167,32 +172,21 @@ impl Cli {
             let WhoOnlyCommand::Who(a) = w.command;
             return Cli {
                 command: Command::Who(a),
-                key_fd: w.key_fd,
+                key: w.key,
             };
         }
         Cli::parse_from(argv)
     }
 }
 
-/// `pugmark who` alone (see [`Cli::parse_args`]): the same attributes as [`Cli`] and its
-/// `Who` variant.
+/// `pugmark who` alone (see [`Cli::parse_args`]): the same attributes and options as [`Cli`].
 #[derive(Debug, Parser)]
-#[command(
-    name = "pugmark",
-    version,
-    about = "Traceability for cloud and grid sites: who did what, when, and where",
-    long_about = "pugmark keeps every log line a site sends it as tamper-evident evidence \
-(an append-only, hash-chained, signed ledger) and answers questions over it in milliseconds."
-)]
+#[command(name = "pugmark", version, about = ABOUT, long_about = LONG_ABOUT)]
 struct WhoOnly {
     #[command(subcommand)]
     command: WhoOnlyCommand,
-    /// Read the checkpoint signing key (64 hex digits) from this open file descriptor instead
-    /// of DATA/keys (e.g. `--key-fd 3 3</run/secrets/pugmark.key`, or a memfd from a secrets
-    /// agent). It must be a file that can be read again from the start (`/proc/self/fd/N` is
-    /// reopened at each ledger open), not a pipe.
-    #[arg(long, global = true, env = "PUGMARK_KEY_FD")]
-    key_fd: Option<u32>,
+    #[command(flatten)]
+    key: KeyArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -202,7 +196,7 @@ enum WhoOnlyCommand {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    if let Some(fd) = cli.key_fd {
+    if let Some(fd) = cli.key.key_fd {
         pipeline::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
     }
     match cli.command {
@@ -314,7 +308,7 @@ mod who_only_tests {
                     "{:?}",
                     Cli {
                         command: Command::Who(a),
-                        key_fd: w.key_fd
+                        key: w.key
                     }
                 )
             });

@@ -629,26 +629,20 @@ mod store_tests {
         }
         let ts = jiff::Timestamp::from_second(t_s).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
         Event {
-            received: Received::from_stored(1_000),
             reported: Reported::new(Some(ts), ""),
-            observer: Observer::Vm,
             source_kind: "syslog".into(),
-            origin: Origin::File {
-                path: "glexec.log".into(),
-                line: 1,
-            },
             host: (!host.is_empty()).then(|| host.to_string()),
-            app: None,
-            pid: None,
-            facility: None,
-            severity: None,
-            msgid: None,
-            message: String::new(),
             fields: f,
-            ips: vec![],
             class,
-            issues: vec![],
-            raw: vec![],
+            ..Event::blank(
+                Received::from_stored(1_000),
+                Observer::Vm,
+                Origin::File {
+                    path: "glexec.log".into(),
+                    line: 1,
+                },
+                vec![],
+            )
         }
     }
 

@@ -1297,7 +1297,7 @@ fn truncate_summary(s: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{Origin, Received, Reported};
+    use model::{Origin, Received};
     use std::collections::BTreeMap;
 
     fn nova(uuid: &str, ips: &str, ports: &str, devices: &str) -> Event {
@@ -1314,26 +1314,18 @@ mod tests {
             }
         }
         Event {
-            received: Received::from_stored(1_000),
-            reported: Reported::new(None, ""),
-            observer: Observer::Cloud,
             source_kind: "nova-notification".into(),
-            origin: Origin::File {
-                path: "n.json".into(),
-                line: 1,
-            },
-            host: None,
-            app: None,
-            pid: None,
-            facility: None,
-            severity: None,
-            msgid: None,
-            message: String::new(),
             fields,
-            ips: vec![],
             class: EventClass::VmLifecycle,
-            issues: vec![],
-            raw: vec![],
+            ..Event::blank(
+                Received::from_stored(1_000),
+                Observer::Cloud,
+                Origin::File {
+                    path: "n.json".into(),
+                    line: 1,
+                },
+                vec![],
+            )
         }
     }
 

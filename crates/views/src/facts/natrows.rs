@@ -102,28 +102,11 @@ impl NatRow {
         let ct = decode::nat::conntrack_line(&env.raw)?;
         // The clocks and the sender as `decode`'s event has them: `Event::time`, `placed` and
         // `sender_ip` read only these parts of it (the line has no relay prefix).
-        let skeleton = Event {
-            received: env.received,
-            reported: match ct.reported {
-                Some((t, text)) => model::Reported::new(t, text),
-                None => model::Reported::none(),
-            },
-            observer: env.observer,
-            source_kind: String::new(),
-            origin: env.origin.clone(),
-            host: None,
-            app: None,
-            pid: None,
-            facility: None,
-            severity: None,
-            msgid: None,
-            message: String::new(),
-            fields: BTreeMap::new(),
-            ips: Vec::new(),
-            class: EventClass::NetConnection,
-            issues: Vec::new(),
-            raw: Vec::new(),
-        };
+        let mut skeleton = Event::blank(env.received, env.observer, env.origin.clone(), Vec::new());
+        if let Some((t, text)) = ct.reported {
+            skeleton.reported = model::Reported::new(t, text);
+        }
+        skeleton.class = EventClass::NetConnection;
         let s = |ip: IpAddr| model::text::ip_string(ip);
         let obs = NatObs {
             seq,

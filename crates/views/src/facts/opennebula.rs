@@ -157,7 +157,7 @@ pub(super) fn observations(e: &Event, base: &VmObs) -> Vec<VmObs> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::{Observer, Origin, Received, Reported};
+    use model::{Observer, Origin, Received};
     use std::collections::BTreeMap;
 
     fn event(nics: &str, history: &str) -> Event {
@@ -170,26 +170,18 @@ mod tests {
         f.insert(fields::ONE_NICS.to_string(), nics.to_string());
         f.insert(fields::ONE_HISTORY.to_string(), history.to_string());
         Event {
-            received: Received::from_stored(0),
-            reported: Reported::none(),
-            observer: Observer::Cloud,
             source_kind: "opennebula-vm".into(),
-            origin: Origin::File {
-                path: "x".into(),
-                line: 1,
-            },
-            host: None,
-            app: None,
-            pid: None,
-            facility: None,
-            severity: None,
-            msgid: None,
-            message: String::new(),
             fields: f,
-            ips: Vec::new(),
             class: model::EventClass::VmLifecycle,
-            issues: Vec::new(),
-            raw: Vec::new(),
+            ..Event::blank(
+                Received::from_stored(0),
+                Observer::Cloud,
+                Origin::File {
+                    path: "x".into(),
+                    line: 1,
+                },
+                Vec::new(),
+            )
         }
     }
 
