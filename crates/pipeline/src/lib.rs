@@ -917,10 +917,7 @@ fn spawn_indexer(
                                         stats.events += 1;
                                     }
                                     if seq > facts_has {
-                                        if pending_nat.capacity() == 0 {
-                                            pending_nat.reserve(NAT_FLUSH_ROWS);
-                                        }
-                                        pending_nat.push(row);
+                                        push_nat(&mut pending_nat, row);
                                     }
                                     last_seq = Some(seq);
                                     last_head = None;
@@ -945,7 +942,7 @@ fn spawn_indexer(
                                 match NatRow::from_event(seq, event) {
                                     Ok(row) => {
                                         if seq > facts_has {
-                                            pending_nat.push(row);
+                                            push_nat(&mut pending_nat, row);
                                         }
                                         last_seq = Some(seq);
                                         last_head = None;
@@ -971,8 +968,6 @@ fn spawn_indexer(
                     if let Some(seq) = last_seq {
                         if pending_nat.len() >= NAT_FLUSH_ROWS {
                             facts.apply_with_nat(&fact_events, &pending_nat, seq, last_head)?;
-                            // Kept with its capacity: growing a vector of 65 536 rows by
-                            // doubling moved each row many times (a tenth of the thread).
                             pending_nat.clear();
                         } else {
                             // The store's position stays before the first NAT record it does
@@ -1095,6 +1090,16 @@ fn spawn_indexer(
         }
     }
     Ok(Indexer { tx, handle, shared })
+}
+
+/// Gathers a NAT row for the next flush. The vector is sized for a whole flush at its first
+/// row and keeps that capacity across flushes: growing 65 536 rows by doubling moved each row
+/// many times (a tenth of the indexer thread).
+fn push_nat(pending: &mut Vec<NatRow>, row: NatRow) {
+    if pending.capacity() == 0 {
+        pending.reserve(NAT_FLUSH_ROWS);
+    }
+    pending.push(row);
 }
 
 /// Below this many records a batch is decoded on the indexer's thread alone.

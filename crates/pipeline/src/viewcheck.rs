@@ -112,8 +112,7 @@ fn read_position(dd: &DataDir, view: View) -> anyhow::Result<Position> {
             }
             let facts = FactStore::open(dd.facts())
                 .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
-            let p = facts.last_position()?;
-            Some((p.map(|p| p.0), p.and_then(|p| p.1)))
+            return facts_position(Some(&facts));
         }
         View::Flows => {
             if !flowstore::FlowStore::exists(dd.flows()) {
@@ -141,14 +140,18 @@ pub fn check(dd: &DataDir, which: &[View]) -> anyhow::Result<ViewsCheck> {
 /// [`check`] of the fact store alone, read through `facts`, the store the query will use
 /// (`None`: there is none), so a short query opens it once.
 pub fn check_facts(dd: &DataDir, facts: Option<&FactStore>) -> anyhow::Result<ViewsCheck> {
-    let pos = match facts {
+    judge_all(dd, vec![(View::Facts, facts_position(facts)?)])
+}
+
+/// The fact store's position (`None`: there is no store).
+fn facts_position(facts: Option<&FactStore>) -> anyhow::Result<Position> {
+    Ok(match facts {
         None => None,
         Some(f) => {
             let p = f.last_position()?;
             Some((p.map(|p| p.0), p.and_then(|p| p.1)))
         }
-    };
-    judge_all(dd, vec![(View::Facts, pos)])
+    })
 }
 
 /// [`check_facts`] with a ledger reader the caller opened (`who`: one reader for the check
@@ -160,13 +163,7 @@ pub fn check_facts_with(
     facts: Option<&FactStore>,
     reader: LedgerReader,
 ) -> anyhow::Result<(ViewsCheck, LedgerReader)> {
-    let pos = match facts {
-        None => None,
-        Some(f) => {
-            let p = f.last_position()?;
-            Some((p.map(|p| p.0), p.and_then(|p| p.1)))
-        }
-    };
+    let pos = facts_position(facts)?;
     let mut reader = reader;
     if let Some((Some(at), _)) = pos
         && at > reader.len()
