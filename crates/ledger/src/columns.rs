@@ -258,6 +258,20 @@ struct Cols<'a> {
     lens: Vec<usize>,
 }
 
+impl Cols<'_> {
+    /// A record's length once its envelope is put back: `len` raw bytes, after the entry
+    /// `x` names (0: stored verbatim).
+    fn record_len(&self, x: usize, len: usize) -> usize {
+        match x.checked_sub(1).and_then(|i| self.dict.get(i)) {
+            None => len,
+            Some(e) => {
+                let line = if e.has_line { 8 } else { 0 };
+                (e.head.len() + 8 + e.before.len() + line + e.after.len() + 4).saturating_add(len)
+            }
+        }
+    }
+}
+
 /// Parses the first frame's columns of a block that must hold exactly `count` records.
 /// Every length is checked before use, so damaged or hostile bytes give `Err`, never a panic
 /// or a huge allocation.
@@ -352,6 +366,17 @@ fn emit(
     let (mut recv, mut lines) = (cols.recv.iter(), cols.lines.iter());
     let mut c = Cur { b: bytes, at: 0 };
     let start = out.len();
+    // Sized once: grown by doubling, the area was copied and its pages touched twice (a
+    // tenth of a `who` process's page faults). Capped: the loop below refuses more.
+    let framed: usize = cols
+        .ctx
+        .iter()
+        .zip(&cols.lens)
+        .take(k)
+        .skip(from)
+        .map(|(&x, &len)| RECORD_PREFIX_LEN.saturating_add(cols.record_len(x, len)))
+        .fold(0, usize::saturating_add);
+    out.reserve(framed.min(MAX_BLOCK_LEN as usize));
     for (i, (&x, &len)) in cols.ctx.iter().zip(&cols.lens).take(k).enumerate() {
         let raw = c.take(len)?;
         if i < from {
@@ -365,13 +390,7 @@ fn emit(
             continue;
         }
         let tag = &tags[i * TAG_LEN..(i + 1) * TAG_LEN];
-        let total = if x == 0 {
-            len
-        } else {
-            let e = &cols.dict[x - 1];
-            let line = if e.has_line { 8 } else { 0 };
-            e.head.len() + 8 + e.before.len() + line + e.after.len() + 4 + len
-        };
+        let total = cols.record_len(x, len);
         if total > MAX_RECORD_LEN
             || (out.len() - start) + RECORD_PREFIX_LEN + total > MAX_BLOCK_LEN as usize
         {
@@ -547,20 +566,28 @@ fn layout(h: &BlockHeader, comp: &[u8]) -> Result<Layout, String> {
     })
 }
 
+/// One zstd decompression context for a block reader's whole-frame and partial reads: a
+/// context costs a `cpuid` (a trap to the hypervisor in a VM, ~30 µs) and ~100 KiB, and a
+/// `who` process made three.
+pub type Dctx = zstd::zstd_safe::DCtx<'static>;
+
+/// A new [`Dctx`].
+pub fn dctx() -> Dctx {
+    Dctx::create()
+}
+
 /// Decompresses the zstd frame(s) `src` into `dst` (cleared), which must come to exactly
 /// `len` bytes.
-fn inflate(
-    dctx: &mut zstd::bulk::Decompressor<'static>,
-    src: &[u8],
-    dst: &mut Vec<u8>,
-    len: usize,
-) -> Result<(), String> {
+fn inflate(dctx: &mut Dctx, src: &[u8], dst: &mut Vec<u8>, len: usize) -> Result<(), String> {
     dst.clear();
     dst.reserve(len);
-    match dctx.decompress_to_buffer(src, dst) {
+    match dctx.decompress(dst, src) {
         Ok(n) if n == len => Ok(()),
         Ok(_) => Err("block does not decompress to its stated length".into()),
-        Err(e) => Err(format!("block does not decompress: {e}")),
+        Err(code) => Err(format!(
+            "block does not decompress: {}",
+            zstd::zstd_safe::get_error_name(code)
+        )),
     }
 }
 
@@ -577,7 +604,7 @@ pub struct Scratch {
 pub fn unpack(
     h: &BlockHeader,
     comp: &[u8],
-    dctx: &mut zstd::bulk::Decompressor<'static>,
+    dctx: &mut Dctx,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
@@ -614,8 +641,7 @@ pub fn unpack(
 pub fn unpack_prefix(
     h: &BlockHeader,
     comp: &[u8],
-    dctx: &mut zstd::bulk::Decompressor<'static>,
-    stream: &mut zstd::zstd_safe::DCtx<'static>,
+    dctx: &mut Dctx,
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
     records: std::ops::Range<usize>,
@@ -652,7 +678,7 @@ pub fn unpack_prefix(
             zstd::zstd_safe::get_error_name(code)
         )
     };
-    stream.reset(ResetDirective::SessionOnly).map_err(zerr)?;
+    dctx.reset(ResetDirective::SessionOnly).map_err(zerr)?;
     // Only grown, never cleared: zeroing a 128 KiB buffer per read showed in the profile, and
     // zstd writes every byte of the first `need` before they are read.
     if scratch.bytes.len() < need {
@@ -662,9 +688,7 @@ pub fn unpack_prefix(
     let mut ob = OutBuffer::around(&mut scratch.bytes[..need]);
     while ob.pos() < need {
         let before = (input.pos(), ob.pos());
-        let left = stream
-            .decompress_stream(&mut ob, &mut input)
-            .map_err(zerr)?;
+        let left = dctx.decompress_stream(&mut ob, &mut input).map_err(zerr)?;
         if (left == 0 || (input.pos(), ob.pos()) == before) && ob.pos() < need {
             return Err("block does not decompress to its stated length".into());
         }
@@ -747,7 +771,7 @@ mod tests {
         let mut comp = Vec::new();
         let u = pack(CODEC_ZSTD_COLUMNS, &area, &mut cx, &mut comp).expect("pack");
         let h = header(payloads.len(), u, &comp);
-        let mut dctx = zstd::bulk::Decompressor::new().expect("dctx");
+        let mut dctx = dctx();
         let mut back = Vec::new();
         unpack(&h, &comp, &mut dctx, &mut Scratch::default(), &mut back).expect("unpack");
         assert_eq!(back, area);
@@ -847,8 +871,7 @@ mod tests {
         let u = pack(CODEC_ZSTD_COLUMNS, &area, &mut cx, &mut comp).expect("pack");
         let old = packed_whole(&area);
         let h = header(ps.len(), u, &comp);
-        let mut dctx = zstd::bulk::Decompressor::new().expect("dctx");
-        let mut stream = zstd::zstd_safe::DCtx::create();
+        let mut dctx = dctx();
         let mut sc = Scratch::default();
         let mut whole = Vec::new();
         unpack(&h, &comp, &mut dctx, &mut sc, &mut whole).expect("unpack");
@@ -881,16 +904,8 @@ mod tests {
                 (150, 10_000),
             ] {
                 let mut out = Vec::new();
-                let got = unpack_prefix(
-                    &hh,
-                    c,
-                    &mut dctx,
-                    &mut stream,
-                    &mut sc,
-                    &mut out,
-                    from..want,
-                )
-                .expect("prefix");
+                let got = unpack_prefix(&hh, c, &mut dctx, &mut sc, &mut out, from..want)
+                    .expect("prefix");
                 assert_eq!(got, (from, want.min(ps.len())), "{from}..{want}");
                 let start = if from == 0 { 0 } else { ends[from - 1] };
                 assert_eq!(out, area[start..ends[got.1 - 1]], "{from}..{want}");
@@ -922,15 +937,7 @@ mod tests {
             for records in [0..300, 0..1, 120..140] {
                 let mut out = Vec::new();
                 let whole = records.end == 300;
-                let r = unpack_prefix(
-                    &h,
-                    &comp[..cut],
-                    &mut dctx,
-                    &mut stream,
-                    &mut sc,
-                    &mut out,
-                    records,
-                );
+                let r = unpack_prefix(&h, &comp[..cut], &mut dctx, &mut sc, &mut out, records);
                 // A cut block read whole is an error; read in part, it may hold the part.
                 assert!(!whole || r.is_err(), "cut at {cut}");
             }
@@ -939,7 +946,7 @@ mod tests {
             let mut c = comp.clone();
             c[i] ^= 0x55;
             let mut out = Vec::new();
-            let _ = unpack_prefix(&h, &c, &mut dctx, &mut stream, &mut sc, &mut out, 3..7);
+            let _ = unpack_prefix(&h, &c, &mut dctx, &mut sc, &mut out, 3..7);
         }
     }
 
@@ -952,7 +959,7 @@ mod tests {
         let mut cx = zstd::bulk::Compressor::new(3).expect("cx");
         let mut comp = Vec::new();
         let u = pack(CODEC_ZSTD_COLUMNS, &area, &mut cx, &mut comp).expect("pack");
-        let mut dctx = zstd::bulk::Decompressor::new().expect("dctx");
+        let mut dctx = dctx();
         let mut sc = Scratch::default();
         let mut out = Vec::new();
         let h = header(5, u, &comp);

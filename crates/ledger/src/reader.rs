@@ -62,8 +62,7 @@ impl Decoded {
 /// Zstd contexts of a reader: whole frames, and a streaming one for a block's first records
 /// (made when first needed: a short `who` process opens readers that never read one).
 struct Zstd {
-    bulk: zstd::bulk::Decompressor<'static>,
-    stream: Option<zstd::zstd_safe::DCtx<'static>>,
+    dctx: crate::columns::Dctx,
 }
 
 /// Reads a block's `records` (all of them when they start at 0 and end at or past its
@@ -107,8 +106,7 @@ fn load_block(
     let (first, got) = crate::columns::unpack_prefix(
         &h,
         buf,
-        &mut z.bulk,
-        z.stream.get_or_insert_with(zstd::zstd_safe::DCtx::create),
+        &mut z.dctx,
         &mut out.scratch,
         &mut out.area,
         records,
@@ -199,11 +197,10 @@ pub struct LedgerReader {
     dctx: Zstd,
 }
 
-fn zstd_ctx(dir: &Path) -> Result<Zstd, LedgerError> {
-    Ok(Zstd {
-        bulk: zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))?,
-        stream: None,
-    })
+fn zstd_ctx() -> Zstd {
+    Zstd {
+        dctx: crate::columns::dctx(),
+    }
 }
 
 impl LedgerReader {
@@ -258,7 +255,7 @@ impl LedgerReader {
             len,
             blocks: Vec::new(),
             buf: Vec::new(),
-            dctx: zstd_ctx(dir)?,
+            dctx: zstd_ctx(),
         })
     }
 
@@ -271,7 +268,7 @@ impl LedgerReader {
             len: self.len,
             blocks: Vec::new(),
             buf: Vec::new(),
-            dctx: zstd_ctx(&self.dir)?,
+            dctx: zstd_ctx(),
         })
     }
 
@@ -615,11 +612,8 @@ impl LedgerReader {
             block: Decoded::default(),
             loaded: false,
             buf: Vec::new(),
-            dctx: zstd::bulk::Decompressor::new()
-                .ok()
-                .map(|bulk| Zstd { bulk, stream: None }),
+            dctx: zstd_ctx(),
             done: false,
-            dir: self.dir.clone(),
             skipped: 0,
         }
     }
@@ -651,9 +645,8 @@ pub struct Records {
     block: Decoded,
     loaded: bool,
     buf: Vec<u8>,
-    dctx: Option<Zstd>,
+    dctx: Zstd,
     done: bool,
-    dir: PathBuf,
     skipped: u64,
 }
 
@@ -728,21 +721,15 @@ impl Records {
     fn load(&mut self, seq: u64) -> Result<(), LedgerError> {
         match locate(&self.segs, seq) {
             None => Err(LedgerError::NotFound { seq, len: self.len }),
-            Some((si, bi)) => match &mut self.dctx {
-                None => Err(LedgerError::Io {
-                    path: self.dir.clone(),
-                    source: std::io::Error::other("no zstd decompression context"),
-                }),
-                Some(d) => load_block(
-                    &self.segs,
-                    si,
-                    bi,
-                    d,
-                    &mut self.buf,
-                    &mut self.block,
-                    0..usize::MAX,
-                ),
-            },
+            Some((si, bi)) => load_block(
+                &self.segs,
+                si,
+                bi,
+                &mut self.dctx,
+                &mut self.buf,
+                &mut self.block,
+                0..usize::MAX,
+            ),
         }
     }
 }

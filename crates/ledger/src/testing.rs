@@ -107,7 +107,7 @@ pub fn rewrite_block(
     let mut hb = [0u8; BLOCK_HEADER_LEN];
     hb.copy_from_slice(&bytes[start..start + BLOCK_HEADER_LEN]);
     let mut h = BlockHeader::decode(&hb).map_err(|w| LedgerError::corrupted("test", 0, w))?;
-    let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(&block.path))?;
+    let mut dctx = crate::columns::dctx();
     let mut area = Vec::new();
     crate::columns::unpack(
         &h,
@@ -283,14 +283,12 @@ pub fn unpack_block_prefix(
     want: usize,
 ) -> Result<((usize, usize), Vec<u8>), String> {
     let h = bare_header(codec, count, u, comp);
-    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
-    let mut stream = zstd::zstd_safe::DCtx::create();
+    let mut dctx = crate::columns::dctx();
     let mut out = Vec::new();
     let got = crate::columns::unpack_prefix(
         &h,
         comp,
         &mut dctx,
-        &mut stream,
         &mut crate::columns::Scratch::default(),
         &mut out,
         from..want,
@@ -302,7 +300,7 @@ pub fn unpack_block_prefix(
 /// (codec, record count, U): the framed record area, or why not.
 pub fn unpack_block(codec: u8, count: u32, u: u32, comp: &[u8]) -> Result<Vec<u8>, String> {
     let h = bare_header(codec, count, u, comp);
-    let mut dctx = zstd::bulk::Decompressor::new().map_err(|e| e.to_string())?;
+    let mut dctx = crate::columns::dctx();
     let mut out = Vec::new();
     crate::columns::unpack(
         &h,

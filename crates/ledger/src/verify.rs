@@ -426,7 +426,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
     });
     st.report.macs_checked = opts.mac_key.is_some();
 
-    let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(dir))?;
+    let mut dctx = crate::columns::dctx();
     let mut comp = Vec::new();
     let mut area = Vec::new();
     let n = segs.len();
@@ -667,7 +667,7 @@ fn check_block(
     h: &BlockHeader,
     comp: &[u8],
     area: &mut Vec<u8>,
-    dctx: &mut zstd::bulk::Decompressor<'static>,
+    dctx: &mut crate::columns::Dctx,
     seg: &str,
     off: u64,
 ) -> (u64, u64) {

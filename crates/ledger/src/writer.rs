@@ -1337,7 +1337,7 @@ impl Ledger {
         let new_hdr = SegmentHeader { version: to, ..hdr };
         let io_tmp = |e: std::io::Error| LedgerError::io(&tmp)(e);
         std::io::Write::write_all(&mut out, &new_hdr.encode()).map_err(io_tmp)?;
-        let mut dctx = zstd::bulk::Decompressor::new().map_err(LedgerError::io(&seg.path))?;
+        let mut dctx = crate::columns::dctx();
         let mut cx = zstd::bulk::Compressor::new(self.level).map_err(LedgerError::io(&tmp))?;
         let codec = crate::format::codec_for_version(to);
         let (mut comp, mut area, mut newc, mut back) =

@@ -17,10 +17,10 @@ mod witnesses;
 
 use std::process::ExitCode;
 
-/// Per-line allocations in the ingest threads (decode, tantivy documents) spent ~15 % of CPU in
-/// glibc malloc/free; mimalloc is built for exactly this multi-threaded small-object pattern.
+/// The system allocator for query processes, mimalloc from the moment a verb that runs the
+/// ingest pipeline asks for it (`cli::run`; crates/heap says why).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: heap::Heap = heap::Heap;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse_args();

@@ -199,6 +199,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(fd) = cli.key.key_fd {
         pipeline::datadir::set_key_override(PathBuf::from(format!("/proc/self/fd/{fd}")));
     }
+    if cli.command.runs_the_pipeline() {
+        heap::use_mimalloc();
+    }
     match cli.command {
         Command::Ingest(a) => ingest::run(a),
         Command::Search(a) => search::run(a),
@@ -227,6 +230,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::ApiToken(a) => api_token::run(a),
         Command::Audit(a) => audit::run(a),
         Command::Case(a) => case::run(a),
+    }
+}
+
+impl Command {
+    /// The verbs that run the ingest pipeline (decoders, ledger writer and indexers in
+    /// threads, allocating per line): they allocate with mimalloc, the others with the
+    /// system's allocator, whose set-up a short query process does not pay for (crates/heap).
+    fn runs_the_pipeline(&self) -> bool {
+        matches!(
+            self,
+            Command::Ingest(_)
+                | Command::Reindex(_)
+                | Command::Serve(_)
+                | Command::Challenge(_)
+                | Command::Migrate(_)
+                | Command::Retention(_)
+        )
     }
 }
 

@@ -1,0 +1,143 @@
+//! The process's global allocator: the system allocator (glibc) until a verb that runs the
+//! ingest pipeline calls [`use_mimalloc`], mimalloc for every allocation after it.
+//!
+//! Why two. The ingest pipeline allocates per line in three threads, and glibc's malloc was
+//! ~15 % of its CPU; mimalloc took ingest of 1 M lines from 6.4 s to 5.1 s (BENCHMARKS.md
+//! "What limits the misses"). A query process (`who`, `search`) lives a few milliseconds,
+//! and there mimalloc's arena set-up, its fresh pages and its teardown at exit cost ~1 ms of a
+//! 5–6 ms `who` (BENCHMARKS.md "NAT (issue 12), 2026-12-07 — the system allocator for
+//! queries"), which glibc's heap, grown by `brk` as needed, does not.
+//!
+//! How a block finds its way back. Which allocator made a block is not remembered per
+//! block: mimalloc knows its own memory (`mi_is_in_heap_region`, a page-map lookup), and a
+//! block it does not know is the system's. Until mimalloc is first used, every block is the
+//! system's and the lookup is skipped. Blocks made before the switch (the arguments, clap's
+//! parse) stay the system's for their whole life, `realloc` included.
+//!
+//! Why not a crate: no maintained crate switches a Rust global allocator at run time (the
+//! wrappers on crates.io count or cap one allocator). This file is the one place in the
+//! workspace where unsafe code is allowed, and it holds nothing else.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::ffi::c_void;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use libmimalloc_sys as mi;
+
+/// New blocks come from mimalloc (set once, never cleared).
+static MIMALLOC: AtomicBool = AtomicBool::new(false);
+
+/// From now on, new blocks come from mimalloc: for the verbs that run the ingest pipeline
+/// (many threads, an allocation or more per line), called before they start their threads.
+pub fn use_mimalloc() {
+    MIMALLOC.store(true, Ordering::Release);
+}
+
+/// Whether [`use_mimalloc`] was called.
+#[inline(always)]
+pub fn uses_mimalloc() -> bool {
+    MIMALLOC.load(Ordering::Acquire)
+}
+
+/// The global allocator (see the module's text): `#[global_allocator] static A: heap::Heap = heap::Heap;`.
+pub struct Heap;
+
+/// Whether mimalloc made the block at `p`: never before the switch, else its page map says.
+#[inline(always)]
+fn mimalloc_owns(p: *mut u8) -> bool {
+    // SAFETY: `mi_is_in_heap_region` only looks `p` up in mimalloc's page map (it never
+    // dereferences it) and accepts any address.
+    uses_mimalloc() && unsafe { mi::mi_is_in_heap_region(p as *const c_void) }
+}
+
+// SAFETY: every method keeps GlobalAlloc's contract by handing the request to one allocator
+// that keeps it (glibc's malloc through `System`, or mimalloc, whose `_aligned` calls honour
+// any power-of-two alignment), and a block is freed or resized only by the allocator that
+// made it: `mimalloc_owns` is true exactly for mimalloc's blocks.
+unsafe impl GlobalAlloc for Heap {
+    #[inline]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if !uses_mimalloc() {
+            // SAFETY: the caller's layout contract passes through unchanged.
+            return unsafe { System.alloc(layout) };
+        }
+        // SAFETY: mimalloc accepts any size and power-of-two alignment (as the `mimalloc`
+        // crate's allocator calls it).
+        unsafe { mi::mi_malloc_aligned(layout.size(), layout.align()) as *mut u8 }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if !uses_mimalloc() {
+            // SAFETY: as in `alloc`.
+            return unsafe { System.alloc_zeroed(layout) };
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { mi::mi_zalloc_aligned(layout.size(), layout.align()) as *mut u8 }
+    }
+
+    #[inline]
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if mimalloc_owns(ptr) {
+            // SAFETY: mimalloc made this block (`mimalloc_owns`); `mi_free` takes any of its
+            // blocks, aligned ones included.
+            unsafe { mi::mi_free(ptr as *mut c_void) }
+        } else {
+            // SAFETY: not mimalloc's, so `System` made it with this layout (the caller's contract).
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[inline]
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if mimalloc_owns(ptr) {
+            // SAFETY: mimalloc's block, resized keeping its alignment.
+            unsafe {
+                mi::mi_realloc_aligned(ptr as *mut c_void, new_size, layout.align()) as *mut u8
+            }
+        } else {
+            // SAFETY: the system's block, resized by the system allocator (the caller's contract).
+            unsafe { System.realloc(ptr, layout, new_size) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The test binary's own allocator is the system's: these call `Heap` directly.
+
+    #[test]
+    fn blocks_go_back_to_the_allocator_that_made_them() {
+        let heap = Heap;
+        let small = Layout::from_size_align(24, 8).unwrap();
+        let big = Layout::from_size_align(1 << 20, 64).unwrap();
+        // SAFETY: each block is written within its layout and freed once with that layout.
+        unsafe {
+            let before = heap.alloc(small);
+            assert!(!before.is_null());
+            assert!(!mi::mi_is_in_heap_region(before as *const c_void));
+            before.write_bytes(7, 24);
+            use_mimalloc();
+            let after = heap.alloc(small);
+            let aligned = heap.alloc(big);
+            assert!(mi::mi_is_in_heap_region(after as *const c_void));
+            assert!(mi::mi_is_in_heap_region(aligned as *const c_void));
+            assert_eq!(aligned as usize % 64, 0);
+            // A block of the system's grown after the switch stays the system's.
+            let grown = heap.realloc(before, small, 4096);
+            assert!(!mi::mi_is_in_heap_region(grown as *const c_void));
+            assert_eq!(*grown.add(23), 7);
+            let grown_mi = heap.realloc(after, small, 100_000);
+            assert!(mi::mi_is_in_heap_region(grown_mi as *const c_void));
+            let zeroed = heap.alloc_zeroed(Layout::from_size_align(4096, 4096).unwrap());
+            assert_eq!(zeroed as usize % 4096, 0);
+            assert!((0..4096).all(|i| *zeroed.add(i) == 0));
+            heap.dealloc(zeroed, Layout::from_size_align(4096, 4096).unwrap());
+            heap.dealloc(grown, Layout::from_size_align(4096, 8).unwrap());
+            heap.dealloc(grown_mi, Layout::from_size_align(100_000, 8).unwrap());
+            heap.dealloc(aligned, big);
+        }
+    }
+}
