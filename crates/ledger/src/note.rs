@@ -288,7 +288,7 @@ pub fn parse_notes(bytes: &[u8]) -> NotesFile {
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    memchr::memmem::find(hay, needle)
 }
 
 /// Verifies a note's signature by the verifier key `vkey` and returns its checkpoint.

@@ -134,6 +134,11 @@ fn answer_with_reader(
                 .with_context(|| format!("opening fact store in {}", dd.facts().display()))
         })
         .transpose()?;
+    if let Some(store) = &store {
+        store
+            .read_snapshot()
+            .with_context(|| format!("reading fact store in {}", dd.facts().display()))?;
+    }
     // One ledger reader for the views check and the answer's proofs.
     let ledger_dir = dd.ledger();
     let reader = ledger::LedgerReader::open(&ledger_dir)
