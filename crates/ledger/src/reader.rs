@@ -41,8 +41,6 @@ struct Decoded {
     block: usize,
     first_seq: u64,
     area: Vec<u8>,
-    /// Buffers for a format-3 block's envelope columns, decoded into `area`.
-    scratch: crate::columns::Scratch,
     /// (start, len) of each payload in `area`: the block's records `from..spans.len()` (the
     /// first `from` are placeholders, never read), or all of them.
     spans: Vec<(usize, usize)>,
@@ -59,10 +57,13 @@ impl Decoded {
     }
 }
 
-/// Zstd contexts of a reader: whole frames, and a streaming one for a block's first records
-/// (made when first needed: a short `who` process opens readers that never read one).
+/// What a reader decodes blocks with: one zstd context for whole frames and partial reads,
+/// and the buffers a format-3 block's columns are decoded through before its records are put
+/// back together in a [`Decoded`]'s area. One set per reader, not per cached block: each
+/// block's own 128 KiB of scratch was zeroed and faulted in anew (a tenth of a `who`'s proofs).
 struct Zstd {
     dctx: crate::columns::Dctx,
+    scratch: crate::columns::Scratch,
 }
 
 /// Reads a block's `records` (all of them when they start at 0 and end at or past its
@@ -107,7 +108,7 @@ fn load_block(
         &h,
         buf,
         &mut z.dctx,
-        &mut out.scratch,
+        &mut z.scratch,
         &mut out.area,
         records,
     )
@@ -200,6 +201,7 @@ pub struct LedgerReader {
 fn zstd_ctx() -> Zstd {
     Zstd {
         dctx: crate::columns::dctx(),
+        scratch: crate::columns::Scratch::default(),
     }
 }
 

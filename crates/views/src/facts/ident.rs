@@ -14,7 +14,7 @@
 use model::{Event, EventClass, Origin, fields};
 use rusqlite::{OptionalExtension, Transaction, params};
 
-use super::{FactStore, JobObs, Result, opt};
+use super::{FactStore, JobObs, Result, cached_row, opt};
 
 pub(super) const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS job_ext (
@@ -380,15 +380,14 @@ impl FactStore {
         uuid: Option<&str>,
     ) -> Result<Vec<JobObs>> {
         // Most sites have none of these sources: one indexed probe instead of a scan.
-        let any: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT 1 FROM job_ext WHERE source IS NOT NULL LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())?;
+        let any: Option<i64> = cached_row(
+            &self.conn,
+            "SELECT 1 FROM job_ext WHERE source IS NOT NULL LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.sql())?;
         if any.is_none() {
             return Ok(Vec::new());
         }
@@ -414,15 +413,14 @@ impl FactStore {
     /// (one indexed probe: most sites have no CE audit log, and a hunt asks this for every
     /// hit's VM).
     pub fn jobs_from_source_with_ids(&self, source: &str, ids: &[String]) -> Result<Vec<JobObs>> {
-        let any: Option<i64> = self
-            .conn
-            .query_row(
-                "SELECT 1 FROM job_ext WHERE source = ?1 LIMIT 1",
-                params![source],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql())?;
+        let any: Option<i64> = cached_row(
+            &self.conn,
+            "SELECT 1 FROM job_ext WHERE source = ?1 LIMIT 1",
+            params![source],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(self.sql())?;
         if any.is_none() {
             return Ok(Vec::new());
         }
@@ -584,8 +582,7 @@ impl FactStore {
 
     /// The latest directory entry for a user id, with its e-mail (Keystone).
     pub fn user_email(&self, id: &str) -> Result<Option<(String, u64)>> {
-        self.conn
-            .query_row(
+        cached_row(&self.conn,
                 "SELECT email, seq FROM dir_user WHERE id = ?1 AND email IS NOT NULL ORDER BY seq DESC LIMIT 1",
                 params![id],
                 |r| Ok((r.get(0)?, u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0))),
