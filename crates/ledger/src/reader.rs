@@ -104,15 +104,9 @@ fn load_block(
             "block codec does not belong to the segment's format version",
         ));
     }
-    let (first, got) = crate::columns::unpack_prefix(
-        &h,
-        buf,
-        &mut z.dctx,
-        &mut z.scratch,
-        &mut out.area,
-        records,
-    )
-    .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
+    let (first, got) =
+        crate::columns::unpack_prefix(&h, buf, &mut z.dctx, &mut z.scratch, &mut out.area, records)
+            .map_err(|why| LedgerError::corrupted(&s.seg.name, off, why))?;
     out.spans.clear();
     out.spans.resize(first, (0, 0));
     let mut it = RecordsIn::new(&out.area);

@@ -296,6 +296,17 @@ impl FactStore {
         let conn = Connection::open(&path).map_err(sql)?;
         // More than the default 16: `apply_at` cycles through every insert of every table.
         conn.set_prepared_statement_cache_capacity(64);
+        // Plans that do not depend on bound values (the query planner stability guarantee):
+        // otherwise SQLite marks a statement whose WHERE compares a column with a parameter
+        // (`uuid = ?1` pushed into a UNION ALL, an equality it propagates) to be compiled
+        // again whenever that parameter is bound anew, and a cached statement asked twice with
+        // another VM was parsed twice. The store keeps no ANALYZE statistics for bound values
+        // to choose between plans anyway.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .map_err(sql)?;
         // A store already at this schema has every table and index (the version is written
         // after the DDL): skip the DDL, which is most of what opening costs a short query
         // process (WAL is a property of the file; `synchronous` is per connection).
