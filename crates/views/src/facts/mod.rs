@@ -1363,6 +1363,33 @@ mod tests {
     }
 
     #[test]
+    fn a_read_snapshot_sees_one_state_while_a_writer_commits() {
+        // `who`'s views check reads the store's position, then its answer reads the facts:
+        // a live ingest committing in between must not make the two disagree.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut writer = FactStore::open(dir.path()).expect("open");
+        let a = "aaaaaaaa-0000-4000-8000-000000000001";
+        let b = "bbbbbbbb-0000-4000-8000-000000000002";
+        writer
+            .apply(&[(1, nova(a, "10.0.0.5", "", ""))], 1)
+            .expect("apply");
+        let reader = FactStore::open(dir.path()).expect("open");
+        reader.read_snapshot().expect("snapshot");
+        assert_eq!(reader.last_seq().expect("seq"), Some(1));
+        writer
+            .apply(&[(2, nova(b, "10.0.0.5", "", ""))], 2)
+            .expect("a writer is not held back by a reader's snapshot");
+        assert_eq!(reader.last_seq().expect("seq"), Some(1));
+        assert_eq!(reader.vms_with("ip", "10.0.0.5").expect("vms"), [a]);
+        // A reader without a snapshot sees the commit.
+        let fresh = FactStore::open(dir.path()).expect("open");
+        assert_eq!(fresh.last_seq().expect("seq"), Some(2));
+        let mut both = fresh.vms_with("ip", "10.0.0.5").expect("vms");
+        both.sort();
+        assert_eq!(both, [a, b]);
+    }
+
+    #[test]
     fn nova_ports_and_tap_devices_are_stored_with_their_vm() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = FactStore::open(dir.path()).expect("open");
