@@ -526,6 +526,23 @@ fn real_conntrack_in_a_router_namespace_names_the_vm_behind_each_public_port() {
         assert_eq!(uuids, [A, B], "{what}: {v:#}");
         assert!(m.iter().all(|x| x["ambiguous"] == true));
         assert!(v["unresolved"].is_null(), "{v:#}");
+        // The NAT records it cites carry their text, read after the pairing (which reads
+        // every record of the address without it).
+        let nat_cited: Vec<&serde_json::Value> = m
+            .iter()
+            .flat_map(|x| x["evidence"].as_array().unwrap())
+            .filter(|e| {
+                let s = e["source"].as_str().unwrap();
+                s.ends_with(".new") || s.ends_with(".destroy")
+            })
+            .collect();
+        assert!(!nat_cited.is_empty(), "{what}: {v:#}");
+        assert!(
+            nat_cited
+                .iter()
+                .all(|e| !e["summary"].as_str().unwrap().is_empty()),
+            "{what}: {v:#}"
+        );
         let text = ok(
             data,
             &[

@@ -22,7 +22,7 @@ use serde::Serialize;
 use views::facts::{DirEntry, FactStore, JobObs, NatObs, NetObs, ScimEntry, VmObs};
 
 use crate::contain::{self, ContainJson};
-use crate::nat::{Translation, translations};
+use crate::nat::{Translation, translations_at};
 
 /// What is asked: an address of one kind, at one moment.
 #[derive(Debug, Clone, Serialize)]
@@ -511,9 +511,17 @@ pub trait Facts {
     fn routers_with_gateway(&mut self, address: &str) -> anyhow::Result<Vec<NetObs>>;
     /// Observations of one Neutron resource.
     fn net_observations(&mut self, resource: &str, id: &str) -> anyhow::Result<Vec<NetObs>>;
-    /// NAT translation records of a public address (and port).
-    fn nat_observations(&mut self, address: &str, port: Option<u16>)
-    -> anyhow::Result<Vec<NatObs>>;
+    /// NAT translation records of a public address (and port); with their summaries when
+    /// `text`, else [`Facts::fill_nat_summaries`] adds them to the records an answer cites.
+    fn nat_observations(
+        &mut self,
+        address: &str,
+        port: Option<u16>,
+        text: bool,
+    ) -> anyhow::Result<Vec<NatObs>>;
+    fn fill_nat_summaries(&mut self, obs: &mut [&mut NatObs]) -> anyhow::Result<()> {
+        Ok(self.store().fill_nat_summaries(obs)?)
+    }
     /// Issue 12: the store itself, for the identity and payload reads (never memoised: a
     /// few per match).
     fn store(&self) -> &FactStore;
@@ -548,8 +556,9 @@ impl Facts for &FactStore {
         &mut self,
         address: &str,
         port: Option<u16>,
+        text: bool,
     ) -> anyhow::Result<Vec<NatObs>> {
-        Ok(FactStore::nat_observations(self, address, port)?)
+        Ok(FactStore::nat_observations_with(self, address, port, text)?)
     }
     fn store(&self) -> &FactStore {
         self
@@ -570,7 +579,7 @@ pub struct FactCache<'a> {
     floating: HashMap<String, Vec<NetObs>>,
     net: HashMap<(String, String), Vec<NetObs>>,
     routers: HashMap<String, Vec<NetObs>>,
-    nat: HashMap<(String, Option<u16>), Vec<NatObs>>,
+    nat: HashMap<(String, Option<u16>, bool), Vec<NatObs>>,
 }
 
 impl<'a> FactCache<'a> {
@@ -652,10 +661,11 @@ impl Facts for FactCache<'_> {
         &mut self,
         address: &str,
         port: Option<u16>,
+        text: bool,
     ) -> anyhow::Result<Vec<NatObs>> {
         let store = self.store;
-        memo(&mut self.nat, (address.into(), port), || {
-            Ok(store.nat_observations(address, port)?)
+        memo(&mut self.nat, (address.into(), port, text), || {
+            Ok(store.nat_observations_with(address, port, text)?)
         })
     }
     fn store(&self) -> &FactStore {
@@ -1327,14 +1337,25 @@ fn nat(
     unresolved: &mut Vec<UnresolvedJson>,
 ) -> anyhow::Result<()> {
     let t = ts_ns(q.at);
-    let obs = store.nat_observations(&q.value, filter.port)?;
+    // Without a port, every record of the address is paired (a busy gateway's hundreds of
+    // thousands) and only the covering translations' records are cited: their summaries are
+    // read afterwards.
+    let text = filter.port.is_some();
+    let obs = store.nat_observations(&q.value, filter.port, text)?;
     if obs.is_empty() {
         return Ok(());
     }
-    let covering: Vec<Translation> = translations(&obs)
+    let mut covering: Vec<Translation> = translations_at(&obs, t)
         .into_iter()
-        .filter(|tr| tr.covers(t) && filter.admits(tr))
+        .filter(|tr| filter.admits(tr))
         .collect();
+    if !text {
+        let mut cited: Vec<&mut NatObs> = covering
+            .iter_mut()
+            .flat_map(|tr| tr.records.iter_mut())
+            .collect();
+        store.fill_nat_summaries(&mut cited)?;
+    }
     if covering.is_empty() {
         return Ok(());
     }

@@ -1028,6 +1028,18 @@ impl FactStore {
     /// Every NAT translation record whose public address is `address` (and, when given, public
     /// port `port`), in time order (ties by ledger position).
     pub fn nat_observations(&self, address: &str, port: Option<u16>) -> Result<Vec<NatObs>> {
+        self.nat_observations_with(address, port, true)
+    }
+
+    /// [`FactStore::nat_observations`], the records kept as blocks without their summaries
+    /// unless `text` (every record of a busy gateway address is hundreds of thousands, of
+    /// which an answer cites a few: [`FactStore::fill_nat_summaries`] reads those).
+    pub fn nat_observations_with(
+        &self,
+        address: &str,
+        port: Option<u16>,
+        text: bool,
+    ) -> Result<Vec<NatObs>> {
         let address = address
             .parse::<std::net::IpAddr>()
             .map_or_else(|_| address.to_string(), |i| i.to_string());
@@ -1078,13 +1090,20 @@ impl FactStore {
         // NAT records written as blocks (every conntrack/ulogd2 record since schema 5): the
         // same rows, those no VM user can write.
         out.extend(
-            self.nat_rows_of(&address, port)?
+            self.nat_rows_of(&address, port, text)?
                 .into_iter()
                 .filter(|r| !r.obs.observer.forgeable_by_vm_user())
                 .map(|r| r.obs),
         );
-        out.sort_by_key(|o| (o.time_ns, o.seq));
-        Ok(out)
+        // Sorted through an index: moving the records themselves (a busy gateway address has
+        // hundreds of thousands of ~230-byte records) was a fifth of `who --ip` without a port.
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by_key(|&i| (out[i].time_ns, out[i].seq));
+        let mut slots: Vec<Option<NatObs>> = out.into_iter().map(Some).collect();
+        Ok(order
+            .into_iter()
+            .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+            .collect())
     }
 
     /// Job observations whose execution address is `ip` or whose execution host is `host`.

@@ -860,16 +860,20 @@ impl FactStore {
         } else {
             "SELECT public_ip, a, NULL FROM nat_block WHERE flush = ?1"
         };
-        self.nat_blocks(sql, params![id], None, true)
+        self.nat_blocks(sql, params![id], None, true, true)
     }
 
     /// The rows of the blocks `sql` selects (`public_ip`, `a`, `b` or NULL), those of public
     /// port `port` when given; with their text when `b` is selected (fields when `fields`).
+    /// The rows of the blocks `sql` selects (public address, columns `a`, text `b`), of
+    /// public port `port` when `Some`; with their text (summary, message) when `text`, and
+    /// their fields too when `fields`.
     fn nat_blocks(
         &self,
         sql: &str,
         p: impl rusqlite::Params,
         port: Option<Option<u16>>,
+        text: bool,
         fields: bool,
     ) -> Result<Vec<NatRow>> {
         let mut st = self.conn.prepare_cached(sql).map_err(self.sql())?;
@@ -884,7 +888,11 @@ impl FactStore {
                 continue;
             }
             // The text only of blocks with a row wanted (`who --port`: a few of the bucket's).
-            let b: Option<Vec<u8>> = row.get(2).map_err(self.sql())?;
+            let b: Option<Vec<u8>> = if text {
+                row.get(2).map_err(self.sql())?
+            } else {
+                None
+            };
             if let Some(b) = b {
                 let b = unzip(&b).map_err(|w| self.corrupt(w))?;
                 decode_b(&b, &mut rows, fields).map_err(|w| self.corrupt(w))?;
@@ -894,23 +902,65 @@ impl FactStore {
         Ok(out)
     }
 
-    /// The NAT records of public address `address` (and port), any observer, with text.
-    pub(super) fn nat_rows_of(&self, address: &str, port: Option<u16>) -> Result<Vec<NatRow>> {
+    /// The NAT records of public address `address` (and port), any observer; with their
+    /// summaries when `text`.
+    pub(super) fn nat_rows_of(
+        &self,
+        address: &str,
+        port: Option<u16>,
+        text: bool,
+    ) -> Result<Vec<NatRow>> {
         // `who` cites the message (the summary), never the fields.
         match port {
             Some(p) => self.nat_blocks(
                 "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1 AND bucket = ?2",
                 params![address, bucket(Some(p))],
                 Some(Some(p)),
+                text,
                 false,
             ),
             None => self.nat_blocks(
                 "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1",
                 params![address],
                 None,
+                text,
                 false,
             ),
         }
+    }
+
+    /// Fills the summary of NAT records read without their text
+    /// ([`FactStore::nat_observations_with`]): each block they come from is read once.
+    /// Records already summarised are left as they are.
+    pub fn fill_nat_summaries(&self, obs: &mut [&mut NatObs]) -> Result<()> {
+        let mut wanted: BTreeMap<(String, i64), Vec<usize>> = BTreeMap::new();
+        for (i, o) in obs.iter().enumerate() {
+            if o.summary.is_empty() {
+                wanted
+                    .entry((o.public_ip.clone(), bucket(o.public_port)))
+                    .or_default()
+                    .push(i);
+            }
+        }
+        for ((ip, b), idx) in wanted {
+            let rows = self.nat_blocks(
+                "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1 AND bucket = ?2",
+                params![ip, b],
+                None,
+                true,
+                false,
+            )?;
+            let by_seq: std::collections::HashMap<u64, &str> = rows
+                .iter()
+                .map(|r| (r.obs.seq, r.obs.summary.as_str()))
+                .collect();
+            for i in idx {
+                if let Some(s) = by_seq.get(&obs[i].seq) {
+                    obs[i].summary = (*s).to_string();
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -1031,11 +1081,11 @@ mod tests {
         }
         assert_eq!(back, want);
         let one = store
-            .nat_rows_of("192.0.2.254", Some(5 * 97))
+            .nat_rows_of("192.0.2.254", Some(5 * 97), true)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(one.iter().map(|r| r.obs.seq).collect::<Vec<_>>(), [5]);
         let none = store
-            .nat_rows_of("192.0.2.254", None)
+            .nat_rows_of("192.0.2.254", None, true)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(none.len(), 600);
         assert_eq!(
