@@ -350,6 +350,7 @@ fn conntrack_into(ev: &mut Event, msg: &str, ev_tok: usize, base: &Pos) {
     }
     let p = parse_ct(msg, &toks, ev_tok);
     let mut set = |k: &str, v: Option<&str>| {
+        debug_assert!(CONNTRACK_FIELDS.contains(&k), "{k} not in CONNTRACK_FIELDS");
         if let Some(v) = v {
             ev.fields.insert(k.to_string(), v.to_string());
         }
@@ -478,6 +479,34 @@ pub struct ConntrackLine<'a> {
     pub ips: Vec<IpAddr>,
 }
 
+/// Every field name [`conntrack_fields`] (and the decoder's conntrack path) can give: a
+/// reader that asks a NAT row rebuilt from its message for any other field knows the answer
+/// without rebuilding (a report's `vm_uuid:` searches over a million conntrack rows). The
+/// setters below assert membership in debug builds.
+pub const CONNTRACK_FIELDS: [&str; 21] = [
+    fields::NAT_EVENT,
+    fields::CT_TIMEOUT,
+    fields::CT_STATE,
+    fields::CT_LIFETIME,
+    fields::CT_ID,
+    fields::PROTO,
+    fields::SRC_IP,
+    fields::DST_IP,
+    fields::SRC_PORT,
+    fields::DST_PORT,
+    fields::REPLY_SRC_IP,
+    fields::REPLY_DST_IP,
+    fields::REPLY_SRC_PORT,
+    fields::REPLY_DST_PORT,
+    fields::NAT_KIND,
+    fields::NAT_IP,
+    fields::NAT_PORT,
+    fields::NAT_INSIDE_IP,
+    fields::NAT_INSIDE_PORT,
+    fields::NAT_PEER_IP,
+    fields::NAT_PEER_PORT,
+];
+
 /// The fields `decode` gives the bare conntrack line `message` (what a NAT row written by the
 /// fast path keeps instead of its fields: they are rebuilt from the message on read). Empty
 /// when the text is not a conntrack event.
@@ -527,6 +556,7 @@ fn translation(orig: &Tuple, reply: &Tuple) -> Option<(&'static str, Side, Side,
 /// The connection's fields, and the translation when both tuples are whole (`complete`).
 fn put_tuples(ev: &mut Event, proto: Option<&str>, orig: &Tuple, reply: &Tuple, complete: bool) {
     let mut set = |k: &str, v: Option<String>| {
+        debug_assert!(CONNTRACK_FIELDS.contains(&k), "{k} not in CONNTRACK_FIELDS");
         if let Some(v) = v {
             ev.fields.insert(k.to_string(), v);
         }

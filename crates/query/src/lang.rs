@@ -581,8 +581,38 @@ fn text_parts(e: &Event) -> impl Iterator<Item = &str> {
         .chain(e.host.as_deref())
         .chain(e.app.as_deref())
 }
-
 impl Expr {
+    /// A field leaf ([`Expr::Field`], [`Expr::FieldNet`]) judged on an event's fields alone,
+    /// as [`Expr::matches`] judges it; `None` for any other expression.
+    pub fn matches_fields(
+        &self,
+        fields: &std::collections::BTreeMap<String, String>,
+    ) -> Option<bool> {
+        match self {
+            Expr::Field { name, value } => {
+                let (n, v) = (name.to_lowercase(), value.to_lowercase());
+                Some(
+                    fields
+                        .iter()
+                        .any(|(k, x)| k.to_lowercase() == n && x.to_lowercase() == v),
+                )
+            }
+            Expr::FieldNet { name, net } => Some(fields.iter().any(|(k, x)| {
+                k.to_lowercase() == *name && x.parse::<IpAddr>().is_ok_and(|ip| net.contains(ip))
+            })),
+            _ => None,
+        }
+    }
+
+    /// The field a field leaf reads, lower-cased (what it compares names with).
+    pub fn field_name(&self) -> Option<String> {
+        match self {
+            Expr::Field { name, .. } => Some(name.to_lowercase()),
+            Expr::FieldNet { name, .. } => Some(name.clone()),
+            _ => None,
+        }
+    }
+
     /// The exact meaning of the query on one event.
     pub fn matches(&self, e: &Event) -> bool {
         match self {
@@ -605,15 +635,9 @@ impl Expr {
                     Keyword::Source => e.source_kind.to_lowercase() == v,
                 }
             }
-            Expr::Field { name, value } => {
-                let (n, v) = (name.to_lowercase(), value.to_lowercase());
-                e.fields
-                    .iter()
-                    .any(|(k, x)| k.to_lowercase() == n && x.to_lowercase() == v)
+            Expr::Field { .. } | Expr::FieldNet { .. } => {
+                self.matches_fields(&e.fields).unwrap_or(false)
             }
-            Expr::FieldNet { name, net } => e.fields.iter().any(|(k, x)| {
-                k.to_lowercase() == *name && x.parse::<IpAddr>().is_ok_and(|ip| net.contains(ip))
-            }),
             Expr::Ip(net) => {
                 e.ips.iter().any(|ip| net.contains(*ip))
                     || e.host

@@ -12,6 +12,7 @@
 //! texts holds); a flush's text (message and fields) is decompressed only for a query with a
 //! word, phrase or field leaf.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
@@ -56,10 +57,13 @@ fn needs_text(expr: &Expr) -> bool {
     }
 }
 
-/// One row being judged: its event rebuilt when a text leaf first needs it.
+/// One row being judged: its event rebuilt when a word or phrase leaf first needs it, its
+/// fields when a field leaf does.
 struct RowEval<'a> {
     row: &'a NatRow,
     event: Option<Option<Event>>,
+    /// The fields of a row that keeps them in its message (a conntrack line), once rebuilt.
+    fields: Option<BTreeMap<String, String>>,
 }
 
 impl RowEval<'_> {
@@ -92,10 +96,26 @@ impl RowEval<'_> {
                         .and_then(|h| h.parse::<IpAddr>().ok())
                         .is_some_and(|ip| net.contains(ip))
             }
-            leaf @ (Expr::Word(_)
-            | Expr::Phrase(_)
-            | Expr::Field { .. }
-            | Expr::FieldNet { .. }) => {
+            // On the fields alone, not a whole event. A row whose fields are its conntrack
+            // line's has none but `CONNTRACK_FIELDS`: any other (a report's `vm_uuid:` over
+            // a gateway's million rows) is absent without parsing the line.
+            leaf @ (Expr::Field { .. } | Expr::FieldNet { .. }) => {
+                let Some(t) = r.text.as_ref() else {
+                    return false;
+                };
+                if !t.fields_from_message() {
+                    return leaf.matches_fields(&t.fields).unwrap_or(false);
+                }
+                let name = leaf.field_name().unwrap_or_default();
+                if !decode::nat::CONNTRACK_FIELDS.contains(&name.as_str()) {
+                    return false;
+                }
+                let f = self
+                    .fields
+                    .get_or_insert_with(|| decode::nat::conntrack_fields(&t.message));
+                leaf.matches_fields(f).unwrap_or(false)
+            }
+            leaf @ (Expr::Word(_) | Expr::Phrase(_)) => {
                 match self.event.get_or_insert_with(|| r.event()) {
                     Some(e) => leaf.matches(e),
                     // Rows are read with their text whenever the query has such a leaf.
@@ -129,6 +149,7 @@ pub fn scan(
             let mut ev = RowEval {
                 row: &row,
                 event: None,
+                fields: None,
             };
             if ev.eval(expr) {
                 let time =

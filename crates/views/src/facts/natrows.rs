@@ -55,10 +55,26 @@ pub struct NatRow {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NatText {
     pub message: String,
-    /// The event's fields. Empty in a row the fast path built ([`NatRow::from_conntrack`]: a
-    /// NAT record's event always has fields) until read back, when they are rebuilt from the
-    /// message.
+    /// The event's fields as stored. Empty in a row the fast path built
+    /// ([`NatRow::from_conntrack`]), written and read back so: a NAT record's event always has
+    /// fields, and these are `decode::nat::conntrack_fields(message)` ([`NatText::fields`]).
     pub fields: BTreeMap<String, String>,
+}
+
+impl NatText {
+    /// Whether the fields are the message's, rebuilt on demand (see `fields`).
+    pub fn fields_from_message(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The event's fields: those stored, else rebuilt from the conntrack line.
+    pub fn fields(&self) -> std::borrow::Cow<'_, BTreeMap<String, String>> {
+        if self.fields_from_message() {
+            std::borrow::Cow::Owned(decode::nat::conntrack_fields(&self.message))
+        } else {
+            std::borrow::Cow::Borrowed(&self.fields)
+        }
+    }
 }
 
 impl NatRow {
@@ -167,7 +183,7 @@ impl NatRow {
             severity: None,
             msgid: None,
             message: t.message.clone(),
-            fields: t.fields.clone(),
+            fields: t.fields().into_owned(),
             ips: self.ips.clone(),
             class: EventClass::NetConnection,
             issues: Vec::new(),
@@ -588,11 +604,10 @@ fn decode_b(b: &[u8], rows: &mut [(usize, NatRow)], fields: bool) -> D<()> {
         if fields {
             let n = usize::try_from(r.u()?).map_err(|_| "count")?;
             let n = match (layout, n) {
-                // Fields of the message read as a conntrack line: rebuilt.
-                (2, 0) => {
-                    map = decode::nat::conntrack_fields(&message);
-                    0
-                }
+                // Fields of the message read as a conntrack line: left empty, rebuilt by
+                // whoever reads them (`NatText::fields`); most readers ask for one field
+                // that a conntrack line cannot have, or none.
+                (2, 0) => 0,
                 (2, n) => n - 1,
                 (_, n) => n,
             };
@@ -1247,6 +1262,17 @@ mod tests {
         }
         back.sort_by_key(|r| r.obs.seq);
         want.sort_by_key(|r| r.obs.seq);
+        // Read back without fields; those `NatText::fields` rebuilds are the decoder's, and
+        // none is outside `CONNTRACK_FIELDS` (what a field query skips rows by).
+        for r in &mut back {
+            if let Some(t) = r.text.as_mut() {
+                assert!(t.fields_from_message(), "{t:?}");
+                t.fields = t.fields().into_owned();
+                for k in t.fields.keys() {
+                    assert!(decode::nat::CONNTRACK_FIELDS.contains(&k.as_str()), "{k}");
+                }
+            }
+        }
         assert_eq!(back, want);
     }
 }
