@@ -30,7 +30,10 @@ fn ns(t: Timestamp) -> i128 {
 /// Whether flush `f` may hold a record `expr` matches (a superset).
 fn possible(expr: &Expr, f: &NatFlush) -> bool {
     match expr {
-        Expr::All | Expr::Not(_) | Expr::Field { .. } | Expr::FieldNet { .. } => true,
+        Expr::All | Expr::Not(_) => true,
+        Expr::Field { .. } | Expr::FieldNet { .. } => {
+            f.field_possible(&expr.field_name().unwrap_or_default().to_lowercase())
+        }
         Expr::Time { from, to } => {
             from.is_none_or(|x| ns(x) <= i128::from(f.max_placed_ns))
                 && to.is_none_or(|x| ns(x) > i128::from(f.min_placed_ns))

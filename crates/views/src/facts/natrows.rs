@@ -206,6 +206,29 @@ pub struct NatFlush {
     pub addrs: Vec<u128>,
     /// The lower-cased ASCII letter runs of every row's message, host and app (sorted).
     pub words: Vec<String>,
+    /// The field names its rows have; `None` for a flush written before they were recorded,
+    /// or one with a name outside `[a-z0-9_.:-]` (any field is possible then).
+    pub fields: Option<FlushFields>,
+}
+
+/// The field names of a flush's rows, what a field query skips a flush by.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlushFields {
+    /// Lower-cased, sorted: the names of the fields rows keep.
+    pub names: Vec<String>,
+    /// Some row keeps its fields in its conntrack line (`decode::nat::CONNTRACK_FIELDS`).
+    pub from_message: bool,
+}
+
+/// How the field names are kept in `nat_flush.words`, after the letter runs: `=` (recorded),
+/// `=~` (some row's fields are its conntrack line's), `=NAME` each. No letter run holds `=`.
+const NAMES_MARK: &str = "=";
+const FROM_MESSAGE_MARK: &str = "=~";
+
+fn recordable_name(k: &str) -> bool {
+    !k.is_empty()
+        && k.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.:-".contains(&b))
 }
 
 const MAPPED: u128 = 0xffff << 32;
@@ -219,6 +242,17 @@ pub fn wide(ip: IpAddr) -> u128 {
 }
 
 impl NatFlush {
+    /// Whether a row of this flush may have a field named `name` (lower-cased).
+    pub fn field_possible(&self, name: &str) -> bool {
+        match &self.fields {
+            None => true,
+            Some(f) => {
+                f.names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+                    || (f.from_message && decode::nat::CONNTRACK_FIELDS.contains(&name))
+            }
+        }
+    }
+
     /// Whether an address in `[lo, hi]` (the summary's space) is in the flush.
     pub fn has_addr_in(&self, lo: u128, hi: u128) -> bool {
         let i = self.addrs.partition_point(|a| *a < lo);
@@ -277,6 +311,57 @@ fn runs(text: &str, out: &mut BTreeSet<String>) {
             out.insert(key.to_string());
         }
     }
+}
+
+/// The entries that record a flush's field names (see [`NAMES_MARK`]); none when a row has
+/// no text or a name that cannot be recorded.
+fn field_marks(rows: &[NatRow]) -> Vec<String> {
+    let mut names = BTreeSet::new();
+    let mut from_message = false;
+    for r in rows {
+        let Some(t) = &r.text else {
+            return Vec::new();
+        };
+        if t.fields_from_message() {
+            from_message = true;
+            continue;
+        }
+        for k in t.fields.keys() {
+            let k = k.to_lowercase();
+            if !recordable_name(&k) {
+                return Vec::new();
+            }
+            names.insert(k);
+        }
+    }
+    let mut out = vec![NAMES_MARK.to_string()];
+    if from_message {
+        out.push(FROM_MESSAGE_MARK.to_string());
+    }
+    out.extend(names.into_iter().map(|n| format!("{NAMES_MARK}{n}")));
+    out
+}
+
+fn read_field_marks(words: &str) -> Option<FlushFields> {
+    let mut f: Option<FlushFields> = None;
+    let mut names = Vec::new();
+    let mut from_message = false;
+    for w in words.split(' ') {
+        match w {
+            NAMES_MARK => f = Some(FlushFields::default()),
+            FROM_MESSAGE_MARK => from_message = true,
+            _ => {
+                if let Some(n) = w.strip_prefix(NAMES_MARK) {
+                    names.push(n.to_string());
+                }
+            }
+        }
+    }
+    let mut f = f?;
+    names.sort();
+    f.names = names;
+    f.from_message = from_message;
+    Some(f)
 }
 
 // ---- encoding ----
@@ -800,7 +885,8 @@ impl FactStore {
         for a in &addrs {
             blob.extend_from_slice(&a.to_be_bytes());
         }
-        let words: Vec<String> = words.into_iter().collect();
+        let mut words: Vec<String> = words.into_iter().collect();
+        words.extend(field_marks(rows));
         let seqs = rows.iter().map(|r| r.obs.seq);
         let first = seqs.clone().min().unwrap_or(0);
         let last = seqs.max().unwrap_or(0);
@@ -858,9 +944,10 @@ impl FactStore {
                         .collect(),
                     words: words
                         .split(' ')
-                        .filter(|w| !w.is_empty())
+                        .filter(|w| !w.is_empty() && !w.starts_with('='))
                         .map(str::to_string)
                         .collect(),
+                    fields: read_field_marks(&words),
                 })
             })
             .map_err(self.sql())?;
@@ -1061,6 +1148,46 @@ mod tests {
                 fields,
             }),
         }
+    }
+
+    /// A flush records its rows' field names, and a field query skips it by them: stored
+    /// names, `CONNTRACK_FIELDS` for rows whose fields are their line's, nothing recorded
+    /// (any field possible) for a name that cannot be kept or a flush written before.
+    #[test]
+    fn a_flush_knows_the_field_names_of_its_rows() {
+        let flush_of = |rows: Vec<NatRow>| {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let mut store = FactStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+            let last = rows.iter().map(|r| r.obs.seq).max().unwrap_or(0);
+            store
+                .apply_with_nat(&[], &rows, last, None)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut f = store.nat_flushes().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(f.len(), 1);
+            f.remove(0)
+        };
+        // Stored fields (`row` keeps nat_ip and proto).
+        let f = flush_of(vec![row(1, Some(40001)), row(2, Some(40002))]);
+        assert!(f.field_possible("nat_ip") && f.field_possible("proto"));
+        assert!(!f.field_possible("vm_uuid") && !f.field_possible("nat_port"));
+        assert!(f.words.iter().all(|w| !w.starts_with('=')), "{:?}", f.words);
+        // One row whose fields are its conntrack line's.
+        let mut fast = row(3, Some(40003));
+        if let Some(t) = fast.text.as_mut() {
+            t.fields.clear();
+        }
+        let f = flush_of(vec![row(1, Some(40001)), fast]);
+        assert!(f.field_possible("nat_port") && f.field_possible("reply_dst_ip"));
+        assert!(!f.field_possible("vm_uuid") && !f.field_possible("claimed_vm_uuid"));
+        // A name that cannot be kept in the list: every field is possible.
+        let mut odd = row(4, Some(40004));
+        if let Some(t) = odd.text.as_mut() {
+            t.fields.insert("Odd Name".into(), "x".into());
+        }
+        let f = flush_of(vec![row(1, Some(40001)), odd]);
+        assert!(f.fields.is_none() && f.field_possible("vm_uuid"));
+        // A flush written before names were recorded.
+        assert_eq!(read_field_marks("new src tcp"), None);
     }
 
     #[test]
