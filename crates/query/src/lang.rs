@@ -604,6 +604,22 @@ impl Expr {
         }
     }
 
+    /// A word or phrase leaf judged on an event's texts alone (its message, host and app, as
+    /// [`Expr::matches`] reads them); `None` for any other expression.
+    pub fn matches_text<'a>(&self, mut parts: impl Iterator<Item = &'a str>) -> Option<bool> {
+        match self {
+            Expr::Word(w) if is_clean_token(w) => {
+                let t = w.to_lowercase();
+                Some(parts.any(|p| text_tokens(p).contains(&t)))
+            }
+            Expr::Word(s) | Expr::Phrase(s) => {
+                let n = s.to_lowercase();
+                Some(parts.any(|p| contains_ci(p, &n)))
+            }
+            _ => None,
+        }
+    }
+
     /// The field a field leaf reads, lower-cased (what it compares names with).
     pub fn field_name(&self) -> Option<String> {
         match self {
@@ -617,14 +633,7 @@ impl Expr {
     pub fn matches(&self, e: &Event) -> bool {
         match self {
             Expr::All => true,
-            Expr::Word(w) if is_clean_token(w) => {
-                let t = w.to_lowercase();
-                text_parts(e).any(|p| text_tokens(p).contains(&t))
-            }
-            Expr::Word(s) | Expr::Phrase(s) => {
-                let n = s.to_lowercase();
-                text_parts(e).any(|p| contains_ci(p, &n))
-            }
+            Expr::Word(_) | Expr::Phrase(_) => self.matches_text(text_parts(e)).unwrap_or(false),
             Expr::Keyword(k, v) => {
                 let v = v.to_lowercase();
                 match k {

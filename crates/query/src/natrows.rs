@@ -6,17 +6,19 @@
 //!
 //! Exact, like [`Expr::matches`] on the decoded event: a row keeps everything a leaf reads —
 //! the message, host, app, class (`net.connection`), observer, source, fields and addresses —
-//! and its placed time, so each leaf is judged on the event the row rebuilds (time leaves on
-//! the placed time). Flushes are skipped by their placed-time range, by the ledger range past
-//! the cap, by their address set and by the letter runs of their texts (a word none of their
-//! texts holds); a flush's text (message and fields) is decompressed only for a query with a
-//! word, phrase or field leaf.
+//! and its placed time, so each leaf is judged as on the event the row rebuilds (time leaves
+//! on the placed time), on the parts it reads and no whole event (`Expr::matches_text`,
+//! `Expr::matches_fields`: building one per row was most of a word search over a gateway's
+//! million rows). Flushes are skipped by their placed-time range, by the ledger range past
+//! the cap, by their address set, by the letter runs of their texts (a word none of their
+//! texts holds) and by their rows' field names; a flush's text (message and fields) is
+//! decompressed only for a query with a word, phrase or field leaf.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use jiff::Timestamp;
-use model::{Event, EventClass};
+use model::EventClass;
 use views::facts::{NatFlush, NatRow, nat_wide};
 use views::search::{DocKey, Keyword, SearchIndex};
 
@@ -60,11 +62,10 @@ fn needs_text(expr: &Expr) -> bool {
     }
 }
 
-/// One row being judged: its event rebuilt when a word or phrase leaf first needs it, its
-/// fields when a field leaf does.
+/// One row being judged, leaf by leaf on what the row keeps (no event built): what
+/// `Expr::matches` reads of the event `NatRow::event` would give.
 struct RowEval<'a> {
     row: &'a NatRow,
-    event: Option<Option<Event>>,
     /// The fields of a row that keeps them in its message (a conntrack line), once rebuilt.
     fields: Option<BTreeMap<String, String>>,
 }
@@ -118,13 +119,18 @@ impl RowEval<'_> {
                     .get_or_insert_with(|| decode::nat::conntrack_fields(&t.message));
                 leaf.matches_fields(f).unwrap_or(false)
             }
-            leaf @ (Expr::Word(_) | Expr::Phrase(_)) => {
-                match self.event.get_or_insert_with(|| r.event()) {
-                    Some(e) => leaf.matches(e),
-                    // Rows are read with their text whenever the query has such a leaf.
-                    None => false,
-                }
-            }
+            // On the message, host and app alone, as `Expr::matches` reads them.
+            leaf @ (Expr::Word(_) | Expr::Phrase(_)) => match r.text.as_ref() {
+                Some(t) => leaf
+                    .matches_text(
+                        std::iter::once(t.message.as_str())
+                            .chain(r.host.as_deref())
+                            .chain(r.app.as_deref()),
+                    )
+                    .unwrap_or(false),
+                // Rows are read with their text whenever the query has such a leaf.
+                None => false,
+            },
         }
     }
 }
@@ -151,7 +157,6 @@ pub fn scan(
             }
             let mut ev = RowEval {
                 row: &row,
-                event: None,
                 fields: None,
             };
             if ev.eval(expr) {
