@@ -253,6 +253,11 @@ fn every_verb_reads_nat_records_from_the_fact_store_as_it_read_them_from_the_ind
         vec!["vm_uuid:\"aaaaaaaa-0000-4000-8000-00000000000a\""],
         vec!["claimed_vm_uuid:\"aaaaaaaa-0000-4000-8000-00000000000a\""],
         vec!["src_ip:10.20.0.0/16", "--limit", "25"],
+        // Address leaves under AND / OR / NOT (rows passed over by their addresses first).
+        vec!["ip:10.20.0.0/16 syn_sent", "--limit", "30"],
+        vec!["10.20.0.6 OR 198.51.100.7"],
+        vec!["ip:10.20.0.5 NOT destroy"],
+        vec!["netnode1 OR ip:10.20.0.6"],
         vec!["id", "--to", "2026-12-06T04:00:00Z"],
     ];
     let mut n_compared = 0;

@@ -23,7 +23,7 @@ use views::facts::{NatFlush, NatRow, nat_wide};
 use views::search::{DocKey, Keyword, SearchIndex};
 
 use crate::flows::FlowKey;
-use crate::lang::Expr;
+use crate::lang::{Expr, Net};
 
 fn ns(t: Timestamp) -> i128 {
     t.as_nanosecond()
@@ -49,6 +49,24 @@ fn possible(expr: &Expr, f: &NatFlush) -> bool {
         Expr::Keyword(..) => true,
         Expr::And(xs) => xs.iter().all(|x| possible(x, f)),
         Expr::Or(xs) => xs.iter().any(|x| possible(x, f)),
+    }
+}
+
+/// Address ranges one of which a row must mention (an address of the event, or a host that
+/// is one: what an `ip:` leaf reads) for `expr` to match it; `None` when a row need not.
+fn required_nets(expr: &Expr) -> Option<Vec<Net>> {
+    match expr {
+        Expr::Ip(net) => Some(vec![*net]),
+        // Any conjunct's requirement is the whole's; the narrowest is kept.
+        Expr::And(xs) => xs.iter().filter_map(required_nets).min_by_key(Vec::len),
+        Expr::Or(xs) => {
+            let mut all = Vec::new();
+            for x in xs {
+                all.extend(required_nets(x)?);
+            }
+            Some(all)
+        }
+        _ => None,
     }
 }
 
@@ -147,11 +165,29 @@ pub fn scan(
         return Ok(());
     };
     let text = needs_text(expr);
+    // A query that needs an address: rows that mention none of its ranges are passed over
+    // before they are built (an inside address's search over a gateway's million rows).
+    let nets = required_nets(expr);
+    let keep = |ips: &[IpAddr], host: Option<&str>| {
+        nets.as_ref().is_none_or(|nets| {
+            nets.iter().any(|net| {
+                ips.iter().any(|ip| net.contains(*ip))
+                    || host
+                        .and_then(|h| h.parse::<IpAddr>().ok())
+                        .is_some_and(|ip| net.contains(ip))
+            })
+        })
+    };
     for f in nat.flushes()?.iter() {
         if cap.is_some_and(|c| f.first_seq > c) || !possible(expr, f) {
             continue;
         }
-        for row in nat.rows(f.id, text)? {
+        let rows = if nets.is_some() {
+            nat.rows_where(f.id, text, &keep)?
+        } else {
+            nat.rows(f.id, text)?
+        };
+        for row in rows {
             if cap.is_some_and(|c| row.obs.seq > c) {
                 continue;
             }

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 pub use ident::{JobExt, ScimEntry, dn_key, issuer_key, origin_key};
 pub use natrows::{
     FLUSH_ROWS as NAT_FLUSH_ROWS, FlushFields as NatFlushFields, NatFlush, NatReader, NatRow,
-    NatText, wide as nat_wide,
+    NatText, RowFilter as NatRowFilter, wide as nat_wide,
 };
 
 /// Schema version; a store of another version is rebuilt by `pugmark reindex`.

@@ -62,7 +62,9 @@ pub struct NatText {
 }
 
 impl NatText {
-    /// Whether the fields are the message's, rebuilt on demand (see `fields`).
+    /// Whether the fields are the message's, rebuilt on demand (see `fields`). Meaningful for
+    /// a row read with its fields (`nat_flush_rows`, what every scan reads); a row read for its
+    /// summary alone (`who`) has none either way.
     pub fn fields_from_message(&self) -> bool {
         self.fields.is_empty()
     }
@@ -435,6 +437,24 @@ struct R<'a> {
 
 type D<T> = std::result::Result<T, &'static str>;
 
+impl<'a> R<'a> {
+    /// A string borrowed from the block (what a row is judged on before it is built).
+    fn sr(&mut self) -> D<&'a str> {
+        let n = usize::try_from(self.u()?).map_err(|_| "length")?;
+        let end = self.at.checked_add(n).ok_or("length")?;
+        let b: &'a [u8] = self.b;
+        let s = b.get(self.at..end).ok_or("truncated")?;
+        self.at = end;
+        std::str::from_utf8(s).map_err(|_| "not UTF-8")
+    }
+    fn osr(&mut self) -> D<Option<&'a str>> {
+        Ok(match self.byte()? {
+            0 => None,
+            _ => Some(self.sr()?),
+        })
+    }
+}
+
 impl R<'_> {
     fn byte(&mut self) -> D<u8> {
         let v = *self.b.get(self.at).ok_or("truncated")?;
@@ -466,12 +486,6 @@ impl R<'_> {
         let n = usize::try_from(self.u()?).map_err(|_| "length")?;
         let b = self.bytes(n)?;
         String::from_utf8(b.to_vec()).map_err(|_| "not UTF-8")
-    }
-    fn os(&mut self) -> D<Option<String>> {
-        Ok(match self.byte()? {
-            0 => None,
-            _ => Some(self.s()?),
-        })
     }
     fn oi(&mut self) -> D<Option<i64>> {
         Ok(match self.byte()? {
@@ -587,10 +601,21 @@ fn encode_b(rows: &[&NatRow]) -> Vec<u8> {
 
 /// The rows of a block's typed part (with their index in the block), those of public port
 /// `port` only when given (`Some(None)`: rows without a port); the others are skipped unread.
-fn decode_a(public_ip: &str, b: &[u8], port: Option<Option<u16>>) -> D<Vec<(usize, NatRow)>> {
+/// Which rows a reader keeps, judged on a row's addresses and host before the row is built:
+/// an address search over a gateway's million rows keeps a few thousand, and building each
+/// row (nine strings) was most of its time.
+pub type RowFilter<'f> = &'f dyn Fn(&[IpAddr], Option<&str>) -> bool;
+
+fn decode_a(
+    public_ip: &str,
+    b: &[u8],
+    port: Option<Option<u16>>,
+    keep: Option<RowFilter<'_>>,
+) -> D<Vec<(usize, NatRow)>> {
     let mut r = R { b, at: 0 };
     let n = usize::try_from(r.u()?).map_err(|_| "count")?;
     let mut out = Vec::with_capacity(n.min(1 << 16));
+    let mut ips: Vec<IpAddr> = Vec::new();
     for i in 0..n {
         let len = usize::try_from(r.u()?).map_err(|_| "length")?;
         let end = r.at.checked_add(len).ok_or("length")?;
@@ -605,49 +630,60 @@ fn decode_a(public_ip: &str, b: &[u8], port: Option<Option<u16>>) -> D<Vec<(usiz
         let seq = r.u()?;
         let time_ns = r.i()?;
         let placed_ns = r.i()?;
-        let observer: Observer = r.s()?.parse().map_err(|_| "observer")?;
-        let obs = NatObs {
-            seq,
-            time_ns,
-            observer,
-            sender: r.s()?,
-            source: r.s()?,
-            event: r.s()?,
-            kind: r.s()?,
-            proto: r.os()?,
-            public_ip: public_ip.to_string(),
-            public_port,
-            inside_ip: r.s()?,
-            inside_port: r.op()?,
-            peer_ip: r.os()?,
-            peer_port: r.op()?,
-            ct_id: r.os()?,
-            start_ns: r.oi()?,
-            end_ns: r.oi()?,
-            timeout_s: r.oi()?,
-            lifetime_s: r.oi()?,
-            summary: String::new(),
-        };
+        let observer: Observer = r.sr()?.parse().map_err(|_| "observer")?;
+        let (sender, source, event, kind) = (r.sr()?, r.sr()?, r.sr()?, r.sr()?);
+        let proto = r.osr()?;
+        let inside_ip = r.sr()?;
+        let inside_port = r.op()?;
+        let peer_ip = r.osr()?;
+        let peer_port = r.op()?;
+        let ct_id = r.osr()?;
+        let (start_ns, end_ns, timeout_s, lifetime_s) = (r.oi()?, r.oi()?, r.oi()?, r.oi()?);
         let src = r.oip()?;
-        let host = r.os()?;
-        let app = r.os()?;
+        let host = r.osr()?;
+        let app = r.osr()?;
         let k = usize::try_from(r.u()?).map_err(|_| "count")?;
-        let mut ips = Vec::with_capacity(k.min(64));
+        ips.clear();
         for _ in 0..k {
             ips.push(r.oip()?.ok_or("address")?);
         }
         if r.at != end {
             return Err("row length");
         }
+        if keep.is_some_and(|f| !f(&ips, host)) {
+            continue;
+        }
+        let obs = NatObs {
+            seq,
+            time_ns,
+            observer,
+            sender: sender.to_string(),
+            source: source.to_string(),
+            event: event.to_string(),
+            kind: kind.to_string(),
+            proto: proto.map(str::to_string),
+            public_ip: public_ip.to_string(),
+            public_port,
+            inside_ip: inside_ip.to_string(),
+            inside_port,
+            peer_ip: peer_ip.map(str::to_string),
+            peer_port,
+            ct_id: ct_id.map(str::to_string),
+            start_ns,
+            end_ns,
+            timeout_s,
+            lifetime_s,
+            summary: String::new(),
+        };
         out.push((
             i,
             NatRow {
                 obs,
                 placed_ns,
                 src,
-                host,
-                app,
-                ips,
+                host: host.map(str::to_string),
+                app: app.map(str::to_string),
+                ips: ips.clone(),
                 text: None,
             },
         ));
@@ -957,24 +993,33 @@ impl FactStore {
 
     /// Every row of flush `id` (with its text when `text`), in no particular order.
     pub fn nat_flush_rows(&self, id: i64, text: bool) -> Result<Vec<NatRow>> {
+        self.nat_flush_rows_where(id, text, None)
+    }
+
+    /// [`FactStore::nat_flush_rows`], only the rows `keep` admits.
+    pub fn nat_flush_rows_where(
+        &self,
+        id: i64,
+        text: bool,
+        keep: Option<RowFilter<'_>>,
+    ) -> Result<Vec<NatRow>> {
         let sql = if text {
             "SELECT public_ip, a, b FROM nat_block WHERE flush = ?1"
         } else {
             "SELECT public_ip, a, NULL FROM nat_block WHERE flush = ?1"
         };
-        self.nat_blocks(sql, params![id], None, true, true)
+        self.nat_blocks(sql, params![id], None, keep, true, true)
     }
 
-    /// The rows of the blocks `sql` selects (`public_ip`, `a`, `b` or NULL), those of public
-    /// port `port` when given; with their text when `b` is selected (fields when `fields`).
-    /// The rows of the blocks `sql` selects (public address, columns `a`, text `b`), of
-    /// public port `port` when `Some`; with their text (summary, message) when `text`, and
-    /// their fields too when `fields`.
+    /// The rows of the blocks `sql` selects (public address, columns `a`, text `b` or NULL),
+    /// of public port `port` when `Some` and admitted by `keep`; with their text (summary,
+    /// message) when `text` and `b` is selected, and their stored fields too when `fields`.
     fn nat_blocks(
         &self,
         sql: &str,
         p: impl rusqlite::Params,
         port: Option<Option<u16>>,
+        keep: Option<RowFilter<'_>>,
         text: bool,
         fields: bool,
     ) -> Result<Vec<NatRow>> {
@@ -985,7 +1030,7 @@ impl FactStore {
             let ip: String = row.get(0).map_err(self.sql())?;
             let a: Vec<u8> = row.get(1).map_err(self.sql())?;
             let a = unzip(&a).map_err(|w| self.corrupt(w))?;
-            let mut rows = decode_a(&ip, &a, port).map_err(|w| self.corrupt(w))?;
+            let mut rows = decode_a(&ip, &a, port, keep).map_err(|w| self.corrupt(w))?;
             if rows.is_empty() {
                 continue;
             }
@@ -1018,12 +1063,14 @@ impl FactStore {
                 "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1 AND bucket = ?2",
                 params![address, bucket(Some(p))],
                 Some(Some(p)),
+                None,
                 text,
                 false,
             ),
             None => self.nat_blocks(
                 "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1",
                 params![address],
+                None,
                 None,
                 text,
                 false,
@@ -1048,6 +1095,7 @@ impl FactStore {
             let rows = self.nat_blocks(
                 "SELECT public_ip, a, b FROM nat_block WHERE public_ip = ?1 AND bucket = ?2",
                 params![ip, b],
+                None,
                 None,
                 true,
                 false,
@@ -1101,6 +1149,11 @@ impl NatReader {
     /// The rows of flush `id` (with their text when `text`).
     pub fn rows(&self, id: i64, text: bool) -> Result<Vec<NatRow>> {
         self.with(|s| s.nat_flush_rows(id, text))
+    }
+
+    /// The rows of flush `id` that `keep` admits (with their text when `text`).
+    pub fn rows_where(&self, id: i64, text: bool, keep: RowFilter<'_>) -> Result<Vec<NatRow>> {
+        self.with(|s| s.nat_flush_rows_where(id, text, Some(keep)))
     }
 }
 
