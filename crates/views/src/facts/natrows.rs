@@ -1203,18 +1203,24 @@ mod tests {
         }
     }
 
+    /// A fresh fact store holding `rows` as one flush, beside the directory it lives in.
+    fn store_with(rows: &[NatRow]) -> (tempfile::TempDir, FactStore) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut store = FactStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+        let last = rows.iter().map(|r| r.obs.seq).max().unwrap_or(0);
+        store
+            .apply_with_nat(&[], rows, last, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        (dir, store)
+    }
+
     /// A flush records its rows' field names, and a field query skips it by them: stored
     /// names, `CONNTRACK_FIELDS` for rows whose fields are their line's, nothing recorded
     /// (any field possible) for a name that cannot be kept or a flush written before.
     #[test]
     fn a_flush_knows_the_field_names_of_its_rows() {
         let flush_of = |rows: Vec<NatRow>| {
-            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-            let mut store = FactStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-            let last = rows.iter().map(|r| r.obs.seq).max().unwrap_or(0);
-            store
-                .apply_with_nat(&[], &rows, last, None)
-                .unwrap_or_else(|e| panic!("{e}"));
+            let (_dir, store) = store_with(&rows);
             let mut f = store.nat_flushes().unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(f.len(), 1);
             f.remove(0)
@@ -1425,13 +1431,8 @@ mod tests {
         // Most real and generated IPv4 lines take the fast path; the rest the decoder's.
         assert!(fast > 2000, "{fast} fast rows");
         assert!(slow_only > 100, "{slow_only} rows only the decoder makes");
-        // Through a flush: written without fields, read back with the decoder's.
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let mut store = FactStore::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
-        let last = rows.iter().map(|r| r.obs.seq).max().unwrap_or(0);
-        store
-            .apply_with_nat(&[], &rows, last, None)
-            .unwrap_or_else(|e| panic!("{e}"));
+        // Through a flush: written without fields, read back without them.
+        let (_dir, store) = store_with(&rows);
         let mut back = Vec::new();
         for f in store.nat_flushes().unwrap_or_else(|e| panic!("{e}")) {
             back.extend(
