@@ -249,6 +249,25 @@ fn ulogd_logemu_text_of_a_real_snat() {
     );
 }
 
+/// Words another decoder looks for, inside a conntrack line (the fuzz target `nat` found
+/// this one): the line stays a NAT record, with the fast path's fields and no other
+/// decoder's fields or issues.
+#[test]
+fn another_decoders_words_in_a_conntrack_line_do_not_reclassify_it() {
+    let line = "[DESTROY] tcp      6 115 TIME_WAIT src=10.20.0.5 dst=192.0.2.10 sport=40001 dport=8080 src=192.0.2.10 dst=192.0.2.254 sport=8080 dport=40001 [ASSURED] -elta-time=5 [USERSPLCMAPS CRED FINALACE] portid=23999 progname=conntrack";
+    let e = dec(line);
+    assert_eq!(e.class, EventClass::NetConnection, "{e:?}");
+    assert!(e.issues.is_empty(), "{:?}", e.issues);
+    assert!(e.field(fields::PAYLOAD_SOURCE).is_none(), "{e:?}");
+    let ct = decode::nat::conntrack_line(line.as_bytes()).expect("the fast path reads it");
+    assert_eq!(e.fields, decode::nat::conntrack_fields(ct.message));
+    // A glexec line is still one.
+    let g = dec(
+        "Dec  6 10:00:00 wn-1 glexec[42]: LCMAPS CRED FINAL: DN:\"/DC=ch/CN=x\" mapped uid:501",
+    );
+    assert_eq!(g.field(fields::PAYLOAD_SOURCE), Some("glexec"), "{g:?}");
+}
+
 #[test]
 fn bad_input_is_kept_with_an_issue_and_no_translation() {
     let bad = [

@@ -26,6 +26,13 @@ const MON: &str = "glexec.mon[";
 
 /// Recognise a glexec / LCMAPS line inside a syslog event and add its fields.
 pub fn classify(ev: &mut Event) {
+    // A connection record (netfilter LOG, conntrack, ulogd2) is the kernel's or the network's:
+    // its text is never a glexec line, whatever words a peer put in it (fuzz target `nat`
+    // found `LCMAPS CRED FINAL` in a conntrack line turning it into a truncated glexec line,
+    // unlike the indexer's fast path).
+    if ev.class == model::EventClass::NetConnection {
+        return;
+    }
     let app = ev.app.as_deref().unwrap_or("");
     let is_mon_app = app == "glexec.mon";
     let is_glexec_app = app == "glexec";
