@@ -10,7 +10,9 @@ use std::fmt;
 use std::net::{IpAddr, Ipv6Addr};
 
 use model::{Event, EventClass, Observer};
-use views::search::{IndexQuery, Keyword, has_kv_term, keyword_term, kv_term, text_tokens};
+use views::search::{
+    IndexQuery, Keyword, has_kv_term, has_text_token, keyword_term, kv_term, text_tokens,
+};
 
 /// Printed by `pugmark search --help`.
 pub const QUERY_SYNTAX_HELP: &str = "\
@@ -610,7 +612,7 @@ impl Expr {
         match self {
             Expr::Word(w) if is_clean_token(w) => {
                 let t = w.to_lowercase();
-                Some(parts.any(|p| text_tokens(p).contains(&t)))
+                Some(parts.any(|p| has_text_token(p, &t)))
             }
             Expr::Word(s) | Expr::Phrase(s) => {
                 let n = s.to_lowercase();

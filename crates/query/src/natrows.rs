@@ -70,6 +70,15 @@ fn required_nets(expr: &Expr) -> Option<Vec<Net>> {
     }
 }
 
+/// What an `ip:` leaf reads of a row: one of its addresses, or a host that is one, in `net`
+/// (as `Expr::matches` reads the event's `ips` and host).
+fn mentions(net: &Net, ips: &[IpAddr], host: Option<&str>) -> bool {
+    ips.iter().any(|ip| net.contains(*ip))
+        || host
+            .and_then(|h| h.parse::<IpAddr>().ok())
+            .is_some_and(|ip| net.contains(ip))
+}
+
 /// Whether judging `expr` needs a row's text (message and fields).
 fn needs_text(expr: &Expr) -> bool {
     match expr {
@@ -111,13 +120,7 @@ impl RowEval<'_> {
                     Keyword::Source => r.obs.source.to_lowercase() == v,
                 }
             }
-            Expr::Ip(net) => {
-                r.ips.iter().any(|ip| net.contains(*ip))
-                    || r.host
-                        .as_deref()
-                        .and_then(|h| h.parse::<IpAddr>().ok())
-                        .is_some_and(|ip| net.contains(ip))
-            }
+            Expr::Ip(net) => mentions(net, &r.ips, r.host.as_deref()),
             // On the fields alone, not a whole event. A row whose fields are its conntrack
             // line's has none but `CONNTRACK_FIELDS`: any other (a report's `vm_uuid:` over
             // a gateway's million rows) is absent without parsing the line.
@@ -169,14 +172,8 @@ pub fn scan(
     // before they are built (an inside address's search over a gateway's million rows).
     let nets = required_nets(expr);
     let keep = |ips: &[IpAddr], host: Option<&str>| {
-        nets.as_ref().is_none_or(|nets| {
-            nets.iter().any(|net| {
-                ips.iter().any(|ip| net.contains(*ip))
-                    || host
-                        .and_then(|h| h.parse::<IpAddr>().ok())
-                        .is_some_and(|ip| net.contains(ip))
-            })
-        })
+        nets.as_ref()
+            .is_none_or(|nets| nets.iter().any(|net| mentions(net, ips, host)))
     };
     for f in nat.flushes()?.iter() {
         if cap.is_some_and(|c| f.first_seq > c) || !possible(expr, f) {

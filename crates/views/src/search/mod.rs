@@ -29,8 +29,8 @@ use crate::error::{Result, SearchError};
 
 pub use lookup::{DocKey, IndexQuery, Keyword, SrcRow};
 pub use schema::{
-    KEYWORD_MAX_BYTES, TEXT_ONLY_FIELDS, TOKEN_MAX_BYTES, has_kv_term, keyword_term, kv_term,
-    text_tokens,
+    KEYWORD_MAX_BYTES, TEXT_ONLY_FIELDS, TOKEN_MAX_BYTES, has_kv_term, has_text_token,
+    keyword_term, kv_term, text_tokens,
 };
 pub use writer::IndexWriter;
 

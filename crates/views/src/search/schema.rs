@@ -266,6 +266,21 @@ pub fn text_tokens(text: &str) -> Vec<String> {
     })
 }
 
+/// Whether `token` (lower-cased) is one of [`text_tokens`]`(text)`: the same tokenizer, no
+/// token copied (a word search judges every NAT row's message this way).
+pub fn has_text_token(text: &str, token: &str) -> bool {
+    ANALYZER.with(|a| {
+        let mut a = a.borrow_mut();
+        let mut stream = a.token_stream(text);
+        while stream.advance() {
+            if stream.token().text == token {
+                return true;
+            }
+        }
+        false
+    })
+}
+
 /// Index terms every text holding `phrase` (case-insensitively, at a word start) must have:
 /// whole tokens, and the last word of the phrase as a token prefix when the phrase ends inside
 /// a word. Words at the edges of the phrase are left out when, depending on what surrounds
@@ -348,6 +363,38 @@ mod tests {
         let long = "a".repeat(TOKEN_MAX_BYTES + 1);
         assert_eq!(text_tokens(&format!("x {long} y")), ["x", "y"]);
         assert_eq!(text_tokens("Straße ÉTÉ"), ["straße", "été"]);
+    }
+
+    /// `has_text_token` answers what `text_tokens(..).contains(..)` answers, for tokens and
+    /// for the words the index leaves out (address parts, over-long words, other cases).
+    #[test]
+    fn has_text_token_is_text_tokens_contains() {
+        let long = "b".repeat(TOKEN_MAX_BYTES + 1);
+        let texts = [
+            "Failed password for ZQX-7781-NEEDLE from 10.0.0.1 port 22".to_string(),
+            "[NEW] tcp 6 120 SYN_SENT src=10.42.0.15 dst=fe80::1 sport=40001 dport=443".to_string(),
+            format!("x {long} y Straße ÉTÉ fa:16:3e:00:00:01 2.6.32"),
+            String::new(),
+        ];
+        let probes = [
+            "failed", "zqx", "7781", "10", "0", "1", "tcp", "syn_sent", "syn", "sent", "fe80",
+            "40001", "sport", "x", "y", "straße", "été", "ÉTÉ", "fa", "16", "2", "6", "32", "",
+            "nothing", &long,
+        ];
+        for text in &texts {
+            let toks = text_tokens(text);
+            for p in probes
+                .iter()
+                .map(|p| p.to_string())
+                .chain(toks.iter().cloned())
+            {
+                assert_eq!(
+                    has_text_token(text, &p),
+                    toks.contains(&p),
+                    "{text:?} {p:?}"
+                );
+            }
+        }
     }
 
     #[test]
