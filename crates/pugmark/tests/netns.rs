@@ -51,6 +51,21 @@ fn clock_now() -> jiff::Timestamp {
     jiff::Timestamp::now()
 }
 
+/// The clock as a syslog sender writes it in an RFC 5424 header: at most six fractional
+/// digits (TIME-SECFRAC). jiff prints nine, which rsyslog passed on mangled in one CI run
+/// (`15:52:23. 26Z`: the line then had no SD and no claimed UUID).
+fn stamp5424() -> String {
+    let t = clock_now();
+    let whole = jiff::Timestamp::from_second(t.as_second())
+        .unwrap_or(t)
+        .to_string();
+    format!(
+        "{}.{:06}Z",
+        whole.trim_end_matches('Z'),
+        t.subsec_microsecond()
+    )
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     assert!(
@@ -473,7 +488,7 @@ fn vm_hypervisor_and_collector_in_namespaces_attribute_by_uuid_and_find_a_spoof(
     )
     .unwrap();
     let vm_rsyslog = start_vm_rsyslog(&mut net, &vm, &vm_conf, vm_port);
-    let now = clock_now();
+    let now = stamp5424();
     send_to_vm(
         &vm,
         vm_port,
@@ -554,7 +569,7 @@ fn vm_hypervisor_and_collector_in_namespaces_attribute_by_uuid_and_find_a_spoof(
     // interval, 30 s, before it tries the restarted collector again; nothing is lost).
     stop_child(&mut net, vm_rsyslog);
     let vm_rsyslog = start_vm_rsyslog(&mut net, &vm, &vm_conf, vm_port);
-    let now = clock_now();
+    let now = stamp5424();
     send_to_vm(
         &vm,
         vm_port,
@@ -566,7 +581,7 @@ fn vm_hypervisor_and_collector_in_namespaces_attribute_by_uuid_and_find_a_spoof(
     stop_child(&mut net, vm_rsyslog);
     fs::write(vm_work.join("vm-uuid"), B).unwrap();
     start_vm_rsyslog(&mut net, &vm, &vm_conf, vm_port);
-    let now = clock_now();
+    let now = stamp5424();
     send_to_vm(
         &vm,
         vm_port,
