@@ -583,6 +583,7 @@ fn text_parts(e: &Event) -> impl Iterator<Item = &str> {
         .chain(e.host.as_deref())
         .chain(e.app.as_deref())
 }
+
 impl Expr {
     /// A field leaf ([`Expr::Field`], [`Expr::FieldNet`]) judged on an event's fields alone,
     /// as [`Expr::matches`] judges it; `None` for any other expression.

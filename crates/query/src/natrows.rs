@@ -90,7 +90,7 @@ fn needs_text(expr: &Expr) -> bool {
 }
 
 /// One row being judged, leaf by leaf on what the row keeps (no event built): what
-/// `Expr::matches` reads of the event `NatRow::event` would give.
+/// `Expr::matches` reads of the NAT record's decoded event.
 struct RowEval<'a> {
     row: &'a NatRow,
     /// The fields of a row that keeps them in its message (a conntrack line), once rebuilt.

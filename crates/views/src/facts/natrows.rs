@@ -164,34 +164,6 @@ impl NatRow {
             }),
         })
     }
-
-    /// The event every leaf of a query but the time reads (message, host, app, class,
-    /// observer, source, fields, addresses); `None` without the text.
-    pub fn event(&self) -> Option<Event> {
-        let t = self.text.as_ref()?;
-        Some(Event {
-            received: model::Received::from_stored(0),
-            reported: model::Reported::new(None, ""),
-            observer: self.obs.observer,
-            source_kind: self.obs.source.clone(),
-            origin: model::Origin::File {
-                path: String::new(),
-                line: 0,
-            },
-            host: self.host.clone(),
-            app: self.app.clone(),
-            pid: None,
-            facility: None,
-            severity: None,
-            msgid: None,
-            message: t.message.clone(),
-            fields: t.fields().into_owned(),
-            ips: self.ips.clone(),
-            class: EventClass::NetConnection,
-            issues: Vec::new(),
-            raw: Vec::new(),
-        })
-    }
 }
 
 /// What a flush holds, enough to skip it unread.
