@@ -49,13 +49,18 @@ const USERS = {
 };
 const CLI_USER = { 'alice-cli': 'alice', 'bob-cli': 'bob', 'alice-es': 'alice', 'alice-short': 'alice' };
 
+// The key pair is generated as PEM and read back into a fresh KeyObject before the JWK
+// export: Node 20 deadlocked (seen in CI, `gdb`: ExportJWK → a GC → ~KeyGenJob waiting for
+// the key's own mutex, held by the export) when a key object still owned by its generation
+// job was exported while a collection ran; the provider then never printed `ready`.
 function makeKeys(spec) {
+  const pem = { privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } };
   return spec.split(',').map((s) => {
     const [kid, alg] = s.split(':');
     const { privateKey } = alg === 'ES256'
-      ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
-      : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
-    return { ...privateKey.export({ format: 'jwk' }), kid, alg, use: 'sig' };
+      ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256', ...pem })
+      : crypto.generateKeyPairSync('rsa', { modulusLength: 2048, ...pem });
+    return { ...crypto.createPrivateKey(privateKey).export({ format: 'jwk' }), kid, alg, use: 'sig' };
   });
 }
 

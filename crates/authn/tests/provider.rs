@@ -78,10 +78,21 @@ impl Provider {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn node");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
+        // The ready line, waited for at most two minutes: a provider that hangs before it
+        // (Node 20 deadlocked once in its key generation) fails the test instead of
+        // blocking the suite.
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(out).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(120)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("oidc-provider printed no ready line within 120 s (killed)");
+        };
         let mut it = line.split_whitespace();
         assert_eq!(it.next(), Some("ready"), "provider did not start: {line:?}");
         let port: u16 = it.next().and_then(|p| p.parse().ok()).expect("port");

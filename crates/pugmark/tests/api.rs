@@ -15,7 +15,6 @@ mod day;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -1082,10 +1081,7 @@ fn start_op() -> Option<Op> {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = common::first_line(&mut child, "oidc-provider", 120);
     let mut it = line.split_whitespace();
     assert_eq!(it.next(), Some("ready"), "provider did not start: {line:?}");
     let port = it.next().unwrap().to_string();

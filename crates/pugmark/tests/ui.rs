@@ -21,7 +21,7 @@ mod day;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -105,10 +105,7 @@ fn provider(redirect: &str) -> Option<Provider> {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    let line = common::first_line(&mut child, "oidc-provider", 120);
     let mut it = line.split_whitespace();
     assert_eq!(it.next(), Some("ready"), "provider: {line:?}");
     let _port = it.next();

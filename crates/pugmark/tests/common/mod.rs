@@ -216,3 +216,25 @@ pub fn build_deb(out: &Path) -> Option<PathBuf> {
         .expect("a .deb in the output directory");
     Some(deb)
 }
+
+/// The first line a child writes on its piped stdout (a peer's "ready PORT …"), waited for at
+/// most `secs`: a peer that hangs before it (Node 20 deadlocked once in its key generation)
+/// is killed and the test fails saying so, instead of blocking the suite forever.
+pub fn first_line(child: &mut std::process::Child, what: &str, secs: u64) -> String {
+    use std::io::BufRead as _;
+    let out = child.stdout.take().expect("the child's stdout is piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(Duration::from_secs(secs)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: no first line on stdout within {secs} s (killed)");
+        }
+    }
+}
