@@ -3,7 +3,7 @@
 //! behind [`Authenticator`]:
 //!
 //! - **local API tokens** ([`ApiTokens`], `pugmark api-token create|list|revoke`): for
-//!   scripts. The secret (`pmk_` + 43 base64url characters, 256 random bits) is printed once;
+//!   scripts. The secret (`pmk_` + 64 hex digits, 256 random bits) is printed once;
 //!   `DATA/api/tokens.json` keeps only its SHA-256 (a high-entropy secret needs no slow hash),
 //!   the name, the role and when it was made or revoked. The file is read at each request, so
 //!   a revocation takes effect at once in a running `serve` or `ui`.
@@ -241,7 +241,9 @@ impl ApiTokens {
         {
             bail!("a token named {name:?} exists; revoke it first or pick another name");
         }
-        let secret = format!("{TOKEN_PREFIX}{}", serve::senders::new_token()?);
+        // `new_token` is `pmk_` + 64 hex digits already (tokens before 2026-12-07 carried the
+        // prefix twice, `pmk_pmk_…`; they still start with it and keep working).
+        let secret = serve::senders::new_token()?;
         let sha = serve::senders::token_sha256(&secret);
         let stored = StoredToken {
             id: sha[..12].to_string(),
@@ -317,6 +319,12 @@ mod tests {
         let (secret, stored) = t
             .create("ci", &ApiRole::Vo("atlas".into()))
             .expect("create");
+        // The documented shape: `pmk_` once, then 64 hex digits (it was `pmk_pmk_…`).
+        let rest = secret.strip_prefix(TOKEN_PREFIX).expect("prefix");
+        assert!(
+            rest.len() == 64 && rest.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{secret}"
+        );
         let file = std::fs::read_to_string(d.path().join("api/tokens.json")).expect("file");
         assert!(!file.contains(&secret), "the secret is not stored");
         let auth = Authenticators {
