@@ -378,12 +378,9 @@ pub fn check(i: &Value, log_vkey: Option<&str>, witness_vkeys: &[String]) -> Che
 }
 
 /// Adds `integrity` (the cited records with their bytes and inclusion proofs, or null
-/// without signed notes) to a `--json` answer: what `who`, `report` and the query API print.
-pub fn add_integrity(dd: &pipeline::datadir::DataDir, v: &mut Value) -> anyhow::Result<()> {
-    add_integrity_with(dd, v, None)
-}
-
-/// [`add_integrity`] through a ledger reader the caller opened already.
+/// without signed notes) to a `--json` answer: what `who` and the query API print (`report`
+/// renders it from [`integrity`]); through the ledger reader the caller opened already for
+/// its views check, or a new one.
 pub fn add_integrity_with(
     dd: &pipeline::datadir::DataDir,
     v: &mut Value,

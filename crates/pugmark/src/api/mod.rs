@@ -375,7 +375,7 @@ impl Service {
         let mut a = match verb {
             "who" => {
                 let args: who::WhoArgs = parse_args(verb, p, &data)?;
-                let (_, mut v, dd) = who::answer(&args).map_err(internal)?;
+                let (_, mut v, dd, reader) = who::answer(&args).map_err(internal)?;
                 if let Some(sc) = &sc {
                     let before = named(&v, sc);
                     scope::prune(&mut v, sc, false);
@@ -383,7 +383,7 @@ impl Service {
                         return Err(not_yours(before));
                     }
                 }
-                crate::proofs::add_integrity(&dd, &mut v).map_err(internal)?;
+                crate::proofs::add_integrity_with(&dd, &mut v, Some(reader)).map_err(internal)?;
                 let count = v["matches"].as_array().map_or(0, Vec::len) as u64;
                 Answered {
                     json: v,

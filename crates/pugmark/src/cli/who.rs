@@ -105,12 +105,15 @@ fn parse_peer(s: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
         .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
-/// The answer, shared by the CLI and the query API (`crate::api`): the typed answer and its
-/// `--json` document (views noted; the integrity block is added by the caller with
-/// [`crate::proofs::add_integrity`], after any scoping, so it cites only what is shown).
-pub(crate) fn answer(args: &WhoArgs) -> anyhow::Result<(WhoAnswer, serde_json::Value, DataDir)> {
-    let (answer, v, dd, _, _) = answer_with_reader(args)?;
-    Ok((answer, v, dd))
+/// The answer, shared by the CLI and the query API (`crate::api`): the typed answer, its
+/// `--json` document (views noted) and the ledger reader its views check used. The caller
+/// adds the integrity block through that reader ([`crate::proofs::add_integrity_with`]),
+/// after any scoping, so it cites only what is shown and the ledger is opened once.
+pub(crate) fn answer(
+    args: &WhoArgs,
+) -> anyhow::Result<(WhoAnswer, serde_json::Value, DataDir, ledger::LedgerReader)> {
+    let (answer, v, dd, reader, _) = answer_with_reader(args)?;
+    Ok((answer, v, dd, reader))
 }
 
 /// [`answer`], with the ledger reader its views check used (for the answer's proofs) and the
