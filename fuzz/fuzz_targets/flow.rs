@@ -5,7 +5,9 @@
 //! then read as a sequence of datagrams each prefixed by a big-endian u16 length, fed to the
 //! same decoder: templates from earlier datagrams meet data in later ones, pending data is
 //! held and released. Tight caps make the cap paths reachable. Never a panic; every flow's
-//! compact encoding round-trips.
+//! compact encoding round-trips. The decoder's saved state (`snapshot`) restores under the
+//! same limits to the same bytes, and the input read as saved state (`restore`) is refused
+//! or restores to a state that saves as those very bytes.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -20,6 +22,13 @@ fn check(records: Vec<FlowRecord>) {
     }
 }
 
+/// What the decoder saved restores under the same limits, and saves again as the same bytes.
+fn check_state(dec: &FlowDecoder, limits: &Limits) {
+    let saved = dec.snapshot();
+    let back = FlowDecoder::restore(&saved, limits.clone()).expect("own state restores");
+    assert_eq!(back.snapshot(), saved);
+}
+
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {
         max_exporters: 4,
@@ -29,13 +38,17 @@ fuzz_target!(|data: &[u8]| {
         max_pending_bytes: 64 * 1024,
         pending_ms: 10,
     };
-    let mut dec = FlowDecoder::new(limits);
+    if let Ok(dec) = FlowDecoder::restore(data, limits.clone()) {
+        assert_eq!(dec.snapshot(), data, "restored state saves as its bytes");
+    }
+    let mut dec = FlowDecoder::new(limits.clone());
     if flow::pcap::is_capture(data) {
         if let Ok((grams, _)) = flow::pcap::udp_datagrams(data) {
             for (i, g) in grams.iter().enumerate() {
                 check(dec.feed(g.src, i as u64, &g.payload, i as i64));
             }
         }
+        check_state(&dec, &limits);
         dec.finish();
         return;
     }
@@ -51,5 +64,6 @@ fuzz_target!(|data: &[u8]| {
         rest = &body[take..];
         seq += 1;
     }
+    check_state(&dec, &limits);
     dec.finish();
 });

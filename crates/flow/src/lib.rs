@@ -23,6 +23,7 @@
 //! [`pcap`] finds the UDP datagrams inside pcap / pcapng captures.
 
 pub mod pcap;
+mod state;
 mod template;
 mod v5;
 
@@ -30,6 +31,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 pub use model::flow::FlowRecord;
+pub use state::StateError;
 
 use template::{ExporterState, Pending};
 

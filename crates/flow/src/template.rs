@@ -24,29 +24,56 @@ const VARLEN: u16 = 0xffff;
 
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FieldSpec {
-    id: u16,
-    len: u16,
+    pub id: u16,
+    pub len: u16,
     /// Enterprise number (IPFIX E bit); 0 for IANA fields.
-    enterprise: u32,
+    pub enterprise: u32,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Template {
-    fields: Vec<FieldSpec>,
+    pub fields: Vec<FieldSpec>,
     /// Scope fields at the front (options templates); 0 for data templates.
-    scope: usize,
-    options: bool,
+    pub scope: usize,
+    pub options: bool,
     /// Smallest record length (variable-length fields count one byte).
     min_len: usize,
+}
+
+impl Template {
+    /// A template of these fields (`scope` of them at the front), its smallest record length
+    /// computed: the one constructor, for templates read off the wire and from a saved state.
+    pub fn new(fields: Vec<FieldSpec>, scope: usize, options: bool) -> Template {
+        let min_len: usize = fields
+            .iter()
+            .map(|f| {
+                if f.len == VARLEN {
+                    1
+                } else {
+                    usize::from(f.len)
+                }
+            })
+            .sum();
+        Template {
+            fields,
+            scope,
+            options,
+            min_len,
+        }
+    }
+
+    pub fn min_len(&self) -> usize {
+        self.min_len
+    }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct ExporterState {
     pub templates: HashMap<u16, Template>,
     /// Sampling rate per sampler / selector id (0: exporter-wide), from options data.
-    samplers: HashMap<u64, u32>,
+    pub samplers: HashMap<u64, u32>,
     /// systemInitTimeMilliseconds from options data (IPFIX uptime-relative times).
-    system_init_ms: Option<i64>,
+    pub system_init_ms: Option<i64>,
     pub pending: VecDeque<Pending>,
 }
 
@@ -290,16 +317,8 @@ fn parse_templates(
             dec.stats.problem("template_truncated");
             break;
         }
-        let min_len: usize = fields
-            .iter()
-            .map(|f| {
-                if f.len == VARLEN {
-                    1
-                } else {
-                    usize::from(f.len)
-                }
-            })
-            .sum();
+        let template = Template::new(fields, scope, options);
+        let min_len = template.min_len();
         let Some(st) = dec.exporter_mut(key) else {
             break;
         };
@@ -307,15 +326,7 @@ fn parse_templates(
             dec.stats.problem("template_cap");
             continue;
         }
-        st.templates.insert(
-            id,
-            Template {
-                fields,
-                scope,
-                options,
-                min_len,
-            },
-        );
+        st.templates.insert(id, template);
         if min_len == 0 {
             dec.stats.problem("zero_length_template");
         }
@@ -407,8 +418,10 @@ fn apply(f: &FieldSpec, v: &[u8], x: &mut Values, stats: &mut Stats) {
         14 => x.out_if = n() as u32,
         22 => x.first_up = Some(n() as u32),
         21 => x.last_up = Some(n() as u32),
-        150 => x.start_abs = Some(n() as i64 * 1000),
-        151 => x.end_abs = Some(n() as i64 * 1000),
+        // Saturating: an exporter may send any 8-byte value (a panic in checked builds, a
+        // wrapped time otherwise).
+        150 => x.start_abs = Some((n() as i64).saturating_mul(1000)),
+        151 => x.end_abs = Some((n() as i64).saturating_mul(1000)),
         152 => x.start_abs = Some(n() as i64),
         153 => x.end_abs = Some(n() as i64),
         154 | 156 => x.start_abs = Some(ntp_to_ms(n())),
@@ -546,7 +559,7 @@ fn flow(
         let stamp = stamp?;
         match (ctx.uptime_ms, st.system_init_ms) {
             (Some(up), _) => Some(uptime_to_unix_ms(ctx.export_ms, up, stamp)),
-            (None, Some(init)) => Some(init + i64::from(stamp)),
+            (None, Some(init)) => Some(init.saturating_add(i64::from(stamp))),
             (None, None) => {
                 stats.problem("uptime_time_without_init");
                 None

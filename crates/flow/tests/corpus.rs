@@ -285,3 +285,195 @@ fn cisco_asa_nsel_translations_are_read() {
         }
     }
 }
+
+/// Every corpus datagram in one stream (the akvorado pcaps, then the logstash payloads), as
+/// a collector would see them: (exporter, payload).
+fn all_datagrams() -> Vec<(SocketAddr, Vec<u8>)> {
+    let unknown: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    let dir = corpus().join("netflow/akvorado_pcaps");
+    let mut pcaps: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pcap"))
+        .collect();
+    pcaps.sort();
+    let mut out = Vec::new();
+    for p in pcaps {
+        let (grams, _) = flow::pcap::udp_datagrams(&std::fs::read(p).unwrap()).unwrap();
+        out.extend(grams.into_iter().map(|g| (g.src, g.payload)));
+    }
+    out.extend(payloads().into_iter().map(|(_, b)| (unknown, b)));
+    out
+}
+
+/// Saved and restored at any point of the stream, the decoder goes on exactly as one that
+/// never stopped (docs/design/flow-derivation.md §2.2): the same flows, in the same order,
+/// from the rest of the stream, and the same state at the end. The stream's datagrams are
+/// received a second apart, so sets waiting for a template are carried across the cut
+/// (`data.pcap` precedes `template.pcap`).
+#[test]
+fn a_restored_decoder_goes_on_as_one_that_never_stopped() {
+    let grams = all_datagrams();
+    assert!(grams.len() > 100, "{} datagrams", grams.len());
+    let feed_all = |dec: &mut FlowDecoder, from: usize| {
+        let mut out = Vec::new();
+        for (i, (src, g)) in grams.iter().enumerate().skip(from) {
+            out.extend(dec.feed(*src, i as u64 + 1, g, 1_000 * i as i64));
+        }
+        out
+    };
+    let mut whole = FlowDecoder::default();
+    let all = feed_all(&mut whole, 0);
+    assert!(all.len() > 100, "{} flows", all.len());
+    let mut carried_pending = false;
+    for cut in 0..=grams.len() {
+        let mut first = FlowDecoder::default();
+        let mut got = Vec::new();
+        for (i, (src, g)) in grams.iter().enumerate().take(cut) {
+            got.extend(first.feed(*src, i as u64 + 1, g, 1_000 * i as i64));
+        }
+        let saved = first.snapshot();
+        carried_pending |=
+            first.stats().pending_held > first.stats().pending_decoded + first.stats().dropped_sets;
+        let mut second = FlowDecoder::restore(&saved, Limits::default()).unwrap();
+        assert_eq!(
+            second.snapshot(),
+            saved,
+            "cut {cut}: restore then save is the same bytes"
+        );
+        got.extend(feed_all(&mut second, cut));
+        assert_eq!(got, all, "cut {cut}: the flows differ");
+        assert_eq!(
+            second.snapshot(),
+            whole.snapshot(),
+            "cut {cut}: the end state differs"
+        );
+    }
+    assert!(
+        carried_pending,
+        "no cut carried a set waiting for its template"
+    );
+}
+
+/// Saved state that is cut short, has a byte changed, or exceeds the limits is refused
+/// whole, never a panic; a restored decoder then decodes the corpus without one either.
+#[test]
+fn damaged_or_oversized_state_is_refused() {
+    let mut dec = FlowDecoder::default();
+    for (i, (src, g)) in all_datagrams().iter().enumerate() {
+        dec.feed(*src, i as u64 + 1, g, 0);
+    }
+    let saved = dec.snapshot();
+    assert!(saved.len() > 1000, "{} bytes", saved.len());
+    for n in 0..saved.len() {
+        assert!(
+            FlowDecoder::restore(&saved[..n], Limits::default()).is_err(),
+            "cut at {n}"
+        );
+    }
+    let mut more = saved.clone();
+    more.push(0);
+    assert!(FlowDecoder::restore(&more, Limits::default()).is_err());
+    let mut newer = saved.clone();
+    newer[4] = 2;
+    assert_eq!(
+        FlowDecoder::restore(&newer, Limits::default()).unwrap_err(),
+        flow::StateError::Version(2)
+    );
+    let tight = Limits {
+        max_exporters: 1,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        FlowDecoder::restore(&saved, tight),
+        Err(flow::StateError::Limits(_))
+    ));
+    let unknown: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    for i in (0..saved.len()).step_by(3) {
+        let mut bad = saved.clone();
+        bad[i] ^= 0x5a;
+        if let Ok(mut d) = FlowDecoder::restore(&bad, Limits::default()) {
+            for (_, g) in payloads() {
+                d.feed(unknown, 1, &g, 0);
+            }
+        }
+    }
+}
+
+/// An IPFIX message (RFC 7011 §3.1) of the given sets: header with observation domain 1.
+fn ipfix(sets: &[Vec<u8>]) -> Vec<u8> {
+    let body: Vec<u8> = sets.concat();
+    let mut m = Vec::new();
+    m.extend_from_slice(&10u16.to_be_bytes());
+    m.extend_from_slice(&u16::try_from(16 + body.len()).unwrap().to_be_bytes());
+    m.extend_from_slice(&1_700_000_000u32.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes());
+    m.extend_from_slice(&1u32.to_be_bytes());
+    m.extend_from_slice(&body);
+    m
+}
+
+/// A set: id, length, content.
+fn set(id: u16, content: &[u8]) -> Vec<u8> {
+    let mut s = id.to_be_bytes().to_vec();
+    s.extend_from_slice(&u16::try_from(4 + content.len()).unwrap().to_be_bytes());
+    s.extend_from_slice(content);
+    s
+}
+
+fn be(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+/// Times an exporter sends as the largest 8-byte values: flowStartSeconds (150) times 1000,
+/// and a systemInitTimeMilliseconds (160, options data) plus a flowStartSysUpTime (22),
+/// overflowed i64 (a panic in checked builds: found through a damaged saved state). They
+/// saturate instead, and the record is decoded.
+#[test]
+fn times_at_the_edge_of_i64_saturate() {
+    let max = i64::MAX as u64;
+    // Data template 256: flowStartSeconds (8 bytes), sourceIPv4Address.
+    let t256 = set(
+        2,
+        &be(&[
+            &256u16.to_be_bytes(),
+            &2u16.to_be_bytes(),
+            &150u16.to_be_bytes(),
+            &8u16.to_be_bytes(),
+            &8u16.to_be_bytes(),
+            &4u16.to_be_bytes(),
+        ]),
+    );
+    let d256 = set(256, &be(&[&max.to_be_bytes(), &[192, 0, 2, 7]]));
+    // Options template 257 (scope: observationDomainId), systemInitTimeMilliseconds.
+    let t257 = set(
+        3,
+        &be(&[
+            &257u16.to_be_bytes(),
+            &2u16.to_be_bytes(),
+            &1u16.to_be_bytes(),
+            &149u16.to_be_bytes(),
+            &4u16.to_be_bytes(),
+            &160u16.to_be_bytes(),
+            &8u16.to_be_bytes(),
+        ]),
+    );
+    let d257 = set(257, &be(&[&1u32.to_be_bytes(), &max.to_be_bytes()]));
+    // Data template 258: flowStartSysUpTime (4 bytes), relative to that init time.
+    let t258 = set(
+        2,
+        &be(&[
+            &258u16.to_be_bytes(),
+            &1u16.to_be_bytes(),
+            &22u16.to_be_bytes(),
+            &4u16.to_be_bytes(),
+        ]),
+    );
+    let d258 = set(258, &u32::MAX.to_be_bytes());
+    let mut dec = FlowDecoder::default();
+    let ex: SocketAddr = "192.0.2.1:4739".parse().unwrap();
+    let flows = dec.feed(ex, 1, &ipfix(&[t256, d256, t257, d257, t258, d258]), 0);
+    assert_eq!(flows.len(), 2, "{:?}", dec.stats());
+    assert_eq!(flows[0].start_ms, Some(i64::MAX));
+    assert_eq!(flows[1].start_ms, Some(i64::MAX));
+}
