@@ -23,6 +23,8 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use model::flow::put_ip;
+
 use crate::template::{ExporterState, FieldSpec, Pending, Template};
 use crate::{Context, ExporterKey, FlowDecoder, Limits};
 
@@ -238,19 +240,6 @@ fn put_len(out: &mut Vec<u8>, n: usize) {
     // Every count and length the decoder holds is far below 2^32 (its limits and a UDP
     // datagram's size); saturate rather than wrap should that ever change.
     out.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
-}
-
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(a) => {
-            out.push(4);
-            out.extend_from_slice(&a.octets());
-        }
-        IpAddr::V6(a) => {
-            out.push(6);
-            out.extend_from_slice(&a.octets());
-        }
-    }
 }
 
 fn put_ctx(out: &mut Vec<u8>, c: &Context) {

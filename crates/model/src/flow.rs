@@ -289,7 +289,9 @@ pub enum FlowRecordError {
     NatFlag(u8),
 }
 
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+/// An address as the flow encodings write it: `4` and 4 bytes, or `6` and 16 (also the
+/// decoder's saved state, crate `flow`).
+pub fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(a) => {
             out.push(4);
