@@ -315,23 +315,21 @@ fn all_datagrams() -> Vec<(SocketAddr, Vec<u8>)> {
 fn a_restored_decoder_goes_on_as_one_that_never_stopped() {
     let grams = all_datagrams();
     assert!(grams.len() > 100, "{} datagrams", grams.len());
-    let feed_all = |dec: &mut FlowDecoder, from: usize| {
+    // Datagrams `range` of the stream, each at its own seq and a second after the one before.
+    let feed = |dec: &mut FlowDecoder, range: std::ops::Range<usize>| {
         let mut out = Vec::new();
-        for (i, (src, g)) in grams.iter().enumerate().skip(from) {
+        for (i, (src, g)) in grams.iter().enumerate().take(range.end).skip(range.start) {
             out.extend(dec.feed(*src, i as u64 + 1, g, 1_000 * i as i64));
         }
         out
     };
     let mut whole = FlowDecoder::default();
-    let all = feed_all(&mut whole, 0);
+    let all = feed(&mut whole, 0..grams.len());
     assert!(all.len() > 100, "{} flows", all.len());
     let mut carried_pending = false;
     for cut in 0..=grams.len() {
         let mut first = FlowDecoder::default();
-        let mut got = Vec::new();
-        for (i, (src, g)) in grams.iter().enumerate().take(cut) {
-            got.extend(first.feed(*src, i as u64 + 1, g, 1_000 * i as i64));
-        }
+        let mut got = feed(&mut first, 0..cut);
         let saved = first.snapshot();
         carried_pending |=
             first.stats().pending_held > first.stats().pending_decoded + first.stats().dropped_sets;
@@ -341,7 +339,7 @@ fn a_restored_decoder_goes_on_as_one_that_never_stopped() {
             saved,
             "cut {cut}: restore then save is the same bytes"
         );
-        got.extend(feed_all(&mut second, cut));
+        got.extend(feed(&mut second, cut..grams.len()));
         assert_eq!(got, all, "cut {cut}: the flows differ");
         assert_eq!(
             second.snapshot(),

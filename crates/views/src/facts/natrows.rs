@@ -410,14 +410,21 @@ struct R<'a> {
 type D<T> = std::result::Result<T, &'static str>;
 
 impl<'a> R<'a> {
-    /// A string borrowed from the block (what a row is judged on before it is built).
-    fn sr(&mut self) -> D<&'a str> {
-        let n = usize::try_from(self.u()?).map_err(|_| "length")?;
+    /// The next `n` bytes, borrowed from the block.
+    fn bytes(&mut self, n: usize) -> D<&'a [u8]> {
         let end = self.at.checked_add(n).ok_or("length")?;
         let b: &'a [u8] = self.b;
         let s = b.get(self.at..end).ok_or("truncated")?;
         self.at = end;
-        std::str::from_utf8(s).map_err(|_| "not UTF-8")
+        Ok(s)
+    }
+    /// A string borrowed from the block (what a row is judged on before it is built).
+    fn sr(&mut self) -> D<&'a str> {
+        let n = usize::try_from(self.u()?).map_err(|_| "length")?;
+        std::str::from_utf8(self.bytes(n)?).map_err(|_| "not UTF-8")
+    }
+    fn s(&mut self) -> D<String> {
+        self.sr().map(str::to_string)
     }
     fn osr(&mut self) -> D<Option<&'a str>> {
         Ok(match self.byte()? {
@@ -447,17 +454,6 @@ impl R<'_> {
     fn i(&mut self) -> D<i64> {
         let v = self.u()?;
         Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
-    }
-    fn bytes(&mut self, n: usize) -> D<&[u8]> {
-        let end = self.at.checked_add(n).ok_or("length")?;
-        let s = self.b.get(self.at..end).ok_or("truncated")?;
-        self.at = end;
-        Ok(s)
-    }
-    fn s(&mut self) -> D<String> {
-        let n = usize::try_from(self.u()?).map_err(|_| "length")?;
-        let b = self.bytes(n)?;
-        String::from_utf8(b.to_vec()).map_err(|_| "not UTF-8")
     }
     fn oi(&mut self) -> D<Option<i64>> {
         Ok(match self.byte()? {
