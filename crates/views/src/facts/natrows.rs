@@ -287,6 +287,60 @@ fn runs(text: &str, out: &mut BTreeSet<String>) {
     }
 }
 
+/// [`runs`] over many texts, each text's run sequence looked up whole first: a gateway's
+/// conntrack lines share a handful of word sequences (`new tcp syn sent src dst sport dport
+/// unreplied …`), and looking each of a line's ~15 runs up in the set one by one was 5 % of
+/// conntrack ingest's CPU, with the string compares under it. Exact: a sequence is skipped
+/// only when the very same bytes were added before.
+#[derive(Default)]
+struct RunSet {
+    out: BTreeSet<String>,
+    /// Run sequences (lower-cased runs, each followed by a space) already added.
+    seen: std::collections::HashSet<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+/// Distinct run sequences a flush remembers (IPv6 addresses' hex letters make sequences
+/// vary; past this many, texts are added run by run as before).
+const SEEN_SEQUENCES: usize = 4096;
+
+impl RunSet {
+    fn add(&mut self, text: &str) {
+        if !text.is_ascii() {
+            runs(text, &mut self.out);
+            return;
+        }
+        self.buf.clear();
+        let mut in_run = false;
+        for &b in text.as_bytes() {
+            if b.is_ascii_alphabetic() {
+                self.buf.push(b.to_ascii_lowercase());
+                in_run = true;
+            } else if in_run {
+                self.buf.push(b' ');
+                in_run = false;
+            }
+        }
+        if in_run {
+            self.buf.push(b' ');
+        }
+        if self.seen.contains(&self.buf) {
+            return;
+        }
+        for r in self.buf.split(|&b| b == b' ').filter(|r| !r.is_empty()) {
+            // ASCII letters only: always UTF-8.
+            if let Ok(r) = std::str::from_utf8(r)
+                && !self.out.contains(r)
+            {
+                self.out.insert(r.to_string());
+            }
+        }
+        if self.seen.len() < SEEN_SEQUENCES {
+            self.seen.insert(self.buf.clone());
+        }
+    }
+}
+
 /// The entries that record a flush's field names (see [`NAMES_MARK`]); none when a row has
 /// no text or a name that cannot be recorded.
 fn field_marks(rows: &[NatRow]) -> Vec<String> {
@@ -831,16 +885,16 @@ impl FactStore {
             list.sort_by_key(|r| (r.obs.public_port, r.obs.time_ns, r.obs.seq));
         }
         let words_of = || {
-            let mut words = BTreeSet::new();
+            let mut words = RunSet::default();
             for r in rows {
                 for t in [r.host.as_deref(), r.app.as_deref()].into_iter().flatten() {
-                    runs(t, &mut words);
+                    words.add(t);
                 }
                 if let Some(t) = &r.text {
-                    runs(&t.message, &mut words);
+                    words.add(&t.message);
                 }
             }
-            words
+            words.out
         };
         let encode = |part: &[((&str, i64), Vec<&NatRow>)]| {
             part.iter()
@@ -1169,6 +1223,37 @@ mod tests {
                 fields,
             }),
         }
+    }
+
+    /// The memo of run sequences changes nothing: the words of many texts are those of each
+    /// text's runs, repeated sequences, capitals, IPv6 hex, non-ASCII and run-less texts
+    /// among them, past the memo's capacity too.
+    #[test]
+    fn the_run_memo_gives_every_texts_runs() {
+        let mut texts: Vec<String> = vec![
+            "[NEW] tcp 6 120 SYN_SENT src=10.0.0.5 dst=192.0.2.1 [UNREPLIED]".into(),
+            "[NEW] tcp 6 120 SYN_SENT src=10.0.0.6 dst=192.0.2.9 [UNREPLIED]".into(),
+            "[DESTROY] udp src=2001:db8::abc dst=2001:db8::1f ASSURED".into(),
+            "Ünïcode Straße tcp".into(),
+            "12345 :: ==".into(),
+            String::new(),
+            "tail-run".into(),
+        ];
+        texts.extend((0..SEEN_SEQUENCES + 50).map(|i| format!("[NEW] src=2001:db8::{i:x} x")));
+        let mut memo = RunSet::default();
+        let mut each = BTreeSet::new();
+        for t in &texts {
+            memo.add(t);
+            runs(t, &mut each);
+        }
+        // Added again: every sequence now seen (or past the memo), nothing new.
+        for t in &texts {
+            memo.add(t);
+        }
+        assert_eq!(memo.out, each);
+        assert!(each.contains("unreplied") && each.contains("abc") && each.contains("run"));
+        // Runs are ASCII letters: a non-ASCII letter ends one.
+        assert!(each.contains("stra") && !each.contains("straße"));
     }
 
     /// A fresh fact store holding `rows` as one flush, beside the directory it lives in.
