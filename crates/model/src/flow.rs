@@ -362,6 +362,102 @@ pub fn proto_name(p: u8) -> String {
     }
 }
 
+// ---- flow positions (docs/design/flow-derivation.md §1.3) ----
+//
+// A flow derived from a stored datagram has no ledger record of its own. Inside a process
+// every reader keys records by one `u64` (search keys, memo maps, fact rows); a derived flow
+// takes a *flow position* there: the tag bit 62, the ledger position E of the datagram whose
+// decoding emitted it (< 2^41) and its index k in that decoding's output (< 2^21). Bit 63
+// stays clear, so a position is a positive i64 for SQLite. A flow position never leaves the
+// process: answers cite the datagram's `seq` and the flow's place in it ([`FlowAt`]).
+
+/// The bit that marks a flow position.
+pub const FLOW_TAG: u64 = 1 << 62;
+/// Bits of a flow position's index within its emitting datagram's output.
+pub const FLOW_INDEX_BITS: u32 = 21;
+/// Bits of the emitting datagram's ledger position.
+pub const FLOW_SEQ_BITS: u32 = 62 - FLOW_INDEX_BITS;
+/// Flows one datagram's decoding may emit (more are cut there and counted).
+pub const MAX_FLOWS_PER_FEED: u64 = 1 << FLOW_INDEX_BITS;
+/// Largest ledger position a flow position can carry.
+pub const MAX_FLOW_SEQ: u64 = (1 << FLOW_SEQ_BITS) - 1;
+
+/// The position of the `k`th flow (0-based) emitted while the datagram at ledger position `e`
+/// was decoded; `None` when either is out of range (`e` 0 or ≥ 2^41, `k` ≥ 2^21).
+pub fn flow_pos(e: u64, k: u64) -> Option<u64> {
+    (e > 0 && e <= MAX_FLOW_SEQ && k < MAX_FLOWS_PER_FEED)
+        .then_some(FLOW_TAG | (e << FLOW_INDEX_BITS) | k)
+}
+
+/// Whether `seq` is a flow position rather than a ledger position.
+pub fn is_flow_pos(seq: u64) -> bool {
+    seq & FLOW_TAG != 0
+}
+
+/// The emitting datagram's position and the flow's index, for a flow position.
+pub fn split_flow_pos(seq: u64) -> Option<(u64, u64)> {
+    is_flow_pos(seq).then(|| {
+        let v = seq & !FLOW_TAG & !(1 << 63);
+        (v >> FLOW_INDEX_BITS, v & (MAX_FLOWS_PER_FEED - 1))
+    })
+}
+
+/// The order of records at one instant: a ledger position `s` sorts as `(s, 0)`, a flow
+/// position as `(E, 1 + k)`, so derived flows sort right after the datagram whose decoding
+/// emitted them, in emission order, where their per-flow ledger records used to stand. One to
+/// one: no two positions share a key.
+pub fn order_key(seq: u64) -> (u64, u64) {
+    match split_flow_pos(seq) {
+        Some((e, k)) => (e, 1 + k),
+        None => (seq, 0),
+    }
+}
+
+/// Where a derived flow sits in the datagram that carries it: what an answer cites beside the
+/// datagram's `seq`, and what stays the same across processes and `reindex`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowAt {
+    /// Which flowset / set of the datagram (0-based; 0 for v5) …
+    pub flowset: u16,
+    /// … and which record inside it (0-based).
+    pub record: u16,
+}
+
+impl FlowAt {
+    /// A flow's place in its datagram, as its record names it.
+    pub fn of(rec: &FlowRecord) -> FlowAt {
+        FlowAt {
+            flowset: rec.flowset,
+            record: rec.record,
+        }
+    }
+}
+
+impl std::fmt::Display for FlowAt {
+    /// `F.R`, the form of the `datagram_record` field.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.flowset, self.record)
+    }
+}
+
+impl std::str::FromStr for FlowAt {
+    type Err = String;
+    fn from_str(s: &str) -> Result<FlowAt, String> {
+        let bad = || format!("{s:?} is not a flow's place in its datagram (FLOWSET.RECORD)");
+        let (f, r) = s.split_once('.').ok_or_else(bad)?;
+        let num = |v: &str| {
+            if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(bad());
+            }
+            v.parse::<u16>().map_err(|_| bad())
+        };
+        Ok(FlowAt {
+            flowset: num(f)?,
+            record: num(r)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,5 +541,62 @@ mod tests {
             FlowRecord::decode(&longer),
             Err(FlowRecordError::Trailing(_))
         ));
+    }
+
+    #[test]
+    fn flow_positions_round_trip_and_stay_positive() {
+        for (e, k) in [
+            (1, 0),
+            (2, 5),
+            (MAX_FLOW_SEQ, MAX_FLOWS_PER_FEED - 1),
+            (1 << 32, 77),
+        ] {
+            let p = flow_pos(e, k).unwrap();
+            assert!(is_flow_pos(p));
+            assert_eq!(p >> 63, 0, "bit 63 is never set");
+            assert!(i64::try_from(p).is_ok());
+            assert_eq!(split_flow_pos(p), Some((e, k)));
+            assert_eq!(order_key(p), (e, 1 + k));
+        }
+        assert_eq!(flow_pos(0, 0), None);
+        assert_eq!(flow_pos(MAX_FLOW_SEQ + 1, 0), None);
+        assert_eq!(flow_pos(1, MAX_FLOWS_PER_FEED), None);
+        // Ledger positions are not flow positions and keep their own order.
+        for s in [0, 1, 2, 1 << 40, MAX_FLOW_SEQ] {
+            assert!(!is_flow_pos(s));
+            assert_eq!(split_flow_pos(s), None);
+            assert_eq!(order_key(s), (s, 0));
+        }
+    }
+
+    /// Flows sort after the datagram that emitted them, in emission order, and before the
+    /// next record: where their per-flow records stood in the ledger.
+    #[test]
+    fn flows_sort_where_their_records_stood() {
+        let d = 1000;
+        let mut keys = vec![
+            order_key(d + 1),
+            order_key(flow_pos(d, 1).unwrap()),
+            order_key(d),
+            order_key(flow_pos(d, 0).unwrap()),
+            order_key(d - 1),
+        ];
+        keys.sort();
+        assert_eq!(keys, vec![(d - 1, 0), (d, 0), (d, 1), (d, 2), (d + 1, 0)]);
+    }
+
+    #[test]
+    fn a_flows_place_reads_back() {
+        let at = FlowAt {
+            flowset: 2,
+            record: 17,
+        };
+        assert_eq!(at.to_string(), "2.17");
+        assert_eq!("2.17".parse::<FlowAt>(), Ok(at));
+        for bad in [
+            "", "2", "2.", ".3", "2.3.4", "-1.2", "+1.2", "1.65536", "a.b",
+        ] {
+            assert!(bad.parse::<FlowAt>().is_err(), "{bad}");
+        }
     }
 }

@@ -92,12 +92,27 @@ pub struct SrcRow {
     pub src: Option<IpAddr>,
 }
 
-/// Where one matching event sits: its time (`Event::placed()`, as indexed) and ledger position.
-/// Ordered by time, then seq.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where one matching event sits: its time (`Event::placed()`, as indexed) and position — a
+/// ledger position, or a derived flow's position (`model::flow::flow_pos`). Ordered by time,
+/// then [`model::flow::order_key`] of the position: ledger positions in their order, a derived
+/// flow right after the datagram that emitted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DocKey {
     pub time: jiff::Timestamp,
     pub seq: u64,
+}
+
+impl Ord for DocKey {
+    fn cmp(&self, other: &DocKey) -> std::cmp::Ordering {
+        (self.time, model::flow::order_key(self.seq))
+            .cmp(&(other.time, model::flow::order_key(other.seq)))
+    }
+}
+
+impl PartialOrd for DocKey {
+    fn partial_cmp(&self, other: &DocKey) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 fn key(time: DateTime, seq: u64) -> DocKey {
@@ -606,5 +621,46 @@ impl SegmentCollector for KeysSegment {
 
     fn harvest(self) -> Vec<DocKey> {
         self.keys
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DocKey;
+    use model::flow::flow_pos;
+
+    fn at(ns: i64, seq: u64) -> DocKey {
+        DocKey {
+            time: jiff::Timestamp::from_nanosecond(i128::from(ns)).unwrap_or(jiff::Timestamp::MIN),
+            seq,
+        }
+    }
+
+    /// Ledger positions keep the (time, seq) order; a derived flow at the same instant sorts
+    /// right after the datagram that emitted it, and time still comes first.
+    #[test]
+    fn keys_order_by_time_then_where_the_record_stands() {
+        let flow = |e, k| flow_pos(e, k).unwrap_or(0);
+        let mut keys = vec![
+            at(5, 11),
+            at(5, flow(10, 1)),
+            at(5, 10),
+            at(5, flow(10, 0)),
+            at(4, flow(99, 0)),
+            at(5, 9),
+            at(6, 1),
+        ];
+        keys.sort();
+        let seqs: Vec<u64> = keys.iter().map(|k| k.seq).collect();
+        assert_eq!(
+            seqs,
+            vec![flow(99, 0), 9, 10, flow(10, 0), flow(10, 1), 11, 1]
+        );
+        // For ledger positions alone: exactly the derived (time, seq) order.
+        let mut real = vec![at(3, 7), at(1, 9), at(3, 2), at(1, 1)];
+        let mut by_tuple = real.clone();
+        real.sort();
+        by_tuple.sort_by_key(|k| (k.time, k.seq));
+        assert_eq!(real, by_tuple);
     }
 }
