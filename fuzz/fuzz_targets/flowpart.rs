@@ -56,6 +56,8 @@ fn row(b: &mut &[u8], seq: u64) -> FlowRow {
     });
     FlowRow {
         seq,
+        // Legacy rows and derived ones (column 29) both round-trip.
+        sub: u32::from(s3 >> 3),
         observer: if s3 & 1 == 0 { "network" } else { "hypervisor" }.to_string(),
         rec: FlowRecord {
             version: u16::from_le_bytes(take::<2>(b)),

@@ -42,7 +42,16 @@ const SMALL_PART: usize = PART_ROWS / 8;
 const SMALL_RUN: usize = 8;
 
 const MANIFEST: &str = "manifest.json";
+/// The manifest of a store of legacy flows only: what every earlier build wrote and reads.
 const MANIFEST_VERSION: u32 = 1;
+/// The manifest of a store holding derived flows or a decoder state: an earlier build must
+/// refuse it ("version 2 is not 1") rather than read a derived row's `seq` (the emitting
+/// datagram) as a flow's own record.
+const MANIFEST_VERSION_DERIVED: u32 = 2;
+/// Bytes a decoder state may inflate to (the decoders' own cap is far below).
+const MAX_STATE_BYTES: usize = 1 << 28;
+/// zstd level of the decoder state file.
+const STATE_ZSTD_LEVEL: i32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowStoreError {
@@ -60,6 +69,8 @@ pub enum FlowStoreError {
         #[source]
         source: PartError,
     },
+    #[error("flow store decoder state {path}: {msg}; run `pugmark reindex`")]
+    State { path: PathBuf, msg: String },
 }
 
 type Result<T> = std::result::Result<T, FlowStoreError>;
@@ -83,6 +94,14 @@ pub struct PartMeta {
     /// before it existed: such partitions are opened.
     #[serde(default)]
     pub placed_is_start: bool,
+    /// The smallest datagram position a row names (`rec.datagram_seq`): with `last_seq`, the
+    /// partitions a citation (datagram, flowset, record) may lie in ([`FlowStore::find`]).
+    /// Absent in manifests written before it existed (such partitions are opened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_dseq: Option<u64>,
+    /// Some row is a derived flow ([`FlowRow::sub`] > 0).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub derived: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
@@ -93,6 +112,19 @@ struct Manifest {
     head: Option<String>,
     next_file: u64,
     parts: Vec<PartMeta>,
+    /// The flow decoders' state after every datagram up to `position` (derived flows):
+    /// opaque bytes to this crate, written by [`FlowStore::commit_at_with_state`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    decoder: Option<StateFile>,
+}
+
+/// A decoder state file the manifest names: its zstd bytes' length and BLAKE3 hash, checked
+/// before its bytes are trusted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct StateFile {
+    file: String,
+    bytes: u64,
+    blake3: String,
 }
 
 /// An address or network: the inclusive range it covers.
@@ -273,10 +305,13 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
                 path: mpath.clone(),
                 msg: e.to_string(),
             })?;
-            if m.version != MANIFEST_VERSION {
+            if m.version != MANIFEST_VERSION && m.version != MANIFEST_VERSION_DERIVED {
                 return Err(FlowStoreError::Manifest {
                     path: mpath,
-                    msg: format!("version {} is not {MANIFEST_VERSION}", m.version),
+                    msg: format!(
+                        "version {} is not {MANIFEST_VERSION} or {MANIFEST_VERSION_DERIVED}",
+                        m.version
+                    ),
                 });
             }
             m
@@ -297,6 +332,9 @@ pub struct FlowStore {
     pending: Vec<FlowRow>,
     /// Partitions written since the last commit (not yet in the manifest on disk).
     unlisted: Vec<PartMeta>,
+    /// The last ledger position added (legacy flow or emitting datagram), or committed: what
+    /// a catch-up sending it again is skipped by.
+    added_through: Option<u64>,
     /// Address summaries of partitions read so far, by file name (a reader's cache).
     summaries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<PartSummary>>>,
 }
@@ -309,6 +347,7 @@ impl FlowStore {
         let manifest = read_manifest(&dir)?;
         Ok(FlowStore {
             dir,
+            added_through: manifest.position,
             manifest,
             pending: Vec::new(),
             unlisted: Vec::new(),
@@ -327,6 +366,7 @@ impl FlowStore {
         let manifest = read_manifest(&dir)?;
         let s = FlowStore {
             dir,
+            added_through: manifest.position,
             manifest,
             pending: Vec::new(),
             unlisted: Vec::new(),
@@ -349,8 +389,15 @@ impl FlowStore {
         })?;
         for ent in rd.flatten() {
             let name = ent.file_name().to_string_lossy().into_owned();
-            let listed = self.manifest.parts.iter().any(|p| p.file == name);
-            if (name.ends_with(".pmf") || name.ends_with(".tmp")) && !listed {
+            let listed = self.manifest.parts.iter().any(|p| p.file == name)
+                || self
+                    .manifest
+                    .decoder
+                    .as_ref()
+                    .is_some_and(|d| d.file == name);
+            if (name.ends_with(".pmf") || name.ends_with(".tmp") || name.ends_with(".state"))
+                && !listed
+            {
                 let _ = fs::remove_file(ent.path());
             }
         }
@@ -402,22 +449,48 @@ impl FlowStore {
         Ok(true)
     }
 
-    /// Adds one flow at ledger position `seq`.
+    /// Adds one legacy flow: its own `netflow-record` at ledger position `seq`.
     pub fn add(&mut self, seq: u64, observer: String, rec: FlowRecord) -> Result<()> {
-        let held = self
-            .pending
-            .last()
-            .map(|r| r.seq)
-            .or(self.unlisted.last().map(|p| p.last_seq))
-            .or(self.manifest.position);
-        if held.is_some_and(|h| seq <= h) {
+        if self.added_through.is_some_and(|h| seq <= h) {
             return Ok(());
         }
-        self.pending.push(FlowRow { seq, observer, rec });
+        self.added_through = Some(seq);
+        self.pending.push(FlowRow::legacy(seq, observer, rec));
         if self.pending.len() >= PART_ROWS {
             self.write_pending()?;
         }
         Ok(())
+    }
+
+    /// Adds the flows emitted when the datagram at ledger position `e` was decoded, in
+    /// emission order (each with its envelope's observer; none when the datagram gave no
+    /// flow): rows `(e, 1 + k)`. A position the store already holds is skipped whole, as a
+    /// catch-up may send it again. More than [`model::flow::MAX_FLOWS_PER_FEED`] flows, or a
+    /// position past [`model::flow::MAX_FLOW_SEQ`], cannot be held by a flow position: those
+    /// flows are left out and their number returned (the caller counts them).
+    pub fn add_derived(&mut self, e: u64, rows: Vec<(String, FlowRecord)>) -> Result<u64> {
+        if self.added_through.is_some_and(|h| e <= h) {
+            return Ok(0);
+        }
+        self.added_through = Some(e);
+        if e == 0 || e > model::flow::MAX_FLOW_SEQ {
+            return Ok(rows.len() as u64);
+        }
+        let cap = model::flow::MAX_FLOWS_PER_FEED as usize;
+        let cut = rows.len().saturating_sub(cap) as u64;
+        for (k, (observer, rec)) in rows.into_iter().take(cap).enumerate() {
+            self.pending.push(FlowRow {
+                seq: e,
+                sub: k as u32 + 1,
+                observer,
+                rec,
+            });
+        }
+        // After the datagram's rows, never between them: they stay in one partition.
+        if self.pending.len() >= PART_ROWS {
+            self.write_pending()?;
+        }
+        Ok(cut)
     }
 
     fn write_part(&mut self, rows: &[FlowRow]) -> Result<PartMeta> {
@@ -463,6 +536,8 @@ impl FlowStore {
             max_ms,
             bytes: bytes.len() as u64,
             placed_is_start,
+            min_dseq: rows.iter().map(|r| r.rec.datagram_seq).min(),
+            derived: rows.iter().any(|r| r.sub > 0),
         })
     }
 
@@ -479,6 +554,28 @@ impl FlowStore {
     /// Makes everything added durable and records ledger position `seq` (and its chain head):
     /// the store holds every flow up to it.
     pub fn commit_at(&mut self, seq: u64, head: Option<[u8; 32]>) -> Result<()> {
+        self.commit_at_with_state(seq, head, None)
+    }
+
+    /// [`FlowStore::commit_at`], with the flow decoders' state after every datagram up to
+    /// `seq` when it changed since the last commit (`None`: the state named so far stays).
+    /// The state file is durable before the manifest that names it, and the one it replaces
+    /// is deleted after: a crash leaves the old manifest with its own state, or the new one
+    /// with its.
+    pub fn commit_at_with_state(
+        &mut self,
+        seq: u64,
+        head: Option<[u8; 32]>,
+        state: Option<&[u8]>,
+    ) -> Result<()> {
+        let decoder = match state {
+            Some(bytes) => Some(self.write_state(bytes)?),
+            None => self.manifest.decoder.clone(),
+        };
+        let replaced = match (&self.manifest.decoder, &decoder) {
+            (Some(old), Some(new)) if old.file != new.file => Some(old.file.clone()),
+            _ => None,
+        };
         self.write_pending()?;
         let mut parts = self.manifest.parts.clone();
         parts.append(&mut self.unlisted);
@@ -499,12 +596,18 @@ impl FlowStore {
             parts.push(self.write_part(&rows)?);
             obsolete = run;
         }
+        let version = if decoder.is_some() || parts.iter().any(|p| p.derived) {
+            MANIFEST_VERSION_DERIVED
+        } else {
+            MANIFEST_VERSION
+        };
         let m = Manifest {
-            version: MANIFEST_VERSION,
+            version,
             position: Some(seq.max(self.manifest.position.unwrap_or(0))),
             head: head.map(|h| h.iter().map(|b| format!("{b:02x}")).collect()),
             next_file: self.manifest.next_file,
             parts,
+            decoder,
         };
         let tmp = self.dir.join("manifest.json.tmp");
         let path = self.dir.join(MANIFEST);
@@ -521,10 +624,123 @@ impl FlowStore {
             let _ = d.sync_all();
         }
         self.manifest = m;
+        self.added_through = self.added_through.max(self.manifest.position);
         for p in obsolete {
             let _ = fs::remove_file(self.dir.join(&p.file));
         }
+        if let Some(f) = replaced {
+            let _ = fs::remove_file(self.dir.join(f));
+        }
         Ok(())
+    }
+
+    /// Writes a decoder state file (zstd, fsynced) named after the next file number.
+    fn write_state(&mut self, state: &[u8]) -> Result<StateFile> {
+        let file = format!("decoder-{:010}.state", self.manifest.next_file);
+        self.manifest.next_file += 1;
+        let path = self.dir.join(&file);
+        let io = |source| FlowStoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let z = zstd::bulk::compress(state, STATE_ZSTD_LEVEL).map_err(io)?;
+        let mut f = fs::File::create(&path).map_err(io)?;
+        f.write_all(&z).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        Ok(StateFile {
+            file,
+            bytes: z.len() as u64,
+            blake3: blake3::hash(&z).to_hex().to_string(),
+        })
+    }
+
+    /// The flow decoders' state the manifest names (see [`FlowStore::commit_at_with_state`]);
+    /// `None` when it names none. A file missing, of another length or hash, or that does not
+    /// inflate is an error: the caller rebuilds the store rather than decode with a guess.
+    pub fn decoder_state(&self) -> Result<Option<Vec<u8>>> {
+        let Some(sf) = &self.manifest.decoder else {
+            return Ok(None);
+        };
+        let path = self.dir.join(&sf.file);
+        let bad = |msg: String| FlowStoreError::State {
+            path: path.clone(),
+            msg,
+        };
+        let z = fs::read(&path).map_err(|e| bad(e.to_string()))?;
+        if z.len() as u64 != sf.bytes || blake3::hash(&z).to_hex().as_str() != sf.blake3 {
+            return Err(bad(
+                "its bytes differ from what the manifest recorded".into()
+            ));
+        }
+        let size = zstd::zstd_safe::get_frame_content_size(&z)
+            .ok()
+            .flatten()
+            .ok_or_else(|| bad("not one zstd frame of known size".into()))?;
+        let size = usize::try_from(size)
+            .ok()
+            .filter(|&n| n <= MAX_STATE_BYTES)
+            .ok_or_else(|| bad(format!("claims {size} bytes")))?;
+        zstd::bulk::decompress(&z, size)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
+    }
+
+    /// The derived flow at flow position `pos` (`model::flow::flow_pos`), from the committed
+    /// partitions; `None` when `pos` is not a flow position or no row holds it.
+    pub fn locate(&self, pos: u64) -> Result<Option<FlowRow>> {
+        let Some((e, k)) = model::flow::split_flow_pos(pos) else {
+            return Ok(None);
+        };
+        let Ok(sub) = u32::try_from(k + 1) else {
+            return Ok(None);
+        };
+        for p in self.parts_covering(e, e) {
+            let found = self.rows_where(p, &|seq, s, _| seq == e && s == sub)?;
+            if let Some(r) = found.into_iter().next() {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The flow a citation names: the datagram at ledger position `d`, and its place in it
+    /// (legacy or derived: a datagram's flows are one or the other, by the ledger's marker).
+    pub fn find(&self, d: u64, at: model::flow::FlowAt) -> Result<Option<FlowRow>> {
+        let parts = self
+            .manifest
+            .parts
+            .iter()
+            .filter(|p| p.last_seq >= d && p.min_dseq.is_none_or(|m| m <= d));
+        for p in parts {
+            let found = self.rows_where(p, &|_, _, rec| {
+                rec.datagram_seq == d && rec.flowset == at.flowset && rec.record == at.record
+            })?;
+            if let Some(r) = found.into_iter().next() {
+                return Ok(Some(r));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Committed partitions whose ledger range meets `[from, to]`.
+    fn parts_covering(&self, from: u64, to: u64) -> impl Iterator<Item = &PartMeta> {
+        self.manifest
+            .parts
+            .iter()
+            .filter(move |p| p.first_seq <= to && p.last_seq >= from)
+    }
+
+    /// Rows of partition `p` that `keep(seq, sub, record)` takes.
+    fn rows_where(
+        &self,
+        p: &PartMeta,
+        keep: &dyn Fn(u64, u32, &FlowRecord) -> bool,
+    ) -> Result<Vec<FlowRow>> {
+        Ok(self
+            .read_part(p)?
+            .into_iter()
+            .filter(|r| keep(r.seq, r.sub, &r.rec))
+            .collect())
     }
 
     fn read_file(&self, p: &PartMeta) -> Result<Vec<u8>> {

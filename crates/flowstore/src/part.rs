@@ -22,17 +22,42 @@ const MAX_COLUMN_BYTES: u64 = 1 << 30;
 /// zstd level of the columns: 3 is zstd's default, the best size per CPU second on numbers.
 const ZSTD_LEVEL: i32 = 3;
 
-/// One flow as the store holds it: the ledger position of its `netflow-record`, the observer
-/// its envelope names, and the record itself (which names the datagram: `datagram_seq`,
-/// `flowset`, `record`).
+/// One flow as the store holds it: a ledger position, the observer its envelope names, and
+/// the record itself (which names the datagram: `datagram_seq`, `flowset`, `record`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowRow {
+    /// A legacy flow (`sub` 0): the ledger position of its own `netflow-record`. A derived
+    /// flow: the position of the datagram whose decoding emitted it (`E`; the flow's own
+    /// datagram, `rec.datagram_seq`, when its set waited for no template).
     pub seq: u64,
+    /// 0 for a legacy flow; 1 + k for the k-th flow (0-based) emitted when the datagram at
+    /// `seq` was decoded (docs/design/flow-derivation.md). Column 29; absent = all 0.
+    pub sub: u32,
     pub observer: String,
     pub rec: FlowRecord,
 }
 
 impl FlowRow {
+    /// A legacy flow at ledger position `seq`.
+    pub fn legacy(seq: u64, observer: String, rec: FlowRecord) -> FlowRow {
+        FlowRow {
+            seq,
+            sub: 0,
+            observer,
+            rec,
+        }
+    }
+
+    /// The key readers hold the flow by inside a process: its record's ledger position, or
+    /// for a derived flow its flow position (`model::flow::flow_pos`); `None` for a derived
+    /// row out of a flow position's range, which no writer makes (a damaged file).
+    pub fn position(&self) -> Option<u64> {
+        match self.sub {
+            0 => Some(self.seq),
+            s => model::flow::flow_pos(self.seq, u64::from(s - 1)),
+        }
+    }
+
     /// The flow's time for windows and partitions: its first packet, else its last, else the
     /// export header's time (the reported time `decode` gives a flow is its first packet).
     pub fn time_ms(&self) -> i64 {
@@ -84,6 +109,8 @@ pub const C_INIF: u16 = 25;
 pub const C_OUTIF: u16 = 26;
 pub const C_NAT: u16 = 27;
 pub const C_OBSERVER: u16 = 28;
+/// [`FlowRow::sub`]: written only when some row is derived; absent, every row is legacy.
+pub const C_SUB: u16 = 29;
 pub const C_EXPORTER_DICT: u16 = 30;
 pub const C_OBSERVER_DICT: u16 = 31;
 /// Sorted distinct IPv4 addresses (source and destination) of the partition.
@@ -120,6 +147,7 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     let ints = || Vec::<u64>::with_capacity(n);
     let (mut seq, mut dseq, mut flowset, mut record, mut template, mut version, mut domain) =
         (ints(), ints(), ints(), ints(), ints(), ints(), ints());
+    let mut sub = ints();
     let (mut exp_idx, mut obs_idx) = (ints(), ints());
     let (mut src4, mut dst4, mut sport, mut dport) = (ints(), ints(), ints(), ints());
     let (mut packets, mut bytes_, mut sampling) = (ints(), ints(), ints());
@@ -151,6 +179,7 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
         seq.push(r.seq.wrapping_sub(prev_seq));
         prev_seq = r.seq;
         dseq.push(r.seq.wrapping_sub(rec.datagram_seq));
+        sub.push(u64::from(r.sub));
         flowset.push(u64::from(rec.flowset));
         record.push(u64::from(rec.record));
         template.push(u64::from(rec.template));
@@ -248,8 +277,9 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
     let (addr4, post4) = postings(a4.iter().map(|&v| ((v >> 32) as u32, v as u32)));
     let (addr6, post6) = postings(a6.iter().copied());
     use Col::{Bytes, Ints};
+    let derived = sub.iter().any(|&v| v != 0);
     // Directory order (readers find columns by id; kept as earlier writers wrote it).
-    let cols: Vec<(u16, Col)> = vec![
+    let mut cols: Vec<(u16, Col)> = vec![
         (C_SEQ, Ints(seq)),
         (C_DSEQ, Ints(dseq)),
         (C_FLOWSET, Ints(flowset)),
@@ -288,6 +318,11 @@ pub fn encode(rows: &[FlowRow]) -> std::io::Result<Vec<u8>> {
         (C_INIF, Ints(in_if)),
         (C_OUTIF, Ints(out_if)),
     ];
+    // Only partitions with derived rows carry it: a store of legacy flows keeps the bytes
+    // earlier writers wrote.
+    if derived {
+        cols.push((C_SUB, Ints(sub)));
+    }
 
     // Layout: magic, row count u32, column count u16, directory (id u16, packing u8, raw u64,
     // stored u64) per column, then the zstd frames in directory order. Integer columns are
@@ -855,6 +890,11 @@ impl<'a> Part<'a> {
         };
         let seq_d = u64s(C_SEQ)?;
         let dseq = u64s(C_DSEQ)?;
+        let sub = if self.has_column(C_SUB) {
+            u32s(C_SUB)?
+        } else {
+            vec![0; n]
+        };
         let flowset = u16s(C_FLOWSET)?;
         let record = u16s(C_RECORD)?;
         let template = u16s(C_TEMPLATE)?;
@@ -936,6 +976,7 @@ impl<'a> Part<'a> {
                 .to_string();
             out.push(FlowRow {
                 seq,
+                sub: sub[i],
                 observer,
                 rec: FlowRecord {
                     version: version[i],

@@ -51,6 +51,7 @@ fn rows(n: u64) -> Vec<FlowRow> {
     (1..=n)
         .map(|i| FlowRow {
             seq: i * 2,
+            sub: 0,
             observer: if i.is_multiple_of(9) {
                 "hypervisor"
             } else {
@@ -319,4 +320,181 @@ fn postings_name_every_row_of_each_address_and_old_partitions_still_read() {
     assert_eq!(p.decode_all().unwrap(), rows);
     let keep: Vec<FlowRow> = rows.iter().step_by(7).cloned().collect();
     assert_eq!(p.decode_where(&|i| i % 7 == 0).unwrap(), keep);
+}
+
+/// Derived rows (docs/design/flow-derivation.md step 3): (E, 1 + k), the datagram's own
+/// position in `rec.datagram_seq`.
+fn derived(e: u64, n: u64, d: u64) -> Vec<(String, FlowRecord)> {
+    (0..n)
+        .map(|k| {
+            let mut r = rec(e * 10 + k);
+            r.datagram_seq = d;
+            r.flowset = 1;
+            r.record = k as u16;
+            ("network".to_string(), r)
+        })
+        .collect()
+}
+
+/// Column 29 round-trips a derived row's index; a partition of legacy rows is the same bytes
+/// as before the column existed (it is not written), and reads back as legacy.
+#[test]
+fn derived_rows_round_trip_and_legacy_partitions_keep_their_bytes() {
+    let legacy = rows(400);
+    let bytes = encode(&legacy).unwrap();
+    let part = Part::open(&bytes).unwrap();
+    assert!(!part.has_column(part::C_SUB));
+    assert!(part.decode_all().unwrap().iter().all(|r| r.sub == 0));
+    let mut mixed = legacy.clone();
+    for (k, (observer, rec)) in derived(900, 40, 899).into_iter().enumerate() {
+        mixed.push(FlowRow {
+            seq: 900,
+            sub: k as u32 + 1,
+            observer,
+            rec,
+        });
+    }
+    let bytes = encode(&mixed).unwrap();
+    let part = Part::open(&bytes).unwrap();
+    assert!(part.has_column(part::C_SUB));
+    assert_eq!(part.decode_all().unwrap(), mixed);
+    let last = mixed.last().unwrap();
+    assert_eq!(
+        last.position(),
+        model::flow::flow_pos(900, 39),
+        "a derived row's key is its flow position"
+    );
+    assert_eq!(mixed[0].position(), Some(mixed[0].seq));
+}
+
+/// A datagram's rows are added once: again (a catch-up), or at or before what a committed
+/// store holds, they are skipped whole; legacy and derived adds share the one position.
+#[test]
+fn derived_flows_are_added_once_and_found_by_position_and_by_citation() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut s = FlowStore::open(dir.path()).unwrap();
+        let old = rows(5);
+        for r in &old {
+            s.add(r.seq, r.observer.clone(), r.rec.clone()).unwrap();
+        }
+        assert_eq!(s.add_derived(20, derived(20, 3, 20)).unwrap(), 0);
+        // Again, and an earlier position: nothing.
+        s.add_derived(20, derived(20, 3, 20)).unwrap();
+        s.add_derived(15, derived(15, 2, 15)).unwrap();
+        // A datagram that gave no flow moves the position all the same.
+        s.add_derived(21, Vec::new()).unwrap();
+        s.add_derived(21, derived(21, 2, 21)).unwrap();
+        // Flows of an earlier datagram emitted late (their set waited for its template).
+        s.add_derived(25, derived(25, 2, 19)).unwrap();
+        s.commit_at(25, None).unwrap();
+        assert_eq!(s.rows(), 5 + 3 + 2);
+        s.add(24, "network".into(), rec(24)).unwrap();
+        s.add_derived(25, derived(25, 2, 19)).unwrap();
+        s.commit_at(25, None).unwrap();
+        assert_eq!(s.rows(), 10);
+    }
+    let s = FlowStore::open(dir.path()).unwrap();
+    assert_eq!(s.rows(), 10);
+    let p = model::flow::flow_pos(20, 1).unwrap();
+    let r = s.locate(p).unwrap().unwrap();
+    assert_eq!((r.seq, r.sub, r.rec.record), (20, 2, 1));
+    assert_eq!(
+        s.locate(model::flow::flow_pos(20, 3).unwrap()).unwrap(),
+        None
+    );
+    assert_eq!(
+        s.locate(20).unwrap(),
+        None,
+        "a ledger position is not a flow position"
+    );
+    // By citation: the datagram the flow came in and its place there.
+    let at = |f, r| model::flow::FlowAt {
+        flowset: f,
+        record: r,
+    };
+    let late = s.find(19, at(1, 1)).unwrap().unwrap();
+    assert_eq!((late.seq, late.sub), (25, 2));
+    assert_eq!(
+        s.find(20, at(1, 2)).unwrap().unwrap().position(),
+        Some(model::flow::flow_pos(20, 2).unwrap())
+    );
+    assert_eq!(s.find(20, at(1, 3)).unwrap(), None);
+    // A legacy flow is found by its datagram too.
+    let old = &rows(5)[2];
+    let found = s
+        .find(old.rec.datagram_seq, model::flow::FlowAt::of(&old.rec))
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, *old);
+}
+
+fn manifest_version(dir: &Path) -> u64 {
+    let m: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.join(MANIFEST)).unwrap()).unwrap();
+    m["version"].as_u64().unwrap()
+}
+
+/// The decoders' state is durable with the commit that names it, read back checked, replaced
+/// files deleted, unnamed ones deleted at open; a damaged one is an error, never a guess. A
+/// store with derived rows or a state says manifest version 2 (earlier builds refuse it); a
+/// store of legacy rows keeps version 1.
+#[test]
+fn the_decoder_state_commits_with_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let states = |d: &Path| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".state"))
+            .collect();
+        v.sort();
+        v
+    };
+    {
+        let mut s = FlowStore::open(dir.path()).unwrap();
+        s.add(3, "network".into(), rec(3)).unwrap();
+        s.commit_at(3, None).unwrap();
+        assert_eq!(manifest_version(dir.path()), 1);
+        assert_eq!(s.decoder_state().unwrap(), None);
+        let one: Vec<u8> = (0..5000u32).flat_map(|v| v.to_le_bytes()).collect();
+        s.commit_at_with_state(4, None, Some(&one)).unwrap();
+        assert_eq!(manifest_version(dir.path()), 2);
+        assert_eq!(s.decoder_state().unwrap(), Some(one.clone()));
+        // No new state: the one named stays.
+        s.add_derived(5, derived(5, 2, 5)).unwrap();
+        s.commit_at(5, None).unwrap();
+        assert_eq!(s.decoder_state().unwrap(), Some(one));
+        assert_eq!(states(dir.path()).len(), 1);
+        // A new state replaces the file.
+        s.commit_at_with_state(6, None, Some(b"two")).unwrap();
+        assert_eq!(states(dir.path()).len(), 1);
+        assert_eq!(s.decoder_state().unwrap(), Some(b"two".to_vec()));
+    }
+    // An unnamed state file (a commit that did not finish) is debris.
+    fs::write(dir.path().join("decoder-0000000099.state"), b"x").unwrap();
+    let s = FlowStore::open(dir.path()).unwrap();
+    assert_eq!(states(dir.path()).len(), 1);
+    assert_eq!(s.decoder_state().unwrap(), Some(b"two".to_vec()));
+    assert!(FlowStore::open_read(dir.path()).is_ok());
+    // Damaged: refused, saying what to do.
+    let named = states(dir.path()).remove(0);
+    let path = dir.path().join(&named);
+    let mut b = fs::read(&path).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    fs::write(&path, &b).unwrap();
+    let e = s.decoder_state().unwrap_err().to_string();
+    assert!(e.contains("reindex"), "{e}");
+    fs::remove_file(&path).unwrap();
+    assert!(s.decoder_state().is_err());
+    // A version this build does not know is refused.
+    let m = fs::read_to_string(dir.path().join(MANIFEST)).unwrap();
+    fs::write(
+        dir.path().join(MANIFEST),
+        m.replace("\"version\":2", "\"version\":3"),
+    )
+    .unwrap();
+    assert!(FlowStore::open_read(dir.path()).is_err());
 }

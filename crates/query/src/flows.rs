@@ -1013,11 +1013,7 @@ mod tests {
             };
             let e = ledger_event(&r, observer, i);
             assert_eq!(e.class, EventClass::NetFlow);
-            let row = FlowRow {
-                seq: 100 + i,
-                observer: observer.as_str().to_string(),
-                rec: r,
-            };
+            let row = FlowRow::legacy(100 + i, observer.as_str().to_string(), r);
             for x in &exprs {
                 let want = x.matches(&e);
                 matched += usize::from(want);
@@ -1120,11 +1116,7 @@ mod tests {
                     Observer::Network
                 };
                 events.push(ledger_event(&r, observer, i));
-                rows.push(FlowRow {
-                    seq: 100 + i,
-                    observer: observer.as_str().to_string(),
-                    rec: r,
-                });
+                rows.push(FlowRow::legacy(100 + i, observer.as_str().to_string(), r));
             }
             let bytes = flowstore::encode(&rows).unwrap();
             let part = Part::open(&bytes).unwrap();
@@ -1141,6 +1133,8 @@ mod tests {
                 placed_is_start: rows
                     .iter()
                     .all(|r| r.rec.start_ms.is_some() && r.observer == Observer::Network.as_str()),
+                min_dseq: None,
+                derived: false,
             };
             for x in &exprs {
                 let want: Vec<bool> = events.iter().map(|e| x.matches(e)).collect();

@@ -641,7 +641,7 @@ mod tests {
     #[test]
     fn keys_order_by_time_then_where_the_record_stands() {
         let flow = |e, k| flow_pos(e, k).unwrap_or(0);
-        let mut keys = vec![
+        let mut keys = [
             at(5, 11),
             at(5, flow(10, 1)),
             at(5, 10),
@@ -657,8 +657,8 @@ mod tests {
             vec![flow(99, 0), 9, 10, flow(10, 0), flow(10, 1), 11, 1]
         );
         // For ledger positions alone: exactly the derived (time, seq) order.
-        let mut real = vec![at(3, 7), at(1, 9), at(3, 2), at(1, 1)];
-        let mut by_tuple = real.clone();
+        let mut real = [at(3, 7), at(1, 9), at(3, 2), at(1, 1)];
+        let mut by_tuple = real;
         real.sort();
         by_tuple.sort_by_key(|k| (k.time, k.seq));
         assert_eq!(real, by_tuple);
