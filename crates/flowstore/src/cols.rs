@@ -7,8 +7,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::part::{
     AddrIndex, C_DPORT, C_EXPORTER, C_EXPORTER_DICT, C_FLAGS, C_OBSERVER, C_OBSERVER_DICT, C_PROTO,
-    C_SEQ, C_SPORT, C_SRC4, C_SRC6, C_START, FlowRow, Part, PartError, R_SRC, R_SRC6, R_START, arr,
-    dict, unzigzag,
+    C_SEQ, C_SPORT, C_SRC4, C_SRC6, C_START, C_SUB, FlowRow, Part, PartError, R_SRC, R_SRC6,
+    R_START, arr, dict, unzigzag,
 };
 
 type Res<T> = Result<T, PartError>;
@@ -110,6 +110,7 @@ pub struct Cols<'p, 'a> {
     part: &'p Part<'a>,
     flags: OnceCell<Vec<u8>>,
     seq: OnceCell<Vec<u64>>,
+    pos: OnceCell<Vec<u64>>,
     start: OnceCell<Vec<i64>>,
     /// IPv4 sources, IPv6 sources, and (only when there are IPv6 ones) each row's index
     /// among those.
@@ -137,6 +138,7 @@ impl<'p, 'a> Cols<'p, 'a> {
             part,
             flags: OnceCell::new(),
             seq: OnceCell::new(),
+            pos: OnceCell::new(),
             start: OnceCell::new(),
             src: OnceCell::new(),
             obs: OnceCell::new(),
@@ -173,6 +175,29 @@ impl<'p, 'a> Cols<'p, 'a> {
                     s
                 })
                 .collect())
+        })
+        .map(Vec::as_slice)
+    }
+
+    /// Each row's key inside a process ([`FlowRow::position`]): its ledger seq, or for a
+    /// derived row (column 29) its flow position. A derived row no flow position can hold is
+    /// damage, an error.
+    pub fn positions(&self) -> Res<&[u64]> {
+        if !self.part.has_column(C_SUB) {
+            return self.seqs();
+        }
+        cached(&self.pos, || {
+            let seqs = self.seqs()?;
+            let subs = self.part.ints(C_SUB)?;
+            seqs.iter()
+                .zip(subs)
+                .map(|(&s, k)| match k {
+                    0 => Ok(s),
+                    k => model::flow::flow_pos(s, k - 1).ok_or_else(|| {
+                        PartError::Column(C_SUB, "a derived row no flow position can hold".into())
+                    }),
+                })
+                .collect()
         })
         .map(Vec::as_slice)
     }

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use agg::{Agg, Groups, Key, KeyVal};
 pub use cols::{Cols, RowSet};
-pub use part::{AddrIndex, FlowRow, MAGIC, Part, PartError, PartSummary, Postings, encode};
+pub use part::{AddrIndex, C_SUB, FlowRow, MAGIC, Part, PartError, PartSummary, Postings, encode};
 
 /// Flows per partition at most. The writer holds a partition's rows (~200 bytes each) until it
 /// writes them: 2^18 keeps that near 50 MB in the indexer (2^20 was ~200 MB, against
@@ -116,6 +116,14 @@ struct Manifest {
     /// opaque bytes to this crate, written by [`FlowStore::commit_at_with_state`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     decoder: Option<StateFile>,
+}
+
+/// The derived rows of the partition a reader last looked a flow position up in
+/// ([`FlowStore::locate_cached`]).
+#[derive(Debug, Default)]
+pub struct LocateCache {
+    file: Option<String>,
+    rows: Vec<FlowRow>,
 }
 
 /// A decoder state file the manifest names: its zstd bytes' length and BLAKE3 hash, checked
@@ -688,6 +696,12 @@ impl FlowStore {
     /// The derived flow at flow position `pos` (`model::flow::flow_pos`), from the committed
     /// partitions; `None` when `pos` is not a flow position or no row holds it.
     pub fn locate(&self, pos: u64) -> Result<Option<FlowRow>> {
+        self.locate_cached(pos, &mut LocateCache::default())
+    }
+
+    /// [`FlowStore::locate`], keeping the derived rows of the last partition read in `cache`:
+    /// a reader fetching many flows of one partition decodes it once.
+    pub fn locate_cached(&self, pos: u64, cache: &mut LocateCache) -> Result<Option<FlowRow>> {
         let Some((e, k)) = model::flow::split_flow_pos(pos) else {
             return Ok(None);
         };
@@ -695,9 +709,21 @@ impl FlowStore {
             return Ok(None);
         };
         for p in self.parts_covering(e, e) {
-            let found = self.rows_where(p, &|seq, s, _| seq == e && s == sub)?;
-            if let Some(r) = found.into_iter().next() {
-                return Ok(Some(r));
+            if cache.file.as_deref() != Some(p.file.as_str()) {
+                let mut rows: Vec<FlowRow> = self
+                    .read_part(p)?
+                    .into_iter()
+                    .filter(|r| r.sub > 0)
+                    .collect();
+                rows.sort_by_key(|r| (r.seq, r.sub));
+                cache.rows = rows;
+                cache.file = Some(p.file.clone());
+            }
+            if let Ok(i) = cache
+                .rows
+                .binary_search_by_key(&(e, sub), |r| (r.seq, r.sub))
+            {
+                return Ok(cache.rows.get(i).cloned());
             }
         }
         Ok(None)

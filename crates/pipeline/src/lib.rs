@@ -1234,9 +1234,72 @@ fn removed_placeholder(seq: u64, record: u64) -> model::envelope::RecordEnvelope
     }
 }
 
-/// Fetches events for search results from the ledger by position.
+/// Fetches events for search results from the ledger by position, and derived flows (flow
+/// positions, `model::flow::flow_pos`) from the flow store when it has one.
 pub struct LedgerFetch {
     pub reader: LedgerReader,
+    flows: Option<Arc<FlowStore>>,
+    flow_cache: flowstore::LocateCache,
+}
+
+impl LedgerFetch {
+    /// A fetch from `reader` alone: a flow position is an error.
+    pub fn new(reader: LedgerReader) -> LedgerFetch {
+        LedgerFetch {
+            reader,
+            flows: None,
+            flow_cache: Default::default(),
+        }
+    }
+
+    /// Derived flows come from `flows` (the store the index reads them from).
+    pub fn with_flows(mut self, flows: Option<Arc<FlowStore>>) -> LedgerFetch {
+        self.flows = flows;
+        self
+    }
+
+    /// The event of a derived flow: its row in the flow store, in the envelope of the datagram
+    /// whose decoding emitted it (received time, origin: what the per-flow record written at
+    /// that datagram's ingest carried), its observer the row's.
+    fn fetch_flow(&mut self, pos: u64) -> anyhow::Result<Event> {
+        let gone = || {
+            anyhow!(
+                "a derived flow this answer cites is not in the flow store; run `pugmark reindex`"
+            )
+        };
+        let store = self.flows.as_ref().ok_or_else(gone)?;
+        let row = store
+            .locate_cached(pos, &mut self.flow_cache)?
+            .ok_or_else(gone)?;
+        let (received, origin) = match fetch_stored(&mut self.reader, row.seq, row.seq)? {
+            Got::Envelope(Envelope::Record(r)) => (r.received, r.origin),
+            Got::Envelope(Envelope::ImportMark(_)) => {
+                return Err(anyhow!(
+                    "ledger record #{} is not the datagram the flow store says; run `pugmark reindex`",
+                    row.seq
+                ));
+            }
+            Got::Removed(record) => {
+                let p = removed_placeholder(row.seq, record);
+                (p.received, p.origin)
+            }
+        };
+        let observer = row.observer.parse::<model::Observer>().map_err(|_| {
+            anyhow!(
+                "a derived flow of ledger record #{} names an unknown observer {:?}; run `pugmark reindex`",
+                row.seq,
+                row.observer
+            )
+        })?;
+        Ok(decode::decode(&model::envelope::RecordEnvelope {
+            received,
+            observer,
+            format: model::Format::NetflowRecord,
+            hints: model::DecodeHints::default(),
+            origin,
+            raw: row.rec.encode(),
+        }))
+    }
 }
 
 /// Records a fetch reads on a second thread at least (fewer are not worth a thread).
@@ -1244,6 +1307,9 @@ const PARALLEL_FETCH_MIN: usize = 256;
 
 impl query::search::Fetch for LedgerFetch {
     fn fetch(&mut self, seq: u64) -> anyhow::Result<Event> {
+        if model::flow::is_flow_pos(seq) {
+            return self.fetch_flow(seq);
+        }
         fetch_event(&mut self.reader, seq, seq)
     }
 
@@ -1251,6 +1317,28 @@ impl query::search::Fetch for LedgerFetch {
     /// one with a twin reader: a VO's search or a VM's timeline reads thousands of records
     /// spread over as many blocks, and zstd is most of its time (2 cores here).
     fn fetch_many(&mut self, seqs: &[u64]) -> Vec<anyhow::Result<Event>> {
+        if seqs.iter().any(|&s| model::flow::is_flow_pos(s)) {
+            // Derived flows one by one, in position order (the flow store's partitions and the
+            // emitting datagrams' blocks then read once each); the rest as below.
+            let mut order: Vec<usize> = (0..seqs.len()).collect();
+            order.sort_by_key(|&i| seqs[i]);
+            let mut out: Vec<Option<anyhow::Result<Event>>> =
+                (0..seqs.len()).map(|_| None).collect();
+            let (flows, records): (Vec<usize>, Vec<usize>) = order
+                .into_iter()
+                .partition(|&i| model::flow::is_flow_pos(seqs[i]));
+            let plain: Vec<u64> = records.iter().map(|&i| seqs[i]).collect();
+            for (i, e) in records.into_iter().zip(self.fetch_many(&plain)) {
+                out[i] = Some(e);
+            }
+            for i in flows {
+                out[i] = Some(self.fetch_flow(seqs[i]));
+            }
+            return out
+                .into_iter()
+                .map(|e| e.unwrap_or_else(|| Err(anyhow!("record not read"))))
+                .collect();
+        }
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i]);
         let twin = if seqs.len() >= PARALLEL_FETCH_MIN {
@@ -1310,13 +1398,31 @@ fn fetch_sorted(
 /// The event of ledger record `seq` (a split record reassembled), as the indexer decodes it;
 /// records up to `through` of its block are read next ([`LedgerReader::get_through`]).
 fn fetch_event(reader: &mut LedgerReader, seq: u64, through: u64) -> anyhow::Result<Event> {
+    match fetch_stored(reader, seq, through)? {
+        Got::Envelope(env) => {
+            event_from_envelope(env).ok_or_else(|| anyhow!("ledger record #{seq} is not an event"))
+        }
+        // A view built before a retention run still cites the record: answer with what is
+        // left of it (until `reindex` drops it) rather than fail the whole query.
+        Got::Removed(record) => Ok(decode::decode(&removed_placeholder(seq, record))),
+    }
+}
+
+/// A ledger record as a fetch finds it.
+enum Got {
+    Envelope(Envelope),
+    /// Its payload was removed by the retention record at this position.
+    Removed(u64),
+}
+
+/// The envelope of ledger record `seq` (a split record reassembled), or that a retention run
+/// removed it; records up to `through` of its block are read next.
+fn fetch_stored(reader: &mut LedgerReader, seq: u64, through: u64) -> anyhow::Result<Got> {
     {
         let payload = match reader.get_through(seq, through) {
             Ok(p) => p,
-            // A view built before a retention run still cites the record: answer with what is
-            // left of it (until `reindex` drops it) rather than fail the whole query.
             Err(ledger::LedgerError::Removed { record, .. }) => {
-                return Ok(decode::decode(&removed_placeholder(seq, record)));
+                return Ok(Got::Removed(record));
             }
             Err(e) => return Err(e).with_context(|| format!("reading ledger record #{seq}")),
         };
@@ -1343,7 +1449,7 @@ fn fetch_event(reader: &mut LedgerReader, seq: u64, through: u64) -> anyhow::Res
                 ));
             }
         };
-        event_from_envelope(env).ok_or_else(|| anyhow!("ledger record #{seq} is not an event"))
+        Ok(Got::Envelope(env))
     }
 }
 
@@ -1450,10 +1556,11 @@ impl Readers {
         );
         let reader = LedgerReader::open(&dd.ledger())
             .with_context(|| format!("opening ledger in {}", dd.ledger().display()))?;
+        let fetch = LedgerFetch::new(reader).with_flows(index.flows_shared());
         Ok(Readers {
             index,
             facts,
-            fetch: LedgerFetch { reader },
+            fetch,
             views,
         })
     }

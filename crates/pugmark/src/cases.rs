@@ -174,7 +174,7 @@ impl Records {
             }
         };
         Ok(Records {
-            fetch: pipeline::LedgerFetch { reader },
+            fetch: pipeline::LedgerFetch::new(reader),
             len,
             site,
         })

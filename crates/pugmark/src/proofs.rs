@@ -57,6 +57,19 @@ pub fn cited(v: &Value, out: &mut BTreeSet<u64>) {
     }
 }
 
+/// Every derived flow's position in the answer `v` turned into its citation (the datagram's
+/// `seq` and the flow's place, `query::cite::externalize`): run on each JSON answer before it
+/// is printed, proved or sent. Nothing to do, and the flow store left unopened, when the
+/// answer cites no derived flow.
+pub fn externalize(data: &Path, v: &mut Value) -> anyhow::Result<()> {
+    if !query::cite::has_flow_position(v) {
+        return Ok(());
+    }
+    let dd = pipeline::datadir::DataDir::open(data, false)?;
+    let store = flowstore::FlowStore::open_read(dd.flows())?;
+    query::cite::externalize(v, &mut query::cite::Resolver::new(Some(&store)))
+}
+
 /// The integrity object for `seqs`, or `None` when the ledger has no signed checkpoint yet.
 pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Option<Value>> {
     integrity_with(ledger_dir, seqs, None)
@@ -386,6 +399,7 @@ pub fn add_integrity_with(
     v: &mut Value,
     reader: Option<ledger::LedgerReader>,
 ) -> anyhow::Result<()> {
+    externalize(dd.root(), v)?;
     let mut seqs = BTreeSet::new();
     cited(v, &mut seqs);
     let integrity = integrity_with(&dd.ledger(), &seqs, reader)?;

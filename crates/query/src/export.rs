@@ -106,7 +106,8 @@ pub fn search_rows(hits: &[Hit]) -> anyhow::Result<Vec<Row<'_>>> {
             Ok(Row {
                 native: object(serde_json::to_value(HitJson::new(h))?),
                 event: Some(&h.event),
-                seq: h.seq,
+                // The ledger position cited (a derived flow's datagram), as the JSON's `seq`.
+                seq: crate::cite::of(h.seq, &h.event).map_or(h.seq, |c| c.seq),
                 time: Some(h.event.placed()),
                 message: one_line(&h.event),
                 time_desc: time_desc(&h.event),

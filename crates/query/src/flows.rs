@@ -440,8 +440,13 @@ fn walk(
                 continue;
             };
             let seqs = cols.seqs().map_err(perr)?;
+            // A row's key: its ledger seq, or a derived flow's position; `cap` is a ledger
+            // position, compared with the seq (a derived flow's emitting datagram).
+            let positions = cols.positions().map_err(perr)?;
             for i in set.iter() {
-                let Some(&seq) = seqs.get(i) else { continue };
+                let (Some(&seq), Some(&pos)) = (seqs.get(i), positions.get(i)) else {
+                    continue;
+                };
                 if cap.is_some_and(|c| seq > c) {
                     continue;
                 }
@@ -462,14 +467,14 @@ fn walk(
                 .and_then(|m| Timestamp::from_millisecond(m).ok());
                 match placed {
                     Some(time) => visit(FlowKey {
-                        key: DocKey { time, seq },
+                        key: DocKey { time, seq: pos },
                         src: if want_src {
                             cols.src(i).map_err(perr)?
                         } else {
                             None
                         },
                     }),
-                    None => unsure.push(seq),
+                    None => unsure.push(pos),
                 }
             }
             continue;
@@ -484,20 +489,23 @@ fn walk(
             if cap.is_some_and(|c| row.seq > c) {
                 continue;
             }
+            let pos = row.position().ok_or_else(|| {
+                perr(flowstore::PartError::Column(
+                    flowstore::C_SUB,
+                    "a derived row no flow position can hold".into(),
+                ))
+            })?;
             let mut ev = RowEval::new(&row);
             match (ev.eval(expr), ev.placed) {
                 (Some(true), Some(t)) => match visit.as_mut() {
                     Some(v) => v(FlowKey {
-                        key: DocKey {
-                            time: t,
-                            seq: row.seq,
-                        },
+                        key: DocKey { time: t, seq: pos },
                         src: row.rec.src,
                     }),
                     None => counted += 1,
                 },
                 (Some(false), _) => {}
-                _ => unsure.push(row.seq),
+                _ => unsure.push(pos),
             }
         }
     }

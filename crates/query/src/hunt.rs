@@ -215,7 +215,15 @@ pub struct HuntHit {
     pub time: String,
     pub observer: Observer,
     pub summary: String,
+    /// The ledger position cited (a derived flow's datagram, `crate::cite`).
     pub seq: u64,
+    /// A derived flow's place in the datagram at `seq`; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<crate::cite::FlowJson>,
+    /// The position inside this process (a derived flow's flow position): what hits are
+    /// ordered by at one instant. Not part of the answer.
+    #[serde(skip)]
+    pub pos: u64,
     /// `who` match objects for the event's endpoint addresses at its time, and for a VM's own
     /// syslog the VM that held its sender's address when the collector received it.
     pub matches: Vec<Match>,
@@ -300,12 +308,15 @@ fn resolve(
         (None, Some(app)) => format!("{app}: {}", e.message),
         (None, None) => e.message.clone(),
     };
+    let cite = crate::cite::of(seq, e);
     Ok(HuntHit {
         indicator: ind.text(),
         time: at.to_string(),
         observer: e.observer,
         summary,
-        seq,
+        seq: cite.map_or(seq, |c| c.seq),
+        flow: cite.and_then(|c| c.flow).map(crate::cite::FlowJson::from),
+        pos: seq,
         matches,
         reported: e.reported_aside().map(|t| t.to_string()),
         sender: sender.map(|(ip, _)| ip.to_string()),
@@ -423,7 +434,9 @@ pub fn hunt_in(
             hits.push(resolve(&mut facts, site, ind, seq, e)?);
         }
     }
-    hits.sort_by(|a, b| (&a.time, a.seq).cmp(&(&b.time, b.seq)));
+    hits.sort_by(|a, b| {
+        (&a.time, model::flow::order_key(a.pos)).cmp(&(&b.time, model::flow::order_key(b.pos)))
+    });
     Ok(HuntAnswer { hits, truncated })
 }
 
@@ -449,7 +462,9 @@ pub fn hunt_each(
             hits.push(resolve(&mut &*store, &site, ind, h.seq, &h.event)?);
         }
     }
-    hits.sort_by(|a, b| (&a.time, a.seq).cmp(&(&b.time, b.seq)));
+    hits.sort_by(|a, b| {
+        (&a.time, model::flow::order_key(a.pos)).cmp(&(&b.time, model::flow::order_key(b.pos)))
+    });
     Ok(HuntAnswer { hits, truncated })
 }
 

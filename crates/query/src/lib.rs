@@ -13,6 +13,7 @@
 
 pub mod attrib;
 pub mod check;
+pub mod cite;
 pub mod contain;
 pub mod egi;
 pub mod export;

@@ -95,6 +95,8 @@ mod tests {
             observer: Observer::Hypervisor,
             summary: String::new(),
             seq,
+            flow: None,
+            pos: seq,
             matches: Vec::new(),
             reported: None,
             sender: None,

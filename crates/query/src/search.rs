@@ -170,7 +170,9 @@ pub fn run_with_tail(
     )?;
     if !more.is_empty() {
         out.hits.extend(more);
-        out.hits.sort_by_key(|h| (h.event.placed(), h.seq));
+        // `order_key`: a derived flow right after the datagram that emitted it (as `DocKey`).
+        out.hits
+            .sort_by_key(|h| (h.event.placed(), model::flow::order_key(h.seq)));
         out.hits.truncate(limit);
     }
     out.total += extra;
@@ -303,9 +305,11 @@ pub fn render_line(hit: &Hit) -> String {
         (Some(a), None) => esc(a),
         (None, _) => "-".to_string(),
     };
+    let cite =
+        crate::cite::of(hit.seq, e).map_or_else(|| "#?".to_string(), |c| crate::cite::text(&c));
     let mut line = format!(
-        "#{} {} [{}] {} {}: {}",
-        hit.seq,
+        "{} {} [{}] {} {}: {}",
+        cite,
         e.placed(),
         e.observer,
         e.host.as_deref().map_or_else(|| "-".to_string(), esc),
@@ -331,8 +335,12 @@ pub struct SearchJson<'a> {
 /// source gave a parsable one, else `received`); `reported.time` keeps the source's claim.
 #[derive(Debug, Serialize)]
 pub struct HitJson<'a> {
-    /// Ledger position: the evidence to cite.
+    /// Ledger position: the evidence to cite (for a derived flow, the datagram holding it).
     pub seq: u64,
+    /// A derived flow's place in the datagram at `seq` (`crate::cite`); absent for every
+    /// other record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<crate::cite::FlowJson>,
     pub time: jiff::Timestamp,
     pub received: jiff::Timestamp,
     /// When a collector the site controls received the record (`Event::collected()`): ours
@@ -376,8 +384,13 @@ fn serialize_raw<S: serde::Serializer>(raw: &&[u8], s: S) -> Result<S::Ok, S::Er
 impl<'a> HitJson<'a> {
     pub fn new(hit: &'a Hit) -> HitJson<'a> {
         let e = &hit.event;
+        // A derived flow is cited by its datagram; its position (internal) never leaves. An
+        // event that cannot say which (damage) keeps the position for `cite::externalize` to
+        // resolve through the flow store, or refuse.
+        let cite = crate::cite::of(hit.seq, e);
         HitJson {
-            seq: hit.seq,
+            seq: cite.map_or(hit.seq, |c| c.seq),
+            flow: cite.and_then(|c| c.flow).map(crate::cite::FlowJson::from),
             time: e.placed(),
             received: e.received.timestamp(),
             collected: e.collected(),

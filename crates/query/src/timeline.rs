@@ -61,8 +61,12 @@ pub struct Entry {
     pub observer: Observer,
     /// `event` (a ledger record) or `fact` (an interval derived from several).
     pub kind: &'static str,
-    /// The ledger record, or for a fact the record that opened it.
+    /// The ledger record, or for a fact the record that opened it (for a derived flow, the
+    /// datagram holding it).
     pub seq: u64,
+    /// A derived flow's place in the datagram at `seq` (`crate::cite`); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<crate::cite::FlowJson>,
     pub source: String,
     pub summary: String,
     /// The VM this entry belongs to and how that is known (absent for a fact about no VM).
@@ -179,6 +183,10 @@ enum Keep<'a> {
 /// entries and the lanes say `complete: false`.
 const LANES_MAX: u64 = 2_000_000;
 
+/// Where an entry stands: by time, then `model::flow::order_key` of its position (a derived
+/// flow right after the datagram that emitted it), kind and summary.
+type EntryKey = (String, (u64, u64), &'static str, String);
+
 /// Records counted for [`Lanes`]: seq → (placed ns, observer).
 type Counted = std::collections::HashMap<u64, (i64, Observer)>;
 
@@ -189,7 +197,7 @@ struct Builder<'a> {
     site: &'a Site,
     /// Keyed by (time, seq, kind, summary) so the output is in time order, events are not
     /// repeated, and several facts opened by one record all stay.
-    entries: BTreeMap<(String, u64, &'static str, String), Entry>,
+    entries: BTreeMap<EntryKey, Entry>,
     truncated: bool,
     /// With `--lanes`: every record the searches match (seq → placed ns, observer), and
     /// whether each search could be counted whole.
@@ -296,13 +304,21 @@ impl Builder<'_> {
                 summary.push_str(&format!(" [reported {rep}]"));
             }
             let time = placed.to_string();
+            // A derived flow is cited by its datagram (its position never leaves the process).
+            let cite = crate::cite::of(h.seq, e);
             self.entries.insert(
-                (time.clone(), h.seq, "event", String::new()),
+                (
+                    time.clone(),
+                    model::flow::order_key(h.seq),
+                    "event",
+                    String::new(),
+                ),
                 Entry {
                     time,
                     observer: e.observer,
                     kind: "event",
-                    seq: h.seq,
+                    seq: cite.map_or(h.seq, |c| c.seq),
+                    flow: cite.and_then(|c| c.flow).map(crate::cite::FlowJson::from),
                     source: e.source_kind.clone(),
                     summary,
                     attribution: Some(a),
@@ -323,12 +339,18 @@ impl Builder<'_> {
         }
         let time = rfc3339(time_ns);
         self.entries.insert(
-            (time.clone(), seq, "fact", summary.clone()),
+            (
+                time.clone(),
+                model::flow::order_key(seq),
+                "fact",
+                summary.clone(),
+            ),
             Entry {
                 time,
                 observer: Observer::Cloud,
                 kind: "fact",
                 seq,
+                flow: None,
                 source: source.to_string(),
                 summary,
                 attribution: vm.map(|v| Attribution {

@@ -111,7 +111,7 @@ pub fn list(
         count_only: false,
     };
     let mut tail = (indexed < ledger_last).then(|| LedgerTail::new(&reader, indexed, ledger_last));
-    let mut fetch = LedgerFetch { reader };
+    let mut fetch = LedgerFetch::new(reader);
     let outcome = query::search::run_with_tail(
         &index,
         &req,

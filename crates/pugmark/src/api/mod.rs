@@ -99,7 +99,7 @@ fn only_audits(ledger: &std::path::Path, from: u64, to: u64) -> bool {
     let Ok(reader) = ledger::LedgerReader::open(ledger) else {
         return false;
     };
-    let mut fetch = pipeline::LedgerFetch { reader };
+    let mut fetch = pipeline::LedgerFetch::new(reader);
     (from + 1..=to).all(|seq| {
         fetch.fetch(seq).is_ok_and(|e| {
             e.observer == model::Observer::Collector && e.class == model::EventClass::AuditQuery
@@ -695,6 +695,9 @@ impl Service {
             }
             _ => return Err(refuse(404, format!("no endpoint {verb:?}"))),
         };
+        // Every answer cites records by ledger position (a derived flow by its datagram and
+        // place): whatever a verb's own path did, nothing else leaves.
+        crate::proofs::externalize(&data, &mut a.json).map_err(internal)?;
         if a.vms.is_empty() {
             scope::vms_named(&a.json, sc.as_ref().map(|s| &s.all_vms), &mut a.vms);
         }

@@ -85,7 +85,8 @@ pub(crate) fn answer(
             net_from_events: args.from_events,
         },
     )?;
-    let v = r.views.annotate(&report)?;
+    let mut v = r.views.annotate(&report)?;
+    crate::proofs::externalize(dd.root(), &mut v)?;
     Ok((report, v))
 }
 

@@ -146,7 +146,9 @@ fn ms_text(ms: i64) -> Option<String> {
 
 fn flow_json(r: &FlowRow) -> FlowJson {
     FlowJson {
-        seq: r.seq,
+        // A derived flow has no record of its own: cited by its datagram, as every answer
+        // cites it (`datagram_seq`, `flowset`, `record` name its place there).
+        seq: if r.sub > 0 { r.rec.datagram_seq } else { r.seq },
         datagram_seq: r.rec.datagram_seq,
         flowset: r.rec.flowset,
         record: r.rec.record,

@@ -144,7 +144,8 @@ pub(crate) fn answer_in(
             args.limit,
         )?,
     };
-    let v = r.views.annotate(&answer)?;
+    let mut v = r.views.annotate(&answer)?;
+    crate::proofs::externalize(dd.root(), &mut v)?;
     Ok((answer, v))
 }
 

@@ -74,7 +74,8 @@ pub(crate) fn answer(
         },
     )?;
     // Every cited record with its bytes and an inclusion proof (issue 11).
-    let v = r.views.annotate(&rep)?;
+    let mut v = r.views.annotate(&rep)?;
+    crate::proofs::externalize(dd.root(), &mut v)?;
     Ok((rep, v, dd))
 }
 

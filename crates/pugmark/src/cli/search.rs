@@ -186,7 +186,7 @@ pub(crate) fn answer(
     if indexed < ledger_last {
         tail = Some(LedgerTail::new(&reader, indexed, ledger_last));
     }
-    let mut fetch = LedgerFetch { reader };
+    let mut fetch = LedgerFetch::new(reader).with_flows(index.flows_shared());
     let outcome = run_with_tail(
         &index,
         &req,
@@ -207,7 +207,9 @@ pub(crate) fn to_json(
         views.add_to(&mut v)?;
         Ok(v)
     } else {
-        views.annotate(&outcome.to_json())
+        let mut v = views.annotate(&outcome.to_json())?;
+        crate::proofs::externalize(&args.data.data, &mut v)?;
+        Ok(v)
     }
 }
 

@@ -100,7 +100,8 @@ pub(crate) fn answer_in(
         Some(site) => query::timeline::timeline_in(&r.index, &r.facts, site, &mut r.fetch, &req)?,
         None => timeline(&r.index, &r.facts, &mut r.fetch, &req)?,
     };
-    let v = r.views.annotate(&t)?;
+    let mut v = r.views.annotate(&t)?;
+    crate::proofs::externalize(dd.root(), &mut v)?;
     Ok((t, v))
 }
 
@@ -153,8 +154,16 @@ pub fn run(args: TimelineArgs) -> anyhow::Result<ExitCode> {
             super::text_line(
                 &mut out,
                 &format!(
-                    "{} [{}] {} #{} {}: {}{tag}",
-                    e.time, e.observer, e.kind, e.seq, e.source, e.summary
+                    "{} [{}] {} {} {}: {}{tag}",
+                    e.time,
+                    e.observer,
+                    e.kind,
+                    query::cite::text(&query::cite::Cite {
+                        seq: e.seq,
+                        flow: e.flow.map(Into::into),
+                    }),
+                    e.source,
+                    e.summary
                 ),
             )?;
         }

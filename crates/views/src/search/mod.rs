@@ -59,7 +59,7 @@ pub struct SearchIndex {
     names: std::sync::Mutex<Option<(u64, std::sync::Arc<lookup::Names>)>>,
     /// The flow store readers query beside the index (`net.flow` events are not documents:
     /// crate `query`'s `flows` module reads them there), when attached.
-    flows: Option<flowstore::FlowStore>,
+    flows: Option<std::sync::Arc<flowstore::FlowStore>>,
     /// The last ledger position whose flows a query takes from `flows`.
     flows_cap: Option<u64>,
     /// The fact store's NAT records (not documents either, issue 12), when attached, and the
@@ -174,13 +174,18 @@ impl SearchIndex {
     /// the caller's reading of the ledger's tail starts, so no flow is counted twice; `None`:
     /// all).
     pub fn attach_flows(&mut self, flows: flowstore::FlowStore, cap: Option<u64>) {
-        self.flows = Some(flows);
+        self.flows = Some(std::sync::Arc::new(flows));
         self.flows_cap = cap;
     }
 
     /// The attached flow store, if any.
     pub fn flows(&self) -> Option<&flowstore::FlowStore> {
-        self.flows.as_ref()
+        self.flows.as_deref()
+    }
+
+    /// The attached flow store, shared (a fetch reads derived flows from the same store).
+    pub fn flows_shared(&self) -> Option<std::sync::Arc<flowstore::FlowStore>> {
+        self.flows.clone()
     }
 
     /// The last ledger position whose flows come from the attached store.

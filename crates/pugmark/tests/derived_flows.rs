@@ -1,0 +1,193 @@
+//! Derived flows as readers see them (docs/design/flow-derivation.md, step 4).
+//!
+//! No writer derives flows yet (step 5), so this test makes a flow store of derived rows by
+//! hand from one that `ingest` built: each datagram's flows become the rows its decoding
+//! emitted (`FlowStore::add_derived`), at the same position and chain head. Every answer must
+//! then be what it was with legacy rows, but for the citation: a derived flow is cited by the
+//! datagram that holds its bytes (`seq`, the record an inclusion proof covers) and its place
+//! there (`flow: {flowset, record}`), and no process-internal flow position reaches a reader.
+
+#![allow(clippy::unwrap_used)] // a failing unwrap is a failing test
+
+use std::fs;
+use std::path::Path;
+
+use serde_json::Value;
+
+mod common;
+use common::*;
+
+fn corpus_file(rel: &str) -> String {
+    corpus().join("netflow").join(rel).display().to_string()
+}
+
+/// Rewrites `data`'s flow store: every legacy row (its own `netflow-record`) becomes the
+/// derived row of its datagram (`(D, 1 + k)`, k its order among the datagram's flows).
+fn derive_in_place(data: &Path) -> usize {
+    let dir = data.join("flows");
+    let old = flowstore::FlowStore::open_read(&dir).unwrap();
+    let (pos, head) = old.last_position().unwrap();
+    let mut rows = Vec::new();
+    old.scan(&flowstore::FlowFilter::default(), &mut |r| {
+        rows.push(r.clone())
+    })
+    .unwrap();
+    drop(old);
+    assert!(
+        rows.iter()
+            .all(|r| r.sub == 0 && r.seq > r.rec.datagram_seq)
+    );
+    fs::remove_dir_all(&dir).unwrap();
+    let mut s = flowstore::FlowStore::open(&dir).unwrap();
+    let mut i = 0;
+    while i < rows.len() {
+        let d = rows[i].rec.datagram_seq;
+        let mut group = Vec::new();
+        while i < rows.len() && rows[i].rec.datagram_seq == d {
+            group.push((rows[i].observer.clone(), rows[i].rec.clone()));
+            i += 1;
+        }
+        assert_eq!(s.add_derived(d, group).unwrap(), 0);
+    }
+    s.commit_at(pos, head).unwrap();
+    rows.len()
+}
+
+/// The answer's `key` list with each element's citation taken out: `(datagram, "F.R")` read
+/// from the legacy hit's fields, or from the derived hit's `seq` and `flow` (which must agree
+/// with its fields); everything else of the element is kept for comparison.
+fn uncite(items: &[Value], derived: bool) -> Vec<(String, String, Value)> {
+    items
+        .iter()
+        .map(|h| {
+            let f = &h["fields"];
+            let dseq = f["datagram_seq"].as_str().unwrap_or("").to_string();
+            let at = f["datagram_record"].as_str().unwrap_or("").to_string();
+            let mut rest = h.clone();
+            let o = rest.as_object_mut().unwrap();
+            let seq = o.remove("seq").unwrap();
+            let flow = o.remove("flow");
+            if derived && !dseq.is_empty() {
+                assert_eq!(seq.as_u64().unwrap().to_string(), dseq, "{h}");
+                let flow = flow.expect("a derived flow names its place");
+                assert_eq!(format!("{}.{}", flow["flowset"], flow["record"]), at, "{h}");
+            } else {
+                assert!(flow.is_none(), "{h}");
+                if dseq.is_empty() {
+                    return (seq.to_string(), String::new(), rest);
+                }
+            }
+            (dseq, at, rest)
+        })
+        .collect()
+}
+
+#[test]
+fn derived_flows_are_cited_by_their_datagram_and_answer_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // ORACLES.md §1b and §1d: 4 + 46 flows, templates before their data.
+    ok(
+        &data,
+        &[
+            "ingest",
+            &corpus_file("akvorado_pcaps/template.pcap"),
+            &corpus_file("akvorado_pcaps/data.pcap"),
+            &corpus_file("logstash-codec-netflow_raw_udp_payloads/ipfix_test_mikrotik_tpl.dat"),
+            &corpus_file("logstash-codec-netflow_raw_udp_payloads/ipfix_test_mikrotik_data258.dat"),
+            &corpus_file("logstash-codec-netflow_raw_udp_payloads/ipfix_test_mikrotik_data259.dat"),
+        ],
+    );
+    let search = [
+        "search", "*", "--class", "net.flow", "--limit", "1000", "--json",
+    ];
+    let before: Value = serde_json::from_str(&ok(&data, &search)).unwrap();
+    let hits_before = before["hits"].as_array().unwrap().clone();
+    assert_eq!(hits_before.len(), 50);
+    let ip = hits_before[0]["fields"]["src_ip"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let timeline = ["timeline", "--ip", &ip, "--limit", "1000", "--json"];
+    let tl_before: Value = serde_json::from_str(&ok(&data, &timeline)).unwrap();
+
+    assert_eq!(derive_in_place(&data), 50);
+
+    let after: Value = serde_json::from_str(&ok(&data, &search)).unwrap();
+    assert!(!query::cite::has_flow_position(&after));
+    let hits_after = after["hits"].as_array().unwrap();
+    // The same flows, in the same order, with the same events: only the citation moved from
+    // the per-flow record to the datagram and the flow's place in it.
+    assert_eq!(uncite(hits_after, true), uncite(&hits_before, false));
+    // Each cited datagram is a ledger record holding the flow's bytes (a datagram record).
+    let d = hits_after[0]["seq"].as_u64().unwrap().to_string();
+    let dgram: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "search",
+            "*",
+            "--field",
+            &format!("datagram_seq={d}"),
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert!(!query::cite::has_flow_position(&dgram));
+    assert!(
+        dgram["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["seq"].as_u64().unwrap().to_string() == d),
+        "every flow of datagram #{d} is cited by it: {dgram}"
+    );
+    // A count is the same.
+    let count = |d: &Path| {
+        ok(d, &["search", "*", "--class", "net.flow", "--count"])
+            .trim()
+            .to_string()
+    };
+    assert_eq!(count(&data), "50");
+
+    // The timeline (entries carry no fields): a legacy entry's record mapped to its flow's
+    // datagram and place through the search above; a derived one cites them itself.
+    let tl_after: Value = serde_json::from_str(&ok(&data, &timeline)).unwrap();
+    assert!(!query::cite::has_flow_position(&tl_after));
+    let place: std::collections::HashMap<u64, (String, String)> = hits_before
+        .iter()
+        .map(|h| {
+            let f = &h["fields"];
+            (
+                h["seq"].as_u64().unwrap(),
+                (
+                    f["datagram_seq"].as_str().unwrap().to_string(),
+                    f["datagram_record"].as_str().unwrap().to_string(),
+                ),
+            )
+        })
+        .collect();
+    let entries = |v: &Value| v["entries"].as_array().cloned().unwrap_or_default();
+    let keyed = |v: &Value| -> Vec<(String, String, Value)> {
+        entries(v)
+            .into_iter()
+            .map(|mut e| {
+                let o = e.as_object_mut().unwrap();
+                let seq = o.remove("seq").unwrap().as_u64().unwrap();
+                let (d, at) = match o.remove("flow") {
+                    Some(f) => (seq.to_string(), format!("{}.{}", f["flowset"], f["record"])),
+                    None => place
+                        .get(&seq)
+                        .cloned()
+                        .unwrap_or((seq.to_string(), String::new())),
+                };
+                (d, at, e)
+            })
+            .collect()
+    };
+    let (tb, ta) = (keyed(&tl_before), keyed(&tl_after));
+    assert!(
+        tb.iter().any(|(_, at, _)| !at.is_empty()),
+        "the timeline shows flows"
+    );
+    assert_eq!(ta, tb);
+}
