@@ -17,6 +17,7 @@
 //! against the ledger ([`viewcheck`]).
 
 pub mod datadir;
+pub mod derive;
 pub mod imports;
 pub mod pkcs11;
 pub mod viewcheck;
@@ -97,6 +98,11 @@ pub struct DecodeStats {
     pub events: u64,
     pub events_with_issues: u64,
     pub issues_by_kind: BTreeMap<String, u64>,
+    /// `netflow-record`s after the ledger's `derive-flows` marker: their datagrams' derived
+    /// flows stand for them (docs/design/flow-derivation.md §3), so they are not flows again.
+    pub superseded_flow_records: u64,
+    /// Derived flows no flow position can hold (more than 2^21 from one datagram), left out.
+    pub flows_cut: u64,
 }
 
 impl DecodeStats {
@@ -303,6 +309,7 @@ impl Pipeline {
             .with_context(|| format!("opening fact store in {}", dd.facts().display()))?;
         let flows = FlowStore::open(dd.flows())
             .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
+        let (flows, deriver) = restore_deriver(dd, flows)?;
         let index_pos = index.last_position()?;
         let facts_pos = facts.last_position()?;
         let flows_pos = flows.last_position();
@@ -363,7 +370,7 @@ impl Pipeline {
         let indexer = spawn_indexer(
             spec,
             facts,
-            flows,
+            (flows, deriver),
             commit_every,
             dd.ledger(),
             idle_catch_up,
@@ -771,7 +778,8 @@ impl Pipeline {
 fn spawn_indexer(
     spec: WriterSpec,
     mut facts: FactStore,
-    mut flows: FlowStore,
+    // The flow store and the deriver its last commit saved (`restore_deriver`).
+    (mut flows, mut deriver): (FlowStore, derive::Deriver),
     commit_every: Duration,
     ledger_dir: std::path::PathBuf,
     idle_catch_up: Option<u64>,
@@ -856,7 +864,7 @@ fn spawn_indexer(
                             && committed != last_seq
                         {
                             flush_nat(&mut facts, &mut pending_nat, seq, last_head)?;
-                            flows.commit_at(seq, last_head)?;
+                            commit_flows(&mut flows, &mut deriver, seq, last_head)?;
                             writer.commit_at(seq, last_head)?;
                             committed = last_seq;
                             last_commit = Instant::now();
@@ -889,6 +897,38 @@ fn spawn_indexer(
                             && seq <= done
                         {
                             continue;
+                        }
+                        // Flows derived from the stored datagrams (after the ledger's marker):
+                        // a datagram's flows into the flow store, NAT ones also fact rows at
+                        // their flow positions; the datagram goes on below as a document. A
+                        // per-flow record after the marker is superseded by them.
+                        if let Envelope::Record(r) = env {
+                            match deriver.see(seq, r) {
+                                derive::Seen::Superseded => {
+                                    stats.superseded_flow_records += 1;
+                                    last_seq = Some(seq);
+                                    last_head = None;
+                                    continue;
+                                }
+                                derive::Seen::Flows(rows) => {
+                                    if counted {
+                                        stats.events += rows.len() as u64;
+                                    }
+                                    if seq > facts_has {
+                                        for (k, (_, rec)) in rows.iter().enumerate() {
+                                            if rec.nat.is_none() {
+                                                continue;
+                                            }
+                                            if let Some(pos) = model::flow::flow_pos(seq, k as u64)
+                                            {
+                                                fact_events.push((pos, derived_event(r, rec)));
+                                            }
+                                        }
+                                    }
+                                    stats.flows_cut += flows.add_derived(seq, rows)?;
+                                }
+                                _ => {}
+                            }
                         }
                         // A flow record without NAT elements is a flow-store row and nothing
                         // else (no index document, no fact): its bytes are read straight into
@@ -1058,7 +1098,7 @@ fn spawn_indexer(
                     && last_commit.elapsed() >= interval
                 {
                     flush_nat(&mut facts, &mut pending_nat, seq, last_head)?;
-                    flows.commit_at(seq, last_head)?;
+                    commit_flows(&mut flows, &mut deriver, seq, last_head)?;
                     writer.commit_at(seq, last_head)?;
                     committed = last_seq;
                     last_commit = Instant::now();
@@ -1069,7 +1109,7 @@ fn spawn_indexer(
             }
             if let Some(seq) = last_seq {
                 flush_nat(&mut facts, &mut pending_nat, seq, last_head)?;
-                flows.commit_at(seq, last_head)?;
+                commit_flows(&mut flows, &mut deriver, seq, last_head)?;
                 writer.commit_at(seq, last_head)?;
             }
             writer.finish()?;
@@ -1090,6 +1130,62 @@ fn spawn_indexer(
         }
     }
     Ok(Indexer { tx, handle, shared })
+}
+
+/// The flow store's commit at `seq`, with the deriver's state when it changed since the last
+/// one: the state is that after every record up to `seq` (the indexer has seen them all).
+fn commit_flows(
+    flows: &mut FlowStore,
+    deriver: &mut derive::Deriver,
+    seq: u64,
+    head: Option<[u8; 32]>,
+) -> anyhow::Result<()> {
+    let state = deriver.take_dirty().then(|| deriver.snapshot());
+    flows.commit_at_with_state(seq, head, state.as_deref())?;
+    Ok(())
+}
+
+/// The event of a flow derived from the datagram `carrier`: the flow's record in the
+/// datagram's envelope (received time, observer, origin), as its per-flow record had it and
+/// as `LedgerFetch` rebuilds it.
+fn derived_event(
+    carrier: &model::envelope::RecordEnvelope,
+    rec: &model::flow::FlowRecord,
+) -> Event {
+    decode::decode(&model::envelope::RecordEnvelope {
+        received: carrier.received,
+        observer: carrier.observer,
+        format: model::Format::NetflowRecord,
+        hints: model::DecodeHints::default(),
+        origin: carrier.origin.clone(),
+        raw: rec.encode(),
+    })
+}
+
+/// The flow deriver the flow store saved with its last commit. A store without one (built
+/// before derivation) goes on from its position: the listener's templates seen before it are
+/// not relearned, and exporters resend theirs. A state this build cannot use is not guessed
+/// around: the flow store is rebuilt from the ledger.
+fn restore_deriver(dd: &DataDir, flows: FlowStore) -> anyhow::Result<(FlowStore, derive::Deriver)> {
+    let limits = flow::Limits::default();
+    let why = match flows.decoder_state() {
+        Ok(Some(bytes)) => match derive::Deriver::restore(&bytes, limits.clone()) {
+            Ok(d) => return Ok((flows, d)),
+            Err(e) => e.to_string(),
+        },
+        Ok(None) => {
+            let at = flows.last_position().map_or(0, |p| p.0);
+            return Ok((flows, derive::Deriver::starting_at(at, limits)));
+        }
+        Err(e) => e.to_string(),
+    };
+    eprintln!("pugmark: {why}; rebuilding the flow store from the ledger");
+    drop(flows);
+    std::fs::remove_dir_all(dd.flows())
+        .with_context(|| format!("removing the flow store in {}", dd.flows().display()))?;
+    let flows = FlowStore::open(dd.flows())
+        .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
+    Ok((flows, derive::Deriver::new(limits)))
 }
 
 /// Gathers a NAT row for the next flush. The vector is sized for a whole flush at its first
@@ -1172,6 +1268,11 @@ fn flush_nat(
 /// rotation, a retention run): collector-observed raw text, origin `<pugmark ledger>`, so
 /// views index it like any record and `search` finds it.
 pub fn admin_record(text: String) -> Vec<u8> {
+    admin_envelope(text).encode()
+}
+
+/// [`admin_record`] as an envelope, for a batch being built.
+pub fn admin_envelope(text: String) -> Envelope {
     Envelope::Record(model::envelope::RecordEnvelope {
         received: model::Received::now(),
         observer: model::Observer::Collector,
@@ -1183,7 +1284,6 @@ pub fn admin_record(text: String) -> Vec<u8> {
         },
         raw: text.into_bytes(),
     })
-    .encode()
 }
 
 /// A ledger payload this build cannot read as an envelope (damaged, or written by a newer

@@ -19,12 +19,45 @@ use model::{DecodeHints, Envelope, Format, Observer, Origin, Received};
 #[derive(Debug, Default)]
 pub struct FlowIngest {
     decoder: FlowDecoder,
+    /// Store datagrams only: the views derive their flows (hidden, `PUGMARK_DERIVE_FLOWS=1`,
+    /// until docs/design/flow-derivation.md step 9 makes it the default).
+    derive: bool,
+    /// The ledger's marker and this run's `flow-import` record have been queued.
+    announced: bool,
 }
 
 impl FlowIngest {
     pub fn new(limits: Limits) -> FlowIngest {
         FlowIngest {
             decoder: FlowDecoder::new(limits),
+            derive: false,
+            announced: false,
+        }
+    }
+
+    /// A collector that stores datagrams only and lets the views derive their flows; its
+    /// decoder still runs, for the run's summary (flows, templates, waiting sets).
+    pub fn deriving(limits: Limits) -> FlowIngest {
+        FlowIngest {
+            derive: true,
+            ..FlowIngest::new(limits)
+        }
+    }
+
+    /// Before this run's first datagram (deriving only): the ledger's `derive-flows` marker
+    /// (a no-op after the first) and the `flow-import` record that starts the views' import
+    /// decoder afresh, as this run's own decoder is.
+    pub fn announce(&mut self, out: &mut Vec<Envelope>) {
+        if !self.derive || self.announced {
+            return;
+        }
+        self.announced = true;
+        for kind in [pipeline::derive::MARKER, pipeline::derive::IMPORT] {
+            let text = serde_json::json!({
+                "pugmark_ledger": kind,
+                "by": crate::cli::migrate::whoami(),
+            });
+            out.push(pipeline::admin_envelope(format!("pugmark-ledger {text}")));
         }
     }
 
@@ -71,6 +104,9 @@ impl FlowIngest {
         let n = flows.len();
         let (observer, origin) = (datagram.observer, datagram.origin.clone());
         out.push(Envelope::Record(datagram));
+        if self.derive {
+            return n;
+        }
         for f in flows {
             out.push(Envelope::Record(RecordEnvelope {
                 received,

@@ -183,6 +183,10 @@ pub(super) fn ingest(
     // Ledger positions the batch takes so far (a payload file over the record limit is
     // split by `Pipeline::append` and takes more than one).
     let mut batch_parts = 0u64;
+    if total > 0 {
+        fi.announce(&mut batch);
+        batch_parts += batch.iter().map(pipeline::ledger_parts).sum::<u64>();
+    }
     for (i, (exporter, origin, payload)) in grams.into_iter().enumerate() {
         let seq = pipeline.next_seq() + batch_parts;
         let before = batch.len();

@@ -1,0 +1,271 @@
+//! Flows derived from the stored datagrams, in ledger order (docs/design/flow-derivation.md
+//! §2–3): what the indexer will run instead of the writers' per-flow `netflow-record`s.
+//!
+//! A [`Deriver`] sees every record in ledger order once. Two template decoders keep today's
+//! scoping: `live` for the listener's datagrams, `import` for those of captures and payload
+//! files, which a `flow-import` admin record (one per `ingest` run) resets, so unrelated
+//! imports (payload files all have exporter `0.0.0.0:0`) never decode each other with stale
+//! templates. Before the ledger's first `derive-flows` marker a datagram only teaches
+//! templates (its flows are the legacy records that follow it); after it, it is decoded into
+//! flows, and a `netflow-record` there is superseded (counted, never a second flow). The
+//! decoders' state ([`Deriver::snapshot`]) is saved with the flow store's commit, so a restart
+//! goes on where the store stands instead of relearning from the ledger.
+//!
+//! Nothing here writes: the indexer owns the flow store and its commits. Not wired into the
+//! indexer yet (step 5 of the design).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+use flow::{FlowDecoder, Limits, StateError};
+use model::envelope::RecordEnvelope;
+use model::flow::FlowRecord;
+use model::{Format, Observer, Origin};
+
+/// The text before the JSON of a record pugmark writes about its own ledger
+/// ([`crate::admin_record`]).
+const ADMIN_PREFIX: &str = "pugmark-ledger ";
+/// The origin path of those records.
+const ADMIN_PATH: &str = "<pugmark ledger>";
+/// `pugmark_ledger` of the marker from which flows are derived.
+pub const MARKER: &str = "derive-flows";
+/// `pugmark_ledger` of the record an `ingest` run of flows appends first.
+pub const IMPORT: &str = "flow-import";
+
+const MAGIC: &[u8; 4] = b"PMDV";
+const VERSION: u8 = 1;
+
+/// What the deriver made of one record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// A datagram after the marker: the flows its decoding emitted (each with the datagram's
+    /// observer), for `FlowStore::add_derived` at this position.
+    Flows(Vec<(String, FlowRecord)>),
+    /// A datagram before the marker: templates learned, no flows (its flows are the legacy
+    /// records after it).
+    Learned,
+    /// A `netflow-record` before the marker: a legacy flow, into the store as before.
+    Legacy,
+    /// A `netflow-record` after the marker: superseded by the datagram's derived flows.
+    Superseded,
+    /// Anything else, or a position seen already.
+    Other,
+}
+
+/// A deriver's saved state that this build cannot use: the caller rebuilds the flow store
+/// from the ledger's start rather than decode with a guess.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeriveStateError {
+    #[error("flow deriver state: {0}")]
+    Malformed(&'static str),
+    #[error("flow deriver state: {0}")]
+    Decoder(#[from] StateError),
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct Deriver {
+    live: FlowDecoder,
+    import: FlowDecoder,
+    limits: Limits,
+    marker: Option<u64>,
+    position: u64,
+    dirty: bool,
+}
+
+impl Deriver {
+    pub fn new(limits: Limits) -> Deriver {
+        Deriver {
+            live: FlowDecoder::new(limits.clone()),
+            import: FlowDecoder::new(limits.clone()),
+            limits,
+            marker: None,
+            position: 0,
+            dirty: false,
+        }
+    }
+
+    /// A new deriver that has seen every record up to `position` (a flow store built before
+    /// derivation: it holds those records' flows already).
+    pub fn starting_at(position: u64, limits: Limits) -> Deriver {
+        Deriver {
+            position,
+            ..Deriver::new(limits)
+        }
+    }
+
+    /// The deriver as [`Deriver::snapshot`] saved it.
+    pub fn restore(bytes: &[u8], limits: Limits) -> Result<Deriver, DeriveStateError> {
+        let bad = DeriveStateError::Malformed;
+        let mut at = 0usize;
+        let mut take = |n: usize| -> Result<&[u8], DeriveStateError> {
+            let end = at.checked_add(n).ok_or(bad("length"))?;
+            let s = bytes.get(at..end).ok_or(bad("truncated"))?;
+            at = end;
+            Ok(s)
+        };
+        if take(4)? != MAGIC {
+            return Err(bad("not a deriver's state"));
+        }
+        if take(1)? != [VERSION] {
+            return Err(bad("a version this build does not read"));
+        }
+        let u64_of = |b: &[u8]| {
+            b.try_into()
+                .map(u64::from_le_bytes)
+                .map_err(|_| bad("short"))
+        };
+        let marker = u64_of(take(8)?)?;
+        let position = u64_of(take(8)?)?;
+        let mut decoder = || -> Result<FlowDecoder, DeriveStateError> {
+            let n = u64_of(take(8)?)?;
+            let n = usize::try_from(n).map_err(|_| bad("length"))?;
+            Ok(FlowDecoder::restore(take(n)?, limits.clone())?)
+        };
+        let live = decoder()?;
+        let import = decoder()?;
+        if at != bytes.len() {
+            return Err(bad("bytes after the state"));
+        }
+        if marker > position {
+            return Err(bad("a marker past the position"));
+        }
+        Ok(Deriver {
+            live,
+            import,
+            limits,
+            marker: (marker > 0).then_some(marker),
+            position,
+            dirty: false,
+        })
+    }
+
+    /// The state to save with the flow store's commit at [`Deriver::position`]: magic `PMDV`,
+    /// version 1, the marker's position (0: none) and the position (u64 LE each), then each
+    /// decoder's own bytes (`FlowDecoder::snapshot`: live, then import) behind its length.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&self.marker.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&self.position.to_le_bytes());
+        for d in [&self.live, &self.import] {
+            let s = d.snapshot();
+            out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+            out.extend_from_slice(&s);
+        }
+        out
+    }
+
+    /// The last ledger position seen: every record at or before it is in the state.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// The first `derive-flows` marker's position, once seen.
+    pub fn marker(&self) -> Option<u64> {
+        self.marker
+    }
+
+    /// Whether the state changed since the last call (what a commit saves).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// Sees the record at ledger position `seq` (in ledger order; a position at or before
+    /// [`Deriver::position`] was seen and is passed over).
+    pub fn see(&mut self, seq: u64, env: &RecordEnvelope) -> Seen {
+        if seq <= self.position {
+            return Seen::Other;
+        }
+        self.position = seq;
+        let after_marker = self.marker.is_some_and(|m| seq > m);
+        match env.format {
+            Format::NetflowDatagram => {
+                self.dirty = true;
+                let exporter = exporter_of(&env.origin);
+                let received_ms =
+                    i64::try_from(env.received.as_unix_nanos() / 1_000_000).unwrap_or(i64::MAX);
+                let live = is_live(&env.origin);
+                if !after_marker {
+                    // Before the marker only the listener's templates can matter: every import
+                    // run after it starts with a `flow-import` record, which empties the
+                    // import decoder anyway.
+                    if live {
+                        self.live.relearn(exporter, &env.raw, received_ms);
+                    }
+                    return Seen::Learned;
+                }
+                let decoder = if live {
+                    &mut self.live
+                } else {
+                    &mut self.import
+                };
+                let observer = env.observer.as_str().to_string();
+                Seen::Flows(
+                    decoder
+                        .feed(exporter, seq, &env.raw, received_ms)
+                        .into_iter()
+                        .map(|f| (observer.clone(), f))
+                        .collect(),
+                )
+            }
+            Format::NetflowRecord if after_marker => Seen::Superseded,
+            Format::NetflowRecord => Seen::Legacy,
+            _ => {
+                match admin_kind(env).as_deref() {
+                    Some(MARKER) if self.marker.is_none() => {
+                        self.marker = Some(seq);
+                        self.dirty = true;
+                    }
+                    Some(IMPORT) => {
+                        self.import = FlowDecoder::new(self.limits.clone());
+                        self.dirty = true;
+                    }
+                    _ => {}
+                }
+                Seen::Other
+            }
+        }
+    }
+}
+
+/// The `pugmark_ledger` kind of a record pugmark wrote about its own ledger, recognised by
+/// everything an import cannot forge together: observer collector, raw format, origin
+/// `<pugmark ledger>` line 0, text `pugmark-ledger {json}`.
+pub fn admin_kind(env: &RecordEnvelope) -> Option<String> {
+    let ours = env.observer == Observer::Collector
+        && env.format == Format::Raw
+        && matches!(&env.origin, Origin::File { path, line: 0 } if path == ADMIN_PATH);
+    if !ours {
+        return None;
+    }
+    let text = std::str::from_utf8(&env.raw)
+        .ok()?
+        .strip_prefix(ADMIN_PREFIX)?;
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    v.get("pugmark_ledger")?.as_str().map(str::to_string)
+}
+
+/// The exporter a datagram came from: the peer of a listener or a capture, else (a payload
+/// file) the unspecified address, as `ingest` decodes payload files today.
+pub fn exporter_of(origin: &Origin) -> SocketAddr {
+    match origin {
+        Origin::Peer { addr, .. } | Origin::AuthenticatedPeer { addr, .. } => addr
+            .parse()
+            .unwrap_or(SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0))),
+        _ => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0)),
+    }
+}
+
+/// Whether a datagram came from a live listener (its decoder lives as long as the ledger)
+/// rather than a capture or file (reset per `ingest` run).
+fn is_live(origin: &Origin) -> bool {
+    match origin {
+        Origin::Peer { listener, .. } => !listener.starts_with(model::event::PCAP_LISTENER_PREFIX),
+        Origin::AuthenticatedPeer { .. } => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;
