@@ -32,6 +32,21 @@ use model::{Event, ParseIssue};
 
 pub use ips::extract_ips;
 
+/// The origin path of the records pugmark writes about its own ledger (`pipeline::admin_record`:
+/// a migration, a key rotation, a retention run, the flow-derivation marker), always line 0.
+pub const ADMIN_PATH: &str = "<pugmark ledger>";
+/// The text they start with, before their JSON.
+pub const ADMIN_PREFIX: &str = "pugmark-ledger ";
+
+/// Whether `env` is such a record: collector-observed raw text at [`ADMIN_PATH`] line 0, the
+/// text [`ADMIN_PREFIX`] and a JSON object (no import can give that origin).
+pub fn is_admin(env: &RecordEnvelope) -> bool {
+    env.observer == model::Observer::Collector
+        && env.format == Format::Raw
+        && matches!(&env.origin, model::Origin::File { path, line: 0 } if path == ADMIN_PATH)
+        && env.raw.starts_with(ADMIN_PREFIX.as_bytes())
+}
+
 /// Decode one record. Never fails, never panics: every envelope yields an Event with the raw
 /// bytes attached and parse issues listed.
 pub fn decode(env: &RecordEnvelope) -> Event {
@@ -68,6 +83,11 @@ pub fn decode(env: &RecordEnvelope) -> Event {
         Format::ScimDirectory => grid::scim::parse_into(&mut ev, &env.hints),
         Format::ArcJobLog => grid::arc::parse_into(&mut ev, &env.hints),
         Format::CondorAuditLog => grid::audit::parse_into(&mut ev, &env.hints),
+        // pugmark's own records are understood: not "parse issues" of an import.
+        Format::Raw if is_admin(env) => {
+            ev.source_kind = "pugmark-ledger".to_string();
+            ev.message = text::lossy(text::strip_terminators(&ev.raw));
+        }
         Format::Raw => decode_raw(&mut ev, "not_parsed", "a known format (format is raw)"),
         Format::Unknown(_) => decode_raw(
             &mut ev,

@@ -1086,3 +1086,39 @@ fn relay_archive_lines_decode_as_their_message_plus_the_relay_facts() {
         Some("2029-12-31T23:59:58Z")
     );
 }
+
+/// pugmark's own ledger records (a migration, the flow-derivation marker …) are understood,
+/// not counted as an import's parse issues; the same text from anywhere else is raw text
+/// with its issue, as before.
+#[test]
+fn pugmarks_own_records_are_not_parse_issues() {
+    use model::envelope::{Format, RecordEnvelope};
+    use model::{DecodeHints, Observer, Origin, Received};
+    let own = RecordEnvelope {
+        received: Received::from_stored(0),
+        observer: Observer::Collector,
+        format: Format::Raw,
+        hints: DecodeHints::default(),
+        origin: Origin::File {
+            path: decode::ADMIN_PATH.into(),
+            line: 0,
+        },
+        raw: br#"pugmark-ledger {"pugmark_ledger":"derive-flows","by":"root"}"#.to_vec(),
+    };
+    let e = decode::decode(&own);
+    assert!(e.issues.is_empty(), "{:?}", e.issues);
+    assert_eq!(e.source_kind, "pugmark-ledger");
+    assert!(e.message.contains("derive-flows"));
+    let mut imported = own.clone();
+    imported.origin = Origin::File {
+        path: "/tmp/forged.log".into(),
+        line: 0,
+    };
+    let mut from_vm = own.clone();
+    from_vm.observer = Observer::Vm;
+    for other in [imported, from_vm] {
+        let e = decode::decode(&other);
+        assert_eq!(e.issues.len(), 1);
+        assert_eq!(e.issues[0].kind, "not_parsed");
+    }
+}

@@ -501,18 +501,28 @@ impl FlowStore {
         Ok(cut)
     }
 
-    fn write_part(&mut self, rows: &[FlowRow]) -> Result<PartMeta> {
-        let file = format!("part-{:010}.pmf", self.manifest.next_file);
+    /// Writes `bytes` durably (fsynced) as a new file `{stem}-NNNNNNNNNN.{ext}` named after
+    /// the next file number; its name.
+    fn write_new(&mut self, stem: &str, ext: &str, bytes: &[u8]) -> Result<String> {
+        let file = format!("{stem}-{:010}.{ext}", self.manifest.next_file);
         self.manifest.next_file += 1;
         let path = self.dir.join(&file);
         let io = |source| FlowStoreError::Io {
             path: path.clone(),
             source,
         };
-        let bytes = encode(rows).map_err(io)?;
         let mut f = fs::File::create(&path).map_err(io)?;
-        f.write_all(&bytes).map_err(io)?;
+        f.write_all(bytes).map_err(io)?;
         f.sync_all().map_err(io)?;
+        Ok(file)
+    }
+
+    fn write_part(&mut self, rows: &[FlowRow]) -> Result<PartMeta> {
+        let bytes = encode(rows).map_err(|source| FlowStoreError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let file = self.write_new("part", "pmf", &bytes)?;
         let (mut min_ms, mut max_ms) = (i64::MAX, i64::MIN);
         for r in rows {
             let t = r.time_ms();
@@ -644,17 +654,12 @@ impl FlowStore {
 
     /// Writes a decoder state file (zstd, fsynced) named after the next file number.
     fn write_state(&mut self, state: &[u8]) -> Result<StateFile> {
-        let file = format!("decoder-{:010}.state", self.manifest.next_file);
-        self.manifest.next_file += 1;
-        let path = self.dir.join(&file);
-        let io = |source| FlowStoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        let z = zstd::bulk::compress(state, STATE_ZSTD_LEVEL).map_err(io)?;
-        let mut f = fs::File::create(&path).map_err(io)?;
-        f.write_all(&z).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        let z =
+            zstd::bulk::compress(state, STATE_ZSTD_LEVEL).map_err(|source| FlowStoreError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        let file = self.write_new("decoder", "state", &z)?;
         Ok(StateFile {
             file,
             bytes: z.len() as u64,

@@ -16,16 +16,11 @@
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
+use decode::ADMIN_PREFIX;
 use flow::{FlowDecoder, Limits, StateError};
 use model::envelope::RecordEnvelope;
 use model::flow::FlowRecord;
-use model::{Format, Observer, Origin};
-
-/// The text before the JSON of a record pugmark writes about its own ledger
-/// ([`crate::admin_record`]).
-const ADMIN_PREFIX: &str = "pugmark-ledger ";
-/// The origin path of those records.
-const ADMIN_PATH: &str = "<pugmark ledger>";
+use model::{Format, Origin};
 /// `pugmark_ledger` of the marker from which flows are derived.
 pub const MARKER: &str = "derive-flows";
 /// `pugmark_ledger` of the record an `ingest` run of flows appends first.
@@ -233,10 +228,7 @@ impl Deriver {
 /// everything an import cannot forge together: observer collector, raw format, origin
 /// `<pugmark ledger>` line 0, text `pugmark-ledger {json}`.
 pub fn admin_kind(env: &RecordEnvelope) -> Option<String> {
-    let ours = env.observer == Observer::Collector
-        && env.format == Format::Raw
-        && matches!(&env.origin, Origin::File { path, line: 0 } if path == ADMIN_PATH);
-    if !ours {
+    if !decode::is_admin(env) {
         return None;
     }
     let text = std::str::from_utf8(&env.raw)

@@ -1279,7 +1279,7 @@ pub fn admin_envelope(text: String) -> Envelope {
         format: model::Format::Raw,
         hints: model::DecodeHints::default(),
         origin: model::Origin::File {
-            path: "<pugmark ledger>".into(),
+            path: decode::ADMIN_PATH.into(),
             line: 0,
         },
         raw: text.into_bytes(),
@@ -1324,7 +1324,7 @@ fn removed_placeholder(seq: u64, record: u64) -> model::envelope::RecordEnvelope
         format: model::Format::Raw,
         hints: model::DecodeHints::default(),
         origin: model::Origin::File {
-            path: "<pugmark ledger>".into(),
+            path: decode::ADMIN_PATH.into(),
             line: 0,
         },
         raw: format!(

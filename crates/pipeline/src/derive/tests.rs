@@ -6,6 +6,7 @@ use model::envelope::RecordEnvelope;
 use model::{DecodeHints, Format, Observer, Origin, Received};
 
 use super::*;
+use decode::ADMIN_PATH;
 
 fn corpus() -> PathBuf {
     match std::env::var("PUGMARK_CORPUS") {
