@@ -70,6 +70,20 @@ pub fn externalize(data: &Path, v: &mut Value) -> anyhow::Result<()> {
     query::cite::externalize(v, &mut query::cite::Resolver::new(Some(&store)))
 }
 
+/// How a text answer cites the record at position `seq`: `#seq`, or for a derived flow its
+/// datagram and place, `#D/F.R` (`query::cite::text`), looked up in the flow store of the
+/// data directory at `data`; `#?` when it cannot say (never the process's own position).
+pub fn cite_text(data: &Path, seq: u64) -> String {
+    if !model::flow::is_flow_pos(seq) {
+        return format!("#{seq}");
+    }
+    let cite = pipeline::datadir::DataDir::open(data, false)
+        .ok()
+        .and_then(|dd| flowstore::FlowStore::open_read(dd.flows()).ok())
+        .and_then(|store| query::cite::Resolver::new(Some(&store)).cite(seq).ok());
+    cite.map_or_else(|| "#?".to_string(), |c| query::cite::text(&c))
+}
+
 /// The integrity object for `seqs`, or `None` when the ledger has no signed checkpoint yet.
 pub fn integrity(ledger_dir: &Path, seqs: &BTreeSet<u64>) -> anyhow::Result<Option<Value>> {
     integrity_with(ledger_dir, seqs, None)

@@ -143,8 +143,12 @@ fn print(
             super::text_line(
                 &mut out,
                 &format!(
-                    "  evidence #{} [{}] {} {}: {}",
-                    e.seq, e.observer, e.time, e.source, e.summary
+                    "  evidence {} [{}] {} {}: {}",
+                    crate::proofs::cite_text(&args.data.data, e.seq),
+                    e.observer,
+                    e.time,
+                    e.source,
+                    e.summary
                 ),
             )?;
         }

@@ -213,8 +213,15 @@ pub fn run(args: HuntArgs) -> anyhow::Result<ExitCode> {
         super::text_line(
             &mut out,
             &format!(
-                "{} {} [{}] #{} {}{reported} -> {who}{sender}{by}",
-                h.time, h.indicator, h.observer, h.seq, h.summary
+                "{} {} [{}] {} {}{reported} -> {who}{sender}{by}",
+                h.time,
+                h.indicator,
+                h.observer,
+                query::cite::text(&query::cite::Cite {
+                    seq: h.seq,
+                    flow: h.flow.map(Into::into),
+                }),
+                h.summary
             ),
         )?;
     }

@@ -243,8 +243,12 @@ fn print_text(
             super::text_line(
                 &mut out,
                 &format!(
-                    "  evidence #{} [{}] {} {}: {}",
-                    e.seq, e.observer, e.time, e.source, e.summary
+                    "  evidence {} [{}] {} {}: {}",
+                    crate::proofs::cite_text(&args.data.data, e.seq),
+                    e.observer,
+                    e.time,
+                    e.source,
+                    e.summary
                 ),
             )?;
         }
@@ -316,7 +320,7 @@ fn print_text(
             super::text_line(
                 &mut out,
                 &format!(
-                    "  through {} {} {}{} -> inside {}{} (peer {}{}) from {} to {} ({}), reported by {} #{}{}",
+                    "  through {} {} {}{} -> inside {}{} (peer {}{}) from {} to {} ({}), reported by {} {}{}",
                     n.kind,
                     n.proto.clone().unwrap_or_else(|| "?".into()),
                     n.public_ip,
@@ -333,7 +337,7 @@ fn print_text(
                     } else {
                         n.senders.join(", ")
                     },
-                    n.seq,
+                    crate::proofs::cite_text(&args.data.data, n.seq),
                     if n.more > 0 {
                         format!(" (+{} more translations)", n.more)
                     } else {
@@ -377,8 +381,12 @@ fn print_text(
             super::text_line(
                 &mut out,
                 &format!(
-                    "  evidence #{} [{}] {} {}: {}",
-                    e.seq, e.observer, e.time, e.source, e.summary
+                    "  evidence {} [{}] {} {}: {}",
+                    crate::proofs::cite_text(&args.data.data, e.seq),
+                    e.observer,
+                    e.time,
+                    e.source,
+                    e.summary
                 ),
             )?;
         }
