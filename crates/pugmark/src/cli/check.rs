@@ -140,17 +140,7 @@ fn print(
             &format!("{} {}{}: {}", f.time, f.kind, times, f.summary),
         )?;
         for e in &f.evidence {
-            super::text_line(
-                &mut out,
-                &format!(
-                    "  evidence {} [{}] {} {}: {}",
-                    crate::proofs::cite_text(&args.data.data, e.seq),
-                    e.observer,
-                    e.time,
-                    e.source,
-                    e.summary
-                ),
-            )?;
+            super::text_line(&mut out, &super::evidence_line(&args.data.data, e))?;
         }
     }
     let kinds: Vec<String> = report

@@ -265,6 +265,19 @@ pub(crate) fn text_line(out: &mut impl std::io::Write, line: &str) -> std::io::R
     out.write_all(b"\n")
 }
 
+/// A `who` or `check` evidence line: the record as cited (`#seq`; a derived flow `#D/F.R`,
+/// looked up in the flow store of `data`), its observer, time, source and summary.
+pub(crate) fn evidence_line(data: &std::path::Path, e: &query::who::EvidenceJson) -> String {
+    format!(
+        "  evidence {} [{}] {} {}: {}",
+        crate::proofs::cite_text(data, e.seq),
+        e.observer,
+        e.time,
+        e.source,
+        e.summary
+    )
+}
+
 #[cfg(test)]
 mod who_only_tests {
     use clap::CommandFactory as _;

@@ -240,17 +240,7 @@ fn print_text(
         };
         super::text_line(&mut out, &line)?;
         for e in &u.evidence {
-            super::text_line(
-                &mut out,
-                &format!(
-                    "  evidence {} [{}] {} {}: {}",
-                    crate::proofs::cite_text(&args.data.data, e.seq),
-                    e.observer,
-                    e.time,
-                    e.source,
-                    e.summary
-                ),
-            )?;
+            super::text_line(&mut out, &super::evidence_line(&args.data.data, e))?;
         }
     }
     if answer.matches.is_empty() {
@@ -378,17 +368,7 @@ fn print_text(
             super::text_line(&mut out, &format!("  CONFLICT ({}): {}", c.kind, c.summary))?;
         }
         for e in &m.evidence {
-            super::text_line(
-                &mut out,
-                &format!(
-                    "  evidence {} [{}] {} {}: {}",
-                    crate::proofs::cite_text(&args.data.data, e.seq),
-                    e.observer,
-                    e.time,
-                    e.source,
-                    e.summary
-                ),
-            )?;
+            super::text_line(&mut out, &super::evidence_line(&args.data.data, e))?;
         }
     }
     Ok(ExitCode::SUCCESS)
