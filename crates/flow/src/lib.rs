@@ -204,6 +204,14 @@ impl FlowDecoder {
         self.stats = stats;
     }
 
+    /// Data sets waiting for their template now.
+    pub fn pending_sets(&self) -> u64 {
+        self.exporters
+            .values()
+            .map(|st| st.pending.len() as u64)
+            .sum()
+    }
+
     /// Count every data set still waiting for a template as dropped (end of an import).
     pub fn finish(&mut self) -> u64 {
         let mut n = 0u64;

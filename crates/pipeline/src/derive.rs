@@ -14,10 +14,11 @@
 //! Nothing here writes: the indexer owns the flow store and its commits. Not wired into the
 //! indexer yet (step 5 of the design).
 
+use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use decode::ADMIN_PREFIX;
-use flow::{FlowDecoder, Limits, StateError};
+use flow::{FlowDecoder, Limits, StateError, Stats};
 use model::envelope::RecordEnvelope;
 use model::flow::FlowRecord;
 use model::{Format, Origin};
@@ -65,6 +66,10 @@ pub struct Deriver {
     marker: Option<u64>,
     position: u64,
     dirty: bool,
+    /// What decoding each source's datagrams did in this process, while counting (not
+    /// saved): `ingest`'s per-file summary.
+    sources: BTreeMap<String, Stats>,
+    counting: bool,
 }
 
 impl Deriver {
@@ -76,6 +81,8 @@ impl Deriver {
             marker: None,
             position: 0,
             dirty: false,
+            sources: BTreeMap::new(),
+            counting: false,
         }
     }
 
@@ -131,6 +138,8 @@ impl Deriver {
             marker: (marker > 0).then_some(marker),
             position,
             dirty: false,
+            sources: BTreeMap::new(),
+            counting: false,
         })
     }
 
@@ -159,6 +168,26 @@ impl Deriver {
     /// The first `derive-flows` marker's position, once seen.
     pub fn marker(&self) -> Option<u64> {
         self.marker
+    }
+
+    /// Whether what the following datagrams' decoding does is counted per source
+    /// ([`Deriver::sources`]): on for the records a writer appends in this process, off for
+    /// a catch-up over earlier runs' records.
+    pub fn counting(&mut self, on: bool) {
+        self.counting = on;
+    }
+
+    /// Per source (a capture or payload file's path, a listener's name): what decoding its
+    /// datagrams did while counting — flows, templates, options records, sets decoded after
+    /// waiting or dropped, bad input by kind; `datagrams` counts the datagrams fed.
+    pub fn sources(&self) -> &BTreeMap<String, Stats> {
+        &self.sources
+    }
+
+    /// Data sets the import decoder holds for a template that has not come (an `ingest`
+    /// run's end: the next run's `flow-import` drops them).
+    pub fn import_waiting(&self) -> u64 {
+        self.import.pending_sets()
     }
 
     /// Whether the state changed since the last call (what a commit saves).
@@ -196,13 +225,13 @@ impl Deriver {
                     &mut self.import
                 };
                 let observer = env.observer.as_str().to_string();
-                Seen::Flows(
-                    decoder
-                        .feed(exporter, seq, &env.raw, received_ms)
-                        .into_iter()
-                        .map(|f| (observer.clone(), f))
-                        .collect(),
-                )
+                let before = self.counting.then(|| decoder.stats().clone());
+                let flows = decoder.feed(exporter, seq, &env.raw, received_ms);
+                if let Some(before) = before {
+                    let into = self.sources.entry(source_of(&env.origin)).or_default();
+                    add_delta(into, &before, decoder.stats());
+                }
+                Seen::Flows(flows.into_iter().map(|f| (observer.clone(), f)).collect())
             }
             Format::NetflowRecord if after_marker => Seen::Superseded,
             Format::NetflowRecord => Seen::Legacy,
@@ -236,6 +265,44 @@ pub fn admin_kind(env: &RecordEnvelope) -> Option<String> {
         .strip_prefix(ADMIN_PREFIX)?;
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     v.get("pugmark_ledger")?.as_str().map(str::to_string)
+}
+
+/// The source a datagram is counted under: a capture's path (its listener without the
+/// `pcap:` prefix and `#frame`), a payload file's path, a listener's name.
+pub fn source_of(origin: &Origin) -> String {
+    match origin {
+        Origin::Peer { listener, .. } => {
+            match listener.strip_prefix(model::event::PCAP_LISTENER_PREFIX) {
+                Some(rest) => rest
+                    .rsplit_once('#')
+                    .map_or(rest, |(path, _)| path)
+                    .to_string(),
+                None => listener.clone(),
+            }
+        }
+        Origin::AuthenticatedPeer { listener, .. } => listener.clone(),
+        Origin::File { path, .. } | Origin::FileFromSender { path, .. } => path.clone(),
+    }
+}
+
+/// `into += after - before`, field by field (one datagram's decoding).
+fn add_delta(into: &mut Stats, before: &Stats, after: &Stats) {
+    into.datagrams += 1;
+    into.flows += after.flows.saturating_sub(before.flows);
+    into.options_records += after.options_records.saturating_sub(before.options_records);
+    into.templates += after.templates.saturating_sub(before.templates);
+    into.options_templates += after
+        .options_templates
+        .saturating_sub(before.options_templates);
+    into.pending_held += after.pending_held.saturating_sub(before.pending_held);
+    into.pending_decoded += after.pending_decoded.saturating_sub(before.pending_decoded);
+    into.dropped_sets += after.dropped_sets.saturating_sub(before.dropped_sets);
+    for (k, n) in &after.problems {
+        let was = before.problems.get(k).copied().unwrap_or(0);
+        if *n > was {
+            *into.problems.entry(k).or_default() += n - was;
+        }
+    }
 }
 
 /// The exporter a datagram came from: the peer of a listener or a capture, else (a payload

@@ -103,6 +103,11 @@ pub struct DecodeStats {
     pub superseded_flow_records: u64,
     /// Derived flows no flow position can hold (more than 2^21 from one datagram), left out.
     pub flows_cut: u64,
+    /// Flows derived by this process, per source (`derive::source_of`: a capture's or
+    /// payload file's path, a listener): `ingest`'s per-file summary.
+    pub flows: BTreeMap<String, flow::Stats>,
+    /// Data sets the import decoder still holds for a template at the end.
+    pub flow_sets_waiting: u64,
 }
 
 impl DecodeStats {
@@ -903,6 +908,7 @@ fn spawn_indexer(
                         // their flow positions; the datagram goes on below as a document. A
                         // per-flow record after the marker is superseded by them.
                         if let Envelope::Record(r) = env {
+                            deriver.counting(counted);
                             match deriver.see(seq, r) {
                                 derive::Seen::Superseded => {
                                     stats.superseded_flow_records += 1;
@@ -1113,6 +1119,8 @@ fn spawn_indexer(
                 writer.commit_at(seq, last_head)?;
             }
             writer.finish()?;
+            stats.flows = deriver.sources().clone();
+            stats.flow_sets_waiting = deriver.import_waiting();
             Ok(stats)
         });
     let handle = handle.map_err(|e| anyhow!("cannot start indexer thread: {e}"))?;

@@ -35,8 +35,8 @@ impl FlowIngest {
         }
     }
 
-    /// A collector that stores datagrams only and lets the views derive their flows; its
-    /// decoder still runs, for the run's summary (flows, templates, waiting sets).
+    /// A collector that stores datagrams only and lets the views derive their flows (the
+    /// run's flow figures come from the indexer's deriver: `DecodeStats::flows`).
     pub fn deriving(limits: Limits) -> FlowIngest {
         FlowIngest {
             derive: true,
@@ -96,6 +96,11 @@ impl FlowIngest {
         datagram_seq: u64,
         out: &mut Vec<Envelope>,
     ) -> usize {
+        if self.derive {
+            // The views decode it, in ledger order (`pipeline::derive`).
+            out.push(Envelope::Record(datagram));
+            return 0;
+        }
         let received = datagram.received;
         let received_ms = i64::try_from(received.as_unix_nanos() / 1_000_000).unwrap_or(i64::MAX);
         let flows = self
@@ -104,9 +109,6 @@ impl FlowIngest {
         let n = flows.len();
         let (observer, origin) = (datagram.observer, datagram.origin.clone());
         out.push(Envelope::Record(datagram));
-        if self.derive {
-            return n;
-        }
         for f in flows {
             out.push(Envelope::Record(RecordEnvelope {
                 received,
@@ -129,6 +131,11 @@ impl FlowIngest {
     /// End of input: data still waiting for a template is counted as dropped.
     pub fn finish(&mut self) -> u64 {
         self.decoder.finish()
+    }
+
+    /// Whether the views derive the flows (datagrams only are stored).
+    pub fn is_deriving(&self) -> bool {
+        self.derive
     }
 
     pub fn stats(&self) -> &Stats {

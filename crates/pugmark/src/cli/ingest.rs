@@ -355,9 +355,14 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let flow_sets_without_template = flows.finish();
+    let mut flow_sets_without_template = flows.finish();
     let caught_up = pipeline.caught_up;
-    let stats = pipeline.finish()?;
+    let mut stats = pipeline.finish()?;
+    if flows.is_deriving() {
+        // The views decoded this run's datagrams; `finish` waited for them.
+        flow_sets_without_template = stats.flow_sets_waiting;
+        ingest_flow::fill_from_views(&mut files, &mut stats.flows);
+    }
     let seconds = started.elapsed().as_secs_f64();
     let mut witnesses = Vec::new();
     for t in &mut witness_targets {

@@ -221,6 +221,11 @@ pub(super) fn ingest(
     let receipt = pipeline.append(batch)?;
     let first = receipt.first.get();
     on_receipt(first, first + receipt.count - 1);
+    if fi.is_deriving() {
+        // Decoded by the views: `fill_from_views` after the pipeline's end.
+        summary.netflow = Some(fsum);
+        return Ok(summary);
+    }
     let after = fi.stats();
     fsum.templates = (after.templates + after.options_templates)
         .saturating_sub(before.templates + before.options_templates);
@@ -235,4 +240,32 @@ pub(super) fn ingest(
     }
     summary.netflow = Some(fsum);
     Ok(summary)
+}
+
+/// The flow figures of each file of a run whose flows the views derived, from what the
+/// indexer's deriver counted per source (`pipeline::DecodeStats::flows`, keyed by the same
+/// path): flows, templates, options records, sets decoded after waiting or dropped, bad
+/// input. A file stored again by path in one run is counted once, under its first entry.
+pub(super) fn fill_from_views(
+    files: &mut [FileSummary],
+    by_source: &mut std::collections::BTreeMap<String, flow::Stats>,
+) {
+    for f in files {
+        let Some(n) = f.netflow.as_mut() else {
+            continue;
+        };
+        let Some(s) = by_source.remove(&f.path) else {
+            continue;
+        };
+        n.flows = s.flows;
+        n.templates = s.templates + s.options_templates;
+        n.options_records = s.options_records;
+        n.pending_decoded = s.pending_decoded;
+        n.dropped_sets = s.dropped_sets;
+        n.problems = s
+            .problems
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+    }
 }
