@@ -70,6 +70,8 @@ pub struct Deriver {
     /// saved): `ingest`'s per-file summary.
     sources: BTreeMap<String, Stats>,
     counting: bool,
+    /// The live decoder was fed since [`Deriver::take_live_fed`].
+    live_fed: bool,
 }
 
 impl Deriver {
@@ -83,6 +85,7 @@ impl Deriver {
             dirty: false,
             sources: BTreeMap::new(),
             counting: false,
+            live_fed: false,
         }
     }
 
@@ -140,6 +143,7 @@ impl Deriver {
             dirty: false,
             sources: BTreeMap::new(),
             counting: false,
+            live_fed: false,
         })
     }
 
@@ -190,6 +194,22 @@ impl Deriver {
         self.import.pending_sets()
     }
 
+    /// … and the live decoder.
+    pub fn live_waiting(&self) -> u64 {
+        self.live.pending_sets()
+    }
+
+    /// What the live decoder counted (flows, templates, sets, problems) since it was made
+    /// or restored: `serve`'s NetFlow metrics.
+    pub fn live_stats(&self) -> &Stats {
+        self.live.stats()
+    }
+
+    /// Whether the live decoder decoded a datagram after the marker since the last call.
+    pub fn take_live_fed(&mut self) -> bool {
+        std::mem::take(&mut self.live_fed)
+    }
+
     /// Whether the state changed since the last call (what a commit saves).
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
@@ -219,6 +239,7 @@ impl Deriver {
                     }
                     return Seen::Learned;
                 }
+                self.live_fed |= live;
                 let decoder = if live {
                     &mut self.live
                 } else {

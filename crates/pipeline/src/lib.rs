@@ -108,6 +108,8 @@ pub struct DecodeStats {
     pub flows: BTreeMap<String, flow::Stats>,
     /// Data sets the import decoder still holds for a template at the end.
     pub flow_sets_waiting: u64,
+    /// … and the live decoder (kept in the flow store's saved state for the next start).
+    pub live_sets_waiting: u64,
 }
 
 impl DecodeStats {
@@ -149,6 +151,8 @@ struct Indexer {
     handle: JoinHandle<anyhow::Result<DecodeStats>>,
     /// Trailing mode only: what the writer and the indexer share.
     shared: Option<Arc<Shared>>,
+    /// What the deriver's live decoder counted, as of the last batch that fed it.
+    live_flows: Arc<std::sync::Mutex<Option<flow::Stats>>>,
 }
 
 /// Trailing mode: the writer side tells the indexer how far the ledger is; the indexer tells
@@ -226,6 +230,14 @@ pub struct NotAppended {
 }
 
 impl Pipeline {
+    /// What the views' deriver counted decoding the live listener's datagrams (flows,
+    /// templates, waiting and dropped sets, bad input), as of the last batch that fed it:
+    /// it trails the ledger as the views do. `None` before any.
+    pub fn live_flow_stats(&self) -> Option<flow::Stats> {
+        let i = self.indexer.as_ref()?;
+        i.live_flows.lock().ok()?.clone()
+    }
+
     pub fn open(dd: &DataDir) -> anyhow::Result<Pipeline> {
         Pipeline::open_with(dd, INDEX_COMMIT_EVERY)
     }
@@ -799,6 +811,8 @@ fn spawn_indexer(
         Arc::new(sh)
     });
     let sh = shared.clone();
+    let live_flows = Arc::new(std::sync::Mutex::new(None));
+    let live = live_flows.clone();
     let (ready_tx, ready_rx) = sync_channel::<anyhow::Result<()>>(1);
     let handle = std::thread::Builder::new()
         .name("pugmark-index".into())
@@ -1026,6 +1040,11 @@ fn spawn_indexer(
                             facts.apply_at(&fact_events, pos, head)?;
                         }
                     }
+                    if deriver.take_live_fed()
+                        && let Ok(mut l) = live.lock()
+                    {
+                        *l = Some(deriver.live_stats().clone());
+                    }
                     Ok(())
                 };
                 match msg {
@@ -1121,6 +1140,7 @@ fn spawn_indexer(
             writer.finish()?;
             stats.flows = deriver.sources().clone();
             stats.flow_sets_waiting = deriver.import_waiting();
+            stats.live_sets_waiting = deriver.live_waiting();
             Ok(stats)
         });
     let handle = handle.map_err(|e| anyhow!("cannot start indexer thread: {e}"))?;
@@ -1137,7 +1157,12 @@ fn spawn_indexer(
             });
         }
     }
-    Ok(Indexer { tx, handle, shared })
+    Ok(Indexer {
+        tx,
+        handle,
+        shared,
+        live_flows,
+    })
 }
 
 /// The flow store's commit at `seq`, with the deriver's state when it changed since the last

@@ -53,12 +53,19 @@ impl FlowIngest {
         }
         self.announced = true;
         for kind in [pipeline::derive::MARKER, pipeline::derive::IMPORT] {
-            let text = serde_json::json!({
-                "pugmark_ledger": kind,
-                "by": crate::cli::migrate::whoami(),
-            });
-            out.push(pipeline::admin_envelope(format!("pugmark-ledger {text}")));
+            out.push(admin(kind));
         }
+    }
+
+    /// Before a live listener's first datagram (deriving only): the ledger's `derive-flows`
+    /// marker (a no-op after the first). The listener's decoder lives as long as the ledger,
+    /// so no `flow-import` starts it afresh.
+    pub fn announce_live(&mut self, out: &mut Vec<Envelope>) {
+        if !self.derive || self.announced {
+            return;
+        }
+        self.announced = true;
+        out.push(admin(pipeline::derive::MARKER));
     }
 
     /// Push the envelopes for one datagram onto `out`: the datagram itself, which will be
@@ -141,4 +148,13 @@ impl FlowIngest {
     pub fn stats(&self) -> &Stats {
         self.decoder.stats()
     }
+}
+
+/// A `pugmark-ledger` record of this `kind` about the flows in the ledger.
+fn admin(kind: &str) -> Envelope {
+    let text = serde_json::json!({
+        "pugmark_ledger": kind,
+        "by": crate::cli::migrate::whoami(),
+    });
+    pipeline::admin_envelope(format!("pugmark-ledger {text}"))
 }

@@ -666,6 +666,10 @@ fn assert_same_flows(v: &str, ours: &BTreeMap<Key, Counts>, theirs: &BTreeMap<Ke
 /// nfdump's and are searchable as `net.flow`; each datagram is stored too, the counters in
 /// /metrics add up, and a datagram that is not NetFlow and a truncated v9 header are stored
 /// and counted, not fatal.
+/// softflowd exports the same traffic (v5, v9, IPFIX) to nfcapd and to two `serve`s: one
+/// that stores a record per flow (today's default) and one that stores the datagrams only
+/// while its views derive the flows (hidden `PUGMARK_DERIVE_FLOWS=1`, docs/design/
+/// flow-derivation.md §4). Both list exactly nfdump's flows, with the same metrics.
 #[test]
 fn softflowd_live_to_serve_equals_nfdump() {
     let (Some(tcpdump_bin), Some(softflowd), Some(nfcapd), Some(nfdump)) = (
@@ -679,35 +683,47 @@ fn softflowd_live_to_serve_equals_nfdump() {
     let dir = tempfile::tempdir().unwrap();
     let w = dir.path();
     let traffic = capture_traffic(&tcpdump_bin, w);
-    let data = w.join("data");
-    let (nf_port, http) = (free_udp_port(), free_port());
     let a = |p: u16| format!("127.0.0.1:{p}");
-    let serve_log = w.join("serve.log");
-    let serve = Killed(
-        Command::new(env!("CARGO_BIN_EXE_pugmark"))
-            .arg("serve")
-            .arg("--data")
-            .arg(&data)
-            .args([
-                "--syslog-udp",
-                "none",
-                "--syslog-tcp",
-                "none",
-                "--relp",
-                "none",
-            ])
-            .args(["--http", &a(http), "--netflow", &a(nf_port)])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&serve_log).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..200 {
-        if TcpStream::connect(("127.0.0.1", http)).is_ok() {
-            break;
+    // (derive?, data, netflow port, http port, log, process)
+    let serves: Vec<(bool, PathBuf, u16, u16, PathBuf, Killed)> = [false, true]
+        .into_iter()
+        .map(|derive| {
+            let name = if derive { "derived" } else { "records" };
+            let data = w.join(name);
+            let (nf_port, http) = (free_udp_port(), free_port());
+            let log = w.join(format!("serve-{name}.log"));
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pugmark"));
+            cmd.arg("serve")
+                .arg("--data")
+                .arg(&data)
+                .args([
+                    "--syslog-udp",
+                    "none",
+                    "--syslog-tcp",
+                    "none",
+                    "--relp",
+                    "none",
+                ])
+                .args(["--http", &a(http), "--netflow", &a(nf_port)])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap());
+            if derive {
+                cmd.env("PUGMARK_DERIVE_FLOWS", "1");
+            }
+            let child = Killed(cmd.spawn().unwrap());
+            (derive, data, nf_port, http, log, child)
+        })
+        .collect();
+    for (_, _, _, http, log, _) in &serves {
+        for _ in 0..400 {
+            if TcpStream::connect(("127.0.0.1", *http)).is_ok()
+                && std::fs::read_to_string(log).is_ok_and(|l| l.contains("listening:"))
+            {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
     let versions = [
         ("5", free_udp_port()),
@@ -732,10 +748,12 @@ fn softflowd_live_to_serve_equals_nfdump() {
     std::thread::sleep(Duration::from_millis(800));
     for (v, port) in &versions {
         let mut cmd = Command::new(&softflowd);
-        // Both collectors get every datagram (without -l, softflowd copies to each).
+        // Every collector gets every datagram (without -l, softflowd copies to each).
+        let mut to = vec![a(*port)];
+        to.extend(serves.iter().map(|s| a(s.2)));
         cmd.arg("-r")
             .arg(&traffic)
-            .args(["-n", &format!("127.0.0.1:{port},127.0.0.1:{nf_port}")])
+            .args(["-n", &to.join(",")])
             .args(["-v", v]);
         if *v == "10" {
             cmd.args(["-A", "milli"]);
@@ -743,12 +761,12 @@ fn softflowd_live_to_serve_equals_nfdump() {
         let out = cmd.output().unwrap();
         assert!(out.status.success(), "softflowd -v {v}: {out:?}");
     }
-    // Bad input on the same socket: not NetFlow at all, and a v9 header cut short.
+    // Bad input on the same sockets: not NetFlow at all, and a v9 header cut short.
     let u = UdpSocket::bind("127.0.0.1:0").unwrap();
-    u.send_to(b"hello, not a flow", ("127.0.0.1", nf_port))
-        .unwrap();
-    u.send_to(&[0, 9, 0, 3, 0, 0], ("127.0.0.1", nf_port))
-        .unwrap();
+    for s in &serves {
+        u.send_to(b"hello, not a flow", ("127.0.0.1", s.2)).unwrap();
+        u.send_to(&[0, 9, 0, 3, 0, 0], ("127.0.0.1", s.2)).unwrap();
+    }
     std::thread::sleep(Duration::from_millis(1000));
     drop(collectors); // SIGTERM: nfcapd closes its file
     let theirs: Vec<BTreeMap<Key, Counts>> = versions
@@ -756,80 +774,79 @@ fn softflowd_live_to_serve_equals_nfdump() {
         .map(|(v, _)| nfdump_flows(&nfdump, &w.join(format!("nf{v}"))))
         .collect();
     let expected: usize = theirs.iter().map(BTreeMap::len).sum();
-    let metrics = |name: &str| -> f64 {
-        let out = Command::new(env!("CARGO_BIN_EXE_pugmark"))
-            .args(["status", "--raw", "--http", &a(http)])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while metrics("pugmark_netflow_flows_total{listener=\"netflow\"}") < expected as f64 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "serve decoded {} flows, nfdump {expected}: {}",
-            metrics("pugmark_netflow_flows_total{listener=\"netflow\"}"),
-            std::fs::read_to_string(&serve_log).unwrap_or_default()
+    for (derive, data, _, http, log, serve) in serves {
+        let metrics = |name: &str| serve_metric(http, name);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while metrics("pugmark_netflow_flows_total{listener=\"netflow\"}") < expected as f64 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "serve (derive: {derive}) decoded {} flows, nfdump {expected}: {}",
+                metrics("pugmark_netflow_flows_total{listener=\"netflow\"}"),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let datagrams = metrics("pugmark_messages_total{listener=\"netflow\"}");
+        let flows = metrics("pugmark_netflow_flows_total{listener=\"netflow\"}");
+        assert_eq!(flows, expected as f64);
+        assert_eq!(
+            metrics("pugmark_parse_errors_total{listener=\"netflow\"}"),
+            1.0
         );
-        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(metrics("pugmark_drops_total{listener=\"netflow\"}"), 0.0);
+        assert_eq!(
+            metrics("pugmark_udp_kernel_drops{listener=\"netflow\"}"),
+            0.0
+        );
+        assert!(metrics("pugmark_netflow_templates_total{listener=\"netflow\"}") >= 2.0);
+        assert!(
+            metrics(
+                "pugmark_netflow_decode_errors_total{listener=\"netflow\",kind=\"unknown_version\"}"
+            ) + metrics(
+                "pugmark_netflow_decode_errors_total{listener=\"netflow\",kind=\"truncated_header\"}"
+            ) >= 2.0
+        );
+        if derive {
+            // The datagrams and the marker before the first of them; no per-flow record.
+            assert_eq!(metrics("pugmark_ledger_last_seq"), datagrams + 1.0);
+        } else {
+            // Every datagram and every flow is one ledger record.
+            assert_eq!(
+                metrics("pugmark_ledger_last_seq"),
+                datagrams + flows,
+                "datagrams {datagrams} + flows {flows}"
+            );
+        }
+        let st = Command::new("kill")
+            .args(["-TERM", &serve.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let mut serve = serve;
+        assert!(serve.0.wait().unwrap().success());
+        let listed: Value =
+            serde_json::from_str(&ok(&data, &["flows", "--limit", "0", "--json"])).unwrap();
+        let listed = listed["flows"].as_array().unwrap().clone();
+        for ((v, _), theirs) in versions.iter().zip(&theirs) {
+            let ours = pugmark_flows(&data, v);
+            assert_same_flows(v, &ours, theirs);
+            // The live listener feeds the columnar flow store too (issue 16).
+            assert_same_flows(v, &store_flows(&listed, v), theirs);
+        }
+        assert_eq!(count(&data, &["*", "--class", "net.flow"]), expected as u64);
+        // The flows name the exporter and the listener; the datagrams are there as evidence.
+        let f = flows_of(&data);
+        assert!(f.iter().all(|h| {
+            h["origin"]["listener"] == "netflow"
+                && h["origin"]["addr"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("127.0.0.1:")
+                && h["observer"] == "network"
+                && (h.get("flow").is_some() == derive)
+        }));
+        assert!(pugmark(&data, &["verify"]).status.success());
     }
-    let datagrams = metrics("pugmark_messages_total{listener=\"netflow\"}");
-    let flows = metrics("pugmark_netflow_flows_total{listener=\"netflow\"}");
-    assert_eq!(flows, expected as f64);
-    assert_eq!(
-        metrics("pugmark_parse_errors_total{listener=\"netflow\"}"),
-        1.0
-    );
-    assert_eq!(metrics("pugmark_drops_total{listener=\"netflow\"}"), 0.0);
-    assert_eq!(
-        metrics("pugmark_udp_kernel_drops{listener=\"netflow\"}"),
-        0.0
-    );
-    assert!(metrics("pugmark_netflow_templates_total{listener=\"netflow\"}") >= 2.0);
-    assert!(
-        metrics(
-            "pugmark_netflow_decode_errors_total{listener=\"netflow\",kind=\"unknown_version\"}"
-        ) + metrics(
-            "pugmark_netflow_decode_errors_total{listener=\"netflow\",kind=\"truncated_header\"}"
-        ) >= 2.0
-    );
-    // Every datagram and every flow is one ledger record.
-    assert_eq!(
-        metrics("pugmark_ledger_last_seq"),
-        datagrams + flows,
-        "datagrams {datagrams} + flows {flows}"
-    );
-    let st = Command::new("kill")
-        .args(["-TERM", &serve.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let mut serve = serve;
-    assert!(serve.0.wait().unwrap().success());
-    let listed: Value =
-        serde_json::from_str(&ok(&data, &["flows", "--limit", "0", "--json"])).unwrap();
-    let listed = listed["flows"].as_array().unwrap().clone();
-    for ((v, _), theirs) in versions.iter().zip(&theirs) {
-        let ours = pugmark_flows(&data, v);
-        assert_same_flows(v, &ours, theirs);
-        // The live listener feeds the columnar flow store too (issue 16).
-        assert_same_flows(v, &store_flows(&listed, v), theirs);
-    }
-    assert_eq!(count(&data, &["*", "--class", "net.flow"]), expected as u64);
-    // The flows name the exporter and the listener; the datagrams are there as evidence.
-    let f = flows_of(&data);
-    assert!(f.iter().all(|h| {
-        h["origin"]["listener"] == "netflow"
-            && h["origin"]["addr"]
-                .as_str()
-                .unwrap()
-                .starts_with("127.0.0.1:")
-            && h["observer"] == "network"
-    }));
-    assert!(pugmark(&data, &["verify"]).status.success());
 }
 
 fn flows_of(data: &Path) -> Vec<Value> {
@@ -1043,12 +1060,17 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
 }
 
 /// `pugmark serve --netflow` on free ports; returns the child and its HTTP port.
-fn serve_netflow(data: &Path, nf_port: u16, log: &Path) -> (Killed, u16) {
+/// `serve` with only the NetFlow listener (and HTTP), storing datagrams only when `derive`
+/// (hidden `PUGMARK_DERIVE_FLOWS`).
+fn serve_netflow_as(data: &Path, nf_port: u16, log: &Path, derive: bool) -> (Killed, u16) {
     let http = free_port();
     let a = |p: u16| format!("127.0.0.1:{p}");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pugmark"));
+    if derive {
+        cmd.env("PUGMARK_DERIVE_FLOWS", "1");
+    }
     let child = Killed(
-        Command::new(env!("CARGO_BIN_EXE_pugmark"))
-            .arg("serve")
+        cmd.arg("serve")
             .arg("--data")
             .arg(data)
             .args([
@@ -1093,8 +1115,15 @@ fn serve_metric(http: u16, name: &str) -> f64 {
 /// An IPFIX exporter's template reaches `serve`, then serve is killed -9 and restarted; the
 /// data sets sent after the restart decode at once with the template relearnt from the
 /// ledger (ORACLES.md §1d: 46 flows), instead of waiting for the exporter's next template.
+/// The same where the views derive the flows: the template comes back with their saved
+/// decoder state, or from the ledger when the kill came before their first commit.
 #[test]
 fn templates_survive_a_kill_9_of_serve() {
+    templates_survive_a_kill_9(false);
+    templates_survive_a_kill_9(true);
+}
+
+fn templates_survive_a_kill_9(derive: bool) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let nf = free_udp_port();
@@ -1115,18 +1144,17 @@ fn templates_survive_a_kill_9_of_serve() {
             std::thread::sleep(Duration::from_millis(100));
         }
     };
-    let (mut s, http) = serve_netflow(&data, nf, &log);
+    let (mut s, http) = serve_netflow_as(&data, nf, &log, derive);
     send("ipfix_test_mikrotik_tpl.dat");
-    wait(http, "pugmark_ledger_last_seq", 1.0);
-    assert!(
-        serve_metric(
-            http,
-            "pugmark_netflow_templates_total{listener=\"netflow\"}"
-        ) >= 1.0
+    // Decoded (deriving: by the views, which trail the ledger), perhaps not yet committed.
+    wait(
+        http,
+        "pugmark_netflow_templates_total{listener=\"netflow\"}",
+        1.0,
     );
     let _ = s.0.kill();
     let _ = s.0.wait();
-    let (s, http) = serve_netflow(&data, nf, &log);
+    let (s, http) = serve_netflow_as(&data, nf, &log, derive);
     send("ipfix_test_mikrotik_data258.dat");
     send("ipfix_test_mikrotik_data259.dat");
     wait(
