@@ -563,9 +563,14 @@ impl FlowStore {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.pending);
+        let mut rows = std::mem::take(&mut self.pending);
         let meta = self.write_part(&rows)?;
         self.unlisted.push(meta);
+        // The next partition fills the same allocation: growing a fresh one to `PART_ROWS`
+        // rows (~50 MB) copied each row ~twice more and faulted its pages in anew, ~10 %
+        // of the indexer's time on a flow capture.
+        rows.clear();
+        self.pending = rows;
         Ok(())
     }
 

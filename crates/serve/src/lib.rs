@@ -114,6 +114,23 @@ async fn bind_tcp(what: &str, a: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{what}: cannot listen on {a}"))
 }
 
+/// A UDP listener's kernel receive buffer, asked for: what the kernel holds while the
+/// receive task waits for a CPU. The default (`net.core.rmem_default`, 208 KiB here) is
+/// ~150 NetFlow datagrams, which a busy exporter fills in a millisecond; nfcapd is run with
+/// `-B 4194304` for the same reason.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// Asks for [`UDP_RECV_BUFFER`]: past `net.core.rmem_max` where allowed (root), else up to
+/// it. Best effort: a smaller buffer drops more under bursts, counted in
+/// `pugmark_udp_kernel_drops`.
+fn grow_recv_buffer(sock: UdpSocket) -> UdpSocket {
+    use rustix::net::sockopt;
+    if sockopt::set_socket_recv_buffer_size_force(&sock, UDP_RECV_BUFFER).is_err() {
+        let _ = sockopt::set_socket_recv_buffer_size(&sock, UDP_RECV_BUFFER);
+    }
+    sock
+}
+
 async fn serve(
     config: Config,
     ctx: Ctx,
@@ -122,11 +139,11 @@ async fn serve(
 ) -> anyhow::Result<()> {
     // Bind everything first: a port in use is one clear error before anything runs.
     let udp = match config.syslog_udp {
-        Some(a) => Some(
+        Some(a) => Some(grow_recv_buffer(
             UdpSocket::bind(a)
                 .await
                 .with_context(|| format!("syslog-udp: cannot listen on {a}"))?,
-        ),
+        )),
         None => None,
     };
     let tcp = match config.syslog_tcp {
@@ -151,11 +168,11 @@ async fn serve(
     };
     let mut netflow = Vec::new();
     for a in &config.netflow {
-        netflow.push(
+        netflow.push(grow_recv_buffer(
             UdpSocket::bind(a)
                 .await
                 .with_context(|| format!("netflow: cannot listen on {a}"))?,
-        );
+        ));
     }
     let mut tasks = JoinSet::new();
     let mut listening = Vec::new();

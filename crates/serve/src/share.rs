@@ -9,7 +9,7 @@
 //! queue more, so the queue never holds more than a share per active sender and another
 //! sender's record waits at most for the batch being written plus one share per sender
 //! ahead of it. The flooder is pushed back through TCP like any sender on a slow disk; a
-//! UDP socket whose share is used up drops (counted), it cannot wait.
+//! UDP socket whose share is used up waits a little (its kernel buffer holding what arrives), then drops (counted).
 //!
 //! A share is released when the writer takes the submission into a batch (the permit is
 //! dropped with the submission), not when it is durable: durability is what acks wait for,

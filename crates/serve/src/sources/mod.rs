@@ -151,9 +151,9 @@ impl Drop for OpenConn {
 }
 
 /// The receive loop both UDP listeners share (syslog, NetFlow): read a datagram, gather what
-/// else is already waiting (up to `gather`) into one submission, and queue it without
-/// waiting — UDP cannot push back, so what does not fit this socket's share of the writer
-/// queue, or a full queue, is dropped and counted, never silent and never blocking.
+/// else is already waiting (up to `gather`) into one submission, and queue it — UDP cannot
+/// push back, so what does not fit this socket's share of the writer queue, or a full
+/// queue, within [`UDP_WAIT`] is dropped and counted, never silent and never blocking long.
 pub(crate) async fn receive_datagrams(
     sock: tokio::net::UdpSocket,
     ctx: Ctx,
@@ -163,8 +163,8 @@ pub(crate) async fn receive_datagrams(
 ) {
     use tokio::sync::mpsc::error::TrySendError;
     let mut buf = vec![0u8; 65_536];
-    // This socket's share of the writer queue: a flood of datagrams drops (counted) once
-    // its share is queued, instead of filling the queue other senders need.
+    // This socket's share of the writer queue: a flood of datagrams waits, then drops
+    // (counted), once its share is queued, instead of filling the queue other senders need.
     let share = crate::share::Share::new();
     loop {
         let (n, addr) = match sock.recv_from(&mut buf).await {
@@ -193,7 +193,10 @@ pub(crate) async fn receive_datagrams(
             continue;
         }
         let count = records.len() as u64;
-        let Some(permit) = share.try_acquire(records.iter().map(|r| r.raw.len()).sum()) else {
+        let bytes = records.iter().map(|r| r.raw.len()).sum();
+        // A burst the writer cannot take at once waits a little, unread datagrams queueing
+        // in the kernel's receive buffer meanwhile (`grow_recv_buffer`), before it is dropped.
+        let Ok(permit) = tokio::time::timeout(UDP_WAIT, share.acquire(bytes)).await else {
             ctx.metrics.listener(l).drops.fetch_add(count, Relaxed);
             ctx.metrics.problem(
                 l,
@@ -202,22 +205,35 @@ pub(crate) async fn receive_datagrams(
             );
             continue;
         };
-        match ctx.tx.try_send(crate::writer::Submission {
+        let sub = crate::writer::Submission {
             listener: l,
             records,
             ack: None,
             share: Some(permit),
-        }) {
+        };
+        match ctx.tx.try_send(sub) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                ctx.metrics.listener(l).drops.fetch_add(count, Relaxed);
-                ctx.metrics.problem(
-                    l,
-                    "dropped datagrams",
-                    "the ledger writer is behind (queue full)",
-                );
+            Err(TrySendError::Full(sub)) => {
+                match tokio::time::timeout(UDP_WAIT, ctx.tx.send(sub)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        ctx.metrics.listener(l).drops.fetch_add(count, Relaxed);
+                        ctx.metrics.problem(
+                            l,
+                            "dropped datagrams",
+                            "the ledger writer is behind (queue full)",
+                        );
+                    }
+                }
             }
             Err(TrySendError::Closed(_)) => return,
         }
     }
 }
+
+/// How long a UDP listener's burst waits for room in the writer queue before it is dropped
+/// (counted). UDP cannot push back on its sender; while it waits, the kernel's receive
+/// buffer holds what arrives (a few MiB: ~90 ms of a busy exporter), so a writer's pause of
+/// one fsync loses nothing, and a writer that stays behind still loses only what is counted.
+const UDP_WAIT: std::time::Duration = std::time::Duration::from_millis(250);

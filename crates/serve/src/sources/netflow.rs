@@ -8,7 +8,8 @@
 //! the ledger by its flows, exactly as `pugmark ingest` stores a capture. The exporter's
 //! address (IP; source id / observation domain from the header) scopes its templates.
 //!
-//! Like syslog UDP it cannot push back: a full writer queue drops what was read, counted in
+//! Like syslog UDP it cannot push back: a writer queue full for longer than `UDP_WAIT`
+//! drops what was read, counted in
 //! `pugmark_drops_total{listener="netflow"}`; kernel drops come from /proc. A datagram that
 //! does not look like NetFlow / IPFIX is still stored (evidence) and counted as a parse
 //! error; decoder problems are counted by kind by the store.

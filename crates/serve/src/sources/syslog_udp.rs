@@ -1,7 +1,7 @@
 //! Syslog over UDP (RFC 5426): one datagram, one record.
 //!
-//! UDP cannot push back, so when the writer queue is full the datagrams read are dropped and
-//! counted (`pugmark_drops_total{listener="syslog-udp"}`); what the kernel drops before we
+//! UDP cannot push back, so when the writer queue stays full (a quarter second) the
+//! datagrams read are dropped and counted (`pugmark_drops_total{listener="syslog-udp"}`); what the kernel drops before we
 //! read is reported from /proc (`pugmark_udp_kernel_drops`). Never silent, never blocking.
 //! One trailing LF is removed (rsyslog ends RFC 5424 datagrams with one). The source address
 //! is all a datagram shows the sender map (and it can be spoofed): a refused sender's
