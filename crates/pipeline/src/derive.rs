@@ -26,6 +26,11 @@ use model::{Format, Origin};
 pub const MARKER: &str = "derive-flows";
 /// `pugmark_ledger` of the record an `ingest` run of flows appends first.
 pub const IMPORT: &str = "flow-import";
+/// `pugmark_ledger` of a retention record; its [`FLOW_STATE`] key carries the deriver's
+/// state after the removed range (docs/design/flow-derivation.md §2.6).
+pub const RETENTION: &str = "retention";
+/// The key of a retention record holding [`Deriver::snapshot`] in base64.
+pub const FLOW_STATE: &str = "flow_state";
 
 const MAGIC: &[u8; 4] = b"PMDV";
 const VERSION: u8 = 1;
@@ -210,6 +215,23 @@ impl Deriver {
         std::mem::take(&mut self.live_fed)
     }
 
+    /// Goes on from `bytes` ([`Deriver::snapshot`], as a retention record carries it) when
+    /// it is past what this deriver has seen: records up to its position were removed by
+    /// retention, and their templates and marker are in it. Per-source counts go on.
+    /// Returns whether it was taken.
+    pub fn carry(&mut self, bytes: &[u8]) -> Result<bool, DeriveStateError> {
+        let d = Deriver::restore(bytes, self.limits.clone())?;
+        if d.position < self.position {
+            return Ok(false);
+        }
+        self.live = d.live;
+        self.import = d.import;
+        self.marker = d.marker;
+        self.position = d.position;
+        self.dirty = true;
+        Ok(true)
+    }
+
     /// Whether the state changed since the last call (what a commit saves).
     pub fn take_dirty(&mut self) -> bool {
         std::mem::take(&mut self.dirty)
@@ -286,6 +308,98 @@ pub fn admin_kind(env: &RecordEnvelope) -> Option<String> {
         .strip_prefix(ADMIN_PREFIX)?;
     let v: serde_json::Value = serde_json::from_str(text).ok()?;
     v.get("pugmark_ledger")?.as_str().map(str::to_string)
+}
+
+/// The deriver's state a retention record carries (its `flow_state`), if it is one and
+/// carries one.
+pub fn carried_state(env: &RecordEnvelope) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    if !decode::is_admin(env) {
+        return None;
+    }
+    let text = std::str::from_utf8(&env.raw)
+        .ok()?
+        .strip_prefix(ADMIN_PREFIX)?;
+    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    if v.get("pugmark_ledger")?.as_str()? != RETENTION {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(v.get(FLOW_STATE)?.as_str()?)
+        .ok()
+}
+
+/// The deriver's state after each of `ends` (ledger positions, ascending), replayed from
+/// the ledger before retention removes what leads to them: what each retention record
+/// carries. The replay starts after the last range already removed before the first end
+/// (from the state its record carries; without one, afresh), and goes on from a later
+/// removed range's state when it meets one. `None` per end when the ledger has no flows.
+pub fn replay_states(
+    reader: &mut ledger::LedgerReader,
+    ends: &[u64],
+) -> anyhow::Result<Vec<Option<Vec<u8>>>> {
+    let Some(&first_end) = ends.first() else {
+        return Ok(Vec::new());
+    };
+    let limits = Limits::default();
+    let removed = reader.removed_ranges();
+    let mut deriver = Deriver::new(limits);
+    let mut from = 1u64;
+    for &(first, count, record) in &removed {
+        let last = first + count - 1;
+        if last >= first_end {
+            break;
+        }
+        from = last + 1;
+        deriver = Deriver::starting_at(last, Limits::default());
+        if let Some(s) = carried_at(reader, record) {
+            let _ = deriver.carry(&s);
+        }
+    }
+    let mut flows = deriver.marker.is_some() || deriver.dirty;
+    let mut out = Vec::with_capacity(ends.len());
+    let mut next = 0usize;
+    let mut it = reader.iter_from(from);
+    while next < ends.len() {
+        let Some(item) = it.next_ref() else { break };
+        let (seq, payload) = item?;
+        let seq = seq.get();
+        // A range removed earlier between here and `seq`: go on from what its record carries.
+        if seq > deriver.position + 1
+            && let Some(&(_, _, record)) = removed
+                .iter()
+                .rev()
+                .find(|&&(f, c, _)| f > deriver.position && f + c - 1 < seq)
+            && let Some(s) = carried_at(reader, record)
+        {
+            let _ = deriver.carry(&s);
+        }
+        while next < ends.len() && ends[next] < seq {
+            out.push(flows.then(|| deriver.snapshot()));
+            next += 1;
+        }
+        if next == ends.len() {
+            break;
+        }
+        if let model::envelope::Stored::Whole(model::Envelope::Record(r)) = crate::stored(payload) {
+            flows |= r.format == Format::NetflowDatagram || r.format == Format::NetflowRecord;
+            let _ = deriver.see(seq, &r);
+            flows |= deriver.marker.is_some();
+        }
+    }
+    while out.len() < ends.len() {
+        out.push(flows.then(|| deriver.snapshot()));
+    }
+    Ok(out)
+}
+
+/// What the retention record at `record` carries, read from the ledger.
+pub fn carried_at(reader: &mut ledger::LedgerReader, record: u64) -> Option<Vec<u8>> {
+    let payload = reader.get(record).ok()?;
+    match crate::stored(&payload) {
+        model::envelope::Stored::Whole(model::Envelope::Record(r)) => carried_state(&r),
+        _ => None,
+    }
 }
 
 /// The source a datagram is counted under: a capture's path (its listener without the

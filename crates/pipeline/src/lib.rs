@@ -205,6 +205,8 @@ pub struct Pipeline {
     encode_buf: Vec<u8>,
     /// Trailing mode: why the views stopped, if they did (the ledger goes on without them).
     views_failed: Option<String>,
+    /// The ledger's `derive-flows` marker, as the flow store's saved state knew it at open.
+    derive_marker: Option<u64>,
 }
 
 /// A record no append can ever store (its collector facts alone exceed the ledger's record
@@ -233,6 +235,12 @@ impl Pipeline {
     /// What the views' deriver counted decoding the live listener's datagrams (flows,
     /// templates, waiting and dropped sets, bad input), as of the last batch that fed it:
     /// it trails the ledger as the views do. `None` before any.
+    /// The position of the ledger's `derive-flows` marker when the views knew of one at open
+    /// (a writer then need not append another).
+    pub fn derive_marker(&self) -> Option<u64> {
+        self.derive_marker
+    }
+
     pub fn live_flow_stats(&self) -> Option<flow::Stats> {
         let i = self.indexer.as_ref()?;
         i.live_flows.lock().ok()?.clone()
@@ -327,6 +335,7 @@ impl Pipeline {
         let flows = FlowStore::open(dd.flows())
             .with_context(|| format!("opening flow store in {}", dd.flows().display()))?;
         let (flows, deriver) = restore_deriver(dd, flows)?;
+        let derive_marker = deriver.marker();
         let index_pos = index.last_position()?;
         let facts_pos = facts.last_position()?;
         let flows_pos = flows.last_position();
@@ -407,6 +416,7 @@ impl Pipeline {
             gap: None,
             encode_buf: Vec::new(),
             views_failed: None,
+            derive_marker,
         };
         p.catch_up(&dd.ledger(), indexed, facts_has, flows_has)?;
         Ok(p)
@@ -858,6 +868,11 @@ fn spawn_indexer(
             // The same for NAT records (`tests/nat_readers.rs`): each an index document and a
             // `nat_obs` fact row, as before they became blocks of rows.
             let nat_in_index = std::env::var_os("PUGMARK_INDEX_NAT").is_some();
+            // Ranges retention removed (first, count, retention record): the deriver goes on
+            // past one from the state its record carries (docs/design/flow-derivation.md §2.6).
+            let removed = LedgerReader::open(&ledger_dir)
+                .map(|r| r.removed_ranges())
+                .unwrap_or_default();
             // NAT records not written yet (at the next commit, or every NAT_FLUSH_ROWS).
             let mut pending_nat: Vec<NatRow> = Vec::new();
             let mut idle = spec.nice.is_some();
@@ -922,6 +937,14 @@ fn spawn_indexer(
                         // their flow positions; the datagram goes on below as a document. A
                         // per-flow record after the marker is superseded by them.
                         if let Envelope::Record(r) = env {
+                            if seq > deriver.position() + 1
+                                && let Some(&(_, _, record)) = removed
+                                    .iter()
+                                    .rev()
+                                    .find(|&&(f, c, _)| f > deriver.position() && f + c - 1 < seq)
+                            {
+                                carry_past_removed(&ledger_dir, &mut deriver, record);
+                            }
                             deriver.counting(counted);
                             match deriver.see(seq, r) {
                                 derive::Seen::Superseded => {
@@ -1163,6 +1186,23 @@ fn spawn_indexer(
         shared,
         live_flows,
     })
+}
+
+/// The deriver goes on past a range retention removed from the state its retention record
+/// (at `record`) carries. Without one (removed by an older build, or the record itself
+/// removed since), it goes on as it is: templates the range taught are missing, and data
+/// sets that needed them wait or drop, counted, as they would with a lost datagram.
+fn carry_past_removed(ledger_dir: &Path, deriver: &mut derive::Deriver, record: u64) {
+    let state = LedgerReader::open(ledger_dir)
+        .ok()
+        .and_then(|mut r| derive::carried_at(&mut r, record));
+    match state.map(|s| deriver.carry(&s)) {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => eprintln!(
+            "pugmark: the flow state retention record #{record} carries is unusable ({e}); flows after it decode without it"
+        ),
+        None => {}
+    }
 }
 
 /// The flow store's commit at `seq`, with the deriver's state when it changed since the last

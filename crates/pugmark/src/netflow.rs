@@ -24,6 +24,8 @@ pub struct FlowIngest {
     derive: bool,
     /// The ledger's marker and this run's `flow-import` record have been queued.
     announced: bool,
+    /// The ledger has its `derive-flows` marker already (`Pipeline::derive_marker`).
+    marked: bool,
 }
 
 impl FlowIngest {
@@ -32,7 +34,14 @@ impl FlowIngest {
             decoder: FlowDecoder::new(limits),
             derive: false,
             announced: false,
+            marked: false,
         }
+    }
+
+    /// The ledger holds its `derive-flows` marker already: one per ledger is enough.
+    pub fn marked(mut self, marker: Option<u64>) -> FlowIngest {
+        self.marked = marker.is_some();
+        self
     }
 
     /// A collector that stores datagrams only and lets the views derive their flows (the
@@ -45,27 +54,30 @@ impl FlowIngest {
     }
 
     /// Before this run's first datagram (deriving only): the ledger's `derive-flows` marker
-    /// (a no-op after the first) and the `flow-import` record that starts the views' import
+    /// (unless it has one) and the `flow-import` record that starts the views' import
     /// decoder afresh, as this run's own decoder is.
     pub fn announce(&mut self, out: &mut Vec<Envelope>) {
         if !self.derive || self.announced {
             return;
         }
         self.announced = true;
-        for kind in [pipeline::derive::MARKER, pipeline::derive::IMPORT] {
-            out.push(admin(kind));
+        if !self.marked {
+            out.push(admin(pipeline::derive::MARKER));
         }
+        out.push(admin(pipeline::derive::IMPORT));
     }
 
     /// Before a live listener's first datagram (deriving only): the ledger's `derive-flows`
-    /// marker (a no-op after the first). The listener's decoder lives as long as the ledger,
+    /// marker, unless it has one. The listener's decoder lives as long as the ledger,
     /// so no `flow-import` starts it afresh.
     pub fn announce_live(&mut self, out: &mut Vec<Envelope>) {
         if !self.derive || self.announced {
             return;
         }
         self.announced = true;
-        out.push(admin(pipeline::derive::MARKER));
+        if !self.marked {
+            out.push(admin(pipeline::derive::MARKER));
+        }
     }
 
     /// Push the envelopes for one datagram onto `out`: the datagram itself, which will be

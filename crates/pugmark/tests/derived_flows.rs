@@ -329,3 +329,120 @@ fn datagrams_alone_answer_as_datagrams_with_flow_records() {
     ok(&b, &["reindex"]);
     assert_eq!(port(&hits(&b)), port(&ha));
 }
+
+/// `pugmark` deriving flows, with 4 KiB ledger segments (retention removes whole segments).
+fn small_segments(data: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env("PUGMARK_DERIVE_FLOWS", "1")
+        .env("PUGMARK_TEST_SEGMENT_BYTES", "4096")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pugmark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// docs/design/flow-derivation.md §2.6: retention removes the segment whose datagram taught a
+/// capture's template, and keeps the data datagrams; `reindex` then derives the same flows
+/// as before from what is left, because the retention record carries the decoders' state
+/// after the removed range. (Without it the data sets would wait for a template that is
+/// gone: no flow at all.)
+#[test]
+fn retention_carries_the_templates_a_removed_segment_taught() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Incompressible filler between the template and the data: segments of their own.
+    let filler = dir.path().join("filler.log");
+    let mut text = String::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for j in 0..120 {
+        let mut f = String::new();
+        for _ in 0..6 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            f.push_str(&format!("{x:016x}"));
+        }
+        text.push_str(&format!(
+            "<13>Oct 11 22:14:{:02} host app: line {j} {f}\n",
+            j % 60
+        ));
+    }
+    fs::write(&filler, text).unwrap();
+    let (tpl, dat) = (
+        corpus_file("akvorado_pcaps/template.pcap"),
+        corpus_file("akvorado_pcaps/data.pcap"),
+    );
+    // One run: the import decoder keeps the template from the first file for the last.
+    small_segments(&data, &["ingest", &tpl, filler.to_str().unwrap(), &dat]);
+    let flows = |d: &Path| -> Vec<Value> {
+        let v: Value =
+            serde_json::from_str(&small_segments(d, &["flows", "--limit", "0", "--json"])).unwrap();
+        v["flows"].as_array().unwrap().clone()
+    };
+    let before = flows(&data);
+    assert!(!before.is_empty());
+    // Where the template and the data datagrams are.
+    let all: Value = serde_json::from_str(&small_segments(
+        &data,
+        &["search", "*", "--limit", "1000", "--json"],
+    ))
+    .unwrap();
+    let at = |name: &str| -> Vec<u64> {
+        all["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| {
+                h["origin"]["listener"]
+                    .as_str()
+                    .is_some_and(|l| l.contains(name))
+                    && h.get("flow").is_none()
+            })
+            .map(|h| h["seq"].as_u64().unwrap())
+            .collect()
+    };
+    let (t, d) = (at("template.pcap"), at("data.pcap"));
+    assert_eq!(t.len(), 1, "{all}");
+    assert!(!d.is_empty());
+    let (d0, d1) = (d.iter().min().unwrap(), d.iter().max().unwrap());
+    small_segments(
+        &data,
+        &[
+            "retention",
+            "hold",
+            "--seq",
+            &format!("{d0}..{d1}"),
+            "--reason",
+            "the data datagrams",
+        ],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let r: Value = serde_json::from_str(&small_segments(
+        &data,
+        &["retention", "--keep", "1s", "--json"],
+    ))
+    .unwrap();
+    let removed = r["removed"].as_array().unwrap();
+    assert!(
+        removed.iter().any(|s| {
+            let (first, n) = (s[1].as_u64().unwrap(), s[2].as_u64().unwrap());
+            first <= t[0] && t[0] < first + n
+        }),
+        "the template's segment is removed: {r}"
+    );
+    // The template datagram is gone from the ledger; its flows come back whole.
+    small_segments(&data, &["reindex"]);
+    assert_eq!(flows(&data), before);
+    assert!(
+        ok(&data, &["verify"]).contains("removed by policy"),
+        "the removal is on record"
+    );
+}

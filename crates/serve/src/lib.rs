@@ -139,11 +139,11 @@ async fn serve(
 ) -> anyhow::Result<()> {
     // Bind everything first: a port in use is one clear error before anything runs.
     let udp = match config.syslog_udp {
-        Some(a) => Some(grow_recv_buffer(
-            UdpSocket::bind(a)
-                .await
-                .with_context(|| format!("syslog-udp: cannot listen on {a}"))?,
-        )),
+        Some(a) => {
+            Some(grow_recv_buffer(UdpSocket::bind(a).await.with_context(
+                || format!("syslog-udp: cannot listen on {a}"),
+            )?))
+        }
         None => None,
     };
     let tcp = match config.syslog_tcp {

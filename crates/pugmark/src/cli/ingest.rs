@@ -285,7 +285,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // Hidden until docs/design/flow-derivation.md step 9: store datagrams only, the views
     // derive their flows (the oracle test compares the two).
     let mut flows = if std::env::var_os("PUGMARK_DERIVE_FLOWS").is_some() {
-        FlowIngest::deriving(flow::Limits::default())
+        FlowIngest::deriving(flow::Limits::default()).marked(pipeline.derive_marker())
     } else {
         FlowIngest::new(flow::Limits::default())
     };

@@ -179,7 +179,7 @@ pub fn apply(dd: &DataDir, keep: &str, dry_run: bool) -> anyhow::Result<Outcome>
     let secs = parse_keep(keep)?;
     let holds = read_holds(dd)?;
     let cutoff = model::Received::now().as_unix_nanos() - i128::from(secs) * 1_000_000_000;
-    let reader = ledger::LedgerReader::open(&dd.ledger())?;
+    let mut reader = ledger::LedgerReader::open(&dd.ledger())?;
     let plan = plan(&reader, &holds, cutoff)?;
     let mut out = Outcome {
         policy: format!("keep {keep}"),
@@ -199,24 +199,45 @@ pub fn apply(dd: &DataDir, keep: &str, dry_run: bool) -> anyhow::Result<Outcome>
     let (mut l, _) = ledger::Ledger::open(&dd.ledger(), opts)
         .with_context(|| format!("opening {}", dd.ledger().display()))?;
     let (policy, cutoff) = (out.policy.clone(), out.cutoff.clone());
-    remove_with(&mut l, &plan.remove, &policy, &cutoff, &mut out)?;
+    let carry = flow_carry(&mut reader, &plan.remove)?;
+    remove_with(&mut l, &plan.remove, &carry, &policy, &cutoff, &mut out)?;
     l.close()?;
     Ok(out)
 }
 
-/// Removes the planned segments through a writer the caller holds.
+/// What each planned removal's retention record carries for the flows derived after it
+/// (`flow_state`, base64 of the views' flow decoders' state after the segment's last record,
+/// replayed from the ledger while the payloads are still there): the templates a removed
+/// datagram taught, so a `reindex` decodes the kept datagrams after it as before
+/// (docs/design/flow-derivation.md §2.6). `None` where the ledger has no flows.
+pub fn flow_carry(
+    reader: &mut ledger::LedgerReader,
+    remove: &[(u32, u64, u64)],
+) -> anyhow::Result<Vec<Option<String>>> {
+    use base64::Engine as _;
+    let ends: Vec<u64> = remove.iter().map(|&(_, f, c)| f + c - 1).collect();
+    Ok(pipeline::derive::replay_states(reader, &ends)?
+        .into_iter()
+        .map(|s| s.map(|b| base64::engine::general_purpose::STANDARD.encode(b)))
+        .collect())
+}
+
+/// Removes the planned segments through a writer the caller holds; `carry` (one per
+/// removal, [`flow_carry`]) goes into each retention record.
 pub fn remove_with(
     l: &mut ledger::Ledger,
     remove: &[(u32, u64, u64)],
+    carry: &[Option<String>],
     policy: &str,
     cutoff: &str,
     out: &mut Outcome,
 ) -> anyhow::Result<()> {
     // The last signed note must cover what goes.
     l.checkpoint()?;
-    for &(n, first, count) in remove {
+    for (i, &(n, first, count)) in remove.iter().enumerate() {
+        let state = carry.get(i).cloned().flatten();
         let r = l.remove_segment(n, |f| {
-            let text = json!({
+            let mut text = json!({
                 "pugmark_ledger": "retention",
                 "segment": f.segment,
                 "first": f.first,
@@ -228,6 +249,9 @@ pub fn remove_with(
                 "cutoff": cutoff,
                 "by": crate::cli::migrate::whoami(),
             });
+            if let Some(state) = &state {
+                text[pipeline::derive::FLOW_STATE] = json!(state);
+            }
             pipeline::admin_record(format!("pugmark-ledger {text}"))
         })?;
         debug_assert_eq!((r.first, r.count), (first, count));

@@ -347,7 +347,7 @@ impl PipelineStore {
             let secs = crate::cli::retention::parse_keep(&keep)?;
             let holds = crate::cli::retention::read_holds(&dd)?;
             let cutoff = model::Received::now().as_unix_nanos() - i128::from(secs) * 1_000_000_000;
-            let reader = ledger::LedgerReader::open(&dd.ledger())?;
+            let mut reader = ledger::LedgerReader::open(&dd.ledger())?;
             let plan = crate::cli::retention::plan(&reader, &holds, cutoff)?;
             let mut out = crate::cli::retention::Outcome {
                 policy: format!("keep {keep}"),
@@ -356,9 +356,11 @@ impl PipelineStore {
             };
             if !plan.remove.is_empty() {
                 let (policy, cut) = (out.policy.clone(), out.cutoff.clone());
+                let carry = crate::cli::retention::flow_carry(&mut reader, &plan.remove)?;
                 crate::cli::retention::remove_with(
                     self.pipeline.ledger_mut(),
                     &plan.remove,
+                    &carry,
                     &policy,
                     &cut,
                     &mut out,
@@ -710,13 +712,14 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "pugmark serve: data {} (ledger at #{last})",
         args.data.data.display()
     );
+    let marker = pipeline.derive_marker();
     let store = PipelineStore {
         pipeline,
         ledger_dir: dd.ledger(),
         // Hidden until docs/design/flow-derivation.md step 9: datagrams only, the views
         // derive their flows.
         flows: if std::env::var_os("PUGMARK_DERIVE_FLOWS").is_some() {
-            FlowIngest::deriving(flow::Limits::default())
+            FlowIngest::deriving(flow::Limits::default()).marked(marker)
         } else {
             FlowIngest::new(flow::Limits::default())
         },
