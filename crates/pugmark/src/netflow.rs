@@ -19,8 +19,8 @@ use model::{DecodeHints, Envelope, Format, Observer, Origin, Received};
 #[derive(Debug, Default)]
 pub struct FlowIngest {
     decoder: FlowDecoder,
-    /// Store datagrams only: the views derive their flows (hidden, `PUGMARK_DERIVE_FLOWS=1`,
-    /// until docs/design/flow-derivation.md step 9 makes it the default).
+    /// Store datagrams only: the views derive their flows (the default; not under
+    /// `PUGMARK_FLOW_RECORDS=1`).
     derive: bool,
     /// The ledger's marker and this run's `flow-import` record have been queued.
     announced: bool,
@@ -29,6 +29,20 @@ pub struct FlowIngest {
 }
 
 impl FlowIngest {
+    /// The collector of `ingest` and `serve`: datagrams only, the views derive the flows
+    /// (docs/design/flow-derivation.md), after the ledger's marker, which `marker` (from
+    /// `Pipeline::derive_marker`) says is there already. `PUGMARK_FLOW_RECORDS=1` stores a
+    /// `netflow-record` per flow after each datagram, as builds before derivation did: kept
+    /// for the oracle tests that compare the two, and for benchmarks.
+    pub fn collector(limits: Limits, marker: Option<u64>) -> FlowIngest {
+        if std::env::var_os("PUGMARK_FLOW_RECORDS").is_some() {
+            FlowIngest::new(limits)
+        } else {
+            FlowIngest::deriving(limits).marked(marker)
+        }
+    }
+
+    /// A collector that stores a `netflow-record` per flow (see [`FlowIngest::collector`]).
     pub fn new(limits: Limits) -> FlowIngest {
         FlowIngest {
             decoder: FlowDecoder::new(limits),

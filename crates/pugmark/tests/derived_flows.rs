@@ -1,7 +1,7 @@
 //! Derived flows as readers see them (docs/design/flow-derivation.md, step 4).
 //!
-//! No writer derives flows yet (step 5), so this test makes a flow store of derived rows by
-//! hand from one that `ingest` built: each datagram's flows become the rows its decoding
+//! The first test makes a flow store of derived rows by hand from one that `ingest` built
+//! with a record per flow (`PUGMARK_FLOW_RECORDS=1`): each datagram's flows become the rows its decoding
 //! emitted (`FlowStore::add_derived`), at the same position and chain head. Every answer must
 //! then be what it was with legacy rows, but for the citation: a derived flow is cited by the
 //! datagram that holds its bytes (`seq`, the record an inclusion proof covers) and its place
@@ -86,8 +86,8 @@ fn uncite(items: &[Value], derived: bool) -> Vec<(String, String, Value)> {
 fn derived_flows_are_cited_by_their_datagram_and_answer_as_before() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // ORACLES.md §1b and §1d: 4 + 46 flows, templates before their data.
-    ok(
+    // ORACLES.md §1b and §1d: 4 + 46 flows, templates before their data; a record per flow.
+    ok_records(
         &data,
         &[
             "ingest",
@@ -192,14 +192,32 @@ fn derived_flows_are_cited_by_their_datagram_and_answer_as_before() {
     assert_eq!(ta, tb);
 }
 
-/// `pugmark` with the hidden switch that makes `ingest` store datagrams only (the views
-/// derive their flows), until step 9 makes it the default.
+/// `pugmark` storing datagrams only (the views derive their flows): the default.
 fn ok_deriving(data: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new(bin())
         .args(args)
         .arg("--data")
         .arg(data)
-        .env("PUGMARK_DERIVE_FLOWS", "1")
+        .env_remove("PUGMARK_FLOW_RECORDS")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pugmark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pugmark` storing a `netflow-record` per flow, as builds before derivation did (the
+/// oracle's other side: `PUGMARK_FLOW_RECORDS=1`).
+fn ok_records(data: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env("PUGMARK_FLOW_RECORDS", "1")
         .stdin(std::process::Stdio::null())
         .output()
         .unwrap();
@@ -240,6 +258,9 @@ fn portable(h: &Value) -> Value {
 fn datagrams_alone_answer_as_datagrams_with_flow_records() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("records"), dir.path().join("derived"));
+    // A directory a build before derivation wrote first, this one after (the marker in the
+    // middle of the ledger: the first run's flows stay records, the second's are derived).
+    let c = dir.path().join("upgraded");
     let runs = [
         vec![
             corpus_file("akvorado_pcaps/template.pcap"),
@@ -269,10 +290,18 @@ fn datagrams_alone_answer_as_datagrams_with_flow_records() {
     };
     let mut total_flows = 0;
     let mut waiting = Vec::new();
-    for run in &runs {
+    for (i, run) in runs.iter().enumerate() {
         let mut args = vec!["ingest", "--json"];
         args.extend(run.iter().map(String::as_str));
-        let (fa, fb) = (figures(&ok(&a, &args)), figures(&ok_deriving(&b, &args)));
+        if i == 0 {
+            ok_records(&c, &args);
+        } else {
+            ok_deriving(&c, &args);
+        }
+        let (fa, fb) = (
+            figures(&ok_records(&a, &args)),
+            figures(&ok_deriving(&b, &args)),
+        );
         assert_eq!(fb, fa);
         total_flows += fa[0]
             .as_array()
@@ -310,6 +339,13 @@ fn datagrams_alone_answer_as_datagrams_with_flow_records() {
     }
     let port = |hs: &[Value]| hs.iter().map(portable).collect::<Vec<_>>();
     assert_eq!(port(&hb), port(&ha));
+    let hc = hits(&c);
+    assert_eq!(port(&hc), port(&ha));
+    let derived_in_c = hc.iter().filter(|h| h.get("flow").is_some()).count();
+    assert_eq!(
+        derived_in_c, 46,
+        "the second run's flows (ORACLES §1d) are derived"
+    );
     // The derived ledger holds the datagrams and no per-flow record.
     let records = |d: &Path| -> u64 {
         let v: Value = serde_json::from_str(&ok(d, &["verify", "--json"])).unwrap();
@@ -327,6 +363,8 @@ fn datagrams_alone_answer_as_datagrams_with_flow_records() {
     assert!(manifest["decoder"]["file"].is_string());
     // Rebuilt from the ledger alone: the same flows.
     ok(&b, &["reindex"]);
+    ok(&c, &["reindex"]);
+    assert_eq!(port(&hits(&c)), port(&ha));
     assert_eq!(port(&hits(&b)), port(&ha));
 }
 
@@ -336,7 +374,7 @@ fn small_segments(data: &Path, args: &[&str]) -> String {
         .args(args)
         .arg("--data")
         .arg(data)
-        .env("PUGMARK_DERIVE_FLOWS", "1")
+        .env_remove("PUGMARK_FLOW_RECORDS")
         .env("PUGMARK_TEST_SEGMENT_BYTES", "4096")
         .stdin(std::process::Stdio::null())
         .output()

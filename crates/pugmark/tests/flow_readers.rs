@@ -193,7 +193,13 @@ fn inputs(dir: &Path) -> Vec<String> {
 
 fn ingest(data: &Path, files: &[String], flows_in_index: bool) {
     let mut cmd = Command::new(bin());
-    cmd.arg("ingest").args(files).arg("--data").arg(data);
+    // Flows as records of their own, which the index path can hold (the derivation oracle
+    // is tests/derived_flows.rs).
+    cmd.arg("ingest")
+        .args(files)
+        .arg("--data")
+        .arg(data)
+        .env("PUGMARK_FLOW_RECORDS", "1");
     if flows_in_index {
         cmd.env("PUGMARK_INDEX_FLOWS", "1");
     } else {

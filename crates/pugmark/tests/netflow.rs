@@ -90,7 +90,17 @@ fn corpus_captures_and_payloads_become_flow_events() {
         ],
     ))
     .unwrap();
-    assert_eq!(dgram["hits"].as_array().unwrap().len(), 4);
+    let dhits = dgram["hits"].as_array().unwrap();
+    assert_eq!(dhits.len(), 4);
+    // No record per flow: each is cited by that datagram and its place in it.
+    let places: std::collections::BTreeSet<String> = dhits
+        .iter()
+        .map(|h| {
+            assert_eq!(h["seq"].as_u64().unwrap().to_string(), dseq, "{h}");
+            format!("{}.{}", h["flow"]["flowset"], h["flow"]["record"])
+        })
+        .collect();
+    assert_eq!(places.len(), 4);
     // Searchable as an IP (and a CIDR).
     assert!(count(&data, &[&format!("ip:{src}"), "--class", "net.flow"]) >= 1);
     let net = format!("ip:{}/16", src);
@@ -137,7 +147,9 @@ fn corpus_captures_and_payloads_become_flow_events() {
     let out = ok(&d2, &["ingest", &ak("data.pcap")]);
     assert!(out.contains("never got their template"), "{out}");
     assert_eq!(count(&d2, &["*", "--class", "net.flow"]), 0);
-    assert_eq!(count(&d2, &["*"]), 1);
+    // The datagram, and the ledger's derive-flows marker and this run's flow-import record.
+    assert_eq!(count(&d2, &["*"]), 3);
+    assert_eq!(count(&d2, &["pugmark_ledger"]), 2);
 }
 
 #[test]
@@ -667,9 +679,9 @@ fn assert_same_flows(v: &str, ours: &BTreeMap<Key, Counts>, theirs: &BTreeMap<Ke
 /// /metrics add up, and a datagram that is not NetFlow and a truncated v9 header are stored
 /// and counted, not fatal.
 /// softflowd exports the same traffic (v5, v9, IPFIX) to nfcapd and to two `serve`s: one
-/// that stores a record per flow (today's default) and one that stores the datagrams only
-/// while its views derive the flows (hidden `PUGMARK_DERIVE_FLOWS=1`, docs/design/
-/// flow-derivation.md §4). Both list exactly nfdump's flows, with the same metrics.
+/// that stores the datagrams only while its views derive the flows (the default, docs/design/
+/// flow-derivation.md §4) and one that stores a record per flow (`PUGMARK_FLOW_RECORDS=1`,
+/// as builds before). Both list exactly nfdump's flows, with the same metrics.
 #[test]
 fn softflowd_live_to_serve_equals_nfdump() {
     let (Some(tcpdump_bin), Some(softflowd), Some(nfcapd), Some(nfdump)) = (
@@ -708,8 +720,8 @@ fn softflowd_live_to_serve_equals_nfdump() {
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap());
-            if derive {
-                cmd.env("PUGMARK_DERIVE_FLOWS", "1");
+            if !derive {
+                cmd.env("PUGMARK_FLOW_RECORDS", "1");
             }
             let child = Killed(cmd.spawn().unwrap());
             (derive, data, nf_port, http, log, child)
@@ -1061,13 +1073,13 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
 
 /// `pugmark serve --netflow` on free ports; returns the child and its HTTP port.
 /// `serve` with only the NetFlow listener (and HTTP), storing datagrams only when `derive`
-/// (hidden `PUGMARK_DERIVE_FLOWS`).
+/// (the default), else a record per flow (`PUGMARK_FLOW_RECORDS=1`).
 fn serve_netflow_as(data: &Path, nf_port: u16, log: &Path, derive: bool) -> (Killed, u16) {
     let http = free_port();
     let a = |p: u16| format!("127.0.0.1:{p}");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pugmark"));
-    if derive {
-        cmd.env("PUGMARK_DERIVE_FLOWS", "1");
+    if !derive {
+        cmd.env("PUGMARK_FLOW_RECORDS", "1");
     }
     let child = Killed(
         cmd.arg("serve")

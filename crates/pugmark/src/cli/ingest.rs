@@ -282,13 +282,8 @@ pub fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut first_seq = None;
     let mut last_seq = None;
     let mut total_bytes = 0u64;
-    // Hidden until docs/design/flow-derivation.md step 9: store datagrams only, the views
-    // derive their flows (the oracle test compares the two).
-    let mut flows = if std::env::var_os("PUGMARK_DERIVE_FLOWS").is_some() {
-        FlowIngest::deriving(flow::Limits::default()).marked(pipeline.derive_marker())
-    } else {
-        FlowIngest::new(flow::Limits::default())
-    };
+    // Datagrams only; the views derive their flows (`FlowIngest::collector`).
+    let mut flows = FlowIngest::collector(flow::Limits::default(), pipeline.derive_marker());
     for (input, sender) in inputs.iter().zip(&senders) {
         let sender = sender.as_deref();
         let hints = DecodeHints {

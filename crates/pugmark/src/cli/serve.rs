@@ -716,13 +716,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let store = PipelineStore {
         pipeline,
         ledger_dir: dd.ledger(),
-        // Hidden until docs/design/flow-derivation.md step 9: datagrams only, the views
-        // derive their flows.
-        flows: if std::env::var_os("PUGMARK_DERIVE_FLOWS").is_some() {
-            FlowIngest::deriving(flow::Limits::default()).marked(marker)
-        } else {
-            FlowIngest::new(flow::Limits::default())
-        },
+        // Datagrams only; the views derive their flows (`FlowIngest::collector`).
+        flows: FlowIngest::collector(flow::Limits::default(), marker),
         metrics: None,
         expanded: false,
         witnesses,
