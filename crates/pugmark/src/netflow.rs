@@ -1,13 +1,18 @@
 //! NetFlow / IPFIX into the ledger: one export datagram becomes one `netflow-datagram`
-//! envelope (the evidence, bytes as received) followed by one `netflow-record` envelope per
-//! flow (derived by `flow::FlowDecoder`, naming the datagram's ledger seq).
+//! envelope, the evidence. The views derive its flows in ledger order (`pipeline::derive`,
+//! docs/design/flow-derivation.md); the collector's part is the ledger's one `derive-flows`
+//! marker before the first datagram and, per `ingest` run, a `flow-import` record
+//! ([`FlowIngest::collector`]).
 //!
 //! Used by `pugmark ingest` for captures and bare payload files (`cli/ingest_flow.rs`), and
-//! by the UDP listener of `pugmark serve` (`cli/serve.rs` expands each batch's datagrams in
-//! `Store::append`): per datagram, call [`FlowIngest::datagram`] (or [`FlowIngest::record`])
+//! by the UDP listener of `pugmark serve` (`cli/serve.rs`, in `Store::append`).
+//!
+//! Under `PUGMARK_FLOW_RECORDS=1` (the oracle tests' other side) it writes as builds before
+//! derivation did: per datagram, call [`FlowIngest::datagram`] (or [`FlowIngest::record`])
 //! with the position the datagram will take (the ledger's next seq plus what is already in
-//! the batch) and append the envelopes as one durable batch. Flows of an earlier datagram that waited for their template
-//! come out with a later datagram and still name their own.
+//! the batch); it is followed by one `netflow-record` per flow, decoded here. Flows of an
+//! earlier datagram that waited for their template come out with a later datagram and still
+//! name their own.
 
 use std::net::SocketAddr;
 

@@ -326,7 +326,7 @@ impl Metrics {
         for (name, help, v) in [
             (
                 "pugmark_netflow_flows_total",
-                "Flow records decoded from NetFlow / IPFIX datagrams and stored.",
+                "Flows derived into the flow store from the stored NetFlow / IPFIX datagrams by this process (they trail the ledger as the views do).",
                 &f.flows,
             ),
             (

@@ -3,9 +3,10 @@
 //! keeps them).
 //!
 //! Each UDP datagram that looks like a NetFlow v5/v9 or IPFIX export is stored as a
-//! `netflow-datagram` record with its flows as `netflow-record`s right after it
-//! (`crate::netflow`); one decoder serves the whole `ingest` run, so templates in one file
-//! decode data in the next (give template captures first). A capture's exporter is the
+//! `netflow-datagram` record, after the run's `flow-import` record (`crate::netflow`); the
+//! views derive its flows with one import decoder for the whole run, so templates in one file
+//! decode data in the next (give template captures first). The run's per-file flow figures
+//! come from that decoder ([`fill_from_views`]) once the views have caught up. A capture's exporter is the
 //! datagram's source address; a bare payload file has none (its origin is the file).
 //! Other UDP traffic in a capture is counted and not stored.
 //!

@@ -2,11 +2,10 @@
 //! `netflow-datagram` record, bytes as received, the exporter's address in its origin.
 //!
 //! This listener does not decode: flows can only be read with templates from earlier
-//! datagrams, and each derived flow record names the ledger position of its datagram, which
-//! only the writer knows. So the store (the binary's `Pipeline` side, `pugmark::netflow`)
-//! runs the one template-keeping decoder as it appends a batch: each datagram is followed in
-//! the ledger by its flows, exactly as `pugmark ingest` stores a capture. The exporter's
-//! address (IP; source id / observation domain from the header) scopes its templates.
+//! datagrams, in ledger order. The views derive them (`pipeline::derive` in the indexer, its
+//! template state saved with the flow store), and the NetFlow metrics come from that decoder
+//! (they trail the ledger as the views do). The exporter's address (IP; source id /
+//! observation domain from the header) scopes its templates.
 //!
 //! Like syslog UDP it cannot push back: a writer queue full for longer than `UDP_WAIT`
 //! drops what was read, counted in
@@ -30,7 +29,7 @@ use crate::senders::Proof;
 use crate::sources::{Ctx, Sender, record};
 
 const L: Listener = Listener::Netflow;
-/// Datagrams gathered into one submission at most (each becomes ~30 flow records).
+/// Datagrams gathered into one submission at most (each holds ~30 flows).
 const GATHER: usize = 256;
 
 pub async fn serve(sock: UdpSocket, ctx: Ctx) {
