@@ -1630,8 +1630,23 @@ fn fetch_stored(reader: &mut LedgerReader, seq: u64, through: u64) -> anyhow::Re
 /// ([`query::search::Tail`]). Decodes them exactly as the indexer does.
 pub struct LedgerTail {
     records: ledger::Records,
+    /// The index's position: records after it are the tail.
+    indexed: u64,
     last: u64,
     re: Reassembler,
+    /// The flows of the tail's datagrams (docs/design/flow-derivation.md §2.5).
+    flows: Option<TailFlows>,
+}
+
+/// What a tail needs to show the flows of datagrams past the index: those the flow store
+/// holds already (it commits just before the index), and those derived here from its saved
+/// decoder state.
+struct TailFlows {
+    store: Arc<FlowStore>,
+    /// The flow store's position: the flows of datagrams up to it are its rows.
+    at: u64,
+    deriver: derive::Deriver,
+    cache: flowstore::LocateCache,
 }
 
 impl LedgerTail {
@@ -1639,8 +1654,91 @@ impl LedgerTail {
     pub fn new(reader: &LedgerReader, indexed: u64, last: u64) -> LedgerTail {
         LedgerTail {
             records: reader.iter_from(indexed + 1),
+            indexed,
             last,
             re: Reassembler::new(),
+            flows: None,
+        }
+    }
+
+    /// Also the flows of the tail's datagrams, as the views will derive them: rows of `store`
+    /// for the datagrams it holds, then the datagrams after it decoded from its saved state
+    /// (a flow store behind the index moves the ledger read back to its position; records
+    /// the index holds only teach the decoders). A per-flow record after the ledger's
+    /// `derive-flows` marker is left out, as the views leave it. Without a store, or with a
+    /// state this build cannot read, the tail is the records alone.
+    pub fn with_flows(
+        mut self,
+        reader: &LedgerReader,
+        store: Option<Arc<FlowStore>>,
+    ) -> LedgerTail {
+        let Some(store) = store else {
+            return self;
+        };
+        let at = store.last_position().map_or(0, |p| p.0);
+        let limits = flow::Limits::default();
+        let deriver = match store.decoder_state() {
+            Ok(Some(b)) => derive::Deriver::restore(&b, limits).ok(),
+            Ok(None) => Some(derive::Deriver::starting_at(at, limits)),
+            Err(_) => None,
+        };
+        let Some(deriver) = deriver else {
+            return self;
+        };
+        self.records = reader.iter_from(self.indexed.min(at) + 1);
+        self.flows = Some(TailFlows {
+            store,
+            at,
+            deriver,
+            cache: Default::default(),
+        });
+        self
+    }
+}
+
+impl TailFlows {
+    /// Visits the flows of record `seq` (`env`); whether the record itself is left out (a
+    /// per-flow record the derived flows stand for).
+    fn visit(
+        &mut self,
+        seq: u64,
+        env: &model::envelope::RecordEnvelope,
+        indexed: u64,
+        decode: bool,
+        visit: &mut dyn FnMut(u64, Option<Event>),
+    ) -> anyhow::Result<bool> {
+        if seq > self.at {
+            return Ok(match self.deriver.see(seq, env) {
+                derive::Seen::Flows(rows) => {
+                    for (k, (_, rec)) in rows.iter().enumerate() {
+                        if let Some(pos) = model::flow::flow_pos(seq, k as u64) {
+                            visit(pos, decode.then(|| derived_event(env, rec)));
+                        }
+                    }
+                    false
+                }
+                derive::Seen::Superseded => true,
+                _ => false,
+            });
+        }
+        if seq <= indexed {
+            return Ok(false);
+        }
+        match env.format {
+            model::Format::NetflowDatagram => {
+                for k in 0.. {
+                    let Some(pos) = model::flow::flow_pos(seq, k) else {
+                        break;
+                    };
+                    let Some(row) = self.store.locate_cached(pos, &mut self.cache)? else {
+                        break;
+                    };
+                    visit(pos, decode.then(|| derived_event(env, &row.rec)));
+                }
+                Ok(false)
+            }
+            model::Format::NetflowRecord => Ok(self.deriver.marker().is_some_and(|m| seq > m)),
+            _ => Ok(false),
         }
     }
 }
@@ -1652,8 +1750,20 @@ impl query::search::Tail for LedgerTail {
         visit: &mut dyn FnMut(u64, Option<Event>),
     ) -> anyhow::Result<()> {
         let mut whole = Vec::new();
-        let emit = |whole: &mut Vec<Assembled>, visit: &mut dyn FnMut(u64, Option<Event>)| {
+        let indexed = self.indexed;
+        let emit = |whole: &mut Vec<Assembled>,
+                    flows: &mut Option<TailFlows>,
+                    visit: &mut dyn FnMut(u64, Option<Event>)|
+         -> anyhow::Result<()> {
             for a in whole.drain(..) {
+                if let (Some(f), Envelope::Record(r)) = (flows.as_mut(), &a.envelope)
+                    && f.visit(a.first, r, indexed, decode, visit)?
+                {
+                    continue;
+                }
+                if a.first <= indexed {
+                    continue;
+                }
                 if decode {
                     if let Some(e) = event_from_envelope(a.envelope) {
                         visit(a.first, Some(e));
@@ -1662,6 +1772,7 @@ impl query::search::Tail for LedgerTail {
                     visit(a.first, None);
                 }
             }
+            Ok(())
         };
         for item in self.records.by_ref() {
             let (seq, payload) = item.context("reading the ledger past the index")?;
@@ -1670,11 +1781,11 @@ impl query::search::Tail for LedgerTail {
             }
             self.re
                 .push(seq.get(), stored(&payload), &mut |a| whole.push(a));
-            emit(&mut whole, visit);
+            emit(&mut whole, &mut self.flows, visit)?;
         }
         // The tail ends at a durable position, never inside a split record.
         self.re.flush(&mut |a| whole.push(a));
-        emit(&mut whole, visit);
+        emit(&mut whole, &mut self.flows, visit)?;
         Ok(())
     }
 }

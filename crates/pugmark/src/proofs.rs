@@ -62,12 +62,26 @@ pub fn cited(v: &Value, out: &mut BTreeSet<u64>) {
 /// is printed, proved or sent. Nothing to do, and the flow store left unopened, when the
 /// answer cites no derived flow.
 pub fn externalize(data: &Path, v: &mut Value) -> anyhow::Result<()> {
+    externalize_noting(data, v, std::iter::empty())
+}
+
+/// [`externalize`], told first what the answer's events say of their own flow positions
+/// (a flow a search's ledger tail derived is in no flow store yet).
+pub fn externalize_noting<'e>(
+    data: &Path,
+    v: &mut Value,
+    events: impl Iterator<Item = (u64, &'e model::Event)>,
+) -> anyhow::Result<()> {
     if !query::cite::has_flow_position(v) {
         return Ok(());
     }
     let dd = pipeline::datadir::DataDir::open(data, false)?;
     let store = flowstore::FlowStore::open_read(dd.flows())?;
-    query::cite::externalize(v, &mut query::cite::Resolver::new(Some(&store)))
+    let mut r = query::cite::Resolver::new(Some(&store));
+    for (pos, e) in events {
+        r.note(pos, e);
+    }
+    query::cite::externalize(v, &mut r)
 }
 
 /// How a text answer cites the record at position `seq`: `#seq`, or for a derived flow its

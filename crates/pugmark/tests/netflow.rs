@@ -1192,3 +1192,134 @@ fn templates_survive_a_kill_9(derive: bool) {
     assert_eq!(count(&data, &["*", "--class", "net.flow"]), 46);
     assert!(pugmark(&data, &["verify"]).status.success());
 }
+
+/// A NetFlow v9 datagram from one exporter: the template (id 300: src, dst, bytes, packets,
+/// ports, protocol) when `template`, then `n` TCP flows whose destination ports count from
+/// `first_port` (every flow of the test distinct).
+fn v9_datagram(seq: u32, template: bool, n: u16, first_port: u32) -> Vec<u8> {
+    const FIELDS: [(u16, u16); 7] = [(8, 4), (12, 4), (1, 4), (2, 4), (7, 2), (11, 2), (4, 1)];
+    let mut d = Vec::new();
+    let count = n + u16::from(template);
+    for v in [9u16, count] {
+        d.extend_from_slice(&v.to_be_bytes());
+    }
+    // sysUptime, unix secs (2026-10-14T10:00:00Z), sequence, source id.
+    for v in [3_600_000u32, 1_791_972_000, seq, 7] {
+        d.extend_from_slice(&v.to_be_bytes());
+    }
+    if template {
+        for v in [
+            0u16,
+            (8 + 4 * FIELDS.len()) as u16,
+            300,
+            FIELDS.len() as u16,
+        ] {
+            d.extend_from_slice(&v.to_be_bytes());
+        }
+        for (id, len) in FIELDS {
+            d.extend_from_slice(&id.to_be_bytes());
+            d.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    if n > 0 {
+        let body = 21 * usize::from(n);
+        let pad = (4 - (body + 4) % 4) % 4;
+        d.extend_from_slice(&300u16.to_be_bytes());
+        d.extend_from_slice(&((4 + body + pad) as u16).to_be_bytes());
+        for i in 0..u32::from(n) {
+            let port = first_port + i;
+            for v in [0x0a00_0005u32, 0xc633_6407, 1500, 3] {
+                d.extend_from_slice(&v.to_be_bytes());
+            }
+            d.extend_from_slice(&40000u16.to_be_bytes());
+            d.extend_from_slice(&((port % 60000) as u16 + 1).to_be_bytes());
+            d.push(6);
+        }
+        d.extend(std::iter::repeat_n(0u8, pad));
+    }
+    d
+}
+
+/// docs/design/flow-derivation.md §5: `serve` deriving flows is killed -9 at varied moments
+/// (right after its ledger holds a batch, before the views' commit, or later) and restarted,
+/// while one exporter that sent its template only once goes on sending data. Every stored
+/// datagram's flows are derived exactly once: the restored decoder state (or the catch-up
+/// from the ledger when the kill came before the first commit) still knows the template, no
+/// flow is lost or doubled, and `reindex` derives the same flows from the ledger alone.
+/// CI runs `PUGMARK_FAULT_CYCLES` cycles (default 3); bench/faults/run sets 20.
+#[test]
+fn flows_are_derived_once_across_kill_9_cycles_of_serve() {
+    let cycles: u32 = std::env::var("PUGMARK_FAULT_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("serve.log");
+    let nf = free_udp_port();
+    let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let per = 10u16; // flows per datagram
+    let mut sent = 0u32; // datagrams the ledger holds
+    let (mut s, mut http) = serve_netflow_as(&data, nf, &log, true);
+    for c in 0..cycles {
+        for i in 0..20u32 {
+            let n = sent + i;
+            let d = v9_datagram(n, n == 0, per, n * u32::from(per));
+            u.send_to(&d, ("127.0.0.1", nf)).unwrap();
+        }
+        sent += 20;
+        // Durable: the datagrams and the marker.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while serve_metric(http, "pugmark_ledger_last_seq") < f64::from(sent + 1) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "cycle {c}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Kill at once (views not committed), after a commit, or in between.
+        std::thread::sleep(Duration::from_millis([0, 1500, 400][c as usize % 3]));
+        let _ = s.0.kill();
+        let _ = s.0.wait();
+        (s, http) = serve_netflow_as(&data, nf, &log, true);
+    }
+    let want = f64::from(sent * u32::from(per));
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed: Value =
+            serde_json::from_str(&ok(&data, &["flows", "--limit", "0", "--json"])).unwrap();
+        if listed["flows"].as_array().unwrap().len() as f64 >= want
+            || std::time::Instant::now() > deadline
+        {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let st = Command::new("kill")
+        .args(["-TERM", &s.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(s.0.wait().unwrap().success());
+    let listed = |d: &Path| -> Vec<Value> {
+        let v: Value = serde_json::from_str(&ok(d, &["flows", "--limit", "0", "--json"])).unwrap();
+        v["flows"].as_array().unwrap().clone()
+    };
+    let flows = listed(&data);
+    assert_eq!(
+        flows.len() as f64,
+        want,
+        "every stored datagram's flows, once"
+    );
+    let ports: std::collections::BTreeSet<u64> = flows
+        .iter()
+        .map(|f| f["dst_port"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ports.len() as f64, want, "no flow twice");
+    assert_eq!(count(&data, &["*", "--class", "net.flow"]) as f64, want);
+    ok(&data, &["reindex"]);
+    assert_eq!(listed(&data), flows);
+    assert!(pugmark(&data, &["verify"]).status.success());
+}

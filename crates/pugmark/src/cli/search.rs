@@ -184,7 +184,11 @@ pub(crate) fn answer(
     // interrupted ingest too) is read from the ledger itself, so every stored record is found.
     let mut tail = None;
     if indexed < ledger_last {
-        tail = Some(LedgerTail::new(&reader, indexed, ledger_last));
+        // With the flows of the datagrams there, derived as the views will.
+        tail = Some(
+            LedgerTail::new(&reader, indexed, ledger_last)
+                .with_flows(&reader, index.flows_shared()),
+        );
     }
     let mut fetch = LedgerFetch::new(reader).with_flows(index.flows_shared());
     let outcome = run_with_tail(
@@ -208,7 +212,12 @@ pub(crate) fn to_json(
         Ok(v)
     } else {
         let mut v = views.annotate(&outcome.to_json())?;
-        crate::proofs::externalize(&args.data.data, &mut v)?;
+        // A flow the ledger tail derived is in no flow store yet: its event says its place.
+        crate::proofs::externalize_noting(
+            &args.data.data,
+            &mut v,
+            outcome.hits.iter().map(|h| (h.seq, &h.event)),
+        )?;
         Ok(v)
     }
 }
