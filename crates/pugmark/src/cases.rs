@@ -156,6 +156,7 @@ pub fn summary(c: &Case) -> Value {
 /// Reads records by position and says whose they are.
 pub struct Records {
     fetch: pipeline::LedgerFetch,
+    flows: Option<std::sync::Arc<flowstore::FlowStore>>,
     len: u64,
     site: Option<query::attrib::Site>,
 }
@@ -173,20 +174,45 @@ impl Records {
                 Some(query::attrib::Site::load(&store)?)
             }
         };
+        // Flows are rows of the flow store, cited by their datagram (none: no flow to show).
+        let flows = pipeline::open_flows(dd).ok().map(std::sync::Arc::new);
         Ok(Records {
-            fetch: pipeline::LedgerFetch::new(reader),
+            fetch: pipeline::LedgerFetch::new(reader).with_flows(flows.clone()),
+            flows,
             len,
             site,
         })
     }
 
-    /// The record at `seq` as JSON (with its attribution), or `None` when there is no such
-    /// record or the scope may not see it.
-    pub fn get(&mut self, seq: u64, scope: Option<&Scope>) -> Option<Value> {
-        use query::search::Fetch;
+    /// [`Records::get`] for a record, or for a flow of the datagram at `seq` when `flow`
+    /// says its place there (`F.R`): `"seq"` is then the datagram's and `"flow"` the place.
+    pub fn get_at(&mut self, seq: u64, flow: Option<&str>, scope: Option<&Scope>) -> Option<Value> {
+        let Some(flow) = flow else {
+            return self.get(seq, scope);
+        };
+        let at = flow.parse::<model::flow::FlowAt>().ok()?;
         if seq == 0 || seq > self.len {
             return None;
         }
+        let row = self.flows.as_ref()?.find(seq, at).ok()??;
+        let mut v = self.get_pos(row.position()?, scope)?;
+        v["seq"] = json!(seq);
+        v["flow"] = json!({"flowset": at.flowset, "record": at.record});
+        Some(v)
+    }
+
+    /// The record at `seq` as JSON (with its attribution), or `None` when there is no such
+    /// record or the scope may not see it.
+    pub fn get(&mut self, seq: u64, scope: Option<&Scope>) -> Option<Value> {
+        if seq == 0 || seq > self.len {
+            return None;
+        }
+        self.get_pos(seq, scope)
+    }
+
+    /// The record (or derived flow) at position `seq` as JSON, if the scope may see it.
+    fn get_pos(&mut self, seq: u64, scope: Option<&Scope>) -> Option<Value> {
+        use query::search::Fetch;
         let e = self.fetch.fetch(seq).ok()?;
         let attribution = match (scope, &self.site) {
             (Some(s), _) => {
@@ -242,7 +268,7 @@ pub fn view(dd: &DataDir, c: &Case, scope: Option<&Scope>, acc: Access) -> anyho
         .collect();
     let mut stars = Vec::new();
     for s in &c.stars {
-        if let Some(r) = recs.get(s.record, scope) {
+        if let Some(r) = recs.get_at(s.record, s.flow.as_deref(), scope) {
             stars.push(with(&s.made, json!({ "record": r })));
         }
     }
@@ -250,7 +276,7 @@ pub fn view(dd: &DataDir, c: &Case, scope: Option<&Scope>, acc: Access) -> anyho
     for a in &c.annotations {
         let record = match a.record {
             None => Value::Null,
-            Some(seq) => match recs.get(seq, scope) {
+            Some(seq) => match recs.get_at(seq, a.flow.as_deref(), scope) {
                 Some(r) => r,
                 None => continue,
             },
@@ -259,8 +285,12 @@ pub fn view(dd: &DataDir, c: &Case, scope: Option<&Scope>, acc: Access) -> anyho
     }
     let mut record_tags = Vec::new();
     for t in &c.record_tags {
-        if recs.get(t.record, scope).is_some() {
-            record_tags.push(with(&t.made, json!({"record": t.record, "tag": t.tag})));
+        if recs.get_at(t.record, t.flow.as_deref(), scope).is_some() {
+            let mut v = json!({"record": t.record, "tag": t.tag});
+            if let Some(f) = &t.flow {
+                v["flow"] = json!(f);
+            }
+            record_tags.push(with(&t.made, v));
         }
     }
     Ok(json!({
@@ -274,8 +304,13 @@ pub fn view(dd: &DataDir, c: &Case, scope: Option<&Scope>, acc: Access) -> anyho
 
 /// The record at `seq` if the actor may star or annotate it (it exists; the VO's own under
 /// a VO scope).
-pub fn cite(dd: &DataDir, seq: u64, scope: Option<&Scope>) -> anyhow::Result<Option<Value>> {
-    Ok(Records::open(dd, scope)?.get(seq, scope))
+pub fn cite(
+    dd: &DataDir,
+    seq: u64,
+    flow: Option<&str>,
+    scope: Option<&Scope>,
+) -> anyhow::Result<Option<Value>> {
+    Ok(Records::open(dd, scope)?.get_at(seq, flow, scope))
 }
 
 /// Validates a saved question: a known verb whose parameters the verb's own CLI parser

@@ -575,3 +575,89 @@ fn search_finds_the_flows_of_datagrams_the_views_have_not_caught_up_with() {
         assert_eq!(&answer(q), want, "after reindex: {q:?}");
     }
 }
+
+/// docs/design/flow-derivation.md step 7: a case stars, annotates and tags a flow by its
+/// datagram and place (`--flow F.R`, the API's `"flow"`), two flows of one datagram apart;
+/// `case show` gives each flow's own event, text cites `#D/F.R`; a place the datagram does
+/// not hold is refused; `reindex` (which rebuilds the case store) shows the same case.
+#[test]
+fn a_case_stars_a_flow_of_a_datagram() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok_deriving(
+        &data,
+        &[
+            "ingest",
+            &corpus_file("logstash-codec-netflow_raw_udp_payloads/ipfix_test_mikrotik_tpl.dat"),
+            &corpus_file("logstash-codec-netflow_raw_udp_payloads/ipfix_test_mikrotik_data258.dat"),
+        ],
+    );
+    let v: Value = serde_json::from_str(&ok(
+        &data,
+        &[
+            "search", "*", "--class", "net.flow", "--limit", "100", "--json",
+        ],
+    ))
+    .unwrap();
+    let hits = v["hits"].as_array().unwrap();
+    let (a, b) = (&hits[0], &hits[1]);
+    assert_eq!(a["seq"], b["seq"], "two flows of one datagram");
+    let d = a["seq"].as_u64().unwrap().to_string();
+    let place = |h: &Value| format!("{}.{}", h["flow"]["flowset"], h["flow"]["record"]);
+    let (fa, fb) = (place(a), place(b));
+    assert_ne!(fa, fb);
+    let case: Value = serde_json::from_str(&ok(
+        &data,
+        &["case", "create", "--title", "two flows", "--json"],
+    ))
+    .unwrap();
+    let id = case["id"].as_str().unwrap().to_string();
+    for f in [&fa, &fb] {
+        ok(&data, &["case", "star", &id, &d, "--flow", f]);
+    }
+    ok(
+        &data,
+        &[
+            "case",
+            "annotate",
+            &id,
+            "the first flow",
+            "--seq",
+            &d,
+            "--flow",
+            &fa,
+        ],
+    );
+    ok(
+        &data,
+        &["case", "tag", &id, "exfil", "--seq", &d, "--flow", &fb],
+    );
+    let nowhere = pugmark(&data, &["case", "star", &id, &d, "--flow", "7.999"]);
+    assert!(
+        !nowhere.status.success(),
+        "a flow the datagram does not hold"
+    );
+    let show = |data: &Path| -> Value {
+        serde_json::from_str(&ok(data, &["case", "show", &id, "--json"])).unwrap()
+    };
+    let c = show(&data);
+    let stars = c["stars"].as_array().unwrap();
+    assert_eq!(stars.len(), 2, "{c}");
+    for (s, h) in stars.iter().zip([a, b]) {
+        assert_eq!(s["record"]["seq"], h["seq"]);
+        assert_eq!(s["record"]["flow"], h["flow"]);
+        assert_eq!(s["record"]["message"], h["message"], "the flow's own event");
+    }
+    let notes = c["annotations"].as_array().unwrap();
+    assert_eq!(notes[0]["record"]["flow"], a["flow"]);
+    assert_eq!(c["record_tags"][0]["flow"], fb);
+    let text = ok(&data, &["case", "show", &id]);
+    assert!(text.contains(&format!("star #{d}/{fa}")), "{text}");
+    assert!(text.contains(&format!("note on #{d}/{fa}")), "{text}");
+    ok(&data, &["case", "star", &id, &d, "--flow", &fb, "--unstar"]);
+    let c = show(&data);
+    assert_eq!(c["stars"].as_array().unwrap().len(), 1);
+    assert_eq!(c["stars"][0]["record"]["flow"], a["flow"]);
+    ok(&data, &["reindex"]);
+    assert_eq!(show(&data), c);
+}

@@ -33,16 +33,25 @@ pub enum Change {
     Star {
         case: String,
         seq: u64,
+        /// A flow of the datagram at `seq` (no record of its own): its place there, `F.R`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow: Option<String>,
     },
     Unstar {
         case: String,
         seq: u64,
+        /// A flow of the datagram at `seq` (no record of its own): its place there, `F.R`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow: Option<String>,
     },
     Annotate {
         case: String,
         /// The record annotated; none: a note on the case.
         #[serde(default)]
         seq: Option<u64>,
+        /// A flow of the datagram at `seq` (no record of its own): its place there, `F.R`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow: Option<String>,
         text: String,
     },
     Tag {
@@ -50,6 +59,9 @@ pub enum Change {
         tag: String,
         #[serde(default)]
         seq: Option<u64>,
+        /// A flow of the datagram at `seq` (no record of its own): its place there, `F.R`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flow: Option<String>,
     },
     Query {
         case: String,
@@ -135,8 +147,10 @@ pub struct SavedQuery {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Star {
-    /// The starred record's ledger position.
+    /// The starred record's ledger position (a flow's: its datagram's).
     pub record: u64,
+    /// A flow of that datagram: its place there (`F.R`).
+    pub flow: Option<String>,
     pub made: Made,
 }
 
@@ -144,6 +158,8 @@ pub struct Star {
 pub struct Annotation {
     /// The annotated record; none for a note on the case.
     pub record: Option<u64>,
+    /// A flow of that datagram (`F.R`).
+    pub flow: Option<String>,
     pub text: String,
     pub made: Made,
 }
@@ -151,6 +167,8 @@ pub struct Annotation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordTag {
     pub record: u64,
+    /// A flow of that datagram (`F.R`).
+    pub flow: Option<String>,
     pub tag: String,
     pub made: Made,
 }
@@ -170,7 +188,8 @@ CREATE TABLE IF NOT EXISTS cases (id TEXT PRIMARY KEY, title TEXT NOT NULL, owne
 CREATE TABLE IF NOT EXISTS members (case_id TEXT NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
   PRIMARY KEY (case_id, kind, name));
 CREATE TABLE IF NOT EXISTS items (seq INTEGER PRIMARY KEY, case_id TEXT NOT NULL, kind TEXT NOT NULL,
-  record INTEGER, text TEXT, params TEXT, title TEXT, time TEXT NOT NULL, by TEXT NOT NULL, subject TEXT);
+  record INTEGER, text TEXT, params TEXT, title TEXT, time TEXT NOT NULL, by TEXT NOT NULL, subject TEXT,
+  flow TEXT);
 CREATE INDEX IF NOT EXISTS items_case ON items (case_id, seq);
 ";
 
@@ -181,6 +200,13 @@ impl CaseStore {
         conn.busy_timeout(std::time::Duration::from_secs(30))?;
         conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")?;
         conn.execute_batch(SCHEMA)?;
+        // A store made before flows could be starred (a flow of a datagram, `F.R`).
+        let has_flow = conn
+            .prepare("SELECT 1 FROM pragma_table_info('items') WHERE name = 'flow'")?
+            .exists([])?;
+        if !has_flow {
+            conn.execute_batch("ALTER TABLE items ADD COLUMN flow TEXT")?;
+        }
         Ok(CaseStore { conn })
     }
 
@@ -261,31 +287,41 @@ impl CaseStore {
                     }
                     true
                 }
-                Change::Star { case, seq: r } => {
+                Change::Star { case, seq: r, flow } => {
                     tx.execute(
-                        "INSERT INTO items (seq, case_id, kind, record, time, by, subject) VALUES (?1, ?2, 'star', ?3, ?4, ?5, ?6)",
-                        params![seq, case, *r as i64, m.time, m.by, m.subject],
+                        "INSERT INTO items (seq, case_id, kind, record, flow, time, by, subject) VALUES (?1, ?2, 'star', ?3, ?4, ?5, ?6, ?7)",
+                        params![seq, case, *r as i64, flow, m.time, m.by, m.subject],
                     )?;
                     true
                 }
-                Change::Unstar { case, seq: r } => {
+                Change::Unstar { case, seq: r, flow } => {
                     tx.execute(
-                        "DELETE FROM items WHERE case_id = ?1 AND kind = 'star' AND record = ?2",
-                        params![case, *r as i64],
+                        "DELETE FROM items WHERE case_id = ?1 AND kind = 'star' AND record = ?2 AND flow IS ?3",
+                        params![case, *r as i64, flow],
                     )?;
                     true
                 }
-                Change::Annotate { case, seq: r, text } => {
+                Change::Annotate {
+                    case,
+                    seq: r,
+                    flow,
+                    text,
+                } => {
                     tx.execute(
-                        "INSERT INTO items (seq, case_id, kind, record, text, time, by, subject) VALUES (?1, ?2, 'note', ?3, ?4, ?5, ?6, ?7)",
-                        params![seq, case, r.map(|r| r as i64), text, m.time, m.by, m.subject],
+                        "INSERT INTO items (seq, case_id, kind, record, flow, text, time, by, subject) VALUES (?1, ?2, 'note', ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![seq, case, r.map(|r| r as i64), flow, text, m.time, m.by, m.subject],
                     )?;
                     true
                 }
-                Change::Tag { case, tag, seq: r } => {
+                Change::Tag {
+                    case,
+                    tag,
+                    seq: r,
+                    flow,
+                } => {
                     tx.execute(
-                        "INSERT INTO items (seq, case_id, kind, record, text, time, by, subject) VALUES (?1, ?2, 'tag', ?3, ?4, ?5, ?6, ?7)",
-                        params![seq, case, r.map(|r| r as i64), tag, m.time, m.by, m.subject],
+                        "INSERT INTO items (seq, case_id, kind, record, flow, text, time, by, subject) VALUES (?1, ?2, 'tag', ?3, ?4, ?5, ?6, ?7, ?8)",
+                        params![seq, case, r.map(|r| r as i64), flow, tag, m.time, m.by, m.subject],
                     )?;
                     true
                 }
@@ -375,7 +411,7 @@ impl CaseStore {
             }
         }
         let mut st = self.conn.prepare(
-            "SELECT seq, kind, record, text, params, title, time, by, subject FROM items WHERE case_id = ?1 ORDER BY seq",
+            "SELECT seq, kind, record, text, params, title, time, by, subject, flow FROM items WHERE case_id = ?1 ORDER BY seq",
         )?;
         let rows = st.query_map([id], |r| {
             Ok((
@@ -391,23 +427,26 @@ impl CaseStore {
                     by: r.get(7)?,
                     subject: r.get(8)?,
                 },
+                r.get::<_, Option<String>>(9)?,
             ))
         })?;
         for row in rows {
-            let (seq, kind, record, text, params, title, mut made) = row?;
+            let (seq, kind, record, text, params, title, mut made, flow) = row?;
             // Tags given at creation are stored under negative positions (before the create).
             made.seq = if seq < 0 { c.created_seq } else { seq as u64 };
             let record = record.map(|r| r as u64);
             match (kind.as_str(), record) {
-                ("star", Some(record)) => c.stars.push(Star { record, made }),
+                ("star", Some(record)) => c.stars.push(Star { record, flow, made }),
                 ("note", record) => c.annotations.push(Annotation {
                     record,
+                    flow,
                     text: text.unwrap_or_default(),
                     made,
                 }),
                 ("tag", None) => c.tags.push(text.unwrap_or_default()),
                 ("tag", Some(record)) => c.record_tags.push(RecordTag {
                     record,
+                    flow,
                     tag: text.unwrap_or_default(),
                     made,
                 }),
@@ -449,6 +488,7 @@ mod tests {
                 Change::Star {
                     case: "k1".into(),
                     seq: 7,
+                    flow: None,
                 },
                 3,
             ),
@@ -464,6 +504,7 @@ mod tests {
                 Change::Star {
                     case: "k1".into(),
                     seq: 7,
+                    flow: None,
                 },
                 5,
             ),
@@ -471,6 +512,7 @@ mod tests {
                 Change::Annotate {
                     case: "k1".into(),
                     seq: Some(7),
+                    flow: None,
                     text: "decisive".into(),
                 },
                 6,
@@ -497,5 +539,51 @@ mod tests {
         assert_eq!(k.users, vec!["bob".to_string()]);
         assert_eq!(k.vos, vec!["atlas".to_string()]);
         assert_eq!(s.ids().expect("ids"), vec!["k1".to_string()]);
+    }
+
+    /// A store made before flows could be starred gains the column; two flows of one
+    /// datagram are two stars, and unstarring one leaves the other.
+    #[test]
+    fn flows_of_one_datagram_are_starred_apart_in_an_older_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("cases.sqlite");
+        let old = SCHEMA.replace(",\n  flow TEXT);", ");");
+        assert_ne!(old, SCHEMA);
+        Connection::open(&path)
+            .and_then(|c| c.execute_batch(&old))
+            .expect("old store");
+        let mut s = CaseStore::open(&path).expect("open");
+        let star = |flow: &str| Change::Star {
+            case: "k".into(),
+            seq: 9,
+            flow: Some(flow.into()),
+        };
+        let changes = vec![
+            (
+                made(1),
+                Change::Create {
+                    case: "k".into(),
+                    title: "t".into(),
+                    tags: vec![],
+                },
+            ),
+            (made(2), star("0.1")),
+            (made(3), star("0.2")),
+            (
+                made(4),
+                Change::Unstar {
+                    case: "k".into(),
+                    seq: 9,
+                    flow: Some("0.1".into()),
+                },
+            ),
+        ];
+        assert_eq!(s.apply(&changes).expect("apply"), 4);
+        let k = s.get("k").expect("get").expect("case");
+        assert_eq!(k.stars.len(), 1);
+        assert_eq!(
+            (k.stars[0].record, k.stars[0].flow.as_deref()),
+            (9, Some("0.2"))
+        );
     }
 }

@@ -71,6 +71,33 @@ fn seq_of(b: &Value, required: bool) -> Result<Option<u64>, Refusal> {
     }
 }
 
+/// A flow's place in the datagram `seq` names: `"flow": "F.R"` or `{"flowset", "record"}`, as
+/// answers cite it.
+fn flow_of(b: &Value) -> Result<Option<String>, Refusal> {
+    let bad = || {
+        refuse(
+            400,
+            "flow: a flow's place in its datagram, \"F.R\" or {\"flowset\", \"record\"}",
+        )
+    };
+    let at = match b.get("flow") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(t)) => t.parse::<model::flow::FlowAt>().map_err(|_| bad())?,
+        Some(o) => {
+            let n = |k: &str| {
+                o.get(k)
+                    .and_then(Value::as_u64)
+                    .and_then(|v| u16::try_from(v).ok())
+            };
+            model::flow::FlowAt {
+                flowset: n("flowset").ok_or_else(bad)?,
+                record: n("record").ok_or_else(bad)?,
+            }
+        }
+    };
+    Ok(Some(at.to_string()))
+}
+
 fn vm_of_record(r: &Value) -> std::collections::BTreeSet<String> {
     r["attribution"]["vm"]
         .as_str()
@@ -283,13 +310,21 @@ impl Service {
                 let (c, _) = load(id, Access::Write)?;
                 let b = body()?;
                 let case = c.id.clone();
+                // A flow has no record of its own: `seq` is its datagram's, `flow` its place.
+                let flow = flow_of(&b)?;
                 let cite = |seq: u64| -> Result<Value, Refusal> {
-                    cases::cite(&dd, seq, scope)
+                    cases::cite(&dd, seq, flow.as_deref(), scope)
                         .map_err(internal)?
                         .ok_or_else(|| {
+                            let what = match &flow {
+                                Some(f) => format!("flow #{seq}/{f}"),
+                                None => format!("record #{seq}"),
+                            };
                             refuse(
                                 404,
-                                format!("no record #{seq} this role may see (not in the ledger, or not yours)"),
+                                format!(
+                                    "no {what} this role may see (not in the ledger, or not yours)"
+                                ),
                             )
                         })
                 };
@@ -310,9 +345,9 @@ impl Service {
                         let seq = seq_of(&b, true)?.unwrap_or_default();
                         vms = vm_of_record(&cite(seq)?);
                         if b.get("unstar").and_then(Value::as_bool) == Some(true) {
-                            Change::Unstar { case, seq }
+                            Change::Unstar { case, seq, flow }
                         } else {
-                            Change::Star { case, seq }
+                            Change::Star { case, seq, flow }
                         }
                     }
                     "annotate" => {
@@ -323,6 +358,7 @@ impl Service {
                         Change::Annotate {
                             case,
                             seq,
+                            flow: flow.filter(|_| seq.is_some()),
                             text: text_of(&b, "text", true)?.unwrap_or_default(),
                         }
                     }
@@ -334,6 +370,7 @@ impl Service {
                         Change::Tag {
                             case,
                             seq,
+                            flow: flow.filter(|_| seq.is_some()),
                             tag: text_of(&b, "tag", true)?.unwrap_or_default(),
                         }
                     }
@@ -387,5 +424,32 @@ fn response(r: Reply) -> ApiResponse {
             headers: Vec::new(),
         },
         Reply::Lines(_) => ApiResponse::json(500, &json!({"error": "no lines here"})),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A flow's place as answers cite it (`{"flowset", "record"}`) or as text (`"F.R"`);
+    /// anything else is refused, never read as a record.
+    #[test]
+    fn a_flow_is_named_by_its_place_in_the_datagram() {
+        let of = |b: Value| flow_of(&b).map_err(|r| r.status);
+        assert_eq!(of(json!({"seq": 4})), Ok(None));
+        assert_eq!(of(json!({"flow": "2.17"})), Ok(Some("2.17".into())));
+        assert_eq!(
+            of(json!({"flow": {"flowset": 2, "record": 17}})),
+            Ok(Some("2.17".into()))
+        );
+        for bad in [
+            json!({"flow": "2"}),
+            json!({"flow": "2.x"}),
+            json!({"flow": {"flowset": 2}}),
+            json!({"flow": {"flowset": 70000, "record": 1}}),
+            json!({"flow": 3}),
+        ] {
+            assert_eq!(of(bad.clone()), Err(400), "{bad}");
+        }
     }
 }

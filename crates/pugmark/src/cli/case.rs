@@ -56,6 +56,10 @@ pub enum CaseCommand {
     Star {
         id: String,
         seq: u64,
+        /// A flow of the datagram at the position: its place there (`F.R`, as answers
+        /// cite it: `#SEQ/F.R`).
+        #[arg(long, value_parser = parse_flow)]
+        flow: Option<String>,
         #[arg(long)]
         unstar: bool,
     },
@@ -65,6 +69,10 @@ pub enum CaseCommand {
         text: String,
         #[arg(long)]
         seq: Option<u64>,
+        /// A flow of the datagram at the position: its place there (`F.R`, as answers
+        /// cite it: `#SEQ/F.R`).
+        #[arg(long, value_parser = parse_flow, requires = "seq")]
+        flow: Option<String>,
     },
     /// Tag the case, or a record with `--seq`.
     Tag {
@@ -72,6 +80,10 @@ pub enum CaseCommand {
         tag: String,
         #[arg(long)]
         seq: Option<u64>,
+        /// A flow of the datagram at the position: its place there (`F.R`, as answers
+        /// cite it: `#SEQ/F.R`).
+        #[arg(long, value_parser = parse_flow, requires = "seq")]
+        flow: Option<String>,
     },
     /// Save a question: `pugmark case query ID who ip=10.0.0.5 at=2026-10-14T10:00:00Z`.
     Query {
@@ -183,31 +195,51 @@ pub fn run(args: CaseArgs) -> anyhow::Result<ExitCode> {
                 vos,
             }
         }
-        CaseCommand::Star { id, seq, unstar } => {
+        CaseCommand::Star {
+            id,
+            seq,
+            flow,
+            unstar,
+        } => {
             let case = get(&id)?.id;
-            cited(&dd, seq)?;
+            cited(&dd, seq, flow.as_deref())?;
             if unstar {
-                Change::Unstar { case, seq }
+                Change::Unstar { case, seq, flow }
             } else {
-                Change::Star { case, seq }
+                Change::Star { case, seq, flow }
             }
         }
-        CaseCommand::Annotate { id, text, seq } => {
+        CaseCommand::Annotate {
+            id,
+            text,
+            seq,
+            flow,
+        } => {
             let case = get(&id)?.id;
             if let Some(s) = seq {
-                cited(&dd, s)?;
+                cited(&dd, s, flow.as_deref())?;
             }
             if text.trim().is_empty() {
                 bail!("an annotation needs text");
             }
-            Change::Annotate { case, seq, text }
+            Change::Annotate {
+                case,
+                seq,
+                flow,
+                text,
+            }
         }
-        CaseCommand::Tag { id, tag, seq } => {
+        CaseCommand::Tag { id, tag, seq, flow } => {
             let case = get(&id)?.id;
             if let Some(s) = seq {
-                cited(&dd, s)?;
+                cited(&dd, s, flow.as_deref())?;
             }
-            Change::Tag { case, tag, seq }
+            Change::Tag {
+                case,
+                tag,
+                seq,
+                flow,
+            }
         }
         CaseCommand::Query {
             id,
@@ -255,11 +287,23 @@ pub fn run(args: CaseArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cited(dd: &DataDir, seq: u64) -> anyhow::Result<()> {
-    if cases::cite(dd, seq, None)?.is_none() {
-        bail!("no record #{seq} in the ledger");
+fn cited(dd: &DataDir, seq: u64, flow: Option<&str>) -> anyhow::Result<()> {
+    if cases::cite(dd, seq, flow, None)?.is_none() {
+        match flow {
+            Some(f) => {
+                bail!("no flow #{seq}/{f}: not a datagram of the ledger, or no such flow in it")
+            }
+            None => bail!("no record #{seq} in the ledger"),
+        }
     }
     Ok(())
+}
+
+/// `--flow F.R`: a flow's place in its datagram (flowset, record).
+fn parse_flow(s: &str) -> Result<String, String> {
+    s.parse::<model::flow::FlowAt>()
+        .map(|a| a.to_string())
+        .map_err(|_| format!("{s:?}: a flow's place in its datagram, F.R (flowset.record)"))
 }
 
 /// Appends the change as an audit record (observer collector) and waits until it is durable
@@ -328,13 +372,19 @@ fn print_case(out: &mut impl Write, v: &Value, json: bool) -> anyhow::Result<()>
             &format!("question #{}: {} {}", q["seq"], s(&q["verb"]), q["params"]),
         )?;
     }
+    // `#SEQ`, or `#SEQ/F.R` for a flow of the datagram at SEQ (as every answer cites it).
+    let cite = |r: &Value| match (r["seq"].as_u64(), r.get("flow")) {
+        (Some(n), Some(f)) if f.is_object() => format!("#{n}/{}.{}", f["flowset"], f["record"]),
+        (Some(n), _) => format!("#{n}"),
+        (None, _) => "the case".to_string(),
+    };
     for st in v["stars"].as_array().into_iter().flatten() {
         let r = &st["record"];
         super::text_line(
             out,
             &format!(
-                "star #{} {} {} {}: {}",
-                r["seq"],
+                "star {} {} {} {}: {}",
+                cite(r),
                 s(&r["time"]),
                 s(&r["observer"]),
                 s(&r["host"]),
@@ -343,9 +393,7 @@ fn print_case(out: &mut impl Write, v: &Value, json: bool) -> anyhow::Result<()>
         )?;
     }
     for a in v["annotations"].as_array().into_iter().flatten() {
-        let on = a["record"]["seq"]
-            .as_u64()
-            .map_or("the case".to_string(), |s| format!("#{s}"));
+        let on = cite(&a["record"]);
         super::text_line(
             out,
             &format!(

@@ -256,6 +256,7 @@ fn record(r: &Value) -> Value {
     let vm = r["attribution"]["vm"].as_str().unwrap_or("");
     json!({
         "seq": r["seq"],
+        "cite": super::pages::cite_of(r),
         "time": time,
         "observer": obs,
         "trust": super::pages::trust(obs),
@@ -290,48 +291,57 @@ pub(crate) fn view(cx: &mut super::pages::Cx, id: &str) -> Result<(), Shown> {
         })
         .collect();
     // Annotations and tags by the record they are on; the rest are the case's own notes.
-    let notes_on = |seq: &Value| -> Vec<Value> {
+    // By citation: `SEQ`, or `SEQ/F.R` for one flow of a datagram.
+    let notes_on = |key: &str| -> Vec<Value> {
         v["annotations"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|a| &a["record"]["seq"] == seq)
+            .filter(|a| a["record"].is_object() && super::pages::cite_of(&a["record"]) == key)
             .map(|a| json!({"text": a["text"], "by": a["by"], "time": a["time"], "seq": a["seq"]}))
             .collect()
     };
-    let tags_on = |seq: &Value| -> Vec<Value> {
+    let tags_on = |key: &str| -> Vec<Value> {
         v["record_tags"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|t| &t["record"] == seq)
+            .filter(|t| {
+                let seq = t["record"].as_u64().unwrap_or(0);
+                match t["flow"].as_str() {
+                    Some(f) => format!("{seq}/{f}") == key,
+                    None => seq.to_string() == key,
+                }
+            })
             .map(|t| t["tag"].clone())
             .collect()
     };
     let mut records: Vec<Value> = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     for s in v["stars"].as_array().into_iter().flatten() {
-        let seq = s["record"]["seq"].clone();
-        if !seen.insert(seq.as_u64().unwrap_or(0)) {
+        let key = super::pages::cite_of(&s["record"]);
+        if !seen.insert(key.clone()) {
             continue;
         }
         let mut r = record(&s["record"]);
         r["starred"] = json!({"by": s["by"], "time": s["time"]});
-        r["notes"] = json!(notes_on(&seq));
-        r["tags"] = json!(tags_on(&seq));
+        r["notes"] = json!(notes_on(&key));
+        r["tags"] = json!(tags_on(&key));
         records.push(r);
     }
     // Records annotated without a star.
     for a in v["annotations"].as_array().into_iter().flatten() {
-        let seq = a["record"]["seq"].clone();
-        let Some(n) = seq.as_u64() else { continue };
-        if !seen.insert(n) {
+        if !a["record"].is_object() {
+            continue;
+        }
+        let key = super::pages::cite_of(&a["record"]);
+        if !seen.insert(key.clone()) {
             continue;
         }
         let mut r = record(&a["record"]);
         r["starred"] = Value::Null;
-        r["notes"] = json!(notes_on(&seq));
-        r["tags"] = json!(tags_on(&seq));
+        r["notes"] = json!(notes_on(&key));
+        r["tags"] = json!(tags_on(&key));
         records.push(r);
     }
     let case_notes: Vec<Value> = v["annotations"]
@@ -476,10 +486,21 @@ pub(crate) fn post(
     if case.contains('/') {
         return error_page(user, 400, "not a case id");
     }
-    let seq: Option<u64> = match get("seq").map(str::parse) {
-        None => None,
-        Some(Ok(s)) => Some(s),
-        Some(Err(_)) => return error_page(user, 400, "seq: a ledger position"),
+    // `SEQ`, or `SEQ/F.R` for a flow of the datagram at SEQ (`pages::cite_of`).
+    let (seq, flow): (Option<u64>, Option<&str>) =
+        match get("seq").map(|v| v.split_once('/').map_or((v, None), |(a, b)| (a, Some(b)))) {
+            None => (None, None),
+            Some((s, f)) => match s.parse() {
+                Ok(s) => (Some(s), f),
+                Err(_) => return error_page(user, 400, "seq: a ledger position"),
+            },
+        };
+    // The record (or flow) the API is asked about.
+    let at = |mut b: Value| {
+        if let Some(f) = flow {
+            b["flow"] = json!(f);
+        }
+        b
     };
     let text = get("text").map(str::to_string);
     // (API endpoint, body) calls, in order; the first refusal stops.
@@ -489,19 +510,19 @@ pub(crate) fn post(
             let Some(s) = seq else {
                 return error_page(user, 400, "which record? (seq)");
             };
-            calls.push(("stars", json!({"seq": s})));
+            calls.push(("stars", at(json!({"seq": s}))));
             if let Some(t) = &text {
-                calls.push(("annotations", json!({"seq": s, "text": t})));
+                calls.push(("annotations", at(json!({"seq": s, "text": t}))));
             }
         }
         "unstar" => {
             let Some(s) = seq else {
                 return error_page(user, 400, "which record? (seq)");
             };
-            calls.push(("stars", json!({"seq": s, "unstar": true})));
+            calls.push(("stars", at(json!({"seq": s, "unstar": true}))));
         }
-        "annotate" => calls.push(("annotations", json!({"seq": seq, "text": text}))),
-        "tag" => calls.push(("tags", json!({"seq": seq, "tag": get("tag")}))),
+        "annotate" => calls.push(("annotations", at(json!({"seq": seq, "text": text})))),
+        "tag" => calls.push(("tags", at(json!({"seq": seq, "tag": get("tag")})))),
         "query" => {
             let verb = get("verb").unwrap_or("");
             let mut params = serde_json::Map::new();

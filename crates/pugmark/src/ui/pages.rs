@@ -539,6 +539,7 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
             });
             json!({
                 "seq": seq,
+                "cite": cite_of(h),
                 "time": time,
                 "reported": h["reported"]["text"].as_str().filter(|_| h["reported"]["time"] != h["time"]),
                 "observer": obs,
@@ -601,6 +602,16 @@ pub(crate) fn around_href(host: &str, time: &str, observer: &str, seq: &str) -> 
     }
 }
 
+/// How a page cites a record, and what its star button sends: `SEQ`, or `SEQ/F.R` for a flow
+/// of the datagram at SEQ (an answer's `seq` + `flow`).
+pub(super) fn cite_of(v: &Value) -> String {
+    let seq = v["seq"].as_u64().unwrap_or(0);
+    match v.get("flow") {
+        Some(f) if f.is_object() => format!("{seq}/{}.{}", f["flowset"], f["record"]),
+        _ => seq.to_string(),
+    }
+}
+
 /// Links for one piece of evidence (a record by seq and time): the records around it.
 fn evidence_links(e: &Value) -> Value {
     let time = e["time"].as_str().unwrap_or("");
@@ -610,6 +621,7 @@ fn evidence_links(e: &Value) -> Value {
     let obs = e["observer"].as_str().unwrap_or("");
     json!({
         "seq": e["seq"],
+        "cite": cite_of(e),
         "time": time,
         "observer": obs,
         "trust": trust(obs),
@@ -835,6 +847,7 @@ fn timeline(cx: &mut Cx) -> Result<(), Shown> {
                 "source": source,
                 "summary": text,
                 "seq": e["seq"],
+                "cite": cite_of(e),
                 "vm": vm,
                 "how": e["attribution"]["how"],
                 "vm_href": (!vm.is_empty()).then(|| href("timeline", &[("vm", vm)])),
