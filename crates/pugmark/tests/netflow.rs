@@ -963,6 +963,27 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
             .unwrap()
             .contains("198.51.100.7")
     );
+    // A derived flow: cited by its datagram and place, in the JSON and in the report's text.
+    assert_eq!(
+        flows[0]["flow"],
+        serde_json::json!({"flowset": 0, "record": 0})
+    );
+    let at = format!("{}/0.0", flows[0]["seq"]);
+    for (format, cite) in [("md", format!("#{at}")), ("html", format!(">{at}<"))] {
+        let text = ok(
+            &data,
+            &[
+                "report",
+                "--ip",
+                "10.0.0.5",
+                "--at",
+                "2026-10-14T09:40:00Z",
+                "--format",
+                format,
+            ],
+        );
+        assert!(text.contains(&cite), "{format} cites {cite}: {text}");
+    }
     let tl: Value =
         serde_json::from_str(&ok(&data, &["timeline", "--vm", vm_b, "--json"])).unwrap();
     let summaries: Vec<&str> = tl["entries"]

@@ -493,8 +493,8 @@ fn decisive(r: &VmReport, q: &WhoQuery) -> Vec<Decisive> {
             ));
         }
     }
-    picked.sort_by_key(|(o, e, _)| (o.abs(), e.seq));
-    picked.dedup_by_key(|(_, e, _)| e.seq);
+    picked.sort_by_key(|(o, e, _)| (o.abs(), key(e)));
+    picked.dedup_by_key(|(_, e, _)| key(e));
     picked
         .into_iter()
         .map(|(o, e, why)| Decisive {
@@ -622,8 +622,23 @@ fn routine(
     None
 }
 
+/// What tells two entries apart: the record, and for a derived flow its place in the datagram
+/// (two flows of one datagram are two entries).
+fn key(e: &Entry) -> (u64, Option<(u16, u16)>) {
+    (e.seq, e.flow.map(|f| (f.flowset, f.record)))
+}
+
+/// How a report cites an entry: `SEQ`, or `SEQ/F.R` for a derived flow (after a `#`).
+fn cite(e: &Entry) -> String {
+    match e.flow {
+        Some(f) => format!("{}/{}.{}", e.seq, f.flowset, f.record),
+        None => e.seq.to_string(),
+    }
+}
+
 fn filtered(r: &VmReport, q: &WhoQuery, _site: &Site) -> FilteredTimeline {
-    let decisive: BTreeSet<u64> = r.decisive.iter().map(|d| d.entry.seq).collect();
+    let decisive: BTreeSet<(u64, Option<(u16, u16)>)> =
+        r.decisive.iter().map(|d| key(&d.entry)).collect();
     let outside: BTreeSet<(String, Option<u16>)> = r
         .destinations
         .iter()
@@ -635,7 +650,7 @@ fn filtered(r: &VmReport, q: &WhoQuery, _site: &Site) -> FilteredTimeline {
     for (section, list) in sections(r) {
         for e in list {
             let near = offset_s(e, q.at).is_some_and(|o| o.abs() <= DECISIVE.as_secs());
-            let is_decisive = decisive.contains(&e.seq);
+            let is_decisive = decisive.contains(&key(e));
             if !is_decisive
                 && !near
                 && let Some(why) = routine(section, e, &outside)
@@ -651,7 +666,7 @@ fn filtered(r: &VmReport, q: &WhoQuery, _site: &Site) -> FilteredTimeline {
         }
     }
     lines.sort_by(|a, b| {
-        (a.entry.time.as_str(), a.entry.seq).cmp(&(b.entry.time.as_str(), b.entry.seq))
+        (a.entry.time.as_str(), key(&a.entry)).cmp(&(b.entry.time.as_str(), key(&b.entry)))
     });
     FilteredTimeline {
         entries: lines,
@@ -844,7 +859,7 @@ pub fn to_markdown(r: &Report) -> String {
             let _ = writeln!(
                 s,
                 "- **#{} {} [{}] {}**{} ({:+} s: {})",
-                d.entry.seq,
+                cite(&d.entry),
                 d.entry.time,
                 d.entry.observer,
                 esc(&display(&d.entry)),
@@ -956,7 +971,7 @@ pub fn to_markdown(r: &Report) -> String {
                 e.time,
                 e.observer,
                 l.section,
-                e.seq,
+                cite(e),
                 esc(&display(e)),
                 esc(&tag(e))
             );
@@ -1151,7 +1166,7 @@ pub fn to_html(r: &Report) -> String {
                 let _ = writeln!(
                     o,
                     "<tr class=\"decisive\"><td>{}</td><td>{}</td><td>{}</td><td class=\"mono\">{}{}</td><td>{:+} s: {}</td></tr>",
-                    d.entry.seq,
+                    cite(&d.entry),
                     h(&d.entry.time),
                     d.entry.observer,
                     h(&display(&d.entry)),
@@ -1280,7 +1295,7 @@ pub fn to_html(r: &Report) -> String {
                 h(&e.time),
                 e.observer,
                 l.section,
-                e.seq,
+                cite(e),
                 h(&display(e)),
                 h(&tag(e))
             );
