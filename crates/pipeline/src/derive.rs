@@ -300,33 +300,34 @@ impl Deriver {
 /// everything an import cannot forge together: observer collector, raw format, origin
 /// `<pugmark ledger>` line 0, text `pugmark-ledger {json}`.
 pub fn admin_kind(env: &RecordEnvelope) -> Option<String> {
-    if !decode::is_admin(env) {
-        return None;
-    }
-    let text = std::str::from_utf8(&env.raw)
-        .ok()?
-        .strip_prefix(ADMIN_PREFIX)?;
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
-    v.get("pugmark_ledger")?.as_str().map(str::to_string)
+    admin_json(env)?
+        .get("pugmark_ledger")?
+        .as_str()
+        .map(str::to_string)
 }
 
 /// The deriver's state a retention record carries (its `flow_state`), if it is one and
 /// carries one.
 pub fn carried_state(env: &RecordEnvelope) -> Option<Vec<u8>> {
     use base64::Engine as _;
-    if !decode::is_admin(env) {
-        return None;
-    }
-    let text = std::str::from_utf8(&env.raw)
-        .ok()?
-        .strip_prefix(ADMIN_PREFIX)?;
-    let v: serde_json::Value = serde_json::from_str(text).ok()?;
+    let v = admin_json(env)?;
     if v.get("pugmark_ledger")?.as_str()? != RETENTION {
         return None;
     }
     base64::engine::general_purpose::STANDARD
         .decode(v.get(FLOW_STATE)?.as_str()?)
         .ok()
+}
+
+/// The JSON of a record pugmark wrote about its own ledger (see [`admin_kind`]).
+fn admin_json(env: &RecordEnvelope) -> Option<serde_json::Value> {
+    if !decode::is_admin(env) {
+        return None;
+    }
+    let text = std::str::from_utf8(&env.raw)
+        .ok()?
+        .strip_prefix(ADMIN_PREFIX)?;
+    serde_json::from_str(text).ok()
 }
 
 /// The deriver's state after each of `ends` (ledger positions, ascending), replayed from

@@ -1517,18 +1517,6 @@ fn search_covers_records_the_index_has_not_caught_up_with() {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
-}
-
 /// Bytes that act on a terminal: ESC, BEL, backspace, CR, DEL.
 fn raw_controls(out: &[u8]) -> Vec<u8> {
     out.iter()

@@ -17,6 +17,41 @@ use serde_json::Value;
 mod common;
 use common::*;
 
+/// `pugmark ARGS --data DATA` with `env` set (and the per-flow switch unset unless set
+/// there), which must succeed; its stdout.
+fn run_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(args)
+        .arg("--data")
+        .arg(data)
+        .env_remove("PUGMARK_FLOW_RECORDS")
+        .envs(env.iter().copied())
+        .stdin(std::process::Stdio::null());
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "pugmark {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `pugmark` storing datagrams only (the views derive their flows): the default.
+fn ok_deriving(data: &Path, args: &[&str]) -> String {
+    run_env(data, args, &[])
+}
+
+/// `pugmark` storing a `netflow-record` per flow, as builds before derivation did (the
+/// oracle's other side: `PUGMARK_FLOW_RECORDS=1`).
+fn ok_records(data: &Path, args: &[&str]) -> String {
+    run_env(data, args, &[("PUGMARK_FLOW_RECORDS", "1")])
+}
+
+/// `pugmark` deriving flows, with 4 KiB ledger segments (retention removes whole segments).
+fn small_segments(data: &Path, args: &[&str]) -> String {
+    run_env(data, args, &[("PUGMARK_TEST_SEGMENT_BYTES", "4096")])
+}
+
 fn corpus_file(rel: &str) -> String {
     corpus().join("netflow").join(rel).display().to_string()
 }
@@ -192,43 +227,6 @@ fn derived_flows_are_cited_by_their_datagram_and_answer_as_before() {
     assert_eq!(ta, tb);
 }
 
-/// `pugmark` storing datagrams only (the views derive their flows): the default.
-fn ok_deriving(data: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("PUGMARK_FLOW_RECORDS")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pugmark {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `pugmark` storing a `netflow-record` per flow, as builds before derivation did (the
-/// oracle's other side: `PUGMARK_FLOW_RECORDS=1`).
-fn ok_records(data: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .env("PUGMARK_FLOW_RECORDS", "1")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pugmark {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A hit as two directories holding the same inputs can agree on it: what depends on the
 /// ledger's positions (`seq`, `flow`, the datagram's position in the fields, the per-flow
 /// record's bytes) or on when the run received its input (`received`, `collected`, and
@@ -368,25 +366,6 @@ fn datagrams_alone_answer_as_datagrams_with_flow_records() {
     assert_eq!(port(&hits(&b)), port(&ha));
 }
 
-/// `pugmark` deriving flows, with 4 KiB ledger segments (retention removes whole segments).
-fn small_segments(data: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(bin())
-        .args(args)
-        .arg("--data")
-        .arg(data)
-        .env_remove("PUGMARK_FLOW_RECORDS")
-        .env("PUGMARK_TEST_SEGMENT_BYTES", "4096")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "pugmark {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// docs/design/flow-derivation.md §2.6: retention removes the segment whose datagram taught a
 /// capture's template, and keeps the data datagrams; `reindex` then derives the same flows
 /// as before from what is left, because the retention record carries the decoders' state
@@ -483,18 +462,6 @@ fn retention_carries_the_templates_a_removed_segment_taught() {
         ok(&data, &["verify"]).contains("removed by policy"),
         "the removal is on record"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &to.join(e.file_name()));
-        } else {
-            fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
 }
 
 /// docs/design/flow-derivation.md §2.5: `search` finds every acknowledged record, and a

@@ -702,41 +702,12 @@ fn softflowd_live_to_serve_equals_nfdump() {
         .map(|derive| {
             let name = if derive { "derived" } else { "records" };
             let data = w.join(name);
-            let (nf_port, http) = (free_udp_port(), free_port());
+            let nf_port = free_udp_port();
             let log = w.join(format!("serve-{name}.log"));
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_pugmark"));
-            cmd.arg("serve")
-                .arg("--data")
-                .arg(&data)
-                .args([
-                    "--syslog-udp",
-                    "none",
-                    "--syslog-tcp",
-                    "none",
-                    "--relp",
-                    "none",
-                ])
-                .args(["--http", &a(http), "--netflow", &a(nf_port)])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap());
-            if !derive {
-                cmd.env("PUGMARK_FLOW_RECORDS", "1");
-            }
-            let child = Killed(cmd.spawn().unwrap());
+            let (child, http) = serve_netflow_as(&data, nf_port, &log, derive);
             (derive, data, nf_port, http, log, child)
         })
         .collect();
-    for (_, _, _, http, log, _) in &serves {
-        for _ in 0..400 {
-            if TcpStream::connect(("127.0.0.1", *http)).is_ok()
-                && std::fs::read_to_string(log).is_ok_and(|l| l.contains("listening:"))
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
     let versions = [
         ("5", free_udp_port()),
         ("9", free_udp_port()),
@@ -940,19 +911,21 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
         ],
     );
     assert_eq!(count(&data, &["*", "--class", "net.flow"]), 2);
-    let rj: Value = serde_json::from_str(&ok(
-        &data,
-        &[
-            "report",
-            "--ip",
-            "10.0.0.5",
-            "--at",
-            "2026-10-14T09:40:00Z",
-            "--format",
-            "json",
-        ],
-    ))
-    .unwrap();
+    let report = |format: &str| {
+        ok(
+            &data,
+            &[
+                "report",
+                "--ip",
+                "10.0.0.5",
+                "--at",
+                "2026-10-14T09:40:00Z",
+                "--format",
+                format,
+            ],
+        )
+    };
+    let rj: Value = serde_json::from_str(&report("json")).unwrap();
     assert_eq!(rj["who"]["matches"][0]["vm"]["uuid"], vm_a, "{rj}");
     let conns = rj["vms"][0]["connections"].as_array().unwrap();
     let flows: Vec<&Value> = conns.iter().filter(|e| e["source"] == "netflow").collect();
@@ -970,18 +943,7 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
     );
     let at = format!("{}/0.0", flows[0]["seq"]);
     for (format, cite) in [("md", format!("#{at}")), ("html", format!(">{at}<"))] {
-        let text = ok(
-            &data,
-            &[
-                "report",
-                "--ip",
-                "10.0.0.5",
-                "--at",
-                "2026-10-14T09:40:00Z",
-                "--format",
-                format,
-            ],
-        );
+        let text = report(format);
         assert!(text.contains(&cite), "{format} cites {cite}: {text}");
     }
     let tl: Value =

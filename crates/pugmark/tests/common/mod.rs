@@ -238,3 +238,16 @@ pub fn first_line(child: &mut std::process::Child, what: &str, secs: u64) -> Str
         }
     }
 }
+
+/// Copies a directory tree (a view put back to where it stood, in tests of views that trail).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
