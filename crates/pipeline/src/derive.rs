@@ -342,21 +342,23 @@ pub fn replay_states(
     let Some(&first_end) = ends.first() else {
         return Ok(Vec::new());
     };
-    let limits = Limits::default();
     let removed = reader.removed_ranges();
-    let mut deriver = Deriver::new(limits);
-    let mut from = 1u64;
-    for &(first, count, record) in &removed {
-        let last = first + count - 1;
-        if last >= first_end {
-            break;
+    // The last range removed before the first end: the replay starts after it.
+    let (mut deriver, from) = match removed
+        .iter()
+        .filter(|&&(f, c, _)| f + c - 1 < first_end)
+        .max_by_key(|&&(f, _, _)| f)
+    {
+        Some(&(first, count, record)) => {
+            let last = first + count - 1;
+            let mut d = Deriver::starting_at(last, Limits::default());
+            if let Some(s) = carried_at(reader, record) {
+                let _ = d.carry(&s);
+            }
+            (d, last + 1)
         }
-        from = last + 1;
-        deriver = Deriver::starting_at(last, Limits::default());
-        if let Some(s) = carried_at(reader, record) {
-            let _ = deriver.carry(&s);
-        }
-    }
+        None => (Deriver::new(Limits::default()), 1),
+    };
     let mut flows = deriver.marker.is_some() || deriver.dirty;
     let mut out = Vec::with_capacity(ends.len());
     let mut next = 0usize;
@@ -366,11 +368,7 @@ pub fn replay_states(
         let (seq, payload) = item?;
         let seq = seq.get();
         // A range removed earlier between here and `seq`: go on from what its record carries.
-        if seq > deriver.position + 1
-            && let Some(&(_, _, record)) = removed
-                .iter()
-                .rev()
-                .find(|&&(f, c, _)| f > deriver.position && f + c - 1 < seq)
+        if let Some(record) = removed_between(&removed, deriver.position, seq)
             && let Some(s) = carried_at(reader, record)
         {
             let _ = deriver.carry(&s);
@@ -392,6 +390,21 @@ pub fn replay_states(
         out.push(flows.then(|| deriver.snapshot()));
     }
     Ok(out)
+}
+
+/// The retention record of the last range in `removed` (first, count, record — as
+/// `LedgerReader::removed_ranges` lists them) that lies wholly between positions `seen` and
+/// `next`: the state to go on from before `next`, when a deriver that has seen up to `seen`
+/// meets `next` past a removed range.
+pub fn removed_between(removed: &[(u64, u64, u64)], seen: u64, next: u64) -> Option<u64> {
+    if next <= seen + 1 {
+        return None;
+    }
+    removed
+        .iter()
+        .rev()
+        .find(|&&(f, c, _)| f > seen && f + c - 1 < next)
+        .map(|&(_, _, record)| record)
 }
 
 /// What the retention record at `record` carries, read from the ledger.

@@ -232,15 +232,15 @@ pub struct NotAppended {
 }
 
 impl Pipeline {
-    /// What the views' deriver counted decoding the live listener's datagrams (flows,
-    /// templates, waiting and dropped sets, bad input), as of the last batch that fed it:
-    /// it trails the ledger as the views do. `None` before any.
     /// The position of the ledger's `derive-flows` marker when the views knew of one at open
     /// (a writer then need not append another).
     pub fn derive_marker(&self) -> Option<u64> {
         self.derive_marker
     }
 
+    /// What the views' deriver counted decoding the live listener's datagrams (flows,
+    /// templates, waiting and dropped sets, bad input), as of the last batch that fed it:
+    /// it trails the ledger as the views do. `None` before any.
     pub fn live_flow_stats(&self) -> Option<flow::Stats> {
         let i = self.indexer.as_ref()?;
         i.live_flows.lock().ok()?.clone()
@@ -937,11 +937,8 @@ fn spawn_indexer(
                         // their flow positions; the datagram goes on below as a document. A
                         // per-flow record after the marker is superseded by them.
                         if let Envelope::Record(r) = env {
-                            if seq > deriver.position() + 1
-                                && let Some(&(_, _, record)) = removed
-                                    .iter()
-                                    .rev()
-                                    .find(|&&(f, c, _)| f > deriver.position() && f + c - 1 < seq)
+                            if let Some(record) =
+                                derive::removed_between(&removed, deriver.position(), seq)
                             {
                                 carry_past_removed(&ledger_dir, &mut deriver, record);
                             }
@@ -1225,12 +1222,27 @@ fn derived_event(
     carrier: &model::envelope::RecordEnvelope,
     rec: &model::flow::FlowRecord,
 ) -> Event {
+    flow_event(
+        carrier.received,
+        carrier.observer,
+        carrier.origin.clone(),
+        rec,
+    )
+}
+
+/// A flow's event: its record decoded in the given collector facts.
+fn flow_event(
+    received: model::Received,
+    observer: model::Observer,
+    origin: model::Origin,
+    rec: &model::flow::FlowRecord,
+) -> Event {
     decode::decode(&model::envelope::RecordEnvelope {
-        received: carrier.received,
-        observer: carrier.observer,
+        received,
+        observer,
         format: model::Format::NetflowRecord,
         hints: model::DecodeHints::default(),
-        origin: carrier.origin.clone(),
+        origin,
         raw: rec.encode(),
     })
 }
@@ -1464,14 +1476,7 @@ impl LedgerFetch {
                 row.observer
             )
         })?;
-        Ok(decode::decode(&model::envelope::RecordEnvelope {
-            received,
-            observer,
-            format: model::Format::NetflowRecord,
-            hints: model::DecodeHints::default(),
-            origin,
-            raw: row.rec.encode(),
-        }))
+        Ok(flow_event(received, observer, origin, &row.rec))
     }
 }
 

@@ -76,26 +76,26 @@ impl FlowIngest {
     /// (unless it has one) and the `flow-import` record that starts the views' import
     /// decoder afresh, as this run's own decoder is.
     pub fn announce(&mut self, out: &mut Vec<Envelope>) {
-        if !self.derive || self.announced {
-            return;
-        }
-        self.announced = true;
-        if !self.marked {
-            out.push(admin(pipeline::derive::MARKER));
-        }
-        out.push(admin(pipeline::derive::IMPORT));
+        self.announce_as(out, true);
     }
 
     /// Before a live listener's first datagram (deriving only): the ledger's `derive-flows`
     /// marker, unless it has one. The listener's decoder lives as long as the ledger,
     /// so no `flow-import` starts it afresh.
     pub fn announce_live(&mut self, out: &mut Vec<Envelope>) {
+        self.announce_as(out, false);
+    }
+
+    fn announce_as(&mut self, out: &mut Vec<Envelope>, import: bool) {
         if !self.derive || self.announced {
             return;
         }
         self.announced = true;
         if !self.marked {
             out.push(admin(pipeline::derive::MARKER));
+        }
+        if import {
+            out.push(admin(pipeline::derive::IMPORT));
         }
     }
 

@@ -248,3 +248,17 @@ fn run_prefix(d: &mut Deriver, stream: &[RecordEnvelope], cut: usize) -> Vec<See
         .map(|(i, e)| d.see(i as u64 + 1, e))
         .collect()
 }
+
+/// The state to go on from past removed ranges is the last range wholly between what the
+/// deriver saw and the record it meets; none when nothing was skipped or the range is not
+/// passed yet.
+#[test]
+fn removed_between_takes_the_last_range_wholly_skipped() {
+    let removed = [(10, 5, 100), (30, 5, 200)];
+    assert_eq!(removed_between(&removed, 9, 15), Some(100));
+    assert_eq!(removed_between(&removed, 9, 40), Some(200));
+    assert_eq!(removed_between(&removed, 14, 15), None);
+    assert_eq!(removed_between(&removed, 20, 30), None);
+    assert_eq!(removed_between(&removed, 20, 35), Some(200));
+    assert_eq!(removed_between(&[], 0, 50), None);
+}

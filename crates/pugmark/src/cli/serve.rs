@@ -445,18 +445,14 @@ impl PipelineStore {
     fn publish_flow_stats(&self, derived: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         let Some(m) = &self.metrics else { return };
-        let derived_stats;
         let st = if self.flows.is_deriving() {
             // What the views derived so far: these figures trail the ledger as they do.
             match self.pipeline.live_flow_stats() {
-                Some(s) => {
-                    derived_stats = s;
-                    &derived_stats
-                }
+                Some(s) => std::borrow::Cow::Owned(s),
                 None => return,
             }
         } else {
-            self.flows.stats()
+            std::borrow::Cow::Borrowed(self.flows.stats())
         };
         let f = &m.netflow;
         f.flows.store(st.flows, Relaxed);
