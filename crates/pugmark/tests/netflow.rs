@@ -836,26 +836,87 @@ fn flows_of(data: &Path) -> Vec<Value> {
     flows(data, &[])
 }
 
-/// A NetFlow v5 datagram with one TCP flow `src:40000 -> dst:22` whose first and last packet
-/// are at the export time `unix_secs`.
-fn v5_datagram(unix_secs: u32, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
-    let mut d = Vec::new();
-    d.extend_from_slice(&[0, 5, 0, 1]);
-    d.extend_from_slice(&1000u32.to_be_bytes()); // sysUptime
-    d.extend_from_slice(&unix_secs.to_be_bytes());
-    d.extend_from_slice(&[0; 4]); // nsecs
-    d.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // sequence, engine, sampling
-    d.extend_from_slice(&src);
-    d.extend_from_slice(&dst);
-    d.extend_from_slice(&[0; 8]); // next hop, interfaces
-    d.extend_from_slice(&10u32.to_be_bytes()); // packets
-    d.extend_from_slice(&1000u32.to_be_bytes()); // bytes
-    d.extend_from_slice(&1000u32.to_be_bytes()); // first (= uptime)
-    d.extend_from_slice(&1000u32.to_be_bytes()); // last
-    d.extend_from_slice(&40000u16.to_be_bytes());
-    d.extend_from_slice(&22u16.to_be_bytes());
-    d.extend_from_slice(&[0, 0x1b, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-    d
+/// The report's destination table cites each peer's first and last connection by its place:
+/// two flows of one datagram to two peers are `#D/0.0` and `#D/0.1`, not the datagram twice.
+#[test]
+fn the_destination_table_cites_each_flow_of_a_datagram() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let vm = "aaaaaaaa-0000-4000-8000-000000000001";
+    let notifs = dir.path().join("notifications.jsonl");
+    let create = common::nova_notification(
+        "instance.create.end",
+        "2026-10-14 08:00:00.000000",
+        vm,
+        &["10.0.0.5"],
+    );
+    std::fs::write(&notifs, create + "\n").unwrap();
+    let f = dir.path().join("flow-0940.dat");
+    std::fs::write(
+        &f,
+        common::v5_datagram_to(
+            1_791_970_800,
+            [10, 0, 0, 5],
+            &[[198, 51, 100, 7], [198, 51, 100, 9]],
+        ),
+    )
+    .unwrap();
+    ok(
+        &data,
+        &["ingest", notifs.to_str().unwrap(), f.to_str().unwrap()],
+    );
+    let report = |format: &str| {
+        ok(
+            &data,
+            &[
+                "report",
+                "--ip",
+                "10.0.0.5",
+                "--at",
+                "2026-10-14T09:40:00Z",
+                "--format",
+                format,
+            ],
+        )
+    };
+    let rj: Value = serde_json::from_str(&report("json")).unwrap();
+    let dests = rj["vms"][0]["destinations"].as_array().unwrap();
+    assert_eq!(dests.len(), 2, "{rj}");
+    let seq = dests[0]["first_seq"].as_u64().unwrap();
+    let mut places = Vec::new();
+    for d in dests {
+        // One datagram, cited with each flow's place, first and last alike (one flow each).
+        assert_eq!(d["first_seq"].as_u64(), Some(seq), "{d}");
+        assert_eq!(d["last_seq"].as_u64(), Some(seq), "{d}");
+        assert_eq!(d["first_flow"], d["last_flow"], "{d}");
+        let place = format!(
+            "{}/{}.{}",
+            seq, d["first_flow"]["flowset"], d["first_flow"]["record"]
+        );
+        places.push((d["address"].as_str().unwrap().to_string(), place));
+    }
+    places.sort();
+    assert_eq!(
+        places,
+        vec![
+            ("198.51.100.7".to_string(), format!("{seq}/0.0")),
+            ("198.51.100.9".to_string(), format!("{seq}/0.1")),
+        ]
+    );
+    let md = report("md");
+    let html = report("html");
+    for (addr, place) in &places {
+        let row = md
+            .lines()
+            .find(|l| l.starts_with("| ") && l.contains(&format!("| {addr} |")))
+            .unwrap_or_else(|| panic!("no destination row for {addr}: {md}"));
+        assert_eq!(row.matches(&format!("(#{place})")).count(), 2, "{row}");
+        let row = html
+            .split("<tr>")
+            .find(|r| r.contains(&format!(">{addr}<")) && r.contains("class=\"num\""))
+            .unwrap_or_else(|| panic!("no destination row for {addr}: {html}"));
+        assert_eq!(row.matches(&format!("(#{place})")).count(), 2, "{row}");
+    }
 }
 
 /// A flow is resolved to the VM holding its address at the flow's time: the VM's report lists
@@ -893,12 +954,12 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
     let f2 = dir.path().join("flow-1045.dat");
     std::fs::write(
         &f1,
-        v5_datagram(1_791_970_800, [10, 0, 0, 5], [198, 51, 100, 7]),
+        common::v5_datagram(1_791_970_800, [10, 0, 0, 5], [198, 51, 100, 7]),
     )
     .unwrap();
     std::fs::write(
         &f2,
-        v5_datagram(1_791_974_700, [10, 0, 0, 5], [198, 51, 100, 8]),
+        common::v5_datagram(1_791_974_700, [10, 0, 0, 5], [198, 51, 100, 8]),
     )
     .unwrap();
     ok(

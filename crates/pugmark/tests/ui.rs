@@ -1097,3 +1097,75 @@ fn the_pages_work_under_serve_http() {
     }
     drop(serve);
 }
+
+/// Two flows of one NetFlow datagram in the browser (issue 16): they share the datagram's
+/// seq, so the search page tells them apart by their place (`#D/F.R`, element id
+/// `seq-D/F.R`); surrounding records around one flow mark that flow alone, and its ☆ stars
+/// that flow: the star returns to its anchor and the case page lists `#D/F.R`.
+#[test]
+fn a_flow_of_a_datagram_is_marked_and_starred_in_the_browser() {
+    let Some((chromium, pw)) = browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let f = dir.path().join("flow-0940.dat");
+    fs::write(
+        &f,
+        common::v5_datagram_to(
+            1_791_970_800,
+            [10, 0, 0, 5],
+            &[[198, 51, 100, 7], [198, 51, 100, 9]],
+        ),
+    )
+    .unwrap();
+    ok(&data, &["ingest", f.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&ok(&data, &["search", "198.51.100.9", "--json"])).unwrap();
+    let hit = &v["hits"][0];
+    assert_eq!(hit["flow"], json!({"flowset": 0, "record": 1}), "{v}");
+    let place = format!("{}/0.1", hit["seq"]);
+    let token = day::token(&data, "admin", "site");
+    let cfg = dir.path().join("serve.toml");
+    fs::write(&cfg, docs_config()).unwrap();
+    let port = free_port();
+    let serve = Ui(day::start_serve_http(&data, &cfg, port));
+    common::wait_for_port(port, "serve http");
+    let base = format!("http://127.0.0.1:{port}");
+    let search = format!("/ui/search?q=*&around={}", enc(&place));
+    let plan = json!({"base": base, "artefacts": artefacts(), "sessions": [
+        {"name": "flows", "steps": [
+            {"op": "login_token", "token": token, "next": "/ui/cases"},
+            {"op": "fill", "fields": {"form.new-case input[name=title]": "a flow"}},
+            {"op": "click", "selector": "form.new-case button", "read": {"title": "h1.case-title"}},
+            {"op": "goto", "url": search, "shot": "flow-around",
+             "read": {"seqs": "li.hit .seq", "here": "li.hit.here .seq"}},
+            {"op": "click", "selector": format!("li.hit[id=\"seq-{place}\"] button.star"), "shot": "flow-starred"},
+            {"op": "goto", "url": "/ui/cases"},
+            {"op": "click", "selector": "tr.case a", "read": {"stars": "ol.case-records li.starred .seq"}},
+        ]},
+    ]});
+    let r = run_browser(&chromium, &pw, &plan);
+    let o = r["sessions"]["flows"].as_array().cloned().unwrap();
+    for st in &o {
+        assert!(st["error"].is_null(), "flows: step failed: {st}");
+    }
+    assert_eq!(text(&o[2], "title"), "a flow");
+    let d = hit["seq"].to_string();
+    // The datagram's two flows (beside the datagram itself and pugmark's own records).
+    let mut flows: Vec<String> = texts(&o[3], "seqs")
+        .into_iter()
+        .filter(|s| s.starts_with(&format!("#{d}/")))
+        .collect();
+    flows.sort();
+    assert_eq!(
+        flows,
+        [format!("#{d}/0.0"), format!("#{d}/0.1")],
+        "{}",
+        o[3]
+    );
+    assert_eq!(texts(&o[3], "here"), [format!("#{place}")], "{}", o[3]);
+    let back = o[4]["url"].as_str().unwrap();
+    assert!(back.ends_with(&format!("#seq-{place}")), "{back}");
+    assert_eq!(texts(&o[6], "stars"), [format!("#{place}")], "{}", o[6]);
+    drop(serve);
+}

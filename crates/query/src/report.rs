@@ -158,7 +158,26 @@ pub struct Destination {
     pub first: String,
     pub last: String,
     pub first_seq: u64,
+    /// The first connection's place in its datagram when it is a derived flow (`first_seq` is
+    /// then the datagram): two flows of one datagram are told apart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_flow: Option<crate::cite::FlowJson>,
     pub last_seq: u64,
+    /// As `first_flow`, for the last connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_flow: Option<crate::cite::FlowJson>,
+}
+
+impl Destination {
+    /// The first connection as a report cites it: `SEQ`, or `SEQ/F.R` (after a `#`).
+    pub fn first_cite(&self) -> String {
+        seq_text(self.first_seq, self.first_flow)
+    }
+
+    /// The last connection as a report cites it.
+    pub fn last_cite(&self) -> String {
+        seq_text(self.last_seq, self.last_flow)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -576,12 +595,15 @@ fn destinations(conns: &[Entry], site: &Site, vm: &str) -> Vec<Destination> {
                 first: e.time.clone(),
                 last: e.time.clone(),
                 first_seq: e.seq,
+                first_flow: e.flow,
                 last_seq: e.seq,
+                last_flow: e.flow,
             });
         d.count += 1;
         // Entries come in time order: the first stays, the last moves.
         d.last = e.time.clone();
         d.last_seq = e.seq;
+        d.last_flow = e.flow;
     }
     let mut v: Vec<Destination> = by.into_values().collect();
     v.sort_by(|a, b| {
@@ -630,9 +652,13 @@ fn key(e: &Entry) -> (u64, Option<(u16, u16)>) {
 
 /// How a report cites an entry: `SEQ`, or `SEQ/F.R` for a derived flow (after a `#`).
 fn cite(e: &Entry) -> String {
-    match e.flow {
-        Some(f) => format!("{}/{}.{}", e.seq, f.flowset, f.record),
-        None => e.seq.to_string(),
+    seq_text(e.seq, e.flow)
+}
+
+fn seq_text(seq: u64, flow: Option<crate::cite::FlowJson>) -> String {
+    match flow {
+        Some(f) => format!("{seq}/{}.{}", f.flowset, f.record),
+        None => seq.to_string(),
     }
 }
 
@@ -949,9 +975,9 @@ pub fn to_markdown(r: &Report) -> String {
                 esc(d.proto.as_deref().unwrap_or("")),
                 d.count,
                 d.first,
-                d.first_seq,
+                d.first_cite(),
                 d.last,
-                d.last_seq
+                d.last_cite()
             );
         }
         let _ = writeln!(s);
@@ -1263,9 +1289,9 @@ pub fn to_html(r: &Report) -> String {
                 h(d.proto.as_deref().unwrap_or("")),
                 d.count,
                 h(&d.first),
-                d.first_seq,
+                d.first_cite(),
                 h(&d.last),
-                d.last_seq
+                d.last_cite()
             );
         }
         let _ = writeln!(o, "</table>");

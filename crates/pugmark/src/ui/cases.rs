@@ -252,11 +252,11 @@ fn record(r: &Value) -> Value {
     let obs = r["observer"].as_str().unwrap_or("");
     let time = r["time"].as_str().unwrap_or("");
     let host = r["host"].as_str().unwrap_or("");
-    let seq = r["seq"].as_u64().unwrap_or(0).to_string();
+    let cite = super::pages::cite_of(r);
     let vm = r["attribution"]["vm"].as_str().unwrap_or("");
     json!({
         "seq": r["seq"],
-        "cite": super::pages::cite_of(r),
+        "cite": cite,
         "time": time,
         "observer": obs,
         "trust": super::pages::trust(obs),
@@ -266,7 +266,7 @@ fn record(r: &Value) -> Value {
         "message": r["message"],
         "vm": vm,
         "vm_href": (!vm.is_empty()).then(|| href("timeline", &[("vm", vm)])),
-        "around": super::pages::around_href(host, time, obs, &seq),
+        "around": super::pages::around_href(host, time, obs, &cite),
     })
 }
 
@@ -571,7 +571,11 @@ pub(crate) fn post(
     if let Some(s) = seq
         && !to.contains('#')
     {
-        to.push_str(&format!("#seq-{s}"));
+        // The element id the pages give the record (or the flow: `seq-SEQ/F.R`).
+        match flow {
+            Some(f) => to.push_str(&format!("#seq-{s}/{f}")),
+            None => to.push_str(&format!("#seq-{s}")),
+        }
     }
     redirect(&to, Vec::new())
 }

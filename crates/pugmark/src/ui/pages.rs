@@ -431,7 +431,8 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
     }
     let v = cx.ask("search", p)?;
     let observer = cx.get("observer").map(str::to_string);
-    let around: Option<u64> = cx.get("around").and_then(|s| s.parse().ok());
+    // `SEQ`, or `SEQ/F.R` for one flow of a datagram (its flows share the datagram's SEQ).
+    let around: Option<String> = cx.get("around").map(str::to_string);
     let all = v["hits"].as_array().cloned().unwrap_or_default();
     let examined = all.len();
     let hits: Vec<&Value> = all
@@ -528,18 +529,19 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
             let time = h["time"].as_str().unwrap_or("");
             let host = h["host"].as_str().unwrap_or("");
             let seq = h["seq"].as_u64().unwrap_or(0);
-            let seq_s = seq.to_string();
+            let cite = cite_of(h);
             let from = shift(time, -AROUND_SECONDS);
             let to = shift(time, AROUND_SECONDS);
             let around_href = (!host.is_empty()).then(|| {
                 href(
                     "search",
-                    &[("host", host), ("from", &from), ("to", &to), ("around", &seq_s)],
+                    &[("host", host), ("from", &from), ("to", &to), ("around", &cite)],
                 )
             });
+            let here = around.as_deref() == Some(cite.as_str());
             json!({
                 "seq": seq,
-                "cite": cite_of(h),
+                "cite": cite,
                 "time": time,
                 "reported": h["reported"]["text"].as_str().filter(|_| h["reported"]["time"] != h["time"]),
                 "observer": obs,
@@ -551,7 +553,7 @@ fn search(cx: &mut Cx) -> Result<(), Shown> {
                 "vm": h["fields"]["vm_uuid"],
                 "issues": h["issues"],
                 "around": around_href,
-                "here": Some(seq) == around,
+                "here": here,
             })
         })
         .collect();
@@ -612,10 +614,11 @@ pub(super) fn cite_of(v: &Value) -> String {
     }
 }
 
-/// Links for one piece of evidence (a record by seq and time): the records around it.
+/// Links for one piece of evidence (a record by seq and time): the records around it, this
+/// one (`SEQ`, or `SEQ/F.R` for a flow) marked.
 fn evidence_links(e: &Value) -> Value {
     let time = e["time"].as_str().unwrap_or("");
-    let seq = e["seq"].as_u64().map(|s| s.to_string()).unwrap_or_default();
+    let seq = e["seq"].as_u64().map(|_| cite_of(e)).unwrap_or_default();
     let from = shift(time, -AROUND_SECONDS);
     let to = shift(time, AROUND_SECONDS);
     let obs = e["observer"].as_str().unwrap_or("");

@@ -251,3 +251,33 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A NetFlow v5 datagram with one TCP flow `src:40000 -> dst:22` whose first and last packet
+/// are at the export time `unix_secs`.
+pub fn v5_datagram(unix_secs: u32, src: [u8; 4], dst: [u8; 4]) -> Vec<u8> {
+    v5_datagram_to(unix_secs, src, &[dst])
+}
+
+/// A v5 datagram with one TCP/22 flow from `src` to each of `dsts`, in that order.
+pub fn v5_datagram_to(unix_secs: u32, src: [u8; 4], dsts: &[[u8; 4]]) -> Vec<u8> {
+    let mut d = Vec::new();
+    d.extend_from_slice(&[0, 5]);
+    d.extend_from_slice(&(dsts.len() as u16).to_be_bytes());
+    d.extend_from_slice(&1000u32.to_be_bytes()); // sysUptime
+    d.extend_from_slice(&unix_secs.to_be_bytes());
+    d.extend_from_slice(&[0; 4]); // nsecs
+    d.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0]); // sequence, engine, sampling
+    for dst in dsts {
+        d.extend_from_slice(&src);
+        d.extend_from_slice(dst);
+        d.extend_from_slice(&[0; 8]); // next hop, interfaces
+        d.extend_from_slice(&10u32.to_be_bytes()); // packets
+        d.extend_from_slice(&1000u32.to_be_bytes()); // bytes
+        d.extend_from_slice(&1000u32.to_be_bytes()); // first (= uptime)
+        d.extend_from_slice(&1000u32.to_be_bytes()); // last
+        d.extend_from_slice(&40000u16.to_be_bytes());
+        d.extend_from_slice(&22u16.to_be_bytes());
+        d.extend_from_slice(&[0, 0x1b, 6, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    }
+    d
+}
