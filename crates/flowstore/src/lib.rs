@@ -345,6 +345,136 @@ pub struct FlowStore {
     added_through: Option<u64>,
     /// Address summaries of partitions read so far, by file name (a reader's cache).
     summaries: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<PartSummary>>>,
+    /// The thread that encodes and writes full partitions while the next one fills (started at
+    /// the first; a writer's only). In a `Mutex` only so that a reader's `FlowStore` stays
+    /// `Sync`: the writer reaches it through `&mut self`, without locking.
+    parts: std::sync::Mutex<Option<PartWriter>>,
+}
+
+/// A full partition on its way to its file: encoded, written and fsynced on the part writer's
+/// thread while the indexer goes on deriving the next one. Encoding (the columns, their zstd
+/// frames) was ~30 % of a flow capture's ingest CPU, all of it on the indexer's thread, the
+/// one that bounds the ingest's wall time. At most one is in flight: the next waits for it,
+/// so memory holds two partitions at most and partitions are listed in order.
+struct PartWriter {
+    jobs: Option<std::sync::mpsc::SyncSender<PartJob>>,
+    done: std::sync::mpsc::Receiver<PartDone>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    in_flight: bool,
+}
+
+struct PartJob {
+    dir: PathBuf,
+    file: String,
+    rows: Vec<FlowRow>,
+}
+
+struct PartDone {
+    meta: Result<PartMeta>,
+    /// The job's rows: kept for the error (nothing added is dropped), else cleared for the
+    /// next partition to fill (growing a fresh one to `PART_ROWS` rows copied each row ~twice
+    /// more and faulted its pages in anew).
+    rows: Vec<FlowRow>,
+}
+
+impl PartWriter {
+    fn start() -> std::io::Result<PartWriter> {
+        let (jobs, rx) = std::sync::mpsc::sync_channel::<PartJob>(1);
+        let (tx, done) = std::sync::mpsc::sync_channel::<PartDone>(1);
+        let thread = std::thread::Builder::new()
+            .name("pugmark-flowpart".into())
+            .spawn(move || {
+                for mut job in rx {
+                    let meta = part_file(&job.dir, job.file, &job.rows);
+                    if meta.is_ok() {
+                        job.rows.clear();
+                    }
+                    if tx
+                        .send(PartDone {
+                            meta,
+                            rows: job.rows,
+                        })
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            })?;
+        Ok(PartWriter {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            in_flight: false,
+        })
+    }
+}
+
+impl Drop for PartWriter {
+    fn drop(&mut self) {
+        // The partition in flight is finished (unlisted: removed as debris at the next open).
+        drop(self.jobs.take());
+        if self.in_flight {
+            let _ = self.done.recv();
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Encodes `rows` into partition file `file` of `dir`, durably (fsynced): its manifest entry.
+fn part_file(dir: &Path, file: String, rows: &[FlowRow]) -> Result<PartMeta> {
+    let bytes = encode(rows).map_err(|source| FlowStoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write_durably(&dir.join(&file), &bytes)?;
+    let (mut min_ms, mut max_ms) = (i64::MAX, i64::MIN);
+    for r in rows {
+        let t = r.time_ms();
+        min_ms = min_ms.min(t);
+        max_ms = max_ms.max(t);
+    }
+    // Observers repeat: parsed once per run of equal ones, not per row.
+    let mut last: Option<(&str, bool)> = None;
+    let placed_is_start = rows.iter().all(|r| {
+        let trusted = match last {
+            Some((o, t)) if o == r.observer => t,
+            _ => {
+                let t = r
+                    .observer
+                    .parse::<model::Observer>()
+                    .is_ok_and(|o| !o.forgeable_by_vm_user());
+                last = Some((&r.observer, t));
+                t
+            }
+        };
+        r.rec.start_ms.is_some() && trusted
+    });
+    Ok(PartMeta {
+        file,
+        rows: rows.len() as u64,
+        first_seq: rows.first().map_or(0, |r| r.seq),
+        last_seq: rows.last().map_or(0, |r| r.seq),
+        min_ms,
+        max_ms,
+        bytes: bytes.len() as u64,
+        placed_is_start,
+        min_dseq: rows.iter().map(|r| r.rec.datagram_seq).min(),
+        derived: rows.iter().any(|r| r.sub > 0),
+    })
+}
+
+/// Creates `path` with `bytes`, fsynced.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let io = |source| FlowStoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = fs::File::create(path).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(())
 }
 
 impl FlowStore {
@@ -360,6 +490,7 @@ impl FlowStore {
             pending: Vec::new(),
             unlisted: Vec::new(),
             summaries: Default::default(),
+            parts: Default::default(),
         })
     }
 
@@ -379,6 +510,7 @@ impl FlowStore {
             pending: Vec::new(),
             unlisted: Vec::new(),
             summaries: Default::default(),
+            parts: Default::default(),
         };
         s.remove_debris()?;
         Ok(s)
@@ -501,77 +633,117 @@ impl FlowStore {
         Ok(cut)
     }
 
-    /// Writes `bytes` durably (fsynced) as a new file `{stem}-NNNNNNNNNN.{ext}` named after
-    /// the next file number; its name.
-    fn write_new(&mut self, stem: &str, ext: &str, bytes: &[u8]) -> Result<String> {
+    /// The name of a new file `{stem}-NNNNNNNNNN.{ext}`, after the next file number.
+    fn reserve(&mut self, stem: &str, ext: &str) -> String {
         let file = format!("{stem}-{:010}.{ext}", self.manifest.next_file);
         self.manifest.next_file += 1;
-        let path = self.dir.join(&file);
-        let io = |source| FlowStoreError::Io {
-            path: path.clone(),
-            source,
-        };
-        let mut f = fs::File::create(&path).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
+        file
+    }
+
+    /// Writes `bytes` durably (fsynced) as a new file named by [`FlowStore::reserve`]; its
+    /// name.
+    fn write_new(&mut self, stem: &str, ext: &str, bytes: &[u8]) -> Result<String> {
+        let file = self.reserve(stem, ext);
+        write_durably(&self.dir.join(&file), bytes)?;
         Ok(file)
     }
 
+    /// Writes `rows` as a new partition on this thread: its manifest entry.
     fn write_part(&mut self, rows: &[FlowRow]) -> Result<PartMeta> {
-        let bytes = encode(rows).map_err(|source| FlowStoreError::Io {
-            path: self.dir.clone(),
-            source,
-        })?;
-        let file = self.write_new("part", "pmf", &bytes)?;
-        let (mut min_ms, mut max_ms) = (i64::MAX, i64::MIN);
-        for r in rows {
-            let t = r.time_ms();
-            min_ms = min_ms.min(t);
-            max_ms = max_ms.max(t);
-        }
-        // Observers repeat: parsed once per run of equal ones, not per row.
-        let mut last: Option<(&str, bool)> = None;
-        let placed_is_start = rows.iter().all(|r| {
-            let trusted = match last {
-                Some((o, t)) if o == r.observer => t,
-                _ => {
-                    let t = r
-                        .observer
-                        .parse::<model::Observer>()
-                        .is_ok_and(|o| !o.forgeable_by_vm_user());
-                    last = Some((&r.observer, t));
-                    t
-                }
-            };
-            r.rec.start_ms.is_some() && trusted
-        });
-        Ok(PartMeta {
-            file,
-            rows: rows.len() as u64,
-            first_seq: rows.first().map_or(0, |r| r.seq),
-            last_seq: rows.last().map_or(0, |r| r.seq),
-            min_ms,
-            max_ms,
-            bytes: bytes.len() as u64,
-            placed_is_start,
-            min_dseq: rows.iter().map(|r| r.rec.datagram_seq).min(),
-            derived: rows.iter().any(|r| r.sub > 0),
-        })
+        let file = self.reserve("part", "pmf");
+        part_file(&self.dir, file, rows)
     }
 
+    /// Waits for the partition in flight on the part writer (if any) and lists it. Its rows,
+    /// cleared, become the next pending partition's allocation when that is still empty.
+    fn wait_part(&mut self) -> Result<()> {
+        let parts = self
+            .parts
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(w) = parts.as_mut().filter(|w| w.in_flight) else {
+            return Ok(());
+        };
+        w.in_flight = false;
+        let Ok(done) = w.done.recv() else {
+            *parts = None;
+            return Err(FlowStoreError::Io {
+                path: self.dir.clone(),
+                source: std::io::Error::other("the flow store's part writer stopped"),
+            });
+        };
+        match done.meta {
+            Ok(meta) => {
+                self.unlisted.push(meta);
+                if self.pending.is_empty() {
+                    self.pending = done.rows;
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Nothing added is dropped: the rows go back before those added since.
+                let mut rows = done.rows;
+                rows.append(&mut self.pending);
+                self.pending = rows;
+                Err(e)
+            }
+        }
+    }
+
+    /// Hands the pending rows to the part writer as a new partition (after the one in flight
+    /// is listed), or writes them here when its thread cannot be had.
     fn write_pending(&mut self) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
+        // Taken first: the partition in flight hands its cleared allocation on to `pending`.
         let mut rows = std::mem::take(&mut self.pending);
-        let meta = self.write_part(&rows)?;
-        self.unlisted.push(meta);
-        // The next partition fills the same allocation: growing a fresh one to `PART_ROWS`
-        // rows (~50 MB) copied each row ~twice more and faulted its pages in anew, ~10 %
-        // of the indexer's time on a flow capture.
-        rows.clear();
-        self.pending = rows;
-        Ok(())
+        if let Err(e) = self.wait_part() {
+            self.pending.append(&mut rows);
+            return Err(e);
+        }
+        let file = self.reserve("part", "pmf");
+        let parts = self
+            .parts
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if parts.is_none() {
+            *parts = PartWriter::start().ok();
+        }
+        let job = PartJob {
+            dir: self.dir.clone(),
+            file,
+            rows,
+        };
+        let job = match parts
+            .as_mut()
+            .and_then(|w| w.jobs.as_ref().map(|j| (j, &mut w.in_flight)))
+        {
+            Some((jobs, in_flight)) => match jobs.send(job) {
+                Ok(()) => {
+                    *in_flight = true;
+                    return Ok(());
+                }
+                Err(std::sync::mpsc::SendError(job)) => {
+                    *parts = None;
+                    job
+                }
+            },
+            None => job,
+        };
+        match part_file(&self.dir, job.file, &job.rows) {
+            Ok(meta) => {
+                self.unlisted.push(meta);
+                let mut rows = job.rows;
+                rows.clear();
+                self.pending = rows;
+                Ok(())
+            }
+            Err(e) => {
+                self.pending = job.rows;
+                Err(e)
+            }
+        }
     }
 
     /// Makes everything added durable and records ledger position `seq` (and its chain head):
@@ -599,7 +771,22 @@ impl FlowStore {
             (Some(old), Some(new)) if old.file != new.file => Some(old.file.clone()),
             _ => None,
         };
-        self.write_pending()?;
+        // The partition in flight, then what is pending, written here: the manifest waits for
+        // both anyway.
+        self.wait_part()?;
+        if !self.pending.is_empty() {
+            let rows = std::mem::take(&mut self.pending);
+            match self.write_part(&rows) {
+                Ok(meta) => self.unlisted.push(meta),
+                Err(e) => {
+                    self.pending = rows;
+                    return Err(e);
+                }
+            }
+            let mut rows = rows;
+            rows.clear();
+            self.pending = rows;
+        }
         let mut parts = self.manifest.parts.clone();
         parts.append(&mut self.unlisted);
         let mut obsolete = Vec::new();
