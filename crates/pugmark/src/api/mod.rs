@@ -61,6 +61,28 @@ pub struct Service {
     /// the fact store's `site_version` it was loaded at: a 1000-VM site takes a large share of
     /// a timeline page to load, and it changes only when a VM, port or project record does.
     site: std::sync::Mutex<Option<(u64, Arc<query::attrib::Site>)>>,
+    /// Fact store connections kept between `who` requests, each with the file it opened
+    /// ([`FactsFile`]): opening one (the schema parsed, the WAL index mapped) and preparing
+    /// its statements anew was about a third of a `who` answer's server time.
+    facts: std::sync::Mutex<Vec<(views::facts::FactStore, FactsFile)>>,
+}
+
+/// Fact store connections kept at most (requests are answered on a few blocking threads).
+const FACTS_KEPT: usize = 4;
+
+/// Which file a fact store connection reads (device, inode): `reindex` swaps in a new
+/// `facts.sqlite`, and a kept connection to the old one would answer from views that are no
+/// longer the data directory's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FactsFile(u64, u64);
+
+impl FactsFile {
+    fn of(dd: &DataDir) -> Option<FactsFile> {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dd.facts().join("facts.sqlite"))
+            .ok()
+            .map(|m| FactsFile(m.dev(), m.ino()))
+    }
 }
 
 /// VO scopes by their VOs, each with the site version it was loaded at.
@@ -292,6 +314,49 @@ impl Service {
         Ok(Some(s))
     }
 
+    /// A fact store connection to the data directory's current `facts.sqlite`: a kept one if
+    /// one reads that file (the others dropped), else a new one; `None` without a store.
+    /// The file is identified before a new connection opens it, so a swap in between leaves
+    /// a connection that is not kept, never one kept under the wrong name.
+    fn facts_conn(
+        &self,
+        dd: &DataDir,
+    ) -> anyhow::Result<Option<(views::facts::FactStore, FactsFile)>> {
+        let Some(file) = FactsFile::of(dd) else {
+            return Ok(None);
+        };
+        {
+            let mut kept = self
+                .facts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            kept.retain(|(_, f)| *f == file);
+            if let Some(c) = kept.pop() {
+                return Ok(Some(c));
+            }
+        }
+        let store =
+            anyhow::Context::with_context(views::facts::FactStore::open(dd.facts()), || {
+                format!("opening fact store in {}", dd.facts().display())
+            })?;
+        Ok(Some((store, file)))
+    }
+
+    /// Keeps a connection [`Service::facts_conn`] gave, its read snapshot ended (one that
+    /// cannot end it is dropped).
+    fn keep_facts(&self, store: views::facts::FactStore, file: FactsFile) {
+        if store.end_snapshot().is_err() {
+            return;
+        }
+        let mut kept = self
+            .facts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() < FACTS_KEPT {
+            kept.push((store, file));
+        }
+    }
+
     /// The site's attribution model as of the fact store's current `site_version`, loaded
     /// again only when that moved.
     fn site(&self) -> Result<Arc<query::attrib::Site>, Refusal> {
@@ -375,7 +440,18 @@ impl Service {
         let mut a = match verb {
             "who" => {
                 let args: who::WhoArgs = parse_args(verb, p, &data)?;
-                let (_, mut v, dd, reader) = who::answer(&args).map_err(internal)?;
+                let conn = DataDir::open(&args.data.data, false)
+                    .and_then(|dd| self.facts_conn(&dd))
+                    .map_err(internal)?;
+                let (file, store) = match conn {
+                    Some((s, f)) => (Some(f), Some(s)),
+                    None => (None, None),
+                };
+                let (_, mut v, dd, reader, store) =
+                    who::answer_in(&args, store).map_err(internal)?;
+                if let (Some(s), Some(f)) = (store, file) {
+                    self.keep_facts(s, f);
+                }
                 if let Some(sc) = &sc {
                     let before = named(&v, sc);
                     scope::prune(&mut v, sc, false);
@@ -1075,5 +1151,43 @@ pub fn service(
         scopes: Default::default(),
         checks: Default::default(),
         site: Default::default(),
+        facts: Default::default(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kept fact store connection is handed out again only while it reads the data
+    /// directory's current `facts.sqlite`: once `reindex` has swapped the file in, the kept
+    /// one is dropped and a connection to the new file given.
+    #[test]
+    fn kept_fact_store_connections_follow_the_current_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dd = DataDir::open(&dir.path().join("data"), true).expect("data dir");
+        let svc = service(dd.root().to_path_buf(), ApiConfig::default(), None).expect("service");
+        let kept = |svc: &Service| svc.facts.lock().map(|k| k.len()).unwrap_or(0);
+        assert!(svc.facts_conn(&dd).expect("conn").is_none(), "no store yet");
+        drop(views::facts::FactStore::open(dd.facts()).expect("store"));
+        let (s, old) = svc.facts_conn(&dd).expect("conn").expect("a store");
+        s.read_snapshot().expect("snapshot");
+        svc.keep_facts(s, old);
+        assert_eq!(kept(&svc), 1);
+        let (s, f) = svc.facts_conn(&dd).expect("conn").expect("a store");
+        assert_eq!((kept(&svc), f), (0, old), "the kept one, handed out");
+        svc.keep_facts(s, f);
+        // What `reindex` does: a new store built aside, renamed over the old one.
+        let aside = dir.path().join("aside");
+        drop(views::facts::FactStore::open(&aside).expect("store"));
+        std::fs::rename(aside.join("facts.sqlite"), dd.facts().join("facts.sqlite")).expect("swap");
+        let new = FactsFile::of(&dd).expect("file");
+        assert_ne!(new, old);
+        let (_, f) = svc.facts_conn(&dd).expect("conn").expect("a store");
+        assert_eq!(
+            (kept(&svc), f),
+            (0, new),
+            "the old file's connection dropped"
+        );
+    }
 }

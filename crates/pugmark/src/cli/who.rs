@@ -105,19 +105,30 @@ fn parse_peer(s: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
         .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
-/// The answer, shared by the CLI and the query API (`crate::api`): the typed answer, its
-/// `--json` document (views noted) and the ledger reader its views check used. The caller
-/// adds the integrity block through that reader ([`crate::proofs::add_integrity_with`]),
-/// after any scoping, so it cites only what is shown and the ledger is opened once.
-pub(crate) fn answer(
+/// The answer for the query API (`crate::api`), through a fact store connection already open
+/// on the data directory's `facts.sqlite` (the API keeps them between requests; `None`: there
+/// is no store, which is refused): the typed answer, its `--json` document (views noted), the
+/// ledger reader its views check used and the connection, its read snapshot still open. The
+/// caller adds the integrity block through that reader
+/// ([`crate::proofs::add_integrity_with`]), after any scoping, so it cites only what is shown
+/// and the ledger is opened once.
+pub(crate) fn answer_in(
     args: &WhoArgs,
-) -> anyhow::Result<(WhoAnswer, serde_json::Value, DataDir, ledger::LedgerReader)> {
-    let (answer, v, dd, reader, _) = answer_with_reader(args)?;
-    Ok((answer, v, dd, reader))
+    store: Option<FactStore>,
+) -> anyhow::Result<(
+    WhoAnswer,
+    serde_json::Value,
+    DataDir,
+    ledger::LedgerReader,
+    Option<FactStore>,
+)> {
+    let dd = DataDir::open(&args.data.data, false)?;
+    let (answer, v, dd, reader, store) = answer_from(args, dd, store)?;
+    Ok((answer, v, dd, reader, Some(store)))
 }
 
-/// [`answer`], with the ledger reader its views check used (for the answer's proofs) and the
-/// fact store it read.
+/// The answer the CLI prints, with the ledger reader its views check used (for the answer's
+/// proofs) and the fact store it read.
 fn answer_with_reader(
     args: &WhoArgs,
 ) -> anyhow::Result<(
@@ -128,7 +139,6 @@ fn answer_with_reader(
     FactStore,
 )> {
     let dd = DataDir::open(&args.data.data, false)?;
-    let (kind, value) = subject(args)?;
     // A missing, empty or foreign fact store would answer "no VM": refused instead.
     let has_store = dd.facts().join("facts.sqlite").is_file();
     let store = has_store
@@ -137,6 +147,22 @@ fn answer_with_reader(
                 .with_context(|| format!("opening fact store in {}", dd.facts().display()))
         })
         .transpose()?;
+    answer_from(args, dd, store)
+}
+
+/// The answer from `store` (`None`: the data directory has none, which is refused).
+fn answer_from(
+    args: &WhoArgs,
+    dd: DataDir,
+    store: Option<FactStore>,
+) -> anyhow::Result<(
+    WhoAnswer,
+    serde_json::Value,
+    DataDir,
+    ledger::LedgerReader,
+    FactStore,
+)> {
+    let (kind, value) = subject(args)?;
     if let Some(store) = &store {
         store
             .read_snapshot()

@@ -425,6 +425,15 @@ impl FactStore {
         self.conn.execute_batch("BEGIN").map_err(self.sql())
     }
 
+    /// Ends what [`FactStore::read_snapshot`] began (nothing when none is open), so that a
+    /// connection kept for the next question sees the facts written since.
+    pub fn end_snapshot(&self) -> Result<()> {
+        if self.conn.is_autocommit() {
+            return Ok(());
+        }
+        self.conn.execute_batch("ROLLBACK").map_err(self.sql())
+    }
+
     /// The last ledger position whose events are in the store.
     pub fn last_seq(&self) -> Result<Option<u64>> {
         let v: Option<i64> = cached_row(
@@ -1405,6 +1414,15 @@ mod tests {
         let fresh = FactStore::open(dir.path()).expect("open");
         assert_eq!(fresh.last_seq().expect("seq"), Some(2));
         let mut both = fresh.vms_with("ip", "10.0.0.5").expect("vms");
+        both.sort();
+        assert_eq!(both, [a, b]);
+        // The same connection, its snapshot ended (kept by the query API for the next
+        // question), sees the commit too; ending none is no error.
+        reader.end_snapshot().expect("end");
+        reader.end_snapshot().expect("nothing to end");
+        reader.read_snapshot().expect("snapshot");
+        assert_eq!(reader.last_seq().expect("seq"), Some(2));
+        let mut both = reader.vms_with("ip", "10.0.0.5").expect("vms");
         both.sort();
         assert_eq!(both, [a, b]);
     }
