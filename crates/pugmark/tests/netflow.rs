@@ -836,6 +836,22 @@ fn flows_of(data: &Path) -> Vec<Value> {
     flows(data, &[])
 }
 
+/// `report --ip 10.0.0.5 --at 2026-10-14T09:40:00Z` in `format`.
+fn report_0940(data: &std::path::Path, format: &str) -> String {
+    ok(
+        data,
+        &[
+            "report",
+            "--ip",
+            "10.0.0.5",
+            "--at",
+            "2026-10-14T09:40:00Z",
+            "--format",
+            format,
+        ],
+    )
+}
+
 /// The report's destination table cites each peer's first and last connection by its place:
 /// two flows of one datagram to two peers are `#D/0.0` and `#D/0.1`, not the datagram twice.
 #[test]
@@ -851,34 +867,12 @@ fn the_destination_table_cites_each_flow_of_a_datagram() {
         &["10.0.0.5"],
     );
     std::fs::write(&notifs, create + "\n").unwrap();
-    let f = dir.path().join("flow-0940.dat");
-    std::fs::write(
-        &f,
-        common::v5_datagram_to(
-            1_791_970_800,
-            [10, 0, 0, 5],
-            &[[198, 51, 100, 7], [198, 51, 100, 9]],
-        ),
-    )
-    .unwrap();
+    let f = common::two_flow_datagram(dir.path());
     ok(
         &data,
         &["ingest", notifs.to_str().unwrap(), f.to_str().unwrap()],
     );
-    let report = |format: &str| {
-        ok(
-            &data,
-            &[
-                "report",
-                "--ip",
-                "10.0.0.5",
-                "--at",
-                "2026-10-14T09:40:00Z",
-                "--format",
-                format,
-            ],
-        )
-    };
+    let report = |format: &str| report_0940(&data, format);
     let rj: Value = serde_json::from_str(&report("json")).unwrap();
     let dests = rj["vms"][0]["destinations"].as_array().unwrap();
     assert_eq!(dests.len(), 2, "{rj}");
@@ -972,20 +966,7 @@ fn flows_belong_to_the_vm_holding_the_address_then() {
         ],
     );
     assert_eq!(count(&data, &["*", "--class", "net.flow"]), 2);
-    let report = |format: &str| {
-        ok(
-            &data,
-            &[
-                "report",
-                "--ip",
-                "10.0.0.5",
-                "--at",
-                "2026-10-14T09:40:00Z",
-                "--format",
-                format,
-            ],
-        )
-    };
+    let report = |format: &str| report_0940(&data, format);
     let rj: Value = serde_json::from_str(&report("json")).unwrap();
     assert_eq!(rj["who"]["matches"][0]["vm"]["uuid"], vm_a, "{rj}");
     let conns = rj["vms"][0]["connections"].as_array().unwrap();

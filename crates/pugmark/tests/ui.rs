@@ -1109,16 +1109,7 @@ fn a_flow_of_a_datagram_is_marked_and_starred_in_the_browser() {
     };
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let f = dir.path().join("flow-0940.dat");
-    fs::write(
-        &f,
-        common::v5_datagram_to(
-            1_791_970_800,
-            [10, 0, 0, 5],
-            &[[198, 51, 100, 7], [198, 51, 100, 9]],
-        ),
-    )
-    .unwrap();
+    let f = common::two_flow_datagram(dir.path());
     ok(&data, &["ingest", f.to_str().unwrap()]);
     let v: Value = serde_json::from_str(&ok(&data, &["search", "198.51.100.9", "--json"])).unwrap();
     let hit = &v["hits"][0];

@@ -127,17 +127,18 @@ pub(crate) fn answer_in(
     Ok((answer, v, dd, reader, Some(store)))
 }
 
-/// The answer the CLI prints, with the ledger reader its views check used (for the answer's
-/// proofs) and the fact store it read.
-fn answer_with_reader(
-    args: &WhoArgs,
-) -> anyhow::Result<(
+/// An answer: the typed answer, its `--json` document (views noted), the ledger reader its
+/// views check used (for the answer's proofs) and the fact store it read.
+type Answered = (
     WhoAnswer,
     serde_json::Value,
     DataDir,
     ledger::LedgerReader,
     FactStore,
-)> {
+);
+
+/// The answer the CLI prints.
+fn answer_with_reader(args: &WhoArgs) -> anyhow::Result<Answered> {
     let dd = DataDir::open(&args.data.data, false)?;
     // A missing, empty or foreign fact store would answer "no VM": refused instead.
     let has_store = dd.facts().join("facts.sqlite").is_file();
@@ -151,17 +152,7 @@ fn answer_with_reader(
 }
 
 /// The answer from `store` (`None`: the data directory has none, which is refused).
-fn answer_from(
-    args: &WhoArgs,
-    dd: DataDir,
-    store: Option<FactStore>,
-) -> anyhow::Result<(
-    WhoAnswer,
-    serde_json::Value,
-    DataDir,
-    ledger::LedgerReader,
-    FactStore,
-)> {
+fn answer_from(args: &WhoArgs, dd: DataDir, store: Option<FactStore>) -> anyhow::Result<Answered> {
     let (kind, value) = subject(args)?;
     if let Some(store) = &store {
         store

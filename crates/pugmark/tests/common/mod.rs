@@ -281,3 +281,19 @@ pub fn v5_datagram_to(unix_secs: u32, src: [u8; 4], dsts: &[[u8; 4]]) -> Vec<u8>
     }
     d
 }
+
+/// `dir/flow-0940.dat`: one v5 datagram of 2026-10-14 09:40 UTC with two flows from
+/// 10.0.0.5, to 198.51.100.7 (flow 0.0) and 198.51.100.9 (flow 0.1).
+pub fn two_flow_datagram(dir: &Path) -> PathBuf {
+    let f = dir.join("flow-0940.dat");
+    fs::write(
+        &f,
+        v5_datagram_to(
+            1_791_970_800,
+            [10, 0, 0, 5],
+            &[[198, 51, 100, 7], [198, 51, 100, 9]],
+        ),
+    )
+    .unwrap();
+    f
+}
