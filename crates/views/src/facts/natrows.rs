@@ -296,7 +296,7 @@ fn runs(text: &str, out: &mut BTreeSet<String>) {
 struct RunSet {
     out: BTreeSet<String>,
     /// Run sequences (lower-cased runs, each followed by a space) already added.
-    seen: std::collections::HashSet<Vec<u8>>,
+    seen: std::collections::HashSet<Vec<u8>, foldhash::fast::RandomState>,
     buf: Vec<u8>,
 }
 
@@ -863,8 +863,11 @@ impl FactStore {
         let (mut lo, mut hi) = (i64::MAX, i64::MIN);
         // Hashed, not ordered, while gathering (an ordered map compared the address strings
         // a dozen times a row); the blocks are written in (address, bucket) order all the same.
-        let mut groups: std::collections::HashMap<(&str, i64), Vec<&NatRow>> =
-            std::collections::HashMap::new();
+        let mut groups: std::collections::HashMap<
+            (&str, i64),
+            Vec<&NatRow>,
+            foldhash::fast::RandomState,
+        > = std::collections::HashMap::default();
         for r in rows {
             lo = lo.min(r.placed_ns);
             hi = hi.max(r.placed_ns);
