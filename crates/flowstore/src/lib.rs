@@ -724,6 +724,7 @@ impl FlowStore {
                     *in_flight = true;
                     return Ok(());
                 }
+                // The thread is gone: written here, and a new one started next time.
                 Err(std::sync::mpsc::SendError(job)) => {
                     *parts = None;
                     job
@@ -731,16 +732,22 @@ impl FlowStore {
             },
             None => job,
         };
-        match part_file(&self.dir, job.file, &job.rows) {
+        self.write_here(job.file, job.rows)
+    }
+
+    /// Writes `rows` as partition `file` on this thread and lists it; on an error they go back
+    /// to `pending`. Their allocation, cleared, becomes `pending`'s.
+    fn write_here(&mut self, file: String, mut rows: Vec<FlowRow>) -> Result<()> {
+        match part_file(&self.dir, file, &rows) {
             Ok(meta) => {
                 self.unlisted.push(meta);
-                let mut rows = job.rows;
                 rows.clear();
                 self.pending = rows;
                 Ok(())
             }
             Err(e) => {
-                self.pending = job.rows;
+                rows.append(&mut self.pending);
+                self.pending = rows;
                 Err(e)
             }
         }
@@ -776,16 +783,8 @@ impl FlowStore {
         self.wait_part()?;
         if !self.pending.is_empty() {
             let rows = std::mem::take(&mut self.pending);
-            match self.write_part(&rows) {
-                Ok(meta) => self.unlisted.push(meta),
-                Err(e) => {
-                    self.pending = rows;
-                    return Err(e);
-                }
-            }
-            let mut rows = rows;
-            rows.clear();
-            self.pending = rows;
+            let file = self.reserve("part", "pmf");
+            self.write_here(file, rows)?;
         }
         let mut parts = self.manifest.parts.clone();
         parts.append(&mut self.unlisted);

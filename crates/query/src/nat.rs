@@ -311,14 +311,14 @@ fn drafts(obs: &[NatObs]) -> Vec<Draft<'_>> {
             out[i].end = END_NEXT;
         }
     }
-    // By start and first record; the connection's key breaks a tie, so the order stays total
-    // even where two records share a position (a merged store, a test's generator) and does
-    // not depend on the hashed group order above.
+    // By start and first record; the connection's key breaks a tie (a connection's records
+    // are deduplicated by position, so within one the first record tells drafts apart): the
+    // order is total even where two connections' records share a position (a merged store, a
+    // test's generator) and does not depend on the hashed group order above.
     out.sort_by(|a, b| {
         (a.from, a.records.first().map_or(0, |r| r.seq))
             .cmp(&(b.from, b.records.first().map_or(0, |r| r.seq)))
             .then_with(|| key(a.first).cmp(&key(b.first)))
-            .then_with(|| (a.to, a.end).cmp(&(b.to, b.end)))
     });
     out
 }

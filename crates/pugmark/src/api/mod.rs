@@ -440,17 +440,12 @@ impl Service {
         let mut a = match verb {
             "who" => {
                 let args: who::WhoArgs = parse_args(verb, p, &data)?;
-                let conn = DataDir::open(&args.data.data, false)
-                    .and_then(|dd| self.facts_conn(&dd))
-                    .map_err(internal)?;
-                let (file, store) = match conn {
-                    Some((s, f)) => (Some(f), Some(s)),
-                    None => (None, None),
-                };
+                let dd = DataDir::open(&args.data.data, false).map_err(internal)?;
+                let (store, file) = self.facts_conn(&dd).map_err(internal)?.unzip();
                 let (_, mut v, dd, reader, store) =
-                    who::answer_in(&args, store).map_err(internal)?;
-                if let (Some(s), Some(f)) = (store, file) {
-                    self.keep_facts(s, f);
+                    who::answer_in(&args, dd, store).map_err(internal)?;
+                if let Some(f) = file {
+                    self.keep_facts(store, f);
                 }
                 if let Some(sc) = &sc {
                     let before = named(&v, sc);

@@ -105,28 +105,6 @@ fn parse_peer(s: &str) -> Result<(std::net::IpAddr, Option<u16>), String> {
         .map_err(|_| format!("{s:?} is not IP, IP:PORT or [IPv6]:PORT"))
 }
 
-/// The answer for the query API (`crate::api`), through a fact store connection already open
-/// on the data directory's `facts.sqlite` (the API keeps them between requests; `None`: there
-/// is no store, which is refused): the typed answer, its `--json` document (views noted), the
-/// ledger reader its views check used and the connection, its read snapshot still open. The
-/// caller adds the integrity block through that reader
-/// ([`crate::proofs::add_integrity_with`]), after any scoping, so it cites only what is shown
-/// and the ledger is opened once.
-pub(crate) fn answer_in(
-    args: &WhoArgs,
-    store: Option<FactStore>,
-) -> anyhow::Result<(
-    WhoAnswer,
-    serde_json::Value,
-    DataDir,
-    ledger::LedgerReader,
-    Option<FactStore>,
-)> {
-    let dd = DataDir::open(&args.data.data, false)?;
-    let (answer, v, dd, reader, store) = answer_from(args, dd, store)?;
-    Ok((answer, v, dd, reader, Some(store)))
-}
-
 /// An answer: the typed answer, its `--json` document (views noted), the ledger reader its
 /// views check used (for the answer's proofs) and the fact store it read.
 type Answered = (
@@ -148,11 +126,20 @@ fn answer_with_reader(args: &WhoArgs) -> anyhow::Result<Answered> {
                 .with_context(|| format!("opening fact store in {}", dd.facts().display()))
         })
         .transpose()?;
-    answer_from(args, dd, store)
+    answer_in(args, dd, store)
 }
 
-/// The answer from `store` (`None`: the data directory has none, which is refused).
-fn answer_from(args: &WhoArgs, dd: DataDir, store: Option<FactStore>) -> anyhow::Result<Answered> {
+/// The answer from `store`, a fact store connection open on `dd`'s `facts.sqlite` (`None`:
+/// the data directory has none, which is refused), handed back with its read snapshot still
+/// open: the CLI's, and the query API's (`crate::api`), which keeps connections between
+/// requests. The caller adds the integrity block through the returned ledger reader
+/// ([`crate::proofs::add_integrity_with`]), after any scoping, so it cites only what is shown
+/// and the ledger is opened once.
+pub(crate) fn answer_in(
+    args: &WhoArgs,
+    dd: DataDir,
+    store: Option<FactStore>,
+) -> anyhow::Result<Answered> {
     let (kind, value) = subject(args)?;
     if let Some(store) = &store {
         store

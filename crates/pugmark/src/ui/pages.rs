@@ -618,7 +618,7 @@ pub(super) fn cite_of(v: &Value) -> String {
 /// one (`SEQ`, or `SEQ/F.R` for a flow) marked.
 fn evidence_links(e: &Value) -> Value {
     let time = e["time"].as_str().unwrap_or("");
-    let seq = e["seq"].as_u64().map(|_| cite_of(e)).unwrap_or_default();
+    let cite = e["seq"].as_u64().map(|_| cite_of(e)).unwrap_or_default();
     let from = shift(time, -AROUND_SECONDS);
     let to = shift(time, AROUND_SECONDS);
     let obs = e["observer"].as_str().unwrap_or("");
@@ -630,7 +630,7 @@ fn evidence_links(e: &Value) -> Value {
         "trust": trust(obs),
         "source": e["source"],
         "summary": e["summary"],
-        "href": href("search", &[("from", &from), ("to", &to), ("observer", obs), ("around", &seq)]),
+        "href": href("search", &[("from", &from), ("to", &to), ("observer", obs), ("around", &cite)]),
     })
 }
 
